@@ -1,0 +1,181 @@
+//! Online access settings for a patient, the proxies who act for them, and who is looking.
+
+use crate::ids::{PatientId, ProxyLinkId};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Record access levels, ordered None < Summary < Detailed < Documents < Full (R13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLevel {
+    None,
+    /// Demographics, medications, allergies.
+    Summary,
+    /// Summary plus all coded entries, immunisations, problems, results.
+    Detailed,
+    /// Detailed plus documents.
+    Documents,
+    /// Documents plus free text.
+    Full,
+}
+
+impl AccessLevel {
+    pub const ALL: [AccessLevel; 5] = [Self::None, Self::Summary, Self::Detailed, Self::Documents, Self::Full];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Summary => "summary",
+            Self::Detailed => "detailed",
+            Self::Documents => "documents",
+            Self::Full => "full",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+    pub fn display(self) -> &'static str {
+        match self {
+            Self::None => "No record access",
+            Self::Summary => "Summary",
+            Self::Detailed => "Detailed coded record",
+            Self::Documents => "Documents",
+            Self::Full => "Full record",
+        }
+    }
+}
+
+/// From when a grant reaches back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", content = "date", rename_all = "snake_case")]
+pub enum RecordFrom {
+    /// The whole record, however old (historic access).
+    Beginning,
+    /// Entries entered on or after this date.
+    Date(NaiveDate),
+}
+
+/// A level given to a patient by hand, with its own start date (R13). Grants made before the
+/// patient's current registration began are void (R6, R7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelGrant {
+    pub level: AccessLevel,
+    pub from: RecordFrom,
+    pub granted_on: NaiveDate,
+    pub granted_by: String,
+}
+
+/// A patient's own online access settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OnlineAccessSettings {
+    /// Levels granted by hand, each with its start date (R13).
+    pub grants: Vec<LevelGrant>,
+    /// The patient asked not to have automatic prospective access (R1).
+    pub opted_out: bool,
+}
+
+/// NHS login identity proofing levels (R22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum IdentityLevel {
+    P0,
+    P5,
+    P9,
+}
+
+impl IdentityLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P0 => "P0",
+            Self::P5 => "P5",
+            Self::P9 => "P9",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "P0" => Some(Self::P0),
+            "P5" => Some(Self::P5),
+            "P9" => Some(Self::P9),
+            _ => None,
+        }
+    }
+}
+
+/// The legal basis of a proxy link (R17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyBasis {
+    Consent,
+    LastingPowerOfAttorney,
+    CourtAppointedDeputy,
+    BestInterests,
+    ChildNotCompetent,
+}
+
+impl ProxyBasis {
+    pub const ALL: [ProxyBasis; 5] = [
+        Self::Consent,
+        Self::LastingPowerOfAttorney,
+        Self::CourtAppointedDeputy,
+        Self::BestInterests,
+        Self::ChildNotCompetent,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::LastingPowerOfAttorney => "lasting_power_of_attorney",
+            Self::CourtAppointedDeputy => "court_appointed_deputy",
+            Self::BestInterests => "best_interests",
+            Self::ChildNotCompetent => "child_not_competent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// What a proxy may do for the patient (R15). A proxy never sees the patient's messages and
+/// never changes their nominated pharmacy (R19), so there is no switch for either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyScope {
+    pub appointments: bool,
+    pub prescriptions: bool,
+    pub demographics: bool,
+    pub record: AccessLevel,
+    pub record_from: RecordFrom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ProxyStatus {
+    Active,
+    /// Suspended by staff, pending review.
+    Suspended { since: NaiveDate, reason: String },
+    /// Access taken away (R20: the proxy's online account itself is kept).
+    Revoked { on: NaiveDate, reason: String },
+}
+
+/// One person acting online for one patient, with their own credentials (R14) and permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyLink {
+    pub id: ProxyLinkId,
+    pub patient: PatientId,
+    /// The proxy is registered at the same practice (R19).
+    pub proxy: PatientId,
+    pub relationship: String,
+    pub basis: ProxyBasis,
+    pub scope: ProxyScope,
+    pub granted_on: NaiveDate,
+    pub decided_by: String,
+    pub ends_on: Option<NaiveDate>,
+    pub status: ProxyStatus,
+}
+
+/// Who is looking at a record online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// The patient, through their own online account (`None`: they have no account, as shown to
+    /// staff previewing what the patient would see).
+    Patient { identity: Option<IdentityLevel> },
+    /// A proxy, through their own account, acting under one link.
+    Proxy { link: &'a ProxyLink, identity: Option<IdentityLevel> },
+}

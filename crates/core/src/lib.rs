@@ -1,0 +1,18 @@
+//! The rules of GP online services, with no IO: validated identifiers, the patient record's
+//! entries, online access settings, the online-visibility engine and the audit hash chain.
+//!
+//! Everything here is a pure function of its arguments. Time comes in as `now`, identifiers
+//! are made by callers, and nothing reads a clock, a database or the network.
+
+pub mod access;
+pub mod audit;
+pub mod entry;
+pub mod ids;
+pub mod nhs_number;
+pub mod patient;
+pub mod practice;
+pub mod snomed;
+pub mod visibility;
+
+pub use ids::*;
+pub use nhs_number::{NhsNumber, NhsNumberError};

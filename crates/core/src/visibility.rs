@@ -1,0 +1,457 @@
+//! The online-visibility engine: which record entries an online viewer may see, and for every
+//! entry withheld, the rule that withheld it (R1–R16, R22, R29).
+//!
+//! The engine is a pure function of (viewer, facts, now). It works in two steps so that it can be
+//! applied to a whole record or to a stream of entries read page by page:
+//! 1. [`AccessPolicy::new`] decides, once per request, what the viewer may see at all: whether the
+//!    viewer has record access, and for each access level the earliest entered date it reaches.
+//! 2. [`AccessPolicy::decide`] decides each entry with a handful of comparisons.
+//!
+//! Reasons are reported most general first: if the viewer has no record access at all, every entry
+//! carries that reason, because it is the one staff must act on.
+
+use crate::access::{AccessLevel, IdentityLevel, OnlineAccessSettings, ProxyLink, ProxyStatus, RecordFrom, Viewer};
+use crate::entry::{ConsultationStatus, DocumentReview, Entry, EntryBody, EntryKind, Filing, HiddenReason, OnlineVisibility};
+use crate::patient::{birthday, Patient};
+use crate::practice::OnlineServicesSettings;
+use crate::snomed::EnhancedReview;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::Serialize;
+
+/// The facts about one record that decide its online view (besides the entries themselves).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFacts<'a> {
+    pub practice: &'a OnlineServicesSettings,
+    pub patient: &'a Patient,
+    pub access: &'a OnlineAccessSettings,
+    /// The 104/106 status, worked out from the record's coded entries by
+    /// [`crate::snomed::enhanced_review`].
+    pub enhanced_review: EnhancedReview,
+}
+
+/// Why automatic prospective access does not apply to a patient (R1, R2, D9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "because", rename_all = "snake_case")]
+pub enum AutomaticBlock {
+    UnderSixteen { turns_sixteen: NaiveDate },
+    NotSwitchedOn,
+    SwitchOnScheduled { on: NaiveDate },
+    Paused,
+    EnhancedReview,
+    OptedOut,
+}
+
+impl AutomaticBlock {
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::EnhancedReview => "R2",
+            _ => "R1",
+        }
+    }
+    pub fn explain(self) -> String {
+        match self {
+            Self::UnderSixteen { turns_sixteen } => {
+                format!("automatic access starts at 16; the patient turns 16 on {turns_sixteen}")
+            }
+            Self::NotSwitchedOn => "the practice has not switched on automatic prospective access".into(),
+            Self::SwitchOnScheduled { on } => format!("the practice switches on automatic access on {on}"),
+            Self::Paused => "automatic access is paused at the practice's request".into(),
+            Self::EnhancedReview => {
+                "the record has an active 104 code (enhanced review indicated) with no later 106".into()
+            }
+            Self::OptedOut => "the patient opted out of automatic access".into(),
+        }
+    }
+}
+
+/// Why an entry is withheld from an online viewer. Each names the rule that withheld it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "withheld", rename_all = "snake_case")]
+pub enum Withheld {
+    // The viewer sees no record at all.
+    NoOnlineAccount,
+    IdentityNotVerified { level: IdentityLevel },
+    NotRegistered,
+    Deceased,
+    NoRecordAccess { automatic: AutomaticBlock },
+    ProxyRevoked,
+    ProxySuspended,
+    ProxyEnded { on: NaiveDate },
+    ProxyPredatesRegistration,
+    ProxySuspendedAtSixteen { on: NaiveDate },
+    ProxySuspendedForReview { age: u8, on: NaiveDate },
+    ProxyNoRecordAccess,
+    // This entry is never shown online.
+    NeverOnline { kind: EntryKind },
+    DraftConsultation,
+    Unfiled,
+    UnreviewedDocument,
+    Nopat,
+    Safeguarding,
+    Hidden { reason: HiddenReason },
+    // The viewer's access does not reach this entry.
+    LevelTooLow { needed: AccessLevel, granted: AccessLevel, by: GrantSource },
+    BeforeStart { start: NaiveDate, by: GrantSource },
+}
+
+/// Where the access that reaches an entry (or fails to) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantSource {
+    /// Automatic prospective access (R1, R4).
+    Automatic,
+    /// A level granted by hand (R13).
+    Manual,
+    /// A proxy's own scope (R15).
+    Proxy,
+}
+
+impl Withheld {
+    /// The rule of the domain specification that withholds the entry.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::NoOnlineAccount => "R1",
+            Self::IdentityNotVerified { .. } => "R22",
+            Self::NotRegistered | Self::Deceased | Self::ProxyPredatesRegistration => "R6",
+            Self::NoRecordAccess { automatic } => automatic.rule(),
+            Self::ProxyRevoked => "R20",
+            Self::ProxySuspended | Self::ProxySuspendedAtSixteen { .. } | Self::ProxySuspendedForReview { .. } => "R16",
+            Self::ProxyEnded { .. } | Self::ProxyNoRecordAccess => "R15",
+            Self::NeverOnline { .. }
+            | Self::DraftConsultation
+            | Self::Unfiled
+            | Self::UnreviewedDocument
+            | Self::Safeguarding
+            | Self::Hidden { .. } => "R8",
+            Self::Nopat => "R29",
+            Self::LevelTooLow { by: GrantSource::Proxy, .. } | Self::BeforeStart { by: GrantSource::Proxy, .. } => "R15",
+            Self::LevelTooLow { .. } | Self::BeforeStart { by: GrantSource::Manual, .. } => "R13",
+            Self::BeforeStart { by: GrantSource::Automatic, .. } => "R4",
+        }
+    }
+
+    /// A sentence for staff: why this viewer cannot see this entry.
+    pub fn explain(self) -> String {
+        match self {
+            Self::NoOnlineAccount => "has no online account".into(),
+            Self::IdentityNotVerified { level } => {
+                format!("identity verified only to {}; record access needs P9", level.as_str())
+            }
+            Self::NotRegistered => "the patient is not registered at this practice".into(),
+            Self::Deceased => "the patient has died".into(),
+            Self::NoRecordAccess { automatic } => format!("no record access: {}", automatic.explain()),
+            Self::ProxyRevoked => "this proxy's access was revoked".into(),
+            Self::ProxySuspended => "this proxy's access is suspended pending review".into(),
+            Self::ProxyEnded { on } => format!("this proxy's access ended on {on}"),
+            Self::ProxyPredatesRegistration => {
+                "this proxy access was granted before the patient's current registration".into()
+            }
+            Self::ProxySuspendedAtSixteen { on } => format!("proxy access was suspended when the patient turned 16 on {on}"),
+            Self::ProxySuspendedForReview { age, on } => {
+                format!("proxy access was suspended for review when the patient turned {age} on {on}")
+            }
+            Self::ProxyNoRecordAccess => "this proxy has no record access".into(),
+            Self::NeverOnline { kind } => format!("{} entries are never shown online", kind.as_str().replace('_', " ")),
+            Self::DraftConsultation => "draft consultations are never shown online".into(),
+            Self::Unfiled => "not yet filed".into(),
+            Self::UnreviewedDocument => "document not yet reviewed".into(),
+            Self::Nopat => "labelled NOPAT (not for patient disclosure)".into(),
+            Self::Safeguarding => "safeguarding-relevant".into(),
+            Self::Hidden { reason } => format!("hidden online: {}", reason.display()),
+            Self::LevelTooLow { needed, granted, .. } => {
+                format!("needs {} access; the viewer has {}", needed.display(), granted.display())
+            }
+            Self::BeforeStart { start, .. } => format!("entered before the viewer's access start date {start}"),
+        }
+    }
+}
+
+/// The decision for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Shown,
+    Withheld(Withheld),
+}
+
+impl Decision {
+    pub fn is_shown(self) -> bool {
+        matches!(self, Self::Shown)
+    }
+}
+
+/// How far one access level reaches back, and which grant gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LevelReach {
+    pub level: AccessLevel,
+    /// `None`: the whole record (historic access).
+    pub from: Option<NaiveDate>,
+    pub by: GrantSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Threshold {
+    from: Option<DateTime<Utc>>,
+    date: Option<NaiveDate>,
+    by: GrantSource,
+}
+
+/// What one viewer may see of one record, decided once and applied to each entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicy {
+    denied: Option<Withheld>,
+    /// Indexed by `AccessLevel as usize` (Summary..=Full); `None` when no grant reaches that level.
+    reach: [Option<Threshold>; 5],
+    highest: AccessLevel,
+    /// Which rule a too-low level falls under: R15 for a proxy's scope, R13 for the patient.
+    limited_by: GrantSource,
+    automatic: Result<LevelReach, AutomaticBlock>,
+}
+
+/// Midnight UTC at the start of `date`. Dates are compared in UTC; in British Summer Time this
+/// withholds entries made in the first hour of a start date, which errs on the side of hiding.
+fn start_of(date: NaiveDate) -> DateTime<Utc> {
+    date.and_time(NaiveTime::MIN).and_utc()
+}
+
+impl AccessPolicy {
+    /// Decides what `viewer` may see of the record described by `facts` at `now`.
+    pub fn new(viewer: Viewer<'_>, facts: RecordFacts<'_>, now: DateTime<Utc>) -> Self {
+        let today = now.date_naive();
+        let patient = facts.patient;
+        let automatic = automatic_access(facts, today);
+        let limited_by = match viewer {
+            Viewer::Patient { .. } => GrantSource::Manual,
+            Viewer::Proxy { .. } => GrantSource::Proxy,
+        };
+        let denied =
+            |w| Self { denied: Some(w), reach: [None; 5], highest: AccessLevel::None, limited_by, automatic };
+
+        // R6: access to this practice's record ends when the patient leaves it or dies.
+        let Some(registration) = patient.registration_on(today) else {
+            return denied(Withheld::NotRegistered);
+        };
+        if patient.is_deceased_on(today) {
+            return denied(Withheld::Deceased);
+        }
+
+        let mut grants: Vec<(AccessLevel, RecordFrom, GrantSource)> = Vec::new();
+        match viewer {
+            Viewer::Patient { identity } => {
+                match identity {
+                    None => return denied(Withheld::NoOnlineAccount),
+                    Some(level) if level < IdentityLevel::P9 => {
+                        return denied(Withheld::IdentityNotVerified { level });
+                    }
+                    Some(_) => {}
+                }
+                if let Ok(auto) = automatic {
+                    let from = auto.from.map_or(RecordFrom::Beginning, RecordFrom::Date);
+                    grants.push((auto.level, from, GrantSource::Automatic));
+                }
+                // R7: a grant made before the current registration began does not carry over.
+                grants.extend(
+                    facts
+                        .access
+                        .grants
+                        .iter()
+                        .filter(|g| g.granted_on >= registration.started && g.granted_on <= today)
+                        .map(|g| (g.level, g.from, GrantSource::Manual)),
+                );
+                if grants.iter().all(|(level, ..)| *level == AccessLevel::None) {
+                    return match automatic {
+                        Err(block) => denied(Withheld::NoRecordAccess { automatic: block }),
+                        Ok(_) => denied(Withheld::NoRecordAccess { automatic: AutomaticBlock::NotSwitchedOn }),
+                    };
+                }
+            }
+            Viewer::Proxy { link, identity } => {
+                if let Some(w) = proxy_denial(link, identity, patient, facts.practice, registration.started, today) {
+                    return denied(w);
+                }
+                grants.push((link.scope.record, link.scope.record_from, GrantSource::Proxy));
+            }
+        }
+
+        let mut reach = [None; 5];
+        let mut highest = AccessLevel::None;
+        for (level, from, by) in grants {
+            highest = highest.max(level);
+            let threshold = match from {
+                RecordFrom::Beginning => Threshold { from: None, date: None, by },
+                RecordFrom::Date(d) => Threshold { from: Some(start_of(d)), date: Some(d), by },
+            };
+            // A grant at `level` reaches every level at or below it (R13: the levels are ordered).
+            for slot in reach.iter_mut().take(level as usize + 1).skip(1) {
+                let better = match slot {
+                    None => true,
+                    Some(Threshold { from: None, .. }) => false,
+                    Some(Threshold { from: Some(current), .. }) => threshold.from.is_none_or(|f| f < *current),
+                };
+                if better {
+                    *slot = Some(threshold);
+                }
+            }
+        }
+        Self { denied: None, reach, highest, limited_by, automatic }
+    }
+
+    /// The decision for one entry.
+    #[inline]
+    pub fn decide(&self, entry: &Entry) -> Decision {
+        if let Some(w) = self.denied {
+            return Decision::Withheld(w);
+        }
+        let withheld = match &entry.body {
+            EntryBody::Consultation { status: ConsultationStatus::Draft, .. } => Some(Withheld::DraftConsultation),
+            EntryBody::TestResult { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
+            EntryBody::Document { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
+            EntryBody::Document { review: DocumentReview::Unreviewed, .. } => Some(Withheld::UnreviewedDocument),
+            _ => None,
+        };
+        if let Some(w) = withheld {
+            return Decision::Withheld(w);
+        }
+        let kind = entry.kind();
+        let Some(needed) = kind.required_level() else {
+            return Decision::Withheld(Withheld::NeverOnline { kind });
+        };
+        if entry.nopat {
+            return Decision::Withheld(Withheld::Nopat);
+        }
+        if entry.safeguarding {
+            return Decision::Withheld(Withheld::Safeguarding);
+        }
+        if let OnlineVisibility::Hidden(r) = &entry.visibility {
+            return Decision::Withheld(Withheld::Hidden { reason: r.reason() });
+        }
+        match self.reach[needed as usize] {
+            None => Decision::Withheld(Withheld::LevelTooLow {
+                needed,
+                granted: self.highest,
+                by: self.limited_by,
+            }),
+            Some(Threshold { from: Some(from), date: Some(start), by }) if entry.entered_at < from => {
+                Decision::Withheld(Withheld::BeforeStart { start, by })
+            }
+            Some(_) => Decision::Shown,
+        }
+    }
+
+    /// `Some(reason)` when the viewer sees no record entries at all.
+    pub fn denied(&self) -> Option<Withheld> {
+        self.denied
+    }
+
+    /// The highest level the viewer has.
+    pub fn highest_level(&self) -> AccessLevel {
+        self.highest
+    }
+
+    /// For each level the viewer has, from when it reaches (for staff screens).
+    pub fn reach(&self) -> Vec<LevelReach> {
+        AccessLevel::ALL
+            .into_iter()
+            .filter_map(|level| {
+                self.reach[level as usize].map(|t| LevelReach { level, from: t.date, by: t.by })
+            })
+            .collect()
+    }
+
+    /// Automatic prospective access for this patient: how far it reaches, or why it does not apply.
+    pub fn automatic(&self) -> Result<LevelReach, AutomaticBlock> {
+        self.automatic
+    }
+}
+
+/// R1, R2, R4, D9, D10: automatic prospective access, or why the patient does not get it.
+fn automatic_access(facts: RecordFacts<'_>, today: NaiveDate) -> Result<LevelReach, AutomaticBlock> {
+    let p = facts.practice;
+    let switch_on = match p.prospective_switch_on {
+        None => return Err(AutomaticBlock::NotSwitchedOn),
+        Some(on) if on > today => return Err(AutomaticBlock::SwitchOnScheduled { on }),
+        Some(on) => on,
+    };
+    if p.paused {
+        return Err(AutomaticBlock::Paused);
+    }
+    let turns_sixteen = birthday(facts.patient.date_of_birth, 16);
+    if today < turns_sixteen {
+        return Err(AutomaticBlock::UnderSixteen { turns_sixteen });
+    }
+    if facts.enhanced_review.is_active() {
+        return Err(AutomaticBlock::EnhancedReview);
+    }
+    if facts.access.opted_out {
+        return Err(AutomaticBlock::OptedOut);
+    }
+    // R4: from the later of the switch-on date and the start of the current registration.
+    let registered = facts.patient.registration_on(today).map_or(today, |r| r.started);
+    Ok(LevelReach { level: p.default_level, from: Some(switch_on.max(registered)), by: GrantSource::Automatic })
+}
+
+/// R6, R15, R16, R19, R20, R22: whether a proxy link gives any record access today.
+fn proxy_denial(
+    link: &ProxyLink,
+    identity: Option<IdentityLevel>,
+    patient: &Patient,
+    practice: &OnlineServicesSettings,
+    registered: NaiveDate,
+    today: NaiveDate,
+) -> Option<Withheld> {
+    match identity {
+        None => return Some(Withheld::NoOnlineAccount),
+        Some(level) if level < IdentityLevel::P9 => return Some(Withheld::IdentityNotVerified { level }),
+        Some(_) => {}
+    }
+    match link.status {
+        ProxyStatus::Revoked { .. } => return Some(Withheld::ProxyRevoked),
+        ProxyStatus::Suspended { .. } => return Some(Withheld::ProxySuspended),
+        ProxyStatus::Active => {}
+    }
+    if link.granted_on < registered {
+        return Some(Withheld::ProxyPredatesRegistration);
+    }
+    if let Some(end) = link.ends_on {
+        if today > end {
+            return Some(Withheld::ProxyEnded { on: end });
+        }
+    }
+    let sixteen = birthday(patient.date_of_birth, 16);
+    if link.granted_on < sixteen && today >= sixteen {
+        return Some(Withheld::ProxySuspendedAtSixteen { on: sixteen });
+    }
+    let age = practice.proxy_review_age.years();
+    let review = birthday(patient.date_of_birth, u32::from(age));
+    if link.granted_on < review && today >= review {
+        return Some(Withheld::ProxySuspendedForReview { age, on: review });
+    }
+    if link.scope.record == AccessLevel::None {
+        return Some(Withheld::ProxyNoRecordAccess);
+    }
+    None
+}
+
+/// The online view of a whole record: one decision per entry, in the same order.
+#[derive(Debug, Clone)]
+pub struct OnlineView {
+    pub policy: AccessPolicy,
+    pub decisions: Vec<Decision>,
+}
+
+impl OnlineView {
+    /// The indexes of the entries shown, in order.
+    pub fn shown(&self) -> impl Iterator<Item = usize> + '_ {
+        self.decisions.iter().enumerate().filter(|(_, d)| d.is_shown()).map(|(i, _)| i)
+    }
+}
+
+/// Decides every entry of a record for one viewer.
+pub fn online_view(viewer: Viewer<'_>, facts: RecordFacts<'_>, entries: &[Entry], now: DateTime<Utc>) -> OnlineView {
+    let policy = AccessPolicy::new(viewer, facts, now);
+    let decisions = entries.iter().map(|e| policy.decide(e)).collect();
+    OnlineView { policy, decisions }
+}
+
+#[cfg(test)]
+mod tests;
