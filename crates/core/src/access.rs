@@ -179,3 +179,40 @@ pub enum Viewer<'a> {
     /// A proxy, through their own account, acting under one link.
     Proxy { link: &'a ProxyLink, identity: Option<IdentityLevel> },
 }
+
+/// How an online account reaches the practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// NHS App or NHS website, through NHS login.
+    NhsLogin,
+    /// A third-party app linked with linkage credentials.
+    LinkedApp,
+    /// A local caldicott account (demo, or practices without an external provider).
+    Local,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NhsLogin => "nhs_login",
+            Self::LinkedApp => "linked_app",
+            Self::Local => "local",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::NhsLogin, Self::LinkedApp, Self::Local].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A person's online account at this practice: a patient's own, or a proxy's (R14: a proxy always
+/// has an account of their own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineAccount {
+    pub id: crate::ids::AccountId,
+    /// The registered person who holds the account.
+    pub holder: PatientId,
+    pub kind: AccountKind,
+    pub identity: IdentityLevel,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}

@@ -12,6 +12,7 @@ pub mod nhs_number;
 pub mod patient;
 pub mod practice;
 pub mod snomed;
+pub mod staff;
 pub mod visibility;
 
 pub use ids::*;

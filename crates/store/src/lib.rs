@@ -1,0 +1,178 @@
+//! Storage for caldicott: the [`Store`] trait in domain terms, implemented for SQLite (the
+//! embedded default for one practice) and PostgreSQL (many practices on one service).
+//!
+//! Rules every implementation keeps:
+//! - every method on practice data takes the practice first, and every query is scoped by it;
+//! - every change to a patient record appends its audit event in the same transaction;
+//! - audit events are only ever appended: no method updates or deletes one;
+//! - no database type crosses this interface.
+
+mod migrate;
+mod sql;
+pub mod test_support;
+
+use async_trait::async_trait;
+use caldicott_core::access::{OnlineAccessSettings, OnlineAccount, ProxyLink};
+use caldicott_core::audit::{AuditRecord, ChainHead, StoredEvent};
+use caldicott_core::entry::{Entry, OnlineVisibility, Section};
+use caldicott_core::ids::*;
+use caldicott_core::patient::Patient;
+use caldicott_core::practice::{OdsCode, OnlineServicesSettings, Practice};
+use caldicott_core::staff::{ApiToken, StaffMember};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::sync::Arc;
+
+pub use sql::{PostgresStore, SqliteStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the database refused the operation: {0}")]
+    Database(String),
+    #[error("unsafe database configuration: {0}")]
+    UnsafeConfiguration(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where a page of entries starts: after the entry with this sort key (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryCursor {
+    pub event_date: NaiveDate,
+    pub entered_at: DateTime<Utc>,
+    pub id: EntryId,
+}
+
+impl EntryCursor {
+    pub fn of(e: &Entry) -> Self {
+        Self { event_date: e.event_date, entered_at: e.entered_at, id: e.id }
+    }
+}
+
+/// A page of a patient's entries, newest first (by event date, then entered time, then id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryQuery {
+    pub section: Option<Section>,
+    pub after: Option<EntryCursor>,
+    pub limit: u32,
+}
+
+/// What the store knows that bears on a patient's own online access.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessFacts {
+    pub settings: OnlineAccessSettings,
+    /// (concept id, entered) of every 104 and 106 entry in the record.
+    pub enhanced_review_codes: Vec<(String, DateTime<Utc>)>,
+}
+
+/// One patient's record as imported in bulk (the demo, or a transfer-in).
+#[derive(Debug, Clone)]
+pub struct PatientImport {
+    pub patient: Patient,
+    pub access: OnlineAccessSettings,
+    pub accounts: Vec<OnlineAccount>,
+    pub entries: Vec<Entry>,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Runs a trivial query: the database answers.
+    async fn health(&self) -> StoreResult<()>;
+
+    // --- Practices -----------------------------------------------------------------------
+    /// Creates a practice, starts its audit chain and records `audit` as its first event.
+    async fn create_practice(&self, practice: &Practice, audit: &AuditRecord) -> StoreResult<()>;
+    async fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
+    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
+    async fn practices(&self) -> StoreResult<Vec<Practice>>;
+    async fn set_online_services(&self, practice: PracticeId, settings: &OnlineServicesSettings, audit: &AuditRecord) -> StoreResult<()>;
+
+    // --- Staff and tokens ----------------------------------------------------------------
+    async fn create_staff(&self, practice: PracticeId, staff: &StaffMember, audit: &AuditRecord) -> StoreResult<()>;
+    async fn staff_member(&self, practice: PracticeId, id: StaffId) -> StoreResult<Option<StaffMember>>;
+    async fn staff_by_username(&self, practice: PracticeId, username: &str) -> StoreResult<Option<StaffMember>>;
+    async fn staff_members(&self, practice: PracticeId) -> StoreResult<Vec<StaffMember>>;
+    async fn create_api_token(&self, practice: PracticeId, token: &ApiToken, audit: &AuditRecord) -> StoreResult<()>;
+    async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>>;
+    async fn revoke_api_token(&self, practice: PracticeId, id: TokenId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()>;
+
+    // --- Patients ------------------------------------------------------------------------
+    async fn create_patient(&self, practice: PracticeId, patient: &Patient, audit: &AuditRecord) -> StoreResult<()>;
+    async fn patient(&self, practice: PracticeId, id: PatientId) -> StoreResult<Option<Patient>>;
+    async fn patient_by_nhs_number(&self, practice: PracticeId, nhs: &caldicott_core::NhsNumber) -> StoreResult<Option<Patient>>;
+    async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64>;
+    /// Imports whole records in one transaction, with one audit event per patient.
+    async fn import_patients(&self, practice: PracticeId, batch: &[PatientImport], audit: &[AuditRecord]) -> StoreResult<()>;
+
+    // --- Online access -------------------------------------------------------------------
+    async fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts>;
+    async fn set_access_settings(&self, practice: PracticeId, patient: PatientId, settings: &OnlineAccessSettings, audit: &AuditRecord) -> StoreResult<()>;
+    async fn create_online_account(&self, practice: PracticeId, account: &OnlineAccount, audit: &AuditRecord) -> StoreResult<()>;
+    async fn online_accounts(&self, practice: PracticeId, holder: PatientId) -> StoreResult<Vec<OnlineAccount>>;
+    async fn create_proxy_link(&self, practice: PracticeId, link: &ProxyLink, audit: &AuditRecord) -> StoreResult<()>;
+    async fn proxy_link(&self, practice: PracticeId, id: ProxyLinkId) -> StoreResult<Option<ProxyLink>>;
+    /// The proxies who act for `patient`.
+    async fn proxy_links_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<ProxyLink>>;
+
+    // --- Record entries ------------------------------------------------------------------
+    async fn add_entries(&self, practice: PracticeId, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()>;
+    async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>>;
+    async fn entries(&self, practice: PracticeId, patient: PatientId, query: EntryQuery) -> StoreResult<Vec<Entry>>;
+    async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64>;
+    /// Sets one entry's online visibility (R11), with its audit event in the same transaction.
+    async fn set_entry_visibility(&self, practice: PracticeId, entry: EntryId, visibility: &OnlineVisibility, audit: &AuditRecord) -> StoreResult<()>;
+
+    // --- Audit ---------------------------------------------------------------------------
+    /// Appends events to their practices' chains in one transaction (group commit): all are
+    /// durable when this returns, or none is.
+    async fn append_audit(&self, events: &[(PracticeId, AuditRecord)]) -> StoreResult<()>;
+    async fn audit_head(&self, practice: PracticeId) -> StoreResult<ChainHead>;
+    /// Events after position `after`, in order, at most `limit`.
+    async fn audit_events(&self, practice: PracticeId, after: i64, limit: i64) -> StoreResult<Vec<StoredEvent>>;
+    /// A patient's audit trail, newest first.
+    async fn audit_for_patient(&self, practice: PracticeId, patient: PatientId, limit: i64) -> StoreResult<Vec<StoredEvent>>;
+}
+
+/// Opens the database named by `url`: a `postgres://` URL, or an SQLite file path (or
+/// `sqlite:` URL). Creates the SQLite file and its folder if needed, checks that the database is
+/// configured for durability, and brings the schema up to date.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, None).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    }
+}
+
+/// Redacts the password from a database URL for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,52 @@
+//! Embedded schema migrations. Each runs in its own transaction (both databases have
+//! transactional DDL), so a crash leaves the schema at the old version or the new one, never in
+//! between. A database newer than this binary, or one whose applied migration differs from the
+//! embedded text, is refused.
+
+use crate::{StoreError, StoreResult};
+use sha2::{Digest, Sha256};
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+
+pub const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (
+    version    BIGINT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)";
+
+pub fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks the applied migrations against the embedded ones and returns those still to apply.
+pub fn pending<'a>(all: &'a [Migration], applied: &[(i64, String)]) -> StoreResult<Vec<&'a Migration>> {
+    for (version, sum) in applied {
+        match all.iter().find(|m| m.version == *version) {
+            None => {
+                return Err(StoreError::Migration(format!(
+                    "the database has schema version {version}, which this caldicott does not know: it is newer than this binary"
+                )))
+            }
+            Some(m) if checksum(m.sql) != *sum => {
+                return Err(StoreError::Migration(format!(
+                    "schema migration {version} ({}) applied to this database differs from the one built in",
+                    m.name
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(all.iter().filter(|m| !applied.iter().any(|(v, _)| *v == m.version)).collect())
+}

@@ -1,0 +1,1314 @@
+//! The SQL implementations. One body of code, written once in `sql_store!`, serves both
+//! databases: queries use `$n` placeholders in order of first use (which SQLite reads as named
+//! parameters), and every value is bound as a type both drivers encode (UUID, chrono dates and
+//! times, text, integers, booleans, bytes). Only the schema (see `migrations/`) and connection
+//! setup differ.
+
+use crate::migrate::{self, Migration};
+use crate::*;
+use caldicott_core::access::*;
+use caldicott_core::audit::{seal, ChainHash, ChainHead, StoredEvent};
+use caldicott_core::entry::*;
+use caldicott_core::patient::*;
+use caldicott_core::practice::*;
+use caldicott_core::snomed::{Coding, ConceptId, ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
+use caldicott_core::staff::*;
+use caldicott_core::NhsNumber;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Maps a driver error to a domain error, in one place.
+fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) => match d.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => StoreError::Conflict(d.message().to_owned()),
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                StoreError::Conflict(format!("refers to something that does not exist: {}", d.message()))
+            }
+            _ => StoreError::Database(d.message().to_owned()),
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} has an unknown value {value:?}"))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn origin_columns(o: &Origin) -> (&'static str, Option<&str>) {
+    match o {
+        Origin::Native => ("native", None),
+        Origin::TransferredIn { from_ods } => ("transferred_in", Some(from_ods)),
+        Origin::Inbound { sender_ods } => ("inbound", Some(sender_ods)),
+    }
+}
+
+fn proxy_status_columns(s: &ProxyStatus) -> (&'static str, Option<NaiveDate>, Option<&str>) {
+    match s {
+        ProxyStatus::Active => ("active", None, None),
+        ProxyStatus::Suspended { since, reason } => ("suspended", Some(*since), Some(reason)),
+        ProxyStatus::Revoked { on, reason } => ("revoked", Some(*on), Some(reason)),
+    }
+}
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+const ENTRY_COLUMNS: &str = "id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, origin, \
+    origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, safeguarding, confidential";
+
+const PROXY_COLUMNS: &str = "id, patient_id, proxy_id, relationship, basis, appointments, prescriptions, demographics, \
+    record_level, record_from, granted_on, decided_by, ends_on, status, status_since, status_reason";
+
+const AUDIT_COLUMNS: &str =
+    "practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, action, entity, outcome, detail, prev_hash, hash";
+
+macro_rules! sql_store {
+    ($Store:ident, $DB:ty, $Row:ty, lock = $lock:literal) => {
+        impl $Store {
+            fn practice_row(r: &$Row) -> StoreResult<Practice> {
+                let level: String = r.try_get("default_level").map_err(db)?;
+                let age: i32 = r.try_get("proxy_review_age").map_err(db)?;
+                let ods: String = r.try_get("ods_code").map_err(db)?;
+                Ok(Practice {
+                    id: PracticeId::from_uuid(r.try_get("id").map_err(db)?),
+                    ods_code: OdsCode::parse(&ods).map_err(|_| corrupt("ods_code", &ods))?,
+                    name: r.try_get("name").map_err(db)?,
+                    telephone: r.try_get("telephone").map_err(db)?,
+                    address: PostalAddress {
+                        lines: from_json("address_lines", &r.try_get::<String, _>("address_lines").map_err(db)?)?,
+                        postcode: r.try_get("postcode").map_err(db)?,
+                    },
+                    online: OnlineServicesSettings {
+                        prospective_switch_on: r.try_get("switch_on").map_err(db)?,
+                        paused: r.try_get("paused").map_err(db)?,
+                        default_level: AccessLevel::parse(&level).ok_or_else(|| corrupt("default_level", &level))?,
+                        proxy_review_age: u8::try_from(age)
+                            .ok()
+                            .and_then(|a| ProxyReviewAge::new(a).ok())
+                            .ok_or_else(|| corrupt("proxy_review_age", &age.to_string()))?,
+                    },
+                })
+            }
+
+            fn staff_row(practice: PracticeId, r: &$Row) -> StoreResult<StaffMember> {
+                let role: String = r.try_get("role").map_err(db)?;
+                Ok(StaffMember {
+                    id: StaffId::from_uuid(r.try_get("id").map_err(db)?),
+                    practice,
+                    username: r.try_get("username").map_err(db)?,
+                    display_name: r.try_get("display_name").map_err(db)?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                    password_hash: r.try_get("password_hash").map_err(db)?,
+                    active: r.try_get("active").map_err(db)?,
+                })
+            }
+
+            fn patient_row(practice: PracticeId, r: &$Row, registrations: Vec<Registration>) -> StoreResult<Patient> {
+                let nhs: String = r.try_get("nhs_number").map_err(db)?;
+                let sex: String = r.try_get("sex").map_err(db)?;
+                let preferred: Option<i32> = r.try_get("preferred_contact").map_err(db)?;
+                Ok(Patient {
+                    id: PatientId::from_uuid(r.try_get("id").map_err(db)?),
+                    practice,
+                    nhs_number: NhsNumber::parse(&nhs).map_err(|_| corrupt("nhs_number", &nhs))?,
+                    name: PersonName {
+                        title: r.try_get("title").map_err(db)?,
+                        given: r.try_get("given_name").map_err(db)?,
+                        family: r.try_get("family_name").map_err(db)?,
+                    },
+                    date_of_birth: r.try_get("date_of_birth").map_err(db)?,
+                    sex: Sex::parse(&sex).ok_or_else(|| corrupt("sex", &sex))?,
+                    contact: ContactDetails {
+                        email: r.try_get("email").map_err(db)?,
+                        mobile: r.try_get("mobile").map_err(db)?,
+                        address: PostalAddress {
+                            lines: from_json("address_lines", &r.try_get::<String, _>("address_lines").map_err(db)?)?,
+                            postcode: r.try_get("postcode").map_err(db)?,
+                        },
+                    },
+                    preferred_contact: PreferredContactMethod::from_code(preferred.and_then(|c| u8::try_from(c).ok()))
+                        .ok_or_else(|| corrupt("preferred_contact", &format!("{preferred:?}")))?,
+                    registrations,
+                    date_of_death: r.try_get("date_of_death").map_err(db)?,
+                })
+            }
+
+            fn registration_row(r: &$Row) -> StoreResult<Registration> {
+                let kind: String = r.try_get("kind").map_err(db)?;
+                Ok(Registration {
+                    kind: RegistrationKind::parse(&kind).ok_or_else(|| corrupt("registration kind", &kind))?,
+                    started: r.try_get("started").map_err(db)?,
+                    ended: r.try_get("ended").map_err(db)?,
+                    previous_practice: r.try_get("previous_practice").map_err(db)?,
+                })
+            }
+
+            fn entry_row(r: &$Row) -> StoreResult<Entry> {
+                let origin: String = r.try_get("origin").map_err(db)?;
+                let origin_ods: Option<String> = r.try_get("origin_ods").map_err(db)?;
+                let origin = match (origin.as_str(), origin_ods) {
+                    ("native", _) => Origin::Native,
+                    ("transferred_in", Some(from_ods)) => Origin::TransferredIn { from_ods },
+                    ("inbound", Some(sender_ods)) => Origin::Inbound { sender_ods },
+                    (o, _) => return Err(corrupt("entry origin", o)),
+                };
+                let code: Option<String> = r.try_get("code").map_err(db)?;
+                let code = match code {
+                    None => None,
+                    Some(c) => Some(Coding {
+                        concept: ConceptId::parse(&c).map_err(|_| corrupt("entry code", &c))?,
+                        term: r.try_get::<Option<String>, _>("term").map_err(db)?.unwrap_or_default(),
+                    }),
+                };
+                let hidden: Option<String> = r.try_get("hidden_reason").map_err(db)?;
+                let visibility = match hidden {
+                    None => OnlineVisibility::Visible,
+                    Some(reason) => {
+                        let reason_v = HiddenReason::parse(&reason).ok_or_else(|| corrupt("hidden_reason", &reason))?;
+                        let note: Option<String> = r.try_get("hidden_note").map_err(db)?;
+                        let by: Option<String> = r.try_get("hidden_by").map_err(db)?;
+                        let at: Option<DateTime<Utc>> = r.try_get("hidden_at").map_err(db)?;
+                        let at = at.ok_or_else(|| corrupt("hidden_at", "NULL"))?;
+                        OnlineVisibility::Hidden(
+                            Redaction::new(reason_v, note.as_deref().unwrap_or(""), by.as_deref().unwrap_or(""), at)
+                                .map_err(|e| StoreError::Corrupt(format!("hidden entry: {e}")))?,
+                        )
+                    }
+                };
+                let body: String = r.try_get("body").map_err(db)?;
+                let author_staff: Option<Uuid> = r.try_get("author_staff_id").map_err(db)?;
+                Ok(Entry {
+                    id: EntryId::from_uuid(r.try_get("id").map_err(db)?),
+                    patient: PatientId::from_uuid(r.try_get("patient_id").map_err(db)?),
+                    event_date: r.try_get("event_date").map_err(db)?,
+                    entered_at: r.try_get("entered_at").map_err(db)?,
+                    author: Author { staff: author_staff.map(StaffId::from_uuid), name: r.try_get("author_name").map_err(db)? },
+                    origin,
+                    code,
+                    body: from_json("entry body", &body)?,
+                    visibility,
+                    nopat: r.try_get("nopat").map_err(db)?,
+                    safeguarding: r.try_get("safeguarding").map_err(db)?,
+                    confidential: r.try_get("confidential").map_err(db)?,
+                })
+            }
+
+            fn proxy_row(r: &$Row) -> StoreResult<ProxyLink> {
+                let basis: String = r.try_get("basis").map_err(db)?;
+                let level: String = r.try_get("record_level").map_err(db)?;
+                let status: String = r.try_get("status").map_err(db)?;
+                let since: Option<NaiveDate> = r.try_get("status_since").map_err(db)?;
+                let reason: Option<String> = r.try_get("status_reason").map_err(db)?;
+                let record_from: Option<NaiveDate> = r.try_get("record_from").map_err(db)?;
+                let status = match (status.as_str(), since) {
+                    ("active", _) => ProxyStatus::Active,
+                    ("suspended", Some(since)) => ProxyStatus::Suspended { since, reason: reason.unwrap_or_default() },
+                    ("revoked", Some(on)) => ProxyStatus::Revoked { on, reason: reason.unwrap_or_default() },
+                    (s, _) => return Err(corrupt("proxy status", s)),
+                };
+                Ok(ProxyLink {
+                    id: ProxyLinkId::from_uuid(r.try_get("id").map_err(db)?),
+                    patient: PatientId::from_uuid(r.try_get("patient_id").map_err(db)?),
+                    proxy: PatientId::from_uuid(r.try_get("proxy_id").map_err(db)?),
+                    relationship: r.try_get("relationship").map_err(db)?,
+                    basis: ProxyBasis::parse(&basis).ok_or_else(|| corrupt("proxy basis", &basis))?,
+                    scope: ProxyScope {
+                        appointments: r.try_get("appointments").map_err(db)?,
+                        prescriptions: r.try_get("prescriptions").map_err(db)?,
+                        demographics: r.try_get("demographics").map_err(db)?,
+                        record: AccessLevel::parse(&level).ok_or_else(|| corrupt("proxy record level", &level))?,
+                        record_from: record_from.map_or(RecordFrom::Beginning, RecordFrom::Date),
+                    },
+                    granted_on: r.try_get("granted_on").map_err(db)?,
+                    decided_by: r.try_get("decided_by").map_err(db)?,
+                    ends_on: r.try_get("ends_on").map_err(db)?,
+                    status,
+                })
+            }
+
+            fn audit_row(r: &$Row) -> StoreResult<StoredEvent> {
+                Ok(StoredEvent {
+                    practice: PracticeId::from_uuid(r.try_get("practice_id").map_err(db)?),
+                    seq: r.try_get("seq").map_err(db)?,
+                    id: r.try_get("id").map_err(db)?,
+                    at: r.try_get("at").map_err(db)?,
+                    actor_kind: r.try_get("actor_kind").map_err(db)?,
+                    actor_id: r.try_get("actor_id").map_err(db)?,
+                    actor_role: r.try_get("actor_role").map_err(db)?,
+                    patient: r.try_get("patient_id").map_err(db)?,
+                    action: r.try_get("action").map_err(db)?,
+                    entity: r.try_get("entity").map_err(db)?,
+                    outcome: r.try_get("outcome").map_err(db)?,
+                    detail: r.try_get("detail").map_err(db)?,
+                    prev_hash: r.try_get("prev_hash").map_err(db)?,
+                    hash: r.try_get("hash").map_err(db)?,
+                })
+            }
+
+            /// Appends records to one practice's chain inside `tx`.
+            async fn append_in(
+                tx: &mut sqlx::Transaction<'static, $DB>,
+                practice: PracticeId,
+                records: &[&AuditRecord],
+            ) -> StoreResult<()> {
+                let row = sqlx::query(concat!("SELECT count, hash FROM audit_head WHERE practice_id = $1", $lock))
+                    .bind(practice.as_uuid())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db)?
+                    .ok_or(StoreError::NotFound("practice audit chain"))?;
+                let hash: Vec<u8> = row.try_get("hash").map_err(db)?;
+                let mut head = ChainHead {
+                    count: row.try_get("count").map_err(db)?,
+                    hash: ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?,
+                };
+                for record in records {
+                    let (e, next) = seal(practice, head, record);
+                    sqlx::query(
+                        "INSERT INTO audit_event (practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, \
+                         action, entity, outcome, detail, prev_hash, hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(e.seq)
+                    .bind(&e.id)
+                    .bind(e.at)
+                    .bind(&e.actor_kind)
+                    .bind(&e.actor_id)
+                    .bind(&e.actor_role)
+                    .bind(&e.patient)
+                    .bind(&e.action)
+                    .bind(&e.entity)
+                    .bind(&e.outcome)
+                    .bind(&e.detail)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                    head = next;
+                }
+                sqlx::query("UPDATE audit_head SET count = $1, hash = $2 WHERE practice_id = $3")
+                    .bind(head.count)
+                    .bind(head.hash.0.to_vec())
+                    .bind(practice.as_uuid())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn insert_patient(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, p: &Patient) -> StoreResult<()> {
+                if p.practice != practice {
+                    return Err(StoreError::Conflict("the patient belongs to another practice".into()));
+                }
+                sqlx::query(
+                    "INSERT INTO patient (practice_id, id, nhs_number, title, given_name, family_name, date_of_birth, sex, \
+                     email, mobile, address_lines, postcode, preferred_contact, date_of_death, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(practice.as_uuid())
+                .bind(p.id.as_uuid())
+                .bind(p.nhs_number.as_str())
+                .bind(&p.name.title)
+                .bind(&p.name.given)
+                .bind(&p.name.family)
+                .bind(p.date_of_birth)
+                .bind(p.sex.as_str())
+                .bind(&p.contact.email)
+                .bind(&p.contact.mobile)
+                .bind(json(&p.contact.address.lines)?)
+                .bind(&p.contact.address.postcode)
+                .bind(p.preferred_contact.code().map(i32::from))
+                .bind(p.date_of_death)
+                .bind(Utc::now())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "a patient with NHS number {} is already registered at this practice",
+                        p.nhs_number
+                    )),
+                    other => other,
+                })?;
+                for (i, r) in p.registrations.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO registration (practice_id, patient_id, position, kind, started, ended, previous_practice) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(p.id.as_uuid())
+                    .bind(i32::try_from(i).unwrap_or(i32::MAX))
+                    .bind(r.kind.as_str())
+                    .bind(r.started)
+                    .bind(r.ended)
+                    .bind(&r.previous_practice)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                }
+                sqlx::query("INSERT INTO access_setting (practice_id, patient_id, opted_out) VALUES ($1, $2, $3)")
+                    .bind(practice.as_uuid())
+                    .bind(p.id.as_uuid())
+                    .bind(false)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn write_access(
+                tx: &mut sqlx::Transaction<'static, $DB>,
+                practice: PracticeId,
+                patient: PatientId,
+                s: &OnlineAccessSettings,
+            ) -> StoreResult<()> {
+                let updated = sqlx::query("UPDATE access_setting SET opted_out = $1 WHERE practice_id = $2 AND patient_id = $3")
+                    .bind(s.opted_out)
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("patient"));
+                }
+                sqlx::query("DELETE FROM access_grant WHERE practice_id = $1 AND patient_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                for g in &s.grants {
+                    let from = match g.from {
+                        RecordFrom::Beginning => None,
+                        RecordFrom::Date(d) => Some(d),
+                    };
+                    sqlx::query(
+                        "INSERT INTO access_grant (practice_id, patient_id, level, from_date, granted_on, granted_by) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .bind(g.level.as_str())
+                    .bind(from)
+                    .bind(g.granted_on)
+                    .bind(&g.granted_by)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| match db(e) {
+                        StoreError::Conflict(_) => {
+                            StoreError::Conflict(format!("two grants for the {} level", g.level.as_str()))
+                        }
+                        other => other,
+                    })?;
+                }
+                Ok(())
+            }
+
+            async fn insert_account(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, a: &OnlineAccount) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO online_account (practice_id, id, holder_id, kind, identity_level, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(practice.as_uuid())
+                .bind(a.id.as_uuid())
+                .bind(a.holder.as_uuid())
+                .bind(a.kind.as_str())
+                .bind(a.identity.as_str())
+                .bind(a.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn insert_entry(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, e: &Entry) -> StoreResult<()> {
+                let (origin, origin_ods) = origin_columns(&e.origin);
+                let (reason, note, by, at) = match &e.visibility {
+                    OnlineVisibility::Visible => (None, None, None, None),
+                    OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
+                };
+                sqlx::query(
+                    "INSERT INTO entry (practice_id, id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, \
+                     origin, origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, \
+                     safeguarding, confidential) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                )
+                .bind(practice.as_uuid())
+                .bind(e.id.as_uuid())
+                .bind(e.patient.as_uuid())
+                .bind(e.kind().as_str())
+                .bind(e.event_date)
+                .bind(e.entered_at)
+                .bind(e.author.staff.map(|s| s.as_uuid()))
+                .bind(&e.author.name)
+                .bind(origin)
+                .bind(origin_ods)
+                .bind(e.code.as_ref().map(|c| c.concept.as_str()))
+                .bind(e.code.as_ref().map(|c| c.term.as_str()))
+                .bind(json(&e.body)?)
+                .bind(reason)
+                .bind(note)
+                .bind(by)
+                .bind(at)
+                .bind(e.nopat)
+                .bind(e.safeguarding)
+                .bind(e.confidential)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn registrations(&self, practice: PracticeId, patient: Uuid) -> StoreResult<Vec<Registration>> {
+                sqlx::query(
+                    "SELECT kind, started, ended, previous_practice FROM registration \
+                     WHERE practice_id = $1 AND patient_id = $2 ORDER BY position",
+                )
+                .bind(practice.as_uuid())
+                .bind(patient)
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(Self::registration_row)
+                .collect()
+            }
+
+            async fn patient_where(&self, practice: PracticeId, column: &str, value: PatientKey<'_>) -> StoreResult<Option<Patient>> {
+                let sql = format!("SELECT * FROM patient WHERE practice_id = $1 AND {column} = $2");
+                let q = sqlx::query(&sql).bind(practice.as_uuid());
+                let q = match value {
+                    PatientKey::Id(id) => q.bind(id),
+                    PatientKey::Nhs(n) => q.bind(n),
+                };
+                let Some(row) = q.fetch_optional(self.read()).await.map_err(db)? else {
+                    return Ok(None);
+                };
+                let id: Uuid = row.try_get("id").map_err(db)?;
+                let regs = self.registrations(practice, id).await?;
+                Self::patient_row(practice, &row, regs).map(Some)
+            }
+        }
+
+        #[async_trait]
+        impl Store for $Store {
+            fn backend(&self) -> Backend {
+                Self::BACKEND
+            }
+
+            async fn health(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.read()).await.map_err(db)?;
+                Ok(())
+            }
+
+            async fn create_practice(&self, p: &Practice, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO practice (id, ods_code, name, telephone, address_lines, postcode, switch_on, paused, \
+                     default_level, proxy_review_age, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(p.id.as_uuid())
+                .bind(p.ods_code.as_str())
+                .bind(&p.name)
+                .bind(&p.telephone)
+                .bind(json(&p.address.lines)?)
+                .bind(&p.address.postcode)
+                .bind(p.online.prospective_switch_on)
+                .bind(p.online.paused)
+                .bind(p.online.default_level.as_str())
+                .bind(i32::from(p.online.proxy_review_age.years()))
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!("a practice with ODS code {} already exists", p.ods_code)),
+                    other => other,
+                })?;
+                sqlx::query("INSERT INTO audit_head (practice_id, count, hash) VALUES ($1, $2, $3)")
+                    .bind(p.id.as_uuid())
+                    .bind(0i64)
+                    .bind(ChainHash::GENESIS.0.to_vec())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, p.id, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
+                sqlx::query("SELECT * FROM practice WHERE id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Self::practice_row(&r))
+                    .transpose()
+            }
+
+            async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
+                sqlx::query("SELECT * FROM practice WHERE ods_code = $1")
+                    .bind(ods.as_str())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Self::practice_row(&r))
+                    .transpose()
+            }
+
+            async fn practices(&self) -> StoreResult<Vec<Practice>> {
+                sqlx::query("SELECT * FROM practice ORDER BY ods_code")
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(Self::practice_row)
+                    .collect()
+            }
+
+            async fn set_online_services(&self, practice: PracticeId, s: &OnlineServicesSettings, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4 WHERE id = $5",
+                )
+                .bind(s.prospective_switch_on)
+                .bind(s.paused)
+                .bind(s.default_level.as_str())
+                .bind(i32::from(s.proxy_review_age.years()))
+                .bind(practice.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("practice"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn create_staff(&self, practice: PracticeId, s: &StaffMember, audit: &AuditRecord) -> StoreResult<()> {
+                if s.practice != practice {
+                    return Err(StoreError::Conflict("the staff member belongs to another practice".into()));
+                }
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO staff (practice_id, id, username, display_name, role, password_hash, active, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(practice.as_uuid())
+                .bind(s.id.as_uuid())
+                .bind(&s.username)
+                .bind(&s.display_name)
+                .bind(s.role.as_str())
+                .bind(&s.password_hash)
+                .bind(s.active)
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!("the username {} is taken", s.username)),
+                    other => other,
+                })?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn staff_member(&self, practice: PracticeId, id: StaffId) -> StoreResult<Option<StaffMember>> {
+                sqlx::query("SELECT * FROM staff WHERE practice_id = $1 AND id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Self::staff_row(practice, &r))
+                    .transpose()
+            }
+
+            async fn staff_by_username(&self, practice: PracticeId, username: &str) -> StoreResult<Option<StaffMember>> {
+                sqlx::query("SELECT * FROM staff WHERE practice_id = $1 AND username = $2")
+                    .bind(practice.as_uuid())
+                    .bind(username)
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Self::staff_row(practice, &r))
+                    .transpose()
+            }
+
+            async fn staff_members(&self, practice: PracticeId) -> StoreResult<Vec<StaffMember>> {
+                sqlx::query("SELECT * FROM staff WHERE practice_id = $1 ORDER BY display_name")
+                    .bind(practice.as_uuid())
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| Self::staff_row(practice, r))
+                    .collect()
+            }
+
+            async fn create_api_token(&self, practice: PracticeId, t: &ApiToken, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO api_token (practice_id, id, staff_id, label, secret_hash, created_at, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(practice.as_uuid())
+                .bind(t.id.as_uuid())
+                .bind(t.staff.as_uuid())
+                .bind(&t.label)
+                .bind(t.secret_hash.to_vec())
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .bind(t.revoked_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>> {
+                let Some(r) = sqlx::query("SELECT * FROM api_token WHERE practice_id = $1 AND id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                else {
+                    return Ok(None);
+                };
+                let hash: Vec<u8> = r.try_get("secret_hash").map_err(db)?;
+                Ok(Some(ApiToken {
+                    id,
+                    practice,
+                    staff: StaffId::from_uuid(r.try_get("staff_id").map_err(db)?),
+                    label: r.try_get("label").map_err(db)?,
+                    secret_hash: hash.try_into().map_err(|_| StoreError::Corrupt("token hash".into()))?,
+                    created_at: r.try_get("created_at").map_err(db)?,
+                    expires_at: r.try_get("expires_at").map_err(db)?,
+                    revoked_at: r.try_get("revoked_at").map_err(db)?,
+                }))
+            }
+
+            async fn revoke_api_token(&self, practice: PracticeId, id: TokenId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE api_token SET revoked_at = $1 WHERE practice_id = $2 AND id = $3 AND revoked_at IS NULL")
+                    .bind(at)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("active token"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn create_patient(&self, practice: PracticeId, p: &Patient, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::insert_patient(&mut tx, practice, p).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn patient(&self, practice: PracticeId, id: PatientId) -> StoreResult<Option<Patient>> {
+                self.patient_where(practice, "id", PatientKey::Id(id.as_uuid())).await
+            }
+
+            async fn patient_by_nhs_number(&self, practice: PracticeId, nhs: &NhsNumber) -> StoreResult<Option<Patient>> {
+                self.patient_where(practice, "nhs_number", PatientKey::Nhs(nhs.as_str())).await
+            }
+
+            async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64> {
+                sqlx::query("SELECT COUNT(*) AS n FROM patient WHERE practice_id = $1")
+                    .bind(practice.as_uuid())
+                    .fetch_one(self.read())
+                    .await
+                    .map_err(db)?
+                    .try_get("n")
+                    .map_err(db)
+            }
+
+            async fn import_patients(&self, practice: PracticeId, batch: &[PatientImport], audit: &[AuditRecord]) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                for item in batch {
+                    Self::insert_patient(&mut tx, practice, &item.patient).await?;
+                    Self::write_access(&mut tx, practice, item.patient.id, &item.access).await?;
+                    for a in &item.accounts {
+                        Self::insert_account(&mut tx, practice, a).await?;
+                    }
+                    for e in &item.entries {
+                        if e.patient != item.patient.id {
+                            return Err(StoreError::Conflict("an entry belongs to another patient".into()));
+                        }
+                        Self::insert_entry(&mut tx, practice, e).await?;
+                    }
+                }
+                let records: Vec<&AuditRecord> = audit.iter().collect();
+                Self::append_in(&mut tx, practice, &records).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
+                let opted_out: bool = sqlx::query("SELECT opted_out FROM access_setting WHERE practice_id = $1 AND patient_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .ok_or(StoreError::NotFound("patient"))?
+                    .try_get("opted_out")
+                    .map_err(db)?;
+                let grants = sqlx::query(
+                    "SELECT level, from_date, granted_on, granted_by FROM access_grant \
+                     WHERE practice_id = $1 AND patient_id = $2 ORDER BY granted_on",
+                )
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let level: String = r.try_get("level").map_err(db)?;
+                    let from: Option<NaiveDate> = r.try_get("from_date").map_err(db)?;
+                    Ok(LevelGrant {
+                        level: AccessLevel::parse(&level).ok_or_else(|| corrupt("grant level", &level))?,
+                        from: from.map_or(RecordFrom::Beginning, RecordFrom::Date),
+                        granted_on: r.try_get("granted_on").map_err(db)?,
+                        granted_by: r.try_get("granted_by").map_err(db)?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+                let codes = sqlx::query(
+                    "SELECT code, entered_at FROM entry WHERE practice_id = $1 AND patient_id = $2 AND code IN ($3, $4)",
+                )
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .bind(ENHANCED_REVIEW_INDICATED)
+                .bind(ENHANCED_REVIEW_NOT_INDICATED)
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| Ok((r.try_get("code").map_err(db)?, r.try_get("entered_at").map_err(db)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+                Ok(AccessFacts { settings: OnlineAccessSettings { grants, opted_out }, enhanced_review_codes: codes })
+            }
+
+            async fn set_access_settings(&self, practice: PracticeId, patient: PatientId, s: &OnlineAccessSettings, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::write_access(&mut tx, practice, patient, s).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn create_online_account(&self, practice: PracticeId, a: &OnlineAccount, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::insert_account(&mut tx, practice, a).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn online_accounts(&self, practice: PracticeId, holder: PatientId) -> StoreResult<Vec<OnlineAccount>> {
+                sqlx::query("SELECT * FROM online_account WHERE practice_id = $1 AND holder_id = $2 ORDER BY created_at")
+                    .bind(practice.as_uuid())
+                    .bind(holder.as_uuid())
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| {
+                        let kind: String = r.try_get("kind").map_err(db)?;
+                        let level: String = r.try_get("identity_level").map_err(db)?;
+                        Ok(OnlineAccount {
+                            id: AccountId::from_uuid(r.try_get("id").map_err(db)?),
+                            holder,
+                            kind: AccountKind::parse(&kind).ok_or_else(|| corrupt("account kind", &kind))?,
+                            identity: IdentityLevel::parse(&level).ok_or_else(|| corrupt("identity level", &level))?,
+                            created_at: r.try_get("created_at").map_err(db)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn create_proxy_link(&self, practice: PracticeId, l: &ProxyLink, audit: &AuditRecord) -> StoreResult<()> {
+                if l.patient == l.proxy {
+                    return Err(StoreError::Conflict("a patient cannot be their own proxy".into()));
+                }
+                let (status, since, reason) = proxy_status_columns(&l.status);
+                let from = match l.scope.record_from {
+                    RecordFrom::Beginning => None,
+                    RecordFrom::Date(d) => Some(d),
+                };
+                let mut tx = self.begin().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO proxy_link (practice_id, {PROXY_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                ))
+                .bind(practice.as_uuid())
+                .bind(l.id.as_uuid())
+                .bind(l.patient.as_uuid())
+                .bind(l.proxy.as_uuid())
+                .bind(&l.relationship)
+                .bind(l.basis.as_str())
+                .bind(l.scope.appointments)
+                .bind(l.scope.prescriptions)
+                .bind(l.scope.demographics)
+                .bind(l.scope.record.as_str())
+                .bind(from)
+                .bind(l.granted_on)
+                .bind(&l.decided_by)
+                .bind(l.ends_on)
+                .bind(status)
+                .bind(since)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn proxy_link(&self, practice: PracticeId, id: ProxyLinkId) -> StoreResult<Option<ProxyLink>> {
+                sqlx::query(&format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND id = $2"))
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Self::proxy_row(&r))
+                    .transpose()
+            }
+
+            async fn proxy_links_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<ProxyLink>> {
+                sqlx::query(&format!(
+                    "SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND patient_id = $2 ORDER BY granted_on"
+                ))
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(Self::proxy_row)
+                .collect()
+            }
+
+            async fn add_entries(&self, practice: PracticeId, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                for e in entries {
+                    Self::insert_entry(&mut tx, practice, e).await?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>> {
+                sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND id = $2"))
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Self::entry_row(&r))
+                    .transpose()
+            }
+
+            async fn entries(&self, practice: PracticeId, patient: PatientId, q: EntryQuery) -> StoreResult<Vec<Entry>> {
+                let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND patient_id = $2");
+                let mut next = 3;
+                if q.after.is_some() {
+                    sql.push_str(
+                        " AND (event_date < $3 OR (event_date = $3 AND (entered_at < $4 OR (entered_at = $4 AND id < $5))))",
+                    );
+                    next = 6;
+                }
+                let kinds = q.section.map(|s| s.kinds()).unwrap_or(&[]);
+                if !kinds.is_empty() {
+                    sql.push_str(&format!(" AND kind IN ({})", placeholders(next, kinds.len())));
+                    next += kinds.len();
+                }
+                sql.push_str(&format!(" ORDER BY event_date DESC, entered_at DESC, id DESC LIMIT ${next}"));
+                let mut query = sqlx::query(&sql).bind(practice.as_uuid()).bind(patient.as_uuid());
+                if let Some(c) = q.after {
+                    query = query.bind(c.event_date).bind(c.entered_at).bind(c.id.as_uuid());
+                }
+                for k in kinds {
+                    query = query.bind(k.as_str());
+                }
+                query
+                    .bind(i64::from(q.limit))
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(Self::entry_row)
+                    .collect()
+            }
+
+            async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64> {
+                sqlx::query("SELECT COUNT(*) AS n FROM entry WHERE practice_id = $1 AND patient_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .fetch_one(self.read())
+                    .await
+                    .map_err(db)?
+                    .try_get("n")
+                    .map_err(db)
+            }
+
+            async fn set_entry_visibility(&self, practice: PracticeId, entry: EntryId, v: &OnlineVisibility, audit: &AuditRecord) -> StoreResult<()> {
+                let (reason, note, by, at) = match v {
+                    OnlineVisibility::Visible => (None, None, None, None),
+                    OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
+                };
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE entry SET hidden_reason = $1, hidden_note = $2, hidden_by = $3, hidden_at = $4 \
+                     WHERE practice_id = $5 AND id = $6",
+                )
+                .bind(reason)
+                .bind(note)
+                .bind(by)
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(entry.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("entry"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn append_audit(&self, events: &[(PracticeId, AuditRecord)]) -> StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut practices: Vec<PracticeId> = events.iter().map(|(p, _)| *p).collect();
+                practices.sort();
+                practices.dedup();
+                let mut tx = self.begin().await?;
+                // Practices in a fixed order, so that concurrent batches never deadlock.
+                for practice in practices {
+                    let records: Vec<&AuditRecord> = events.iter().filter(|(p, _)| *p == practice).map(|(_, r)| r).collect();
+                    Self::append_in(&mut tx, practice, &records).await?;
+                }
+                tx.commit().await.map_err(db)
+            }
+
+            async fn audit_head(&self, practice: PracticeId) -> StoreResult<ChainHead> {
+                let r = sqlx::query("SELECT count, hash FROM audit_head WHERE practice_id = $1")
+                    .bind(practice.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .ok_or(StoreError::NotFound("practice audit chain"))?;
+                let hash: Vec<u8> = r.try_get("hash").map_err(db)?;
+                Ok(ChainHead {
+                    count: r.try_get("count").map_err(db)?,
+                    hash: ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?,
+                })
+            }
+
+            async fn audit_events(&self, practice: PracticeId, after: i64, limit: i64) -> StoreResult<Vec<StoredEvent>> {
+                sqlx::query(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_event WHERE practice_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ))
+                .bind(practice.as_uuid())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(Self::audit_row)
+                .collect()
+            }
+
+            async fn audit_for_patient(&self, practice: PracticeId, patient: PatientId, limit: i64) -> StoreResult<Vec<StoredEvent>> {
+                sqlx::query(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_event WHERE practice_id = $1 AND patient_id = $2 ORDER BY seq DESC LIMIT $3"
+                ))
+                .bind(practice.as_uuid())
+                .bind(patient.to_string())
+                .bind(limit)
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(Self::audit_row)
+                .collect()
+            }
+        }
+    };
+}
+
+enum PatientKey<'a> {
+    Id(Uuid),
+    Nhs(&'a str),
+}
+
+/// The embedded store: one SQLite file in WAL mode with `synchronous=FULL` and foreign keys on.
+/// Writes go through one connection (SQLite has one writer at a time; queuing them here avoids
+/// lock contention), reads through a pool.
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    const BACKEND: Backend = Backend::Sqlite;
+
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        let store = Self { write, read };
+        store.check_durability().await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn read(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        // IMMEDIATE takes the write lock at once, so a transaction that reads before it writes
+        // cannot fail half-way because another process wrote in between.
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+
+    /// T21: refuse to run unless every connection is configured for durability.
+    async fn check_durability(&self) -> StoreResult<()> {
+        for pool in [&self.write, &self.read] {
+            let mut conn = pool.acquire().await.map_err(db)?;
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.map_err(db)?;
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await.map_err(db)?;
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *conn).await.map_err(db)?;
+            durability_verdict(&mode, sync, fk)?;
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.write.acquire().await.map_err(db)?;
+        sqlx::raw_sql(migrate::CREATE_TABLE).execute(&mut *conn).await.map_err(db)?;
+        drop(conn);
+        run_migrations_sqlite(&self.write, migrate::SQLITE).await
+    }
+}
+
+/// The durability settings SQLite must run with (T21).
+pub(crate) fn durability_verdict(journal_mode: &str, synchronous: i64, foreign_keys: i64) -> StoreResult<()> {
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::UnsafeConfiguration(format!(
+            "SQLite journal_mode is {journal_mode}, not WAL (is the database on a network file system?)"
+        )));
+    }
+    if synchronous < 2 {
+        return Err(StoreError::UnsafeConfiguration(format!(
+            "SQLite synchronous is {synchronous}; FULL (2) or EXTRA (3) is needed so that commits survive power loss"
+        )));
+    }
+    if foreign_keys != 1 {
+        return Err(StoreError::UnsafeConfiguration("SQLite foreign_keys is off".into()));
+    }
+    Ok(())
+}
+
+/// The durability settings PostgreSQL must run with (T21).
+pub(crate) fn pg_durability_verdict(fsync: &str, full_page_writes: &str, synchronous_commit: &str) -> StoreResult<()> {
+    if fsync != "on" {
+        return Err(StoreError::UnsafeConfiguration(format!("PostgreSQL fsync is {fsync}; it must be on")));
+    }
+    if full_page_writes != "on" {
+        return Err(StoreError::UnsafeConfiguration(format!(
+            "PostgreSQL full_page_writes is {full_page_writes}; it must be on"
+        )));
+    }
+    if !["on", "remote_write", "remote_apply"].contains(&synchronous_commit) {
+        return Err(StoreError::UnsafeConfiguration(format!(
+            "PostgreSQL synchronous_commit is {synchronous_commit}; it must be on (or remote_write/remote_apply)"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! migration_runner {
+    ($name:ident, $DB:ty, $Pool:ty) => {
+        async fn $name(pool: &$Pool, all: &[Migration]) -> StoreResult<()> {
+            let applied: Vec<(i64, String)> = sqlx::query("SELECT version, checksum FROM schema_migration ORDER BY version")
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| Ok((r.try_get("version").map_err(db)?, r.try_get("checksum").map_err(db)?)))
+                .collect::<StoreResult<_>>()?;
+            for m in migrate::pending(all, &applied)? {
+                let mut tx = pool.begin().await.map_err(db)?;
+                sqlx::raw_sql(m.sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
+                sqlx::query("INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(migrate::checksum(m.sql))
+                    .bind(Utc::now().to_rfc3339())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                tracing::info!(version = m.version, name = m.name, "applied schema migration");
+            }
+            Ok(())
+        }
+    };
+}
+
+migration_runner!(run_migrations_sqlite, sqlx::Sqlite, SqlitePool);
+migration_runner!(run_migrations_postgres, sqlx::Postgres, PgPool);
+
+/// The shared store: PostgreSQL, for many practices on one service.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    const BACKEND: Backend = Backend::Postgres;
+
+    /// Connects, optionally inside one schema (tests use a fresh schema each), checks durability
+    /// settings and migrates.
+    pub async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        if let Some(schema) = schema {
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {}: {e}", redact_url(url))))?;
+        let store = Self { pool };
+        store.check_durability().await?;
+        let lock_key = 0x00ca_1d1c_0771_i64;
+        // One migrator at a time when several servers start together.
+        let mut conn = store.pool.acquire().await.map_err(db)?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_key).execute(&mut *conn).await.map_err(db)?;
+        let result = async {
+            sqlx::raw_sql(migrate::CREATE_TABLE).execute(&store.pool).await.map_err(db)?;
+            run_migrations_postgres(&store.pool, migrate::POSTGRES).await
+        }
+        .await;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(lock_key).execute(&mut *conn).await.map_err(db)?;
+        result?;
+        Ok(store)
+    }
+
+    fn read(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await.map_err(db)
+    }
+
+    async fn check_durability(&self) -> StoreResult<()> {
+        let show = |name: &'static str| async move {
+            sqlx::query_scalar::<_, String>(&format!("SHOW {name}")).fetch_one(&self.pool).await.map_err(db)
+        };
+        pg_durability_verdict(&show("fsync").await?, &show("full_page_writes").await?, &show("synchronous_commit").await?)
+    }
+}
+
+sql_store!(SqliteStore, sqlx::Sqlite, SqliteRow, lock = "");
+sql_store!(PostgresStore, sqlx::Postgres, PgRow, lock = " FOR UPDATE");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_sqlite_settings_are_refused() {
+        // T21
+        assert!(durability_verdict("wal", 2, 1).is_ok());
+        assert!(durability_verdict("WAL", 3, 1).is_ok());
+        assert!(matches!(durability_verdict("delete", 2, 1), Err(StoreError::UnsafeConfiguration(_))));
+        assert!(matches!(durability_verdict("wal", 1, 1), Err(StoreError::UnsafeConfiguration(_))));
+        assert!(matches!(durability_verdict("wal", 2, 0), Err(StoreError::UnsafeConfiguration(_))));
+    }
+
+    #[test]
+    fn unsafe_postgres_settings_are_refused() {
+        // T21
+        assert!(pg_durability_verdict("on", "on", "on").is_ok());
+        assert!(pg_durability_verdict("on", "on", "remote_apply").is_ok());
+        assert!(pg_durability_verdict("off", "on", "on").is_err());
+        assert!(pg_durability_verdict("on", "off", "on").is_err());
+        assert!(pg_durability_verdict("on", "on", "off").is_err());
+        assert!(pg_durability_verdict("on", "on", "local").is_err());
+    }
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("data/caldicott.db"), "data/caldicott.db");
+    }
+}

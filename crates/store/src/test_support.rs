@@ -1,0 +1,87 @@
+//! Fresh, isolated stores for tests: an SQLite file in a temporary folder, or a fresh schema in a
+//! database created once per test process on the local PostgreSQL server
+//! (`CALDICOTT_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`).
+
+use crate::{PostgresStore, SqliteStore, Store, StoreResult};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// A store for one test; its SQLite file is removed when dropped.
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    /// The URL another process (the CLI under test) can open the same database with.
+    pub url: String,
+    cleanup: Option<PathBuf>,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(dir) = self.cleanup.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub async fn sqlite() -> StoreResult<TestStore> {
+    let dir = std::env::temp_dir().join(format!("caldicott-test-{}", uuid::Uuid::now_v7().simple()));
+    let path = dir.join("caldicott.db");
+    let store = SqliteStore::open(&path).await?;
+    Ok(TestStore { store: Arc::new(store), url: path.display().to_string(), cleanup: Some(dir) })
+}
+
+fn server_url() -> String {
+    std::env::var("CALDICOTT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+static TEST_DATABASE: OnceCell<String> = OnceCell::const_new();
+
+/// Creates this process's test database once, dropping test databases older than a day that
+/// earlier runs left behind.
+async fn test_database() -> StoreResult<String> {
+    TEST_DATABASE
+        .get_or_try_init(|| async {
+            use sqlx::Connection;
+            let admin_url = server_url();
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await.map_err(|e| {
+                crate::StoreError::Unavailable(format!(
+                    "PostgreSQL test server at {} is not reachable: {e}",
+                    crate::redact_url(&admin_url)
+                ))
+            })?;
+            let now = chrono::Utc::now().timestamp();
+            let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'caldicott_t_%'")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| crate::StoreError::Database(e.to_string()))?;
+            for name in stale {
+                let created = name.split('_').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
+                if now - created > 86_400 {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                }
+            }
+            let name = format!("caldicott_t_{now}_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| crate::StoreError::Database(e.to_string()))?;
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
+            Ok(format!("{base}/{name}"))
+        })
+        .await
+        .cloned()
+}
+
+pub async fn postgres() -> StoreResult<TestStore> {
+    use sqlx::Connection;
+    let db_url = test_database().await?;
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| crate::StoreError::Database(e.to_string()))?;
+    let store = PostgresStore::connect(&db_url, Some(&schema)).await?;
+    let url = format!("{db_url}?options=-c%20search_path%3D{schema}");
+    Ok(TestStore { store: Arc::new(store), url, cleanup: None })
+}

@@ -1,0 +1,420 @@
+//! The store contract: every case runs against SQLite and against PostgreSQL.
+
+use caldicott_core::access::*;
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, ChainVerifier, Outcome};
+use caldicott_core::entry::*;
+use caldicott_core::ids::*;
+use caldicott_core::patient::*;
+use caldicott_core::practice::*;
+use caldicott_core::snomed::{Coding, ConceptId, ENHANCED_REVIEW_INDICATED};
+use caldicott_core::staff::*;
+use caldicott_core::NhsNumber;
+use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::*;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn id() -> Uuid {
+    Uuid::now_v7()
+}
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).unwrap()
+}
+fn t(y: i32, m: u32, day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, day, 9, 30, 0).unwrap()
+}
+
+fn audit(action: Action, patient: Option<PatientId>) -> AuditRecord {
+    AuditRecord::new(
+        AuditEventId::from_uuid(id()),
+        Utc::now(),
+        Actor { kind: ActorKind::Staff, id: "tester".into(), role: "clinician".into() },
+        patient,
+        action,
+        "test",
+        Outcome::Success,
+        "",
+    )
+}
+
+fn unique_ods() -> OdsCode {
+    let n = id().as_u128() % 100_000;
+    OdsCode::parse(&format!("T{n:05}{}", id().simple().to_string().chars().last().unwrap_or('0'))).unwrap()
+}
+
+async fn practice(store: &dyn Store) -> Practice {
+    let p = Practice {
+        id: PracticeId::from_uuid(id()),
+        ods_code: unique_ods(),
+        name: "Riverside Surgery".into(),
+        telephone: "01632 960000".into(),
+        address: PostalAddress { lines: vec!["1 High Street".into(), "Exampleton".into()], postcode: "EX1 1AA".into() },
+        online: OnlineServicesSettings { prospective_switch_on: Some(d(2023, 10, 31)), ..Default::default() },
+    };
+    store.create_practice(&p, &audit(Action::PracticeCreate, None)).await.unwrap();
+    p
+}
+
+fn nhs(n: u32) -> NhsNumber {
+    (n..).find_map(|k| NhsNumber::from_first_nine(999_000_000 + k % 1_000_000)).unwrap()
+}
+
+fn patient(practice: &Practice, n: u32) -> Patient {
+    Patient {
+        id: PatientId::from_uuid(id()),
+        practice: practice.id,
+        nhs_number: nhs(n),
+        name: PersonName { title: Some("Ms".into()), given: "Ada".into(), family: "Lovelace".into() },
+        date_of_birth: d(1985, 12, 10),
+        sex: Sex::Female,
+        contact: ContactDetails {
+            email: Some("ada@example.org".into()),
+            mobile: Some("07700 900123".into()),
+            address: PostalAddress { lines: vec!["2 Mill Lane".into()], postcode: "EX1 2BB".into() },
+        },
+        preferred_contact: PreferredContactMethod::Sms,
+        registrations: vec![
+            Registration { kind: RegistrationKind::Registered, started: d(1990, 1, 1), ended: Some(d(2010, 1, 1)), previous_practice: None },
+            Registration { kind: RegistrationKind::TransferredIn, started: d(2015, 3, 1), ended: None, previous_practice: Some("B82002".into()) },
+        ],
+        date_of_death: None,
+    }
+}
+
+fn consultation(p: &Patient, entered: DateTime<Utc>, text: &str) -> Entry {
+    Entry {
+        id: EntryId::from_uuid(id()),
+        patient: p.id,
+        event_date: entered.date_naive(),
+        entered_at: entered,
+        author: Author { staff: None, name: "Dr Grace Hopper".into() },
+        origin: Origin::Native,
+        code: None,
+        body: EntryBody::Consultation { text: text.into(), status: ConsultationStatus::Final },
+        visibility: OnlineVisibility::Visible,
+        nopat: false,
+        safeguarding: false,
+        confidential: false,
+    }
+}
+
+async fn verify(store: &dyn Store, practice: PracticeId) -> i64 {
+    let head = store.audit_head(practice).await.unwrap();
+    let mut v = ChainVerifier::new(vec![head]);
+    let mut after = 0;
+    loop {
+        let page = store.audit_events(practice, after, 500).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            v.push(e).unwrap();
+            after = e.seq;
+        }
+    }
+    v.finish().unwrap().count
+}
+
+// ---- The contract -------------------------------------------------------------------------
+
+async fn practices_round_trip_and_start_an_audit_chain(store: &dyn Store) {
+    let p = practice(store).await;
+    assert_eq!(store.practice(p.id).await.unwrap().as_ref(), Some(&p));
+    assert_eq!(store.practice_by_ods(&p.ods_code).await.unwrap().as_ref(), Some(&p));
+    assert_eq!(store.audit_head(p.id).await.unwrap().count, 1);
+    let dup = Practice { id: PracticeId::from_uuid(id()), ..p.clone() };
+    assert!(matches!(store.create_practice(&dup, &audit(Action::PracticeCreate, None)).await, Err(StoreError::Conflict(_))));
+    let settings = OnlineServicesSettings { paused: true, default_level: AccessLevel::Detailed, proxy_review_age: ProxyReviewAge::new(13).unwrap(), ..p.online.clone() };
+    store.set_online_services(p.id, &settings, &audit(Action::PracticeSettingsChange, None)).await.unwrap();
+    assert_eq!(store.practice(p.id).await.unwrap().unwrap().online, settings);
+    assert_eq!(verify(store, p.id).await, 2);
+}
+
+async fn patients_round_trip_and_stay_within_their_practice(store: &dyn Store) {
+    let a = practice(store).await;
+    let b = practice(store).await;
+    let pat = patient(&a, 1);
+    store.create_patient(a.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+    assert_eq!(store.patient(a.id, pat.id).await.unwrap().as_ref(), Some(&pat));
+    assert_eq!(store.patient_by_nhs_number(a.id, &pat.nhs_number).await.unwrap().as_ref(), Some(&pat));
+    // Another practice cannot reach it by id or NHS number.
+    assert_eq!(store.patient(b.id, pat.id).await.unwrap(), None);
+    assert_eq!(store.patient_by_nhs_number(b.id, &pat.nhs_number).await.unwrap(), None);
+    // The same NHS number may be registered at another practice, but not twice at one.
+    let again = Patient { id: PatientId::from_uuid(id()), ..pat.clone() };
+    let err = store.create_patient(a.id, &again, &audit(Action::PatientCreate, None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("already registered")), "{err}");
+    let elsewhere = Patient { id: PatientId::from_uuid(id()), practice: b.id, ..pat.clone() };
+    store.create_patient(b.id, &elsewhere, &audit(Action::PatientCreate, None)).await.unwrap();
+    // A patient row can't be written into another practice.
+    let mismatched = Patient { id: PatientId::from_uuid(id()), nhs_number: nhs(2), ..pat.clone() };
+    assert!(store.create_patient(b.id, &mismatched, &audit(Action::PatientCreate, None)).await.is_err());
+    assert_eq!(store.patient_count(a.id).await.unwrap(), 1);
+    assert_eq!(store.patient_count(b.id).await.unwrap(), 1);
+}
+
+async fn entries_page_newest_first_by_section_and_cursor(store: &dyn Store) {
+    let p = practice(store).await;
+    let pat = patient(&p, 3);
+    store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+    let mut entries: Vec<Entry> = (0..25).map(|i| consultation(&pat, t(2024, 1, 1) + Duration::days(i), &format!("visit {i}"))).collect();
+    let mut allergy = consultation(&pat, t(2024, 6, 1), "");
+    allergy.body = EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() };
+    allergy.code = Some(Coding { concept: ConceptId::parse("91936005").unwrap(), term: "Allergy to penicillin".into() });
+    entries.push(allergy.clone());
+    store.add_entries(p.id, &entries, &audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    assert_eq!(store.entry_count(p.id, pat.id).await.unwrap(), 26);
+    assert_eq!(store.entry(p.id, allergy.id).await.unwrap().as_ref(), Some(&allergy));
+
+    let first = store.entries(p.id, pat.id, EntryQuery { section: None, after: None, limit: 10 }).await.unwrap();
+    assert_eq!(first[0], allergy);
+    assert_eq!(first[1].body, EntryBody::Consultation { text: "visit 24".into(), status: ConsultationStatus::Final });
+    let mut seen: Vec<EntryId> = first.iter().map(|e| e.id).collect();
+    let mut cursor = first.last().map(EntryCursor::of);
+    while let Some(after) = cursor {
+        let page = store.entries(p.id, pat.id, EntryQuery { section: None, after: Some(after), limit: 10 }).await.unwrap();
+        seen.extend(page.iter().map(|e| e.id));
+        cursor = if page.len() == 10 { page.last().map(EntryCursor::of) } else { None };
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 26, "paging visits every entry exactly once");
+
+    let allergies = store.entries(p.id, pat.id, EntryQuery { section: Some(Section::Allergies), after: None, limit: 50 }).await.unwrap();
+    assert_eq!(allergies, vec![allergy.clone()]);
+    // Another practice sees none of it.
+    let other = practice(store).await;
+    assert_eq!(store.entry(other.id, allergy.id).await.unwrap(), None);
+    assert!(store.entries(other.id, pat.id, EntryQuery { section: None, after: None, limit: 50 }).await.unwrap().is_empty());
+}
+
+async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
+    // R11
+    let p = practice(store).await;
+    let pat = patient(&p, 4);
+    store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+    let e = consultation(&pat, t(2025, 1, 1), "Discussed partner's behaviour");
+    store.add_entries(p.id, std::slice::from_ref(&e), &audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let before = store.audit_head(p.id).await.unwrap();
+    let hidden = OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "Names partner", "Dr Hopper", t(2025, 1, 2)).unwrap());
+    store.set_entry_visibility(p.id, e.id, &hidden, &audit(Action::EntryVisibilityChange, Some(pat.id))).await.unwrap();
+    assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, hidden);
+    assert_eq!(store.audit_head(p.id).await.unwrap().count, before.count + 1);
+    let trail = store.audit_for_patient(p.id, pat.id, 10).await.unwrap();
+    assert_eq!(trail[0].action, "entry.visibility_change");
+
+    // An unknown entry (or one of another practice) changes nothing and logs nothing.
+    let other = practice(store).await;
+    let head = store.audit_head(p.id).await.unwrap();
+    let missing = store.set_entry_visibility(p.id, EntryId::from_uuid(id()), &hidden, &audit(Action::EntryVisibilityChange, None)).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+    let cross = store.set_entry_visibility(other.id, e.id, &OnlineVisibility::Visible, &audit(Action::EntryVisibilityChange, None)).await;
+    assert!(matches!(cross, Err(StoreError::NotFound(_))));
+    assert_eq!(store.audit_head(p.id).await.unwrap(), head);
+    assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, hidden);
+    store.set_entry_visibility(p.id, e.id, &OnlineVisibility::Visible, &audit(Action::EntryVisibilityChange, Some(pat.id))).await.unwrap();
+    assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, OnlineVisibility::Visible);
+    assert_eq!(verify(store, p.id).await, head.count + 1);
+}
+
+async fn a_failed_write_leaves_the_database_as_it_was(store: &dyn Store) {
+    let p = practice(store).await;
+    let pat = patient(&p, 5);
+    store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+    let head = store.audit_head(p.id).await.unwrap();
+    let good = consultation(&pat, t(2025, 1, 1), "fine");
+    let ghost = Patient { id: PatientId::from_uuid(id()), ..pat.clone() };
+    let orphan = consultation(&ghost, t(2025, 1, 2), "no such patient");
+    let err = store.add_entries(p.id, &[good.clone(), orphan], &audit(Action::EntryCreate, Some(pat.id))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.entry(p.id, good.id).await.unwrap(), None);
+    assert_eq!(store.audit_head(p.id).await.unwrap(), head);
+}
+
+async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
+    let p = practice(store).await;
+    let pat = patient(&p, 6);
+    store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+    assert_eq!(store.access_facts(p.id, pat.id).await.unwrap(), AccessFacts::default());
+    let settings = OnlineAccessSettings {
+        grants: vec![
+            LevelGrant { level: AccessLevel::Detailed, from: RecordFrom::Beginning, granted_on: d(2020, 1, 1), granted_by: "Dr A".into() },
+            LevelGrant { level: AccessLevel::Full, from: RecordFrom::Date(d(2024, 1, 1)), granted_on: d(2024, 1, 1), granted_by: "Dr B".into() },
+        ],
+        opted_out: true,
+    };
+    store.set_access_settings(p.id, pat.id, &settings, &audit(Action::AccessSettingsChange, Some(pat.id))).await.unwrap();
+    let mut code = consultation(&pat, t(2025, 2, 1), "");
+    code.body = EntryBody::Coded { value: None };
+    code.code = Some(Coding { concept: ConceptId::parse(ENHANCED_REVIEW_INDICATED).unwrap(), term: "Enhanced review indicated".into() });
+    store.add_entries(p.id, std::slice::from_ref(&code), &audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let facts = store.access_facts(p.id, pat.id).await.unwrap();
+    assert_eq!(facts.settings, settings);
+    assert_eq!(facts.enhanced_review_codes, vec![(ENHANCED_REVIEW_INDICATED.to_owned(), code.entered_at)]);
+    // Two grants at one level are refused whole: the earlier settings stay.
+    let twice = OnlineAccessSettings { grants: vec![settings.grants[0].clone(), settings.grants[0].clone()], opted_out: false };
+    assert!(store.set_access_settings(p.id, pat.id, &twice, &audit(Action::AccessSettingsChange, Some(pat.id))).await.is_err());
+    assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().settings, settings);
+}
+
+async fn accounts_and_proxy_links_round_trip(store: &dyn Store) {
+    let p = practice(store).await;
+    let child = Patient { date_of_birth: d(2019, 4, 1), ..patient(&p, 7) };
+    let parent = patient(&p, 8);
+    for x in [&child, &parent] {
+        store.create_patient(p.id, x, &audit(Action::PatientCreate, Some(x.id))).await.unwrap();
+    }
+    let account = OnlineAccount { id: AccountId::from_uuid(id()), holder: parent.id, kind: AccountKind::NhsLogin, identity: IdentityLevel::P9, created_at: t(2024, 5, 1) };
+    store.create_online_account(p.id, &account, &audit(Action::OnlineAccountCreate, Some(parent.id))).await.unwrap();
+    assert_eq!(store.online_accounts(p.id, parent.id).await.unwrap(), vec![account]);
+    let link = ProxyLink {
+        id: ProxyLinkId::from_uuid(id()),
+        patient: child.id,
+        proxy: parent.id,
+        relationship: "Mother".into(),
+        basis: ProxyBasis::ChildNotCompetent,
+        scope: ProxyScope { appointments: true, prescriptions: true, demographics: true, record: AccessLevel::Full, record_from: RecordFrom::Date(d(2024, 5, 1)) },
+        granted_on: d(2024, 5, 1),
+        decided_by: "Dr A".into(),
+        ends_on: Some(d(2030, 4, 1)),
+        status: ProxyStatus::Suspended { since: d(2026, 1, 1), reason: "review".into() },
+    };
+    store.create_proxy_link(p.id, &link, &audit(Action::ProxyLinkCreate, Some(child.id))).await.unwrap();
+    assert_eq!(store.proxy_link(p.id, link.id).await.unwrap().as_ref(), Some(&link));
+    assert_eq!(store.proxy_links_for_patient(p.id, child.id).await.unwrap(), vec![link.clone()]);
+    let other = practice(store).await;
+    assert_eq!(store.proxy_link(other.id, link.id).await.unwrap(), None);
+    let own = ProxyLink { id: ProxyLinkId::from_uuid(id()), proxy: child.id, ..link };
+    assert!(matches!(store.create_proxy_link(p.id, &own, &audit(Action::ProxyLinkCreate, None)).await, Err(StoreError::Conflict(_))));
+}
+
+async fn staff_and_tokens_round_trip(store: &dyn Store) {
+    let p = practice(store).await;
+    let s = StaffMember { id: StaffId::from_uuid(id()), practice: p.id, username: "g.hopper".into(), display_name: "Dr Grace Hopper".into(), role: Role::Clinician, password_hash: "$argon2id$x".into(), active: true };
+    store.create_staff(p.id, &s, &audit(Action::StaffCreate, None)).await.unwrap();
+    assert_eq!(store.staff_by_username(p.id, "g.hopper").await.unwrap().as_ref(), Some(&s));
+    assert_eq!(store.staff_member(p.id, s.id).await.unwrap().as_ref(), Some(&s));
+    let dup = StaffMember { id: StaffId::from_uuid(id()), ..s.clone() };
+    assert!(matches!(store.create_staff(p.id, &dup, &audit(Action::StaffCreate, None)).await, Err(StoreError::Conflict(_))));
+    let token = ApiToken { id: TokenId::from_uuid(id()), practice: p.id, staff: s.id, label: "test".into(), secret_hash: [7; 32], created_at: t(2026, 1, 1), expires_at: t(2026, 2, 1), revoked_at: None };
+    store.create_api_token(p.id, &token, &audit(Action::TokenCreate, None)).await.unwrap();
+    assert_eq!(store.api_token(p.id, token.id).await.unwrap().as_ref(), Some(&token));
+    let other = practice(store).await;
+    assert_eq!(store.api_token(other.id, token.id).await.unwrap(), None);
+    store.revoke_api_token(p.id, token.id, t(2026, 1, 5), &audit(Action::TokenRevoke, None)).await.unwrap();
+    assert_eq!(store.api_token(p.id, token.id).await.unwrap().unwrap().revoked_at, Some(t(2026, 1, 5)));
+    assert!(matches!(store.revoke_api_token(p.id, token.id, t(2026, 1, 6), &audit(Action::TokenRevoke, None)).await, Err(StoreError::NotFound(_))));
+}
+
+async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
+    let p = practice(store).await;
+    let pats: Vec<Patient> = (10..13).map(|n| patient(&p, n)).collect();
+    let batch: Vec<PatientImport> = pats
+        .iter()
+        .map(|x| PatientImport {
+            patient: x.clone(),
+            access: OnlineAccessSettings { grants: vec![], opted_out: false },
+            accounts: vec![],
+            entries: vec![consultation(x, t(2024, 3, 1), "imported")],
+        })
+        .collect();
+    let audits: Vec<AuditRecord> = pats.iter().map(|x| audit(Action::PatientCreate, Some(x.id))).collect();
+    store.import_patients(p.id, &batch, &audits).await.unwrap();
+    assert_eq!(store.patient_count(p.id).await.unwrap(), 3);
+    assert_eq!(verify(store, p.id).await, 4);
+    // A batch with a duplicate NHS number imports nothing.
+    let dup = vec![PatientImport { patient: Patient { id: PatientId::from_uuid(id()), ..patient(&p, 20) }, ..batch[0].clone() }, batch[0].clone()];
+    assert!(store.import_patients(p.id, &dup, &audits[..1]).await.is_err());
+    assert_eq!(store.patient_count(p.id).await.unwrap(), 3);
+}
+
+async fn concurrent_audit_appends_keep_one_unbroken_chain(store: Arc<dyn Store>) {
+    let a = practice(&*store).await;
+    let b = practice(&*store).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let (pa, pb) = (a.id, b.id);
+        tasks.push(tokio::spawn(async move {
+            for j in 0..10 {
+                let batch = vec![(pa, audit(Action::RecordViewStaff, None)), (pb, audit(Action::RecordViewOnline, None))];
+                let batch = if (i + j) % 2 == 0 { batch } else { batch.into_iter().rev().collect() };
+                store.append_audit(&batch).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(verify(&*store, a.id).await, 161);
+    assert_eq!(verify(&*store, b.id).await, 161);
+}
+
+async fn audit_rows_cannot_be_updated_or_deleted(t: &TestStore) {
+    // T16
+    use sqlx::Connection;
+    let p = practice(&*t.store).await;
+    let pid = p.id.as_uuid();
+    match t.store.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
+            let upd = sqlx::query("UPDATE audit_event SET detail = 'x' WHERE practice_id = $1").bind(pid).execute(&mut c).await;
+            assert!(upd.unwrap_err().to_string().contains("append-only"));
+            let del = sqlx::query("DELETE FROM audit_event WHERE practice_id = $1").bind(pid).execute(&mut c).await;
+            assert!(del.unwrap_err().to_string().contains("append-only"));
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
+            let upd = sqlx::query("UPDATE audit_event SET detail = 'x' WHERE practice_id = $1").bind(pid).execute(&mut c).await;
+            assert!(upd.unwrap_err().to_string().contains("append-only"));
+            let del = sqlx::query("DELETE FROM audit_event WHERE practice_id = $1").bind(pid).execute(&mut c).await;
+            assert!(del.unwrap_err().to_string().contains("append-only"));
+            let trunc = sqlx::query("TRUNCATE audit_event").execute(&mut c).await;
+            assert!(trunc.unwrap_err().to_string().contains("append-only"));
+        }
+    }
+    assert_eq!(verify(&*t.store, p.id).await, 1);
+}
+
+async fn reopening_a_database_keeps_its_data_and_schema(t: &TestStore) {
+    let p = practice(&*t.store).await;
+    let again = caldicott_store::open(&t.url).await.unwrap();
+    assert_eq!(again.practice(p.id).await.unwrap().map(|x| x.name), Some(p.name));
+}
+
+macro_rules! contract {
+    (shared: $($name:ident),* ; arc: $($arc:ident),* ; raw: $($raw:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let t = super::test_support::sqlite().await.unwrap(); super::$name(&*t.store).await; })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $arc() { let t = super::test_support::sqlite().await.unwrap(); super::$arc(t.store.clone()).await; })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $raw() { let t = super::test_support::sqlite().await.unwrap(); super::$raw(&t).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let t = super::test_support::postgres().await.unwrap(); super::$name(&*t.store).await; })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $arc() { let t = super::test_support::postgres().await.unwrap(); super::$arc(t.store.clone()).await; })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $raw() { let t = super::test_support::postgres().await.unwrap(); super::$raw(&t).await; })*
+        }
+    };
+}
+
+contract!(
+    shared:
+        practices_round_trip_and_start_an_audit_chain,
+        patients_round_trip_and_stay_within_their_practice,
+        entries_page_newest_first_by_section_and_cursor,
+        hiding_an_entry_is_atomic_with_its_audit_event,
+        a_failed_write_leaves_the_database_as_it_was,
+        access_facts_hold_settings_grants_and_104_codes,
+        accounts_and_proxy_links_round_trip,
+        staff_and_tokens_round_trip,
+        imports_whole_records_in_one_transaction;
+    arc: concurrent_audit_appends_keep_one_unbroken_chain;
+    raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema
+);
