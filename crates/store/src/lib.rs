@@ -81,6 +81,9 @@ pub struct PatientImport {
     pub access: OnlineAccessSettings,
     pub accounts: Vec<OnlineAccount>,
     pub entries: Vec<Entry>,
+    /// Proxy links that act for this patient; each proxy must be in the same batch or already
+    /// stored.
+    pub proxies: Vec<ProxyLink>,
 }
 
 /// Which database a store runs on.

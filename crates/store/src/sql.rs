@@ -482,6 +482,42 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn insert_proxy(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, l: &ProxyLink) -> StoreResult<()> {
+                if l.patient == l.proxy {
+                    return Err(StoreError::Conflict("a patient cannot be their own proxy".into()));
+                }
+                let (status, since, reason) = proxy_status_columns(&l.status);
+                let from = match l.scope.record_from {
+                    RecordFrom::Beginning => None,
+                    RecordFrom::Date(d) => Some(d),
+                };
+                sqlx::query(&format!(
+                    "INSERT INTO proxy_link (practice_id, {PROXY_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                ))
+                .bind(practice.as_uuid())
+                .bind(l.id.as_uuid())
+                .bind(l.patient.as_uuid())
+                .bind(l.proxy.as_uuid())
+                .bind(&l.relationship)
+                .bind(l.basis.as_str())
+                .bind(l.scope.appointments)
+                .bind(l.scope.prescriptions)
+                .bind(l.scope.demographics)
+                .bind(l.scope.record.as_str())
+                .bind(from)
+                .bind(l.granted_on)
+                .bind(&l.decided_by)
+                .bind(l.ends_on)
+                .bind(status)
+                .bind(since)
+                .bind(reason)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             async fn registrations(&self, practice: PracticeId, patient: Uuid) -> StoreResult<Vec<Registration>> {
                 sqlx::query(
                     "SELECT kind, started, ended, previous_practice FROM registration \
@@ -768,6 +804,14 @@ macro_rules! sql_store {
                         Self::insert_entry(&mut tx, practice, e).await?;
                     }
                 }
+                for item in batch {
+                    for link in &item.proxies {
+                        if link.patient != item.patient.id {
+                            return Err(StoreError::Conflict("a proxy link belongs to another patient".into()));
+                        }
+                        Self::insert_proxy(&mut tx, practice, link).await?;
+                    }
+                }
                 let records: Vec<&AuditRecord> = audit.iter().collect();
                 Self::append_in(&mut tx, practice, &records).await?;
                 tx.commit().await.map_err(db)
@@ -857,39 +901,8 @@ macro_rules! sql_store {
             }
 
             async fn create_proxy_link(&self, practice: PracticeId, l: &ProxyLink, audit: &AuditRecord) -> StoreResult<()> {
-                if l.patient == l.proxy {
-                    return Err(StoreError::Conflict("a patient cannot be their own proxy".into()));
-                }
-                let (status, since, reason) = proxy_status_columns(&l.status);
-                let from = match l.scope.record_from {
-                    RecordFrom::Beginning => None,
-                    RecordFrom::Date(d) => Some(d),
-                };
                 let mut tx = self.begin().await?;
-                sqlx::query(&format!(
-                    "INSERT INTO proxy_link (practice_id, {PROXY_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-                ))
-                .bind(practice.as_uuid())
-                .bind(l.id.as_uuid())
-                .bind(l.patient.as_uuid())
-                .bind(l.proxy.as_uuid())
-                .bind(&l.relationship)
-                .bind(l.basis.as_str())
-                .bind(l.scope.appointments)
-                .bind(l.scope.prescriptions)
-                .bind(l.scope.demographics)
-                .bind(l.scope.record.as_str())
-                .bind(from)
-                .bind(l.granted_on)
-                .bind(&l.decided_by)
-                .bind(l.ends_on)
-                .bind(status)
-                .bind(since)
-                .bind(reason)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                Self::insert_proxy(&mut tx, practice, l).await?;
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
             }

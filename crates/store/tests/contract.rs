@@ -317,6 +317,7 @@ async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
             access: OnlineAccessSettings { grants: vec![], opted_out: false },
             accounts: vec![],
             entries: vec![consultation(x, t(2024, 3, 1), "imported")],
+            proxies: vec![],
         })
         .collect();
     let audits: Vec<AuditRecord> = pats.iter().map(|x| audit(Action::PatientCreate, Some(x.id))).collect();

@@ -1,0 +1,100 @@
+//! Use cases shared by the web server and the command line. Each follows one shape: parse and
+//! validate the input, load the facts from the store, let `caldicott-core` decide, persist the
+//! outcome with its audit event, and return a result in domain terms.
+
+pub mod audit_log;
+pub mod auth;
+pub mod demo;
+mod demo_data;
+pub mod record;
+pub mod setup;
+
+use caldicott_core::audit::{Actor, ActorKind};
+use caldicott_core::ids::*;
+use caldicott_core::staff::Role;
+use caldicott_store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+pub use audit_log::AuditWriter;
+
+/// Everything a use case can fail with. The web layer maps these to HTTP statuses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The input is malformed; the message says what to fix.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The database or the audit log cannot be written: fail closed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else; the cause is logged, never shown.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(m) => AppError::Conflict(m),
+            StoreError::Unavailable(m) => AppError::Unavailable(m),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Where "now" comes from: the system clock, or a fixed time in tests.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// A signed-in member of staff, as established by a token or (later) a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffPrincipal {
+    pub practice: PracticeId,
+    pub staff: StaffId,
+    pub name: String,
+    pub role: Role,
+}
+
+impl StaffPrincipal {
+    pub fn actor(&self) -> Actor {
+        Actor { kind: ActorKind::Staff, id: self.staff.to_string(), role: self.role.as_str().to_owned() }
+    }
+}
+
+/// The application: the store, the audit writer and the clock, shared by every request.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub audit: AuditWriter,
+    clock: Clock,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
+        let audit = AuditWriter::start(store.clone());
+        Self { store, audit, clock }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+}
+
+/// A fresh time-ordered id (UUIDv7).
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

@@ -1,0 +1,287 @@
+//! `caldicott`: one binary for the server, the demo practice, migrations, API tokens and the
+//! audit log. Configuration is parsed here once and passed down explicitly.
+
+use anyhow::{bail, Context};
+use caldicott_app::demo::{build_demo, DemoOptions, DemoReport};
+use caldicott_app::{audit_log, auth, system_clock, App};
+use caldicott_core::audit::{ChainHash, ChainHead};
+use caldicott_core::practice::{OdsCode, Practice};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "caldicott", version, about = "GP online services, run safely by the practice")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Db {
+    /// The database: an SQLite file path (or sqlite: URL), or a postgres:// URL.
+    #[arg(long, env = "CALDICOTT_DATABASE", default_value = "data/caldicott.db", hide_env_values = true)]
+    database: String,
+}
+
+#[derive(Args, Clone)]
+struct Listen {
+    /// The address to listen on.
+    #[arg(long, env = "CALDICOTT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        listen: Listen,
+    },
+    /// Build the demo practice (if it is not there yet) and run the server.
+    Demo {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        listen: Listen,
+        /// How many patients the demo practice has.
+        #[arg(long, default_value_t = 2000)]
+        patients: u32,
+        /// The seed: the same seed and date give the same practice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The date the demo is built as of (default: today).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Add one patient with a record of this many entries.
+        #[arg(long)]
+        long_record: Option<u32>,
+        /// Build the demo practice and exit, without serving.
+        #[arg(long)]
+        build_only: bool,
+    },
+    /// Bring the database schema up to date and exit.
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// API tokens for staff.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a bearer token to a member of staff; it is printed once and stored only as a hash.
+    Create {
+        #[command(flatten)]
+        db: Db,
+        /// The practice's ODS code.
+        #[arg(long)]
+        practice: String,
+        /// The staff member's username.
+        #[arg(long)]
+        staff: String,
+        /// What the token is for.
+        #[arg(long, default_value = "api")]
+        label: String,
+        /// Days until it expires (1 to 366).
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every practice's audit chain (or one), naming the first bad event.
+    Verify {
+        #[command(flatten)]
+        db: Db,
+        /// Only this practice (ODS code).
+        #[arg(long)]
+        practice: Option<String>,
+        /// A file of checkpoints written earlier by `caldicott audit checkpoint`; also catches
+        /// events cut off the end and whole rewrites.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// Print each practice's chain head (count and hash) as JSON lines, to keep elsewhere.
+    Checkpoint {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long)]
+        practice: Option<String>,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("CALDICOTT_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO).with_target("sqlx", tracing::Level::WARN));
+    tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(db: &Db) -> anyhow::Result<App> {
+    let store = caldicott_store::open(&db.database)
+        .await
+        .with_context(|| format!("opening the database {}", caldicott_store::redact_url(&db.database)))?;
+    Ok(App::new(store, system_clock()))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { db, listen } => {
+            let app = open(&db).await?;
+            serve(app, listen.listen, None).await?;
+        }
+        Command::Demo { db, listen, patients, seed, as_of, long_record, build_only } => {
+            let app = open(&db).await?;
+            let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            eprintln!("Preparing the demo practice ({patients} patients, seed {seed}) …");
+            let report = build_demo(&app, &DemoOptions { patients, seed, as_of, long_record }).await?;
+            if build_only {
+                print_demo(&report, None);
+            } else {
+                let token = auth::issue_token(&app, report.practice.ods_code.as_str(), "dr.okafor", "demo", chrono::Duration::hours(12)).await?;
+                print_demo(&report, Some((&token.secret, listen.listen)));
+                serve(app, listen.listen, Some(&report)).await?;
+            }
+        }
+        Command::Migrate { db } => {
+            open(&db).await?;
+            println!("The database schema is up to date.");
+        }
+        Command::Token { command: TokenCommand::Create { db, practice, staff, label, days } } => {
+            let app = open(&db).await?;
+            let issued = auth::issue_token(&app, &practice, &staff, &label, chrono::Duration::days(days)).await?;
+            eprintln!("Token for {staff} at {practice}, valid until {} (keep it secret; it is not shown again):", issued.token.expires_at);
+            println!("{}", issued.secret);
+        }
+        Command::Audit { command: AuditCommand::Verify { db, practice, checkpoint } } => {
+            let app = open(&db).await?;
+            let checkpoints = match checkpoint {
+                None => Vec::new(),
+                Some(path) => read_checkpoints(&path)?,
+            };
+            let mut broken = false;
+            for p in practices(&app, practice.as_deref()).await? {
+                let mine: Vec<ChainHead> =
+                    checkpoints.iter().filter(|(ods, _)| ods == p.ods_code.as_str()).map(|(_, h)| *h).collect();
+                match audit_log::verify_chain(app.store.as_ref(), p.id, &mine).await? {
+                    Ok(head) => println!(
+                        "{} {}: audit chain intact: {} events, head {}{}",
+                        p.ods_code,
+                        p.name,
+                        head.count,
+                        head.hash.to_hex(),
+                        if mine.is_empty() { String::new() } else { format!(" (matches {} checkpoint(s))", mine.len()) }
+                    ),
+                    Err(b) => {
+                        broken = true;
+                        println!("{} {}: AUDIT CHAIN BROKEN at event {}: {b}", p.ods_code, p.name, b.first_bad());
+                    }
+                }
+            }
+            return Ok(if broken { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+        }
+        Command::Audit { command: AuditCommand::Checkpoint { db, practice } } => {
+            let app = open(&db).await?;
+            for p in practices(&app, practice.as_deref()).await? {
+                let head = app.store.audit_head(p.id).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({ "practice": p.ods_code.as_str(), "count": head.count, "hash": head.hash.to_hex(), "at": chrono::Utc::now().to_rfc3339() })
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn practices(app: &App, ods: Option<&str>) -> anyhow::Result<Vec<Practice>> {
+    match ods {
+        None => Ok(app.store.practices().await?),
+        Some(code) => {
+            let code = OdsCode::parse(code)?;
+            match app.store.practice_by_ods(&code).await? {
+                Some(p) => Ok(vec![p]),
+                None => bail!("no practice with ODS code {code}"),
+            }
+        }
+    }
+}
+
+fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<(String, ChainHead)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {} of {}", i + 1, path.display()))?;
+            let ods = v["practice"].as_str().context("a checkpoint needs \"practice\"")?.to_owned();
+            let count = v["count"].as_i64().context("a checkpoint needs \"count\"")?;
+            let hash = v["hash"].as_str().and_then(ChainHash::from_hex).context("a checkpoint needs a 64-hex-digit \"hash\"")?;
+            Ok((ods, ChainHead { count, hash }))
+        })
+        .collect()
+}
+
+fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
+    let p = &report.practice;
+    println!();
+    println!("{} ({}) — {} patients{}", p.name, p.ods_code, report.patients, if report.built { ", just built" } else { "" });
+    println!();
+    println!("Demo staff (username / password / role):");
+    for s in &report.staff {
+        println!("  {:<12} {:<28} {}", s.username, s.password, s.role.display());
+    }
+    if let Some(nhs) = &report.long_record {
+        println!();
+        println!("Long record: NHS number {}", nhs.as_str());
+    }
+    if let Some((token, addr)) = serving {
+        println!();
+        println!("API token for dr.okafor (valid 12 hours):");
+        println!("  {token}");
+        println!();
+        println!("Open http://{addr}/ — try:");
+        println!("  curl -H \"Authorization: Bearer {token}\" http://{addr}/api/v1/patients/<nhs number>/online-view");
+    }
+    println!();
+}
+
+async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    tracing::info!("caldicott listening on http://{addr}/");
+    axum::serve(listener, caldicott_web::router(app))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    Ok(())
+}

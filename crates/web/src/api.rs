@@ -1,0 +1,81 @@
+//! The JSON API for staff tools, authenticated by a bearer token issued to a member of staff.
+
+use crate::error::WebError;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts};
+use axum::routing::get;
+use axum::{Json, Router};
+use caldicott_app::record::{OnlineViewPage, PageRequest, StaffRecordPage, ViewAs};
+use caldicott_app::{auth, App, AppError, StaffPrincipal};
+use caldicott_core::entry::Section;
+use caldicott_core::ids::ProxyLinkId;
+use std::collections::HashMap;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/patients/{nhs_number}/record", get(staff_record))
+        .route("/patients/{nhs_number}/online-view", get(online_view))
+}
+
+/// A member of staff, authenticated by `Authorization: Bearer …`.
+pub struct Staff(pub StaffPrincipal);
+
+impl FromRequestParts<App> for Staff {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(|| AppError::Unauthenticated("send a staff API token as `Authorization: Bearer <token>`".into()))?;
+        Ok(Staff(auth::authenticate(app, header).await?))
+    }
+}
+
+fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, AppError> {
+    let section = match q.get("section").map(String::as_str) {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(Section::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = Section::ALL.iter().map(|s| s.as_str()).collect();
+            AppError::BadRequest(format!("unknown section {s:?}; use one of {}", names.join(", ")))
+        })?),
+    };
+    let limit = q
+        .get("limit")
+        .map(|l| l.parse::<u32>().map_err(|_| AppError::BadRequest(format!("limit must be a whole number, not {l:?}"))))
+        .transpose()?;
+    Ok(PageRequest { section, cursor: q.get("cursor").cloned().filter(|c| !c.is_empty()), limit })
+}
+
+/// The whole record as staff see it, each entry marked with whether the patient sees it online.
+async fn staff_record(
+    State(app): State<App>,
+    Staff(who): Staff,
+    Path(nhs): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<StaffRecordPage>, WebError> {
+    let page = page_request(&q)?;
+    Ok(Json(app.staff_record(&who, &nhs, &page).await?))
+}
+
+/// Exactly what the patient (`as=patient`, the default) or one proxy (`as=proxy&proxy=<link id>`)
+/// sees online.
+async fn online_view(
+    State(app): State<App>,
+    Staff(who): Staff,
+    Path(nhs): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<OnlineViewPage>, WebError> {
+    let page = page_request(&q)?;
+    let viewer = match q.get("as").map(String::as_str) {
+        None | Some("patient") => ViewAs::Patient,
+        Some("proxy") => {
+            let id = q.get("proxy").ok_or_else(|| AppError::BadRequest("as=proxy needs proxy=<proxy link id>".into()))?;
+            ViewAs::Proxy(id.parse::<ProxyLinkId>().map_err(|_| AppError::BadRequest(format!("{id:?} is not a proxy link id")))?)
+        }
+        Some(other) => return Err(AppError::BadRequest(format!("as must be patient or proxy, not {other:?}")).into()),
+    };
+    Ok(Json(app.online_view(&who, &nhs, viewer, &page).await?))
+}

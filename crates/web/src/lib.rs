@@ -1,0 +1,39 @@
+//! The HTTP face of caldicott. [`router`] builds the whole application; each area owns its
+//! routes. Handlers take extractors that carry permission (a handler that takes [`Staff`] cannot
+//! run for an unauthenticated caller), call one use case in `caldicott-app`, and return JSON or
+//! HTML. Errors are mapped to HTTP in one place, [`WebError`].
+
+mod api;
+mod error;
+mod pages;
+
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::Router;
+use caldicott_app::App;
+
+pub use error::WebError;
+
+/// The whole application.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .merge(pages::routes())
+        .nest("/api/v1", api::routes())
+        .fallback(error::not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+/// Headers on every response: patient data is never cached, never sniffed, never framed.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    );
+    res
+}
