@@ -5,6 +5,7 @@
 pub mod audit_log;
 pub mod auth;
 pub mod demo;
+pub mod fixtures;
 mod demo_data;
 pub mod record;
 pub mod setup;

@@ -1,0 +1,151 @@
+//! Small, explicit test practices for the app, web and CLI test suites (both backends).
+
+use crate::auth::issue_token;
+use crate::setup::{create_practice, create_staff, NewPractice};
+use crate::{new_id, App, AppResult, StaffPrincipal};
+use caldicott_core::access::*;
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
+use caldicott_core::entry::*;
+use caldicott_core::ids::*;
+use caldicott_core::patient::*;
+use caldicott_core::practice::{OnlineServicesSettings, PostalAddress, Practice};
+use caldicott_core::staff::Role;
+use caldicott_core::NhsNumber;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+fn actor() -> Actor {
+    Actor { kind: ActorKind::System, id: "fixture".into(), role: "system".into() }
+}
+
+/// A practice with one member of staff per role and a token for each.
+pub struct TestPractice {
+    pub practice: Practice,
+    pub clinician: StaffPrincipal,
+    pub clinician_token: String,
+    pub admin_token: String,
+    pub receptionist_token: String,
+}
+
+pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN)
+}
+
+pub fn time(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 10, 0, 0).single().unwrap_or_default()
+}
+
+fn unique() -> u32 {
+    NEXT.fetch_add(1, Ordering::Relaxed) + (new_id().as_u128() % 100_000) as u32 * 100
+}
+
+pub async fn practice(app: &App) -> AppResult<TestPractice> {
+    let n = unique();
+    let practice = create_practice(
+        app,
+        NewPractice {
+            ods_code: format!("T{:07}", n % 10_000_000),
+            name: format!("Test Surgery {n}"),
+            telephone: "01632 960000".into(),
+            address: PostalAddress { lines: vec!["1 Test Street".into()], postcode: "TE1 1ST".into() },
+            online: OnlineServicesSettings { prospective_switch_on: Some(date(2023, 10, 31)), ..Default::default() },
+        },
+        actor(),
+    )
+    .await?;
+    let mut tokens = Vec::new();
+    let mut clinician = None;
+    for (user, role) in [("clinician", Role::Clinician), ("admin", Role::Administrator), ("reception", Role::Receptionist)] {
+        let s = create_staff(app, practice.id, user, &format!("Test {user}"), role, "a long test password", actor()).await?;
+        if role == Role::Clinician {
+            clinician = Some(StaffPrincipal { practice: practice.id, staff: s.id, name: s.display_name.clone(), role });
+        }
+        tokens.push(issue_token(app, practice.ods_code.as_str(), user, "test", Duration::days(1)).await?.secret);
+    }
+    let clinician = clinician.ok_or_else(|| crate::AppError::Internal("no clinician".into()))?;
+    let mut tokens = tokens.into_iter();
+    Ok(TestPractice {
+        practice,
+        clinician,
+        clinician_token: tokens.next().unwrap_or_default(),
+        admin_token: tokens.next().unwrap_or_default(),
+        receptionist_token: tokens.next().unwrap_or_default(),
+    })
+}
+
+/// An adult registered since 2000 with a P9 NHS login account (so automatic access applies).
+pub async fn adult(app: &App, practice: PracticeId) -> AppResult<Patient> {
+    let p = person(practice, date(1980, 5, 17));
+    app.store.create_patient(practice, &p, &audit(Action::PatientCreate, Some(p.id))).await?;
+    let account = OnlineAccount { id: AccountId::from_uuid(new_id()), holder: p.id, kind: AccountKind::NhsLogin, identity: IdentityLevel::P9, created_at: time(2024, 1, 1) };
+    app.store.create_online_account(practice, &account, &audit(Action::OnlineAccountCreate, Some(p.id))).await?;
+    Ok(p)
+}
+
+pub fn person(practice: PracticeId, dob: NaiveDate) -> Patient {
+    let nhs = (unique()..).find_map(|k| NhsNumber::from_first_nine(999_000_000 + k % 1_000_000)).unwrap_or_else(|| unreachable_nhs());
+    Patient {
+        id: PatientId::from_uuid(new_id()),
+        practice,
+        nhs_number: nhs,
+        name: PersonName { title: None, given: "Test".into(), family: "Patient".into() },
+        date_of_birth: dob,
+        sex: Sex::Unknown,
+        contact: ContactDetails::default(),
+        preferred_contact: PreferredContactMethod::Unknown,
+        registrations: vec![Registration { kind: RegistrationKind::Registered, started: date(2000, 1, 1), ended: None, previous_practice: None }],
+        date_of_death: None,
+    }
+}
+
+fn unreachable_nhs() -> NhsNumber {
+    NhsNumber::from_first_nine(999_000_001).unwrap_or_else(|| NhsNumber::parse("9990000018").unwrap_or_else(|_| std::process::abort()))
+}
+
+pub fn audit(action: Action, patient: Option<PatientId>) -> AuditRecord {
+    AuditRecord::new(AuditEventId::from_uuid(new_id()), Utc::now(), actor(), patient, action, "fixture", Outcome::Success, "")
+}
+
+/// A final consultation entered at `entered`, visible online.
+pub fn consultation(patient: &Patient, entered: DateTime<Utc>, text: &str) -> Entry {
+    Entry {
+        id: EntryId::from_uuid(new_id()),
+        patient: patient.id,
+        event_date: entered.date_naive(),
+        entered_at: entered,
+        author: Author { staff: None, name: "Dr Test".into() },
+        origin: Origin::Native,
+        code: None,
+        body: EntryBody::Consultation { text: text.into(), status: ConsultationStatus::Final },
+        visibility: OnlineVisibility::Visible,
+        nopat: false,
+        safeguarding: false,
+        confidential: false,
+    }
+}
+
+/// Entries that must never reach an online viewer, one of each way of being withheld (R8),
+/// all entered after the switch-on date; their texts contain `marker`.
+pub fn withheld_entries(patient: &Patient, around: DateTime<Utc>, marker: &str) -> Vec<Entry> {
+    let mut hidden = consultation(patient, around, &format!("{marker} hidden third-party text"));
+    hidden.visibility = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::ThirdParty, "names a relative", "Dr Test", around).unwrap_or_else(|_| std::process::abort()),
+    );
+    let mut draft = consultation(patient, around + Duration::minutes(1), &format!("{marker} draft"));
+    draft.body = EntryBody::Consultation { text: format!("{marker} draft"), status: ConsultationStatus::Draft };
+    let mut nopat = consultation(patient, around + Duration::minutes(2), &format!("{marker} nopat"));
+    nopat.nopat = true;
+    let mut safeguarding = consultation(patient, around + Duration::minutes(3), &format!("{marker} safeguarding"));
+    safeguarding.safeguarding = true;
+    let mut unfiled = consultation(patient, around + Duration::minutes(4), "");
+    unfiled.body = EntryBody::TestResult { test: format!("{marker} PSA"), value: "9.1".into(), unit: "ug/L".into(), range: "<4".into(), abnormal: true, filing: Filing::Unfiled };
+    let mut unreviewed = consultation(patient, around + Duration::minutes(5), "");
+    unreviewed.body = EntryBody::Document { title: format!("{marker} letter"), summary: String::new(), filing: Filing::Filed, review: DocumentReview::Unreviewed };
+    let mut admin = consultation(patient, around + Duration::minutes(6), "");
+    admin.body = EntryBody::AdminMessage { subject: format!("{marker} admin"), text: String::new(), channel: AdminChannel::Email };
+    let mut diary = consultation(patient, around + Duration::minutes(7), "");
+    diary.body = EntryBody::Diary { text: format!("{marker} diary"), due: date(2030, 1, 1) };
+    vec![hidden, draft, nopat, safeguarding, unfiled, unreviewed, admin, diary]
+}

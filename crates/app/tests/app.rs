@@ -1,0 +1,301 @@
+//! Use-case tests. Every case runs against SQLite and against PostgreSQL.
+
+use caldicott_app::fixtures::{self, adult, consultation, time, withheld_entries};
+use caldicott_app::record::{PageRequest, ViewAs};
+use caldicott_app::{audit_log, auth, App, AppError};
+use caldicott_core::access::*;
+use caldicott_core::audit::{Action, ChainHead};
+use caldicott_core::entry::*;
+use caldicott_core::ids::*;
+use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::Backend;
+use chrono::{Duration, Utc};
+use std::sync::Arc;
+
+fn app(t: &TestStore) -> App {
+    App::new(t.store.clone(), caldicott_app::system_clock())
+}
+
+async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
+    // R8, T1
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let visible: Vec<Entry> = (0..5).map(|i| consultation(&pat, time(2024, 3, 1) + Duration::days(i), &format!("visible {i}"))).collect();
+    let before_switch_on = consultation(&pat, time(2023, 1, 1), "SECRET before switch-on");
+    let mut all = visible.clone();
+    all.push(before_switch_on.clone());
+    all.extend(withheld_entries(&pat, time(2024, 3, 2), "SECRET"));
+    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+
+    let page = app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let ids: Vec<EntryId> = page.entries.iter().map(|e| e.id).collect();
+    let mut expected: Vec<EntryId> = visible.iter().rev().map(|e| e.id).collect();
+    expected.sort_by_key(|id| std::cmp::Reverse(visible.iter().position(|e| e.id == *id)));
+    assert_eq!(ids, expected);
+    let json = serde_json::to_string(&page).unwrap();
+    assert!(!json.contains("SECRET"), "a withheld entry leaked: {json}");
+    for e in all.iter().filter(|e| !visible.contains(e)) {
+        assert!(!json.contains(&e.id.to_string()), "withheld id leaked");
+    }
+    // The staff view shows everything, each marked with the rule that withholds it.
+    let staff = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap();
+    assert_eq!(staff.entries.len(), all.len());
+    let rule_of = |id: EntryId| staff.entries.iter().find(|e| e.entry.id == id).and_then(|e| e.online.withheld.as_ref()).map(|r| r.rule);
+    assert_eq!(rule_of(before_switch_on.id), Some("R4"));
+    assert_eq!(rule_of(visible[0].id), None);
+}
+
+async fn hidden_entries_change_nothing_in_the_online_view(t: &TestStore) {
+    // T2: byte-for-byte the same page, cursor included, with or without hidden entries.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let visible: Vec<Entry> = (0..7).map(|i| consultation(&pat, time(2024, 5, 1) + Duration::days(i * 2), &format!("v{i}"))).collect();
+    app.store.add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let req = PageRequest { limit: Some(3), ..Default::default() };
+    let before = serde_json::to_string(&app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap()).unwrap();
+    for day in [1, 4, 8, 20] {
+        let extra = withheld_entries(&pat, time(2024, 5, 1) + Duration::days(day), "X");
+        app.store.add_entries(tp.practice.id, &extra, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    }
+    let after = serde_json::to_string(&app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap()).unwrap();
+    assert_eq!(before, after);
+}
+
+async fn paging_visits_every_visible_entry_once(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut all = Vec::new();
+    for i in 0..40 {
+        all.push(consultation(&pat, time(2024, 1, 1) + Duration::hours(i * 13), &format!("v{i}")));
+        if i % 3 == 0 {
+            all.extend(withheld_entries(&pat, time(2024, 1, 1) + Duration::hours(i * 13 + 1), "H"));
+        }
+    }
+    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let req = PageRequest { limit: Some(7), cursor: cursor.clone(), section: None };
+        let page = app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap();
+        seen.extend(page.entries.iter().map(|e| e.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 40);
+}
+
+async fn a_proxy_sees_only_their_scope(t: &TestStore) {
+    // R15, R16
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    app.store.create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id))).await.unwrap();
+    let granted = Utc::now().date_naive() - Duration::days(100);
+    let link = ProxyLink {
+        id: ProxyLinkId::from_uuid(caldicott_app::new_id()),
+        patient: child.id,
+        proxy: parent.id,
+        relationship: "Father".into(),
+        basis: ProxyBasis::ChildNotCompetent,
+        scope: ProxyScope { appointments: true, prescriptions: true, demographics: true, record: AccessLevel::Summary, record_from: RecordFrom::Date(granted) },
+        granted_on: granted,
+        decided_by: "Dr Test".into(),
+        ends_on: None,
+        status: ProxyStatus::Active,
+    };
+    app.store.create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id))).await.unwrap();
+    let recent = Utc::now() - Duration::days(10);
+    let consult = consultation(&child, recent, "SECRET consultation text");
+    let mut med = consultation(&child, recent, "");
+    med.body = EntryBody::Medication { drug: "Amoxicillin".into(), dosage: "5ml".into(), quantity: "100ml".into(), course: MedicationCourse::Acute };
+    let old_med = EntryBody::Allergy { substance: "SECRET before grant".into(), reaction: "rash".into() };
+    let mut old = consultation(&child, Utc::now() - Duration::days(400), "");
+    old.body = old_med;
+    app.store.add_entries(tp.practice.id, &[consult, med.clone(), old], &fixtures::audit(Action::EntryCreate, Some(child.id))).await.unwrap();
+
+    let page = app.online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default()).await.unwrap();
+    assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![med.id]);
+    assert!(!serde_json::to_string(&page).unwrap().contains("SECRET"));
+    // The child (6) has no access of their own, and nobody else's link answers for them.
+    let own = app.online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    assert!(own.entries.is_empty());
+    assert_eq!(own.access.no_record_access.as_ref().map(|r| r.rule), Some("R1"));
+    let wrong = app.online_view(&tp.clinician, parent.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default()).await;
+    assert!(matches!(wrong, Err(AppError::NotFound(_))));
+}
+
+async fn every_read_is_audited_before_it_returns(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let head = app.store.audit_head(tp.practice.id).await.unwrap();
+    app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap();
+    app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
+    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, head.count + 2);
+    assert_eq!(trail[0].action, "record.preview_online");
+    assert_eq!(trail[1].action, "record.view_staff");
+    assert_eq!(trail[0].actor_id, tp.clinician.staff.to_string());
+    assert_eq!(trail[0].actor_role, "clinician");
+    // Look-ups that fail are audited too, without a patient.
+    let other = fixtures::practice(&app).await.unwrap();
+    let err = app.staff_record(&other.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap_err();
+    assert!(matches!(err, AppError::NotFound(ref m) if m.contains(&other.practice.name)), "{err}");
+    let last = app.store.audit_events(other.practice.id, 0, 1000).await.unwrap().pop().unwrap();
+    assert_eq!((last.action.as_str(), last.outcome.as_str()), ("record.view_staff", "not_found"));
+    // A malformed NHS number is refused before anything is looked up.
+    let err = app.staff_record(&tp.clinician, "123 456 7890", &PageRequest::default()).await.unwrap_err();
+    assert!(matches!(err, AppError::BadRequest(ref m) if m.contains("check digit")), "{err}");
+    assert_eq!(audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().unwrap().count, head.count + 2);
+}
+
+async fn administrators_cannot_open_records_and_the_refusal_is_audited(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let err = app.staff_record(&admin, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)));
+    let last = app.store.audit_events(tp.practice.id, 0, 1000).await.unwrap().pop().unwrap();
+    assert_eq!(last.outcome, "denied");
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    assert!(app.staff_record(&reception, pat.nhs_number.as_str(), &PageRequest::default()).await.is_ok());
+}
+
+async fn tokens_authenticate_only_while_valid(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let who = auth::authenticate(&app, &tp.clinician_token).await.unwrap();
+    assert_eq!(who, tp.clinician);
+    let mut tampered = tp.clinician_token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [tampered.as_str(), "", "cal_", "Bearer x", &tp.clinician_token[..70]] {
+        assert!(matches!(auth::authenticate(&app, bad).await, Err(AppError::Unauthenticated(_))), "{bad}");
+    }
+    // An expired token stops working.
+    let later = App::new(t.store.clone(), Arc::new(|| Utc::now() + Duration::days(2)));
+    assert!(matches!(auth::authenticate(&later, &tp.clinician_token).await, Err(AppError::Unauthenticated(_))));
+    // A revoked one too, on the very next request.
+    let issued = auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "revoke me", Duration::days(1)).await.unwrap();
+    assert!(auth::authenticate(&app, &issued.secret).await.is_ok());
+    app.store.revoke_api_token(tp.practice.id, issued.token.id, Utc::now(), &fixtures::audit(Action::TokenRevoke, None)).await.unwrap();
+    assert!(matches!(auth::authenticate(&app, &issued.secret).await, Err(AppError::Unauthenticated(_))));
+    // Bad requests for tokens get clear errors.
+    assert!(matches!(auth::issue_token(&app, "no such", "clinician", "x", Duration::days(1)).await, Err(AppError::BadRequest(_))));
+    assert!(matches!(auth::issue_token(&app, tp.practice.ods_code.as_str(), "nobody", "x", Duration::days(1)).await, Err(AppError::NotFound(_))));
+    assert!(matches!(auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "x", Duration::days(400)).await, Err(AppError::BadRequest(_))));
+}
+
+async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
+    // T15
+    use sqlx::Connection;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    app.store.add_entries(tp.practice.id, &[consultation(&pat, time(2024, 6, 1), "PATIENT DATA")], &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    match t.store.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
+            sqlx::raw_sql("CREATE TRIGGER disk_full BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'disk full'); END;").execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$;
+                 CREATE TRIGGER disk_full BEFORE INSERT ON audit_event FOR EACH ROW EXECUTE FUNCTION disk_full();",
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+    }
+    let res = app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await;
+    assert!(matches!(res, Err(AppError::Unavailable(_))), "{res:?}");
+    let res = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await;
+    assert!(matches!(res, Err(AppError::Unavailable(_))));
+}
+
+async fn the_chain_holds_under_concurrent_requests(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let head = app.store.audit_head(tp.practice.id).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let (app, who, nhs) = (app.clone(), tp.clinician.clone(), pat.nhs_number.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                app.online_view(&who, nhs.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let verified = audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[head]).await.unwrap().unwrap();
+    assert_eq!(verified, ChainHead { count: head.count + 120, ..verified });
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
+    };
+}
+
+both!(
+    online_view_shows_only_what_the_patient_may_see,
+    hidden_entries_change_nothing_in_the_online_view,
+    paging_visits_every_visible_entry_once,
+    a_proxy_sees_only_their_scope,
+    every_read_is_audited_before_it_returns,
+    administrators_cannot_open_records_and_the_refusal_is_audited,
+    tokens_authenticate_only_while_valid,
+    reads_fail_closed_when_the_audit_log_cannot_be_written,
+    the_chain_holds_under_concurrent_requests,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_is_deterministic_and_realistic() {
+    use caldicott_app::demo::{build_demo, DemoOptions};
+    let opts = DemoOptions { patients: 80, seed: 7, as_of: fixtures::date(2026, 11, 22), long_record: Some(300) };
+    let mut summaries = Vec::new();
+    for _ in 0..2 {
+        let t = test_support::sqlite().await.unwrap();
+        let app = app(&t);
+        let report = build_demo(&app, &opts).await.unwrap();
+        assert!(report.built);
+        assert!(report.patients >= 80);
+        let again = build_demo(&app, &opts).await.unwrap();
+        assert!(!again.built, "a second run leaves the practice as it is");
+        let p = report.practice.id;
+        let long = app.store.patient_by_nhs_number(p, report.long_record.as_ref().unwrap()).await.unwrap().unwrap();
+        assert_eq!(app.store.entry_count(p, long.id).await.unwrap(), 300);
+        let mut summary = Vec::new();
+        let mut proxies = 0;
+        for n in 0..400u32 {
+            let Some(nhs) = caldicott_core::NhsNumber::from_first_nine(999_000_000 + 170_000 + n) else { continue };
+            if let Some(pat) = app.store.patient_by_nhs_number(p, &nhs).await.unwrap() {
+                assert!(pat.nhs_number.is_test_number());
+                proxies += app.store.proxy_links_for_patient(p, pat.id).await.unwrap().len();
+                summary.push((pat.nhs_number.as_str().to_owned(), pat.name.family.clone(), pat.date_of_birth, app.store.entry_count(p, pat.id).await.unwrap()));
+            }
+        }
+        assert!(summary.len() >= 80, "found {}", summary.len());
+        assert!(proxies > 0, "children have parent proxies");
+        assert!(audit_log::verify_chain(app.store.as_ref(), p, &[]).await.unwrap().is_ok());
+        summaries.push((summary, report.staff.iter().map(|s| s.password.clone()).collect::<Vec<_>>()));
+    }
+    assert_eq!(summaries[0], summaries[1]);
+}
