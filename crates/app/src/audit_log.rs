@@ -56,7 +56,11 @@ impl AuditWriter {
 }
 
 /// Checks a practice's whole chain against the store's own head and any checkpoints given.
-pub async fn verify_chain(store: &dyn Store, practice: PracticeId, checkpoints: &[ChainHead]) -> AppResult<Result<ChainHead, ChainBreak>> {
+pub async fn verify_chain(
+    store: &dyn Store,
+    practice: PracticeId,
+    checkpoints: &[ChainHead],
+) -> AppResult<Result<ChainHead, ChainBreak>> {
     let stored_head = store.audit_head(practice).await?;
     let mut all = checkpoints.to_vec();
     all.push(stored_head);

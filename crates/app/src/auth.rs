@@ -50,14 +50,21 @@ pub struct IssuedToken {
 }
 
 /// Issues a bearer token to a member of staff of the practice with `ods`.
-pub async fn issue_token(app: &App, ods: &str, username: &str, label: &str, valid_for: Duration) -> AppResult<IssuedToken> {
+pub async fn issue_token(
+    app: &App,
+    ods: &str,
+    username: &str,
+    label: &str,
+    valid_for: Duration,
+) -> AppResult<IssuedToken> {
     let ods = OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let practice = app
         .store
         .practice_by_ods(&ods)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no practice with ODS code {ods}")))?;
-    let username = normalise_username(username).ok_or_else(|| AppError::BadRequest(format!("\"{username}\" is not a valid username")))?;
+    let username = normalise_username(username)
+        .ok_or_else(|| AppError::BadRequest(format!("\"{username}\" is not a valid username")))?;
     let staff = app
         .store
         .staff_by_username(practice.id, &username)

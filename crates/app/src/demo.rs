@@ -104,8 +104,14 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
             ods_code: DEMO_ODS.into(),
             name: DEMO_PRACTICE.into(),
             telephone: "01632 960123".into(),
-            address: PostalAddress { lines: vec!["Riverside Health Centre".into(), "12 Quay Street".into(), TOWN.into()], postcode: "RV1 4QS".into() },
-            online: OnlineServicesSettings { prospective_switch_on: NaiveDate::from_ymd_opt(2023, 10, 31), ..Default::default() },
+            address: PostalAddress {
+                lines: vec!["Riverside Health Centre".into(), "12 Quay Street".into(), TOWN.into()],
+                postcode: "RV1 4QS".into(),
+            },
+            online: OnlineServicesSettings {
+                prospective_switch_on: NaiveDate::from_ymd_opt(2023, 10, 31),
+                ..Default::default()
+            },
         },
         system(),
     )
@@ -237,7 +243,10 @@ impl Generator {
         let district = self.rng.gen_range(1..9);
         let sector = self.rng.gen_range(1..9);
         let unit: String = (0..2).map(|_| char::from(b'A' + self.rng.gen_range(0..26u8))).collect();
-        PostalAddress { lines: vec![format!("{n} {street}"), TOWN.into()], postcode: format!("{POSTCODE_AREA}{district} {sector}{unit}") }
+        PostalAddress {
+            lines: vec![format!("{n} {street}"), TOWN.into()],
+            postcode: format!("{POSTCODE_AREA}{district} {sector}{unit}"),
+        }
     }
 
     /// One household: adults sharing a surname and address, and sometimes their children.
@@ -255,7 +264,13 @@ impl Generator {
         let elderly = children == 0 && self.chance(0.3);
         let mut people = Vec::new();
         for i in 0..adults.min(room) {
-            let age = if elderly { self.rng.gen_range(66..101) } else if children > 0 { self.rng.gen_range(24..52) } else { self.rng.gen_range(18..80) };
+            let age = if elderly {
+                self.rng.gen_range(66..101)
+            } else if children > 0 {
+                self.rng.gen_range(24..52)
+            } else {
+                self.rng.gen_range(18..80)
+            };
             people.push(self.person(family, &address, age, i == 1));
         }
         for _ in 0..children.min(room.saturating_sub(people.len())) {
@@ -299,7 +314,8 @@ impl Generator {
             registrations[0].ended = Some(self.date_between(started.max(self.as_of - Duration::days(700)), self.as_of));
         }
         let mobile = (adult && self.chance(0.85)).then(|| format!("07700 900{:03}", self.rng.gen_range(0..1000)));
-        let email = (adult && self.chance(0.6)).then(|| format!("{}.{}@example.com", given.to_lowercase(), family.to_lowercase()));
+        let email = (adult && self.chance(0.6))
+            .then(|| format!("{}.{}@example.com", given.to_lowercase(), family.to_lowercase()));
         let preferred = if !adult {
             PreferredContactMethod::Unknown
         } else {
@@ -338,24 +354,54 @@ impl Generator {
         let mut accounts = Vec::new();
         if age >= 16 && self.chance(0.7) {
             let identity = if self.chance(0.93) { IdentityLevel::P9 } else { IdentityLevel::P5 };
-            let created_on = self.date_between(p.registrations[0].started.max(self.as_of - Duration::days(5 * 365)), self.as_of);
+            let created_on =
+                self.date_between(p.registrations[0].started.max(self.as_of - Duration::days(5 * 365)), self.as_of);
             let kind = if self.chance(0.85) { AccountKind::NhsLogin } else { AccountKind::LinkedApp };
-            accounts.push(OnlineAccount { id: AccountId::from_uuid(self.id(at(created_on, 0))), holder: p.id, kind, identity, created_at: at(created_on, 3) });
+            accounts.push(OnlineAccount {
+                id: AccountId::from_uuid(self.id(at(created_on, 0))),
+                holder: p.id,
+                kind,
+                identity,
+                created_at: at(created_on, 3),
+            });
             let granted_on = created_on.max(p.registrations[0].started);
             let r: f64 = self.rng.gen();
             if r < 0.12 {
-                access.grants.push(LevelGrant { level: AccessLevel::Summary, from: RecordFrom::Beginning, granted_on, granted_by: self.clinician().name });
+                access.grants.push(LevelGrant {
+                    level: AccessLevel::Summary,
+                    from: RecordFrom::Beginning,
+                    granted_on,
+                    granted_by: self.clinician().name,
+                });
             } else if r < 0.16 {
-                access.grants.push(LevelGrant { level: AccessLevel::Full, from: RecordFrom::Beginning, granted_on, granted_by: self.clinician().name });
+                access.grants.push(LevelGrant {
+                    level: AccessLevel::Full,
+                    from: RecordFrom::Beginning,
+                    granted_on,
+                    granted_by: self.clinician().name,
+                });
             } else if r < 0.19 {
-                access.grants.push(LevelGrant { level: AccessLevel::Detailed, from: RecordFrom::Date(granted_on), granted_on, granted_by: self.clinician().name });
+                access.grants.push(LevelGrant {
+                    level: AccessLevel::Detailed,
+                    from: RecordFrom::Date(granted_on),
+                    granted_on,
+                    granted_by: self.clinician().name,
+                });
             }
         }
         access.opted_out = age >= 16 && self.chance(0.01);
         (access, accounts)
     }
 
-    fn entry(&mut self, p: &Patient, date: NaiveDate, minute: i64, body: EntryBody, code: Option<Coding>, author: &Author) -> Entry {
+    fn entry(
+        &mut self,
+        p: &Patient,
+        date: NaiveDate,
+        minute: i64,
+        body: EntryBody,
+        code: Option<Coding>,
+        author: &Author,
+    ) -> Entry {
         let entered = at(date, minute);
         Entry {
             id: EntryId::from_uuid(self.id(entered)),
@@ -385,8 +431,10 @@ impl Generator {
         let registered = p.registrations[0].started;
         let end = p.registrations[0].ended.or(p.date_of_death).unwrap_or(self.as_of).min(self.as_of);
         // Long-term conditions grow with age.
-        let n_conditions = if age < 18 { usize::from(self.chance(0.1)) } else { self.rng.gen_range(0..=(age / 25).min(4) as usize) };
-        let mut conditions: Vec<&(&str, &str, &str, &str)> = CONDITIONS.choose_multiple(&mut self.rng, n_conditions).collect();
+        let n_conditions =
+            if age < 18 { usize::from(self.chance(0.1)) } else { self.rng.gen_range(0..=(age / 25).min(4) as usize) };
+        let mut conditions: Vec<&(&str, &str, &str, &str)> =
+            CONDITIONS.choose_multiple(&mut self.rng, n_conditions).collect();
         if age < 18 {
             conditions.retain(|c| c.0 == "195967001");
         }
@@ -397,12 +445,24 @@ impl Generator {
         for (i, c) in conditions.iter().enumerate() {
             let author = self.clinician();
             let on = dates.first().copied().unwrap_or(first);
-            out.push(self.entry(p, on, 10 + i as i64, EntryBody::Problem { title: c.1.into(), active: true }, coding(c.0, c.1), &author));
+            out.push(self.entry(
+                p,
+                on,
+                10 + i as i64,
+                EntryBody::Problem { title: c.1.into(), active: true },
+                coding(c.0, c.1),
+                &author,
+            ));
             let template = self.entry(
                 p,
                 on,
                 20 + i as i64,
-                EntryBody::Medication { drug: c.2.into(), dosage: c.3.into(), quantity: "56".into(), course: MedicationCourse::RepeatTemplate },
+                EntryBody::Medication {
+                    drug: c.2.into(),
+                    dosage: c.3.into(),
+                    quantity: "56".into(),
+                    course: MedicationCourse::RepeatTemplate,
+                },
                 None,
                 &author,
             );
@@ -410,7 +470,12 @@ impl Generator {
             let template_id = template.id;
             let mut template = template;
             if hide_template {
-                self.hide(&mut template, HiddenReason::PotentiallyHarmful, "Patient asked for antidepressant to be kept off the app for now", &author);
+                self.hide(
+                    &mut template,
+                    HiddenReason::PotentiallyHarmful,
+                    "Patient asked for antidepressant to be kept off the app for now",
+                    &author,
+                );
             }
             out.push(template);
             let mut issue = on;
@@ -424,7 +489,12 @@ impl Generator {
                     p,
                     issue,
                     30,
-                    EntryBody::MedicationIssue { drug: c.2.into(), dosage: c.3.into(), quantity: "56".into(), template: Some(template_id) },
+                    EntryBody::MedicationIssue {
+                        drug: c.2.into(),
+                        dosage: c.3.into(),
+                        quantity: "56".into(),
+                        template: Some(template_id),
+                    },
                     None,
                     &by,
                 ));
@@ -442,9 +512,14 @@ impl Generator {
             };
             let recent = (self.as_of - *date).num_days() < 3;
             let status = if recent && self.chance(0.3) { ConsultationStatus::Draft } else { ConsultationStatus::Final };
-            let mut c = self.entry(p, *date, 60 + i as i64 % 300, EntryBody::Consultation { text, status }, None, &author);
+            let mut c =
+                self.entry(p, *date, 60 + i as i64 % 300, EntryBody::Consultation { text, status }, None, &author);
             if let Some(r) = reason {
-                let note = if r == HiddenReason::ThirdParty { "Contains information about another person" } else { "To be discussed with the patient first" };
+                let note = if r == HiddenReason::ThirdParty {
+                    "Contains information about another person"
+                } else {
+                    "To be discussed with the patient first"
+                };
                 self.hide(&mut c, r, note, &author);
             } else if self.chance(0.004) {
                 c.safeguarding = true;
@@ -454,11 +529,30 @@ impl Generator {
             if age >= 16 && self.chance(0.5) {
                 let (code, term, values) = *self.pick(OBSERVATIONS);
                 let value = values.choose(&mut self.rng).map(|v| (*v).to_owned());
-                out.push(self.entry(p, *date, 61 + i as i64 % 300, EntryBody::Coded { value }, coding(code, term), &author));
+                out.push(self.entry(
+                    p,
+                    *date,
+                    61 + i as i64 % 300,
+                    EntryBody::Coded { value },
+                    coding(code, term),
+                    &author,
+                ));
             }
             if self.chance(0.15) {
                 let (drug, dosage, qty) = *self.pick(ACUTE_MEDS);
-                out.push(self.entry(p, *date, 62, EntryBody::Medication { drug: drug.into(), dosage: dosage.into(), quantity: qty.into(), course: MedicationCourse::Acute }, None, &author));
+                out.push(self.entry(
+                    p,
+                    *date,
+                    62,
+                    EntryBody::Medication {
+                        drug: drug.into(),
+                        dosage: dosage.into(),
+                        quantity: qty.into(),
+                        course: MedicationCourse::Acute,
+                    },
+                    None,
+                    &author,
+                ));
             }
             if age >= 16 && self.chance(0.25) {
                 let (code, test, unit, range, value) = *self.pick(RESULTS);
@@ -468,7 +562,21 @@ impl Generator {
                 let abnormal = self.chance(0.3);
                 let v = if abnormal { value.to_owned() } else { "normal".into() };
                 let lab = Author { staff: None, name: "Riverside Pathology".into() };
-                out.push(self.entry(p, result_day, 10, EntryBody::TestResult { test: test.into(), value: v, unit: unit.into(), range: range.into(), abnormal, filing }, coding(code, test), &lab));
+                out.push(self.entry(
+                    p,
+                    result_day,
+                    10,
+                    EntryBody::TestResult {
+                        test: test.into(),
+                        value: v,
+                        unit: unit.into(),
+                        range: range.into(),
+                        abnormal,
+                        filing,
+                    },
+                    coding(code, test),
+                    &lab,
+                ));
             }
             if self.chance(0.12) {
                 let title = *self.pick(LETTERS);
@@ -480,35 +588,93 @@ impl Generator {
                     _ => (Filing::Filed, DocumentReview::Reviewed),
                 };
                 let sender = Author { staff: None, name: "Document workflow".into() };
-                out.push(self.entry(p, day, 20, EntryBody::Document { title: title.into(), summary: format!("{title}: see scanned document."), filing, review }, None, &sender));
+                out.push(self.entry(
+                    p,
+                    day,
+                    20,
+                    EntryBody::Document {
+                        title: title.into(),
+                        summary: format!("{title}: see scanned document."),
+                        filing,
+                        review,
+                    },
+                    None,
+                    &sender,
+                ));
             }
         }
         if self.chance(0.15) {
             let (code, term, reaction) = *self.pick(ALLERGIES);
             let author = self.clinician();
             let on = dates.first().copied().unwrap_or(first);
-            out.push(self.entry(p, on, 5, EntryBody::Allergy { substance: term.trim_start_matches("Allergy to ").into(), reaction: reaction.into() }, coding(code, term), &author));
+            out.push(self.entry(
+                p,
+                on,
+                5,
+                EntryBody::Allergy {
+                    substance: term.trim_start_matches("Allergy to ").into(),
+                    reaction: reaction.into(),
+                },
+                coding(code, term),
+                &author,
+            ));
         }
         let jabs = if age < 16 { self.rng.gen_range(1..4) } else { self.rng.gen_range(0..3) };
         for _ in 0..jabs {
             let (code, term) = *self.pick(VACCINES);
             let nurse = self.clinician();
             let on = self.date_between(first, end);
-            out.push(self.entry(p, on, 15, EntryBody::Immunisation { vaccine: term.into() }, coding(code, term), &nurse));
+            out.push(self.entry(
+                p,
+                on,
+                15,
+                EntryBody::Immunisation { vaccine: term.into() },
+                coding(code, term),
+                &nurse,
+            ));
         }
         // Communications that never go online.
         let admin = Author { staff: None, name: "Reception".into() };
         if self.chance(0.2) {
             let on = self.date_between(first, end);
-            out.push(self.entry(p, on, 200, EntryBody::AdminMessage { subject: "Change of address confirmed".into(), text: "Address updated from registration form.".into(), channel: AdminChannel::Note }, None, &admin));
+            out.push(self.entry(
+                p,
+                on,
+                200,
+                EntryBody::AdminMessage {
+                    subject: "Change of address confirmed".into(),
+                    text: "Address updated from registration form.".into(),
+                    channel: AdminChannel::Note,
+                },
+                None,
+                &admin,
+            ));
         }
         if self.chance(0.15) {
             let on = self.date_between(first, end);
-            out.push(self.entry(p, on, 210, EntryBody::SystemSms { text: "Reminder: you have an appointment at Riverside Medical Practice tomorrow.".into() }, None, &admin));
+            out.push(self.entry(
+                p,
+                on,
+                210,
+                EntryBody::SystemSms {
+                    text: "Reminder: you have an appointment at Riverside Medical Practice tomorrow.".into(),
+                },
+                None,
+                &admin,
+            ));
         }
         if self.chance(0.1) {
             let on = self.date_between(first, end);
-            out.push(self.entry(p, on, 220, EntryBody::OnlineConsultation { text: "Online request: repeat fit note and advice about back pain.".into() }, None, &admin));
+            out.push(self.entry(
+                p,
+                on,
+                220,
+                EntryBody::OnlineConsultation {
+                    text: "Online request: repeat fit note and advice about back pain.".into(),
+                },
+                None,
+                &admin,
+            ));
         }
         if !conditions.is_empty() && self.chance(0.4) {
             let author = self.clinician();
@@ -520,11 +686,32 @@ impl Generator {
         if age >= 16 && self.chance(0.03) {
             let author = self.clinician();
             let on = self.date_between(self.switch_on - Duration::days(30), end);
-            out.push(self.entry(p, on, 300, EntryBody::Coded { value: None }, coding(ENHANCED_REVIEW_INDICATED, "Enhanced review indicated before granting access to own health record"), &author));
+            out.push(self.entry(
+                p,
+                on,
+                300,
+                EntryBody::Coded { value: None },
+                coding(
+                    ENHANCED_REVIEW_INDICATED,
+                    "Enhanced review indicated before granting access to own health record",
+                ),
+                &author,
+            ));
             if self.chance(0.4) {
-                let later = self.date_between(on + Duration::days(1), (on + Duration::days(120)).max(on + Duration::days(1)));
+                let later =
+                    self.date_between(on + Duration::days(1), (on + Duration::days(120)).max(on + Duration::days(1)));
                 if later <= self.as_of {
-                    out.push(self.entry(p, later, 310, EntryBody::Coded { value: None }, coding(ENHANCED_REVIEW_NOT_INDICATED, "Enhanced review not indicated before granting access to own health record"), &author));
+                    out.push(self.entry(
+                        p,
+                        later,
+                        310,
+                        EntryBody::Coded { value: None },
+                        coding(
+                            ENHANCED_REVIEW_NOT_INDICATED,
+                            "Enhanced review not indicated before granting access to own health record",
+                        ),
+                        &author,
+                    ));
                 }
             }
         }
@@ -544,7 +731,14 @@ impl Generator {
         for i in 0..self.rng.gen_range(3..15) {
             let date = self.date_between(start, registered - Duration::days(1));
             let (a, b) = *self.pick(PRESENTING);
-            let mut e = self.entry(p, date, i, EntryBody::Consultation { text: format!("{a} {b}"), status: ConsultationStatus::Final }, None, &old);
+            let mut e = self.entry(
+                p,
+                date,
+                i,
+                EntryBody::Consultation { text: format!("{a} {b}"), status: ConsultationStatus::Final },
+                None,
+                &old,
+            );
             e.origin = Origin::TransferredIn { from_ods: from_ods.clone() };
             let r: f64 = self.rng.gen();
             if r < 0.1 {
@@ -576,7 +770,7 @@ impl Generator {
             for proxy in subjects {
                 let review_age = birthday(p.date_of_birth, 11);
                 // Some children's links were re-granted after their 11th-birthday review.
-                let regranted = age >= 11 && age < 16 && self.chance(0.5);
+                let regranted = (11..16).contains(&age) && self.chance(0.5);
                 let granted_on = if regranted {
                     self.date_between(review_age, self.as_of)
                 } else {
@@ -596,7 +790,13 @@ impl Generator {
                     proxy: people[proxy].patient.id,
                     relationship: relationship.into(),
                     basis,
-                    scope: ProxyScope { appointments: true, prescriptions: true, demographics: true, record, record_from: RecordFrom::Date(granted_on) },
+                    scope: ProxyScope {
+                        appointments: true,
+                        prescriptions: true,
+                        demographics: true,
+                        record,
+                        record_from: RecordFrom::Date(granted_on),
+                    },
                     granted_on,
                     decided_by: decided,
                     ends_on: None,
@@ -614,7 +814,13 @@ impl Generator {
             if people[i].accounts.is_empty() {
                 let holder = people[i].patient.id;
                 let on = self.date_between(self.as_of - Duration::days(900), self.as_of);
-                people[i].accounts.push(OnlineAccount { id: AccountId::from_uuid(self.id(at(on, 0))), holder, kind: AccountKind::NhsLogin, identity: IdentityLevel::P9, created_at: at(on, 1) });
+                people[i].accounts.push(OnlineAccount {
+                    id: AccountId::from_uuid(self.id(at(on, 0))),
+                    holder,
+                    kind: AccountKind::NhsLogin,
+                    identity: IdentityLevel::P9,
+                    created_at: at(on, 1),
+                });
             }
         }
     }
@@ -640,9 +846,21 @@ impl Generator {
                     let (a, b) = *self.pick(PRESENTING);
                     EntryBody::Consultation { text: format!("{a} {b}"), status: ConsultationStatus::Final }
                 }
-                2 => EntryBody::MedicationIssue { drug: "Amlodipine 5mg tablets".into(), dosage: "One tablet once a day".into(), quantity: "56".into(), template: None },
+                2 => EntryBody::MedicationIssue {
+                    drug: "Amlodipine 5mg tablets".into(),
+                    dosage: "One tablet once a day".into(),
+                    quantity: "56".into(),
+                    template: None,
+                },
                 3 => EntryBody::Coded { value: Some("134/84 mmHg".into()) },
-                _ => EntryBody::TestResult { test: "eGFR".into(), value: "58".into(), unit: "mL/min/1.73m2".into(), range: ">90".into(), abnormal: true, filing: Filing::Filed },
+                _ => EntryBody::TestResult {
+                    test: "eGFR".into(),
+                    value: "58".into(),
+                    unit: "mL/min/1.73m2".into(),
+                    range: ">90".into(),
+                    abnormal: true,
+                    filing: Filing::Filed,
+                },
             };
             let code = if i % 5 == 3 { coding("75367002", "Blood pressure") } else { None };
             let mut e = self.entry(&p, day, i64::from(i % 600), body, code, &author);
@@ -653,9 +871,23 @@ impl Generator {
         }
         item.entries = entries;
         if item.accounts.is_empty() {
-            item.accounts.push(OnlineAccount { id: AccountId::from_uuid(self.id(at(self.as_of, 0))), holder: p.id, kind: AccountKind::NhsLogin, identity: IdentityLevel::P9, created_at: at(self.as_of - Duration::days(400), 0) });
+            item.accounts.push(OnlineAccount {
+                id: AccountId::from_uuid(self.id(at(self.as_of, 0))),
+                holder: p.id,
+                kind: AccountKind::NhsLogin,
+                identity: IdentityLevel::P9,
+                created_at: at(self.as_of - Duration::days(400), 0),
+            });
         }
-        item.access = OnlineAccessSettings { grants: vec![LevelGrant { level: AccessLevel::Full, from: RecordFrom::Beginning, granted_on: self.as_of - Duration::days(400), granted_by: "Dr Chidi Okafor".into() }], opted_out: false };
+        item.access = OnlineAccessSettings {
+            grants: vec![LevelGrant {
+                level: AccessLevel::Full,
+                from: RecordFrom::Beginning,
+                granted_on: self.as_of - Duration::days(400),
+                granted_by: "Dr Chidi Okafor".into(),
+            }],
+            opted_out: false,
+        };
         item
     }
 }

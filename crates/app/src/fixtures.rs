@@ -57,8 +57,11 @@ pub async fn practice(app: &App) -> AppResult<TestPractice> {
     .await?;
     let mut tokens = Vec::new();
     let mut clinician = None;
-    for (user, role) in [("clinician", Role::Clinician), ("admin", Role::Administrator), ("reception", Role::Receptionist)] {
-        let s = create_staff(app, practice.id, user, &format!("Test {user}"), role, "a long test password", actor()).await?;
+    for (user, role) in
+        [("clinician", Role::Clinician), ("admin", Role::Administrator), ("reception", Role::Receptionist)]
+    {
+        let s = create_staff(app, practice.id, user, &format!("Test {user}"), role, "a long test password", actor())
+            .await?;
         if role == Role::Clinician {
             clinician = Some(StaffPrincipal { practice: practice.id, staff: s.id, name: s.display_name.clone(), role });
         }
@@ -79,13 +82,21 @@ pub async fn practice(app: &App) -> AppResult<TestPractice> {
 pub async fn adult(app: &App, practice: PracticeId) -> AppResult<Patient> {
     let p = person(practice, date(1980, 5, 17));
     app.store.create_patient(practice, &p, &audit(Action::PatientCreate, Some(p.id))).await?;
-    let account = OnlineAccount { id: AccountId::from_uuid(new_id()), holder: p.id, kind: AccountKind::NhsLogin, identity: IdentityLevel::P9, created_at: time(2024, 1, 1) };
+    let account = OnlineAccount {
+        id: AccountId::from_uuid(new_id()),
+        holder: p.id,
+        kind: AccountKind::NhsLogin,
+        identity: IdentityLevel::P9,
+        created_at: time(2024, 1, 1),
+    };
     app.store.create_online_account(practice, &account, &audit(Action::OnlineAccountCreate, Some(p.id))).await?;
     Ok(p)
 }
 
 pub fn person(practice: PracticeId, dob: NaiveDate) -> Patient {
-    let nhs = (unique()..).find_map(|k| NhsNumber::from_first_nine(999_000_000 + k % 1_000_000)).unwrap_or_else(|| unreachable_nhs());
+    let nhs = (unique()..)
+        .find_map(|k| NhsNumber::from_first_nine(999_000_000 + k % 1_000_000))
+        .unwrap_or_else(unreachable_nhs);
     Patient {
         id: PatientId::from_uuid(new_id()),
         practice,
@@ -95,17 +106,32 @@ pub fn person(practice: PracticeId, dob: NaiveDate) -> Patient {
         sex: Sex::Unknown,
         contact: ContactDetails::default(),
         preferred_contact: PreferredContactMethod::Unknown,
-        registrations: vec![Registration { kind: RegistrationKind::Registered, started: date(2000, 1, 1), ended: None, previous_practice: None }],
+        registrations: vec![Registration {
+            kind: RegistrationKind::Registered,
+            started: date(2000, 1, 1),
+            ended: None,
+            previous_practice: None,
+        }],
         date_of_death: None,
     }
 }
 
 fn unreachable_nhs() -> NhsNumber {
-    NhsNumber::from_first_nine(999_000_001).unwrap_or_else(|| NhsNumber::parse("9990000018").unwrap_or_else(|_| std::process::abort()))
+    NhsNumber::from_first_nine(999_000_001)
+        .unwrap_or_else(|| NhsNumber::parse("9990000018").unwrap_or_else(|_| std::process::abort()))
 }
 
 pub fn audit(action: Action, patient: Option<PatientId>) -> AuditRecord {
-    AuditRecord::new(AuditEventId::from_uuid(new_id()), Utc::now(), actor(), patient, action, "fixture", Outcome::Success, "")
+    AuditRecord::new(
+        AuditEventId::from_uuid(new_id()),
+        Utc::now(),
+        actor(),
+        patient,
+        action,
+        "fixture",
+        Outcome::Success,
+        "",
+    )
 }
 
 /// A final consultation entered at `entered`, visible online.
@@ -131,7 +157,8 @@ pub fn consultation(patient: &Patient, entered: DateTime<Utc>, text: &str) -> En
 pub fn withheld_entries(patient: &Patient, around: DateTime<Utc>, marker: &str) -> Vec<Entry> {
     let mut hidden = consultation(patient, around, &format!("{marker} hidden third-party text"));
     hidden.visibility = OnlineVisibility::Hidden(
-        Redaction::new(HiddenReason::ThirdParty, "names a relative", "Dr Test", around).unwrap_or_else(|_| std::process::abort()),
+        Redaction::new(HiddenReason::ThirdParty, "names a relative", "Dr Test", around)
+            .unwrap_or_else(|_| std::process::abort()),
     );
     let mut draft = consultation(patient, around + Duration::minutes(1), &format!("{marker} draft"));
     draft.body = EntryBody::Consultation { text: format!("{marker} draft"), status: ConsultationStatus::Draft };
@@ -140,11 +167,27 @@ pub fn withheld_entries(patient: &Patient, around: DateTime<Utc>, marker: &str) 
     let mut safeguarding = consultation(patient, around + Duration::minutes(3), &format!("{marker} safeguarding"));
     safeguarding.safeguarding = true;
     let mut unfiled = consultation(patient, around + Duration::minutes(4), "");
-    unfiled.body = EntryBody::TestResult { test: format!("{marker} PSA"), value: "9.1".into(), unit: "ug/L".into(), range: "<4".into(), abnormal: true, filing: Filing::Unfiled };
+    unfiled.body = EntryBody::TestResult {
+        test: format!("{marker} PSA"),
+        value: "9.1".into(),
+        unit: "ug/L".into(),
+        range: "<4".into(),
+        abnormal: true,
+        filing: Filing::Unfiled,
+    };
     let mut unreviewed = consultation(patient, around + Duration::minutes(5), "");
-    unreviewed.body = EntryBody::Document { title: format!("{marker} letter"), summary: String::new(), filing: Filing::Filed, review: DocumentReview::Unreviewed };
+    unreviewed.body = EntryBody::Document {
+        title: format!("{marker} letter"),
+        summary: String::new(),
+        filing: Filing::Filed,
+        review: DocumentReview::Unreviewed,
+    };
     let mut admin = consultation(patient, around + Duration::minutes(6), "");
-    admin.body = EntryBody::AdminMessage { subject: format!("{marker} admin"), text: String::new(), channel: AdminChannel::Email };
+    admin.body = EntryBody::AdminMessage {
+        subject: format!("{marker} admin"),
+        text: String::new(),
+        channel: AdminChannel::Email,
+    };
     let mut diary = consultation(patient, around + Duration::minutes(7), "");
     diary.body = EntryBody::Diary { text: format!("{marker} diary"), due: date(2030, 1, 1) };
     vec![hidden, draft, nopat, safeguarding, unfiled, unreviewed, admin, diary]

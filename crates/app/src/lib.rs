@@ -5,8 +5,8 @@
 pub mod audit_log;
 pub mod auth;
 pub mod demo;
-pub mod fixtures;
 mod demo_data;
+pub mod fixtures;
 pub mod record;
 pub mod setup;
 

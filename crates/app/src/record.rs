@@ -51,7 +51,12 @@ pub enum ViewAs {
 /// An opaque page cursor: the sort key of the last entry on the previous page. Only ever made
 /// from an entry the caller was shown.
 pub fn encode_cursor(e: &Entry) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1|{}|{}|{}", e.event_date, e.entered_at.timestamp_micros(), e.id.as_uuid().simple()))
+    URL_SAFE_NO_PAD.encode(format!(
+        "v1|{}|{}|{}",
+        e.event_date,
+        e.entered_at.timestamp_micros(),
+        e.id.as_uuid().simple()
+    ))
 }
 
 pub fn decode_cursor(s: &str) -> AppResult<EntryCursor> {
@@ -109,7 +114,11 @@ impl From<Withheld> for Reason {
 fn summarise(policy: &AccessPolicy) -> AccessSummary {
     AccessSummary {
         no_record_access: policy.denied().map(Reason::from),
-        automatic: policy.automatic().map_err(|b| AutomaticBlockReason { rule: b.rule(), reason: b.explain(), block: b }),
+        automatic: policy.automatic().map_err(|b| AutomaticBlockReason {
+            rule: b.rule(),
+            reason: b.explain(),
+            block: b,
+        }),
         levels: policy.reach(),
     }
 }
@@ -168,7 +177,9 @@ pub struct ViewerSummary {
 fn require_record_reader(who: &StaffPrincipal) -> AppResult<()> {
     match who.role {
         Role::Clinician | Role::Receptionist | Role::PracticeManager => Ok(()),
-        Role::Administrator => Err(AppError::Forbidden("administrators manage accounts and cannot open patient records".into())),
+        Role::Administrator => {
+            Err(AppError::Forbidden("administrators manage accounts and cannot open patient records".into()))
+        }
     }
 }
 
@@ -180,15 +191,39 @@ struct Loaded {
 }
 
 impl App {
-    fn audit_record(&self, who: &StaffPrincipal, patient: Option<PatientId>, action: Action, entity: String, outcome: Outcome, detail: String) -> AuditRecord {
-        AuditRecord::new(AuditEventId::from_uuid(new_id()), self.now(), who.actor(), patient, action, entity, outcome, detail)
+    fn audit_record(
+        &self,
+        who: &StaffPrincipal,
+        patient: Option<PatientId>,
+        action: Action,
+        entity: String,
+        outcome: Outcome,
+        detail: String,
+    ) -> AuditRecord {
+        AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            self.now(),
+            who.actor(),
+            patient,
+            action,
+            entity,
+            outcome,
+            detail,
+        )
     }
 
     /// Finds a patient of the caller's practice; a failed or refused look-up is audited too.
     async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
         let nhs = parse_nhs_number(nhs)?;
         if let Err(e) = require_record_reader(who) {
-            let rec = self.audit_record(who, None, action, format!("nhs_number/{}", nhs.as_str()), Outcome::Denied, "role".into());
+            let rec = self.audit_record(
+                who,
+                None,
+                action,
+                format!("nhs_number/{}", nhs.as_str()),
+                Outcome::Denied,
+                "role".into(),
+            );
             self.audit.record(who.practice, rec).await?;
             return Err(e);
         }
@@ -198,9 +233,19 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Unauthenticated("the practice of this token no longer exists".into()))?;
         let Some(patient) = self.store.patient_by_nhs_number(practice.id, &nhs).await? else {
-            let rec = self.audit_record(who, None, action, format!("nhs_number/{}", nhs.as_str()), Outcome::NotFound, String::new());
+            let rec = self.audit_record(
+                who,
+                None,
+                action,
+                format!("nhs_number/{}", nhs.as_str()),
+                Outcome::NotFound,
+                String::new(),
+            );
             self.audit.record(who.practice, rec).await?;
-            return Err(AppError::NotFound(format!("no patient with NHS number {nhs} is registered at {}", practice.name)));
+            return Err(AppError::NotFound(format!(
+                "no patient with NHS number {nhs} is registered at {}",
+                practice.name
+            )));
         };
         let facts = self.store.access_facts(practice.id, patient.id).await?;
         let enhanced_review = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
@@ -213,12 +258,22 @@ impl App {
 
     /// The whole record as staff see it, a page at a time, each entry marked with whether the
     /// patient can see it online.
-    pub async fn staff_record(&self, who: &StaffPrincipal, nhs: &str, page: &PageRequest) -> AppResult<StaffRecordPage> {
+    pub async fn staff_record(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        page: &PageRequest,
+    ) -> AppResult<StaffRecordPage> {
         let limit = page.limit()?;
         let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordViewStaff).await?;
         let identity = self.identity_of(l.practice.id, l.patient.id).await?;
-        let facts = RecordFacts { practice: &l.practice.online, patient: &l.patient, access: &l.access, enhanced_review: l.enhanced_review };
+        let facts = RecordFacts {
+            practice: &l.practice.online,
+            patient: &l.patient,
+            access: &l.access,
+            enhanced_review: l.enhanced_review,
+        };
         let policy = AccessPolicy::new(Viewer::Patient { identity }, facts, self.now());
         let mut entries = self
             .store
@@ -252,7 +307,13 @@ impl App {
 
     /// Exactly what the patient, or one of their proxies, sees online: a page of the entries the
     /// visibility engine shows, and nothing that hints at the others.
-    pub async fn online_view(&self, who: &StaffPrincipal, nhs: &str, as_viewer: ViewAs, page: &PageRequest) -> AppResult<OnlineViewPage> {
+    pub async fn online_view(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        as_viewer: ViewAs,
+        page: &PageRequest,
+    ) -> AppResult<OnlineViewPage> {
         let limit = page.limit()? as usize;
         let mut after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordPreviewOnline).await?;
@@ -271,7 +332,12 @@ impl App {
             None => Viewer::Patient { identity },
             Some(link) => Viewer::Proxy { link, identity },
         };
-        let facts = RecordFacts { practice: &l.practice.online, patient: &l.patient, access: &l.access, enhanced_review: l.enhanced_review };
+        let facts = RecordFacts {
+            practice: &l.practice.online,
+            patient: &l.patient,
+            access: &l.access,
+            enhanced_review: l.enhanced_review,
+        };
         let policy = AccessPolicy::new(viewer, facts, self.now());
 
         let mut shown: Vec<Entry> = Vec::with_capacity(limit + 1);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Use-case tests. Every case runs against SQLite and against PostgreSQL.
 
 use caldicott_app::fixtures::{self, adult, consultation, time, withheld_entries};
@@ -21,14 +22,18 @@ async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let visible: Vec<Entry> = (0..5).map(|i| consultation(&pat, time(2024, 3, 1) + Duration::days(i), &format!("visible {i}"))).collect();
+    let visible: Vec<Entry> =
+        (0..5).map(|i| consultation(&pat, time(2024, 3, 1) + Duration::days(i), &format!("visible {i}"))).collect();
     let before_switch_on = consultation(&pat, time(2023, 1, 1), "SECRET before switch-on");
     let mut all = visible.clone();
     all.push(before_switch_on.clone());
     all.extend(withheld_entries(&pat, time(2024, 3, 2), "SECRET"));
     app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
 
-    let page = app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let page = app
+        .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
     let ids: Vec<EntryId> = page.entries.iter().map(|e| e.id).collect();
     let mut expected: Vec<EntryId> = visible.iter().rev().map(|e| e.id).collect();
     expected.sort_by_key(|id| std::cmp::Reverse(visible.iter().position(|e| e.id == *id)));
@@ -41,7 +46,9 @@ async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
     // The staff view shows everything, each marked with the rule that withholds it.
     let staff = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap();
     assert_eq!(staff.entries.len(), all.len());
-    let rule_of = |id: EntryId| staff.entries.iter().find(|e| e.entry.id == id).and_then(|e| e.online.withheld.as_ref()).map(|r| r.rule);
+    let rule_of = |id: EntryId| {
+        staff.entries.iter().find(|e| e.entry.id == id).and_then(|e| e.online.withheld.as_ref()).map(|r| r.rule)
+    };
     assert_eq!(rule_of(before_switch_on.id), Some("R4"));
     assert_eq!(rule_of(visible[0].id), None);
 }
@@ -51,15 +58,25 @@ async fn hidden_entries_change_nothing_in_the_online_view(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let visible: Vec<Entry> = (0..7).map(|i| consultation(&pat, time(2024, 5, 1) + Duration::days(i * 2), &format!("v{i}"))).collect();
+    let visible: Vec<Entry> =
+        (0..7).map(|i| consultation(&pat, time(2024, 5, 1) + Duration::days(i * 2), &format!("v{i}"))).collect();
     app.store.add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     let req = PageRequest { limit: Some(3), ..Default::default() };
-    let before = serde_json::to_string(&app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap()).unwrap();
+    let before = serde_json::to_string(
+        &app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap(),
+    )
+    .unwrap();
     for day in [1, 4, 8, 20] {
         let extra = withheld_entries(&pat, time(2024, 5, 1) + Duration::days(day), "X");
-        app.store.add_entries(tp.practice.id, &extra, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+        app.store
+            .add_entries(tp.practice.id, &extra, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+            .await
+            .unwrap();
     }
-    let after = serde_json::to_string(&app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap()).unwrap();
+    let after = serde_json::to_string(
+        &app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap(),
+    )
+    .unwrap();
     assert_eq!(before, after);
 }
 
@@ -99,7 +116,10 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
-    app.store.create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id))).await.unwrap();
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
     let granted = Utc::now().date_naive() - Duration::days(100);
     let link = ProxyLink {
         id: ProxyLinkId::from_uuid(caldicott_app::new_id()),
@@ -107,30 +127,59 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
         proxy: parent.id,
         relationship: "Father".into(),
         basis: ProxyBasis::ChildNotCompetent,
-        scope: ProxyScope { appointments: true, prescriptions: true, demographics: true, record: AccessLevel::Summary, record_from: RecordFrom::Date(granted) },
+        scope: ProxyScope {
+            appointments: true,
+            prescriptions: true,
+            demographics: true,
+            record: AccessLevel::Summary,
+            record_from: RecordFrom::Date(granted),
+        },
         granted_on: granted,
         decided_by: "Dr Test".into(),
         ends_on: None,
         status: ProxyStatus::Active,
     };
-    app.store.create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id))).await.unwrap();
+    app.store
+        .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
     let recent = Utc::now() - Duration::days(10);
     let consult = consultation(&child, recent, "SECRET consultation text");
     let mut med = consultation(&child, recent, "");
-    med.body = EntryBody::Medication { drug: "Amoxicillin".into(), dosage: "5ml".into(), quantity: "100ml".into(), course: MedicationCourse::Acute };
+    med.body = EntryBody::Medication {
+        drug: "Amoxicillin".into(),
+        dosage: "5ml".into(),
+        quantity: "100ml".into(),
+        course: MedicationCourse::Acute,
+    };
     let old_med = EntryBody::Allergy { substance: "SECRET before grant".into(), reaction: "rash".into() };
     let mut old = consultation(&child, Utc::now() - Duration::days(400), "");
     old.body = old_med;
-    app.store.add_entries(tp.practice.id, &[consult, med.clone(), old], &fixtures::audit(Action::EntryCreate, Some(child.id))).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consult, med.clone(), old],
+            &fixtures::audit(Action::EntryCreate, Some(child.id)),
+        )
+        .await
+        .unwrap();
 
-    let page = app.online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default()).await.unwrap();
+    let page = app
+        .online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![med.id]);
     assert!(!serde_json::to_string(&page).unwrap().contains("SECRET"));
     // The child (6) has no access of their own, and nobody else's link answers for them.
-    let own = app.online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let own = app
+        .online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
     assert!(own.entries.is_empty());
     assert_eq!(own.access.no_record_access.as_ref().map(|r| r.rule), Some("R1"));
-    let wrong = app.online_view(&tp.clinician, parent.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default()).await;
+    let wrong = app
+        .online_view(&tp.clinician, parent.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
+        .await;
     assert!(matches!(wrong, Err(AppError::NotFound(_))));
 }
 
@@ -156,7 +205,10 @@ async fn every_read_is_audited_before_it_returns(t: &TestStore) {
     // A malformed NHS number is refused before anything is looked up.
     let err = app.staff_record(&tp.clinician, "123 456 7890", &PageRequest::default()).await.unwrap_err();
     assert!(matches!(err, AppError::BadRequest(ref m) if m.contains("check digit")), "{err}");
-    assert_eq!(audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().unwrap().count, head.count + 2);
+    assert_eq!(
+        audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().unwrap().count,
+        head.count + 2
+    );
 }
 
 async fn administrators_cannot_open_records_and_the_refusal_is_audited(t: &TestStore) {
@@ -187,14 +239,28 @@ async fn tokens_authenticate_only_while_valid(t: &TestStore) {
     let later = App::new(t.store.clone(), Arc::new(|| Utc::now() + Duration::days(2)));
     assert!(matches!(auth::authenticate(&later, &tp.clinician_token).await, Err(AppError::Unauthenticated(_))));
     // A revoked one too, on the very next request.
-    let issued = auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "revoke me", Duration::days(1)).await.unwrap();
+    let issued = auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "revoke me", Duration::days(1))
+        .await
+        .unwrap();
     assert!(auth::authenticate(&app, &issued.secret).await.is_ok());
-    app.store.revoke_api_token(tp.practice.id, issued.token.id, Utc::now(), &fixtures::audit(Action::TokenRevoke, None)).await.unwrap();
+    app.store
+        .revoke_api_token(tp.practice.id, issued.token.id, Utc::now(), &fixtures::audit(Action::TokenRevoke, None))
+        .await
+        .unwrap();
     assert!(matches!(auth::authenticate(&app, &issued.secret).await, Err(AppError::Unauthenticated(_))));
     // Bad requests for tokens get clear errors.
-    assert!(matches!(auth::issue_token(&app, "no such", "clinician", "x", Duration::days(1)).await, Err(AppError::BadRequest(_))));
-    assert!(matches!(auth::issue_token(&app, tp.practice.ods_code.as_str(), "nobody", "x", Duration::days(1)).await, Err(AppError::NotFound(_))));
-    assert!(matches!(auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "x", Duration::days(400)).await, Err(AppError::BadRequest(_))));
+    assert!(matches!(
+        auth::issue_token(&app, "no such", "clinician", "x", Duration::days(1)).await,
+        Err(AppError::BadRequest(_))
+    ));
+    assert!(matches!(
+        auth::issue_token(&app, tp.practice.ods_code.as_str(), "nobody", "x", Duration::days(1)).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert!(matches!(
+        auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "x", Duration::days(400)).await,
+        Err(AppError::BadRequest(_))
+    ));
 }
 
 async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
@@ -203,11 +269,23 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store.add_entries(tp.practice.id, &[consultation(&pat, time(2024, 6, 1), "PATIENT DATA")], &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&pat, time(2024, 6, 1), "PATIENT DATA")],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
     match t.store.backend() {
         Backend::Sqlite => {
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
-            sqlx::raw_sql("CREATE TRIGGER disk_full BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'disk full'); END;").execute(&mut c).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TRIGGER disk_full BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
         }
         Backend::Postgres => {
             let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
@@ -289,7 +367,12 @@ async fn the_demo_is_deterministic_and_realistic() {
             if let Some(pat) = app.store.patient_by_nhs_number(p, &nhs).await.unwrap() {
                 assert!(pat.nhs_number.is_test_number());
                 proxies += app.store.proxy_links_for_patient(p, pat.id).await.unwrap().len();
-                summary.push((pat.nhs_number.as_str().to_owned(), pat.name.family.clone(), pat.date_of_birth, app.store.entry_count(p, pat.id).await.unwrap()));
+                summary.push((
+                    pat.nhs_number.as_str().to_owned(),
+                    pat.name.family.clone(),
+                    pat.date_of_birth,
+                    app.store.entry_count(p, pat.id).await.unwrap(),
+                ));
             }
         }
         assert!(summary.len() >= 80, "found {}", summary.len());

@@ -130,7 +130,10 @@ fn init_tracing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO).with_target("sqlx", tracing::Level::WARN));
-    tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).init();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
 }
 
 #[tokio::main]
@@ -166,7 +169,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if build_only {
                 print_demo(&report, None);
             } else {
-                let token = auth::issue_token(&app, report.practice.ods_code.as_str(), "dr.okafor", "demo", chrono::Duration::hours(12)).await?;
+                let token = auth::issue_token(
+                    &app,
+                    report.practice.ods_code.as_str(),
+                    "dr.okafor",
+                    "demo",
+                    chrono::Duration::hours(12),
+                )
+                .await?;
                 print_demo(&report, Some((&token.secret, listen.listen)));
                 serve(app, listen.listen, Some(&report)).await?;
             }
@@ -178,7 +188,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command: TokenCommand::Create { db, practice, staff, label, days } } => {
             let app = open(&db).await?;
             let issued = auth::issue_token(&app, &practice, &staff, &label, chrono::Duration::days(days)).await?;
-            eprintln!("Token for {staff} at {practice}, valid until {} (keep it secret; it is not shown again):", issued.token.expires_at);
+            eprintln!(
+                "Token for {staff} at {practice}, valid until {} (keep it secret; it is not shown again):",
+                issued.token.expires_at
+            );
             println!("{}", issued.secret);
         }
         Command::Audit { command: AuditCommand::Verify { db, practice, checkpoint } } => {
@@ -198,7 +211,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         p.name,
                         head.count,
                         head.hash.to_hex(),
-                        if mine.is_empty() { String::new() } else { format!(" (matches {} checkpoint(s))", mine.len()) }
+                        if mine.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (matches {} checkpoint(s))", mine.len())
+                        }
                     ),
                     Err(b) => {
                         broken = true;
@@ -241,10 +258,14 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<(String, Chain
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, line)| {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {} of {}", i + 1, path.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("line {} of {}", i + 1, path.display()))?;
             let ods = v["practice"].as_str().context("a checkpoint needs \"practice\"")?.to_owned();
             let count = v["count"].as_i64().context("a checkpoint needs \"count\"")?;
-            let hash = v["hash"].as_str().and_then(ChainHash::from_hex).context("a checkpoint needs a 64-hex-digit \"hash\"")?;
+            let hash = v["hash"]
+                .as_str()
+                .and_then(ChainHash::from_hex)
+                .context("a checkpoint needs a 64-hex-digit \"hash\"")?;
             Ok((ods, ChainHead { count, hash }))
         })
         .collect()
@@ -253,7 +274,13 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<(String, Chain
 fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
     let p = &report.practice;
     println!();
-    println!("{} ({}) — {} patients{}", p.name, p.ods_code, report.patients, if report.built { ", just built" } else { "" });
+    println!(
+        "{} ({}) — {} patients{}",
+        p.name,
+        p.ods_code,
+        report.patients,
+        if report.built { ", just built" } else { "" }
+    );
     println!();
     println!("Demo staff (username / password / role):");
     for s in &report.staff {

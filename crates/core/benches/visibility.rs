@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Throughput of the visibility engine over a 5,000-entry record (BENCHMARKS.md).
 
 use caldicott_core::access::{IdentityLevel, OnlineAccessSettings, Viewer};
@@ -20,9 +21,26 @@ fn record(n: usize) -> Vec<Entry> {
             let body = match i % 6 {
                 0 => EntryBody::Consultation { text: "Reviewed.".into(), status: ConsultationStatus::Final },
                 1 => EntryBody::Coded { value: None },
-                2 => EntryBody::MedicationIssue { drug: "d".into(), dosage: "x".into(), quantity: "28".into(), template: None },
-                3 => EntryBody::TestResult { test: "t".into(), value: "1".into(), unit: "u".into(), range: String::new(), abnormal: false, filing: Filing::Filed },
-                4 => EntryBody::Document { title: "Letter".into(), summary: String::new(), filing: Filing::Filed, review: DocumentReview::Reviewed },
+                2 => EntryBody::MedicationIssue {
+                    drug: "d".into(),
+                    dosage: "x".into(),
+                    quantity: "28".into(),
+                    template: None,
+                },
+                3 => EntryBody::TestResult {
+                    test: "t".into(),
+                    value: "1".into(),
+                    unit: "u".into(),
+                    range: String::new(),
+                    abnormal: false,
+                    filing: Filing::Filed,
+                },
+                4 => EntryBody::Document {
+                    title: "Letter".into(),
+                    summary: String::new(),
+                    filing: Filing::Filed,
+                    review: DocumentReview::Reviewed,
+                },
                 _ => EntryBody::Diary { text: "recall".into(), due: NaiveDate::MIN },
             };
             let entered = start + Duration::hours(i as i64 * 7);
@@ -45,7 +63,8 @@ fn record(n: usize) -> Vec<Entry> {
 }
 
 fn bench(c: &mut Criterion) {
-    let practice = OnlineServicesSettings { prospective_switch_on: NaiveDate::from_ymd_opt(2016, 1, 1), ..Default::default() };
+    let practice =
+        OnlineServicesSettings { prospective_switch_on: NaiveDate::from_ymd_opt(2016, 1, 1), ..Default::default() };
     let patient = Patient {
         id: PatientId::from_uuid(Uuid::from_u128(1)),
         practice: PracticeId::from_uuid(Uuid::from_u128(2)),
@@ -55,18 +74,30 @@ fn bench(c: &mut Criterion) {
         sex: Sex::Female,
         contact: ContactDetails::default(),
         preferred_contact: PreferredContactMethod::Unknown,
-        registrations: vec![Registration { kind: RegistrationKind::Registered, started: NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(), ended: None, previous_practice: None }],
+        registrations: vec![Registration {
+            kind: RegistrationKind::Registered,
+            started: NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+            ended: None,
+            previous_practice: None,
+        }],
         date_of_death: None,
     };
     let access = OnlineAccessSettings::default();
-    let facts = RecordFacts { practice: &practice, patient: &patient, access: &access, enhanced_review: EnhancedReview::NotIndicated };
+    let facts = RecordFacts {
+        practice: &practice,
+        patient: &patient,
+        access: &access,
+        enhanced_review: EnhancedReview::NotIndicated,
+    };
     let entries = record(5000);
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).single().unwrap_or_default();
     let viewer = Viewer::Patient { identity: Some(IdentityLevel::P9) };
 
     let mut g = c.benchmark_group("visibility");
     g.throughput(Throughput::Elements(entries.len() as u64));
-    g.bench_function("online_view_5000_entries", |b| b.iter(|| online_view(black_box(viewer), black_box(facts), black_box(&entries), now)));
+    g.bench_function("online_view_5000_entries", |b| {
+        b.iter(|| online_view(black_box(viewer), black_box(facts), black_box(&entries), now))
+    });
     let policy = AccessPolicy::new(viewer, facts, now);
     g.bench_function("decide_5000_entries_count_shown", |b| {
         b.iter(|| black_box(&entries).iter().filter(|e| policy.decide(e).is_shown()).count())

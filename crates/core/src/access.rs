@@ -149,9 +149,15 @@ pub struct ProxyScope {
 pub enum ProxyStatus {
     Active,
     /// Suspended by staff, pending review.
-    Suspended { since: NaiveDate, reason: String },
+    Suspended {
+        since: NaiveDate,
+        reason: String,
+    },
     /// Access taken away (R20: the proxy's online account itself is kept).
-    Revoked { on: NaiveDate, reason: String },
+    Revoked {
+        on: NaiveDate,
+        reason: String,
+    },
 }
 
 /// One person acting online for one patient, with their own credentials (R14) and permissions.

@@ -167,23 +167,69 @@ pub enum AdminChannel {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryBody {
     /// A coded entry (observation, diagnosis, procedure, 104/106 …); the code is on the entry.
-    Coded { value: Option<String> },
-    Consultation { text: String, status: ConsultationStatus },
-    Medication { drug: String, dosage: String, quantity: String, course: MedicationCourse },
+    Coded {
+        value: Option<String>,
+    },
+    Consultation {
+        text: String,
+        status: ConsultationStatus,
+    },
+    Medication {
+        drug: String,
+        dosage: String,
+        quantity: String,
+        course: MedicationCourse,
+    },
     /// One issue of a medication; `template` is the repeat template it was issued from.
-    MedicationIssue { drug: String, dosage: String, quantity: String, template: Option<EntryId> },
-    TestResult { test: String, value: String, unit: String, range: String, abnormal: bool, filing: Filing },
-    Document { title: String, summary: String, filing: Filing, review: DocumentReview },
-    Allergy { substance: String, reaction: String },
-    Immunisation { vaccine: String },
-    Problem { title: String, active: bool },
+    MedicationIssue {
+        drug: String,
+        dosage: String,
+        quantity: String,
+        template: Option<EntryId>,
+    },
+    TestResult {
+        test: String,
+        value: String,
+        unit: String,
+        range: String,
+        abnormal: bool,
+        filing: Filing,
+    },
+    Document {
+        title: String,
+        summary: String,
+        filing: Filing,
+        review: DocumentReview,
+    },
+    Allergy {
+        substance: String,
+        reaction: String,
+    },
+    Immunisation {
+        vaccine: String,
+    },
+    Problem {
+        title: String,
+        active: bool,
+    },
     /// An administrative message or email about the patient.
-    AdminMessage { subject: String, text: String, channel: AdminChannel },
-    OnlineConsultation { text: String },
+    AdminMessage {
+        subject: String,
+        text: String,
+        channel: AdminChannel,
+    },
+    OnlineConsultation {
+        text: String,
+    },
     /// A text message the system sent to the patient.
-    SystemSms { text: String },
+    SystemSms {
+        text: String,
+    },
     /// A diary entry (a reminder for the practice).
-    Diary { text: String, due: NaiveDate },
+    Diary {
+        text: String,
+        due: NaiveDate,
+    },
 }
 
 /// The kind of an entry without its details; stored in its own column so that queries can use it.

@@ -13,7 +13,9 @@ pub struct NhsNumber(String);
 pub enum NhsNumberError {
     #[error("an NHS number is 10 digits; \"{0}\" has {1}")]
     WrongLength(String, usize),
-    #[error("an NHS number has only digits (spaces and hyphens between groups are fine); \"{0}\" has other characters")]
+    #[error(
+        "an NHS number has only digits (spaces and hyphens between groups are fine); \"{0}\" has other characters"
+    )]
     NotDigits(String),
     #[error("{0} is not a valid NHS number: its check digit does not match (check for a mistyped digit)")]
     CheckDigit(String),
@@ -65,11 +67,7 @@ impl NhsNumber {
 
 /// Modulus 11: weights 10 down to 2; check = 11 - (sum mod 11); 11 becomes 0; 10 is invalid.
 fn check_digit(first_nine: &[u8]) -> Option<u8> {
-    let sum: u32 = first_nine
-        .iter()
-        .zip((2..=10u32).rev())
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = first_nine.iter().zip((2..=10u32).rev()).map(|(d, w)| u32::from(d - b'0') * w).sum();
     match 11 - (sum % 11) {
         11 => Some(0),
         10 => None,

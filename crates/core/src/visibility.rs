@@ -11,7 +11,9 @@
 //! carries that reason, because it is the one staff must act on.
 
 use crate::access::{AccessLevel, IdentityLevel, OnlineAccessSettings, ProxyLink, ProxyStatus, RecordFrom, Viewer};
-use crate::entry::{ConsultationStatus, DocumentReview, Entry, EntryBody, EntryKind, Filing, HiddenReason, OnlineVisibility};
+use crate::entry::{
+    ConsultationStatus, DocumentReview, Entry, EntryBody, EntryKind, Filing, HiddenReason, OnlineVisibility,
+};
 use crate::patient::{birthday, Patient};
 use crate::practice::OnlineServicesSettings;
 use crate::snomed::EnhancedReview;
@@ -124,7 +126,9 @@ impl Withheld {
             | Self::Safeguarding
             | Self::Hidden { .. } => "R8",
             Self::Nopat => "R29",
-            Self::LevelTooLow { by: GrantSource::Proxy, .. } | Self::BeforeStart { by: GrantSource::Proxy, .. } => "R15",
+            Self::LevelTooLow { by: GrantSource::Proxy, .. } | Self::BeforeStart { by: GrantSource::Proxy, .. } => {
+                "R15"
+            }
             Self::LevelTooLow { .. } | Self::BeforeStart { by: GrantSource::Manual, .. } => "R13",
             Self::BeforeStart { by: GrantSource::Automatic, .. } => "R4",
         }
@@ -146,7 +150,9 @@ impl Withheld {
             Self::ProxyPredatesRegistration => {
                 "this proxy access was granted before the patient's current registration".into()
             }
-            Self::ProxySuspendedAtSixteen { on } => format!("proxy access was suspended when the patient turned 16 on {on}"),
+            Self::ProxySuspendedAtSixteen { on } => {
+                format!("proxy access was suspended when the patient turned 16 on {on}")
+            }
             Self::ProxySuspendedForReview { age, on } => {
                 format!("proxy access was suspended for review when the patient turned {age} on {on}")
             }
@@ -224,8 +230,7 @@ impl AccessPolicy {
             Viewer::Patient { .. } => GrantSource::Manual,
             Viewer::Proxy { .. } => GrantSource::Proxy,
         };
-        let denied =
-            |w| Self { denied: Some(w), reach: [None; 5], highest: AccessLevel::None, limited_by, automatic };
+        let denied = |w| Self { denied: Some(w), reach: [None; 5], highest: AccessLevel::None, limited_by, automatic };
 
         // R6: access to this practice's record ends when the patient leaves it or dies.
         let Some(registration) = patient.registration_on(today) else {
@@ -326,11 +331,7 @@ impl AccessPolicy {
             return Decision::Withheld(Withheld::Hidden { reason: r.reason() });
         }
         match self.reach[needed as usize] {
-            None => Decision::Withheld(Withheld::LevelTooLow {
-                needed,
-                granted: self.highest,
-                by: self.limited_by,
-            }),
+            None => Decision::Withheld(Withheld::LevelTooLow { needed, granted: self.highest, by: self.limited_by }),
             Some(Threshold { from: Some(from), date: Some(start), by }) if entry.entered_at < from => {
                 Decision::Withheld(Withheld::BeforeStart { start, by })
             }
@@ -352,9 +353,7 @@ impl AccessPolicy {
     pub fn reach(&self) -> Vec<LevelReach> {
         AccessLevel::ALL
             .into_iter()
-            .filter_map(|level| {
-                self.reach[level as usize].map(|t| LevelReach { level, from: t.date, by: t.by })
-            })
+            .filter_map(|level| self.reach[level as usize].map(|t| LevelReach { level, from: t.date, by: t.by }))
             .collect()
     }
 

@@ -106,7 +106,12 @@ pub trait Store: Send + Sync + 'static {
     async fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
     async fn practices(&self) -> StoreResult<Vec<Practice>>;
-    async fn set_online_services(&self, practice: PracticeId, settings: &OnlineServicesSettings, audit: &AuditRecord) -> StoreResult<()>;
+    async fn set_online_services(
+        &self,
+        practice: PracticeId,
+        settings: &OnlineServicesSettings,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 
     // --- Staff and tokens ----------------------------------------------------------------
     async fn create_staff(&self, practice: PracticeId, staff: &StaffMember, audit: &AuditRecord) -> StoreResult<()>;
@@ -115,20 +120,46 @@ pub trait Store: Send + Sync + 'static {
     async fn staff_members(&self, practice: PracticeId) -> StoreResult<Vec<StaffMember>>;
     async fn create_api_token(&self, practice: PracticeId, token: &ApiToken, audit: &AuditRecord) -> StoreResult<()>;
     async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>>;
-    async fn revoke_api_token(&self, practice: PracticeId, id: TokenId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()>;
+    async fn revoke_api_token(
+        &self,
+        practice: PracticeId,
+        id: TokenId,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 
     // --- Patients ------------------------------------------------------------------------
     async fn create_patient(&self, practice: PracticeId, patient: &Patient, audit: &AuditRecord) -> StoreResult<()>;
     async fn patient(&self, practice: PracticeId, id: PatientId) -> StoreResult<Option<Patient>>;
-    async fn patient_by_nhs_number(&self, practice: PracticeId, nhs: &caldicott_core::NhsNumber) -> StoreResult<Option<Patient>>;
+    async fn patient_by_nhs_number(
+        &self,
+        practice: PracticeId,
+        nhs: &caldicott_core::NhsNumber,
+    ) -> StoreResult<Option<Patient>>;
     async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64>;
     /// Imports whole records in one transaction, with one audit event per patient.
-    async fn import_patients(&self, practice: PracticeId, batch: &[PatientImport], audit: &[AuditRecord]) -> StoreResult<()>;
+    async fn import_patients(
+        &self,
+        practice: PracticeId,
+        batch: &[PatientImport],
+        audit: &[AuditRecord],
+    ) -> StoreResult<()>;
 
     // --- Online access -------------------------------------------------------------------
     async fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts>;
-    async fn set_access_settings(&self, practice: PracticeId, patient: PatientId, settings: &OnlineAccessSettings, audit: &AuditRecord) -> StoreResult<()>;
-    async fn create_online_account(&self, practice: PracticeId, account: &OnlineAccount, audit: &AuditRecord) -> StoreResult<()>;
+    async fn set_access_settings(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        settings: &OnlineAccessSettings,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn create_online_account(
+        &self,
+        practice: PracticeId,
+        account: &OnlineAccount,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     async fn online_accounts(&self, practice: PracticeId, holder: PatientId) -> StoreResult<Vec<OnlineAccount>>;
     async fn create_proxy_link(&self, practice: PracticeId, link: &ProxyLink, audit: &AuditRecord) -> StoreResult<()>;
     async fn proxy_link(&self, practice: PracticeId, id: ProxyLinkId) -> StoreResult<Option<ProxyLink>>;
@@ -141,7 +172,13 @@ pub trait Store: Send + Sync + 'static {
     async fn entries(&self, practice: PracticeId, patient: PatientId, query: EntryQuery) -> StoreResult<Vec<Entry>>;
     async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64>;
     /// Sets one entry's online visibility (R11), with its audit event in the same transaction.
-    async fn set_entry_visibility(&self, practice: PracticeId, entry: EntryId, visibility: &OnlineVisibility, audit: &AuditRecord) -> StoreResult<()>;
+    async fn set_entry_visibility(
+        &self,
+        practice: PracticeId,
+        entry: EntryId,
+        visibility: &OnlineVisibility,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 
     // --- Audit ---------------------------------------------------------------------------
     /// Appends events to their practices' chains in one transaction (group commit): all are
@@ -151,7 +188,12 @@ pub trait Store: Send + Sync + 'static {
     /// Events after position `after`, in order, at most `limit`.
     async fn audit_events(&self, practice: PracticeId, after: i64, limit: i64) -> StoreResult<Vec<StoredEvent>>;
     /// A patient's audit trail, newest first.
-    async fn audit_for_patient(&self, practice: PracticeId, patient: PatientId, limit: i64) -> StoreResult<Vec<StoredEvent>>;
+    async fn audit_for_patient(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>>;
 }
 
 /// Opens the database named by `url`: a `postgres://` URL, or an SQLite file path (or

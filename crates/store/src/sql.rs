@@ -15,7 +15,9 @@ use caldicott_core::snomed::{Coding, ConceptId, ENHANCED_REVIEW_INDICATED, ENHAN
 use caldicott_core::staff::*;
 use caldicott_core::NhsNumber;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::Row;
 use std::path::Path;
 use std::str::FromStr;
@@ -77,7 +79,8 @@ fn placeholders(start: usize, n: usize) -> String {
 const ENTRY_COLUMNS: &str = "id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, origin, \
     origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, safeguarding, confidential";
 
-const PROXY_COLUMNS: &str = "id, patient_id, proxy_id, relationship, basis, appointments, prescriptions, demographics, \
+const PROXY_COLUMNS: &str =
+    "id, patient_id, proxy_id, relationship, basis, appointments, prescriptions, demographics, \
     record_level, record_from, granted_on, decided_by, ends_on, status, status_since, status_reason";
 
 const AUDIT_COLUMNS: &str =
@@ -1200,27 +1203,30 @@ pub(crate) fn pg_durability_verdict(fsync: &str, full_page_writes: &str, synchro
 macro_rules! migration_runner {
     ($name:ident, $DB:ty, $Pool:ty) => {
         async fn $name(pool: &$Pool, all: &[Migration]) -> StoreResult<()> {
-            let applied: Vec<(i64, String)> = sqlx::query("SELECT version, checksum FROM schema_migration ORDER BY version")
-                .fetch_all(pool)
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|r| Ok((r.try_get("version").map_err(db)?, r.try_get("checksum").map_err(db)?)))
-                .collect::<StoreResult<_>>()?;
+            let applied: Vec<(i64, String)> =
+                sqlx::query("SELECT version, checksum FROM schema_migration ORDER BY version")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| Ok((r.try_get("version").map_err(db)?, r.try_get("checksum").map_err(db)?)))
+                    .collect::<StoreResult<_>>()?;
             for m in migrate::pending(all, &applied)? {
                 let mut tx = pool.begin().await.map_err(db)?;
                 sqlx::raw_sql(m.sql)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
-                sqlx::query("INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
-                    .bind(m.version)
-                    .bind(m.name)
-                    .bind(migrate::checksum(m.sql))
-                    .bind(Utc::now().to_rfc3339())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                sqlx::query(
+                    "INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(m.version)
+                .bind(m.name)
+                .bind(migrate::checksum(m.sql))
+                .bind(Utc::now().to_rfc3339())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
                 tx.commit().await.map_err(db)?;
                 tracing::info!(version = m.version, name = m.name, "applied schema migration");
             }
@@ -1243,7 +1249,8 @@ impl PostgresStore {
     /// Connects, optionally inside one schema (tests use a fresh schema each), checks durability
     /// settings and migrates.
     pub async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        let mut options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
         if let Some(schema) = schema {
             options = options.options([("search_path", schema)]);
         }
@@ -1281,7 +1288,11 @@ impl PostgresStore {
         let show = |name: &'static str| async move {
             sqlx::query_scalar::<_, String>(&format!("SHOW {name}")).fetch_one(&self.pool).await.map_err(db)
         };
-        pg_durability_verdict(&show("fsync").await?, &show("full_page_writes").await?, &show("synchronous_commit").await?)
+        pg_durability_verdict(
+            &show("fsync").await?,
+            &show("full_page_writes").await?,
+            &show("synchronous_commit").await?,
+        )
     }
 }
 

@@ -50,14 +50,17 @@ async fn test_database() -> StoreResult<String> {
                 ))
             })?;
             let now = chrono::Utc::now().timestamp();
-            let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'caldicott_t_%'")
-                .fetch_all(&mut conn)
-                .await
-                .map_err(|e| crate::StoreError::Database(e.to_string()))?;
+            let stale: Vec<String> =
+                sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'caldicott_t_%'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| crate::StoreError::Database(e.to_string()))?;
             for name in stale {
                 let created = name.split('_').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
                 if now - created > 86_400 {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
                 }
             }
             let name = format!("caldicott_t_{now}_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
@@ -76,7 +79,8 @@ pub async fn postgres() -> StoreResult<TestStore> {
     use sqlx::Connection;
     let db_url = test_database().await?;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
+    let mut conn =
+        sqlx::PgConnection::connect(&db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut conn)
         .await

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The store contract: every case runs against SQLite and against PostgreSQL.
 
 use caldicott_core::access::*;
@@ -75,8 +76,18 @@ fn patient(practice: &Practice, n: u32) -> Patient {
         },
         preferred_contact: PreferredContactMethod::Sms,
         registrations: vec![
-            Registration { kind: RegistrationKind::Registered, started: d(1990, 1, 1), ended: Some(d(2010, 1, 1)), previous_practice: None },
-            Registration { kind: RegistrationKind::TransferredIn, started: d(2015, 3, 1), ended: None, previous_practice: Some("B82002".into()) },
+            Registration {
+                kind: RegistrationKind::Registered,
+                started: d(1990, 1, 1),
+                ended: Some(d(2010, 1, 1)),
+                previous_practice: None,
+            },
+            Registration {
+                kind: RegistrationKind::TransferredIn,
+                started: d(2015, 3, 1),
+                ended: None,
+                previous_practice: Some("B82002".into()),
+            },
         ],
         date_of_death: None,
     }
@@ -124,8 +135,16 @@ async fn practices_round_trip_and_start_an_audit_chain(store: &dyn Store) {
     assert_eq!(store.practice_by_ods(&p.ods_code).await.unwrap().as_ref(), Some(&p));
     assert_eq!(store.audit_head(p.id).await.unwrap().count, 1);
     let dup = Practice { id: PracticeId::from_uuid(id()), ..p.clone() };
-    assert!(matches!(store.create_practice(&dup, &audit(Action::PracticeCreate, None)).await, Err(StoreError::Conflict(_))));
-    let settings = OnlineServicesSettings { paused: true, default_level: AccessLevel::Detailed, proxy_review_age: ProxyReviewAge::new(13).unwrap(), ..p.online.clone() };
+    assert!(matches!(
+        store.create_practice(&dup, &audit(Action::PracticeCreate, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let settings = OnlineServicesSettings {
+        paused: true,
+        default_level: AccessLevel::Detailed,
+        proxy_review_age: ProxyReviewAge::new(13).unwrap(),
+        ..p.online.clone()
+    };
     store.set_online_services(p.id, &settings, &audit(Action::PracticeSettingsChange, None)).await.unwrap();
     assert_eq!(store.practice(p.id).await.unwrap().unwrap().online, settings);
     assert_eq!(verify(store, p.id).await, 2);
@@ -158,10 +177,12 @@ async fn entries_page_newest_first_by_section_and_cursor(store: &dyn Store) {
     let p = practice(store).await;
     let pat = patient(&p, 3);
     store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
-    let mut entries: Vec<Entry> = (0..25).map(|i| consultation(&pat, t(2024, 1, 1) + Duration::days(i), &format!("visit {i}"))).collect();
+    let mut entries: Vec<Entry> =
+        (0..25).map(|i| consultation(&pat, t(2024, 1, 1) + Duration::days(i), &format!("visit {i}"))).collect();
     let mut allergy = consultation(&pat, t(2024, 6, 1), "");
     allergy.body = EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() };
-    allergy.code = Some(Coding { concept: ConceptId::parse("91936005").unwrap(), term: "Allergy to penicillin".into() });
+    allergy.code =
+        Some(Coding { concept: ConceptId::parse("91936005").unwrap(), term: "Allergy to penicillin".into() });
     entries.push(allergy.clone());
     store.add_entries(p.id, &entries, &audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     assert_eq!(store.entry_count(p.id, pat.id).await.unwrap(), 26);
@@ -173,7 +194,8 @@ async fn entries_page_newest_first_by_section_and_cursor(store: &dyn Store) {
     let mut seen: Vec<EntryId> = first.iter().map(|e| e.id).collect();
     let mut cursor = first.last().map(EntryCursor::of);
     while let Some(after) = cursor {
-        let page = store.entries(p.id, pat.id, EntryQuery { section: None, after: Some(after), limit: 10 }).await.unwrap();
+        let page =
+            store.entries(p.id, pat.id, EntryQuery { section: None, after: Some(after), limit: 10 }).await.unwrap();
         seen.extend(page.iter().map(|e| e.id));
         cursor = if page.len() == 10 { page.last().map(EntryCursor::of) } else { None };
     }
@@ -181,12 +203,19 @@ async fn entries_page_newest_first_by_section_and_cursor(store: &dyn Store) {
     seen.dedup();
     assert_eq!(seen.len(), 26, "paging visits every entry exactly once");
 
-    let allergies = store.entries(p.id, pat.id, EntryQuery { section: Some(Section::Allergies), after: None, limit: 50 }).await.unwrap();
+    let allergies = store
+        .entries(p.id, pat.id, EntryQuery { section: Some(Section::Allergies), after: None, limit: 50 })
+        .await
+        .unwrap();
     assert_eq!(allergies, vec![allergy.clone()]);
     // Another practice sees none of it.
     let other = practice(store).await;
     assert_eq!(store.entry(other.id, allergy.id).await.unwrap(), None);
-    assert!(store.entries(other.id, pat.id, EntryQuery { section: None, after: None, limit: 50 }).await.unwrap().is_empty());
+    assert!(store
+        .entries(other.id, pat.id, EntryQuery { section: None, after: None, limit: 50 })
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
@@ -197,7 +226,9 @@ async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
     let e = consultation(&pat, t(2025, 1, 1), "Discussed partner's behaviour");
     store.add_entries(p.id, std::slice::from_ref(&e), &audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     let before = store.audit_head(p.id).await.unwrap();
-    let hidden = OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "Names partner", "Dr Hopper", t(2025, 1, 2)).unwrap());
+    let hidden = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::ThirdParty, "Names partner", "Dr Hopper", t(2025, 1, 2)).unwrap(),
+    );
     store.set_entry_visibility(p.id, e.id, &hidden, &audit(Action::EntryVisibilityChange, Some(pat.id))).await.unwrap();
     assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, hidden);
     assert_eq!(store.audit_head(p.id).await.unwrap().count, before.count + 1);
@@ -207,13 +238,25 @@ async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
     // An unknown entry (or one of another practice) changes nothing and logs nothing.
     let other = practice(store).await;
     let head = store.audit_head(p.id).await.unwrap();
-    let missing = store.set_entry_visibility(p.id, EntryId::from_uuid(id()), &hidden, &audit(Action::EntryVisibilityChange, None)).await;
+    let missing = store
+        .set_entry_visibility(p.id, EntryId::from_uuid(id()), &hidden, &audit(Action::EntryVisibilityChange, None))
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))));
-    let cross = store.set_entry_visibility(other.id, e.id, &OnlineVisibility::Visible, &audit(Action::EntryVisibilityChange, None)).await;
+    let cross = store
+        .set_entry_visibility(other.id, e.id, &OnlineVisibility::Visible, &audit(Action::EntryVisibilityChange, None))
+        .await;
     assert!(matches!(cross, Err(StoreError::NotFound(_))));
     assert_eq!(store.audit_head(p.id).await.unwrap(), head);
     assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, hidden);
-    store.set_entry_visibility(p.id, e.id, &OnlineVisibility::Visible, &audit(Action::EntryVisibilityChange, Some(pat.id))).await.unwrap();
+    store
+        .set_entry_visibility(
+            p.id,
+            e.id,
+            &OnlineVisibility::Visible,
+            &audit(Action::EntryVisibilityChange, Some(pat.id)),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, OnlineVisibility::Visible);
     assert_eq!(verify(store, p.id).await, head.count + 1);
 }
@@ -226,7 +269,8 @@ async fn a_failed_write_leaves_the_database_as_it_was(store: &dyn Store) {
     let good = consultation(&pat, t(2025, 1, 1), "fine");
     let ghost = Patient { id: PatientId::from_uuid(id()), ..pat.clone() };
     let orphan = consultation(&ghost, t(2025, 1, 2), "no such patient");
-    let err = store.add_entries(p.id, &[good.clone(), orphan], &audit(Action::EntryCreate, Some(pat.id))).await.unwrap_err();
+    let err =
+        store.add_entries(p.id, &[good.clone(), orphan], &audit(Action::EntryCreate, Some(pat.id))).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert_eq!(store.entry(p.id, good.id).await.unwrap(), None);
     assert_eq!(store.audit_head(p.id).await.unwrap(), head);
@@ -239,22 +283,42 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
     assert_eq!(store.access_facts(p.id, pat.id).await.unwrap(), AccessFacts::default());
     let settings = OnlineAccessSettings {
         grants: vec![
-            LevelGrant { level: AccessLevel::Detailed, from: RecordFrom::Beginning, granted_on: d(2020, 1, 1), granted_by: "Dr A".into() },
-            LevelGrant { level: AccessLevel::Full, from: RecordFrom::Date(d(2024, 1, 1)), granted_on: d(2024, 1, 1), granted_by: "Dr B".into() },
+            LevelGrant {
+                level: AccessLevel::Detailed,
+                from: RecordFrom::Beginning,
+                granted_on: d(2020, 1, 1),
+                granted_by: "Dr A".into(),
+            },
+            LevelGrant {
+                level: AccessLevel::Full,
+                from: RecordFrom::Date(d(2024, 1, 1)),
+                granted_on: d(2024, 1, 1),
+                granted_by: "Dr B".into(),
+            },
         ],
         opted_out: true,
     };
-    store.set_access_settings(p.id, pat.id, &settings, &audit(Action::AccessSettingsChange, Some(pat.id))).await.unwrap();
+    store
+        .set_access_settings(p.id, pat.id, &settings, &audit(Action::AccessSettingsChange, Some(pat.id)))
+        .await
+        .unwrap();
     let mut code = consultation(&pat, t(2025, 2, 1), "");
     code.body = EntryBody::Coded { value: None };
-    code.code = Some(Coding { concept: ConceptId::parse(ENHANCED_REVIEW_INDICATED).unwrap(), term: "Enhanced review indicated".into() });
+    code.code = Some(Coding {
+        concept: ConceptId::parse(ENHANCED_REVIEW_INDICATED).unwrap(),
+        term: "Enhanced review indicated".into(),
+    });
     store.add_entries(p.id, std::slice::from_ref(&code), &audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     let facts = store.access_facts(p.id, pat.id).await.unwrap();
     assert_eq!(facts.settings, settings);
     assert_eq!(facts.enhanced_review_codes, vec![(ENHANCED_REVIEW_INDICATED.to_owned(), code.entered_at)]);
     // Two grants at one level are refused whole: the earlier settings stay.
-    let twice = OnlineAccessSettings { grants: vec![settings.grants[0].clone(), settings.grants[0].clone()], opted_out: false };
-    assert!(store.set_access_settings(p.id, pat.id, &twice, &audit(Action::AccessSettingsChange, Some(pat.id))).await.is_err());
+    let twice =
+        OnlineAccessSettings { grants: vec![settings.grants[0].clone(), settings.grants[0].clone()], opted_out: false };
+    assert!(store
+        .set_access_settings(p.id, pat.id, &twice, &audit(Action::AccessSettingsChange, Some(pat.id)))
+        .await
+        .is_err());
     assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().settings, settings);
 }
 
@@ -265,7 +329,13 @@ async fn accounts_and_proxy_links_round_trip(store: &dyn Store) {
     for x in [&child, &parent] {
         store.create_patient(p.id, x, &audit(Action::PatientCreate, Some(x.id))).await.unwrap();
     }
-    let account = OnlineAccount { id: AccountId::from_uuid(id()), holder: parent.id, kind: AccountKind::NhsLogin, identity: IdentityLevel::P9, created_at: t(2024, 5, 1) };
+    let account = OnlineAccount {
+        id: AccountId::from_uuid(id()),
+        holder: parent.id,
+        kind: AccountKind::NhsLogin,
+        identity: IdentityLevel::P9,
+        created_at: t(2024, 5, 1),
+    };
     store.create_online_account(p.id, &account, &audit(Action::OnlineAccountCreate, Some(parent.id))).await.unwrap();
     assert_eq!(store.online_accounts(p.id, parent.id).await.unwrap(), vec![account]);
     let link = ProxyLink {
@@ -274,7 +344,13 @@ async fn accounts_and_proxy_links_round_trip(store: &dyn Store) {
         proxy: parent.id,
         relationship: "Mother".into(),
         basis: ProxyBasis::ChildNotCompetent,
-        scope: ProxyScope { appointments: true, prescriptions: true, demographics: true, record: AccessLevel::Full, record_from: RecordFrom::Date(d(2024, 5, 1)) },
+        scope: ProxyScope {
+            appointments: true,
+            prescriptions: true,
+            demographics: true,
+            record: AccessLevel::Full,
+            record_from: RecordFrom::Date(d(2024, 5, 1)),
+        },
         granted_on: d(2024, 5, 1),
         decided_by: "Dr A".into(),
         ends_on: Some(d(2030, 4, 1)),
@@ -286,25 +362,51 @@ async fn accounts_and_proxy_links_round_trip(store: &dyn Store) {
     let other = practice(store).await;
     assert_eq!(store.proxy_link(other.id, link.id).await.unwrap(), None);
     let own = ProxyLink { id: ProxyLinkId::from_uuid(id()), proxy: child.id, ..link };
-    assert!(matches!(store.create_proxy_link(p.id, &own, &audit(Action::ProxyLinkCreate, None)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.create_proxy_link(p.id, &own, &audit(Action::ProxyLinkCreate, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 async fn staff_and_tokens_round_trip(store: &dyn Store) {
     let p = practice(store).await;
-    let s = StaffMember { id: StaffId::from_uuid(id()), practice: p.id, username: "g.hopper".into(), display_name: "Dr Grace Hopper".into(), role: Role::Clinician, password_hash: "$argon2id$x".into(), active: true };
+    let s = StaffMember {
+        id: StaffId::from_uuid(id()),
+        practice: p.id,
+        username: "g.hopper".into(),
+        display_name: "Dr Grace Hopper".into(),
+        role: Role::Clinician,
+        password_hash: "$argon2id$x".into(),
+        active: true,
+    };
     store.create_staff(p.id, &s, &audit(Action::StaffCreate, None)).await.unwrap();
     assert_eq!(store.staff_by_username(p.id, "g.hopper").await.unwrap().as_ref(), Some(&s));
     assert_eq!(store.staff_member(p.id, s.id).await.unwrap().as_ref(), Some(&s));
     let dup = StaffMember { id: StaffId::from_uuid(id()), ..s.clone() };
-    assert!(matches!(store.create_staff(p.id, &dup, &audit(Action::StaffCreate, None)).await, Err(StoreError::Conflict(_))));
-    let token = ApiToken { id: TokenId::from_uuid(id()), practice: p.id, staff: s.id, label: "test".into(), secret_hash: [7; 32], created_at: t(2026, 1, 1), expires_at: t(2026, 2, 1), revoked_at: None };
+    assert!(matches!(
+        store.create_staff(p.id, &dup, &audit(Action::StaffCreate, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let token = ApiToken {
+        id: TokenId::from_uuid(id()),
+        practice: p.id,
+        staff: s.id,
+        label: "test".into(),
+        secret_hash: [7; 32],
+        created_at: t(2026, 1, 1),
+        expires_at: t(2026, 2, 1),
+        revoked_at: None,
+    };
     store.create_api_token(p.id, &token, &audit(Action::TokenCreate, None)).await.unwrap();
     assert_eq!(store.api_token(p.id, token.id).await.unwrap().as_ref(), Some(&token));
     let other = practice(store).await;
     assert_eq!(store.api_token(other.id, token.id).await.unwrap(), None);
     store.revoke_api_token(p.id, token.id, t(2026, 1, 5), &audit(Action::TokenRevoke, None)).await.unwrap();
     assert_eq!(store.api_token(p.id, token.id).await.unwrap().unwrap().revoked_at, Some(t(2026, 1, 5)));
-    assert!(matches!(store.revoke_api_token(p.id, token.id, t(2026, 1, 6), &audit(Action::TokenRevoke, None)).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.revoke_api_token(p.id, token.id, t(2026, 1, 6), &audit(Action::TokenRevoke, None)).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
@@ -325,7 +427,10 @@ async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
     assert_eq!(store.patient_count(p.id).await.unwrap(), 3);
     assert_eq!(verify(store, p.id).await, 4);
     // A batch with a duplicate NHS number imports nothing.
-    let dup = vec![PatientImport { patient: Patient { id: PatientId::from_uuid(id()), ..patient(&p, 20) }, ..batch[0].clone() }, batch[0].clone()];
+    let dup = vec![
+        PatientImport { patient: Patient { id: PatientId::from_uuid(id()), ..patient(&p, 20) }, ..batch[0].clone() },
+        batch[0].clone(),
+    ];
     assert!(store.import_patients(p.id, &dup, &audits[..1]).await.is_err());
     assert_eq!(store.patient_count(p.id).await.unwrap(), 3);
 }
@@ -339,7 +444,8 @@ async fn concurrent_audit_appends_keep_one_unbroken_chain(store: Arc<dyn Store>)
         let (pa, pb) = (a.id, b.id);
         tasks.push(tokio::spawn(async move {
             for j in 0..10 {
-                let batch = vec![(pa, audit(Action::RecordViewStaff, None)), (pb, audit(Action::RecordViewOnline, None))];
+                let batch =
+                    vec![(pa, audit(Action::RecordViewStaff, None)), (pb, audit(Action::RecordViewOnline, None))];
                 let batch = if (i + j) % 2 == 0 { batch } else { batch.into_iter().rev().collect() };
                 store.append_audit(&batch).await.unwrap();
             }
@@ -360,14 +466,20 @@ async fn audit_rows_cannot_be_updated_or_deleted(t: &TestStore) {
     match t.store.backend() {
         Backend::Sqlite => {
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
-            let upd = sqlx::query("UPDATE audit_event SET detail = 'x' WHERE practice_id = $1").bind(pid).execute(&mut c).await;
+            let upd = sqlx::query("UPDATE audit_event SET detail = 'x' WHERE practice_id = $1")
+                .bind(pid)
+                .execute(&mut c)
+                .await;
             assert!(upd.unwrap_err().to_string().contains("append-only"));
             let del = sqlx::query("DELETE FROM audit_event WHERE practice_id = $1").bind(pid).execute(&mut c).await;
             assert!(del.unwrap_err().to_string().contains("append-only"));
         }
         Backend::Postgres => {
             let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
-            let upd = sqlx::query("UPDATE audit_event SET detail = 'x' WHERE practice_id = $1").bind(pid).execute(&mut c).await;
+            let upd = sqlx::query("UPDATE audit_event SET detail = 'x' WHERE practice_id = $1")
+                .bind(pid)
+                .execute(&mut c)
+                .await;
             assert!(upd.unwrap_err().to_string().contains("append-only"));
             let del = sqlx::query("DELETE FROM audit_event WHERE practice_id = $1").bind(pid).execute(&mut c).await;
             assert!(del.unwrap_err().to_string().contains("append-only"));

@@ -29,7 +29,9 @@ impl FromRequestParts<App> for Staff {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or_else(|| AppError::Unauthenticated("send a staff API token as `Authorization: Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                AppError::Unauthenticated("send a staff API token as `Authorization: Bearer <token>`".into())
+            })?;
         Ok(Staff(auth::authenticate(app, header).await?))
     }
 }
@@ -72,8 +74,12 @@ async fn online_view(
     let viewer = match q.get("as").map(String::as_str) {
         None | Some("patient") => ViewAs::Patient,
         Some("proxy") => {
-            let id = q.get("proxy").ok_or_else(|| AppError::BadRequest("as=proxy needs proxy=<proxy link id>".into()))?;
-            ViewAs::Proxy(id.parse::<ProxyLinkId>().map_err(|_| AppError::BadRequest(format!("{id:?} is not a proxy link id")))?)
+            let id =
+                q.get("proxy").ok_or_else(|| AppError::BadRequest("as=proxy needs proxy=<proxy link id>".into()))?;
+            ViewAs::Proxy(
+                id.parse::<ProxyLinkId>()
+                    .map_err(|_| AppError::BadRequest(format!("{id:?} is not a proxy link id")))?,
+            )
         }
         Some(other) => return Err(AppError::BadRequest(format!("as must be patient or proxy, not {other:?}")).into()),
     };

@@ -78,7 +78,12 @@ fn coded(n: u128, concept: &str, entered: DateTime<Utc>) -> Entry {
     e
 }
 
-fn facts<'a>(p: &'a OnlineServicesSettings, pat: &'a Patient, acc: &'a OnlineAccessSettings, entries: &[Entry]) -> RecordFacts<'a> {
+fn facts<'a>(
+    p: &'a OnlineServicesSettings,
+    pat: &'a Patient,
+    acc: &'a OnlineAccessSettings,
+    entries: &[Entry],
+) -> RecordFacts<'a> {
     let er = enhanced_review(
         entries.iter().filter_map(|e| e.code.as_ref().map(|c| (c.concept.as_str(), e.entered_at))).collect::<Vec<_>>(),
     );
@@ -87,7 +92,14 @@ fn facts<'a>(p: &'a OnlineServicesSettings, pat: &'a Patient, acc: &'a OnlineAcc
 
 const P9: Viewer<'static> = Viewer::Patient { identity: Some(IdentityLevel::P9) };
 
-fn decide_one(viewer: Viewer<'_>, p: &OnlineServicesSettings, pat: &Patient, acc: &OnlineAccessSettings, all: &[Entry], e: &Entry) -> Decision {
+fn decide_one(
+    viewer: Viewer<'_>,
+    p: &OnlineServicesSettings,
+    pat: &Patient,
+    acc: &OnlineAccessSettings,
+    all: &[Entry],
+    e: &Entry,
+) -> Decision {
     AccessPolicy::new(viewer, facts(p, pat, acc, all), now()).decide(e)
 }
 
@@ -114,13 +126,19 @@ fn automatic_access_needs_age_sixteen_an_account_and_a_switched_on_practice() {
     let child = patient(d(2011, 1, 1), d(2011, 1, 1));
     let dec = decide_one(P9, &practice(), &child, &acc, &[], &e);
     assert_eq!(withheld_rule(dec), "R1");
-    assert!(matches!(dec, Decision::Withheld(Withheld::NoRecordAccess { automatic: AutomaticBlock::UnderSixteen { .. } })));
+    assert!(matches!(
+        dec,
+        Decision::Withheld(Withheld::NoRecordAccess { automatic: AutomaticBlock::UnderSixteen { .. } })
+    ));
 
     let turns_sixteen_today = patient(d(2010, 11, 22), d(2010, 11, 22));
     assert_eq!(decide_one(P9, &practice(), &turns_sixteen_today, &acc, &[], &e), Decision::Shown);
 
     let no_account = Viewer::Patient { identity: None };
-    assert_eq!(decide_one(no_account, &practice(), &adult(), &acc, &[], &e), Decision::Withheld(Withheld::NoOnlineAccount));
+    assert_eq!(
+        decide_one(no_account, &practice(), &adult(), &acc, &[], &e),
+        Decision::Withheld(Withheld::NoOnlineAccount)
+    );
 
     let off = OnlineServicesSettings { prospective_switch_on: None, ..practice() };
     assert_eq!(withheld_rule(decide_one(P9, &off, &adult(), &acc, &[], &e)), "R1");
@@ -147,7 +165,10 @@ fn a_paused_practice_grants_no_automatic_access_but_manual_grants_stay() {
         decide_one(P9, &paused, &adult(), &none, &[], &e),
         Decision::Withheld(Withheld::NoRecordAccess { automatic: AutomaticBlock::Paused })
     ));
-    let manual = OnlineAccessSettings { grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))], opted_out: false };
+    let manual = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
+        opted_out: false,
+    };
     assert_eq!(decide_one(P9, &paused, &adult(), &manual, &[], &e), Decision::Shown);
 }
 
@@ -178,7 +199,10 @@ fn a_104_does_not_change_access_granted_by_hand() {
     // R3
     let p = practice();
     let pat = adult();
-    let acc = OnlineAccessSettings { grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2015, 1, 1))], opted_out: false };
+    let acc = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2015, 1, 1))],
+        opted_out: false,
+    };
     let old = consultation(10, at(2010, 1, 1));
     let all = vec![coded(1, ENHANCED_REVIEW_INDICATED, at(2024, 1, 1)), old.clone()];
     let policy = AccessPolicy::new(P9, facts(&p, &pat, &acc, &all), now());
@@ -249,23 +273,44 @@ fn after_transfer_in_old_entries_and_old_grants_do_not_show() {
     let p = practice();
     let mut pat = adult();
     pat.registrations = vec![
-        Registration { kind: RegistrationKind::Registered, started: d(2000, 1, 1), ended: Some(d(2024, 1, 1)), previous_practice: None },
-        Registration { kind: RegistrationKind::TransferredIn, started: d(2025, 3, 1), ended: None, previous_practice: Some("B82002".into()) },
+        Registration {
+            kind: RegistrationKind::Registered,
+            started: d(2000, 1, 1),
+            ended: Some(d(2024, 1, 1)),
+            previous_practice: None,
+        },
+        Registration {
+            kind: RegistrationKind::TransferredIn,
+            started: d(2025, 3, 1),
+            ended: None,
+            previous_practice: Some("B82002".into()),
+        },
     ];
     // A historic grant from the first registration does not carry over.
-    let acc = OnlineAccessSettings { grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))], opted_out: false };
+    let acc = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
+        opted_out: false,
+    };
     let mut transferred = consultation(10, at(2024, 6, 1));
     transferred.origin = Origin::TransferredIn { from_ods: "B82002".into() };
     assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &acc, &[], &transferred)), "R4");
     // A fresh historic grant after re-registration does show it, but redaction flags still apply.
-    let regrant = OnlineAccessSettings { grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2025, 4, 1))], opted_out: false };
+    let regrant = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2025, 4, 1))],
+        opted_out: false,
+    };
     assert_eq!(decide_one(P9, &p, &pat, &regrant, &[], &transferred), Decision::Shown);
-    transferred.visibility = OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "GP2GP flag", "B82002", at(2024, 6, 1)).unwrap());
+    transferred.visibility = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::ThirdParty, "GP2GP flag", "B82002", at(2024, 6, 1)).unwrap(),
+    );
     assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &regrant, &[], &transferred)), "R8");
 }
 
 fn full_historic() -> OnlineAccessSettings {
-    OnlineAccessSettings { grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))], opted_out: false }
+    OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
+        opted_out: false,
+    }
 }
 
 #[test]
@@ -279,28 +324,91 @@ fn entries_that_are_never_shown_online() {
             Withheld::DraftConsultation,
         ),
         (
-            entry(2, EntryBody::TestResult { test: "HbA1c".into(), value: "48".into(), unit: "mmol/mol".into(), range: "20-41".into(), abnormal: true, filing: Filing::Unfiled }, t),
+            entry(
+                2,
+                EntryBody::TestResult {
+                    test: "HbA1c".into(),
+                    value: "48".into(),
+                    unit: "mmol/mol".into(),
+                    range: "20-41".into(),
+                    abnormal: true,
+                    filing: Filing::Unfiled,
+                },
+                t,
+            ),
             Withheld::Unfiled,
         ),
         (
-            entry(3, EntryBody::Document { title: "Letter".into(), summary: String::new(), filing: Filing::Unfiled, review: DocumentReview::Unreviewed }, t),
+            entry(
+                3,
+                EntryBody::Document {
+                    title: "Letter".into(),
+                    summary: String::new(),
+                    filing: Filing::Unfiled,
+                    review: DocumentReview::Unreviewed,
+                },
+                t,
+            ),
             Withheld::Unfiled,
         ),
         (
-            entry(4, EntryBody::Document { title: "Letter".into(), summary: String::new(), filing: Filing::Filed, review: DocumentReview::Unreviewed }, t),
+            entry(
+                4,
+                EntryBody::Document {
+                    title: "Letter".into(),
+                    summary: String::new(),
+                    filing: Filing::Filed,
+                    review: DocumentReview::Unreviewed,
+                },
+                t,
+            ),
             Withheld::UnreviewedDocument,
         ),
-        (entry(5, EntryBody::Diary { text: "Recall".into(), due: d(2025, 2, 1) }, t), Withheld::NeverOnline { kind: EntryKind::Diary }),
         (
-            entry(6, EntryBody::AdminMessage { subject: "re patient".into(), text: "x".into(), channel: AdminChannel::Email }, t),
+            entry(5, EntryBody::Diary { text: "Recall".into(), due: d(2025, 2, 1) }, t),
+            Withheld::NeverOnline { kind: EntryKind::Diary },
+        ),
+        (
+            entry(
+                6,
+                EntryBody::AdminMessage {
+                    subject: "re patient".into(),
+                    text: "x".into(),
+                    channel: AdminChannel::Email,
+                },
+                t,
+            ),
             Withheld::NeverOnline { kind: EntryKind::AdminMessage },
         ),
-        (entry(7, EntryBody::OnlineConsultation { text: "x".into() }, t), Withheld::NeverOnline { kind: EntryKind::OnlineConsultation }),
-        (entry(8, EntryBody::SystemSms { text: "x".into() }, t), Withheld::NeverOnline { kind: EntryKind::SystemSms }),
-        ({ let mut e = consultation(9, t); e.nopat = true; e }, Withheld::Nopat),
-        ({ let mut e = consultation(10, t); e.safeguarding = true; e }, Withheld::Safeguarding),
         (
-            { let mut e = consultation(11, t); e.visibility = OnlineVisibility::Hidden(Redaction::new(HiddenReason::PotentiallyHarmful, "not yet discussed", "Dr A", t).unwrap()); e },
+            entry(7, EntryBody::OnlineConsultation { text: "x".into() }, t),
+            Withheld::NeverOnline { kind: EntryKind::OnlineConsultation },
+        ),
+        (entry(8, EntryBody::SystemSms { text: "x".into() }, t), Withheld::NeverOnline { kind: EntryKind::SystemSms }),
+        (
+            {
+                let mut e = consultation(9, t);
+                e.nopat = true;
+                e
+            },
+            Withheld::Nopat,
+        ),
+        (
+            {
+                let mut e = consultation(10, t);
+                e.safeguarding = true;
+                e
+            },
+            Withheld::Safeguarding,
+        ),
+        (
+            {
+                let mut e = consultation(11, t);
+                e.visibility = OnlineVisibility::Hidden(
+                    Redaction::new(HiddenReason::PotentiallyHarmful, "not yet discussed", "Dr A", t).unwrap(),
+                );
+                e
+            },
             Withheld::Hidden { reason: HiddenReason::PotentiallyHarmful },
         ),
     ];
@@ -311,8 +419,28 @@ fn entries_that_are_never_shown_online() {
     }
     // Filed, reviewed and final versions of the same entries are shown.
     for e in [
-        entry(20, EntryBody::TestResult { test: "HbA1c".into(), value: "48".into(), unit: "mmol/mol".into(), range: "20-41".into(), abnormal: true, filing: Filing::Filed }, t),
-        entry(21, EntryBody::Document { title: "Letter".into(), summary: String::new(), filing: Filing::Filed, review: DocumentReview::Reviewed }, t),
+        entry(
+            20,
+            EntryBody::TestResult {
+                test: "HbA1c".into(),
+                value: "48".into(),
+                unit: "mmol/mol".into(),
+                range: "20-41".into(),
+                abnormal: true,
+                filing: Filing::Filed,
+            },
+            t,
+        ),
+        entry(
+            21,
+            EntryBody::Document {
+                title: "Letter".into(),
+                summary: String::new(),
+                filing: Filing::Filed,
+                review: DocumentReview::Reviewed,
+            },
+            t,
+        ),
         consultation(22, t),
     ] {
         assert_eq!(decide_one(P9, &p, &pat, &acc, &[], &e), Decision::Shown);
@@ -323,18 +451,29 @@ fn entries_that_are_never_shown_online() {
 fn a_split_consultation_can_be_hidden_in_part_but_each_part_is_whole() {
     // R9
     let t = at(2025, 1, 1);
-    let e = entry(1, EntryBody::Consultation { text: "Knee pain. Partner controlling, worried.".into(), status: ConsultationStatus::Final }, t);
+    let e = entry(
+        1,
+        EntryBody::Consultation {
+            text: "Knee pain. Partner controlling, worried.".into(),
+            status: ConsultationStatus::Final,
+        },
+        t,
+    );
     let ids = [EntryId::from_uuid(Uuid::from_u128(50)), EntryId::from_uuid(Uuid::from_u128(51))];
     let mut parts = split_consultation(&e, &["Knee pain.", "Partner controlling, worried."], &ids).unwrap();
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0].entered_at, e.entered_at);
-    parts[1].visibility = OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "about partner", "Dr A", t).unwrap());
+    parts[1].visibility =
+        OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "about partner", "Dr A", t).unwrap());
     let (p, pat, acc) = (practice(), adult(), OnlineAccessSettings::default());
     assert_eq!(decide_one(P9, &p, &pat, &acc, &[], &parts[0]), Decision::Shown);
     assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &acc, &[], &parts[1])), "R8");
     // A split may not drop or change text, and only consultations split.
     assert_eq!(split_consultation(&e, &["Knee pain.", "Partner"], &ids), Err(SplitError::TextChanged));
-    assert_eq!(split_consultation(&e, &["Knee pain. Partner controlling, worried."], &ids), Err(SplitError::TooFewParts));
+    assert_eq!(
+        split_consultation(&e, &["Knee pain. Partner controlling, worried."], &ids),
+        Err(SplitError::TooFewParts)
+    );
     assert_eq!(split_consultation(&coded(3, "271649006", t), &["a", "b"], &ids), Err(SplitError::NotAConsultation));
 }
 
@@ -352,7 +491,10 @@ fn hiding_needs_a_note_and_takes_effect_for_every_viewer() {
     // R11
     let t = at(2025, 1, 1);
     assert_eq!(Redaction::new(HiddenReason::Other, "   ", "Dr A", t), Err(RedactionError::NoteRequired));
-    assert!(matches!(Redaction::new(HiddenReason::Other, &"x".repeat(2001), "Dr A", t), Err(RedactionError::NoteTooLong(2001))));
+    assert!(matches!(
+        Redaction::new(HiddenReason::Other, &"x".repeat(2001), "Dr A", t),
+        Err(RedactionError::NoteTooLong(2001))
+    ));
     let mut e = consultation(10, t);
     e.visibility = OnlineVisibility::Hidden(Redaction::new(HiddenReason::Other, "reason", "Dr A", t).unwrap());
     let link = proxy_link(d(2020, 1, 1), AccessLevel::Full);
@@ -366,13 +508,35 @@ fn hiding_needs_a_note_and_takes_effect_for_every_viewer() {
 fn hiding_a_repeat_template_does_not_hide_its_issues() {
     // R12
     let t = at(2025, 1, 1);
-    let mut template = entry(1, EntryBody::Medication { drug: "Sertraline 50mg".into(), dosage: "1 daily".into(), quantity: "28".into(), course: MedicationCourse::RepeatTemplate }, t);
-    template.visibility = OnlineVisibility::Hidden(Redaction::new(HiddenReason::PotentiallyHarmful, "x", "Dr A", t).unwrap());
-    let issue = entry(2, EntryBody::MedicationIssue { drug: "Sertraline 50mg".into(), dosage: "1 daily".into(), quantity: "28".into(), template: Some(template.id) }, at(2025, 2, 1));
+    let mut template = entry(
+        1,
+        EntryBody::Medication {
+            drug: "Sertraline 50mg".into(),
+            dosage: "1 daily".into(),
+            quantity: "28".into(),
+            course: MedicationCourse::RepeatTemplate,
+        },
+        t,
+    );
+    template.visibility =
+        OnlineVisibility::Hidden(Redaction::new(HiddenReason::PotentiallyHarmful, "x", "Dr A", t).unwrap());
+    let issue = entry(
+        2,
+        EntryBody::MedicationIssue {
+            drug: "Sertraline 50mg".into(),
+            dosage: "1 daily".into(),
+            quantity: "28".into(),
+            template: Some(template.id),
+        },
+        at(2025, 2, 1),
+    );
     let (p, pat, acc) = (practice(), adult(), OnlineAccessSettings::default());
     let all = [template.clone(), issue.clone()];
     let view = online_view(P9, facts(&p, &pat, &acc, &all), &all, now());
-    assert_eq!(view.decisions, vec![Decision::Withheld(Withheld::Hidden { reason: HiddenReason::PotentiallyHarmful }), Decision::Shown]);
+    assert_eq!(
+        view.decisions,
+        vec![Decision::Withheld(Withheld::Hidden { reason: HiddenReason::PotentiallyHarmful }), Decision::Shown]
+    );
 }
 
 #[test]
@@ -401,15 +565,31 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
     assert_eq!(withheld_rule(dec), "R13");
     assert_eq!(decide_one(P9, &p, &pat, &acc, &[], &new_text), Decision::Shown);
     // A summary-only patient cannot see a consultation at all.
-    let summary = OnlineAccessSettings { grants: vec![grant(AccessLevel::Summary, RecordFrom::Beginning, d(2020, 1, 1))], opted_out: false };
+    let summary = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Summary, RecordFrom::Beginning, d(2020, 1, 1))],
+        opted_out: false,
+    };
     let dec = decide_one(P9, &p, &pat, &summary, &[], &new_text);
-    assert_eq!(dec, Decision::Withheld(Withheld::LevelTooLow { needed: AccessLevel::Full, granted: AccessLevel::Summary, by: GrantSource::Manual }));
+    assert_eq!(
+        dec,
+        Decision::Withheld(Withheld::LevelTooLow {
+            needed: AccessLevel::Full,
+            granted: AccessLevel::Summary,
+            by: GrantSource::Manual
+        })
+    );
     assert_eq!(withheld_rule(dec), "R13");
     // The per-patient setting overrides a lower practice default.
     let low_default = OnlineServicesSettings { default_level: AccessLevel::Summary, ..practice() };
-    let full_from_2024 = OnlineAccessSettings { grants: vec![grant(AccessLevel::Full, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1))], opted_out: false };
+    let full_from_2024 = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1))],
+        opted_out: false,
+    };
     assert_eq!(decide_one(P9, &low_default, &pat, &full_from_2024, &[], &new_text), Decision::Shown);
-    assert_eq!(withheld_rule(decide_one(P9, &low_default, &pat, &OnlineAccessSettings::default(), &[], &new_text)), "R13");
+    assert_eq!(
+        withheld_rule(decide_one(P9, &low_default, &pat, &OnlineAccessSettings::default(), &[], &new_text)),
+        "R13"
+    );
 }
 
 #[test]
@@ -418,7 +598,10 @@ fn record_access_needs_identity_level_p9() {
     let (p, pat, acc) = (practice(), adult(), OnlineAccessSettings::default());
     let e = consultation(10, at(2025, 1, 1));
     let p5 = Viewer::Patient { identity: Some(IdentityLevel::P5) };
-    assert_eq!(decide_one(p5, &p, &pat, &acc, &[], &e), Decision::Withheld(Withheld::IdentityNotVerified { level: IdentityLevel::P5 }));
+    assert_eq!(
+        decide_one(p5, &p, &pat, &acc, &[], &e),
+        Decision::Withheld(Withheld::IdentityNotVerified { level: IdentityLevel::P5 })
+    );
 }
 
 fn proxy_link(granted_on: NaiveDate, record: AccessLevel) -> ProxyLink {
@@ -428,7 +611,13 @@ fn proxy_link(granted_on: NaiveDate, record: AccessLevel) -> ProxyLink {
         proxy: PatientId::from_uuid(Uuid::from_u128(78)),
         relationship: "Mother".into(),
         basis: ProxyBasis::ChildNotCompetent,
-        scope: ProxyScope { appointments: true, prescriptions: true, demographics: true, record, record_from: RecordFrom::Date(granted_on) },
+        scope: ProxyScope {
+            appointments: true,
+            prescriptions: true,
+            demographics: true,
+            record,
+            record_from: RecordFrom::Date(granted_on),
+        },
         granted_on,
         decided_by: "Dr Who".into(),
         ends_on: None,
@@ -456,7 +645,10 @@ fn a_parent_proxy_sees_a_young_childs_record_from_the_grant_date() {
     let mut ended = proxy_link(d(2024, 1, 1), AccessLevel::Full);
     ended.ends_on = Some(d(2026, 6, 30));
     let viewer = Viewer::Proxy { link: &ended, identity: Some(IdentityLevel::P9) };
-    assert_eq!(decide_one(viewer, &p, &child, &acc, &[], &consultation(4, at(2025, 1, 1))), Decision::Withheld(Withheld::ProxyEnded { on: d(2026, 6, 30) }));
+    assert_eq!(
+        decide_one(viewer, &p, &child, &acc, &[], &consultation(4, at(2025, 1, 1))),
+        Decision::Withheld(Withheld::ProxyEnded { on: d(2026, 6, 30) })
+    );
 }
 
 #[test]
@@ -533,10 +725,27 @@ fn arb_body() -> impl Strategy<Value = EntryBody> {
     prop_oneof![
         Just(EntryBody::Coded { value: None }),
         status.prop_map(|status| EntryBody::Consultation { text: "t".into(), status }),
-        Just(EntryBody::Medication { drug: "d".into(), dosage: "x".into(), quantity: "1".into(), course: MedicationCourse::RepeatTemplate }),
+        Just(EntryBody::Medication {
+            drug: "d".into(),
+            dosage: "x".into(),
+            quantity: "1".into(),
+            course: MedicationCourse::RepeatTemplate
+        }),
         Just(EntryBody::MedicationIssue { drug: "d".into(), dosage: "x".into(), quantity: "1".into(), template: None }),
-        filing.clone().prop_map(|filing| EntryBody::TestResult { test: "t".into(), value: "1".into(), unit: "u".into(), range: String::new(), abnormal: false, filing }),
-        (filing, review).prop_map(|(filing, review)| EntryBody::Document { title: "t".into(), summary: String::new(), filing, review }),
+        filing.clone().prop_map(|filing| EntryBody::TestResult {
+            test: "t".into(),
+            value: "1".into(),
+            unit: "u".into(),
+            range: String::new(),
+            abnormal: false,
+            filing
+        }),
+        (filing, review).prop_map(|(filing, review)| EntryBody::Document {
+            title: "t".into(),
+            summary: String::new(),
+            filing,
+            review
+        }),
         Just(EntryBody::Allergy { substance: "s".into(), reaction: "r".into() }),
         Just(EntryBody::Immunisation { vaccine: "v".into() }),
         Just(EntryBody::Problem { title: "p".into(), active: true }),
@@ -548,14 +757,23 @@ fn arb_body() -> impl Strategy<Value = EntryBody> {
 }
 
 fn arb_entry(n: u128, hidden: bool) -> impl Strategy<Value = Entry> {
-    (arb_body(), arb_date(), any::<bool>(), any::<bool>(), any::<bool>(), prop::sample::select(HiddenReason::ALL.to_vec()))
+    (
+        arb_body(),
+        arb_date(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::sample::select(HiddenReason::ALL.to_vec()),
+    )
         .prop_map(move |(body, date, nopat, safeguarding, confidential, reason)| {
             let mut e = entry(n, body, start_of(date) + Duration::hours(9));
             if hidden {
-                e.visibility = OnlineVisibility::Hidden(Redaction::new(reason, "n", "Dr A", e.entered_at).unwrap_or_else(|_| unreachable!()));
+                e.visibility = OnlineVisibility::Hidden(
+                    Redaction::new(reason, "n", "Dr A", e.entered_at).unwrap_or_else(|_| unreachable!()),
+                );
             }
-            e.nopat = nopat && n % 7 == 0;
-            e.safeguarding = safeguarding && n % 11 == 0;
+            e.nopat = nopat && n.is_multiple_of(7);
+            e.safeguarding = safeguarding && n.is_multiple_of(11);
             e.confidential = confidential;
             e
         })
@@ -563,11 +781,7 @@ fn arb_entry(n: u128, hidden: bool) -> impl Strategy<Value = Entry> {
 
 fn arb_record() -> impl Strategy<Value = Vec<Entry>> {
     prop::collection::vec((any::<bool>(), 0u8..10), 0..60).prop_flat_map(|flags| {
-        flags
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, h))| arb_entry(i as u128 + 100, h < 2))
-            .collect::<Vec<_>>()
+        flags.into_iter().enumerate().map(|(i, (_, h))| arb_entry(i as u128 + 100, h < 2)).collect::<Vec<_>>()
     })
 }
 
@@ -589,26 +803,47 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec((arb_level(), prop::option::of(arb_date()), arb_date()), 0..3),
         (any::<bool>(), any::<bool>(), any::<bool>()),
         (arb_level(), arb_date(), prop::option::of(arb_date()), any::<bool>()),
-        prop::option::of(prop::sample::select(vec![IdentityLevel::P0, IdentityLevel::P5, IdentityLevel::P9, IdentityLevel::P9])),
+        prop::option::of(prop::sample::select(vec![
+            IdentityLevel::P0,
+            IdentityLevel::P5,
+            IdentityLevel::P9,
+            IdentityLevel::P9,
+        ])),
     )
-        .prop_map(|(prac, (dob, reg, ended), grants, (opted_out, active_104, as_proxy), (plevel, pgrant, pfrom, _), identity)| {
-            let practice = OnlineServicesSettings {
-                prospective_switch_on: prac.0,
-                paused: prac.1,
-                default_level: prac.2,
-                proxy_review_age: ProxyReviewAge::new(prac.3).unwrap_or_default(),
-            };
-            let mut patient = patient(dob, reg.max(dob));
-            patient.registrations[0].ended = ended.filter(|e| *e > reg);
-            let access = OnlineAccessSettings {
-                grants: grants.into_iter().map(|(level, from, on)| grant(level, from.map_or(RecordFrom::Beginning, RecordFrom::Date), on)).collect(),
-                opted_out,
-            };
-            let review = if active_104 { EnhancedReview::Active { since: at(2024, 1, 1) } } else { EnhancedReview::NotIndicated };
-            let mut link = proxy_link(pgrant, plevel);
-            link.scope.record_from = pfrom.map_or(RecordFrom::Beginning, RecordFrom::Date);
-            Scenario { practice, patient, access, review, link, as_proxy, identity }
-        })
+        .prop_map(
+            |(
+                prac,
+                (dob, reg, ended),
+                grants,
+                (opted_out, active_104, as_proxy),
+                (plevel, pgrant, pfrom, _),
+                identity,
+            )| {
+                let practice = OnlineServicesSettings {
+                    prospective_switch_on: prac.0,
+                    paused: prac.1,
+                    default_level: prac.2,
+                    proxy_review_age: ProxyReviewAge::new(prac.3).unwrap_or_default(),
+                };
+                let mut patient = patient(dob, reg.max(dob));
+                patient.registrations[0].ended = ended.filter(|e| *e > reg);
+                let access = OnlineAccessSettings {
+                    grants: grants
+                        .into_iter()
+                        .map(|(level, from, on)| grant(level, from.map_or(RecordFrom::Beginning, RecordFrom::Date), on))
+                        .collect(),
+                    opted_out,
+                };
+                let review = if active_104 {
+                    EnhancedReview::Active { since: at(2024, 1, 1) }
+                } else {
+                    EnhancedReview::NotIndicated
+                };
+                let mut link = proxy_link(pgrant, plevel);
+                link.scope.record_from = pfrom.map_or(RecordFrom::Beginning, RecordFrom::Date);
+                Scenario { practice, patient, access, review, link, as_proxy, identity }
+            },
+        )
 }
 
 impl Scenario {
@@ -620,7 +855,12 @@ impl Scenario {
         }
     }
     fn facts(&self) -> RecordFacts<'_> {
-        RecordFacts { practice: &self.practice, patient: &self.patient, access: &self.access, enhanced_review: self.review }
+        RecordFacts {
+            practice: &self.practice,
+            patient: &self.patient,
+            access: &self.access,
+            enhanced_review: self.review,
+        }
     }
 }
 

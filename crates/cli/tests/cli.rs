@@ -1,0 +1,160 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The binary end to end: build a demo practice, verify its audit chain, then tamper with the
+//! database file directly (as someone with file access could) and check that `audit verify`
+//! names the first bad event.
+
+use sqlx::Connection;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Db {
+    dir: PathBuf,
+}
+
+impl Db {
+    fn path(&self) -> PathBuf {
+        self.dir.join("caldicott.db")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn caldicott(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .args(args)
+        .env("CALDICOTT_DATABASE", db)
+        .env("CALDICOTT_LOG", "warn")
+        .output()
+        .expect("the caldicott binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn demo() -> Db {
+    let dir = std::env::temp_dir().join(format!("caldicott-cli-{}", uuid::Uuid::now_v7().simple()));
+    let db = Db { dir };
+    let out =
+        caldicott(&db.path(), &["demo", "--build-only", "--patients", "25", "--seed", "3", "--as-of", "2026-11-22"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("Riverside Medical Practice"));
+    db
+}
+
+async fn tamper(db: &Path, sql: &str) {
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display())).await.expect("open");
+    sqlx::raw_sql("DROP TRIGGER IF EXISTS audit_event_no_update; DROP TRIGGER IF EXISTS audit_event_no_delete;")
+        .execute(&mut c)
+        .await
+        .expect("drop guards");
+    sqlx::raw_sql(sql).execute(&mut c).await.expect("tamper");
+}
+
+fn verify(db: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["audit", "verify"];
+    args.extend_from_slice(extra);
+    let out = caldicott(db, &args);
+    (out.status.success(), stdout(&out))
+}
+
+#[test]
+fn a_fresh_demo_verifies_and_a_checkpoint_round_trips() {
+    let db = demo();
+    let (ok, text) = verify(&db.path(), &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("audit chain intact"), "{text}");
+    let cp = caldicott(&db.path(), &["audit", "checkpoint"]);
+    let line = stdout(&cp);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("checkpoint JSON");
+    assert_eq!(v["practice"], "Y90210");
+    assert!(v["count"].as_i64().unwrap_or(0) > 25);
+    let file = db.dir.join("checkpoint.jsonl");
+    std::fs::write(&file, &line).expect("write checkpoint");
+    let (ok, text) = verify(&db.path(), &["--checkpoint", file.to_str().unwrap_or_default()]);
+    assert!(ok && text.contains("matches 1 checkpoint"), "{text}");
+}
+
+#[tokio::test]
+async fn an_edited_event_is_named() {
+    let db = demo();
+    tamper(&db.path(), "UPDATE audit_event SET detail = 'nothing to see' WHERE seq = 5").await;
+    let (ok, text) = verify(&db.path(), &[]);
+    assert!(!ok);
+    assert!(text.contains("BROKEN at event 5") && text.contains("altered"), "{text}");
+}
+
+#[tokio::test]
+async fn a_deleted_event_is_named() {
+    let db = demo();
+    tamper(&db.path(), "DELETE FROM audit_event WHERE seq = 9").await;
+    let (ok, text) = verify(&db.path(), &[]);
+    assert!(!ok);
+    assert!(text.contains("BROKEN at event 9") && text.contains("missing"), "{text}");
+}
+
+#[tokio::test]
+async fn swapped_events_are_named() {
+    let db = demo();
+    tamper(
+        &db.path(),
+        "UPDATE audit_event SET seq = -1 WHERE seq = 3; UPDATE audit_event SET seq = 3 WHERE seq = 4; UPDATE audit_event SET seq = 4 WHERE seq = -1;",
+    )
+    .await;
+    let (ok, text) = verify(&db.path(), &[]);
+    assert!(!ok);
+    assert!(text.contains("BROKEN at event 3"), "{text}");
+}
+
+#[tokio::test]
+async fn events_cut_off_the_end_are_caught_by_a_checkpoint() {
+    let db = demo();
+    let file = db.dir.join("checkpoint.jsonl");
+    std::fs::write(&file, stdout(&caldicott(&db.path(), &["audit", "checkpoint"]))).expect("write");
+    let count: i64 = {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.path().display())).await.expect("open");
+        sqlx::query_scalar("SELECT MAX(seq) FROM audit_event").fetch_one(&mut c).await.expect("count")
+    };
+    // The attacker removes the last two events and rewinds the chain head to match.
+    tamper(
+        &db.path(),
+        &format!(
+            "DELETE FROM audit_event WHERE seq > {keep};
+             UPDATE audit_head SET count = {keep}, hash = (SELECT hash FROM audit_event WHERE seq = {keep});",
+            keep = count - 2
+        ),
+    )
+    .await;
+    let (ok, text) = verify(&db.path(), &[]);
+    assert!(ok, "without a checkpoint a clean prefix still verifies: {text}");
+    let (ok, text) = verify(&db.path(), &["--checkpoint", file.to_str().unwrap_or_default()]);
+    assert!(!ok);
+    assert!(text.contains(&format!("BROKEN at event {}", count - 1)) && text.contains("cut off"), "{text}");
+}
+
+#[tokio::test]
+async fn deleting_the_last_event_without_rewinding_the_head_is_caught() {
+    let db = demo();
+    tamper(&db.path(), "DELETE FROM audit_event WHERE seq = (SELECT MAX(seq) FROM audit_event)").await;
+    let (ok, text) = verify(&db.path(), &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("cut off"), "{text}");
+}
+
+#[test]
+fn tokens_are_issued_by_the_command_line() {
+    let db = demo();
+    let out =
+        caldicott(&db.path(), &["token", "create", "--practice", "Y90210", "--staff", "dr.hughes", "--days", "7"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).trim().starts_with("cal_"));
+    let bad = caldicott(&db.path(), &["token", "create", "--practice", "Y90210", "--staff", "nobody"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no active staff member"));
+    let out = caldicott(&db.path(), &["migrate"]);
+    assert!(out.status.success() && stdout(&out).contains("up to date"));
+}
