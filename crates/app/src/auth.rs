@@ -115,11 +115,13 @@ pub async fn authenticate(app: &App, bearer: &str) -> AppResult<StaffPrincipal> 
     }
     let practice = Uuid::try_parse(&rest[..32]).map(PracticeId::from_uuid).map_err(|_| fail())?;
     let id = Uuid::try_parse(&rest[32..64]).map(TokenId::from_uuid).map_err(|_| fail())?;
-    let token = app.store.api_token(practice, id).await?.ok_or_else(fail)?;
-    if !constant_time_eq(&secret_hash(&rest[64..]), &token.secret_hash) || !token.is_usable_at(app.now()) {
+    let (token, staff) = app.store.staff_for_token(practice, id).await?.ok_or_else(fail)?;
+    if !constant_time_eq(&secret_hash(&rest[64..]), &token.secret_hash)
+        || !token.is_usable_at(app.now())
+        || !staff.active
+    {
         return Err(fail());
     }
-    let staff = app.store.staff_member(practice, token.staff).await?.filter(|s| s.active).ok_or_else(fail)?;
     Ok(StaffPrincipal { practice, staff: staff.id, name: staff.display_name, role: staff.role })
 }
 

@@ -188,6 +188,8 @@ struct Loaded {
     patient: Patient,
     access: caldicott_core::access::OnlineAccessSettings,
     enhanced_review: EnhancedReview,
+    /// The best identity level among the patient's own online accounts.
+    identity: Option<IdentityLevel>,
 }
 
 impl App {
@@ -249,7 +251,8 @@ impl App {
         };
         let facts = self.store.access_facts(practice.id, patient.id).await?;
         let enhanced_review = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
-        Ok(Loaded { practice, patient, access: facts.settings, enhanced_review })
+        let identity = facts.account_identities.iter().copied().max();
+        Ok(Loaded { practice, patient, access: facts.settings, enhanced_review, identity })
     }
 
     async fn identity_of(&self, practice: PracticeId, holder: PatientId) -> AppResult<Option<IdentityLevel>> {
@@ -267,7 +270,7 @@ impl App {
         let limit = page.limit()?;
         let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordViewStaff).await?;
-        let identity = self.identity_of(l.practice.id, l.patient.id).await?;
+        let identity = l.identity;
         let facts = RecordFacts {
             practice: &l.practice.online,
             patient: &l.patient,
@@ -327,7 +330,10 @@ impl App {
                     .ok_or_else(|| AppError::NotFound(format!("no proxy link {id} for this patient")))?,
             ),
         };
-        let identity = self.identity_of(l.practice.id, link.as_ref().map_or(l.patient.id, |k| k.proxy)).await?;
+        let identity = match &link {
+            None => l.identity,
+            Some(k) => self.identity_of(l.practice.id, k.proxy).await?,
+        };
         let viewer = match &link {
             None => Viewer::Patient { identity },
             Some(link) => Viewer::Proxy { link, identity },
@@ -342,7 +348,9 @@ impl App {
 
         let mut shown: Vec<Entry> = Vec::with_capacity(limit + 1);
         if policy.denied().is_none() {
-            let scan = (limit as u32 + 1).max(100);
+            // Most pages fill from the first batch (a quarter more than a page, for the entries
+            // that are withheld); records with many withheld entries read on in growing batches.
+            let mut scan = (limit as u32 + 1) * 5 / 4 + 8;
             'scan: loop {
                 let batch = self
                     .store
@@ -361,6 +369,7 @@ impl App {
                 if exhausted {
                     break;
                 }
+                scan = (scan * 2).min(1000);
             }
         }
         let next_cursor = if shown.len() > limit {

@@ -72,6 +72,8 @@ pub struct AccessFacts {
     pub settings: OnlineAccessSettings,
     /// (concept id, entered) of every 104 and 106 entry in the record.
     pub enhanced_review_codes: Vec<(String, DateTime<Utc>)>,
+    /// The identity levels of the patient's own online accounts.
+    pub account_identities: Vec<caldicott_core::access::IdentityLevel>,
 }
 
 /// One patient's record as imported in bulk (the demo, or a transfer-in).
@@ -120,6 +122,8 @@ pub trait Store: Send + Sync + 'static {
     async fn staff_members(&self, practice: PracticeId) -> StoreResult<Vec<StaffMember>>;
     async fn create_api_token(&self, practice: PracticeId, token: &ApiToken, audit: &AuditRecord) -> StoreResult<()>;
     async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>>;
+    /// A token together with the member of staff it was issued to (one round trip per request).
+    async fn staff_for_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>>;
     async fn revoke_api_token(
         &self,
         practice: PracticeId,

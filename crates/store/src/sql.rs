@@ -157,16 +157,6 @@ macro_rules! sql_store {
                 })
             }
 
-            fn registration_row(r: &$Row) -> StoreResult<Registration> {
-                let kind: String = r.try_get("kind").map_err(db)?;
-                Ok(Registration {
-                    kind: RegistrationKind::parse(&kind).ok_or_else(|| corrupt("registration kind", &kind))?,
-                    started: r.try_get("started").map_err(db)?,
-                    ended: r.try_get("ended").map_err(db)?,
-                    previous_practice: r.try_get("previous_practice").map_err(db)?,
-                })
-            }
-
             fn entry_row(r: &$Row) -> StoreResult<Entry> {
                 let origin: String = r.try_get("origin").map_err(db)?;
                 let origin_ods: Option<String> = r.try_get("origin_ods").map_err(db)?;
@@ -286,31 +276,45 @@ macro_rules! sql_store {
                     count: row.try_get("count").map_err(db)?,
                     hash: ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?,
                 };
+                let mut sealed = Vec::with_capacity(records.len());
                 for record in records {
                     let (e, next) = seal(practice, head, record);
-                    sqlx::query(
-                        "INSERT INTO audit_event (practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, \
-                         action, entity, outcome, detail, prev_hash, hash) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                    )
-                    .bind(practice.as_uuid())
-                    .bind(e.seq)
-                    .bind(&e.id)
-                    .bind(e.at)
-                    .bind(&e.actor_kind)
-                    .bind(&e.actor_id)
-                    .bind(&e.actor_role)
-                    .bind(&e.patient)
-                    .bind(&e.action)
-                    .bind(&e.entity)
-                    .bind(&e.outcome)
-                    .bind(&e.detail)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db)?;
+                    sealed.push(e);
                     head = next;
+                }
+                // One multi-row INSERT per chunk: a batch costs one round trip, not one per event.
+                for chunk in sealed.chunks(200) {
+                    let mut sql = String::from(
+                        "INSERT INTO audit_event (practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, \
+                         action, entity, outcome, detail, prev_hash, hash) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        if i > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push('(');
+                        sql.push_str(&placeholders(i * 14 + 1, 14));
+                        sql.push(')');
+                    }
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        q = q
+                            .bind(practice.as_uuid())
+                            .bind(e.seq)
+                            .bind(&e.id)
+                            .bind(e.at)
+                            .bind(&e.actor_kind)
+                            .bind(&e.actor_id)
+                            .bind(&e.actor_role)
+                            .bind(&e.patient)
+                            .bind(&e.action)
+                            .bind(&e.entity)
+                            .bind(&e.outcome)
+                            .bind(&e.detail)
+                            .bind(&e.prev_hash)
+                            .bind(&e.hash);
+                    }
+                    q.execute(&mut **tx).await.map_err(db)?;
                 }
                 sqlx::query("UPDATE audit_head SET count = $1, hash = $2 WHERE practice_id = $3")
                     .bind(head.count)
@@ -521,34 +525,64 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn registrations(&self, practice: PracticeId, patient: Uuid) -> StoreResult<Vec<Registration>> {
-                sqlx::query(
-                    "SELECT kind, started, ended, previous_practice FROM registration \
-                     WHERE practice_id = $1 AND patient_id = $2 ORDER BY position",
+            /// One query: a token and the member of staff it was issued to.
+            async fn token_and_staff(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {
+                let Some(r) = sqlx::query(
+                    "SELECT t.staff_id, t.label, t.secret_hash, t.created_at, t.expires_at, t.revoked_at, s.* \
+                     FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
+                     WHERE t.practice_id = $1 AND t.id = $2",
                 )
                 .bind(practice.as_uuid())
-                .bind(patient)
-                .fetch_all(self.read())
+                .bind(id.as_uuid())
+                .fetch_optional(self.read())
                 .await
                 .map_err(db)?
-                .iter()
-                .map(Self::registration_row)
-                .collect()
+                else {
+                    return Ok(None);
+                };
+                let hash: Vec<u8> = r.try_get("secret_hash").map_err(db)?;
+                let token = ApiToken {
+                    id,
+                    practice,
+                    staff: StaffId::from_uuid(r.try_get("staff_id").map_err(db)?),
+                    label: r.try_get("label").map_err(db)?,
+                    secret_hash: hash.try_into().map_err(|_| StoreError::Corrupt("token hash".into()))?,
+                    created_at: r.try_get("created_at").map_err(db)?,
+                    expires_at: r.try_get("expires_at").map_err(db)?,
+                    revoked_at: r.try_get("revoked_at").map_err(db)?,
+                };
+                Ok(Some((token, Self::staff_row(practice, &r)?)))
             }
 
+            /// One query: the patient row joined with its registrations, oldest first.
             async fn patient_where(&self, practice: PracticeId, column: &str, value: PatientKey<'_>) -> StoreResult<Option<Patient>> {
-                let sql = format!("SELECT * FROM patient WHERE practice_id = $1 AND {column} = $2");
+                let sql = format!(
+                    "SELECT p.*, r.kind AS r_kind, r.started AS r_started, r.ended AS r_ended, \
+                     r.previous_practice AS r_previous_practice \
+                     FROM patient p LEFT JOIN registration r ON r.practice_id = p.practice_id AND r.patient_id = p.id \
+                     WHERE p.practice_id = $1 AND p.{column} = $2 ORDER BY r.position"
+                );
                 let q = sqlx::query(&sql).bind(practice.as_uuid());
                 let q = match value {
                     PatientKey::Id(id) => q.bind(id),
                     PatientKey::Nhs(n) => q.bind(n),
                 };
-                let Some(row) = q.fetch_optional(self.read()).await.map_err(db)? else {
+                let rows = q.fetch_all(self.read()).await.map_err(db)?;
+                let Some(first) = rows.first() else {
                     return Ok(None);
                 };
-                let id: Uuid = row.try_get("id").map_err(db)?;
-                let regs = self.registrations(practice, id).await?;
-                Self::patient_row(practice, &row, regs).map(Some)
+                let mut regs = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let kind: Option<String> = r.try_get("r_kind").map_err(db)?;
+                    let Some(kind) = kind else { continue };
+                    regs.push(Registration {
+                        kind: RegistrationKind::parse(&kind).ok_or_else(|| corrupt("registration kind", &kind))?,
+                        started: r.try_get("r_started").map_err(db)?,
+                        ended: r.try_get("r_ended").map_err(db)?,
+                        previous_practice: r.try_get("r_previous_practice").map_err(db)?,
+                    });
+                }
+                Self::patient_row(practice, first, regs).map(Some)
             }
         }
 
@@ -729,26 +763,11 @@ macro_rules! sql_store {
             }
 
             async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>> {
-                let Some(r) = sqlx::query("SELECT * FROM api_token WHERE practice_id = $1 AND id = $2")
-                    .bind(practice.as_uuid())
-                    .bind(id.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?
-                else {
-                    return Ok(None);
-                };
-                let hash: Vec<u8> = r.try_get("secret_hash").map_err(db)?;
-                Ok(Some(ApiToken {
-                    id,
-                    practice,
-                    staff: StaffId::from_uuid(r.try_get("staff_id").map_err(db)?),
-                    label: r.try_get("label").map_err(db)?,
-                    secret_hash: hash.try_into().map_err(|_| StoreError::Corrupt("token hash".into()))?,
-                    created_at: r.try_get("created_at").map_err(db)?,
-                    expires_at: r.try_get("expires_at").map_err(db)?,
-                    revoked_at: r.try_get("revoked_at").map_err(db)?,
-                }))
+                Ok(self.token_and_staff(practice, id).await?.map(|(t, _)| t))
+            }
+
+            async fn staff_for_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {
+                self.token_and_staff(practice, id).await
             }
 
             async fn revoke_api_token(&self, practice: PracticeId, id: TokenId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
@@ -820,39 +839,22 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            /// One round trip: the settings row, the grants, the 104/106 codes and the patient's own
+            /// accounts, as one UNION with a tag column.
             async fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
-                let opted_out: bool = sqlx::query("SELECT opted_out FROM access_setting WHERE practice_id = $1 AND patient_id = $2")
-                    .bind(practice.as_uuid())
-                    .bind(patient.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?
-                    .ok_or(StoreError::NotFound("patient"))?
-                    .try_get("opted_out")
-                    .map_err(db)?;
-                let grants = sqlx::query(
-                    "SELECT level, from_date, granted_on, granted_by FROM access_grant \
-                     WHERE practice_id = $1 AND patient_id = $2 ORDER BY granted_on",
-                )
-                .bind(practice.as_uuid())
-                .bind(patient.as_uuid())
-                .fetch_all(self.read())
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|r| {
-                    let level: String = r.try_get("level").map_err(db)?;
-                    let from: Option<NaiveDate> = r.try_get("from_date").map_err(db)?;
-                    Ok(LevelGrant {
-                        level: AccessLevel::parse(&level).ok_or_else(|| corrupt("grant level", &level))?,
-                        from: from.map_or(RecordFrom::Beginning, RecordFrom::Date),
-                        granted_on: r.try_get("granted_on").map_err(db)?,
-                        granted_by: r.try_get("granted_by").map_err(db)?,
-                    })
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-                let codes = sqlx::query(
-                    "SELECT code, entered_at FROM entry WHERE practice_id = $1 AND patient_id = $2 AND code IN ($3, $4)",
+                let rows = sqlx::query(
+                    "SELECT 's' AS src, NULL AS level, NULL AS from_date, NULL AS granted_on, NULL AS granted_by, \
+                            opted_out AS flag, NULL AS entered_at \
+                       FROM access_setting WHERE practice_id = $1 AND patient_id = $2 \
+                     UNION ALL \
+                     SELECT 'g', level, from_date, granted_on, granted_by, NULL, NULL \
+                       FROM access_grant WHERE practice_id = $1 AND patient_id = $2 \
+                     UNION ALL \
+                     SELECT 'c', code, NULL, NULL, NULL, NULL, entered_at \
+                       FROM entry WHERE practice_id = $1 AND patient_id = $2 AND code IN ($3, $4) \
+                     UNION ALL \
+                     SELECT 'a', identity_level, NULL, NULL, NULL, NULL, NULL \
+                       FROM online_account WHERE practice_id = $1 AND holder_id = $2",
                 )
                 .bind(practice.as_uuid())
                 .bind(patient.as_uuid())
@@ -860,11 +862,45 @@ macro_rules! sql_store {
                 .bind(ENHANCED_REVIEW_NOT_INDICATED)
                 .fetch_all(self.read())
                 .await
-                .map_err(db)?
-                .iter()
-                .map(|r| Ok((r.try_get("code").map_err(db)?, r.try_get("entered_at").map_err(db)?)))
-                .collect::<StoreResult<Vec<_>>>()?;
-                Ok(AccessFacts { settings: OnlineAccessSettings { grants, opted_out }, enhanced_review_codes: codes })
+                .map_err(db)?;
+                let mut facts = AccessFacts::default();
+                let mut found = false;
+                for r in &rows {
+                    let src: String = r.try_get("src").map_err(db)?;
+                    let text: Option<String> = r.try_get("level").map_err(db)?;
+                    let text = text.unwrap_or_default();
+                    match src.as_str() {
+                        "s" => {
+                            found = true;
+                            facts.settings.opted_out = r.try_get::<Option<bool>, _>("flag").map_err(db)?.unwrap_or(false);
+                        }
+                        "g" => {
+                            let from: Option<NaiveDate> = r.try_get("from_date").map_err(db)?;
+                            let granted_on: Option<NaiveDate> = r.try_get("granted_on").map_err(db)?;
+                            let granted_by: Option<String> = r.try_get("granted_by").map_err(db)?;
+                            facts.settings.grants.push(LevelGrant {
+                                level: AccessLevel::parse(&text).ok_or_else(|| corrupt("grant level", &text))?,
+                                from: from.map_or(RecordFrom::Beginning, RecordFrom::Date),
+                                granted_on: granted_on.ok_or_else(|| corrupt("granted_on", "NULL"))?,
+                                granted_by: granted_by.unwrap_or_default(),
+                            });
+                        }
+                        "c" => {
+                            let at: Option<DateTime<Utc>> = r.try_get("entered_at").map_err(db)?;
+                            facts.enhanced_review_codes.push((text, at.ok_or_else(|| corrupt("entered_at", "NULL"))?));
+                        }
+                        "a" => facts
+                            .account_identities
+                            .push(IdentityLevel::parse(&text).ok_or_else(|| corrupt("identity level", &text))?),
+                        other => return Err(corrupt("access facts", other)),
+                    }
+                }
+                if !found {
+                    return Err(StoreError::NotFound("patient"));
+                }
+                facts.settings.grants.sort_by_key(|g| g.granted_on);
+                facts.enhanced_review_codes.sort_by_key(|(_, at)| *at);
+                Ok(facts)
             }
 
             async fn set_access_settings(&self, practice: PracticeId, patient: PatientId, s: &OnlineAccessSettings, audit: &AuditRecord) -> StoreResult<()> {
@@ -1122,8 +1158,10 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // Each SQLite connection has a worker thread; more readers than cores only adds switching.
+        let readers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4) as u32 * 4;
         let read = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(readers)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await

@@ -312,6 +312,17 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
     let facts = store.access_facts(p.id, pat.id).await.unwrap();
     assert_eq!(facts.settings, settings);
     assert_eq!(facts.enhanced_review_codes, vec![(ENHANCED_REVIEW_INDICATED.to_owned(), code.entered_at)]);
+    assert!(facts.account_identities.is_empty());
+    let account = OnlineAccount {
+        id: AccountId::from_uuid(id()),
+        holder: pat.id,
+        kind: AccountKind::LinkedApp,
+        identity: IdentityLevel::P5,
+        created_at: t(2025, 3, 1),
+    };
+    store.create_online_account(p.id, &account, &audit(Action::OnlineAccountCreate, Some(pat.id))).await.unwrap();
+    assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().account_identities, vec![IdentityLevel::P5]);
+    assert!(matches!(store.access_facts(p.id, PatientId::from_uuid(id())).await, Err(StoreError::NotFound(_))));
     // Two grants at one level are refused whole: the earlier settings stay.
     let twice =
         OnlineAccessSettings { grants: vec![settings.grants[0].clone(), settings.grants[0].clone()], opted_out: false };
