@@ -528,7 +528,7 @@ macro_rules! sql_store {
             /// One query: a token and the member of staff it was issued to.
             async fn token_and_staff(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {
                 let Some(r) = sqlx::query(
-                    "SELECT t.staff_id, t.label, t.secret_hash, t.created_at, t.expires_at, t.revoked_at, s.* \
+                    "SELECT t.staff_id, t.label, t.secret_hash, t.created_at AS token_created_at, t.expires_at, t.revoked_at, s.* \
                      FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
                      WHERE t.practice_id = $1 AND t.id = $2",
                 )
@@ -547,7 +547,7 @@ macro_rules! sql_store {
                     staff: StaffId::from_uuid(r.try_get("staff_id").map_err(db)?),
                     label: r.try_get("label").map_err(db)?,
                     secret_hash: hash.try_into().map_err(|_| StoreError::Corrupt("token hash".into()))?,
-                    created_at: r.try_get("created_at").map_err(db)?,
+                    created_at: r.try_get("token_created_at").map_err(db)?,
                     expires_at: r.try_get("expires_at").map_err(db)?,
                     revoked_at: r.try_get("revoked_at").map_err(db)?,
                 };
@@ -843,8 +843,9 @@ macro_rules! sql_store {
             /// accounts, as one UNION with a tag column.
             async fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
                 let rows = sqlx::query(
-                    "SELECT 's' AS src, NULL AS level, NULL AS from_date, NULL AS granted_on, NULL AS granted_by, \
-                            opted_out AS flag, NULL AS entered_at \
+                    "SELECT 's' AS src, CAST(NULL AS TEXT) AS level, CAST(NULL AS DATE) AS from_date, \
+                            CAST(NULL AS DATE) AS granted_on, CAST(NULL AS TEXT) AS granted_by, \
+                            opted_out AS flag, CAST(NULL AS TIMESTAMPTZ) AS entered_at \
                        FROM access_setting WHERE practice_id = $1 AND patient_id = $2 \
                      UNION ALL \
                      SELECT 'g', level, from_date, granted_on, granted_by, NULL, NULL \
