@@ -348,9 +348,9 @@ impl App {
 
         let mut shown: Vec<Entry> = Vec::with_capacity(limit + 1);
         if policy.denied().is_none() {
-            // Most pages fill from the first batch (a quarter more than a page, for the entries
-            // that are withheld); records with many withheld entries read on in growing batches.
-            let mut scan = (limit as u32 + 1) * 5 / 4 + 8;
+            // Most pages fill from the first batch (a tenth more than a page, for the entries
+            // that are withheld); records with many withheld entries read on in doubling batches.
+            let mut scan = limit as u32 + 1 + limit as u32 / 10 + 4;
             'scan: loop {
                 let batch = self
                     .store

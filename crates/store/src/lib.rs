@@ -8,7 +8,9 @@
 //! - no database type crosses this interface.
 
 mod migrate;
+mod rows;
 mod sql;
+mod sqlite_fast;
 pub mod test_support;
 
 use async_trait::async_trait;

@@ -5,19 +5,18 @@
 //! setup differ.
 
 use crate::migrate::{self, Migration};
+use crate::rows::{self, corrupt};
 use crate::*;
 use caldicott_core::access::*;
 use caldicott_core::audit::{seal, ChainHash, ChainHead, StoredEvent};
 use caldicott_core::entry::*;
 use caldicott_core::patient::*;
 use caldicott_core::practice::*;
-use caldicott_core::snomed::{Coding, ConceptId, ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
+use caldicott_core::snomed::{ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
 use caldicott_core::staff::*;
 use caldicott_core::NhsNumber;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 use std::path::Path;
 use std::str::FromStr;
@@ -25,7 +24,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Maps a driver error to a domain error, in one place.
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) => match d.kind() {
             sqlx::error::ErrorKind::UniqueViolation => StoreError::Conflict(d.message().to_owned()),
@@ -44,16 +43,8 @@ fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} has an unknown value {value:?}"))
-}
-
 fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Database(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 fn origin_columns(o: &Origin) -> (&'static str, Option<&str>) {
@@ -72,11 +63,12 @@ fn proxy_status_columns(s: &ProxyStatus) -> (&'static str, Option<NaiveDate>, Op
     }
 }
 
-fn placeholders(start: usize, n: usize) -> String {
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-const ENTRY_COLUMNS: &str = "id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, origin, \
+pub(crate) const ENTRY_COLUMNS: &str =
+    "id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, origin, \
     origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, safeguarding, confidential";
 
 const PROXY_COLUMNS: &str =
@@ -86,179 +78,70 @@ const PROXY_COLUMNS: &str =
 const AUDIT_COLUMNS: &str =
     "practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, action, entity, outcome, detail, prev_hash, hash";
 
+macro_rules! patient_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT p.*, r.kind AS r_kind, r.started AS r_started, r.ended AS r_ended, ",
+            "r.previous_practice AS r_previous_practice ",
+            "FROM patient p LEFT JOIN registration r ON r.practice_id = p.practice_id AND r.patient_id = p.id ",
+            $tail
+        )
+    };
+}
+
+pub(crate) const PRACTICE_BY_ID: &str = "SELECT * FROM practice WHERE id = $1";
+
+pub(crate) const TOKEN_AND_STAFF: &str =
+    "SELECT t.staff_id, t.label, t.secret_hash, t.created_at AS token_created_at, t.expires_at, t.revoked_at, s.* \
+     FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
+     WHERE t.practice_id = $1 AND t.id = $2";
+
+/// The patient row joined with its registrations, oldest first.
+pub(crate) const PATIENT_BY_ID: &str = patient_sql!("WHERE p.practice_id = $1 AND p.id = $2 ORDER BY r.position");
+pub(crate) const PATIENT_BY_NHS_NUMBER: &str =
+    patient_sql!("WHERE p.practice_id = $1 AND p.nhs_number = $2 ORDER BY r.position");
+
+/// All access facts of one patient in one round trip: the settings row, the grants, the 104/106
+/// codes and the patient's own accounts, as one UNION tagged by `src`. The first branch casts its
+/// NULLs so that PostgreSQL can type the columns.
+pub(crate) const ACCESS_FACTS: &str =
+    "SELECT 's' AS src, CAST(NULL AS TEXT) AS level, CAST(NULL AS DATE) AS from_date, \
+            CAST(NULL AS DATE) AS granted_on, CAST(NULL AS TEXT) AS granted_by, \
+            opted_out AS flag, CAST(NULL AS TIMESTAMPTZ) AS entered_at \
+       FROM access_setting WHERE practice_id = $1 AND patient_id = $2 \
+     UNION ALL \
+     SELECT 'g', level, from_date, granted_on, granted_by, NULL, NULL \
+       FROM access_grant WHERE practice_id = $1 AND patient_id = $2 \
+     UNION ALL \
+     SELECT 'c', code, NULL, NULL, NULL, NULL, entered_at \
+       FROM entry WHERE practice_id = $1 AND patient_id = $2 AND code IN ($3, $4) \
+     UNION ALL \
+     SELECT 'a', identity_level, NULL, NULL, NULL, NULL, NULL \
+       FROM online_account WHERE practice_id = $1 AND holder_id = $2";
+
+/// A page of a patient's entries, newest first, after an optional cursor, in an optional section.
+/// Parameters: practice, patient, [cursor date, time, id], [kinds …], limit.
+pub(crate) fn entries_sql(q: &EntryQuery) -> String {
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND patient_id = $2");
+    let mut next = 3;
+    if q.after.is_some() {
+        sql.push_str(
+            " AND (event_date < $3 OR (event_date = $3 AND (entered_at < $4 OR (entered_at = $4 AND id < $5))))",
+        );
+        next = 6;
+    }
+    let kinds = q.section.map(|s| s.kinds()).unwrap_or(&[]);
+    if !kinds.is_empty() {
+        sql.push_str(&format!(" AND kind IN ({})", placeholders(next, kinds.len())));
+        next += kinds.len();
+    }
+    sql.push_str(&format!(" ORDER BY event_date DESC, entered_at DESC, id DESC LIMIT ${next}"));
+    sql
+}
+
 macro_rules! sql_store {
-    ($Store:ident, $DB:ty, $Row:ty, lock = $lock:literal) => {
+    ($Store:ident, $DB:ty, lock = $lock:literal) => {
         impl $Store {
-            fn practice_row(r: &$Row) -> StoreResult<Practice> {
-                let level: String = r.try_get("default_level").map_err(db)?;
-                let age: i32 = r.try_get("proxy_review_age").map_err(db)?;
-                let ods: String = r.try_get("ods_code").map_err(db)?;
-                Ok(Practice {
-                    id: PracticeId::from_uuid(r.try_get("id").map_err(db)?),
-                    ods_code: OdsCode::parse(&ods).map_err(|_| corrupt("ods_code", &ods))?,
-                    name: r.try_get("name").map_err(db)?,
-                    telephone: r.try_get("telephone").map_err(db)?,
-                    address: PostalAddress {
-                        lines: from_json("address_lines", &r.try_get::<String, _>("address_lines").map_err(db)?)?,
-                        postcode: r.try_get("postcode").map_err(db)?,
-                    },
-                    online: OnlineServicesSettings {
-                        prospective_switch_on: r.try_get("switch_on").map_err(db)?,
-                        paused: r.try_get("paused").map_err(db)?,
-                        default_level: AccessLevel::parse(&level).ok_or_else(|| corrupt("default_level", &level))?,
-                        proxy_review_age: u8::try_from(age)
-                            .ok()
-                            .and_then(|a| ProxyReviewAge::new(a).ok())
-                            .ok_or_else(|| corrupt("proxy_review_age", &age.to_string()))?,
-                    },
-                })
-            }
-
-            fn staff_row(practice: PracticeId, r: &$Row) -> StoreResult<StaffMember> {
-                let role: String = r.try_get("role").map_err(db)?;
-                Ok(StaffMember {
-                    id: StaffId::from_uuid(r.try_get("id").map_err(db)?),
-                    practice,
-                    username: r.try_get("username").map_err(db)?,
-                    display_name: r.try_get("display_name").map_err(db)?,
-                    role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
-                    password_hash: r.try_get("password_hash").map_err(db)?,
-                    active: r.try_get("active").map_err(db)?,
-                })
-            }
-
-            fn patient_row(practice: PracticeId, r: &$Row, registrations: Vec<Registration>) -> StoreResult<Patient> {
-                let nhs: String = r.try_get("nhs_number").map_err(db)?;
-                let sex: String = r.try_get("sex").map_err(db)?;
-                let preferred: Option<i32> = r.try_get("preferred_contact").map_err(db)?;
-                Ok(Patient {
-                    id: PatientId::from_uuid(r.try_get("id").map_err(db)?),
-                    practice,
-                    nhs_number: NhsNumber::parse(&nhs).map_err(|_| corrupt("nhs_number", &nhs))?,
-                    name: PersonName {
-                        title: r.try_get("title").map_err(db)?,
-                        given: r.try_get("given_name").map_err(db)?,
-                        family: r.try_get("family_name").map_err(db)?,
-                    },
-                    date_of_birth: r.try_get("date_of_birth").map_err(db)?,
-                    sex: Sex::parse(&sex).ok_or_else(|| corrupt("sex", &sex))?,
-                    contact: ContactDetails {
-                        email: r.try_get("email").map_err(db)?,
-                        mobile: r.try_get("mobile").map_err(db)?,
-                        address: PostalAddress {
-                            lines: from_json("address_lines", &r.try_get::<String, _>("address_lines").map_err(db)?)?,
-                            postcode: r.try_get("postcode").map_err(db)?,
-                        },
-                    },
-                    preferred_contact: PreferredContactMethod::from_code(preferred.and_then(|c| u8::try_from(c).ok()))
-                        .ok_or_else(|| corrupt("preferred_contact", &format!("{preferred:?}")))?,
-                    registrations,
-                    date_of_death: r.try_get("date_of_death").map_err(db)?,
-                })
-            }
-
-            fn entry_row(r: &$Row) -> StoreResult<Entry> {
-                let origin: String = r.try_get("origin").map_err(db)?;
-                let origin_ods: Option<String> = r.try_get("origin_ods").map_err(db)?;
-                let origin = match (origin.as_str(), origin_ods) {
-                    ("native", _) => Origin::Native,
-                    ("transferred_in", Some(from_ods)) => Origin::TransferredIn { from_ods },
-                    ("inbound", Some(sender_ods)) => Origin::Inbound { sender_ods },
-                    (o, _) => return Err(corrupt("entry origin", o)),
-                };
-                let code: Option<String> = r.try_get("code").map_err(db)?;
-                let code = match code {
-                    None => None,
-                    Some(c) => Some(Coding {
-                        concept: ConceptId::parse(&c).map_err(|_| corrupt("entry code", &c))?,
-                        term: r.try_get::<Option<String>, _>("term").map_err(db)?.unwrap_or_default(),
-                    }),
-                };
-                let hidden: Option<String> = r.try_get("hidden_reason").map_err(db)?;
-                let visibility = match hidden {
-                    None => OnlineVisibility::Visible,
-                    Some(reason) => {
-                        let reason_v = HiddenReason::parse(&reason).ok_or_else(|| corrupt("hidden_reason", &reason))?;
-                        let note: Option<String> = r.try_get("hidden_note").map_err(db)?;
-                        let by: Option<String> = r.try_get("hidden_by").map_err(db)?;
-                        let at: Option<DateTime<Utc>> = r.try_get("hidden_at").map_err(db)?;
-                        let at = at.ok_or_else(|| corrupt("hidden_at", "NULL"))?;
-                        OnlineVisibility::Hidden(
-                            Redaction::new(reason_v, note.as_deref().unwrap_or(""), by.as_deref().unwrap_or(""), at)
-                                .map_err(|e| StoreError::Corrupt(format!("hidden entry: {e}")))?,
-                        )
-                    }
-                };
-                let body: String = r.try_get("body").map_err(db)?;
-                let author_staff: Option<Uuid> = r.try_get("author_staff_id").map_err(db)?;
-                Ok(Entry {
-                    id: EntryId::from_uuid(r.try_get("id").map_err(db)?),
-                    patient: PatientId::from_uuid(r.try_get("patient_id").map_err(db)?),
-                    event_date: r.try_get("event_date").map_err(db)?,
-                    entered_at: r.try_get("entered_at").map_err(db)?,
-                    author: Author { staff: author_staff.map(StaffId::from_uuid), name: r.try_get("author_name").map_err(db)? },
-                    origin,
-                    code,
-                    body: from_json("entry body", &body)?,
-                    visibility,
-                    nopat: r.try_get("nopat").map_err(db)?,
-                    safeguarding: r.try_get("safeguarding").map_err(db)?,
-                    confidential: r.try_get("confidential").map_err(db)?,
-                })
-            }
-
-            fn proxy_row(r: &$Row) -> StoreResult<ProxyLink> {
-                let basis: String = r.try_get("basis").map_err(db)?;
-                let level: String = r.try_get("record_level").map_err(db)?;
-                let status: String = r.try_get("status").map_err(db)?;
-                let since: Option<NaiveDate> = r.try_get("status_since").map_err(db)?;
-                let reason: Option<String> = r.try_get("status_reason").map_err(db)?;
-                let record_from: Option<NaiveDate> = r.try_get("record_from").map_err(db)?;
-                let status = match (status.as_str(), since) {
-                    ("active", _) => ProxyStatus::Active,
-                    ("suspended", Some(since)) => ProxyStatus::Suspended { since, reason: reason.unwrap_or_default() },
-                    ("revoked", Some(on)) => ProxyStatus::Revoked { on, reason: reason.unwrap_or_default() },
-                    (s, _) => return Err(corrupt("proxy status", s)),
-                };
-                Ok(ProxyLink {
-                    id: ProxyLinkId::from_uuid(r.try_get("id").map_err(db)?),
-                    patient: PatientId::from_uuid(r.try_get("patient_id").map_err(db)?),
-                    proxy: PatientId::from_uuid(r.try_get("proxy_id").map_err(db)?),
-                    relationship: r.try_get("relationship").map_err(db)?,
-                    basis: ProxyBasis::parse(&basis).ok_or_else(|| corrupt("proxy basis", &basis))?,
-                    scope: ProxyScope {
-                        appointments: r.try_get("appointments").map_err(db)?,
-                        prescriptions: r.try_get("prescriptions").map_err(db)?,
-                        demographics: r.try_get("demographics").map_err(db)?,
-                        record: AccessLevel::parse(&level).ok_or_else(|| corrupt("proxy record level", &level))?,
-                        record_from: record_from.map_or(RecordFrom::Beginning, RecordFrom::Date),
-                    },
-                    granted_on: r.try_get("granted_on").map_err(db)?,
-                    decided_by: r.try_get("decided_by").map_err(db)?,
-                    ends_on: r.try_get("ends_on").map_err(db)?,
-                    status,
-                })
-            }
-
-            fn audit_row(r: &$Row) -> StoreResult<StoredEvent> {
-                Ok(StoredEvent {
-                    practice: PracticeId::from_uuid(r.try_get("practice_id").map_err(db)?),
-                    seq: r.try_get("seq").map_err(db)?,
-                    id: r.try_get("id").map_err(db)?,
-                    at: r.try_get("at").map_err(db)?,
-                    actor_kind: r.try_get("actor_kind").map_err(db)?,
-                    actor_id: r.try_get("actor_id").map_err(db)?,
-                    actor_role: r.try_get("actor_role").map_err(db)?,
-                    patient: r.try_get("patient_id").map_err(db)?,
-                    action: r.try_get("action").map_err(db)?,
-                    entity: r.try_get("entity").map_err(db)?,
-                    outcome: r.try_get("outcome").map_err(db)?,
-                    detail: r.try_get("detail").map_err(db)?,
-                    prev_hash: r.try_get("prev_hash").map_err(db)?,
-                    hash: r.try_get("hash").map_err(db)?,
-                })
-            }
-
             /// Appends records to one practice's chain inside `tx`.
             async fn append_in(
                 tx: &mut sqlx::Transaction<'static, $DB>,
@@ -525,65 +408,6 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            /// One query: a token and the member of staff it was issued to.
-            async fn token_and_staff(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {
-                let Some(r) = sqlx::query(
-                    "SELECT t.staff_id, t.label, t.secret_hash, t.created_at AS token_created_at, t.expires_at, t.revoked_at, s.* \
-                     FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
-                     WHERE t.practice_id = $1 AND t.id = $2",
-                )
-                .bind(practice.as_uuid())
-                .bind(id.as_uuid())
-                .fetch_optional(self.read())
-                .await
-                .map_err(db)?
-                else {
-                    return Ok(None);
-                };
-                let hash: Vec<u8> = r.try_get("secret_hash").map_err(db)?;
-                let token = ApiToken {
-                    id,
-                    practice,
-                    staff: StaffId::from_uuid(r.try_get("staff_id").map_err(db)?),
-                    label: r.try_get("label").map_err(db)?,
-                    secret_hash: hash.try_into().map_err(|_| StoreError::Corrupt("token hash".into()))?,
-                    created_at: r.try_get("token_created_at").map_err(db)?,
-                    expires_at: r.try_get("expires_at").map_err(db)?,
-                    revoked_at: r.try_get("revoked_at").map_err(db)?,
-                };
-                Ok(Some((token, Self::staff_row(practice, &r)?)))
-            }
-
-            /// One query: the patient row joined with its registrations, oldest first.
-            async fn patient_where(&self, practice: PracticeId, column: &str, value: PatientKey<'_>) -> StoreResult<Option<Patient>> {
-                let sql = format!(
-                    "SELECT p.*, r.kind AS r_kind, r.started AS r_started, r.ended AS r_ended, \
-                     r.previous_practice AS r_previous_practice \
-                     FROM patient p LEFT JOIN registration r ON r.practice_id = p.practice_id AND r.patient_id = p.id \
-                     WHERE p.practice_id = $1 AND p.{column} = $2 ORDER BY r.position"
-                );
-                let q = sqlx::query(&sql).bind(practice.as_uuid());
-                let q = match value {
-                    PatientKey::Id(id) => q.bind(id),
-                    PatientKey::Nhs(n) => q.bind(n),
-                };
-                let rows = q.fetch_all(self.read()).await.map_err(db)?;
-                let Some(first) = rows.first() else {
-                    return Ok(None);
-                };
-                let mut regs = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let kind: Option<String> = r.try_get("r_kind").map_err(db)?;
-                    let Some(kind) = kind else { continue };
-                    regs.push(Registration {
-                        kind: RegistrationKind::parse(&kind).ok_or_else(|| corrupt("registration kind", &kind))?,
-                        started: r.try_get("r_started").map_err(db)?,
-                        ended: r.try_get("r_ended").map_err(db)?,
-                        previous_practice: r.try_get("r_previous_practice").map_err(db)?,
-                    });
-                }
-                Self::patient_row(practice, first, regs).map(Some)
-            }
         }
 
         #[async_trait]
@@ -632,13 +456,7 @@ macro_rules! sql_store {
             }
 
             async fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
-                sqlx::query("SELECT * FROM practice WHERE id = $1")
-                    .bind(id.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?
-                    .map(|r| Self::practice_row(&r))
-                    .transpose()
+                self.hot_practice(id).await
             }
 
             async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
@@ -647,7 +465,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.read())
                     .await
                     .map_err(db)?
-                    .map(|r| Self::practice_row(&r))
+                    .map(|r| rows::practice(&r))
                     .transpose()
             }
 
@@ -657,7 +475,7 @@ macro_rules! sql_store {
                     .await
                     .map_err(db)?
                     .iter()
-                    .map(Self::practice_row)
+                    .map(rows::practice)
                     .collect()
             }
 
@@ -715,7 +533,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.read())
                     .await
                     .map_err(db)?
-                    .map(|r| Self::staff_row(practice, &r))
+                    .map(|r| rows::staff(practice, &r))
                     .transpose()
             }
 
@@ -726,7 +544,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.read())
                     .await
                     .map_err(db)?
-                    .map(|r| Self::staff_row(practice, &r))
+                    .map(|r| rows::staff(practice, &r))
                     .transpose()
             }
 
@@ -737,7 +555,7 @@ macro_rules! sql_store {
                     .await
                     .map_err(db)?
                     .iter()
-                    .map(|r| Self::staff_row(practice, r))
+                    .map(|r| rows::staff(practice, r))
                     .collect()
             }
 
@@ -763,11 +581,11 @@ macro_rules! sql_store {
             }
 
             async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>> {
-                Ok(self.token_and_staff(practice, id).await?.map(|(t, _)| t))
+                Ok(self.hot_token_and_staff(practice, id).await?.map(|(t, _)| t))
             }
 
             async fn staff_for_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {
-                self.token_and_staff(practice, id).await
+                self.hot_token_and_staff(practice, id).await
             }
 
             async fn revoke_api_token(&self, practice: PracticeId, id: TokenId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
@@ -794,11 +612,11 @@ macro_rules! sql_store {
             }
 
             async fn patient(&self, practice: PracticeId, id: PatientId) -> StoreResult<Option<Patient>> {
-                self.patient_where(practice, "id", PatientKey::Id(id.as_uuid())).await
+                self.hot_patient(practice, PatientKey::Id(id.as_uuid())).await
             }
 
             async fn patient_by_nhs_number(&self, practice: PracticeId, nhs: &NhsNumber) -> StoreResult<Option<Patient>> {
-                self.patient_where(practice, "nhs_number", PatientKey::Nhs(nhs.as_str())).await
+                self.hot_patient(practice, PatientKey::Nhs(nhs.as_str())).await
             }
 
             async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64> {
@@ -839,69 +657,8 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
-            /// One round trip: the settings row, the grants, the 104/106 codes and the patient's own
-            /// accounts, as one UNION with a tag column.
             async fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
-                let rows = sqlx::query(
-                    "SELECT 's' AS src, CAST(NULL AS TEXT) AS level, CAST(NULL AS DATE) AS from_date, \
-                            CAST(NULL AS DATE) AS granted_on, CAST(NULL AS TEXT) AS granted_by, \
-                            opted_out AS flag, CAST(NULL AS TIMESTAMPTZ) AS entered_at \
-                       FROM access_setting WHERE practice_id = $1 AND patient_id = $2 \
-                     UNION ALL \
-                     SELECT 'g', level, from_date, granted_on, granted_by, NULL, NULL \
-                       FROM access_grant WHERE practice_id = $1 AND patient_id = $2 \
-                     UNION ALL \
-                     SELECT 'c', code, NULL, NULL, NULL, NULL, entered_at \
-                       FROM entry WHERE practice_id = $1 AND patient_id = $2 AND code IN ($3, $4) \
-                     UNION ALL \
-                     SELECT 'a', identity_level, NULL, NULL, NULL, NULL, NULL \
-                       FROM online_account WHERE practice_id = $1 AND holder_id = $2",
-                )
-                .bind(practice.as_uuid())
-                .bind(patient.as_uuid())
-                .bind(ENHANCED_REVIEW_INDICATED)
-                .bind(ENHANCED_REVIEW_NOT_INDICATED)
-                .fetch_all(self.read())
-                .await
-                .map_err(db)?;
-                let mut facts = AccessFacts::default();
-                let mut found = false;
-                for r in &rows {
-                    let src: String = r.try_get("src").map_err(db)?;
-                    let text: Option<String> = r.try_get("level").map_err(db)?;
-                    let text = text.unwrap_or_default();
-                    match src.as_str() {
-                        "s" => {
-                            found = true;
-                            facts.settings.opted_out = r.try_get::<Option<bool>, _>("flag").map_err(db)?.unwrap_or(false);
-                        }
-                        "g" => {
-                            let from: Option<NaiveDate> = r.try_get("from_date").map_err(db)?;
-                            let granted_on: Option<NaiveDate> = r.try_get("granted_on").map_err(db)?;
-                            let granted_by: Option<String> = r.try_get("granted_by").map_err(db)?;
-                            facts.settings.grants.push(LevelGrant {
-                                level: AccessLevel::parse(&text).ok_or_else(|| corrupt("grant level", &text))?,
-                                from: from.map_or(RecordFrom::Beginning, RecordFrom::Date),
-                                granted_on: granted_on.ok_or_else(|| corrupt("granted_on", "NULL"))?,
-                                granted_by: granted_by.unwrap_or_default(),
-                            });
-                        }
-                        "c" => {
-                            let at: Option<DateTime<Utc>> = r.try_get("entered_at").map_err(db)?;
-                            facts.enhanced_review_codes.push((text, at.ok_or_else(|| corrupt("entered_at", "NULL"))?));
-                        }
-                        "a" => facts
-                            .account_identities
-                            .push(IdentityLevel::parse(&text).ok_or_else(|| corrupt("identity level", &text))?),
-                        other => return Err(corrupt("access facts", other)),
-                    }
-                }
-                if !found {
-                    return Err(StoreError::NotFound("patient"));
-                }
-                facts.settings.grants.sort_by_key(|g| g.granted_on);
-                facts.enhanced_review_codes.sort_by_key(|(_, at)| *at);
-                Ok(facts)
+                self.hot_access_facts(practice, patient).await
             }
 
             async fn set_access_settings(&self, practice: PracticeId, patient: PatientId, s: &OnlineAccessSettings, audit: &AuditRecord) -> StoreResult<()> {
@@ -954,7 +711,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.read())
                     .await
                     .map_err(db)?
-                    .map(|r| Self::proxy_row(&r))
+                    .map(|r| rows::proxy(&r))
                     .transpose()
             }
 
@@ -968,7 +725,7 @@ macro_rules! sql_store {
                 .await
                 .map_err(db)?
                 .iter()
-                .map(Self::proxy_row)
+                .map(rows::proxy)
                 .collect()
             }
 
@@ -988,40 +745,12 @@ macro_rules! sql_store {
                     .fetch_optional(self.read())
                     .await
                     .map_err(db)?
-                    .map(|r| Self::entry_row(&r))
+                    .map(|r| rows::entry(&r))
                     .transpose()
             }
 
             async fn entries(&self, practice: PracticeId, patient: PatientId, q: EntryQuery) -> StoreResult<Vec<Entry>> {
-                let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND patient_id = $2");
-                let mut next = 3;
-                if q.after.is_some() {
-                    sql.push_str(
-                        " AND (event_date < $3 OR (event_date = $3 AND (entered_at < $4 OR (entered_at = $4 AND id < $5))))",
-                    );
-                    next = 6;
-                }
-                let kinds = q.section.map(|s| s.kinds()).unwrap_or(&[]);
-                if !kinds.is_empty() {
-                    sql.push_str(&format!(" AND kind IN ({})", placeholders(next, kinds.len())));
-                    next += kinds.len();
-                }
-                sql.push_str(&format!(" ORDER BY event_date DESC, entered_at DESC, id DESC LIMIT ${next}"));
-                let mut query = sqlx::query(&sql).bind(practice.as_uuid()).bind(patient.as_uuid());
-                if let Some(c) = q.after {
-                    query = query.bind(c.event_date).bind(c.entered_at).bind(c.id.as_uuid());
-                }
-                for k in kinds {
-                    query = query.bind(k.as_str());
-                }
-                query
-                    .bind(i64::from(q.limit))
-                    .fetch_all(self.read())
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(Self::entry_row)
-                    .collect()
+                self.hot_entries(practice, patient, q).await
             }
 
             async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64> {
@@ -1102,7 +831,7 @@ macro_rules! sql_store {
                 .await
                 .map_err(db)?
                 .iter()
-                .map(Self::audit_row)
+                .map(rows::audit_event)
                 .collect()
             }
 
@@ -1117,16 +846,117 @@ macro_rules! sql_store {
                 .await
                 .map_err(db)?
                 .iter()
-                .map(Self::audit_row)
+                .map(rows::audit_event)
                 .collect()
             }
         }
     };
 }
 
-enum PatientKey<'a> {
+/// The reads on every request's path, through sqlx (PostgreSQL). The embedded SQLite store has
+/// its own, without thread hand-offs (`sqlite_fast`); both use the same SQL text.
+macro_rules! sqlx_hot_reads {
+    ($Store:ident) => {
+        impl $Store {
+            async fn hot_practice(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
+                sqlx::query(PRACTICE_BY_ID)
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| rows::practice(&r))
+                    .transpose()
+            }
+
+            async fn hot_token_and_staff(
+                &self,
+                practice: PracticeId,
+                id: TokenId,
+            ) -> StoreResult<Option<(ApiToken, StaffMember)>> {
+                let Some(r) = sqlx::query(TOKEN_AND_STAFF)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some((rows::token(practice, id, &r)?, rows::staff(practice, &r)?)))
+            }
+
+            async fn hot_patient(&self, practice: PracticeId, key: PatientKey<'_>) -> StoreResult<Option<Patient>> {
+                let q = sqlx::query(key.sql()).bind(practice.as_uuid());
+                let q = match key {
+                    PatientKey::Id(id) => q.bind(id),
+                    PatientKey::Nhs(n) => q.bind(n),
+                };
+                let found = q.fetch_all(self.read()).await.map_err(db)?;
+                let Some(first) = found.first() else { return Ok(None) };
+                let regs = found
+                    .iter()
+                    .map(rows::joined_registration)
+                    .filter_map(Result::transpose)
+                    .collect::<StoreResult<_>>()?;
+                rows::patient(practice, first, regs).map(Some)
+            }
+
+            async fn hot_access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
+                let found = sqlx::query(ACCESS_FACTS)
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .bind(ENHANCED_REVIEW_INDICATED)
+                    .bind(ENHANCED_REVIEW_NOT_INDICATED)
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?;
+                let mut fold = rows::FactsFold::default();
+                for r in &found {
+                    fold.push(r)?;
+                }
+                fold.finish()
+            }
+
+            async fn hot_entries(
+                &self,
+                practice: PracticeId,
+                patient: PatientId,
+                q: EntryQuery,
+            ) -> StoreResult<Vec<Entry>> {
+                let sql = entries_sql(&q);
+                let mut query = sqlx::query(&sql).bind(practice.as_uuid()).bind(patient.as_uuid());
+                if let Some(c) = q.after {
+                    query = query.bind(c.event_date).bind(c.entered_at).bind(c.id.as_uuid());
+                }
+                for k in q.section.map(|s| s.kinds()).unwrap_or(&[]) {
+                    query = query.bind(k.as_str());
+                }
+                query
+                    .bind(i64::from(q.limit))
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(rows::entry)
+                    .collect()
+            }
+        }
+    };
+}
+
+/// How a patient is looked up.
+pub(crate) enum PatientKey<'a> {
     Id(Uuid),
     Nhs(&'a str),
+}
+
+impl PatientKey<'_> {
+    pub(crate) fn sql(&self) -> &'static str {
+        match self {
+            Self::Id(_) => PATIENT_BY_ID,
+            Self::Nhs(_) => PATIENT_BY_NHS_NUMBER,
+        }
+    }
 }
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL` and foreign keys on.
@@ -1135,6 +965,7 @@ enum PatientKey<'a> {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    pub(crate) fast: crate::sqlite_fast::FastReads,
 }
 
 impl SqliteStore {
@@ -1145,6 +976,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
+        refuse_network_filesystem(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -1152,7 +984,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Reads through a memory map instead of a read() call per page.
+            .pragma("mmap_size", "268435456")
+            // A page of entries comes back without the worker thread waiting on the reader.
+            .row_buffer_size(512);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -1167,7 +1003,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        let store = Self { write, read };
+        let store = Self { write, read, fast: crate::sqlite_fast::FastReads::new(path) };
         store.check_durability().await?;
         store.migrate().await?;
         Ok(store)
@@ -1200,6 +1036,38 @@ impl SqliteStore {
         sqlx::raw_sql(migrate::CREATE_TABLE).execute(&mut *conn).await.map_err(db)?;
         drop(conn);
         run_migrations_sqlite(&self.write, migrate::SQLITE).await
+    }
+}
+
+/// File systems on which SQLite's locking and WAL shared memory are not reliable.
+const NETWORK_FILESYSTEMS: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ncpfs"];
+
+/// The file system type of the mount that holds `path`, from a `/proc/mounts` listing.
+fn filesystem_of(path: &Path, mounts: &str) -> Option<String> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_dev, mount, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            let mount = mount.replace("\\040", " ");
+            path.starts_with(&mount).then(|| (mount.len(), fstype.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, fstype)| fstype)
+}
+
+/// T21: SQLite must not run on a network file system (its locks and WAL index are unreliable
+/// there). Where the mount table cannot be read the check is skipped.
+fn refuse_network_filesystem(path: &Path) -> StoreResult<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(dir) = dir.canonicalize() else { return Ok(()) };
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return Ok(()) };
+    match filesystem_of(&dir, &mounts) {
+        Some(fs) if NETWORK_FILESYSTEMS.contains(&fs.as_str()) => Err(StoreError::UnsafeConfiguration(format!(
+            "{} is on a network file system ({fs}); keep the SQLite database on a local disk, or use PostgreSQL",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -1335,8 +1203,9 @@ impl PostgresStore {
     }
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, SqliteRow, lock = "");
-sql_store!(PostgresStore, sqlx::Postgres, PgRow, lock = " FOR UPDATE");
+sql_store!(SqliteStore, sqlx::Sqlite, lock = "");
+sql_store!(PostgresStore, sqlx::Postgres, lock = " FOR UPDATE");
+sqlx_hot_reads!(PostgresStore);
 
 #[cfg(test)]
 mod tests {
@@ -1361,6 +1230,17 @@ mod tests {
         assert!(pg_durability_verdict("on", "off", "on").is_err());
         assert!(pg_durability_verdict("on", "on", "off").is_err());
         assert!(pg_durability_verdict("on", "on", "local").is_err());
+    }
+
+    #[test]
+    fn databases_on_network_file_systems_are_recognised() {
+        // T21
+        let mounts = "/dev/vda / ext4 rw 0 0\nserver:/export /mnt/nfs nfs4 rw 0 0\n//nas/share /mnt/smb cifs rw 0 0\n";
+        assert_eq!(filesystem_of(Path::new("/srv/data"), mounts).as_deref(), Some("ext4"));
+        assert_eq!(filesystem_of(Path::new("/mnt/nfs/caldicott"), mounts).as_deref(), Some("nfs4"));
+        assert_eq!(filesystem_of(Path::new("/mnt/smb"), mounts).as_deref(), Some("cifs"));
+        assert!(NETWORK_FILESYSTEMS.contains(&"nfs4"));
+        assert!(refuse_network_filesystem(Path::new("relative/dir/x.db")).is_ok());
     }
 
     #[test]

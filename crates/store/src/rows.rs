@@ -1,0 +1,363 @@
+//! Reading rows into domain types, written once for every driver. [`Cols`] is the little each
+//! driver must offer: a nullable value of a handful of types, by column name. It is implemented
+//! for sqlx's SQLite and PostgreSQL rows and for rusqlite's rows (the embedded fast read path).
+
+use crate::{StoreError, StoreResult};
+use caldicott_core::access::*;
+use caldicott_core::audit::StoredEvent;
+use caldicott_core::entry::*;
+use caldicott_core::ids::*;
+use caldicott_core::patient::*;
+use caldicott_core::practice::*;
+use caldicott_core::snomed::{Coding, ConceptId};
+use caldicott_core::staff::*;
+use caldicott_core::NhsNumber;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} has an unknown value {value:?}"))
+}
+
+fn null(column: &str) -> StoreError {
+    StoreError::Corrupt(format!("{column} is unexpectedly empty"))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Nullable column values by name.
+pub(crate) trait Cols {
+    fn opt_text(&self, c: &str) -> StoreResult<Option<String>>;
+    fn opt_uuid(&self, c: &str) -> StoreResult<Option<Uuid>>;
+    fn opt_date(&self, c: &str) -> StoreResult<Option<NaiveDate>>;
+    fn opt_time(&self, c: &str) -> StoreResult<Option<DateTime<Utc>>>;
+    fn opt_bool(&self, c: &str) -> StoreResult<Option<bool>>;
+    fn opt_int(&self, c: &str) -> StoreResult<Option<i64>>;
+    fn opt_bytes(&self, c: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    fn text(&self, c: &str) -> StoreResult<String> {
+        self.opt_text(c)?.ok_or_else(|| null(c))
+    }
+    fn uuid(&self, c: &str) -> StoreResult<Uuid> {
+        self.opt_uuid(c)?.ok_or_else(|| null(c))
+    }
+    fn date(&self, c: &str) -> StoreResult<NaiveDate> {
+        self.opt_date(c)?.ok_or_else(|| null(c))
+    }
+    fn time(&self, c: &str) -> StoreResult<DateTime<Utc>> {
+        self.opt_time(c)?.ok_or_else(|| null(c))
+    }
+    fn flag(&self, c: &str) -> StoreResult<bool> {
+        self.opt_bool(c)?.ok_or_else(|| null(c))
+    }
+    fn int(&self, c: &str) -> StoreResult<i64> {
+        self.opt_int(c)?.ok_or_else(|| null(c))
+    }
+    fn bytes(&self, c: &str) -> StoreResult<Vec<u8>> {
+        self.opt_bytes(c)?.ok_or_else(|| null(c))
+    }
+}
+
+macro_rules! sqlx_cols {
+    ($Row:ty) => {
+        impl Cols for $Row {
+            fn opt_text(&self, c: &str) -> StoreResult<Option<String>> {
+                self.try_get(c).map_err(crate::sql::db)
+            }
+            fn opt_uuid(&self, c: &str) -> StoreResult<Option<Uuid>> {
+                self.try_get(c).map_err(crate::sql::db)
+            }
+            fn opt_date(&self, c: &str) -> StoreResult<Option<NaiveDate>> {
+                self.try_get(c).map_err(crate::sql::db)
+            }
+            fn opt_time(&self, c: &str) -> StoreResult<Option<DateTime<Utc>>> {
+                self.try_get(c).map_err(crate::sql::db)
+            }
+            fn opt_bool(&self, c: &str) -> StoreResult<Option<bool>> {
+                self.try_get(c).map_err(crate::sql::db)
+            }
+            fn opt_int(&self, c: &str) -> StoreResult<Option<i64>> {
+                // PostgreSQL keeps small numbers as INTEGER (i32) and sequence numbers as BIGINT.
+                match self.try_get::<Option<i64>, _>(c) {
+                    Ok(v) => Ok(v),
+                    Err(_) => self.try_get::<Option<i32>, _>(c).map(|v| v.map(i64::from)).map_err(crate::sql::db),
+                }
+            }
+            fn opt_bytes(&self, c: &str) -> StoreResult<Option<Vec<u8>>> {
+                self.try_get(c).map_err(crate::sql::db)
+            }
+        }
+    };
+}
+
+sqlx_cols!(sqlx::sqlite::SqliteRow);
+sqlx_cols!(sqlx::postgres::PgRow);
+
+/// rusqlite reads the values sqlx-sqlite wrote: UUIDs as 16-byte blobs, dates as `YYYY-MM-DD`,
+/// times as RFC 3339 text, booleans as integers.
+impl Cols for rusqlite::Row<'_> {
+    fn opt_text(&self, c: &str) -> StoreResult<Option<String>> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(c).map_err(crate::sqlite_fast::err)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => Ok(Some(String::from_utf8_lossy(t).into_owned())),
+            other => Err(corrupt(c, &format!("{other:?}"))),
+        }
+    }
+    fn opt_uuid(&self, c: &str) -> StoreResult<Option<Uuid>> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(c).map_err(crate::sqlite_fast::err)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => Uuid::from_slice(b).map(Some).map_err(|_| corrupt(c, "blob")),
+            other => Err(corrupt(c, &format!("{other:?}"))),
+        }
+    }
+    fn opt_date(&self, c: &str) -> StoreResult<Option<NaiveDate>> {
+        self.opt_text(c)?.map(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| corrupt(c, &s))).transpose()
+    }
+    fn opt_time(&self, c: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        self.opt_text(c)?
+            .map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|_| corrupt(c, &s)))
+            .transpose()
+    }
+    fn opt_bool(&self, c: &str) -> StoreResult<Option<bool>> {
+        Ok(self.opt_int(c)?.map(|v| v != 0))
+    }
+    fn opt_int(&self, c: &str) -> StoreResult<Option<i64>> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(c).map_err(crate::sqlite_fast::err)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(i) => Ok(Some(i)),
+            other => Err(corrupt(c, &format!("{other:?}"))),
+        }
+    }
+    fn opt_bytes(&self, c: &str) -> StoreResult<Option<Vec<u8>>> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(c).map_err(crate::sqlite_fast::err)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => Ok(Some(b.to_vec())),
+            other => Err(corrupt(c, &format!("{other:?}"))),
+        }
+    }
+}
+
+fn parsed<T>(what: &str, s: String, parse: impl FnOnce(&str) -> Option<T>) -> StoreResult<T> {
+    parse(&s).ok_or_else(|| corrupt(what, &s))
+}
+
+pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
+    let age = r.int("proxy_review_age")?;
+    Ok(Practice {
+        id: PracticeId::from_uuid(r.uuid("id")?),
+        ods_code: parsed("ods_code", r.text("ods_code")?, |s| OdsCode::parse(s).ok())?,
+        name: r.text("name")?,
+        telephone: r.text("telephone")?,
+        address: PostalAddress {
+            lines: from_json("address_lines", &r.text("address_lines")?)?,
+            postcode: r.text("postcode")?,
+        },
+        online: OnlineServicesSettings {
+            prospective_switch_on: r.opt_date("switch_on")?,
+            paused: r.flag("paused")?,
+            default_level: parsed("default_level", r.text("default_level")?, AccessLevel::parse)?,
+            proxy_review_age: u8::try_from(age)
+                .ok()
+                .and_then(|a| ProxyReviewAge::new(a).ok())
+                .ok_or_else(|| corrupt("proxy_review_age", &age.to_string()))?,
+        },
+    })
+}
+
+pub(crate) fn staff(practice: PracticeId, r: &impl Cols) -> StoreResult<StaffMember> {
+    Ok(StaffMember {
+        id: StaffId::from_uuid(r.uuid("id")?),
+        practice,
+        username: r.text("username")?,
+        display_name: r.text("display_name")?,
+        role: parsed("role", r.text("role")?, Role::parse)?,
+        password_hash: r.text("password_hash")?,
+        active: r.flag("active")?,
+    })
+}
+
+/// A token from a row that aliases its own `created_at` as `token_created_at`.
+pub(crate) fn token(practice: PracticeId, id: TokenId, r: &impl Cols) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
+        id,
+        practice,
+        staff: StaffId::from_uuid(r.uuid("staff_id")?),
+        label: r.text("label")?,
+        secret_hash: r.bytes("secret_hash")?.try_into().map_err(|_| StoreError::Corrupt("token hash".into()))?,
+        created_at: r.time("token_created_at")?,
+        expires_at: r.time("expires_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+/// A registration from a row of the patient–registration join (columns prefixed `r_`), if the
+/// row has one.
+pub(crate) fn joined_registration(r: &impl Cols) -> StoreResult<Option<Registration>> {
+    let Some(kind) = r.opt_text("r_kind")? else { return Ok(None) };
+    Ok(Some(Registration {
+        kind: parsed("registration kind", kind, RegistrationKind::parse)?,
+        started: r.date("r_started")?,
+        ended: r.opt_date("r_ended")?,
+        previous_practice: r.opt_text("r_previous_practice")?,
+    }))
+}
+
+pub(crate) fn patient(practice: PracticeId, r: &impl Cols, registrations: Vec<Registration>) -> StoreResult<Patient> {
+    let preferred = r.opt_int("preferred_contact")?;
+    Ok(Patient {
+        id: PatientId::from_uuid(r.uuid("id")?),
+        practice,
+        nhs_number: parsed("nhs_number", r.text("nhs_number")?, |s| NhsNumber::parse(s).ok())?,
+        name: PersonName { title: r.opt_text("title")?, given: r.text("given_name")?, family: r.text("family_name")? },
+        date_of_birth: r.date("date_of_birth")?,
+        sex: parsed("sex", r.text("sex")?, Sex::parse)?,
+        contact: ContactDetails {
+            email: r.opt_text("email")?,
+            mobile: r.opt_text("mobile")?,
+            address: PostalAddress {
+                lines: from_json("address_lines", &r.text("address_lines")?)?,
+                postcode: r.text("postcode")?,
+            },
+        },
+        preferred_contact: PreferredContactMethod::from_code(preferred.and_then(|c| u8::try_from(c).ok()))
+            .ok_or_else(|| corrupt("preferred_contact", &format!("{preferred:?}")))?,
+        registrations,
+        date_of_death: r.opt_date("date_of_death")?,
+    })
+}
+
+pub(crate) fn entry(r: &impl Cols) -> StoreResult<Entry> {
+    let origin = match (r.text("origin")?.as_str(), r.opt_text("origin_ods")?) {
+        ("native", _) => Origin::Native,
+        ("transferred_in", Some(from_ods)) => Origin::TransferredIn { from_ods },
+        ("inbound", Some(sender_ods)) => Origin::Inbound { sender_ods },
+        (o, _) => return Err(corrupt("entry origin", o)),
+    };
+    let code = match r.opt_text("code")? {
+        None => None,
+        Some(c) => Some(Coding {
+            concept: ConceptId::parse(&c).map_err(|_| corrupt("entry code", &c))?,
+            term: r.opt_text("term")?.unwrap_or_default(),
+        }),
+    };
+    let visibility = match r.opt_text("hidden_reason")? {
+        None => OnlineVisibility::Visible,
+        Some(reason) => OnlineVisibility::Hidden(
+            Redaction::new(
+                parsed("hidden_reason", reason, HiddenReason::parse)?,
+                &r.opt_text("hidden_note")?.unwrap_or_default(),
+                &r.opt_text("hidden_by")?.unwrap_or_default(),
+                r.time("hidden_at")?,
+            )
+            .map_err(|e| StoreError::Corrupt(format!("hidden entry: {e}")))?,
+        ),
+    };
+    Ok(Entry {
+        id: EntryId::from_uuid(r.uuid("id")?),
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        event_date: r.date("event_date")?,
+        entered_at: r.time("entered_at")?,
+        author: Author { staff: r.opt_uuid("author_staff_id")?.map(StaffId::from_uuid), name: r.text("author_name")? },
+        origin,
+        code,
+        body: from_json("entry body", &r.text("body")?)?,
+        visibility,
+        nopat: r.flag("nopat")?,
+        safeguarding: r.flag("safeguarding")?,
+        confidential: r.flag("confidential")?,
+    })
+}
+
+pub(crate) fn proxy(r: &impl Cols) -> StoreResult<ProxyLink> {
+    let reason = r.opt_text("status_reason")?.unwrap_or_default();
+    let status = match (r.text("status")?.as_str(), r.opt_date("status_since")?) {
+        ("active", _) => ProxyStatus::Active,
+        ("suspended", Some(since)) => ProxyStatus::Suspended { since, reason },
+        ("revoked", Some(on)) => ProxyStatus::Revoked { on, reason },
+        (s, _) => return Err(corrupt("proxy status", s)),
+    };
+    Ok(ProxyLink {
+        id: ProxyLinkId::from_uuid(r.uuid("id")?),
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        proxy: PatientId::from_uuid(r.uuid("proxy_id")?),
+        relationship: r.text("relationship")?,
+        basis: parsed("proxy basis", r.text("basis")?, ProxyBasis::parse)?,
+        scope: ProxyScope {
+            appointments: r.flag("appointments")?,
+            prescriptions: r.flag("prescriptions")?,
+            demographics: r.flag("demographics")?,
+            record: parsed("proxy record level", r.text("record_level")?, AccessLevel::parse)?,
+            record_from: r.opt_date("record_from")?.map_or(RecordFrom::Beginning, RecordFrom::Date),
+        },
+        granted_on: r.date("granted_on")?,
+        decided_by: r.text("decided_by")?,
+        ends_on: r.opt_date("ends_on")?,
+        status,
+    })
+}
+
+pub(crate) fn audit_event(r: &impl Cols) -> StoreResult<StoredEvent> {
+    Ok(StoredEvent {
+        practice: PracticeId::from_uuid(r.uuid("practice_id")?),
+        seq: r.int("seq")?,
+        id: r.text("id")?,
+        at: r.time("at")?,
+        actor_kind: r.text("actor_kind")?,
+        actor_id: r.text("actor_id")?,
+        actor_role: r.text("actor_role")?,
+        patient: r.opt_text("patient_id")?,
+        action: r.text("action")?,
+        entity: r.text("entity")?,
+        outcome: r.text("outcome")?,
+        detail: r.text("detail")?,
+        prev_hash: r.bytes("prev_hash")?,
+        hash: r.bytes("hash")?,
+    })
+}
+
+/// Folds the rows of the one access-facts UNION (tagged `src`), one at a time.
+#[derive(Default)]
+pub(crate) struct FactsFold {
+    facts: crate::AccessFacts,
+    found: bool,
+}
+
+impl FactsFold {
+    pub(crate) fn push(&mut self, r: &impl Cols) -> StoreResult<()> {
+        let text = r.opt_text("level")?.unwrap_or_default();
+        let facts = &mut self.facts;
+        match r.text("src")?.as_str() {
+            "s" => {
+                self.found = true;
+                facts.settings.opted_out = r.opt_bool("flag")?.unwrap_or(false);
+            }
+            "g" => facts.settings.grants.push(LevelGrant {
+                level: parsed("grant level", text, AccessLevel::parse)?,
+                from: r.opt_date("from_date")?.map_or(RecordFrom::Beginning, RecordFrom::Date),
+                granted_on: r.date("granted_on")?,
+                granted_by: r.opt_text("granted_by")?.unwrap_or_default(),
+            }),
+            "c" => facts.enhanced_review_codes.push((text, r.time("entered_at")?)),
+            "a" => facts.account_identities.push(parsed("identity level", text, IdentityLevel::parse)?),
+            other => return Err(corrupt("access facts", other)),
+        }
+        Ok(())
+    }
+
+    /// The facts, or not found when the patient has no settings row (no such patient).
+    pub(crate) fn finish(mut self) -> StoreResult<crate::AccessFacts> {
+        if !self.found {
+            return Err(StoreError::NotFound("patient"));
+        }
+        self.facts.settings.grants.sort_by_key(|g| g.granted_on);
+        self.facts.enhanced_review_codes.sort_by_key(|(_, at)| *at);
+        Ok(self.facts)
+    }
+}
