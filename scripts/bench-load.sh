@@ -6,6 +6,9 @@
 # patient's online view with wrk at 16 connections. Every request writes a durable audit event.
 #
 #   scripts/bench-load.sh [seconds] [connections]
+#
+# With BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432 it runs against a fresh PostgreSQL
+# database on that server instead (created and dropped by the script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-20}"
@@ -16,8 +19,22 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 cargo build --release -q -p caldicott
 BIN=target/release/caldicott
 WORK="$(mktemp -d)"
-trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-export CALDICOTT_DATABASE="$WORK/bench.db" CALDICOTT_LOG=warn
+PGDB=""
+cleanup() {
+  kill "${SERVER:-0}" 2>/dev/null || true
+  wait "${SERVER:-0}" 2>/dev/null || true
+  [ -n "$PGDB" ] && psql "$BENCH_POSTGRES/postgres" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export CALDICOTT_LOG=warn
+if [ -n "${BENCH_POSTGRES:-}" ]; then
+  PGDB="caldicott_bench_$$"
+  psql "$BENCH_POSTGRES/postgres" -qc "CREATE DATABASE $PGDB" >/dev/null
+  export CALDICOTT_DATABASE="$BENCH_POSTGRES/$PGDB"
+else
+  export CALDICOTT_DATABASE="$WORK/bench.db"
+fi
 
 OUT="$($BIN demo --build-only --patients 200 --seed 1 --long-record 2000)"
 NHS="$(sed -n 's/^Long record: NHS number //p' <<<"$OUT")"
@@ -29,8 +46,10 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && br
 URL="http://127.0.0.1:$PORT/api/v1/patients/$NHS/online-view?limit=50"
 ENTRIES="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL" | grep -o '"entered_at"' | wc -l)"
 echo "patient $NHS: first page has $ENTRIES entries"
-BEFORE="$(sqlite3 "$CALDICOTT_DATABASE" 'select count from audit_head' 2>/dev/null || echo '?')"
+BEFORE="$($BIN audit checkpoint | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
 wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_TO_RUN}s" --latency -H "Authorization: Bearer $TOKEN" "$URL"
-AFTER="$(sqlite3 "$CALDICOTT_DATABASE" 'select count from audit_head' 2>/dev/null || echo '?')"
+AFTER="$($BIN audit checkpoint | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
 echo "audit events written during the run: $((AFTER - BEFORE))"
+START=$(date +%s.%N)
 $BIN audit verify | tail -1
+echo "audit verify: $AFTER events in $(echo "$(date +%s.%N) - $START" | bc) s"

@@ -966,6 +966,29 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     pub(crate) fast: crate::sqlite_fast::FastReads,
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// Copies the write-ahead log back into the database file once a second, on a connection of
+/// its own, so that the writer (and the requests waiting for their audit commit) never stall on
+/// a checkpoint. A PASSIVE checkpoint never blocks readers or the writer.
+fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+            }
+        }
+    })
 }
 
 impl SqliteStore {
@@ -987,12 +1010,15 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // Reads through a memory map instead of a read() call per page.
             .pragma("mmap_size", "268435456")
+            // Once the log restarts, cut the file back so it never stays large.
+            .pragma("journal_size_limit", "67108864")
             // A page of entries comes back without the worker thread waiting on the reader.
             .row_buffer_size(512);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            // Checkpoints are left to the background checkpointer.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         // Each SQLite connection has a worker thread; more readers than cores only adds switching.
@@ -1003,7 +1029,8 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        let store = Self { write, read, fast: crate::sqlite_fast::FastReads::new(path) };
+        let checkpointer = spawn_checkpointer(read.clone());
+        let store = Self { write, read, fast: crate::sqlite_fast::FastReads::new(path), checkpointer };
         store.check_durability().await?;
         store.migrate().await?;
         Ok(store)
