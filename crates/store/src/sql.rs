@@ -142,6 +142,36 @@ pub(crate) fn entries_sql(q: &EntryQuery) -> String {
 macro_rules! sql_store {
     ($Store:ident, $DB:ty, lock = $lock:literal) => {
         impl $Store {
+            /// Rows of `sql`, whose two parameters are the practice and one id, mapped by `map`.
+            async fn rows_by<T>(
+                &self,
+                sql: &str,
+                practice: PracticeId,
+                id: Uuid,
+                map: impl Fn(&<$DB as sqlx::Database>::Row) -> StoreResult<T>,
+            ) -> StoreResult<Vec<T>> {
+                sqlx::query(sql)
+                    .bind(practice.as_uuid())
+                    .bind(id)
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(map)
+                    .collect()
+            }
+
+            /// The one row of `sql` (practice and id), if there is one.
+            async fn row_by<T>(
+                &self,
+                sql: &str,
+                practice: PracticeId,
+                id: Uuid,
+                map: impl Fn(&<$DB as sqlx::Database>::Row) -> StoreResult<T>,
+            ) -> StoreResult<Option<T>> {
+                Ok(self.rows_by(sql, practice, id, map).await?.into_iter().next())
+            }
+
             /// Appends records to one practice's chain inside `tx`.
             async fn append_in(
                 tx: &mut sqlx::Transaction<'static, $DB>,
@@ -527,14 +557,10 @@ macro_rules! sql_store {
             }
 
             async fn staff_member(&self, practice: PracticeId, id: StaffId) -> StoreResult<Option<StaffMember>> {
-                sqlx::query("SELECT * FROM staff WHERE practice_id = $1 AND id = $2")
-                    .bind(practice.as_uuid())
-                    .bind(id.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?
-                    .map(|r| rows::staff(practice, &r))
-                    .transpose()
+                self.row_by("SELECT * FROM staff WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), |r| {
+                    rows::staff(practice, r)
+                })
+                .await
             }
 
             async fn staff_by_username(&self, practice: PracticeId, username: &str) -> StoreResult<Option<StaffMember>> {
@@ -705,28 +731,14 @@ macro_rules! sql_store {
             }
 
             async fn proxy_link(&self, practice: PracticeId, id: ProxyLinkId) -> StoreResult<Option<ProxyLink>> {
-                sqlx::query(&format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND id = $2"))
-                    .bind(practice.as_uuid())
-                    .bind(id.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?
-                    .map(|r| rows::proxy(&r))
-                    .transpose()
+                let sql = format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND id = $2");
+                self.row_by(&sql, practice, id.as_uuid(), rows::proxy).await
             }
 
             async fn proxy_links_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<ProxyLink>> {
-                sqlx::query(&format!(
-                    "SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND patient_id = $2 ORDER BY granted_on"
-                ))
-                .bind(practice.as_uuid())
-                .bind(patient.as_uuid())
-                .fetch_all(self.read())
-                .await
-                .map_err(db)?
-                .iter()
-                .map(rows::proxy)
-                .collect()
+                let sql =
+                    format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND patient_id = $2 ORDER BY granted_on");
+                self.rows_by(&sql, practice, patient.as_uuid(), rows::proxy).await
             }
 
             async fn add_entries(&self, practice: PracticeId, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()> {
@@ -739,14 +751,8 @@ macro_rules! sql_store {
             }
 
             async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>> {
-                sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND id = $2"))
-                    .bind(practice.as_uuid())
-                    .bind(id.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?
-                    .map(|r| rows::entry(&r))
-                    .transpose()
+                let sql = format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND id = $2");
+                self.row_by(&sql, practice, id.as_uuid(), rows::entry).await
             }
 
             async fn entries(&self, practice: PracticeId, patient: PatientId, q: EntryQuery) -> StoreResult<Vec<Entry>> {
