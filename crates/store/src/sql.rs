@@ -984,14 +984,25 @@ impl Drop for SqliteStore {
 /// Copies the write-ahead log back into the database file once a second, on a connection of
 /// its own, so that the writer (and the requests waiting for their audit commit) never stall on
 /// a checkpoint. A PASSIVE checkpoint never blocks readers or the writer.
-fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
+fn spawn_checkpointer(options: SqliteConnectOptions) -> tokio::task::JoinHandle<()> {
+    use sqlx::{ConnectOptions, Connection};
+    // Its own connection: a checkpoint may wait for the writer, which is no cause for alarm.
+    let options = options.busy_timeout(Duration::from_secs(1)).log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut conn = None;
         loop {
             tick.tick().await;
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await {
+            if conn.is_none() {
+                conn = options.connect().await.map_err(|e| tracing::warn!(error = %e, "checkpoint connection failed")).ok();
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *c).await {
                 tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+                if let Some(c) = conn.take() {
+                    let _ = c.close().await;
+                }
             }
         }
     })
@@ -1032,10 +1043,10 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(readers)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db)?;
-        let checkpointer = spawn_checkpointer(read.clone());
+        let checkpointer = spawn_checkpointer(options.clone());
         let store = Self { write, read, fast: crate::sqlite_fast::FastReads::new(path), checkpointer };
         store.check_durability().await?;
         store.migrate().await?;
