@@ -25,11 +25,13 @@ fn main() {
             .unwrap_or_else(|e| panic!("could not run npm to install nhsuk-frontend (install Node.js and npm): {e}"));
         assert!(status.success(), "npm ci failed");
     }
-    let css = fs::read_to_string(dist.join("nhsuk-frontend.min.css")).unwrap_or_else(|e| panic!("nhsuk-frontend css: {e}"));
+    let css =
+        fs::read_to_string(dist.join("nhsuk-frontend.min.css")).unwrap_or_else(|e| panic!("nhsuk-frontend css: {e}"));
     let assets = out.join("assets");
     fs::create_dir_all(assets.join("images")).unwrap_or_else(|e| panic!("{e}"));
     fs::write(assets.join("nhsuk-frontend.min.css"), strip_web_fonts(&css)).unwrap_or_else(|e| panic!("{e}"));
-    fs::copy(dist.join("nhsuk-frontend.min.js"), assets.join("nhsuk-frontend.min.js")).unwrap_or_else(|e| panic!("{e}"));
+    fs::copy(dist.join("nhsuk-frontend.min.js"), assets.join("nhsuk-frontend.min.js"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut images = Vec::new();
     for entry in fs::read_dir(dist.join("assets/images")).unwrap_or_else(|e| panic!("{e}")).flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -45,7 +47,9 @@ fn main() {
         ("/assets/nhsuk-frontend.min.css", "nhsuk-frontend.min.css", "text/css; charset=utf-8"),
         ("/assets/nhsuk-frontend.min.js", "nhsuk-frontend.min.js", "text/javascript; charset=utf-8"),
     ] {
-        table.push_str(&format!("    ({url:?}, {kind:?}, include_bytes!(concat!(env!(\"OUT_DIR\"), \"/assets/{file}\"))),\n"));
+        table.push_str(&format!(
+            "    ({url:?}, {kind:?}, include_bytes!(concat!(env!(\"OUT_DIR\"), \"/assets/{file}\"))),\n"
+        ));
     }
     for name in &images {
         let kind = match Path::new(name).extension().and_then(|e| e.to_str()) {

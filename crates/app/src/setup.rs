@@ -5,7 +5,7 @@ use crate::{new_id, App, AppError, AppResult};
 use caldicott_core::audit::{Action, Actor, AuditRecord, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::practice::{OdsCode, OnlineServicesSettings, PostalAddress, Practice};
-use caldicott_core::staff::{normalise_username, Role, StaffMember};
+use caldicott_core::staff::{normalise_username, Role, SignInState, StaffMember};
 
 #[derive(Debug, Clone)]
 pub struct NewPractice {
@@ -66,6 +66,7 @@ pub async fn create_staff(
         role,
         password_hash: hash_password(password)?,
         active: true,
+        sign_in: SignInState::default(),
     };
     let audit = AuditRecord::new(
         AuditEventId::from_uuid(new_id()),

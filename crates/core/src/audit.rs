@@ -122,6 +122,11 @@ pub enum Action {
     TokenCreate,
     TokenRevoke,
     DemoBuild,
+    SignIn,
+    SignInFailed,
+    SignInLocked,
+    SecondFactorEnrolled,
+    SignOut,
 }
 
 impl Action {
@@ -143,6 +148,11 @@ impl Action {
             Self::TokenCreate => "token.create",
             Self::TokenRevoke => "token.revoke",
             Self::DemoBuild => "demo.build",
+            Self::SignIn => "staff.sign_in",
+            Self::SignInFailed => "staff.sign_in_failed",
+            Self::SignInLocked => "staff.locked_out",
+            Self::SecondFactorEnrolled => "staff.totp_enrolled",
+            Self::SignOut => "staff.sign_out",
         }
     }
 }

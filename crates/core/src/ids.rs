@@ -58,6 +58,8 @@ typed_id!(
     AccountId,
     /// An API bearer token issued to a member of staff.
     TokenId,
+    /// A signed-in staff session.
+    SessionId,
     /// One audit event.
     AuditEventId,
 );

@@ -1,7 +1,7 @@
 //! Practice staff, their roles, and the API tokens issued to them.
 
-use crate::ids::{PracticeId, StaffId, TokenId};
-use chrono::{DateTime, Utc};
+use crate::ids::{PracticeId, SessionId, StaffId, TokenId};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +47,101 @@ pub struct StaffMember {
     #[serde(skip_serializing)]
     pub password_hash: String,
     pub active: bool,
+    #[serde(skip)]
+    pub sign_in: SignInState,
+}
+
+/// Sign-in protection for one member of staff.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SignInState {
+    /// The base32 TOTP secret: shown at enrolment, in use once confirmed with a valid code.
+    pub totp_secret: Option<String>,
+    pub totp_confirmed: bool,
+    /// Failed attempts (password or code) since the last success.
+    pub failed: i64,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// After this many failed attempts in a row an account is locked…
+pub const MAX_FAILED_SIGN_INS: i64 = 5;
+/// …for this long.
+pub const LOCK_OUT_FOR: Duration = Duration::minutes(15);
+/// A session ends after this long without a request…
+pub const SESSION_IDLE: Duration = Duration::minutes(30);
+/// …and in any case this long after sign-in.
+pub const SESSION_LIFETIME: Duration = Duration::hours(12);
+
+impl SignInState {
+    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
+
+    /// The state after one more failed attempt: locked once the limit is reached.
+    pub fn after_failure(&self, now: DateTime<Utc>) -> SignInState {
+        let failed = self.failed + 1;
+        SignInState {
+            totp_secret: self.totp_secret.clone(),
+            totp_confirmed: self.totp_confirmed,
+            failed: if failed >= MAX_FAILED_SIGN_INS { 0 } else { failed },
+            locked_until: if failed >= MAX_FAILED_SIGN_INS { Some(now + LOCK_OUT_FOR) } else { self.locked_until },
+        }
+    }
+
+    pub fn after_success(&self) -> SignInState {
+        SignInState {
+            totp_secret: self.totp_secret.clone(),
+            totp_confirmed: self.totp_confirmed,
+            failed: 0,
+            locked_until: None,
+        }
+    }
+}
+
+/// How far a session has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStage {
+    /// The password was right; the second factor is still to come (or to be enrolled).
+    SecondFactor,
+    SignedIn,
+}
+
+impl SessionStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecondFactor => "second_factor",
+            Self::SignedIn => "signed_in",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "second_factor" => Some(Self::SecondFactor),
+            "signed_in" => Some(Self::SignedIn),
+            _ => None,
+        }
+    }
+}
+
+/// A staff session held on the server; the browser holds only its id and a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffSession {
+    pub id: SessionId,
+    pub practice: PracticeId,
+    pub staff: StaffId,
+    pub secret_hash: [u8; 32],
+    /// Sent back with every form, to prove the form came from this session's pages.
+    pub csrf_token: String,
+    pub stage: SessionStage,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl StaffSession {
+    /// Live: not ended, not past its lifetime, and used within the idle limit.
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.ended_at.is_none() && now < self.expires_at && now - self.last_seen_at < SESSION_IDLE
+    }
 }
 
 /// A bearer token issued to a member of staff. Only the SHA-256 of its secret is kept.
@@ -72,4 +167,51 @@ impl ApiToken {
 pub fn normalise_username(s: &str) -> Option<String> {
     let u = s.trim().to_ascii_lowercase();
     ((3..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))).then_some(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap() + Duration::minutes(min)
+    }
+
+    #[test]
+    fn five_failures_lock_the_account_for_fifteen_minutes() {
+        let mut s = SignInState::default();
+        for i in 1..MAX_FAILED_SIGN_INS {
+            s = s.after_failure(t(0));
+            assert_eq!(s.failed, i);
+            assert!(!s.is_locked_at(t(0)));
+        }
+        s = s.after_failure(t(0));
+        assert!(s.is_locked_at(t(0)));
+        assert!(s.is_locked_at(t(14)));
+        assert!(!s.is_locked_at(t(15)));
+        assert_eq!(s.after_success(), SignInState::default());
+    }
+
+    #[test]
+    fn sessions_end_when_idle_expired_or_ended() {
+        let s = StaffSession {
+            id: SessionId::from_uuid(uuid::Uuid::from_u128(1)),
+            practice: PracticeId::from_uuid(uuid::Uuid::from_u128(2)),
+            staff: StaffId::from_uuid(uuid::Uuid::from_u128(3)),
+            secret_hash: [0; 32],
+            csrf_token: "x".into(),
+            stage: SessionStage::SignedIn,
+            created_at: t(0),
+            last_seen_at: t(0),
+            expires_at: t(0) + SESSION_LIFETIME,
+            ended_at: None,
+        };
+        assert!(s.is_live_at(t(29)));
+        assert!(!s.is_live_at(t(30)));
+        let busy = StaffSession { last_seen_at: t(12 * 60 - 1), ..s.clone() };
+        assert!(!busy.is_live_at(t(12 * 60)));
+        let ended = StaffSession { ended_at: Some(t(1)), ..s };
+        assert!(!ended.is_live_at(t(2)));
+    }
 }

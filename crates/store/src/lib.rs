@@ -20,7 +20,7 @@ use caldicott_core::entry::{Entry, OnlineVisibility, Section};
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, OnlineServicesSettings, Practice};
-use caldicott_core::staff::{ApiToken, StaffMember};
+use caldicott_core::staff::{ApiToken, SignInState, StaffMember, StaffSession};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::sync::Arc;
 
@@ -130,6 +130,41 @@ pub trait Store: Send + Sync + 'static {
         &self,
         practice: PracticeId,
         id: TokenId,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+
+    // --- Staff sign-in and sessions --------------------------------------------------------
+    /// Records a member of staff's TOTP secret, failure count and lock, with its audit event.
+    async fn set_sign_in_state(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        state: &SignInState,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn create_session(
+        &self,
+        practice: PracticeId,
+        session: &StaffSession,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// A session and the member of staff it belongs to.
+    async fn session(&self, practice: PracticeId, id: SessionId) -> StoreResult<Option<(StaffSession, StaffMember)>>;
+    /// Notes that a session was used.
+    async fn touch_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Ends `old` and starts `new` in one transaction (the session id changes at sign-in).
+    async fn replace_session(
+        &self,
+        practice: PracticeId,
+        old: SessionId,
+        new: &StaffSession,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn end_session(
+        &self,
+        practice: PracticeId,
+        id: SessionId,
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;

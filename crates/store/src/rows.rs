@@ -180,6 +180,28 @@ pub(crate) fn staff(practice: PracticeId, r: &impl Cols) -> StoreResult<StaffMem
         role: parsed("role", r.text("role")?, Role::parse)?,
         password_hash: r.text("password_hash")?,
         active: r.flag("active")?,
+        sign_in: SignInState {
+            totp_secret: r.opt_text("totp_secret")?,
+            totp_confirmed: r.opt_bool("totp_confirmed")?.unwrap_or(false),
+            failed: r.opt_int("failed_sign_ins")?.unwrap_or(0),
+            locked_until: r.opt_time("locked_until")?,
+        },
+    })
+}
+
+/// A session from a row that aliases its columns with an `s_` prefix.
+pub(crate) fn session(practice: PracticeId, r: &impl Cols) -> StoreResult<StaffSession> {
+    Ok(StaffSession {
+        id: SessionId::from_uuid(r.uuid("s_id")?),
+        practice,
+        staff: StaffId::from_uuid(r.uuid("s_staff_id")?),
+        secret_hash: r.bytes("s_secret_hash")?.try_into().map_err(|_| StoreError::Corrupt("session hash".into()))?,
+        csrf_token: r.text("s_csrf_token")?,
+        stage: parsed("session stage", r.text("s_stage")?, SessionStage::parse)?,
+        created_at: r.time("s_created_at")?,
+        last_seen_at: r.time("s_last_seen_at")?,
+        expires_at: r.time("s_expires_at")?,
+        ended_at: r.opt_time("s_ended_at")?,
     })
 }
 

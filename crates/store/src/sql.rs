@@ -89,6 +89,13 @@ macro_rules! patient_sql {
     };
 }
 
+/// A session and its member of staff; the session's columns are prefixed `s_`.
+const SESSION_AND_STAFF: &str = "SELECT x.id AS s_id, x.staff_id AS s_staff_id, x.secret_hash AS s_secret_hash, \
+     x.csrf_token AS s_csrf_token, x.stage AS s_stage, x.created_at AS s_created_at, x.last_seen_at AS s_last_seen_at, \
+     x.expires_at AS s_expires_at, x.ended_at AS s_ended_at, s.* \
+     FROM staff_session x JOIN staff s ON s.practice_id = x.practice_id AND s.id = x.staff_id \
+     WHERE x.practice_id = $1 AND x.id = $2";
+
 pub(crate) const PRACTICE_BY_ID: &str = "SELECT * FROM practice WHERE id = $1";
 
 pub(crate) const TOKEN_AND_STAFF: &str =
@@ -402,6 +409,27 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn insert_session(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, x: &StaffSession) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO staff_session (practice_id, id, staff_id, secret_hash, csrf_token, stage, created_at, \
+                     last_seen_at, expires_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(practice.as_uuid())
+                .bind(x.id.as_uuid())
+                .bind(x.staff.as_uuid())
+                .bind(x.secret_hash.to_vec())
+                .bind(&x.csrf_token)
+                .bind(x.stage.as_str())
+                .bind(x.created_at)
+                .bind(x.last_seen_at)
+                .bind(x.expires_at)
+                .bind(x.ended_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             async fn insert_proxy(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, l: &ProxyLink) -> StoreResult<()> {
                 if l.patient == l.proxy {
                     return Err(StoreError::Conflict("a patient cannot be their own proxy".into()));
@@ -626,6 +654,81 @@ macro_rules! sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("active token"));
                 }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn set_sign_in_state(&self, practice: PracticeId, staff: StaffId, st: &SignInState, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE staff SET totp_secret = $1, totp_confirmed = $2, failed_sign_ins = $3, locked_until = $4 \
+                     WHERE practice_id = $5 AND id = $6",
+                )
+                .bind(&st.totp_secret)
+                .bind(st.totp_confirmed)
+                .bind(i32::try_from(st.failed).unwrap_or(i32::MAX))
+                .bind(st.locked_until)
+                .bind(practice.as_uuid())
+                .bind(staff.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("staff member"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn create_session(&self, practice: PracticeId, session: &StaffSession, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::insert_session(&mut tx, practice, session).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn session(&self, practice: PracticeId, id: SessionId) -> StoreResult<Option<(StaffSession, StaffMember)>> {
+                self.row_by(SESSION_AND_STAFF, practice, id.as_uuid(), |r| Ok((rows::session(practice, r)?, rows::staff(practice, r)?))).await
+            }
+
+            async fn touch_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE staff_session SET last_seen_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+                    .bind(at)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn replace_session(&self, practice: PracticeId, old: SessionId, new: &StaffSession, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+                    .bind(new.created_at)
+                    .bind(practice.as_uuid())
+                    .bind(old.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("live session"));
+                }
+                Self::insert_session(&mut tx, practice, new).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn end_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+                    .bind(at)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
             }
@@ -987,7 +1090,9 @@ impl Drop for SqliteStore {
 fn spawn_checkpointer(options: SqliteConnectOptions) -> tokio::task::JoinHandle<()> {
     use sqlx::{ConnectOptions, Connection};
     // Its own connection: a checkpoint may wait for the writer, which is no cause for alarm.
-    let options = options.busy_timeout(Duration::from_secs(1)).log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
+    let options = options
+        .busy_timeout(Duration::from_secs(1))
+        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -995,7 +1100,11 @@ fn spawn_checkpointer(options: SqliteConnectOptions) -> tokio::task::JoinHandle<
         loop {
             tick.tick().await;
             if conn.is_none() {
-                conn = options.connect().await.map_err(|e| tracing::warn!(error = %e, "checkpoint connection failed")).ok();
+                conn = options
+                    .connect()
+                    .await
+                    .map_err(|e| tracing::warn!(error = %e, "checkpoint connection failed"))
+                    .ok();
             }
             let Some(c) = conn.as_mut() else { continue };
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *c).await {

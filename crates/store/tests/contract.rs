@@ -389,6 +389,7 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
         role: Role::Clinician,
         password_hash: "$argon2id$x".into(),
         active: true,
+        sign_in: SignInState::default(),
     };
     store.create_staff(p.id, &s, &audit(Action::StaffCreate, None)).await.unwrap();
     assert_eq!(store.staff_by_username(p.id, "g.hopper").await.unwrap().as_ref(), Some(&s));
@@ -418,6 +419,72 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
         store.revoke_api_token(p.id, token.id, t(2026, 1, 6), &audit(Action::TokenRevoke, None)).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+async fn sessions_and_sign_in_state_round_trip(store: &dyn Store) {
+    let p = practice(store).await;
+    let s = StaffMember {
+        id: StaffId::from_uuid(id()),
+        practice: p.id,
+        username: "a.lovelace".into(),
+        display_name: "Ada Lovelace".into(),
+        role: Role::PracticeManager,
+        password_hash: "$argon2id$x".into(),
+        active: true,
+        sign_in: SignInState::default(),
+    };
+    store.create_staff(p.id, &s, &audit(Action::StaffCreate, None)).await.unwrap();
+    let locked = SignInState {
+        totp_secret: Some("JBSWY3DPEHPK3PXP".into()),
+        totp_confirmed: true,
+        failed: 0,
+        locked_until: Some(t(2026, 1, 1)),
+    };
+    store.set_sign_in_state(p.id, s.id, &locked, &audit(Action::SignInFailed, None)).await.unwrap();
+    assert_eq!(store.staff_member(p.id, s.id).await.unwrap().unwrap().sign_in, locked);
+    let session = StaffSession {
+        id: SessionId::from_uuid(id()),
+        practice: p.id,
+        staff: s.id,
+        secret_hash: [3; 32],
+        csrf_token: "csrf".into(),
+        stage: SessionStage::SecondFactor,
+        created_at: t(2026, 1, 1),
+        last_seen_at: t(2026, 1, 1),
+        expires_at: t(2026, 1, 2),
+        ended_at: None,
+    };
+    store.create_session(p.id, &session, &audit(Action::SignIn, None)).await.unwrap();
+    let (found, member) = store.session(p.id, session.id).await.unwrap().unwrap();
+    assert_eq!((found.clone(), member.id), (session.clone(), s.id));
+    let other = practice(store).await;
+    assert!(store.session(other.id, session.id).await.unwrap().is_none());
+    store.touch_session(p.id, session.id, t(2026, 1, 1) + Duration::minutes(5)).await.unwrap();
+    assert_eq!(
+        store.session(p.id, session.id).await.unwrap().unwrap().0.last_seen_at,
+        t(2026, 1, 1) + Duration::minutes(5)
+    );
+    // At sign-in the session is replaced by a new one; the old one can never be used again.
+    let signed_in = StaffSession {
+        id: SessionId::from_uuid(id()),
+        stage: SessionStage::SignedIn,
+        secret_hash: [4; 32],
+        ..session.clone()
+    };
+    store.replace_session(p.id, session.id, &signed_in, &audit(Action::SignIn, None)).await.unwrap();
+    assert!(store.session(p.id, session.id).await.unwrap().unwrap().0.ended_at.is_some());
+    assert!(matches!(
+        store.replace_session(p.id, session.id, &signed_in, &audit(Action::SignIn, None)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .end_session(p.id, signed_in.id, t(2026, 1, 1) + Duration::hours(1), &audit(Action::SignOut, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session(p.id, signed_in.id).await.unwrap().unwrap().0.ended_at,
+        Some(t(2026, 1, 1) + Duration::hours(1))
+    );
 }
 
 async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
@@ -538,6 +605,7 @@ contract!(
         access_facts_hold_settings_grants_and_104_codes,
         accounts_and_proxy_links_round_trip,
         staff_and_tokens_round_trip,
+        sessions_and_sign_in_state_round_trip,
         imports_whole_records_in_one_transaction;
     arc: concurrent_audit_appends_keep_one_unbroken_chain;
     raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema
