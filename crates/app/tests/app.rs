@@ -325,6 +325,78 @@ async fn the_chain_holds_under_concurrent_requests(t: &TestStore) {
     assert_eq!(verified, ChainHead { count: head.count + 120, ..verified });
 }
 
+/// An app whose clock the test moves.
+fn app_with_clock(t: &TestStore) -> (App, Arc<std::sync::atomic::AtomicI64>) {
+    let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let o = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || Utc::now() + Duration::seconds(o.load(std::sync::atomic::Ordering::SeqCst))),
+    );
+    (app, offset)
+}
+
+async fn staff_sign_in_with_password_and_totp(t: &TestStore) {
+    use caldicott_app::session::{current_code, SecondFactor};
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = Some(tp.practice.ods_code.as_str());
+    // First sign-in: the password, then enrolment of an authenticator.
+    let start = app.sign_in(ods, "clinician", "a long test password").await.unwrap();
+    let SecondFactor::Enrol { secret, otpauth_uri } = start.next.clone() else { panic!("expected enrolment") };
+    assert!(otpauth_uri.starts_with("otpauth://totp/caldicott:clinician%40") && otpauth_uri.contains(&secret));
+    assert_eq!(app.second_factor_step(&start.cookie).await.unwrap(), start.next);
+    // A pending session is not a signed-in one.
+    assert!(matches!(app.signed_in(&start.cookie).await, Err(AppError::Unauthenticated(_))));
+    let wrong = app.second_factor(&start.cookie, "000000").await.unwrap_err();
+    assert!(matches!(wrong, AppError::Unauthenticated(ref m) if m.contains("security code")), "{wrong}");
+    let cookie = app.second_factor(&start.cookie, &current_code(&secret, app.now()).unwrap()).await.unwrap();
+    assert_ne!(cookie, start.cookie, "the session changes at sign-in");
+    assert!(app.signed_in(&start.cookie).await.is_err(), "the pending cookie is dead");
+    let me = app.signed_in(&cookie).await.unwrap();
+    assert_eq!(me.who, tp.clinician);
+    assert_eq!(me.practice_name, tp.practice.name);
+    // The next sign-in asks for a code only; the same secret still works.
+    let again = app.sign_in(ods, "CLINICIAN", "a long test password").await.unwrap();
+    assert_eq!(again.next, SecondFactor::EnterCode);
+    // Idle for 30 minutes: the session is over.
+    clock.store(31 * 60, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(app.signed_in(&cookie).await, Err(AppError::Unauthenticated(_))));
+    clock.store(0, std::sync::atomic::Ordering::SeqCst);
+    // Sign-out ends it at once.
+    let second = app.second_factor(&again.cookie, &current_code(&secret, app.now()).unwrap()).await.unwrap();
+    assert!(app.signed_in(&second).await.is_ok());
+    app.sign_out(&second).await.unwrap();
+    assert!(app.signed_in(&second).await.is_err());
+    let actions: Vec<String> =
+        app.store.audit_events(tp.practice.id, 0, 1000).await.unwrap().into_iter().map(|e| e.action).collect();
+    for a in ["staff.totp_enrolled", "staff.sign_in", "staff.sign_in_failed", "staff.sign_out"] {
+        assert!(actions.iter().any(|x| x == a), "{a} not audited");
+    }
+}
+
+async fn repeated_failures_lock_the_account(t: &TestStore) {
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = Some(tp.practice.ods_code.as_str());
+    for _ in 0..4 {
+        assert!(matches!(app.sign_in(ods, "clinician", "not the password").await, Err(AppError::Unauthenticated(_))));
+    }
+    let fifth = app.sign_in(ods, "clinician", "not the password").await.unwrap_err();
+    assert!(matches!(fifth, AppError::Forbidden(ref m) if m.contains("locked")), "{fifth}");
+    // Even the right password is refused while locked, and the refusal is audited.
+    assert!(matches!(app.sign_in(ods, "clinician", "a long test password").await, Err(AppError::Forbidden(_))));
+    let last = app.store.audit_events(tp.practice.id, 0, 1000).await.unwrap().pop().unwrap();
+    assert_eq!((last.action.as_str(), last.detail.as_str()), ("staff.sign_in_failed", "account locked"));
+    clock.store(16 * 60, std::sync::atomic::Ordering::SeqCst);
+    assert!(app.sign_in(ods, "clinician", "a long test password").await.is_ok());
+    // Unknown users and practices get the same answer as a wrong password.
+    let unknown = app.sign_in(ods, "nobody", "a long test password").await.unwrap_err();
+    assert_eq!(unknown.to_string(), app.sign_in(ods, "reception", "wrong").await.unwrap_err().to_string());
+    assert!(matches!(app.sign_in(Some("ZZZ999"), "clinician", "x").await, Err(AppError::Unauthenticated(_))));
+    assert!(matches!(app.sign_in(ods, "", "").await, Err(AppError::BadRequest(_))));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -342,6 +414,8 @@ both!(
     tokens_authenticate_only_while_valid,
     reads_fail_closed_when_the_audit_log_cannot_be_written,
     the_chain_holds_under_concurrent_requests,
+    staff_sign_in_with_password_and_totp,
+    repeated_failures_lock_the_account,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
