@@ -127,6 +127,7 @@ pub enum Action {
     SignInLocked,
     SecondFactorEnrolled,
     SignOut,
+    PatientSearch,
 }
 
 impl Action {
@@ -153,6 +154,7 @@ impl Action {
             Self::SignInLocked => "staff.locked_out",
             Self::SecondFactorEnrolled => "staff.totp_enrolled",
             Self::SignOut => "staff.sign_out",
+            Self::PatientSearch => "patient.search",
         }
     }
 }

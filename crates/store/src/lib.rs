@@ -90,6 +90,29 @@ pub struct PatientImport {
     pub proxies: Vec<ProxyLink>,
 }
 
+/// A patient search: every given criterion must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientSearch {
+    pub nhs_number: Option<caldicott_core::NhsNumber>,
+    pub date_of_birth: Option<NaiveDate>,
+    /// Upper case, without spaces.
+    pub postcode: Option<String>,
+    /// Lower-case words; each must start the family or a given name.
+    pub names: Vec<String>,
+}
+
+/// A line of a patient list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PatientListing {
+    pub id: PatientId,
+    pub nhs_number: caldicott_core::NhsNumber,
+    pub name: caldicott_core::patient::PersonName,
+    pub date_of_birth: NaiveDate,
+    pub sex: caldicott_core::patient::Sex,
+    pub address: caldicott_core::practice::PostalAddress,
+    pub date_of_death: Option<NaiveDate>,
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -178,6 +201,13 @@ pub trait Store: Send + Sync + 'static {
         nhs: &caldicott_core::NhsNumber,
     ) -> StoreResult<Option<Patient>>;
     async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64>;
+    /// Patients of the practice matching every criterion, by name then date of birth.
+    async fn search_patients(
+        &self,
+        practice: PracticeId,
+        q: &PatientSearch,
+        limit: u32,
+    ) -> StoreResult<Vec<PatientListing>>;
     /// Imports whole records in one transaction, with one audit event per patient.
     async fn import_patients(
         &self,

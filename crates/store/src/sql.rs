@@ -758,6 +758,61 @@ macro_rules! sql_store {
                     .map_err(db)
             }
 
+            async fn search_patients(&self, practice: PracticeId, q: &PatientSearch, limit: u32) -> StoreResult<Vec<PatientListing>> {
+                let mut sql = String::from("SELECT * FROM patient WHERE practice_id = $1");
+                let mut n = 2;
+                if q.nhs_number.is_some() {
+                    sql.push_str(&format!(" AND nhs_number = ${n}"));
+                    n += 1;
+                }
+                if q.date_of_birth.is_some() {
+                    sql.push_str(&format!(" AND date_of_birth = ${n}"));
+                    n += 1;
+                }
+                if q.postcode.is_some() {
+                    sql.push_str(&format!(" AND replace(upper(postcode), ' ', '') = ${n}"));
+                    n += 1;
+                }
+                for _ in &q.names {
+                    sql.push_str(&format!(" AND (lower(family_name) LIKE ${n} OR lower(given_name) LIKE ${n})"));
+                    n += 1;
+                }
+                sql.push_str(&format!(" ORDER BY family_name, given_name, date_of_birth LIMIT ${n}"));
+                let mut query = sqlx::query(&sql).bind(practice.as_uuid());
+                if let Some(nhs) = &q.nhs_number {
+                    query = query.bind(nhs.as_str());
+                }
+                if let Some(dob) = q.date_of_birth {
+                    query = query.bind(dob);
+                }
+                if let Some(pc) = &q.postcode {
+                    query = query.bind(pc);
+                }
+                for word in &q.names {
+                    let clean: String = word.chars().filter(|c| *c != '%' && *c != '_' && *c != '\\').collect();
+                    query = query.bind(format!("{clean}%"));
+                }
+                query
+                    .bind(i64::from(limit))
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| {
+                        let p = rows::patient(practice, r, Vec::new())?;
+                        Ok(PatientListing {
+                            id: p.id,
+                            nhs_number: p.nhs_number,
+                            name: p.name,
+                            date_of_birth: p.date_of_birth,
+                            sex: p.sex,
+                            address: p.contact.address,
+                            date_of_death: p.date_of_death,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn import_patients(&self, practice: PracticeId, batch: &[PatientImport], audit: &[AuditRecord]) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 for item in batch {

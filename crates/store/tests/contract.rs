@@ -173,6 +173,50 @@ async fn patients_round_trip_and_stay_within_their_practice(store: &dyn Store) {
     assert_eq!(store.patient_count(b.id).await.unwrap(), 1);
 }
 
+async fn patient_search_matches_every_criterion_within_the_practice(store: &dyn Store) {
+    let p = practice(store).await;
+    let ada = patient(&p, 30);
+    let mut grace = patient(&p, 31);
+    grace.name = PersonName { title: None, given: "Grace".into(), family: "Hopper".into() };
+    grace.date_of_birth = d(1906, 12, 9);
+    grace.contact.address.postcode = "ab1 2cd".into();
+    for x in [&ada, &grace] {
+        store.create_patient(p.id, x, &audit(Action::PatientCreate, Some(x.id))).await.unwrap();
+    }
+    let find = |q: PatientSearch| async move {
+        store.search_patients(p.id, &q, 50).await.unwrap().into_iter().map(|l| l.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        find(PatientSearch { nhs_number: Some(ada.nhs_number.clone()), ..Default::default() }).await,
+        vec![ada.id]
+    );
+    assert_eq!(find(PatientSearch { names: vec!["hop".into()], ..Default::default() }).await, vec![grace.id]);
+    assert_eq!(
+        find(PatientSearch { names: vec!["grace".into(), "hopper".into()], ..Default::default() }).await,
+        vec![grace.id]
+    );
+    assert_eq!(
+        find(PatientSearch { names: vec!["%".into()], ..Default::default() }).await.len(),
+        2,
+        "wildcards are not special"
+    );
+    assert_eq!(find(PatientSearch { date_of_birth: Some(d(1906, 12, 9)), ..Default::default() }).await, vec![grace.id]);
+    assert_eq!(find(PatientSearch { postcode: Some("AB12CD".into()), ..Default::default() }).await, vec![grace.id]);
+    assert!(find(PatientSearch {
+        names: vec!["grace".into()],
+        date_of_birth: Some(d(2000, 1, 1)),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    let other = practice(store).await;
+    assert!(store
+        .search_patients(other.id, &PatientSearch { names: vec!["hopper".into()], ..Default::default() }, 50)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn entries_page_newest_first_by_section_and_cursor(store: &dyn Store) {
     let p = practice(store).await;
     let pat = patient(&p, 3);
@@ -599,6 +643,7 @@ contract!(
     shared:
         practices_round_trip_and_start_an_audit_chain,
         patients_round_trip_and_stay_within_their_practice,
+        patient_search_matches_every_criterion_within_the_practice,
         entries_page_newest_first_by_section_and_cursor,
         hiding_an_entry_is_atomic_with_its_audit_event,
         a_failed_write_leaves_the_database_as_it_was,
