@@ -123,7 +123,7 @@ fn summarise(policy: &AccessPolicy) -> AccessSummary {
     }
 }
 
-/// An entry as staff see it, with the patient's own online decision.
+/// An entry as staff see it, with the viewer's online decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaffEntry {
     #[serde(flatten)]
@@ -133,15 +133,15 @@ pub struct StaffEntry {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OnlineStatus {
-    pub visible_to_patient: bool,
+    pub visible: bool,
     pub withheld: Option<Reason>,
 }
 
 impl From<Decision> for OnlineStatus {
     fn from(d: Decision) -> Self {
         match d {
-            Decision::Shown => Self { visible_to_patient: true, withheld: None },
-            Decision::Withheld(w) => Self { visible_to_patient: false, withheld: Some(w.into()) },
+            Decision::Shown => Self { visible: true, withheld: None },
+            Decision::Withheld(w) => Self { visible: false, withheld: Some(w.into()) },
         }
     }
 }
@@ -150,7 +150,10 @@ impl From<Decision> for OnlineStatus {
 pub struct StaffRecordPage {
     pub patient: Patient,
     pub enhanced_review: EnhancedReview,
-    pub patient_online_access: AccessSummary,
+    /// Whose online view the entries are marked for.
+    pub viewer: ViewerSummary,
+    /// That viewer's access.
+    pub online_access: AccessSummary,
     pub proxies: Vec<ProxyLink>,
     pub entries: Vec<StaffEntry>,
     pub next_cursor: Option<String>,
@@ -259,25 +262,52 @@ impl App {
         Ok(self.store.online_accounts(practice, holder).await?.iter().map(|a| a.identity).max())
     }
 
+    /// The proxy link named by `as_viewer` (which must act for this patient) and the viewer's
+    /// best identity level.
+    async fn resolve_viewer(
+        &self,
+        l: &Loaded,
+        as_viewer: ViewAs,
+    ) -> AppResult<(Option<ProxyLink>, Option<IdentityLevel>)> {
+        match as_viewer {
+            ViewAs::Patient => Ok((None, l.identity)),
+            ViewAs::Proxy(id) => {
+                let link = self
+                    .store
+                    .proxy_link(l.practice.id, id)
+                    .await?
+                    .filter(|link| link.patient == l.patient.id)
+                    .ok_or_else(|| AppError::NotFound(format!("no proxy link {id} for this patient")))?;
+                let identity = self.identity_of(l.practice.id, link.proxy).await?;
+                Ok((Some(link), identity))
+            }
+        }
+    }
+
     /// The whole record as staff see it, a page at a time, each entry marked with whether the
-    /// patient can see it online.
+    /// viewer (the patient, or one proxy) can see it online and, if not, why.
     pub async fn staff_record(
         &self,
         who: &StaffPrincipal,
         nhs: &str,
+        as_viewer: ViewAs,
         page: &PageRequest,
     ) -> AppResult<StaffRecordPage> {
         let limit = page.limit()?;
         let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordViewStaff).await?;
-        let identity = l.identity;
+        let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
+        let viewer = match &link {
+            None => Viewer::Patient { identity },
+            Some(link) => Viewer::Proxy { link, identity },
+        };
         let facts = RecordFacts {
             practice: &l.practice.online,
             patient: &l.patient,
             access: &l.access,
             enhanced_review: l.enhanced_review,
         };
-        let policy = AccessPolicy::new(Viewer::Patient { identity }, facts, self.now());
+        let policy = AccessPolicy::new(viewer, facts, self.now());
         let mut entries = self
             .store
             .entries(l.practice.id, l.patient.id, EntryQuery { section: page.section, after, limit: limit + 1 })
@@ -302,7 +332,12 @@ impl App {
             entries: entries.into_iter().map(|e| StaffEntry { online: policy.decide(&e).into(), entry: e }).collect(),
             patient: l.patient,
             enhanced_review: l.enhanced_review,
-            patient_online_access: summarise(&policy),
+            viewer: ViewerSummary {
+                kind: if link.is_some() { "proxy" } else { "patient" },
+                proxy_link: link.as_ref().map(|k| k.id),
+                identity_level: identity,
+            },
+            online_access: summarise(&policy),
             proxies,
             next_cursor,
         })
@@ -320,20 +355,7 @@ impl App {
         let limit = page.limit()? as usize;
         let mut after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordPreviewOnline).await?;
-        let link = match as_viewer {
-            ViewAs::Patient => None,
-            ViewAs::Proxy(id) => Some(
-                self.store
-                    .proxy_link(l.practice.id, id)
-                    .await?
-                    .filter(|link| link.patient == l.patient.id)
-                    .ok_or_else(|| AppError::NotFound(format!("no proxy link {id} for this patient")))?,
-            ),
-        };
-        let identity = match &link {
-            None => l.identity,
-            Some(k) => self.identity_of(l.practice.id, k.proxy).await?,
-        };
+        let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
         let viewer = match &link {
             None => Viewer::Patient { identity },
             Some(link) => Viewer::Proxy { link, identity },

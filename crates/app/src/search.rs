@@ -40,7 +40,9 @@ pub fn parse_search(text: &str) -> AppResult<(SearchBy, PatientSearch)> {
     if t.is_empty() {
         return Err(AppError::BadRequest("Enter an NHS number, a name, a date of birth or a postcode".into()));
     }
-    if t.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') && t.chars().filter(char::is_ascii_digit).count() == 10 {
+    if t.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+        && t.chars().filter(char::is_ascii_digit).count() == 10
+    {
         let nhs = NhsNumber::parse(t).map_err(|e| AppError::BadRequest(e.to_string()))?;
         return Ok((SearchBy::NhsNumber, PatientSearch { nhs_number: Some(nhs), ..Default::default() }));
     }
@@ -55,11 +57,8 @@ pub fn parse_search(text: &str) -> AppResult<(SearchBy, PatientSearch)> {
     if let Some(pc) = looks_like_postcode(t) {
         return Ok((SearchBy::Postcode, PatientSearch { postcode: Some(pc), ..Default::default() }));
     }
-    let names: Vec<String> = t
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let names: Vec<String> =
+        t.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
     if names.iter().any(|w| w.chars().any(|c| c.is_ascii_digit())) {
         return Err(AppError::BadRequest(format!(
             "\"{t}\" is not an NHS number, a date of birth, a postcode or a name"
@@ -73,7 +72,11 @@ pub fn parse_search(text: &str) -> AppResult<(SearchBy, PatientSearch)> {
 
 impl App {
     /// Searches the caller's practice. Audited with how it searched and how many it found.
-    pub async fn search_patients(&self, who: &StaffPrincipal, text: &str) -> AppResult<(SearchBy, Vec<PatientListing>)> {
+    pub async fn search_patients(
+        &self,
+        who: &StaffPrincipal,
+        text: &str,
+    ) -> AppResult<(SearchBy, Vec<PatientListing>)> {
         if who.role == Role::Administrator {
             return Err(AppError::Forbidden("administrators manage accounts and cannot search patient records".into()));
         }

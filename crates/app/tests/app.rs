@@ -44,7 +44,10 @@ async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
         assert!(!json.contains(&e.id.to_string()), "withheld id leaked");
     }
     // The staff view shows everything, each marked with the rule that withholds it.
-    let staff = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap();
+    let staff = app
+        .staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(staff.entries.len(), all.len());
     let rule_of = |id: EntryId| {
         staff.entries.iter().find(|e| e.entry.id == id).and_then(|e| e.online.withheld.as_ref()).map(|r| r.rule)
@@ -188,7 +191,7 @@ async fn every_read_is_audited_before_it_returns(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let head = app.store.audit_head(tp.practice.id).await.unwrap();
-    app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap();
+    app.staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
     app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
     let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
     assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, head.count + 2);
@@ -198,12 +201,16 @@ async fn every_read_is_audited_before_it_returns(t: &TestStore) {
     assert_eq!(trail[0].actor_role, "clinician");
     // Look-ups that fail are audited too, without a patient.
     let other = fixtures::practice(&app).await.unwrap();
-    let err = app.staff_record(&other.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap_err();
+    let err = app
+        .staff_record(&other.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppError::NotFound(ref m) if m.contains(&other.practice.name)), "{err}");
     let last = app.store.audit_events(other.practice.id, 0, 1000).await.unwrap().pop().unwrap();
     assert_eq!((last.action.as_str(), last.outcome.as_str()), ("record.view_staff", "not_found"));
     // A malformed NHS number is refused before anything is looked up.
-    let err = app.staff_record(&tp.clinician, "123 456 7890", &PageRequest::default()).await.unwrap_err();
+    let err =
+        app.staff_record(&tp.clinician, "123 456 7890", ViewAs::Patient, &PageRequest::default()).await.unwrap_err();
     assert!(matches!(err, AppError::BadRequest(ref m) if m.contains("check digit")), "{err}");
     assert_eq!(
         audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().unwrap().count,
@@ -216,12 +223,16 @@ async fn administrators_cannot_open_records_and_the_refusal_is_audited(t: &TestS
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
-    let err = app.staff_record(&admin, pat.nhs_number.as_str(), &PageRequest::default()).await.unwrap_err();
+    let err =
+        app.staff_record(&admin, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap_err();
     assert!(matches!(err, AppError::Forbidden(_)));
     let last = app.store.audit_events(tp.practice.id, 0, 1000).await.unwrap().pop().unwrap();
     assert_eq!(last.outcome, "denied");
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
-    assert!(app.staff_record(&reception, pat.nhs_number.as_str(), &PageRequest::default()).await.is_ok());
+    assert!(app
+        .staff_record(&reception, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .is_ok());
 }
 
 async fn tokens_authenticate_only_while_valid(t: &TestStore) {
@@ -300,7 +311,7 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
     }
     let res = app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await;
     assert!(matches!(res, Err(AppError::Unavailable(_))), "{res:?}");
-    let res = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), &PageRequest::default()).await;
+    let res = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await;
     assert!(matches!(res, Err(AppError::Unavailable(_))));
 }
 

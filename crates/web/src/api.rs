@@ -36,7 +36,23 @@ impl FromRequestParts<App> for Staff {
     }
 }
 
-fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, AppError> {
+/// `as=patient` (the default) or `as=proxy&proxy=<link id>`.
+pub(crate) fn view_as(q: &HashMap<String, String>) -> Result<ViewAs, AppError> {
+    match q.get("as").map(String::as_str) {
+        None | Some("") | Some("patient") => Ok(ViewAs::Patient),
+        Some("proxy") => {
+            let id =
+                q.get("proxy").ok_or_else(|| AppError::BadRequest("as=proxy needs proxy=<proxy link id>".into()))?;
+            Ok(ViewAs::Proxy(
+                id.parse::<ProxyLinkId>()
+                    .map_err(|_| AppError::BadRequest(format!("{id:?} is not a proxy link id")))?,
+            ))
+        }
+        Some(other) => Err(AppError::BadRequest(format!("as must be patient or proxy, not {other:?}"))),
+    }
+}
+
+pub(crate) fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, AppError> {
     let section = match q.get("section").map(String::as_str) {
         None | Some("") | Some("all") => None,
         Some(s) => Some(Section::parse(s).ok_or_else(|| {
@@ -59,7 +75,7 @@ async fn staff_record(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<StaffRecordPage>, WebError> {
     let page = page_request(&q)?;
-    Ok(Json(app.staff_record(&who, &nhs, &page).await?))
+    Ok(Json(app.staff_record(&who, &nhs, view_as(&q)?, &page).await?))
 }
 
 /// Exactly what the patient (`as=patient`, the default) or one proxy (`as=proxy&proxy=<link id>`)

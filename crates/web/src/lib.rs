@@ -6,6 +6,7 @@
 mod api;
 mod error;
 mod pages;
+mod portal;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -13,11 +14,13 @@ use axum::Router;
 use caldicott_app::App;
 
 pub use error::WebError;
+pub use portal::SESSION_COOKIE;
 
 /// The whole application.
 pub fn router(app: App) -> Router {
     Router::new()
         .merge(pages::routes())
+        .merge(portal::routes())
         .nest("/api/v1", api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(security_headers))
@@ -27,7 +30,9 @@ pub fn router(app: App) -> Router {
 /// Headers on every response: patient data is never cached, never sniffed, never framed.
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

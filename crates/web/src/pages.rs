@@ -1,7 +1,8 @@
-//! Pages and endpoints that need no sign-in: the service's front page and its health check.
+//! Pages and endpoints that need no sign-in: the API description, the health check and the
+//! static assets (the NHS.UK design system, brought in at build time, and caldicott's own).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,13 +10,32 @@ use caldicott_app::App;
 use serde_json::json;
 
 pub fn routes() -> Router<App> {
-    Router::new().route("/", get(index)).route("/health", get(health))
+    Router::new().route("/api", get(api_page)).route("/health", get(health)).route("/assets/{*path}", get(asset))
 }
 
-const INDEX: &str = include_str!("index.html");
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
 
-async fn index() -> Html<&'static str> {
-    Html(INDEX)
+const OWN_ASSETS: &[(&str, &str, &[u8])] = &[
+    ("/assets/caldicott.css", "text/css; charset=utf-8", include_bytes!("../assets/caldicott.css")),
+    ("/assets/caldicott.js", "text/javascript; charset=utf-8", include_bytes!("../assets/caldicott.js")),
+];
+
+async fn asset(axum::extract::Path(rest): axum::extract::Path<String>) -> axum::response::Response {
+    let path = format!("/assets/{rest}");
+    match generated::ASSETS.iter().chain(OWN_ASSETS).find(|(p, _, _)| *p == path.as_str()) {
+        Some((_, kind, body)) => {
+            ([(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, "public, max-age=3600")], *body).into_response()
+        }
+        None => crate::error::not_found().await.into_response(),
+    }
+}
+
+const API_PAGE: &str = include_str!("../templates/api.html");
+
+async fn api_page() -> Html<&'static str> {
+    Html(API_PAGE)
 }
 
 /// 200 when the database answers, 503 when it does not.

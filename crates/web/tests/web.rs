@@ -45,7 +45,7 @@ async fn health_and_front_page_need_no_sign_in(t: &TestStore) {
     let r = get(&app, "/health", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["database"], "ok");
-    let r = get(&app, "/", None).await;
+    let r = get(&app, "/api", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("caldicott"));
     assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
@@ -137,6 +137,160 @@ async fn no_withheld_entry_reaches_the_online_view_response(t: &TestStore) {
     assert!(r.body.contains("\"rule\":\"R8\""));
 }
 
+/// A client that keeps cookies, as a browser does.
+struct Browser {
+    app: App,
+    jar: std::collections::HashMap<String, String>,
+}
+
+impl Browser {
+    fn new(app: &App) -> Self {
+        Self { app: app.clone(), jar: Default::default() }
+    }
+
+    async fn send(&mut self, req: axum::http::request::Builder, body: Body) -> Reply {
+        let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let req = if cookies.is_empty() { req } else { req.header(header::COOKIE, cookies.join("; ")) };
+        let res = caldicott_web::router(self.app.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+        for set in res.headers().get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            assert!(set.contains("Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+            let (kv, _) = set.split_once(';').unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.jar.remove(k);
+            } else {
+                self.jar.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        Reply { status, headers, body }
+    }
+
+    async fn get(&mut self, uri: &str) -> Reply {
+        self.send(Request::get(uri), Body::empty()).await
+    }
+
+    async fn post(&mut self, uri: &str, form: &[(&str, &str)]) -> Reply {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| {
+                format!("{k}={}", v.replace('%', "%25").replace('&', "%26").replace('+', "%2B").replace(' ', "+"))
+            })
+            .collect();
+        let req = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(req, Body::from(body.join("&"))).await
+    }
+}
+
+fn csrf(html: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    let at = html.find(marker).expect("a CSRF field") + marker.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+fn location(r: &Reply) -> &str {
+    r.headers.get(header::LOCATION).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+/// Signs a member of staff in through the pages, enrolling their authenticator on first use.
+async fn sign_in(b: &mut Browser, ods: &str, username: &str) -> String {
+    let page = b.get("/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let r = b
+        .post(
+            "/sign-in",
+            &[("_csrf", &csrf(&page.body)), ("ods", ods), ("username", username), ("password", "a long test password")],
+        )
+        .await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/sign-in/code"), "{}", r.body);
+    let page = b.get("/sign-in/code").await;
+    let secret_at =
+        page.body.find("id=\"totp-secret\">").expect("enrolment shows the secret") + "id=\"totp-secret\">".len();
+    let secret = page.body[secret_at..].split('<').next().unwrap().to_owned();
+    assert!(page.body.contains("<svg"), "enrolment shows a QR code");
+    let code = caldicott_app::session::current_code(&secret, chrono::Utc::now()).unwrap();
+    let r = b.post("/sign-in/code", &[("_csrf", &csrf(&page.body)), ("code", &code)]).await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/"), "{}", r.body);
+    secret
+}
+
+async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let shown = consultation(&pat, time(2024, 2, 2), "Seen for a cough");
+    let mut all = vec![shown.clone()];
+    all.extend(withheld_entries(&pat, time(2024, 2, 3), "ZZSECRET"));
+    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let mut b = Browser::new(&app);
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    // Not signed in: every page sends you to sign in.
+    for path in ["/", "/patients/9434765919", "/patients/9434765919/online"] {
+        let r = b.get(path).await;
+        assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/sign-in"), "{path}");
+    }
+    // The sign-in form refuses a post without its CSRF token.
+    let page = b.get("/sign-in").await;
+    let r = b.post("/sign-in", &[("ods", &ods), ("username", "clinician"), ("password", "a long test password")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A wrong password shows the error summary and the inline error.
+    let r = b
+        .post(
+            "/sign-in",
+            &[("_csrf", &csrf(&page.body)), ("ods", &ods), ("username", "clinician"), ("password", "wrong")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("nhsuk-error-summary") && r.body.contains("is not right"), "{}", r.body);
+    let pending = b.jar.get(caldicott_web::SESSION_COOKIE).cloned();
+    sign_in(&mut b, &ods, "clinician").await;
+    assert_ne!(b.jar.get(caldicott_web::SESSION_COOKIE).cloned(), pending, "the session cookie changes at sign-in");
+
+    let home = b.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("Find a patient") && home.body.contains("Test clinician"));
+    let found = b.get(&format!("/?q={}", pat.nhs_number.to_string().replace(' ', "+"))).await;
+    assert!(found.body.contains(&format!("/patients/{}", pat.nhs_number.as_str())), "{}", found.body);
+    assert_eq!(b.get("/?q=zz9").await.status, StatusCode::BAD_REQUEST);
+
+    let rec = b.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
+    assert_eq!(rec.status, StatusCode::OK);
+    assert!(rec.body.contains("Seen for a cough") && rec.body.contains("ZZSECRET"), "staff see every entry");
+    assert!(rec.body.contains("Third-party information (R8)"), "{}", rec.body);
+    let online = b.get(&format!("/patients/{}/online", pat.nhs_number.as_str())).await;
+    assert_eq!(online.status, StatusCode::OK);
+    assert!(online.body.contains("Seen for a cough"));
+    assert!(!online.body.contains("ZZSECRET"), "a withheld entry reached the online view page");
+    for e in &all[1..] {
+        assert!(!online.body.contains(&e.id.to_string()));
+    }
+    // Sign-out needs the session's CSRF token, then ends the session.
+    assert_eq!(b.post("/sign-out", &[("_csrf", "forged")]).await.status, StatusCode::FORBIDDEN);
+    let r = b.post("/sign-out", &[("_csrf", &csrf(&home.body))]).await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/sign-in"));
+    assert_eq!(location(&b.get("/").await), "/sign-in");
+}
+
+async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
+    let app = app(t);
+    let a = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, a.practice.id).await.unwrap();
+    let other = fixtures::practice(&app).await.unwrap();
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, other.practice.ods_code.as_str(), "clinician").await;
+    let r = b.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.body.contains("Test Patient"));
+    assert!(b.get(&format!("/?q={}", pat.nhs_number.as_str())).await.body.contains("0 patients found"));
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, a.practice.ods_code.as_str(), "admin").await;
+    assert_eq!(admin.get(&format!("/?q={}", pat.nhs_number.as_str())).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(admin.get(&format!("/patients/{}", pat.nhs_number.as_str())).await.status, StatusCode::FORBIDDEN);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -149,7 +303,24 @@ both!(
     patient_data_needs_a_valid_token,
     bad_input_gets_a_clear_error,
     no_withheld_entry_reaches_the_online_view_response,
+    staff_sign_in_find_a_patient_and_see_their_online_view,
+    the_portal_keeps_practices_and_roles_apart,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_are_served_without_any_other_site() {
+    let t = test_support::sqlite().await.unwrap();
+    let app = app(&t);
+    let css = get(&app, "/assets/nhsuk-frontend.min.css", None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains(".nhsuk-header"));
+    assert!(!css.body.contains("https://"), "the stylesheet must not load anything from another site");
+    assert_eq!(get(&app, "/assets/caldicott.js", None).await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/assets/images/favicon.svg", None).await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/assets/nope.css", None).await.status, StatusCode::NOT_FOUND);
+    let api = get(&app, "/api", None).await;
+    assert!(api.body.contains("/api/v1/patients/{nhs_number}/online-view"));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_over_a_real_socket() {

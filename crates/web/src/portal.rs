@@ -1,0 +1,774 @@
+//! The staff portal: server-rendered pages that work without JavaScript.
+//!
+//! Sign-in is two steps (password, then a TOTP code) and ends in a fresh session cookie
+//! (`__Host-caldicott`: Secure, HttpOnly, SameSite=Strict). The sign-in forms carry a CSRF token
+//! that must match a cookie set with the form; every form of a signed-in page carries the
+//! session's own CSRF token. A page that needs a session redirects to sign-in without one.
+
+use crate::api::{page_request, view_as};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use caldicott_app::record::{AccessSummary, StaffEntry, ViewAs};
+use caldicott_app::session::{SecondFactor, SignedIn};
+use caldicott_app::{App, AppError};
+use caldicott_core::entry::{Entry, EntryBody, Section};
+use caldicott_core::patient::{age_on, Patient, Sex};
+use caldicott_core::visibility::GrantSource;
+use chrono::NaiveDate;
+use rand::RngCore;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub const SESSION_COOKIE: &str = "__Host-caldicott";
+const SIGN_IN_COOKIE: &str = "__Host-caldicott-sign-in";
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(home))
+        .route("/sign-in", get(sign_in_page).post(sign_in))
+        .route("/sign-in/code", get(code_page).post(code))
+        .route("/sign-out", axum::routing::post(sign_out))
+        .route("/patients/{nhs_number}", get(record))
+        .route("/patients/{nhs_number}/online", get(online))
+}
+
+// ---- Cookies and CSRF ---------------------------------------------------------------------
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn set_cookie(name: &str, value: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn clear_cookie(name: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Constant-time comparison for CSRF tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The CSRF token of the sign-in forms, from their cookie (or a new one with the header to set it).
+fn sign_in_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookie(headers, SIGN_IN_COOKIE).filter(|t| t.len() >= 32) {
+        Some(t) => (t, None),
+        None => {
+            let t = random_token();
+            let h = set_cookie(SIGN_IN_COOKIE, &t);
+            (t, Some(h))
+        }
+    }
+}
+
+fn forbidden_form() -> Response {
+    page_error(None, AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()))
+}
+
+// ---- Page chrome and errors ---------------------------------------------------------------
+
+/// What every signed-in page shows in its header.
+pub struct Chrome {
+    pub name: String,
+    pub role: &'static str,
+    pub practice_name: String,
+    pub csrf: String,
+}
+
+impl From<&SignedIn> for Chrome {
+    fn from(s: &SignedIn) -> Self {
+        Self {
+            name: s.who.name.clone(),
+            role: s.who.role.display(),
+            practice_name: s.practice_name.clone(),
+            csrf: s.csrf_token.clone(),
+        }
+    }
+}
+
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Helpers every form template uses.
+trait Errors {
+    fn errors(&self) -> &[FieldError];
+    fn has_error(&self, field: &str) -> bool {
+        self.errors().iter().any(|e| e.field == field)
+    }
+    fn error_for(&self, field: &str) -> String {
+        self.errors().iter().find(|e| e.field == field).map(|e| e.message.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Option<Chrome>,
+    title: &'static str,
+    message: String,
+}
+
+fn page_error(chrome: Option<Chrome>, e: AppError) -> Response {
+    let (status, title, message) = match &e {
+        AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "There is a problem", m.clone()),
+        AppError::Unauthenticated(_) => return Redirect::to("/sign-in").into_response(),
+        AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "You cannot do that", m.clone()),
+        AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
+        AppError::Conflict(m) => (StatusCode::CONFLICT, "That has already happened", m.clone()),
+        AppError::Unavailable(cause) => {
+            tracing::error!(%cause, "service unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sorry, the service is unavailable",
+                "Nothing was changed. Try again in a few minutes.".into(),
+            )
+        }
+        AppError::Internal(cause) => {
+            tracing::error!(%cause, "internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sorry, something went wrong",
+                "Nothing was changed. Try again, or tell your practice manager.".into(),
+            )
+        }
+    };
+    (status, ErrorPage { chrome, title, message }).into_response()
+}
+
+/// A signed-in member of staff. Pages that take one redirect to sign-in without a session.
+pub struct Portal(pub SignedIn);
+
+impl FromRequestParts<App> for Portal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(Redirect::to("/sign-in").into_response());
+        };
+        app.signed_in(&value).await.map(Portal).map_err(|e| page_error(None, e))
+    }
+}
+
+// ---- Sign-in ------------------------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    show_practice: bool,
+    practice_name: Option<String>,
+    ods: String,
+    username: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SignInPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn sign_in_form(app: &App, csrf: String, ods: String, username: String, errors: Vec<FieldError>) -> SignInPage {
+    let practices = app.store.practices().await.unwrap_or_default();
+    let practice_name = (practices.len() == 1).then(|| practices[0].name.clone());
+    SignInPage { chrome: None, csrf, show_practice: practices.len() != 1, practice_name, ods, username, errors }
+}
+
+async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(v) = cookie(&headers, SESSION_COOKIE) {
+        if app.signed_in(&v).await.is_ok() {
+            return Redirect::to("/").into_response();
+        }
+    }
+    let (csrf, set) = sign_in_token(&headers);
+    let mut res = sign_in_form(&app, csrf, String::new(), String::new(), Vec::new()).await.into_response();
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    ods: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn sign_in(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let (csrf, _) = sign_in_token(&headers);
+    if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
+        return forbidden_form();
+    }
+    match app.sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password).await {
+        Ok(start) => {
+            let mut res = Redirect::to("/sign-in/code").into_response();
+            res.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &start.cookie));
+            res
+        }
+        Err(e) => {
+            let (status, field) = match &e {
+                AppError::BadRequest(m) if m.contains("ODS") => (StatusCode::BAD_REQUEST, "ods"),
+                AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "username"),
+                AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "username"),
+                AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "username"),
+                _ => return page_error(None, e),
+            };
+            let errors = vec![FieldError { field, message: e.to_string() }];
+            (status, sign_in_form(&app, csrf, f.ods, f.username, errors).await).into_response()
+        }
+    }
+}
+
+pub struct Enrolment {
+    pub secret: String,
+    pub qr_svg: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "code.html")]
+struct CodePage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    enrol: Option<Enrolment>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for CodePage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn qr_svg(uri: &str) -> String {
+    qrcode::QrCode::new(uri.as_bytes())
+        .map(|q| q.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build())
+        .unwrap_or_default()
+}
+
+async fn code_form(app: &App, session: &str, csrf: String, errors: Vec<FieldError>) -> Result<CodePage, Response> {
+    let step = app.second_factor_step(session).await.map_err(|e| match e {
+        AppError::Conflict(_) => Redirect::to("/").into_response(),
+        other => page_error(None, other),
+    })?;
+    let enrol = match step {
+        SecondFactor::Enrol { secret, otpauth_uri } => Some(Enrolment { qr_svg: qr_svg(&otpauth_uri), secret }),
+        SecondFactor::EnterCode => None,
+    };
+    Ok(CodePage { chrome: None, csrf, enrol, errors })
+}
+
+async fn code_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    let Some(session) = cookie(&headers, SESSION_COOKIE) else { return Redirect::to("/sign-in").into_response() };
+    let (csrf, set) = sign_in_token(&headers);
+    let mut res = match code_form(&app, &session, csrf, Vec::new()).await {
+        Ok(page) => page.into_response(),
+        Err(res) => res,
+    };
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn code(State(app): State<App>, headers: HeaderMap, form: Result<Form<CodeForm>, FormRejection>) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let Some(session) = cookie(&headers, SESSION_COOKIE) else { return Redirect::to("/sign-in").into_response() };
+    let (csrf, _) = sign_in_token(&headers);
+    if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
+        return forbidden_form();
+    }
+    match app.second_factor(&session, &f.code).await {
+        Ok(new_session) => {
+            let mut res = Redirect::to("/").into_response();
+            res.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &new_session));
+            res.headers_mut().append(header::SET_COOKIE, clear_cookie(SIGN_IN_COOKIE));
+            res
+        }
+        Err(e @ (AppError::Unauthenticated(_) | AppError::Forbidden(_)))
+            if !e.to_string().contains("session has ended") =>
+        {
+            let status =
+                if matches!(e, AppError::Forbidden(_)) { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+            match code_form(&app, &session, csrf, vec![FieldError { field: "code", message: e.to_string() }]).await {
+                Ok(page) => (status, page).into_response(),
+                Err(res) => res,
+            }
+        }
+        Err(e) => page_error(None, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn sign_out(
+    State(app): State<App>,
+    Portal(me): Portal,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    if let Some(v) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = app.sign_out(&v).await {
+            return page_error(Some((&me).into()), e);
+        }
+    }
+    let mut res = Redirect::to("/sign-in").into_response();
+    res.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
+    res
+}
+
+// ---- Patient search -----------------------------------------------------------------------
+
+pub struct Listing {
+    pub name: String,
+    pub nhs_number: String,
+    pub nhs_digits: String,
+    pub date_of_birth: String,
+    pub age: String,
+    pub address: String,
+    pub deceased: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "home.html")]
+struct HomePage {
+    chrome: Option<Chrome>,
+    q: String,
+    searched: bool,
+    results: Vec<Listing>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for HomePage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn long_date(d: NaiveDate) -> String {
+    d.format("%-d %b %Y").to_string()
+}
+
+fn age_text(dob: NaiveDate, today: NaiveDate) -> String {
+    let years = age_on(dob, today);
+    if years >= 2 {
+        format!("{years} years")
+    } else {
+        let months = (today - dob).num_days() / 30;
+        format!("{months} months")
+    }
+}
+
+async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+    let text = q.get("q").cloned().unwrap_or_default();
+    let mut page = HomePage {
+        chrome: Some((&me).into()),
+        q: text.clone(),
+        searched: false,
+        results: Vec::new(),
+        errors: Vec::new(),
+    };
+    if q.contains_key("q") {
+        match app.search_patients(&me.who, &text).await {
+            Ok((_, found)) => {
+                let today = app.now().date_naive();
+                page.searched = true;
+                page.results = found
+                    .into_iter()
+                    .map(|p| Listing {
+                        name: p.name.banner(),
+                        nhs_number: p.nhs_number.to_string(),
+                        nhs_digits: p.nhs_number.as_str().to_owned(),
+                        date_of_birth: long_date(p.date_of_birth),
+                        age: age_text(p.date_of_birth, today),
+                        address: p.address.to_string(),
+                        deceased: p.date_of_death.is_some(),
+                    })
+                    .collect();
+            }
+            Err(AppError::BadRequest(m)) => {
+                page.errors.push(FieldError { field: "q", message: m });
+                return (StatusCode::BAD_REQUEST, page).into_response();
+            }
+            Err(e) => return page_error(Some((&me).into()), e),
+        }
+    }
+    page.into_response()
+}
+
+// ---- The record ---------------------------------------------------------------------------
+
+pub struct Flag {
+    pub text: String,
+    pub colour: &'static str,
+}
+
+pub struct Banner {
+    pub name: String,
+    pub nhs_number: String,
+    pub nhs_digits: String,
+    pub date_of_birth: String,
+    pub age: String,
+    pub sex: &'static str,
+    pub flags: Vec<Flag>,
+}
+
+fn banner(p: &Patient, today: NaiveDate, enhanced_review_active: bool) -> Banner {
+    let mut flags = Vec::new();
+    if let Some(d) = p.date_of_death {
+        flags.push(Flag { text: format!("Died {}", long_date(d)), colour: "grey" });
+    }
+    if p.registration_on(today).is_none() {
+        flags.push(Flag { text: "Not registered at this practice".into(), colour: "grey" });
+    }
+    if enhanced_review_active {
+        flags.push(Flag { text: "Online access withheld: enhanced review (104)".into(), colour: "red" });
+    }
+    Banner {
+        name: p.name.banner(),
+        nhs_number: p.nhs_number.to_string(),
+        nhs_digits: p.nhs_number.as_str().to_owned(),
+        date_of_birth: long_date(p.date_of_birth),
+        age: age_text(p.date_of_birth, today),
+        sex: match p.sex {
+            Sex::Female => "Female",
+            Sex::Male => "Male",
+            Sex::Other => "Other",
+            Sex::Unknown => "Not known",
+        },
+        flags,
+    }
+}
+
+/// The viewer's access in plain words.
+fn access_text(a: &AccessSummary) -> String {
+    if let Some(r) = &a.no_record_access {
+        return format!("Sees no record entries online: {} ({}).", r.reason, r.rule);
+    }
+    // Highest level first; a lower level is mentioned only where it reaches further back.
+    let mut shown: Vec<&caldicott_core::visibility::LevelReach> = Vec::new();
+    for l in a.levels.iter().rev().filter(|l| l.level != caldicott_core::access::AccessLevel::None) {
+        if shown.last().is_none_or(|h| (h.from, h.by) != (l.from, l.by)) {
+            shown.push(l);
+        }
+    }
+    let parts: Vec<String> = shown
+        .iter()
+        .map(|l| {
+            let from = l.from.map_or("the whole record".to_owned(), |d| format!("entries from {}", long_date(d)));
+            let how = match l.by {
+                GrantSource::Automatic => "automatic access",
+                GrantSource::Manual => "granted by the practice",
+                GrantSource::Proxy => "this proxy's access",
+            };
+            format!("{}: {from} ({how})", l.level.display())
+        })
+        .collect();
+    let mut text = format!("Sees {}.", parts.join("; "));
+    if let Err(b) = &a.automatic {
+        text.push_str(&format!(" No automatic access: {} ({}).", b.reason, b.rule));
+    }
+    text
+}
+
+pub struct EntryRow {
+    pub date: String,
+    pub kind: &'static str,
+    pub code: Option<String>,
+    pub text: String,
+    pub author: String,
+    pub online: &'static str,
+    pub online_colour: &'static str,
+    pub withheld: Option<String>,
+}
+
+fn kind_label(e: &Entry) -> &'static str {
+    match &e.body {
+        EntryBody::Coded { .. } => "Coded entry",
+        EntryBody::Consultation { status, .. } => match status {
+            caldicott_core::entry::ConsultationStatus::Draft => "Consultation (draft)",
+            caldicott_core::entry::ConsultationStatus::Final => "Consultation",
+        },
+        EntryBody::Medication { course, .. } => match course {
+            caldicott_core::entry::MedicationCourse::Acute => "Medication (acute)",
+            caldicott_core::entry::MedicationCourse::RepeatTemplate => "Repeat medication",
+        },
+        EntryBody::MedicationIssue { .. } => "Medication issued",
+        EntryBody::TestResult { filing, .. } => match filing {
+            caldicott_core::entry::Filing::Unfiled => "Test result (unfiled)",
+            caldicott_core::entry::Filing::Filed => "Test result",
+        },
+        EntryBody::Document { review, .. } => match review {
+            caldicott_core::entry::DocumentReview::Unreviewed => "Document (not reviewed)",
+            caldicott_core::entry::DocumentReview::Reviewed => "Document",
+        },
+        EntryBody::Allergy { .. } => "Allergy",
+        EntryBody::Immunisation { .. } => "Immunisation",
+        EntryBody::Problem { .. } => "Problem",
+        EntryBody::AdminMessage { .. } => "Administrative message",
+        EntryBody::OnlineConsultation { .. } => "Online consultation",
+        EntryBody::SystemSms { .. } => "Text message sent",
+        EntryBody::Diary { .. } => "Diary entry",
+    }
+}
+
+fn entry_text(e: &Entry) -> String {
+    match &e.body {
+        EntryBody::Consultation { text, .. } => text.clone(),
+        other => other.headline(),
+    }
+}
+
+fn entry_row(e: &Entry, online: Option<&caldicott_app::record::OnlineStatus>) -> EntryRow {
+    let (label, colour, withheld) = match online {
+        None => ("", "grey", None),
+        Some(s) if s.visible => ("Visible", "green", None),
+        Some(s) => ("Withheld", "grey", s.withheld.as_ref().map(|r| format!("{} ({})", r.reason, r.rule))),
+    };
+    EntryRow {
+        date: long_date(e.event_date),
+        kind: kind_label(e),
+        code: e.code.as_ref().map(|c| format!("{} ({})", c.term, c.concept)),
+        text: entry_text(e),
+        author: e.author.name.clone(),
+        online: label,
+        online_colour: colour,
+        withheld,
+    }
+}
+
+pub struct SectionLink {
+    pub label: &'static str,
+    pub href: String,
+    pub current: bool,
+}
+
+pub struct ProxyLinkView {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "record.html")]
+struct RecordPage {
+    chrome: Option<Chrome>,
+    banner: Banner,
+    access_text: String,
+    proxies: Vec<ProxyLinkView>,
+    sections: Vec<SectionLink>,
+    entries: Vec<EntryRow>,
+    caption: String,
+    empty_text: &'static str,
+    show_online: bool,
+    next_page: Option<String>,
+}
+
+fn section_label(s: Option<Section>) -> &'static str {
+    match s {
+        None => "All entries",
+        Some(Section::Consultations) => "Consultations",
+        Some(Section::Problems) => "Problems",
+        Some(Section::Medications) => "Medications",
+        Some(Section::Results) => "Results",
+        Some(Section::Documents) => "Documents",
+        Some(Section::Allergies) => "Allergies",
+        Some(Section::Immunisations) => "Immunisations",
+        Some(Section::Codes) => "Codes",
+        Some(Section::Communications) => "Communications",
+    }
+}
+
+fn viewer_query(as_viewer: ViewAs) -> String {
+    match as_viewer {
+        ViewAs::Patient => String::new(),
+        ViewAs::Proxy(id) => format!("?as=proxy&proxy={id}"),
+    }
+}
+
+fn with_param(base: &str, query: &str, key: &str, value: &str) -> String {
+    let sep = if query.is_empty() { "?" } else { "&" };
+    format!("{base}{query}{sep}{key}={value}")
+}
+
+async fn record(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let chrome = || Some(Chrome::from(&me));
+    let (page, as_viewer) = match (page_request(&q), view_as(&q)) {
+        (Ok(p), Ok(v)) => (p, v),
+        (Err(e), _) | (_, Err(e)) => return page_error(chrome(), e),
+    };
+    let rec = match app.staff_record(&me.who, &nhs, as_viewer, &page).await {
+        Ok(r) => r,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let today = app.now().date_naive();
+    let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
+    let vq = viewer_query(as_viewer);
+    let sections = std::iter::once(None)
+        .chain(Section::ALL.into_iter().map(Some))
+        .map(|s| SectionLink {
+            label: section_label(s),
+            href: match s {
+                None => format!("{base}{vq}"),
+                Some(s) => with_param(&base, &vq, "section", s.as_str()),
+            },
+            current: s == page.section,
+        })
+        .collect();
+    let section_q = page.section.map_or(vq.clone(), |s| with_param("", &vq, "section", s.as_str()));
+    let next_page = rec.next_cursor.as_ref().map(|c| with_param(&base, &section_q, "cursor", c));
+    let whose = match as_viewer {
+        ViewAs::Patient => "the patient".to_owned(),
+        ViewAs::Proxy(id) => {
+            rec.proxies.iter().find(|p| p.id == id).map_or("this proxy".into(), |p| p.relationship.to_lowercase())
+        }
+    };
+    let entries = rec.entries.iter().map(|e: &StaffEntry| entry_row(&e.entry, Some(&e.online))).collect();
+    let proxies = rec
+        .proxies
+        .iter()
+        .map(|p| ProxyLinkView {
+            id: p.id.to_string(),
+            label: format!("{} ({})", p.relationship, p.basis.as_str().replace('_', " ")),
+        })
+        .collect();
+    RecordPage {
+        chrome: chrome(),
+        banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
+        access_text: access_text(&rec.online_access),
+        proxies,
+        sections,
+        entries,
+        caption: format!("{}, newest first; the Online column is for {whose}", section_label(page.section)),
+        empty_text: "No entries in this section.",
+        show_online: true,
+        next_page,
+    }
+    .into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "online.html")]
+struct OnlinePage {
+    chrome: Option<Chrome>,
+    banner: Banner,
+    heading: String,
+    access_text: String,
+    record_query: String,
+    entries: Vec<EntryRow>,
+    caption: String,
+    empty_text: &'static str,
+    show_online: bool,
+    next_page: Option<String>,
+}
+
+async fn online(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let chrome = || Some(Chrome::from(&me));
+    let (page, as_viewer) = match (page_request(&q), view_as(&q)) {
+        (Ok(p), Ok(v)) => (p, v),
+        (Err(e), _) | (_, Err(e)) => return page_error(chrome(), e),
+    };
+    // The banner and proxy names come from the staff view of the first page (audited too).
+    let rec = match app
+        .staff_record(
+            &me.who,
+            &nhs,
+            as_viewer,
+            &caldicott_app::record::PageRequest { limit: Some(1), ..Default::default() },
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let view = match app.online_view(&me.who, &nhs, as_viewer, &page).await {
+        Ok(v) => v,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let today = app.now().date_naive();
+    let heading = match as_viewer {
+        ViewAs::Patient => format!("What {} sees online", rec.patient.name.given),
+        ViewAs::Proxy(id) => {
+            let who = rec.proxies.iter().find(|p| p.id == id).map_or("this proxy".into(), |p| p.relationship.clone());
+            format!("What {who} sees online for {}", rec.patient.name.given)
+        }
+    };
+    let base = format!("/patients/{}/online", rec.patient.nhs_number.as_str());
+    let vq = viewer_query(as_viewer);
+    OnlinePage {
+        chrome: chrome(),
+        banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
+        heading,
+        access_text: access_text(&view.access),
+        record_query: vq.clone(),
+        entries: view.entries.iter().map(|e| entry_row(e, None)).collect(),
+        caption: "Entries this viewer sees, newest first".into(),
+        empty_text: "This viewer sees no record entries.",
+        show_online: false,
+        next_page: view.next_cursor.as_ref().map(|c| with_param(&base, &vq, "cursor", c)),
+    }
+    .into_response()
+}
