@@ -308,7 +308,8 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
 
 async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
-    tracing::info!("caldicott listening on http://{addr}/");
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!("caldicott listening on http://{bound}/");
     axum::serve(listener, caldicott_web::router(app))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

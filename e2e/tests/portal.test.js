@@ -1,0 +1,158 @@
+// Browser tests of the staff portal against a real server and a fresh demo practice:
+// Playwright drives Debian's Chromium; axe-core checks every page against WCAG 2.2 AA.
+// Screenshots of every page are kept in e2e/artifacts/.
+
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { chromium } from 'playwright-core'
+import { readFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createHmac } from 'node:crypto'
+import { spawn, execFileSync } from 'node:child_process'
+
+const BIN = process.env.CALDICOTT_BIN
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
+const ARTIFACTS = new URL('../artifacts/', import.meta.url).pathname
+const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8')
+const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
+
+let dir, server, base, browser, passwords, longRecord
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), as an authenticator app computes it. */
+function totp (secret, now = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+  let bits = ''
+  for (const c of secret.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0')
+  const key = Buffer.from(bits.match(/.{8}/g).map(b => parseInt(b, 2)))
+  const counter = Buffer.alloc(8)
+  counter.writeBigUInt64BE(BigInt(Math.floor(now / 30000)))
+  const h = createHmac('sha1', key).update(counter).digest()
+  const o = h[h.length - 1] & 15
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0')
+}
+
+before(async () => {
+  assert.ok(BIN, 'CALDICOTT_BIN must name the caldicott binary')
+  mkdirSync(ARTIFACTS, { recursive: true })
+  dir = mkdtempSync(join(tmpdir(), 'caldicott-e2e-'))
+  const env = { ...process.env, CALDICOTT_DATABASE: join(dir, 'caldicott.db'), CALDICOTT_LOG: 'info' }
+  const out = execFileSync(BIN, ['demo', '--build-only', '--patients', '80', '--seed', '5', '--long-record', '120'], { env, encoding: 'utf8' })
+  passwords = Object.fromEntries([...out.matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
+  longRecord = out.match(/Long record: NHS number (\d{10})/)[1]
+  server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  base = await new Promise((resolve, reject) => {
+    let log = ''
+    server.stderr.on('data', d => {
+      log += d
+      const m = log.match(/listening on (http:\/\/127\.0\.0\.1:\d+)\//)
+      if (m) resolve(m[1])
+    })
+    server.on('exit', code => reject(new Error(`server exited ${code}: ${log}`)))
+  })
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+})
+
+after(async () => {
+  await browser?.close()
+  server?.kill()
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A page in a fresh browser context (its own cookies). axe is injected, so CSP is bypassed for it. */
+async function newPage () {
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1200, height: 900 } })
+  return context.newPage()
+}
+
+async function check (page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })
+  await page.addScriptTag({ content: AXE })
+  const result = await page.evaluate(async tags => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { runOnly: { type: 'tag', values: tags } })
+    return {
+      passes: r.passes.length,
+      violations: r.violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join(', ')})`)
+    }
+  }, WCAG)
+  assert.ok(result.passes > 10, `${name}: axe evaluated only ${result.passes} rules`)
+  assert.deepEqual(result.violations, [], `${name}: accessibility violations`)
+}
+
+async function signIn (page, username) {
+  await page.goto(`${base}/`)
+  assert.match(page.url(), /\/sign-in$/)
+  await check(page, 'sign-in')
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Password').fill(passwords[username])
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.waitForURL(/\/sign-in\/code$/)
+  const secret = (await page.locator('#totp-secret').textContent()).trim()
+  await check(page, 'enrol-authenticator')
+  await page.getByLabel(/6-digit code/).fill('000000')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'wrong-code')
+  await page.getByLabel(/6-digit code/).fill(totp(secret))
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.waitForURL(`${base}/`)
+  return secret
+}
+
+test('a clinician signs in with a TOTP code, finds a patient and sees what they see online', async () => {
+  const page = await newPage()
+  await signIn(page, 'dr.okafor')
+  await page.getByRole('heading', { name: 'Find a patient' }).waitFor()
+  await check(page, 'find-a-patient')
+
+  const spaced = `${longRecord.slice(0, 3)} ${longRecord.slice(3, 6)} ${longRecord.slice(6)}`
+  await page.getByLabel('NHS number, name, date of birth or postcode').fill(spaced)
+  await page.getByRole('button', { name: 'Search' }).click()
+  await page.getByRole('heading', { name: '1 patient found' }).waitFor()
+  await check(page, 'search-results')
+  await page.getByRole('link', { name: /PENDLETON, Arthur/ }).click()
+
+  await page.getByRole('heading', { name: /PENDLETON, Arthur/ }).waitFor()
+  assert.match(await page.textContent('main'), /Third-party information \(R8\)/)
+  await check(page, 'record')
+  const withheldOnRecord = await page.locator('text=Withheld').count()
+  assert.ok(withheldOnRecord > 0, 'the record shows the entries withheld from the patient')
+
+  await page.getByRole('link', { name: 'View as the patient sees it online' }).click()
+  await page.getByRole('heading', { name: /What Arthur sees online/ }).waitFor()
+  const online = await page.textContent('main')
+  assert.doesNotMatch(online, /Withheld|R8/, 'the online view must not hint at withheld entries')
+  await check(page, 'view-as-patient')
+
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.waitForURL(/\/sign-in$/)
+  await page.goto(`${base}/patients/${longRecord}`)
+  assert.match(page.url(), /\/sign-in$/, 'signed out: the record is out of reach')
+})
+
+test('a wrong password shows the error summary and signs no one in', async () => {
+  const page = await newPage()
+  await page.goto(`${base}/sign-in`)
+  await page.getByLabel('Username').fill('dr.hughes')
+  await page.getByLabel('Password').fill('not the password')
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.getByText('There is a problem').waitFor()
+  assert.match(await page.textContent('.nhsuk-error-summary'), /is not right/)
+  await check(page, 'sign-in-error')
+  await page.goto(`${base}/`)
+  assert.match(page.url(), /\/sign-in$/)
+})
+
+test('search explains a query it cannot read', async () => {
+  const page = await newPage()
+  await signIn(page, 'j.baker')
+  await page.getByLabel('NHS number, name, date of birth or postcode').fill('943 476 5918')
+  await page.getByRole('button', { name: 'Search' }).click()
+  await page.getByText('There is a problem').waitFor()
+  assert.match(await page.textContent('.nhsuk-error-summary'), /check digit/)
+  await check(page, 'search-error')
+})
