@@ -8,6 +8,7 @@ pub mod demo;
 mod demo_data;
 pub mod fixtures;
 pub mod record;
+pub mod redaction;
 pub mod search;
 pub mod session;
 pub mod setup;

@@ -408,6 +408,104 @@ async fn repeated_failures_lock_the_account(t: &TestStore) {
     assert!(matches!(app.sign_in(ods, "", "").await, Err(AppError::BadRequest(_))));
 }
 
+async fn clinicians_hide_and_show_entries_with_a_note(t: &TestStore) {
+    // R9, R11, R12
+    use caldicott_app::redaction::VisibilityChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let consult = consultation(&pat, time(2024, 4, 1), "Partner present; disclosed worries");
+    let mut template = consultation(&pat, time(2024, 4, 2), "");
+    template.body = EntryBody::Medication {
+        drug: "Sertraline 50mg".into(),
+        dosage: "1 daily".into(),
+        quantity: "28".into(),
+        course: MedicationCourse::RepeatTemplate,
+    };
+    let mut issue = consultation(&pat, time(2024, 5, 2), "");
+    issue.body = EntryBody::MedicationIssue {
+        drug: "Sertraline 50mg".into(),
+        dosage: "1 daily".into(),
+        quantity: "28".into(),
+        template: Some(template.id),
+    };
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consult.clone(), template.clone(), issue.clone()],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let who = tp.clinician.clone();
+    let visible = |app: App| {
+        let who = who.clone();
+        async move {
+            app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default())
+                .await
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(visible(app.clone()).await.len(), 3);
+
+    // A note is required, and nothing changes without one.
+    let no_note = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "  ".into() };
+    assert!(matches!(
+        app.change_visibility(&tp.clinician, nhs, consult.id, &no_note, false).await,
+        Err(AppError::BadRequest(_))
+    ));
+    assert_eq!(visible(app.clone()).await.len(), 3);
+    // Only clinicians may hide.
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let hide = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "Names the partner".into() };
+    assert!(matches!(
+        app.change_visibility(&reception, nhs, consult.id, &hide, false).await,
+        Err(AppError::Forbidden(_))
+    ));
+    // Hidden: gone from the online view; the staff view says why.
+    assert_eq!(app.change_visibility(&tp.clinician, nhs, consult.id, &hide, false).await.unwrap(), 1);
+    assert!(!visible(app.clone()).await.contains(&consult.id));
+    let rec = app.staff_record(&tp.clinician, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let why = rec.entries.iter().find(|e| e.entry.id == consult.id).and_then(|e| e.online.withheld.clone()).unwrap();
+    assert_eq!(why.rule, "R8");
+    assert!(why.reason.contains("Third-party"));
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 5).await.unwrap();
+    assert_eq!(trail[0].action, "record.view_staff", "the staff view is itself audited");
+    let change = trail.iter().find(|e| e.action == "entry.visibility_change").unwrap();
+    assert_eq!(change.entity, format!("entry/{}", consult.id));
+    assert!(
+        change.detail.contains("from=visible to=hidden:third_party") && change.detail.contains("Names the partner")
+    );
+
+    // R12: hiding a repeat template leaves its issues visible unless asked.
+    let target = app.entry_to_change(&tp.clinician, nhs, template.id).await.unwrap();
+    assert_eq!(target.issues.iter().map(|e| e.id).collect::<Vec<_>>(), vec![issue.id]);
+    let harmful = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "Discuss first".into() };
+    app.change_visibility(&tp.clinician, nhs, template.id, &harmful, false).await.unwrap();
+    assert_eq!(visible(app.clone()).await, vec![issue.id]);
+    assert_eq!(
+        app.change_visibility(&tp.clinician, nhs, template.id, &harmful, true).await.unwrap(),
+        1,
+        "only the issue still needed changing"
+    );
+    assert!(visible(app.clone()).await.is_empty());
+    // Shown again, with a note.
+    let show = VisibilityChange::Show { note: "Discussed with the patient".into() };
+    assert_eq!(app.change_visibility(&tp.clinician, nhs, template.id, &show, true).await.unwrap(), 2);
+    assert_eq!(visible(app.clone()).await.len(), 2);
+    // Another practice's clinician cannot reach the entry.
+    let other = fixtures::practice(&app).await.unwrap();
+    assert!(matches!(
+        app.change_visibility(&other.clinician, nhs, consult.id, &show, false).await,
+        Err(AppError::NotFound(_))
+    ));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -427,6 +525,7 @@ both!(
     the_chain_holds_under_concurrent_requests,
     staff_sign_in_with_password_and_totp,
     repeated_failures_lock_the_account,
+    clinicians_hide_and_show_entries_with_a_note,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,13 +242,12 @@ pub trait Store: Send + Sync + 'static {
     async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>>;
     async fn entries(&self, practice: PracticeId, patient: PatientId, query: EntryQuery) -> StoreResult<Vec<Entry>>;
     async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64>;
-    /// Sets one entry's online visibility (R11), with its audit event in the same transaction.
-    async fn set_entry_visibility(
+    /// Sets the online visibility of entries (R11), all or none, each with its audit event, in one
+    /// transaction. Every entry must belong to the practice.
+    async fn set_entries_visibility(
         &self,
         practice: PracticeId,
-        entry: EntryId,
-        visibility: &OnlineVisibility,
-        audit: &AuditRecord,
+        changes: &[(EntryId, OnlineVisibility, AuditRecord)],
     ) -> StoreResult<()>;
 
     // --- Audit ---------------------------------------------------------------------------

@@ -928,29 +928,32 @@ macro_rules! sql_store {
                     .map_err(db)
             }
 
-            async fn set_entry_visibility(&self, practice: PracticeId, entry: EntryId, v: &OnlineVisibility, audit: &AuditRecord) -> StoreResult<()> {
-                let (reason, note, by, at) = match v {
-                    OnlineVisibility::Visible => (None, None, None, None),
-                    OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
-                };
+            async fn set_entries_visibility(&self, practice: PracticeId, changes: &[(EntryId, OnlineVisibility, AuditRecord)]) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
-                let done = sqlx::query(
-                    "UPDATE entry SET hidden_reason = $1, hidden_note = $2, hidden_by = $3, hidden_at = $4 \
-                     WHERE practice_id = $5 AND id = $6",
-                )
-                .bind(reason)
-                .bind(note)
-                .bind(by)
-                .bind(at)
-                .bind(practice.as_uuid())
-                .bind(entry.as_uuid())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("entry"));
+                for (entry, v, _) in changes {
+                    let (reason, note, by, at) = match v {
+                        OnlineVisibility::Visible => (None, None, None, None),
+                        OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
+                    };
+                    let done = sqlx::query(
+                        "UPDATE entry SET hidden_reason = $1, hidden_note = $2, hidden_by = $3, hidden_at = $4 \
+                         WHERE practice_id = $5 AND id = $6",
+                    )
+                    .bind(reason)
+                    .bind(note)
+                    .bind(by)
+                    .bind(at)
+                    .bind(practice.as_uuid())
+                    .bind(entry.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound("entry"));
+                    }
                 }
-                Self::append_in(&mut tx, practice, &[audit]).await?;
+                let audits: Vec<&AuditRecord> = changes.iter().map(|(_, _, a)| a).collect();
+                Self::append_in(&mut tx, practice, &audits).await?;
                 tx.commit().await.map_err(db)
             }
 

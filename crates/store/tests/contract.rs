@@ -273,7 +273,10 @@ async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
     let hidden = OnlineVisibility::Hidden(
         Redaction::new(HiddenReason::ThirdParty, "Names partner", "Dr Hopper", t(2025, 1, 2)).unwrap(),
     );
-    store.set_entry_visibility(p.id, e.id, &hidden, &audit(Action::EntryVisibilityChange, Some(pat.id))).await.unwrap();
+    store
+        .set_entries_visibility(p.id, &[(e.id, hidden.clone(), audit(Action::EntryVisibilityChange, Some(pat.id)))])
+        .await
+        .unwrap();
     assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, hidden);
     assert_eq!(store.audit_head(p.id).await.unwrap().count, before.count + 1);
     let trail = store.audit_for_patient(p.id, pat.id, 10).await.unwrap();
@@ -282,22 +285,30 @@ async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
     // An unknown entry (or one of another practice) changes nothing and logs nothing.
     let other = practice(store).await;
     let head = store.audit_head(p.id).await.unwrap();
+    // A batch with one unknown entry changes none of them.
     let missing = store
-        .set_entry_visibility(p.id, EntryId::from_uuid(id()), &hidden, &audit(Action::EntryVisibilityChange, None))
+        .set_entries_visibility(
+            p.id,
+            &[
+                (e.id, OnlineVisibility::Visible, audit(Action::EntryVisibilityChange, None)),
+                (EntryId::from_uuid(id()), hidden.clone(), audit(Action::EntryVisibilityChange, None)),
+            ],
+        )
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))));
     let cross = store
-        .set_entry_visibility(other.id, e.id, &OnlineVisibility::Visible, &audit(Action::EntryVisibilityChange, None))
+        .set_entries_visibility(
+            other.id,
+            &[(e.id, OnlineVisibility::Visible, audit(Action::EntryVisibilityChange, None))],
+        )
         .await;
     assert!(matches!(cross, Err(StoreError::NotFound(_))));
     assert_eq!(store.audit_head(p.id).await.unwrap(), head);
     assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, hidden);
     store
-        .set_entry_visibility(
+        .set_entries_visibility(
             p.id,
-            e.id,
-            &OnlineVisibility::Visible,
-            &audit(Action::EntryVisibilityChange, Some(pat.id)),
+            &[(e.id, OnlineVisibility::Visible, audit(Action::EntryVisibilityChange, Some(pat.id)))],
         )
         .await
         .unwrap();

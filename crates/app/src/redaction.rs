@@ -1,0 +1,135 @@
+//! Hiding an entry from online viewers, and showing it again (R9, R11, R12). Whole entries only;
+//! every change needs a note and is audited, entry by entry, in the change's transaction.
+
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use caldicott_core::entry::{
+    visibility_note, Entry, EntryBody, HiddenReason, MedicationCourse, OnlineVisibility, Redaction, Section,
+};
+use caldicott_core::ids::*;
+use caldicott_core::patient::Patient;
+use caldicott_core::staff::Role;
+use caldicott_store::EntryQuery;
+
+/// What to do to an entry's online visibility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VisibilityChange {
+    Hide { reason: HiddenReason, note: String },
+    Show { note: String },
+}
+
+/// An entry opened for a visibility change, with what a change would also touch.
+#[derive(Debug, Clone)]
+pub struct EntryToChange {
+    pub patient: Patient,
+    pub entry: Entry,
+    /// For a repeat template: the issues made from it, which hiding the template does not hide
+    /// (R12) unless asked to.
+    pub issues: Vec<Entry>,
+}
+
+/// Whether two visibilities say the same thing (who and when aside).
+fn same(a: &OnlineVisibility, b: &OnlineVisibility) -> bool {
+    match (a, b) {
+        (OnlineVisibility::Visible, OnlineVisibility::Visible) => true,
+        (OnlineVisibility::Hidden(x), OnlineVisibility::Hidden(y)) => x.reason() == y.reason() && x.note() == y.note(),
+        _ => false,
+    }
+}
+
+fn describe(v: &OnlineVisibility) -> String {
+    match v {
+        OnlineVisibility::Visible => "visible".into(),
+        OnlineVisibility::Hidden(r) => format!("hidden:{}", r.reason().as_str()),
+    }
+}
+
+impl App {
+    /// Loads an entry of a patient of the caller's practice for a clinician to change.
+    pub async fn entry_to_change(&self, who: &StaffPrincipal, nhs: &str, entry: EntryId) -> AppResult<EntryToChange> {
+        if who.role != Role::Clinician {
+            return Err(AppError::Forbidden(
+                "only clinicians hide entries from online viewers or show them again".into(),
+            ));
+        }
+        let nhs = crate::record::parse_nhs_number(nhs)?;
+        let not_found = || AppError::NotFound("no such entry in this patient's record".into());
+        let patient = self.store.patient_by_nhs_number(who.practice, &nhs).await?.ok_or_else(not_found)?;
+        let entry =
+            self.store.entry(who.practice, entry).await?.filter(|e| e.patient == patient.id).ok_or_else(not_found)?;
+        let mut issues = Vec::new();
+        if matches!(entry.body, EntryBody::Medication { course: MedicationCourse::RepeatTemplate, .. }) {
+            let mut after = None;
+            loop {
+                let page = self
+                    .store
+                    .entries(
+                        who.practice,
+                        patient.id,
+                        EntryQuery { section: Some(Section::Medications), after, limit: 500 },
+                    )
+                    .await?;
+                after = page.last().map(caldicott_store::EntryCursor::of);
+                let done = page.len() < 500;
+                issues.extend(page.into_iter().filter(
+                    |e| matches!(e.body, EntryBody::MedicationIssue { template: Some(t), .. } if t == entry.id),
+                ));
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(EntryToChange { patient, entry, issues })
+    }
+
+    /// Hides or shows an entry (and, if asked, a repeat template's issues), returning how many
+    /// entries changed.
+    pub async fn change_visibility(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        entry: EntryId,
+        change: &VisibilityChange,
+        with_issues: bool,
+    ) -> AppResult<usize> {
+        let target = self.entry_to_change(who, nhs, entry).await?;
+        let now = self.now();
+        let (visibility, note) = match change {
+            VisibilityChange::Hide { reason, note } => {
+                let r =
+                    Redaction::new(*reason, note, &who.name, now).map_err(|e| AppError::BadRequest(e.to_string()))?;
+                let note = r.note().to_owned();
+                (OnlineVisibility::Hidden(r), note)
+            }
+            VisibilityChange::Show { note } => {
+                (OnlineVisibility::Visible, visibility_note(note).map_err(|e| AppError::BadRequest(e.to_string()))?)
+            }
+        };
+        let mut entries = vec![&target.entry];
+        if with_issues {
+            entries.extend(target.issues.iter());
+        }
+        let changes: Vec<(EntryId, OnlineVisibility, AuditRecord)> = entries
+            .into_iter()
+            .filter(|e| !same(&e.visibility, &visibility))
+            .map(|e| {
+                let audit = AuditRecord::new(
+                    AuditEventId::from_uuid(new_id()),
+                    now,
+                    who.actor(),
+                    Some(target.patient.id),
+                    Action::EntryVisibilityChange,
+                    format!("entry/{}", e.id),
+                    Outcome::Success,
+                    format!("from={} to={} note={note:?}", describe(&e.visibility), describe(&visibility)),
+                );
+                (e.id, visibility.clone(), audit)
+            })
+            .collect();
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.store.set_entries_visibility(who.practice, &changes).await?;
+        Ok(changes.len())
+    }
+}
