@@ -127,6 +127,31 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   const online = await page.textContent('main')
   assert.doesNotMatch(online, /Withheld|R8/, 'the online view must not hint at withheld entries')
   await check(page, 'view-as-patient')
+  const rowsOf = () => page.locator('tbody tr').evaluateAll(rows => rows.map(r => `${r.cells[0].innerText.trim()}|${r.querySelector('.app-entry-text').innerText.trim()}`))
+  const before = await rowsOf()
+
+  // Hide the newest visible entry with a reason; it vanishes from the patient's view, and staff see why.
+  await page.getByRole('link', { name: 'Back to the record' }).click()
+  const row = page.locator('tbody tr', { has: page.locator('a:has-text("Hide online")') }).first()
+  const target = `${(await row.locator('td').first().innerText()).trim()}|${(await row.locator('.app-entry-text').innerText()).trim()}`
+  assert.ok(before.includes(target), 'the entry to hide is on the first page of the patient view')
+  await row.locator('a:has-text("Hide online")').click()
+  await page.getByRole('heading', { name: 'Hide this entry online' }).waitFor()
+  await page.getByRole('button', { name: 'Hide this entry online' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'hide-entry-errors')
+  await page.getByLabel('Potentially harmful to the patient').check()
+  await page.getByLabel('Note explaining the decision').fill('Result not yet discussed with the patient')
+  await page.getByRole('button', { name: 'Hide this entry online' }).click()
+  await page.waitForURL(`${base}/patients/${longRecord}`)
+  assert.match(await page.textContent('main'), /Potentially harmful to the patient \(R8\)/)
+  await page.getByRole('link', { name: 'View as the patient sees it online' }).click()
+  await page.getByRole('heading', { name: /What Arthur sees online/ }).waitFor()
+  const after = await rowsOf()
+  const count = (list, x) => list.filter(y => y === x).length
+  assert.equal(count(after, target), count(before, target) - 1, 'the hidden entry is gone from the patient view')
+  assert.equal(after.length, before.length, 'the page fills up from older entries')
+  assert.doesNotMatch(await page.textContent('main'), /Withheld|harmful/)
 
   await page.getByRole('button', { name: 'Sign out' }).click()
   await page.waitForURL(/\/sign-in$/)

@@ -38,6 +38,7 @@ pub fn routes() -> Router<App> {
         .route("/sign-out", axum::routing::post(sign_out))
         .route("/patients/{nhs_number}", get(record))
         .route("/patients/{nhs_number}/online", get(online))
+        .route("/patients/{nhs_number}/entries/{entry}/online", get(visibility_page).post(change_visibility))
 }
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
@@ -525,7 +526,13 @@ fn access_text(a: &AccessSummary) -> String {
     text
 }
 
+pub struct ChangeLink {
+    pub href: String,
+    pub label: &'static str,
+}
+
 pub struct EntryRow {
+    pub change: Option<ChangeLink>,
     pub date: String,
     pub kind: &'static str,
     pub code: Option<String>,
@@ -580,6 +587,7 @@ fn entry_row(e: &Entry, online: Option<&caldicott_app::record::OnlineStatus>) ->
         Some(s) => ("Withheld", "grey", s.withheld.as_ref().map(|r| format!("{} ({})", r.reason, r.rule))),
     };
     EntryRow {
+        change: None,
         date: long_date(e.event_date),
         kind: kind_label(e),
         code: e.code.as_ref().map(|c| format!("{} ({})", c.term, c.concept)),
@@ -681,7 +689,21 @@ async fn record(
             rec.proxies.iter().find(|p| p.id == id).map_or("this proxy".into(), |p| p.relationship.to_lowercase())
         }
     };
-    let entries = rec.entries.iter().map(|e: &StaffEntry| entry_row(&e.entry, Some(&e.online))).collect();
+    let can_change = me.who.role == caldicott_core::staff::Role::Clinician;
+    let entries = rec
+        .entries
+        .iter()
+        .map(|e: &StaffEntry| {
+            let mut row = entry_row(&e.entry, Some(&e.online));
+            if can_change {
+                row.change = Some(ChangeLink {
+                    href: format!("{base}/entries/{}/online", e.entry.id),
+                    label: if e.entry.visibility.is_hidden() { "Show online" } else { "Hide online" },
+                });
+            }
+            row
+        })
+        .collect();
     let proxies = rec
         .proxies
         .iter()
@@ -771,4 +793,156 @@ async fn online(
         next_page: view.next_cursor.as_ref().map(|c| with_param(&base, &vq, "cursor", c)),
     }
     .into_response()
+}
+
+// ---- Hiding and showing an entry ----------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "visibility.html")]
+struct VisibilityPage {
+    chrome: Option<Chrome>,
+    heading: &'static str,
+    hiding: bool,
+    back: String,
+    action: String,
+    csrf: String,
+    patient: String,
+    entry: EntryRow,
+    current: String,
+    reasons: Vec<(&'static str, &'static str)>,
+    chosen: String,
+    note: String,
+    issue_count: usize,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for VisibilityPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+const REASONS: [caldicott_core::entry::HiddenReason; 4] = [
+    caldicott_core::entry::HiddenReason::ThirdParty,
+    caldicott_core::entry::HiddenReason::PotentiallyHarmful,
+    caldicott_core::entry::HiddenReason::Safeguarding,
+    caldicott_core::entry::HiddenReason::Other,
+];
+
+async fn visibility_form(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    entry: &str,
+    chosen: String,
+    note: String,
+    errors: Vec<FieldError>,
+) -> Response {
+    let chrome = || Some(Chrome::from(me));
+    let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
+        return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
+    };
+    let target = match app.entry_to_change(&me.who, nhs, id).await {
+        Ok(t) => t,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let hiding = !target.entry.visibility.is_hidden();
+    let current = match &target.entry.visibility {
+        caldicott_core::entry::OnlineVisibility::Visible => "Not hidden".to_owned(),
+        caldicott_core::entry::OnlineVisibility::Hidden(r) => {
+            format!(
+                "Hidden: {} (by {}, {}). {}",
+                r.reason().display(),
+                r.by(),
+                long_date(r.at().date_naive()),
+                r.note()
+            )
+        }
+    };
+    let base = format!("/patients/{}", target.patient.nhs_number.as_str());
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = VisibilityPage {
+        chrome: chrome(),
+        heading: if hiding { "Hide this entry online" } else { "Show this entry online" },
+        hiding,
+        action: format!("{base}/entries/{}/online", target.entry.id),
+        back: base,
+        csrf: me.csrf_token.clone(),
+        patient: format!("{} ({})", target.patient.name.banner(), target.patient.nhs_number),
+        entry: entry_row(&target.entry, None),
+        current,
+        reasons: REASONS.iter().map(|r| (r.as_str(), r.display())).collect(),
+        chosen,
+        note,
+        issue_count: target.issues.len(),
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn visibility_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((nhs, entry)): Path<(String, String)>,
+) -> Response {
+    visibility_form(&app, &me, &nhs, &entry, String::new(), String::new(), Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct VisibilityForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    change: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    with_issues: Option<String>,
+}
+
+async fn change_visibility(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((nhs, entry)): Path<(String, String)>,
+    form: Result<Form<VisibilityForm>, FormRejection>,
+) -> Response {
+    use caldicott_app::redaction::VisibilityChange;
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such entry in this patient's record".into()));
+    };
+    let mut errors = Vec::new();
+    let change = if f.change == "show" {
+        VisibilityChange::Show { note: f.note.clone() }
+    } else {
+        match caldicott_core::entry::HiddenReason::parse(&f.reason).filter(|r| REASONS.contains(r)) {
+            Some(reason) => VisibilityChange::Hide { reason, note: f.note.clone() },
+            None => {
+                errors.push(FieldError { field: "reason", message: "Choose why the entry is to be hidden".into() });
+                VisibilityChange::Hide { reason: caldicott_core::entry::HiddenReason::Other, note: f.note.clone() }
+            }
+        }
+    };
+    if f.note.trim().is_empty() {
+        errors.push(FieldError { field: "note", message: "Enter a note explaining the decision".into() });
+    }
+    if !errors.is_empty() {
+        return visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, errors).await;
+    }
+    match app.change_visibility(&me.who, &nhs, id, &change, f.with_issues.is_some()).await {
+        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
+            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
+            Err(e) => page_error(Some((&me).into()), e),
+        },
+        Err(AppError::BadRequest(m)) => {
+            visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, vec![FieldError { field: "note", message: m }])
+                .await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
 }

@@ -278,12 +278,43 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
     let app = app(t);
     let a = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, a.practice.id).await.unwrap();
+    let entry = consultation(&pat, time(2024, 3, 3), "Private matter");
+    app.store
+        .add_entries(a.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let change = format!("/patients/{}/entries/{}/online", pat.nhs_number.as_str(), entry.id);
+    // Receptionists see the record but cannot hide entries.
+    let mut reception = Browser::new(&app);
+    sign_in(&mut reception, a.practice.ods_code.as_str(), "reception").await;
+    let rec = reception.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
+    assert_eq!(rec.status, StatusCode::OK);
+    assert!(!rec.body.contains("Hide online"));
+    assert_eq!(reception.get(&change).await.status, StatusCode::FORBIDDEN);
+    // A clinician's form needs the session's CSRF token.
+    let mut clinician = Browser::new(&app);
+    sign_in(&mut clinician, a.practice.ods_code.as_str(), "clinician").await;
+    let form = clinician.get(&change).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let post = [("change", "hide"), ("reason", "third_party"), ("note", "Names a relative")];
+    assert_eq!(
+        clinician.post(&change, &[("_csrf", "forged"), post[0], post[1], post[2]]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!app.store.entry(a.practice.id, entry.id).await.unwrap().unwrap().visibility.is_hidden());
+    let done = clinician.post(&change, &[("_csrf", &csrf(&form.body)), post[0], post[1], post[2]]).await;
+    assert_eq!(
+        (done.status, location(&done)),
+        (StatusCode::SEE_OTHER, format!("/patients/{}", pat.nhs_number.as_str()).as_str())
+    );
+    assert!(app.store.entry(a.practice.id, entry.id).await.unwrap().unwrap().visibility.is_hidden());
     let other = fixtures::practice(&app).await.unwrap();
     let mut b = Browser::new(&app);
     sign_in(&mut b, other.practice.ods_code.as_str(), "clinician").await;
     let r = b.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(!r.body.contains("Test Patient"));
+    assert_eq!(b.get(&change).await.status, StatusCode::NOT_FOUND, "another practice's entry is not there");
     assert!(b.get(&format!("/?q={}", pat.nhs_number.as_str())).await.body.contains("0 patients found"));
     let mut admin = Browser::new(&app);
     sign_in(&mut admin, a.practice.ods_code.as_str(), "admin").await;
