@@ -153,6 +153,18 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   assert.equal(after.length, before.length, 'the page fills up from older entries')
   assert.doesNotMatch(await page.textContent('main'), /Withheld|harmful/)
 
+  // Record a 104: the banner says access is withheld, and staff are told that access granted by
+  // hand carries on (R3). A 106 lifts it again.
+  await page.getByRole('link', { name: 'Back to the record' }).click()
+  await page.getByRole('button', { name: 'Record 104: enhanced review indicated' }).click()
+  await page.getByText('Online access withheld: enhanced review (104)').waitFor()
+  assert.match(await page.textContent('main'), /not changed by a 104 \(R3\)/)
+  assert.match(await page.textContent('main'), /No automatic access: the record has an active 104 code/)
+  await check(page, 'record-after-104')
+  await page.getByRole('button', { name: 'Record 106: enhanced review not indicated' }).click()
+  await page.getByText('106 recorded').waitFor()
+  assert.doesNotMatch(await page.textContent('.app-banner'), /enhanced review/)
+
   await page.getByRole('button', { name: 'Sign out' }).click()
   await page.waitForURL(/\/sign-in$/)
   await page.goto(`${base}/patients/${longRecord}`)

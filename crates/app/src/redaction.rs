@@ -133,3 +133,95 @@ impl App {
         Ok(changes.len())
     }
 }
+
+/// Which enhanced-review code to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnhancedReviewCode {
+    /// 104: enhanced review indicated; automatic access is withheld.
+    Indicated,
+    /// 106: not indicated; overrides an earlier 104.
+    NotIndicated,
+}
+
+impl EnhancedReviewCode {
+    fn concept(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Indicated => (
+                caldicott_core::snomed::ENHANCED_REVIEW_INDICATED,
+                "Enhanced review indicated before granting access to own health record",
+            ),
+            Self::NotIndicated => (
+                caldicott_core::snomed::ENHANCED_REVIEW_NOT_INDICATED,
+                "Enhanced review not indicated before granting access to own health record",
+            ),
+        }
+    }
+}
+
+/// What recording a 104 or 106 changed, and what staff should still check (R3).
+#[derive(Debug, Clone)]
+pub struct EnhancedReviewOutcome {
+    pub before: caldicott_core::snomed::EnhancedReview,
+    pub after: caldicott_core::snomed::EnhancedReview,
+    /// Access granted by hand goes on regardless of 104 (R3): these levels need a decision.
+    pub manual_grants_remain: Vec<caldicott_core::access::LevelGrant>,
+}
+
+impl App {
+    /// Records a 104 or 106 coded entry (R2), audited, and says what it changed (R3, R44).
+    pub async fn add_enhanced_review_code(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        code: EnhancedReviewCode,
+    ) -> AppResult<EnhancedReviewOutcome> {
+        use caldicott_core::entry::{Author, Origin};
+        use caldicott_core::snomed::{enhanced_review, Coding, ConceptId};
+        if who.role != Role::Clinician {
+            return Err(AppError::Forbidden("only clinicians record enhanced review codes".into()));
+        }
+        let nhs = crate::record::parse_nhs_number(nhs)?;
+        let patient = self
+            .store
+            .patient_by_nhs_number(who.practice, &nhs)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let facts = self.store.access_facts(who.practice, patient.id).await?;
+        let before = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let (concept, term) = code.concept();
+        let entry = Entry {
+            id: EntryId::from_uuid(new_id()),
+            patient: patient.id,
+            event_date: now.date_naive(),
+            entered_at: now,
+            author: Author { staff: Some(who.staff), name: who.name.clone() },
+            origin: Origin::Native,
+            code: Some(Coding {
+                concept: ConceptId::parse(concept).map_err(|e| AppError::Internal(e.to_string()))?,
+                term: term.to_owned(),
+            }),
+            body: EntryBody::Coded { value: None },
+            visibility: OnlineVisibility::Visible,
+            nopat: false,
+            safeguarding: false,
+            confidential: false,
+        };
+        let mut codes = facts.enhanced_review_codes.clone();
+        codes.push((concept.to_owned(), now));
+        let after = enhanced_review(codes.iter().map(|(c, t)| (c.as_str(), *t)));
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            now,
+            who.actor(),
+            Some(patient.id),
+            Action::EntryCreate,
+            format!("entry/{}", entry.id),
+            Outcome::Success,
+            format!("code={concept} enhanced_review before={before:?} after={after:?}"),
+        );
+        self.store.add_entries(who.practice, &[entry], &audit).await?;
+        let manual_grants_remain = if after.is_active() { facts.settings.grants } else { Vec::new() };
+        Ok(EnhancedReviewOutcome { before, after, manual_grants_remain })
+    }
+}

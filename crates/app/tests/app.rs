@@ -506,6 +506,66 @@ async fn clinicians_hide_and_show_entries_with_a_note(t: &TestStore) {
     ));
 }
 
+async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestStore) {
+    // R2, R3
+    use caldicott_app::redaction::EnhancedReviewCode;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&pat, time(2024, 6, 1), "Seen")],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let seen = |app: App, who: caldicott_app::StaffPrincipal| async move {
+        app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap()
+    };
+    assert_eq!(seen(app.clone(), tp.clinician.clone()).await.entries.len(), 1);
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    assert!(matches!(
+        app.add_enhanced_review_code(&reception, nhs, EnhancedReviewCode::Indicated).await,
+        Err(AppError::Forbidden(_))
+    ));
+    let out = app.add_enhanced_review_code(&tp.clinician, nhs, EnhancedReviewCode::Indicated).await.unwrap();
+    assert!(!out.before.is_active() && out.after.is_active());
+    assert!(out.manual_grants_remain.is_empty());
+    let view = seen(app.clone(), tp.clinician.clone()).await;
+    assert!(view.entries.is_empty());
+    assert_eq!(view.access.no_record_access.as_ref().map(|r| r.rule), Some("R2"));
+    // A manual grant carries on under a 104, and the outcome says so (R3).
+    let grant = LevelGrant {
+        level: AccessLevel::Full,
+        from: RecordFrom::Beginning,
+        granted_on: Utc::now().date_naive(),
+        granted_by: "Dr Test".into(),
+    };
+    let settings = OnlineAccessSettings { grants: vec![grant.clone()], opted_out: false };
+    app.store
+        .set_access_settings(
+            tp.practice.id,
+            pat.id,
+            &settings,
+            &fixtures::audit(Action::AccessSettingsChange, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        seen(app.clone(), tp.clinician.clone()).await.entries.len(),
+        2,
+        "the consultation and the 104 code itself"
+    );
+    let again = app.add_enhanced_review_code(&tp.clinician, nhs, EnhancedReviewCode::Indicated).await.unwrap();
+    assert_eq!(again.manual_grants_remain, vec![grant]);
+    let lifted = app.add_enhanced_review_code(&tp.clinician, nhs, EnhancedReviewCode::NotIndicated).await.unwrap();
+    assert!(!lifted.after.is_active());
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "entry.create" && e.detail.contains("code=1364751000000106")));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -526,6 +586,7 @@ both!(
     staff_sign_in_with_password_and_totp,
     repeated_failures_lock_the_account,
     clinicians_hide_and_show_entries_with_a_note,
+    recording_104_withholds_automatic_access_and_106_restores_it,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}", get(record))
         .route("/patients/{nhs_number}/online", get(online))
         .route("/patients/{nhs_number}/entries/{entry}/online", get(visibility_page).post(change_visibility))
+        .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
 }
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
@@ -615,6 +616,10 @@ pub struct ProxyLinkView {
 struct RecordPage {
     chrome: Option<Chrome>,
     banner: Banner,
+    notice: Option<String>,
+    can_change: bool,
+    csrf: String,
+    review_active: bool,
     access_text: String,
     proxies: Vec<ProxyLinkView>,
     sections: Vec<SectionLink>,
@@ -712,8 +717,32 @@ async fn record(
             label: format!("{} ({})", p.relationship, p.basis.as_str().replace('_', " ")),
         })
         .collect();
+    let notice = q.get("recorded").map(|code| match code.as_str() {
+        "104" => {
+            let mut text = "104 recorded: automatic online access to this record is withheld until a 106 is recorded.".to_owned();
+            let manual: Vec<String> = rec
+                .online_access
+                .levels
+                .iter()
+                .filter(|l| l.by == GrantSource::Manual)
+                .map(|l| l.level.display().to_owned())
+                .collect();
+            if !manual.is_empty() {
+                text.push_str(&format!(
+                    " Access granted by hand is not changed by a 104 (R3) and continues: {}. Decide whether it should stop.",
+                    manual.join(", ")
+                ));
+            }
+            text
+        }
+        _ => "106 recorded: the enhanced review no longer withholds automatic access.".to_owned(),
+    });
     RecordPage {
         chrome: chrome(),
+        notice,
+        can_change,
+        csrf: me.csrf_token.clone(),
+        review_active: rec.enhanced_review.is_active(),
         banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
         access_text: access_text(&rec.online_access),
         proxies,
@@ -943,6 +972,41 @@ async fn change_visibility(
             visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, vec![FieldError { field: "note", message: m }])
                 .await
         }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- 104 and 106 ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn enhanced_review(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<ReviewForm>, FormRejection>,
+) -> Response {
+    use caldicott_app::redaction::EnhancedReviewCode;
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let code = match f.code.as_str() {
+        "104" => EnhancedReviewCode::Indicated,
+        "106" => EnhancedReviewCode::NotIndicated,
+        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose 104 or 106".into())),
+    };
+    match app.add_enhanced_review_code(&me.who, &nhs, code).await {
+        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
+            Ok(n) => Redirect::to(&format!("/patients/{}?recorded={}", n.as_str(), f.code)).into_response(),
+            Err(e) => page_error(Some((&me).into()), e),
+        },
         Err(e) => page_error(Some((&me).into()), e),
     }
 }
