@@ -27,6 +27,7 @@ pub struct TestPractice {
     pub clinician_token: String,
     pub admin_token: String,
     pub receptionist_token: String,
+    pub manager_token: String,
 }
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -55,27 +56,25 @@ pub async fn practice(app: &App) -> AppResult<TestPractice> {
         actor(),
     )
     .await?;
-    let mut tokens = Vec::new();
     let mut clinician = None;
-    for (user, role) in
-        [("clinician", Role::Clinician), ("admin", Role::Administrator), ("reception", Role::Receptionist)]
-    {
+    let mut issued = Vec::new();
+    for (user, role) in [
+        ("clinician", Role::Clinician),
+        ("admin", Role::Administrator),
+        ("reception", Role::Receptionist),
+        ("manager", Role::PracticeManager),
+    ] {
         let s = create_staff(app, practice.id, user, &format!("Test {user}"), role, "a long test password", actor())
             .await?;
         if role == Role::Clinician {
             clinician = Some(StaffPrincipal { practice: practice.id, staff: s.id, name: s.display_name.clone(), role });
         }
-        tokens.push(issue_token(app, practice.ods_code.as_str(), user, "test", Duration::days(1)).await?.secret);
+        issued.push(issue_token(app, practice.ods_code.as_str(), user, "test", Duration::days(1)).await?.secret);
     }
     let clinician = clinician.ok_or_else(|| crate::AppError::Internal("no clinician".into()))?;
-    let mut tokens = tokens.into_iter();
-    Ok(TestPractice {
-        practice,
-        clinician,
-        clinician_token: tokens.next().unwrap_or_default(),
-        admin_token: tokens.next().unwrap_or_default(),
-        receptionist_token: tokens.next().unwrap_or_default(),
-    })
+    let [clinician_token, admin_token, receptionist_token, manager_token]: [String; 4] =
+        issued.try_into().map_err(|_| crate::AppError::Internal("a token was not issued".into()))?;
+    Ok(TestPractice { practice, clinician, clinician_token, admin_token, receptionist_token, manager_token })
 }
 
 /// An adult registered since 2000 with a P9 NHS login account (so automatic access applies).

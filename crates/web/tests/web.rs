@@ -322,6 +322,98 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
     assert_eq!(admin.get(&format!("/patients/{}", pat.nhs_number.as_str())).await.status, StatusCode::FORBIDDEN);
 }
 
+const PERMISSIONS: &str = include_str!("../../../docs/permissions.md");
+
+/// One row of docs/permissions.md: method, path, and allow for receptionist, clinician,
+/// practice manager, administrator.
+fn permission_rows() -> Vec<(String, String, [bool; 4])> {
+    PERMISSIONS
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+            let (method, path) = cells[0].trim_matches('`').split_once(' ').unwrap();
+            let allow = [1, 2, 3, 4].map(|i| match cells[i] {
+                "allow" => true,
+                "deny" => false,
+                other => panic!("{other:?} in docs/permissions.md"),
+            });
+            (method.to_owned(), path.to_owned(), allow)
+        })
+        .collect()
+}
+
+#[test]
+fn the_permission_table_covers_every_route() {
+    let rows = permission_rows();
+    assert!(rows.len() >= 8);
+    let sources = [
+        ("", include_str!("../src/portal.rs")),
+        ("", include_str!("../src/pages.rs")),
+        ("/api/v1", include_str!("../src/api.rs")),
+    ];
+    for (prefix, src) in sources {
+        for piece in src.split(".route(\"").skip(1) {
+            let path = format!("{prefix}{}", piece.split('"').next().unwrap());
+            let in_table = rows.iter().any(|(_, p, _)| p.split('?').next() == Some(path.as_str()));
+            let open =
+                PERMISSIONS.contains(&format!("`GET {path}`")) || PERMISSIONS.contains(&format!("`POST {path}`"));
+            assert!(in_table || open, "route {path} has no row in docs/permissions.md");
+        }
+    }
+}
+
+async fn every_route_follows_the_permission_table(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let entry = consultation(&pat, time(2024, 3, 3), "An entry");
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let roles = [
+        ("reception", &tp.receptionist_token),
+        ("clinician", &tp.clinician_token),
+        ("manager", &tp.manager_token),
+        ("admin", &tp.admin_token),
+    ];
+    for (i, (user, token)) in roles.into_iter().enumerate() {
+        let mut b = Browser::new(&app);
+        sign_in(&mut b, tp.practice.ods_code.as_str(), user).await;
+        let token_csrf = csrf(&b.get("/").await.body);
+        for (method, path, allow) in permission_rows() {
+            let uri = path
+                .replace("{nhs_number}", pat.nhs_number.as_str())
+                .replace("{entry}", &entry.id.to_string())
+                .replace("{query}", pat.nhs_number.as_str());
+            let status = match (method.as_str(), uri.starts_with("/api/")) {
+                ("GET", true) => get(&app, &uri, Some(token)).await.status,
+                ("GET", false) => b.get(&uri).await.status,
+                ("POST", false) => {
+                    let form = [
+                        ("_csrf", token_csrf.as_str()),
+                        ("change", "hide"),
+                        ("reason", "other"),
+                        ("note", "Permission test"),
+                        ("code", "104"),
+                    ];
+                    b.post(&uri, &form).await.status
+                }
+                other => panic!("no way to call {other:?}"),
+            };
+            if allow[i] {
+                assert!(
+                    status.is_success() || status.is_redirection(),
+                    "{user} {method} {path}: expected allow, got {status}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{user} {method} {path}: expected deny");
+            }
+        }
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -336,6 +428,7 @@ both!(
     no_withheld_entry_reaches_the_online_view_response,
     staff_sign_in_find_a_patient_and_see_their_online_view,
     the_portal_keeps_practices_and_roles_apart,
+    every_route_follows_the_permission_table,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
