@@ -165,6 +165,17 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   await page.getByText('106 recorded').waitFor()
   assert.doesNotMatch(await page.textContent('.app-banner'), /enhanced review/)
 
+  // The audit trail shows what was just done, by whom.
+  await page.getByRole('link', { name: /Audit trail/ }).click()
+  await page.getByRole('heading', { name: 'Audit trail' }).waitFor()
+  const trail = await page.textContent('main')
+  assert.match(trail, /Changed an entry's online visibility/)
+  assert.match(trail, /Dr Chidi Okafor/)
+  assert.match(trail, /note="Result not yet discussed with the patient"/)
+  await check(page, 'audit-trail')
+  await page.getByRole('link', { name: 'Changes' }).click()
+  assert.doesNotMatch(await page.textContent('tbody'), /Opened the record/)
+
   await page.getByRole('button', { name: 'Sign out' }).click()
   await page.waitForURL(/\/sign-in$/)
   await page.goto(`${base}/patients/${longRecord}`)

@@ -12,6 +12,7 @@ pub mod redaction;
 pub mod search;
 pub mod session;
 pub mod setup;
+pub mod trail;
 
 use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::ids::*;

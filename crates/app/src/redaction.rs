@@ -158,6 +158,14 @@ impl EnhancedReviewCode {
     }
 }
 
+fn status_word(s: caldicott_core::snomed::EnhancedReview) -> &'static str {
+    match s {
+        caldicott_core::snomed::EnhancedReview::NotIndicated => "none",
+        caldicott_core::snomed::EnhancedReview::Active { .. } => "active",
+        caldicott_core::snomed::EnhancedReview::Overridden { .. } => "overridden",
+    }
+}
+
 /// What recording a 104 or 106 changed, and what staff should still check (R3).
 #[derive(Debug, Clone)]
 pub struct EnhancedReviewOutcome {
@@ -218,7 +226,7 @@ impl App {
             Action::EntryCreate,
             format!("entry/{}", entry.id),
             Outcome::Success,
-            format!("code={concept} enhanced_review before={before:?} after={after:?}"),
+            format!("code={concept} enhanced_review before={} after={}", status_word(before), status_word(after)),
         );
         self.store.add_entries(who.practice, &[entry], &audit).await?;
         let manual_grants_remain = if after.is_active() { facts.settings.grants } else { Vec::new() };

@@ -128,6 +128,7 @@ pub enum Action {
     SecondFactorEnrolled,
     SignOut,
     PatientSearch,
+    AuditView,
 }
 
 impl Action {
@@ -155,6 +156,7 @@ impl Action {
             Self::SecondFactorEnrolled => "staff.totp_enrolled",
             Self::SignOut => "staff.sign_out",
             Self::PatientSearch => "patient.search",
+            Self::AuditView => "record.view_audit",
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/online", get(online))
         .route("/patients/{nhs_number}/entries/{entry}/online", get(visibility_page).post(change_visibility))
         .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
+        .route("/patients/{nhs_number}/audit", get(trail))
 }
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
@@ -618,6 +619,7 @@ struct RecordPage {
     banner: Banner,
     notice: Option<String>,
     can_change: bool,
+    can_see_trail: bool,
     csrf: String,
     review_active: bool,
     access_text: String,
@@ -741,6 +743,10 @@ async fn record(
         chrome: chrome(),
         notice,
         can_change,
+        can_see_trail: matches!(
+            me.who.role,
+            caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager
+        ),
         csrf: me.csrf_token.clone(),
         review_active: rec.enhanced_review.is_active(),
         banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
@@ -1009,4 +1015,83 @@ async fn enhanced_review(
         },
         Err(e) => page_error(Some((&me).into()), e),
     }
+}
+
+// ---- The patient's audit trail --------------------------------------------------------------
+
+pub struct TrailRow {
+    pub seq: i64,
+    pub at: String,
+    pub who: String,
+    pub role: String,
+    pub action: String,
+    pub what: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "audit.html")]
+struct TrailPage {
+    chrome: Option<Chrome>,
+    banner: Banner,
+    filters: Vec<SectionLink>,
+    lines: Vec<TrailRow>,
+    limit: i64,
+}
+
+async fn trail(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use caldicott_app::trail::TrailFilter;
+    let chrome = || Some(Chrome::from(&me));
+    let filter = match q.get("show").map(String::as_str) {
+        None | Some("all") => TrailFilter::All,
+        Some("views") => TrailFilter::Views,
+        Some("changes") => TrailFilter::Changes,
+        Some(other) => {
+            return page_error(
+                chrome(),
+                AppError::BadRequest(format!("show must be all, views or changes, not {other:?}")),
+            )
+        }
+    };
+    let caldicott_app::trail::PatientTrail { patient, enhanced_review_active, lines } =
+        match app.patient_trail(&me.who, &nhs, filter).await {
+            Ok(x) => x,
+            Err(e) => return page_error(chrome(), e),
+        };
+    let base = format!("/patients/{}/audit", patient.nhs_number.as_str());
+    let filters = [
+        ("All events", "all", TrailFilter::All),
+        ("Views", "views", TrailFilter::Views),
+        ("Changes", "changes", TrailFilter::Changes),
+    ]
+    .into_iter()
+    .map(|(label, key, f)| SectionLink { label, href: format!("{base}?show={key}"), current: f == filter })
+    .collect();
+    let today = app.now().date_naive();
+    TrailPage {
+        chrome: chrome(),
+        banner: banner(&patient, today, enhanced_review_active),
+        filters,
+        lines: lines
+            .into_iter()
+            .map(|l| TrailRow {
+                seq: l.seq,
+                at: l.at.format("%-d %b %Y %H:%M:%S").to_string(),
+                who: l.who,
+                role: l.role,
+                action: l.action,
+                what: l.what,
+                outcome: l.outcome,
+                detail: l.detail,
+            })
+            .collect(),
+        limit: caldicott_app::trail::TRAIL_LIMIT,
+    }
+    .into_response()
 }

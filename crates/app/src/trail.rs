@@ -1,0 +1,121 @@
+//! A patient's audit trail for staff: who viewed or changed their record, and when.
+
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use caldicott_core::ids::AuditEventId;
+use caldicott_core::patient::Patient;
+use caldicott_core::staff::Role;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+pub const TRAIL_LIMIT: i64 = 500;
+
+/// Which events to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailFilter {
+    All,
+    /// Reads: record views, online previews, audit views.
+    Views,
+    /// Everything else: changes to the record and its settings.
+    Changes,
+}
+
+/// One line of the trail, with the actor's name where they are staff of this practice.
+#[derive(Debug, Clone)]
+pub struct TrailLine {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub role: String,
+    pub action: String,
+    pub what: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// A patient's trail, with what the page banner needs.
+#[derive(Debug, Clone)]
+pub struct PatientTrail {
+    pub patient: Patient,
+    pub enhanced_review_active: bool,
+    pub lines: Vec<TrailLine>,
+}
+
+/// A plain description of an audit action.
+pub fn describe_action(action: &str) -> String {
+    match action {
+        "record.view_staff" => "Opened the record".into(),
+        "record.preview_online" => "Viewed it as an online viewer sees it".into(),
+        "record.view_audit" => "Viewed this audit trail".into(),
+        "entry.create" => "Added an entry".into(),
+        "entry.visibility_change" => "Changed an entry's online visibility".into(),
+        "access.settings_change" => "Changed online access settings".into(),
+        "proxy.link_create" => "Added a proxy".into(),
+        "account.create" => "Online account created".into(),
+        "patient.create" => "Registered the patient".into(),
+        "demo.build" => "Record imported (demo)".into(),
+        other => other.replace(['.', '_'], " "),
+    }
+}
+
+impl App {
+    /// The patient's audit trail, newest first. Clinicians and practice managers only; viewing
+    /// it is itself audited.
+    pub async fn patient_trail(&self, who: &StaffPrincipal, nhs: &str, filter: TrailFilter) -> AppResult<PatientTrail> {
+        if !matches!(who.role, Role::Clinician | Role::PracticeManager) {
+            return Err(AppError::Forbidden("only clinicians and practice managers see a record's audit trail".into()));
+        }
+        let nhs = crate::record::parse_nhs_number(nhs)?;
+        let patient = self
+            .store
+            .patient_by_nhs_number(who.practice, &nhs)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            self.now(),
+            who.actor(),
+            Some(patient.id),
+            Action::AuditView,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            format!("filter={filter:?}"),
+        );
+        self.audit.record(who.practice, audit).await?;
+        let facts = self.store.access_facts(who.practice, patient.id).await?;
+        let enhanced_review =
+            caldicott_core::snomed::enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
+        let names: HashMap<String, String> = self
+            .store
+            .staff_members(who.practice)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.to_string(), s.display_name))
+            .collect();
+        let lines = self
+            .store
+            .audit_for_patient(who.practice, patient.id, TRAIL_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|e| {
+                let view = e.action.starts_with("record.");
+                match filter {
+                    TrailFilter::All => true,
+                    TrailFilter::Views => view,
+                    TrailFilter::Changes => !view,
+                }
+            })
+            .map(|e| TrailLine {
+                seq: e.seq,
+                at: e.at,
+                who: names.get(&e.actor_id).cloned().unwrap_or_else(|| format!("{} {}", e.actor_kind, e.actor_id)),
+                role: e.actor_role.replace('_', " "),
+                action: describe_action(&e.action),
+                what: e.entity,
+                outcome: e.outcome.replace('_', " "),
+                detail: e.detail,
+            })
+            .collect();
+        Ok(PatientTrail { patient, enhanced_review_active: enhanced_review.is_active(), lines })
+    }
+}
