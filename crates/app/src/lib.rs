@@ -11,6 +11,7 @@ pub mod record;
 pub mod redaction;
 pub mod search;
 pub mod session;
+pub mod settings;
 pub mod setup;
 pub mod trail;
 

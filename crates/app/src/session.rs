@@ -81,6 +81,8 @@ pub struct SignedIn {
     pub session: SessionId,
     pub csrf_token: String,
     pub practice_name: String,
+    /// Automatic online access is paused at the practice's request (D9).
+    pub practice_paused: bool,
 }
 
 struct Cookie {
@@ -328,6 +330,7 @@ impl App {
             },
             session: session.id,
             csrf_token: session.csrf_token,
+            practice_paused: practice.online.paused,
             practice_name: practice.name,
         })
     }

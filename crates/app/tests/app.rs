@@ -566,6 +566,59 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
     assert!(trail.iter().any(|e| e.action == "entry.create" && e.detail.contains("code=1364751000000106")));
 }
 
+async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
+    // R1, D9
+    use caldicott_app::settings::SettingsInput;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&pat, time(2024, 6, 1), "Seen")],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let input = SettingsInput {
+        switch_on_day: "31".into(),
+        switch_on_month: "10".into(),
+        switch_on_year: "2023".into(),
+        paused: true,
+        default_level: "full".into(),
+        proxy_review_age: "12".into(),
+    };
+    assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
+    let saved = app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
+    assert!(saved.online.paused);
+    assert_eq!(saved.online.proxy_review_age.years(), 12);
+    // Paused: the patient's automatic access stops at once (D9).
+    let view = app
+        .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(view.entries.is_empty());
+    let last = app
+        .store
+        .audit_events(tp.practice.id, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.action == "practice.settings_change")
+        .unwrap();
+    assert!(
+        last.detail.contains("old: switch_on=2023-10-31 paused=false")
+            && last.detail.contains("new: switch_on=2023-10-31 paused=true"),
+        "{}",
+        last.detail
+    );
+    // A bad form changes nothing.
+    let bad = SettingsInput { switch_on_month: "13".into(), paused: false, ..input };
+    assert!(app.change_practice_settings(&manager, &bad).await.unwrap().is_err());
+    assert!(app.practice_settings(&manager).await.unwrap().online.paused);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -587,6 +640,7 @@ both!(
     repeated_failures_lock_the_account,
     clinicians_hide_and_show_entries_with_a_note,
     recording_104_withholds_automatic_access_and_106_restores_it,
+    the_practice_manager_changes_online_services_settings,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

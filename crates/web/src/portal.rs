@@ -41,6 +41,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/entries/{entry}/online", get(visibility_page).post(change_visibility))
         .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
         .route("/patients/{nhs_number}/audit", get(trail))
+        .route("/settings", get(settings_page).post(save_settings))
 }
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
@@ -101,6 +102,10 @@ pub struct Chrome {
     pub role: &'static str,
     pub practice_name: String,
     pub csrf: String,
+    /// Automatic access is paused: every page says so.
+    pub paused: bool,
+    /// The practice manager sees the settings link.
+    pub manager: bool,
 }
 
 impl From<&SignedIn> for Chrome {
@@ -110,6 +115,8 @@ impl From<&SignedIn> for Chrome {
             role: s.who.role.display(),
             practice_name: s.practice_name.clone(),
             csrf: s.csrf_token.clone(),
+            paused: s.practice_paused,
+            manager: s.who.role == caldicott_core::staff::Role::PracticeManager,
         }
     }
 }
@@ -1094,4 +1101,125 @@ async fn trail(
         limit: caldicott_app::trail::TRAIL_LIMIT,
     }
     .into_response()
+}
+
+// ---- Practice settings ------------------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    practice: String,
+    saved: bool,
+    day: String,
+    month: String,
+    year: String,
+    paused: bool,
+    level: String,
+    age: String,
+    levels: Vec<(&'static str, &'static str)>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SettingsPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn settings_page_for(
+    me: &SignedIn,
+    practice: &str,
+    input: &caldicott_app::settings::SettingsInput,
+    saved: bool,
+    errors: Vec<FieldError>,
+) -> SettingsPage {
+    use caldicott_core::access::AccessLevel;
+    SettingsPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        practice: practice.to_owned(),
+        saved,
+        day: input.switch_on_day.clone(),
+        month: input.switch_on_month.clone(),
+        year: input.switch_on_year.clone(),
+        paused: input.paused,
+        level: input.default_level.clone(),
+        age: input.proxy_review_age.clone(),
+        levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
+            .into_iter()
+            .map(|l| (l.as_str(), l.display()))
+            .collect(),
+        errors,
+    }
+}
+
+fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::SettingsInput {
+    use chrono::Datelike;
+    let d = p.online.prospective_switch_on;
+    caldicott_app::settings::SettingsInput {
+        switch_on_day: d.map(|d| d.day().to_string()).unwrap_or_default(),
+        switch_on_month: d.map(|d| d.month().to_string()).unwrap_or_default(),
+        switch_on_year: d.map(|d| d.year().to_string()).unwrap_or_default(),
+        paused: p.online.paused,
+        default_level: p.online.default_level.as_str().to_owned(),
+        proxy_review_age: p.online.proxy_review_age.years().to_string(),
+    }
+}
+
+async fn settings_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match app.practice_settings(&me.who).await {
+        Ok(p) => settings_page_for(&me, &p.name, &input_of(&p), q.contains_key("saved"), Vec::new()).into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    switch_on_day: String,
+    #[serde(default)]
+    switch_on_month: String,
+    #[serde(default)]
+    switch_on_year: String,
+    #[serde(default)]
+    paused: Option<String>,
+    #[serde(default)]
+    default_level: String,
+    #[serde(default)]
+    proxy_review_age: String,
+}
+
+async fn save_settings(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<SettingsForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let input = caldicott_app::settings::SettingsInput {
+        switch_on_day: f.switch_on_day,
+        switch_on_month: f.switch_on_month,
+        switch_on_year: f.switch_on_year,
+        paused: f.paused.is_some(),
+        default_level: f.default_level,
+        proxy_review_age: f.proxy_review_age,
+    };
+    match app.change_practice_settings(&me.who, &input).await {
+        Ok(Ok(_)) => Redirect::to("/settings?saved").into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            (StatusCode::BAD_REQUEST, settings_page_for(&me, &me.practice_name, &input, false, errors)).into_response()
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
 }

@@ -387,25 +387,34 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{nhs_number}", pat.nhs_number.as_str())
                 .replace("{entry}", &entry.id.to_string())
                 .replace("{query}", pat.nhs_number.as_str());
+            let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
                 ("GET", false) => b.get(&uri).await.status,
                 ("POST", false) => {
+                    // One form with the fields of every form; each route reads its own.
                     let form = [
                         ("_csrf", token_csrf.as_str()),
                         ("change", "hide"),
                         ("reason", "other"),
                         ("note", "Permission test"),
                         ("code", "104"),
+                        ("switch_on_day", "31"),
+                        ("switch_on_month", "10"),
+                        ("switch_on_year", "2023"),
+                        ("default_level", "full"),
+                        ("proxy_review_age", "11"),
                     ];
-                    b.post(&uri, &form).await.status
+                    let r = b.post(&uri, &form).await;
+                    last_body = r.body;
+                    r.status
                 }
                 other => panic!("no way to call {other:?}"),
             };
             if allow[i] {
                 assert!(
                     status.is_success() || status.is_redirection(),
-                    "{user} {method} {path}: expected allow, got {status}"
+                    "{user} {method} {path}: expected allow, got {status}: {last_body}"
                 );
             } else {
                 assert_eq!(status, StatusCode::FORBIDDEN, "{user} {method} {path}: expected deny");

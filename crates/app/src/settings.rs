@@ -1,0 +1,170 @@
+//! The practice's online-services settings, changed by its practice manager (R1, R13, D7, D9).
+
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::access::AccessLevel;
+use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use caldicott_core::ids::AuditEventId;
+use caldicott_core::practice::{OnlineServicesSettings, Practice, ProxyReviewAge};
+use caldicott_core::staff::Role;
+use chrono::NaiveDate;
+
+/// The settings form as typed: every field still text.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsInput {
+    pub switch_on_day: String,
+    pub switch_on_month: String,
+    pub switch_on_year: String,
+    pub paused: bool,
+    pub default_level: String,
+    pub proxy_review_age: String,
+}
+
+/// A problem with one field, for the form's error summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn require_manager(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::PracticeManager {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only the practice manager changes the practice's online-services settings".into()))
+    }
+}
+
+/// Reads the form; an empty switch-on date means "not switched on".
+pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, Vec<FieldProblem>> {
+    let mut problems = Vec::new();
+    let parts = [&input.switch_on_day, &input.switch_on_month, &input.switch_on_year].map(|s| s.trim().to_owned());
+    let switch_on = if parts.iter().all(String::is_empty) {
+        None
+    } else {
+        match (parts[0].parse::<u32>(), parts[1].parse::<u32>(), parts[2].parse::<i32>()) {
+            (Ok(d), Ok(m), Ok(y)) if (2000..=2100).contains(&y) => match NaiveDate::from_ymd_opt(y, m, d) {
+                Some(date) => Some(date),
+                None => {
+                    problems.push(FieldProblem {
+                        field: "switch_on_day",
+                        message: "The switch-on date must be a real date".into(),
+                    });
+                    None
+                }
+            },
+            _ => {
+                problems.push(FieldProblem {
+                    field: "switch_on_day",
+                    message:
+                        "Enter the switch-on date as day, month and year, for example 31 10 2023, or leave it empty"
+                            .into(),
+                });
+                None
+            }
+        }
+    };
+    let default_level = match AccessLevel::parse(input.default_level.trim()) {
+        Some(l) if l != AccessLevel::None => l,
+        _ => {
+            problems.push(FieldProblem {
+                field: "default_level",
+                message: "Choose the level automatic access gives".into(),
+            });
+            AccessLevel::Full
+        }
+    };
+    let proxy_review_age =
+        match input.proxy_review_age.trim().parse::<u8>().ok().and_then(|a| ProxyReviewAge::new(a).ok()) {
+            Some(a) => a,
+            None => {
+                problems.push(FieldProblem {
+                    field: "proxy_review_age",
+                    message: "Choose a review age of 11, 12 or 13".into(),
+                });
+                ProxyReviewAge::default()
+            }
+        };
+    if problems.is_empty() {
+        Ok(OnlineServicesSettings {
+            prospective_switch_on: switch_on,
+            paused: input.paused,
+            default_level,
+            proxy_review_age,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn describe(s: &OnlineServicesSettings) -> String {
+    format!(
+        "switch_on={} paused={} default_level={} proxy_review_age={}",
+        s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
+        s.paused,
+        s.default_level.as_str(),
+        s.proxy_review_age.years()
+    )
+}
+
+impl App {
+    pub async fn practice_settings(&self, who: &StaffPrincipal) -> AppResult<Practice> {
+        require_manager(who)?;
+        self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))
+    }
+
+    /// Saves new settings, audited with the old and new values. Returns the problems with the
+    /// form, if any, without changing anything.
+    pub async fn change_practice_settings(
+        &self,
+        who: &StaffPrincipal,
+        input: &SettingsInput,
+    ) -> AppResult<Result<Practice, Vec<FieldProblem>>> {
+        let practice = self.practice_settings(who).await?;
+        let new = match parse_settings(input) {
+            Ok(s) => s,
+            Err(problems) => return Ok(Err(problems)),
+        };
+        if new == practice.online {
+            return Ok(Ok(practice));
+        }
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            self.now(),
+            who.actor(),
+            None,
+            Action::PracticeSettingsChange,
+            format!("practice/{}", practice.id),
+            Outcome::Success,
+            format!("old: {} new: {}", describe(&practice.online), describe(&new)),
+        );
+        self.store.set_online_services(practice.id, &new, &audit).await?;
+        Ok(Ok(Practice { online: new, ..practice }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(d: &str, m: &str, y: &str, level: &str, age: &str) -> SettingsInput {
+        SettingsInput {
+            switch_on_day: d.into(),
+            switch_on_month: m.into(),
+            switch_on_year: y.into(),
+            paused: false,
+            default_level: level.into(),
+            proxy_review_age: age.into(),
+        }
+    }
+
+    #[test]
+    fn the_settings_form_is_checked_field_by_field() {
+        let ok = parse_settings(&input("31", "10", "2023", "full", "11")).unwrap();
+        assert_eq!(ok.prospective_switch_on, NaiveDate::from_ymd_opt(2023, 10, 31));
+        assert_eq!(parse_settings(&input("", "", "", "detailed", "13")).unwrap().prospective_switch_on, None);
+        let bad = parse_settings(&input("31", "2", "2024", "none", "14")).unwrap_err();
+        let fields: Vec<&str> = bad.iter().map(|p| p.field).collect();
+        assert_eq!(fields, vec!["switch_on_day", "default_level", "proxy_review_age"]);
+        assert!(parse_settings(&input("1", "x", "2024", "full", "11")).is_err());
+    }
+}
