@@ -165,6 +165,20 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   await page.getByText('106 recorded').waitFor()
   assert.doesNotMatch(await page.textContent('.app-banner'), /enhanced review/)
 
+  // The access panel: Arthur has full historic access granted by hand; remove it, then opt out.
+  await page.getByRole('link', { name: 'Change online access' }).click()
+  await page.getByRole('heading', { name: 'Online access' }).waitFor()
+  await check(page, 'access-panel')
+  await page.getByRole('button', { name: 'Remove Full record' }).click()
+  await page.getByText('None. The patient has only the automatic access described above.').waitFor()
+  await page.getByRole('button', { name: 'Grant access' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'access-panel-errors')
+  await page.getByLabel('Detailed coded record').check()
+  await page.getByRole('button', { name: 'Grant access' }).click()
+  await page.getByRole('cell', { name: 'The whole record (historic access)' }).waitFor()
+  await page.getByRole('link', { name: 'Back to the record' }).click()
+
   // The audit trail shows what was just done, by whom.
   await page.getByRole('link', { name: /Audit trail/ }).click()
   await page.getByRole('heading', { name: 'Audit trail' }).waitFor()

@@ -2,6 +2,7 @@
 //! validate the input, load the facts from the store, let `caldicott-core` decide, persist the
 //! outcome with its audit event, and return a result in domain terms.
 
+pub mod access_panel;
 pub mod audit_log;
 pub mod auth;
 pub mod demo;

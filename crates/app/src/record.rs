@@ -154,6 +154,8 @@ pub struct StaffRecordPage {
     pub viewer: ViewerSummary,
     /// That viewer's access.
     pub online_access: AccessSummary,
+    /// The patient's own access settings, as staff set them.
+    pub access_settings: caldicott_core::access::OnlineAccessSettings,
     pub proxies: Vec<ProxyLink>,
     pub entries: Vec<StaffEntry>,
     pub next_cursor: Option<String>,
@@ -338,6 +340,7 @@ impl App {
                 identity_level: identity,
             },
             online_access: summarise(&policy),
+            access_settings: l.access.clone(),
             proxies,
             next_cursor,
         })

@@ -619,6 +619,67 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
     assert!(app.practice_settings(&manager).await.unwrap().online.paused);
 }
 
+async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
+    // R1, R13, R44
+    use caldicott_app::access_panel::AccessChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let old_entry = consultation(&pat, time(2015, 6, 1), "Before the switch-on");
+    let new_entry = consultation(&pat, time(2024, 6, 1), "After the switch-on");
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[old_entry.clone(), new_entry.clone()],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let who = tp.clinician.clone();
+    let seen = |app: App| {
+        let who = who.clone();
+        async move {
+            app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default())
+                .await
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(seen(app.clone()).await, vec![new_entry.id]);
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let historic = AccessChange::Grant { level: AccessLevel::Full, from: RecordFrom::Beginning };
+    assert!(matches!(app.change_access(&reception, nhs, &historic).await, Err(AppError::Forbidden(_))));
+    let settings = app.change_access(&tp.clinician, nhs, &historic).await.unwrap();
+    assert_eq!(settings.grants.len(), 1);
+    assert_eq!(seen(app.clone()).await, vec![new_entry.id, old_entry.id], "historic access shows the older entry");
+    let future = AccessChange::Grant {
+        level: AccessLevel::Summary,
+        from: RecordFrom::Date(Utc::now().date_naive() + Duration::days(3)),
+    };
+    assert!(matches!(app.change_access(&tp.clinician, nhs, &future).await, Err(AppError::BadRequest(_))));
+    app.change_access(&tp.clinician, nhs, &AccessChange::Remove { level: AccessLevel::Full }).await.unwrap();
+    assert_eq!(seen(app.clone()).await, vec![new_entry.id]);
+    assert!(matches!(
+        app.change_access(&tp.clinician, nhs, &AccessChange::Remove { level: AccessLevel::Full }).await,
+        Err(AppError::NotFound(_))
+    ));
+    app.change_access(&tp.clinician, nhs, &AccessChange::OptOut(true)).await.unwrap();
+    assert!(seen(app.clone()).await.is_empty(), "opted out of automatic access");
+    let last = app
+        .store
+        .audit_for_patient(tp.practice.id, pat.id, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "access.settings_change")
+        .unwrap();
+    assert_eq!(last.detail, "old: grants=[] opted_out=false new: grants=[] opted_out=true");
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -641,6 +702,7 @@ both!(
     clinicians_hide_and_show_entries_with_a_note,
     recording_104_withholds_automatic_access_and_106_restores_it,
     the_practice_manager_changes_online_services_settings,
+    staff_grant_and_remove_access_by_hand,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
         .route("/patients/{nhs_number}/audit", get(trail))
         .route("/settings", get(settings_page).post(save_settings))
+        .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
 }
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
@@ -1219,6 +1220,163 @@ async fn save_settings(
         Ok(Err(problems)) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             (StatusCode::BAD_REQUEST, settings_page_for(&me, &me.practice_name, &input, false, errors)).into_response()
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- The online access panel ----------------------------------------------------------------
+
+pub struct GrantRow {
+    pub key: &'static str,
+    pub level: &'static str,
+    pub from: String,
+    pub granted: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "access.html")]
+struct AccessPage {
+    chrome: Option<Chrome>,
+    banner: Banner,
+    status: String,
+    grants: Vec<GrantRow>,
+    levels: Vec<(&'static str, &'static str)>,
+    opted_out: bool,
+    action: String,
+    csrf: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for AccessPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError>) -> Response {
+    use caldicott_core::access::{AccessLevel, RecordFrom};
+    let chrome = || Some(Chrome::from(me));
+    if !matches!(me.who.role, caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager) {
+        return page_error(
+            chrome(),
+            AppError::Forbidden("only clinicians and practice managers change a patient's online access".into()),
+        );
+    }
+    let page = caldicott_app::record::PageRequest { limit: Some(1), ..Default::default() };
+    let rec = match app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await {
+        Ok(r) => r,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let today = app.now().date_naive();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let mut grants: Vec<_> = rec.access_settings.grants.iter().collect();
+    grants.sort_by_key(|g| std::cmp::Reverse(g.level));
+    (
+        status,
+        AccessPage {
+            chrome: chrome(),
+            banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
+            status: access_text(&rec.online_access),
+            grants: grants
+                .into_iter()
+                .map(|g| GrantRow {
+                    key: g.level.as_str(),
+                    level: g.level.display(),
+                    from: match g.from {
+                        RecordFrom::Beginning => "The whole record (historic access)".into(),
+                        RecordFrom::Date(d) => long_date(d),
+                    },
+                    granted: format!("{} by {}", long_date(g.granted_on), g.granted_by),
+                })
+                .collect(),
+            levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
+                .into_iter()
+                .map(|l| (l.as_str(), l.display()))
+                .collect(),
+            opted_out: rec.access_settings.opted_out,
+            action: format!("/patients/{}/access", rec.patient.nhs_number.as_str()),
+            csrf: me.csrf_token.clone(),
+            errors,
+        },
+    )
+        .into_response()
+}
+
+async fn access_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+    access_form(&app, &me, &nhs, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct AccessForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    level: String,
+    #[serde(default)]
+    from_day: String,
+    #[serde(default)]
+    from_month: String,
+    #[serde(default)]
+    from_year: String,
+}
+
+async fn change_access(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<AccessForm>, FormRejection>,
+) -> Response {
+    use caldicott_app::access_panel::AccessChange;
+    use caldicott_core::access::{AccessLevel, RecordFrom};
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let level = AccessLevel::parse(f.level.trim()).filter(|l| *l != AccessLevel::None);
+    let change = match f.action.as_str() {
+        "opt_out" => AccessChange::OptOut(true),
+        "opt_in" => AccessChange::OptOut(false),
+        "remove" => match level {
+            Some(level) => AccessChange::Remove { level },
+            None => return page_error(Some((&me).into()), AppError::BadRequest("Choose a level to remove".into())),
+        },
+        "grant" => {
+            let mut errors = Vec::new();
+            if level.is_none() {
+                errors.push(FieldError { field: "level", message: "Choose the level to grant".into() });
+            }
+            let parts = [&f.from_day, &f.from_month, &f.from_year].map(|s| s.trim().to_owned());
+            let from = if parts.iter().all(String::is_empty) {
+                Some(RecordFrom::Beginning)
+            } else {
+                match (parts[0].parse::<u32>(), parts[1].parse::<u32>(), parts[2].parse::<i32>()) {
+                    (Ok(d), Ok(m), Ok(y)) => NaiveDate::from_ymd_opt(y, m, d).map(RecordFrom::Date),
+                    _ => None,
+                }
+            };
+            if from.is_none() {
+                errors.push(FieldError {
+                    field: "from_day",
+                    message: "Enter a real date, for example 1 4 2024, or leave it empty for the whole record".into(),
+                });
+            }
+            match (level, from) {
+                (Some(level), Some(from)) if errors.is_empty() => AccessChange::Grant { level, from },
+                _ => return access_form(&app, &me, &nhs, errors).await,
+            }
+        }
+        _ => return forbidden_form(),
+    };
+    match app.change_access(&me.who, &nhs, &change).await {
+        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
+            Ok(n) => Redirect::to(&format!("/patients/{}/access", n.as_str())).into_response(),
+            Err(e) => page_error(Some((&me).into()), e),
+        },
+        Err(AppError::BadRequest(m)) => {
+            access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }]).await
         }
         Err(e) => page_error(Some((&me).into()), e),
     }

@@ -404,6 +404,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("switch_on_year", "2023"),
                         ("default_level", "full"),
                         ("proxy_review_age", "11"),
+                        ("action", "opt_out"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
