@@ -132,7 +132,7 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
 
   // Hide the newest visible entry with a reason; it vanishes from the patient's view, and staff see why.
   await page.getByRole('link', { name: 'Back to the record' }).click()
-  const row = page.locator('tbody tr', { has: page.locator('a:has-text("Hide online")') }).first()
+  const row = page.locator('tbody tr', { has: page.locator('strong:text-is("Visible")') }).first()
   const target = `${(await row.locator('td').first().innerText()).trim()}|${(await row.locator('.app-entry-text').innerText()).trim()}`
   assert.ok(before.includes(target), 'the entry to hide is on the first page of the patient view')
   await row.locator('a:has-text("Hide online")').click()
@@ -178,6 +178,23 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   await page.getByRole('button', { name: 'Grant access' }).click()
   await page.getByRole('cell', { name: 'The whole record (historic access)' }).waitFor()
   await page.getByRole('link', { name: 'Back to the record' }).click()
+
+  // The filing queue: file Arthur's potassium result hidden until it is discussed.
+  await page.getByRole('link', { name: 'Filing' }).click()
+  await page.getByRole('heading', { name: 'Filing' }).waitFor()
+  await check(page, 'filing-queue')
+  const arthursBefore = await page.locator('tbody tr', { hasText: 'PENDLETON' }).count()
+  assert.equal(arthursBefore, 2, 'a result and a letter wait for Arthur')
+  await page.locator('tbody tr', { hasText: 'Serum potassium' }).getByRole('link', { name: /File/ }).click()
+  await page.getByRole('button', { name: 'File' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'file-item-errors')
+  await page.getByLabel('No, hide it: Potentially harmful to the patient').check()
+  await page.getByLabel('Note (needed if you hide it)').fill('Ask before release: discuss with the patient first')
+  await page.getByRole('button', { name: 'File' }).click()
+  await page.waitForURL(`${base}/filing`)
+  assert.equal(await page.locator('tbody tr', { hasText: 'PENDLETON' }).count(), arthursBefore - 1)
+  await page.goto(`${base}/patients/${longRecord}`)
 
   // The audit trail shows what was just done, by whom.
   await page.getByRole('link', { name: /Audit trail/ }).click()

@@ -838,7 +838,7 @@ impl Generator {
         let p = item.patient.clone();
         let mut entries = Vec::with_capacity(n as usize);
         let span = (self.as_of - (self.as_of - Duration::days(365 * 12))).num_days().max(1);
-        for i in 0..n {
+        for i in 0..n.saturating_sub(2) {
             let day = self.as_of - Duration::days(span - i64::from(i) * span / i64::from(n.max(1)));
             let author = self.clinician();
             let body = match i % 5 {
@@ -869,6 +869,38 @@ impl Generator {
             }
             entries.push(e);
         }
+        // The newest two wait in the filing queue: a result and a letter from last week.
+        let lab = Author { staff: None, name: "Riverside Pathology".into() };
+        let week_ago = self.as_of - Duration::days(7);
+        entries.push(self.entry(
+            &p,
+            week_ago,
+            30,
+            EntryBody::TestResult {
+                test: "Serum potassium".into(),
+                value: "6.1".into(),
+                unit: "mmol/L".into(),
+                range: "3.5-5.3".into(),
+                abnormal: true,
+                filing: Filing::Unfiled,
+            },
+            coding("1000651000000109", "Serum potassium level"),
+            &lab,
+        ));
+        let post = Author { staff: None, name: "Document workflow".into() };
+        entries.push(self.entry(
+            &p,
+            week_ago,
+            40,
+            EntryBody::Document {
+                title: "Outpatient letter, cardiology".into(),
+                summary: "Outpatient letter, cardiology: see scanned document.".into(),
+                filing: Filing::Filed,
+                review: DocumentReview::Unreviewed,
+            },
+            None,
+            &post,
+        ));
         item.entries = entries;
         if item.accounts.is_empty() {
             item.accounts.push(OnlineAccount {

@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod auth;
 pub mod demo;
 mod demo_data;
+pub mod filing;
 pub mod fixtures;
 pub mod record;
 pub mod redaction;

@@ -680,6 +680,51 @@ async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
     assert_eq!(last.detail, "old: grants=[] opted_out=false new: grants=[] opted_out=true");
 }
 
+async fn clinicians_file_results_visible_or_hidden(t: &TestStore) {
+    // R8
+    use caldicott_app::redaction::VisibilityChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let waiting = withheld_entries(&pat, time(2024, 7, 1), "W");
+    let (result, letter) = (waiting[4].clone(), waiting[5].clone());
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[result.clone(), letter.clone()],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let online = |app: App, who: caldicott_app::StaffPrincipal| async move {
+        app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default())
+            .await
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    assert!(online(app.clone(), tp.clinician.clone()).await.is_empty(), "waiting items are never online");
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    assert!(matches!(app.filing_queue(&reception).await, Err(AppError::Forbidden(_))));
+    let queue = app.filing_queue(&tp.clinician).await.unwrap();
+    assert_eq!(queue.iter().map(|(e, _)| e.id).collect::<Vec<_>>(), vec![result.id, letter.id]);
+    app.file(&tp.clinician, result.id, &VisibilityChange::Show { note: String::new() }).await.unwrap();
+    let hide = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "Ask before release".into() };
+    app.file(&tp.clinician, letter.id, &hide).await.unwrap();
+    assert!(app.filing_queue(&tp.clinician).await.unwrap().is_empty());
+    assert_eq!(
+        online(app.clone(), tp.clinician.clone()).await,
+        vec![result.id],
+        "filed visible shows; filed hidden does not"
+    );
+    assert!(matches!(app.file(&tp.clinician, result.id, &hide).await, Err(AppError::NotFound(_))), "filed already");
+    let other = fixtures::practice(&app).await.unwrap();
+    assert!(matches!(app.item_to_file(&other.clinician, letter.id).await, Err(AppError::NotFound(_))));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -703,6 +748,7 @@ both!(
     recording_104_withholds_automatic_access_and_106_restores_it,
     the_practice_manager_changes_online_services_settings,
     staff_grant_and_remove_access_by_hand,
+    clinicians_file_results_visible_or_hidden,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,8 @@ pub enum Action {
     SignOut,
     PatientSearch,
     AuditView,
+    EntryFile,
+    FilingQueueView,
 }
 
 impl Action {
@@ -157,6 +159,8 @@ impl Action {
             Self::SignOut => "staff.sign_out",
             Self::PatientSearch => "patient.search",
             Self::AuditView => "record.view_audit",
+            Self::EntryFile => "entry.file",
+            Self::FilingQueueView => "filing.view_queue",
         }
     }
 }

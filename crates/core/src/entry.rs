@@ -431,6 +431,38 @@ impl Entry {
     pub fn kind(&self) -> EntryKind {
         self.body.kind()
     }
+
+    /// A result not yet filed, or a document not yet filed or reviewed: it waits in the filing
+    /// queue, and is never shown online until a clinician deals with it (R8).
+    pub fn awaits_filing(&self) -> bool {
+        matches!(
+            self.body,
+            EntryBody::TestResult { filing: Filing::Unfiled, .. }
+                | EntryBody::Document { filing: Filing::Unfiled, .. }
+                | EntryBody::Document { review: DocumentReview::Unreviewed, .. }
+        )
+    }
+
+    /// The same entry filed (and, for a document, reviewed).
+    pub fn filed(&self) -> EntryBody {
+        match &self.body {
+            EntryBody::TestResult { test, value, unit, range, abnormal, .. } => EntryBody::TestResult {
+                test: test.clone(),
+                value: value.clone(),
+                unit: unit.clone(),
+                range: range.clone(),
+                abnormal: *abnormal,
+                filing: Filing::Filed,
+            },
+            EntryBody::Document { title, summary, .. } => EntryBody::Document {
+                title: title.clone(),
+                summary: summary.clone(),
+                filing: Filing::Filed,
+                review: DocumentReview::Reviewed,
+            },
+            other => other.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

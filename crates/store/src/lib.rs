@@ -242,6 +242,11 @@ pub trait Store: Send + Sync + 'static {
     async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>>;
     async fn entries(&self, practice: PracticeId, patient: PatientId, query: EntryQuery) -> StoreResult<Vec<Entry>>;
     async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64>;
+    /// Results and documents waiting to be filed, oldest first, with their patients.
+    async fn filing_queue(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<(Entry, PatientListing)>>;
+    /// Files one entry: its filed body and its online visibility, with the audit event, in one
+    /// transaction. Fails (and changes nothing) if the entry is no longer waiting.
+    async fn file_entry(&self, practice: PracticeId, entry: &Entry, audit: &AuditRecord) -> StoreResult<()>;
     /// Sets the online visibility of entries (R11), all or none, each with its audit event, in one
     /// transaction. Every entry must belong to the practice.
     async fn set_entries_visibility(

@@ -15,6 +15,7 @@ pub struct Migration {
 pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "staff_sessions", sql: include_str!("../migrations/sqlite/0002_staff_sessions.sql") },
+    Migration { version: 3, name: "filing_queue", sql: include_str!("../migrations/sqlite/0003_filing_queue.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -24,6 +25,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "staff_sessions",
         sql: include_str!("../migrations/postgres/0002_staff_sessions.sql"),
     },
+    Migration { version: 3, name: "filing_queue", sql: include_str!("../migrations/postgres/0003_filing_queue.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

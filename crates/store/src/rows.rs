@@ -383,3 +383,19 @@ impl FactsFold {
         Ok(self.facts)
     }
 }
+
+/// A patient listing from a joined row whose patient id is aliased `p_id`.
+pub(crate) fn listing(r: &impl Cols) -> StoreResult<crate::PatientListing> {
+    Ok(crate::PatientListing {
+        id: PatientId::from_uuid(r.uuid("p_id")?),
+        nhs_number: parsed("nhs_number", r.text("nhs_number")?, |s| NhsNumber::parse(s).ok())?,
+        name: PersonName { title: r.opt_text("title")?, given: r.text("given_name")?, family: r.text("family_name")? },
+        date_of_birth: r.date("date_of_birth")?,
+        sex: parsed("sex", r.text("sex")?, Sex::parse)?,
+        address: PostalAddress {
+            lines: from_json("address_lines", &r.text("address_lines")?)?,
+            postcode: r.text("postcode")?,
+        },
+        date_of_death: r.opt_date("date_of_death")?,
+    })
+}

@@ -380,8 +380,8 @@ macro_rules! sql_store {
                 sqlx::query(
                     "INSERT INTO entry (practice_id, id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, \
                      origin, origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, \
-                     safeguarding, confidential) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                     safeguarding, confidential, awaiting_filing) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
                 )
                 .bind(practice.as_uuid())
                 .bind(e.id.as_uuid())
@@ -403,6 +403,7 @@ macro_rules! sql_store {
                 .bind(e.nopat)
                 .bind(e.safeguarding)
                 .bind(e.confidential)
+                .bind(e.awaits_filing())
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
@@ -926,6 +927,54 @@ macro_rules! sql_store {
                     .map_err(db)?
                     .try_get("n")
                     .map_err(db)
+            }
+
+            async fn filing_queue(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<(Entry, PatientListing)>> {
+                let columns: Vec<String> = ENTRY_COLUMNS.split(", ").map(|c| format!("e.{}", c.trim())).collect();
+                let sql = format!(
+                    "SELECT {}, p.id AS p_id, p.nhs_number, p.title, p.given_name, p.family_name, p.date_of_birth, p.sex, \
+                     p.address_lines, p.postcode, p.date_of_death \
+                     FROM entry e JOIN patient p ON p.practice_id = e.practice_id AND p.id = e.patient_id \
+                     WHERE e.practice_id = $1 AND e.awaiting_filing ORDER BY e.entered_at, e.id LIMIT $2",
+                    columns.join(", ")
+                );
+                sqlx::query(&sql)
+                    .bind(practice.as_uuid())
+                    .bind(i64::from(limit))
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| Ok((rows::entry(r)?, rows::listing(r)?)))
+                    .collect()
+            }
+
+            async fn file_entry(&self, practice: PracticeId, e: &Entry, audit: &AuditRecord) -> StoreResult<()> {
+                let (reason, note, by, at) = match &e.visibility {
+                    OnlineVisibility::Visible => (None, None, None, None),
+                    OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
+                };
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE entry SET body = $1, awaiting_filing = $2, hidden_reason = $3, hidden_note = $4, hidden_by = $5, \
+                     hidden_at = $6 WHERE practice_id = $7 AND id = $8 AND awaiting_filing",
+                )
+                .bind(json(&e.body)?)
+                .bind(e.awaits_filing())
+                .bind(reason)
+                .bind(note)
+                .bind(by)
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(e.id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("entry waiting to be filed"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
             }
 
             async fn set_entries_visibility(&self, practice: PracticeId, changes: &[(EntryId, OnlineVisibility, AuditRecord)]) -> StoreResult<()> {

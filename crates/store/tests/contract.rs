@@ -316,6 +316,54 @@ async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
     assert_eq!(verify(store, p.id).await, head.count + 1);
 }
 
+async fn results_and_documents_wait_in_the_filing_queue_until_filed(store: &dyn Store) {
+    let p = practice(store).await;
+    let pat = patient(&p, 40);
+    store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+    let mut result = consultation(&pat, t(2025, 3, 1), "");
+    result.body = EntryBody::TestResult {
+        test: "PSA".into(),
+        value: "9.1".into(),
+        unit: "ug/L".into(),
+        range: "<4".into(),
+        abnormal: true,
+        filing: Filing::Unfiled,
+    };
+    let mut letter = consultation(&pat, t(2025, 3, 2), "");
+    letter.body = EntryBody::Document {
+        title: "Clinic letter".into(),
+        summary: String::new(),
+        filing: Filing::Filed,
+        review: DocumentReview::Unreviewed,
+    };
+    let seen = consultation(&pat, t(2025, 3, 3), "Not for the queue");
+    store
+        .add_entries(p.id, &[result.clone(), letter.clone(), seen], &audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let queue = store.filing_queue(p.id, 50).await.unwrap();
+    assert_eq!(queue.iter().map(|(e, _)| e.id).collect::<Vec<_>>(), vec![result.id, letter.id]);
+    assert_eq!(queue[0].1.nhs_number, pat.nhs_number);
+    let other = practice(store).await;
+    assert!(store.filing_queue(other.id, 50).await.unwrap().is_empty());
+    // Filing hidden ("ask before release"): out of the queue, filed, and hidden, in one go.
+    let hidden = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::PotentiallyHarmful, "Discuss first", "Dr A", t(2025, 3, 4)).unwrap(),
+    );
+    let filed = Entry { body: result.filed(), visibility: hidden.clone(), ..result.clone() };
+    store.file_entry(p.id, &filed, &audit(Action::EntryFile, Some(pat.id))).await.unwrap();
+    let stored = store.entry(p.id, result.id).await.unwrap().unwrap();
+    assert_eq!((stored.body.clone(), stored.visibility.clone()), (filed.body.clone(), hidden));
+    assert_eq!(store.filing_queue(p.id, 50).await.unwrap().len(), 1);
+    // Filing twice fails and changes nothing.
+    let head = store.audit_head(p.id).await.unwrap();
+    assert!(matches!(
+        store.file_entry(p.id, &filed, &audit(Action::EntryFile, Some(pat.id))).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.audit_head(p.id).await.unwrap(), head);
+}
+
 async fn a_failed_write_leaves_the_database_as_it_was(store: &dyn Store) {
     let p = practice(store).await;
     let pat = patient(&p, 5);
@@ -658,6 +706,7 @@ contract!(
         entries_page_newest_first_by_section_and_cursor,
         hiding_an_entry_is_atomic_with_its_audit_event,
         a_failed_write_leaves_the_database_as_it_was,
+        results_and_documents_wait_in_the_filing_queue_until_filed,
         access_facts_hold_settings_grants_and_104_codes,
         accounts_and_proxy_links_round_trip,
         staff_and_tokens_round_trip,

@@ -367,7 +367,16 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let entry = consultation(&pat, time(2024, 3, 3), "An entry");
+    // An unfiled result: every route that takes an entry can act on it, the filing pages too.
+    let mut entry = consultation(&pat, time(2024, 3, 3), "");
+    entry.body = caldicott_core::entry::EntryBody::TestResult {
+        test: "HbA1c".into(),
+        value: "48".into(),
+        unit: "mmol/mol".into(),
+        range: "20-41".into(),
+        abnormal: true,
+        filing: caldicott_core::entry::Filing::Unfiled,
+    };
     app.store
         .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
@@ -405,6 +414,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("default_level", "full"),
                         ("proxy_review_age", "11"),
                         ("action", "opt_out"),
+                        ("release", "visible"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
