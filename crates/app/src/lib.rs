@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 pub use audit_log::AuditWriter;
+pub use caldicott_store::PatientListing;
 
 /// Everything a use case can fail with. The web layer maps these to HTTP statuses in one place.
 #[derive(Debug, thiserror::Error)]

@@ -201,6 +201,14 @@ pub trait Store: Send + Sync + 'static {
         nhs: &caldicott_core::NhsNumber,
     ) -> StoreResult<Option<Patient>>;
     async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64>;
+    /// The patients whose records a member of staff opened most recently, newest first (from
+    /// the audit log).
+    async fn recently_viewed(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        limit: u32,
+    ) -> StoreResult<Vec<PatientListing>>;
     /// Patients of the practice matching every criterion, by name then date of birth.
     async fn search_patients(
         &self,

@@ -759,6 +759,38 @@ macro_rules! sql_store {
                     .map_err(db)
             }
 
+            async fn recently_viewed(&self, practice: PracticeId, staff: StaffId, limit: u32) -> StoreResult<Vec<PatientListing>> {
+                let ids: Vec<Uuid> = sqlx::query(
+                    "SELECT patient_id, MAX(seq) AS last FROM audit_event \
+                     WHERE practice_id = $1 AND actor_id = $2 AND action = 'record.view_staff' AND outcome = 'success' \
+                     AND patient_id IS NOT NULL GROUP BY patient_id ORDER BY last DESC LIMIT $3",
+                )
+                .bind(practice.as_uuid())
+                .bind(staff.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>("patient_id").ok().and_then(|s| Uuid::try_parse(&s).ok()))
+                .collect();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT p.id AS p_id, p.* FROM patient p WHERE p.practice_id = $1 AND p.id IN ({})",
+                    placeholders(2, ids.len())
+                );
+                let mut q = sqlx::query(&sql).bind(practice.as_uuid());
+                for id in &ids {
+                    q = q.bind(*id);
+                }
+                let found: Vec<PatientListing> =
+                    q.fetch_all(self.read()).await.map_err(db)?.iter().map(rows::listing).collect::<StoreResult<_>>()?;
+                // In the order they were viewed.
+                Ok(ids.iter().filter_map(|id| found.iter().find(|p| p.id.as_uuid() == *id).cloned()).collect())
+            }
+
             async fn search_patients(&self, practice: PracticeId, q: &PatientSearch, limit: u32) -> StoreResult<Vec<PatientListing>> {
                 let mut sql = String::from("SELECT * FROM patient WHERE practice_id = $1");
                 let mut n = 2;

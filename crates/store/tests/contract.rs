@@ -217,6 +217,27 @@ async fn patient_search_matches_every_criterion_within_the_practice(store: &dyn 
         .is_empty());
 }
 
+async fn recently_viewed_patients_come_from_the_audit_log(store: &dyn Store) {
+    let p = practice(store).await;
+    let (a, b) = (patient(&p, 50), patient(&p, 51));
+    for x in [&a, &b] {
+        store.create_patient(p.id, x, &audit(Action::PatientCreate, Some(x.id))).await.unwrap();
+    }
+    let me = StaffId::from_uuid(id());
+    let view = |patient: PatientId, by: StaffId| {
+        let mut r = audit(Action::RecordViewStaff, Some(patient));
+        r.actor.id = by.to_string();
+        (p.id, r)
+    };
+    let someone_else = StaffId::from_uuid(id());
+    store.append_audit(&[view(a.id, me), view(b.id, me), view(a.id, me), view(b.id, someone_else)]).await.unwrap();
+    let recent: Vec<PatientId> = store.recently_viewed(p.id, me, 10).await.unwrap().into_iter().map(|l| l.id).collect();
+    assert_eq!(recent, vec![a.id, b.id], "newest first, each once");
+    assert_eq!(store.recently_viewed(p.id, me, 1).await.unwrap().len(), 1);
+    let other = practice(store).await;
+    assert!(store.recently_viewed(other.id, me, 10).await.unwrap().is_empty());
+}
+
 async fn entries_page_newest_first_by_section_and_cursor(store: &dyn Store) {
     let p = practice(store).await;
     let pat = patient(&p, 3);
@@ -703,6 +724,7 @@ contract!(
         practices_round_trip_and_start_an_audit_chain,
         patients_round_trip_and_stay_within_their_practice,
         patient_search_matches_every_criterion_within_the_practice,
+        recently_viewed_patients_come_from_the_audit_log,
         entries_page_newest_first_by_section_and_cursor,
         hiding_an_entry_is_atomic_with_its_audit_event,
         a_failed_write_leaves_the_database_as_it_was,

@@ -406,12 +406,25 @@ struct HomePage {
     q: String,
     searched: bool,
     results: Vec<Listing>,
+    recent: Vec<Listing>,
     errors: Vec<FieldError>,
 }
 
 impl Errors for HomePage {
     fn errors(&self) -> &[FieldError] {
         &self.errors
+    }
+}
+
+fn listing(p: caldicott_app::PatientListing, today: NaiveDate) -> Listing {
+    Listing {
+        name: p.name.banner(),
+        nhs_number: p.nhs_number.to_string(),
+        nhs_digits: p.nhs_number.as_str().to_owned(),
+        date_of_birth: long_date(p.date_of_birth),
+        age: age_text(p.date_of_birth, today),
+        address: p.address.to_string(),
+        deceased: p.date_of_death.is_some(),
     }
 }
 
@@ -431,30 +444,29 @@ fn age_text(dob: NaiveDate, today: NaiveDate) -> String {
 
 async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
     let text = q.get("q").cloned().unwrap_or_default();
+    let today = app.now().date_naive();
+    let listing = |p| listing(p, today);
+    let recent = if q.contains_key("q") {
+        Vec::new()
+    } else {
+        match app.recently_viewed(&me.who).await {
+            Ok(r) => r.into_iter().map(listing).collect(),
+            Err(e) => return page_error(Some((&me).into()), e),
+        }
+    };
     let mut page = HomePage {
         chrome: Some((&me).into()),
         q: text.clone(),
         searched: false,
         results: Vec::new(),
+        recent,
         errors: Vec::new(),
     };
     if q.contains_key("q") {
         match app.search_patients(&me.who, &text).await {
             Ok((_, found)) => {
-                let today = app.now().date_naive();
                 page.searched = true;
-                page.results = found
-                    .into_iter()
-                    .map(|p| Listing {
-                        name: p.name.banner(),
-                        nhs_number: p.nhs_number.to_string(),
-                        nhs_digits: p.nhs_number.as_str().to_owned(),
-                        date_of_birth: long_date(p.date_of_birth),
-                        age: age_text(p.date_of_birth, today),
-                        address: p.address.to_string(),
-                        deceased: p.date_of_death.is_some(),
-                    })
-                    .collect();
+                page.results = found.into_iter().map(listing).collect();
             }
             Err(AppError::BadRequest(m)) => {
                 page.errors.push(FieldError { field: "q", message: m });

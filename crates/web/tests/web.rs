@@ -260,6 +260,10 @@ async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     assert_eq!(rec.status, StatusCode::OK);
     assert!(rec.body.contains("Seen for a cough") && rec.body.contains("ZZSECRET"), "staff see every entry");
     assert!(rec.body.contains("Third-party information (R8)"), "{}", rec.body);
+    let home = b.get("/").await;
+    assert!(
+        home.body.contains("Recently viewed") && home.body.contains(&format!("/patients/{}", pat.nhs_number.as_str()))
+    );
     let online = b.get(&format!("/patients/{}/online", pat.nhs_number.as_str())).await;
     assert_eq!(online.status, StatusCode::OK);
     assert!(online.body.contains("Seen for a cough"));
