@@ -179,6 +179,22 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   await page.getByRole('cell', { name: 'The whole record (historic access)' }).waitFor()
   await page.getByRole('link', { name: 'Back to the record' }).click()
 
+  // Record a consultation with a code from the list, hidden online because it names a relative.
+  await page.getByRole('link', { name: 'Record a consultation' }).click()
+  await page.getByRole('heading', { name: 'Record a consultation' }).waitFor()
+  await check(page, 'consultation-form')
+  await page.getByLabel('What happened').fill('Daughter worried about memory; discussed her own diagnosis.')
+  await page.getByRole('checkbox', { name: 'Visible online' }).uncheck()
+  await page.getByRole('button', { name: 'Save', exact: true }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'consultation-errors')
+  await page.getByLabel('Third-party information').check()
+  await page.getByLabel('If not visible online: note explaining the decision').fill("Mentions the daughter's diagnosis")
+  await page.locator('#code_0-pick').selectOption('75367002')
+  await page.getByRole('button', { name: 'Save', exact: true }).click()
+  await page.waitForURL(`${base}/patients/${longRecord}`)
+  assert.match(await page.textContent('tbody tr:first-child'), /Third-party information \(R8\)/)
+
   // The filing queue: file Arthur's potassium result hidden until it is discussed.
   await page.getByRole('link', { name: 'Filing' }).click()
   await page.getByRole('heading', { name: 'Filing' }).waitFor()

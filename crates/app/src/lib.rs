@@ -5,6 +5,7 @@
 pub mod access_panel;
 pub mod audit_log;
 pub mod auth;
+pub mod consultation;
 pub mod demo;
 mod demo_data;
 pub mod filing;

@@ -17,6 +17,7 @@ pub struct SettingsInput {
     pub paused: bool,
     pub default_level: String,
     pub proxy_review_age: String,
+    pub visible_online_by_default: bool,
 }
 
 /// A problem with one field, for the form's error summary.
@@ -90,6 +91,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             paused: input.paused,
             default_level,
             proxy_review_age,
+            visible_online_by_default: input.visible_online_by_default,
         })
     } else {
         Err(problems)
@@ -98,11 +100,12 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
-        "switch_on={} paused={} default_level={} proxy_review_age={}",
+        "switch_on={} paused={} default_level={} proxy_review_age={} visible_online_by_default={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
         s.default_level.as_str(),
-        s.proxy_review_age.years()
+        s.proxy_review_age.years(),
+        s.visible_online_by_default
     )
 }
 
@@ -154,6 +157,7 @@ mod tests {
             paused: false,
             default_level: level.into(),
             proxy_review_age: age.into(),
+            visible_online_by_default: true,
         }
     }
 

@@ -588,6 +588,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         paused: true,
         default_level: "full".into(),
         proxy_review_age: "12".into(),
+        visible_online_by_default: true,
     };
     assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
     let saved = app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
@@ -725,6 +726,72 @@ async fn clinicians_file_results_visible_or_hidden(t: &TestStore) {
     assert!(matches!(app.item_to_file(&other.clinician, letter.id).await, Err(AppError::NotFound(_))));
 }
 
+async fn clinicians_record_consultations_with_codes(t: &TestStore) {
+    // R2, R8, R11
+    use caldicott_app::consultation::NewConsultation;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let who = tp.clinician.clone();
+    let seen = |app: App| {
+        let who = who.clone();
+        async move { app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap().entries }
+    };
+    let (_, visible_default) = app.consultation_form(&tp.clinician, nhs).await.unwrap();
+    assert!(visible_default, "practice policy: visible by default");
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let visit = NewConsultation {
+        text: "Blood pressure review.".into(),
+        visible_online: true,
+        codes: vec![("75367002".into(), String::new())],
+        ..Default::default()
+    };
+    assert!(matches!(app.add_consultation(&reception, nhs, &visit).await, Err(AppError::Forbidden(_))));
+    assert_eq!(app.add_consultation(&tp.clinician, nhs, &visit).await.unwrap().unwrap(), 2);
+    let view = seen(app.clone()).await;
+    assert_eq!(view.len(), 2);
+    assert!(
+        view.iter().any(|e| e.code.as_ref().is_some_and(|c| c.term == "Blood pressure")),
+        "the picklist term is filled in"
+    );
+    // A draft is never online.
+    let draft = NewConsultation {
+        text: "Thinking about referral.".into(),
+        draft: true,
+        visible_online: true,
+        ..Default::default()
+    };
+    app.add_consultation(&tp.clinician, nhs, &draft).await.unwrap().unwrap();
+    assert_eq!(seen(app.clone()).await.len(), 2);
+    // Unticking "visible online" needs a reason and a note; nothing is written without them.
+    let count = app.store.entry_count(tp.practice.id, pat.id).await.unwrap();
+    let hidden =
+        NewConsultation { text: "Discussed a relative's illness.".into(), visible_online: false, ..Default::default() };
+    let problems = app.add_consultation(&tp.clinician, nhs, &hidden).await.unwrap().unwrap_err();
+    assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), vec!["reason"]);
+    let no_note = NewConsultation { hidden_reason: Some(HiddenReason::ThirdParty), ..hidden.clone() };
+    assert_eq!(app.add_consultation(&tp.clinician, nhs, &no_note).await.unwrap().unwrap_err()[0].field, "note");
+    let bad_code = NewConsultation {
+        codes: vec![("12ab".into(), "x".into()), ("123456789".into(), String::new())],
+        ..visit.clone()
+    };
+    let problems = app.add_consultation(&tp.clinician, nhs, &bad_code).await.unwrap().unwrap_err();
+    assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), vec!["code_0", "code_1"]);
+    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), count);
+    let ok = NewConsultation { note: "Names a relative".into(), ..no_note };
+    app.add_consultation(&tp.clinician, nhs, &ok).await.unwrap().unwrap();
+    assert_eq!(seen(app.clone()).await.len(), 2, "hidden online");
+    // A 104 from the picklist withholds automatic access (R2).
+    let review = NewConsultation {
+        codes: vec![(caldicott_core::snomed::ENHANCED_REVIEW_INDICATED.into(), String::new())],
+        visible_online: true,
+        ..Default::default()
+    };
+    app.add_consultation(&tp.clinician, nhs, &review).await.unwrap().unwrap();
+    assert!(seen(app.clone()).await.is_empty());
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -749,6 +816,7 @@ both!(
     the_practice_manager_changes_online_services_settings,
     staff_grant_and_remove_access_by_hand,
     clinicians_file_results_visible_or_hidden,
+    clinicians_record_consultations_with_codes,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,8 @@ pub struct OnlineServicesSettings {
     pub default_level: AccessLevel,
     /// When a child's proxy links are suspended for review (R16, D7).
     pub proxy_review_age: ProxyReviewAge,
+    /// Whether a new entry's "visible online" box starts ticked.
+    pub visible_online_by_default: bool,
 }
 
 impl Default for OnlineServicesSettings {
@@ -128,6 +130,7 @@ impl Default for OnlineServicesSettings {
             paused: false,
             default_level: AccessLevel::Full,
             proxy_review_age: ProxyReviewAge::default(),
+            visible_online_by_default: true,
         }
     }
 }

@@ -16,6 +16,11 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "staff_sessions", sql: include_str!("../migrations/sqlite/0002_staff_sessions.sql") },
     Migration { version: 3, name: "filing_queue", sql: include_str!("../migrations/sqlite/0003_filing_queue.sql") },
+    Migration {
+        version: 4,
+        name: "visible_online_default",
+        sql: include_str!("../migrations/sqlite/0004_visible_online_default.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -26,6 +31,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0002_staff_sessions.sql"),
     },
     Migration { version: 3, name: "filing_queue", sql: include_str!("../migrations/postgres/0003_filing_queue.sql") },
+    Migration {
+        version: 4,
+        name: "visible_online_default",
+        sql: include_str!("../migrations/postgres/0004_visible_online_default.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -167,6 +167,7 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
                 .ok()
                 .and_then(|a| ProxyReviewAge::new(a).ok())
                 .ok_or_else(|| corrupt("proxy_review_age", &age.to_string()))?,
+            visible_online_by_default: r.opt_bool("visible_online_by_default")?.unwrap_or(true),
         },
     })
 }

@@ -484,7 +484,8 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO practice (id, ods_code, name, telephone, address_lines, postcode, switch_on, paused, \
-                     default_level, proxy_review_age, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     default_level, proxy_review_age, created_at, visible_online_by_default) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(p.id.as_uuid())
                 .bind(p.ods_code.as_str())
@@ -497,6 +498,7 @@ macro_rules! sql_store {
                 .bind(p.online.default_level.as_str())
                 .bind(i32::from(p.online.proxy_review_age.years()))
                 .bind(Utc::now())
+                .bind(p.online.visible_online_by_default)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match db(e) {
@@ -541,12 +543,14 @@ macro_rules! sql_store {
             async fn set_online_services(&self, practice: PracticeId, s: &OnlineServicesSettings, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
-                    "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4 WHERE id = $5",
+                    "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4, \
+                     visible_online_by_default = $5 WHERE id = $6",
                 )
                 .bind(s.prospective_switch_on)
                 .bind(s.paused)
                 .bind(s.default_level.as_str())
                 .bind(i32::from(s.proxy_review_age.years()))
+                .bind(s.visible_online_by_default)
                 .bind(practice.as_uuid())
                 .execute(&mut *tx)
                 .await

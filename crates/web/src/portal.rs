@@ -42,6 +42,8 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
         .route("/patients/{nhs_number}/audit", get(trail))
         .route("/settings", get(settings_page).post(save_settings))
+        .route("/patients/{nhs_number}/consultations/new", get(consultation_page))
+        .route("/patients/{nhs_number}/consultations", axum::routing::post(add_consultation))
         .route("/filing", get(filing_queue))
         .route("/filing/{entry}", get(file_page).post(file_item))
         .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
@@ -1136,6 +1138,7 @@ struct SettingsPage {
     paused: bool,
     level: String,
     age: String,
+    visible_by_default: bool,
     levels: Vec<(&'static str, &'static str)>,
     errors: Vec<FieldError>,
 }
@@ -1165,6 +1168,7 @@ fn settings_page_for(
         paused: input.paused,
         level: input.default_level.clone(),
         age: input.proxy_review_age.clone(),
+        visible_by_default: input.visible_online_by_default,
         levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
             .into_iter()
             .map(|l| (l.as_str(), l.display()))
@@ -1183,6 +1187,7 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         paused: p.online.paused,
         default_level: p.online.default_level.as_str().to_owned(),
         proxy_review_age: p.online.proxy_review_age.years().to_string(),
+        visible_online_by_default: p.online.visible_online_by_default,
     }
 }
 
@@ -1213,6 +1218,8 @@ struct SettingsForm {
     default_level: String,
     #[serde(default)]
     proxy_review_age: String,
+    #[serde(default)]
+    visible_online_by_default: Option<String>,
 }
 
 async fn save_settings(
@@ -1231,6 +1238,7 @@ async fn save_settings(
         paused: f.paused.is_some(),
         default_level: f.default_level,
         proxy_review_age: f.proxy_review_age,
+        visible_online_by_default: f.visible_online_by_default.is_some(),
     };
     match app.change_practice_settings(&me.who, &input).await {
         Ok(Ok(_)) => Redirect::to("/settings?saved").into_response(),
@@ -1551,6 +1559,177 @@ async fn file_item(
         Ok(()) => Redirect::to("/filing").into_response(),
         Err(AppError::BadRequest(m)) => {
             file_form(&app, &me, &entry, f.release, f.note, vec![FieldError { field: "note", message: m }]).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Recording a consultation ------------------------------------------------------------------
+
+pub struct CodeRow {
+    pub number: usize,
+    pub field: &'static str,
+    pub pick: String,
+    pub concept: String,
+    pub term: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "consultation.html")]
+struct ConsultationPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    patient: String,
+    nhs_digits: String,
+    text: String,
+    code_rows: Vec<CodeRow>,
+    picklist: &'static [(&'static str, &'static str)],
+    visible: bool,
+    reasons: Vec<(&'static str, &'static str)>,
+    reason: String,
+    note: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for ConsultationPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ConsultationForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    visible_online: Option<String>,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    pick_1: String,
+    #[serde(default)]
+    concept_1: String,
+    #[serde(default)]
+    term_1: String,
+    #[serde(default)]
+    pick_2: String,
+    #[serde(default)]
+    concept_2: String,
+    #[serde(default)]
+    term_2: String,
+    #[serde(default)]
+    pick_3: String,
+    #[serde(default)]
+    concept_3: String,
+    #[serde(default)]
+    term_3: String,
+}
+
+impl ConsultationForm {
+    fn rows(&self) -> [(&String, &String, &String); 3] {
+        [
+            (&self.pick_1, &self.concept_1, &self.term_1),
+            (&self.pick_2, &self.concept_2, &self.term_2),
+            (&self.pick_3, &self.concept_3, &self.term_3),
+        ]
+    }
+}
+
+async fn consultation_form(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    f: Option<&ConsultationForm>,
+    errors: Vec<FieldError>,
+) -> Response {
+    let chrome = || Some(Chrome::from(me));
+    let (patient, visible_default) = match app.consultation_form(&me.who, nhs).await {
+        Ok(x) => x,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let empty = ConsultationForm::default();
+    let form = f.unwrap_or(&empty);
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let code_rows = form
+        .rows()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (pick, concept, term))| CodeRow {
+            number: i + 1,
+            field: ["code_0", "code_1", "code_2"][i],
+            pick: pick.clone(),
+            concept: concept.clone(),
+            term: term.clone(),
+        })
+        .collect();
+    (
+        status,
+        ConsultationPage {
+            chrome: chrome(),
+            csrf: me.csrf_token.clone(),
+            patient: format!("{} ({})", patient.name.banner(), patient.nhs_number),
+            nhs_digits: patient.nhs_number.as_str().to_owned(),
+            text: form.text.clone(),
+            code_rows,
+            picklist: caldicott_core::snomed::PICKLIST,
+            visible: if f.is_some() { form.visible_online.is_some() } else { visible_default },
+            reasons: REASONS.iter().map(|r| (r.as_str(), r.display())).collect(),
+            reason: form.reason.clone(),
+            note: form.note.clone(),
+            errors,
+        },
+    )
+        .into_response()
+}
+
+async fn consultation_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+    consultation_form(&app, &me, &nhs, None, Vec::new()).await
+}
+
+async fn add_consultation(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<ConsultationForm>, FormRejection>,
+) -> Response {
+    use caldicott_app::consultation::NewConsultation;
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let input =
+        NewConsultation {
+            text: f.text.clone(),
+            draft: f.status == "draft",
+            codes: f
+                .rows()
+                .into_iter()
+                .map(|(pick, concept, term)| {
+                    if concept.trim().is_empty() {
+                        (pick.clone(), term.clone())
+                    } else {
+                        (concept.clone(), term.clone())
+                    }
+                })
+                .collect(),
+            visible_online: f.visible_online.is_some(),
+            hidden_reason: caldicott_core::entry::HiddenReason::parse(&f.reason).filter(|r| REASONS.contains(r)),
+            note: f.note.clone(),
+        };
+    match app.add_consultation(&me.who, &nhs, &input).await {
+        Ok(Ok(_)) => match caldicott_app::record::parse_nhs_number(&nhs) {
+            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
+            Err(e) => page_error(Some((&me).into()), e),
+        },
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            consultation_form(&app, &me, &nhs, Some(&f), errors).await
         }
         Err(e) => page_error(Some((&me).into()), e),
     }

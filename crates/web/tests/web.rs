@@ -419,6 +419,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("proxy_review_age", "11"),
                         ("action", "opt_out"),
                         ("release", "visible"),
+                        ("text", "Seen today"),
+                        ("status", "final"),
+                        ("visible_online", "yes"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;

@@ -1,0 +1,166 @@
+//! Recording a consultation: free text and coded entries written together, final or draft, with
+//! one online-visibility decision for all of them. Drafts are never shown online (R8); hiding
+//! needs a reason and a note (R11).
+
+use crate::settings::FieldProblem;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use caldicott_core::entry::{
+    Author, ConsultationStatus, Entry, EntryBody, HiddenReason, OnlineVisibility, Origin, Redaction,
+};
+use caldicott_core::ids::*;
+use caldicott_core::patient::Patient;
+use caldicott_core::snomed::{picklist_term, Coding, ConceptId};
+use caldicott_core::staff::Role;
+
+pub const MAX_TEXT: usize = 20_000;
+
+/// The consultation form as typed.
+#[derive(Debug, Clone, Default)]
+pub struct NewConsultation {
+    pub text: String,
+    pub draft: bool,
+    /// (concept id, term) pairs; a picklist concept needs no term.
+    pub codes: Vec<(String, String)>,
+    pub visible_online: bool,
+    pub hidden_reason: Option<HiddenReason>,
+    pub note: String,
+}
+
+fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Clinician {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only clinicians record consultations".into()))
+    }
+}
+
+impl App {
+    /// The patient, and whether the "visible online" box starts ticked (practice policy).
+    pub async fn consultation_form(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<(Patient, bool)> {
+        require_clinician(who)?;
+        let nhs = crate::record::parse_nhs_number(nhs)?;
+        let patient = self
+            .store
+            .patient_by_nhs_number(who.practice, &nhs)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        Ok((patient, practice.online.visible_online_by_default))
+    }
+
+    /// Records the consultation, or says what is wrong with the form (nothing is written then).
+    pub async fn add_consultation(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        c: &NewConsultation,
+    ) -> AppResult<Result<usize, Vec<FieldProblem>>> {
+        let (patient, _) = self.consultation_form(who, nhs).await?;
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let mut problems = Vec::new();
+        let text = c.text.trim();
+        let mut codes = Vec::new();
+        for (i, (concept, term)) in c.codes.iter().enumerate() {
+            let (concept, term) = (concept.trim(), term.trim());
+            if concept.is_empty() && term.is_empty() {
+                continue;
+            }
+            let field = ["code_0", "code_1", "code_2"].get(i).copied().unwrap_or("code_0");
+            match ConceptId::parse(concept) {
+                Err(e) => problems.push(FieldProblem { field, message: e.to_string() }),
+                Ok(id) => {
+                    let term = if term.is_empty() {
+                        picklist_term(id.as_str()).unwrap_or("").to_owned()
+                    } else {
+                        term.to_owned()
+                    };
+                    if term.is_empty() {
+                        problems.push(FieldProblem { field, message: format!("Enter the term for concept {id}") });
+                    } else {
+                        codes.push(Coding { concept: id, term });
+                    }
+                }
+            }
+        }
+        if text.is_empty() && codes.is_empty() && problems.is_empty() {
+            problems.push(FieldProblem { field: "text", message: "Enter what happened, or add a code".into() });
+        }
+        if text.chars().count() > MAX_TEXT {
+            problems.push(FieldProblem {
+                field: "text",
+                message: format!("The text is longer than {MAX_TEXT} characters"),
+            });
+        }
+        let visibility = if c.visible_online {
+            OnlineVisibility::Visible
+        } else {
+            match c.hidden_reason {
+                None => {
+                    problems.push(FieldProblem { field: "reason", message: "Choose why it is hidden online".into() });
+                    OnlineVisibility::Visible
+                }
+                Some(reason) => match Redaction::new(reason, &c.note, &who.name, now) {
+                    Ok(r) => OnlineVisibility::Hidden(r),
+                    Err(e) => {
+                        problems.push(FieldProblem { field: "note", message: e.to_string() });
+                        OnlineVisibility::Visible
+                    }
+                },
+            }
+        };
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        let author = Author { staff: Some(who.staff), name: who.name.clone() };
+        let base = Entry {
+            id: EntryId::from_uuid(new_id()),
+            patient: patient.id,
+            event_date: now.date_naive(),
+            entered_at: now,
+            author,
+            origin: Origin::Native,
+            code: None,
+            body: EntryBody::Coded { value: None },
+            visibility,
+            nopat: false,
+            safeguarding: false,
+            confidential: false,
+        };
+        let status = if c.draft { ConsultationStatus::Draft } else { ConsultationStatus::Final };
+        let mut entries = Vec::new();
+        if !text.is_empty() {
+            entries.push(Entry { body: EntryBody::Consultation { text: text.to_owned(), status }, ..base.clone() });
+        }
+        for code in codes {
+            entries.push(Entry { id: EntryId::from_uuid(new_id()), code: Some(code), ..base.clone() });
+        }
+        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            now,
+            who.actor(),
+            Some(patient.id),
+            Action::EntryCreate,
+            format!("entry/{}", ids.join(" entry/")),
+            Outcome::Success,
+            format!(
+                "consultation status={} codes={} online={}",
+                if c.draft { "draft" } else { "final" },
+                entries
+                    .iter()
+                    .filter(|e| e.code.is_some())
+                    .map(|e| e.code.as_ref().map_or("", |c| c.concept.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                if c.visible_online {
+                    "visible".to_owned()
+                } else {
+                    format!("hidden:{}", c.hidden_reason.map_or("", |r| r.as_str()))
+                }
+            ),
+        );
+        self.store.add_entries(who.practice, &entries, &audit).await?;
+        Ok(Ok(entries.len()))
+    }
+}
