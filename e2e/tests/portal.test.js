@@ -253,6 +253,28 @@ test('the practice manager pauses automatic access and every page says so', asyn
   assert.equal(await page.getByText('Automatic online access is paused').count(), 0)
 })
 
+test('an administrator adds a staff account', async () => {
+  const page = await newPage()
+  await signIn(page, 's.lee')
+  await page.getByRole('link', { name: 'Staff accounts' }).click()
+  await page.getByRole('heading', { name: 'Staff accounts' }).waitFor()
+  await check(page, 'staff-accounts')
+  await page.getByLabel('Name', { exact: true }).fill('Alex Rivers')
+  await page.getByLabel('Username').fill('a.rivers')
+  await page.getByLabel('Practice manager').check()
+  await page.getByLabel('First password').fill('short')
+  await page.getByRole('button', { name: 'Add account' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'staff-accounts-error')
+  await page.getByLabel('First password').fill('a long first password')
+  await page.getByRole('button', { name: 'Add account' }).click()
+  await page.getByText('Account a.rivers added for Alex Rivers.').waitFor()
+  assert.match(await page.textContent('tbody'), /Alex Rivers[\s\S]*authenticator not set up yet/)
+  // Administrators do not open records.
+  await page.goto(`${base}/patients/${longRecord}`)
+  assert.match(await page.textContent('main'), /cannot/)
+})
+
 test('a wrong password shows the error summary and signs no one in', async () => {
   const page = await newPage()
   await page.goto(`${base}/sign-in`)

@@ -16,6 +16,7 @@ pub mod search;
 pub mod session;
 pub mod settings;
 pub mod setup;
+pub mod staff_admin;
 pub mod trail;
 
 use caldicott_core::audit::{Actor, ActorKind};

@@ -792,6 +792,50 @@ async fn clinicians_record_consultations_with_codes(t: &TestStore) {
     assert!(seen(app.clone()).await.is_empty());
 }
 
+async fn administrators_manage_staff_accounts(t: &TestStore) {
+    use caldicott_app::staff_admin::AccountChange;
+    use caldicott_core::staff::Role;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    assert!(matches!(app.staff_accounts(&tp.clinician).await, Err(AppError::Forbidden(_))));
+    assert_eq!(app.staff_accounts(&admin).await.unwrap().len(), 4);
+    let new =
+        app.add_staff_account(&admin, "a.nurse", "Alex Nurse", Role::Clinician, "a long first password").await.unwrap();
+    assert!(matches!(
+        app.add_staff_account(&admin, "a.nurse", "Again", Role::Clinician, "a long first password").await,
+        Err(AppError::Conflict(_))
+    ));
+    assert!(matches!(
+        app.add_staff_account(&admin, "b.nurse", "Short", Role::Clinician, "short").await,
+        Err(AppError::BadRequest(_))
+    ));
+    // Deactivating signs the member out at once: their token stops working.
+    assert!(auth::authenticate(&app, &tp.clinician_token).await.is_ok());
+    app.change_staff_account(&admin, tp.clinician.staff, AccountChange::Deactivate).await.unwrap();
+    assert!(matches!(auth::authenticate(&app, &tp.clinician_token).await, Err(AppError::Unauthenticated(_))));
+    app.change_staff_account(&admin, tp.clinician.staff, AccountChange::Reactivate).await.unwrap();
+    assert!(auth::authenticate(&app, &tp.clinician_token).await.is_ok());
+    assert!(matches!(
+        app.change_staff_account(&admin, admin.staff, AccountChange::Deactivate).await,
+        Err(AppError::BadRequest(_))
+    ));
+    // A locked-out member can be unlocked by resetting their second factor.
+    let ods = Some(tp.practice.ods_code.as_str());
+    for _ in 0..5 {
+        let _ = app.sign_in(ods, "a.nurse", "wrong").await;
+    }
+    assert!(matches!(app.sign_in(ods, "a.nurse", "a long first password").await, Err(AppError::Forbidden(_))));
+    app.change_staff_account(&admin, new.id, AccountChange::ResetSecondFactor).await.unwrap();
+    assert!(app.sign_in(ods, "a.nurse", "a long first password").await.is_ok());
+    let other = fixtures::practice(&app).await.unwrap();
+    let other_admin = auth::authenticate(&app, &other.admin_token).await.unwrap();
+    assert!(matches!(
+        app.change_staff_account(&other_admin, new.id, AccountChange::Deactivate).await,
+        Err(AppError::NotFound(_))
+    ));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -817,6 +861,7 @@ both!(
     staff_grant_and_remove_access_by_hand,
     clinicians_file_results_visible_or_hidden,
     clinicians_record_consultations_with_codes,
+    administrators_manage_staff_accounts,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

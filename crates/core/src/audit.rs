@@ -131,6 +131,7 @@ pub enum Action {
     AuditView,
     EntryFile,
     FilingQueueView,
+    StaffUpdate,
 }
 
 impl Action {
@@ -161,6 +162,7 @@ impl Action {
             Self::AuditView => "record.view_audit",
             Self::EntryFile => "entry.file",
             Self::FilingQueueView => "filing.view_queue",
+            Self::StaffUpdate => "staff.update",
         }
     }
 }

@@ -157,6 +157,16 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
+    /// Activates or deactivates an account; a deactivated member's sessions and tokens stop
+    /// working at once (they are checked on every request).
+    async fn set_staff_active(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        active: bool,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+
     // --- Staff sign-in and sessions --------------------------------------------------------
     /// Records a member of staff's TOTP secret, failure count and lock, with its audit event.
     async fn set_sign_in_state(

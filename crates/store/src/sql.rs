@@ -663,6 +663,22 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn set_staff_active(&self, practice: PracticeId, staff: StaffId, active: bool, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE staff SET active = $1 WHERE practice_id = $2 AND id = $3")
+                    .bind(active)
+                    .bind(practice.as_uuid())
+                    .bind(staff.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("staff member"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn set_sign_in_state(&self, practice: PracticeId, staff: StaffId, st: &SignInState, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(

@@ -44,6 +44,8 @@ pub fn routes() -> Router<App> {
         .route("/settings", get(settings_page).post(save_settings))
         .route("/patients/{nhs_number}/consultations/new", get(consultation_page))
         .route("/patients/{nhs_number}/consultations", axum::routing::post(add_consultation))
+        .route("/staff", get(staff_page).post(add_staff))
+        .route("/staff/{staff}", axum::routing::post(change_staff))
         .route("/filing", get(filing_queue))
         .route("/filing/{entry}", get(file_page).post(file_item))
         .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
@@ -113,6 +115,8 @@ pub struct Chrome {
     pub manager: bool,
     /// Clinicians see the filing link.
     pub clinician: bool,
+    /// Administrators see the staff accounts link.
+    pub admin: bool,
 }
 
 impl From<&SignedIn> for Chrome {
@@ -125,6 +129,7 @@ impl From<&SignedIn> for Chrome {
             paused: s.practice_paused,
             manager: s.who.role == caldicott_core::staff::Role::PracticeManager,
             clinician: s.who.role == caldicott_core::staff::Role::Clinician,
+            admin: s.who.role == caldicott_core::staff::Role::Administrator,
         }
     }
 }
@@ -1731,6 +1736,180 @@ async fn add_consultation(
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             consultation_form(&app, &me, &nhs, Some(&f), errors).await
         }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Staff accounts ---------------------------------------------------------------------------
+
+pub struct MemberRow {
+    pub id: String,
+    pub name: String,
+    pub username: String,
+    pub role: &'static str,
+    pub status: String,
+    pub active: bool,
+    pub me: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "staff.html")]
+struct StaffPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    notice: Option<String>,
+    members: Vec<MemberRow>,
+    roles: Vec<(&'static str, &'static str)>,
+    name: String,
+    username: String,
+    role: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for StaffPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn staff_form(
+    app: &App,
+    me: &SignedIn,
+    notice: Option<String>,
+    f: Option<&StaffForm>,
+    errors: Vec<FieldError>,
+) -> Response {
+    let members = match app.staff_accounts(&me.who).await {
+        Ok(m) => m,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let now = app.now();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    (
+        status,
+        StaffPage {
+            chrome: Some(me.into()),
+            csrf: me.csrf_token.clone(),
+            notice,
+            members: members
+                .into_iter()
+                .map(|m| MemberRow {
+                    id: m.id.to_string(),
+                    me: m.id == me.who.staff,
+                    status: match (m.active, m.sign_in.is_locked_at(now), m.sign_in.totp_confirmed) {
+                        (false, _, _) => "Deactivated".into(),
+                        (true, true, _) => "Locked after failed sign-ins".into(),
+                        (true, false, false) => "Active; authenticator not set up yet".into(),
+                        (true, false, true) => "Active".into(),
+                    },
+                    active: m.active,
+                    name: m.display_name,
+                    username: m.username,
+                    role: m.role.display(),
+                })
+                .collect(),
+            roles: caldicott_core::staff::Role::ALL.iter().map(|r| (r.as_str(), r.display())).collect(),
+            name: f.map(|f| f.name.clone()).unwrap_or_default(),
+            username: f.map(|f| f.username.clone()).unwrap_or_default(),
+            role: f.map_or_else(|| "receptionist".to_owned(), |f| f.role.clone()),
+            errors,
+        },
+    )
+        .into_response()
+}
+
+async fn staff_page(State(app): State<App>, Portal(me): Portal) -> Response {
+    staff_form(&app, &me, None, None, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct StaffForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn add_staff(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<StaffForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let Some(role) = caldicott_core::staff::Role::parse(&f.role) else {
+        return staff_form(
+            &app,
+            &me,
+            None,
+            Some(&f),
+            vec![FieldError { field: "name", message: "Choose a role".into() }],
+        )
+        .await;
+    };
+    match app.add_staff_account(&me.who, &f.username, &f.name, role, &f.password).await {
+        Ok(m) => {
+            staff_form(
+                &app,
+                &me,
+                Some(format!("Account {} added for {}.", m.username, m.display_name)),
+                None,
+                Vec::new(),
+            )
+            .await
+        }
+        Err(AppError::BadRequest(m)) | Err(AppError::Conflict(m)) => {
+            let field = if m.contains("password") {
+                "password"
+            } else if m.contains("name") && !m.contains("username") {
+                "name"
+            } else {
+                "username"
+            };
+            staff_form(&app, &me, None, Some(&f), vec![FieldError { field, message: m }]).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct StaffChangeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    change: String,
+}
+
+async fn change_staff(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(staff): Path<String>,
+    form: Result<Form<StaffChangeForm>, FormRejection>,
+) -> Response {
+    use caldicott_app::staff_admin::AccountChange;
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let change = match f.change.as_str() {
+        "deactivate" => AccountChange::Deactivate,
+        "reactivate" => AccountChange::Reactivate,
+        "reset" => AccountChange::ResetSecondFactor,
+        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose what to change".into())),
+    };
+    let Ok(id) = staff.parse::<caldicott_core::ids::StaffId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such member of staff at this practice".into()));
+    };
+    match app.change_staff_account(&me.who, id, change).await {
+        Ok(()) => Redirect::to("/staff").into_response(),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

@@ -399,7 +399,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             let uri = path
                 .replace("{nhs_number}", pat.nhs_number.as_str())
                 .replace("{entry}", &entry.id.to_string())
-                .replace("{query}", pat.nhs_number.as_str());
+                .replace("{query}", pat.nhs_number.as_str())
+                .replace("{staff}", &tp.clinician.staff.to_string());
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -408,7 +409,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                     // One form with the fields of every form; each route reads its own.
                     let form = [
                         ("_csrf", token_csrf.as_str()),
-                        ("change", "hide"),
+                        ("change", "reset"),
                         ("reason", "other"),
                         ("note", "Permission test"),
                         ("code", "104"),
@@ -422,6 +423,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("text", "Seen today"),
                         ("status", "final"),
                         ("visible_online", "yes"),
+                        ("name", "Permission Test"),
+                        ("username", "perm.test"),
+                        ("role", "receptionist"),
+                        ("password", "a long enough password"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;

@@ -1,0 +1,97 @@
+//! Administrators manage their practice's staff accounts: create them, deactivate and reactivate
+//! them (a deactivated member is signed out at once), and reset a member's second factor and
+//! lock-out. Every change is audited.
+
+use crate::setup::create_staff;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use caldicott_core::ids::*;
+use caldicott_core::staff::{Role, SignInState, StaffMember};
+
+/// What to do to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChange {
+    Deactivate,
+    Reactivate,
+    /// Clears the TOTP secret (the member enrols again at the next sign-in) and any lock-out.
+    ResetSecondFactor,
+}
+
+fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Administrator {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only administrators manage staff accounts".into()))
+    }
+}
+
+impl App {
+    pub async fn staff_accounts(&self, who: &StaffPrincipal) -> AppResult<Vec<StaffMember>> {
+        require_admin(who)?;
+        Ok(self.store.staff_members(who.practice).await?)
+    }
+
+    /// Creates an account; the new member enrols their authenticator at their first sign-in.
+    pub async fn add_staff_account(
+        &self,
+        who: &StaffPrincipal,
+        username: &str,
+        name: &str,
+        role: Role,
+        password: &str,
+    ) -> AppResult<StaffMember> {
+        require_admin(who)?;
+        if name.trim().is_empty() {
+            return Err(AppError::BadRequest("Enter the person's name".into()));
+        }
+        create_staff(self, who.practice, username, name, role, password, who.actor()).await
+    }
+
+    pub async fn change_staff_account(
+        &self,
+        who: &StaffPrincipal,
+        staff: StaffId,
+        change: AccountChange,
+    ) -> AppResult<()> {
+        require_admin(who)?;
+        if staff == who.staff && change == AccountChange::Deactivate {
+            return Err(AppError::BadRequest("You cannot deactivate your own account".into()));
+        }
+        let member = self
+            .store
+            .staff_member(who.practice, staff)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such member of staff at this practice".into()))?;
+        let audit = |detail: &str| {
+            AuditRecord::new(
+                AuditEventId::from_uuid(new_id()),
+                self.now(),
+                who.actor(),
+                None,
+                Action::StaffUpdate,
+                format!("staff/{}", member.id),
+                Outcome::Success,
+                format!("username={} {detail}", member.username),
+            )
+        };
+        match change {
+            AccountChange::Deactivate => {
+                self.store.set_staff_active(who.practice, staff, false, &audit("deactivated")).await?
+            }
+            AccountChange::Reactivate => {
+                self.store.set_staff_active(who.practice, staff, true, &audit("reactivated")).await?
+            }
+            AccountChange::ResetSecondFactor => {
+                self.store
+                    .set_sign_in_state(
+                        who.practice,
+                        staff,
+                        &SignInState::default(),
+                        &audit("second factor and lock-out reset"),
+                    )
+                    .await?
+            }
+        }
+        Ok(())
+    }
+}
