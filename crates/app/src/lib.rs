@@ -12,6 +12,7 @@ pub mod filing;
 pub mod fixtures;
 pub mod record;
 pub mod redaction;
+pub mod registration;
 pub mod search;
 pub mod session;
 pub mod settings;

@@ -836,6 +836,82 @@ async fn administrators_manage_staff_accounts(t: &TestStore) {
     ));
 }
 
+async fn reception_registers_and_deregisters_patients(t: &TestStore) {
+    // R6
+    use caldicott_app::registration::NewRegistration;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let form = NewRegistration {
+        nhs_number: "943 476 5919".into(),
+        given: "Mary".into(),
+        family: "Seacole".into(),
+        birth_day: "23".into(),
+        birth_month: "11".into(),
+        birth_year: "1985".into(),
+        sex: "female".into(),
+        address_line: "1 Quay Street".into(),
+        town: "Riverside".into(),
+        postcode: "rv1 4qs".into(),
+        mobile: "07700 900123".into(),
+        email: String::new(),
+    };
+    assert!(matches!(app.register_patient(&admin, &form).await, Err(AppError::Forbidden(_))));
+    let bad = NewRegistration {
+        nhs_number: "943 476 5918".into(),
+        birth_month: "13".into(),
+        sex: String::new(),
+        email: "nope".into(),
+        ..form.clone()
+    };
+    let problems = app.register_patient(&reception, &bad).await.unwrap().unwrap_err();
+    assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), vec!["nhs_number", "birth_day", "sex", "email"]);
+    let p = app.register_patient(&reception, &form).await.unwrap().unwrap();
+    assert_eq!(p.contact.address.postcode, "RV1 4QS");
+    assert_eq!(
+        app.register_patient(&reception, &form).await.unwrap().unwrap_err()[0].field,
+        "nhs_number",
+        "already registered"
+    );
+    // Give the patient an account and a visible entry, then deregister: online access ends (R6).
+    let account = OnlineAccount {
+        id: AccountId::from_uuid(caldicott_app::new_id()),
+        holder: p.id,
+        kind: AccountKind::NhsLogin,
+        identity: IdentityLevel::P9,
+        created_at: Utc::now(),
+    };
+    app.store
+        .create_online_account(tp.practice.id, &account, &fixtures::audit(Action::OnlineAccountCreate, Some(p.id)))
+        .await
+        .unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&p, Utc::now() - Duration::minutes(5), "Seen")],
+            &fixtures::audit(Action::EntryCreate, Some(p.id)),
+        )
+        .await
+        .unwrap();
+    let seen =
+        app.online_view(&tp.clinician, p.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    assert_eq!(seen.entries.len(), 1);
+    assert!(matches!(
+        app.deregister_patient(&reception, p.nhs_number.as_str(), " ").await,
+        Err(AppError::BadRequest(_))
+    ));
+    app.deregister_patient(&reception, p.nhs_number.as_str(), "Moved away").await.unwrap();
+    let after =
+        app.online_view(&tp.clinician, p.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    assert!(after.entries.is_empty());
+    assert_eq!(after.access.no_record_access.as_ref().map(|r| r.rule), Some("R6"));
+    assert!(matches!(
+        app.deregister_patient(&reception, p.nhs_number.as_str(), "again").await,
+        Err(AppError::Conflict(_))
+    ));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -862,6 +938,7 @@ both!(
     clinicians_file_results_visible_or_hidden,
     clinicians_record_consultations_with_codes,
     administrators_manage_staff_accounts,
+    reception_registers_and_deregisters_patients,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

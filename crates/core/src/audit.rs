@@ -132,6 +132,7 @@ pub enum Action {
     EntryFile,
     FilingQueueView,
     StaffUpdate,
+    PatientDeregister,
 }
 
 impl Action {
@@ -163,6 +164,7 @@ impl Action {
             Self::EntryFile => "entry.file",
             Self::FilingQueueView => "filing.view_queue",
             Self::StaffUpdate => "staff.update",
+            Self::PatientDeregister => "patient.deregister",
         }
     }
 }

@@ -211,6 +211,14 @@ pub trait Store: Send + Sync + 'static {
         nhs: &caldicott_core::NhsNumber,
     ) -> StoreResult<Option<Patient>>;
     async fn patient_count(&self, practice: PracticeId) -> StoreResult<i64>;
+    /// Ends the patient's current registration on `on` (deregistration, R6).
+    async fn end_registration(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        on: NaiveDate,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// The patients whose records a member of staff opened most recently, newest first (from
     /// the audit log).
     async fn recently_viewed(

@@ -779,6 +779,24 @@ macro_rules! sql_store {
                     .map_err(db)
             }
 
+            async fn end_registration(&self, practice: PracticeId, patient: PatientId, on: NaiveDate, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE registration SET ended = $1 WHERE practice_id = $2 AND patient_id = $3 AND ended IS NULL AND started <= $1",
+                )
+                .bind(on)
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("current registration"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn recently_viewed(&self, practice: PracticeId, staff: StaffId, limit: u32) -> StoreResult<Vec<PatientListing>> {
                 let ids: Vec<Uuid> = sqlx::query(
                     "SELECT patient_id, MAX(seq) AS last FROM audit_event \

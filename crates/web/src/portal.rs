@@ -46,6 +46,9 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/consultations", axum::routing::post(add_consultation))
         .route("/staff", get(staff_page).post(add_staff))
         .route("/staff/{staff}", axum::routing::post(change_staff))
+        .route("/patients/new", get(register_page))
+        .route("/patients", axum::routing::post(register))
+        .route("/patients/{nhs_number}/deregister", axum::routing::post(deregister))
         .route("/filing", get(filing_queue))
         .route("/filing/{entry}", get(file_page).post(file_item))
         .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
@@ -410,6 +413,7 @@ pub struct Listing {
 #[template(path = "home.html")]
 struct HomePage {
     chrome: Option<Chrome>,
+    can_register: bool,
     q: String,
     searched: bool,
     results: Vec<Listing>,
@@ -463,6 +467,7 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
     };
     let mut page = HomePage {
         chrome: Some((&me).into()),
+        can_register: me.who.role != caldicott_core::staff::Role::Administrator,
         q: text.clone(),
         searched: false,
         results: Vec::new(),
@@ -652,6 +657,8 @@ struct RecordPage {
     notice: Option<String>,
     can_change: bool,
     can_see_trail: bool,
+    can_register: bool,
+    registered: bool,
     csrf: String,
     review_active: bool,
     access_text: String,
@@ -775,6 +782,8 @@ async fn record(
         chrome: chrome(),
         notice,
         can_change,
+        can_register: me.who.role != caldicott_core::staff::Role::Administrator,
+        registered: rec.patient.registration_on(today).is_some(),
         can_see_trail: matches!(
             me.who.role,
             caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager
@@ -1910,6 +1919,169 @@ async fn change_staff(
     };
     match app.change_staff_account(&me.who, id, change).await {
         Ok(()) => Redirect::to("/staff").into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Registration ---------------------------------------------------------------------------
+
+pub struct TextField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: Option<&'static str>,
+    pub width: &'static str,
+    pub value: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "register.html")]
+struct RegisterPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    text_fields: Vec<TextField>,
+    birth_day: String,
+    birth_month: String,
+    birth_year: String,
+    sex: String,
+    sexes: Vec<(&'static str, &'static str)>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for RegisterPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn register_form(me: &SignedIn, r: &caldicott_app::registration::NewRegistration, errors: Vec<FieldError>) -> Response {
+    let field = |name, label, hint, width, value: &String| TextField { name, label, hint, width, value: value.clone() };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    (
+        status,
+        RegisterPage {
+            chrome: Some(me.into()),
+            csrf: me.csrf_token.clone(),
+            text_fields: vec![
+                field(
+                    "nhs_number",
+                    "NHS number",
+                    Some("10 digits, for example 943 476 5919"),
+                    "nhsuk-input--width-10",
+                    &r.nhs_number,
+                ),
+                field("given", "First name", None, "nhsuk-u-width-two-thirds", &r.given),
+                field("family", "Last name", None, "nhsuk-u-width-two-thirds", &r.family),
+                field("address_line", "Address", None, "", &r.address_line),
+                field("town", "Town or city", None, "nhsuk-u-width-two-thirds", &r.town),
+                field("postcode", "Postcode", None, "nhsuk-input--width-10", &r.postcode),
+                field("mobile", "Mobile phone number (optional)", None, "nhsuk-input--width-20", &r.mobile),
+                field("email", "Email address (optional)", None, "", &r.email),
+            ],
+            birth_day: r.birth_day.clone(),
+            birth_month: r.birth_month.clone(),
+            birth_year: r.birth_year.clone(),
+            sex: r.sex.clone(),
+            sexes: vec![("female", "Female"), ("male", "Male"), ("other", "Other"), ("unknown", "Not known")],
+            errors,
+        },
+    )
+        .into_response()
+}
+
+async fn register_page(Portal(me): Portal) -> Response {
+    if me.who.role == caldicott_core::staff::Role::Administrator {
+        return page_error(Some((&me).into()), AppError::Forbidden("administrators do not register patients".into()));
+    }
+    register_form(&me, &Default::default(), Vec::new())
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    nhs_number: String,
+    #[serde(default)]
+    given: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    birth_day: String,
+    #[serde(default)]
+    birth_month: String,
+    #[serde(default)]
+    birth_year: String,
+    #[serde(default)]
+    sex: String,
+    #[serde(default)]
+    address_line: String,
+    #[serde(default)]
+    town: String,
+    #[serde(default)]
+    postcode: String,
+    #[serde(default)]
+    mobile: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn register(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<RegisterForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let r = caldicott_app::registration::NewRegistration {
+        nhs_number: f.nhs_number,
+        given: f.given,
+        family: f.family,
+        birth_day: f.birth_day,
+        birth_month: f.birth_month,
+        birth_year: f.birth_year,
+        sex: f.sex,
+        address_line: f.address_line,
+        town: f.town,
+        postcode: f.postcode,
+        mobile: f.mobile,
+        email: f.email,
+    };
+    match app.register_patient(&me.who, &r).await {
+        Ok(Ok(p)) => Redirect::to(&format!("/patients/{}", p.nhs_number.as_str())).into_response(),
+        Ok(Err(problems)) => register_form(
+            &me,
+            &r,
+            problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect(),
+        ),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeregisterForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn deregister(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<DeregisterForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    match app.deregister_patient(&me.who, &nhs, &f.reason).await {
+        Ok(()) => match caldicott_app::record::parse_nhs_number(&nhs) {
+            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
+            Err(e) => page_error(Some((&me).into()), e),
+        },
         Err(e) => page_error(Some((&me).into()), e),
     }
 }
