@@ -286,6 +286,21 @@ impl App {
         }
     }
 
+    /// What the viewer (the patient, or the proxy of `link`) may see of the loaded record now.
+    fn policy_for(&self, l: &Loaded, link: Option<&ProxyLink>, identity: Option<IdentityLevel>) -> AccessPolicy {
+        let viewer = match link {
+            None => Viewer::Patient { identity },
+            Some(link) => Viewer::Proxy { link, identity },
+        };
+        let facts = RecordFacts {
+            practice: &l.practice.online,
+            patient: &l.patient,
+            access: &l.access,
+            enhanced_review: l.enhanced_review,
+        };
+        AccessPolicy::new(viewer, facts, self.now())
+    }
+
     /// The whole record as staff see it, a page at a time, each entry marked with whether the
     /// viewer (the patient, or one proxy) can see it online and, if not, why.
     pub async fn staff_record(
@@ -299,17 +314,7 @@ impl App {
         let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordViewStaff).await?;
         let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
-        let viewer = match &link {
-            None => Viewer::Patient { identity },
-            Some(link) => Viewer::Proxy { link, identity },
-        };
-        let facts = RecordFacts {
-            practice: &l.practice.online,
-            patient: &l.patient,
-            access: &l.access,
-            enhanced_review: l.enhanced_review,
-        };
-        let policy = AccessPolicy::new(viewer, facts, self.now());
+        let policy = self.policy_for(&l, link.as_ref(), identity);
         let mut entries = self
             .store
             .entries(l.practice.id, l.patient.id, EntryQuery { section: page.section, after, limit: limit + 1 })
@@ -359,17 +364,7 @@ impl App {
         let mut after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordPreviewOnline).await?;
         let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
-        let viewer = match &link {
-            None => Viewer::Patient { identity },
-            Some(link) => Viewer::Proxy { link, identity },
-        };
-        let facts = RecordFacts {
-            practice: &l.practice.online,
-            patient: &l.patient,
-            access: &l.access,
-            enhanced_review: l.enhanced_review,
-        };
-        let policy = AccessPolicy::new(viewer, facts, self.now());
+        let policy = self.policy_for(&l, link.as_ref(), identity);
 
         let mut shown: Vec<Entry> = Vec::with_capacity(limit + 1);
         if policy.denied().is_none() {

@@ -105,6 +105,30 @@ pub fn enhanced_review<'a>(codes: impl IntoIterator<Item = (&'a str, DateTime<Ut
     }
 }
 
+/// The small bundled picklist of common codes offered when a consultation is recorded; any other
+/// concept can be typed in.
+pub const PICKLIST: &[(&str, &str)] = &[
+    (ENHANCED_REVIEW_INDICATED, "Enhanced review indicated before granting access to own health record"),
+    (ENHANCED_REVIEW_NOT_INDICATED, "Enhanced review not indicated before granting access to own health record"),
+    ("38341003", "Hypertensive disorder"),
+    ("195967001", "Asthma"),
+    ("44054006", "Type 2 diabetes mellitus"),
+    ("35489007", "Depressive disorder"),
+    ("75367002", "Blood pressure"),
+    ("60621009", "Body mass index"),
+    ("77176002", "Smoker"),
+    ("8517006", "Ex-smoker"),
+    ("266919005", "Never smoked tobacco"),
+    ("91936005", "Allergy to penicillin"),
+    (SMS_CONSENT, "Consent given for communication by short message service text messaging"),
+    (SMS_DISSENT, "Declined consent for short message service text messaging"),
+];
+
+/// The term for a picklist concept.
+pub fn picklist_term(concept: &str) -> Option<&'static str> {
+    PICKLIST.iter().find(|(c, _)| *c == concept).map(|(_, t)| *t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,28 +172,4 @@ mod tests {
         assert!(ConceptId::parse("0123456").is_err());
         assert!(ConceptId::parse("12a4567").is_err());
     }
-}
-
-/// The small bundled picklist of common codes offered when a consultation is recorded; any other
-/// concept can be typed in.
-pub const PICKLIST: &[(&str, &str)] = &[
-    (ENHANCED_REVIEW_INDICATED, "Enhanced review indicated before granting access to own health record"),
-    (ENHANCED_REVIEW_NOT_INDICATED, "Enhanced review not indicated before granting access to own health record"),
-    ("38341003", "Hypertensive disorder"),
-    ("195967001", "Asthma"),
-    ("44054006", "Type 2 diabetes mellitus"),
-    ("35489007", "Depressive disorder"),
-    ("75367002", "Blood pressure"),
-    ("60621009", "Body mass index"),
-    ("77176002", "Smoker"),
-    ("8517006", "Ex-smoker"),
-    ("266919005", "Never smoked tobacco"),
-    ("91936005", "Allergy to penicillin"),
-    (SMS_CONSENT, "Consent given for communication by short message service text messaging"),
-    (SMS_DISSENT, "Declined consent for short message service text messaging"),
-];
-
-/// The term for a picklist concept.
-pub fn picklist_term(concept: &str) -> Option<&'static str> {
-    PICKLIST.iter().find(|(c, _)| *c == concept).map(|(_, t)| *t)
 }

@@ -55,6 +55,16 @@ fn origin_columns(o: &Origin) -> (&'static str, Option<&str>) {
     }
 }
 
+/// The four columns that hold an entry's online visibility: reason, note, by, at.
+type VisibilityColumns<'a> = (Option<&'static str>, Option<&'a str>, Option<&'a str>, Option<DateTime<Utc>>);
+
+fn visibility_columns(v: &OnlineVisibility) -> VisibilityColumns<'_> {
+    match v {
+        OnlineVisibility::Visible => (None, None, None, None),
+        OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
+    }
+}
+
 fn proxy_status_columns(s: &ProxyStatus) -> (&'static str, Option<NaiveDate>, Option<&str>) {
     match s {
         ProxyStatus::Active => ("active", None, None),
@@ -373,10 +383,7 @@ macro_rules! sql_store {
 
             async fn insert_entry(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, e: &Entry) -> StoreResult<()> {
                 let (origin, origin_ods) = origin_columns(&e.origin);
-                let (reason, note, by, at) = match &e.visibility {
-                    OnlineVisibility::Visible => (None, None, None, None),
-                    OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
-                };
+                let (reason, note, by, at) = visibility_columns(&e.visibility);
                 sqlx::query(
                     "INSERT INTO entry (practice_id, id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, \
                      origin, origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, \
@@ -1020,10 +1027,7 @@ macro_rules! sql_store {
             }
 
             async fn file_entry(&self, practice: PracticeId, e: &Entry, audit: &AuditRecord) -> StoreResult<()> {
-                let (reason, note, by, at) = match &e.visibility {
-                    OnlineVisibility::Visible => (None, None, None, None),
-                    OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
-                };
+                let (reason, note, by, at) = visibility_columns(&e.visibility);
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE entry SET body = $1, awaiting_filing = $2, hidden_reason = $3, hidden_note = $4, hidden_by = $5, \
@@ -1050,10 +1054,7 @@ macro_rules! sql_store {
             async fn set_entries_visibility(&self, practice: PracticeId, changes: &[(EntryId, OnlineVisibility, AuditRecord)]) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 for (entry, v, _) in changes {
-                    let (reason, note, by, at) = match v {
-                        OnlineVisibility::Visible => (None, None, None, None),
-                        OnlineVisibility::Hidden(r) => (Some(r.reason().as_str()), Some(r.note()), Some(r.by()), Some(r.at())),
-                    };
+                    let (reason, note, by, at) = visibility_columns(v);
                     let done = sqlx::query(
                         "UPDATE entry SET hidden_reason = $1, hidden_note = $2, hidden_by = $3, hidden_at = $4 \
                          WHERE practice_id = $5 AND id = $6",
