@@ -193,7 +193,18 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   await page.locator('#code_0-pick').selectOption('75367002')
   await page.getByRole('button', { name: 'Save', exact: true }).click()
   await page.waitForURL(`${base}/patients/${longRecord}`)
-  assert.match(await page.textContent('tbody tr:first-child'), /Third-party information \(R8\)/)
+  assert.match(await page.textContent('tbody'), /Third-party information \(R8\)/)
+
+  // Split that consultation in two (R9): both parts keep its visibility.
+  await page.locator('tbody tr', { hasText: 'Daughter worried about memory' }).locator('a:has-text("Show online")').click()
+  await page.getByRole('link', { name: 'split it first' }).click()
+  await page.getByRole('heading', { name: 'Split this consultation' }).waitFor()
+  await check(page, 'split')
+  await page.getByLabel(/three hyphens/).fill('Daughter worried about memory;\n---\ndiscussed her own diagnosis.')
+  await page.getByRole('button', { name: 'Split' }).click()
+  await page.waitForURL(`${base}/patients/${longRecord}`)
+  assert.equal(await page.locator('tbody tr', { hasText: 'Daughter worried about memory;' }).count(), 1)
+  assert.equal(await page.locator('tbody tr', { hasText: 'discussed her own diagnosis.' }).count(), 1)
 
   // The filing queue: file Arthur's potassium result hidden until it is discussed.
   await page.getByRole('link', { name: 'Filing' }).click()

@@ -134,6 +134,38 @@ impl App {
     }
 }
 
+impl App {
+    /// Splits a consultation into parts (R9: redaction works on whole entries, so the way to
+    /// hide part of one is to split it). The parts together hold the whole text; each keeps the
+    /// original's dates, author and visibility. Returns the new entries' ids.
+    pub async fn split_entry(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        entry: EntryId,
+        parts: &[String],
+    ) -> AppResult<Vec<EntryId>> {
+        let target = self.entry_to_change(who, nhs, entry).await?;
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let ids: Vec<EntryId> = parts.iter().map(|_| EntryId::from_uuid(new_id())).collect();
+        let split = caldicott_core::entry::split_consultation(&target.entry, &parts, &ids)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let made: Vec<EntryId> = split.iter().map(|e| e.id).collect();
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            self.now(),
+            who.actor(),
+            Some(target.patient.id),
+            Action::EntrySplit,
+            format!("entry/{}", target.entry.id),
+            Outcome::Success,
+            format!("split into {}", made.iter().map(|id| format!("entry/{id}")).collect::<Vec<_>>().join(" ")),
+        );
+        self.store.split_entry(who.practice, target.entry.id, &split, &audit).await?;
+        Ok(made)
+    }
+}
+
 /// Which enhanced-review code to record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnhancedReviewCode {

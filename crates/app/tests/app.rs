@@ -912,6 +912,38 @@ async fn reception_registers_and_deregisters_patients(t: &TestStore) {
     ));
 }
 
+async fn a_consultation_is_split_so_that_part_of_it_can_be_hidden(t: &TestStore) {
+    // R9
+    use caldicott_app::redaction::VisibilityChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let c = consultation(&pat, time(2024, 8, 1), "Knee pain, improving. Partner has been controlling about money.");
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&c), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let dropped = vec!["Knee pain, improving.".to_owned(), "Partner has been controlling.".to_owned()];
+    assert!(
+        matches!(app.split_entry(&tp.clinician, nhs, c.id, &dropped).await, Err(AppError::BadRequest(_))),
+        "text may not be lost"
+    );
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let parts = vec!["Knee pain, improving.".to_owned(), "Partner has been controlling about money.".to_owned()];
+    assert!(matches!(app.split_entry(&reception, nhs, c.id, &parts).await, Err(AppError::Forbidden(_))));
+    let made = app.split_entry(&tp.clinician, nhs, c.id, &parts).await.unwrap();
+    assert_eq!(made.len(), 2);
+    assert!(app.store.entry(tp.practice.id, c.id).await.unwrap().is_none());
+    let hide = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "About the partner".into() };
+    app.change_visibility(&tp.clinician, nhs, made[1], &hide, false).await.unwrap();
+    let view = app.online_view(&tp.clinician, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let json = serde_json::to_string(&view).unwrap();
+    assert!(json.contains("Knee pain, improving.") && !json.contains("controlling"));
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "entry.split" && e.detail.contains(&made[0].to_string())));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -939,6 +971,7 @@ both!(
     clinicians_record_consultations_with_codes,
     administrators_manage_staff_accounts,
     reception_registers_and_deregisters_patients,
+    a_consultation_is_split_so_that_part_of_it_can_be_hidden,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

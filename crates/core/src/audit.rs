@@ -133,6 +133,7 @@ pub enum Action {
     FilingQueueView,
     StaffUpdate,
     PatientDeregister,
+    EntrySplit,
 }
 
 impl Action {
@@ -165,6 +166,7 @@ impl Action {
             Self::FilingQueueView => "filing.view_queue",
             Self::StaffUpdate => "staff.update",
             Self::PatientDeregister => "patient.deregister",
+            Self::EntrySplit => "entry.split",
         }
     }
 }

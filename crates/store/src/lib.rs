@@ -268,6 +268,15 @@ pub trait Store: Send + Sync + 'static {
     async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>>;
     async fn entries(&self, practice: PracticeId, patient: PatientId, query: EntryQuery) -> StoreResult<Vec<Entry>>;
     async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64>;
+    /// Replaces one entry by the parts it was split into (R9), with the audit event, in one
+    /// transaction. Fails, changing nothing, if the entry is not the patient's.
+    async fn split_entry(
+        &self,
+        practice: PracticeId,
+        original: EntryId,
+        parts: &[Entry],
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// Results and documents waiting to be filed, oldest first, with their patients.
     async fn filing_queue(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<(Entry, PatientListing)>>;
     /// Files one entry: its filed body and its online visibility, with the audit event, in one

@@ -1006,6 +1006,28 @@ macro_rules! sql_store {
                     .map_err(db)
             }
 
+            async fn split_entry(&self, practice: PracticeId, original: EntryId, parts: &[Entry], audit: &AuditRecord) -> StoreResult<()> {
+                let Some(patient) = parts.first().map(|p| p.patient) else {
+                    return Err(StoreError::Conflict("a split needs parts".into()));
+                };
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("DELETE FROM entry WHERE practice_id = $1 AND id = $2 AND patient_id = $3")
+                    .bind(practice.as_uuid())
+                    .bind(original.as_uuid())
+                    .bind(patient.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("entry"));
+                }
+                for part in parts {
+                    Self::insert_entry(&mut tx, practice, part).await?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn filing_queue(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<(Entry, PatientListing)>> {
                 let columns: Vec<String> = ENTRY_COLUMNS.split(", ").map(|c| format!("e.{}", c.trim())).collect();
                 let sql = format!(

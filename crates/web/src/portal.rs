@@ -39,6 +39,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}", get(record))
         .route("/patients/{nhs_number}/online", get(online))
         .route("/patients/{nhs_number}/entries/{entry}/online", get(visibility_page).post(change_visibility))
+        .route("/patients/{nhs_number}/entries/{entry}/split", get(split_page).post(split))
         .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
         .route("/patients/{nhs_number}/audit", get(trail))
         .route("/settings", get(settings_page).post(save_settings))
@@ -889,6 +890,7 @@ struct VisibilityPage {
     chosen: String,
     note: String,
     issue_count: usize,
+    split: Option<String>,
     errors: Vec<FieldError>,
 }
 
@@ -951,6 +953,8 @@ async fn visibility_form(
         chosen,
         note,
         issue_count: target.issues.len(),
+        split: matches!(target.entry.body, EntryBody::Consultation { .. })
+            .then(|| format!("/patients/{}/entries/{}/split", target.patient.nhs_number.as_str(), target.entry.id)),
         errors,
     };
     (status, page).into_response()
@@ -2082,6 +2086,110 @@ async fn deregister(
             Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
             Err(e) => page_error(Some((&me).into()), e),
         },
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Splitting a consultation (R9) ----------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "split.html")]
+struct SplitPage {
+    chrome: Option<Chrome>,
+    back: String,
+    action: String,
+    csrf: String,
+    parts: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SplitPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn split_form(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    entry: &str,
+    parts: Option<String>,
+    errors: Vec<FieldError>,
+) -> Response {
+    let chrome = || Some(Chrome::from(me));
+    let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
+        return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
+    };
+    let target = match app.entry_to_change(&me.who, nhs, id).await {
+        Ok(t) => t,
+        Err(e) => return page_error(chrome(), e),
+    };
+    let EntryBody::Consultation { text, .. } = &target.entry.body else {
+        return page_error(chrome(), AppError::BadRequest("only consultations can be split".into()));
+    };
+    let base = format!("/patients/{}", target.patient.nhs_number.as_str());
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    (
+        status,
+        SplitPage {
+            chrome: chrome(),
+            action: format!("{base}/entries/{}/split", target.entry.id),
+            back: base,
+            csrf: me.csrf_token.clone(),
+            parts: parts.unwrap_or_else(|| text.clone()),
+            errors,
+        },
+    )
+        .into_response()
+}
+
+async fn split_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((nhs, entry)): Path<(String, String)>,
+) -> Response {
+    split_form(&app, &me, &nhs, &entry, None, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct SplitForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    parts: String,
+}
+
+async fn split(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((nhs, entry)): Path<(String, String)>,
+    form: Result<Form<SplitForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such entry in this patient's record".into()));
+    };
+    let mut parts = vec![String::new()];
+    for line in f.parts.lines() {
+        if line.trim() == "---" {
+            parts.push(String::new());
+        } else if let Some(last) = parts.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    match app.split_entry(&me.who, &nhs, id, &parts).await {
+        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
+            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
+            Err(e) => page_error(Some((&me).into()), e),
+        },
+        Err(AppError::BadRequest(m)) => {
+            split_form(&app, &me, &nhs, &entry, Some(f.parts), vec![FieldError { field: "parts", message: m }]).await
+        }
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

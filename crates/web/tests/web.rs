@@ -385,6 +385,16 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
+    // A consultation for the split routes (only consultations split).
+    let consult = consultation(&pat, time(2024, 3, 4), "Part one.\nPart two.");
+    app.store
+        .add_entries(
+            tp.practice.id,
+            std::slice::from_ref(&consult),
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
     let roles = [
         ("reception", &tp.receptionist_token),
         ("clinician", &tp.clinician_token),
@@ -398,7 +408,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         for (method, path, allow) in permission_rows() {
             let uri = path
                 .replace("{nhs_number}", pat.nhs_number.as_str())
-                .replace("{entry}", &entry.id.to_string())
+                .replace("{entry}", &if path.ends_with("/split") { consult.id } else { entry.id }.to_string())
                 .replace("{query}", pat.nhs_number.as_str())
                 .replace("{staff}", &tp.clinician.staff.to_string());
             let mut last_body = String::new();
@@ -440,6 +450,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("birth_year", "1990"),
                         ("sex", "female"),
                         ("postcode", "RV1 1AA"),
+                        ("parts", "Part one.\n---\nPart two."),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
