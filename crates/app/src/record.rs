@@ -169,6 +169,18 @@ pub struct OnlineViewPage {
     /// Exactly the entries the viewer sees on this page, newest first.
     pub entries: Vec<Entry>,
     pub next_cursor: Option<String>,
+    /// What a staff page around the view shows (the patient banner); not part of the view.
+    #[serde(skip)]
+    pub context: PreviewContext,
+}
+
+/// The patient and viewer, for the staff page that shows an online view.
+#[derive(Debug, Clone, Default)]
+pub struct PreviewContext {
+    pub patient: Option<Patient>,
+    pub enhanced_review_active: bool,
+    /// The proxy's relationship to the patient, when the viewer is a proxy.
+    pub proxy_relationship: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -418,6 +430,11 @@ impl App {
             access: summarise(&policy),
             entries: shown,
             next_cursor,
+            context: PreviewContext {
+                enhanced_review_active: l.enhanced_review.is_active(),
+                proxy_relationship: link.as_ref().map(|k| k.relationship.clone()),
+                patient: Some(l.patient),
+            },
         })
     }
 }

@@ -830,36 +830,23 @@ async fn online(
         (Ok(p), Ok(v)) => (p, v),
         (Err(e), _) | (_, Err(e)) => return page_error(chrome(), e),
     };
-    // The banner and proxy names come from the staff view of the first page (audited too).
-    let rec = match app
-        .staff_record(
-            &me.who,
-            &nhs,
-            as_viewer,
-            &caldicott_app::record::PageRequest { limit: Some(1), ..Default::default() },
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return page_error(chrome(), e),
-    };
     let view = match app.online_view(&me.who, &nhs, as_viewer, &page).await {
         Ok(v) => v,
         Err(e) => return page_error(chrome(), e),
     };
-    let today = app.now().date_naive();
-    let heading = match as_viewer {
-        ViewAs::Patient => format!("What {} sees online", rec.patient.name.given),
-        ViewAs::Proxy(id) => {
-            let who = rec.proxies.iter().find(|p| p.id == id).map_or("this proxy".into(), |p| p.relationship.clone());
-            format!("What {who} sees online for {}", rec.patient.name.given)
-        }
+    let Some(patient) = view.context.patient.clone() else {
+        return page_error(chrome(), AppError::Internal("online view without its patient".into()));
     };
-    let base = format!("/patients/{}/online", rec.patient.nhs_number.as_str());
+    let today = app.now().date_naive();
+    let heading = match &view.context.proxy_relationship {
+        None => format!("What {} sees online", patient.name.given),
+        Some(who) => format!("What {who} sees online for {}", patient.name.given),
+    };
+    let base = format!("/patients/{}/online", patient.nhs_number.as_str());
     let vq = viewer_query(as_viewer);
     OnlinePage {
         chrome: chrome(),
-        banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
+        banner: banner(&patient, today, view.context.enhanced_review_active),
         heading,
         access_text: access_text(&view.access),
         record_query: vq.clone(),

@@ -264,8 +264,15 @@ async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     assert!(
         home.body.contains("Recently viewed") && home.body.contains(&format!("/patients/{}", pat.nhs_number.as_str()))
     );
+    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
     let online = b.get(&format!("/patients/{}/online", pat.nhs_number.as_str())).await;
     assert_eq!(online.status, StatusCode::OK);
+    let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        vec!["record.preview_online"],
+        "one event per view"
+    );
     assert!(online.body.contains("Seen for a cough"));
     assert!(!online.body.contains("ZZSECRET"), "a withheld entry reached the online view page");
     for e in &all[1..] {
