@@ -3,10 +3,9 @@
 //! the opt-out from automatic access (R1). Every change is audited with the old and new values
 //! (R44). 104 and 106 never change these settings (R3); they are recorded separately.
 
-use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{AccessLevel, LevelGrant, OnlineAccessSettings, RecordFrom};
-use caldicott_core::audit::{Action, AuditRecord, Outcome};
-use caldicott_core::ids::AuditEventId;
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::staff::Role;
 
 /// One change to the settings.
@@ -52,12 +51,7 @@ impl App {
         change: &AccessChange,
     ) -> AppResult<OnlineAccessSettings> {
         require_access_manager(who)?;
-        let nhs = crate::record::parse_nhs_number(nhs)?;
-        let patient = self
-            .store
-            .patient_by_nhs_number(who.practice, &nhs)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let patient = self.patient_here(who, nhs).await?;
         let old = self.store.access_facts(who.practice, patient.id).await?.settings;
         let today = self.now().date_naive();
         let mut new = old.clone();
@@ -90,10 +84,8 @@ impl App {
         if new == old {
             return Ok(old);
         }
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             Some(patient.id),
             Action::AccessSettingsChange,
             format!("patient/{}", patient.id),

@@ -39,12 +39,7 @@ impl App {
     /// The patient, and whether the "visible online" box starts ticked (practice policy).
     pub async fn consultation_form(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<(Patient, bool)> {
         require_clinician(who)?;
-        let nhs = crate::record::parse_nhs_number(nhs)?;
-        let patient = self
-            .store
-            .patient_by_nhs_number(who.practice, &nhs)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let patient = self.patient_here(who, nhs).await?;
         let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         Ok((patient, practice.online.visible_online_by_default))
     }

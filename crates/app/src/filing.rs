@@ -24,10 +24,8 @@ impl App {
     pub async fn filing_queue(&self, who: &StaffPrincipal) -> AppResult<Vec<(Entry, PatientListing)>> {
         require_clinician(who)?;
         let queue = self.store.filing_queue(who.practice, QUEUE_LIMIT).await?;
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             None,
             Action::FilingQueueView,
             "filing-queue",

@@ -210,14 +210,24 @@ struct Loaded {
 }
 
 impl App {
-    fn audit_record(
+    /// The patient with this NHS number registered (now or before) at the caller's practice.
+    pub(crate) async fn patient_here(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<Patient> {
+        let nhs = parse_nhs_number(nhs)?;
+        self.store
+            .patient_by_nhs_number(who.practice, &nhs)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))
+    }
+
+    /// An audit record of something the caller did, timed now.
+    pub(crate) fn audit_record(
         &self,
         who: &StaffPrincipal,
         patient: Option<PatientId>,
         action: Action,
-        entity: String,
+        entity: impl Into<String>,
         outcome: Outcome,
-        detail: String,
+        detail: impl Into<String>,
     ) -> AuditRecord {
         AuditRecord::new(
             AuditEventId::from_uuid(new_id()),
@@ -235,14 +245,8 @@ impl App {
     async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
         let nhs = parse_nhs_number(nhs)?;
         if let Err(e) = require_record_reader(who) {
-            let rec = self.audit_record(
-                who,
-                None,
-                action,
-                format!("nhs_number/{}", nhs.as_str()),
-                Outcome::Denied,
-                "role".into(),
-            );
+            let rec =
+                self.audit_record(who, None, action, format!("nhs_number/{}", nhs.as_str()), Outcome::Denied, "role");
             self.audit.record(who.practice, rec).await?;
             return Err(e);
         }

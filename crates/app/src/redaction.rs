@@ -151,10 +151,8 @@ impl App {
         let split = caldicott_core::entry::split_consultation(&target.entry, &parts, &ids)
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
         let made: Vec<EntryId> = split.iter().map(|e| e.id).collect();
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             Some(target.patient.id),
             Action::EntrySplit,
             format!("entry/{}", target.entry.id),
@@ -220,12 +218,7 @@ impl App {
         if who.role != Role::Clinician {
             return Err(AppError::Forbidden("only clinicians record enhanced review codes".into()));
         }
-        let nhs = crate::record::parse_nhs_number(nhs)?;
-        let patient = self
-            .store
-            .patient_by_nhs_number(who.practice, &nhs)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let patient = self.patient_here(who, nhs).await?;
         let facts = self.store.access_facts(who.practice, patient.id).await?;
         let before = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
         let now = caldicott_core::audit::truncate_to_micros(self.now());

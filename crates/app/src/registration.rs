@@ -3,7 +3,7 @@
 
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::patient::*;
 use caldicott_core::practice::PostalAddress;
@@ -117,10 +117,8 @@ impl App {
             }],
             date_of_death: None,
         };
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             Some(patient.id),
             Action::PatientCreate,
             format!("patient/{}", patient.id),
@@ -145,17 +143,10 @@ impl App {
                 "Enter why the patient is leaving, for example \"moved to another practice\"".into(),
             ));
         }
-        let nhs = crate::record::parse_nhs_number(nhs)?;
-        let patient = self
-            .store
-            .patient_by_nhs_number(who.practice, &nhs)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
+        let patient = self.patient_here(who, nhs).await?;
         let today = self.now().date_naive();
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             Some(patient.id),
             Action::PatientDeregister,
             format!("patient/{}", patient.id),

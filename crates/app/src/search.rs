@@ -1,9 +1,8 @@
 //! Finding a patient from one search box: an NHS number (with or without spaces), a date of
 //! birth, a postcode, or names.
 
-use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, AuditRecord, Outcome};
-use caldicott_core::ids::AuditEventId;
+use crate::{App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::staff::Role;
 use caldicott_core::NhsNumber;
 use caldicott_store::{PatientListing, PatientSearch};
@@ -82,10 +81,8 @@ impl App {
         }
         let (by, q) = parse_search(text)?;
         let found = self.store.search_patients(who.practice, &q, MAX_RESULTS).await?;
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             None,
             Action::PatientSearch,
             "patients",

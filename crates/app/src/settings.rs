@@ -1,9 +1,8 @@
 //! The practice's online-services settings, changed by its practice manager (R1, R13, D7, D9).
 
-use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::AccessLevel;
-use caldicott_core::audit::{Action, AuditRecord, Outcome};
-use caldicott_core::ids::AuditEventId;
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::practice::{OnlineServicesSettings, Practice, ProxyReviewAge};
 use caldicott_core::staff::Role;
 use chrono::NaiveDate;
@@ -130,10 +129,8 @@ impl App {
         if new == practice.online {
             return Ok(Ok(practice));
         }
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let audit = self.audit_record(
+            who,
             None,
             Action::PracticeSettingsChange,
             format!("practice/{}", practice.id),

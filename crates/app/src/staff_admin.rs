@@ -3,8 +3,8 @@
 //! lock-out. Every change is audited.
 
 use crate::setup::create_staff;
-use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, AuditRecord, Outcome};
+use crate::{App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::staff::{Role, SignInState, StaffMember};
 
@@ -63,10 +63,8 @@ impl App {
             .await?
             .ok_or_else(|| AppError::NotFound("no such member of staff at this practice".into()))?;
         let audit = |detail: &str| {
-            AuditRecord::new(
-                AuditEventId::from_uuid(new_id()),
-                self.now(),
-                who.actor(),
+            self.audit_record(
+                who,
                 None,
                 Action::StaffUpdate,
                 format!("staff/{}", member.id),

@@ -1,8 +1,7 @@
 //! A patient's audit trail for staff: who viewed or changed their record, and when.
 
-use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, AuditRecord, Outcome};
-use caldicott_core::ids::AuditEventId;
+use crate::{App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::patient::Patient;
 use caldicott_core::staff::Role;
 use chrono::{DateTime, Utc};
@@ -65,16 +64,9 @@ impl App {
         if !matches!(who.role, Role::Clinician | Role::PracticeManager) {
             return Err(AppError::Forbidden("only clinicians and practice managers see a record's audit trail".into()));
         }
-        let nhs = crate::record::parse_nhs_number(nhs)?;
-        let patient = self
-            .store
-            .patient_by_nhs_number(who.practice, &nhs)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no patient with NHS number {nhs} is registered here")))?;
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            self.now(),
-            who.actor(),
+        let patient = self.patient_here(who, nhs).await?;
+        let audit = self.audit_record(
+            who,
             Some(patient.id),
             Action::AuditView,
             format!("patient/{}", patient.id),

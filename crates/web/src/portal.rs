@@ -101,6 +101,50 @@ fn sign_in_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     }
 }
 
+/// A form that carries a CSRF token.
+trait CsrfToken {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! csrf_forms {
+    ($($form:ty),* $(,)?) => {$(
+        impl CsrfToken for $form {
+            fn csrf(&self) -> &str {
+                &self._csrf
+            }
+        }
+    )*};
+}
+
+csrf_forms!(
+    SignOutForm,
+    VisibilityForm,
+    ReviewForm,
+    SettingsForm,
+    AccessForm,
+    FileForm,
+    ConsultationForm,
+    StaffForm,
+    StaffChangeForm,
+    RegisterForm,
+    DeregisterForm,
+    SplitForm,
+);
+
+/// The form's fields, when it parsed and carries this session's CSRF token (handlers answer
+/// `forbidden_form()` otherwise).
+fn checked<T: CsrfToken>(me: &SignedIn, form: Result<Form<T>, FormRejection>) -> Option<T> {
+    form.ok().map(|Form(f)| f).filter(|f| same(&me.csrf_token, f.csrf()))
+}
+
+/// Back to a page of the patient's record after a change (`rest` follows `/patients/{nhs}`).
+fn to_patient(me: &SignedIn, nhs: &str, rest: &str) -> Response {
+    match caldicott_app::record::parse_nhs_number(nhs) {
+        Ok(n) => Redirect::to(&format!("/patients/{}{rest}", n.as_str())).into_response(),
+        Err(e) => page_error(Some(me.into()), e),
+    }
+}
+
 fn forbidden_form() -> Response {
     page_error(None, AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()))
 }
@@ -373,7 +417,7 @@ async fn code(State(app): State<App>, headers: HeaderMap, form: Result<Form<Code
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+struct SignOutForm {
     #[serde(default)]
     _csrf: String,
 }
@@ -382,10 +426,9 @@ async fn sign_out(
     State(app): State<App>,
     Portal(me): Portal,
     headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    form: Result<Form<SignOutForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
+    if checked(&me, form).is_none() {
         return forbidden_form();
     }
     if let Some(v) = cookie(&headers, SESSION_COOKIE) {
@@ -976,10 +1019,7 @@ async fn change_visibility(
     form: Result<Form<VisibilityForm>, FormRejection>,
 ) -> Response {
     use caldicott_app::redaction::VisibilityChange;
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(Some((&me).into()), AppError::NotFound("no such entry in this patient's record".into()));
     };
@@ -1002,10 +1042,7 @@ async fn change_visibility(
         return visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, errors).await;
     }
     match app.change_visibility(&me.who, &nhs, id, &change, f.with_issues.is_some()).await {
-        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
-            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
-            Err(e) => page_error(Some((&me).into()), e),
-        },
+        Ok(_) => to_patient(&me, &nhs, ""),
         Err(AppError::BadRequest(m)) => {
             visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, vec![FieldError { field: "note", message: m }])
                 .await
@@ -1031,20 +1068,14 @@ async fn enhanced_review(
     form: Result<Form<ReviewForm>, FormRejection>,
 ) -> Response {
     use caldicott_app::redaction::EnhancedReviewCode;
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let code = match f.code.as_str() {
         "104" => EnhancedReviewCode::Indicated,
         "106" => EnhancedReviewCode::NotIndicated,
         _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose 104 or 106".into())),
     };
     match app.add_enhanced_review_code(&me.who, &nhs, code).await {
-        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
-            Ok(n) => Redirect::to(&format!("/patients/{}?recorded={}", n.as_str(), f.code)).into_response(),
-            Err(e) => page_error(Some((&me).into()), e),
-        },
+        Ok(_) => to_patient(&me, &nhs, &format!("?recorded={}", f.code)),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }
@@ -1232,10 +1263,7 @@ async fn save_settings(
     Portal(me): Portal,
     form: Result<Form<SettingsForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let input = caldicott_app::settings::SettingsInput {
         switch_on_day: f.switch_on_day,
         switch_on_month: f.switch_on_month,
@@ -1361,10 +1389,7 @@ async fn change_access(
 ) -> Response {
     use caldicott_app::access_panel::AccessChange;
     use caldicott_core::access::{AccessLevel, RecordFrom};
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let level = AccessLevel::parse(f.level.trim()).filter(|l| *l != AccessLevel::None);
     let change = match f.action.as_str() {
         "opt_out" => AccessChange::OptOut(true),
@@ -1401,10 +1426,7 @@ async fn change_access(
         _ => return forbidden_form(),
     };
     match app.change_access(&me.who, &nhs, &change).await {
-        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
-            Ok(n) => Redirect::to(&format!("/patients/{}/access", n.as_str())).into_response(),
-            Err(e) => page_error(Some((&me).into()), e),
-        },
+        Ok(_) => to_patient(&me, &nhs, "/access"),
         Err(AppError::BadRequest(m)) => {
             access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }]).await
         }
@@ -1533,10 +1555,7 @@ async fn file_item(
     form: Result<Form<FileForm>, FormRejection>,
 ) -> Response {
     use caldicott_app::redaction::VisibilityChange;
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let release = if f.release == "visible" {
         Some(VisibilityChange::Show { note: f.note.clone() })
     } else {
@@ -1704,10 +1723,7 @@ async fn add_consultation(
     form: Result<Form<ConsultationForm>, FormRejection>,
 ) -> Response {
     use caldicott_app::consultation::NewConsultation;
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let input =
         NewConsultation {
             text: f.text.clone(),
@@ -1728,10 +1744,7 @@ async fn add_consultation(
             note: f.note.clone(),
         };
     match app.add_consultation(&me.who, &nhs, &input).await {
-        Ok(Ok(_)) => match caldicott_app::record::parse_nhs_number(&nhs) {
-            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
-            Err(e) => page_error(Some((&me).into()), e),
-        },
+        Ok(Ok(_)) => to_patient(&me, &nhs, ""),
         Ok(Err(problems)) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             consultation_form(&app, &me, &nhs, Some(&f), errors).await
@@ -1841,10 +1854,7 @@ async fn add_staff(
     Portal(me): Portal,
     form: Result<Form<StaffForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let Some(role) = caldicott_core::staff::Role::parse(&f.role) else {
         return staff_form(
             &app,
@@ -1895,10 +1905,7 @@ async fn change_staff(
     form: Result<Form<StaffChangeForm>, FormRejection>,
 ) -> Response {
     use caldicott_app::staff_admin::AccountChange;
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let change = match f.change.as_str() {
         "deactivate" => AccountChange::Deactivate,
         "reactivate" => AccountChange::Reactivate,
@@ -2021,10 +2028,7 @@ async fn register(
     Portal(me): Portal,
     form: Result<Form<RegisterForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let r = caldicott_app::registration::NewRegistration {
         nhs_number: f.nhs_number,
         given: f.given,
@@ -2064,15 +2068,9 @@ async fn deregister(
     Path(nhs): Path<String>,
     form: Result<Form<DeregisterForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     match app.deregister_patient(&me.who, &nhs, &f.reason).await {
-        Ok(()) => match caldicott_app::record::parse_nhs_number(&nhs) {
-            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
-            Err(e) => page_error(Some((&me).into()), e),
-        },
+        Ok(()) => to_patient(&me, &nhs, ""),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }
@@ -2153,10 +2151,7 @@ async fn split(
     Path((nhs, entry)): Path<(String, String)>,
     form: Result<Form<SplitForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(Some((&me).into()), AppError::NotFound("no such entry in this patient's record".into()));
     };
@@ -2170,10 +2165,7 @@ async fn split(
         }
     }
     match app.split_entry(&me.who, &nhs, id, &parts).await {
-        Ok(_) => match caldicott_app::record::parse_nhs_number(&nhs) {
-            Ok(n) => Redirect::to(&format!("/patients/{}", n.as_str())).into_response(),
-            Err(e) => page_error(Some((&me).into()), e),
-        },
+        Ok(_) => to_patient(&me, &nhs, ""),
         Err(AppError::BadRequest(m)) => {
             split_form(&app, &me, &nhs, &entry, Some(f.parts), vec![FieldError { field: "parts", message: m }]).await
         }
