@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { chromium } from 'playwright-core'
-import { readFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHmac } from 'node:crypto'
@@ -15,6 +15,7 @@ const BIN = process.env.CALDICOTT_BIN
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 const ARTIFACTS = new URL('../artifacts/', import.meta.url).pathname
 const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8')
+const EXAMPLE = new URL('../../docs/examples/transfer-in.json', import.meta.url).pathname
 const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
 
 let dir, server, base, browser, passwords, longRecord
@@ -262,6 +263,31 @@ test('the practice manager pauses automatic access and every page says so', asyn
   await page.getByRole('button', { name: 'Save settings' }).click()
   await page.getByText('Settings saved.').waitFor()
   assert.equal(await page.getByText('Automatic online access is paused').count(), 0)
+})
+
+test('a clinician transfers in a record from another practice', async () => {
+  const page = await newPage()
+  await signIn(page, 'dr.hughes')
+  await page.getByRole('link', { name: 'Transfer in a record from another practice' }).click()
+  await page.getByRole('heading', { name: 'Transfer in a record' }).waitFor()
+  await check(page, 'transfer-in')
+  const bad = join(dir, 'not-a-bundle.json')
+  writeFileSync(bad, '{"resourceType": "Patient"}')
+  await page.getByLabel('FHIR Bundle file').setInputFiles(bad)
+  await page.getByRole('button', { name: 'Import the record' }).click()
+  await page.getByText('There is a problem').waitFor()
+  assert.match(await page.textContent('.nhsuk-error-summary'), /not a FHIR Bundle/)
+  await check(page, 'transfer-in-error')
+  await page.getByLabel('FHIR Bundle file').setInputFiles(EXAMPLE)
+  await page.getByRole('button', { name: 'Import the record' }).click()
+  await page.getByRole('heading', { name: 'Record transferred in' }).waitFor()
+  assert.match(await page.textContent('main'), /9 entries from practice B82001/)
+  assert.match(await page.textContent('main'), /2 entries arrived without redaction information/)
+  assert.equal(await page.getByRole('link', { name: /^Review/ }).count(), 2)
+  await check(page, 'transfer-in-done')
+  await page.getByRole('link', { name: 'Open the record' }).click()
+  await page.waitForURL(/\/patients\/9990995028$/)
+  assert.match(await page.textContent('main'), /ELLIS, Ruth/)
 })
 
 test('an administrator adds a staff account', async () => {

@@ -191,3 +191,109 @@ pub fn withheld_entries(patient: &Patient, around: DateTime<Utc>, marker: &str) 
     diary.body = EntryBody::Diary { text: format!("{marker} diary"), due: date(2030, 1, 1) };
     vec![hidden, draft, nopat, safeguarding, unfiled, unreviewed, admin, diary]
 }
+
+/// A FHIR R4 Bundle carrying a record from another practice, as GP2GP-to-FHIR converters write
+/// it: one resource of each kind caldicott imports, some labelled shareable, some `NOPAT`, some
+/// with no label at all. Every clinical text holds `marker` so that tests can look for leaks;
+/// the hidden ones also hold "HIDDEN".
+pub fn transfer_bundle(
+    nhs: &str,
+    birth_date: &str,
+    given: &str,
+    family: &str,
+    from_ods: &str,
+    marker: &str,
+) -> serde_json::Value {
+    use serde_json::json;
+    let shareable =
+        json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]});
+    let nopat = json!({"security": [{"system": crate::fhir::ACT_CODE_SYSTEM, "code": "NOPAT", "display": "no disclosure to patient, family or caregivers without attending provider's authorization"}]});
+    let sct = |code: &str, display: &str| json!({"coding": [{"system": crate::fhir::SNOMED_SYSTEM, "code": code, "display": display}], "text": display});
+    let entry =
+        |id: &str, resource: serde_json::Value| json!({"fullUrl": format!("urn:uuid:{id}"), "resource": resource});
+    json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "meta": {"profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Bundle"]},
+        "entry": [
+            entry("0b6c3c7e-0000-4000-8000-000000000001", json!({
+                "resourceType": "Patient", "id": "patient",
+                "identifier": [{"system": crate::fhir::NHS_NUMBER_SYSTEM, "value": nhs}],
+                "name": [{"use": "official", "family": family, "given": [given]}],
+                "gender": "female", "birthDate": birth_date,
+                "address": [{"use": "home", "line": ["4 Orchard Way"], "city": "Riverton", "postalCode": "RV2 4OW"}],
+                "telecom": [{"system": "phone", "use": "mobile", "value": "07700 900456"}, {"system": "email", "value": "transfer@example.com"}],
+                "generalPractitioner": [{"reference": "urn:uuid:0b6c3c7e-0000-4000-8000-000000000002"}]
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000002", json!({
+                "resourceType": "Organization", "id": "sender",
+                "identifier": [{"system": crate::fhir::ODS_SYSTEM, "value": from_ods}],
+                "name": "Hillside Medical Centre"
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000003", json!({
+                "resourceType": "Practitioner", "id": "gp",
+                "name": [{"family": "Okafor", "given": ["Ada"], "prefix": ["Dr"]}]
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000010", json!({
+                "resourceType": "Encounter", "id": "c1", "meta": shareable, "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "period": {"start": "2019-05-03T10:15:00+01:00"},
+                "participant": [{"individual": {"reference": "urn:uuid:0b6c3c7e-0000-4000-8000-000000000003"}}],
+                "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Sore throat for 3 days &amp; mild fever. {marker} consultation.</p></div>")}
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000011", json!({
+                "resourceType": "Encounter", "id": "c2", "meta": nopat, "status": "finished",
+                "period": {"start": "2020-02-11T09:00:00Z"},
+                "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>HIDDEN {marker}: partner's history discussed.</p></div>")}
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000012", json!({
+                "resourceType": "Condition", "id": "p1", "clinicalStatus": {"coding": [{"code": "active"}]},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+                "code": sct("195967001", &format!("Asthma HIDDEN {marker}")),
+                "onsetDateTime": "2015-06", "recordedDate": "2015-06-20"
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000013", json!({
+                "resourceType": "Observation", "id": "r1", "meta": shareable, "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                "code": sct("1022431000000105", &format!("Haemoglobin {marker}")),
+                "effectiveDateTime": "2021-09-14", "issued": "2021-09-15T08:00:00Z",
+                "valueQuantity": {"value": 128, "unit": "g/L"},
+                "referenceRange": [{"low": {"value": 115}, "high": {"value": 165}}]
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000014", json!({
+                "resourceType": "MedicationRequest", "id": "m1", "meta": shareable, "status": "active", "intent": "plan",
+                "courseOfTherapyType": {"coding": [{"code": "continuous"}]},
+                "medicationCodeableConcept": {"text": format!("Salbutamol 100micrograms/dose inhaler {marker}")},
+                "authoredOn": "2020-03-01", "dosageInstruction": [{"text": "Two puffs when required"}],
+                "dispenseRequest": {"quantity": {"value": 1, "unit": "inhaler"}}
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000015", json!({
+                "resourceType": "MedicationRequest", "id": "m2", "meta": shareable, "status": "completed", "intent": "order",
+                "basedOn": [{"reference": "urn:uuid:0b6c3c7e-0000-4000-8000-000000000014"}],
+                "medicationCodeableConcept": {"text": format!("Salbutamol 100micrograms/dose inhaler {marker}")},
+                "authoredOn": "2021-01-10", "dosageInstruction": [{"text": "Two puffs when required"}],
+                "dispenseRequest": {"quantity": {"value": 1, "unit": "inhaler"}}
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000016", json!({
+                "resourceType": "AllergyIntolerance", "id": "a1", "meta": shareable,
+                "code": sct("91936005", &format!("Penicillin {marker}")),
+                "reaction": [{"manifestation": [sct("271807003", "Rash")]}],
+                "recordedDate": "2012-04-02"
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000017", json!({
+                "resourceType": "Immunization", "id": "i1", "status": "completed",
+                "vaccineCode": {"text": format!("Influenza vaccine HIDDEN {marker}")},
+                "occurrenceDateTime": "2022-10-05"
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000018", json!({
+                "resourceType": "DocumentReference", "id": "d1", "meta": nopat, "status": "current",
+                "type": {"text": "Letter"}, "date": "2022-11-30T12:00:00Z",
+                "description": format!("HIDDEN {marker} letter from social services"),
+                "content": [{"attachment": {"contentType": "application/pdf", "title": "Strategy meeting minutes"}}]
+            })),
+            entry("0b6c3c7e-0000-4000-8000-000000000019", json!({
+                "resourceType": "Provenance", "id": "prov", "recorded": "2026-11-01T00:00:00Z"
+            }))
+        ]
+    })
+}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod consultation;
 pub mod demo;
 mod demo_data;
+pub mod fhir;
 pub mod filing;
 pub mod fixtures;
 pub mod record;
@@ -19,6 +20,7 @@ pub mod settings;
 pub mod setup;
 pub mod staff_admin;
 pub mod trail;
+pub mod transfer;
 
 use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::ids::*;
@@ -28,7 +30,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 pub use audit_log::AuditWriter;
-pub use caldicott_store::PatientListing;
+pub use caldicott_store::{PatientListing, RecordImport};
 
 /// Everything a use case can fail with. The web layer maps these to HTTP statuses in one place.
 #[derive(Debug, thiserror::Error)]

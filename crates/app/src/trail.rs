@@ -53,6 +53,10 @@ pub fn describe_action(action: &str) -> String {
         "account.create" => "Online account created".into(),
         "patient.create" => "Registered the patient".into(),
         "demo.build" => "Record imported (demo)".into(),
+        "record.transfer_in" => "Transferred in a record from another practice".into(),
+        "patient.deregister" => "Deregistered the patient".into(),
+        "entry.split" => "Split a consultation".into(),
+        "entry.file" => "Filed a result or document".into(),
         other => other.replace(['.', '_'], " "),
     }
 }

@@ -972,6 +972,8 @@ both!(
     administrators_manage_staff_accounts,
     reception_registers_and_deregisters_patients,
     a_consultation_is_split_so_that_part_of_it_can_be_hidden,
+    a_transferred_in_record_keeps_its_dates_and_redactions,
+    a_bad_or_mismatched_transfer_file_changes_nothing,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1011,4 +1013,180 @@ async fn the_demo_is_deterministic_and_realistic() {
         summaries.push((summary, report.staff.iter().map(|s| s.password.clone()).collect::<Vec<_>>()));
     }
     assert_eq!(summaries[0], summaries[1]);
+}
+
+fn bundle_bytes(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
+    // R7, D3, D4, T4
+    use caldicott_app::access_panel::AccessChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+
+    // A patient new to the practice is registered from the file, as transferred in.
+    let nhs = caldicott_core::NhsNumber::from_first_nine(999_200_001).unwrap();
+    let file = bundle_bytes(&fixtures::transfer_bundle(nhs.as_str(), "1990-02-01", "Ruth", "Ellis", "B82001", "MARK"));
+    assert!(matches!(app.transfer_in(&reception, &file).await, Err(AppError::Forbidden(_))));
+    let done = app.transfer_in(&manager, &file).await.unwrap().unwrap();
+    assert!(done.registered);
+    assert_eq!((done.entries, done.hidden_by_sender, done.pending_review), (9, 2, 2));
+    assert_eq!(done.not_imported.get("Provenance"), Some(&1));
+    let p = app.store.patient_by_nhs_number(tp.practice.id, &nhs).await.unwrap().unwrap();
+    assert_eq!((p.name.given.as_str(), p.date_of_birth), ("Ruth", fixtures::date(1990, 2, 1)));
+    let reg = p.registration_on(Utc::now().date_naive()).unwrap();
+    assert_eq!(reg.kind, caldicott_core::patient::RegistrationKind::TransferredIn);
+    assert_eq!(reg.previous_practice.as_deref(), Some("B82001"));
+    assert_eq!(p.contact.address.postcode, "RV2 4OW");
+
+    // Into a patient already registered here: the entries join their record.
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let file = bundle_bytes(&fixtures::transfer_bundle(
+        pat.nhs_number.as_str(),
+        &pat.date_of_birth.to_string(),
+        "Test",
+        "Patient",
+        "B82001",
+        "MARK",
+    ));
+    let done = app.transfer_in(&tp.clinician, &file).await.unwrap().unwrap();
+    assert!(!done.registered);
+    let staff = app
+        .staff_record(
+            &tp.clinician,
+            pat.nhs_number.as_str(),
+            ViewAs::Patient,
+            &PageRequest { limit: Some(50), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(staff.entries.len(), 9);
+    for e in &staff.entries {
+        assert_eq!(e.entry.origin, Origin::TransferredIn { from_ods: "B82001".into() });
+        assert!(e.online.withheld.is_some(), "R7: nothing transferred in is shown under automatic access");
+    }
+    let find = |needle: &str| staff.entries.iter().find(|e| e.entry.body.headline().contains(needle)).unwrap();
+    // D3: the date the sending practice entered it, never the import date.
+    let sore = find("Sore throat");
+    assert_eq!(sore.entry.entered_at, chrono::DateTime::parse_from_rfc3339("2019-05-03T09:15:00Z").unwrap());
+    assert_eq!(sore.entry.author.name, "Dr Ada Okafor");
+    assert!(matches!(sore.entry.body, EntryBody::Consultation { status: ConsultationStatus::Final, .. }));
+    let hidden_reason = |needle: &str| match &find(needle).entry.visibility {
+        OnlineVisibility::Hidden(r) => Some(r.reason()),
+        OnlineVisibility::Visible => None,
+    };
+    assert_eq!(hidden_reason("partner's history"), Some(HiddenReason::Other), "NOPAT stays applied (R7)");
+    assert_eq!(hidden_reason("social services"), Some(HiddenReason::Other));
+    assert_eq!(hidden_reason("Asthma"), Some(HiddenReason::PendingReview), "no label: hidden pending review (D4)");
+    assert_eq!(hidden_reason("Influenza"), Some(HiddenReason::PendingReview));
+    assert_eq!(hidden_reason("Haemoglobin"), None);
+    // The issue keeps its link to the repeat template (R12 can cascade).
+    let template = staff
+        .entries
+        .iter()
+        .find(|e| matches!(e.entry.body, EntryBody::Medication { course: MedicationCourse::RepeatTemplate, .. }))
+        .unwrap();
+    assert!(staff.entries.iter().any(
+        |e| matches!(e.entry.body, EntryBody::MedicationIssue { template: Some(t), .. } if t == template.entry.id)
+    ));
+
+    // Historic access, once granted, shows what the sender shared, and nothing hidden.
+    let full = AccessChange::Grant { level: AccessLevel::Full, from: RecordFrom::Beginning };
+    app.change_access(&tp.clinician, pat.nhs_number.as_str(), &full).await.unwrap();
+    let online = app
+        .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(online.entries.len(), 5);
+    let json = serde_json::to_string(&online).unwrap();
+    assert!(json.contains("MARK") && !json.contains("HIDDEN"), "a hidden transferred-in entry leaked: {json}");
+
+    // The import is audited with the patient, and listed for the record.
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let ev = trail.iter().find(|e| e.action == "record.transfer_in").unwrap();
+    assert!(ev.detail.starts_with("9 entries from B82001"), "{}", ev.detail);
+    assert!(!ev.detail.contains("MARK"), "no clinical content in the audit");
+    let imports = app.record_imports(&tp.clinician, pat.nhs_number.as_str()).await.unwrap();
+    assert_eq!(imports.len(), 1);
+    assert_eq!(imports[0].pending_review, 2);
+}
+
+async fn a_bad_or_mismatched_transfer_file_changes_nothing(t: &TestStore) {
+    // R7; every bad input gets a clear error and loses nothing
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let good = fixtures::transfer_bundle(nhs, &pat.date_of_birth.to_string(), "Test", "Patient", "B82001", "M");
+    let head = app.store.audit_head(tp.practice.id).await.unwrap();
+    let refused = |v: &[u8]| {
+        let app = app.clone();
+        let who = tp.clinician.clone();
+        let v = v.to_vec();
+        async move { app.transfer_in(&who, &v).await.unwrap().unwrap_err().join(" | ") }
+    };
+    assert!(refused(b"{not json").await.contains("not valid JSON"));
+    assert!(refused(b"   ").await.contains("Choose a FHIR Bundle"));
+    assert!(refused(br#"{"resourceType":"Patient"}"#).await.contains("not a FHIR Bundle"));
+    let mut wrong_dob = good.clone();
+    wrong_dob["entry"][0]["resource"]["birthDate"] = "1999-01-01".into();
+    assert!(refused(&bundle_bytes(&wrong_dob)).await.contains("does not match"));
+    let mut bad_nhs = good.clone();
+    bad_nhs["entry"][0]["resource"]["identifier"][0]["value"] = "9434765918".into();
+    assert!(refused(&bundle_bytes(&bad_nhs)).await.contains("NHS number is not valid"));
+    let mut no_sender = good.clone();
+    no_sender["entry"][1]["resource"]["identifier"] = serde_json::json!([]);
+    assert!(refused(&bundle_bytes(&no_sender)).await.contains("which practice it comes from"));
+    let mut undated = good.clone();
+    undated["entry"][4]["resource"].as_object_mut().unwrap().remove("period");
+    let msg = refused(&bundle_bytes(&undated)).await;
+    assert!(msg.contains("urn:uuid:0b6c3c7e-0000-4000-8000-000000000011") && msg.contains("needs a date"), "{msg}");
+    let own =
+        fixtures::transfer_bundle(nhs, &pat.date_of_birth.to_string(), "T", "P", tp.practice.ods_code.as_str(), "M");
+    assert!(refused(&bundle_bytes(&own)).await.contains("comes from this practice"));
+    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), 0);
+    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap(), head, "a refused file writes nothing");
+
+    // The same file twice: the second is refused and adds nothing.
+    app.transfer_in(&tp.clinician, &bundle_bytes(&good)).await.unwrap().unwrap();
+    assert!(refused(&bundle_bytes(&good)).await.contains("already been imported"));
+    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), 9);
+
+    // A deregistered patient's record cannot be transferred in.
+    let other = adult(&app, tp.practice.id).await.unwrap();
+    app.deregister_patient(&tp.clinician, other.nhs_number.as_str(), "moved away").await.unwrap();
+    let file =
+        fixtures::transfer_bundle(other.nhs_number.as_str(), &other.date_of_birth.to_string(), "T", "P", "B82001", "M");
+    assert!(refused(&bundle_bytes(&file)).await.contains("not registered at this practice now"));
+}
+
+/// The example file in docs/examples is the fixture, so that what the documentation shows is
+/// what the tests import. `UPDATE_EXAMPLES=1 cargo test -p caldicott-app example` rewrites it.
+#[test]
+fn the_example_transfer_file_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples/transfer-in.json");
+    let nhs = caldicott_core::NhsNumber::from_first_nine(999_099_502).unwrap();
+    let want = serde_json::to_string_pretty(&fixtures::transfer_bundle(
+        nhs.as_str(),
+        "1988-07-12",
+        "Ruth",
+        "Ellis",
+        "B82001",
+        "Transferred",
+    ))
+    .unwrap()
+        + "\n";
+    if std::env::var_os("UPDATE_EXAMPLES").is_some() {
+        std::fs::write(path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/examples/transfer-in.json is out of date: run UPDATE_EXAMPLES=1 cargo test -p caldicott-app example"
+    );
+    let read = caldicott_app::fhir::read_transfer_bundle(have.as_bytes()).unwrap();
+    assert_eq!((read.patient.nhs_number, read.entries.len()), (nhs, 9));
 }

@@ -134,6 +134,7 @@ pub enum Action {
     StaffUpdate,
     PatientDeregister,
     EntrySplit,
+    RecordTransferIn,
 }
 
 impl Action {
@@ -167,6 +168,7 @@ impl Action {
             Self::StaffUpdate => "staff.update",
             Self::PatientDeregister => "patient.deregister",
             Self::EntrySplit => "entry.split",
+            Self::RecordTransferIn => "record.transfer_in",
         }
     }
 }

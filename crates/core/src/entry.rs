@@ -348,6 +348,25 @@ impl EntryKind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// The kind in words, for lists.
+    pub fn display(self) -> &'static str {
+        match self {
+            Self::Coded => "Coded entry",
+            Self::Consultation => "Consultation",
+            Self::Medication => "Medication",
+            Self::MedicationIssue => "Medication issued",
+            Self::TestResult => "Test result",
+            Self::Document => "Document",
+            Self::Allergy => "Allergy",
+            Self::Immunisation => "Immunisation",
+            Self::Problem => "Problem",
+            Self::AdminMessage => "Administrative message",
+            Self::OnlineConsultation => "Online consultation",
+            Self::SystemSms => "Text message sent",
+            Self::Diary => "Diary entry",
+        }
+    }
+
     pub fn section(self) -> Section {
         Section::ALL.into_iter().find(|s| s.kinds().contains(&self)).unwrap_or(Section::Codes)
     }

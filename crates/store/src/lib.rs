@@ -90,6 +90,23 @@ pub struct PatientImport {
     pub proxies: Vec<ProxyLink>,
 }
 
+/// A record transferred in from another practice: one file, imported once for one patient.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordImport {
+    pub id: uuid::Uuid,
+    pub patient: PatientId,
+    /// SHA-256 of the file, hex: the same file is imported once per patient.
+    pub sha256: String,
+    pub from_ods: String,
+    pub entries: i64,
+    /// Entries the sending practice had hidden from the patient (kept hidden, R7).
+    pub hidden_by_sender: i64,
+    /// Entries that came without redaction information, hidden until reviewed (D4).
+    pub pending_review: i64,
+    pub imported_at: DateTime<Utc>,
+    pub imported_by: String,
+}
+
 /// A patient search: every given criterion must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientSearch {
@@ -265,6 +282,19 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Record entries ------------------------------------------------------------------
     async fn add_entries(&self, practice: PracticeId, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()>;
+    /// Stores a record transferred in from another practice in one transaction: the patient when
+    /// they are new here, the entries, the import itself and its audit events. The same file
+    /// twice for one patient is a conflict, and leaves nothing behind.
+    async fn transfer_in(
+        &self,
+        practice: PracticeId,
+        new_patient: Option<&Patient>,
+        import: &RecordImport,
+        entries: &[Entry],
+        audit: &[AuditRecord],
+    ) -> StoreResult<()>;
+    /// The records transferred in for a patient, newest first.
+    async fn record_imports(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<RecordImport>>;
     async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>>;
     async fn entries(&self, practice: PracticeId, patient: PatientId, query: EntryQuery) -> StoreResult<Vec<Entry>>;
     async fn entry_count(&self, practice: PracticeId, patient: PatientId) -> StoreResult<i64>;

@@ -21,6 +21,7 @@ pub const SQLITE: &[Migration] = &[
         name: "visible_online_default",
         sql: include_str!("../migrations/sqlite/0004_visible_online_default.sql"),
     },
+    Migration { version: 5, name: "record_import", sql: include_str!("../migrations/sqlite/0005_record_import.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -36,6 +37,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "visible_online_default",
         sql: include_str!("../migrations/postgres/0004_visible_online_default.sql"),
     },
+    Migration { version: 5, name: "record_import", sql: include_str!("../migrations/postgres/0005_record_import.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -298,6 +298,20 @@ pub(crate) fn entry(r: &impl Cols) -> StoreResult<Entry> {
     })
 }
 
+pub(crate) fn record_import(r: &impl Cols) -> StoreResult<crate::RecordImport> {
+    Ok(crate::RecordImport {
+        id: r.uuid("id")?,
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        sha256: r.text("sha256")?,
+        from_ods: r.text("from_ods")?,
+        entries: r.int("entries")?,
+        hidden_by_sender: r.int("hidden_by_sender")?,
+        pending_review: r.int("pending_review")?,
+        imported_at: r.time("imported_at")?,
+        imported_by: r.text("imported_by")?,
+    })
+}
+
 pub(crate) fn proxy(r: &impl Cols) -> StoreResult<ProxyLink> {
     let reason = r.opt_text("status_reason")?.unwrap_or_default();
     let status = match (r.text("status")?.as_str(), r.opt_date("status_since")?) {

@@ -986,6 +986,59 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn transfer_in(
+                &self,
+                practice: PracticeId,
+                new_patient: Option<&Patient>,
+                import: &RecordImport,
+                entries: &[Entry],
+                audit: &[AuditRecord],
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                if let Some(p) = new_patient {
+                    Self::insert_patient(&mut tx, practice, p).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO record_import (practice_id, id, patient_id, sha256, from_ods, entries, hidden_by_sender, \
+                     pending_review, imported_at, imported_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(practice.as_uuid())
+                .bind(import.id)
+                .bind(import.patient.as_uuid())
+                .bind(&import.sha256)
+                .bind(&import.from_ods)
+                .bind(import.entries)
+                .bind(import.hidden_by_sender)
+                .bind(import.pending_review)
+                .bind(import.imported_at)
+                .bind(&import.imported_by)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("this file has already been imported for this patient".into()),
+                    other => other,
+                })?;
+                for e in entries {
+                    if e.patient != import.patient {
+                        return Err(StoreError::Conflict("an imported entry belongs to another patient".into()));
+                    }
+                    Self::insert_entry(&mut tx, practice, e).await?;
+                }
+                let audit: Vec<&AuditRecord> = audit.iter().collect();
+                Self::append_in(&mut tx, practice, &audit).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn record_imports(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<RecordImport>> {
+                self.rows_by(
+                    "SELECT * FROM record_import WHERE practice_id = $1 AND patient_id = $2 ORDER BY imported_at DESC",
+                    practice,
+                    patient.as_uuid(),
+                    rows::record_import,
+                )
+                .await
+            }
+
             async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>> {
                 let sql = format!("SELECT {ENTRY_COLUMNS} FROM entry WHERE practice_id = $1 AND id = $2");
                 self.row_by(&sql, practice, id.as_uuid(), rows::entry).await

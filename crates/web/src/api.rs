@@ -2,7 +2,8 @@
 
 use crate::error::WebError;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use caldicott_app::record::{OnlineViewPage, PageRequest, StaffRecordPage, ViewAs};
@@ -15,6 +16,11 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/patients/{nhs_number}/record", get(staff_record))
         .route("/patients/{nhs_number}/online-view", get(online_view))
+        .route("/patients/{nhs_number}/transfers", get(transfers))
+        .route(
+            "/transfer-in",
+            axum::routing::post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(crate::portal::UPLOAD_LIMIT)),
+        )
 }
 
 /// A member of staff, authenticated by `Authorization: Bearer …`.
@@ -100,4 +106,28 @@ async fn online_view(
         Some(other) => return Err(AppError::BadRequest(format!("as must be patient or proxy, not {other:?}")).into()),
     };
     Ok(Json(app.online_view(&who, &nhs, viewer, &page).await?))
+}
+
+/// Imports a record from another practice: the request body is a FHIR R4 Bundle (JSON). 201 with
+/// what was imported, or 422 with every problem found in the file (nothing is imported then).
+async fn transfer_in(State(app): State<App>, Staff(who): Staff, body: axum::body::Bytes) -> Result<Response, WebError> {
+    Ok(match app.transfer_in(&who, &body).await? {
+        Ok(done) => (StatusCode::CREATED, Json(serde_json::to_value(done).unwrap_or_default())).into_response(),
+        Err(problems) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "error": { "status": 422, "message": "the file was not imported", "problems": problems }
+            })),
+        )
+            .into_response(),
+    })
+}
+
+/// The records transferred in for a patient, newest first.
+async fn transfers(
+    State(app): State<App>,
+    Staff(who): Staff,
+    Path(nhs): Path<String>,
+) -> Result<Json<Vec<caldicott_app::RecordImport>>, WebError> {
+    Ok(Json(app.record_imports(&who, &nhs).await?))
 }

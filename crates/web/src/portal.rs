@@ -50,6 +50,10 @@ pub fn routes() -> Router<App> {
         .route("/patients/new", get(register_page))
         .route("/patients", axum::routing::post(register))
         .route("/patients/{nhs_number}/deregister", axum::routing::post(deregister))
+        .route(
+            "/patients/transfer-in",
+            get(transfer_page).post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
         .route("/filing", get(filing_queue))
         .route("/filing/{entry}", get(file_page).post(file_item))
         .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
@@ -458,6 +462,7 @@ pub struct Listing {
 struct HomePage {
     chrome: Option<Chrome>,
     can_register: bool,
+    can_transfer: bool,
     q: String,
     searched: bool,
     results: Vec<Listing>,
@@ -512,6 +517,7 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
     let mut page = HomePage {
         chrome: Some((&me).into()),
         can_register: me.who.role != caldicott_core::staff::Role::Administrator,
+        can_transfer: caldicott_app::transfer::require_transferrer(&me.who).is_ok(),
         q: text.clone(),
         searched: false,
         results: Vec::new(),
@@ -675,7 +681,13 @@ fn entry_row(e: &Entry, online: Option<&caldicott_app::record::OnlineStatus>) ->
         kind: kind_label(e),
         code: e.code.as_ref().map(|c| format!("{} ({})", c.term, c.concept)),
         text: entry_text(e),
-        author: e.author.name.clone(),
+        author: match &e.origin {
+            caldicott_core::entry::Origin::Native => e.author.name.clone(),
+            caldicott_core::entry::Origin::TransferredIn { from_ods } => {
+                format!("{} · transferred in from {from_ods}", e.author.name)
+            }
+            caldicott_core::entry::Origin::Inbound { sender_ods } => format!("{} · sent by {sender_ods}", e.author.name),
+        },
         online: label,
         online_colour: colour,
         withheld,
@@ -2071,6 +2083,106 @@ async fn deregister(
     let Some(f) = checked(&me, form) else { return forbidden_form() };
     match app.deregister_patient(&me.who, &nhs, &f.reason).await {
         Ok(()) => to_patient(&me, &nhs, ""),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Transfer-in: a record from the previous practice (R7, D3, D4) ------------------------------
+
+/// A FHIR Bundle upload, with room for the multipart framing.
+pub const UPLOAD_LIMIT: usize = caldicott_app::transfer::MAX_BUNDLE_BYTES + 64 * 1024;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "transfer.html")]
+struct TransferPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    clinician: bool,
+    done: Option<caldicott_app::transfer::TransferOutcome>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for TransferPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn transfer_form(me: &SignedIn, problems: Vec<String>) -> Response {
+    let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let errors = problems.into_iter().map(|message| FieldError { field: "bundle", message }).collect();
+    let page = TransferPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        clinician: me.who.role == caldicott_core::staff::Role::Clinician,
+        done: None,
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn transfer_page(Portal(me): Portal) -> Response {
+    match caldicott_app::transfer::require_transferrer(&me.who) {
+        Ok(()) => transfer_form(&me, Vec::new()),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TransferForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    bundle: String,
+}
+
+/// The CSRF token and the file of an upload: `multipart/form-data` from the page, or a
+/// url-encoded form with the Bundle as text (for scripts).
+async fn read_upload(app: &App, req: axum::extract::Request) -> Result<(String, Vec<u8>), String> {
+    use axum::extract::FromRequest;
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let Form(f) = Form::<TransferForm>::from_request(req, app).await.map_err(|e| e.body_text())?;
+        return Ok((f._csrf, f.bundle.into_bytes()));
+    }
+    let too_big = || format!("The file is larger than {} MB", caldicott_app::transfer::MAX_BUNDLE_BYTES / 1024 / 1024);
+    let mut form = axum::extract::Multipart::from_request(req, app).await.map_err(|e| e.body_text())?;
+    let (mut csrf, mut bundle) = (String::new(), Vec::new());
+    while let Some(field) = form.next_field().await.map_err(|_| too_big())? {
+        match field.name() {
+            Some("_csrf") => csrf = field.text().await.map_err(|_| too_big())?,
+            Some("bundle") => bundle = field.bytes().await.map_err(|_| too_big())?.to_vec(),
+            _ => {}
+        }
+    }
+    Ok((csrf, bundle))
+}
+
+async fn transfer_in(State(app): State<App>, Portal(me): Portal, req: axum::extract::Request) -> Response {
+    if let Err(e) = caldicott_app::transfer::require_transferrer(&me.who) {
+        return page_error(Some((&me).into()), e);
+    }
+    let (csrf, bundle) = match read_upload(&app, req).await {
+        Ok(v) => v,
+        Err(m) => return transfer_form(&me, vec![m]),
+    };
+    if !same(&me.csrf_token, &csrf) {
+        return forbidden_form();
+    }
+    match app.transfer_in(&me.who, &bundle).await {
+        Ok(Ok(done)) => TransferPage {
+            chrome: Some((&me).into()),
+            csrf: me.csrf_token.clone(),
+            clinician: me.who.role == caldicott_core::staff::Role::Clinician,
+            done: Some(done),
+            errors: Vec::new(),
+        }
+        .into_response(),
+        Ok(Err(problems)) => transfer_form(&me, problems),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

@@ -36,6 +36,19 @@ async fn get(app: &App, uri: &str, token: Option<&str>) -> Reply {
     Reply { status, headers, body }
 }
 
+async fn post_json(app: &App, uri: &str, token: &str, body: &Value) -> Reply {
+    let req = Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/fhir+json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Reply { status, headers, body }
+}
+
 fn app(t: &TestStore) -> App {
     App::new(t.store.clone(), caldicott_app::system_clock())
 }
@@ -171,6 +184,29 @@ impl Browser {
 
     async fn get(&mut self, uri: &str) -> Reply {
         self.send(Request::get(uri), Body::empty()).await
+    }
+
+    /// A `multipart/form-data` POST, as a browser sends a form with a file.
+    async fn upload(&mut self, uri: &str, fields: &[(&str, &str)], file: (&str, &[u8])) -> Reply {
+        let boundary = "----caldicott-test-boundary";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"record.json\"\r\n\
+                 Content-Type: application/json\r\n\r\n",
+                file.0
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(file.1);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let req = Request::post(uri).header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"));
+        self.send(req, Body::from(body)).await
     }
 
     async fn post(&mut self, uri: &str, form: &[(&str, &str)]) -> Reply {
@@ -421,6 +457,17 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
+                ("POST", true) => {
+                    // The one JSON POST: a transfer-in, for a patient new to the practice.
+                    let nhs = caldicott_core::NhsNumber::from_first_nine(999_100_000 + i as u32 * 10)
+                        .or_else(|| caldicott_core::NhsNumber::from_first_nine(999_100_001 + i as u32 * 10))
+                        .unwrap();
+                    let bundle =
+                        fixtures::transfer_bundle(nhs.as_str(), "1970-01-01", "Api", "Transfer", "B82001", "P");
+                    let r = post_json(&app, &uri, token, &bundle).await;
+                    last_body = r.body;
+                    r.status
+                }
                 ("GET", false) => b.get(&uri).await.status,
                 ("POST", false) => {
                     let new_nhs = caldicott_core::NhsNumber::from_first_nine(999_000_300 + i as u32 * 10)
@@ -428,6 +475,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         .unwrap()
                         .as_str()
                         .to_owned();
+                    let bundle =
+                        fixtures::transfer_bundle(&new_nhs, "1990-02-01", "Registered", "Bytest", "B82001", "PERM")
+                            .to_string();
                     // One form with the fields of every form; each route reads its own.
                     let form = [
                         ("_csrf", token_csrf.as_str()),
@@ -458,6 +508,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("sex", "female"),
                         ("postcode", "RV1 1AA"),
                         ("parts", "Part one.\n---\nPart two."),
+                        ("bundle", bundle.as_str()),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
@@ -493,6 +544,7 @@ both!(
     staff_sign_in_find_a_patient_and_see_their_online_view,
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
+    staff_transfer_in_a_record_from_a_file,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,4 +577,62 @@ async fn serves_over_a_real_socket() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"status\":\"ok\""));
     server.abort();
+}
+
+async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {
+    // R7, D4: through the page (multipart upload) and the API
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let nhs = caldicott_core::NhsNumber::from_first_nine(999_200_001).unwrap();
+    let file = fixtures::transfer_bundle(nhs.as_str(), "1990-02-01", "Ruth", "Ellis", "B82001", "MARK").to_string();
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, tp.practice.ods_code.as_str(), "clinician").await;
+    let home = b.get("/").await;
+    assert!(home.body.contains("href=\"/patients/transfer-in\""));
+    let page = b.get("/patients/transfer-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("enctype=\"multipart/form-data\""));
+    let token = csrf(&page.body);
+    let r = b.upload("/patients/transfer-in", &[("_csrf", "wrong")], ("bundle", file.as_bytes())).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a forged form imports nothing");
+    let r =
+        b.upload("/patients/transfer-in", &[("_csrf", &token)], ("bundle", b"{\"resourceType\": \"Bundle\"}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("There is a problem") && r.body.contains("The Bundle has no entries"), "{}", r.body);
+    let r = b.upload("/patients/transfer-in", &[("_csrf", &token)], ("bundle", file.as_bytes())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Record transferred in"));
+    assert!(r.body.contains("9 entries from practice B82001"));
+    assert!(r.body.contains("who is now registered here as transferred in"));
+    assert_eq!(r.body.matches("/online\">Review").count(), 2, "each entry pending review links to its review");
+    let again = b.upload("/patients/transfer-in", &[("_csrf", &token)], ("bundle", file.as_bytes())).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("already been imported"));
+    let record = b.get(&format!("/patients/{}", nhs.as_str())).await;
+    assert_eq!(record.status, StatusCode::OK);
+    assert!(record.body.contains("Ruth"));
+    assert!(record.body.contains("transferred in from B82001"), "staff see where an entry came from");
+
+    // The API: 422 with every problem, 201 with what was imported, 403 for reception.
+    let other = caldicott_core::NhsNumber::from_first_nine(999_200_002).unwrap();
+    let mut bad = fixtures::transfer_bundle(other.as_str(), "1990-02-01", "A", "B", "B82001", "M");
+    bad["entry"][4]["resource"].as_object_mut().unwrap().remove("period");
+    bad["entry"][0]["resource"].as_object_mut().unwrap().remove("birthDate");
+    let r = post_json(&app, "/api/v1/transfer-in", &tp.clinician_token, &bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["error"]["problems"].as_array().unwrap().len(), 2, "{}", r.body);
+    let good = fixtures::transfer_bundle(other.as_str(), "1990-02-01", "A", "B", "B82001", "M");
+    let r = post_json(&app, "/api/v1/transfer-in", &tp.receptionist_token, &good).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_json(&app, "/api/v1/transfer-in", &tp.manager_token, &good).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["pending_review"], 2);
+    let list = get(&app, &format!("/api/v1/patients/{}/transfers", other.as_str()), Some(&tp.clinician_token)).await;
+    assert_eq!(list.json().as_array().unwrap().len(), 1);
+    assert_eq!(list.json()[0]["from_ods"], "B82001");
+    // Another practice reaches none of it.
+    let elsewhere = fixtures::practice(&app).await.unwrap();
+    let r =
+        get(&app, &format!("/api/v1/patients/{}/transfers", other.as_str()), Some(&elsewhere.clinician_token)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
