@@ -297,3 +297,64 @@ pub fn transfer_bundle(
         ]
     })
 }
+
+/// A proxy link: `proxy` acts for `patient` with appointments, prescriptions and record access
+/// at `record` from `granted`.
+pub async fn proxy_link(
+    app: &App,
+    practice: PracticeId,
+    patient: &Patient,
+    proxy: &Patient,
+    record: AccessLevel,
+    granted: NaiveDate,
+) -> AppResult<ProxyLink> {
+    let link = ProxyLink {
+        id: ProxyLinkId::from_uuid(new_id()),
+        patient: patient.id,
+        proxy: proxy.id,
+        relationship: "Mother".into(),
+        basis: ProxyBasis::ChildNotCompetent,
+        scope: ProxyScope {
+            appointments: true,
+            prescriptions: true,
+            demographics: true,
+            record,
+            record_from: RecordFrom::Date(granted),
+        },
+        granted_on: granted,
+        decided_by: "Dr Test".into(),
+        ends_on: None,
+        status: ProxyStatus::Active,
+    };
+    app.store.create_proxy_link(practice, &link, &audit(Action::ProxyLinkCreate, Some(patient.id))).await?;
+    Ok(link)
+}
+
+/// A local patient account made the way a patient makes one: staff issue a letter at
+/// `identity`, the patient signs up with it. Returns the username, the password and the session
+/// cookie of the sign-up.
+pub async fn patient_account(
+    app: &App,
+    staff: &StaffPrincipal,
+    patient: &Patient,
+    identity: &str,
+) -> AppResult<(String, String, String)> {
+    let letter = app.issue_linkage(staff, patient.nhs_number.as_str(), identity).await?;
+    let username = format!("p{}", unique());
+    let password = "a patient password".to_owned();
+    let cookie = app
+        .patient_sign_up(&crate::patient_services::SignUp {
+            ods_code: letter.ods_code,
+            account_id: letter.account_id,
+            linkage_key: letter.linkage_key,
+            family: patient.name.family.clone(),
+            birth_day: patient.date_of_birth.format("%d").to_string(),
+            birth_month: patient.date_of_birth.format("%m").to_string(),
+            birth_year: patient.date_of_birth.format("%Y").to_string(),
+            username: username.clone(),
+            password: password.clone(),
+        })
+        .await?
+        .map_err(|p| crate::AppError::BadRequest(format!("{p:?}")))?;
+    Ok((username, password, cookie))
+}

@@ -11,6 +11,7 @@ mod demo_data;
 pub mod fhir;
 pub mod filing;
 pub mod fixtures;
+pub mod patient_services;
 pub mod record;
 pub mod redaction;
 pub mod registration;

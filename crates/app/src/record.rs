@@ -32,7 +32,7 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    fn limit(&self) -> AppResult<u32> {
+    pub(crate) fn limit(&self) -> AppResult<u32> {
         match self.limit {
             None => Ok(DEFAULT_PAGE),
             Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -200,9 +200,9 @@ fn require_record_reader(who: &StaffPrincipal) -> AppResult<()> {
     }
 }
 
-struct Loaded {
-    practice: Practice,
-    patient: Patient,
+pub(crate) struct Loaded {
+    pub(crate) practice: Practice,
+    pub(crate) patient: Patient,
     access: caldicott_core::access::OnlineAccessSettings,
     enhanced_review: EnhancedReview,
     /// The best identity level among the patient's own online accounts.
@@ -270,6 +270,11 @@ impl App {
                 practice.name
             )));
         };
+        self.facts_for(practice, patient).await
+    }
+
+    /// The access facts of a patient already found.
+    pub(crate) async fn facts_for(&self, practice: Practice, patient: Patient) -> AppResult<Loaded> {
         let facts = self.store.access_facts(practice.id, patient.id).await?;
         let enhanced_review = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
         let identity = facts.account_identities.iter().copied().max();
@@ -303,7 +308,12 @@ impl App {
     }
 
     /// What the viewer (the patient, or the proxy of `link`) may see of the loaded record now.
-    fn policy_for(&self, l: &Loaded, link: Option<&ProxyLink>, identity: Option<IdentityLevel>) -> AccessPolicy {
+    pub(crate) fn policy_for(
+        &self,
+        l: &Loaded,
+        link: Option<&ProxyLink>,
+        identity: Option<IdentityLevel>,
+    ) -> AccessPolicy {
         let viewer = match link {
             None => Viewer::Patient { identity },
             Some(link) => Viewer::Proxy { link, identity },
@@ -367,31 +377,24 @@ impl App {
         })
     }
 
-    /// Exactly what the patient, or one of their proxies, sees online: a page of the entries the
-    /// visibility engine shows, and nothing that hints at the others.
-    pub async fn online_view(
+    /// One page of the entries `policy` shows, newest first, and the cursor of the next page.
+    /// Withheld entries are skipped without a trace: the page is what it would be without them.
+    pub(crate) async fn visible_page(
         &self,
-        who: &StaffPrincipal,
-        nhs: &str,
-        as_viewer: ViewAs,
-        page: &PageRequest,
-    ) -> AppResult<OnlineViewPage> {
-        let limit = page.limit()? as usize;
-        let mut after = page.cursor.as_deref().map(decode_cursor).transpose()?;
-        let l = self.load(who, nhs, Action::RecordPreviewOnline).await?;
-        let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
-        let policy = self.policy_for(&l, link.as_ref(), identity);
-
+        l: &Loaded,
+        policy: &AccessPolicy,
+        section: Option<Section>,
+        mut after: Option<EntryCursor>,
+        limit: usize,
+    ) -> AppResult<(Vec<Entry>, Option<String>)> {
         let mut shown: Vec<Entry> = Vec::with_capacity(limit + 1);
         if policy.denied().is_none() {
             // Most pages fill from the first batch (a tenth more than a page, for the entries
             // that are withheld); records with many withheld entries read on in doubling batches.
             let mut scan = limit as u32 + 1 + limit as u32 / 10 + 4;
             'scan: loop {
-                let batch = self
-                    .store
-                    .entries(l.practice.id, l.patient.id, EntryQuery { section: page.section, after, limit: scan })
-                    .await?;
+                let batch =
+                    self.store.entries(l.practice.id, l.patient.id, EntryQuery { section, after, limit: scan }).await?;
                 let exhausted = batch.len() < scan as usize;
                 for e in batch {
                     after = Some(EntryCursor::of(&e));
@@ -414,6 +417,24 @@ impl App {
         } else {
             None
         };
+        Ok((shown, next_cursor))
+    }
+
+    /// Exactly what the patient, or one of their proxies, sees online: a page of the entries the
+    /// visibility engine shows, and nothing that hints at the others.
+    pub async fn online_view(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        as_viewer: ViewAs,
+        page: &PageRequest,
+    ) -> AppResult<OnlineViewPage> {
+        let limit = page.limit()? as usize;
+        let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
+        let l = self.load(who, nhs, Action::RecordPreviewOnline).await?;
+        let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
+        let policy = self.policy_for(&l, link.as_ref(), identity);
+        let (shown, next_cursor) = self.visible_page(&l, &policy, page.section, after, limit).await?;
         let viewer_entity = link.as_ref().map_or("patient".to_owned(), |k| format!("proxy/{}", k.id));
         let rec = self.audit_record(
             who,

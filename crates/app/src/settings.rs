@@ -17,6 +17,7 @@ pub struct SettingsInput {
     pub default_level: String,
     pub proxy_review_age: String,
     pub visible_online_by_default: bool,
+    pub show_staff_names_to_patients: bool,
 }
 
 /// A problem with one field, for the form's error summary.
@@ -91,6 +92,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             default_level,
             proxy_review_age,
             visible_online_by_default: input.visible_online_by_default,
+            show_staff_names_to_patients: input.show_staff_names_to_patients,
         })
     } else {
         Err(problems)
@@ -99,12 +101,13 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
-        "switch_on={} paused={} default_level={} proxy_review_age={} visible_online_by_default={}",
+        "switch_on={} paused={} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
         s.default_level.as_str(),
         s.proxy_review_age.years(),
-        s.visible_online_by_default
+        s.visible_online_by_default,
+        s.show_staff_names_to_patients
     )
 }
 
@@ -155,6 +158,7 @@ mod tests {
             default_level: level.into(),
             proxy_review_age: age.into(),
             visible_online_by_default: true,
+            show_staff_names_to_patients: false,
         }
     }
 

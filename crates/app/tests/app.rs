@@ -589,6 +589,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         default_level: "full".into(),
         proxy_review_age: "12".into(),
         visible_online_by_default: true,
+        show_staff_names_to_patients: false,
     };
     assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
     let saved = app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
@@ -974,6 +975,9 @@ both!(
     a_consultation_is_split_so_that_part_of_it_can_be_hidden,
     a_transferred_in_record_keeps_its_dates_and_redactions,
     a_bad_or_mismatched_transfer_file_changes_nothing,
+    patients_sign_up_with_a_letter_and_see_only_their_online_view,
+    a_proxy_sees_the_record_they_act_for_within_scope,
+    patients_see_who_looked_at_their_record_but_not_what_changed,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1189,4 +1193,185 @@ fn the_example_transfer_file_is_current() {
     );
     let read = caldicott_app::fhir::read_transfer_bundle(have.as_bytes()).unwrap();
     assert_eq!((read.patient.nhs_number, read.entries.len()), (nhs, 9));
+}
+
+async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestStore) {
+    // R8, R22, T1: what the patient sees is exactly the online view
+    use caldicott_app::patient_services::SignUp;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let recent = Utc::now() - Duration::days(3);
+    let visible = consultation(&pat, recent, "visible to the patient");
+    let mut all = vec![visible.clone()];
+    all.extend(withheld_entries(&pat, recent, "SECRET"));
+    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    assert!(matches!(app.issue_linkage(&admin, pat.nhs_number.as_str(), "P9").await, Err(AppError::Forbidden(_))));
+    assert!(matches!(
+        app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P7").await,
+        Err(AppError::BadRequest(_))
+    ));
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let letter = app.issue_linkage(&reception, pat.nhs_number.as_str(), "P9").await.unwrap();
+    assert_eq!(letter.account_id.len(), 10);
+    let form = SignUp {
+        ods_code: letter.ods_code.to_lowercase(),
+        account_id: letter.account_id.to_lowercase(),
+        linkage_key: letter.linkage_key.replace('-', " "),
+        family: "Somebody-Else".into(),
+        birth_day: "17".into(),
+        birth_month: "5".into(),
+        birth_year: "1980".into(),
+        username: "Test.Patient".into(),
+        password: "a patient password".into(),
+    };
+    let refused = app.patient_sign_up(&form).await.unwrap().unwrap_err();
+    assert!(refused[0].message.contains("do not match"), "the wrong last name is refused without saying which field");
+    let short = SignUp { password: "short".into(), ..form.clone() };
+    assert_eq!(app.patient_sign_up(&short).await.unwrap().unwrap_err()[0].field, "password");
+    let good = SignUp { family: "patient".into(), ..form.clone() };
+    let cookie = app.patient_sign_up(&good).await.unwrap().unwrap();
+    assert!(app.patient_sign_up(&good).await.unwrap().is_err(), "a letter works once");
+    let me = app.patient_signed_in(&cookie).await.unwrap();
+    assert_eq!(me.who.holder, pat.id);
+    let page = app.my_record(&me.who, None, &PageRequest::default()).await.unwrap();
+    assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![visible.id]);
+    assert!(page.no_record.is_none());
+    assert!(!format!("{:?}", page.entries).contains("SECRET"));
+    // The view is audited as the patient.
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "record.view_online" && e.actor_kind == "patient"));
+    // Sign in again with the username, in any case; wrong passwords lock after five.
+    let again = app.patient_sign_in(Some(&letter.ods_code), "TEST.patient", "a patient password").await.unwrap();
+    assert!(app.patient_signed_in(&again).await.is_ok());
+    app.patient_sign_out(&again).await.unwrap();
+    assert!(matches!(app.patient_signed_in(&again).await, Err(AppError::Unauthenticated(_))));
+    for _ in 0..5 {
+        let r = app.patient_sign_in(Some(&letter.ods_code), "test.patient", "wrong password!").await;
+        assert!(matches!(r, Err(AppError::Unauthenticated(_))));
+    }
+    let locked = app.patient_sign_in(Some(&letter.ods_code), "test.patient", "a patient password").await;
+    assert!(matches!(locked, Err(AppError::Forbidden(_))), "{locked:?}");
+
+    // P5: appointments and messages, but no record (R22).
+    let other = adult(&app, tp.practice.id).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&other, recent, "P5 cannot see")],
+            &fixtures::audit(Action::EntryCreate, Some(other.id)),
+        )
+        .await
+        .unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &reception, &other, "P5").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap();
+    let page = app.my_record(&me.who, None, &PageRequest::default()).await.unwrap();
+    assert!(page.entries.is_empty());
+    assert!(page.no_record.unwrap().contains("identity must be fully verified"));
+    // Deregistered: signed out of everything (R6).
+    app.deregister_patient(&reception, other.nhs_number.as_str(), "moved away").await.unwrap();
+    assert!(matches!(app.patient_signed_in(&cookie).await, Err(AppError::Unauthenticated(_))));
+}
+
+async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
+    // R15, R19, T3
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let stranger = adult(&app, tp.practice.id).await.unwrap();
+    let link = fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &child,
+        &parent,
+        AccessLevel::Summary,
+        Utc::now().date_naive() - Duration::days(100),
+    )
+    .await
+    .unwrap();
+    let recent = Utc::now() - Duration::days(10);
+    let consult = consultation(&child, recent, "SECRET consultation beyond the proxy's level");
+    let mut med = consultation(&child, recent, "");
+    med.body = EntryBody::Medication {
+        drug: "Amoxicillin".into(),
+        dosage: "5ml".into(),
+        quantity: "100ml".into(),
+        course: MedicationCourse::Acute,
+    };
+    app.store
+        .add_entries(tp.practice.id, &[consult, med.clone()], &fixtures::audit(Action::EntryCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let services = app.my_services(&me).await.unwrap();
+    assert_eq!(services.len(), 2);
+    assert_eq!(services[1].link, Some(link.id));
+    assert!(services[1].scope.iter().any(|s| s.contains("Appointments")));
+    let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
+    assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![med.id]);
+    let trail = app.store.audit_for_patient(tp.practice.id, child.id, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "record.view_online" && e.actor_kind == "proxy"), "audited as the proxy");
+    // Someone else's link does not answer for this account.
+    let (_, _, theirs) = fixtures::patient_account(&app, &tp.clinician, &stranger, "P9").await.unwrap();
+    let them = app.patient_signed_in(&theirs).await.unwrap().who;
+    assert!(matches!(app.my_record(&them, Some(link.id), &PageRequest::default()).await, Err(AppError::NotFound(_))));
+    assert_eq!(app.my_services(&them).await.unwrap().len(), 1);
+    // A suspended link shows nothing of the record, and says so without a clinical reason.
+    let mut suspended = link.clone();
+    suspended.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
+    suspended.status = ProxyStatus::Suspended { since: Utc::now().date_naive(), reason: "review".into() };
+    app.store
+        .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let page = app.my_record(&me, Some(suspended.id), &PageRequest::default()).await.unwrap();
+    assert!(page.entries.is_empty());
+    assert!(page.no_record.unwrap().contains("do not have online access to this person's"));
+}
+
+async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestStore) {
+    // T2: nothing in "who viewed my record" hints at a hidden entry
+    use caldicott_app::redaction::VisibilityChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let entry = consultation(&pat, Utc::now() - Duration::days(2), "to be hidden");
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    app.staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    let hide = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "names a neighbour".into() };
+    app.change_visibility(&tp.clinician, pat.nhs_number.as_str(), entry.id, &hide, false).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    app.my_record(&me, None, &PageRequest::default()).await.unwrap();
+    let lines = app.my_record_activity(&me).await.unwrap();
+    assert!(lines.iter().any(|l| l.who == "You" && l.what == "Viewed your record online"));
+    let staff_line = lines.iter().find(|l| l.what == "Opened your record at the practice").unwrap();
+    assert_eq!(staff_line.who, format!("Clinician, {}", tp.practice.name), "staff names are hidden by default");
+    assert!(lines.iter().all(|l| !l.what.contains("hid") && !l.what.contains("visib")));
+    // The practice may choose to name its staff.
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let input = caldicott_app::settings::SettingsInput {
+        switch_on_day: "31".into(),
+        switch_on_month: "10".into(),
+        switch_on_year: "2023".into(),
+        paused: false,
+        default_level: "full".into(),
+        proxy_review_age: "11".into(),
+        visible_online_by_default: true,
+        show_staff_names_to_patients: true,
+    };
+    app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
+    let lines = app.my_record_activity(&me).await.unwrap();
+    let staff_line = lines.iter().find(|l| l.what == "Opened your record at the practice").unwrap();
+    assert!(staff_line.who.starts_with(&format!("{}, Clinician", tp.clinician.name)), "{}", staff_line.who);
 }

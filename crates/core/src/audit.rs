@@ -135,6 +135,11 @@ pub enum Action {
     PatientDeregister,
     EntrySplit,
     RecordTransferIn,
+    LinkageIssue,
+    PatientSignIn,
+    PatientSignInFailed,
+    PatientSignOut,
+    PatientActivityView,
 }
 
 impl Action {
@@ -169,6 +174,11 @@ impl Action {
             Self::PatientDeregister => "patient.deregister",
             Self::EntrySplit => "entry.split",
             Self::RecordTransferIn => "record.transfer_in",
+            Self::LinkageIssue => "account.linkage_issue",
+            Self::PatientSignIn => "patient.sign_in",
+            Self::PatientSignInFailed => "patient.sign_in_failed",
+            Self::PatientSignOut => "patient.sign_out",
+            Self::PatientActivityView => "record.view_activity",
         }
     }
 }

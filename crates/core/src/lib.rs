@@ -9,6 +9,7 @@ pub mod audit;
 pub mod entry;
 pub mod ids;
 pub mod nhs_number;
+pub mod online;
 pub mod patient;
 pub mod practice;
 pub mod snomed;

@@ -121,6 +121,8 @@ pub struct OnlineServicesSettings {
     pub proxy_review_age: ProxyReviewAge,
     /// Whether a new entry's "visible online" box starts ticked.
     pub visible_online_by_default: bool,
+    /// Whether "who viewed my record" names members of staff to patients, or only their role.
+    pub show_staff_names_to_patients: bool,
 }
 
 impl Default for OnlineServicesSettings {
@@ -131,6 +133,7 @@ impl Default for OnlineServicesSettings {
             default_level: AccessLevel::Full,
             proxy_review_age: ProxyReviewAge::default(),
             visible_online_by_default: true,
+            show_staff_names_to_patients: false,
         }
     }
 }

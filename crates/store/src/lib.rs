@@ -18,6 +18,7 @@ use caldicott_core::access::{OnlineAccessSettings, OnlineAccount, ProxyLink};
 use caldicott_core::audit::{AuditRecord, ChainHead, StoredEvent};
 use caldicott_core::entry::{Entry, OnlineVisibility, Section};
 use caldicott_core::ids::*;
+use caldicott_core::online::{LinkageKey, PatientLogin, PatientSession};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, OnlineServicesSettings, Practice};
 use caldicott_core::staff::{ApiToken, SignInState, StaffMember, StaffSession};
@@ -293,6 +294,55 @@ pub trait Store: Send + Sync + 'static {
         entries: &[Entry],
         audit: &[AuditRecord],
     ) -> StoreResult<()>;
+    // ---- Patient services ----
+    /// Issues linkage credentials; any earlier unused ones for the same person stop working.
+    async fn issue_linkage_key(&self, practice: PracticeId, key: &LinkageKey, audit: &AuditRecord) -> StoreResult<()>;
+    async fn linkage_key(&self, practice: PracticeId, account_ref: &str) -> StoreResult<Option<LinkageKey>>;
+    /// Creates a local login and its online account with linkage credentials, marking them used
+    /// (a conflict if they were used meanwhile, or the username is taken).
+    async fn create_patient_login(
+        &self,
+        practice: PracticeId,
+        account: &OnlineAccount,
+        login: &PatientLogin,
+        linkage_ref: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn patient_login(
+        &self,
+        practice: PracticeId,
+        username: &str,
+    ) -> StoreResult<Option<(PatientLogin, OnlineAccount)>>;
+    async fn set_patient_login_failures(
+        &self,
+        practice: PracticeId,
+        account: AccountId,
+        failed: u32,
+        locked_until: Option<DateTime<Utc>>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn create_patient_session(
+        &self,
+        practice: PracticeId,
+        s: &PatientSession,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn patient_session(
+        &self,
+        practice: PracticeId,
+        id: SessionId,
+    ) -> StoreResult<Option<(PatientSession, OnlineAccount)>>;
+    async fn touch_patient_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn end_patient_session(
+        &self,
+        practice: PracticeId,
+        id: SessionId,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// The proxy links through which a person acts for others.
+    async fn proxy_links_for_proxy(&self, practice: PracticeId, proxy: PatientId) -> StoreResult<Vec<ProxyLink>>;
+
     /// The records transferred in for a patient, newest first.
     async fn record_imports(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<RecordImport>>;
     async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>>;

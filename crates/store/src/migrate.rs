@@ -22,6 +22,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0004_visible_online_default.sql"),
     },
     Migration { version: 5, name: "record_import", sql: include_str!("../migrations/sqlite/0005_record_import.sql") },
+    Migration {
+        version: 6,
+        name: "patient_services",
+        sql: include_str!("../migrations/sqlite/0006_patient_services.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -38,6 +43,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0004_visible_online_default.sql"),
     },
     Migration { version: 5, name: "record_import", sql: include_str!("../migrations/postgres/0005_record_import.sql") },
+    Migration {
+        version: 6,
+        name: "patient_services",
+        sql: include_str!("../migrations/postgres/0006_patient_services.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

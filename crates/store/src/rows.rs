@@ -168,6 +168,7 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
                 .and_then(|a| ProxyReviewAge::new(a).ok())
                 .ok_or_else(|| corrupt("proxy_review_age", &age.to_string()))?,
             visible_online_by_default: r.opt_bool("visible_online_by_default")?.unwrap_or(true),
+            show_staff_names_to_patients: r.opt_bool("show_staff_names")?.unwrap_or(false),
         },
     })
 }
@@ -295,6 +296,55 @@ pub(crate) fn entry(r: &impl Cols) -> StoreResult<Entry> {
         nopat: r.flag("nopat")?,
         safeguarding: r.flag("safeguarding")?,
         confidential: r.flag("confidential")?,
+    })
+}
+
+pub(crate) fn linkage_key(r: &impl Cols) -> StoreResult<caldicott_core::online::LinkageKey> {
+    let hash = r.bytes("key_hash")?;
+    Ok(caldicott_core::online::LinkageKey {
+        account_ref: r.text("account_ref")?,
+        holder: PatientId::from_uuid(r.uuid("holder_id")?),
+        key_hash: hash.as_slice().try_into().map_err(|_| corrupt("key_hash", "length"))?,
+        identity: parsed("identity level", r.text("identity_level")?, IdentityLevel::parse)?,
+        issued_at: r.time("issued_at")?,
+        issued_by: r.text("issued_by")?,
+        used_at: r.opt_time("used_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+pub(crate) fn patient_login(r: &impl Cols) -> StoreResult<caldicott_core::online::PatientLogin> {
+    Ok(caldicott_core::online::PatientLogin {
+        account: AccountId::from_uuid(r.uuid("account_id")?),
+        username: r.text("username")?,
+        password_hash: r.text("password_hash")?,
+        failed_sign_ins: u32::try_from(r.int("failed_sign_ins")?).unwrap_or(0),
+        locked_until: r.opt_time("locked_until")?,
+    })
+}
+
+pub(crate) fn patient_session(r: &impl Cols) -> StoreResult<caldicott_core::online::PatientSession> {
+    let hash = r.bytes("secret_hash")?;
+    Ok(caldicott_core::online::PatientSession {
+        id: SessionId::from_uuid(r.uuid("id")?),
+        account: AccountId::from_uuid(r.uuid("account_id")?),
+        secret_hash: hash.as_slice().try_into().map_err(|_| corrupt("secret_hash", "length"))?,
+        csrf_token: r.text("csrf_token")?,
+        created_at: r.time("created_at")?,
+        last_seen_at: r.time("last_seen_at")?,
+        expires_at: r.time("expires_at")?,
+        ended_at: r.opt_time("ended_at")?,
+    })
+}
+
+/// An online account from a joined row whose account id is in column `id_col`.
+pub(crate) fn online_account(r: &impl Cols, id_col: &str) -> StoreResult<OnlineAccount> {
+    Ok(OnlineAccount {
+        id: AccountId::from_uuid(r.uuid(id_col)?),
+        holder: PatientId::from_uuid(r.uuid("holder_id")?),
+        kind: parsed("account kind", r.text("kind")?, AccountKind::parse)?,
+        identity: parsed("identity level", r.text("identity_level")?, IdentityLevel::parse)?,
+        created_at: r.time("a_created_at")?,
     })
 }
 

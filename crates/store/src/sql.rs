@@ -491,8 +491,8 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO practice (id, ods_code, name, telephone, address_lines, postcode, switch_on, paused, \
-                     default_level, proxy_review_age, created_at, visible_online_by_default) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     default_level, proxy_review_age, created_at, visible_online_by_default, show_staff_names) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(p.id.as_uuid())
                 .bind(p.ods_code.as_str())
@@ -506,6 +506,7 @@ macro_rules! sql_store {
                 .bind(i32::from(p.online.proxy_review_age.years()))
                 .bind(Utc::now())
                 .bind(p.online.visible_online_by_default)
+                .bind(p.online.show_staff_names_to_patients)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match db(e) {
@@ -551,13 +552,14 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4, \
-                     visible_online_by_default = $5 WHERE id = $6",
+                     visible_online_by_default = $5, show_staff_names = $6 WHERE id = $7",
                 )
                 .bind(s.prospective_switch_on)
                 .bind(s.paused)
                 .bind(s.default_level.as_str())
                 .bind(i32::from(s.proxy_review_age.years()))
                 .bind(s.visible_online_by_default)
+                .bind(s.show_staff_names_to_patients)
                 .bind(practice.as_uuid())
                 .execute(&mut *tx)
                 .await
@@ -1037,6 +1039,194 @@ macro_rules! sql_store {
                     rows::record_import,
                 )
                 .await
+            }
+
+            async fn issue_linkage_key(&self, practice: PracticeId, k: &LinkageKey, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "UPDATE linkage_key SET revoked_at = $1 WHERE practice_id = $2 AND holder_id = $3 \
+                     AND used_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(k.issued_at)
+                .bind(practice.as_uuid())
+                .bind(k.holder.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                sqlx::query(
+                    "INSERT INTO linkage_key (practice_id, account_ref, holder_id, key_hash, identity_level, issued_at, issued_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(practice.as_uuid())
+                .bind(&k.account_ref)
+                .bind(k.holder.as_uuid())
+                .bind(k.key_hash.to_vec())
+                .bind(k.identity.as_str())
+                .bind(k.issued_at)
+                .bind(&k.issued_by)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn linkage_key(&self, practice: PracticeId, account_ref: &str) -> StoreResult<Option<LinkageKey>> {
+                sqlx::query("SELECT * FROM linkage_key WHERE practice_id = $1 AND account_ref = $2")
+                    .bind(practice.as_uuid())
+                    .bind(account_ref)
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| rows::linkage_key(&r))
+                    .transpose()
+            }
+
+            async fn create_patient_login(
+                &self,
+                practice: PracticeId,
+                account: &OnlineAccount,
+                login: &PatientLogin,
+                linkage_ref: &str,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let used = sqlx::query(
+                    "UPDATE linkage_key SET used_at = $1 WHERE practice_id = $2 AND account_ref = $3 AND holder_id = $4 \
+                     AND used_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(account.created_at)
+                .bind(practice.as_uuid())
+                .bind(linkage_ref)
+                .bind(account.holder.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if used.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("these linkage details have already been used".into()));
+                }
+                Self::insert_account(&mut tx, practice, account).await?;
+                sqlx::query(
+                    "INSERT INTO patient_login (practice_id, account_id, username, password_hash, failed_sign_ins, locked_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(practice.as_uuid())
+                .bind(account.id.as_uuid())
+                .bind(&login.username)
+                .bind(&login.password_hash)
+                .bind(0i32)
+                .bind(Option::<DateTime<Utc>>::None)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("that username is taken: choose another".into()),
+                    other => other,
+                })?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn patient_login(&self, practice: PracticeId, username: &str) -> StoreResult<Option<(PatientLogin, OnlineAccount)>> {
+                sqlx::query(
+                    "SELECT l.*, a.id AS a_id, a.holder_id, a.kind, a.identity_level, a.created_at AS a_created_at FROM patient_login l \
+                     JOIN online_account a ON a.practice_id = l.practice_id AND a.id = l.account_id \
+                     WHERE l.practice_id = $1 AND l.username = $2",
+                )
+                .bind(practice.as_uuid())
+                .bind(username)
+                .fetch_optional(self.read())
+                .await
+                .map_err(db)?
+                .map(|r| Ok((rows::patient_login(&r)?, rows::online_account(&r, "a_id")?)))
+                .transpose()
+            }
+
+            async fn set_patient_login_failures(
+                &self,
+                practice: PracticeId,
+                account: AccountId,
+                failed: u32,
+                locked_until: Option<DateTime<Utc>>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE patient_login SET failed_sign_ins = $1, locked_until = $2 WHERE practice_id = $3 AND account_id = $4")
+                    .bind(i32::try_from(failed).unwrap_or(i32::MAX))
+                    .bind(locked_until)
+                    .bind(practice.as_uuid())
+                    .bind(account.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn create_patient_session(&self, practice: PracticeId, s: &PatientSession, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO patient_session (practice_id, id, account_id, secret_hash, csrf_token, created_at, last_seen_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(practice.as_uuid())
+                .bind(s.id.as_uuid())
+                .bind(s.account.as_uuid())
+                .bind(s.secret_hash.to_vec())
+                .bind(&s.csrf_token)
+                .bind(s.created_at)
+                .bind(s.last_seen_at)
+                .bind(s.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn patient_session(&self, practice: PracticeId, id: SessionId) -> StoreResult<Option<(PatientSession, OnlineAccount)>> {
+                sqlx::query(
+                    "SELECT s.*, a.id AS a_id, a.holder_id, a.kind, a.identity_level, a.created_at AS a_created_at \
+                     FROM patient_session s JOIN online_account a ON a.practice_id = s.practice_id AND a.id = s.account_id \
+                     WHERE s.practice_id = $1 AND s.id = $2",
+                )
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid())
+                .fetch_optional(self.read())
+                .await
+                .map_err(db)?
+                .map(|r| Ok((rows::patient_session(&r)?, rows::online_account(&r, "a_id")?)))
+                .transpose()
+            }
+
+            async fn touch_patient_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE patient_session SET last_seen_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+                    .bind(at)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn end_patient_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+                    .bind(at)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn proxy_links_for_proxy(&self, practice: PracticeId, proxy: PatientId) -> StoreResult<Vec<ProxyLink>> {
+                let sql =
+                    format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND proxy_id = $2 ORDER BY granted_on");
+                self.rows_by(&sql, practice, proxy.as_uuid(), rows::proxy).await
             }
 
             async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>> {

@@ -686,7 +686,9 @@ fn entry_row(e: &Entry, online: Option<&caldicott_app::record::OnlineStatus>) ->
             caldicott_core::entry::Origin::TransferredIn { from_ods } => {
                 format!("{} · transferred in from {from_ods}", e.author.name)
             }
-            caldicott_core::entry::Origin::Inbound { sender_ods } => format!("{} · sent by {sender_ods}", e.author.name),
+            caldicott_core::entry::Origin::Inbound { sender_ods } => {
+                format!("{} · sent by {sender_ods}", e.author.name)
+            }
         },
         online: label,
         online_colour: colour,
@@ -1187,6 +1189,7 @@ struct SettingsPage {
     level: String,
     age: String,
     visible_by_default: bool,
+    show_staff_names: bool,
     levels: Vec<(&'static str, &'static str)>,
     errors: Vec<FieldError>,
 }
@@ -1217,6 +1220,7 @@ fn settings_page_for(
         level: input.default_level.clone(),
         age: input.proxy_review_age.clone(),
         visible_by_default: input.visible_online_by_default,
+        show_staff_names: input.show_staff_names_to_patients,
         levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
             .into_iter()
             .map(|l| (l.as_str(), l.display()))
@@ -1236,6 +1240,7 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         default_level: p.online.default_level.as_str().to_owned(),
         proxy_review_age: p.online.proxy_review_age.years().to_string(),
         visible_online_by_default: p.online.visible_online_by_default,
+        show_staff_names_to_patients: p.online.show_staff_names_to_patients,
     }
 }
 
@@ -1268,6 +1273,8 @@ struct SettingsForm {
     proxy_review_age: String,
     #[serde(default)]
     visible_online_by_default: Option<String>,
+    #[serde(default)]
+    show_staff_names_to_patients: Option<String>,
 }
 
 async fn save_settings(
@@ -1284,6 +1291,7 @@ async fn save_settings(
         default_level: f.default_level,
         proxy_review_age: f.proxy_review_age,
         visible_online_by_default: f.visible_online_by_default.is_some(),
+        show_staff_names_to_patients: f.show_staff_names_to_patients.is_some(),
     };
     match app.change_practice_settings(&me.who, &input).await {
         Ok(Ok(_)) => Redirect::to("/settings?saved").into_response(),

@@ -825,6 +825,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                     default_level: prac.2,
                     proxy_review_age: ProxyReviewAge::new(prac.3).unwrap_or_default(),
                     visible_online_by_default: true,
+                    show_staff_names_to_patients: false,
                 };
                 let mut patient = patient(dob, reg.max(dob));
                 patient.registrations[0].ended = ended.filter(|e| *e > reg);

@@ -1,0 +1,672 @@
+//! Patient-facing services: linkage credentials issued at the practice, local patient accounts
+//! made with them, patient sign-in and sessions, "my record" for the patient or for someone they
+//! act for as a proxy, and who has viewed the record.
+//!
+//! What a patient or proxy sees is exactly the engine's online view: hidden entries leave no
+//! trace (no count, no gap, no "some entries are hidden"), and the reason a viewer sees no record
+//! is given in words that never reveal a clinical decision (a 104 code, a redaction).
+//!
+//! The browser holds `p1_<practice id><session id><secret>`; the store keeps only the secret's
+//! SHA-256.
+
+use crate::auth::{hash_password, verify_password};
+use crate::record::{decode_cursor, PageRequest};
+use crate::settings::FieldProblem;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use caldicott_core::access::*;
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
+use caldicott_core::entry::{Entry, Section};
+use caldicott_core::ids::*;
+use caldicott_core::online::*;
+use caldicott_core::patient::Patient;
+use caldicott_core::practice::Practice;
+use caldicott_core::staff::Role;
+use caldicott_core::visibility::Withheld;
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::Rng;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+const PREFIX: &str = "p1_";
+const WRONG_CREDENTIALS: &str = "The username or password is not right. Check them and try again.";
+const NOT_MATCHED: &str =
+    "These details do not match our records. Check the letter from your practice, your last name and your date of birth.";
+/// Letters and digits that cannot be mistaken for one another on a printed letter.
+const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+fn code(len: usize) -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Upper case, without spaces or dashes: how a typed Account ID or Linkage Key is compared.
+fn normalise_code(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// A signed-in patient: the holder of one online account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientPrincipal {
+    pub practice: PracticeId,
+    pub account: AccountId,
+    pub holder: PatientId,
+    pub identity: IdentityLevel,
+    pub name: String,
+}
+
+impl PatientPrincipal {
+    /// The audit actor: the account holder, as a proxy when acting through a link.
+    pub fn actor(&self, link: Option<&ProxyLink>) -> Actor {
+        match link {
+            None => Actor { kind: ActorKind::Patient, id: self.account.to_string(), role: "patient".into() },
+            Some(l) => Actor { kind: ActorKind::Proxy, id: self.account.to_string(), role: format!("proxy/{}", l.id) },
+        }
+    }
+}
+
+/// A live patient session.
+#[derive(Debug, Clone)]
+pub struct PatientSignedIn {
+    pub who: PatientPrincipal,
+    pub session: SessionId,
+    pub csrf_token: String,
+    pub practice_name: String,
+}
+
+/// The letter staff print for a patient: shown once, the key is not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkageLetter {
+    pub practice_name: String,
+    pub practice_telephone: String,
+    pub ods_code: String,
+    pub account_id: String,
+    pub linkage_key: String,
+    pub patient_name: String,
+    pub nhs_number: String,
+    pub identity: IdentityLevel,
+    pub issued_on: NaiveDate,
+    pub use_by: NaiveDate,
+}
+
+/// The sign-up form as typed.
+#[derive(Debug, Clone, Default)]
+pub struct SignUp {
+    pub ods_code: String,
+    pub account_id: String,
+    pub linkage_key: String,
+    pub family: String,
+    pub birth_day: String,
+    pub birth_month: String,
+    pub birth_year: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Someone whose services the signed-in person may use: themselves, or a patient they act for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// `None` for the person themselves.
+    pub link: Option<ProxyLinkId>,
+    pub name: String,
+    pub relationship: Option<String>,
+    /// What they may do, in words; or why they cannot now.
+    pub scope: Vec<String>,
+    pub unavailable: Option<String>,
+}
+
+/// One page of a record as its online viewer sees it.
+#[derive(Debug, Clone)]
+pub struct MyRecordPage {
+    pub whose: String,
+    pub link: Option<ProxyLinkId>,
+    /// Set when the viewer sees no record at all: a sentence for the viewer.
+    pub no_record: Option<String>,
+    pub entries: Vec<Entry>,
+    pub next_cursor: Option<String>,
+}
+
+/// One look at the record, as the patient sees it in "who viewed my record".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityLine {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub what: &'static str,
+}
+
+/// Staff who check identity and issue linkage credentials.
+fn require_front_desk(who: &StaffPrincipal) -> AppResult<()> {
+    match who.role {
+        Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
+        Role::Administrator => Err(AppError::Forbidden("administrators do not issue patient credentials".into())),
+    }
+}
+
+/// The words a viewer sees when they see no record. They never name a clinical reason.
+fn no_record_sentence(w: Withheld, proxy: bool) -> String {
+    match w {
+        Withheld::IdentityNotVerified { .. } => {
+            "To see a GP record online, your identity must be fully verified (P9). You can still manage appointments \
+             and messages. Ask the practice, or verify your identity through NHS login."
+                .into()
+        }
+        _ if proxy => {
+            "You do not have online access to this person's GP record. Contact the practice to ask about it.".into()
+        }
+        _ => "You do not have online access to your GP record at the moment. Contact the practice to ask about it."
+            .into(),
+    }
+}
+
+fn scope_words(l: &ProxyLink) -> Vec<String> {
+    let mut s = Vec::new();
+    if l.scope.appointments {
+        s.push("Appointments".to_owned());
+    }
+    if l.scope.prescriptions {
+        s.push("Repeat prescriptions".to_owned());
+    }
+    if l.scope.record != AccessLevel::None {
+        s.push(format!("GP record ({})", l.scope.record.display().to_lowercase()));
+    }
+    s
+}
+
+fn parse_cookie(value: &str) -> Option<(PracticeId, SessionId, String)> {
+    let rest = value.trim().strip_prefix(PREFIX)?;
+    if rest.len() < 64 || !rest.is_char_boundary(64) {
+        return None;
+    }
+    Some((
+        PracticeId::from_uuid(Uuid::try_parse(&rest[..32]).ok()?),
+        SessionId::from_uuid(Uuid::try_parse(&rest[32..64]).ok()?),
+        rest[64..].to_owned(),
+    ))
+}
+
+impl App {
+    fn patient_audit(
+        &self,
+        actor: Actor,
+        patient: Option<PatientId>,
+        action: Action,
+        entity: String,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) -> AuditRecord {
+        AuditRecord::new(AuditEventId::from_uuid(new_id()), self.now(), actor, patient, action, entity, outcome, detail)
+    }
+
+    /// Issues linkage credentials for a registered patient after staff have checked their
+    /// identity: P9 for a check with photo ID in person, P5 otherwise (appointments and messages
+    /// only, R22). Earlier unused credentials for the patient stop working.
+    pub async fn issue_linkage(&self, who: &StaffPrincipal, nhs: &str, identity: &str) -> AppResult<LinkageLetter> {
+        require_front_desk(who)?;
+        let identity = match identity {
+            "P9" => IdentityLevel::P9,
+            "P5" => IdentityLevel::P5,
+            _ => {
+                return Err(AppError::BadRequest(
+                    "Choose how the patient's identity was checked before issuing credentials".into(),
+                ))
+            }
+        };
+        let patient = self.patient_here(who, nhs).await?;
+        let today = self.now().date_naive();
+        if patient.registration_on(today).is_none() || patient.is_deceased_on(today) {
+            return Err(AppError::Conflict("online credentials are only issued to patients registered here".into()));
+        }
+        let practice =
+            self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
+        let account_id = code(10);
+        let key = code(15);
+        let record = LinkageKey {
+            account_ref: account_id.clone(),
+            holder: patient.id,
+            key_hash: sha256(&key),
+            identity,
+            issued_at: self.now(),
+            issued_by: who.name.clone(),
+            used_at: None,
+            revoked_at: None,
+        };
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::LinkageIssue,
+            format!("linkage/{account_id}"),
+            Outcome::Success,
+            format!("identity {} checked by staff", identity.as_str()),
+        );
+        self.store.issue_linkage_key(who.practice, &record, &audit).await?;
+        Ok(LinkageLetter {
+            practice_name: practice.name,
+            practice_telephone: practice.telephone,
+            ods_code: practice.ods_code.as_str().to_owned(),
+            account_id,
+            linkage_key: key
+                .as_bytes()
+                .chunks(5)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("-"),
+            patient_name: format!("{} {}", patient.name.given, patient.name.family),
+            nhs_number: patient.nhs_number.to_string(),
+            identity,
+            issued_on: today,
+            use_by: (self.now() + LINKAGE_VALIDITY).date_naive(),
+        })
+    }
+
+    /// A patient makes their own account with the credentials from their letter, and is signed
+    /// in. Every mismatch gets the same message, so the form reveals nothing about a record.
+    pub async fn patient_sign_up(&self, s: &SignUp) -> AppResult<Result<String, Vec<FieldProblem>>> {
+        let mut problems = Vec::new();
+        let username = s.username.trim().to_ascii_lowercase();
+        if !(3..=64).contains(&username.len())
+            || !username.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        {
+            problems.push(FieldProblem {
+                field: "username",
+                message: "Choose a username of 3 to 64 letters, digits, dots, dashes or @".into(),
+            });
+        }
+        if s.password.chars().count() < 12 {
+            problems.push(FieldProblem {
+                field: "password",
+                message: "Choose a password of at least 12 characters".into(),
+            });
+        }
+        let dob = match (
+            s.birth_day.trim().parse::<u32>(),
+            s.birth_month.trim().parse::<u32>(),
+            s.birth_year.trim().parse::<i32>(),
+        ) {
+            (Ok(d), Ok(m), Ok(y)) => NaiveDate::from_ymd_opt(y, m, d),
+            _ => None,
+        };
+        if dob.is_none() {
+            problems.push(FieldProblem {
+                field: "birth_day",
+                message: "Enter your date of birth, for example 31 1 1980".into(),
+            });
+        }
+        for (field, value, what) in [
+            ("ods_code", &s.ods_code, "the practice ODS code"),
+            ("account_id", &s.account_id, "the Account ID"),
+            ("linkage_key", &s.linkage_key, "the Linkage Key"),
+            ("family", &s.family, "your last name"),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(FieldProblem { field, message: format!("Enter {what}") });
+            }
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        let not_matched = || Ok(Err(vec![FieldProblem { field: "account_id", message: NOT_MATCHED.into() }]));
+        let Ok(practice) = self.sign_in_practice(Some(&s.ods_code)).await else { return not_matched() };
+        let now = self.now();
+        let Some(key) = self.store.linkage_key(practice.id, &normalise_code(&s.account_id)).await? else {
+            return not_matched();
+        };
+        let Some(patient) = self.store.patient(practice.id, key.holder).await? else { return not_matched() };
+        let matches = key.is_usable_at(now)
+            && sha256(&normalise_code(&s.linkage_key)) == key.key_hash
+            && patient.name.family.trim().eq_ignore_ascii_case(s.family.trim())
+            && Some(patient.date_of_birth) == dob
+            && patient.registration_on(now.date_naive()).is_some();
+        if !matches {
+            return not_matched();
+        }
+        let account = OnlineAccount {
+            id: AccountId::from_uuid(new_id()),
+            holder: patient.id,
+            kind: AccountKind::Local,
+            identity: key.identity,
+            created_at: now,
+        };
+        let login = PatientLogin {
+            account: account.id,
+            username: username.clone(),
+            password_hash: hash_password(&s.password)?,
+            failed_sign_ins: 0,
+            locked_until: None,
+        };
+        let who = PatientPrincipal {
+            practice: practice.id,
+            account: account.id,
+            holder: patient.id,
+            identity: account.identity,
+            name: patient.name.given.clone(),
+        };
+        let audit = self.patient_audit(
+            who.actor(None),
+            Some(patient.id),
+            Action::OnlineAccountCreate,
+            format!("account/{}", account.id),
+            Outcome::Success,
+            format!("local account with linkage {}, identity {}", key.account_ref, key.identity.as_str()),
+        );
+        match self.store.create_patient_login(practice.id, &account, &login, &key.account_ref, &audit).await {
+            Ok(()) => {}
+            Err(caldicott_store::StoreError::Conflict(m)) if m.contains("username") => {
+                return Ok(Err(vec![FieldProblem {
+                    field: "username",
+                    message: "That username is taken: choose another".into(),
+                }]))
+            }
+            Err(caldicott_store::StoreError::Conflict(_)) => return not_matched(),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Ok(self.start_patient_session(&practice, &who).await?))
+    }
+
+    async fn start_patient_session(&self, practice: &Practice, who: &PatientPrincipal) -> AppResult<String> {
+        let now = self.now();
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let secret = URL_SAFE_NO_PAD.encode(raw);
+        let mut csrf = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut csrf);
+        let session = PatientSession {
+            id: SessionId::from_uuid(new_id()),
+            account: who.account,
+            secret_hash: sha256(&secret),
+            csrf_token: URL_SAFE_NO_PAD.encode(csrf),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + PATIENT_SESSION_LIFETIME,
+            ended_at: None,
+        };
+        let audit = self.patient_audit(
+            who.actor(None),
+            Some(who.holder),
+            Action::PatientSignIn,
+            format!("account/{}", who.account),
+            Outcome::Success,
+            "signed in",
+        );
+        self.store.create_patient_session(practice.id, &session, &audit).await?;
+        Ok(format!("{PREFIX}{}{}{secret}", practice.id.as_uuid().simple(), session.id.as_uuid().simple()))
+    }
+
+    /// Signs a patient in with a local account. Five failures lock it for a quarter of an hour.
+    pub async fn patient_sign_in(&self, ods: Option<&str>, username: &str, password: &str) -> AppResult<String> {
+        if username.trim().is_empty() || password.is_empty() {
+            return Err(AppError::BadRequest("Enter your username and password".into()));
+        }
+        let practice = self.sign_in_practice(ods).await?;
+        let now = self.now();
+        let found = self.store.patient_login(practice.id, &username.trim().to_ascii_lowercase()).await?;
+        let Some((login, account)) = found else {
+            let _ = verify_password(
+                password,
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$dGhpc2lzbm90YXJlYWxoYXNoYXRhbGwxMjM0NTY3OA",
+            );
+            return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
+        };
+        let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
+        if login.is_locked_at(now) {
+            let audit = self.patient_audit(
+                actor,
+                Some(account.holder),
+                Action::PatientSignInFailed,
+                format!("account/{}", account.id),
+                Outcome::Denied,
+                "account locked",
+            );
+            self.audit.record(practice.id, audit).await?;
+            return Err(AppError::Forbidden(
+                "This account is locked after 5 failed attempts. Try again in 15 minutes, or contact the practice."
+                    .into(),
+            ));
+        }
+        if !verify_password(password, &login.password_hash) {
+            let (failed, until) = login.after_failure(now);
+            let audit = self.patient_audit(
+                actor,
+                Some(account.holder),
+                Action::PatientSignInFailed,
+                format!("account/{}", account.id),
+                Outcome::Denied,
+                "wrong password",
+            );
+            self.store.set_patient_login_failures(practice.id, account.id, failed, until, &audit).await?;
+            return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
+        }
+        if login.failed_sign_ins > 0 {
+            let audit = self.patient_audit(
+                actor,
+                Some(account.holder),
+                Action::PatientSignIn,
+                format!("account/{}", account.id),
+                Outcome::Success,
+                "failure count cleared",
+            );
+            self.store.set_patient_login_failures(practice.id, account.id, 0, None, &audit).await?;
+        }
+        let patient = self
+            .store
+            .patient(practice.id, account.holder)
+            .await?
+            .ok_or_else(|| AppError::Unauthenticated(WRONG_CREDENTIALS.into()))?;
+        let who = PatientPrincipal {
+            practice: practice.id,
+            account: account.id,
+            holder: patient.id,
+            identity: account.identity,
+            name: patient.name.given.clone(),
+        };
+        self.start_patient_session(&practice, &who).await
+    }
+
+    /// The signed-in patient behind a session cookie.
+    pub async fn patient_signed_in(&self, cookie: &str) -> AppResult<PatientSignedIn> {
+        let expired = || AppError::Unauthenticated("Your session has ended. Sign in again.".into());
+        let (practice_id, session_id, secret) = parse_cookie(cookie).ok_or_else(expired)?;
+        let (session, account) = self.store.patient_session(practice_id, session_id).await?.ok_or_else(expired)?;
+        let now = self.now();
+        if sha256(&secret) != session.secret_hash || !session.is_live_at(now) {
+            return Err(expired());
+        }
+        if now - session.last_seen_at >= chrono::Duration::seconds(60) {
+            self.store.touch_patient_session(practice_id, session.id, now).await?;
+        }
+        let practice = self.store.practice(practice_id).await?.ok_or_else(expired)?;
+        let patient = self.store.patient(practice_id, account.holder).await?.ok_or_else(expired)?;
+        if patient.registration_on(now.date_naive()).is_none() {
+            // R6: a patient who has left has no online services here.
+            return Err(AppError::Unauthenticated("You are no longer registered at this practice.".into()));
+        }
+        Ok(PatientSignedIn {
+            who: PatientPrincipal {
+                practice: practice_id,
+                account: account.id,
+                holder: patient.id,
+                identity: account.identity,
+                name: patient.name.given.clone(),
+            },
+            session: session.id,
+            csrf_token: session.csrf_token,
+            practice_name: practice.name,
+        })
+    }
+
+    pub async fn patient_sign_out(&self, cookie: &str) -> AppResult<()> {
+        let Ok(me) = self.patient_signed_in(cookie).await else { return Ok(()) };
+        let audit = self.patient_audit(
+            me.who.actor(None),
+            Some(me.who.holder),
+            Action::PatientSignOut,
+            format!("account/{}", me.who.account),
+            Outcome::Success,
+            "",
+        );
+        self.store.end_patient_session(me.who.practice, me.session, self.now(), &audit).await?;
+        Ok(())
+    }
+
+    /// The proxy link through which `me` acts for someone: it must be theirs.
+    async fn my_link(&self, me: &PatientPrincipal, id: ProxyLinkId) -> AppResult<ProxyLink> {
+        self.store
+            .proxy_link(me.practice, id)
+            .await?
+            .filter(|l| l.proxy == me.holder)
+            .ok_or_else(|| AppError::NotFound("you do not act for anyone through that link".into()))
+    }
+
+    /// Whose services the signed-in person may use: their own, and each person they act for.
+    pub async fn my_services(&self, me: &PatientPrincipal) -> AppResult<Vec<Service>> {
+        let today = self.now().date_naive();
+        let mut out = vec![Service {
+            link: None,
+            name: me.name.clone(),
+            relationship: None,
+            scope: Vec::new(),
+            unavailable: None,
+        }];
+        for l in self.store.proxy_links_for_proxy(me.practice, me.holder).await? {
+            let Some(p) = self.store.patient(me.practice, l.patient).await? else { continue };
+            let unavailable = match &l.status {
+                ProxyStatus::Revoked { .. } => continue,
+                ProxyStatus::Suspended { since, .. } => Some(format!(
+                    "Suspended since {} for the practice to review. Contact the practice.",
+                    since.format("%-d %B %Y")
+                )),
+                ProxyStatus::Active if l.ends_on.is_some_and(|d| d <= today) => {
+                    Some("Ended. Contact the practice.".into())
+                }
+                ProxyStatus::Active if p.registration_on(today).is_none() => continue,
+                ProxyStatus::Active => None,
+            };
+            out.push(Service {
+                link: Some(l.id),
+                name: format!("{} {}", p.name.given, p.name.family),
+                relationship: Some(l.relationship.clone()),
+                scope: scope_words(&l),
+                unavailable,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A page of the record the signed-in person sees: their own, or (with `link`) that of the
+    /// person they act for, within the proxy's scope. Audited as the patient or as the proxy.
+    pub async fn my_record(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        page: &PageRequest,
+    ) -> AppResult<MyRecordPage> {
+        let limit = page.limit()? as usize;
+        let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
+        let link = match link {
+            Some(id) => Some(self.my_link(me, id).await?),
+            None => None,
+        };
+        let target = link.as_ref().map_or(me.holder, |l| l.patient);
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let patient =
+            self.store.patient(me.practice, target).await?.ok_or_else(|| AppError::NotFound("record".into()))?;
+        let whose =
+            if link.is_some() { format!("{} {}", patient.name.given, patient.name.family) } else { "Your".into() };
+        let l = self.facts_for(practice, patient).await?;
+        let policy = self.policy_for(&l, link.as_ref(), Some(me.identity));
+        let (entries, next_cursor) = self.visible_page(&l, &policy, page.section, after, limit).await?;
+        let audit = self.patient_audit(
+            me.actor(link.as_ref()),
+            Some(target),
+            Action::RecordViewOnline,
+            format!("patient/{target}"),
+            Outcome::Success,
+            format!("section={} entries={}", page.section.map_or("all", Section::as_str), entries.len()),
+        );
+        self.audit.record(me.practice, audit).await?;
+        Ok(MyRecordPage {
+            whose,
+            link: link.as_ref().map(|l| l.id),
+            no_record: policy.denied().map(|w| no_record_sentence(w, link.is_some())),
+            entries,
+            next_cursor,
+        })
+    }
+
+    /// Who has looked at the signed-in patient's record: staff (by role, and by name where the
+    /// practice chooses), the patient, and anyone acting for them. Only looks are listed, never
+    /// changes, so nothing here hints at an entry the patient cannot see.
+    pub async fn my_record_activity(&self, me: &PatientPrincipal) -> AppResult<Vec<ActivityLine>> {
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let events = self.store.audit_for_patient(me.practice, me.holder, 500).await?;
+        let mut staff_names: HashMap<String, String> = HashMap::new();
+        let mut proxy_names: HashMap<String, String> = HashMap::new();
+        for l in self.store.proxy_links_for_patient(me.practice, me.holder).await? {
+            if let Some(p) = self.store.patient(me.practice, l.proxy).await? {
+                for a in self.store.online_accounts(me.practice, l.proxy).await? {
+                    proxy_names
+                        .insert(a.id.to_string(), format!("{} {} ({})", p.name.given, p.name.family, l.relationship));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for e in events {
+            let what = match e.action.as_str() {
+                "record.view_staff" => "Opened your record at the practice",
+                "record.preview_online" => "Checked what you see online",
+                "record.view_online" => "Viewed your record online",
+                _ => continue,
+            };
+            if e.outcome != Outcome::Success.as_str() {
+                continue;
+            }
+            let who = match e.actor_kind.as_str() {
+                "patient" if e.actor_id == me.account.to_string() => "You".to_owned(),
+                "patient" => "You (another of your accounts)".to_owned(),
+                "proxy" => proxy_names.get(&e.actor_id).cloned().unwrap_or_else(|| "Someone acting for you".to_owned()),
+                "staff" => {
+                    let role = Role::parse(&e.actor_role).map_or("Member of staff", Role::display);
+                    let named = if practice.online.show_staff_names_to_patients {
+                        if !staff_names.contains_key(&e.actor_id) {
+                            let name = match e.actor_id.parse::<StaffId>() {
+                                Ok(id) => self.store.staff_member(me.practice, id).await?.map(|s| s.display_name),
+                                Err(_) => None,
+                            };
+                            staff_names.insert(e.actor_id.clone(), name.unwrap_or_default());
+                        }
+                        staff_names.get(&e.actor_id).cloned().filter(|n| !n.is_empty())
+                    } else {
+                        None
+                    };
+                    match named {
+                        Some(n) => format!("{n}, {role}, {}", practice.name),
+                        None => format!("{role}, {}", practice.name),
+                    }
+                }
+                _ => continue,
+            };
+            out.push(ActivityLine { at: e.at, who, what });
+        }
+        let audit = self.patient_audit(
+            me.actor(None),
+            Some(me.holder),
+            Action::PatientActivityView,
+            format!("patient/{}", me.holder),
+            Outcome::Success,
+            format!("lines={}", out.len()),
+        );
+        self.audit.record(me.practice, audit).await?;
+        Ok(out)
+    }
+
+    /// For tests and the demo: the record of the person behind a proxy link, by patient.
+    pub async fn patient_by_id(&self, practice: PracticeId, id: PatientId) -> AppResult<Patient> {
+        self.store.patient(practice, id).await?.ok_or_else(|| AppError::NotFound("patient".into()))
+    }
+}

@@ -1,0 +1,128 @@
+//! Patients' own sign-in to caldicott's patient services: linkage credentials issued at the
+//! practice after an identity check, local accounts made with them, and patient sessions.
+
+use crate::access::IdentityLevel;
+use crate::ids::{AccountId, PatientId, SessionId};
+use crate::staff::{SESSION_IDLE, SESSION_LIFETIME};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Failed sign-ins before a patient account locks, and for how long.
+pub const MAX_FAILED_PATIENT_SIGN_INS: u32 = 5;
+pub const PATIENT_LOCKOUT: Duration = Duration::minutes(15);
+/// Linkage credentials not used within this time stop working.
+pub const LINKAGE_VALIDITY: Duration = Duration::days(90);
+pub const PATIENT_SESSION_LIFETIME: Duration = SESSION_LIFETIME;
+pub const PATIENT_SESSION_IDLE: Duration = SESSION_IDLE;
+
+/// Linkage credentials (Account ID, ODS code, Linkage Key) issued on a letter after staff check
+/// a patient's identity in person (§6). The key itself is kept only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkageKey {
+    /// The Account ID printed on the letter (the look-up key).
+    pub account_ref: String,
+    pub holder: PatientId,
+    #[serde(skip)]
+    pub key_hash: [u8; 32],
+    /// The identity level the check at the practice established.
+    pub identity: IdentityLevel,
+    pub issued_at: DateTime<Utc>,
+    pub issued_by: String,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl LinkageKey {
+    /// Usable to sign up: not used, not revoked, not older than [`LINKAGE_VALIDITY`].
+    pub fn is_usable_at(&self, now: DateTime<Utc>) -> bool {
+        self.used_at.is_none() && self.revoked_at.is_none() && now - self.issued_at < LINKAGE_VALIDITY
+    }
+}
+
+/// A local patient login: a username and password for one online account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientLogin {
+    pub account: AccountId,
+    pub username: String,
+    pub password_hash: String,
+    pub failed_sign_ins: u32,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl PatientLogin {
+    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|t| now < t)
+    }
+    pub fn after_failure(&self, now: DateTime<Utc>) -> (u32, Option<DateTime<Utc>>) {
+        let n = self.failed_sign_ins + 1;
+        if n >= MAX_FAILED_PATIENT_SIGN_INS {
+            (0, Some(now + PATIENT_LOCKOUT))
+        } else {
+            (n, self.locked_until)
+        }
+    }
+}
+
+/// A signed-in patient (or proxy) session. The browser holds the secret; the store its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientSession {
+    pub id: SessionId,
+    pub account: AccountId,
+    pub secret_hash: [u8; 32],
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl PatientSession {
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.ended_at.is_none() && now < self.expires_at && now - self.last_seen_at < PATIENT_SESSION_IDLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn linkage_keys_work_once_and_expire() {
+        let k = LinkageKey {
+            account_ref: "ABC".into(),
+            holder: PatientId::from_uuid(Uuid::from_u128(1)),
+            key_hash: [0; 32],
+            identity: IdentityLevel::P9,
+            issued_at: t(0),
+            issued_by: "x".into(),
+            used_at: None,
+            revoked_at: None,
+        };
+        assert!(k.is_usable_at(t(1)));
+        assert!(!k.is_usable_at(t(0) + LINKAGE_VALIDITY));
+        assert!(!LinkageKey { used_at: Some(t(1)), ..k.clone() }.is_usable_at(t(2)));
+        assert!(!LinkageKey { revoked_at: Some(t(1)), ..k }.is_usable_at(t(2)));
+    }
+
+    #[test]
+    fn five_failures_lock_a_patient_login() {
+        let mut l = PatientLogin {
+            account: AccountId::from_uuid(Uuid::from_u128(1)),
+            username: "u".into(),
+            password_hash: String::new(),
+            failed_sign_ins: 0,
+            locked_until: None,
+        };
+        for _ in 0..MAX_FAILED_PATIENT_SIGN_INS {
+            assert!(!l.is_locked_at(t(0)));
+            (l.failed_sign_ins, l.locked_until) = l.after_failure(t(0));
+        }
+        assert!(l.is_locked_at(t(1)));
+        assert!(!l.is_locked_at(t(0) + PATIENT_LOCKOUT));
+    }
+}
