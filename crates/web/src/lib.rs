@@ -6,6 +6,7 @@
 mod api;
 mod error;
 mod pages;
+mod patient;
 mod portal;
 
 use axum::http::{header, HeaderValue};
@@ -14,6 +15,7 @@ use axum::Router;
 use caldicott_app::App;
 
 pub use error::WebError;
+pub use patient::PATIENT_COOKIE;
 pub use portal::SESSION_COOKIE;
 
 /// The whole application.
@@ -21,6 +23,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(pages::routes())
         .merge(portal::routes())
+        .merge(patient::routes())
         .nest("/api/v1", api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(security_headers))

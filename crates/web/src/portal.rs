@@ -28,7 +28,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 pub const SESSION_COOKIE: &str = "__Host-caldicott";
-const SIGN_IN_COOKIE: &str = "__Host-caldicott-sign-in";
+pub(crate) const SIGN_IN_COOKIE: &str = "__Host-caldicott-sign-in";
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -50,6 +50,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/new", get(register_page))
         .route("/patients", axum::routing::post(register))
         .route("/patients/{nhs_number}/deregister", axum::routing::post(deregister))
+        .route("/patients/{nhs_number}/linkage", axum::routing::post(issue_linkage))
         .route(
             "/patients/transfer-in",
             get(transfer_page).post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
@@ -61,7 +62,7 @@ pub fn routes() -> Router<App> {
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -72,12 +73,12 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn set_cookie(name: &str, value: &str) -> HeaderValue {
+pub(crate) fn set_cookie(name: &str, value: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn clear_cookie(name: &str) -> HeaderValue {
+pub(crate) fn clear_cookie(name: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -89,12 +90,12 @@ fn random_token() -> String {
 }
 
 /// Constant-time comparison for CSRF tokens.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The CSRF token of the sign-in forms, from their cookie (or a new one with the header to set it).
-fn sign_in_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub(crate) fn sign_in_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookie(headers, SIGN_IN_COOKIE).filter(|t| t.len() >= 32) {
         Some(t) => (t, None),
         None => {
@@ -133,6 +134,7 @@ csrf_forms!(
     RegisterForm,
     DeregisterForm,
     SplitForm,
+    LinkageForm,
 );
 
 /// The form's fields, when it parsed and carries this session's CSRF token (handlers answer
@@ -149,7 +151,7 @@ fn to_patient(me: &SignedIn, nhs: &str, rest: &str) -> Response {
     }
 }
 
-fn forbidden_form() -> Response {
+pub(crate) fn forbidden_form() -> Response {
     page_error(None, AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()))
 }
 
@@ -192,7 +194,7 @@ pub struct FieldError {
 }
 
 /// Helpers every form template uses.
-trait Errors {
+pub(crate) trait Errors {
     fn errors(&self) -> &[FieldError];
     fn has_error(&self, field: &str) -> bool {
         self.errors().iter().any(|e| e.field == field)
@@ -210,10 +212,18 @@ struct ErrorPage {
     message: String,
 }
 
-fn page_error(chrome: Option<Chrome>, e: AppError) -> Response {
-    let (status, title, message) = match &e {
+pub(crate) fn page_error(chrome: Option<Chrome>, e: AppError) -> Response {
+    match error_parts(&e) {
+        None => Redirect::to("/sign-in").into_response(),
+        Some((status, title, message)) => (status, ErrorPage { chrome, title, message }).into_response(),
+    }
+}
+
+/// The status, title and message of an error page; `None` when the answer is to sign in.
+pub(crate) fn error_parts(e: &AppError) -> Option<(StatusCode, &'static str, String)> {
+    Some(match e {
         AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "There is a problem", m.clone()),
-        AppError::Unauthenticated(_) => return Redirect::to("/sign-in").into_response(),
+        AppError::Unauthenticated(_) => return None,
         AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "You cannot do that", m.clone()),
         AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
         AppError::Conflict(m) => (StatusCode::CONFLICT, "That has already happened", m.clone()),
@@ -233,8 +243,7 @@ fn page_error(chrome: Option<Chrome>, e: AppError) -> Response {
                 "Nothing was changed. Try again, or tell your practice manager.".into(),
             )
         }
-    };
-    (status, ErrorPage { chrome, title, message }).into_response()
+    })
 }
 
 /// A signed-in member of staff. Pages that take one redirect to sign-in without a session.
@@ -488,7 +497,7 @@ fn listing(p: caldicott_app::PatientListing, today: NaiveDate) -> Listing {
     }
 }
 
-fn long_date(d: NaiveDate) -> String {
+pub(crate) fn long_date(d: NaiveDate) -> String {
     d.format("%-d %b %Y").to_string()
 }
 
@@ -632,7 +641,7 @@ pub struct EntryRow {
     pub withheld: Option<String>,
 }
 
-fn kind_label(e: &Entry) -> &'static str {
+pub(crate) fn kind_label(e: &Entry) -> &'static str {
     match &e.body {
         EntryBody::Coded { .. } => "Coded entry",
         EntryBody::Consultation { status, .. } => match status {
@@ -662,7 +671,7 @@ fn kind_label(e: &Entry) -> &'static str {
     }
 }
 
-fn entry_text(e: &Entry) -> String {
+pub(crate) fn entry_text(e: &Entry) -> String {
     match &e.body {
         EntryBody::Consultation { text, .. } => text.clone(),
         other => other.headline(),
@@ -729,7 +738,7 @@ struct RecordPage {
     next_page: Option<String>,
 }
 
-fn section_label(s: Option<Section>) -> &'static str {
+pub(crate) fn section_label(s: Option<Section>) -> &'static str {
     match s {
         None => "All entries",
         Some(Section::Consultations) => "Consultations",
@@ -751,7 +760,7 @@ fn viewer_query(as_viewer: ViewAs) -> String {
     }
 }
 
-fn with_param(base: &str, query: &str, key: &str, value: &str) -> String {
+pub(crate) fn with_param(base: &str, query: &str, key: &str, value: &str) -> String {
     let sep = if query.is_empty() { "?" } else { "&" };
     format!("{base}{query}{sep}{key}={value}")
 }
@@ -2091,6 +2100,39 @@ async fn deregister(
     let Some(f) = checked(&me, form) else { return forbidden_form() };
     match app.deregister_patient(&me.who, &nhs, &f.reason).await {
         Ok(()) => to_patient(&me, &nhs, ""),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Linkage credentials: the sign-up letter ------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "linkage_letter.html")]
+struct LetterPage {
+    chrome: Option<Chrome>,
+    nhs_digits: String,
+    l: caldicott_app::patient_services::LinkageLetter,
+}
+
+#[derive(Deserialize)]
+struct LinkageForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    identity: String,
+}
+
+async fn issue_linkage(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<LinkageForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app.issue_linkage(&me.who, &nhs, &f.identity).await {
+        Ok(l) => {
+            LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response()
+        }
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

@@ -398,6 +398,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/portal.rs")),
         ("", include_str!("../src/pages.rs")),
         ("/api/v1", include_str!("../src/api.rs")),
+        ("", include_str!("../src/patient.rs")),
     ];
     for (prefix, src) in sources {
         for piece in src.split(".route(\"").skip(1) {
@@ -509,6 +510,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("postcode", "RV1 1AA"),
                         ("parts", "Part one.\n---\nPart two."),
                         ("bundle", bundle.as_str()),
+                        ("identity", "P9"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
@@ -545,6 +547,8 @@ both!(
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
     staff_transfer_in_a_record_from_a_file,
+    a_patient_signs_up_with_the_letter_staff_print,
+    patient_routes_reach_only_the_callers_own_data,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,4 +639,207 @@ async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {
     let r =
         get(&app, &format!("/api/v1/patients/{}/transfers", other.as_str()), Some(&elsewhere.clinician_token)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let at = html.find(start).unwrap_or_else(|| panic!("{start} not in page")) + start.len();
+    html[at..].split(end).next().unwrap()
+}
+
+async fn a_patient_signs_up_with_the_letter_staff_print(t: &TestStore) {
+    // R21, R22: credentials issued after an identity check, used once
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let recent = chrono::Utc::now() - chrono::Duration::days(2);
+    let mut entries = vec![consultation(&pat, recent, "VISIBLE-MARK seen online")];
+    entries.extend(withheld_entries(&pat, recent, "SECRET"));
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
+    let record = staff.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
+    assert!(record.body.contains("Print sign-up letter"));
+    let token = csrf(&record.body);
+    let letter = staff
+        .post(&format!("/patients/{}/linkage", pat.nhs_number.as_str()), &[("_csrf", &token), ("identity", "P9")])
+        .await;
+    assert_eq!(letter.status, StatusCode::OK, "{}", letter.body);
+    let account_id = between(&letter.body, "id=\"letter-account-id\">", "<").to_owned();
+    let key = between(&letter.body, "id=\"letter-linkage-key\">", "<").to_owned();
+
+    let mut p = Browser::new(&app);
+    assert_eq!(location(&p.get("/my").await), "/my/sign-in");
+    let page = p.get("/my/sign-up").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let mut form = vec![
+        ("_csrf", token.as_str()),
+        ("ods_code", ods.as_str()),
+        ("account_id", account_id.as_str()),
+        ("linkage_key", key.as_str()),
+        ("family", "Wrongname"),
+        ("birth_day", "17"),
+        ("birth_month", "5"),
+        ("birth_year", "1980"),
+        ("username", "test.patient"),
+        ("password", "a patient password"),
+    ];
+    let r = p.post("/my/sign-up", &form).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("do not match our records"));
+    assert!(!r.body.contains("a patient password"), "the password is never sent back");
+    form[4] = ("family", "Patient");
+    let r = p.post("/my/sign-up", &form).await;
+    assert_eq!(location(&r), "/my", "{}", r.body);
+    let home = p.get("/my").await;
+    assert!(home.body.contains("Hello Test"));
+    let rec = p.get("/my/record").await;
+    assert_eq!(rec.status, StatusCode::OK);
+    assert!(rec.body.contains("VISIBLE-MARK"));
+    assert!(!rec.body.contains("SECRET"), "nothing withheld reaches the patient's page");
+    let act = p.get("/my/activity").await;
+    assert!(act.body.contains("Viewed your record online"));
+    // Sign out, and sign in again with the username.
+    let token = csrf(&home.body);
+    assert_eq!(location(&p.post("/my/sign-out", &[("_csrf", &token)]).await), "/my/sign-in");
+    assert_eq!(location(&p.get("/my/record").await), "/my/sign-in");
+    let page = p.get("/my/sign-in").await;
+    let token = csrf(&page.body);
+    let bad = p
+        .post("/my/sign-in", &[("_csrf", &token), ("ods", &ods), ("username", "test.patient"), ("password", "nope")])
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert!(bad.body.contains("There is a problem"));
+    let ok = p
+        .post(
+            "/my/sign-in",
+            &[("_csrf", &token), ("ods", &ods), ("username", "test.patient"), ("password", "a patient password")],
+        )
+        .await;
+    assert_eq!(location(&ok), "/my");
+    // The same letter does not make a second account.
+    let mut q = Browser::new(&app);
+    let token = csrf(&q.get("/my/sign-up").await.body);
+    form[0] = ("_csrf", token.as_str());
+    form[8] = ("username", "someone.else");
+    assert_eq!(q.post("/my/sign-up", &form).await.status, StatusCode::BAD_REQUEST);
+}
+
+async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
+    // T3, T6: every patient-facing route for every kind of caller
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let a = adult(&app, tp.practice.id).await.unwrap();
+    let b = adult(&app, tp.practice.id).await.unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let child = fixtures::person(tp.practice.id, chrono::Utc::now().date_naive() - chrono::Duration::days(365 * 7));
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let recent = chrono::Utc::now() - chrono::Duration::days(5);
+    let granted = chrono::Utc::now().date_naive() - chrono::Duration::days(30);
+    let link = fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &child,
+        &parent,
+        caldicott_core::access::AccessLevel::Summary,
+        granted,
+    )
+    .await
+    .unwrap();
+    let suspended_parent = adult(&app, tp.practice.id).await.unwrap();
+    let mut suspended = fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &child,
+        &suspended_parent,
+        caldicott_core::access::AccessLevel::Full,
+        granted,
+    )
+    .await
+    .unwrap();
+    suspended.status = caldicott_core::access::ProxyStatus::Suspended { since: granted, reason: "review".into() };
+    suspended.id = caldicott_core::ids::ProxyLinkId::from_uuid(caldicott_app::new_id());
+    app.store
+        .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let mut child_med = consultation(&child, recent, "");
+    child_med.body = caldicott_core::entry::EntryBody::Medication {
+        drug: "CHILD-MED".into(),
+        dosage: "5ml".into(),
+        quantity: "100ml".into(),
+        course: caldicott_core::entry::MedicationCourse::Acute,
+    };
+    let entries = [
+        consultation(&a, recent, "A-MARK"),
+        consultation(&b, recent, "B-MARK"),
+        consultation(&child, recent, "CHILD-CONSULT beyond a summary proxy"),
+        child_med,
+    ];
+    for e in entries {
+        app.store
+            .add_entries(
+                tp.practice.id,
+                std::slice::from_ref(&e),
+                &fixtures::audit(Action::EntryCreate, Some(e.patient)),
+            )
+            .await
+            .unwrap();
+    }
+    let mut browsers = Vec::new();
+    for (who, p) in [("a", &a), ("b", &b), ("parent", &parent), ("suspended", &suspended_parent)] {
+        let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, p, "P9").await.unwrap();
+        let mut br = Browser::new(&app);
+        br.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+        browsers.push((who, br));
+    }
+    let mut nobody = Browser::new(&app);
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "clinician").await;
+    let routes = [
+        "/my".to_owned(),
+        "/my/record".to_owned(),
+        format!("/my/record?for={}", link.id),
+        format!("/my/record?for={}", suspended.id),
+        "/my/record?for=not-a-link".to_owned(),
+        "/my/activity".to_owned(),
+    ];
+    for route in &routes {
+        for b in [&mut nobody, &mut staff] {
+            let r = b.get(route).await;
+            assert_eq!(location(&r), "/my/sign-in", "{route}: a staff session or none is not a patient session");
+        }
+    }
+    let marks = ["A-MARK", "B-MARK", "CHILD-CONSULT", "CHILD-MED"];
+    for (who, br) in browsers.iter_mut() {
+        for route in &routes {
+            let r = br.get(route).await;
+            let own_link = (*who == "parent" && route.contains(&link.id.to_string()))
+                || (*who == "suspended" && route.contains(&suspended.id.to_string()));
+            let expected_marks: &[&str] = match (*who, route.as_str()) {
+                ("a", "/my/record") => &["A-MARK"],
+                ("b", "/my/record") => &["B-MARK"],
+                ("parent", r) if r.contains(&link.id.to_string()) => &["CHILD-MED"],
+                _ => &[],
+            };
+            if route.contains("for=") && !own_link {
+                assert_eq!(r.status, StatusCode::NOT_FOUND, "{who} {route}");
+            } else {
+                assert_eq!(r.status, StatusCode::OK, "{who} {route}: {}", r.body);
+            }
+            for m in marks {
+                assert_eq!(r.body.contains(m), expected_marks.contains(&m), "{who} {route}: {m}");
+            }
+        }
+    }
+    let (_, parent_browser) = &mut browsers[2];
+    let home = parent_browser.get("/my").await;
+    assert!(home.body.contains(&format!("/my/record?for={}", link.id)), "the parent picks whose services to use");
+    let (_, suspended_browser) = &mut browsers[3];
+    let home = suspended_browser.get("/my").await;
+    assert!(home.body.contains("Suspended since"));
 }

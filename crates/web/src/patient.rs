@@ -1,0 +1,419 @@
+//! Patient-facing pages under `/my`: sign-up with the practice's letter, sign-in, the services
+//! of the person signed in and of everyone they act for, the record exactly as its online viewer
+//! sees it, and who has viewed it. Server-rendered, no JavaScript needed, NHS.UK styled.
+//!
+//! The session cookie is `__Host-caldicott-patient`, separate from the staff portal's. Pages
+//! that need a patient session redirect to `/my/sign-in` without one.
+
+use crate::portal::{
+    clear_cookie, cookie, entry_text, error_parts, forbidden_form, kind_label, long_date, same, section_label,
+    set_cookie, sign_in_token, with_param, Errors, FieldError,
+};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use caldicott_app::patient_services::{PatientSignedIn, SignUp};
+use caldicott_app::record::PageRequest;
+use caldicott_app::{App, AppError};
+use caldicott_core::entry::Section;
+use caldicott_core::ids::ProxyLinkId;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub const PATIENT_COOKIE: &str = "__Host-caldicott-patient";
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/my", get(home))
+        .route("/my/sign-in", get(sign_in_page).post(sign_in))
+        .route("/my/sign-up", get(sign_up_page).post(sign_up))
+        .route("/my/sign-out", axum::routing::post(sign_out))
+        .route("/my/record", get(record))
+        .route("/my/activity", get(activity))
+}
+
+/// What every signed-in patient page shows in its header.
+pub struct MyChrome {
+    pub name: String,
+    pub practice_name: String,
+    pub csrf: String,
+}
+
+impl From<&PatientSignedIn> for MyChrome {
+    fn from(s: &PatientSignedIn) -> Self {
+        Self { name: s.who.name.clone(), practice_name: s.practice_name.clone(), csrf: s.csrf_token.clone() }
+    }
+}
+
+/// A signed-in patient (or proxy). Pages that take one redirect to sign-in without a session.
+pub struct Patient(pub PatientSignedIn);
+
+impl FromRequestParts<App> for Patient {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let Some(value) = cookie(&parts.headers, PATIENT_COOKIE) else {
+            return Err(Redirect::to("/my/sign-in").into_response());
+        };
+        app.patient_signed_in(&value).await.map(Patient).map_err(|e| my_error(None, e))
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_error.html")]
+struct MyErrorPage {
+    me: Option<MyChrome>,
+    title: &'static str,
+    message: String,
+}
+
+fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
+    match error_parts(&e) {
+        None => Redirect::to("/my/sign-in").into_response(),
+        Some((status, title, message)) => (status, MyErrorPage { me, title, message }).into_response(),
+    }
+}
+
+// ---- Sign-in and sign-up ------------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_sign_in.html")]
+struct SignInPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    show_practice: bool,
+    ods: String,
+    username: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SignInPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn several_practices(app: &App) -> bool {
+    app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true)
+}
+
+async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(v) = cookie(&headers, PATIENT_COOKIE) {
+        if app.patient_signed_in(&v).await.is_ok() {
+            return Redirect::to("/my").into_response();
+        }
+    }
+    let (csrf, set) = sign_in_token(&headers);
+    let page = SignInPage {
+        me: None,
+        csrf,
+        show_practice: several_practices(&app).await,
+        ods: String::new(),
+        username: String::new(),
+        errors: Vec::new(),
+    };
+    let mut res = page.into_response();
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    ods: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// The sign-in and sign-up forms carry the CSRF token of the sign-in cookie.
+fn sign_in_csrf_ok(headers: &HeaderMap, sent: &str) -> Option<String> {
+    let (csrf, _) = sign_in_token(headers);
+    (cookie(headers, crate::portal::SIGN_IN_COOKIE).is_some() && same(&csrf, sent)).then_some(csrf)
+}
+
+fn signed_in_response(cookie_value: &str) -> Response {
+    let mut res = Redirect::to("/my").into_response();
+    res.headers_mut().append(header::SET_COOKIE, set_cookie(PATIENT_COOKIE, cookie_value));
+    res
+}
+
+async fn sign_in(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+    match app.patient_sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password).await {
+        Ok(c) => signed_in_response(&c),
+        Err(e) => {
+            let (status, field) = match &e {
+                AppError::BadRequest(m) if m.contains("ODS") => (StatusCode::BAD_REQUEST, "ods"),
+                AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "username"),
+                AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "username"),
+                AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "username"),
+                _ => return my_error(None, e),
+            };
+            let page = SignInPage {
+                me: None,
+                csrf,
+                show_practice: several_practices(&app).await,
+                ods: f.ods,
+                username: f.username,
+                errors: vec![FieldError { field, message: e.to_string() }],
+            };
+            (status, page).into_response()
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_sign_up.html")]
+struct SignUpPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    form: SignUpValues,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SignUpPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct SignUpValues {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    ods_code: String,
+    #[serde(default)]
+    account_id: String,
+    #[serde(default)]
+    linkage_key: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    birth_day: String,
+    #[serde(default)]
+    birth_month: String,
+    #[serde(default)]
+    birth_year: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn sign_up_page(headers: HeaderMap) -> Response {
+    let (csrf, set) = sign_in_token(&headers);
+    let mut res = SignUpPage { me: None, csrf, form: SignUpValues::default(), errors: Vec::new() }.into_response();
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+async fn sign_up(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<SignUpValues>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+    let s = SignUp {
+        ods_code: f.ods_code.clone(),
+        account_id: f.account_id.clone(),
+        linkage_key: f.linkage_key.clone(),
+        family: f.family.clone(),
+        birth_day: f.birth_day.clone(),
+        birth_month: f.birth_month.clone(),
+        birth_year: f.birth_year.clone(),
+        username: f.username.clone(),
+        password: f.password.clone(),
+    };
+    match app.patient_sign_up(&s).await {
+        Ok(Ok(c)) => signed_in_response(&c),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            let form = SignUpValues { password: String::new(), ..f };
+            (StatusCode::BAD_REQUEST, SignUpPage { me: None, csrf, form, errors }).into_response()
+        }
+        Err(e) => my_error(None, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn sign_out(
+    State(app): State<App>,
+    Patient(me): Patient,
+    headers: HeaderMap,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    if let Some(c) = cookie(&headers, PATIENT_COOKIE) {
+        if let Err(e) = app.patient_sign_out(&c).await {
+            return my_error(Some((&me).into()), e);
+        }
+    }
+    let mut res = Redirect::to("/my/sign-in").into_response();
+    res.headers_mut().append(header::SET_COOKIE, clear_cookie(PATIENT_COOKIE));
+    res
+}
+
+// ---- Home: whose services ------------------------------------------------------------------
+
+pub struct ServiceView {
+    pub link: Option<String>,
+    pub name: String,
+    pub relationship: String,
+    pub scope: Vec<String>,
+    pub unavailable: Option<String>,
+    pub record: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_home.html")]
+struct HomePage {
+    me: Option<MyChrome>,
+    own: ServiceView,
+    others: Vec<ServiceView>,
+}
+
+async fn home(State(app): State<App>, Patient(me): Patient) -> Response {
+    let services = match app.my_services(&me.who).await {
+        Ok(s) => s,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let mut views = services.into_iter().map(|s| ServiceView {
+        record: s.unavailable.is_none() && (s.link.is_none() || s.scope.iter().any(|x| x.starts_with("GP record"))),
+        link: s.link.map(|l| l.to_string()),
+        name: s.name,
+        relationship: s.relationship.unwrap_or_default(),
+        scope: s.scope,
+        unavailable: s.unavailable,
+    });
+    let Some(own) = views.next() else { return my_error(Some((&me).into()), AppError::Internal("no services".into())) };
+    HomePage { me: Some((&me).into()), own, others: views.collect() }.into_response()
+}
+
+// ---- My record -----------------------------------------------------------------------------
+
+pub struct MyEntry {
+    pub date: String,
+    pub kind: &'static str,
+    pub text: String,
+}
+
+pub struct SectionTab {
+    pub label: &'static str,
+    pub href: String,
+    pub current: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_record.html")]
+struct RecordPage {
+    me: Option<MyChrome>,
+    heading: String,
+    no_record: Option<String>,
+    section: &'static str,
+    sections: Vec<SectionTab>,
+    entries: Vec<MyEntry>,
+    next: Option<String>,
+}
+
+async fn record(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+    let link = match q.get("for").filter(|s| !s.is_empty()).map(|s| s.parse::<ProxyLinkId>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return my_error(Some((&me).into()), AppError::NotFound("no such record".into())),
+    };
+    let page = match crate::api::page_request(&q) {
+        Ok(p) => p,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let section = page.section;
+    let view = match app.my_record(&me.who, link, &PageRequest { limit: Some(25), ..page }).await {
+        Ok(v) => v,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let base = "/my/record";
+    let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
+    let mut sections =
+        vec![SectionTab { label: section_label(None), href: format!("{base}{for_query}"), current: section.is_none() }];
+    for s in Section::ALL.into_iter().filter(|s| s.kinds().iter().any(|k| k.required_level().is_some())) {
+        sections.push(SectionTab {
+            label: section_label(Some(s)),
+            href: with_param(base, &for_query, "section", s.as_str()),
+            current: section == Some(s),
+        });
+    }
+    let section_query = match section {
+        Some(s) => with_param("", &for_query, "section", s.as_str()),
+        None => for_query.clone(),
+    };
+    RecordPage {
+        me: Some((&me).into()),
+        heading: if link.is_some() { format!("{}'s GP record", view.whose) } else { "Your GP record".into() },
+        no_record: view.no_record,
+        section: section_label(section),
+        sections,
+        entries: view
+            .entries
+            .iter()
+            .map(|e| MyEntry { date: long_date(e.event_date), kind: kind_label(e), text: entry_text(e) })
+            .collect(),
+        next: view.next_cursor.map(|c| with_param(base, &section_query, "cursor", &c)),
+    }
+    .into_response()
+}
+
+// ---- Who viewed my record -------------------------------------------------------------------
+
+pub struct ActivityRow {
+    pub when: String,
+    pub who: String,
+    pub what: &'static str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_activity.html")]
+struct ActivityPage {
+    me: Option<MyChrome>,
+    rows: Vec<ActivityRow>,
+}
+
+async fn activity(State(app): State<App>, Patient(me): Patient) -> Response {
+    match app.my_record_activity(&me.who).await {
+        Ok(lines) => ActivityPage {
+            me: Some((&me).into()),
+            rows: lines
+                .into_iter()
+                .map(|l| ActivityRow { when: l.at.format("%-d %b %Y, %H:%M").to_string(), who: l.who, what: l.what })
+                .collect(),
+        }
+        .into_response(),
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
