@@ -3,6 +3,7 @@
 //! outcome with its audit event, and return a result in domain terms.
 
 pub mod access_panel;
+pub mod appointments;
 pub mod audit_log;
 pub mod auth;
 pub mod consultation;
@@ -15,6 +16,7 @@ pub mod patient_services;
 pub mod record;
 pub mod redaction;
 pub mod registration;
+pub mod requests;
 pub mod search;
 pub mod session;
 pub mod settings;

@@ -192,7 +192,7 @@ fn parse_cookie(value: &str) -> Option<(PracticeId, SessionId, String)> {
 }
 
 impl App {
-    fn patient_audit(
+    pub(crate) fn patient_audit(
         &self,
         actor: Actor,
         patient: Option<PatientId>,

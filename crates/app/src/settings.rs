@@ -18,6 +18,8 @@ pub struct SettingsInput {
     pub proxy_review_age: String,
     pub visible_online_by_default: bool,
     pub show_staff_names_to_patients: bool,
+    /// Hours before an appointment that online cancelling stops; empty means 24.
+    pub cancel_cutoff_hours: String,
 }
 
 /// A problem with one field, for the form's error summary.
@@ -85,6 +87,19 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
                 ProxyReviewAge::default()
             }
         };
+    let cancel_cutoff_hours = match input.cancel_cutoff_hours.trim() {
+        "" => 24,
+        h => match h.parse::<u16>() {
+            Ok(h) if h <= 168 => h,
+            _ => {
+                problems.push(FieldProblem {
+                    field: "cancel_cutoff_hours",
+                    message: "Enter the cancelling cut-off as a whole number of hours from 0 to 168".into(),
+                });
+                24
+            }
+        },
+    };
     if problems.is_empty() {
         Ok(OnlineServicesSettings {
             prospective_switch_on: switch_on,
@@ -93,6 +108,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             proxy_review_age,
             visible_online_by_default: input.visible_online_by_default,
             show_staff_names_to_patients: input.show_staff_names_to_patients,
+            cancel_cutoff_hours,
         })
     } else {
         Err(problems)
@@ -101,13 +117,15 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
-        "switch_on={} paused={} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={}",
+        "switch_on={} paused={} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={} \
+         cancel_cutoff_hours={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
         s.default_level.as_str(),
         s.proxy_review_age.years(),
         s.visible_online_by_default,
-        s.show_staff_names_to_patients
+        s.show_staff_names_to_patients,
+        s.cancel_cutoff_hours
     )
 }
 
@@ -159,6 +177,7 @@ mod tests {
             proxy_review_age: age.into(),
             visible_online_by_default: true,
             show_staff_names_to_patients: false,
+            cancel_cutoff_hours: String::new(),
         }
     }
 

@@ -590,6 +590,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         proxy_review_age: "12".into(),
         visible_online_by_default: true,
         show_staff_names_to_patients: false,
+        cancel_cutoff_hours: "24".into(),
     };
     assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
     let saved = app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
@@ -978,6 +979,9 @@ both!(
     patients_sign_up_with_a_letter_and_see_only_their_online_view,
     a_proxy_sees_the_record_they_act_for_within_scope,
     patients_see_who_looked_at_their_record_but_not_what_changed,
+    patients_book_and_cancel_appointments_and_one_slot_never_holds_two,
+    repeat_requests_become_tasks_a_clinician_decides_item_by_item,
+    messages_to_the_practice_get_an_outcome,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1369,9 +1373,217 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
         proxy_review_age: "11".into(),
         visible_online_by_default: true,
         show_staff_names_to_patients: true,
+        cancel_cutoff_hours: "24".into(),
     };
     app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
     let lines = app.my_record_activity(&me).await.unwrap();
     let staff_line = lines.iter().find(|l| l.what == "Opened your record at the practice").unwrap();
     assert!(staff_line.who.starts_with(&format!("{}, Clinician", tp.clinician.name)), "{}", staff_line.who);
+}
+
+async fn clinic_tomorrow(
+    app: &App,
+    tp: &fixtures::TestPractice,
+    online: bool,
+) -> Vec<caldicott_core::appointments::Slot> {
+    use caldicott_app::appointments::NewClinic;
+    let day = Utc::now().date_naive() + Duration::days(3);
+    let f = NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: "09:00".into(),
+        end: "10:00".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_bookable: online,
+        location: "Room 1".into(),
+    };
+    let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
+    assert_eq!(n, 4);
+    app.appointment_book(&tp.clinician, clinic.date, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.slot)
+        .filter(|s| s.clinic == clinic.id)
+        .collect()
+}
+
+async fn patients_book_and_cancel_appointments_and_one_slot_never_holds_two(t: &TestStore) {
+    // T46, R22 (P5 may book), R15 (a proxy needs the appointments permission)
+    use caldicott_app::appointments::NewClinic;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    assert!(matches!(app.create_clinic(&admin, &NewClinic::default()).await, Err(AppError::Forbidden(_))));
+    let bad = app.create_clinic(&tp.clinician, &NewClinic { start: "9am".into(), ..Default::default() }).await.unwrap();
+    let fields: Vec<&str> = bad.unwrap_err().iter().map(|p| p.field).collect();
+    assert!(fields.contains(&"clinician") && fields.contains(&"start") && fields.contains(&"day"), "{fields:?}");
+    let slots = clinic_tomorrow(&app, &tp, true).await;
+    let offline = clinic_tomorrow(&app, &tp, false).await;
+
+    // Sixteen patients try for the same slot at once: exactly one gets it.
+    let mut people = Vec::new();
+    for _ in 0..16 {
+        let p = adult(&app, tp.practice.id).await.unwrap();
+        let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &p, "P5").await.unwrap();
+        people.push(app.patient_signed_in(&cookie).await.unwrap().who);
+    }
+    let target = slots[0].id;
+    let tries = people.iter().map(|me| {
+        let app = app.clone();
+        let me = me.clone();
+        tokio::spawn(async move { app.book_online(&me, None, target).await })
+    });
+    let results: Vec<_> = futures_join(tries).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "one slot, one booking: {results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(AppError::Conflict(_)))));
+    let book = app.appointment_book(&tp.clinician, slots[0].starts_at.date_naive(), 1).await.unwrap();
+    assert_eq!(book.iter().filter(|l| l.slot.id == target && l.booking.is_some()).count(), 1);
+
+    let me = &people[0];
+    let free = app.bookable_slots(me, None).await.unwrap();
+    assert!(!free.iter().any(|s| s.id == target), "a booked slot is not offered");
+    assert!(!free.iter().any(|s| offline.iter().any(|o| o.id == s.id)), "a slot not bookable online is not offered");
+    assert!(matches!(app.book_online(me, None, offline[0].id).await, Err(AppError::NotFound(_))));
+    let (appt, _) = app.book_online(me, None, slots[1].id).await.unwrap();
+    let (upcoming, _) = app.my_appointments(me, None).await.unwrap();
+    assert!(upcoming.iter().any(|a| a.id == appt.id && a.can_cancel));
+    // Someone else cannot cancel it.
+    assert!(matches!(app.cancel_online(&people[1], None, appt.id).await, Err(AppError::NotFound(_))));
+    app.cancel_online(me, None, appt.id).await.unwrap();
+    assert!(app.bookable_slots(me, None).await.unwrap().iter().any(|s| s.id == slots[1].id), "free again");
+    // Within the cut-off, cancelling online is refused.
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let strict = caldicott_app::settings::SettingsInput {
+        switch_on_day: "31".into(),
+        switch_on_month: "10".into(),
+        switch_on_year: "2023".into(),
+        default_level: "full".into(),
+        proxy_review_age: "11".into(),
+        visible_online_by_default: true,
+        cancel_cutoff_hours: "96".into(),
+        ..Default::default()
+    };
+    app.change_practice_settings(&manager, &strict).await.unwrap().unwrap();
+    let (late, _) = app.book_online(me, None, slots[2].id).await.unwrap();
+    assert!(matches!(app.cancel_online(me, None, late.id).await, Err(AppError::Conflict(_))));
+    // Bookings are audited against the patient.
+    let trail = app.store.audit_for_patient(tp.practice.id, me.holder, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "appointment.cancel" && e.actor_kind == "patient"));
+
+    // A proxy without the appointments permission cannot book for the patient.
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 5));
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let mut link =
+        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::None, Utc::now().date_naive())
+            .await
+            .unwrap();
+    link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
+    link.scope.appointments = false;
+    app.store
+        .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
+    let parent_me = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert!(matches!(app.book_online(&parent_me, Some(link.id), slots[3].id).await, Err(AppError::Forbidden(_))));
+}
+
+async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestStore) {
+    // R12 (issues link to their template), R19, T1 (a hidden template is never offered)
+    use caldicott_app::redaction::VisibilityChange;
+    use caldicott_core::tasks::{ItemDecision, TaskBody, TaskStatus};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let med = |drug: &str| {
+        let mut e = consultation(&pat, Utc::now() - Duration::days(30), "");
+        e.body = EntryBody::Medication {
+            drug: drug.into(),
+            dosage: "One daily".into(),
+            quantity: "28 tablets".into(),
+            course: MedicationCourse::RepeatTemplate,
+        };
+        e
+    };
+    let (a, b, hidden) = (med("Amlodipine 5mg"), med("Atorvastatin 20mg"), med("SECRET-DRUG"));
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[a.clone(), b.clone(), hidden.clone()],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let hide = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "not yet discussed".into() };
+    app.change_visibility(&tp.clinician, pat.nhs_number.as_str(), hidden.id, &hide, false).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    app.nominate_pharmacy(&reception, pat.nhs_number.as_str(), "fa123", "Riverside Pharmacy").await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let page = app.repeat_page(&me, None).await.unwrap();
+    assert_eq!(page.orderable.iter().map(|o| o.drug.as_str()).collect::<Vec<_>>().len(), 2);
+    assert!(page.orderable.iter().all(|o| o.drug != "SECRET-DRUG"), "a hidden template is never offered");
+    assert_eq!(page.pharmacy, Some(("FA123".into(), "Riverside Pharmacy".into())));
+    let refused = app.request_repeats(&me, None, &[hidden.id], "").await.unwrap().unwrap_err();
+    assert_eq!(refused[0].field, "items");
+    assert!(app.request_repeats(&me, None, &[], "").await.unwrap().is_err());
+    let task = app.request_repeats(&me, None, &[a.id, b.id], "Going on holiday").await.unwrap().unwrap();
+    let open = app.task_list(&reception, false).await.unwrap();
+    assert!(open.iter().any(|(t, p)| t.id == task.id && p.id == pat.id));
+    assert!(matches!(app.decide_repeat_item(&reception, task.id, a.id, true, "").await, Err(AppError::Forbidden(_))));
+    assert!(matches!(
+        app.decide_repeat_item(&tp.clinician, task.id, b.id, false, " ").await,
+        Err(AppError::BadRequest(_))
+    ));
+    app.decide_repeat_item(&tp.clinician, task.id, a.id, true, "").await.unwrap();
+    let done = app.decide_repeat_item(&tp.clinician, task.id, b.id, false, "Blood test due first").await.unwrap();
+    assert_eq!(done.status, TaskStatus::Done);
+    assert!(matches!(app.decide_repeat_item(&tp.clinician, task.id, b.id, true, "").await, Err(AppError::Conflict(_))));
+    // The approved item is issued from its template.
+    let staff = app
+        .staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(staff
+        .entries
+        .iter()
+        .any(|e| matches!(e.entry.body, EntryBody::MedicationIssue { template: Some(t), .. } if t == a.id)));
+    // The patient sees each decision and the reason.
+    let page = app.repeat_page(&me, None).await.unwrap();
+    let TaskBody::Repeat { items, .. } = &page.requests[0].body else { panic!("a repeat") };
+    let item_b = items.iter().find(|i| i.template == b.id).unwrap();
+    assert!(matches!(&item_b.decision, ItemDecision::Rejected { reason, .. } if reason == "Blood test due first"));
+}
+
+async fn messages_to_the_practice_get_an_outcome(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let bad = app.send_request(&me, "repeat_request", "").await.unwrap().unwrap_err();
+    assert_eq!(bad.iter().map(|p| p.field).collect::<Vec<_>>(), vec!["kind", "text"]);
+    let task = app.send_request(&me, "record_disagreement", "The allergy to nuts is wrong").await.unwrap().unwrap();
+    assert!(matches!(app.close_request(&tp.clinician, task.id, " ").await, Err(AppError::BadRequest(_))));
+    app.close_request(&tp.clinician, task.id, "Removed after checking with the hospital").await.unwrap();
+    let mine = app.my_requests(&me).await.unwrap();
+    assert_eq!(mine[0].outcome.as_deref(), Some("Removed after checking with the hospital"));
+    assert!(matches!(app.close_request(&tp.clinician, task.id, "again").await, Err(AppError::Conflict(_))));
 }

@@ -140,6 +140,12 @@ pub enum Action {
     PatientSignInFailed,
     PatientSignOut,
     PatientActivityView,
+    ClinicCreate,
+    AppointmentBook,
+    AppointmentCancel,
+    TaskCreate,
+    TaskUpdate,
+    PharmacyNominate,
 }
 
 impl Action {
@@ -179,6 +185,12 @@ impl Action {
             Self::PatientSignInFailed => "patient.sign_in_failed",
             Self::PatientSignOut => "patient.sign_out",
             Self::PatientActivityView => "record.view_activity",
+            Self::ClinicCreate => "clinic.create",
+            Self::AppointmentBook => "appointment.book",
+            Self::AppointmentCancel => "appointment.cancel",
+            Self::TaskCreate => "task.create",
+            Self::TaskUpdate => "task.update",
+            Self::PharmacyNominate => "patient.nominate_pharmacy",
         }
     }
 }

@@ -62,4 +62,12 @@ typed_id!(
     SessionId,
     /// One audit event.
     AuditEventId,
+    /// A clinician's session of appointment slots.
+    ClinicId,
+    /// One appointment slot.
+    SlotId,
+    /// A booking of a slot for a patient.
+    AppointmentId,
+    /// A task in the practice's task list.
+    TaskId,
 );

@@ -5,6 +5,7 @@
 //! are made by callers, and nothing reads a clock, a database or the network.
 
 pub mod access;
+pub mod appointments;
 pub mod audit;
 pub mod entry;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod patient;
 pub mod practice;
 pub mod snomed;
 pub mod staff;
+pub mod tasks;
 pub mod visibility;
 
 pub use ids::*;

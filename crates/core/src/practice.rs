@@ -123,6 +123,8 @@ pub struct OnlineServicesSettings {
     pub visible_online_by_default: bool,
     /// Whether "who viewed my record" names members of staff to patients, or only their role.
     pub show_staff_names_to_patients: bool,
+    /// Patients can cancel an appointment online until this many hours before it.
+    pub cancel_cutoff_hours: u16,
 }
 
 impl Default for OnlineServicesSettings {
@@ -134,6 +136,7 @@ impl Default for OnlineServicesSettings {
             proxy_review_age: ProxyReviewAge::default(),
             visible_online_by_default: true,
             show_staff_names_to_patients: false,
+            cancel_cutoff_hours: 24,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod test_support;
 
 use async_trait::async_trait;
 use caldicott_core::access::{OnlineAccessSettings, OnlineAccount, ProxyLink};
+use caldicott_core::appointments::{Appointment, Clinic, Slot};
 use caldicott_core::audit::{AuditRecord, ChainHead, StoredEvent};
 use caldicott_core::entry::{Entry, OnlineVisibility, Section};
 use caldicott_core::ids::*;
@@ -22,6 +23,7 @@ use caldicott_core::online::{LinkageKey, PatientLogin, PatientSession};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, OnlineServicesSettings, Practice};
 use caldicott_core::staff::{ApiToken, SignInState, StaffMember, StaffSession};
+use caldicott_core::tasks::{Task, TaskStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::sync::Arc;
 
@@ -342,6 +344,77 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The proxy links through which a person acts for others.
     async fn proxy_links_for_proxy(&self, practice: PracticeId, proxy: PatientId) -> StoreResult<Vec<ProxyLink>>;
+
+    // ---- Appointments ----
+    /// A clinic and its slots, in one transaction.
+    async fn create_clinic(
+        &self,
+        practice: PracticeId,
+        clinic: &Clinic,
+        slots: &[Slot],
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// Every slot starting in `[from, to)`, earliest first, each with its live booking if any.
+    async fn slots_between(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Slot, Option<Appointment>)>>;
+    async fn slot(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<Slot>>;
+    /// Books a slot. A conflict if the slot already has a live booking: two people can never
+    /// hold one slot (T46), whatever the timing.
+    async fn book_slot(&self, practice: PracticeId, appointment: &Appointment, audit: &AuditRecord) -> StoreResult<()>;
+    /// Cancels a live booking of this patient.
+    async fn cancel_appointment(
+        &self,
+        practice: PracticeId,
+        id: AppointmentId,
+        patient: PatientId,
+        at: DateTime<Utc>,
+        by: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// A patient's bookings (live and cancelled) with their slots, latest slot first.
+    async fn appointments_for_patient(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Vec<(Appointment, Slot)>>;
+
+    // ---- Tasks ----
+    /// A new task, with its audit event.
+    async fn create_task(&self, practice: PracticeId, task: &Task, audit: &AuditRecord) -> StoreResult<()>;
+    async fn task(&self, practice: PracticeId, id: TaskId) -> StoreResult<Option<Task>>;
+    /// Tasks with a status, oldest first, with their patients.
+    async fn tasks(
+        &self,
+        practice: PracticeId,
+        status: TaskStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<(Task, PatientListing)>>;
+    async fn tasks_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<Task>>;
+    /// Saves a task's new state (only if it was open) and any entries its outcome adds.
+    async fn update_task(
+        &self,
+        practice: PracticeId,
+        task: &Task,
+        entries: &[Entry],
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// The patient's nominated pharmacy: ODS code and name.
+    async fn nominated_pharmacy(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Option<(String, String)>>;
+    async fn set_nominated_pharmacy(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        pharmacy: Option<(&str, &str)>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 
     /// The records transferred in for a patient, newest first.
     async fn record_imports(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<RecordImport>>;

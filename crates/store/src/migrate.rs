@@ -27,6 +27,11 @@ pub const SQLITE: &[Migration] = &[
         name: "patient_services",
         sql: include_str!("../migrations/sqlite/0006_patient_services.sql"),
     },
+    Migration {
+        version: 7,
+        name: "appointments_and_tasks",
+        sql: include_str!("../migrations/sqlite/0007_appointments_and_tasks.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -47,6 +52,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "patient_services",
         sql: include_str!("../migrations/postgres/0006_patient_services.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "appointments_and_tasks",
+        sql: include_str!("../migrations/postgres/0007_appointments_and_tasks.sql"),
     },
 ];
 

@@ -169,6 +169,9 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
                 .ok_or_else(|| corrupt("proxy_review_age", &age.to_string()))?,
             visible_online_by_default: r.opt_bool("visible_online_by_default")?.unwrap_or(true),
             show_staff_names_to_patients: r.opt_bool("show_staff_names")?.unwrap_or(false),
+            cancel_cutoff_hours: r
+                .opt_int("cancel_cutoff_hours")?
+                .map_or(Ok(24), |h| u16::try_from(h).map_err(|_| corrupt("cancel_cutoff_hours", &h.to_string())))?,
         },
     })
 }
@@ -345,6 +348,49 @@ pub(crate) fn online_account(r: &impl Cols, id_col: &str) -> StoreResult<OnlineA
         kind: parsed("account kind", r.text("kind")?, AccountKind::parse)?,
         identity: parsed("identity level", r.text("identity_level")?, IdentityLevel::parse)?,
         created_at: r.time("a_created_at")?,
+    })
+}
+
+pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::Slot> {
+    use caldicott_core::appointments::SlotType;
+    Ok(caldicott_core::appointments::Slot {
+        id: SlotId::from_uuid(r.uuid("id")?),
+        clinic: ClinicId::from_uuid(r.uuid("clinic_id")?),
+        starts_at: r.time("starts_at")?,
+        minutes: u16::try_from(r.int("minutes")?).map_err(|_| corrupt("minutes", "range"))?,
+        slot_type: parsed("slot type", r.text("slot_type")?, SlotType::parse)?,
+        online_bookable: r.flag("online_bookable")?,
+        clinician_name: r.text("clinician_name")?,
+        location: r.text("location")?,
+    })
+}
+
+/// A booking from a row that also holds its slot; the booking's id is in `a_id`.
+pub(crate) fn appointment(r: &impl Cols, slot: SlotId) -> StoreResult<caldicott_core::appointments::Appointment> {
+    Ok(caldicott_core::appointments::Appointment {
+        id: AppointmentId::from_uuid(r.uuid("a_id")?),
+        slot,
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        booked_at: r.time("booked_at")?,
+        booked_by: r.text("booked_by")?,
+        cancelled_at: r.opt_time("cancelled_at")?,
+        cancelled_by: r.opt_text("cancelled_by")?,
+    })
+}
+
+pub(crate) fn task(r: &impl Cols) -> StoreResult<caldicott_core::tasks::Task> {
+    use caldicott_core::tasks::{TaskKind, TaskStatus};
+    Ok(caldicott_core::tasks::Task {
+        id: TaskId::from_uuid(r.uuid("id")?),
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        kind: parsed("task kind", r.text("kind")?, TaskKind::parse)?,
+        status: parsed("task status", r.text("status")?, TaskStatus::parse)?,
+        created_at: r.time("created_at")?,
+        requested_by: r.text("requested_by")?,
+        body: from_json("task body", &r.text("body")?)?,
+        outcome: r.opt_text("outcome")?,
+        closed_at: r.opt_time("closed_at")?,
+        closed_by: r.opt_text("closed_by")?,
     })
 }
 

@@ -5,7 +5,7 @@
 //! setup differ.
 
 use crate::migrate::{self, Migration};
-use crate::rows::{self, corrupt};
+use crate::rows::{self, corrupt, Cols};
 use crate::*;
 use caldicott_core::access::*;
 use caldicott_core::audit::{seal, ChainHash, ChainHead, StoredEvent};
@@ -491,8 +491,8 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO practice (id, ods_code, name, telephone, address_lines, postcode, switch_on, paused, \
-                     default_level, proxy_review_age, created_at, visible_online_by_default, show_staff_names) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     default_level, proxy_review_age, created_at, visible_online_by_default, show_staff_names, cancel_cutoff_hours) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(p.id.as_uuid())
                 .bind(p.ods_code.as_str())
@@ -507,6 +507,7 @@ macro_rules! sql_store {
                 .bind(Utc::now())
                 .bind(p.online.visible_online_by_default)
                 .bind(p.online.show_staff_names_to_patients)
+                .bind(i32::from(p.online.cancel_cutoff_hours))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match db(e) {
@@ -552,7 +553,7 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4, \
-                     visible_online_by_default = $5, show_staff_names = $6 WHERE id = $7",
+                     visible_online_by_default = $5, show_staff_names = $6, cancel_cutoff_hours = $7 WHERE id = $8",
                 )
                 .bind(s.prospective_switch_on)
                 .bind(s.paused)
@@ -560,6 +561,7 @@ macro_rules! sql_store {
                 .bind(i32::from(s.proxy_review_age.years()))
                 .bind(s.visible_online_by_default)
                 .bind(s.show_staff_names_to_patients)
+                .bind(i32::from(s.cancel_cutoff_hours))
                 .bind(practice.as_uuid())
                 .execute(&mut *tx)
                 .await
@@ -1227,6 +1229,275 @@ macro_rules! sql_store {
                 let sql =
                     format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND proxy_id = $2 ORDER BY granted_on");
                 self.rows_by(&sql, practice, proxy.as_uuid(), rows::proxy).await
+            }
+
+            async fn create_clinic(&self, practice: PracticeId, c: &Clinic, slots: &[Slot], audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
+                     slot_type, online_bookable, location) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(practice.as_uuid())
+                .bind(c.id.as_uuid())
+                .bind(c.clinician.as_uuid())
+                .bind(&c.clinician_name)
+                .bind(c.date)
+                .bind(c.start.format("%H:%M").to_string())
+                .bind(c.end.format("%H:%M").to_string())
+                .bind(i32::from(c.slot_minutes))
+                .bind(c.slot_type.as_str())
+                .bind(c.online_bookable)
+                .bind(&c.location)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                for s in slots {
+                    sqlx::query(
+                        "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(s.id.as_uuid())
+                    .bind(c.id.as_uuid())
+                    .bind(s.starts_at)
+                    .bind(i32::from(s.minutes))
+                    .bind(s.slot_type.as_str())
+                    .bind(s.online_bookable)
+                    .bind(&s.clinician_name)
+                    .bind(&s.location)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn slots_between(
+                &self,
+                practice: PracticeId,
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+            ) -> StoreResult<Vec<(Slot, Option<Appointment>)>> {
+                sqlx::query(
+                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
+                     FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                     WHERE s.practice_id = $1 AND s.starts_at >= $2 AND s.starts_at < $3 ORDER BY s.starts_at, s.clinician_name",
+                )
+                .bind(practice.as_uuid())
+                .bind(from)
+                .bind(to)
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let slot = rows::slot(r)?;
+                    let booking = match r.opt_uuid("a_id")? {
+                        Some(_) => Some(rows::appointment(r, slot.id)?),
+                        None => None,
+                    };
+                    Ok((slot, booking))
+                })
+                .collect()
+            }
+
+            async fn slot(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<Slot>> {
+                self.row_by("SELECT * FROM slot WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), rows::slot).await
+            }
+
+            async fn book_slot(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(practice.as_uuid())
+                .bind(a.id.as_uuid())
+                .bind(a.slot.as_uuid())
+                .bind(a.patient.as_uuid())
+                .bind(a.booked_at)
+                .bind(&a.booked_by)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(m) if !m.starts_with("refers to") => {
+                        StoreError::Conflict("that appointment has just been booked by someone else".into())
+                    }
+                    other => other,
+                })?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn cancel_appointment(
+                &self,
+                practice: PracticeId,
+                id: AppointmentId,
+                patient: PatientId,
+                at: DateTime<Utc>,
+                by: &str,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE appointment SET cancelled_at = $1, cancelled_by = $2 \
+                     WHERE practice_id = $3 AND id = $4 AND patient_id = $5 AND cancelled_at IS NULL",
+                )
+                .bind(at)
+                .bind(by)
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid())
+                .bind(patient.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("booked appointment"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn appointments_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<(Appointment, Slot)>> {
+                sqlx::query(
+                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
+                     FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                     WHERE a.practice_id = $1 AND a.patient_id = $2 ORDER BY s.starts_at DESC, a.booked_at DESC",
+                )
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let slot = rows::slot(r)?;
+                    Ok((rows::appointment(r, slot.id)?, slot))
+                })
+                .collect()
+            }
+
+            async fn create_task(&self, practice: PracticeId, t: &Task, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO task (practice_id, id, patient_id, kind, status, created_at, requested_by, body, outcome, closed_at, closed_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(practice.as_uuid())
+                .bind(t.id.as_uuid())
+                .bind(t.patient.as_uuid())
+                .bind(t.kind.as_str())
+                .bind(t.status.as_str())
+                .bind(t.created_at)
+                .bind(&t.requested_by)
+                .bind(json(&t.body)?)
+                .bind(&t.outcome)
+                .bind(t.closed_at)
+                .bind(&t.closed_by)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn task(&self, practice: PracticeId, id: TaskId) -> StoreResult<Option<Task>> {
+                self.row_by("SELECT * FROM task WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), rows::task).await
+            }
+
+            async fn tasks(&self, practice: PracticeId, status: TaskStatus, limit: u32) -> StoreResult<Vec<(Task, PatientListing)>> {
+                sqlx::query(
+                    "SELECT t.*, p.id AS p_id, p.nhs_number, p.title, p.given_name, p.family_name, p.date_of_birth, p.sex, \
+                     p.address_lines, p.postcode, p.date_of_death \
+                     FROM task t JOIN patient p ON p.practice_id = t.practice_id AND p.id = t.patient_id \
+                     WHERE t.practice_id = $1 AND t.status = $2 ORDER BY t.created_at, t.id LIMIT $3",
+                )
+                .bind(practice.as_uuid())
+                .bind(status.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| Ok((rows::task(r)?, rows::listing(r)?)))
+                .collect()
+            }
+
+            async fn tasks_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<Task>> {
+                self.rows_by(
+                    "SELECT * FROM task WHERE practice_id = $1 AND patient_id = $2 ORDER BY created_at DESC",
+                    practice,
+                    patient.as_uuid(),
+                    rows::task,
+                )
+                .await
+            }
+
+            async fn update_task(&self, practice: PracticeId, t: &Task, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE task SET status = $1, body = $2, outcome = $3, closed_at = $4, closed_by = $5 \
+                     WHERE practice_id = $6 AND id = $7 AND status = 'open'",
+                )
+                .bind(t.status.as_str())
+                .bind(json(&t.body)?)
+                .bind(&t.outcome)
+                .bind(t.closed_at)
+                .bind(&t.closed_by)
+                .bind(practice.as_uuid())
+                .bind(t.id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this task has already been completed".into()));
+                }
+                for e in entries {
+                    if e.patient != t.patient {
+                        return Err(StoreError::Conflict("an entry of a task belongs to another patient".into()));
+                    }
+                    Self::insert_entry(&mut tx, practice, e).await?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn nominated_pharmacy(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Option<(String, String)>> {
+                self.row_by(
+                    "SELECT ods_code, name FROM nominated_pharmacy WHERE practice_id = $1 AND patient_id = $2",
+                    practice,
+                    patient.as_uuid(),
+                    |r| Ok((r.try_get::<String, _>("ods_code").map_err(db)?, r.try_get::<String, _>("name").map_err(db)?)),
+                )
+                .await
+            }
+
+            async fn set_nominated_pharmacy(
+                &self,
+                practice: PracticeId,
+                patient: PatientId,
+                pharmacy: Option<(&str, &str)>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("DELETE FROM nominated_pharmacy WHERE practice_id = $1 AND patient_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if let Some((ods, name)) = pharmacy {
+                    sqlx::query("INSERT INTO nominated_pharmacy (practice_id, patient_id, ods_code, name) VALUES ($1, $2, $3, $4)")
+                        .bind(practice.as_uuid())
+                        .bind(patient.as_uuid())
+                        .bind(ods)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
             }
 
             async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>> {

@@ -1199,6 +1199,7 @@ struct SettingsPage {
     age: String,
     visible_by_default: bool,
     show_staff_names: bool,
+    cutoff: String,
     levels: Vec<(&'static str, &'static str)>,
     errors: Vec<FieldError>,
 }
@@ -1230,6 +1231,7 @@ fn settings_page_for(
         age: input.proxy_review_age.clone(),
         visible_by_default: input.visible_online_by_default,
         show_staff_names: input.show_staff_names_to_patients,
+        cutoff: input.cancel_cutoff_hours.clone(),
         levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
             .into_iter()
             .map(|l| (l.as_str(), l.display()))
@@ -1250,6 +1252,7 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         proxy_review_age: p.online.proxy_review_age.years().to_string(),
         visible_online_by_default: p.online.visible_online_by_default,
         show_staff_names_to_patients: p.online.show_staff_names_to_patients,
+        cancel_cutoff_hours: p.online.cancel_cutoff_hours.to_string(),
     }
 }
 
@@ -1284,6 +1287,8 @@ struct SettingsForm {
     visible_online_by_default: Option<String>,
     #[serde(default)]
     show_staff_names_to_patients: Option<String>,
+    #[serde(default)]
+    cancel_cutoff_hours: String,
 }
 
 async fn save_settings(
@@ -1301,6 +1306,7 @@ async fn save_settings(
         proxy_review_age: f.proxy_review_age,
         visible_online_by_default: f.visible_online_by_default.is_some(),
         show_staff_names_to_patients: f.show_staff_names_to_patients.is_some(),
+        cancel_cutoff_hours: f.cancel_cutoff_hours,
     };
     match app.change_practice_settings(&me.who, &input).await {
         Ok(Ok(_)) => Redirect::to("/settings?saved").into_response(),

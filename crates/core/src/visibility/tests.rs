@@ -826,6 +826,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                     proxy_review_age: ProxyReviewAge::new(prac.3).unwrap_or_default(),
                     visible_online_by_default: true,
                     show_staff_names_to_patients: false,
+                    cancel_cutoff_hours: 24,
                 };
                 let mut patient = patient(dob, reg.max(dob));
                 patient.registrations[0].ended = ended.filter(|e| *e > reg);

@@ -1,0 +1,378 @@
+//! Appointments: staff plan clinics of slots; patients, and proxies with the appointments
+//! permission, book free online-bookable slots and cancel before the practice's cut-off. One slot
+//! never holds two live bookings: the database refuses the second (T46).
+
+use crate::patient_services::PatientPrincipal;
+use crate::settings::FieldProblem;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::access::{IdentityLevel, ProxyLink, ProxyStatus};
+use caldicott_core::appointments::*;
+use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::ids::*;
+use caldicott_core::patient::Patient;
+use caldicott_core::staff::Role;
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+
+/// How far ahead patients see bookable slots.
+pub const BOOKING_HORIZON_DAYS: i64 = 28;
+
+/// A service a patient or proxy may use for someone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    Appointments,
+    Prescriptions,
+}
+
+/// The person whose services are being used, and how the caller acts for them.
+#[derive(Debug, Clone)]
+pub struct ActingFor {
+    pub patient: Patient,
+    pub link: Option<ProxyLink>,
+}
+
+impl ActingFor {
+    /// "the patient, online" or "Jane Doe (mother), online": who asked, for tasks and bookings.
+    pub fn requester(&self, me: &PatientPrincipal) -> String {
+        match &self.link {
+            None => "the patient, online".into(),
+            Some(l) => format!("{} ({}), online", me.name, l.relationship.to_lowercase()),
+        }
+    }
+}
+
+/// The clinic form as typed.
+#[derive(Debug, Clone, Default)]
+pub struct NewClinic {
+    pub clinician: String,
+    pub day: String,
+    pub month: String,
+    pub year: String,
+    pub start: String,
+    pub end: String,
+    pub slot_minutes: String,
+    pub slot_type: String,
+    pub online_bookable: bool,
+    pub location: String,
+}
+
+/// A booking as the patient sees it.
+#[derive(Debug, Clone)]
+pub struct MyAppointment {
+    pub id: AppointmentId,
+    pub slot: Slot,
+    pub cancelled: bool,
+    pub can_cancel: bool,
+}
+
+/// A slot with its booking and the booked patient, for the staff appointment book.
+#[derive(Debug, Clone)]
+pub struct BookLine {
+    pub slot: Slot,
+    pub booking: Option<(Appointment, Patient)>,
+}
+
+fn require_scheduler(who: &StaffPrincipal) -> AppResult<()> {
+    match who.role {
+        Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
+        Role::Administrator => Err(AppError::Forbidden("administrators do not manage appointments".into())),
+    }
+}
+
+fn parse_time(s: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
+}
+
+impl App {
+    /// Checks that `me` may use `service` for the person behind `link` (or for themselves):
+    /// the link is theirs, active, not ended, grants the service, and the person is registered.
+    pub async fn acting_for(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        service: ServiceKind,
+    ) -> AppResult<ActingFor> {
+        if me.identity == IdentityLevel::P0 {
+            return Err(AppError::Forbidden("verify your identity to use online services".into()));
+        }
+        let today = self.now().date_naive();
+        let link = match link {
+            None => None,
+            Some(id) => {
+                let l = self
+                    .store
+                    .proxy_link(me.practice, id)
+                    .await?
+                    .filter(|l| l.proxy == me.holder)
+                    .ok_or_else(|| AppError::NotFound("you do not act for anyone through that link".into()))?;
+                let allowed = match service {
+                    ServiceKind::Appointments => l.scope.appointments,
+                    ServiceKind::Prescriptions => l.scope.prescriptions,
+                };
+                if l.status != ProxyStatus::Active || l.ends_on.is_some_and(|d| d <= today) || !allowed {
+                    return Err(AppError::Forbidden(
+                        "you cannot use this service for this person; contact the practice".into(),
+                    ));
+                }
+                Some(l)
+            }
+        };
+        let target = link.as_ref().map_or(me.holder, |l| l.patient);
+        let patient = self
+            .store
+            .patient(me.practice, target)
+            .await?
+            .filter(|p| p.registration_on(today).is_some() && !p.is_deceased_on(today))
+            .ok_or_else(|| AppError::NotFound("this person is not registered at the practice".into()))?;
+        Ok(ActingFor { patient, link })
+    }
+
+    /// Plans a clinic and cuts it into slots, or says what is wrong with the form.
+    pub async fn create_clinic(
+        &self,
+        who: &StaffPrincipal,
+        f: &NewClinic,
+    ) -> AppResult<Result<(Clinic, usize), Vec<FieldProblem>>> {
+        require_scheduler(who)?;
+        let mut problems = Vec::new();
+        let clinician = match f.clinician.parse::<StaffId>() {
+            Ok(id) => {
+                self.store.staff_member(who.practice, id).await?.filter(|s| s.active && s.role == Role::Clinician)
+            }
+            Err(_) => None,
+        };
+        if clinician.is_none() {
+            problems.push(FieldProblem { field: "clinician", message: "Choose the clinician".into() });
+        }
+        let date = match (f.day.trim().parse::<u32>(), f.month.trim().parse::<u32>(), f.year.trim().parse::<i32>()) {
+            (Ok(d), Ok(m), Ok(y)) => NaiveDate::from_ymd_opt(y, m, d),
+            _ => None,
+        };
+        let today = self.now().date_naive();
+        match date {
+            Some(d) if d >= today && d <= today + Duration::days(366) => {}
+            _ => problems.push(FieldProblem {
+                field: "day",
+                message: "Enter a date from today to a year ahead, for example 1 12 2026".into(),
+            }),
+        }
+        let (start, end) = (parse_time(&f.start), parse_time(&f.end));
+        if start.is_none() {
+            problems.push(FieldProblem { field: "start", message: "Enter the start time, for example 09:00".into() });
+        }
+        if end.is_none() {
+            problems.push(FieldProblem { field: "end", message: "Enter the end time, for example 12:00".into() });
+        }
+        let minutes = f.slot_minutes.trim().parse::<u16>().ok();
+        if minutes.is_none() {
+            problems.push(FieldProblem { field: "slot_minutes", message: "Enter the slot length in minutes".into() });
+        }
+        let slot_type = SlotType::parse(&f.slot_type);
+        if slot_type.is_none() {
+            problems.push(FieldProblem { field: "slot_type", message: "Choose the type of appointment".into() });
+        }
+        let location = f.location.trim();
+        if location.is_empty() || location.len() > 100 {
+            problems
+                .push(FieldProblem { field: "location", message: "Enter where it happens, for example Room 2".into() });
+        }
+        let (Some(clinician), Some(date), Some(start), Some(end), Some(minutes), Some(slot_type), true) =
+            (clinician, date, start, end, minutes, slot_type, problems.is_empty())
+        else {
+            return Ok(Err(problems));
+        };
+        let clinic = Clinic {
+            id: ClinicId::from_uuid(new_id()),
+            clinician: clinician.id,
+            clinician_name: clinician.display_name,
+            date,
+            start,
+            end,
+            slot_minutes: minutes,
+            slot_type,
+            online_bookable: f.online_bookable,
+            location: location.to_owned(),
+        };
+        let slots = match clinic.slots(|| SlotId::from_uuid(new_id())) {
+            Ok(s) => s,
+            Err(e) => {
+                let field = match e {
+                    ClinicError::SlotLength => "slot_minutes",
+                    _ => "end",
+                };
+                return Ok(Err(vec![FieldProblem {
+                    field,
+                    message: format!("{}{}", e.to_string()[..1].to_uppercase(), &e.to_string()[1..]),
+                }]));
+            }
+        };
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::ClinicCreate,
+            format!("clinic/{}", clinic.id),
+            Outcome::Success,
+            format!("{} {} {}-{} {} slots", clinic.clinician_name, date, f.start.trim(), f.end.trim(), slots.len()),
+        );
+        self.store.create_clinic(who.practice, &clinic, &slots, &audit).await?;
+        Ok(Ok((clinic, slots.len())))
+    }
+
+    /// The appointment book for the days from `from`, with who is booked into each slot.
+    pub async fn appointment_book(&self, who: &StaffPrincipal, from: NaiveDate, days: i64) -> AppResult<Vec<BookLine>> {
+        require_scheduler(who)?;
+        let start = uk_instant(from, NaiveTime::MIN).ok_or_else(|| AppError::BadRequest("no such date".into()))?;
+        let end = uk_instant(from + Duration::days(days.clamp(1, 14)), NaiveTime::MIN)
+            .ok_or_else(|| AppError::BadRequest("no such date".into()))?;
+        let mut out = Vec::new();
+        for (slot, booking) in self.store.slots_between(who.practice, start, end).await? {
+            let booking = match booking {
+                Some(a) => self.store.patient(who.practice, a.patient).await?.map(|p| (a, p)),
+                None => None,
+            };
+            out.push(BookLine { slot, booking });
+        }
+        Ok(out)
+    }
+
+    /// Free slots the caller may book online, earliest first.
+    pub async fn bookable_slots(&self, me: &PatientPrincipal, link: Option<ProxyLinkId>) -> AppResult<Vec<Slot>> {
+        self.acting_for(me, link, ServiceKind::Appointments).await?;
+        let now = self.now();
+        Ok(self
+            .store
+            .slots_between(me.practice, now, now + Duration::days(BOOKING_HORIZON_DAYS))
+            .await?
+            .into_iter()
+            .filter(|(s, b)| b.is_none() && can_book_online(s, now))
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    /// The caller's (or their dependant's) appointments, upcoming first then past.
+    pub async fn my_appointments(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+    ) -> AppResult<(Vec<MyAppointment>, Vec<MyAppointment>)> {
+        let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let now = self.now();
+        let (mut upcoming, mut past) = (Vec::new(), Vec::new());
+        for (a, slot) in self.store.appointments_for_patient(me.practice, who.patient.id).await? {
+            let live = a.cancelled_at.is_none();
+            let mine = MyAppointment {
+                id: a.id,
+                can_cancel: live && can_cancel_online(slot.starts_at, now, practice.online.cancel_cutoff_hours),
+                cancelled: !live,
+                slot,
+            };
+            if mine.slot.starts_at > now {
+                upcoming.push(mine);
+            } else {
+                past.push(mine);
+            }
+        }
+        upcoming.reverse();
+        Ok((upcoming, past))
+    }
+
+    /// Books a slot online. Someone else's booking of the same slot, even at the same instant,
+    /// makes this a conflict and leaves theirs in place.
+    pub async fn book_online(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        slot: SlotId,
+    ) -> AppResult<(Appointment, Slot)> {
+        let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
+        let now = self.now();
+        let slot = self
+            .store
+            .slot(me.practice, slot)
+            .await?
+            .filter(|s| can_book_online(s, now))
+            .ok_or_else(|| AppError::NotFound("that appointment is not available to book online".into()))?;
+        let appointment = Appointment {
+            id: AppointmentId::from_uuid(new_id()),
+            slot: slot.id,
+            patient: who.patient.id,
+            booked_at: now,
+            booked_by: who.requester(me),
+            cancelled_at: None,
+            cancelled_by: None,
+        };
+        let audit = self.patient_audit(
+            me.actor(who.link.as_ref()),
+            Some(who.patient.id),
+            Action::AppointmentBook,
+            format!("appointment/{}", appointment.id),
+            Outcome::Success,
+            format!("slot/{} at {}", slot.id, slot.starts_at.to_rfc3339()),
+        );
+        self.store.book_slot(me.practice, &appointment, &audit).await?;
+        Ok((appointment, slot))
+    }
+
+    /// Cancels an upcoming appointment online, up to the practice's cut-off.
+    pub async fn cancel_online(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        id: AppointmentId,
+    ) -> AppResult<()> {
+        let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let now = self.now();
+        let (_, slot) = self
+            .store
+            .appointments_for_patient(me.practice, who.patient.id)
+            .await?
+            .into_iter()
+            .find(|(a, _)| a.id == id && a.cancelled_at.is_none())
+            .ok_or_else(|| AppError::NotFound("no such booked appointment".into()))?;
+        let cutoff = practice.online.cancel_cutoff_hours;
+        if !can_cancel_online(slot.starts_at, now, cutoff) {
+            return Err(AppError::Conflict(format!(
+                "appointments can only be cancelled online up to {cutoff} hours before; phone the practice on {}",
+                practice.telephone
+            )));
+        }
+        let audit = self.patient_audit(
+            me.actor(who.link.as_ref()),
+            Some(who.patient.id),
+            Action::AppointmentCancel,
+            format!("appointment/{id}"),
+            Outcome::Success,
+            "cancelled online",
+        );
+        self.store.cancel_appointment(me.practice, id, who.patient.id, now, &who.requester(me), &audit).await?;
+        Ok(())
+    }
+
+    /// Cancels a booking at the practice (for example when the patient phones).
+    pub async fn staff_cancel_appointment(
+        &self,
+        who: &StaffPrincipal,
+        id: AppointmentId,
+        patient: PatientId,
+    ) -> AppResult<()> {
+        require_scheduler(who)?;
+        let audit = self.audit_record(
+            who,
+            Some(patient),
+            Action::AppointmentCancel,
+            format!("appointment/{id}"),
+            Outcome::Success,
+            "cancelled by the practice",
+        );
+        self.store
+            .cancel_appointment(who.practice, id, patient, self.now(), &format!("{} at the practice", who.name), &audit)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The start of a UK day, for the staff appointment book.
+pub fn day_start(d: NaiveDate) -> Option<DateTime<Utc>> {
+    uk_instant(d, NaiveTime::MIN)
+}

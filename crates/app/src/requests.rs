@@ -1,0 +1,343 @@
+//! Requests to the practice: repeat prescriptions (patients, and proxies with the prescriptions
+//! permission), and messages from the patient themself about medication or the record (never
+//! from a proxy, R19). Each becomes a task; a clinician decides, and the patient sees the outcome.
+
+use crate::appointments::ServiceKind;
+use crate::patient_services::PatientPrincipal;
+use crate::settings::FieldProblem;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::entry::*;
+use caldicott_core::ids::*;
+use caldicott_core::patient::Patient;
+use caldicott_core::staff::Role;
+use caldicott_core::tasks::*;
+use caldicott_store::PatientListing;
+
+/// A repeat template the patient may order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orderable {
+    pub template: EntryId,
+    pub drug: String,
+    pub dosage: String,
+    pub quantity: String,
+}
+
+/// What the repeat prescriptions page shows.
+#[derive(Debug, Clone)]
+pub struct RepeatPage {
+    pub patient: Patient,
+    pub orderable: Vec<Orderable>,
+    pub pharmacy: Option<(String, String)>,
+    pub requests: Vec<Task>,
+}
+
+const MAX_NOTE: usize = 500;
+const MAX_MESSAGE: usize = 2000;
+
+fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Clinician {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only clinicians decide on requests about medicines and the record".into()))
+    }
+}
+
+fn require_task_reader(who: &StaffPrincipal) -> AppResult<()> {
+    match who.role {
+        Role::Administrator => Err(AppError::Forbidden("administrators do not see the practice's tasks".into())),
+        _ => Ok(()),
+    }
+}
+
+impl App {
+    /// Current repeat templates that may be ordered online: never one hidden from online
+    /// viewers, so the list cannot reveal a hidden entry.
+    async fn orderable(&self, practice: PracticeId, patient: PatientId) -> AppResult<Vec<Orderable>> {
+        let q = caldicott_store::EntryQuery { section: Some(Section::Medications), after: None, limit: 1000 };
+        Ok(self
+            .store
+            .entries(practice, patient, q)
+            .await?
+            .into_iter()
+            .filter(|e| !e.visibility.is_hidden() && !e.nopat && !e.safeguarding)
+            .filter_map(|e| match e.body {
+                EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
+                    Some(Orderable { template: e.id, drug, dosage, quantity })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The repeat prescriptions page for the caller or someone they act for.
+    pub async fn repeat_page(&self, me: &PatientPrincipal, link: Option<ProxyLinkId>) -> AppResult<RepeatPage> {
+        let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
+        let orderable = self.orderable(me.practice, who.patient.id).await?;
+        let pharmacy = self.store.nominated_pharmacy(me.practice, who.patient.id).await?;
+        let requests = self
+            .store
+            .tasks_for_patient(me.practice, who.patient.id)
+            .await?
+            .into_iter()
+            .filter(|t| t.kind == TaskKind::RepeatRequest)
+            .collect();
+        Ok(RepeatPage { patient: who.patient, orderable, pharmacy, requests })
+    }
+
+    /// Orders repeats: a task for the practice with one item per medicine.
+    pub async fn request_repeats(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        templates: &[EntryId],
+        note: &str,
+    ) -> AppResult<Result<Task, Vec<FieldProblem>>> {
+        let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
+        let orderable = self.orderable(me.practice, who.patient.id).await?;
+        let mut problems = Vec::new();
+        let chosen: Vec<&Orderable> = orderable.iter().filter(|o| templates.contains(&o.template)).collect();
+        if chosen.is_empty() || chosen.len() != templates.len() {
+            problems
+                .push(FieldProblem { field: "items", message: "Choose at least one medicine from the list".into() });
+        }
+        let note = note.trim();
+        if note.chars().count() > MAX_NOTE {
+            problems.push(FieldProblem {
+                field: "note",
+                message: format!("The note can be at most {MAX_NOTE} characters"),
+            });
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        let pharmacy = self
+            .store
+            .nominated_pharmacy(me.practice, who.patient.id)
+            .await?
+            .map(|(ods, name)| format!("{name} ({ods})"));
+        let task = Task {
+            id: TaskId::from_uuid(new_id()),
+            patient: who.patient.id,
+            kind: TaskKind::RepeatRequest,
+            status: TaskStatus::Open,
+            created_at: self.now(),
+            requested_by: who.requester(me),
+            body: TaskBody::Repeat {
+                items: chosen
+                    .iter()
+                    .map(|o| RepeatItem {
+                        template: o.template,
+                        drug: o.drug.clone(),
+                        dosage: o.dosage.clone(),
+                        quantity: o.quantity.clone(),
+                        decision: ItemDecision::Pending,
+                    })
+                    .collect(),
+                note: note.to_owned(),
+                pharmacy,
+            },
+            outcome: None,
+            closed_at: None,
+            closed_by: None,
+        };
+        let audit = self.patient_audit(
+            me.actor(who.link.as_ref()),
+            Some(who.patient.id),
+            Action::TaskCreate,
+            format!("task/{}", task.id),
+            Outcome::Success,
+            format!("repeat request, {} items", chosen.len()),
+        );
+        self.store.create_task(me.practice, &task, &audit).await?;
+        Ok(Ok(task))
+    }
+
+    /// The patient's own messages to the practice and their outcomes. Proxies cannot send or
+    /// read them (R19).
+    pub async fn my_requests(&self, me: &PatientPrincipal) -> AppResult<Vec<Task>> {
+        Ok(self
+            .store
+            .tasks_for_patient(me.practice, me.holder)
+            .await?
+            .into_iter()
+            .filter(|t| t.kind != TaskKind::RepeatRequest)
+            .collect())
+    }
+
+    /// Sends a message to the practice: a question about medication, a request to amend the
+    /// record, or a note of disagreement with it.
+    pub async fn send_request(
+        &self,
+        me: &PatientPrincipal,
+        kind: &str,
+        text: &str,
+    ) -> AppResult<Result<Task, Vec<FieldProblem>>> {
+        self.acting_for(me, None, ServiceKind::Appointments).await?;
+        let mut problems = Vec::new();
+        let kind = TaskKind::parse(kind).filter(|k| *k != TaskKind::RepeatRequest);
+        if kind.is_none() {
+            problems.push(FieldProblem { field: "kind", message: "Choose what your message is about".into() });
+        }
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > MAX_MESSAGE {
+            problems.push(FieldProblem {
+                field: "text",
+                message: format!("Write your message, in at most {MAX_MESSAGE} characters"),
+            });
+        }
+        let (Some(kind), true) = (kind, problems.is_empty()) else { return Ok(Err(problems)) };
+        let task = Task {
+            id: TaskId::from_uuid(new_id()),
+            patient: me.holder,
+            kind,
+            status: TaskStatus::Open,
+            created_at: self.now(),
+            requested_by: "the patient, online".into(),
+            body: TaskBody::Message { text: text.to_owned() },
+            outcome: None,
+            closed_at: None,
+            closed_by: None,
+        };
+        let audit = self.patient_audit(
+            me.actor(None),
+            Some(me.holder),
+            Action::TaskCreate,
+            format!("task/{}", task.id),
+            Outcome::Success,
+            kind.as_str(),
+        );
+        self.store.create_task(me.practice, &task, &audit).await?;
+        Ok(Ok(task))
+    }
+
+    // ---- Staff -------------------------------------------------------------------------------
+
+    /// The practice's tasks, open (oldest first) or done.
+    pub async fn task_list(&self, who: &StaffPrincipal, done: bool) -> AppResult<Vec<(Task, PatientListing)>> {
+        require_task_reader(who)?;
+        let status = if done { TaskStatus::Done } else { TaskStatus::Open };
+        Ok(self.store.tasks(who.practice, status, 500).await?)
+    }
+
+    /// One task with its patient. Opening it is audited as a look at the patient's record.
+    pub async fn open_task(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<(Task, Patient)> {
+        require_task_reader(who)?;
+        let task = self.store.task(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such task".into()))?;
+        let patient = self
+            .store
+            .patient(who.practice, task.patient)
+            .await?
+            .ok_or_else(|| AppError::NotFound("the task's patient".into()))?;
+        Ok((task, patient))
+    }
+
+    /// Approves or turns down one medicine of a repeat request. An approval issues it: a
+    /// medication issue from the template joins the record, visible online as the template is.
+    pub async fn decide_repeat_item(
+        &self,
+        who: &StaffPrincipal,
+        id: TaskId,
+        template: EntryId,
+        approve: bool,
+        reason: &str,
+    ) -> AppResult<Task> {
+        require_clinician(who)?;
+        let (mut task, patient) = self.open_task(who, id).await?;
+        let now = self.now();
+        task.decide_item(template, approve, reason, &who.name, now).map_err(|e| match e {
+            TaskError::AlreadyDone | TaskError::AlreadyDecided => AppError::Conflict(e.to_string()),
+            other => AppError::BadRequest(other.to_string()),
+        })?;
+        let mut entries = Vec::new();
+        if approve {
+            let t = self
+                .store
+                .entry(who.practice, template)
+                .await?
+                .filter(|e| e.patient == patient.id)
+                .ok_or_else(|| AppError::NotFound("the repeat template".into()))?;
+            if let EntryBody::Medication { drug, dosage, quantity, .. } = &t.body {
+                entries.push(Entry {
+                    id: EntryId::from_uuid(new_id()),
+                    patient: patient.id,
+                    event_date: now.date_naive(),
+                    entered_at: now,
+                    author: Author { staff: Some(who.staff), name: who.name.clone() },
+                    origin: Origin::Native,
+                    code: t.code.clone(),
+                    body: EntryBody::MedicationIssue {
+                        drug: drug.clone(),
+                        dosage: dosage.clone(),
+                        quantity: quantity.clone(),
+                        template: Some(t.id),
+                    },
+                    visibility: t.visibility.clone(),
+                    nopat: t.nopat,
+                    safeguarding: t.safeguarding,
+                    confidential: t.confidential,
+                });
+            }
+        }
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::TaskUpdate,
+            format!("task/{id}"),
+            Outcome::Success,
+            format!("item {template} {}", if approve { "approved and issued" } else { "turned down" }),
+        );
+        self.store.update_task(who.practice, &task, &entries, &audit).await?;
+        Ok(task)
+    }
+
+    /// Records what the practice did about a message, and closes it.
+    pub async fn close_request(&self, who: &StaffPrincipal, id: TaskId, outcome: &str) -> AppResult<Task> {
+        require_clinician(who)?;
+        let (mut task, patient) = self.open_task(who, id).await?;
+        if task.kind == TaskKind::RepeatRequest {
+            return Err(AppError::BadRequest("decide each item of a repeat request".into()));
+        }
+        task.close(outcome, &who.name, self.now()).map_err(|e| match e {
+            TaskError::AlreadyDone => AppError::Conflict(e.to_string()),
+            other => AppError::BadRequest(other.to_string()),
+        })?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::TaskUpdate,
+            format!("task/{id}"),
+            Outcome::Success,
+            "closed with an outcome",
+        );
+        self.store.update_task(who.practice, &task, &[], &audit).await?;
+        Ok(task)
+    }
+
+    /// Sets or clears the patient's nominated pharmacy (staff only: a proxy never can, R19).
+    pub async fn nominate_pharmacy(&self, who: &StaffPrincipal, nhs: &str, ods: &str, name: &str) -> AppResult<()> {
+        require_task_reader(who)?;
+        let patient = self.patient_here(who, nhs).await?;
+        let (ods, name) = (ods.trim().to_ascii_uppercase(), name.trim());
+        let pharmacy = if ods.is_empty() && name.is_empty() {
+            None
+        } else {
+            caldicott_core::practice::OdsCode::parse(&ods)
+                .map_err(|_| AppError::BadRequest("Enter the pharmacy's ODS code, for example FA123".into()))?;
+            if name.is_empty() || name.len() > 120 {
+                return Err(AppError::BadRequest("Enter the pharmacy's name".into()));
+            }
+            Some((ods.as_str(), name))
+        };
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::PharmacyNominate,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            pharmacy.map_or("cleared".to_owned(), |(o, _)| format!("nominated {o}")),
+        );
+        self.store.set_nominated_pharmacy(who.practice, patient.id, pharmacy, &audit).await?;
+        Ok(())
+    }
+}
