@@ -367,8 +367,13 @@ impl App {
         );
         self.store
             .cancel_appointment(who.practice, id, patient, self.now(), &format!("{} at the practice", who.name), &audit)
-            .await?;
-        Ok(())
+            .await
+            .map_err(|e| match e {
+                caldicott_store::StoreError::NotFound(_) => {
+                    AppError::Conflict("this appointment is not booked any more".into())
+                }
+                other => other.into(),
+            })
     }
 }
 

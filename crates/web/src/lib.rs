@@ -8,6 +8,7 @@ mod error;
 mod pages;
 mod patient;
 mod portal;
+mod staff_work;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -24,6 +25,7 @@ pub fn router(app: App) -> Router {
         .merge(pages::routes())
         .merge(portal::routes())
         .merge(patient::routes())
+        .merge(staff_work::routes())
         .nest("/api/v1", api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(security_headers))

@@ -21,7 +21,7 @@ use caldicott_app::patient_services::{PatientSignedIn, SignUp};
 use caldicott_app::record::PageRequest;
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::Section;
-use caldicott_core::ids::ProxyLinkId;
+use caldicott_core::ids::{AppointmentId, EntryId, ProxyLinkId, SlotId};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -35,6 +35,11 @@ pub fn routes() -> Router<App> {
         .route("/my/sign-out", axum::routing::post(sign_out))
         .route("/my/record", get(record))
         .route("/my/activity", get(activity))
+        .route("/my/appointments", get(appointments).post(book))
+        .route("/my/appointments/book", get(book_page))
+        .route("/my/appointments/{appointment}/cancel", axum::routing::post(cancel))
+        .route("/my/prescriptions", get(prescriptions).post(order))
+        .route("/my/requests", get(requests).post(send_request))
 }
 
 /// What every signed-in patient page shows in its header.
@@ -290,6 +295,8 @@ pub struct ServiceView {
     pub scope: Vec<String>,
     pub unavailable: Option<String>,
     pub record: bool,
+    pub appointments: bool,
+    pub prescriptions: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -307,6 +314,8 @@ async fn home(State(app): State<App>, Patient(me): Patient) -> Response {
     };
     let mut views = services.into_iter().map(|s| ServiceView {
         record: s.unavailable.is_none() && (s.link.is_none() || s.scope.iter().any(|x| x.starts_with("GP record"))),
+        appointments: s.unavailable.is_none() && s.scope.iter().any(|x| x == "Appointments"),
+        prescriptions: s.unavailable.is_none() && s.scope.iter().any(|x| x == "Repeat prescriptions"),
         link: s.link.map(|l| l.to_string()),
         name: s.name,
         relationship: s.relationship.unwrap_or_default(),
@@ -414,6 +423,456 @@ async fn activity(State(app): State<App>, Patient(me): Patient) -> Response {
                 .collect(),
         }
         .into_response(),
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Shared: whose services, from `?for=` or a form's `for` ----------------------------------
+
+fn link_of(v: Option<&String>) -> Result<Option<ProxyLinkId>, AppError> {
+    match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| AppError::NotFound("no such person".into())),
+    }
+}
+
+fn for_query(link: Option<ProxyLinkId>) -> String {
+    link.map(|l| format!("?for={l}")).unwrap_or_default()
+}
+
+/// The first value of a form field sent as a list of pairs.
+fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a String> {
+    f.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// The name of the person whose services are used, for headings.
+async fn whose(app: &App, me: &PatientSignedIn, link: Option<ProxyLinkId>) -> Result<Option<String>, AppError> {
+    Ok(match link {
+        None => None,
+        Some(_) => Some(
+            app.my_services(&me.who)
+                .await?
+                .into_iter()
+                .find(|s| s.link == link)
+                .map(|s| s.name)
+                .ok_or_else(|| AppError::NotFound("you do not act for anyone through that link".into()))?,
+        ),
+    })
+}
+
+// ---- Appointments ----------------------------------------------------------------------------
+
+pub struct AppointmentView {
+    pub id: String,
+    pub when: String,
+    pub what: String,
+    pub cancelled: bool,
+    pub can_cancel: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_appointments.html")]
+struct AppointmentsPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    whose: Option<String>,
+    for_id: String,
+    for_query: String,
+    notice: Option<&'static str>,
+    upcoming: Vec<AppointmentView>,
+    past: Vec<AppointmentView>,
+}
+
+fn appointment_view(a: caldicott_app::appointments::MyAppointment) -> AppointmentView {
+    let local = caldicott_core::appointments::uk_time(a.slot.starts_at);
+    AppointmentView {
+        id: a.id.to_string(),
+        when: local.format("%A %-d %B %Y at %H:%M").to_string(),
+        what: format!("{} with {}, {}", a.slot.slot_type.display(), a.slot.clinician_name, a.slot.location),
+        cancelled: a.cancelled,
+        can_cancel: a.can_cancel,
+    }
+}
+
+async fn appointments(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let chrome = Some((&me).into());
+    let link = match link_of(q.get("for")) {
+        Ok(l) => l,
+        Err(e) => return my_error(chrome, e),
+    };
+    let (upcoming, past) = match app.my_appointments(&me.who, link).await {
+        Ok(v) => v,
+        Err(e) => return my_error(chrome, e),
+    };
+    let whose = match whose(&app, &me, link).await {
+        Ok(w) => w,
+        Err(e) => return my_error(chrome, e),
+    };
+    AppointmentsPage {
+        me: chrome,
+        csrf: me.csrf_token.clone(),
+        whose,
+        for_id: link.map(|l| l.to_string()).unwrap_or_default(),
+        for_query: for_query(link),
+        notice: match q.get("done").map(String::as_str) {
+            Some("booked") => Some("Your appointment is booked."),
+            Some("cancelled") => Some("The appointment is cancelled."),
+            _ => None,
+        },
+        upcoming: upcoming.into_iter().map(appointment_view).collect(),
+        past: past.into_iter().map(appointment_view).collect(),
+    }
+    .into_response()
+}
+
+pub struct SlotDay {
+    pub heading: String,
+    pub slots: Vec<(String, String)>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_book.html")]
+struct BookPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    whose: Option<String>,
+    for_id: String,
+    for_query: String,
+    days: Vec<SlotDay>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for BookPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn book_form(app: &App, me: &PatientSignedIn, link: Option<ProxyLinkId>, errors: Vec<FieldError>) -> Response {
+    let chrome = Some(me.into());
+    let slots = match app.bookable_slots(&me.who, link).await {
+        Ok(s) => s,
+        Err(e) => return my_error(chrome, e),
+    };
+    let whose = match whose(app, me, link).await {
+        Ok(w) => w,
+        Err(e) => return my_error(chrome, e),
+    };
+    let mut days: Vec<SlotDay> = Vec::new();
+    for s in slots {
+        let local = caldicott_core::appointments::uk_time(s.starts_at);
+        let heading = local.format("%A %-d %B").to_string();
+        if days.last().map(|d| &d.heading) != Some(&heading) {
+            days.push(SlotDay { heading: heading.clone(), slots: Vec::new() });
+        }
+        if let Some(d) = days.last_mut() {
+            d.slots.push((
+                s.id.to_string(),
+                format!(
+                    "{} · {} with {}, {}",
+                    local.format("%H:%M"),
+                    s.slot_type.display(),
+                    s.clinician_name,
+                    s.location
+                ),
+            ));
+        }
+    }
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = BookPage {
+        me: chrome,
+        csrf: me.csrf_token.clone(),
+        whose,
+        for_id: link.map(|l| l.to_string()).unwrap_or_default(),
+        for_query: for_query(link),
+        days,
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn book_page(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+    match link_of(q.get("for")) {
+        Ok(link) => book_form(&app, &me, link, Vec::new()).await,
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+async fn book(
+    State(app): State<App>,
+    Patient(me): Patient,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
+        return forbidden_form();
+    }
+    let link = match link_of(field(&f, "for")) {
+        Ok(l) => l,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let Some(slot) = field(&f, "slot").and_then(|s| s.parse::<SlotId>().ok()) else {
+        let e = FieldError { field: "slot", message: "Choose an appointment".into() };
+        return book_form(&app, &me, link, vec![e]).await;
+    };
+    match app.book_online(&me.who, link, slot).await {
+        Ok(_) => Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "booked")).into_response(),
+        Err(AppError::Conflict(m) | AppError::NotFound(m)) => {
+            let message = format!("{}{}. Choose another.", m[..1].to_uppercase(), &m[1..]);
+            book_form(&app, &me, link, vec![FieldError { field: "slot", message }]).await
+        }
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+async fn cancel(
+    State(app): State<App>,
+    Patient(me): Patient,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
+        return forbidden_form();
+    }
+    let link = match link_of(field(&f, "for")) {
+        Ok(l) => l,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let Ok(id) = id.parse::<AppointmentId>() else {
+        return my_error(Some((&me).into()), AppError::NotFound("no such appointment".into()));
+    };
+    match app.cancel_online(&me.who, link, id).await {
+        Ok(()) => Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "cancelled")).into_response(),
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Repeat prescriptions -----------------------------------------------------------------------
+
+pub struct OrderableView {
+    pub id: String,
+    pub drug: String,
+    pub detail: String,
+}
+
+pub struct RequestView {
+    pub when: String,
+    pub items: Vec<(String, String)>,
+    pub note: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_prescriptions.html")]
+struct PrescriptionsPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    whose: Option<String>,
+    for_id: String,
+    pharmacy: Option<String>,
+    orderable: Vec<OrderableView>,
+    requests: Vec<RequestView>,
+    sent: bool,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for PrescriptionsPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn prescriptions_page(
+    app: &App,
+    me: &PatientSignedIn,
+    link: Option<ProxyLinkId>,
+    sent: bool,
+    errors: Vec<FieldError>,
+) -> Response {
+    let chrome = Some(me.into());
+    let page = match app.repeat_page(&me.who, link).await {
+        Ok(p) => p,
+        Err(e) => return my_error(chrome, e),
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let view = PrescriptionsPage {
+        me: chrome,
+        csrf: me.csrf_token.clone(),
+        whose: link.map(|_| format!("{} {}", page.patient.name.given, page.patient.name.family)),
+        for_id: link.map(|l| l.to_string()).unwrap_or_default(),
+        pharmacy: page.pharmacy.map(|(ods, name)| format!("{name} ({ods})")),
+        orderable: page
+            .orderable
+            .into_iter()
+            .map(|o| OrderableView {
+                id: o.template.to_string(),
+                drug: o.drug,
+                detail: format!("{} · {}", o.dosage, o.quantity),
+            })
+            .collect(),
+        requests: page
+            .requests
+            .into_iter()
+            .map(|t| {
+                let (items, note) = match t.body {
+                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => (
+                        items.iter().map(|i| (i.drug.clone(), crate::staff_work::decision_text(&i.decision))).collect(),
+                        note,
+                    ),
+                    caldicott_core::tasks::TaskBody::Message { .. } => (Vec::new(), String::new()),
+                };
+                RequestView {
+                    when: caldicott_core::appointments::uk_time(t.created_at).format("%-d %B %Y").to_string(),
+                    items,
+                    note,
+                }
+            })
+            .collect(),
+        sent,
+        errors,
+    };
+    (status, view).into_response()
+}
+
+async fn prescriptions(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match link_of(q.get("for")) {
+        Ok(link) => prescriptions_page(&app, &me, link, q.contains_key("sent"), Vec::new()).await,
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+async fn order(
+    State(app): State<App>,
+    Patient(me): Patient,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
+        return forbidden_form();
+    }
+    let link = match link_of(field(&f, "for")) {
+        Ok(l) => l,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let items: Vec<EntryId> = f.iter().filter(|(k, _)| k == "items").filter_map(|(_, v)| v.parse().ok()).collect();
+    let note = field(&f, "note").cloned().unwrap_or_default();
+    match app.request_repeats(&me.who, link, &items, &note).await {
+        Ok(Ok(_)) => Redirect::to(&with_param("/my/prescriptions", &for_query(link), "sent", "1")).into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            prescriptions_page(&app, &me, link, false, errors).await
+        }
+        Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Messages to the practice (the patient's own; never a proxy's, R19) --------------------------
+
+pub struct MessageView {
+    pub when: String,
+    pub kind: &'static str,
+    pub text: String,
+    pub outcome: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_requests.html")]
+struct RequestsPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    kinds: Vec<(&'static str, &'static str)>,
+    kind: String,
+    text: String,
+    sent: bool,
+    messages: Vec<MessageView>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for RequestsPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn requests_page(
+    app: &App,
+    me: &PatientSignedIn,
+    kind: String,
+    text: String,
+    sent: bool,
+    errors: Vec<FieldError>,
+) -> Response {
+    use caldicott_core::tasks::{TaskBody, TaskKind};
+    let chrome = Some(me.into());
+    let mine = match app.my_requests(&me.who).await {
+        Ok(m) => m,
+        Err(e) => return my_error(chrome, e),
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = RequestsPage {
+        me: chrome,
+        csrf: me.csrf_token.clone(),
+        kinds: [TaskKind::MedicationQuery, TaskKind::RecordAmendment, TaskKind::RecordDisagreement]
+            .iter()
+            .map(|k| (k.as_str(), k.display()))
+            .collect(),
+        kind,
+        text,
+        sent,
+        messages: mine
+            .into_iter()
+            .map(|t| MessageView {
+                when: caldicott_core::appointments::uk_time(t.created_at).format("%-d %B %Y").to_string(),
+                kind: t.kind.display(),
+                text: match t.body {
+                    TaskBody::Message { text } => text,
+                    TaskBody::Repeat { .. } => String::new(),
+                },
+                outcome: t.outcome,
+            })
+            .collect(),
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn requests(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+    requests_page(&app, &me, String::new(), String::new(), q.contains_key("sent"), Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct RequestForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn send_request(
+    State(app): State<App>,
+    Patient(me): Patient,
+    form: Result<Form<RequestForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    match app.send_request(&me.who, &f.kind, &f.text).await {
+        Ok(Ok(_)) => Redirect::to("/my/requests?sent").into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            requests_page(&app, &me, f.kind, f.text, false, errors).await
+        }
         Err(e) => my_error(Some((&me).into()), e),
     }
 }

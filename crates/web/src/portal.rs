@@ -107,13 +107,14 @@ pub(crate) fn sign_in_token(headers: &HeaderMap) -> (String, Option<HeaderValue>
 }
 
 /// A form that carries a CSRF token.
-trait CsrfToken {
+pub(crate) trait CsrfToken {
     fn csrf(&self) -> &str;
 }
 
+#[macro_export]
 macro_rules! csrf_forms {
     ($($form:ty),* $(,)?) => {$(
-        impl CsrfToken for $form {
+        impl $crate::portal::CsrfToken for $form {
             fn csrf(&self) -> &str {
                 &self._csrf
             }
@@ -139,12 +140,12 @@ csrf_forms!(
 
 /// The form's fields, when it parsed and carries this session's CSRF token (handlers answer
 /// `forbidden_form()` otherwise).
-fn checked<T: CsrfToken>(me: &SignedIn, form: Result<Form<T>, FormRejection>) -> Option<T> {
+pub(crate) fn checked<T: CsrfToken>(me: &SignedIn, form: Result<Form<T>, FormRejection>) -> Option<T> {
     form.ok().map(|Form(f)| f).filter(|f| same(&me.csrf_token, f.csrf()))
 }
 
 /// Back to a page of the patient's record after a change (`rest` follows `/patients/{nhs}`).
-fn to_patient(me: &SignedIn, nhs: &str, rest: &str) -> Response {
+pub(crate) fn to_patient(me: &SignedIn, nhs: &str, rest: &str) -> Response {
     match caldicott_app::record::parse_nhs_number(nhs) {
         Ok(n) => Redirect::to(&format!("/patients/{}{rest}", n.as_str())).into_response(),
         Err(e) => page_error(Some(me.into()), e),
@@ -730,6 +731,7 @@ struct RecordPage {
     review_active: bool,
     access_text: String,
     proxies: Vec<ProxyLinkView>,
+    pharmacy: Option<(String, String)>,
     sections: Vec<SectionLink>,
     entries: Vec<EntryRow>,
     caption: String,
@@ -779,6 +781,10 @@ async fn record(
     let rec = match app.staff_record(&me.who, &nhs, as_viewer, &page).await {
         Ok(r) => r,
         Err(e) => return page_error(chrome(), e),
+    };
+    let pharmacy = match app.store.nominated_pharmacy(me.who.practice, rec.patient.id).await {
+        Ok(p) => p,
+        Err(e) => return page_error(chrome(), e.into()),
     };
     let today = app.now().date_naive();
     let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
@@ -847,6 +853,7 @@ async fn record(
     });
     RecordPage {
         chrome: chrome(),
+        pharmacy,
         notice,
         can_change,
         can_register: me.who.role != caldicott_core::staff::Role::Administrator,

@@ -7,6 +7,7 @@ use axum::http::{header, Request, StatusCode};
 use caldicott_app::fixtures::{self, adult, consultation, time, withheld_entries};
 use caldicott_app::App;
 use caldicott_core::audit::Action;
+use caldicott_core::tasks::TaskBody;
 use caldicott_store::test_support::{self, TestStore};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -439,6 +440,51 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         )
         .await
         .unwrap();
+    // A booked appointment and an open message task, for the routes that take them.
+    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(5);
+    let clinic = caldicott_app::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: "14:00".into(),
+        end: "14:30".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_telephone".into(),
+        online_bookable: true,
+        location: "Phone".into(),
+    };
+    let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
+    let slot = app.appointment_book(&tp.clinician, clinic.date, 1).await.unwrap()[0].slot.clone();
+    let appointment = caldicott_core::appointments::Appointment {
+        id: caldicott_core::ids::AppointmentId::from_uuid(caldicott_app::new_id()),
+        slot: slot.id,
+        patient: pat.id,
+        booked_at: chrono::Utc::now(),
+        booked_by: "by reception".into(),
+        cancelled_at: None,
+        cancelled_by: None,
+    };
+    app.store
+        .book_slot(tp.practice.id, &appointment, &fixtures::audit(Action::AppointmentBook, Some(pat.id)))
+        .await
+        .unwrap();
+    let task = caldicott_core::tasks::Task {
+        id: caldicott_core::ids::TaskId::from_uuid(caldicott_app::new_id()),
+        patient: pat.id,
+        kind: caldicott_core::tasks::TaskKind::MedicationQuery,
+        status: caldicott_core::tasks::TaskStatus::Open,
+        created_at: chrono::Utc::now(),
+        requested_by: "the patient, online".into(),
+        body: caldicott_core::tasks::TaskBody::Message { text: "Can I take ibuprofen?".into() },
+        outcome: None,
+        closed_at: None,
+        closed_by: None,
+    };
+    app.store.create_task(tp.practice.id, &task, &fixtures::audit(Action::TaskCreate, Some(pat.id))).await.unwrap();
+    let clinic_day = (day.format("%d").to_string(), day.format("%m").to_string(), day.format("%Y").to_string());
+    let clinician_id = tp.clinician.staff.to_string();
+    let patient_id = pat.id.to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
         ("clinician", &tp.clinician_token),
@@ -454,7 +500,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{nhs_number}", pat.nhs_number.as_str())
                 .replace("{entry}", &if path.ends_with("/split") { consult.id } else { entry.id }.to_string())
                 .replace("{query}", pat.nhs_number.as_str())
-                .replace("{staff}", &tp.clinician.staff.to_string());
+                .replace("{staff}", &tp.clinician.staff.to_string())
+                .replace("{appointment}", &appointment.id.to_string())
+                .replace("{task}", &task.id.to_string());
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -511,6 +559,20 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("parts", "Part one.\n---\nPart two."),
                         ("bundle", bundle.as_str()),
                         ("identity", "P9"),
+                        ("clinician", clinician_id.as_str()),
+                        ("day", clinic_day.0.as_str()),
+                        ("month", clinic_day.1.as_str()),
+                        ("year", clinic_day.2.as_str()),
+                        ("start", "16:00"),
+                        ("end", "16:30"),
+                        ("slot_minutes", "10"),
+                        ("slot_type", "gp_face_to_face"),
+                        ("location", "Room 3"),
+                        ("patient", patient_id.as_str()),
+                        ("decision", "close"),
+                        ("outcome", "Permission test outcome"),
+                        ("pharmacy_ods", "FA123"),
+                        ("pharmacy_name", "Test Pharmacy"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
@@ -549,6 +611,8 @@ both!(
     staff_transfer_in_a_record_from_a_file,
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
+    patient_services_reach_only_whom_the_caller_acts_for,
+    a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -842,4 +906,191 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
     let (_, suspended_browser) = &mut browsers[3];
     let home = suspended_browser.get("/my").await;
     assert!(home.body.contains("Suspended since"));
+}
+
+/// A repeat template for `p` whose drug name is `drug`.
+fn repeat_template(p: &caldicott_core::patient::Patient, drug: &str) -> caldicott_core::entry::Entry {
+    let mut e = consultation(p, chrono::Utc::now() - chrono::Duration::days(20), "");
+    e.body = caldicott_core::entry::EntryBody::Medication {
+        drug: drug.into(),
+        dosage: "One daily".into(),
+        quantity: "28".into(),
+        course: caldicott_core::entry::MedicationCourse::RepeatTemplate,
+    };
+    e
+}
+
+async fn patient_services_reach_only_whom_the_caller_acts_for(t: &TestStore) {
+    // T3, T6, R15, R19: appointments, prescriptions and messages for each kind of caller
+    use caldicott_core::access::{AccessLevel, ProxyStatus};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let a = adult(&app, tp.practice.id).await.unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let suspended_parent = adult(&app, tp.practice.id).await.unwrap();
+    let child = fixtures::person(tp.practice.id, chrono::Utc::now().date_naive() - chrono::Duration::days(365 * 7));
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let link = fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Summary, today).await.unwrap();
+    let mut suspended =
+        fixtures::proxy_link(&app, tp.practice.id, &child, &suspended_parent, AccessLevel::Summary, today)
+            .await
+            .unwrap();
+    suspended.id = caldicott_core::ids::ProxyLinkId::from_uuid(caldicott_app::new_id());
+    suspended.status = ProxyStatus::Suspended { since: today, reason: "review".into() };
+    app.store
+        .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
+    for e in [repeat_template(&a, "A-REPEAT"), repeat_template(&child, "CHILD-REPEAT")] {
+        app.store
+            .add_entries(
+                tp.practice.id,
+                std::slice::from_ref(&e),
+                &fixtures::audit(Action::EntryCreate, Some(e.patient)),
+            )
+            .await
+            .unwrap();
+    }
+    let mut callers = Vec::new();
+    for (who, p) in [("a", &a), ("parent", &parent), ("suspended", &suspended_parent)] {
+        let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, p, "P9").await.unwrap();
+        let mut br = Browser::new(&app);
+        br.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+        callers.push((who, br));
+    }
+    let (l, s) = (link.id.to_string(), suspended.id.to_string());
+    let pages = ["/my/appointments", "/my/appointments/book", "/my/prescriptions"];
+    for (who, br) in callers.iter_mut() {
+        for page in pages {
+            for target in [None, Some(&l), Some(&s)] {
+                let uri = match target {
+                    None => page.to_owned(),
+                    Some(id) => format!("{page}?for={id}"),
+                };
+                let r = br.get(&uri).await;
+                let expected = match (*who, target) {
+                    (_, None) => StatusCode::OK,
+                    ("parent", Some(id)) if *id == l => StatusCode::OK,
+                    ("suspended", Some(id)) if *id == s => StatusCode::FORBIDDEN,
+                    _ => StatusCode::NOT_FOUND,
+                };
+                assert_eq!(r.status, expected, "{who} {uri}");
+                let shows = |m: &str| r.body.contains(m);
+                if page == "/my/prescriptions" {
+                    assert_eq!(shows("A-REPEAT"), *who == "a" && target.is_none(), "{who} {uri}");
+                    assert_eq!(shows("CHILD-REPEAT"), *who == "parent" && target == Some(&l), "{who} {uri}");
+                }
+            }
+        }
+        // Messages are the caller's own: a proxy cannot send one for the person they act for.
+        let r = br.get("/my/requests?for=anything").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(!r.body.contains("CHILD"));
+    }
+}
+
+async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (t1, t2) = (repeat_template(&pat, "Amlodipine 5mg"), repeat_template(&pat, "Atorvastatin 20mg"));
+    app.store
+        .add_entries(tp.practice.id, &[t1.clone(), t2.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
+    let page = staff.get("/appointments").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(4);
+    let (d, m, y) = (day.format("%d").to_string(), day.format("%m").to_string(), day.format("%Y").to_string());
+    let clinician = tp.clinician.staff.to_string();
+    let mut form = vec![
+        ("_csrf", token.as_str()),
+        ("clinician", clinician.as_str()),
+        ("day", d.as_str()),
+        ("month", m.as_str()),
+        ("year", y.as_str()),
+        ("start", "10:00"),
+        ("end", "09:00"),
+        ("slot_minutes", "15"),
+        ("slot_type", "gp_face_to_face"),
+        ("location", "Room 2"),
+        ("online_bookable", "yes"),
+    ];
+    let bad = staff.post("/appointments/clinics", &form).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("The session must end after it starts"));
+    form[6] = ("end", "11:00");
+    let ok = staff.post("/appointments/clinics", &form).await;
+    assert!(location(&ok).starts_with("/appointments?from="), "{}", ok.body);
+    let book = staff.get(location(&ok)).await;
+    assert!(book.body.contains("Clinic added with 4 slots."));
+
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let mut p = Browser::new(&app);
+    p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let page = p.get("/my/appointments/book").await;
+    let token = csrf(&page.body);
+    let slot = between(&page.body, "name=\"slot\" type=\"radio\" value=\"", "\"").to_owned();
+    let none = p.post("/my/appointments", &[("_csrf", &token), ("for", "")]).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert!(none.body.contains("Choose an appointment"));
+    let booked = p.post("/my/appointments", &[("_csrf", &token), ("for", ""), ("slot", &slot)]).await;
+    assert_eq!(location(&booked), "/my/appointments?done=booked");
+    let mine = p.get("/my/appointments?done=booked").await;
+    assert!(mine.body.contains("Your appointment is booked.") && mine.body.contains("Cancel this appointment"));
+    let again = p.post("/my/appointments", &[("_csrf", &token), ("for", ""), ("slot", &slot)]).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "a booked slot cannot be booked twice");
+    assert!(again.body.contains("Choose another"));
+    let staff_view = staff.get(location(&ok)).await;
+    assert!(staff_view.body.contains("Booked the patient, online"));
+
+    // Two medicines at once: the form sends `items` twice.
+    let page = p.get("/my/prescriptions").await;
+    assert!(page.body.contains("Amlodipine 5mg") && page.body.contains("Atorvastatin 20mg"));
+    let token = csrf(&page.body);
+    let (i1, i2) = (t1.id.to_string(), t2.id.to_string());
+    let r = p
+        .post(
+            "/my/prescriptions",
+            &[("_csrf", &token), ("for", ""), ("items", &i1), ("items", &i2), ("note", "Thanks")],
+        )
+        .await;
+    assert_eq!(location(&r), "/my/prescriptions?sent=1", "{}", r.body);
+    let tasks = staff.get("/tasks").await;
+    assert!(tasks.body.contains("Repeat prescription request"));
+    let task =
+        app.task_list(&tp.clinician, false).await.unwrap().into_iter().find(|(t, _)| t.patient == pat.id).unwrap().0;
+    let TaskBody::Repeat { items, .. } = &task.body else { panic!("a repeat request") };
+    assert_eq!(items.len(), 2);
+    // Reception cannot decide; a clinician approves one and turns one down.
+    let tpage = staff.get(&format!("/tasks/{}", task.id)).await;
+    assert!(tpage.body.contains("A clinician records the outcome"));
+    let denied = staff
+        .post(
+            &format!("/tasks/{}", task.id),
+            &[("_csrf", &csrf(&tpage.body)), ("decision", "approve"), ("template", &i1)],
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let mut doc = Browser::new(&app);
+    sign_in(&mut doc, tp.practice.ods_code.as_str(), "clinician").await;
+    let tpage = doc.get(&format!("/tasks/{}", task.id)).await;
+    let token = csrf(&tpage.body);
+    let uri = format!("/tasks/{}", task.id);
+    assert_eq!(location(&doc.post(&uri, &[("_csrf", &token), ("decision", "approve"), ("template", &i1)]).await), uri);
+    let no_reason =
+        doc.post(&uri, &[("_csrf", &token), ("decision", "reject"), ("template", &i2), ("reason", "")]).await;
+    assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
+    assert!(no_reason.body.contains("Give a reason"));
+    doc.post(&uri, &[("_csrf", &token), ("decision", "reject"), ("template", &i2), ("reason", "Blood test first")])
+        .await;
+    let page = p.get("/my/prescriptions").await;
+    assert!(page.body.contains("Approved by") && page.body.contains("Blood test first"));
 }

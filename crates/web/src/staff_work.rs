@@ -1,0 +1,430 @@
+//! Staff pages for the practice's daily work with patients' online requests: the appointment
+//! book (plan clinics, see and cancel bookings), the task list (repeat prescription requests and
+//! messages, decided by clinicians) and a patient's nominated pharmacy.
+
+use crate::portal::{checked, forbidden_form, page_error, to_patient, Chrome, Errors, FieldError, Portal};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use caldicott_app::appointments::NewClinic;
+use caldicott_app::session::SignedIn;
+use caldicott_app::{App, AppError};
+use caldicott_core::appointments::{uk_time, SlotType};
+use caldicott_core::ids::*;
+use caldicott_core::staff::Role;
+use caldicott_core::tasks::{ItemDecision, Task, TaskBody};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/appointments", get(book))
+        .route("/appointments/clinics", post(add_clinic))
+        .route("/appointments/{appointment}/cancel", post(cancel))
+        .route("/tasks", get(tasks))
+        .route("/tasks/{task}", get(task_page).post(act_on_task))
+        .route("/patients/{nhs_number}/pharmacy", post(nominate))
+}
+
+crate::csrf_forms!(ClinicForm, CancelForm, TaskForm, PharmacyForm);
+
+// ---- The appointment book -----------------------------------------------------------------------
+
+pub struct BookRow {
+    pub time: String,
+    pub clinician: String,
+    pub kind: &'static str,
+    pub online: bool,
+    pub patient: Option<(String, String)>,
+    pub booked_by: String,
+    pub appointment: Option<String>,
+    pub patient_id: String,
+}
+
+pub struct BookDay {
+    pub heading: String,
+    pub rows: Vec<BookRow>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "appointments.html")]
+struct BookPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    from: String,
+    earlier: String,
+    later: String,
+    days: Vec<BookDay>,
+    clinicians: Vec<(String, String)>,
+    slot_types: Vec<(&'static str, &'static str)>,
+    form: ClinicForm,
+    errors: Vec<FieldError>,
+    notice: Option<String>,
+}
+
+impl Errors for BookPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
+struct ClinicForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    clinician: String,
+    #[serde(default)]
+    day: String,
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    year: String,
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+    #[serde(default)]
+    slot_minutes: String,
+    #[serde(default)]
+    slot_type: String,
+    #[serde(default)]
+    online_bookable: Option<String>,
+    #[serde(default)]
+    location: String,
+}
+
+async fn book_page(
+    app: &App,
+    me: &SignedIn,
+    from: NaiveDate,
+    form: ClinicForm,
+    errors: Vec<FieldError>,
+    notice: Option<String>,
+) -> Response {
+    let lines = match app.appointment_book(&me.who, from, 7).await {
+        Ok(l) => l,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let staff = match app.store.staff_members(me.who.practice).await {
+        Ok(s) => s,
+        Err(e) => return page_error(Some(me.into()), e.into()),
+    };
+    let mut days: Vec<BookDay> = Vec::new();
+    for l in lines {
+        let local = uk_time(l.slot.starts_at);
+        let heading = local.format("%A %-d %B %Y").to_string();
+        if days.last().map(|d| &d.heading) != Some(&heading) {
+            days.push(BookDay { heading: heading.clone(), rows: Vec::new() });
+        }
+        let row = BookRow {
+            time: local.format("%H:%M").to_string(),
+            clinician: format!("{} · {}", l.slot.clinician_name, l.slot.location),
+            kind: l.slot.slot_type.display(),
+            online: l.slot.online_bookable,
+            booked_by: l.booking.as_ref().map(|(a, _)| a.booked_by.clone()).unwrap_or_default(),
+            appointment: l.booking.as_ref().map(|(a, _)| a.id.to_string()),
+            patient_id: l.booking.as_ref().map(|(_, p)| p.id.to_string()).unwrap_or_default(),
+            patient: l.booking.map(|(_, p)| {
+                (format!("{}, {}", p.name.family.to_uppercase(), p.name.given), p.nhs_number.as_str().to_owned())
+            }),
+        };
+        if let Some(d) = days.last_mut() {
+            d.rows.push(row);
+        }
+    }
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = BookPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        from: from.format("%-d %B %Y").to_string(),
+        earlier: (from - chrono::Duration::days(7)).to_string(),
+        later: (from + chrono::Duration::days(7)).to_string(),
+        days,
+        clinicians: staff
+            .into_iter()
+            .filter(|s| s.active && s.role == Role::Clinician)
+            .map(|s| (s.id.to_string(), s.display_name))
+            .collect(),
+        slot_types: SlotType::ALL.iter().map(|t| (t.as_str(), t.display())).collect(),
+        form,
+        errors,
+        notice,
+    };
+    (status, page).into_response()
+}
+
+async fn book(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+    let today = app.now().date_naive();
+    let from = q.get("from").and_then(|d| d.parse::<NaiveDate>().ok()).unwrap_or(today);
+    let notice = q.get("added").map(|n| format!("Clinic added with {n} slots."));
+    let form =
+        ClinicForm { slot_minutes: "15".into(), start: "09:00".into(), end: "12:00".into(), ..Default::default() };
+    book_page(&app, &me, from, form, Vec::new(), notice).await
+}
+
+async fn add_clinic(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<ClinicForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let input = NewClinic {
+        clinician: f.clinician.clone(),
+        day: f.day.clone(),
+        month: f.month.clone(),
+        year: f.year.clone(),
+        start: f.start.clone(),
+        end: f.end.clone(),
+        slot_minutes: f.slot_minutes.clone(),
+        slot_type: f.slot_type.clone(),
+        online_bookable: f.online_bookable.is_some(),
+        location: f.location.clone(),
+    };
+    match app.create_clinic(&me.who, &input).await {
+        Ok(Ok((clinic, n))) => Redirect::to(&format!("/appointments?from={}&added={n}", clinic.date)).into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            book_page(&app, &me, app.now().date_naive(), f, errors, None).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    patient: String,
+}
+
+async fn cancel(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<CancelForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let (Ok(id), Ok(patient)) = (id.parse::<AppointmentId>(), f.patient.parse::<PatientId>()) else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such appointment".into()));
+    };
+    match app.staff_cancel_appointment(&me.who, id, patient).await {
+        Ok(()) => Redirect::to("/appointments").into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Tasks ------------------------------------------------------------------------------------
+
+pub struct TaskRow {
+    pub id: String,
+    pub created: String,
+    pub kind: &'static str,
+    pub patient: String,
+    pub nhs_number: String,
+    pub requested_by: String,
+    pub outcome: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "tasks.html")]
+struct TasksPage {
+    chrome: Option<Chrome>,
+    done: bool,
+    rows: Vec<TaskRow>,
+}
+
+async fn tasks(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+    let done = q.contains_key("done");
+    match app.task_list(&me.who, done).await {
+        Ok(list) => TasksPage {
+            chrome: Some((&me).into()),
+            done,
+            rows: list
+                .into_iter()
+                .map(|(t, p)| TaskRow {
+                    id: t.id.to_string(),
+                    created: uk_time(t.created_at).format("%-d %b %Y %H:%M").to_string(),
+                    kind: t.kind.display(),
+                    patient: format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+                    nhs_number: p.nhs_number.to_string(),
+                    requested_by: t.requested_by,
+                    outcome: t.outcome.unwrap_or_default(),
+                })
+                .collect(),
+        }
+        .into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+pub struct ItemView {
+    pub template: String,
+    pub drug: String,
+    pub detail: String,
+    pub decision: String,
+    pub pending: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "task.html")]
+struct TaskPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    id: String,
+    kind: &'static str,
+    patient: String,
+    nhs_digits: String,
+    created: String,
+    requested_by: String,
+    open: bool,
+    clinician: bool,
+    items: Vec<ItemView>,
+    note: String,
+    pharmacy: String,
+    message: String,
+    outcome: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for TaskPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+pub fn decision_text(d: &ItemDecision) -> String {
+    match d {
+        ItemDecision::Pending => "Waiting for a clinician".into(),
+        ItemDecision::Approved { by, at } => format!("Approved by {by} on {}", uk_time(*at).format("%-d %b %Y")),
+        ItemDecision::Rejected { reason, by, at } => {
+            format!("Not approved by {by} on {}: {reason}", uk_time(*at).format("%-d %b %Y"))
+        }
+    }
+}
+
+async fn task_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+    let Ok(id) = id.parse::<TaskId>() else {
+        return page_error(Some(me.into()), AppError::NotFound("no such task".into()));
+    };
+    let (task, patient): (Task, _) = match app.open_task(&me.who, id).await {
+        Ok(t) => t,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let (items, note, pharmacy, message) = match &task.body {
+        TaskBody::Repeat { items, note, pharmacy } => (
+            items
+                .iter()
+                .map(|i| ItemView {
+                    template: i.template.to_string(),
+                    drug: i.drug.clone(),
+                    detail: format!("{} · {}", i.dosage, i.quantity),
+                    decision: decision_text(&i.decision),
+                    pending: i.decision == ItemDecision::Pending,
+                })
+                .collect(),
+            note.clone(),
+            pharmacy.clone().unwrap_or_else(|| "None: the patient collects a paper prescription".into()),
+            String::new(),
+        ),
+        TaskBody::Message { text } => (Vec::new(), String::new(), String::new(), text.clone()),
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = TaskPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        id: task.id.to_string(),
+        kind: task.kind.display(),
+        patient: format!("{}, {}", patient.name.family.to_uppercase(), patient.name.given),
+        nhs_digits: patient.nhs_number.as_str().to_owned(),
+        created: uk_time(task.created_at).format("%-d %b %Y %H:%M").to_string(),
+        requested_by: task.requested_by.clone(),
+        open: task.closed_at.is_none(),
+        clinician: me.who.role == Role::Clinician,
+        items,
+        note,
+        pharmacy,
+        message,
+        outcome: task.outcome.clone().unwrap_or_default(),
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn task_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+    task_view(&app, &me, &id, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct TaskForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    template: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+async fn act_on_task(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<TaskForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(task) = id.parse::<TaskId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
+    };
+    let result = match f.decision.as_str() {
+        "approve" | "reject" => match f.template.parse::<EntryId>() {
+            Ok(t) => app.decide_repeat_item(&me.who, task, t, f.decision == "approve", &f.reason).await,
+            Err(_) => Err(AppError::BadRequest("choose an item of the request".into())),
+        },
+        _ => app.close_request(&me.who, task, &f.outcome).await,
+    };
+    match result {
+        Ok(_) => Redirect::to(&format!("/tasks/{task}")).into_response(),
+        Err(AppError::BadRequest(m)) => {
+            let field = if f.decision == "reject" { "reason" } else { "outcome" };
+            let message = format!("{}{}", m[..1].to_uppercase(), &m[1..]);
+            task_view(&app, &me, &id, vec![FieldError { field, message }]).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Nominated pharmacy -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct PharmacyForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    pharmacy_ods: String,
+    #[serde(default)]
+    pharmacy_name: String,
+}
+
+async fn nominate(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<PharmacyForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app.nominate_pharmacy(&me.who, &nhs, &f.pharmacy_ods, &f.pharmacy_name).await {
+        Ok(()) => to_patient(&me, &nhs, ""),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
