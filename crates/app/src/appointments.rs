@@ -5,12 +5,13 @@
 use crate::patient_services::PatientPrincipal;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::access::{IdentityLevel, ProxyLink, ProxyStatus};
+use caldicott_core::access::{IdentityLevel, ProxyLink};
 use caldicott_core::appointments::*;
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
 use caldicott_core::staff::Role;
+use caldicott_core::visibility::proxy_link_lapse;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 
 /// How far ahead patients see bookable slots.
@@ -108,7 +109,11 @@ impl App {
                     ServiceKind::Appointments => l.scope.appointments,
                     ServiceKind::Prescriptions => l.scope.prescriptions,
                 };
-                if l.status != ProxyStatus::Active || l.ends_on.is_some_and(|d| d <= today) || !allowed {
+                let patient = self.store.patient(me.practice, l.patient).await?;
+                let practice =
+                    self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+                let lapsed = patient.is_none_or(|p| proxy_link_lapse(&l, &p, &practice.online, today).is_some());
+                if lapsed || !allowed {
                     return Err(AppError::Forbidden(
                         "you cannot use this service for this person; contact the practice".into(),
                     ));

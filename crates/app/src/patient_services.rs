@@ -23,7 +23,7 @@ use caldicott_core::online::*;
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
 use caldicott_core::staff::Role;
-use caldicott_core::visibility::Withheld;
+use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse, Withheld};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use rand::RngCore;
@@ -120,6 +120,44 @@ pub struct Service {
     /// What they may do, in words; or why they cannot now.
     pub scope: Vec<String>,
     pub unavailable: Option<String>,
+    /// A change coming soon (a review age, the 16th birthday, an end date).
+    pub notice: Option<String>,
+}
+
+/// How many days before a proxy link lapses by itself the proxy and the patient are told (R16).
+pub const PROXY_NOTICE_DAYS: i64 = 28;
+
+fn long(d: NaiveDate) -> String {
+    d.format("%-d %B %Y").to_string()
+}
+
+/// Why a link does not work now, in words for the proxy or the patient (never clinical).
+fn lapse_words(w: &Withheld, who: &str) -> String {
+    match w {
+        Withheld::ProxySuspendedForReview { age, on } => format!(
+            "Paused since {}, when {who} turned {age}: the practice reviews access at this age. Contact the practice.",
+            long(*on)
+        ),
+        Withheld::ProxySuspendedAtSixteen { on } => {
+            format!("Ended on {}, when {who} turned 16. From 16, {who} decides who can act for them.", long(*on))
+        }
+        Withheld::ProxyEnded { on } => format!("Ended on {}. Contact the practice.", long(*on)),
+        Withheld::ProxyNotStarted { on } => format!("Starts on {}.", long(*on)),
+        _ => "Suspended by the practice. Contact the practice.".into(),
+    }
+}
+
+fn notice_words(w: &Withheld, whose_access: &str, who: &str) -> String {
+    match w {
+        Withheld::ProxySuspendedForReview { age, on } => {
+            format!("{whose_access} {who} will be paused for review on {}, when {who} turns {age}.", long(*on))
+        }
+        Withheld::ProxySuspendedAtSixteen { on } => {
+            format!("{whose_access} {who} will end on {}, when {who} turns 16.", long(*on))
+        }
+        Withheld::ProxyEnded { on } => format!("{whose_access} {who} ends on {}.", long(*on)),
+        _ => String::new(),
+    }
 }
 
 /// One page of a record as its online viewer sees it.
@@ -523,29 +561,33 @@ impl App {
             .ok_or_else(|| AppError::NotFound("you do not act for anyone through that link".into()))
     }
 
-    /// Whose services the signed-in person may use: their own, and each person they act for.
+    /// Whose services the signed-in person may use: their own, and each person they act for,
+    /// with a notice when a link will lapse soon (R16).
     pub async fn my_services(&self, me: &PatientPrincipal) -> AppResult<Vec<Service>> {
         let today = self.now().date_naive();
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let mut out = vec![Service {
             link: None,
             name: me.name.clone(),
             relationship: None,
             scope: Vec::new(),
             unavailable: None,
+            notice: None,
         }];
         for l in self.store.proxy_links_for_proxy(me.practice, me.holder).await? {
+            if matches!(l.status, ProxyStatus::Revoked { .. } | ProxyStatus::Refused { .. }) {
+                continue;
+            }
             let Some(p) = self.store.patient(me.practice, l.patient).await? else { continue };
-            let unavailable = match &l.status {
-                ProxyStatus::Revoked { .. } => continue,
-                ProxyStatus::Suspended { since, .. } => Some(format!(
-                    "Suspended since {} for the practice to review. Contact the practice.",
-                    since.format("%-d %B %Y")
-                )),
-                ProxyStatus::Active if l.ends_on.is_some_and(|d| d <= today) => {
-                    Some("Ended. Contact the practice.".into())
-                }
-                ProxyStatus::Active if p.registration_on(today).is_none() => continue,
-                ProxyStatus::Active => None,
+            if p.registration_on(today).is_none() {
+                continue;
+            }
+            let unavailable = proxy_link_lapse(&l, &p, &practice.online, today).map(|w| lapse_words(&w, &p.name.given));
+            let notice = if unavailable.is_none() {
+                proxy_link_next_lapse(&l, &p, &practice.online, today, PROXY_NOTICE_DAYS)
+                    .map(|w| notice_words(&w, "Your access for", &p.name.given))
+            } else {
+                None
             };
             out.push(Service {
                 link: Some(l.id),
@@ -553,6 +595,38 @@ impl App {
                 relationship: Some(l.relationship.clone()),
                 scope: scope_words(&l),
                 unavailable,
+                notice,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The people who act for the signed-in patient, with what each may do and any coming change.
+    pub async fn acting_for_me(&self, me: &PatientPrincipal) -> AppResult<Vec<Service>> {
+        let today = self.now().date_naive();
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let patient =
+            self.store.patient(me.practice, me.holder).await?.ok_or_else(|| AppError::NotFound("patient".into()))?;
+        let mut out = Vec::new();
+        for l in self.store.proxy_links_for_patient(me.practice, me.holder).await? {
+            if matches!(l.status, ProxyStatus::Revoked { .. } | ProxyStatus::Refused { .. }) {
+                continue;
+            }
+            let Some(p) = self.store.patient(me.practice, l.proxy).await? else { continue };
+            let unavailable = proxy_link_lapse(&l, &patient, &practice.online, today).map(|w| lapse_words(&w, "you"));
+            let notice = if unavailable.is_none() {
+                proxy_link_next_lapse(&l, &patient, &practice.online, today, PROXY_NOTICE_DAYS)
+                    .map(|w| notice_words(&w, &format!("{}'s access for", p.name.given), "you"))
+            } else {
+                None
+            };
+            out.push(Service {
+                link: Some(l.id),
+                name: format!("{} {}", p.name.given, p.name.family),
+                relationship: Some(l.relationship.clone()),
+                scope: scope_words(&l),
+                unavailable,
+                notice,
             });
         }
         Ok(out)

@@ -158,6 +158,11 @@ pub enum ProxyStatus {
         on: NaiveDate,
         reason: String,
     },
+    /// The request for access was refused; kept as a record of the decision (R17).
+    Refused {
+        on: NaiveDate,
+        reason: String,
+    },
 }
 
 /// One person acting online for one patient, with their own credentials (R14) and permissions.

@@ -77,9 +77,11 @@ pub enum Withheld {
     Deceased,
     NoRecordAccess { automatic: AutomaticBlock },
     ProxyRevoked,
+    ProxyRefused,
     ProxySuspended,
     ProxyEnded { on: NaiveDate },
     ProxyPredatesRegistration,
+    ProxyNotStarted { on: NaiveDate },
     ProxySuspendedAtSixteen { on: NaiveDate },
     ProxySuspendedForReview { age: u8, on: NaiveDate },
     ProxyNoRecordAccess,
@@ -117,8 +119,9 @@ impl Withheld {
             Self::NotRegistered | Self::Deceased | Self::ProxyPredatesRegistration => "R6",
             Self::NoRecordAccess { automatic } => automatic.rule(),
             Self::ProxyRevoked => "R20",
+            Self::ProxyRefused => "R17",
             Self::ProxySuspended | Self::ProxySuspendedAtSixteen { .. } | Self::ProxySuspendedForReview { .. } => "R16",
-            Self::ProxyEnded { .. } | Self::ProxyNoRecordAccess => "R15",
+            Self::ProxyEnded { .. } | Self::ProxyNotStarted { .. } | Self::ProxyNoRecordAccess => "R15",
             Self::NeverOnline { .. }
             | Self::DraftConsultation
             | Self::Unfiled
@@ -145,8 +148,10 @@ impl Withheld {
             Self::Deceased => "the patient has died".into(),
             Self::NoRecordAccess { automatic } => format!("no record access: {}", automatic.explain()),
             Self::ProxyRevoked => "this proxy's access was revoked".into(),
+            Self::ProxyRefused => "the request for this proxy access was refused".into(),
             Self::ProxySuspended => "this proxy's access is suspended pending review".into(),
             Self::ProxyEnded { on } => format!("this proxy's access ended on {on}"),
+            Self::ProxyNotStarted { on } => format!("this proxy's access starts on {on}"),
             Self::ProxyPredatesRegistration => {
                 "this proxy access was granted before the patient's current registration".into()
             }
@@ -403,13 +408,76 @@ fn proxy_denial(
         Some(level) if level < IdentityLevel::P9 => return Some(Withheld::IdentityNotVerified { level }),
         Some(_) => {}
     }
+    if let Some(w) = lapse(link, patient, practice, registered, today) {
+        return Some(w);
+    }
+    if link.scope.record == AccessLevel::None {
+        return Some(Withheld::ProxyNoRecordAccess);
+    }
+    None
+}
+
+/// R6, R15, R16, R17, R20: whether a proxy link lets its proxy act for the patient at all today,
+/// for any service (record, appointments, prescriptions); `None` when it does.
+pub fn proxy_link_lapse(
+    link: &ProxyLink,
+    patient: &Patient,
+    practice: &OnlineServicesSettings,
+    today: NaiveDate,
+) -> Option<Withheld> {
+    match patient.registration_on(today) {
+        None => Some(Withheld::NotRegistered),
+        Some(r) => lapse(link, patient, practice, r.started, today),
+    }
+}
+
+/// The next date on which an active link lapses by itself (review age, 16th birthday, end
+/// date), if it falls within `within` days of today: proxy and patient are told before (R16).
+pub fn proxy_link_next_lapse(
+    link: &ProxyLink,
+    patient: &Patient,
+    practice: &OnlineServicesSettings,
+    today: NaiveDate,
+    within: i64,
+) -> Option<Withheld> {
+    if link.status != ProxyStatus::Active {
+        return None;
+    }
+    let horizon = today + chrono::Duration::days(within);
+    let age = practice.proxy_review_age.years();
+    let review = birthday(patient.date_of_birth, u32::from(age));
+    let sixteen = birthday(patient.date_of_birth, 16);
+    let mut next: Vec<(NaiveDate, Withheld)> = Vec::new();
+    if link.granted_on < review && review > today {
+        next.push((review, Withheld::ProxySuspendedForReview { age, on: review }));
+    }
+    if link.granted_on < sixteen && sixteen > today {
+        next.push((sixteen, Withheld::ProxySuspendedAtSixteen { on: sixteen }));
+    }
+    if let Some(end) = link.ends_on.filter(|e| *e >= today) {
+        next.push((end, Withheld::ProxyEnded { on: end }));
+    }
+    next.into_iter().filter(|(d, _)| *d <= horizon).min_by_key(|(d, _)| *d).map(|(_, w)| w)
+}
+
+fn lapse(
+    link: &ProxyLink,
+    patient: &Patient,
+    practice: &OnlineServicesSettings,
+    registered: NaiveDate,
+    today: NaiveDate,
+) -> Option<Withheld> {
     match link.status {
+        ProxyStatus::Refused { .. } => return Some(Withheld::ProxyRefused),
         ProxyStatus::Revoked { .. } => return Some(Withheld::ProxyRevoked),
         ProxyStatus::Suspended { .. } => return Some(Withheld::ProxySuspended),
         ProxyStatus::Active => {}
     }
     if link.granted_on < registered {
         return Some(Withheld::ProxyPredatesRegistration);
+    }
+    if link.granted_on > today {
+        return Some(Withheld::ProxyNotStarted { on: link.granted_on });
     }
     if let Some(end) = link.ends_on {
         if today > end {
@@ -424,9 +492,6 @@ fn proxy_denial(
     let review = birthday(patient.date_of_birth, u32::from(age));
     if link.granted_on < review && today >= review {
         return Some(Withheld::ProxySuspendedForReview { age, on: review });
-    }
-    if link.scope.record == AccessLevel::None {
-        return Some(Withheld::ProxyNoRecordAccess);
     }
     None
 }

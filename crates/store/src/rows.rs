@@ -414,6 +414,7 @@ pub(crate) fn proxy(r: &impl Cols) -> StoreResult<ProxyLink> {
         ("active", _) => ProxyStatus::Active,
         ("suspended", Some(since)) => ProxyStatus::Suspended { since, reason },
         ("revoked", Some(on)) => ProxyStatus::Revoked { on, reason },
+        ("refused", Some(on)) => ProxyStatus::Refused { on, reason },
         (s, _) => return Err(corrupt("proxy status", s)),
     };
     Ok(ProxyLink {

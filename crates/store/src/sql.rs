@@ -70,6 +70,7 @@ fn proxy_status_columns(s: &ProxyStatus) -> (&'static str, Option<NaiveDate>, Op
         ProxyStatus::Active => ("active", None, None),
         ProxyStatus::Suspended { since, reason } => ("suspended", Some(*since), Some(reason)),
         ProxyStatus::Revoked { on, reason } => ("revoked", Some(*on), Some(reason)),
+        ProxyStatus::Refused { on, reason } => ("refused", Some(*on), Some(reason)),
     }
 }
 

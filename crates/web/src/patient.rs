@@ -297,22 +297,11 @@ pub struct ServiceView {
     pub record: bool,
     pub appointments: bool,
     pub prescriptions: bool,
+    pub notice: Option<String>,
 }
 
-#[derive(Template, WebTemplate)]
-#[template(path = "my_home.html")]
-struct HomePage {
-    me: Option<MyChrome>,
-    own: ServiceView,
-    others: Vec<ServiceView>,
-}
-
-async fn home(State(app): State<App>, Patient(me): Patient) -> Response {
-    let services = match app.my_services(&me.who).await {
-        Ok(s) => s,
-        Err(e) => return my_error(Some((&me).into()), e),
-    };
-    let mut views = services.into_iter().map(|s| ServiceView {
+fn service_view(s: caldicott_app::patient_services::Service) -> ServiceView {
+    ServiceView {
         record: s.unavailable.is_none() && (s.link.is_none() || s.scope.iter().any(|x| x.starts_with("GP record"))),
         appointments: s.unavailable.is_none() && s.scope.iter().any(|x| x == "Appointments"),
         prescriptions: s.unavailable.is_none() && s.scope.iter().any(|x| x == "Repeat prescriptions"),
@@ -321,9 +310,31 @@ async fn home(State(app): State<App>, Patient(me): Patient) -> Response {
         relationship: s.relationship.unwrap_or_default(),
         scope: s.scope,
         unavailable: s.unavailable,
-    });
+        notice: s.notice,
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_home.html")]
+struct HomePage {
+    me: Option<MyChrome>,
+    own: ServiceView,
+    others: Vec<ServiceView>,
+    for_me: Vec<ServiceView>,
+}
+
+async fn home(State(app): State<App>, Patient(me): Patient) -> Response {
+    let services = match app.my_services(&me.who).await {
+        Ok(s) => s,
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let for_me = match app.acting_for_me(&me.who).await {
+        Ok(s) => s.into_iter().map(service_view).collect(),
+        Err(e) => return my_error(Some((&me).into()), e),
+    };
+    let mut views = services.into_iter().map(service_view);
     let Some(own) = views.next() else { return my_error(Some((&me).into()), AppError::Internal("no services".into())) };
-    HomePage { me: Some((&me).into()), own, others: views.collect() }.into_response()
+    HomePage { me: Some((&me).into()), own, others: views.collect(), for_me }.into_response()
 }
 
 // ---- My record -----------------------------------------------------------------------------

@@ -905,7 +905,7 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
     assert!(home.body.contains(&format!("/my/record?for={}", link.id)), "the parent picks whose services to use");
     let (_, suspended_browser) = &mut browsers[3];
     let home = suspended_browser.get("/my").await;
-    assert!(home.body.contains("Suspended since"));
+    assert!(home.body.contains("Suspended by the practice"));
 }
 
 /// A repeat template for `p` whose drug name is `drug`.

@@ -911,6 +911,30 @@ proptest! {
         prop_assert_eq!(base.policy, view.policy);
     }
 
+    /// T3: whatever the child's birthday, the grant date and the day, a proxy sees only entries
+    /// that are online at all, within the proxy's level, entered on or after the scope's start,
+    /// and nothing once the link's review age or the 16th birthday has passed since the grant.
+    #[test]
+    fn a_proxy_sees_only_within_their_scope(s in arb_scenario(), record in arb_record(), days in 0i64..20000) {
+        let now = at(1995, 1, 1) + Duration::days(days);
+        let today = now.date_naive();
+        let view = online_view(Viewer::Proxy { link: &s.link, identity: s.identity }, s.facts(), &record, now);
+        let dob = s.patient.date_of_birth;
+        let review = crate::patient::birthday(dob, u32::from(s.practice.proxy_review_age.years()));
+        let sixteen = crate::patient::birthday(dob, 16);
+        let lapsed = (s.link.granted_on < review && today >= review) || (s.link.granted_on < sixteen && today >= sixteen);
+        for i in view.shown() {
+            let e = &record[i];
+            prop_assert!(!never_online(e), "shown: {:?}", e);
+            prop_assert!(e.kind().required_level().is_some_and(|l| l <= s.link.scope.record), "beyond the scope's level: {:?}", e);
+            if let RecordFrom::Date(from) = s.link.scope.record_from {
+                prop_assert!(e.entered_at.date_naive() >= from, "before the scope's start: {:?}", e);
+            }
+            prop_assert!(!lapsed, "shown after the link lapsed at the review age or 16");
+            prop_assert!(s.link.granted_on <= today || s.link.scope.record_from == RecordFrom::Beginning || e.entered_at.date_naive() >= s.link.granted_on);
+        }
+    }
+
     /// Raising an access level (the practice default, a manual grant or a proxy's scope) never
     /// hides an entry that the lower level showed.
     #[test]
