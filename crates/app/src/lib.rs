@@ -13,6 +13,7 @@ pub mod fhir;
 pub mod filing;
 pub mod fixtures;
 pub mod patient_services;
+pub mod proxies;
 pub mod record;
 pub mod redaction;
 pub mod registration;

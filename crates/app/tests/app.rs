@@ -982,6 +982,8 @@ both!(
     patients_book_and_cancel_appointments_and_one_slot_never_holds_two,
     repeat_requests_become_tasks_a_clinician_decides_item_by_item,
     messages_to_the_practice_get_an_outcome,
+    staff_record_grant_refuse_suspend_and_reactivate_proxy_access,
+    a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1586,4 +1588,162 @@ async fn messages_to_the_practice_get_an_outcome(t: &TestStore) {
     let mine = app.my_requests(&me).await.unwrap();
     assert_eq!(mine[0].outcome.as_deref(), Some("Removed after checking with the hospital"));
     assert!(matches!(app.close_request(&tp.clinician, task.id, "again").await, Err(AppError::Conflict(_))));
+}
+
+async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestStore) {
+    // R14–R20
+    use caldicott_app::proxies::{ProxyChange, ProxyRequest};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let stranger = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = child.nhs_number.as_str();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let req = ProxyRequest {
+        applicant_nhs: parent.nhs_number.as_str().into(),
+        relationship: "Mother".into(),
+        basis: "child_not_competent".into(),
+        appointments: true,
+        prescriptions: true,
+        record_level: "summary".into(),
+        record_from: "grant".into(),
+        outcome: "grant".into(),
+        ..Default::default()
+    };
+    assert!(matches!(app.record_proxy_request(&reception, nhs, &req).await, Err(AppError::Forbidden(_))));
+    let bad = ProxyRequest { applicant_nhs: nhs.into(), basis: "whim".into(), outcome: String::new(), ..req.clone() };
+    let fields: Vec<&str> = app
+        .record_proxy_request(&tp.clinician, nhs, &bad)
+        .await
+        .unwrap()
+        .unwrap_err()
+        .iter()
+        .map(|p| p.field)
+        .collect();
+    assert_eq!(fields, vec!["applicant_nhs", "basis", "outcome"]);
+    let link = app.record_proxy_request(&tp.clinician, nhs, &req).await.unwrap().unwrap();
+    assert_eq!(link.status, ProxyStatus::Active);
+    let dup = app.record_proxy_request(&tp.clinician, nhs, &req).await.unwrap().unwrap_err();
+    assert!(dup[0].message.contains("already has proxy access"));
+    // A refusal is kept on record (R17) and gives nothing.
+    let refuse = ProxyRequest {
+        applicant_nhs: stranger.nhs_number.as_str().into(),
+        relationship: "Neighbour".into(),
+        basis: "best_interests".into(),
+        outcome: "refuse".into(),
+        refusal_reason: "No evidence of a caring role".into(),
+        ..req.clone()
+    };
+    let refused = app.record_proxy_request(&tp.clinician, nhs, &refuse).await.unwrap().unwrap();
+    assert!(matches!(refused.status, ProxyStatus::Refused { .. }));
+    let (_, rows) = app.proxy_overview(&reception, nhs).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r.lapse.as_deref().is_some_and(|l| l.contains("refused"))));
+    // Suspend, reactivate, change scope, end; each audited with old and new.
+    let suspend = ProxyChange::Suspend { reason: "Concern raised".into() };
+    assert!(matches!(
+        app.change_proxy(&tp.clinician, nhs, link.id, &ProxyChange::Suspend { reason: " ".into() }).await,
+        Err(AppError::BadRequest(_))
+    ));
+    app.change_proxy(&tp.clinician, nhs, link.id, &suspend).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert!(
+        matches!(app.bookable_slots(&me, Some(link.id)).await, Err(AppError::Forbidden(_))),
+        "a suspended link stops every service"
+    );
+    app.change_proxy(&tp.clinician, nhs, link.id, &ProxyChange::Reactivate).await.unwrap();
+    assert!(app.bookable_slots(&me, Some(link.id)).await.is_ok());
+    let scope = ProxyChange::Scope { appointments: false, prescriptions: true, record: AccessLevel::Summary };
+    app.change_proxy(&tp.clinician, nhs, link.id, &scope).await.unwrap();
+    assert!(matches!(app.bookable_slots(&me, Some(link.id)).await, Err(AppError::Forbidden(_))));
+    app.change_proxy(&tp.clinician, nhs, link.id, &ProxyChange::End { reason: "Family moved".into() }).await.unwrap();
+    assert!(matches!(
+        app.change_proxy(&tp.clinician, nhs, link.id, &ProxyChange::Reactivate).await,
+        Err(AppError::Conflict(_))
+    ));
+    assert_eq!(app.my_services(&me).await.unwrap().len(), 1, "an ended link is gone from the proxy's services");
+    assert!(app.patient_signed_in(&cookie).await.is_ok(), "ending a link keeps the proxy's own account (R20)");
+    let trail = app.store.audit_for_patient(tp.practice.id, child.id, 50).await.unwrap();
+    assert_eq!(trail.iter().filter(|e| e.action == "proxy.link_update").count(), 4);
+}
+
+async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &TestStore) {
+    // R16, T3: the next request after the review birthday is refused, with notice before it
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = offset.clone();
+    let app =
+        App::new(t.store.clone(), Arc::new(move || Utc::now() + Duration::days(clock_offset.load(Ordering::SeqCst))));
+    let tp = fixtures::practice(&app).await.unwrap();
+    let today = Utc::now().date_naive();
+    // The child turns 11 in ten days.
+    let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(132);
+    let child = fixtures::person(tp.practice.id, dob);
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let mut link =
+        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Summary, today - Duration::days(400))
+            .await
+            .unwrap();
+    link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
+    link.scope.record_from = RecordFrom::Beginning;
+    app.store
+        .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let mut med = consultation(&child, Utc::now() - Duration::days(30), "");
+    med.body = EntryBody::Medication {
+        drug: "Salbutamol".into(),
+        dosage: "2 puffs".into(),
+        quantity: "1".into(),
+        course: MedicationCourse::Acute,
+    };
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&med), &fixtures::audit(Action::EntryCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let services = app.my_services(&me).await.unwrap();
+    let notice = services.iter().find(|s| s.link == Some(link.id)).unwrap().notice.clone().unwrap();
+    assert!(notice.contains("will be paused for review") && notice.contains("turns 11"), "{notice}");
+    // Ten days on, the child is 11: the very next request sees nothing, and every service stops.
+    offset.store(10, Ordering::SeqCst);
+    assert!(app.patient_signed_in(&cookie).await.is_err(), "the old session has long expired");
+    let ods = tp.practice.ods_code.as_str();
+    let cookie = app.patient_sign_in(Some(ods), &username, &password).await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
+    assert!(page.entries.is_empty());
+    assert!(matches!(app.bookable_slots(&me, Some(link.id)).await, Err(AppError::Forbidden(_))));
+    let services = app.my_services(&me).await.unwrap();
+    assert!(services
+        .iter()
+        .find(|s| s.link == Some(link.id))
+        .unwrap()
+        .unavailable
+        .as_deref()
+        .unwrap()
+        .contains("turned 11"));
+    // After review, staff reactivate it: a re-grant from today carries on until 16.
+    app.change_proxy(
+        &tp.clinician,
+        child.nhs_number.as_str(),
+        link.id,
+        &caldicott_app::proxies::ProxyChange::Reactivate,
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
 }

@@ -146,6 +146,7 @@ pub enum Action {
     TaskCreate,
     TaskUpdate,
     PharmacyNominate,
+    ProxyLinkUpdate,
 }
 
 impl Action {
@@ -191,6 +192,7 @@ impl Action {
             Self::TaskCreate => "task.create",
             Self::TaskUpdate => "task.update",
             Self::PharmacyNominate => "patient.nominate_pharmacy",
+            Self::ProxyLinkUpdate => "proxy.link_update",
         }
     }
 }

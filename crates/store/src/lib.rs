@@ -342,6 +342,14 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
+    /// Saves a changed proxy link (status, scope, dates) of this patient.
+    async fn update_proxy_link(&self, practice: PracticeId, link: &ProxyLink, audit: &AuditRecord) -> StoreResult<()>;
+    /// When each proxy link of a patient was last used (from the audit log), by link id.
+    async fn proxy_last_used(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Vec<(ProxyLinkId, DateTime<Utc>)>>;
     /// The proxy links through which a person acts for others.
     async fn proxy_links_for_proxy(&self, practice: PracticeId, proxy: PatientId) -> StoreResult<Vec<ProxyLink>>;
 

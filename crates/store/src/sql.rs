@@ -1226,6 +1226,44 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn update_proxy_link(&self, practice: PracticeId, l: &ProxyLink, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let gone = sqlx::query("DELETE FROM proxy_link WHERE practice_id = $1 AND id = $2 AND patient_id = $3 AND proxy_id = $4")
+                    .bind(practice.as_uuid())
+                    .bind(l.id.as_uuid())
+                    .bind(l.patient.as_uuid())
+                    .bind(l.proxy.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if gone.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("proxy link"));
+                }
+                Self::insert_proxy(&mut tx, practice, l).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn proxy_last_used(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<(ProxyLinkId, DateTime<Utc>)>> {
+                sqlx::query(
+                    "SELECT actor_role, MAX(at) AS last FROM audit_event WHERE practice_id = $1 AND patient_id = $2 \
+                     AND actor_kind = 'proxy' GROUP BY actor_role",
+                )
+                .bind(practice.as_uuid())
+                .bind(patient.to_string())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .filter_map(|r| {
+                    let role = r.opt_text("actor_role").ok()??;
+                    let id = role.strip_prefix("proxy/")?.parse::<ProxyLinkId>().ok()?;
+                    Some(r.opt_time("last").map(|t| t.map(|t| (id, t))))
+                })
+                .filter_map(|r| r.transpose())
+                .collect()
+            }
+
             async fn proxy_links_for_proxy(&self, practice: PracticeId, proxy: PatientId) -> StoreResult<Vec<ProxyLink>> {
                 let sql =
                     format!("SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND proxy_id = $2 ORDER BY granted_on");

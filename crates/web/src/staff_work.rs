@@ -30,6 +30,8 @@ pub fn routes() -> Router<App> {
         .route("/tasks", get(tasks))
         .route("/tasks/{task}", get(task_page).post(act_on_task))
         .route("/patients/{nhs_number}/pharmacy", post(nominate))
+        .route("/patients/{nhs_number}/proxies", get(proxies).post(add_proxy))
+        .route("/patients/{nhs_number}/proxies/{link}", post(change_proxy))
 }
 
 crate::csrf_forms!(ClinicForm, CancelForm, TaskForm, PharmacyForm);
@@ -425,6 +427,212 @@ async fn nominate(
     let Some(f) = checked(&me, form) else { return forbidden_form() };
     match app.nominate_pharmacy(&me.who, &nhs, &f.pharmacy_ods, &f.pharmacy_name).await {
         Ok(()) => to_patient(&me, &nhs, ""),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Proxy access (R14–R20) ---------------------------------------------------------------------
+
+pub struct ProxyView {
+    pub id: String,
+    pub name: String,
+    pub nhs_number: String,
+    pub relationship: String,
+    pub basis: String,
+    pub scope: String,
+    pub granted: String,
+    pub decided_by: String,
+    pub ends: String,
+    pub status: String,
+    pub live: bool,
+    pub last_used: String,
+    pub unused: bool,
+    pub next: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "proxies.html")]
+struct ProxiesPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    nhs_digits: String,
+    patient: String,
+    can_decide: bool,
+    rows: Vec<ProxyView>,
+    bases: Vec<(&'static str, String)>,
+    levels: Vec<(&'static str, &'static str)>,
+    form: ProxyForm,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for ProxiesPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
+struct ProxyForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    applicant_nhs: String,
+    #[serde(default)]
+    relationship: String,
+    #[serde(default)]
+    basis: String,
+    #[serde(default)]
+    appointments: Option<String>,
+    #[serde(default)]
+    prescriptions: Option<String>,
+    #[serde(default)]
+    record_level: String,
+    #[serde(default)]
+    record_from: String,
+    #[serde(default)]
+    end_day: String,
+    #[serde(default)]
+    end_month: String,
+    #[serde(default)]
+    end_year: String,
+    #[serde(default)]
+    proxy_outcome: String,
+    #[serde(default)]
+    refusal_reason: String,
+}
+
+crate::csrf_forms!(ProxyForm, ProxyChangeForm);
+
+async fn proxies_view(app: &App, me: &SignedIn, nhs: &str, form: ProxyForm, errors: Vec<FieldError>) -> Response {
+    use caldicott_core::access::{AccessLevel, ProxyBasis, ProxyStatus};
+    let (patient, rows) = match app.proxy_overview(&me.who, nhs).await {
+        Ok(v) => v,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = ProxiesPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        nhs_digits: patient.nhs_number.as_str().to_owned(),
+        patient: format!("{}, {}", patient.name.family.to_uppercase(), patient.name.given),
+        can_decide: matches!(me.who.role, Role::Clinician | Role::PracticeManager),
+        rows: rows
+            .into_iter()
+            .map(|r| {
+                let l = &r.link;
+                let mut scope = Vec::new();
+                if l.scope.appointments {
+                    scope.push("appointments".to_owned());
+                }
+                if l.scope.prescriptions {
+                    scope.push("repeat prescriptions".to_owned());
+                }
+                scope.push(format!("record: {}", l.scope.record.display().to_lowercase()));
+                ProxyView {
+                    id: l.id.to_string(),
+                    name: format!("{} {}", r.proxy.name.given, r.proxy.name.family),
+                    nhs_number: r.proxy.nhs_number.to_string(),
+                    relationship: l.relationship.clone(),
+                    basis: l.basis.as_str().replace('_', " "),
+                    scope: scope.join(", "),
+                    granted: l.granted_on.format("%-d %b %Y").to_string(),
+                    decided_by: l.decided_by.clone(),
+                    ends: l.ends_on.map_or("no end date".into(), |d| d.format("%-d %b %Y").to_string()),
+                    status: r.lapse.clone().unwrap_or_else(|| "Active".into()),
+                    live: matches!(l.status, ProxyStatus::Active | ProxyStatus::Suspended { .. }),
+                    last_used: r.last_used.map_or("never".into(), |t| uk_time(t).format("%-d %b %Y").to_string()),
+                    unused: r.unused,
+                    next: r.next,
+                }
+            })
+            .collect(),
+        bases: ProxyBasis::ALL.iter().map(|b| (b.as_str(), b.as_str().replace('_', " "))).collect(),
+        levels: AccessLevel::ALL.iter().map(|l| (l.as_str(), l.display())).collect(),
+        form,
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn proxies(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+    let form = ProxyForm { record_level: "none".into(), record_from: "grant".into(), ..Default::default() };
+    proxies_view(&app, &me, &nhs, form, Vec::new()).await
+}
+
+async fn add_proxy(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<ProxyForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let req = caldicott_app::proxies::ProxyRequest {
+        applicant_nhs: f.applicant_nhs.clone(),
+        relationship: f.relationship.clone(),
+        basis: f.basis.clone(),
+        appointments: f.appointments.is_some(),
+        prescriptions: f.prescriptions.is_some(),
+        record_level: f.record_level.clone(),
+        record_from: f.record_from.clone(),
+        end_day: f.end_day.clone(),
+        end_month: f.end_month.clone(),
+        end_year: f.end_year.clone(),
+        outcome: f.proxy_outcome.clone(),
+        refusal_reason: f.refusal_reason.clone(),
+    };
+    match app.record_proxy_request(&me.who, &nhs, &req).await {
+        Ok(Ok(_)) => to_patient(&me, &nhs, "/proxies"),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            proxies_view(&app, &me, &nhs, f, errors).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProxyChangeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    proxy_action: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    appointments: Option<String>,
+    #[serde(default)]
+    prescriptions: Option<String>,
+    #[serde(default)]
+    record_level: String,
+}
+
+async fn change_proxy(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((nhs, link)): Path<(String, String)>,
+    form: Result<Form<ProxyChangeForm>, FormRejection>,
+) -> Response {
+    use caldicott_app::proxies::ProxyChange;
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(link) = link.parse::<ProxyLinkId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such proxy link".into()));
+    };
+    let change = match f.proxy_action.as_str() {
+        "suspend" => ProxyChange::Suspend { reason: f.reason },
+        "end" => ProxyChange::End { reason: f.reason },
+        "reactivate" => ProxyChange::Reactivate,
+        "scope" => match caldicott_core::access::AccessLevel::parse(&f.record_level) {
+            Some(record) => ProxyChange::Scope {
+                appointments: f.appointments.is_some(),
+                prescriptions: f.prescriptions.is_some(),
+                record,
+            },
+            None => return page_error(Some((&me).into()), AppError::BadRequest("Choose the record access".into())),
+        },
+        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose what to change".into())),
+    };
+    match app.change_proxy(&me.who, &nhs, link, &change).await {
+        Ok(_) => to_patient(&me, &nhs, "/proxies"),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

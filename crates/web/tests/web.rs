@@ -483,6 +483,18 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
     };
     app.store.create_task(tp.practice.id, &task, &fixtures::audit(Action::TaskCreate, Some(pat.id))).await.unwrap();
     let clinic_day = (day.format("%d").to_string(), day.format("%m").to_string(), day.format("%Y").to_string());
+    let applicant = adult(&app, tp.practice.id).await.unwrap();
+    let applicant_nhs = applicant.nhs_number.as_str().to_owned();
+    let proxy = fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &pat,
+        &applicant,
+        caldicott_core::access::AccessLevel::Summary,
+        chrono::Utc::now().date_naive(),
+    )
+    .await
+    .unwrap();
     let clinician_id = tp.clinician.staff.to_string();
     let patient_id = pat.id.to_string();
     let roles = [
@@ -502,7 +514,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{query}", pat.nhs_number.as_str())
                 .replace("{staff}", &tp.clinician.staff.to_string())
                 .replace("{appointment}", &appointment.id.to_string())
-                .replace("{task}", &task.id.to_string());
+                .replace("{task}", &task.id.to_string())
+                .replace("{link}", &proxy.id.to_string());
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -572,6 +585,14 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("decision", "close"),
                         ("outcome", "Permission test outcome"),
                         ("pharmacy_ods", "FA123"),
+                        ("applicant_nhs", applicant_nhs.as_str()),
+                        ("relationship", "Carer"),
+                        ("basis", "consent"),
+                        ("record_level", "summary"),
+                        ("record_from", "grant"),
+                        ("proxy_outcome", "refuse"),
+                        ("refusal_reason", "Permission test refusal"),
+                        ("proxy_action", "end"),
                         ("pharmacy_name", "Test Pharmacy"),
                     ];
                     let r = b.post(&uri, &form).await;
