@@ -18,7 +18,8 @@ const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.m
 const EXAMPLE = new URL('../../docs/examples/transfer-in.json', import.meta.url).pathname
 const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
 
-let dir, server, base, browser, passwords, longRecord
+let dir, server, base, browser, passwords, longRecord, patientPasswords
+const secrets = {}
 
 /** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), as an authenticator app computes it. */
 function totp (secret, now = Date.now()) {
@@ -41,6 +42,7 @@ before(async () => {
   const out = execFileSync(BIN, ['demo', '--build-only', '--patients', '80', '--seed', '5', '--long-record', '120'], { env, encoding: 'utf8' })
   passwords = Object.fromEntries([...out.matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
   longRecord = out.match(/Long record: NHS number (\d{10})/)[1]
+  patientPasswords = Object.fromEntries([...out.split('Demo patients')[1].matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
   server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   base = await new Promise((resolve, reject) => {
     let log = ''
@@ -92,7 +94,15 @@ async function signIn (page, username) {
   await page.getByLabel('Password').fill(passwords[username])
   await page.getByRole('button', { name: 'Continue' }).click()
   await page.waitForURL(/\/sign-in\/code$/)
+  if (secrets[username]) {
+    // Enrolled in an earlier test: the authenticator already holds the secret.
+    await page.getByLabel(/6-digit code/).fill(totp(secrets[username]))
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.waitForURL(`${base}/`)
+    return secrets[username]
+  }
   const secret = (await page.locator('#totp-secret').textContent()).trim()
+  secrets[username] = secret
   await check(page, 'enrol-authenticator')
   await page.getByLabel(/6-digit code/).fill('000000')
   await page.getByRole('button', { name: 'Sign in' }).click()
@@ -351,4 +361,135 @@ test('search explains a query it cannot read', async () => {
   await page.getByText('There is a problem').waitFor()
   assert.match(await page.textContent('.nhsuk-error-summary'), /check digit/)
   await check(page, 'search-error')
+})
+
+/** Signs a patient in at /my/sign-in. */
+async function patientSignIn (page, username) {
+  await page.goto(`${base}/my`)
+  assert.match(page.url(), /\/my\/sign-in$/)
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Password').fill(patientPasswords[username])
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.waitForURL(`${base}/my`)
+}
+
+test('a patient sees their record, books and cancels an appointment, orders a repeat and acts for their son', async () => {
+  const page = await newPage()
+  await page.goto(`${base}/my/sign-in`)
+  await check(page, 'patient-sign-in')
+  await page.getByLabel('Username').fill('hannah.rivers')
+  await page.getByLabel('Password').fill('not my password')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'patient-sign-in-error')
+  await patientSignIn(page, 'hannah.rivers')
+  await page.getByRole('heading', { name: 'Hello Hannah' }).waitFor()
+  assert.match(await page.textContent('main'), /will be paused for review on .*when Leo turns 11/)
+  await check(page, 'patient-home')
+  await page.getByRole('link', { name: 'Your GP record', exact: true }).click()
+  await page.getByRole('heading', { name: 'Your GP record' }).waitFor()
+  assert.match(await page.textContent('main'), /Continue amlodipine/)
+  await check(page, 'patient-record')
+  // Book the first free appointment, then cancel it.
+  await page.goto(`${base}/my/appointments`)
+  await check(page, 'patient-appointments')
+  await page.getByRole('link', { name: 'Book an appointment' }).click()
+  await page.getByRole('button', { name: 'Book this appointment' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'patient-book-error')
+  await page.locator('input[name=slot]').first().check()
+  await page.getByRole('button', { name: 'Book this appointment' }).click()
+  await page.getByText('Your appointment is booked.').waitFor()
+  await check(page, 'patient-booked')
+  await page.getByRole('button', { name: /Cancel this appointment/ }).first().click()
+  await page.getByText('The appointment is cancelled.').waitFor()
+  // Order a repeat.
+  await page.goto(`${base}/my/prescriptions`)
+  assert.match(await page.textContent('main'), /Riverside Pharmacy/)
+  await check(page, 'patient-prescriptions')
+  await page.getByLabel(/Amlodipine 5mg tablets/).check()
+  await page.getByRole('button', { name: 'Order' }).click()
+  await page.getByText('Your request has been sent to the practice').waitFor()
+  assert.match(await page.textContent('main'), /Waiting for a clinician/)
+  // A message to the practice.
+  await page.goto(`${base}/my/requests`)
+  await page.getByRole('button', { name: 'Send' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'patient-message-error')
+  await page.getByLabel('Question about medication').check()
+  await page.getByLabel('Your message').fill('Can I take cetirizine with amlodipine?')
+  await page.getByRole('button', { name: 'Send' }).click()
+  await page.getByText('Your message has been sent.').waitFor()
+  await check(page, 'patient-messages')
+  // As Leo's mother: his record, within her summary scope.
+  await page.goto(`${base}/my`)
+  await page.getByRole('link', { name: "Leo Rivers's GP record" }).click()
+  await page.getByRole('heading', { name: "Leo Rivers's GP record" }).waitFor()
+  const leo = await page.textContent('main')
+  assert.match(leo, /Salbutamol/)
+  assert.doesNotMatch(leo, /Inhaler technique/, 'a summary proxy does not see consultations')
+  await check(page, 'proxy-record')
+  await page.goto(`${base}/my/activity`)
+  assert.match(await page.textContent('main'), /Viewed your record online/)
+  await check(page, 'patient-activity')
+})
+
+test('a patient whose identity was not fully checked sees no record but can book', async () => {
+  const page = await newPage()
+  await patientSignIn(page, 'omar.haddad')
+  await page.getByRole('link', { name: 'Your GP record', exact: true }).click()
+  assert.match(await page.textContent('main'), /identity must be fully verified/)
+  assert.doesNotMatch(await page.textContent('main'), /Back pain/)
+  await check(page, 'patient-record-p5')
+  await page.goto(`${base}/my/appointments/book`)
+  assert.ok(await page.locator('input[name=slot]').count() > 0)
+})
+
+test('reception prints a sign-up letter and the patient makes an account with it; a clinician decides a repeat', async () => {
+  const staff = await newPage()
+  await signIn(staff, 'j.baker')
+  await staff.goto(`${base}/patients/${longRecord}`)
+  await staff.getByText('Issue online account details (sign-up letter)').click()
+  await staff.getByRole('button', { name: 'Print sign-up letter' }).click()
+  await staff.getByRole('heading', { name: 'Your GP online services' }).waitFor()
+  await check(staff, 'linkage-letter')
+  const accountId = (await staff.locator('#letter-account-id').textContent()).trim()
+  const key = (await staff.locator('#letter-linkage-key').textContent()).trim()
+  const dob = (await staff.goto(`${base}/patients/${longRecord}`), await staff.textContent('.app-banner'))
+  const born = dob.match(/Born\s*(\d+) (\w+) (\d{4})/)
+  await staff.goto(`${base}/appointments`)
+  await check(staff, 'appointment-book')
+  await staff.goto(`${base}/patients/${longRecord}/proxies`)
+  await check(staff, 'proxies')
+
+  const page = await newPage()
+  await page.goto(`${base}/my/sign-up`)
+  await check(page, 'patient-sign-up')
+  await page.getByLabel('Practice ODS code').fill('Y90210')
+  await page.getByLabel('Account ID').fill(accountId)
+  await page.getByLabel('Linkage Key').fill(key)
+  await page.getByLabel('Last name').fill('Nobody')
+  await page.getByLabel('Day').fill(born[1])
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+  await page.getByLabel('Month').fill(String(months.indexOf(born[2]) + 1))
+  await page.getByLabel('Year').fill(born[3])
+  await page.getByLabel('Choose a username').fill('arthur.p')
+  await page.getByLabel('Choose a password').fill('a long patient password')
+  await page.getByRole('button', { name: 'Create account' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'patient-sign-up-error')
+  await page.getByLabel('Last name').fill('Pendleton')
+  await page.getByLabel('Choose a password').fill('a long patient password')
+  await page.getByRole('button', { name: 'Create account' }).click()
+  await page.getByRole('heading', { name: /Hello Arthur/ }).waitFor()
+
+  // Hannah's repeat request waits in the task list; a clinician approves it.
+  const doc = await newPage()
+  await signIn(doc, 'nurse.patel')
+  await doc.getByRole('link', { name: 'Tasks' }).click()
+  await check(doc, 'tasks')
+  await doc.getByRole('link', { name: 'Repeat prescription request' }).first().click()
+  await check(doc, 'task-repeat')
+  await doc.getByRole('button', { name: /Approve and issue/ }).first().click()
+  await doc.getByText(/Approved by/).first().waitFor()
 })

@@ -52,6 +52,8 @@ pub struct DemoReport {
     pub built: bool,
     /// The NHS number of the long record, when one was asked for.
     pub long_record: Option<NhsNumber>,
+    /// Patient logins for the patient services at `/my`.
+    pub patient_logins: Vec<crate::demo_services::DemoLogin>,
 }
 
 const STAFF: &[(&str, &str, Role)] = &[
@@ -95,7 +97,8 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
     let ods = OdsCode::parse(DEMO_ODS).map_err(|e| crate::AppError::Internal(e.to_string()))?;
     if let Some(practice) = app.store.practice_by_ods(&ods).await? {
         let patients = app.store.patient_count(practice.id).await?;
-        return Ok(DemoReport { practice, staff, patients, built: false, long_record: None });
+        let patient_logins = crate::demo_services::demo_logins(opts.seed);
+        return Ok(DemoReport { practice, staff, patients, built: false, long_record: None, patient_logins });
     }
 
     let practice = create_practice(
@@ -143,8 +146,9 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
         }
     }
     flush(app, practice.id, &mut batch).await?;
+    let patient_logins = crate::demo_services::seed_patient_services(app, &practice, opts).await?;
     let patients = app.store.patient_count(practice.id).await?;
-    Ok(DemoReport { practice, staff, patients, built: true, long_record })
+    Ok(DemoReport { practice, staff, patients, built: true, long_record, patient_logins })
 }
 
 async fn flush(app: &App, practice: PracticeId, batch: &mut Vec<PatientImport>) -> AppResult<()> {

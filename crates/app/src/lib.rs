@@ -9,6 +9,7 @@ pub mod auth;
 pub mod consultation;
 pub mod demo;
 mod demo_data;
+pub mod demo_services;
 pub mod fhir;
 pub mod filing;
 pub mod fixtures;

@@ -291,6 +291,11 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
     for s in &report.staff {
         println!("  {:<12} {:<28} {}", s.username, s.password, s.role.display());
     }
+    println!();
+    println!("Demo patients, at /my/sign-in (username / password):");
+    for l in &report.patient_logins {
+        println!("  {:<14} {:<28} {}", l.username, l.password, l.about);
+    }
     if let Some(nhs) = &report.long_record {
         println!();
         println!("Long record: NHS number {}", nhs.as_str());

@@ -1,0 +1,273 @@
+//! The demo practice's patient services: a family who use them (a mother with a local login
+//! who acts for her son, whose proxy access is reviewed at 11 in a few weeks), a patient whose
+//! identity was not fully checked (P5: appointments, no record), clinics of bookable slots for
+//! the next two weeks, repeat medicines and a nominated pharmacy.
+
+use crate::appointments::NewClinic;
+use crate::demo::DemoOptions;
+use crate::patient_services::SignUp;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::access::*;
+use caldicott_core::audit::Action;
+use caldicott_core::entry::*;
+use caldicott_core::ids::*;
+use caldicott_core::patient::*;
+use caldicott_core::practice::{PostalAddress, Practice};
+use caldicott_core::staff::Role;
+use caldicott_core::NhsNumber;
+use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
+
+/// A patient login the demo prints.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub username: String,
+    pub password: String,
+    pub about: String,
+}
+
+/// The demo's patient logins for a seed: the same seed gives the same passwords.
+pub fn demo_logins(seed: u64) -> Vec<DemoLogin> {
+    let passwords = crate::demo::demo_passwords(seed ^ 0x7061_7469);
+    [
+        ("hannah.rivers", "P9: her record, appointments and repeats; acts for her son Leo"),
+        ("omar.haddad", "P5: appointments and messages, no record"),
+    ]
+    .into_iter()
+    .zip(passwords)
+    .map(|((u, about), password)| DemoLogin { username: u.into(), password, about: about.into() })
+    .collect()
+}
+
+fn nhs(first_nine: u32) -> AppResult<NhsNumber> {
+    (first_nine..first_nine + 50)
+        .find_map(NhsNumber::from_first_nine)
+        .ok_or_else(|| AppError::Internal("no valid demo NHS number".into()))
+}
+
+fn person(practice: &Practice, nhs: NhsNumber, given: &str, family: &str, dob: NaiveDate, sex: Sex) -> Patient {
+    Patient {
+        id: PatientId::from_uuid(new_id()),
+        practice: practice.id,
+        nhs_number: nhs,
+        name: PersonName { title: None, given: given.into(), family: family.into() },
+        date_of_birth: dob,
+        sex,
+        contact: ContactDetails {
+            email: Some(format!("{}.{}@example.com", given.to_lowercase(), family.to_lowercase())),
+            mobile: Some("07700 900777".into()),
+            address: PostalAddress { lines: vec!["7 Mill Lane".into(), "Riverton".into()], postcode: "RV2 7ML".into() },
+        },
+        preferred_contact: PreferredContactMethod::Email,
+        registrations: vec![Registration {
+            kind: RegistrationKind::Registered,
+            started: dob.max(NaiveDate::from_ymd_opt(2015, 4, 1).unwrap_or(dob)),
+            ended: None,
+            previous_practice: None,
+        }],
+        date_of_death: None,
+    }
+}
+
+fn entry(p: &Patient, days_ago: i64, author: &StaffPrincipal, body: EntryBody) -> Entry {
+    let at = Utc::now() - Duration::days(days_ago);
+    Entry {
+        id: EntryId::from_uuid(new_id()),
+        patient: p.id,
+        event_date: at.date_naive(),
+        entered_at: at,
+        author: Author { staff: Some(author.staff), name: author.name.clone() },
+        origin: Origin::Native,
+        code: None,
+        body,
+        visibility: OnlineVisibility::Visible,
+        nopat: false,
+        safeguarding: false,
+        confidential: false,
+    }
+}
+
+fn repeat(drug: &str, dosage: &str, quantity: &str) -> EntryBody {
+    EntryBody::Medication {
+        drug: drug.into(),
+        dosage: dosage.into(),
+        quantity: quantity.into(),
+        course: MedicationCourse::RepeatTemplate,
+    }
+}
+
+/// Adds the patient-services part of the demo, and returns the patient logins to print.
+pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOptions) -> AppResult<Vec<DemoLogin>> {
+    let staff = app.store.staff_members(practice.id).await?;
+    let as_principal = |role: Role| {
+        staff.iter().find(|s| s.role == role).map(|s| StaffPrincipal {
+            practice: practice.id,
+            staff: s.id,
+            name: s.display_name.clone(),
+            role: s.role,
+        })
+    };
+    let (Some(doctor), Some(reception)) = (as_principal(Role::Clinician), as_principal(Role::Receptionist)) else {
+        return Err(AppError::Internal("the demo needs a clinician and a receptionist".into()));
+    };
+    let today = app.now().date_naive();
+    // Leo turns 11 in three weeks: his mother's proxy access shows the review notice.
+    let leo_birth = (today + Duration::days(21)).with_year(today.year() - 11).unwrap_or(today);
+    let hannah = person(
+        practice,
+        nhs(999_099_600)?,
+        "Hannah",
+        "Rivers",
+        NaiveDate::from_ymd_opt(1987, 3, 14).unwrap_or(today),
+        Sex::Female,
+    );
+    let leo = person(practice, nhs(999_099_650)?, "Leo", "Rivers", leo_birth, Sex::Male);
+    let omar = person(
+        practice,
+        nhs(999_099_700)?,
+        "Omar",
+        "Haddad",
+        NaiveDate::from_ymd_opt(1979, 9, 2).unwrap_or(today),
+        Sex::Male,
+    );
+    for p in [&hannah, &leo, &omar] {
+        let audit = app.audit_record(
+            &reception,
+            Some(p.id),
+            Action::PatientCreate,
+            format!("patient/{}", p.id),
+            caldicott_core::audit::Outcome::Success,
+            "demo patient services",
+        );
+        app.store.create_patient(practice.id, p, &audit).await?;
+    }
+    let entries = vec![
+        entry(
+            &hannah,
+            40,
+            &doctor,
+            EntryBody::Consultation {
+                text: "Reviewed blood pressure: 128/82. Continue amlodipine. Recheck in 6 months.".into(),
+                status: ConsultationStatus::Final,
+            },
+        ),
+        entry(&hannah, 200, &doctor, repeat("Amlodipine 5mg tablets", "One each morning", "28 tablets")),
+        entry(&hannah, 200, &doctor, repeat("Cetirizine 10mg tablets", "One daily when needed", "30 tablets")),
+        entry(&hannah, 300, &doctor, EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() }),
+        entry(&leo, 30, &doctor, EntryBody::Immunisation { vaccine: "Influenza (nasal spray)".into() }),
+        entry(&leo, 90, &doctor, repeat("Salbutamol 100micrograms inhaler", "Two puffs when needed", "1 inhaler")),
+        entry(
+            &leo,
+            90,
+            &doctor,
+            EntryBody::Consultation {
+                text: "Wheeze after colds. Inhaler technique checked with mum.".into(),
+                status: ConsultationStatus::Final,
+            },
+        ),
+        entry(
+            &omar,
+            20,
+            &doctor,
+            EntryBody::Consultation {
+                text: "Back pain after lifting. Advice and simple analgesia.".into(),
+                status: ConsultationStatus::Final,
+            },
+        ),
+    ];
+    let audit = app.audit_record(
+        &doctor,
+        None,
+        Action::EntryCreate,
+        "demo/patient-services",
+        caldicott_core::audit::Outcome::Success,
+        format!("entries={}", entries.len()),
+    );
+    app.store.add_entries(practice.id, &entries, &audit).await?;
+    let link = ProxyLink {
+        id: ProxyLinkId::from_uuid(new_id()),
+        patient: leo.id,
+        proxy: hannah.id,
+        relationship: "Mother".into(),
+        basis: ProxyBasis::ChildNotCompetent,
+        scope: ProxyScope {
+            appointments: true,
+            prescriptions: true,
+            demographics: true,
+            record: AccessLevel::Summary,
+            record_from: RecordFrom::Beginning,
+        },
+        granted_on: today - Duration::days(400),
+        decided_by: doctor.name.clone(),
+        ends_on: None,
+        status: ProxyStatus::Active,
+    };
+    let audit = app.audit_record(
+        &doctor,
+        Some(leo.id),
+        Action::ProxyLinkCreate,
+        format!("proxy/{}", link.id),
+        caldicott_core::audit::Outcome::Success,
+        "demo",
+    );
+    app.store.create_proxy_link(practice.id, &link, &audit).await?;
+    app.nominate_pharmacy(&reception, hannah.nhs_number.as_str(), "FQ560", "Riverside Pharmacy").await?;
+
+    let logins = demo_logins(opts.seed);
+    for ((p, identity), login) in [(&hannah, "P9"), (&omar, "P5")].into_iter().zip(&logins) {
+        let letter = app.issue_linkage(&reception, p.nhs_number.as_str(), identity).await?;
+        let (username, password) = (login.username.clone(), login.password.clone());
+        let made = app
+            .patient_sign_up(&SignUp {
+                ods_code: letter.ods_code,
+                account_id: letter.account_id,
+                linkage_key: letter.linkage_key,
+                family: p.name.family.clone(),
+                birth_day: p.date_of_birth.day().to_string(),
+                birth_month: p.date_of_birth.month().to_string(),
+                birth_year: p.date_of_birth.year().to_string(),
+                username,
+                password,
+            })
+            .await?;
+        if let Err(problems) = made {
+            return Err(AppError::Internal(format!("demo sign-up: {problems:?}")));
+        }
+    }
+
+    // Two weeks of clinics: a morning surgery per clinician and a nurse telephone list.
+    let clinicians: Vec<_> = staff.iter().filter(|s| s.role == Role::Clinician && s.active).collect();
+    let mut day = today + Duration::days(1);
+    let mut made = 0;
+    while made < 10 {
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            for (i, c) in clinicians.iter().enumerate() {
+                let nurse = c.display_name.contains("nurse");
+                let clinic = NewClinic {
+                    clinician: c.id.to_string(),
+                    day: day.day().to_string(),
+                    month: day.month().to_string(),
+                    year: day.year().to_string(),
+                    start: if nurse { "14:00" } else { "09:00" }.into(),
+                    end: if nurse { "16:00" } else { "11:30" }.into(),
+                    slot_minutes: if nurse { "20" } else { "15" }.into(),
+                    slot_type: if nurse {
+                        "nurse_face_to_face"
+                    } else if i % 2 == 1 {
+                        "gp_telephone"
+                    } else {
+                        "gp_face_to_face"
+                    }
+                    .into(),
+                    online_bookable: true,
+                    location: if nurse { "Treatment room" } else { "Consulting room" }.into(),
+                };
+                if let Err(problems) = app.create_clinic(&reception, &clinic).await? {
+                    return Err(AppError::Internal(format!("demo clinic: {problems:?}")));
+                }
+            }
+            made += 1;
+        }
+        day += Duration::days(1);
+    }
+    Ok(logins)
+}
