@@ -8,7 +8,8 @@ import { chromium } from 'playwright-core'
 import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createHmac } from 'node:crypto'
+import { createHmac, generateKeyPairSync } from 'node:crypto'
+import { createServer } from 'node:net'
 import { spawn, execFileSync } from 'node:child_process'
 
 const BIN = process.env.CALDICOTT_BIN
@@ -18,7 +19,7 @@ const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.m
 const EXAMPLE = new URL('../../docs/examples/transfer-in.json', import.meta.url).pathname
 const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
 
-let dir, server, base, browser, passwords, longRecord, patientPasswords
+let dir, server, idp, base, browser, passwords, longRecord, patientPasswords
 const secrets = {}
 
 /** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), as an authenticator app computes it. */
@@ -42,26 +43,69 @@ before(async () => {
   const out = execFileSync(BIN, ['demo', '--build-only', '--patients', '80', '--seed', '5', '--long-record', '120'], { env, encoding: 'utf8' })
   passwords = Object.fromEntries([...out.matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
   longRecord = out.match(/Long record: NHS number (\d{10})/)[1]
-  patientPasswords = Object.fromEntries([...out.split('Demo patients')[1].matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
-  server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
-  base = await new Promise((resolve, reject) => {
-    let log = ''
-    server.stderr.on('data', d => {
-      log += d
-      const m = log.match(/listening on (http:\/\/127\.0\.0\.1:\d+)\//)
-      if (m) resolve(m[1])
-    })
-    server.on('exit', code => reject(new Error(`server exited ${code}: ${log}`)))
-  })
+  const patients = [...out.split('Demo patients')[1].matchAll(/^ {2}(\S+)\s+(\S+)\s+NHS number (\d{10}), born (\S+)\./gm)]
+  patientPasswords = Object.fromEntries(patients.map(m => [m[1], m[2]]))
+  const born = Object.fromEntries(patients.map(m => [m[1], { nhs: m[3], birthdate: m[4] }]))
+
+  // A real OpenID Connect provider set up like NHS login, and caldicott as its client.
+  const [appPort, idpPort] = [await freePort(), await freePort()]
+  const redirect = `http://127.0.0.1:${appPort}/my/sign-in/nhs-login/callback`
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  writeFileSync(join(dir, 'client-key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }))
+  writeFileSync(join(dir, 'client-jwks.json'), JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'caldicott-e2e', use: 'sig', alg: 'RS512' }] }))
+  const person = (p, level, birthdate) => ({ nhs_number: p.nhs, birthdate: birthdate || p.birthdate, level })
+  const accounts = {
+    'hannah-p9': person(born['hannah.rivers'], 'P9'),
+    'omar-p5': person(born['omar.haddad'], 'P5'),
+    'hannah-wrong-birthdate': person(born['hannah.rivers'], 'P9', '1990-01-01')
+  }
+  idp = spawn(process.execPath, [new URL('../oidc/provider.js', import.meta.url).pathname, String(idpPort), join(dir, 'client-jwks.json'), redirect],
+    { env: { ...process.env, NHS_LOGIN_ACCOUNTS: JSON.stringify(accounts) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  await waitFor(idp, 'stdout', /ready (http\S+)/)
+  const oidcEnv = {
+    ...env,
+    CALDICOTT_OIDC_ISSUER: `http://127.0.0.1:${idpPort}`,
+    CALDICOTT_OIDC_CLIENT_ID: 'caldicott',
+    CALDICOTT_OIDC_KEY_FILE: join(dir, 'client-key.pem'),
+    CALDICOTT_OIDC_KEY_ID: 'caldicott-e2e',
+    CALDICOTT_OIDC_REDIRECT_URI: redirect
+  }
+  server = spawn(BIN, ['serve', '--listen', `127.0.0.1:${appPort}`], { env: oidcEnv, stdio: ['ignore', 'ignore', 'pipe'] })
+  base = await waitFor(server, 'stderr', /listening on (http:\/\/127\.0\.0\.1:\d+)\//)
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
   })
 })
 
+/** A port nobody is listening on. */
+function freePort () {
+  return new Promise(resolve => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** Resolves with the first match of `re` in a child's output; rejects if it exits first. */
+function waitFor (child, stream, re) {
+  return new Promise((resolve, reject) => {
+    let log = ''
+    child[stream].on('data', d => {
+      log += d
+      const m = log.match(re)
+      if (m) resolve(m[1])
+    })
+    child.on('exit', code => reject(new Error(`exited ${code}: ${log}`)))
+  })
+}
+
 after(async () => {
   await browser?.close()
   server?.kill()
+  idp?.kill()
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
@@ -492,4 +536,39 @@ test('reception prints a sign-up letter and the patient makes an account with it
   await check(doc, 'task-repeat')
   await doc.getByRole('button', { name: /Approve and issue/ }).first().click()
   await doc.getByText(/Approved by/).first().waitFor()
+})
+
+/** Signs in at NHS login (the test provider's own pages) as `login`, and comes back. */
+async function nhsLogin (page, login) {
+  await page.goto(`${base}/my/sign-in`)
+  await page.getByRole('link', { name: 'Continue with NHS login' }).click()
+  await page.locator('input[name=login]').fill(login)
+  await page.locator('input[name=password]').fill('any')
+  await page.locator('button[type=submit]').click()
+  // The provider asks to share the details with caldicott.
+  await page.locator('button[type=submit]').click()
+}
+
+test('patients sign in with NHS login: P9 sees the record, P5 does not, a wrong date of birth is refused', async () => {
+  const page = await newPage()
+  await page.goto(`${base}/my/sign-in`)
+  await check(page, 'patient-sign-in-nhs-login')
+  await nhsLogin(page, 'hannah-p9')
+  await page.getByRole('heading', { name: 'Hello Hannah' }).waitFor()
+  await page.getByRole('link', { name: 'Your GP record', exact: true }).click()
+  assert.match(await page.textContent('main'), /Continue amlodipine/)
+
+  const p5 = await newPage()
+  await nhsLogin(p5, 'omar-p5')
+  await p5.getByRole('heading', { name: 'Hello Omar' }).waitFor()
+  await p5.goto(`${base}/my/record`)
+  assert.match(await p5.textContent('main'), /identity must be fully verified/)
+
+  const wrong = await newPage()
+  await nhsLogin(wrong, 'hannah-wrong-birthdate')
+  await wrong.getByText('There is a problem').waitFor()
+  assert.match(await wrong.textContent('main'), /date of birth in NHS login does not match/)
+  await check(wrong, 'patient-nhs-login-refused')
+  await wrong.goto(`${base}/my`)
+  assert.match(wrong.url(), /\/my\/sign-in$/, 'nobody is signed in after a refusal')
 })

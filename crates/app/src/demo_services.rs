@@ -23,20 +23,33 @@ pub struct DemoLogin {
     pub username: String,
     pub password: String,
     pub about: String,
+    pub nhs_number: String,
+    pub birth_date: NaiveDate,
 }
 
 /// The demo's patient logins for a seed: the same seed gives the same passwords.
 pub fn demo_logins(seed: u64) -> Vec<DemoLogin> {
     let passwords = crate::demo::demo_passwords(seed ^ 0x7061_7469);
     [
-        ("hannah.rivers", "P9: her record, appointments and repeats; acts for her son Leo"),
-        ("omar.haddad", "P5: appointments and messages, no record"),
+        ("hannah.rivers", "P9: her record, appointments and repeats; acts for her son Leo", HANNAH),
+        ("omar.haddad", "P5: appointments and messages, no record", OMAR),
     ]
     .into_iter()
     .zip(passwords)
-    .map(|((u, about), password)| DemoLogin { username: u.into(), password, about: about.into() })
+    .map(|((u, about, (first_nine, born)), password)| DemoLogin {
+        username: u.into(),
+        password,
+        about: about.into(),
+        nhs_number: nhs(first_nine).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+        birth_date: NaiveDate::from_ymd_opt(born.0, born.1, born.2).unwrap_or_default(),
+    })
     .collect()
 }
+
+/// The demo patients with logins: the first nine digits their NHS number starts from, and their
+/// date of birth.
+const HANNAH: (u32, (i32, u32, u32)) = (999_099_600, (1987, 3, 14));
+const OMAR: (u32, (i32, u32, u32)) = (999_099_700, (1979, 9, 2));
 
 fn nhs(first_nine: u32) -> AppResult<NhsNumber> {
     (first_nine..first_nine + 50)
@@ -112,23 +125,10 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     let today = app.now().date_naive();
     // Leo turns 11 in three weeks: his mother's proxy access shows the review notice.
     let leo_birth = (today + Duration::days(21)).with_year(today.year() - 11).unwrap_or(today);
-    let hannah = person(
-        practice,
-        nhs(999_099_600)?,
-        "Hannah",
-        "Rivers",
-        NaiveDate::from_ymd_opt(1987, 3, 14).unwrap_or(today),
-        Sex::Female,
-    );
+    let born = |b: (i32, u32, u32)| NaiveDate::from_ymd_opt(b.0, b.1, b.2).unwrap_or(today);
+    let hannah = person(practice, nhs(HANNAH.0)?, "Hannah", "Rivers", born(HANNAH.1), Sex::Female);
     let leo = person(practice, nhs(999_099_650)?, "Leo", "Rivers", leo_birth, Sex::Male);
-    let omar = person(
-        practice,
-        nhs(999_099_700)?,
-        "Omar",
-        "Haddad",
-        NaiveDate::from_ymd_opt(1979, 9, 2).unwrap_or(today),
-        Sex::Male,
-    );
+    let omar = person(practice, nhs(OMAR.0)?, "Omar", "Haddad", born(OMAR.1), Sex::Male);
     for p in [&hannah, &leo, &omar] {
         let audit = app.audit_record(
             &reception,

@@ -13,6 +13,7 @@ pub mod demo_services;
 pub mod fhir;
 pub mod filing;
 pub mod fixtures;
+pub mod nhs_login;
 pub mod patient_services;
 pub mod proxies;
 pub mod record;
@@ -100,17 +101,29 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub audit: AuditWriter,
     clock: Clock,
+    nhs_login: Option<Arc<nhs_login::NhsLogin>>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
         let audit = AuditWriter::start(store.clone());
-        Self { store, audit, clock }
+        Self { store, audit, clock, nhs_login: None }
+    }
+
+    /// Patients can also sign in through this OpenID Connect provider (NHS login).
+    pub fn with_nhs_login(mut self, provider: nhs_login::NhsLogin) -> Self {
+        self.nhs_login = Some(Arc::new(provider));
+        self
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A fresh time-ordered id (UUIDv7).

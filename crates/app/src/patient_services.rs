@@ -407,7 +407,7 @@ impl App {
         Ok(Ok(self.start_patient_session(&practice, &who).await?))
     }
 
-    async fn start_patient_session(&self, practice: &Practice, who: &PatientPrincipal) -> AppResult<String> {
+    pub(crate) async fn start_patient_session(&self, practice: &Practice, who: &PatientPrincipal) -> AppResult<String> {
         let now = self.now();
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);

@@ -984,6 +984,7 @@ both!(
     messages_to_the_practice_get_an_outcome,
     staff_record_grant_refuse_suspend_and_reactivate_proxy_access,
     a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it,
+    nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1746,4 +1747,45 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     .await
     .unwrap();
     assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
+}
+
+async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t: &TestStore) {
+    // R22: P9 sees the record, P5 does not; a mismatch is refused and audited
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&pat, Utc::now() - Duration::days(2), "seen")],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let iss = "https://auth.example.nhs";
+    let dob = pat.date_of_birth;
+    let wrong = app.nhs_login_sign_in(iss, "sub-1", IdentityLevel::P9, &pat.nhs_number, dob + Duration::days(1)).await;
+    assert!(matches!(wrong, Err(AppError::Forbidden(m)) if m.contains("date of birth")));
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "patient.sign_in_failed"));
+    let unknown = caldicott_core::NhsNumber::from_first_nine(999_099_900)
+        .or_else(|| caldicott_core::NhsNumber::from_first_nine(999_099_901))
+        .unwrap();
+    assert!(matches!(
+        app.nhs_login_sign_in(iss, "sub-2", IdentityLevel::P9, &unknown, dob).await,
+        Err(AppError::Forbidden(_))
+    ));
+    let cookie = app.nhs_login_sign_in(iss, "sub-1", IdentityLevel::P9, &pat.nhs_number, dob).await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert_eq!(me.identity, IdentityLevel::P9);
+    assert_eq!(app.my_record(&me, None, &PageRequest::default()).await.unwrap().entries.len(), 1);
+    // The same subject again: the same account, now at P5 (no record, R22).
+    let cookie = app.nhs_login_sign_in(iss, "sub-1", IdentityLevel::P5, &pat.nhs_number, dob).await.unwrap();
+    let again = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert_eq!(again.account, me.account);
+    let page = app.my_record(&again, None, &PageRequest::default()).await.unwrap();
+    assert!(page.entries.is_empty() && page.no_record.is_some());
+    // Another subject cannot take over the patient's NHS login account.
+    let other = app.nhs_login_sign_in(iss, "sub-3", IdentityLevel::P9, &pat.nhs_number, dob).await.unwrap();
+    assert_ne!(app.patient_signed_in(&other).await.unwrap().who.account, me.account);
 }

@@ -157,7 +157,16 @@ async fn open(db: &Db) -> anyhow::Result<App> {
     let store = caldicott_store::open(&db.database)
         .await
         .with_context(|| format!("opening the database {}", caldicott_store::redact_url(&db.database)))?;
-    Ok(App::new(store, system_clock()))
+    let app = App::new(store, system_clock());
+    // Patients can also sign in with NHS login when the provider is configured.
+    Ok(match caldicott_app::nhs_login::OidcConfig::from_env() {
+        None => app,
+        Some(config) => {
+            let config = config.map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(issuer = %config.issuer, "patients can sign in with NHS login");
+            app.with_nhs_login(caldicott_app::nhs_login::NhsLogin::new(config).map_err(|e| anyhow::anyhow!(e))?)
+        }
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -294,7 +303,10 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
     println!();
     println!("Demo patients, at /my/sign-in (username / password):");
     for l in &report.patient_logins {
-        println!("  {:<14} {:<28} {}", l.username, l.password, l.about);
+        println!(
+            "  {:<14} {:<28} NHS number {}, born {}. {}",
+            l.username, l.password, l.nhs_number, l.birth_date, l.about
+        );
     }
     if let Some(nhs) = &report.long_record {
         println!();

@@ -350,6 +350,30 @@ pub trait Store: Send + Sync + 'static {
         practice: PracticeId,
         patient: PatientId,
     ) -> StoreResult<Vec<(ProxyLinkId, DateTime<Utc>)>>;
+    /// The online account an OpenID Connect subject signs in to, at this practice.
+    async fn oidc_account(
+        &self,
+        practice: PracticeId,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<OnlineAccount>>;
+    /// A new online account reached through an OpenID Connect provider.
+    async fn create_oidc_account(
+        &self,
+        practice: PracticeId,
+        account: &OnlineAccount,
+        issuer: &str,
+        subject: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// A new identity level for an account (the provider verified the person further).
+    async fn set_account_identity(
+        &self,
+        practice: PracticeId,
+        account: AccountId,
+        identity: caldicott_core::access::IdentityLevel,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// The proxy links through which a person acts for others.
     async fn proxy_links_for_proxy(&self, practice: PracticeId, proxy: PatientId) -> StoreResult<Vec<ProxyLink>>;
 

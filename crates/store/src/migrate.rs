@@ -32,6 +32,7 @@ pub const SQLITE: &[Migration] = &[
         name: "appointments_and_tasks",
         sql: include_str!("../migrations/sqlite/0007_appointments_and_tasks.sql"),
     },
+    Migration { version: 8, name: "oidc_subjects", sql: include_str!("../migrations/sqlite/0008_oidc_subjects.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -58,6 +59,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "appointments_and_tasks",
         sql: include_str!("../migrations/postgres/0007_appointments_and_tasks.sql"),
     },
+    Migration { version: 8, name: "oidc_subjects", sql: include_str!("../migrations/postgres/0008_oidc_subjects.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

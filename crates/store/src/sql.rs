@@ -1226,6 +1226,64 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn oidc_account(&self, practice: PracticeId, issuer: &str, subject: &str) -> StoreResult<Option<OnlineAccount>> {
+                sqlx::query(
+                    "SELECT a.id AS a_id, a.holder_id, a.kind, a.identity_level, a.created_at AS a_created_at FROM oidc_subject o \
+                     JOIN online_account a ON a.practice_id = o.practice_id AND a.id = o.account_id \
+                     WHERE o.practice_id = $1 AND o.issuer = $2 AND o.subject = $3",
+                )
+                .bind(practice.as_uuid())
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(self.read())
+                .await
+                .map_err(db)?
+                .map(|r| rows::online_account(&r, "a_id"))
+                .transpose()
+            }
+
+            async fn create_oidc_account(
+                &self,
+                practice: PracticeId,
+                account: &OnlineAccount,
+                issuer: &str,
+                subject: &str,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::insert_account(&mut tx, practice, account).await?;
+                sqlx::query("INSERT INTO oidc_subject (practice_id, issuer, subject, account_id, linked_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(practice.as_uuid())
+                    .bind(issuer)
+                    .bind(subject)
+                    .bind(account.id.as_uuid())
+                    .bind(account.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn set_account_identity(
+                &self,
+                practice: PracticeId,
+                account: AccountId,
+                identity: IdentityLevel,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE online_account SET identity_level = $1 WHERE practice_id = $2 AND id = $3")
+                    .bind(identity.as_str())
+                    .bind(practice.as_uuid())
+                    .bind(account.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn update_proxy_link(&self, practice: PracticeId, l: &ProxyLink, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 let gone = sqlx::query("DELETE FROM proxy_link WHERE practice_id = $1 AND id = $2 AND patient_id = $3 AND proxy_id = $4")

@@ -31,6 +31,8 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/my", get(home))
         .route("/my/sign-in", get(sign_in_page).post(sign_in))
+        .route("/my/sign-in/nhs-login", get(nhs_login_start))
+        .route("/my/sign-in/nhs-login/callback", get(nhs_login_callback))
         .route("/my/sign-up", get(sign_up_page).post(sign_up))
         .route("/my/sign-out", axum::routing::post(sign_out))
         .route("/my/record", get(record))
@@ -91,6 +93,7 @@ fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
 struct SignInPage {
     me: Option<MyChrome>,
     csrf: String,
+    nhs_login: bool,
     show_practice: bool,
     ods: String,
     username: String,
@@ -117,6 +120,7 @@ async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
     let page = SignInPage {
         me: None,
         csrf,
+        nhs_login: app.nhs_login().is_some(),
         show_practice: several_practices(&app).await,
         ods: String::new(),
         username: String::new(),
@@ -173,6 +177,7 @@ async fn sign_in(
             let page = SignInPage {
                 me: None,
                 csrf,
+                nhs_login: app.nhs_login().is_some(),
                 show_practice: several_practices(&app).await,
                 ods: f.ods,
                 username: f.username,
@@ -885,5 +890,78 @@ async fn send_request(
             requests_page(&app, &me, f.kind, f.text, false, errors).await
         }
         Err(e) => my_error(Some((&me).into()), e),
+    }
+}
+
+// ---- NHS login (OpenID Connect) -------------------------------------------------------------
+
+/// Holds state, nonce and PKCE verifier between the redirect to NHS login and its answer. It
+/// must come back on a top-level redirect from the provider's site, so it is SameSite=Lax.
+const OIDC_COOKIE: &str = "__Host-caldicott-oidc";
+
+async fn nhs_login_start(State(app): State<App>) -> Response {
+    let Some(provider) = app.nhs_login() else {
+        return my_error(None, AppError::NotFound("signing in with NHS login is not set up here".into()));
+    };
+    match provider.start().await {
+        Ok(start) => {
+            let mut res = Redirect::to(&start.redirect).into_response();
+            let cookie = format!("{OIDC_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600", start.cookie);
+            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            res
+        }
+        Err(e) => my_error(None, e),
+    }
+}
+
+async fn nhs_login_callback(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(provider) = app.nhs_login() else {
+        return my_error(None, AppError::NotFound("signing in with NHS login is not set up here".into()));
+    };
+    let failed = |app: &App, headers: &HeaderMap, message: String| {
+        let (csrf, _) = sign_in_token(headers);
+        let page = SignInPage {
+            me: None,
+            csrf,
+            nhs_login: app.nhs_login().is_some(),
+            show_practice: false,
+            ods: String::new(),
+            username: String::new(),
+            errors: vec![FieldError { field: "nhs-login", message }],
+        };
+        let mut res = (StatusCode::FORBIDDEN, page).into_response();
+        res.headers_mut().append(header::SET_COOKIE, clear_cookie(OIDC_COOKIE));
+        res
+    };
+    if let Some(err) = q.get("error") {
+        let message = if err == "access_denied" {
+            "You did not finish signing in with NHS login. Try again, or use your practice username.".to_owned()
+        } else {
+            format!("NHS login could not sign you in ({err}). Try again.")
+        };
+        return failed(&app, &headers, message);
+    }
+    let (Some(code), Some(state), Some(cookie_value)) = (q.get("code"), q.get("state"), cookie(&headers, OIDC_COOKIE))
+    else {
+        return failed(&app, &headers, "Your sign-in took too long or was started elsewhere. Start again.".into());
+    };
+    let result = match provider.finish(&cookie_value, code, state).await {
+        Ok((subject, level, nhs, dob)) => app.nhs_login_sign_in(provider.issuer(), &subject, level, &nhs, dob).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(session) => {
+            let mut res = signed_in_response(&session);
+            res.headers_mut().append(header::SET_COOKIE, clear_cookie(OIDC_COOKIE));
+            res
+        }
+        Err(AppError::BadRequest(m) | AppError::Forbidden(m)) => failed(&app, &headers, m),
+        Err(e) => my_error(None, e),
     }
 }

@@ -1,0 +1,11 @@
+-- Online accounts reached through an OpenID Connect provider (NHS login): the provider's
+-- subject identifier for each account.
+CREATE TABLE oidc_subject (
+    practice_id UUID NOT NULL,
+    issuer      TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    account_id  UUID NOT NULL,
+    linked_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (practice_id, issuer, subject),
+    FOREIGN KEY (practice_id, account_id) REFERENCES online_account(practice_id, id)
+);
