@@ -634,6 +634,7 @@ both!(
     patient_routes_reach_only_the_callers_own_data,
     patient_services_reach_only_whom_the_caller_acts_for,
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
+    every_patient_route_for_every_kind_of_proxy,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1114,4 +1115,142 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
         .await;
     let page = p.get("/my/prescriptions").await;
     assert!(page.body.contains("Approved by") && page.body.contains("Blood test first"));
+}
+
+async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
+    // T3, T6: each proxy scope of A, an expired and a suspended proxy, patient B; GETs and POSTs
+    use caldicott_core::access::{AccessLevel, ProxyStatus};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let a = fixtures::person(tp.practice.id, chrono::Utc::now().date_naive() - chrono::Duration::days(365 * 40));
+    app.store.create_patient(tp.practice.id, &a, &fixtures::audit(Action::PatientCreate, Some(a.id))).await.unwrap();
+    let template = repeat_template(&a, "A-REPEAT-MED");
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&template), &fixtures::audit(Action::EntryCreate, Some(a.id)))
+        .await
+        .unwrap();
+    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(6);
+    let clinic = caldicott_app::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: "09:00".into(),
+        end: "12:00".into(),
+        slot_minutes: "10".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_bookable: true,
+        location: "Room 1".into(),
+    };
+    app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
+    let today = chrono::Utc::now().date_naive();
+    // (name, record, appointments, prescriptions, status, ends)
+    let kinds: [(&str, AccessLevel, bool, bool, bool); 6] = [
+        ("record-only", AccessLevel::Summary, false, false, true),
+        ("appointments-only", AccessLevel::None, true, false, true),
+        ("prescriptions-only", AccessLevel::None, false, true, true),
+        ("everything", AccessLevel::Full, true, true, true),
+        ("expired", AccessLevel::Full, true, true, false),
+        ("suspended", AccessLevel::Full, true, true, false),
+    ];
+    let mut callers = Vec::new();
+    for (name, record, appointments, prescriptions, _) in kinds {
+        let proxy = adult(&app, tp.practice.id).await.unwrap();
+        let mut link =
+            fixtures::proxy_link(&app, tp.practice.id, &a, &proxy, record, today - chrono::Duration::days(30))
+                .await
+                .unwrap();
+        link.scope.appointments = appointments;
+        link.scope.prescriptions = prescriptions;
+        link.scope.record_from = caldicott_core::access::RecordFrom::Beginning;
+        if name == "expired" {
+            link.ends_on = Some(today - chrono::Duration::days(1));
+        }
+        if name == "suspended" {
+            link.status = ProxyStatus::Suspended { since: today, reason: "review".into() };
+        }
+        app.change_proxy(
+            &tp.clinician,
+            a.nhs_number.as_str(),
+            link.id,
+            &caldicott_app::proxies::ProxyChange::End { reason: "reset".into() },
+        )
+        .await
+        .unwrap();
+        link.id = caldicott_core::ids::ProxyLinkId::from_uuid(caldicott_app::new_id());
+        app.store
+            .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(a.id)))
+            .await
+            .unwrap();
+        let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &proxy, "P9").await.unwrap();
+        callers.push((name, link, cookie));
+    }
+    let b = adult(&app, tp.practice.id).await.unwrap();
+    let (_, _, b_cookie) = fixtures::patient_account(&app, &tp.clinician, &b, "P9").await.unwrap();
+    let links: Vec<String> = callers.iter().map(|(_, l, _)| l.id.to_string()).collect();
+    let free_slots = app.appointment_book(&tp.clinician, day, 1).await.unwrap();
+    let mut slot_ix = 0;
+    let as_caller = |cookie: &str| {
+        let mut br = Browser::new(&app);
+        br.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie.to_owned());
+        br
+    };
+    for (i, (name, link, cookie)) in callers.iter().enumerate() {
+        let (_, record, appointments, prescriptions, active) = kinds[i];
+        let mut br = as_caller(cookie);
+        let csrf = csrf(&br.get("/my").await.body);
+        let l = link.id.to_string();
+        let want = |allowed: bool| if !active || !allowed { StatusCode::FORBIDDEN } else { StatusCode::OK };
+        let r = br.get(&format!("/my/record?for={l}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}");
+        assert_eq!(r.body.contains("A-REPEAT-MED"), active && record != AccessLevel::None, "{name}: record");
+        assert_eq!(
+            br.get(&format!("/my/appointments?for={l}")).await.status,
+            want(appointments),
+            "{name}: appointments"
+        );
+        assert_eq!(
+            br.get(&format!("/my/appointments/book?for={l}")).await.status,
+            want(appointments),
+            "{name}: book page"
+        );
+        let r = br.get(&format!("/my/prescriptions?for={l}")).await;
+        assert_eq!(r.status, want(prescriptions), "{name}: prescriptions");
+        let slot = free_slots[slot_ix].slot.id.to_string();
+        slot_ix += 1;
+        let booked = br.post("/my/appointments", &[("_csrf", &csrf), ("for", &l), ("slot", &slot)]).await;
+        let ok = active && appointments;
+        assert_eq!(booked.status, if ok { StatusCode::SEE_OTHER } else { StatusCode::FORBIDDEN }, "{name}: booking");
+        let t = template.id.to_string();
+        let ordered = br.post("/my/prescriptions", &[("_csrf", &csrf), ("for", &l), ("items", &t)]).await;
+        let ok = active && prescriptions;
+        assert_eq!(ordered.status, if ok { StatusCode::SEE_OTHER } else { StatusCode::FORBIDDEN }, "{name}: ordering");
+        // Nobody else's link answers for this caller.
+        for other in links.iter().filter(|o| **o != l) {
+            assert_eq!(br.get(&format!("/my/prescriptions?for={other}")).await.status, StatusCode::NOT_FOUND, "{name}");
+            let r = br.post("/my/appointments", &[("_csrf", &csrf), ("for", other), ("slot", &slot)]).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{name}");
+        }
+    }
+    // Patient B reaches none of A's services through any of the links.
+    let mut br = as_caller(&b_cookie);
+    let csrf = csrf(&br.get("/my").await.body);
+    for l in &links {
+        for path in ["/my/record", "/my/appointments", "/my/prescriptions", "/my/appointments/book"] {
+            assert_eq!(br.get(&format!("{path}?for={l}")).await.status, StatusCode::NOT_FOUND, "B {path}");
+        }
+        let t = template.id.to_string();
+        assert_eq!(
+            br.post("/my/prescriptions", &[("_csrf", &csrf), ("for", l), ("items", &t)]).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    // B's own order cannot name A's medicine.
+    let t = template.id.to_string();
+    let r = br.post("/my/prescriptions", &[("_csrf", &csrf), ("for", ""), ("items", &t)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!r.body.contains("A-REPEAT-MED"));
+    // A forged form (no CSRF token) does nothing.
+    let r = br.post("/my/requests", &[("kind", "medication_query"), ("text", "forged")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
