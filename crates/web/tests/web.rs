@@ -1189,7 +1189,6 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
     let (_, _, b_cookie) = fixtures::patient_account(&app, &tp.clinician, &b, "P9").await.unwrap();
     let links: Vec<String> = callers.iter().map(|(_, l, _)| l.id.to_string()).collect();
     let free_slots = app.appointment_book(&tp.clinician, day, 1).await.unwrap();
-    let mut slot_ix = 0;
     let as_caller = |cookie: &str| {
         let mut br = Browser::new(&app);
         br.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie.to_owned());
@@ -1216,8 +1215,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         );
         let r = br.get(&format!("/my/prescriptions?for={l}")).await;
         assert_eq!(r.status, want(prescriptions), "{name}: prescriptions");
-        let slot = free_slots[slot_ix].slot.id.to_string();
-        slot_ix += 1;
+        let slot = free_slots[i].slot.id.to_string();
         let booked = br.post("/my/appointments", &[("_csrf", &csrf), ("for", &l), ("slot", &slot)]).await;
         let ok = active && appointments;
         assert_eq!(booked.status, if ok { StatusCode::SEE_OTHER } else { StatusCode::FORBIDDEN }, "{name}: booking");
