@@ -22,7 +22,7 @@ use caldicott_core::ids::*;
 use caldicott_core::online::*;
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
-use caldicott_core::staff::Role;
+use caldicott_core::staff::{Role, SessionStage};
 use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse, Withheld};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
@@ -70,6 +70,13 @@ impl PatientPrincipal {
             Some(l) => Actor { kind: ActorKind::Proxy, id: self.account.to_string(), role: format!("proxy/{}", l.id) },
         }
     }
+}
+
+/// The first step of a local sign-in: a session cookie, signed in or waiting for a code.
+#[derive(Debug, Clone)]
+pub struct PatientSignInStep {
+    pub cookie: String,
+    pub needs_code: bool,
 }
 
 /// A live patient session.
@@ -377,6 +384,8 @@ impl App {
             password_hash: hash_password(&s.password)?,
             failed_sign_ins: 0,
             locked_until: None,
+            totp_secret: None,
+            totp_confirmed: false,
         };
         let who = PatientPrincipal {
             practice: practice.id,
@@ -408,6 +417,15 @@ impl App {
     }
 
     pub(crate) async fn start_patient_session(&self, practice: &Practice, who: &PatientPrincipal) -> AppResult<String> {
+        self.new_patient_session(practice, who, SessionStage::SignedIn).await
+    }
+
+    async fn new_patient_session(
+        &self,
+        practice: &Practice,
+        who: &PatientPrincipal,
+        stage: SessionStage,
+    ) -> AppResult<String> {
         let now = self.now();
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
@@ -419,9 +437,15 @@ impl App {
             account: who.account,
             secret_hash: sha256(&secret),
             csrf_token: URL_SAFE_NO_PAD.encode(csrf),
+            stage,
             created_at: now,
             last_seen_at: now,
-            expires_at: now + PATIENT_SESSION_LIFETIME,
+            expires_at: now
+                + if stage == SessionStage::SignedIn {
+                    PATIENT_SESSION_LIFETIME
+                } else {
+                    chrono::Duration::minutes(10)
+                },
             ended_at: None,
         };
         let audit = self.patient_audit(
@@ -430,14 +454,20 @@ impl App {
             Action::PatientSignIn,
             format!("account/{}", who.account),
             Outcome::Success,
-            "signed in",
+            if stage == SessionStage::SignedIn { "signed in" } else { "password accepted; security code next" },
         );
         self.store.create_patient_session(practice.id, &session, &audit).await?;
         Ok(format!("{PREFIX}{}{}{secret}", practice.id.as_uuid().simple(), session.id.as_uuid().simple()))
     }
 
     /// Signs a patient in with a local account. Five failures lock it for a quarter of an hour.
-    pub async fn patient_sign_in(&self, ods: Option<&str>, username: &str, password: &str) -> AppResult<String> {
+    /// With two-step sign-in on, the session waits for an authenticator code.
+    pub async fn patient_sign_in(
+        &self,
+        ods: Option<&str>,
+        username: &str,
+        password: &str,
+    ) -> AppResult<PatientSignInStep> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(AppError::BadRequest("Enter your username and password".into()));
         }
@@ -503,7 +533,157 @@ impl App {
             identity: account.identity,
             name: patient.name.given.clone(),
         };
+        let needs_code = login.totp_confirmed && login.totp_secret.is_some();
+        let stage = if needs_code { SessionStage::SecondFactor } else { SessionStage::SignedIn };
+        Ok(PatientSignInStep { cookie: self.new_patient_session(&practice, &who, stage).await?, needs_code })
+    }
+
+    /// Step two of a two-step sign-in: the authenticator code. A new signed-in session replaces
+    /// the waiting one (the cookie changes).
+    pub async fn patient_second_factor(&self, cookie: &str, code: &str) -> AppResult<String> {
+        let expired = || AppError::Unauthenticated("Your sign-in took too long. Sign in again.".into());
+        let (practice_id, session_id, secret) = parse_cookie(cookie).ok_or_else(expired)?;
+        let (session, account) = self.store.patient_session(practice_id, session_id).await?.ok_or_else(expired)?;
+        let now = self.now();
+        if sha256(&secret) != session.secret_hash
+            || !session.is_live_at(now)
+            || session.stage != SessionStage::SecondFactor
+        {
+            return Err(expired());
+        }
+        let login = self.store.patient_login_of(practice_id, account.id).await?.ok_or_else(expired)?;
+        let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
+        if login.is_locked_at(now) {
+            return Err(AppError::Forbidden(
+                "This account is locked after 5 failed attempts. Try again in 15 minutes, or contact the practice."
+                    .into(),
+            ));
+        }
+        let secret = login.totp_secret.clone().ok_or_else(expired)?;
+        if !crate::session::code_is_valid(&secret, code, now)? {
+            let (failed, until) = login.after_failure(now);
+            let audit = self.patient_audit(
+                actor,
+                Some(account.holder),
+                Action::PatientSignInFailed,
+                format!("account/{}", account.id),
+                Outcome::Denied,
+                "wrong code",
+            );
+            self.store.set_patient_login_failures(practice_id, account.id, failed, until, &audit).await?;
+            return Err(AppError::Unauthenticated(
+                "That security code is not right. Enter the 6-digit code your authenticator app shows now.".into(),
+            ));
+        }
+        let audit = self.patient_audit(
+            actor,
+            Some(account.holder),
+            Action::PatientSignIn,
+            format!("account/{}", account.id),
+            Outcome::Success,
+            "security code accepted",
+        );
+        self.store.end_patient_session(practice_id, session.id, now, &audit).await?;
+        let practice = self.store.practice(practice_id).await?.ok_or_else(expired)?;
+        let patient = self.store.patient(practice_id, account.holder).await?.ok_or_else(expired)?;
+        let who = PatientPrincipal {
+            practice: practice_id,
+            account: account.id,
+            holder: patient.id,
+            identity: account.identity,
+            name: patient.name.given.clone(),
+        };
         self.start_patient_session(&practice, &who).await
+    }
+
+    /// Whether the signed-in patient's local login asks for a code (`None`: no local login,
+    /// for example an NHS login account).
+    pub async fn two_step_status(&self, me: &PatientPrincipal) -> AppResult<Option<bool>> {
+        Ok(self.store.patient_login_of(me.practice, me.account).await?.map(|l| l.totp_confirmed))
+    }
+
+    /// Starts turning on two-step sign-in: a new secret for an authenticator app, and its
+    /// otpauth URI for a QR code. Nothing changes at sign-in until a code confirms it.
+    pub async fn two_step_begin(&self, me: &PatientPrincipal) -> AppResult<(String, String)> {
+        let login = self
+            .store
+            .patient_login_of(me.practice, me.account)
+            .await?
+            .ok_or_else(|| AppError::Conflict("this account signs in through NHS login".into()))?;
+        if login.totp_confirmed {
+            return Err(AppError::Conflict("two-step sign-in is already on".into()));
+        }
+        let mut raw = [0u8; 20];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let secret = totp_rs::Secret::from(raw).to_base32();
+        let audit = self.patient_audit(
+            me.actor(None),
+            Some(me.holder),
+            Action::SecondFactorEnrolled,
+            format!("account/{}", me.account),
+            Outcome::Success,
+            "secret issued, not yet confirmed",
+        );
+        self.store.set_patient_totp(me.practice, me.account, Some(&secret), false, &audit).await?;
+        let uri = format!(
+            "otpauth://totp/GP%20services:{}?secret={secret}&issuer=GP%20services&algorithm=SHA1&digits=6&period=30",
+            login.username
+        );
+        Ok((secret, uri))
+    }
+
+    /// Confirms the authenticator with a code from it: from now on sign-in asks for a code.
+    pub async fn two_step_confirm(&self, me: &PatientPrincipal, code: &str) -> AppResult<()> {
+        let login = self
+            .store
+            .patient_login_of(me.practice, me.account)
+            .await?
+            .ok_or_else(|| AppError::Conflict("this account signs in through NHS login".into()))?;
+        let secret = login.totp_secret.clone().ok_or_else(|| AppError::Conflict("start again".into()))?;
+        if !crate::session::code_is_valid(&secret, code, self.now())? {
+            return Err(AppError::BadRequest(
+                "That code is not right. Enter the 6-digit code your app shows now.".into(),
+            ));
+        }
+        let audit = self.patient_audit(
+            me.actor(None),
+            Some(me.holder),
+            Action::SecondFactorEnrolled,
+            format!("account/{}", me.account),
+            Outcome::Success,
+            "two-step sign-in on",
+        );
+        self.store.set_patient_totp(me.practice, me.account, Some(&secret), true, &audit).await?;
+        Ok(())
+    }
+
+    /// Turns two-step sign-in off, with a current code as proof.
+    pub async fn two_step_off(&self, me: &PatientPrincipal, code: &str) -> AppResult<()> {
+        let login = self
+            .store
+            .patient_login_of(me.practice, me.account)
+            .await?
+            .ok_or_else(|| AppError::Conflict("this account signs in through NHS login".into()))?;
+        let secret = login
+            .totp_secret
+            .clone()
+            .filter(|_| login.totp_confirmed)
+            .ok_or_else(|| AppError::Conflict("two-step sign-in is off".into()))?;
+        if !crate::session::code_is_valid(&secret, code, self.now())? {
+            return Err(AppError::BadRequest(
+                "That code is not right. Enter the 6-digit code your app shows now.".into(),
+            ));
+        }
+        let audit = self.patient_audit(
+            me.actor(None),
+            Some(me.holder),
+            Action::SecondFactorEnrolled,
+            format!("account/{}", me.account),
+            Outcome::Success,
+            "two-step sign-in off",
+        );
+        self.store.set_patient_totp(me.practice, me.account, None, false, &audit).await?;
+        Ok(())
     }
 
     /// The signed-in patient behind a session cookie.
@@ -512,7 +692,8 @@ impl App {
         let (practice_id, session_id, secret) = parse_cookie(cookie).ok_or_else(expired)?;
         let (session, account) = self.store.patient_session(practice_id, session_id).await?.ok_or_else(expired)?;
         let now = self.now();
-        if sha256(&secret) != session.secret_hash || !session.is_live_at(now) {
+        if sha256(&secret) != session.secret_hash || !session.is_live_at(now) || session.stage != SessionStage::SignedIn
+        {
             return Err(expired());
         }
         if now - session.last_seen_at >= chrono::Duration::seconds(60) {

@@ -1250,7 +1250,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
     let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "record.view_online" && e.actor_kind == "patient"));
     // Sign in again with the username, in any case; wrong passwords lock after five.
-    let again = app.patient_sign_in(Some(&letter.ods_code), "TEST.patient", "a patient password").await.unwrap();
+    let again = app.patient_sign_in(Some(&letter.ods_code), "TEST.patient", "a patient password").await.unwrap().cookie;
     assert!(app.patient_signed_in(&again).await.is_ok());
     app.patient_sign_out(&again).await.unwrap();
     assert!(matches!(app.patient_signed_in(&again).await, Err(AppError::Unauthenticated(_))));
@@ -1723,7 +1723,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     offset.store(10, Ordering::SeqCst);
     assert!(app.patient_signed_in(&cookie).await.is_err(), "the old session has long expired");
     let ods = tp.practice.ods_code.as_str();
-    let cookie = app.patient_sign_in(Some(ods), &username, &password).await.unwrap();
+    let cookie = app.patient_sign_in(Some(ods), &username, &password).await.unwrap().cookie;
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
     assert!(page.entries.is_empty());

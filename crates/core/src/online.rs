@@ -47,6 +47,10 @@ pub struct PatientLogin {
     pub password_hash: String,
     pub failed_sign_ins: u32,
     pub locked_until: Option<DateTime<Utc>>,
+    /// An authenticator-app secret, when the patient chose two-step sign-in.
+    pub totp_secret: Option<String>,
+    /// The patient has entered a code from it: sign-in now asks for one.
+    pub totp_confirmed: bool,
 }
 
 impl PatientLogin {
@@ -70,6 +74,8 @@ pub struct PatientSession {
     pub account: AccountId,
     pub secret_hash: [u8; 32],
     pub csrf_token: String,
+    /// Waiting for the authenticator code, or signed in.
+    pub stage: crate::staff::SessionStage,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -117,6 +123,8 @@ mod tests {
             password_hash: String::new(),
             failed_sign_ins: 0,
             locked_until: None,
+            totp_secret: None,
+            totp_confirmed: false,
         };
         for _ in 0..MAX_FAILED_PATIENT_SIGN_INS {
             assert!(!l.is_locked_at(t(0)));

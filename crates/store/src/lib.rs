@@ -315,6 +315,17 @@ pub trait Store: Send + Sync + 'static {
         practice: PracticeId,
         username: &str,
     ) -> StoreResult<Option<(PatientLogin, OnlineAccount)>>;
+    /// The local login of an account, if it has one.
+    async fn patient_login_of(&self, practice: PracticeId, account: AccountId) -> StoreResult<Option<PatientLogin>>;
+    /// Sets or clears the authenticator secret of a patient login.
+    async fn set_patient_totp(
+        &self,
+        practice: PracticeId,
+        account: AccountId,
+        secret: Option<&str>,
+        confirmed: bool,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     async fn set_patient_login_failures(
         &self,
         practice: PracticeId,

@@ -33,6 +33,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0007_appointments_and_tasks.sql"),
     },
     Migration { version: 8, name: "oidc_subjects", sql: include_str!("../migrations/sqlite/0008_oidc_subjects.sql") },
+    Migration {
+        version: 9,
+        name: "patient_two_step",
+        sql: include_str!("../migrations/sqlite/0009_patient_two_step.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -60,6 +65,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0007_appointments_and_tasks.sql"),
     },
     Migration { version: 8, name: "oidc_subjects", sql: include_str!("../migrations/postgres/0008_oidc_subjects.sql") },
+    Migration {
+        version: 9,
+        name: "patient_two_step",
+        sql: include_str!("../migrations/postgres/0009_patient_two_step.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -323,6 +323,8 @@ pub(crate) fn patient_login(r: &impl Cols) -> StoreResult<caldicott_core::online
         password_hash: r.text("password_hash")?,
         failed_sign_ins: u32::try_from(r.int("failed_sign_ins")?).unwrap_or(0),
         locked_until: r.opt_time("locked_until")?,
+        totp_secret: r.opt_text("totp_secret")?,
+        totp_confirmed: r.opt_bool("totp_confirmed")?.unwrap_or(false),
     })
 }
 
@@ -333,6 +335,11 @@ pub(crate) fn patient_session(r: &impl Cols) -> StoreResult<caldicott_core::onli
         account: AccountId::from_uuid(r.uuid("account_id")?),
         secret_hash: hash.as_slice().try_into().map_err(|_| corrupt("secret_hash", "length"))?,
         csrf_token: r.text("csrf_token")?,
+        stage: parsed(
+            "session stage",
+            r.opt_text("stage")?.unwrap_or_else(|| "signed_in".into()),
+            SessionStage::parse,
+        )?,
         created_at: r.time("created_at")?,
         last_seen_at: r.time("last_seen_at")?,
         expires_at: r.time("expires_at")?,

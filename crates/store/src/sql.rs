@@ -1144,6 +1144,32 @@ macro_rules! sql_store {
                 .transpose()
             }
 
+            async fn patient_login_of(&self, practice: PracticeId, account: AccountId) -> StoreResult<Option<PatientLogin>> {
+                self.row_by("SELECT * FROM patient_login WHERE practice_id = $1 AND account_id = $2", practice, account.as_uuid(), rows::patient_login)
+                    .await
+            }
+
+            async fn set_patient_totp(
+                &self,
+                practice: PracticeId,
+                account: AccountId,
+                secret: Option<&str>,
+                confirmed: bool,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE patient_login SET totp_secret = $1, totp_confirmed = $2 WHERE practice_id = $3 AND account_id = $4")
+                    .bind(secret)
+                    .bind(confirmed)
+                    .bind(practice.as_uuid())
+                    .bind(account.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn set_patient_login_failures(
                 &self,
                 practice: PracticeId,
@@ -1168,8 +1194,8 @@ macro_rules! sql_store {
             async fn create_patient_session(&self, practice: PracticeId, s: &PatientSession, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 sqlx::query(
-                    "INSERT INTO patient_session (practice_id, id, account_id, secret_hash, csrf_token, created_at, last_seen_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO patient_session (practice_id, id, account_id, secret_hash, csrf_token, created_at, last_seen_at, expires_at, stage) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(practice.as_uuid())
                 .bind(s.id.as_uuid())
@@ -1179,6 +1205,7 @@ macro_rules! sql_store {
                 .bind(s.created_at)
                 .bind(s.last_seen_at)
                 .bind(s.expires_at)
+                .bind(s.stage.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;

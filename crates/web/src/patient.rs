@@ -31,6 +31,8 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/my", get(home))
         .route("/my/sign-in", get(sign_in_page).post(sign_in))
+        .route("/my/sign-in/code", get(code_page).post(code))
+        .route("/my/security", get(security).post(change_security))
         .route("/my/sign-in/nhs-login", get(nhs_login_start))
         .route("/my/sign-in/nhs-login/callback", get(nhs_login_callback))
         .route("/my/sign-up", get(sign_up_page).post(sign_up))
@@ -165,7 +167,12 @@ async fn sign_in(
     let Ok(Form(f)) = form else { return forbidden_form() };
     let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
     match app.patient_sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password).await {
-        Ok(c) => signed_in_response(&c),
+        Ok(step) if step.needs_code => {
+            let mut res = Redirect::to("/my/sign-in/code").into_response();
+            res.headers_mut().append(header::SET_COOKIE, set_cookie(PATIENT_COOKIE, &step.cookie));
+            res
+        }
+        Ok(step) => signed_in_response(&step.cookie),
         Err(e) => {
             let (status, field) = match &e {
                 AppError::BadRequest(m) if m.contains("ODS") => (StatusCode::BAD_REQUEST, "ods"),
@@ -963,5 +970,138 @@ async fn nhs_login_callback(
         }
         Err(AppError::BadRequest(m) | AppError::Forbidden(m)) => failed(&app, &headers, m),
         Err(e) => my_error(None, e),
+    }
+}
+
+// ---- Two-step sign-in (optional, for local accounts) ------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_code.html")]
+struct CodePage {
+    me: Option<MyChrome>,
+    csrf: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for CodePage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn code_page(headers: HeaderMap) -> Response {
+    if cookie(&headers, PATIENT_COOKIE).is_none() {
+        return Redirect::to("/my/sign-in").into_response();
+    }
+    let (csrf, set) = sign_in_token(&headers);
+    let mut res = CodePage { me: None, csrf, errors: Vec::new() }.into_response();
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn code(State(app): State<App>, headers: HeaderMap, form: Result<Form<CodeForm>, FormRejection>) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+    let Some(pending) = cookie(&headers, PATIENT_COOKIE) else { return Redirect::to("/my/sign-in").into_response() };
+    match app.patient_second_factor(&pending, &f.code).await {
+        Ok(c) => signed_in_response(&c),
+        Err(e @ AppError::Unauthenticated(_)) if e.to_string().contains("code") => {
+            let page = CodePage { me: None, csrf, errors: vec![FieldError { field: "code", message: e.to_string() }] };
+            (StatusCode::UNAUTHORIZED, page).into_response()
+        }
+        Err(e) => my_error(None, e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_security.html")]
+struct SecurityPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    /// `None`: the account signs in through NHS login.
+    on: Option<bool>,
+    enrol: Option<(String, String)>,
+    done: Option<&'static str>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SecurityPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn security_page(
+    app: &App,
+    me: &PatientSignedIn,
+    enrol: Option<(String, String)>,
+    done: Option<&'static str>,
+    errors: Vec<FieldError>,
+) -> Response {
+    let on = match app.two_step_status(&me.who).await {
+        Ok(on) => on,
+        Err(e) => return my_error(Some(me.into()), e),
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = SecurityPage { me: Some(me.into()), csrf: me.csrf_token.clone(), on, enrol, done, errors };
+    (status, page).into_response()
+}
+
+async fn security(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+    let done = match q.get("done").map(String::as_str) {
+        Some("on") => Some("Two-step sign-in is on. Next time you sign in, you will be asked for a code."),
+        Some("off") => Some("Two-step sign-in is off."),
+        _ => None,
+    };
+    security_page(&app, &me, None, done, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct SecurityForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    step: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn change_security(
+    State(app): State<App>,
+    Patient(me): Patient,
+    form: Result<Form<SecurityForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !same(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let result = match f.step.as_str() {
+        "begin" => match app.two_step_begin(&me.who).await {
+            Ok((secret, uri)) => {
+                return security_page(&app, &me, Some((secret, crate::portal::qr_svg(&uri))), None, Vec::new()).await
+            }
+            Err(e) => Err(e),
+        },
+        "confirm" => app.two_step_confirm(&me.who, &f.code).await.map(|()| "on"),
+        "off" => app.two_step_off(&me.who, &f.code).await.map(|()| "off"),
+        _ => Err(AppError::BadRequest("Choose what to change".into())),
+    };
+    match result {
+        Ok(done) => Redirect::to(&format!("/my/security?done={done}")).into_response(),
+        Err(AppError::BadRequest(m)) => {
+            let errors = vec![FieldError { field: "code", message: m }];
+            security_page(&app, &me, None, None, errors).await
+        }
+        Err(e) => my_error(Some((&me).into()), e),
     }
 }

@@ -363,7 +363,7 @@ impl Errors for CodePage {
     }
 }
 
-fn qr_svg(uri: &str) -> String {
+pub(crate) fn qr_svg(uri: &str) -> String {
     qrcode::QrCode::new(uri.as_bytes())
         .map(|q| q.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build())
         .unwrap_or_default()

@@ -635,6 +635,7 @@ both!(
     patient_services_reach_only_whom_the_caller_acts_for,
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
+    a_patient_turns_on_two_step_sign_in,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1251,4 +1252,46 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
     // A forged form (no CSRF token) does nothing.
     let r = br.post("/my/requests", &[("kind", "medication_query"), ("text", "forged")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let mut p = Browser::new(&app);
+    p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let page = p.get("/my/security").await;
+    assert!(page.body.contains("Two-step sign-in is <strong>off</strong>"));
+    let token = csrf(&page.body);
+    let enrol = p.post("/my/security", &[("_csrf", &token), ("step", "begin")]).await;
+    assert_eq!(enrol.status, StatusCode::OK);
+    let secret = between(&enrol.body, "id=\"totp-secret\">", "<").to_owned();
+    let wrong = p.post("/my/security", &[("_csrf", &token), ("step", "confirm"), ("code", "000000")]).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    let code = caldicott_app::session::current_code(&secret, chrono::Utc::now()).unwrap();
+    let on = p.post("/my/security", &[("_csrf", &token), ("step", "confirm"), ("code", &code)]).await;
+    assert_eq!(location(&on), "/my/security?done=on");
+    // Signing in now needs the code; the waiting session opens nothing.
+    let mut q = Browser::new(&app);
+    let token = csrf(&q.get("/my/sign-in").await.body);
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let r = q
+        .post("/my/sign-in", &[("_csrf", &token), ("ods", &ods), ("username", &username), ("password", &password)])
+        .await;
+    assert_eq!(location(&r), "/my/sign-in/code");
+    assert_eq!(location(&q.get("/my/record").await), "/my/sign-in", "a session waiting for its code is not signed in");
+    let page = q.get("/my/sign-in/code").await;
+    let token = csrf(&page.body);
+    let bad = q.post("/my/sign-in/code", &[("_csrf", &token), ("code", "123456")]).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let code = caldicott_app::session::current_code(&secret, chrono::Utc::now()).unwrap();
+    let ok = q.post("/my/sign-in/code", &[("_csrf", &token), ("code", &code)]).await;
+    assert_eq!(location(&ok), "/my");
+    assert_eq!(q.get("/my/record").await.status, StatusCode::OK);
+    // And off again, with a code.
+    let page = q.get("/my/security").await;
+    let token = csrf(&page.body);
+    let off = q.post("/my/security", &[("_csrf", &token), ("step", "off"), ("code", &code)]).await;
+    assert_eq!(location(&off), "/my/security?done=off");
 }
