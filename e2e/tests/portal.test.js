@@ -476,6 +476,11 @@ test('a patient sees their record, books and cancels an appointment, orders a re
   await page.goto(`${base}/my/activity`)
   assert.match(await page.textContent('main'), /Viewed your record online/)
   await check(page, 'patient-activity')
+  await page.goto(`${base}/my/security`)
+  await check(page, 'patient-security')
+  await page.getByRole('button', { name: 'Set up two-step sign-in' }).click()
+  await page.locator('#totp-secret').waitFor()
+  await check(page, 'patient-security-enrol')
 })
 
 test('a patient whose identity was not fully checked sees no record but can book', async () => {
@@ -536,6 +541,14 @@ test('reception prints a sign-up letter and the patient makes an account with it
   await check(doc, 'task-repeat')
   await doc.getByRole('button', { name: /Approve and issue/ }).first().click()
   await doc.getByText(/Approved by/).first().waitFor()
+  // Leo's proxy access, with his mother's link on it.
+  await doc.goto(`${base}/?q=Rivers`)
+  await doc.locator('main a', { hasText: 'Leo' }).first().click()
+  await doc.getByRole('link', { name: /Proxy access/ }).click()
+  await doc.getByRole('heading', { name: /Proxy access for RIVERS, Leo/ }).waitFor()
+  assert.match(await doc.textContent('main'), /Hannah Rivers \(Mother\)/)
+  assert.match(await doc.textContent('main'), /suspended for review when the patient turns 11|turned 11|turns 11|paused/i)
+  await check(doc, 'proxies-with-link')
 })
 
 /** Signs in at NHS login (the test provider's own pages) as `login`, and comes back. */

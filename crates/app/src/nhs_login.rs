@@ -422,13 +422,7 @@ impl App {
                 account
             }
         };
-        let who = PatientPrincipal {
-            practice: practice.id,
-            account: account.id,
-            holder: patient.id,
-            identity: account.identity,
-            name: patient.name.given.clone(),
-        };
+        let who = PatientPrincipal::of(practice.id, &account, &patient);
         self.start_patient_session(&practice, &who).await
     }
 }

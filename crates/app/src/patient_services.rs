@@ -63,6 +63,17 @@ pub struct PatientPrincipal {
 }
 
 impl PatientPrincipal {
+    /// The holder of `account`, who is `patient`.
+    pub fn of(practice: PracticeId, account: &OnlineAccount, patient: &Patient) -> Self {
+        Self {
+            practice,
+            account: account.id,
+            holder: patient.id,
+            identity: account.identity,
+            name: patient.name.given.clone(),
+        }
+    }
+
     /// The audit actor: the account holder, as a proxy when acting through a link.
     pub fn actor(&self, link: Option<&ProxyLink>) -> Actor {
         match link {
@@ -151,6 +162,34 @@ fn lapse_words(w: &Withheld, who: &str) -> String {
         Withheld::ProxyEnded { on } => format!("Ended on {}. Contact the practice.", long(*on)),
         Withheld::ProxyNotStarted { on } => format!("Starts on {}.", long(*on)),
         _ => "Suspended by the practice. Contact the practice.".into(),
+    }
+}
+
+/// One line of "people you act for" (`shown` is the patient) or "people who act for you"
+/// (`shown` is the proxy): what the link allows, why it does not work now, or what is coming.
+fn service_line(
+    l: &ProxyLink,
+    patient: &Patient,
+    shown: &Patient,
+    practice: &caldicott_core::practice::OnlineServicesSettings,
+    today: NaiveDate,
+    who: &str,
+    whose_access: &str,
+) -> Service {
+    let unavailable = proxy_link_lapse(l, patient, practice, today).map(|w| lapse_words(&w, who));
+    let notice = if unavailable.is_none() {
+        proxy_link_next_lapse(l, patient, practice, today, PROXY_NOTICE_DAYS)
+            .map(|w| notice_words(&w, whose_access, who))
+    } else {
+        None
+    };
+    Service {
+        link: Some(l.id),
+        name: format!("{} {}", shown.name.given, shown.name.family),
+        relationship: Some(l.relationship.clone()),
+        scope: scope_words(l),
+        unavailable,
+        notice,
     }
 }
 
@@ -387,13 +426,7 @@ impl App {
             totp_secret: None,
             totp_confirmed: false,
         };
-        let who = PatientPrincipal {
-            practice: practice.id,
-            account: account.id,
-            holder: patient.id,
-            identity: account.identity,
-            name: patient.name.given.clone(),
-        };
+        let who = PatientPrincipal::of(practice.id, &account, &patient);
         let audit = self.patient_audit(
             who.actor(None),
             Some(patient.id),
@@ -526,13 +559,7 @@ impl App {
             .patient(practice.id, account.holder)
             .await?
             .ok_or_else(|| AppError::Unauthenticated(WRONG_CREDENTIALS.into()))?;
-        let who = PatientPrincipal {
-            practice: practice.id,
-            account: account.id,
-            holder: patient.id,
-            identity: account.identity,
-            name: patient.name.given.clone(),
-        };
+        let who = PatientPrincipal::of(practice.id, &account, &patient);
         let needs_code = login.totp_confirmed && login.totp_secret.is_some();
         let stage = if needs_code { SessionStage::SecondFactor } else { SessionStage::SignedIn };
         Ok(PatientSignInStep { cookie: self.new_patient_session(&practice, &who, stage).await?, needs_code })
@@ -586,13 +613,7 @@ impl App {
         self.store.end_patient_session(practice_id, session.id, now, &audit).await?;
         let practice = self.store.practice(practice_id).await?.ok_or_else(expired)?;
         let patient = self.store.patient(practice_id, account.holder).await?.ok_or_else(expired)?;
-        let who = PatientPrincipal {
-            practice: practice_id,
-            account: account.id,
-            holder: patient.id,
-            identity: account.identity,
-            name: patient.name.given.clone(),
-        };
+        let who = PatientPrincipal::of(practice_id, &account, &patient);
         self.start_patient_session(&practice, &who).await
     }
 
@@ -706,13 +727,7 @@ impl App {
             return Err(AppError::Unauthenticated("You are no longer registered at this practice.".into()));
         }
         Ok(PatientSignedIn {
-            who: PatientPrincipal {
-                practice: practice_id,
-                account: account.id,
-                holder: patient.id,
-                identity: account.identity,
-                name: patient.name.given.clone(),
-            },
+            who: PatientPrincipal::of(practice_id, &account, &patient),
             session: session.id,
             csrf_token: session.csrf_token,
             practice_name: practice.name,
@@ -763,21 +778,7 @@ impl App {
             if p.registration_on(today).is_none() {
                 continue;
             }
-            let unavailable = proxy_link_lapse(&l, &p, &practice.online, today).map(|w| lapse_words(&w, &p.name.given));
-            let notice = if unavailable.is_none() {
-                proxy_link_next_lapse(&l, &p, &practice.online, today, PROXY_NOTICE_DAYS)
-                    .map(|w| notice_words(&w, "Your access for", &p.name.given))
-            } else {
-                None
-            };
-            out.push(Service {
-                link: Some(l.id),
-                name: format!("{} {}", p.name.given, p.name.family),
-                relationship: Some(l.relationship.clone()),
-                scope: scope_words(&l),
-                unavailable,
-                notice,
-            });
+            out.push(service_line(&l, &p, &p, &practice.online, today, &p.name.given, "Your access for"));
         }
         Ok(out)
     }
@@ -794,21 +795,8 @@ impl App {
                 continue;
             }
             let Some(p) = self.store.patient(me.practice, l.proxy).await? else { continue };
-            let unavailable = proxy_link_lapse(&l, &patient, &practice.online, today).map(|w| lapse_words(&w, "you"));
-            let notice = if unavailable.is_none() {
-                proxy_link_next_lapse(&l, &patient, &practice.online, today, PROXY_NOTICE_DAYS)
-                    .map(|w| notice_words(&w, &format!("{}'s access for", p.name.given), "you"))
-            } else {
-                None
-            };
-            out.push(Service {
-                link: Some(l.id),
-                name: format!("{} {}", p.name.given, p.name.family),
-                relationship: Some(l.relationship.clone()),
-                scope: scope_words(&l),
-                unavailable,
-                notice,
-            });
+            let whose_access = format!("{}'s access for", p.name.given);
+            out.push(service_line(&l, &patient, &p, &practice.online, today, "you", &whose_access));
         }
         Ok(out)
     }

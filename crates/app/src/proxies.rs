@@ -334,6 +334,10 @@ impl App {
                 link.status = ProxyStatus::Active;
                 link.granted_on = today;
                 link.decided_by = who.name.clone();
+                // A link that ended on its end date starts again without one.
+                if link.ends_on.is_some_and(|d| d < today) {
+                    link.ends_on = None;
+                }
             }
             (_, ProxyChange::Scope { appointments, prescriptions, record }) => {
                 link.scope.appointments = *appointments;

@@ -1672,6 +1672,25 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
     assert!(app.patient_signed_in(&cookie).await.is_ok(), "ending a link keeps the proxy's own account (R20)");
     let trail = app.store.audit_for_patient(tp.practice.id, child.id, 50).await.unwrap();
     assert_eq!(trail.iter().filter(|e| e.action == "proxy.link_update").count(), 4);
+
+    // R18: a link granted six years ago and never used is flagged; one used last month is not.
+    let adult_patient = adult(&app, tp.practice.id).await.unwrap();
+    let long_ago = Utc::now().date_naive() - Duration::days(365 * 6);
+    let idle_proxy = adult(&app, tp.practice.id).await.unwrap();
+    let busy_proxy = adult(&app, tp.practice.id).await.unwrap();
+    let idle = fixtures::proxy_link(&app, tp.practice.id, &adult_patient, &idle_proxy, AccessLevel::Summary, long_ago)
+        .await
+        .unwrap();
+    let busy = fixtures::proxy_link(&app, tp.practice.id, &adult_patient, &busy_proxy, AccessLevel::Summary, long_ago)
+        .await
+        .unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &busy_proxy, "P9").await.unwrap();
+    let busy_me = app.patient_signed_in(&cookie).await.unwrap().who;
+    app.my_record(&busy_me, Some(busy.id), &PageRequest::default()).await.unwrap();
+    let (_, rows) = app.proxy_overview(&tp.clinician, adult_patient.nhs_number.as_str()).await.unwrap();
+    let flag = |id: ProxyLinkId| rows.iter().find(|r| r.link.id == id).map(|r| (r.unused, r.last_used.is_some()));
+    assert_eq!(flag(idle.id), Some((true, false)));
+    assert_eq!(flag(busy.id), Some((false, true)));
 }
 
 async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &TestStore) {
@@ -1747,6 +1766,40 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     .await
     .unwrap();
     assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
+    // A link with an end date lapses after it; reactivating it starts it again without one.
+    let carer = adult(&app, tp.practice.id).await.unwrap();
+    let end = (Utc::now() + Duration::days(12)).date_naive();
+    let req = caldicott_app::proxies::ProxyRequest {
+        applicant_nhs: carer.nhs_number.as_str().into(),
+        relationship: "Grandmother".into(),
+        basis: "child_not_competent".into(),
+        appointments: true,
+        record_level: "summary".into(),
+        record_from: "beginning".into(),
+        end_day: end.format("%d").to_string(),
+        end_month: end.format("%m").to_string(),
+        end_year: end.format("%Y").to_string(),
+        outcome: "grant".into(),
+        ..Default::default()
+    };
+    let granny = app.record_proxy_request(&tp.clinician, child.nhs_number.as_str(), &req).await.unwrap().unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &carer, "P9").await.unwrap();
+    let her = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert_eq!(app.my_record(&her, Some(granny.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
+    offset.store(13, Ordering::SeqCst);
+    assert!(app.my_record(&her, Some(granny.id), &PageRequest::default()).await.unwrap().entries.is_empty());
+    assert!(matches!(app.bookable_slots(&her, Some(granny.id)).await, Err(AppError::Forbidden(_))));
+    let again = app
+        .change_proxy(
+            &tp.clinician,
+            child.nhs_number.as_str(),
+            granny.id,
+            &caldicott_app::proxies::ProxyChange::Reactivate,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.ends_on, None);
+    assert_eq!(app.my_record(&her, Some(granny.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
 }
 
 async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t: &TestStore) {

@@ -463,6 +463,26 @@ fn for_query(link: Option<ProxyLinkId>) -> String {
     link.map(|l| format!("?for={l}")).unwrap_or_default()
 }
 
+/// A form's fields in the order sent.
+type Pairs = Vec<(String, String)>;
+
+/// A patient form sent as a list of pairs (so that a field may repeat): its fields and whose
+/// services it is for, once its CSRF token is checked.
+#[allow(clippy::result_large_err)]
+fn for_form(
+    me: &PatientSignedIn,
+    form: Result<Form<Pairs>, FormRejection>,
+) -> Result<(Pairs, Option<ProxyLinkId>), Response> {
+    let Ok(Form(f)) = form else { return Err(forbidden_form()) };
+    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
+        return Err(forbidden_form());
+    }
+    match link_of(field(&f, "for")) {
+        Ok(link) => Ok((f, link)),
+        Err(e) => Err(my_error(Some(me.into()), e)),
+    }
+}
+
 /// The first value of a form field sent as a list of pairs.
 fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a String> {
     f.iter().find(|(k, _)| k == name).map(|(_, v)| v)
@@ -630,13 +650,9 @@ async fn book(
     Patient(me): Patient,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
-        return forbidden_form();
-    }
-    let link = match link_of(field(&f, "for")) {
-        Ok(l) => l,
-        Err(e) => return my_error(Some((&me).into()), e),
+    let (f, link) = match for_form(&me, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
     let Some(slot) = field(&f, "slot").and_then(|s| s.parse::<SlotId>().ok()) else {
         let e = FieldError { field: "slot", message: "Choose an appointment".into() };
@@ -658,13 +674,9 @@ async fn cancel(
     axum::extract::Path(id): axum::extract::Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
-        return forbidden_form();
-    }
-    let link = match link_of(field(&f, "for")) {
-        Ok(l) => l,
-        Err(e) => return my_error(Some((&me).into()), e),
+    let (_, link) = match for_form(&me, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
     let Ok(id) = id.parse::<AppointmentId>() else {
         return my_error(Some((&me).into()), AppError::NotFound("no such appointment".into()));
@@ -777,13 +789,9 @@ async fn order(
     Patient(me): Patient,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
-        return forbidden_form();
-    }
-    let link = match link_of(field(&f, "for")) {
-        Ok(l) => l,
-        Err(e) => return my_error(Some((&me).into()), e),
+    let (f, link) = match for_form(&me, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
     let items: Vec<EntryId> = f.iter().filter(|(k, _)| k == "items").filter_map(|(_, v)| v.parse().ok()).collect();
     let note = field(&f, "note").cloned().unwrap_or_default();

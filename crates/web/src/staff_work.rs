@@ -448,6 +448,9 @@ pub struct ProxyView {
     pub last_used: String,
     pub unused: bool,
     pub next: Option<String>,
+    pub appointments: bool,
+    pub prescriptions: bool,
+    pub record_level: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
@@ -543,6 +546,9 @@ async fn proxies_view(app: &App, me: &SignedIn, nhs: &str, form: ProxyForm, erro
                     last_used: r.last_used.map_or("never".into(), |t| uk_time(t).format("%-d %b %Y").to_string()),
                     unused: r.unused,
                     next: r.next,
+                    appointments: l.scope.appointments,
+                    prescriptions: l.scope.prescriptions,
+                    record_level: l.scope.record.as_str(),
                 }
             })
             .collect(),
