@@ -8,6 +8,7 @@ pub mod access;
 pub mod appointments;
 pub mod audit;
 pub mod entry;
+pub mod messages;
 pub mod ids;
 pub mod nhs_number;
 pub mod online;
