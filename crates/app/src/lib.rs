@@ -14,6 +14,8 @@ pub mod fhir;
 pub mod filing;
 pub mod fixtures;
 pub mod nhs_login;
+pub mod notify;
+pub mod outbox;
 pub mod patient_services;
 pub mod proxies;
 pub mod record;

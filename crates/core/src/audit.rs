@@ -147,6 +147,8 @@ pub enum Action {
     TaskUpdate,
     PharmacyNominate,
     ProxyLinkUpdate,
+    MessageQueue,
+    MessageRetry,
 }
 
 impl Action {
@@ -193,6 +195,8 @@ impl Action {
             Self::TaskUpdate => "task.update",
             Self::PharmacyNominate => "patient.nominate_pharmacy",
             Self::ProxyLinkUpdate => "proxy.link_update",
+            Self::MessageQueue => "message.queue",
+            Self::MessageRetry => "message.retry",
         }
     }
 }

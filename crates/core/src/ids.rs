@@ -70,4 +70,8 @@ typed_id!(
     AppointmentId,
     /// A task in the practice's task list.
     TaskId,
+    /// One outbound message (email, SMS or letter).
+    MessageId,
+    /// A message preset.
+    PresetId,
 );

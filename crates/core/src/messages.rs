@@ -94,18 +94,15 @@ impl Preset {
 /// The safety-net message sent when an online service is linked to a record (R23), in
 /// caldicott's own words, with the same placeholders as the ICB's preset.
 pub const SAFETY_NET_NAME: &str = "Online services linked: security safety net";
-pub const SAFETY_NET_BODY: &str = "<initials>, your GP record at <organisation_name> has just been connected to an online \
+pub const SAFETY_NET_BODY: &str =
+    "<initials>, your GP record at <organisation_name> has just been connected to an online \
 service, such as the NHS App or another app. If you did not do this, please tell us straight away on \
 <organisation_main_telephone>.";
 
 /// Initials as a safety-net message uses them ("J.S."): enough to address the person, too
 /// little to identify them to someone else reading the phone.
 pub fn initials(given: &str, family: &str) -> String {
-    [given, family]
-        .iter()
-        .filter_map(|n| n.trim().chars().next())
-        .map(|c| format!("{}.", c.to_uppercase()))
-        .collect()
+    [given, family].iter().filter_map(|n| n.trim().chars().next()).map(|c| format!("{}.", c.to_uppercase())).collect()
 }
 
 /// How a message goes out.
@@ -190,13 +187,72 @@ pub fn sms_fragments(text: &str) -> (u32, bool) {
             break;
         }
     }
-    let (units, single, multi) = if gsm {
-        (septets, 160, 153)
-    } else {
-        (text.encode_utf16().count(), 70, 67)
-    };
+    let (units, single, multi) = if gsm { (septets, 160, 153) } else { (text.encode_utf16().count(), 70, 67) };
     let fragments = if units <= single { 1 } else { units.div_ceil(multi) };
     (u32::try_from(fragments).unwrap_or(u32::MAX), gsm)
+}
+
+/// Where an outbound message is on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Waiting for the worker (first try, or a retry after a temporary failure).
+    Queued,
+    /// Claimed by the worker; if the worker dies, the claim runs out and it is tried again.
+    Sending,
+    /// Accepted by the provider; its delivery report is still to come.
+    Sent,
+    Delivered,
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Sending, Self::Sent, Self::Delivered, Self::Failed].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// One message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub id: crate::ids::MessageId,
+    pub patient: crate::ids::PatientId,
+    /// Why it was sent ("safety_net", "manual" …), for the communications log.
+    pub purpose: String,
+    pub channel: Channel,
+    /// The email address, mobile number or postal address.
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    /// One key per message: a provider that honours it never delivers it twice.
+    pub idempotency_key: String,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub fragments: u32,
+    /// Cost in hundredths of a penny (SMS fragments at the configured price; email is free).
+    pub cost_hundredths: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Tries before a message is given up as failed.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The wait before try `attempts + 1`: 5 s, 10 s, 20 s … at most an hour.
+pub fn backoff(attempts: u32) -> chrono::Duration {
+    chrono::Duration::seconds((5i64 << attempts.min(10)).min(3600))
 }
 
 #[cfg(test)]
@@ -242,7 +298,9 @@ mod tests {
     #[test]
     fn sms_fragments_follow_r42() {
         // R42
-        for (len, n) in [(1, 1), (160, 1), (161, 2), (306, 2), (307, 3), (459, 3), (612, 4), (765, 5), (918, 6), (919, 7)] {
+        for (len, n) in
+            [(1, 1), (160, 1), (161, 2), (306, 2), (307, 3), (459, 3), (612, 4), (765, 5), (918, 6), (919, 7)]
+        {
             assert_eq!(sms_fragments(&"a".repeat(len)), (n, true), "{len}");
         }
         assert_eq!(sms_fragments(&"€".repeat(80)), (1, true), "extension characters count twice");
@@ -271,6 +329,13 @@ mod tests {
         assert_eq!(anyway_channel(&none), Some(Channel::Email), "email before SMS");
         assert_eq!(anyway_channel(&Reach { email: None, ..none.clone() }), Some(Channel::Sms));
         assert_eq!(anyway_channel(&Reach { email: None, sms_dissent: true, ..none }), None);
+    }
+
+    #[test]
+    fn retries_back_off_to_an_hour() {
+        assert_eq!(backoff(0).num_seconds(), 5);
+        assert_eq!(backoff(3).num_seconds(), 40);
+        assert_eq!(backoff(30).num_seconds(), 3600);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use caldicott_core::appointments::{Appointment, Clinic, Slot};
 use caldicott_core::audit::{AuditRecord, ChainHead, StoredEvent};
 use caldicott_core::entry::{Entry, OnlineVisibility, Section};
 use caldicott_core::ids::*;
+use caldicott_core::messages::OutboundMessage;
 use caldicott_core::online::{LinkageKey, PatientLogin, PatientSession};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, OnlineServicesSettings, Practice};
@@ -108,6 +109,19 @@ pub struct RecordImport {
     pub pending_review: i64,
     pub imported_at: DateTime<Utc>,
     pub imported_by: String,
+}
+
+/// What happened when the worker tried to deliver a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The provider accepted it; its delivery report is to come.
+    Sent { provider_id: String },
+    /// Delivered (a channel that knows at once, such as the log).
+    Delivered { provider_id: String },
+    /// A temporary failure: try again at `next`.
+    Retry { error: String, next: DateTime<Utc> },
+    /// Given up: the reason is shown to staff.
+    Failed { error: String },
 }
 
 /// A patient search: every given criterion must match.
@@ -456,6 +470,51 @@ pub trait Store: Send + Sync + 'static {
         practice: PracticeId,
         patient: PatientId,
         pharmacy: Option<(&str, &str)>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+
+    // ---- Outbox ----
+    /// Writes a message to the outbox with its audit event, in one transaction.
+    async fn enqueue_message(
+        &self,
+        practice: PracticeId,
+        message: &OutboundMessage,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// Claims up to `limit` messages that are due (queued, or claimed by a worker whose claim ran
+    /// out), across practices, until `lease_until`. A claimed message is not claimed again
+    /// before then.
+    async fn claim_due_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(PracticeId, OutboundMessage)>>;
+    /// Records the outcome of a claimed message (only while it is still claimed).
+    async fn finish_message(
+        &self,
+        practice: PracticeId,
+        id: MessageId,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Applies a provider's delivery report once (reports are de-duplicated by provider id and
+    /// status). Returns whether it changed anything.
+    async fn apply_delivery_report(&self, provider_id: &str, status: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn messages_for_patient(&self, practice: PracticeId, patient: PatientId)
+        -> StoreResult<Vec<OutboundMessage>>;
+    /// Messages that failed, newest first, with their patients.
+    async fn failed_messages(
+        &self,
+        practice: PracticeId,
+        limit: u32,
+    ) -> StoreResult<Vec<(OutboundMessage, PatientListing)>>;
+    /// Puts a failed message back in the queue, now.
+    async fn retry_message(
+        &self,
+        practice: PracticeId,
+        id: MessageId,
+        now: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 

@@ -38,6 +38,7 @@ pub const SQLITE: &[Migration] = &[
         name: "patient_two_step",
         sql: include_str!("../migrations/sqlite/0009_patient_two_step.sql"),
     },
+    Migration { version: 10, name: "outbox", sql: include_str!("../migrations/sqlite/0010_outbox.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -70,6 +71,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "patient_two_step",
         sql: include_str!("../migrations/postgres/0009_patient_two_step.sql"),
     },
+    Migration { version: 10, name: "outbox", sql: include_str!("../migrations/postgres/0010_outbox.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -401,6 +401,29 @@ pub(crate) fn task(r: &impl Cols) -> StoreResult<caldicott_core::tasks::Task> {
     })
 }
 
+pub(crate) fn message(r: &impl Cols) -> StoreResult<caldicott_core::messages::OutboundMessage> {
+    use caldicott_core::messages::{Channel, MessageStatus};
+    Ok(caldicott_core::messages::OutboundMessage {
+        id: MessageId::from_uuid(r.uuid("id")?),
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        purpose: r.text("purpose")?,
+        channel: parsed("channel", r.text("channel")?, Channel::parse)?,
+        recipient: r.text("recipient")?,
+        subject: r.text("subject")?,
+        body: r.text("body")?,
+        idempotency_key: r.text("idempotency_key")?,
+        status: parsed("message status", r.text("status")?, MessageStatus::parse)?,
+        attempts: u32::try_from(r.int("attempts")?).unwrap_or(0),
+        next_attempt_at: r.time("next_attempt_at")?,
+        last_error: r.opt_text("last_error")?,
+        provider_id: r.opt_text("provider_id")?,
+        fragments: u32::try_from(r.int("fragments")?).unwrap_or(0),
+        cost_hundredths: r.int("cost_hundredths")?,
+        created_at: r.time("created_at")?,
+        sent_at: r.opt_time("sent_at")?,
+    })
+}
+
 pub(crate) fn record_import(r: &impl Cols) -> StoreResult<crate::RecordImport> {
     Ok(crate::RecordImport {
         id: r.uuid("id")?,

@@ -10,6 +10,7 @@ use crate::*;
 use caldicott_core::access::*;
 use caldicott_core::audit::{seal, ChainHash, ChainHead, StoredEvent};
 use caldicott_core::entry::*;
+use caldicott_core::messages::*;
 use caldicott_core::patient::*;
 use caldicott_core::practice::*;
 use caldicott_core::snomed::{ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
@@ -433,6 +434,33 @@ macro_rules! sql_store {
                 .bind(x.last_seen_at)
                 .bind(x.expires_at)
                 .bind(x.ended_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn insert_message(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, m: &OutboundMessage) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO outbox (practice_id, id, patient_id, purpose, channel, recipient, subject, body, idempotency_key, status, \
+                     attempts, next_attempt_at, fragments, cost_hundredths, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(practice.as_uuid())
+                .bind(m.id.as_uuid())
+                .bind(m.patient.as_uuid())
+                .bind(&m.purpose)
+                .bind(m.channel.as_str())
+                .bind(&m.recipient)
+                .bind(&m.subject)
+                .bind(&m.body)
+                .bind(&m.idempotency_key)
+                .bind(m.status.as_str())
+                .bind(i32::try_from(m.attempts).unwrap_or(0))
+                .bind(m.next_attempt_at)
+                .bind(i32::try_from(m.fragments).unwrap_or(i32::MAX))
+                .bind(m.cost_hundredths)
+                .bind(m.created_at)
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
@@ -1619,6 +1647,163 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn enqueue_message(&self, practice: PracticeId, m: &OutboundMessage, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::insert_message(&mut tx, practice, m).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn claim_due_messages(
+                &self,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: u32,
+            ) -> StoreResult<Vec<(PracticeId, OutboundMessage)>> {
+                let candidates = sqlx::query(
+                    "SELECT practice_id, id FROM outbox WHERE next_attempt_at <= $1 \
+                     AND (status = 'queued' OR (status = 'sending' AND lease_until < $1)) ORDER BY next_attempt_at LIMIT $2",
+                )
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?;
+                let mut claimed = Vec::new();
+                for c in candidates {
+                    let (practice, id) = (c.uuid("practice_id")?, c.uuid("id")?);
+                    let mut tx = self.begin().await?;
+                    let won = sqlx::query(
+                        "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1 \
+                         WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
+                         AND (status = 'queued' OR (status = 'sending' AND lease_until < $4))",
+                    )
+                    .bind(lease_until)
+                    .bind(practice)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    if won.rows_affected() == 1 {
+                        let row = sqlx::query("SELECT * FROM outbox WHERE practice_id = $1 AND id = $2")
+                            .bind(practice)
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                        claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
+                    }
+                    tx.commit().await.map_err(db)?;
+                }
+                Ok(claimed)
+            }
+
+            async fn finish_message(&self, practice: PracticeId, id: MessageId, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> StoreResult<()> {
+                let (status, provider, error, next, sent): (&str, Option<&str>, Option<&str>, DateTime<Utc>, Option<DateTime<Utc>>) = match outcome {
+                    DeliveryOutcome::Sent { provider_id } => ("sent", Some(provider_id), None, now, Some(now)),
+                    DeliveryOutcome::Delivered { provider_id } => ("delivered", Some(provider_id), None, now, Some(now)),
+                    DeliveryOutcome::Retry { error, next } => ("queued", None, Some(error), *next, None),
+                    DeliveryOutcome::Failed { error } => ("failed", None, Some(error), now, None),
+                };
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "UPDATE outbox SET status = $1, provider_id = COALESCE($2, provider_id), last_error = $3, next_attempt_at = $4, \
+                     sent_at = COALESCE($5, sent_at), lease_until = NULL WHERE practice_id = $6 AND id = $7 AND status = 'sending'",
+                )
+                .bind(status)
+                .bind(provider)
+                .bind(error)
+                .bind(next)
+                .bind(sent)
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn apply_delivery_report(&self, provider_id: &str, status: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let fresh = sqlx::query(
+                    "INSERT INTO outbox_callback (provider_id, status, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(provider_id)
+                .bind(status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if fresh.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let (new_status, error) = match status {
+                    "delivered" => ("delivered", None),
+                    "permanent-failure" => ("failed", Some("the provider could not deliver it: check the address or number")),
+                    "temporary-failure" => ("failed", Some("the provider gave up for now (phone off or inbox full): retry later")),
+                    "technical-failure" => ("failed", Some("the provider had a technical failure: retry")),
+                    _ => return tx.commit().await.map_err(db).map(|()| false),
+                };
+                let done = sqlx::query(
+                    "UPDATE outbox SET status = $1, last_error = $2 WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
+                )
+                .bind(new_status)
+                .bind(error)
+                .bind(provider_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn messages_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<OutboundMessage>> {
+                self.rows_by(
+                    "SELECT * FROM outbox WHERE practice_id = $1 AND patient_id = $2 ORDER BY created_at DESC",
+                    practice,
+                    patient.as_uuid(),
+                    rows::message,
+                )
+                .await
+            }
+
+            async fn failed_messages(&self, practice: PracticeId, limit: u32) -> StoreResult<Vec<(OutboundMessage, PatientListing)>> {
+                sqlx::query(
+                    "SELECT o.*, p.id AS p_id, p.nhs_number, p.title, p.given_name, p.family_name, p.date_of_birth, p.sex, \
+                     p.address_lines, p.postcode, p.date_of_death \
+                     FROM outbox o JOIN patient p ON p.practice_id = o.practice_id AND p.id = o.patient_id \
+                     WHERE o.practice_id = $1 AND o.status = 'failed' ORDER BY o.created_at DESC LIMIT $2",
+                )
+                .bind(practice.as_uuid())
+                .bind(i64::from(limit))
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| Ok((rows::message(r)?, rows::listing(r)?)))
+                .collect()
+            }
+
+            async fn retry_message(&self, practice: PracticeId, id: MessageId, now: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE outbox SET status = 'queued', next_attempt_at = $1, attempts = 0, last_error = NULL \
+                     WHERE practice_id = $2 AND id = $3 AND status = 'failed'",
+                )
+                .bind(now)
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this message is not waiting for a retry".into()));
                 }
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
