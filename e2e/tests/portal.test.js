@@ -549,6 +549,13 @@ test('reception prints a sign-up letter and the patient makes an account with it
   assert.match(await doc.textContent('main'), /Hannah Rivers \(Mother\)/)
   assert.match(await doc.textContent('main'), /suspended for review when the patient turns 11|turned 11|turns 11|paused/i)
   await check(doc, 'proxies-with-link')
+  await doc.getByRole('link', { name: 'Back to the record' }).click()
+  await doc.getByRole('link', { name: 'Messages sent to this patient' }).click()
+  await doc.getByRole('heading', { name: /Messages sent to RIVERS, Leo/ }).waitFor()
+  await check(doc, 'communications')
+  await doc.getByRole('link', { name: 'Failed messages' }).click()
+  await doc.getByRole('heading', { name: 'Messages that could not be sent' }).waitFor()
+  await check(doc, 'failed-messages')
 })
 
 /** Signs in at NHS login (the test provider's own pages) as `login`, and comes back. */

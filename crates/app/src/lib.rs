@@ -104,12 +104,32 @@ pub struct App {
     pub audit: AuditWriter,
     clock: Clock,
     nhs_login: Option<Arc<nhs_login::NhsLogin>>,
+    notify_callback_token: Option<Arc<str>>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
         let audit = AuditWriter::start(store.clone());
-        Self { store, audit, clock, nhs_login: None }
+        Self { store, audit, clock, nhs_login: None, notify_callback_token: None }
+    }
+
+    /// GOV.UK Notify sends delivery reports with this bearer token.
+    pub fn with_notify_callback_token(mut self, token: &str) -> Self {
+        self.notify_callback_token = Some(Arc::from(token));
+        self
+    }
+
+    /// Applies a delivery report from GOV.UK Notify, if it carries the configured token.
+    /// Reports are applied once each (by notification id and status).
+    pub async fn notify_delivery_report(&self, bearer: &str, id: &str, status: &str) -> AppResult<bool> {
+        match &self.notify_callback_token {
+            Some(t) if constant_time_eq(t, bearer) => {}
+            _ => return Err(AppError::Unauthenticated("the delivery report's token is not right".into())),
+        }
+        if id.is_empty() || id.len() > 100 || status.is_empty() {
+            return Err(AppError::BadRequest("a delivery report needs an id and a status".into()));
+        }
+        Ok(self.store.apply_delivery_report(id, status, self.now()).await?)
     }
 
     /// Patients can also sign in through this OpenID Connect provider (NHS login).

@@ -171,12 +171,17 @@ impl App {
     }
 
     /// A patient's communications log, newest first (staff; audited as a look at the record).
-    pub async fn communications(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<Vec<OutboundMessage>> {
-        let patient = self.patient_here(who, nhs).await?;
+    pub async fn communications(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+    ) -> AppResult<(caldicott_core::patient::Patient, Vec<OutboundMessage>)> {
         if who.role == caldicott_core::staff::Role::Administrator {
             return Err(AppError::Forbidden("administrators do not open patient records".into()));
         }
-        Ok(self.store.messages_for_patient(who.practice, patient.id).await?)
+        let patient = self.patient_here(who, nhs).await?;
+        let messages = self.store.messages_for_patient(who.practice, patient.id).await?;
+        Ok((patient, messages))
     }
 
     /// Messages that failed, for staff to fix the contact details and retry.

@@ -157,7 +157,14 @@ async fn open(db: &Db) -> anyhow::Result<App> {
     let store = caldicott_store::open(&db.database)
         .await
         .with_context(|| format!("opening the database {}", caldicott_store::redact_url(&db.database)))?;
-    let app = App::new(store, system_clock());
+    let mut app = App::new(store, system_clock());
+    if let Ok(token) = std::env::var("CALDICOTT_NOTIFY_CALLBACK_TOKEN") {
+        if token.len() >= 16 {
+            app = app.with_notify_callback_token(&token);
+        } else {
+            anyhow::bail!("CALDICOTT_NOTIFY_CALLBACK_TOKEN must be at least 16 characters");
+        }
+    }
     // Patients can also sign in with NHS login when the provider is configured.
     Ok(match caldicott_app::nhs_login::OidcConfig::from_env() {
         None => app,
@@ -326,6 +333,20 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
 async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
+    // The outbox worker: GOV.UK Notify when it is configured, else the log (nothing leaves).
+    let courier: std::sync::Arc<dyn caldicott_app::outbox::Courier> =
+        match caldicott_app::notify::NotifyConfig::from_env() {
+            Some(config) => {
+                let config = config.map_err(|e| anyhow::anyhow!(e))?;
+                tracing::info!(url = %config.base_url, "messages go out through GOV.UK Notify");
+                std::sync::Arc::new(caldicott_app::notify::NotifyCourier::new(config))
+            }
+            None => {
+                tracing::info!("no message provider configured: messages are written to the log only");
+                std::sync::Arc::new(caldicott_app::outbox::LogCourier)
+            }
+        };
+    let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_secs(2));
     tracing::info!("caldicott listening on http://{bound}/");
     axum::serve(listener, caldicott_web::router(app))
         .with_graceful_shutdown(async {
@@ -333,5 +354,6 @@ async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow
             tracing::info!("shutting down");
         })
         .await?;
+    worker.abort();
     Ok(())
 }

@@ -10,7 +10,34 @@ use caldicott_app::App;
 use serde_json::json;
 
 pub fn routes() -> Router<App> {
-    Router::new().route("/api", get(api_page)).route("/health", get(health)).route("/assets/{*path}", get(asset))
+    Router::new()
+        .route("/api", get(api_page))
+        .route("/health", get(health))
+        .route("/assets/{*path}", get(asset))
+        .route("/notify/delivery-reports", axum::routing::post(delivery_report))
+}
+
+#[derive(serde::Deserialize)]
+struct DeliveryReport {
+    id: String,
+    status: String,
+}
+
+/// GOV.UK Notify's delivery-status callback: `Authorization: Bearer <the configured token>` and
+/// a JSON body with the notification's `id` and `status`. Repeated reports are applied once.
+async fn delivery_report(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<DeliveryReport>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, crate::error::WebError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Json(report) = body.map_err(|e| caldicott_app::AppError::BadRequest(e.body_text()))?;
+    app.notify_delivery_report(bearer, &report.id, &report.status).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 mod generated {

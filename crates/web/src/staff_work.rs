@@ -32,6 +32,9 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/pharmacy", post(nominate))
         .route("/patients/{nhs_number}/proxies", get(proxies).post(add_proxy))
         .route("/patients/{nhs_number}/proxies/{link}", post(change_proxy))
+        .route("/patients/{nhs_number}/communications", get(communications))
+        .route("/messages/failed", get(failed_messages))
+        .route("/messages/{message}/retry", post(retry_message))
 }
 
 crate::csrf_forms!(ClinicForm, CancelForm, TaskForm, PharmacyForm);
@@ -639,6 +642,128 @@ async fn change_proxy(
     };
     match app.change_proxy(&me.who, &nhs, link, &change).await {
         Ok(_) => to_patient(&me, &nhs, "/proxies"),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Communications: a patient's log, and failed messages --------------------------------------
+
+pub struct MessageRow {
+    pub id: String,
+    pub when: String,
+    pub purpose: String,
+    pub channel: &'static str,
+    pub to: String,
+    pub status: &'static str,
+    pub cost: String,
+    pub error: String,
+    pub patient: String,
+    pub nhs_digits: String,
+}
+
+fn message_row(m: &caldicott_core::messages::OutboundMessage) -> MessageRow {
+    use caldicott_core::messages::{Channel, MessageStatus};
+    MessageRow {
+        id: m.id.to_string(),
+        when: uk_time(m.created_at).format("%-d %b %Y %H:%M").to_string(),
+        purpose: m.purpose.replace('_', " "),
+        channel: match m.channel {
+            Channel::Email => "Email",
+            Channel::Sms => "Text message",
+            Channel::Letter => "Letter",
+        },
+        to: m.recipient.lines().next().unwrap_or_default().to_owned(),
+        status: match m.status {
+            MessageStatus::Queued => "Waiting to send",
+            MessageStatus::Sending => "Sending",
+            MessageStatus::Sent => "Sent",
+            MessageStatus::Delivered => "Delivered",
+            MessageStatus::Failed => "Failed",
+        },
+        cost: if m.cost_hundredths == 0 {
+            "free".into()
+        } else {
+            format!(
+                "{:.2}p ({} {})",
+                m.cost_hundredths as f64 / 100.0,
+                m.fragments,
+                if m.fragments == 1 { "fragment" } else { "fragments" }
+            )
+        },
+        error: m.last_error.clone().unwrap_or_default(),
+        patient: String::new(),
+        nhs_digits: String::new(),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "communications.html")]
+struct CommunicationsPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    heading: String,
+    back: Option<String>,
+    failed_view: bool,
+    rows: Vec<MessageRow>,
+}
+
+async fn communications(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+    match app.communications(&me.who, &nhs).await {
+        Ok((patient, list)) => CommunicationsPage {
+            chrome: Some((&me).into()),
+            csrf: me.csrf_token.clone(),
+            heading: format!("Messages sent to {}, {}", patient.name.family.to_uppercase(), patient.name.given),
+            back: Some(format!("/patients/{}", patient.nhs_number.as_str())),
+            failed_view: false,
+            rows: list.iter().map(message_row).collect(),
+        }
+        .into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+async fn failed_messages(State(app): State<App>, Portal(me): Portal) -> Response {
+    match app.failed_messages(&me.who).await {
+        Ok(list) => CommunicationsPage {
+            chrome: Some((&me).into()),
+            csrf: me.csrf_token.clone(),
+            heading: "Messages that could not be sent".into(),
+            back: None,
+            failed_view: true,
+            rows: list
+                .iter()
+                .map(|(m, p)| MessageRow {
+                    patient: format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+                    nhs_digits: p.nhs_number.as_str().to_owned(),
+                    ..message_row(m)
+                })
+                .collect(),
+        }
+        .into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RetryForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+crate::csrf_forms!(RetryForm);
+
+async fn retry_message(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<RetryForm>, FormRejection>,
+) -> Response {
+    let Some(_) = checked(&me, form) else { return forbidden_form() };
+    let Ok(id) = id.parse::<MessageId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such message".into()));
+    };
+    match app.retry_message(&me.who, id).await {
+        Ok(()) => Redirect::to("/messages/failed").into_response(),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

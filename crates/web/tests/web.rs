@@ -483,6 +483,37 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
     };
     app.store.create_task(tp.practice.id, &task, &fixtures::audit(Action::TaskCreate, Some(pat.id))).await.unwrap();
     let clinic_day = (day.format("%d").to_string(), day.format("%m").to_string(), day.format("%Y").to_string());
+    // A failed message, for the retry route.
+    let message = app
+        .queue_message(
+            tp.practice.id,
+            caldicott_core::audit::Actor {
+                kind: caldicott_core::audit::ActorKind::System,
+                id: "test".into(),
+                role: "system".into(),
+            },
+            caldicott_app::outbox::Draft {
+                patient: pat.id,
+                purpose: "test",
+                channel: caldicott_core::messages::Channel::Email,
+                recipient: "a@example.com".into(),
+                subject: "s".into(),
+                body: "b".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    app.store.claim_due_messages(now, now + chrono::Duration::seconds(60), 100).await.unwrap();
+    app.store
+        .finish_message(
+            tp.practice.id,
+            message.id,
+            &caldicott_store::DeliveryOutcome::Failed { error: "test".into() },
+            now,
+        )
+        .await
+        .unwrap();
     let applicant = adult(&app, tp.practice.id).await.unwrap();
     let applicant_nhs = applicant.nhs_number.as_str().to_owned();
     let proxy = fixtures::proxy_link(
@@ -515,7 +546,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{staff}", &tp.clinician.staff.to_string())
                 .replace("{appointment}", &appointment.id.to_string())
                 .replace("{task}", &task.id.to_string())
-                .replace("{link}", &proxy.id.to_string());
+                .replace("{link}", &proxy.id.to_string())
+                .replace("{message}", &message.id.to_string());
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,

@@ -1,0 +1,210 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The GOV.UK Notify courier against a local server that implements Notify's documented
+//! contract (the v2 notifications API with a fresh HS256 JWT per request), and Notify's
+//! delivery reports coming back to caldicott.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use caldicott_app::fixtures::{self, adult};
+use caldicott_app::notify::{NotifyConfig, NotifyCourier};
+use caldicott_app::outbox::{Courier, Draft};
+use caldicott_app::App;
+use caldicott_core::audit::{Actor, ActorKind};
+use caldicott_core::messages::{Channel, MessageStatus};
+use caldicott_store::test_support;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+const SERVICE: &str = "26785a09-ab16-4eb0-8407-a37497a57506";
+const SECRET: &str = "3d844edf-8d35-48ac-975b-e847b4f122b0";
+
+#[derive(Clone, Default)]
+struct FakeNotify {
+    received: Arc<Mutex<Vec<(String, Value)>>>,
+    refused_once: Arc<Mutex<Vec<String>>>,
+}
+
+/// POST /v2/notifications/{email|sms|letter}, as Notify documents it.
+async fn notifications(
+    State(s): State<FakeNotify>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let error = |status: StatusCode, message: &str| {
+        (
+            status,
+            Json(
+                json!({ "status_code": status.as_u16(), "errors": [{ "error": "BadRequestError", "message": message }] }),
+            ),
+        )
+    };
+    // Authorisation: a JWT signed with the key's secret, iss = service id, iat within 30 seconds.
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else { return error(StatusCode::FORBIDDEN, "no token") };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    let Ok(claims) =
+        jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &v)
+    else {
+        return error(StatusCode::FORBIDDEN, "Invalid token: signature");
+    };
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    if claims.claims["iss"] != SERVICE || (now - claims.claims["iat"].as_i64().unwrap_or(0)).abs() > 30 {
+        return error(StatusCode::FORBIDDEN, "Invalid token: iss or iat");
+    }
+    let need: &[&str] = match kind.as_str() {
+        "email" => &["email_address", "template_id"],
+        "sms" => &["phone_number", "template_id"],
+        "letter" => &["template_id"],
+        _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    if need.iter().any(|k| body[*k].as_str().is_none_or(str::is_empty))
+        || body["personalisation"]["body"].as_str().is_none()
+    {
+        return error(StatusCode::BAD_REQUEST, "missing field");
+    }
+    if kind == "letter" && body["personalisation"]["address_line_1"].as_str().is_none() {
+        return error(StatusCode::BAD_REQUEST, "address_line_1 is required");
+    }
+    // The first request of each kind meets the rate limit, so the retry path runs too.
+    {
+        let mut refused = s.refused_once.lock().unwrap();
+        if !refused.contains(&kind) {
+            refused.push(kind.clone());
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Exceeded rate limit for key type LIVE of 3000 requests per 60 seconds",
+            );
+        }
+    }
+    s.received.lock().unwrap().push((kind, body.clone()));
+    let id = uuid::Uuid::now_v7().to_string();
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "reference": body["reference"], "content": {}, "uri": "", "template": {} })),
+    )
+}
+
+async fn start_fake() -> (String, FakeNotify) {
+    let state = FakeNotify::default();
+    let router = Router::new().route("/v2/notifications/{kind}", post(notifications)).with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}"), state)
+}
+
+async fn report(app: &App, token: &str, body: Value) -> StatusCode {
+    let req = Request::post("/notify/delivery-reports")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    caldicott_web::router(app.clone()).oneshot(req).await.unwrap().status()
+}
+
+async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_support::TestStore) {
+    // R41, T8 (no personal data in references)
+    let (base_url, fake) = start_fake().await;
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || chrono::Utc::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))),
+    )
+    .with_notify_callback_token("callback-secret");
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
+    let mut ids = Vec::new();
+    for (channel, to) in [
+        (Channel::Email, "test.patient@example.com"),
+        (Channel::Sms, "07700 900123"),
+        (Channel::Letter, "Test Patient\n1 Test Street\nTE1 1ST"),
+    ] {
+        let draft = Draft {
+            patient: pat.id,
+            purpose: "test",
+            channel,
+            recipient: to.into(),
+            subject: "From your practice".into(),
+            body: "Test Patient, your practice has a message for you.".into(),
+        };
+        ids.push(app.queue_message(tp.practice.id, system.clone(), draft).await.unwrap().id);
+    }
+    let key = format!("caldicott_test-{SERVICE}-{SECRET}");
+    let (service_id, secret) = caldicott_app::notify::split_key(&key).unwrap();
+    assert!(caldicott_app::notify::split_key("not-a-key").is_err());
+    let courier: Arc<dyn Courier> = Arc::new(NotifyCourier::new(NotifyConfig {
+        base_url,
+        service_id,
+        secret,
+        email_template: "e-template".into(),
+        sms_template: "s-template".into(),
+        letter_template: "l-template".into(),
+    }));
+    // First pass: each kind meets a 429 and is queued again; the retry goes through.
+    assert_eq!(app.deliver_due(&courier, 10).await.unwrap(), 3);
+    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    assert!(messages
+        .iter()
+        .all(|m| m.status == MessageStatus::Queued && m.last_error.as_deref().unwrap_or("").contains("429")));
+    // The retry comes due after its backoff.
+    offset.fetch_add(10, Ordering::SeqCst);
+    assert_eq!(app.deliver_due(&courier, 10).await.unwrap(), 3);
+    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    assert!(messages.iter().all(|m| m.status == MessageStatus::Sent && m.provider_id.is_some()), "{messages:?}");
+    // T8: the reference is the message id, nothing about the person.
+    for (_, body) in fake.received.lock().unwrap().iter() {
+        let reference = body["reference"].as_str().unwrap();
+        assert!(ids.iter().any(|id| id.to_string() == reference));
+        for personal in [pat.nhs_number.as_str(), "Test Patient", "example.com", "07700", "TE1"] {
+            assert!(!reference.contains(personal));
+        }
+    }
+    // Delivery reports: the wrong token is refused; each report is applied once.
+    let email = messages.iter().find(|m| m.channel == Channel::Email).unwrap();
+    let sms = messages.iter().find(|m| m.channel == Channel::Sms).unwrap();
+    let pid = email.provider_id.clone().unwrap();
+    assert_eq!(report(&app, "guess", json!({"id": pid, "status": "delivered"})).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        report(&app, "callback-secret", json!({"id": pid, "status": "delivered"})).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        report(&app, "callback-secret", json!({"id": pid, "status": "delivered"})).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(report(&app, "callback-secret", json!({"nope": 1})).await, StatusCode::BAD_REQUEST);
+    let sms_pid = sms.provider_id.clone().unwrap();
+    report(&app, "callback-secret", json!({"id": sms_pid, "status": "permanent-failure"})).await;
+    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let status_of = |c: Channel| messages.iter().find(|m| m.channel == c).unwrap().clone();
+    assert_eq!(status_of(Channel::Email).status, MessageStatus::Delivered);
+    let failed = status_of(Channel::Sms);
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert!(failed.last_error.unwrap().contains("check the address or number"));
+    assert_eq!(failed.fragments, 1);
+    // Staff see it among the failed messages and send it again.
+    let listed = app.failed_messages(&tp.clinician).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    app.retry_message(&tp.clinician, failed.id).await.unwrap();
+    assert!(app.retry_message(&tp.clinician, failed.id).await.is_err(), "only a failed message is retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_on_sqlite() {
+    notify_delivers_with_a_fresh_token_and_reports_come_back(&test_support::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_on_postgres() {
+    notify_delivers_with_a_fresh_token_and_reports_come_back(&test_support::postgres().await.unwrap()).await;
+}
