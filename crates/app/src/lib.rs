@@ -4,6 +4,7 @@
 
 pub mod access_panel;
 pub mod appointments;
+pub mod apps;
 pub mod audit_log;
 pub mod auth;
 pub mod consultation;

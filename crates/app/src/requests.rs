@@ -287,7 +287,7 @@ impl App {
             Outcome::Success,
             format!("item {template} {}", if approve { "approved and issued" } else { "turned down" }),
         );
-        self.store.update_task(who.practice, &task, &entries, &audit).await?;
+        self.store.update_task(who.practice, &task, &entries, None, &audit).await?;
         Ok(task)
     }
 
@@ -310,7 +310,7 @@ impl App {
             Outcome::Success,
             "closed with an outcome",
         );
-        self.store.update_task(who.practice, &task, &[], &audit).await?;
+        self.store.update_task(who.practice, &task, &[], None, &audit).await?;
         Ok(task)
     }
 

@@ -985,6 +985,8 @@ both!(
     staff_record_grant_refuse_suspend_and_reactivate_proxy_access,
     a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it,
     nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date,
+    an_app_links_with_the_letter_and_raises_a_safety_net_task,
+    regenerating_the_linkage_key_cuts_off_every_app_at_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1841,4 +1843,151 @@ async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t
     // Another subject cannot take over the patient's NHS login account.
     let other = app.nhs_login_sign_in(iss, "sub-3", IdentityLevel::P9, &pat.nhs_number, dob).await.unwrap();
     assert_ne!(app.patient_signed_in(&other).await.unwrap().who.account, me.account);
+}
+
+fn link_request(
+    letter: &caldicott_app::patient_services::LinkageLetter,
+    family: &str,
+    born: chrono::NaiveDate,
+) -> caldicott_app::apps::LinkRequest {
+    caldicott_app::apps::LinkRequest {
+        ods_code: letter.ods_code.clone(),
+        account_id: letter.account_id.clone(),
+        linkage_key: letter.linkage_key.clone(),
+        family_name: family.into(),
+        birth_date: born.to_string(),
+    }
+}
+
+async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore) {
+    // R21, R23, R38-R40, T8
+    use caldicott_app::apps::AlertOutcome;
+    use caldicott_core::messages::{Channel, NO_PREFERENCE};
+    use caldicott_core::tasks::{TaskKind, TaskStatus};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    assert!(matches!(app.register_app(&reception, "x", "y").await, Err(AppError::Forbidden(_))));
+    let (registered, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd").await.unwrap();
+    // A patient with an email address but no recorded preference, and hidden entries.
+    let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
+    pat.contact.email = Some("pat@example.com".into());
+    app.store
+        .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET");
+    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let letter = app.issue_linkage(&reception, pat.nhs_number.as_str(), "P9").await.unwrap();
+    // The patient makes their own account with the letter; an app may still link with it.
+    let cookie = app
+        .patient_sign_up(&caldicott_app::patient_services::SignUp {
+            ods_code: letter.ods_code.clone(),
+            account_id: letter.account_id.clone(),
+            linkage_key: letter.linkage_key.clone(),
+            family: "Patient".into(),
+            birth_day: "17".into(),
+            birth_month: "5".into(),
+            birth_year: "1980".into(),
+            username: format!("apps.{}", pat.id),
+            password: "a patient password".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let good = link_request(&letter, "Patient", pat.date_of_birth);
+    assert!(matches!(app.link_app(&registered.client_id, "wrong", &good).await, Err(AppError::Unauthenticated(_))));
+    let wrong_name = link_request(&letter, "Someone", pat.date_of_birth);
+    assert!(matches!(app.link_app(&registered.client_id, &secret, &wrong_name).await, Err(AppError::Forbidden(_))));
+    let (link, token) = app.link_app(&registered.client_id, &secret, &good).await.unwrap();
+    let (_, found, _) = app.app_link_of_token(&token).await.unwrap();
+    assert_eq!(found.id, link.id);
+    // The task appears; with no preference, actioning it says to contact the patient by hand.
+    let tasks = app.task_list(&reception, false).await.unwrap();
+    let (task, _) =
+        tasks.iter().find(|(t, p)| p.id == pat.id && t.kind == TaskKind::OnlineServicesLinked).unwrap().clone();
+    assert_eq!(app.action_alert(&reception, task.id, false).await.unwrap(), AlertOutcome::Manual(NO_PREFERENCE.into()));
+    assert_eq!(app.open_task(&reception, task.id).await.unwrap().0.status, TaskStatus::Open);
+    // Sent anyway by email, audited as the member of staff's choice.
+    assert_eq!(app.action_alert(&reception, task.id, true).await.unwrap(), AlertOutcome::Sent(Channel::Email));
+    assert!(matches!(app.action_alert(&reception, task.id, true).await, Err(AppError::Conflict(_))));
+    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(
+        (m.channel, m.recipient.as_str(), m.purpose.as_str()),
+        (Channel::Email, "pat@example.com", "safety_net")
+    );
+    assert!(m.body.starts_with("T.P., your GP record at Test Surgery"), "{}", m.body);
+    // T8: nothing hidden, and nothing personal in the reference (the message id).
+    for text in [&m.body, &m.subject, &m.idempotency_key] {
+        assert!(!text.contains("SECRET"), "hidden content in a message: {text}");
+    }
+    for personal in [pat.nhs_number.as_str(), "Patient", "pat@example.com"] {
+        assert!(!m.idempotency_key.contains(personal) && !m.id.to_string().contains(personal));
+    }
+    // SMS preferred, but the latest SMS consent code is a dissent: no automatic SMS (R40).
+    let mut texter = fixtures::person(tp.practice.id, fixtures::date(1975, 1, 2));
+    texter.contact.mobile = Some("07700 900111".into());
+    texter.preferred_contact = caldicott_core::patient::PreferredContactMethod::Sms;
+    app.store
+        .create_patient(tp.practice.id, &texter, &fixtures::audit(Action::PatientCreate, Some(texter.id)))
+        .await
+        .unwrap();
+    let mut dissent = consultation(&texter, Utc::now() - Duration::days(3), "");
+    dissent.body = EntryBody::Coded { value: None };
+    dissent.code = Some(caldicott_core::snomed::Coding {
+        concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
+        term: "Dissent from SMS".into(),
+    });
+    app.store
+        .add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(texter.id)))
+        .await
+        .unwrap();
+    let letter = app.issue_linkage(&reception, texter.nhs_number.as_str(), "P9").await.unwrap();
+    app.link_app(&registered.client_id, &secret, &link_request(&letter, "Patient", texter.date_of_birth))
+        .await
+        .unwrap();
+    let (task, _) =
+        app.task_list(&reception, false).await.unwrap().into_iter().find(|(_, p)| p.id == texter.id).unwrap();
+    assert!(matches!(app.action_alert(&reception, task.id, false).await.unwrap(), AlertOutcome::Manual(_)));
+    assert!(
+        matches!(app.action_alert(&reception, task.id, true).await.unwrap(), AlertOutcome::Manual(m) if m.contains("No email"))
+    );
+    // The patient sees the app and cuts it off.
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert_eq!(app.my_apps(&me).await.unwrap().len(), 1);
+    app.revoke_my_app(&me, link.id).await.unwrap();
+    assert!(matches!(app.app_link_of_token(&token).await, Err(AppError::Unauthenticated(_))));
+    assert!(matches!(app.revoke_my_app(&me, link.id).await, Err(AppError::NotFound(_))));
+}
+
+async fn regenerating_the_linkage_key_cuts_off_every_app_at_once(t: &TestStore) {
+    // R21
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (a1, s1) = app.register_app(&admin, "App One", "One Ltd").await.unwrap();
+    let (a2, s2) = app.register_app(&admin, "App Two", "Two Ltd").await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
+    let req = link_request(&letter, "Patient", pat.date_of_birth);
+    let (_, t1) = app.link_app(&a1.client_id, &s1, &req).await.unwrap();
+    let (_, t2) = app.link_app(&a2.client_id, &s2, &req).await.unwrap();
+    assert!(app.app_link_of_token(&t1).await.is_ok() && app.app_link_of_token(&t2).await.is_ok());
+    let fresh = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
+    assert!(app.app_link_of_token(&t1).await.is_err(), "the first app is cut off at once");
+    assert!(app.app_link_of_token(&t2).await.is_err(), "and the second");
+    assert!(app.link_app(&a1.client_id, &s1, &req).await.is_err(), "the old key links nothing");
+    let (_, t3) = app.link_app(&a1.client_id, &s1, &link_request(&fresh, "Patient", pat.date_of_birth)).await.unwrap();
+    assert_eq!(app.reset_app_links(&tp.clinician, pat.nhs_number.as_str()).await.unwrap(), 1);
+    assert!(app.app_link_of_token(&t3).await.is_err(), "reset third-party links revokes all");
+    let links = app.patient_apps(&tp.clinician, pat.nhs_number.as_str()).await.unwrap();
+    assert_eq!(links.len(), 3);
+    assert!(links.iter().all(|(l, _)| l.revoked_at.is_some()));
+    // Overdue alerts show on the dashboard after a day.
+    let later = App::new(t.store.clone(), Arc::new(|| Utc::now() + Duration::hours(25)));
+    assert_eq!(later.overdue_alerts(&tp.clinician).await.unwrap(), 3);
+    assert_eq!(app.overdue_alerts(&tp.clinician).await.unwrap(), 0);
 }

@@ -149,6 +149,10 @@ pub enum Action {
     ProxyLinkUpdate,
     MessageQueue,
     MessageRetry,
+    AppRegister,
+    AppLink,
+    AppUnlink,
+    PresetSave,
 }
 
 impl Action {
@@ -197,6 +201,10 @@ impl Action {
             Self::ProxyLinkUpdate => "proxy.link_update",
             Self::MessageQueue => "message.queue",
             Self::MessageRetry => "message.retry",
+            Self::AppRegister => "app.register",
+            Self::AppLink => "app.link",
+            Self::AppUnlink => "app.unlink",
+            Self::PresetSave => "preset.save",
         }
     }
 }

@@ -74,4 +74,8 @@ typed_id!(
     MessageId,
     /// A message preset.
     PresetId,
+    /// A third-party patient app registered with the practice.
+    AppId,
+    /// One app's link to one patient's record.
+    AppLinkId,
 );

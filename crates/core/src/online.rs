@@ -88,6 +88,68 @@ impl PatientSession {
     }
 }
 
+/// A third-party patient-facing app registered with the practice (R21).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientApp {
+    pub id: crate::ids::AppId,
+    pub name: String,
+    pub supplier: String,
+    pub client_id: String,
+    #[serde(skip)]
+    pub client_secret_hash: [u8; 32],
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How an app proved it acts for the patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkVia {
+    LinkageKey,
+    NhsLogin,
+}
+
+impl LinkVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LinkageKey => "linkage_key",
+            Self::NhsLogin => "nhs_login",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "linkage_key" => Some(Self::LinkageKey),
+            "nhs_login" => Some(Self::NhsLogin),
+            _ => None,
+        }
+    }
+}
+
+/// An app's link to a patient's record: it gives the app the patient's own online access,
+/// never more. Regenerating the linkage key it was made with, or resetting third-party links,
+/// revokes it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLink {
+    pub id: crate::ids::AppLinkId,
+    pub app: crate::ids::AppId,
+    pub patient: PatientId,
+    pub via: LinkVia,
+    /// The Account ID of the linkage key it was made with.
+    pub linkage_ref: Option<String>,
+    #[serde(skip)]
+    pub token_hash: [u8; 32],
+    pub linked_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_why: Option<String>,
+}
+
+impl LinkageKey {
+    /// Usable to link an app: the current key (not revoked), whether or not it made an account.
+    pub fn links_apps(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

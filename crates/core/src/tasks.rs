@@ -13,17 +13,25 @@ pub enum TaskKind {
     MedicationQuery,
     RecordAmendment,
     RecordDisagreement,
+    /// "Online services linked": a third-party app linked to the record (R23).
+    OnlineServicesLinked,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 4] =
-        [Self::RepeatRequest, Self::MedicationQuery, Self::RecordAmendment, Self::RecordDisagreement];
+    pub const ALL: [TaskKind; 5] = [
+        Self::RepeatRequest,
+        Self::MedicationQuery,
+        Self::RecordAmendment,
+        Self::RecordDisagreement,
+        Self::OnlineServicesLinked,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RepeatRequest => "repeat_request",
             Self::MedicationQuery => "medication_query",
             Self::RecordAmendment => "record_amendment",
             Self::RecordDisagreement => "record_disagreement",
+            Self::OnlineServicesLinked => "online_services_linked",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -35,11 +43,12 @@ impl TaskKind {
             Self::MedicationQuery => "Question about medication",
             Self::RecordAmendment => "Request to amend the record",
             Self::RecordDisagreement => "Note of disagreement with the record",
+            Self::OnlineServicesLinked => "Online services linked (security alert)",
         }
     }
     /// Who may record the outcome: clinicians decide on medicines and the record.
     pub fn needs_clinician(self) -> bool {
-        true
+        self != Self::OnlineServicesLinked
     }
 }
 

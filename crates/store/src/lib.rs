@@ -20,7 +20,7 @@ use caldicott_core::audit::{AuditRecord, ChainHead, StoredEvent};
 use caldicott_core::entry::{Entry, OnlineVisibility, Section};
 use caldicott_core::ids::*;
 use caldicott_core::messages::OutboundMessage;
-use caldicott_core::online::{LinkageKey, PatientLogin, PatientSession};
+use caldicott_core::online::{AppLink, LinkageKey, PatientApp, PatientLogin, PatientSession};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, OnlineServicesSettings, Practice};
 use caldicott_core::staff::{ApiToken, SignInState, StaffMember, StaffSession};
@@ -451,12 +451,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(Task, PatientListing)>>;
     async fn tasks_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<Task>>;
-    /// Saves a task's new state (only if it was open) and any entries its outcome adds.
+    /// Saves a task's new state (only if it was open), any entries its outcome adds and any
+    /// message it sends, in one transaction.
     async fn update_task(
         &self,
         practice: PracticeId,
         task: &Task,
         entries: &[Entry],
+        message: Option<&OutboundMessage>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
     /// The patient's nominated pharmacy: ODS code and name.
@@ -517,6 +519,49 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
+
+    /// The practice's message presets.
+    async fn presets(&self, practice: PracticeId) -> StoreResult<Vec<(PresetId, caldicott_core::messages::Preset)>>;
+    /// Saves a preset by name (a new one, or new wording for an existing one).
+    async fn save_preset(
+        &self,
+        practice: PracticeId,
+        preset: &caldicott_core::messages::Preset,
+        by: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+
+    // ---- Linked apps (R21, R23) ----
+    async fn create_app(&self, practice: PracticeId, app: &PatientApp, audit: &AuditRecord) -> StoreResult<()>;
+    async fn apps(&self, practice: PracticeId) -> StoreResult<Vec<PatientApp>>;
+    /// An app by its client id, with its practice.
+    async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>>;
+    /// A new link and its "online services linked" task, in one transaction.
+    async fn create_app_link(
+        &self,
+        practice: PracticeId,
+        link: &AppLink,
+        task: &Task,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    async fn app_link(&self, practice: PracticeId, id: AppLinkId) -> StoreResult<Option<AppLink>>;
+    /// A patient's app links (revoked ones too), newest first, each with its app.
+    async fn app_links_for_patient(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Vec<(AppLink, PatientApp)>>;
+    /// Revokes a patient's live app links (one, or all); returns how many.
+    async fn revoke_app_links(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        only: Option<AppLinkId>,
+        why: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<u64>;
 
     /// The records transferred in for a patient, newest first.
     async fn record_imports(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<RecordImport>>;

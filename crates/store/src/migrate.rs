@@ -39,6 +39,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0009_patient_two_step.sql"),
     },
     Migration { version: 10, name: "outbox", sql: include_str!("../migrations/sqlite/0010_outbox.sql") },
+    Migration { version: 11, name: "linked_apps", sql: include_str!("../migrations/sqlite/0011_linked_apps.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -72,6 +73,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0009_patient_two_step.sql"),
     },
     Migration { version: 10, name: "outbox", sql: include_str!("../migrations/postgres/0010_outbox.sql") },
+    Migration { version: 11, name: "linked_apps", sql: include_str!("../migrations/postgres/0011_linked_apps.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

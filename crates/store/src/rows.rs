@@ -424,6 +424,36 @@ pub(crate) fn message(r: &impl Cols) -> StoreResult<caldicott_core::messages::Ou
     })
 }
 
+/// An app from a row; its id is in `id_col` (`a_id` when joined to a link).
+pub(crate) fn patient_app(r: &impl Cols, id_col: &str) -> StoreResult<caldicott_core::online::PatientApp> {
+    let hash = r.bytes("client_secret_hash")?;
+    Ok(caldicott_core::online::PatientApp {
+        id: AppId::from_uuid(r.uuid(id_col)?),
+        name: r.text("name")?,
+        supplier: r.text("supplier")?,
+        client_id: r.text("client_id")?,
+        client_secret_hash: hash.as_slice().try_into().map_err(|_| corrupt("client_secret_hash", "length"))?,
+        active: r.flag("active")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub(crate) fn app_link(r: &impl Cols) -> StoreResult<caldicott_core::online::AppLink> {
+    use caldicott_core::online::LinkVia;
+    let hash = r.bytes("token_hash")?;
+    Ok(caldicott_core::online::AppLink {
+        id: AppLinkId::from_uuid(r.uuid("id")?),
+        app: AppId::from_uuid(r.uuid("app_id")?),
+        patient: PatientId::from_uuid(r.uuid("patient_id")?),
+        via: parsed("link via", r.text("via")?, LinkVia::parse)?,
+        linkage_ref: r.opt_text("linkage_ref")?,
+        token_hash: hash.as_slice().try_into().map_err(|_| corrupt("token_hash", "length"))?,
+        linked_at: r.time("linked_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+        revoked_why: r.opt_text("revoked_why")?,
+    })
+}
+
 pub(crate) fn record_import(r: &impl Cols) -> StoreResult<crate::RecordImport> {
     Ok(crate::RecordImport {
         id: r.uuid("id")?,

@@ -11,6 +11,7 @@ use caldicott_core::access::*;
 use caldicott_core::audit::{seal, ChainHash, ChainHead, StoredEvent};
 use caldicott_core::entry::*;
 use caldicott_core::messages::*;
+use caldicott_core::online::{AppLink, PatientApp};
 use caldicott_core::patient::*;
 use caldicott_core::practice::*;
 use caldicott_core::snomed::{ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
@@ -1074,9 +1075,20 @@ macro_rules! sql_store {
 
             async fn issue_linkage_key(&self, practice: PracticeId, k: &LinkageKey, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
+                // Every app linked with an earlier key loses its access at once (R21).
                 sqlx::query(
-                    "UPDATE linkage_key SET revoked_at = $1 WHERE practice_id = $2 AND holder_id = $3 \
-                     AND used_at IS NULL AND revoked_at IS NULL",
+                    "UPDATE app_link SET revoked_at = $1, revoked_why = 'linkage key regenerated' \
+                     WHERE practice_id = $2 AND patient_id = $3 AND revoked_at IS NULL AND linkage_ref IN \
+                     (SELECT account_ref FROM linkage_key WHERE practice_id = $2 AND holder_id = $3 AND revoked_at IS NULL)",
+                )
+                .bind(k.issued_at)
+                .bind(practice.as_uuid())
+                .bind(k.holder.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                sqlx::query(
+                    "UPDATE linkage_key SET revoked_at = $1 WHERE practice_id = $2 AND holder_id = $3 AND revoked_at IS NULL",
                 )
                 .bind(k.issued_at)
                 .bind(practice.as_uuid())
@@ -1585,7 +1597,14 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn update_task(&self, practice: PracticeId, t: &Task, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()> {
+            async fn update_task(
+                &self,
+                practice: PracticeId,
+                t: &Task,
+                entries: &[Entry],
+                message: Option<&OutboundMessage>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE task SET status = $1, body = $2, outcome = $3, closed_at = $4, closed_by = $5 \
@@ -1609,6 +1628,12 @@ macro_rules! sql_store {
                         return Err(StoreError::Conflict("an entry of a task belongs to another patient".into()));
                     }
                     Self::insert_entry(&mut tx, practice, e).await?;
+                }
+                if let Some(m) = message {
+                    if m.patient != t.patient {
+                        return Err(StoreError::Conflict("a task's message is for another patient".into()));
+                    }
+                    Self::insert_message(&mut tx, practice, m).await?;
                 }
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
@@ -1807,6 +1832,189 @@ macro_rules! sql_store {
                 }
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
+            }
+
+            async fn presets(&self, practice: PracticeId) -> StoreResult<Vec<(PresetId, Preset)>> {
+                sqlx::query("SELECT id, name, body FROM message_preset WHERE practice_id = $1 ORDER BY name")
+                    .bind(practice.as_uuid())
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| Ok((PresetId::from_uuid(r.uuid("id")?), Preset { name: r.text("name")?, body: r.text("body")? })))
+                    .collect()
+            }
+
+            async fn save_preset(&self, practice: PracticeId, p: &Preset, by: &str, at: DateTime<Utc>, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE message_preset SET body = $1, updated_at = $2, updated_by = $3 WHERE practice_id = $4 AND name = $5",
+                )
+                .bind(&p.body)
+                .bind(at)
+                .bind(by)
+                .bind(practice.as_uuid())
+                .bind(&p.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if updated.rows_affected() == 0 {
+                    sqlx::query(
+                        "INSERT INTO message_preset (practice_id, id, name, body, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(&p.name)
+                    .bind(&p.body)
+                    .bind(at)
+                    .bind(by)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn create_app(&self, practice: PracticeId, a: &PatientApp, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO patient_app (practice_id, id, name, supplier, client_id, client_secret_hash, active, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(practice.as_uuid())
+                .bind(a.id.as_uuid())
+                .bind(&a.name)
+                .bind(&a.supplier)
+                .bind(&a.client_id)
+                .bind(a.client_secret_hash.to_vec())
+                .bind(a.active)
+                .bind(a.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn apps(&self, practice: PracticeId) -> StoreResult<Vec<PatientApp>> {
+                sqlx::query("SELECT * FROM patient_app WHERE practice_id = $1 ORDER BY name")
+                    .bind(practice.as_uuid())
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| rows::patient_app(r, "id"))
+                    .collect()
+            }
+
+            async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>> {
+                sqlx::query("SELECT * FROM patient_app WHERE client_id = $1")
+                    .bind(client_id)
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?
+                    .map(|r| Ok((PracticeId::from_uuid(r.uuid("practice_id")?), rows::patient_app(&r, "id")?)))
+                    .transpose()
+            }
+
+            async fn create_app_link(&self, practice: PracticeId, l: &AppLink, t: &Task, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO app_link (practice_id, id, app_id, patient_id, via, linkage_ref, token_hash, linked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(practice.as_uuid())
+                .bind(l.id.as_uuid())
+                .bind(l.app.as_uuid())
+                .bind(l.patient.as_uuid())
+                .bind(l.via.as_str())
+                .bind(&l.linkage_ref)
+                .bind(l.token_hash.to_vec())
+                .bind(l.linked_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                sqlx::query(
+                    "INSERT INTO task (practice_id, id, patient_id, kind, status, created_at, requested_by, body, outcome, closed_at, closed_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(practice.as_uuid())
+                .bind(t.id.as_uuid())
+                .bind(t.patient.as_uuid())
+                .bind(t.kind.as_str())
+                .bind(t.status.as_str())
+                .bind(t.created_at)
+                .bind(&t.requested_by)
+                .bind(json(&t.body)?)
+                .bind(&t.outcome)
+                .bind(t.closed_at)
+                .bind(&t.closed_by)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn app_link(&self, practice: PracticeId, id: AppLinkId) -> StoreResult<Option<AppLink>> {
+                self.row_by("SELECT * FROM app_link WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), rows::app_link).await
+            }
+
+            async fn app_links_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<(AppLink, PatientApp)>> {
+                sqlx::query(
+                    "SELECT l.*, a.id AS a_id, a.name, a.supplier, a.client_id, a.client_secret_hash, a.active, a.created_at \
+                     FROM app_link l JOIN patient_app a ON a.practice_id = l.practice_id AND a.id = l.app_id \
+                     WHERE l.practice_id = $1 AND l.patient_id = $2 ORDER BY l.linked_at DESC",
+                )
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| Ok((rows::app_link(r)?, rows::patient_app(r, "a_id")?)))
+                .collect()
+            }
+
+            async fn revoke_app_links(
+                &self,
+                practice: PracticeId,
+                patient: PatientId,
+                only: Option<AppLinkId>,
+                why: &str,
+                at: DateTime<Utc>,
+                audit: &AuditRecord,
+            ) -> StoreResult<u64> {
+                let mut tx = self.begin().await?;
+                let done = match only {
+                    Some(id) => sqlx::query(
+                        "UPDATE app_link SET revoked_at = $1, revoked_why = $2 WHERE practice_id = $3 AND patient_id = $4 \
+                         AND revoked_at IS NULL AND id = $5",
+                    )
+                    .bind(at)
+                    .bind(why)
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?,
+                    None => sqlx::query(
+                        "UPDATE app_link SET revoked_at = $1, revoked_why = $2 WHERE practice_id = $3 AND patient_id = $4 \
+                         AND revoked_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(why)
+                    .bind(practice.as_uuid())
+                    .bind(patient.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?,
+                };
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)?;
+                Ok(done.rows_affected())
             }
 
             async fn entry(&self, practice: PracticeId, id: EntryId) -> StoreResult<Option<Entry>> {

@@ -1,0 +1,470 @@
+//! Third-party patient apps (R21) and the "online services linked" security alert (R23).
+//!
+//! Administrators register apps and their client credentials. An app links to a patient with
+//! the linkage details from the practice's letter (Account ID, ODS code, Linkage Key) plus the
+//! patient's last name and date of birth; the link gives it the patient's own online access,
+//! never more, through a token of its own. Every new link raises a task; actioning it sends the
+//! practice's safety-net message by the patient's preferred channel (email or SMS), or says that
+//! staff must contact the patient by hand. Regenerating the linkage key, "reset third-party
+//! links", or the patient revoking the app ends a link at once.
+
+use crate::outbox::Draft;
+use crate::patient_services::PatientPrincipal;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use caldicott_core::audit::{Action, Actor, ActorKind, Outcome};
+use caldicott_core::entry::{EntryBody, Section};
+use caldicott_core::ids::*;
+use caldicott_core::messages::*;
+use caldicott_core::online::{AppLink, LinkVia, PatientApp};
+use caldicott_core::patient::Patient;
+use caldicott_core::practice::Practice;
+use caldicott_core::snomed::{SMS_CONSENT, SMS_DISSENT};
+use caldicott_core::staff::Role;
+use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
+use chrono::{Duration, NaiveDate};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const TOKEN_PREFIX: &str = "lnk_";
+/// An alert task older than this is overdue on the dashboard.
+pub const ALERT_OVERDUE: Duration = Duration::hours(24);
+
+fn secret() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// What the linking app sends: the letter's details and the patient's own.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct LinkRequest {
+    pub ods_code: String,
+    pub account_id: String,
+    pub linkage_key: String,
+    pub family_name: String,
+    pub birth_date: String,
+}
+
+/// The result of actioning one alert task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// The safety-net message is queued by this channel; the task is done.
+    Sent(Channel),
+    /// Nothing could be sent; the task stays open with this reason.
+    Manual(String),
+}
+
+fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Administrator {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("administrators register apps".into()))
+    }
+}
+
+fn require_team(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Administrator {
+        Err(AppError::Forbidden("administrators do not open patient records".into()))
+    } else {
+        Ok(())
+    }
+}
+
+impl App {
+    /// Registers an app; the client secret is shown once and kept only as a hash.
+    pub async fn register_app(
+        &self,
+        who: &StaffPrincipal,
+        name: &str,
+        supplier: &str,
+    ) -> AppResult<(PatientApp, String)> {
+        require_admin(who)?;
+        let (name, supplier) = (name.trim(), supplier.trim());
+        if name.is_empty() || supplier.is_empty() || name.len() > 100 || supplier.len() > 100 {
+            return Err(AppError::BadRequest("Enter the app's name and its supplier".into()));
+        }
+        let client_secret = secret();
+        let app = PatientApp {
+            id: AppId::from_uuid(new_id()),
+            name: name.to_owned(),
+            supplier: supplier.to_owned(),
+            client_id: format!("app_{}", Uuid::now_v7().simple()),
+            client_secret_hash: sha256(&client_secret),
+            active: true,
+            created_at: self.now(),
+        };
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::AppRegister,
+            format!("app/{}", app.id),
+            Outcome::Success,
+            app.name.clone(),
+        );
+        self.store.create_app(who.practice, &app, &audit).await?;
+        Ok((app, client_secret))
+    }
+
+    pub async fn registered_apps(&self, who: &StaffPrincipal) -> AppResult<Vec<PatientApp>> {
+        require_admin(who)?;
+        Ok(self.store.apps(who.practice).await?)
+    }
+
+    /// An app links to a patient. Returns the link and the app's token for it. Any mismatch gets
+    /// one answer, so the endpoint reveals nothing about a record.
+    pub async fn link_app(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        r: &LinkRequest,
+    ) -> AppResult<(AppLink, String)> {
+        let refused = || AppError::Unauthenticated("the app's credentials are not right".into());
+        let (practice_id, app) = self.store.app_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
+        if !app.active
+            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(app.client_secret_hash))
+        {
+            return Err(refused());
+        }
+        let not_matched =
+            || AppError::Forbidden("these linkage details do not match a patient of this practice".into());
+        let practice = self.store.practice(practice_id).await?.ok_or_else(not_matched)?;
+        if !practice.ods_code.as_str().eq_ignore_ascii_case(r.ods_code.trim()) {
+            return Err(not_matched());
+        }
+        let account_ref: String =
+            r.account_id.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+        let key_typed: String =
+            r.linkage_key.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+        let key = self
+            .store
+            .linkage_key(practice_id, &account_ref)
+            .await?
+            .filter(|k| k.links_apps())
+            .ok_or_else(not_matched)?;
+        let patient = self.store.patient(practice_id, key.holder).await?.ok_or_else(not_matched)?;
+        let today = self.now().date_naive();
+        let matches = sha256(&key_typed) == key.key_hash
+            && patient.name.family.trim().eq_ignore_ascii_case(r.family_name.trim())
+            && NaiveDate::parse_from_str(r.birth_date.trim(), "%Y-%m-%d").ok() == Some(patient.date_of_birth)
+            && patient.registration_on(today).is_some();
+        if !matches {
+            return Err(not_matched());
+        }
+        let token_secret = secret();
+        let link = AppLink {
+            id: AppLinkId::from_uuid(new_id()),
+            app: app.id,
+            patient: patient.id,
+            via: LinkVia::LinkageKey,
+            linkage_ref: Some(key.account_ref.clone()),
+            token_hash: sha256(&token_secret),
+            linked_at: self.now(),
+            revoked_at: None,
+            revoked_why: None,
+        };
+        let task = Task {
+            id: TaskId::from_uuid(new_id()),
+            patient: patient.id,
+            kind: TaskKind::OnlineServicesLinked,
+            status: TaskStatus::Open,
+            created_at: self.now(),
+            requested_by: format!("{} ({})", app.name, app.supplier),
+            body: TaskBody::Message {
+                text: format!(
+                    "{} by {} linked to this record with the patient's linkage details.",
+                    app.name, app.supplier
+                ),
+            },
+            outcome: None,
+            closed_at: None,
+            closed_by: None,
+        };
+        let actor = Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() };
+        let audit = self.patient_audit(
+            actor,
+            Some(patient.id),
+            Action::AppLink,
+            format!("app_link/{}", link.id),
+            Outcome::Success,
+            format!("app/{} via linkage {}", app.id, key.account_ref),
+        );
+        self.store.create_app_link(practice_id, &link, &task, &audit).await?;
+        let token =
+            format!("{TOKEN_PREFIX}{}{}{token_secret}", practice_id.as_uuid().simple(), link.id.as_uuid().simple());
+        Ok((link, token))
+    }
+
+    /// The live link and app behind an app token.
+    pub async fn app_link_of_token(&self, token: &str) -> AppResult<(PracticeId, AppLink, PatientApp)> {
+        let refused =
+            || AppError::Unauthenticated("the app's access to this record has ended or the token is not right".into());
+        let rest = token.trim().strip_prefix(TOKEN_PREFIX).ok_or_else(refused)?;
+        if rest.len() < 64 || !rest.is_char_boundary(64) {
+            return Err(refused());
+        }
+        let practice = PracticeId::from_uuid(Uuid::try_parse(&rest[..32]).map_err(|_| refused())?);
+        let id = AppLinkId::from_uuid(Uuid::try_parse(&rest[32..64]).map_err(|_| refused())?);
+        let link = self.store.app_link(practice, id).await?.ok_or_else(refused)?;
+        if link.revoked_at.is_some()
+            || !crate::constant_time_eq(&hex::encode(sha256(&rest[64..])), &hex::encode(link.token_hash))
+        {
+            return Err(refused());
+        }
+        let app =
+            self.store.apps(practice).await?.into_iter().find(|a| a.id == link.app && a.active).ok_or_else(refused)?;
+        Ok((practice, link, app))
+    }
+
+    /// The apps linked to the signed-in patient's record (the patient's own, never a proxy's).
+    pub async fn my_apps(&self, me: &PatientPrincipal) -> AppResult<Vec<(AppLink, PatientApp)>> {
+        Ok(self.store.app_links_for_patient(me.practice, me.holder).await?)
+    }
+
+    /// The patient cuts an app off.
+    pub async fn revoke_my_app(&self, me: &PatientPrincipal, id: AppLinkId) -> AppResult<()> {
+        let audit = self.patient_audit(
+            me.actor(None),
+            Some(me.holder),
+            Action::AppUnlink,
+            format!("app_link/{id}"),
+            Outcome::Success,
+            "revoked by the patient",
+        );
+        match self
+            .store
+            .revoke_app_links(me.practice, me.holder, Some(id), "revoked by the patient", self.now(), &audit)
+            .await?
+        {
+            0 => Err(AppError::NotFound("no such linked app".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A patient's app links, for staff.
+    pub async fn patient_apps(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<Vec<(AppLink, PatientApp)>> {
+        require_team(who)?;
+        let patient = self.patient_here(who, nhs).await?;
+        Ok(self.store.app_links_for_patient(who.practice, patient.id).await?)
+    }
+
+    /// "Reset third-party links": every app linked to the patient loses access at once.
+    pub async fn reset_app_links(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<u64> {
+        require_team(who)?;
+        let patient = self.patient_here(who, nhs).await?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::AppUnlink,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            "reset third-party links",
+        );
+        Ok(self
+            .store
+            .revoke_app_links(
+                who.practice,
+                patient.id,
+                None,
+                "third-party links reset by the practice",
+                self.now(),
+                &audit,
+            )
+            .await?)
+    }
+
+    /// Whether the patient's most recent SMS consent code is a dissent (R40).
+    async fn sms_dissent(&self, practice: PracticeId, patient: PatientId) -> AppResult<bool> {
+        let q = caldicott_store::EntryQuery { section: Some(Section::Codes), after: None, limit: 1000 };
+        let mut latest: Option<(chrono::DateTime<chrono::Utc>, bool)> = None;
+        for e in self.store.entries(practice, patient, q).await? {
+            let Some(code) = e.code.as_ref().map(|c| c.concept.as_str()) else { continue };
+            let dissent = match code {
+                SMS_DISSENT => true,
+                SMS_CONSENT => false,
+                _ => continue,
+            };
+            if !matches!(e.body, EntryBody::Coded { .. }) {
+                continue;
+            }
+            if latest.is_none_or(|(at, _)| e.entered_at > at) {
+                latest = Some((e.entered_at, dissent));
+            }
+        }
+        Ok(latest.is_some_and(|(_, d)| d))
+    }
+
+    /// The practice's safety-net preset (its own wording if it saved one, else the default).
+    pub async fn safety_net_preset(&self, practice: PracticeId) -> AppResult<Preset> {
+        Ok(self
+            .store
+            .presets(practice)
+            .await?
+            .into_iter()
+            .find(|(_, p)| p.name == SAFETY_NET_NAME)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| Preset { name: SAFETY_NET_NAME.into(), body: SAFETY_NET_BODY.into() }))
+    }
+
+    /// The values of a preset's placeholders for a patient.
+    pub fn preset_values(practice: &Practice, patient: &Patient) -> Vec<(&'static str, String)> {
+        vec![
+            ("initials", initials(&patient.name.given, &patient.name.family)),
+            ("patient_given_name", patient.name.given.clone()),
+            ("organisation_name", practice.name.clone()),
+            ("organisation_main_telephone", practice.telephone.clone()),
+        ]
+    }
+
+    /// Actions an "online services linked" task (R23): the safety-net message goes by the
+    /// patient's preferred channel, or, when staff choose `anyway`, by email (else SMS) if an
+    /// address or number is on record. Otherwise the task stays open with the reason.
+    pub async fn action_alert(&self, who: &StaffPrincipal, id: TaskId, anyway: bool) -> AppResult<AlertOutcome> {
+        require_team(who)?;
+        let (mut task, patient) = self.open_task(who, id).await?;
+        if task.kind != TaskKind::OnlineServicesLinked {
+            return Err(AppError::BadRequest("this is not an online services linked task".into()));
+        }
+        if task.status == TaskStatus::Done {
+            return Err(AppError::Conflict("this task is already done".into()));
+        }
+        let practice =
+            self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
+        let reach = Reach {
+            preferred: patient.preferred_contact,
+            email: patient.contact.email.as_deref(),
+            mobile: patient.contact.mobile.as_deref(),
+            sms_dissent: self.sms_dissent(who.practice, patient.id).await?,
+        };
+        let channel = match (automatic_channel(&reach), anyway) {
+            (Ok(c), _) => c,
+            (Err(_), true) => match anyway_channel(&reach) {
+                Some(c) => c,
+                None => {
+                    return Ok(AlertOutcome::Manual(
+                        "No email address or mobile number on record: contact the patient manually".into(),
+                    ))
+                }
+            },
+            (Err(why), false) => return Ok(AlertOutcome::Manual(why.into())),
+        };
+        let preset = self.safety_net_preset(who.practice).await?;
+        let body = preset.render(&Self::preset_values(&practice, &patient));
+        let recipient = match channel {
+            Channel::Email => reach.email.unwrap_or_default().to_owned(),
+            _ => reach.mobile.unwrap_or_default().to_owned(),
+        };
+        let message = Draft {
+            patient: patient.id,
+            purpose: "safety_net",
+            channel,
+            recipient,
+            subject: format!("A new online service was linked to your GP record at {}", practice.name),
+            body,
+        }
+        .into_message(self.now());
+        let how = match channel {
+            Channel::Email => "email",
+            Channel::Sms => "text message",
+            Channel::Letter => "letter",
+        };
+        let chosen = if automatic_channel(&reach).is_ok() { "preferred channel" } else { "sent anyway: staff choice" };
+        task.close(&format!("Safety-net {how} sent ({chosen})"), &who.name, self.now())
+            .map_err(|e| AppError::Conflict(e.to_string()))?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::TaskUpdate,
+            format!("task/{id}"),
+            Outcome::Success,
+            format!("safety net by {} ({chosen}); message/{}", channel.as_str(), message.id),
+        );
+        self.store.update_task(who.practice, &task, &[], Some(&message), &audit).await?;
+        Ok(AlertOutcome::Sent(channel))
+    }
+
+    /// Open alert tasks older than a day, for the dashboard.
+    pub async fn overdue_alerts(&self, who: &StaffPrincipal) -> AppResult<usize> {
+        require_team(who)?;
+        let now = self.now();
+        Ok(self
+            .store
+            .tasks(who.practice, TaskStatus::Open, 500)
+            .await?
+            .iter()
+            .filter(|(t, _)| t.kind == TaskKind::OnlineServicesLinked && now - t.created_at > ALERT_OVERDUE)
+            .count())
+    }
+}
+
+/// A preset's preview: the message as one patient would get it, with its SMS fragments and cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresetPreview {
+    pub text: String,
+    pub fragments: u32,
+    pub gsm: bool,
+    pub cost_hundredths: i64,
+}
+
+impl App {
+    /// The practice's presets: its own, and the default safety net if it has not saved its own.
+    pub async fn message_presets(&self, who: &StaffPrincipal) -> AppResult<Vec<Preset>> {
+        require_team(who)?;
+        let mut presets: Vec<Preset> = self.store.presets(who.practice).await?.into_iter().map(|(_, p)| p).collect();
+        if !presets.iter().any(|p| p.name == SAFETY_NET_NAME) {
+            presets.insert(0, Preset { name: SAFETY_NET_NAME.into(), body: SAFETY_NET_BODY.into() });
+        }
+        Ok(presets)
+    }
+
+    /// Saves a preset (practice managers), refusing unknown placeholders.
+    pub async fn save_preset(
+        &self,
+        who: &StaffPrincipal,
+        name: &str,
+        body: &str,
+    ) -> AppResult<Result<Preset, PresetError>> {
+        if who.role != Role::PracticeManager {
+            return Err(AppError::Forbidden("practice managers edit message presets".into()));
+        }
+        let preset = match Preset::new(name, body) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let audit =
+            self.audit_record(who, None, Action::PresetSave, format!("preset/{}", preset.name), Outcome::Success, "");
+        self.store.save_preset(who.practice, &preset, &who.name, self.now(), &audit).await?;
+        Ok(Ok(preset))
+    }
+
+    /// Previews a preset's wording with a real patient of the practice.
+    pub async fn preview_preset(
+        &self,
+        who: &StaffPrincipal,
+        body: &str,
+        nhs: &str,
+    ) -> AppResult<Result<PresetPreview, PresetError>> {
+        require_team(who)?;
+        let preset = match Preset::new("preview", body) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let patient = self.patient_here(who, nhs).await?;
+        let practice =
+            self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
+        let text = preset.render(&Self::preset_values(&practice, &patient));
+        let (fragments, gsm) = sms_fragments(&text);
+        Ok(Ok(PresetPreview {
+            text,
+            fragments,
+            gsm,
+            cost_hundredths: i64::from(fragments) * crate::outbox::sms_fragment_price(),
+        }))
+    }
+}
