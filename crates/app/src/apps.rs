@@ -468,3 +468,102 @@ impl App {
         }))
     }
 }
+
+/// A patient's contact details and preferred method, as staff see them (R38, R39).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactQuality {
+    pub patients_16_plus: usize,
+    pub with_preference: usize,
+    /// (patient, what is wrong), for the data-quality list.
+    pub problems: Vec<(caldicott_store::PatientListing, &'static str)>,
+}
+
+impl App {
+    /// Records how a patient wants to be contacted (R38), with the email address and mobile
+    /// number the preference needs (R39 checks them).
+    pub async fn set_contact(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        preferred: &str,
+        email: &str,
+        mobile: &str,
+    ) -> AppResult<Result<(), Vec<crate::settings::FieldProblem>>> {
+        use crate::settings::FieldProblem;
+        use caldicott_core::patient::PreferredContactMethod as P;
+        require_team(who)?;
+        let patient = self.patient_here(who, nhs).await?;
+        let mut problems = Vec::new();
+        let method = P::ALL.into_iter().find(|m| m.code().map_or("unknown".to_owned(), |c| c.to_string()) == preferred);
+        if method.is_none() {
+            problems.push(FieldProblem {
+                field: "preferred",
+                message: "Choose how the patient prefers to be contacted".into(),
+            });
+        }
+        let email = Some(email.trim()).filter(|e| !e.is_empty());
+        if email.is_some_and(|e| !e.contains('@') || e.len() > 254) {
+            problems
+                .push(FieldProblem { field: "email", message: "Enter an email address like name@example.com".into() });
+        }
+        let mobile = Some(mobile.trim()).filter(|m| !m.is_empty());
+        if mobile.is_some_and(|m| m.chars().filter(char::is_ascii_digit).count() < 10) {
+            problems.push(FieldProblem { field: "mobile", message: "Enter a mobile number like 07700 900123".into() });
+        }
+        match (method, email, mobile) {
+            (Some(P::Email), None, _) => problems
+                .push(FieldProblem { field: "email", message: "Email is preferred: enter the email address".into() }),
+            (Some(P::Sms), _, None) => problems.push(FieldProblem {
+                field: "mobile",
+                message: "Text messages are preferred: enter the mobile number".into(),
+            }),
+            _ => {}
+        }
+        let (Some(method), true) = (method, problems.is_empty()) else { return Ok(Err(problems)) };
+        let old = patient.preferred_contact.code().map_or("unknown".into(), |c| c.to_string());
+        let new = method.code().map_or("unknown".into(), |c| c.to_string());
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::PatientUpdate,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            format!("preferred contact: old {old} new {new}"),
+        );
+        self.store.set_contact(who.practice, patient.id, method, email, mobile, &audit).await?;
+        Ok(Ok(()))
+    }
+
+    /// The data-quality list (SMS preferred without a mobile, email without an address, no
+    /// preference) and the coverage figure for patients aged 16 and over (R39).
+    pub async fn contact_quality(&self, who: &StaffPrincipal) -> AppResult<ContactQuality> {
+        use caldicott_core::patient::PreferredContactMethod as P;
+        require_team(who)?;
+        let today = self.now().date_naive();
+        let all = self.store.search_patients(who.practice, &caldicott_store::PatientSearch::default(), 100_000).await?;
+        let mut q = ContactQuality { patients_16_plus: 0, with_preference: 0, problems: Vec::new() };
+        for listing in all {
+            if listing.date_of_death.is_some() || caldicott_core::patient::age_on(listing.date_of_birth, today) < 16 {
+                continue;
+            }
+            let Some(p) = self.store.patient(who.practice, listing.id).await? else { continue };
+            if p.registration_on(today).is_none() {
+                continue;
+            }
+            q.patients_16_plus += 1;
+            let problem = match p.preferred_contact {
+                P::Unknown => Some("No preferred contact method recorded"),
+                P::Sms if p.contact.mobile.is_none() => Some("Text messages preferred, but no mobile number"),
+                P::Email if p.contact.email.is_none() => Some("Email preferred, but no email address"),
+                _ => None,
+            };
+            if p.preferred_contact != P::Unknown {
+                q.with_preference += 1;
+            }
+            if let Some(why) = problem {
+                q.problems.push((listing, why));
+            }
+        }
+        Ok(q)
+    }
+}

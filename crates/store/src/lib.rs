@@ -532,6 +532,17 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
+    /// Records a patient's preferred contact method and contact details (R38).
+    async fn set_contact(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        preferred: caldicott_core::patient::PreferredContactMethod,
+        email: Option<&str>,
+        mobile: Option<&str>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+
     // ---- Linked apps (R21, R23) ----
     async fn create_app(&self, practice: PracticeId, app: &PatientApp, audit: &AuditRecord) -> StoreResult<()>;
     async fn apps(&self, practice: PracticeId) -> StoreResult<Vec<PatientApp>>;

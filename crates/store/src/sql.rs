@@ -1876,6 +1876,34 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn set_contact(
+                &self,
+                practice: PracticeId,
+                patient: PatientId,
+                preferred: PreferredContactMethod,
+                email: Option<&str>,
+                mobile: Option<&str>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE patient SET preferred_contact = $1, email = $2, mobile = $3 WHERE practice_id = $4 AND id = $5",
+                )
+                .bind(preferred.code().map(i32::from))
+                .bind(email)
+                .bind(mobile)
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("patient"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn create_app(&self, practice: PracticeId, a: &PatientApp, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 sqlx::query(

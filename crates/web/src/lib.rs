@@ -4,6 +4,8 @@
 //! HTML. Errors are mapped to HTTP in one place, [`WebError`].
 
 mod api;
+mod app_api;
+mod comms;
 mod error;
 mod pages;
 mod patient;
@@ -26,6 +28,8 @@ pub fn router(app: App) -> Router {
         .merge(portal::routes())
         .merge(patient::routes())
         .merge(staff_work::routes())
+        .merge(comms::routes())
+        .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(security_headers))

@@ -81,7 +81,7 @@ struct MyErrorPage {
     message: String,
 }
 
-fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
+pub(crate) fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
     match error_parts(&e) {
         None => Redirect::to("/my/sign-in").into_response(),
         Some((status, title, message)) => (status, MyErrorPage { me, title, message }).into_response(),

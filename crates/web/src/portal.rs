@@ -473,6 +473,7 @@ struct HomePage {
     chrome: Option<Chrome>,
     can_register: bool,
     can_transfer: bool,
+    overdue_alerts: usize,
     q: String,
     searched: bool,
     results: Vec<Listing>,
@@ -528,6 +529,14 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
         chrome: Some((&me).into()),
         can_register: me.who.role != caldicott_core::staff::Role::Administrator,
         can_transfer: caldicott_app::transfer::require_transferrer(&me.who).is_ok(),
+        overdue_alerts: if me.who.role == caldicott_core::staff::Role::Administrator {
+            0
+        } else {
+            match app.overdue_alerts(&me.who).await {
+                Ok(n) => n,
+                Err(e) => return page_error(Some((&me).into()), e),
+            }
+        },
         q: text.clone(),
         searched: false,
         results: Vec::new(),
@@ -732,6 +741,9 @@ struct RecordPage {
     access_text: String,
     proxies: Vec<ProxyLinkView>,
     pharmacy: Option<(String, String)>,
+    contact: (String, String, String),
+    contact_choices: Vec<(String, &'static str)>,
+    apps: Vec<(String, String, Option<String>)>,
     sections: Vec<SectionLink>,
     entries: Vec<EntryRow>,
     caption: String,
@@ -785,6 +797,19 @@ async fn record(
     let pharmacy = match app.store.nominated_pharmacy(me.who.practice, rec.patient.id).await {
         Ok(p) => p,
         Err(e) => return page_error(chrome(), e.into()),
+    };
+    let apps = match app.patient_apps(&me.who, &nhs).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|(l, a)| {
+                (
+                    format!("{} ({})", a.name, a.supplier),
+                    caldicott_core::appointments::uk_time(l.linked_at).format("%-d %b %Y").to_string(),
+                    l.revoked_at.map(|_| l.revoked_why.clone().unwrap_or_else(|| "revoked".into())),
+                )
+            })
+            .collect(),
+        Err(e) => return page_error(chrome(), e),
     };
     let today = app.now().date_naive();
     let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
@@ -854,6 +879,13 @@ async fn record(
     RecordPage {
         chrome: chrome(),
         pharmacy,
+        contact: (
+            rec.patient.preferred_contact.code().map_or("unknown".to_owned(), |c| c.to_string()),
+            rec.patient.contact.email.clone().unwrap_or_default(),
+            rec.patient.contact.mobile.clone().unwrap_or_default(),
+        ),
+        contact_choices: crate::comms::method_choices(),
+        apps,
         notice,
         can_change,
         can_register: me.who.role != caldicott_core::staff::Role::Administrator,

@@ -236,12 +236,15 @@ pub struct TaskRow {
     pub nhs_number: String,
     pub requested_by: String,
     pub outcome: String,
+    pub alert: bool,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "tasks.html")]
 struct TasksPage {
     chrome: Option<Chrome>,
+    csrf: String,
+    has_alerts: bool,
     done: bool,
     rows: Vec<TaskRow>,
 }
@@ -251,6 +254,8 @@ async fn tasks(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashM
     match app.task_list(&me.who, done).await {
         Ok(list) => TasksPage {
             chrome: Some((&me).into()),
+            csrf: me.csrf_token.clone(),
+            has_alerts: list.iter().any(|(t, _)| t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked),
             done,
             rows: list
                 .into_iter()
@@ -262,6 +267,7 @@ async fn tasks(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashM
                     nhs_number: p.nhs_number.to_string(),
                     requested_by: t.requested_by,
                     outcome: t.outcome.unwrap_or_default(),
+                    alert: t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked,
                 })
                 .collect(),
         }
@@ -296,6 +302,9 @@ struct TaskPage {
     pharmacy: String,
     message: String,
     outcome: String,
+    /// An online-services-linked alert: the contact details it will use.
+    alert: Option<String>,
+    notice: Option<String>,
     errors: Vec<FieldError>,
 }
 
@@ -315,7 +324,17 @@ pub fn decision_text(d: &ItemDecision) -> String {
     }
 }
 
-async fn task_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+pub(crate) async fn task_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+    task_view_with(app, me, id, errors, None).await
+}
+
+pub(crate) async fn task_view_with(
+    app: &App,
+    me: &SignedIn,
+    id: &str,
+    errors: Vec<FieldError>,
+    notice: Option<String>,
+) -> Response {
     let Ok(id) = id.parse::<TaskId>() else {
         return page_error(Some(me.into()), AppError::NotFound("no such task".into()));
     };
@@ -358,6 +377,16 @@ async fn task_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) 
         pharmacy,
         message,
         outcome: task.outcome.clone().unwrap_or_default(),
+        alert: (task.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked).then(|| {
+            let pref = patient.preferred_contact;
+            format!(
+                "Preferred contact: {}. Email: {}. Mobile: {}.",
+                crate::comms::method_label(pref),
+                patient.contact.email.as_deref().unwrap_or("none"),
+                patient.contact.mobile.as_deref().unwrap_or("none"),
+            )
+        }),
+        notice,
         errors,
     };
     (status, page).into_response()

@@ -400,6 +400,9 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/pages.rs")),
         ("/api/v1", include_str!("../src/api.rs")),
         ("", include_str!("../src/patient.rs")),
+        ("", include_str!("../src/comms.rs")),
+        ("", include_str!("../src/staff_work.rs")),
+        ("/api/apps/v1", include_str!("../src/app_api.rs")),
     ];
     for (prefix, src) in sources {
         for piece in src.split(".route(\"").skip(1) {
@@ -514,6 +517,27 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         )
         .await
         .unwrap();
+    // An "online services linked" alert, from an app linked with the patient's letter.
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (wallet, wallet_secret) = app.register_app(&admin, "Wallet", "Wallet Ltd").await.unwrap();
+    let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
+    let link_req = caldicott_app::apps::LinkRequest {
+        ods_code: letter.ods_code.clone(),
+        account_id: letter.account_id.clone(),
+        linkage_key: letter.linkage_key.clone(),
+        family_name: pat.name.family.clone(),
+        birth_date: pat.date_of_birth.to_string(),
+    };
+    app.link_app(&wallet.client_id, &wallet_secret, &link_req).await.unwrap();
+    let alert = app
+        .task_list(&tp.clinician, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked)
+        .unwrap()
+        .0;
+    let alert_id = alert.id.to_string();
     let applicant = adult(&app, tp.practice.id).await.unwrap();
     let applicant_nhs = applicant.nhs_number.as_str().to_owned();
     let proxy = fixtures::proxy_link(
@@ -547,7 +571,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{appointment}", &appointment.id.to_string())
                 .replace("{task}", &task.id.to_string())
                 .replace("{link}", &proxy.id.to_string())
-                .replace("{message}", &message.id.to_string());
+                .replace("{message}", &message.id.to_string())
+                .replace("{alert}", &alert_id);
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -625,6 +650,12 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("proxy_outcome", "refuse"),
                         ("refusal_reason", "Permission test refusal"),
                         ("proxy_action", "end"),
+                        ("task", alert_id.as_str()),
+                        ("preferred", "unknown"),
+                        ("preset_name", "Permission test preset"),
+                        ("preset_body", "Hello <initials>"),
+                        ("app_name", "Permission App"),
+                        ("supplier", "Permission Ltd"),
                         ("pharmacy_name", "Test Pharmacy"),
                     ];
                     let r = b.post(&uri, &form).await;
@@ -668,6 +699,7 @@ both!(
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
     a_patient_turns_on_two_step_sign_in,
+    an_app_links_through_the_api_and_staff_action_the_alert,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1326,4 +1358,97 @@ async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
     let token = csrf(&page.body);
     let off = q.post("/my/security", &[("_csrf", &token), ("step", "off"), ("code", &code)]).await;
     assert_eq!(location(&off), "/my/security?done=off");
+}
+
+async fn an_app_links_through_the_api_and_staff_action_the_alert(t: &TestStore) {
+    // R21, R23: the whole path through the pages and the app API
+    use base64::Engine;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    let page = admin.get("/apps").await;
+    let r = admin
+        .post("/apps", &[("_csrf", &csrf(&page.body)), ("app_name", "Health Wallet"), ("supplier", "Wallet Ltd")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let client_id = between(&r.body, "id=\"client-id\">", "<").to_owned();
+    let client_secret = between(&r.body, "id=\"client-secret\">", "<").to_owned();
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
+    let record = staff.get(&format!("/patients/{nhs}")).await;
+    let token = csrf(&record.body);
+    let letter = staff.post(&format!("/patients/{nhs}/linkage"), &[("_csrf", &token), ("identity", "P9")]).await;
+    let account_id = between(&letter.body, "id=\"letter-account-id\">", "<").to_owned();
+    let key = between(&letter.body, "id=\"letter-linkage-key\">", "<").to_owned();
+    // The app links through the API.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+    let body = serde_json::json!({
+        "ods_code": tp.practice.ods_code.as_str(), "account_id": account_id, "linkage_key": key,
+        "family_name": "Patient", "birth_date": pat.date_of_birth.to_string()
+    });
+    let send = |auth: String, body: serde_json::Value| {
+        let app = app.clone();
+        async move {
+            let req = Request::post("/api/apps/v1/links")
+                .header(header::AUTHORIZATION, auth)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let res = caldicott_web::router(app).oneshot(req).await.unwrap();
+            let status = res.status();
+            (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+        }
+    };
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:guess"));
+    assert_eq!(send(format!("Basic {wrong}"), body.clone()).await.0, StatusCode::UNAUTHORIZED);
+    let mut bad = body.clone();
+    bad["family_name"] = "Other".into();
+    let (status, text) = send(format!("Basic {basic}"), bad).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!text.contains(&nhs), "a refusal reveals nothing about the record");
+    let (status, text) = send(format!("Basic {basic}"), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let link_token = serde_json::from_str::<serde_json::Value>(&text).unwrap()["token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&app, "/api/apps/v1/link", Some(&link_token)).await.status, StatusCode::OK);
+    // The alert waits in the task list; with no preference and no email it cannot be sent.
+    let tasks = staff.get("/tasks").await;
+    assert!(tasks.body.contains("Security alerts: online services linked"));
+    let task_id = between(&tasks.body, "name=\"task\" type=\"checkbox\" value=\"", "\"").to_owned();
+    let page = staff.get(&format!("/tasks/{task_id}")).await;
+    let token = csrf(&page.body);
+    let r = staff.post(&format!("/alerts/{task_id}"), &[("_csrf", &token), ("anyway", "")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("No SMS or email preference recorded: contact the patient manually"));
+    // Record an email address (still no preference), then send anyway.
+    let r = staff
+        .post(
+            &format!("/patients/{nhs}/contact"),
+            &[
+                ("_csrf", &token),
+                ("preferred", "unknown"),
+                ("contact_email", "pat@example.com"),
+                ("contact_mobile", ""),
+            ],
+        )
+        .await;
+    assert!(r.status.is_redirection(), "{}", r.body);
+    let r = staff.post(&format!("/alerts/{task_id}"), &[("_csrf", &token), ("anyway", "yes")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("The safety-net email is on its way"));
+    let log = staff.get(&format!("/patients/{nhs}/communications")).await;
+    assert!(log.body.contains("safety net") && log.body.contains("pat@example.com"));
+    // The patient sees the app and disconnects it; the app's token stops working at once.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    assert_eq!(
+        get(&app, "/api/apps/v1/link", Some(&link_token)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a new letter regenerates the key (R21)"
+    );
+    let mut p = Browser::new(&app);
+    p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let mine = p.get("/my/apps").await;
+    assert!(mine.body.contains("Health Wallet (Wallet Ltd)") && mine.body.contains("Disconnected"));
 }

@@ -1,0 +1,58 @@
+//! The API for third-party patient apps (mounted under `/api/apps/v1`): linking to a patient
+//! with the practice's letter, and the state of a link. The record itself, for apps, is a later
+//! part of the FHIR API.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use caldicott_app::apps::LinkRequest;
+use caldicott_app::{App, AppError};
+
+pub fn routes() -> Router<App> {
+    Router::new().route("/links", post(link)).route("/link", get(link_status))
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(v.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+/// `POST /api/apps/v1/links`: an app, with its client credentials (HTTP Basic), links to a
+/// patient with the details from the practice's letter. 201 with the app's token for the link.
+async fn link(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Json<LinkRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, crate::error::WebError> {
+    let (id, secret) = basic_credentials(&headers).ok_or_else(|| {
+        AppError::Unauthenticated("send the app's client id and secret with HTTP Basic authentication".into())
+    })?;
+    let Json(req) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let (link, token) = app.link_app(&id, &secret, &req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "link_id": link.id, "token": token, "linked_at": link.linked_at })),
+    )
+        .into_response())
+}
+
+/// `GET /api/apps/v1/link`: the link behind an app's token, while it lasts (401 once it is
+/// revoked, the key regenerated or the links reset).
+async fn link_status(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, crate::error::WebError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| AppError::Unauthenticated("send the link's token as `Authorization: Bearer <token>`".into()))?;
+    let (_, link, registered) = app.app_link_of_token(token).await?;
+    Ok(Json(serde_json::json!({ "link_id": link.id, "app": registered.name, "linked_at": link.linked_at })))
+}

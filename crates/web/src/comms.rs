@@ -1,0 +1,500 @@
+//! Linked apps and patient communications: the app registry (administrators), the app-facing
+//! linking API, online-services-linked alerts (one or many at once), contact preferences with
+//! their data-quality list, message presets, and the patient's own list of linked apps.
+
+use crate::patient::{MyChrome, Patient};
+use crate::portal::{checked, forbidden_form, page_error, to_patient, Chrome, Errors, FieldError, Portal};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use caldicott_app::apps::AlertOutcome;
+use caldicott_app::{App, AppError};
+use caldicott_core::appointments::uk_time;
+use caldicott_core::ids::{AppLinkId, TaskId};
+use caldicott_core::patient::PreferredContactMethod;
+use serde::Deserialize;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/apps", get(apps_page).post(register_app))
+        .route("/alerts/{alert}", post(action_alert))
+        .route("/alerts", post(action_alerts))
+        .route("/patients/{nhs_number}/apps/reset", post(reset_apps))
+        .route("/patients/{nhs_number}/contact", post(set_contact))
+        .route("/contact-preferences", get(contact_quality))
+        .route("/settings/messages", get(presets_page).post(save_preset))
+        .route("/my/apps", get(my_apps))
+        .route("/my/apps/{link}/revoke", post(revoke_my_app))
+}
+
+crate::csrf_forms!(RegisterAppForm, AlertForm, ResetForm, ContactForm, PresetForm);
+
+pub fn method_label(m: PreferredContactMethod) -> &'static str {
+    match m {
+        PreferredContactMethod::Letter => "letter",
+        PreferredContactMethod::Visit => "visit",
+        PreferredContactMethod::Telephone => "telephone",
+        PreferredContactMethod::Email => "email",
+        PreferredContactMethod::Minicom => "minicom (textphone)",
+        PreferredContactMethod::TelephoneViaProxy => "telephone via a proxy",
+        PreferredContactMethod::SignLanguage => "sign language",
+        PreferredContactMethod::NoTelephone => "no telephone",
+        PreferredContactMethod::Sms => "text message",
+        PreferredContactMethod::Unknown => "not recorded",
+    }
+}
+
+/// The choices of the preferred-contact form: (value, label), UK Core codes 1–9 and "unknown".
+pub fn method_choices() -> Vec<(String, &'static str)> {
+    PreferredContactMethod::ALL
+        .into_iter()
+        .map(|m| (m.code().map_or("unknown".to_owned(), |c| c.to_string()), method_label(m)))
+        .collect()
+}
+
+// ---- The app registry (administrators) ---------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "apps.html")]
+struct AppsPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    apps: Vec<(String, String, String, String)>,
+    created: Option<(String, String, String)>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for AppsPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn apps_view(
+    app: &App,
+    me: &caldicott_app::session::SignedIn,
+    created: Option<(String, String, String)>,
+    errors: Vec<FieldError>,
+) -> Response {
+    match app.registered_apps(&me.who).await {
+        Ok(list) => {
+            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            let page = AppsPage {
+                chrome: Some(me.into()),
+                csrf: me.csrf_token.clone(),
+                apps: list
+                    .into_iter()
+                    .map(|a| (a.name, a.supplier, a.client_id, uk_time(a.created_at).format("%-d %b %Y").to_string()))
+                    .collect(),
+                created,
+                errors,
+            };
+            (status, page).into_response()
+        }
+        Err(e) => page_error(Some(me.into()), e),
+    }
+}
+
+async fn apps_page(State(app): State<App>, Portal(me): Portal) -> Response {
+    apps_view(&app, &me, None, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct RegisterAppForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    app_name: String,
+    #[serde(default)]
+    supplier: String,
+}
+
+async fn register_app(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<RegisterAppForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app.register_app(&me.who, &f.app_name, &f.supplier).await {
+        Ok((a, secret)) => apps_view(&app, &me, Some((a.name, a.client_id, secret)), Vec::new()).await,
+        Err(AppError::BadRequest(m)) => {
+            apps_view(&app, &me, None, vec![FieldError { field: "app_name", message: m }]).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Online-services-linked alerts ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct AlertForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    anyway: String,
+}
+
+fn outcome_words(o: &AlertOutcome) -> String {
+    match o {
+        AlertOutcome::Sent(c) => format!(
+            "The safety-net {} is on its way; the task is done.",
+            match c {
+                caldicott_core::messages::Channel::Email => "email",
+                caldicott_core::messages::Channel::Sms => "text message",
+                caldicott_core::messages::Channel::Letter => "letter",
+            }
+        ),
+        AlertOutcome::Manual(why) => why.clone(),
+    }
+}
+
+async fn action_alert(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<AlertForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(task) = id.parse::<TaskId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
+    };
+    match app.action_alert(&me.who, task, !f.anyway.is_empty()).await {
+        Ok(AlertOutcome::Manual(why)) => {
+            // Nothing was sent, and the task stays open: the state, not the form, is the problem.
+            let mut res = crate::staff_work::task_view_with(
+                &app,
+                &me,
+                &id,
+                vec![FieldError { field: "alert", message: why }],
+                None,
+            )
+            .await;
+            *res.status_mut() = StatusCode::CONFLICT;
+            res
+        }
+        Ok(done) => crate::staff_work::task_view_with(&app, &me, &id, Vec::new(), Some(outcome_words(&done))).await,
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "alerts_done.html")]
+struct AlertsDonePage {
+    chrome: Option<Chrome>,
+    rows: Vec<(String, String, bool)>,
+}
+
+/// Actions many alert tasks at once (a form with `task` repeated).
+async fn action_alerts(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let sent = f.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
+    if !caldicott_app::constant_time_eq(&me.csrf_token, sent) {
+        return forbidden_form();
+    }
+    let anyway = f.iter().any(|(k, v)| k == "anyway" && !v.is_empty());
+    let mut rows = Vec::new();
+    for (_, v) in f.iter().filter(|(k, _)| k == "task") {
+        let Ok(id) = v.parse::<TaskId>() else { continue };
+        let who = match app.open_task(&me.who, id).await {
+            Ok((_, p)) => format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+            Err(e) => return page_error(Some((&me).into()), e),
+        };
+        match app.action_alert(&me.who, id, anyway).await {
+            Ok(o) => rows.push((who, outcome_words(&o), matches!(o, AlertOutcome::Sent(_)))),
+            Err(AppError::Conflict(m) | AppError::BadRequest(m)) => rows.push((who, m, false)),
+            Err(e) => return page_error(Some((&me).into()), e),
+        }
+    }
+    if rows.is_empty() {
+        return page_error(Some((&me).into()), AppError::BadRequest("Choose at least one task".into()));
+    }
+    AlertsDonePage { chrome: Some((&me).into()), rows }.into_response()
+}
+
+// ---- A patient's apps and contact details (from the record) ------------------------------------
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn reset_apps(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<ResetForm>, FormRejection>,
+) -> Response {
+    let Some(_) = checked(&me, form) else { return forbidden_form() };
+    match app.reset_app_links(&me.who, &nhs).await {
+        Ok(_) => to_patient(&me, &nhs, "#apps"),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ContactForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    preferred: String,
+    #[serde(default)]
+    contact_email: String,
+    #[serde(default)]
+    contact_mobile: String,
+}
+
+async fn set_contact(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<ContactForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app.set_contact(&me.who, &nhs, &f.preferred, &f.contact_email, &f.contact_mobile).await {
+        Ok(Ok(())) => to_patient(&me, &nhs, "#contact"),
+        Ok(Err(problems)) => page_error(
+            Some((&me).into()),
+            AppError::BadRequest(problems.into_iter().map(|p| p.message).collect::<Vec<_>>().join(". ")),
+        ),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "contact_quality.html")]
+struct ContactQualityPage {
+    chrome: Option<Chrome>,
+    coverage: String,
+    rows: Vec<(String, String, &'static str)>,
+}
+
+async fn contact_quality(State(app): State<App>, Portal(me): Portal) -> Response {
+    match app.contact_quality(&me.who).await {
+        Ok(q) => ContactQualityPage {
+            chrome: Some((&me).into()),
+            coverage: if q.patients_16_plus == 0 {
+                "No registered patients aged 16 or over.".into()
+            } else {
+                format!(
+                    "{:.1}% of registered patients aged 16 or over ({} of {}) have a preferred contact method recorded.",
+                    q.with_preference as f64 * 100.0 / q.patients_16_plus as f64,
+                    q.with_preference,
+                    q.patients_16_plus
+                )
+            },
+            rows: q
+                .problems
+                .into_iter()
+                .map(|(p, why)| (format!("{}, {}", p.name.family.to_uppercase(), p.name.given), p.nhs_number.as_str().to_owned(), why))
+                .collect(),
+        }
+        .into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Message presets -----------------------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "presets.html")]
+struct PresetsPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    manager: bool,
+    presets: Vec<(String, String)>,
+    placeholders: Vec<(&'static str, &'static str)>,
+    form_name: String,
+    form_body: String,
+    preview: Option<(String, String)>,
+    notice: Option<String>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for PresetsPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn presets_view(
+    app: &App,
+    me: &caldicott_app::session::SignedIn,
+    name: String,
+    body: String,
+    preview: Option<(String, String)>,
+    notice: Option<String>,
+    errors: Vec<FieldError>,
+) -> Response {
+    match app.message_presets(&me.who).await {
+        Ok(list) => {
+            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            let page = PresetsPage {
+                chrome: Some(me.into()),
+                csrf: me.csrf_token.clone(),
+                manager: me.who.role == caldicott_core::staff::Role::PracticeManager,
+                presets: list.into_iter().map(|p| (p.name, p.body)).collect(),
+                placeholders: caldicott_core::messages::PLACEHOLDERS.to_vec(),
+                form_name: name,
+                form_body: body,
+                preview,
+                notice,
+                errors,
+            };
+            (status, page).into_response()
+        }
+        Err(e) => page_error(Some(me.into()), e),
+    }
+}
+
+async fn presets_page(State(app): State<App>, Portal(me): Portal) -> Response {
+    let (name, body) = match app.safety_net_preset(me.who.practice).await {
+        Ok(p) => (p.name, p.body),
+        Err(e) => return page_error(Some((&me).into()), e),
+    };
+    presets_view(&app, &me, name, body, None, None, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct PresetForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    preset_name: String,
+    #[serde(default)]
+    preset_body: String,
+    #[serde(default)]
+    preview_nhs: String,
+    #[serde(default)]
+    step: String,
+}
+
+async fn save_preset(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<PresetForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let problem = |field, message: String| vec![FieldError { field, message }];
+    if f.step == "preview" {
+        return match app.preview_preset(&me.who, &f.preset_body, &f.preview_nhs).await {
+            Ok(Ok(p)) => {
+                let cost = format!(
+                    "As a text message: {} {} ({}), {:.2}p. By email: free.",
+                    p.fragments,
+                    if p.fragments == 1 { "fragment" } else { "fragments" },
+                    if p.gsm { "standard characters" } else { "includes characters outside the SMS alphabet" },
+                    p.cost_hundredths as f64 / 100.0
+                );
+                presets_view(&app, &me, f.preset_name, f.preset_body, Some((p.text, cost)), None, Vec::new()).await
+            }
+            Ok(Err(e)) => {
+                presets_view(
+                    &app,
+                    &me,
+                    f.preset_name,
+                    f.preset_body,
+                    None,
+                    None,
+                    problem("preset_body", capital(&e.to_string())),
+                )
+                .await
+            }
+            Err(AppError::BadRequest(m) | AppError::NotFound(m)) => {
+                presets_view(&app, &me, f.preset_name, f.preset_body, None, None, problem("preview_nhs", capital(&m)))
+                    .await
+            }
+            Err(e) => page_error(Some((&me).into()), e),
+        };
+    }
+    match app.save_preset(&me.who, &f.preset_name, &f.preset_body).await {
+        Ok(Ok(p)) => {
+            presets_view(&app, &me, p.name.clone(), p.body, None, Some(format!("Saved {}.", p.name)), Vec::new()).await
+        }
+        Ok(Err(e)) => {
+            presets_view(
+                &app,
+                &me,
+                f.preset_name,
+                f.preset_body,
+                None,
+                None,
+                problem("preset_body", capital(&e.to_string())),
+            )
+            .await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+// ---- The patient's linked apps -----------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_apps.html")]
+struct MyAppsPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    rows: Vec<(String, String, String, Option<String>)>,
+}
+
+async fn my_apps(State(app): State<App>, Patient(me): Patient) -> Response {
+    match app.my_apps(&me.who).await {
+        Ok(list) => MyAppsPage {
+            me: Some((&me).into()),
+            csrf: me.csrf_token.clone(),
+            rows: list
+                .into_iter()
+                .map(|(l, a)| {
+                    (
+                        l.id.to_string(),
+                        format!("{} ({})", a.name, a.supplier),
+                        uk_time(l.linked_at).format("%-d %B %Y").to_string(),
+                        l.revoked_at.map(|t| format!("Disconnected on {}", uk_time(t).format("%-d %B %Y"))),
+                    )
+                })
+                .collect(),
+        }
+        .into_response(),
+        Err(e) => crate::patient::my_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn revoke_my_app(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Path(id): Path<String>,
+    form: Result<Form<RevokeForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    if !caldicott_app::constant_time_eq(&me.csrf_token, &f._csrf) {
+        return forbidden_form();
+    }
+    let Ok(id) = id.parse::<AppLinkId>() else {
+        return crate::patient::my_error(Some((&me).into()), AppError::NotFound("no such linked app".into()));
+    };
+    match app.revoke_my_app(&me.who, id).await {
+        Ok(()) => Redirect::to("/my/apps").into_response(),
+        Err(e) => crate::patient::my_error(Some((&me).into()), e),
+    }
+}
