@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test: core, store contract (SQLite and PostgreSQL), use cases, HTTP, command line
-# and the browser tests. Installs Debian's Chromium for the browser tests if it is missing.
+# and the browser tests. Installs Debian's Chromium (browser tests) and python3-aiosmtpd (the
+# SMTP server the email tests send to) if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! [ -x /usr/bin/chromium ]; then
-  echo "Installing Debian's Chromium for the browser tests …"
+NEED=()
+[ -x /usr/bin/chromium ] || NEED+=(chromium)
+/usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || NEED+=(python3-aiosmtpd)
+if [ ${#NEED[@]} -gt 0 ]; then
+  echo "Installing ${NEED[*]} for the browser and SMTP tests …"
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${NEED[@]}" >/dev/null
 fi
 exec cargo test --workspace "$@"

@@ -27,6 +27,7 @@ pub mod search;
 pub mod session;
 pub mod settings;
 pub mod setup;
+pub mod smtp;
 pub mod staff_admin;
 pub mod trail;
 pub mod transfer;

@@ -333,19 +333,28 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
 async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    // The outbox worker: GOV.UK Notify when it is configured, else the log (nothing leaves).
+    // The outbox worker: email by SMTP and/or everything by GOV.UK Notify, as configured; with
+    // neither, messages are only written to the log (nothing leaves the server).
+    let notify = match caldicott_app::notify::NotifyConfig::from_env() {
+        Some(config) => {
+            let config = config.map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(url = %config.base_url, "text messages, letters and (without SMTP) email go out through GOV.UK Notify");
+            Some(caldicott_app::notify::NotifyCourier::new(config))
+        }
+        None => None,
+    };
+    let smtp = match caldicott_app::smtp::SmtpCourier::from_env() {
+        Some(s) => {
+            tracing::info!("email goes out by SMTP");
+            Some(s.map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => None,
+    };
+    if smtp.is_none() && notify.is_none() {
+        tracing::info!("no message provider configured: messages are written to the log only");
+    }
     let courier: std::sync::Arc<dyn caldicott_app::outbox::Courier> =
-        match caldicott_app::notify::NotifyConfig::from_env() {
-            Some(config) => {
-                let config = config.map_err(|e| anyhow::anyhow!(e))?;
-                tracing::info!(url = %config.base_url, "messages go out through GOV.UK Notify");
-                std::sync::Arc::new(caldicott_app::notify::NotifyCourier::new(config))
-            }
-            None => {
-                tracing::info!("no message provider configured: messages are written to the log only");
-                std::sync::Arc::new(caldicott_app::outbox::LogCourier)
-            }
-        };
+        std::sync::Arc::new(caldicott_app::smtp::Couriers { smtp, notify });
     let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_secs(2));
     tracing::info!("caldicott listening on http://{bound}/");
     axum::serve(listener, caldicott_web::router(app))

@@ -1,0 +1,74 @@
+//! Email by SMTP. Configured with `CALDICOTT_SMTP_URL` (for example
+//! `smtp://user:password@mail.example.nhs.uk:587?tls=required`, or `smtp://127.0.0.1:1025` for a
+//! local relay) and `CALDICOTT_SMTP_FROM` (the practice's sending address). The message id is
+//! the `Message-ID`'s local part, so a relay that keeps ids can spot a repeat; it carries no
+//! personal data.
+
+use crate::outbox::{Accepted, Courier, Failure};
+use caldicott_core::messages::{Channel, OutboundMessage};
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::SmtpTransport;
+use lettre::{Message, Transport};
+
+pub struct SmtpCourier {
+    transport: SmtpTransport,
+    from: lettre::message::Mailbox,
+}
+
+impl SmtpCourier {
+    /// From the environment; `None` when SMTP is not configured.
+    pub fn from_env() -> Option<Result<Self, String>> {
+        let url = std::env::var("CALDICOTT_SMTP_URL").ok().filter(|u| !u.is_empty())?;
+        let from = std::env::var("CALDICOTT_SMTP_FROM").unwrap_or_default();
+        Some(Self::new(&url, &from))
+    }
+
+    pub fn new(url: &str, from: &str) -> Result<Self, String> {
+        let transport = SmtpTransport::from_url(url)
+            .map_err(|e| format!("CALDICOTT_SMTP_URL: {e}"))?
+            .timeout(Some(std::time::Duration::from_secs(15)))
+            .build();
+        let from = from.parse().map_err(|e| format!("CALDICOTT_SMTP_FROM {from:?}: {e}"))?;
+        Ok(Self { transport, from })
+    }
+}
+
+impl Courier for SmtpCourier {
+    fn deliver(&self, m: &OutboundMessage) -> Result<Accepted, Failure> {
+        if m.channel != Channel::Email {
+            return Err(Failure::Permanent(format!("SMTP sends email, not {}", m.channel.as_str())));
+        }
+        let to = m.recipient.parse().map_err(|e| Failure::Permanent(format!("the email address is not valid: {e}")))?;
+        let host = self.from.email.domain().to_owned();
+        let email = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject.clone())
+            .message_id(Some(format!("<{}@{host}>", m.id)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(m.body.clone())
+            .map_err(|e| Failure::Permanent(format!("building the email: {e}")))?;
+        match self.transport.send(&email) {
+            Ok(response) => Ok(Accepted::Delivered(format!("smtp-{}-{}", m.id, response.code()))),
+            Err(e) if e.is_permanent() => Err(Failure::Permanent(format!("the mail server refused it: {e}"))),
+            Err(e) => Err(Failure::Temporary(format!("the mail server did not take it: {e}"))),
+        }
+    }
+}
+
+/// Sends each channel the right way: email by SMTP when it is set up, otherwise by Notify; text
+/// messages and letters by Notify; with neither, to the log.
+pub struct Couriers {
+    pub smtp: Option<SmtpCourier>,
+    pub notify: Option<crate::notify::NotifyCourier>,
+}
+
+impl Courier for Couriers {
+    fn deliver(&self, m: &OutboundMessage) -> Result<Accepted, Failure> {
+        match (m.channel, &self.smtp, &self.notify) {
+            (Channel::Email, Some(smtp), _) => smtp.deliver(m),
+            (_, _, Some(notify)) => notify.deliver(m),
+            _ => crate::outbox::LogCourier.deliver(m),
+        }
+    }
+}
