@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { chromium } from 'playwright-core'
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHmac, generateKeyPairSync } from 'node:crypto'
@@ -19,7 +19,7 @@ const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.m
 const EXAMPLE = new URL('../../docs/examples/transfer-in.json', import.meta.url).pathname
 const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
 
-let dir, server, idp, base, browser, passwords, longRecord, patientPasswords
+let dir, server, idp, smtp, maildir, base, browser, passwords, longRecord, patientPasswords, bornPatients
 const secrets = {}
 
 /** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), as an authenticator app computes it. */
@@ -46,6 +46,7 @@ before(async () => {
   const patients = [...out.split('Demo patients')[1].matchAll(/^ {2}(\S+)\s+(\S+)\s+NHS number (\d{10}), born (\S+)\./gm)]
   patientPasswords = Object.fromEntries(patients.map(m => [m[1], m[2]]))
   const born = Object.fromEntries(patients.map(m => [m[1], { nhs: m[3], birthdate: m[4] }]))
+  bornPatients = born
 
   // A real OpenID Connect provider set up like NHS login, and caldicott as its client.
   const [appPort, idpPort] = [await freePort(), await freePort()]
@@ -62,8 +63,14 @@ before(async () => {
   idp = spawn(process.execPath, [new URL('../oidc/provider.js', import.meta.url).pathname, String(idpPort), join(dir, 'client-jwks.json'), redirect],
     { env: { ...process.env, NHS_LOGIN_ACCOUNTS: JSON.stringify(accounts) }, stdio: ['ignore', 'pipe', 'pipe'] })
   await waitFor(idp, 'stdout', /ready (http\S+)/)
+  // A real SMTP server (Debian's python3-aiosmtpd) that keeps what it receives in a maildir.
+  const smtpPort = await freePort()
+  maildir = join(dir, 'mail')
+  smtp = spawn('/usr/bin/python3', ['-m', 'aiosmtpd', '-n', '-l', `127.0.0.1:${smtpPort}`, '-c', 'aiosmtpd.handlers.Mailbox', maildir], { stdio: 'ignore' })
   const oidcEnv = {
     ...env,
+    CALDICOTT_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+    CALDICOTT_SMTP_FROM: 'Riverside Medical Practice <surgery@riverside.example.nhs.uk>',
     CALDICOTT_OIDC_ISSUER: `http://127.0.0.1:${idpPort}`,
     CALDICOTT_OIDC_CLIENT_ID: 'caldicott',
     CALDICOTT_OIDC_KEY_FILE: join(dir, 'client-key.pem'),
@@ -106,6 +113,7 @@ after(async () => {
   await browser?.close()
   server?.kill()
   idp?.kill()
+  smtp?.kill()
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
@@ -591,4 +599,60 @@ test('patients sign in with NHS login: P9 sees the record, P5 does not, a wrong 
   await check(wrong, 'patient-nhs-login-refused')
   await wrong.goto(`${base}/my`)
   assert.match(wrong.url(), /\/my\/sign-in$/, 'nobody is signed in after a refusal')
+})
+
+test('an app links to a patient; staff action the security alert and the safety-net email arrives', async () => {
+  // The administrator registers the app and hands its credentials to the supplier.
+  const admin = await newPage()
+  await signIn(admin, 's.lee')
+  await admin.getByRole('link', { name: 'Patient apps' }).click()
+  await admin.getByLabel('App name').fill('Demo Wallet')
+  await admin.getByLabel('Supplier').fill('Wallet Ltd')
+  await admin.getByRole('button', { name: 'Register app' }).click()
+  const clientId = (await admin.locator('#client-id').textContent()).trim()
+  const clientSecret = (await admin.locator('#client-secret').textContent()).trim()
+  await check(admin, 'apps')
+  // Reception prints Omar a letter; the app links with it (as the app would, over HTTP).
+  const reception = await newPage()
+  await signIn(reception, 'j.baker')
+  const omar = bornPatients['omar.haddad']
+  await reception.goto(`${base}/patients/${omar.nhs}`)
+  await reception.getByText('Issue online account details (sign-up letter)').click()
+  await reception.getByRole('button', { name: 'Print sign-up letter' }).click()
+  const accountId = (await reception.locator('#letter-account-id').textContent()).trim()
+  const key = (await reception.locator('#letter-linkage-key').textContent()).trim()
+  const res = await fetch(`${base}/api/apps/v1/links`, {
+    method: 'POST',
+    headers: { authorization: 'Basic ' + Buffer.from(`${clientId}:${clientSecret}`).toString('base64'), 'content-type': 'application/json' },
+    body: JSON.stringify({ ods_code: 'Y90210', account_id: accountId, linkage_key: key, family_name: 'Haddad', birth_date: omar.birthdate })
+  })
+  assert.equal(res.status, 201)
+  // A clinician sees the alert in the task list and sends the safety-net message.
+  const doc = await newPage()
+  await signIn(doc, 'nurse.patel')
+  await doc.getByRole('link', { name: 'Tasks' }).click()
+  await doc.getByRole('heading', { name: 'Security alerts: online services linked' }).waitFor()
+  await check(doc, 'tasks-with-alerts')
+  await doc.getByRole('link', { name: 'Online services linked (security alert)' }).first().click()
+  await check(doc, 'task-alert')
+  await doc.getByRole('button', { name: 'Send the safety-net message' }).click()
+  await doc.getByText('The safety-net email is on its way').waitFor()
+  // The outbox worker sends it; it lands in the SMTP server's mailbox.
+  let mail = ''
+  for (let i = 0; i < 60 && !mail; i++) {
+    for (const sub of ['new', 'cur']) {
+      const d = join(maildir, sub)
+      if (existsSync(d)) for (const f of readdirSync(d)) mail += readFileSync(join(d, f), 'utf8')
+    }
+    if (!mail) await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  assert.match(mail, /To: omar\.haddad@example\.com/)
+  assert.match(mail, /O\.H\., your GP record at Riverside Medical Practice/)
+  // The communications log shows it, and the practice's presets and contact list are there.
+  await doc.goto(`${base}/patients/${omar.nhs}/communications`)
+  assert.match(await doc.textContent('main'), /safety net/)
+  await doc.goto(`${base}/settings/messages`)
+  await check(doc, 'presets')
+  await doc.goto(`${base}/contact-preferences`)
+  await check(doc, 'contact-preferences')
 })
