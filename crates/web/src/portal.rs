@@ -798,7 +798,8 @@ async fn record(
         Ok(p) => p,
         Err(e) => return page_error(chrome(), e.into()),
     };
-    let apps = match app.patient_apps(&me.who, &nhs).await {
+    // The staff record was opened (and audited) above: the patient is the caller's to see.
+    let apps = match app.store.app_links_for_patient(me.who.practice, rec.patient.id).await {
         Ok(list) => list
             .into_iter()
             .map(|(l, a)| {
@@ -809,7 +810,7 @@ async fn record(
                 )
             })
             .collect(),
-        Err(e) => return page_error(chrome(), e),
+        Err(e) => return page_error(chrome(), e.into()),
     };
     let today = app.now().date_naive();
     let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
