@@ -655,31 +655,19 @@ impl App {
 
     /// Confirms the authenticator with a code from it: from now on sign-in asks for a code.
     pub async fn two_step_confirm(&self, me: &PatientPrincipal, code: &str) -> AppResult<()> {
-        let login = self
-            .store
-            .patient_login_of(me.practice, me.account)
-            .await?
-            .ok_or_else(|| AppError::Conflict("this account signs in through NHS login".into()))?;
-        let secret = login.totp_secret.clone().ok_or_else(|| AppError::Conflict("start again".into()))?;
-        if !crate::session::code_is_valid(&secret, code, self.now())? {
-            return Err(AppError::BadRequest(
-                "That code is not right. Enter the 6-digit code your app shows now.".into(),
-            ));
-        }
-        let audit = self.patient_audit(
-            me.actor(None),
-            Some(me.holder),
-            Action::SecondFactorEnrolled,
-            format!("account/{}", me.account),
-            Outcome::Success,
-            "two-step sign-in on",
-        );
-        self.store.set_patient_totp(me.practice, me.account, Some(&secret), true, &audit).await?;
-        Ok(())
+        let secret = self.two_step_secret(me, code, false).await?;
+        self.set_two_step(me, Some(&secret), "two-step sign-in on").await
     }
 
     /// Turns two-step sign-in off, with a current code as proof.
     pub async fn two_step_off(&self, me: &PatientPrincipal, code: &str) -> AppResult<()> {
+        self.two_step_secret(me, code, true).await?;
+        self.set_two_step(me, None, "two-step sign-in off").await
+    }
+
+    /// The authenticator secret of the signed-in patient's login, once `code` proves it (`on`:
+    /// two-step sign-in must already be on).
+    async fn two_step_secret(&self, me: &PatientPrincipal, code: &str, on: bool) -> AppResult<String> {
         let login = self
             .store
             .patient_login_of(me.practice, me.account)
@@ -688,23 +676,26 @@ impl App {
         let secret = login
             .totp_secret
             .clone()
-            .filter(|_| login.totp_confirmed)
-            .ok_or_else(|| AppError::Conflict("two-step sign-in is off".into()))?;
+            .filter(|_| login.totp_confirmed == on)
+            .ok_or_else(|| AppError::Conflict(if on { "two-step sign-in is off" } else { "start again" }.into()))?;
         if !crate::session::code_is_valid(&secret, code, self.now())? {
             return Err(AppError::BadRequest(
                 "That code is not right. Enter the 6-digit code your app shows now.".into(),
             ));
         }
+        Ok(secret)
+    }
+
+    async fn set_two_step(&self, me: &PatientPrincipal, secret: Option<&str>, what: &str) -> AppResult<()> {
         let audit = self.patient_audit(
             me.actor(None),
             Some(me.holder),
             Action::SecondFactorEnrolled,
             format!("account/{}", me.account),
             Outcome::Success,
-            "two-step sign-in off",
+            what,
         );
-        self.store.set_patient_totp(me.practice, me.account, None, false, &audit).await?;
-        Ok(())
+        Ok(self.store.set_patient_totp(me.practice, me.account, secret, secret.is_some(), &audit).await?)
     }
 
     /// The signed-in patient behind a session cookie.

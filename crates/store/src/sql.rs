@@ -441,6 +441,28 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn insert_task(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, t: &Task) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO task (practice_id, id, patient_id, kind, status, created_at, requested_by, body, outcome, closed_at, closed_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(practice.as_uuid())
+                .bind(t.id.as_uuid())
+                .bind(t.patient.as_uuid())
+                .bind(t.kind.as_str())
+                .bind(t.status.as_str())
+                .bind(t.created_at)
+                .bind(&t.requested_by)
+                .bind(json(&t.body)?)
+                .bind(&t.outcome)
+                .bind(t.closed_at)
+                .bind(&t.closed_by)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             async fn insert_message(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, m: &OutboundMessage) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO outbox (practice_id, id, patient_id, purpose, channel, recipient, subject, body, idempotency_key, status, \
@@ -1543,24 +1565,7 @@ macro_rules! sql_store {
 
             async fn create_task(&self, practice: PracticeId, t: &Task, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
-                sqlx::query(
-                    "INSERT INTO task (practice_id, id, patient_id, kind, status, created_at, requested_by, body, outcome, closed_at, closed_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(practice.as_uuid())
-                .bind(t.id.as_uuid())
-                .bind(t.patient.as_uuid())
-                .bind(t.kind.as_str())
-                .bind(t.status.as_str())
-                .bind(t.created_at)
-                .bind(&t.requested_by)
-                .bind(json(&t.body)?)
-                .bind(&t.outcome)
-                .bind(t.closed_at)
-                .bind(&t.closed_by)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                Self::insert_task(&mut tx, practice, t).await?;
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
             }
@@ -1963,24 +1968,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-                sqlx::query(
-                    "INSERT INTO task (practice_id, id, patient_id, kind, status, created_at, requested_by, body, outcome, closed_at, closed_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(practice.as_uuid())
-                .bind(t.id.as_uuid())
-                .bind(t.patient.as_uuid())
-                .bind(t.kind.as_str())
-                .bind(t.status.as_str())
-                .bind(t.created_at)
-                .bind(&t.requested_by)
-                .bind(json(&t.body)?)
-                .bind(&t.outcome)
-                .bind(t.closed_at)
-                .bind(&t.closed_by)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                Self::insert_task(&mut tx, practice, t).await?;
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
             }
