@@ -181,6 +181,15 @@ impl App {
         }
         let patient = self.patient_here(who, nhs).await?;
         let messages = self.store.messages_for_patient(who.practice, patient.id).await?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::CommunicationsView,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            format!("messages={}", messages.len()),
+        );
+        self.audit.record(who.practice, audit).await?;
         Ok((patient, messages))
     }
 

@@ -125,6 +125,15 @@ impl App {
                 next,
             });
         }
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::ProxyView,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            format!("links={}", rows.len()),
+        );
+        self.audit.record(who.practice, audit).await?;
         Ok((patient, rows))
     }
 

@@ -82,6 +82,16 @@ impl App {
             .into_iter()
             .filter(|t| t.kind == TaskKind::RepeatRequest)
             .collect();
+        // The medicines listed are part of the record: the look is audited like any other.
+        let audit = self.patient_audit(
+            me.actor(who.link.as_ref()),
+            Some(who.patient.id),
+            Action::RecordViewOnline,
+            format!("patient/{}", who.patient.id),
+            Outcome::Success,
+            format!("repeat prescriptions page, medicines={}", orderable.len()),
+        );
+        self.audit.record(me.practice, audit).await?;
         Ok(RepeatPage { patient: who.patient, orderable, pharmacy, requests })
     }
 
@@ -229,6 +239,21 @@ impl App {
             .patient(who.practice, task.patient)
             .await?
             .ok_or_else(|| AppError::NotFound("the task's patient".into()))?;
+        Ok((task, patient))
+    }
+
+    /// A member of staff opens a task: its patient's details are shown, so the look is audited.
+    pub async fn view_task(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<(Task, Patient)> {
+        let (task, patient) = self.open_task(who, id).await?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::TaskView,
+            format!("task/{id}"),
+            Outcome::Success,
+            task.kind.as_str(),
+        );
+        self.audit.record(who.practice, audit).await?;
         Ok((task, patient))
     }
 

@@ -1544,6 +1544,8 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let page = app.repeat_page(&me, None).await.unwrap();
     assert_eq!(page.orderable.iter().map(|o| o.drug.as_str()).collect::<Vec<_>>().len(), 2);
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "record.view_online" && e.detail.starts_with("repeat prescriptions")));
     assert!(page.orderable.iter().all(|o| o.drug != "SECRET-DRUG"), "a hidden template is never offered");
     assert_eq!(page.pharmacy, Some(("FA123".into(), "Riverside Pharmacy".into())));
     let refused = app.request_repeats(&me, None, &[hidden.id], "").await.unwrap().unwrap_err();
@@ -1552,6 +1554,9 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
     let task = app.request_repeats(&me, None, &[a.id, b.id], "Going on holiday").await.unwrap().unwrap();
     let open = app.task_list(&reception, false).await.unwrap();
     assert!(open.iter().any(|(t, p)| t.id == task.id && p.id == pat.id));
+    app.view_task(&reception, task.id).await.unwrap();
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "task.view" && e.actor_kind == "staff"));
     assert!(matches!(app.decide_repeat_item(&reception, task.id, a.id, true, "").await, Err(AppError::Forbidden(_))));
     assert!(matches!(
         app.decide_repeat_item(&tp.clinician, task.id, b.id, false, " ").await,

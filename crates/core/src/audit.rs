@@ -153,6 +153,9 @@ pub enum Action {
     AppLink,
     AppUnlink,
     PresetSave,
+    TaskView,
+    CommunicationsView,
+    ProxyView,
 }
 
 impl Action {
@@ -205,6 +208,9 @@ impl Action {
             Self::AppLink => "app.link",
             Self::AppUnlink => "app.unlink",
             Self::PresetSave => "preset.save",
+            Self::TaskView => "task.view",
+            Self::CommunicationsView => "record.view_communications",
+            Self::ProxyView => "proxy.view",
         }
     }
 }

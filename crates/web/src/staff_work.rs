@@ -338,7 +338,7 @@ pub(crate) async fn task_view_with(
     let Ok(id) = id.parse::<TaskId>() else {
         return page_error(Some(me.into()), AppError::NotFound("no such task".into()));
     };
-    let (task, patient): (Task, _) = match app.open_task(&me.who, id).await {
+    let (task, patient): (Task, _) = match app.view_task(&me.who, id).await {
         Ok(t) => t,
         Err(e) => return page_error(Some(me.into()), e),
     };
