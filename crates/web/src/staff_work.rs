@@ -304,6 +304,8 @@ struct TaskPage {
     outcome: String,
     /// An online-services-linked alert: the contact details it will use.
     alert: Option<String>,
+    /// The safety-net message as this patient will get it, and its SMS fragments and cost (R42).
+    alert_preview: Option<(String, String)>,
     notice: Option<String>,
     errors: Vec<FieldError>,
 }
@@ -360,6 +362,28 @@ pub(crate) async fn task_view_with(
         ),
         TaskBody::Message { text } => (Vec::new(), String::new(), String::new(), text.clone()),
     };
+    let alert_preview =
+        if task.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked && task.closed_at.is_none() {
+            let preset = match app.safety_net_preset(me.who.practice).await {
+                Ok(p) => p,
+                Err(e) => return page_error(Some(me.into()), e),
+            };
+            match app.preview_preset(&me.who, &preset.body, patient.nhs_number.as_str()).await {
+                Ok(Ok(p)) => Some((
+                    p.text,
+                    format!(
+                        "By text message: {} {}, {:.2}p. By email: free.",
+                        p.fragments,
+                        if p.fragments == 1 { "fragment" } else { "fragments" },
+                        p.cost_hundredths as f64 / 100.0
+                    ),
+                )),
+                Ok(Err(_)) => None,
+                Err(e) => return page_error(Some(me.into()), e),
+            }
+        } else {
+            None
+        };
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = TaskPage {
         chrome: Some(me.into()),
@@ -386,6 +410,7 @@ pub(crate) async fn task_view_with(
                 patient.contact.mobile.as_deref().unwrap_or("none"),
             )
         }),
+        alert_preview,
         notice,
         errors,
     };

@@ -1418,6 +1418,8 @@ async fn an_app_links_through_the_api_and_staff_action_the_alert(t: &TestStore) 
     assert!(tasks.body.contains("Security alerts: online services linked"));
     let task_id = between(&tasks.body, "name=\"task\" type=\"checkbox\" value=\"", "\"").to_owned();
     let page = staff.get(&format!("/tasks/{task_id}")).await;
+    assert!(page.body.contains("T.P., your GP record at Test Surgery"), "the message is shown before it is sent");
+    assert!(page.body.contains("By text message: 2 fragments, 4.54p"), "with its SMS fragments and cost (R42)");
     let token = csrf(&page.body);
     let r = staff.post(&format!("/alerts/{task_id}"), &[("_csrf", &token), ("anyway", "")]).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
