@@ -656,3 +656,23 @@ test('an app links to a patient; staff action the security alert and the safety-
   await doc.goto(`${base}/contact-preferences`)
   await check(doc, 'contact-preferences')
 })
+
+test('weeks later, the parent\'s access to her son\'s record pauses at his review age', async () => {
+  // The same demo database, served as if 30 days had passed: Leo has turned 11.
+  const env = { ...process.env, CALDICOTT_DATABASE: join(dir, 'caldicott.db'), CALDICOTT_LOG: 'info' }
+  const later = spawn(BIN, ['demo', '--listen', '127.0.0.1:0', '--patients', '80', '--seed', '5', '--days-ahead', '30'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  try {
+    const laterBase = await waitFor(later, 'stderr', /listening on (http:\/\/127\.0\.0\.1:\d+)\//)
+    const page = await newPage()
+    await page.goto(`${laterBase}/my/sign-in`)
+    await page.getByLabel('Username').fill('hannah.rivers')
+    await page.getByLabel('Password').fill(patientPasswords['hannah.rivers'])
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.getByRole('heading', { name: 'Hello Hannah' }).waitFor()
+    assert.match(await page.textContent('main'), /Paused since .*when Leo turned 11/)
+    assert.equal(await page.getByRole('link', { name: "Leo Rivers's GP record" }).count(), 0)
+    await check(page, 'patient-home-proxy-paused')
+  } finally {
+    later.kill()
+  }
+})

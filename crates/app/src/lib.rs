@@ -115,6 +115,12 @@ impl App {
         Self { store, audit, clock, nhs_login: None, notify_callback_token: None }
     }
 
+    /// The same application on another clock (the demo's "days ahead", and tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// GOV.UK Notify sends delivery reports with this bearer token.
     pub fn with_notify_callback_token(mut self, token: &str) -> Self {
         self.notify_callback_token = Some(Arc::from(token));

@@ -66,6 +66,10 @@ enum Command {
         /// Build the demo practice and exit, without serving.
         #[arg(long)]
         build_only: bool,
+        /// Serve the demo as if it were this many days later, to see what time does (a child
+        /// reaching the proxy review age, end dates, overdue alerts). Demo only.
+        #[arg(long, default_value_t = 0)]
+        days_ahead: u32,
     },
     /// Bring the database schema up to date and exit.
     Migrate {
@@ -182,14 +186,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open(&db).await?;
             serve(app, listen.listen, None).await?;
         }
-        Command::Demo { db, listen, patients, seed, as_of, long_record, build_only } => {
-            let app = open(&db).await?;
+        Command::Demo { db, listen, patients, seed, as_of, long_record, build_only, days_ahead } => {
+            let mut app = open(&db).await?;
             let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
             eprintln!("Preparing the demo practice ({patients} patients, seed {seed}) …");
             let report = build_demo(&app, &DemoOptions { patients, seed, as_of, long_record }).await?;
             if build_only {
                 print_demo(&report, None);
             } else {
+                if days_ahead > 0 {
+                    eprintln!("Serving as if it were {days_ahead} days from now.");
+                    let ahead = chrono::Duration::days(i64::from(days_ahead));
+                    app = app.with_clock(std::sync::Arc::new(move || chrono::Utc::now() + ahead));
+                }
                 let token = auth::issue_token(
                     &app,
                     report.practice.ods_code.as_str(),
