@@ -385,8 +385,103 @@ impl App {
             Outcome::Success,
             format!("safety net by {} ({chosen}); message/{}", channel.as_str(), message.id),
         );
-        self.store.update_task(who.practice, &task, &[], Some(&message), &audit).await?;
+        self.store.update_task(who.practice, &task, &[], Some(&message), None, &audit).await?;
         Ok(AlertOutcome::Sent(channel))
+    }
+
+    /// Actions an alert by letter, where there is no email address or mobile number: with no
+    /// letter provider, the practice gets a "letter to print and post" task with the letter.
+    pub async fn letter_alert(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<AlertOutcome> {
+        require_team(who)?;
+        let (mut task, patient) = self.open_task(who, id).await?;
+        if task.kind != TaskKind::OnlineServicesLinked {
+            return Err(AppError::BadRequest("this is not an online services linked task".into()));
+        }
+        if task.status == TaskStatus::Done {
+            return Err(AppError::Conflict("this task is already done".into()));
+        }
+        let address = &patient.contact.address;
+        if address.postcode.trim().is_empty() || address.lines.is_empty() {
+            return Ok(AlertOutcome::Manual("No postal address on record: contact the patient manually".into()));
+        }
+        let practice =
+            self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
+        let preset = self.safety_net_preset(who.practice).await?;
+        let body = preset.render(&Self::preset_values(&practice, &patient));
+        let name = format!("{} {}", patient.name.given, patient.name.family);
+        let recipient = std::iter::once(name.clone())
+            .chain(address.lines.iter().cloned())
+            .chain(std::iter::once(address.postcode.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut message = Draft {
+            patient: patient.id,
+            purpose: "safety_net",
+            channel: Channel::Letter,
+            recipient: recipient.clone(),
+            subject: format!("A new online service was linked to your GP record at {}", practice.name),
+            body: body.clone(),
+        }
+        .into_message(self.now());
+        let today = caldicott_core::appointments::uk_time(self.now()).format("%-d %B %Y").to_string();
+        let header = std::iter::once(practice.name.clone())
+            .chain(practice.address.lines.iter().cloned())
+            .chain([practice.address.postcode.clone(), format!("Telephone {}", practice.telephone)])
+            .collect::<Vec<_>>()
+            .join("\n");
+        let letter = format!("{header}\n\n{today}\n\n{recipient}\n\nDear {name},\n\n{body}\n\n{}", practice.name);
+        let follow_up = if self.letters_by_notify {
+            None
+        } else {
+            message.status = MessageStatus::Printing;
+            Some(Task {
+                id: TaskId::from_uuid(new_id()),
+                patient: patient.id,
+                kind: TaskKind::PostLetter,
+                status: TaskStatus::Open,
+                created_at: self.now(),
+                requested_by: format!("{}, from a security alert", who.name),
+                body: TaskBody::Letter { message: message.id, text: letter },
+                outcome: None,
+                closed_at: None,
+                closed_by: None,
+            })
+        };
+        let outcome = if follow_up.is_some() {
+            "Safety-net letter to print and post"
+        } else {
+            "Safety-net letter sent through Notify"
+        };
+        task.close(outcome, &who.name, self.now()).map_err(|e| AppError::Conflict(e.to_string()))?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::TaskUpdate,
+            format!("task/{id}"),
+            Outcome::Success,
+            format!("safety net by letter; message/{}", message.id),
+        );
+        self.store.update_task(who.practice, &task, &[], Some(&message), follow_up.as_ref(), &audit).await?;
+        Ok(AlertOutcome::Sent(Channel::Letter))
+    }
+
+    /// The practice printed and posted a letter.
+    pub async fn letter_posted(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<()> {
+        require_team(who)?;
+        let (mut task, patient) = self.open_task(who, id).await?;
+        let TaskBody::Letter { message, .. } = task.body.clone() else {
+            return Err(AppError::BadRequest("this task is not a letter to post".into()));
+        };
+        task.close("Printed and posted", &who.name, self.now()).map_err(|e| AppError::Conflict(e.to_string()))?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::TaskUpdate,
+            format!("task/{id}"),
+            Outcome::Success,
+            format!("letter posted; message/{message}"),
+        );
+        Ok(self.store.letter_posted(who.practice, &task, message, &audit).await?)
     }
 
     /// Open alert tasks older than a day, for the dashboard.

@@ -107,12 +107,19 @@ pub struct App {
     clock: Clock,
     nhs_login: Option<Arc<nhs_login::NhsLogin>>,
     notify_callback_token: Option<Arc<str>>,
+    letters_by_notify: bool,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
         let audit = AuditWriter::start(store.clone());
-        Self { store, audit, clock, nhs_login: None, notify_callback_token: None }
+        Self { store, audit, clock, nhs_login: None, notify_callback_token: None, letters_by_notify: false }
+    }
+
+    /// Letters go out through GOV.UK Notify; without it, the practice prints and posts them.
+    pub fn with_letters_by_notify(mut self) -> Self {
+        self.letters_by_notify = true;
+        self
     }
 
     /// The same application on another clock (the demo's "days ahead", and tests).

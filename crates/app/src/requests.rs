@@ -171,7 +171,9 @@ impl App {
             .tasks_for_patient(me.practice, me.holder)
             .await?
             .into_iter()
-            .filter(|t| t.kind != TaskKind::RepeatRequest)
+            .filter(|t| {
+                matches!(t.kind, TaskKind::MedicationQuery | TaskKind::RecordAmendment | TaskKind::RecordDisagreement)
+            })
             .collect())
     }
 
@@ -312,7 +314,7 @@ impl App {
             Outcome::Success,
             format!("item {template} {}", if approve { "approved and issued" } else { "turned down" }),
         );
-        self.store.update_task(who.practice, &task, &entries, None, &audit).await?;
+        self.store.update_task(who.practice, &task, &entries, None, None, &audit).await?;
         Ok(task)
     }
 
@@ -335,7 +337,7 @@ impl App {
             Outcome::Success,
             "closed with an outcome",
         );
-        self.store.update_task(who.practice, &task, &[], None, &audit).await?;
+        self.store.update_task(who.practice, &task, &[], None, None, &audit).await?;
         Ok(task)
     }
 

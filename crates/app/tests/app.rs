@@ -1935,6 +1935,10 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     // SMS preferred, but the latest SMS consent code is a dissent: no automatic SMS (R40).
     let mut texter = fixtures::person(tp.practice.id, fixtures::date(1975, 1, 2));
     texter.contact.mobile = Some("07700 900111".into());
+    texter.contact.address = caldicott_core::practice::PostalAddress {
+        lines: vec!["2 Test Road".into(), "Testville".into()],
+        postcode: "TE1 2TR".into(),
+    };
     texter.preferred_contact = caldicott_core::patient::PreferredContactMethod::Sms;
     app.store
         .create_patient(tp.practice.id, &texter, &fixtures::audit(Action::PatientCreate, Some(texter.id)))
@@ -1960,6 +1964,32 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     assert!(
         matches!(app.action_alert(&reception, task.id, true).await.unwrap(), AlertOutcome::Manual(m) if m.contains("No email"))
     );
+    // By letter instead: the practice prints and posts it; the message waits until it is posted.
+    use caldicott_core::messages::MessageStatus;
+    assert_eq!(app.letter_alert(&reception, task.id).await.unwrap(), AlertOutcome::Sent(Channel::Letter));
+    let letter = app.store.messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
+    assert_eq!((letter.channel, letter.status), (Channel::Letter, MessageStatus::Printing));
+    let courier: Arc<dyn caldicott_app::outbox::Courier> = Arc::new(caldicott_app::outbox::LogCourier);
+    app.deliver_due(&courier, 10).await.unwrap();
+    let still = app.store.messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
+    assert_eq!(still.status, MessageStatus::Printing, "a letter to post is not the worker's");
+    let (post, _) = app
+        .task_list(&reception, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.kind == TaskKind::PostLetter)
+        .unwrap();
+    let caldicott_core::tasks::TaskBody::Letter { text, .. } = &post.body else { panic!("a letter") };
+    assert!(text.contains("Dear Test Patient") && text.contains("T.P., your GP record at") && !text.contains("SECRET"));
+    app.letter_posted(&reception, post.id).await.unwrap();
+    assert!(matches!(app.letter_posted(&reception, post.id).await, Err(AppError::Conflict(_))));
+    let letter = app.store.messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
+    assert_eq!(letter.status, MessageStatus::Sent);
+    // The patient's own messages never include the practice's internal tasks.
+    let (_, _, texter_cookie) = fixtures::patient_account(&app, &tp.clinician, &texter, "P9").await.unwrap();
+    let texter_me = app.patient_signed_in(&texter_cookie).await.unwrap().who;
+    assert!(app.my_requests(&texter_me).await.unwrap().is_empty());
     // The patient sees the app and cuts it off.
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     assert_eq!(app.my_apps(&me).await.unwrap().len(), 1);

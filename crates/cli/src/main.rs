@@ -359,6 +359,8 @@ async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow
         }
         None => None,
     };
+    // Without Notify, letters are printed and posted by the practice (a task holds each one).
+    let app = if notify.is_some() { app.with_letters_by_notify() } else { app };
     if smtp.is_none() && notify.is_none() {
         tracing::info!("no message provider configured: messages are written to the log only");
     }

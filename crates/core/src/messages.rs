@@ -200,7 +200,9 @@ pub enum MessageStatus {
     Queued,
     /// Claimed by the worker; if the worker dies, the claim runs out and it is tried again.
     Sending,
-    /// Accepted by the provider; its delivery report is still to come.
+    /// A letter waiting for the practice to print and post it (no letter provider).
+    Printing,
+    /// Accepted by the provider (or posted by the practice); a delivery report may follow.
     Sent,
     Delivered,
     Failed,
@@ -211,13 +213,16 @@ impl MessageStatus {
         match self {
             Self::Queued => "queued",
             Self::Sending => "sending",
+            Self::Printing => "printing",
             Self::Sent => "sent",
             Self::Delivered => "delivered",
             Self::Failed => "failed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Sending, Self::Sent, Self::Delivered, Self::Failed].into_iter().find(|x| x.as_str() == s)
+        [Self::Queued, Self::Sending, Self::Printing, Self::Sent, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 

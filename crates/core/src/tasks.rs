@@ -15,15 +15,18 @@ pub enum TaskKind {
     RecordDisagreement,
     /// "Online services linked": a third-party app linked to the record (R23).
     OnlineServicesLinked,
+    /// A letter for the practice to print and post.
+    PostLetter,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 5] = [
+    pub const ALL: [TaskKind; 6] = [
         Self::RepeatRequest,
         Self::MedicationQuery,
         Self::RecordAmendment,
         Self::RecordDisagreement,
         Self::OnlineServicesLinked,
+        Self::PostLetter,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +35,7 @@ impl TaskKind {
             Self::RecordAmendment => "record_amendment",
             Self::RecordDisagreement => "record_disagreement",
             Self::OnlineServicesLinked => "online_services_linked",
+            Self::PostLetter => "post_letter",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -44,11 +48,12 @@ impl TaskKind {
             Self::RecordAmendment => "Request to amend the record",
             Self::RecordDisagreement => "Note of disagreement with the record",
             Self::OnlineServicesLinked => "Online services linked (security alert)",
+            Self::PostLetter => "Letter to print and post",
         }
     }
     /// Who may record the outcome: clinicians decide on medicines and the record.
     pub fn needs_clinician(self) -> bool {
-        self != Self::OnlineServicesLinked
+        !matches!(self, Self::OnlineServicesLinked | Self::PostLetter)
     }
 }
 
@@ -98,8 +103,19 @@ pub struct RepeatItem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "body", rename_all = "snake_case")]
 pub enum TaskBody {
-    Repeat { items: Vec<RepeatItem>, note: String, pharmacy: Option<String> },
-    Message { text: String },
+    Repeat {
+        items: Vec<RepeatItem>,
+        note: String,
+        pharmacy: Option<String>,
+    },
+    Message {
+        text: String,
+    },
+    /// A letter to print and post, and the outbox message that records it.
+    Letter {
+        message: MessageId,
+        text: String,
+    },
 }
 
 /// A task in the practice's list.

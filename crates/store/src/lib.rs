@@ -459,6 +459,15 @@ pub trait Store: Send + Sync + 'static {
         task: &Task,
         entries: &[Entry],
         message: Option<&OutboundMessage>,
+        follow_up: Option<&Task>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// The practice posted a printed letter: its task is done and its message sent.
+    async fn letter_posted(
+        &self,
+        practice: PracticeId,
+        task: &Task,
+        message: MessageId,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
     /// The patient's nominated pharmacy: ODS code and name.

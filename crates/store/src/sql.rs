@@ -1608,6 +1608,7 @@ macro_rules! sql_store {
                 t: &Task,
                 entries: &[Entry],
                 message: Option<&OutboundMessage>,
+                follow_up: Option<&Task>,
                 audit: &AuditRecord,
             ) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
@@ -1640,6 +1641,40 @@ macro_rules! sql_store {
                     }
                     Self::insert_message(&mut tx, practice, m).await?;
                 }
+                if let Some(next) = follow_up {
+                    Self::insert_task(&mut tx, practice, next).await?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn letter_posted(&self, practice: PracticeId, t: &Task, message: MessageId, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE task SET status = $1, outcome = $2, closed_at = $3, closed_by = $4 WHERE practice_id = $5 AND id = $6 AND status = 'open'",
+                )
+                .bind(t.status.as_str())
+                .bind(&t.outcome)
+                .bind(t.closed_at)
+                .bind(&t.closed_by)
+                .bind(practice.as_uuid())
+                .bind(t.id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this letter has already been posted".into()));
+                }
+                sqlx::query(
+                    "UPDATE outbox SET status = 'sent', sent_at = $1, provider_id = 'posted by the practice' \
+                     WHERE practice_id = $2 AND id = $3 AND status = 'printing'",
+                )
+                .bind(t.closed_at)
+                .bind(practice.as_uuid())
+                .bind(message.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
             }

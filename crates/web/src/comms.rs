@@ -24,6 +24,7 @@ pub fn routes() -> Router<App> {
         .route("/apps", get(apps_page).post(register_app))
         .route("/alerts/{alert}", post(action_alert))
         .route("/alerts", post(action_alerts))
+        .route("/letters/{letter}/posted", post(letter_posted))
         .route("/patients/{nhs_number}/apps/reset", post(reset_apps))
         .route("/patients/{nhs_number}/contact", post(set_contact))
         .route("/contact-preferences", get(contact_quality))
@@ -163,7 +164,11 @@ async fn action_alert(
     let Ok(task) = id.parse::<TaskId>() else {
         return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
     };
-    match app.action_alert(&me.who, task, !f.anyway.is_empty()).await {
+    let outcome = match f.anyway.as_str() {
+        "letter" => app.letter_alert(&me.who, task).await,
+        other => app.action_alert(&me.who, task, !other.is_empty()).await,
+    };
+    match outcome {
         Ok(AlertOutcome::Manual(why)) => {
             // Nothing was sent, and the task stays open: the state, not the form, is the problem.
             let mut res = crate::staff_work::task_view_with(
@@ -496,5 +501,21 @@ async fn revoke_my_app(
     match app.revoke_my_app(&me.who, id).await {
         Ok(()) => Redirect::to("/my/apps").into_response(),
         Err(e) => crate::patient::my_error(Some((&me).into()), e),
+    }
+}
+
+async fn letter_posted(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<ResetForm>, FormRejection>,
+) -> Response {
+    let Some(_) = checked(&me, form) else { return forbidden_form() };
+    let Ok(task) = id.parse::<TaskId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
+    };
+    match app.letter_posted(&me.who, task).await {
+        Ok(()) => Redirect::to(&format!("/tasks/{task}")).into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
     }
 }

@@ -758,7 +758,7 @@ async fn prescriptions_page(
                         items.iter().map(|i| (i.drug.clone(), crate::staff_work::decision_text(&i.decision))).collect(),
                         note,
                     ),
-                    caldicott_core::tasks::TaskBody::Message { .. } => (Vec::new(), String::new()),
+                    _ => (Vec::new(), String::new()),
                 };
                 RequestView {
                     when: caldicott_core::appointments::uk_time(t.created_at).format("%-d %B %Y").to_string(),
@@ -865,7 +865,7 @@ async fn requests_page(
                 kind: t.kind.display(),
                 text: match t.body {
                     TaskBody::Message { text } => text,
-                    TaskBody::Repeat { .. } => String::new(),
+                    _ => String::new(),
                 },
                 outcome: t.outcome,
             })

@@ -306,6 +306,8 @@ struct TaskPage {
     alert: Option<String>,
     /// The safety-net message as this patient will get it, and its SMS fragments and cost (R42).
     alert_preview: Option<(String, String)>,
+    /// A letter for the practice to print and post.
+    letter: bool,
     notice: Option<String>,
     errors: Vec<FieldError>,
 }
@@ -360,7 +362,9 @@ pub(crate) async fn task_view_with(
             pharmacy.clone().unwrap_or_else(|| "None: the patient collects a paper prescription".into()),
             String::new(),
         ),
-        TaskBody::Message { text } => (Vec::new(), String::new(), String::new(), text.clone()),
+        TaskBody::Message { text } | TaskBody::Letter { text, .. } => {
+            (Vec::new(), String::new(), String::new(), text.clone())
+        }
     };
     let alert_preview =
         if task.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked && task.closed_at.is_none() {
@@ -411,6 +415,7 @@ pub(crate) async fn task_view_with(
             )
         }),
         alert_preview,
+        letter: task.kind == caldicott_core::tasks::TaskKind::PostLetter,
         notice,
         errors,
     };
@@ -730,6 +735,7 @@ fn message_row(m: &caldicott_core::messages::OutboundMessage) -> MessageRow {
         status: match m.status {
             MessageStatus::Queued => "Waiting to send",
             MessageStatus::Sending => "Sending",
+            MessageStatus::Printing => "To print and post",
             MessageStatus::Sent => "Sent",
             MessageStatus::Delivered => "Delivered",
             MessageStatus::Failed => "Failed",

@@ -538,6 +538,15 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap()
         .0;
     let alert_id = alert.id.to_string();
+    // A letter waiting to be posted.
+    let post = caldicott_core::tasks::Task {
+        id: caldicott_core::ids::TaskId::from_uuid(caldicott_app::new_id()),
+        kind: caldicott_core::tasks::TaskKind::PostLetter,
+        body: caldicott_core::tasks::TaskBody::Letter { message: message.id, text: "Dear Test Patient".into() },
+        ..task.clone()
+    };
+    app.store.create_task(tp.practice.id, &post, &fixtures::audit(Action::TaskCreate, Some(pat.id))).await.unwrap();
+    let post_id = post.id.to_string();
     let applicant = adult(&app, tp.practice.id).await.unwrap();
     let applicant_nhs = applicant.nhs_number.as_str().to_owned();
     let proxy = fixtures::proxy_link(
@@ -572,7 +581,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{task}", &task.id.to_string())
                 .replace("{link}", &proxy.id.to_string())
                 .replace("{message}", &message.id.to_string())
-                .replace("{alert}", &alert_id);
+                .replace("{alert}", &alert_id)
+                .replace("{letter}", &post_id);
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
