@@ -408,45 +408,8 @@ impl App {
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
         let preset = self.safety_net_preset(who.practice).await?;
         let body = preset.render(&Self::preset_values(&practice, &patient));
-        let name = format!("{} {}", patient.name.given, patient.name.family);
-        let recipient = std::iter::once(name.clone())
-            .chain(address.lines.iter().cloned())
-            .chain(std::iter::once(address.postcode.clone()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let mut message = Draft {
-            patient: patient.id,
-            purpose: "safety_net",
-            channel: Channel::Letter,
-            recipient: recipient.clone(),
-            subject: format!("A new online service was linked to your GP record at {}", practice.name),
-            body: body.clone(),
-        }
-        .into_message(self.now());
-        let today = caldicott_core::appointments::uk_time(self.now()).format("%-d %B %Y").to_string();
-        let header = std::iter::once(practice.name.clone())
-            .chain(practice.address.lines.iter().cloned())
-            .chain([practice.address.postcode.clone(), format!("Telephone {}", practice.telephone)])
-            .collect::<Vec<_>>()
-            .join("\n");
-        let letter = format!("{header}\n\n{today}\n\n{recipient}\n\nDear {name},\n\n{body}\n\n{}", practice.name);
-        let follow_up = if self.letters_by_notify {
-            None
-        } else {
-            message.status = MessageStatus::Printing;
-            Some(Task {
-                id: TaskId::from_uuid(new_id()),
-                patient: patient.id,
-                kind: TaskKind::PostLetter,
-                status: TaskStatus::Open,
-                created_at: self.now(),
-                requested_by: format!("{}, from a security alert", who.name),
-                body: TaskBody::Letter { message: message.id, text: letter },
-                outcome: None,
-                closed_at: None,
-                closed_by: None,
-            })
-        };
+        let subject = format!("A new online service was linked to your GP record at {}", practice.name);
+        let (message, follow_up) = self.letter(who, &practice, &patient, "safety_net", subject, body);
         let outcome = if follow_up.is_some() {
             "Safety-net letter to print and post"
         } else {
@@ -463,6 +426,59 @@ impl App {
         );
         self.store.update_task(who.practice, &task, &[], Some(&message), follow_up.as_ref(), &audit).await?;
         Ok(AlertOutcome::Sent(Channel::Letter))
+    }
+
+    /// A letter to the patient's address: the outbox message and, when the practice posts its
+    /// own letters, the task that holds the printable letter (the message waits until posted).
+    fn letter(
+        &self,
+        who: &StaffPrincipal,
+        practice: &Practice,
+        patient: &Patient,
+        purpose: &'static str,
+        subject: String,
+        body: String,
+    ) -> (OutboundMessage, Option<Task>) {
+        let address = &patient.contact.address;
+        let name = format!("{} {}", patient.name.given, patient.name.family);
+        let recipient = std::iter::once(name.clone())
+            .chain(address.lines.iter().cloned())
+            .chain(std::iter::once(address.postcode.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut message = Draft {
+            patient: patient.id,
+            purpose,
+            channel: Channel::Letter,
+            recipient: recipient.clone(),
+            subject,
+            body: body.clone(),
+        }
+        .into_message(self.now());
+        if self.letters_by_notify {
+            return (message, None);
+        }
+        let today = caldicott_core::appointments::uk_time(self.now()).format("%-d %B %Y").to_string();
+        let header = std::iter::once(practice.name.clone())
+            .chain(practice.address.lines.iter().cloned())
+            .chain([practice.address.postcode.clone(), format!("Telephone {}", practice.telephone)])
+            .collect::<Vec<_>>()
+            .join("\n");
+        let letter = format!("{header}\n\n{today}\n\n{recipient}\n\nDear {name},\n\n{body}\n\n{}", practice.name);
+        message.status = MessageStatus::Printing;
+        let task = Task {
+            id: TaskId::from_uuid(new_id()),
+            patient: patient.id,
+            kind: TaskKind::PostLetter,
+            status: TaskStatus::Open,
+            created_at: self.now(),
+            requested_by: who.name.clone(),
+            body: TaskBody::Letter { message: message.id, text: letter },
+            outcome: None,
+            closed_at: None,
+            closed_by: None,
+        };
+        (message, Some(task))
     }
 
     /// The practice printed and posted a letter.
@@ -660,5 +676,110 @@ impl App {
             }
         }
         Ok(q)
+    }
+}
+
+/// A message composed from a preset for one patient, before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Composed {
+    pub preset: String,
+    pub text: String,
+    /// How it would go; `None` when there is no way to reach the patient.
+    pub channel: Option<Channel>,
+    pub to: String,
+    pub fragments: u32,
+    pub cost_hundredths: i64,
+}
+
+impl App {
+    /// Composes a preset for a patient: the text, the channel (the preference; else email, then
+    /// text message, then letter) and, for a text message, its fragments and cost (R42).
+    pub async fn compose(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
+        require_team(who)?;
+        let patient = self.patient_here(who, nhs).await?;
+        let practice =
+            self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
+        let chosen = self
+            .message_presets(who)
+            .await?
+            .into_iter()
+            .find(|p| p.name == preset)
+            .ok_or_else(|| AppError::BadRequest("Choose a message preset".into()))?;
+        let text = chosen.render(&Self::preset_values(&practice, &patient));
+        let reach = Reach {
+            preferred: patient.preferred_contact,
+            email: patient.contact.email.as_deref(),
+            mobile: patient.contact.mobile.as_deref(),
+            sms_dissent: self.sms_dissent(who.practice, patient.id).await?,
+        };
+        let has_address =
+            !patient.contact.address.postcode.trim().is_empty() && !patient.contact.address.lines.is_empty();
+        let channel = match patient.preferred_contact {
+            caldicott_core::patient::PreferredContactMethod::Letter if has_address => Some(Channel::Letter),
+            _ => automatic_channel(&reach)
+                .ok()
+                .or_else(|| anyway_channel(&reach))
+                .or(has_address.then_some(Channel::Letter)),
+        };
+        let to = match channel {
+            Some(Channel::Email) => reach.email.unwrap_or_default().to_owned(),
+            Some(Channel::Sms) => reach.mobile.unwrap_or_default().to_owned(),
+            Some(Channel::Letter) => {
+                format!("{}, {}", patient.contact.address.lines.join(", "), patient.contact.address.postcode)
+            }
+            None => String::new(),
+        };
+        let (fragments, _) = if channel == Some(Channel::Sms) { sms_fragments(&text) } else { (0, true) };
+        Ok(Composed {
+            preset: chosen.name,
+            text,
+            channel,
+            to,
+            fragments,
+            cost_hundredths: i64::from(fragments) * crate::outbox::sms_fragment_price(),
+        })
+    }
+
+    /// Sends a preset to a patient by the channel `compose` chose: into the outbox, with the
+    /// letter's print-and-post task when the practice posts its own letters.
+    pub async fn send_preset(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
+        let composed = self.compose(who, nhs, preset).await?;
+        let Some(channel) = composed.channel else {
+            return Err(AppError::Conflict(
+                "No email address, mobile number or postal address on record: contact the patient another way".into(),
+            ));
+        };
+        let patient = self.patient_here(who, nhs).await?;
+        let practice =
+            self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
+        let subject = format!("A message from {}", practice.name);
+        let (message, task) = match channel {
+            Channel::Letter => self.letter(who, &practice, &patient, "manual", subject, composed.text.clone()),
+            _ => (
+                Draft {
+                    patient: patient.id,
+                    purpose: "manual",
+                    channel,
+                    recipient: match channel {
+                        Channel::Email => patient.contact.email.clone().unwrap_or_default(),
+                        _ => patient.contact.mobile.clone().unwrap_or_default(),
+                    },
+                    subject,
+                    body: composed.text.clone(),
+                }
+                .into_message(self.now()),
+                None,
+            ),
+        };
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::MessageQueue,
+            format!("message/{}", message.id),
+            Outcome::Success,
+            format!("preset {:?} by {}", composed.preset, channel.as_str()),
+        );
+        self.store.enqueue_message_with_task(who.practice, &message, task.as_ref(), &audit).await?;
+        Ok(composed)
     }
 }

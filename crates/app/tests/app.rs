@@ -987,6 +987,7 @@ both!(
     nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date,
     an_app_links_with_the_letter_and_raises_a_safety_net_task,
     regenerating_the_linkage_key_cuts_off_every_app_at_once,
+    staff_send_a_preset_by_the_patients_channel,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2025,4 +2026,51 @@ async fn regenerating_the_linkage_key_cuts_off_every_app_at_once(t: &TestStore) 
     let later = App::new(t.store.clone(), Arc::new(|| Utc::now() + Duration::hours(25)));
     assert_eq!(later.overdue_alerts(&tp.clinician).await.unwrap(), 3);
     assert_eq!(app.overdue_alerts(&tp.clinician).await.unwrap(), 0);
+}
+
+async fn staff_send_a_preset_by_the_patients_channel(t: &TestStore) {
+    // R38, R42: the channel follows the preference; text messages show fragments and cost
+    use caldicott_core::messages::{Channel, MessageStatus, SAFETY_NET_NAME};
+    use caldicott_core::patient::PreferredContactMethod;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let mut by_post = fixtures::person(tp.practice.id, fixtures::date(1950, 1, 1));
+    by_post.preferred_contact = PreferredContactMethod::Letter;
+    by_post.contact.email = Some("has@example.com".into());
+    by_post.contact.address =
+        caldicott_core::practice::PostalAddress { lines: vec!["1 Lane".into()], postcode: "TE1 1AA".into() };
+    let mut by_text = fixtures::person(tp.practice.id, fixtures::date(1990, 1, 1));
+    by_text.preferred_contact = PreferredContactMethod::Sms;
+    by_text.contact.mobile = Some("07700 900222".into());
+    let nothing = fixtures::person(tp.practice.id, fixtures::date(1991, 1, 1));
+    for p in [&by_post, &by_text, &nothing] {
+        app.store.create_patient(tp.practice.id, p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+    }
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    assert!(matches!(
+        app.compose(&reception, by_post.nhs_number.as_str(), "no such preset").await,
+        Err(AppError::BadRequest(_))
+    ));
+    let letter = app.compose(&reception, by_post.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    assert_eq!(
+        (letter.channel, letter.fragments),
+        (Some(Channel::Letter), 0),
+        "a letter preference wins over an email address"
+    );
+    app.send_preset(&reception, by_post.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    let m = app.store.messages_for_patient(tp.practice.id, by_post.id).await.unwrap().remove(0);
+    assert_eq!((m.channel, m.status), (Channel::Letter, MessageStatus::Printing));
+    let text = app.compose(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    assert_eq!(text.channel, Some(Channel::Sms));
+    assert_eq!((text.fragments, text.cost_hundredths), (2, 454));
+    app.send_preset(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    let m = app.store.messages_for_patient(tp.practice.id, by_text.id).await.unwrap().remove(0);
+    assert_eq!((m.channel, m.status, m.fragments), (Channel::Sms, MessageStatus::Queued, 2));
+    let none = app.compose(&reception, nothing.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    assert_eq!(none.channel, None);
+    assert!(matches!(
+        app.send_preset(&reception, nothing.nhs_number.as_str(), SAFETY_NET_NAME).await,
+        Err(AppError::Conflict(_))
+    ));
+    assert!(app.store.messages_for_patient(tp.practice.id, nothing.id).await.unwrap().is_empty());
 }

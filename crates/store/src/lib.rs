@@ -492,6 +492,15 @@ pub trait Store: Send + Sync + 'static {
         message: &OutboundMessage,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
+    /// Writes a message and the task that goes with it (a letter to print and post), with the
+    /// audit event, in one transaction.
+    async fn enqueue_message_with_task(
+        &self,
+        practice: PracticeId,
+        message: &OutboundMessage,
+        task: Option<&Task>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// Claims up to `limit` messages that are due (queued, or claimed by a worker whose claim ran
     /// out), across practices, until `lease_until`. A claimed message is not claimed again
     /// before then.

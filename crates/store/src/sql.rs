@@ -1724,6 +1724,22 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn enqueue_message_with_task(
+                &self,
+                practice: PracticeId,
+                m: &OutboundMessage,
+                task: Option<&Task>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::insert_message(&mut tx, practice, m).await?;
+                if let Some(t) = task {
+                    Self::insert_task(&mut tx, practice, t).await?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn claim_due_messages(
                 &self,
                 now: DateTime<Utc>,

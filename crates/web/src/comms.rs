@@ -25,6 +25,8 @@ pub fn routes() -> Router<App> {
         .route("/alerts/{alert}", post(action_alert))
         .route("/alerts", post(action_alerts))
         .route("/letters/{letter}/posted", post(letter_posted))
+        .route("/patients/{nhs_number}/messages/new", get(compose_page))
+        .route("/patients/{nhs_number}/messages", post(send_message))
         .route("/patients/{nhs_number}/apps/reset", post(reset_apps))
         .route("/patients/{nhs_number}/contact", post(set_contact))
         .route("/contact-preferences", get(contact_quality))
@@ -516,6 +518,99 @@ async fn letter_posted(
     };
     match app.letter_posted(&me.who, task).await {
         Ok(()) => Redirect::to(&format!("/tasks/{task}")).into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Sending a preset to a patient -----------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "compose.html")]
+struct ComposePage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    nhs_digits: String,
+    presets: Vec<String>,
+    chosen: String,
+    text: String,
+    how: String,
+    cost: String,
+    can_send: bool,
+    sent: bool,
+}
+
+async fn compose_view(
+    app: &App,
+    me: &caldicott_app::session::SignedIn,
+    nhs: &str,
+    preset: Option<String>,
+    sent: bool,
+) -> Response {
+    let presets = match app.message_presets(&me.who).await {
+        Ok(p) => p.into_iter().map(|p| p.name).collect::<Vec<_>>(),
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let chosen = preset.filter(|p| presets.contains(p)).or_else(|| presets.first().cloned()).unwrap_or_default();
+    match app.compose(&me.who, nhs, &chosen).await {
+        Ok(c) => ComposePage {
+            chrome: Some(me.into()),
+            csrf: me.csrf_token.clone(),
+            nhs_digits: nhs.chars().filter(char::is_ascii_digit).collect(),
+            presets,
+            chosen: c.preset,
+            text: c.text,
+            how: match c.channel {
+                Some(caldicott_core::messages::Channel::Email) => format!("By email to {}", c.to),
+                Some(caldicott_core::messages::Channel::Sms) => format!("By text message to {}", c.to),
+                Some(caldicott_core::messages::Channel::Letter) => format!("By letter to {}", c.to),
+                None => "There is no email address, mobile number or postal address on record.".into(),
+            },
+            cost: if c.fragments > 0 {
+                format!(
+                    "{} SMS {}, {:.2}p",
+                    c.fragments,
+                    if c.fragments == 1 { "fragment" } else { "fragments" },
+                    c.cost_hundredths as f64 / 100.0
+                )
+            } else {
+                "free".into()
+            },
+            can_send: c.channel.is_some(),
+            sent,
+        }
+        .into_response(),
+        Err(e) => page_error(Some(me.into()), e),
+    }
+}
+
+async fn compose_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    compose_view(&app, &me, &nhs, q.get("preset").cloned(), q.contains_key("sent")).await
+}
+
+#[derive(Deserialize)]
+struct SendForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    preset: String,
+}
+
+crate::csrf_forms!(SendForm);
+
+async fn send_message(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<SendForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app.send_preset(&me.who, &nhs, &f.preset).await {
+        Ok(_) => compose_view(&app, &me, &nhs, Some(f.preset), true).await,
         Err(e) => page_error(Some((&me).into()), e),
     }
 }

@@ -661,6 +661,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("refusal_reason", "Permission test refusal"),
                         ("proxy_action", "end"),
                         ("task", alert_id.as_str()),
+                        ("preset", caldicott_core::messages::SAFETY_NET_NAME),
                         ("preferred", "unknown"),
                         ("preset_name", "Permission test preset"),
                         ("preset_body", "Hello <initials>"),
