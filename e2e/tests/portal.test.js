@@ -651,6 +651,9 @@ test('an app links to a patient; staff action the security alert and the safety-
   // The communications log shows it, and the practice's presets and contact list are there.
   await doc.goto(`${base}/patients/${omar.nhs}/communications`)
   assert.match(await doc.textContent('main'), /safety net/)
+  await doc.goto(`${base}/patients/${omar.nhs}/messages/new`)
+  assert.match(await doc.textContent('main'), /By email to omar\.haddad@example\.com/)
+  await check(doc, 'compose')
   await doc.goto(`${base}/settings/messages`)
   await check(doc, 'presets')
   await doc.goto(`${base}/contact-preferences`)
