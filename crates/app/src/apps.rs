@@ -84,6 +84,7 @@ impl App {
         who: &StaffPrincipal,
         name: &str,
         supplier: &str,
+        nhs_login_client_id: &str,
     ) -> AppResult<(PatientApp, String)> {
         require_admin(who)?;
         let (name, supplier) = (name.trim(), supplier.trim());
@@ -97,6 +98,7 @@ impl App {
             supplier: supplier.to_owned(),
             client_id: format!("app_{}", Uuid::now_v7().simple()),
             client_secret_hash: sha256(&client_secret),
+            nhs_login_client_id: Some(nhs_login_client_id.trim().to_owned()).filter(|c| !c.is_empty()),
             active: true,
             created_at: self.now(),
         };
@@ -157,17 +159,71 @@ impl App {
         if !matches {
             return Err(not_matched());
         }
+        self.new_app_link(practice_id, &app, &patient, LinkVia::LinkageKey, Some(key.account_ref.clone())).await
+    }
+
+    /// An app links to a patient with the NHS login P9 identity of its user: the ID token NHS
+    /// login issued to the app, and the access token that reads the user's NHS number and date of
+    /// birth. The user must be registered at the app's practice.
+    pub async fn link_app_nhs_login(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        id_token: &str,
+        access_token: &str,
+    ) -> AppResult<(AppLink, String)> {
+        let refused = || AppError::Unauthenticated("the app's credentials are not right".into());
+        let (practice_id, app) = self.store.app_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
+        if !app.active
+            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(app.client_secret_hash))
+        {
+            return Err(refused());
+        }
+        let audience = app
+            .nhs_login_client_id
+            .clone()
+            .ok_or_else(|| AppError::Forbidden("this app is not registered to link with NHS login".into()))?;
+        let provider =
+            self.nhs_login().cloned().ok_or_else(|| AppError::Forbidden("NHS login is not set up here".into()))?;
+        let (_, level, nhs, dob) = provider.identify_for_app(id_token, access_token, &audience).await?;
+        if level != caldicott_core::access::IdentityLevel::P9 {
+            return Err(AppError::Forbidden(
+                "linking an app with NHS login needs a fully verified identity (P9)".into(),
+            ));
+        }
+        let not_matched =
+            || AppError::Forbidden("this NHS login does not match a patient registered at the practice".into());
+        let patient = self.store.patient_by_nhs_number(practice_id, &nhs).await?.ok_or_else(not_matched)?;
+        if patient.date_of_birth != dob || patient.registration_on(self.now().date_naive()).is_none() {
+            return Err(not_matched());
+        }
+        self.new_app_link(practice_id, &app, &patient, LinkVia::NhsLogin, None).await
+    }
+
+    /// A new link of `app` to `patient`, its alert task and audit event; returns the app's token.
+    async fn new_app_link(
+        &self,
+        practice: PracticeId,
+        app: &PatientApp,
+        patient: &Patient,
+        via: LinkVia,
+        linkage_ref: Option<String>,
+    ) -> AppResult<(AppLink, String)> {
         let token_secret = secret();
         let link = AppLink {
             id: AppLinkId::from_uuid(new_id()),
             app: app.id,
             patient: patient.id,
-            via: LinkVia::LinkageKey,
-            linkage_ref: Some(key.account_ref.clone()),
+            via,
+            linkage_ref: linkage_ref.clone(),
             token_hash: sha256(&token_secret),
             linked_at: self.now(),
             revoked_at: None,
             revoked_why: None,
+        };
+        let how = match via {
+            LinkVia::LinkageKey => "the patient's linkage details",
+            LinkVia::NhsLogin => "the patient's NHS login",
         };
         let task = Task {
             id: TaskId::from_uuid(new_id()),
@@ -177,10 +233,7 @@ impl App {
             created_at: self.now(),
             requested_by: format!("{} ({})", app.name, app.supplier),
             body: TaskBody::Message {
-                text: format!(
-                    "{} by {} linked to this record with the patient's linkage details.",
-                    app.name, app.supplier
-                ),
+                text: format!("{} by {} linked to this record with {how}.", app.name, app.supplier),
             },
             outcome: None,
             closed_at: None,
@@ -193,11 +246,11 @@ impl App {
             Action::AppLink,
             format!("app_link/{}", link.id),
             Outcome::Success,
-            format!("app/{} via linkage {}", app.id, key.account_ref),
+            format!("app/{} via {}{}", app.id, via.as_str(), linkage_ref.map(|r| format!(" {r}")).unwrap_or_default()),
         );
-        self.store.create_app_link(practice_id, &link, &task, &audit).await?;
+        self.store.create_app_link(practice, &link, &task, &audit).await?;
         let token =
-            format!("{TOKEN_PREFIX}{}{}{token_secret}", practice_id.as_uuid().simple(), link.id.as_uuid().simple());
+            format!("{TOKEN_PREFIX}{}{}{token_secret}", practice.as_uuid().simple(), link.id.as_uuid().simple());
         Ok((link, token))
     }
 

@@ -315,6 +315,12 @@ impl NhsLogin {
 
     /// Checks an ID token's signature, issuer, audience, expiry and nonce.
     pub fn verify_id_token(&self, token: &str, keys: &JwkSet, nonce: &str) -> AppResult<IdClaims> {
+        self.verify_token(token, keys, &self.config.client_id, Some(nonce))
+    }
+
+    /// Checks an ID token issued to `audience` (caldicott, or an app that signs its users in
+    /// with NHS login); the nonce too when there is one to check.
+    fn verify_token(&self, token: &str, keys: &JwkSet, audience: &str, nonce: Option<&str>) -> AppResult<IdClaims> {
         let refused =
             |why: String| AppError::BadRequest(format!("The sign-in could not be checked ({why}). Start again."));
         let header = jsonwebtoken::decode_header(token).map_err(|e| refused(e.to_string()))?;
@@ -329,13 +335,38 @@ impl NhsLogin {
         }
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[self.config.issuer.as_str(), &format!("{}/", self.config.issuer)]);
-        v.set_audience(&[self.config.client_id.as_str()]);
+        v.set_audience(&[audience]);
         v.leeway = 60;
         let data = jsonwebtoken::decode::<IdClaims>(token, &key, &v).map_err(|e| refused(e.to_string()))?;
-        if data.claims.nonce.as_deref().is_none_or(|n| !crate::constant_time_eq(n, nonce)) {
-            return Err(refused("nonce".into()));
+        if let Some(nonce) = nonce {
+            if data.claims.nonce.as_deref().is_none_or(|n| !crate::constant_time_eq(n, nonce)) {
+                return Err(refused("nonce".into()));
+            }
         }
         Ok(data.claims)
+    }
+
+    /// Who an app's user is, from the ID token NHS login issued to the app (`audience`) and the
+    /// access token that reads their userinfo: (subject, identity level, NHS number, birth date).
+    pub async fn identify_for_app(
+        &self,
+        id_token: &str,
+        access_token: &str,
+        audience: &str,
+    ) -> AppResult<(String, IdentityLevel, NhsNumber, NaiveDate)> {
+        let (d, keys) = self.provider().await?;
+        let claims = self.verify_token(id_token, keys, audience, None)?;
+        let level = identity_of(&claims).map_err(AppError::BadRequest)?;
+        let info: UserInfo = self.get_json(d.userinfo_endpoint.clone(), Some(access_token.to_owned())).await?;
+        if info.sub != claims.sub {
+            return Err(AppError::BadRequest("the access token is for someone else".into()));
+        }
+        let nhs = info.nhs_number.as_deref().and_then(|n| NhsNumber::parse(n).ok());
+        let dob = info.birthdate.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        match (nhs, dob) {
+            (Some(n), Some(d)) => Ok((claims.sub, level, n, d)),
+            _ => Err(AppError::Forbidden(NOT_MATCHED.into())),
+        }
     }
 }
 

@@ -1874,8 +1874,8 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     let tp = fixtures::practice(&app).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
-    assert!(matches!(app.register_app(&reception, "x", "y").await, Err(AppError::Forbidden(_))));
-    let (registered, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd").await.unwrap();
+    assert!(matches!(app.register_app(&reception, "x", "y", "").await, Err(AppError::Forbidden(_))));
+    let (registered, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd", "").await.unwrap();
     // A patient with an email address but no recorded preference, and hidden entries.
     let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
     pat.contact.email = Some("pat@example.com".into());
@@ -2004,8 +2004,8 @@ async fn regenerating_the_linkage_key_cuts_off_every_app_at_once(t: &TestStore) 
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
-    let (a1, s1) = app.register_app(&admin, "App One", "One Ltd").await.unwrap();
-    let (a2, s2) = app.register_app(&admin, "App Two", "Two Ltd").await.unwrap();
+    let (a1, s1) = app.register_app(&admin, "App One", "One Ltd", "").await.unwrap();
+    let (a2, s2) = app.register_app(&admin, "App Two", "Two Ltd", "").await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
     let req = link_request(&letter, "Patient", pat.date_of_birth);

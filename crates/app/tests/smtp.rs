@@ -82,7 +82,7 @@ async fn the_safety_net_email_reaches_the_mailbox(t: &test_support::TestStore) {
     let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET");
     app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
-    let (wallet, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd").await.unwrap();
+    let (wallet, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd", "").await.unwrap();
     let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
     let req = LinkRequest {
         ods_code: letter.ods_code,

@@ -97,6 +97,8 @@ pub struct PatientApp {
     pub client_id: String,
     #[serde(skip)]
     pub client_secret_hash: [u8; 32],
+    /// The app's own client id at NHS login, when it may link with its users' P9 identity.
+    pub nhs_login_client_id: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
 }

@@ -40,6 +40,7 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration { version: 10, name: "outbox", sql: include_str!("../migrations/sqlite/0010_outbox.sql") },
     Migration { version: 11, name: "linked_apps", sql: include_str!("../migrations/sqlite/0011_linked_apps.sql") },
+    Migration { version: 12, name: "app_nhs_login", sql: include_str!("../migrations/sqlite/0012_app_nhs_login.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -74,6 +75,11 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration { version: 10, name: "outbox", sql: include_str!("../migrations/postgres/0010_outbox.sql") },
     Migration { version: 11, name: "linked_apps", sql: include_str!("../migrations/postgres/0011_linked_apps.sql") },
+    Migration {
+        version: 12,
+        name: "app_nhs_login",
+        sql: include_str!("../migrations/postgres/0012_app_nhs_login.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

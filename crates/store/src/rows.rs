@@ -433,6 +433,7 @@ pub(crate) fn patient_app(r: &impl Cols, id_col: &str) -> StoreResult<caldicott_
         supplier: r.text("supplier")?,
         client_id: r.text("client_id")?,
         client_secret_hash: hash.as_slice().try_into().map_err(|_| corrupt("client_secret_hash", "length"))?,
+        nhs_login_client_id: r.opt_text("nhs_login_client_id")?,
         active: r.flag("active")?,
         created_at: r.time("created_at")?,
     })

@@ -1963,8 +1963,8 @@ macro_rules! sql_store {
             async fn create_app(&self, practice: PracticeId, a: &PatientApp, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 sqlx::query(
-                    "INSERT INTO patient_app (practice_id, id, name, supplier, client_id, client_secret_hash, active, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO patient_app (practice_id, id, name, supplier, client_id, client_secret_hash, active, created_at, \
+                     nhs_login_client_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(practice.as_uuid())
                 .bind(a.id.as_uuid())
@@ -1974,6 +1974,7 @@ macro_rules! sql_store {
                 .bind(a.client_secret_hash.to_vec())
                 .bind(a.active)
                 .bind(a.created_at)
+                .bind(&a.nhs_login_client_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -2030,7 +2031,7 @@ macro_rules! sql_store {
 
             async fn app_links_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<(AppLink, PatientApp)>> {
                 sqlx::query(
-                    "SELECT l.*, a.id AS a_id, a.name, a.supplier, a.client_id, a.client_secret_hash, a.active, a.created_at \
+                    "SELECT l.*, a.id AS a_id, a.name, a.supplier, a.client_id, a.client_secret_hash, a.nhs_login_client_id, a.active, a.created_at \
                      FROM app_link l JOIN patient_app a ON a.practice_id = l.practice_id AND a.id = l.app_id \
                      WHERE l.practice_id = $1 AND l.patient_id = $2 ORDER BY l.linked_at DESC",
                 )

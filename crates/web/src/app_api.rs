@@ -11,7 +11,10 @@ use caldicott_app::apps::LinkRequest;
 use caldicott_app::{App, AppError};
 
 pub fn routes() -> Router<App> {
-    Router::new().route("/links", post(link)).route("/link", get(link_status))
+    Router::new()
+        .route("/links", post(link))
+        .route("/links/nhs-login", post(link_with_nhs_login))
+        .route("/link", get(link_status))
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -55,4 +58,29 @@ async fn link_status(
         .ok_or_else(|| AppError::Unauthenticated("send the link's token as `Authorization: Bearer <token>`".into()))?;
     let (_, link, registered) = app.app_link_of_token(token).await?;
     Ok(Json(serde_json::json!({ "link_id": link.id, "app": registered.name, "linked_at": link.linked_at })))
+}
+
+#[derive(serde::Deserialize)]
+struct NhsLoginLink {
+    id_token: String,
+    access_token: String,
+}
+
+/// `POST /api/apps/v1/links/nhs-login`: an app that signs its users in with NHS login links with
+/// the user's P9 identity: the ID token NHS login issued to the app and the user's access token.
+async fn link_with_nhs_login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Json<NhsLoginLink>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, crate::error::WebError> {
+    let (id, secret) = basic_credentials(&headers).ok_or_else(|| {
+        AppError::Unauthenticated("send the app's client id and secret with HTTP Basic authentication".into())
+    })?;
+    let Json(req) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let (link, token) = app.link_app_nhs_login(&id, &secret, &req.id_token, &req.access_token).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "link_id": link.id, "token": token, "linked_at": link.linked_at })),
+    )
+        .into_response())
 }

@@ -115,6 +115,8 @@ struct RegisterAppForm {
     app_name: String,
     #[serde(default)]
     supplier: String,
+    #[serde(default)]
+    nhs_login_client_id: String,
 }
 
 async fn register_app(
@@ -123,7 +125,7 @@ async fn register_app(
     form: Result<Form<RegisterAppForm>, FormRejection>,
 ) -> Response {
     let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.register_app(&me.who, &f.app_name, &f.supplier).await {
+    match app.register_app(&me.who, &f.app_name, &f.supplier, &f.nhs_login_client_id).await {
         Ok((a, secret)) => apps_view(&app, &me, Some((a.name, a.client_id, secret)), Vec::new()).await,
         Err(AppError::BadRequest(m)) => {
             apps_view(&app, &me, None, vec![FieldError { field: "app_name", message: m }]).await

@@ -519,7 +519,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap();
     // An "online services linked" alert, from an app linked with the patient's letter.
     let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
-    let (wallet, wallet_secret) = app.register_app(&admin, "Wallet", "Wallet Ltd").await.unwrap();
+    let (wallet, wallet_secret) = app.register_app(&admin, "Wallet", "Wallet Ltd", "").await.unwrap();
     let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
     let link_req = caldicott_app::apps::LinkRequest {
         ods_code: letter.ods_code.clone(),

@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! An app links with its user's NHS login P9 identity (R21, R22): ID tokens issued to the app by
+//! a local provider (discovery, keys and userinfo as NHS login serves them), checked by caldicott.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use caldicott_app::fixtures::{self, adult};
+use caldicott_app::nhs_login::{NhsLogin, OidcConfig};
+use caldicott_app::{auth, App};
+use caldicott_store::test_support;
+use http_body_util::BodyExt;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const KEY: &[u8] = include_bytes!("../../app/tests/fixtures/test-oidc-provider-key.pem");
+const JWKS: &str = include_str!("../../app/tests/fixtures/test-oidc-provider-jwks.json");
+
+/// Discovery, keys and userinfo; the access token "access-<nhs>-<birthdate>" reads that person.
+async fn start_provider() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = base.clone();
+    let router = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let b = issuer.clone();
+                async move {
+                    Json(json!({
+                        "issuer": b, "authorization_endpoint": format!("{b}/authorize"), "token_endpoint": format!("{b}/token"),
+                        "userinfo_endpoint": format!("{b}/userinfo"), "jwks_uri": format!("{b}/jwks")
+                    }))
+                }
+            }),
+        )
+        .route("/jwks", get(|| async { Json(serde_json::from_str::<Value>(JWKS).unwrap()) }))
+        .route(
+            "/userinfo",
+            get(|headers: axum::http::HeaderMap| async move {
+                let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim_start_matches("Bearer ");
+                let parts: Vec<&str> = token.splitn(3, '-').collect();
+                match parts.as_slice() {
+                    ["access", nhs, born] => (StatusCode::OK, Json(json!({ "sub": format!("sub-{nhs}"), "nhs_number": nhs, "birthdate": born }))),
+                    _ => (StatusCode::UNAUTHORIZED, Json(json!({}))),
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+fn id_token(issuer: &str, audience: &str, sub: &str, level: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("test-key-1".into());
+    let claims = json!({ "iss": issuer, "aud": audience, "sub": sub, "exp": now + 300, "iat": now, "vot": format!("{level}.Cp.Cd") });
+    jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_pem(KEY).unwrap()).unwrap()
+}
+
+async fn link(app: &App, client: &str, secret: &str, id_token: &str, access: &str) -> (StatusCode, String) {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+    let req = Request::post("/api/apps/v1/links/nhs-login")
+        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({ "id_token": id_token, "access_token": access }).to_string()))
+        .unwrap();
+    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+}
+
+async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
+    let issuer = start_provider().await;
+    let provider = NhsLogin::new(OidcConfig {
+        issuer: issuer.clone(),
+        client_id: "caldicott".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        key_pem: KEY.to_vec(),
+        key_id: None,
+        algorithm: Algorithm::RS512,
+        scope: "openid".into(),
+    })
+    .unwrap();
+    let app = App::new(t.store.clone(), caldicott_app::system_clock()).with_nhs_login(provider);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (wallet, secret) = app.register_app(&admin, "Wallet", "Wallet Ltd", "wallet-at-nhs-login").await.unwrap();
+    let (letters_only, letters_secret) = app.register_app(&admin, "Paper", "Paper Ltd", "").await.unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let born = pat.date_of_birth.to_string();
+    let access = format!("access-{nhs}-{born}");
+    let sub = format!("sub-{nhs}");
+    // Refused: a P5 identity, a token issued to another app, an app not set up for NHS login,
+    // a date of birth that does not match.
+    let p5 = id_token(&issuer, "wallet-at-nhs-login", &sub, "P5");
+    assert_eq!(link(&app, &wallet.client_id, &secret, &p5, &access).await.0, StatusCode::FORBIDDEN);
+    let other = id_token(&issuer, "someone-else", &sub, "P9");
+    assert_eq!(link(&app, &wallet.client_id, &secret, &other, &access).await.0, StatusCode::BAD_REQUEST);
+    let good = id_token(&issuer, "wallet-at-nhs-login", &sub, "P9");
+    assert_eq!(link(&app, &letters_only.client_id, &letters_secret, &good, &access).await.0, StatusCode::FORBIDDEN);
+    let wrong_born = format!("access-{nhs}-1901-01-01");
+    assert_eq!(link(&app, &wallet.client_id, &secret, &good, &wrong_born).await.0, StatusCode::FORBIDDEN);
+    // An access token that reads someone else's details.
+    assert_eq!(
+        link(&app, &wallet.client_id, &secret, &good, "access-for-someone-else").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // Linked: the app gets a token, and the practice a security alert.
+    let (status, body) = link(&app, &wallet.client_id, &secret, &good, &access).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let links = app.patient_apps(&tp.clinician, nhs).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].0.via, caldicott_core::online::LinkVia::NhsLogin);
+    let tasks = app.task_list(&tp.clinician, false).await.unwrap();
+    assert!(tasks
+        .iter()
+        .any(|(t, p)| p.id == pat.id && t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_nhs_login_on_sqlite() {
+    an_app_links_with_its_users_p9_identity(&test_support::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_nhs_login_on_postgres() {
+    an_app_links_with_its_users_p9_identity(&test_support::postgres().await.unwrap()).await;
+}
