@@ -260,6 +260,9 @@ struct ContactForm {
     contact_email: String,
     #[serde(default)]
     contact_mobile: String,
+    /// Back to this task after saving (the alert task's own contact form).
+    #[serde(default)]
+    task: String,
 }
 
 async fn set_contact(
@@ -270,7 +273,10 @@ async fn set_contact(
 ) -> Response {
     let Some(f) = checked(&me, form) else { return forbidden_form() };
     match app.set_contact(&me.who, &nhs, &f.preferred, &f.contact_email, &f.contact_mobile).await {
-        Ok(Ok(())) => to_patient(&me, &nhs, "#contact"),
+        Ok(Ok(())) => match f.task.parse::<TaskId>() {
+            Ok(task) => Redirect::to(&format!("/tasks/{task}")).into_response(),
+            Err(_) => to_patient(&me, &nhs, "#contact"),
+        },
         Ok(Err(problems)) => page_error(
             Some((&me).into()),
             AppError::BadRequest(problems.into_iter().map(|p| p.message).collect::<Vec<_>>().join(". ")),

@@ -306,6 +306,9 @@ struct TaskPage {
     alert: Option<String>,
     /// The safety-net message as this patient will get it, and its SMS fragments and cost (R42).
     alert_preview: Option<(String, String)>,
+    /// The patient's preferred contact, email and mobile, and the choices, for the alert's form.
+    contact: (String, String, String),
+    contact_choices: Vec<(String, &'static str)>,
     /// A letter for the practice to print and post.
     letter: bool,
     notice: Option<String>,
@@ -416,6 +419,12 @@ pub(crate) async fn task_view_with(
         }),
         alert_preview,
         letter: task.kind == caldicott_core::tasks::TaskKind::PostLetter,
+        contact: (
+            patient.preferred_contact.code().map_or("unknown".to_owned(), |c| c.to_string()),
+            patient.contact.email.clone().unwrap_or_default(),
+            patient.contact.mobile.clone().unwrap_or_default(),
+        ),
+        contact_choices: crate::comms::method_choices(),
         notice,
         errors,
     };
