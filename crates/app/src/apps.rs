@@ -556,14 +556,9 @@ impl App {
     /// Open alert tasks older than a day, for the dashboard.
     pub async fn overdue_alerts(&self, who: &StaffPrincipal) -> AppResult<usize> {
         require_team(who)?;
-        let now = self.now();
-        Ok(self
-            .store
-            .tasks(who.practice, TaskStatus::Open, 500)
-            .await?
-            .iter()
-            .filter(|(t, _)| t.kind == TaskKind::OnlineServicesLinked && now - t.created_at > ALERT_OVERDUE)
-            .count())
+        let before = self.now() - ALERT_OVERDUE;
+        let n = self.store.count_open_tasks(who.practice, TaskKind::OnlineServicesLinked, before).await?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 }
 

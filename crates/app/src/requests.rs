@@ -60,7 +60,7 @@ impl App {
             .entries(practice, patient, q)
             .await?
             .into_iter()
-            .filter(|e| !e.visibility.is_hidden() && !e.nopat && !e.safeguarding)
+            .filter(|e| caldicott_core::visibility::entry_online_level(e).is_ok())
             .filter_map(|e| match e.body {
                 EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
                     Some(Orderable { template: e.id, drug, dosage, quantity })

@@ -312,29 +312,10 @@ impl AccessPolicy {
         if let Some(w) = self.denied {
             return Decision::Withheld(w);
         }
-        let withheld = match &entry.body {
-            EntryBody::Consultation { status: ConsultationStatus::Draft, .. } => Some(Withheld::DraftConsultation),
-            EntryBody::TestResult { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
-            EntryBody::Document { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
-            EntryBody::Document { review: DocumentReview::Unreviewed, .. } => Some(Withheld::UnreviewedDocument),
-            _ => None,
+        let needed = match entry_online_level(entry) {
+            Ok(needed) => needed,
+            Err(w) => return Decision::Withheld(w),
         };
-        if let Some(w) = withheld {
-            return Decision::Withheld(w);
-        }
-        let kind = entry.kind();
-        let Some(needed) = kind.required_level() else {
-            return Decision::Withheld(Withheld::NeverOnline { kind });
-        };
-        if entry.nopat {
-            return Decision::Withheld(Withheld::Nopat);
-        }
-        if entry.safeguarding {
-            return Decision::Withheld(Withheld::Safeguarding);
-        }
-        if let OnlineVisibility::Hidden(r) = &entry.visibility {
-            return Decision::Withheld(Withheld::Hidden { reason: r.reason() });
-        }
         match self.reach[needed as usize] {
             None => Decision::Withheld(Withheld::LevelTooLow { needed, granted: self.highest, by: self.limited_by }),
             Some(Threshold { from: Some(from), date: Some(start), by }) if entry.entered_at < from => {
@@ -494,6 +475,38 @@ fn lapse(
         return Some(Withheld::ProxySuspendedForReview { age, on: review });
     }
     None
+}
+
+/// R8–R12 for one entry, whoever looks: the access level it needs to be shown online, or why it
+/// is never shown (a draft, unfiled or unreviewed, a kind never online, NOPAT, safeguarding,
+/// hidden). Lists offered to patients outside the record (repeat medicines to order) use this
+/// too, so nothing hidden reaches them by another path.
+#[inline]
+pub fn entry_online_level(entry: &Entry) -> Result<AccessLevel, Withheld> {
+    let withheld = match &entry.body {
+        EntryBody::Consultation { status: ConsultationStatus::Draft, .. } => Some(Withheld::DraftConsultation),
+        EntryBody::TestResult { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
+        EntryBody::Document { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
+        EntryBody::Document { review: DocumentReview::Unreviewed, .. } => Some(Withheld::UnreviewedDocument),
+        _ => None,
+    };
+    if let Some(w) = withheld {
+        return Err(w);
+    }
+    let kind = entry.kind();
+    let Some(needed) = kind.required_level() else {
+        return Err(Withheld::NeverOnline { kind });
+    };
+    if entry.nopat {
+        return Err(Withheld::Nopat);
+    }
+    if entry.safeguarding {
+        return Err(Withheld::Safeguarding);
+    }
+    if let OnlineVisibility::Hidden(r) = &entry.visibility {
+        return Err(Withheld::Hidden { reason: r.reason() });
+    }
+    Ok(needed)
 }
 
 /// The online view of a whole record: one decision per entry, in the same order.

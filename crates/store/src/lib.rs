@@ -450,6 +450,13 @@ pub trait Store: Send + Sync + 'static {
         status: TaskStatus,
         limit: u32,
     ) -> StoreResult<Vec<(Task, PatientListing)>>;
+    /// How many open tasks of a kind were created before a time (the dashboard's overdue alerts).
+    async fn count_open_tasks(
+        &self,
+        practice: PracticeId,
+        kind: caldicott_core::tasks::TaskKind,
+        created_before: DateTime<Utc>,
+    ) -> StoreResult<i64>;
     async fn tasks_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<Task>>;
     /// Saves a task's new state (only if it was open), any entries its outcome adds and any
     /// message it sends, in one transaction.

@@ -16,6 +16,7 @@ use caldicott_core::patient::*;
 use caldicott_core::practice::*;
 use caldicott_core::snomed::{ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
 use caldicott_core::staff::*;
+use caldicott_core::tasks::TaskKind;
 use caldicott_core::NhsNumber;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -1592,6 +1593,18 @@ macro_rules! sql_store {
                 .collect()
             }
 
+            async fn count_open_tasks(&self, practice: PracticeId, kind: TaskKind, created_before: DateTime<Utc>) -> StoreResult<i64> {
+                sqlx::query("SELECT COUNT(*) AS n FROM task WHERE practice_id = $1 AND status = 'open' AND kind = $2 AND created_at < $3")
+                    .bind(practice.as_uuid())
+                    .bind(kind.as_str())
+                    .bind(created_before)
+                    .fetch_one(self.read())
+                    .await
+                    .map_err(db)?
+                    .try_get("n")
+                    .map_err(db)
+            }
+
             async fn tasks_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<Task>> {
                 self.rows_by(
                     "SELECT * FROM task WHERE practice_id = $1 AND patient_id = $2 ORDER BY created_at DESC",
@@ -1824,19 +1837,24 @@ macro_rules! sql_store {
                 if fresh.rows_affected() == 0 {
                     return Ok(false);
                 }
-                let (new_status, error) = match status {
-                    "delivered" => ("delivered", None),
-                    "permanent-failure" => ("failed", Some("the provider could not deliver it: check the address or number")),
-                    "temporary-failure" => ("failed", Some("the provider gave up for now (phone off or inbox full): retry later")),
-                    "technical-failure" => ("failed", Some("the provider had a technical failure: retry")),
+                // Temporary and technical failures go back in the queue for another try in an hour
+                // (R41); the worker gives up after its usual number of tries.
+                let retry = Some(now + chrono::Duration::hours(1));
+                let (new_status, error, next) = match status {
+                    "delivered" => ("delivered", None, None),
+                    "permanent-failure" => ("failed", Some("the provider could not deliver it: check the address or number"), None),
+                    "temporary-failure" => ("queued", Some("the provider could not deliver it for now (phone off or inbox full): trying again"), retry),
+                    "technical-failure" => ("queued", Some("the provider had a technical failure: trying again"), retry),
                     _ => return tx.commit().await.map_err(db).map(|()| false),
                 };
                 let done = sqlx::query(
-                    "UPDATE outbox SET status = $1, last_error = $2 WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
+                    "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = COALESCE($4, next_attempt_at) \
+                     WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
                 )
                 .bind(new_status)
                 .bind(error)
                 .bind(provider_id)
+                .bind(next)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;

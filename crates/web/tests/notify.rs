@@ -192,6 +192,14 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     assert_eq!(failed.status, MessageStatus::Failed);
     assert!(failed.last_error.unwrap().contains("check the address or number"));
     assert_eq!(failed.fragments, 1);
+    // A temporary failure goes back in the queue by itself (R41).
+    let letter = status_of(Channel::Letter);
+    report(&app, "callback-secret", json!({"id": letter.provider_id.clone().unwrap(), "status": "temporary-failure"}))
+        .await;
+    let again = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let letter = again.iter().find(|m| m.channel == Channel::Letter).unwrap();
+    assert_eq!(letter.status, MessageStatus::Queued);
+    assert!(letter.next_attempt_at > chrono::Utc::now() + chrono::Duration::minutes(50));
     // Staff see it among the failed messages and send it again.
     let listed = app.failed_messages(&tp.clinician).await.unwrap();
     assert_eq!(listed.len(), 1);
