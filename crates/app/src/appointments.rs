@@ -76,6 +76,7 @@ fn require_scheduler(who: &StaffPrincipal) -> AppResult<()> {
     match who.role {
         Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
         Role::Administrator => Err(AppError::Forbidden("administrators do not manage appointments".into())),
+        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts only".into())),
     }
 }
 

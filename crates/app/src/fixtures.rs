@@ -28,6 +28,8 @@ pub struct TestPractice {
     pub admin_token: String,
     pub receptionist_token: String,
     pub manager_token: String,
+    /// An ICB analyst whose account this practice holds.
+    pub analyst_token: String,
 }
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -63,6 +65,7 @@ pub async fn practice(app: &App) -> AppResult<TestPractice> {
         ("admin", Role::Administrator),
         ("reception", Role::Receptionist),
         ("manager", Role::PracticeManager),
+        ("analyst", Role::IcbAnalyst),
     ] {
         let s = create_staff(app, practice.id, user, &format!("Test {user}"), role, "a long test password", actor())
             .await?;
@@ -72,9 +75,17 @@ pub async fn practice(app: &App) -> AppResult<TestPractice> {
         issued.push(issue_token(app, practice.ods_code.as_str(), user, "test", Duration::days(1)).await?.secret);
     }
     let clinician = clinician.ok_or_else(|| crate::AppError::Internal("no clinician".into()))?;
-    let [clinician_token, admin_token, receptionist_token, manager_token]: [String; 4] =
+    let [clinician_token, admin_token, receptionist_token, manager_token, analyst_token]: [String; 5] =
         issued.try_into().map_err(|_| crate::AppError::Internal("a token was not issued".into()))?;
-    Ok(TestPractice { practice, clinician, clinician_token, admin_token, receptionist_token, manager_token })
+    Ok(TestPractice {
+        practice,
+        clinician,
+        clinician_token,
+        admin_token,
+        receptionist_token,
+        manager_token,
+        analyst_token,
+    })
 }
 
 /// An adult registered since 2000 with a P9 NHS login account (so automatic access applies).

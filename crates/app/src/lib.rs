@@ -14,6 +14,7 @@ pub mod demo_services;
 pub mod fhir;
 pub mod filing;
 pub mod fixtures;
+pub mod governance;
 pub mod nhs_login;
 pub mod notify;
 pub mod outbox;

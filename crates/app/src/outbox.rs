@@ -176,7 +176,7 @@ impl App {
         who: &StaffPrincipal,
         nhs: &str,
     ) -> AppResult<(caldicott_core::patient::Patient, Vec<OutboundMessage>)> {
-        if who.role == caldicott_core::staff::Role::Administrator {
+        if !who.role.works_with_patients() {
             return Err(AppError::Forbidden("administrators do not open patient records".into()));
         }
         let patient = self.patient_here(who, nhs).await?;
@@ -195,7 +195,7 @@ impl App {
 
     /// Messages that failed, for staff to fix the contact details and retry.
     pub async fn failed_messages(&self, who: &StaffPrincipal) -> AppResult<Vec<(OutboundMessage, PatientListing)>> {
-        if who.role == caldicott_core::staff::Role::Administrator {
+        if !who.role.works_with_patients() {
             return Err(AppError::Forbidden("administrators do not open patient records".into()));
         }
         Ok(self.store.failed_messages(who.practice, 200).await?)
@@ -203,7 +203,7 @@ impl App {
 
     /// Puts a failed message back in the queue.
     pub async fn retry_message(&self, who: &StaffPrincipal, id: MessageId) -> AppResult<()> {
-        if who.role == caldicott_core::staff::Role::Administrator {
+        if !who.role.works_with_patients() {
             return Err(AppError::Forbidden("administrators do not open patient records".into()));
         }
         let audit = self.audit_record(who, None, Action::MessageRetry, format!("message/{id}"), Outcome::Success, "");

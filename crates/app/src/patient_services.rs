@@ -230,6 +230,7 @@ fn require_front_desk(who: &StaffPrincipal) -> AppResult<()> {
     match who.role {
         Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
         Role::Administrator => Err(AppError::Forbidden("administrators do not issue patient credentials".into())),
+        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts only".into())),
     }
 }
 

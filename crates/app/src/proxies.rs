@@ -74,9 +74,10 @@ fn require_decider(who: &StaffPrincipal) -> AppResult<()> {
 }
 
 fn require_reader(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Administrator => Err(AppError::Forbidden("administrators do not open patient records".into())),
-        _ => Ok(()),
+    if who.role.works_with_patients() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only the practice team opens patient records".into()))
     }
 }
 

@@ -197,16 +197,18 @@ fn require_record_reader(who: &StaffPrincipal) -> AppResult<()> {
         Role::Administrator => {
             Err(AppError::Forbidden("administrators manage accounts and cannot open patient records".into()))
         }
+        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts across practices, never a record".into())),
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Loaded {
     pub(crate) practice: Practice,
     pub(crate) patient: Patient,
-    access: caldicott_core::access::OnlineAccessSettings,
-    enhanced_review: EnhancedReview,
+    pub(crate) access: caldicott_core::access::OnlineAccessSettings,
+    pub(crate) enhanced_review: EnhancedReview,
     /// The best identity level among the patient's own online accounts.
-    identity: Option<IdentityLevel>,
+    pub(crate) identity: Option<IdentityLevel>,
 }
 
 impl App {
@@ -242,7 +244,7 @@ impl App {
     }
 
     /// Finds a patient of the caller's practice; a failed or refused look-up is audited too.
-    async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
+    pub(crate) async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
         let nhs = parse_nhs_number(nhs)?;
         if let Err(e) = require_record_reader(who) {
             let rec =

@@ -32,6 +32,7 @@ fn require_registrar(who: &StaffPrincipal) -> AppResult<()> {
     match who.role {
         Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
         Role::Administrator => Err(AppError::Forbidden("administrators do not register patients".into())),
+        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts only".into())),
     }
 }
 

@@ -44,9 +44,10 @@ fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
 }
 
 fn require_task_reader(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Administrator => Err(AppError::Forbidden("administrators do not see the practice's tasks".into())),
-        _ => Ok(()),
+    if who.role.works_with_patients() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only the practice team sees the practice's tasks".into()))
     }
 }
 

@@ -3,7 +3,6 @@
 
 use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
-use caldicott_core::staff::Role;
 use caldicott_core::NhsNumber;
 use caldicott_store::{PatientListing, PatientSearch};
 use chrono::NaiveDate;
@@ -76,7 +75,7 @@ impl App {
         who: &StaffPrincipal,
         text: &str,
     ) -> AppResult<(SearchBy, Vec<PatientListing>)> {
-        if who.role == Role::Administrator {
+        if !who.role.works_with_patients() {
             return Err(AppError::Forbidden("administrators manage accounts and cannot search patient records".into()));
         }
         let (by, q) = parse_search(text)?;
@@ -97,7 +96,7 @@ impl App {
 impl App {
     /// The patients whose records the caller opened most recently.
     pub async fn recently_viewed(&self, who: &StaffPrincipal) -> AppResult<Vec<PatientListing>> {
-        if who.role == Role::Administrator {
+        if !who.role.works_with_patients() {
             return Ok(Vec::new());
         }
         Ok(self.store.recently_viewed(who.practice, who.staff, 10).await?)

@@ -14,6 +14,8 @@ pub struct SettingsInput {
     pub switch_on_month: String,
     pub switch_on_year: String,
     pub paused: bool,
+    /// Why automatic access is paused, and at whose request (needed to pause).
+    pub pause_reason: String,
     pub default_level: String,
     pub proxy_review_age: String,
     pub visible_online_by_default: bool,
@@ -66,6 +68,18 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             }
         }
     };
+    if input.paused && input.pause_reason.trim().is_empty() {
+        problems.push(FieldProblem {
+            field: "pause_reason",
+            message:
+                "Say why automatic access is paused and at whose request, for example \"Data controller (Dr Patel), \
+                      pending DPIA review\""
+                    .into(),
+        });
+    }
+    if input.pause_reason.chars().count() > 500 {
+        problems.push(FieldProblem { field: "pause_reason", message: "Keep the reason to 500 characters".into() });
+    }
     let default_level = match AccessLevel::parse(input.default_level.trim()) {
         Some(l) if l != AccessLevel::None => l,
         _ => {
@@ -104,6 +118,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
         Ok(OnlineServicesSettings {
             prospective_switch_on: switch_on,
             paused: input.paused,
+            pause_reason: if input.paused { input.pause_reason.trim().to_owned() } else { String::new() },
             default_level,
             proxy_review_age,
             visible_online_by_default: input.visible_online_by_default,
@@ -117,10 +132,11 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
-        "switch_on={} paused={} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={} \
+        "switch_on={} paused={} pause_reason={:?} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={} \
          cancel_cutoff_hours={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
+        s.pause_reason,
         s.default_level.as_str(),
         s.proxy_review_age.years(),
         s.visible_online_by_default,
@@ -173,6 +189,7 @@ mod tests {
             switch_on_month: m.into(),
             switch_on_year: y.into(),
             paused: false,
+            pause_reason: String::new(),
             default_level: level.into(),
             proxy_review_age: age.into(),
             visible_online_by_default: true,

@@ -41,6 +41,13 @@ impl App {
         password: &str,
     ) -> AppResult<StaffMember> {
         require_admin(who)?;
+        if role == Role::IcbAnalyst {
+            return Err(AppError::Forbidden(
+                "an ICB analyst sees figures from every practice of the service, so the service operator creates \
+                 the account (caldicott staff add --role icb_analyst)"
+                    .into(),
+            ));
+        }
         if name.trim().is_empty() {
             return Err(AppError::BadRequest("Enter the person's name".into()));
         }

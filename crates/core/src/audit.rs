@@ -156,6 +156,14 @@ pub enum Action {
     TaskView,
     CommunicationsView,
     ProxyView,
+    EnhancedReviewView,
+    EnhancedReviewDecide,
+    BulkCode,
+    BulkCodeJob,
+    ReportView,
+    ReportExport,
+    ActionPlanChange,
+    IcbReportView,
 }
 
 impl Action {
@@ -211,6 +219,14 @@ impl Action {
             Self::TaskView => "task.view",
             Self::CommunicationsView => "record.view_communications",
             Self::ProxyView => "proxy.view",
+            Self::EnhancedReviewView => "record.view_enhanced_review",
+            Self::EnhancedReviewDecide => "review.decide",
+            Self::BulkCode => "entry.bulk_code",
+            Self::BulkCodeJob => "practice.bulk_code_job",
+            Self::ReportView => "report.view",
+            Self::ReportExport => "report.export",
+            Self::ActionPlanChange => "practice.action_plan_change",
+            Self::IcbReportView => "icb.report_view",
         }
     }
 }

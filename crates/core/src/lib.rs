@@ -8,6 +8,7 @@ pub mod access;
 pub mod appointments;
 pub mod audit;
 pub mod entry;
+pub mod governance;
 pub mod ids;
 pub mod messages;
 pub mod nhs_number;

@@ -115,6 +115,8 @@ pub struct OnlineServicesSettings {
     pub prospective_switch_on: Option<NaiveDate>,
     /// Paused at the data controller's request: no automatic access while set (D9).
     pub paused: bool,
+    /// Why, and at whose request, automatic access is paused (empty when it is not).
+    pub pause_reason: String,
     /// The automatic access level (D10: Full unless the practice chooses lower).
     pub default_level: AccessLevel,
     /// When a child's proxy links are suspended for review (R16, D7).
@@ -132,6 +134,7 @@ impl Default for OnlineServicesSettings {
         Self {
             prospective_switch_on: None,
             paused: false,
+            pause_reason: String::new(),
             default_level: AccessLevel::Full,
             proxy_review_age: ProxyReviewAge::default(),
             visible_online_by_default: true,

@@ -11,16 +11,21 @@ pub enum Role {
     Clinician,
     PracticeManager,
     Administrator,
+    /// An analyst of the integrated care board: sees figures across every practice of the
+    /// service, counts only, never a patient.
+    IcbAnalyst,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Self::Receptionist, Self::Clinician, Self::PracticeManager, Self::Administrator];
+    pub const ALL: [Role; 5] =
+        [Self::Receptionist, Self::Clinician, Self::PracticeManager, Self::Administrator, Self::IcbAnalyst];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Receptionist => "receptionist",
             Self::Clinician => "clinician",
             Self::PracticeManager => "practice_manager",
             Self::Administrator => "administrator",
+            Self::IcbAnalyst => "icb_analyst",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -32,7 +37,13 @@ impl Role {
             Self::Clinician => "Clinician",
             Self::PracticeManager => "Practice manager",
             Self::Administrator => "Administrator",
+            Self::IcbAnalyst => "ICB analyst",
         }
+    }
+    /// Whether the role works with the practice's patients (reads records, books, files).
+    /// Administrators run the service and ICB analysts see counts; neither opens a record.
+    pub fn works_with_patients(self) -> bool {
+        matches!(self, Self::Receptionist | Self::Clinician | Self::PracticeManager)
     }
 }
 

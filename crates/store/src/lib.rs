@@ -7,6 +7,7 @@
 //! - audit events are only ever appended: no method updates or deletes one;
 //! - no database type crosses this interface.
 
+pub mod governance;
 mod migrate;
 mod rows;
 mod sql;
@@ -155,7 +156,7 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: governance::GovernanceStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Runs a trivial query: the database answers.

@@ -41,6 +41,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 10, name: "outbox", sql: include_str!("../migrations/sqlite/0010_outbox.sql") },
     Migration { version: 11, name: "linked_apps", sql: include_str!("../migrations/sqlite/0011_linked_apps.sql") },
     Migration { version: 12, name: "app_nhs_login", sql: include_str!("../migrations/sqlite/0012_app_nhs_login.sql") },
+    Migration { version: 13, name: "governance", sql: include_str!("../migrations/sqlite/0013_governance.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -80,6 +81,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "app_nhs_login",
         sql: include_str!("../migrations/postgres/0012_app_nhs_login.sql"),
     },
+    Migration { version: 13, name: "governance", sql: include_str!("../migrations/postgres/0013_governance.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -162,6 +162,7 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
         online: OnlineServicesSettings {
             prospective_switch_on: r.opt_date("switch_on")?,
             paused: r.flag("paused")?,
+            pause_reason: r.opt_text("pause_reason")?.unwrap_or_default(),
             default_level: parsed("default_level", r.text("default_level")?, AccessLevel::parse)?,
             proxy_review_age: u8::try_from(age)
                 .ok()

@@ -1896,7 +1896,11 @@ async fn staff_form(
                     role: m.role.display(),
                 })
                 .collect(),
-            roles: caldicott_core::staff::Role::ALL.iter().map(|r| (r.as_str(), r.display())).collect(),
+            roles: caldicott_core::staff::Role::ALL
+                .iter()
+                .filter(|r| **r != caldicott_core::staff::Role::IcbAnalyst)
+                .map(|r| (r.as_str(), r.display()))
+                .collect(),
             name: f.map(|f| f.name.clone()).unwrap_or_default(),
             username: f.map(|f| f.username.clone()).unwrap_or_default(),
             role: f.map_or_else(|| "receptionist".to_owned(), |f| f.role.clone()),

@@ -1,0 +1,54 @@
+-- Governance (R35–R37): enhanced review outcomes, bulk 104/106 jobs, the action plan, and the
+-- reason automatic access is paused. 104 and 106 entries get their own index so that the
+-- exclusion figures are quick across a whole service.
+CREATE INDEX entry_enhanced_review ON entry (practice_id, patient_id, entered_at)
+    WHERE code IN ('1364731000000104', '1364751000000106');
+
+ALTER TABLE practice ADD COLUMN pause_reason TEXT;
+
+CREATE TABLE enhanced_review_outcome (
+    practice_id BLOB NOT NULL,
+    id          BLOB NOT NULL,
+    patient_id  BLOB NOT NULL,
+    outcome     TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    next_review TEXT,
+    decided_at  TEXT NOT NULL,
+    decided_by  TEXT NOT NULL,
+    PRIMARY KEY (practice_id, id),
+    FOREIGN KEY (practice_id, patient_id) REFERENCES patient(practice_id, id)
+);
+CREATE INDEX review_outcome_by_patient ON enhanced_review_outcome (practice_id, patient_id, decided_at);
+
+CREATE TABLE bulk_code_job (
+    practice_id BLOB NOT NULL,
+    id          BLOB NOT NULL,
+    code        TEXT NOT NULL,
+    cohort      TEXT NOT NULL,
+    patients    INTEGER NOT NULL,
+    applied_at  TEXT NOT NULL,
+    applied_by  TEXT NOT NULL,
+    undoes      BLOB,
+    undone_by   BLOB,
+    PRIMARY KEY (practice_id, id)
+);
+
+CREATE TABLE bulk_code_item (
+    practice_id BLOB NOT NULL,
+    job_id      BLOB NOT NULL,
+    patient_id  BLOB NOT NULL,
+    entry_id    BLOB NOT NULL,
+    PRIMARY KEY (practice_id, job_id, patient_id),
+    FOREIGN KEY (practice_id, job_id) REFERENCES bulk_code_job(practice_id, id),
+    FOREIGN KEY (practice_id, entry_id) REFERENCES entry(practice_id, id)
+);
+
+CREATE TABLE action_plan (
+    practice_id   BLOB PRIMARY KEY NOT NULL REFERENCES practice(id),
+    owner         TEXT NOT NULL,
+    review_by     TEXT NOT NULL,
+    below_half_by TEXT NOT NULL,
+    progress      TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    updated_by    TEXT NOT NULL
+);
