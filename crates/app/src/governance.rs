@@ -17,7 +17,7 @@ use caldicott_core::snomed::{
 };
 use caldicott_core::staff::Role;
 use caldicott_core::visibility::Decision;
-use caldicott_store::governance::{ActionPlan, BulkJob, ExclusionRow, PracticeFigures, ReviewOutcomeRow};
+pub use caldicott_store::governance::{ActionPlan, BulkJob, ExclusionRow, PracticeFigures, ReviewOutcomeRow};
 use caldicott_store::{EntryCursor, EntryQuery};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{HashMap, HashSet};
@@ -963,4 +963,99 @@ pub fn csv_line(fields: &[&str]) -> String {
         })
         .collect();
     format!("{}\n", cells.join(","))
+}
+
+// ---- Proxy access reviews due --------------------------------------------------------------
+
+/// How far ahead the proxy reviews report looks.
+pub const PROXY_REVIEW_HORIZON_DAYS: i64 = 90;
+
+/// One proxy link that needs a decision now or soon.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProxyReviewRow {
+    pub patient_nhs: String,
+    pub patient_name: String,
+    pub proxy_name: String,
+    pub relationship: String,
+    /// What is due: paused now (and why), lapsing soon (and when), or unused for five years.
+    pub due: String,
+}
+
+impl App {
+    /// Proxy links of the practice that need a review: paused now by the review age, the 16th
+    /// birthday or an end date; lapsing in the next 90 days; or unused for five years (R16–R18).
+    pub async fn proxy_reviews_due(&self, who: &StaffPrincipal) -> AppResult<Vec<ProxyReviewRow>> {
+        use caldicott_core::access::ProxyStatus;
+        use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse};
+        require_governance(who)?;
+        let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let today = self.today();
+        let links = self.store.proxy_links(who.practice).await?;
+        let mut people: HashMap<PatientId, Patient> = HashMap::new();
+        let mut used: HashMap<PatientId, Vec<(caldicott_core::ids::ProxyLinkId, DateTime<Utc>)>> = HashMap::new();
+        let mut rows = Vec::new();
+        for link in links.iter().filter(|l| matches!(l.status, ProxyStatus::Active | ProxyStatus::Suspended { .. })) {
+            for id in [link.patient, link.proxy] {
+                if let std::collections::hash_map::Entry::Vacant(v) = people.entry(id) {
+                    if let Some(p) = self.store.patient(who.practice, id).await? {
+                        v.insert(p);
+                    }
+                }
+            }
+            let (Some(patient), Some(proxy)) = (people.get(&link.patient), people.get(&link.proxy)) else { continue };
+            if patient.registration_on(today).is_none() {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = used.entry(link.patient) {
+                v.insert(self.store.proxy_last_used(who.practice, link.patient).await?);
+            }
+            let last = used.get(&link.patient).and_then(|u| u.iter().find(|(id, _)| *id == link.id)).map(|(_, t)| *t);
+            let since = last.map_or(link.granted_on, |t| t.date_naive());
+            let mut due = Vec::new();
+            match &link.status {
+                ProxyStatus::Suspended { since, reason } => {
+                    due.push(format!("Suspended since {}: {reason}", long(*since)))
+                }
+                _ => {
+                    if let Some(w) = proxy_link_lapse(link, patient, &practice.online, today) {
+                        due.push(format!("Paused now: {}", w.explain()));
+                    } else if let Some(w) =
+                        proxy_link_next_lapse(link, patient, &practice.online, today, PROXY_REVIEW_HORIZON_DAYS)
+                    {
+                        due.push(format!("Soon: {}", w.explain()));
+                    }
+                }
+            }
+            if (today - since).num_days() >= 365 * crate::proxies::UNUSED_FLAG_YEARS {
+                due.push(match last {
+                    Some(t) => format!("Not used since {}", long(t.date_naive())),
+                    None => format!("Never used since it was granted on {}", long(link.granted_on)),
+                });
+            }
+            if !due.is_empty() {
+                rows.push(ProxyReviewRow {
+                    patient_nhs: patient.nhs_number.as_str().to_owned(),
+                    patient_name: patient.name.banner(),
+                    proxy_name: proxy.name.banner(),
+                    relationship: link.relationship.clone(),
+                    due: due.join(". "),
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.patient_name.cmp(&b.patient_name));
+        let rec = self.audit_record(
+            who,
+            None,
+            Action::ReportView,
+            "report/proxy-reviews",
+            Outcome::Success,
+            format!("rows={}", rows.len()),
+        );
+        self.audit.record(who.practice, rec).await?;
+        Ok(rows)
+    }
+}
+
+fn long(d: NaiveDate) -> String {
+    d.format("%-d %B %Y").to_string()
 }

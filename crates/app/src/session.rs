@@ -83,6 +83,8 @@ pub struct SignedIn {
     pub practice_name: String,
     /// Automatic online access is paused at the practice's request (D9).
     pub practice_paused: bool,
+    /// Why automatic access is paused, for the banner.
+    pub practice_pause_reason: String,
 }
 
 struct Cookie {
@@ -331,6 +333,7 @@ impl App {
             session: session.id,
             csrf_token: session.csrf_token,
             practice_paused: practice.online.paused,
+            practice_pause_reason: practice.online.pause_reason.clone(),
             practice_name: practice.name,
         })
     }

@@ -586,6 +586,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         switch_on_month: "10".into(),
         switch_on_year: "2023".into(),
         paused: true,
+        pause_reason: String::new(),
         default_level: "full".into(),
         proxy_review_age: "12".into(),
         visible_online_by_default: true,
@@ -593,8 +594,17 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         cancel_cutoff_hours: "24".into(),
     };
     assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
+    // Pausing needs the reason and who asked for it (the data controller).
+    let problems = app.change_practice_settings(&manager, &input).await.unwrap().unwrap_err();
+    assert_eq!(problems[0].field, "pause_reason");
+    let input = SettingsInput { pause_reason: "Data controller (Dr Patel): DPIA under review".into(), ..input };
     let saved = app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
     assert!(saved.online.paused);
+    assert_eq!(saved.online.pause_reason, "Data controller (Dr Patel): DPIA under review");
+    assert_eq!(
+        app.store.practice(tp.practice.id).await.unwrap().unwrap().online.pause_reason,
+        saved.online.pause_reason
+    );
     assert_eq!(saved.online.proxy_review_age.years(), 12);
     // Paused: the patient's automatic access stops at once (D9).
     let view = app
@@ -801,7 +811,7 @@ async fn administrators_manage_staff_accounts(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     assert!(matches!(app.staff_accounts(&tp.clinician).await, Err(AppError::Forbidden(_))));
-    assert_eq!(app.staff_accounts(&admin).await.unwrap().len(), 4);
+    assert_eq!(app.staff_accounts(&admin).await.unwrap().len(), 5);
     let new =
         app.add_staff_account(&admin, "a.nurse", "Alex Nurse", Role::Clinician, "a long first password").await.unwrap();
     assert!(matches!(
@@ -1375,6 +1385,7 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
         switch_on_month: "10".into(),
         switch_on_year: "2023".into(),
         paused: false,
+        pause_reason: String::new(),
         default_level: "full".into(),
         proxy_review_age: "11".into(),
         visible_online_by_default: true,

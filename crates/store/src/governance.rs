@@ -136,6 +136,8 @@ pub trait GovernanceStore: Send + Sync + 'static {
     async fn bulk_job(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<BulkJob>>;
     /// The patients a job coded.
     async fn bulk_job_patients(&self, practice: PracticeId, job: Uuid) -> StoreResult<Vec<PatientId>>;
+    /// Every proxy link of the practice, for the proxy reviews report.
+    async fn proxy_links(&self, practice: PracticeId) -> StoreResult<Vec<caldicott_core::access::ProxyLink>>;
     /// Patients of the practice who hold an online account of their own.
     async fn patients_with_online_accounts(&self, practice: PracticeId) -> StoreResult<Vec<PatientId>>;
     async fn action_plan(&self, practice: PracticeId) -> StoreResult<Option<ActionPlan>>;

@@ -17,6 +17,10 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/record", get(staff_record))
         .route("/patients/{nhs_number}/online-view", get(online_view))
         .route("/patients/{nhs_number}/transfers", get(transfers))
+        .route("/reports/exclusions", get(exclusions))
+        .route("/reports/monthly-return", get(monthly_return))
+        .route("/reports/trend", get(trend))
+        .route("/icb/exclusions", get(icb_exclusions))
         .route(
             "/transfer-in",
             axum::routing::post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(crate::portal::UPLOAD_LIMIT)),
@@ -130,4 +134,54 @@ async fn transfers(
     Path(nhs): Path<String>,
 ) -> Result<Json<Vec<caldicott_app::RecordImport>>, WebError> {
     Ok(Json(app.record_imports(&who, &nhs).await?))
+}
+
+// ---- Governance reports (R36, R37) ------------------------------------------------------------
+
+/// The practice's exclusion figures, the 50% flag and its action plan.
+async fn exclusions(
+    State(app): State<App>,
+    Staff(who): Staff,
+) -> Result<Json<caldicott_app::governance::ExclusionReport>, WebError> {
+    Ok(Json(app.exclusion_report(&who).await?))
+}
+
+#[derive(serde::Serialize)]
+struct MonthlyReturn {
+    on: chrono::NaiveDate,
+    exclusions: Vec<caldicott_app::governance::ExclusionRow>,
+}
+
+/// Every active exclusion: NHS number, when the 104 was recorded and by whom (R37).
+async fn monthly_return(State(app): State<App>, Staff(who): Staff) -> Result<Json<MonthlyReturn>, WebError> {
+    let (on, exclusions) = app.monthly_return(&who).await?;
+    Ok(Json(MonthlyReturn { on, exclusions }))
+}
+
+/// Exclusions, grants and withholds by month; `months` from 1 to 60 (default 12).
+async fn trend(
+    State(app): State<App>,
+    Staff(who): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<caldicott_core::governance::TrendMonth>>, WebError> {
+    let months =
+        match q.get("months") {
+            None => 12,
+            Some(m) => m.parse::<u32>().ok().filter(|m| (1..=60).contains(m)).ok_or_else(|| {
+                AppError::BadRequest(format!("months must be a whole number from 1 to 60, not {m:?}"))
+            })?,
+        };
+    Ok(Json(app.exclusion_trend(&who, months).await?))
+}
+
+#[derive(serde::Serialize)]
+struct IcbFigures {
+    on: chrono::NaiveDate,
+    practices: Vec<caldicott_app::governance::PracticeFigures>,
+}
+
+/// Every practice's figures, for ICB analysts: counts only.
+async fn icb_exclusions(State(app): State<App>, Staff(who): Staff) -> Result<Json<IcbFigures>, WebError> {
+    let (on, practices) = app.icb_figures(&who).await?;
+    Ok(Json(IcbFigures { on, practices }))
 }

@@ -7,6 +7,7 @@ mod api;
 mod app_api;
 mod comms;
 mod error;
+mod governance;
 mod pages;
 mod patient;
 mod portal;
@@ -29,6 +30,7 @@ pub fn router(app: App) -> Router {
         .merge(patient::routes())
         .merge(staff_work::routes())
         .merge(comms::routes())
+        .merge(governance::routes())
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())
         .fallback(error::not_found)

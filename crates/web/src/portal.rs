@@ -164,14 +164,21 @@ pub struct Chrome {
     pub role: &'static str,
     pub practice_name: String,
     pub csrf: String,
-    /// Automatic access is paused: every page says so.
+    /// Automatic access is paused: every page says so, with the reason.
     pub paused: bool,
+    pub pause_reason: String,
     /// The practice manager sees the settings link.
     pub manager: bool,
     /// Clinicians see the filing link.
     pub clinician: bool,
     /// Administrators see the staff accounts link.
     pub admin: bool,
+    /// The practice team (not administrators or ICB analysts) sees the patient links.
+    pub team: bool,
+    /// Clinicians and practice managers see reviews and reports.
+    pub governance: bool,
+    /// ICB analysts see the service-wide figures.
+    pub analyst: bool,
 }
 
 impl From<&SignedIn> for Chrome {
@@ -182,9 +189,16 @@ impl From<&SignedIn> for Chrome {
             practice_name: s.practice_name.clone(),
             csrf: s.csrf_token.clone(),
             paused: s.practice_paused,
+            pause_reason: s.practice_pause_reason.clone(),
             manager: s.who.role == caldicott_core::staff::Role::PracticeManager,
             clinician: s.who.role == caldicott_core::staff::Role::Clinician,
             admin: s.who.role == caldicott_core::staff::Role::Administrator,
+            team: s.who.role.works_with_patients(),
+            governance: matches!(
+                s.who.role,
+                caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager
+            ),
+            analyst: s.who.role == caldicott_core::staff::Role::IcbAnalyst,
         }
     }
 }
@@ -514,6 +528,9 @@ fn age_text(dob: NaiveDate, today: NaiveDate) -> String {
 }
 
 async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+    if me.who.role == caldicott_core::staff::Role::IcbAnalyst && !q.contains_key("q") {
+        return Redirect::to("/icb").into_response();
+    }
     let text = q.get("q").cloned().unwrap_or_default();
     let today = app.now().date_naive();
     let listing = |p| listing(p, today);
@@ -527,9 +544,9 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
     };
     let mut page = HomePage {
         chrome: Some((&me).into()),
-        can_register: me.who.role != caldicott_core::staff::Role::Administrator,
+        can_register: me.who.role.works_with_patients(),
         can_transfer: caldicott_app::transfer::require_transferrer(&me.who).is_ok(),
-        overdue_alerts: if me.who.role == caldicott_core::staff::Role::Administrator {
+        overdue_alerts: if !me.who.role.works_with_patients() {
             0
         } else {
             match app.overdue_alerts(&me.who).await {
@@ -889,7 +906,7 @@ async fn record(
         apps,
         notice,
         can_change,
-        can_register: me.who.role != caldicott_core::staff::Role::Administrator,
+        can_register: me.who.role.works_with_patients(),
         registered: rec.patient.registration_on(today).is_some(),
         can_see_trail: matches!(
             me.who.role,
@@ -1235,6 +1252,7 @@ struct SettingsPage {
     month: String,
     year: String,
     paused: bool,
+    pause_reason: String,
     level: String,
     age: String,
     visible_by_default: bool,
@@ -1267,6 +1285,7 @@ fn settings_page_for(
         month: input.switch_on_month.clone(),
         year: input.switch_on_year.clone(),
         paused: input.paused,
+        pause_reason: input.pause_reason.clone(),
         level: input.default_level.clone(),
         age: input.proxy_review_age.clone(),
         visible_by_default: input.visible_online_by_default,
@@ -1288,6 +1307,7 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         switch_on_month: d.map(|d| d.month().to_string()).unwrap_or_default(),
         switch_on_year: d.map(|d| d.year().to_string()).unwrap_or_default(),
         paused: p.online.paused,
+        pause_reason: p.online.pause_reason.clone(),
         default_level: p.online.default_level.as_str().to_owned(),
         proxy_review_age: p.online.proxy_review_age.years().to_string(),
         visible_online_by_default: p.online.visible_online_by_default,
@@ -1320,6 +1340,8 @@ struct SettingsForm {
     #[serde(default)]
     paused: Option<String>,
     #[serde(default)]
+    pause_reason: String,
+    #[serde(default)]
     default_level: String,
     #[serde(default)]
     proxy_review_age: String,
@@ -1342,6 +1364,7 @@ async fn save_settings(
         switch_on_month: f.switch_on_month,
         switch_on_year: f.switch_on_year,
         paused: f.paused.is_some(),
+        pause_reason: f.pause_reason,
         default_level: f.default_level,
         proxy_review_age: f.proxy_review_age,
         visible_online_by_default: f.visible_online_by_default.is_some(),
@@ -2066,8 +2089,8 @@ fn register_form(me: &SignedIn, r: &caldicott_app::registration::NewRegistration
 }
 
 async fn register_page(Portal(me): Portal) -> Response {
-    if me.who.role == caldicott_core::staff::Role::Administrator {
-        return page_error(Some((&me).into()), AppError::Forbidden("administrators do not register patients".into()));
+    if !me.who.role.works_with_patients() {
+        return page_error(Some((&me).into()), AppError::Forbidden("only the practice team registers patients".into()));
     }
     register_form(&me, &Default::default(), Vec::new())
 }

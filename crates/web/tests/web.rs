@@ -373,15 +373,15 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
 const PERMISSIONS: &str = include_str!("../../../docs/permissions.md");
 
 /// One row of docs/permissions.md: method, path, and allow for receptionist, clinician,
-/// practice manager, administrator.
-fn permission_rows() -> Vec<(String, String, [bool; 4])> {
+/// practice manager, administrator, ICB analyst.
+fn permission_rows() -> Vec<(String, String, [bool; 5])> {
     PERMISSIONS
         .lines()
         .filter(|l| l.starts_with("| `"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
             let (method, path) = cells[0].trim_matches('`').split_once(' ').unwrap();
-            let allow = [1, 2, 3, 4].map(|i| match cells[i] {
+            let allow = [1, 2, 3, 4, 5].map(|i| match cells[i] {
                 "allow" => true,
                 "deny" => false,
                 other => panic!("{other:?} in docs/permissions.md"),
@@ -402,6 +402,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/patient.rs")),
         ("", include_str!("../src/comms.rs")),
         ("", include_str!("../src/staff_work.rs")),
+        ("", include_str!("../src/governance.rs")),
         ("/api/apps/v1", include_str!("../src/app_api.rs")),
     ];
     for (prefix, src) in sources {
@@ -561,16 +562,28 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
     .unwrap();
     let clinician_id = tp.clinician.staff.to_string();
     let patient_id = pat.id.to_string();
+    // A bulk 104 of one patient, for the undo route.
+    let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let bulk_patient = adult(&app, tp.practice.id).await.unwrap();
+    let bulk = caldicott_app::governance::BulkInput {
+        code: "104".into(),
+        csv: bulk_patient.nhs_number.as_str().to_owned(),
+        ..Default::default()
+    };
+    let plan_date = (chrono::Utc::now().date_naive() + chrono::Duration::days(30)).to_string();
+    let job_id = app.bulk_apply(&manager, &bulk, "1").await.unwrap().unwrap().job.id.to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
         ("clinician", &tp.clinician_token),
         ("manager", &tp.manager_token),
         ("admin", &tp.admin_token),
+        ("analyst", &tp.analyst_token),
     ];
     for (i, (user, token)) in roles.into_iter().enumerate() {
         let mut b = Browser::new(&app);
         sign_in(&mut b, tp.practice.ods_code.as_str(), user).await;
-        let token_csrf = csrf(&b.get("/").await.body);
+        // ICB analysts land on the service-wide figures, not the patient search.
+        let token_csrf = csrf(&b.get(if user == "analyst" { "/icb" } else { "/" }).await.body);
         for (method, path, allow) in permission_rows() {
             let uri = path
                 .replace("{nhs_number}", pat.nhs_number.as_str())
@@ -582,7 +595,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{link}", &proxy.id.to_string())
                 .replace("{message}", &message.id.to_string())
                 .replace("{alert}", &alert_id)
-                .replace("{letter}", &post_id);
+                .replace("{letter}", &post_id)
+                .replace("{job}", &job_id);
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -668,6 +682,11 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("app_name", "Permission App"),
                         ("supplier", "Permission Ltd"),
                         ("pharmacy_name", "Test Pharmacy"),
+                        ("review_outcome", "granted"),
+                        ("min_age", "120"),
+                        ("owner", "Permission Test Owner"),
+                        ("review_by", plan_date.as_str()),
+                        ("below_half_by", plan_date.as_str()),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;

@@ -822,6 +822,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                 let practice = OnlineServicesSettings {
                     prospective_switch_on: prac.0,
                     paused: prac.1,
+                    pause_reason: String::new(),
                     default_level: prac.2,
                     proxy_review_age: ProxyReviewAge::new(prac.3).unwrap_or_default(),
                     visible_online_by_default: true,

@@ -366,6 +366,18 @@ macro_rules! governance_store {
                 .await
             }
 
+            async fn proxy_links(&self, practice: PracticeId) -> StoreResult<Vec<caldicott_core::access::ProxyLink>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {} FROM proxy_link WHERE practice_id = $1 ORDER BY patient_id, granted_on",
+                    super::PROXY_COLUMNS
+                ))
+                .bind(practice.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?;
+                rows.iter().map(crate::rows::proxy).collect()
+            }
+
             async fn patients_with_online_accounts(&self, practice: PracticeId) -> StoreResult<Vec<PatientId>> {
                 let rows = sqlx::query("SELECT DISTINCT holder_id FROM online_account WHERE practice_id = $1")
                     .bind(practice.as_uuid())
