@@ -50,6 +50,25 @@ pub struct IssuedToken {
 }
 
 /// Issues a bearer token to a member of staff of the practice with `ods`.
+/// The active member of staff `username` at the practice `ods`, acting from the command line.
+pub async fn principal_for(app: &App, ods: &str, username: &str) -> AppResult<StaffPrincipal> {
+    let ods = OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let practice = app
+        .store
+        .practice_by_ods(&ods)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no practice with ODS code {ods}")))?;
+    let username = normalise_username(username)
+        .ok_or_else(|| AppError::BadRequest(format!("\"{username}\" is not a valid username")))?;
+    let staff = app
+        .store
+        .staff_by_username(practice.id, &username)
+        .await?
+        .filter(|s| s.active)
+        .ok_or_else(|| AppError::NotFound(format!("no active staff member {username} at {ods}")))?;
+    Ok(StaffPrincipal { practice: practice.id, staff: staff.id, name: staff.display_name, role: staff.role })
+}
+
 pub async fn issue_token(
     app: &App,
     ods: &str,

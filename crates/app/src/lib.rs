@@ -10,6 +10,7 @@ pub mod auth;
 pub mod consultation;
 pub mod demo;
 mod demo_data;
+pub mod demo_icb;
 pub mod demo_services;
 pub mod fhir;
 pub mod filing;

@@ -1,6 +1,8 @@
 //! `caldicott`: one binary for the server, the demo practice, migrations, API tokens and the
 //! audit log. Configuration is parsed here once and passed down explicitly.
 
+mod governance;
+
 use anyhow::{bail, Context};
 use caldicott_app::demo::{build_demo, DemoOptions, DemoReport};
 use caldicott_app::{audit_log, auth, system_clock, App};
@@ -66,6 +68,13 @@ enum Command {
         /// Build the demo practice and exit, without serving.
         #[arg(long)]
         build_only: bool,
+        /// Also build this many lean practices (Y00001…) for the ICB view: patients and their
+        /// 104/106 codes only; every tenth is over the 50% line.
+        #[arg(long, default_value_t = 0)]
+        practices: u32,
+        /// Patients in each of those practices.
+        #[arg(long, default_value_t = 10_000)]
+        practice_patients: u32,
         /// Serve the demo as if it were this many days later, to see what time does (a child
         /// reaching the proxy review age, end dates, overdue alerts). Demo only.
         #[arg(long, default_value_t = 0)]
@@ -85,6 +94,36 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Governance reports (CSV or JSON), as on the reports pages.
+    Report {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        command: governance::ReportCommand,
+    },
+    /// Record 104 or 106 for a cohort. A dry run unless --confirm gives the number of patients.
+    BulkCode {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        args: governance::BulkArgs,
+    },
+    /// Staff accounts.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Add a member of staff (the only way to make an ICB analyst's account).
+    Add {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        args: governance::StaffAdd,
     },
 }
 
@@ -186,11 +225,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open(&db).await?;
             serve(app, listen.listen, None).await?;
         }
-        Command::Demo { db, listen, patients, seed, as_of, long_record, build_only, days_ahead } => {
+        Command::Demo {
+            db,
+            listen,
+            patients,
+            seed,
+            as_of,
+            long_record,
+            build_only,
+            days_ahead,
+            practices,
+            practice_patients,
+        } => {
             let mut app = open(&db).await?;
             let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
             eprintln!("Preparing the demo practice ({patients} patients, seed {seed}) …");
             let report = build_demo(&app, &DemoOptions { patients, seed, as_of, long_record }).await?;
+            if practices > 0 {
+                let password = caldicott_app::demo::demo_passwords(seed)[4].clone();
+                let bar = indicatif::ProgressBar::new(u64::from(practices));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} practices of {msg} patients ({elapsed}, about {eta} to go)",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_message(practice_patients.to_string());
+                let tick = bar.clone();
+                let started = std::time::Instant::now();
+                let built = caldicott_app::demo_icb::build_service(
+                    &app,
+                    practices,
+                    practice_patients,
+                    seed,
+                    as_of,
+                    &password,
+                    &move |n| tick.set_position(u64::from(n)),
+                )
+                .await?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "Service practices Y00001–{}: {built} built in {:.0} s; each has practice manager \"{}\" with password {password}",
+                    caldicott_app::demo_icb::service_ods(practices),
+                    started.elapsed().as_secs_f64(),
+                    caldicott_app::demo_icb::SERVICE_MANAGER
+                );
+            }
             if build_only {
                 print_demo(&report, None);
             } else {
@@ -210,6 +290,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_demo(&report, Some((&token.secret, listen.listen)));
                 serve(app, listen.listen, Some(&report)).await?;
             }
+        }
+        Command::Report { db, command } => return governance::report(&open(&db).await?, command).await,
+        Command::BulkCode { db, args } => return governance::bulk_code(&open(&db).await?, args).await,
+        Command::Staff { command: StaffCommand::Add { db, args } } => {
+            return governance::staff_add(&open(&db).await?, args).await
         }
         Command::Migrate { db } => {
             open(&db).await?;
