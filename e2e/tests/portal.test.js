@@ -138,7 +138,7 @@ async function check (page, name) {
   assert.deepEqual(result.violations, [], `${name}: accessibility violations`)
 }
 
-async function signIn (page, username) {
+async function signIn (page, username, landing = '/') {
   await page.goto(`${base}/`)
   assert.match(page.url(), /\/sign-in$/)
   await check(page, 'sign-in')
@@ -150,7 +150,7 @@ async function signIn (page, username) {
     // Enrolled in an earlier test: the authenticator already holds the secret.
     await page.getByLabel(/6-digit code/).fill(totp(secrets[username]))
     await page.getByRole('button', { name: 'Sign in' }).click()
-    await page.waitForURL(`${base}/`)
+    await page.waitForURL(`${base}${landing}`)
     return secrets[username]
   }
   const secret = (await page.locator('#totp-secret').textContent()).trim()
@@ -162,7 +162,7 @@ async function signIn (page, username) {
   await check(page, 'wrong-code')
   await page.getByLabel(/6-digit code/).fill(totp(secret))
   await page.getByRole('button', { name: 'Sign in' }).click()
-  await page.waitForURL(`${base}/`)
+  await page.waitForURL(`${base}${landing}`)
   return secret
 }
 
@@ -316,8 +316,12 @@ test('the practice manager pauses automatic access and every page says so', asyn
   await page.getByLabel('Month').fill('10')
   await page.getByLabel('Pause automatic access').check()
   await page.getByRole('button', { name: 'Save settings' }).click()
+  await page.getByText('Say why automatic access is paused').first().waitFor()
+  await page.getByLabel('Why it is paused, and at whose request').fill('Data controller (Dr Okafor): DPIA under review')
+  await page.getByRole('button', { name: 'Save settings' }).click()
   await page.getByText('Settings saved.').waitFor()
   await page.getByText('Automatic online access is paused').first().waitFor()
+  await page.getByText('Reason: Data controller (Dr Okafor): DPIA under review').first().waitFor()
   await page.goto(`${base}/patients/${longRecord}`)
   await page.getByText('Automatic online access is paused').first().waitFor()
   await page.goto(`${base}/settings`)
@@ -678,4 +682,105 @@ test('weeks later, the parent\'s access to her son\'s record pauses at his revie
   } finally {
     later.kill()
   }
+})
+
+test('a clinician reviews a held-back patient with the assistant and grants access', async () => {
+  const page = await newPage()
+  await signIn(page, 'dr.okafor')
+  await page.getByRole('link', { name: 'Reviews' }).click()
+  await page.getByRole('heading', { name: 'Enhanced reviews' }).waitFor()
+  await check(page, 'reviews')
+  const first = page.locator('table tbody tr').first()
+  const name = (await first.locator('a').textContent()).trim()
+  await first.locator('a').click()
+  await page.getByRole('heading', { name: /^Enhanced review: / }).waitFor()
+  await page.getByText('Entries to check before giving access').waitFor()
+  await check(page, 'review')
+  // Withholding needs a reason and a date.
+  await page.getByLabel('Withhold access').check()
+  await page.getByRole('button', { name: 'Record the outcome' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await page.getByText('Say why access is withheld').first().waitFor()
+  await check(page, 'review-error')
+  await page.getByLabel('Grant access').check()
+  await page.getByRole('button', { name: 'Record the outcome' }).click()
+  await page.waitForURL(/\/reviews\?decided$/)
+  assert.equal(await page.getByRole('link', { name, exact: true }).count(), 0, 'the patient has left the queue')
+})
+
+test('the practice manager bulk-codes a cohort from a CSV, undoes it, keeps the action plan and downloads the monthly return', async () => {
+  const page = await newPage()
+  await signIn(page, 'm.clarke')
+  await page.getByRole('link', { name: 'Reports' }).click()
+  await page.getByRole('heading', { name: 'Reports' }).waitFor()
+  await check(page, 'reports')
+  // The action plan: checked, then saved.
+  await page.getByLabel('Owner').fill('Dr Okafor')
+  await page.getByRole('button', { name: 'Save the action plan' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'reports-error')
+  const soon = new Date(Date.now() + 60 * 86400000).toISOString().slice(0, 10)
+  await page.getByLabel('Every excluded patient reviewed by').fill(soon)
+  await page.getByLabel('Below half excluded by').fill(soon)
+  await page.getByLabel('Progress').fill('Reviews booked with the duty doctor each week.')
+  await page.getByRole('button', { name: 'Save the action plan' }).click()
+  await page.getByText('Action plan saved.').waitFor()
+  // The monthly return, on the page and as a file.
+  await page.getByRole('link', { name: 'Monthly return of all active exclusions' }).click()
+  await page.getByRole('heading', { name: 'Monthly return of exclusions' }).waitFor()
+  await check(page, 'monthly-return')
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: /Download the return/ }).click()])
+  const csv = readFileSync(await download.path(), 'utf8')
+  assert.match(csv, /^nhs_number,family_name,given_name,date_of_birth,age,date_added,added_by\n\d{10},/)
+  await page.goto(`${base}/reports/trend`)
+  await page.getByRole('heading', { name: /by month/ }).waitFor()
+  await check(page, 'trend')
+  await page.goto(`${base}/reports/proxy-reviews`)
+  await page.getByRole('heading', { name: 'Proxy access reviews due' }).waitFor()
+  await check(page, 'proxy-reviews')
+  // Bulk 104 for two patients from a CSV, with the warnings and a typed confirmation.
+  await page.goto(`${base}/bulk-code`)
+  await check(page, 'bulk')
+  const nhs = [bornPatients['hannah.rivers'].nhs, bornPatients['omar.haddad'].nhs]
+  await page.getByLabel(/a CSV file of NHS numbers/).setInputFiles({ name: 'cohort.csv', mimeType: 'text/csv', buffer: Buffer.from(`NHS number\n${nhs.join('\n')}\n`) })
+  await page.getByRole('button', { name: 'See who it would change' }).click()
+  await page.getByText('NHS England advises against bulk 104').waitFor()
+  await check(page, 'bulk-preview')
+  await page.getByLabel(/type 2$/).fill('3')
+  await page.getByRole('button', { name: 'Apply 104' }).click()
+  await page.getByText('Type 2 to confirm').first().waitFor()
+  await page.getByLabel(/type 2$/).fill('2')
+  await page.getByRole('button', { name: 'Apply 104' }).click()
+  await page.getByText('104 recorded for 2 patients').waitFor()
+  await check(page, 'bulk-done')
+  // Undo it.
+  await page.getByRole('button', { name: /^Undo with 106/ }).first().click()
+  await page.getByRole('heading', { name: 'Undo a bulk 104' }).waitFor()
+  await check(page, 'bulk-undo')
+  await page.getByLabel(/type 2$/).fill('2')
+  await page.getByRole('button', { name: 'Record 106' }).click()
+  await page.getByText('106 recorded for 2 patients').waitFor()
+  await page.getByRole('cell', { name: 'Undone' }).first().waitFor()
+})
+
+test('an ICB analyst sees every practice, the one over 50% flagged, and no patient', async () => {
+  // The practice bulk-codes everyone aged 16 or over from the command line: over 50% excluded.
+  const env = { ...process.env, CALDICOTT_DATABASE: join(dir, 'caldicott.db'), CALDICOTT_LOG: 'warn' }
+  const args = ['bulk-code', '--practice', 'Y90210', '--as', 'm.clarke', '--code', '104', '--min-age', '16']
+  let dry = ''
+  try { execFileSync(BIN, args, { env, encoding: 'utf8', stdio: 'pipe' }) } catch (e) { dry = e.stderr; assert.equal(e.status, 2, dry) }
+  const count = dry.match(/--confirm (\d+)/)[1]
+  execFileSync(BIN, [...args, '--confirm', count], { env, encoding: 'utf8', stdio: 'pipe' })
+  const page = await newPage()
+  // The analyst lands on the ICB figures, not the patient search.
+  await signIn(page, 'icb.analyst', '/icb')
+  await page.getByRole('heading', { name: 'Exclusions across the ICB' }).waitFor()
+  await check(page, 'icb')
+  const flagged = page.locator('tr', { hasText: 'Riverside Medical Practice (Y90210)' })
+  await flagged.getByText('Over 50%').waitFor()
+  assert.doesNotMatch(await page.content(), /\b9\d{9}\b/, 'no NHS number on the ICB page')
+  const res = await page.goto(`${base}/patients/${longRecord}`)
+  assert.equal(res.status(), 403)
+  const csv = await page.request.get(`${base}/reports/monthly-return.csv`)
+  assert.equal(csv.status(), 403)
 })

@@ -4,7 +4,6 @@
 
 use crate::setup::{create_practice, create_staff, NewPractice};
 use crate::{new_id, App, AppResult};
-use caldicott_core::access::OnlineAccessSettings;
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::{Author, Entry, EntryBody, OnlineVisibility, Origin};
 use caldicott_core::ids::*;
@@ -13,13 +12,12 @@ use caldicott_core::practice::{OdsCode, OnlineServicesSettings, PostalAddress};
 use caldicott_core::snomed::{Coding, ConceptId, ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
 use caldicott_core::staff::Role;
 use caldicott_core::NhsNumber;
-use caldicott_store::PatientImport;
 use chrono::{Duration, NaiveDate};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The practice manager of every generated practice, for the reports and the benchmark.
-pub const SERVICE_MANAGER: &str = "pm";
+pub const SERVICE_MANAGER: &str = "manager";
 
 /// The ODS code of the `n`th generated practice (from 1).
 pub fn service_ods(n: u32) -> String {
@@ -50,9 +48,27 @@ pub async fn build_service(
     for n in 1..=practices {
         let ods = service_ods(n);
         let parsed = OdsCode::parse(&ods).map_err(|e| crate::AppError::Internal(e.to_string()))?;
-        if app.store.practice_by_ods(&parsed).await?.is_some() {
-            progress(n);
-            continue;
+        if let Some(existing) = app.store.practice_by_ods(&parsed).await? {
+            // Built before: make sure it has its manager and all its patients.
+            if app.store.staff_by_username(existing.id, SERVICE_MANAGER).await?.is_none() {
+                create_staff(
+                    app,
+                    existing.id,
+                    SERVICE_MANAGER,
+                    "Practice Manager",
+                    Role::PracticeManager,
+                    manager_password,
+                    system(),
+                )
+                .await?;
+            }
+            if app.store.patient_count(existing.id).await? >= i64::from(patients) {
+                progress(n);
+                continue;
+            }
+            return Err(crate::AppError::Conflict(format!(
+                "practice {ods} was left half-built by an interrupted run; start again on a fresh database"
+            )));
         }
         let practice = create_practice(
             app,
@@ -81,7 +97,8 @@ pub async fn build_service(
         .await?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(n) << 20));
         let share = if n % 10 == 0 { 0.6 } else { 0.02 + 0.13 * rng.gen::<f64>() };
-        let mut batch = Vec::with_capacity(500);
+        let mut batch = Vec::with_capacity(5000);
+        let mut codes = Vec::new();
         for i in 0..patients {
             let age_days = rng.gen_range(0..95 * 365);
             let dob = as_of - Duration::days(age_days);
@@ -111,7 +128,7 @@ pub async fn build_service(
             let mut entries = Vec::new();
             if age_days >= 16 * 365 && rng.gen_bool(share) {
                 let when =
-                    (as_of - Duration::days(rng.gen_range(1..700))).and_hms_opt(9, 0, 0).unwrap_or_default().and_utc();
+                    (as_of - Duration::days(rng.gen_range(31..730))).and_hms_opt(9, 0, 0).unwrap_or_default().and_utc();
                 let entry = |concept: &str, term: &str, at| Entry {
                     id: EntryId::from_uuid(new_id()),
                     patient: patient.id,
@@ -135,14 +152,9 @@ pub async fn build_service(
                     ));
                 }
             }
-            batch.push(PatientImport {
-                patient,
-                access: OnlineAccessSettings::default(),
-                accounts: Vec::new(),
-                entries,
-                proxies: Vec::new(),
-            });
-            if batch.len() == 500 || i + 1 == patients {
+            batch.push(patient);
+            codes.extend(entries);
+            if batch.len() == 5000 || i + 1 == patients {
                 let audit = AuditRecord::new(
                     AuditEventId::from_uuid(new_id()),
                     app.now(),
@@ -153,8 +165,9 @@ pub async fn build_service(
                     Outcome::Success,
                     format!("patients={}", batch.len()),
                 );
-                app.store.import_patients(practice.id, &batch, std::slice::from_ref(&audit)).await?;
+                app.store.seed_patients(practice.id, &batch, &codes, &audit).await?;
                 batch.clear();
+                codes.clear();
             }
         }
         built += 1;

@@ -158,3 +158,95 @@ fn tokens_are_issued_by_the_command_line() {
     let out = caldicott(&db.path(), &["migrate"]);
     assert!(out.status.success() && stdout(&out).contains("up to date"));
 }
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bulk_code_is_a_dry_run_until_confirmed_and_reports_come_out_as_csv() {
+    // R35, R36, R37, from the command line.
+    let db = demo();
+    let p = db.path();
+    let count_104 = |p: &Path| {
+        let out =
+            caldicott(p, &["report", "exclusions", "--practice", "Y90210", "--as", "m.clarke", "--format", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("report JSON");
+        v["figures"]["active_104"].as_i64().expect("a count")
+    };
+    let before = count_104(&p);
+    let cohort = ["--practice", "Y90210", "--as", "m.clarke", "--code", "104", "--min-age", "30", "--max-age", "40"];
+    let dry = caldicott(&p, &[&["bulk-code"], &cohort[..]].concat());
+    assert_eq!(dry.status.code(), Some(2), "a dry run: {}", stderr(&dry));
+    assert!(stderr(&dry).contains("NHS England advises against applying 104 in bulk"));
+    let n: String = stderr(&dry).split("--confirm ").nth(1).expect("the count to confirm").trim().to_owned();
+    assert!(n.parse::<i64>().expect("a number") > 0);
+    assert_eq!(count_104(&p), before, "nothing changed");
+    let wrong = caldicott(&p, &[&["bulk-code"], &cohort[..], &["--confirm", "99999"]].concat());
+    assert!(!wrong.status.success());
+    assert_eq!(count_104(&p), before, "nothing changed");
+    let done = caldicott(&p, &[&["bulk-code"], &cohort[..], &["--confirm", &n]].concat());
+    assert!(done.status.success(), "{}", stderr(&done));
+    let job: serde_json::Value = serde_json::from_str(&stdout(&done)).expect("job JSON");
+    assert_eq!(job["patients"].as_i64(), n.parse::<i64>().ok());
+    assert!(count_104(&p) > before);
+    // The monthly return lists them, as CSV.
+    let ret = caldicott(&p, &["report", "monthly-return", "--practice", "Y90210", "--as", "m.clarke"]);
+    let csv = stdout(&ret);
+    assert!(csv.starts_with("nhs_number,family_name,given_name,date_of_birth,age,date_added,added_by\n"), "{csv}");
+    assert!(csv.lines().count() as i64 > n.parse::<i64>().unwrap_or(0));
+    // Undo with 106, confirmed the same way.
+    let id = job["id"].as_str().expect("job id").to_owned();
+    let undo = caldicott(
+        &p,
+        &["bulk-code", "--practice", "Y90210", "--as", "m.clarke", "--code", "106", "--undo", &id, "--confirm", &n],
+    );
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert_eq!(count_104(&p), before);
+    // A receptionist may not; the audit chain is intact after all of it.
+    let refused = caldicott(
+        &p,
+        &[&["bulk-code"], &cohort[..]]
+            .concat()
+            .iter()
+            .map(|a| if *a == "m.clarke" { "j.baker" } else { a })
+            .collect::<Vec<_>>(),
+    );
+    assert!(!refused.status.success());
+    assert!(verify(&p, &[]).0);
+}
+
+#[test]
+fn only_the_operator_makes_an_icb_analyst_who_sees_counts_only() {
+    let db = demo();
+    let p = db.path();
+    let add = Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .args([
+            "staff",
+            "add",
+            "--practice",
+            "Y90210",
+            "--username",
+            "icb.two",
+            "--name",
+            "ICB Two",
+            "--role",
+            "icb_analyst",
+        ])
+        .env("CALDICOTT_DATABASE", &p)
+        .env("CALDICOTT_STAFF_PASSWORD", "a long enough password")
+        .env("CALDICOTT_LOG", "warn")
+        .output()
+        .expect("runs");
+    assert!(add.status.success(), "{}", stderr(&add));
+    let icb = caldicott(&p, &["report", "icb", "--practice", "Y90210", "--as", "icb.two"]);
+    assert!(icb.status.success(), "{}", stderr(&icb));
+    let csv = stdout(&icb);
+    assert!(csv.starts_with("ods_code,practice,registered_16_plus,active_104,"), "{csv}");
+    assert!(csv.contains("Y90210,Riverside Medical Practice,"));
+    assert!(!csv.chars().collect::<Vec<_>>().windows(10).any(|w| w.iter().all(char::is_ascii_digit)), "no NHS number");
+    // The analyst cannot produce the patient-level return; practice staff cannot see the ICB view.
+    assert!(!caldicott(&p, &["report", "monthly-return", "--practice", "Y90210", "--as", "icb.two"]).status.success());
+    assert!(!caldicott(&p, &["report", "icb", "--practice", "Y90210", "--as", "m.clarke"]).status.success());
+}

@@ -136,6 +136,16 @@ pub trait GovernanceStore: Send + Sync + 'static {
     async fn bulk_job(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<BulkJob>>;
     /// The patients a job coded.
     async fn bulk_job_patients(&self, practice: PracticeId, job: Uuid) -> StoreResult<Vec<PatientId>>;
+    /// Writes many new patients (with their registrations and coded entries) in one
+    /// transaction with multi-row inserts, for generated services (`demo --practices`): no
+    /// accounts, grants or proxies. One audit event covers the batch.
+    async fn seed_patients(
+        &self,
+        practice: PracticeId,
+        patients: &[caldicott_core::patient::Patient],
+        entries: &[Entry],
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// Every proxy link of the practice, for the proxy reviews report.
     async fn proxy_links(&self, practice: PracticeId) -> StoreResult<Vec<caldicott_core::access::ProxyLink>>;
     /// Patients of the practice who hold an online account of their own.

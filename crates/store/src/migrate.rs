@@ -42,6 +42,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 11, name: "linked_apps", sql: include_str!("../migrations/sqlite/0011_linked_apps.sql") },
     Migration { version: 12, name: "app_nhs_login", sql: include_str!("../migrations/sqlite/0012_app_nhs_login.sql") },
     Migration { version: 13, name: "governance", sql: include_str!("../migrations/sqlite/0013_governance.sql") },
+    Migration { version: 14, name: "count_indexes", sql: include_str!("../migrations/sqlite/0014_count_indexes.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -82,6 +83,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0012_app_nhs_login.sql"),
     },
     Migration { version: 13, name: "governance", sql: include_str!("../migrations/postgres/0013_governance.sql") },
+    Migration {
+        version: 14,
+        name: "count_indexes",
+        sql: include_str!("../migrations/postgres/0014_count_indexes.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

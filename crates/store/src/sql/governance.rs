@@ -366,6 +366,71 @@ macro_rules! governance_store {
                 .await
             }
 
+            async fn seed_patients(
+                &self,
+                practice: PracticeId,
+                patients: &[caldicott_core::patient::Patient],
+                entries: &[Entry],
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let now = Utc::now();
+                for chunk in patients.chunks(1000) {
+                    if chunk.iter().any(|p| p.practice != practice) {
+                        return Err(StoreError::Conflict("a patient belongs to another practice".into()));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$DB>::new(
+                        "INSERT INTO patient (practice_id, id, nhs_number, title, given_name, family_name, date_of_birth, \
+                         sex, email, mobile, address_lines, postcode, preferred_contact, date_of_death, created_at) ",
+                    );
+                    q.push_values(chunk, |mut b, p| {
+                        b.push_bind(practice.as_uuid())
+                            .push_bind(p.id.as_uuid())
+                            .push_bind(p.nhs_number.as_str().to_owned())
+                            .push_bind(p.name.title.clone())
+                            .push_bind(p.name.given.clone())
+                            .push_bind(p.name.family.clone())
+                            .push_bind(p.date_of_birth)
+                            .push_bind(p.sex.as_str())
+                            .push_bind(p.contact.email.clone())
+                            .push_bind(p.contact.mobile.clone())
+                            .push_bind(serde_json::to_string(&p.contact.address.lines).unwrap_or_else(|_| "[]".into()))
+                            .push_bind(p.contact.address.postcode.clone())
+                            .push_bind(p.preferred_contact.code().map(i32::from))
+                            .push_bind(p.date_of_death)
+                            .push_bind(now);
+                    });
+                    q.build().execute(&mut *tx).await.map_err(db)?;
+                    let regs: Vec<(&caldicott_core::patient::Patient, usize, &caldicott_core::patient::Registration)> =
+                        chunk.iter().flat_map(|p| p.registrations.iter().enumerate().map(move |(i, r)| (p, i, r))).collect();
+                    for regs in regs.chunks(2000) {
+                        let mut q = sqlx::QueryBuilder::<$DB>::new(
+                            "INSERT INTO registration (practice_id, patient_id, position, kind, started, ended, previous_practice) ",
+                        );
+                        q.push_values(regs, |mut b, (p, i, r)| {
+                            b.push_bind(practice.as_uuid())
+                                .push_bind(p.id.as_uuid())
+                                .push_bind(i32::try_from(*i).unwrap_or(i32::MAX))
+                                .push_bind(r.kind.as_str())
+                                .push_bind(r.started)
+                                .push_bind(r.ended)
+                                .push_bind(r.previous_practice.clone());
+                        });
+                        q.build().execute(&mut *tx).await.map_err(db)?;
+                    }
+                    let mut q = sqlx::QueryBuilder::<$DB>::new("INSERT INTO access_setting (practice_id, patient_id, opted_out) ");
+                    q.push_values(chunk, |mut b, p| {
+                        b.push_bind(practice.as_uuid()).push_bind(p.id.as_uuid()).push_bind(false);
+                    });
+                    q.build().execute(&mut *tx).await.map_err(db)?;
+                }
+                for e in entries {
+                    Self::insert_entry(&mut tx, practice, e).await?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn proxy_links(&self, practice: PracticeId) -> StoreResult<Vec<caldicott_core::access::ProxyLink>> {
                 let rows = sqlx::query(&format!(
                     "SELECT {} FROM proxy_link WHERE practice_id = $1 ORDER BY patient_id, granted_on",
