@@ -281,6 +281,7 @@ struct ReportsPage {
     on: String,
     plan_review_by: String,
     plan_below_half_by: String,
+    overdue_alerts: usize,
     saved: bool,
     errors: Vec<FieldError>,
 }
@@ -302,6 +303,10 @@ async fn reports_view(
         Ok(r) => r,
         Err(e) => return page_error(Some(me.into()), e),
     };
+    let overdue_alerts = match app.overdue_alerts(&me.who).await {
+        Ok(n) => n,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
     let plan = r.action_plan.as_ref();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = ReportsPage {
@@ -319,6 +324,7 @@ async fn reports_view(
         on: long_date(r.on),
         plan_review_by: plan.map_or(String::new(), |p| long_date(p.review_by)),
         plan_below_half_by: plan.map_or(String::new(), |p| long_date(p.below_half_by)),
+        overdue_alerts,
         saved,
         errors,
         r,
