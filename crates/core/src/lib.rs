@@ -18,6 +18,7 @@ pub mod practice;
 pub mod snomed;
 pub mod staff;
 pub mod tasks;
+pub mod update_record;
 pub mod visibility;
 
 pub use ids::*;
