@@ -32,13 +32,13 @@ const TOKEN_PREFIX: &str = "lnk_";
 /// An alert task older than this is overdue on the dashboard.
 pub const ALERT_OVERDUE: Duration = Duration::hours(24);
 
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn sha256(s: &str) -> [u8; 32] {
+pub(crate) fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 

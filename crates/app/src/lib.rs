@@ -33,6 +33,7 @@ pub mod smtp;
 pub mod staff_admin;
 pub mod trail;
 pub mod transfer;
+pub mod update_record;
 
 use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::ids::*;

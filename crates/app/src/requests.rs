@@ -326,6 +326,9 @@ impl App {
         if task.kind == TaskKind::RepeatRequest {
             return Err(AppError::BadRequest("decide each item of a repeat request".into()));
         }
+        if task.kind == TaskKind::PharmacyUpdate {
+            return Err(AppError::Conflict("file or reject a pharmacy message on its review page".into()));
+        }
         task.close(outcome, &who.name, self.now()).map_err(|e| match e {
             TaskError::AlreadyDone => AppError::Conflict(e.to_string()),
             other => AppError::BadRequest(other.to_string()),

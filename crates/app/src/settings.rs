@@ -22,6 +22,8 @@ pub struct SettingsInput {
     pub show_staff_names_to_patients: bool,
     /// Hours before an appointment that online cancelling stops; empty means 24.
     pub cancel_cutoff_hours: String,
+    /// Accept pharmacies' Update Record messages (R30).
+    pub accept_update_record: bool,
 }
 
 /// A problem with one field, for the form's error summary.
@@ -124,6 +126,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             visible_online_by_default: input.visible_online_by_default,
             show_staff_names_to_patients: input.show_staff_names_to_patients,
             cancel_cutoff_hours,
+            accept_update_record: input.accept_update_record,
         })
     } else {
         Err(problems)
@@ -133,7 +136,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
         "switch_on={} paused={} pause_reason={:?} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={} \
-         cancel_cutoff_hours={}",
+         cancel_cutoff_hours={} accept_update_record={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
         s.pause_reason,
@@ -141,7 +144,8 @@ fn describe(s: &OnlineServicesSettings) -> String {
         s.proxy_review_age.years(),
         s.visible_online_by_default,
         s.show_staff_names_to_patients,
-        s.cancel_cutoff_hours
+        s.cancel_cutoff_hours,
+        s.accept_update_record
     )
 }
 
@@ -195,6 +199,7 @@ mod tests {
             visible_online_by_default: true,
             show_staff_names_to_patients: false,
             cancel_cutoff_hours: String::new(),
+            accept_update_record: true,
         }
     }
 

@@ -164,6 +164,12 @@ pub enum Action {
     ReportExport,
     ActionPlanChange,
     IcbReportView,
+    InboundReceive,
+    InboundAmend,
+    InboundFile,
+    InboundReject,
+    InboundView,
+    SenderRegister,
 }
 
 impl Action {
@@ -227,6 +233,12 @@ impl Action {
             Self::ReportExport => "report.export",
             Self::ActionPlanChange => "practice.action_plan_change",
             Self::IcbReportView => "icb.report_view",
+            Self::InboundReceive => "inbound.receive",
+            Self::InboundAmend => "inbound.amend",
+            Self::InboundFile => "inbound.file",
+            Self::InboundReject => "inbound.reject",
+            Self::InboundView => "inbound.view",
+            Self::SenderRegister => "inbound.sender_register",
         }
     }
 }

@@ -127,6 +127,9 @@ pub struct OnlineServicesSettings {
     pub show_staff_names_to_patients: bool,
     /// Patients can cancel an appointment online until this many hours before it.
     pub cancel_cutoff_hours: u16,
+    /// Whether pharmacies' Update Record messages are accepted (R30; on by default, and required
+    /// by the GP contract since 1 October 2025).
+    pub accept_update_record: bool,
 }
 
 impl Default for OnlineServicesSettings {
@@ -140,6 +143,7 @@ impl Default for OnlineServicesSettings {
             visible_online_by_default: true,
             show_staff_names_to_patients: false,
             cancel_cutoff_hours: 24,
+            accept_update_record: true,
         }
     }
 }

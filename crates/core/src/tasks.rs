@@ -17,16 +17,19 @@ pub enum TaskKind {
     OnlineServicesLinked,
     /// A letter for the practice to print and post.
     PostLetter,
+    /// A pharmacy's consultation summary (GP Connect Update Record) to review and file (R26).
+    PharmacyUpdate,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         Self::RepeatRequest,
         Self::MedicationQuery,
         Self::RecordAmendment,
         Self::RecordDisagreement,
         Self::OnlineServicesLinked,
         Self::PostLetter,
+        Self::PharmacyUpdate,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl TaskKind {
             Self::RecordDisagreement => "record_disagreement",
             Self::OnlineServicesLinked => "online_services_linked",
             Self::PostLetter => "post_letter",
+            Self::PharmacyUpdate => "pharmacy_update",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -49,6 +53,7 @@ impl TaskKind {
             Self::RecordDisagreement => "Note of disagreement with the record",
             Self::OnlineServicesLinked => "Online services linked (security alert)",
             Self::PostLetter => "Letter to print and post",
+            Self::PharmacyUpdate => "Pharmacy consultation summary to file",
         }
     }
     /// Who may record the outcome: clinicians decide on medicines and the record.
@@ -115,6 +120,11 @@ pub enum TaskBody {
     Letter {
         message: MessageId,
         text: String,
+    },
+    /// A pharmacy's consultation summary: the inbound message to review, file or reject.
+    Inbound {
+        message: uuid::Uuid,
+        summary: String,
     },
 }
 

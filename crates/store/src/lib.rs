@@ -8,6 +8,7 @@
 //! - no database type crosses this interface.
 
 pub mod governance;
+pub mod inbound;
 mod migrate;
 mod rows;
 mod sql;
@@ -156,7 +157,7 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: governance::GovernanceStore + Send + Sync + 'static {
+pub trait Store: governance::GovernanceStore + inbound::InboundStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Runs a trivial query: the database answers.

@@ -43,6 +43,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 12, name: "app_nhs_login", sql: include_str!("../migrations/sqlite/0012_app_nhs_login.sql") },
     Migration { version: 13, name: "governance", sql: include_str!("../migrations/sqlite/0013_governance.sql") },
     Migration { version: 14, name: "count_indexes", sql: include_str!("../migrations/sqlite/0014_count_indexes.sql") },
+    Migration { version: 15, name: "update_record", sql: include_str!("../migrations/sqlite/0015_update_record.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -87,6 +88,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 14,
         name: "count_indexes",
         sql: include_str!("../migrations/postgres/0014_count_indexes.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "update_record",
+        sql: include_str!("../migrations/postgres/0015_update_record.sql"),
     },
 ];
 

@@ -163,6 +163,7 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
             prospective_switch_on: r.opt_date("switch_on")?,
             paused: r.flag("paused")?,
             pause_reason: r.opt_text("pause_reason")?.unwrap_or_default(),
+            accept_update_record: r.opt_bool("accept_update_record")?.unwrap_or(true),
             default_level: parsed("default_level", r.text("default_level")?, AccessLevel::parse)?,
             proxy_review_age: u8::try_from(age)
                 .ok()

@@ -27,6 +27,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod governance;
+mod inbound;
 
 /// Maps a driver error to a domain error, in one place.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -546,8 +547,8 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO practice (id, ods_code, name, telephone, address_lines, postcode, switch_on, paused, \
-                     default_level, proxy_review_age, created_at, visible_online_by_default, show_staff_names, cancel_cutoff_hours, pause_reason) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     default_level, proxy_review_age, created_at, visible_online_by_default, show_staff_names, cancel_cutoff_hours, pause_reason, accept_update_record) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
                 .bind(p.id.as_uuid())
                 .bind(p.ods_code.as_str())
@@ -564,6 +565,7 @@ macro_rules! sql_store {
                 .bind(p.online.show_staff_names_to_patients)
                 .bind(i32::from(p.online.cancel_cutoff_hours))
                 .bind(if p.online.paused { Some(p.online.pause_reason.as_str()) } else { None })
+                .bind(p.online.accept_update_record)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match db(e) {
@@ -609,7 +611,8 @@ macro_rules! sql_store {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4, \
-                     visible_online_by_default = $5, show_staff_names = $6, cancel_cutoff_hours = $7, pause_reason = $8 WHERE id = $9",
+                     visible_online_by_default = $5, show_staff_names = $6, cancel_cutoff_hours = $7, pause_reason = $8, \
+                     accept_update_record = $9 WHERE id = $10",
                 )
                 .bind(s.prospective_switch_on)
                 .bind(s.paused)
@@ -619,6 +622,7 @@ macro_rules! sql_store {
                 .bind(s.show_staff_names_to_patients)
                 .bind(i32::from(s.cancel_cutoff_hours))
                 .bind(if s.paused { Some(s.pause_reason.as_str()) } else { None })
+                .bind(s.accept_update_record)
                 .bind(practice.as_uuid())
                 .execute(&mut *tx)
                 .await

@@ -1258,6 +1258,7 @@ struct SettingsPage {
     visible_by_default: bool,
     show_staff_names: bool,
     cutoff: String,
+    accept_update_record: bool,
     levels: Vec<(&'static str, &'static str)>,
     errors: Vec<FieldError>,
 }
@@ -1291,6 +1292,7 @@ fn settings_page_for(
         visible_by_default: input.visible_online_by_default,
         show_staff_names: input.show_staff_names_to_patients,
         cutoff: input.cancel_cutoff_hours.clone(),
+        accept_update_record: input.accept_update_record,
         levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
             .into_iter()
             .map(|l| (l.as_str(), l.display()))
@@ -1313,6 +1315,7 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         visible_online_by_default: p.online.visible_online_by_default,
         show_staff_names_to_patients: p.online.show_staff_names_to_patients,
         cancel_cutoff_hours: p.online.cancel_cutoff_hours.to_string(),
+        accept_update_record: p.online.accept_update_record,
     }
 }
 
@@ -1351,6 +1354,8 @@ struct SettingsForm {
     show_staff_names_to_patients: Option<String>,
     #[serde(default)]
     cancel_cutoff_hours: String,
+    #[serde(default)]
+    accept_update_record: Option<String>,
 }
 
 async fn save_settings(
@@ -1365,6 +1370,7 @@ async fn save_settings(
         switch_on_year: f.switch_on_year,
         paused: f.paused.is_some(),
         pause_reason: f.pause_reason,
+        accept_update_record: f.accept_update_record.is_some(),
         default_level: f.default_level,
         proxy_review_age: f.proxy_review_age,
         visible_online_by_default: f.visible_online_by_default.is_some(),

@@ -349,6 +349,10 @@ pub(crate) async fn task_view_with(
         Ok(t) => t,
         Err(e) => return page_error(Some(me.into()), e),
     };
+    if let TaskBody::Inbound { message, .. } = &task.body {
+        // A pharmacy's message is reviewed, amended and filed on its own page.
+        return Redirect::to(&format!("/inbound/{message}")).into_response();
+    }
     let (items, note, pharmacy, message) = match &task.body {
         TaskBody::Repeat { items, note, pharmacy } => (
             items
@@ -365,7 +369,7 @@ pub(crate) async fn task_view_with(
             pharmacy.clone().unwrap_or_else(|| "None: the patient collects a paper prescription".into()),
             String::new(),
         ),
-        TaskBody::Message { text } | TaskBody::Letter { text, .. } => {
+        TaskBody::Message { text } | TaskBody::Letter { text, .. } | TaskBody::Inbound { summary: text, .. } => {
             (Vec::new(), String::new(), String::new(), text.clone())
         }
     };

@@ -828,6 +828,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                     visible_online_by_default: true,
                     show_staff_names_to_patients: false,
                     cancel_cutoff_hours: 24,
+                    accept_update_record: true,
                 };
                 let mut patient = patient(dob, reg.max(dob));
                 patient.registrations[0].ended = ended.filter(|e| *e > reg);

@@ -1,0 +1,668 @@
+//! GP Connect Update Record (R24–R30): pharmacies' consultation summaries arrive (over HTTP,
+//! or as files in a watched inbox), are checked whole, matched to a registered patient by NHS
+//! number and date of birth, and wait as a task until a clinician amends, files or rejects them.
+
+use crate::apps::{secret, sha256};
+use crate::settings::FieldProblem;
+use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
+use caldicott_core::entry::{Author, Entry, EntryBody, HiddenReason, OnlineVisibility, Origin, Redaction};
+use caldicott_core::ids::{AuditEventId, EntryId, PracticeId, TaskId};
+use caldicott_core::snomed::{Coding, ConceptId};
+use caldicott_core::staff::Role;
+use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
+use caldicott_core::update_record::{
+    item_changes, parse, InboundItem, ItemKind, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
+};
+use caldicott_store::inbound::{Amendment, InboundDecision, InboundListing, InboundMessage, InboundStatus, Sender};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// What the sender is told (D13). The practice's decisions are never sent back (R27).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Receipt {
+    /// The ITK3 response code.
+    pub code: u32,
+    pub outcome: ItkCode,
+    /// Our reference for the message, when it was recorded.
+    pub id: Option<Uuid>,
+    pub message_id: String,
+    /// What was wrong, when it was refused.
+    pub problems: Vec<String>,
+}
+
+fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Administrator {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("administrators register the pharmacies that send Update Record messages".into()))
+    }
+}
+
+fn require_team(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role.works_with_patients() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only the practice team sees pharmacy messages".into()))
+    }
+}
+
+fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == Role::Clinician {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only clinicians amend, file or reject pharmacy messages".into()))
+    }
+}
+
+fn system(id: &str) -> Actor {
+    Actor { kind: ActorKind::System, id: id.to_owned(), role: "update_record".into() }
+}
+
+/// A message under review: as received, as it stands, and what changed.
+#[derive(Debug, Clone)]
+pub struct InboundView {
+    pub message: InboundMessage,
+    pub record: UpdateRecord,
+    pub amendments: Vec<Amendment>,
+    /// For a replacement of a message already filed: what differs from what was filed (R28).
+    pub changes_from_filed: Vec<String>,
+    /// The message it replaces, when there is one here.
+    pub replaces: Option<InboundMessage>,
+}
+
+/// An amendment as asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Amend {
+    /// Leave the item out of what is filed.
+    Remove { item: usize },
+    /// Change the item's SNOMED CT code (or remove the code, keeping the words).
+    Recode { item: usize, code: String, term: String },
+}
+
+impl App {
+    // ---- Senders ----------------------------------------------------------------------------
+
+    /// Registers a pharmacy that may send Update Record messages over HTTP. Returns its client
+    /// id and secret (shown once).
+    pub async fn register_sender(&self, who: &StaffPrincipal, ods: &str, name: &str) -> AppResult<(Sender, String)> {
+        require_admin(who)?;
+        let ods = caldicott_core::practice::OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(AppError::BadRequest("Enter the pharmacy's name".into()));
+        }
+        let client_secret = secret();
+        let sender = Sender {
+            id: new_id(),
+            ods_code: ods.as_str().to_owned(),
+            name: name.to_owned(),
+            client_id: format!("upd_{}", Uuid::now_v7().simple()),
+            secret_hash: sha256(&client_secret).to_vec(),
+            active: true,
+            created_at: self.now(),
+        };
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::SenderRegister,
+            format!("sender/{}", sender.id),
+            Outcome::Success,
+            format!("ods={}", sender.ods_code),
+        );
+        self.store.create_sender(who.practice, &sender, &audit).await?;
+        Ok((sender, client_secret))
+    }
+
+    pub async fn senders(&self, who: &StaffPrincipal) -> AppResult<Vec<Sender>> {
+        require_admin(who)?;
+        Ok(self.store.senders(who.practice).await?)
+    }
+
+    // ---- Receiving ----------------------------------------------------------------------------
+
+    /// A message over HTTP, from a registered pharmacy (HTTP Basic with its client id and secret).
+    pub async fn receive_update_http(&self, client_id: &str, client_secret: &str, body: &[u8]) -> AppResult<Receipt> {
+        let refused = || AppError::Unauthenticated("the sender's credentials are not right".into());
+        let (practice, sender) = self.store.sender_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
+        if !sender.active
+            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(&sender.secret_hash))
+        {
+            return Err(refused());
+        }
+        self.receive_update(practice, Some(&sender), "http", body).await
+    }
+
+    /// A message delivered as a file into the practice's inbox folder (a mailbox transport).
+    /// The transport vouches for the delivery; the sender named in the message must still be a
+    /// pharmacy registered here.
+    pub async fn receive_update_file(&self, practice: PracticeId, body: &[u8]) -> AppResult<Receipt> {
+        self.receive_update(practice, None, "inbox", body).await
+    }
+
+    async fn receive_update(
+        &self,
+        practice_id: PracticeId,
+        sender: Option<&Sender>,
+        via: &str,
+        body: &[u8],
+    ) -> AppResult<Receipt> {
+        let practice = self.store.practice(practice_id).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let actor = system(sender.map_or("inbox", |s| s.ods_code.as_str()));
+        let parsed = parse(body);
+        let message_id = match &parsed {
+            Ok(r) => r.message_id.clone(),
+            Err(_) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(|s| s.chars().take(100).collect()))
+                .unwrap_or_default(),
+        };
+        // A message received before: the same answer, no second effect (T35).
+        if !message_id.is_empty() {
+            if let Some(earlier) = self.store.inbound_by_message_id(practice_id, &message_id).await? {
+                return Ok(Receipt {
+                    code: ItkCode::Duplicate.code(),
+                    outcome: ItkCode::Duplicate,
+                    id: Some(earlier.id),
+                    message_id,
+                    problems: vec![format!("message {} was received on {}", earlier.message_id, earlier.received_at)],
+                });
+            }
+        }
+        let payload =
+            if body.len() <= MAX_MESSAGE_BYTES { String::from_utf8_lossy(body).into_owned() } else { String::new() };
+        let mut message = InboundMessage {
+            id: new_id(),
+            message_id: if message_id.is_empty() {
+                format!("unidentified-{}", Uuid::now_v7().simple())
+            } else {
+                message_id.clone()
+            },
+            sender_ods: sender.map(|s| s.ods_code.clone()).unwrap_or_default(),
+            via: via.to_owned(),
+            received_at: now,
+            status: InboundStatus::Invalid,
+            response_code: i64::from(ItkCode::PayloadInvalid.code()),
+            problems: Vec::new(),
+            payload,
+            record: None,
+            items: Vec::new(),
+            patient: None,
+            replaces: None,
+            superseded_by: None,
+            task: None,
+            decided_at: None,
+            decided_by: None,
+            decision_note: None,
+        };
+        let record_and_reply = |m: &InboundMessage, code: ItkCode| Receipt {
+            code: code.code(),
+            outcome: code,
+            id: Some(m.id),
+            message_id: m.message_id.clone(),
+            problems: m.problems.clone(),
+        };
+        let audit = |m: &InboundMessage, outcome: Outcome, detail: String| {
+            AuditRecord::new(
+                AuditEventId::from_uuid(new_id()),
+                now,
+                actor.clone(),
+                m.patient,
+                Action::InboundReceive,
+                format!("inbound/{}", m.id),
+                outcome,
+                detail,
+            )
+        };
+        // Switched off (R30): refused, and kept.
+        if !practice.online.accept_update_record {
+            message.status = InboundStatus::Refused;
+            message.response_code = i64::from(ItkCode::Refused.code());
+            message.problems = vec![format!("{} does not accept GP Connect Update Record messages", practice.name)];
+            if let Ok(r) = &parsed {
+                message.sender_ods = r.sender_ods.clone();
+            }
+            let a = audit(&message, Outcome::Denied, "status=refused code=20010".into());
+            self.store.record_inbound(practice_id, &message, None, None, &a).await?;
+            return Ok(record_and_reply(&message, ItkCode::Refused));
+        }
+        let record = match parsed {
+            Ok(r) => r,
+            Err(problems) => {
+                message.problems = problems;
+                let a = audit(
+                    &message,
+                    Outcome::Failed,
+                    format!("status=invalid code=20009 problems={}", message.problems.len()),
+                );
+                self.store.record_inbound(practice_id, &message, None, None, &a).await?;
+                return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
+            }
+        };
+        message.sender_ods = record.sender_ods.clone();
+        // The sender named in the message must be the pharmacy that sent it (HTTP), or one
+        // registered here (inbox).
+        let sender_ok = match sender {
+            Some(s) => s.ods_code.eq_ignore_ascii_case(&record.sender_ods),
+            None => self.store.sender_by_ods(practice_id, &record.sender_ods).await?.is_some_and(|s| s.active),
+        };
+        if !sender_ok {
+            message.problems = vec![format!(
+                "the message names the sender {}, which is not the pharmacy registered for these credentials or this inbox",
+                record.sender_ods
+            )];
+            let a = audit(&message, Outcome::Failed, "status=invalid code=20009 sender".into());
+            self.store.record_inbound(practice_id, &message, None, None, &a).await?;
+            return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
+        }
+        message.items = record.items.clone();
+        // Patient matching (T34): NHS number and date of birth, registered here now.
+        let today = self.today();
+        let patient = self
+            .store
+            .patient_by_nhs_number(practice_id, &record.nhs_number)
+            .await?
+            .filter(|p| p.date_of_birth == record.birth_date && p.registration_on(today).is_some());
+        // A replacement (R28).
+        let earlier = match &record.replaces {
+            Some(mid) => self.store.inbound_by_message_id(practice_id, mid).await?,
+            None => None,
+        };
+        message.replaces = earlier.as_ref().map(|e| e.id);
+        let mut supersede_task = None;
+        if let Some(e) = &earlier {
+            if matches!(e.status, InboundStatus::Pending | InboundStatus::Unmatched) {
+                let mut t = match e.task {
+                    Some(t) => self.store.task(practice_id, t).await?,
+                    None => None,
+                };
+                if let Some(t) = t.as_mut() {
+                    t.status = TaskStatus::Done;
+                    t.outcome = Some("Replaced by a later message from the pharmacy".into());
+                    t.closed_at = Some(now);
+                    t.closed_by = Some("GP Connect Update Record".into());
+                }
+                supersede_task = Some(t.unwrap_or_else(|| placeholder_task(e, now)));
+            }
+        }
+        let Some(patient) = patient else {
+            message.status = InboundStatus::Unmatched;
+            message.response_code = i64::from(ItkCode::Success.code());
+            message.record = Some(record);
+            let a = audit(&message, Outcome::Success, "status=unmatched code=20013".into());
+            self.store.record_inbound(practice_id, &message, None, supersede_task.as_ref(), &a).await?;
+            return Ok(record_and_reply(&message, ItkCode::Success));
+        };
+        message.patient = Some(patient.id);
+        message.status = InboundStatus::Pending;
+        message.response_code = i64::from(ItkCode::Success.code());
+        let task = Task {
+            id: TaskId::from_uuid(new_id()),
+            patient: patient.id,
+            kind: TaskKind::PharmacyUpdate,
+            status: TaskStatus::Open,
+            created_at: now,
+            requested_by: format!(
+                "{} ({}), GP Connect Update Record",
+                nonempty(&record.sender_name, &record.sender_ods),
+                record.sender_ods
+            ),
+            body: TaskBody::Inbound {
+                message: message.id,
+                summary: format!(
+                    "{} on {}{}",
+                    record.service,
+                    record.consultation_date.format("%-d %B %Y"),
+                    if earlier.is_some() { " (a replacement)" } else { "" }
+                ),
+            },
+            outcome: None,
+            closed_at: None,
+            closed_by: None,
+        };
+        message.task = Some(task.id);
+        message.record = Some(record);
+        let a = audit(
+            &message,
+            Outcome::Success,
+            format!(
+                "status=pending code=20013 items={}{}",
+                message.items.len(),
+                message.replaces.map_or(String::new(), |r| format!(" replaces=inbound/{r}"))
+            ),
+        );
+        // A placeholder task (for an earlier message that had none) is never written: the store
+        // closes only open tasks it finds.
+        self.store.record_inbound(practice_id, &message, Some(&task), supersede_task.as_ref(), &a).await?;
+        Ok(record_and_reply(&message, ItkCode::Success))
+    }
+
+    // ---- Reviewing ---------------------------------------------------------------------------
+
+    /// Messages to review and those that cannot be matched to a patient.
+    pub async fn inbound_queue(&self, who: &StaffPrincipal) -> AppResult<(Vec<InboundListing>, Vec<InboundListing>)> {
+        require_team(who)?;
+        let all = self.store.inbound_list(who.practice, &[InboundStatus::Pending, InboundStatus::Unmatched]).await?;
+        Ok(all.into_iter().partition(|m| m.status == InboundStatus::Pending))
+    }
+
+    /// Messages already decided or refused, newest first, for the log.
+    pub async fn inbound_log(&self, who: &StaffPrincipal) -> AppResult<Vec<InboundListing>> {
+        require_team(who)?;
+        let mut all = self
+            .store
+            .inbound_list(
+                who.practice,
+                &[
+                    InboundStatus::Filed,
+                    InboundStatus::Rejected,
+                    InboundStatus::Superseded,
+                    InboundStatus::Invalid,
+                    InboundStatus::Refused,
+                ],
+            )
+            .await?;
+        all.reverse();
+        all.truncate(200);
+        Ok(all)
+    }
+
+    /// One message with what changed; audited as a look at the patient's data.
+    pub async fn inbound_view(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<InboundView> {
+        require_team(who)?;
+        let message = self
+            .store
+            .inbound(who.practice, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such pharmacy message here".into()))?;
+        let record = message
+            .record
+            .clone()
+            .ok_or_else(|| AppError::NotFound("that message was refused and has no consultation to show".into()))?;
+        let amendments = self.store.amendments(who.practice, id).await?;
+        let replaces = match message.replaces {
+            Some(r) => self.store.inbound(who.practice, r).await?,
+            None => None,
+        };
+        let changes_from_filed = match &replaces {
+            Some(r) if r.status == InboundStatus::Filed => item_changes(&r.items, &message.items),
+            _ => Vec::new(),
+        };
+        let a = self.audit_record(
+            who,
+            message.patient,
+            Action::InboundView,
+            format!("inbound/{id}"),
+            Outcome::Success,
+            String::new(),
+        );
+        self.audit.record(who.practice, a).await?;
+        Ok(InboundView { message, record, amendments, changes_from_filed, replaces })
+    }
+
+    /// Removes an item or changes its code before filing (R26); kept with who and when.
+    pub async fn amend_inbound(
+        &self,
+        who: &StaffPrincipal,
+        id: Uuid,
+        change: &Amend,
+    ) -> AppResult<Result<(), Vec<FieldProblem>>> {
+        require_clinician(who)?;
+        let message = self.waiting(who, id).await?;
+        let mut items = message.items.clone();
+        let (index, words) = match change {
+            Amend::Remove { item } => {
+                let Some(it) = items.get(*item).cloned() else { return Err(AppError::NotFound("no such item".into())) };
+                items.remove(*item);
+                (*item, format!("removed {} {}", it.kind.display(), it.describe()))
+            }
+            Amend::Recode { item, code, term } => {
+                let Some(it) = items.get_mut(*item) else { return Err(AppError::NotFound("no such item".into())) };
+                let before = it.describe();
+                if code.trim().is_empty() {
+                    it.code = None;
+                    if it.text.is_empty() {
+                        it.text = before.clone();
+                    }
+                } else {
+                    let Ok(concept) = ConceptId::parse(code.trim()) else {
+                        return Ok(Err(vec![FieldProblem {
+                            field: "code",
+                            message: format!("\"{}\" is not a SNOMED CT concept id (6 to 18 digits)", code.trim()),
+                        }]));
+                    };
+                    if term.trim().is_empty() || term.len() > 255 {
+                        return Ok(Err(vec![FieldProblem { field: "term", message: "Enter the code's term".into() }]));
+                    }
+                    it.code = Some(Coding { concept, term: term.trim().to_owned() });
+                }
+                (*item, format!("changed {} from {before} to {}", it.kind.display(), it.describe()))
+            }
+        };
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let amendment = Amendment { at: now, by: who.name.clone(), change: words.clone(), items };
+        let a = self.audit_record(
+            who,
+            message.patient,
+            Action::InboundAmend,
+            format!("inbound/{id}"),
+            Outcome::Success,
+            format!("item={index} {words}"),
+        );
+        self.store.amend_inbound(who.practice, id, &amendment, &a).await?;
+        Ok(Ok(()))
+    }
+
+    /// Files a message with one click: one entry per item that remains, each citing its source
+    /// message, hidden online when the Encounter carried NOPAT (R29), otherwise following the
+    /// practice's "visible online" default (D8).
+    pub async fn file_inbound(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<Vec<EntryId>> {
+        require_clinician(who)?;
+        let message = self.waiting(who, id).await?;
+        let record = message.record.clone().ok_or_else(|| AppError::Conflict("nothing to file".into()))?;
+        let patient = message.patient.ok_or_else(|| AppError::Conflict("the message has no patient".into()))?;
+        let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let source = format!(
+            "{}, {} ({}): GP Connect Update Record message {}",
+            nonempty(&record.pharmacist, "pharmacist"),
+            nonempty(&record.sender_name, &record.sender_ods),
+            record.sender_ods,
+            record.message_id
+        );
+        let visibility = if record.nopat || practice.online.visible_online_by_default {
+            OnlineVisibility::Visible
+        } else {
+            OnlineVisibility::Hidden(
+                Redaction::new(
+                    HiddenReason::Other,
+                    "practice default for inbound data: not visible online",
+                    &who.name,
+                    now,
+                )
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+            )
+        };
+        let entry = |code: Option<Coding>, body: EntryBody| Entry {
+            id: EntryId::from_uuid(new_id()),
+            patient,
+            event_date: record.consultation_date,
+            entered_at: now,
+            author: Author { staff: None, name: source.clone() },
+            origin: Origin::Inbound { sender_ods: record.sender_ods.clone() },
+            code,
+            body,
+            visibility: visibility.clone(),
+            nopat: record.nopat,
+            safeguarding: false,
+            confidential: false,
+        };
+        let mut entries = vec![entry(
+            ConceptId::parse(&record.service_code).ok().map(|concept| Coding { concept, term: record.service.clone() }),
+            EntryBody::Consultation {
+                text: format!(
+                    "{} consultation at {} with {}.{}",
+                    record.service,
+                    nonempty(&record.sender_name, &record.sender_ods),
+                    nonempty(&record.pharmacist, "the pharmacist"),
+                    if record.presenting_complaint.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" Presenting complaint: {}.", record.presenting_complaint)
+                    }
+                ),
+                status: caldicott_core::entry::ConsultationStatus::Final,
+            },
+        )];
+        for item in &message.items {
+            let body = match item.kind {
+                ItemKind::Medication => EntryBody::MedicationIssue {
+                    drug: item.text.split(',').next().unwrap_or(&item.text).trim().to_owned(),
+                    dosage: item.text.split(',').nth(1).unwrap_or("").trim().to_owned(),
+                    quantity: item
+                        .text
+                        .split(',')
+                        .nth(2)
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches("quantity ")
+                        .to_owned(),
+                    template: None,
+                },
+                ItemKind::Condition => match &item.code {
+                    Some(c) => EntryBody::Problem { title: c.term.clone(), active: true },
+                    None => EntryBody::Coded { value: Some(item.text.clone()) },
+                },
+                ItemKind::Observation => EntryBody::Coded { value: Some(item.text.clone()).filter(|t| !t.is_empty()) },
+                ItemKind::Impression => EntryBody::Consultation {
+                    text: format!("Pharmacist's clinical impression: {}", item.text),
+                    status: caldicott_core::entry::ConsultationStatus::Final,
+                },
+            };
+            entries.push(entry(item.code.clone(), body));
+        }
+        let task = self.closed_task(who, &message, now, &format!("Filed: {} entries", entries.len())).await?;
+        let a = self.audit_record(
+            who,
+            Some(patient),
+            Action::InboundFile,
+            format!("inbound/{id}"),
+            Outcome::Success,
+            format!(
+                "entries={} nopat={} {}",
+                entries.len(),
+                record.nopat,
+                entries.iter().map(|e| format!("entry/{}", e.id)).collect::<Vec<_>>().join(" ")
+            ),
+        );
+        self.store
+            .decide_inbound(
+                who.practice,
+                id,
+                InboundDecision { status: InboundStatus::Filed, note: "", by: &who.name, at: now },
+                &entries,
+                task.as_ref(),
+                &a,
+            )
+            .await?;
+        Ok(entries.into_iter().map(|e| e.id).collect())
+    }
+
+    /// Rejects a message: nothing is filed, the sender is not told, the reason is kept (R27).
+    pub async fn reject_inbound(
+        &self,
+        who: &StaffPrincipal,
+        id: Uuid,
+        reason: &str,
+    ) -> AppResult<Result<(), Vec<FieldProblem>>> {
+        require_clinician(who)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 1000 {
+            return Ok(Err(vec![FieldProblem { field: "reason", message: "Say why the message is rejected".into() }]));
+        }
+        let message = self.waiting(who, id).await?;
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let task = self.closed_task(who, &message, now, "Rejected: nothing filed").await?;
+        let a = self.audit_record(
+            who,
+            message.patient,
+            Action::InboundReject,
+            format!("inbound/{id}"),
+            Outcome::Success,
+            format!("reason={reason:?}"),
+        );
+        self.store
+            .decide_inbound(
+                who.practice,
+                id,
+                InboundDecision { status: InboundStatus::Rejected, note: reason, by: &who.name, at: now },
+                &[],
+                task.as_ref(),
+                &a,
+            )
+            .await?;
+        Ok(Ok(()))
+    }
+
+    async fn waiting(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<InboundMessage> {
+        let m = self
+            .store
+            .inbound(who.practice, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such pharmacy message here".into()))?;
+        if m.status != InboundStatus::Pending {
+            return Err(AppError::Conflict(format!(
+                "this message is no longer waiting for review ({})",
+                m.status.display()
+            )));
+        }
+        Ok(m)
+    }
+
+    async fn closed_task(
+        &self,
+        who: &StaffPrincipal,
+        m: &InboundMessage,
+        now: DateTime<Utc>,
+        outcome: &str,
+    ) -> AppResult<Option<Task>> {
+        let Some(id) = m.task else { return Ok(None) };
+        let Some(mut t) = self.store.task(who.practice, id).await? else { return Ok(None) };
+        t.status = TaskStatus::Done;
+        t.outcome = Some(outcome.to_owned());
+        t.closed_at = Some(now);
+        t.closed_by = Some(who.name.clone());
+        Ok(Some(t))
+    }
+}
+
+fn nonempty<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.trim().is_empty() {
+        b
+    } else {
+        a
+    }
+}
+
+/// A stand-in for an earlier message that had no task (it could not be matched): closing it
+/// changes nothing, as no open task has its id.
+fn placeholder_task(m: &InboundMessage, now: DateTime<Utc>) -> Task {
+    Task {
+        id: TaskId::from_uuid(new_id()),
+        patient: m.patient.unwrap_or_else(|| caldicott_core::ids::PatientId::from_uuid(Uuid::nil())),
+        kind: TaskKind::PharmacyUpdate,
+        status: TaskStatus::Done,
+        created_at: now,
+        requested_by: String::new(),
+        body: TaskBody::Inbound { message: m.id, summary: String::new() },
+        outcome: Some("Replaced by a later message".into()),
+        closed_at: Some(now),
+        closed_by: Some("GP Connect Update Record".into()),
+    }
+}
+
+/// The items of a message, for JSON and tests.
+pub fn items_of(m: &InboundMessage) -> &[InboundItem] {
+    &m.items
+}

@@ -1,0 +1,344 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! GP Connect Update Record (R24–R30, T34, T35) with the sample messages in
+//! docs/examples/update-record/. Every case runs against SQLite and PostgreSQL.
+
+use caldicott_app::fixtures::{self, date, person};
+use caldicott_app::record::{PageRequest, ViewAs};
+use caldicott_app::update_record::Amend;
+use caldicott_app::{auth, App, AppError, StaffPrincipal};
+use caldicott_core::access::{AccountKind, IdentityLevel, OnlineAccount};
+use caldicott_core::audit::Action;
+use caldicott_core::entry::Origin;
+use caldicott_core::ids::{AccountId, PracticeId};
+use caldicott_core::patient::Patient;
+use caldicott_core::tasks::{TaskKind, TaskStatus};
+use caldicott_core::update_record::ItkCode;
+use caldicott_core::NhsNumber;
+use caldicott_store::inbound::InboundStatus;
+use caldicott_store::test_support::{self, TestStore};
+
+fn app(t: &TestStore) -> App {
+    App::new(t.store.clone(), caldicott_app::system_clock())
+}
+
+fn example(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../docs/examples/update-record/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+struct Setup {
+    app: App,
+    practice: PracticeId,
+    clinician: StaffPrincipal,
+    manager: StaffPrincipal,
+    client_id: String,
+    secret: String,
+    hannah: Patient,
+}
+
+/// A practice with the sample messages' patient (Hannah Rivers, 9990996008, born 1987-03-14,
+/// with a P9 account) and the pharmacy FA123 registered as a sender.
+async fn setup(t: &TestStore) -> Setup {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let p = tp.practice.id;
+    let mut hannah = person(p, date(1987, 3, 14));
+    hannah.nhs_number = NhsNumber::parse("9990996008").unwrap();
+    hannah.name.given = "Hannah".into();
+    hannah.name.family = "Rivers".into();
+    app.store.create_patient(p, &hannah, &fixtures::audit(Action::PatientCreate, Some(hannah.id))).await.unwrap();
+    let account = OnlineAccount {
+        id: AccountId::from_uuid(caldicott_app::new_id()),
+        holder: hannah.id,
+        kind: AccountKind::NhsLogin,
+        identity: IdentityLevel::P9,
+        created_at: fixtures::time(2024, 1, 1),
+    };
+    app.store
+        .create_online_account(p, &account, &fixtures::audit(Action::OnlineAccountCreate, Some(hannah.id)))
+        .await
+        .unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (sender, secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    Setup { app, practice: p, clinician: tp.clinician, manager, client_id: sender.client_id, secret, hannah }
+}
+
+impl Setup {
+    async fn send(&self, name: &str) -> caldicott_app::update_record::Receipt {
+        self.app.receive_update_http(&self.client_id, &self.secret, &example(name)).await.unwrap()
+    }
+    async fn online_texts(&self) -> String {
+        let page = self
+            .app
+            .online_view(&self.clinician, self.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+            .await
+            .unwrap();
+        serde_json::to_string(&page).unwrap()
+    }
+    async fn actions(&self) -> Vec<String> {
+        self.app.store.audit_events(self.practice, 0, 1_000_000).await.unwrap().into_iter().map(|e| e.action).collect()
+    }
+}
+
+async fn a_pharmacy_first_summary_is_reviewed_amended_and_filed(t: &TestStore) {
+    // R26, T35, D8
+    let s = setup(t).await;
+    let r = s.send("pharmacy-first.json").await;
+    assert_eq!((r.code, r.outcome), (20013, ItkCode::Success));
+    let id = r.id.unwrap();
+    // Redelivered three times: the same answer, one message, one task (T35).
+    for _ in 0..3 {
+        let again = s.send("pharmacy-first.json").await;
+        assert_eq!((again.code, again.id), (20007, Some(id)));
+    }
+    let tasks: Vec<_> = s.app.task_list(&s.clinician, false).await.unwrap();
+    assert_eq!(tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate).count(), 1);
+    // Nothing is filed or shown before review.
+    assert!(!s.online_texts().await.contains("Phenoxymethylpenicillin"));
+    let (queue, unmatched) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert_eq!((queue.len(), unmatched.len()), (1, 0));
+    assert_eq!(queue[0].service, "Community Pharmacy Pharmacy First Service");
+    // The clinician recodes the condition and removes the impression.
+    let bad = s
+        .app
+        .amend_inbound(&s.clinician, id, &Amend::Recode { item: 1, code: "12x".into(), term: "x".into() })
+        .await
+        .unwrap();
+    assert_eq!(bad.unwrap_err()[0].field, "code");
+    s.app
+        .amend_inbound(
+            &s.clinician,
+            id,
+            &Amend::Recode { item: 1, code: "267102003".into(), term: "Sore throat symptom".into() },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    s.app.amend_inbound(&s.clinician, id, &Amend::Remove { item: 0 }).await.unwrap().unwrap();
+    let view = s.app.inbound_view(&s.clinician, id).await.unwrap();
+    assert_eq!(view.amendments.len(), 2);
+    assert_eq!(view.message.items.len(), 2);
+    assert_eq!(view.record.items.len(), 3, "the original is kept as it came");
+    // Receptionists and practice managers cannot file.
+    assert!(matches!(s.app.file_inbound(&s.manager, id).await, Err(AppError::Forbidden(_))));
+    assert!(matches!(s.app.reject_inbound(&s.manager, id, "no").await, Err(AppError::Forbidden(_))));
+    let made = s.app.file_inbound(&s.clinician, id).await.unwrap();
+    assert_eq!(made.len(), 3, "a summary entry and the two items left");
+    assert!(matches!(s.app.file_inbound(&s.clinician, id).await, Err(AppError::Conflict(_))));
+    // Filed entries cite their source and follow the practice default (visible).
+    let record = s
+        .app
+        .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    let filed: Vec<_> = record.entries.iter().filter(|e| made.contains(&e.entry.id)).collect();
+    assert_eq!(filed.len(), 3);
+    for e in &filed {
+        assert_eq!(e.entry.origin, Origin::Inbound { sender_ods: "FA123".into() });
+        assert!(e.entry.author.name.contains("Update Record message c1a4e5f0-0001"), "{}", e.entry.author.name);
+        assert!(e.online.withheld.is_none());
+    }
+    let online = s.online_texts().await;
+    assert!(online.contains("Phenoxymethylpenicillin"));
+    assert!(online.contains("Sore throat symptom"));
+    assert!(!online.contains("FeverPAIN"), "the removed impression was not filed");
+    // The task is done, and every step is in the audit trail.
+    let open: Vec<_> = s.app.task_list(&s.clinician, false).await.unwrap();
+    assert!(open.iter().all(|(t, _)| t.kind != TaskKind::PharmacyUpdate || t.status == TaskStatus::Done));
+    let actions = s.actions().await;
+    for a in ["inbound.receive", "inbound.amend", "inbound.file", "inbound.view"] {
+        assert!(actions.contains(&a.to_owned()), "{a} audited");
+    }
+}
+
+async fn nopat_keeps_every_filed_entry_off_line(t: &TestStore) {
+    // R29: for the patient and for proxies.
+    let s = setup(t).await;
+    let r = s.send("pharmacy-first-nopat.json").await;
+    let made = s.app.file_inbound(&s.clinician, r.id.unwrap()).await.unwrap();
+    assert!(!made.is_empty());
+    let online = s.online_texts().await;
+    assert!(!online.contains("Levonorgestrel") && !online.contains("emergency hormonal"));
+    for id in &made {
+        assert!(!online.contains(&id.to_string()));
+    }
+    let applicant = fixtures::adult(&s.app, s.practice).await.unwrap();
+    let link = fixtures::proxy_link(
+        &s.app,
+        s.practice,
+        &s.hannah,
+        &applicant,
+        caldicott_core::access::AccessLevel::Full,
+        chrono::Utc::now().date_naive() - chrono::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    let proxy_view = s
+        .app
+        .online_view(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(!serde_json::to_string(&proxy_view).unwrap().contains("Levonorgestrel"));
+    let record = s
+        .app
+        .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(record
+        .entries
+        .iter()
+        .filter(|e| made.contains(&e.entry.id))
+        .all(|e| e.entry.nopat && e.online.withheld.is_some()));
+}
+
+async fn a_rejected_message_files_nothing(t: &TestStore) {
+    // R27
+    let s = setup(t).await;
+    let id = s.send("blood-pressure-check.json").await.id.unwrap();
+    assert_eq!(s.app.reject_inbound(&s.clinician, id, "  ").await.unwrap().unwrap_err()[0].field, "reason");
+    s.app.reject_inbound(&s.clinician, id, "Not our patient's consultation: wrong person").await.unwrap().unwrap();
+    let m = s.app.store.inbound(s.practice, id).await.unwrap().unwrap();
+    assert_eq!(m.status, InboundStatus::Rejected);
+    assert!(s.app.store.inbound_entries(s.practice, id).await.unwrap().is_empty());
+    assert!(!s.online_texts().await.contains("152/94"));
+    assert!(s.actions().await.contains(&"inbound.reject".to_owned()));
+    assert!(matches!(s.app.file_inbound(&s.clinician, id).await, Err(AppError::Conflict(_))));
+    // Redelivery after the rejection changes nothing.
+    assert_eq!(s.send("blood-pressure-check.json").await.code, 20007);
+}
+
+async fn invalid_messages_are_refused_whole_with_their_reason(t: &TestStore) {
+    // R25
+    let s = setup(t).await;
+    for (name, reason) in [
+        ("invalid-iteration-2-allergy.json", "Iteration 2"),
+        ("invalid-profile.json", "not an Iteration 1 profile"),
+        ("invalid-service-code.json", "accepted services"),
+        ("invalid-no-patient.json", "exactly one Patient"),
+        ("invalid-nhs-number.json", "NHS number"),
+        ("invalid-event.json", "ITK014M"),
+    ] {
+        let r = s.send(name).await;
+        assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid), "{name}");
+        assert!(r.problems.iter().any(|p| p.contains(reason)), "{name}: {:?}", r.problems);
+        let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!(m.status, InboundStatus::Invalid);
+        assert!(!m.payload.is_empty(), "the message is kept as it came");
+    }
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, b"{not json").await.unwrap();
+    assert_eq!(r.code, 20009);
+    assert!(s
+        .app
+        .task_list(&s.clinician, false)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(t, _)| t.kind != TaskKind::PharmacyUpdate));
+    // Wrong credentials are refused before anything is read.
+    assert!(matches!(
+        s.app.receive_update_http(&s.client_id, "guess", &example("pharmacy-first.json")).await,
+        Err(AppError::Unauthenticated(_))
+    ));
+}
+
+async fn a_message_that_matches_no_registered_patient_waits_apart(t: &TestStore) {
+    // T34: never onto the wrong record.
+    let s = setup(t).await;
+    // The same NHS number with another date of birth.
+    let body = String::from_utf8(example("pharmacy-first.json")).unwrap().replace("1987-03-14", "1987-03-15");
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, body.as_bytes()).await.unwrap();
+    assert_eq!(r.code, 20013);
+    let (queue, unmatched) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert!(queue.is_empty());
+    assert_eq!(unmatched.len(), 1);
+    assert!(matches!(s.app.file_inbound(&s.clinician, r.id.unwrap()).await, Err(AppError::Conflict(_))));
+    assert!(!s.online_texts().await.contains("Phenoxymethylpenicillin"));
+    // An NHS number not registered here.
+    let other = String::from_utf8(example("blood-pressure-check.json")).unwrap().replace("9990996008", "9990000018");
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, other.as_bytes()).await.unwrap();
+    assert_eq!(s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+}
+
+async fn a_replacement_supersedes_and_shows_what_changed(t: &TestStore) {
+    // R28
+    let s = setup(t).await;
+    // Before filing: the earlier one is superseded and its task closed.
+    let first = s.send("pharmacy-first.json").await.id.unwrap();
+    let second = s.send("pharmacy-first-replacement.json").await.id.unwrap();
+    let old = s.app.store.inbound(s.practice, first).await.unwrap().unwrap();
+    assert_eq!((old.status, old.superseded_by), (InboundStatus::Superseded, Some(second)));
+    let (queue, _) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert_eq!(queue.iter().map(|m| m.id).collect::<Vec<_>>(), vec![second]);
+    let open: Vec<_> = s.app.task_list(&s.clinician, false).await.unwrap();
+    assert_eq!(
+        open.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate && t.status == TaskStatus::Open).count(),
+        1
+    );
+    // After filing: the replacement's review shows the difference from what was filed.
+    let t2 = test_support_fresh(t).await;
+    let s2 = setup(&t2).await;
+    let first = s2.send("pharmacy-first.json").await.id.unwrap();
+    s2.app.file_inbound(&s2.clinician, first).await.unwrap();
+    let second = s2.send("pharmacy-first-replacement.json").await.id.unwrap();
+    let view = s2.app.inbound_view(&s2.clinician, second).await.unwrap();
+    assert_eq!(view.changes_from_filed.len(), 2, "{:?}", view.changes_from_filed);
+    assert!(view.changes_from_filed.iter().any(|c| c.starts_with("Added:") && c.contains("10 days")));
+    assert_eq!(view.replaces.unwrap().status, InboundStatus::Filed);
+}
+
+async fn test_support_fresh(t: &TestStore) -> TestStore {
+    match t.store.backend() {
+        caldicott_store::Backend::Sqlite => test_support::sqlite().await.unwrap(),
+        caldicott_store::Backend::Postgres => test_support::postgres().await.unwrap(),
+    }
+}
+
+async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
+    // R30
+    let s = setup(t).await;
+    let ods = s.app.store.practice(s.practice).await.unwrap().unwrap();
+    let mut settings = ods.online.clone();
+    settings.accept_update_record = false;
+    s.app
+        .store
+        .set_online_services(s.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
+        .await
+        .unwrap();
+    let r = s.send("pharmacy-first.json").await;
+    assert_eq!((r.code, r.outcome), (20010, ItkCode::Refused));
+    let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(m.status, InboundStatus::Refused, "refused, and kept: never silently dropped");
+    assert!(s
+        .app
+        .task_list(&s.clinician, false)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(t, _)| t.kind != TaskKind::PharmacyUpdate));
+    // The same message, once the practice accepts again, is a duplicate of the refused one: a
+    // pharmacy resends with a new id.
+    settings.accept_update_record = true;
+    s.app
+        .store
+        .set_online_services(s.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
+        .await
+        .unwrap();
+    assert_eq!(s.send("blood-pressure-check.json").await.code, 20013);
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
+    };
+}
+
+both!(
+    a_pharmacy_first_summary_is_reviewed_amended_and_filed,
+    nopat_keeps_every_filed_entry_off_line,
+    a_rejected_message_files_nothing,
+    invalid_messages_are_refused_whole_with_their_reason,
+    a_message_that_matches_no_registered_patient_waits_apart,
+    a_replacement_supersedes_and_shows_what_changed,
+    the_practice_switch_refuses_and_logs,
+);

@@ -1,0 +1,376 @@
+//! [`InboundStore`] for both databases, written once like the rest of `sql`.
+
+use super::{db, PostgresStore, SqliteStore};
+use crate::inbound::*;
+use crate::rows::{corrupt, from_json, Cols};
+use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
+use caldicott_core::audit::AuditRecord;
+use caldicott_core::entry::Entry;
+use caldicott_core::ids::{PatientId, PracticeId, TaskId};
+use caldicott_core::tasks::Task;
+use uuid::Uuid;
+
+fn sender_row(r: &impl Cols) -> StoreResult<Sender> {
+    Ok(Sender {
+        id: r.uuid("id")?,
+        ods_code: r.text("ods_code")?,
+        name: r.text("name")?,
+        client_id: r.text("client_id")?,
+        secret_hash: r.bytes("secret_hash")?,
+        active: r.flag("active")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+fn message_row(r: &impl Cols) -> StoreResult<InboundMessage> {
+    let status = r.text("status")?;
+    Ok(InboundMessage {
+        id: r.uuid("id")?,
+        message_id: r.text("message_id")?,
+        sender_ods: r.text("sender_ods")?,
+        via: r.text("via")?,
+        received_at: r.time("received_at")?,
+        status: InboundStatus::parse(&status).ok_or_else(|| corrupt("inbound status", &status))?,
+        response_code: r.int("response_code")?,
+        problems: from_json("inbound problems", &r.text("problems")?)?,
+        payload: r.opt_text("payload")?.unwrap_or_default(),
+        record: r.opt_text("record")?.map(|t| from_json("inbound record", &t)).transpose()?,
+        items: r.opt_text("items")?.map(|t| from_json("inbound items", &t)).transpose()?.unwrap_or_default(),
+        patient: r.opt_uuid("patient_id")?.map(PatientId::from_uuid),
+        replaces: r.opt_uuid("replaces")?,
+        superseded_by: r.opt_uuid("superseded_by")?,
+        task: r.opt_uuid("task_id")?.map(TaskId::from_uuid),
+        decided_at: r.opt_time("decided_at")?,
+        decided_by: r.opt_text("decided_by")?,
+        decision_note: r.opt_text("decision_note")?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+/// Closes a task inside a transaction (only if it is still open).
+macro_rules! close_task {
+    ($tx:expr, $practice:expr, $t:expr) => {{
+        let done = sqlx::query(
+            "UPDATE task SET status = $1, body = $2, outcome = $3, closed_at = $4, closed_by = $5 \
+             WHERE practice_id = $6 AND id = $7 AND status = 'open'",
+        )
+        .bind($t.status.as_str())
+        .bind(to_json(&$t.body)?)
+        .bind(&$t.outcome)
+        .bind($t.closed_at)
+        .bind(&$t.closed_by)
+        .bind($practice.as_uuid())
+        .bind($t.id.as_uuid())
+        .execute(&mut *$tx)
+        .await
+        .map_err(db)?;
+        done.rows_affected()
+    }};
+}
+
+macro_rules! inbound_store {
+    ($Store:ident, $DB:ty) => {
+        #[async_trait]
+        impl InboundStore for $Store {
+            async fn create_sender(&self, practice: PracticeId, s: &Sender, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO update_record_sender (practice_id, id, ods_code, name, client_id, secret_hash, active, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(practice.as_uuid())
+                .bind(s.id)
+                .bind(&s.ods_code)
+                .bind(&s.name)
+                .bind(&s.client_id)
+                .bind(&s.secret_hash)
+                .bind(s.active)
+                .bind(s.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("the pharmacy {} is already registered here", s.ods_code))
+                    }
+                    other => other,
+                })?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn senders(&self, practice: PracticeId) -> StoreResult<Vec<Sender>> {
+                let rows = sqlx::query("SELECT * FROM update_record_sender WHERE practice_id = $1 ORDER BY ods_code")
+                    .bind(practice.as_uuid())
+                    .fetch_all(self.read())
+                    .await
+                    .map_err(db)?;
+                rows.iter().map(sender_row).collect()
+            }
+
+            async fn sender_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, Sender)>> {
+                let row = sqlx::query("SELECT * FROM update_record_sender WHERE client_id = $1")
+                    .bind(client_id.to_owned())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?;
+                row.map(|r| Ok((PracticeId::from_uuid(r.uuid("practice_id")?), sender_row(&r)?))).transpose()
+            }
+
+            async fn sender_by_ods(&self, practice: PracticeId, ods: &str) -> StoreResult<Option<Sender>> {
+                let row = sqlx::query("SELECT * FROM update_record_sender WHERE practice_id = $1 AND ods_code = $2")
+                    .bind(practice.as_uuid())
+                    .bind(ods.to_owned())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?;
+                row.map(|r| sender_row(&r)).transpose()
+            }
+
+            async fn inbound_by_message_id(&self, practice: PracticeId, message_id: &str) -> StoreResult<Option<InboundMessage>> {
+                let row = sqlx::query("SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(message_id.to_owned())
+                    .fetch_optional(self.read())
+                    .await
+                    .map_err(db)?;
+                row.map(|r| message_row(&r)).transpose()
+            }
+
+            async fn inbound(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<InboundMessage>> {
+                self.row_by("SELECT * FROM inbound_message WHERE practice_id = $1 AND id = $2", practice, id, message_row).await
+            }
+
+            async fn record_inbound(
+                &self,
+                practice: PracticeId,
+                m: &InboundMessage,
+                task: Option<&Task>,
+                supersede: Option<&Task>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                if let Some(t) = task {
+                    Self::insert_task(&mut tx, practice, t).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO inbound_message (practice_id, id, message_id, sender_ods, via, received_at, status, response_code, \
+                     problems, payload, record, items, patient_id, replaces, task_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(practice.as_uuid())
+                .bind(m.id)
+                .bind(&m.message_id)
+                .bind(&m.sender_ods)
+                .bind(&m.via)
+                .bind(m.received_at)
+                .bind(m.status.as_str())
+                .bind(i32::try_from(m.response_code).unwrap_or(0))
+                .bind(to_json(&m.problems)?)
+                .bind(&m.payload)
+                .bind(m.record.as_ref().map(to_json).transpose()?)
+                .bind(m.record.as_ref().map(|_| to_json(&m.items)).transpose()?)
+                .bind(m.patient.map(|p| p.as_uuid()))
+                .bind(m.replaces)
+                .bind(m.task.map(|t| t.as_uuid()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match db(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!("message {} was received before", m.message_id)),
+                    other => other,
+                })?;
+                if let (Some(old), Some(closed)) = (m.replaces, supersede) {
+                    let done = sqlx::query(
+                        "UPDATE inbound_message SET status = 'superseded', superseded_by = $1 \
+                         WHERE practice_id = $2 AND id = $3 AND status IN ('pending', 'unmatched')",
+                    )
+                    .bind(m.id)
+                    .bind(practice.as_uuid())
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("the message it replaces is no longer waiting".into()));
+                    }
+                    close_task!(tx, practice, closed);
+                } else if let Some(old) = m.replaces {
+                    // A replacement of a message already decided: the earlier one points on to it.
+                    sqlx::query("UPDATE inbound_message SET superseded_by = $1 WHERE practice_id = $2 AND id = $3")
+                        .bind(m.id)
+                        .bind(practice.as_uuid())
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn inbound_list(&self, practice: PracticeId, statuses: &[InboundStatus]) -> StoreResult<Vec<InboundListing>> {
+                let wanted: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+                let rows = sqlx::query(
+                    "SELECT m.*, p.nhs_number AS p_nhs, p.given_name AS p_given, p.family_name AS p_family \
+                     FROM inbound_message m LEFT JOIN patient p ON p.practice_id = m.practice_id AND p.id = m.patient_id \
+                     WHERE m.practice_id = $1 ORDER BY m.received_at, m.id",
+                )
+                .bind(practice.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?;
+                let mut out = Vec::new();
+                for r in &rows {
+                    let status = r.text("status")?;
+                    if !wanted.contains(&status.as_str()) {
+                        continue;
+                    }
+                    let m = message_row(r)?;
+                    let (service, nhs, name) = match &m.record {
+                        Some(rec) => (
+                            rec.service.clone(),
+                            rec.nhs_number.as_str().to_owned(),
+                            match (r.opt_text("p_family")?, r.opt_text("p_given")?) {
+                                (Some(f), Some(g)) => format!("{}, {g}", f.to_uppercase()),
+                                _ => format!("{}, {} (as sent)", rec.family_name.to_uppercase(), rec.given_name),
+                            },
+                        ),
+                        None => (String::new(), String::new(), String::new()),
+                    };
+                    out.push(InboundListing {
+                        id: m.id,
+                        message_id: m.message_id,
+                        sender_ods: m.sender_ods,
+                        received_at: m.received_at,
+                        status: m.status,
+                        service,
+                        nhs_number: nhs,
+                        patient_name: name,
+                        items: m.items.len() as i64,
+                        replaces: m.replaces,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn amend_inbound(&self, practice: PracticeId, id: Uuid, a: &Amendment, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let items = to_json(&a.items)?;
+                let done = sqlx::query(
+                    "UPDATE inbound_message SET items = $1 WHERE practice_id = $2 AND id = $3 AND status = 'pending'",
+                )
+                .bind(&items)
+                .bind(practice.as_uuid())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this message is no longer waiting for review".into()));
+                }
+                sqlx::query(
+                    "INSERT INTO inbound_amendment (practice_id, id, inbound_id, at, by_name, change, items) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(practice.as_uuid())
+                .bind(Uuid::now_v7())
+                .bind(id)
+                .bind(a.at)
+                .bind(&a.by)
+                .bind(&a.change)
+                .bind(&items)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn amendments(&self, practice: PracticeId, id: Uuid) -> StoreResult<Vec<Amendment>> {
+                self.rows_by(
+                    "SELECT * FROM inbound_amendment WHERE practice_id = $1 AND inbound_id = $2 ORDER BY at, id",
+                    practice,
+                    id,
+                    |r| {
+                        Ok(Amendment {
+                            at: r.time("at")?,
+                            by: r.text("by_name")?,
+                            change: r.text("change")?,
+                            items: from_json("amended items", &r.text("items")?)?,
+                        })
+                    },
+                )
+                .await
+            }
+
+            async fn decide_inbound(
+                &self,
+                practice: PracticeId,
+                id: Uuid,
+                d: InboundDecision<'_>,
+                entries: &[Entry],
+                task: Option<&Task>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE inbound_message SET status = $1, decided_at = $2, decided_by = $3, decision_note = $4 \
+                     WHERE practice_id = $5 AND id = $6 AND status = 'pending'",
+                )
+                .bind(d.status.as_str())
+                .bind(d.at)
+                .bind(d.by.to_owned())
+                .bind(d.note.to_owned())
+                .bind(practice.as_uuid())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this message is no longer waiting for review".into()));
+                }
+                for e in entries {
+                    Self::insert_entry(&mut tx, practice, e).await?;
+                    sqlx::query("INSERT INTO inbound_entry (practice_id, inbound_id, entry_id) VALUES ($1, $2, $3)")
+                        .bind(practice.as_uuid())
+                        .bind(id)
+                        .bind(e.id.as_uuid())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                if let Some(t) = task {
+                    close_task!(tx, practice, t);
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn inbound_entries(&self, practice: PracticeId, id: Uuid) -> StoreResult<Vec<Uuid>> {
+                self.rows_by(
+                    "SELECT entry_id FROM inbound_entry WHERE practice_id = $1 AND inbound_id = $2",
+                    practice,
+                    id,
+                    |r| r.uuid("entry_id"),
+                )
+                .await
+            }
+
+            async fn inbound_of_entry(&self, practice: PracticeId, entry: Uuid) -> StoreResult<Option<Uuid>> {
+                self.row_by(
+                    "SELECT inbound_id FROM inbound_entry WHERE practice_id = $1 AND entry_id = $2",
+                    practice,
+                    entry,
+                    |r| r.uuid("inbound_id"),
+                )
+                .await
+            }
+        }
+    };
+}
+
+inbound_store!(SqliteStore, sqlx::Sqlite);
+inbound_store!(PostgresStore, sqlx::Postgres);
