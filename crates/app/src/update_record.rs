@@ -18,6 +18,8 @@ use caldicott_store::inbound::{Amendment, InboundDecision, InboundListing, Inbou
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use caldicott_store::inbound::{InboundListing as Listing, InboundStatus as Status};
+
 /// What the sender is told (D13). The practice's decisions are never sent back (R27).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {

@@ -17,7 +17,7 @@ pub fn routes() -> Router<App> {
         .route("/link", get(link_status))
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
     let raw = base64::engine::general_purpose::STANDARD.decode(v.trim()).ok()?;

@@ -8,10 +8,12 @@ mod app_api;
 mod comms;
 mod error;
 mod governance;
+mod inbound;
 mod pages;
 mod patient;
 mod portal;
 mod staff_work;
+mod update_record_api;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -31,6 +33,8 @@ pub fn router(app: App) -> Router {
         .merge(staff_work::routes())
         .merge(comms::routes())
         .merge(governance::routes())
+        .merge(inbound::routes())
+        .nest("/api/update-record/v1", update_record_api::routes())
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())
         .fallback(error::not_found)

@@ -403,6 +403,8 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/comms.rs")),
         ("", include_str!("../src/staff_work.rs")),
         ("", include_str!("../src/governance.rs")),
+        ("", include_str!("../src/inbound.rs")),
+        ("/api/update-record/v1", include_str!("../src/update_record_api.rs")),
         ("/api/apps/v1", include_str!("../src/app_api.rs")),
     ];
     for (prefix, src) in sources {
@@ -571,6 +573,22 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         ..Default::default()
     };
     let plan_date = (chrono::Utc::now().date_naive() + chrono::Duration::days(30)).to_string();
+    // A pharmacy's consultation summary for the patient, waiting for review.
+    let (sender, sender_secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let summary = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/update-record/pharmacy-first.json"
+    ))
+    .unwrap()
+    .replace("9990996008", pat.nhs_number.as_str())
+    .replace("1987-03-14", &pat.date_of_birth.to_string());
+    let inbound_id = app
+        .receive_update_http(&sender.client_id, &sender_secret, summary.as_bytes())
+        .await
+        .unwrap()
+        .id
+        .unwrap()
+        .to_string();
     let job_id = app.bulk_apply(&manager, &bulk, "1").await.unwrap().unwrap().job.id.to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
@@ -596,7 +614,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{message}", &message.id.to_string())
                 .replace("{alert}", &alert_id)
                 .replace("{letter}", &post_id)
-                .replace("{job}", &job_id);
+                .replace("{job}", &job_id)
+                .replace("{inbound}", &inbound_id);
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -684,6 +703,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("pharmacy_name", "Test Pharmacy"),
                         ("review_outcome", "granted"),
                         ("min_age", "120"),
+                        ("inbound_action", "reject"),
+                        ("sender_ods", "FB456"),
+                        ("sender_name", "Permission Pharmacy"),
                         ("owner", "Permission Test Owner"),
                         ("review_by", plan_date.as_str()),
                         ("below_half_by", plan_date.as_str()),
@@ -714,7 +736,111 @@ macro_rules! both {
     };
 }
 
+async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t: &TestStore) {
+    // R24-R27, R30 through HTTP: the pharmacy's endpoint and the staff pages.
+    use base64::Engine;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    let page = admin.get("/inbound/senders").await;
+    let r = admin
+        .post(
+            "/inbound/senders",
+            &[("_csrf", &csrf(&page.body)), ("sender_ods", "FA123"), ("sender_name", "Quayside Pharmacy")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let client_id = between(&r.body, "id=\"sender-client-id\">", "<").to_owned();
+    let secret = between(&r.body, "id=\"sender-client-secret\">", "<").to_owned();
+    let example = |name: &str| {
+        std::fs::read_to_string(format!("{}/../../docs/examples/update-record/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("9990996008", &nhs)
+            .replace("1987-03-14", &pat.date_of_birth.to_string())
+    };
+    let post = |auth: String, body: Vec<u8>| {
+        let app = app.clone();
+        async move {
+            let req = Request::post("/api/update-record/v1/messages")
+                .header(header::AUTHORIZATION, auth)
+                .header(header::CONTENT_TYPE, "application/fhir+json")
+                .body(Body::from(body))
+                .unwrap();
+            let res = caldicott_web::router(app).oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+            (status, body)
+        }
+    };
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}")));
+    let (status, body) = post(basic.clone(), example("pharmacy-first.json").into_bytes()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let receipt: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(receipt["code"], 20013);
+    let id = receipt["id"].as_str().unwrap().to_owned();
+    let (status, body) = post(basic.clone(), example("pharmacy-first.json").into_bytes()).await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["code"].clone()),
+        (StatusCode::OK, serde_json::json!(20007))
+    );
+    let (status, body) = post(basic.clone(), example("invalid-iteration-2-allergy.json").into_bytes()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("Iteration 2") && body.contains("20009"), "{body}");
+    let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:guess")));
+    assert_eq!(post(wrong, example("contraception.json").into_bytes()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(basic.clone(), vec![b' '; 3 * 1024 * 1024]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // A clinician reviews it in the queue, removes an item and files it.
+    let mut doctor = Browser::new(&app);
+    sign_in(&mut doctor, tp.practice.ods_code.as_str(), "clinician").await;
+    let queue = doctor.get("/inbound").await;
+    assert!(queue.body.contains(&format!("/inbound/{id}")) && queue.body.contains(&nhs));
+    let view = doctor.get(&format!("/inbound/{id}")).await;
+    assert_eq!(view.status, StatusCode::OK);
+    assert!(view.body.contains("Phenoxymethylpenicillin") && view.body.contains("Ms Anita Shah"));
+    let token = csrf(&view.body);
+    let r =
+        doctor.post(&format!("/inbound/{id}"), &[("_csrf", &token), ("inbound_action", "remove"), ("item", "0")]).await;
+    assert!(r.status.is_redirection());
+    let r = doctor
+        .post(
+            &format!("/inbound/{id}"),
+            &[("_csrf", &token), ("inbound_action", "recode"), ("item", "0"), ("code", "x"), ("term", "y")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("is not a SNOMED CT concept id"));
+    let r = doctor.post(&format!("/inbound/{id}"), &[("_csrf", &token), ("inbound_action", "file")]).await;
+    assert!(r.status.is_redirection());
+    let record = doctor.get(&format!("/patients/{nhs}")).await;
+    assert!(record.body.contains("Quayside Pharmacy") && record.body.contains("Phenoxymethylpenicillin"));
+    let done = doctor.get(&format!("/inbound/{id}")).await;
+    assert!(done.body.contains("Filed on") && done.body.contains("removed Clinical impression"));
+    // The practice manager switches Update Record off: the pharmacy is refused, and it is logged.
+    let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let mut settings = caldicott_app::settings::SettingsInput {
+        switch_on_day: "31".into(),
+        switch_on_month: "10".into(),
+        switch_on_year: "2023".into(),
+        default_level: "full".into(),
+        proxy_review_age: "11".into(),
+        visible_online_by_default: true,
+        accept_update_record: false,
+        ..Default::default()
+    };
+    app.change_practice_settings(&manager, &settings).await.unwrap().unwrap();
+    let (status, body) = post(basic.clone(), example("contraception.json").into_bytes()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("20010") && body.contains("does not accept"), "{body}");
+    assert!(doctor.get("/inbound").await.body.contains("Refused: Update Record switched off"));
+    settings.accept_update_record = true;
+    app.change_practice_settings(&manager, &settings).await.unwrap().unwrap();
+}
+
 both!(
+    a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages,
     health_and_front_page_need_no_sign_in,
     patient_data_needs_a_valid_token,
     bad_input_gets_a_clear_error,

@@ -1,0 +1,333 @@
+//! GP Connect Update Record for staff: the review queue, one message's review (amend, file,
+//! reject), and the register of pharmacies allowed to send.
+
+use crate::portal::{checked, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use caldicott_app::session::SignedIn;
+use caldicott_app::update_record::{Amend, Listing, Status};
+use caldicott_app::{App, AppError};
+use caldicott_core::appointments::uk_time;
+use serde::Deserialize;
+
+/// The staff pages.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/inbound", get(queue))
+        .route("/inbound/senders", get(senders_page).post(add_sender))
+        .route("/inbound/{inbound}", get(message_page).post(act))
+}
+
+crate::csrf_forms!(ActForm, SenderForm);
+
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    uk_time(t).format("%-d %b %Y %H:%M").to_string()
+}
+
+// ---- The queue -------------------------------------------------------------------------------
+
+struct Row {
+    id: String,
+    received: String,
+    sender: String,
+    service: String,
+    patient: String,
+    nhs: String,
+    items: i64,
+    status: &'static str,
+    replacement: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "inbound.html")]
+struct QueuePage {
+    chrome: Option<Chrome>,
+    to_review: Vec<Row>,
+    unmatched: Vec<Row>,
+    log: Vec<Row>,
+}
+
+fn row(m: Listing) -> Row {
+    Row {
+        id: m.id.to_string(),
+        received: when(m.received_at),
+        sender: m.sender_ods,
+        service: m.service,
+        patient: m.patient_name,
+        nhs: m.nhs_number,
+        items: m.items,
+        status: m.status.display(),
+        replacement: m.replaces.is_some(),
+    }
+}
+
+async fn queue(State(app): State<App>, Portal(me): Portal) -> Response {
+    let (to_review, unmatched) = match app.inbound_queue(&me.who).await {
+        Ok(q) => q,
+        Err(e) => return page_error(Some((&me).into()), e),
+    };
+    let log = match app.inbound_log(&me.who).await {
+        Ok(l) => l,
+        Err(e) => return page_error(Some((&me).into()), e),
+    };
+    QueuePage {
+        chrome: Some((&me).into()),
+        to_review: to_review.into_iter().map(row).collect(),
+        unmatched: unmatched.into_iter().map(row).collect(),
+        log: log.into_iter().map(row).collect(),
+    }
+    .into_response()
+}
+
+// ---- One message ---------------------------------------------------------------------------
+
+struct ItemRow {
+    index: usize,
+    kind: &'static str,
+    code: String,
+    term: String,
+    text: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "inbound_message.html")]
+struct MessagePage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    id: String,
+    status: &'static str,
+    waiting: bool,
+    clinician: bool,
+    message_id: String,
+    received: String,
+    via: String,
+    sender: String,
+    service: String,
+    date: String,
+    pharmacist: String,
+    patient: String,
+    nhs: String,
+    born: String,
+    nopat: bool,
+    presenting: String,
+    items: Vec<ItemRow>,
+    original: Vec<String>,
+    amendments: Vec<(String, String, String)>,
+    replaces: Option<(String, &'static str)>,
+    superseded_by: Option<String>,
+    changes: Vec<String>,
+    decided: Option<String>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for MessagePage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return page_error(Some(me.into()), AppError::NotFound("no such pharmacy message here".into()));
+    };
+    let v = match app.inbound_view(&me.who, id).await {
+        Ok(v) => v,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let m = &v.message;
+    let r = &v.record;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = MessagePage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        id: m.id.to_string(),
+        status: m.status.display(),
+        waiting: m.status == Status::Pending,
+        clinician: me.who.role == caldicott_core::staff::Role::Clinician,
+        message_id: m.message_id.clone(),
+        received: when(m.received_at),
+        via: if m.via == "inbox" { "the mailbox inbox".into() } else { "HTTP".into() },
+        sender: format!("{} ({})", r.sender_name, r.sender_ods),
+        service: format!("{} ({})", r.service, r.service_code),
+        date: long_date(r.consultation_date),
+        pharmacist: r.pharmacist.clone(),
+        patient: format!("{}, {}", r.family_name.to_uppercase(), r.given_name),
+        nhs: r.nhs_number.as_str().to_owned(),
+        born: long_date(r.birth_date),
+        nopat: r.nopat,
+        presenting: r.presenting_complaint.clone(),
+        items: m
+            .items
+            .iter()
+            .enumerate()
+            .map(|(index, i)| ItemRow {
+                index,
+                kind: i.kind.display(),
+                code: i.code.as_ref().map(|c| c.concept.as_str().to_owned()).unwrap_or_default(),
+                term: i.code.as_ref().map(|c| c.term.clone()).unwrap_or_default(),
+                text: i.text.clone(),
+            })
+            .collect(),
+        original: r.items.iter().map(|i| format!("{}: {}", i.kind.display(), i.describe())).collect(),
+        amendments: v.amendments.iter().map(|a| (when(a.at), a.by.clone(), a.change.clone())).collect(),
+        replaces: v.replaces.as_ref().map(|e| (e.id.to_string(), e.status.display())),
+        superseded_by: m.superseded_by.map(|s| s.to_string()),
+        changes: v.changes_from_filed.clone(),
+        decided: m.decided_at.map(|at| {
+            format!(
+                "{} on {} by {}{}",
+                m.status.display(),
+                when(at),
+                m.decided_by.clone().unwrap_or_default(),
+                m.decision_note.as_deref().filter(|n| !n.is_empty()).map_or(String::new(), |n| format!(": {n}"))
+            )
+        }),
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn message_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+    message_view(&app, &me, &id, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct ActForm {
+    #[serde(default)]
+    _csrf: String,
+    /// remove, recode, file or reject.
+    #[serde(default)]
+    inbound_action: String,
+    #[serde(default)]
+    item: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    term: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn act(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<ActForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(uuid) = id.parse::<uuid::Uuid>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such pharmacy message here".into()));
+    };
+    let item = || f.item.trim().parse::<usize>().map_err(|_| AppError::BadRequest("choose an item".into()));
+    let done: Result<Result<(), Vec<caldicott_app::settings::FieldProblem>>, AppError> = match f.inbound_action.as_str()
+    {
+        "remove" => match item() {
+            Ok(item) => app.amend_inbound(&me.who, uuid, &Amend::Remove { item }).await,
+            Err(e) => Err(e),
+        },
+        "recode" => match item() {
+            Ok(item) => {
+                app.amend_inbound(&me.who, uuid, &Amend::Recode { item, code: f.code.clone(), term: f.term.clone() })
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        "file" => app.file_inbound(&me.who, uuid).await.map(|_| Ok(())),
+        "reject" => app.reject_inbound(&me.who, uuid, &f.reason).await,
+        _ => Err(AppError::BadRequest("choose what to do with the message".into())),
+    };
+    match done {
+        Ok(Ok(())) if matches!(f.inbound_action.as_str(), "file" | "reject") => {
+            Redirect::to("/inbound?done").into_response()
+        }
+        Ok(Ok(())) => Redirect::to(&format!("/inbound/{uuid}")).into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            message_view(&app, &me, &id, errors).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Senders -------------------------------------------------------------------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "senders.html")]
+struct SendersPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    senders: Vec<(String, String, String, String)>,
+    created: Option<(String, String, String)>,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SendersPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn senders_view(
+    app: &App,
+    me: &SignedIn,
+    created: Option<(String, String, String)>,
+    errors: Vec<FieldError>,
+) -> Response {
+    match app.senders(&me.who).await {
+        Ok(list) => {
+            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            (
+                status,
+                SendersPage {
+                    chrome: Some(me.into()),
+                    csrf: me.csrf_token.clone(),
+                    senders: list
+                        .into_iter()
+                        .map(|s| {
+                            (s.ods_code, s.name, s.client_id, uk_time(s.created_at).format("%-d %b %Y").to_string())
+                        })
+                        .collect(),
+                    created,
+                    errors,
+                },
+            )
+                .into_response()
+        }
+        Err(e) => page_error(Some(me.into()), e),
+    }
+}
+
+async fn senders_page(State(app): State<App>, Portal(me): Portal) -> Response {
+    senders_view(&app, &me, None, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct SenderForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    sender_ods: String,
+    #[serde(default)]
+    sender_name: String,
+}
+
+async fn add_sender(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<SenderForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app.register_sender(&me.who, &f.sender_ods, &f.sender_name).await {
+        Ok((s, secret)) => senders_view(&app, &me, Some((s.ods_code, s.client_id, secret)), Vec::new()).await,
+        Err(AppError::BadRequest(m)) | Err(AppError::Conflict(m)) => {
+            senders_view(&app, &me, None, vec![FieldError { field: "sender_ods", message: m }]).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
