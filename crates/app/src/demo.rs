@@ -54,6 +54,9 @@ pub struct DemoReport {
     pub long_record: Option<NhsNumber>,
     /// Patient logins for the patient services at `/my`.
     pub patient_logins: Vec<crate::demo_services::DemoLogin>,
+    /// The demo pharmacy's credentials for posting Update Record messages: (ODS, client id,
+    /// secret).
+    pub pharmacy: (String, String, String),
 }
 
 const STAFF: &[(&str, &str, Role)] = &[
@@ -99,7 +102,8 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
     if let Some(practice) = app.store.practice_by_ods(&ods).await? {
         let patients = app.store.patient_count(practice.id).await?;
         let patient_logins = crate::demo_services::demo_logins(opts.seed);
-        return Ok(DemoReport { practice, staff, patients, built: false, long_record: None, patient_logins });
+        let pharmacy = crate::demo_services::demo_pharmacy(opts.seed);
+        return Ok(DemoReport { practice, staff, patients, built: false, long_record: None, patient_logins, pharmacy });
     }
 
     let practice = create_practice(
@@ -149,7 +153,8 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
     flush(app, practice.id, &mut batch).await?;
     let patient_logins = crate::demo_services::seed_patient_services(app, &practice, opts).await?;
     let patients = app.store.patient_count(practice.id).await?;
-    Ok(DemoReport { practice, staff, patients, built: true, long_record, patient_logins })
+    let pharmacy = crate::demo_services::seed_pharmacy(app, &practice, opts.seed).await?;
+    Ok(DemoReport { practice, staff, patients, built: true, long_record, patient_logins, pharmacy })
 }
 
 async fn flush(app: &App, practice: PracticeId, batch: &mut Vec<PatientImport>) -> AppResult<()> {

@@ -271,3 +271,43 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     }
     Ok(logins)
 }
+
+/// The demo pharmacy that sends Update Record messages, and its credentials for a seed:
+/// (ODS code, client id, secret).
+pub fn demo_pharmacy(seed: u64) -> (String, String, String) {
+    let secret = crate::demo::demo_passwords(seed ^ 0x7068_6172)[0].clone();
+    ("FA123".into(), "upd_demo_fa123".into(), format!("pharmacy-{secret}"))
+}
+
+/// Registers the demo pharmacy with its known credentials, and receives one blood pressure
+/// check summary for Hannah Rivers, waiting for review.
+pub async fn seed_pharmacy(app: &App, practice: &Practice, seed: u64) -> AppResult<(String, String, String)> {
+    let (ods, client_id, secret) = demo_pharmacy(seed);
+    let sender = caldicott_store::inbound::Sender {
+        id: crate::new_id(),
+        ods_code: ods.clone(),
+        name: "Quayside Pharmacy".into(),
+        client_id: client_id.clone(),
+        secret_hash: crate::apps::sha256(&secret).to_vec(),
+        active: true,
+        created_at: app.now(),
+    };
+    let audit = caldicott_core::audit::AuditRecord::new(
+        caldicott_core::ids::AuditEventId::from_uuid(crate::new_id()),
+        app.now(),
+        caldicott_core::audit::Actor {
+            kind: caldicott_core::audit::ActorKind::System,
+            id: "demo".into(),
+            role: "system".into(),
+        },
+        None,
+        Action::SenderRegister,
+        format!("sender/{}", sender.id),
+        caldicott_core::audit::Outcome::Success,
+        format!("ods={ods}"),
+    );
+    app.store.create_sender(practice.id, &sender, &audit).await?;
+    let check = include_str!("../../../docs/examples/update-record/blood-pressure-check.json");
+    app.receive_update_http(&client_id, &secret, check.as_bytes()).await?;
+    Ok((ods, client_id, secret))
+}

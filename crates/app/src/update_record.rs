@@ -668,3 +668,73 @@ fn placeholder_task(m: &InboundMessage, now: DateTime<Utc>) -> Task {
 pub fn items_of(m: &InboundMessage) -> &[InboundItem] {
     &m.items
 }
+
+/// What happened to one file of the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxFile {
+    pub path: std::path::PathBuf,
+    pub receipt: Result<Receipt, String>,
+}
+
+impl App {
+    /// Takes every `*.json` file in `inbox/<practice ODS code>/`, as a mailbox transport
+    /// delivers them: each is received like a message over HTTP, then moved to `processed/`
+    /// with its ITK3 acknowledgement beside it (`<name>.ack.json`), or to `failed/` when it
+    /// could not be read or names no practice here. Nothing is lost or read twice.
+    pub async fn process_update_record_inbox(&self, inbox: &std::path::Path) -> AppResult<Vec<InboxFile>> {
+        let mut out = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(inbox) else { return Ok(out) };
+        let mut dirs: Vec<_> = dirs.filter_map(Result::ok).filter(|d| d.path().is_dir()).collect();
+        dirs.sort_by_key(|d| d.file_name());
+        for dir in dirs {
+            let ods_name = dir.file_name().to_string_lossy().into_owned();
+            let practice = match caldicott_core::practice::OdsCode::parse(&ods_name) {
+                Ok(ods) => self.store.practice_by_ods(&ods).await?,
+                Err(_) => None,
+            };
+            let mut files: Vec<_> = std::fs::read_dir(dir.path())
+                .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"));
+            files.sort();
+            for path in files {
+                let receipt = match &practice {
+                    None => Err(format!("no practice with ODS code {ods_name} is served here")),
+                    Some(p) => match read_limited(&path) {
+                        Ok(bytes) => self.receive_update_file(p.id, &bytes).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    },
+                };
+                let target = dir.path().join(if receipt.is_ok() { "processed" } else { "failed" });
+                move_with_ack(&path, &target, &receipt).map_err(AppError::Internal)?;
+                out.push(InboxFile { path, receipt });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_limited(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MESSAGE_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("the file could not be read: {e}"))?;
+    Ok(bytes)
+}
+
+fn move_with_ack(
+    path: &std::path::Path,
+    dir: &std::path::Path,
+    receipt: &Result<Receipt, String>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ack = match receipt {
+        Ok(r) => serde_json::to_string_pretty(r).unwrap_or_default(),
+        Err(e) => serde_json::json!({ "error": e }).to_string(),
+    };
+    std::fs::write(dir.join(format!("{name}.ack.json")), ack)
+        .map_err(|e| format!("writing the acknowledgement: {e}"))?;
+    std::fs::rename(path, dir.join(&name)).map_err(|e| format!("moving {}: {e}", path.display()))
+}

@@ -326,6 +326,35 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
     assert_eq!(s.send("blood-pressure-check.json").await.code, 20013);
 }
 
+async fn files_in_the_inbox_are_taken_once_and_acknowledged(t: &TestStore) {
+    // R24 by a mailbox transport: the same rules as over HTTP.
+    let s = setup(t).await;
+    let ods = s.app.store.practice(s.practice).await.unwrap().unwrap().ods_code;
+    let inbox = std::env::temp_dir().join(format!("caldicott-inbox-{}", uuid::Uuid::now_v7().simple()));
+    let mine = inbox.join(ods.as_str());
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("a.json"), example("pharmacy-first.json")).unwrap();
+    std::fs::write(mine.join("b.json"), example("invalid-service-code.json")).unwrap();
+    std::fs::write(mine.join("notes.txt"), "not a message").unwrap();
+    std::fs::create_dir_all(inbox.join("Z99999")).unwrap();
+    std::fs::write(inbox.join("Z99999").join("c.json"), example("pharmacy-first.json")).unwrap();
+    let done = s.app.process_update_record_inbox(&inbox).await.unwrap();
+    assert_eq!(done.len(), 3);
+    let code = |name: &str| done.iter().find(|f| f.path.ends_with(name)).unwrap().receipt.clone();
+    assert_eq!(code("a.json").unwrap().code, 20013);
+    assert_eq!(code("b.json").unwrap().code, 20009);
+    assert!(code("c.json").unwrap_err().contains("Z99999"));
+    assert!(mine.join("processed/a.json").exists() && mine.join("processed/a.json.ack.json").exists());
+    assert!(std::fs::read_to_string(mine.join("processed/a.json.ack.json")).unwrap().contains("20013"));
+    assert!(inbox.join("Z99999/failed/c.json").exists());
+    assert!(mine.join("notes.txt").exists(), "only messages are taken");
+    // Read once: a second pass finds nothing new.
+    assert!(s.app.process_update_record_inbox(&inbox).await.unwrap().is_empty());
+    let (queue, _) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert_eq!(queue.len(), 1);
+    let _ = std::fs::remove_dir_all(&inbox);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -341,4 +370,5 @@ both!(
     a_message_that_matches_no_registered_patient_waits_apart,
     a_replacement_supersedes_and_shows_what_changed,
     the_practice_switch_refuses_and_logs,
+    files_in_the_inbox_are_taken_once_and_acknowledged,
 );

@@ -36,6 +36,10 @@ struct Listen {
     /// The address to listen on.
     #[arg(long, env = "CALDICOTT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// A folder where a mailbox transport delivers GP Connect Update Record messages, one
+    /// sub-folder per practice ODS code; it is read every two seconds.
+    #[arg(long, env = "CALDICOTT_UPDATE_RECORD_INBOX")]
+    update_record_inbox: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -223,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { db, listen } => {
             let app = open(&db).await?;
-            serve(app, listen.listen, None).await?;
+            serve(app, listen.listen, listen.update_record_inbox.clone(), None).await?;
         }
         Command::Demo {
             db,
@@ -288,7 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
                 print_demo(&report, Some((&token.secret, listen.listen)));
-                serve(app, listen.listen, Some(&report)).await?;
+                serve(app, listen.listen, listen.update_record_inbox.clone(), Some(&report)).await?;
             }
         }
         Command::Report { db, command } => return governance::report(&open(&db).await?, command).await,
@@ -409,6 +413,11 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
             l.username, l.password, l.nhs_number, l.birth_date, l.about
         );
     }
+    println!();
+    println!(
+        "Pharmacy {} posts Update Record messages to /api/update-record/v1/messages with client id {} and secret {}",
+        report.pharmacy.0, report.pharmacy.1, report.pharmacy.2
+    );
     if let Some(nhs) = &report.long_record {
         println!();
         println!("Long record: NHS number {}", nhs.as_str());
@@ -424,7 +433,12 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
     println!();
 }
 
-async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
+async fn serve(
+    app: App,
+    addr: SocketAddr,
+    inbox: Option<std::path::PathBuf>,
+    _demo: Option<&DemoReport>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
     // The outbox worker: email by SMTP and/or everything by GOV.UK Notify, as configured; with
@@ -452,6 +466,30 @@ async fn serve(app: App, addr: SocketAddr, _demo: Option<&DemoReport>) -> anyhow
     let courier: std::sync::Arc<dyn caldicott_app::outbox::Courier> =
         std::sync::Arc::new(caldicott_app::smtp::Couriers { smtp, notify });
     let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_secs(2));
+    if let Some(dir) = inbox {
+        tracing::info!(inbox = %dir.display(), "reading GP Connect Update Record messages from the inbox");
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                match app.process_update_record_inbox(&dir).await {
+                    Ok(files) => {
+                        for f in files {
+                            match &f.receipt {
+                                Ok(r) => {
+                                    tracing::info!(file = %f.path.display(), code = r.code, "Update Record message taken from the inbox")
+                                }
+                                Err(e) => {
+                                    tracing::warn!(file = %f.path.display(), error = %e, "Update Record file could not be taken")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "reading the Update Record inbox"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        });
+    }
     tracing::info!("caldicott listening on http://{bound}/");
     axum::serve(listener, caldicott_web::router(app))
         .with_graceful_shutdown(async {

@@ -47,6 +47,15 @@ fn message_row(r: &impl Cols) -> StoreResult<InboundMessage> {
     })
 }
 
+/// What a queue shows of a message's record; the rest of it is skipped unread.
+#[derive(serde::Deserialize)]
+struct Brief {
+    service: String,
+    nhs_number: String,
+    family_name: String,
+    given_name: String,
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Database(e.to_string()))
 }
@@ -212,48 +221,52 @@ macro_rules! inbound_store {
             }
 
             async fn inbound_list(&self, practice: PracticeId, statuses: &[InboundStatus]) -> StoreResult<Vec<InboundListing>> {
-                let wanted: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-                let rows = sqlx::query(
-                    "SELECT m.*, p.nhs_number AS p_nhs, p.given_name AS p_given, p.family_name AS p_family \
+                if statuses.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // The statuses are the enum's own words, never input: written into the query.
+                let wanted = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
+                let rows = sqlx::query(&format!(
+                    "SELECT m.id, m.message_id, m.sender_ods, m.received_at, m.status, m.record, m.items, m.replaces, \
+                     p.given_name AS p_given, p.family_name AS p_family \
                      FROM inbound_message m LEFT JOIN patient p ON p.practice_id = m.practice_id AND p.id = m.patient_id \
-                     WHERE m.practice_id = $1 ORDER BY m.received_at, m.id",
-                )
+                     WHERE m.practice_id = $1 AND m.status IN ({wanted}) ORDER BY m.received_at, m.id"
+                ))
                 .bind(practice.as_uuid())
                 .fetch_all(self.read())
                 .await
                 .map_err(db)?;
-                let mut out = Vec::new();
-                for r in &rows {
-                    let status = r.text("status")?;
-                    if !wanted.contains(&status.as_str()) {
-                        continue;
-                    }
-                    let m = message_row(r)?;
-                    let (service, nhs, name) = match &m.record {
-                        Some(rec) => (
-                            rec.service.clone(),
-                            rec.nhs_number.as_str().to_owned(),
-                            match (r.opt_text("p_family")?, r.opt_text("p_given")?) {
-                                (Some(f), Some(g)) => format!("{}, {g}", f.to_uppercase()),
-                                _ => format!("{}, {} (as sent)", rec.family_name.to_uppercase(), rec.given_name),
-                            },
-                        ),
-                        None => (String::new(), String::new(), String::new()),
-                    };
-                    out.push(InboundListing {
-                        id: m.id,
-                        message_id: m.message_id,
-                        sender_ods: m.sender_ods,
-                        received_at: m.received_at,
-                        status: m.status,
-                        service,
-                        nhs_number: nhs,
-                        patient_name: name,
-                        items: m.items.len() as i64,
-                        replaces: m.replaces,
-                    });
-                }
-                Ok(out)
+                rows.iter()
+                    .map(|r| {
+                        let status = r.text("status")?;
+                        let brief: Option<Brief> = r.opt_text("record")?.map(|t| from_json("inbound record", &t)).transpose()?;
+                        let items: Vec<serde::de::IgnoredAny> =
+                            r.opt_text("items")?.map(|t| from_json("inbound items", &t)).transpose()?.unwrap_or_default();
+                        let (service, nhs, name) = match brief {
+                            Some(b) => (
+                                b.service,
+                                b.nhs_number,
+                                match (r.opt_text("p_family")?, r.opt_text("p_given")?) {
+                                    (Some(f), Some(g)) => format!("{}, {g}", f.to_uppercase()),
+                                    _ => format!("{}, {} (as sent)", b.family_name.to_uppercase(), b.given_name),
+                                },
+                            ),
+                            None => (String::new(), String::new(), String::new()),
+                        };
+                        Ok(InboundListing {
+                            id: r.uuid("id")?,
+                            message_id: r.text("message_id")?,
+                            sender_ods: r.text("sender_ods")?,
+                            received_at: r.time("received_at")?,
+                            status: InboundStatus::parse(&status).ok_or_else(|| corrupt("inbound status", &status))?,
+                            service,
+                            nhs_number: nhs,
+                            patient_name: name,
+                            items: items.len() as i64,
+                            replaces: r.opt_uuid("replaces")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn amend_inbound(&self, practice: PracticeId, id: Uuid, a: &Amendment, audit: &AuditRecord) -> StoreResult<()> {
