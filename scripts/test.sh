@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: core, store contract (SQLite and PostgreSQL), use cases, HTTP, command line
-# and the browser tests. Installs Debian's Chromium (browser tests) and python3-aiosmtpd (the
+# the browser tests, and a bounded fuzz of the parsers (with nightly). Installs Debian's Chromium (browser tests) and python3-aiosmtpd (the
 # SMTP server the email tests send to) if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,6 @@ if [ ${#NEED[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${NEED[@]}" >/dev/null
 fi
-exec cargo test --workspace "$@"
+cargo test --workspace "$@"
+# T36: a bounded libFuzzer run of the parsers when a nightly toolchain is installed.
+scripts/fuzz.sh 20

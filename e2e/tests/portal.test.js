@@ -19,7 +19,7 @@ const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.m
 const EXAMPLE = new URL('../../docs/examples/transfer-in.json', import.meta.url).pathname
 const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
 
-let dir, server, idp, smtp, maildir, base, browser, passwords, longRecord, patientPasswords, bornPatients
+let dir, server, idp, smtp, maildir, base, browser, passwords, longRecord, patientPasswords, bornPatients, pharmacy
 const secrets = {}
 
 /** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), as an authenticator app computes it. */
@@ -43,6 +43,8 @@ before(async () => {
   const out = execFileSync(BIN, ['demo', '--build-only', '--patients', '80', '--seed', '5', '--long-record', '120'], { env, encoding: 'utf8' })
   passwords = Object.fromEntries([...out.matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
   longRecord = out.match(/Long record: NHS number (\d{10})/)[1]
+  const [, pharmacyId, pharmacySecret] = out.match(/client id (\S+) and secret (\S+)/)
+  pharmacy = 'Basic ' + Buffer.from(`${pharmacyId}:${pharmacySecret}`).toString('base64')
   const patients = [...out.split('Demo patients')[1].matchAll(/^ {2}(\S+)\s+(\S+)\s+NHS number (\d{10}), born (\S+)\./gm)]
   patientPasswords = Object.fromEntries(patients.map(m => [m[1], m[2]]))
   const born = Object.fromEntries(patients.map(m => [m[1], { nhs: m[3], birthdate: m[4] }]))
@@ -683,6 +685,55 @@ test('weeks later, the parent\'s access to her son\'s record pauses at his revie
   } finally {
     later.kill()
   }
+})
+
+/** Posts a sample Update Record message as the demo pharmacy does. */
+async function postUpdate (name) {
+  const body = readFileSync(new URL(`../../docs/examples/update-record/${name}`, import.meta.url))
+  const res = await fetch(`${base}/api/update-record/v1/messages`, { method: 'POST', headers: { authorization: pharmacy, 'content-type': 'application/fhir+json' }, body })
+  return { status: res.status, json: await res.json() }
+}
+
+test('a pharmacy sends a Pharmacy First summary; a clinician removes an item and files it; invalid and switched-off messages are refused', async () => {
+  const sent = await postUpdate('pharmacy-first.json')
+  assert.equal(sent.status, 202)
+  assert.equal(sent.json.code, 20013)
+  const again = await postUpdate('pharmacy-first.json')
+  assert.equal(again.json.code, 20007, 'taken once')
+  const bad = await postUpdate('invalid-iteration-2-allergy.json')
+  assert.equal(bad.status, 422)
+  assert.match(bad.json.problems.join(' '), /Iteration 2/)
+  const page = await newPage()
+  await signIn(page, 'dr.okafor')
+  await page.getByRole('link', { name: 'Pharmacy messages' }).click()
+  await page.getByRole('heading', { name: 'Pharmacy messages' }).waitFor()
+  await check(page, 'pharmacy-messages')
+  await page.goto(`${base}/inbound/${sent.json.id}`)
+  await page.getByRole('heading', { name: /Community Pharmacy Pharmacy First Service/ }).waitFor()
+  await check(page, 'pharmacy-message')
+  await page.getByRole('button', { name: 'Remove the Clinical impression before filing' }).click()
+  await page.getByText('removed Clinical impression').waitFor()
+  await page.getByRole('button', { name: 'File into the record' }).click()
+  await page.waitForURL(/\/inbound\?done$/)
+  await page.goto(`${base}/patients/9990996008`)
+  assert.match(await page.textContent('main'), /Phenoxymethylpenicillin/)
+  assert.match(await page.textContent('main'), /Quayside Pharmacy/)
+  // The practice manager switches Update Record off: the next message is refused, and logged.
+  const manager = await newPage()
+  await signIn(manager, 'm.clarke')
+  await manager.goto(`${base}/settings`)
+  await manager.getByLabel(/Accept pharmacy consultation summaries/).uncheck()
+  await manager.getByRole('button', { name: 'Save settings' }).click()
+  await manager.getByText('Settings saved.').waitFor()
+  const refused = await postUpdate('contraception.json')
+  assert.equal(refused.status, 403)
+  assert.equal(refused.json.code, 20010)
+  await page.goto(`${base}/inbound`)
+  await page.getByText('Refused: Update Record switched off').first().waitFor()
+  await manager.goto(`${base}/settings`)
+  await manager.getByLabel(/Accept pharmacy consultation summaries/).check()
+  await manager.getByRole('button', { name: 'Save settings' }).click()
+  await manager.getByText('Settings saved.').waitFor()
 })
 
 test('a clinician reviews a held-back patient with the assistant and grants access', async () => {
