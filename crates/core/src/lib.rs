@@ -15,6 +15,7 @@ pub mod nhs_number;
 pub mod online;
 pub mod patient;
 pub mod practice;
+pub mod sar;
 pub mod snomed;
 pub mod staff;
 pub mod tasks;
