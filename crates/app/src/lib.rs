@@ -25,6 +25,7 @@ pub mod record;
 pub mod redaction;
 pub mod registration;
 pub mod requests;
+pub mod sar;
 pub mod search;
 pub mod session;
 pub mod settings;

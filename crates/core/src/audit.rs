@@ -170,6 +170,8 @@ pub enum Action {
     InboundReject,
     InboundView,
     SenderRegister,
+    SarLog,
+    SarUpdate,
 }
 
 impl Action {
@@ -239,6 +241,8 @@ impl Action {
             Self::InboundReject => "inbound.reject",
             Self::InboundView => "inbound.view",
             Self::SenderRegister => "inbound.sender_register",
+            Self::SarLog => "sar.log",
+            Self::SarUpdate => "sar.update",
         }
     }
 }

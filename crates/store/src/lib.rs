@@ -11,6 +11,7 @@ pub mod governance;
 pub mod inbound;
 mod migrate;
 mod rows;
+pub mod sar;
 mod sql;
 mod sqlite_fast;
 pub mod test_support;
@@ -157,7 +158,7 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: governance::GovernanceStore + inbound::InboundStore + Send + Sync + 'static {
+pub trait Store: governance::GovernanceStore + inbound::InboundStore + sar::SarStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Runs a trivial query: the database answers.

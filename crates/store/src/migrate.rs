@@ -44,6 +44,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 13, name: "governance", sql: include_str!("../migrations/sqlite/0013_governance.sql") },
     Migration { version: 14, name: "count_indexes", sql: include_str!("../migrations/sqlite/0014_count_indexes.sql") },
     Migration { version: 15, name: "update_record", sql: include_str!("../migrations/sqlite/0015_update_record.sql") },
+    Migration { version: 16, name: "sar", sql: include_str!("../migrations/sqlite/0016_sar.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -94,6 +95,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "update_record",
         sql: include_str!("../migrations/postgres/0015_update_record.sql"),
     },
+    Migration { version: 16, name: "sar", sql: include_str!("../migrations/postgres/0016_sar.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

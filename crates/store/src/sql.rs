@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 mod governance;
 mod inbound;
+mod sar;
 
 /// Maps a driver error to a domain error, in one place.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
