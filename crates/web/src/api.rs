@@ -21,6 +21,7 @@ pub fn routes() -> Router<App> {
         .route("/reports/monthly-return", get(monthly_return))
         .route("/reports/trend", get(trend))
         .route("/icb/exclusions", get(icb_exclusions))
+        .route("/sars", get(sars))
         .route(
             "/transfer-in",
             axum::routing::post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(crate::portal::UPLOAD_LIMIT)),
@@ -184,4 +185,9 @@ struct IcbFigures {
 async fn icb_exclusions(State(app): State<App>, Staff(who): Staff) -> Result<Json<IcbFigures>, WebError> {
     let (on, practices) = app.icb_figures(&who).await?;
     Ok(Json(IcbFigures { on, practices }))
+}
+
+/// The subject access request register, open requests by due date first (R31).
+async fn sars(State(app): State<App>, Staff(who): Staff) -> Result<Json<Vec<caldicott_app::sar::SarRow>>, WebError> {
+    Ok(Json(app.sar_register(&who).await?))
 }

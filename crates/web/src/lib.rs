@@ -12,6 +12,7 @@ mod inbound;
 mod pages;
 mod patient;
 mod portal;
+mod sars;
 mod staff_work;
 mod update_record_api;
 
@@ -34,6 +35,7 @@ pub fn router(app: App) -> Router {
         .merge(comms::routes())
         .merge(governance::routes())
         .merge(inbound::routes())
+        .merge(sars::routes())
         .nest("/api/update-record/v1", update_record_api::routes())
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())

@@ -404,6 +404,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/staff_work.rs")),
         ("", include_str!("../src/governance.rs")),
         ("", include_str!("../src/inbound.rs")),
+        ("", include_str!("../src/sars.rs")),
         ("/api/update-record/v1", include_str!("../src/update_record_api.rs")),
         ("/api/apps/v1", include_str!("../src/app_api.rs")),
     ];
@@ -589,6 +590,24 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .id
         .unwrap()
         .to_string();
+    let sar_id = app
+        .log_sar(
+            &manager,
+            &caldicott_app::sar::NewSar {
+                nhs_number: pat.nhs_number.as_str().to_owned(),
+                requester: "The patient".into(),
+                day: "1".into(),
+                month: "11".into(),
+                year: "2026".into(),
+                waiting_for: "identity".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
     let job_id = app.bulk_apply(&manager, &bulk, "1").await.unwrap().unwrap().job.id.to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
@@ -615,7 +634,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{alert}", &alert_id)
                 .replace("{letter}", &post_id)
                 .replace("{job}", &job_id)
-                .replace("{inbound}", &inbound_id);
+                .replace("{inbound}", &inbound_id)
+                .replace("{sar}", &sar_id);
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -704,6 +724,12 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("review_outcome", "granted"),
                         ("min_age", "120"),
                         ("inbound_action", "reject"),
+                        ("sar_action", "wait"),
+                        ("waiting_for", "identity"),
+                        ("requester", "Permission Requester"),
+                        ("received_day", "2"),
+                        ("received_month", "11"),
+                        ("received_year", "2026"),
                         ("sender_ods", "FB456"),
                         ("sender_name", "Permission Pharmacy"),
                         ("owner", "Permission Test Owner"),
@@ -839,7 +865,57 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     app.change_practice_settings(&manager, &settings).await.unwrap().unwrap();
 }
 
+async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) {
+    // R31, R32 through the pages and the API.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
+    let form = b.get("/sars/new").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let token = csrf(&form.body);
+    let bad = b.post("/sars", &[("_csrf", &token), ("nhs_number", "123"), ("requester", "")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("Enter the NHS number of a patient of this practice"));
+    let r = b
+        .post(
+            "/sars",
+            &[
+                ("_csrf", &token),
+                ("nhs_number", pat.nhs_number.as_str()),
+                ("requester", "Smith & Co solicitors"),
+                ("relationship", "solicitor acting with consent"),
+                ("received_day", "2"),
+                ("received_month", "10"),
+                ("received_year", "2026"),
+                ("waiting_for", ""),
+            ],
+        )
+        .await;
+    assert!(r.status.is_redirection(), "{}", r.body);
+    let location = r.headers.get(header::LOCATION).unwrap().to_str().unwrap().to_owned();
+    let page = b.get(&location).await;
+    // Received Friday 2 October 2026: due Monday 2 November 2026.
+    assert!(page.body.contains("2 Nov 2026"), "{}", page.body);
+    // Too late to extend: the due date has passed.
+    let r = b
+        .post(
+            &location,
+            &[("_csrf", &token), ("sar_action", "extend"), ("reason", "Complex"), ("notified_on", "2026-10-20")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("before the original due date"));
+    let list = b.get("/sars").await;
+    assert!(list.body.contains("Overdue by") && list.body.contains("Co solicitors"));
+    let api = get(&app, "/api/v1/sars", Some(&tp.manager_token)).await;
+    assert_eq!(api.status, StatusCode::OK);
+    assert!(api.body.contains("\"due\":\"2026-11-02\""), "{}", api.body);
+}
+
 both!(
+    staff_log_a_subject_access_request_and_see_its_due_date,
     a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages,
     health_and_front_page_need_no_sign_in,
     patient_data_needs_a_valid_token,

@@ -1,0 +1,336 @@
+//! The subject access request register: the list with due dates, logging a request, and one
+//! request with its changes (identity, clarification, extension, fee, closing).
+
+use crate::portal::{checked, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use caldicott_app::governance::parse_iso_date;
+use caldicott_app::sar::{is_open, NewSar, SarChange, SarRow};
+use caldicott_app::session::SignedIn;
+use caldicott_app::{App, AppError};
+use serde::Deserialize;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/sars", get(register).post(log))
+        .route("/sars/new", get(new_page))
+        .route("/sars/{sar}", get(sar_page).post(change))
+}
+
+crate::csrf_forms!(LogForm, ChangeForm);
+
+fn errors_of(problems: Vec<caldicott_app::settings::FieldProblem>) -> Vec<FieldError> {
+    problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect()
+}
+
+fn state(r: &SarRow) -> String {
+    if !is_open(&r.sar) {
+        return format!(
+            "{} on {}",
+            match r.sar.status.as_str() {
+                "released" => "Released",
+                "refused" => "Refused",
+                _ => "Withdrawn",
+            },
+            r.sar.closed_on.map_or(String::new(), long_date)
+        );
+    }
+    match (r.sar.waiting_for.as_deref(), r.days_left) {
+        (Some(w), _) => format!("Clock stopped: waiting for {w}"),
+        (None, Some(d)) if d < 0 => format!("Overdue by {} days", -d),
+        (None, Some(0)) => "Due today".into(),
+        (None, Some(d)) => format!("Due in {d} days"),
+        _ => String::new(),
+    }
+}
+
+struct RegisterRow {
+    id: String,
+    patient: String,
+    nhs: String,
+    requester: String,
+    received: String,
+    due: String,
+    state: String,
+    urgent: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sars.html")]
+struct RegisterPage {
+    chrome: Option<Chrome>,
+    rows: Vec<RegisterRow>,
+    overdue: usize,
+    due_soon: usize,
+}
+
+async fn register(State(app): State<App>, Portal(me): Portal) -> Response {
+    match app.sar_register(&me.who).await {
+        Ok(rows) => RegisterPage {
+            chrome: Some((&me).into()),
+            overdue: rows.iter().filter(|r| is_open(&r.sar) && r.days_left.is_some_and(|d| d < 0)).count(),
+            due_soon: rows
+                .iter()
+                .filter(|r| is_open(&r.sar) && r.days_left.is_some_and(|d| (0..=7).contains(&d)))
+                .count(),
+            rows: rows
+                .iter()
+                .map(|r| RegisterRow {
+                    id: r.sar.id.to_string(),
+                    patient: r.patient_name.clone(),
+                    nhs: r.nhs_number.clone(),
+                    requester: format!("{} ({})", r.sar.requester, r.sar.relationship),
+                    received: long_date(r.sar.received),
+                    due: r.due.map_or("—".into(), long_date),
+                    state: state(r),
+                    urgent: is_open(&r.sar) && r.days_left.is_some_and(|d| d <= 7),
+                })
+                .collect(),
+        }
+        .into_response(),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sar_new.html")]
+struct NewPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    nhs_number: String,
+    requester: String,
+    relationship: String,
+    day: String,
+    month: String,
+    year: String,
+    waiting_for: String,
+    notes: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for NewPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn new_form(me: &SignedIn, i: &NewSar, errors: Vec<FieldError>) -> Response {
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    (
+        status,
+        NewPage {
+            chrome: Some(me.into()),
+            csrf: me.csrf_token.clone(),
+            nhs_number: i.nhs_number.clone(),
+            requester: i.requester.clone(),
+            relationship: i.relationship.clone(),
+            day: i.day.clone(),
+            month: i.month.clone(),
+            year: i.year.clone(),
+            waiting_for: i.waiting_for.clone(),
+            notes: i.notes.clone(),
+            errors,
+        },
+    )
+        .into_response()
+}
+
+async fn new_page(Portal(me): Portal) -> Response {
+    if !me.who.role.works_with_patients() {
+        return page_error(
+            Some((&me).into()),
+            AppError::Forbidden("only the practice team handles subject access requests".into()),
+        );
+    }
+    new_form(&me, &NewSar::default(), Vec::new())
+}
+
+#[derive(Deserialize)]
+struct LogForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    nhs_number: String,
+    #[serde(default)]
+    requester: String,
+    #[serde(default)]
+    relationship: String,
+    #[serde(default)]
+    received_day: String,
+    #[serde(default)]
+    received_month: String,
+    #[serde(default)]
+    received_year: String,
+    #[serde(default)]
+    waiting_for: String,
+    #[serde(default)]
+    notes: String,
+}
+
+async fn log(State(app): State<App>, Portal(me): Portal, form: Result<Form<LogForm>, FormRejection>) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let input = NewSar {
+        nhs_number: f.nhs_number,
+        requester: f.requester,
+        relationship: f.relationship,
+        day: f.received_day,
+        month: f.received_month,
+        year: f.received_year,
+        waiting_for: f.waiting_for,
+        notes: f.notes,
+    };
+    match app.log_sar(&me.who, &input).await {
+        Ok(Ok(sar)) => Redirect::to(&format!("/sars/{}", sar.id)).into_response(),
+        Ok(Err(problems)) => new_form(&me, &input, errors_of(problems)),
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sar.html")]
+struct SarPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    id: String,
+    patient: String,
+    nhs: String,
+    requester: String,
+    received: String,
+    due: String,
+    state: String,
+    open: bool,
+    waiting_for: String,
+    identity_verified: String,
+    clarified: String,
+    extension: String,
+    unfounded: String,
+    notes: String,
+    close_note: String,
+    created: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SarPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn sar_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return page_error(Some(me.into()), AppError::NotFound("no such request".into()));
+    };
+    let r = match app.sar_view(&me.who, id).await {
+        Ok(r) => r,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let s = &r.sar;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = SarPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        id: s.id.to_string(),
+        patient: r.patient_name.clone(),
+        nhs: r.nhs_number.clone(),
+        requester: format!("{} ({})", s.requester, s.relationship),
+        received: long_date(s.received),
+        due: r.due.map_or("Not running".into(), long_date),
+        state: state(&r),
+        open: is_open(s),
+        waiting_for: s.waiting_for.clone().unwrap_or_default(),
+        identity_verified: s.identity_verified.map_or(String::new(), long_date),
+        clarified: s.clarified.map_or(String::new(), long_date),
+        extension: match (&s.extension_reason, s.extension_notified_on) {
+            (Some(reason), Some(on)) => format!("{reason} (requester told on {})", long_date(on)),
+            _ => String::new(),
+        },
+        unfounded: if s.manifestly_unfounded {
+            format!("Yes{}", s.fee_received.map_or(String::new(), |d| format!("; fee received {}", long_date(d))))
+        } else {
+            "No: no fee may be charged".into()
+        },
+        notes: s.notes.clone(),
+        close_note: s.close_note.clone().unwrap_or_default(),
+        created: format!(
+            "{} by {}",
+            caldicott_core::appointments::uk_time(s.created_at).format("%-d %b %Y"),
+            s.created_by
+        ),
+        errors,
+    };
+    (status, page).into_response()
+}
+
+async fn sar_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+    sar_view(&app, &me, &id, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct ChangeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    sar_action: String,
+    #[serde(default)]
+    date: String,
+    #[serde(default)]
+    waiting_for: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    notified_on: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    status: String,
+}
+
+async fn change(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<ChangeForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(uuid) = id.parse::<uuid::Uuid>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such request".into()));
+    };
+    let date = |field: &'static str, s: &str| match parse_iso_date(s) {
+        Ok(Some(d)) => Ok(Some(d)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(vec![FieldError { field, message: e }]),
+    };
+    let change = match f.sar_action.as_str() {
+        "identity" | "clarified" => match date("date", &f.date) {
+            Ok(Some(d)) if f.sar_action == "identity" => SarChange::IdentityVerified(d),
+            Ok(Some(d)) => SarChange::Clarified(d),
+            Ok(None) => {
+                return sar_view(&app, &me, &id, vec![FieldError { field: "date", message: "Enter the date".into() }])
+                    .await
+            }
+            Err(e) => return sar_view(&app, &me, &id, e).await,
+        },
+        "wait" => SarChange::WaitFor(f.waiting_for.clone()),
+        "extend" => match date("notified_on", &f.notified_on) {
+            Ok(notified_on) => SarChange::Extend { reason: f.reason.clone(), notified_on },
+            Err(e) => return sar_view(&app, &me, &id, e).await,
+        },
+        "unfounded" => match date("date", &f.date) {
+            Ok(fee_received) => SarChange::Unfounded { fee_received, note: f.note.clone() },
+            Err(e) => return sar_view(&app, &me, &id, e).await,
+        },
+        "close" => SarChange::Close { status: f.status.clone(), note: f.note.clone() },
+        _ => return page_error(Some((&me).into()), AppError::BadRequest("choose what to change".into())),
+    };
+    match app.change_sar(&me.who, uuid, &change).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/sars/{uuid}")).into_response(),
+        Ok(Err(problems)) => sar_view(&app, &me, &id, errors_of(problems)).await,
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
