@@ -28,9 +28,11 @@ pub fn bank_holidays(year: i32) -> Vec<NaiveDate> {
         _ => days.extend([christmas, boxing]),
     }
     // One-off changes (proclamations).
-    let moved: &[(i32, (u32, u32), Option<(u32, u32)>)] = &[
-        (2020, (5, 4), Some((5, 8))),  // VE Day 75: early May moved to Friday 8 May
-        (2022, (5, 30), Some((6, 2))), // Platinum Jubilee: spring moved to 2 June
+    /// (year, from, to): a bank holiday moved by proclamation.
+    type Moved = (i32, (u32, u32), (u32, u32));
+    let moved: &[Moved] = &[
+        (2020, (5, 4), (5, 8)),  // VE Day 75: early May moved to Friday 8 May
+        (2022, (5, 30), (6, 2)), // Platinum Jubilee: spring moved to 2 June
     ];
     let extra: &[(i32, u32, u32)] = &[
         (2022, 6, 3),  // Platinum Jubilee
@@ -40,9 +42,7 @@ pub fn bank_holidays(year: i32) -> Vec<NaiveDate> {
     for (y, from, to) in moved {
         if *y == year {
             days.retain(|x| *x != d(from.0, from.1));
-            if let Some(to) = to {
-                days.push(d(to.0, to.1));
-            }
+            days.push(d(to.0, to.1));
         }
     }
     days.extend(extra.iter().filter(|(y, _, _)| *y == year).map(|(_, m, day)| d(*m, *day)));
