@@ -7,6 +7,7 @@ pub mod appointments;
 pub mod apps;
 pub mod audit_log;
 pub mod auth;
+pub mod chat;
 pub mod consultation;
 pub mod demo;
 mod demo_data;

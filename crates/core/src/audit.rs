@@ -172,6 +172,9 @@ pub enum Action {
     SenderRegister,
     SarLog,
     SarUpdate,
+    StaffMessageSend,
+    StaffMessageView,
+    StaffMessageDelete,
 }
 
 impl Action {
@@ -243,6 +246,9 @@ impl Action {
             Self::SenderRegister => "inbound.sender_register",
             Self::SarLog => "sar.log",
             Self::SarUpdate => "sar.update",
+            Self::StaffMessageSend => "staff_message.send",
+            Self::StaffMessageView => "staff_message.view",
+            Self::StaffMessageDelete => "staff_message.delete",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - audit events are only ever appended: no method updates or deletes one;
 //! - no database type crosses this interface.
 
+pub mod chat;
 pub mod governance;
 pub mod inbound;
 mod migrate;
@@ -158,7 +159,9 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: governance::GovernanceStore + inbound::InboundStore + sar::SarStore + Send + Sync + 'static {
+pub trait Store:
+    governance::GovernanceStore + inbound::InboundStore + sar::SarStore + chat::ChatStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// Runs a trivial query: the database answers.

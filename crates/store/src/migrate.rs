@@ -45,6 +45,11 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 14, name: "count_indexes", sql: include_str!("../migrations/sqlite/0014_count_indexes.sql") },
     Migration { version: 15, name: "update_record", sql: include_str!("../migrations/sqlite/0015_update_record.sql") },
     Migration { version: 16, name: "sar", sql: include_str!("../migrations/sqlite/0016_sar.sql") },
+    Migration {
+        version: 17,
+        name: "staff_messages",
+        sql: include_str!("../migrations/sqlite/0017_staff_messages.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -96,6 +101,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0015_update_record.sql"),
     },
     Migration { version: 16, name: "sar", sql: include_str!("../migrations/postgres/0016_sar.sql") },
+    Migration {
+        version: 17,
+        name: "staff_messages",
+        sql: include_str!("../migrations/postgres/0017_staff_messages.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -26,6 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
 
+mod chat;
 mod governance;
 mod inbound;
 mod sar;

@@ -1,0 +1,163 @@
+//! [`ChatStore`] for both databases.
+
+use super::{db, PostgresStore, SqliteStore};
+use crate::chat::*;
+use crate::rows::Cols;
+use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
+use caldicott_core::audit::AuditRecord;
+use caldicott_core::ids::{PatientId, PracticeId, StaffId};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+fn message_row(r: &impl Cols) -> StoreResult<StaffMessage> {
+    Ok(StaffMessage {
+        id: r.uuid("id")?,
+        sender: StaffId::from_uuid(r.uuid("sender_id")?),
+        sender_name: r.text("sender_name")?,
+        to_staff: r.opt_uuid("to_staff_id")?.map(StaffId::from_uuid),
+        to_team: r.opt_text("to_team")?,
+        body: r.text("body")?,
+        patient: r.opt_uuid("patient_id")?.map(PatientId::from_uuid),
+        sent_at: r.time("sent_at")?,
+        deleted_at: r.opt_time("deleted_at")?,
+        deleted_by: r.opt_text("deleted_by")?,
+    })
+}
+
+macro_rules! chat_store {
+    ($Store:ident) => {
+        #[async_trait]
+        impl ChatStore for $Store {
+            async fn send_staff_message(&self, practice: PracticeId, m: &StaffMessage, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO staff_message (practice_id, id, sender_id, sender_name, to_staff_id, to_team, body, patient_id, sent_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(practice.as_uuid())
+                .bind(m.id)
+                .bind(m.sender.as_uuid())
+                .bind(&m.sender_name)
+                .bind(m.to_staff.map(|s| s.as_uuid()))
+                .bind(&m.to_team)
+                .bind(&m.body)
+                .bind(m.patient.map(|p| p.as_uuid()))
+                .bind(m.sent_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn staff_message(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<StaffMessage>> {
+                self.row_by("SELECT * FROM staff_message WHERE practice_id = $1 AND id = $2", practice, id, message_row).await
+            }
+
+            async fn staff_inbox(
+                &self,
+                practice: PracticeId,
+                staff: StaffId,
+                team: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<(StaffMessage, bool)>> {
+                let rows = sqlx::query(
+                    "SELECT m.*, r.read_at AS read_at FROM staff_message m \
+                     LEFT JOIN staff_message_read r ON r.practice_id = m.practice_id AND r.message_id = m.id AND r.staff_id = $1 \
+                     WHERE m.practice_id = $2 AND m.deleted_at IS NULL \
+                     AND (m.sender_id = $1 OR m.to_staff_id = $1 OR m.to_team = $3 OR m.to_team = 'everyone') \
+                     ORDER BY m.sent_at DESC, m.id DESC LIMIT $4",
+                )
+                .bind(staff.as_uuid())
+                .bind(practice.as_uuid())
+                .bind(team.to_owned())
+                .bind(limit)
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?;
+                rows.iter().map(|r| Ok((message_row(r)?, r.opt_time("read_at")?.is_some()))).collect()
+            }
+
+            async fn unread_staff_messages(&self, practice: PracticeId, staff: StaffId, team: &str) -> StoreResult<i64> {
+                let r = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM staff_message m \
+                     WHERE m.practice_id = $1 AND m.deleted_at IS NULL AND m.sender_id <> $2 \
+                     AND (m.to_staff_id = $2 OR m.to_team = $3 OR m.to_team = 'everyone') \
+                     AND NOT EXISTS (SELECT 1 FROM staff_message_read r WHERE r.practice_id = m.practice_id \
+                     AND r.message_id = m.id AND r.staff_id = $2)",
+                )
+                .bind(practice.as_uuid())
+                .bind(staff.as_uuid())
+                .bind(team.to_owned())
+                .fetch_one(self.read())
+                .await
+                .map_err(db)?;
+                r.int("n")
+            }
+
+            async fn mark_staff_message_read(&self, practice: PracticeId, id: Uuid, staff: StaffId, at: DateTime<Utc>) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let seen = sqlx::query(
+                    "SELECT 1 AS x FROM staff_message_read WHERE practice_id = $1 AND message_id = $2 AND staff_id = $3",
+                )
+                .bind(practice.as_uuid())
+                .bind(id)
+                .bind(staff.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                if seen.is_none() {
+                    sqlx::query("INSERT INTO staff_message_read (practice_id, message_id, staff_id, read_at) VALUES ($1, $2, $3, $4)")
+                        .bind(practice.as_uuid())
+                        .bind(id)
+                        .bind(staff.as_uuid())
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                tx.commit().await.map_err(db)
+            }
+
+            async fn delete_staff_message(
+                &self,
+                practice: PracticeId,
+                id: Uuid,
+                by: &str,
+                at: DateTime<Utc>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE staff_message SET deleted_at = $1, deleted_by = $2 WHERE practice_id = $3 AND id = $4 AND deleted_at IS NULL",
+                )
+                .bind(at)
+                .bind(by.to_owned())
+                .bind(practice.as_uuid())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("the message has already been deleted".into()));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn staff_messages_about(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<StaffMessage>> {
+                self.rows_by(
+                    "SELECT * FROM staff_message WHERE practice_id = $1 AND patient_id = $2 ORDER BY sent_at, id",
+                    practice,
+                    patient.as_uuid(),
+                    message_row,
+                )
+                .await
+            }
+        }
+    };
+}
+
+chat_store!(SqliteStore);
+chat_store!(PostgresStore);
