@@ -188,6 +188,21 @@ impl App {
         Ok(Ok(Sent::Sent(message)))
     }
 
+    /// Who a message can go to: the practice team's active members, by name.
+    pub async fn chat_recipients(&self, who: &StaffPrincipal) -> AppResult<Vec<(StaffId, String)>> {
+        require_team(who)?;
+        let mut all: Vec<(StaffId, String)> = self
+            .store
+            .staff_members(who.practice)
+            .await?
+            .into_iter()
+            .filter(|m| m.active && m.role.works_with_patients())
+            .map(|m| (m.id, format!("{} ({})", m.display_name, m.role.display())))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(all)
+    }
+
     /// The caller's messages (to them, their team, everyone, or from them), newest first, with
     /// whether they have read each; `search` keeps those whose words contain it.
     pub async fn staff_inbox(&self, who: &StaffPrincipal, search: &str) -> AppResult<Vec<(StaffMessage, bool)>> {

@@ -85,6 +85,8 @@ pub struct SignedIn {
     pub practice_paused: bool,
     /// Why automatic access is paused, for the banner.
     pub practice_pause_reason: String,
+    /// Staff instant messages waiting to be read, for the header.
+    pub unread_messages: i64,
 }
 
 struct Cookie {
@@ -323,13 +325,16 @@ impl App {
         }
         let practice =
             self.store.practice(staff.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let who = StaffPrincipal {
+            practice: staff.practice,
+            staff: staff.id,
+            name: staff.display_name.clone(),
+            role: staff.role,
+        };
+        let unread_messages = self.unread_staff_messages(&who).await?;
         Ok(SignedIn {
-            who: StaffPrincipal {
-                practice: staff.practice,
-                staff: staff.id,
-                name: staff.display_name.clone(),
-                role: staff.role,
-            },
+            who,
+            unread_messages,
             session: session.id,
             csrf_token: session.csrf_token,
             practice_paused: practice.online.paused,

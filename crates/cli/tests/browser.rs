@@ -42,5 +42,5 @@ fn browser_tests_pass() {
             })
             .unwrap_or(0)
     };
-    assert!(count("pass ") >= 16 && count("fail ") == 0, "the browser tests did not all run and pass:\n{report}");
+    assert!(count("pass ") >= 17 && count("fail ") == 0, "the browser tests did not all run and pass:\n{report}");
 }

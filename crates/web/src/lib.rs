@@ -5,6 +5,7 @@
 
 mod api;
 mod app_api;
+mod chat;
 mod comms;
 mod error;
 mod governance;
@@ -36,6 +37,7 @@ pub fn router(app: App) -> Router {
         .merge(governance::routes())
         .merge(inbound::routes())
         .merge(sars::routes())
+        .merge(chat::routes())
         .nest("/api/update-record/v1", update_record_api::routes())
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())

@@ -167,6 +167,8 @@ pub struct Chrome {
     /// Automatic access is paused: every page says so, with the reason.
     pub paused: bool,
     pub pause_reason: String,
+    /// Staff instant messages not yet read.
+    pub unread: i64,
     /// The practice manager sees the settings link.
     pub manager: bool,
     /// Clinicians see the filing link.
@@ -190,6 +192,7 @@ impl From<&SignedIn> for Chrome {
             csrf: s.csrf_token.clone(),
             paused: s.practice_paused,
             pause_reason: s.practice_pause_reason.clone(),
+            unread: s.unread_messages,
             manager: s.who.role == caldicott_core::staff::Role::PracticeManager,
             clinician: s.who.role == caldicott_core::staff::Role::Clinician,
             admin: s.who.role == caldicott_core::staff::Role::Administrator,

@@ -778,19 +778,45 @@ struct CommunicationsPage {
     back: Option<String>,
     failed_view: bool,
     rows: Vec<MessageRow>,
+    /// Staff instant messages about the patient: (when, from, to, words, deleted: who and when).
+    staff_messages: Vec<(String, String, String, String, String)>,
 }
 
 async fn communications(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
     match app.communications(&me.who, &nhs).await {
-        Ok((patient, list)) => CommunicationsPage {
-            chrome: Some((&me).into()),
-            csrf: me.csrf_token.clone(),
-            heading: format!("Messages sent to {}, {}", patient.name.family.to_uppercase(), patient.name.given),
-            back: Some(format!("/patients/{}", patient.nhs_number.as_str())),
-            failed_view: false,
-            rows: list.iter().map(message_row).collect(),
+        Ok((patient, list)) => {
+            let staff_messages = match app.staff_messages_about(&me.who, &patient).await {
+                Ok(m) => m,
+                Err(e) => return page_error(Some((&me).into()), e),
+            };
+            CommunicationsPage {
+                chrome: Some((&me).into()),
+                csrf: me.csrf_token.clone(),
+                heading: format!("Messages sent to {}, {}", patient.name.family.to_uppercase(), patient.name.given),
+                back: Some(format!("/patients/{}", patient.nhs_number.as_str())),
+                failed_view: false,
+                rows: list.iter().map(message_row).collect(),
+                staff_messages: staff_messages
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            caldicott_core::appointments::uk_time(m.sent_at).format("%-d %b %Y %H:%M").to_string(),
+                            m.sender_name,
+                            m.to_team.map_or_else(|| "one member of staff".to_owned(), |t| format!("team: {t}")),
+                            m.body,
+                            match (m.deleted_by, m.deleted_at) {
+                                (Some(by), Some(at)) => format!(
+                                    "Deleted by {by} on {}",
+                                    caldicott_core::appointments::uk_time(at).format("%-d %b %Y %H:%M")
+                                ),
+                                _ => String::new(),
+                            },
+                        )
+                    })
+                    .collect(),
+            }
+            .into_response()
         }
-        .into_response(),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }
@@ -803,6 +829,7 @@ async fn failed_messages(State(app): State<App>, Portal(me): Portal) -> Response
             heading: "Messages that could not be sent".into(),
             back: None,
             failed_view: true,
+            staff_messages: Vec::new(),
             rows: list
                 .iter()
                 .map(|(m, p)| MessageRow {

@@ -405,6 +405,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/governance.rs")),
         ("", include_str!("../src/inbound.rs")),
         ("", include_str!("../src/sars.rs")),
+        ("", include_str!("../src/chat.rs")),
         ("/api/update-record/v1", include_str!("../src/update_record_api.rs")),
         ("/api/apps/v1", include_str!("../src/app_api.rs")),
     ];
@@ -608,6 +609,19 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap()
         .id
         .to_string();
+    // A message to everyone for each role, which they may read and then delete.
+    let mut chat_ids = Vec::new();
+    for _ in 0..5 {
+        let compose = caldicott_app::chat::Compose {
+            to: "team:everyone".into(),
+            body: "Fire drill at noon".into(),
+            ..Default::default()
+        };
+        match app.send_staff_message(&manager, &compose).await.unwrap().unwrap() {
+            caldicott_app::chat::Sent::Sent(m) => chat_ids.push(m.id.to_string()),
+            caldicott_app::chat::Sent::AskToLink(_) => unreachable!(),
+        }
+    }
     let job_id = app.bulk_apply(&manager, &bulk, "1").await.unwrap().unwrap().job.id.to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
@@ -635,7 +649,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{letter}", &post_id)
                 .replace("{job}", &job_id)
                 .replace("{inbound}", &inbound_id)
-                .replace("{sar}", &sar_id);
+                .replace("{sar}", &sar_id)
+                .replace("{chat}", &chat_ids[i]);
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -725,6 +740,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("min_age", "120"),
                         ("inbound_action", "reject"),
                         ("sar_action", "wait"),
+                        ("to", "team:everyone"),
+                        ("body", "Permission test message"),
                         ("waiting_for", "identity"),
                         ("requester", "Permission Requester"),
                         ("received_day", "2"),
