@@ -209,6 +209,19 @@ impl App {
         }
     }
 
+    /// How many open requests are past their due date, for the search page.
+    pub async fn overdue_sars(&self, who: &StaffPrincipal) -> AppResult<usize> {
+        require_team(who)?;
+        let today = self.today();
+        Ok(self
+            .store
+            .sars(who.practice)
+            .await?
+            .iter()
+            .filter(|s| is_open(s) && due_of(s).is_some_and(|d| d < today))
+            .count())
+    }
+
     pub async fn sar_view(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<SarRow> {
         require_team(who)?;
         let sar =

@@ -491,6 +491,7 @@ struct HomePage {
     can_register: bool,
     can_transfer: bool,
     overdue_alerts: usize,
+    overdue_sars: usize,
     q: String,
     searched: bool,
     results: Vec<Listing>,
@@ -553,6 +554,14 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
             0
         } else {
             match app.overdue_alerts(&me.who).await {
+                Ok(n) => n,
+                Err(e) => return page_error(Some((&me).into()), e),
+            }
+        },
+        overdue_sars: if !me.who.role.works_with_patients() {
+            0
+        } else {
+            match app.overdue_sars(&me.who).await {
                 Ok(n) => n,
                 Err(e) => return page_error(Some((&me).into()), e),
             }

@@ -924,6 +924,7 @@ async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) 
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("before the original due date"));
+    assert!(b.get("/").await.body.contains("1 subject access request past the legal deadline"));
     let list = b.get("/sars").await;
     assert!(list.body.contains("Overdue by") && list.body.contains("Co solicitors"));
     let api = get(&app, "/api/v1/sars", Some(&tp.manager_token)).await;
