@@ -226,7 +226,9 @@ impl App {
                 message.sender_ods = r.sender_ods.clone();
             }
             let a = audit(&message, Outcome::Denied, "status=refused code=20010".into());
-            self.store.record_inbound(practice_id, &message, None, None, &a).await?;
+            if let Some(dup) = self.store_inbound(practice_id, &message, None, None, &a).await? {
+                return Ok(dup);
+            }
             return Ok(record_and_reply(&message, ItkCode::Refused));
         }
         let record = match parsed {
@@ -238,7 +240,9 @@ impl App {
                     Outcome::Failed,
                     format!("status=invalid code=20009 problems={}", message.problems.len()),
                 );
-                self.store.record_inbound(practice_id, &message, None, None, &a).await?;
+                if let Some(dup) = self.store_inbound(practice_id, &message, None, None, &a).await? {
+                    return Ok(dup);
+                }
                 return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
             }
         };
@@ -255,7 +259,9 @@ impl App {
                 record.sender_ods
             )];
             let a = audit(&message, Outcome::Failed, "status=invalid code=20009 sender".into());
-            self.store.record_inbound(practice_id, &message, None, None, &a).await?;
+            if let Some(dup) = self.store_inbound(practice_id, &message, None, None, &a).await? {
+                return Ok(dup);
+            }
             return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
         }
         message.items = record.items.clone();
@@ -293,7 +299,9 @@ impl App {
             message.response_code = i64::from(ItkCode::Success.code());
             message.record = Some(record);
             let a = audit(&message, Outcome::Success, "status=unmatched code=20013".into());
-            self.store.record_inbound(practice_id, &message, None, supersede_task.as_ref(), &a).await?;
+            if let Some(dup) = self.store_inbound(practice_id, &message, None, supersede_task.as_ref(), &a).await? {
+                return Ok(dup);
+            }
             return Ok(record_and_reply(&message, ItkCode::Success));
         };
         message.patient = Some(patient.id);
@@ -336,8 +344,41 @@ impl App {
         );
         // A placeholder task (for an earlier message that had none) is never written: the store
         // closes only open tasks it finds.
-        self.store.record_inbound(practice_id, &message, Some(&task), supersede_task.as_ref(), &a).await?;
+        if let Some(dup) = self.store_inbound(practice_id, &message, Some(&task), supersede_task.as_ref(), &a).await? {
+            return Ok(dup);
+        }
         Ok(record_and_reply(&message, ItkCode::Success))
+    }
+
+    /// Records a message; when the same message id was recorded meanwhile (two deliveries at
+    /// once), answers as for a duplicate instead, so that a message is taken exactly once.
+    async fn store_inbound(
+        &self,
+        practice: PracticeId,
+        message: &InboundMessage,
+        task: Option<&Task>,
+        supersede: Option<&Task>,
+        audit: &AuditRecord,
+    ) -> AppResult<Option<Receipt>> {
+        match self.store.record_inbound(practice, message, task, supersede, audit).await {
+            Ok(()) => Ok(None),
+            Err(caldicott_store::StoreError::Conflict(why)) => {
+                match self.store.inbound_by_message_id(practice, &message.message_id).await? {
+                    Some(earlier) if earlier.id != message.id => Ok(Some(Receipt {
+                        code: ItkCode::Duplicate.code(),
+                        outcome: ItkCode::Duplicate,
+                        id: Some(earlier.id),
+                        message_id: earlier.message_id.clone(),
+                        problems: vec![format!(
+                            "message {} was received on {}",
+                            earlier.message_id, earlier.received_at
+                        )],
+                    })),
+                    _ => Err(AppError::Conflict(why)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     // ---- Reviewing ---------------------------------------------------------------------------

@@ -355,6 +355,25 @@ async fn files_in_the_inbox_are_taken_once_and_acknowledged(t: &TestStore) {
     let _ = std::fs::remove_dir_all(&inbox);
 }
 
+async fn the_same_message_delivered_at_once_is_taken_once(t: &TestStore) {
+    // T35: sixteen deliveries at the same moment: one accepted, the rest duplicates, one task.
+    let s = setup(t).await;
+    let body = example("pharmacy-first.json");
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let (app, id, secret, body) = (s.app.clone(), s.client_id.clone(), s.secret.clone(), body.clone());
+        handles.push(tokio::spawn(async move { app.receive_update_http(&id, &secret, &body).await.unwrap() }));
+    }
+    let mut codes = Vec::new();
+    for h in handles {
+        codes.push(h.await.unwrap().code);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 20013).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 20007).count(), 15, "{codes:?}");
+    let tasks = s.app.task_list(&s.clinician, false).await.unwrap();
+    assert_eq!(tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate).count(), 1);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -371,4 +390,5 @@ both!(
     a_replacement_supersedes_and_shows_what_changed,
     the_practice_switch_refuses_and_logs,
     files_in_the_inbox_are_taken_once_and_acknowledged,
+    the_same_message_delivered_at_once_is_taken_once,
 );
