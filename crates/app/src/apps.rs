@@ -70,11 +70,7 @@ fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
 }
 
 fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    if !who.role.works_with_patients() {
-        Err(AppError::Forbidden("administrators do not open patient records".into()))
-    } else {
-        Ok(())
-    }
+    who.require_team("administrators do not open patient records")
 }
 
 impl App {

@@ -21,11 +21,7 @@ pub const TEAMS: [(&str, &str); 4] = [
 ];
 
 fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role.works_with_patients() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("instant messages are for the practice team".into()))
-    }
+    who.require_team("instant messages are for the practice team")
 }
 
 /// A message as typed.
@@ -219,9 +215,7 @@ impl App {
     }
 
     pub async fn unread_staff_messages(&self, who: &StaffPrincipal) -> AppResult<i64> {
-        if !who.role.works_with_patients() {
-            return Ok(0);
-        }
+        require_team(who)?;
         Ok(self.store.unread_staff_messages(who.practice, who.staff, who.role.as_str()).await?)
     }
 

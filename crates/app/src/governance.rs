@@ -567,12 +567,8 @@ impl App {
             .map(|l| l.iter().filter(|n| !found.contains(n.as_str())).map(|n| n.as_str().to_owned()).collect())
             .unwrap_or_default();
         let with_online_account = if code == BulkCode::Indicated {
-            self.store
-                .patients_with_online_accounts(who.practice)
-                .await?
-                .iter()
-                .filter(|p| patients.contains(p))
-                .count()
+            let chosen: HashSet<&PatientId> = patients.iter().collect();
+            self.store.patients_with_online_accounts(who.practice).await?.iter().filter(|p| chosen.contains(p)).count()
         } else {
             0
         };

@@ -99,6 +99,16 @@ pub struct StaffPrincipal {
 }
 
 impl StaffPrincipal {
+    /// Refuses (403, with `why`) anyone outside the practice team: administrators run the
+    /// service and ICB analysts see counts; neither works with patients.
+    pub fn require_team(&self, why: &str) -> AppResult<()> {
+        if self.role.works_with_patients() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(why.to_owned()))
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         Actor { kind: ActorKind::Staff, id: self.staff.to_string(), role: self.role.as_str().to_owned() }
     }

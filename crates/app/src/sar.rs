@@ -6,7 +6,6 @@ use crate::governance::parse_date_parts;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
-use caldicott_core::patient::Patient;
 use caldicott_core::sar::{check_extension, due_date, SarDates};
 use caldicott_core::staff::Role;
 use chrono::NaiveDate;
@@ -15,11 +14,7 @@ use uuid::Uuid;
 pub use caldicott_store::sar::SarRequest;
 
 fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role.works_with_patients() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only the practice team handles subject access requests".into()))
-    }
+    who.require_team("only the practice team handles subject access requests")
 }
 
 fn require_decider(who: &StaffPrincipal) -> AppResult<()> {
@@ -189,22 +184,24 @@ impl App {
     pub async fn sar_register(&self, who: &StaffPrincipal) -> AppResult<Vec<SarRow>> {
         require_team(who)?;
         let today = self.today();
-        let mut rows = Vec::new();
-        for sar in self.store.sars(who.practice).await? {
-            let patient = self.store.patient(who.practice, sar.patient).await?;
-            rows.push(self.row(sar, patient.as_ref(), today));
-        }
+        let mut rows: Vec<SarRow> = self
+            .store
+            .sars(who.practice)
+            .await?
+            .into_iter()
+            .map(|(sar, p)| Self::row(sar, p.name.banner(), p.nhs_number.as_str().to_owned(), today))
+            .collect();
         rows.sort_by_key(|r| (!is_open(&r.sar), r.due.is_none(), r.due, std::cmp::Reverse(r.sar.received)));
         Ok(rows)
     }
 
-    fn row(&self, sar: SarRequest, patient: Option<&Patient>, today: NaiveDate) -> SarRow {
+    fn row(sar: SarRequest, patient_name: String, nhs_number: String, today: NaiveDate) -> SarRow {
         let due = due_of(&sar);
         SarRow {
             days_left: due.filter(|_| is_open(&sar)).map(|d| (d - today).num_days()),
             due,
-            patient_name: patient.map(|p| p.name.banner()).unwrap_or_default(),
-            nhs_number: patient.map(|p| p.nhs_number.as_str().to_owned()).unwrap_or_default(),
+            patient_name,
+            nhs_number,
             sar,
         }
     }
@@ -218,7 +215,7 @@ impl App {
             .sars(who.practice)
             .await?
             .iter()
-            .filter(|s| is_open(s) && due_of(s).is_some_and(|d| d < today))
+            .filter(|(s, _)| is_open(s) && due_of(s).is_some_and(|d| d < today))
             .count())
     }
 
@@ -227,7 +224,8 @@ impl App {
         let sar =
             self.store.sar(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such request".into()))?;
         let patient = self.store.patient(who.practice, sar.patient).await?;
-        Ok(self.row(sar, patient.as_ref(), self.today()))
+        let (name, nhs) = patient.map(|p| (p.name.banner(), p.nhs_number.as_str().to_owned())).unwrap_or_default();
+        Ok(Self::row(sar, name, nhs, self.today()))
     }
 
     /// Changes a request, audited with what changed.

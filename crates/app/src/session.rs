@@ -331,7 +331,7 @@ impl App {
             name: staff.display_name.clone(),
             role: staff.role,
         };
-        let unread_messages = self.unread_staff_messages(&who).await?;
+        let unread_messages = if who.role.works_with_patients() { self.unread_staff_messages(&who).await? } else { 0 };
         Ok(SignedIn {
             who,
             unread_messages,

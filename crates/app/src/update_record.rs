@@ -42,11 +42,7 @@ fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
 }
 
 fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role.works_with_patients() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only the practice team sees pharmacy messages".into()))
-    }
+    who.require_team("only the practice team sees pharmacy messages")
 }
 
 fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {

@@ -33,6 +33,13 @@ async fn messages_are_kept_deleted_ones_too_and_linked_to_patients(t: &TestStore
     let linked = Compose { link: Some(true), patient: pat.nhs_number.as_str().into(), ..c.clone() };
     let Sent::Sent(m) = app.send_staff_message(&reception, &linked).await.unwrap().unwrap() else { panic!("not sent") };
     assert_eq!(m.patient, Some(pat.id));
+    // R8: staff messages about a patient never reach the patient's online view.
+    let online = app
+        .online_view(&doctor, pat.nhs_number.as_str(), caldicott_app::record::ViewAs::Patient, &Default::default())
+        .await
+        .unwrap();
+    let json = serde_json::to_string(&online).unwrap();
+    assert!(!json.contains("rang about her results") && !json.contains(&m.id.to_string()));
     // A plain message to the clinicians' team goes without asking.
     let team = Compose { to: "team:clinician".into(), body: "Coffee in the staff room".into(), ..Default::default() };
     let Sent::Sent(plain) = app.send_staff_message(&reception, &team).await.unwrap().unwrap() else { panic!() };

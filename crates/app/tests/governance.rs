@@ -173,6 +173,14 @@ async fn bulk_104_is_warned_confirmed_audited_and_undone(t: &TestStore) {
     // The right number applies it, one audit event per patient.
     let done = app.bulk_apply(&manager, &input, "2").await.unwrap().unwrap();
     assert_eq!(done.job.patients, 2);
+    // R2: automatic access is held back for them at once.
+    let new_entry = consultation(&adults[0], Utc::now(), "Seen after the bulk 104");
+    add(&app, p, std::slice::from_ref(&new_entry)).await;
+    let online = app
+        .online_view(&tp.clinician, adults[0].nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(online.entries.is_empty(), "nothing shown while 104 is active");
     assert_eq!(app.exclusion_report(&manager).await.unwrap().figures.active_104, 3);
     let actions = audit_actions(&app, p).await;
     assert_eq!(actions.iter().filter(|a| *a == "entry.bulk_code").count(), 2);
@@ -184,6 +192,11 @@ async fn bulk_104_is_warned_confirmed_audited_and_undone(t: &TestStore) {
     let undone = app.bulk_undo(&manager, done.job.id, "2").await.unwrap().unwrap();
     assert_eq!(undone.job.undoes, Some(done.job.id));
     assert_eq!(app.exclusion_report(&manager).await.unwrap().figures.active_104, 1, "the earlier 104 stays");
+    let online = app
+        .online_view(&tp.clinician, adults[0].nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(online.entries.iter().any(|e| e.id == new_entry.id), "after the undo, access follows the rules again");
     assert!(matches!(app.bulk_undo(&manager, done.job.id, "2").await, Err(AppError::Conflict(_))));
     let jobs = app.bulk_jobs(&manager).await.unwrap();
     assert_eq!(jobs.len(), 2);

@@ -191,6 +191,35 @@ async fn nopat_keeps_every_filed_entry_off_line(t: &TestStore) {
         .all(|e| e.entry.nopat && e.online.withheld.is_some()));
 }
 
+async fn the_practice_default_for_inbound_data_can_keep_filed_entries_off_line(t: &TestStore) {
+    // D8: without NOPAT, filed entries follow the practice's "visible online" default.
+    let s = setup(t).await;
+    let mut settings = s.app.store.practice(s.practice).await.unwrap().unwrap().online;
+    settings.visible_online_by_default = false;
+    s.app
+        .store
+        .set_online_services(s.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
+        .await
+        .unwrap();
+    let id = s.send("contraception.json").await.id.unwrap();
+    let made = s.app.file_inbound(&s.clinician, id).await.unwrap();
+    let online = s.online_texts().await;
+    assert!(!online.contains("Desogestrel"));
+    for e in &made {
+        assert!(!online.contains(&e.to_string()));
+    }
+    let record = s
+        .app
+        .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(record
+        .entries
+        .iter()
+        .filter(|e| made.contains(&e.entry.id))
+        .all(|e| e.online.withheld.is_some() && !e.entry.nopat));
+}
+
 async fn a_rejected_message_files_nothing(t: &TestStore) {
     // R27
     let s = setup(t).await;
@@ -391,4 +420,5 @@ both!(
     the_practice_switch_refuses_and_logs,
     files_in_the_inbox_are_taken_once_and_acknowledged,
     the_same_message_delivered_at_once_is_taken_once,
+    the_practice_default_for_inbound_data_can_keep_filed_entries_off_line,
 );

@@ -40,7 +40,7 @@ pub trait SarStore: Send + Sync + 'static {
     /// Saves a request's new state, with its audit event.
     async fn update_sar(&self, practice: PracticeId, sar: &SarRequest, audit: &AuditRecord) -> StoreResult<()>;
     async fn sar(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<SarRequest>>;
-    /// Every request, newest first.
-    async fn sars(&self, practice: PracticeId) -> StoreResult<Vec<SarRequest>>;
+    /// Every request, newest first, each with its patient (one query).
+    async fn sars(&self, practice: PracticeId) -> StoreResult<Vec<(SarRequest, crate::PatientListing)>>;
     async fn sars_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<SarRequest>>;
 }

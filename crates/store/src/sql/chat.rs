@@ -97,26 +97,19 @@ macro_rules! chat_store {
             }
 
             async fn mark_staff_message_read(&self, practice: PracticeId, id: Uuid, staff: StaffId, at: DateTime<Utc>) -> StoreResult<()> {
+                // The first reading is kept; reading again (or twice at once) changes nothing.
                 let mut tx = self.begin().await?;
-                let seen = sqlx::query(
-                    "SELECT 1 AS x FROM staff_message_read WHERE practice_id = $1 AND message_id = $2 AND staff_id = $3",
+                sqlx::query(
+                    "INSERT INTO staff_message_read (practice_id, message_id, staff_id, read_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (practice_id, message_id, staff_id) DO NOTHING",
                 )
                 .bind(practice.as_uuid())
                 .bind(id)
                 .bind(staff.as_uuid())
-                .fetch_optional(&mut *tx)
+                .bind(at)
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-                if seen.is_none() {
-                    sqlx::query("INSERT INTO staff_message_read (practice_id, message_id, staff_id, read_at) VALUES ($1, $2, $3, $4)")
-                        .bind(practice.as_uuid())
-                        .bind(id)
-                        .bind(staff.as_uuid())
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                }
                 tx.commit().await.map_err(db)
             }
 

@@ -104,13 +104,18 @@ macro_rules! sar_store {
                 self.row_by("SELECT * FROM sar_request WHERE practice_id = $1 AND id = $2", practice, id, sar_row).await
             }
 
-            async fn sars(&self, practice: PracticeId) -> StoreResult<Vec<SarRequest>> {
-                let rows = sqlx::query("SELECT * FROM sar_request WHERE practice_id = $1 ORDER BY received DESC, id DESC")
-                    .bind(practice.as_uuid())
-                    .fetch_all(self.read())
-                    .await
-                    .map_err(db)?;
-                rows.iter().map(sar_row).collect()
+            async fn sars(&self, practice: PracticeId) -> StoreResult<Vec<(SarRequest, crate::PatientListing)>> {
+                let rows = sqlx::query(
+                    "SELECT s.*, p.id AS p_id, p.nhs_number, p.title, p.given_name, p.family_name, p.date_of_birth, p.sex, \
+                     p.address_lines, p.postcode, p.date_of_death \
+                     FROM sar_request s JOIN patient p ON p.practice_id = s.practice_id AND p.id = s.patient_id \
+                     WHERE s.practice_id = $1 ORDER BY s.received DESC, s.id DESC",
+                )
+                .bind(practice.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?;
+                rows.iter().map(|r| Ok((sar_row(r)?, crate::rows::listing(r)?))).collect()
             }
 
             async fn sars_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<SarRequest>> {
