@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: core, store contract (SQLite and PostgreSQL), use cases, HTTP, command line
-# the browser tests, and a bounded fuzz of the parsers (with nightly). Installs Debian's Chromium (browser tests) and python3-aiosmtpd (the
-# SMTP server the email tests send to) if they are missing.
+# the browser tests, and a bounded fuzz of the parsers (with nightly). Installs Debian's Chromium
+# (browser tests), python3-aiosmtpd (the SMTP server the email tests send to) and poppler-utils
+# (pdftotext and pdfinfo read the PDFs the tests make) if they are missing, and the Python test
+# packages (scripts/requirements-test.txt) into a virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEED=()
 [ -x /usr/bin/chromium ] || NEED+=(chromium)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || NEED+=(python3-aiosmtpd)
+command -v pdftotext >/dev/null || NEED+=(poppler-utils)
 if [ ${#NEED[@]} -gt 0 ]; then
   echo "Installing ${NEED[*]} for the browser and SMTP tests …"
   SUDO=""
@@ -14,6 +17,15 @@ if [ ${#NEED[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${NEED[@]}" >/dev/null
 fi
+# Python packages the tests drive (the FHIR R4 validator), in a virtual environment of their own.
+VENV="${CALDICOTT_TEST_VENV:-$HOME/.cache/caldicott/venv}"
+if ! "$VENV/bin/python" -c "import fhirclient" 2>/dev/null || ! cmp -s scripts/requirements-test.txt "$VENV/requirements-test.txt"; then
+  echo "Installing the Python test packages into $VENV …"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
+  cp scripts/requirements-test.txt "$VENV/requirements-test.txt"
+fi
+export CALDICOTT_TEST_PYTHON="$VENV/bin/python"
 cargo test --workspace "$@"
 # T36: a bounded libFuzzer run of the parsers when a nightly toolchain is installed.
 scripts/fuzz.sh 20

@@ -167,6 +167,9 @@ impl App {
             close_note: None,
             created_at: caldicott_core::audit::truncate_to_micros(self.now()),
             created_by: who.name.clone(),
+            period_from: None,
+            period_to: None,
+            authority: None,
         };
         let audit = self.audit_record(
             who,

@@ -58,4 +58,7 @@ pub trait ChatStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Every message about a patient, deleted ones included, oldest first.
     async fn staff_messages_about(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<StaffMessage>>;
+    /// Messages whose text contains any of these phrases (compared in lower case), deleted ones
+    /// included: what a subject access search finds beyond the linked messages (R43).
+    async fn staff_messages_naming(&self, practice: PracticeId, phrases: &[String]) -> StoreResult<Vec<StaffMessage>>;
 }

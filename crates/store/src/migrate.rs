@@ -50,6 +50,7 @@ pub const SQLITE: &[Migration] = &[
         name: "staff_messages",
         sql: include_str!("../migrations/sqlite/0017_staff_messages.sql"),
     },
+    Migration { version: 18, name: "sar_review", sql: include_str!("../migrations/sqlite/0018_sar_review.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -106,6 +107,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "staff_messages",
         sql: include_str!("../migrations/postgres/0017_staff_messages.sql"),
     },
+    Migration { version: 18, name: "sar_review", sql: include_str!("../migrations/postgres/0018_sar_review.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

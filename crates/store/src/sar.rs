@@ -32,6 +32,42 @@ pub struct SarRequest {
     pub close_note: Option<String>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// The period the request covers, where the requester limited it (T37: nothing outside it).
+    pub period_from: Option<NaiveDate>,
+    pub period_to: Option<NaiveDate>,
+    /// For a requester who is not the patient: the authority they hold (consent, power of
+    /// attorney, court order), as recorded by the practice. No export without it.
+    pub authority: Option<String>,
+}
+
+/// A reviewer's decision on one item of an export (R33).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SarDecision {
+    /// Which item: "entry/…", "message/…", "staff_message/…", "task/…", "appointment/…",
+    /// "proxy/…", "audit/…".
+    pub item_key: String,
+    /// "release" or "withhold".
+    pub decision: String,
+    /// For a withheld item: "third_party", "serious_harm" or "other_exemption".
+    pub ground: Option<String>,
+    pub reason: String,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// One release of an export: what was sent, never the file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SarRelease {
+    pub id: Uuid,
+    pub sar: Uuid,
+    pub released_at: DateTime<Utc>,
+    pub released_by: String,
+    /// "pdf" or "fhir".
+    pub format: String,
+    pub sha256: String,
+    pub bytes: i64,
+    pub items_released: i64,
+    pub items_withheld: i64,
 }
 
 #[async_trait]
@@ -43,4 +79,24 @@ pub trait SarStore: Send + Sync + 'static {
     /// Every request, newest first, each with its patient (one query).
     async fn sars(&self, practice: PracticeId) -> StoreResult<Vec<(SarRequest, crate::PatientListing)>>;
     async fn sars_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<SarRequest>>;
+    /// Saves the scope and authority fields of a request, with its audit event.
+    async fn set_sar_scope(&self, practice: PracticeId, sar: &SarRequest, audit: &AuditRecord) -> StoreResult<()>;
+    async fn sar_decisions(&self, practice: PracticeId, sar: Uuid) -> StoreResult<Vec<SarDecision>>;
+    /// Records decisions (a later decision on an item replaces the earlier one), with their audit
+    /// events, in one transaction.
+    async fn record_sar_decisions(
+        &self,
+        practice: PracticeId,
+        sar: Uuid,
+        decisions: &[SarDecision],
+        audit: &[AuditRecord],
+    ) -> StoreResult<()>;
+    /// Records a release (one row per file) with its audit events, in one transaction.
+    async fn record_sar_release(
+        &self,
+        practice: PracticeId,
+        releases: &[SarRelease],
+        audit: &[AuditRecord],
+    ) -> StoreResult<()>;
+    async fn sar_releases(&self, practice: PracticeId, sar: Uuid) -> StoreResult<Vec<SarRelease>>;
 }

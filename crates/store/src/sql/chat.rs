@@ -139,6 +139,28 @@ macro_rules! chat_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn staff_messages_naming(&self, practice: PracticeId, phrases: &[String]) -> StoreResult<Vec<StaffMessage>> {
+                let phrases: Vec<String> = phrases
+                    .iter()
+                    .map(|p| p.trim().to_lowercase().replace('\\', "").replace('%', "").replace('_', ""))
+                    .filter(|p| p.chars().count() >= 5)
+                    .collect();
+                if phrases.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let tests: Vec<String> = (0..phrases.len()).map(|i| format!("LOWER(body) LIKE ${}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT * FROM staff_message WHERE practice_id = $1 AND ({}) ORDER BY sent_at, id",
+                    tests.join(" OR ")
+                );
+                let mut q = sqlx::query(&sql).bind(practice.as_uuid());
+                for p in &phrases {
+                    q = q.bind(format!("%{p}%"));
+                }
+                let rows = q.fetch_all(self.read()).await.map_err(db)?;
+                rows.iter().map(message_row).collect()
+            }
+
             async fn staff_messages_about(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<StaffMessage>> {
                 self.rows_by(
                     "SELECT * FROM staff_message WHERE practice_id = $1 AND patient_id = $2 ORDER BY sent_at, id",

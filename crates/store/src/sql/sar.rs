@@ -29,6 +29,34 @@ fn sar_row(r: &impl Cols) -> StoreResult<SarRequest> {
         close_note: r.opt_text("close_note")?,
         created_at: r.time("created_at")?,
         created_by: r.text("created_by")?,
+        period_from: r.opt_date("period_from")?,
+        period_to: r.opt_date("period_to")?,
+        authority: r.opt_text("authority")?,
+    })
+}
+
+fn decision_row(r: &impl Cols) -> StoreResult<SarDecision> {
+    Ok(SarDecision {
+        item_key: r.text("item_key")?,
+        decision: r.text("decision")?,
+        ground: r.opt_text("ground")?,
+        reason: r.text("reason")?,
+        decided_by: r.text("decided_by")?,
+        decided_at: r.time("decided_at")?,
+    })
+}
+
+fn release_row(r: &impl Cols) -> StoreResult<SarRelease> {
+    Ok(SarRelease {
+        id: r.uuid("id")?,
+        sar: r.uuid("sar_id")?,
+        released_at: r.time("released_at")?,
+        released_by: r.text("released_by")?,
+        format: r.text("format")?,
+        sha256: r.text("sha256")?,
+        bytes: r.int("bytes")?,
+        items_released: r.int("items_released")?,
+        items_withheld: r.int("items_withheld")?,
     })
 }
 
@@ -41,8 +69,8 @@ macro_rules! sar_store {
                 sqlx::query(
                     "INSERT INTO sar_request (practice_id, id, patient_id, requester, relationship, received, waiting_for, \
                      identity_verified, clarified, manifestly_unfounded, fee_received, notes, status, extension_reason, \
-                     extension_notified_on, closed_on, close_note, created_at, created_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                     extension_notified_on, closed_on, close_note, created_at, created_by, period_from, period_to, authority) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
                 )
                 .bind(practice.as_uuid())
                 .bind(s.id)
@@ -63,6 +91,9 @@ macro_rules! sar_store {
                 .bind(&s.close_note)
                 .bind(s.created_at)
                 .bind(&s.created_by)
+                .bind(s.period_from)
+                .bind(s.period_to)
+                .bind(&s.authority)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -116,6 +147,110 @@ macro_rules! sar_store {
                 .await
                 .map_err(db)?;
                 rows.iter().map(|r| Ok((sar_row(r)?, crate::rows::listing(r)?))).collect()
+            }
+
+            async fn set_sar_scope(&self, practice: PracticeId, s: &SarRequest, audit: &AuditRecord) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE sar_request SET period_from = $1, period_to = $2, authority = $3 WHERE practice_id = $4 AND id = $5",
+                )
+                .bind(s.period_from)
+                .bind(s.period_to)
+                .bind(&s.authority)
+                .bind(practice.as_uuid())
+                .bind(s.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("subject access request"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn sar_decisions(&self, practice: PracticeId, sar: Uuid) -> StoreResult<Vec<SarDecision>> {
+                self.rows_by(
+                    "SELECT * FROM sar_decision WHERE practice_id = $1 AND sar_id = $2 ORDER BY item_key",
+                    practice,
+                    sar,
+                    decision_row,
+                )
+                .await
+            }
+
+            async fn record_sar_decisions(
+                &self,
+                practice: PracticeId,
+                sar: Uuid,
+                decisions: &[SarDecision],
+                audit: &[AuditRecord],
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                for d in decisions {
+                    sqlx::query(
+                        "INSERT INTO sar_decision (practice_id, sar_id, item_key, decision, ground, reason, decided_by, decided_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (practice_id, sar_id, item_key) DO UPDATE SET decision = excluded.decision, \
+                         ground = excluded.ground, reason = excluded.reason, decided_by = excluded.decided_by, \
+                         decided_at = excluded.decided_at",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(sar)
+                    .bind(&d.item_key)
+                    .bind(&d.decision)
+                    .bind(&d.ground)
+                    .bind(&d.reason)
+                    .bind(&d.decided_by)
+                    .bind(d.decided_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+                let audit: Vec<&AuditRecord> = audit.iter().collect();
+                Self::append_in(&mut tx, practice, &audit).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn record_sar_release(
+                &self,
+                practice: PracticeId,
+                releases: &[SarRelease],
+                audit: &[AuditRecord],
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                for r in releases {
+                sqlx::query(
+                    "INSERT INTO sar_release (practice_id, id, sar_id, released_at, released_by, format, sha256, bytes, \
+                     items_released, items_withheld) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(practice.as_uuid())
+                .bind(r.id)
+                .bind(r.sar)
+                .bind(r.released_at)
+                .bind(&r.released_by)
+                .bind(&r.format)
+                .bind(&r.sha256)
+                .bind(r.bytes)
+                .bind(r.items_released)
+                .bind(r.items_withheld)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                }
+                let audit: Vec<&AuditRecord> = audit.iter().collect();
+                Self::append_in(&mut tx, practice, &audit).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn sar_releases(&self, practice: PracticeId, sar: Uuid) -> StoreResult<Vec<SarRelease>> {
+                self.rows_by(
+                    "SELECT * FROM sar_release WHERE practice_id = $1 AND sar_id = $2 ORDER BY released_at DESC",
+                    practice,
+                    sar,
+                    release_row,
+                )
+                .await
             }
 
             async fn sars_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<SarRequest>> {
