@@ -292,6 +292,12 @@ fn proxy_words(l: &ProxyLink) -> String {
 }
 
 impl App {
+    /// Refuses anyone who may not review or release a subject access export (403).
+    pub fn may_release_sar(&self, who: &StaffPrincipal) -> AppResult<()> {
+        require_team(who)?;
+        require_reviewer(who)
+    }
+
     /// Everything held about the patient within the request's period, in print order.
     async fn collect_sar_items(
         &self,

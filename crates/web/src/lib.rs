@@ -13,6 +13,7 @@ mod inbound;
 mod pages;
 mod patient;
 mod portal;
+mod sar_export;
 mod sars;
 mod staff_work;
 mod update_record_api;
@@ -37,6 +38,7 @@ pub fn router(app: App) -> Router {
         .merge(governance::routes())
         .merge(inbound::routes())
         .merge(sars::routes())
+        .merge(sar_export::routes())
         .merge(chat::routes())
         .nest("/api/update-record/v1", update_record_api::routes())
         .nest("/api/apps/v1", app_api::routes())

@@ -213,6 +213,9 @@ struct SarPage {
     notes: String,
     close_note: String,
     created: String,
+    period: String,
+    authority: String,
+    status: String,
     errors: Vec<FieldError>,
 }
 
@@ -262,6 +265,9 @@ async fn sar_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -
             caldicott_core::appointments::uk_time(s.created_at).format("%-d %b %Y"),
             s.created_by
         ),
+        period: crate::sar_export::period_words(s.period_from, s.period_to),
+        authority: s.authority.clone().unwrap_or_default(),
+        status: s.status.clone(),
         errors,
     };
     (status, page).into_response()

@@ -179,7 +179,8 @@ impl Browser {
         }
         let status = res.status();
         let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        // Lossy: a PDF download is not UTF-8; the tests read only its first bytes.
+        let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
         Reply { status, headers, body }
     }
 
@@ -405,6 +406,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/governance.rs")),
         ("", include_str!("../src/inbound.rs")),
         ("", include_str!("../src/sars.rs")),
+        ("", include_str!("../src/sar_export.rs")),
         ("", include_str!("../src/chat.rs")),
         ("/api/update-record/v1", include_str!("../src/update_record_api.rs")),
         ("/api/apps/v1", include_str!("../src/app_api.rs")),
@@ -609,6 +611,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap()
         .id
         .to_string();
+    let sar_key = format!("entry/{}", entry.id);
     // A message to everyone for each role, which they may read and then delete.
     let mut chat_ids = Vec::new();
     for _ in 0..5 {
@@ -650,7 +653,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{job}", &job_id)
                 .replace("{inbound}", &inbound_id)
                 .replace("{sar}", &sar_id)
-                .replace("{chat}", &chat_ids[i]);
+                .replace("{chat}", &chat_ids[i])
+                .replace("{export}", &uuid::Uuid::nil().to_string())
+                .replace("{format}", "pdf");
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
@@ -740,6 +745,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("min_age", "120"),
                         ("inbound_action", "reject"),
                         ("sar_action", "wait"),
+                        ("sar_decision", "release"),
+                        ("key", sar_key.as_str()),
                         ("to", "team:everyone"),
                         ("body", "Permission test message"),
                         ("waiting_for", "identity"),
@@ -761,8 +768,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             };
             if allow[i] {
                 // 409: permitted, but the state had already changed (deregistered by an earlier role).
+                // 404 on an export's files: permitted, but there is no such export to collect.
+                let no_such_export = path.contains("{export}") && status == StatusCode::NOT_FOUND;
                 assert!(
-                    status.is_success() || status.is_redirection() || status == StatusCode::CONFLICT,
+                    status.is_success() || status.is_redirection() || status == StatusCode::CONFLICT || no_such_export,
                     "{user} {method} {path}: expected allow, got {status}: {last_body}"
                 );
             } else {
@@ -932,8 +941,125 @@ async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) 
     assert!(api.body.contains("\"due\":\"2026-11-02\""), "{}", api.body);
 }
 
+async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &TestStore) {
+    // R33, T37, T38 through the pages: flagged items need a decision, the release needs the
+    // password again, progress is shown, each file is handed over once and never cached.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let hidden = withheld_entries(&pat, time(2025, 6, 1), "SAR-HIDDEN");
+    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
+    let token = csrf(&b.get("/sars/new").await.body);
+    let today = chrono::Utc::now().date_naive();
+    let (d, m, y) = (today.format("%-d").to_string(), today.format("%-m").to_string(), today.format("%Y").to_string());
+    let r = b
+        .post(
+            "/sars",
+            &[
+                ("_csrf", &token),
+                ("nhs_number", pat.nhs_number.as_str()),
+                ("requester", "The patient"),
+                ("received_day", &d),
+                ("received_month", &m),
+                ("received_year", &y),
+            ],
+        )
+        .await;
+    let sar = location(&r).to_owned();
+    assert!(b.get(&sar).await.body.contains("Review and release the records"));
+    let review = b.get(&format!("{sar}/export")).await;
+    assert_eq!(review.status, StatusCode::OK);
+    assert!(
+        review.body.contains("Hidden online: Third-party information") && review.body.contains("Not ready to release")
+    );
+    // Releasing now is refused with the reasons.
+    let early =
+        b.post(&format!("{sar}/export/release"), &[("_csrf", &token), ("password", "a long test password")]).await;
+    assert_eq!(early.status, StatusCode::CONFLICT);
+    assert!(early.body.contains("still need"));
+    // Withhold one hidden entry without a reason: named; with one: recorded.
+    let first = format!("entry/{}", hidden[0].id);
+    let no_reason = b
+        .post(
+            &format!("{sar}/export/decide"),
+            &[("_csrf", &token), ("key", &first), ("sar_decision", "withhold"), ("ground", "third_party")],
+        )
+        .await;
+    assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
+    assert!(no_reason.body.contains("Give the reason for withholding"));
+    let ok = b
+        .post(
+            &format!("{sar}/export/decide"),
+            &[
+                ("_csrf", &token),
+                ("key", &first),
+                ("sar_decision", "withhold"),
+                ("ground", "third_party"),
+                ("reason", "Names a relative"),
+            ],
+        )
+        .await;
+    assert!(ok.status.is_redirection(), "{}", ok.body);
+    // Release the rest of the flagged items in one go (the form repeats `key`).
+    let page = b.get(&format!("{sar}/export")).await.body;
+    let mut form: Vec<(&str, String)> = vec![("_csrf", token.clone()), ("sar_decision", "release".into())];
+    for h in &hidden[1..] {
+        let key = format!("entry/{}", h.id);
+        if page.contains(&format!("value=\"{key}\"")) {
+            form.push(("key", key));
+        }
+    }
+    for piece in page.split("value=\"staff_message/").skip(1) {
+        form.push(("key", format!("staff_message/{}", piece.split('"').next().unwrap())));
+    }
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert!(b.post(&format!("{sar}/export/decide"), &pairs).await.status.is_redirection());
+    assert!(!b.get(&format!("{sar}/export")).await.body.contains("Not ready to release"));
+    // The wrong password is refused; the right one starts the export.
+    let wrong = b.post(&format!("{sar}/export/release"), &[("_csrf", &token), ("password", "guess")]).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.body.contains("That is not your password"));
+    let started =
+        b.post(&format!("{sar}/export/release"), &[("_csrf", &token), ("password", "a long test password")]).await;
+    let job = location(&started).to_owned();
+    assert!(job.contains("/export/jobs/"), "{}", started.body);
+    let mut ready = String::new();
+    for _ in 0..200 {
+        let p = b.get(&job).await;
+        assert_eq!(p.status, StatusCode::OK);
+        if p.body.contains("Download the FHIR file") {
+            ready = p.body;
+            break;
+        }
+        assert!(p.body.contains("http-equiv=\"refresh\""), "a running export refreshes itself");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready.contains("1 withheld"), "{ready}");
+    // Another member of staff cannot collect it.
+    let mut other = Browser::new(&app);
+    sign_in(&mut other, tp.practice.ods_code.as_str(), "clinician").await;
+    let other_token = csrf(&other.get("/").await.body);
+    assert_eq!(other.post(&format!("{job}/fhir"), &[("_csrf", &other_token)]).await.status, StatusCode::NOT_FOUND);
+    // The file, once, not cached, as an attachment; without the withheld entry.
+    let file = b.post(&format!("{job}/fhir"), &[("_csrf", &token)]).await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.headers[header::CACHE_CONTROL], "no-store");
+    assert!(file.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    assert!(file.body.contains("\"resourceType\": \"Bundle\"") && !file.body.contains(&hidden[0].id.to_string()));
+    assert_eq!(b.post(&format!("{job}/fhir"), &[("_csrf", &token)]).await.status, StatusCode::NOT_FOUND);
+    let pdf = b.post(&format!("{job}/pdf"), &[("_csrf", &token)]).await;
+    assert_eq!((pdf.status, pdf.headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/pdf"));
+    assert!(pdf.body.starts_with("%PDF"));
+    // Both collected: the export is gone.
+    assert_eq!(b.get(&job).await.status, StatusCode::NOT_FOUND);
+    assert!(b.get(&format!("{sar}/export")).await.body.contains("Released before"));
+}
+
 both!(
     staff_log_a_subject_access_request_and_see_its_due_date,
+    a_subject_access_export_is_reviewed_released_and_collected_once,
     a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages,
     health_and_front_page_need_no_sign_in,
     patient_data_needs_a_valid_token,

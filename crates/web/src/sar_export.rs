@@ -1,0 +1,496 @@
+//! Reviewing and releasing a subject access export: the scope and the requester's authority,
+//! a decision on every flagged item, the release (password again, T38), progress while the
+//! files are made, and each file handed over once.
+//!
+//! The files live only in this process's memory, bound to the member of staff, the practice and
+//! the request; each can be downloaded once, and anything not collected is dropped after 15
+//! minutes. Nothing is written to disk.
+
+use crate::portal::{checked, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use caldicott_app::sar_export::{
+    ground_display, DecisionInput, ExportProgress, ItemSection, SarFiles, SarReview, ScopeInput, GROUNDS,
+};
+use caldicott_app::session::SignedIn;
+use caldicott_app::{App, AppError};
+use caldicott_core::ids::{PracticeId, StaffId};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/sars/{sar}/scope", post(scope))
+        .route("/sars/{sar}/export", get(review_page))
+        .route("/sars/{sar}/export/decide", post(decide))
+        .route("/sars/{sar}/export/release", post(release))
+        .route("/sars/{sar}/export/jobs/{export}", get(job_page))
+        .route("/sars/{sar}/export/jobs/{export}/{format}", post(download))
+}
+
+crate::csrf_forms!(ScopeForm, ReleaseForm, DownloadForm);
+
+const PAGE: usize = 200;
+const KEEP: Duration = Duration::from_secs(15 * 60);
+
+/// An export being made or waiting to be collected.
+struct Job {
+    practice: PracticeId,
+    staff: StaffId,
+    sar: Uuid,
+    started: Instant,
+    progress: ExportProgress,
+    outcome: Option<Result<SarFiles, String>>,
+    pdf_taken: bool,
+    fhir_taken: bool,
+}
+
+static JOBS: LazyLock<Mutex<HashMap<Uuid, Job>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn jobs() -> std::sync::MutexGuard<'static, HashMap<Uuid, Job>> {
+    let mut j = JOBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    j.retain(|_, job| job.started.elapsed() < KEEP && !(job.pdf_taken && job.fhir_taken));
+    j
+}
+
+fn no_such(me: &SignedIn) -> Response {
+    page_error(Some(me.into()), AppError::NotFound("no such request".into()))
+}
+
+struct Row {
+    key: String,
+    title: String,
+    lines: Vec<String>,
+    flags: Vec<String>,
+    decision: String,
+    withheld: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sar_export.html")]
+struct ReviewPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    id: String,
+    patient: String,
+    nhs: String,
+    requester: String,
+    period_from: String,
+    period_to: String,
+    authority: String,
+    total: usize,
+    by_section: Vec<(String, usize)>,
+    flagged: Vec<Row>,
+    undecided: usize,
+    withheld: usize,
+    blockers: Vec<String>,
+    others: Vec<Row>,
+    page: usize,
+    pages: usize,
+    releases: Vec<(String, String, String, String)>,
+    grounds: Vec<(String, String)>,
+    can_decide: bool,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for ReviewPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+fn row(review: &SarReview, i: &caldicott_app::sar_export::SarItem) -> Row {
+    let d = review.decisions.get(&i.key);
+    Row {
+        key: i.key.clone(),
+        title: i.title.clone(),
+        lines: i.lines.iter().map(|l| l.chars().take(600).collect()).collect(),
+        flags: i.flags.clone(),
+        decision: match d {
+            None if i.flagged() => "Needs a decision".into(),
+            None => "Released".into(),
+            Some(d) if d.decision == "withhold" => format!(
+                "Withheld ({}): {}. {}, {}",
+                ground_display(d.ground.as_deref().unwrap_or_default()),
+                d.reason,
+                d.decided_by,
+                caldicott_core::appointments::uk_time(d.decided_at).format("%-d %b %Y %H:%M")
+            ),
+            Some(d) => format!(
+                "Release{}. {}, {}",
+                if d.reason.is_empty() { String::new() } else { format!(": {}", d.reason) },
+                d.decided_by,
+                caldicott_core::appointments::uk_time(d.decided_at).format("%-d %b %Y %H:%M")
+            ),
+        },
+        withheld: review.is_withheld(&i.key),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct PageQuery {
+    #[serde(default)]
+    page: usize,
+}
+
+async fn review_view(app: &App, me: &SignedIn, id: &str, page: usize, errors: Vec<FieldError>) -> Response {
+    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(me) };
+    let review = match app.sar_review(&me.who, uuid).await {
+        Ok(r) => r,
+        Err(e) => return page_error(Some(me.into()), e),
+    };
+    let others: Vec<&caldicott_app::sar_export::SarItem> = review.items.iter().filter(|i| !i.flagged()).collect();
+    let pages = others.len().div_ceil(PAGE).max(1);
+    let page = page.min(pages - 1);
+    let s = &review.sar;
+    let p = &review.patient;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let view = ReviewPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        id: s.id.to_string(),
+        patient: format!("{} {}", p.name.given, p.name.family),
+        nhs: p.nhs_number.to_string(),
+        requester: format!("{} ({})", s.requester, s.relationship),
+        period_from: s.period_from.map(|d| d.to_string()).unwrap_or_default(),
+        period_to: s.period_to.map(|d| d.to_string()).unwrap_or_default(),
+        authority: s.authority.clone().unwrap_or_default(),
+        total: review.items.len(),
+        by_section: ItemSection::ALL
+            .iter()
+            .map(|sec| (sec.display().to_owned(), review.items.iter().filter(|i| i.section == *sec).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        flagged: review.items.iter().filter(|i| i.flagged()).map(|i| row(&review, i)).collect(),
+        undecided: review.undecided,
+        withheld: review.withheld(),
+        blockers: review.blockers.clone(),
+        others: others.iter().skip(page * PAGE).take(PAGE).map(|i| row(&review, i)).collect(),
+        page,
+        pages,
+        releases: review
+            .releases
+            .iter()
+            .map(|r| {
+                (
+                    caldicott_core::appointments::uk_time(r.released_at).format("%-d %b %Y %H:%M").to_string(),
+                    r.released_by.clone(),
+                    format!(
+                        "{} ({} bytes, {} released, {} withheld)",
+                        r.format.to_uppercase(),
+                        r.bytes,
+                        r.items_released,
+                        r.items_withheld
+                    ),
+                    r.sha256.clone(),
+                )
+            })
+            .collect(),
+        grounds: GROUNDS.iter().map(|(k, d)| ((*k).to_owned(), (*d).to_owned())).collect(),
+        can_decide: matches!(
+            me.who.role,
+            caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager
+        ),
+        errors,
+    };
+    (status, view).into_response()
+}
+
+async fn review_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    review_view(&app, &me, &id, q.page, Vec::new()).await
+}
+
+/// Decisions on the items ticked (`key` repeated).
+async fn decide(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let field = |name: &str| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    if !caldicott_app::constant_time_eq(&me.csrf_token, &field("_csrf")) {
+        return forbidden_form();
+    }
+    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+    let input = DecisionInput {
+        keys: f.iter().filter(|(k, _)| k == "key").map(|(_, v)| v.clone()).collect(),
+        decision: field("sar_decision"),
+        ground: field("ground"),
+        reason: field("reason"),
+    };
+    match app.decide_sar_items(&me.who, uuid, &input).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/sars/{uuid}/export")).into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            review_view(&app, &me, &id, 0, errors).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+/// "2024-05-03" as (day, month, year) for the shared date check; anything else goes through
+/// whole so that the check names it.
+fn date_parts(iso: &str) -> (String, String, String) {
+    let parts: Vec<&str> = iso.trim().split('-').collect();
+    match parts.as_slice() {
+        [y, m, d] => ((*d).to_owned(), (*m).to_owned(), (*y).to_owned()),
+        _ => (iso.trim().to_owned(), iso.trim().to_owned(), iso.trim().to_owned()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ScopeForm {
+    #[serde(default)]
+    _csrf: String,
+    /// ISO dates from date inputs ("" for none).
+    #[serde(default)]
+    period_from: String,
+    #[serde(default)]
+    period_to: String,
+    #[serde(default)]
+    authority: String,
+}
+
+async fn scope(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<ScopeForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+    let input = ScopeInput { from: date_parts(&f.period_from), to: date_parts(&f.period_to), authority: f.authority };
+    match app.set_sar_scope(&me.who, uuid, &input).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/sars/{uuid}/export")).into_response(),
+        Ok(Err(problems)) => {
+            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            review_view(&app, &me, &id, 0, errors).await
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReleaseForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Starts making the files, once the member of staff has given their password again.
+async fn release(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<ReleaseForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+    if let Err(e) = app.may_release_sar(&me.who) {
+        return page_error(Some((&me).into()), e);
+    }
+    // The gate is checked again inside the export; refuse here first, with the reasons on the page.
+    match app.sar_review(&me.who, uuid).await {
+        Ok(r) if !r.blockers.is_empty() => {
+            let errors = r.blockers.into_iter().map(|b| FieldError { field: "release", message: b }).collect();
+            let mut page = review_view(&app, &me, &id, 0, errors).await;
+            *page.status_mut() = StatusCode::CONFLICT;
+            return page;
+        }
+        Ok(_) => {}
+        Err(e) => return page_error(Some((&me).into()), e),
+    }
+    if let Err(e) = app.confirm_password(&me.who, &f.password, &format!("sar/{uuid}")).await {
+        let message = match e {
+            AppError::Unauthenticated(m) => m,
+            other => return page_error(Some((&me).into()), other),
+        };
+        return review_view(&app, &me, &id, 0, vec![FieldError { field: "password", message }]).await;
+    }
+    let job = caldicott_app::new_id();
+    jobs().insert(
+        job,
+        Job {
+            practice: me.who.practice,
+            staff: me.who.staff,
+            sar: uuid,
+            started: Instant::now(),
+            progress: ExportProgress { stage: "Starting".into(), done: 0, total: 0 },
+            outcome: None,
+            pdf_taken: false,
+            fhir_taken: false,
+        },
+    );
+    let who = me.who.clone();
+    tokio::spawn(async move {
+        let progress = Arc::new(move |p: ExportProgress| {
+            if let Some(j) = jobs().get_mut(&job) {
+                j.progress = p;
+            }
+        });
+        let outcome = app.export_sar(&who, uuid, progress).await.map_err(|e| match e {
+            AppError::Conflict(m) | AppError::Forbidden(m) | AppError::NotFound(m) => m,
+            other => {
+                tracing::error!(error = %other, "subject access export failed");
+                "The export could not be made; nothing was released. Try again, or tell the system administrator."
+                    .to_owned()
+            }
+        });
+        if let Some(j) = jobs().get_mut(&job) {
+            j.outcome = Some(outcome);
+        }
+    });
+    Redirect::to(&format!("/sars/{uuid}/export/jobs/{job}")).into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sar_job.html")]
+struct JobPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    id: String,
+    job: String,
+    stage: String,
+    done: usize,
+    total: usize,
+    running: bool,
+    failed: String,
+    pdf: String,
+    fhir: String,
+    pdf_taken: bool,
+    fhir_taken: bool,
+    released: usize,
+    withheld: usize,
+}
+
+fn my_job<'a>(jobs: &'a mut HashMap<Uuid, Job>, me: &SignedIn, sar: Uuid, job: &str) -> Option<(Uuid, &'a mut Job)> {
+    let id = job.parse::<Uuid>().ok()?;
+    let j = jobs.get_mut(&id)?;
+    (j.practice == me.who.practice && j.staff == me.who.staff && j.sar == sar).then_some((id, j))
+}
+
+async fn job_page(State(app): State<App>, Portal(me): Portal, Path((id, job)): Path<(String, String)>) -> Response {
+    if let Err(e) = app.may_release_sar(&me.who) {
+        return page_error(Some((&me).into()), e);
+    }
+    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+    let page = {
+        let mut all = jobs();
+        let Some((_, j)) = my_job(&mut all, &me, uuid, &job) else {
+            return page_error(
+                Some((&me).into()),
+                AppError::NotFound(
+                    "This export has been collected or has expired. Make it again from the review page.".into(),
+                ),
+            );
+        };
+        let (failed, files) = match &j.outcome {
+            Some(Err(m)) => (m.clone(), None),
+            Some(Ok(f)) => (String::new(), Some(f)),
+            None => (String::new(), None),
+        };
+        JobPage {
+            chrome: Some((&me).into()),
+            csrf: me.csrf_token.clone(),
+            id: uuid.to_string(),
+            job: job.clone(),
+            stage: j.progress.stage.clone(),
+            done: j.progress.done,
+            total: j.progress.total,
+            running: j.outcome.is_none(),
+            failed,
+            pdf: files.map(|f| format!("{} ({} KB)", f.pdf_sha256, f.pdf.len().div_ceil(1024))).unwrap_or_default(),
+            fhir: files
+                .map(|f| format!("{} ({} KB)", f.bundle_sha256, f.bundle.len().div_ceil(1024)))
+                .unwrap_or_default(),
+            pdf_taken: j.pdf_taken,
+            fhir_taken: j.fhir_taken,
+            released: files.map_or(0, |f| f.released),
+            withheld: files.map_or(0, |f| f.withheld),
+        }
+    };
+    page.into_response()
+}
+
+#[derive(Deserialize)]
+struct DownloadForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+/// Hands over one file, once (POST: no link to share, nothing in the address).
+async fn download(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((id, job, format)): Path<(String, String, String)>,
+    form: Result<Form<DownloadForm>, FormRejection>,
+) -> Response {
+    if checked(&me, form).is_none() {
+        return forbidden_form();
+    }
+    if let Err(e) = app.may_release_sar(&me.who) {
+        return page_error(Some((&me).into()), e);
+    }
+    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+    let gone = || {
+        page_error(
+            Some((&me).into()),
+            AppError::NotFound("This file has been collected or has expired. Make the export again.".into()),
+        )
+    };
+    let (bytes, name, mime) = {
+        let mut all = jobs();
+        let Some((_, j)) = my_job(&mut all, &me, uuid, &job) else { return gone() };
+        let (pdf_taken, fhir_taken) = (j.pdf_taken, j.fhir_taken);
+        let Some(Ok(files)) = j.outcome.as_mut() else { return gone() };
+        match format.as_str() {
+            "pdf" if !pdf_taken => {
+                let bytes = std::mem::take(&mut files.pdf);
+                let name = format!("{}.pdf", files.file_stem);
+                j.pdf_taken = true;
+                (bytes, name, "application/pdf")
+            }
+            "fhir" if !fhir_taken => {
+                let bytes = std::mem::take(&mut files.bundle);
+                let name = format!("{}.fhir.json", files.file_stem);
+                j.fhir_taken = true;
+                (bytes, name, "application/fhir+json")
+            }
+            _ => return gone(),
+        }
+    };
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
+/// For the request page: the period in words.
+pub fn period_words(from: Option<chrono::NaiveDate>, to: Option<chrono::NaiveDate>) -> String {
+    match (from, to) {
+        (None, None) => "Everything held".into(),
+        (Some(f), None) => format!("From {}", long_date(f)),
+        (None, Some(t)) => format!("Up to {}", long_date(t)),
+        (Some(f), Some(t)) => format!("{} to {}", long_date(f), long_date(t)),
+    }
+}
