@@ -234,6 +234,8 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
         }
     }
 
+    seed_sar(app, practice, &omar, &doctor, &reception).await?;
+
     // Two weeks of clinics: a morning surgery per clinician and a nurse telephone list.
     let clinicians: Vec<_> = staff.iter().filter(|s| s.role == Role::Clinician && s.active).collect();
     let mut day = today + Duration::days(1);
@@ -310,4 +312,68 @@ pub async fn seed_pharmacy(app: &App, practice: &Practice, seed: u64) -> AppResu
     let check = include_str!("../../../docs/examples/update-record/blood-pressure-check.json");
     app.receive_update_http(&client_id, &secret, check.as_bytes()).await?;
     Ok((ods, client_id, secret))
+}
+
+/// A subject access request from Omar, waiting for review: his record holds a letter about his
+/// brother (hidden online as third-party information), and two members of staff talked about
+/// him in a message the clinician then deleted. The export shows both waiting for a decision.
+async fn seed_sar(
+    app: &App,
+    practice: &Practice,
+    omar: &Patient,
+    doctor: &StaffPrincipal,
+    reception: &StaffPrincipal,
+) -> AppResult<()> {
+    let mut letter = entry(
+        omar,
+        60,
+        doctor,
+        EntryBody::Document {
+            title: "Letter from the community mental health team".into(),
+            summary: "About Mr Haddad's brother, who lives with him and is under the team's care.".into(),
+            filing: Filing::Filed,
+            review: DocumentReview::Reviewed,
+        },
+    );
+    letter.visibility = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::ThirdParty, "Information about his brother", &doctor.name, app.now())
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+    );
+    let audit = app.audit_record(
+        doctor,
+        Some(omar.id),
+        Action::EntryCreate,
+        "demo/sar",
+        caldicott_core::audit::Outcome::Success,
+        "entries=1",
+    );
+    app.store.add_entries(practice.id, &[letter], &audit).await?;
+    let compose = crate::chat::Compose {
+        to: format!("staff:{}", doctor.staff),
+        body: format!(
+            "Omar Haddad ({}) rang about his back pain again. His brother answered first and asked what it was about.",
+            omar.nhs_number
+        ),
+        patient: omar.nhs_number.as_str().to_owned(),
+        link: Some(true),
+        on_screen: String::new(),
+    };
+    if let Ok(crate::chat::Sent::Sent(m)) = app.send_staff_message(reception, &compose).await? {
+        app.delete_staff_message(doctor, m.id).await?;
+    }
+    let received = app.today() - Duration::days(10);
+    let request = crate::sar::NewSar {
+        nhs_number: omar.nhs_number.as_str().to_owned(),
+        requester: "Omar Haddad".into(),
+        relationship: String::new(),
+        day: received.day().to_string(),
+        month: received.month().to_string(),
+        year: received.year().to_string(),
+        waiting_for: String::new(),
+        notes: "Asked at the front desk for a copy of everything we hold.".into(),
+    };
+    if let Err(problems) = app.log_sar(reception, &request).await? {
+        return Err(AppError::Internal(format!("demo SAR: {problems:?}")));
+    }
+    Ok(())
 }

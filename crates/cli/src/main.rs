@@ -2,6 +2,7 @@
 //! audit log. Configuration is parsed here once and passed down explicitly.
 
 mod governance;
+mod sar;
 
 use anyhow::{bail, Context};
 use caldicott_app::demo::{build_demo, DemoOptions, DemoReport};
@@ -112,6 +113,13 @@ enum Command {
         db: Db,
         #[command(flatten)]
         args: governance::BulkArgs,
+    },
+    /// Subject access requests: the register, the review and the export (PDF and FHIR).
+    Sar {
+        #[command(flatten)]
+        db: Db,
+        #[command(subcommand)]
+        command: sar::SarCommand,
     },
     /// Staff accounts.
     Staff {
@@ -297,6 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report { db, command } => return governance::report(&open(&db).await?, command).await,
         Command::BulkCode { db, args } => return governance::bulk_code(&open(&db).await?, args).await,
+        Command::Sar { db, command } => return sar::run(&open(&db).await?, command).await,
         Command::Staff { command: StaffCommand::Add { db, args } } => {
             return governance::staff_add(&open(&db).await?, args).await
         }

@@ -250,3 +250,77 @@ fn only_the_operator_makes_an_icb_analyst_who_sees_counts_only() {
     assert!(!caldicott(&p, &["report", "monthly-return", "--practice", "Y90210", "--as", "icb.two"]).status.success());
     assert!(!caldicott(&p, &["report", "icb", "--practice", "Y90210", "--as", "m.clarke"]).status.success());
 }
+
+#[test]
+fn a_subject_access_export_comes_out_of_the_command_line_once_reviewed() {
+    // The demo's request from Omar Haddad: a hidden letter about his brother and a deleted staff
+    // message wait for decisions; the export is refused until they have them.
+    let db = demo();
+    let p = db.path();
+    let who = ["--practice", "Y90210", "--as", "m.clarke"];
+    let list = caldicott(&p, &[&["sar", "list"], &who[..]].concat());
+    assert!(list.status.success(), "{}", stderr(&list));
+    let register: serde_json::Value = serde_json::from_str(&stdout(&list)).expect("register JSON");
+    let sar = register
+        .as_array()
+        .and_then(|r| r.iter().find(|s| s["patient_name"].as_str().unwrap_or("").contains("HADDAD")))
+        .expect("the demo request")["sar"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let out = std::env::temp_dir().join(format!("caldicott-sar-out-{}", uuid::Uuid::now_v7().simple()));
+    let out_s = out.display().to_string();
+    let early = caldicott(&p, &[&["sar", "export"], &who[..], &["--sar", &sar, "--out", &out_s]].concat());
+    assert!(!early.status.success());
+    assert!(stderr(&early).contains("still need"), "{}", stderr(&early));
+    let review = caldicott(&p, &[&["sar", "review"], &who[..], &["--sar", &sar, "--flagged"]].concat());
+    let flagged: serde_json::Value = serde_json::from_str(&stdout(&review)).expect("review JSON");
+    let items = flagged["items"].as_array().expect("items");
+    let letter = items.iter().find(|i| i["flags"].to_string().contains("Third-party")).expect("the hidden letter");
+    let letter_key = letter["key"].as_str().unwrap().to_owned();
+    // A withholding without a reason is refused, with the field named.
+    let bad = caldicott(
+        &p,
+        &[&["sar", "decide"], &who[..], &["--sar", &sar, "--key", &letter_key, "--withhold", "third_party"]].concat(),
+    );
+    assert!(!bad.status.success() && stderr(&bad).contains("reason"), "{}", stderr(&bad));
+    let ok = caldicott(
+        &p,
+        &[
+            &["sar", "decide"],
+            &who[..],
+            &["--sar", &sar, "--key", &letter_key, "--withhold", "third_party", "--reason", "About his brother"],
+        ]
+        .concat(),
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    for i in items.iter().filter(|i| i["key"] != letter_key.as_str()) {
+        let k = i["key"].as_str().unwrap();
+        let r = caldicott(&p, &[&["sar", "decide"], &who[..], &["--sar", &sar, "--key", k]].concat());
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+    let done = caldicott(&p, &[&["sar", "export"], &who[..], &["--sar", &sar, "--out", &out_s]].concat());
+    assert!(done.status.success(), "{}", stderr(&done));
+    let files: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 2);
+    let pdf = files.iter().find(|f| f.extension().is_some_and(|e| e == "pdf")).expect("the PDF");
+    let text = Command::new("pdftotext").arg(pdf).arg("-").output().expect("pdftotext");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("His brother answered first"), "the deleted staff message is disclosed");
+    assert!(text.contains("Deleted from the inbox by Dr Chidi Okafor"));
+    assert!(!text.contains("under the team's care"), "the withheld letter is not");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(pdf).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // The files are never replaced (and nothing more is released); a receptionist may not export.
+    let again = caldicott(&p, &[&["sar", "export"], &who[..], &["--sar", &sar, "--out", &out_s]].concat());
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+    let reception =
+        caldicott(&p, &["sar", "export", "--practice", "Y90210", "--as", "j.baker", "--sar", &sar, "--out", &out_s]);
+    assert!(!reception.status.success());
+    std::fs::remove_dir_all(&out).ok();
+    assert!(verify(&p, &[]).0);
+}
