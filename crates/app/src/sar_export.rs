@@ -83,8 +83,10 @@ pub struct SarItem {
     pub lines: Vec<String>,
     /// Why a reviewer must decide this item before release (empty: released as it is).
     pub flags: Vec<String>,
+    /// The item as a FHIR R4 resource, serialised (compact JSON): kept as text, because 10,000
+    /// parsed resources would hold several times the memory.
     #[serde(skip)]
-    pub resource: Value,
+    pub resource: Box<str>,
 }
 
 impl SarItem {
@@ -327,7 +329,7 @@ impl App {
                 title: format!("{}: {}", long_date(e.event_date), e.kind().display()),
                 lines: entry_lines(e),
                 flags: entry_flags(e, today),
-                resource: fhir_out::entry_resource(e, false),
+                resource: compact(&fhir_out::entry_resource(e, false)),
             });
         }
         for m in self.store.messages_for_patient(p, patient.id).await? {
@@ -349,7 +351,7 @@ impl App {
                 title: format!("{}: {} to {}", long_date(d), m.channel.as_str(), m.recipient),
                 lines,
                 flags: Vec::new(),
-                resource: json!({
+                resource: compact(&json!({
                     "resourceType": "Communication",
                     "id": m.id.to_string(),
                     "status": if m.sent_at.is_some() { "completed" } else { "in-progress" },
@@ -360,7 +362,7 @@ impl App {
                     "recipient": [{ "display": m.recipient }],
                     "topic": { "text": if m.subject.is_empty() { m.purpose.clone() } else { m.subject.clone() } },
                     "payload": [{ "contentString": m.body }],
-                }),
+                })),
             });
         }
         // Staff messages linked to the patient, and any naming them (by NHS number or name).
@@ -418,7 +420,7 @@ impl App {
                 title: format!("{}: staff message", long_time(m.sent_at)),
                 lines,
                 flags: vec!["Staff message: check it for information about other people".into()],
-                resource,
+                resource: compact(&resource),
             });
         }
         for t in self.store.tasks_for_patient(p, patient.id).await? {
@@ -464,7 +466,7 @@ impl App {
                 title: format!("{}: {}", long_date(d), t.kind.display()),
                 lines,
                 flags: Vec::new(),
-                resource,
+                resource: compact(&resource),
             });
         }
         for (a, slot) in self.store.appointments_for_patient(p, patient.id).await? {
@@ -491,7 +493,7 @@ impl App {
                 title: format!("{}: appointment", long_time(slot.starts_at)),
                 lines,
                 flags: Vec::new(),
-                resource: json!({
+                resource: compact(&json!({
                     "resourceType": "Appointment",
                     "id": a.id.to_string(),
                     "status": if a.cancelled_at.is_some() { "cancelled" } else if slot.starts_at < self.now() { "fulfilled" } else { "booked" },
@@ -503,7 +505,7 @@ impl App {
                         { "actor": subject, "status": "accepted" },
                         { "actor": { "display": slot.clinician_name }, "status": "accepted" },
                     ],
-                }),
+                })),
             });
         }
         for l in self.store.proxy_links_for_patient(p, patient.id).await? {
@@ -544,7 +546,7 @@ impl App {
                 title: format!("{}: proxy access", long_date(l.granted_on)),
                 lines,
                 flags: Vec::new(),
-                resource,
+                resource: compact(&resource),
             });
         }
         for (link, app) in self.store.app_links_for_patient(p, patient.id).await? {
@@ -567,7 +569,7 @@ impl App {
                 date: d,
                 at: link.linked_at,
                 title: format!("{}: app linked", long_date(d)),
-                resource: json!({
+                resource: compact(&json!({
                     "resourceType": "Consent",
                     "id": link.id.to_string(),
                     "status": if link.revoked_at.is_some() { "inactive" } else { "active" },
@@ -576,7 +578,7 @@ impl App {
                     "patient": subject,
                     "dateTime": instant(link.linked_at),
                     "text": fhir_out::narrative(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
-                }),
+                })),
                 lines,
                 flags: Vec::new(),
             });
@@ -602,7 +604,7 @@ impl App {
                 title: format!("{}: {who}: {what}", long_time(ev.at)),
                 lines: Vec::new(),
                 flags: Vec::new(),
-                resource: json!({
+                resource: compact(&json!({
                     "resourceType": "AuditEvent",
                     "id": format!("audit-{}", ev.seq),
                     "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" },
@@ -612,10 +614,11 @@ impl App {
                     "agent": [{ "who": { "display": who }, "requestor": true }],
                     "source": { "observer": { "display": practice.name } },
                     "entity": [{ "what": subject }],
-                }),
+                })),
             });
         }
         items.sort_by(|a, b| (a.section, a.at, &a.key).cmp(&(b.section, b.at, &b.key)));
+        progress(ExportProgress { stage: "Checking the decisions".into(), done: 0, total: items.len() });
         Ok(items)
     }
 
@@ -904,6 +907,10 @@ impl App {
     }
 }
 
+fn compact(v: &Value) -> Box<str> {
+    v.to_string().into_boxed_str()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -919,7 +926,14 @@ fn cover_letter(
     let p = &review.patient;
     let mut blocks = vec![
         Block::Para(long_date(today)),
-        Block::Para(format!("Dear {},", sar.requester)),
+        Block::Para(format!(
+            "Dear {},",
+            if sar.relationship == "the patient" {
+                format!("{} {}", p.name.given, p.name.family)
+            } else {
+                sar.requester.clone()
+            }
+        )),
         Block::Heading(1, format!("Your subject access request for the records of {} {}", p.name.given, p.name.family)),
         Block::Para(format!(
             "We received your request on {}. This is our response under Article 15 of the UK General Data \
@@ -1054,30 +1068,43 @@ fn render_files(
     .map_err(|e| AppError::Internal(e.to_string()))?;
     // The FHIR Bundle, from the same items.
     progress(ExportProgress { stage: "Writing the FHIR Bundle".into(), done: 0, total: released.len() });
-    let mut entries = vec![
-        json!({ "fullUrl": format!("urn:uuid:{}", p.id), "resource": fhir_out::patient_resource(p, practice) }),
-        json!({ "fullUrl": format!("urn:uuid:{}", practice.id), "resource": fhir_out::organization_resource(practice) }),
-    ];
-    for i in &released {
-        let id = i.resource["id"].as_str().unwrap_or_default();
-        let t = i.resource["resourceType"].as_str().unwrap_or_default();
-        let _ = t;
-        if Uuid::parse_str(id).is_ok() {
-            entries.push(json!({ "fullUrl": format!("urn:uuid:{id}"), "resource": i.resource }));
-        } else {
-            entries.push(json!({ "resource": i.resource }));
-        }
-    }
-    let bundle = json!({
+    // Written as it goes, each resource already serialised: the Bundle is never held twice.
+    let stamp = instant(today.and_time(chrono::NaiveTime::MIN).and_utc());
+    let head = json!({
         "resourceType": "Bundle",
         "id": review.sar.id.to_string(),
-        "meta": { "lastUpdated": instant(today.and_time(chrono::NaiveTime::MIN).and_utc()) },
+        "meta": { "lastUpdated": stamp },
         "identifier": { "system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", review.sar.id) },
         "type": "collection",
-        "timestamp": instant(today.and_time(chrono::NaiveTime::MIN).and_utc()),
-        "entry": entries,
-    });
-    let bundle = serde_json::to_vec_pretty(&bundle).map_err(|e| AppError::Internal(e.to_string()))?;
+        "timestamp": stamp,
+    })
+    .to_string();
+    let mut bundle: Vec<u8> =
+        Vec::with_capacity(released.iter().map(|i| i.resource.len() + 64).sum::<usize>() + head.len() + 4096);
+    bundle.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    bundle.extend_from_slice(b",\"entry\":[");
+    let mut entry = |full_url: Option<String>, resource: &str| {
+        if bundle.last() != Some(&b'[') {
+            bundle.push(b',');
+        }
+        bundle.push(b'{');
+        if let Some(u) = full_url {
+            bundle.extend_from_slice(format!("\"fullUrl\":\"{u}\",").as_bytes());
+        }
+        bundle.extend_from_slice(b"\"resource\":");
+        bundle.extend_from_slice(resource.as_bytes());
+        bundle.push(b'}');
+    };
+    entry(Some(format!("urn:uuid:{}", p.id)), &fhir_out::patient_resource(p, practice).to_string());
+    entry(Some(format!("urn:uuid:{}", practice.id)), &fhir_out::organization_resource(practice).to_string());
+    for (n, i) in released.iter().enumerate() {
+        let id = i.key.split_once('/').map_or("", |(_, id)| id);
+        entry(Uuid::parse_str(id).ok().map(|u| format!("urn:uuid:{u}")), &i.resource);
+        if n % 1000 == 0 {
+            progress(ExportProgress { stage: "Writing the FHIR Bundle".into(), done: n, total: released.len() });
+        }
+    }
+    bundle.extend_from_slice(b"]}\n");
     Ok(SarFiles {
         pdf_sha256: sha256_hex(&pdf),
         bundle_sha256: sha256_hex(&bundle),

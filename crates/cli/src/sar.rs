@@ -22,6 +22,24 @@ pub enum SarCommand {
         #[command(flatten)]
         who: Who,
     },
+    /// Logs a request received by the practice; prints it with its due date (R31).
+    Log {
+        #[command(flatten)]
+        who: Who,
+        #[arg(long)]
+        nhs_number: String,
+        #[arg(long)]
+        requester: String,
+        /// Who the requester is to the patient ("solicitor", "mother"); empty for the patient.
+        #[arg(long, default_value = "")]
+        relationship: String,
+        /// The day it was received (YYYY-MM-DD).
+        #[arg(long)]
+        received: chrono::NaiveDate,
+        /// "identity" or "clarification", if the practice is waiting for it.
+        #[arg(long, default_value = "")]
+        waiting_for: String,
+    },
     /// Every item an export would hold, with why it is flagged and any decision, as JSON.
     Review {
         #[command(flatten)]
@@ -82,6 +100,32 @@ pub async fn run(app: &App, command: SarCommand) -> anyhow::Result<ExitCode> {
             let me = auth::principal_for(app, &who.practice, &who.staff).await?;
             println!("{}", serde_json::to_string_pretty(&app.sar_register(&me).await?)?);
         }
+        SarCommand::Log { who, nhs_number, requester, relationship, received, waiting_for } => {
+            use chrono::Datelike;
+            let me = auth::principal_for(app, &who.practice, &who.staff).await?;
+            let input = caldicott_app::sar::NewSar {
+                nhs_number,
+                requester,
+                relationship,
+                day: received.day().to_string(),
+                month: received.month().to_string(),
+                year: received.year().to_string(),
+                waiting_for,
+                notes: String::new(),
+            };
+            match app.log_sar(&me, &input).await? {
+                Ok(sar) => {
+                    let row = app.sar_view(&me, sar.id).await?;
+                    println!("{}", serde_json::to_string_pretty(&row)?);
+                }
+                Err(problems) => {
+                    for p in problems {
+                        eprintln!("{}: {}", p.field, p.message);
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
         SarCommand::Review { who, sar, flagged } => {
             let me = auth::principal_for(app, &who.practice, &who.staff).await?;
             let review = app.sar_review(&me, sar).await?;
@@ -139,7 +183,11 @@ pub async fn run(app: &App, command: SarCommand) -> anyhow::Result<ExitCode> {
             );
             let shown = bar.clone();
             let started = Instant::now();
+            let trace = std::env::var_os("CALDICOTT_TRACE_MEMORY").is_some();
             let progress = Arc::new(move |p: ExportProgress| {
+                if trace && p.done == 0 {
+                    eprintln!("{}: peak {} MB", p.stage, peak_memory().unwrap_or(0) / 1024);
+                }
                 shown.set_message(p.stage);
                 shown.set_length(p.total as u64);
                 shown.set_position(p.done as u64);
@@ -161,12 +209,22 @@ pub async fn run(app: &App, command: SarCommand) -> anyhow::Result<ExitCode> {
             println!("{}  {}", files.pdf_sha256, pdf.display());
             println!("{}  {}", files.bundle_sha256, bundle.display());
             eprintln!(
-                "{} items released, {} withheld; made in {:.2} s. The release is recorded in the audit log.",
+                "{} items released, {} withheld; made in {:.2} s{}. The release is recorded in the audit log.",
                 files.released,
                 files.withheld,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                peak_memory().map(|kb| format!(", peak memory {} MB", kb / 1024)).unwrap_or_default()
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident memory in kB (Linux), for the benchmark.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
