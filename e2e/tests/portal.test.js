@@ -775,8 +775,31 @@ test('two staff message each other about a patient; a deleted message stays on t
   await reception.getByRole('heading', { name: /^Subject access request/ }).waitFor()
   assert.match(await reception.textContent('main'), /2 Nov 2026/)
   await check(reception, 'sar')
+  const sarUrl = reception.url()
   await reception.goto(`${base}/sars`)
   await check(reception, 'sars')
+  // The export: the deleted message is there, flagged; released only once decided, behind the
+  // password; the PDF says who deleted it.
+  await doctor.goto(`${sarUrl}/export`)
+  await doctor.getByRole('heading', { name: /^Review and release/ }).waitFor()
+  assert.match(await doctor.textContent('main'), /Deleted from the inbox by Dr Chidi Okafor/)
+  assert.match(await doctor.textContent('main'), /Not ready to release/)
+  await check(doctor, 'sar-export')
+  const flagged = doctor.locator('form[action$="/export/decide"]').first()
+  for (const box of await flagged.locator('input[name="key"]').all()) await box.check()
+  await flagged.getByLabel('Release', { exact: true }).check()
+  await flagged.getByRole('button', { name: 'Record the decision' }).click()
+  await doctor.getByLabel('Your password, to confirm the release').fill(passwords['dr.okafor'])
+  await doctor.getByRole('button', { name: 'Make the release' }).click()
+  await doctor.getByRole('button', { name: 'Download the PDF' }).waitFor()
+  await check(doctor, 'sar-release')
+  const [download] = await Promise.all([
+    doctor.waitForEvent('download'),
+    doctor.getByRole('button', { name: 'Download the PDF' }).click()
+  ])
+  const text = execFileSync('pdftotext', [await download.path(), '-']).toString()
+  assert.match(text, /asked for a call about her blood pressure/)
+  assert.match(text, /Deleted from the inbox by Dr Chidi Okafor/)
 })
 
 test('a clinician reviews a held-back patient with the assistant and grants access', async () => {
