@@ -27,6 +27,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod chat;
+mod fhir;
 mod governance;
 mod inbound;
 mod sar;
@@ -2470,6 +2471,18 @@ impl SqliteStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // A request dropped half-way through starting a transaction (a client that hangs up,
+            // a worker stopped) can leave sqlx's count of open transactions out of step with the
+            // connection (sqlx issue #3932), and every later write would then fail. Such a
+            // connection is closed, which rolls back whatever it held, instead of going back to
+            // the pool.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    Ok(<sqlx::sqlite::SqliteTransactionManager as sqlx::TransactionManager>::get_transaction_depth(
+                        conn,
+                    ) == 0)
+                })
+            })
             // Checkpoints are left to the background checkpointer.
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
