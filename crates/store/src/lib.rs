@@ -8,6 +8,7 @@
 //! - no database type crosses this interface.
 
 pub mod chat;
+pub mod fhir;
 pub mod governance;
 pub mod inbound;
 mod migrate;
@@ -160,7 +161,14 @@ pub enum Backend {
 
 #[async_trait]
 pub trait Store:
-    governance::GovernanceStore + inbound::InboundStore + sar::SarStore + chat::ChatStore + Send + Sync + 'static
+    governance::GovernanceStore
+    + inbound::InboundStore
+    + sar::SarStore
+    + chat::ChatStore
+    + fhir::FhirStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 

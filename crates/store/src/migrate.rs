@@ -51,6 +51,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0017_staff_messages.sql"),
     },
     Migration { version: 18, name: "sar_review", sql: include_str!("../migrations/sqlite/0018_sar_review.sql") },
+    Migration { version: 19, name: "fhir_tokens", sql: include_str!("../migrations/sqlite/0019_fhir_tokens.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -108,6 +109,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0017_staff_messages.sql"),
     },
     Migration { version: 18, name: "sar_review", sql: include_str!("../migrations/postgres/0018_sar_review.sql") },
+    Migration { version: 19, name: "fhir_tokens", sql: include_str!("../migrations/postgres/0019_fhir_tokens.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (
