@@ -279,13 +279,12 @@ pub fn entry_resource(e: &Entry, label_nopat: bool) -> Value {
     r["id"] = Value::String(e.id.to_string());
     debug_assert_eq!(r["resourceType"], kind);
     if label_nopat {
-        let meta = r["meta"].as_object_mut();
-        if let Some(meta) = meta {
-            meta.insert(
-                "security".into(),
-                json!([{ "system": ACT_CODE_SYSTEM, "code": "NOPAT", "display": "no disclosure to patient, family or caregivers without attending provider's authorization" }]),
-            );
-        }
+        // Every resource type carries the label, with or without a profile.
+        r["meta"]["security"] = json!([{
+            "system": ACT_CODE_SYSTEM,
+            "code": "NOPAT",
+            "display": "no disclosure to patient, family or caregivers without attending provider's authorization",
+        }]);
     }
     r
 }

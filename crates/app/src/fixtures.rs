@@ -369,3 +369,21 @@ pub async fn patient_account(
         .map_err(|p| crate::AppError::BadRequest(format!("{p:?}")))?;
     Ok((username, password, cookie))
 }
+
+/// An app registered by the practice's administrator and linked to `patient` with a P9 letter:
+/// (client id, client secret, the link's token).
+pub async fn linked_app(app: &App, tp: &TestPractice, patient: &Patient) -> AppResult<(String, String, String)> {
+    let admin = crate::auth::authenticate(app, &tp.admin_token).await?;
+    let reception = crate::auth::authenticate(app, &tp.receptionist_token).await?;
+    let (registered, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd", "").await?;
+    let letter = app.issue_linkage(&reception, patient.nhs_number.as_str(), "P9").await?;
+    let request = crate::apps::LinkRequest {
+        ods_code: letter.ods_code,
+        account_id: letter.account_id,
+        linkage_key: letter.linkage_key,
+        family_name: patient.name.family.clone(),
+        birth_date: patient.date_of_birth.to_string(),
+    };
+    let (_, token) = app.link_app(&registered.client_id, &secret, &request).await?;
+    Ok((registered.client_id, secret, token))
+}

@@ -29,7 +29,7 @@ impl WebError {
         }
     }
 
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match &self.0 {
             AppError::Unavailable(cause) => {
                 tracing::error!(%cause, "service unavailable");

@@ -8,6 +8,7 @@ mod app_api;
 mod chat;
 mod comms;
 mod error;
+mod fhir;
 mod governance;
 mod inbound;
 mod pages;
@@ -43,6 +44,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/update-record/v1", update_record_api::routes())
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())
+        .nest(fhir::BASE, fhir::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
