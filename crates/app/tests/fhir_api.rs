@@ -54,7 +54,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let audit = fixtures::audit(Action::EntryCreate, None);
     app.store.add_entries(tp.practice.id, &seen, &audit).await.unwrap();
     app.store.add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
-    app.store.add_entries(tp.practice.id, &[theirs.clone()], &audit).await.unwrap();
+    app.store.add_entries(tp.practice.id, std::slice::from_ref(&theirs), &audit).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
 
     // The token endpoint: the app's own credentials and link only; offered scopes only.
