@@ -1,0 +1,257 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The FHIR API over HTTP: OperationOutcome errors, the token endpoint's OAuth errors, hidden ids
+//! answering exactly as unknown ones, an authorization matrix of every FHIR route × kind of token
+//! × practice (T6), and a real FHIR client (fhirclient, installed by scripts/test.sh) reading a
+//! patient through a linked app's token against a running server. Both databases.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_entries};
+use caldicott_app::App;
+use caldicott_core::audit::Action;
+use caldicott_store::test_support::{self, TestStore};
+use chrono::{Duration, Utc};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn send(app: &App, req: Request<Body>) -> Reply {
+    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    Reply { status, headers, body }
+}
+
+async fn get(app: &App, uri: &str, token: Option<&str>) -> Reply {
+    let mut req = Request::get(uri).header(header::HOST, "test");
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    send(app, req.body(Body::empty()).unwrap()).await
+}
+
+async fn token_request(app: &App, client: &str, secret: &str, form: &str) -> Reply {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+    let req = Request::post("/fhir/r4/token")
+        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    send(app, req).await
+}
+
+fn app(t: &TestStore) -> App {
+    App::new(t.store.clone(), caldicott_app::system_clock())
+}
+
+async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(2), "SECRET-HTTP");
+    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    // The CapabilityStatement needs no token and says what is served.
+    let cap = get(&app, "/fhir/r4/metadata", None).await;
+    assert_eq!(cap.status, StatusCode::OK);
+    assert_eq!(cap.headers[header::CONTENT_TYPE], "application/fhir+json");
+    assert_eq!(cap.json()["fhirVersion"], "4.0.1");
+    // No token: 401 OperationOutcome with WWW-Authenticate.
+    let none = get(&app, &format!("/fhir/r4/Patient/{}", pat.id), None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(none.json()["resourceType"], "OperationOutcome");
+    assert_eq!(none.json()["issue"][0]["code"], "login");
+    // The token endpoint speaks OAuth: errors by name, tokens never cached.
+    let wrong = token_request(&app, &client, "nope", &format!("grant_type=refresh_token&refresh_token={link}")).await;
+    assert_eq!((wrong.status, wrong.json()["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let scope = token_request(
+        &app,
+        &client,
+        &secret,
+        &format!("grant_type=refresh_token&refresh_token={link}&scope=system/*.read"),
+    )
+    .await;
+    assert_eq!(scope.json()["error"], "invalid_scope");
+    let grant = token_request(&app, &client, &secret, "grant_type=password").await;
+    assert_eq!(grant.json()["error"], "unsupported_grant_type");
+    let ok = token_request(&app, &client, &secret, &format!("grant_type=refresh_token&refresh_token={link}")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.headers[header::CACHE_CONTROL], "no-store");
+    let token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    // A hidden entry's id answers byte for byte as a made-up one (T2).
+    for h in &hidden {
+        let t = caldicott_app::fhir_out::resource_type(h.kind());
+        let a = get(&app, &format!("/fhir/r4/{t}/{}", h.id), Some(&token)).await;
+        let made_up = uuid::Uuid::now_v7();
+        let b = get(&app, &format!("/fhir/r4/{t}/{made_up}"), Some(&token)).await;
+        assert_eq!((a.status, b.status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+        assert_eq!(a.body.replace(&h.id.to_string(), "X"), b.body.replace(&made_up.to_string(), "X"));
+        assert_eq!(a.json()["issue"][0]["code"], "not-found");
+    }
+    // Bad input is named.
+    let bad = get(&app, "/fhir/r4/Encounter?_count=abc", Some(&token)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json()["issue"][0]["code"], "invalid");
+    let everything = get(&app, &format!("/fhir/r4/Patient/{}/$everything", pat.id), Some(&token)).await;
+    assert_eq!(everything.status, StatusCode::OK);
+    assert!(!everything.body.contains("SECRET-HTTP"));
+    assert_eq!(everything.headers[header::CACHE_CONTROL], "no-store");
+}
+
+/// T6 for the FHIR routes: every route × no token, a forged token, this practice's app (bound
+/// to patient A), an app of another practice, this practice's clinician, an administrator, and
+/// a clinician of another practice; asking about patient A of this practice.
+async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other_tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
+    let entry = consultation(&pat, Utc::now() - Duration::days(1), "MATRIX visit");
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
+    let token_of = |client: String, secret: String, link: String| {
+        let app = app.clone();
+        async move {
+            let r =
+                token_request(&app, &client, &secret, &format!("grant_type=refresh_token&refresh_token={link}")).await;
+            r.json()["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (c, s, l) = linked_app(&app, &tp, &pat).await.unwrap();
+    let app_a = token_of(c, s, l).await;
+    let (c, s, l) = linked_app(&app, &other_tp, &elsewhere).await.unwrap();
+    let app_b = token_of(c, s, l).await;
+    let kinds: [(&str, Option<&str>); 7] = [
+        ("none", None),
+        ("forged", Some("fat_00000000000000000000000000000000forged")),
+        ("app of this practice", Some(&app_a)),
+        ("app of another practice", Some(&app_b)),
+        ("clinician", Some(&tp.clinician_token)),
+        ("administrator", Some(&tp.admin_token)),
+        ("clinician of another practice", Some(&other_tp.clinician_token)),
+    ];
+    let p = pat.id;
+    let e = entry.id;
+    let routes = [
+        format!("/fhir/r4/Patient/{p}"),
+        format!("/fhir/r4/Patient?patient={p}"),
+        format!("/fhir/r4/Encounter/{e}"),
+        format!("/fhir/r4/Encounter?patient={p}"),
+        format!("/fhir/r4/Patient/{p}/$everything"),
+    ];
+    for (kind, token) in kinds {
+        for route in &routes {
+            let r = get(&app, route, token).await;
+            let expected = match kind {
+                "none" | "forged" => StatusCode::UNAUTHORIZED,
+                "app of this practice" | "clinician" => StatusCode::OK,
+                "administrator" => StatusCode::FORBIDDEN,
+                // Another practice's callers cannot even learn that the patient exists.
+                _ => StatusCode::NOT_FOUND,
+            };
+            assert_eq!(r.status, expected, "{kind} GET {route}: {}", r.body);
+            if expected != StatusCode::OK {
+                assert_eq!(r.json()["resourceType"], "OperationOutcome");
+                assert!(!r.body.contains("MATRIX"), "{kind} {route}");
+            }
+        }
+    }
+}
+
+/// A real FHIR client reads a patient through a linked app's token: the CapabilityStatement,
+/// the token endpoint, reads, every search and `$everything`, each resource parsed strictly as
+/// FHIR R4 by fhirclient.
+async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = Utc::now();
+    let mut entries: Vec<_> =
+        (0..120).map(|i| consultation(&pat, now - Duration::hours(i + 1), &format!("CLIENT-{i}"))).collect();
+    entries[3].body = caldicott_core::entry::EntryBody::TestResult {
+        test: "Haemoglobin".into(),
+        value: "132".into(),
+        unit: "g/L".into(),
+        range: "115-165".into(),
+        abnormal: false,
+        filing: caldicott_core::entry::Filing::Filed,
+    };
+    entries[4].body =
+        caldicott_core::entry::EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() };
+    entries[5].body = caldicott_core::entry::EntryBody::Immunisation { vaccine: "Influenza".into() };
+    entries[6].body = caldicott_core::entry::EntryBody::Medication {
+        drug: "Amlodipine 5mg tablets".into(),
+        dosage: "One daily".into(),
+        quantity: "28 tablets".into(),
+        course: caldicott_core::entry::MedicationCourse::RepeatTemplate,
+    };
+    entries[7].body = caldicott_core::entry::EntryBody::Problem { title: "Hypertension".into(), active: true };
+    let hidden = withheld_entries(&pat, now - Duration::minutes(30), "SECRET-CLIENT");
+    let audit = fixtures::audit(Action::EntryCreate, None);
+    app.store.add_entries(tp.practice.id, &entries, &audit).await.unwrap();
+    app.store.add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let python = std::env::var("CALDICOTT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fhir-client-check.py");
+    let base = format!("http://{addr}/fhir/r4");
+    let run = python.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&run).args([script, &base, &client, &secret, &link]).output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/test.sh, which installs fhirclient"));
+    server.abort();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(summary["patient"], pat.id.to_string());
+    assert_eq!(summary["nhs_number"], pat.nhs_number.as_str());
+    let everything: Vec<String> =
+        summary["everything"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    assert!(summary["pages"].as_i64().unwrap() >= 2, "paged");
+    for e in &entries {
+        let t = caldicott_app::fhir_out::resource_type(e.kind());
+        assert_eq!(everything.iter().filter(|x| **x == format!("{t}/{}", e.id)).count(), 1, "{t}/{} once", e.id);
+        assert!(summary["search"][t].as_array().unwrap().iter().any(|x| x == &e.id.to_string()));
+    }
+    for h in &hidden {
+        assert!(!said.contains(&h.id.to_string()), "a hidden entry reached the client");
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
+    };
+}
+
+both!(
+    fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown,
+    every_fhir_route_for_every_kind_of_token,
+    a_real_fhir_client_reads_a_patient_through_a_linked_app,
+);

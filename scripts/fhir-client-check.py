@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Reads a patient through caldicott's FHIR API with fhirclient, the SMART on FHIR Python client.
+
+    fhir-client-check.py BASE CLIENT_ID CLIENT_SECRET LINK_TOKEN
+
+Fetches the CapabilityStatement, swaps the link's token for an access token at the token
+endpoint, then reads the Patient, searches every resource type the server offers and pages
+through Patient/$everything. Every resource is parsed by fhirclient's R4 models in strict mode,
+so anything that is not valid FHIR R4 fails here. Prints a JSON summary (resource ids by type,
+pages) for the caller to check; exits 1 on any failure.
+"""
+import json
+import sys
+
+from fhirclient import client
+from fhirclient.models import bundle, patient
+
+
+def main(base, client_id, secret, link):
+    smart = client.FHIRClient(settings={"app_id": "caldicott-check", "api_base": base})
+    server = smart.server
+    cap = server.capabilityStatement  # fetched and parsed strictly
+    types = [r.type for r in cap.rest[0].resource]
+    res = server.post_as_form(
+        base + "/token",
+        {"grant_type": "refresh_token", "refresh_token": link, "scope": "patient/*.read"},
+        auth=(client_id, secret),
+    )
+    token = res.json()
+    server.session.headers["Authorization"] = "Bearer " + token["access_token"]
+    me = patient.Patient.read(token["patient"], server)
+    seen = {}
+    for t in types:
+        found = server.request_json(f"{t}?patient={me.id}&_count=1000")
+        b = bundle.Bundle(found)  # strict: every entry's resource is parsed as its own type
+        seen[t] = sorted(e.resource.id for e in (b.entry or []))
+    pages, everything = 0, []
+    url = f"Patient/{me.id}/$everything?_count=100"
+    while url:
+        b = bundle.Bundle(server.request_json(url))
+        pages += 1
+        everything += [f"{e.resource.resource_type}/{e.resource.id}" for e in (b.entry or [])]
+        url = next((l.url for l in (b.link or []) if l.relation == "next"), None)
+    print(json.dumps({
+        "patient": me.id,
+        "nhs_number": me.identifier[0].value,
+        "types": types,
+        "search": seen,
+        "everything": everything,
+        "pages": pages,
+    }))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
