@@ -11,6 +11,7 @@ mod error;
 mod fhir;
 mod governance;
 mod inbound;
+pub mod openapi;
 mod pages;
 mod patient;
 mod portal;

@@ -13,6 +13,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/api", get(api_page))
         .route("/health", get(health))
+        .route("/openapi.json", get(crate::openapi::serve))
         .route("/assets/{*path}", get(asset))
         .route("/notify/delivery-reports", axum::routing::post(delivery_report))
 }

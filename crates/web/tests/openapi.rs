@@ -1,0 +1,114 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The OpenAPI document: in step with the routers (every JSON route described, nothing described
+//! that is not routed), served at `/openapi.json`, and run through schemathesis against a live
+//! server (T39: no generated request gets a server error). Both databases for the live run.
+
+use caldicott_app::fixtures::{self, adult, consultation, withheld_entries};
+use caldicott_app::App;
+use caldicott_core::audit::Action;
+use caldicott_store::test_support::{self, TestStore};
+use chrono::{Duration, Utc};
+use std::collections::BTreeSet;
+
+/// (method, path) of every route in a router's source, with its mount prefix.
+fn routes_in(prefix: &str, src: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for piece in src.split(".route(").skip(1) {
+        let piece = piece.trim_start();
+        let Some(rest) = piece.strip_prefix('"') else { continue };
+        let path = rest.split('"').next().unwrap();
+        let after = &rest[path.len()..];
+        for method in ["get", "post"] {
+            let called = [format!(" {method}("), format!("({method}("), format!("routing::{method}(")];
+            let first_call = after.split(".route(").next().unwrap();
+            if called.iter().any(|c| first_call.contains(c.as_str())) {
+                out.insert((method.to_owned(), format!("{prefix}{path}")));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_openapi_document_and_the_json_routes_agree() {
+    let mut routed = BTreeSet::new();
+    routed.extend(routes_in("/api/v1", include_str!("../src/api.rs")));
+    routed.extend(routes_in("/api/apps/v1", include_str!("../src/app_api.rs")));
+    routed.extend(routes_in("/api/update-record/v1", include_str!("../src/update_record_api.rs")));
+    routed.extend(routes_in("/fhir/r4", include_str!("../src/fhir.rs")));
+    // The pages router: its JSON routes (the API page is HTML; assets are files).
+    routed.extend(
+        routes_in("", include_str!("../src/pages.rs"))
+            .into_iter()
+            .filter(|(_, p)| p != "/api" && !p.starts_with("/assets")),
+    );
+    assert!(routed.len() >= 20, "{routed:?}");
+    let described: BTreeSet<(String, String)> =
+        caldicott_web::openapi::OPERATIONS.iter().map(|o| (o.method.to_owned(), o.path.to_owned())).collect();
+    let undescribed: Vec<_> = routed.difference(&described).collect();
+    let unrouted: Vec<_> = described.difference(&routed).collect();
+    assert!(undescribed.is_empty(), "JSON routes missing from the OpenAPI document: {undescribed:?}");
+    assert!(unrouted.is_empty(), "described but not routed: {unrouted:?}");
+    let doc = caldicott_web::openapi::document();
+    assert_eq!(doc["openapi"], "3.0.3");
+    for (method, path) in &routed {
+        assert!(doc["paths"][path][method]["responses"].is_object(), "{method} {path}");
+    }
+}
+
+async fn schemathesis_finds_no_server_error(t: &TestStore) {
+    let app = App::new(t.store.clone(), caldicott_app::system_clock());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = Utc::now();
+    let mut entries = vec![consultation(&pat, now - Duration::days(1), "Seen")];
+    entries.extend(withheld_entries(&pat, now - Duration::hours(5), "SCHEMA"));
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let python = std::env::var("CALDICOTT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let st = std::path::Path::new(&python).with_file_name("st");
+    let token = tp.clinician_token.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&st)
+            .args([
+                "run",
+                &format!("http://{addr}/openapi.json"),
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "15",
+                // One worker: schemathesis' coverage phase is not safe across threads on every
+                // Python (hypothesis' source inspection races).
+                "--workers",
+                "1",
+                "--seed",
+                "1",
+                "--header",
+                &format!("Authorization: Bearer {token}"),
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("schemathesis: {e}; run scripts/test.sh, which installs it"));
+    server.abort();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let tail: String = said.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(out.status.success(), "{tail}");
+    assert!(said.contains("passed") || said.contains("Passed"), "{said}");
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
+    };
+}
+
+both!(schemathesis_finds_no_server_error);
