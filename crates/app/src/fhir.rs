@@ -407,6 +407,7 @@ impl Reader<'_> {
             }
             "Immunization" => (&["occurrenceDateTime", "recorded"], &["recorded", "occurrenceDateTime"], "performer"),
             "DocumentReference" => (&["date"], &["date"], "author"),
+            "Communication" => (&["sent"], &["sent"], "sender"),
             _ => return None,
         };
         let event = date_of(event_fields).and_then(fhir_date);
@@ -428,7 +429,7 @@ impl Reader<'_> {
             "MedicationRequest" | "MedicationStatement" => "medicationCodeableConcept",
             _ => "code",
         };
-        let concept = r.get(code_field);
+        let concept = if kind == "Communication" { first(r, "reasonCode") } else { r.get(code_field) };
         let code = snomed(concept);
         let words = concept_text(concept);
         let need_words = |me: &mut Self, what: &str| {
@@ -566,6 +567,28 @@ impl Reader<'_> {
                     .unwrap_or_default()
                     .to_owned();
                 EntryBody::Document { title, summary, filing: Filing::Filed, review: DocumentReview::Reviewed }
+            }
+            "Communication" => {
+                let topic = r.get("topic").and_then(|t| text(t, "text")).unwrap_or_default().to_owned();
+                let email = first(r, "medium").and_then(|m| text(m, "text")) == Some("email");
+                let category = first(r, "category").and_then(|c| concept_text(Some(c))).unwrap_or_default();
+                let text = first(r, "payload").and_then(|p| text(p, "contentString")).unwrap_or_default().to_owned();
+                match EntryKind::ALL.into_iter().find(|k| k.display() == category) {
+                    Some(EntryKind::OnlineConsultation) => EntryBody::OnlineConsultation { text },
+                    Some(EntryKind::SystemSms) => EntryBody::SystemSms { text },
+                    Some(EntryKind::Diary) => {
+                        let due = topic
+                            .strip_prefix(crate::fhir_out::DIARY_DUE)
+                            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                            .unwrap_or(event_date);
+                        EntryBody::Diary { text, due }
+                    }
+                    _ => EntryBody::AdminMessage {
+                        subject: topic,
+                        text,
+                        channel: if email { AdminChannel::Email } else { AdminChannel::Note },
+                    },
+                }
             }
             _ => return None,
         };

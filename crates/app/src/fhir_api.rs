@@ -12,7 +12,7 @@
 //!   patients; entries hidden from the patient online carry the `NOPAT` security label.
 
 use crate::apps::sha256;
-use crate::fhir_out::{self, entry_resource, resource_type};
+use crate::fhir_out::{self, entry_resource, resource_type, Label};
 use crate::record::{decode_cursor, encode_cursor, Loaded};
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -346,8 +346,10 @@ impl App {
         let shown = policy.decide(e).is_shown();
         match caller {
             FhirCaller::App(_) if !shown => None,
-            FhirCaller::App(_) => Some(entry_resource(e, false)),
-            FhirCaller::Staff(_) => Some(entry_resource(e, !shown)),
+            FhirCaller::App(_) => Some(entry_resource(e, Label::None)),
+            FhirCaller::Staff(_) => {
+                Some(entry_resource(e, if shown { Label::Shareable } else { Label::NotForPatient }))
+            }
         }
     }
 

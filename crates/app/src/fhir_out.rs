@@ -12,6 +12,9 @@ use caldicott_core::practice::Practice;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+/// The topic of a diary entry written as a Communication, before its due date.
+pub const DIARY_DUE: &str = "Diary entry, due ";
+
 pub const UK_CORE: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
 
 /// A FHIR instant.
@@ -49,13 +52,26 @@ pub fn narrative(lines: &[&str]) -> Value {
     json!({ "status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>") })
 }
 
+/// A number exactly as written ("28", "5.5"), or `None` when the JSON number would not read
+/// back as the same text ("05", "1e3", "28.0"), so that what is written is read back unchanged.
+fn exact_number(s: &str) -> Option<serde_json::Number> {
+    let s = s.trim();
+    let n = match s.parse::<i64>() {
+        Ok(i) => serde_json::Number::from(i),
+        Err(_) => serde_json::Number::from_f64(s.parse::<f64>().ok()?)?,
+    };
+    (n.to_string() == s).then_some(n)
+}
+
 /// A quantity written as "28 tablets": its number and unit, if it starts with a number.
 fn quantity(q: &str) -> Option<Value> {
     let q = q.trim();
     let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
-    let n: f64 = q[..split].parse().ok()?;
     let unit = q[split..].trim();
-    let value = serde_json::Number::from_f64(n)?;
+    let value = exact_number(&q[..split])?;
+    if !unit.is_empty() && !q[split..].starts_with(' ') {
+        return None;
+    }
     let mut v = json!({ "value": value });
     if !unit.is_empty() {
         v["unit"] = Value::String(unit.into());
@@ -126,9 +142,20 @@ pub fn resource_type(kind: EntryKind) -> &'static str {
     }
 }
 
-/// One record entry as a FHIR resource. `nopat` labels it "not for the patient" (for
-/// practice-facing readers; never set in what goes to a patient).
-pub fn entry_resource(e: &Entry, label_nopat: bool) -> Value {
+/// The security label a resource carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// No label: what goes to the patient or their app.
+    None,
+    /// Confidentiality "normal": practice-facing, shown to the patient online.
+    Shareable,
+    /// `NOPAT`: practice-facing, hidden from the patient online.
+    NotForPatient,
+}
+
+/// One record entry as a FHIR resource, with the label practice-facing readers need (a
+/// transfer-in reads it back as the entry's online visibility).
+pub fn entry_resource(e: &Entry, label: Label) -> Value {
     let kind = resource_type(e.kind());
     let subject = json!({ "reference": format!("Patient/{}", e.patient) });
     let author = json!({ "display": e.author.name });
@@ -198,7 +225,7 @@ pub fn entry_resource(e: &Entry, label_nopat: bool) -> Value {
                 "issued": entered,
                 "performer": [author],
             });
-            match value.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            match exact_number(value) {
                 Some(n) => {
                     let mut q = json!({ "value": n });
                     if !unit.is_empty() {
@@ -272,19 +299,33 @@ pub fn entry_resource(e: &Entry, label_nopat: bool) -> Value {
             "description": title,
             "content": [{ "attachment": { "contentType": "text/plain", "title": summary } }],
         }),
-        EntryBody::AdminMessage { subject: about, text, .. } => communication(e, Some(about), text, subject),
+        EntryBody::AdminMessage { subject: about, text, channel } => {
+            let mut c = communication(e, Some(about), text, subject);
+            c["medium"] = json!([{ "text": if *channel == AdminChannel::Email { "email" } else { "note" } }]);
+            c
+        }
         EntryBody::OnlineConsultation { text } | EntryBody::SystemSms { text } => communication(e, None, text, subject),
-        EntryBody::Diary { text, due } => communication(e, Some(&format!("Diary entry, due {due}")), text, subject),
+        EntryBody::Diary { text, due } => communication(e, Some(&format!("{DIARY_DUE}{due}")), text, subject),
     };
     r["id"] = Value::String(e.id.to_string());
     debug_assert_eq!(r["resourceType"], kind);
-    if label_nopat {
-        // Every resource type carries the label, with or without a profile.
-        r["meta"]["security"] = json!([{
-            "system": ACT_CODE_SYSTEM,
-            "code": "NOPAT",
-            "display": "no disclosure to patient, family or caregivers without attending provider's authorization",
-        }]);
+    // Every resource type carries the label, with or without a profile.
+    match label {
+        Label::None => {}
+        Label::NotForPatient => {
+            r["meta"]["security"] = json!([{
+                "system": ACT_CODE_SYSTEM,
+                "code": "NOPAT",
+                "display": "no disclosure to patient, family or caregivers without attending provider's authorization",
+            }]);
+        }
+        Label::Shareable => {
+            r["meta"]["security"] = json!([{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                "code": "N",
+                "display": "normal",
+            }]);
+        }
     }
     r
 }
@@ -353,6 +394,9 @@ fn communication(e: &Entry, topic: Option<&str>, text: &str, subject: Value) -> 
     if let Some(t) = topic {
         c["topic"] = json!({ "text": t });
     }
+    if let Some(code) = &e.code {
+        c["reasonCode"] = json!([concept(Some(code), "")]);
+    }
     c
 }
 
@@ -362,14 +406,181 @@ mod tests {
 
     #[test]
     fn quantities_split_number_and_unit() {
-        assert_eq!(quantity("28 tablets"), Some(json!({ "value": 28.0, "unit": "tablets" })));
+        assert_eq!(quantity("28 tablets"), Some(json!({ "value": 28, "unit": "tablets" })));
         assert_eq!(quantity("2.5"), Some(json!({ "value": 2.5 })));
         assert_eq!(quantity("one box"), None);
+        // Only numbers that read back as written.
+        assert_eq!(quantity("05 tablets"), None);
+        assert_eq!(quantity("28.0 tablets"), None);
+        assert_eq!(quantity("28tablets"), None);
     }
 
     #[test]
     fn narrative_is_escaped() {
         let n = narrative(&["a < b & c"]);
         assert_eq!(n["div"], "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>a &lt; b &amp; c</p></div>");
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    //! What the practice-facing API writes, the transfer-in reader reads back unchanged: every
+    //! kind of entry, its code, dates, author and online visibility (as its label).
+    use super::*;
+    use crate::fhir::{read_transfer_bundle, RedactionLabel};
+    use crate::fixtures::{date, person};
+    use caldicott_core::ids::{EntryId, PracticeId};
+    use caldicott_core::practice::{OdsCode, OnlineServicesSettings, PostalAddress};
+    use caldicott_core::snomed::{Coding, ConceptId};
+    use chrono::TimeZone;
+
+    fn entries(p: &Patient) -> Vec<Entry> {
+        let at = |d: u32| chrono::Utc.with_ymd_and_hms(2024, 3, d, 10, 30, 0).single().unwrap_or_default();
+        let template = EntryId::from_uuid(crate::new_id());
+        let bodies = vec![
+            EntryBody::Consultation {
+                text: "Cough for a week.\nChest clear.".into(),
+                status: ConsultationStatus::Final,
+            },
+            EntryBody::Problem { title: "Asthma".into(), active: true },
+            EntryBody::Problem { title: "Fractured wrist".into(), active: false },
+            EntryBody::Coded { value: Some("Ex-smoker".into()) },
+            EntryBody::TestResult {
+                test: "Haemoglobin".into(),
+                value: "132".into(),
+                unit: "g/L".into(),
+                range: "115-165".into(),
+                abnormal: false,
+                filing: Filing::Filed,
+            },
+            EntryBody::TestResult {
+                test: "HbA1c".into(),
+                value: "52.5".into(),
+                unit: "mmol/mol".into(),
+                range: "20-41".into(),
+                abnormal: true,
+                filing: Filing::Filed,
+            },
+            EntryBody::Medication {
+                drug: "Salbutamol inhaler".into(),
+                dosage: "Two puffs when needed".into(),
+                quantity: "1 inhaler".into(),
+                course: MedicationCourse::RepeatTemplate,
+            },
+            EntryBody::MedicationIssue {
+                drug: "Salbutamol inhaler".into(),
+                dosage: "Two puffs when needed".into(),
+                quantity: "1 inhaler".into(),
+                template: Some(template),
+            },
+            EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() },
+            EntryBody::Immunisation { vaccine: "Influenza".into() },
+            EntryBody::Document {
+                title: "Clinic letter".into(),
+                summary: "Seen in respiratory clinic".into(),
+                filing: Filing::Filed,
+                review: DocumentReview::Reviewed,
+            },
+            EntryBody::AdminMessage {
+                subject: "Fit note".into(),
+                text: "Sent by email".into(),
+                channel: AdminChannel::Email,
+            },
+            EntryBody::OnlineConsultation { text: "Rash on arm for two days".into() },
+            EntryBody::SystemSms { text: "Your appointment is at 10:30".into() },
+            EntryBody::Diary { text: "Recall for review".into(), due: date(2025, 1, 5) },
+        ];
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let entered = at(i as u32 + 1);
+                let mut e = Entry {
+                    id: if i == 6 { template } else { EntryId::from_uuid(crate::new_id()) },
+                    patient: p.id,
+                    event_date: entered.date_naive(),
+                    entered_at: entered,
+                    author: Author { staff: None, name: "Dr Jane Smith".into() },
+                    origin: Origin::Native,
+                    code: None,
+                    body,
+                    visibility: OnlineVisibility::Visible,
+                    nopat: false,
+                    safeguarding: false,
+                    confidential: false,
+                };
+                if i == 1 {
+                    e.code = Some(Coding {
+                        concept: ConceptId::parse("195967001").unwrap_or_else(|_| panic!("code")),
+                        term: "Asthma".into(),
+                    });
+                }
+                if i == 3 {
+                    e.code = Some(Coding {
+                        concept: ConceptId::parse("8517006").unwrap_or_else(|_| panic!("code")),
+                        term: "Ex-smoker".into(),
+                    });
+                    e.body = EntryBody::Coded { value: Some("Stopped 2019".into()) };
+                }
+                if i == 12 {
+                    e.visibility = OnlineVisibility::Hidden(
+                        Redaction::new(HiddenReason::ThirdParty, "names a relative", "Dr", entered)
+                            .unwrap_or_else(|_| panic!("r")),
+                    );
+                }
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_is_written_is_read_back_unchanged() {
+        let practice = Practice {
+            id: PracticeId::from_uuid(crate::new_id()),
+            ods_code: OdsCode::parse("A81001").unwrap_or_else(|_| panic!("ods")),
+            name: "Test Surgery".into(),
+            telephone: "01632 960000".into(),
+            address: PostalAddress { lines: vec!["1 Test Street".into()], postcode: "TE1 1ST".into() },
+            online: OnlineServicesSettings::default(),
+        };
+        let p = person(practice.id, date(1980, 5, 17));
+        let originals = entries(&p);
+        let mut bundle_entries = vec![
+            json!({ "fullUrl": format!("Patient/{}", p.id), "resource": patient_resource(&p, &practice) }),
+            json!({ "fullUrl": format!("Organization/{}", practice.id), "resource": organization_resource(&practice) }),
+        ];
+        for e in &originals {
+            let label = if matches!(e.visibility, OnlineVisibility::Hidden(_)) {
+                Label::NotForPatient
+            } else {
+                Label::Shareable
+            };
+            let r = entry_resource(e, label);
+            bundle_entries.push(
+                json!({ "fullUrl": format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), e.id), "resource": r }),
+            );
+        }
+        let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": bundle_entries });
+        let read = read_transfer_bundle(bundle.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(read.patient.nhs_number, p.nhs_number);
+        assert_eq!((read.patient.given.as_str(), read.patient.family.as_str()), ("Test", "Patient"));
+        assert_eq!(read.from_ods, "A81001");
+        assert!(read.not_imported.is_empty(), "{:?}", read.not_imported);
+        assert_eq!(read.entries.len(), originals.len());
+        for (orig, got) in originals.iter().zip(&read.entries) {
+            let mut body = got.body.clone();
+            // The issue's link to its repeat comes back as an index into the import.
+            if let (EntryBody::MedicationIssue { template, .. }, Some(i)) = (&mut body, got.issued_from) {
+                *template = Some(originals[i].id);
+            }
+            assert_eq!(body, orig.body, "{}", got.source);
+            assert_eq!(got.code, orig.code, "{}", got.source);
+            assert_eq!(got.entered_at, orig.entered_at, "{}", got.source);
+            assert_eq!(got.event_date, orig.event_date, "{}", got.source);
+            assert_eq!(got.author, orig.author.name, "{}", got.source);
+            let hidden = matches!(orig.visibility, OnlineVisibility::Hidden(_));
+            let expected = if hidden { RedactionLabel::NotForPatient } else { RedactionLabel::Shareable };
+            assert_eq!(got.label, expected, "{}", got.source);
+        }
     }
 }

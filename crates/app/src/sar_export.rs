@@ -329,7 +329,7 @@ impl App {
                 title: format!("{}: {}", long_date(e.event_date), e.kind().display()),
                 lines: entry_lines(e),
                 flags: entry_flags(e, today),
-                resource: compact(&fhir_out::entry_resource(e, false)),
+                resource: compact(&fhir_out::entry_resource(e, fhir_out::Label::None)),
             });
         }
         for m in self.store.messages_for_patient(p, patient.id).await? {

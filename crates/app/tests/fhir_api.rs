@@ -102,6 +102,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let everything_of = everything(&app, &who, &pat.id.to_string(), "2").await;
     let all = serde_json::to_string(&everything_of).unwrap();
     assert!(!all.contains("SECRET-FHIR") && !all.contains("OTHER-PATIENT") && !all.contains("NOPAT"));
+    assert!(!all.contains("\"security\""), "what goes to an app carries no labels");
     for h in &hidden {
         assert!(!all.contains(&h.id.to_string()) && !text.contains(&h.id.to_string()));
     }
@@ -144,7 +145,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
         assert_eq!(r["meta"]["security"][0]["code"], "NOPAT");
     }
     let shown = full.iter().find(|r| r["id"] == seen[0].id.to_string()).unwrap();
-    assert!(shown["meta"].get("security").is_none());
+    assert_eq!(shown["meta"]["security"][0]["code"], "N", "shown online: confidentiality normal");
     // Administrators do not read records.
     let admin_token = tp.admin_token.clone();
     assert!(matches!(app.fhir_caller(&admin_token).await, Err(AppError::Forbidden(_))));
