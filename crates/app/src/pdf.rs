@@ -71,6 +71,16 @@ impl<'a> Metrics<'a> {
         let font = FontRef::new(bytes).map_err(|e| PdfError(format!("font: {e}")))?;
         Ok(Self { font, cache: HashMap::new() })
     }
+    /// The text with every character the font has no glyph for shown as "□" (PDF/UA refuses
+    /// missing glyphs); `None` when the font draws it all.
+    fn drawable(&self, text: &str) -> Option<String> {
+        let charmap = self.font.charmap();
+        if text.chars().all(|c| charmap.map(c).is_some()) {
+            return None;
+        }
+        Some(text.chars().map(|c| if charmap.map(c).is_some() { c } else { '\u{25A1}' }).collect())
+    }
+
     fn width(&mut self, text: &str, size: f32) -> f32 {
         let mut w = 0.0;
         for c in text.chars() {
@@ -293,11 +303,18 @@ pub fn render(doc: &PdfDocument, mut progress: impl FnMut(usize, usize)) -> Resu
             .start_page_with(PageSettings::from_wh(PAGE_W, PAGE_H).ok_or_else(|| PdfError("page size".into()))?);
         let mut surface = page.surface();
         if n > 0 {
-            artifact(&mut surface, ArtifactType::Header, &regular, 8.0, MARGIN, 36.0, &clean(&doc.running_header));
+            let header = clean(&doc.running_header);
+            let header = regular_m.drawable(&header).unwrap_or(header);
+            artifact(&mut surface, ArtifactType::Header, &regular, 8.0, MARGIN, 36.0, &header);
         }
         for l in lines {
-            let id = surface.start_tagged(ContentTag::Span(SpanTag::empty()));
-            draw(&mut surface, if l.bold { &bold } else { &regular }, l.size, l.x, l.y, &l.text);
+            // What the font cannot draw is shown as a box; the words themselves stay in the tag
+            // (ActualText), for screen readers and copying.
+            let shown = if l.bold { bold_m.drawable(&l.text) } else { regular_m.drawable(&l.text) };
+            let span = SpanTag { actual_text: shown.as_ref().map(|_| l.text.as_str()), ..SpanTag::empty() };
+            let id = surface.start_tagged(ContentTag::Span(span));
+            let font = if l.bold { &bold } else { &regular };
+            draw(&mut surface, font, l.size, l.x, l.y, shown.as_deref().unwrap_or(&l.text));
             surface.end_tagged();
             ids[l.group].push(id);
         }
@@ -390,5 +407,28 @@ mod tests {
         assert!(lines.iter().all(|l| m.width(l, 10.0) <= 200.0));
         assert_eq!(lines.last().map(String::as_str), Some("end"));
         assert_eq!(lines.concat().matches('x').count(), 300);
+    }
+}
+
+#[cfg(test)]
+mod any_text {
+    use super::*;
+
+    #[test]
+    fn text_the_font_cannot_draw_still_makes_a_valid_pdf() {
+        // Patients and staff write emoji, other scripts and stray control characters.
+        let doc = PdfDocument {
+            title: "Test".into(),
+            author: "Test Surgery".into(),
+            letterhead: vec!["Test Surgery".into()],
+            running_header: "Header".into(),
+            blocks: vec![
+                Block::Heading(1, "Records".into()),
+                Block::Para("Thanks 😀 你好 \u{0007} العربية — ok".into()),
+                Block::Item { title: "Item 🩺".into(), lines: vec!["line \u{202e}reversed".into()] },
+            ],
+        };
+        let pdf = render(&doc, |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+        assert!(pdf.starts_with(b"%PDF"));
     }
 }
