@@ -411,7 +411,8 @@ mod tests {
         assert_eq!(quantity("one box"), None);
         // Only numbers that read back as written.
         assert_eq!(quantity("05 tablets"), None);
-        assert_eq!(quantity("28.0 tablets"), None);
+        assert_eq!(quantity("1e3 ml"), None);
+        assert_eq!(quantity("28.0 tablets").map(|q| q["value"].to_string()), Some("28.0".into()));
         assert_eq!(quantity("28tablets"), None);
     }
 
