@@ -47,6 +47,9 @@ pub const CLINICAL_TYPES: [&str; 7] = [
     "DocumentReference",
 ];
 
+/// The practice and its clinicians: not patient data, served to any caller of the practice.
+pub const DIRECTORY_TYPES: [&str; 2] = ["Organization", "Practitioner"];
+
 fn kinds_of(resource: &str) -> Vec<EntryKind> {
     EntryKind::ALL.into_iter().filter(|k| resource_type(*k) == resource).collect()
 }
@@ -69,7 +72,7 @@ impl Scopes {
             if !matches!(access, "read" | "rs" | "r") {
                 return Err(bad());
             }
-            if t != "*" && t != "Patient" && !CLINICAL_TYPES.contains(&t) {
+            if t != "*" && !DIRECTORY_TYPES.contains(&t) && t != "Patient" && !CLINICAL_TYPES.contains(&t) {
                 return Err(bad());
             }
             granted.insert(format!("patient/{t}.read"));
@@ -353,9 +356,33 @@ impl App {
         }
     }
 
+    /// The practice's Organization and its clinicians (active or not: past entries name them).
+    async fn directory(&self, caller: &FhirCaller, resource: &str) -> AppResult<Vec<Value>> {
+        let practice = self.store.practice(caller.practice()).await?.ok_or_else(|| not_found(resource, ""))?;
+        Ok(match resource {
+            "Organization" => vec![fhir_out::organization_resource(&practice)],
+            _ => self
+                .store
+                .staff_members(practice.id)
+                .await?
+                .iter()
+                .filter(|s| s.role == caldicott_core::staff::Role::Clinician)
+                .map(fhir_out::practitioner_resource)
+                .collect(),
+        })
+    }
+
     /// `GET [base]/{type}/{id}`.
     pub async fn fhir_read(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
         Self::check_scope(caller, resource)?;
+        if DIRECTORY_TYPES.contains(&resource) {
+            return self
+                .directory(caller, resource)
+                .await?
+                .into_iter()
+                .find(|r| r["id"] == id)
+                .ok_or_else(|| not_found(resource, id));
+        }
         if resource == "Patient" {
             let (l, _) = self.view_for(caller, Some(id)).await?;
             let audit = self.fhir_audit(caller, l.patient.id, format!("fhir/Patient/{id}"), "read".into());
@@ -445,6 +472,11 @@ impl App {
         Self::check_scope(caller, resource)?;
         let count = parse_count(q.count.as_deref())?;
         let after = q.cursor.as_deref().map(|c| Self::unbind_cursor(caller, c)).transpose()?;
+        if DIRECTORY_TYPES.contains(&resource) {
+            let entries =
+                self.directory(caller, resource).await?.into_iter().map(|r| search_entry(base, r, "match")).collect();
+            return Ok(bundle_page("searchset", base, &format!("/{resource}"), None, entries));
+        }
         if resource == "Patient" {
             let (l, _) = self.view_for(caller, q.patient.as_deref()).await?;
             let audit = self.fhir_audit(caller, l.patient.id, "fhir/Patient".into(), "search".into());
@@ -531,6 +563,14 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
         "searchParam": search(false),
         "operation": [{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }],
     })];
+    for t in DIRECTORY_TYPES {
+        resources.push(json!({
+            "type": t,
+            "profile": format!("{}UKCore-{t}", fhir_out::UK_CORE),
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "documentation": if t == "Organization" { "The practice" } else { "The practice's clinicians" },
+        }));
+    }
     for t in CLINICAL_TYPES {
         resources.push(json!({
             "type": t,
@@ -571,6 +611,7 @@ mod tests {
     fn scopes_are_only_those_offered() {
         assert!(Scopes::parse("").unwrap().allows("Observation"));
         let narrow = Scopes::parse("patient/Observation.read patient/Patient.rs").unwrap();
+        assert!(Scopes::parse("patient/Practitioner.read").unwrap().allows("Practitioner"));
         assert!(narrow.allows("Observation") && narrow.allows("Patient") && !narrow.allows("Condition"));
         for bad in ["system/*.read", "patient/*.write", "user/Observation.read", "patient/Basic.read", "openid"] {
             assert!(Scopes::parse(bad).is_err(), "{bad}");

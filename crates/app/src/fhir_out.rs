@@ -126,6 +126,29 @@ pub fn organization_resource(practice: &Practice) -> Value {
     })
 }
 
+/// A clinician of the practice, by the name the record shows.
+pub fn practitioner_resource(s: &caldicott_core::staff::StaffMember) -> Value {
+    let mut parts: Vec<&str> = s.display_name.split_whitespace().collect();
+    let prefix: Vec<&str> = parts
+        .iter()
+        .take_while(|p| matches!(**p, "Dr" | "Mr" | "Mrs" | "Ms" | "Miss" | "Mx" | "Prof"))
+        .copied()
+        .collect();
+    parts.drain(..prefix.len());
+    let family = parts.pop().unwrap_or_default();
+    let mut name = json!({ "text": s.display_name, "family": family, "given": parts });
+    if !prefix.is_empty() {
+        name["prefix"] = json!(prefix);
+    }
+    json!({
+        "resourceType": "Practitioner",
+        "id": s.id.to_string(),
+        "meta": profile("Practitioner"),
+        "active": s.active,
+        "name": [name],
+    })
+}
+
 /// The resource type an entry becomes.
 pub fn resource_type(kind: EntryKind) -> &'static str {
     match kind {

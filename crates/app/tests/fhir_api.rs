@@ -121,6 +121,15 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let bad = Search { count: Some("0".into()), ..Default::default() };
     assert!(matches!(app.fhir_search(&who, "Encounter", BASE, &bad).await, Err(AppError::BadRequest(_))));
 
+    // The practice and its clinicians; another practice's Organization is not known.
+    let org = app.fhir_read(&who, "Organization", &tp.practice.id.to_string()).await.unwrap();
+    assert_eq!(org["identifier"][0]["value"], tp.practice.ods_code.as_str());
+    unknown(app.fhir_read(&who, "Organization", &uuid::Uuid::now_v7().to_string()).await);
+    let doctors = app.fhir_search(&who, "Practitioner", BASE, &Search::default()).await.unwrap();
+    assert!(doctors.to_string().contains(&tp.clinician.name));
+    let doctor = app.fhir_read(&who, "Practitioner", &tp.clinician.staff.to_string()).await.unwrap();
+    assert_eq!(doctor["name"][0]["text"], tp.clinician.name.as_str());
+
     // Narrower scopes: Observation only.
     let narrow = app_token(&app, &client, &secret, &link, "patient/Observation.read").await;
     assert!(matches!(
