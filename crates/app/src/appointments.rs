@@ -291,31 +291,44 @@ impl App {
         slot: SlotId,
     ) -> AppResult<(Appointment, Slot)> {
         let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
+        self.book_for(me.practice, who.patient.id, slot, who.requester(me), me.actor(who.link.as_ref())).await
+    }
+
+    /// Books a free online-bookable slot for a patient, audited as `actor`: the one way a
+    /// booking is made online, from the pages or an app.
+    pub(crate) async fn book_for(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        slot: SlotId,
+        booked_by: String,
+        actor: caldicott_core::audit::Actor,
+    ) -> AppResult<(Appointment, Slot)> {
         let now = self.now();
         let slot = self
             .store
-            .slot(me.practice, slot)
+            .slot(practice, slot)
             .await?
             .filter(|s| can_book_online(s, now))
             .ok_or_else(|| AppError::NotFound("that appointment is not available to book online".into()))?;
         let appointment = Appointment {
             id: AppointmentId::from_uuid(new_id()),
             slot: slot.id,
-            patient: who.patient.id,
+            patient,
             booked_at: now,
-            booked_by: who.requester(me),
+            booked_by,
             cancelled_at: None,
             cancelled_by: None,
         };
         let audit = self.patient_audit(
-            me.actor(who.link.as_ref()),
-            Some(who.patient.id),
+            actor,
+            Some(patient),
             Action::AppointmentBook,
             format!("appointment/{}", appointment.id),
             Outcome::Success,
             format!("slot/{} at {}", slot.id, slot.starts_at.to_rfc3339()),
         );
-        self.store.book_slot(me.practice, &appointment, &audit).await?;
+        self.store.book_slot(practice, &appointment, &audit).await?;
         Ok((appointment, slot))
     }
 
@@ -327,11 +340,24 @@ impl App {
         id: AppointmentId,
     ) -> AppResult<()> {
         let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
-        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        self.cancel_for(me.practice, who.patient.id, id, who.requester(me), me.actor(who.link.as_ref())).await
+    }
+
+    /// Cancels a patient's upcoming appointment online, up to the practice's cut-off, audited
+    /// as `actor`: the one way an online cancellation is made, from the pages or an app.
+    pub(crate) async fn cancel_for(
+        &self,
+        practice_id: PracticeId,
+        patient: PatientId,
+        id: AppointmentId,
+        by: String,
+        actor: caldicott_core::audit::Actor,
+    ) -> AppResult<()> {
+        let practice = self.store.practice(practice_id).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let now = self.now();
         let (_, slot) = self
             .store
-            .appointments_for_patient(me.practice, who.patient.id)
+            .appointments_for_patient(practice_id, patient)
             .await?
             .into_iter()
             .find(|(a, _)| a.id == id && a.cancelled_at.is_none())
@@ -344,14 +370,14 @@ impl App {
             )));
         }
         let audit = self.patient_audit(
-            me.actor(who.link.as_ref()),
-            Some(who.patient.id),
+            actor,
+            Some(patient),
             Action::AppointmentCancel,
             format!("appointment/{id}"),
             Outcome::Success,
             "cancelled online",
         );
-        self.store.cancel_appointment(me.practice, id, who.patient.id, now, &who.requester(me), &audit).await?;
+        self.store.cancel_appointment(practice_id, id, patient, now, &by, &audit).await?;
         Ok(())
     }
 

@@ -47,6 +47,9 @@ pub const CLINICAL_TYPES: [&str; 7] = [
     "DocumentReference",
 ];
 
+/// Booking: free slots to read, and the patient's appointments to read, book and cancel.
+pub const SCHEDULING_TYPES: [&str; 2] = ["Slot", "Appointment"];
+
 /// The practice and its clinicians: not patient data, served to any caller of the practice.
 pub const DIRECTORY_TYPES: [&str; 2] = ["Organization", "Practitioner"];
 
@@ -69,13 +72,27 @@ impl Scopes {
             let bad = || AppError::BadRequest(format!("the scope \"{s}\" is not offered (invalid_scope)"));
             let rest = s.strip_prefix("patient/").ok_or_else(bad)?;
             let (t, access) = rest.split_once('.').ok_or_else(bad)?;
-            if !matches!(access, "read" | "rs" | "r") {
+            let known = t == "*"
+                || t == "Patient"
+                || DIRECTORY_TYPES.contains(&t)
+                || CLINICAL_TYPES.contains(&t)
+                || SCHEDULING_TYPES.contains(&t);
+            if !known {
                 return Err(bad());
             }
-            if t != "*" && !DIRECTORY_TYPES.contains(&t) && t != "Patient" && !CLINICAL_TYPES.contains(&t) {
-                return Err(bad());
+            let (read, write) = match access {
+                "read" | "rs" | "r" | "s" => (true, false),
+                // Appointments are the one thing an app may write: book (create) and cancel (update).
+                "write" | "cu" | "c" | "u" if t == "Appointment" || t == "*" => (false, true),
+                "cruds" | "crus" | "cru" if t == "Appointment" || t == "*" => (true, true),
+                _ => return Err(bad()),
+            };
+            if read {
+                granted.insert(format!("patient/{t}.read"));
             }
-            granted.insert(format!("patient/{t}.read"));
+            if write {
+                granted.insert("patient/Appointment.write".to_owned());
+            }
         }
         if granted.is_empty() {
             granted.insert("patient/*.read".into());
@@ -85,6 +102,10 @@ impl Scopes {
 
     pub fn allows(&self, resource: &str) -> bool {
         self.granted.contains("patient/*.read") || self.granted.contains(&format!("patient/{resource}.read"))
+    }
+
+    pub fn allows_write(&self, resource: &str) -> bool {
+        resource == "Appointment" && self.granted.contains("patient/Appointment.write")
     }
 
     pub fn as_string(&self) -> String {
@@ -383,6 +404,19 @@ impl App {
                 .find(|r| r["id"] == id)
                 .ok_or_else(|| not_found(resource, id));
         }
+        if SCHEDULING_TYPES.contains(&resource) {
+            // Practice-facing reads of one appointment go through a search by patient.
+            return self
+                .scheduling_read(caller, resource, Some(id), None)
+                .await
+                .map_err(|e| match e {
+                    AppError::BadRequest(_) => not_found(resource, id),
+                    other => other,
+                })?
+                .into_iter()
+                .next()
+                .ok_or_else(|| not_found(resource, id));
+        }
         if resource == "Patient" {
             let (l, _) = self.view_for(caller, Some(id)).await?;
             let audit = self.fhir_audit(caller, l.patient.id, format!("fhir/Patient/{id}"), "read".into());
@@ -477,6 +511,11 @@ impl App {
                 self.directory(caller, resource).await?.into_iter().map(|r| search_entry(base, r, "match")).collect();
             return Ok(bundle_page("searchset", base, &format!("/{resource}"), None, entries));
         }
+        if SCHEDULING_TYPES.contains(&resource) {
+            let found = self.scheduling_read(caller, resource, None, q.patient.as_deref()).await?;
+            let entries = found.into_iter().map(|r| search_entry(base, r, "match")).collect();
+            return Ok(bundle_page("searchset", base, &format!("/{resource}"), None, entries));
+        }
         if resource == "Patient" {
             let (l, _) = self.view_for(caller, q.patient.as_deref()).await?;
             let audit = self.fhir_audit(caller, l.patient.id, "fhir/Patient".into(), "search".into());
@@ -544,6 +583,192 @@ impl App {
     }
 }
 
+fn slot_resource(s: &caldicott_core::appointments::Slot, free: bool) -> Value {
+    json!({
+        "resourceType": "Slot",
+        "id": s.id.to_string(),
+        "meta": { "profile": [format!("{}UKCore-Slot", fhir_out::UK_CORE)] },
+        "serviceType": [{ "text": s.slot_type.display() }],
+        "schedule": { "display": format!("{}, {}", s.clinician_name, s.location) },
+        "status": if free { "free" } else { "busy" },
+        "start": fhir_out::instant(s.starts_at),
+        "end": fhir_out::instant(s.starts_at + Duration::minutes(i64::from(s.minutes))),
+    })
+}
+
+fn appointment_resource(
+    a: &caldicott_core::appointments::Appointment,
+    s: &caldicott_core::appointments::Slot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let status = match (a.cancelled_at, s.starts_at < now) {
+        (Some(_), _) => "cancelled",
+        (None, true) => "fulfilled",
+        (None, false) => "booked",
+    };
+    json!({
+        "resourceType": "Appointment",
+        "id": a.id.to_string(),
+        "meta": { "profile": [format!("{}UKCore-Appointment", fhir_out::UK_CORE)] },
+        "status": status,
+        "serviceType": [{ "text": s.slot_type.display() }],
+        "start": fhir_out::instant(s.starts_at),
+        "end": fhir_out::instant(s.starts_at + Duration::minutes(i64::from(s.minutes))),
+        "slot": [{ "reference": format!("Slot/{}", s.id) }],
+        "created": fhir_out::instant(a.booked_at),
+        "participant": [
+            { "actor": { "reference": format!("Patient/{}", a.patient) }, "status": "accepted" },
+            { "actor": { "display": s.clinician_name }, "status": "accepted" },
+        ],
+    })
+}
+
+impl App {
+    /// For booking: an app's patient must be registered, alive and known to at least P5
+    /// (the same rule as the patient's own pages).
+    async fn scheduling_patient(&self, caller: &FhirCaller, patient: Option<&str>) -> AppResult<PatientId> {
+        let (l, _) = self.view_for(caller, patient).await?;
+        let today = self.now().date_naive();
+        if l.patient.registration_on(today).is_none() || l.patient.is_deceased_on(today) {
+            return Err(AppError::Forbidden("this person is not registered at the practice".into()));
+        }
+        if let FhirCaller::App(a) = caller {
+            let identity = match (&a.link.via, &a.link.linkage_ref) {
+                (LinkVia::NhsLogin, _) => Some(IdentityLevel::P9),
+                (LinkVia::LinkageKey, Some(r)) => self.store.linkage_key(a.practice, r).await?.map(|k| k.identity),
+                (LinkVia::LinkageKey, None) => None,
+            };
+            if identity.is_none_or(|i| i == IdentityLevel::P0) {
+                return Err(AppError::Forbidden("verify your identity to use online services".into()));
+            }
+        }
+        Ok(l.patient.id)
+    }
+
+    async fn free_slots(&self, practice: PracticeId) -> AppResult<Vec<caldicott_core::appointments::Slot>> {
+        let now = self.now();
+        Ok(self
+            .store
+            .slots_between(practice, now, now + Duration::days(crate::appointments::BOOKING_HORIZON_DAYS))
+            .await?
+            .into_iter()
+            .filter(|(s, b)| b.is_none() && caldicott_core::appointments::can_book_online(s, now))
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    /// Reads and searches of Slot and Appointment.
+    async fn scheduling_read(
+        &self,
+        caller: &FhirCaller,
+        resource: &str,
+        id: Option<&str>,
+        patient: Option<&str>,
+    ) -> AppResult<Vec<Value>> {
+        let practice = caller.practice();
+        if resource == "Slot" {
+            if matches!(caller, FhirCaller::App(_)) {
+                self.scheduling_patient(caller, None).await?;
+            }
+            let slots = self.free_slots(practice).await?;
+            return Ok(slots
+                .iter()
+                .filter(|s| id.is_none_or(|i| s.id.to_string() == i))
+                .map(|s| slot_resource(s, true))
+                .collect());
+        }
+        let pid = self.scheduling_patient(caller, patient).await?;
+        let now = self.now();
+        let found: Vec<Value> = self
+            .store
+            .appointments_for_patient(practice, pid)
+            .await?
+            .iter()
+            .filter(|(a, _)| id.is_none_or(|i| a.id.to_string() == i))
+            .map(|(a, s)| appointment_resource(a, s, now))
+            .collect();
+        let audit = self.fhir_audit(caller, pid, "fhir/Appointment".into(), format!("appointments={}", found.len()));
+        self.audit.record(practice, audit).await?;
+        Ok(found)
+    }
+
+    /// `POST [base]/Appointment`: an app books a free slot for its patient.
+    pub async fn fhir_create(&self, caller: &FhirCaller, resource: &str, body: &Value) -> AppResult<Value> {
+        let FhirCaller::App(a) = caller else {
+            return Err(AppError::Forbidden("staff book appointments in the appointment book".into()));
+        };
+        if resource != "Appointment" {
+            return Err(AppError::Forbidden(format!("{resource} cannot be created here")));
+        }
+        if !a.scopes.allows_write("Appointment") {
+            return Err(AppError::Forbidden("the token's scopes do not include patient/Appointment.write".into()));
+        }
+        if body["resourceType"] != "Appointment" {
+            return Err(AppError::BadRequest("send an Appointment resource".into()));
+        }
+        let slot = body["slot"][0]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("Slot/"))
+            .and_then(|s| Uuid::try_parse(s).ok())
+            .ok_or_else(|| AppError::BadRequest("name the slot to book: slot[0].reference = \"Slot/<id>\"".into()))?;
+        if let Some(p) =
+            body["participant"].as_array().into_iter().flatten().find_map(|p| p["actor"]["reference"].as_str())
+        {
+            if p.strip_prefix("Patient/") != Some(&a.link.patient.to_string()) {
+                return Err(AppError::Forbidden("an app books only for its own patient".into()));
+            }
+        }
+        let pid = self.scheduling_patient(caller, None).await?;
+        let actor = Actor { kind: ActorKind::App, id: a.app.id.to_string(), role: "app".into() };
+        let (appointment, slot) = self
+            .book_for(a.practice, pid, SlotId::from_uuid(slot), format!("online through {}", a.app.name), actor)
+            .await?;
+        Ok(appointment_resource(&appointment, &slot, self.now()))
+    }
+
+    /// `PUT [base]/Appointment/{id}` with `status: cancelled`: an app cancels its patient's
+    /// appointment (the only change offered).
+    pub async fn fhir_update(&self, caller: &FhirCaller, resource: &str, id: &str, body: &Value) -> AppResult<Value> {
+        let FhirCaller::App(a) = caller else {
+            return Err(AppError::Forbidden("staff cancel appointments in the appointment book".into()));
+        };
+        if resource != "Appointment" {
+            return Err(AppError::Forbidden(format!("{resource} cannot be changed here")));
+        }
+        if !a.scopes.allows_write("Appointment") {
+            return Err(AppError::Forbidden("the token's scopes do not include patient/Appointment.write".into()));
+        }
+        if body["resourceType"] != "Appointment" || body["status"] != "cancelled" {
+            return Err(AppError::BadRequest(
+                "the only change offered is cancelling: send the Appointment with status \"cancelled\"".into(),
+            ));
+        }
+        let appointment = Uuid::try_parse(id).map_err(|_| not_found("Appointment", id))?;
+        let pid = self.scheduling_patient(caller, None).await?;
+        let actor = Actor { kind: ActorKind::App, id: a.app.id.to_string(), role: "app".into() };
+        self.cancel_for(
+            a.practice,
+            pid,
+            AppointmentId::from_uuid(appointment),
+            format!("online through {}", a.app.name),
+            actor,
+        )
+        .await
+        .map_err(|e| match e {
+            AppError::NotFound(_) => not_found("Appointment", id),
+            other => other,
+        })?;
+        let now = self.now();
+        self.store
+            .appointments_for_patient(a.practice, pid)
+            .await?
+            .iter()
+            .find(|(x, _)| x.id.to_string() == id)
+            .map(|(x, s)| appointment_resource(x, s, now))
+            .ok_or_else(|| not_found("Appointment", id))
+    }
+}
+
 /// The CapabilityStatement: exactly what is implemented.
 pub fn capability_statement(base: &str, software_version: &str) -> Value {
     let search = |extra: bool| {
@@ -571,6 +796,18 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
             "documentation": if t == "Organization" { "The practice" } else { "The practice's clinicians" },
         }));
     }
+    resources.push(json!({
+        "type": "Slot",
+        "profile": format!("{}UKCore-Slot", fhir_out::UK_CORE),
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "documentation": "Free slots the patient may book online, for the next four weeks",
+    }));
+    resources.push(json!({
+        "type": "Appointment",
+        "profile": format!("{}UKCore-Appointment", fhir_out::UK_CORE),
+        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
+        "documentation": "The patient's appointments; an app with patient/Appointment.write books a free slot (create) and cancels (update to status cancelled) up to the practice's cut-off",
+    }));
     for t in CLINICAL_TYPES {
         resources.push(json!({
             "type": t,

@@ -176,6 +176,78 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     ));
 }
 
+async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
+    use chrono::Datelike;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let day = (Utc::now() + Duration::days(5)).date_naive();
+    let clinic = caldicott_app::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.day().to_string(),
+        month: day.month().to_string(),
+        year: day.year().to_string(),
+        start: "09:00".into(),
+        end: "09:30".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_bookable: true,
+        location: "Room 1".into(),
+    };
+    app.create_clinic(&reception, &clinic).await.unwrap().unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let reader = app_token(&app, &client, &secret, &link, "patient/*.read").await;
+    let booker = app_token(&app, &client, &secret, &link, "patient/*.read patient/Appointment.write").await;
+    let slots = app.fhir_search(&booker, "Slot", BASE, &Search::default()).await.unwrap();
+    let free: Vec<String> =
+        slots["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(free.len(), 2, "two 15-minute slots");
+    let body = serde_json::json!({
+        "resourceType": "Appointment",
+        "status": "booked",
+        "slot": [{ "reference": format!("Slot/{}", free[0]) }],
+        "participant": [{ "actor": { "reference": format!("Patient/{}", pat.id) }, "status": "accepted" }],
+    });
+    // Reading is not booking; staff book in the appointment book; bad bodies are named.
+    assert!(matches!(app.fhir_create(&reader, "Appointment", &body).await, Err(AppError::Forbidden(_))));
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    assert!(matches!(app.fhir_create(&staff, "Appointment", &body).await, Err(AppError::Forbidden(_))));
+    let no_slot = serde_json::json!({ "resourceType": "Appointment" });
+    assert!(matches!(app.fhir_create(&booker, "Appointment", &no_slot).await, Err(AppError::BadRequest(_))));
+    let someone_else = serde_json::json!({
+        "resourceType": "Appointment",
+        "slot": [{ "reference": format!("Slot/{}", free[0]) }],
+        "participant": [{ "actor": { "reference": format!("Patient/{}", uuid::Uuid::now_v7()) } }],
+    });
+    assert!(matches!(app.fhir_create(&booker, "Appointment", &someone_else).await, Err(AppError::Forbidden(_))));
+    let booked = app.fhir_create(&booker, "Appointment", &body).await.unwrap();
+    assert_eq!(booked["status"], "booked");
+    // The slot is no longer free; booking it again is refused.
+    let left = app.fhir_search(&booker, "Slot", BASE, &Search::default()).await.unwrap();
+    assert_eq!(left["entry"].as_array().unwrap().len(), 1);
+    assert!(app.fhir_create(&booker, "Appointment", &body).await.is_err());
+    let mine = app.fhir_search(&reader, "Appointment", BASE, &Search::default()).await.unwrap();
+    assert_eq!(mine["entry"][0]["resource"]["id"], booked["id"]);
+    let id = booked["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.fhir_read(&reader, "Appointment", &id).await.unwrap()["status"], "booked");
+    // Only cancelling is offered; then it is cancelled, audited as the app.
+    let moved =
+        serde_json::json!({ "resourceType": "Appointment", "status": "booked", "start": "2030-01-01T09:00:00Z" });
+    assert!(matches!(app.fhir_update(&booker, "Appointment", &id, &moved).await, Err(AppError::BadRequest(_))));
+    let cancel = serde_json::json!({ "resourceType": "Appointment", "status": "cancelled" });
+    assert!(matches!(app.fhir_update(&reader, "Appointment", &id, &cancel).await, Err(AppError::Forbidden(_))));
+    assert_eq!(app.fhir_update(&booker, "Appointment", &id, &cancel).await.unwrap()["status"], "cancelled");
+    assert!(matches!(
+        app.fhir_update(&booker, "Appointment", &uuid::Uuid::now_v7().to_string(), &cancel).await,
+        Err(AppError::NotFound(_))
+    ));
+    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    for action in ["appointment.book", "appointment.cancel"] {
+        assert!(events.iter().any(|e| e.action == action && e.actor_kind == "app"), "{action}");
+    }
+}
+
 /// T1/T2 as a property: over generated records, no entry the patient cannot see online ever
 /// reaches an app, by read, search or `$everything`, and every one they can see arrives once.
 async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<(u8, bool, bool, bool)>) {
@@ -263,7 +335,7 @@ macro_rules! both {
     };
 }
 
-both!(a_linked_app_reads_exactly_the_online_view);
+both!(a_linked_app_reads_exactly_the_online_view, a_linked_app_books_and_cancels_an_appointment);
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]

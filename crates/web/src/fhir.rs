@@ -21,8 +21,8 @@ pub fn routes() -> Router<App> {
         .route("/metadata", get(metadata))
         .route("/token", post(token))
         .route("/Patient/{id}/$everything", get(everything))
-        .route("/{resource}", get(search))
-        .route("/{resource}/{id}", get(read))
+        .route("/{resource}", get(search).post(create))
+        .route("/{resource}/{id}", get(read).put(update))
 }
 
 /// An OperationOutcome for an error, with its status.
@@ -164,6 +164,42 @@ async fn read(
 ) -> Result<Response, FhirError> {
     let who = caller(&app, &headers).await?;
     Ok(fhir_json(app.fhir_read(&who, &resource, &id).await?))
+}
+
+/// A resource in the request body, or a clear error.
+fn resource_body(body: &axum::body::Bytes) -> Result<Value, FhirError> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| FhirError(AppError::BadRequest("the body must be a FHIR resource in JSON".into())))
+}
+
+/// `POST /fhir/r4/Appointment`: book. 201 with the Appointment and its Location.
+async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(resource): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, FhirError> {
+    let who = caller(&app, &headers).await?;
+    let made = app.fhir_create(&who, &resource, &resource_body(&body)?).await?;
+    let location = format!("{}/{resource}/{}", base(&headers), made["id"].as_str().unwrap_or_default());
+    let mut r = (StatusCode::CREATED, fhir_json(made)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+/// `PUT /fhir/r4/Appointment/{id}` with status cancelled: cancel.
+async fn update(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path((resource, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, FhirError> {
+    let who = caller(&app, &headers).await?;
+    Ok(fhir_json(app.fhir_update(&who, &resource, &id, &resource_body(&body)?).await?))
 }
 
 async fn everything(

@@ -18,9 +18,11 @@ fn routes_in(prefix: &str, src: &str) -> BTreeSet<(String, String)> {
         let Some(rest) = piece.strip_prefix('"') else { continue };
         let path = rest.split('"').next().unwrap();
         let after = &rest[path.len()..];
-        for method in ["get", "post"] {
-            let called = [format!(" {method}("), format!("({method}("), format!("routing::{method}(")];
-            let first_call = after.split(".route(").next().unwrap();
+        for method in ["get", "post", "put"] {
+            let called =
+                [format!(" {method}("), format!("({method}("), format!("routing::{method}("), format!(".{method}(")];
+            // This route's own call: up to the next route, or the end of the routes function.
+            let first_call = after.split(".route(").next().unwrap().split("\n}").next().unwrap();
             if called.iter().any(|c| first_call.contains(c.as_str())) {
                 out.insert((method.to_owned(), format!("{prefix}{path}")));
             }
