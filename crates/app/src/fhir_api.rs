@@ -82,9 +82,10 @@ impl Scopes {
             }
             let (read, write) = match access {
                 "read" | "rs" | "r" | "s" => (true, false),
-                // Appointments are the one thing an app may write: book (create) and cancel (update).
-                "write" | "cu" | "c" | "u" if t == "Appointment" || t == "*" => (false, true),
-                "cruds" | "crus" | "cru" if t == "Appointment" || t == "*" => (true, true),
+                // Appointments are the one thing an app may write (book and cancel), and only when asked
+                // for by name: `patient/*.write` is not offered.
+                "write" | "cu" | "c" | "u" if t == "Appointment" => (false, true),
+                "cruds" | "crus" | "cru" if t == "Appointment" => (true, true),
                 _ => return Err(bad()),
             };
             if read {
@@ -281,16 +282,22 @@ impl App {
         Ok(FhirCaller::App(Box::new(AppCaller { practice, link, app, scopes })))
     }
 
+    /// The identity level an app link stands on: P9 for NHS login, the letter's level for a
+    /// linkage key.
+    async fn link_identity(&self, practice: PracticeId, link: &AppLink) -> AppResult<Option<IdentityLevel>> {
+        Ok(match (&link.via, &link.linkage_ref) {
+            (LinkVia::NhsLogin, _) => Some(IdentityLevel::P9),
+            (LinkVia::LinkageKey, Some(r)) => self.store.linkage_key(practice, r).await?.map(|k| k.identity),
+            (LinkVia::LinkageKey, None) => None,
+        })
+    }
+
     /// The facts and the policy for the patient an app is bound to: the patient's own online
     /// view, at the identity level the link was made with.
     async fn app_view(&self, practice: PracticeId, link: &AppLink) -> AppResult<(Loaded, AccessPolicy)> {
         let p = self.store.practice(practice).await?.ok_or_else(|| not_found("Patient", ""))?;
         let patient = self.store.patient(practice, link.patient).await?.ok_or_else(|| not_found("Patient", ""))?;
-        let identity = match (&link.via, &link.linkage_ref) {
-            (LinkVia::NhsLogin, _) => Some(IdentityLevel::P9),
-            (LinkVia::LinkageKey, Some(r)) => self.store.linkage_key(practice, r).await?.map(|k| k.identity),
-            (LinkVia::LinkageKey, None) => None,
-        };
+        let identity = self.link_identity(practice, link).await?;
         let l = self.facts_for(p, patient).await?;
         let policy = self.policy_for(&l, None, identity);
         Ok((l, policy))
@@ -596,33 +603,6 @@ fn slot_resource(s: &caldicott_core::appointments::Slot, free: bool) -> Value {
     })
 }
 
-fn appointment_resource(
-    a: &caldicott_core::appointments::Appointment,
-    s: &caldicott_core::appointments::Slot,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Value {
-    let status = match (a.cancelled_at, s.starts_at < now) {
-        (Some(_), _) => "cancelled",
-        (None, true) => "fulfilled",
-        (None, false) => "booked",
-    };
-    json!({
-        "resourceType": "Appointment",
-        "id": a.id.to_string(),
-        "meta": { "profile": [format!("{}UKCore-Appointment", fhir_out::UK_CORE)] },
-        "status": status,
-        "serviceType": [{ "text": s.slot_type.display() }],
-        "start": fhir_out::instant(s.starts_at),
-        "end": fhir_out::instant(s.starts_at + Duration::minutes(i64::from(s.minutes))),
-        "slot": [{ "reference": format!("Slot/{}", s.id) }],
-        "created": fhir_out::instant(a.booked_at),
-        "participant": [
-            { "actor": { "reference": format!("Patient/{}", a.patient) }, "status": "accepted" },
-            { "actor": { "display": s.clinician_name }, "status": "accepted" },
-        ],
-    })
-}
-
 impl App {
     /// For booking: an app's patient must be registered, alive and known to at least P5
     /// (the same rule as the patient's own pages).
@@ -633,11 +613,7 @@ impl App {
             return Err(AppError::Forbidden("this person is not registered at the practice".into()));
         }
         if let FhirCaller::App(a) = caller {
-            let identity = match (&a.link.via, &a.link.linkage_ref) {
-                (LinkVia::NhsLogin, _) => Some(IdentityLevel::P9),
-                (LinkVia::LinkageKey, Some(r)) => self.store.linkage_key(a.practice, r).await?.map(|k| k.identity),
-                (LinkVia::LinkageKey, None) => None,
-            };
+            let identity = self.link_identity(a.practice, &a.link).await?;
             if identity.is_none_or(|i| i == IdentityLevel::P0) {
                 return Err(AppError::Forbidden("verify your identity to use online services".into()));
             }
@@ -685,7 +661,7 @@ impl App {
             .await?
             .iter()
             .filter(|(a, _)| id.is_none_or(|i| a.id.to_string() == i))
-            .map(|(a, s)| appointment_resource(a, s, now))
+            .map(|(a, s)| fhir_out::appointment_resource(a, s, now))
             .collect();
         let audit = self.fhir_audit(caller, pid, "fhir/Appointment".into(), format!("appointments={}", found.len()));
         self.audit.record(practice, audit).await?;
@@ -723,7 +699,7 @@ impl App {
         let (appointment, slot) = self
             .book_for(a.practice, pid, SlotId::from_uuid(slot), format!("online through {}", a.app.name), actor)
             .await?;
-        Ok(appointment_resource(&appointment, &slot, self.now()))
+        Ok(fhir_out::appointment_resource(&appointment, &slot, self.now()))
     }
 
     /// `PUT [base]/Appointment/{id}` with `status: cancelled`: an app cancels its patient's
@@ -764,7 +740,7 @@ impl App {
             .await?
             .iter()
             .find(|(x, _)| x.id.to_string() == id)
-            .map(|(x, s)| appointment_resource(x, s, now))
+            .map(|(x, s)| fhir_out::appointment_resource(x, s, now))
             .ok_or_else(|| not_found("Appointment", id))
     }
 }

@@ -149,6 +149,34 @@ pub fn practitioner_resource(s: &caldicott_core::staff::StaffMember) -> Value {
     })
 }
 
+/// An appointment with its slot: booked, cancelled, or fulfilled once its time has passed.
+pub fn appointment_resource(
+    a: &caldicott_core::appointments::Appointment,
+    s: &caldicott_core::appointments::Slot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let status = match (a.cancelled_at, s.starts_at < now) {
+        (Some(_), _) => "cancelled",
+        (None, true) => "fulfilled",
+        (None, false) => "booked",
+    };
+    json!({
+        "resourceType": "Appointment",
+        "id": a.id.to_string(),
+        "meta": { "profile": [format!("{}UKCore-Appointment", UK_CORE)] },
+        "status": status,
+        "serviceType": [{ "text": s.slot_type.display() }],
+        "start": instant(s.starts_at),
+        "end": instant(s.starts_at + chrono::Duration::minutes(i64::from(s.minutes))),
+        "slot": [{ "reference": format!("Slot/{}", s.id) }],
+        "created": instant(a.booked_at),
+        "participant": [
+            { "actor": { "reference": format!("Patient/{}", a.patient) }, "status": "accepted" },
+            { "actor": { "display": s.clinician_name }, "status": "accepted" },
+        ],
+    })
+}
+
 /// The resource type an entry becomes.
 pub fn resource_type(kind: EntryKind) -> &'static str {
     match kind {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 pub use caldicott_store::sar::SarRequest;
 
-fn require_team(who: &StaffPrincipal) -> AppResult<()> {
+pub(crate) fn require_team(who: &StaffPrincipal) -> AppResult<()> {
     who.require_team("only the practice team handles subject access requests")
 }
 

@@ -17,6 +17,7 @@
 use crate::fhir_out::{self, instant};
 use crate::governance::parse_date_parts;
 use crate::pdf::{Block, PdfDocument};
+use crate::sar::require_team;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{ProxyLink, ProxyStatus};
@@ -181,10 +182,6 @@ impl std::fmt::Debug for SarFiles {
             .field("withheld", &self.withheld)
             .finish()
     }
-}
-
-fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    who.require_team("only the practice team handles subject access requests")
 }
 
 /// Clinicians and practice managers decide and release; a serious-harm decision is a
@@ -493,19 +490,7 @@ impl App {
                 title: format!("{}: appointment", long_time(slot.starts_at)),
                 lines,
                 flags: Vec::new(),
-                resource: compact(&json!({
-                    "resourceType": "Appointment",
-                    "id": a.id.to_string(),
-                    "status": if a.cancelled_at.is_some() { "cancelled" } else if slot.starts_at < self.now() { "fulfilled" } else { "booked" },
-                    "serviceType": [{ "text": slot.slot_type.display() }],
-                    "start": instant(slot.starts_at),
-                    "end": instant(slot.starts_at + chrono::Duration::minutes(i64::from(slot.minutes))),
-                    "created": instant(a.booked_at),
-                    "participant": [
-                        { "actor": subject, "status": "accepted" },
-                        { "actor": { "display": slot.clinician_name }, "status": "accepted" },
-                    ],
-                })),
+                resource: compact(&fhir_out::appointment_resource(&a, &slot, self.now())),
             });
         }
         for l in self.store.proxy_links_for_patient(p, patient.id).await? {
