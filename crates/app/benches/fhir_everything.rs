@@ -55,7 +55,11 @@ fn bench(c: &mut Criterion) {
                 .expect("entries");
         }
         let (client, secret, link) = linked_app(&app, &tp, &pat).await.expect("link");
-        let token = app.fhir_token(&client, &secret, "refresh_token", &link, "").await.expect("token").access_token;
+        let token = app
+            .fhir_token(&caldicott_app::fhir_api::TokenRequest::app(&client, &secret, &link, ""))
+            .await
+            .expect("token")
+            .access_token;
         // Page through everything once: no duplicates, no gaps; keep the cursor of page 50.
         let (mut seen, mut ids, mut cursor, mut middle, mut pages) = (0, HashSet::new(), None::<String>, None, 0);
         loop {

@@ -271,6 +271,26 @@ impl App {
         Ok((practice, link, app))
     }
 
+    /// Whom the holder of an app link acts for online, as the link can use: each person's
+    /// Patient id (for the token endpoint's `patient`), name and relationship, for the live proxy
+    /// links only.
+    pub async fn link_acts_for(&self, token: &str) -> AppResult<Vec<(PatientId, String, String)>> {
+        let (practice, link, _) = self.app_link_of_token(token).await?;
+        let p = self.store.practice(practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let today = self.now().date_naive();
+        let mut out = Vec::new();
+        for l in self.store.proxy_links_for_proxy(practice, link.patient).await? {
+            if l.status != caldicott_core::access::ProxyStatus::Active {
+                continue;
+            }
+            let Some(person) = self.store.patient(practice, l.patient).await? else { continue };
+            if caldicott_core::visibility::proxy_link_lapse(&l, &person, &p.online, today).is_none() {
+                out.push((person.id, format!("{} {}", person.name.given, person.name.family), l.relationship));
+            }
+        }
+        Ok(out)
+    }
+
     /// The apps linked to the signed-in patient's record (the patient's own, never a proxy's).
     pub async fn my_apps(&self, me: &PatientPrincipal) -> AppResult<Vec<(AppLink, PatientApp)>> {
         Ok(self.store.app_links_for_patient(me.practice, me.holder).await?)

@@ -50,6 +50,8 @@ pub fn demo_logins(seed: u64) -> Vec<DemoLogin> {
 /// date of birth.
 const HANNAH: (u32, (i32, u32, u32)) = (999_099_600, (1987, 3, 14));
 const OMAR: (u32, (i32, u32, u32)) = (999_099_700, (1979, 9, 2));
+/// Held back for enhanced review (an active 104), whatever the demo's date and seed.
+const GRACE: (u32, (i32, u32, u32)) = (999_099_800, (1992, 6, 23));
 
 fn nhs(first_nine: u32) -> AppResult<NhsNumber> {
     (first_nine..first_nine + 50)
@@ -129,7 +131,8 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     let hannah = person(practice, nhs(HANNAH.0)?, "Hannah", "Rivers", born(HANNAH.1), Sex::Female);
     let leo = person(practice, nhs(999_099_650)?, "Leo", "Rivers", leo_birth, Sex::Male);
     let omar = person(practice, nhs(OMAR.0)?, "Omar", "Haddad", born(OMAR.1), Sex::Male);
-    for p in [&hannah, &leo, &omar] {
+    let grace = person(practice, nhs(GRACE.0)?, "Grace", "Okonkwo", born(GRACE.1), Sex::Female);
+    for p in [&hannah, &leo, &omar, &grace] {
         let audit = app.audit_record(
             &reception,
             Some(p.id),
@@ -173,6 +176,26 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
                 status: ConsultationStatus::Final,
             },
         ),
+        entry(
+            &grace,
+            60,
+            &doctor,
+            EntryBody::Consultation {
+                text: "Low mood and poor sleep. Partner came in for part of the consultation and answered for her. \
+                       Seen alone afterwards: said she feels watched at home and that he checks her phone. \
+                       Safety plan discussed; domestic abuse service details given."
+                    .into(),
+                status: ConsultationStatus::Final,
+            },
+        ),
+        Entry {
+            code: Some(caldicott_core::snomed::Coding {
+                concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::ENHANCED_REVIEW_INDICATED)
+                    .map_err(|e| AppError::Internal(e.to_string()))?,
+                term: "Enhanced review indicated before granting access to own health record".into(),
+            }),
+            ..entry(&grace, 10, &doctor, EntryBody::Coded { value: None })
+        },
     ];
     let audit = app.audit_record(
         &doctor,

@@ -59,6 +59,9 @@ pub struct ImportedEntry {
     pub label: RedactionLabel,
     /// For a medication issue: the index (in `entries`) of the repeat template it came from.
     pub issued_from: Option<usize>,
+    /// For a document: its file, when the Bundle carries it (`attachment.data`, or a Binary in
+    /// the Bundle that `attachment.url` names).
+    pub file: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +75,8 @@ pub struct TransferBundle {
 }
 
 /// Resource types that only support the others (they are read for names and references).
-const SUPPORTING: [&str; 7] =
-    ["Patient", "Organization", "Practitioner", "PractitionerRole", "Medication", "Location", "List"];
+const SUPPORTING: [&str; 8] =
+    ["Patient", "Organization", "Practitioner", "PractitionerRole", "Medication", "Location", "List", "Binary"];
 
 /// Reads a Bundle, or returns every problem found in it.
 pub fn read_transfer_bundle(bytes: &[u8]) -> Result<TransferBundle, Vec<String>> {
@@ -372,7 +375,7 @@ impl Reader<'_> {
     }
 
     /// One clinical resource. `None`: a type caldicott does not import; `Some(None)`: a
-    /// problem was recorded.
+    /// problem was recorded, or it only repeats another resource of the file.
     #[allow(clippy::type_complexity)]
     fn entry(&mut self, kind: &str, key: &str, r: &Value) -> Option<Option<(ImportedEntry, Option<String>)>> {
         let label = {
@@ -436,6 +439,7 @@ impl Reader<'_> {
             me.problems.push(format!("{key}: a {kind} needs {what}"));
         };
         let mut based_on = None;
+        let mut file = None;
         let body = match kind {
             "Encounter" => {
                 let status = if text(r, "status") == Some("finished") {
@@ -528,7 +532,15 @@ impl Reader<'_> {
                     })
                     .unwrap_or_default();
                 based_on = first(r, "basedOn").and_then(|b| text(b, "reference")).map(str::to_owned);
-                if based_on.is_some() {
+                if kind == "MedicationStatement" {
+                    // A statement based on a request in the file says again what the request says
+                    // (UK Core writes both for one course): the request is the entry.
+                    if based_on.as_deref().is_some_and(|b| self.by_ref.contains_key(b)) {
+                        return Some(None);
+                    }
+                    based_on = None;
+                    EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::Acute }
+                } else if based_on.is_some() {
                     EntryBody::MedicationIssue { drug, dosage, quantity, template: None }
                 } else {
                     let repeat = has_code(r.get("courseOfTherapyType"), "continuous");
@@ -566,6 +578,20 @@ impl Reader<'_> {
                     .and_then(|a| text(a, "title"))
                     .unwrap_or_default()
                     .to_owned();
+                let attachment = first(r, "content").and_then(|c| c.get("attachment"));
+                let data = attachment.and_then(|a| text(a, "data")).or_else(|| {
+                    let binary = self.by_ref.get(text(attachment?, "url")?)?;
+                    (text(binary, "resourceType") == Some("Binary")).then(|| text(binary, "data"))?
+                });
+                if let Some(d) = data {
+                    match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, d) {
+                        Ok(bytes) => file = Some(bytes),
+                        Err(_) => {
+                            self.problems.push(format!("{key}: the document's attachment data is not base64"));
+                            return Some(None);
+                        }
+                    }
+                }
                 EntryBody::Document { title, summary, filing: Filing::Filed, review: DocumentReview::Reviewed }
             }
             "Communication" => {
@@ -603,6 +629,7 @@ impl Reader<'_> {
                 body,
                 label,
                 issued_from: None,
+                file,
             },
             based_on,
         )))

@@ -7,10 +7,13 @@
 
 use crate::fhir::{ACT_CODE_SYSTEM, NHS_NUMBER_SYSTEM, ODS_SYSTEM, SNOMED_SYSTEM};
 use caldicott_core::entry::*;
+use caldicott_core::ids::{EntryId, StaffId};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
+pub use caldicott_store::documents::FileInfo;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
 
 /// The topic of a diary entry written as a Communication, before its due date.
 pub const DIARY_DUE: &str = "Diary entry, due ";
@@ -177,7 +180,66 @@ pub fn appointment_resource(
     })
 }
 
-/// The resource type an entry becomes.
+/// What a resource may point at, for the reader it is written for.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The practice's clinicians (its Practitioner resources): an author among them is written as
+    /// a reference to them, so that `_include` can bring them; anyone else by name only.
+    pub practitioners: HashSet<StaffId>,
+    /// Which other entries a resource may refer to (an issue to its repeat).
+    pub entries: EntryRefs,
+    /// The stored files of documents, by entry.
+    pub files: HashMap<EntryId, FileInfo>,
+}
+
+/// Which entries a resource may refer to.
+#[derive(Debug, Clone, Default)]
+pub enum EntryRefs {
+    /// Any (practice-facing readers, who may see every entry).
+    #[default]
+    All,
+    /// Only these, checked as shown to the reader: a reference to anything else is left out, so a
+    /// hidden repeat behind an issue the patient sees (R12) leaves no trace.
+    Only(HashSet<EntryId>),
+}
+
+impl EntryRefs {
+    fn allows(&self, id: EntryId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(ids) => ids.contains(&id),
+        }
+    }
+}
+
+impl Context {
+    fn author(&self, a: &Author) -> Value {
+        match a.staff.filter(|s| self.practitioners.contains(s)) {
+            Some(s) => json!({ "reference": format!("Practitioner/{s}"), "display": a.name }),
+            None => json!({ "display": a.name }),
+        }
+    }
+}
+
+/// The resource types an entry is written as: one, or for a medication course its request
+/// (the authorisation) and its statement (what the patient takes).
+pub fn resource_types(kind: EntryKind) -> &'static [&'static str] {
+    match kind {
+        EntryKind::Medication => &["MedicationRequest", "MedicationStatement"],
+        EntryKind::Consultation => &["Encounter"],
+        EntryKind::Problem => &["Condition"],
+        EntryKind::Coded | EntryKind::TestResult => &["Observation"],
+        EntryKind::MedicationIssue => &["MedicationRequest"],
+        EntryKind::Allergy => &["AllergyIntolerance"],
+        EntryKind::Immunisation => &["Immunization"],
+        EntryKind::Document => &["DocumentReference"],
+        EntryKind::AdminMessage | EntryKind::OnlineConsultation | EntryKind::SystemSms | EntryKind::Diary => {
+            &["Communication"]
+        }
+    }
+}
+
+/// The resource type an entry becomes first (its only one, but for medication courses).
 pub fn resource_type(kind: EntryKind) -> &'static str {
     match kind {
         EntryKind::Consultation => "Encounter",
@@ -204,12 +266,21 @@ pub enum Label {
     NotForPatient,
 }
 
+/// Every resource an entry is written as (see [`resource_types`]), each with the label.
+pub fn entry_resources(e: &Entry, label: Label, cx: &Context) -> Vec<Value> {
+    let mut out = vec![entry_resource(e, label, cx)];
+    if let EntryBody::Medication { drug, dosage, course, .. } = &e.body {
+        out.push(labelled(medication_statement(e, drug, dosage, *course, cx), label));
+    }
+    out
+}
+
 /// One record entry as a FHIR resource, with the label practice-facing readers need (a
 /// transfer-in reads it back as the entry's online visibility).
-pub fn entry_resource(e: &Entry, label: Label) -> Value {
+pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
     let kind = resource_type(e.kind());
     let subject = json!({ "reference": format!("Patient/{}", e.patient) });
-    let author = json!({ "display": e.author.name });
+    let author = cx.author(&e.author);
     let entered = instant(e.entered_at);
     let date = e.event_date.to_string();
     let code = e.code.as_ref();
@@ -307,7 +378,9 @@ pub fn entry_resource(e: &Entry, label: Label) -> Value {
             medication(e, drug, dosage, q, Some(*course), None, subject, author, &entered)
         }
         EntryBody::MedicationIssue { drug, dosage, quantity: q, template } => {
-            medication(e, drug, dosage, q, None, *template, subject, author, &entered)
+            // The repeat it came from, only where the reader may see that repeat too.
+            let template = template.map(|t| (t, cx.entries.allows(t)));
+            medication(e, drug, dosage, q, None, template, subject, author, &entered)
         }
         EntryBody::Allergy { substance, reaction } => {
             let mut a = json!({
@@ -338,29 +411,52 @@ pub fn entry_resource(e: &Entry, label: Label) -> Value {
             "recorded": entered,
             "performer": [{ "actor": author }],
         }),
-        EntryBody::Document { title, summary, filing, review } => json!({
-            "resourceType": "DocumentReference",
-            "meta": profile("DocumentReference"),
-            "status": "current",
-            "docStatus": if *filing == Filing::Filed && *review == DocumentReview::Reviewed { "final" } else { "preliminary" },
-            "type": concept(code, title),
-            "subject": subject,
-            "date": entered,
-            "author": [author],
-            "description": title,
-            "content": [{ "attachment": { "contentType": "text/plain", "title": summary } }],
-        }),
+        EntryBody::Document { title, summary, filing, review } => {
+            // The content is the stored file, or (for a document held as its summary only) that
+            // summary as text: either way `Binary/{id}`.
+            let mut attachment = json!({ "url": format!("Binary/{}", e.id), "title": summary, "creation": entered });
+            match cx.files.get(&e.id) {
+                Some(f) => {
+                    attachment["contentType"] = Value::String(f.content_type.clone());
+                    attachment["size"] = json!(f.size);
+                    attachment["hash"] =
+                        Value::String(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, f.sha1));
+                }
+                None => {
+                    attachment["contentType"] = Value::String("text/plain; charset=utf-8".into());
+                    attachment["size"] = json!(summary.len());
+                }
+            }
+            json!({
+                "resourceType": "DocumentReference",
+                "meta": profile("DocumentReference"),
+                "status": "current",
+                "docStatus": if *filing == Filing::Filed && *review == DocumentReview::Reviewed { "final" } else { "preliminary" },
+                "type": concept(code, title),
+                "subject": subject,
+                "date": entered,
+                "author": [author],
+                "description": title,
+                "content": [{ "attachment": attachment }],
+            })
+        }
         EntryBody::AdminMessage { subject: about, text, channel } => {
-            let mut c = communication(e, Some(about), text, subject);
+            let mut c = communication(e, Some(about), text, subject, author);
             c["medium"] = json!([{ "text": if *channel == AdminChannel::Email { "email" } else { "note" } }]);
             c
         }
-        EntryBody::OnlineConsultation { text } | EntryBody::SystemSms { text } => communication(e, None, text, subject),
-        EntryBody::Diary { text, due } => communication(e, Some(&format!("{DIARY_DUE}{due}")), text, subject),
+        EntryBody::OnlineConsultation { text } | EntryBody::SystemSms { text } => {
+            communication(e, None, text, subject, author)
+        }
+        EntryBody::Diary { text, due } => communication(e, Some(&format!("{DIARY_DUE}{due}")), text, subject, author),
     };
     r["id"] = Value::String(e.id.to_string());
     debug_assert_eq!(r["resourceType"], kind);
-    // Every resource type carries the label, with or without a profile.
+    labelled(r, label)
+}
+
+/// The resource with its security label (every resource type carries one, profile or not).
+fn labelled(mut r: Value, label: Label) -> Value {
     match label {
         Label::None => {}
         Label::NotForPatient => {
@@ -381,6 +477,28 @@ pub fn entry_resource(e: &Entry, label: Label) -> Value {
     r
 }
 
+/// A medication course as what the patient takes (UK Core MedicationStatement): the same id as
+/// its MedicationRequest, which it is based on. A repeat is active; an acute course is
+/// completed once issued.
+fn medication_statement(e: &Entry, drug: &str, dosage: &str, course: MedicationCourse, cx: &Context) -> Value {
+    let mut m = json!({
+        "resourceType": "MedicationStatement",
+        "id": e.id.to_string(),
+        "meta": profile("MedicationStatement"),
+        "basedOn": [{ "reference": format!("MedicationRequest/{}", e.id) }],
+        "status": if course == MedicationCourse::RepeatTemplate { "active" } else { "completed" },
+        "medicationCodeableConcept": concept(e.code.as_ref(), drug),
+        "subject": { "reference": format!("Patient/{}", e.patient) },
+        "effectivePeriod": { "start": e.event_date.to_string() },
+        "dateAsserted": instant(e.entered_at),
+        "informationSource": cx.author(&e.author),
+    });
+    if !dosage.is_empty() {
+        m["dosage"] = json!([{ "text": dosage }]);
+    }
+    m
+}
+
 #[allow(clippy::too_many_arguments)]
 fn medication(
     e: &Entry,
@@ -388,7 +506,7 @@ fn medication(
     dosage: &str,
     q: &str,
     course: Option<MedicationCourse>,
-    template: Option<caldicott_core::ids::EntryId>,
+    template: Option<(EntryId, bool)>,
     subject: Value,
     author: Value,
     entered: &str,
@@ -419,27 +537,29 @@ fn medication(
                 "code": code,
             }]});
         }
-        None => {
-            m["basedOn"] = json!([{
-                "reference": template.map(|t| format!("MedicationRequest/{t}")).unwrap_or_default(),
-                "display": "the repeat this was issued from",
-            }]);
-            if template.is_none() {
-                m["basedOn"] = json!([{ "display": "a repeat no longer in the record" }]);
+        None => match template {
+            Some((t, true)) => {
+                m["basedOn"] = json!([{
+                    "reference": format!("MedicationRequest/{t}"),
+                    "display": "the repeat this was issued from",
+                }]);
             }
-        }
+            // The repeat is not the reader's to see: the issue stands on its own.
+            Some((_, false)) => {}
+            None => m["basedOn"] = json!([{ "display": "a repeat no longer in the record" }]),
+        },
     }
     m
 }
 
-fn communication(e: &Entry, topic: Option<&str>, text: &str, subject: Value) -> Value {
+fn communication(e: &Entry, topic: Option<&str>, text: &str, subject: Value, sender: Value) -> Value {
     let mut c = json!({
         "resourceType": "Communication",
         "status": "completed",
         "category": [{ "text": e.kind().display() }],
         "subject": subject,
         "sent": instant(e.entered_at),
-        "sender": { "display": e.author.name },
+        "sender": sender,
         "payload": [{ "contentString": text }],
     });
     if let Some(t) = topic {
@@ -607,10 +727,14 @@ mod round_trip {
             } else {
                 Label::Shareable
             };
-            let r = entry_resource(e, label);
-            bundle_entries.push(
-                json!({ "fullUrl": format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), e.id), "resource": r }),
-            );
+            // Every resource an entry is written as: a course's MedicationStatement too, which
+            // the reader knows summarises the MedicationRequest beside it.
+            for r in entry_resources(e, label, &Context::default()) {
+                bundle_entries.push(json!({
+                    "fullUrl": format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), e.id),
+                    "resource": r,
+                }));
+            }
         }
         let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": bundle_entries });
         let read = read_transfer_bundle(bundle.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p:?}"));

@@ -13,6 +13,7 @@ pub mod demo;
 mod demo_data;
 pub mod demo_icb;
 pub mod demo_services;
+pub mod documents;
 pub mod fhir;
 pub mod fhir_api;
 pub mod fhir_out;

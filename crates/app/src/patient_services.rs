@@ -741,7 +741,7 @@ impl App {
     }
 
     /// The proxy link through which `me` acts for someone: it must be theirs.
-    async fn my_link(&self, me: &PatientPrincipal, id: ProxyLinkId) -> AppResult<ProxyLink> {
+    pub(crate) async fn my_link(&self, me: &PatientPrincipal, id: ProxyLinkId) -> AppResult<ProxyLink> {
         self.store
             .proxy_link(me.practice, id)
             .await?

@@ -314,9 +314,38 @@ impl App {
         let query = caldicott_store::EntryQuery { section: None, after: None, limit: u32::MAX };
         let entries = self.store.entries(p, patient.id, query).await?;
         progress(ExportProgress { stage: "Collecting the record".into(), done: 0, total: entries.len() });
+        // Documents' files go into the FHIR Bundle inline. An issue does not point at its repeat
+        // here: either may be withheld at review, and a reference would say the other exists.
+        let documents: Vec<caldicott_core::ids::EntryId> = entries
+            .iter()
+            .filter(|e| e.kind() == caldicott_core::entry::EntryKind::Document && in_period(sar, e.event_date))
+            .map(|e| e.id)
+            .collect();
+        let cx = fhir_out::Context {
+            files: self.store.document_files(p, &documents).await?.into_iter().collect(),
+            entries: fhir_out::EntryRefs::Only(Default::default()),
+            practitioners: Default::default(),
+        };
         for e in &entries {
             if !in_period(sar, e.event_date) {
                 continue;
+            }
+            let mut resource = fhir_out::entry_resource(e, fhir_out::Label::None, &cx);
+            let mut lines = entry_lines(e);
+            if let Some(info) = cx.files.get(&e.id) {
+                if let Some(f) = self.store.document_file(p, e.id).await? {
+                    let a = &mut resource["content"][0]["attachment"];
+                    a["data"] =
+                        Value::String(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &f.content));
+                    if let Some(o) = a.as_object_mut() {
+                        o.remove("url");
+                    }
+                }
+                lines.push(format!(
+                    "The document itself ({}, {} KB) is in the FHIR file that comes with this letter",
+                    crate::documents::ACCEPTED.iter().find(|a| a.0 == info.content_type).map_or("a file", |a| a.1),
+                    info.size.div_ceil(1024)
+                ));
             }
             items.push(SarItem {
                 key: format!("entry/{}", e.id),
@@ -324,9 +353,9 @@ impl App {
                 date: e.event_date,
                 at: e.entered_at,
                 title: format!("{}: {}", long_date(e.event_date), e.kind().display()),
-                lines: entry_lines(e),
+                lines,
                 flags: entry_flags(e, today),
-                resource: compact(&fhir_out::entry_resource(e, fhir_out::Label::None)),
+                resource: compact(&resource),
             });
         }
         for m in self.store.messages_for_patient(p, patient.id).await? {

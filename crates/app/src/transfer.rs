@@ -140,6 +140,8 @@ impl App {
         let by = format!("Transfer from {from}");
         let ids: Vec<EntryId> = read.entries.iter().map(|_| EntryId::from_uuid(new_id())).collect();
         let mut entries = Vec::with_capacity(read.entries.len());
+        let mut files = Vec::new();
+        let mut file_problems = Vec::new();
         let (mut hidden_by_sender, mut pending_review) = (0, 0);
         for (i, e) in read.entries.iter().enumerate() {
             let visibility = match e.label {
@@ -171,6 +173,16 @@ impl App {
                 );
                 *template = is_template.then_some(ids[t]);
             }
+            if let Some(bytes) = &e.file {
+                let title = match &body {
+                    EntryBody::Document { title, .. } => title.clone(),
+                    _ => String::new(),
+                };
+                match crate::documents::stored_file(&title, bytes.clone()) {
+                    Ok(f) => files.push((ids[i], f)),
+                    Err(why) => file_problems.push(format!("{}: {why}", e.source)),
+                }
+            }
             entries.push(Entry {
                 id: ids[i],
                 patient: patient.id,
@@ -188,6 +200,9 @@ impl App {
                 safeguarding: false,
                 confidential: false,
             });
+        }
+        if !file_problems.is_empty() {
+            return Ok(Err(file_problems));
         }
         let sha256 = hex::encode(Sha256::digest(bundle));
         let import = RecordImport {
@@ -224,7 +239,11 @@ impl App {
                 entries.len()
             ),
         ));
-        match self.store.transfer_in(who.practice, new_patient.then_some(&patient), &import, &entries, &audit).await {
+        match self
+            .store
+            .transfer_in(who.practice, new_patient.then_some(&patient), &import, &entries, &files, &audit)
+            .await
+        {
             Ok(()) => Ok(Ok(TransferOutcome {
                 nhs_number: patient.nhs_number.as_str().to_owned(),
                 patient_name: format!("{} {}", patient.name.given, patient.name.family),

@@ -1,13 +1,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The FHIR API's use cases (T1, T2, T6 for the FHIR routes): tokens and scopes, the patient-bound
-//! view with the visibility engine, `$everything` paging, practice-facing NOPAT labels, and
-//! revocation on the next request. Both databases.
+//! view with the visibility engine (the patient's own, and a proxy's), `$everything` paging,
+//! MedicationStatement, `_include`, documents and Binary, practice integrations with `system/`
+//! scopes, practice-facing NOPAT labels, and revocation on the next request. Both databases.
 
-use caldicott_app::fhir_api::{FhirCaller, Search};
+use caldicott_app::documents::NewDocument;
+use caldicott_app::fhir_api::{
+    client_assertion, new_key_pair, FhirCaller, NewIntegration, Search, TokenError, TokenRequest,
+};
 use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_entries};
 use caldicott_app::{auth, App, AppError};
+use caldicott_core::access::{AccessLevel, ProxyStatus};
 use caldicott_core::audit::Action;
-use caldicott_core::entry::{EntryBody, Filing};
+use caldicott_core::entry::*;
+use caldicott_core::ids::EntryId;
 use caldicott_store::test_support::{self, TestStore};
 use chrono::{Duration, Utc};
 use proptest::prelude::*;
@@ -15,14 +21,29 @@ use serde_json::Value;
 use std::collections::HashSet;
 
 const BASE: &str = "http://test/fhir/r4";
+const TOKEN_URL: &str = "http://test/fhir/r4/token";
 
 fn app(t: &TestStore) -> App {
     App::new(t.store.clone(), caldicott_app::system_clock())
 }
 
 async fn app_token(app: &App, client: &str, secret: &str, link: &str, scope: &str) -> FhirCaller {
-    let t = app.fhir_token(client, secret, "refresh_token", link, scope).await.unwrap();
+    let t = app.fhir_token(&TokenRequest::app(client, secret, link, scope)).await.unwrap();
     app.fhir_caller(&t.access_token).await.unwrap()
+}
+
+fn oauth_error(r: Result<caldicott_app::fhir_api::TokenResponse, TokenError>) -> &'static str {
+    match r {
+        Err(TokenError::OAuth { error, .. }) => error,
+        other => panic!("expected an OAuth error, got {other:?}"),
+    }
+}
+
+fn unknown(r: Result<Value, AppError>) -> String {
+    match r {
+        Err(AppError::NotFound(m)) => m,
+        other => panic!("expected not found, got {other:?}"),
+    }
 }
 
 /// Every page of `$everything`, following the cursors.
@@ -39,6 +60,39 @@ async fn everything(app: &App, who: &FhirCaller, patient: &str, count: &str) -> 
         }
     }
     panic!("paging never ended");
+}
+
+fn repeat(p: &caldicott_core::patient::Patient, at: chrono::DateTime<Utc>, drug: &str) -> Entry {
+    let mut e = consultation(p, at, "");
+    e.body = EntryBody::Medication {
+        drug: drug.into(),
+        dosage: "One daily".into(),
+        quantity: "28 tablets".into(),
+        course: MedicationCourse::RepeatTemplate,
+    };
+    e
+}
+
+fn issue_of(template: &Entry, at: chrono::DateTime<Utc>) -> Entry {
+    let EntryBody::Medication { drug, dosage, quantity, .. } = &template.body else { panic!("a repeat") };
+    Entry {
+        id: EntryId::from_uuid(caldicott_app::new_id()),
+        event_date: at.date_naive(),
+        entered_at: at,
+        visibility: OnlineVisibility::Visible,
+        body: EntryBody::MedicationIssue {
+            drug: drug.clone(),
+            dosage: dosage.clone(),
+            quantity: quantity.clone(),
+            template: Some(template.id),
+        },
+        ..template.clone()
+    }
+}
+
+fn hide(e: &mut Entry) {
+    e.visibility =
+        OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "test", "Dr", e.entered_at).unwrap());
 }
 
 async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
@@ -58,21 +112,25 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
 
     // The token endpoint: the app's own credentials and link only; offered scopes only.
-    assert!(matches!(
-        app.fhir_token(&client, "wrong", "refresh_token", &link, "").await,
-        Err(AppError::Unauthenticated(_))
-    ));
-    assert!(matches!(app.fhir_token(&client, &secret, "password", &link, "").await, Err(AppError::BadRequest(_))));
-    assert!(matches!(
-        app.fhir_token(&client, &secret, "refresh_token", &link, "system/*.read").await,
-        Err(AppError::BadRequest(_))
-    ));
-    assert!(matches!(
-        app.fhir_token(&client, &secret, "refresh_token", "lnk_forged", "").await,
-        Err(AppError::Unauthenticated(_))
-    ));
-    let granted = app.fhir_token(&client, &secret, "refresh_token", &link, "").await.unwrap();
-    assert_eq!((granted.scope.as_str(), granted.patient.clone()), ("patient/*.read", pat.id.to_string()));
+    assert_eq!(oauth_error(app.fhir_token(&TokenRequest::app(&client, "wrong", &link, "")).await), "invalid_grant");
+    let password = TokenRequest { grant_type: "password".into(), ..TokenRequest::app(&client, &secret, &link, "") };
+    assert_eq!(oauth_error(app.fhir_token(&password).await), "unsupported_grant_type");
+    let no_client = TokenRequest { basic: None, ..TokenRequest::app(&client, &secret, &link, "") };
+    assert_eq!(oauth_error(app.fhir_token(&no_client).await), "invalid_client");
+    assert_eq!(
+        oauth_error(app.fhir_token(&TokenRequest::app(&client, &secret, &link, "system/*.read")).await),
+        "invalid_scope"
+    );
+    assert_eq!(
+        oauth_error(app.fhir_token(&TokenRequest::app(&client, &secret, "lnk_forged", "")).await),
+        "invalid_grant"
+    );
+    // Someone the holder does not act for is refused.
+    let stranger =
+        TokenRequest { patient: Some(other.id.to_string()), ..TokenRequest::app(&client, &secret, &link, "") };
+    assert_eq!(oauth_error(app.fhir_token(&stranger).await), "invalid_grant");
+    let granted = app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await.unwrap();
+    assert_eq!((granted.scope.as_str(), granted.patient.clone()), ("patient/*.read", Some(pat.id.to_string())));
     let who = app.fhir_caller(&granted.access_token).await.unwrap();
     assert!(matches!(app.fhir_caller("fat_0000").await, Err(AppError::Unauthenticated(_))));
 
@@ -80,10 +138,6 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     // made-up id does (T2).
     let me = app.fhir_read(&who, "Patient", &pat.id.to_string()).await.unwrap();
     assert_eq!(me["identifier"][0]["value"], pat.nhs_number.as_str());
-    let unknown = |r: Result<Value, AppError>| match r {
-        Err(AppError::NotFound(m)) => m,
-        other => panic!("expected not found, got {other:?}"),
-    };
     unknown(app.fhir_read(&who, "Patient", &other.id.to_string()).await);
     assert!(app.fhir_read(&who, "Encounter", &seen[0].id.to_string()).await.is_ok());
     for h in &hidden {
@@ -106,8 +160,11 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     for h in &hidden {
         assert!(!all.contains(&h.id.to_string()) && !text.contains(&h.id.to_string()));
     }
-    let ids: Vec<&str> = everything_of.iter().filter_map(|r| r["id"].as_str()).collect();
-    let unique: HashSet<&&str> = ids.iter().collect();
+    let ids: Vec<String> = everything_of
+        .iter()
+        .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()))
+        .collect();
+    let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), unique.len(), "no duplicates across pages");
     assert_eq!(everything_of.iter().filter(|r| r["resourceType"] == "Encounter").count(), 5, "no gaps");
     // Another patient's search, or $everything, is not this token's to ask.
@@ -117,6 +174,14 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
         app.fhir_everything(&who, &other.id.to_string(), BASE, None, None).await,
         Err(AppError::NotFound(_))
     ));
+    // Patient by NHS number: its own only; another's number finds nothing.
+    let by_number =
+        |n: &str| Search { identifier: Some(format!("https://fhir.nhs.uk/Id/nhs-number|{n}")), ..Default::default() };
+    let mine = app.fhir_search(&who, "Patient", BASE, &by_number(pat.nhs_number.as_str())).await.unwrap();
+    assert_eq!(mine["entry"][0]["resource"]["id"], pat.id.to_string());
+    let not_mine = app.fhir_search(&who, "Patient", BASE, &by_number(other.nhs_number.as_str())).await.unwrap();
+    assert_eq!(not_mine["entry"].as_array().unwrap().len(), 0);
+    assert!(!not_mine.to_string().contains(&other.id.to_string()));
     // Bad paging input is named.
     let bad = Search { count: Some("0".into()), ..Default::default() };
     assert!(matches!(app.fhir_search(&who, "Encounter", BASE, &bad).await, Err(AppError::BadRequest(_))));
@@ -155,6 +220,14 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     }
     let shown = full.iter().find(|r| r["id"] == seen[0].id.to_string()).unwrap();
     assert_eq!(shown["meta"]["security"][0]["code"], "N", "shown online: confidentiality normal");
+    // Staff find a patient by NHS number.
+    let found = app.fhir_search(&staff, "Patient", BASE, &by_number(pat.nhs_number.as_str())).await.unwrap();
+    assert_eq!(found["entry"][0]["resource"]["id"], pat.id.to_string());
+    assert!(matches!(
+        app.fhir_search(&staff, "Patient", BASE, &Search { identifier: Some("123".into()), ..Default::default() })
+            .await,
+        Err(AppError::BadRequest(_))
+    ));
     // Administrators do not read records.
     let admin_token = tp.admin_token.clone();
     assert!(matches!(app.fhir_caller(&admin_token).await, Err(AppError::Forbidden(_))));
@@ -170,10 +243,483 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
     app.reset_app_links(&reception, pat.nhs_number.as_str()).await.unwrap();
     assert!(matches!(app.fhir_caller(&granted.access_token).await, Err(AppError::Unauthenticated(_))));
+    assert_eq!(oauth_error(app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await), "invalid_grant");
+}
+
+/// MedicationStatement beside MedicationRequest, and an issue of a hidden repeat (R12): the
+/// issue is shown, but nothing of the repeat, not even its id, reaches the app.
+async fn medication_statements_and_hidden_repeats(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = Utc::now();
+    let shown_repeat = repeat(&pat, now - Duration::days(40), "Amlodipine 5mg tablets");
+    let mut hidden_repeat = repeat(&pat, now - Duration::days(39), "SECRET-DRUG 10mg");
+    hide(&mut hidden_repeat);
+    let issue_of_shown = issue_of(&shown_repeat, now - Duration::days(10));
+    let issue_of_hidden = issue_of(&hidden_repeat, now - Duration::days(9));
+    let mut acute = consultation(&pat, now - Duration::days(5), "");
+    acute.body = EntryBody::Medication {
+        drug: "Amoxicillin 500mg capsules".into(),
+        dosage: "Three times a day".into(),
+        quantity: "21 capsules".into(),
+        course: MedicationCourse::Acute,
+    };
+    let entries = vec![
+        shown_repeat.clone(),
+        hidden_repeat.clone(),
+        issue_of_shown.clone(),
+        issue_of_hidden.clone(),
+        acute.clone(),
+    ];
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+
+    let statements = app.fhir_search(&who, "MedicationStatement", BASE, &Search::default()).await.unwrap();
+    let st: Vec<&Value> = statements["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    assert_eq!(st.len(), 2, "the shown repeat and the acute course; issues have no statement of their own");
+    let repeat_st = st.iter().find(|r| r["id"] == shown_repeat.id.to_string()).unwrap();
+    assert_eq!(repeat_st["status"], "active");
+    assert_eq!(repeat_st["basedOn"][0]["reference"], format!("MedicationRequest/{}", shown_repeat.id));
+    assert_eq!(st.iter().find(|r| r["id"] == acute.id.to_string()).unwrap()["status"], "completed");
+    let read = app.fhir_read(&who, "MedicationStatement", &shown_repeat.id.to_string()).await.unwrap();
+    assert_eq!(read["medicationCodeableConcept"]["text"], "Amlodipine 5mg tablets");
+    // An issue is not a course: no MedicationStatement of that id.
+    unknown(app.fhir_read(&who, "MedicationStatement", &issue_of_shown.id.to_string()).await);
+
+    // The issues are both shown; only the shown repeat's is linked to it.
+    let requests = app.fhir_search(&who, "MedicationRequest", BASE, &Search::default()).await.unwrap();
+    let by_id = |id: EntryId| {
+        requests["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).find(|r| r["id"] == id.to_string())
+    };
+    assert_eq!(
+        by_id(issue_of_shown.id).unwrap()["basedOn"][0]["reference"],
+        format!("MedicationRequest/{}", shown_repeat.id)
+    );
+    let lone = by_id(issue_of_hidden.id).expect("the issue of a hidden repeat is shown (R12)");
+    assert!(lone.get("basedOn").is_none(), "{lone}");
+    assert!(by_id(hidden_repeat.id).is_none());
+    // No trace of the hidden repeat's id anywhere the app looks (the issue's word is its own).
+    let mut all = serde_json::to_string(&everything(&app, &who, &pat.id.to_string(), "1").await).unwrap();
+    all.push_str(&requests.to_string());
+    all.push_str(&statements.to_string());
+    all.push_str(&app.fhir_read(&who, "MedicationRequest", &issue_of_hidden.id.to_string()).await.unwrap().to_string());
+    assert!(!all.contains(&hidden_repeat.id.to_string()));
+    unknown(app.fhir_read(&who, "MedicationStatement", &hidden_repeat.id.to_string()).await);
+
+    // A page of one entry keeps a course's request and statement together.
+    let page = app.fhir_everything(&who, &pat.id.to_string(), BASE, Some("2"), None).await.unwrap();
+    let types: Vec<&str> = page["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert!(types.len() <= 3, "{types:?}");
+
+    // The practice sees the hidden repeat, its statement labelled NOPAT too, and the issue's link.
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    let full = everything(&app, &staff, &pat.id.to_string(), "100").await;
+    let labelled: Vec<&Value> = full.iter().filter(|r| r["id"] == hidden_repeat.id.to_string()).collect();
+    assert_eq!(labelled.len(), 2);
+    assert!(labelled.iter().all(|r| r["meta"]["security"][0]["code"] == "NOPAT"));
+    let issue = full.iter().find(|r| r["id"] == issue_of_hidden.id.to_string()).unwrap();
+    assert_eq!(issue["basedOn"][0]["reference"], format!("MedicationRequest/{}", hidden_repeat.id));
+}
+
+/// `_include`: the patient, the clinicians who wrote the entries, an appointment's slot; only
+/// within the token's scopes; unknown ones named.
+async fn searches_include_what_their_resources_point_at(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = Utc::now();
+    let mut by_doctor = consultation(&pat, now - Duration::days(3), "");
+    by_doctor.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
+    by_doctor.body = EntryBody::TestResult {
+        test: "Haemoglobin".into(),
+        value: "132".into(),
+        unit: "g/L".into(),
+        range: "115-165".into(),
+        abnormal: false,
+        filing: Filing::Filed,
+    };
+    let mut hidden_by_doctor = by_doctor.clone();
+    hidden_by_doctor.id = EntryId::from_uuid(caldicott_app::new_id());
+    hidden_by_doctor.entered_at = now - Duration::days(2);
+    hide(&mut hidden_by_doctor);
+    let mut by_stranger = by_doctor.clone();
+    by_stranger.id = EntryId::from_uuid(caldicott_app::new_id());
+    by_stranger.author = Author { staff: None, name: "Locum from elsewhere".into() };
+    let entries = vec![by_doctor.clone(), hidden_by_doctor.clone(), by_stranger.clone()];
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let with = |inc: &[&str]| Search { include: inc.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+
+    let b = app
+        .fhir_search(&who, "Observation", BASE, &with(&["Observation:performer", "Observation:patient"]))
+        .await
+        .unwrap();
+    let included: Vec<&Value> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .map(|e| &e["resource"])
+        .collect();
+    assert_eq!(included.len(), 2, "{b}");
+    assert!(included.iter().any(|r| r["resourceType"] == "Practitioner" && r["id"] == tp.clinician.staff.to_string()));
+    assert!(included.iter().any(|r| r["resourceType"] == "Patient" && r["id"] == pat.id.to_string()));
+    let matched: Vec<&Value> =
+        b["entry"].as_array().unwrap().iter().filter(|e| e["search"]["mode"] == "match").collect();
+    assert_eq!(matched.len(), 2, "the hidden result is not among the matches");
+    assert!(!b.to_string().contains(&hidden_by_doctor.id.to_string()));
+    assert!(b["link"][0]["url"].as_str().unwrap().contains("_include=Observation:performer"));
+    // The one reference a stranger's entry has is their name.
+    let stranger = matched.iter().find(|e| e["resource"]["id"] == by_stranger.id.to_string()).unwrap();
+    assert!(stranger["resource"]["performer"][0].get("reference").is_none());
+    // `*` is every include of the type; scopes still apply to what is included.
+    let all = app.fhir_search(&who, "Observation", BASE, &with(&["Observation:*"])).await.unwrap();
+    assert_eq!(all["entry"].as_array().unwrap().len(), 4);
+    let obs_only = app_token(&app, &client, &secret, &link, "patient/Observation.read").await;
+    let narrow = app.fhir_search(&obs_only, "Observation", BASE, &with(&["Observation:*"])).await.unwrap();
+    assert!(narrow["entry"].as_array().unwrap().iter().all(|e| e["search"]["mode"] == "match"));
+    // What is not offered is named, with what is.
+    for bad in ["Observation:based-on", "Condition:patient", "Observation:performer:Organization"] {
+        match app.fhir_search(&who, "Observation", BASE, &with(&[bad])).await {
+            Err(AppError::BadRequest(m)) => assert!(m.contains("Observation:performer"), "{m}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    // $everything brings the clinicians its page names.
+    let ev = everything(&app, &who, &pat.id.to_string(), "50").await;
+    assert!(ev.iter().any(|r| r["resourceType"] == "Practitioner"));
+    assert!(ev.iter().any(|r| r["resourceType"] == "Organization"));
+}
+
+fn pdf() -> Vec<u8> {
+    b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n".to_vec()
+}
+
+/// Documents and their files: waiting in the filing queue they are nobody's online; filed
+/// visible, the patient and their app open them (DocumentReference, then Binary); hidden, they
+/// answer as unknown ids; staff open any.
+async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let today = Utc::now().date_naive();
+    let new_doc = |title: &str, content: Vec<u8>, name: &str| NewDocument {
+        title: title.into(),
+        summary: "Seen in clinic".into(),
+        day: "1".into(),
+        month: "3".into(),
+        year: today.format("%Y").to_string(),
+        filename: name.into(),
+        content,
+    };
+    // Bad input is named and nothing is kept.
+    let problems = app
+        .add_document(&reception, pat.nhs_number.as_str(), new_doc("", b"\x00\x01".to_vec(), "x.bin"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
+    assert_eq!(fields, vec!["title", "file"]);
+    let future = NewDocument {
+        year: (today.format("%Y").to_string().parse::<i32>().unwrap() + 1).to_string(),
+        ..new_doc("Letter", pdf(), "a.pdf")
+    };
+    assert_eq!(
+        app.add_document(&reception, pat.nhs_number.as_str(), future).await.unwrap().unwrap_err()[0].field,
+        "date"
+    );
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     assert!(matches!(
-        app.fhir_token(&client, &secret, "refresh_token", &link, "").await,
-        Err(AppError::Unauthenticated(_))
+        app.add_document(&admin, pat.nhs_number.as_str(), new_doc("Letter", pdf(), "a.pdf")).await,
+        Err(AppError::Forbidden(_))
     ));
+    let letter = app
+        .add_document(
+            &reception,
+            pat.nhs_number.as_str(),
+            new_doc("Clinic letter", pdf(), "../../etc/clinic\"letter.pdf"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let secret_doc = app
+        .add_document(&reception, pat.nhs_number.as_str(), new_doc("SECRET-LETTER about her brother", pdf(), "s.pdf"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    // Waiting to be filed: not online.
+    let made_up = uuid::Uuid::now_v7().to_string();
+    let a = unknown(app.fhir_read(&who, "Binary", &letter.to_string()).await);
+    let b = unknown(app.fhir_read(&who, "Binary", &made_up).await);
+    assert_eq!(a.replace(&letter.to_string(), "X"), b.replace(&made_up, "X"));
+    unknown(app.fhir_read(&who, "DocumentReference", &letter.to_string()).await);
+    // Staff open it at once (the filing page links it).
+    let staff_copy = app.staff_document(&reception, letter).await.unwrap();
+    assert_eq!((staff_copy.content_type.as_str(), staff_copy.bytes.clone()), ("application/pdf", pdf()));
+    assert_eq!(staff_copy.filename, "clinicletter.pdf", "only the last part of the name, quotes dropped");
+    // Filed: one visible, one hidden.
+    app.file(&tp.clinician, letter, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+        .await
+        .unwrap();
+    app.file(
+        &tp.clinician,
+        secret_doc,
+        &caldicott_app::redaction::VisibilityChange::Hide {
+            reason: HiddenReason::ThirdParty,
+            note: "about a relative".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let doc_ref = app.fhir_read(&who, "DocumentReference", &letter.to_string()).await.unwrap();
+    let attachment = &doc_ref["content"][0]["attachment"];
+    assert_eq!(attachment["url"], format!("Binary/{letter}"));
+    assert_eq!(attachment["contentType"], "application/pdf");
+    assert_eq!(attachment["size"], pdf().len());
+    let binary = app.fhir_read(&who, "Binary", &letter.to_string()).await.unwrap();
+    assert_eq!(binary["resourceType"], "Binary");
+    assert_eq!(binary["securityContext"]["reference"], format!("DocumentReference/{letter}"));
+    use base64::Engine;
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(binary["data"].as_str().unwrap()).unwrap(), pdf());
+    let c = app.fhir_binary(&who, &letter.to_string()).await.unwrap();
+    assert_eq!(c.bytes, pdf());
+    // The hidden one: unknown, byte for byte, by every path.
+    let h = unknown(app.fhir_read(&who, "Binary", &secret_doc.to_string()).await);
+    assert_eq!(h.replace(&secret_doc.to_string(), "X"), b.replace(&made_up, "X"));
+    unknown(app.fhir_read(&who, "DocumentReference", &secret_doc.to_string()).await);
+    let docs = app.fhir_search(&who, "DocumentReference", BASE, &Search::default()).await.unwrap();
+    assert_eq!(docs["entry"].as_array().unwrap().len(), 1);
+    assert!(!docs.to_string().contains(&secret_doc.to_string()) && !docs.to_string().contains("SECRET-LETTER"));
+    // Binary is read by id only; and only within scopes.
+    assert!(matches!(app.fhir_search(&who, "Binary", BASE, &Search::default()).await, Err(AppError::BadRequest(_))));
+    let no_binary = app_token(&app, &client, &secret, &link, "patient/DocumentReference.read").await;
+    assert!(matches!(app.fhir_read(&no_binary, "Binary", &letter.to_string()).await, Err(AppError::Forbidden(_))));
+    // The practice opens the hidden one, and sees it labelled.
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    assert_eq!(app.fhir_binary(&staff, &secret_doc.to_string()).await.unwrap().bytes, pdf());
+    let labelled = app.fhir_read(&staff, "DocumentReference", &secret_doc.to_string()).await.unwrap();
+    assert_eq!(labelled["meta"]["security"][0]["code"], "NOPAT");
+    // A document held as a summary only opens as that summary, as text.
+    let mut summary_only = consultation(&pat, Utc::now() - Duration::days(1), "");
+    summary_only.body = EntryBody::Document {
+        title: "Old letter".into(),
+        summary: "Discharged after day surgery".into(),
+        filing: Filing::Filed,
+        review: DocumentReview::Reviewed,
+    };
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&summary_only), &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
+    let text = app.fhir_binary(&who, &summary_only.id.to_string()).await.unwrap();
+    assert_eq!(
+        (text.content_type.as_str(), text.bytes.as_slice()),
+        ("text/plain; charset=utf-8", b"Discharged after day surgery".as_slice())
+    );
+    // Every opening is audited.
+    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    assert!(events.iter().any(|e| e.actor_kind == "app" && e.entity == format!("fhir/Binary/{letter}")));
+    assert!(events.iter().any(|e| e.actor_kind == "staff" && e.entity == format!("document/{letter}")));
+}
+
+/// A practice integration: a client assertion signed with its key for a `system/` token; each
+/// assertion once; its own practice only; turned off, its tokens end.
+async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other_tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
+    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET-SYSTEM");
+    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (private, public) = new_key_pair().unwrap();
+    // Registration: administrators only, a public key only, offered scopes only.
+    assert!(matches!(
+        app.register_integration(
+            &tp.clinician,
+            &NewIntegration { name: "X".into(), public_key: public.clone(), scopes: String::new() }
+        )
+        .await,
+        Err(AppError::Forbidden(_))
+    ));
+    for (key, scopes) in [
+        (private.as_str(), ""),
+        ("not a key", ""),
+        (public.as_str(), "patient/*.read"),
+        (public.as_str(), "system/*.write"),
+    ] {
+        let r = app
+            .register_integration(
+                &admin,
+                &NewIntegration { name: "Reporting".into(), public_key: key.into(), scopes: scopes.into() },
+            )
+            .await;
+        assert!(matches!(r, Err(AppError::BadRequest(_))), "{key:.20} {scopes}: {r:?}");
+    }
+    let reporting = app
+        .register_integration(
+            &admin,
+            &NewIntegration {
+                name: "Reporting".into(),
+                public_key: public.clone(),
+                scopes: "system/Patient.read system/Encounter.read".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let request = |assertion: String, scope: &str| TokenRequest {
+        grant_type: "client_credentials".into(),
+        client_assertion_type: caldicott_app::fhir_api::ASSERTION_TYPE.into(),
+        client_assertion: assertion,
+        scope: scope.into(),
+        token_url: TOKEN_URL.into(),
+        ..TokenRequest::default()
+    };
+    let now = Utc::now();
+    let assertion = client_assertion(&reporting.client_id, &private, TOKEN_URL, now).unwrap();
+    let granted = app.fhir_token(&request(assertion.clone(), "")).await.unwrap();
+    assert_eq!(
+        (granted.scope.as_str(), granted.patient.clone(), granted.expires_in),
+        ("system/Encounter.read system/Patient.read", None, 300)
+    );
+    // The same assertion again is refused; so are one for another audience, one signed with
+    // another key, an expired one, and scopes it was not registered for.
+    assert_eq!(oauth_error(app.fhir_token(&request(assertion, "")).await), "invalid_grant");
+    let wrong_aud = client_assertion(&reporting.client_id, &private, "http://elsewhere/token", now).unwrap();
+    assert_eq!(oauth_error(app.fhir_token(&request(wrong_aud, "")).await), "invalid_client");
+    let (other_private, _) = new_key_pair().unwrap();
+    let forged = client_assertion(&reporting.client_id, &other_private, TOKEN_URL, now).unwrap();
+    assert_eq!(oauth_error(app.fhir_token(&request(forged, "")).await), "invalid_client");
+    let old = client_assertion(&reporting.client_id, &private, TOKEN_URL, now - Duration::minutes(30)).unwrap();
+    assert_eq!(oauth_error(app.fhir_token(&request(old, "")).await), "invalid_client");
+    let wider = client_assertion(&reporting.client_id, &private, TOKEN_URL, now).unwrap();
+    assert_eq!(oauth_error(app.fhir_token(&request(wider, "system/*.read")).await), "invalid_scope");
+    let no_assertion = TokenRequest { client_assertion: String::new(), ..request(String::new(), "") };
+    assert_eq!(oauth_error(app.fhir_token(&no_assertion).await), "invalid_client");
+
+    // What it reads: its practice's whole record within its scopes, labelled.
+    let system = app.fhir_caller(&granted.access_token).await.unwrap();
+    let enc = app
+        .fhir_search(&system, "Encounter", BASE, &Search { patient: Some(pat.id.to_string()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(enc.to_string().contains("SECRET-SYSTEM") && enc.to_string().contains("NOPAT"));
+    assert!(matches!(
+        app.fhir_search(
+            &system,
+            "Observation",
+            BASE,
+            &Search { patient: Some(pat.id.to_string()), ..Default::default() }
+        )
+        .await,
+        Err(AppError::Forbidden(_))
+    ));
+    assert!(
+        matches!(app.fhir_search(&system, "Encounter", BASE, &Search::default()).await, Err(AppError::BadRequest(_))),
+        "patient= is required"
+    );
+    unknown(app.fhir_read(&system, "Patient", &elsewhere.id.to_string()).await);
+    // A system token cannot book.
+    let body = serde_json::json!({ "resourceType": "Appointment", "slot": [{ "reference": "Slot/x" }] });
+    assert!(matches!(app.fhir_create(&system, "Appointment", &body).await, Err(AppError::Forbidden(_))));
+    // Audited under its own name.
+    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    assert!(events.iter().any(|e| e.actor_kind == "integration" && e.action == "fhir.token_issue"));
+    assert!(events.iter().any(|e| e.actor_kind == "integration"
+        && e.action == "record.view_staff"
+        && e.patient == Some(pat.id.to_string())));
+    // Turned off: the next request is refused, and no new token is given.
+    app.set_integration_active(&admin, &reporting.id.to_string(), false).await.unwrap();
+    assert!(matches!(app.fhir_caller(&granted.access_token).await, Err(AppError::Unauthenticated(_))));
+    let fresh = client_assertion(&reporting.client_id, &private, TOKEN_URL, Utc::now()).unwrap();
+    assert_eq!(oauth_error(app.fhir_token(&request(fresh, "")).await), "invalid_client");
+    assert!(app.integrations(&admin).await.unwrap().iter().all(|i| !i.active));
+}
+
+/// An app linked by a parent, acting for their child through the proxy link: the proxy's view
+/// of the child's record (its level and start date), not the child's own; the proxy's
+/// permissions for appointments and contact details; ended with the proxy link.
+async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let today = Utc::now().date_naive();
+    let mut child = fixtures::person(tp.practice.id, today - Duration::days(365 * 8));
+    child.contact.address.postcode = "CH1 1LD".into();
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let granted_on = today - Duration::days(30);
+    let mut link =
+        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Summary, granted_on).await.unwrap();
+    link.scope.appointments = false;
+    link.scope.demographics = false;
+    app.store
+        .update_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkUpdate, Some(child.id)))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let mut allergy = consultation(&child, now - Duration::days(5), "");
+    allergy.body = EntryBody::Allergy { substance: "Peanuts".into(), reaction: "Hives".into() };
+    let visit = consultation(&child, now - Duration::days(4), "DETAIL-ONLY consultation text");
+    let mut before_grant = consultation(&child, now - Duration::days(60), "");
+    before_grant.body = EntryBody::Allergy { substance: "BEFORE-GRANT eggs".into(), reaction: "Rash".into() };
+    let entries = vec![allergy.clone(), visit.clone(), before_grant.clone()];
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link_token) = linked_app(&app, &tp, &parent).await.unwrap();
+    // The holder's own token, then one for the child.
+    let for_child =
+        TokenRequest { patient: Some(child.id.to_string()), ..TokenRequest::app(&client, &secret, &link_token, "") };
+    let t = app.fhir_token(&for_child).await.unwrap();
+    assert_eq!(t.patient, Some(child.id.to_string()));
+    let who = app.fhir_caller(&t.access_token).await.unwrap();
+    // Summary level from the grant date: the allergy since, not the consultation, not before.
+    let ev = everything(&app, &who, &child.id.to_string(), "10").await;
+    let text = serde_json::to_string(&ev).unwrap();
+    assert!(text.contains("Peanuts"));
+    assert!(!text.contains("DETAIL-ONLY") && !text.contains("BEFORE-GRANT"), "{text}");
+    unknown(app.fhir_read(&who, "Encounter", &visit.id.to_string()).await);
+    // The parent's own record is not this token's.
+    unknown(app.fhir_read(&who, "Patient", &parent.id.to_string()).await);
+    // No demographics permission: who the child is, not where they live.
+    let me = app.fhir_read(&who, "Patient", &child.id.to_string()).await.unwrap();
+    assert_eq!(me["identifier"][0]["value"], child.nhs_number.as_str());
+    assert!(me.get("address").is_none() && !me.to_string().contains("CH1 1LD"));
+    // No appointments permission.
+    assert!(matches!(app.fhir_search(&who, "Slot", BASE, &Search::default()).await, Err(AppError::Forbidden(_))));
+    assert!(matches!(
+        app.fhir_search(&who, "Appointment", BASE, &Search::default()).await,
+        Err(AppError::Forbidden(_))
+    ));
+    // Audited as the app, acting through the proxy link.
+    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    assert!(events.iter().any(|e| e.actor_kind == "app"
+        && e.actor_role == format!("app for proxy link {}", link.id)
+        && e.patient == Some(child.id.to_string())));
+    // The proxy link suspended: the next request is refused, and no new token for the child.
+    link.status = ProxyStatus::Suspended { since: today, reason: "review".into() };
+    app.store
+        .update_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkUpdate, Some(child.id)))
+        .await
+        .unwrap();
+    assert!(matches!(app.fhir_caller(&t.access_token).await, Err(AppError::Unauthenticated(_))));
+    assert_eq!(oauth_error(app.fhir_token(&for_child).await), "invalid_grant");
+    // The holder's own token still works.
+    app_token(&app, &client, &secret, &link_token, "").await;
 }
 
 async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
@@ -229,6 +775,14 @@ async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
     assert!(app.fhir_create(&booker, "Appointment", &body).await.is_err());
     let mine = app.fhir_search(&reader, "Appointment", BASE, &Search::default()).await.unwrap();
     assert_eq!(mine["entry"][0]["resource"]["id"], booked["id"]);
+    // Its slot comes with it when asked, busy now.
+    let with_slot = Search { include: vec!["Appointment:slot".into()], ..Default::default() };
+    let inc = app.fhir_search(&reader, "Appointment", BASE, &with_slot).await.unwrap();
+    let slot = inc["entry"].as_array().unwrap().iter().find(|e| e["search"]["mode"] == "include").unwrap();
+    assert_eq!(
+        (slot["resource"]["id"].as_str(), slot["resource"]["status"].as_str()),
+        (Some(free[0].as_str()), Some("busy"))
+    );
     let id = booked["id"].as_str().unwrap().to_owned();
     assert_eq!(app.fhir_read(&reader, "Appointment", &id).await.unwrap()["status"], "booked");
     // Only cancelling is offered; then it is cancelled, audited as the app.
@@ -248,83 +802,157 @@ async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
     }
 }
 
-/// T1/T2 as a property: over generated records, no entry the patient cannot see online ever
-/// reaches an app, by read, search or `$everything`, and every one they can see arrives once.
-async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<(u8, bool, bool, bool)>) {
+/// One generated entry: (kind, hidden, nopat, unfiled).
+type Gen = (u8, bool, bool, bool);
+
+/// T1/T2 as a property: over generated records and viewers (the patient, or a proxy with a
+/// generated record level), no entry the viewer cannot see online ever reaches their app, by
+/// read, search, `_include`, `$everything`, Binary or a reference, and every one they can see
+/// arrives once.
+async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: u8) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
-    let pat = adult(&app, tp.practice.id).await.unwrap();
     let now = Utc::now();
-    let mut entries = Vec::new();
-    for (i, (kind, hide, nopat, unfiled)) in flags.iter().enumerate() {
-        let mut e = consultation(&pat, now - Duration::hours(i as i64 + 1), &format!("ENTRY-{i}"));
-        if kind % 3 == 1 {
-            e.body = EntryBody::TestResult {
-                test: format!("ENTRY-{i} result"),
-                value: "5".into(),
-                unit: "mmol/L".into(),
-                range: String::new(),
-                abnormal: false,
-                filing: if *unfiled { Filing::Unfiled } else { Filing::Filed },
-            };
-        } else if kind % 3 == 2 {
-            e.body = EntryBody::Allergy { substance: format!("ENTRY-{i} nuts"), reaction: "Rash".into() };
+    let today = now.date_naive();
+    let adult_pat = adult(&app, tp.practice.id).await.unwrap();
+    // viewer 0: the patient; 1..: a parent whose proxy link has that record level.
+    let (pat, holder, proxy) = if viewer == 0 {
+        (adult_pat.clone(), adult_pat.clone(), None)
+    } else {
+        let child = fixtures::person(tp.practice.id, today - Duration::days(365 * 6));
+        app.store
+            .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+            .await
+            .unwrap();
+        let level = [AccessLevel::Summary, AccessLevel::Detailed, AccessLevel::Documents, AccessLevel::Full]
+            [viewer as usize % 4];
+        let link = fixtures::proxy_link(&app, tp.practice.id, &child, &adult_pat, level, today - Duration::days(3))
+            .await
+            .unwrap();
+        (child, adult_pat.clone(), Some(link))
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, (kind, hide_it, nopat, unfiled)) in flags.iter().enumerate() {
+        let at = now - Duration::hours(i as i64 * 7 + 1);
+        let mut e = consultation(&pat, at, &format!("ENTRY-{i} words"));
+        e.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
+        match kind % 7 {
+            1 => {
+                e.body = EntryBody::TestResult {
+                    test: format!("ENTRY-{i} result"),
+                    value: "5".into(),
+                    unit: "mmol/L".into(),
+                    range: String::new(),
+                    abnormal: false,
+                    filing: if *unfiled { Filing::Unfiled } else { Filing::Filed },
+                }
+            }
+            2 => e.body = EntryBody::Allergy { substance: format!("ENTRY-{i} nuts"), reaction: "Rash".into() },
+            3 => {
+                e.body = EntryBody::Medication {
+                    drug: format!("ENTRY-{i} drug"),
+                    dosage: "One daily".into(),
+                    quantity: "28".into(),
+                    course: MedicationCourse::RepeatTemplate,
+                }
+            }
+            4 => {
+                // An issue of the nearest earlier repeat, if any (its own words are the issue's).
+                let template =
+                    entries.iter().rev().find(|x| matches!(x.body, EntryBody::Medication { .. })).map(|x| x.id);
+                e.body = EntryBody::MedicationIssue {
+                    drug: format!("ENTRY-{i} issue"),
+                    dosage: "One daily".into(),
+                    quantity: "28".into(),
+                    template,
+                }
+            }
+            5 => {
+                e.body = EntryBody::Document {
+                    title: format!("ENTRY-{i} letter"),
+                    summary: format!("ENTRY-{i} summary"),
+                    filing: if *unfiled { Filing::Unfiled } else { Filing::Filed },
+                    review: DocumentReview::Reviewed,
+                }
+            }
+            6 => e.body = EntryBody::Problem { title: format!("ENTRY-{i} problem"), active: true },
+            _ => {}
         }
-        if *hide {
-            e.visibility = caldicott_core::entry::OnlineVisibility::Hidden(
-                caldicott_core::entry::Redaction::new(
-                    caldicott_core::entry::HiddenReason::ThirdParty,
-                    "test",
-                    "Dr",
-                    now,
-                )
-                .unwrap(),
-            );
+        if *hide_it {
+            hide(&mut e);
         }
         e.nopat = *nopat;
         entries.push(e);
     }
     app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
-    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
-    let who = app_token(&app, &client, &secret, &link, "").await;
-    let staff = FhirCaller::Staff(tp.clinician.clone());
-    // The online view staff preview shows: the reference for what the app must get.
-    let full = everything(&app, &staff, &pat.id.to_string(), "1000").await;
-    let hidden_ids: HashSet<String> = full
+    let (client, secret, link) = linked_app(&app, &tp, &holder).await.unwrap();
+    let req = TokenRequest {
+        patient: proxy.as_ref().map(|_| pat.id.to_string()),
+        ..TokenRequest::app(&client, &secret, &link, "")
+    };
+    let who = app.fhir_caller(&app.fhir_token(&req).await.unwrap().access_token).await.unwrap();
+    // The reference: the online view staff preview for the same viewer.
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let view_as = match &proxy {
+        None => caldicott_app::record::ViewAs::Patient,
+        Some(l) => caldicott_app::record::ViewAs::Proxy(l.id),
+    };
+    let preview = app
+        .online_view(
+            &reception,
+            pat.nhs_number.as_str(),
+            view_as,
+            &caldicott_app::record::PageRequest { limit: Some(200), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let expected: HashSet<String> = preview.entries.iter().map(|e| e.id.to_string()).collect();
+    let hidden: Vec<(usize, &Entry)> =
+        entries.iter().enumerate().filter(|(_, e)| !expected.contains(&e.id.to_string())).collect();
+
+    let got = everything(&app, &who, &pat.id.to_string(), "3").await;
+    let got_entries: Vec<String> = got
         .iter()
-        .filter(|r| r["meta"]["security"][0]["code"] == "NOPAT")
+        .filter(|r| {
+            !matches!(
+                r["resourceType"].as_str(),
+                Some("Patient" | "Organization" | "Practitioner" | "MedicationStatement")
+            )
+        })
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect();
-    let got = everything(&app, &who, &pat.id.to_string(), "3").await;
-    let got_ids: Vec<String> = got.iter().skip(2).map(|r| r["id"].as_str().unwrap().to_owned()).collect();
-    let expected: HashSet<String> =
-        entries.iter().map(|e| e.id.to_string()).filter(|id| !hidden_ids.contains(id)).collect();
-    assert_eq!(got_ids.len(), expected.len(), "each shown entry once");
-    assert_eq!(got_ids.iter().cloned().collect::<HashSet<_>>(), expected);
+    assert_eq!(got_entries.len(), expected.len(), "each shown entry once");
+    assert_eq!(got_entries.iter().cloned().collect::<HashSet<_>>(), expected);
     let mut responses = serde_json::to_string(&got).unwrap();
-    for t in ["Encounter", "Observation", "AllergyIntolerance"] {
-        responses.push_str(&app.fhir_search(&who, t, BASE, &Search::default()).await.unwrap().to_string());
+    for t in caldicott_app::fhir_api::CLINICAL_TYPES {
+        let all_includes = Search { include: vec![format!("{t}:*")], ..Default::default() };
+        responses.push_str(&app.fhir_search(&who, t, BASE, &all_includes).await.unwrap().to_string());
     }
     for e in &entries {
-        let t = caldicott_app::fhir_out::resource_type(e.kind());
-        match app.fhir_read(&who, t, &e.id.to_string()).await {
-            Ok(r) => responses.push_str(&r.to_string()),
-            Err(AppError::NotFound(_)) => assert!(hidden_ids.contains(&e.id.to_string())),
-            Err(other) => panic!("{other:?}"),
+        let mut types: Vec<&str> = caldicott_app::fhir_out::resource_types(e.kind()).to_vec();
+        if e.kind() == EntryKind::Document {
+            types.push("Binary");
+        }
+        for t in types {
+            match app.fhir_read(&who, t, &e.id.to_string()).await {
+                Ok(r) => responses.push_str(&r.to_string()),
+                Err(AppError::NotFound(_)) => {
+                    assert!(!expected.contains(&e.id.to_string()) || t == "Binary", "{t}/{} shown but not read", e.id)
+                }
+                Err(other) => panic!("{other:?}"),
+            }
         }
     }
-    for (i, e) in entries.iter().enumerate() {
-        if hidden_ids.contains(&e.id.to_string()) {
-            assert!(!responses.contains(&e.id.to_string()), "hidden entry {i} reached the app");
-            assert!(!responses.contains(&format!("ENTRY-{i} ")), "hidden entry {i}'s words reached the app");
-        }
+    for (i, e) in hidden {
+        assert!(!responses.contains(&e.id.to_string()), "hidden entry {i} ({:?}) reached the app", e.kind());
+        assert!(!responses.contains(&format!("ENTRY-{i} ")), "hidden entry {i}'s words reached the app");
     }
 }
 
-fn records() -> impl Strategy<Value = Vec<(u8, bool, bool, bool)>> {
+fn records() -> impl Strategy<Value = Vec<Gen>> {
     proptest::collection::vec(
-        (0u8..3, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
-        1..14,
+        (0u8..7, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
+        1..16,
     )
 }
 
@@ -335,19 +963,27 @@ macro_rules! both {
     };
 }
 
-both!(a_linked_app_reads_exactly_the_online_view, a_linked_app_books_and_cancels_an_appointment);
+both!(
+    a_linked_app_reads_exactly_the_online_view,
+    medication_statements_and_hidden_repeats,
+    searches_include_what_their_resources_point_at,
+    documents_open_only_where_the_reader_may_see_them,
+    a_practice_integration_reads_its_practice_with_system_scopes,
+    an_app_acts_for_a_dependant_within_the_proxy_scope,
+    a_linked_app_books_and_cancels_an_appointment,
+);
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
     #[test]
-    fn generated_records_leak_nothing_to_apps_sqlite(flags in records()) {
+    fn generated_records_and_viewers_leak_nothing_to_apps_sqlite(flags in records(), viewer in 0u8..5) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async { no_hidden_entry_reaches_an_app(&test_support::sqlite().await.unwrap(), flags).await });
+        rt.block_on(async { no_hidden_entry_reaches_an_app(&test_support::sqlite().await.unwrap(), flags, viewer).await });
     }
 
     #[test]
-    fn generated_records_leak_nothing_to_apps_postgres(flags in records()) {
+    fn generated_records_and_viewers_leak_nothing_to_apps_postgres(flags in records(), viewer in 0u8..5) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async { no_hidden_entry_reaches_an_app(&test_support::postgres().await.unwrap(), flags).await });
+        rt.block_on(async { no_hidden_entry_reaches_an_app(&test_support::postgres().await.unwrap(), flags, viewer).await });
     }
 }

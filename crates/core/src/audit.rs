@@ -56,6 +56,8 @@ pub enum ActorKind {
     Proxy,
     App,
     System,
+    /// A practice integration of the FHIR API (a system client).
+    Integration,
 }
 
 impl ActorKind {
@@ -66,6 +68,7 @@ impl ActorKind {
             Self::Proxy => "proxy",
             Self::App => "app",
             Self::System => "system",
+            Self::Integration => "integration",
         }
     }
 }
@@ -176,6 +179,8 @@ pub enum Action {
     SarDecide,
     SarExport,
     FhirTokenIssue,
+    FhirIntegrationRegister,
+    FhirIntegrationChange,
     StaffMessageSend,
     StaffMessageView,
     StaffMessageDelete,
@@ -254,6 +259,8 @@ impl Action {
             Self::SarDecide => "sar.decide",
             Self::SarExport => "sar.export",
             Self::FhirTokenIssue => "fhir.token_issue",
+            Self::FhirIntegrationRegister => "fhir.integration_register",
+            Self::FhirIntegrationChange => "fhir.integration_change",
             Self::StaffMessageSend => "staff_message.send",
             Self::StaffMessageView => "staff_message.view",
             Self::StaffMessageDelete => "staff_message.delete",

@@ -78,4 +78,6 @@ typed_id!(
     AppId,
     /// One app's link to one patient's record.
     AppLinkId,
+    /// A practice integration of the FHIR API (a system client with `system/` scopes).
+    IntegrationId,
 );

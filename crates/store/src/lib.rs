@@ -8,6 +8,7 @@
 //! - no database type crosses this interface.
 
 pub mod chat;
+pub mod documents;
 pub mod fhir;
 pub mod governance;
 pub mod inbound;
@@ -166,6 +167,7 @@ pub trait Store:
     + sar::SarStore
     + chat::ChatStore
     + fhir::FhirStore
+    + documents::DocumentStore
     + Send
     + Sync
     + 'static
@@ -322,6 +324,7 @@ pub trait Store:
         new_patient: Option<&Patient>,
         import: &RecordImport,
         entries: &[Entry],
+        files: &[(EntryId, documents::StoredFile)],
         audit: &[AuditRecord],
     ) -> StoreResult<()>;
     // ---- Patient services ----

@@ -52,6 +52,11 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration { version: 18, name: "sar_review", sql: include_str!("../migrations/sqlite/0018_sar_review.sql") },
     Migration { version: 19, name: "fhir_tokens", sql: include_str!("../migrations/sqlite/0019_fhir_tokens.sql") },
+    Migration {
+        version: 20,
+        name: "fhir_integrations_and_files",
+        sql: include_str!("../migrations/sqlite/0020_fhir_integrations_and_files.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -110,6 +115,11 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration { version: 18, name: "sar_review", sql: include_str!("../migrations/postgres/0018_sar_review.sql") },
     Migration { version: 19, name: "fhir_tokens", sql: include_str!("../migrations/postgres/0019_fhir_tokens.sql") },
+    Migration {
+        version: 20,
+        name: "fhir_integrations_and_files",
+        sql: include_str!("../migrations/postgres/0020_fhir_integrations_and_files.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

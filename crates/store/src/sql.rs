@@ -27,6 +27,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod chat;
+mod documents;
 mod fhir;
 mod governance;
 mod inbound;
@@ -385,6 +386,30 @@ macro_rules! sql_store {
                 .bind(a.kind.as_str())
                 .bind(a.identity.as_str())
                 .bind(a.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            /// The file of a document entry, inserted with it.
+            async fn insert_file(
+                tx: &mut sqlx::Transaction<'static, $DB>,
+                practice: PracticeId,
+                entry: EntryId,
+                f: &crate::documents::StoredFile,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO document_file (practice_id, entry_id, content_type, filename, size, sha1, content) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(practice.as_uuid())
+                .bind(entry.as_uuid())
+                .bind(&f.info.content_type)
+                .bind(&f.info.filename)
+                .bind(i64::try_from(f.info.size).map_err(|_| StoreError::Conflict("the file is too large".into()))?)
+                .bind(f.info.sha1.to_vec())
+                .bind(&f.content)
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
@@ -1060,6 +1085,7 @@ macro_rules! sql_store {
                 new_patient: Option<&Patient>,
                 import: &RecordImport,
                 entries: &[Entry],
+                files: &[(EntryId, crate::documents::StoredFile)],
                 audit: &[AuditRecord],
             ) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
@@ -1091,6 +1117,12 @@ macro_rules! sql_store {
                         return Err(StoreError::Conflict("an imported entry belongs to another patient".into()));
                     }
                     Self::insert_entry(&mut tx, practice, e).await?;
+                }
+                for (entry, file) in files {
+                    if !entries.iter().any(|e| e.id == *entry) {
+                        return Err(StoreError::Conflict("an imported file belongs to no imported entry".into()));
+                    }
+                    Self::insert_file(&mut tx, practice, *entry, file).await?;
                 }
                 let audit: Vec<&AuditRecord> = audit.iter().collect();
                 Self::append_in(&mut tx, practice, &audit).await?;

@@ -1,6 +1,7 @@
 //! The API for third-party patient apps (mounted under `/api/apps/v1`): linking to a patient
-//! with the practice's letter, and the state of a link. The record itself, for apps, is a later
-//! part of the FHIR API.
+//! with the practice's letter or NHS login, and the state of a link with whom its holder acts
+//! for (each a `patient` the FHIR token endpoint accepts). The record itself is read through the
+//! FHIR API.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -57,7 +58,21 @@ async fn link_status(
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| AppError::Unauthenticated("send the link's token as `Authorization: Bearer <token>`".into()))?;
     let (_, link, registered) = app.app_link_of_token(token).await?;
-    Ok(Json(serde_json::json!({ "link_id": link.id, "app": registered.name, "linked_at": link.linked_at })))
+    let acts_for: Vec<_> = app
+        .link_acts_for(token)
+        .await?
+        .into_iter()
+        .map(
+            |(id, name, relationship)| serde_json::json!({ "patient": id, "name": name, "relationship": relationship }),
+        )
+        .collect();
+    Ok(Json(serde_json::json!({
+        "link_id": link.id,
+        "app": registered.name,
+        "linked_at": link.linked_at,
+        "patient": link.patient,
+        "acts_for": acts_for,
+    })))
 }
 
 #[derive(serde::Deserialize)]

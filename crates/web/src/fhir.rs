@@ -1,5 +1,6 @@
-//! The FHIR R4 API (mounted under `/fhir/r4`): the CapabilityStatement, the token endpoint for
-//! linked apps, reads, searches and `Patient/$everything`. Answers are `application/fhir+json`;
+//! The FHIR R4 API (mounted under `/fhir/r4`): the CapabilityStatement and SMART discovery, the
+//! token endpoint for linked apps and practice integrations, reads, searches with `_include`,
+//! `Patient/$everything` and Binary. Answers are `application/fhir+json`;
 //! errors are OperationOutcomes with the matching HTTP status, and a hidden entry's id answers
 //! exactly as an id that does not exist.
 
@@ -9,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use caldicott_app::fhir_api::{capability_statement, FhirCaller, Search};
+use caldicott_app::fhir_api::{capability_statement, FhirCaller, Search, TokenError, TokenRequest};
 use caldicott_app::{App, AppError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,6 +21,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/metadata", get(metadata))
         .route("/token", post(token))
+        .route("/.well-known/smart-configuration", get(smart_configuration))
         .route("/Patient/{id}/$everything", get(everything))
         .route("/{resource}", get(search).post(create))
         .route("/{resource}/{id}", get(read).put(update))
@@ -98,9 +100,17 @@ struct TokenForm {
     refresh_token: String,
     #[serde(default)]
     scope: String,
+    #[serde(default)]
+    patient: Option<String>,
+    #[serde(default)]
+    client_assertion_type: String,
+    #[serde(default)]
+    client_assertion: String,
 }
 
-/// `POST /fhir/r4/token`: OAuth 2.0 token endpoint (client credentials by HTTP Basic).
+/// `POST /fhir/r4/token`: the OAuth 2.0 token endpoint. Apps send their client credentials by
+/// HTTP Basic with `grant_type=refresh_token`; practice integrations a signed client assertion
+/// with `grant_type=client_credentials`.
 async fn token(
     State(app): State<App>,
     headers: HeaderMap,
@@ -109,51 +119,89 @@ async fn token(
     let oauth_error = |status: StatusCode, error: &str, description: String| {
         let mut r = (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response();
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        }
         r
-    };
-    let Some((id, secret)) = crate::app_api::basic_credentials(&headers) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "send the app's client id and secret with HTTP Basic authentication".into(),
-        );
     };
     let Ok(Form(f)) = form else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form-encoded token request".into());
     };
-    match app.fhir_token(&id, &secret, &f.grant_type, &f.refresh_token, &f.scope).await {
+    let request = TokenRequest {
+        grant_type: f.grant_type,
+        basic: crate::app_api::basic_credentials(&headers),
+        refresh_token: f.refresh_token,
+        scope: f.scope,
+        patient: f.patient,
+        client_assertion_type: f.client_assertion_type,
+        client_assertion: f.client_assertion,
+        token_url: format!("{}/token", base(&headers)),
+    };
+    match app.fhir_token(&request).await {
         Ok(t) => {
             let mut r = axum::Json(t).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Err(AppError::BadRequest(m)) if m.contains("invalid_scope") => {
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", m)
+        Err(TokenError::OAuth { error: "invalid_client", description }) => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description)
         }
-        Err(AppError::BadRequest(m)) => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", m),
-        Err(AppError::Unauthenticated(m)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m),
-        Err(e) => FhirError(e).into_response(),
+        Err(TokenError::OAuth { error, description }) => oauth_error(StatusCode::BAD_REQUEST, error, description),
+        Err(TokenError::App(e)) => FhirError(e).into_response(),
     }
 }
 
-#[derive(Deserialize, Default)]
-struct SearchQuery {
-    patient: Option<String>,
-    #[serde(rename = "_count")]
-    count: Option<String>,
-    #[serde(rename = "_cursor")]
-    cursor: Option<String>,
+/// `GET /fhir/r4/.well-known/smart-configuration`: where and how to get a token (SMART App
+/// Launch 2.0 discovery), for apps and for practice integrations.
+async fn smart_configuration(headers: HeaderMap) -> Response {
+    let base = base(&headers);
+    let mut r = axum::Json(json!({
+        "issuer": base,
+        "token_endpoint": format!("{base}/token"),
+        "grant_types_supported": ["refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
+        "scopes_supported": ["patient/*.read", "patient/Appointment.write", "system/*.read"],
+        "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric", "permission-patient", "permission-v1", "permission-v2"],
+    }))
+    .into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Every query parameter, in order (`_include` may come more than once).
+type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+fn search_of(query: QueryPairs) -> Result<Search, FhirError> {
+    let Query(pairs) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let mut s = Search::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "patient" | "subject" => s.patient = Some(v),
+            "_id" => s.id = Some(v),
+            "identifier" => s.identifier = Some(v),
+            "_count" => s.count = Some(v),
+            "_cursor" => s.cursor = Some(v),
+            "_include" => s.include.push(v),
+            "_revinclude" | "_include:iterate" | "_include:recurse" => {
+                return Err(FhirError(AppError::BadRequest(format!("{k} is not supported here; _include is"))))
+            }
+            // Anything else is not a parameter served here: ignored (FHIR's lenient handling), and
+            // the Bundle's self link says which were used.
+            _ => {}
+        }
+    }
+    Ok(s)
 }
 
 async fn search(
     State(app): State<App>,
     headers: HeaderMap,
     Path(resource): Path<String>,
-    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+    query: QueryPairs,
 ) -> Result<Response, FhirError> {
-    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let s = search_of(query)?;
     let who = caller(&app, &headers).await?;
-    let s = Search { patient: q.patient, count: q.count, cursor: q.cursor };
     Ok(fhir_json(app.fhir_search(&who, &resource, &base(&headers), &s).await?))
 }
 
@@ -163,7 +211,32 @@ async fn read(
     Path((resource, id)): Path<(String, String)>,
 ) -> Result<Response, FhirError> {
     let who = caller(&app, &headers).await?;
+    if resource == "Binary" {
+        return binary(&app, &who, &id, &headers).await;
+    }
     Ok(fhir_json(app.fhir_read(&who, &resource, &id).await?))
+}
+
+/// `GET /fhir/r4/Binary/{id}`: the file itself, unless the client asks for FHIR JSON (then a
+/// Binary resource with the content in `data`).
+async fn binary(app: &App, who: &FhirCaller, id: &str, headers: &HeaderMap) -> Result<Response, FhirError> {
+    let content = app.fhir_binary(who, id).await?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/fhir+json") || accept.contains("application/json") {
+        return Ok(fhir_json(content.resource()));
+    }
+    let mut r = content.bytes.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        content.filename.replace(|c: char| !c.is_ascii() || c == '"', "_")
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
 }
 
 /// A resource in the request body, or a clear error.
@@ -206,9 +279,9 @@ async fn everything(
     State(app): State<App>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+    query: QueryPairs,
 ) -> Result<Response, FhirError> {
-    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let q = search_of(query)?;
     let who = caller(&app, &headers).await?;
     let bundle = app.fhir_everything(&who, &id, &base(&headers), q.count.as_deref(), q.cursor.as_deref()).await?;
     Ok(fhir_json(bundle))

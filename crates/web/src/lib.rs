@@ -7,10 +7,12 @@ mod api;
 mod app_api;
 mod chat;
 mod comms;
+mod documents;
 mod error;
 mod fhir;
 mod governance;
 mod inbound;
+mod integrations;
 pub mod openapi;
 mod pages;
 mod patient;
@@ -37,6 +39,8 @@ pub fn router(app: App) -> Router {
         .merge(patient::routes())
         .merge(staff_work::routes())
         .merge(comms::routes())
+        .merge(documents::routes())
+        .merge(integrations::routes())
         .merge(governance::routes())
         .merge(inbound::routes())
         .merge(sars::routes())

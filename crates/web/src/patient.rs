@@ -355,6 +355,8 @@ pub struct MyEntry {
     pub date: String,
     pub kind: &'static str,
     pub text: String,
+    /// Where its document opens (documents only).
+    pub document: Option<String>,
 }
 
 pub struct SectionTab {
@@ -414,7 +416,13 @@ async fn record(State(app): State<App>, Patient(me): Patient, Query(q): Query<Ha
         entries: view
             .entries
             .iter()
-            .map(|e| MyEntry { date: long_date(e.event_date), kind: kind_label(e), text: entry_text(e) })
+            .map(|e| MyEntry {
+                date: long_date(e.event_date),
+                kind: kind_label(e),
+                text: entry_text(e),
+                document: (e.kind() == caldicott_core::entry::EntryKind::Document)
+                    .then(|| format!("/my/documents/{}{for_query}", e.id)),
+            })
             .collect(),
         next: view.next_cursor.map(|c| with_param(base, &section_query, "cursor", &c)),
     }

@@ -678,6 +678,8 @@ pub struct EntryRow {
     pub online: &'static str,
     pub online_colour: &'static str,
     pub withheld: Option<String>,
+    /// Where its document opens (documents only).
+    pub document: Option<String>,
 }
 
 pub(crate) fn kind_label(e: &Entry) -> &'static str {
@@ -741,6 +743,7 @@ fn entry_row(e: &Entry, online: Option<&caldicott_app::record::OnlineStatus>) ->
         online: label,
         online_colour: colour,
         withheld,
+        document: crate::documents::staff_href(e),
     }
 }
 

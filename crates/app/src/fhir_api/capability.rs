@@ -1,0 +1,96 @@
+//! The CapabilityStatement: exactly what is implemented, made from the same tables the handlers
+//! use (the types served, the `_include` parameters).
+
+use super::{CLINICAL_TYPES, DEFAULT_COUNT, DIRECTORY_TYPES, INCLUDES, MAX_COUNT};
+use crate::fhir_out;
+use serde_json::{json, Value};
+
+fn includes_of(t: &str) -> Vec<String> {
+    let mut v: Vec<String> = INCLUDES.iter().filter(|i| i.0 == t).map(|i| format!("{}:{}", i.0, i.1)).collect();
+    if !v.is_empty() {
+        v.push(format!("{t}:*"));
+    }
+    v
+}
+
+pub fn capability_statement(base: &str, software_version: &str) -> Value {
+    let search = |paged: bool| {
+        let mut params = vec![
+            json!({ "name": "patient", "type": "reference", "documentation": "The patient (optional for a patient-bound token: its own patient; required for practice-facing callers)" }),
+            json!({ "name": "_count", "type": "number", "documentation": format!("Page size, 1 to {MAX_COUNT} (default {DEFAULT_COUNT}); an entry's resources stay on one page") }),
+        ];
+        if paged {
+            params.push(json!({ "name": "_cursor", "type": "string", "documentation": "The opaque cursor of the next page, from a Bundle's next link" }));
+        }
+        params
+    };
+    let mut patient_params = search(false);
+    patient_params.push(json!({ "name": "identifier", "type": "token", "documentation": "The NHS number: https://fhir.nhs.uk/Id/nhs-number|<number>" }));
+    patient_params.push(json!({ "name": "_id", "type": "token", "documentation": "The Patient's id" }));
+    let mut resources = vec![json!({
+        "type": "Patient",
+        "profile": format!("{}UKCore-Patient", fhir_out::UK_CORE),
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "searchInclude": includes_of("Patient"),
+        "searchParam": patient_params,
+        "operation": [{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }],
+    })];
+    for t in DIRECTORY_TYPES {
+        resources.push(json!({
+            "type": t,
+            "profile": format!("{}UKCore-{t}", fhir_out::UK_CORE),
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "documentation": if t == "Organization" { "The practice" } else { "The practice's clinicians" },
+        }));
+    }
+    resources.push(json!({
+        "type": "Slot",
+        "profile": format!("{}UKCore-Slot", fhir_out::UK_CORE),
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "documentation": "Free slots the patient may book online, for the next four weeks",
+    }));
+    resources.push(json!({
+        "type": "Appointment",
+        "profile": format!("{}UKCore-Appointment", fhir_out::UK_CORE),
+        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
+        "searchInclude": includes_of("Appointment"),
+        "searchParam": search(false),
+        "documentation": "The patient's appointments; an app with patient/Appointment.write books a free slot (create) and cancels (update to status cancelled) up to the practice's cut-off",
+    }));
+    for t in CLINICAL_TYPES {
+        resources.push(json!({
+            "type": t,
+            "profile": format!("{}UKCore-{t}", fhir_out::UK_CORE),
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "searchInclude": includes_of(t),
+            "searchParam": search(true),
+        }));
+    }
+    resources.push(json!({
+        "type": "Binary",
+        "interaction": [{ "code": "read" }],
+        "documentation": "A document's content, by the url in its DocumentReference; served as the file itself, or as a Binary resource when application/fhir+json is asked for",
+    }));
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-04",
+        "kind": "instance",
+        "software": { "name": "caldicott", "version": software_version },
+        "implementation": { "description": "caldicott FHIR R4 API", "url": base },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Linked apps read the online view of their patient (the link's holder, or someone the holder acts for as a proxy) with patient-bound tokens; hidden entries are absent and their ids answer as unknown ones. Practice integrations (system/ scopes, SMART Backend Services) and staff API tokens read the practice's whole record, hidden entries labelled NOPAT.",
+            "security": {
+                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{ "url": "token", "valueUri": format!("{base}/token") }],
+                }],
+            },
+            "resource": resources,
+        }],
+    })
+}
