@@ -3,37 +3,48 @@
 
     fhir-client-check.py BASE CLIENT_ID CLIENT_SECRET LINK_TOKEN
 
-Fetches the CapabilityStatement, swaps the link's token for an access token at the token
-endpoint, then reads the Patient, searches every resource type the server offers and pages
-through Patient/$everything. Every resource is parsed by fhirclient's R4 models in strict mode,
-so anything that is not valid FHIR R4 fails here. Prints a JSON summary (resource ids by type,
-pages) for the caller to check; exits 1 on any failure.
+Fetches the CapabilityStatement and the SMART configuration, swaps the link's token for an
+access token at the token endpoint, then reads the Patient, searches every resource type the
+server offers a search of (with every _include it declares), reads each document's Binary, and
+pages through Patient/$everything. Every resource is parsed by fhirclient's R4 models in strict
+mode, so anything that is not valid FHIR R4 fails here. Prints a JSON summary (resource ids by
+type, included resources, binaries, pages) for the caller to check; exits 1 on any failure.
 """
 import json
 import sys
 
 from fhirclient import client
-from fhirclient.models import bundle, patient
+from fhirclient.models import binary, bundle, patient
 
 
 def main(base, client_id, secret, link):
     smart = client.FHIRClient(settings={"app_id": "caldicott-check", "api_base": base})
     server = smart.server
     cap = server.capabilityStatement  # fetched and parsed strictly
-    types = [r.type for r in cap.rest[0].resource]
+    searchable = [r for r in cap.rest[0].resource if any(i.code == "search-type" for i in r.interaction)]
+    types = [r.type for r in searchable]
+    smart = server.session.get(base + "/.well-known/smart-configuration").json()
     res = server.post_as_form(
-        base + "/token",
+        smart["token_endpoint"],
         {"grant_type": "refresh_token", "refresh_token": link, "scope": "patient/*.read"},
         auth=(client_id, secret),
     )
     token = res.json()
     server.session.headers["Authorization"] = "Bearer " + token["access_token"]
     me = patient.Patient.read(token["patient"], server)
-    seen = {}
-    for t in types:
+    seen, included, binaries = {}, [], {}
+    for r in searchable:
+        t = r.type
         found = server.request_json(f"{t}?patient={me.id}&_count=1000")
         b = bundle.Bundle(found)  # strict: every entry's resource is parsed as its own type
         seen[t] = sorted(e.resource.id for e in (b.entry or []))
+        for inc in r.searchInclude or []:
+            b = bundle.Bundle(server.request_json(f"{t}?patient={me.id}&_count=1000&_include={inc}"))
+            included += [f"{e.resource.resource_type}/{e.resource.id}" for e in (b.entry or []) if e.search.mode == "include"]
+    for doc_id in seen.get("DocumentReference", []):
+        url = f"Binary/{doc_id}"
+        b = binary.Binary(server.request_json(url))  # asks for application/fhir+json
+        binaries[doc_id] = b.contentType
     pages, everything = 0, []
     url = f"Patient/{me.id}/$everything?_count=100"
     while url:
@@ -46,6 +57,8 @@ def main(base, client_id, secret, link):
         "nhs_number": me.identifier[0].value,
         "types": types,
         "search": seen,
+        "included": sorted(set(included)),
+        "binaries": binaries,
         "everything": everything,
         "pages": pages,
     }))

@@ -16,7 +16,7 @@ pub enum Auth {
     Basic,
     /// An app's link token.
     Link,
-    /// A FHIR access token (an app's, or a staff API token).
+    /// A FHIR access token (an app's, an integration's, or a staff API token).
     Fhir,
     /// GOV.UK Notify's callback token.
     Notify,
@@ -80,11 +80,12 @@ pub const OPERATIONS: &[Op] = &[
     Op { method: "post", path: "/api/update-record/v1/messages", summary: "A GP Connect Update Record message (FHIR STU3 Bundle)", auth: Auth::Basic, params: &[], body: Some(("application/fhir+json", "An ITK3 message Bundle")), responses: &[("200", "Already received (20007)"), ("202", "Accepted (20013)"), ("401", "Wrong credentials"), ("403", "Refused (20010)"), ("413", "Too large"), ("422", "Invalid (20009)")], tag: "pharmacies" },
     // FHIR R4.
     Op { method: "get", path: "/fhir/r4/metadata", summary: "The CapabilityStatement", auth: Auth::None, params: &[], body: None, responses: &[("200", "CapabilityStatement")], tag: "fhir" },
-    Op { method: "post", path: "/fhir/r4/token", summary: "OAuth 2.0 token endpoint: a link token (as refresh_token) for an access token", auth: Auth::Basic, params: &[], body: Some(("application/x-www-form-urlencoded", "grant_type=refresh_token, refresh_token, scope")), responses: &[("200", "access_token, expires_in, scope, patient"), ("400", "invalid_grant, invalid_scope, unsupported_grant_type"), ("401", "invalid_client")], tag: "fhir" },
-    Op { method: "get", path: "/fhir/r4/{resource}", summary: "Search a resource type (Patient, Organization, Practitioner, Slot, Appointment, Condition, Observation, AllergyIntolerance, MedicationRequest, Immunization, Encounter, DocumentReference)", auth: Auth::Fhir, params: &[("resource", "path", true, "string", "The resource type"), FHIR_PATIENT, FHIR_COUNT, FHIR_CURSOR], body: None, responses: FHIR_ANSWERS, tag: "fhir" },
+    Op { method: "get", path: "/fhir/r4/.well-known/smart-configuration", summary: "SMART discovery: the token endpoint, grant types, client authentication and scopes offered", auth: Auth::None, params: &[], body: None, responses: &[("200", "SMART configuration")], tag: "fhir" },
+    Op { method: "post", path: "/fhir/r4/token", summary: "OAuth 2.0 token endpoint: an app's link token (grant_type=refresh_token, HTTP Basic client credentials, optional patient= for someone its user acts for) or a practice integration's signed client assertion (grant_type=client_credentials, private_key_jwt)", auth: Auth::Basic, params: &[], body: Some(("application/x-www-form-urlencoded", "grant_type, refresh_token, scope, patient, client_assertion_type, client_assertion")), responses: &[("200", "access_token, expires_in, scope, patient"), ("400", "invalid_grant, invalid_scope, unsupported_grant_type, invalid_request"), ("401", "invalid_client")], tag: "fhir" },
+    Op { method: "get", path: "/fhir/r4/{resource}", summary: "Search a resource type (Patient, Organization, Practitioner, Slot, Appointment, Condition, Observation, AllergyIntolerance, MedicationRequest, MedicationStatement, Immunization, Encounter, DocumentReference)", auth: Auth::Fhir, params: &[("resource", "path", true, "string", "The resource type"), FHIR_PATIENT, FHIR_COUNT, FHIR_CURSOR, ("_include", "query", false, "string", "A reference to follow, e.g. Observation:performer (see the CapabilityStatement's searchInclude)"), ("identifier", "query", false, "string", "Patient only: https://fhir.nhs.uk/Id/nhs-number|<NHS number>")], body: None, responses: FHIR_ANSWERS, tag: "fhir" },
     Op { method: "post", path: "/fhir/r4/{resource}", summary: "Book an appointment: POST an Appointment naming a free Slot (patient/Appointment.write)", auth: Auth::Fhir, params: &[("resource", "path", true, "string", "Appointment")], body: Some(("application/fhir+json", "An Appointment with slot[0].reference")), responses: &[("201", "The booked Appointment"), ("400", "OperationOutcome: bad input"), ("401", "OperationOutcome: no valid token"), ("403", "OperationOutcome: not allowed"), ("404", "OperationOutcome: the slot is not free to book"), ("409", "OperationOutcome: someone else booked it")], tag: "fhir" },
     Op { method: "put", path: "/fhir/r4/{resource}/{id}", summary: "Cancel an appointment: PUT it with status cancelled (patient/Appointment.write)", auth: Auth::Fhir, params: &[("resource", "path", true, "string", "Appointment"), ("id", "path", true, "string", "The Appointment's id")], body: Some(("application/fhir+json", "The Appointment with status cancelled")), responses: &[("200", "The cancelled Appointment"), ("400", "OperationOutcome: bad input"), ("401", "OperationOutcome: no valid token"), ("403", "OperationOutcome: not allowed"), ("404", "OperationOutcome: not known"), ("409", "OperationOutcome: past the cut-off")], tag: "fhir" },
-    Op { method: "get", path: "/fhir/r4/{resource}/{id}", summary: "Read a resource", auth: Auth::Fhir, params: &[("resource", "path", true, "string", "The resource type"), ("id", "path", true, "string", "The resource id")], body: None, responses: FHIR_ANSWERS, tag: "fhir" },
+    Op { method: "get", path: "/fhir/r4/{resource}/{id}", summary: "Read a resource; Binary/{id} is a document's file (a Binary resource when Accept is application/fhir+json)", auth: Auth::Fhir, params: &[("resource", "path", true, "string", "The resource type"), ("id", "path", true, "string", "The resource id")], body: None, responses: FHIR_ANSWERS, tag: "fhir" },
     Op { method: "get", path: "/fhir/r4/Patient/{id}/$everything", summary: "The patient and every entry the caller may receive, a page at a time", auth: Auth::Fhir, params: &[("id", "path", true, "string", "The Patient's id"), FHIR_COUNT, FHIR_CURSOR], body: None, responses: FHIR_ANSWERS, tag: "fhir" },
 ];
 
@@ -148,7 +149,7 @@ pub fn document() -> Value {
             "staffToken": { "type": "http", "scheme": "bearer", "description": "A member of staff's API token (caldicott token issue)" },
             "clientCredentials": { "type": "http", "scheme": "basic", "description": "An app's or a pharmacy's client id and secret" },
             "linkToken": { "type": "http", "scheme": "bearer", "description": "The token an app received when it linked" },
-            "fhirToken": { "type": "http", "scheme": "bearer", "description": "An access token from /fhir/r4/token, or a staff API token" },
+            "fhirToken": { "type": "http", "scheme": "bearer", "description": "An access token from /fhir/r4/token (an app's or a practice integration's), or a staff API token" },
             "notifyToken": { "type": "http", "scheme": "bearer", "description": "GOV.UK Notify's callback bearer token" }
         } },
     })

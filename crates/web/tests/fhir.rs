@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The FHIR API over HTTP: OperationOutcome errors, the token endpoint's OAuth errors, hidden ids
-//! answering exactly as unknown ones, an authorization matrix of every FHIR route × kind of token
-//! × practice (T6), and a real FHIR client (fhirclient, installed by scripts/test.sh) reading a
-//! patient through a linked app's token against a running server. Both databases.
+//! The FHIR API over HTTP: OperationOutcome errors, the token endpoint's OAuth errors (apps and
+//! practice integrations), hidden ids answering exactly as unknown ones, Binary as a download or
+//! a resource, an authorization matrix of every FHIR route × kind of token × practice (T6), and a
+//! real FHIR client (fhirclient, installed by scripts/test.sh) reading a patient through a linked
+//! app's token against a running server. Both databases.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -113,9 +114,43 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     assert_eq!(everything.headers[header::CACHE_CONTROL], "no-store");
 }
 
+/// A practice integration's token, by the HTTP token endpoint with a signed client assertion.
+async fn integration_token(app: &App, tp: &fixtures::TestPractice, scopes: &str) -> String {
+    let admin = caldicott_app::auth::authenticate(app, &tp.admin_token).await.unwrap();
+    let (private, public) = caldicott_app::fhir_api::new_key_pair().unwrap();
+    let i = app
+        .register_integration(
+            &admin,
+            &caldicott_app::fhir_api::NewIntegration {
+                name: "Reporting".into(),
+                public_key: public,
+                scopes: scopes.into(),
+            },
+        )
+        .await
+        .unwrap();
+    let assertion =
+        caldicott_app::fhir_api::client_assertion(&i.client_id, &private, "http://test/fhir/r4/token", Utc::now())
+            .unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        caldicott_app::fhir_api::ASSERTION_TYPE.replace(':', "%3A")
+    );
+    let req = Request::post("/fhir/r4/token")
+        .header(header::HOST, "test")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let r = send(app, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
 /// T6 for the FHIR routes: every route × no token, a forged token, this practice's app (bound
-/// to patient A), an app of another practice, this practice's clinician, an administrator, and
-/// a clinician of another practice; asking about patient A of this practice.
+/// to patient A), an app of another practice, an app acting for someone else of this practice
+/// (a parent's, for their child), this practice's integration, another practice's integration,
+/// this practice's clinician, an administrator, and a clinician of another practice; asking
+/// about patient A of this practice.
 async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
@@ -123,57 +158,188 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
     let entry = consultation(&pat, Utc::now() - Duration::days(1), "MATRIX visit");
+    let mut course = consultation(&pat, Utc::now() - Duration::days(2), "");
+    course.body = caldicott_core::entry::EntryBody::Medication {
+        drug: "MATRIX drug".into(),
+        dosage: "One daily".into(),
+        quantity: "28".into(),
+        course: caldicott_core::entry::MedicationCourse::RepeatTemplate,
+    };
+    let mut letter = consultation(&pat, Utc::now() - Duration::days(3), "");
+    letter.body = caldicott_core::entry::EntryBody::Document {
+        title: "MATRIX letter".into(),
+        summary: "MATRIX summary".into(),
+        filing: caldicott_core::entry::Filing::Filed,
+        review: caldicott_core::entry::DocumentReview::Reviewed,
+    };
     app.store
-        .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, None))
+        .add_entries(
+            tp.practice.id,
+            &[entry.clone(), course.clone(), letter.clone()],
+            &fixtures::audit(Action::EntryCreate, None),
+        )
         .await
         .unwrap();
-    let token_of = |client: String, secret: String, link: String| {
+    // A parent of this practice who acts for their child.
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &child,
+        &parent,
+        caldicott_core::access::AccessLevel::Full,
+        Utc::now().date_naive(),
+    )
+    .await
+    .unwrap();
+    let token_of = |client: String, secret: String, link: String, extra: String| {
         let app = app.clone();
         async move {
-            let r =
-                token_request(&app, &client, &secret, &format!("grant_type=refresh_token&refresh_token={link}")).await;
+            let form = format!("grant_type=refresh_token&refresh_token={link}{extra}");
+            let r = token_request(&app, &client, &secret, &form).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
             r.json()["access_token"].as_str().unwrap().to_owned()
         }
     };
     let (c, s, l) = linked_app(&app, &tp, &pat).await.unwrap();
-    let app_a = token_of(c, s, l).await;
+    let app_a = token_of(c, s, l, String::new()).await;
     let (c, s, l) = linked_app(&app, &other_tp, &elsewhere).await.unwrap();
-    let app_b = token_of(c, s, l).await;
-    let kinds: [(&str, Option<&str>); 7] = [
+    let app_b = token_of(c, s, l, String::new()).await;
+    let (c, s, l) = linked_app(&app, &tp, &parent).await.unwrap();
+    let app_for_child = token_of(c, s, l, format!("&patient={}", child.id)).await;
+    let integration_a = integration_token(&app, &tp, "").await;
+    let integration_b = integration_token(&app, &other_tp, "").await;
+    let kinds: [(&str, Option<&str>); 10] = [
         ("none", None),
         ("forged", Some("fat_00000000000000000000000000000000forged")),
         ("app of this practice", Some(&app_a)),
         ("app of another practice", Some(&app_b)),
+        ("app acting for someone else", Some(&app_for_child)),
+        ("integration of this practice", Some(&integration_a)),
+        ("integration of another practice", Some(&integration_b)),
         ("clinician", Some(&tp.clinician_token)),
         ("administrator", Some(&tp.admin_token)),
         ("clinician of another practice", Some(&other_tp.clinician_token)),
     ];
     let p = pat.id;
-    let e = entry.id;
+    let (e, m, d) = (entry.id, course.id, letter.id);
     let routes = [
         format!("/fhir/r4/Patient/{p}"),
         format!("/fhir/r4/Patient?patient={p}"),
+        format!("/fhir/r4/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}", pat.nhs_number.as_str()),
         format!("/fhir/r4/Encounter/{e}"),
-        format!("/fhir/r4/Encounter?patient={p}"),
+        format!("/fhir/r4/Encounter?patient={p}&_include=Encounter:patient"),
+        format!("/fhir/r4/MedicationStatement/{m}"),
+        format!("/fhir/r4/MedicationStatement?patient={p}"),
+        format!("/fhir/r4/DocumentReference/{d}"),
+        format!("/fhir/r4/Binary/{d}"),
         format!("/fhir/r4/Patient/{p}/$everything"),
     ];
     for (kind, token) in kinds {
         for route in &routes {
             let r = get(&app, route, token).await;
+            let by_number = route.contains("identifier=");
             let expected = match kind {
                 "none" | "forged" => StatusCode::UNAUTHORIZED,
-                "app of this practice" | "clinician" => StatusCode::OK,
+                "app of this practice" | "clinician" | "integration of this practice" => StatusCode::OK,
                 "administrator" => StatusCode::FORBIDDEN,
-                // Another practice's callers cannot even learn that the patient exists.
+                // A search by NHS number that finds no one is an empty Bundle.
+                _ if by_number => StatusCode::OK,
+                // Another practice's callers, and an app bound to someone else, cannot even learn
+                // that the patient exists.
                 _ => StatusCode::NOT_FOUND,
             };
             assert_eq!(r.status, expected, "{kind} GET {route}: {}", r.body);
+            let theirs = matches!(kind, "app of this practice" | "clinician" | "integration of this practice");
+            if !theirs {
+                assert!(!r.body.contains("MATRIX"), "{kind} {route}");
+            }
             if expected != StatusCode::OK {
                 assert_eq!(r.json()["resourceType"], "OperationOutcome");
-                assert!(!r.body.contains("MATRIX"), "{kind} {route}");
             }
         }
     }
+}
+
+/// Binary over HTTP: the file as a download, or a Binary resource for FHIR clients; a hidden
+/// document's id answers byte for byte as an unknown one. The integration's token endpoint speaks
+/// OAuth, and the SMART configuration says how.
+async fn binaries_and_the_integration_token_endpoint_over_http(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let doc = |title: &str| caldicott_app::documents::NewDocument {
+        title: title.into(),
+        day: "2".into(),
+        month: "1".into(),
+        year: "2025".into(),
+        filename: "letter.png".into(),
+        content: b"\x89PNG\r\n\x1a\nIMAGE".to_vec(),
+        ..Default::default()
+    };
+    let shown = app.add_document(&reception, pat.nhs_number.as_str(), doc("Photo of a rash")).await.unwrap().unwrap();
+    let hidden = app.add_document(&reception, pat.nhs_number.as_str(), doc("SECRET photo")).await.unwrap().unwrap();
+    app.file(&tp.clinician, shown, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+        .await
+        .unwrap();
+    app.file(
+        &tp.clinician,
+        hidden,
+        &caldicott_app::redaction::VisibilityChange::Hide {
+            reason: caldicott_core::entry::HiddenReason::ThirdParty,
+            note: "shows someone else".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let ok = token_request(&app, &client, &secret, &format!("grant_type=refresh_token&refresh_token={link}")).await;
+    let token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    let raw = get(&app, &format!("/fhir/r4/Binary/{shown}"), Some(&token)).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.headers[header::CONTENT_TYPE], "image/png");
+    assert!(raw.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    assert_eq!(raw.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(raw.body.ends_with("IMAGE"));
+    let req = Request::get(format!("/fhir/r4/Binary/{shown}"))
+        .header(header::HOST, "test")
+        .header(header::ACCEPT, "application/fhir+json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let as_fhir = send(&app, req).await;
+    assert_eq!(as_fhir.headers[header::CONTENT_TYPE], "application/fhir+json");
+    assert_eq!(as_fhir.json()["contentType"], "image/png");
+    let a = get(&app, &format!("/fhir/r4/Binary/{hidden}"), Some(&token)).await;
+    let made_up = uuid::Uuid::now_v7();
+    let b = get(&app, &format!("/fhir/r4/Binary/{made_up}"), Some(&token)).await;
+    assert_eq!((a.status, b.status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(a.body.replace(&hidden.to_string(), "X"), b.body.replace(&made_up.to_string(), "X"));
+    // SMART discovery, open to all.
+    let smart = get(&app, "/fhir/r4/.well-known/smart-configuration", None).await;
+    assert_eq!(smart.json()["token_endpoint"], "http://test/fhir/r4/token");
+    assert!(smart.json()["token_endpoint_auth_methods_supported"].to_string().contains("private_key_jwt"));
+    // A client assertion that is not one: 401 invalid_client.
+    let req = Request::post("/fhir/r4/token")
+        .header(header::HOST, "test")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "grant_type=client_credentials&client_assertion_type={}&client_assertion=a.b.c",
+            caldicott_app::fhir_api::ASSERTION_TYPE
+        )))
+        .unwrap();
+    let r = send(&app, req).await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    // An integration reads the hidden document too: the practice's record.
+    let system = integration_token(&app, &tp, "system/Binary.read").await;
+    assert_eq!(get(&app, &format!("/fhir/r4/Binary/{hidden}"), Some(&system)).await.status, StatusCode::OK);
+    assert_eq!(get(&app, &format!("/fhir/r4/Patient/{}", pat.id), Some(&system)).await.status, StatusCode::FORBIDDEN);
 }
 
 /// A real FHIR client reads a patient through a linked app's token: the CapabilityStatement,
@@ -204,10 +370,32 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
         course: caldicott_core::entry::MedicationCourse::RepeatTemplate,
     };
     entries[7].body = caldicott_core::entry::EntryBody::Problem { title: "Hypertension".into(), active: true };
+    entries[8].author =
+        caldicott_core::entry::Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
+    entries[9].body = caldicott_core::entry::EntryBody::Medication {
+        drug: "Amoxicillin 500mg capsules".into(),
+        dosage: "Three times a day".into(),
+        quantity: "21 capsules".into(),
+        course: caldicott_core::entry::MedicationCourse::Acute,
+    };
     let hidden = withheld_entries(&pat, now - Duration::minutes(30), "SECRET-CLIENT");
     let audit = fixtures::audit(Action::EntryCreate, None);
     app.store.add_entries(tp.practice.id, &entries, &audit).await.unwrap();
     app.store.add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
+    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let letter = caldicott_app::documents::NewDocument {
+        title: "Clinic letter".into(),
+        day: "2".into(),
+        month: "1".into(),
+        year: "2025".into(),
+        filename: "letter.pdf".into(),
+        content: b"%PDF-1.7\n%%EOF\n".to_vec(),
+        ..Default::default()
+    };
+    let letter = app.add_document(&reception, pat.nhs_number.as_str(), letter).await.unwrap().unwrap();
+    app.file(&tp.clinician, letter, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+        .await
+        .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -241,6 +429,19 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
     for h in &hidden {
         assert!(!said.contains(&h.id.to_string()), "a hidden entry reached the client");
     }
+    // A course is a MedicationStatement too; the letter's Binary reads as one; _include brings
+    // the clinician who wrote an entry.
+    assert!(summary["search"]["MedicationStatement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == &entries[9].id.to_string()));
+    assert_eq!(summary["binaries"][letter.to_string()], "application/pdf");
+    assert!(summary["included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == &format!("Practitioner/{}", tp.clinician.staff)));
 }
 
 macro_rules! both {
@@ -253,5 +454,6 @@ macro_rules! both {
 both!(
     fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown,
     every_fhir_route_for_every_kind_of_token,
+    binaries_and_the_integration_token_endpoint_over_http,
     a_real_fhir_client_reads_a_patient_through_a_linked_app,
 );

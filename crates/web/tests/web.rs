@@ -402,6 +402,8 @@ fn the_permission_table_covers_every_route() {
         ("/api/v1", include_str!("../src/api.rs")),
         ("", include_str!("../src/patient.rs")),
         ("", include_str!("../src/comms.rs")),
+        ("", include_str!("../src/documents.rs")),
+        ("", include_str!("../src/integrations.rs")),
         ("", include_str!("../src/staff_work.rs")),
         ("", include_str!("../src/governance.rs")),
         ("", include_str!("../src/inbound.rs")),
@@ -626,6 +628,39 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         }
     }
     let job_id = app.bulk_apply(&manager, &bulk, "1").await.unwrap().unwrap().job.id.to_string();
+    // A document with its file, and a practice integration.
+    let document_id = app
+        .add_document(
+            &manager,
+            pat.nhs_number.as_str(),
+            caldicott_app::documents::NewDocument {
+                title: "Clinic letter".into(),
+                day: "1".into(),
+                month: "2".into(),
+                year: "2025".into(),
+                filename: "letter.txt".into(),
+                content: b"Dear Dr Test".to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .to_string();
+    let (_, public_key) = caldicott_app::fhir_api::new_key_pair().unwrap();
+    let integration_id = app
+        .register_integration(
+            &admin,
+            &caldicott_app::fhir_api::NewIntegration {
+                name: "Reporting".into(),
+                public_key: public_key.clone(),
+                scopes: String::new(),
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
         ("clinician", &tp.clinician_token),
@@ -655,6 +690,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{sar}", &sar_id)
                 .replace("{chat}", &chat_ids[i])
                 .replace("{export}", &uuid::Uuid::nil().to_string())
+                .replace("{document}", &document_id)
+                .replace("{integration}", &integration_id)
                 .replace("{format}", "pdf");
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
@@ -759,6 +796,12 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("owner", "Permission Test Owner"),
                         ("review_by", plan_date.as_str()),
                         ("below_half_by", plan_date.as_str()),
+                        ("title", "Permission letter"),
+                        ("doc_day", "3"),
+                        ("doc_month", "4"),
+                        ("doc_year", "2025"),
+                        ("public_key", public_key.as_str()),
+                        ("integration_action", "deactivate"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
