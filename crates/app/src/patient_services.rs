@@ -842,14 +842,20 @@ impl App {
         let events = self.store.audit_for_patient(me.practice, me.holder, 500).await?;
         let mut staff_names: HashMap<String, String> = HashMap::new();
         let mut proxy_names: HashMap<String, String> = HashMap::new();
+        let mut link_names: HashMap<String, String> = HashMap::new();
         for l in self.store.proxy_links_for_patient(me.practice, me.holder).await? {
             if let Some(p) = self.store.patient(me.practice, l.proxy).await? {
+                let name = format!("{} {} ({})", p.name.given, p.name.family, l.relationship);
                 for a in self.store.online_accounts(me.practice, l.proxy).await? {
-                    proxy_names
-                        .insert(a.id.to_string(), format!("{} {} ({})", p.name.given, p.name.family, l.relationship));
+                    proxy_names.insert(a.id.to_string(), name.clone());
                 }
+                link_names.insert(format!("app for proxy link {}", l.id), name);
             }
         }
+        let app_names: HashMap<String, String> =
+            self.store.apps(me.practice).await?.into_iter().map(|a| (a.id.to_string(), a.name)).collect();
+        let integration_names: HashMap<String, String> =
+            self.store.integrations(me.practice).await?.into_iter().map(|i| (i.id.to_string(), i.name)).collect();
         let mut out = Vec::new();
         for e in events {
             let what = match e.action.as_str() {
@@ -865,6 +871,19 @@ impl App {
                 "patient" if e.actor_id == me.account.to_string() => "You".to_owned(),
                 "patient" => "You (another of your accounts)".to_owned(),
                 "proxy" => proxy_names.get(&e.actor_id).cloned().unwrap_or_else(|| "Someone acting for you".to_owned()),
+                "app" => {
+                    let app = app_names.get(&e.actor_id).cloned().unwrap_or_else(|| "An app".to_owned());
+                    match link_names.get(&e.actor_role) {
+                        Some(proxy) => format!("{app}, an app used by {proxy}"),
+                        None if e.actor_role == "app" => format!("{app}, an app linked to your record"),
+                        None => format!("{app}, an app used by someone acting for you"),
+                    }
+                }
+                "integration" => format!(
+                    "{}, a system of {}",
+                    integration_names.get(&e.actor_id).cloned().unwrap_or_else(|| "A computer system".to_owned()),
+                    practice.name
+                ),
                 "staff" => {
                     let role = Role::parse(&e.actor_role).map_or("Member of staff", Role::display);
                     let named = if practice.online.show_staff_names_to_patients {

@@ -273,6 +273,8 @@ async fn medication_statements_and_hidden_repeats(t: &TestStore) {
         acute.clone(),
     ];
     app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    // The patient's own account first (a new letter later would end the app's link).
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
 
@@ -327,6 +329,12 @@ async fn medication_statements_and_hidden_repeats(t: &TestStore) {
     assert!(labelled.iter().all(|r| r["meta"]["security"][0]["code"] == "NOPAT"));
     let issue = full.iter().find(|r| r["id"] == issue_of_hidden.id.to_string()).unwrap();
     assert_eq!(issue["basedOn"][0]["reference"], format!("MedicationRequest/{}", hidden_repeat.id));
+    // "Who viewed my record" names the app.
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let lines = app.my_record_activity(&me).await.unwrap();
+    assert!(lines
+        .iter()
+        .any(|l| l.who == "Health Wallet, an app linked to your record" && l.what == "Viewed your record online"));
 }
 
 /// `_include`: the patient, the clinicians who wrote the entries, an appointment's slot; only
@@ -544,6 +552,7 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET-SYSTEM");
     app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (private, public) = new_key_pair().unwrap();
     // Registration: administrators only, a public key only, offered scopes only.
@@ -641,6 +650,11 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     assert!(events.iter().any(|e| e.actor_kind == "integration"
         && e.action == "record.view_staff"
         && e.patient == Some(pat.id.to_string())));
+    // The patient sees that the practice's reporting system opened their record.
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let lines = app.my_record_activity(&me).await.unwrap();
+    let seen = format!("Reporting, a system of {}", tp.practice.name);
+    assert!(lines.iter().any(|l| l.who == seen && l.what == "Opened your record at the practice"), "{lines:?}");
     // Turned off: the next request is refused, and no new token is given.
     app.set_integration_active(&admin, &reporting.id.to_string(), false).await.unwrap();
     assert!(matches!(app.fhir_caller(&granted.access_token).await, Err(AppError::Unauthenticated(_))));

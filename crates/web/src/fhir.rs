@@ -236,6 +236,7 @@ async fn binary(app: &App, who: &FhirCaller, id: &str, headers: &HeaderMap) -> R
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     Ok(r)
 }
 

@@ -1101,7 +1101,129 @@ async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &Tes
     assert!(b.get(&format!("{sar}/export")).await.body.contains("Released before"));
 }
 
+async fn documents_are_added_filed_and_opened_through_the_pages(t: &TestStore) {
+    // R8: a new document waits unseen; filed visible, its patient opens it, and no one else.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let other = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let mut reception = Browser::new(&app);
+    sign_in(&mut reception, tp.practice.ods_code.as_str(), "reception").await;
+    let form = reception.get(&format!("/patients/{nhs}/documents/new")).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let token = csrf(&form.body);
+    let fields = |title: &'static str| {
+        vec![
+            ("_csrf", token.clone()),
+            ("title", title.to_owned()),
+            ("doc_day", "3".into()),
+            ("doc_month", "2".into()),
+            ("doc_year", "2025".into()),
+        ]
+    };
+    let as_refs = |v: &Vec<(&'static str, String)>| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    // Not a file type it keeps: the form again, with the error, nothing added.
+    let f = as_refs(&fields("Discharge letter"));
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bad = reception.upload(&format!("/patients/{nhs}/documents"), &f, ("file", b"\x00\x01binary")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("The file must be PDF"), "{}", bad.body);
+    let ok = reception.upload(&format!("/patients/{nhs}/documents"), &f, ("file", b"%PDF-1.4 DISCHARGE")).await;
+    assert!(ok.status.is_redirection(), "{}", ok.body);
+    let (entry, _) = app
+        .filing_queue(&tp.clinician)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(e, _)| e.patient == pat.id)
+        .expect("the document waits in the filing queue");
+    // Staff open it from the record and the filing page; it is a download, never run.
+    let record = reception.get(&format!("/patients/{nhs}")).await;
+    assert!(record.body.contains(&format!("/documents/{}", entry.id)));
+    let file = reception.get(&format!("/documents/{}", entry.id)).await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.headers[header::CONTENT_TYPE], "application/pdf");
+    assert!(file.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    assert!(file.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("sandbox"));
+    assert!(file.body.contains("DISCHARGE"));
+    // The patient: not yet (unfiled), then yes once filed visible; another patient never.
+    let mut patient = Browser::new(&app);
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    patient.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let mut stranger = Browser::new(&app);
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &other, "P9").await.unwrap();
+    stranger.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let url = format!("/my/documents/{}", entry.id);
+    let made_up = format!("/my/documents/{}", uuid::Uuid::now_v7());
+    let unknown = patient.get(&made_up).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    // What a page says, without its session's own form token.
+    let said = |r: &Reply| {
+        (r.status, r.body.split("<main").nth(1).unwrap_or("").split("</main>").next().unwrap_or("").to_owned())
+    };
+    let waiting = patient.get(&url).await;
+    assert_eq!(said(&waiting), said(&unknown));
+    app.file(&tp.clinician, entry.id, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+        .await
+        .unwrap();
+    let mine = patient.get("/my/record?section=documents").await;
+    assert!(mine.body.contains(&url), "{}", mine.body);
+    let opened = patient.get(&url).await;
+    assert_eq!(opened.status, StatusCode::OK);
+    assert!(opened.body.contains("DISCHARGE"));
+    let theirs = stranger.get(&url).await;
+    assert_eq!(said(&theirs), said(&unknown));
+    // A text document pasted as a form, from a script.
+    let f = as_refs(&fields("Email from the hospital"));
+    let mut f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    f.push(("text", "Please repeat the blood test in a week."));
+    assert!(reception.post(&format!("/patients/{nhs}/documents"), &f).await.status.is_redirection());
+    // Administrators may not.
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    assert_eq!(admin.get(&format!("/documents/{}", entry.id)).await.status, StatusCode::FORBIDDEN);
+}
+
+async fn administrators_register_and_turn_off_an_integration(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    let page = admin.get("/integrations").await;
+    let token = csrf(&page.body);
+    let (private, public) = caldicott_app::fhir_api::new_key_pair().unwrap();
+    let refused = admin
+        .post("/integrations", &[("_csrf", &token), ("name", "Reporting"), ("public_key", &private), ("scopes", "")])
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("That is a private key"));
+    let made = admin
+        .post(
+            "/integrations",
+            &[("_csrf", &token), ("name", "Reporting"), ("public_key", &public), ("scopes", "system/Patient.read")],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let client_id =
+        made.body.split("id=\"integration-client-id\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(made.body.contains("http://localhost/fhir/r4/token") || made.body.contains("/fhir/r4/token"));
+    let i = app.integrations(&caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap()).await.unwrap();
+    assert_eq!(
+        (i[0].client_id.as_str(), i[0].scopes.as_str(), i[0].active),
+        (client_id.as_str(), "system/Patient.read", true)
+    );
+    let off = admin
+        .post(&format!("/integrations/{}", i[0].id), &[("_csrf", &token), ("integration_action", "deactivate")])
+        .await;
+    assert_eq!(location(&off), "/integrations");
+    assert!(admin.get("/integrations").await.body.contains("Turned off"));
+    let _ = private;
+}
+
 both!(
+    documents_are_added_filed_and_opened_through_the_pages,
+    administrators_register_and_turn_off_an_integration,
     staff_log_a_subject_access_request_and_see_its_due_date,
     a_subject_access_export_is_reviewed_released_and_collected_once,
     a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages,
