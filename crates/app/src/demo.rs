@@ -57,6 +57,8 @@ pub struct DemoReport {
     /// The demo pharmacy's credentials for posting Update Record messages: (ODS, client id,
     /// secret).
     pub pharmacy: (String, String, String),
+    /// The demo practice's FHIR integration: its client id and private key (PEM).
+    pub integration: Option<(String, String)>,
 }
 
 const STAFF: &[(&str, &str, Role)] = &[
@@ -103,7 +105,17 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
         let patients = app.store.patient_count(practice.id).await?;
         let patient_logins = crate::demo_services::demo_logins(opts.seed);
         let pharmacy = crate::demo_services::demo_pharmacy(opts.seed);
-        return Ok(DemoReport { practice, staff, patients, built: false, long_record: None, patient_logins, pharmacy });
+        let integration = crate::demo_services::demo_integration(app, &practice, opts.seed).await?;
+        return Ok(DemoReport {
+            practice,
+            staff,
+            patients,
+            built: false,
+            long_record: None,
+            patient_logins,
+            pharmacy,
+            integration,
+        });
     }
 
     let practice = create_practice(
@@ -154,7 +166,8 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
     let patient_logins = crate::demo_services::seed_patient_services(app, &practice, opts).await?;
     let patients = app.store.patient_count(practice.id).await?;
     let pharmacy = crate::demo_services::seed_pharmacy(app, &practice, opts.seed).await?;
-    Ok(DemoReport { practice, staff, patients, built: true, long_record, patient_logins, pharmacy })
+    let integration = crate::demo_services::demo_integration(app, &practice, opts.seed).await?;
+    Ok(DemoReport { practice, staff, patients, built: true, long_record, patient_logins, pharmacy, integration })
 }
 
 async fn flush(app: &App, practice: PracticeId, batch: &mut Vec<PatientImport>) -> AppResult<()> {

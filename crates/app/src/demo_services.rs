@@ -258,6 +258,8 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     }
 
     seed_sar(app, practice, &omar, &doctor, &reception).await?;
+    seed_clinic_letter(app, practice, &hannah, &doctor, &reception).await?;
+    seed_integration(app, practice, opts.seed).await?;
 
     // Two weeks of clinics: a morning surgery per clinician and a nurse telephone list.
     let clinicians: Vec<_> = staff.iter().filter(|s| s.role == Role::Clinician && s.active).collect();
@@ -399,4 +401,88 @@ async fn seed_sar(
         return Err(AppError::Internal(format!("demo SAR: {problems:?}")));
     }
     Ok(())
+}
+
+/// Hannah's letter from the hypertension clinic, as a PDF, scanned in and filed visible: her
+/// record, her app (DocumentReference and Binary) and the SAR export all carry it.
+async fn seed_clinic_letter(
+    app: &App,
+    practice: &Practice,
+    hannah: &Patient,
+    doctor: &StaffPrincipal,
+    reception: &StaffPrincipal,
+) -> AppResult<()> {
+    use crate::pdf::{Block, PdfDocument};
+    let on = app.now().date_naive() - Duration::days(35);
+    let letter = PdfDocument {
+        title: "Hypertension clinic letter".into(),
+        author: "Riverside Hospital cardiology".into(),
+        letterhead: vec![
+            "Riverside Hospital".into(),
+            "Cardiology outpatients".into(),
+            on.format("%-d %B %Y").to_string(),
+        ],
+        running_header: "Hypertension clinic letter".into(),
+        blocks: vec![
+            Block::Heading(1, "Hypertension clinic".into()),
+            Block::Para(format!("Dear {},", practice.name)),
+            Block::Para(
+                "Re: Hannah Rivers. I saw Mrs Rivers in clinic today. Her home readings average 131/84. \
+                 Please continue amlodipine 5mg each morning and recheck her blood pressure in six months."
+                    .into(),
+            ),
+            Block::Para("Yours sincerely,\nDr A. Mensah, consultant cardiologist".into()),
+        ],
+    };
+    let pdf = crate::pdf::render(&letter, |_, _| {}).map_err(|e| AppError::Internal(e.to_string()))?;
+    let doc = crate::documents::NewDocument {
+        title: "Letter from the hypertension clinic".into(),
+        summary: "Home readings average 131/84; continue amlodipine, recheck in 6 months".into(),
+        day: on.day().to_string(),
+        month: on.month().to_string(),
+        year: on.year().to_string(),
+        filename: "hypertension-clinic-letter.pdf".into(),
+        content: pdf,
+    };
+    let added = app.add_document(reception, hannah.nhs_number.as_str(), doc).await?;
+    let id = added.map_err(|p| AppError::Internal(format!("demo letter: {p:?}")))?;
+    app.file(doctor, id, &crate::redaction::VisibilityChange::Show { note: String::new() }).await
+}
+
+/// The demo practice's reporting system: an integration with a key made from the seed (the
+/// same seed, the same key), so the demo can print how to get a `system/` token.
+pub const DEMO_INTEGRATION: &str = "Riverside reporting (demo)";
+
+/// The demo integration's private key (PKCS#8 PEM) and public key (SPKI PEM) for a seed.
+pub fn demo_integration_key(seed: u64) -> AppResult<(String, String)> {
+    use p384::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x696e_7465);
+    let secret = p384::SecretKey::random(&mut rng);
+    let private = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| AppError::Internal(e.to_string()))?;
+    let public =
+        secret.public_key().to_public_key_pem(LineEnding::LF).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((private.to_string(), public))
+}
+
+async fn seed_integration(app: &App, practice: &Practice, seed: u64) -> AppResult<()> {
+    let staff = app.store.staff_members(practice.id).await?;
+    let admin = staff
+        .iter()
+        .find(|s| s.role == Role::Administrator)
+        .map(|s| StaffPrincipal { practice: practice.id, staff: s.id, name: s.display_name.clone(), role: s.role })
+        .ok_or_else(|| AppError::Internal("the demo needs an administrator".into()))?;
+    let (_, public) = demo_integration_key(seed)?;
+    let new =
+        crate::fhir_api::NewIntegration { name: DEMO_INTEGRATION.into(), public_key: public, scopes: String::new() };
+    app.register_integration(&admin, &new).await?;
+    Ok(())
+}
+
+/// The demo integration's client id, and its private key, once the demo practice exists.
+pub async fn demo_integration(app: &App, practice: &Practice, seed: u64) -> AppResult<Option<(String, String)>> {
+    let Some(i) = app.store.integrations(practice.id).await?.into_iter().find(|i| i.name == DEMO_INTEGRATION) else {
+        return Ok(None);
+    };
+    Ok(Some((i.client_id, demo_integration_key(seed)?.0)))
 }

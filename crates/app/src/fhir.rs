@@ -413,7 +413,11 @@ impl Reader<'_> {
             "Communication" => (&["sent"], &["sent"], "sender"),
             _ => return None,
         };
-        let event = date_of(event_fields).and_then(fhir_date);
+        // A document's own date (a letter's) is its context's period; `date` is when it was filed.
+        let document_date = (kind == "DocumentReference")
+            .then(|| r.get("context").and_then(|c| c.get("period")).and_then(|p| text(p, "start")))
+            .flatten();
+        let event = document_date.or_else(|| date_of(event_fields)).and_then(fhir_date);
         let entered = date_of(entered_fields).and_then(fhir_date);
         let (Some((event_date, _)), Some((_, entered_at))) = (event, entered) else {
             self.problems.push(format!("{key}: a {kind} needs a date ({})", event_fields.join(" or ")));

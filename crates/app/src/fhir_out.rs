@@ -435,6 +435,7 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
                 "type": concept(code, title),
                 "subject": subject,
                 "date": entered,
+                "context": { "period": { "start": date } },
                 "author": [author],
                 "description": title,
                 "content": [{ "attachment": attachment }],

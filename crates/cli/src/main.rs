@@ -126,6 +126,28 @@ enum Command {
         #[command(subcommand)]
         command: StaffCommand,
     },
+    /// Helpers for the FHIR API's clients.
+    Fhir {
+        #[command(subcommand)]
+        command: FhirCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FhirCommand {
+    /// Print a client assertion (a signed JWT, good once for five minutes) for a practice
+    /// integration, as its own software would make one, to swap at the token endpoint.
+    Assertion {
+        /// The integration's client id (`int_…`, from the Integrations page).
+        #[arg(long)]
+        client_id: String,
+        /// Its private key, PEM (elliptic curve P-384 signs ES384; RSA signs RS384).
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// The token endpoint the assertion is for (its `aud`).
+        #[arg(long, default_value = "http://127.0.0.1:8080/fhir/r4/token")]
+        token_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -283,8 +305,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     caldicott_app::demo_icb::SERVICE_MANAGER
                 );
             }
+            let key_file = write_demo_key(&db, &report)?;
             if build_only {
-                print_demo(&report, None);
+                print_demo(&report, None, key_file.as_deref());
             } else {
                 if days_ahead > 0 {
                     eprintln!("Serving as if it were {days_ahead} days from now.");
@@ -299,7 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     chrono::Duration::hours(12),
                 )
                 .await?;
-                print_demo(&report, Some((&token.secret, listen.listen)));
+                print_demo(&report, Some((&token.secret, listen.listen)), key_file.as_deref());
                 serve(app, listen.listen, listen.update_record_inbox.clone(), Some(&report)).await?;
             }
         }
@@ -308,6 +331,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sar { db, command } => return sar::run(&open(&db).await?, command).await,
         Command::Staff { command: StaffCommand::Add { db, args } } => {
             return governance::staff_add(&open(&db).await?, args).await
+        }
+        Command::Fhir { command: FhirCommand::Assertion { client_id, key, token_url } } => {
+            let pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+            let assertion =
+                caldicott_app::fhir_api::client_assertion(&client_id, &pem, &token_url, chrono::Utc::now())?;
+            println!("{assertion}");
         }
         Command::Migrate { db } => {
             open(&db).await?;
@@ -399,7 +428,27 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<(String, Chain
         .collect()
 }
 
-fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
+/// The demo integration's private key, written owner-only beside the SQLite database (or in the
+/// current folder for PostgreSQL), so that `caldicott fhir assertion` can sign with it.
+fn write_demo_key(db: &Db, report: &DemoReport) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some((_, key)) = &report.integration else { return Ok(None) };
+    let dir = if db.database.starts_with("postgres") {
+        std::path::PathBuf::from(".")
+    } else {
+        let file = db.database.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+        std::path::Path::new(file).parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| ".".into())
+    };
+    let path = dir.join("demo-integration-key.pem");
+    std::fs::write(&path, key).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(Some(path))
+}
+
+fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>, key_file: Option<&std::path::Path>) {
     let p = &report.practice;
     println!();
     println!(
@@ -427,6 +476,26 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>) {
         "Pharmacy {} posts Update Record messages to /api/update-record/v1/messages with client id {} and secret {}",
         report.pharmacy.0, report.pharmacy.1, report.pharmacy.2
     );
+    if let (Some((client_id, _)), Some(key)) = (&report.integration, key_file) {
+        let token_url = match serving {
+            Some((_, addr)) => format!("http://{addr}/fhir/r4/token"),
+            None => "http://127.0.0.1:8080/fhir/r4/token".to_owned(),
+        };
+        println!();
+        println!(
+            "FHIR integration \"{}\" (system/*.read): client id {client_id}, private key in {}",
+            caldicott_app::demo_services::DEMO_INTEGRATION,
+            key.display()
+        );
+        println!(
+            "  A=$(caldicott fhir assertion --client-id {client_id} --key {} --token-url {token_url})",
+            key.display()
+        );
+        println!(
+            "  curl -d grant_type=client_credentials -d client_assertion_type={} -d client_assertion=$A {token_url}",
+            caldicott_app::fhir_api::ASSERTION_TYPE
+        );
+    }
     if let Some(nhs) = &report.long_record {
         println!();
         println!("Long record: NHS number {}", nhs.as_str());
