@@ -695,6 +695,10 @@ mod round_trip {
                     });
                     e.body = EntryBody::Coded { value: Some("Stopped 2019".into()) };
                 }
+                if i == 10 {
+                    // A letter dated before it was filed: its own date is kept apart.
+                    e.event_date = date(2024, 2, 20);
+                }
                 if i == 12 {
                     e.visibility = OnlineVisibility::Hidden(
                         Redaction::new(HiddenReason::ThirdParty, "names a relative", "Dr", entered)
@@ -718,7 +722,15 @@ mod round_trip {
         };
         let p = person(practice.id, date(1980, 5, 17));
         let originals = entries(&p);
+        // The letter's stored file travels as a Binary beside its DocumentReference.
+        let letter = &originals[10];
+        let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n".to_vec();
+        let stored = crate::documents::stored_file("clinic-letter.pdf", pdf.clone())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let cx = Context { files: HashMap::from([(letter.id, stored.info.clone())]), ..Context::default() };
+        let binary = crate::documents::content_of(letter, Some(stored)).map(|c| c.resource());
         let mut bundle_entries = vec![
+            json!({ "fullUrl": format!("Binary/{}", letter.id), "resource": binary }),
             json!({ "fullUrl": format!("Patient/{}", p.id), "resource": patient_resource(&p, &practice) }),
             json!({ "fullUrl": format!("Organization/{}", practice.id), "resource": organization_resource(&practice) }),
         ];
@@ -730,7 +742,7 @@ mod round_trip {
             };
             // Every resource an entry is written as: a course's MedicationStatement too, which
             // the reader knows summarises the MedicationRequest beside it.
-            for r in entry_resources(e, label, &Context::default()) {
+            for r in entry_resources(e, label, &cx) {
                 bundle_entries.push(json!({
                     "fullUrl": format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), e.id),
                     "resource": r,
@@ -758,6 +770,8 @@ mod round_trip {
             let hidden = matches!(orig.visibility, OnlineVisibility::Hidden(_));
             let expected = if hidden { RedactionLabel::NotForPatient } else { RedactionLabel::Shareable };
             assert_eq!(got.label, expected, "{}", got.source);
+            let file = if orig.id == letter.id { Some(&pdf) } else { None };
+            assert_eq!(got.file.as_ref(), file, "{}", got.source);
         }
     }
 }
