@@ -725,8 +725,8 @@ mod round_trip {
         // The letter's stored file travels as a Binary beside its DocumentReference.
         let letter = &originals[10];
         let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n".to_vec();
-        let stored = crate::documents::stored_file("clinic-letter.pdf", pdf.clone())
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let stored =
+            crate::documents::stored_file("clinic-letter.pdf", pdf.clone()).unwrap_or_else(|e| panic!("{e:?}"));
         let cx = Context { files: HashMap::from([(letter.id, stored.info.clone())]), ..Context::default() };
         let binary = crate::documents::content_of(letter, Some(stored)).map(|c| c.resource());
         let mut bundle_entries = vec![
