@@ -74,8 +74,14 @@ async fn schemathesis_finds_no_server_error(t: &TestStore) {
         .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
     let st = std::path::Path::new(&python).with_file_name("st");
     let token = tp.clinician_token.clone();
+    // schemathesis keeps a cache of what it found in the directory it runs in: one of its own,
+    // outside the checkout.
+    let workdir = std::env::temp_dir().join(format!("caldicott-schemathesis-{}", caldicott_app::new_id()));
+    std::fs::create_dir_all(&workdir).unwrap();
+    let cwd = workdir.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&st)
+            .current_dir(&cwd)
             .args([
                 "run",
                 &format!("http://{addr}/openapi.json"),
@@ -100,6 +106,7 @@ async fn schemathesis_finds_no_server_error(t: &TestStore) {
     .unwrap()
     .unwrap_or_else(|e| panic!("schemathesis: {e}; run scripts/test.sh, which installs it"));
     server.abort();
+    let _ = std::fs::remove_dir_all(&workdir);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let tail: String = said.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
     assert!(out.status.success(), "{tail}");
