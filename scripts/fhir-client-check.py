@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Reads a patient through caldicott's FHIR API with fhirclient, the SMART on FHIR Python client.
 
-    fhir-client-check.py BASE CLIENT_ID CLIENT_SECRET LINK_TOKEN
+    fhir-client-check.py BASE CLIENT_ID CLIENT_SECRET LINK_TOKEN [PATIENT_ID]
+
+With PATIENT_ID the app asks for a token for someone the link's holder acts for as a proxy.
 
 Fetches the CapabilityStatement and the SMART configuration, swaps the link's token for an
 access token at the token endpoint, then reads the Patient, searches every resource type the
@@ -17,18 +19,17 @@ from fhirclient import client
 from fhirclient.models import binary, bundle, patient
 
 
-def main(base, client_id, secret, link):
+def main(base, client_id, secret, link, acting_for=None):
     smart = client.FHIRClient(settings={"app_id": "caldicott-check", "api_base": base})
     server = smart.server
     cap = server.capabilityStatement  # fetched and parsed strictly
     searchable = [r for r in cap.rest[0].resource if any(i.code == "search-type" for i in r.interaction)]
     types = [r.type for r in searchable]
     smart = server.session.get(base + "/.well-known/smart-configuration").json()
-    res = server.post_as_form(
-        smart["token_endpoint"],
-        {"grant_type": "refresh_token", "refresh_token": link, "scope": "patient/*.read"},
-        auth=(client_id, secret),
-    )
+    form = {"grant_type": "refresh_token", "refresh_token": link, "scope": "patient/*.read"}
+    if acting_for:
+        form["patient"] = acting_for
+    res = server.post_as_form(smart["token_endpoint"], form, auth=(client_id, secret))
     token = res.json()
     server.session.headers["Authorization"] = "Bearer " + token["access_token"]
     me = patient.Patient.read(token["patient"], server)
@@ -65,4 +66,4 @@ def main(base, client_id, secret, link):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -397,25 +397,7 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
         .await
         .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = caldicott_web::router(app.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let python = std::env::var("CALDICOTT_TEST_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fhir-client-check.py");
-    let base = format!("http://{addr}/fhir/r4");
-    let run = python.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&run).args([script, &base, &client, &secret, &link]).output()
-    })
-    .await
-    .unwrap()
-    .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/test.sh, which installs fhirclient"));
-    server.abort();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_str(&said).unwrap();
+    let (summary, said) = fhir_client(&app, &client, &secret, &link, None).await;
     assert_eq!(summary["patient"], pat.id.to_string());
     assert_eq!(summary["nhs_number"], pat.nhs_number.as_str());
     let everything: Vec<String> =
@@ -444,6 +426,149 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
         .any(|x| x == &format!("Practitioner/{}", tp.clinician.staff)));
 }
 
+/// Runs fhirclient (`scripts/fhir-client-check.py`) against a live server for a linked app:
+/// its JSON summary, and everything it printed.
+async fn fhir_client(app: &App, client: &str, secret: &str, link: &str, acting_for: Option<String>) -> (Value, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let python = std::env::var("CALDICOTT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fhir-client-check.py");
+    let mut args = vec![script.to_owned(), format!("http://{addr}/fhir/r4"), client.into(), secret.into(), link.into()];
+    args.extend(acting_for);
+    let run = python.clone();
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(&run).args(&args).output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/test.sh, which installs fhirclient"));
+    server.abort();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_str(&said).unwrap(), said)
+}
+
+/// The demo practice as a newcomer finds it: Hannah links an app with her linkage letter, and
+/// fhirclient reads her record, then her son Leo's through her proxy link, each strictly as FHIR
+/// R4. What it receives is exactly what the staff "view as patient / as proxy" marks visible:
+/// every visible entry once, nothing that is hidden from that viewer.
+async fn a_real_fhir_client_reads_the_demo_patients_through_a_linked_app(t: &TestStore) {
+    use caldicott_app::demo::{build_demo, DemoOptions};
+    use caldicott_app::record::ViewAs;
+    let app = app(t);
+    let opts = DemoOptions { patients: 20, seed: 3, as_of: Utc::now().date_naive(), long_record: None };
+    let report = build_demo(&app, &opts).await.unwrap();
+    let ods = report.practice.ods_code.as_str().to_owned();
+    let admin = caldicott_app::auth::principal_for(&app, &ods, "s.lee").await.unwrap();
+    let reception = caldicott_app::auth::principal_for(&app, &ods, "j.baker").await.unwrap();
+    let clinician = caldicott_app::auth::principal_for(&app, &ods, "dr.okafor").await.unwrap();
+    let hannah_login = report.patient_logins.iter().find(|l| l.username == "hannah.rivers").unwrap();
+    let hannah = app
+        .store
+        .patient_by_nhs_number(report.practice.id, &caldicott_core::NhsNumber::parse(&hannah_login.nhs_number).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (registered, secret) = app.register_app(&admin, "Record Check", "Check Ltd", "").await.unwrap();
+    let letter = app.issue_linkage(&reception, hannah.nhs_number.as_str(), "P9").await.unwrap();
+    let request = caldicott_app::apps::LinkRequest {
+        ods_code: letter.ods_code,
+        account_id: letter.account_id,
+        linkage_key: letter.linkage_key,
+        family_name: hannah.name.family.clone(),
+        birth_date: hannah.date_of_birth.to_string(),
+    };
+    let (_, link) = app.link_app(&registered.client_id, &secret, &request).await.unwrap();
+    let leo_link = app
+        .store
+        .proxy_links_for_proxy(report.practice.id, hannah.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("Hannah acts for her son");
+    let leo = app.store.patient(report.practice.id, leo_link.patient).await.unwrap().unwrap();
+    for (whose, viewer, acting_for) in
+        [(&hannah, ViewAs::Patient, None), (&leo, ViewAs::Proxy(leo_link.id), Some(leo.id.to_string()))]
+    {
+        // A clinician hides one entry the viewer would see (third-party information), as staff
+        // do; then what staff see marked visible for this viewer is what the app must get.
+        let (visible, _) = marked(&app, &clinician, whose, viewer).await;
+        let target = visible
+            .iter()
+            .find(|e| {
+                use caldicott_core::entry::EntryBody;
+                !matches!(e.body, EntryBody::Medication { .. } | EntryBody::Document { .. })
+            })
+            .or(visible.first())
+            .unwrap_or_else(|| panic!("{} sees nothing", whose.name.given));
+        let hide = caldicott_app::redaction::VisibilityChange::Hide {
+            reason: caldicott_core::entry::HiddenReason::ThirdParty,
+            note: "Names a relative".into(),
+        };
+        app.change_visibility(&clinician, whose.nhs_number.as_str(), target.id, &hide, false).await.unwrap();
+        let (visible, hidden) = marked(&app, &clinician, whose, viewer).await;
+        assert!(hidden.contains(&target.id));
+        let acting_for_someone = acting_for.is_some();
+        let (summary, said) = fhir_client(&app, &registered.client_id, &secret, &link, acting_for).await;
+        assert_eq!(summary["patient"], whose.id.to_string());
+        assert_eq!(summary["nhs_number"], whose.nhs_number.as_str());
+        let everything: Vec<&str> =
+            summary["everything"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        // The entries: not the Patient, the practice or its clinicians, and a course once (its
+        // MedicationStatement shares the MedicationRequest's id).
+        let supporting = ["Patient/", "Organization/", "Practitioner/", "MedicationStatement/"];
+        let mut ids: Vec<&str> = everything
+            .iter()
+            .filter(|r| !supporting.iter().any(|s| r.starts_with(s)))
+            .map(|r| r.split('/').nth(1).unwrap())
+            .collect();
+        ids.sort_unstable();
+        let mut expected: Vec<String> = visible.iter().map(|e| e.id.to_string()).collect();
+        expected.sort_unstable();
+        assert_eq!(ids, expected, "{}: $everything is exactly the online view, each entry once", whose.name.given);
+        for h in &hidden {
+            assert!(!said.contains(&h.to_string()), "{}: a hidden entry reached the client", whose.name.given);
+        }
+        if acting_for_someone {
+            continue;
+        }
+        // Hannah's clinic letter, filed for her to see, opens as its PDF.
+        assert!(
+            summary["binaries"].as_object().unwrap().values().any(|t| t == "application/pdf"),
+            "{}",
+            summary["binaries"]
+        );
+    }
+}
+
+/// The entries staff see marked visible, and the ids of those marked hidden, for a viewer of a
+/// patient's record (the staff record's "view as").
+async fn marked(
+    app: &App,
+    clinician: &caldicott_app::StaffPrincipal,
+    whose: &caldicott_core::patient::Patient,
+    viewer: caldicott_app::record::ViewAs,
+) -> (Vec<caldicott_core::entry::Entry>, Vec<caldicott_core::ids::EntryId>) {
+    let (mut visible, mut hidden, mut cursor) = (Vec::new(), Vec::new(), None);
+    loop {
+        let page = caldicott_app::record::PageRequest { section: None, cursor: cursor.take(), limit: Some(200) };
+        let rec = app.staff_record(clinician, whose.nhs_number.as_str(), viewer, &page).await.unwrap();
+        for e in rec.entries {
+            if e.online.visible {
+                visible.push(e.entry);
+            } else {
+                hidden.push(e.entry.id);
+            }
+        }
+        match rec.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return (visible, hidden),
+        }
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -456,4 +581,5 @@ both!(
     every_fhir_route_for_every_kind_of_token,
     binaries_and_the_integration_token_endpoint_over_http,
     a_real_fhir_client_reads_a_patient_through_a_linked_app,
+    a_real_fhir_client_reads_the_demo_patients_through_a_linked_app,
 );
