@@ -288,6 +288,26 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   assert.equal(await page.locator('tbody tr', { hasText: 'PENDLETON' }).count(), arthursBefore - 1)
   await page.goto(`${base}/patients/${longRecord}`)
 
+  // A letter that came by post is scanned and added; it waits in the filing queue.
+  await page.getByRole('link', { name: 'Add a document' }).click()
+  await page.getByRole('heading', { name: 'Add a document' }).waitFor()
+  await check(page, 'document-new')
+  await page.getByRole('button', { name: 'Add the document' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'document-new-errors')
+  await page.getByLabel('What it is').fill('Discharge letter from Riverside Hospital')
+  await page.getByLabel('Day', { exact: true }).fill('2')
+  await page.getByLabel('Month', { exact: true }).fill('12')
+  await page.getByLabel('Year', { exact: true }).fill('2026')
+  await page.getByLabel('The file').setInputFiles({
+    name: 'discharge.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n')
+  })
+  await page.getByRole('button', { name: 'Add the document' }).click()
+  await page.getByText('Document added.').waitFor()
+  await page.getByRole('link', { name: 'Filing' }).click()
+  assert.equal(await page.locator('tbody tr', { hasText: 'Discharge letter from Riverside Hospital' }).count(), 1)
+  await page.goto(`${base}/patients/${longRecord}`)
+
   // The audit trail shows what was just done, by whom.
   await page.getByRole('link', { name: /Audit trail/ }).click()
   await page.getByRole('heading', { name: 'Audit trail' }).waitFor()
@@ -375,6 +395,21 @@ test('an administrator adds a staff account', async () => {
   await page.getByRole('button', { name: 'Add account' }).click()
   await page.getByText('Account a.rivers added for Alex Rivers.').waitFor()
   assert.match(await page.textContent('tbody'), /Alex Rivers[\s\S]*authenticator not set up yet/)
+  // A practice integration is registered with its public key; a private key is refused.
+  await page.getByRole('link', { name: 'Integrations' }).click()
+  await page.getByRole('heading', { name: 'Practice integrations' }).waitFor()
+  await check(page, 'integrations')
+  const keys = generateKeyPairSync('ec', { namedCurve: 'P-384' })
+  await page.getByLabel('Name', { exact: true }).fill('Practice reporting tool')
+  await page.getByLabel('Its public key').fill(keys.privateKey.export({ type: 'pkcs8', format: 'pem' }))
+  await page.getByRole('button', { name: 'Register the integration' }).click()
+  await page.getByText('There is a problem').waitFor()
+  await check(page, 'integrations-error')
+  await page.getByLabel('Its public key').fill(keys.publicKey.export({ type: 'spki', format: 'pem' }))
+  await page.getByRole('button', { name: 'Register the integration' }).click()
+  await page.getByText('Practice reporting tool is registered.').waitFor()
+  assert.match(await page.textContent('#integration-client-id'), /^int_/)
+  await check(page, 'integrations-registered')
   // Administrators do not open records.
   await page.goto(`${base}/patients/${longRecord}`)
   assert.match(await page.textContent('main'), /cannot/)

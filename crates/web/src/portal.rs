@@ -909,6 +909,12 @@ async fn record(
         }
         _ => "106 recorded: the enhanced review no longer withholds automatic access.".to_owned(),
     });
+    let notice = notice.or_else(|| {
+        q.contains_key("document_added").then(|| {
+            "Document added. It waits in the filing queue, where a clinician decides whether the patient sees it online."
+                .to_owned()
+        })
+    });
     RecordPage {
         chrome: chrome(),
         pharmacy,
