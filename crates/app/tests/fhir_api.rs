@@ -799,6 +799,22 @@ async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
     );
     let id = booked["id"].as_str().unwrap().to_owned();
     assert_eq!(app.fhir_read(&reader, "Appointment", &id).await.unwrap()["status"], "booked");
+    // The booking's slot reference resolves: busy now; the other is still free; a made-up id
+    // is unknown.
+    let slot_of = |who: &'static str, r: Result<Value, AppError>| (who, r.map(|s| s["status"].clone()).ok());
+    assert_eq!(
+        slot_of("booked", app.fhir_read(&reader, "Slot", &free[0]).await),
+        ("booked", Some(Value::from("busy")))
+    );
+    assert_eq!(slot_of("free", app.fhir_read(&reader, "Slot", &free[1]).await), ("free", Some(Value::from("free"))));
+    unknown(app.fhir_read(&reader, "Slot", &uuid::Uuid::now_v7().to_string()).await);
+    // The practice reads one booking by its id alone; another practice cannot.
+    let read_by_staff = app.fhir_read(&staff, "Appointment", &id).await.unwrap();
+    assert_eq!(read_by_staff["participant"][0]["actor"]["reference"], format!("Patient/{}", pat.id));
+    let other = fixtures::practice(&app).await.unwrap();
+    unknown(app.fhir_read(&FhirCaller::Staff(other.clinician.clone()), "Appointment", &id).await);
+    unknown(app.fhir_read(&FhirCaller::Staff(other.clinician.clone()), "Slot", &free[0]).await);
+    unknown(app.fhir_read(&staff, "Appointment", "not-an-id").await);
     // Only cancelling is offered; then it is cancelled, audited as the app.
     let moved =
         serde_json::json!({ "resourceType": "Appointment", "status": "booked", "start": "2030-01-01T09:00:00Z" });

@@ -375,6 +375,18 @@ pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::S
 }
 
 /// A booking from a row that also holds its slot; the booking's id is in `a_id`.
+/// A slot row joined with its live booking (`a_id` and the appointment's columns), if any.
+pub(crate) fn slot_and_booking(
+    r: &impl Cols,
+) -> StoreResult<(caldicott_core::appointments::Slot, Option<caldicott_core::appointments::Appointment>)> {
+    let slot = slot(r)?;
+    let booking = match r.opt_uuid("a_id")? {
+        Some(_) => Some(appointment(r, slot.id)?),
+        None => None,
+    };
+    Ok((slot, booking))
+}
+
 pub(crate) fn appointment(r: &impl Cols, slot: SlotId) -> StoreResult<caldicott_core::appointments::Appointment> {
     Ok(caldicott_core::appointments::Appointment {
         id: AppointmentId::from_uuid(r.uuid("a_id")?),

@@ -1521,14 +1521,7 @@ macro_rules! sql_store {
                 .await
                 .map_err(db)?
                 .iter()
-                .map(|r| {
-                    let slot = rows::slot(r)?;
-                    let booking = match r.opt_uuid("a_id")? {
-                        Some(_) => Some(rows::appointment(r, slot.id)?),
-                        None => None,
-                    };
-                    Ok((slot, booking))
-                })
+                .map(rows::slot_and_booking)
                 .collect()
             }
 
@@ -1605,6 +1598,33 @@ macro_rules! sql_store {
                     Ok((rows::appointment(r, slot.id)?, slot))
                 })
                 .collect()
+            }
+
+            async fn appointment(&self, practice: PracticeId, id: AppointmentId) -> StoreResult<Option<(Appointment, Slot)>> {
+                self.row_by(
+                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
+                     FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                     WHERE a.practice_id = $1 AND a.id = $2",
+                    practice,
+                    id.as_uuid(),
+                    |r| {
+                        let slot = rows::slot(r)?;
+                        Ok((rows::appointment(r, slot.id)?, slot))
+                    },
+                )
+                .await
+            }
+
+            async fn slot_with_booking(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<(Slot, Option<Appointment>)>> {
+                self.row_by(
+                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
+                     FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                     WHERE s.practice_id = $1 AND s.id = $2",
+                    practice,
+                    id.as_uuid(),
+                    rows::slot_and_booking,
+                )
+                .await
             }
 
             async fn create_task(&self, practice: PracticeId, t: &Task, audit: &AuditRecord) -> StoreResult<()> {

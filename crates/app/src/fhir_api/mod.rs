@@ -608,7 +608,6 @@ impl App {
                 .ok_or_else(|| not_found(resource, id));
         }
         if SCHEDULING_TYPES.contains(&resource) {
-            // Practice-facing reads of one appointment go through a search by patient.
             return self
                 .scheduling_read(caller, resource, Some(id), None)
                 .await
@@ -774,14 +773,7 @@ impl App {
                         out.push(p.clone());
                     }
                 }
-                "Slot" => {
-                    if let Some(s) = Uuid::try_parse(id).ok().map(SlotId::from_uuid) {
-                        if let Some(slot) = self.store.slot(l.practice.id, s).await? {
-                            let free = self.free_slots(l.practice.id).await?.iter().any(|f| f.id == slot.id);
-                            out.push(scheduling::slot_resource(&slot, free));
-                        }
-                    }
-                }
+                "Slot" => out.extend(self.slot_by_id(l.practice.id, id).await?),
                 _ => {}
             }
         }

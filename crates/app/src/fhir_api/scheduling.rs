@@ -6,18 +6,28 @@ use crate::{fhir_out, App, AppError, AppResult};
 use caldicott_core::access::IdentityLevel;
 use caldicott_core::appointments::{can_book_online, Slot};
 use caldicott_core::ids::*;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-pub(super) fn slot_resource(s: &Slot, free: bool) -> Value {
+/// A slot's FHIR status: free to book online, booked, or not offered online (past, or kept
+/// for booking by the practice).
+fn slot_status(s: &Slot, booked: bool, now: DateTime<Utc>) -> &'static str {
+    match (booked, can_book_online(s, now)) {
+        (true, _) => "busy",
+        (false, true) => "free",
+        (false, false) => "busy-unavailable",
+    }
+}
+
+fn slot_resource(s: &Slot, status: &str) -> Value {
     json!({
         "resourceType": "Slot",
         "id": s.id.to_string(),
         "meta": { "profile": [format!("{}UKCore-Slot", fhir_out::UK_CORE)] },
         "serviceType": [{ "text": s.slot_type.display() }],
         "schedule": { "display": format!("{}, {}", s.clinician_name, s.location) },
-        "status": if free { "free" } else { "busy" },
+        "status": status,
         "start": fhir_out::instant(s.starts_at),
         "end": fhir_out::instant(s.starts_at + Duration::minutes(i64::from(s.minutes))),
     })
@@ -46,6 +56,16 @@ impl App {
         Ok(l.patient.id)
     }
 
+    /// One slot of the practice by id, in whatever state (a booked appointment points at it).
+    pub(super) async fn slot_by_id(&self, practice: PracticeId, id: &str) -> AppResult<Option<Value>> {
+        let Ok(id) = Uuid::try_parse(id) else { return Ok(None) };
+        Ok(self
+            .store
+            .slot_with_booking(practice, SlotId::from_uuid(id))
+            .await?
+            .map(|(s, booking)| slot_resource(&s, slot_status(&s, booking.is_some(), self.now()))))
+    }
+
     pub(super) async fn free_slots(&self, practice: PracticeId) -> AppResult<Vec<Slot>> {
         let now = self.now();
         Ok(self
@@ -71,14 +91,28 @@ impl App {
             if matches!(caller, FhirCaller::App(_)) {
                 self.scheduling_patient(caller, None).await?;
             }
+            if let Some(id) = id {
+                return Ok(self.slot_by_id(practice, id).await?.into_iter().collect());
+            }
             let slots = self.free_slots(practice).await?;
-            return Ok(slots
-                .iter()
-                .filter(|s| id.is_none_or(|i| s.id.to_string() == i))
-                .map(|s| slot_resource(s, true))
-                .collect());
+            return Ok(slots.iter().map(|s| slot_resource(s, "free")).collect());
         }
-        let pid = self.scheduling_patient(caller, patient).await?;
+        // A practice-facing read of one appointment finds its patient from the booking.
+        let patient = match (caller, id, patient) {
+            (FhirCaller::Staff(_) | FhirCaller::System(_), Some(i), None) => {
+                let Some(found) = Uuid::try_parse(i).ok().map(AppointmentId::from_uuid) else { return Ok(vec![]) };
+                match self.store.appointment(practice, found).await? {
+                    Some((a, _)) => Some(a.patient.to_string()),
+                    None => return Ok(vec![]),
+                }
+            }
+            _ => patient.map(str::to_owned),
+        };
+        let pid = match caller {
+            FhirCaller::App(_) => self.scheduling_patient(caller, patient.as_deref()).await?,
+            // The practice reads the bookings of anyone it holds, registered now or not.
+            FhirCaller::Staff(_) | FhirCaller::System(_) => self.view_for(caller, patient.as_deref()).await?.0.patient.id,
+        };
         let now = self.now();
         let found: Vec<Value> = self
             .store
