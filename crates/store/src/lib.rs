@@ -458,7 +458,11 @@ pub trait Store:
     /// One booking (live or cancelled) of this practice, with its slot.
     async fn appointment(&self, practice: PracticeId, id: AppointmentId) -> StoreResult<Option<(Appointment, Slot)>>;
     /// One slot of this practice with its live booking, if any.
-    async fn slot_with_booking(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<(Slot, Option<Appointment>)>>;
+    async fn slot_with_booking(
+        &self,
+        practice: PracticeId,
+        id: SlotId,
+    ) -> StoreResult<Option<(Slot, Option<Appointment>)>>;
 
     // ---- Tasks ----
     /// A new task, with its audit event.

@@ -11,7 +11,7 @@ use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_en
 use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_store::test_support::{self, TestStore};
-use chrono::{Duration, Utc};
+use chrono::{Datelike, Duration, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -150,7 +150,8 @@ async fn integration_token(app: &App, tp: &fixtures::TestPractice, scopes: &str)
 /// to patient A), an app of another practice, an app acting for someone else of this practice
 /// (a parent's, for their child), this practice's integration, another practice's integration,
 /// this practice's clinician, an administrator, and a clinician of another practice; asking
-/// about patient A of this practice.
+/// about patient A of this practice: reads and searches of every resource type served, the
+/// practice's slots and directory, and the two writes (booking and cancelling).
 async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
@@ -172,10 +173,34 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         filing: caldicott_core::entry::Filing::Filed,
         review: caldicott_core::entry::DocumentReview::Reviewed,
     };
+    let mut problem = consultation(&pat, Utc::now() - Duration::days(4), "");
+    problem.body = caldicott_core::entry::EntryBody::Problem { title: "MATRIX asthma".into(), active: true };
+    let mut result = consultation(&pat, Utc::now() - Duration::days(5), "");
+    result.body = caldicott_core::entry::EntryBody::TestResult {
+        test: "MATRIX haemoglobin".into(),
+        value: "140".into(),
+        unit: "g/L".into(),
+        range: "130-180".into(),
+        abnormal: false,
+        filing: caldicott_core::entry::Filing::Filed,
+    };
+    let mut allergy = consultation(&pat, Utc::now() - Duration::days(6), "");
+    allergy.body =
+        caldicott_core::entry::EntryBody::Allergy { substance: "MATRIX penicillin".into(), reaction: "Rash".into() };
+    let mut jab = consultation(&pat, Utc::now() - Duration::days(7), "");
+    jab.body = caldicott_core::entry::EntryBody::Immunisation { vaccine: "MATRIX influenza".into() };
     app.store
         .add_entries(
             tp.practice.id,
-            &[entry.clone(), course.clone(), letter.clone()],
+            &[
+                entry.clone(),
+                course.clone(),
+                letter.clone(),
+                problem.clone(),
+                result.clone(),
+                allergy.clone(),
+                jab.clone(),
+            ],
             &fixtures::audit(Action::EntryCreate, None),
         )
         .await
@@ -206,12 +231,62 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
             r.json()["access_token"].as_str().unwrap().to_owned()
         }
     };
+    // A clinic of this practice with two slots; patient A holds the first.
+    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let day = (Utc::now() + Duration::days(3)).date_naive();
+    let clinic = caldicott_app::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.day().to_string(),
+        month: day.month().to_string(),
+        year: day.year().to_string(),
+        start: "10:00".into(),
+        end: "10:20".into(),
+        slot_minutes: "10".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_bookable: true,
+        location: "Room 7".into(),
+    };
+    app.create_clinic(&reception, &clinic).await.unwrap().unwrap();
+    let slots: Vec<String> = app
+        .store
+        .slots_between(tp.practice.id, Utc::now(), Utc::now() + Duration::days(7))
+        .await
+        .unwrap()
+        .iter()
+        .map(|(s, _)| s.id.to_string())
+        .collect();
+    assert_eq!(slots.len(), 2);
+    // Every app may book (the strongest app token); reading alone is the narrower case, covered
+    // in the app tests.
+    let write = "&scope=patient%2F*.read%20patient%2FAppointment.write".to_owned();
     let (c, s, l) = linked_app(&app, &tp, &pat).await.unwrap();
-    let app_a = token_of(c, s, l, String::new()).await;
+    let app_a = token_of(c, s, l, write.clone()).await;
     let (c, s, l) = linked_app(&app, &other_tp, &elsewhere).await.unwrap();
-    let app_b = token_of(c, s, l, String::new()).await;
+    let app_b = token_of(c, s, l, write.clone()).await;
     let (c, s, l) = linked_app(&app, &tp, &parent).await.unwrap();
-    let app_for_child = token_of(c, s, l, format!("&patient={}", child.id)).await;
+    let app_for_child = token_of(c, s, l, format!("{write}&patient={}", child.id)).await;
+    // A booking of a slot for patient A, or (naming no one) for the app's own patient.
+    let booking = |slot: &str, token: &str, for_a: bool| {
+        let mut body = serde_json::json!({
+            "resourceType": "Appointment",
+            "status": "booked",
+            "slot": [{ "reference": format!("Slot/{slot}") }],
+        });
+        if for_a {
+            body["participant"] =
+                serde_json::json!([{ "actor": { "reference": format!("Patient/{}", pat.id) }, "status": "accepted" }]);
+        }
+        let mut req = Request::post("/fhir/r4/Appointment")
+            .header(header::HOST, "test")
+            .header(header::CONTENT_TYPE, "application/fhir+json");
+        if !token.is_empty() {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        req.body(Body::from(body.to_string())).unwrap()
+    };
+    let booked = send(&app, booking(&slots[0], &app_a, true)).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let appointment = booked.json()["id"].as_str().unwrap().to_owned();
     let integration_a = integration_token(&app, &tp, "").await;
     let integration_b = integration_token(&app, &other_tp, "").await;
     let kinds: [(&str, Option<&str>); 10] = [
@@ -226,32 +301,69 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         ("administrator", Some(&tp.admin_token)),
         ("clinician of another practice", Some(&other_tp.clinician_token)),
     ];
+    /// Whose a route's answer is: patient A's record, this practice's (its slots and
+    /// directory), or every practice's own (a search that each caller answers from its own
+    /// practice).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Owner {
+        PatientA,
+        ThisPractice,
+        Own,
+    }
     let p = pat.id;
-    let (e, m, d) = (entry.id, course.id, letter.id);
-    let routes = [
-        format!("/fhir/r4/Patient/{p}"),
-        format!("/fhir/r4/Patient?patient={p}"),
-        format!("/fhir/r4/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}", pat.nhs_number.as_str()),
-        format!("/fhir/r4/Encounter/{e}"),
-        format!("/fhir/r4/Encounter?patient={p}&_include=Encounter:patient"),
-        format!("/fhir/r4/MedicationStatement/{m}"),
-        format!("/fhir/r4/MedicationStatement?patient={p}"),
-        format!("/fhir/r4/DocumentReference/{d}"),
-        format!("/fhir/r4/Binary/{d}"),
-        format!("/fhir/r4/Patient/{p}/$everything"),
+    let tp_id = tp.practice.id;
+    let mut routes: Vec<(String, Owner)> = vec![
+        (format!("/fhir/r4/Patient/{p}"), Owner::PatientA),
+        (format!("/fhir/r4/Patient?patient={p}"), Owner::PatientA),
+        (
+            format!("/fhir/r4/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}", pat.nhs_number.as_str()),
+            Owner::PatientA,
+        ),
+        (format!("/fhir/r4/Patient/{p}/$everything"), Owner::PatientA),
+        (format!("/fhir/r4/Binary/{}", letter.id), Owner::PatientA),
+        (format!("/fhir/r4/Appointment/{appointment}"), Owner::PatientA),
+        (format!("/fhir/r4/Appointment?patient={p}&_include=Appointment:slot"), Owner::PatientA),
+        (format!("/fhir/r4/Slot/{}", slots[0]), Owner::ThisPractice),
+        (format!("/fhir/r4/Organization/{tp_id}"), Owner::ThisPractice),
+        (format!("/fhir/r4/Practitioner/{}", tp.clinician.staff), Owner::ThisPractice),
+        ("/fhir/r4/Slot".to_owned(), Owner::Own),
+        ("/fhir/r4/Organization".to_owned(), Owner::Own),
+        ("/fhir/r4/Practitioner".to_owned(), Owner::Own),
     ];
+    // Every clinical type, read by id and searched with its patient's resources included.
+    let of_kind = [
+        ("Encounter", entry.id),
+        ("MedicationStatement", course.id),
+        ("MedicationRequest", course.id),
+        ("DocumentReference", letter.id),
+        ("Condition", problem.id),
+        ("Observation", result.id),
+        ("AllergyIntolerance", allergy.id),
+        ("Immunization", jab.id),
+    ];
+    assert_eq!(of_kind.len(), caldicott_app::fhir_api::CLINICAL_TYPES.len());
+    for (t, id) in of_kind {
+        routes.push((format!("/fhir/r4/{t}/{id}"), Owner::PatientA));
+        routes.push((format!("/fhir/r4/{t}?patient={p}&_include={t}:patient"), Owner::PatientA));
+    }
     for (kind, token) in kinds {
-        for route in &routes {
+        for (route, owner) in &routes {
             let r = get(&app, route, token).await;
             let by_number = route.contains("identifier=");
-            let expected = match kind {
-                "none" | "forged" => StatusCode::UNAUTHORIZED,
-                "app of this practice" | "clinician" | "integration of this practice" => StatusCode::OK,
-                "administrator" => StatusCode::FORBIDDEN,
+            let of_this_practice = matches!(
+                kind,
+                "app of this practice" | "clinician" | "integration of this practice" | "app acting for someone else"
+            );
+            let expected = match (kind, owner) {
+                ("none" | "forged", _) => StatusCode::UNAUTHORIZED,
+                ("administrator", _) => StatusCode::FORBIDDEN,
+                ("app of this practice" | "clinician" | "integration of this practice", _) => StatusCode::OK,
+                (_, Owner::Own) => StatusCode::OK,
+                (_, Owner::ThisPractice) if of_this_practice => StatusCode::OK,
                 // A search by NHS number that finds no one is an empty Bundle.
                 _ if by_number => StatusCode::OK,
                 // Another practice's callers, and an app bound to someone else, cannot even learn
-                // that the patient exists.
+                // that the patient (or the practice's slot) exists.
                 _ => StatusCode::NOT_FOUND,
             };
             assert_eq!(r.status, expected, "{kind} GET {route}: {}", r.body);
@@ -259,9 +371,50 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
             if !theirs {
                 assert!(!r.body.contains("MATRIX"), "{kind} {route}");
             }
+            if !of_this_practice && *owner == Owner::Own {
+                assert!(!slots.iter().any(|s| r.body.contains(s.as_str())), "{kind} {route}");
+            }
             if expected != StatusCode::OK {
                 assert_eq!(r.json()["resourceType"], "OperationOutcome");
             }
+        }
+    }
+    // The writes: only patient A's own app books for A and cancels A's booking; the app of
+    // this practice goes last, so every refusal is tried against a live booking.
+    for (kind, token) in kinds.iter().rev() {
+        let token = token.unwrap_or("");
+        let book = send(&app, booking(&slots[1], token, true)).await;
+        // Nor can an app book this practice's slot for a patient of its own elsewhere.
+        if *kind == "app of another practice" {
+            let own = send(&app, booking(&slots[1], token, false)).await;
+            assert_eq!(own.status, StatusCode::NOT_FOUND, "{}", own.body);
+        }
+        let mut cancel = Request::put(format!("/fhir/r4/Appointment/{appointment}"))
+            .header(header::HOST, "test")
+            .header(header::CONTENT_TYPE, "application/fhir+json");
+        if !token.is_empty() {
+            cancel = cancel.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = serde_json::json!({ "resourceType": "Appointment", "status": "cancelled" }).to_string();
+        let cancelled = send(&app, cancel.body(Body::from(body)).unwrap()).await;
+        let (book_expected, cancel_expected) = match *kind {
+            "none" | "forged" => (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED),
+            "app of this practice" => (StatusCode::CREATED, StatusCode::OK),
+            // Another practice's app, and the parent's app acting for the child, book only for
+            // their own patient, and know nothing of A's booking.
+            "app of another practice" | "app acting for someone else" => (StatusCode::FORBIDDEN, StatusCode::NOT_FOUND),
+            _ => (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN),
+        };
+        assert_eq!(
+            (book.status, cancelled.status),
+            (book_expected, cancel_expected),
+            "{kind}: {} / {}",
+            book.body,
+            cancelled.body
+        );
+        if *kind != "app of this practice" {
+            assert_eq!(book.json()["resourceType"], "OperationOutcome", "{kind}");
+            assert_eq!(cancelled.json()["resourceType"], "OperationOutcome", "{kind}");
         }
     }
 }

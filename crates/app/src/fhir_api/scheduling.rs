@@ -111,7 +111,9 @@ impl App {
         let pid = match caller {
             FhirCaller::App(_) => self.scheduling_patient(caller, patient.as_deref()).await?,
             // The practice reads the bookings of anyone it holds, registered now or not.
-            FhirCaller::Staff(_) | FhirCaller::System(_) => self.view_for(caller, patient.as_deref()).await?.0.patient.id,
+            FhirCaller::Staff(_) | FhirCaller::System(_) => {
+                self.view_for(caller, patient.as_deref()).await?.0.patient.id
+            }
         };
         let now = self.now();
         let found: Vec<Value> = self
