@@ -172,7 +172,17 @@ async fn smart_configuration(headers: HeaderMap) -> Response {
 /// Every query parameter, in order (`_include` may come more than once).
 type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
-fn search_of(query: QueryPairs) -> Result<Search, FhirError> {
+/// Whether the client asked for strict handling of search parameters (`Prefer: handling=strict`).
+fn strict(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
+}
+
+fn search_of(query: QueryPairs, strict: bool) -> Result<Search, FhirError> {
     let Query(pairs) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let mut s = Search::default();
     for (k, v) in pairs {
@@ -186,8 +196,14 @@ fn search_of(query: QueryPairs) -> Result<Search, FhirError> {
             "_revinclude" | "_include:iterate" | "_include:recurse" => {
                 return Err(FhirError(AppError::BadRequest(format!("{k} is not supported here; _include is"))))
             }
-            // Anything else is not a parameter served here: ignored (FHIR's lenient handling), and
-            // the Bundle's self link says which were used.
+            // Anything else is not a parameter served here: refused when the client asks for
+            // strict handling, otherwise ignored (FHIR's lenient handling), and the Bundle's self
+            // link says which were used.
+            _ if strict => {
+                return Err(FhirError(AppError::BadRequest(format!(
+                    "{k} is not a search parameter served here (see the CapabilityStatement)"
+                ))))
+            }
             _ => {}
         }
     }
@@ -200,7 +216,7 @@ async fn search(
     Path(resource): Path<String>,
     query: QueryPairs,
 ) -> Result<Response, FhirError> {
-    let s = search_of(query)?;
+    let s = search_of(query, strict(&headers))?;
     let who = caller(&app, &headers).await?;
     Ok(fhir_json(app.fhir_search(&who, &resource, &base(&headers), &s).await?))
 }
@@ -282,7 +298,7 @@ async fn everything(
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Result<Response, FhirError> {
-    let q = search_of(query)?;
+    let q = search_of(query, strict(&headers))?;
     let who = caller(&app, &headers).await?;
     let bundle = app.fhir_everything(&who, &id, &base(&headers), q.count.as_deref(), q.cursor.as_deref()).await?;
     Ok(fhir_json(bundle))

@@ -108,6 +108,21 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     let bad = get(&app, "/fhir/r4/Encounter?_count=abc", Some(&token)).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json()["issue"][0]["code"], "invalid");
+    // A search parameter not served is ignored, unless the client asks for strict handling.
+    let lenient = get(&app, "/fhir/r4/Encounter?code=http://snomed.info/sct|185317003", Some(&token)).await;
+    assert_eq!(lenient.status, StatusCode::OK, "{}", lenient.body);
+    let strict = send(
+        &app,
+        Request::get("/fhir/r4/Encounter?code=http://snomed.info/sct|185317003")
+            .header(header::HOST, "test")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("prefer", "return=representation, handling=strict")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(strict.status, StatusCode::BAD_REQUEST, "{}", strict.body);
+    assert!(strict.json()["issue"][0]["diagnostics"].as_str().unwrap().starts_with("code is not a search parameter"));
     let everything = get(&app, &format!("/fhir/r4/Patient/{}/$everything", pat.id), Some(&token)).await;
     assert_eq!(everything.status, StatusCode::OK);
     assert!(!everything.body.contains("SECRET-HTTP"));
