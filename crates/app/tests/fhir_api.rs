@@ -781,8 +781,22 @@ async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
         "participant": [{ "actor": { "reference": format!("Patient/{}", uuid::Uuid::now_v7()) } }],
     });
     assert!(matches!(app.fhir_create(&booker, "Appointment", &someone_else).await, Err(AppError::Forbidden(_))));
-    let booked = app.fhir_create(&booker, "Appointment", &body).await.unwrap();
+    // Server-owned fields in the body are not taken (T7): the id, the times, who booked, the
+    // labels; the slot alone says when.
+    let mut claimed = body.clone();
+    let made_up = uuid::Uuid::now_v7().to_string();
+    claimed["id"] = Value::from(made_up.clone());
+    claimed["start"] = Value::from("2031-01-01T09:00:00Z");
+    claimed["end"] = Value::from("2031-01-01T11:00:00Z");
+    claimed["created"] = Value::from("2001-01-01T00:00:00Z");
+    claimed["meta"] = serde_json::json!({ "security": [{ "code": "NOPAT" }] });
+    let booked = app.fhir_create(&booker, "Appointment", &claimed).await.unwrap();
     assert_eq!(booked["status"], "booked");
+    assert_ne!(booked["id"], Value::from(made_up));
+    let first = slots["entry"][0]["resource"].clone();
+    assert_eq!((&booked["start"], &booked["end"]), (&first["start"], &first["end"]));
+    assert_ne!(booked["created"], "2001-01-01T00:00:00Z");
+    assert!(booked["meta"].get("security").is_none());
     // The slot is no longer free; booking it again is refused.
     let left = app.fhir_search(&booker, "Slot", BASE, &Search::default()).await.unwrap();
     assert_eq!(left["entry"].as_array().unwrap().len(), 1);
