@@ -763,6 +763,37 @@ async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
     let free: Vec<String> =
         slots["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(free.len(), 2, "two 15-minute slots");
+    // Paged by _count: one, then the other by the next link's cursor, then no next.
+    let next_cursor = |b: &Value| {
+        b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| {
+            let url = l["url"].as_str().unwrap();
+            url.split("_cursor=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+        })
+    };
+    let one = Search { count: Some("1".into()), ..Default::default() };
+    let first = app.fhir_search(&booker, "Slot", BASE, &one).await.unwrap();
+    assert_eq!(first["entry"].as_array().unwrap().len(), 1);
+    let cursor = next_cursor(&first).expect("a next link");
+    let second =
+        app.fhir_search(&booker, "Slot", BASE, &Search { cursor: Some(cursor.clone()), ..one.clone() }).await.unwrap();
+    let paged: Vec<&Value> = [&first, &second].iter().map(|b| &b["entry"][0]["resource"]["id"]).collect();
+    assert_eq!(paged, free.iter().map(|f| Value::from(f.as_str())).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+    assert_eq!(next_cursor(&second), None);
+    // A cursor is good only for the caller it was given to, and only for this kind of search.
+    assert!(matches!(
+        app.fhir_search(
+            &FhirCaller::Staff(tp.clinician.clone()),
+            "Slot",
+            BASE,
+            &Search { cursor: Some(cursor.clone()), ..one.clone() }
+        )
+        .await,
+        Err(AppError::BadRequest(_))
+    ));
+    assert!(matches!(
+        app.fhir_search(&booker, "Encounter", BASE, &Search { cursor: Some(cursor), ..one.clone() }).await,
+        Err(AppError::BadRequest(_))
+    ));
     let body = serde_json::json!({
         "resourceType": "Appointment",
         "status": "booked",

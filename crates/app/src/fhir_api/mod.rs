@@ -281,6 +281,41 @@ fn parse_count(c: Option<&str>) -> AppResult<usize> {
     }
 }
 
+fn bad_cursor() -> AppError {
+    AppError::BadRequest("the paging cursor is not one this server gave this caller".into())
+}
+
+/// Where a slot or an appointment sits in its search's order: its start, then its id.
+fn schedule_key(r: &Value) -> String {
+    format!("{}|{}", r["start"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""))
+}
+
+/// One page of slots (soonest first) or appointments (latest first), after the key `after`
+/// (keyset paging: a slot booked meanwhile leaves no gap or repeat), and the key to go on from.
+fn schedule_page(
+    mut found: Vec<Value>,
+    soonest_first: bool,
+    after: Option<&str>,
+    count: usize,
+) -> (Vec<Value>, Option<String>) {
+    found.sort_by_cached_key(schedule_key);
+    if !soonest_first {
+        found.reverse();
+    }
+    let mut page: Vec<Value> = found
+        .into_iter()
+        .filter(|r| {
+            after
+                .is_none_or(|a| if soonest_first { schedule_key(r).as_str() > a } else { schedule_key(r).as_str() < a })
+        })
+        .take(count + 1)
+        .collect();
+    let more = page.len() > count;
+    page.truncate(count);
+    let next = if more { page.last().map(schedule_key) } else { None };
+    (page, next)
+}
+
 fn bundle_page(base: &str, self_url: &str, next_url: Option<String>, entries: Vec<Value>) -> Value {
     let mut links = vec![json!({ "relation": "self", "url": format!("{base}{self_url}") })];
     if let Some(n) = next_url {
@@ -718,15 +753,19 @@ impl App {
         URL_SAFE_NO_PAD.encode(format!("{}|{inner}", caller.binding()))
     }
 
-    fn unbind_cursor(caller: &FhirCaller, cursor: &str) -> AppResult<EntryCursor> {
-        let bad = || AppError::BadRequest("the paging cursor is not one this server gave this caller".into());
-        let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
-        let text = String::from_utf8(raw).map_err(|_| bad())?;
-        let (binding, inner) = text.split_once('|').ok_or_else(bad)?;
+    /// What a cursor this server gave this caller holds; any other cursor is refused.
+    fn unbind_raw(caller: &FhirCaller, cursor: &str) -> AppResult<String> {
+        let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad_cursor())?;
+        let text = String::from_utf8(raw).map_err(|_| bad_cursor())?;
+        let (binding, inner) = text.split_once('|').ok_or_else(bad_cursor)?;
         if binding != caller.binding() {
-            return Err(bad());
+            return Err(bad_cursor());
         }
-        decode_cursor(inner).map_err(|_| bad())
+        Ok(inner.to_owned())
+    }
+
+    fn unbind_cursor(caller: &FhirCaller, cursor: &str) -> AppResult<EntryCursor> {
+        decode_cursor(&Self::unbind_raw(caller, cursor)?).map_err(|_| bad_cursor())
     }
 
     /// The resources `matches` point at along `paths`, that the caller may receive, once each
@@ -784,7 +823,7 @@ impl App {
     pub async fn fhir_search(&self, caller: &FhirCaller, resource: &str, base: &str, q: &Search) -> AppResult<Value> {
         Self::check_scope(caller, resource)?;
         let count = parse_count(q.count.as_deref())?;
-        let after = q.cursor.as_deref().map(|c| Self::unbind_cursor(caller, c)).transpose()?;
+        let cursor = q.cursor.as_deref().map(|c| Self::unbind_raw(caller, c)).transpose()?;
         let paths = include_paths(resource, &q.include)?;
         if DIRECTORY_TYPES.contains(&resource) {
             let entries =
@@ -796,18 +835,28 @@ impl App {
                 "Binary is read by id only (the url in a DocumentReference's attachment)".into(),
             ));
         }
-        let (l, found, self_url, next_url) = if resource == "Slot" {
-            // Slots point at nothing the caller could include.
+        let (l, found, self_url, next_url) = if SCHEDULING_TYPES.contains(&resource) {
             let found = self.scheduling_read(caller, resource, None, q.patient.as_deref()).await?;
-            return Ok(bundle_page(base, "/Slot", None, entries_of(base, found, Vec::new())));
-        } else if resource == "Appointment" {
-            let found = self.scheduling_read(caller, resource, None, q.patient.as_deref()).await?;
-            if paths.is_empty() {
-                return Ok(bundle_page(base, "/Appointment", None, entries_of(base, found, Vec::new())));
+            let after = match cursor.as_deref() {
+                Some(c) => Some(c.strip_prefix("at:").ok_or_else(bad_cursor)?),
+                None => None,
+            };
+            let (page, next) = schedule_page(found, resource == "Slot", after, count);
+            let whose = match resource {
+                "Slot" => None,
+                _ => Some(self.view_for(caller, q.patient.as_deref()).await?.0),
+            };
+            let self_url = match &whose {
+                None => format!("/Slot?_count={count}"),
+                Some(l) => format!("/Appointment?patient={}&_count={count}", l.patient.id),
+            };
+            let next_url =
+                next.map(|k| format!("{self_url}&_cursor={}", Self::bind_cursor(caller, &format!("at:{k}"))));
+            match whose {
+                // Slots point at nothing the caller could include.
+                Some(l) if !paths.is_empty() => (l, page, self_url, next_url),
+                _ => return Ok(bundle_page(base, &self_url, next_url, entries_of(base, page, Vec::new()))),
             }
-            let (l, _) = self.view_for(caller, q.patient.as_deref()).await?;
-            let self_url = format!("/Appointment?patient={}", l.patient.id);
-            (l, found, self_url, None)
         } else if resource == "Patient" {
             let Some(l) = self.patient_search(caller, q).await? else {
                 return Ok(bundle_page(base, "/Patient", None, Vec::new()));
@@ -820,6 +869,7 @@ impl App {
         } else if CLINICAL_TYPES.contains(&resource) {
             let (l, policy) = self.view_for(caller, q.patient.as_deref()).await?;
             let mut render = self.render(caller.practice()).await?;
+            let after = cursor.as_deref().map(|c| decode_cursor(c).map_err(|_| bad_cursor())).transpose()?;
             let (found, next) = self.fhir_entries(caller, &l, &policy, &mut render, &[resource], after, count).await?;
             let audit = self.fhir_audit(
                 caller,
