@@ -164,7 +164,7 @@ impl App {
                     outcome: ItkCode::Duplicate,
                     id: Some(earlier.id),
                     message_id,
-                    problems: vec![format!("message {} was received on {}", earlier.message_id, earlier.received_at)],
+                    problems: vec![duplicate_problem(&earlier)],
                 });
             }
         }
@@ -365,10 +365,7 @@ impl App {
                         outcome: ItkCode::Duplicate,
                         id: Some(earlier.id),
                         message_id: earlier.message_id.clone(),
-                        problems: vec![format!(
-                            "message {} was received on {}",
-                            earlier.message_id, earlier.received_at
-                        )],
+                        problems: vec![duplicate_problem(&earlier)],
                     })),
                     _ => Err(AppError::Conflict(why)),
                 }
@@ -774,4 +771,13 @@ fn move_with_ack(
     std::fs::write(dir.join(format!("{name}.ack.json")), ack)
         .map_err(|e| format!("writing the acknowledgement: {e}"))?;
     std::fs::rename(path, dir.join(&name)).map_err(|e| format!("moving {}: {e}", path.display()))
+}
+
+/// Why a message is a duplicate, for the sender: when the first copy arrived (ISO 8601, UTC).
+fn duplicate_problem(earlier: &InboundMessage) -> String {
+    format!(
+        "message {} was received on {}",
+        earlier.message_id,
+        earlier.received_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }

@@ -90,6 +90,9 @@ async fn a_pharmacy_first_summary_is_reviewed_amended_and_filed(t: &TestStore) {
     for _ in 0..3 {
         let again = s.send("pharmacy-first.json").await;
         assert_eq!((again.code, again.id), (20007, Some(id)));
+        // It says when the first copy came, as an ISO 8601 instant.
+        let when = again.problems[0].rsplit(' ').next().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(when).is_ok(), "{:?}", again.problems);
     }
     let tasks: Vec<_> = s.app.task_list(&s.clinician, false).await.unwrap();
     assert_eq!(tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate).count(), 1);
