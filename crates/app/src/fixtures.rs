@@ -387,3 +387,33 @@ pub async fn linked_app(app: &App, tp: &TestPractice, patient: &Patient) -> AppR
     let (_, token) = app.link_app(&registered.client_id, &secret, &request).await?;
     Ok((registered.client_id, secret, token))
 }
+
+/// A clinic of the practice's clinician, `days` from today, from `start` to `end` ("HH:MM") in
+/// slots of `minutes`, bookable online; made by its receptionist, as on the appointment book.
+pub async fn online_clinic(
+    app: &App,
+    tp: &TestPractice,
+    days: i64,
+    (start, end): (&str, &str),
+    minutes: u16,
+) -> AppResult<()> {
+    use chrono::Datelike;
+    let reception = crate::auth::authenticate(app, &tp.receptionist_token).await?;
+    let day = (Utc::now() + Duration::days(days)).date_naive();
+    let clinic = crate::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.day().to_string(),
+        month: day.month().to_string(),
+        year: day.year().to_string(),
+        start: start.into(),
+        end: end.into(),
+        slot_minutes: minutes.to_string(),
+        slot_type: "gp_face_to_face".into(),
+        online_bookable: true,
+        location: "Room 1".into(),
+    };
+    app.create_clinic(&reception, &clinic)
+        .await?
+        .map(|_| ())
+        .map_err(|problems| crate::AppError::BadRequest(format!("{problems:?}")))
+}

@@ -737,25 +737,10 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
 }
 
 async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
-    use chrono::Datelike;
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
-    let day = (Utc::now() + Duration::days(5)).date_naive();
-    let clinic = caldicott_app::appointments::NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.day().to_string(),
-        month: day.month().to_string(),
-        year: day.year().to_string(),
-        start: "09:00".into(),
-        end: "09:30".into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_bookable: true,
-        location: "Room 1".into(),
-    };
-    app.create_clinic(&reception, &clinic).await.unwrap().unwrap();
+    fixtures::online_clinic(&app, &tp, 5, ("09:00", "09:30"), 15).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let reader = app_token(&app, &client, &secret, &link, "patient/*.read").await;
     let booker = app_token(&app, &client, &secret, &link, "patient/*.read patient/Appointment.write").await;

@@ -374,7 +374,6 @@ pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::S
     })
 }
 
-/// A booking from a row that also holds its slot; the booking's id is in `a_id`.
 /// A slot row joined with its live booking (`a_id` and the appointment's columns), if any.
 pub(crate) fn slot_and_booking(
     r: &impl Cols,
@@ -387,6 +386,15 @@ pub(crate) fn slot_and_booking(
     Ok((slot, booking))
 }
 
+/// A booking row joined with its slot.
+pub(crate) fn appointment_and_slot(
+    r: &impl Cols,
+) -> StoreResult<(caldicott_core::appointments::Appointment, caldicott_core::appointments::Slot)> {
+    let slot = slot(r)?;
+    Ok((appointment(r, slot.id)?, slot))
+}
+
+/// A booking from a row that also holds its slot; the booking's id is in `a_id`.
 pub(crate) fn appointment(r: &impl Cols, slot: SlotId) -> StoreResult<caldicott_core::appointments::Appointment> {
     Ok(caldicott_core::appointments::Appointment {
         id: AppointmentId::from_uuid(r.uuid("a_id")?),

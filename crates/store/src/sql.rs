@@ -167,6 +167,14 @@ pub(crate) fn entries_sql(q: &EntryQuery) -> String {
     sql
 }
 
+/// The columns of a slot joined with a booking (`a`), as `rows::slot_and_booking` and
+/// `rows::appointment_and_slot` read them.
+macro_rules! slot_booking_columns {
+    () => {
+        "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by"
+    };
+}
+
 macro_rules! sql_store {
     ($Store:ident, $DB:ty, lock = $lock:literal) => {
         impl $Store {
@@ -1510,9 +1518,11 @@ macro_rules! sql_store {
                 to: DateTime<Utc>,
             ) -> StoreResult<Vec<(Slot, Option<Appointment>)>> {
                 sqlx::query(
-                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
-                     FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
-                     WHERE s.practice_id = $1 AND s.starts_at >= $2 AND s.starts_at < $3 ORDER BY s.starts_at, s.clinician_name",
+                    concat!(
+                        slot_booking_columns!(),
+                        " FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                         WHERE s.practice_id = $1 AND s.starts_at >= $2 AND s.starts_at < $3 ORDER BY s.starts_at, s.clinician_name"
+                    ),
                 )
                 .bind(practice.as_uuid())
                 .bind(from)
@@ -1583,9 +1593,11 @@ macro_rules! sql_store {
 
             async fn appointments_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<(Appointment, Slot)>> {
                 sqlx::query(
-                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
-                     FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
-                     WHERE a.practice_id = $1 AND a.patient_id = $2 ORDER BY s.starts_at DESC, a.booked_at DESC",
+                    concat!(
+                        slot_booking_columns!(),
+                        " FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                         WHERE a.practice_id = $1 AND a.patient_id = $2 ORDER BY s.starts_at DESC, a.booked_at DESC"
+                    ),
                 )
                 .bind(practice.as_uuid())
                 .bind(patient.as_uuid())
@@ -1593,33 +1605,31 @@ macro_rules! sql_store {
                 .await
                 .map_err(db)?
                 .iter()
-                .map(|r| {
-                    let slot = rows::slot(r)?;
-                    Ok((rows::appointment(r, slot.id)?, slot))
-                })
+                .map(rows::appointment_and_slot)
                 .collect()
             }
 
             async fn appointment(&self, practice: PracticeId, id: AppointmentId) -> StoreResult<Option<(Appointment, Slot)>> {
                 self.row_by(
-                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
-                     FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
-                     WHERE a.practice_id = $1 AND a.id = $2",
+                    concat!(
+                        slot_booking_columns!(),
+                        " FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                         WHERE a.practice_id = $1 AND a.id = $2"
+                    ),
                     practice,
                     id.as_uuid(),
-                    |r| {
-                        let slot = rows::slot(r)?;
-                        Ok((rows::appointment(r, slot.id)?, slot))
-                    },
+                    rows::appointment_and_slot,
                 )
                 .await
             }
 
             async fn slot_with_booking(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<(Slot, Option<Appointment>)>> {
                 self.row_by(
-                    "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by \
-                     FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
-                     WHERE s.practice_id = $1 AND s.id = $2",
+                    concat!(
+                        slot_booking_columns!(),
+                        " FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                         WHERE s.practice_id = $1 AND s.id = $2"
+                    ),
                     practice,
                     id.as_uuid(),
                     rows::slot_and_booking,

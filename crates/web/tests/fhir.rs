@@ -11,7 +11,7 @@ use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_en
 use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_store::test_support::{self, TestStore};
-use chrono::{Datelike, Duration, Utc};
+use chrono::{Duration, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -247,21 +247,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         }
     };
     // A clinic of this practice with two slots; patient A holds the first.
-    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
-    let day = (Utc::now() + Duration::days(3)).date_naive();
-    let clinic = caldicott_app::appointments::NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.day().to_string(),
-        month: day.month().to_string(),
-        year: day.year().to_string(),
-        start: "10:00".into(),
-        end: "10:20".into(),
-        slot_minutes: "10".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_bookable: true,
-        location: "Room 7".into(),
-    };
-    app.create_clinic(&reception, &clinic).await.unwrap().unwrap();
+    fixtures::online_clinic(&app, &tp, 3, ("10:00", "10:20"), 10).await.unwrap();
     let slots: Vec<String> = app
         .store
         .slots_between(tp.practice.id, Utc::now(), Utc::now() + Duration::days(7))

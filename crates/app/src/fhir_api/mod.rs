@@ -645,11 +645,8 @@ impl App {
         if SCHEDULING_TYPES.contains(&resource) {
             return self
                 .scheduling_read(caller, resource, Some(id), None)
-                .await
-                .map_err(|e| match e {
-                    AppError::BadRequest(_) => not_found(resource, id),
-                    other => other,
-                })?
+                .await?
+                .1
                 .into_iter()
                 .next()
                 .ok_or_else(|| not_found(resource, id));
@@ -836,16 +833,12 @@ impl App {
             ));
         }
         let (l, found, self_url, next_url) = if SCHEDULING_TYPES.contains(&resource) {
-            let found = self.scheduling_read(caller, resource, None, q.patient.as_deref()).await?;
+            let (whose, found) = self.scheduling_read(caller, resource, None, q.patient.as_deref()).await?;
             let after = match cursor.as_deref() {
                 Some(c) => Some(c.strip_prefix("at:").ok_or_else(bad_cursor)?),
                 None => None,
             };
             let (page, next) = schedule_page(found, resource == "Slot", after, count);
-            let whose = match resource {
-                "Slot" => None,
-                _ => Some(self.view_for(caller, q.patient.as_deref()).await?.0),
-            };
             let self_url = match &whose {
                 None => format!("/Slot?_count={count}"),
                 Some(l) => format!("/Appointment?patient={}&_count={count}", l.patient.id),

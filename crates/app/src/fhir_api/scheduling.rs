@@ -2,6 +2,7 @@
 //! and cancel, through the same rules and audit as the patient's own pages.
 
 use super::{not_found, FhirCaller};
+use crate::record::Loaded;
 use crate::{fhir_out, App, AppError, AppResult};
 use caldicott_core::access::IdentityLevel;
 use caldicott_core::appointments::{can_book_online, Slot};
@@ -36,7 +37,7 @@ fn slot_resource(s: &Slot, status: &str) -> Value {
 impl App {
     /// For booking: an app's patient must be registered, alive and known to at least P5 (the
     /// same rule as the patient's own pages), and a proxy must have the appointments permission.
-    async fn scheduling_patient(&self, caller: &FhirCaller, patient: Option<&str>) -> AppResult<PatientId> {
+    async fn scheduling_patient(&self, caller: &FhirCaller, patient: Option<&str>) -> AppResult<Loaded> {
         let (l, _) = self.view_for(caller, patient).await?;
         let today = self.now().date_naive();
         if l.patient.registration_on(today).is_none() || l.patient.is_deceased_on(today) {
@@ -53,7 +54,7 @@ impl App {
                 ));
             }
         }
-        Ok(l.patient.id)
+        Ok(l)
     }
 
     /// One slot of the practice by id, in whatever state (a booked appointment points at it).
@@ -78,55 +79,58 @@ impl App {
             .collect())
     }
 
-    /// Reads and searches of Slot and Appointment.
+    /// Reads and searches of Slot and Appointment: the resources, and for appointments the
+    /// record they were read from (`None` for slots, or when nothing matched an id).
     pub(super) async fn scheduling_read(
         &self,
         caller: &FhirCaller,
         resource: &str,
         id: Option<&str>,
         patient: Option<&str>,
-    ) -> AppResult<Vec<Value>> {
+    ) -> AppResult<(Option<Loaded>, Vec<Value>)> {
         let practice = caller.practice();
         if resource == "Slot" {
             if matches!(caller, FhirCaller::App(_)) {
                 self.scheduling_patient(caller, None).await?;
             }
             if let Some(id) = id {
-                return Ok(self.slot_by_id(practice, id).await?.into_iter().collect());
+                return Ok((None, self.slot_by_id(practice, id).await?.into_iter().collect()));
             }
             let slots = self.free_slots(practice).await?;
-            return Ok(slots.iter().map(|s| slot_resource(s, "free")).collect());
+            return Ok((None, slots.iter().map(|s| slot_resource(s, "free")).collect()));
         }
-        // A practice-facing read of one appointment finds its patient from the booking.
-        let patient = match (caller, id, patient) {
-            (FhirCaller::Staff(_) | FhirCaller::System(_), Some(i), None) => {
-                let Some(found) = Uuid::try_parse(i).ok().map(AppointmentId::from_uuid) else { return Ok(vec![]) };
-                match self.store.appointment(practice, found).await? {
-                    Some((a, _)) => Some(a.patient.to_string()),
-                    None => return Ok(vec![]),
-                }
-            }
-            _ => patient.map(str::to_owned),
-        };
-        let pid = match caller {
-            FhirCaller::App(_) => self.scheduling_patient(caller, patient.as_deref()).await?,
-            // The practice reads the bookings of anyone it holds, registered now or not.
-            FhirCaller::Staff(_) | FhirCaller::System(_) => {
-                self.view_for(caller, patient.as_deref()).await?.0.patient.id
-            }
-        };
         let now = self.now();
-        let found: Vec<Value> = self
-            .store
-            .appointments_for_patient(practice, pid)
-            .await?
-            .iter()
-            .filter(|(a, _)| id.is_none_or(|i| a.id.to_string() == i))
-            .map(|(a, s)| fhir_out::appointment_resource(a, s, now))
-            .collect();
-        let audit = self.fhir_audit(caller, pid, "fhir/Appointment".into(), format!("appointments={}", found.len()));
+        let (l, found) = match (caller, id, patient) {
+            // A practice-facing read of one appointment: its booking names the patient.
+            (FhirCaller::Staff(_) | FhirCaller::System(_), Some(i), None) => {
+                let Some(found) = Uuid::try_parse(i).ok().map(AppointmentId::from_uuid) else {
+                    return Ok((None, vec![]));
+                };
+                let Some((a, s)) = self.store.appointment(practice, found).await? else { return Ok((None, vec![])) };
+                let (l, _) = self.view_for(caller, Some(&a.patient.to_string())).await?;
+                (l, vec![fhir_out::appointment_resource(&a, &s, now)])
+            }
+            _ => {
+                let l = match caller {
+                    FhirCaller::App(_) => self.scheduling_patient(caller, patient).await?,
+                    // The practice reads the bookings of anyone it holds, registered now or not.
+                    FhirCaller::Staff(_) | FhirCaller::System(_) => self.view_for(caller, patient).await?.0,
+                };
+                let found = self
+                    .store
+                    .appointments_for_patient(practice, l.patient.id)
+                    .await?
+                    .iter()
+                    .filter(|(a, _)| id.is_none_or(|i| a.id.to_string() == i))
+                    .map(|(a, s)| fhir_out::appointment_resource(a, s, now))
+                    .collect();
+                (l, found)
+            }
+        };
+        let audit =
+            self.fhir_audit(caller, l.patient.id, "fhir/Appointment".into(), format!("appointments={}", found.len()));
         self.audit.record(practice, audit).await?;
-        Ok(found)
+        Ok((Some(l), found))
     }
 
     /// `POST [base]/Appointment`: an app books a free slot for its patient.
@@ -155,7 +159,7 @@ impl App {
                 return Err(AppError::Forbidden("an app books only for its own patient".into()));
             }
         }
-        let pid = self.scheduling_patient(caller, None).await?;
+        let pid = self.scheduling_patient(caller, None).await?.patient.id;
         let (appointment, slot) = self
             .book_for(a.practice, pid, SlotId::from_uuid(slot), format!("online through {}", a.app.name), a.actor())
             .await?;
@@ -180,7 +184,7 @@ impl App {
             ));
         }
         let appointment = Uuid::try_parse(id).map_err(|_| not_found("Appointment", id))?;
-        let pid = self.scheduling_patient(caller, None).await?;
+        let pid = self.scheduling_patient(caller, None).await?.patient.id;
         self.cancel_for(
             a.practice,
             pid,
