@@ -65,13 +65,30 @@ pub struct LevelGrant {
     pub granted_by: String,
 }
 
+/// A patient's own level, set by hand (R13, D10). It replaces the automatic level in both
+/// directions: a patient set to Summary sees no consultations even where automatic access would
+/// give Full, and one set to None sees no record at all. The grants at or below the level say
+/// from when each level reaches. Set before the patient's current registration began, it is
+/// void (R6, R7) and automatic access applies again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnLevel {
+    pub level: AccessLevel,
+    pub set_on: NaiveDate,
+    pub set_by: String,
+}
+
 /// A patient's own online access settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OnlineAccessSettings {
-    /// Levels granted by hand, each with its start date (R13).
+    /// Levels granted by hand, each with its start date (R13). Without an own level they add to
+    /// automatic access (historic access, and the summary access many had before it began);
+    /// with one, they are the whole of the patient's access up to that level.
     pub grants: Vec<LevelGrant>,
     /// The patient asked not to have automatic prospective access (R1).
     pub opted_out: bool,
+    /// The patient's own level, when staff set one; `None`: the practice's automatic access.
+    #[serde(default)]
+    pub own_level: Option<OwnLevel>,
 }
 
 /// NHS login identity proofing levels (R22).

@@ -19,6 +19,7 @@ pub mod sar;
 pub mod snomed;
 pub mod staff;
 pub mod tasks;
+pub mod uk;
 pub mod update_record;
 pub mod visibility;
 

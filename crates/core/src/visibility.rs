@@ -17,7 +17,8 @@ use crate::entry::{
 use crate::patient::{birthday, Patient};
 use crate::practice::OnlineServicesSettings;
 use crate::snomed::EnhancedReview;
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use crate::uk::{uk_date, uk_start_of};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 /// The facts about one record that decide its online view (besides the entries themselves).
@@ -72,30 +73,58 @@ impl AutomaticBlock {
 pub enum Withheld {
     // The viewer sees no record at all.
     NoOnlineAccount,
-    IdentityNotVerified { level: IdentityLevel },
+    IdentityNotVerified {
+        level: IdentityLevel,
+    },
     NotRegistered,
     Deceased,
-    NoRecordAccess { automatic: AutomaticBlock },
+    NoRecordAccess {
+        automatic: AutomaticBlock,
+    },
     ProxyRevoked,
     ProxyRefused,
     ProxySuspended,
-    ProxyEnded { on: NaiveDate },
+    ProxyEnded {
+        on: NaiveDate,
+    },
     ProxyPredatesRegistration,
-    ProxyNotStarted { on: NaiveDate },
-    ProxySuspendedAtSixteen { on: NaiveDate },
-    ProxySuspendedForReview { age: u8, on: NaiveDate },
+    ProxyNotStarted {
+        on: NaiveDate,
+    },
+    ProxySuspendedAtSixteen {
+        on: NaiveDate,
+    },
+    ProxySuspendedForReview {
+        age: u8,
+        on: NaiveDate,
+    },
     ProxyNoRecordAccess,
+    /// The practice set the patient's own level to None (R13).
+    LevelSetToNone {
+        on: NaiveDate,
+    },
     // This entry is never shown online.
-    NeverOnline { kind: EntryKind },
+    NeverOnline {
+        kind: EntryKind,
+    },
     DraftConsultation,
     Unfiled,
     UnreviewedDocument,
     Nopat,
     Safeguarding,
-    Hidden { reason: HiddenReason },
+    Hidden {
+        reason: HiddenReason,
+    },
     // The viewer's access does not reach this entry.
-    LevelTooLow { needed: AccessLevel, granted: AccessLevel, by: GrantSource },
-    BeforeStart { start: NaiveDate, by: GrantSource },
+    LevelTooLow {
+        needed: AccessLevel,
+        granted: AccessLevel,
+        by: GrantSource,
+    },
+    BeforeStart {
+        start: NaiveDate,
+        by: GrantSource,
+    },
 }
 
 /// Where the access that reaches an entry (or fails to) comes from.
@@ -132,7 +161,9 @@ impl Withheld {
             Self::LevelTooLow { by: GrantSource::Proxy, .. } | Self::BeforeStart { by: GrantSource::Proxy, .. } => {
                 "R15"
             }
-            Self::LevelTooLow { .. } | Self::BeforeStart { by: GrantSource::Manual, .. } => "R13",
+            Self::LevelTooLow { .. }
+            | Self::BeforeStart { by: GrantSource::Manual, .. }
+            | Self::LevelSetToNone { .. } => "R13",
             Self::BeforeStart { by: GrantSource::Automatic, .. } => "R4",
         }
     }
@@ -162,6 +193,7 @@ impl Withheld {
                 format!("proxy access was suspended for review when the patient turned {age} on {on}")
             }
             Self::ProxyNoRecordAccess => "this proxy has no record access".into(),
+            Self::LevelSetToNone { on } => format!("the practice set this patient's record access to None on {on}"),
             Self::NeverOnline { kind } => format!("{} entries are never shown online", kind.as_str().replace('_', " ")),
             Self::DraftConsultation => "draft consultations are never shown online".into(),
             Self::Unfiled => "not yet filed".into(),
@@ -217,25 +249,33 @@ pub struct AccessPolicy {
     /// Which rule a too-low level falls under: R15 for a proxy's scope, R13 for the patient.
     limited_by: GrantSource,
     automatic: Result<LevelReach, AutomaticBlock>,
+    /// The patient's own level and when it was set, when it replaces automatic access.
+    own: Option<(AccessLevel, NaiveDate)>,
 }
 
-/// Midnight UTC at the start of `date`. Dates are compared in UTC; in British Summer Time this
-/// withholds entries made in the first hour of a start date, which errs on the side of hiding.
+/// The instant a rule's date begins: midnight UK time (dates are UK dates).
 fn start_of(date: NaiveDate) -> DateTime<Utc> {
-    date.and_time(NaiveTime::MIN).and_utc()
+    uk_start_of(date)
 }
 
 impl AccessPolicy {
     /// Decides what `viewer` may see of the record described by `facts` at `now`.
     pub fn new(viewer: Viewer<'_>, facts: RecordFacts<'_>, now: DateTime<Utc>) -> Self {
-        let today = now.date_naive();
+        let today = uk_date(now);
         let patient = facts.patient;
         let automatic = automatic_access(facts, today);
         let limited_by = match viewer {
             Viewer::Patient { .. } => GrantSource::Manual,
             Viewer::Proxy { .. } => GrantSource::Proxy,
         };
-        let denied = |w| Self { denied: Some(w), reach: [None; 5], highest: AccessLevel::None, limited_by, automatic };
+        let denied = |w| Self {
+            denied: Some(w),
+            reach: [None; 5],
+            highest: AccessLevel::None,
+            limited_by,
+            automatic,
+            own: None,
+        };
 
         // R6: access to this practice's record ends when the patient leaves it or dies.
         let Some(registration) = patient.registration_on(today) else {
@@ -246,6 +286,7 @@ impl AccessPolicy {
         }
 
         let mut grants: Vec<(AccessLevel, RecordFrom, GrantSource)> = Vec::new();
+        let mut own_level = None;
         match viewer {
             Viewer::Patient { identity } => {
                 match identity {
@@ -255,19 +296,33 @@ impl AccessPolicy {
                     }
                     Some(_) => {}
                 }
-                if let Ok(auto) = automatic {
-                    let from = auto.from.map_or(RecordFrom::Beginning, RecordFrom::Date);
-                    grants.push((auto.level, from, GrantSource::Automatic));
+                // R7: a setting made before the current registration began does not carry over.
+                let current = |on: NaiveDate| on >= registration.started && on <= today;
+                let manual = facts.access.grants.iter().filter(|g| current(g.granted_on));
+                match facts.access.own_level.as_ref().filter(|o| current(o.set_on)) {
+                    // R13, D10: the patient's own level replaces automatic access, both ways.
+                    Some(own) => {
+                        if own.level == AccessLevel::None {
+                            let none = Some((AccessLevel::None, own.set_on));
+                            return Self { own: none, ..denied(Withheld::LevelSetToNone { on: own.set_on }) };
+                        }
+                        grants.extend(
+                            manual.filter(|g| g.level <= own.level).map(|g| (g.level, g.from, GrantSource::Manual)),
+                        );
+                        if !grants.iter().any(|(level, ..)| *level == own.level) {
+                            // A level set without its own start date reaches from the day it was set.
+                            grants.push((own.level, RecordFrom::Date(own.set_on), GrantSource::Manual));
+                        }
+                        own_level = Some((own.level, own.set_on));
+                    }
+                    None => {
+                        if let Ok(auto) = automatic {
+                            let from = auto.from.map_or(RecordFrom::Beginning, RecordFrom::Date);
+                            grants.push((auto.level, from, GrantSource::Automatic));
+                        }
+                        grants.extend(manual.map(|g| (g.level, g.from, GrantSource::Manual)));
+                    }
                 }
-                // R7: a grant made before the current registration began does not carry over.
-                grants.extend(
-                    facts
-                        .access
-                        .grants
-                        .iter()
-                        .filter(|g| g.granted_on >= registration.started && g.granted_on <= today)
-                        .map(|g| (g.level, g.from, GrantSource::Manual)),
-                );
                 if grants.iter().all(|(level, ..)| *level == AccessLevel::None) {
                     return match automatic {
                         Err(block) => denied(Withheld::NoRecordAccess { automatic: block }),
@@ -303,7 +358,7 @@ impl AccessPolicy {
                 }
             }
         }
-        Self { denied: None, reach, highest, limited_by, automatic }
+        Self { denied: None, reach, highest, limited_by, automatic, own: own_level }
     }
 
     /// The decision for one entry.
@@ -344,8 +399,14 @@ impl AccessPolicy {
     }
 
     /// Automatic prospective access for this patient: how far it reaches, or why it does not apply.
+    /// It counts only while the patient has no own level ([`Self::own_level`]).
     pub fn automatic(&self) -> Result<LevelReach, AutomaticBlock> {
         self.automatic
+    }
+
+    /// The patient's own level and the day it was set, when it replaces automatic access (R13).
+    pub fn own_level(&self) -> Option<(AccessLevel, NaiveDate)> {
+        self.own
     }
 }
 

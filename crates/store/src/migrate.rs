@@ -57,6 +57,11 @@ pub const SQLITE: &[Migration] = &[
         name: "fhir_integrations_and_files",
         sql: include_str!("../migrations/sqlite/0020_fhir_integrations_and_files.sql"),
     },
+    Migration {
+        version: 22,
+        name: "own_access_level",
+        sql: include_str!("../migrations/sqlite/0022_own_access_level.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -119,6 +124,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 20,
         name: "fhir_integrations_and_files",
         sql: include_str!("../migrations/postgres/0020_fhir_integrations_and_files.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "own_access_level",
+        sql: include_str!("../migrations/postgres/0022_own_access_level.sql"),
     },
 ];
 

@@ -554,6 +554,14 @@ impl FactsFold {
             "s" => {
                 self.found = true;
                 facts.settings.opted_out = r.opt_bool("flag")?.unwrap_or(false);
+                facts.settings.own_level = match r.opt_text("level")? {
+                    None => None,
+                    Some(level) => Some(OwnLevel {
+                        level: parsed("own level", level, AccessLevel::parse)?,
+                        set_on: r.date("granted_on")?,
+                        set_by: r.opt_text("granted_by")?.unwrap_or_default(),
+                    }),
+                };
             }
             "g" => facts.settings.grants.push(LevelGrant {
                 level: parsed("grant level", text, AccessLevel::parse)?,

@@ -132,9 +132,8 @@ pub(crate) const PATIENT_BY_NHS_NUMBER: &str =
 /// All access facts of one patient in one round trip: the settings row, the grants, the 104/106
 /// codes and the patient's own accounts, as one UNION tagged by `src`. The first branch casts its
 /// NULLs so that PostgreSQL can type the columns.
-pub(crate) const ACCESS_FACTS: &str =
-    "SELECT 's' AS src, CAST(NULL AS TEXT) AS level, CAST(NULL AS DATE) AS from_date, \
-            CAST(NULL AS DATE) AS granted_on, CAST(NULL AS TEXT) AS granted_by, \
+pub(crate) const ACCESS_FACTS: &str = "SELECT 's' AS src, own_level AS level, CAST(NULL AS DATE) AS from_date, \
+            own_level_set_on AS granted_on, own_level_set_by AS granted_by, \
             opted_out AS flag, CAST(NULL AS TIMESTAMPTZ) AS entered_at \
        FROM access_setting WHERE practice_id = $1 AND patient_id = $2 \
      UNION ALL \
@@ -340,10 +339,17 @@ macro_rules! sql_store {
                 patient: PatientId,
                 s: &OnlineAccessSettings,
             ) -> StoreResult<()> {
-                let updated = sqlx::query("UPDATE access_setting SET opted_out = $1 WHERE practice_id = $2 AND patient_id = $3")
+                let own = s.own_level.as_ref();
+                let updated = sqlx::query(
+                    "UPDATE access_setting SET opted_out = $1, own_level = $4, own_level_set_on = $5, \
+                     own_level_set_by = $6 WHERE practice_id = $2 AND patient_id = $3",
+                )
                     .bind(s.opted_out)
                     .bind(practice.as_uuid())
                     .bind(patient.as_uuid())
+                    .bind(own.map(|o| o.level.as_str()))
+                    .bind(own.map(|o| o.set_on))
+                    .bind(own.map(|o| o.set_by.as_str()))
                     .execute(&mut **tx)
                     .await
                     .map_err(db)?;

@@ -421,6 +421,7 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
             },
         ],
         opted_out: true,
+        own_level: Some(OwnLevel { level: AccessLevel::Full, set_on: d(2024, 1, 1), set_by: "Dr B".into() }),
     };
     store
         .set_access_settings(p.id, pat.id, &settings, &audit(Action::AccessSettingsChange, Some(pat.id)))
@@ -448,13 +449,31 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
     assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().account_identities, vec![IdentityLevel::P5]);
     assert!(matches!(store.access_facts(p.id, PatientId::from_uuid(id())).await, Err(StoreError::NotFound(_))));
     // Two grants at one level are refused whole: the earlier settings stay.
-    let twice =
-        OnlineAccessSettings { grants: vec![settings.grants[0].clone(), settings.grants[0].clone()], opted_out: false };
+    let twice = OnlineAccessSettings {
+        grants: vec![settings.grants[0].clone(), settings.grants[0].clone()],
+        opted_out: false,
+        own_level: None,
+    };
     assert!(store
         .set_access_settings(p.id, pat.id, &twice, &audit(Action::AccessSettingsChange, Some(pat.id)))
         .await
         .is_err());
     assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().settings, settings);
+    // R13: an own level of None (no record access) round-trips, and clearing it returns the
+    // patient to automatic access.
+    let none = OnlineAccessSettings {
+        grants: vec![],
+        opted_out: false,
+        own_level: Some(OwnLevel { level: AccessLevel::None, set_on: d(2025, 1, 1), set_by: "Dr C".into() }),
+    };
+    store.set_access_settings(p.id, pat.id, &none, &audit(Action::AccessSettingsChange, Some(pat.id))).await.unwrap();
+    assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().settings, none);
+    let cleared = OnlineAccessSettings::default();
+    store
+        .set_access_settings(p.id, pat.id, &cleared, &audit(Action::AccessSettingsChange, Some(pat.id)))
+        .await
+        .unwrap();
+    assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().settings, cleared);
 }
 
 async fn accounts_and_proxy_links_round_trip(store: &dyn Store) {
@@ -618,7 +637,7 @@ async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
         .iter()
         .map(|x| PatientImport {
             patient: x.clone(),
-            access: OnlineAccessSettings { grants: vec![], opted_out: false },
+            access: OnlineAccessSettings { grants: vec![], opted_out: false, own_level: None },
             accounts: vec![],
             entries: vec![consultation(x, t(2024, 3, 1), "imported")],
             proxies: vec![],

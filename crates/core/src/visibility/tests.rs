@@ -2,7 +2,7 @@
 //! the monotonicity of access levels.
 
 use super::*;
-use crate::access::{LevelGrant, ProxyBasis, ProxyScope};
+use crate::access::{LevelGrant, OwnLevel, ProxyBasis, ProxyScope};
 use crate::entry::*;
 use crate::ids::*;
 use crate::nhs_number::NhsNumber;
@@ -168,6 +168,7 @@ fn a_paused_practice_grants_no_automatic_access_but_manual_grants_stay() {
     let manual = OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
+        own_level: None,
     };
     assert_eq!(decide_one(P9, &paused, &adult(), &manual, &[], &e), Decision::Shown);
 }
@@ -202,6 +203,7 @@ fn a_104_does_not_change_access_granted_by_hand() {
     let acc = OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2015, 1, 1))],
         opted_out: false,
+        own_level: None,
     };
     let old = consultation(10, at(2010, 1, 1));
     let all = vec![coded(1, ENHANCED_REVIEW_INDICATED, at(2024, 1, 1)), old.clone()];
@@ -290,6 +292,7 @@ fn after_transfer_in_old_entries_and_old_grants_do_not_show() {
     let acc = OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
+        own_level: None,
     };
     let mut transferred = consultation(10, at(2024, 6, 1));
     transferred.origin = Origin::TransferredIn { from_ods: "B82002".into() };
@@ -298,6 +301,7 @@ fn after_transfer_in_old_entries_and_old_grants_do_not_show() {
     let regrant = OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2025, 4, 1))],
         opted_out: false,
+        own_level: None,
     };
     assert_eq!(decide_one(P9, &p, &pat, &regrant, &[], &transferred), Decision::Shown);
     transferred.visibility = OnlineVisibility::Hidden(
@@ -310,6 +314,7 @@ fn full_historic() -> OnlineAccessSettings {
     OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
+        own_level: None,
     }
 }
 
@@ -555,6 +560,7 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
             grant(AccessLevel::Full, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1)),
         ],
         opted_out: false,
+        own_level: None,
     };
     let old_code = coded(1, "271649006", at(2015, 1, 1));
     let old_text = consultation(2, at(2015, 1, 1));
@@ -568,6 +574,7 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
     let summary = OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Summary, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
+        own_level: None,
     };
     let dec = decide_one(P9, &p, &pat, &summary, &[], &new_text);
     assert_eq!(
@@ -584,6 +591,7 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
     let full_from_2024 = OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1))],
         opted_out: false,
+        own_level: None,
     };
     assert_eq!(decide_one(P9, &low_default, &pat, &full_from_2024, &[], &new_text), Decision::Shown);
     assert_eq!(
@@ -809,6 +817,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
             IdentityLevel::P9,
             IdentityLevel::P9,
         ])),
+        prop::option::of((arb_level(), arb_date())),
     )
         .prop_map(
             |(
@@ -818,6 +827,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                 (opted_out, active_104, as_proxy),
                 (plevel, pgrant, pfrom, _),
                 identity,
+                own,
             )| {
                 let practice = OnlineServicesSettings {
                     prospective_switch_on: prac.0,
@@ -838,6 +848,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                         .map(|(level, from, on)| grant(level, from.map_or(RecordFrom::Beginning, RecordFrom::Date), on))
                         .collect(),
                     opted_out,
+                    own_level: own.map(|(level, set_on)| OwnLevel { level, set_on, set_by: "Dr Own".into() }),
                 };
                 let review = if active_104 {
                     EnhancedReview::Active { since: at(2024, 1, 1) }
@@ -919,7 +930,7 @@ proptest! {
     #[test]
     fn a_proxy_sees_only_within_their_scope(s in arb_scenario(), record in arb_record(), days in 0i64..20000) {
         let now = at(1995, 1, 1) + Duration::days(days);
-        let today = now.date_naive();
+        let today = crate::uk::uk_date(now);
         let view = online_view(Viewer::Proxy { link: &s.link, identity: s.identity }, s.facts(), &record, now);
         let dob = s.patient.date_of_birth;
         let review = crate::patient::birthday(dob, u32::from(s.practice.proxy_review_age.years()));
@@ -930,10 +941,10 @@ proptest! {
             prop_assert!(!never_online(e), "shown: {:?}", e);
             prop_assert!(e.kind().required_level().is_some_and(|l| l <= s.link.scope.record), "beyond the scope's level: {:?}", e);
             if let RecordFrom::Date(from) = s.link.scope.record_from {
-                prop_assert!(e.entered_at.date_naive() >= from, "before the scope's start: {:?}", e);
+                prop_assert!(crate::uk::uk_date(e.entered_at) >= from, "before the scope's start: {:?}", e);
             }
             prop_assert!(!lapsed, "shown after the link lapsed at the review age or 16");
-            prop_assert!(s.link.granted_on <= today || s.link.scope.record_from == RecordFrom::Beginning || e.entered_at.date_naive() >= s.link.granted_on);
+            prop_assert!(s.link.granted_on <= today || s.link.scope.record_from == RecordFrom::Beginning || crate::uk::uk_date(e.entered_at) >= s.link.granted_on);
         }
     }
 
@@ -946,12 +957,263 @@ proptest! {
         let bump = |l: AccessLevel| AccessLevel::ALL[(l as usize + up).min(4)];
         match raise {
             0 => higher.practice.default_level = bump(higher.practice.default_level),
-            1 => for g in &mut higher.access.grants { g.level = bump(g.level) },
+            1 => {
+                for g in &mut higher.access.grants { g.level = bump(g.level) }
+                if let Some(own) = &mut higher.access.own_level { own.level = bump(own.level) }
+            }
             _ => higher.link.scope.record = bump(higher.link.scope.record),
         }
         let high = online_view(higher.viewer(), higher.facts(), &record, now());
         for i in low.shown() {
             prop_assert!(high.decisions[i].is_shown(), "entry {} hidden after raising", i);
         }
+    }
+}
+
+// ---- A patient's own level (R13, D10) --------------------------------------------------------
+
+fn own(level: AccessLevel, set_on: NaiveDate) -> Option<OwnLevel> {
+    Some(OwnLevel { level, set_on, set_by: "Dr Own".into() })
+}
+
+fn medication(n: u128, entered: DateTime<Utc>) -> Entry {
+    entry(
+        n,
+        EntryBody::Medication {
+            drug: "Ramipril 5mg capsules".into(),
+            dosage: "One daily".into(),
+            quantity: "28 capsule".into(),
+            course: MedicationCourse::Acute,
+        },
+        entered,
+    )
+}
+
+#[test]
+fn a_lower_own_level_restricts_automatic_full_access() {
+    // R13, D10: "setting a patient to Summary leaves consultations visible" must not happen.
+    let (p, pat) = (practice(), adult());
+    let acc = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Summary, RecordFrom::Date(d(2023, 10, 31)), d(2026, 1, 5))],
+        opted_out: false,
+        own_level: own(AccessLevel::Summary, d(2026, 1, 5)),
+    };
+    let text = consultation(10, at(2025, 1, 1));
+    let code = coded(11, "271649006", at(2025, 1, 1));
+    let med = medication(12, at(2025, 1, 1));
+    // Without the own level, automatic Full shows all three.
+    let auto = OnlineAccessSettings::default();
+    for e in [&text, &code, &med] {
+        assert_eq!(decide_one(P9, &p, &pat, &auto, &[], e), Decision::Shown);
+    }
+    assert_eq!(
+        decide_one(P9, &p, &pat, &acc, &[], &text),
+        Decision::Withheld(Withheld::LevelTooLow {
+            needed: AccessLevel::Full,
+            granted: AccessLevel::Summary,
+            by: GrantSource::Manual
+        })
+    );
+    assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &acc, &[], &code)), "R13");
+    assert_eq!(decide_one(P9, &p, &pat, &acc, &[], &med), Decision::Shown);
+    let policy = AccessPolicy::new(P9, facts(&p, &pat, &acc, &[]), now());
+    assert_eq!(policy.highest_level(), AccessLevel::Summary);
+    assert_eq!(policy.own_level(), Some((AccessLevel::Summary, d(2026, 1, 5))));
+    // Detailed keeps coded entries and drops free text and documents.
+    let detailed = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Detailed, RecordFrom::Date(d(2023, 10, 31)), d(2026, 1, 5))],
+        own_level: own(AccessLevel::Detailed, d(2026, 1, 5)),
+        ..Default::default()
+    };
+    assert_eq!(decide_one(P9, &p, &pat, &detailed, &[], &code), Decision::Shown);
+    assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &detailed, &[], &text)), "R13");
+}
+
+#[test]
+fn own_level_none_means_no_record_access() {
+    // R13: None < Summary: nothing of the record, whatever automatic access would give.
+    let (p, pat) = (practice(), adult());
+    let acc = OnlineAccessSettings { own_level: own(AccessLevel::None, d(2026, 2, 1)), ..Default::default() };
+    let med = medication(12, at(2025, 1, 1));
+    let dec = decide_one(P9, &p, &pat, &acc, &[], &med);
+    assert_eq!(dec, Decision::Withheld(Withheld::LevelSetToNone { on: d(2026, 2, 1) }));
+    assert_eq!(withheld_rule(dec), "R13");
+    // Grants left over do not leak through a None level.
+    let with_grant = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2024, 1, 1))],
+        ..acc.clone()
+    };
+    assert_eq!(decide_one(P9, &p, &pat, &with_grant, &[], &med), dec);
+}
+
+#[test]
+fn a_higher_own_level_widens_a_low_practice_default_from_its_own_start() {
+    // R13: the per-patient setting overrides the practice default, upwards too, with its own date.
+    let low = OnlineServicesSettings { default_level: AccessLevel::Summary, ..practice() };
+    let pat = adult();
+    let acc = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Date(d(2025, 6, 1)), d(2025, 6, 1))],
+        own_level: own(AccessLevel::Full, d(2025, 6, 1)),
+        ..Default::default()
+    };
+    assert_eq!(decide_one(P9, &low, &pat, &acc, &[], &consultation(1, at(2025, 6, 2))), Decision::Shown);
+    let dec = decide_one(P9, &low, &pat, &acc, &[], &consultation(2, at(2025, 5, 31)));
+    assert_eq!(dec, Decision::Withheld(Withheld::BeforeStart { start: d(2025, 6, 1), by: GrantSource::Manual }));
+    // The automatic start (switch-on, 31 October 2023) no longer reaches summary entries either:
+    // the own level says from when.
+    assert_eq!(withheld_rule(decide_one(P9, &low, &pat, &acc, &[], &medication(3, at(2024, 1, 1)))), "R13");
+}
+
+#[test]
+fn own_level_holds_through_104_pause_and_opt_out_and_lapses_with_registration() {
+    // R3, D9: a level set by hand is not changed by 104, a pause or the opt-out.
+    let pat = adult();
+    let acc = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Detailed, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1))],
+        own_level: own(AccessLevel::Detailed, d(2024, 1, 1)),
+        opted_out: true,
+    };
+    let code = coded(5, "271649006", at(2025, 1, 1));
+    let with_104 = vec![coded(1, ENHANCED_REVIEW_INDICATED, at(2025, 2, 1)), code.clone()];
+    assert_eq!(decide_one(P9, &practice(), &pat, &acc, &with_104, &code), Decision::Shown);
+    let paused = OnlineServicesSettings { paused: true, ..practice() };
+    assert_eq!(decide_one(P9, &paused, &pat, &acc, &[], &code), Decision::Shown);
+    // R7: set during an earlier registration, it is void; automatic access applies again.
+    let mut back = adult();
+    back.registrations = vec![
+        Registration {
+            kind: RegistrationKind::Registered,
+            started: d(2000, 1, 1),
+            ended: Some(d(2024, 6, 1)),
+            previous_practice: None,
+        },
+        Registration {
+            kind: RegistrationKind::Registered,
+            started: d(2025, 1, 1),
+            ended: None,
+            previous_practice: None,
+        },
+    ];
+    let none_before = OnlineAccessSettings { own_level: own(AccessLevel::None, d(2024, 2, 1)), ..Default::default() };
+    assert_eq!(
+        decide_one(P9, &practice(), &back, &none_before, &[], &consultation(7, at(2025, 3, 1))),
+        Decision::Shown
+    );
+}
+
+#[test]
+fn an_own_level_never_changes_what_a_proxy_sees() {
+    // R15, D6: a proxy's access is its own scope.
+    let (p, pat) = (practice(), adult());
+    let link = proxy_link(d(2024, 1, 1), AccessLevel::Full);
+    let proxy = Viewer::Proxy { link: &link, identity: Some(IdentityLevel::P9) };
+    let e = consultation(9, at(2025, 1, 1));
+    let none = OnlineAccessSettings { own_level: own(AccessLevel::None, d(2025, 1, 1)), ..Default::default() };
+    assert_eq!(
+        decide_one(proxy, &p, &pat, &none, &[], &e),
+        decide_one(proxy, &p, &pat, &OnlineAccessSettings::default(), &[], &e)
+    );
+}
+
+#[test]
+fn start_dates_are_uk_dates() {
+    // R4 with UK dates: the switch-on day in British Summer Time begins at 23:00 UTC the day
+    // before, so an entry made at 00:30 UK time on that day is on or after the start date.
+    let p = OnlineServicesSettings { prospective_switch_on: Some(d(2024, 6, 1)), ..Default::default() };
+    let pat = adult();
+    let acc = OnlineAccessSettings::default();
+    let half_past_midnight_bst = Utc.with_ymd_and_hms(2024, 5, 31, 23, 30, 0).unwrap();
+    assert_eq!(decide_one(P9, &p, &pat, &acc, &[], &consultation(1, half_past_midnight_bst)), Decision::Shown);
+    let late_on_the_day_before = Utc.with_ymd_and_hms(2024, 5, 31, 22, 30, 0).unwrap();
+    assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &acc, &[], &consultation(2, late_on_the_day_before))), "R4");
+    // A patient turns 16 at midnight UK time: at 23:30 UTC on the day before a summer birthday.
+    let teen = patient(d(2010, 6, 1), d(2015, 1, 1));
+    let e = consultation(3, at(2026, 5, 1));
+    let before =
+        AccessPolicy::new(P9, facts(&p, &teen, &acc, &[]), Utc.with_ymd_and_hms(2026, 5, 31, 22, 30, 0).unwrap());
+    assert!(matches!(
+        before.decide(&e),
+        Decision::Withheld(Withheld::NoRecordAccess { automatic: AutomaticBlock::UnderSixteen { .. } })
+    ));
+    let after =
+        AccessPolicy::new(P9, facts(&p, &teen, &acc, &[]), Utc.with_ymd_and_hms(2026, 5, 31, 23, 30, 0).unwrap());
+    assert_eq!(after.decide(&e), Decision::Shown);
+}
+
+/// The rule's answer, written from R1, R2, R4, R7, R8, R13 and D10 as a list of the ways access
+/// can reach an entry, independent of the engine's threshold table.
+fn rule_shows(s: &Scenario, e: &Entry, now: DateTime<Utc>) -> bool {
+    let today = crate::uk::uk_date(now);
+    let Some(reg) = s.patient.registration_on(today) else { return false };
+    if s.patient.is_deceased_on(today) || s.identity != Some(IdentityLevel::P9) || never_online(e) {
+        return false;
+    }
+    let needed = e.kind().required_level().unwrap_or(AccessLevel::Full);
+    let entered = crate::uk::uk_date(e.entered_at);
+    let reaches = |level: AccessLevel, from: RecordFrom| {
+        needed <= level && matches!(from, RecordFrom::Beginning)
+            || matches!(from, RecordFrom::Date(d) if needed <= level && entered >= d)
+    };
+    let current = |on: NaiveDate| on >= reg.started && on <= today;
+    let grants = s.access.grants.iter().filter(|g| current(g.granted_on));
+    if let Some(own) = s.access.own_level.as_ref().filter(|o| current(o.set_on)) {
+        // The patient's own level, and nothing above it, from each grant's own start.
+        let mut ways: Vec<(AccessLevel, RecordFrom)> =
+            grants.filter(|g| g.level <= own.level).map(|g| (g.level, g.from)).collect();
+        if !ways.iter().any(|(l, _)| *l == own.level) {
+            ways.push((own.level, RecordFrom::Date(own.set_on)));
+        }
+        return own.level != AccessLevel::None && ways.into_iter().any(|(l, f)| reaches(l, f));
+    }
+    let p = &s.practice;
+    let automatic = p.prospective_switch_on.is_some_and(|on| on <= today)
+        && !p.paused
+        && today >= crate::patient::birthday(s.patient.date_of_birth, 16)
+        && !s.review.is_active()
+        && !s.access.opted_out;
+    let auto_from = p.prospective_switch_on.map(|on| on.max(reg.started));
+    (automatic && auto_from.is_some_and(|f| reaches(p.default_level, RecordFrom::Date(f))))
+        || grants.into_iter().any(|g| reaches(g.level, g.from))
+}
+
+fn arb_times() -> impl Strategy<Value = (i64, u32)> {
+    // Days from 1995 and a minute of the day, including the hours around UK midnight.
+    (0i64..20000, prop::sample::select(vec![0u32, 30, 59, 60, 61, 120, 600, 1380, 1410, 1439]))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// R13, D10 and the automatic rules: over (automatic state, practice default, own level,
+    /// grants and their start dates, 104, opt-out, today), the patient sees an entry exactly when
+    /// the rule says so; a proxy sees exactly what its own scope gives, whatever the patient's
+    /// own settings.
+    #[test]
+    fn the_effective_level_is_the_rules_answer(
+        s in arb_scenario(),
+        record in arb_record(),
+        (days, minute) in arb_times(),
+        entry_minutes in prop::collection::vec(0i64..1440, 60),
+    ) {
+        let now = at(1995, 1, 1) + Duration::days(days) + Duration::minutes(i64::from(minute));
+        let record: Vec<Entry> = record
+            .into_iter()
+            .zip(entry_minutes)
+            .map(|(mut e, m)| {
+                e.entered_at = crate::uk::uk_start_of(crate::uk::uk_date(e.entered_at)) + Duration::minutes(m);
+                e
+            })
+            .collect();
+        let patient = Scenario { as_proxy: false, ..s.clone() };
+        let view = online_view(patient.viewer(), patient.facts(), &record, now);
+        for (i, e) in record.iter().enumerate() {
+            prop_assert_eq!(view.decisions[i].is_shown(), rule_shows(&patient, e, now), "entry {:?} decided {:?}", e, view.decisions[i]);
+        }
+        // A proxy's view does not move with the patient's own level, grants, opt-out or 104.
+        let proxy = Scenario { as_proxy: true, ..s.clone() };
+        let bare = Scenario { access: OnlineAccessSettings::default(), review: EnhancedReview::NotIndicated, ..proxy.clone() };
+        let a = online_view(proxy.viewer(), proxy.facts(), &record, now);
+        let b = online_view(bare.viewer(), bare.facts(), &record, now);
+        prop_assert_eq!(a.decisions, b.decisions);
     }
 }
