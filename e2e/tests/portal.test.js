@@ -218,30 +218,50 @@ test('a clinician signs in with a TOTP code, finds a patient and sees what they 
   assert.equal(after.length, before.length, 'the page fills up from older entries')
   assert.doesNotMatch(await page.textContent('main'), /Withheld|harmful/)
 
-  // Record a 104: the banner says access is withheld, and staff are told that access granted by
-  // hand carries on (R3). A 106 lifts it again.
+  // Record a 104: staff first see what it changes for Arthur and are told that access granted by
+  // hand carries on (R3); once confirmed, the banner says access is withheld. A 106 lifts it.
   await page.getByRole('link', { name: 'Back to the record' }).click()
   await page.getByRole('button', { name: 'Record 104: enhanced review indicated' }).click()
+  await page.getByRole('heading', { name: 'Record 104: enhanced review indicated' }).waitFor()
+  assert.match(await page.textContent('main'), /Access set by hand goes on \(R3\)/)
+  assert.match(await page.textContent('main'), /Nothing has been saved yet/)
+  await check(page, 'confirm-104')
+  await page.getByRole('button', { name: 'Record 104', exact: true }).click()
   await page.getByText('Online access withheld: enhanced review (104)').waitFor()
   assert.match(await page.textContent('main'), /not changed by a 104 \(R3\)/)
   assert.match(await page.textContent('main'), /No automatic access: the record has an active 104 code/)
   await check(page, 'record-after-104')
   await page.getByRole('button', { name: 'Record 106: enhanced review not indicated' }).click()
+  await page.getByRole('button', { name: 'Record 106', exact: true }).click()
   await page.getByText('106 recorded').waitFor()
   assert.doesNotMatch(await page.textContent('.app-banner'), /enhanced review/)
 
-  // The access panel: Arthur has full historic access granted by hand; remove it, then opt out.
+  // The access panel: Arthur has full historic access granted by hand; remove it (checking what
+  // goes first), then set his own level, which needs a date or a confirmed whole record.
   await page.getByRole('link', { name: 'Change online access' }).click()
   await page.getByRole('heading', { name: 'Online access' }).waitFor()
   await check(page, 'access-panel')
   await page.getByRole('button', { name: 'Remove Full record' }).click()
-  await page.getByText('None. The patient has only the automatic access described above.').waitFor()
-  await page.getByRole('button', { name: 'Grant access' }).click()
-  await page.getByText('There is a problem').waitFor()
-  await check(page, 'access-panel-errors')
+  await page.getByRole('heading', { name: 'Remove the Full record grant' }).waitFor()
+  assert.match(await page.textContent('main'), /Arthur's consultations from .* will no longer be visible/)
+  await check(page, 'access-remove-check')
+  await page.getByRole('button', { name: 'Remove the grant' }).click()
+  await page.getByText('None set. The patient has the practice\'s automatic access').waitFor()
   await page.getByLabel('Detailed coded record').check()
-  await page.getByRole('button', { name: 'Grant access' }).click()
+  await page.getByLabel('The whole record, however old (historic access)').check()
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.getByText('There is a problem').waitFor()
+  assert.match(await page.textContent('main'), /Confirm that you have reviewed the whole record/)
+  await check(page, 'access-panel-errors')
+  await page.getByLabel('The whole record, however old (historic access)').check()
+  await page.getByLabel('I have reviewed the whole record').check()
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.getByRole('heading', { name: "Set Arthur's own level to Detailed coded record" }).waitFor()
+  assert.match(await page.textContent('main'), /will no longer be visible/, 'Detailed takes free text away from automatic Full')
+  await check(page, 'access-set-level-check')
+  await page.getByRole('button', { name: 'Save the level' }).click()
   await page.getByRole('cell', { name: 'The whole record (historic access)' }).waitFor()
+  assert.match(await page.textContent('main'), /Detailed coded record, set on/)
   await page.getByRole('link', { name: 'Back to the record' }).click()
 
   // Record a consultation with a code from the list, hidden online because it names a relative.

@@ -96,7 +96,7 @@ impl App {
         if me.identity == IdentityLevel::P0 {
             return Err(AppError::Forbidden("verify your identity to use online services".into()));
         }
-        let today = self.now().date_naive();
+        let today = self.today();
         let link = match link {
             None => None,
             Some(id) => {
@@ -153,7 +153,7 @@ impl App {
             (Ok(d), Ok(m), Ok(y)) => NaiveDate::from_ymd_opt(y, m, d),
             _ => None,
         };
-        let today = self.now().date_naive();
+        let today = self.today();
         match date {
             Some(d) if d >= today && d <= today + Duration::days(366) => {}
             _ => problems.push(FieldProblem {

@@ -147,7 +147,7 @@ impl App {
             .filter(|k| k.links_apps())
             .ok_or_else(not_matched)?;
         let patient = self.store.patient(practice_id, key.holder).await?.ok_or_else(not_matched)?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let matches = sha256(&key_typed) == key.key_hash
             && patient.name.family.trim().eq_ignore_ascii_case(r.family_name.trim())
             && NaiveDate::parse_from_str(r.birth_date.trim(), "%Y-%m-%d").ok() == Some(patient.date_of_birth)
@@ -190,7 +190,7 @@ impl App {
         let not_matched =
             || AppError::Forbidden("this NHS login does not match a patient registered at the practice".into());
         let patient = self.store.patient_by_nhs_number(practice_id, &nhs).await?.ok_or_else(not_matched)?;
-        if patient.date_of_birth != dob || patient.registration_on(self.now().date_naive()).is_none() {
+        if patient.date_of_birth != dob || patient.registration_on(self.today()).is_none() {
             return Err(not_matched());
         }
         self.new_app_link(practice_id, &app, &patient, LinkVia::NhsLogin, None).await
@@ -277,7 +277,7 @@ impl App {
     pub async fn link_acts_for(&self, token: &str) -> AppResult<Vec<(PatientId, String, String)>> {
         let (practice, link, _) = self.app_link_of_token(token).await?;
         let p = self.store.practice(practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let mut out = Vec::new();
         for l in self.store.proxy_links_for_proxy(practice, link.patient).await? {
             if l.status != caldicott_core::access::ProxyStatus::Active {
@@ -714,7 +714,7 @@ impl App {
     pub async fn contact_quality(&self, who: &StaffPrincipal) -> AppResult<ContactQuality> {
         use caldicott_core::patient::PreferredContactMethod as P;
         require_team(who)?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let all = self.store.search_patients(who.practice, &caldicott_store::PatientSearch::default(), 100_000).await?;
         let mut q = ContactQuality { patients_16_plus: 0, with_preference: 0, problems: Vec::new() };
         for listing in all {

@@ -111,7 +111,7 @@ impl App {
         let base = Entry {
             id: EntryId::from_uuid(new_id()),
             patient: patient.id,
-            event_date: now.date_naive(),
+            event_date: caldicott_core::uk::uk_date(now),
             entered_at: now,
             author,
             origin: Origin::Native,

@@ -942,6 +942,7 @@ impl Generator {
                 granted_by: "Dr Chidi Okafor".into(),
             }],
             opted_out: false,
+            own_level: None,
         };
         item
     }

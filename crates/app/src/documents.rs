@@ -163,7 +163,7 @@ impl App {
             problems
                 .push(FieldProblem { field: "summary", message: "The summary is longer than 2,000 characters".into() });
         }
-        let today = self.now().date_naive();
+        let today = self.today();
         let date = match (d.day.trim().parse::<u32>(), d.month.trim().parse::<u32>(), d.year.trim().parse::<i32>()) {
             (Ok(day), Ok(m), Ok(y)) => NaiveDate::from_ymd_opt(y, m, day),
             _ => None,

@@ -671,7 +671,7 @@ mod round_trip {
                 let mut e = Entry {
                     id: if i == 6 { template } else { EntryId::from_uuid(crate::new_id()) },
                     patient: p.id,
-                    event_date: entered.date_naive(),
+                    event_date: caldicott_core::uk::uk_date(entered),
                     entered_at: entered,
                     author: Author { staff: None, name: "Dr Jane Smith".into() },
                     origin: Origin::Native,

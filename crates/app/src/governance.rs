@@ -119,11 +119,6 @@ pub struct DecisionInput {
 }
 
 impl App {
-    /// Today in England.
-    pub fn today(&self) -> NaiveDate {
-        self.now().with_timezone(&chrono_tz::Europe::London).date_naive()
-    }
-
     /// Every registered patient with an active 104, due reviews first, then the longest waiting.
     pub async fn review_queue(&self, who: &StaffPrincipal) -> AppResult<Vec<ReviewQueueItem>> {
         require_governance(who)?;
@@ -316,7 +311,7 @@ fn code_entry(
     Ok(Entry {
         id: EntryId::from_uuid(new_id()),
         patient,
-        event_date: now.date_naive(),
+        event_date: caldicott_core::uk::uk_date(now),
         entered_at: now,
         author: Author { staff: Some(who.staff), name: who.name.clone() },
         origin: Origin::Native,
@@ -1006,7 +1001,7 @@ impl App {
                 v.insert(self.store.proxy_last_used(who.practice, link.patient).await?);
             }
             let last = used.get(&link.patient).and_then(|u| u.iter().find(|(id, _)| *id == link.id)).map(|(_, t)| *t);
-            let since = last.map_or(link.granted_on, |t| t.date_naive());
+            let since = last.map_or(link.granted_on, caldicott_core::uk::uk_date);
             let mut due = Vec::new();
             match &link.status {
                 ProxyStatus::Suspended { since, reason } => {
@@ -1024,7 +1019,7 @@ impl App {
             }
             if (today - since).num_days() >= 365 * crate::proxies::UNUSED_FLAG_YEARS {
                 due.push(match last {
-                    Some(t) => format!("Not used since {}", long(t.date_naive())),
+                    Some(t) => format!("Not used since {}", long(caldicott_core::uk::uk_date(t))),
                     None => format!("Never used since it was granted on {}", long(link.granted_on)),
                 });
             }

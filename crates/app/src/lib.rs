@@ -176,6 +176,11 @@ impl App {
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
+
+    /// Today's date in the UK: the rules' dates are UK dates (Europe/London), not UTC dates.
+    pub fn today(&self) -> chrono::NaiveDate {
+        caldicott_core::uk::uk_date(self.now())
+    }
 }
 
 /// Compares two secrets in time that does not depend on where they differ.

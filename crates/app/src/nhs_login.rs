@@ -385,7 +385,7 @@ impl App {
         nhs: &NhsNumber,
         dob: NaiveDate,
     ) -> AppResult<String> {
-        let today = self.now().date_naive();
+        let today = self.today();
         let mut found = None;
         for practice in self.store.practices().await? {
             if let Some(p) = self.store.patient_by_nhs_number(practice.id, nhs).await? {

@@ -304,7 +304,7 @@ impl App {
             }
         };
         let patient = self.patient_here(who, nhs).await?;
-        let today = self.now().date_naive();
+        let today = self.today();
         if patient.registration_on(today).is_none() || patient.is_deceased_on(today) {
             return Err(AppError::Conflict("online credentials are only issued to patients registered here".into()));
         }
@@ -346,7 +346,7 @@ impl App {
             nhs_number: patient.nhs_number.to_string(),
             identity,
             issued_on: today,
-            use_by: (self.now() + LINKAGE_VALIDITY).date_naive(),
+            use_by: caldicott_core::uk::uk_date(self.now() + LINKAGE_VALIDITY),
         })
     }
 
@@ -407,7 +407,7 @@ impl App {
             && sha256(&normalise_code(&s.linkage_key)) == key.key_hash
             && patient.name.family.trim().eq_ignore_ascii_case(s.family.trim())
             && Some(patient.date_of_birth) == dob
-            && patient.registration_on(now.date_naive()).is_some();
+            && patient.registration_on(caldicott_core::uk::uk_date(now)).is_some();
         if !matches {
             return not_matched();
         }
@@ -714,7 +714,7 @@ impl App {
         }
         let practice = self.store.practice(practice_id).await?.ok_or_else(expired)?;
         let patient = self.store.patient(practice_id, account.holder).await?.ok_or_else(expired)?;
-        if patient.registration_on(now.date_naive()).is_none() {
+        if patient.registration_on(caldicott_core::uk::uk_date(now)).is_none() {
             // R6: a patient who has left has no online services here.
             return Err(AppError::Unauthenticated("You are no longer registered at this practice.".into()));
         }
@@ -752,7 +752,7 @@ impl App {
     /// Whose services the signed-in person may use: their own, and each person they act for,
     /// with a notice when a link will lapse soon (R16).
     pub async fn my_services(&self, me: &PatientPrincipal) -> AppResult<Vec<Service>> {
-        let today = self.now().date_naive();
+        let today = self.today();
         let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let mut out = vec![Service {
             link: None,
@@ -777,7 +777,7 @@ impl App {
 
     /// The people who act for the signed-in patient, with what each may do and any coming change.
     pub async fn acting_for_me(&self, me: &PatientPrincipal) -> AppResult<Vec<Service>> {
-        let today = self.now().date_naive();
+        let today = self.today();
         let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let patient =
             self.store.patient(me.practice, me.holder).await?.ok_or_else(|| AppError::NotFound("patient".into()))?;

@@ -97,13 +97,13 @@ impl App {
         let patient = self.patient_here(who, nhs).await?;
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let used = self.store.proxy_last_used(who.practice, patient.id).await?;
         let mut rows = Vec::new();
         for link in self.store.proxy_links_for_patient(who.practice, patient.id).await? {
             let Some(proxy) = self.store.patient(who.practice, link.proxy).await? else { continue };
             let last_used = used.iter().find(|(id, _)| *id == link.id).map(|(_, t)| *t);
-            let since = last_used.map_or(link.granted_on, |t| t.date_naive());
+            let since = last_used.map_or(link.granted_on, caldicott_core::uk::uk_date);
             let live = matches!(link.status, ProxyStatus::Active | ProxyStatus::Suspended { .. });
             let lapse = match &link.status {
                 ProxyStatus::Active => proxy_link_lapse(&link, &patient, &practice.online, today).map(|w| w.explain()),
@@ -147,7 +147,7 @@ impl App {
     ) -> AppResult<Result<ProxyLink, Vec<FieldProblem>>> {
         require_decider(who)?;
         let patient = self.patient_here(who, nhs).await?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let mut problems = Vec::new();
         let applicant = match caldicott_core::NhsNumber::parse(&r.applicant_nhs) {
             Ok(n) => self.store.patient_by_nhs_number(who.practice, &n).await?,
@@ -315,7 +315,7 @@ impl App {
             .await?
             .filter(|l| l.patient == patient.id)
             .ok_or_else(|| AppError::NotFound(format!("no proxy link {id} for this patient")))?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let mut link = old.clone();
         let need = |reason: &str| {
             let r = reason.trim();

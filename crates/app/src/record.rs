@@ -88,6 +88,8 @@ pub struct AccessSummary {
     pub no_record_access: Option<Reason>,
     pub automatic: Result<LevelReach, AutomaticBlockReason>,
     pub levels: Vec<LevelReach>,
+    /// The patient's own level and the day it was set, when it replaces automatic access (R13).
+    pub own_level: Option<(caldicott_core::access::AccessLevel, NaiveDate)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,6 +122,7 @@ fn summarise(policy: &AccessPolicy) -> AccessSummary {
             block: b,
         }),
         levels: policy.reach(),
+        own_level: policy.own_level(),
     }
 }
 

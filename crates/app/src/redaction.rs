@@ -174,7 +174,7 @@ pub enum EnhancedReviewCode {
 }
 
 impl EnhancedReviewCode {
-    fn concept(self) -> (&'static str, &'static str) {
+    pub(crate) fn concept(self) -> (&'static str, &'static str) {
         match self {
             Self::Indicated => (
                 caldicott_core::snomed::ENHANCED_REVIEW_INDICATED,
@@ -226,7 +226,7 @@ impl App {
         let entry = Entry {
             id: EntryId::from_uuid(new_id()),
             patient: patient.id,
-            event_date: now.date_naive(),
+            event_date: caldicott_core::uk::uk_date(now),
             entered_at: now,
             author: Author { staff: Some(who.staff), name: who.name.clone() },
             origin: Origin::Native,

@@ -44,7 +44,7 @@ impl App {
         r: &NewRegistration,
     ) -> AppResult<Result<Patient, Vec<FieldProblem>>> {
         require_registrar(who)?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let mut problems = Vec::new();
         let nhs = NhsNumber::parse(&r.nhs_number)
             .map_err(|e| problems.push(FieldProblem { field: "nhs_number", message: e.to_string() }))
@@ -145,7 +145,7 @@ impl App {
             ));
         }
         let patient = self.patient_here(who, nhs).await?;
-        let today = self.now().date_naive();
+        let today = self.today();
         let audit = self.audit_record(
             who,
             Some(patient.id),

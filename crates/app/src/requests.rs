@@ -289,7 +289,7 @@ impl App {
                 entries.push(Entry {
                     id: EntryId::from_uuid(new_id()),
                     patient: patient.id,
-                    event_date: now.date_naive(),
+                    event_date: caldicott_core::uk::uk_date(now),
                     entered_at: now,
                     author: Author { staff: Some(who.staff), name: who.name.clone() },
                     origin: Origin::Native,

@@ -359,7 +359,7 @@ impl App {
             });
         }
         for m in self.store.messages_for_patient(p, patient.id).await? {
-            let d = m.created_at.date_naive();
+            let d = caldicott_core::uk::uk_date(m.created_at);
             if !in_period(sar, d) {
                 continue;
             }
@@ -405,7 +405,7 @@ impl App {
         messages.extend(self.store.staff_messages_naming(p, &phrases).await?);
         messages.sort_by_key(|m| (m.sent_at, m.id));
         for m in messages {
-            if !seen.insert(m.id) || !in_period(sar, m.sent_at.date_naive()) {
+            if !seen.insert(m.id) || !in_period(sar, caldicott_core::uk::uk_date(m.sent_at)) {
                 continue;
             }
             let to = match (&m.to_staff, &m.to_team) {
@@ -437,7 +437,7 @@ impl App {
             if !notes.is_empty() {
                 resource["note"] = Value::Array(notes);
             }
-            let d = m.sent_at.date_naive();
+            let d = caldicott_core::uk::uk_date(m.sent_at);
             items.push(SarItem {
                 key: format!("staff_message/{}", m.id),
                 section: ItemSection::StaffMessages,
@@ -450,7 +450,7 @@ impl App {
             });
         }
         for t in self.store.tasks_for_patient(p, patient.id).await? {
-            let d = t.created_at.date_naive();
+            let d = caldicott_core::uk::uk_date(t.created_at);
             if !in_period(sar, d) {
                 continue;
             }
@@ -496,7 +496,7 @@ impl App {
             });
         }
         for (a, slot) in self.store.appointments_for_patient(p, patient.id).await? {
-            let d = slot.starts_at.date_naive();
+            let d = caldicott_core::uk::uk_date(slot.starts_at);
             if !in_period(sar, d) {
                 continue;
             }
@@ -564,7 +564,7 @@ impl App {
             });
         }
         for (link, app) in self.store.app_links_for_patient(p, patient.id).await? {
-            let d = link.linked_at.date_naive();
+            let d = caldicott_core::uk::uk_date(link.linked_at);
             if !in_period(sar, d) {
                 continue;
             }
@@ -599,7 +599,7 @@ impl App {
         }
         let this_request = format!("sar/{}", sar.id);
         for ev in self.store.audit_for_patient(p, patient.id, 1_000_000).await? {
-            let d = ev.at.date_naive();
+            let d = caldicott_core::uk::uk_date(ev.at);
             // Answering this request is not part of what it asks for: its own review, decisions
             // and releases stay out, so the same review gives the same files (T37).
             if !in_period(sar, d) || ev.entity.starts_with(&this_request) {

@@ -86,7 +86,7 @@ impl App {
                 read.from_ods
             )]));
         }
-        let today = self.now().date_naive();
+        let today = self.today();
         let now = self.now();
         let bp = &read.patient;
         let existing = self.store.patient_by_nhs_number(who.practice, &bp.nhs_number).await?;

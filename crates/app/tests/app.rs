@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Use-case tests. Every case runs against SQLite and against PostgreSQL.
 
-use caldicott_app::fixtures::{self, adult, consultation, time, withheld_entries};
+use caldicott_app::fixtures::{self, adult, consultation, date, time, withheld_entries};
 use caldicott_app::record::{PageRequest, ViewAs};
 use caldicott_app::{audit_log, auth, App, AppError};
 use caldicott_core::access::*;
@@ -543,7 +543,7 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
         granted_on: Utc::now().date_naive(),
         granted_by: "Dr Test".into(),
     };
-    let settings = OnlineAccessSettings { grants: vec![grant.clone()], opted_out: false };
+    let settings = OnlineAccessSettings { grants: vec![grant.clone()], opted_out: false, own_level: None };
     app.store
         .set_access_settings(
             tp.practice.id,
@@ -665,14 +665,22 @@ async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
     };
     assert_eq!(seen(app.clone()).await, vec![new_entry.id]);
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
-    let historic = AccessChange::Grant { level: AccessLevel::Full, from: RecordFrom::Beginning };
+    let historic =
+        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true };
+    let unconfirmed =
+        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: false };
+    assert!(
+        matches!(app.change_access(&tp.clinician, nhs, &unconfirmed).await, Err(AppError::BadRequest(_))),
+        "the whole record is never given without its own confirmation"
+    );
     assert!(matches!(app.change_access(&reception, nhs, &historic).await, Err(AppError::Forbidden(_))));
     let settings = app.change_access(&tp.clinician, nhs, &historic).await.unwrap();
     assert_eq!(settings.grants.len(), 1);
     assert_eq!(seen(app.clone()).await, vec![new_entry.id, old_entry.id], "historic access shows the older entry");
-    let future = AccessChange::Grant {
+    let future = AccessChange::SetLevel {
         level: AccessLevel::Summary,
-        from: RecordFrom::Date(Utc::now().date_naive() + Duration::days(3)),
+        from: RecordFrom::Date(app.today() + Duration::days(3)),
+        historic_confirmed: false,
     };
     assert!(matches!(app.change_access(&tp.clinician, nhs, &future).await, Err(AppError::BadRequest(_))));
     app.change_access(&tp.clinician, nhs, &AccessChange::Remove { level: AccessLevel::Full }).await.unwrap();
@@ -691,7 +699,102 @@ async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
         .into_iter()
         .find(|e| e.action == "access.settings_change")
         .unwrap();
-    assert_eq!(last.detail, "old: grants=[] opted_out=false new: grants=[] opted_out=true");
+    assert_eq!(
+        last.detail,
+        "old: level=automatic grants=[] opted_out=false new: level=automatic grants=[] opted_out=true"
+    );
+}
+
+async fn a_level_set_by_hand_restricts_as_well_as_widens(t: &TestStore) {
+    // R13, D10: a per-patient level replaces automatic Full access in both directions; staff see
+    // what it changes, for the patient and each proxy, before it is saved; None means nothing.
+    use caldicott_app::access_panel::{AccessChange, OnlineChange};
+    use caldicott_app::redaction::EnhancedReviewCode;
+    use caldicott_core::entry::Section;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let text = consultation(&pat, time(2024, 6, 1), "Free text after the switch-on");
+    let mut med = consultation(&pat, time(2024, 6, 2), "");
+    med.body = EntryBody::Medication {
+        drug: "Ramipril 5mg capsules".into(),
+        dosage: "One daily".into(),
+        quantity: "28 capsule".into(),
+        course: MedicationCourse::Acute,
+    };
+    app.store
+        .add_entries(tp.practice.id, &[text.clone(), med.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    fixtures::proxy_link(&app, tp.practice.id, &pat, &parent, AccessLevel::Full, time(2024, 1, 1).date_naive())
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let who = tp.clinician.clone();
+    let seen = |app: App| {
+        let who = who.clone();
+        async move {
+            let mut ids: Vec<_> = app
+                .online_view(&who, nhs, ViewAs::Patient, &PageRequest::default())
+                .await
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut both = vec![text.id, med.id];
+    both.sort();
+    assert_eq!(seen(app.clone()).await, both, "automatic Full shows both");
+
+    let summary = AccessChange::SetLevel {
+        level: AccessLevel::Summary,
+        from: RecordFrom::Date(date(2023, 10, 31)),
+        historic_confirmed: false,
+    };
+    // The preview says what goes, changes nothing, and leaves the proxy's view alone.
+    let preview = app.preview_online_change(&who, nhs, &OnlineChange::Access(summary.clone())).await.unwrap();
+    assert_eq!(preview.patient.before.level, AccessLevel::Full);
+    assert_eq!(preview.patient.after.level, AccessLevel::Summary);
+    assert_eq!(preview.patient.changes.len(), 1);
+    let c = &preview.patient.changes[0];
+    assert_eq!((c.section, c.count, c.earliest, c.now_visible), (Section::Consultations, 1, date(2024, 6, 1), false));
+    assert_eq!(preview.proxies.len(), 1);
+    assert!(preview.proxies[0].changes.is_empty(), "the patient's own level is not the proxy's scope");
+    assert_eq!(seen(app.clone()).await, both, "a preview saves nothing");
+
+    app.change_access(&who, nhs, &summary).await.unwrap();
+    assert_eq!(seen(app.clone()).await, vec![med.id], "Summary: medicines only, no consultations");
+    let view = app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    assert_eq!(view.access.own_level.map(|(l, _)| l), Some(AccessLevel::Summary));
+
+    // A 104 does not change a level set by hand (R3), and its preview says so.
+    let p104 = app
+        .preview_online_change(&who, nhs, &OnlineChange::EnhancedReview(EnhancedReviewCode::Indicated))
+        .await
+        .unwrap();
+    assert!(p104.patient.changes.is_empty());
+    assert_eq!(p104.patient.after.level, AccessLevel::Summary);
+
+    let none =
+        AccessChange::SetLevel { level: AccessLevel::None, from: RecordFrom::Beginning, historic_confirmed: false };
+    app.change_access(&who, nhs, &none).await.unwrap();
+    let view = app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap();
+    assert!(view.entries.is_empty());
+    assert_eq!(view.access.no_record_access.as_ref().map(|r| r.rule), Some("R13"));
+
+    app.change_access(&who, nhs, &AccessChange::UsePracticeDefault).await.unwrap();
+    assert_eq!(seen(app.clone()).await, both, "back to automatic Full");
+    // Every change is audited with the old and new values (R44).
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let changes: Vec<_> = trail.iter().filter(|e| e.action == "access.settings_change").collect();
+    assert_eq!(changes.len(), 3);
+    assert!(changes.iter().any(|e| e.detail.contains("new: level=summary@")));
+    assert!(changes.iter().any(|e| e.detail.contains("new: level=none@")));
 }
 
 async fn clinicians_file_results_visible_or_hidden(t: &TestStore) {
@@ -980,6 +1083,7 @@ both!(
     recording_104_withholds_automatic_access_and_106_restores_it,
     the_practice_manager_changes_online_services_settings,
     staff_grant_and_remove_access_by_hand,
+    a_level_set_by_hand_restricts_as_well_as_widens,
     clinicians_file_results_visible_or_hidden,
     clinicians_record_consultations_with_codes,
     administrators_manage_staff_accounts,
@@ -1119,7 +1223,8 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
     ));
 
     // Historic access, once granted, shows what the sender shared, and nothing hidden.
-    let full = AccessChange::Grant { level: AccessLevel::Full, from: RecordFrom::Beginning };
+    let full =
+        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true };
     app.change_access(&tp.clinician, pat.nhs_number.as_str(), &full).await.unwrap();
     let online = app
         .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())

@@ -272,7 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             practice_patients,
         } => {
             let mut app = open(&db).await?;
-            let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let as_of = as_of.unwrap_or_else(|| caldicott_core::uk::uk_date(chrono::Utc::now()));
             eprintln!("Preparing the demo practice ({patients} patients, seed {seed}) …");
             let report = build_demo(&app, &DemoOptions { patients, seed, as_of, long_record }).await?;
             if practices > 0 {

@@ -469,7 +469,7 @@ pub fn assist(entry: &Entry, today: NaiveDate) -> Vec<Highlight> {
         }
     }
     if let EntryBody::TestResult { abnormal: true, filing, .. } = &entry.body {
-        if (today - entry.entered_at.date_naive()).num_days() <= RECENT_RESULT_DAYS {
+        if (today - crate::uk::uk_date(entry.entered_at)).num_days() <= RECENT_RESULT_DAYS {
             out.push(Highlight::RecentAbnormalResult { unfiled: *filing == Filing::Unfiled });
         }
     }

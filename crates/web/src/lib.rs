@@ -3,6 +3,7 @@
 //! run for an unauthenticated caller), call one use case in `caldicott-app`, and return JSON or
 //! HTML. Errors are mapped to HTTP in one place, [`WebError`].
 
+mod access_page;
 mod api;
 mod app_api;
 mod chat;

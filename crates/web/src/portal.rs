@@ -40,7 +40,7 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/online", get(online))
         .route("/patients/{nhs_number}/entries/{entry}/online", get(visibility_page).post(change_visibility))
         .route("/patients/{nhs_number}/entries/{entry}/split", get(split_page).post(split))
-        .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(enhanced_review))
+        .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(crate::access_page::enhanced_review))
         .route("/patients/{nhs_number}/audit", get(trail))
         .route("/settings", get(settings_page).post(save_settings))
         .route("/patients/{nhs_number}/consultations/new", get(consultation_page))
@@ -57,7 +57,10 @@ pub fn routes() -> Router<App> {
         )
         .route("/filing", get(filing_queue))
         .route("/filing/{entry}", get(file_page).post(file_item))
-        .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
+        .route(
+            "/patients/{nhs_number}/access",
+            get(crate::access_page::access_page).post(crate::access_page::change_access),
+        )
 }
 
 // ---- Cookies and CSRF ---------------------------------------------------------------------
@@ -125,9 +128,7 @@ macro_rules! csrf_forms {
 csrf_forms!(
     SignOutForm,
     VisibilityForm,
-    ReviewForm,
     SettingsForm,
-    AccessForm,
     FileForm,
     ConsultationForm,
     StaffForm,
@@ -206,6 +207,7 @@ impl From<&SignedIn> for Chrome {
     }
 }
 
+#[derive(Debug)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,
@@ -536,7 +538,7 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
         return Redirect::to("/icb").into_response();
     }
     let text = q.get("q").cloned().unwrap_or_default();
-    let today = app.now().date_naive();
+    let today = app.today();
     let listing = |p| listing(p, today);
     let recent = if q.contains_key("q") {
         Vec::new()
@@ -595,7 +597,7 @@ pub struct Flag {
     pub colour: &'static str,
 }
 
-pub struct Banner {
+pub(crate) struct Banner {
     pub name: String,
     pub nhs_number: String,
     pub nhs_digits: String,
@@ -605,7 +607,7 @@ pub struct Banner {
     pub flags: Vec<Flag>,
 }
 
-fn banner(p: &Patient, today: NaiveDate, enhanced_review_active: bool) -> Banner {
+pub(crate) fn banner(p: &Patient, today: NaiveDate, enhanced_review_active: bool) -> Banner {
     let mut flags = Vec::new();
     if let Some(d) = p.date_of_death {
         flags.push(Flag { text: format!("Died {}", long_date(d)), colour: "grey" });
@@ -633,7 +635,7 @@ fn banner(p: &Patient, today: NaiveDate, enhanced_review_active: bool) -> Banner
 }
 
 /// The viewer's access in plain words.
-fn access_text(a: &AccessSummary) -> String {
+pub(crate) fn access_text(a: &AccessSummary) -> String {
     if let Some(r) = &a.no_record_access {
         return format!("Sees no record entries online: {} ({}).", r.reason, r.rule);
     }
@@ -657,7 +659,13 @@ fn access_text(a: &AccessSummary) -> String {
         })
         .collect();
     let mut text = format!("Sees {}.", parts.join("; "));
-    if let Err(b) = &a.automatic {
+    if let Some((level, on)) = a.own_level {
+        text.push_str(&format!(
+            " The practice set the patient's own level to {} on {}; it replaces automatic access (R13).",
+            level.display(),
+            long_date(on)
+        ));
+    } else if let Err(b) = &a.automatic {
         text.push_str(&format!(" No automatic access: {} ({}).", b.reason, b.rule));
     }
     text
@@ -844,7 +852,7 @@ async fn record(
             .collect(),
         Err(e) => return page_error(chrome(), e.into()),
     };
-    let today = app.now().date_naive();
+    let today = app.today();
     let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
     let vq = viewer_query(as_viewer);
     let sections = std::iter::once(None)
@@ -981,7 +989,7 @@ async fn online(
     let Some(patient) = view.context.patient.clone() else {
         return page_error(chrome(), AppError::Internal("online view without its patient".into()));
     };
-    let today = app.now().date_naive();
+    let today = app.today();
     let heading = match &view.context.proxy_relationship {
         None => format!("What {} sees online", patient.name.given),
         Some(who) => format!("What {who} sees online for {}", patient.name.given),
@@ -1063,7 +1071,7 @@ async fn visibility_form(
                 "Hidden: {} (by {}, {}). {}",
                 r.reason().display(),
                 r.by(),
-                long_date(r.at().date_naive()),
+                long_date(caldicott_core::uk::uk_date(r.at())),
                 r.note()
             )
         }
@@ -1152,35 +1160,6 @@ async fn change_visibility(
     }
 }
 
-// ---- 104 and 106 ----------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct ReviewForm {
-    #[serde(default)]
-    _csrf: String,
-    #[serde(default)]
-    code: String,
-}
-
-async fn enhanced_review(
-    State(app): State<App>,
-    Portal(me): Portal,
-    Path(nhs): Path<String>,
-    form: Result<Form<ReviewForm>, FormRejection>,
-) -> Response {
-    use caldicott_app::redaction::EnhancedReviewCode;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let code = match f.code.as_str() {
-        "104" => EnhancedReviewCode::Indicated,
-        "106" => EnhancedReviewCode::NotIndicated,
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose 104 or 106".into())),
-    };
-    match app.add_enhanced_review_code(&me.who, &nhs, code).await {
-        Ok(_) => to_patient(&me, &nhs, &format!("?recorded={}", f.code)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
-}
-
 // ---- The patient's audit trail --------------------------------------------------------------
 
 pub struct TrailRow {
@@ -1237,7 +1216,7 @@ async fn trail(
     .into_iter()
     .map(|(label, key, f)| SectionLink { label, href: format!("{base}?show={key}"), current: f == filter })
     .collect();
-    let today = app.now().date_naive();
+    let today = app.today();
     TrailPage {
         chrome: chrome(),
         banner: banner(&patient, today, enhanced_review_active),
@@ -1408,157 +1387,6 @@ async fn save_settings(
     }
 }
 
-// ---- The online access panel ----------------------------------------------------------------
-
-pub struct GrantRow {
-    pub key: &'static str,
-    pub level: &'static str,
-    pub from: String,
-    pub granted: String,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "access.html")]
-struct AccessPage {
-    chrome: Option<Chrome>,
-    banner: Banner,
-    status: String,
-    grants: Vec<GrantRow>,
-    levels: Vec<(&'static str, &'static str)>,
-    opted_out: bool,
-    action: String,
-    csrf: String,
-    errors: Vec<FieldError>,
-}
-
-impl Errors for AccessPage {
-    fn errors(&self) -> &[FieldError] {
-        &self.errors
-    }
-}
-
-async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError>) -> Response {
-    use caldicott_core::access::{AccessLevel, RecordFrom};
-    let chrome = || Some(Chrome::from(me));
-    if !matches!(me.who.role, caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager) {
-        return page_error(
-            chrome(),
-            AppError::Forbidden("only clinicians and practice managers change a patient's online access".into()),
-        );
-    }
-    let page = caldicott_app::record::PageRequest { limit: Some(1), ..Default::default() };
-    let rec = match app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await {
-        Ok(r) => r,
-        Err(e) => return page_error(chrome(), e),
-    };
-    let today = app.now().date_naive();
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    let mut grants: Vec<_> = rec.access_settings.grants.iter().collect();
-    grants.sort_by_key(|g| std::cmp::Reverse(g.level));
-    (
-        status,
-        AccessPage {
-            chrome: chrome(),
-            banner: banner(&rec.patient, today, rec.enhanced_review.is_active()),
-            status: access_text(&rec.online_access),
-            grants: grants
-                .into_iter()
-                .map(|g| GrantRow {
-                    key: g.level.as_str(),
-                    level: g.level.display(),
-                    from: match g.from {
-                        RecordFrom::Beginning => "The whole record (historic access)".into(),
-                        RecordFrom::Date(d) => long_date(d),
-                    },
-                    granted: format!("{} by {}", long_date(g.granted_on), g.granted_by),
-                })
-                .collect(),
-            levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
-                .into_iter()
-                .map(|l| (l.as_str(), l.display()))
-                .collect(),
-            opted_out: rec.access_settings.opted_out,
-            action: format!("/patients/{}/access", rec.patient.nhs_number.as_str()),
-            csrf: me.csrf_token.clone(),
-            errors,
-        },
-    )
-        .into_response()
-}
-
-async fn access_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
-    access_form(&app, &me, &nhs, Vec::new()).await
-}
-
-#[derive(Deserialize)]
-struct AccessForm {
-    #[serde(default)]
-    _csrf: String,
-    #[serde(default)]
-    action: String,
-    #[serde(default)]
-    level: String,
-    #[serde(default)]
-    from_day: String,
-    #[serde(default)]
-    from_month: String,
-    #[serde(default)]
-    from_year: String,
-}
-
-async fn change_access(
-    State(app): State<App>,
-    Portal(me): Portal,
-    Path(nhs): Path<String>,
-    form: Result<Form<AccessForm>, FormRejection>,
-) -> Response {
-    use caldicott_app::access_panel::AccessChange;
-    use caldicott_core::access::{AccessLevel, RecordFrom};
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let level = AccessLevel::parse(f.level.trim()).filter(|l| *l != AccessLevel::None);
-    let change = match f.action.as_str() {
-        "opt_out" => AccessChange::OptOut(true),
-        "opt_in" => AccessChange::OptOut(false),
-        "remove" => match level {
-            Some(level) => AccessChange::Remove { level },
-            None => return page_error(Some((&me).into()), AppError::BadRequest("Choose a level to remove".into())),
-        },
-        "grant" => {
-            let mut errors = Vec::new();
-            if level.is_none() {
-                errors.push(FieldError { field: "level", message: "Choose the level to grant".into() });
-            }
-            let parts = [&f.from_day, &f.from_month, &f.from_year].map(|s| s.trim().to_owned());
-            let from = if parts.iter().all(String::is_empty) {
-                Some(RecordFrom::Beginning)
-            } else {
-                match (parts[0].parse::<u32>(), parts[1].parse::<u32>(), parts[2].parse::<i32>()) {
-                    (Ok(d), Ok(m), Ok(y)) => NaiveDate::from_ymd_opt(y, m, d).map(RecordFrom::Date),
-                    _ => None,
-                }
-            };
-            if from.is_none() {
-                errors.push(FieldError {
-                    field: "from_day",
-                    message: "Enter a real date, for example 1 4 2024, or leave it empty for the whole record".into(),
-                });
-            }
-            match (level, from) {
-                (Some(level), Some(from)) if errors.is_empty() => AccessChange::Grant { level, from },
-                _ => return access_form(&app, &me, &nhs, errors).await,
-            }
-        }
-        _ => return forbidden_form(),
-    };
-    match app.change_access(&me.who, &nhs, &change).await {
-        Ok(_) => to_patient(&me, &nhs, "/access"),
-        Err(AppError::BadRequest(m)) => {
-            access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }]).await
-        }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
-}
-
 // ---- Filing -----------------------------------------------------------------------------------
 
 pub struct QueueRow {
@@ -1585,7 +1413,7 @@ async fn filing_queue(State(app): State<App>, Portal(me): Portal) -> Response {
                 .into_iter()
                 .map(|(e, p)| QueueRow {
                     id: e.id.to_string(),
-                    date: long_date(e.entered_at.date_naive()),
+                    date: long_date(caldicott_core::uk::uk_date(e.entered_at)),
                     patient: p.name.banner(),
                     nhs_number: p.nhs_number.to_string(),
                     kind: kind_label(&e),

@@ -166,7 +166,7 @@ async fn book_page(
 }
 
 async fn book(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
-    let today = app.now().date_naive();
+    let today = app.today();
     let from = q.get("from").and_then(|d| d.parse::<NaiveDate>().ok()).unwrap_or(today);
     let notice = q.get("added").map(|n| format!("Clinic added with {n} slots."));
     let form =
@@ -196,7 +196,7 @@ async fn add_clinic(
         Ok(Ok((clinic, n))) => Redirect::to(&format!("/appointments?from={}&added={n}", clinic.date)).into_response(),
         Ok(Err(problems)) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
-            book_page(&app, &me, app.now().date_naive(), f, errors, None).await
+            book_page(&app, &me, app.today(), f, errors, None).await
         }
         Err(e) => page_error(Some((&me).into()), e),
     }

@@ -39,7 +39,7 @@ impl App {
     /// same rule as the patient's own pages), and a proxy must have the appointments permission.
     async fn scheduling_patient(&self, caller: &FhirCaller, patient: Option<&str>) -> AppResult<Loaded> {
         let (l, _) = self.view_for(caller, patient).await?;
-        let today = self.now().date_naive();
+        let today = self.today();
         if l.patient.registration_on(today).is_none() || l.patient.is_deceased_on(today) {
             return Err(AppError::Forbidden("this person is not registered at the practice".into()));
         }

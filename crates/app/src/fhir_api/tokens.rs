@@ -216,7 +216,7 @@ impl App {
         }
         let Some(patient) = self.store.patient(practice, l.patient).await? else { return Ok(None) };
         let Some(p) = self.store.practice(practice).await? else { return Ok(None) };
-        Ok(proxy_link_lapse(&l, &patient, &p.online, self.now().date_naive()).is_none().then_some(l))
+        Ok(proxy_link_lapse(&l, &patient, &p.online, self.today()).is_none().then_some(l))
     }
 
     /// A practice integration's token: a client assertion signed with its registered key.
