@@ -316,14 +316,26 @@ impl App {
 
     /// Every entry of a loaded record, newest first, read in batches.
     pub(crate) async fn every_entry(&self, l: &Loaded) -> AppResult<Vec<Entry>> {
+        self.entries_of(l.practice.id, l.patient.id, None).await
+    }
+
+    /// Every entry of one section of a loaded record, newest first, however many there are.
+    pub(crate) async fn section_entries(&self, l: &Loaded, section: Section) -> AppResult<Vec<Entry>> {
+        self.entries_of(l.practice.id, l.patient.id, Some(section)).await
+    }
+
+    /// Every entry (of one section, or all), read in batches so that no fixed cap drops any.
+    pub(crate) async fn entries_of(
+        &self,
+        practice: caldicott_core::ids::PracticeId,
+        patient: caldicott_core::ids::PatientId,
+        section: Option<Section>,
+    ) -> AppResult<Vec<Entry>> {
         const BATCH: u32 = 1000;
         let mut all = Vec::new();
         let mut after: Option<EntryCursor> = None;
         loop {
-            let batch = self
-                .store
-                .entries(l.practice.id, l.patient.id, EntryQuery { section: None, after, limit: BATCH })
-                .await?;
+            let batch = self.store.entries(practice, patient, EntryQuery { section, after, limit: BATCH }).await?;
             let done = batch.len() < BATCH as usize;
             after = batch.last().map(EntryCursor::of);
             all.extend(batch);

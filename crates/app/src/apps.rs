@@ -350,9 +350,10 @@ impl App {
 
     /// Whether the patient's most recent SMS consent code is a dissent (R40).
     async fn sms_dissent(&self, practice: PracticeId, patient: PatientId) -> AppResult<bool> {
-        let q = caldicott_store::EntryQuery { section: Some(Section::Codes), after: None, limit: 1000 };
         let mut latest: Option<(chrono::DateTime<chrono::Utc>, bool)> = None;
-        for e in self.store.entries(practice, patient, q).await? {
+        // Every coded entry, however long the record: an old dissent is still the latest if
+        // nothing came after it.
+        for e in self.entries_of(practice, patient, Some(Section::Codes)).await? {
             let Some(code) = e.code.as_ref().map(|c| c.concept.as_str()) else { continue };
             let dissent = match code {
                 SMS_DISSENT => true,

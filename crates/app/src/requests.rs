@@ -2,7 +2,7 @@
 //! permission), and messages from the patient themself about medication or the record (never
 //! from a proxy, R19). Each becomes a task; a clinician decides, and the patient sees the outcome.
 
-use crate::appointments::ServiceKind;
+use crate::appointments::{ActingFor, ServiceKind};
 use crate::patient_services::PatientPrincipal;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
@@ -52,16 +52,19 @@ fn require_task_reader(who: &StaffPrincipal) -> AppResult<()> {
 }
 
 impl App {
-    /// Current repeat templates that may be ordered online: never one hidden from online
-    /// viewers, so the list cannot reveal a hidden entry.
-    async fn orderable(&self, practice: PracticeId, patient: PatientId) -> AppResult<Vec<Orderable>> {
-        let q = caldicott_store::EntryQuery { section: Some(Section::Medications), after: None, limit: 1000 };
+    /// Current repeat templates that may be ordered online, decided by the visibility engine for
+    /// this viewer (the patient, or the proxy acting for them) like every other online output:
+    /// a template the viewer may not see online is never offered, so the list cannot reveal a
+    /// hidden entry, and every template is read, however long the record (R8, R12, R13).
+    async fn orderable(&self, me: &PatientPrincipal, who: &ActingFor) -> AppResult<Vec<Orderable>> {
+        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let loaded = self.facts_for(practice, who.patient.clone()).await?;
+        let policy = self.policy_for(&loaded, who.link.as_ref(), Some(me.identity));
         Ok(self
-            .store
-            .entries(practice, patient, q)
+            .section_entries(&loaded, Section::Medications)
             .await?
             .into_iter()
-            .filter(|e| caldicott_core::visibility::entry_online_level(e).is_ok())
+            .filter(|e| policy.decide(e).is_shown())
             .filter_map(|e| match e.body {
                 EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
                     Some(Orderable { template: e.id, drug, dosage, quantity })
@@ -74,7 +77,7 @@ impl App {
     /// The repeat prescriptions page for the caller or someone they act for.
     pub async fn repeat_page(&self, me: &PatientPrincipal, link: Option<ProxyLinkId>) -> AppResult<RepeatPage> {
         let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
-        let orderable = self.orderable(me.practice, who.patient.id).await?;
+        let orderable = self.orderable(me, &who).await?;
         let pharmacy = self.store.nominated_pharmacy(me.practice, who.patient.id).await?;
         let requests = self
             .store
@@ -105,7 +108,7 @@ impl App {
         note: &str,
     ) -> AppResult<Result<Task, Vec<FieldProblem>>> {
         let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
-        let orderable = self.orderable(me.practice, who.patient.id).await?;
+        let orderable = self.orderable(me, &who).await?;
         let mut problems = Vec::new();
         let chosen: Vec<&Orderable> = orderable.iter().filter(|o| templates.contains(&o.template)).collect();
         if chosen.is_empty() || chosen.len() != templates.len() {

@@ -1084,6 +1084,7 @@ both!(
     the_practice_manager_changes_online_services_settings,
     staff_grant_and_remove_access_by_hand,
     a_level_set_by_hand_restricts_as_well_as_widens,
+    repeats_offered_online_go_through_the_engine_whole,
     clinicians_file_results_visible_or_hidden,
     clinicians_record_consultations_with_codes,
     administrators_manage_staff_accounts,
@@ -1699,6 +1700,56 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
     let TaskBody::Repeat { items, .. } = &page.requests[0].body else { panic!("a repeat") };
     let item_b = items.iter().find(|i| i.template == b.id).unwrap();
     assert!(matches!(&item_b.decision, ItemDecision::Rejected { reason, .. } if reason == "Blood test due first"));
+}
+
+async fn repeats_offered_online_go_through_the_engine_whole(t: &TestStore) {
+    // R8, R13: the repeat list is decided per viewer by the visibility engine, with no cap: a
+    // long-standing template behind more than a thousand newer medicine entries is still offered,
+    // and a patient whose own level is None is offered nothing.
+    use caldicott_app::access_panel::AccessChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = app.now();
+    let mut template = consultation(&pat, now - Duration::days(3000), "");
+    template.body = EntryBody::Medication {
+        drug: "Levothyroxine 100 microgram tablets".into(),
+        dosage: "One each morning".into(),
+        quantity: "28 tablet".into(),
+        course: MedicationCourse::RepeatTemplate,
+    };
+    template.event_date = (now - Duration::days(3000)).date_naive();
+    // Automatic access reaches back only to the switch-on; the template is older, so the
+    // patient's own level reaches the whole record (historic access) to show it.
+    let historic =
+        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true };
+    app.change_access(&tp.clinician, pat.nhs_number.as_str(), &historic).await.unwrap();
+    let issues: Vec<Entry> = (0..1005)
+        .map(|i| {
+            let mut e = consultation(&pat, now - Duration::days(1000) + Duration::minutes(i), "");
+            e.body = EntryBody::MedicationIssue {
+                drug: format!("Paracetamol 500mg tablets, batch {i}"),
+                dosage: "Two when needed".into(),
+                quantity: "32 tablet".into(),
+                template: None,
+            };
+            e
+        })
+        .collect();
+    let mut all = vec![template.clone()];
+    all.extend(issues);
+    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let page = app.repeat_page(&me, None).await.unwrap();
+    assert_eq!(page.orderable.iter().map(|o| o.template).collect::<Vec<_>>(), vec![template.id]);
+    let none =
+        AccessChange::SetLevel { level: AccessLevel::None, from: RecordFrom::Beginning, historic_confirmed: false };
+    app.change_access(&tp.clinician, pat.nhs_number.as_str(), &none).await.unwrap();
+    let page = app.repeat_page(&me, None).await.unwrap();
+    assert!(page.orderable.is_empty(), "no record access: no medicine from the record is listed");
+    let refused = app.request_repeats(&me, None, &[template.id], "").await.unwrap().unwrap_err();
+    assert_eq!(refused[0].field, "items");
 }
 
 async fn messages_to_the_practice_get_an_outcome(t: &TestStore) {
