@@ -40,6 +40,35 @@ pub fn time(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 10, 0, 0).single().unwrap_or_default()
 }
 
+/// How far the test clock stands from the system clock: `CALDICOTT_TEST_NOW` (an RFC 3339
+/// instant, such as `2027-03-28T00:03:00Z`) moves every test's "now" there, and time then runs
+/// on from it. CI runs the date-sensitive suites with it set just after and just before UK
+/// midnight and on both British Summer Time change days, so no test depends on the hour it runs.
+fn test_clock_offset() -> Duration {
+    static OFFSET: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("CALDICOTT_TEST_NOW")
+            .ok()
+            .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+            .map_or_else(Duration::zero, |t| t.with_timezone(&Utc) - Utc::now())
+    })
+}
+
+/// "Now" for tests: the system clock, moved by `CALDICOTT_TEST_NOW` when it is set.
+pub fn now() -> DateTime<Utc> {
+    Utc::now() + test_clock_offset()
+}
+
+/// Today's UK date on the test clock.
+pub fn today() -> NaiveDate {
+    caldicott_core::uk::uk_date(now())
+}
+
+/// The clock for an `App` under test (see [`now`]).
+pub fn test_clock() -> crate::Clock {
+    std::sync::Arc::new(now)
+}
+
 fn unique() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed) + (new_id().as_u128() % 100_000) as u32 * 100
 }
@@ -134,7 +163,7 @@ fn unreachable_nhs() -> NhsNumber {
 pub fn audit(action: Action, patient: Option<PatientId>) -> AuditRecord {
     AuditRecord::new(
         AuditEventId::from_uuid(new_id()),
-        Utc::now(),
+        now(),
         actor(),
         patient,
         action,
@@ -399,7 +428,7 @@ pub async fn online_clinic(
 ) -> AppResult<()> {
     use chrono::Datelike;
     let reception = crate::auth::authenticate(app, &tp.receptionist_token).await?;
-    let day = (Utc::now() + Duration::days(days)).date_naive();
+    let day = caldicott_core::uk::uk_date(now() + Duration::days(days));
     let clinic = crate::appointments::NewClinic {
         clinician: tp.clinician.staff.to_string(),
         day: day.day().to_string(),

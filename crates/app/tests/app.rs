@@ -10,11 +10,11 @@ use caldicott_core::entry::*;
 use caldicott_core::ids::*;
 use caldicott_store::test_support::{self, TestStore};
 use caldicott_store::Backend;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use std::sync::Arc;
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
@@ -118,12 +118,12 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
-    let granted = Utc::now().date_naive() - Duration::days(100);
+    let granted = caldicott_app::fixtures::today() - Duration::days(100);
     let link = ProxyLink {
         id: ProxyLinkId::from_uuid(caldicott_app::new_id()),
         patient: child.id,
@@ -146,7 +146,7 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
         .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
-    let recent = Utc::now() - Duration::days(10);
+    let recent = caldicott_app::fixtures::now() - Duration::days(10);
     let consult = consultation(&child, recent, "SECRET consultation text");
     let mut med = consultation(&child, recent, "");
     med.body = EntryBody::Medication {
@@ -156,7 +156,7 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
         course: MedicationCourse::Acute,
     };
     let old_med = EntryBody::Allergy { substance: "SECRET before grant".into(), reaction: "rash".into() };
-    let mut old = consultation(&child, Utc::now() - Duration::days(400), "");
+    let mut old = consultation(&child, caldicott_app::fixtures::now() - Duration::days(400), "");
     old.body = old_med;
     app.store
         .add_entries(
@@ -247,7 +247,7 @@ async fn tokens_authenticate_only_while_valid(t: &TestStore) {
         assert!(matches!(auth::authenticate(&app, bad).await, Err(AppError::Unauthenticated(_))), "{bad}");
     }
     // An expired token stops working.
-    let later = App::new(t.store.clone(), Arc::new(|| Utc::now() + Duration::days(2)));
+    let later = App::new(t.store.clone(), Arc::new(|| caldicott_app::fixtures::now() + Duration::days(2)));
     assert!(matches!(auth::authenticate(&later, &tp.clinician_token).await, Err(AppError::Unauthenticated(_))));
     // A revoked one too, on the very next request.
     let issued = auth::issue_token(&app, tp.practice.ods_code.as_str(), "clinician", "revoke me", Duration::days(1))
@@ -255,7 +255,7 @@ async fn tokens_authenticate_only_while_valid(t: &TestStore) {
         .unwrap();
     assert!(auth::authenticate(&app, &issued.secret).await.is_ok());
     app.store
-        .revoke_api_token(tp.practice.id, issued.token.id, Utc::now(), &fixtures::audit(Action::TokenRevoke, None))
+        .revoke_api_token(tp.practice.id, issued.token.id, caldicott_app::fixtures::now(), &fixtures::audit(Action::TokenRevoke, None))
         .await
         .unwrap();
     assert!(matches!(auth::authenticate(&app, &issued.secret).await, Err(AppError::Unauthenticated(_))));
@@ -342,7 +342,7 @@ fn app_with_clock(t: &TestStore) -> (App, Arc<std::sync::atomic::AtomicI64>) {
     let o = offset.clone();
     let app = App::new(
         t.store.clone(),
-        Arc::new(move || Utc::now() + Duration::seconds(o.load(std::sync::atomic::Ordering::SeqCst))),
+        Arc::new(move || caldicott_app::fixtures::now() + Duration::seconds(o.load(std::sync::atomic::Ordering::SeqCst))),
     );
     (app, offset)
 }
@@ -540,7 +540,7 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
     let grant = LevelGrant {
         level: AccessLevel::Full,
         from: RecordFrom::Beginning,
-        granted_on: Utc::now().date_naive(),
+        granted_on: caldicott_app::fixtures::today(),
         granted_by: "Dr Test".into(),
     };
     let settings = OnlineAccessSettings { grants: vec![grant.clone()], opted_out: false, own_level: None };
@@ -996,7 +996,7 @@ async fn reception_registers_and_deregisters_patients(t: &TestStore) {
         holder: p.id,
         kind: AccountKind::NhsLogin,
         identity: IdentityLevel::P9,
-        created_at: Utc::now(),
+        created_at: caldicott_app::fixtures::now(),
     };
     app.store
         .create_online_account(tp.practice.id, &account, &fixtures::audit(Action::OnlineAccountCreate, Some(p.id)))
@@ -1005,7 +1005,9 @@ async fn reception_registers_and_deregisters_patients(t: &TestStore) {
     app.store
         .add_entries(
             tp.practice.id,
-            &[consultation(&p, Utc::now() - Duration::minutes(5), "Seen")],
+            // Entered now, on the day of registration: an entry made a few minutes earlier would
+            // be on the day before just after midnight, before the registration (R4).
+            &[consultation(&p, caldicott_app::fixtures::now(), "Seen")],
             &fixtures::audit(Action::EntryCreate, Some(p.id)),
         )
         .await
@@ -1167,7 +1169,7 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
     assert_eq!(done.not_imported.get("Provenance"), Some(&1));
     let p = app.store.patient_by_nhs_number(tp.practice.id, &nhs).await.unwrap().unwrap();
     assert_eq!((p.name.given.as_str(), p.date_of_birth), ("Ruth", fixtures::date(1990, 2, 1)));
-    let reg = p.registration_on(Utc::now().date_naive()).unwrap();
+    let reg = p.registration_on(caldicott_app::fixtures::today()).unwrap();
     assert_eq!(reg.kind, caldicott_core::patient::RegistrationKind::TransferredIn);
     assert_eq!(reg.previous_practice.as_deref(), Some("B82001"));
     assert_eq!(p.contact.address.postcode, "RV2 4OW");
@@ -1328,7 +1330,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let recent = Utc::now() - Duration::days(3);
+    let recent = caldicott_app::fixtures::now() - Duration::days(3);
     let visible = consultation(&pat, recent, "visible to the patient");
     let mut all = vec![visible.clone()];
     all.extend(withheld_entries(&pat, recent, "SECRET"));
@@ -1406,7 +1408,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
@@ -1418,11 +1420,11 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
         &child,
         &parent,
         AccessLevel::Summary,
-        Utc::now().date_naive() - Duration::days(100),
+        caldicott_app::fixtures::today() - Duration::days(100),
     )
     .await
     .unwrap();
-    let recent = Utc::now() - Duration::days(10);
+    let recent = caldicott_app::fixtures::now() - Duration::days(10);
     let consult = consultation(&child, recent, "SECRET consultation beyond the proxy's level");
     let mut med = consultation(&child, recent, "");
     med.body = EntryBody::Medication {
@@ -1453,7 +1455,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
     // A suspended link shows nothing of the record, and says so without a clinical reason.
     let mut suspended = link.clone();
     suspended.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
-    suspended.status = ProxyStatus::Suspended { since: Utc::now().date_naive(), reason: "review".into() };
+    suspended.status = ProxyStatus::Suspended { since: caldicott_app::fixtures::today(), reason: "review".into() };
     app.store
         .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
@@ -1469,7 +1471,7 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let entry = consultation(&pat, Utc::now() - Duration::days(2), "to be hidden");
+    let entry = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "to be hidden");
     app.store
         .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
@@ -1512,7 +1514,7 @@ async fn clinic_tomorrow(
     online: bool,
 ) -> Vec<caldicott_core::appointments::Slot> {
     use caldicott_app::appointments::NewClinic;
-    let day = Utc::now().date_naive() + Duration::days(3);
+    let day = caldicott_app::fixtures::today() + Duration::days(3);
     let f = NewClinic {
         clinician: tp.clinician.staff.to_string(),
         day: day.format("%d").to_string(),
@@ -1602,13 +1604,13 @@ async fn patients_book_and_cancel_appointments_and_one_slot_never_holds_two(t: &
 
     // A proxy without the appointments permission cannot book for the patient.
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 5));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 5));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
     let mut link =
-        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::None, Utc::now().date_naive())
+        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::None, caldicott_app::fixtures::today())
             .await
             .unwrap();
     link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
@@ -1638,7 +1640,7 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let med = |drug: &str| {
-        let mut e = consultation(&pat, Utc::now() - Duration::days(30), "");
+        let mut e = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(30), "");
         e.body = EntryBody::Medication {
             drug: drug.into(),
             dosage: "One daily".into(),
@@ -1718,7 +1720,7 @@ async fn repeats_offered_online_go_through_the_engine_whole(t: &TestStore) {
         quantity: "28 tablet".into(),
         course: MedicationCourse::RepeatTemplate,
     };
-    template.event_date = (now - Duration::days(3000)).date_naive();
+    template.event_date = caldicott_core::uk::uk_date(now - Duration::days(3000));
     // Automatic access reaches back only to the switch-on; the template is older, so the
     // patient's own level reaches the whole record (historic access) to show it.
     let historic =
@@ -1773,7 +1775,7 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
     use caldicott_app::proxies::{ProxyChange, ProxyRequest};
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
-    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
@@ -1852,7 +1854,7 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
 
     // R18: a link granted six years ago and never used is flagged; one used last month is not.
     let adult_patient = adult(&app, tp.practice.id).await.unwrap();
-    let long_ago = Utc::now().date_naive() - Duration::days(365 * 6);
+    let long_ago = caldicott_app::fixtures::today() - Duration::days(365 * 6);
     let idle_proxy = adult(&app, tp.practice.id).await.unwrap();
     let busy_proxy = adult(&app, tp.practice.id).await.unwrap();
     let idle = fixtures::proxy_link(&app, tp.practice.id, &adult_patient, &idle_proxy, AccessLevel::Summary, long_ago)
@@ -1876,9 +1878,9 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     let offset = Arc::new(AtomicI64::new(0));
     let clock_offset = offset.clone();
     let app =
-        App::new(t.store.clone(), Arc::new(move || Utc::now() + Duration::days(clock_offset.load(Ordering::SeqCst))));
+        App::new(t.store.clone(), Arc::new(move || caldicott_app::fixtures::now() + Duration::days(clock_offset.load(Ordering::SeqCst))));
     let tp = fixtures::practice(&app).await.unwrap();
-    let today = Utc::now().date_naive();
+    let today = caldicott_app::fixtures::today();
     // The child turns 11 in ten days.
     let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(132);
     let child = fixtures::person(tp.practice.id, dob);
@@ -1897,7 +1899,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
         .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
-    let mut med = consultation(&child, Utc::now() - Duration::days(30), "");
+    let mut med = consultation(&child, caldicott_app::fixtures::now() - Duration::days(30), "");
     med.body = EntryBody::Medication {
         drug: "Salbutamol".into(),
         dosage: "2 puffs".into(),
@@ -1945,7 +1947,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
     // A link with an end date lapses after it; reactivating it starts it again without one.
     let carer = adult(&app, tp.practice.id).await.unwrap();
-    let end = (Utc::now() + Duration::days(12)).date_naive();
+    let end = caldicott_core::uk::uk_date(caldicott_app::fixtures::now() + Duration::days(12));
     let req = caldicott_app::proxies::ProxyRequest {
         applicant_nhs: carer.nhs_number.as_str().into(),
         relationship: "Grandmother".into(),
@@ -1987,7 +1989,7 @@ async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t
     app.store
         .add_entries(
             tp.practice.id,
-            &[consultation(&pat, Utc::now() - Duration::days(2), "seen")],
+            &[consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "seen")],
             &fixtures::audit(Action::EntryCreate, Some(pat.id)),
         )
         .await
@@ -2052,7 +2054,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
         .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
         .await
         .unwrap();
-    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET");
+    let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET");
     app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     let letter = app.issue_linkage(&reception, pat.nhs_number.as_str(), "P9").await.unwrap();
     // The patient makes their own account with the letter; an app may still link with it.
@@ -2114,7 +2116,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
         .create_patient(tp.practice.id, &texter, &fixtures::audit(Action::PatientCreate, Some(texter.id)))
         .await
         .unwrap();
-    let mut dissent = consultation(&texter, Utc::now() - Duration::days(3), "");
+    let mut dissent = consultation(&texter, caldicott_app::fixtures::now() - Duration::days(3), "");
     dissent.body = EntryBody::Coded { value: None };
     dissent.code = Some(caldicott_core::snomed::Coding {
         concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
@@ -2192,7 +2194,7 @@ async fn regenerating_the_linkage_key_cuts_off_every_app_at_once(t: &TestStore) 
     assert_eq!(links.len(), 3);
     assert!(links.iter().all(|(l, _)| l.revoked_at.is_some()));
     // Overdue alerts show on the dashboard after a day.
-    let later = App::new(t.store.clone(), Arc::new(|| Utc::now() + Duration::hours(25)));
+    let later = App::new(t.store.clone(), Arc::new(|| caldicott_app::fixtures::now() + Duration::hours(25)));
     assert_eq!(later.overdue_alerts(&tp.clinician).await.unwrap(), 3);
     assert_eq!(app.overdue_alerts(&tp.clinician).await.unwrap(), 0);
 }

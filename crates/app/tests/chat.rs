@@ -7,7 +7,7 @@ use caldicott_app::{auth, App, AppError};
 use caldicott_store::test_support::{self, TestStore};
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 async fn messages_are_kept_deleted_ones_too_and_linked_to_patients(t: &TestStore) {

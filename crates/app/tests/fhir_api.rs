@@ -24,7 +24,7 @@ const BASE: &str = "http://test/fhir/r4";
 const TOKEN_URL: &str = "http://test/fhir/r4/token";
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 async fn app_token(app: &App, client: &str, secret: &str, link: &str, scope: &str) -> FhirCaller {
@@ -100,7 +100,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let other = adult(&app, tp.practice.id).await.unwrap();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let seen: Vec<_> =
         (0..5).map(|i| consultation(&pat, now - Duration::days(10 + i), &format!("VISIBLE-{i} chest clear"))).collect();
     let hidden = withheld_entries(&pat, now - Duration::days(3), "SECRET-FHIR");
@@ -252,7 +252,7 @@ async fn medication_statements_and_hidden_repeats(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let shown_repeat = repeat(&pat, now - Duration::days(40), "Amlodipine 5mg tablets");
     let mut hidden_repeat = repeat(&pat, now - Duration::days(39), "SECRET-DRUG 10mg");
     hide(&mut hidden_repeat);
@@ -343,7 +343,7 @@ async fn searches_include_what_their_resources_point_at(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let mut by_doctor = consultation(&pat, now - Duration::days(3), "");
     by_doctor.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
     by_doctor.body = EntryBody::TestResult {
@@ -420,13 +420,15 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
-    let today = Utc::now().date_naive();
+    let today = caldicott_app::fixtures::today();
+    // A letter dated a month ago: a fixed day of this year would be in the future in January.
+    let dated = today - Duration::days(30);
     let new_doc = |title: &str, content: Vec<u8>, name: &str| NewDocument {
         title: title.into(),
         summary: "Seen in clinic".into(),
-        day: "1".into(),
-        month: "3".into(),
-        year: today.format("%Y").to_string(),
+        day: dated.format("%d").to_string(),
+        month: dated.format("%m").to_string(),
+        year: dated.format("%Y").to_string(),
         filename: name.into(),
         content,
     };
@@ -520,7 +522,7 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
     let labelled = app.fhir_read(&staff, "DocumentReference", &secret_doc.to_string()).await.unwrap();
     assert_eq!(labelled["meta"]["security"][0]["code"], "NOPAT");
     // A document held as a summary only opens as that summary, as text.
-    let mut summary_only = consultation(&pat, Utc::now() - Duration::days(1), "");
+    let mut summary_only = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(1), "");
     summary_only.body = EntryBody::Document {
         title: "Old letter".into(),
         summary: "Discharged after day surgery".into(),
@@ -550,7 +552,7 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     let other_tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
-    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET-SYSTEM");
+    let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET-SYSTEM");
     app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
@@ -597,7 +599,7 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
         token_url: TOKEN_URL.into(),
         ..TokenRequest::default()
     };
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let assertion = client_assertion(&reporting.client_id, &private, TOKEN_URL, now).unwrap();
     let granted = app.fhir_token(&request(assertion.clone(), "")).await.unwrap();
     assert_eq!(
@@ -658,7 +660,7 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     // Turned off: the next request is refused, and no new token is given.
     app.set_integration_active(&admin, &reporting.id.to_string(), false).await.unwrap();
     assert!(matches!(app.fhir_caller(&granted.access_token).await, Err(AppError::Unauthenticated(_))));
-    let fresh = client_assertion(&reporting.client_id, &private, TOKEN_URL, Utc::now()).unwrap();
+    let fresh = client_assertion(&reporting.client_id, &private, TOKEN_URL, caldicott_app::fixtures::now()).unwrap();
     assert_eq!(oauth_error(app.fhir_token(&request(fresh, "")).await), "invalid_client");
     assert!(app.integrations(&admin).await.unwrap().iter().all(|i| !i.active));
 }
@@ -670,7 +672,7 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    let today = Utc::now().date_naive();
+    let today = caldicott_app::fixtures::today();
     let mut child = fixtures::person(tp.practice.id, today - Duration::days(365 * 8));
     child.contact.address.postcode = "CH1 1LD".into();
     app.store
@@ -686,7 +688,7 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
         .update_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkUpdate, Some(child.id)))
         .await
         .unwrap();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let mut allergy = consultation(&child, now - Duration::days(5), "");
     allergy.body = EntryBody::Allergy { substance: "Peanuts".into(), reaction: "Hives".into() };
     let visit = consultation(&child, now - Duration::days(4), "DETAIL-ONLY consultation text");
@@ -872,8 +874,8 @@ type Gen = (u8, bool, bool, bool);
 async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: u8) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
-    let now = Utc::now();
-    let today = now.date_naive();
+    let now = caldicott_app::fixtures::now();
+    let today = caldicott_core::uk::uk_date(now);
     let adult_pat = adult(&app, tp.practice.id).await.unwrap();
     // viewer 0: the patient; 1..: a parent whose proxy link has that record level.
     let (pat, holder, proxy) = if viewer == 0 {

@@ -15,7 +15,7 @@ use caldicott_store::test_support::{self, TestStore};
 use chrono::{DateTime, Duration, Utc};
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 async fn who(app: &App, token: &str) -> StaffPrincipal {
@@ -174,7 +174,7 @@ async fn bulk_104_is_warned_confirmed_audited_and_undone(t: &TestStore) {
     let done = app.bulk_apply(&manager, &input, "2").await.unwrap().unwrap();
     assert_eq!(done.job.patients, 2);
     // R2: automatic access is held back for them at once.
-    let new_entry = consultation(&adults[0], Utc::now(), "Seen after the bulk 104");
+    let new_entry = consultation(&adults[0], caldicott_app::fixtures::now(), "Seen after the bulk 104");
     add(&app, p, std::slice::from_ref(&new_entry)).await;
     let online = app
         .online_view(&tp.clinician, adults[0].nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
@@ -217,7 +217,7 @@ async fn an_enhanced_review_highlights_then_grants_or_withholds(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let p = tp.practice.id;
     let pat = adult(&app, p).await.unwrap();
-    let coded = Utc::now() - Duration::days(30);
+    let coded = caldicott_app::fixtures::now() - Duration::days(30);
     let third_party =
         consultation(&pat, coded + Duration::days(1), "Mother reports the patient's father was aggressive at home.");
     let plain = consultation(&pat, coded + Duration::days(2), "Sore throat, fluids advised.");

@@ -9,7 +9,7 @@ use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::ids::MessageId;
 use caldicott_core::messages::{Channel, MessageStatus, OutboundMessage};
 use caldicott_store::test_support::{self, TestStore};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +44,7 @@ impl Courier for Flaky {
 async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore) {
     let offset = Arc::new(AtomicI64::new(0));
     let clock = offset.clone();
-    let app = App::new(t.store.clone(), Arc::new(move || Utc::now() + Duration::seconds(clock.load(Ordering::SeqCst))));
+    let app = App::new(t.store.clone(), Arc::new(move || caldicott_app::fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))));
     let tp = fixtures::practice(&app).await.unwrap();
     let mut patients = Vec::new();
     for _ in 0..3 {

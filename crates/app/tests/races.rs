@@ -14,7 +14,7 @@ use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_core::entry::HiddenReason;
 use caldicott_store::test_support::{self, TestStore};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -67,11 +67,11 @@ enum Reader {
 }
 
 async fn hidden_entries_never_show_while_clinicians_write(t: &TestStore) {
-    let app = App::new(t.store.clone(), caldicott_app::system_clock());
+    let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock());
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let nhs = pat.nhs_number.as_str().to_owned();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let visible: Vec<_> = (0..TO_HIDE)
         .map(|i| consultation(&pat, now - Duration::hours(2 + i as i64), &format!("RACE-VISIBLE-{i:03}")))
         .collect();

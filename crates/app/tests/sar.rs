@@ -9,7 +9,7 @@ use caldicott_store::test_support::{self, TestStore};
 use chrono::{Datelike, Duration};
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 fn typed(nhs: &str, d: chrono::NaiveDate, waiting: &str) -> NewSar {

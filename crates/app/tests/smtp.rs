@@ -13,7 +13,7 @@ use caldicott_core::messages::MessageStatus;
 use caldicott_core::patient::PreferredContactMethod;
 use caldicott_core::tasks::TaskKind;
 use caldicott_store::test_support;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -70,7 +70,7 @@ fn mailbox(dir: &std::path::Path) -> Vec<String> {
 async fn the_safety_net_email_reaches_the_mailbox(t: &test_support::TestStore) {
     // R23, T8
     let server = start_smtp();
-    let app = App::new(t.store.clone(), caldicott_app::system_clock());
+    let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock());
     let tp = fixtures::practice(&app).await.unwrap();
     let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
     pat.contact.email = Some("pat@example.com".into());
@@ -79,7 +79,7 @@ async fn the_safety_net_email_reaches_the_mailbox(t: &test_support::TestStore) {
         .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
         .await
         .unwrap();
-    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(1), "SECRET");
+    let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET");
     app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (wallet, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd", "").await.unwrap();

@@ -18,7 +18,7 @@ use caldicott_store::inbound::InboundStatus;
 use caldicott_store::test_support::{self, TestStore};
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 fn example(name: &str) -> Vec<u8> {
@@ -172,7 +172,7 @@ async fn nopat_keeps_every_filed_entry_off_line(t: &TestStore) {
         &s.hannah,
         &applicant,
         caldicott_core::access::AccessLevel::Full,
-        chrono::Utc::now().date_naive() - chrono::Duration::days(1),
+        caldicott_app::fixtures::today() - chrono::Duration::days(1),
     )
     .await
     .unwrap();

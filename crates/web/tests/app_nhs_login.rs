@@ -85,7 +85,7 @@ async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
         scope: "openid".into(),
     })
     .unwrap();
-    let app = App::new(t.store.clone(), caldicott_app::system_clock()).with_nhs_login(provider);
+    let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock()).with_nhs_login(provider);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();

@@ -11,7 +11,7 @@ use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_en
 use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_store::test_support::{self, TestStore};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -56,14 +56,14 @@ async fn token_request(app: &App, client: &str, secret: &str, form: &str) -> Rep
 }
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let hidden = withheld_entries(&pat, Utc::now() - Duration::days(2), "SECRET-HTTP");
+    let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(2), "SECRET-HTTP");
     app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     // The CapabilityStatement needs no token and says what is served.
@@ -145,7 +145,7 @@ async fn integration_token(app: &App, tp: &fixtures::TestPractice, scopes: &str)
         .await
         .unwrap();
     let assertion =
-        caldicott_app::fhir_api::client_assertion(&i.client_id, &private, "http://test/fhir/r4/token", Utc::now())
+        caldicott_app::fhir_api::client_assertion(&i.client_id, &private, "http://test/fhir/r4/token", caldicott_app::fixtures::now())
             .unwrap();
     let form = format!(
         "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
@@ -173,24 +173,24 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     let other_tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
-    let entry = consultation(&pat, Utc::now() - Duration::days(1), "MATRIX visit");
-    let mut course = consultation(&pat, Utc::now() - Duration::days(2), "");
+    let entry = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(1), "MATRIX visit");
+    let mut course = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "");
     course.body = caldicott_core::entry::EntryBody::Medication {
         drug: "MATRIX drug".into(),
         dosage: "One daily".into(),
         quantity: "28".into(),
         course: caldicott_core::entry::MedicationCourse::RepeatTemplate,
     };
-    let mut letter = consultation(&pat, Utc::now() - Duration::days(3), "");
+    let mut letter = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(3), "");
     letter.body = caldicott_core::entry::EntryBody::Document {
         title: "MATRIX letter".into(),
         summary: "MATRIX summary".into(),
         filing: caldicott_core::entry::Filing::Filed,
         review: caldicott_core::entry::DocumentReview::Reviewed,
     };
-    let mut problem = consultation(&pat, Utc::now() - Duration::days(4), "");
+    let mut problem = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(4), "");
     problem.body = caldicott_core::entry::EntryBody::Problem { title: "MATRIX asthma".into(), active: true };
-    let mut result = consultation(&pat, Utc::now() - Duration::days(5), "");
+    let mut result = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(5), "");
     result.body = caldicott_core::entry::EntryBody::TestResult {
         test: "MATRIX haemoglobin".into(),
         value: "140".into(),
@@ -199,10 +199,10 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         abnormal: false,
         filing: caldicott_core::entry::Filing::Filed,
     };
-    let mut allergy = consultation(&pat, Utc::now() - Duration::days(6), "");
+    let mut allergy = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(6), "");
     allergy.body =
         caldicott_core::entry::EntryBody::Allergy { substance: "MATRIX penicillin".into(), reaction: "Rash".into() };
-    let mut jab = consultation(&pat, Utc::now() - Duration::days(7), "");
+    let mut jab = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(7), "");
     jab.body = caldicott_core::entry::EntryBody::Immunisation { vaccine: "MATRIX influenza".into() };
     app.store
         .add_entries(
@@ -222,7 +222,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         .unwrap();
     // A parent of this practice who acts for their child.
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    let child = fixtures::person(tp.practice.id, Utc::now().date_naive() - Duration::days(365 * 6));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
@@ -233,7 +233,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         &child,
         &parent,
         caldicott_core::access::AccessLevel::Full,
-        Utc::now().date_naive(),
+        caldicott_app::fixtures::today(),
     )
     .await
     .unwrap();
@@ -250,7 +250,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     fixtures::online_clinic(&app, &tp, 3, ("10:00", "10:20"), 10).await.unwrap();
     let slots: Vec<String> = app
         .store
-        .slots_between(tp.practice.id, Utc::now(), Utc::now() + Duration::days(7))
+        .slots_between(tp.practice.id, caldicott_app::fixtures::now(), caldicott_app::fixtures::now() + Duration::days(7))
         .await
         .unwrap()
         .iter()
@@ -503,7 +503,7 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let mut entries: Vec<_> =
         (0..120).map(|i| consultation(&pat, now - Duration::hours(i + 1), &format!("CLIENT-{i}"))).collect();
     entries[3].body = caldicott_core::entry::EntryBody::TestResult {
@@ -611,7 +611,7 @@ async fn a_real_fhir_client_reads_the_demo_patients_through_a_linked_app(t: &Tes
     use caldicott_app::demo::{build_demo, DemoOptions};
     use caldicott_app::record::ViewAs;
     let app = app(t);
-    let opts = DemoOptions { patients: 20, seed: 3, as_of: Utc::now().date_naive(), long_record: None };
+    let opts = DemoOptions { patients: 20, seed: 3, as_of: caldicott_app::fixtures::today(), long_record: None };
     let report = build_demo(&app, &opts).await.unwrap();
     let ods = report.practice.ods_code.as_str().to_owned();
     let admin = caldicott_app::auth::principal_for(&app, &ods, "s.lee").await.unwrap();

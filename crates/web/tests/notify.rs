@@ -117,7 +117,7 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     let clock = offset.clone();
     let app = App::new(
         t.store.clone(),
-        Arc::new(move || chrono::Utc::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))),
+        Arc::new(move || caldicott_app::fixtures::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))),
     )
     .with_notify_callback_token("callback-secret");
     let tp = fixtures::practice(&app).await.unwrap();
@@ -199,7 +199,7 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     let again = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
     let letter = again.iter().find(|m| m.channel == Channel::Letter).unwrap();
     assert_eq!(letter.status, MessageStatus::Queued);
-    assert!(letter.next_attempt_at > chrono::Utc::now() + chrono::Duration::minutes(50));
+    assert!(letter.next_attempt_at > caldicott_app::fixtures::now() + chrono::Duration::minutes(50));
     // Staff see it among the failed messages and send it again.
     let listed = app.failed_messages(&tp.clinician).await.unwrap();
     assert_eq!(listed.len(), 1);

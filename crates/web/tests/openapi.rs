@@ -9,7 +9,7 @@ use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_en
 use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_store::test_support::{self, TestStore};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use std::collections::BTreeSet;
 
 /// (method, path) of every route in a router's source, with its mount prefix.
@@ -121,10 +121,10 @@ async fn schemathesis(app: &App, token: &str, checks: &str, env: &[(&str, String
 /// linked app; and the app, steered to its own patient's record, never receives an entry hidden
 /// from the patient (its text or its id).
 async fn schemathesis_finds_no_server_error(t: &TestStore) {
-    let app = App::new(t.store.clone(), caldicott_app::system_clock());
+    let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock());
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let now = Utc::now();
+    let now = caldicott_app::fixtures::now();
     let hidden = withheld_entries(&pat, now - Duration::hours(5), "SCHEMA");
     let mut entries = vec![consultation(&pat, now - Duration::days(1), "Seen")];
     entries.extend(hidden.iter().cloned());

@@ -51,7 +51,7 @@ async fn post_json(app: &App, uri: &str, token: &str, body: &Value) -> Reply {
 }
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::system_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
 }
 
 async fn health_and_front_page_need_no_sign_in(t: &TestStore) {
@@ -249,7 +249,7 @@ async fn sign_in(b: &mut Browser, ods: &str, username: &str) -> String {
         page.body.find("id=\"totp-secret\">").expect("enrolment shows the secret") + "id=\"totp-secret\">".len();
     let secret = page.body[secret_at..].split('<').next().unwrap().to_owned();
     assert!(page.body.contains("<svg"), "enrolment shows a QR code");
-    let code = caldicott_app::session::current_code(&secret, chrono::Utc::now()).unwrap();
+    let code = caldicott_app::session::current_code(&secret, caldicott_app::fixtures::now()).unwrap();
     let r = b.post("/sign-in/code", &[("_csrf", &csrf(&page.body)), ("code", &code)]).await;
     assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/"), "{}", r.body);
     secret
@@ -453,7 +453,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .await
         .unwrap();
     // A booked appointment and an open message task, for the routes that take them.
-    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(5);
+    let day = caldicott_app::fixtures::today() + chrono::Duration::days(5);
     let clinic = caldicott_app::appointments::NewClinic {
         clinician: tp.clinician.staff.to_string(),
         day: day.format("%d").to_string(),
@@ -472,7 +472,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         id: caldicott_core::ids::AppointmentId::from_uuid(caldicott_app::new_id()),
         slot: slot.id,
         patient: pat.id,
-        booked_at: chrono::Utc::now(),
+        booked_at: caldicott_app::fixtures::now(),
         booked_by: "by reception".into(),
         cancelled_at: None,
         cancelled_by: None,
@@ -486,7 +486,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         patient: pat.id,
         kind: caldicott_core::tasks::TaskKind::MedicationQuery,
         status: caldicott_core::tasks::TaskStatus::Open,
-        created_at: chrono::Utc::now(),
+        created_at: caldicott_app::fixtures::now(),
         requested_by: "the patient, online".into(),
         body: caldicott_core::tasks::TaskBody::Message { text: "Can I take ibuprofen?".into() },
         outcome: None,
@@ -515,7 +515,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         )
         .await
         .unwrap();
-    let now = chrono::Utc::now();
+    let now = caldicott_app::fixtures::now();
     app.store.claim_due_messages(now, now + chrono::Duration::seconds(60), 100).await.unwrap();
     app.store
         .finish_message(
@@ -564,7 +564,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         &pat,
         &applicant,
         caldicott_core::access::AccessLevel::Summary,
-        chrono::Utc::now().date_naive(),
+        caldicott_app::fixtures::today(),
     )
     .await
     .unwrap();
@@ -578,7 +578,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         csv: bulk_patient.nhs_number.as_str().to_owned(),
         ..Default::default()
     };
-    let plan_date = (chrono::Utc::now().date_naive() + chrono::Duration::days(30)).to_string();
+    let plan_date = (caldicott_app::fixtures::today() + chrono::Duration::days(30)).to_string();
     // A pharmacy's consultation summary for the patient, waiting for review.
     let (sender, sender_secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
     let summary = std::fs::read_to_string(concat!(
@@ -995,7 +995,7 @@ async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &Tes
     let mut b = Browser::new(&app);
     sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
     let token = csrf(&b.get("/sars/new").await.body);
-    let today = chrono::Utc::now().date_naive();
+    let today = caldicott_app::fixtures::today();
     let (d, m, y) = (today.format("%-d").to_string(), today.format("%-m").to_string(), today.format("%Y").to_string());
     let r = b
         .post(
@@ -1344,7 +1344,7 @@ async fn a_patient_signs_up_with_the_letter_staff_print(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let recent = chrono::Utc::now() - chrono::Duration::days(2);
+    let recent = caldicott_app::fixtures::now() - chrono::Duration::days(2);
     let mut entries = vec![consultation(&pat, recent, "VISIBLE-MARK seen online")];
     entries.extend(withheld_entries(&pat, recent, "SECRET"));
     app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
@@ -1426,13 +1426,13 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
     let a = adult(&app, tp.practice.id).await.unwrap();
     let b = adult(&app, tp.practice.id).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    let child = fixtures::person(tp.practice.id, chrono::Utc::now().date_naive() - chrono::Duration::days(365 * 7));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 7));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
-    let recent = chrono::Utc::now() - chrono::Duration::days(5);
-    let granted = chrono::Utc::now().date_naive() - chrono::Duration::days(30);
+    let recent = caldicott_app::fixtures::now() - chrono::Duration::days(5);
+    let granted = caldicott_app::fixtures::today() - chrono::Duration::days(30);
     let link = fixtures::proxy_link(
         &app,
         tp.practice.id,
@@ -1539,7 +1539,7 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
 
 /// A repeat template for `p` whose drug name is `drug`.
 fn repeat_template(p: &caldicott_core::patient::Patient, drug: &str) -> caldicott_core::entry::Entry {
-    let mut e = consultation(p, chrono::Utc::now() - chrono::Duration::days(20), "");
+    let mut e = consultation(p, caldicott_app::fixtures::now() - chrono::Duration::days(20), "");
     e.body = caldicott_core::entry::EntryBody::Medication {
         drug: drug.into(),
         dosage: "One daily".into(),
@@ -1557,12 +1557,12 @@ async fn patient_services_reach_only_whom_the_caller_acts_for(t: &TestStore) {
     let a = adult(&app, tp.practice.id).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let suspended_parent = adult(&app, tp.practice.id).await.unwrap();
-    let child = fixtures::person(tp.practice.id, chrono::Utc::now().date_naive() - chrono::Duration::days(365 * 7));
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 7));
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
-    let today = chrono::Utc::now().date_naive();
+    let today = caldicott_app::fixtures::today();
     let link = fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Summary, today).await.unwrap();
     let mut suspended =
         fixtures::proxy_link(&app, tp.practice.id, &child, &suspended_parent, AccessLevel::Summary, today)
@@ -1636,7 +1636,7 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     let page = staff.get("/appointments").await;
     assert_eq!(page.status, StatusCode::OK);
     let token = csrf(&page.body);
-    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(4);
+    let day = caldicott_app::fixtures::today() + chrono::Duration::days(4);
     let (d, m, y) = (day.format("%d").to_string(), day.format("%m").to_string(), day.format("%Y").to_string());
     let clinician = tp.clinician.staff.to_string();
     let mut form = vec![
@@ -1729,14 +1729,14 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
     use caldicott_core::access::{AccessLevel, ProxyStatus};
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
-    let a = fixtures::person(tp.practice.id, chrono::Utc::now().date_naive() - chrono::Duration::days(365 * 40));
+    let a = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 40));
     app.store.create_patient(tp.practice.id, &a, &fixtures::audit(Action::PatientCreate, Some(a.id))).await.unwrap();
     let template = repeat_template(&a, "A-REPEAT-MED");
     app.store
         .add_entries(tp.practice.id, std::slice::from_ref(&template), &fixtures::audit(Action::EntryCreate, Some(a.id)))
         .await
         .unwrap();
-    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(6);
+    let day = caldicott_app::fixtures::today() + chrono::Duration::days(6);
     let clinic = caldicott_app::appointments::NewClinic {
         clinician: tp.clinician.staff.to_string(),
         day: day.format("%d").to_string(),
@@ -1750,7 +1750,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         location: "Room 1".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
-    let today = chrono::Utc::now().date_naive();
+    let today = caldicott_app::fixtures::today();
     // (name, record, appointments, prescriptions, status, ends)
     let kinds: [(&str, AccessLevel, bool, bool, bool); 6] = [
         ("record-only", AccessLevel::Summary, false, false, true),
@@ -1875,7 +1875,7 @@ async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
     let secret = between(&enrol.body, "id=\"totp-secret\">", "<").to_owned();
     let wrong = p.post("/my/security", &[("_csrf", &token), ("step", "confirm"), ("code", "000000")]).await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
-    let code = caldicott_app::session::current_code(&secret, chrono::Utc::now()).unwrap();
+    let code = caldicott_app::session::current_code(&secret, caldicott_app::fixtures::now()).unwrap();
     let on = p.post("/my/security", &[("_csrf", &token), ("step", "confirm"), ("code", &code)]).await;
     assert_eq!(location(&on), "/my/security?done=on");
     // Signing in now needs the code; the waiting session opens nothing.
@@ -1891,7 +1891,7 @@ async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
     let token = csrf(&page.body);
     let bad = q.post("/my/sign-in/code", &[("_csrf", &token), ("code", "123456")]).await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
-    let code = caldicott_app::session::current_code(&secret, chrono::Utc::now()).unwrap();
+    let code = caldicott_app::session::current_code(&secret, caldicott_app::fixtures::now()).unwrap();
     let ok = q.post("/my/sign-in/code", &[("_csrf", &token), ("code", &code)]).await;
     assert_eq!(location(&ok), "/my");
     assert_eq!(q.get("/my/record").await.status, StatusCode::OK);
