@@ -27,5 +27,8 @@ if ! "$VENV/bin/python" -c "import fhirclient" 2>/dev/null || ! cmp -s scripts/r
 fi
 export CALDICOTT_TEST_PYTHON="$VENV/bin/python"
 cargo test --workspace "$@"
+# Dates are UK dates and no test may depend on the hour it runs: the use-case and HTTP suites
+# again with the test clock just after and before UK midnight and on both BST change days.
+scripts/clock-tests.sh "$@"
 # T36: a bounded libFuzzer run of the parsers when a nightly toolchain is installed.
 scripts/fuzz.sh 20

@@ -54,7 +54,8 @@ fn describe(s: &OnlineAccessSettings) -> String {
         })
         .collect();
     let own = s.own_level.as_ref().map_or("automatic".to_owned(), |o| format!("{}@{}", o.level.as_str(), o.set_on));
-    format!("level={own} grants=[{}] opted_out={}", grants.join(","), s.opted_out)
+    let hold = s.transfer_review_pending.map_or(String::new(), |d| format!(" transfer_held_since={d}"));
+    format!("level={own} grants=[{}] opted_out={}{hold}", grants.join(","), s.opted_out)
 }
 
 fn require_access_manager(who: &StaffPrincipal) -> AppResult<()> {
@@ -100,10 +101,13 @@ fn apply(
                 });
             }
             new.own_level = Some(OwnLevel { level: *level, set_on: today, set_by: who.name.clone() });
+            // Setting the level is the new decision a transferred record waits for (R7).
+            new.transfer_review_pending = None;
         }
         AccessChange::UsePracticeDefault => {
             new.own_level = None;
             new.grants.clear();
+            new.transfer_review_pending = None;
         }
         AccessChange::Remove { level } => {
             if !new.grants.iter().any(|g| g.level == *level) {

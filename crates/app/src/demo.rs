@@ -943,6 +943,7 @@ impl Generator {
             }],
             opted_out: false,
             own_level: None,
+            transfer_review_pending: None,
         };
         item
     }

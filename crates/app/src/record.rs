@@ -212,6 +212,8 @@ pub(crate) struct Loaded {
     pub(crate) enhanced_review: EnhancedReview,
     /// The best identity level among the patient's own online accounts.
     pub(crate) identity: Option<IdentityLevel>,
+    /// The UK date a record was last transferred in for the patient (R7).
+    pub(crate) transferred_in: Option<NaiveDate>,
 }
 
 impl App {
@@ -283,7 +285,8 @@ impl App {
         let facts = self.store.access_facts(practice.id, patient.id).await?;
         let enhanced_review = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
         let identity = facts.account_identities.iter().copied().max();
-        Ok(Loaded { practice, patient, access: facts.settings, enhanced_review, identity })
+        let transferred_in = facts.transferred_in.map(caldicott_core::uk::uk_date);
+        Ok(Loaded { practice, patient, access: facts.settings, enhanced_review, identity, transferred_in })
     }
 
     async fn identity_of(&self, practice: PracticeId, holder: PatientId) -> AppResult<Option<IdentityLevel>> {
@@ -328,6 +331,7 @@ impl App {
             patient: &l.patient,
             access: &l.access,
             enhanced_review: l.enhanced_review,
+            transferred_in: l.transferred_in,
         };
         AccessPolicy::new(viewer, facts, self.now())
     }

@@ -53,9 +53,9 @@ fn require_task_reader(who: &StaffPrincipal) -> AppResult<()> {
 
 impl App {
     /// Current repeat templates that may be ordered online, decided by the visibility engine for
-    /// this viewer (the patient, or the proxy acting for them) like every other online output:
-    /// a template the viewer may not see online is never offered, so the list cannot reveal a
-    /// hidden entry, and every template is read, however long the record (R8, R12, R13).
+    /// this viewer (the patient, or the proxy acting for them; `AccessPolicy::repeat_offer`): a
+    /// hidden template is never offered, nor anything to a viewer without record access, so the
+    /// list cannot reveal a hidden entry; every template is read, however long the record.
     async fn orderable(&self, me: &PatientPrincipal, who: &ActingFor) -> AppResult<Vec<Orderable>> {
         let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let loaded = self.facts_for(practice, who.patient.clone()).await?;
@@ -64,7 +64,7 @@ impl App {
             .section_entries(&loaded, Section::Medications)
             .await?
             .into_iter()
-            .filter(|e| policy.decide(e).is_shown())
+            .filter(|e| policy.repeat_offer(e).is_shown())
             .filter_map(|e| match e.body {
                 EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
                     Some(Orderable { template: e.id, drug, dosage, quantity })

@@ -13,6 +13,7 @@
 
 use crate::fhir::{read_transfer_bundle, RedactionLabel};
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use caldicott_core::access::{AccessLevel, ProxyStatus, RecordFrom};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
@@ -38,6 +39,9 @@ pub struct TransferOutcome {
     pub not_imported: BTreeMap<String, usize>,
     /// The entries that wait for a clinician's review (D4), oldest first.
     pub pending: Vec<PendingEntry>,
+    /// Access given before the transfer that does not reach the transferred entries until it is
+    /// given again after review (R7), in words for staff.
+    pub held_back: Vec<String>,
 }
 
 /// An imported entry hidden pending review.
@@ -138,6 +142,30 @@ impl App {
 
         let from = &read.from_ods;
         let by = format!("Transfer from {from}");
+        // R7: what access given before the transfer will not reach the transferred entries.
+        let mut held_back = Vec::new();
+        if !new_patient {
+            let settings = self.store.access_facts(who.practice, patient.id).await?.settings;
+            if let Some(own) = &settings.own_level {
+                held_back.push(format!("the patient's own level ({}), set on {}", own.level.display(), own.set_on));
+            }
+            for g in &settings.grants {
+                held_back.push(match g.from {
+                    RecordFrom::Beginning => format!("{} over the whole record (historic access)", g.level.display()),
+                    RecordFrom::Date(d) => format!("{} from {d}", g.level.display()),
+                });
+            }
+            for link in self.store.proxy_links_for_patient(who.practice, patient.id).await? {
+                if link.status == ProxyStatus::Active && link.scope.record != AccessLevel::None {
+                    held_back.push(format!(
+                        "proxy access for the patient's {} ({}), granted on {}",
+                        link.relationship.to_lowercase(),
+                        link.scope.record.display(),
+                        link.granted_on
+                    ));
+                }
+            }
+        }
         let ids: Vec<EntryId> = read.entries.iter().map(|_| EntryId::from_uuid(new_id())).collect();
         let mut entries = Vec::with_capacity(read.entries.len());
         let mut files = Vec::new();
@@ -235,8 +263,9 @@ impl App {
             Outcome::Success,
             format!(
                 "{} entries from {from} (file sha256 {sha256}): {hidden_by_sender} hidden by the sending practice, \
-                 {pending_review} hidden pending review",
-                entries.len()
+                 {pending_review} hidden pending review; access given before it held back from them: {}",
+                entries.len(),
+                held_back.len()
             ),
         ));
         match self
@@ -269,6 +298,7 @@ impl App {
                     p.sort_by_key(|e| e.event_date);
                     p
                 },
+                held_back,
             })),
             Err(StoreError::Conflict(m)) => Ok(Err(vec![format!("Nothing was imported: {m}")])),
             Err(e) => Err(e.into()),

@@ -255,7 +255,12 @@ async fn tokens_authenticate_only_while_valid(t: &TestStore) {
         .unwrap();
     assert!(auth::authenticate(&app, &issued.secret).await.is_ok());
     app.store
-        .revoke_api_token(tp.practice.id, issued.token.id, caldicott_app::fixtures::now(), &fixtures::audit(Action::TokenRevoke, None))
+        .revoke_api_token(
+            tp.practice.id,
+            issued.token.id,
+            caldicott_app::fixtures::now(),
+            &fixtures::audit(Action::TokenRevoke, None),
+        )
         .await
         .unwrap();
     assert!(matches!(auth::authenticate(&app, &issued.secret).await, Err(AppError::Unauthenticated(_))));
@@ -342,7 +347,9 @@ fn app_with_clock(t: &TestStore) -> (App, Arc<std::sync::atomic::AtomicI64>) {
     let o = offset.clone();
     let app = App::new(
         t.store.clone(),
-        Arc::new(move || caldicott_app::fixtures::now() + Duration::seconds(o.load(std::sync::atomic::Ordering::SeqCst))),
+        Arc::new(move || {
+            caldicott_app::fixtures::now() + Duration::seconds(o.load(std::sync::atomic::Ordering::SeqCst))
+        }),
     );
     (app, offset)
 }
@@ -543,7 +550,12 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
         granted_on: caldicott_app::fixtures::today(),
         granted_by: "Dr Test".into(),
     };
-    let settings = OnlineAccessSettings { grants: vec![grant.clone()], opted_out: false, own_level: None };
+    let settings = OnlineAccessSettings {
+        grants: vec![grant.clone()],
+        opted_out: false,
+        own_level: None,
+        transfer_review_pending: None,
+    };
     app.store
         .set_access_settings(
             tp.practice.id,
@@ -1174,8 +1186,13 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
     assert_eq!(reg.previous_practice.as_deref(), Some("B82001"));
     assert_eq!(p.contact.address.postcode, "RV2 4OW");
 
-    // Into a patient already registered here: the entries join their record.
+    // Into a patient already registered here, who already has historic access granted by hand:
+    // the entries join their record, and that grant does not reach them until the level is set
+    // again after review (R7).
     let pat = adult(&app, tp.practice.id).await.unwrap();
+    let full =
+        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true };
+    app.change_access(&tp.clinician, pat.nhs_number.as_str(), &full).await.unwrap();
     let file = bundle_bytes(&fixtures::transfer_bundle(
         pat.nhs_number.as_str(),
         &pat.date_of_birth.to_string(),
@@ -1186,6 +1203,15 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
     ));
     let done = app.transfer_in(&tp.clinician, &file).await.unwrap().unwrap();
     assert!(!done.registered);
+    assert!(done.held_back.iter().any(|h| h.contains("whole record")), "{:?}", done.held_back);
+    let online = app
+        .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        online.entries.iter().all(|e| !matches!(e.origin, Origin::TransferredIn { .. })),
+        "historic access granted before the transfer shows nothing it brought"
+    );
     let staff = app
         .staff_record(
             &tp.clinician,
@@ -1225,9 +1251,10 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
         |e| matches!(e.entry.body, EntryBody::MedicationIssue { template: Some(t), .. } if t == template.entry.id)
     ));
 
-    // Historic access, once granted, shows what the sender shared, and nothing hidden.
-    let full =
-        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true };
+    let shared = staff.entries.iter().find(|e| e.entry.body.headline().contains("Sore throat")).unwrap();
+    assert_eq!(shared.online.withheld.as_ref().map(|r| r.rule), Some("R7"));
+    // Historic access, granted again after the review, shows what the sender shared, and
+    // nothing hidden.
     app.change_access(&tp.clinician, pat.nhs_number.as_str(), &full).await.unwrap();
     let online = app
         .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
@@ -1609,10 +1636,16 @@ async fn patients_book_and_cancel_appointments_and_one_slot_never_holds_two(t: &
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
-    let mut link =
-        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::None, caldicott_app::fixtures::today())
-            .await
-            .unwrap();
+    let mut link = fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &child,
+        &parent,
+        AccessLevel::None,
+        caldicott_app::fixtures::today(),
+    )
+    .await
+    .unwrap();
     link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
     link.scope.appointments = false;
     app.store
@@ -1721,11 +1754,7 @@ async fn repeats_offered_online_go_through_the_engine_whole(t: &TestStore) {
         course: MedicationCourse::RepeatTemplate,
     };
     template.event_date = caldicott_core::uk::uk_date(now - Duration::days(3000));
-    // Automatic access reaches back only to the switch-on; the template is older, so the
-    // patient's own level reaches the whole record (historic access) to show it.
-    let historic =
-        AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true };
-    app.change_access(&tp.clinician, pat.nhs_number.as_str(), &historic).await.unwrap();
+    // The template was started before automatic access began: it is still a current medicine.
     let issues: Vec<Entry> = (0..1005)
         .map(|i| {
             let mut e = consultation(&pat, now - Duration::days(1000) + Duration::minutes(i), "");
@@ -1877,8 +1906,10 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     use std::sync::atomic::{AtomicI64, Ordering};
     let offset = Arc::new(AtomicI64::new(0));
     let clock_offset = offset.clone();
-    let app =
-        App::new(t.store.clone(), Arc::new(move || caldicott_app::fixtures::now() + Duration::days(clock_offset.load(Ordering::SeqCst))));
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || caldicott_app::fixtures::now() + Duration::days(clock_offset.load(Ordering::SeqCst))),
+    );
     let tp = fixtures::practice(&app).await.unwrap();
     let today = caldicott_app::fixtures::today();
     // The child turns 11 in ten days.

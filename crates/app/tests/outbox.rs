@@ -44,7 +44,10 @@ impl Courier for Flaky {
 async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore) {
     let offset = Arc::new(AtomicI64::new(0));
     let clock = offset.clone();
-    let app = App::new(t.store.clone(), Arc::new(move || caldicott_app::fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))));
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || caldicott_app::fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))),
+    );
     let tp = fixtures::practice(&app).await.unwrap();
     let mut patients = Vec::new();
     for _ in 0..3 {

@@ -88,6 +88,7 @@ fn bench(c: &mut Criterion) {
         patient: &patient,
         access: &access,
         enhanced_review: EnhancedReview::NotIndicated,
+        transferred_in: None,
     };
     let entries = record(5000);
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).single().unwrap_or_default();

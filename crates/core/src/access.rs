@@ -89,6 +89,10 @@ pub struct OnlineAccessSettings {
     /// The patient's own level, when staff set one; `None`: the practice's automatic access.
     #[serde(default)]
     pub own_level: Option<OwnLevel>,
+    /// Set by a transfer-in (to its UK date) and cleared when staff next set the patient's level:
+    /// until then the levels granted by hand do not reach the entries it brought (R7).
+    #[serde(default)]
+    pub transfer_review_pending: Option<NaiveDate>,
 }
 
 /// NHS login identity proofing levels (R22).

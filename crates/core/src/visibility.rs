@@ -30,6 +30,10 @@ pub struct RecordFacts<'a> {
     /// The 104/106 status, worked out from the record's coded entries by
     /// [`crate::snomed::enhanced_review`].
     pub enhanced_review: EnhancedReview,
+    /// The UK date of the latest transfer-in of a record from another practice (R7): proxy links
+    /// granted on or before it do not reach the entries that came with it (the patient's own
+    /// grants are held by [`OnlineAccessSettings::transfer_review_pending`]).
+    pub transferred_in: Option<NaiveDate>,
 }
 
 /// Why automatic prospective access does not apply to a patient (R1, R2, D9).
@@ -103,6 +107,10 @@ pub enum Withheld {
     LevelSetToNone {
         on: NaiveDate,
     },
+    /// A transferred-in entry that only a grant made before the transfer would reach (R7).
+    TransferredAwaitingReview {
+        on: NaiveDate,
+    },
     // This entry is never shown online.
     NeverOnline {
         kind: EntryKind,
@@ -151,6 +159,7 @@ impl Withheld {
             Self::ProxyRefused => "R17",
             Self::ProxySuspended | Self::ProxySuspendedAtSixteen { .. } | Self::ProxySuspendedForReview { .. } => "R16",
             Self::ProxyEnded { .. } | Self::ProxyNotStarted { .. } | Self::ProxyNoRecordAccess => "R15",
+            Self::TransferredAwaitingReview { .. } => "R7",
             Self::NeverOnline { .. }
             | Self::DraftConsultation
             | Self::Unfiled
@@ -194,6 +203,10 @@ impl Withheld {
             }
             Self::ProxyNoRecordAccess => "this proxy has no record access".into(),
             Self::LevelSetToNone { on } => format!("the practice set this patient's record access to None on {on}"),
+            Self::TransferredAwaitingReview { on } => format!(
+                "transferred in on {on}: access given before the transfer does not reach it; grant access again \
+                 after reviewing the transferred record"
+            ),
             Self::NeverOnline { kind } => format!("{} entries are never shown online", kind.as_str().replace('_', " ")),
             Self::DraftConsultation => "draft consultations are never shown online".into(),
             Self::Unfiled => "not yet filed".into(),
@@ -245,6 +258,9 @@ pub struct AccessPolicy {
     denied: Option<Withheld>,
     /// Indexed by `AccessLevel as usize` (Summary..=Full); `None` when no grant reaches that level.
     reach: [Option<Threshold>; 5],
+    /// The same for entries transferred in (R7): only grants made after the latest transfer.
+    reach_transferred: [Option<Threshold>; 5],
+    transferred_in: Option<NaiveDate>,
     highest: AccessLevel,
     /// Which rule a too-low level falls under: R15 for a proxy's scope, R13 for the patient.
     limited_by: GrantSource,
@@ -271,6 +287,8 @@ impl AccessPolicy {
         let denied = |w| Self {
             denied: Some(w),
             reach: [None; 5],
+            reach_transferred: [None; 5],
+            transferred_in: facts.transferred_in,
             highest: AccessLevel::None,
             limited_by,
             automatic,
@@ -285,7 +303,13 @@ impl AccessPolicy {
             return denied(Withheld::Deceased);
         }
 
-        let mut grants: Vec<(AccessLevel, RecordFrom, GrantSource)> = Vec::new();
+        // (level, from, source, whether it reaches entries transferred in: R7).
+        let mut grants: Vec<(AccessLevel, RecordFrom, GrantSource, bool)> = Vec::new();
+        // R7: after a transfer-in, the patient's grants reach what it brought only once staff set
+        // the level again (transfer-in holds them until then), and a proxy link only if it was
+        // granted after the day of the transfer.
+        let hold = facts.access.transfer_review_pending;
+        let manual_reaches = hold.is_none();
         let mut own_level = None;
         match viewer {
             Viewer::Patient { identity } => {
@@ -307,20 +331,22 @@ impl AccessPolicy {
                             return Self { own: none, ..denied(Withheld::LevelSetToNone { on: own.set_on }) };
                         }
                         grants.extend(
-                            manual.filter(|g| g.level <= own.level).map(|g| (g.level, g.from, GrantSource::Manual)),
+                            manual
+                                .filter(|g| g.level <= own.level)
+                                .map(|g| (g.level, g.from, GrantSource::Manual, manual_reaches)),
                         );
                         if !grants.iter().any(|(level, ..)| *level == own.level) {
                             // A level set without its own start date reaches from the day it was set.
-                            grants.push((own.level, RecordFrom::Date(own.set_on), GrantSource::Manual));
+                            grants.push((own.level, RecordFrom::Date(own.set_on), GrantSource::Manual, manual_reaches));
                         }
                         own_level = Some((own.level, own.set_on));
                     }
                     None => {
                         if let Ok(auto) = automatic {
                             let from = auto.from.map_or(RecordFrom::Beginning, RecordFrom::Date);
-                            grants.push((auto.level, from, GrantSource::Automatic));
+                            grants.push((auto.level, from, GrantSource::Automatic, true));
                         }
-                        grants.extend(manual.map(|g| (g.level, g.from, GrantSource::Manual)));
+                        grants.extend(manual.map(|g| (g.level, g.from, GrantSource::Manual, manual_reaches)));
                     }
                 }
                 if grants.iter().all(|(level, ..)| *level == AccessLevel::None) {
@@ -334,31 +360,28 @@ impl AccessPolicy {
                 if let Some(w) = proxy_denial(link, identity, patient, facts.practice, registration.started, today) {
                     return denied(w);
                 }
-                grants.push((link.scope.record, link.scope.record_from, GrantSource::Proxy));
+                let after_transfer = facts.transferred_in.is_none_or(|on| link.granted_on > on);
+                grants.push((link.scope.record, link.scope.record_from, GrantSource::Proxy, after_transfer));
             }
         }
 
-        let mut reach = [None; 5];
-        let mut highest = AccessLevel::None;
-        for (level, from, by) in grants {
-            highest = highest.max(level);
-            let threshold = match from {
-                RecordFrom::Beginning => Threshold { from: None, date: None, by },
-                RecordFrom::Date(d) => Threshold { from: Some(start_of(d)), date: Some(d), by },
-            };
-            // A grant at `level` reaches every level at or below it (R13: the levels are ordered).
-            for slot in reach.iter_mut().take(level as usize + 1).skip(1) {
-                let better = match slot {
-                    None => true,
-                    Some(Threshold { from: None, .. }) => false,
-                    Some(Threshold { from: Some(current), .. }) => threshold.from.is_none_or(|f| f < *current),
-                };
-                if better {
-                    *slot = Some(threshold);
-                }
-            }
+        let highest = grants.iter().map(|(level, ..)| *level).max().unwrap_or(AccessLevel::None);
+        let reach = reach_of(grants.iter().map(|&(l, f, b, _)| (l, f, b)));
+        let reach_transferred = if grants.iter().all(|(.., reaches)| *reaches) {
+            reach
+        } else {
+            reach_of(grants.iter().filter(|(.., reaches)| *reaches).map(|&(l, f, b, _)| (l, f, b)))
+        };
+        Self {
+            denied: None,
+            reach,
+            reach_transferred,
+            transferred_in: facts.transferred_in.or(hold),
+            highest,
+            limited_by,
+            automatic,
+            own: own_level,
         }
-        Self { denied: None, reach, highest, limited_by, automatic, own: own_level }
     }
 
     /// The decision for one entry.
@@ -371,12 +394,47 @@ impl AccessPolicy {
             Ok(needed) => needed,
             Err(w) => return Decision::Withheld(w),
         };
-        match self.reach[needed as usize] {
+        let decision = self.decide_by(&self.reach, needed, entry);
+        match (self.transferred_in, &entry.origin) {
+            (Some(on), crate::entry::Origin::TransferredIn { .. }) if decision.is_shown() => {
+                match self.decide_by(&self.reach_transferred, needed, entry) {
+                    Decision::Shown => Decision::Shown,
+                    Decision::Withheld(_) => Decision::Withheld(Withheld::TransferredAwaitingReview { on }),
+                }
+            }
+            _ => decision,
+        }
+    }
+
+    #[inline]
+    fn decide_by(&self, reach: &[Option<Threshold>; 5], needed: AccessLevel, entry: &Entry) -> Decision {
+        match reach[needed as usize] {
             None => Decision::Withheld(Withheld::LevelTooLow { needed, granted: self.highest, by: self.limited_by }),
             Some(Threshold { from: Some(from), date: Some(start), by }) if entry.entered_at < from => {
                 Decision::Withheld(Withheld::BeforeStart { start, by })
             }
             Some(_) => Decision::Shown,
+        }
+    }
+
+    /// Whether a repeat template may be offered to this viewer to order (the prescriptions
+    /// service). Every entry rule applies (hidden, NOPAT, safeguarding: R8, R12, R29), and so does
+    /// every reason the viewer sees no record at all (identity, registration, 104, a level set to
+    /// None, a lapsed proxy link), except a proxy scope without record access: the link's
+    /// prescriptions permission (R15) is what lets the proxy see the medicines to order. The
+    /// level's start date does not limit the list: a repeat started before access began is still
+    /// a current medicine. Entries transferred in are offered only where the record shows them.
+    pub fn repeat_offer(&self, entry: &Entry) -> Decision {
+        if let Err(w) = entry_online_level(entry) {
+            return Decision::Withheld(w);
+        }
+        match self.denied {
+            None | Some(Withheld::ProxyNoRecordAccess) => {}
+            Some(w) => return Decision::Withheld(w),
+        }
+        match &entry.origin {
+            crate::entry::Origin::TransferredIn { .. } => self.decide(entry),
+            _ => Decision::Shown,
         }
     }
 
@@ -408,6 +466,29 @@ impl AccessPolicy {
     pub fn own_level(&self) -> Option<(AccessLevel, NaiveDate)> {
         self.own
     }
+}
+
+/// For each level, the earliest start any grant gives it (a grant at a level reaches every level
+/// at or below it: R13, the levels are ordered).
+fn reach_of(grants: impl Iterator<Item = (AccessLevel, RecordFrom, GrantSource)>) -> [Option<Threshold>; 5] {
+    let mut reach = [None; 5];
+    for (level, from, by) in grants {
+        let threshold = match from {
+            RecordFrom::Beginning => Threshold { from: None, date: None, by },
+            RecordFrom::Date(d) => Threshold { from: Some(start_of(d)), date: Some(d), by },
+        };
+        for slot in reach.iter_mut().take(level as usize + 1).skip(1) {
+            let better = match slot {
+                None => true,
+                Some(Threshold { from: None, .. }) => false,
+                Some(Threshold { from: Some(current), .. }) => threshold.from.is_none_or(|f| f < *current),
+            };
+            if better {
+                *slot = Some(threshold);
+            }
+        }
+    }
+    reach
 }
 
 /// R1, R2, R4, D9, D10: automatic prospective access, or why the patient does not get it.

@@ -86,6 +86,8 @@ pub struct AccessFacts {
     pub enhanced_review_codes: Vec<(String, DateTime<Utc>)>,
     /// The identity levels of the patient's own online accounts.
     pub account_identities: Vec<caldicott_core::access::IdentityLevel>,
+    /// When a record was last transferred in for the patient (R7).
+    pub transferred_in: Option<DateTime<Utc>>,
 }
 
 /// One patient's record as imported in bulk (the demo, or a transfer-in).

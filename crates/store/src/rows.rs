@@ -554,6 +554,7 @@ impl FactsFold {
             "s" => {
                 self.found = true;
                 facts.settings.opted_out = r.opt_bool("flag")?.unwrap_or(false);
+                facts.settings.transfer_review_pending = r.opt_date("from_date")?;
                 facts.settings.own_level = match r.opt_text("level")? {
                     None => None,
                     Some(level) => Some(OwnLevel {
@@ -571,6 +572,10 @@ impl FactsFold {
             }),
             "c" => facts.enhanced_review_codes.push((text, r.time("entered_at")?)),
             "a" => facts.account_identities.push(parsed("identity level", text, IdentityLevel::parse)?),
+            "i" => {
+                let at = r.time("entered_at")?;
+                facts.transferred_in = Some(facts.transferred_in.map_or(at, |t| t.max(at)));
+            }
             other => return Err(corrupt("access facts", other)),
         }
         Ok(())

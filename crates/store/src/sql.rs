@@ -132,7 +132,7 @@ pub(crate) const PATIENT_BY_NHS_NUMBER: &str =
 /// All access facts of one patient in one round trip: the settings row, the grants, the 104/106
 /// codes and the patient's own accounts, as one UNION tagged by `src`. The first branch casts its
 /// NULLs so that PostgreSQL can type the columns.
-pub(crate) const ACCESS_FACTS: &str = "SELECT 's' AS src, own_level AS level, CAST(NULL AS DATE) AS from_date, \
+pub(crate) const ACCESS_FACTS: &str = "SELECT 's' AS src, own_level AS level, transfer_hold_since AS from_date, \
             own_level_set_on AS granted_on, own_level_set_by AS granted_by, \
             opted_out AS flag, CAST(NULL AS TIMESTAMPTZ) AS entered_at \
        FROM access_setting WHERE practice_id = $1 AND patient_id = $2 \
@@ -144,7 +144,10 @@ pub(crate) const ACCESS_FACTS: &str = "SELECT 's' AS src, own_level AS level, CA
        FROM entry WHERE practice_id = $1 AND patient_id = $2 AND code IN ($3, $4) \
      UNION ALL \
      SELECT 'a', identity_level, NULL, NULL, NULL, NULL, NULL \
-       FROM online_account WHERE practice_id = $1 AND holder_id = $2";
+       FROM online_account WHERE practice_id = $1 AND holder_id = $2 \
+     UNION ALL \
+     SELECT 'i', NULL, NULL, NULL, NULL, NULL, imported_at \
+       FROM record_import WHERE practice_id = $1 AND patient_id = $2";
 
 /// A page of a patient's entries, newest first, after an optional cursor, in an optional section.
 /// Parameters: practice, patient, [cursor date, time, id], [kinds …], limit.
@@ -342,7 +345,7 @@ macro_rules! sql_store {
                 let own = s.own_level.as_ref();
                 let updated = sqlx::query(
                     "UPDATE access_setting SET opted_out = $1, own_level = $4, own_level_set_on = $5, \
-                     own_level_set_by = $6 WHERE practice_id = $2 AND patient_id = $3",
+                     own_level_set_by = $6, transfer_hold_since = $7 WHERE practice_id = $2 AND patient_id = $3",
                 )
                     .bind(s.opted_out)
                     .bind(practice.as_uuid())
@@ -350,6 +353,7 @@ macro_rules! sql_store {
                     .bind(own.map(|o| o.level.as_str()))
                     .bind(own.map(|o| o.set_on))
                     .bind(own.map(|o| o.set_by.as_str()))
+                    .bind(s.transfer_review_pending)
                     .execute(&mut **tx)
                     .await
                     .map_err(db)?;
@@ -1126,6 +1130,15 @@ macro_rules! sql_store {
                     StoreError::Conflict(_) => StoreError::Conflict("this file has already been imported for this patient".into()),
                     other => other,
                 })?;
+                // R7: the patient's grants made by hand do not reach what this brings until staff
+                // set the level again after reviewing it.
+                sqlx::query("UPDATE access_setting SET transfer_hold_since = $3 WHERE practice_id = $1 AND patient_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(import.patient.as_uuid())
+                    .bind(caldicott_core::uk::uk_date(import.imported_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
                 for e in entries {
                     if e.patient != import.patient {
                         return Err(StoreError::Conflict("an imported entry belongs to another patient".into()));

@@ -453,6 +453,7 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
         grants: vec![settings.grants[0].clone(), settings.grants[0].clone()],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     assert!(store
         .set_access_settings(p.id, pat.id, &twice, &audit(Action::AccessSettingsChange, Some(pat.id)))
@@ -637,7 +638,12 @@ async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
         .iter()
         .map(|x| PatientImport {
             patient: x.clone(),
-            access: OnlineAccessSettings { grants: vec![], opted_out: false, own_level: None },
+            access: OnlineAccessSettings {
+                grants: vec![],
+                opted_out: false,
+                own_level: None,
+                transfer_review_pending: None,
+            },
             accounts: vec![],
             entries: vec![consultation(x, t(2024, 3, 1), "imported")],
             proxies: vec![],

@@ -42,6 +42,7 @@ struct AccessPage {
     banner: Banner,
     status: String,
     own_level: Option<String>,
+    transfer_hold: Option<String>,
     grants: Vec<GrantRow>,
     levels: Vec<(&'static str, &'static str)>,
     opted_out: bool,
@@ -124,6 +125,13 @@ async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError
                 .own_level
                 .as_ref()
                 .map(|o| format!("{}, set on {} by {}", o.level.display(), long_date(o.set_on), o.set_by)),
+            transfer_hold: rec.access_settings.transfer_review_pending.map(|d| {
+                format!(
+                    "A record was transferred in on {}. The levels granted by hand below do not show the \
+                     transferred entries until you set the patient's level again, after reviewing the record (R7).",
+                    long_date(d)
+                )
+            }),
             grants: grants
                 .into_iter()
                 .map(|g| GrantRow {

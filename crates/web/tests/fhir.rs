@@ -144,9 +144,13 @@ async fn integration_token(app: &App, tp: &fixtures::TestPractice, scopes: &str)
         )
         .await
         .unwrap();
-    let assertion =
-        caldicott_app::fhir_api::client_assertion(&i.client_id, &private, "http://test/fhir/r4/token", caldicott_app::fixtures::now())
-            .unwrap();
+    let assertion = caldicott_app::fhir_api::client_assertion(
+        &i.client_id,
+        &private,
+        "http://test/fhir/r4/token",
+        caldicott_app::fixtures::now(),
+    )
+    .unwrap();
     let form = format!(
         "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
         caldicott_app::fhir_api::ASSERTION_TYPE.replace(':', "%3A")
@@ -250,7 +254,11 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     fixtures::online_clinic(&app, &tp, 3, ("10:00", "10:20"), 10).await.unwrap();
     let slots: Vec<String> = app
         .store
-        .slots_between(tp.practice.id, caldicott_app::fixtures::now(), caldicott_app::fixtures::now() + Duration::days(7))
+        .slots_between(
+            tp.practice.id,
+            caldicott_app::fixtures::now(),
+            caldicott_app::fixtures::now() + Duration::days(7),
+        )
         .await
         .unwrap()
         .iter()

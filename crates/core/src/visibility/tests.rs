@@ -87,7 +87,7 @@ fn facts<'a>(
     let er = enhanced_review(
         entries.iter().filter_map(|e| e.code.as_ref().map(|c| (c.concept.as_str(), e.entered_at))).collect::<Vec<_>>(),
     );
-    RecordFacts { practice: p, patient: pat, access: acc, enhanced_review: er }
+    RecordFacts { practice: p, patient: pat, access: acc, enhanced_review: er, transferred_in: None }
 }
 
 const P9: Viewer<'static> = Viewer::Patient { identity: Some(IdentityLevel::P9) };
@@ -169,6 +169,7 @@ fn a_paused_practice_grants_no_automatic_access_but_manual_grants_stay() {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     assert_eq!(decide_one(P9, &paused, &adult(), &manual, &[], &e), Decision::Shown);
 }
@@ -204,6 +205,7 @@ fn a_104_does_not_change_access_granted_by_hand() {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2015, 1, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     let old = consultation(10, at(2010, 1, 1));
     let all = vec![coded(1, ENHANCED_REVIEW_INDICATED, at(2024, 1, 1)), old.clone()];
@@ -293,6 +295,7 @@ fn after_transfer_in_old_entries_and_old_grants_do_not_show() {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     let mut transferred = consultation(10, at(2024, 6, 1));
     transferred.origin = Origin::TransferredIn { from_ods: "B82002".into() };
@@ -302,6 +305,7 @@ fn after_transfer_in_old_entries_and_old_grants_do_not_show() {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2025, 4, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     assert_eq!(decide_one(P9, &p, &pat, &regrant, &[], &transferred), Decision::Shown);
     transferred.visibility = OnlineVisibility::Hidden(
@@ -315,6 +319,7 @@ fn full_historic() -> OnlineAccessSettings {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     }
 }
 
@@ -561,6 +566,7 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
         ],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     let old_code = coded(1, "271649006", at(2015, 1, 1));
     let old_text = consultation(2, at(2015, 1, 1));
@@ -575,6 +581,7 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
         grants: vec![grant(AccessLevel::Summary, RecordFrom::Beginning, d(2020, 1, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     let dec = decide_one(P9, &p, &pat, &summary, &[], &new_text);
     assert_eq!(
@@ -592,6 +599,7 @@ fn access_levels_are_ordered_and_each_has_its_own_start_date() {
         grants: vec![grant(AccessLevel::Full, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1))],
         opted_out: false,
         own_level: None,
+        transfer_review_pending: None,
     };
     assert_eq!(decide_one(P9, &low_default, &pat, &full_from_2024, &[], &new_text), Decision::Shown);
     assert_eq!(
@@ -849,6 +857,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                         .collect(),
                     opted_out,
                     own_level: own.map(|(level, set_on)| OwnLevel { level, set_on, set_by: "Dr Own".into() }),
+                    transfer_review_pending: None,
                 };
                 let review = if active_104 {
                     EnhancedReview::Active { since: at(2024, 1, 1) }
@@ -876,6 +885,7 @@ impl Scenario {
             patient: &self.patient,
             access: &self.access,
             enhanced_review: self.review,
+            transferred_in: None,
         }
     }
 }
@@ -997,6 +1007,7 @@ fn a_lower_own_level_restricts_automatic_full_access() {
         grants: vec![grant(AccessLevel::Summary, RecordFrom::Date(d(2023, 10, 31)), d(2026, 1, 5))],
         opted_out: false,
         own_level: own(AccessLevel::Summary, d(2026, 1, 5)),
+        transfer_review_pending: None,
     };
     let text = consultation(10, at(2025, 1, 1));
     let code = coded(11, "271649006", at(2025, 1, 1));
@@ -1072,6 +1083,7 @@ fn own_level_holds_through_104_pause_and_opt_out_and_lapses_with_registration() 
         grants: vec![grant(AccessLevel::Detailed, RecordFrom::Date(d(2024, 1, 1)), d(2024, 1, 1))],
         own_level: own(AccessLevel::Detailed, d(2024, 1, 1)),
         opted_out: true,
+        transfer_review_pending: None,
     };
     let code = coded(5, "271649006", at(2025, 1, 1));
     let with_104 = vec![coded(1, ENHANCED_REVIEW_INDICATED, at(2025, 2, 1)), code.clone()];
@@ -1216,4 +1228,84 @@ proptest! {
         let b = online_view(bare.viewer(), bare.facts(), &record, now);
         prop_assert_eq!(a.decisions, b.decisions);
     }
+}
+
+#[test]
+fn repeat_templates_are_offered_by_the_engine_per_viewer() {
+    // R8, R13, R15, R22: what may be ordered online.
+    let (p, pat) = (practice(), adult());
+    let mut template = medication(20, at(2015, 1, 1));
+    template.body = EntryBody::Medication {
+        drug: "Salbutamol 100micrograms/dose inhaler".into(),
+        dosage: "Two puffs when needed".into(),
+        quantity: "1 inhaler".into(),
+        course: MedicationCourse::RepeatTemplate,
+    };
+    let auto = OnlineAccessSettings::default();
+    let offer = |viewer: Viewer<'_>, acc: &OnlineAccessSettings, e: &Entry| {
+        AccessPolicy::new(viewer, facts(&p, &pat, acc, &[]), now()).repeat_offer(e)
+    };
+    // Started before automatic access began, it is still a current medicine to order.
+    assert_eq!(offer(P9, &auto, &template), Decision::Shown);
+    // Hidden: never offered.
+    let mut hidden = template.clone();
+    hidden.visibility =
+        OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "n", "Dr A", at(2015, 1, 1)).unwrap());
+    assert_eq!(withheld_rule(offer(P9, &auto, &hidden)), "R8");
+    // P5 sees no personal data (R22); a patient set to None sees no medicines.
+    let p5 = Viewer::Patient { identity: Some(IdentityLevel::P5) };
+    assert!(!offer(p5, &auto, &template).is_shown());
+    let none = OnlineAccessSettings { own_level: own(AccessLevel::None, d(2026, 1, 1)), ..Default::default() };
+    assert_eq!(withheld_rule(offer(P9, &none, &template)), "R13");
+    // A prescriptions-only proxy (no record access) is offered the template; a lapsed one is not.
+    let link = proxy_link(d(2026, 1, 1), AccessLevel::None);
+    let proxy = Viewer::Proxy { link: &link, identity: Some(IdentityLevel::P9) };
+    assert_eq!(offer(proxy, &auto, &template), Decision::Shown);
+    let mut ended = proxy_link(d(2026, 1, 1), AccessLevel::None);
+    ended.ends_on = Some(d(2026, 2, 1));
+    let proxy = Viewer::Proxy { link: &ended, identity: Some(IdentityLevel::P9) };
+    assert!(!offer(proxy, &auto, &template).is_shown());
+}
+
+#[test]
+fn grants_made_before_a_transfer_in_do_not_reach_what_it_brought() {
+    // R7: historic access granted by hand, or a proxy link from the beginning, made before the
+    // record was transferred in, does not show the transferred entries until a new grant.
+    let (p, pat) = (practice(), adult());
+    let held = OnlineAccessSettings {
+        grants: vec![grant(AccessLevel::Full, RecordFrom::Beginning, d(2026, 6, 1))],
+        transfer_review_pending: Some(d(2026, 6, 1)),
+        ..Default::default()
+    };
+    let mut transferred = consultation(30, at(2019, 1, 1));
+    transferred.origin = Origin::TransferredIn { from_ods: "B82002".into() };
+    let native_old = consultation(31, at(2019, 1, 1));
+    let imported = Some(d(2026, 6, 1));
+    let with = |acc: &OnlineAccessSettings, viewer: Viewer<'_>, e: &Entry| {
+        let f = RecordFacts { transferred_in: imported, ..facts(&p, &pat, acc, &[]) };
+        AccessPolicy::new(viewer, f, now()).decide(e)
+    };
+    let dec = with(&held, P9, &transferred);
+    assert_eq!(dec, Decision::Withheld(Withheld::TransferredAwaitingReview { on: d(2026, 6, 1) }));
+    assert_eq!(withheld_rule(dec), "R7");
+    // The practice's own older entries are unaffected by the hold.
+    assert_eq!(with(&held, P9, &native_old), Decision::Shown);
+    // Once staff set the level again (after review), the hold is gone and the grant reaches.
+    let reviewed = OnlineAccessSettings { transfer_review_pending: None, ..held.clone() };
+    assert_eq!(with(&reviewed, P9, &transferred), Decision::Shown);
+    // A proxy link "from the beginning" granted on or before the day of the transfer is held
+    // back; one granted after it reaches.
+    let child = patient(d(2018, 1, 1), d(2018, 1, 1));
+    let mut link = proxy_link(d(2024, 1, 1), AccessLevel::Full);
+    link.scope.record_from = RecordFrom::Beginning;
+    let decide_proxy = |link: &ProxyLink| {
+        let proxy = Viewer::Proxy { link, identity: Some(IdentityLevel::P9) };
+        let f = RecordFacts { transferred_in: imported, ..facts(&p, &child, &reviewed, &[]) };
+        AccessPolicy::new(proxy, f, now()).decide(&transferred)
+    };
+    assert!(!decide_proxy(&link).is_shown());
+    link.granted_on = d(2026, 6, 1);
+    assert!(!decide_proxy(&link).is_shown(), "granted on the day of the transfer: held");
+    link.granted_on = d(2026, 6, 2);
+    assert_eq!(decide_proxy(&link), Decision::Shown);
 }
