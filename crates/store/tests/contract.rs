@@ -422,6 +422,7 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
         ],
         opted_out: true,
         own_level: Some(OwnLevel { level: AccessLevel::Full, set_on: d(2024, 1, 1), set_by: "Dr B".into() }),
+        transfer_review_pending: Some(d(2024, 2, 1)),
     };
     store
         .set_access_settings(p.id, pat.id, &settings, &audit(Action::AccessSettingsChange, Some(pat.id)))
@@ -466,6 +467,7 @@ async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
         grants: vec![],
         opted_out: false,
         own_level: Some(OwnLevel { level: AccessLevel::None, set_on: d(2025, 1, 1), set_by: "Dr C".into() }),
+        transfer_review_pending: None,
     };
     store.set_access_settings(p.id, pat.id, &none, &audit(Action::AccessSettingsChange, Some(pat.id))).await.unwrap();
     assert_eq!(store.access_facts(p.id, pat.id).await.unwrap().settings, none);
