@@ -347,8 +347,6 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
         .unwrap()
         .iter()
         .all(|(t, _)| t.kind != TaskKind::PharmacyUpdate));
-    // The same message, once the practice accepts again, is a duplicate of the refused one: a
-    // pharmacy resends with a new id.
     settings.accept_update_record = true;
     s.app
         .store
@@ -356,6 +354,105 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
         .await
         .unwrap();
     assert_eq!(s.send("blood-pressure-check.json").await.code, 20013);
+}
+
+impl Setup {
+    async fn accept_update_record(&self, on: bool) {
+        let mut settings = self.app.store.practice(self.practice).await.unwrap().unwrap().online;
+        settings.accept_update_record = on;
+        self.app
+            .store
+            .set_online_services(self.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
+            .await
+            .unwrap();
+    }
+    async fn open_pharmacy_tasks(&self) -> usize {
+        let tasks = self.app.task_list(&self.clinician, false).await.unwrap();
+        tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate && t.status == TaskStatus::Open).count()
+    }
+}
+
+async fn a_message_refused_while_switched_off_is_taken_when_sent_again(t: &TestStore) {
+    // R30, D13: the pharmacy was told 20010, so it sends the same message again once the
+    // practice accepts; only an accepted message id is a duplicate (20007).
+    let s = setup(t).await;
+    s.accept_update_record(false).await;
+    let refused = s.send("pharmacy-first.json").await;
+    assert_eq!(refused.code, 20010);
+    s.accept_update_record(true).await;
+    let again = s.send("pharmacy-first.json").await;
+    assert_eq!((again.code, again.outcome), (20013, ItkCode::Success), "{:?}", again.problems);
+    assert_ne!(again.id, refused.id);
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+    let (queue, _) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert_eq!(queue.iter().map(|m| Some(m.id)).collect::<Vec<_>>(), vec![again.id]);
+    // The refusal stays on record, and from now on the message is a duplicate of the accepted one.
+    let refusal = s.app.store.inbound(s.practice, refused.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(refusal.status, InboundStatus::Refused);
+    let third = s.send("pharmacy-first.json").await;
+    assert_eq!((third.code, third.id), (20007, again.id));
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+}
+
+async fn a_message_refused_as_invalid_is_taken_when_sent_again_corrected(t: &TestStore) {
+    // R25, D13: a message refused 20009 was not delivered; corrected and sent again with the same
+    // id, it is processed.
+    let s = setup(t).await;
+    let broken = String::from_utf8(example("pharmacy-first.json")).unwrap().replace("2129921000000100", "185317003");
+    let refused = s.app.receive_update_http(&s.client_id, &s.secret, broken.as_bytes()).await.unwrap();
+    assert_eq!(refused.code, 20009);
+    let again = s.send("pharmacy-first.json").await;
+    assert_eq!((again.code, again.outcome), (20013, ItkCode::Success), "{:?}", again.problems);
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+    // The same invalid message twice is refused twice, and both refusals are kept.
+    let broken_again = s.app.receive_update_http(&s.client_id, &s.secret, broken.as_bytes()).await.unwrap();
+    assert_eq!(broken_again.code, 20007, "after acceptance the id is taken: {:?}", broken_again.problems);
+    let other = String::from_utf8(example("blood-pressure-check.json")).unwrap().replace("ITK014M", "ITK007C");
+    for _ in 0..2 {
+        let r = s.app.receive_update_http(&s.client_id, &s.secret, other.as_bytes()).await.unwrap();
+        assert_eq!(r.code, 20009, "{:?}", r.problems);
+    }
+    let refusals = s.app.inbound_log(&s.clinician).await.unwrap();
+    assert_eq!(refusals.iter().filter(|m| m.status == InboundStatus::Invalid).count(), 3);
+}
+
+async fn a_refused_message_sent_again_by_parallel_clients_is_taken_once(t: &TestStore) {
+    // D13, T35: after a refusal (20010), sixteen clients resend the same message at once: one is
+    // accepted, the others are told 20007, and there is one task.
+    let s = setup(t).await;
+    s.accept_update_record(false).await;
+    assert_eq!(s.send("pharmacy-first.json").await.code, 20010);
+    s.accept_update_record(true).await;
+    let body = example("pharmacy-first.json");
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let (app, id, secret, body) = (s.app.clone(), s.client_id.clone(), s.secret.clone(), body.clone());
+        handles.push(tokio::spawn(async move { app.receive_update_http(&id, &secret, &body).await.unwrap() }));
+    }
+    let mut receipts = Vec::new();
+    for h in handles {
+        receipts.push(h.await.unwrap());
+    }
+    let accepted: Vec<_> = receipts.iter().filter(|r| r.code == 20013).collect();
+    assert_eq!(accepted.len(), 1, "{:?}", receipts.iter().map(|r| r.code).collect::<Vec<_>>());
+    assert!(receipts.iter().filter(|r| r.code != 20013).all(|r| r.code == 20007 && r.id == accepted[0].id));
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+}
+
+async fn an_oversize_message_is_answered_and_recorded_like_other_refusals(t: &TestStore) {
+    // R25, D13: larger than 2 MB: refused whole with 20009 and the reason, and kept on record
+    // like every refusal, so nothing is silently dropped.
+    let s = setup(t).await;
+    let mut body = example("pharmacy-first.json");
+    body.resize(caldicott_core::update_record::MAX_MESSAGE_BYTES + 1, b' ');
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, &body).await.unwrap();
+    assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid));
+    assert!(r.problems.iter().any(|p| p.contains("larger than 2 MB")), "{:?}", r.problems);
+    let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!((m.status, m.response_code), (InboundStatus::Invalid, 20009));
+    assert!(s.actions().await.contains(&"inbound.receive".to_owned()));
+    // Sent again within the limit, the same message is taken.
+    assert_eq!(s.send("pharmacy-first.json").await.code, 20013);
 }
 
 async fn files_in_the_inbox_are_taken_once_and_acknowledged(t: &TestStore) {
@@ -424,4 +521,8 @@ both!(
     files_in_the_inbox_are_taken_once_and_acknowledged,
     the_same_message_delivered_at_once_is_taken_once,
     the_practice_default_for_inbound_data_can_keep_filed_entries_off_line,
+    a_message_refused_while_switched_off_is_taken_when_sent_again,
+    a_message_refused_as_invalid_is_taken_when_sent_again_corrected,
+    a_refused_message_sent_again_by_parallel_clients_is_taken_once,
+    an_oversize_message_is_answered_and_recorded_like_other_refusals,
 );

@@ -145,6 +145,7 @@ pub trait InboundStore: Send + Sync + 'static {
     /// The sender with this client id, at whichever practice registered it.
     async fn sender_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, Sender)>>;
     async fn sender_by_ods(&self, practice: PracticeId, ods: &str) -> StoreResult<Option<Sender>>;
+    /// The accepted message (answered 20013) with this id: refused ones do not hold their id.
     async fn inbound_by_message_id(
         &self,
         practice: PracticeId,
@@ -153,7 +154,7 @@ pub trait InboundStore: Send + Sync + 'static {
     async fn inbound(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<InboundMessage>>;
     /// Records a message received, with its review task if it has one, and (for a replacement
     /// of a message not yet filed) marks the earlier one superseded and closes its task, in one
-    /// transaction. The same message id twice is a conflict.
+    /// transaction. The same message id accepted twice is a conflict.
     async fn record_inbound(
         &self,
         practice: PracticeId,

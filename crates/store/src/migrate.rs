@@ -57,6 +57,11 @@ pub const SQLITE: &[Migration] = &[
         name: "fhir_integrations_and_files",
         sql: include_str!("../migrations/sqlite/0020_fhir_integrations_and_files.sql"),
     },
+    Migration {
+        version: 21,
+        name: "update_record_replacements",
+        sql: include_str!("../migrations/sqlite/0021_update_record_replacements.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -119,6 +124,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 20,
         name: "fhir_integrations_and_files",
         sql: include_str!("../migrations/postgres/0020_fhir_integrations_and_files.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "update_record_replacements",
+        sql: include_str!("../migrations/postgres/0021_update_record_replacements.sql"),
     },
 ];
 

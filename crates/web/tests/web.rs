@@ -886,7 +886,14 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     assert!(body.contains("Iteration 2") && body.contains("20009"), "{body}");
     let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:guess")));
     assert_eq!(post(wrong, example("contraception.json").into_bytes()).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(basic.clone(), vec![b' '; 3 * 1024 * 1024]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Larger than 2 MB: an ITK3 answer as JSON with its code, recorded like other refusals (D13).
+    let (status, body) = post(basic.clone(), vec![b' '; 3 * 1024 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let oversize: Value = serde_json::from_str(&body).expect("an ITK3 answer in JSON");
+    assert_eq!(oversize["code"], 20009);
+    assert!(oversize["problems"][0].as_str().unwrap().contains("larger than 2 MB"), "{body}");
+    let kept = app.store.inbound(tp.practice.id, oversize["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+    assert_eq!(kept.map(|m| m.response_code), Some(20009));
     // A clinician reviews it in the queue, removes an item and files it.
     let mut doctor = Browser::new(&app);
     sign_in(&mut doctor, tp.practice.ods_code.as_str(), "clinician").await;

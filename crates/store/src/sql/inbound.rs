@@ -140,7 +140,10 @@ macro_rules! inbound_store {
             }
 
             async fn inbound_by_message_id(&self, practice: PracticeId, message_id: &str) -> StoreResult<Option<InboundMessage>> {
-                let row = sqlx::query("SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2")
+                // Only an accepted message (20013) holds its id: one refused may be delivered again.
+                let row = sqlx::query(
+                    "SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2 AND response_code = 20013",
+                )
                     .bind(practice.as_uuid())
                     .bind(message_id.to_owned())
                     .fetch_optional(self.read())
