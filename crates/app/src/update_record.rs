@@ -12,7 +12,7 @@ use caldicott_core::snomed::{Coding, ConceptId};
 use caldicott_core::staff::Role;
 use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
 use caldicott_core::update_record::{
-    item_changes, parse, InboundItem, ItemKind, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
+    item_changes, parse, planned_entries, InboundItem, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
 };
 use caldicott_store::inbound::{Amendment, InboundDecision, InboundListing, InboundMessage, InboundStatus, Sender};
 use chrono::{DateTime, Utc};
@@ -67,6 +67,10 @@ pub struct InboundView {
     pub changes_from_filed: Vec<String>,
     /// The message it replaces, when there is one here.
     pub replaces: Option<InboundMessage>,
+    /// Exactly what filing will write: one consultation entry, then one entry per item.
+    pub to_file: Vec<(Option<Coding>, EntryBody)>,
+    /// The registered patient the message matched, when it matched one.
+    pub patient: Option<caldicott_core::patient::Patient>,
 }
 
 /// An amendment as asked for.
@@ -433,8 +437,13 @@ impl App {
             Outcome::Success,
             String::new(),
         );
+        let to_file = planned_entries(&record, &message.items);
+        let patient = match message.patient {
+            Some(p) => self.store.patient(who.practice, p).await?,
+            None => None,
+        };
         self.audit.record(who.practice, a).await?;
-        Ok(InboundView { message, record, amendments, changes_from_filed, replaces })
+        Ok(InboundView { message, record, amendments, changes_from_filed, replaces, to_file, patient })
     }
 
     /// Removes an item or changes its code before filing (R26); kept with who and when.
@@ -534,50 +543,8 @@ impl App {
             safeguarding: false,
             confidential: false,
         };
-        let mut entries = vec![entry(
-            ConceptId::parse(&record.service_code).ok().map(|concept| Coding { concept, term: record.service.clone() }),
-            EntryBody::Consultation {
-                text: format!(
-                    "{} consultation at {} with {}.{}",
-                    record.service,
-                    nonempty(&record.sender_name, &record.sender_ods),
-                    nonempty(&record.pharmacist, "the pharmacist"),
-                    if record.presenting_complaint.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" Presenting complaint: {}.", record.presenting_complaint)
-                    }
-                ),
-                status: caldicott_core::entry::ConsultationStatus::Final,
-            },
-        )];
-        for item in &message.items {
-            let body = match item.kind {
-                ItemKind::Medication => EntryBody::MedicationIssue {
-                    drug: item.text.split(',').next().unwrap_or(&item.text).trim().to_owned(),
-                    dosage: item.text.split(',').nth(1).unwrap_or("").trim().to_owned(),
-                    quantity: item
-                        .text
-                        .split(',')
-                        .nth(2)
-                        .unwrap_or("")
-                        .trim()
-                        .trim_start_matches("quantity ")
-                        .to_owned(),
-                    template: None,
-                },
-                ItemKind::Condition => match &item.code {
-                    Some(c) => EntryBody::Problem { title: c.term.clone(), active: true },
-                    None => EntryBody::Coded { value: Some(item.text.clone()) },
-                },
-                ItemKind::Observation => EntryBody::Coded { value: Some(item.text.clone()).filter(|t| !t.is_empty()) },
-                ItemKind::Impression => EntryBody::Consultation {
-                    text: format!("Pharmacist's clinical impression: {}", item.text),
-                    status: caldicott_core::entry::ConsultationStatus::Final,
-                },
-            };
-            entries.push(entry(item.code.clone(), body));
-        }
+        let entries: Vec<Entry> =
+            planned_entries(&record, &message.items).into_iter().map(|(code, body)| entry(code, body)).collect();
         let task = self.closed_task(who, &message, now, &format!("Filed: {} entries", entries.len())).await?;
         let a = self.audit_record(
             who,

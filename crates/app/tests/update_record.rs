@@ -503,6 +503,61 @@ async fn the_same_message_delivered_at_once_is_taken_once(t: &TestStore) {
     assert_eq!(tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate).count(), 1);
 }
 
+/// The Pharmacy First sample with its medicine replaced: a name and a dosage that contain commas,
+/// a dm+d code and a quantity of 15 capsule.
+fn with_amoxicillin(id: &str) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&example("pharmacy-first.json")).unwrap();
+    m["id"] = serde_json::json!(id);
+    let doc = m["entry"][2]["resource"]["entry"].as_array_mut().unwrap();
+    let med = doc.iter_mut().find(|e| e["resource"]["resourceType"] == "MedicationDispense").unwrap();
+    med["resource"]["medicationCodeableConcept"] = serde_json::json!({
+        "coding": [{"system": "https://dmd.nhs.uk", "code": "323509004", "display": "Amoxicillin 500mg capsules, sugar free"}],
+        "text": "Amoxicillin 500mg capsules, sugar free"
+    });
+    med["resource"]["dosageInstruction"] =
+        serde_json::json!([{"text": "1 capsule three times a day, for 5 days, with water"}]);
+    med["resource"]["quantity"] = serde_json::json!({"value": 15, "unit": "capsule"});
+    serde_json::to_vec(&m).unwrap()
+}
+
+async fn a_filed_medicine_keeps_exactly_what_was_sent(t: &TestStore) {
+    // R26: what the pharmacist supplied reaches the record as sent: the medicine and its dm+d
+    // code, the dosage instruction and the quantity, whatever punctuation they contain.
+    use caldicott_core::entry::EntryBody;
+    let s = setup(t).await;
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, &with_amoxicillin("amox-0001")).await.unwrap();
+    assert_eq!(r.code, 20013, "{:?}", r.problems);
+    let id = r.id.unwrap();
+    let expected = EntryBody::MedicationIssue {
+        drug: "Amoxicillin 500mg capsules, sugar free".into(),
+        dosage: "1 capsule three times a day, for 5 days, with water".into(),
+        quantity: "15 capsule".into(),
+        template: None,
+    };
+    // The review shows exactly the entries that filing will write.
+    let view = s.app.inbound_view(&s.clinician, id).await.unwrap();
+    let planned: Vec<_> = view.to_file.iter().map(|(code, body)| (code.clone(), body.clone())).collect();
+    let medicine = planned.iter().find(|(_, b)| matches!(b, EntryBody::MedicationIssue { .. })).unwrap();
+    assert_eq!(medicine.1, expected);
+    assert_eq!(medicine.0.as_ref().map(|c| c.concept.as_str()), Some("323509004"), "the dm+d code is kept");
+    let made = s.app.file_inbound(&s.clinician, id).await.unwrap();
+    let record = s
+        .app
+        .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    let mut filed: Vec<_> = record
+        .entries
+        .iter()
+        .filter(|e| made.contains(&e.entry.id))
+        .map(|e| (made.iter().position(|m| *m == e.entry.id).unwrap(), e.entry.code.clone(), e.entry.body.clone()))
+        .collect();
+    filed.sort_by_key(|(i, _, _)| *i);
+    let filed: Vec<_> = filed.into_iter().map(|(_, code, body)| (code, body)).collect();
+    assert_eq!(filed, planned, "what was reviewed is what was filed");
+    assert!(filed.iter().any(|(_, b)| *b == expected));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -525,4 +580,5 @@ both!(
     a_message_refused_as_invalid_is_taken_when_sent_again_corrected,
     a_refused_message_sent_again_by_parallel_clients_is_taken_once,
     an_oversize_message_is_answered_and_recorded_like_other_refusals,
+    a_filed_medicine_keeps_exactly_what_was_sent,
 );

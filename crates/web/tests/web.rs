@@ -902,6 +902,20 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     let view = doctor.get(&format!("/inbound/{id}")).await;
     assert_eq!(view.status, StatusCode::OK);
     assert!(view.body.contains("Phenoxymethylpenicillin") && view.body.contains("Ms Anita Shah"));
+    // R26: the review names the pharmacy, the pharmacist and their role, the presenting
+    // complaint and the patient it matched (with a link to the record), and shows the medicine
+    // entry exactly as filing will write it, field by field.
+    for shown in [
+        "Quayside Pharmacy",
+        "Community pharmacist",
+        "Sore throat for 4 days, no cough, fever 38.1",
+        &format!("href=\"/patients/{nhs}\""),
+        "<dt class=\"nhsuk-summary-list__key\">Dosage</dt><dd class=\"nhsuk-summary-list__value\">Two tablets four times a day for 5 days</dd>",
+        "<dt class=\"nhsuk-summary-list__key\">Quantity</dt><dd class=\"nhsuk-summary-list__value\">40 tablet</dd>",
+        "<dt class=\"nhsuk-summary-list__key\">Medicine</dt><dd class=\"nhsuk-summary-list__value\">Phenoxymethylpenicillin 250mg tablets</dd>",
+    ] {
+        assert!(view.body.contains(shown), "{shown} not on the review page");
+    }
     let token = csrf(&view.body);
     let r =
         doctor.post(&format!("/inbound/{id}"), &[("_csrf", &token), ("inbound_action", "remove"), ("item", "0")]).await;
