@@ -453,7 +453,28 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
     };
     r["id"] = Value::String(e.id.to_string());
     debug_assert_eq!(r["resourceType"], kind);
+    if e.superseded.is_some() {
+        not_current(&mut r);
+    }
     labelled(r, label)
+}
+
+/// An entry a later version replaced (R28), for practice-facing readers (apps never receive
+/// one): not current. A problem is inactive and entered in error; anything with a status is
+/// entered in error.
+fn not_current(r: &mut Value) {
+    if r["resourceType"] == "Condition" {
+        r["clinicalStatus"] = json!({ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+            "code": "inactive",
+        }]});
+        r["verificationStatus"] = json!({ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+            "code": "entered-in-error",
+        }]});
+    } else if r.get("status").is_some() {
+        r["status"] = Value::String("entered-in-error".into());
+    }
 }
 
 /// The resource with its security label (every resource type carries one, profile or not).
@@ -681,6 +702,7 @@ mod round_trip {
                     nopat: false,
                     safeguarding: false,
                     confidential: false,
+                    superseded: None,
                 };
                 if i == 1 {
                     e.code = Some(Coding {

@@ -72,30 +72,56 @@ impl AutomaticBlock {
 pub enum Withheld {
     // The viewer sees no record at all.
     NoOnlineAccount,
-    IdentityNotVerified { level: IdentityLevel },
+    IdentityNotVerified {
+        level: IdentityLevel,
+    },
     NotRegistered,
     Deceased,
-    NoRecordAccess { automatic: AutomaticBlock },
+    NoRecordAccess {
+        automatic: AutomaticBlock,
+    },
     ProxyRevoked,
     ProxyRefused,
     ProxySuspended,
-    ProxyEnded { on: NaiveDate },
+    ProxyEnded {
+        on: NaiveDate,
+    },
     ProxyPredatesRegistration,
-    ProxyNotStarted { on: NaiveDate },
-    ProxySuspendedAtSixteen { on: NaiveDate },
-    ProxySuspendedForReview { age: u8, on: NaiveDate },
+    ProxyNotStarted {
+        on: NaiveDate,
+    },
+    ProxySuspendedAtSixteen {
+        on: NaiveDate,
+    },
+    ProxySuspendedForReview {
+        age: u8,
+        on: NaiveDate,
+    },
     ProxyNoRecordAccess,
     // This entry is never shown online.
-    NeverOnline { kind: EntryKind },
+    NeverOnline {
+        kind: EntryKind,
+    },
     DraftConsultation,
     Unfiled,
     UnreviewedDocument,
     Nopat,
     Safeguarding,
-    Hidden { reason: HiddenReason },
+    Hidden {
+        reason: HiddenReason,
+    },
+    /// Replaced by a later version of what it recorded (R28): kept for audit only.
+    Superseded,
     // The viewer's access does not reach this entry.
-    LevelTooLow { needed: AccessLevel, granted: AccessLevel, by: GrantSource },
-    BeforeStart { start: NaiveDate, by: GrantSource },
+    LevelTooLow {
+        needed: AccessLevel,
+        granted: AccessLevel,
+        by: GrantSource,
+    },
+    BeforeStart {
+        start: NaiveDate,
+        by: GrantSource,
+    },
 }
 
 /// Where the access that reaches an entry (or fails to) comes from.
@@ -129,6 +155,7 @@ impl Withheld {
             | Self::Safeguarding
             | Self::Hidden { .. } => "R8",
             Self::Nopat => "R29",
+            Self::Superseded => "R28",
             Self::LevelTooLow { by: GrantSource::Proxy, .. } | Self::BeforeStart { by: GrantSource::Proxy, .. } => {
                 "R15"
             }
@@ -167,6 +194,7 @@ impl Withheld {
             Self::Unfiled => "not yet filed".into(),
             Self::UnreviewedDocument => "document not yet reviewed".into(),
             Self::Nopat => "labelled NOPAT (not for patient disclosure)".into(),
+            Self::Superseded => "superseded by a later version: kept for audit only".into(),
             Self::Safeguarding => "safeguarding-relevant".into(),
             Self::Hidden { reason } => format!("hidden online: {}", reason.display()),
             Self::LevelTooLow { needed, granted, .. } => {
@@ -483,6 +511,10 @@ fn lapse(
 /// too, so nothing hidden reaches them by another path.
 #[inline]
 pub fn entry_online_level(entry: &Entry) -> Result<AccessLevel, Withheld> {
+    // R28: a superseded entry is not current, and is never online whatever else it carries.
+    if entry.superseded.is_some() {
+        return Err(Withheld::Superseded);
+    }
     let withheld = match &entry.body {
         EntryBody::Consultation { status: ConsultationStatus::Draft, .. } => Some(Withheld::DraftConsultation),
         EntryBody::TestResult { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),
