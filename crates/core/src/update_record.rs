@@ -186,8 +186,15 @@ pub struct UpdateRecord {
     pub pharmacist_role: String,
     /// The Encounter carries NOPAT: nothing filed from it is shown online (R29).
     pub nopat: bool,
-    /// The identifier of the message this one replaces (R28).
+    /// The identifier of the payload this one replaces (R28): the earlier message's id, its
+    /// Composition's identifier or its document Bundle's identifier.
     pub replaces: Option<String>,
+    /// `Composition.identifier`: a later replacement may name this payload by it (R28).
+    #[serde(default)]
+    pub composition_identifier: Option<String>,
+    /// The document Bundle's `identifier`: a later replacement may name this payload by it.
+    #[serde(default)]
+    pub document_identifier: Option<String>,
     pub presenting_complaint: String,
     pub items: Vec<InboundItem>,
 }
@@ -253,6 +260,79 @@ fn snomed(v: Option<&Value>) -> Option<Coding> {
             term: if display.is_empty() { text.to_owned() } else { display.to_owned() },
         })
     })
+}
+
+/// The target of a Composition's `relatesTo` of code `replaces`.
+fn replaces_of(composition: &Value) -> Option<String> {
+    composition.get("relatesTo")?.as_array()?.iter().find_map(|r| {
+        (r.get("code")?.as_str()? == "replaces")
+            .then(|| s(r, &["targetIdentifier", "value"]).map(|v| v.trim().to_owned()))
+            .flatten()
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// The value of a resource's `identifier` (one Identifier, or the first of a list).
+fn identifier_value(r: &Value) -> Option<String> {
+    let id = r.get("identifier")?;
+    let id = id.as_array().map_or(Some(id), |a| a.first())?;
+    id.get("value")?.as_str().map(|v| v.trim().chars().take(200).collect::<String>()).filter(|v| !v.is_empty())
+}
+
+/// What a message that could not be read whole still says about itself, read leniently: the
+/// payload it replaces, the sender it names and the patient's NHS number. Used only to decide
+/// that a replacement which cannot be processed voids the payload it names (R28), after the
+/// sender and patient are checked against that payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub replaces: Option<String>,
+    pub sender_ods: Option<String>,
+    pub nhs_number: Option<String>,
+}
+
+/// Reads [`Claims`] from a message's bytes; nothing when it is too large, not JSON or too deep.
+pub fn claims(bytes: &[u8]) -> Claims {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Claims::default();
+    }
+    let Ok(root) = serde_json::from_slice::<Value>(bytes) else { return Claims::default() };
+    if depth(&root) > MAX_DEPTH {
+        return Claims::default();
+    }
+    let resources = |b: &Value| -> Vec<Value> {
+        b.get("entry")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|e| e.get("resource")).take(MAX_RESOURCES).cloned().collect())
+            .unwrap_or_default()
+    };
+    let entries = resources(&root);
+    let of = |list: &[Value], ty: &str| list.iter().find(|r| s(r, &["resourceType"]) == Some(ty)).cloned();
+    let sender_ods = of(&entries, "MessageHeader").and_then(|h| {
+        let sender_ref = s(&h, &["sender", "reference"]).unwrap_or("").to_owned();
+        entries
+            .iter()
+            .find(|r| {
+                s(r, &["resourceType"]) == Some("Organization")
+                    && s(r, &["id"]).is_some_and(|id| !id.is_empty() && sender_ref.ends_with(id))
+            })
+            .and_then(ods_of)
+    });
+    let doc = entries
+        .iter()
+        .find(|r| s(r, &["resourceType"]) == Some("Bundle") && s(r, &["type"]) == Some("document"))
+        .map(resources)
+        .unwrap_or_default();
+    Claims {
+        replaces: of(&doc, "Composition").as_ref().and_then(replaces_of),
+        sender_ods,
+        nhs_number: of(&doc, "Patient").and_then(|p| {
+            p.get("identifier")?
+                .as_array()?
+                .iter()
+                .find(|i| s(i, &["system"]) == Some(NHS_NUMBER_SYSTEM))
+                .and_then(|i| s(i, &["value"]).map(str::to_owned))
+        }),
+    }
 }
 
 /// A medicine's code: dm+d concepts are SNOMED CT concept ids, whichever of the two systems
@@ -460,13 +540,9 @@ impl Reader {
                 )),
             }
         }
-        let replaces = first("Composition").and_then(|c| {
-            c.get("relatesTo")?.as_array()?.iter().find_map(|r| {
-                (r.get("code")?.as_str()? == "replaces")
-                    .then(|| s(r, &["targetIdentifier", "value"]).map(str::to_owned))
-                    .flatten()
-            })
-        });
+        let replaces = first("Composition").and_then(replaces_of);
+        let composition_identifier = first("Composition").and_then(identifier_value);
+        let document_identifier = identifier_value(documents[0]);
         if first("Composition")
             .and_then(|c| c.get("relatesTo"))
             .and_then(Value::as_array)
@@ -625,6 +701,8 @@ impl Reader {
                 pharmacist_role,
                 nopat,
                 replaces,
+                composition_identifier,
+                document_identifier,
                 presenting_complaint: presenting,
                 items,
             }),

@@ -955,6 +955,45 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     app.change_practice_settings(&manager, &settings).await.unwrap().unwrap();
 }
 
+async fn a_replaced_pharmacy_summary_shows_as_superseded_in_the_record(t: &TestStore) {
+    // R28: once a replacement is filed, the entries the earlier payload filed stay in the staff
+    // record, labelled superseded by the later message, and are not shown online.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (sender, secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let example = |name: &str| {
+        std::fs::read_to_string(format!("{}/../../docs/examples/update-record/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("9990996008", &nhs)
+            .replace("1987-03-14", &pat.date_of_birth.to_string())
+    };
+    let first = app.receive_update_http(&sender.client_id, &secret, example("pharmacy-first.json").as_bytes()).await;
+    let first = first.unwrap().id.unwrap();
+    app.file_inbound(&tp.clinician, first).await.unwrap();
+    let second = app
+        .receive_update_http(&sender.client_id, &secret, example("pharmacy-first-replacement.json").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(second.code, 20013, "{:?}", second.problems);
+    let mut doctor = Browser::new(&app);
+    sign_in(&mut doctor, tp.practice.ods_code.as_str(), "clinician").await;
+    let review = doctor.get(&format!("/inbound/{}", second.id.unwrap())).await;
+    assert!(review.body.contains("This replaces a message already filed"), "the difference is shown");
+    let token = csrf(&review.body);
+    let r = doctor
+        .post(&format!("/inbound/{}", second.id.unwrap()), &[("_csrf", &token), ("inbound_action", "file")])
+        .await;
+    assert!(r.status.is_redirection());
+    let record = doctor.get(&format!("/patients/{nhs}")).await;
+    assert!(record.body.contains("Superseded</strong>"), "labelled superseded");
+    assert!(record.body.contains("Superseded by GP Connect Update Record message c1a4e5f0-0005"));
+    let online = doctor.get(&format!("/patients/{nhs}/online")).await;
+    assert!(online.body.contains("for 10 days") && !online.body.contains("for 5 days"));
+}
+
 async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) {
     // R31, R32 through the pages and the API.
     let app = app(t);
@@ -1243,6 +1282,7 @@ async fn administrators_register_and_turn_off_an_integration(t: &TestStore) {
 }
 
 both!(
+    a_replaced_pharmacy_summary_shows_as_superseded_in_the_record,
     documents_are_added_filed_and_opened_through_the_pages,
     administrators_register_and_turn_off_an_integration,
     staff_log_a_subject_access_request_and_see_its_due_date,
