@@ -733,6 +733,33 @@ mod round_trip {
     }
 
     #[test]
+    fn a_superseded_entry_is_written_as_not_current() {
+        // R28: practice-facing readers receive an entry a later version replaced as not current.
+        let p = person(PracticeId::from_uuid(crate::new_id()), date(1980, 5, 17));
+        let at = chrono::Utc.with_ymd_and_hms(2024, 3, 9, 10, 0, 0).single().unwrap_or_default();
+        let cx = Context::default();
+        for mut e in entries(&p)
+            .into_iter()
+            .filter(|e| matches!(e.body, EntryBody::Problem { active: true, .. } | EntryBody::MedicationIssue { .. }))
+        {
+            let current = entry_resource(&e, Label::Shareable, &cx);
+            e.superseded = Some(caldicott_core::entry::Superseded { at, note: "a later message".into() });
+            let retired = entry_resource(&e, Label::Shareable, &cx);
+            match current["resourceType"].as_str() {
+                Some("Condition") => {
+                    assert_eq!(current["clinicalStatus"]["coding"][0]["code"], "active");
+                    assert_eq!(retired["clinicalStatus"]["coding"][0]["code"], "inactive");
+                    assert_eq!(retired["verificationStatus"]["coding"][0]["code"], "entered-in-error");
+                }
+                _ => {
+                    assert_ne!(current["status"], "entered-in-error");
+                    assert_eq!(retired["status"], "entered-in-error");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn what_is_written_is_read_back_unchanged() {
         let practice = Practice {
             id: PracticeId::from_uuid(crate::new_id()),
