@@ -121,6 +121,7 @@ impl App {
             nopat: false,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         };
         let status = if c.draft { ConsultationStatus::Draft } else { ConsultationStatus::Final };
         let mut entries = Vec::new();

@@ -439,6 +439,7 @@ impl Generator {
             nopat: false,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         }
     }
 

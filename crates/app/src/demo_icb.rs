@@ -142,6 +142,7 @@ pub async fn build_service(
                     nopat: false,
                     safeguarding: false,
                     confidential: false,
+                    superseded: None,
                 };
                 entries.push(entry(ENHANCED_REVIEW_INDICATED, "Enhanced review indicated", when));
                 if rng.gen_bool(0.1) {

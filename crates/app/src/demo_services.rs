@@ -98,6 +98,7 @@ fn entry(p: &Patient, days_ago: i64, author: &StaffPrincipal, body: EntryBody) -
         nopat: false,
         safeguarding: false,
         confidential: false,
+        superseded: None,
     }
 }
 

@@ -212,6 +212,7 @@ impl App {
             nopat: false,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         };
         let audit = AuditRecord::new(
             AuditEventId::from_uuid(new_id()),

@@ -453,7 +453,28 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
     };
     r["id"] = Value::String(e.id.to_string());
     debug_assert_eq!(r["resourceType"], kind);
+    if e.superseded.is_some() {
+        not_current(&mut r);
+    }
     labelled(r, label)
+}
+
+/// An entry a later version replaced (R28), for practice-facing readers (apps never receive
+/// one): not current. A problem is inactive and entered in error; anything with a status is
+/// entered in error.
+fn not_current(r: &mut Value) {
+    if r["resourceType"] == "Condition" {
+        r["clinicalStatus"] = json!({ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+            "code": "inactive",
+        }]});
+        r["verificationStatus"] = json!({ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+            "code": "entered-in-error",
+        }]});
+    } else if r.get("status").is_some() {
+        r["status"] = Value::String("entered-in-error".into());
+    }
 }
 
 /// The resource with its security label (every resource type carries one, profile or not).
@@ -681,6 +702,7 @@ mod round_trip {
                     nopat: false,
                     safeguarding: false,
                     confidential: false,
+                    superseded: None,
                 };
                 if i == 1 {
                     e.code = Some(Coding {
@@ -708,6 +730,33 @@ mod round_trip {
                 e
             })
             .collect()
+    }
+
+    #[test]
+    fn a_superseded_entry_is_written_as_not_current() {
+        // R28: practice-facing readers receive an entry a later version replaced as not current.
+        let p = person(PracticeId::from_uuid(crate::new_id()), date(1980, 5, 17));
+        let at = chrono::Utc.with_ymd_and_hms(2024, 3, 9, 10, 0, 0).single().unwrap_or_default();
+        let cx = Context::default();
+        for mut e in entries(&p)
+            .into_iter()
+            .filter(|e| matches!(e.body, EntryBody::Problem { active: true, .. } | EntryBody::MedicationIssue { .. }))
+        {
+            let current = entry_resource(&e, Label::Shareable, &cx);
+            e.superseded = Some(caldicott_core::entry::Superseded { at, note: "a later message".into() });
+            let retired = entry_resource(&e, Label::Shareable, &cx);
+            match current["resourceType"].as_str() {
+                Some("Condition") => {
+                    assert_eq!(current["clinicalStatus"]["coding"][0]["code"], "active");
+                    assert_eq!(retired["clinicalStatus"]["coding"][0]["code"], "inactive");
+                    assert_eq!(retired["verificationStatus"]["coding"][0]["code"], "entered-in-error");
+                }
+                _ => {
+                    assert_ne!(current["status"], "entered-in-error");
+                    assert_eq!(retired["status"], "entered-in-error");
+                }
+            }
+        }
     }
 
     #[test]

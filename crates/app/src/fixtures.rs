@@ -188,6 +188,7 @@ pub fn consultation(patient: &Patient, entered: DateTime<Utc>, text: &str) -> En
         nopat: false,
         safeguarding: false,
         confidential: false,
+        superseded: None,
     }
 }
 

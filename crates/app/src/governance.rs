@@ -324,6 +324,7 @@ fn code_entry(
         nopat: false,
         safeguarding: false,
         confidential: false,
+        superseded: None,
     })
 }
 

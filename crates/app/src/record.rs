@@ -492,6 +492,7 @@ mod tests {
             nopat: false,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         };
         let c = decode_cursor(&encode_cursor(&e)).unwrap();
         assert_eq!(c, EntryCursor::of(&e));

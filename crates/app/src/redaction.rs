@@ -239,6 +239,7 @@ impl App {
             nopat: false,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         };
         let mut codes = facts.enhanced_review_codes.clone();
         codes.push((concept.to_owned(), now));

@@ -307,6 +307,7 @@ impl App {
                     nopat: t.nopat,
                     safeguarding: t.safeguarding,
                     confidential: t.confidential,
+                    superseded: None,
                 });
             }
         }

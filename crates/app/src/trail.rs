@@ -48,6 +48,7 @@ pub fn describe_action(action: &str) -> String {
         "record.view_audit" => "Viewed this audit trail".into(),
         "entry.create" => "Added an entry".into(),
         "entry.visibility_change" => "Changed an entry's online visibility".into(),
+        "entry.supersede" => "Marked an entry superseded by a later version".into(),
         "access.settings_change" => "Changed online access settings".into(),
         "proxy.link_create" => "Added a proxy".into(),
         "account.create" => "Online account created".into(),

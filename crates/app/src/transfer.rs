@@ -227,6 +227,7 @@ impl App {
                 nopat: false,
                 safeguarding: false,
                 confidential: false,
+                superseded: None,
             });
         }
         if !file_problems.is_empty() {

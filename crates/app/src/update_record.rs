@@ -12,9 +12,11 @@ use caldicott_core::snomed::{Coding, ConceptId};
 use caldicott_core::staff::Role;
 use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
 use caldicott_core::update_record::{
-    item_changes, parse, InboundItem, ItemKind, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
+    item_changes, parse, planned_entries, InboundItem, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
 };
-use caldicott_store::inbound::{Amendment, InboundDecision, InboundListing, InboundMessage, InboundStatus, Sender};
+use caldicott_store::inbound::{
+    Amendment, Earlier, InboundDecision, InboundListing, InboundMessage, InboundStatus, Retire, Sender,
+};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -67,6 +69,10 @@ pub struct InboundView {
     pub changes_from_filed: Vec<String>,
     /// The message it replaces, when there is one here.
     pub replaces: Option<InboundMessage>,
+    /// Exactly what filing will write: one consultation entry, then one entry per item.
+    pub to_file: Vec<(Option<Coding>, EntryBody)>,
+    /// The registered patient the message matched, when it matched one.
+    pub patient: Option<caldicott_core::patient::Patient>,
 }
 
 /// An amendment as asked for.
@@ -222,7 +228,7 @@ impl App {
                 message.sender_ods = r.sender_ods.clone();
             }
             let a = audit(&message, Outcome::Denied, "status=refused code=20010".into());
-            if let Some(dup) = self.store_inbound(practice_id, &message, None, None, &a).await? {
+            if let Some(dup) = self.store_inbound(practice_id, &message, None, Earlier::None, &a).await? {
                 return Ok(dup);
             }
             return Ok(record_and_reply(&message, ItkCode::Refused));
@@ -231,12 +237,28 @@ impl App {
             Ok(r) => r,
             Err(problems) => {
                 message.problems = problems;
-                let a = audit(
-                    &message,
-                    Outcome::Failed,
-                    format!("status=invalid code=20009 problems={}", message.problems.len()),
-                );
-                if let Some(dup) = self.store_inbound(practice_id, &message, None, None, &a).await? {
+                // A replacement that cannot be processed: the payload it names, if that came
+                // from this sender for this patient and still waits, and the replacement are
+                // both void, and the sender is told (R28).
+                let void = self.voided_by(practice_id, sender, body, now).await?;
+                let mut earlier = Earlier::None;
+                let detail = match &void {
+                    Some((e, task)) => {
+                        message.status = InboundStatus::Void;
+                        message.replaces = Some(e.id);
+                        message.patient = e.patient;
+                        message.problems.push(format!(
+                            "this replacement could not be processed, so it and the payload it replaces ({}) are void: \
+                             send a corrected replacement",
+                            e.message_id
+                        ));
+                        earlier = Earlier::Void(e.id, task);
+                        format!("status=void code=20009 problems={} void=inbound/{}", message.problems.len(), e.id)
+                    }
+                    None => format!("status=invalid code=20009 problems={}", message.problems.len()),
+                };
+                let a = audit(&message, Outcome::Failed, detail);
+                if let Some(dup) = self.store_inbound(practice_id, &message, None, earlier, &a).await? {
                     return Ok(dup);
                 }
                 return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
@@ -255,7 +277,7 @@ impl App {
                 record.sender_ods
             )];
             let a = audit(&message, Outcome::Failed, "status=invalid code=20009 sender".into());
-            if let Some(dup) = self.store_inbound(practice_id, &message, None, None, &a).await? {
+            if let Some(dup) = self.store_inbound(practice_id, &message, None, Earlier::None, &a).await? {
                 return Ok(dup);
             }
             return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
@@ -268,34 +290,60 @@ impl App {
             .patient_by_nhs_number(practice_id, &record.nhs_number)
             .await?
             .filter(|p| p.date_of_birth == record.birth_date && p.registration_on(today).is_some());
-        // A replacement (R28).
+        // A replacement (R28): it names the earlier payload by the message's id, its
+        // Composition's identifier or its document Bundle's identifier. Only the pharmacy that
+        // sent that payload may replace it (a pharmacy's credentials are bound to its ODS code
+        // here), only for the same patient, and only its latest version; anything else is
+        // refused whole and changes nothing.
         let earlier = match &record.replaces {
-            Some(mid) => self.store.inbound_by_message_id(practice_id, mid).await?,
+            Some(target) => self.store.inbound_named(practice_id, target).await?,
             None => None,
         };
+        if let (Some(e), Some(target)) = (&earlier, &record.replaces) {
+            let refusal = if !e.sender_ods.eq_ignore_ascii_case(&record.sender_ods) {
+                Some(format!(
+                    "the message replaces {target}, which this pharmacy did not send: only the pharmacy that sent a payload may replace it"
+                ))
+            } else if e.record.as_ref().is_none_or(|r| r.nhs_number != record.nhs_number) {
+                Some(format!(
+                    "the message replaces {target}, which was about another patient: a replacement must be for the same patient"
+                ))
+            } else if e.status == InboundStatus::Superseded {
+                Some(format!(
+                    "the message replaces {target}, which a later message has already replaced: a replacement names the latest version"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                message.problems = vec![why];
+                let a =
+                    audit(&message, Outcome::Failed, format!("status=invalid code=20009 replaces=inbound/{}", e.id));
+                if let Some(dup) = self.store_inbound(practice_id, &message, None, Earlier::None, &a).await? {
+                    return Ok(dup);
+                }
+                return Ok(record_and_reply(&message, ItkCode::PayloadInvalid));
+            }
+        }
         message.replaces = earlier.as_ref().map(|e| e.id);
         let mut supersede_task = None;
         if let Some(e) = &earlier {
             if matches!(e.status, InboundStatus::Pending | InboundStatus::Unmatched) {
-                let mut t = match e.task {
-                    Some(t) => self.store.task(practice_id, t).await?,
-                    None => None,
-                };
-                if let Some(t) = t.as_mut() {
-                    t.status = TaskStatus::Done;
-                    t.outcome = Some("Replaced by a later message from the pharmacy".into());
-                    t.closed_at = Some(now);
-                    t.closed_by = Some("GP Connect Update Record".into());
-                }
-                supersede_task = Some(t.unwrap_or_else(|| placeholder_task(e, now)));
+                supersede_task =
+                    Some(self.closing(practice_id, e, now, "Replaced by a later message from the pharmacy").await?);
             }
         }
+        let earlier_change = match (&earlier, &supersede_task) {
+            (Some(e), Some(t)) => Earlier::Supersede(e.id, t),
+            (Some(e), None) => Earlier::Link(e.id),
+            (None, _) => Earlier::None,
+        };
         let Some(patient) = patient else {
             message.status = InboundStatus::Unmatched;
             message.response_code = i64::from(ItkCode::Success.code());
             message.record = Some(record);
             let a = audit(&message, Outcome::Success, "status=unmatched code=20013".into());
-            if let Some(dup) = self.store_inbound(practice_id, &message, None, supersede_task.as_ref(), &a).await? {
+            if let Some(dup) = self.store_inbound(practice_id, &message, None, earlier_change, &a).await? {
                 return Ok(dup);
             }
             return Ok(record_and_reply(&message, ItkCode::Success));
@@ -340,7 +388,7 @@ impl App {
         );
         // A placeholder task (for an earlier message that had none) is never written: the store
         // closes only open tasks it finds.
-        if let Some(dup) = self.store_inbound(practice_id, &message, Some(&task), supersede_task.as_ref(), &a).await? {
+        if let Some(dup) = self.store_inbound(practice_id, &message, Some(&task), earlier_change, &a).await? {
             return Ok(dup);
         }
         Ok(record_and_reply(&message, ItkCode::Success))
@@ -353,10 +401,10 @@ impl App {
         practice: PracticeId,
         message: &InboundMessage,
         task: Option<&Task>,
-        supersede: Option<&Task>,
+        earlier: Earlier<'_>,
         audit: &AuditRecord,
     ) -> AppResult<Option<Receipt>> {
-        match self.store.record_inbound(practice, message, task, supersede, audit).await {
+        match self.store.record_inbound(practice, message, task, earlier, audit).await {
             Ok(()) => Ok(None),
             Err(caldicott_store::StoreError::Conflict(why)) => {
                 match self.store.inbound_by_message_id(practice, &message.message_id).await? {
@@ -372,6 +420,67 @@ impl App {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The earlier message's task, closed with this outcome (a stand-in when it had none).
+    async fn closing(
+        &self,
+        practice: PracticeId,
+        e: &InboundMessage,
+        now: DateTime<Utc>,
+        outcome: &str,
+    ) -> AppResult<Task> {
+        let mut t = match e.task {
+            Some(t) => self.store.task(practice, t).await?,
+            None => None,
+        };
+        if let Some(t) = t.as_mut() {
+            t.status = TaskStatus::Done;
+            t.outcome = Some(outcome.to_owned());
+            t.closed_at = Some(now);
+            t.closed_by = Some("GP Connect Update Record".into());
+        }
+        Ok(t.unwrap_or_else(|| placeholder_task(e, now)))
+    }
+
+    /// For a message that could not be read whole: the earlier payload it says it replaces,
+    /// with that payload's task closed, when the replacement can void it — the earlier one was
+    /// sent by the same pharmacy (its credentials, or for the inbox the registered sender the
+    /// message names), is about the same NHS number, and still waits (R28).
+    async fn voided_by(
+        &self,
+        practice: PracticeId,
+        sender: Option<&Sender>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<(InboundMessage, Task)>> {
+        let claims = caldicott_core::update_record::claims(body);
+        let Some(target) = claims.replaces else { return Ok(None) };
+        let sender_ods = match sender {
+            Some(s) => s.ods_code.clone(),
+            None => match claims.sender_ods {
+                Some(ods) if self.store.sender_by_ods(practice, &ods).await?.is_some_and(|s| s.active) => ods,
+                _ => return Ok(None),
+            },
+        };
+        let Some(e) = self.store.inbound_named(practice, &target).await? else { return Ok(None) };
+        let same_patient =
+            e.record.as_ref().is_some_and(|r| claims.nhs_number.as_deref() == Some(r.nhs_number.as_str()));
+        if !e.sender_ods.eq_ignore_ascii_case(&sender_ods)
+            || !same_patient
+            || !matches!(e.status, InboundStatus::Pending | InboundStatus::Unmatched)
+        {
+            return Ok(None);
+        }
+        let task = self
+            .closing(
+                practice,
+                &e,
+                now,
+                "Void: the pharmacy's replacement could not be processed; the pharmacy was told",
+            )
+            .await?;
+        Ok(Some((e, task)))
     }
 
     // ---- Reviewing ---------------------------------------------------------------------------
@@ -394,6 +503,7 @@ impl App {
                     InboundStatus::Filed,
                     InboundStatus::Rejected,
                     InboundStatus::Superseded,
+                    InboundStatus::Void,
                     InboundStatus::Invalid,
                     InboundStatus::Refused,
                 ],
@@ -433,8 +543,13 @@ impl App {
             Outcome::Success,
             String::new(),
         );
+        let to_file = planned_entries(&record, &message.items);
+        let patient = match message.patient {
+            Some(p) => self.store.patient(who.practice, p).await?,
+            None => None,
+        };
         self.audit.record(who.practice, a).await?;
-        Ok(InboundView { message, record, amendments, changes_from_filed, replaces })
+        Ok(InboundView { message, record, amendments, changes_from_filed, replaces, to_file, patient })
     }
 
     /// Removes an item or changes its code before filing (R26); kept with who and when.
@@ -533,51 +648,43 @@ impl App {
             nopat: record.nopat,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         };
-        let mut entries = vec![entry(
-            ConceptId::parse(&record.service_code).ok().map(|concept| Coding { concept, term: record.service.clone() }),
-            EntryBody::Consultation {
-                text: format!(
-                    "{} consultation at {} with {}.{}",
-                    record.service,
-                    nonempty(&record.sender_name, &record.sender_ods),
-                    nonempty(&record.pharmacist, "the pharmacist"),
-                    if record.presenting_complaint.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" Presenting complaint: {}.", record.presenting_complaint)
-                    }
-                ),
-                status: caldicott_core::entry::ConsultationStatus::Final,
+        let entries: Vec<Entry> =
+            planned_entries(&record, &message.items).into_iter().map(|(code, body)| entry(code, body)).collect();
+        // A replacement of a payload already filed retires what that one filed (R28): kept for
+        // audit, marked superseded, each change audited with the filing.
+        let retire = match message.replaces {
+            Some(r) => match self.store.inbound(who.practice, r).await? {
+                Some(e) if e.status == InboundStatus::Filed => {
+                    let retired = self.store.inbound_entries(who.practice, e.id).await?;
+                    let note = format!(
+                        "Superseded by GP Connect Update Record message {} from {} ({}), filed by {} on {}",
+                        record.message_id,
+                        nonempty(&record.sender_name, &record.sender_ods),
+                        record.sender_ods,
+                        who.name,
+                        now.format("%-d %B %Y")
+                    );
+                    let audits = retired
+                        .iter()
+                        .map(|entry| {
+                            self.audit_record(
+                                who,
+                                Some(patient),
+                                Action::EntrySupersede,
+                                format!("entry/{entry}"),
+                                Outcome::Success,
+                                format!("superseded_by=inbound/{id} replaced=inbound/{}", e.id),
+                            )
+                        })
+                        .collect();
+                    Some(Retire { entries: retired, at: now, note, audits })
+                }
+                _ => None,
             },
-        )];
-        for item in &message.items {
-            let body = match item.kind {
-                ItemKind::Medication => EntryBody::MedicationIssue {
-                    drug: item.text.split(',').next().unwrap_or(&item.text).trim().to_owned(),
-                    dosage: item.text.split(',').nth(1).unwrap_or("").trim().to_owned(),
-                    quantity: item
-                        .text
-                        .split(',')
-                        .nth(2)
-                        .unwrap_or("")
-                        .trim()
-                        .trim_start_matches("quantity ")
-                        .to_owned(),
-                    template: None,
-                },
-                ItemKind::Condition => match &item.code {
-                    Some(c) => EntryBody::Problem { title: c.term.clone(), active: true },
-                    None => EntryBody::Coded { value: Some(item.text.clone()) },
-                },
-                ItemKind::Observation => EntryBody::Coded { value: Some(item.text.clone()).filter(|t| !t.is_empty()) },
-                ItemKind::Impression => EntryBody::Consultation {
-                    text: format!("Pharmacist's clinical impression: {}", item.text),
-                    status: caldicott_core::entry::ConsultationStatus::Final,
-                },
-            };
-            entries.push(entry(item.code.clone(), body));
-        }
+            None => None,
+        };
         let task = self.closed_task(who, &message, now, &format!("Filed: {} entries", entries.len())).await?;
         let a = self.audit_record(
             who,
@@ -598,6 +705,7 @@ impl App {
                 id,
                 InboundDecision { status: InboundStatus::Filed, note: "", by: &who.name, at: now },
                 &entries,
+                retire.as_ref(),
                 task.as_ref(),
                 &a,
             )
@@ -634,6 +742,7 @@ impl App {
                 id,
                 InboundDecision { status: InboundStatus::Rejected, note: reason, by: &who.name, at: now },
                 &[],
+                None,
                 task.as_ref(),
                 &a,
             )

@@ -30,6 +30,7 @@ struct Setup {
     practice: PracticeId,
     clinician: StaffPrincipal,
     manager: StaffPrincipal,
+    admin: StaffPrincipal,
     client_id: String,
     secret: String,
     hannah: Patient,
@@ -60,7 +61,7 @@ async fn setup(t: &TestStore) -> Setup {
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (sender, secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
     let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
-    Setup { app, practice: p, clinician: tp.clinician, manager, client_id: sender.client_id, secret, hannah }
+    Setup { app, practice: p, clinician: tp.clinician, manager, admin, client_id: sender.client_id, secret, hannah }
 }
 
 impl Setup {
@@ -347,8 +348,6 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
         .unwrap()
         .iter()
         .all(|(t, _)| t.kind != TaskKind::PharmacyUpdate));
-    // The same message, once the practice accepts again, is a duplicate of the refused one: a
-    // pharmacy resends with a new id.
     settings.accept_update_record = true;
     s.app
         .store
@@ -356,6 +355,105 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
         .await
         .unwrap();
     assert_eq!(s.send("blood-pressure-check.json").await.code, 20013);
+}
+
+impl Setup {
+    async fn accept_update_record(&self, on: bool) {
+        let mut settings = self.app.store.practice(self.practice).await.unwrap().unwrap().online;
+        settings.accept_update_record = on;
+        self.app
+            .store
+            .set_online_services(self.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
+            .await
+            .unwrap();
+    }
+    async fn open_pharmacy_tasks(&self) -> usize {
+        let tasks = self.app.task_list(&self.clinician, false).await.unwrap();
+        tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate && t.status == TaskStatus::Open).count()
+    }
+}
+
+async fn a_message_refused_while_switched_off_is_taken_when_sent_again(t: &TestStore) {
+    // R30, D13: the pharmacy was told 20010, so it sends the same message again once the
+    // practice accepts; only an accepted message id is a duplicate (20007).
+    let s = setup(t).await;
+    s.accept_update_record(false).await;
+    let refused = s.send("pharmacy-first.json").await;
+    assert_eq!(refused.code, 20010);
+    s.accept_update_record(true).await;
+    let again = s.send("pharmacy-first.json").await;
+    assert_eq!((again.code, again.outcome), (20013, ItkCode::Success), "{:?}", again.problems);
+    assert_ne!(again.id, refused.id);
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+    let (queue, _) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert_eq!(queue.iter().map(|m| Some(m.id)).collect::<Vec<_>>(), vec![again.id]);
+    // The refusal stays on record, and from now on the message is a duplicate of the accepted one.
+    let refusal = s.app.store.inbound(s.practice, refused.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(refusal.status, InboundStatus::Refused);
+    let third = s.send("pharmacy-first.json").await;
+    assert_eq!((third.code, third.id), (20007, again.id));
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+}
+
+async fn a_message_refused_as_invalid_is_taken_when_sent_again_corrected(t: &TestStore) {
+    // R25, D13: a message refused 20009 was not delivered; corrected and sent again with the same
+    // id, it is processed.
+    let s = setup(t).await;
+    let broken = String::from_utf8(example("pharmacy-first.json")).unwrap().replace("2129921000000100", "185317003");
+    let refused = s.app.receive_update_http(&s.client_id, &s.secret, broken.as_bytes()).await.unwrap();
+    assert_eq!(refused.code, 20009);
+    let again = s.send("pharmacy-first.json").await;
+    assert_eq!((again.code, again.outcome), (20013, ItkCode::Success), "{:?}", again.problems);
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+    // The same invalid message twice is refused twice, and both refusals are kept.
+    let broken_again = s.app.receive_update_http(&s.client_id, &s.secret, broken.as_bytes()).await.unwrap();
+    assert_eq!(broken_again.code, 20007, "after acceptance the id is taken: {:?}", broken_again.problems);
+    let other = String::from_utf8(example("blood-pressure-check.json")).unwrap().replace("ITK014M", "ITK007C");
+    for _ in 0..2 {
+        let r = s.app.receive_update_http(&s.client_id, &s.secret, other.as_bytes()).await.unwrap();
+        assert_eq!(r.code, 20009, "{:?}", r.problems);
+    }
+    let refusals = s.app.inbound_log(&s.clinician).await.unwrap();
+    assert_eq!(refusals.iter().filter(|m| m.status == InboundStatus::Invalid).count(), 3);
+}
+
+async fn a_refused_message_sent_again_by_parallel_clients_is_taken_once(t: &TestStore) {
+    // D13, T35: after a refusal (20010), sixteen clients resend the same message at once: one is
+    // accepted, the others are told 20007, and there is one task.
+    let s = setup(t).await;
+    s.accept_update_record(false).await;
+    assert_eq!(s.send("pharmacy-first.json").await.code, 20010);
+    s.accept_update_record(true).await;
+    let body = example("pharmacy-first.json");
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let (app, id, secret, body) = (s.app.clone(), s.client_id.clone(), s.secret.clone(), body.clone());
+        handles.push(tokio::spawn(async move { app.receive_update_http(&id, &secret, &body).await.unwrap() }));
+    }
+    let mut receipts = Vec::new();
+    for h in handles {
+        receipts.push(h.await.unwrap());
+    }
+    let accepted: Vec<_> = receipts.iter().filter(|r| r.code == 20013).collect();
+    assert_eq!(accepted.len(), 1, "{:?}", receipts.iter().map(|r| r.code).collect::<Vec<_>>());
+    assert!(receipts.iter().filter(|r| r.code != 20013).all(|r| r.code == 20007 && r.id == accepted[0].id));
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+}
+
+async fn an_oversize_message_is_answered_and_recorded_like_other_refusals(t: &TestStore) {
+    // R25, D13: larger than 2 MB: refused whole with 20009 and the reason, and kept on record
+    // like every refusal, so nothing is silently dropped.
+    let s = setup(t).await;
+    let mut body = example("pharmacy-first.json");
+    body.resize(caldicott_core::update_record::MAX_MESSAGE_BYTES + 1, b' ');
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, &body).await.unwrap();
+    assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid));
+    assert!(r.problems.iter().any(|p| p.contains("larger than 2 MB")), "{:?}", r.problems);
+    let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!((m.status, m.response_code), (InboundStatus::Invalid, 20009));
+    assert!(s.actions().await.contains(&"inbound.receive".to_owned()));
+    // Sent again within the limit, the same message is taken.
+    assert_eq!(s.send("pharmacy-first.json").await.code, 20013);
 }
 
 async fn files_in_the_inbox_are_taken_once_and_acknowledged(t: &TestStore) {
@@ -406,6 +504,274 @@ async fn the_same_message_delivered_at_once_is_taken_once(t: &TestStore) {
     assert_eq!(tasks.iter().filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate).count(), 1);
 }
 
+/// The Pharmacy First sample with its medicine replaced: a name and a dosage that contain commas,
+/// a dm+d code and a quantity of 15 capsule.
+fn with_amoxicillin(id: &str) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&example("pharmacy-first.json")).unwrap();
+    m["id"] = serde_json::json!(id);
+    let doc = m["entry"][2]["resource"]["entry"].as_array_mut().unwrap();
+    let med = doc.iter_mut().find(|e| e["resource"]["resourceType"] == "MedicationDispense").unwrap();
+    med["resource"]["medicationCodeableConcept"] = serde_json::json!({
+        "coding": [{"system": "https://dmd.nhs.uk", "code": "323509004", "display": "Amoxicillin 500mg capsules, sugar free"}],
+        "text": "Amoxicillin 500mg capsules, sugar free"
+    });
+    med["resource"]["dosageInstruction"] =
+        serde_json::json!([{"text": "1 capsule three times a day, for 5 days, with water"}]);
+    med["resource"]["quantity"] = serde_json::json!({"value": 15, "unit": "capsule"});
+    serde_json::to_vec(&m).unwrap()
+}
+
+async fn a_filed_medicine_keeps_exactly_what_was_sent(t: &TestStore) {
+    // R26: what the pharmacist supplied reaches the record as sent: the medicine and its dm+d
+    // code, the dosage instruction and the quantity, whatever punctuation they contain.
+    use caldicott_core::entry::EntryBody;
+    let s = setup(t).await;
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, &with_amoxicillin("amox-0001")).await.unwrap();
+    assert_eq!(r.code, 20013, "{:?}", r.problems);
+    let id = r.id.unwrap();
+    let expected = EntryBody::MedicationIssue {
+        drug: "Amoxicillin 500mg capsules, sugar free".into(),
+        dosage: "1 capsule three times a day, for 5 days, with water".into(),
+        quantity: "15 capsule".into(),
+        template: None,
+    };
+    // The review shows exactly the entries that filing will write.
+    let view = s.app.inbound_view(&s.clinician, id).await.unwrap();
+    let planned: Vec<_> = view.to_file.iter().map(|(code, body)| (code.clone(), body.clone())).collect();
+    let medicine = planned.iter().find(|(_, b)| matches!(b, EntryBody::MedicationIssue { .. })).unwrap();
+    assert_eq!(medicine.1, expected);
+    assert_eq!(medicine.0.as_ref().map(|c| c.concept.as_str()), Some("323509004"), "the dm+d code is kept");
+    let made = s.app.file_inbound(&s.clinician, id).await.unwrap();
+    let record = s
+        .app
+        .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    let mut filed: Vec<_> = record
+        .entries
+        .iter()
+        .filter(|e| made.contains(&e.entry.id))
+        .map(|e| (made.iter().position(|m| *m == e.entry.id).unwrap(), e.entry.code.clone(), e.entry.body.clone()))
+        .collect();
+    filed.sort_by_key(|(i, _, _)| *i);
+    let filed: Vec<_> = filed.into_iter().map(|(_, code, body)| (code, body)).collect();
+    assert_eq!(filed, planned, "what was reviewed is what was filed");
+    assert!(filed.iter().any(|(_, b)| *b == expected));
+}
+
+/// A sample message given its own message id, Composition identifier and document Bundle
+/// identifier, and, for a replacement, the identifier of the payload it replaces (R28).
+fn identified(name: &str, message_id: &str, composition: &str, document: &str, replaces: Option<&str>) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&example(name)).unwrap();
+    m["id"] = serde_json::json!(message_id);
+    let doc = &mut m["entry"][2]["resource"];
+    doc["identifier"] = serde_json::json!({"system": "https://tools.ietf.org/html/rfc4122", "value": document});
+    let comp = doc["entry"].as_array_mut().unwrap().iter_mut().find(|e| e["resource"]["resourceType"] == "Composition");
+    let comp = &mut comp.unwrap()["resource"];
+    comp["identifier"] = serde_json::json!({"system": "https://tools.ietf.org/html/rfc4122", "value": composition});
+    match replaces {
+        Some(target) => {
+            comp["relatesTo"] = serde_json::json!([{"code": "replaces", "targetIdentifier": {"value": target}}]);
+            comp["meta"]["versionId"] = serde_json::json!("2");
+        }
+        None => {
+            comp.as_object_mut().unwrap().remove("relatesTo");
+        }
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+impl Setup {
+    async fn send_bytes(&self, body: &[u8]) -> caldicott_app::update_record::Receipt {
+        self.app.receive_update_http(&self.client_id, &self.secret, body).await.unwrap()
+    }
+}
+
+async fn a_replacement_may_name_the_earlier_payload_by_any_of_its_identifiers(t: &TestStore) {
+    // R28: senders fill targetIdentifier with the earlier Composition's identifier, the document
+    // Bundle's identifier or the message Bundle's id; each names the same payload, so the
+    // replacement supersedes it and there is one live task per consultation.
+    let s = setup(t).await;
+    for (n, pick) in ["composition", "document", "message"].into_iter().enumerate() {
+        let (mid, comp, doc) = (format!("earlier-{n}"), format!("comp-{n}"), format!("doc-{n}"));
+        let earlier = s.send_bytes(&identified("pharmacy-first.json", &mid, &comp, &doc, None)).await;
+        assert_eq!(earlier.code, 20013);
+        let target = match pick {
+            "composition" => &comp,
+            "document" => &doc,
+            _ => &mid,
+        };
+        let body = identified(
+            "pharmacy-first-replacement.json",
+            &format!("later-{n}"),
+            &format!("comp-{n}-v2"),
+            &format!("doc-{n}-v2"),
+            Some(target),
+        );
+        let later = s.send_bytes(&body).await;
+        assert_eq!(later.code, 20013, "{pick}: {:?}", later.problems);
+        let old = s.app.store.inbound(s.practice, earlier.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!((old.status, old.superseded_by), (InboundStatus::Superseded, later.id), "{pick}");
+        let new = s.app.store.inbound(s.practice, later.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!(new.replaces, earlier.id, "{pick}");
+        assert_eq!(s.open_pharmacy_tasks().await, n + 1, "{pick}: one live task per consultation");
+    }
+}
+
+async fn only_the_sender_may_replace_its_payload_and_only_for_the_same_patient(t: &TestStore) {
+    // R28: another pharmacy, or the same pharmacy about another patient, cannot replace a
+    // payload: refused with 20009 and the reason, and nothing changes.
+    let s = setup(t).await;
+    let (other, other_secret) = s.app.register_sender(&s.admin, "FB456", "Harbour Pharmacy").await.unwrap();
+    let earlier = s.send_bytes(&identified("pharmacy-first.json", "mine-1", "mine-comp-1", "mine-doc-1", None)).await;
+    let id = earlier.id.unwrap();
+    let stranger = fixtures::adult(&s.app, s.practice).await.unwrap();
+    // Another pharmacy, about its own patient, names this payload.
+    let theirs = String::from_utf8(identified(
+        "pharmacy-first-replacement.json",
+        "theirs-1",
+        "theirs-comp-1",
+        "theirs-doc-1",
+        Some("mine-comp-1"),
+    ))
+    .unwrap()
+    .replace("FA123", "FB456")
+    .replace("9990996008", stranger.nhs_number.as_str())
+    .replace("1987-03-14", &stranger.date_of_birth.to_string());
+    let r = s.app.receive_update_http(&other.client_id, &other_secret, theirs.as_bytes()).await.unwrap();
+    assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid));
+    assert!(r.problems.iter().any(|p| p.contains("only the pharmacy that sent")), "{:?}", r.problems);
+    // The same pharmacy, about another patient.
+    let wrong_patient = String::from_utf8(identified(
+        "pharmacy-first-replacement.json",
+        "mine-2",
+        "mine-comp-2",
+        "mine-doc-2",
+        Some("mine-1"),
+    ))
+    .unwrap()
+    .replace("9990996008", stranger.nhs_number.as_str())
+    .replace("1987-03-14", &stranger.date_of_birth.to_string());
+    let r = s.send_bytes(wrong_patient.as_bytes()).await;
+    assert_eq!(r.code, 20009);
+    assert!(r.problems.iter().any(|p| p.contains("another patient")), "{:?}", r.problems);
+    // Nothing changed: the earlier one still waits with its open task, and no task was made.
+    let old = s.app.store.inbound(s.practice, id).await.unwrap().unwrap();
+    assert_eq!((old.status, old.superseded_by), (InboundStatus::Pending, None));
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+    let (queue, unmatched) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert_eq!((queue.len(), unmatched.len()), (1, 0));
+    s.app.file_inbound(&s.clinician, id).await.unwrap();
+}
+
+async fn filing_a_replacement_retires_what_the_earlier_payload_filed(t: &TestStore) {
+    // R28: the earlier payload was filed; the replacement's task shows the difference, and filing
+    // it retires the earlier entries: kept for audit, marked superseded, not current, never
+    // online; the change of each is audited with the filing.
+    use caldicott_core::entry::EntryBody;
+    let s = setup(t).await;
+    let first = s.send_bytes(&identified("pharmacy-first.json", "v1", "comp-v1", "doc-v1", None)).await.id.unwrap();
+    let filed_first = s.app.file_inbound(&s.clinician, first).await.unwrap();
+    assert!(s.online_texts().await.contains("for 5 days"));
+    let second =
+        s.send_bytes(&identified("pharmacy-first-replacement.json", "v2", "comp-v2", "doc-v2", Some("comp-v1"))).await;
+    assert_eq!(second.code, 20013, "{:?}", second.problems);
+    let second = second.id.unwrap();
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+    let view = s.app.inbound_view(&s.clinician, second).await.unwrap();
+    assert!(view.changes_from_filed.iter().any(|c| c.starts_with("Removed:") && c.contains("5 days")));
+    assert!(view.changes_from_filed.iter().any(|c| c.starts_with("Added:") && c.contains("10 days")));
+    let filed_second = s.app.file_inbound(&s.clinician, second).await.unwrap();
+    let record = s
+        .app
+        .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+        .await
+        .unwrap();
+    // Kept for audit, marked superseded, and withheld online.
+    let retired: Vec<_> = record.entries.iter().filter(|e| filed_first.contains(&e.entry.id)).collect();
+    assert_eq!(retired.len(), filed_first.len(), "nothing is deleted");
+    for e in &retired {
+        let mark = e.entry.superseded.as_ref().expect("marked superseded");
+        assert!(mark.note.contains("v2"), "{}", mark.note);
+        assert!(e.online.withheld.is_some());
+    }
+    // Only one version is current: one active problem, one issue of the supply.
+    let current: Vec<_> = record.entries.iter().filter(|e| e.entry.superseded.is_none()).collect();
+    let problems = current
+        .iter()
+        .filter(|e| matches!(e.entry.body, EntryBody::Problem { active: true, .. }))
+        .filter(|e| e.entry.code.as_ref().is_some_and(|c| c.concept.as_str() == "43878008"))
+        .count();
+    assert_eq!(problems, 1);
+    let issues: Vec<_> = current.iter().filter(|e| matches!(e.entry.body, EntryBody::MedicationIssue { .. })).collect();
+    assert_eq!(issues.len(), 1);
+    assert!(filed_second.contains(&issues[0].entry.id));
+    // Not shown online, to the patient or to a proxy; the replacement is.
+    let online = s.online_texts().await;
+    assert!(!online.contains("for 5 days") && online.contains("for 10 days"));
+    for id in &filed_first {
+        assert!(!online.contains(&id.to_string()));
+    }
+    let applicant = fixtures::adult(&s.app, s.practice).await.unwrap();
+    let link = fixtures::proxy_link(
+        &s.app,
+        s.practice,
+        &s.hannah,
+        &applicant,
+        caldicott_core::access::AccessLevel::Full,
+        chrono::Utc::now().date_naive() - chrono::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    let proxy = s
+        .app
+        .online_view(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(!serde_json::to_string(&proxy).unwrap().contains("for 5 days"));
+    // Each retired entry's change is audited.
+    let events = s.app.store.audit_events(s.practice, 0, 1_000_000).await.unwrap();
+    for id in &filed_first {
+        assert!(
+            events.iter().any(|e| e.action == "entry.supersede" && e.entity == format!("entry/{id}")),
+            "entry/{id} retired without an audit event"
+        );
+    }
+}
+
+async fn a_replacement_that_cannot_be_processed_voids_both_and_tells_the_sender(t: &TestStore) {
+    // R28 (the guide: when the new payload cannot be processed, the original and the replacement
+    // are marked void and the sender is told with an ITK3 answer).
+    let s = setup(t).await;
+    let first = s.send_bytes(&identified("pharmacy-first.json", "w1", "comp-w1", "doc-w1", None)).await.id.unwrap();
+    let mut bad: serde_json::Value = serde_json::from_slice(&identified(
+        "pharmacy-first-replacement.json",
+        "w2",
+        "comp-w2",
+        "doc-w2",
+        Some("comp-w1"),
+    ))
+    .unwrap();
+    bad["entry"][2]["resource"]["entry"].as_array_mut().unwrap().push(serde_json::json!({"resource": {
+        "resourceType": "AllergyIntolerance", "id": "alg-1", "patient": {"reference": "Patient/pat-1"}
+    }}));
+    let r = s.send_bytes(&serde_json::to_vec(&bad).unwrap()).await;
+    assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid));
+    assert!(r.problems.iter().any(|p| p.contains("Iteration 2")), "{:?}", r.problems);
+    assert!(r.problems.iter().any(|p| p.contains("void")), "the sender is told both are void: {:?}", r.problems);
+    let old = s.app.store.inbound(s.practice, first).await.unwrap().unwrap();
+    assert_eq!(old.status, InboundStatus::Void);
+    let new = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!((new.status, new.response_code), (InboundStatus::Void, 20009));
+    assert_eq!(s.open_pharmacy_tasks().await, 0, "the earlier one's task is closed");
+    assert!(matches!(s.app.file_inbound(&s.clinician, first).await, Err(AppError::Conflict(_))));
+    // Corrected and sent again, the replacement is processed.
+    let again =
+        s.send_bytes(&identified("pharmacy-first-replacement.json", "w2", "comp-w2", "doc-w2", Some("comp-w1"))).await;
+    assert_eq!(again.code, 20013, "{:?}", again.problems);
+    assert_eq!(s.open_pharmacy_tasks().await, 1);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -424,4 +790,13 @@ both!(
     files_in_the_inbox_are_taken_once_and_acknowledged,
     the_same_message_delivered_at_once_is_taken_once,
     the_practice_default_for_inbound_data_can_keep_filed_entries_off_line,
+    a_message_refused_while_switched_off_is_taken_when_sent_again,
+    a_message_refused_as_invalid_is_taken_when_sent_again_corrected,
+    a_refused_message_sent_again_by_parallel_clients_is_taken_once,
+    an_oversize_message_is_answered_and_recorded_like_other_refusals,
+    a_filed_medicine_keeps_exactly_what_was_sent,
+    a_replacement_may_name_the_earlier_payload_by_any_of_its_identifiers,
+    only_the_sender_may_replace_its_payload_and_only_for_the_same_patient,
+    filing_a_replacement_retires_what_the_earlier_payload_filed,
+    a_replacement_that_cannot_be_processed_voids_both_and_tells_the_sender,
 );

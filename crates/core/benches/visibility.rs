@@ -57,6 +57,7 @@ fn record(n: usize) -> Vec<Entry> {
                 nopat: false,
                 safeguarding: i % 97 == 0,
                 confidential: false,
+                superseded: None,
             }
         })
         .collect()

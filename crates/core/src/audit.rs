@@ -118,6 +118,8 @@ pub enum Action {
     RecordPreviewOnline,
     EntryCreate,
     EntryVisibilityChange,
+    /// An entry retired by a later version (R28): kept, marked superseded.
+    EntrySupersede,
     AccessSettingsChange,
     ProxyLinkCreate,
     OnlineAccountCreate,
@@ -198,6 +200,7 @@ impl Action {
             Self::RecordPreviewOnline => "record.preview_online",
             Self::EntryCreate => "entry.create",
             Self::EntryVisibilityChange => "entry.visibility_change",
+            Self::EntrySupersede => "entry.supersede",
             Self::AccessSettingsChange => "access.settings_change",
             Self::ProxyLinkCreate => "proxy.link_create",
             Self::OnlineAccountCreate => "account.create",

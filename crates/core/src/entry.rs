@@ -444,6 +444,17 @@ pub struct Entry {
     pub safeguarding: bool,
     /// "Private" to the practice. This is not the online-visibility flag (R10).
     pub confidential: bool,
+    /// Retired because a later version replaced what it recorded (an Update Record replacement,
+    /// R28): kept for audit, no longer current, never shown online.
+    pub superseded: Option<Superseded>,
+}
+
+/// When and by what an entry was superseded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    pub at: DateTime<Utc>,
+    /// For staff: what replaced it, such as "a later GP Connect Update Record message …".
+    pub note: String,
 }
 
 impl Entry {

@@ -512,6 +512,7 @@ mod tests {
             nopat: false,
             safeguarding: false,
             confidential: false,
+            superseded: None,
         }
     }
 

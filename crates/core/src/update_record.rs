@@ -3,6 +3,7 @@
 //! practice reviews and files. A message is taken whole or refused whole (R25); every problem
 //! is named.
 
+use crate::entry::{ConsultationStatus, EntryBody};
 use crate::nhs_number::NhsNumber;
 use crate::snomed::{Coding, ConceptId};
 use chrono::NaiveDate;
@@ -99,6 +100,8 @@ const ITERATION_2_TYPES: &[&str] = &["AllergyIntolerance", "Appointment", "Proce
 const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 const ODS_SYSTEMS: &[&str] = &["https://fhir.nhs.uk/Id/ods-organization-code", "https://fhir.nhs.uk/Id/ods-site-code"];
 const SNOMED: &str = "http://snomed.info/sct";
+/// The systems that name dm+d medicines.
+const DMD: &[&str] = &["https://dmd.nhs.uk", "http://dmd.nhs.uk"];
 /// `MessageHeader.event` of Update Record (D12).
 pub const UPDATE_RECORD_EVENT: &str = "ITK014M";
 
@@ -127,13 +130,28 @@ impl ItemKind {
     }
 }
 
+/// A medicine supplied, in the sender's own words, element by element: what is filed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    /// The medicine (`medicationCodeableConcept.text`, or its coding's display).
+    pub medicine: String,
+    /// The dosage instruction (`dosageInstruction.text`).
+    pub dosage: String,
+    /// The quantity supplied (`quantity.value` and `quantity.unit`), such as "15 capsule".
+    pub quantity: String,
+}
+
 /// One item of the consultation, as the reviewer sees it and may amend it (R26).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundItem {
     pub kind: ItemKind,
     pub code: Option<Coding>,
-    /// The words of the item: the value of an observation, the dose of a medicine.
+    /// The words of the item: the value of an observation; for a medicine, a description of the
+    /// supply (what is filed is `supply`).
     pub text: String,
+    /// A medicine supplied, element by element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supply: Option<Supply>,
 }
 
 impl InboundItem {
@@ -163,10 +181,20 @@ pub struct UpdateRecord {
     pub given_name: String,
     pub consultation_date: NaiveDate,
     pub pharmacist: String,
+    /// The pharmacist's role (`PractitionerRole.code`), such as "Community pharmacist".
+    #[serde(default)]
+    pub pharmacist_role: String,
     /// The Encounter carries NOPAT: nothing filed from it is shown online (R29).
     pub nopat: bool,
-    /// The identifier of the message this one replaces (R28).
+    /// The identifier of the payload this one replaces (R28): the earlier message's id, its
+    /// Composition's identifier or its document Bundle's identifier.
     pub replaces: Option<String>,
+    /// `Composition.identifier`: a later replacement may name this payload by it (R28).
+    #[serde(default)]
+    pub composition_identifier: Option<String>,
+    /// The document Bundle's `identifier`: a later replacement may name this payload by it.
+    #[serde(default)]
+    pub document_identifier: Option<String>,
     pub presenting_complaint: String,
     pub items: Vec<InboundItem>,
 }
@@ -230,6 +258,93 @@ fn snomed(v: Option<&Value>) -> Option<Coding> {
         Some(Coding {
             concept: ConceptId::parse(code).ok()?,
             term: if display.is_empty() { text.to_owned() } else { display.to_owned() },
+        })
+    })
+}
+
+/// The target of a Composition's `relatesTo` of code `replaces`.
+fn replaces_of(composition: &Value) -> Option<String> {
+    composition.get("relatesTo")?.as_array()?.iter().find_map(|r| {
+        (r.get("code")?.as_str()? == "replaces")
+            .then(|| s(r, &["targetIdentifier", "value"]).map(|v| v.trim().to_owned()))
+            .flatten()
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// The value of a resource's `identifier` (one Identifier, or the first of a list).
+fn identifier_value(r: &Value) -> Option<String> {
+    let id = r.get("identifier")?;
+    let id = id.as_array().map_or(Some(id), |a| a.first())?;
+    id.get("value")?.as_str().map(|v| v.trim().chars().take(200).collect::<String>()).filter(|v| !v.is_empty())
+}
+
+/// What a message that could not be read whole still says about itself, read leniently: the
+/// payload it replaces, the sender it names and the patient's NHS number. Used only to decide
+/// that a replacement which cannot be processed voids the payload it names (R28), after the
+/// sender and patient are checked against that payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub replaces: Option<String>,
+    pub sender_ods: Option<String>,
+    pub nhs_number: Option<String>,
+}
+
+/// Reads [`Claims`] from a message's bytes; nothing when it is too large, not JSON or too deep.
+pub fn claims(bytes: &[u8]) -> Claims {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Claims::default();
+    }
+    let Ok(root) = serde_json::from_slice::<Value>(bytes) else { return Claims::default() };
+    if depth(&root) > MAX_DEPTH {
+        return Claims::default();
+    }
+    let resources = |b: &Value| -> Vec<Value> {
+        b.get("entry")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|e| e.get("resource")).take(MAX_RESOURCES).cloned().collect())
+            .unwrap_or_default()
+    };
+    let entries = resources(&root);
+    let of = |list: &[Value], ty: &str| list.iter().find(|r| s(r, &["resourceType"]) == Some(ty)).cloned();
+    let sender_ods = of(&entries, "MessageHeader").and_then(|h| {
+        let sender_ref = s(&h, &["sender", "reference"]).unwrap_or("").to_owned();
+        entries
+            .iter()
+            .find(|r| {
+                s(r, &["resourceType"]) == Some("Organization")
+                    && s(r, &["id"]).is_some_and(|id| !id.is_empty() && sender_ref.ends_with(id))
+            })
+            .and_then(ods_of)
+    });
+    let doc = entries
+        .iter()
+        .find(|r| s(r, &["resourceType"]) == Some("Bundle") && s(r, &["type"]) == Some("document"))
+        .map(resources)
+        .unwrap_or_default();
+    Claims {
+        replaces: of(&doc, "Composition").as_ref().and_then(replaces_of),
+        sender_ods,
+        nhs_number: of(&doc, "Patient").and_then(|p| {
+            p.get("identifier")?
+                .as_array()?
+                .iter()
+                .find(|i| s(i, &["system"]) == Some(NHS_NUMBER_SYSTEM))
+                .and_then(|i| s(i, &["value"]).map(str::to_owned))
+        }),
+    }
+}
+
+/// A medicine's code: dm+d concepts are SNOMED CT concept ids, whichever of the two systems
+/// names them.
+fn medicine_code(v: Option<&Value>) -> Option<Coding> {
+    snomed(v).or_else(|| {
+        let text = v.and_then(|c| c.get("text")).and_then(Value::as_str).unwrap_or("");
+        codings(v).into_iter().find(|(sys, _, _)| DMD.contains(sys)).and_then(|(_, code, display)| {
+            Some(Coding {
+                concept: ConceptId::parse(code).ok()?,
+                term: if display.is_empty() { text.to_owned() } else { display.to_owned() },
+            })
         })
     })
 }
@@ -425,13 +540,9 @@ impl Reader {
                 )),
             }
         }
-        let replaces = first("Composition").and_then(|c| {
-            c.get("relatesTo")?.as_array()?.iter().find_map(|r| {
-                (r.get("code")?.as_str()? == "replaces")
-                    .then(|| s(r, &["targetIdentifier", "value"]).map(str::to_owned))
-                    .flatten()
-            })
-        });
+        let replaces = first("Composition").and_then(replaces_of);
+        let composition_identifier = first("Composition").and_then(identifier_value);
+        let document_identifier = identifier_value(documents[0]);
         if first("Composition")
             .and_then(|c| c.get("relatesTo"))
             .and_then(Value::as_array)
@@ -481,6 +592,11 @@ impl Reader {
                 .is_some_and(|a| a.iter().any(|c| s(c, &["code"]) == Some("NOPAT")));
         }
         let pharmacist = first("Practitioner").map(human_name).unwrap_or_default();
+        let pharmacist_role = first("PractitionerRole")
+            .and_then(|r| {
+                r.get("code").and_then(Value::as_array).and_then(|a| a.first()).map(|c| concept_text(Some(c)))
+            })
+            .unwrap_or_default();
         // The items.
         let mut items = Vec::new();
         let mut presenting = String::new();
@@ -498,7 +614,7 @@ impl Reader {
                     if text.is_empty() && code.is_none() {
                         self.problem("a ClinicalImpression has neither a code nor any text");
                     }
-                    items.push(InboundItem { kind: ItemKind::Impression, code, text });
+                    items.push(InboundItem { kind: ItemKind::Impression, code, text, supply: None });
                 }
                 "Condition" => {
                     let code = snomed(r.get("code"));
@@ -507,7 +623,8 @@ impl Reader {
                         self.problem("a Condition has no SNOMED CT code or text");
                     }
                     items.push(
-                        InboundItem { kind: ItemKind::Condition, code, text: String::new() }.with_text_if_uncoded(text),
+                        InboundItem { kind: ItemKind::Condition, code, text: String::new(), supply: None }
+                            .with_text_if_uncoded(text),
                     );
                 }
                 "Observation" => {
@@ -517,7 +634,7 @@ impl Reader {
                         self.problem("an Observation has no SNOMED CT code or text");
                     }
                     let text = if code.is_some() { value } else { format!("{}: {value}", concept_text(r.get("code"))) };
-                    items.push(InboundItem { kind: ItemKind::Observation, code, text });
+                    items.push(InboundItem { kind: ItemKind::Observation, code, text, supply: None });
                 }
                 "MedicationDispense" => {
                     let medicine = r.get("medicationCodeableConcept");
@@ -533,23 +650,34 @@ impl Reader {
                             format!("{v} {u}").trim().to_owned()
                         })
                         .unwrap_or_default();
+                    // Every dosage instruction's text, in order (usually one).
                     let dose = r
                         .get("dosageInstruction")
                         .and_then(Value::as_array)
-                        .and_then(|a| a.first())
-                        .and_then(|d| d.get("text"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|d| d.get("text").and_then(Value::as_str))
+                                .map(str::trim)
+                                .filter(|t| !t.is_empty())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default();
                     let text = [
                         name.clone(),
-                        dose.to_owned(),
+                        dose.clone(),
                         if quantity.is_empty() { String::new() } else { format!("quantity {quantity}") },
                     ]
                     .into_iter()
                     .filter(|t| !t.is_empty())
                     .collect::<Vec<_>>()
                     .join(", ");
-                    items.push(InboundItem { kind: ItemKind::Medication, code: snomed(medicine), text });
+                    items.push(InboundItem {
+                        kind: ItemKind::Medication,
+                        code: medicine_code(medicine),
+                        text,
+                        supply: Some(Supply { medicine: name, dosage: dose, quantity }),
+                    });
                 }
                 _ => {}
             }
@@ -570,8 +698,11 @@ impl Reader {
                 given_name: given,
                 consultation_date,
                 pharmacist,
+                pharmacist_role,
                 nopat,
                 replaces,
+                composition_identifier,
+                document_identifier,
                 presenting_complaint: presenting,
                 items,
             }),
@@ -626,6 +757,58 @@ fn observation_value(r: &Value) -> String {
     parts.into_iter().map(|(v, u)| format!("{v} {u}").trim().to_owned()).collect::<Vec<_>>().join(", ")
 }
 
+/// What filing a message writes, in order: one consultation entry for the visit, then one entry
+/// per item as it stands (R26). The review page shows exactly this; filing writes exactly this.
+pub fn planned_entries(record: &UpdateRecord, items: &[InboundItem]) -> Vec<(Option<Coding>, EntryBody)> {
+    let pharmacy = if record.sender_name.trim().is_empty() { &record.sender_ods } else { &record.sender_name };
+    let pharmacist = if record.pharmacist.trim().is_empty() { "the pharmacist" } else { &record.pharmacist };
+    let mut out = vec![(
+        ConceptId::parse(&record.service_code).ok().map(|concept| Coding { concept, term: record.service.clone() }),
+        EntryBody::Consultation {
+            text: format!(
+                "{} consultation at {pharmacy} with {pharmacist}.{}",
+                record.service,
+                if record.presenting_complaint.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Presenting complaint: {}.", record.presenting_complaint)
+                }
+            ),
+            status: ConsultationStatus::Final,
+        },
+    )];
+    for item in items {
+        let body = match item.kind {
+            ItemKind::Medication => match &item.supply {
+                Some(s) => EntryBody::MedicationIssue {
+                    drug: s.medicine.clone(),
+                    dosage: s.dosage.clone(),
+                    quantity: s.quantity.clone(),
+                    template: None,
+                },
+                // Read before medicines were kept element by element: the words whole.
+                None => EntryBody::MedicationIssue {
+                    drug: item.text.clone(),
+                    dosage: String::new(),
+                    quantity: String::new(),
+                    template: None,
+                },
+            },
+            ItemKind::Condition => match &item.code {
+                Some(c) => EntryBody::Problem { title: c.term.clone(), active: true },
+                None => EntryBody::Coded { value: Some(item.text.clone()) },
+            },
+            ItemKind::Observation => EntryBody::Coded { value: Some(item.text.clone()).filter(|t| !t.is_empty()) },
+            ItemKind::Impression => EntryBody::Consultation {
+                text: format!("Pharmacist's clinical impression: {}", item.text),
+                status: ConsultationStatus::Final,
+            },
+        };
+        out.push((item.code.clone(), body));
+    }
+    out
+}
+
 /// The difference between the items filed from a message and those of its replacement (R28).
 pub fn item_changes(before: &[InboundItem], after: &[InboundItem]) -> Vec<String> {
     let mut out = Vec::new();
@@ -676,6 +859,16 @@ mod tests {
         assert!(
             pf.items[2].text.contains("Phenoxymethylpenicillin") && pf.items[2].text.contains("quantity 40 tablet")
         );
+        // R26: a medicine is kept element by element, as sent.
+        assert_eq!(
+            pf.items[2].supply,
+            Some(Supply {
+                medicine: "Phenoxymethylpenicillin 250mg tablets".into(),
+                dosage: "Two tablets four times a day for 5 days".into(),
+                quantity: "40 tablet".into(),
+            })
+        );
+        assert_eq!(pf.pharmacist_role, "Community pharmacist");
         let bp = parse(BLOOD_PRESSURE.as_bytes()).unwrap();
         assert_eq!(bp.service_code, "1659111000000107");
         assert_eq!(bp.items.iter().filter(|i| i.kind == ItemKind::Observation).count(), 2);

@@ -123,6 +123,8 @@ pub enum Withheld {
     Hidden {
         reason: HiddenReason,
     },
+    /// Replaced by a later version of what it recorded (R28): kept for audit only.
+    Superseded,
     // The viewer's access does not reach this entry.
     LevelTooLow {
         needed: AccessLevel,
@@ -167,6 +169,7 @@ impl Withheld {
             | Self::Safeguarding
             | Self::Hidden { .. } => "R8",
             Self::Nopat => "R29",
+            Self::Superseded => "R28",
             Self::LevelTooLow { by: GrantSource::Proxy, .. } | Self::BeforeStart { by: GrantSource::Proxy, .. } => {
                 "R15"
             }
@@ -212,6 +215,7 @@ impl Withheld {
             Self::Unfiled => "not yet filed".into(),
             Self::UnreviewedDocument => "document not yet reviewed".into(),
             Self::Nopat => "labelled NOPAT (not for patient disclosure)".into(),
+            Self::Superseded => "superseded by a later version: kept for audit only".into(),
             Self::Safeguarding => "safeguarding-relevant".into(),
             Self::Hidden { reason } => format!("hidden online: {}", reason.display()),
             Self::LevelTooLow { needed, granted, .. } => {
@@ -625,6 +629,10 @@ fn lapse(
 /// too, so nothing hidden reaches them by another path.
 #[inline]
 pub fn entry_online_level(entry: &Entry) -> Result<AccessLevel, Withheld> {
+    // R28: a superseded entry is not current, and is never online whatever else it carries.
+    if entry.superseded.is_some() {
+        return Err(Withheld::Superseded);
+    }
     let withheld = match &entry.body {
         EntryBody::Consultation { status: ConsultationStatus::Draft, .. } => Some(Withheld::DraftConsultation),
         EntryBody::TestResult { filing: Filing::Unfiled, .. } => Some(Withheld::Unfiled),

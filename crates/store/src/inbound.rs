@@ -42,11 +42,22 @@ pub enum InboundStatus {
     Rejected,
     /// Replaced by a later message before it was filed (R28).
     Superseded,
+    /// Void: a replacement of it, or this replacement, could not be processed (R28); the
+    /// sender was told.
+    Void,
 }
 
 impl InboundStatus {
-    pub const ALL: [InboundStatus; 7] =
-        [Self::Pending, Self::Unmatched, Self::Invalid, Self::Refused, Self::Filed, Self::Rejected, Self::Superseded];
+    pub const ALL: [InboundStatus; 8] = [
+        Self::Pending,
+        Self::Unmatched,
+        Self::Invalid,
+        Self::Refused,
+        Self::Filed,
+        Self::Rejected,
+        Self::Superseded,
+        Self::Void,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -56,6 +67,7 @@ impl InboundStatus {
             Self::Filed => "filed",
             Self::Rejected => "rejected",
             Self::Superseded => "superseded",
+            Self::Void => "void",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -70,6 +82,7 @@ impl InboundStatus {
             Self::Filed => "Filed",
             Self::Rejected => "Rejected by the practice",
             Self::Superseded => "Replaced by a later message",
+            Self::Void => "Void: a replacement could not be processed",
         }
     }
 }
@@ -127,6 +140,31 @@ pub struct InboundListing {
     pub replaces: Option<Uuid>,
 }
 
+/// What receiving a replacement does to the earlier payload it names (R28).
+#[derive(Debug, Clone, Copy)]
+pub enum Earlier<'a> {
+    /// Not a replacement of anything here.
+    None,
+    /// The earlier one was already decided: it points on to the replacement.
+    Link(Uuid),
+    /// The earlier one still waits: it is superseded and this task (its own) closed.
+    Supersede(Uuid, &'a Task),
+    /// The replacement could not be processed: the earlier one, still waiting, is void and
+    /// this task (its own) closed.
+    Void(Uuid, &'a Task),
+}
+
+/// Entries a filing retires: a replacement's filing marks what the earlier payload filed
+/// superseded (R28), each with its audit event, in the filing's transaction.
+#[derive(Debug, Clone)]
+pub struct Retire {
+    pub entries: Vec<Uuid>,
+    pub at: DateTime<Utc>,
+    pub note: String,
+    /// One per entry.
+    pub audits: Vec<AuditRecord>,
+}
+
 /// How a waiting message was decided, and by whom.
 #[derive(Debug, Clone, Copy)]
 pub struct InboundDecision<'a> {
@@ -145,21 +183,26 @@ pub trait InboundStore: Send + Sync + 'static {
     /// The sender with this client id, at whichever practice registered it.
     async fn sender_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, Sender)>>;
     async fn sender_by_ods(&self, practice: PracticeId, ods: &str) -> StoreResult<Option<Sender>>;
+    /// The accepted message (answered 20013) with this id: refused ones do not hold their id.
     async fn inbound_by_message_id(
         &self,
         practice: PracticeId,
         message_id: &str,
     ) -> StoreResult<Option<InboundMessage>>;
     async fn inbound(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<InboundMessage>>;
-    /// Records a message received, with its review task if it has one, and (for a replacement
-    /// of a message not yet filed) marks the earlier one superseded and closes its task, in one
-    /// transaction. The same message id twice is a conflict.
+    /// The accepted message a replacement names (R28) by its message id, its Composition's
+    /// identifier or its document Bundle's identifier, in that order of preference.
+    async fn inbound_named(&self, practice: PracticeId, target: &str) -> StoreResult<Option<InboundMessage>>;
+    /// Records a message received, with its review task if it has one, and what it does to the
+    /// earlier payload it replaces (superseded or void, closing its task, or linked), in one
+    /// transaction. The same message id accepted twice is a conflict, as is an earlier message
+    /// no longer waiting when it was to be superseded or made void.
     async fn record_inbound(
         &self,
         practice: PracticeId,
         message: &InboundMessage,
         task: Option<&Task>,
-        supersede: Option<&Task>,
+        earlier: Earlier<'_>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
     /// Messages with these statuses, oldest first.
@@ -173,14 +216,17 @@ pub trait InboundStore: Send + Sync + 'static {
         audit: &AuditRecord,
     ) -> StoreResult<()>;
     async fn amendments(&self, practice: PracticeId, id: Uuid) -> StoreResult<Vec<Amendment>>;
-    /// Files (with entries) or rejects (without) a waiting message and closes its task, in one
-    /// transaction; a message no longer waiting is a conflict.
+    /// Files (with entries) or rejects (without) a waiting message and closes its task, and
+    /// marks superseded the entries it retires, in one transaction; a message no longer waiting,
+    /// or an entry to retire that is missing or already superseded, is a conflict.
+    #[allow(clippy::too_many_arguments)]
     async fn decide_inbound(
         &self,
         practice: PracticeId,
         id: Uuid,
         decision: InboundDecision<'_>,
         entries: &[Entry],
+        retire: Option<&Retire>,
         task: Option<&Task>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;

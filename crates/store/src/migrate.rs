@@ -58,6 +58,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0020_fhir_integrations_and_files.sql"),
     },
     Migration {
+        version: 21,
+        name: "update_record_replacements",
+        sql: include_str!("../migrations/sqlite/0021_update_record_replacements.sql"),
+    },
+    Migration {
         version: 22,
         name: "own_access_level",
         sql: include_str!("../migrations/sqlite/0022_own_access_level.sql"),
@@ -124,6 +129,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 20,
         name: "fhir_integrations_and_files",
         sql: include_str!("../migrations/postgres/0020_fhir_integrations_and_files.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "update_record_replacements",
+        sql: include_str!("../migrations/postgres/0021_update_record_replacements.sql"),
     },
     Migration {
         version: 22,

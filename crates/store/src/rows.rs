@@ -301,6 +301,10 @@ pub(crate) fn entry(r: &impl Cols) -> StoreResult<Entry> {
         nopat: r.flag("nopat")?,
         safeguarding: r.flag("safeguarding")?,
         confidential: r.flag("confidential")?,
+        superseded: match r.opt_time("superseded_at")? {
+            Some(at) => Some(Superseded { at, note: r.opt_text("superseded_note")?.unwrap_or_default() }),
+            None => None,
+        },
     })
 }
 

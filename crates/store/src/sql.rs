@@ -90,7 +90,8 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
 
 pub(crate) const ENTRY_COLUMNS: &str =
     "id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, origin, \
-    origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, safeguarding, confidential";
+    origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, safeguarding, confidential, \
+    superseded_at, superseded_note";
 
 const PROXY_COLUMNS: &str =
     "id, patient_id, proxy_id, relationship, basis, appointments, prescriptions, demographics, \
@@ -440,8 +441,9 @@ macro_rules! sql_store {
                 sqlx::query(
                     "INSERT INTO entry (practice_id, id, patient_id, kind, event_date, entered_at, author_staff_id, author_name, \
                      origin, origin_ods, code, term, body, hidden_reason, hidden_note, hidden_by, hidden_at, nopat, \
-                     safeguarding, confidential, awaiting_filing) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                     safeguarding, confidential, awaiting_filing, superseded_at, superseded_note) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+                     $22, $23)",
                 )
                 .bind(practice.as_uuid())
                 .bind(e.id.as_uuid())
@@ -464,6 +466,8 @@ macro_rules! sql_store {
                 .bind(e.safeguarding)
                 .bind(e.confidential)
                 .bind(e.awaits_filing())
+                .bind(e.superseded.as_ref().map(|x| x.at))
+                .bind(e.superseded.as_ref().map(|x| x.note.clone()))
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;

@@ -107,6 +107,7 @@ fn consultation(p: &Patient, entered: DateTime<Utc>, text: &str) -> Entry {
         nopat: false,
         safeguarding: false,
         confidential: false,
+        superseded: None,
     }
 }
 

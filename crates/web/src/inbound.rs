@@ -14,6 +14,7 @@ use caldicott_app::session::SignedIn;
 use caldicott_app::update_record::{Amend, Listing, Status};
 use caldicott_app::{App, AppError};
 use caldicott_core::appointments::uk_time;
+use caldicott_core::entry::EntryBody;
 use serde::Deserialize;
 
 /// The staff pages.
@@ -92,7 +93,41 @@ struct ItemRow {
     kind: &'static str,
     code: String,
     term: String,
-    text: String,
+    /// The entry filing will write for the item, field by field.
+    entry: Vec<(&'static str, String)>,
+}
+
+/// An entry filing will write, field by field, as the review page shows it.
+fn entry_fields(code: &Option<caldicott_core::snomed::Coding>, body: &EntryBody) -> Vec<(&'static str, String)> {
+    let mut out = vec![(
+        "Entry",
+        match body {
+            EntryBody::MedicationIssue { .. } => "Medication issue",
+            EntryBody::Problem { .. } => "Problem",
+            EntryBody::Coded { .. } => "Coded entry",
+            EntryBody::Consultation { .. } => "Consultation",
+            _ => "Entry",
+        }
+        .to_owned(),
+    )];
+    if let Some(c) = code {
+        out.push(("Code", format!("{} (SNOMED CT {})", c.term, c.concept.as_str())));
+    }
+    match body {
+        EntryBody::MedicationIssue { drug, dosage, quantity, .. } => {
+            out.push(("Medicine", drug.clone()));
+            out.push(("Dosage", dosage.clone()));
+            out.push(("Quantity", quantity.clone()));
+        }
+        EntryBody::Problem { title, active } => {
+            out.push(("Problem", title.clone()));
+            out.push(("Status", if *active { "Active" } else { "Past" }.to_owned()));
+        }
+        EntryBody::Coded { value } => out.push(("Value", value.clone().unwrap_or_default())),
+        EntryBody::Consultation { text, .. } => out.push(("Text", text.clone())),
+        other => out.push(("Text", other.headline())),
+    }
+    out
 }
 
 #[derive(Template, WebTemplate)]
@@ -111,6 +146,10 @@ struct MessagePage {
     service: String,
     date: String,
     pharmacist: String,
+    pharmacist_role: String,
+    /// The registered patient matched: name and the link to their record.
+    matched: Option<(String, String)>,
+    consultation_entry: Vec<(&'static str, String)>,
     patient: String,
     nhs: String,
     born: String,
@@ -157,6 +196,14 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
         service: format!("{} ({})", r.service, r.service_code),
         date: long_date(r.consultation_date),
         pharmacist: r.pharmacist.clone(),
+        pharmacist_role: r.pharmacist_role.clone(),
+        matched: v.patient.as_ref().map(|p| {
+            (
+                format!("{}, {} (NHS number {})", p.name.family.to_uppercase(), p.name.given, p.nhs_number.as_str()),
+                format!("/patients/{}", p.nhs_number.as_str()),
+            )
+        }),
+        consultation_entry: v.to_file.first().map(|(c, b)| entry_fields(c, b)).unwrap_or_default(),
         patient: format!("{}, {}", r.family_name.to_uppercase(), r.given_name),
         nhs: r.nhs_number.as_str().to_owned(),
         born: long_date(r.birth_date),
@@ -171,7 +218,7 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
                 kind: i.kind.display(),
                 code: i.code.as_ref().map(|c| c.concept.as_str().to_owned()).unwrap_or_default(),
                 term: i.code.as_ref().map(|c| c.term.clone()).unwrap_or_default(),
-                text: i.text.clone(),
+                entry: v.to_file.get(index + 1).map(|(c, b)| entry_fields(c, b)).unwrap_or_default(),
             })
             .collect(),
         original: r.items.iter().map(|i| format!("{}: {}", i.kind.display(), i.describe())).collect(),

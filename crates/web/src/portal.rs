@@ -686,6 +686,8 @@ pub struct EntryRow {
     pub online: &'static str,
     pub online_colour: &'static str,
     pub withheld: Option<String>,
+    /// Retired by a later version (R28): what replaced it. Kept for audit, not current.
+    pub superseded: Option<String>,
     /// Where its document opens (documents only).
     pub document: Option<String>,
 }
@@ -751,6 +753,7 @@ fn entry_row(e: &Entry, online: Option<&caldicott_app::record::OnlineStatus>) ->
         online: label,
         online_colour: colour,
         withheld,
+        superseded: e.superseded.as_ref().map(|x| x.note.clone()),
         document: crate::documents::staff_href(e),
     }
 }

@@ -886,7 +886,14 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     assert!(body.contains("Iteration 2") && body.contains("20009"), "{body}");
     let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:guess")));
     assert_eq!(post(wrong, example("contraception.json").into_bytes()).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post(basic.clone(), vec![b' '; 3 * 1024 * 1024]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Larger than 2 MB: an ITK3 answer as JSON with its code, recorded like other refusals (D13).
+    let (status, body) = post(basic.clone(), vec![b' '; 3 * 1024 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let oversize: Value = serde_json::from_str(&body).expect("an ITK3 answer in JSON");
+    assert_eq!(oversize["code"], 20009);
+    assert!(oversize["problems"][0].as_str().unwrap().contains("larger than 2 MB"), "{body}");
+    let kept = app.store.inbound(tp.practice.id, oversize["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+    assert_eq!(kept.map(|m| m.response_code), Some(20009));
     // A clinician reviews it in the queue, removes an item and files it.
     let mut doctor = Browser::new(&app);
     sign_in(&mut doctor, tp.practice.ods_code.as_str(), "clinician").await;
@@ -895,6 +902,20 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     let view = doctor.get(&format!("/inbound/{id}")).await;
     assert_eq!(view.status, StatusCode::OK);
     assert!(view.body.contains("Phenoxymethylpenicillin") && view.body.contains("Ms Anita Shah"));
+    // R26: the review names the pharmacy, the pharmacist and their role, the presenting
+    // complaint and the patient it matched (with a link to the record), and shows the medicine
+    // entry exactly as filing will write it, field by field.
+    for shown in [
+        "Quayside Pharmacy",
+        "Community pharmacist",
+        "Sore throat for 4 days, no cough, fever 38.1",
+        &format!("href=\"/patients/{nhs}\""),
+        "<dt class=\"nhsuk-summary-list__key\">Dosage</dt><dd class=\"nhsuk-summary-list__value\">Two tablets four times a day for 5 days</dd>",
+        "<dt class=\"nhsuk-summary-list__key\">Quantity</dt><dd class=\"nhsuk-summary-list__value\">40 tablet</dd>",
+        "<dt class=\"nhsuk-summary-list__key\">Medicine</dt><dd class=\"nhsuk-summary-list__value\">Phenoxymethylpenicillin 250mg tablets</dd>",
+    ] {
+        assert!(view.body.contains(shown), "{shown} not on the review page");
+    }
     let token = csrf(&view.body);
     let r =
         doctor.post(&format!("/inbound/{id}"), &[("_csrf", &token), ("inbound_action", "remove"), ("item", "0")]).await;
@@ -932,6 +953,45 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     assert!(doctor.get("/inbound").await.body.contains("Refused: Update Record switched off"));
     settings.accept_update_record = true;
     app.change_practice_settings(&manager, &settings).await.unwrap().unwrap();
+}
+
+async fn a_replaced_pharmacy_summary_shows_as_superseded_in_the_record(t: &TestStore) {
+    // R28: once a replacement is filed, the entries the earlier payload filed stay in the staff
+    // record, labelled superseded by the later message, and are not shown online.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (sender, secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let example = |name: &str| {
+        std::fs::read_to_string(format!("{}/../../docs/examples/update-record/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("9990996008", &nhs)
+            .replace("1987-03-14", &pat.date_of_birth.to_string())
+    };
+    let first = app.receive_update_http(&sender.client_id, &secret, example("pharmacy-first.json").as_bytes()).await;
+    let first = first.unwrap().id.unwrap();
+    app.file_inbound(&tp.clinician, first).await.unwrap();
+    let second = app
+        .receive_update_http(&sender.client_id, &secret, example("pharmacy-first-replacement.json").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(second.code, 20013, "{:?}", second.problems);
+    let mut doctor = Browser::new(&app);
+    sign_in(&mut doctor, tp.practice.ods_code.as_str(), "clinician").await;
+    let review = doctor.get(&format!("/inbound/{}", second.id.unwrap())).await;
+    assert!(review.body.contains("This replaces a message already filed"), "the difference is shown");
+    let token = csrf(&review.body);
+    let r = doctor
+        .post(&format!("/inbound/{}", second.id.unwrap()), &[("_csrf", &token), ("inbound_action", "file")])
+        .await;
+    assert!(r.status.is_redirection());
+    let record = doctor.get(&format!("/patients/{nhs}")).await;
+    assert!(record.body.contains("Superseded</strong>"), "labelled superseded");
+    assert!(record.body.contains("Superseded by GP Connect Update Record message c1a4e5f0-0005"));
+    let online = doctor.get(&format!("/patients/{nhs}/online")).await;
+    assert!(online.body.contains("for 10 days") && !online.body.contains("for 5 days"));
 }
 
 async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) {
@@ -1222,6 +1282,7 @@ async fn administrators_register_and_turn_off_an_integration(t: &TestStore) {
 }
 
 both!(
+    a_replaced_pharmacy_summary_shows_as_superseded_in_the_record,
     documents_are_added_filed_and_opened_through_the_pages,
     administrators_register_and_turn_off_an_integration,
     staff_log_a_subject_access_request_and_see_its_due_date,

@@ -65,6 +65,7 @@ fn entry(n: u128, body: EntryBody, entered: DateTime<Utc>) -> Entry {
         nopat: false,
         safeguarding: false,
         confidential: false,
+        superseded: None,
     }
 }
 
@@ -108,6 +109,17 @@ fn withheld_rule(dec: Decision) -> &'static str {
         Decision::Shown => "shown",
         Decision::Withheld(w) => w.rule(),
     }
+}
+
+#[test]
+fn a_superseded_entry_is_never_online() {
+    // R28: retired by a replacement, kept for audit only, whatever else it carries.
+    let (p, pat, acc) = (practice(), adult(), OnlineAccessSettings::default());
+    let mut e = consultation(10, at(2024, 3, 1));
+    assert_eq!(decide_one(P9, &p, &pat, &acc, &[], &e), Decision::Shown);
+    e.superseded = Some(crate::entry::Superseded { at: at(2024, 3, 2), note: "a later message".into() });
+    assert_eq!(entry_online_level(&e), Err(Withheld::Superseded));
+    assert_eq!(withheld_rule(decide_one(P9, &p, &pat, &acc, &[], &e)), "R28");
 }
 
 #[test]

@@ -140,12 +140,30 @@ macro_rules! inbound_store {
             }
 
             async fn inbound_by_message_id(&self, practice: PracticeId, message_id: &str) -> StoreResult<Option<InboundMessage>> {
-                let row = sqlx::query("SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2")
+                // Only an accepted message (20013) holds its id: one refused may be delivered again.
+                let row = sqlx::query(
+                    "SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2 AND response_code = 20013",
+                )
                     .bind(practice.as_uuid())
                     .bind(message_id.to_owned())
                     .fetch_optional(self.read())
                     .await
                     .map_err(db)?;
+                row.map(|r| message_row(&r)).transpose()
+            }
+
+            async fn inbound_named(&self, practice: PracticeId, target: &str) -> StoreResult<Option<InboundMessage>> {
+                let row = sqlx::query(
+                    "SELECT * FROM inbound_message WHERE practice_id = $1 AND response_code = 20013 \
+                     AND (message_id = $2 OR composition_identifier = $2 OR document_identifier = $2) \
+                     ORDER BY CASE WHEN message_id = $2 THEN 0 WHEN composition_identifier = $2 THEN 1 ELSE 2 END, \
+                     received_at DESC, id LIMIT 1",
+                )
+                .bind(practice.as_uuid())
+                .bind(target.to_owned())
+                .fetch_optional(self.read())
+                .await
+                .map_err(db)?;
                 row.map(|r| message_row(&r)).transpose()
             }
 
@@ -158,7 +176,7 @@ macro_rules! inbound_store {
                 practice: PracticeId,
                 m: &InboundMessage,
                 task: Option<&Task>,
-                supersede: Option<&Task>,
+                earlier: Earlier<'_>,
                 audit: &AuditRecord,
             ) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
@@ -167,8 +185,9 @@ macro_rules! inbound_store {
                 }
                 sqlx::query(
                     "INSERT INTO inbound_message (practice_id, id, message_id, sender_ods, via, received_at, status, response_code, \
-                     problems, payload, record, items, patient_id, replaces, task_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     problems, payload, record, items, patient_id, replaces, task_id, composition_identifier, \
+                     document_identifier) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(practice.as_uuid())
                 .bind(m.id)
@@ -185,36 +204,44 @@ macro_rules! inbound_store {
                 .bind(m.patient.map(|p| p.as_uuid()))
                 .bind(m.replaces)
                 .bind(m.task.map(|t| t.as_uuid()))
+                .bind(m.record.as_ref().and_then(|r| r.composition_identifier.clone()))
+                .bind(m.record.as_ref().and_then(|r| r.document_identifier.clone()))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match db(e) {
                     StoreError::Conflict(_) => StoreError::Conflict(format!("message {} was received before", m.message_id)),
                     other => other,
                 })?;
-                if let (Some(old), Some(closed)) = (m.replaces, supersede) {
-                    let done = sqlx::query(
-                        "UPDATE inbound_message SET status = 'superseded', superseded_by = $1 \
-                         WHERE practice_id = $2 AND id = $3 AND status IN ('pending', 'unmatched')",
-                    )
-                    .bind(m.id)
-                    .bind(practice.as_uuid())
-                    .bind(old)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict("the message it replaces is no longer waiting".into()));
-                    }
-                    close_task!(tx, practice, closed);
-                } else if let Some(old) = m.replaces {
-                    // A replacement of a message already decided: the earlier one points on to it.
-                    sqlx::query("UPDATE inbound_message SET superseded_by = $1 WHERE practice_id = $2 AND id = $3")
+                match earlier {
+                    Earlier::None => {}
+                    Earlier::Supersede(old, closed) | Earlier::Void(old, closed) => {
+                        let status = if matches!(earlier, Earlier::Void(..)) { "void" } else { "superseded" };
+                        let done = sqlx::query(
+                            "UPDATE inbound_message SET status = $1, superseded_by = $2 \
+                             WHERE practice_id = $3 AND id = $4 AND status IN ('pending', 'unmatched')",
+                        )
+                        .bind(status)
                         .bind(m.id)
                         .bind(practice.as_uuid())
                         .bind(old)
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
+                        if done.rows_affected() == 0 {
+                            return Err(StoreError::Conflict("the message it replaces is no longer waiting".into()));
+                        }
+                        close_task!(tx, practice, closed);
+                    }
+                    Earlier::Link(old) => {
+                        // A replacement of a message already decided: the earlier one points on to it.
+                        sqlx::query("UPDATE inbound_message SET superseded_by = $1 WHERE practice_id = $2 AND id = $3")
+                            .bind(m.id)
+                            .bind(practice.as_uuid())
+                            .bind(old)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    }
                 }
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
@@ -325,6 +352,7 @@ macro_rules! inbound_store {
                 id: Uuid,
                 d: InboundDecision<'_>,
                 entries: &[Entry],
+                retire: Option<&Retire>,
                 task: Option<&Task>,
                 audit: &AuditRecord,
             ) -> StoreResult<()> {
@@ -355,10 +383,30 @@ macro_rules! inbound_store {
                         .await
                         .map_err(db)?;
                 }
+                let mut audits = vec![audit];
+                if let Some(r) = retire {
+                    for entry in &r.entries {
+                        let done = sqlx::query(
+                            "UPDATE entry SET superseded_at = $1, superseded_note = $2 \
+                             WHERE practice_id = $3 AND id = $4 AND superseded_at IS NULL",
+                        )
+                        .bind(r.at)
+                        .bind(&r.note)
+                        .bind(practice.as_uuid())
+                        .bind(*entry)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                        if done.rows_affected() == 0 {
+                            return Err(StoreError::Conflict(format!("entry {entry} is missing or already superseded")));
+                        }
+                    }
+                    audits.extend(r.audits.iter());
+                }
                 if let Some(t) = task {
                     close_task!(tx, practice, t);
                 }
-                Self::append_in(&mut tx, practice, &[audit]).await?;
+                Self::append_in(&mut tx, practice, &audits).await?;
                 tx.commit().await.map_err(db)
             }
 
