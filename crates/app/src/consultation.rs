@@ -2,6 +2,7 @@
 //! one online-visibility decision for all of them. Drafts are never shown online (R8); hiding
 //! needs a reason and a note (R11).
 
+use crate::entry_check::{highlights_of, EntryCheck};
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
@@ -25,6 +26,8 @@ pub struct NewConsultation {
     pub visible_online: bool,
     pub hidden_reason: Option<HiddenReason>,
     pub note: String,
+    /// The clinician has been shown the entry-time check for this text (`check_consultation`).
+    pub checked: bool,
 }
 
 fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
@@ -44,13 +47,77 @@ impl App {
         Ok((patient, practice.online.visible_online_by_default))
     }
 
+    /// The entry-time check (the redaction assistant) for a consultation about to be saved
+    /// visible online: `Ok(None)` when there is nothing to say (or it is a draft, or hidden).
+    pub async fn check_consultation(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        c: &NewConsultation,
+    ) -> AppResult<Result<Option<EntryCheck>, Vec<FieldProblem>>> {
+        let (patient, entries) = match self.consultation_entries(who, nhs, c).await? {
+            Ok(x) => x,
+            Err(problems) => return Ok(Err(problems)),
+        };
+        if c.draft || !c.visible_online {
+            return Ok(Ok(None));
+        }
+        let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        Ok(Ok(self.entry_check(practice, patient, &entries).await?))
+    }
+
     /// Records the consultation, or says what is wrong with the form (nothing is written then).
+    /// The entry-time check's findings, whether it was shown and what was chosen, are audited
+    /// with it.
     pub async fn add_consultation(
         &self,
         who: &StaffPrincipal,
         nhs: &str,
         c: &NewConsultation,
     ) -> AppResult<Result<usize, Vec<FieldProblem>>> {
+        let (patient, entries) = match self.consultation_entries(who, nhs, c).await? {
+            Ok(x) => x,
+            Err(problems) => return Ok(Err(problems)),
+        };
+        let now = entries.first().map_or_else(|| self.now(), |e| e.entered_at);
+        let found = if c.draft { Vec::new() } else { highlights_of(&entries, self.today()) };
+        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            now,
+            who.actor(),
+            Some(patient.id),
+            Action::EntryCreate,
+            format!("entry/{}", ids.join(" entry/")),
+            Outcome::Success,
+            format!(
+                "consultation status={} codes={} online={}{}",
+                if c.draft { "draft" } else { "final" },
+                entries
+                    .iter()
+                    .filter(|e| e.code.is_some())
+                    .map(|e| e.code.as_ref().map_or("", |c| c.concept.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                if c.visible_online {
+                    "visible".to_owned()
+                } else {
+                    format!("hidden:{}", c.hidden_reason.map_or("", |r| r.as_str()))
+                },
+                EntryCheck::audit_text(&found, c.checked, c.visible_online),
+            ),
+        );
+        self.store.add_entries(who.practice, &entries, &audit).await?;
+        Ok(Ok(entries.len()))
+    }
+
+    /// The entries a consultation form makes, or what is wrong with it.
+    async fn consultation_entries(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        c: &NewConsultation,
+    ) -> AppResult<Result<(Patient, Vec<Entry>), Vec<FieldProblem>>> {
         let (patient, _) = self.consultation_form(who, nhs).await?;
         let now = caldicott_core::audit::truncate_to_micros(self.now());
         let mut problems = Vec::new();
@@ -131,32 +198,6 @@ impl App {
         for code in codes {
             entries.push(Entry { id: EntryId::from_uuid(new_id()), code: Some(code), ..base.clone() });
         }
-        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
-        let audit = AuditRecord::new(
-            AuditEventId::from_uuid(new_id()),
-            now,
-            who.actor(),
-            Some(patient.id),
-            Action::EntryCreate,
-            format!("entry/{}", ids.join(" entry/")),
-            Outcome::Success,
-            format!(
-                "consultation status={} codes={} online={}",
-                if c.draft { "draft" } else { "final" },
-                entries
-                    .iter()
-                    .filter(|e| e.code.is_some())
-                    .map(|e| e.code.as_ref().map_or("", |c| c.concept.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                if c.visible_online {
-                    "visible".to_owned()
-                } else {
-                    format!("hidden:{}", c.hidden_reason.map_or("", |r| r.as_str()))
-                }
-            ),
-        );
-        self.store.add_entries(who.practice, &entries, &audit).await?;
-        Ok(Ok(entries.len()))
+        Ok(Ok((patient, entries)))
     }
 }

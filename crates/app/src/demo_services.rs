@@ -447,7 +447,7 @@ async fn seed_clinic_letter(
     };
     let added = app.add_document(reception, hannah.nhs_number.as_str(), doc).await?;
     let id = added.map_err(|p| AppError::Internal(format!("demo letter: {p:?}")))?;
-    app.file(doctor, id, &crate::redaction::VisibilityChange::Show { note: String::new() }).await
+    app.file(doctor, id, &crate::redaction::VisibilityChange::Show { note: String::new() }, false).await
 }
 
 /// The demo practice's reporting system: an integration with a key made from the seed (the

@@ -55,8 +55,34 @@ impl App {
         Ok((item, listing))
     }
 
-    /// Files an item as visible online, or hidden with a reason and note.
-    pub async fn file(&self, who: &StaffPrincipal, entry: EntryId, release: &VisibilityChange) -> AppResult<()> {
+    /// The entry-time check (the redaction assistant) for an item about to be filed visible
+    /// online: `None` when there is nothing to say.
+    pub async fn check_filing(
+        &self,
+        who: &StaffPrincipal,
+        entry: EntryId,
+    ) -> AppResult<Option<crate::entry_check::EntryCheck>> {
+        let (item, _) = self.item_to_file(who, entry).await?;
+        let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let patient = self
+            .store
+            .patient(who.practice, item.patient)
+            .await?
+            .ok_or_else(|| AppError::NotFound("patient".into()))?;
+        let filed = Entry { body: item.filed(), visibility: OnlineVisibility::Visible, ..item };
+        self.entry_check(practice, patient, std::slice::from_ref(&filed)).await
+    }
+
+    /// Files an item as visible online, or hidden with a reason and note. `release_checked`:
+    /// the clinician was shown the entry-time check (`check_filing`); what it found, whether it
+    /// was shown and what was chosen are audited with the filing.
+    pub async fn file(
+        &self,
+        who: &StaffPrincipal,
+        entry: EntryId,
+        release: &VisibilityChange,
+        release_checked: bool,
+    ) -> AppResult<()> {
         let (item, patient) = self.item_to_file(who, entry).await?;
         let now = self.now();
         let (visibility, detail) = match release {
@@ -68,7 +94,11 @@ impl App {
                 (OnlineVisibility::Hidden(r), detail)
             }
         };
+        let visible = matches!(visibility, OnlineVisibility::Visible);
         let filed = Entry { body: item.filed(), visibility, ..item };
+        let found = crate::entry_check::highlights_of(std::slice::from_ref(&filed), self.today());
+        let detail =
+            format!("{detail}{}", crate::entry_check::EntryCheck::audit_text(&found, release_checked, visible));
         let audit = AuditRecord::new(
             AuditEventId::from_uuid(new_id()),
             now,

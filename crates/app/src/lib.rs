@@ -14,6 +14,7 @@ mod demo_data;
 pub mod demo_icb;
 pub mod demo_services;
 pub mod documents;
+pub mod entry_check;
 pub mod fhir;
 pub mod fhir_api;
 pub mod fhir_out;

@@ -840,16 +840,19 @@ async fn clinicians_file_results_visible_or_hidden(t: &TestStore) {
     assert!(matches!(app.filing_queue(&reception).await, Err(AppError::Forbidden(_))));
     let queue = app.filing_queue(&tp.clinician).await.unwrap();
     assert_eq!(queue.iter().map(|(e, _)| e.id).collect::<Vec<_>>(), vec![result.id, letter.id]);
-    app.file(&tp.clinician, result.id, &VisibilityChange::Show { note: String::new() }).await.unwrap();
+    app.file(&tp.clinician, result.id, &VisibilityChange::Show { note: String::new() }, false).await.unwrap();
     let hide = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "Ask before release".into() };
-    app.file(&tp.clinician, letter.id, &hide).await.unwrap();
+    app.file(&tp.clinician, letter.id, &hide, false).await.unwrap();
     assert!(app.filing_queue(&tp.clinician).await.unwrap().is_empty());
     assert_eq!(
         online(app.clone(), tp.clinician.clone()).await,
         vec![result.id],
         "filed visible shows; filed hidden does not"
     );
-    assert!(matches!(app.file(&tp.clinician, result.id, &hide).await, Err(AppError::NotFound(_))), "filed already");
+    assert!(
+        matches!(app.file(&tp.clinician, result.id, &hide, false).await, Err(AppError::NotFound(_))),
+        "filed already"
+    );
     let other = fixtures::practice(&app).await.unwrap();
     assert!(matches!(app.item_to_file(&other.clinician, letter.id).await, Err(AppError::NotFound(_))));
 }
@@ -918,6 +921,86 @@ async fn clinicians_record_consultations_with_codes(t: &TestStore) {
     };
     app.add_consultation(&tp.clinician, nhs, &review).await.unwrap().unwrap();
     assert!(seen(app.clone()).await.is_empty());
+}
+
+async fn the_assistant_warns_at_entry_time_and_never_blocks(t: &TestStore) {
+    // The guidance: redact as information is entered, before it becomes visible. Saving a
+    // consultation or filing a letter visible online runs the redaction assistant; it says who
+    // will see it (the patient, each proxy by name); the save is never blocked; what was shown
+    // and chosen is audited with the save.
+    use caldicott_app::consultation::NewConsultation;
+    use caldicott_app::redaction::VisibilityChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut carer = fixtures::person(tp.practice.id, fixtures::date(1975, 3, 3));
+    carer.name.given = "Grace".into();
+    carer.name.family = "Okoro".into();
+    app.store
+        .create_patient(tp.practice.id, &carer, &fixtures::audit(Action::PatientCreate, Some(carer.id)))
+        .await
+        .unwrap();
+    fixtures::proxy_link(&app, tp.practice.id, &pat, &carer, AccessLevel::Full, caldicott_app::fixtures::today())
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str();
+    let plain =
+        NewConsultation { text: "Blood pressure review, all well.".into(), visible_online: true, ..Default::default() };
+    assert_eq!(app.check_consultation(&tp.clinician, nhs, &plain).await.unwrap().unwrap(), None);
+    let naming = NewConsultation {
+        text: "Her daughter Mrs Jones was diagnosed with HIV last month; discussed support.".into(),
+        visible_online: true,
+        ..Default::default()
+    };
+    let before = app.store.entry_count(tp.practice.id, pat.id).await.unwrap();
+    let check = app.check_consultation(&tp.clinician, nhs, &naming).await.unwrap().unwrap().unwrap();
+    assert!(check.highlights.iter().any(|h| h.contains("daughter")), "{:?}", check.highlights);
+    assert_eq!(check.onlookers.len(), 2, "the patient and the proxy");
+    assert!(check.onlookers[0].who.ends_with("(the patient)") && check.onlookers[0].not_shown.is_none());
+    assert!(check.onlookers[1].who.starts_with("Grace Okoro"), "{:?}", check.onlookers[1]);
+    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), before, "a check writes nothing");
+    // Saved as it is after the check: it is saved, and the audit says what was shown and chosen.
+    let saved = NewConsultation { checked: true, ..naming.clone() };
+    app.add_consultation(&tp.clinician, nhs, &saved).await.unwrap().unwrap();
+    // Hidden after the check, with a reason: saved hidden, and the audit says so.
+    let hidden = NewConsultation {
+        visible_online: false,
+        hidden_reason: Some(HiddenReason::ThirdParty),
+        note: "Names the daughter".into(),
+        checked: true,
+        ..naming.clone()
+    };
+    app.add_consultation(&tp.clinician, nhs, &hidden).await.unwrap().unwrap();
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let details: Vec<&str> = trail.iter().filter(|e| e.action == "entry.create").map(|e| e.detail.as_str()).collect();
+    assert!(
+        details.iter().any(|d| d.contains("entry_check=[") && d.ends_with("shown=yes chosen=visible")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("entry_check=[") && d.ends_with("shown=yes chosen=hidden")),
+        "{details:?}"
+    );
+    assert!(
+        !details.iter().any(|d| d.contains("entry_check") && d.contains("HIV last month")),
+        "no record text in audit"
+    );
+    // Filing a letter about someone else visible online is checked the same way.
+    let mut letter = withheld_entries(&pat, time(2025, 7, 1), "W")[5].clone();
+    if let EntryBody::Document { title, .. } = &mut letter.body {
+        *title = "Letter from social services about Mr Patel".into();
+    }
+    app.store
+        .add_entries(tp.practice.id, std::slice::from_ref(&letter), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let check = app.check_filing(&tp.clinician, letter.id).await.unwrap().unwrap();
+    assert!(check.highlights.iter().any(|h| h.contains("third-party")), "{:?}", check.highlights);
+    app.file(&tp.clinician, letter.id, &VisibilityChange::Show { note: String::new() }, true).await.unwrap();
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "entry.file"
+        && e.detail.contains("entry_check=[")
+        && e.detail.ends_with("shown=yes chosen=visible")));
 }
 
 async fn administrators_manage_staff_accounts(t: &TestStore) {
@@ -1099,6 +1182,7 @@ both!(
     staff_grant_and_remove_access_by_hand,
     a_level_set_by_hand_restricts_as_well_as_widens,
     repeats_offered_online_go_through_the_engine_whole,
+    the_assistant_warns_at_entry_time_and_never_blocks,
     clinicians_file_results_visible_or_hidden,
     clinicians_record_consultations_with_codes,
     administrators_manage_staff_accounts,

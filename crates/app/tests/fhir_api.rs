@@ -480,7 +480,7 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
     assert_eq!((staff_copy.content_type.as_str(), staff_copy.bytes.clone()), ("application/pdf", pdf()));
     assert_eq!(staff_copy.filename, "clinicletter.pdf", "only the last part of the name, quotes dropped");
     // Filed: one visible, one hidden.
-    app.file(&tp.clinician, letter, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+    app.file(&tp.clinician, letter, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() }, false)
         .await
         .unwrap();
     app.file(
@@ -490,6 +490,7 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
             reason: HiddenReason::ThirdParty,
             note: "about a relative".into(),
         },
+        false,
     )
     .await
     .unwrap();

@@ -135,6 +135,7 @@ async fn hidden_entries_never_show_while_clinicians_write(t: &TestStore) {
                     visible_online: false,
                     hidden_reason: Some(HiddenReason::ThirdParty),
                     note: "names a neighbour".into(),
+                    checked: false,
                 };
                 app.add_consultation(&clinician, &nhs, &c).await.unwrap().unwrap();
             }

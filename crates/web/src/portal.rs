@@ -1442,6 +1442,7 @@ struct FilePage {
     release: String,
     note: String,
     errors: Vec<FieldError>,
+    check: Option<CheckView>,
 }
 
 impl Errors for FilePage {
@@ -1457,6 +1458,7 @@ async fn file_form(
     release: String,
     note: String,
     errors: Vec<FieldError>,
+    check: Option<CheckView>,
 ) -> Response {
     let chrome = || Some(Chrome::from(me));
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
@@ -1485,13 +1487,14 @@ async fn file_form(
             release,
             note,
             errors,
+            check,
         },
     )
         .into_response()
 }
 
 async fn file_page(State(app): State<App>, Portal(me): Portal, Path(entry): Path<String>) -> Response {
-    file_form(&app, &me, &entry, String::new(), String::new(), Vec::new()).await
+    file_form(&app, &me, &entry, String::new(), String::new(), Vec::new(), None).await
 }
 
 #[derive(Deserialize)]
@@ -1502,6 +1505,8 @@ struct FileForm {
     release: String,
     #[serde(default)]
     note: String,
+    #[serde(default)]
+    checked: String,
 }
 
 async fn file_item(
@@ -1530,17 +1535,55 @@ async fn file_item(
         _ => {}
     }
     let Some(release) = release.filter(|_| errors.is_empty()) else {
-        return file_form(&app, &me, &entry, f.release, f.note, errors).await;
+        return file_form(&app, &me, &entry, f.release, f.note, errors, None).await;
     };
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(Some((&me).into()), AppError::NotFound("nothing waiting to be filed with that id".into()));
     };
-    match app.file(&me.who, id, &release).await {
+    // Filed visible for the first time: the redaction assistant reads it first (never blocking).
+    let shown = f.checked == "yes";
+    if matches!(release, VisibilityChange::Show { .. }) && !shown {
+        match app.check_filing(&me.who, id).await {
+            Ok(Some(check)) => {
+                return file_form(&app, &me, &entry, f.release, f.note, Vec::new(), Some(check.into())).await;
+            }
+            Ok(None) => {}
+            Err(e) => return page_error(Some((&me).into()), e),
+        }
+    }
+    match app.file(&me.who, id, &release, shown).await {
         Ok(()) => Redirect::to("/filing").into_response(),
         Err(AppError::BadRequest(m)) => {
-            file_form(&app, &me, &entry, f.release, f.note, vec![FieldError { field: "note", message: m }]).await
+            file_form(&app, &me, &entry, f.release, f.note, vec![FieldError { field: "note", message: m }], None).await
         }
         Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- The entry-time check --------------------------------------------------------------------
+
+/// The redaction assistant's findings as a form shows them, with who will see the entry.
+pub struct CheckView {
+    pub highlights: Vec<String>,
+    pub onlookers: Vec<(String, String)>,
+}
+
+impl From<caldicott_app::entry_check::EntryCheck> for CheckView {
+    fn from(c: caldicott_app::entry_check::EntryCheck) -> Self {
+        Self {
+            highlights: c.highlights,
+            onlookers: c
+                .onlookers
+                .into_iter()
+                .map(|o| {
+                    let what = match o.not_shown {
+                        None => "will see it online as soon as it is saved".to_owned(),
+                        Some(why) => format!("will not see it ({why})"),
+                    };
+                    (o.who, what)
+                })
+                .collect(),
+        }
     }
 }
 
@@ -1569,6 +1612,7 @@ struct ConsultationPage {
     reason: String,
     note: String,
     errors: Vec<FieldError>,
+    check: Option<CheckView>,
 }
 
 impl Errors for ConsultationPage {
@@ -1609,6 +1653,8 @@ struct ConsultationForm {
     concept_3: String,
     #[serde(default)]
     term_3: String,
+    #[serde(default)]
+    checked: String,
 }
 
 impl ConsultationForm {
@@ -1627,6 +1673,7 @@ async fn consultation_form(
     nhs: &str,
     f: Option<&ConsultationForm>,
     errors: Vec<FieldError>,
+    check: Option<CheckView>,
 ) -> Response {
     let chrome = || Some(Chrome::from(me));
     let (patient, visible_default) = match app.consultation_form(&me.who, nhs).await {
@@ -1663,13 +1710,14 @@ async fn consultation_form(
             reason: form.reason.clone(),
             note: form.note.clone(),
             errors,
+            check,
         },
     )
         .into_response()
 }
 
 async fn consultation_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
-    consultation_form(&app, &me, &nhs, None, Vec::new()).await
+    consultation_form(&app, &me, &nhs, None, Vec::new(), None).await
 }
 
 async fn add_consultation(
@@ -1698,12 +1746,27 @@ async fn add_consultation(
             visible_online: f.visible_online.is_some(),
             hidden_reason: caldicott_core::entry::HiddenReason::parse(&f.reason).filter(|r| REASONS.contains(r)),
             note: f.note.clone(),
+            checked: f.checked == "yes",
         };
+    // Saved visible for the first time: the redaction assistant reads it first (never blocking).
+    if !input.checked && input.visible_online && !input.draft {
+        match app.check_consultation(&me.who, &nhs, &input).await {
+            Ok(Ok(Some(check))) => {
+                return consultation_form(&app, &me, &nhs, Some(&f), Vec::new(), Some(check.into())).await;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(problems)) => {
+                let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+                return consultation_form(&app, &me, &nhs, Some(&f), errors, None).await;
+            }
+            Err(e) => return page_error(Some((&me).into()), e),
+        }
+    }
     match app.add_consultation(&me.who, &nhs, &input).await {
         Ok(Ok(_)) => to_patient(&me, &nhs, ""),
         Ok(Err(problems)) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
-            consultation_form(&app, &me, &nhs, Some(&f), errors).await
+            consultation_form(&app, &me, &nhs, Some(&f), errors, None).await
         }
         Err(e) => page_error(Some((&me).into()), e),
     }

@@ -447,7 +447,7 @@ async fn binaries_and_the_integration_token_endpoint_over_http(t: &TestStore) {
     };
     let shown = app.add_document(&reception, pat.nhs_number.as_str(), doc("Photo of a rash")).await.unwrap().unwrap();
     let hidden = app.add_document(&reception, pat.nhs_number.as_str(), doc("SECRET photo")).await.unwrap().unwrap();
-    app.file(&tp.clinician, shown, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+    app.file(&tp.clinician, shown, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() }, false)
         .await
         .unwrap();
     app.file(
@@ -457,6 +457,7 @@ async fn binaries_and_the_integration_token_endpoint_over_http(t: &TestStore) {
             reason: caldicott_core::entry::HiddenReason::ThirdParty,
             note: "shows someone else".into(),
         },
+        false,
     )
     .await
     .unwrap();
@@ -555,7 +556,7 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
         ..Default::default()
     };
     let letter = app.add_document(&reception, pat.nhs_number.as_str(), letter).await.unwrap().unwrap();
-    app.file(&tp.clinician, letter, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+    app.file(&tp.clinician, letter, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() }, false)
         .await
         .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();

@@ -255,6 +255,58 @@ async fn sign_in(b: &mut Browser, ods: &str, username: &str) -> String {
     secret
 }
 
+async fn a_consultation_naming_someone_is_checked_before_it_is_visible_online(t: &TestStore) {
+    // Redact as information is entered: the form warns, says who will see it, never blocks.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, tp.practice.ods_code.as_str(), "clinician").await;
+    let nhs = pat.nhs_number.as_str();
+    let form = b.get(&format!("/patients/{nhs}/consultations/new")).await;
+    let token = csrf(&form.body);
+    let text = "Her son Mr Tom Reed told us about his overdose.";
+    let before = app.store.entry_count(tp.practice.id, pat.id).await.unwrap();
+    let first = b
+        .post(
+            &format!("/patients/{nhs}/consultations"),
+            &[("_csrf", &token), ("text", text), ("visible_online", "yes"), ("status", "final")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(first.body.contains("Check before it is visible online"), "{}", first.body);
+    assert!(first.body.contains("(the patient): will see it online as soon as it is saved"), "{}", first.body);
+    assert!(first.body.contains(r#"name="checked" value="yes""#));
+    assert!(first.body.contains(text), "the form keeps what was typed");
+    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), before, "nothing saved yet");
+    // Hide it from the same form: saved hidden, with the choice audited.
+    let saved = b
+        .post(
+            &format!("/patients/{nhs}/consultations"),
+            &[
+                ("_csrf", &token),
+                ("text", text),
+                ("status", "final"),
+                ("reason", "third_party"),
+                ("note", "Names her son"),
+                ("checked", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), before + 1);
+    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "entry.create" && e.detail.ends_with("shown=yes chosen=hidden")));
+    // Nothing to say: saved at once.
+    let plain = b
+        .post(
+            &format!("/patients/{nhs}/consultations"),
+            &[("_csrf", &token), ("text", "Blood pressure fine."), ("visible_online", "yes"), ("status", "final")],
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::SEE_OTHER);
+}
+
 async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
@@ -1224,7 +1276,7 @@ async fn documents_are_added_filed_and_opened_through_the_pages(t: &TestStore) {
     };
     let waiting = patient.get(&url).await;
     assert_eq!(said(&waiting), said(&unknown));
-    app.file(&tp.clinician, entry.id, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() })
+    app.file(&tp.clinician, entry.id, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() }, false)
         .await
         .unwrap();
     let mine = patient.get("/my/record?section=documents").await;
@@ -1293,6 +1345,7 @@ both!(
     bad_input_gets_a_clear_error,
     no_withheld_entry_reaches_the_online_view_response,
     staff_sign_in_find_a_patient_and_see_their_online_view,
+    a_consultation_naming_someone_is_checked_before_it_is_visible_online,
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
     staff_transfer_in_a_record_from_a_file,
