@@ -73,6 +73,9 @@ pub struct InboundView {
     pub to_file: Vec<(Option<Coding>, EntryBody)>,
     /// The registered patient the message matched, when it matched one.
     pub patient: Option<caldicott_core::patient::Patient>,
+    /// The redaction assistant's findings on what filing will write, when it would be visible
+    /// online, and who would see it (the guidance: redact as information is entered).
+    pub entry_check: Option<crate::entry_check::EntryCheck>,
 }
 
 /// An amendment as asked for.
@@ -548,8 +551,38 @@ impl App {
             Some(p) => self.store.patient(who.practice, p).await?,
             None => None,
         };
+        let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
+        let entry_check = match &patient {
+            Some(p)
+                if message.status == InboundStatus::Pending
+                    && !record.nopat
+                    && practice.online.visible_online_by_default =>
+            {
+                let now = self.now();
+                let entries: Vec<Entry> = to_file
+                    .iter()
+                    .map(|(code, body)| Entry {
+                        id: EntryId::from_uuid(new_id()),
+                        patient: p.id,
+                        event_date: record.consultation_date,
+                        entered_at: now,
+                        author: Author { staff: None, name: record.pharmacist.clone() },
+                        origin: Origin::Inbound { sender_ods: record.sender_ods.clone() },
+                        code: code.clone(),
+                        body: body.clone(),
+                        visibility: OnlineVisibility::Visible,
+                        nopat: false,
+                        safeguarding: false,
+                        confidential: false,
+                        superseded: None,
+                    })
+                    .collect();
+                self.entry_check(practice, p.clone(), &entries).await?
+            }
+            _ => None,
+        };
         self.audit.record(who.practice, a).await?;
-        Ok(InboundView { message, record, amendments, changes_from_filed, replaces, to_file, patient })
+        Ok(InboundView { message, record, amendments, changes_from_filed, replaces, to_file, patient, entry_check })
     }
 
     /// Removes an item or changes its code before filing (R26); kept with who and when.
@@ -609,6 +642,18 @@ impl App {
     /// message, hidden online when the Encounter carried NOPAT (R29), otherwise following the
     /// practice's "visible online" default (D8).
     pub async fn file_inbound(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<Vec<EntryId>> {
+        self.file_inbound_as(who, id, None).await
+    }
+
+    /// Files a waiting message, hidden online with a reason and note when `hide` says so (the
+    /// entry-time check on the review page offers it); what the redaction assistant found and
+    /// what was chosen are audited with the filing.
+    pub async fn file_inbound_as(
+        &self,
+        who: &StaffPrincipal,
+        id: Uuid,
+        hide: Option<(HiddenReason, String)>,
+    ) -> AppResult<Vec<EntryId>> {
         require_clinician(who)?;
         let message = self.waiting(who, id).await?;
         let record = message.record.clone().ok_or_else(|| AppError::Conflict("nothing to file".into()))?;
@@ -622,7 +667,11 @@ impl App {
             record.sender_ods,
             record.message_id
         );
-        let visibility = if record.nopat || practice.online.visible_online_by_default {
+        let visibility = if let Some((reason, note)) = &hide {
+            OnlineVisibility::Hidden(
+                Redaction::new(*reason, note, &who.name, now).map_err(|e| AppError::BadRequest(e.to_string()))?,
+            )
+        } else if record.nopat || practice.online.visible_online_by_default {
             OnlineVisibility::Visible
         } else {
             OnlineVisibility::Hidden(
@@ -693,10 +742,18 @@ impl App {
             format!("inbound/{id}"),
             Outcome::Success,
             format!(
-                "entries={} nopat={} {}",
+                "entries={} nopat={} {}{}",
                 entries.len(),
                 record.nopat,
-                entries.iter().map(|e| format!("entry/{}", e.id)).collect::<Vec<_>>().join(" ")
+                entries.iter().map(|e| format!("entry/{}", e.id)).collect::<Vec<_>>().join(" "),
+                if record.nopat {
+                    String::new()
+                } else {
+                    // The review page shows the check whenever the entries would be visible.
+                    let found = crate::entry_check::highlights_of(&entries, self.today());
+                    let visible = matches!(entries.first().map(|e| &e.visibility), Some(OnlineVisibility::Visible));
+                    crate::entry_check::EntryCheck::audit_text(&found, visible, visible)
+                }
             ),
         );
         self.store

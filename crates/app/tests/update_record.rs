@@ -8,7 +8,7 @@ use caldicott_app::update_record::Amend;
 use caldicott_app::{auth, App, AppError, StaffPrincipal};
 use caldicott_core::access::{AccountKind, IdentityLevel, OnlineAccount};
 use caldicott_core::audit::Action;
-use caldicott_core::entry::Origin;
+use caldicott_core::entry::{HiddenReason, Origin};
 use caldicott_core::ids::{AccountId, PracticeId};
 use caldicott_core::patient::Patient;
 use caldicott_core::tasks::{TaskKind, TaskStatus};
@@ -521,6 +521,30 @@ fn with_amoxicillin(id: &str) -> Vec<u8> {
     serde_json::to_vec(&m).unwrap()
 }
 
+async fn a_summary_naming_someone_is_checked_and_can_be_filed_hidden(t: &TestStore) {
+    // Redact as information is entered: a pharmacy summary that would be visible online is read
+    // by the redaction assistant on the review page, which says who will see it; the clinician
+    // may file it hidden with a reason; what was found and chosen is audited with the filing.
+    let s = setup(t).await;
+    let mut m: serde_json::Value = serde_json::from_slice(&example("pharmacy-first.json")).unwrap();
+    m["id"] = serde_json::json!("5b0e8f3c-7a2d-4c1e-9f00-00000000c0de");
+    let doc = m["entry"][2]["resource"]["entry"].as_array_mut().unwrap();
+    let ci = doc.iter_mut().find(|e| e["resource"]["resourceType"] == "ClinicalImpression").unwrap();
+    ci["resource"]["description"] = serde_json::json!("Sore throat; says her partner hit her last week");
+    let r = s.app.receive_update_http(&s.client_id, &s.secret, &serde_json::to_vec(&m).unwrap()).await.unwrap();
+    let id = r.id.unwrap();
+    let view = s.app.inbound_view(&s.clinician, id).await.unwrap();
+    let check = view.entry_check.expect("the assistant reads what filing would make visible");
+    assert!(check.highlights.iter().any(|h| h.contains("partner")), "{:?}", check.highlights);
+    assert!(check.onlookers[0].who.starts_with("Hannah Rivers") && check.onlookers[0].not_shown.is_none());
+    let hide = Some((HiddenReason::ThirdParty, "Names her partner".to_owned()));
+    s.app.file_inbound_as(&s.clinician, id, hide).await.unwrap();
+    assert!(!s.online_texts().await.contains("partner"), "filed hidden");
+    let trail = s.app.store.audit_events(s.practice, 0, 1_000_000).await.unwrap();
+    let filed = trail.iter().find(|e| e.action == "inbound.file" && e.entity == format!("inbound/{id}")).unwrap();
+    assert!(filed.detail.contains("entry_check=[") && filed.detail.ends_with("chosen=hidden"), "{}", filed.detail);
+}
+
 async fn a_filed_medicine_keeps_exactly_what_was_sent(t: &TestStore) {
     // R26: what the pharmacist supplied reaches the record as sent: the medicine and its dm+d
     // code, the dosage instruction and the quantity, whatever punctuation they contain.
@@ -795,6 +819,7 @@ both!(
     a_refused_message_sent_again_by_parallel_clients_is_taken_once,
     an_oversize_message_is_answered_and_recorded_like_other_refusals,
     a_filed_medicine_keeps_exactly_what_was_sent,
+    a_summary_naming_someone_is_checked_and_can_be_filed_hidden,
     a_replacement_may_name_the_earlier_payload_by_any_of_its_identifiers,
     only_the_sender_may_replace_its_payload_and_only_for_the_same_patient,
     filing_a_replacement_retires_what_the_earlier_payload_filed,

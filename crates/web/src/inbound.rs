@@ -163,6 +163,8 @@ struct MessagePage {
     changes: Vec<String>,
     decided: Option<String>,
     errors: Vec<FieldError>,
+    check: Option<crate::portal::CheckView>,
+    reasons: Vec<(&'static str, &'static str)>,
 }
 
 impl Errors for MessagePage {
@@ -236,6 +238,8 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
             )
         }),
         errors,
+        check: v.entry_check.clone().map(Into::into),
+        reasons: crate::portal::REASONS.iter().map(|r| (r.as_str(), r.display())).collect(),
     };
     (status, page).into_response()
 }
@@ -259,6 +263,11 @@ struct ActForm {
     term: String,
     #[serde(default)]
     reason: String,
+    /// When filing: hide online with this reason (empty: as the practice's default says).
+    #[serde(default)]
+    hide_reason: String,
+    #[serde(default)]
+    note: String,
 }
 
 async fn act(
@@ -285,7 +294,19 @@ async fn act(
             }
             Err(e) => Err(e),
         },
-        "file" => app.file_inbound(&me.who, uuid).await.map(|_| Ok(())),
+        "file" => match f.hide_reason.trim() {
+            "" => app.file_inbound(&me.who, uuid).await.map(|_| Ok(())),
+            r => match caldicott_core::entry::HiddenReason::parse(r).filter(|r| crate::portal::REASONS.contains(r)) {
+                Some(reason) if !f.note.trim().is_empty() => {
+                    app.file_inbound_as(&me.who, uuid, Some((reason, f.note.clone()))).await.map(|_| Ok(()))
+                }
+                Some(_) => Ok(Err(vec![caldicott_app::settings::FieldProblem {
+                    field: "note",
+                    message: "Enter a note explaining why it is hidden online".into(),
+                }])),
+                None => Err(AppError::BadRequest("choose why it is hidden online".into())),
+            },
+        },
         "reject" => app.reject_inbound(&me.who, uuid, &f.reason).await,
         _ => Err(AppError::BadRequest("choose what to do with the message".into())),
     };

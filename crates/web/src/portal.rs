@@ -1042,7 +1042,7 @@ impl Errors for VisibilityPage {
     }
 }
 
-const REASONS: [caldicott_core::entry::HiddenReason; 4] = [
+pub(crate) const REASONS: [caldicott_core::entry::HiddenReason; 4] = [
     caldicott_core::entry::HiddenReason::ThirdParty,
     caldicott_core::entry::HiddenReason::PotentiallyHarmful,
     caldicott_core::entry::HiddenReason::Safeguarding,
