@@ -17,6 +17,8 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/record", get(staff_record))
         .route("/patients/{nhs_number}/online-view", get(online_view))
         .route("/patients/{nhs_number}/transfers", get(transfers))
+        .route("/patients/{nhs_number}/access", axum::routing::post(crate::access_page::api_access))
+        .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(crate::access_page::api_enhanced_review))
         .route("/reports/exclusions", get(exclusions))
         .route("/reports/monthly-return", get(monthly_return))
         .route("/reports/trend", get(trend))

@@ -307,6 +307,70 @@ async fn a_consultation_naming_someone_is_checked_before_it_is_visible_online(t:
     assert_eq!(plain.status, StatusCode::SEE_OTHER);
 }
 
+async fn access_changes_through_the_api_are_checked_then_confirmed(t: &TestStore) {
+    // R13, R44: the staff API sets the patient's own level the same way as the panel: first what
+    // it would change, then (with confirm) the change itself.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    app.store
+        .add_entries(
+            tp.practice.id,
+            &[consultation(&pat, time(2024, 6, 1), "Seen for a cough")],
+            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
+        )
+        .await
+        .unwrap();
+    let uri = format!("/api/v1/patients/{}/access", pat.nhs_number.as_str());
+    let tok = &tp.clinician_token;
+    let summary = serde_json::json!({ "change": "set_level", "level": "summary", "from": "2023-10-31" });
+    let r = post_json(&app, &uri, tok, &summary).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["confirmed"], false);
+    assert_eq!(v["patient"]["before"]["level"], "full");
+    assert_eq!(v["patient"]["after"]["level"], "summary");
+    assert!(
+        v["patient"]["changes"][0]["sentence"]
+            .as_str()
+            .unwrap()
+            .contains("consultations from 1 Jun 2024 will no longer be visible"),
+        "{v}"
+    );
+    let (who, nhs) = (tp.clinician.clone(), pat.nhs_number.as_str().to_owned());
+    let online = |app: App| {
+        let (who, nhs) = (who.clone(), nhs.clone());
+        async move {
+            app.online_view(&who, &nhs, caldicott_app::record::ViewAs::Patient, &Default::default())
+                .await
+                .unwrap()
+                .entries
+                .len()
+        }
+    };
+    assert_eq!(online(app.clone()).await, 1, "the check changed nothing");
+    // An empty start date is refused; the whole record needs its own confirmation.
+    let r = post_json(&app, &uri, tok, &serde_json::json!({ "change": "set_level", "level": "full", "confirm": true }))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let whole = serde_json::json!({ "change": "set_level", "level": "full", "from": "whole_record", "confirm": true });
+    assert_eq!(post_json(&app, &uri, tok, &whole).await.status, StatusCode::BAD_REQUEST);
+    let mut confirmed = summary.clone();
+    confirmed["confirm"] = serde_json::json!(true);
+    let r = post_json(&app, &uri, tok, &confirmed).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(online(app.clone()).await, 0, "Summary: no consultations");
+    assert_eq!(post_json(&app, &uri, &tp.receptionist_token, &confirmed).await.status, StatusCode::FORBIDDEN);
+    let r = post_json(
+        &app,
+        &format!("/api/v1/patients/{}/enhanced-review", pat.nhs_number.as_str()),
+        tok,
+        &serde_json::json!({ "code": "105" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
 async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
@@ -748,8 +812,15 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             let mut last_body = String::new();
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
+                ("POST", true) if uri.ends_with("/access") || uri.ends_with("/enhanced-review") => {
+                    // Without "confirm", a check of what the change would do: nothing changes.
+                    let body = serde_json::json!({ "change": "opt_out", "code": "104" });
+                    let r = post_json(&app, &uri, token, &body).await;
+                    last_body = r.body;
+                    r.status
+                }
                 ("POST", true) => {
-                    // The one JSON POST: a transfer-in, for a patient new to the practice.
+                    // A transfer-in, for a patient new to the practice.
                     let nhs = caldicott_core::NhsNumber::from_first_nine(999_100_000 + i as u32 * 10)
                         .or_else(|| caldicott_core::NhsNumber::from_first_nine(999_100_001 + i as u32 * 10))
                         .unwrap();
@@ -1346,6 +1417,7 @@ both!(
     no_withheld_entry_reaches_the_online_view_response,
     staff_sign_in_find_a_patient_and_see_their_online_view,
     a_consultation_naming_someone_is_checked_before_it_is_visible_online,
+    access_changes_through_the_api_are_checked_then_confirmed,
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
     staff_transfer_in_a_record_from_a_file,
