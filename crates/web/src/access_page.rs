@@ -360,7 +360,7 @@ fn effective_text(e: &EffectiveAccess) -> String {
             continue;
         }
         last = Some((r.from, r.by));
-        let from = r.from.map_or("the whole record".to_owned(), |d| format!("from {}", long_date(d)));
+        let from = r.from.map_or("over the whole record".to_owned(), |d| format!("from {}", long_date(d)));
         let how = match r.by {
             GrantSource::Automatic => "automatic access",
             GrantSource::Manual if e.own_level.is_some() => "the patient's own level",
