@@ -289,13 +289,7 @@ impl App {
             };
         let patient = effect("the patient".into(), None, identity, &l, &after);
         let mut proxies = Vec::new();
-        for link in self.store.proxy_links_for_patient(l.practice.id, l.patient.id).await? {
-            let name = match self.store.patient(l.practice.id, link.proxy).await? {
-                Some(p) => format!("{} {} ({})", p.name.given, p.name.family, link.relationship),
-                None => link.relationship.clone(),
-            };
-            let identity =
-                self.store.online_accounts(l.practice.id, link.proxy).await?.iter().map(|a| a.identity).max();
+        for (link, name, identity) in self.proxy_viewers(&l).await? {
             proxies.push(effect(name, Some(link), identity, &l, &after));
         }
         let rec = self.audit_record(
@@ -316,6 +310,22 @@ impl App {
             proxies,
             patient_has_account: l.identity.is_some(),
         })
+    }
+
+    /// Everyone acting for the loaded patient: each proxy link with the proxy's name and
+    /// relationship ("Hannah Rivers (mother)") and the proxy's best identity level.
+    pub(crate) async fn proxy_viewers(&self, l: &Loaded) -> AppResult<Vec<(ProxyLink, String, Option<IdentityLevel>)>> {
+        let mut out = Vec::new();
+        for link in self.store.proxy_links_for_patient(l.practice.id, l.patient.id).await? {
+            let name = match self.store.patient(l.practice.id, link.proxy).await? {
+                Some(p) => format!("{} {} ({})", p.name.given, p.name.family, link.relationship.to_lowercase()),
+                None => link.relationship.clone(),
+            };
+            let identity =
+                self.store.online_accounts(l.practice.id, link.proxy).await?.iter().map(|a| a.identity).max();
+            out.push((link, name, identity));
+        }
+        Ok(out)
     }
 
     /// Every entry of a loaded record, newest first, read in batches.

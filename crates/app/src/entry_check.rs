@@ -92,13 +92,7 @@ impl App {
             who: format!("{name} (the patient)"),
             not_shown: decide(self.policy_for(&l, None, l.identity)),
         }];
-        for link in self.store.proxy_links_for_patient(l.practice.id, l.patient.id).await? {
-            let who = match self.store.patient(l.practice.id, link.proxy).await? {
-                Some(p) => format!("{} {} ({})", p.name.given, p.name.family, link.relationship.to_lowercase()),
-                None => link.relationship.clone(),
-            };
-            let identity =
-                self.store.online_accounts(l.practice.id, link.proxy).await?.iter().map(|a| a.identity).max();
+        for (link, who, identity) in self.proxy_viewers(&l).await? {
             onlookers.push(Onlooker { who, not_shown: decide(self.policy_for(&l, Some(&link), identity)) });
         }
         Ok(Some(EntryCheck { highlights, onlookers }))
