@@ -80,10 +80,7 @@ fn base(headers: &HeaderMap) -> String {
 }
 
 async fn caller(app: &App, headers: &HeaderMap) -> Result<FhirCaller, FhirError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let token = crate::error::bearer_token(headers)
         .ok_or_else(|| AppError::Unauthenticated("send an access token as `Authorization: Bearer <token>`".into()))?;
     Ok(app.fhir_caller(token).await?)
 }

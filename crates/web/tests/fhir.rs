@@ -731,6 +731,41 @@ async fn marked(
     }
 }
 
+/// The authentication scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` and
+/// `Bearer` are one scheme, on the FHIR routes and the staff JSON API alike; anything else is
+/// no token.
+async fn the_bearer_scheme_is_matched_in_any_case(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let ok = token_request(&app, &client, &secret, &format!("grant_type=refresh_token&refresh_token={link}")).await;
+    let app_token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    let with = |uri: String, value: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::get(uri).header(header::HOST, "test").header(header::AUTHORIZATION, value);
+            send(&app, req.body(Body::empty()).unwrap()).await
+        }
+    };
+    let routes = [
+        (format!("/fhir/r4/Patient/{}", pat.id), app_token.clone()),
+        (format!("/fhir/r4/Patient/{}", pat.id), tp.clinician_token.clone()),
+        (format!("/api/v1/patients/{}/record", pat.nhs_number.as_str()), tp.clinician_token.clone()),
+        ("/api/apps/v1/link".to_owned(), link.clone()),
+    ];
+    for (uri, token) in &routes {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let r = with(uri.clone(), format!("{scheme} {token}")).await;
+            assert_eq!(r.status, StatusCode::OK, "{scheme} on {uri}: {}", r.body);
+        }
+        for wrong in [format!("Basic {token}"), format!("Bearer{token}"), token.clone()] {
+            let r = with(uri.clone(), wrong.clone()).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{wrong:?} on {uri}");
+        }
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -744,4 +779,5 @@ both!(
     binaries_and_the_integration_token_endpoint_over_http,
     a_real_fhir_client_reads_a_patient_through_a_linked_app,
     a_real_fhir_client_reads_the_demo_patients_through_a_linked_app,
+    the_bearer_scheme_is_matched_in_any_case,
 );
