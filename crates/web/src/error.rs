@@ -69,3 +69,14 @@ pub(crate) fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
 pub async fn not_found() -> WebError {
     WebError(AppError::NotFound("no such page or API route".into()))
 }
+
+/// The router's fallback: under the FHIR base an OperationOutcome (a path such as `/fhir/r4/`
+/// that the FHIR router's own fallback does not see), anywhere else the JSON API's answer.
+pub async fn unknown_route(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path == crate::fhir::BASE || path.starts_with(&format!("{}/", crate::fhir::BASE)) {
+        crate::fhir::unknown_route().await.into_response()
+    } else {
+        not_found().await.into_response()
+    }
+}

@@ -29,11 +29,19 @@ impl Reply {
 }
 
 async fn send(app: &App, req: Request<Body>) -> Reply {
+    let path = req.uri().path().to_owned();
     let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
-    Reply { status, headers, body }
+    let reply = Reply { status, headers, body };
+    // Every error under the FHIR base that any test here gets is an OperationOutcome, as a FHIR
+    // client takes it (the token endpoint answers OAuth errors, as OAuth says).
+    if path.starts_with("/fhir/r4") && path != "/fhir/r4/token" && !reply.status.is_success() {
+        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/fhir+json", "{status} {path}: {}", reply.body);
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome", "{status} {path}: {}", reply.body);
+    }
+    reply
 }
 
 async fn get(app: &App, uri: &str, token: Option<&str>) -> Reply {
@@ -731,6 +739,64 @@ async fn marked(
     }
 }
 
+/// Whatever a client sends under the FHIR base, an error comes back as an OperationOutcome in
+/// `application/fhir+json`: a method a route does not take (405, with `Allow`), a path that is
+/// not served (404), an unknown resource type, with or without a token.
+async fn every_fhir_error_is_an_operation_outcome(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let token = tp.clinician_token.clone();
+    let outcome = |r: &Reply, status: StatusCode, code: &str, what: &str| {
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/fhir+json", "{what}");
+        assert_eq!(r.json()["resourceType"], "OperationOutcome", "{what}");
+        assert_eq!(r.json()["issue"][0]["severity"], "error", "{what}");
+        assert_eq!(r.json()["issue"][0]["code"], code, "{what}: {}", r.body);
+        assert!(!r.json()["issue"][0]["diagnostics"].as_str().unwrap_or("").is_empty(), "{what}");
+    };
+    let p = pat.id;
+    let wrong_methods = [
+        ("DELETE", format!("/fhir/r4/Patient/{p}")),
+        ("PATCH", format!("/fhir/r4/Patient/{p}")),
+        ("POST", "/fhir/r4/metadata".to_owned()),
+        ("DELETE", "/fhir/r4/Observation".to_owned()),
+        ("GET", "/fhir/r4/token".to_owned()),
+        ("POST", format!("/fhir/r4/Patient/{p}/$everything")),
+        ("PUT", "/fhir/r4/.well-known/smart-configuration".to_owned()),
+    ];
+    for (method, uri) in &wrong_methods {
+        for auth in [None, Some(token.as_str())] {
+            let mut req = Request::builder().method(*method).uri(uri.as_str()).header(header::HOST, "test");
+            if let Some(t) = auth {
+                req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            let r = send(&app, req.body(Body::empty()).unwrap()).await;
+            outcome(&r, StatusCode::METHOD_NOT_ALLOWED, "not-supported", &format!("{method} {uri}"));
+            assert!(r.headers.contains_key(header::ALLOW), "{method} {uri}: 405 says what is allowed");
+        }
+    }
+    let unknown_paths = [
+        "/fhir/r4".to_owned(),
+        "/fhir/r4/".to_owned(),
+        format!("/fhir/r4/Patient/{p}/_history/1"),
+        "/fhir/r4/a/b/c/d".to_owned(),
+        format!("/fhir/r4/Patient/{p}/$summary/x"),
+    ];
+    for uri in &unknown_paths {
+        for auth in [None, Some(token.as_str())] {
+            let r = get(&app, uri, auth).await;
+            outcome(&r, StatusCode::NOT_FOUND, "not-found", uri);
+        }
+    }
+    let r = get(&app, "/fhir/r4/Basic", Some(&token)).await;
+    outcome(&r, StatusCode::NOT_FOUND, "not-found", "an unknown type");
+    // Outside the FHIR base, the JSON API keeps its own error shape.
+    let r = get(&app, "/api/v1/nothing-here", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.json()["error"].is_object(), "{}", r.body);
+}
+
 /// The authentication scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` and
 /// `Bearer` are one scheme, on the FHIR routes and the staff JSON API alike; anything else is
 /// no token.
@@ -779,5 +845,6 @@ both!(
     binaries_and_the_integration_token_endpoint_over_http,
     a_real_fhir_client_reads_a_patient_through_a_linked_app,
     a_real_fhir_client_reads_the_demo_patients_through_a_linked_app,
+    every_fhir_error_is_an_operation_outcome,
     the_bearer_scheme_is_matched_in_any_case,
 );
