@@ -20,6 +20,29 @@ pub const DIARY_DUE: &str = "Diary entry, due ";
 
 pub const UK_CORE: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
 
+/// A resource or Bundle as FHIR allows it to be sent: FHIR has no empty elements, so an array,
+/// object or string with nothing in it (or a `null`) is left out, and so is an object left with
+/// nothing once its empty elements are gone. Every answer of the FHIR API passes through here.
+pub fn compact(mut v: Value) -> Value {
+    fn keep(v: &mut Value) -> bool {
+        match v {
+            Value::Array(a) => {
+                a.retain_mut(keep);
+                !a.is_empty()
+            }
+            Value::Object(o) => {
+                o.retain(|_, x| keep(x));
+                !o.is_empty()
+            }
+            Value::String(s) => !s.is_empty(),
+            Value::Null => false,
+            Value::Bool(_) | Value::Number(_) => true,
+        }
+    }
+    keep(&mut v);
+    v
+}
+
 /// A FHIR instant.
 pub fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -607,6 +630,15 @@ mod tests {
         assert_eq!(quantity("1e3 ml"), None);
         assert_eq!(quantity("28.0 tablets").map(|q| q["value"].to_string()), Some("28.0".into()));
         assert_eq!(quantity("28tablets"), None);
+    }
+
+    #[test]
+    fn empty_elements_are_left_out() {
+        let v = json!({
+            "a": [], "b": {}, "c": "", "d": null, "e": [{ "x": [] }, ""], "f": false, "g": 0,
+            "h": [{ "given": [""], "family": "Lee" }],
+        });
+        assert_eq!(compact(v), json!({ "f": false, "g": 0, "h": [{ "family": "Lee" }] }));
     }
 
     #[test]

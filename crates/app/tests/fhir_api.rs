@@ -52,7 +52,7 @@ async fn everything(app: &App, who: &FhirCaller, patient: &str, count: &str) -> 
     let mut cursor: Option<String> = None;
     for _ in 0..10_000 {
         let page = app.fhir_everything(who, patient, BASE, Some(count), cursor.as_deref()).await.unwrap();
-        all.extend(page["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()));
+        all.extend(resources(&page));
         let next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").cloned();
         match next {
             Some(l) => cursor = Some(l["url"].as_str().unwrap().split("_cursor=").nth(1).unwrap().to_owned()),
@@ -60,6 +60,40 @@ async fn everything(app: &App, who: &FhirCaller, patient: &str, count: &str) -> 
         }
     }
     panic!("paging never ended");
+}
+
+/// FHIR forbids empty arrays (and empty objects and strings): an element with nothing in it is
+/// left out. Walks a whole answer.
+fn no_empty_arrays(v: &Value) {
+    fn walk(v: &Value, at: &str, whole: &Value) {
+        match v {
+            Value::Array(a) => {
+                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), whole);
+                }
+            }
+            Value::Object(o) => {
+                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), whole);
+                }
+            }
+            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
+            _ => {}
+        }
+    }
+    walk(v, "", v);
+}
+
+/// The resources of a Bundle, in order.
+fn resources(bundle: &Value) -> Vec<Value> {
+    no_empty_arrays(bundle);
+    bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|e| e["resource"].clone()).collect())
+        .unwrap_or_default()
 }
 
 fn repeat(p: &caldicott_core::patient::Patient, at: chrono::DateTime<Utc>, drug: &str) -> Entry {
@@ -180,7 +214,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let mine = app.fhir_search(&who, "Patient", BASE, &by_number(pat.nhs_number.as_str())).await.unwrap();
     assert_eq!(mine["entry"][0]["resource"]["id"], pat.id.to_string());
     let not_mine = app.fhir_search(&who, "Patient", BASE, &by_number(other.nhs_number.as_str())).await.unwrap();
-    assert_eq!(not_mine["entry"].as_array().unwrap().len(), 0);
+    assert!(resources(&not_mine).is_empty());
     assert!(!not_mine.to_string().contains(&other.id.to_string()));
     // Bad paging input is named.
     let bad = Search { count: Some("0".into()), ..Default::default() };
@@ -1011,6 +1045,92 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
     }
 }
 
+/// One entry of every kind the record holds, a day apart, written by the practice's clinician.
+fn one_of_every_kind(p: &caldicott_core::patient::Patient, tp: &fixtures::TestPractice) -> Vec<Entry> {
+    let now = caldicott_app::fixtures::now();
+    let bodies = vec![
+        EntryBody::Consultation { text: "KIND consultation".into(), status: ConsultationStatus::Final },
+        EntryBody::Problem { title: "KIND problem".into(), active: true },
+        EntryBody::Coded { value: Some("KIND coded".into()) },
+        EntryBody::TestResult {
+            test: "KIND result".into(),
+            value: "5.1".into(),
+            unit: "mmol/L".into(),
+            range: "3.5-5.3".into(),
+            abnormal: false,
+            filing: Filing::Filed,
+        },
+        EntryBody::Medication {
+            drug: "KIND repeat".into(),
+            dosage: "One daily".into(),
+            quantity: "28 tablets".into(),
+            course: MedicationCourse::RepeatTemplate,
+        },
+        EntryBody::MedicationIssue {
+            drug: "KIND issue".into(),
+            dosage: "One daily".into(),
+            quantity: "28 tablets".into(),
+            template: None,
+        },
+        EntryBody::Allergy { substance: "KIND allergy".into(), reaction: "Rash".into() },
+        EntryBody::Immunisation { vaccine: "KIND vaccine".into() },
+        EntryBody::Document {
+            title: "KIND letter".into(),
+            summary: "KIND summary".into(),
+            filing: Filing::Filed,
+            review: DocumentReview::Reviewed,
+        },
+        EntryBody::AdminMessage { subject: "KIND admin".into(), text: "KIND note".into(), channel: AdminChannel::Note },
+        EntryBody::OnlineConsultation { text: "KIND online consultation".into() },
+        EntryBody::SystemSms { text: "KIND text message".into() },
+        EntryBody::Diary { text: "KIND diary".into(), due: caldicott_app::fixtures::today() + Duration::days(30) },
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut e = consultation(p, now - Duration::days(i as i64 + 1), "");
+            e.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
+            e.body = body;
+            e
+        })
+        .collect()
+}
+
+/// FHIR has no empty arrays: an element with nothing in it is left out. A patient with a
+/// postcode but no address lines, a search that finds nothing, and a page of every kind.
+async fn no_answer_carries_an_empty_array(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let mut pat = fixtures::person(tp.practice.id, fixtures::date(1970, 1, 1));
+    pat.contact.address.lines = Vec::new();
+    pat.contact.address.postcode = "LS1 4AP".into();
+    app.store
+        .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    let read = app.fhir_read(&staff, "Patient", &pat.id.to_string()).await.unwrap();
+    no_empty_arrays(&read);
+    assert_eq!(read["address"][0]["postalCode"], "LS1 4AP");
+    let of_patient = Search { patient: Some(pat.id.to_string()), ..Default::default() };
+    for t in caldicott_app::fhir_api::CLINICAL_TYPES {
+        let b = app.fhir_search(&staff, t, BASE, &of_patient).await.unwrap();
+        assert!(resources(&b).is_empty(), "{t}: {b}");
+        assert!(b.get("entry").is_none(), "{t}: nothing found, no entry element");
+    }
+    let nobody =
+        Search { identifier: Some("https://fhir.nhs.uk/Id/nhs-number|9434765919".into()), ..Default::default() };
+    assert!(resources(&app.fhir_search(&staff, "Patient", BASE, &nobody).await.unwrap()).is_empty());
+    for t in ["Organization", "Practitioner", "Slot"] {
+        resources(&app.fhir_search(&staff, t, BASE, &Search::default()).await.unwrap());
+    }
+    let entries = one_of_every_kind(&pat, &tp);
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    everything(&app, &staff, &pat.id.to_string(), "2").await;
+    no_empty_arrays(&caldicott_app::fhir_api::capability_statement(BASE, "test"));
+}
+
 fn records() -> impl Strategy<Value = Vec<Gen>> {
     proptest::collection::vec(
         (0u8..7, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
@@ -1033,6 +1153,7 @@ both!(
     a_practice_integration_reads_its_practice_with_system_scopes,
     an_app_acts_for_a_dependant_within_the_proxy_scope,
     a_linked_app_books_and_cancels_an_appointment,
+    no_answer_carries_an_empty_array,
 );
 
 proptest! {

@@ -35,13 +35,42 @@ async fn send(app: &App, req: Request<Body>) -> Reply {
     let headers = res.headers().clone();
     let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
     let reply = Reply { status, headers, body };
-    // Every error under the FHIR base that any test here gets is an OperationOutcome, as a FHIR
-    // client takes it (the token endpoint answers OAuth errors, as OAuth says).
-    if path.starts_with("/fhir/r4") && path != "/fhir/r4/token" && !reply.status.is_success() {
-        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/fhir+json", "{status} {path}: {}", reply.body);
-        assert_eq!(reply.json()["resourceType"], "OperationOutcome", "{status} {path}: {}", reply.body);
+    // Every answer under the FHIR base that any test here gets is checked as a FHIR client takes
+    // it: no empty arrays (FHIR leaves an empty element out), and every error an OperationOutcome
+    // (the token endpoint answers OAuth errors, as OAuth says).
+    if path.starts_with("/fhir/r4") {
+        if let Ok(v) = serde_json::from_str::<Value>(&reply.body) {
+            no_empty_arrays(&v);
+        }
+        if path != "/fhir/r4/token" && !reply.status.is_success() {
+            assert_eq!(reply.headers[header::CONTENT_TYPE], "application/fhir+json", "{status} {path}: {}", reply.body);
+            assert_eq!(reply.json()["resourceType"], "OperationOutcome", "{status} {path}: {}", reply.body);
+        }
     }
     reply
+}
+
+/// FHIR forbids empty arrays, objects and strings: an element with nothing in it is left out.
+fn no_empty_arrays(v: &Value) {
+    fn walk(v: &Value, at: &str, whole: &Value) {
+        match v {
+            Value::Array(a) => {
+                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), whole);
+                }
+            }
+            Value::Object(o) => {
+                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), whole);
+                }
+            }
+            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
+            _ => {}
+        }
+    }
+    walk(v, "", v);
 }
 
 async fn get(app: &App, uri: &str, token: Option<&str>) -> Reply {

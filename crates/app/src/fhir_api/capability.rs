@@ -71,7 +71,7 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
         "interaction": [{ "code": "read" }],
         "documentation": "A document's content, by the url in its DocumentReference; served as the file itself, or as a Binary resource when application/fhir+json is asked for",
     }));
-    json!({
+    fhir_out::compact(json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-12-04",
@@ -92,5 +92,5 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
             },
             "resource": resources,
         }],
-    })
+    }))
 }

@@ -321,13 +321,14 @@ fn bundle_page(base: &str, self_url: &str, next_url: Option<String>, entries: Ve
     if let Some(n) = next_url {
         links.push(json!({ "relation": "next", "url": format!("{base}{n}") }));
     }
-    json!({
+    // A search that finds nothing has no `entry` (FHIR has no empty arrays).
+    fhir_out::compact(json!({
         "resourceType": "Bundle",
         "id": new_id().to_string(),
         "type": "searchset",
         "link": links,
         "entry": entries,
-    })
+    }))
 }
 
 fn search_entry(base: &str, r: Value, mode: &str) -> Value {
@@ -633,6 +634,10 @@ impl App {
 
     /// `GET [base]/{type}/{id}`.
     pub async fn fhir_read(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
+        self.read_one(caller, resource, id).await.map(fhir_out::compact)
+    }
+
+    async fn read_one(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
         Self::check_scope(caller, resource)?;
         if DIRECTORY_TYPES.contains(&resource) {
             return self
