@@ -600,6 +600,7 @@ fn medication(
 fn communication(e: &Entry, topic: Option<&str>, text: &str, subject: Value, sender: Value) -> Value {
     let mut c = json!({
         "resourceType": "Communication",
+        "meta": profile("Communication"),
         "status": "completed",
         "category": [{ "text": e.kind().display() }],
         "subject": subject,

@@ -932,7 +932,7 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
         let at = now - Duration::hours(i as i64 * 7 + 1);
         let mut e = consultation(&pat, at, &format!("ENTRY-{i} words"));
         e.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
-        match kind % 7 {
+        match kind % 8 {
             1 => {
                 e.body = EntryBody::TestResult {
                     test: format!("ENTRY-{i} result"),
@@ -972,6 +972,13 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
                 }
             }
             6 => e.body = EntryBody::Problem { title: format!("ENTRY-{i} problem"), active: true },
+            7 => {
+                e.body = EntryBody::AdminMessage {
+                    subject: format!("ENTRY-{i} message"),
+                    text: "Sent by email".into(),
+                    channel: AdminChannel::Email,
+                }
+            }
             _ => {}
         }
         if *hide_it {
@@ -1097,6 +1104,95 @@ fn one_of_every_kind(p: &caldicott_core::patient::Patient, tp: &fixtures::TestPr
         .collect()
 }
 
+fn declares(cap: &Value, resource: &str, interaction: &str) -> bool {
+    cap["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["type"] == resource && r["interaction"].as_array().unwrap().iter().any(|i| i["code"] == interaction))
+}
+
+/// What a client does with `$everything`: every resource in it is of a type the
+/// CapabilityStatement declares, and reads back by its id as the same resource. Communication
+/// (messages, online consultations, texts, diary entries) is served to practice-facing callers
+/// like every other type; it is never shown online (R8), so an app never receives one by any
+/// path, and one's id answers as a made-up id does.
+async fn everything_in_everything_is_declared_and_reads_back(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let entries = one_of_every_kind(&pat, &tp);
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let cap = caldicott_app::fhir_api::capability_statement(BASE, "test");
+    no_empty_arrays(&cap);
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let patient_app = app_token(&app, &client, &secret, &link, "").await;
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    for who in [&staff, &patient_app] {
+        let all = everything(&app, who, &pat.id.to_string(), "4").await;
+        assert!(all.len() > 3, "{all:?}");
+        for r in &all {
+            let (ty, id) = (r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            assert!(
+                declares(&cap, ty, "read"),
+                "$everything gave a {ty}, which the CapabilityStatement does not declare"
+            );
+            let back =
+                app.fhir_read(who, ty, id).await.unwrap_or_else(|e| panic!("{ty}/{id} does not read back: {e:?}"));
+            no_empty_arrays(&back);
+            assert_eq!(&back, r, "{ty}/{id} reads back as it was in $everything");
+        }
+    }
+    // The practice: every communication, read and searched by patient, labelled not for the
+    // patient (R8).
+    assert!(declares(&cap, "Communication", "search-type"));
+    let comms: Vec<&Entry> =
+        entries.iter().filter(|e| caldicott_app::fhir_out::resource_type(e.kind()) == "Communication").collect();
+    assert_eq!(comms.len(), 4);
+    let search = Search { patient: Some(pat.id.to_string()), ..Default::default() };
+    let found = resources(&app.fhir_search(&staff, "Communication", BASE, &search).await.unwrap());
+    assert_eq!(found.len(), 4, "{found:?}");
+    for c in &comms {
+        let r = found.iter().find(|r| r["id"] == c.id.to_string()).expect("each communication is found");
+        assert_eq!(r["resourceType"], "Communication");
+        assert_eq!(r["subject"]["reference"], format!("Patient/{}", pat.id));
+        assert_eq!(r["meta"]["security"][0]["code"], "NOPAT");
+    }
+    let full = everything(&app, &staff, &pat.id.to_string(), "50").await;
+    assert_eq!(full.iter().filter(|r| r["resourceType"] == "Communication").count(), 4);
+    let included = Search { include: vec!["Communication:*".into()], ..search.clone() };
+    let with = app.fhir_search(&staff, "Communication", BASE, &included).await.unwrap();
+    assert!(with.to_string().contains(&format!("\"Practitioner/{}\"", tp.clinician.staff)));
+
+    // The app: none, by search, read, $everything or _include, even with the scope asked for by name.
+    let narrow = app_token(&app, &client, &secret, &link, "patient/Communication.read").await;
+    for who in [&patient_app, &narrow] {
+        let b = app.fhir_search(who, "Communication", BASE, &Search::default()).await.unwrap();
+        assert!(resources(&b).is_empty(), "{b}");
+        let b = app
+            .fhir_search(
+                who,
+                "Communication",
+                BASE,
+                &Search { include: vec!["Communication:*".into()], ..Default::default() },
+            )
+            .await
+            .unwrap();
+        assert!(resources(&b).is_empty(), "{b}");
+        for c in &comms {
+            let said = unknown(app.fhir_read(who, "Communication", &c.id.to_string()).await);
+            let made_up = uuid::Uuid::now_v7().to_string();
+            let said_made_up = unknown(app.fhir_read(who, "Communication", &made_up).await);
+            assert_eq!(said.replace(&c.id.to_string(), "X"), said_made_up.replace(&made_up, "X"));
+        }
+    }
+    let seen = serde_json::to_string(&everything(&app, &patient_app, &pat.id.to_string(), "3").await).unwrap();
+    assert!(!seen.contains("\"Communication\""));
+    for c in &comms {
+        assert!(!seen.contains(&c.id.to_string()));
+    }
+}
+
 /// FHIR has no empty arrays: an element with nothing in it is left out. A patient with a
 /// postcode but no address lines, a search that finds nothing, and a page of every kind.
 async fn no_answer_carries_an_empty_array(t: &TestStore) {
@@ -1133,7 +1229,7 @@ async fn no_answer_carries_an_empty_array(t: &TestStore) {
 
 fn records() -> impl Strategy<Value = Vec<Gen>> {
     proptest::collection::vec(
-        (0u8..7, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
+        (0u8..8, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
         1..16,
     )
 }
@@ -1153,6 +1249,7 @@ both!(
     a_practice_integration_reads_its_practice_with_system_scopes,
     an_app_acts_for_a_dependant_within_the_proxy_scope,
     a_linked_app_books_and_cancels_an_appointment,
+    everything_in_everything_is_declared_and_reads_back,
     no_answer_carries_an_empty_array,
 );
 

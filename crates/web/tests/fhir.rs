@@ -245,6 +245,13 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         caldicott_core::entry::EntryBody::Allergy { substance: "MATRIX penicillin".into(), reaction: "Rash".into() };
     let mut jab = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(7), "");
     jab.body = caldicott_core::entry::EntryBody::Immunisation { vaccine: "MATRIX influenza".into() };
+    // Practice-facing only: never shown online (R8).
+    let mut message = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(8), "");
+    message.body = caldicott_core::entry::EntryBody::AdminMessage {
+        subject: "MATRIX message".into(),
+        text: "MATRIX note".into(),
+        channel: caldicott_core::entry::AdminChannel::Note,
+    };
     app.store
         .add_entries(
             tp.practice.id,
@@ -256,6 +263,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
                 result.clone(),
                 allergy.clone(),
                 jab.clone(),
+                message.clone(),
             ],
             &fixtures::audit(Action::EntryCreate, None),
         )
@@ -386,6 +394,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         ("Observation", result.id),
         ("AllergyIntolerance", allergy.id),
         ("Immunization", jab.id),
+        ("Communication", message.id),
     ];
     assert_eq!(of_kind.len(), caldicott_app::fhir_api::CLINICAL_TYPES.len());
     for (t, id) in of_kind {
@@ -400,9 +409,12 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
                 kind,
                 "app of this practice" | "clinician" | "integration of this practice" | "app acting for someone else"
             );
+            // A message is the practice's: its own patient's app does not know its id (R8).
+            let never_online = route.starts_with("/fhir/r4/Communication/");
             let expected = match (kind, owner) {
                 ("none" | "forged", _) => StatusCode::UNAUTHORIZED,
                 ("administrator", _) => StatusCode::FORBIDDEN,
+                ("app of this practice", _) if never_online => StatusCode::NOT_FOUND,
                 ("app of this practice" | "clinician" | "integration of this practice", _) => StatusCode::OK,
                 (_, Owner::Own) => StatusCode::OK,
                 (_, Owner::ThisPractice) if of_this_practice => StatusCode::OK,
@@ -416,6 +428,12 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
             let theirs = matches!(kind, "app of this practice" | "clinician" | "integration of this practice");
             if !theirs {
                 assert!(!r.body.contains("MATRIX"), "{kind} {route}");
+            }
+            // Nor its words or id (a 404 names only the id that was asked for).
+            if kind.starts_with("app") {
+                let id = message.id.to_string();
+                let asked = route.contains(&id);
+                assert!(!r.body.contains("MATRIX message") && (asked || !r.body.contains(&id)), "{kind} {route}");
             }
             if !of_this_practice && *owner == Owner::Own {
                 assert!(!slots.iter().any(|s| r.body.contains(s.as_str())), "{kind} {route}");

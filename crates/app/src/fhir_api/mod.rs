@@ -47,8 +47,10 @@ use uuid::Uuid;
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 1000;
 
-/// The clinical resource types served, each made from record entries.
-pub const CLINICAL_TYPES: [&str; 8] = [
+/// The clinical resource types served, each made from record entries. Communication (messages,
+/// online consultations, texts, diary entries) is never shown online (R8): the visibility engine
+/// gives an app none, and practice-facing callers read it like the rest of the record.
+pub const CLINICAL_TYPES: [&str; 9] = [
     "Condition",
     "Observation",
     "AllergyIntolerance",
@@ -57,6 +59,7 @@ pub const CLINICAL_TYPES: [&str; 8] = [
     "Immunization",
     "Encounter",
     "DocumentReference",
+    "Communication",
 ];
 
 /// Booking: free slots to read, and the patient's appointments to read, book and cancel.
@@ -363,6 +366,9 @@ pub const INCLUDES: &[(&str, &str, &[&str], &str)] = &[
     ("DocumentReference", "patient", &["subject"], "Patient"),
     ("DocumentReference", "subject", &["subject"], "Patient"),
     ("DocumentReference", "author", &["author"], "Practitioner"),
+    ("Communication", "patient", &["subject"], "Patient"),
+    ("Communication", "subject", &["subject"], "Patient"),
+    ("Communication", "sender", &["sender"], "Practitioner"),
     ("Appointment", "patient", &["participant", "actor"], "Patient"),
     ("Appointment", "slot", &["slot"], "Slot"),
 ];
