@@ -1227,6 +1227,201 @@ async fn no_answer_carries_an_empty_array(t: &TestStore) {
     no_empty_arrays(&caldicott_app::fhir_api::capability_statement(BASE, "test"));
 }
 
+fn snomed(code: &str, term: &str) -> Option<caldicott_core::snomed::Coding> {
+    Some(caldicott_core::snomed::Coding {
+        concept: caldicott_core::snomed::ConceptId::parse(code).unwrap(),
+        term: term.into(),
+    })
+}
+
+/// UK Core Immunization: `vaccineCode` is the vaccine product given; the SNOMED CT procedure the
+/// entry is coded with ("Seasonal influenza vaccination") goes in UK Core's vaccination
+/// procedure extension, never in `vaccineCode`.
+async fn immunizations_carry_the_vaccine_and_the_procedure_apart(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut jab = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(20), "");
+    jab.body = EntryBody::Immunisation { vaccine: "Influenza vaccine (surface antigen, inactivated)".into() };
+    jab.code = snomed("822851000000102", "Seasonal influenza vaccination");
+    let mut uncoded = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(21), "");
+    uncoded.body = EntryBody::Immunisation { vaccine: "Tetanus vaccine".into() };
+    app.store
+        .add_entries(tp.practice.id, &[jab.clone(), uncoded.clone()], &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    for reader in [&who, &staff] {
+        let r = app.fhir_read(reader, "Immunization", &jab.id.to_string()).await.unwrap();
+        assert_eq!(r["vaccineCode"]["text"], "Influenza vaccine (surface antigen, inactivated)");
+        assert!(!r["vaccineCode"].to_string().contains("822851000000102"), "the procedure is not the vaccine: {r}");
+        let procedure: Vec<&Value> = r["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["url"] == "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-VaccinationProcedure")
+            .collect();
+        assert_eq!(procedure.len(), 1, "{r}");
+        let coding = &procedure[0]["valueCodeableConcept"]["coding"][0];
+        assert_eq!(coding["system"], "http://snomed.info/sct");
+        assert_eq!(coding["code"], "822851000000102");
+        assert_eq!(coding["display"], "Seasonal influenza vaccination");
+        // Without a code there is no procedure to say; the vaccine is still named.
+        let plain = app.fhir_read(reader, "Immunization", &uncoded.id.to_string()).await.unwrap();
+        assert!(plain.get("extension").is_none(), "{plain}");
+        assert_eq!(plain["vaccineCode"]["text"], "Tetanus vaccine");
+    }
+}
+
+/// MedicationRequest `status` says where the course is: an acute course is one supply, issued
+/// on its date, so it is `active` on the day it is issued and `completed` once that day has
+/// passed; an issue of a repeat likewise; a repeat template that is current is `active`. The
+/// MedicationStatement of a course says the same.
+async fn medication_request_status_follows_the_course(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = caldicott_app::fixtures::now();
+    let template = repeat(&pat, now - Duration::days(60), "Ramipril 5mg capsules");
+    let past_issue = issue_of(&template, now - Duration::days(30));
+    let acute = |days: i64, drug: &str| {
+        let mut e = consultation(&pat, now - Duration::days(days), "");
+        e.event_date = caldicott_app::fixtures::today() - Duration::days(days);
+        e.body = EntryBody::Medication {
+            drug: drug.into(),
+            dosage: "Three times a day".into(),
+            quantity: "21 capsules".into(),
+            course: MedicationCourse::Acute,
+        };
+        e
+    };
+    let finished = acute(7, "Amoxicillin 500mg capsules");
+    let issued_today = acute(0, "Flucloxacillin 500mg capsules");
+    let entries = [template.clone(), past_issue.clone(), finished.clone(), issued_today.clone()];
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    for reader in [&who, &staff] {
+        let status = |t: &'static str, id: EntryId| {
+            let app = app.clone();
+            async move { app.fhir_read(reader, t, &id.to_string()).await.unwrap()["status"].as_str().unwrap().to_owned() }
+        };
+        let (request, statement) = ("MedicationRequest", "MedicationStatement");
+        assert_eq!(status(request, finished.id).await, "completed", "a finished acute course");
+        assert_eq!(status(statement, finished.id).await, "completed");
+        assert_eq!(status(request, issued_today.id).await, "active", "issued today");
+        assert_eq!(status(statement, issued_today.id).await, "active");
+        assert_eq!(status(request, template.id).await, "active", "a current repeat");
+        assert_eq!(status(statement, template.id).await, "active");
+        assert_eq!(status(request, past_issue.id).await, "completed", "an issue made a month ago");
+    }
+}
+
+/// Quantities a client can compute with: a unit that is a UCUM unit comes with its UCUM code
+/// (system http://unitsofmeasure.org); a unit that is not (tablets) is text only; a result
+/// that is not a number is a `valueString` of what was recorded, with no unit or valueQuantity;
+/// "<5" and ">90" keep their comparator.
+async fn quantities_carry_ucum_codes_and_text_results_none(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = caldicott_app::fixtures::now();
+    let results = [
+        ("Serum potassium", "4.1", "mmol/L", Some("mmol/L")),
+        ("Systolic blood pressure", "128", "mmHg", Some("mm[Hg]")),
+        ("Body weight", "72.5", "kg", Some("kg")),
+        ("HbA1c", "48", "mmol/mol", Some("mmol/mol")),
+        ("Oxygen saturation", "97", "%", Some("%")),
+        ("Creatinine", "88", "umol/L", Some("umol/L")),
+        ("White cell count", "6.2", "x10^9/L", Some("10*9/L")),
+        ("Stool sample", "12", "pots", None),
+    ];
+    let mut entries: Vec<Entry> = results
+        .iter()
+        .enumerate()
+        .map(|(i, (test, value, unit, _))| {
+            let mut e = consultation(&pat, now - Duration::hours(i as i64 + 1), "");
+            e.body = EntryBody::TestResult {
+                test: (*test).into(),
+                value: (*value).into(),
+                unit: (*unit).into(),
+                range: String::new(),
+                abnormal: false,
+                filing: Filing::Filed,
+            };
+            e
+        })
+        .collect();
+    let text_result = |test: &str, value: &str, unit: &str, h: i64| {
+        let mut e = consultation(&pat, now - Duration::hours(h), "");
+        e.body = EntryBody::TestResult {
+            test: test.into(),
+            value: value.into(),
+            unit: unit.into(),
+            range: String::new(),
+            abnormal: false,
+            filing: Filing::Filed,
+        };
+        e
+    };
+    let negative = text_result("Urine glucose", "Negative", "mmol/L", 20);
+    let under = text_result("C-reactive protein", "<5", "mg/L", 21);
+    let over = text_result("eGFR", ">90", "mL/min/1.73m2", 22);
+    let mut liquid = consultation(&pat, now - Duration::hours(23), "");
+    liquid.body = EntryBody::Medication {
+        drug: "Lactulose 3.35g/5ml oral solution".into(),
+        dosage: "15ml twice a day".into(),
+        quantity: "300 ml".into(),
+        course: MedicationCourse::RepeatTemplate,
+    };
+    let tablets = repeat(&pat, now - Duration::hours(24), "Amlodipine 5mg tablets");
+    entries.extend([negative.clone(), under.clone(), over.clone(), liquid.clone(), tablets.clone()]);
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let obs = |id: EntryId| {
+        let (app, who) = (app.clone(), who.clone());
+        async move { app.fhir_read(&who, "Observation", &id.to_string()).await }
+    };
+    for (e, (_, value, unit, ucum)) in entries.iter().zip(results) {
+        let q = obs(e.id).await.unwrap()["valueQuantity"].clone();
+        assert_eq!(q["value"].to_string(), value);
+        assert_eq!(q["unit"], unit);
+        match ucum {
+            Some(code) => {
+                assert_eq!(q["system"], "http://unitsofmeasure.org", "{unit}: {q}");
+                assert_eq!(q["code"], code, "{unit}");
+            }
+            None => assert!(q.get("system").is_none() && q.get("code").is_none(), "{unit} is not UCUM: {q}"),
+        }
+    }
+    let r = obs(negative.id).await.unwrap();
+    assert_eq!(r["valueString"], "Negative", "{r}");
+    assert!(r.get("valueQuantity").is_none());
+    let r = obs(under.id).await.unwrap();
+    assert_eq!(r["valueQuantity"]["comparator"], "<", "{r}");
+    assert_eq!(r["valueQuantity"]["value"], 5);
+    assert_eq!(r["valueQuantity"]["code"], "mg/L");
+    let r = obs(over.id).await.unwrap();
+    assert_eq!(r["valueQuantity"]["comparator"], ">", "{r}");
+    assert_eq!(r["valueQuantity"]["code"], "mL/min/{1.73_m2}");
+    let q = app.fhir_read(&who, "MedicationRequest", &liquid.id.to_string()).await.unwrap()["dispenseRequest"]
+        ["quantity"]
+        .clone();
+    assert_eq!(
+        (q["value"].as_i64(), q["system"].as_str(), q["code"].as_str()),
+        (Some(300), Some("http://unitsofmeasure.org"), Some("mL"))
+    );
+    let q = app.fhir_read(&who, "MedicationRequest", &tablets.id.to_string()).await.unwrap()["dispenseRequest"]
+        ["quantity"]
+        .clone();
+    assert_eq!(q["unit"], "tablets");
+    assert!(q.get("system").is_none() && q.get("code").is_none(), "{q}");
+}
+
 fn records() -> impl Strategy<Value = Vec<Gen>> {
     proptest::collection::vec(
         (0u8..8, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
@@ -1251,6 +1446,9 @@ both!(
     a_linked_app_books_and_cancels_an_appointment,
     everything_in_everything_is_declared_and_reads_back,
     no_answer_carries_an_empty_array,
+    immunizations_carry_the_vaccine_and_the_procedure_apart,
+    medication_request_status_follows_the_course,
+    quantities_carry_ucum_codes_and_text_results_none,
 );
 
 proptest! {

@@ -579,7 +579,7 @@ impl App {
         } else {
             self.store.document_files(l.practice.id, &documents).await?.into_iter().collect()
         };
-        Ok(Context { practitioners: render.practitioners.clone(), entries, files })
+        Ok(Context { today: self.today(), practitioners: render.practitioners.clone(), entries, files })
     }
 
     /// The resources an entry is written as, for this caller: for an app only if shown online
