@@ -148,7 +148,7 @@ pub fn document() -> Value {
         },
         "paths": paths,
         "components": { "securitySchemes": {
-            "staffToken": { "type": "http", "scheme": "bearer", "description": "A member of staff's API token (caldicott token issue)" },
+            "staffToken": { "type": "http", "scheme": "bearer", "description": "A member of staff's API token (caldicott token create)" },
             "clientCredentials": { "type": "http", "scheme": "basic", "description": "An app's or a pharmacy's client id and secret" },
             "linkToken": { "type": "http", "scheme": "bearer", "description": "The token an app received when it linked" },
             "fhirToken": { "type": "http", "scheme": "bearer", "description": "An access token from /fhir/r4/token (an app's or a practice integration's), or a staff API token" },
