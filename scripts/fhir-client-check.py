@@ -9,7 +9,8 @@ Fetches the CapabilityStatement and the SMART configuration, swaps the link's to
 access token at the token endpoint, then reads the Patient, searches every resource type the
 server offers a search of (with every _include it declares), reads each document's Binary, and
 pages through Patient/$everything. Every resource is parsed by fhirclient's R4 models in strict
-mode, so anything that is not valid FHIR R4 fails here. Prints a JSON summary (resource ids by
+mode, so anything that is not valid FHIR R4 fails here, and every JSON answer is walked for
+empty arrays, objects and strings, which FHIR does not allow (an empty element is left out). Prints a JSON summary (resource ids by
 type, included resources, binaries, pages) for the caller to check; exits 1 on any failure.
 """
 import json
@@ -19,10 +20,24 @@ from fhirclient import client
 from fhirclient.models import binary, bundle, patient
 
 
+def no_empty(value, at="$"):
+    """Fails on an empty array, object or string anywhere in an answer."""
+    if isinstance(value, (list, dict, str)) and len(value) == 0:
+        raise AssertionError(f"an empty {type(value).__name__} at {at}")
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            no_empty(v, f"{at}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            no_empty(v, f"{at}.{k}")
+    return value
+
+
 def main(base, client_id, secret, link, acting_for=None):
     smart = client.FHIRClient(settings={"app_id": "caldicott-check", "api_base": base})
     server = smart.server
     cap = server.capabilityStatement  # fetched and parsed strictly
+    no_empty(server.request_json("metadata"))
     searchable = [r for r in cap.rest[0].resource if any(i.code == "search-type" for i in r.interaction)]
     types = [r.type for r in searchable]
     smart = server.session.get(base + "/.well-known/smart-configuration").json()
@@ -32,24 +47,24 @@ def main(base, client_id, secret, link, acting_for=None):
     res = server.post_as_form(smart["token_endpoint"], form, auth=(client_id, secret))
     token = res.json()
     server.session.headers["Authorization"] = "Bearer " + token["access_token"]
-    me = patient.Patient.read(token["patient"], server)
+    me = patient.Patient(no_empty(server.request_json(f"Patient/{token['patient']}")))
     seen, included, binaries = {}, [], {}
     for r in searchable:
         t = r.type
-        found = server.request_json(f"{t}?patient={me.id}&_count=1000")
+        found = no_empty(server.request_json(f"{t}?patient={me.id}&_count=1000"))
         b = bundle.Bundle(found)  # strict: every entry's resource is parsed as its own type
         seen[t] = sorted(e.resource.id for e in (b.entry or []))
         for inc in r.searchInclude or []:
-            b = bundle.Bundle(server.request_json(f"{t}?patient={me.id}&_count=1000&_include={inc}"))
+            b = bundle.Bundle(no_empty(server.request_json(f"{t}?patient={me.id}&_count=1000&_include={inc}")))
             included += [f"{e.resource.resource_type}/{e.resource.id}" for e in (b.entry or []) if e.search.mode == "include"]
     for doc_id in seen.get("DocumentReference", []):
         url = f"Binary/{doc_id}"
-        b = binary.Binary(server.request_json(url))  # asks for application/fhir+json
+        b = binary.Binary(no_empty(server.request_json(url)))  # asks for application/fhir+json
         binaries[doc_id] = b.contentType
     pages, everything = 0, []
     url = f"Patient/{me.id}/$everything?_count=100"
     while url:
-        b = bundle.Bundle(server.request_json(url))
+        b = bundle.Bundle(no_empty(server.request_json(url)))
         pages += 1
         everything += [f"{e.resource.resource_type}/{e.resource.id}" for e in (b.entry or [])]
         url = next((l.url for l in (b.link or []) if l.relation == "next"), None)

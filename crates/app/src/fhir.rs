@@ -437,7 +437,15 @@ impl Reader<'_> {
             _ => "code",
         };
         let concept = if kind == "Communication" { first(r, "reasonCode") } else { r.get(code_field) };
-        let code = snomed(concept);
+        // An immunisation's code is its vaccination procedure (UK Core's extension), where given.
+        let procedure = (kind == "Immunization")
+            .then(|| {
+                array(r, "extension")
+                    .find(|x| text(x, "url") == Some(crate::fhir_out::VACCINATION_PROCEDURE))
+                    .and_then(|x| snomed(x.get("valueCodeableConcept")))
+            })
+            .flatten();
+        let code = procedure.or_else(|| snomed(concept));
         let words = concept_text(concept);
         let need_words = |me: &mut Self, what: &str| {
             me.problems.push(format!("{key}: a {kind} needs {what}"));
@@ -478,7 +486,8 @@ impl Reader<'_> {
                 };
                 let lab = array(r, "category").any(|c| has_code(Some(c), "laboratory"));
                 if let Some(q) = r.get("valueQuantity") {
-                    let value = q.get("value").map(|v| v.to_string()).unwrap_or_default();
+                    let number = q.get("value").map(|v| v.to_string()).unwrap_or_default();
+                    let value = format!("{}{number}", text(q, "comparator").unwrap_or_default());
                     let unit = text(q, "unit").or_else(|| text(q, "code")).unwrap_or_default().to_owned();
                     let range = first(r, "referenceRange")
                         .map(|rr| {

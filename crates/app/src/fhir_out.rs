@@ -11,7 +11,7 @@ use caldicott_core::ids::{EntryId, StaffId};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
 pub use caldicott_store::documents::FileInfo;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -19,6 +19,97 @@ use std::collections::{HashMap, HashSet};
 pub const DIARY_DUE: &str = "Diary entry, due ";
 
 pub const UK_CORE: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
+
+/// UK Core's extension on Immunization for the vaccination procedure (a SNOMED CT procedure such
+/// as "Seasonal influenza vaccination"), which is not the vaccine product of `vaccineCode`.
+pub const VACCINATION_PROCEDURE: &str =
+    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-VaccinationProcedure";
+
+/// UCUM, the code system of units of measure.
+pub const UCUM: &str = "http://unitsofmeasure.org";
+
+/// Units as records write them (compared ignoring case) and their UCUM codes. A unit not here
+/// (tablets, capsules, puffs) is given as text only.
+const UCUM_UNITS: &[(&[&str], &str)] = &[
+    (&["mmol/l"], "mmol/L"),
+    (&["mmol/mol"], "mmol/mol"),
+    (&["umol/l", "µmol/l", "micromol/l"], "umol/L"),
+    (&["nmol/l"], "nmol/L"),
+    (&["pmol/l"], "pmol/L"),
+    (&["mg/l"], "mg/L"),
+    (&["g/l"], "g/L"),
+    (&["g/dl"], "g/dL"),
+    (&["ug/l", "µg/l", "microgram/l"], "ug/L"),
+    (&["ng/ml"], "ng/mL"),
+    (&["u/l", "iu/l"], "U/L"),
+    (&["mu/l", "miu/l"], "mU/L"),
+    (&["x10^9/l", "10^9/l", "x10*9/l", "10*9/l", "x 10^9/l"], "10*9/L"),
+    (&["x10^12/l", "10^12/l", "x10*12/l", "10*12/l", "x 10^12/l"], "10*12/L"),
+    (&["fl"], "fL"),
+    (&["pg"], "pg"),
+    (&["ml/min/1.73m2", "ml/min/1.73m^2", "ml/min/1.73 m2"], "mL/min/{1.73_m2}"),
+    (&["mmhg", "mm hg", "mm[hg]"], "mm[Hg]"),
+    (&["kg"], "kg"),
+    (&["g"], "g"),
+    (&["mg"], "mg"),
+    (&["microgram", "micrograms", "mcg", "ug", "µg"], "ug"),
+    (&["cm"], "cm"),
+    (&["m"], "m"),
+    (&["kg/m2", "kg/m^2"], "kg/m2"),
+    (&["%"], "%"),
+    (&["ml"], "mL"),
+    (&["l", "litre", "litres"], "L"),
+    (&["bpm", "beats/min", "/min", "breaths/min"], "/min"),
+    (&["degc", "°c", "cel"], "Cel"),
+    (&["h", "hours"], "h"),
+    (&["d", "days"], "d"),
+];
+
+/// The UCUM code of a unit as a record writes it, if it is a UCUM unit.
+pub fn ucum_code(unit: &str) -> Option<&'static str> {
+    let u = unit.trim().to_lowercase();
+    UCUM_UNITS.iter().find(|(spellings, _)| spellings.contains(&u.as_str())).map(|(_, code)| *code)
+}
+
+/// A Quantity: the value, the unit as written, and its UCUM code where it is a UCUM unit.
+fn quantity_of(value: serde_json::Number, comparator: Option<&str>, unit: &str) -> Value {
+    let mut q = json!({ "value": value });
+    if let Some(c) = comparator {
+        q["comparator"] = Value::String(c.into());
+    }
+    let unit = unit.trim();
+    if !unit.is_empty() {
+        q["unit"] = Value::String(unit.into());
+        if let Some(code) = ucum_code(unit) {
+            q["system"] = Value::String(UCUM.into());
+            q["code"] = Value::String(code.into());
+        }
+    }
+    q
+}
+
+/// A resource or Bundle as FHIR allows it to be sent: FHIR has no empty elements, so an array,
+/// object or string with nothing in it (or a `null`) is left out, and so is an object left with
+/// nothing once its empty elements are gone. Every answer of the FHIR API passes through here.
+pub fn compact(mut v: Value) -> Value {
+    fn keep(v: &mut Value) -> bool {
+        match v {
+            Value::Array(a) => {
+                a.retain_mut(keep);
+                !a.is_empty()
+            }
+            Value::Object(o) => {
+                o.retain(|_, x| keep(x));
+                !o.is_empty()
+            }
+            Value::String(s) => !s.is_empty(),
+            Value::Null => false,
+            Value::Bool(_) | Value::Number(_) => true,
+        }
+    }
+    keep(&mut v);
+    v
+}
 
 /// A FHIR instant.
 pub fn instant(t: DateTime<Utc>) -> String {
@@ -75,11 +166,7 @@ fn quantity(q: &str) -> Option<Value> {
     if !unit.is_empty() && !q[split..].starts_with(' ') {
         return None;
     }
-    let mut v = json!({ "value": value });
-    if !unit.is_empty() {
-        v["unit"] = Value::String(unit.into());
-    }
-    Some(v)
+    Some(quantity_of(value, None, unit))
 }
 
 pub fn patient_resource(p: &Patient, practice: &Practice) -> Value {
@@ -181,8 +268,11 @@ pub fn appointment_resource(
 }
 
 /// What a resource may point at, for the reader it is written for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Context {
+    /// The day the resources are written on (a UK date): a one-off supply issued before it is
+    /// completed.
+    pub today: NaiveDate,
     /// The practice's clinicians (its Practitioner resources): an author among them is written as
     /// a reference to them, so that `_include` can bring them; anyone else by name only.
     pub practitioners: HashSet<StaffId>,
@@ -213,6 +303,22 @@ impl EntryRefs {
 }
 
 impl Context {
+    /// Written on `today`, pointing at nothing beyond the entry itself but any entry.
+    pub fn on(today: NaiveDate) -> Self {
+        Self { today, practitioners: HashSet::new(), entries: EntryRefs::All, files: HashMap::new() }
+    }
+
+    /// Where a medication is (MedicationRequest and MedicationStatement `status`): a repeat
+    /// template is `active` while current; an acute course or an issue is one supply, issued on
+    /// its date, so `active` on that day and `completed` once it has passed.
+    fn medication_status(&self, issued: NaiveDate, course: Option<MedicationCourse>) -> &'static str {
+        match course {
+            Some(MedicationCourse::RepeatTemplate) => "active",
+            _ if issued < self.today => "completed",
+            _ => "active",
+        }
+    }
+
     fn author(&self, a: &Author) -> Value {
         match a.staff.filter(|s| self.practitioners.contains(s)) {
             Some(s) => json!({ "reference": format!("Practitioner/{s}"), "display": a.name }),
@@ -347,20 +453,21 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
                 "issued": entered,
                 "performer": [author],
             });
-            match exact_number(value) {
-                Some(n) => {
-                    let mut q = json!({ "value": n });
-                    if !unit.is_empty() {
-                        q["unit"] = Value::String(unit.clone());
-                    }
-                    o["valueQuantity"] = q;
+            // A number (or "<5", ">90": a comparator and a number) is a Quantity with its unit;
+            // anything else ("Negative", "See report") is the words as recorded, without a unit.
+            let v = value.trim();
+            let (comparator, number) = ["<=", ">=", "<", ">"]
+                .iter()
+                .find_map(|c| v.strip_prefix(c).map(|n| (Some(*c), n.trim_start())))
+                .unwrap_or((None, v));
+            match exact_number(number) {
+                Some(n) => o["valueQuantity"] = quantity_of(n, comparator, unit),
+                None if v.parse::<f64>().is_ok() => {
+                    // A number that JSON would not give back as written ("05"): kept as text.
+                    o["valueString"] = Value::String(format!("{v} {unit}").trim().to_owned());
                 }
-                None => {
-                    let text = format!("{value} {unit}").trim().to_owned();
-                    if !text.is_empty() {
-                        o["valueString"] = Value::String(text);
-                    }
-                }
+                None if !v.is_empty() => o["valueString"] = Value::String(v.to_owned()),
+                None => {}
             }
             if !range.is_empty() {
                 o["referenceRange"] = json!([{ "text": range }]);
@@ -375,12 +482,12 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
             o
         }
         EntryBody::Medication { drug, dosage, quantity: q, course } => {
-            medication(e, drug, dosage, q, Some(*course), None, subject, author, &entered)
+            medication(e, drug, dosage, q, Some(*course), None, subject, author, &entered, cx)
         }
         EntryBody::MedicationIssue { drug, dosage, quantity: q, template } => {
             // The repeat it came from, only where the reader may see that repeat too.
             let template = template.map(|t| (t, cx.entries.allows(t)));
-            medication(e, drug, dosage, q, None, template, subject, author, &entered)
+            medication(e, drug, dosage, q, None, template, subject, author, &entered, cx)
         }
         EntryBody::Allergy { substance, reaction } => {
             let mut a = json!({
@@ -401,16 +508,34 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
             }
             a
         }
-        EntryBody::Immunisation { vaccine } => json!({
-            "resourceType": "Immunization",
-            "meta": profile("Immunization"),
-            "status": "completed",
-            "vaccineCode": concept(code, vaccine),
-            "patient": subject,
-            "occurrenceDateTime": date,
-            "recorded": entered,
-            "performer": [{ "actor": author }],
-        }),
+        EntryBody::Immunisation { vaccine } => {
+            // `vaccineCode` is the vaccine product given; the entry's code is the vaccination
+            // procedure, which UK Core carries in its own extension.
+            let vaccine_code = if vaccine.trim().is_empty() {
+                json!({ "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                    "code": "unknown",
+                    "display": "Unknown",
+                }]})
+            } else {
+                json!({ "text": vaccine })
+            };
+            let mut i = json!({
+                "resourceType": "Immunization",
+                "meta": profile("Immunization"),
+                "status": "completed",
+                "vaccineCode": vaccine_code,
+                "patient": subject,
+                "occurrenceDateTime": date,
+                "recorded": entered,
+                "performer": [{ "actor": author }],
+            });
+            if let Some(c) = code {
+                i["extension"] =
+                    json!([{ "url": VACCINATION_PROCEDURE, "valueCodeableConcept": concept(Some(c), "") }]);
+            }
+            i
+        }
         EntryBody::Document { title, summary, filing, review } => {
             // The content is the stored file, or (for a document held as its summary only) that
             // summary as text: either way `Binary/{id}`.
@@ -500,15 +625,14 @@ fn labelled(mut r: Value, label: Label) -> Value {
 }
 
 /// A medication course as what the patient takes (UK Core MedicationStatement): the same id as
-/// its MedicationRequest, which it is based on. A repeat is active; an acute course is
-/// completed once issued.
+/// its MedicationRequest, which it is based on, and the same status.
 fn medication_statement(e: &Entry, drug: &str, dosage: &str, course: MedicationCourse, cx: &Context) -> Value {
     let mut m = json!({
         "resourceType": "MedicationStatement",
         "id": e.id.to_string(),
         "meta": profile("MedicationStatement"),
         "basedOn": [{ "reference": format!("MedicationRequest/{}", e.id) }],
-        "status": if course == MedicationCourse::RepeatTemplate { "active" } else { "completed" },
+        "status": cx.medication_status(e.event_date, Some(course)),
         "medicationCodeableConcept": concept(e.code.as_ref(), drug),
         "subject": { "reference": format!("Patient/{}", e.patient) },
         "effectivePeriod": { "start": e.event_date.to_string() },
@@ -532,11 +656,12 @@ fn medication(
     subject: Value,
     author: Value,
     entered: &str,
+    cx: &Context,
 ) -> Value {
     let mut m = json!({
         "resourceType": "MedicationRequest",
         "meta": profile("MedicationRequest"),
-        "status": "active",
+        "status": cx.medication_status(e.event_date, course),
         "intent": "order",
         "medicationCodeableConcept": concept(e.code.as_ref(), drug),
         "subject": subject,
@@ -577,6 +702,7 @@ fn medication(
 fn communication(e: &Entry, topic: Option<&str>, text: &str, subject: Value, sender: Value) -> Value {
     let mut c = json!({
         "resourceType": "Communication",
+        "meta": profile("Communication"),
         "status": "completed",
         "category": [{ "text": e.kind().display() }],
         "subject": subject,
@@ -600,6 +726,11 @@ mod tests {
     #[test]
     fn quantities_split_number_and_unit() {
         assert_eq!(quantity("28 tablets"), Some(json!({ "value": 28, "unit": "tablets" })));
+        assert_eq!(
+            quantity("100 ml"),
+            Some(json!({ "value": 100, "unit": "ml", "system": UCUM, "code": "mL" })),
+            "a UCUM unit carries its code"
+        );
         assert_eq!(quantity("2.5"), Some(json!({ "value": 2.5 })));
         assert_eq!(quantity("one box"), None);
         // Only numbers that read back as written.
@@ -607,6 +738,15 @@ mod tests {
         assert_eq!(quantity("1e3 ml"), None);
         assert_eq!(quantity("28.0 tablets").map(|q| q["value"].to_string()), Some("28.0".into()));
         assert_eq!(quantity("28tablets"), None);
+    }
+
+    #[test]
+    fn empty_elements_are_left_out() {
+        let v = json!({
+            "a": [], "b": {}, "c": "", "d": null, "e": [{ "x": [] }, ""], "f": false, "g": 0,
+            "h": [{ "given": [""], "family": "Lee" }],
+        });
+        assert_eq!(compact(v), json!({ "f": false, "g": 0, "h": [{ "family": "Lee" }] }));
     }
 
     #[test]
@@ -683,6 +823,15 @@ mod round_trip {
             EntryBody::OnlineConsultation { text: "Rash on arm for two days".into() },
             EntryBody::SystemSms { text: "Your appointment is at 10:30".into() },
             EntryBody::Diary { text: "Recall for review".into(), due: date(2025, 1, 5) },
+            // A result below what the laboratory reports, with its comparator and UCUM unit.
+            EntryBody::TestResult {
+                test: "C-reactive protein".into(),
+                value: "<5".into(),
+                unit: "mg/L".into(),
+                range: "0-10".into(),
+                abnormal: false,
+                filing: Filing::Filed,
+            },
         ];
         bodies
             .into_iter()
@@ -717,6 +866,13 @@ mod round_trip {
                     });
                     e.body = EntryBody::Coded { value: Some("Stopped 2019".into()) };
                 }
+                if i == 9 {
+                    // The vaccination procedure, apart from the vaccine given.
+                    e.code = Some(Coding {
+                        concept: ConceptId::parse("822851000000102").unwrap_or_else(|_| panic!("code")),
+                        term: "Seasonal influenza vaccination".into(),
+                    });
+                }
                 if i == 10 {
                     // A letter dated before it was filed: its own date is kept apart.
                     e.event_date = date(2024, 2, 20);
@@ -737,7 +893,7 @@ mod round_trip {
         // R28: practice-facing readers receive an entry a later version replaced as not current.
         let p = person(PracticeId::from_uuid(crate::new_id()), date(1980, 5, 17));
         let at = chrono::Utc.with_ymd_and_hms(2024, 3, 9, 10, 0, 0).single().unwrap_or_default();
-        let cx = Context::default();
+        let cx = Context::on(date(2024, 6, 1));
         for mut e in entries(&p)
             .into_iter()
             .filter(|e| matches!(e.body, EntryBody::Problem { active: true, .. } | EntryBody::MedicationIssue { .. }))
@@ -776,7 +932,7 @@ mod round_trip {
         let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n".to_vec();
         let stored =
             crate::documents::stored_file("clinic-letter.pdf", pdf.clone()).unwrap_or_else(|e| panic!("{e:?}"));
-        let cx = Context { files: HashMap::from([(letter.id, stored.info.clone())]), ..Context::default() };
+        let cx = Context { files: HashMap::from([(letter.id, stored.info.clone())]), ..Context::on(date(2024, 6, 1)) };
         let binary = crate::documents::content_of(letter, Some(stored)).map(|c| c.resource());
         let mut bundle_entries = vec![
             json!({ "fullUrl": format!("Binary/{}", letter.id), "resource": binary }),

@@ -322,6 +322,7 @@ impl App {
             .map(|e| e.id)
             .collect();
         let cx = fhir_out::Context {
+            today: self.today(),
             files: self.store.document_files(p, &documents).await?.into_iter().collect(),
             entries: fhir_out::EntryRefs::Only(Default::default()),
             practitioners: Default::default(),

@@ -52,7 +52,7 @@ async fn everything(app: &App, who: &FhirCaller, patient: &str, count: &str) -> 
     let mut cursor: Option<String> = None;
     for _ in 0..10_000 {
         let page = app.fhir_everything(who, patient, BASE, Some(count), cursor.as_deref()).await.unwrap();
-        all.extend(page["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()));
+        all.extend(resources(&page));
         let next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").cloned();
         match next {
             Some(l) => cursor = Some(l["url"].as_str().unwrap().split("_cursor=").nth(1).unwrap().to_owned()),
@@ -60,6 +60,40 @@ async fn everything(app: &App, who: &FhirCaller, patient: &str, count: &str) -> 
         }
     }
     panic!("paging never ended");
+}
+
+/// FHIR forbids empty arrays (and empty objects and strings): an element with nothing in it is
+/// left out. Walks a whole answer.
+fn no_empty_arrays(v: &Value) {
+    fn walk(v: &Value, at: &str, whole: &Value) {
+        match v {
+            Value::Array(a) => {
+                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), whole);
+                }
+            }
+            Value::Object(o) => {
+                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), whole);
+                }
+            }
+            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
+            _ => {}
+        }
+    }
+    walk(v, "", v);
+}
+
+/// The resources of a Bundle, in order.
+fn resources(bundle: &Value) -> Vec<Value> {
+    no_empty_arrays(bundle);
+    bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|e| e["resource"].clone()).collect())
+        .unwrap_or_default()
 }
 
 fn repeat(p: &caldicott_core::patient::Patient, at: chrono::DateTime<Utc>, drug: &str) -> Entry {
@@ -180,7 +214,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let mine = app.fhir_search(&who, "Patient", BASE, &by_number(pat.nhs_number.as_str())).await.unwrap();
     assert_eq!(mine["entry"][0]["resource"]["id"], pat.id.to_string());
     let not_mine = app.fhir_search(&who, "Patient", BASE, &by_number(other.nhs_number.as_str())).await.unwrap();
-    assert_eq!(not_mine["entry"].as_array().unwrap().len(), 0);
+    assert!(resources(&not_mine).is_empty());
     assert!(!not_mine.to_string().contains(&other.id.to_string()));
     // Bad paging input is named.
     let bad = Search { count: Some("0".into()), ..Default::default() };
@@ -899,7 +933,7 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
         let at = now - Duration::hours(i as i64 * 7 + 1);
         let mut e = consultation(&pat, at, &format!("ENTRY-{i} words"));
         e.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
-        match kind % 7 {
+        match kind % 8 {
             1 => {
                 e.body = EntryBody::TestResult {
                     test: format!("ENTRY-{i} result"),
@@ -939,6 +973,13 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
                 }
             }
             6 => e.body = EntryBody::Problem { title: format!("ENTRY-{i} problem"), active: true },
+            7 => {
+                e.body = EntryBody::AdminMessage {
+                    subject: format!("ENTRY-{i} message"),
+                    text: "Sent by email".into(),
+                    channel: AdminChannel::Email,
+                }
+            }
             _ => {}
         }
         if *hide_it {
@@ -1012,9 +1053,379 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
     }
 }
 
+/// One entry of every kind the record holds, a day apart, written by the practice's clinician.
+fn one_of_every_kind(p: &caldicott_core::patient::Patient, tp: &fixtures::TestPractice) -> Vec<Entry> {
+    let now = caldicott_app::fixtures::now();
+    let bodies = vec![
+        EntryBody::Consultation { text: "KIND consultation".into(), status: ConsultationStatus::Final },
+        EntryBody::Problem { title: "KIND problem".into(), active: true },
+        EntryBody::Coded { value: Some("KIND coded".into()) },
+        EntryBody::TestResult {
+            test: "KIND result".into(),
+            value: "5.1".into(),
+            unit: "mmol/L".into(),
+            range: "3.5-5.3".into(),
+            abnormal: false,
+            filing: Filing::Filed,
+        },
+        EntryBody::Medication {
+            drug: "KIND repeat".into(),
+            dosage: "One daily".into(),
+            quantity: "28 tablets".into(),
+            course: MedicationCourse::RepeatTemplate,
+        },
+        EntryBody::MedicationIssue {
+            drug: "KIND issue".into(),
+            dosage: "One daily".into(),
+            quantity: "28 tablets".into(),
+            template: None,
+        },
+        EntryBody::Allergy { substance: "KIND allergy".into(), reaction: "Rash".into() },
+        EntryBody::Immunisation { vaccine: "KIND vaccine".into() },
+        EntryBody::Document {
+            title: "KIND letter".into(),
+            summary: "KIND summary".into(),
+            filing: Filing::Filed,
+            review: DocumentReview::Reviewed,
+        },
+        EntryBody::AdminMessage { subject: "KIND admin".into(), text: "KIND note".into(), channel: AdminChannel::Note },
+        EntryBody::OnlineConsultation { text: "KIND online consultation".into() },
+        EntryBody::SystemSms { text: "KIND text message".into() },
+        EntryBody::Diary { text: "KIND diary".into(), due: caldicott_app::fixtures::today() + Duration::days(30) },
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut e = consultation(p, now - Duration::days(i as i64 + 1), "");
+            e.author = Author { staff: Some(tp.clinician.staff), name: tp.clinician.name.clone() };
+            e.body = body;
+            e
+        })
+        .collect()
+}
+
+fn declares(cap: &Value, resource: &str, interaction: &str) -> bool {
+    cap["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["type"] == resource && r["interaction"].as_array().unwrap().iter().any(|i| i["code"] == interaction))
+}
+
+/// What a client does with `$everything`: every resource in it is of a type the
+/// CapabilityStatement declares, and reads back by its id as the same resource. Communication
+/// (messages, online consultations, texts, diary entries) is served to practice-facing callers
+/// like every other type; it is never shown online (R8), so an app never receives one by any
+/// path, and one's id answers as a made-up id does.
+async fn everything_in_everything_is_declared_and_reads_back(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let entries = one_of_every_kind(&pat, &tp);
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let cap = caldicott_app::fhir_api::capability_statement(BASE, "test");
+    no_empty_arrays(&cap);
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let patient_app = app_token(&app, &client, &secret, &link, "").await;
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    for who in [&staff, &patient_app] {
+        let all = everything(&app, who, &pat.id.to_string(), "4").await;
+        assert!(all.len() > 3, "{all:?}");
+        for r in &all {
+            let (ty, id) = (r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            assert!(
+                declares(&cap, ty, "read"),
+                "$everything gave a {ty}, which the CapabilityStatement does not declare"
+            );
+            let back =
+                app.fhir_read(who, ty, id).await.unwrap_or_else(|e| panic!("{ty}/{id} does not read back: {e:?}"));
+            no_empty_arrays(&back);
+            assert_eq!(&back, r, "{ty}/{id} reads back as it was in $everything");
+        }
+    }
+    // The practice: every communication, read and searched by patient, labelled not for the
+    // patient (R8).
+    assert!(declares(&cap, "Communication", "search-type"));
+    let comms: Vec<&Entry> =
+        entries.iter().filter(|e| caldicott_app::fhir_out::resource_type(e.kind()) == "Communication").collect();
+    assert_eq!(comms.len(), 4);
+    let search = Search { patient: Some(pat.id.to_string()), ..Default::default() };
+    let found = resources(&app.fhir_search(&staff, "Communication", BASE, &search).await.unwrap());
+    assert_eq!(found.len(), 4, "{found:?}");
+    for c in &comms {
+        let r = found.iter().find(|r| r["id"] == c.id.to_string()).expect("each communication is found");
+        assert_eq!(r["resourceType"], "Communication");
+        assert_eq!(r["subject"]["reference"], format!("Patient/{}", pat.id));
+        assert_eq!(r["meta"]["security"][0]["code"], "NOPAT");
+    }
+    let full = everything(&app, &staff, &pat.id.to_string(), "50").await;
+    assert_eq!(full.iter().filter(|r| r["resourceType"] == "Communication").count(), 4);
+    let included = Search { include: vec!["Communication:*".into()], ..search.clone() };
+    let with = app.fhir_search(&staff, "Communication", BASE, &included).await.unwrap();
+    assert!(with.to_string().contains(&format!("\"Practitioner/{}\"", tp.clinician.staff)));
+
+    // The app: none, by search, read, $everything or _include, even with the scope asked for by name.
+    let narrow = app_token(&app, &client, &secret, &link, "patient/Communication.read").await;
+    for who in [&patient_app, &narrow] {
+        let b = app.fhir_search(who, "Communication", BASE, &Search::default()).await.unwrap();
+        assert!(resources(&b).is_empty(), "{b}");
+        let b = app
+            .fhir_search(
+                who,
+                "Communication",
+                BASE,
+                &Search { include: vec!["Communication:*".into()], ..Default::default() },
+            )
+            .await
+            .unwrap();
+        assert!(resources(&b).is_empty(), "{b}");
+        for c in &comms {
+            let said = unknown(app.fhir_read(who, "Communication", &c.id.to_string()).await);
+            let made_up = uuid::Uuid::now_v7().to_string();
+            let said_made_up = unknown(app.fhir_read(who, "Communication", &made_up).await);
+            assert_eq!(said.replace(&c.id.to_string(), "X"), said_made_up.replace(&made_up, "X"));
+        }
+    }
+    let seen = serde_json::to_string(&everything(&app, &patient_app, &pat.id.to_string(), "3").await).unwrap();
+    assert!(!seen.contains("\"Communication\""));
+    for c in &comms {
+        assert!(!seen.contains(&c.id.to_string()));
+    }
+}
+
+/// FHIR has no empty arrays: an element with nothing in it is left out. A patient with a
+/// postcode but no address lines, a search that finds nothing, and a page of every kind.
+async fn no_answer_carries_an_empty_array(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let mut pat = fixtures::person(tp.practice.id, fixtures::date(1970, 1, 1));
+    pat.contact.address.lines = Vec::new();
+    pat.contact.address.postcode = "LS1 4AP".into();
+    app.store
+        .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    let read = app.fhir_read(&staff, "Patient", &pat.id.to_string()).await.unwrap();
+    no_empty_arrays(&read);
+    assert_eq!(read["address"][0]["postalCode"], "LS1 4AP");
+    let of_patient = Search { patient: Some(pat.id.to_string()), ..Default::default() };
+    for t in caldicott_app::fhir_api::CLINICAL_TYPES {
+        let b = app.fhir_search(&staff, t, BASE, &of_patient).await.unwrap();
+        assert!(resources(&b).is_empty(), "{t}: {b}");
+        assert!(b.get("entry").is_none(), "{t}: nothing found, no entry element");
+    }
+    let nobody =
+        Search { identifier: Some("https://fhir.nhs.uk/Id/nhs-number|9434765919".into()), ..Default::default() };
+    assert!(resources(&app.fhir_search(&staff, "Patient", BASE, &nobody).await.unwrap()).is_empty());
+    for t in ["Organization", "Practitioner", "Slot"] {
+        resources(&app.fhir_search(&staff, t, BASE, &Search::default()).await.unwrap());
+    }
+    let entries = one_of_every_kind(&pat, &tp);
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    everything(&app, &staff, &pat.id.to_string(), "2").await;
+    no_empty_arrays(&caldicott_app::fhir_api::capability_statement(BASE, "test"));
+}
+
+fn snomed(code: &str, term: &str) -> Option<caldicott_core::snomed::Coding> {
+    Some(caldicott_core::snomed::Coding {
+        concept: caldicott_core::snomed::ConceptId::parse(code).unwrap(),
+        term: term.into(),
+    })
+}
+
+/// UK Core Immunization: `vaccineCode` is the vaccine product given; the SNOMED CT procedure the
+/// entry is coded with ("Seasonal influenza vaccination") goes in UK Core's vaccination
+/// procedure extension, never in `vaccineCode`.
+async fn immunizations_carry_the_vaccine_and_the_procedure_apart(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut jab = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(20), "");
+    jab.body = EntryBody::Immunisation { vaccine: "Influenza vaccine (surface antigen, inactivated)".into() };
+    jab.code = snomed("822851000000102", "Seasonal influenza vaccination");
+    let mut uncoded = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(21), "");
+    uncoded.body = EntryBody::Immunisation { vaccine: "Tetanus vaccine".into() };
+    app.store
+        .add_entries(tp.practice.id, &[jab.clone(), uncoded.clone()], &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    for reader in [&who, &staff] {
+        let r = app.fhir_read(reader, "Immunization", &jab.id.to_string()).await.unwrap();
+        assert_eq!(r["vaccineCode"]["text"], "Influenza vaccine (surface antigen, inactivated)");
+        assert!(!r["vaccineCode"].to_string().contains("822851000000102"), "the procedure is not the vaccine: {r}");
+        let procedure: Vec<&Value> = r["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["url"] == "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-VaccinationProcedure")
+            .collect();
+        assert_eq!(procedure.len(), 1, "{r}");
+        let coding = &procedure[0]["valueCodeableConcept"]["coding"][0];
+        assert_eq!(coding["system"], "http://snomed.info/sct");
+        assert_eq!(coding["code"], "822851000000102");
+        assert_eq!(coding["display"], "Seasonal influenza vaccination");
+        // Without a code there is no procedure to say; the vaccine is still named.
+        let plain = app.fhir_read(reader, "Immunization", &uncoded.id.to_string()).await.unwrap();
+        assert!(plain.get("extension").is_none(), "{plain}");
+        assert_eq!(plain["vaccineCode"]["text"], "Tetanus vaccine");
+    }
+}
+
+/// MedicationRequest `status` says where the course is: an acute course is one supply, issued
+/// on its date, so it is `active` on the day it is issued and `completed` once that day has
+/// passed; an issue of a repeat likewise; a repeat template that is current is `active`. The
+/// MedicationStatement of a course says the same.
+async fn medication_request_status_follows_the_course(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = caldicott_app::fixtures::now();
+    let template = repeat(&pat, now - Duration::days(60), "Ramipril 5mg capsules");
+    let past_issue = issue_of(&template, now - Duration::days(30));
+    let acute = |days: i64, drug: &str| {
+        let mut e = consultation(&pat, now - Duration::days(days), "");
+        e.event_date = caldicott_app::fixtures::today() - Duration::days(days);
+        e.body = EntryBody::Medication {
+            drug: drug.into(),
+            dosage: "Three times a day".into(),
+            quantity: "21 capsules".into(),
+            course: MedicationCourse::Acute,
+        };
+        e
+    };
+    let finished = acute(7, "Amoxicillin 500mg capsules");
+    let issued_today = acute(0, "Flucloxacillin 500mg capsules");
+    let entries = [template.clone(), past_issue.clone(), finished.clone(), issued_today.clone()];
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    for reader in [&who, &staff] {
+        let status = |t: &'static str, id: EntryId| {
+            let app = app.clone();
+            async move { app.fhir_read(reader, t, &id.to_string()).await.unwrap()["status"].as_str().unwrap().to_owned() }
+        };
+        let (request, statement) = ("MedicationRequest", "MedicationStatement");
+        assert_eq!(status(request, finished.id).await, "completed", "a finished acute course");
+        assert_eq!(status(statement, finished.id).await, "completed");
+        assert_eq!(status(request, issued_today.id).await, "active", "issued today");
+        assert_eq!(status(statement, issued_today.id).await, "active");
+        assert_eq!(status(request, template.id).await, "active", "a current repeat");
+        assert_eq!(status(statement, template.id).await, "active");
+        assert_eq!(status(request, past_issue.id).await, "completed", "an issue made a month ago");
+    }
+}
+
+/// Quantities a client can compute with: a unit that is a UCUM unit comes with its UCUM code
+/// (system http://unitsofmeasure.org); a unit that is not (tablets) is text only; a result
+/// that is not a number is a `valueString` of what was recorded, with no unit or valueQuantity;
+/// "<5" and ">90" keep their comparator.
+async fn quantities_carry_ucum_codes_and_text_results_none(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = caldicott_app::fixtures::now();
+    let results = [
+        ("Serum potassium", "4.1", "mmol/L", Some("mmol/L")),
+        ("Systolic blood pressure", "128", "mmHg", Some("mm[Hg]")),
+        ("Body weight", "72.5", "kg", Some("kg")),
+        ("HbA1c", "48", "mmol/mol", Some("mmol/mol")),
+        ("Oxygen saturation", "97", "%", Some("%")),
+        ("Creatinine", "88", "umol/L", Some("umol/L")),
+        ("White cell count", "6.2", "x10^9/L", Some("10*9/L")),
+        ("Stool sample", "12", "pots", None),
+    ];
+    let mut entries: Vec<Entry> = results
+        .iter()
+        .enumerate()
+        .map(|(i, (test, value, unit, _))| {
+            let mut e = consultation(&pat, now - Duration::hours(i as i64 + 1), "");
+            e.body = EntryBody::TestResult {
+                test: (*test).into(),
+                value: (*value).into(),
+                unit: (*unit).into(),
+                range: String::new(),
+                abnormal: false,
+                filing: Filing::Filed,
+            };
+            e
+        })
+        .collect();
+    let text_result = |test: &str, value: &str, unit: &str, h: i64| {
+        let mut e = consultation(&pat, now - Duration::hours(h), "");
+        e.body = EntryBody::TestResult {
+            test: test.into(),
+            value: value.into(),
+            unit: unit.into(),
+            range: String::new(),
+            abnormal: false,
+            filing: Filing::Filed,
+        };
+        e
+    };
+    let negative = text_result("Urine glucose", "Negative", "mmol/L", 20);
+    let under = text_result("C-reactive protein", "<5", "mg/L", 21);
+    let over = text_result("eGFR", ">90", "mL/min/1.73m2", 22);
+    let mut liquid = consultation(&pat, now - Duration::hours(23), "");
+    liquid.body = EntryBody::Medication {
+        drug: "Lactulose 3.35g/5ml oral solution".into(),
+        dosage: "15ml twice a day".into(),
+        quantity: "300 ml".into(),
+        course: MedicationCourse::RepeatTemplate,
+    };
+    let tablets = repeat(&pat, now - Duration::hours(24), "Amlodipine 5mg tablets");
+    entries.extend([negative.clone(), under.clone(), over.clone(), liquid.clone(), tablets.clone()]);
+    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let who = app_token(&app, &client, &secret, &link, "").await;
+    let obs = |id: EntryId| {
+        let (app, who) = (app.clone(), who.clone());
+        async move { app.fhir_read(&who, "Observation", &id.to_string()).await }
+    };
+    for (e, (_, value, unit, ucum)) in entries.iter().zip(results) {
+        let q = obs(e.id).await.unwrap()["valueQuantity"].clone();
+        assert_eq!(q["value"].to_string(), value);
+        assert_eq!(q["unit"], unit);
+        match ucum {
+            Some(code) => {
+                assert_eq!(q["system"], "http://unitsofmeasure.org", "{unit}: {q}");
+                assert_eq!(q["code"], code, "{unit}");
+            }
+            None => assert!(q.get("system").is_none() && q.get("code").is_none(), "{unit} is not UCUM: {q}"),
+        }
+    }
+    let r = obs(negative.id).await.unwrap();
+    assert_eq!(r["valueString"], "Negative", "{r}");
+    assert!(r.get("valueQuantity").is_none());
+    let r = obs(under.id).await.unwrap();
+    assert_eq!(r["valueQuantity"]["comparator"], "<", "{r}");
+    assert_eq!(r["valueQuantity"]["value"], 5);
+    assert_eq!(r["valueQuantity"]["code"], "mg/L");
+    let r = obs(over.id).await.unwrap();
+    assert_eq!(r["valueQuantity"]["comparator"], ">", "{r}");
+    assert_eq!(r["valueQuantity"]["code"], "mL/min/{1.73_m2}");
+    let q = app.fhir_read(&who, "MedicationRequest", &liquid.id.to_string()).await.unwrap()["dispenseRequest"]
+        ["quantity"]
+        .clone();
+    assert_eq!(
+        (q["value"].as_i64(), q["system"].as_str(), q["code"].as_str()),
+        (Some(300), Some("http://unitsofmeasure.org"), Some("mL"))
+    );
+    let q = app.fhir_read(&who, "MedicationRequest", &tablets.id.to_string()).await.unwrap()["dispenseRequest"]
+        ["quantity"]
+        .clone();
+    assert_eq!(q["unit"], "tablets");
+    assert!(q.get("system").is_none() && q.get("code").is_none(), "{q}");
+}
+
 fn records() -> impl Strategy<Value = Vec<Gen>> {
     proptest::collection::vec(
-        (0u8..7, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
+        (0u8..8, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
         1..16,
     )
 }
@@ -1034,6 +1445,11 @@ both!(
     a_practice_integration_reads_its_practice_with_system_scopes,
     an_app_acts_for_a_dependant_within_the_proxy_scope,
     a_linked_app_books_and_cancels_an_appointment,
+    everything_in_everything_is_declared_and_reads_back,
+    no_answer_carries_an_empty_array,
+    immunizations_carry_the_vaccine_and_the_procedure_apart,
+    medication_request_status_follows_the_course,
+    quantities_carry_ucum_codes_and_text_results_none,
 );
 
 proptest! {

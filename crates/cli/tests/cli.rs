@@ -324,3 +324,62 @@ fn a_subject_access_export_comes_out_of_the_command_line_once_reviewed() {
     std::fs::remove_dir_all(&out).ok();
     assert!(verify(&p, &[]).0);
 }
+
+/// The documentation names commands as they are: every `caldicott …` command written in
+/// README.md, ARCHITECTURE.md and docs/*.md is one `caldicott --help` knows, and every flag it
+/// shows is one that command takes.
+#[test]
+fn the_documentation_names_commands_as_they_are() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for f in std::fs::read_dir(root.join("docs")).unwrap() {
+        files.push(f.unwrap().path());
+    }
+    let mut checked = 0;
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "md")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (at, _) in text.match_indices("caldicott ") {
+            // A command: what follows up to the end of the line or of the inline code span.
+            let rest = &text[at + "caldicott ".len()..];
+            let line = rest.split(['\n', '`', ')']).next().unwrap_or("");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // The command and its subcommand; `report exclusions|trend` names each of them.
+            let path: Vec<&str> = words
+                .iter()
+                .take_while(|w| {
+                    w.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c == '|') && !w.starts_with('-')
+                })
+                .take(2)
+                .copied()
+                .collect();
+            let Some(first) = path.first() else { continue };
+            let top = Command::new(env!("CARGO_BIN_EXE_caldicott")).arg("--help").output().unwrap();
+            let commands = String::from_utf8_lossy(&top.stdout).into_owned();
+            // Prose ("caldicott is", "caldicott that spans") is not a command.
+            if !commands.lines().any(|l| l.split_whitespace().next() == Some(first)) {
+                continue;
+            }
+            let subs: Vec<Option<&str>> = match path.get(1) {
+                Some(s) => s.split('|').map(Some).collect(),
+                None => vec![None],
+            };
+            for sub in subs {
+                let args: Vec<&str> = std::iter::once(*first).chain(sub).collect();
+                let help = Command::new(env!("CARGO_BIN_EXE_caldicott")).args(&args).arg("--help").output().unwrap();
+                let said = String::from_utf8_lossy(&help.stdout).into_owned();
+                let named = args.join(" ");
+                assert!(help.status.success(), "{}: `caldicott {named}` is not a command", file.display());
+                for flag in words.iter().filter(|w| w.trim_start_matches('[').starts_with("--")) {
+                    let flag = flag.trim_start_matches('[').split(['=', ']', ',']).next().unwrap_or(flag);
+                    assert!(
+                        said.contains(&format!("{flag} ")) || said.contains(&format!("{flag}\n")),
+                        "{}: `caldicott {named}` takes no {flag}",
+                        file.display()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "{checked} commands checked");
+}

@@ -2,7 +2,7 @@
 
 use crate::error::WebError;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -37,14 +37,9 @@ impl FromRequestParts<App> for Staff {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or_else(|| {
-                AppError::Unauthenticated("send a staff API token as `Authorization: Bearer <token>`".into())
-            })?;
+        let header = crate::error::bearer_token(&parts.headers).ok_or_else(|| {
+            AppError::Unauthenticated("send a staff API token as `Authorization: Bearer <token>`".into())
+        })?;
         Ok(Staff(auth::authenticate(app, header).await?))
     }
 }

@@ -52,10 +52,7 @@ async fn link_status(
     State(app): State<App>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, crate::error::WebError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let token = crate::error::bearer_token(&headers)
         .ok_or_else(|| AppError::Unauthenticated("send the link's token as `Authorization: Bearer <token>`".into()))?;
     let (_, link, registered) = app.app_link_of_token(token).await?;
     let acts_for: Vec<_> = app

@@ -25,6 +25,47 @@ pub fn routes() -> Router<App> {
         .route("/Patient/{id}/$everything", get(everything))
         .route("/{resource}", get(search).post(create))
         .route("/{resource}/{id}", get(read).put(update))
+        .fallback(unknown_route)
+        .layer(axum::middleware::map_response(errors_as_outcomes))
+}
+
+/// A path under the FHIR base that is not served.
+pub(crate) async fn unknown_route() -> FhirError {
+    FhirError(AppError::NotFound(
+        "no such FHIR interaction here; the CapabilityStatement (/fhir/r4/metadata) says what is served".into(),
+    ))
+}
+
+/// Errors the router makes itself (405 for a method a route does not take, 413, 415) become
+/// OperationOutcomes too, keeping their headers (`Allow`). The token endpoint's OAuth errors
+/// (`application/json`, as OAuth requires) and this module's own OperationOutcomes pass as they are.
+async fn errors_as_outcomes(res: Response) -> Response {
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/fhir+json") || t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return res;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("not-supported", "this method is not offered on this FHIR route (see Allow)")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-long", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("not-supported", "send the resource as application/fhir+json"),
+        s if s.is_server_error() => ("exception", "something went wrong on our side; nothing was changed"),
+        _ => ("invalid", "the request is not one this FHIR server can answer"),
+    };
+    let (parts, _) = res.into_parts();
+    let mut r = (status, fhir_json(outcome(code, message))).into_response();
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            r.headers_mut().insert(name, v.clone());
+        }
+    }
+    r
 }
 
 /// An OperationOutcome for an error, with its status.
@@ -66,8 +107,9 @@ fn outcome(code: &str, message: &str) -> Value {
     })
 }
 
+/// A FHIR answer (compacted: FHIR has no empty elements).
 fn fhir_json(v: Value) -> Response {
-    let mut r = axum::Json(v).into_response();
+    let mut r = axum::Json(caldicott_app::fhir_out::compact(v)).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
     r
 }
@@ -80,10 +122,7 @@ fn base(headers: &HeaderMap) -> String {
 }
 
 async fn caller(app: &App, headers: &HeaderMap) -> Result<FhirCaller, FhirError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let token = crate::error::bearer_token(headers)
         .ok_or_else(|| AppError::Unauthenticated("send an access token as `Authorization: Bearer <token>`".into()))?;
     Ok(app.fhir_caller(token).await?)
 }

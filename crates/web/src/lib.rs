@@ -51,7 +51,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes())
         .nest(fhir::BASE, fhir::routes())
-        .fallback(error::not_found)
+        .fallback(error::unknown_route)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

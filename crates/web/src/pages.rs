@@ -31,11 +31,7 @@ async fn delivery_report(
     headers: axum::http::HeaderMap,
     body: Result<Json<DeliveryReport>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, crate::error::WebError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let bearer = crate::error::bearer_token(&headers).unwrap_or("");
     let Json(report) = body.map_err(|e| caldicott_app::AppError::BadRequest(e.body_text()))?;
     app.notify_delivery_report(bearer, &report.id, &report.status).await?;
     Ok(StatusCode::NO_CONTENT)

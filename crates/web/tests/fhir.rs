@@ -29,11 +29,48 @@ impl Reply {
 }
 
 async fn send(app: &App, req: Request<Body>) -> Reply {
+    let path = req.uri().path().to_owned();
     let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
-    Reply { status, headers, body }
+    let reply = Reply { status, headers, body };
+    // Every answer under the FHIR base that any test here gets is checked as a FHIR client takes
+    // it: no empty arrays (FHIR leaves an empty element out), and every error an OperationOutcome
+    // (the token endpoint answers OAuth errors, as OAuth says).
+    if path.starts_with("/fhir/r4") {
+        if let Ok(v) = serde_json::from_str::<Value>(&reply.body) {
+            no_empty_arrays(&v);
+        }
+        if path != "/fhir/r4/token" && !reply.status.is_success() {
+            assert_eq!(reply.headers[header::CONTENT_TYPE], "application/fhir+json", "{status} {path}: {}", reply.body);
+            assert_eq!(reply.json()["resourceType"], "OperationOutcome", "{status} {path}: {}", reply.body);
+        }
+    }
+    reply
+}
+
+/// FHIR forbids empty arrays, objects and strings: an element with nothing in it is left out.
+fn no_empty_arrays(v: &Value) {
+    fn walk(v: &Value, at: &str, whole: &Value) {
+        match v {
+            Value::Array(a) => {
+                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), whole);
+                }
+            }
+            Value::Object(o) => {
+                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), whole);
+                }
+            }
+            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
+            _ => {}
+        }
+    }
+    walk(v, "", v);
 }
 
 async fn get(app: &App, uri: &str, token: Option<&str>) -> Reply {
@@ -208,6 +245,13 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         caldicott_core::entry::EntryBody::Allergy { substance: "MATRIX penicillin".into(), reaction: "Rash".into() };
     let mut jab = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(7), "");
     jab.body = caldicott_core::entry::EntryBody::Immunisation { vaccine: "MATRIX influenza".into() };
+    // Practice-facing only: never shown online (R8).
+    let mut message = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(8), "");
+    message.body = caldicott_core::entry::EntryBody::AdminMessage {
+        subject: "MATRIX message".into(),
+        text: "MATRIX note".into(),
+        channel: caldicott_core::entry::AdminChannel::Note,
+    };
     app.store
         .add_entries(
             tp.practice.id,
@@ -219,6 +263,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
                 result.clone(),
                 allergy.clone(),
                 jab.clone(),
+                message.clone(),
             ],
             &fixtures::audit(Action::EntryCreate, None),
         )
@@ -349,6 +394,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         ("Observation", result.id),
         ("AllergyIntolerance", allergy.id),
         ("Immunization", jab.id),
+        ("Communication", message.id),
     ];
     assert_eq!(of_kind.len(), caldicott_app::fhir_api::CLINICAL_TYPES.len());
     for (t, id) in of_kind {
@@ -363,9 +409,12 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
                 kind,
                 "app of this practice" | "clinician" | "integration of this practice" | "app acting for someone else"
             );
+            // A message is the practice's: its own patient's app does not know its id (R8).
+            let never_online = route.starts_with("/fhir/r4/Communication/");
             let expected = match (kind, owner) {
                 ("none" | "forged", _) => StatusCode::UNAUTHORIZED,
                 ("administrator", _) => StatusCode::FORBIDDEN,
+                ("app of this practice", _) if never_online => StatusCode::NOT_FOUND,
                 ("app of this practice" | "clinician" | "integration of this practice", _) => StatusCode::OK,
                 (_, Owner::Own) => StatusCode::OK,
                 (_, Owner::ThisPractice) if of_this_practice => StatusCode::OK,
@@ -379,6 +428,12 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
             let theirs = matches!(kind, "app of this practice" | "clinician" | "integration of this practice");
             if !theirs {
                 assert!(!r.body.contains("MATRIX"), "{kind} {route}");
+            }
+            // Nor its words or id (a 404 names only the id that was asked for).
+            if kind.starts_with("app") {
+                let id = message.id.to_string();
+                let asked = route.contains(&id);
+                assert!(!r.body.contains("MATRIX message") && (asked || !r.body.contains(&id)), "{kind} {route}");
             }
             if !of_this_practice && *owner == Owner::Own {
                 assert!(!slots.iter().any(|s| r.body.contains(s.as_str())), "{kind} {route}");
@@ -732,6 +787,99 @@ async fn marked(
     }
 }
 
+/// Whatever a client sends under the FHIR base, an error comes back as an OperationOutcome in
+/// `application/fhir+json`: a method a route does not take (405, with `Allow`), a path that is
+/// not served (404), an unknown resource type, with or without a token.
+async fn every_fhir_error_is_an_operation_outcome(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let token = tp.clinician_token.clone();
+    let outcome = |r: &Reply, status: StatusCode, code: &str, what: &str| {
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/fhir+json", "{what}");
+        assert_eq!(r.json()["resourceType"], "OperationOutcome", "{what}");
+        assert_eq!(r.json()["issue"][0]["severity"], "error", "{what}");
+        assert_eq!(r.json()["issue"][0]["code"], code, "{what}: {}", r.body);
+        assert!(!r.json()["issue"][0]["diagnostics"].as_str().unwrap_or("").is_empty(), "{what}");
+    };
+    let p = pat.id;
+    let wrong_methods = [
+        ("DELETE", format!("/fhir/r4/Patient/{p}")),
+        ("PATCH", format!("/fhir/r4/Patient/{p}")),
+        ("POST", "/fhir/r4/metadata".to_owned()),
+        ("DELETE", "/fhir/r4/Observation".to_owned()),
+        ("GET", "/fhir/r4/token".to_owned()),
+        ("POST", format!("/fhir/r4/Patient/{p}/$everything")),
+        ("PUT", "/fhir/r4/.well-known/smart-configuration".to_owned()),
+    ];
+    for (method, uri) in &wrong_methods {
+        for auth in [None, Some(token.as_str())] {
+            let mut req = Request::builder().method(*method).uri(uri.as_str()).header(header::HOST, "test");
+            if let Some(t) = auth {
+                req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            let r = send(&app, req.body(Body::empty()).unwrap()).await;
+            outcome(&r, StatusCode::METHOD_NOT_ALLOWED, "not-supported", &format!("{method} {uri}"));
+            assert!(r.headers.contains_key(header::ALLOW), "{method} {uri}: 405 says what is allowed");
+        }
+    }
+    let unknown_paths = [
+        "/fhir/r4".to_owned(),
+        "/fhir/r4/".to_owned(),
+        format!("/fhir/r4/Patient/{p}/_history/1"),
+        "/fhir/r4/a/b/c/d".to_owned(),
+        format!("/fhir/r4/Patient/{p}/$summary/x"),
+    ];
+    for uri in &unknown_paths {
+        for auth in [None, Some(token.as_str())] {
+            let r = get(&app, uri, auth).await;
+            outcome(&r, StatusCode::NOT_FOUND, "not-found", uri);
+        }
+    }
+    let r = get(&app, "/fhir/r4/Basic", Some(&token)).await;
+    outcome(&r, StatusCode::NOT_FOUND, "not-found", "an unknown type");
+    // Outside the FHIR base, the JSON API keeps its own error shape.
+    let r = get(&app, "/api/v1/nothing-here", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.json()["error"].is_object(), "{}", r.body);
+}
+
+/// The authentication scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` and
+/// `Bearer` are one scheme, on the FHIR routes and the staff JSON API alike; anything else is
+/// no token.
+async fn the_bearer_scheme_is_matched_in_any_case(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let ok = token_request(&app, &client, &secret, &format!("grant_type=refresh_token&refresh_token={link}")).await;
+    let app_token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    let with = |uri: String, value: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::get(uri).header(header::HOST, "test").header(header::AUTHORIZATION, value);
+            send(&app, req.body(Body::empty()).unwrap()).await
+        }
+    };
+    let routes = [
+        (format!("/fhir/r4/Patient/{}", pat.id), app_token.clone()),
+        (format!("/fhir/r4/Patient/{}", pat.id), tp.clinician_token.clone()),
+        (format!("/api/v1/patients/{}/record", pat.nhs_number.as_str()), tp.clinician_token.clone()),
+        ("/api/apps/v1/link".to_owned(), link.clone()),
+    ];
+    for (uri, token) in &routes {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let r = with(uri.clone(), format!("{scheme} {token}")).await;
+            assert_eq!(r.status, StatusCode::OK, "{scheme} on {uri}: {}", r.body);
+        }
+        for wrong in [format!("Basic {token}"), format!("Bearer{token}"), token.clone()] {
+            let r = with(uri.clone(), wrong.clone()).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{wrong:?} on {uri}");
+        }
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -745,4 +893,6 @@ both!(
     binaries_and_the_integration_token_endpoint_over_http,
     a_real_fhir_client_reads_a_patient_through_a_linked_app,
     a_real_fhir_client_reads_the_demo_patients_through_a_linked_app,
+    every_fhir_error_is_an_operation_outcome,
+    the_bearer_scheme_is_matched_in_any_case,
 );

@@ -58,20 +58,24 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
         "documentation": "The patient's appointments; an app with patient/Appointment.write books a free slot (create) and cancels (update to status cancelled) up to the practice's cut-off",
     }));
     for t in CLINICAL_TYPES {
-        resources.push(json!({
+        let mut r = json!({
             "type": t,
             "profile": format!("{}UKCore-{t}", fhir_out::UK_CORE),
             "interaction": [{ "code": "read" }, { "code": "search-type" }],
             "searchInclude": includes_of(t),
             "searchParam": search(true),
-        }));
+        });
+        if t == "Communication" {
+            r["documentation"] = json!("Messages, online consultations, text messages and diary entries: practice-facing only. They are never shown online, so a patient's app receives none (its searches find nothing and an id answers as unknown)");
+        }
+        resources.push(r);
     }
     resources.push(json!({
         "type": "Binary",
         "interaction": [{ "code": "read" }],
         "documentation": "A document's content, by the url in its DocumentReference; served as the file itself, or as a Binary resource when application/fhir+json is asked for",
     }));
-    json!({
+    fhir_out::compact(json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-12-04",
@@ -92,5 +96,5 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
             },
             "resource": resources,
         }],
-    })
+    }))
 }

@@ -47,8 +47,10 @@ use uuid::Uuid;
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 1000;
 
-/// The clinical resource types served, each made from record entries.
-pub const CLINICAL_TYPES: [&str; 8] = [
+/// The clinical resource types served, each made from record entries. Communication (messages,
+/// online consultations, texts, diary entries) is never shown online (R8): the visibility engine
+/// gives an app none, and practice-facing callers read it like the rest of the record.
+pub const CLINICAL_TYPES: [&str; 9] = [
     "Condition",
     "Observation",
     "AllergyIntolerance",
@@ -57,6 +59,7 @@ pub const CLINICAL_TYPES: [&str; 8] = [
     "Immunization",
     "Encounter",
     "DocumentReference",
+    "Communication",
 ];
 
 /// Booking: free slots to read, and the patient's appointments to read, book and cancel.
@@ -321,13 +324,14 @@ fn bundle_page(base: &str, self_url: &str, next_url: Option<String>, entries: Ve
     if let Some(n) = next_url {
         links.push(json!({ "relation": "next", "url": format!("{base}{n}") }));
     }
-    json!({
+    // A search that finds nothing has no `entry` (FHIR has no empty arrays).
+    fhir_out::compact(json!({
         "resourceType": "Bundle",
         "id": new_id().to_string(),
         "type": "searchset",
         "link": links,
         "entry": entries,
-    })
+    }))
 }
 
 fn search_entry(base: &str, r: Value, mode: &str) -> Value {
@@ -362,6 +366,9 @@ pub const INCLUDES: &[(&str, &str, &[&str], &str)] = &[
     ("DocumentReference", "patient", &["subject"], "Patient"),
     ("DocumentReference", "subject", &["subject"], "Patient"),
     ("DocumentReference", "author", &["author"], "Practitioner"),
+    ("Communication", "patient", &["subject"], "Patient"),
+    ("Communication", "subject", &["subject"], "Patient"),
+    ("Communication", "sender", &["sender"], "Practitioner"),
     ("Appointment", "patient", &["participant", "actor"], "Patient"),
     ("Appointment", "slot", &["slot"], "Slot"),
 ];
@@ -572,7 +579,7 @@ impl App {
         } else {
             self.store.document_files(l.practice.id, &documents).await?.into_iter().collect()
         };
-        Ok(Context { practitioners: render.practitioners.clone(), entries, files })
+        Ok(Context { today: self.today(), practitioners: render.practitioners.clone(), entries, files })
     }
 
     /// The resources an entry is written as, for this caller: for an app only if shown online
@@ -633,6 +640,10 @@ impl App {
 
     /// `GET [base]/{type}/{id}`.
     pub async fn fhir_read(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
+        self.read_one(caller, resource, id).await.map(fhir_out::compact)
+    }
+
+    async fn read_one(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
         Self::check_scope(caller, resource)?;
         if DIRECTORY_TYPES.contains(&resource) {
             return self

@@ -163,7 +163,7 @@ impl App {
         let (appointment, slot) = self
             .book_for(a.practice, pid, SlotId::from_uuid(slot), format!("online through {}", a.app.name), a.actor())
             .await?;
-        Ok(fhir_out::appointment_resource(&appointment, &slot, self.now()))
+        Ok(fhir_out::compact(fhir_out::appointment_resource(&appointment, &slot, self.now())))
     }
 
     /// `PUT [base]/Appointment/{id}` with `status: cancelled`: an app cancels its patient's
@@ -203,7 +203,7 @@ impl App {
             .await?
             .iter()
             .find(|(x, _)| x.id.to_string() == id)
-            .map(|(x, s)| fhir_out::appointment_resource(x, s, now))
+            .map(|(x, s)| fhir_out::compact(fhir_out::appointment_resource(x, s, now)))
             .ok_or_else(|| not_found("Appointment", id))
     }
 }
