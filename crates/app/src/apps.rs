@@ -439,6 +439,7 @@ impl App {
             body,
         }
         .into_message(self.now());
+        let message = OutboundMessage { task: Some(id), ..message };
         let how = match channel {
             Channel::Email => "email",
             Channel::Sms => "text message",
@@ -480,6 +481,7 @@ impl App {
         let body = preset.render(&Self::preset_values(&practice, &patient));
         let subject = format!("A new online service was linked to your GP record at {}", practice.name);
         let (message, follow_up) = self.letter(who, &practice, &patient, "safety_net", subject, body);
+        let message = OutboundMessage { task: Some(id), ..message };
         let outcome = if follow_up.is_some() {
             "Safety-net letter to print and post"
         } else {

@@ -97,6 +97,9 @@ impl Draft {
             cost_hundredths: i64::from(fragments) * sms_fragment_price(),
             created_at: now,
             sent_at: None,
+            task: None,
+            tries: 0,
+            email_message_id: None,
         }
     }
 }

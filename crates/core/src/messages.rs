@@ -250,6 +250,28 @@ pub struct OutboundMessage {
     pub cost_hundredths: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The alert task this message answers (a safety net, R23): if the message fails for good,
+    /// the task opens again.
+    pub task: Option<crate::ids::TaskId>,
+    /// Every try ever started, never reset by "Send again". A message tried before may have
+    /// reached the provider, so it is looked up there before it is sent again.
+    pub tries: u32,
+    /// The `Message-ID` an email carries: fixed before its first try and the same on every
+    /// retry, so a receiving server can drop a repeat.
+    pub email_message_id: Option<String>,
+}
+
+/// What an alert task says when its safety-net message could not reach the patient (R23).
+pub fn undelivered_reason(channel: Channel, error: &str) -> String {
+    let what = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "text message",
+        Channel::Letter => "letter",
+    };
+    format!(
+        "Safety-net {what} not delivered: {error}. Contact the patient another way, or correct the \
+         contact details and action this alert again."
+    )
 }
 
 /// Tries before a message is given up as failed.

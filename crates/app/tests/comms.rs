@@ -1,0 +1,169 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! "A security alert is done only when the patient was told, once" (R23, R38–R42): what the
+//! practice sees when a safety-net message cannot reach the patient, and what the patient gets.
+//! Every case runs on SQLite and on PostgreSQL.
+
+use caldicott_app::apps::AlertOutcome;
+use caldicott_app::fixtures::{self, TestPractice};
+use caldicott_app::outbox::{Accepted, Courier, Failure};
+use caldicott_app::{auth, App, StaffPrincipal};
+use caldicott_core::audit::Action;
+use caldicott_core::ids::TaskId;
+use caldicott_core::messages::{Channel, MessageStatus, OutboundMessage, MAX_ATTEMPTS};
+use caldicott_core::patient::{Patient, PreferredContactMethod};
+use caldicott_core::tasks::{Task, TaskKind, TaskStatus};
+use caldicott_store::test_support::{self, TestStore};
+use chrono::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// An app whose clock the test moves forward, a second at a time.
+fn app_with_clock(t: &TestStore) -> (App, Arc<AtomicI64>) {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))),
+    )
+    .with_notify_callback_token("callback-secret");
+    (app, offset)
+}
+
+/// A courier that answers every try the same way.
+struct Answers(fn(&OutboundMessage) -> Result<Accepted, Failure>);
+
+impl Courier for Answers {
+    fn deliver(&self, m: &OutboundMessage) -> Result<Accepted, Failure> {
+        (self.0)(m)
+    }
+}
+
+/// A registered patient who prefers email, with an address on record.
+async fn emailer(app: &App, tp: &TestPractice, address: &str) -> Patient {
+    let mut p = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
+    p.contact.email = Some(address.into());
+    p.preferred_contact = PreferredContactMethod::Email;
+    app.store.create_patient(tp.practice.id, &p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+    p
+}
+
+/// An app links to the patient; returns the alert task it raised.
+async fn alert_for(app: &App, tp: &TestPractice, p: &Patient) -> TaskId {
+    fixtures::linked_app(app, tp, p).await.unwrap();
+    let reception = auth::authenticate(app, &tp.receptionist_token).await.unwrap();
+    app.task_list(&reception, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, l)| l.id == p.id && t.kind == TaskKind::OnlineServicesLinked)
+        .map(|(t, _)| t.id)
+        .expect("the link raised an alert task")
+}
+
+async fn task(app: &App, who: &StaffPrincipal, id: TaskId) -> Task {
+    app.open_task(who, id).await.unwrap().0
+}
+
+async fn a_safety_net_that_fails_for_good_opens_the_alert_again(t: &TestStore) {
+    // R23: the alert is done only when the patient was told. A message the provider refuses,
+    // one the worker gives up on and one that bounces each put the task back in the list.
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let refused = emailer(&app, &tp, "refused@example.com").await;
+    let given_up = emailer(&app, &tp, "timeout@example.com").await;
+    let bounced = emailer(&app, &tp, "bounce@example.com").await;
+    let mut tasks = Vec::new();
+    for p in [&refused, &given_up, &bounced] {
+        let id = alert_for(&app, &tp, p).await;
+        assert_eq!(app.action_alert(&reception, id, false).await.unwrap(), AlertOutcome::Sent(Channel::Email));
+        assert_eq!(task(&app, &reception, id).await.status, TaskStatus::Done);
+        tasks.push(id);
+    }
+    let courier: Arc<dyn Courier> = Arc::new(Answers(|m| match m.recipient.as_str() {
+        "refused@example.com" => Err(Failure::Permanent("the mail server refused it: 550 no such user".into())),
+        "timeout@example.com" => Err(Failure::Temporary("the mail server did not take it: timed out".into())),
+        _ => Ok(Accepted::Sent(format!("provider-{}", m.id))),
+    }));
+    // The worker runs until nothing is left to try, as the hours pass.
+    for _ in 0..=MAX_ATTEMPTS + 1 {
+        app.deliver_due(&courier, 10).await.unwrap();
+        clock.fetch_add(3600, Ordering::SeqCst);
+    }
+    // The bounce comes back from the provider later.
+    let sent = app.store.messages_for_patient(tp.practice.id, bounced.id).await.unwrap().remove(0);
+    assert_eq!(sent.status, MessageStatus::Sent);
+    assert!(app
+        .notify_delivery_report("callback-secret", sent.provider_id.as_deref().unwrap(), "permanent-failure")
+        .await
+        .unwrap());
+
+    let open: Vec<TaskId> = app.task_list(&reception, false).await.unwrap().into_iter().map(|(t, _)| t.id).collect();
+    for (id, why) in tasks.iter().zip(["550 no such user", "gave up", "could not deliver"]) {
+        let reopened = task(&app, &reception, *id).await;
+        assert_eq!(reopened.status, TaskStatus::Open, "{reopened:?}");
+        assert!(open.contains(id), "the alert is back in the open task list");
+        let outcome = reopened.outcome.clone().unwrap_or_default();
+        assert!(outcome.contains("Safety-net email not delivered") && outcome.contains(why), "{outcome}");
+        assert!(reopened.closed_at.is_none() && reopened.closed_by.is_none());
+    }
+    // Each reopening is in the audit trail, naming the task and the message.
+    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    for (id, p) in tasks.iter().zip([&refused, &given_up, &bounced]) {
+        let message = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().remove(0);
+        assert_eq!(message.status, MessageStatus::Failed);
+        let reopen = events
+            .iter()
+            .filter(|e| e.entity == format!("task/{id}") && e.action == Action::TaskReopen.as_str())
+            .collect::<Vec<_>>();
+        assert_eq!(reopen.len(), 1, "one audited reopening for {id}");
+        assert!(reopen[0].detail.contains(&format!("message/{}", message.id)), "{}", reopen[0].detail);
+        assert_eq!(reopen[0].patient.as_deref(), Some(p.id.to_string().as_str()));
+    }
+    assert!(caldicott_app::audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().is_ok());
+    // A failure report that comes again changes nothing more.
+    assert!(!app
+        .notify_delivery_report("callback-secret", sent.provider_id.as_deref().unwrap(), "permanent-failure")
+        .await
+        .unwrap());
+    // Staff can action the alert again: a fresh message goes and the task is done once more.
+    assert_eq!(app.action_alert(&reception, tasks[0], true).await.unwrap(), AlertOutcome::Sent(Channel::Email));
+    assert_eq!(task(&app, &reception, tasks[0]).await.status, TaskStatus::Done);
+    assert_eq!(app.store.messages_for_patient(tp.practice.id, refused.id).await.unwrap().len(), 2);
+}
+
+async fn a_message_that_fails_without_an_alert_reopens_nothing(t: &TestStore) {
+    // Only a safety-net message has an alert to reopen; a preset sent by hand that fails stays
+    // a failed message, and no task changes.
+    let (app, _) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let p = emailer(&app, &tp, "refused@example.com").await;
+    let id = alert_for(&app, &tp, &p).await;
+    assert_eq!(app.action_alert(&reception, id, false).await.unwrap(), AlertOutcome::Sent(Channel::Email));
+    let ok: Arc<dyn Courier> = Arc::new(Answers(|m| Ok(Accepted::Delivered(format!("p-{}", m.id)))));
+    app.deliver_due(&ok, 10).await.unwrap();
+    app.send_preset(&reception, p.nhs_number.as_str(), caldicott_core::messages::SAFETY_NET_NAME)
+        .await
+        .unwrap();
+    let refuse: Arc<dyn Courier> = Arc::new(Answers(|_| Err(Failure::Permanent("550 no such user".into()))));
+    app.deliver_due(&refuse, 10).await.unwrap();
+    let messages = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap();
+    assert_eq!(
+        messages.iter().map(|m| m.status).collect::<Vec<_>>(),
+        vec![MessageStatus::Failed, MessageStatus::Delivered]
+    );
+    assert_eq!(task(&app, &reception, id).await.status, TaskStatus::Done, "a delivered safety net stays done");
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
+    };
+}
+
+both!(
+    a_safety_net_that_fails_for_good_opens_the_alert_again,
+    a_message_that_fails_without_an_alert_reopens_nothing,
+);
