@@ -416,6 +416,9 @@ impl App {
             (Ok(c), _) => c,
             (Err(_), true) => match anyway_channel(&reach) {
                 Some(c) => c,
+                None if reach.mobile.is_some() && reach.sms_dissent => {
+                    return Ok(AlertOutcome::Manual(SMS_DISSENT_NO_EMAIL.into()))
+                }
                 None => {
                     return Ok(AlertOutcome::Manual(
                         "No email address or mobile number on record: contact the patient manually".into(),

@@ -8,6 +8,7 @@ use caldicott_app::fixtures::{self, TestPractice};
 use caldicott_app::outbox::{Accepted, Courier, Failure};
 use caldicott_app::{auth, App, StaffPrincipal};
 use caldicott_core::audit::Action;
+use caldicott_core::entry::EntryBody;
 use caldicott_core::ids::TaskId;
 use caldicott_core::messages::{Channel, MessageStatus, OutboundMessage, MAX_ATTEMPTS};
 use caldicott_core::patient::{Patient, PreferredContactMethod};
@@ -156,6 +157,50 @@ async fn a_message_that_fails_without_an_alert_reopens_nothing(t: &TestStore) {
     assert_eq!(task(&app, &reception, id).await.status, TaskStatus::Done, "a delivered safety net stays done");
 }
 
+/// A patient who prefers text messages, with a mobile number, whose latest SMS consent code is a
+/// dissent (R40).
+async fn dissenting_texter(app: &App, tp: &TestPractice, email: Option<&str>) -> Patient {
+    let mut p = fixtures::person(tp.practice.id, fixtures::date(1975, 1, 2));
+    p.contact.mobile = Some("07700 900111".into());
+    p.contact.email = email.map(str::to_owned);
+    p.preferred_contact = PreferredContactMethod::Sms;
+    app.store.create_patient(tp.practice.id, &p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+    let mut dissent = fixtures::consultation(&p, fixtures::now() - Duration::days(3), "");
+    dissent.body = EntryBody::Coded { value: None };
+    dissent.code = Some(caldicott_core::snomed::Coding {
+        concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
+        term: "Dissent from SMS".into(),
+    });
+    app.store.add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(p.id))).await.unwrap();
+    p
+}
+
+async fn an_sms_dissent_is_named_as_the_reason_a_text_cannot_go(t: &TestStore) {
+    // R40: when the dissent is why no text goes, the alert says so, not that there is no
+    // preference or no mobile number.
+    let (app, _) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let p = dissenting_texter(&app, &tp, None).await;
+    let id = alert_for(&app, &tp, &p).await;
+    for anyway in [false, true] {
+        let AlertOutcome::Manual(why) = app.action_alert(&reception, id, anyway).await.unwrap() else {
+            panic!("no text goes against a dissent")
+        };
+        assert!(why.contains("dissent from text messages"), "{why}");
+        assert!(!why.contains("No SMS or email preference") && !why.contains("mobile number on record"), "{why}");
+        assert!(why.contains("contact the patient"), "{why}");
+    }
+    assert_eq!(task(&app, &reception, id).await.status, TaskStatus::Open);
+    assert!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().is_empty());
+    // With an email address too, sending anyway goes by email, and the dissent still stands.
+    let q = dissenting_texter(&app, &tp, Some("q@example.com")).await;
+    let id = alert_for(&app, &tp, &q).await;
+    let AlertOutcome::Manual(why) = app.action_alert(&reception, id, false).await.unwrap() else { panic!() };
+    assert!(why.contains("dissent from text messages"), "{why}");
+    assert_eq!(app.action_alert(&reception, id, true).await.unwrap(), AlertOutcome::Sent(Channel::Email));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -166,4 +211,5 @@ macro_rules! both {
 both!(
     a_safety_net_that_fails_for_good_opens_the_alert_again,
     a_message_that_fails_without_an_alert_reopens_nothing,
+    an_sms_dissent_is_named_as_the_reason_a_text_cannot_go,
 );

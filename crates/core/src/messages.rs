@@ -143,6 +143,14 @@ pub struct Reach<'a> {
 }
 
 pub const NO_PREFERENCE: &str = "No SMS or email preference recorded: contact the patient manually";
+/// Text messages are preferred and a mobile number is on record, but the latest SMS consent code
+/// is a dissent (R40).
+pub const SMS_DISSENT_REASON: &str = "The patient has recorded a dissent from text messages (SMS dissent code), so no text \
+message is sent automatically: contact the patient another way";
+/// Sending anyway: no email address, and the only number is one the patient has dissented from
+/// texts to (R40).
+pub const SMS_DISSENT_NO_EMAIL: &str = "No email address on record, and the patient has recorded a dissent from text \
+messages (SMS dissent code): contact the patient another way";
 
 /// The channel for an automated message (R23): the recorded preference, when it is SMS or email
 /// with a matching number or address and no SMS dissent. Otherwise the error staff see.
@@ -150,6 +158,7 @@ pub fn automatic_channel(r: &Reach) -> Result<Channel, &'static str> {
     match r.preferred {
         PreferredContactMethod::Email if r.email.is_some() => Ok(Channel::Email),
         PreferredContactMethod::Sms if r.mobile.is_some() && !r.sms_dissent => Ok(Channel::Sms),
+        PreferredContactMethod::Sms if r.mobile.is_some() => Err(SMS_DISSENT_REASON),
         _ => Err(NO_PREFERENCE),
     }
 }
@@ -346,7 +355,7 @@ mod tests {
             sms_dissent: false,
         };
         assert_eq!(automatic_channel(&base), Ok(Channel::Sms));
-        assert_eq!(automatic_channel(&Reach { sms_dissent: true, ..base.clone() }), Err(NO_PREFERENCE));
+        assert_eq!(automatic_channel(&Reach { sms_dissent: true, ..base.clone() }), Err(SMS_DISSENT_REASON));
         assert_eq!(automatic_channel(&Reach { mobile: None, ..base.clone() }), Err(NO_PREFERENCE));
         let email = Reach { preferred: PreferredContactMethod::Email, ..base.clone() };
         assert_eq!(automatic_channel(&email), Ok(Channel::Email));
