@@ -22,11 +22,9 @@ use std::sync::Arc;
 fn app_with_clock(t: &TestStore) -> (App, Arc<AtomicI64>) {
     let offset = Arc::new(AtomicI64::new(0));
     let clock = offset.clone();
-    let app = App::new(
-        t.store.clone(),
-        Arc::new(move || fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))),
-    )
-    .with_notify_callback_token("callback-secret");
+    let app =
+        App::new(t.store.clone(), Arc::new(move || fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))))
+            .with_notify_callback_token("callback-secret");
     (app, offset)
 }
 
@@ -144,9 +142,7 @@ async fn a_message_that_fails_without_an_alert_reopens_nothing(t: &TestStore) {
     assert_eq!(app.action_alert(&reception, id, false).await.unwrap(), AlertOutcome::Sent(Channel::Email));
     let ok: Arc<dyn Courier> = Arc::new(Answers(|m| Ok(Accepted::Delivered(format!("p-{}", m.id)))));
     app.deliver_due(&ok, 10).await.unwrap();
-    app.send_preset(&reception, p.nhs_number.as_str(), caldicott_core::messages::SAFETY_NET_NAME)
-        .await
-        .unwrap();
+    app.send_preset(&reception, p.nhs_number.as_str(), caldicott_core::messages::SAFETY_NET_NAME).await.unwrap();
     let refuse: Arc<dyn Courier> = Arc::new(Answers(|_| Err(Failure::Permanent("550 no such user".into()))));
     app.deliver_due(&refuse, 10).await.unwrap();
     let messages = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap();

@@ -145,7 +145,8 @@ pub struct Reach<'a> {
 pub const NO_PREFERENCE: &str = "No SMS or email preference recorded: contact the patient manually";
 /// Text messages are preferred and a mobile number is on record, but the latest SMS consent code
 /// is a dissent (R40).
-pub const SMS_DISSENT_REASON: &str = "The patient has recorded a dissent from text messages (SMS dissent code), so no text \
+pub const SMS_DISSENT_REASON: &str =
+    "The patient has recorded a dissent from text messages (SMS dissent code), so no text \
 message is sent automatically: contact the patient another way";
 /// Sending anyway: no email address, and the only number is one the patient has dissented from
 /// texts to (R40).
