@@ -1,8 +1,11 @@
 //! Email by SMTP. Configured with `CALDICOTT_SMTP_URL` (for example
 //! `smtp://user:password@mail.example.nhs.uk:587?tls=required`, or `smtp://127.0.0.1:1025` for a
-//! local relay) and `CALDICOTT_SMTP_FROM` (the practice's sending address). The message id is
-//! the `Message-ID`'s local part, so a relay that keeps ids can spot a repeat; it carries no
-//! personal data.
+//! local relay) and `CALDICOTT_SMTP_FROM` (the practice's sending address).
+//!
+//! SMTP cannot be asked whether a message arrived, so each email carries one `Message-ID`
+//! (`<message id@sender's domain>`, no personal data), fixed and recorded in the outbox before
+//! its first try and reused on every retry: a try that reached the server though its answer did
+//! not come back is sent again with the same id, and the receiving side drops the repeat.
 
 use crate::outbox::{Accepted, Courier, Failure};
 use caldicott_core::messages::{Channel, OutboundMessage};
@@ -24,9 +27,14 @@ impl SmtpCourier {
     }
 
     pub fn new(url: &str, from: &str) -> Result<Self, String> {
+        Self::with_timeout(url, from, std::time::Duration::from_secs(15))
+    }
+
+    /// A courier that gives up waiting for the mail server after `timeout`.
+    pub fn with_timeout(url: &str, from: &str, timeout: std::time::Duration) -> Result<Self, String> {
         let transport = SmtpTransport::from_url(url)
             .map_err(|e| format!("CALDICOTT_SMTP_URL: {e}"))?
-            .timeout(Some(std::time::Duration::from_secs(15)))
+            .timeout(Some(timeout))
             .build();
         let from = from.parse().map_err(|e| format!("CALDICOTT_SMTP_FROM {from:?}: {e}"))?;
         Ok(Self { transport, from })
@@ -39,12 +47,12 @@ impl Courier for SmtpCourier {
             return Err(Failure::Permanent(format!("SMTP sends email, not {}", m.channel.as_str())));
         }
         let to = m.recipient.parse().map_err(|e| Failure::Permanent(format!("the email address is not valid: {e}")))?;
-        let host = self.from.email.domain().to_owned();
+        let message_id = m.email_message_id.clone().unwrap_or_else(|| self.message_id_for(m));
         let email = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(m.subject.clone())
-            .message_id(Some(format!("<{}@{host}>", m.id)))
+            .message_id(Some(message_id))
             .header(ContentType::TEXT_PLAIN)
             .body(m.body.clone())
             .map_err(|e| Failure::Permanent(format!("building the email: {e}")))?;
@@ -53,6 +61,16 @@ impl Courier for SmtpCourier {
             Err(e) if e.is_permanent() => Err(Failure::Permanent(format!("the mail server refused it: {e}"))),
             Err(e) => Err(Failure::Temporary(format!("the mail server did not take it: {e}"))),
         }
+    }
+
+    fn email_message_id(&self, m: &OutboundMessage) -> Option<String> {
+        Some(self.message_id_for(m))
+    }
+}
+
+impl SmtpCourier {
+    fn message_id_for(&self, m: &OutboundMessage) -> String {
+        format!("<{}@{}>", m.id, self.from.email.domain())
     }
 }
 
@@ -69,6 +87,13 @@ impl Courier for Couriers {
             (Channel::Email, Some(smtp), _) => smtp.deliver(m),
             (_, _, Some(notify)) => notify.deliver(m),
             _ => crate::outbox::LogCourier.deliver(m),
+        }
+    }
+
+    fn email_message_id(&self, m: &OutboundMessage) -> Option<String> {
+        match (m.channel, &self.smtp) {
+            (Channel::Email, Some(smtp)) => smtp.email_message_id(m),
+            _ => None,
         }
     }
 }

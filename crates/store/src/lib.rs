@@ -544,6 +544,9 @@ pub trait Store:
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<(PracticeId, OutboundMessage)>>;
+    /// Fixes an email's `Message-ID` before its first try: the one already recorded if there is
+    /// one, else `candidate`. Returns the one to use, the same on every retry.
+    async fn fix_email_message_id(&self, practice: PracticeId, id: MessageId, candidate: &str) -> StoreResult<String>;
     /// Records the outcome of a claimed message (only while it is still claimed).
     async fn finish_message(
         &self,

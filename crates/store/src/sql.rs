@@ -1954,6 +1954,28 @@ macro_rules! sql_store {
                 Ok(claimed)
             }
 
+            async fn fix_email_message_id(&self, practice: PracticeId, id: MessageId, candidate: &str) -> StoreResult<String> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE outbox SET email_message_id = COALESCE(email_message_id, $1) WHERE practice_id = $2 AND id = $3")
+                    .bind(candidate)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let fixed: Option<String> = sqlx::query("SELECT email_message_id FROM outbox WHERE practice_id = $1 AND id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .map(|r| r.opt_text("email_message_id"))
+                    .transpose()?
+                    .flatten();
+                tx.commit().await.map_err(db)?;
+                fixed.ok_or(StoreError::NotFound("message"))
+            }
+
             async fn finish_message(&self, practice: PracticeId, id: MessageId, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> StoreResult<()> {
                 let (status, provider, error, next, sent): (&str, Option<&str>, Option<&str>, DateTime<Utc>, Option<DateTime<Utc>>) = match outcome {
                     DeliveryOutcome::Sent { provider_id } => ("sent", Some(provider_id), None, now, Some(now)),
