@@ -812,7 +812,19 @@ impl App {
 
     /// Sends a preset to a patient by the channel `compose` chose: into the outbox, with the
     /// letter's print-and-post task when the practice posts its own letters.
-    pub async fn send_preset(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
+    ///
+    /// `send_key` is the key the form was given when it was shown: the same form submitted
+    /// again (a double click, a resent request, however close together) sends nothing more and
+    /// is answered as sent.
+    pub async fn send_preset(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        preset: &str,
+        send_key: &str,
+    ) -> AppResult<Composed> {
+        let form = Uuid::try_parse(send_key.trim())
+            .map_err(|_| AppError::BadRequest("This form has expired: open Send a message again".into()))?;
         let composed = self.compose(who, nhs, preset).await?;
         let Some(channel) = composed.channel else {
             return Err(AppError::Conflict(
@@ -841,6 +853,9 @@ impl App {
                 None,
             ),
         };
+        // One message per form, patient and preset; the key is a hash, and reaches no provider.
+        let idempotency_key = hex::encode(sha256(&format!("send-a-message|{form}|{}|{}", patient.id, composed.preset)));
+        let message = OutboundMessage { idempotency_key, ..message };
         let audit = self.audit_record(
             who,
             Some(patient.id),
@@ -849,6 +864,7 @@ impl App {
             Outcome::Success,
             format!("preset {:?} by {}", composed.preset, channel.as_str()),
         );
+        // `false`: this form was sent already, and nothing more is written.
         self.store.enqueue_message_with_task(who.practice, &message, task.as_ref(), &audit).await?;
         Ok(composed)
     }

@@ -142,7 +142,9 @@ async fn a_message_that_fails_without_an_alert_reopens_nothing(t: &TestStore) {
     assert_eq!(app.action_alert(&reception, id, false).await.unwrap(), AlertOutcome::Sent(Channel::Email));
     let ok: Arc<dyn Courier> = Arc::new(Answers(|m| Ok(Accepted::Delivered(format!("p-{}", m.id)))));
     app.deliver_due(&ok, 10).await.unwrap();
-    app.send_preset(&reception, p.nhs_number.as_str(), caldicott_core::messages::SAFETY_NET_NAME).await.unwrap();
+    app.send_preset(&reception, p.nhs_number.as_str(), caldicott_core::messages::SAFETY_NET_NAME, &send_key())
+        .await
+        .unwrap();
     let refuse: Arc<dyn Courier> = Arc::new(Answers(|_| Err(Failure::Permanent("550 no such user".into()))));
     app.deliver_due(&refuse, 10).await.unwrap();
     let messages = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap();
@@ -197,6 +199,58 @@ async fn an_sms_dissent_is_named_as_the_reason_a_text_cannot_go(t: &TestStore) {
     assert_eq!(app.action_alert(&reception, id, true).await.unwrap(), AlertOutcome::Sent(Channel::Email));
 }
 
+/// The key a "Send a message" form carries, made when the page is shown.
+fn send_key() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+async fn a_message_submitted_twice_at_once_goes_once(t: &TestStore) {
+    // "Send a message" submitted twice (a double click, a resent form) with the same form key:
+    // one message, one audit event, however close together the requests come.
+    use caldicott_core::messages::SAFETY_NET_NAME;
+    let (app, _) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let p = emailer(&app, &tp, "twice@example.com").await;
+    let nhs = p.nhs_number.as_str().to_owned();
+    let key = send_key();
+    let mut sends = Vec::new();
+    for _ in 0..8 {
+        let (app, who, nhs, key) = (app.clone(), reception.clone(), nhs.clone(), key.clone());
+        sends.push(tokio::spawn(async move { app.send_preset(&who, &nhs, SAFETY_NET_NAME, &key).await }));
+    }
+    for s in sends {
+        let composed = s.await.unwrap().unwrap();
+        assert_eq!(composed.channel, Some(Channel::Email), "each request is answered as sent");
+    }
+    let messages = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap();
+    assert_eq!(messages.len(), 1, "one message for one form");
+    let queued = app
+        .store
+        .audit_events(tp.practice.id, 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == Action::MessageQueue.as_str() && e.patient.as_deref() == Some(&p.id.to_string()))
+        .count();
+    assert_eq!(queued, 1, "and one audit event");
+    // The key is not personal data: it reaches no provider, and says nothing about the patient.
+    for personal in [p.nhs_number.as_str(), "twice@example.com", "Patient"] {
+        assert!(!messages[0].idempotency_key.contains(personal));
+    }
+    // A new form (a new key) is a new message.
+    app.send_preset(&reception, &nhs, SAFETY_NET_NAME, &send_key()).await.unwrap();
+    assert_eq!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
+    // A request without a usable key is refused and changes nothing.
+    for bad in ["", "not-a-key"] {
+        assert!(matches!(
+            app.send_preset(&reception, &nhs, SAFETY_NET_NAME, bad).await,
+            Err(caldicott_app::AppError::BadRequest(_))
+        ));
+    }
+    assert_eq!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -208,4 +262,5 @@ both!(
     a_safety_net_that_fails_for_good_opens_the_alert_again,
     a_message_that_fails_without_an_alert_reopens_nothing,
     an_sms_dissent_is_named_as_the_reason_a_text_cannot_go,
+    a_message_submitted_twice_at_once_goes_once,
 );

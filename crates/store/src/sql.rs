@@ -518,10 +518,21 @@ macro_rules! sql_store {
             }
 
             async fn insert_message(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, m: &OutboundMessage) -> StoreResult<()> {
-                sqlx::query(
+                if Self::insert_message_once(tx, practice, m).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict("a message with this idempotency key is already in the outbox".into()))
+                }
+            }
+
+            /// Writes a message unless one with its idempotency key is already there; returns
+            /// whether it was written.
+            async fn insert_message_once(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, m: &OutboundMessage) -> StoreResult<bool> {
+                let done = sqlx::query(
                     "INSERT INTO outbox (practice_id, id, patient_id, purpose, channel, recipient, subject, body, idempotency_key, status, \
                      attempts, next_attempt_at, fragments, cost_hundredths, created_at, task_id, tries, email_message_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                     ON CONFLICT (practice_id, idempotency_key) DO NOTHING",
                 )
                 .bind(practice.as_uuid())
                 .bind(m.id.as_uuid())
@@ -544,7 +555,7 @@ macro_rules! sql_store {
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             /// A message failed for good: if it is the latest message of an alert task that is
@@ -1899,14 +1910,18 @@ macro_rules! sql_store {
                 m: &OutboundMessage,
                 task: Option<&Task>,
                 audit: &AuditRecord,
-            ) -> StoreResult<()> {
+            ) -> StoreResult<bool> {
                 let mut tx = self.begin().await?;
-                Self::insert_message(&mut tx, practice, m).await?;
+                if !Self::insert_message_once(&mut tx, practice, m).await? {
+                    // Sent already with this key (a form submitted twice): nothing is written.
+                    return Ok(false);
+                }
                 if let Some(t) = task {
                     Self::insert_task(&mut tx, practice, t).await?;
                 }
                 Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
+                tx.commit().await.map_err(db)?;
+                Ok(true)
             }
 
             async fn claim_due_messages(
