@@ -6,10 +6,14 @@
 //! (`<message id@sender's domain>`, no personal data), fixed and recorded in the outbox before
 //! its first try and reused on every retry: a try that reached the server though its answer did
 //! not come back is sent again with the same id, and the receiving side drops the repeat.
+//!
+//! Each email is a complete MIME message (`MIME-Version: 1.0`, `multipart/alternative`): the
+//! text as written in a `text/plain` part, then the same text, HTML-escaped, in a `text/html`
+//! part, both UTF-8.
 
 use crate::outbox::{Accepted, Courier, Failure};
 use caldicott_core::messages::{Channel, OutboundMessage};
-use lettre::message::header::ContentType;
+use lettre::message::MultiPart;
 use lettre::transport::smtp::SmtpTransport;
 use lettre::{Message, Transport};
 
@@ -53,8 +57,7 @@ impl Courier for SmtpCourier {
             .to(to)
             .subject(m.subject.clone())
             .message_id(Some(message_id))
-            .header(ContentType::TEXT_PLAIN)
-            .body(m.body.clone())
+            .multipart(MultiPart::alternative_plain_html(m.body.clone(), html_body(&m.subject, &m.body)))
             .map_err(|e| Failure::Permanent(format!("building the email: {e}")))?;
         match self.transport.send(&email) {
             Ok(response) => Ok(Accepted::Delivered(format!("smtp-{}-{}", m.id, response.code()))),
@@ -66,6 +69,38 @@ impl Courier for SmtpCourier {
     fn email_message_id(&self, m: &OutboundMessage) -> Option<String> {
         Some(self.message_id_for(m))
     }
+}
+
+/// Text escaped for HTML: nothing in a message becomes markup.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The HTML part of an email: the same text, escaped, a paragraph per blank-line-separated block
+/// and a line break per line.
+pub fn html_body(subject: &str, body: &str) -> String {
+    let paragraphs: String = body
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("<p>{}</p>\n", p.lines().map(escape).collect::<Vec<_>>().join("<br>\n")))
+        .collect();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n</head>\n<body>\n{paragraphs}</body>\n</html>\n",
+        escape(subject)
+    )
 }
 
 impl SmtpCourier {

@@ -287,6 +287,68 @@ async fn an_email_keeps_one_message_id_across_tries(t: &test_support::TestStore)
     assert_eq!(kept(&server), 2, "one copy of each email");
 }
 
+async fn an_email_is_mime_complete(t: &test_support::TestStore) {
+    // An email is a complete MIME message: MIME-Version 1.0, multipart/alternative with a
+    // text/plain and a text/html part, the HTML escaped, as the receiving server parses it.
+    let server = start_receiver(0.0);
+    let app = App::new(t.store.clone(), fixtures::test_clock());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = fixtures::adult(&app, tp.practice.id).await.unwrap();
+    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
+    let body = "T.P., call us on 01632 960000 <now> & ask for \"Dr O'Brien\": £5 > £3.\n\n<script>alert(1)</script>";
+    let draft = Draft {
+        patient: pat.id,
+        purpose: "test",
+        channel: Channel::Email,
+        recipient: "pat@example.com".into(),
+        subject: "A message from Test Surgery & Co".into(),
+        body: body.into(),
+    };
+    app.queue_message(tp.practice.id, system, draft).await.unwrap();
+    let courier: Arc<dyn Courier> = Arc::new(Couriers {
+        smtp: Some(
+            SmtpCourier::new(&format!("smtp://127.0.0.1:{}", server.port), "Test Surgery <surgery@example.nhs.uk>")
+                .unwrap(),
+        ),
+        notify: None,
+    });
+    assert_eq!(app.deliver_due(&courier, 10).await.unwrap(), 1);
+    let got = received(&server);
+    assert_eq!(got.len(), 1);
+    let email = &got[0];
+    assert_eq!(email["mime_version"], "1.0", "{email}");
+    assert_eq!(email["content_type"], "multipart/alternative", "{email}");
+    let parts = email["parts"].as_array().unwrap();
+    let types: Vec<&str> = parts.iter().map(|p| p["content_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["text/plain", "text/html"], "plain text first, the richer part last");
+    assert!(parts.iter().all(|p| p["charset"] == "utf-8"), "{parts:?}");
+    let plain = parts[0]["text"].as_str().unwrap();
+    assert_eq!(plain.replace("\r\n", "\n").trim_end(), body, "the text part is the message as written");
+    let html = parts[1]["text"].as_str().unwrap();
+    assert!(!html.contains("<script>") && !html.contains("<now>"), "nothing in the text becomes markup: {html}");
+    for escaped in [
+        "&lt;now&gt;",
+        "&amp; ask",
+        "&quot;Dr O&#39;Brien&quot;",
+        "£5 &gt; £3",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ] {
+        assert!(html.contains(escaped), "{escaped} in {html}");
+    }
+    assert!(html.contains("<html lang=\"en\">") && html.contains("<p>"), "{html}");
+    assert!(html.contains("<title>A message from Test Surgery &amp; Co</title>"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mime_on_sqlite() {
+    an_email_is_mime_complete(&test_support::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mime_on_postgres() {
+    an_email_is_mime_complete(&test_support::postgres().await.unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_id_on_sqlite() {
     an_email_keeps_one_message_id_across_tries(&test_support::sqlite().await.unwrap()).await;
