@@ -251,6 +251,72 @@ async fn a_message_submitted_twice_at_once_goes_once(t: &TestStore) {
     assert_eq!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
 }
 
+/// How a safety-net message gives the time of a link: UK time, as the patient's clock shows it.
+fn uk_words(at: chrono::DateTime<chrono::Utc>) -> String {
+    caldicott_core::appointments::uk_time(at).format("%-d %B %Y at %H:%M").to_string()
+}
+
+async fn the_safety_net_names_the_app_and_when_it_linked(t: &TestStore) {
+    // R23: the patient can tell their own link from someone else's: the default safety net
+    // names the app and when it linked, each alert its own; previews show both.
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let p = emailer(&app, &tp, "two.apps@example.com").await;
+    let nhs = p.nhs_number.as_str().to_owned();
+    let mut alerts = Vec::new();
+    for (name, after) in [("Health Wallet", 0), ("Other Reader", 3 * 3600 + 17 * 60)] {
+        clock.fetch_add(after, Ordering::SeqCst);
+        let (registered, secret) = app.register_app(&admin, name, "Supplier Ltd", "").await.unwrap();
+        let letter = app.issue_linkage(&reception, &nhs, "P9").await.unwrap();
+        let request = caldicott_app::apps::LinkRequest {
+            ods_code: letter.ods_code,
+            account_id: letter.account_id,
+            linkage_key: letter.linkage_key,
+            family_name: p.name.family.clone(),
+            birth_date: p.date_of_birth.to_string(),
+        };
+        let (link, _) = app.link_app(&registered.client_id, &secret, &request).await.unwrap();
+        let task = app
+            .task_list(&reception, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(t, l)| {
+                l.id == p.id && t.kind == TaskKind::OnlineServicesLinked && !alerts.iter().any(|(id, _, _)| *id == t.id)
+            })
+            .map(|(t, _)| t.id)
+            .unwrap();
+        alerts.push((task, name, link.linked_at));
+    }
+    // The later alert is actioned first; each message names its own app and time.
+    for (task, name, at) in alerts.iter().rev() {
+        assert_eq!(app.action_alert(&reception, *task, false).await.unwrap(), AlertOutcome::Sent(Channel::Email));
+        let m = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().remove(0);
+        assert!(m.body.contains(name), "{}", m.body);
+        assert!(m.body.contains(&uk_words(*at)), "{} in {}", uk_words(*at), m.body);
+        assert!(!m.body.contains('<'), "every placeholder filled: {}", m.body);
+    }
+    let bodies: Vec<String> =
+        app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().into_iter().map(|m| m.body).collect();
+    assert!(!bodies[0].contains("Other Reader") && !bodies[1].contains("Health Wallet"), "{bodies:?}");
+    // A practice's own wording may use them, and the preview shows them for a real patient (the
+    // latest link), or says so plainly for a patient with none.
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let wording =
+        "<initials>: <app_name> linked to your record on <linked_at>. Not you? Call <organisation_main_telephone>";
+    assert!(app.save_preset(&manager, "Own safety net", wording).await.unwrap().is_ok());
+    let preview = app.preview_preset(&reception, wording, &nhs).await.unwrap().unwrap();
+    assert_eq!(
+        preview.text,
+        format!("T.P.: Other Reader linked to your record on {}. Not you? Call 01632 960000", uk_words(alerts[1].2))
+    );
+    let nobody = emailer(&app, &tp, "no.apps@example.com").await;
+    let preview = app.preview_preset(&reception, wording, nobody.nhs_number.as_str()).await.unwrap().unwrap();
+    assert!(!preview.text.contains('<') && !preview.text.contains(": linked"), "{}", preview.text);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -263,4 +329,5 @@ both!(
     a_message_that_fails_without_an_alert_reopens_nothing,
     an_sms_dissent_is_named_as_the_reason_a_text_cannot_go,
     a_message_submitted_twice_at_once_goes_once,
+    the_safety_net_names_the_app_and_when_it_linked,
 );

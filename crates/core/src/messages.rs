@@ -5,7 +5,7 @@ use crate::patient::PreferredContactMethod;
 use serde::{Deserialize, Serialize};
 
 /// The placeholders a preset may use, and what each stands for.
-pub const PLACEHOLDERS: [(&str, &str); 8] = [
+pub const PLACEHOLDERS: [(&str, &str); 10] = [
     ("initials", "the patient's initials, for example J.S."),
     ("patient_given_name", "the patient's first name"),
     ("organisation_name", "the practice's name"),
@@ -14,7 +14,13 @@ pub const PLACEHOLDERS: [(&str, &str); 8] = [
     ("appointment_time", "the appointment's time, for example 09:30"),
     ("appointment_clinician", "who the appointment is with"),
     ("appointment_location", "where the appointment is"),
+    ("app_name", "the app that linked to the record, for example NHS App (the latest link, for a preset sent by hand)"),
+    ("linked_at", "when the app linked, for example 5 December 2026 at 14:05 (UK time)"),
 ];
+
+/// What `<app_name>` and `<linked_at>` say when the patient has no linked app.
+pub const NO_APP_NAME: &str = "an app such as the NHS App";
+pub const NO_LINKED_AT: &str = "a recent date";
 
 /// The placeholders found in a text, in order, and any text between `<` and `>` that is not one.
 fn scan(text: &str) -> (Vec<&str>, Vec<String>) {
@@ -92,12 +98,12 @@ impl Preset {
 }
 
 /// The safety-net message sent when an online service is linked to a record (R23), in
-/// caldicott's own words, with the same placeholders as the ICB's preset.
+/// caldicott's own words, with the same placeholders as the ICB's preset and the app's name and
+/// when it linked, so the patient can tell their own link from someone else's.
 pub const SAFETY_NET_NAME: &str = "Online services linked: security safety net";
 pub const SAFETY_NET_BODY: &str =
-    "<initials>, your GP record at <organisation_name> has just been connected to an online \
-service, such as the NHS App or another app. If you did not do this, please tell us straight away on \
-<organisation_main_telephone>.";
+    "<initials>, your GP record at <organisation_name> was connected to <app_name> on <linked_at>. \
+If you did not do this, please tell us straight away on <organisation_main_telephone>.";
 
 /// Initials as a safety-net message uses them ("J.S."): enough to address the person, too
 /// little to identify them to someone else reading the phone.
