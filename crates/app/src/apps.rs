@@ -206,6 +206,8 @@ impl App {
         linkage_ref: Option<String>,
     ) -> AppResult<(AppLink, String)> {
         let token_secret = secret();
+        // The link and its alert share one time, so the alert's message can name its link.
+        let now = self.now();
         let link = AppLink {
             id: AppLinkId::from_uuid(new_id()),
             app: app.id,
@@ -213,7 +215,7 @@ impl App {
             via,
             linkage_ref: linkage_ref.clone(),
             token_hash: sha256(&token_secret),
-            linked_at: self.now(),
+            linked_at: now,
             revoked_at: None,
             revoked_why: None,
         };
@@ -226,7 +228,7 @@ impl App {
             patient: patient.id,
             kind: TaskKind::OnlineServicesLinked,
             status: TaskStatus::Open,
-            created_at: self.now(),
+            created_at: now,
             requested_by: format!("{} ({})", app.name, app.supplier),
             body: TaskBody::Message {
                 text: format!("{} by {} linked to this record with {how}.", app.name, app.supplier),
@@ -382,14 +384,46 @@ impl App {
             .unwrap_or_else(|| Preset { name: SAFETY_NET_NAME.into(), body: SAFETY_NET_BODY.into() }))
     }
 
-    /// The values of a preset's placeholders for a patient.
-    pub fn preset_values(practice: &Practice, patient: &Patient) -> Vec<(&'static str, String)> {
+    /// The values of a preset's placeholders for a patient, and the app link it is about (its
+    /// app's name and when it linked), if any.
+    pub fn preset_values(
+        practice: &Practice,
+        patient: &Patient,
+        link: Option<&(String, chrono::DateTime<chrono::Utc>)>,
+    ) -> Vec<(&'static str, String)> {
+        let (app_name, linked_at) = match link {
+            Some((name, at)) => {
+                (name.clone(), caldicott_core::appointments::uk_time(*at).format("%-d %B %Y at %H:%M").to_string())
+            }
+            None => (NO_APP_NAME.to_owned(), NO_LINKED_AT.to_owned()),
+        };
         vec![
             ("initials", initials(&patient.name.given, &patient.name.family)),
             ("patient_given_name", patient.name.given.clone()),
             ("organisation_name", practice.name.clone()),
             ("organisation_main_telephone", practice.telephone.clone()),
+            ("app_name", app_name),
+            ("linked_at", linked_at),
         ]
+    }
+
+    /// The app link a message is about: the patient's latest link made at or before `until`
+    /// (an alert's task is made with its link), or their latest link at all. Its app's name and
+    /// when it linked.
+    async fn link_named(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> AppResult<Option<(String, chrono::DateTime<chrono::Utc>)>> {
+        Ok(self
+            .store
+            .app_links_for_patient(practice, patient)
+            .await?
+            .into_iter()
+            .filter(|(l, _)| until.is_none_or(|u| l.linked_at <= u))
+            .max_by_key(|(l, _)| l.linked_at)
+            .map(|(l, a)| (a.name, l.linked_at)))
     }
 
     /// Actions an "online services linked" task (R23): the safety-net message goes by the
@@ -416,6 +450,9 @@ impl App {
             (Ok(c), _) => c,
             (Err(_), true) => match anyway_channel(&reach) {
                 Some(c) => c,
+                None if reach.mobile.is_some() && reach.sms_dissent => {
+                    return Ok(AlertOutcome::Manual(SMS_DISSENT_NO_EMAIL.into()))
+                }
                 None => {
                     return Ok(AlertOutcome::Manual(
                         "No email address or mobile number on record: contact the patient manually".into(),
@@ -425,7 +462,8 @@ impl App {
             (Err(why), false) => return Ok(AlertOutcome::Manual(why.into())),
         };
         let preset = self.safety_net_preset(who.practice).await?;
-        let body = preset.render(&Self::preset_values(&practice, &patient));
+        let link = self.link_named(who.practice, patient.id, Some(task.created_at)).await?;
+        let body = preset.render(&Self::preset_values(&practice, &patient, link.as_ref()));
         let recipient = match channel {
             Channel::Email => reach.email.unwrap_or_default().to_owned(),
             _ => reach.mobile.unwrap_or_default().to_owned(),
@@ -439,6 +477,7 @@ impl App {
             body,
         }
         .into_message(self.now());
+        let message = OutboundMessage { task: Some(id), ..message };
         let how = match channel {
             Channel::Email => "email",
             Channel::Sms => "text message",
@@ -477,9 +516,11 @@ impl App {
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
         let preset = self.safety_net_preset(who.practice).await?;
-        let body = preset.render(&Self::preset_values(&practice, &patient));
+        let link = self.link_named(who.practice, patient.id, Some(task.created_at)).await?;
+        let body = preset.render(&Self::preset_values(&practice, &patient, link.as_ref()));
         let subject = format!("A new online service was linked to your GP record at {}", practice.name);
         let (message, follow_up) = self.letter(who, &practice, &patient, "safety_net", subject, body);
+        let message = OutboundMessage { task: Some(id), ..message };
         let outcome = if follow_up.is_some() {
             "Safety-net letter to print and post"
         } else {
@@ -634,7 +675,8 @@ impl App {
         let patient = self.patient_here(who, nhs).await?;
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
-        let text = preset.render(&Self::preset_values(&practice, &patient));
+        let link = self.link_named(who.practice, patient.id, None).await?;
+        let text = preset.render(&Self::preset_values(&practice, &patient, link.as_ref()));
         let (fragments, gsm) = sms_fragments(&text);
         Ok(Ok(PresetPreview {
             text,
@@ -770,7 +812,8 @@ impl App {
             .into_iter()
             .find(|p| p.name == preset)
             .ok_or_else(|| AppError::BadRequest("Choose a message preset".into()))?;
-        let text = chosen.render(&Self::preset_values(&practice, &patient));
+        let link = self.link_named(who.practice, patient.id, None).await?;
+        let text = chosen.render(&Self::preset_values(&practice, &patient, link.as_ref()));
         let reach = Reach {
             preferred: patient.preferred_contact,
             email: patient.contact.email.as_deref(),
@@ -807,7 +850,19 @@ impl App {
 
     /// Sends a preset to a patient by the channel `compose` chose: into the outbox, with the
     /// letter's print-and-post task when the practice posts its own letters.
-    pub async fn send_preset(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
+    ///
+    /// `send_key` is the key the form was given when it was shown: the same form submitted
+    /// again (a double click, a resent request, however close together) sends nothing more and
+    /// is answered as sent.
+    pub async fn send_preset(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        preset: &str,
+        send_key: &str,
+    ) -> AppResult<Composed> {
+        let form = Uuid::try_parse(send_key.trim())
+            .map_err(|_| AppError::BadRequest("This form has expired: open Send a message again".into()))?;
         let composed = self.compose(who, nhs, preset).await?;
         let Some(channel) = composed.channel else {
             return Err(AppError::Conflict(
@@ -836,6 +891,9 @@ impl App {
                 None,
             ),
         };
+        // One message per form, patient and preset; the key is a hash, and reaches no provider.
+        let idempotency_key = hex::encode(sha256(&format!("send-a-message|{form}|{}|{}", patient.id, composed.preset)));
+        let message = OutboundMessage { idempotency_key, ..message };
         let audit = self.audit_record(
             who,
             Some(patient.id),
@@ -844,6 +902,7 @@ impl App {
             Outcome::Success,
             format!("preset {:?} by {}", composed.preset, channel.as_str()),
         );
+        // `false`: this form was sent already, and nothing more is written.
         self.store.enqueue_message_with_task(who.practice, &message, task.as_ref(), &audit).await?;
         Ok(composed)
     }

@@ -3,6 +3,12 @@
 //! `subject` and `body` as personalisation, and a `reference` that is the message id and so
 //! carries no personal data. 429 and 5xx are temporary failures; other errors are permanent.
 //!
+//! Exactly once: a message tried before (its earlier try may have reached Notify though no
+//! answer came back: the worker was stopped mid-send, or Notify answered after the client's
+//! timeout) is first looked up with `GET /v2/notifications?reference=<message id>`; a
+//! notification found there is the message, sent, and it is not sent again. Notifications that
+//! failed temporarily or technically do not count: the message is sent again (R41).
+//!
 //! Configured with `CALDICOTT_NOTIFY_API_KEY` (the key as Notify issues it:
 //! `name-<service id>-<secret>`), `CALDICOTT_NOTIFY_EMAIL_TEMPLATE`,
 //! `CALDICOTT_NOTIFY_SMS_TEMPLATE`, `CALDICOTT_NOTIFY_LETTER_TEMPLATE`, and optionally
@@ -70,13 +76,27 @@ struct Created {
     id: String,
 }
 
+#[derive(Deserialize)]
+struct Found {
+    id: String,
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct Notifications {
+    notifications: Vec<Found>,
+}
+
 impl NotifyCourier {
     pub fn new(config: NotifyConfig) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(15)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        Self::with_timeout(config, Duration::from_secs(15))
+    }
+
+    /// A courier that gives up waiting for Notify's answer after `timeout`.
+    pub fn with_timeout(config: NotifyConfig, timeout: Duration) -> Self {
+        let agent =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
         Self { config, agent }
     }
 
@@ -91,8 +111,52 @@ impl NotifyCourier {
     }
 }
 
+impl NotifyCourier {
+    /// Whether Notify already holds the message, by its reference (the message id).
+    fn already_sent(&self, m: &OutboundMessage) -> Result<Option<Accepted>, Failure> {
+        let url = format!("{}/v2/notifications", self.config.base_url);
+        let mut res = self
+            .agent
+            .get(&url)
+            .query("reference", m.id.to_string())
+            .header("Authorization", &format!("Bearer {}", self.token()?))
+            .call()
+            .map_err(|e| Failure::Temporary(format!("Notify did not answer the look-up: {e}")))?;
+        let status = res.status().as_u16();
+        if !(200..=299).contains(&status) {
+            return Err(Failure::Temporary(format!(
+                "Notify did not answer the look-up ({status}): not sending again until it does"
+            )));
+        }
+        let found: Notifications = res.body_mut().read_json().map_err(|e| Failure::Temporary(e.to_string()))?;
+        let held = found
+            .notifications
+            .into_iter()
+            .filter(|n| !matches!(n.status.as_str(), "temporary-failure" | "technical-failure"));
+        let mut outcome = None;
+        for n in held {
+            match n.status.as_str() {
+                "permanent-failure" => {
+                    return Err(Failure::Permanent(
+                        "the provider could not deliver it: check the address or number".into(),
+                    ))
+                }
+                "delivered" => outcome = Some(Accepted::Delivered(n.id)),
+                _ if outcome.is_none() => outcome = Some(Accepted::Sent(n.id)),
+                _ => {}
+            }
+        }
+        Ok(outcome)
+    }
+}
+
 impl Courier for NotifyCourier {
     fn deliver(&self, m: &OutboundMessage) -> Result<Accepted, Failure> {
+        if m.tries > 1 {
+            if let Some(accepted) = self.already_sent(m)? {
+                return Ok(accepted);
+            }
+        }
         let c = &self.config;
         let personalisation = serde_json::json!({ "subject": m.subject, "body": m.body });
         let reference = m.id.to_string();

@@ -2,8 +2,9 @@
 //! action that caused it; the worker claims due messages for a lease, hands each to the
 //! configured courier (GOV.UK Notify, or the log for the demo), and records the outcome.
 //! Temporary failures are retried with backoff; a worker killed mid-send leaves its claims to
-//! run out, and another worker takes them up, so nothing is lost (a message the provider took
-//! just before the kill may go twice; the tests measure how often).
+//! run out, and another worker takes them up, so nothing is lost. A message tried before is
+//! looked up at the provider by its reference before it is sent again (GOV.UK Notify), and an
+//! email keeps one `Message-ID` across tries (SMTP), so a message goes to the patient once.
 
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Actor, Outcome};
@@ -35,8 +36,18 @@ pub enum Failure {
 }
 
 /// Something that delivers messages. Called from a blocking thread.
+///
+/// A message whose `tries` is more than one was tried before, and that try may have reached the
+/// provider (a worker killed mid-send, an answer that came after the client gave up): a courier
+/// that can ask the provider whether it holds the message must ask before sending it again.
 pub trait Courier: Send + Sync + 'static {
     fn deliver(&self, message: &OutboundMessage) -> Result<Accepted, Failure>;
+
+    /// The `Message-ID` this courier would give an email, fixed before its first try and reused
+    /// on every retry so that the receiving side can drop a repeat; `None` if it sets none.
+    fn email_message_id(&self, _message: &OutboundMessage) -> Option<String> {
+        None
+    }
 }
 
 /// The demo's courier: it records that a message would have gone, and to which channel, without
@@ -97,6 +108,9 @@ impl Draft {
             cost_hundredths: i64::from(fragments) * sms_fragment_price(),
             created_at: now,
             sent_at: None,
+            task: None,
+            tries: 0,
+            email_message_id: None,
         }
     }
 }
@@ -126,7 +140,12 @@ impl App {
         let now = self.now();
         let claimed = self.store.claim_due_messages(now, now + LEASE, limit).await?;
         let n = claimed.len();
-        for (practice, m) in claimed {
+        for (practice, mut m) in claimed {
+            if m.channel == Channel::Email && m.email_message_id.is_none() {
+                if let Some(candidate) = courier.email_message_id(&m) {
+                    m.email_message_id = Some(self.store.fix_email_message_id(practice, m.id, &candidate).await?);
+                }
+            }
             let c = courier.clone();
             let attempts = m.attempts;
             let id = m.id;

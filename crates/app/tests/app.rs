@@ -2343,19 +2343,24 @@ async fn staff_send_a_preset_by_the_patients_channel(t: &TestStore) {
         (Some(Channel::Letter), 0),
         "a letter preference wins over an email address"
     );
-    app.send_preset(&reception, by_post.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    app.send_preset(&reception, by_post.nhs_number.as_str(), SAFETY_NET_NAME, &uuid::Uuid::now_v7().to_string())
+        .await
+        .unwrap();
     let m = app.store.messages_for_patient(tp.practice.id, by_post.id).await.unwrap().remove(0);
     assert_eq!((m.channel, m.status), (Channel::Letter, MessageStatus::Printing));
     let text = app.compose(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
     assert_eq!(text.channel, Some(Channel::Sms));
     assert_eq!((text.fragments, text.cost_hundredths), (2, 454));
-    app.send_preset(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
+    app.send_preset(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME, &uuid::Uuid::now_v7().to_string())
+        .await
+        .unwrap();
     let m = app.store.messages_for_patient(tp.practice.id, by_text.id).await.unwrap().remove(0);
     assert_eq!((m.channel, m.status, m.fragments), (Channel::Sms, MessageStatus::Queued, 2));
     let none = app.compose(&reception, nothing.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
     assert_eq!(none.channel, None);
     assert!(matches!(
-        app.send_preset(&reception, nothing.nhs_number.as_str(), SAFETY_NET_NAME).await,
+        app.send_preset(&reception, nothing.nhs_number.as_str(), SAFETY_NET_NAME, &uuid::Uuid::now_v7().to_string())
+            .await,
         Err(AppError::Conflict(_))
     ));
     assert!(app.store.messages_for_patient(tp.practice.id, nothing.id).await.unwrap().is_empty());

@@ -150,6 +150,8 @@ pub enum Action {
     AppointmentCancel,
     TaskCreate,
     TaskUpdate,
+    /// A done task opened again (a safety-net message that failed for good).
+    TaskReopen,
     PharmacyNominate,
     ProxyLinkUpdate,
     MessageQueue,
@@ -231,6 +233,7 @@ impl Action {
             Self::AppointmentCancel => "appointment.cancel",
             Self::TaskCreate => "task.create",
             Self::TaskUpdate => "task.update",
+            Self::TaskReopen => "task.reopen",
             Self::PharmacyNominate => "patient.nominate_pharmacy",
             Self::ProxyLinkUpdate => "proxy.link_update",
             Self::MessageQueue => "message.queue",

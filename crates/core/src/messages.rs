@@ -5,7 +5,7 @@ use crate::patient::PreferredContactMethod;
 use serde::{Deserialize, Serialize};
 
 /// The placeholders a preset may use, and what each stands for.
-pub const PLACEHOLDERS: [(&str, &str); 8] = [
+pub const PLACEHOLDERS: [(&str, &str); 10] = [
     ("initials", "the patient's initials, for example J.S."),
     ("patient_given_name", "the patient's first name"),
     ("organisation_name", "the practice's name"),
@@ -14,7 +14,13 @@ pub const PLACEHOLDERS: [(&str, &str); 8] = [
     ("appointment_time", "the appointment's time, for example 09:30"),
     ("appointment_clinician", "who the appointment is with"),
     ("appointment_location", "where the appointment is"),
+    ("app_name", "the app that linked to the record, for example NHS App (the latest link, for a preset sent by hand)"),
+    ("linked_at", "when the app linked, for example 5 December 2026 at 14:05 (UK time)"),
 ];
+
+/// What `<app_name>` and `<linked_at>` say when the patient has no linked app.
+pub const NO_APP_NAME: &str = "an app such as the NHS App";
+pub const NO_LINKED_AT: &str = "a recent date";
 
 /// The placeholders found in a text, in order, and any text between `<` and `>` that is not one.
 fn scan(text: &str) -> (Vec<&str>, Vec<String>) {
@@ -92,12 +98,12 @@ impl Preset {
 }
 
 /// The safety-net message sent when an online service is linked to a record (R23), in
-/// caldicott's own words, with the same placeholders as the ICB's preset.
+/// caldicott's own words, with the same placeholders as the ICB's preset and the app's name and
+/// when it linked, so the patient can tell their own link from someone else's.
 pub const SAFETY_NET_NAME: &str = "Online services linked: security safety net";
 pub const SAFETY_NET_BODY: &str =
-    "<initials>, your GP record at <organisation_name> has just been connected to an online \
-service, such as the NHS App or another app. If you did not do this, please tell us straight away on \
-<organisation_main_telephone>.";
+    "<initials>, your GP record at <organisation_name> was connected to <app_name> on <linked_at>. \
+If you did not do this, please tell us straight away on <organisation_main_telephone>.";
 
 /// Initials as a safety-net message uses them ("J.S."): enough to address the person, too
 /// little to identify them to someone else reading the phone.
@@ -143,6 +149,15 @@ pub struct Reach<'a> {
 }
 
 pub const NO_PREFERENCE: &str = "No SMS or email preference recorded: contact the patient manually";
+/// Text messages are preferred and a mobile number is on record, but the latest SMS consent code
+/// is a dissent (R40).
+pub const SMS_DISSENT_REASON: &str =
+    "The patient has recorded a dissent from text messages (SMS dissent code), so no text \
+message is sent automatically: contact the patient another way";
+/// Sending anyway: no email address, and the only number is one the patient has dissented from
+/// texts to (R40).
+pub const SMS_DISSENT_NO_EMAIL: &str = "No email address on record, and the patient has recorded a dissent from text \
+messages (SMS dissent code): contact the patient another way";
 
 /// The channel for an automated message (R23): the recorded preference, when it is SMS or email
 /// with a matching number or address and no SMS dissent. Otherwise the error staff see.
@@ -150,6 +165,7 @@ pub fn automatic_channel(r: &Reach) -> Result<Channel, &'static str> {
     match r.preferred {
         PreferredContactMethod::Email if r.email.is_some() => Ok(Channel::Email),
         PreferredContactMethod::Sms if r.mobile.is_some() && !r.sms_dissent => Ok(Channel::Sms),
+        PreferredContactMethod::Sms if r.mobile.is_some() => Err(SMS_DISSENT_REASON),
         _ => Err(NO_PREFERENCE),
     }
 }
@@ -250,6 +266,28 @@ pub struct OutboundMessage {
     pub cost_hundredths: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The alert task this message answers (a safety net, R23): if the message fails for good,
+    /// the task opens again.
+    pub task: Option<crate::ids::TaskId>,
+    /// Every try ever started, never reset by "Send again". A message tried before may have
+    /// reached the provider, so it is looked up there before it is sent again.
+    pub tries: u32,
+    /// The `Message-ID` an email carries: fixed before its first try and the same on every
+    /// retry, so a receiving server can drop a repeat.
+    pub email_message_id: Option<String>,
+}
+
+/// What an alert task says when its safety-net message could not reach the patient (R23).
+pub fn undelivered_reason(channel: Channel, error: &str) -> String {
+    let what = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "text message",
+        Channel::Letter => "letter",
+    };
+    format!(
+        "Safety-net {what} not delivered: {error}. Contact the patient another way, or correct the \
+         contact details and action this alert again."
+    )
 }
 
 /// Tries before a message is given up as failed.
@@ -324,7 +362,7 @@ mod tests {
             sms_dissent: false,
         };
         assert_eq!(automatic_channel(&base), Ok(Channel::Sms));
-        assert_eq!(automatic_channel(&Reach { sms_dissent: true, ..base.clone() }), Err(NO_PREFERENCE));
+        assert_eq!(automatic_channel(&Reach { sms_dissent: true, ..base.clone() }), Err(SMS_DISSENT_REASON));
         assert_eq!(automatic_channel(&Reach { mobile: None, ..base.clone() }), Err(NO_PREFERENCE));
         let email = Reach { preferred: PreferredContactMethod::Email, ..base.clone() };
         assert_eq!(automatic_channel(&email), Ok(Channel::Email));

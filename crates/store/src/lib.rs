@@ -527,14 +527,16 @@ pub trait Store:
         audit: &AuditRecord,
     ) -> StoreResult<()>;
     /// Writes a message and the task that goes with it (a letter to print and post), with the
-    /// audit event, in one transaction.
+    /// audit event, in one transaction; unless a message with the same idempotency key is
+    /// already in the outbox, when nothing is written and it returns `false`. Concurrent calls
+    /// with one key write one message.
     async fn enqueue_message_with_task(
         &self,
         practice: PracticeId,
         message: &OutboundMessage,
         task: Option<&Task>,
         audit: &AuditRecord,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// Claims up to `limit` messages that are due (queued, or claimed by a worker whose claim ran
     /// out), across practices, until `lease_until`. A claimed message is not claimed again
     /// before then.
@@ -544,6 +546,9 @@ pub trait Store:
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<(PracticeId, OutboundMessage)>>;
+    /// Fixes an email's `Message-ID` before its first try: the one already recorded if there is
+    /// one, else `candidate`. Returns the one to use, the same on every retry.
+    async fn fix_email_message_id(&self, practice: PracticeId, id: MessageId, candidate: &str) -> StoreResult<String>;
     /// Records the outcome of a claimed message (only while it is still claimed).
     async fn finish_message(
         &self,

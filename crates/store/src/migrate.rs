@@ -67,6 +67,7 @@ pub const SQLITE: &[Migration] = &[
         name: "own_access_level",
         sql: include_str!("../migrations/sqlite/0022_own_access_level.sql"),
     },
+    Migration { version: 23, name: "outbox_once", sql: include_str!("../migrations/sqlite/0023_outbox_once.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -140,6 +141,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "own_access_level",
         sql: include_str!("../migrations/postgres/0022_own_access_level.sql"),
     },
+    Migration { version: 23, name: "outbox_once", sql: include_str!("../migrations/postgres/0023_outbox_once.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

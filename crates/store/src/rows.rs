@@ -447,6 +447,9 @@ pub(crate) fn message(r: &impl Cols) -> StoreResult<caldicott_core::messages::Ou
         cost_hundredths: r.int("cost_hundredths")?,
         created_at: r.time("created_at")?,
         sent_at: r.opt_time("sent_at")?,
+        task: r.opt_uuid("task_id")?.map(caldicott_core::ids::TaskId::from_uuid),
+        tries: u32::try_from(r.int("tries")?).unwrap_or(0),
+        email_message_id: r.opt_text("email_message_id")?,
     })
 }
 

@@ -518,10 +518,21 @@ macro_rules! sql_store {
             }
 
             async fn insert_message(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, m: &OutboundMessage) -> StoreResult<()> {
-                sqlx::query(
+                if Self::insert_message_once(tx, practice, m).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict("a message with this idempotency key is already in the outbox".into()))
+                }
+            }
+
+            /// Writes a message unless one with its idempotency key is already there; returns
+            /// whether it was written.
+            async fn insert_message_once(tx: &mut sqlx::Transaction<'static, $DB>, practice: PracticeId, m: &OutboundMessage) -> StoreResult<bool> {
+                let done = sqlx::query(
                     "INSERT INTO outbox (practice_id, id, patient_id, purpose, channel, recipient, subject, body, idempotency_key, status, \
-                     attempts, next_attempt_at, fragments, cost_hundredths, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     attempts, next_attempt_at, fragments, cost_hundredths, created_at, task_id, tries, email_message_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                     ON CONFLICT (practice_id, idempotency_key) DO NOTHING",
                 )
                 .bind(practice.as_uuid())
                 .bind(m.id.as_uuid())
@@ -538,9 +549,69 @@ macro_rules! sql_store {
                 .bind(i32::try_from(m.fragments).unwrap_or(i32::MAX))
                 .bind(m.cost_hundredths)
                 .bind(m.created_at)
+                .bind(m.task.map(|t| t.as_uuid()))
+                .bind(i32::try_from(m.tries).unwrap_or(0))
+                .bind(&m.email_message_id)
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// A message failed for good: if it is the latest message of an alert task that is
+            /// done, the task opens again with the reason, audited in the same transaction (R23).
+            async fn reopen_alert_of(
+                tx: &mut sqlx::Transaction<'static, $DB>,
+                practice: PracticeId,
+                message: Uuid,
+                error: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let Some(row) = sqlx::query(
+                    "SELECT task_id, patient_id, channel, created_at FROM outbox WHERE practice_id = $1 AND id = $2 AND task_id IS NOT NULL",
+                )
+                .bind(practice.as_uuid())
+                .bind(message)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?
+                else {
+                    return Ok(());
+                };
+                let task = row.uuid("task_id")?;
+                let patient = row.uuid("patient_id")?;
+                let channel = Channel::parse(&row.text("channel")?).ok_or_else(|| corrupt("channel", "unknown"))?;
+                let created: DateTime<Utc> = row.time("created_at")?;
+                let reopened = sqlx::query(
+                    "UPDATE task SET status = 'open', outcome = $1, closed_at = NULL, closed_by = NULL \
+                     WHERE practice_id = $2 AND id = $3 AND status = 'done' \
+                     AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.practice_id = $2 AND o.task_id = $3 AND o.id <> $4 AND o.created_at > $5)",
+                )
+                .bind(undelivered_reason(channel, error))
+                .bind(practice.as_uuid())
+                .bind(task)
+                .bind(message)
+                .bind(created)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                if reopened.rows_affected() == 1 {
+                    let audit = AuditRecord::new(
+                        caldicott_core::ids::AuditEventId::from_uuid(Uuid::now_v7()),
+                        now,
+                        caldicott_core::audit::Actor {
+                            kind: caldicott_core::audit::ActorKind::System,
+                            id: "outbox".into(),
+                            role: "system".into(),
+                        },
+                        Some(PatientId::from_uuid(patient)),
+                        caldicott_core::audit::Action::TaskReopen,
+                        format!("task/{task}"),
+                        caldicott_core::audit::Outcome::Success,
+                        format!("safety net message/{message} by {} not delivered", channel.as_str()),
+                    );
+                    Self::append_in(tx, practice, &[&audit]).await?;
+                }
                 Ok(())
             }
 
@@ -1839,14 +1910,18 @@ macro_rules! sql_store {
                 m: &OutboundMessage,
                 task: Option<&Task>,
                 audit: &AuditRecord,
-            ) -> StoreResult<()> {
+            ) -> StoreResult<bool> {
                 let mut tx = self.begin().await?;
-                Self::insert_message(&mut tx, practice, m).await?;
+                if !Self::insert_message_once(&mut tx, practice, m).await? {
+                    // Sent already with this key (a form submitted twice): nothing is written.
+                    return Ok(false);
+                }
                 if let Some(t) = task {
                     Self::insert_task(&mut tx, practice, t).await?;
                 }
                 Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
+                tx.commit().await.map_err(db)?;
+                Ok(true)
             }
 
             async fn claim_due_messages(
@@ -1869,7 +1944,7 @@ macro_rules! sql_store {
                     let (practice, id) = (c.uuid("practice_id")?, c.uuid("id")?);
                     let mut tx = self.begin().await?;
                     let won = sqlx::query(
-                        "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1 \
+                        "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, tries = tries + 1 \
                          WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
                          AND (status = 'queued' OR (status = 'sending' AND lease_until < $4))",
                     )
@@ -1894,6 +1969,28 @@ macro_rules! sql_store {
                 Ok(claimed)
             }
 
+            async fn fix_email_message_id(&self, practice: PracticeId, id: MessageId, candidate: &str) -> StoreResult<String> {
+                let mut tx = self.begin().await?;
+                sqlx::query("UPDATE outbox SET email_message_id = COALESCE(email_message_id, $1) WHERE practice_id = $2 AND id = $3")
+                    .bind(candidate)
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let fixed: Option<String> = sqlx::query("SELECT email_message_id FROM outbox WHERE practice_id = $1 AND id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .map(|r| r.opt_text("email_message_id"))
+                    .transpose()?
+                    .flatten();
+                tx.commit().await.map_err(db)?;
+                fixed.ok_or(StoreError::NotFound("message"))
+            }
+
             async fn finish_message(&self, practice: PracticeId, id: MessageId, outcome: &DeliveryOutcome, now: DateTime<Utc>) -> StoreResult<()> {
                 let (status, provider, error, next, sent): (&str, Option<&str>, Option<&str>, DateTime<Utc>, Option<DateTime<Utc>>) = match outcome {
                     DeliveryOutcome::Sent { provider_id } => ("sent", Some(provider_id), None, now, Some(now)),
@@ -1902,7 +1999,7 @@ macro_rules! sql_store {
                     DeliveryOutcome::Failed { error } => ("failed", None, Some(error), now, None),
                 };
                 let mut tx = self.begin().await?;
-                sqlx::query(
+                let done = sqlx::query(
                     "UPDATE outbox SET status = $1, provider_id = COALESCE($2, provider_id), last_error = $3, next_attempt_at = $4, \
                      sent_at = COALESCE($5, sent_at), lease_until = NULL WHERE practice_id = $6 AND id = $7 AND status = 'sending'",
                 )
@@ -1916,6 +2013,9 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+                if let (DeliveryOutcome::Failed { error }, 1) = (outcome, done.rows_affected()) {
+                    Self::reopen_alert_of(&mut tx, practice, id.as_uuid(), error, now).await?;
+                }
                 tx.commit().await.map_err(db)
             }
 
@@ -1943,6 +2043,11 @@ macro_rules! sql_store {
                     "technical-failure" => ("queued", Some("the provider had a technical failure: trying again"), retry),
                     _ => return tx.commit().await.map_err(db).map(|()| false),
                 };
+                let affected = sqlx::query("SELECT practice_id, id FROM outbox WHERE provider_id = $1 AND status IN ('sent', 'delivered')")
+                    .bind(provider_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
                 let done = sqlx::query(
                     "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = COALESCE($4, next_attempt_at) \
                      WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
@@ -1954,6 +2059,11 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+                if let (Some(error), "failed") = (error, new_status) {
+                    for r in &affected {
+                        Self::reopen_alert_of(&mut tx, PracticeId::from_uuid(r.uuid("practice_id")?), r.uuid("id")?, error, now).await?;
+                    }
+                }
                 tx.commit().await.map_err(db)?;
                 Ok(done.rows_affected() > 0)
             }

@@ -545,6 +545,8 @@ struct ComposePage {
     cost: String,
     can_send: bool,
     sent: bool,
+    /// This form's key: the same form submitted twice sends one message.
+    send_key: String,
 }
 
 async fn compose_view(
@@ -585,6 +587,7 @@ async fn compose_view(
             },
             can_send: c.channel.is_some(),
             sent,
+            send_key: uuid::Uuid::now_v7().to_string(),
         }
         .into_response(),
         Err(e) => page_error(Some(me.into()), e),
@@ -606,6 +609,8 @@ struct SendForm {
     _csrf: String,
     #[serde(default)]
     preset: String,
+    #[serde(default)]
+    send_key: String,
 }
 
 crate::csrf_forms!(SendForm);
@@ -617,7 +622,7 @@ async fn send_message(
     form: Result<Form<SendForm>, FormRejection>,
 ) -> Response {
     let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.send_preset(&me.who, &nhs, &f.preset).await {
+    match app.send_preset(&me.who, &nhs, &f.preset, &f.send_key).await {
         Ok(_) => compose_view(&app, &me, &nhs, Some(f.preset), true).await,
         Err(e) => page_error(Some((&me).into()), e),
     }

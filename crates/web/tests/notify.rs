@@ -4,9 +4,9 @@
 //! delivery reports coming back to caldicott.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Request, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use caldicott_app::fixtures::{self, adult};
 use caldicott_app::notify::{NotifyConfig, NotifyCourier};
@@ -16,6 +16,7 @@ use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::messages::{Channel, MessageStatus};
 use caldicott_store::test_support;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
@@ -25,8 +26,57 @@ const SECRET: &str = "3d844edf-8d35-48ac-975b-e847b4f122b0";
 
 #[derive(Clone, Default)]
 struct FakeNotify {
+    /// Every notification Notify created: (kind, request body, notification id).
     received: Arc<Mutex<Vec<(String, Value)>>>,
+    ids: Arc<Mutex<Vec<String>>>,
     refused_once: Arc<Mutex<Vec<String>>>,
+    /// Whether the first request of each kind meets the rate limit.
+    rate_limit_first: bool,
+    /// Recipients whose first notification is answered only after this long: Notify has created
+    /// it, but the answer comes late.
+    late: Arc<Mutex<HashMap<String, std::time::Duration>>>,
+}
+
+/// Notify's check of the bearer JWT: signed with the key's secret, iss = service id, iat within
+/// 30 seconds.
+fn authorised(headers: &HeaderMap) -> bool {
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else { return false };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    let Ok(claims) =
+        jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &v)
+    else {
+        return false;
+    };
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    claims.claims["iss"] == SERVICE && (now - claims.claims["iat"].as_i64().unwrap_or(0)).abs() <= 30
+}
+
+/// GET /v2/notifications?reference=…, as Notify documents it: the notifications with that
+/// reference, newest first.
+async fn find_notifications(
+    State(s): State<FakeNotify>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if !authorised(&headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({ "status_code": 403, "errors": [{ "error": "AuthError" }] })));
+    }
+    let reference = q.get("reference").cloned().unwrap_or_default();
+    let received = s.received.lock().unwrap();
+    let ids = s.ids.lock().unwrap();
+    let found: Vec<Value> = received
+        .iter()
+        .zip(ids.iter())
+        .rev()
+        .filter(|((_, body), _)| body["reference"] == reference.as_str())
+        .map(
+            |((kind, body), id)| json!({ "id": id, "reference": body["reference"], "type": kind, "status": "sending" }),
+        )
+        .collect();
+    (StatusCode::OK, Json(json!({ "notifications": found, "links": { "current": "" } })))
 }
 
 /// POST /v2/notifications/{email|sms|letter}, as Notify documents it.
@@ -44,20 +94,8 @@ async fn notifications(
             ),
         )
     };
-    // Authorisation: a JWT signed with the key's secret, iss = service id, iat within 30 seconds.
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = token else { return error(StatusCode::FORBIDDEN, "no token") };
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    v.required_spec_claims.clear();
-    v.validate_exp = false;
-    let Ok(claims) =
-        jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &v)
-    else {
-        return error(StatusCode::FORBIDDEN, "Invalid token: signature");
-    };
-    let now = jsonwebtoken::get_current_timestamp() as i64;
-    if claims.claims["iss"] != SERVICE || (now - claims.claims["iat"].as_i64().unwrap_or(0)).abs() > 30 {
-        return error(StatusCode::FORBIDDEN, "Invalid token: iss or iat");
+    if !authorised(&headers) {
+        return error(StatusCode::FORBIDDEN, "Invalid token: signature, iss or iat");
     }
     let need: &[&str] = match kind.as_str() {
         "email" => &["email_address", "template_id"],
@@ -74,7 +112,7 @@ async fn notifications(
         return error(StatusCode::BAD_REQUEST, "address_line_1 is required");
     }
     // The first request of each kind meets the rate limit, so the retry path runs too.
-    {
+    if s.rate_limit_first {
         let mut refused = s.refused_once.lock().unwrap();
         if !refused.contains(&kind) {
             refused.push(kind.clone());
@@ -84,17 +122,29 @@ async fn notifications(
             );
         }
     }
-    s.received.lock().unwrap().push((kind, body.clone()));
     let id = uuid::Uuid::now_v7().to_string();
+    let recipient = body["email_address"].as_str().or(body["phone_number"].as_str()).unwrap_or("").to_owned();
+    {
+        let mut received = s.received.lock().unwrap();
+        received.push((kind, body.clone()));
+        s.ids.lock().unwrap().push(id.clone());
+    }
+    let late = s.late.lock().unwrap().remove(&recipient);
+    if let Some(wait) = late {
+        tokio::time::sleep(wait).await;
+    }
     (
         StatusCode::CREATED,
         Json(json!({ "id": id, "reference": body["reference"], "content": {}, "uri": "", "template": {} })),
     )
 }
 
-async fn start_fake() -> (String, FakeNotify) {
-    let state = FakeNotify::default();
-    let router = Router::new().route("/v2/notifications/{kind}", post(notifications)).with_state(state.clone());
+async fn start_fake(rate_limit_first: bool) -> (String, FakeNotify) {
+    let state = FakeNotify { rate_limit_first, ..FakeNotify::default() };
+    let router = Router::new()
+        .route("/v2/notifications", get(find_notifications))
+        .route("/v2/notifications/{kind}", post(notifications))
+        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -112,7 +162,7 @@ async fn report(app: &App, token: &str, body: Value) -> StatusCode {
 
 async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_support::TestStore) {
     // R41, T8 (no personal data in references)
-    let (base_url, fake) = start_fake().await;
+    let (base_url, fake) = start_fake(true).await;
     let offset = Arc::new(AtomicI64::new(0));
     let clock = offset.clone();
     let app = App::new(
@@ -205,6 +255,103 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     assert_eq!(listed.len(), 1);
     app.retry_message(&tp.clinician, failed.id).await.unwrap();
     assert!(app.retry_message(&tp.clinician, failed.id).await.is_err(), "only a failed message is retried");
+}
+
+fn config(base_url: String) -> NotifyConfig {
+    NotifyConfig {
+        base_url,
+        service_id: SERVICE.into(),
+        secret: SECRET.into(),
+        email_template: "e-template".into(),
+        sms_template: "s-template".into(),
+        letter_template: "l-template".into(),
+    }
+}
+
+/// How many notifications Notify holds with this reference.
+fn held(fake: &FakeNotify, reference: &str) -> usize {
+    fake.received.lock().unwrap().iter().filter(|(_, b)| b["reference"] == reference).count()
+}
+
+async fn each_message_reaches_notify_once_after_a_late_answer_or_a_stopped_worker(t: &test_support::TestStore) {
+    // R41, exactly once towards the provider: a try whose answer never came back (Notify answered
+    // after the client's timeout, or the worker was stopped mid-send) may still have reached
+    // Notify; the patient must get the message once.
+    let (base_url, fake) = start_fake(false).await;
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || caldicott_app::fixtures::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))),
+    );
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
+    let draft = |channel: Channel, to: &str| Draft {
+        patient: pat.id,
+        purpose: "test",
+        channel,
+        recipient: to.into(),
+        subject: "From your practice".into(),
+        body: "Your practice has a message for you.".into(),
+    };
+    // 1. Notify creates the text message but answers only after the client has given up.
+    fake.late.lock().unwrap().insert("07700 900001".into(), std::time::Duration::from_millis(1500));
+    let late = app.queue_message(tp.practice.id, system.clone(), draft(Channel::Sms, "07700 900001")).await.unwrap();
+    let impatient: Arc<dyn Courier> =
+        Arc::new(NotifyCourier::with_timeout(config(base_url.clone()), std::time::Duration::from_millis(400)));
+    assert_eq!(app.deliver_due(&impatient, 10).await.unwrap(), 1);
+    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    assert_eq!(m.status, MessageStatus::Queued, "no answer in time: tried again later");
+    assert_eq!(held(&fake, &late.id.to_string()), 1, "but Notify has it");
+    offset.fetch_add(60, Ordering::SeqCst);
+    assert_eq!(app.deliver_due(&impatient, 10).await.unwrap(), 1);
+    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    assert_eq!(m.status, MessageStatus::Sent, "{:?}", m.last_error);
+    assert_eq!(held(&fake, &late.id.to_string()), 1, "the retry found it at Notify and did not send it again");
+    let notify_id = fake.ids.lock().unwrap()[0].clone();
+    assert_eq!(m.provider_id.as_deref(), Some(notify_id.as_str()), "its delivery reports will match");
+
+    // 2. The worker is stopped while Notify is taking the email; a later worker takes it up.
+    fake.late.lock().unwrap().insert("stopped@example.com".into(), std::time::Duration::from_millis(2000));
+    let stopped =
+        app.queue_message(tp.practice.id, system.clone(), draft(Channel::Email, "stopped@example.com")).await.unwrap();
+    let patient: Arc<dyn Courier> = Arc::new(NotifyCourier::new(config(base_url.clone())));
+    let (a, c) = (app.clone(), patient.clone());
+    let worker = tokio::spawn(async move { a.deliver_due(&c, 10).await });
+    for _ in 0..200 {
+        if held(&fake, &stopped.id.to_string()) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    worker.abort();
+    let _ = worker.await;
+    let in_flight = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    assert_eq!((in_flight.id, in_flight.status), (stopped.id, MessageStatus::Sending), "stopped mid-send");
+    offset.fetch_add(caldicott_app::outbox::LEASE.num_seconds() + 1, Ordering::SeqCst);
+    assert_eq!(app.deliver_due(&patient, 10).await.unwrap(), 1, "the claim ran out and the message is taken up");
+    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    assert_eq!(m.status, MessageStatus::Sent, "{:?}", m.last_error);
+    // Even once the stopped try's late answer has come and gone, Notify holds each message once.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    offset.fetch_add(3600, Ordering::SeqCst);
+    assert_eq!(app.deliver_due(&patient, 10).await.unwrap(), 0);
+    assert_eq!(held(&fake, &stopped.id.to_string()), 1);
+    assert_eq!(held(&fake, &late.id.to_string()), 1);
+    assert_eq!(fake.received.lock().unwrap().len(), 2, "one notification per message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_once_on_sqlite() {
+    each_message_reaches_notify_once_after_a_late_answer_or_a_stopped_worker(&test_support::sqlite().await.unwrap())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_once_on_postgres() {
+    each_message_reaches_notify_once_after_a_late_answer_or_a_stopped_worker(&test_support::postgres().await.unwrap())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

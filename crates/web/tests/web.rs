@@ -895,6 +895,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("proxy_action", "end"),
                         ("task", alert_id.as_str()),
                         ("preset", caldicott_core::messages::SAFETY_NET_NAME),
+                        ("send_key", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
                         ("preferred", "unknown"),
                         ("preset_name", "Permission test preset"),
                         ("preset_body", "Hello <initials>"),
@@ -1428,6 +1429,7 @@ both!(
     every_patient_route_for_every_kind_of_proxy,
     a_patient_turns_on_two_step_sign_in,
     an_app_links_through_the_api_and_staff_action_the_alert,
+    send_a_message_submitted_twice_at_once_sends_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2086,6 +2088,60 @@ async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
     let token = csrf(&page.body);
     let off = q.post("/my/security", &[("_csrf", &token), ("step", "off"), ("code", &code)]).await;
     assert_eq!(location(&off), "/my/security?done=off");
+}
+
+async fn send_a_message_submitted_twice_at_once_sends_once(t: &TestStore) {
+    // Send a message: the same form posted several times at once (a double click, a resent
+    // request) sends one message, and every answer says it is on its way.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
+    pat.contact.email = Some("twice@example.com".into());
+    pat.preferred_contact = caldicott_core::patient::PreferredContactMethod::Email;
+    app.store
+        .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
+    let page = staff.get(&format!("/patients/{nhs}/messages/new")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let key = between(&page.body, "name=\"send_key\" value=\"", "\"").to_owned();
+    let preset = between(&page.body, "name=\"preset\" value=\"", "\"").to_owned();
+    let mut posts = Vec::new();
+    for _ in 0..6 {
+        let mut b = Browser { app: app.clone(), jar: staff.jar.clone() };
+        let (uri, token, key, preset) =
+            (format!("/patients/{nhs}/messages"), token.clone(), key.clone(), preset.clone());
+        posts.push(tokio::spawn(async move {
+            b.post(&uri, &[("_csrf", &token), ("preset", &preset), ("send_key", &key)]).await
+        }));
+    }
+    for p in posts {
+        let r = p.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.contains("The message is on its way"));
+    }
+    assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 1, "one form, one message");
+    // The page after sending is a new form, with a new key: sending it is a new message.
+    let again = staff.get(&format!("/patients/{nhs}/messages/new")).await;
+    let fresh = between(&again.body, "name=\"send_key\" value=\"", "\"").to_owned();
+    assert_ne!(fresh, key);
+    let r = staff
+        .post(
+            &format!("/patients/{nhs}/messages"),
+            &[("_csrf", &csrf(&again.body)), ("preset", &preset), ("send_key", &fresh)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
+    // A form without its key is refused, and sends nothing.
+    let r =
+        staff.post(&format!("/patients/{nhs}/messages"), &[("_csrf", &csrf(&again.body)), ("preset", &preset)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
 }
 
 async fn an_app_links_through_the_api_and_staff_action_the_alert(t: &TestStore) {
