@@ -35,6 +35,19 @@ function totp (secret, now = Date.now()) {
   return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0')
 }
 
+// A code is accepted once (RFC 6238 §5.2): a second sign-in by the same person within the same
+// 30 seconds waits for the next code, as a person would.
+const lastStep = {}
+async function freshCode (secret) {
+  let step = Math.floor(Date.now() / 30000)
+  if (lastStep[secret] !== undefined && step <= lastStep[secret]) {
+    await new Promise(resolve => setTimeout(resolve, (lastStep[secret] + 1) * 30000 - Date.now() + 250))
+    step = Math.floor(Date.now() / 30000)
+  }
+  lastStep[secret] = step
+  return totp(secret)
+}
+
 before(async () => {
   assert.ok(BIN, 'CALDICOTT_BIN must name the caldicott binary')
   mkdirSync(ARTIFACTS, { recursive: true })
@@ -150,7 +163,7 @@ async function signIn (page, username, landing = '/') {
   await page.waitForURL(/\/sign-in\/code$/)
   if (secrets[username]) {
     // Enrolled in an earlier test: the authenticator already holds the secret.
-    await page.getByLabel(/6-digit code/).fill(totp(secrets[username]))
+    await page.getByLabel(/6-digit code/).fill(await freshCode(secrets[username]))
     await page.getByRole('button', { name: 'Sign in' }).click()
     await page.waitForURL(`${base}${landing}`)
     return secrets[username]
@@ -162,7 +175,7 @@ async function signIn (page, username, landing = '/') {
   await page.getByRole('button', { name: 'Sign in' }).click()
   await page.getByText('There is a problem').waitFor()
   await check(page, 'wrong-code')
-  await page.getByLabel(/6-digit code/).fill(totp(secret))
+  await page.getByLabel(/6-digit code/).fill(await freshCode(secret))
   await page.getByRole('button', { name: 'Sign in' }).click()
   await page.waitForURL(`${base}${landing}`)
   return secret

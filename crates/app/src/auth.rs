@@ -34,6 +34,97 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// A hash to check against when there is no account, so that an unknown username costs the
+/// same time as a known one.
+pub(crate) const NO_ACCOUNT_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$dGhpc2lzbm90YXJlYWxoYXNoYXRhbGwxMjM0NTY3OA";
+
+/// Hashing runs on the blocking pool, at most this many at once (half the cores, at least
+/// one), so that a flood of sign-ins waits its turn instead of slowing record reads on the
+/// async workers.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new((cores / 2).max(1))
+});
+
+/// [`verify_password`] off the async workers, behind the hashing limit.
+pub async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else { return false };
+    let (password, phc) = (password.to_owned(), phc.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false)
+}
+
+/// [`hash_password`] off the async workers, behind the hashing limit.
+pub async fn hash_password_off_thread(password: &str) -> AppResult<String> {
+    let _permit = HASHING.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+}
+
+/// Tries at each account's credentials, across every address: a burst of
+/// [`AccountTries::BURST`], then one per [`AccountTries::EVERY`] (at most about 130 an hour,
+/// ASVS 2.2.1's 100 an hour give or take the burst). Counted by governor's GCRA in memory, on the
+/// application's clock; the per-address waits are in the database.
+pub struct AccountTries {
+    limiter: governor::RateLimiter<
+        String,
+        governor::state::keyed::HashMapStateStore<String>,
+        AppClock,
+        governor::middleware::NoOpMiddleware<std::time::SystemTime>,
+    >,
+}
+
+/// The application's clock as governor reads it, so that time is an input here as everywhere.
+#[derive(Clone)]
+struct AppClock(crate::Clock);
+
+impl governor::clock::Clock for AppClock {
+    type Instant = std::time::SystemTime;
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::from((self.0)())
+    }
+}
+
+impl AccountTries {
+    pub const BURST: u32 = 10;
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+    pub fn new(clock: crate::Clock) -> Self {
+        let quota = governor::Quota::with_period(Self::EVERY)
+            .unwrap_or_else(|| governor::Quota::per_minute(std::num::NonZeroU32::MIN))
+            .allow_burst(std::num::NonZeroU32::new(Self::BURST).unwrap_or(std::num::NonZeroU32::MIN));
+        Self { limiter: governor::RateLimiter::hashmap_with_clock(quota, AppClock(clock)) }
+    }
+
+    /// Takes one try for `key`: `false` when the account's rate is spent.
+    pub fn take(&self, key: String) -> bool {
+        if self.limiter.len() > 100_000 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&key).is_ok()
+    }
+}
+
+/// Where a request comes from: the address of the connection as the server accepted it (never
+/// a header a client can write). Tries at a credential are counted per account and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Client {
+    pub address: Option<std::net::IpAddr>,
+}
+
+impl Client {
+    pub fn at(address: std::net::IpAddr) -> Self {
+        Self { address: Some(address) }
+    }
+    /// The key tries are counted under: the address, or "unknown" when the server had none
+    /// (in-process calls and tests).
+    pub fn key(&self) -> String {
+        self.address.map_or_else(|| "unknown".to_owned(), |a| a.to_string())
+    }
+}
+
 fn secret_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }

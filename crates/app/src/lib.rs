@@ -129,12 +129,23 @@ pub struct App {
     nhs_login: Option<Arc<nhs_login::NhsLogin>>,
     notify_callback_token: Option<Arc<str>>,
     letters_by_notify: bool,
+    /// Tries at each account's credentials, across every address (ASVS 2.2.1): a try beyond
+    /// the account's rate is refused unchecked, answered like a wrong one.
+    account_tries: Arc<auth::AccountTries>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
         let audit = AuditWriter::start(store.clone());
-        Self { store, audit, clock, nhs_login: None, notify_callback_token: None, letters_by_notify: false }
+        Self {
+            store,
+            audit,
+            nhs_login: None,
+            notify_callback_token: None,
+            letters_by_notify: false,
+            account_tries: Arc::new(auth::AccountTries::new(clock.clone())),
+            clock,
+        }
     }
 
     /// Letters go out through GOV.UK Notify; without it, the practice prints and posts them.
@@ -145,6 +156,7 @@ impl App {
 
     /// The same application on another clock (the demo's "days ahead", and tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.account_tries = Arc::new(auth::AccountTries::new(clock.clone()));
         self.clock = clock;
         self
     }

@@ -9,7 +9,7 @@
 //! The browser holds `p1_<practice id><session id><secret>`; the store keeps only the secret's
 //! SHA-256.
 
-use crate::auth::{hash_password, verify_password};
+use crate::auth::{hash_password_off_thread, verify_password_off_thread, Client, NO_ACCOUNT_HASH};
 use crate::record::{decode_cursor, PageRequest};
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use caldicott_core::access::*;
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
+use caldicott_core::credentials::{check_new_password, Subject, TotpLogin, PASSWORD_MAX_CHARS};
 use caldicott_core::entry::{Entry, Section};
 use caldicott_core::ids::*;
 use caldicott_core::online::*;
@@ -32,7 +33,12 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 const PREFIX: &str = "p1_";
-const WRONG_CREDENTIALS: &str = "The username or password is not right. Check them and try again.";
+/// One answer for a wrong password, an unknown username and a try made too soon after others.
+const WRONG_CREDENTIALS: &str =
+    "The username or password is not right, or there have been several wrong tries: wait a minute, then try again.";
+/// One answer for a wrong code, a code used before and a try made too soon after others.
+const WRONG_CODE: &str = "That code is not right, or it has been used already, or there have been several wrong \
+tries: wait a minute, then enter the code your app shows now.";
 const NOT_MATCHED: &str =
     "These details do not match our records. Check the letter from your practice, your last name and your date of birth.";
 /// Letters and digits that cannot be mistaken for one another on a printed letter.
@@ -363,11 +369,8 @@ impl App {
                 message: "Choose a username of 3 to 64 letters, digits, dots, dashes or @".into(),
             });
         }
-        if s.password.chars().count() < 12 {
-            problems.push(FieldProblem {
-                field: "password",
-                message: "Choose a password of at least 12 characters".into(),
-            });
+        if let Err(message) = check_new_password(&s.password) {
+            problems.push(FieldProblem { field: "password", message });
         }
         let dob = match (
             s.birth_day.trim().parse::<u32>(),
@@ -421,7 +424,7 @@ impl App {
         let login = PatientLogin {
             account: account.id,
             username: username.clone(),
-            password_hash: hash_password(&s.password)?,
+            password_hash: hash_password_off_thread(&s.password).await?,
             failed_sign_ins: 0,
             locked_until: None,
             totp_secret: None,
@@ -494,66 +497,46 @@ impl App {
         Ok(format!("{PREFIX}{}{}{secret}", practice.id.as_uuid().simple(), session.id.as_uuid().simple()))
     }
 
-    /// Signs a patient in with a local account. Five failures lock it for a quarter of an hour.
-    /// With two-step sign-in on, the session waits for an authenticator code.
+    /// Signs a patient in with a local account. The try is claimed before the password is
+    /// checked; wrong tries make the next one from the same address wait longer (never a
+    /// lock-out). With two-step sign-in on, the session waits for an authenticator code.
     pub async fn patient_sign_in(
         &self,
         ods: Option<&str>,
         username: &str,
         password: &str,
+        from: &Client,
     ) -> AppResult<PatientSignInStep> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(AppError::BadRequest("Enter your username and password".into()));
         }
-        let practice = self.sign_in_practice(ods).await?;
-        let now = self.now();
-        let found = self.store.patient_login(practice.id, &username.trim().to_ascii_lowercase()).await?;
-        let Some((login, account)) = found else {
-            let _ = verify_password(
-                password,
-                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$dGhpc2lzbm90YXJlYWxoYXNoYXRhbGwxMjM0NTY3OA",
-            );
+        if password.chars().count() > PASSWORD_MAX_CHARS {
             return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
-        };
+        }
+        let practice = self.sign_in_practice(ods).await?;
+        let subject = Subject::patient(username);
+        let claimed = self.claim_try(practice.id, &subject, from).await?;
+        let found = self.store.patient_login(practice.id, &username.trim().to_ascii_lowercase()).await?;
+        let hash = found.as_ref().filter(|_| claimed).map_or(NO_ACCOUNT_HASH, |(l, _)| l.password_hash.as_str());
+        let right = verify_password_off_thread(password, hash).await && claimed && found.is_some();
+        let Some((login, account)) = found else { return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into())) };
         let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
-        if login.is_locked_at(now) {
+        if !right {
+            let why = if claimed { "wrong password" } else { "try refused unchecked: waiting after wrong tries" };
             let audit = self.patient_audit(
                 actor,
                 Some(account.holder),
                 Action::PatientSignInFailed,
                 format!("account/{}", account.id),
                 Outcome::Denied,
-                "account locked",
+                format!("{why}; from {}", from.key()),
             );
             self.audit.record(practice.id, audit).await?;
-            return Err(AppError::Forbidden(
-                "This account is locked after 5 failed attempts. Try again in 15 minutes, or contact the practice."
-                    .into(),
-            ));
-        }
-        if !verify_password(password, &login.password_hash) {
-            let (failed, until) = login.after_failure(now);
-            let audit = self.patient_audit(
-                actor,
-                Some(account.holder),
-                Action::PatientSignInFailed,
-                format!("account/{}", account.id),
-                Outcome::Denied,
-                "wrong password",
-            );
-            self.store.set_patient_login_failures(practice.id, account.id, failed, until, &audit).await?;
             return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
         }
-        if login.failed_sign_ins > 0 {
-            let audit = self.patient_audit(
-                actor,
-                Some(account.holder),
-                Action::PatientSignIn,
-                format!("account/{}", account.id),
-                Outcome::Success,
-                "failure count cleared",
-            );
-            self.store.set_patient_login_failures(practice.id, account.id, 0, None, &audit).await?;
+        let needs_code = login.totp_confirmed && login.totp_secret.is_some();
+        if !needs_code {
+            self.clear_tries(practice.id, &subject, from).await?;
         }
         let patient = self
             .store
@@ -561,14 +544,13 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Unauthenticated(WRONG_CREDENTIALS.into()))?;
         let who = PatientPrincipal::of(practice.id, &account, &patient);
-        let needs_code = login.totp_confirmed && login.totp_secret.is_some();
         let stage = if needs_code { SessionStage::SecondFactor } else { SessionStage::SignedIn };
         Ok(PatientSignInStep { cookie: self.new_patient_session(&practice, &who, stage).await?, needs_code })
     }
 
     /// Step two of a two-step sign-in: the authenticator code. A new signed-in session replaces
     /// the waiting one (the cookie changes).
-    pub async fn patient_second_factor(&self, cookie: &str, code: &str) -> AppResult<String> {
+    pub async fn patient_second_factor(&self, cookie: &str, code: &str, from: &Client) -> AppResult<String> {
         let expired = || AppError::Unauthenticated("Your sign-in took too long. Sign in again.".into());
         let (practice_id, session_id, secret) = parse_cookie(cookie).ok_or_else(expired)?;
         let (session, account) = self.store.patient_session(practice_id, session_id).await?.ok_or_else(expired)?;
@@ -581,28 +563,26 @@ impl App {
         }
         let login = self.store.patient_login_of(practice_id, account.id).await?.ok_or_else(expired)?;
         let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
-        if login.is_locked_at(now) {
-            return Err(AppError::Forbidden(
-                "This account is locked after 5 failed attempts. Try again in 15 minutes, or contact the practice."
-                    .into(),
-            ));
-        }
         let secret = login.totp_secret.clone().ok_or_else(expired)?;
-        if !crate::session::code_is_valid(&secret, code, now)? {
-            let (failed, until) = login.after_failure(now);
+        let subject = Subject::patient(&login.username);
+        let verdict = if self.claim_try(practice_id, &subject, from).await? {
+            self.accept_code(practice_id, TotpLogin::Patient(account.id), &secret, code).await?
+        } else {
+            Err("try refused unchecked: waiting after wrong tries")
+        };
+        if let Err(why) = verdict {
             let audit = self.patient_audit(
                 actor,
                 Some(account.holder),
                 Action::PatientSignInFailed,
                 format!("account/{}", account.id),
                 Outcome::Denied,
-                "wrong code",
+                format!("{why}; from {}", from.key()),
             );
-            self.store.set_patient_login_failures(practice_id, account.id, failed, until, &audit).await?;
-            return Err(AppError::Unauthenticated(
-                "That security code is not right. Enter the 6-digit code your authenticator app shows now.".into(),
-            ));
+            self.audit.record(practice_id, audit).await?;
+            return Err(AppError::Unauthenticated(WRONG_CODE.into()));
         }
+        self.clear_tries(practice_id, &subject, from).await?;
         let audit = self.patient_audit(
             actor,
             Some(account.holder),
@@ -655,20 +635,21 @@ impl App {
     }
 
     /// Confirms the authenticator with a code from it: from now on sign-in asks for a code.
-    pub async fn two_step_confirm(&self, me: &PatientPrincipal, code: &str) -> AppResult<()> {
-        let secret = self.two_step_secret(me, code, false).await?;
+    pub async fn two_step_confirm(&self, me: &PatientPrincipal, code: &str, from: &Client) -> AppResult<()> {
+        let secret = self.two_step_secret(me, code, false, from).await?;
         self.set_two_step(me, Some(&secret), "two-step sign-in on").await
     }
 
     /// Turns two-step sign-in off, with a current code as proof.
-    pub async fn two_step_off(&self, me: &PatientPrincipal, code: &str) -> AppResult<()> {
-        self.two_step_secret(me, code, true).await?;
+    pub async fn two_step_off(&self, me: &PatientPrincipal, code: &str, from: &Client) -> AppResult<()> {
+        self.two_step_secret(me, code, true, from).await?;
         self.set_two_step(me, None, "two-step sign-in off").await
     }
 
     /// The authenticator secret of the signed-in patient's login, once `code` proves it (`on`:
-    /// two-step sign-in must already be on).
-    async fn two_step_secret(&self, me: &PatientPrincipal, code: &str, on: bool) -> AppResult<String> {
+    /// two-step sign-in must already be on). The code is a try like a sign-in's: claimed first,
+    /// and accepted once.
+    async fn two_step_secret(&self, me: &PatientPrincipal, code: &str, on: bool, from: &Client) -> AppResult<String> {
         let login = self
             .store
             .patient_login_of(me.practice, me.account)
@@ -679,11 +660,25 @@ impl App {
             .clone()
             .filter(|_| login.totp_confirmed == on)
             .ok_or_else(|| AppError::Conflict(if on { "two-step sign-in is off" } else { "start again" }.into()))?;
-        if !crate::session::code_is_valid(&secret, code, self.now())? {
-            return Err(AppError::BadRequest(
-                "That code is not right. Enter the 6-digit code your app shows now.".into(),
-            ));
+        let subject = Subject::patient(&login.username);
+        let verdict = if self.claim_try(me.practice, &subject, from).await? {
+            self.accept_code(me.practice, TotpLogin::Patient(me.account), &secret, code).await?
+        } else {
+            Err("try refused unchecked: waiting after wrong tries")
+        };
+        if let Err(why) = verdict {
+            let audit = self.patient_audit(
+                me.actor(None),
+                Some(me.holder),
+                Action::PatientSignInFailed,
+                format!("account/{}", me.account),
+                Outcome::Denied,
+                format!("two-step {}: {why}; from {}", if on { "off" } else { "on" }, from.key()),
+            );
+            self.audit.record(me.practice, audit).await?;
+            return Err(AppError::BadRequest(WRONG_CODE.into()));
         }
+        self.clear_tries(me.practice, &subject, from).await?;
         Ok(secret)
     }
 

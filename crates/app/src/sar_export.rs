@@ -848,18 +848,48 @@ impl App {
 
     /// Confirms a member of staff's password before a sensitive step (ASVS 7.5.3). A wrong
     /// password is audited and refused.
-    pub async fn confirm_password(&self, who: &StaffPrincipal, password: &str, why: &str) -> AppResult<()> {
+    /// The re-check is a try at the password like a sign-in's: claimed first, and refused
+    /// unchecked while a wait from wrong tries is due.
+    pub async fn confirm_password(
+        &self,
+        who: &StaffPrincipal,
+        password: &str,
+        why: &str,
+        from: &crate::auth::Client,
+    ) -> AppResult<()> {
         let staff = self
             .store
             .staff_member(who.practice, who.staff)
             .await?
             .ok_or_else(|| AppError::Unauthenticated("Sign in again".into()))?;
-        if crate::auth::verify_password(password, &staff.password_hash) {
+        let subject = caldicott_core::credentials::Subject::staff(&staff.username);
+        let claimed = self.claim_try(who.practice, &subject, from).await?;
+        let right = password.chars().count() <= caldicott_core::credentials::PASSWORD_MAX_CHARS
+            && crate::auth::verify_password_off_thread(
+                password,
+                if claimed { &staff.password_hash } else { crate::auth::NO_ACCOUNT_HASH },
+            )
+            .await
+            && claimed;
+        if right {
+            self.clear_tries(who.practice, &subject, from).await?;
             return Ok(());
         }
-        let audit = self.audit_record(who, None, Action::SarExport, why, Outcome::Denied, "password not confirmed");
+        let detail =
+            if claimed { "password not confirmed" } else { "try refused unchecked: waiting after wrong tries" };
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::SarExport,
+            why,
+            Outcome::Denied,
+            format!("{detail}; from {}", from.key()),
+        );
         self.audit.record(who.practice, audit).await?;
-        Err(AppError::Unauthenticated("That is not your password. Enter it again to release the export.".into()))
+        Err(AppError::Unauthenticated(
+            "That is not your password, or there have been several wrong tries: wait a minute, then enter it again to release the export."
+                .into(),
+        ))
     }
 
     /// Makes the release: the PDF and the FHIR Bundle from the same reviewed items, recorded

@@ -5,11 +5,12 @@
 //! The browser holds `s1_<practice id><session id><secret>`; the server keeps only the
 //! SHA-256 of the secret, so a copy of the database cannot be used to sign in.
 
-use crate::auth::verify_password;
+use crate::auth::{verify_password_off_thread, Client, NO_ACCOUNT_HASH};
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
+use caldicott_core::credentials::{Subject, TotpLogin, PASSWORD_MAX_CHARS};
 use caldicott_core::ids::*;
 use caldicott_core::practice::{OdsCode, Practice};
 use caldicott_core::staff::*;
@@ -24,8 +25,13 @@ const PREFIX: &str = "s1_";
 const SECOND_FACTOR_WINDOW: Duration = Duration::minutes(10);
 /// A session's last-seen time is written at most this often.
 const TOUCH_EVERY: Duration = Duration::seconds(60);
-const WRONG_CREDENTIALS: &str = "The practice code, username or password is not right. Check them and try again.";
-const WRONG_CODE: &str = "That security code is not right. Enter the 6-digit code your authenticator app shows now.";
+/// One answer for a wrong password, an unknown username and a try made too soon after others:
+/// the same words, after the same work (ASVS 2.2.1, 2.5.2).
+pub const WRONG_CREDENTIALS: &str = "The practice code, username or password is not right, or there have been \
+several wrong tries: wait a minute, then try again.";
+/// One answer for a wrong code, a code used before and a try made too soon after others.
+pub const WRONG_CODE: &str = "That security code is not right, or it has been used already, or there have been \
+several wrong tries: wait a minute, then enter the code your authenticator app shows now.";
 
 fn random_token(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
@@ -43,14 +49,20 @@ fn totp(secret_b32: &str) -> AppResult<Totp> {
     Builder::new().with_secret(secret).build().map_err(|e| AppError::Internal(format!("TOTP: {e:?}")))
 }
 
-/// Whether `code` is the TOTP code for `secret_b32` at `now`, allowing one 30-second step of
-/// clock difference either way.
-pub fn code_is_valid(secret_b32: &str, code: &str, now: DateTime<Utc>) -> AppResult<bool> {
+/// The time step `code` is the TOTP code of, for `secret_b32` at `now`, allowing one 30-second
+/// step of clock difference either way; `None` when it is not a current code. A step may be
+/// used once ([`App::accept_code`]).
+pub fn code_step(secret_b32: &str, code: &str, now: DateTime<Utc>) -> AppResult<Option<i64>> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(totp(secret_b32)?.check(&code, u64::try_from(now.timestamp()).unwrap_or(0)).is_some())
+    Ok(totp(secret_b32)?.check(&code, u64::try_from(now.timestamp()).unwrap_or(0)).and_then(|s| i64::try_from(s).ok()))
+}
+
+/// Whether `code` is a current TOTP code for `secret_b32` (whether or not used before).
+pub fn code_is_valid(secret_b32: &str, code: &str, now: DateTime<Utc>) -> AppResult<bool> {
+    Ok(code_step(secret_b32, code, now)?.is_some())
 }
 
 /// The current code for a secret (for tests and for the demo's instructions).
@@ -171,32 +183,73 @@ impl App {
         }
     }
 
-    /// Step one: the password. On success, a second-factor session starts.
-    pub async fn sign_in(&self, ods: Option<&str>, username: &str, password: &str) -> AppResult<SessionStart> {
+    /// Claims one try at `subject`'s credential from `from` (counted as failed until the sign-in
+    /// completes): `false` when a wait from earlier failures is due and the credential must not
+    /// be checked at all.
+    pub(crate) async fn claim_try(&self, practice: PracticeId, subject: &Subject, from: &Client) -> AppResult<bool> {
+        let Some(claim) = self.store.claim_credential_try(practice, subject, &from.key(), self.now()).await? else {
+            return Ok(false);
+        };
+        // An address the account signed in from before is not held to the account-wide rate,
+        // which an attacker elsewhere could spend: they are slowed, the clinician is not.
+        Ok(claim.known_address || self.account_tries.take(format!("{practice}/{}", subject.as_str())))
+    }
+
+    /// The credential was right and the sign-in is complete: tries from this address count
+    /// from nothing again.
+    pub(crate) async fn clear_tries(&self, practice: PracticeId, subject: &Subject, from: &Client) -> AppResult<()> {
+        Ok(self.store.clear_credential_tries(practice, subject, &from.key(), self.now()).await?)
+    }
+
+    /// Checks an authenticator code and accepts its time step once (RFC 6238 5.2), after a
+    /// claimed try. `Err(why)` for the audit when it is not accepted.
+    pub(crate) async fn accept_code(
+        &self,
+        practice: PracticeId,
+        login: TotpLogin,
+        secret: &str,
+        code: &str,
+    ) -> AppResult<Result<(), &'static str>> {
+        let Some(step) = code_step(secret, code, self.now())? else { return Ok(Err("wrong code")) };
+        if !self.store.use_totp_step(practice, login, step).await? {
+            return Ok(Err("code used before"));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Step one: the password. On success, a second-factor session starts. The try is claimed
+    /// before the password is checked, and a try made while a wait is due is refused unchecked
+    /// with the same answer as a wrong password.
+    pub async fn sign_in(
+        &self,
+        ods: Option<&str>,
+        username: &str,
+        password: &str,
+        from: &Client,
+    ) -> AppResult<SessionStart> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(AppError::BadRequest("Enter your username and password".into()));
         }
+        if password.chars().count() > PASSWORD_MAX_CHARS {
+            return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
+        }
         let practice = self.sign_in_practice(ods).await?;
-        let now = self.now();
+        let subject = Subject::staff(username);
+        let claimed = self.claim_try(practice.id, &subject, from).await?;
         let staff = match normalise_username(username) {
-            Some(u) => self.store.staff_by_username(practice.id, &u).await?,
+            Some(u) => self.store.staff_by_username(practice.id, &u).await?.filter(|s| s.active),
             None => None,
         };
-        let Some(staff) = staff.filter(|s| s.active) else {
-            // Spend the same time as a real check, so that timing does not reveal usernames.
-            let _ = verify_password(
-                password,
-                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$dGhpc2lzbm90YXJlYWxoYXNoYXRhbGwxMjM0NTY3OA",
-            );
-            return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
-        };
-        if staff.sign_in.is_locked_at(now) {
-            let audit = self.staff_audit(&staff, Action::SignInFailed, Outcome::Denied, "account locked");
+        // The same work whatever the case: one hash check.
+        let hash = staff.as_ref().filter(|_| claimed).map_or(NO_ACCOUNT_HASH, |s| s.password_hash.as_str());
+        let right = verify_password_off_thread(password, hash).await && claimed && staff.is_some();
+        let Some(staff) = staff else { return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into())) };
+        if !right {
+            let why = if claimed { "wrong password" } else { "try refused unchecked: waiting after wrong tries" };
+            let audit =
+                self.staff_audit(&staff, Action::SignInFailed, Outcome::Denied, format!("{why}; from {}", from.key()));
             self.audit.record(practice.id, audit).await?;
-            return Err(locked(&staff.sign_in));
-        }
-        if !verify_password(password, &staff.password_hash) {
-            return Err(self.fail(&staff, "wrong password").await);
+            return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
         }
         let mut state = staff.sign_in.clone();
         let next = match (&state.totp_secret, state.totp_confirmed) {
@@ -233,23 +286,6 @@ impl App {
         Ok(SessionStart { cookie, next })
     }
 
-    async fn fail(&self, staff: &StaffMember, why: &str) -> AppError {
-        let now = self.now();
-        let state = staff.sign_in.after_failure(now);
-        let (action, outcome) = if state.is_locked_at(now) {
-            (Action::SignInLocked, Outcome::Denied)
-        } else {
-            (Action::SignInFailed, Outcome::Denied)
-        };
-        let audit = self.staff_audit(staff, action, outcome, why);
-        match self.store.set_sign_in_state(staff.practice, staff.id, &state, &audit).await {
-            Err(e) => e.into(),
-            Ok(()) if state.is_locked_at(now) => locked(&state),
-            Ok(()) if why == "wrong code" => AppError::Unauthenticated(WRONG_CODE.into()),
-            Ok(()) => AppError::Unauthenticated(WRONG_CREDENTIALS.into()),
-        }
-    }
-
     async fn load_session(&self, cookie: &str) -> AppResult<(StaffSession, StaffMember)> {
         let expired = || AppError::Unauthenticated("Your session has ended. Sign in again.".into());
         let c = parse_cookie(cookie).ok_or_else(expired)?;
@@ -281,20 +317,28 @@ impl App {
     }
 
     /// Step two: the code. On success the pending session is replaced by a new signed-in one
-    /// (a new id and secret: the cookie changes at sign-in).
-    pub async fn second_factor(&self, cookie: &str, code: &str) -> AppResult<String> {
+    /// (a new id and secret: the cookie changes at sign-in). A code is accepted once; a wrong
+    /// code is a failed try like a wrong password.
+    pub async fn second_factor(&self, cookie: &str, code: &str, from: &Client) -> AppResult<String> {
         let (session, staff) = self.load_session(cookie).await?;
         if session.stage != SessionStage::SecondFactor {
             return Err(AppError::Conflict("already signed in".into()));
         }
-        if staff.sign_in.is_locked_at(self.now()) {
-            return Err(locked(&staff.sign_in));
-        }
         let secret =
             staff.sign_in.totp_secret.clone().ok_or_else(|| AppError::Conflict("no second factor to check".into()))?;
-        if !code_is_valid(&secret, code, self.now())? {
-            return Err(self.fail(&staff, "wrong code").await);
+        let subject = Subject::staff(&staff.username);
+        let verdict = if self.claim_try(staff.practice, &subject, from).await? {
+            self.accept_code(staff.practice, TotpLogin::Staff(staff.id), &secret, code).await?
+        } else {
+            Err("try refused unchecked: waiting after wrong tries")
+        };
+        if let Err(why) = verdict {
+            let audit =
+                self.staff_audit(&staff, Action::SignInFailed, Outcome::Denied, format!("{why}; from {}", from.key()));
+            self.audit.record(staff.practice, audit).await?;
+            return Err(AppError::Unauthenticated(WRONG_CODE.into()));
         }
+        self.clear_tries(staff.practice, &subject, from).await?;
         let mut state = staff.sign_in.after_success();
         let enrolled = !state.totp_confirmed;
         state.totp_confirmed = true;
@@ -350,13 +394,6 @@ impl App {
         self.store.end_session(staff.practice, session.id, self.now(), &audit).await?;
         Ok(())
     }
-}
-
-fn locked(state: &SignInState) -> AppError {
-    let until = state.locked_until.map(|t| t.format("%H:%M UTC").to_string()).unwrap_or_default();
-    AppError::Forbidden(format!(
-        "This account is locked after {MAX_FAILED_SIGN_INS} failed attempts. Try again after {until}, or ask an administrator."
-    ))
 }
 
 #[cfg(test)]

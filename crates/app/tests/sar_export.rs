@@ -235,8 +235,13 @@ async fn a_request_is_answered_with_everything_but_what_was_withheld(t: &TestSto
     let r = app.sar_review(&manager, solicitor.id).await.unwrap();
     assert!(!r.blockers.iter().any(|b| b.contains("authority")));
     // Re-authentication: a wrong password is refused and audited.
-    assert!(matches!(app.confirm_password(&manager, "wrong", "sar/x").await, Err(AppError::Unauthenticated(_))));
-    app.confirm_password(&manager, "a long test password", "sar/x").await.unwrap();
+    assert!(matches!(
+        app.confirm_password(&manager, "wrong", "sar/x", &caldicott_app::auth::Client::default()).await,
+        Err(AppError::Unauthenticated(_))
+    ));
+    app.confirm_password(&manager, "a long test password", "sar/x", &caldicott_app::auth::Client::default())
+        .await
+        .unwrap();
     // Administrators and ICB analysts have no part in it.
     let analyst = auth::authenticate(&app, &tp.analyst_token).await.unwrap();
     assert!(matches!(app.sar_review(&analyst, sar.id).await, Err(AppError::Forbidden(_))));

@@ -569,7 +569,9 @@ async fn serve(
         });
     }
     tracing::info!("caldicott listening on http://{bound}/");
-    axum::serve(listener, caldicott_web::router(app))
+    // The connection's address reaches the handlers (tries are counted per address); headers
+    // such as X-Forwarded-For are never read for it.
+    axum::serve(listener, caldicott_web::router(app).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

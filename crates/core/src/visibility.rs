@@ -339,10 +339,9 @@ impl AccessPolicy {
                                 .filter(|g| g.level <= own.level)
                                 .map(|g| (g.level, g.from, GrantSource::Manual, manual_reaches)),
                         );
-                        if !grants.iter().any(|(level, ..)| *level == own.level) {
-                            // A level set without its own start date reaches from the day it was set.
-                            grants.push((own.level, RecordFrom::Date(own.set_on), GrantSource::Manual, manual_reaches));
-                        }
+                        // The own level reaches at least from the day it was set, whatever later start a
+                        // grant at the same level has (raising a level never narrows it).
+                        grants.push((own.level, RecordFrom::Date(own.set_on), GrantSource::Manual, manual_reaches));
                         own_level = Some((own.level, own.set_on));
                     }
                     None => {

@@ -219,6 +219,38 @@ pub trait Store:
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
+    // --- Tries at a credential (ASVS 2.2.1) ------------------------------------------------
+    /// Claims one try at `subject`'s credential from `address` at `now`, counting it as a
+    /// failure until [`Store::clear_credential_tries`]: in one statement, refused (`None`) while
+    /// a wait from earlier failures is due, so parallel tries cannot share one count. `Some`:
+    /// the tries since the last success, and whether a sign-in completed from this address; the
+    /// wait before the next try is set in the same transaction
+    /// ([`caldicott_core::credentials::wait_after`]).
+    async fn claim_credential_try(
+        &self,
+        practice: PracticeId,
+        subject: &caldicott_core::credentials::Subject,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<caldicott_core::credentials::Claim>>;
+    /// The sign-in completed: tries from this address count from nothing again, and the
+    /// address is known to the account from `now`.
+    async fn clear_credential_tries(
+        &self,
+        practice: PracticeId,
+        subject: &caldicott_core::credentials::Subject,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Accepts an authenticator code's time step once: `false` when that step, or a later
+    /// one, was accepted for this login before (RFC 6238 5.2).
+    async fn use_totp_step(
+        &self,
+        practice: PracticeId,
+        login: caldicott_core::credentials::TotpLogin,
+        step: i64,
+    ) -> StoreResult<bool>;
+
     // --- Staff sign-in and sessions --------------------------------------------------------
     /// Records a member of staff's TOTP secret, failure count and lock, with its audit event.
     async fn set_sign_in_state(

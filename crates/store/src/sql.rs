@@ -872,6 +872,100 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn claim_credential_try(
+                &self,
+                practice: PracticeId,
+                subject: &caldicott_core::credentials::Subject,
+                address: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<caldicott_core::credentials::Claim>> {
+                let now_ms = now.timestamp_millis();
+                let mut tx = self.begin().await?;
+                // One statement claims the try: a row whose wait is still due is not updated and
+                // returns nothing. A count untouched for a day starts again.
+                let claimed: Option<(i64, i64)> = sqlx::query_as(
+                    "INSERT INTO credential_tries (practice_id, subject, address, failures, wait_until_ms, last_try_ms) \
+                     VALUES ($1, $2, $3, 1, $4, $4) \
+                     ON CONFLICT (practice_id, subject, address) DO UPDATE SET \
+                     failures = CASE WHEN credential_tries.last_try_ms < $4 - 86400000 THEN 1 ELSE credential_tries.failures + 1 END, \
+                     last_try_ms = $4 \
+                     WHERE credential_tries.wait_until_ms <= $4 \
+                     RETURNING failures, succeeded_ms",
+                )
+                .bind(practice.as_uuid())
+                .bind(subject.as_str())
+                .bind(address)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                let Some((n, succeeded_ms)) = claimed else {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(None);
+                };
+                let wait = caldicott_core::credentials::wait_after(n).num_milliseconds();
+                sqlx::query(
+                    "UPDATE credential_tries SET wait_until_ms = $1 WHERE practice_id = $2 AND subject = $3 AND address = $4",
+                )
+                .bind(now_ms + wait)
+                .bind(practice.as_uuid())
+                .bind(subject.as_str())
+                .bind(address)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                let known_after = now_ms - caldicott_core::credentials::KNOWN_ADDRESS_FOR.num_milliseconds();
+                Ok(Some(caldicott_core::credentials::Claim { failures: n, known_address: succeeded_ms > known_after }))
+            }
+
+            async fn clear_credential_tries(
+                &self,
+                practice: PracticeId,
+                subject: &caldicott_core::credentials::Subject,
+                address: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "UPDATE credential_tries SET failures = 0, wait_until_ms = 0, succeeded_ms = $1 \
+                     WHERE practice_id = $2 AND subject = $3 AND address = $4",
+                )
+                    .bind(now.timestamp_millis())
+                    .bind(practice.as_uuid())
+                    .bind(subject.as_str())
+                    .bind(address)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn use_totp_step(
+                &self,
+                practice: PracticeId,
+                login: caldicott_core::credentials::TotpLogin,
+                step: i64,
+            ) -> StoreResult<bool> {
+                use caldicott_core::credentials::TotpLogin;
+                let (sql, id) = match login {
+                    TotpLogin::Staff(s) => (
+                        "UPDATE staff SET totp_last_step = $1 WHERE practice_id = $2 AND id = $3 \
+                         AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                        s.as_uuid(),
+                    ),
+                    TotpLogin::Patient(a) => (
+                        "UPDATE patient_login SET totp_last_step = $1 WHERE practice_id = $2 AND account_id = $3 \
+                         AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                        a.as_uuid(),
+                    ),
+                };
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(sql).bind(step).bind(practice.as_uuid()).bind(id).execute(&mut *tx).await.map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn set_sign_in_state(&self, practice: PracticeId, staff: StaffId, st: &SignInState, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(

@@ -13,8 +13,11 @@ use caldicott_app::{App, AppError};
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route("/links", post(link))
-        .route("/links/nhs-login", post(link_with_nhs_login))
+        .route("/links", post(link).layer(axum::middleware::from_fn(crate::throttle::machines)))
+        .route(
+            "/links/nhs-login",
+            post(link_with_nhs_login).layer(axum::middleware::from_fn(crate::throttle::machines)),
+        )
         .route("/link", get(link_status))
 }
 

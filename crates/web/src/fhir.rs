@@ -20,7 +20,7 @@ pub const BASE: &str = "/fhir/r4";
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/metadata", get(metadata))
-        .route("/token", post(token))
+        .route("/token", post(token).layer(axum::middleware::from_fn(crate::throttle::fhir_machines)))
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .route("/Patient/{id}/$everything", get(everything))
         .route("/{resource}", get(search).post(create))

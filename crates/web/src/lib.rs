@@ -21,6 +21,7 @@ mod portal;
 mod sar_export;
 mod sars;
 mod staff_work;
+pub mod throttle;
 mod update_record_api;
 
 use axum::http::{header, HeaderValue};
@@ -52,6 +53,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api::routes())
         .nest(fhir::BASE, fhir::routes())
         .fallback(error::unknown_route)
+        .layer(axum::Extension(std::sync::Arc::new(throttle::Throttles::new())))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

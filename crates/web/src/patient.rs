@@ -30,12 +30,24 @@ pub const PATIENT_COOKIE: &str = "__Host-caldicott-patient";
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/my", get(home))
-        .route("/my/sign-in", get(sign_in_page).post(sign_in))
-        .route("/my/sign-in/code", get(code_page).post(code))
-        .route("/my/security", get(security).post(change_security))
+        .route(
+            "/my/sign-in",
+            get(sign_in_page).post(sign_in).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
+        .route(
+            "/my/sign-in/code",
+            get(code_page).post(code).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
+        .route(
+            "/my/security",
+            get(security).post(change_security).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
         .route("/my/sign-in/nhs-login", get(nhs_login_start))
         .route("/my/sign-in/nhs-login/callback", get(nhs_login_callback))
-        .route("/my/sign-up", get(sign_up_page).post(sign_up))
+        .route(
+            "/my/sign-up",
+            get(sign_up_page).post(sign_up).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
         .route("/my/sign-out", axum::routing::post(sign_out))
         .route("/my/record", get(record))
         .route("/my/activity", get(activity))
@@ -161,12 +173,16 @@ fn signed_in_response(cookie_value: &str) -> Response {
 
 async fn sign_in(
     State(app): State<App>,
+    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else { return forbidden_form() };
     let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
-    match app.patient_sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password).await {
+    match app
+        .patient_sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password, &from)
+        .await
+    {
         Ok(step) if step.needs_code => {
             let mut res = Redirect::to("/my/sign-in/code").into_response();
             res.headers_mut().append(header::SET_COOKIE, set_cookie(PATIENT_COOKIE, &step.cookie));
@@ -1025,11 +1041,16 @@ struct CodeForm {
     code: String,
 }
 
-async fn code(State(app): State<App>, headers: HeaderMap, form: Result<Form<CodeForm>, FormRejection>) -> Response {
+async fn code(
+    State(app): State<App>,
+    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<CodeForm>, FormRejection>,
+) -> Response {
     let Ok(Form(f)) = form else { return forbidden_form() };
     let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
     let Some(pending) = cookie(&headers, PATIENT_COOKIE) else { return Redirect::to("/my/sign-in").into_response() };
-    match app.patient_second_factor(&pending, &f.code).await {
+    match app.patient_second_factor(&pending, &f.code, &from).await {
         Ok(c) => signed_in_response(&c),
         Err(e @ AppError::Unauthenticated(_)) if e.to_string().contains("code") => {
             let page = CodePage { me: None, csrf, errors: vec![FieldError { field: "code", message: e.to_string() }] };
@@ -1094,6 +1115,7 @@ struct SecurityForm {
 
 async fn change_security(
     State(app): State<App>,
+    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
     Patient(me): Patient,
     form: Result<Form<SecurityForm>, FormRejection>,
 ) -> Response {
@@ -1108,8 +1130,8 @@ async fn change_security(
             }
             Err(e) => Err(e),
         },
-        "confirm" => app.two_step_confirm(&me.who, &f.code).await.map(|()| "on"),
-        "off" => app.two_step_off(&me.who, &f.code).await.map(|()| "off"),
+        "confirm" => app.two_step_confirm(&me.who, &f.code, &from).await.map(|()| "on"),
+        "off" => app.two_step_off(&me.who, &f.code, &from).await.map(|()| "off"),
         _ => Err(AppError::BadRequest("Choose what to change".into())),
     };
     match result {

@@ -33,8 +33,14 @@ pub(crate) const SIGN_IN_COOKIE: &str = "__Host-caldicott-sign-in";
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/", get(home))
-        .route("/sign-in", get(sign_in_page).post(sign_in))
-        .route("/sign-in/code", get(code_page).post(code))
+        .route(
+            "/sign-in",
+            get(sign_in_page).post(sign_in).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
+        .route(
+            "/sign-in/code",
+            get(code_page).post(code).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
         .route("/sign-out", axum::routing::post(sign_out))
         .route("/patients/{nhs_number}", get(record))
         .route("/patients/{nhs_number}/online", get(online))
@@ -334,6 +340,7 @@ struct SignInForm {
 
 async fn sign_in(
     State(app): State<App>,
+    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
@@ -342,7 +349,7 @@ async fn sign_in(
     if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
         return forbidden_form();
     }
-    match app.sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password).await {
+    match app.sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password, &from).await {
         Ok(start) => {
             let mut res = Redirect::to("/sign-in/code").into_response();
             res.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &start.cookie));
@@ -421,14 +428,19 @@ struct CodeForm {
     _csrf: String,
 }
 
-async fn code(State(app): State<App>, headers: HeaderMap, form: Result<Form<CodeForm>, FormRejection>) -> Response {
+async fn code(
+    State(app): State<App>,
+    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<CodeForm>, FormRejection>,
+) -> Response {
     let Ok(Form(f)) = form else { return forbidden_form() };
     let Some(session) = cookie(&headers, SESSION_COOKIE) else { return Redirect::to("/sign-in").into_response() };
     let (csrf, _) = sign_in_token(&headers);
     if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
         return forbidden_form();
     }
-    match app.second_factor(&session, &f.code).await {
+    match app.second_factor(&session, &f.code, &from).await {
         Ok(new_session) => {
             let mut res = Redirect::to("/").into_response();
             res.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &new_session));

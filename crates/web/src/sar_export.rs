@@ -32,7 +32,10 @@ pub fn routes() -> Router<App> {
         .route("/sars/{sar}/scope", post(scope))
         .route("/sars/{sar}/export", get(review_page))
         .route("/sars/{sar}/export/decide", post(decide))
-        .route("/sars/{sar}/export/release", post(release))
+        .route(
+            "/sars/{sar}/export/release",
+            post(release).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
         .route("/sars/{sar}/export/jobs/{export}", get(job_page))
         .route("/sars/{sar}/export/jobs/{export}/{format}", post(download))
 }
@@ -296,6 +299,7 @@ struct ReleaseForm {
 /// Starts making the files, once the member of staff has given their password again.
 async fn release(
     State(app): State<App>,
+    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ReleaseForm>, FormRejection>,
@@ -316,7 +320,7 @@ async fn release(
         Ok(_) => {}
         Err(e) => return page_error(Some((&me).into()), e),
     }
-    if let Err(e) = app.confirm_password(&me.who, &f.password, &format!("sar/{uuid}")).await {
+    if let Err(e) = app.confirm_password(&me.who, &f.password, &format!("sar/{uuid}"), &from).await {
         let message = match e {
             AppError::Unauthenticated(m) => m,
             other => return page_error(Some((&me).into()), other),

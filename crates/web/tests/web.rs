@@ -1433,6 +1433,56 @@ both!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_credential_tries_from_one_address_is_answered_429_with_retry_after() {
+    // ASVS 2.2.1 / 11.1.4: per client address, on every route that checks a credential; the
+    // answer is 429 with Retry-After, in each route's own format; another address is not held.
+    use axum::extract::connect_info::MockConnectInfo;
+    use caldicott_web::throttle::Throttles;
+    let t = test_support::sqlite().await.unwrap();
+    let base = caldicott_web::router(app(&t));
+    let from = |ip: [u8; 4]| base.clone().layer(MockConnectInfo(std::net::SocketAddr::from((ip, 40000))));
+    let post = |router: axum::Router, uri: &'static str| async move {
+        let req = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("username=clinician&password=guess"))
+            .unwrap();
+        router.oneshot(req).await.unwrap()
+    };
+    for (n, (uri, (burst, _))) in [
+        ("/sign-in", Throttles::CREDENTIALS),
+        ("/my/sign-in/code", Throttles::CREDENTIALS),
+        ("/fhir/r4/token", Throttles::MACHINES),
+        ("/api/apps/v1/links", Throttles::MACHINES),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The people's routes share one limit per address, as do the machines': each case its own.
+        let attacker = from([192, 0, 2, u8::try_from(n).unwrap() + 1]);
+        for i in 0..burst {
+            let r = post(attacker.clone(), uri).await;
+            assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}: try {i} is within the burst");
+        }
+        let r = post(attacker.clone(), uri).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        let wait: u64 = r.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{uri}: Retry-After {wait}");
+        let kind = r.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        let expected = if uri.starts_with("/fhir") {
+            "application/fhir+json"
+        } else if uri.starts_with("/api") {
+            "application/json"
+        } else {
+            "text/html"
+        };
+        assert!(kind.starts_with(expected), "{uri}: {kind}");
+        // Someone else, elsewhere, is not held back.
+        let r = post(from([198, 51, 100, 7]), uri).await;
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}: another address");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assets_are_served_without_any_other_site() {
     let t = test_support::sqlite().await.unwrap();
     let app = app(&t);
@@ -2049,7 +2099,13 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
 }
 
 async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
-    let app = app(t);
+    // A code is accepted once (RFC 6238 5.2): each step below uses the next 30 seconds' code.
+    let steps = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let start = caldicott_app::fixtures::now();
+    let moved = steps.clone();
+    let now = move || start + chrono::Duration::seconds(30 * moved.load(std::sync::atomic::Ordering::SeqCst));
+    let app = App::new(t.store.clone(), std::sync::Arc::new(now.clone()));
+    let next_step = || steps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
@@ -2063,7 +2119,7 @@ async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
     let secret = between(&enrol.body, "id=\"totp-secret\">", "<").to_owned();
     let wrong = p.post("/my/security", &[("_csrf", &token), ("step", "confirm"), ("code", "000000")]).await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
-    let code = caldicott_app::session::current_code(&secret, caldicott_app::fixtures::now()).unwrap();
+    let code = caldicott_app::session::current_code(&secret, now()).unwrap();
     let on = p.post("/my/security", &[("_csrf", &token), ("step", "confirm"), ("code", &code)]).await;
     assert_eq!(location(&on), "/my/security?done=on");
     // Signing in now needs the code; the waiting session opens nothing.
@@ -2079,13 +2135,18 @@ async fn a_patient_turns_on_two_step_sign_in(t: &TestStore) {
     let token = csrf(&page.body);
     let bad = q.post("/my/sign-in/code", &[("_csrf", &token), ("code", "123456")]).await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
-    let code = caldicott_app::session::current_code(&secret, caldicott_app::fixtures::now()).unwrap();
+    next_step();
+    let code = caldicott_app::session::current_code(&secret, now()).unwrap();
     let ok = q.post("/my/sign-in/code", &[("_csrf", &token), ("code", &code)]).await;
     assert_eq!(location(&ok), "/my");
     assert_eq!(q.get("/my/record").await.status, StatusCode::OK);
     // And off again, with a code.
     let page = q.get("/my/security").await;
     let token = csrf(&page.body);
+    let used = q.post("/my/security", &[("_csrf", &token), ("step", "off"), ("code", &code)]).await;
+    assert_eq!(used.status, StatusCode::BAD_REQUEST, "a code used to sign in does not also turn two-step off");
+    next_step();
+    let code = caldicott_app::session::current_code(&secret, now()).unwrap();
     let off = q.post("/my/security", &[("_csrf", &token), ("step", "off"), ("code", &code)]).await;
     assert_eq!(location(&off), "/my/security?done=off");
 }

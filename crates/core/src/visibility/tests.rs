@@ -1184,9 +1184,8 @@ fn rule_shows(s: &Scenario, e: &Entry, now: DateTime<Utc>) -> bool {
         // The patient's own level, and nothing above it, from each grant's own start.
         let mut ways: Vec<(AccessLevel, RecordFrom)> =
             grants.filter(|g| g.level <= own.level).map(|g| (g.level, g.from)).collect();
-        if !ways.iter().any(|(l, _)| *l == own.level) {
-            ways.push((own.level, RecordFrom::Date(own.set_on)));
-        }
+        // The own level itself reaches from the day it was set.
+        ways.push((own.level, RecordFrom::Date(own.set_on)));
         return own.level != AccessLevel::None && ways.into_iter().any(|(l, f)| reaches(l, f));
     }
     let p = &s.practice;
