@@ -782,6 +782,14 @@ impl App {
                 q.problems.push((listing, why));
             }
         }
+        self.audit_look(
+            who,
+            None,
+            Action::ContactQualityView,
+            "contact-preferences",
+            format!("patients={}", q.problems.len()),
+        )
+        .await?;
         Ok(q)
     }
 }
@@ -789,6 +797,7 @@ impl App {
 /// A message composed from a preset for one patient, before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Composed {
+    pub patient: PatientId,
     pub preset: String,
     pub text: String,
     /// How it would go; `None` when there is no way to reach the patient.
@@ -839,6 +848,7 @@ impl App {
         };
         let (fragments, _) = if channel == Some(Channel::Sms) { sms_fragments(&text) } else { (0, true) };
         Ok(Composed {
+            patient: patient.id,
             preset: chosen.name,
             text,
             channel,
@@ -846,6 +856,21 @@ impl App {
             fragments,
             cost_hundredths: i64::from(fragments) * crate::outbox::sms_fragment_price(),
         })
+    }
+
+    /// The message form for a patient: the composed text and the address it would go to are
+    /// shown, so the look is audited.
+    pub async fn view_compose(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
+        let composed = self.compose(who, nhs, preset).await?;
+        self.audit_look(
+            who,
+            Some(composed.patient),
+            Action::RecordFormView,
+            format!("patient/{}", composed.patient),
+            "form=message",
+        )
+        .await?;
+        Ok(composed)
     }
 
     /// Sends a preset to a patient by the channel `compose` chose: into the outbox, with the

@@ -51,7 +51,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 pub use audit_log::AuditWriter;
-pub use caldicott_store::{PatientListing, RecordImport};
+pub use caldicott_store::{client, PatientListing, RecordImport};
 
 /// Everything a use case can fail with. The web layer maps these to HTTP statuses in one place.
 #[derive(Debug, thiserror::Error)]

@@ -492,6 +492,7 @@ impl App {
     pub async fn inbound_queue(&self, who: &StaffPrincipal) -> AppResult<(Vec<InboundListing>, Vec<InboundListing>)> {
         require_team(who)?;
         let all = self.store.inbound_list(who.practice, &[InboundStatus::Pending, InboundStatus::Unmatched]).await?;
+        self.audit_look(who, None, Action::InboundListView, "inbound-queue", format!("messages={}", all.len())).await?;
         Ok(all.into_iter().partition(|m| m.status == InboundStatus::Pending))
     }
 
@@ -514,6 +515,7 @@ impl App {
             .await?;
         all.reverse();
         all.truncate(200);
+        self.audit_look(who, None, Action::InboundListView, "inbound-log", format!("messages={}", all.len())).await?;
         Ok(all)
     }
 

@@ -569,7 +569,8 @@ async fn serve(
         });
     }
     tracing::info!("caldicott listening on http://{bound}/");
-    axum::serve(listener, caldicott_web::router(app))
+    // The peer address of each connection reaches the audit log (caldicott_web::client).
+    axum::serve(listener, caldicott_web::router(app).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

@@ -8,6 +8,7 @@
 //! - no database type crosses this interface.
 
 pub mod chat;
+pub mod client;
 pub mod documents;
 pub mod fhir;
 pub mod governance;

@@ -68,6 +68,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0022_own_access_level.sql"),
     },
     Migration { version: 23, name: "outbox_once", sql: include_str!("../migrations/sqlite/0023_outbox_once.sql") },
+    Migration { version: 24, name: "audit_client", sql: include_str!("../migrations/sqlite/0024_audit_client.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -142,6 +143,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0022_own_access_level.sql"),
     },
     Migration { version: 23, name: "outbox_once", sql: include_str!("../migrations/postgres/0023_outbox_once.sql") },
+    Migration { version: 24, name: "audit_client", sql: include_str!("../migrations/postgres/0024_audit_client.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -7,6 +7,7 @@ mod access_page;
 mod api;
 mod app_api;
 mod chat;
+pub mod client;
 mod comms;
 mod documents;
 mod error;
@@ -53,6 +54,7 @@ pub fn router(app: App) -> Router {
         .nest(fhir::BASE, fhir::routes())
         .fallback(error::unknown_route)
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(client::record_client))
         .with_state(app)
 }
 

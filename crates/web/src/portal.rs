@@ -1062,7 +1062,7 @@ async fn visibility_form(
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
     };
-    let target = match app.entry_to_change(&me.who, nhs, id).await {
+    let target = match app.view_entry_to_change(&me.who, nhs, id, "visibility").await {
         Ok(t) => t,
         Err(e) => return page_error(chrome(), e),
     };
@@ -1464,7 +1464,7 @@ async fn file_form(
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(chrome(), AppError::NotFound("nothing waiting to be filed with that id".into()));
     };
-    let (item, patient) = match app.item_to_file(&me.who, id).await {
+    let (item, patient) = match app.view_item_to_file(&me.who, id).await {
         Ok(x) => x,
         Err(e) => return page_error(chrome(), e),
     };
@@ -1676,7 +1676,7 @@ async fn consultation_form(
     check: Option<CheckView>,
 ) -> Response {
     let chrome = || Some(Chrome::from(me));
-    let (patient, visible_default) = match app.consultation_form(&me.who, nhs).await {
+    let (patient, visible_default) = match app.view_consultation_form(&me.who, nhs).await {
         Ok(x) => x,
         Err(e) => return page_error(chrome(), e),
     };
@@ -2262,7 +2262,7 @@ async fn split_form(
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
     };
-    let target = match app.entry_to_change(&me.who, nhs, id).await {
+    let target = match app.view_entry_to_change(&me.who, nhs, id, "split").await {
         Ok(t) => t,
         Err(e) => return page_error(chrome(), e),
     };

@@ -489,6 +489,47 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
 
 const PERMISSIONS: &str = include_str!("../../../docs/permissions.md");
 
+/// The GET routes of the permission table whose answers carry no patient data: empty forms,
+/// settings, staff and integration lists, and counts. Every other GET answer must write an audit
+/// event (`every_route_follows_the_permission_table` checks each, for every role).
+const GETS_WITHOUT_PATIENT_DATA: &[&str] = &[
+    "/staff",
+    "/patients/new",
+    "/patients/transfer-in",
+    "/settings/messages",
+    "/integrations",
+    "/apps",
+    "/settings",
+    "/reports",
+    "/reports/monthly-return",
+    "/reports/monthly-return.csv",
+    "/reports/trend",
+    "/reports/trend.csv",
+    "/bulk-code",
+    "/icb",
+    "/icb.csv",
+    "/inbound/senders",
+    "/sars/new",
+    "/chat/unread",
+    // Staff messages: the inbox names no patient (only "About a patient"); a message linked to
+    // a patient is audited when it is opened (the test's message is linked to none).
+    "/chat",
+    "/chat/{chat}",
+    "/api/v1/reports/exclusions",
+    "/api/v1/reports/monthly-return",
+    "/api/v1/reports/trend",
+    "/api/v1/icb/exclusions",
+];
+
+#[test]
+fn every_get_route_without_patient_data_is_in_the_permission_table() {
+    // A route named here that no longer exists would hide a new route of the same name.
+    let rows = permission_rows();
+    for path in GETS_WITHOUT_PATIENT_DATA {
+        assert!(rows.iter().any(|(m, p, _)| m == "GET" && p == path), "{path} is not a GET row of the table");
+    }
+}
+
 /// One row of docs/permissions.md: method, path, and allow for receptionist, clinician,
 /// practice manager, administrator, ICB analyst.
 fn permission_rows() -> Vec<(String, String, [bool; 5])> {
@@ -784,6 +825,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         ("admin", &tp.admin_token),
         ("analyst", &tp.analyst_token),
     ];
+    let mut unaudited_looks = Vec::new();
     for (i, (user, token)) in roles.into_iter().enumerate() {
         let mut b = Browser::new(&app);
         sign_in(&mut b, tp.practice.ods_code.as_str(), user).await;
@@ -810,6 +852,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{integration}", &integration_id)
                 .replace("{format}", "pdf");
             let mut last_body = String::new();
+            let audited_before = app.store.audit_head(tp.practice.id).await.unwrap().count;
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
                 ("POST", true) if uri.ends_with("/access") || uri.ends_with("/enhanced-review") => {
@@ -933,6 +976,15 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 }
                 other => panic!("no way to call {other:?}"),
             };
+            // Every look at patient data is audited before the answer goes (the audit of every
+            // look): a GET answered with a page or JSON that carries patient data wrote at least
+            // one event of the caller's own.
+            if method == "GET" && status.is_success() && !GETS_WITHOUT_PATIENT_DATA.contains(&path.as_str()) {
+                let new = app.store.audit_events(tp.practice.id, audited_before, 1000).await.unwrap();
+                if !new.iter().any(|e| e.actor_kind == "staff" && e.outcome == "success") {
+                    unaudited_looks.push(format!("{user} GET {path}"));
+                }
+            }
             if allow[i] {
                 // 409: permitted, but the state had already changed (deregistered by an earlier role).
                 // 404 on an export's files: permitted, but there is no such export to collect.
@@ -946,6 +998,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             }
         }
     }
+    assert!(unaudited_looks.is_empty(), "answers with patient data but no audit event: {unaudited_looks:#?}");
 }
 
 macro_rules! both {
@@ -1421,6 +1474,7 @@ both!(
     access_changes_through_the_api_are_checked_then_confirmed,
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
+    audit_events_record_the_client_address_never_a_forwarded_header,
     staff_transfer_in_a_record_from_a_file,
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
@@ -1462,6 +1516,70 @@ async fn serves_over_a_real_socket() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"status\":\"ok\""));
     server.abort();
+}
+
+async fn audit_events_record_the_client_address_never_a_forwarded_header(t: &TestStore) {
+    // ASVS V7.1: each audit event says where the request came from; the TCP peer's address is
+    // the only source, so a client cannot write someone else's address into the log.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let last_event = || async {
+        let head = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        app.store.audit_events(tp.practice.id, head - 1, 1).await.unwrap().remove(0)
+    };
+    // Over a real socket, as `caldicott serve` runs it, with a forged X-Forwarded-For.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/patients/{}/record HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         X-Forwarded-For: 203.0.113.66\r\nForwarded: for=203.0.113.66\r\nConnection: close\r\n\r\n",
+        pat.nhs_number.as_str(),
+        tp.clinician_token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    server.abort();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let read = last_event().await;
+    assert_eq!(read.action, "record.view_staff");
+    assert_eq!(read.client.as_deref(), Some("127.0.0.1"), "the peer's address, not the header's");
+    // A change written in the store's own transaction records it too.
+    let mut req = Request::post("/api/v1/transfer-in")
+        .header(header::AUTHORIZATION, format!("Bearer {}", tp.clinician_token))
+        .header(header::CONTENT_TYPE, "application/fhir+json")
+        .header("x-forwarded-for", "203.0.113.66")
+        .body(Body::from(
+            fixtures::transfer_bundle(
+                caldicott_core::NhsNumber::from_first_nine(999_300_001).unwrap().as_str(),
+                "1970-01-01",
+                "Addr",
+                "Test",
+                "B82001",
+                "P",
+            )
+            .to_string(),
+        ))
+        .unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([198, 51, 100, 4], 40000))));
+    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let change = last_event().await;
+    assert_eq!(change.action, "record.transfer_in");
+    assert_eq!(change.client.as_deref(), Some("198.51.100.4"));
+    // Without a connection (in process) there is no address, and nothing from the headers.
+    let r = get(&app, &format!("/api/v1/patients/{}/record", pat.nhs_number.as_str()), Some(&tp.clinician_token)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(last_event().await.client, None);
+    // And the chain, addresses included, verifies.
+    assert!(caldicott_app::audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().is_ok());
 }
 
 async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {
