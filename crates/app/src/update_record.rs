@@ -130,14 +130,14 @@ impl App {
 
     /// A message over HTTP, from a registered pharmacy (HTTP Basic with its client id and secret).
     pub async fn receive_update_http(&self, client_id: &str, client_secret: &str, body: &[u8]) -> AppResult<Receipt> {
-        let refused = || AppError::Unauthenticated("the sender's credentials are not right".into());
-        let (practice, sender) = self.store.sender_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
-        if !sender.active
-            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(&sender.secret_hash))
-        {
-            return Err(refused());
-        }
-        self.receive_update(practice, Some(&sender), "http", body).await
+        let (practice, sender) = self.sender_credentials(client_id, client_secret).await?;
+        self.receive_update_from(practice, &sender, body).await
+    }
+
+    /// A message posted by a pharmacy whose credentials were checked (`sender_credentials`)
+    /// before its body was read.
+    pub async fn receive_update_from(&self, practice: PracticeId, sender: &Sender, body: &[u8]) -> AppResult<Receipt> {
+        self.receive_update(practice, Some(sender), "http", body).await
     }
 
     /// A message delivered as a file into the practice's inbox folder (a mailbox transport).

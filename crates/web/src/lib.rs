@@ -6,6 +6,7 @@
 mod access_page;
 mod api;
 mod app_api;
+mod body;
 mod chat;
 pub mod client;
 mod comms;

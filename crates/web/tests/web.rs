@@ -1475,6 +1475,8 @@ both!(
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
     audit_events_record_the_client_address_never_a_forwarded_header,
+    refused_machine_credentials_are_audited_at_their_practice,
+    machine_endpoints_refuse_an_unauthenticated_body_unread,
     staff_transfer_in_a_record_from_a_file,
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
@@ -1580,6 +1582,137 @@ async fn audit_events_record_the_client_address_never_a_forwarded_header(t: &Tes
     assert_eq!(last_event().await.client, None);
     // And the chain, addresses included, verifies.
     assert!(caldicott_app::audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().is_ok());
+}
+
+async fn refused_machine_credentials_are_audited_at_their_practice(t: &TestStore) {
+    // ASVS V7.2: an app, a pharmacy or an integration presenting a wrong credential leaves an
+    // event (outcome denied, no patient, the client's address) in the chain of the practice it
+    // claimed; a credential that names nothing known has no practice and changes no chain.
+    use base64::Engine;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (wallet, _) = app.register_app(&admin, "Wallet", "Wallet Ltd", "").await.unwrap();
+    let (sender, _) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let basic = |id: &str, secret: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    };
+    let post = |uri: &str, auth: String, body: &str| {
+        let mut req = Request::post(uri)
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([192, 0, 2, 44], 5555))));
+        let app = app.clone();
+        async move { caldicott_web::router(app).oneshot(req).await.unwrap().status() }
+    };
+    let link = serde_json::json!({ "ods_code": "X", "account_id": "X", "linkage_key": "X", "family_name": "X", "birth_date": "2000-01-01" }).to_string();
+    let cases = [
+        ("/api/apps/v1/links", basic(&wallet.client_id, "not-the-secret"), link.clone(), "app.link", "app"),
+        (
+            "/api/update-record/v1/messages",
+            basic(&sender.client_id, "not-the-secret"),
+            "{}".into(),
+            "inbound.receive",
+            "system",
+        ),
+    ];
+    for (uri, auth, body, action, kind) in cases {
+        let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        assert_eq!(post(uri, auth, &body).await, StatusCode::UNAUTHORIZED, "{uri}");
+        let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "{uri}: {events:?}");
+        let e = &events[0];
+        assert_eq!((e.action.as_str(), e.outcome.as_str(), e.actor_kind.as_str()), (action, "denied", kind), "{uri}");
+        assert_eq!((e.patient.as_deref(), e.client.as_deref()), (None, Some("192.0.2.44")), "{uri}");
+        assert!(!e.detail.contains("not-the-secret") && !e.entity.contains("not-the-secret"));
+    }
+    // Unknown client ids: refused, and no practice's chain changes.
+    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    assert_eq!(post("/api/apps/v1/links", basic("app_nobody", "x"), &link).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(post("/api/update-record/v1/messages", basic("ur_nobody", "x"), "{}").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, before);
+}
+
+/// Sends a request over a real socket that promises a large body (`Content-Length`) and sends
+/// only `sent` bytes of it, and returns the status the server answers with, or `None` if it
+/// waits for the rest (a server that reads bodies before checking who sends them).
+async fn status_before_the_body_arrives(addr: std::net::SocketAddr, head: &str, sent: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{head}Host: localhost\r\nContent-Length: 3000000\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'a'; sent]).await.unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if reply.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read).await.ok()?;
+    String::from_utf8_lossy(&reply).split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+async fn machine_endpoints_refuse_an_unauthenticated_body_unread(t: &TestStore) {
+    // ASVS V13/V4: a caller without a valid credential is answered 401 before its body is read:
+    // promising 3 MB (over every limit) and sending a little, the answer comes without the rest.
+    use base64::Engine;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (wallet, _) = app.register_app(&admin, "Wallet", "Wallet Ltd", "").await.unwrap();
+    let (sender, _) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let basic = |id: &str| {
+        format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{id}:wrong")))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    });
+    let json = "Content-Type: application/json\r\n";
+    let fhir = "Content-Type: application/fhir+json\r\n";
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let cases = [
+        format!("POST /api/update-record/v1/messages HTTP/1.1\r\n{fhir}"),
+        format!("POST /api/update-record/v1/messages HTTP/1.1\r\n{fhir}{}", basic(&sender.client_id)),
+        format!("POST /api/apps/v1/links HTTP/1.1\r\n{json}"),
+        format!("POST /api/apps/v1/links HTTP/1.1\r\n{json}{}", basic(&wallet.client_id)),
+        format!("POST /api/apps/v1/links/nhs-login HTTP/1.1\r\n{json}{}", basic(&wallet.client_id)),
+        format!("POST /fhir/r4/Appointment HTTP/1.1\r\n{fhir}"),
+        format!(
+            "PUT /fhir/r4/Appointment/{} HTTP/1.1\r\n{fhir}Authorization: Bearer fat_forged\r\n",
+            uuid::Uuid::nil()
+        ),
+        format!("POST /fhir/r4/token HTTP/1.1\r\n{form}{}", basic(&wallet.client_id)),
+    ];
+    for head in &cases {
+        let status = status_before_the_body_arrives(addr, head, 1024).await;
+        assert_eq!(status, Some(401), "{head}");
+    }
+    // The token endpoint's integrations carry their credential in the body: it reads at most
+    // 16 KB of it, and with no credential in that, refuses.
+    let token = format!("POST /fhir/r4/token HTTP/1.1\r\n{form}");
+    assert_eq!(status_before_the_body_arrives(addr, &token, 20 * 1024).await, Some(401));
+    server.abort();
+    // In process, with the whole 3 MB sent: 401, not 413.
+    let big = vec![b'a'; 3_000_000];
+    for uri in ["/fhir/r4/Appointment", "/api/apps/v1/links", "/api/update-record/v1/messages", "/fhir/r4/token"] {
+        let req =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(big.clone())).unwrap();
+        let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{uri}");
+    }
 }
 
 async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {
