@@ -185,6 +185,24 @@ enum TokenCommand {
         #[arg(long, default_value_t = 30)]
         days: i64,
     },
+    /// List the practice's tokens: id, label, owner, created, expires, status (never a secret).
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// The practice's ODS code.
+        #[arg(long, visible_alias = "ods")]
+        practice: String,
+    },
+    /// Revoke a token: its next request is refused. Audited.
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        /// The practice's ODS code.
+        #[arg(long, visible_alias = "ods")]
+        practice: String,
+        /// The token's id (from `caldicott token list`).
+        token: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -357,6 +375,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 issued.token.expires_at
             );
             println!("{}", issued.secret);
+        }
+        Command::Token { command: TokenCommand::List { db, practice } } => {
+            let app = open(&db).await?;
+            let now = chrono::Utc::now();
+            println!("{:<36}  {:<8}  {:<20}  {:<20}  {:<20}  label", "id", "status", "owner", "created", "expires");
+            for t in auth::list_tokens(&app, &practice).await? {
+                println!(
+                    "{:<36}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
+                    t.token.id,
+                    t.status_at(now),
+                    t.owner_username,
+                    t.token.created_at.format("%Y-%m-%d %H:%M UTC"),
+                    t.token.expires_at.format("%Y-%m-%d %H:%M UTC"),
+                    t.token.label
+                );
+            }
+        }
+        Command::Token { command: TokenCommand::Revoke { db, practice, token } } => {
+            let app = open(&db).await?;
+            auth::revoke_token(&app, &practice, &token).await?;
+            println!("Token {token} at {practice} is revoked: its next request is refused.");
         }
         Command::Audit { command: AuditCommand::Verify { db, practice, checkpoint } } => {
             let app = open(&db).await?;

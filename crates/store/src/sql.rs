@@ -846,6 +846,25 @@ macro_rules! sql_store {
                 Ok(self.hot_token_and_staff(practice, id).await?.map(|(t, _)| t))
             }
 
+            async fn api_tokens(&self, practice: PracticeId) -> StoreResult<Vec<(ApiToken, StaffMember)>> {
+                sqlx::query(
+                    "SELECT t.id AS token_id, t.staff_id, t.label, t.secret_hash, t.created_at AS token_created_at, \
+                     t.expires_at, t.revoked_at, s.* \
+                     FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
+                     WHERE t.practice_id = $1 ORDER BY t.created_at DESC LIMIT 1000",
+                )
+                .bind(practice.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let id = TokenId::from_uuid(r.uuid("token_id")?);
+                    Ok((rows::token(practice, id, r)?, rows::staff(practice, r)?))
+                })
+                .collect()
+            }
+
             async fn staff_for_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {
                 self.hot_token_and_staff(practice, id).await
             }

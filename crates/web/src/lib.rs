@@ -23,6 +23,7 @@ mod portal;
 mod sar_export;
 mod sars;
 mod staff_work;
+mod tokens;
 mod update_record_api;
 
 use axum::http::{header, HeaderValue};
@@ -44,6 +45,7 @@ pub fn router(app: App) -> Router {
         .merge(comms::routes())
         .merge(documents::routes())
         .merge(integrations::routes())
+        .merge(tokens::routes())
         .merge(governance::routes())
         .merge(inbound::routes())
         .merge(sars::routes())

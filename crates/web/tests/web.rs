@@ -498,6 +498,7 @@ const GETS_WITHOUT_PATIENT_DATA: &[&str] = &[
     "/patients/transfer-in",
     "/settings/messages",
     "/integrations",
+    "/tokens",
     "/apps",
     "/settings",
     "/reports",
@@ -561,6 +562,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/comms.rs")),
         ("", include_str!("../src/documents.rs")),
         ("", include_str!("../src/integrations.rs")),
+        ("", include_str!("../src/tokens.rs")),
         ("", include_str!("../src/staff_work.rs")),
         ("", include_str!("../src/governance.rs")),
         ("", include_str!("../src/inbound.rs")),
@@ -818,6 +820,19 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap()
         .id
         .to_string();
+    // A token of the clinician's, for the revoke route (not the one the walk uses).
+    let spare_token_id = caldicott_app::auth::issue_token(
+        &app,
+        tp.practice.ods_code.as_str(),
+        "clinician",
+        "spare",
+        chrono::Duration::days(1),
+    )
+    .await
+    .unwrap()
+    .token
+    .id
+    .to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
         ("clinician", &tp.clinician_token),
@@ -850,6 +865,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{export}", &uuid::Uuid::nil().to_string())
                 .replace("{document}", &document_id)
                 .replace("{integration}", &integration_id)
+                .replace("{token}", &spare_token_id)
                 .replace("{format}", "pdf");
             let mut last_body = String::new();
             let audited_before = app.store.audit_head(tp.practice.id).await.unwrap().count;
@@ -1477,6 +1493,7 @@ both!(
     audit_events_record_the_client_address_never_a_forwarded_header,
     refused_machine_credentials_are_audited_at_their_practice,
     machine_endpoints_refuse_an_unauthenticated_body_unread,
+    an_administrator_revokes_an_api_token_and_its_next_call_is_refused,
     staff_transfer_in_a_record_from_a_file,
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
@@ -1713,6 +1730,61 @@ async fn machine_endpoints_refuse_an_unauthenticated_body_unread(t: &TestStore) 
         let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{uri}");
     }
+}
+
+async fn an_administrator_revokes_an_api_token_and_its_next_call_is_refused(t: &TestStore) {
+    // ASVS V3/V7: tokens can be seen and revoked; revocation holds from the next request.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let issued = caldicott_app::auth::issue_token(
+        &app,
+        tp.practice.ods_code.as_str(),
+        "clinician",
+        "reporting script",
+        chrono::Duration::days(7),
+    )
+    .await
+    .unwrap();
+    let id = issued.token.id.to_string();
+    let record = format!("/api/v1/patients/{}/record", pat.nhs_number.as_str());
+    assert_eq!(get(&app, &record, Some(&issued.secret)).await.status, StatusCode::OK);
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    let page = admin.get("/tokens").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("reporting script") && page.body.contains(&id), "{}", page.body);
+    assert!(!page.body.contains(&issued.secret), "a token's secret is never shown again");
+    let revoke = format!("/tokens/{id}/revoke");
+    // Without the session's CSRF token: refused, and the token still works.
+    assert_eq!(admin.post(&revoke, &[("_csrf", "forged")]).await.status, StatusCode::FORBIDDEN);
+    // Another practice's administrator cannot reach it.
+    let mut stranger = Browser::new(&app);
+    sign_in(&mut stranger, other.practice.ods_code.as_str(), "admin").await;
+    let their_csrf = csrf(&stranger.get("/tokens").await.body);
+    assert_eq!(stranger.post(&revoke, &[("_csrf", their_csrf.as_str())]).await.status, StatusCode::NOT_FOUND);
+    // Nor a clinician of this practice.
+    let mut clinician = Browser::new(&app);
+    sign_in(&mut clinician, tp.practice.ods_code.as_str(), "clinician").await;
+    let clinician_csrf = csrf(&clinician.get("/").await.body);
+    assert_eq!(clinician.post(&revoke, &[("_csrf", clinician_csrf.as_str())]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&app, &record, Some(&issued.secret)).await.status, StatusCode::OK);
+    // The administrator revokes it: audited, and its very next call is 401.
+    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let done = admin.post(&revoke, &[("_csrf", csrf(&page.body).as_str())]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("Revoked"));
+    let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "token.revoke" && e.entity == format!("token/{id}")), "{events:?}");
+    let r = get(&app, &record, Some(&issued.secret)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.body.contains(pat.nhs_number.as_str()));
+    // Revoking it again: not found, nothing written.
+    let again = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let csrf_now = csrf(&admin.get("/tokens").await.body);
+    assert_eq!(admin.post(&revoke, &[("_csrf", csrf_now.as_str())]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, again);
 }
 
 async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {
