@@ -237,6 +237,15 @@ impl App {
             };
             out.push(BookLine { slot, booking });
         }
+        let booked = out.iter().filter(|l| l.booking.is_some()).count();
+        self.audit_look(
+            who,
+            None,
+            Action::AppointmentBookView,
+            format!("appointment-book/{from}"),
+            format!("booked={booked}"),
+        )
+        .await?;
         Ok(out)
     }
 

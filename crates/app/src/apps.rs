@@ -123,13 +123,17 @@ impl App {
         client_secret: &str,
         r: &LinkRequest,
     ) -> AppResult<(AppLink, String)> {
-        let refused = || AppError::Unauthenticated("the app's credentials are not right".into());
-        let (practice_id, app) = self.store.app_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
-        if !app.active
-            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(app.client_secret_hash))
-        {
-            return Err(refused());
-        }
+        let (practice_id, app) = self.app_credentials(client_id, client_secret).await?;
+        self.link_app_as(practice_id, &app, r).await
+    }
+
+    /// Links an app whose credentials were checked (`app_credentials`) with the letter's details.
+    pub async fn link_app_as(
+        &self,
+        practice_id: PracticeId,
+        app: &PatientApp,
+        r: &LinkRequest,
+    ) -> AppResult<(AppLink, String)> {
         let not_matched =
             || AppError::Forbidden("these linkage details do not match a patient of this practice".into());
         let practice = self.store.practice(practice_id).await?.ok_or_else(not_matched)?;
@@ -155,7 +159,7 @@ impl App {
         if !matches {
             return Err(not_matched());
         }
-        self.new_app_link(practice_id, &app, &patient, LinkVia::LinkageKey, Some(key.account_ref.clone())).await
+        self.new_app_link(practice_id, app, &patient, LinkVia::LinkageKey, Some(key.account_ref.clone())).await
     }
 
     /// An app links to a patient with the NHS login P9 identity of its user: the ID token NHS
@@ -168,13 +172,18 @@ impl App {
         id_token: &str,
         access_token: &str,
     ) -> AppResult<(AppLink, String)> {
-        let refused = || AppError::Unauthenticated("the app's credentials are not right".into());
-        let (practice_id, app) = self.store.app_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
-        if !app.active
-            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(app.client_secret_hash))
-        {
-            return Err(refused());
-        }
+        let (practice_id, app) = self.app_credentials(client_id, client_secret).await?;
+        self.link_app_nhs_login_as(practice_id, &app, id_token, access_token).await
+    }
+
+    /// Links an app whose credentials were checked (`app_credentials`) with NHS login.
+    pub async fn link_app_nhs_login_as(
+        &self,
+        practice_id: PracticeId,
+        app: &PatientApp,
+        id_token: &str,
+        access_token: &str,
+    ) -> AppResult<(AppLink, String)> {
         let audience = app
             .nhs_login_client_id
             .clone()
@@ -193,7 +202,7 @@ impl App {
         if patient.date_of_birth != dob || patient.registration_on(self.today()).is_none() {
             return Err(not_matched());
         }
-        self.new_app_link(practice_id, &app, &patient, LinkVia::NhsLogin, None).await
+        self.new_app_link(practice_id, app, &patient, LinkVia::NhsLogin, None).await
     }
 
     /// A new link of `app` to `patient`, its alert task and audit event; returns the app's token.
@@ -782,6 +791,14 @@ impl App {
                 q.problems.push((listing, why));
             }
         }
+        self.audit_look(
+            who,
+            None,
+            Action::ContactQualityView,
+            "contact-preferences",
+            format!("patients={}", q.problems.len()),
+        )
+        .await?;
         Ok(q)
     }
 }
@@ -789,6 +806,7 @@ impl App {
 /// A message composed from a preset for one patient, before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Composed {
+    pub patient: PatientId,
     pub preset: String,
     pub text: String,
     /// How it would go; `None` when there is no way to reach the patient.
@@ -839,6 +857,7 @@ impl App {
         };
         let (fragments, _) = if channel == Some(Channel::Sms) { sms_fragments(&text) } else { (0, true) };
         Ok(Composed {
+            patient: patient.id,
             preset: chosen.name,
             text,
             channel,
@@ -846,6 +865,21 @@ impl App {
             fragments,
             cost_hundredths: i64::from(fragments) * crate::outbox::sms_fragment_price(),
         })
+    }
+
+    /// The message form for a patient: the composed text and the address it would go to are
+    /// shown, so the look is audited.
+    pub async fn view_compose(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
+        let composed = self.compose(who, nhs, preset).await?;
+        self.audit_look(
+            who,
+            Some(composed.patient),
+            Action::RecordFormView,
+            format!("patient/{}", composed.patient),
+            "form=message",
+        )
+        .await?;
+        Ok(composed)
     }
 
     /// Sends a preset to a patient by the channel `compose` chose: into the outbox, with the

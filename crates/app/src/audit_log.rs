@@ -41,7 +41,12 @@ impl AuditWriter {
     }
 
     /// Records an event and waits until it is durable.
-    pub async fn record(&self, practice: PracticeId, record: AuditRecord) -> AppResult<()> {
+    /// An event made for a request records the request's address here, in the request's own
+    /// task, since the batch is written from the writer's task.
+    pub async fn record(&self, practice: PracticeId, mut record: AuditRecord) -> AppResult<()> {
+        if record.client.is_none() {
+            record.client = caldicott_store::client::current();
+        }
         let (reply, done) = oneshot::channel();
         self.tx
             .send((practice, record, reply))

@@ -213,6 +213,113 @@ pub async fn issue_token(
     Ok(IssuedToken { token, secret })
 }
 
+/// An API token as an administrator sees it: never its secret (only its hash is kept).
+#[derive(Debug, Clone)]
+pub struct TokenListing {
+    pub token: ApiToken,
+    pub owner_name: String,
+    pub owner_username: String,
+}
+
+impl TokenListing {
+    /// Whether the token still works at `now`.
+    pub fn status_at(&self, now: chrono::DateTime<chrono::Utc>) -> &'static str {
+        match self.token.revoked_at {
+            Some(_) => "revoked",
+            None if self.token.expires_at <= now => "expired",
+            None => "active",
+        }
+    }
+}
+
+fn listings(all: Vec<(ApiToken, caldicott_core::staff::StaffMember)>) -> Vec<TokenListing> {
+    all.into_iter()
+        .map(|(token, s)| TokenListing { token, owner_name: s.display_name, owner_username: s.username })
+        .collect()
+}
+
+fn require_administrator(who: &StaffPrincipal) -> AppResult<()> {
+    if who.role == caldicott_core::staff::Role::Administrator {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only administrators see and revoke API tokens".into()))
+    }
+}
+
+fn token_id(id: &str) -> AppResult<TokenId> {
+    Uuid::try_parse(id.trim())
+        .map(TokenId::from_uuid)
+        .map_err(|_| AppError::NotFound(format!("no token {id} at this practice")))
+}
+
+impl App {
+    /// The practice's API tokens, newest first (administrators).
+    pub async fn api_tokens(&self, who: &StaffPrincipal) -> AppResult<Vec<TokenListing>> {
+        require_administrator(who)?;
+        Ok(listings(self.store.api_tokens(who.practice).await?))
+    }
+
+    /// Revokes one of the practice's API tokens (administrators): its next request is refused.
+    /// Audited; another practice's token, or one already revoked, is not found.
+    pub async fn revoke_api_token(&self, who: &StaffPrincipal, id: &str) -> AppResult<()> {
+        require_administrator(who)?;
+        let id = token_id(id)?;
+        let audit = AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            self.now(),
+            who.actor(),
+            None,
+            Action::TokenRevoke,
+            format!("token/{id}"),
+            Outcome::Success,
+            "",
+        );
+        revoke(self, who.practice, id, &audit).await
+    }
+}
+
+async fn revoke(app: &App, practice: PracticeId, id: TokenId, audit: &AuditRecord) -> AppResult<()> {
+    match app.store.revoke_api_token(practice, id, app.now(), audit).await {
+        Err(caldicott_store::StoreError::NotFound(_)) => {
+            Err(AppError::NotFound(format!("no active token {id} at this practice")))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The API tokens of the practice with `ods`, for the command line.
+pub async fn list_tokens(app: &App, ods: &str) -> AppResult<Vec<TokenListing>> {
+    let practice = practice_of(app, ods).await?;
+    Ok(listings(app.store.api_tokens(practice).await?))
+}
+
+/// Revokes a token of the practice with `ods` from the command line; audited as the CLI.
+pub async fn revoke_token(app: &App, ods: &str, id: &str) -> AppResult<()> {
+    let practice = practice_of(app, ods).await?;
+    let id = token_id(id)?;
+    let audit = AuditRecord::new(
+        AuditEventId::from_uuid(new_id()),
+        app.now(),
+        Actor { kind: ActorKind::System, id: "cli".into(), role: "administrator".into() },
+        None,
+        Action::TokenRevoke,
+        format!("token/{id}"),
+        Outcome::Success,
+        "",
+    );
+    revoke(app, practice, id, &audit).await
+}
+
+async fn practice_of(app: &App, ods: &str) -> AppResult<PracticeId> {
+    let ods = OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    Ok(app
+        .store
+        .practice_by_ods(&ods)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no practice with ODS code {ods}")))?
+        .id)
+}
+
 const UNAUTHENTICATED: &str = "a valid bearer token is required (create one with `caldicott token create`)";
 
 /// Resolves a bearer token to the staff member it was issued to. Unknown, expired and revoked

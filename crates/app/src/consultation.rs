@@ -47,6 +47,20 @@ impl App {
         Ok((patient, practice.online.visible_online_by_default))
     }
 
+    /// The new consultation form, which names the patient: audited as a look.
+    pub async fn view_consultation_form(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<(Patient, bool)> {
+        let (patient, visible) = self.consultation_form(who, nhs).await?;
+        self.audit_look(
+            who,
+            Some(patient.id),
+            Action::RecordFormView,
+            format!("patient/{}", patient.id),
+            "form=consultation",
+        )
+        .await?;
+        Ok((patient, visible))
+    }
+
     /// The entry-time check (the redaction assistant) for a consultation about to be saved
     /// visible online: `Ok(None)` when there is nothing to say (or it is a draft, or hidden).
     pub async fn check_consultation(

@@ -142,6 +142,24 @@ impl App {
         self.patient_here(who, nhs).await
     }
 
+    /// The new document form, which names the patient: audited as a look.
+    pub async fn view_document_form(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+    ) -> AppResult<caldicott_core::patient::Patient> {
+        let patient = self.document_form(who, nhs).await?;
+        self.audit_look(
+            who,
+            Some(patient.id),
+            Action::RecordFormView,
+            format!("patient/{}", patient.id),
+            "form=document",
+        )
+        .await?;
+        Ok(patient)
+    }
+
     /// Adds a document with its file to a patient's record: it waits in the filing queue,
     /// unseen online, until a clinician files it. Or says what is wrong (nothing is written).
     pub async fn add_document(

@@ -55,6 +55,14 @@ impl App {
         Ok((item, listing))
     }
 
+    /// One item on its filing page: the result or document and its patient are shown, so the
+    /// look is audited.
+    pub async fn view_item_to_file(&self, who: &StaffPrincipal, entry: EntryId) -> AppResult<(Entry, PatientListing)> {
+        let (item, patient) = self.item_to_file(who, entry).await?;
+        self.audit_look(who, Some(patient.id), Action::FilingItemView, format!("entry/{}", item.id), "").await?;
+        Ok((item, patient))
+    }
+
     /// The entry-time check (the redaction assistant) for an item about to be filed visible
     /// online: `None` when there is nothing to say.
     pub async fn check_filing(

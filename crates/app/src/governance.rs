@@ -120,7 +120,22 @@ pub struct DecisionInput {
 
 impl App {
     /// Every registered patient with an active 104, due reviews first, then the longest waiting.
+    /// The enhanced review queue as a page shows it, with each patient: audited as a look.
     pub async fn review_queue(&self, who: &StaffPrincipal) -> AppResult<Vec<ReviewQueueItem>> {
+        let items = self.review_items(who).await?;
+        self.audit_look(
+            who,
+            None,
+            Action::EnhancedReviewQueueView,
+            "review-queue",
+            format!("patients={}", items.len()),
+        )
+        .await?;
+        Ok(items)
+    }
+
+    /// The queue itself (for counts, unaudited: no patient is shown).
+    async fn review_items(&self, who: &StaffPrincipal) -> AppResult<Vec<ReviewQueueItem>> {
         require_governance(who)?;
         let today = self.today();
         let rows = self.store.active_exclusions(who.practice, today).await?;
@@ -755,7 +770,7 @@ impl App {
         let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let figures = self.store.exclusion_figures(who.practice, today).await?;
         let action_plan = self.store.action_plan(who.practice).await?;
-        let reviews_due = self.review_queue(who).await?.iter().filter(|i| i.due).count();
+        let reviews_due = self.review_items(who).await?.iter().filter(|i| i.due).count();
         Ok(ExclusionReport {
             practice_name: practice.name,
             ods_code: practice.ods_code.as_str().to_owned(),

@@ -9,6 +9,7 @@ pub mod audit_log;
 pub mod auth;
 pub mod chat;
 pub mod consultation;
+pub mod credentials;
 pub mod demo;
 mod demo_data;
 pub mod demo_icb;
@@ -51,7 +52,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 pub use audit_log::AuditWriter;
-pub use caldicott_store::{PatientListing, RecordImport};
+pub use caldicott_store::{client, PatientListing, RecordImport};
 
 /// Everything a use case can fail with. The web layer maps these to HTTP statuses in one place.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,11 @@ pub struct App {
     /// Tries at each account's credentials, across every address (ASVS 2.2.1): a try beyond
     /// the account's rate is refused unchecked, answered like a wrong one.
     account_tries: Arc<auth::AccountTries>,
+    public_url: Arc<str>,
 }
+
+/// Where caldicott is reached before `App::with_public_url` says otherwise (tests, the CLI).
+pub const DEFAULT_PUBLIC_URL: &str = "http://localhost";
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
@@ -143,9 +148,24 @@ impl App {
             nhs_login: None,
             notify_callback_token: None,
             letters_by_notify: false,
+            public_url: Arc::from(DEFAULT_PUBLIC_URL),
             account_tries: Arc::new(auth::AccountTries::new(clock.clone())),
             clock,
         }
+    }
+
+    /// The one public URL the service is reached at (`https://gp.example.nhs.uk`, no path): the
+    /// only source of the FHIR token endpoint's expected audience, the SMART configuration, FHIR
+    /// Bundle links and any link written into a letter or email. A request's `Host` and
+    /// `X-Forwarded-*` headers are never used for these.
+    pub fn with_public_url(mut self, url: &str) -> AppResult<Self> {
+        self.public_url = Arc::from(parse_public_url(url)?);
+        Ok(self)
+    }
+
+    /// The configured public URL, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// Letters go out through GOV.UK Notify; without it, the practice prints and posts them.
@@ -193,6 +213,21 @@ impl App {
     /// Today's date in the UK: the rules' dates are UK dates (Europe/London), not UTC dates.
     pub fn today(&self) -> chrono::NaiveDate {
         caldicott_core::uk::uk_date(self.now())
+    }
+}
+
+/// A public URL: `http` or `https`, a host (and port), nothing after it but an optional `/`.
+pub fn parse_public_url(url: &str) -> AppResult<String> {
+    let url = url.trim().trim_end_matches('/');
+    let bad = || AppError::BadRequest(format!("{url:?} is not a public URL like https://gp.example.nhs.uk"));
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(bad)?;
+    let host_ok = !rest.is_empty()
+        && rest.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        && !rest.starts_with(':');
+    if host_ok {
+        Ok(url.to_owned())
+    } else {
+        Err(bad())
     }
 }
 

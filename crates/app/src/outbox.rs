@@ -217,7 +217,10 @@ impl App {
         if !who.role.works_with_patients() {
             return Err(AppError::Forbidden("administrators do not open patient records".into()));
         }
-        Ok(self.store.failed_messages(who.practice, 200).await?)
+        let failed = self.store.failed_messages(who.practice, 200).await?;
+        self.audit_look(who, None, Action::FailedMessagesView, "messages/failed", format!("messages={}", failed.len()))
+            .await?;
+        Ok(failed)
     }
 
     /// Puts a failed message back in the queue.

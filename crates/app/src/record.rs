@@ -248,6 +248,21 @@ impl App {
         )
     }
 
+    /// Records that the caller is being shown patient data (a page or an answer), and waits
+    /// until the event is durable: call it after the read and before the answer is returned, so
+    /// that nothing is shown unaudited (and nothing is shown if the audit cannot be written).
+    pub(crate) async fn audit_look(
+        &self,
+        who: &StaffPrincipal,
+        patient: Option<PatientId>,
+        action: Action,
+        entity: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> AppResult<()> {
+        let rec = self.audit_record(who, patient, action, entity, Outcome::Success, detail);
+        self.audit.record(who.practice, rec).await
+    }
+
     /// Finds a patient of the caller's practice; a failed or refused look-up is audited too.
     pub(crate) async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
         let nhs = parse_nhs_number(nhs)?;

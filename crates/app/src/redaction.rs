@@ -82,6 +82,27 @@ impl App {
         Ok(EntryToChange { patient, entry, issues })
     }
 
+    /// The entry on the page that hides, shows or splits it (`page` names which): the entry is
+    /// shown, so the look is audited.
+    pub async fn view_entry_to_change(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        entry: EntryId,
+        page: &str,
+    ) -> AppResult<EntryToChange> {
+        let target = self.entry_to_change(who, nhs, entry).await?;
+        self.audit_look(
+            who,
+            Some(target.patient.id),
+            Action::EntryView,
+            format!("entry/{}", target.entry.id),
+            format!("page={page} issues={}", target.issues.len()),
+        )
+        .await?;
+        Ok(target)
+    }
+
     /// Hides or shows an entry (and, if asked, a repeat template's issues), returning how many
     /// entries changed.
     pub async fn change_visibility(

@@ -233,7 +233,9 @@ impl App {
     pub async fn task_list(&self, who: &StaffPrincipal, done: bool) -> AppResult<Vec<(Task, PatientListing)>> {
         require_task_reader(who)?;
         let status = if done { TaskStatus::Done } else { TaskStatus::Open };
-        Ok(self.store.tasks(who.practice, status, 500).await?)
+        let tasks = self.store.tasks(who.practice, status, 500).await?;
+        self.audit_look(who, None, Action::TaskListView, "tasks", format!("done={done} tasks={}", tasks.len())).await?;
+        Ok(tasks)
     }
 
     /// One task with its patient. Opening it is audited as a look at the patient's record.

@@ -195,6 +195,7 @@ impl App {
             .map(|(sar, p)| Self::row(sar, p.name.banner(), p.nhs_number.as_str().to_owned(), today))
             .collect();
         rows.sort_by_key(|r| (!is_open(&r.sar), r.due.is_none(), r.due, std::cmp::Reverse(r.sar.received)));
+        self.audit_look(who, None, Action::SarRegisterView, "sar-register", format!("requests={}", rows.len())).await?;
         Ok(rows)
     }
 
@@ -228,6 +229,7 @@ impl App {
             self.store.sar(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such request".into()))?;
         let patient = self.store.patient(who.practice, sar.patient).await?;
         let (name, nhs) = patient.map(|p| (p.name.banner(), p.nhs_number.as_str().to_owned())).unwrap_or_default();
+        self.audit_look(who, Some(sar.patient), Action::SarView, format!("sar/{id}"), "").await?;
         Ok(Self::row(sar, name, nhs, self.today()))
     }
 

@@ -310,6 +310,15 @@ impl App {
     pub async fn record_imports(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<Vec<RecordImport>> {
         require_transferrer(who)?;
         let patient = self.patient_here(who, nhs).await?;
-        Ok(self.store.record_imports(who.practice, patient.id).await?)
+        let imports = self.store.record_imports(who.practice, patient.id).await?;
+        self.audit_look(
+            who,
+            Some(patient.id),
+            Action::TransferListView,
+            format!("patient/{}", patient.id),
+            format!("imports={}", imports.len()),
+        )
+        .await?;
+        Ok(imports)
     }
 }

@@ -130,14 +130,14 @@ impl App {
 
     /// A message over HTTP, from a registered pharmacy (HTTP Basic with its client id and secret).
     pub async fn receive_update_http(&self, client_id: &str, client_secret: &str, body: &[u8]) -> AppResult<Receipt> {
-        let refused = || AppError::Unauthenticated("the sender's credentials are not right".into());
-        let (practice, sender) = self.store.sender_by_client_id(client_id.trim()).await?.ok_or_else(refused)?;
-        if !sender.active
-            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(&sender.secret_hash))
-        {
-            return Err(refused());
-        }
-        self.receive_update(practice, Some(&sender), "http", body).await
+        let (practice, sender) = self.sender_credentials(client_id, client_secret).await?;
+        self.receive_update_from(practice, &sender, body).await
+    }
+
+    /// A message posted by a pharmacy whose credentials were checked (`sender_credentials`)
+    /// before its body was read.
+    pub async fn receive_update_from(&self, practice: PracticeId, sender: &Sender, body: &[u8]) -> AppResult<Receipt> {
+        self.receive_update(practice, Some(sender), "http", body).await
     }
 
     /// A message delivered as a file into the practice's inbox folder (a mailbox transport).
@@ -492,6 +492,7 @@ impl App {
     pub async fn inbound_queue(&self, who: &StaffPrincipal) -> AppResult<(Vec<InboundListing>, Vec<InboundListing>)> {
         require_team(who)?;
         let all = self.store.inbound_list(who.practice, &[InboundStatus::Pending, InboundStatus::Unmatched]).await?;
+        self.audit_look(who, None, Action::InboundListView, "inbound-queue", format!("messages={}", all.len())).await?;
         Ok(all.into_iter().partition(|m| m.status == InboundStatus::Pending))
     }
 
@@ -514,6 +515,7 @@ impl App {
             .await?;
         all.reverse();
         all.truncate(200);
+        self.audit_look(who, None, Action::InboundListView, "inbound-log", format!("messages={}", all.len())).await?;
         Ok(all)
     }
 
@@ -881,10 +883,27 @@ impl App {
     /// delivers them: each is received like a message over HTTP, then moved to `processed/`
     /// with its ITK3 acknowledgement beside it (`<name>.ack.json`), or to `failed/` when it
     /// could not be read or names no practice here. Nothing is lost or read twice.
+    ///
+    /// Only real folders and regular files are read: a symbolic link (to a file or a folder,
+    /// inside or outside the inbox), a pipe, a device or a folder named `*.json` is never
+    /// followed or opened. Such an entry named `*.json` is moved aside to `failed/` (the link
+    /// itself, not what it points to) with an acknowledgement saying why; a linked practice
+    /// folder is left where it is and reported in the log.
     pub async fn process_update_record_inbox(&self, inbox: &std::path::Path) -> AppResult<Vec<InboxFile>> {
         let mut out = Vec::new();
         let Ok(dirs) = std::fs::read_dir(inbox) else { return Ok(out) };
-        let mut dirs: Vec<_> = dirs.filter_map(Result::ok).filter(|d| d.path().is_dir()).collect();
+        let mut dirs: Vec<_> = dirs
+            .filter_map(Result::ok)
+            .filter(|d| match d.file_type() {
+                // `DirEntry::file_type` does not follow links.
+                Ok(t) if t.is_dir() => true,
+                Ok(t) if t.is_symlink() => {
+                    tracing::warn!(path = %d.path().display(), "a symbolic link in the Update Record inbox is not followed");
+                    false
+                }
+                _ => false,
+            })
+            .collect();
         dirs.sort_by_key(|d| d.file_name());
         for dir in dirs {
             let ods_name = dir.file_name().to_string_lossy().into_owned();
@@ -895,12 +914,13 @@ impl App {
             let mut files: Vec<_> = std::fs::read_dir(dir.path())
                 .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
                 .unwrap_or_default();
-            files.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"));
+            files.retain(|p| p.extension().is_some_and(|e| e == "json"));
             files.sort();
             for path in files {
-                let receipt = match &practice {
-                    None => Err(format!("no practice with ODS code {ods_name} is served here")),
-                    Some(p) => match read_limited(&path) {
+                let receipt = match (&practice, regular_file(&path)) {
+                    (_, Err(e)) => Err(e),
+                    (None, Ok(())) => Err(format!("no practice with ODS code {ods_name} is served here")),
+                    (Some(p), Ok(())) => match read_limited(&path) {
                         Ok(bytes) => self.receive_update_file(p.id, &bytes).await.map_err(|e| e.to_string()),
                         Err(e) => Err(e),
                     },
@@ -914,12 +934,37 @@ impl App {
     }
 }
 
+/// Whether `path` is a regular file itself (not a link to one, not a folder, pipe or device).
+fn regular_file(path: &std::path::Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() => Err("refused: a symbolic link, not a file; it was not followed".into()),
+        Ok(_) => Err("refused: not a regular file".into()),
+        Err(e) => Err(format!("the file could not be read: {e}")),
+    }
+}
+
+/// Reads a regular file, at most one byte past the message limit. The file opened must be the
+/// very file checked (same device and inode): one swapped for a link in between is refused.
 fn read_limited(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
+    let unreadable = |e: std::io::Error| format!("the file could not be read: {e}");
+    let checked = std::fs::symlink_metadata(path).map_err(unreadable)?;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let opened = file.metadata().map_err(unreadable)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if !checked.file_type().is_file() || (checked.dev(), checked.ino()) != (opened.dev(), opened.ino()) {
+            return Err("refused: the file changed while it was being read".into());
+        }
+    }
+    #[cfg(not(unix))]
+    if !checked.file_type().is_file() || !opened.is_file() {
+        return Err("refused: not a regular file".into());
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_MESSAGE_BYTES as u64 + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("the file could not be read: {e}"))?;
+    file.take(MAX_MESSAGE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
     Ok(bytes)
 }
 

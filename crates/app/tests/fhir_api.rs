@@ -24,7 +24,7 @@ const BASE: &str = "http://test/fhir/r4";
 const TOKEN_URL: &str = "http://test/fhir/r4/token";
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock()).with_public_url("http://test").unwrap()
 }
 
 async fn app_token(app: &App, client: &str, secret: &str, link: &str, scope: &str) -> FhirCaller {
@@ -146,7 +146,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
 
     // The token endpoint: the app's own credentials and link only; offered scopes only.
-    assert_eq!(oauth_error(app.fhir_token(&TokenRequest::app(&client, "wrong", &link, "")).await), "invalid_grant");
+    assert_eq!(oauth_error(app.fhir_token(&TokenRequest::app(&client, "wrong", &link, "")).await), "invalid_client");
     let password = TokenRequest { grant_type: "password".into(), ..TokenRequest::app(&client, &secret, &link, "") };
     assert_eq!(oauth_error(app.fhir_token(&password).await), "unsupported_grant_type");
     let no_client = TokenRequest { basic: None, ..TokenRequest::app(&client, &secret, &link, "") };
@@ -631,7 +631,6 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
         client_assertion_type: caldicott_app::fhir_api::ASSERTION_TYPE.into(),
         client_assertion: assertion,
         scope: scope.into(),
-        token_url: TOKEN_URL.into(),
         ..TokenRequest::default()
     };
     let now = caldicott_app::fixtures::now();

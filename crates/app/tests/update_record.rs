@@ -485,6 +485,37 @@ async fn files_in_the_inbox_are_taken_once_and_acknowledged(t: &TestStore) {
     let _ = std::fs::remove_dir_all(&inbox);
 }
 
+async fn the_inbox_never_follows_a_symbolic_link(t: &TestStore) {
+    // ASVS V12.3: whoever can write into the inbox cannot make the server read a file outside
+    // it (or another practice's folder): links are moved aside unread, never followed.
+    let s = setup(t).await;
+    let ods = s.app.store.practice(s.practice).await.unwrap().unwrap().ods_code;
+    let base = std::env::temp_dir().join(format!("caldicott-inbox-{}", uuid::Uuid::now_v7().simple()));
+    let inbox = base.join("inbox");
+    let mine = inbox.join(ods.as_str());
+    std::fs::create_dir_all(&mine).unwrap();
+    // A valid message outside the inbox, and a folder of messages outside it.
+    let outside = base.join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.json"), example("pharmacy-first.json")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.json"), mine.join("link.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join("Y12345")).unwrap();
+    std::fs::create_dir_all(mine.join("folder.json")).unwrap();
+    let done = s.app.process_update_record_inbox(&inbox).await.unwrap();
+    let refused = |name: &str| done.iter().find(|f| f.path.ends_with(name)).unwrap().receipt.clone().unwrap_err();
+    assert!(refused("link.json").contains("symbolic link"), "{done:?}");
+    assert!(refused("folder.json").contains("not a regular file"), "{done:?}");
+    assert_eq!(done.len(), 2, "the linked folder is not read: {done:?}");
+    // The link itself was moved aside; what it pointed at is untouched and was never taken.
+    let moved = mine.join("failed/link.json");
+    assert!(std::fs::symlink_metadata(&moved).unwrap().file_type().is_symlink());
+    assert!(outside.join("secret.json").exists());
+    assert!(!outside.join("processed").exists() && !outside.join("failed").exists());
+    let (queue, unmatched) = s.app.inbound_queue(&s.clinician).await.unwrap();
+    assert!(queue.is_empty() && unmatched.is_empty(), "nothing was received");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 async fn the_same_message_delivered_at_once_is_taken_once(t: &TestStore) {
     // T35: sixteen deliveries at the same moment: one accepted, the rest duplicates, one task.
     let s = setup(t).await;
@@ -804,6 +835,7 @@ macro_rules! both {
 }
 
 both!(
+    the_inbox_never_follows_a_symbolic_link,
     a_pharmacy_first_summary_is_reviewed_amended_and_filed,
     nopat_keeps_every_filed_entry_off_line,
     a_rejected_message_files_nothing,

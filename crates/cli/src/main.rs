@@ -41,6 +41,11 @@ struct Listen {
     /// sub-folder per practice ODS code; it is read every two seconds.
     #[arg(long, env = "CALDICOTT_UPDATE_RECORD_INBOX")]
     update_record_inbox: Option<std::path::PathBuf>,
+    /// The one public URL the service is reached at (https://gp.example.nhs.uk): the FHIR token
+    /// endpoint's audience, the SMART configuration and FHIR links are made from it, never from
+    /// a request's Host or X-Forwarded-* headers. Default: http://<the bound address>.
+    #[arg(long, env = "CALDICOTT_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +185,24 @@ enum TokenCommand {
         #[arg(long, default_value_t = 30)]
         days: i64,
     },
+    /// List the practice's tokens: id, label, owner, created, expires, status (never a secret).
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// The practice's ODS code.
+        #[arg(long, visible_alias = "ods")]
+        practice: String,
+    },
+    /// Revoke a token: its next request is refused. Audited.
+    Revoke {
+        #[command(flatten)]
+        db: Db,
+        /// The practice's ODS code.
+        #[arg(long, visible_alias = "ods")]
+        practice: String,
+        /// The token's id (from `caldicott token list`).
+        token: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { db, listen } => {
             let app = open(&db).await?;
-            serve(app, listen.listen, listen.update_record_inbox.clone(), None).await?;
+            serve(app, &listen, None).await?;
         }
         Command::Demo {
             db,
@@ -322,8 +345,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     chrono::Duration::hours(12),
                 )
                 .await?;
-                print_demo(&report, Some((&token.secret, listen.listen)), key_file.as_deref());
-                serve(app, listen.listen, listen.update_record_inbox.clone(), Some(&report)).await?;
+                let public_url = listen.public_url.clone().unwrap_or_else(|| format!("http://{}", listen.listen));
+                let public_url = caldicott_app::parse_public_url(&public_url)?;
+                print_demo(&report, Some((&token.secret, &public_url)), key_file.as_deref());
+                serve(app, &listen, Some(&report)).await?;
             }
         }
         Command::Report { db, command } => return governance::report(&open(&db).await?, command).await,
@@ -350,6 +375,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 issued.token.expires_at
             );
             println!("{}", issued.secret);
+        }
+        Command::Token { command: TokenCommand::List { db, practice } } => {
+            let app = open(&db).await?;
+            let now = chrono::Utc::now();
+            println!("{:<36}  {:<8}  {:<20}  {:<20}  {:<20}  label", "id", "status", "owner", "created", "expires");
+            for t in auth::list_tokens(&app, &practice).await? {
+                println!(
+                    "{:<36}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
+                    t.token.id,
+                    t.status_at(now),
+                    t.owner_username,
+                    t.token.created_at.format("%Y-%m-%d %H:%M UTC"),
+                    t.token.expires_at.format("%Y-%m-%d %H:%M UTC"),
+                    t.token.label
+                );
+            }
+        }
+        Command::Token { command: TokenCommand::Revoke { db, practice, token } } => {
+            let app = open(&db).await?;
+            auth::revoke_token(&app, &practice, &token).await?;
+            println!("Token {token} at {practice} is revoked: its next request is refused.");
         }
         Command::Audit { command: AuditCommand::Verify { db, practice, checkpoint } } => {
             let app = open(&db).await?;
@@ -448,7 +494,7 @@ fn write_demo_key(db: &Db, report: &DemoReport) -> anyhow::Result<Option<std::pa
     Ok(Some(path))
 }
 
-fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>, key_file: Option<&std::path::Path>) {
+fn print_demo(report: &DemoReport, serving: Option<(&str, &str)>, key_file: Option<&std::path::Path>) {
     let p = &report.practice;
     println!();
     println!(
@@ -478,7 +524,7 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>, key_file
     );
     if let (Some((client_id, _)), Some(key)) = (&report.integration, key_file) {
         let token_url = match serving {
-            Some((_, addr)) => format!("http://{addr}/fhir/r4/token"),
+            Some((_, public_url)) => format!("{public_url}/fhir/r4/token"),
             None => "http://127.0.0.1:8080/fhir/r4/token".to_owned(),
         };
         println!();
@@ -505,20 +551,20 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, SocketAddr)>, key_file
         println!("API token for dr.okafor (valid 12 hours):");
         println!("  {token}");
         println!();
-        println!("Open http://{addr}/ — try:");
-        println!("  curl -H \"Authorization: Bearer {token}\" http://{addr}/api/v1/patients/<nhs number>/online-view");
+        println!("Open {addr}/ — try:");
+        println!("  curl -H \"Authorization: Bearer {token}\" {addr}/api/v1/patients/<nhs number>/online-view");
     }
     println!();
 }
 
-async fn serve(
-    app: App,
-    addr: SocketAddr,
-    inbox: Option<std::path::PathBuf>,
-    _demo: Option<&DemoReport>,
-) -> anyhow::Result<()> {
+async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
+    let addr = listen.listen;
+    let inbox = listen.update_record_inbox.clone();
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
+    let public_url = listen.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let app = app.with_public_url(&public_url)?;
+    tracing::info!(public_url = %app.public_url(), "links, the FHIR base and the token audience use this public URL");
     // The outbox worker: email by SMTP and/or everything by GOV.UK Notify, as configured; with
     // neither, messages are only written to the log (nothing leaves the server).
     let notify = match caldicott_app::notify::NotifyConfig::from_env() {
@@ -569,8 +615,8 @@ async fn serve(
         });
     }
     tracing::info!("caldicott listening on http://{bound}/");
-    // The connection's address reaches the handlers (tries are counted per address); headers
-    // such as X-Forwarded-For are never read for it.
+    // The connection's address reaches the handlers and the audit log (tries are counted per
+    // address); headers such as X-Forwarded-For are never read for it.
     axum::serve(listener, caldicott_web::router(app).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

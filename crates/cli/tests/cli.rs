@@ -159,6 +159,31 @@ fn tokens_are_issued_by_the_command_line() {
     assert!(out.status.success() && stdout(&out).contains("up to date"));
 }
 
+#[test]
+fn tokens_are_listed_and_revoked_by_the_command_line() {
+    let db = demo();
+    let out = caldicott(
+        &db.path(),
+        &["token", "create", "--practice", "Y90210", "--staff", "dr.hughes", "--label", "nightly export"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let secret = stdout(&out).trim().to_owned();
+    let list = caldicott(&db.path(), &["token", "list", "--ods", "Y90210"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(!text.contains(&secret), "a token's secret is never listed");
+    let line = text.lines().find(|l| l.contains("nightly export")).expect("the new token is listed").to_owned();
+    assert!(line.contains("active") && line.contains("dr.hughes"), "{line}");
+    let id = line.split_whitespace().next().unwrap().to_owned();
+    let out = caldicott(&db.path(), &["token", "revoke", "--ods", "Y90210", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = stdout(&caldicott(&db.path(), &["token", "list", "--practice", "Y90210"]));
+    assert!(after.lines().any(|l| l.starts_with(&id) && l.contains("revoked")), "{after}");
+    // Again: nothing to revoke. Another practice's code does not reach it.
+    assert!(!caldicott(&db.path(), &["token", "revoke", "--ods", "Y90210", &id]).status.success());
+    assert!(!caldicott(&db.path(), &["token", "revoke", "--ods", "Z99999", &id]).status.success());
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

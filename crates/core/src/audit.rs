@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::net::IpAddr;
 
 /// A SHA-256 hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -188,6 +189,30 @@ pub enum Action {
     StaffMessageSend,
     StaffMessageView,
     StaffMessageDelete,
+    /// An entry opened to hide, show or split it.
+    EntryView,
+    /// One result or document waiting to be filed, opened.
+    FilingItemView,
+    /// A form for a patient (a consultation, a document, a message) that shows who they are.
+    RecordFormView,
+    /// A patient's record transfers listed.
+    TransferListView,
+    /// One subject access request opened.
+    SarView,
+    /// The register of subject access requests, with each patient.
+    SarRegisterView,
+    /// The appointment book, with the patients booked.
+    AppointmentBookView,
+    /// The task list, with each task's patient.
+    TaskListView,
+    /// Messages that failed, with their patients and contact details.
+    FailedMessagesView,
+    /// The list of patients whose contact preferences need attention.
+    ContactQualityView,
+    /// The enhanced review queue, with each patient.
+    EnhancedReviewQueueView,
+    /// The list of pharmacy messages, with their patients.
+    InboundListView,
 }
 
 impl Action {
@@ -270,6 +295,18 @@ impl Action {
             Self::StaffMessageSend => "staff_message.send",
             Self::StaffMessageView => "staff_message.view",
             Self::StaffMessageDelete => "staff_message.delete",
+            Self::EntryView => "record.view_entry",
+            Self::FilingItemView => "filing.view_item",
+            Self::RecordFormView => "record.view_form",
+            Self::TransferListView => "record.view_transfers",
+            Self::SarView => "sar.view",
+            Self::SarRegisterView => "sar.view_register",
+            Self::AppointmentBookView => "appointment.view_book",
+            Self::TaskListView => "task.view_list",
+            Self::FailedMessagesView => "message.view_failed",
+            Self::ContactQualityView => "patient.view_contact_quality",
+            Self::EnhancedReviewQueueView => "review.view_queue",
+            Self::InboundListView => "inbound.view_list",
         }
     }
 }
@@ -287,6 +324,10 @@ pub struct AuditRecord {
     pub outcome: Outcome,
     /// Extra facts: old and new values, the reason given. No clinical content.
     pub detail: String,
+    /// The network address the request came from (the TCP peer, never a header), when the event
+    /// was caused by a request; `None` for the command line and background work.
+    #[serde(default)]
+    pub client: Option<IpAddr>,
 }
 
 impl AuditRecord {
@@ -312,7 +353,14 @@ impl AuditRecord {
             entity: entity.into(),
             outcome,
             detail: detail.into(),
+            client: None,
         }
+    }
+
+    /// The same record, made on behalf of a request from `client`.
+    pub fn from_client(mut self, client: Option<IpAddr>) -> Self {
+        self.client = client;
+        self
     }
 }
 
@@ -336,6 +384,9 @@ pub struct StoredEvent {
     pub entity: String,
     pub outcome: String,
     pub detail: String,
+    /// The client address as text (`None` for events without one, and for every event written
+    /// before addresses were recorded).
+    pub client: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -374,6 +425,12 @@ pub fn event_hash(e: &StoredEvent) -> ChainHash {
     field(&mut h, e.entity.as_bytes());
     field(&mut h, e.outcome.as_bytes());
     field(&mut h, e.detail.as_bytes());
+    // Added later: hashed only when present, so events written before it verify unchanged, and
+    // an address added to, removed from or changed in a stored event breaks the chain there.
+    if let Some(client) = &e.client {
+        field(&mut h, b"client");
+        field(&mut h, client.as_bytes());
+    }
     ChainHash(h.finalize().into())
 }
 
@@ -392,6 +449,7 @@ pub fn seal(practice: PracticeId, head: ChainHead, record: &AuditRecord) -> (Sto
         entity: record.entity.clone(),
         outcome: record.outcome.as_str().to_owned(),
         detail: record.detail.clone(),
+        client: record.client.map(|c| c.to_string()),
         prev_hash: head.hash.0.to_vec(),
         hash: Vec::new(),
     };
@@ -563,9 +621,41 @@ mod tests {
         assert_eq!(verify(&rewritten, vec![head]).unwrap_err(), ChainBreak::CheckpointMismatch { seq: 20 });
     }
 
+    #[test]
+    fn the_client_address_is_part_of_the_chain_and_old_events_still_verify() {
+        // An event without an address hashes exactly as before the address was recorded.
+        let (events, head) = chain(3);
+        assert!(events.iter().all(|e| e.client.is_none()));
+        assert_eq!(verify(&events, vec![head]), Ok(head));
+        // One with an address: removing or changing it is caught at that event.
+        let practice = PracticeId::from_uuid(Uuid::from_u128(9));
+        let rec = AuditRecord::new(
+            AuditEventId::from_uuid(Uuid::from_u128(99)),
+            Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap(),
+            Actor { kind: ActorKind::Staff, id: "s1".into(), role: "clinician".into() },
+            None,
+            Action::RecordViewStaff,
+            "patient/x",
+            Outcome::Success,
+            "",
+        )
+        .from_client(Some("198.51.100.7".parse().unwrap()));
+        let (e, head) = seal(practice, head, &rec);
+        assert_eq!(e.client.as_deref(), Some("198.51.100.7"));
+        let mut all = events.clone();
+        all.push(e);
+        assert_eq!(verify(&all, vec![head]), Ok(head));
+        let mut removed = all.clone();
+        removed[3].client = None;
+        assert_eq!(verify(&removed, vec![head]).unwrap_err().first_bad(), 4);
+        let mut changed = all;
+        changed[3].client = Some("203.0.113.9".into());
+        assert_eq!(verify(&changed, vec![head]).unwrap_err().first_bad(), 4);
+    }
+
     proptest! {
         #[test]
-        fn any_single_field_change_is_detected_at_that_event(n in 1usize..40, at in 0usize..40, which in 0usize..6) {
+        fn any_single_field_change_is_detected_at_that_event(n in 1usize..40, at in 0usize..40, which in 0usize..7) {
             let (mut events, head) = chain(n);
             let i = at % n;
             let e = &mut events[i];
@@ -575,6 +665,7 @@ mod tests {
                 2 => e.actor_id = "someone-else".into(),
                 3 => e.at += chrono::Duration::microseconds(1),
                 4 => e.patient = None,
+                5 => e.client = Some("192.0.2.1".into()),
                 _ => e.outcome = "denied".into(),
             }
             prop_assert_eq!(verify(&events, vec![head]).unwrap_err().first_bad(), i as i64 + 1);

@@ -8,6 +8,7 @@
 //! - no database type crosses this interface.
 
 pub mod chat;
+pub mod client;
 pub mod documents;
 pub mod fhir;
 pub mod governance;
@@ -199,6 +200,8 @@ pub trait Store:
     async fn staff_members(&self, practice: PracticeId) -> StoreResult<Vec<StaffMember>>;
     async fn create_api_token(&self, practice: PracticeId, token: &ApiToken, audit: &AuditRecord) -> StoreResult<()>;
     async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>>;
+    /// Every API token of the practice with the member of staff it was issued to, newest first.
+    async fn api_tokens(&self, practice: PracticeId) -> StoreResult<Vec<(ApiToken, StaffMember)>>;
     /// A token together with the member of staff it was issued to (one round trip per request).
     async fn staff_for_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>>;
     async fn revoke_api_token(

@@ -73,6 +73,7 @@ pub const SQLITE: &[Migration] = &[
         name: "credential_tries",
         sql: include_str!("../migrations/sqlite/0024_credential_tries.sql"),
     },
+    Migration { version: 25, name: "audit_client", sql: include_str!("../migrations/sqlite/0025_audit_client.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -152,6 +153,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "credential_tries",
         sql: include_str!("../migrations/postgres/0024_credential_tries.sql"),
     },
+    Migration { version: 25, name: "audit_client", sql: include_str!("../migrations/postgres/0025_audit_client.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

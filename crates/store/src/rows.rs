@@ -541,6 +541,7 @@ pub(crate) fn audit_event(r: &impl Cols) -> StoreResult<StoredEvent> {
         entity: r.text("entity")?,
         outcome: r.text("outcome")?,
         detail: r.text("detail")?,
+        client: r.opt_text("client_addr")?,
         prev_hash: r.bytes("prev_hash")?,
         hash: r.bytes("hash")?,
     })

@@ -98,7 +98,7 @@ const PROXY_COLUMNS: &str =
     record_level, record_from, granted_on, decided_by, ends_on, status, status_since, status_reason";
 
 const AUDIT_COLUMNS: &str =
-    "practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, action, entity, outcome, detail, prev_hash, hash";
+    "practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, action, entity, outcome, detail, client_addr, prev_hash, hash";
 
 macro_rules! patient_sql {
     ($tail:literal) => {
@@ -229,7 +229,16 @@ macro_rules! sql_store {
                     hash: ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?,
                 };
                 let mut sealed = Vec::with_capacity(records.len());
+                let here = crate::client::current();
                 for record in records {
+                    // An event written for a request records where the request came from.
+                    let stamped;
+                    let record = if record.client.is_none() && here.is_some() {
+                        stamped = AuditRecord { client: here, ..(*record).clone() };
+                        &stamped
+                    } else {
+                        *record
+                    };
                     let (e, next) = seal(practice, head, record);
                     sealed.push(e);
                     head = next;
@@ -238,14 +247,14 @@ macro_rules! sql_store {
                 for chunk in sealed.chunks(200) {
                     let mut sql = String::from(
                         "INSERT INTO audit_event (practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, \
-                         action, entity, outcome, detail, prev_hash, hash) VALUES ",
+                         action, entity, outcome, detail, client_addr, prev_hash, hash) VALUES ",
                     );
                     for i in 0..chunk.len() {
                         if i > 0 {
                             sql.push_str(", ");
                         }
                         sql.push('(');
-                        sql.push_str(&placeholders(i * 14 + 1, 14));
+                        sql.push_str(&placeholders(i * 15 + 1, 15));
                         sql.push(')');
                     }
                     let mut q = sqlx::query(&sql);
@@ -263,6 +272,7 @@ macro_rules! sql_store {
                             .bind(&e.entity)
                             .bind(&e.outcome)
                             .bind(&e.detail)
+                            .bind(&e.client)
                             .bind(&e.prev_hash)
                             .bind(&e.hash);
                     }
@@ -834,6 +844,25 @@ macro_rules! sql_store {
 
             async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>> {
                 Ok(self.hot_token_and_staff(practice, id).await?.map(|(t, _)| t))
+            }
+
+            async fn api_tokens(&self, practice: PracticeId) -> StoreResult<Vec<(ApiToken, StaffMember)>> {
+                sqlx::query(
+                    "SELECT t.id AS token_id, t.staff_id, t.label, t.secret_hash, t.created_at AS token_created_at, \
+                     t.expires_at, t.revoked_at, s.* \
+                     FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
+                     WHERE t.practice_id = $1 ORDER BY t.created_at DESC LIMIT 1000",
+                )
+                .bind(practice.as_uuid())
+                .fetch_all(self.read())
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let id = TokenId::from_uuid(r.uuid("token_id")?);
+                    Ok((rows::token(practice, id, r)?, rows::staff(practice, r)?))
+                })
+                .collect()
             }
 
             async fn staff_for_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<(ApiToken, StaffMember)>> {

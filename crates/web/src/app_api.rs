@@ -3,6 +3,8 @@
 //! for (each a `patient` the FHIR token endpoint accepts). The record itself is read through the
 //! FHIR API.
 
+use crate::body::{read_at_most, TooLarge};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,18 +32,39 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     Some((id.to_owned(), secret.to_owned()))
 }
 
-/// `POST /api/apps/v1/links`: an app, with its client credentials (HTTP Basic), links to a
-/// patient with the details from the practice's letter. 201 with the app's token for the link.
-async fn link(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Result<Json<LinkRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, crate::error::WebError> {
-    let (id, secret) = basic_credentials(&headers).ok_or_else(|| {
+/// The most a linking request's JSON may hold.
+const LINK_BODY_LIMIT: usize = 64 * 1024;
+
+/// The app calling, by its client credentials (HTTP Basic), checked before anything of the
+/// request's body is read; a refusal is audited.
+async fn authenticated_app(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(caldicott_core::ids::PracticeId, caldicott_core::online::PatientApp), AppError> {
+    let (id, secret) = basic_credentials(headers).ok_or_else(|| {
         AppError::Unauthenticated("send the app's client id and secret with HTTP Basic authentication".into())
     })?;
-    let Json(req) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let (link, token) = app.link_app(&id, &secret, &req).await?;
+    app.app_credentials(&id, &secret).await
+}
+
+/// A JSON body of at most `LINK_BODY_LIMIT` bytes, or what is wrong with it.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<Result<T, TooLarge>, AppError> {
+    let bytes = match read_at_most(body, LINK_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
+    serde_json::from_slice(&bytes).map(Ok).map_err(|e| AppError::BadRequest(format!("the request's JSON: {e}")))
+}
+
+/// `POST /api/apps/v1/links`: an app, with its client credentials (HTTP Basic), links to a
+/// patient with the details from the practice's letter. 201 with the app's token for the link.
+async fn link(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response, crate::error::WebError> {
+    let (practice, client) = authenticated_app(&app, &headers).await?;
+    let req: LinkRequest = match json_body(body).await? {
+        Ok(r) => r,
+        Err(too_large) => return Ok(too_large.into_response()),
+    };
+    let (link, token) = app.link_app_as(practice, &client, &req).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "link_id": link.id, "token": token, "linked_at": link.linked_at })),
@@ -86,13 +109,14 @@ struct NhsLoginLink {
 async fn link_with_nhs_login(
     State(app): State<App>,
     headers: HeaderMap,
-    body: Result<Json<NhsLoginLink>, axum::extract::rejection::JsonRejection>,
+    body: Body,
 ) -> Result<Response, crate::error::WebError> {
-    let (id, secret) = basic_credentials(&headers).ok_or_else(|| {
-        AppError::Unauthenticated("send the app's client id and secret with HTTP Basic authentication".into())
-    })?;
-    let Json(req) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let (link, token) = app.link_app_nhs_login(&id, &secret, &req.id_token, &req.access_token).await?;
+    let (practice, client) = authenticated_app(&app, &headers).await?;
+    let req: NhsLoginLink = match json_body(body).await? {
+        Ok(r) => r,
+        Err(too_large) => return Ok(too_large.into_response()),
+    };
+    let (link, token) = app.link_app_nhs_login_as(practice, &client, &req.id_token, &req.access_token).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "link_id": link.id, "token": token, "linked_at": link.linked_at })),

@@ -561,7 +561,7 @@ async fn compose_view(
         Err(e) => return page_error(Some(me.into()), e),
     };
     let chosen = preset.filter(|p| presets.contains(p)).or_else(|| presets.first().cloned()).unwrap_or_default();
-    match app.compose(&me.who, nhs, &chosen).await {
+    match app.view_compose(&me.who, nhs, &chosen).await {
         Ok(c) => ComposePage {
             chrome: Some(me.into()),
             csrf: me.csrf_token.clone(),

@@ -61,7 +61,7 @@ async fn form_page(
     d: &NewDocument,
     errors: Vec<FieldError>,
 ) -> Response {
-    match app.document_form(&me.who, nhs).await {
+    match app.view_document_form(&me.who, nhs).await {
         Ok(p) => {
             let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
             let page = NewPage {

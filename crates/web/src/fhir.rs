@@ -15,7 +15,7 @@ use caldicott_app::{App, AppError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub const BASE: &str = "/fhir/r4";
+pub const BASE: &str = caldicott_app::fhir_api::BASE_PATH;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -114,11 +114,10 @@ fn fhir_json(v: Value) -> Response {
     r
 }
 
-/// The server's base URL as the caller reached it.
-fn base(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
-    format!("{scheme}://{host}{BASE}")
+/// The FHIR base URL: from the configured public URL only, never from `Host` or
+/// `X-Forwarded-*` (a client could make links, or an assertion's audience, point anywhere).
+fn base(app: &App) -> String {
+    app.fhir_base_url()
 }
 
 async fn caller(app: &App, headers: &HeaderMap) -> Result<FhirCaller, FhirError> {
@@ -127,9 +126,14 @@ async fn caller(app: &App, headers: &HeaderMap) -> Result<FhirCaller, FhirError>
     Ok(app.fhir_caller(token).await?)
 }
 
-async fn metadata(headers: HeaderMap) -> Response {
-    fhir_json(capability_statement(&base(&headers), env!("CARGO_PKG_VERSION")))
+async fn metadata(State(app): State<App>) -> Response {
+    fhir_json(capability_statement(&base(&app), env!("CARGO_PKG_VERSION")))
 }
+
+/// The most a token request may hold (a client assertion is a few kilobytes).
+const TOKEN_BODY_LIMIT: usize = 16 * 1024;
+/// The most a FHIR resource sent to be written may hold.
+const RESOURCE_BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Deserialize)]
 struct TokenForm {
@@ -150,11 +154,7 @@ struct TokenForm {
 /// `POST /fhir/r4/token`: the OAuth 2.0 token endpoint. Apps send their client credentials by
 /// HTTP Basic with `grant_type=refresh_token`; practice integrations a signed client assertion
 /// with `grant_type=client_credentials`.
-async fn token(
-    State(app): State<App>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
+async fn token(State(app): State<App>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let oauth_error = |status: StatusCode, error: &str, description: String| {
         let mut r = (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response();
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -163,18 +163,51 @@ async fn token(
         }
         r
     };
-    let Ok(Form(f)) = form else {
+    // An app's credentials come in the header: checked (and a refusal audited) before the body
+    // is read. An integration's come in the body, which is then read only so far.
+    let basic = crate::app_api::basic_credentials(&headers);
+    if let Some((id, secret)) = &basic {
+        match app.app_credentials(id, secret).await {
+            Ok(_) => {}
+            Err(AppError::Unauthenticated(_)) => {
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "the app's client id or secret is not right".into(),
+                )
+            }
+            Err(e) => return FhirError(e).into_response(),
+        }
+    }
+    let Ok(bytes) = crate::body::read_at_most(body, TOKEN_BODY_LIMIT).await else {
+        return match basic {
+            Some(_) => {
+                oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "the token request is too large".into())
+            }
+            None => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "no client credentials: HTTP Basic for an app, a client assertion for an integration".into(),
+            ),
+        };
+    };
+    let mut form_request = axum::http::Request::new(axum::body::Body::from(bytes));
+    // A form is read from the body only for a method other than GET.
+    *form_request.method_mut() = axum::http::Method::POST;
+    if let Some(t) = headers.get(header::CONTENT_TYPE) {
+        form_request.headers_mut().insert(header::CONTENT_TYPE, t.clone());
+    }
+    let Ok(Form(f)) = <Form<TokenForm> as axum::extract::FromRequest<()>>::from_request(form_request, &()).await else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form-encoded token request".into());
     };
     let request = TokenRequest {
         grant_type: f.grant_type,
-        basic: crate::app_api::basic_credentials(&headers),
+        basic,
         refresh_token: f.refresh_token,
         scope: f.scope,
         patient: f.patient,
         client_assertion_type: f.client_assertion_type,
         client_assertion: f.client_assertion,
-        token_url: format!("{}/token", base(&headers)),
     };
     match app.fhir_token(&request).await {
         Ok(t) => {
@@ -192,8 +225,8 @@ async fn token(
 
 /// `GET /fhir/r4/.well-known/smart-configuration`: where and how to get a token (SMART App
 /// Launch 2.0 discovery), for apps and for practice integrations.
-async fn smart_configuration(headers: HeaderMap) -> Response {
-    let base = base(&headers);
+async fn smart_configuration(State(app): State<App>) -> Response {
+    let base = base(&app);
     let mut r = axum::Json(json!({
         "issuer": base,
         "token_endpoint": format!("{base}/token"),
@@ -257,7 +290,7 @@ async fn search(
 ) -> Result<Response, FhirError> {
     let s = search_of(query, strict(&headers))?;
     let who = caller(&app, &headers).await?;
-    Ok(fhir_json(app.fhir_search(&who, &resource, &base(&headers), &s).await?))
+    Ok(fhir_json(app.fhir_search(&who, &resource, &base(&app), &s).await?))
 }
 
 async fn read(
@@ -295,12 +328,15 @@ async fn binary(app: &App, who: &FhirCaller, id: &str, headers: &HeaderMap) -> R
     Ok(r)
 }
 
-/// A resource in the request body, or a clear error.
-fn resource_body(body: &axum::body::Bytes) -> Result<Value, FhirError> {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(Value::is_object)
-        .ok_or_else(|| FhirError(AppError::BadRequest("the body must be a FHIR resource in JSON".into())))
+/// A resource in the request body, read only after the caller is known and at most
+/// `RESOURCE_BODY_LIMIT` bytes (413 past that), or a clear error.
+async fn resource_body(body: axum::body::Body) -> Result<Value, Response> {
+    let bytes = crate::body::read_at_most(body, RESOURCE_BODY_LIMIT)
+        .await
+        .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+    serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object).ok_or_else(|| {
+        FhirError(AppError::BadRequest("the body must be a FHIR resource in JSON".into())).into_response()
+    })
 }
 
 /// `POST /fhir/r4/Appointment`: book. 201 with the Appointment and its Location.
@@ -308,11 +344,12 @@ async fn create(
     State(app): State<App>,
     headers: HeaderMap,
     Path(resource): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, FhirError> {
-    let who = caller(&app, &headers).await?;
-    let made = app.fhir_create(&who, &resource, &resource_body(&body)?).await?;
-    let location = format!("{}/{resource}/{}", base(&headers), made["id"].as_str().unwrap_or_default());
+    body: axum::body::Body,
+) -> Result<Response, Response> {
+    let who = caller(&app, &headers).await.map_err(IntoResponse::into_response)?;
+    let resource_json = resource_body(body).await?;
+    let made = app.fhir_create(&who, &resource, &resource_json).await.map_err(|e| FhirError(e).into_response())?;
+    let location = format!("{}/{resource}/{}", base(&app), made["id"].as_str().unwrap_or_default());
     let mut r = (StatusCode::CREATED, fhir_json(made)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -325,10 +362,13 @@ async fn update(
     State(app): State<App>,
     headers: HeaderMap,
     Path((resource, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> Result<Response, FhirError> {
-    let who = caller(&app, &headers).await?;
-    Ok(fhir_json(app.fhir_update(&who, &resource, &id, &resource_body(&body)?).await?))
+    body: axum::body::Body,
+) -> Result<Response, Response> {
+    let who = caller(&app, &headers).await.map_err(IntoResponse::into_response)?;
+    let resource_json = resource_body(body).await?;
+    Ok(fhir_json(
+        app.fhir_update(&who, &resource, &id, &resource_json).await.map_err(|e| FhirError(e).into_response())?,
+    ))
 }
 
 async fn everything(
@@ -339,6 +379,6 @@ async fn everything(
 ) -> Result<Response, FhirError> {
     let q = search_of(query, strict(&headers))?;
     let who = caller(&app, &headers).await?;
-    let bundle = app.fhir_everything(&who, &id, &base(&headers), q.count.as_deref(), q.cursor.as_deref()).await?;
+    let bundle = app.fhir_everything(&who, &id, &base(&app), q.count.as_deref(), q.cursor.as_deref()).await?;
     Ok(fhir_json(bundle))
 }

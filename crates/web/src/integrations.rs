@@ -6,7 +6,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -50,16 +50,9 @@ impl Errors for IntegrationsPage {
     }
 }
 
-fn token_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
-    format!("{scheme}://{host}{}/token", crate::fhir::BASE)
-}
-
 async fn view(
     app: &App,
     me: &caldicott_app::session::SignedIn,
-    headers: &HeaderMap,
     created: Option<(String, String)>,
     form: NewIntegration,
     errors: Vec<FieldError>,
@@ -83,7 +76,7 @@ async fn view(
                     })
                     .collect(),
                 created,
-                token_url: token_url(headers),
+                token_url: app.fhir_token_url(),
                 name: form.name,
                 public_key: form.public_key,
                 scopes: form.scopes,
@@ -95,8 +88,8 @@ async fn view(
     }
 }
 
-async fn page(State(app): State<App>, Portal(me): Portal, headers: HeaderMap) -> Response {
-    view(&app, &me, &headers, None, NewIntegration::default(), Vec::new()).await
+async fn page(State(app): State<App>, Portal(me): Portal) -> Response {
+    view(&app, &me, None, NewIntegration::default(), Vec::new()).await
 }
 
 #[derive(Deserialize)]
@@ -114,13 +107,12 @@ struct RegisterForm {
 async fn register(
     State(app): State<App>,
     Portal(me): Portal,
-    headers: HeaderMap,
     form: Result<Form<RegisterForm>, FormRejection>,
 ) -> Response {
     let Some(f) = checked(&me, form) else { return forbidden_form() };
     let new = NewIntegration { name: f.name, public_key: f.public_key, scopes: f.scopes };
     match app.register_integration(&me.who, &new).await {
-        Ok(i) => view(&app, &me, &headers, Some((i.name, i.client_id)), NewIntegration::default(), Vec::new()).await,
+        Ok(i) => view(&app, &me, Some((i.name, i.client_id)), NewIntegration::default(), Vec::new()).await,
         Err(AppError::BadRequest(m)) => {
             let field = if m.contains("name") {
                 "name"
@@ -129,7 +121,7 @@ async fn register(
             } else {
                 "public_key"
             };
-            view(&app, &me, &headers, None, new, vec![FieldError { field, message: m }]).await
+            view(&app, &me, None, new, vec![FieldError { field, message: m }]).await
         }
         Err(e) => page_error(Some((&me).into()), e),
     }

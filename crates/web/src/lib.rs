@@ -6,7 +6,9 @@
 mod access_page;
 mod api;
 mod app_api;
+mod body;
 mod chat;
+pub mod client;
 mod comms;
 mod documents;
 mod error;
@@ -22,6 +24,7 @@ mod sar_export;
 mod sars;
 mod staff_work;
 pub mod throttle;
+mod tokens;
 mod update_record_api;
 
 use axum::http::{header, HeaderValue};
@@ -43,6 +46,7 @@ pub fn router(app: App) -> Router {
         .merge(comms::routes())
         .merge(documents::routes())
         .merge(integrations::routes())
+        .merge(tokens::routes())
         .merge(governance::routes())
         .merge(inbound::routes())
         .merge(sars::routes())
@@ -55,6 +59,7 @@ pub fn router(app: App) -> Router {
         .fallback(error::unknown_route)
         .layer(axum::Extension(std::sync::Arc::new(throttle::Throttles::new())))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(client::record_client))
         .with_state(app)
 }
 

@@ -1074,7 +1074,7 @@ async fn visibility_form(
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
     };
-    let target = match app.entry_to_change(&me.who, nhs, id).await {
+    let target = match app.view_entry_to_change(&me.who, nhs, id, "visibility").await {
         Ok(t) => t,
         Err(e) => return page_error(chrome(), e),
     };
@@ -1476,7 +1476,7 @@ async fn file_form(
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(chrome(), AppError::NotFound("nothing waiting to be filed with that id".into()));
     };
-    let (item, patient) = match app.item_to_file(&me.who, id).await {
+    let (item, patient) = match app.view_item_to_file(&me.who, id).await {
         Ok(x) => x,
         Err(e) => return page_error(chrome(), e),
     };
@@ -1688,7 +1688,7 @@ async fn consultation_form(
     check: Option<CheckView>,
 ) -> Response {
     let chrome = || Some(Chrome::from(me));
-    let (patient, visible_default) = match app.consultation_form(&me.who, nhs).await {
+    let (patient, visible_default) = match app.view_consultation_form(&me.who, nhs).await {
         Ok(x) => x,
         Err(e) => return page_error(chrome(), e),
     };
@@ -2274,7 +2274,7 @@ async fn split_form(
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
     };
-    let target = match app.entry_to_change(&me.who, nhs, id).await {
+    let target = match app.view_entry_to_change(&me.who, nhs, id, "split").await {
         Ok(t) => t,
         Err(e) => return page_error(chrome(), e),
     };

@@ -44,8 +44,10 @@ async fn receive(State(app): State<App>, headers: HeaderMap, body: Body) -> Resu
     let (id, secret) = crate::app_api::basic_credentials(&headers).ok_or_else(|| {
         AppError::Unauthenticated("send the pharmacy's client id and secret with HTTP Basic authentication".into())
     })?;
+    // The pharmacy first: nothing of the body is read for a caller who is not one.
+    let (practice, sender) = app.sender_credentials(&id, &secret).await?;
     let body = read_limited(body).await?;
-    let receipt = app.receive_update_http(&id, &secret, &body).await?;
+    let receipt = app.receive_update_from(practice, &sender, &body).await?;
     let status = match receipt.outcome {
         ItkCode::Success => StatusCode::ACCEPTED,
         ItkCode::Duplicate => StatusCode::OK,

@@ -93,7 +93,7 @@ async fn token_request(app: &App, client: &str, secret: &str, form: &str) -> Rep
 }
 
 fn app(t: &TestStore) -> App {
-    App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
+    App::new(t.store.clone(), caldicott_app::fixtures::test_clock()).with_public_url("http://test").unwrap()
 }
 
 async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &TestStore) {
@@ -116,7 +116,8 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     assert_eq!(none.json()["issue"][0]["code"], "login");
     // The token endpoint speaks OAuth: errors by name, tokens never cached.
     let wrong = token_request(&app, &client, "nope", &format!("grant_type=refresh_token&refresh_token={link}")).await;
-    assert_eq!((wrong.status, wrong.json()["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // A wrong client secret is a failed client authentication (RFC 6749 §5.2).
+    assert_eq!((wrong.status, wrong.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
     let scope = token_request(
         &app,
         &client,
@@ -649,7 +650,9 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
 async fn fhir_client(app: &App, client: &str, secret: &str, link: &str, acting_for: Option<String>) -> (Value, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = caldicott_web::router(app.clone());
+    // Served as `caldicott serve` does: the public URL is the bound address.
+    let served = app.clone().with_public_url(&format!("http://{addr}")).unwrap();
+    let router = caldicott_web::router(served);
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let python = std::env::var("CALDICOTT_TEST_PYTHON")
         .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
@@ -880,6 +883,91 @@ async fn the_bearer_scheme_is_matched_in_any_case(t: &TestStore) {
     }
 }
 
+/// ASVS V5/V10 (Host header injection): the configured public URL is the one source of the FHIR
+/// base, the SMART configuration and the token endpoint's audience. A forged Host or
+/// X-Forwarded-* header changes none of them, and a client assertion made for another service's
+/// token endpoint (or for one built from a forged Host) is refused, and the refusal audited.
+async fn the_public_url_alone_makes_links_and_the_token_audience(t: &TestStore) {
+    let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
+        .with_public_url("https://gp.example.nhs.uk/")
+        .unwrap();
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let forged = |req: axum::http::request::Builder| {
+        req.header(header::HOST, "evil.example")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-proto", "http")
+            .header("forwarded", "host=evil.example;proto=http")
+    };
+    let smart =
+        send(&app, forged(Request::get("/fhir/r4/.well-known/smart-configuration")).body(Body::empty()).unwrap()).await;
+    assert_eq!(smart.json()["token_endpoint"], "https://gp.example.nhs.uk/fhir/r4/token");
+    assert_eq!(smart.json()["issuer"], "https://gp.example.nhs.uk/fhir/r4");
+    let cap = send(&app, forged(Request::get("/fhir/r4/metadata")).body(Body::empty()).unwrap()).await;
+    assert!(!cap.body.contains("evil.example"), "{}", cap.body);
+    // An integration's token: the assertion's audience must be this service's public token URL.
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (private, public) = caldicott_app::fhir_api::new_key_pair().unwrap();
+    let integration = app
+        .register_integration(
+            &admin,
+            &caldicott_app::fhir_api::NewIntegration {
+                name: "Reporting".into(),
+                public_key: public,
+                scopes: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let swap = |aud: &str| {
+        let assertion = caldicott_app::fhir_api::client_assertion(
+            &integration.client_id,
+            &private,
+            aud,
+            caldicott_app::fixtures::now(),
+        )
+        .unwrap();
+        let form = format!(
+            "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+            caldicott_app::fhir_api::ASSERTION_TYPE.replace(':', "%3A")
+        );
+        forged(Request::post("/fhir/r4/token"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap()
+    };
+    for aud in ["http://evil.example/fhir/r4/token", "https://other-service.example/fhir/r4/token"] {
+        let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        let r = send(&app, swap(aud)).await;
+        assert_eq!((r.status, r.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{aud}");
+        let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "{aud}: one audit event for the refusal");
+        let e = &events[0];
+        assert_eq!((e.action.as_str(), e.outcome.as_str(), e.patient.as_deref()), ("fhir.token_issue", "denied", None));
+        assert_eq!(e.actor_kind, "integration");
+    }
+    let r = send(&app, swap("https://gp.example.nhs.uk/fhir/r4/token")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    // The Bundle's links and fullUrls are the public URL's, whatever Host said.
+    let req = forged(Request::get(format!(
+        "/fhir/r4/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}",
+        pat.nhs_number.as_str()
+    )))
+    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+    .body(Body::empty())
+    .unwrap();
+    let bundle = send(&app, req).await;
+    assert_eq!(bundle.status, StatusCode::OK, "{}", bundle.body);
+    let b = bundle.json();
+    assert!(b["link"][0]["url"].as_str().unwrap().starts_with("https://gp.example.nhs.uk/fhir/r4/Patient"), "{b}");
+    assert!(
+        b["entry"][0]["fullUrl"].as_str().unwrap().starts_with("https://gp.example.nhs.uk/fhir/r4/Patient/"),
+        "{b}"
+    );
+    assert!(!bundle.body.contains("evil.example"));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -888,6 +976,7 @@ macro_rules! both {
 }
 
 both!(
+    the_public_url_alone_makes_links_and_the_token_audience,
     fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown,
     every_fhir_route_for_every_kind_of_token,
     binaries_and_the_integration_token_endpoint_over_http,

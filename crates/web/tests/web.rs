@@ -489,6 +489,48 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
 
 const PERMISSIONS: &str = include_str!("../../../docs/permissions.md");
 
+/// The GET routes of the permission table whose answers carry no patient data: empty forms,
+/// settings, staff and integration lists, and counts. Every other GET answer must write an audit
+/// event (`every_route_follows_the_permission_table` checks each, for every role).
+const GETS_WITHOUT_PATIENT_DATA: &[&str] = &[
+    "/staff",
+    "/patients/new",
+    "/patients/transfer-in",
+    "/settings/messages",
+    "/integrations",
+    "/tokens",
+    "/apps",
+    "/settings",
+    "/reports",
+    "/reports/monthly-return",
+    "/reports/monthly-return.csv",
+    "/reports/trend",
+    "/reports/trend.csv",
+    "/bulk-code",
+    "/icb",
+    "/icb.csv",
+    "/inbound/senders",
+    "/sars/new",
+    "/chat/unread",
+    // Staff messages: the inbox names no patient (only "About a patient"); a message linked to
+    // a patient is audited when it is opened (the test's message is linked to none).
+    "/chat",
+    "/chat/{chat}",
+    "/api/v1/reports/exclusions",
+    "/api/v1/reports/monthly-return",
+    "/api/v1/reports/trend",
+    "/api/v1/icb/exclusions",
+];
+
+#[test]
+fn every_get_route_without_patient_data_is_in_the_permission_table() {
+    // A route named here that no longer exists would hide a new route of the same name.
+    let rows = permission_rows();
+    for path in GETS_WITHOUT_PATIENT_DATA {
+        assert!(rows.iter().any(|(m, p, _)| m == "GET" && p == path), "{path} is not a GET row of the table");
+    }
+}
+
 /// One row of docs/permissions.md: method, path, and allow for receptionist, clinician,
 /// practice manager, administrator, ICB analyst.
 fn permission_rows() -> Vec<(String, String, [bool; 5])> {
@@ -520,6 +562,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../src/comms.rs")),
         ("", include_str!("../src/documents.rs")),
         ("", include_str!("../src/integrations.rs")),
+        ("", include_str!("../src/tokens.rs")),
         ("", include_str!("../src/staff_work.rs")),
         ("", include_str!("../src/governance.rs")),
         ("", include_str!("../src/inbound.rs")),
@@ -777,6 +820,19 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap()
         .id
         .to_string();
+    // A token of the clinician's, for the revoke route (not the one the walk uses).
+    let spare_token_id = caldicott_app::auth::issue_token(
+        &app,
+        tp.practice.ods_code.as_str(),
+        "clinician",
+        "spare",
+        chrono::Duration::days(1),
+    )
+    .await
+    .unwrap()
+    .token
+    .id
+    .to_string();
     let roles = [
         ("reception", &tp.receptionist_token),
         ("clinician", &tp.clinician_token),
@@ -784,6 +840,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         ("admin", &tp.admin_token),
         ("analyst", &tp.analyst_token),
     ];
+    let mut unaudited_looks = Vec::new();
     for (i, (user, token)) in roles.into_iter().enumerate() {
         let mut b = Browser::new(&app);
         sign_in(&mut b, tp.practice.ods_code.as_str(), user).await;
@@ -808,8 +865,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{export}", &uuid::Uuid::nil().to_string())
                 .replace("{document}", &document_id)
                 .replace("{integration}", &integration_id)
+                .replace("{token}", &spare_token_id)
                 .replace("{format}", "pdf");
             let mut last_body = String::new();
+            let audited_before = app.store.audit_head(tp.practice.id).await.unwrap().count;
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
                 ("POST", true) if uri.ends_with("/access") || uri.ends_with("/enhanced-review") => {
@@ -933,6 +992,15 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 }
                 other => panic!("no way to call {other:?}"),
             };
+            // Every look at patient data is audited before the answer goes (the audit of every
+            // look): a GET answered with a page or JSON that carries patient data wrote at least
+            // one event of the caller's own.
+            if method == "GET" && status.is_success() && !GETS_WITHOUT_PATIENT_DATA.contains(&path.as_str()) {
+                let new = app.store.audit_events(tp.practice.id, audited_before, 1000).await.unwrap();
+                if !new.iter().any(|e| e.actor_kind == "staff" && e.outcome == "success") {
+                    unaudited_looks.push(format!("{user} GET {path}"));
+                }
+            }
             if allow[i] {
                 // 409: permitted, but the state had already changed (deregistered by an earlier role).
                 // 404 on an export's files: permitted, but there is no such export to collect.
@@ -946,6 +1014,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             }
         }
     }
+    assert!(unaudited_looks.is_empty(), "answers with patient data but no audit event: {unaudited_looks:#?}");
 }
 
 macro_rules! both {
@@ -1421,6 +1490,10 @@ both!(
     access_changes_through_the_api_are_checked_then_confirmed,
     the_portal_keeps_practices_and_roles_apart,
     every_route_follows_the_permission_table,
+    audit_events_record_the_client_address_never_a_forwarded_header,
+    refused_machine_credentials_are_audited_at_their_practice,
+    machine_endpoints_refuse_an_unauthenticated_body_unread,
+    an_administrator_revokes_an_api_token_and_its_next_call_is_refused,
     staff_transfer_in_a_record_from_a_file,
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
@@ -1512,6 +1585,256 @@ async fn serves_over_a_real_socket() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"status\":\"ok\""));
     server.abort();
+}
+
+async fn audit_events_record_the_client_address_never_a_forwarded_header(t: &TestStore) {
+    // ASVS V7.1: each audit event says where the request came from; the TCP peer's address is
+    // the only source, so a client cannot write someone else's address into the log.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let last_event = || async {
+        let head = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        app.store.audit_events(tp.practice.id, head - 1, 1).await.unwrap().remove(0)
+    };
+    // Over a real socket, as `caldicott serve` runs it, with a forged X-Forwarded-For.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/patients/{}/record HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         X-Forwarded-For: 203.0.113.66\r\nForwarded: for=203.0.113.66\r\nConnection: close\r\n\r\n",
+        pat.nhs_number.as_str(),
+        tp.clinician_token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    server.abort();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let read = last_event().await;
+    assert_eq!(read.action, "record.view_staff");
+    assert_eq!(read.client.as_deref(), Some("127.0.0.1"), "the peer's address, not the header's");
+    // A change written in the store's own transaction records it too.
+    let mut req = Request::post("/api/v1/transfer-in")
+        .header(header::AUTHORIZATION, format!("Bearer {}", tp.clinician_token))
+        .header(header::CONTENT_TYPE, "application/fhir+json")
+        .header("x-forwarded-for", "203.0.113.66")
+        .body(Body::from(
+            fixtures::transfer_bundle(
+                caldicott_core::NhsNumber::from_first_nine(999_300_001).unwrap().as_str(),
+                "1970-01-01",
+                "Addr",
+                "Test",
+                "B82001",
+                "P",
+            )
+            .to_string(),
+        ))
+        .unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([198, 51, 100, 4], 40000))));
+    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let change = last_event().await;
+    assert_eq!(change.action, "record.transfer_in");
+    assert_eq!(change.client.as_deref(), Some("198.51.100.4"));
+    // Without a connection (in process) there is no address, and nothing from the headers.
+    let r = get(&app, &format!("/api/v1/patients/{}/record", pat.nhs_number.as_str()), Some(&tp.clinician_token)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(last_event().await.client, None);
+    // And the chain, addresses included, verifies.
+    assert!(caldicott_app::audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().is_ok());
+}
+
+async fn refused_machine_credentials_are_audited_at_their_practice(t: &TestStore) {
+    // ASVS V7.2: an app, a pharmacy or an integration presenting a wrong credential leaves an
+    // event (outcome denied, no patient, the client's address) in the chain of the practice it
+    // claimed; a credential that names nothing known has no practice and changes no chain.
+    use base64::Engine;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (wallet, _) = app.register_app(&admin, "Wallet", "Wallet Ltd", "").await.unwrap();
+    let (sender, _) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let basic = |id: &str, secret: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    };
+    let post = |uri: &str, auth: String, body: &str| {
+        let mut req = Request::post(uri)
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([192, 0, 2, 44], 5555))));
+        let app = app.clone();
+        async move { caldicott_web::router(app).oneshot(req).await.unwrap().status() }
+    };
+    let link = serde_json::json!({ "ods_code": "X", "account_id": "X", "linkage_key": "X", "family_name": "X", "birth_date": "2000-01-01" }).to_string();
+    let cases = [
+        ("/api/apps/v1/links", basic(&wallet.client_id, "not-the-secret"), link.clone(), "app.link", "app"),
+        (
+            "/api/update-record/v1/messages",
+            basic(&sender.client_id, "not-the-secret"),
+            "{}".into(),
+            "inbound.receive",
+            "system",
+        ),
+    ];
+    for (uri, auth, body, action, kind) in cases {
+        let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        assert_eq!(post(uri, auth, &body).await, StatusCode::UNAUTHORIZED, "{uri}");
+        let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "{uri}: {events:?}");
+        let e = &events[0];
+        assert_eq!((e.action.as_str(), e.outcome.as_str(), e.actor_kind.as_str()), (action, "denied", kind), "{uri}");
+        assert_eq!((e.patient.as_deref(), e.client.as_deref()), (None, Some("192.0.2.44")), "{uri}");
+        assert!(!e.detail.contains("not-the-secret") && !e.entity.contains("not-the-secret"));
+    }
+    // Unknown client ids: refused, and no practice's chain changes.
+    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    assert_eq!(post("/api/apps/v1/links", basic("app_nobody", "x"), &link).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(post("/api/update-record/v1/messages", basic("ur_nobody", "x"), "{}").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, before);
+}
+
+/// Sends a request over a real socket that promises a large body (`Content-Length`) and sends
+/// only `sent` bytes of it, and returns the status the server answers with, or `None` if it
+/// waits for the rest (a server that reads bodies before checking who sends them).
+async fn status_before_the_body_arrives(addr: std::net::SocketAddr, head: &str, sent: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{head}Host: localhost\r\nContent-Length: 3000000\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'a'; sent]).await.unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if reply.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read).await.ok()?;
+    String::from_utf8_lossy(&reply).split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+async fn machine_endpoints_refuse_an_unauthenticated_body_unread(t: &TestStore) {
+    // ASVS V13/V4: a caller without a valid credential is answered 401 before its body is read:
+    // promising 3 MB (over every limit) and sending a little, the answer comes without the rest.
+    use base64::Engine;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (wallet, _) = app.register_app(&admin, "Wallet", "Wallet Ltd", "").await.unwrap();
+    let (sender, _) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let basic = |id: &str| {
+        format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{id}:wrong")))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = caldicott_web::router(app.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    });
+    let json = "Content-Type: application/json\r\n";
+    let fhir = "Content-Type: application/fhir+json\r\n";
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let cases = [
+        format!("POST /api/update-record/v1/messages HTTP/1.1\r\n{fhir}"),
+        format!("POST /api/update-record/v1/messages HTTP/1.1\r\n{fhir}{}", basic(&sender.client_id)),
+        format!("POST /api/apps/v1/links HTTP/1.1\r\n{json}"),
+        format!("POST /api/apps/v1/links HTTP/1.1\r\n{json}{}", basic(&wallet.client_id)),
+        format!("POST /api/apps/v1/links/nhs-login HTTP/1.1\r\n{json}{}", basic(&wallet.client_id)),
+        format!("POST /fhir/r4/Appointment HTTP/1.1\r\n{fhir}"),
+        format!(
+            "PUT /fhir/r4/Appointment/{} HTTP/1.1\r\n{fhir}Authorization: Bearer fat_forged\r\n",
+            uuid::Uuid::nil()
+        ),
+        format!("POST /fhir/r4/token HTTP/1.1\r\n{form}{}", basic(&wallet.client_id)),
+    ];
+    for head in &cases {
+        let status = status_before_the_body_arrives(addr, head, 1024).await;
+        assert_eq!(status, Some(401), "{head}");
+    }
+    // The token endpoint's integrations carry their credential in the body: it reads at most
+    // 16 KB of it, and with no credential in that, refuses.
+    let token = format!("POST /fhir/r4/token HTTP/1.1\r\n{form}");
+    assert_eq!(status_before_the_body_arrives(addr, &token, 20 * 1024).await, Some(401));
+    server.abort();
+    // In process, with the whole 3 MB sent: 401, not 413.
+    let big = vec![b'a'; 3_000_000];
+    for uri in ["/fhir/r4/Appointment", "/api/apps/v1/links", "/api/update-record/v1/messages", "/fhir/r4/token"] {
+        let req =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(big.clone())).unwrap();
+        let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{uri}");
+    }
+}
+
+async fn an_administrator_revokes_an_api_token_and_its_next_call_is_refused(t: &TestStore) {
+    // ASVS V3/V7: tokens can be seen and revoked; revocation holds from the next request.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let issued = caldicott_app::auth::issue_token(
+        &app,
+        tp.practice.ods_code.as_str(),
+        "clinician",
+        "reporting script",
+        chrono::Duration::days(7),
+    )
+    .await
+    .unwrap();
+    let id = issued.token.id.to_string();
+    let record = format!("/api/v1/patients/{}/record", pat.nhs_number.as_str());
+    assert_eq!(get(&app, &record, Some(&issued.secret)).await.status, StatusCode::OK);
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    let page = admin.get("/tokens").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("reporting script") && page.body.contains(&id), "{}", page.body);
+    assert!(!page.body.contains(&issued.secret), "a token's secret is never shown again");
+    let revoke = format!("/tokens/{id}/revoke");
+    // Without the session's CSRF token: refused, and the token still works.
+    assert_eq!(admin.post(&revoke, &[("_csrf", "forged")]).await.status, StatusCode::FORBIDDEN);
+    // Another practice's administrator cannot reach it.
+    let mut stranger = Browser::new(&app);
+    sign_in(&mut stranger, other.practice.ods_code.as_str(), "admin").await;
+    let their_csrf = csrf(&stranger.get("/tokens").await.body);
+    assert_eq!(stranger.post(&revoke, &[("_csrf", their_csrf.as_str())]).await.status, StatusCode::NOT_FOUND);
+    // Nor a clinician of this practice.
+    let mut clinician = Browser::new(&app);
+    sign_in(&mut clinician, tp.practice.ods_code.as_str(), "clinician").await;
+    let clinician_csrf = csrf(&clinician.get("/").await.body);
+    assert_eq!(clinician.post(&revoke, &[("_csrf", clinician_csrf.as_str())]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&app, &record, Some(&issued.secret)).await.status, StatusCode::OK);
+    // The administrator revokes it: audited, and its very next call is 401.
+    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let done = admin.post(&revoke, &[("_csrf", csrf(&page.body).as_str())]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("Revoked"));
+    let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "token.revoke" && e.entity == format!("token/{id}")), "{events:?}");
+    let r = get(&app, &record, Some(&issued.secret)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.body.contains(pat.nhs_number.as_str()));
+    // Revoking it again: not found, nothing written.
+    let again = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let csrf_now = csrf(&admin.get("/tokens").await.body);
+    assert_eq!(admin.post(&revoke, &[("_csrf", csrf_now.as_str())]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, again);
 }
 
 async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {

@@ -44,6 +44,22 @@ use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
+/// Where the FHIR API is mounted, under the public URL.
+pub const BASE_PATH: &str = "/fhir/r4";
+
+impl App {
+    /// The FHIR API's base URL: the configured public URL and `BASE_PATH`, whatever a request's
+    /// `Host` says.
+    pub fn fhir_base_url(&self) -> String {
+        format!("{}{BASE_PATH}", self.public_url())
+    }
+
+    /// The token endpoint's URL: the one audience a client assertion may name.
+    pub fn fhir_token_url(&self) -> String {
+        format!("{}/token", self.fhir_base_url())
+    }
+}
+
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 1000;
 

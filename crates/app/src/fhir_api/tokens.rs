@@ -48,8 +48,6 @@ pub struct TokenRequest {
     pub patient: Option<String>,
     pub client_assertion_type: String,
     pub client_assertion: String,
-    /// The token endpoint's own URL as the client reached it: a client assertion's `aud`.
-    pub token_url: String,
 }
 
 impl TokenRequest {
@@ -144,12 +142,15 @@ impl App {
         let Some((client_id, client_secret)) = &r.basic else {
             return Err(oauth("invalid_client", "send the app's client id and secret with HTTP Basic authentication"));
         };
+        // The client first (a refusal is audited), then what it asks for.
+        let (_, client) = self.app_credentials(client_id, client_secret).await.map_err(|e| match e {
+            AppError::Unauthenticated(_) => oauth("invalid_client", "the app's client id or secret is not right"),
+            other => TokenError::App(other),
+        })?;
         let scopes = Scopes::parse(&r.scope).map_err(|e| oauth("invalid_scope", e.to_string()))?;
-        let refused = || oauth("invalid_grant", "the client or the link's token is not right");
+        let refused = || oauth("invalid_grant", "the link's token is not right, or is not this app's");
         let (practice, link, app) = self.app_link_of_token(&r.refresh_token).await.map_err(|_| refused())?;
-        if app.client_id != client_id.trim()
-            || !crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(app.client_secret_hash))
-        {
+        if app.id != client.id {
             return Err(refused());
         }
         // For someone else: a live proxy link of the holder's, for that person.
@@ -237,25 +238,47 @@ impl App {
             jsonwebtoken::dangerous::insecure_decode_claims(&r.client_assertion).map_err(|_| refused())?;
         let practice =
             said.iss.strip_prefix(super::integrations::CLIENT_PREFIX).and_then(practice_of).ok_or_else(refused)?;
-        let integration =
-            self.store.integration_by_client_id(practice, &said.iss).await?.filter(|i| i.active).ok_or_else(refused)?;
-        let keys = decoding_keys(&integration.public_key).map_err(|_| refused())?;
+        let Some(integration) = self.store.integration_by_client_id(practice, &said.iss).await? else {
+            self.credential_refused(None, Action::FhirTokenIssue, format!("client/{}", said.iss), "unknown client id")
+                .await?;
+            return Err(refused());
+        };
+        // From here the integration is known: every refusal is audited at its practice.
+        let denied = |why: &'static str, err: TokenError| {
+            let (actor, entity) = (integration_actor(&integration), format!("integration/{}", integration.id));
+            async move {
+                self.credential_refused(Some((practice, actor)), Action::FhirTokenIssue, entity, why).await?;
+                Err::<TokenResponse, TokenError>(err)
+            }
+        };
+        if !integration.active {
+            return denied("the integration is turned off", refused()).await;
+        }
+        let Ok(keys) = decoding_keys(&integration.public_key) else {
+            return denied("its registered key cannot be read", refused()).await;
+        };
         let mut validation = jsonwebtoken::Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
         validation.validate_exp = false; // checked below against the server's clock
         validation.set_required_spec_claims(&["iss", "sub", "aud", "exp", "jti"]);
-        validation.set_audience(&[r.token_url.as_str()]);
+        // The audience is this service's token endpoint at its configured public URL, never
+        // one built from the request's Host header.
+        validation.set_audience(&[self.fhir_token_url()]);
         validation.set_issuer(&[integration.client_id.as_str()]);
-        let claims = keys
+        let Some(claims) = keys
             .iter()
             .filter(|(kid, k)| {
                 (header.kid.is_none() || kid.is_none() || *kid == header.kid) && k.family() == header.alg.family()
             })
             .find_map(|(_, k)| jsonwebtoken::decode::<AssertionClaims>(&r.client_assertion, k, &validation).ok())
-            .ok_or_else(refused)?
-            .claims;
+            .map(|d| d.claims)
+        else {
+            return denied("signature, audience or issuer not right", refused()).await;
+        };
         let now = self.now();
-        let exp = DateTime::<Utc>::from_timestamp(claims.exp, 0).ok_or_else(refused)?;
+        let Some(exp) = DateTime::<Utc>::from_timestamp(claims.exp, 0) else {
+            return denied("no usable expiry", refused()).await;
+        };
         let leeway = Duration::seconds(60);
         if claims.sub != claims.iss
             || exp + leeway < now
@@ -264,11 +287,15 @@ impl App {
             || claims.jti.trim().is_empty()
             || claims.jti.len() > 200
         {
-            return Err(oauth(
-                "invalid_client",
-                "the client assertion must be current, last at most five minutes, name the integration as iss and \
-                 sub, and carry a jti",
-            ));
+            return denied(
+                "expired, too long-lived, or without sub or jti",
+                oauth(
+                    "invalid_client",
+                    "the client assertion must be current, last at most five minutes, name the integration as iss \
+                     and sub, and carry a jti",
+                ),
+            )
+            .await;
         }
         let allowed = Scopes::stored(ScopeContext::System, &integration.scopes);
         let scopes = Scopes::parse_system(&r.scope).map_err(|e| oauth("invalid_scope", e.to_string()))?;
@@ -295,7 +322,11 @@ impl App {
         let used = AssertionUse { jti: claims.jti, expires_at: exp + leeway };
         match self.store.create_system_token(practice, &token, &used, &audit).await {
             Err(StoreError::Conflict(_)) => {
-                return Err(oauth("invalid_grant", "this client assertion was used before: make a new one each time"))
+                return denied(
+                    "client assertion used before",
+                    oauth("invalid_grant", "this client assertion was used before: make a new one each time"),
+                )
+                .await
             }
             other => other?,
         }

@@ -1,0 +1,98 @@
+//! The practice's staff API tokens, for administrators: who each was issued to, when it was made
+//! and expires, whether it still works, and a button to revoke it (its next request is refused).
+
+use crate::portal::{checked, forbidden_form, page_error, Chrome, Portal};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use caldicott_app::App;
+use serde::Deserialize;
+
+pub fn routes() -> Router<App> {
+    Router::new().route("/tokens", get(page)).route("/tokens/{token}/revoke", post(revoke))
+}
+
+crate::csrf_forms!(RevokeForm);
+
+pub struct Row {
+    pub id: String,
+    pub label: String,
+    pub owner: String,
+    pub created: String,
+    pub expires: String,
+    pub status: &'static str,
+    pub revoked: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    tokens: Vec<Row>,
+    revoked: Option<String>,
+}
+
+fn day(t: chrono::DateTime<chrono::Utc>) -> String {
+    caldicott_core::appointments::uk_time(t).format("%-d %b %Y %H:%M").to_string()
+}
+
+async fn view(app: &App, me: &caldicott_app::session::SignedIn, revoked: Option<String>) -> Response {
+    match app.api_tokens(&me.who).await {
+        Ok(list) => {
+            let now = app.now();
+            TokensPage {
+                chrome: Some(me.into()),
+                csrf: me.csrf_token.clone(),
+                tokens: list
+                    .iter()
+                    .map(|t| Row {
+                        id: t.token.id.to_string(),
+                        label: t.token.label.clone(),
+                        owner: format!("{} ({})", t.owner_name, t.owner_username),
+                        created: day(t.token.created_at),
+                        expires: day(t.token.expires_at),
+                        status: t.status_at(now),
+                        revoked: t.token.revoked_at.map(day).unwrap_or_default(),
+                    })
+                    .collect(),
+                revoked,
+            }
+            .into_response()
+        }
+        Err(e) => page_error(Some(me.into()), e),
+    }
+}
+
+async fn page(State(app): State<App>, Portal(me): Portal) -> Response {
+    view(&app, &me, None).await
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn revoke(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<RevokeForm>, FormRejection>,
+) -> Response {
+    if checked(&me, form).is_none() {
+        return forbidden_form();
+    }
+    let label = match app.api_tokens(&me.who).await {
+        Ok(list) => list.into_iter().find(|t| t.token.id.to_string() == id).map(|t| t.token.label),
+        Err(e) => return page_error(Some((&me).into()), e),
+    };
+    match app.revoke_api_token(&me.who, &id).await {
+        Ok(()) => view(&app, &me, Some(label.unwrap_or_default())).await,
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
