@@ -3,6 +3,7 @@
 
 mod governance;
 mod sar;
+mod server;
 
 use anyhow::{bail, Context};
 use caldicott_app::demo::{build_demo, DemoOptions, DemoReport};
@@ -46,6 +47,22 @@ struct Listen {
     /// a request's Host or X-Forwarded-* headers. Default: http://<the bound address>.
     #[arg(long, env = "CALDICOTT_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. The files are read again
+    /// when they change, and every answer carries HSTS.
+    #[arg(long, env = "CALDICOTT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "CALDICOTT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Connections open at once; more are closed at once.
+    #[arg(long, env = "CALDICOTT_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers (and the TLS handshake).
+    #[arg(long, env = "CALDICOTT_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a whole request may take.
+    #[arg(long, env = "CALDICOTT_REQUEST_TIMEOUT", default_value_t = 120)]
+    request_timeout_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -562,7 +579,8 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
     let inbox = listen.update_record_inbox.clone();
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let public_url = listen.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let scheme = if listen.tls_cert.is_some() { "https" } else { "http" };
+    let public_url = listen.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
     let app = app.with_public_url(&public_url)?;
     tracing::info!(public_url = %app.public_url(), "links, the FHIR base and the token audience use this public URL");
     // The outbox worker: email by SMTP and/or everything by GOV.UK Notify, as configured; with
@@ -614,15 +632,20 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
             }
         });
     }
-    tracing::info!("caldicott listening on http://{bound}/");
+    tracing::info!("caldicott listening on {scheme}://{bound}/");
     // The connection's address reaches the handlers and the audit log (tries are counted per
     // address); headers such as X-Forwarded-For are never read for it.
-    axum::serve(listener, caldicott_web::router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await?;
+    let limits = server::Limits {
+        max_connections: listen.max_connections.max(1),
+        header_timeout: std::time::Duration::from_secs(listen.header_timeout_secs.max(1)),
+        request_timeout: std::time::Duration::from_secs(listen.request_timeout_secs.max(1)),
+    };
+    let tls = listen.tls_cert.clone().zip(listen.tls_key.clone()).map(|(cert, key)| server::TlsFiles { cert, key });
+    server::run(listener, caldicott_web::router(app), limits, tls, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     worker.abort();
     Ok(())
 }

@@ -1,0 +1,162 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The server as an attacker and an operator meet it (ASVS 9.1, 12.1, 13.1): a client that
+//! sends its headers slowly is cut off, connections beyond the limit are refused while the
+//! others are served, and with a certificate the server speaks only TLS, sends HSTS and takes a
+//! renewed certificate without a restart. The test certificates (`tests/tls`) are made for
+//! `localhost` by two test CAs and are of no use elsewhere.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Server(Child, PathBuf);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn tls_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls").join(name)
+}
+
+/// Starts `caldicott serve` on an empty database with `extra` arguments; waits until the port
+/// takes connections.
+fn serve(extra: &[&str]) -> (Server, u16) {
+    let dir = std::env::temp_dir().join(format!("caldicott-server-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .env("CALDICOTT_DATABASE", dir.join("c.db"))
+        .env("CALDICOTT_LOG", "warn")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child, dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, port)
+}
+
+/// Whether the server closed `s` within `within` (a read returns end of file or a reset).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn health_over_plain_http(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+}
+
+#[test]
+fn a_client_that_sends_its_headers_slowly_is_cut_off() {
+    let (_server, port) = serve(&["--header-timeout-secs", "1"]);
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: loc").unwrap();
+    let began = Instant::now();
+    assert!(closed_within(&mut slow, Duration::from_secs(10)), "a slow-header client is held open");
+    assert!(began.elapsed() < Duration::from_secs(8));
+    // A client that says nothing at all is cut off too; a prompt one is served.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(10)), "a silent client is held open");
+    assert!(health_over_plain_http(port).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_and_the_others_served() {
+    let (_server, port) = serve(&["--max-connections", "2", "--header-timeout-secs", "30"]);
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(5)), "a third connection was kept");
+    // The first two are still served.
+    first.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = first.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    drop(second);
+    std::thread::sleep(Duration::from_millis(300));
+    // With both closed there is room again.
+    assert!(health_over_plain_http(port).starts_with("HTTP/1.1 200"));
+}
+
+fn agent_trusting(ca: &str) -> ureq::Agent {
+    let pem = std::fs::read(tls_file(ca)).unwrap();
+    let root = ureq::tls::Certificate::from_pem(&pem).unwrap();
+    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root]))).build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+#[test]
+fn with_a_certificate_it_speaks_tls_sends_hsts_and_takes_a_renewed_certificate() {
+    let dir = std::env::temp_dir().join(format!("caldicott-tls-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::copy(tls_file("cert1.pem"), &cert).unwrap();
+    std::fs::copy(tls_file("key1.pem"), &key).unwrap();
+    let (_server, port) = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--header-timeout-secs",
+        "5",
+    ]);
+    let url = format!("https://localhost:{port}/health");
+    let r = agent_trusting("ca1.pem").get(&url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    let hsts = r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000; includeSubDomains"));
+    // Plain HTTP on the TLS port gets no answer.
+    assert!(!health_over_plain_http(port).contains("200"));
+    // The certificate is renewed on disk: within a few seconds the new one is served, no restart.
+    std::fs::copy(tls_file("cert2.pem"), &cert).unwrap();
+    std::fs::copy(tls_file("key2.pem"), &key).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if agent_trusting("ca2.pem").get(&url).call().is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the renewed certificate was not taken up");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(agent_trusting("ca1.pem").get(&url).call().is_err(), "the old certificate is still served");
+    let _ = std::fs::remove_dir_all(&dir);
+}
