@@ -35,6 +35,7 @@ pub mod requests;
 pub mod sar;
 pub mod sar_export;
 pub mod search;
+pub mod secrets;
 pub mod session;
 pub mod settings;
 pub mod setup;
@@ -134,6 +135,8 @@ pub struct App {
     /// the account's rate is refused unchecked, answered like a wrong one.
     account_tries: Arc<auth::AccountTries>,
     public_url: Arc<str>,
+    /// Opens and seals the secrets kept in the database (authenticator secrets).
+    secrets: Arc<secrets::Keyring>,
 }
 
 /// Where caldicott is reached before `App::with_public_url` says otherwise (tests, the CLI).
@@ -151,7 +154,25 @@ impl App {
             public_url: Arc::from(DEFAULT_PUBLIC_URL),
             account_tries: Arc::new(auth::AccountTries::new(clock.clone())),
             clock,
+            secrets: Arc::new(secrets::Keyring::ephemeral().unwrap_or_else(|e| panic!("{e}"))),
         }
+    }
+
+    /// The key (file) that seals the secrets kept in the database; without it a key of this
+    /// process alone is used, which suits tests only.
+    pub fn with_secrets(mut self, keyring: secrets::Keyring) -> Self {
+        self.secrets = Arc::new(keyring);
+        self
+    }
+
+    /// Seals a secret for the database.
+    pub(crate) fn seal(&self, plain: &str) -> AppResult<String> {
+        self.secrets.seal(plain)
+    }
+
+    /// Opens a secret from the database.
+    pub(crate) fn open_secret(&self, stored: &str) -> AppResult<String> {
+        self.secrets.open(stored)
     }
 
     /// The one public URL the service is reached at (`https://gp.example.nhs.uk`, no path): the

@@ -563,7 +563,7 @@ impl App {
         }
         let login = self.store.patient_login_of(practice_id, account.id).await?.ok_or_else(expired)?;
         let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
-        let secret = login.totp_secret.clone().ok_or_else(expired)?;
+        let secret = self.open_secret(login.totp_secret.as_deref().ok_or_else(expired)?)?;
         let subject = Subject::patient(&login.username);
         let verdict = if self.claim_try(practice_id, &subject, from).await? {
             self.accept_code(practice_id, TotpLogin::Patient(account.id), &secret, code).await?
@@ -626,7 +626,7 @@ impl App {
             Outcome::Success,
             "secret issued, not yet confirmed",
         );
-        self.store.set_patient_totp(me.practice, me.account, Some(&secret), false, &audit).await?;
+        self.store.set_patient_totp(me.practice, me.account, Some(&self.seal(&secret)?), false, &audit).await?;
         let uri = format!(
             "otpauth://totp/GP%20services:{}?secret={secret}&issuer=GP%20services&algorithm=SHA1&digits=6&period=30",
             login.username
@@ -655,11 +655,12 @@ impl App {
             .patient_login_of(me.practice, me.account)
             .await?
             .ok_or_else(|| AppError::Conflict("this account signs in through NHS login".into()))?;
-        let secret = login
+        let sealed = login
             .totp_secret
             .clone()
             .filter(|_| login.totp_confirmed == on)
             .ok_or_else(|| AppError::Conflict(if on { "two-step sign-in is off" } else { "start again" }.into()))?;
+        let secret = self.open_secret(&sealed)?;
         let subject = Subject::patient(&login.username);
         let verdict = if self.claim_try(me.practice, &subject, from).await? {
             self.accept_code(me.practice, TotpLogin::Patient(me.account), &secret, code).await?
@@ -679,7 +680,7 @@ impl App {
             return Err(AppError::BadRequest(WRONG_CODE.into()));
         }
         self.clear_tries(me.practice, &subject, from).await?;
-        Ok(secret)
+        Ok(sealed)
     }
 
     async fn set_two_step(&self, me: &PatientPrincipal, secret: Option<&str>, what: &str) -> AppResult<()> {

@@ -255,15 +255,17 @@ impl App {
         let next = match (&state.totp_secret, state.totp_confirmed) {
             (Some(_), true) => SecondFactor::EnterCode,
             (existing, _) => {
+                // The secret is kept sealed with the key outside the database (ASVS 2.8.3).
                 let secret = match existing {
-                    Some(s) => s.clone(),
+                    Some(s) => self.open_secret(s)?,
                     None => {
                         let mut raw = [0u8; 20];
                         rand::rngs::OsRng.fill_bytes(&mut raw);
-                        Secret::from(raw).to_base32()
+                        let secret = Secret::from(raw).to_base32();
+                        state.totp_secret = Some(self.seal(&secret)?);
+                        secret
                     }
                 };
-                state.totp_secret = Some(secret.clone());
                 let otpauth_uri = format!(
                     "otpauth://totp/caldicott:{}%40{}?secret={secret}&issuer=caldicott&algorithm=SHA1&digits=6&period=30",
                     staff.username, practice.ods_code
@@ -305,13 +307,14 @@ impl App {
         let practice =
             self.store.practice(staff.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         Ok(match (&staff.sign_in.totp_secret, staff.sign_in.totp_confirmed) {
-            (Some(secret), false) => SecondFactor::Enrol {
-                secret: secret.clone(),
-                otpauth_uri: format!(
+            (Some(sealed), false) => {
+                let secret = self.open_secret(sealed)?;
+                let otpauth_uri = format!(
                     "otpauth://totp/caldicott:{}%40{}?secret={secret}&issuer=caldicott&algorithm=SHA1&digits=6&period=30",
                     staff.username, practice.ods_code
-                ),
-            },
+                );
+                SecondFactor::Enrol { secret, otpauth_uri }
+            }
             _ => SecondFactor::EnterCode,
         })
     }
@@ -324,8 +327,12 @@ impl App {
         if session.stage != SessionStage::SecondFactor {
             return Err(AppError::Conflict("already signed in".into()));
         }
-        let secret =
-            staff.sign_in.totp_secret.clone().ok_or_else(|| AppError::Conflict("no second factor to check".into()))?;
+        let sealed = staff
+            .sign_in
+            .totp_secret
+            .as_deref()
+            .ok_or_else(|| AppError::Conflict("no second factor to check".into()))?;
+        let secret = self.open_secret(sealed)?;
         let subject = Subject::staff(&staff.username);
         let verdict = if self.claim_try(staff.practice, &subject, from).await? {
             self.accept_code(staff.practice, TotpLogin::Staff(staff.id), &secret, code).await?

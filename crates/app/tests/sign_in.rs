@@ -242,6 +242,55 @@ async fn the_password_recheck_before_a_release_is_throttled(t: &TestStore) {
     );
 }
 
+async fn authenticator_secrets_are_sealed_and_a_rotation_keeps_them_usable(t: &TestStore) {
+    // ASVS 2.8.3: the authenticator secret is not in the database in the clear; the key is a
+    // file apart from it, and `secrets rotate` seals everything again under a new key.
+    use caldicott_app::secrets::{rotate, Keyring};
+    let dir = std::env::temp_dir().join(format!("caldicott-keys-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("secret.key");
+    let (keyring, created) = Keyring::from_file(&key).unwrap();
+    assert!(created);
+    let (app, clock) = app_with_clock(t);
+    let app = app.with_secrets(keyring);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let desk = at(20);
+    let start = app.sign_in(Some(&ods), "clinician", PASSWORD, &desk).await.unwrap();
+    let SecondFactor::Enrol { secret, .. } = start.next else { panic!("expected enrolment") };
+    let stored = app.store.staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    let sealed = stored.sign_in.totp_secret.clone().unwrap();
+    assert!(sealed.starts_with("enc1:") && !sealed.contains(&secret), "stored in the clear: {sealed}");
+    app.second_factor(&start.cookie, &current_code(&secret, app.now()).unwrap(), &desk).await.unwrap();
+    // A secret stored before sealing existed (the reception's) is sealed by the rotation too.
+    let reception = app.store.staff_by_username(tp.practice.id, "reception").await.unwrap().unwrap();
+    let mut legacy = reception.sign_in.clone();
+    legacy.totp_secret = Some("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into());
+    legacy.totp_confirmed = true;
+    let audit = fixtures::audit(caldicott_core::audit::Action::SecondFactorEnrolled, None);
+    app.store.set_sign_in_state(tp.practice.id, reception.id, &legacy, &audit).await.unwrap();
+    let done = rotate(app.store.as_ref(), &key).await.unwrap();
+    assert!(done.resealed >= 2, "{done:?}");
+    assert!(done.old_key.exists());
+    let after = app.store.staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    let resealed = after.sign_in.totp_secret.clone().unwrap();
+    assert_ne!(resealed, sealed);
+    let legacy_after = app.store.staff_member(tp.practice.id, reception.id).await.unwrap().unwrap();
+    assert!(legacy_after.sign_in.totp_secret.unwrap().starts_with("enc1:"));
+    // The server started with the new key file signs the clinician in; the old key alone cannot
+    // open the new seal.
+    let (new_ring, created) = Keyring::from_file(&key).unwrap();
+    assert!(!created);
+    assert_eq!(new_ring.open(&resealed).unwrap(), secret);
+    let old_only = Keyring::from_file(&done.old_key).unwrap().0;
+    assert!(old_only.open(&resealed).is_err());
+    let app = app.with_secrets(new_ring);
+    clock.store(30, Ordering::SeqCst);
+    let again = app.sign_in(Some(&ods), "clinician", PASSWORD, &desk).await.unwrap();
+    assert!(app.second_factor(&again.cookie, &current_code(&secret, app.now()).unwrap(), &desk).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -257,4 +306,5 @@ both!(
     fifty_parallel_wrong_codes_are_not_all_checked_and_a_code_works_once,
     a_patient_account_holds_the_same_way,
     the_password_recheck_before_a_release_is_throttled,
+    authenticator_secrets_are_sealed_and_a_rotation_keeps_them_usable,
 );

@@ -31,6 +31,27 @@ struct Db {
     /// The database: an SQLite file path (or sqlite: URL), or a postgres:// URL.
     #[arg(long, env = "CALDICOTT_DATABASE", default_value = "data/caldicott.db", hide_env_values = true)]
     database: String,
+    /// The key that seals authenticator secrets in the database (32 random bytes, hex), kept
+    /// outside it; made if missing. Default: `<database>.key` beside an SQLite file,
+    /// `caldicott-secret.key` in the working folder for PostgreSQL.
+    #[arg(long, env = "CALDICOTT_SECRET_KEY_FILE")]
+    secret_key_file: Option<std::path::PathBuf>,
+}
+
+impl Db {
+    /// Where the secret key is.
+    fn key_file(&self) -> std::path::PathBuf {
+        if let Some(p) = &self.secret_key_file {
+            return p.clone();
+        }
+        let db = &self.database;
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            return std::path::PathBuf::from("caldicott-secret.key");
+        }
+        let path = db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")).unwrap_or(db);
+        let path = path.split('?').next().unwrap_or(path);
+        std::path::PathBuf::from(format!("{path}.key"))
+    }
 }
 
 #[derive(Args, Clone)]
@@ -117,6 +138,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The key that seals authenticator secrets in the database.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -180,6 +206,16 @@ enum StaffCommand {
         db: Db,
         #[command(flatten)]
         args: governance::StaffAdd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Make a new key and seal every stored secret again under it, in one transaction; the
+    /// previous key is kept as `<key>.old`. Safe to run again if cut off.
+    Rotate {
+        #[command(flatten)]
+        db: Db,
     },
 }
 
@@ -274,7 +310,12 @@ async fn open(db: &Db) -> anyhow::Result<App> {
     let store = caldicott_store::open(&db.database)
         .await
         .with_context(|| format!("opening the database {}", caldicott_store::redact_url(&db.database)))?;
-    let mut app = App::new(store, system_clock());
+    let key = db.key_file();
+    let (keyring, created) = caldicott_app::secrets::Keyring::from_file(&key).map_err(|e| anyhow::anyhow!(e))?;
+    if created {
+        tracing::warn!(key = %key.display(), "a new secret key was made: keep it safe and apart from database backups");
+    }
+    let mut app = App::new(store, system_clock()).with_secrets(keyring);
     if let Ok(token) = std::env::var("CALDICOTT_NOTIFY_CALLBACK_TOKEN") {
         if token.len() >= 16 {
             app = app.with_notify_callback_token(&token);
@@ -383,6 +424,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { db } => {
             open(&db).await?;
             println!("The database schema is up to date.");
+        }
+        Command::Secrets { command: SecretsCommand::Rotate { db } } => {
+            let app = open(&db).await?;
+            let key = db.key_file();
+            let done =
+                caldicott_app::secrets::rotate(app.store.as_ref(), &key).await.map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "{} secret(s) sealed again under a new key in {}. The previous key is in {}: delete it once no \
+                 backup made before now is needed.",
+                done.resealed,
+                key.display(),
+                done.old_key.display()
+            );
         }
         Command::Token { command: TokenCommand::Create { db, practice, staff, label, days } } => {
             let app = open(&db).await?;

@@ -408,3 +408,30 @@ fn the_documentation_names_commands_as_they_are() {
     }
     assert!(checked > 10, "{checked} commands checked");
 }
+
+#[tokio::test]
+async fn secrets_rotate_seals_every_secret_under_a_new_key() {
+    // ASVS 2.8.3: authenticator secrets are sealed with a key kept beside, not in, the database;
+    // rotation makes a new key and seals everything again, keeping the previous key as .old.
+    let db = demo();
+    let key = std::path::PathBuf::from(format!("{}.key", db.path().display()));
+    let before = std::fs::read_to_string(&key).expect("the demo made a key beside the database");
+    // A secret written before sealing existed.
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.path().display())).await.expect("open");
+    sqlx::query("UPDATE staff SET totp_secret = 'JBSWY3DPEHPK3PXP', totp_confirmed = 1 WHERE username = 'dr.okafor'")
+        .execute(&mut c)
+        .await
+        .expect("legacy secret");
+    let out = caldicott(&db.path(), &["secrets", "rotate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).starts_with("1 secret(s) sealed again"), "{}", stdout(&out));
+    let stored: String = sqlx::query_scalar("SELECT totp_secret FROM staff WHERE username = 'dr.okafor'")
+        .fetch_one(&mut c)
+        .await
+        .expect("read back");
+    assert!(stored.starts_with("enc1:") && !stored.contains("JBSWY3DPEHPK3PXP"), "{stored}");
+    let after = std::fs::read_to_string(&key).expect("the new key is in place");
+    assert_ne!(before, after);
+    let old = std::fs::read_to_string(format!("{}.old", key.display())).expect("the previous key is kept");
+    assert_eq!(old, before);
+}

@@ -222,6 +222,15 @@ pub trait Store:
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
+    // --- Secrets sealed with a key outside the database -------------------------------------
+    /// Passes every stored authenticator secret (staff and patients, every practice) through
+    /// `reseal` and writes back what it returns (`None`: leave it), all in one transaction; a
+    /// secret `reseal` cannot handle fails the whole and changes nothing. The number rewritten.
+    async fn reseal_secrets(
+        &self,
+        reseal: &(dyn for<'s> Fn(&'s str) -> Result<Option<String>, String> + Sync),
+    ) -> StoreResult<usize>;
+
     // --- Tries at a credential (ASVS 2.2.1) ------------------------------------------------
     /// Claims one try at `subject`'s credential from `address` at `now`, counting it as a
     /// failure until [`Store::clear_credential_tries`]: in one statement, refused (`None`) while

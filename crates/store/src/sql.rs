@@ -901,6 +901,34 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn reseal_secrets(
+                &self,
+                reseal: &(dyn for<'s> Fn(&'s str) -> Result<Option<String>, String> + Sync),
+            ) -> StoreResult<usize> {
+                let mut tx = self.begin().await?;
+                let mut done = 0;
+                for (select, update) in [
+                    (
+                        "SELECT practice_id, id, totp_secret FROM staff WHERE totp_secret IS NOT NULL",
+                        "UPDATE staff SET totp_secret = $1 WHERE practice_id = $2 AND id = $3",
+                    ),
+                    (
+                        "SELECT practice_id, account_id AS id, totp_secret FROM patient_login WHERE totp_secret IS NOT NULL",
+                        "UPDATE patient_login SET totp_secret = $1 WHERE practice_id = $2 AND account_id = $3",
+                    ),
+                ] {
+                    let rows: Vec<(Uuid, Uuid, String)> =
+                        sqlx::query_as(select).fetch_all(&mut *tx).await.map_err(db)?;
+                    for (practice, id, stored) in rows {
+                        let Some(sealed) = reseal(&stored).map_err(StoreError::Conflict)? else { continue };
+                        sqlx::query(update).bind(sealed).bind(practice).bind(id).execute(&mut *tx).await.map_err(db)?;
+                        done += 1;
+                    }
+                }
+                tx.commit().await.map_err(db)?;
+                Ok(done)
+            }
+
             async fn claim_credential_try(
                 &self,
                 practice: PracticeId,
