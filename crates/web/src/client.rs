@@ -19,8 +19,28 @@ use std::net::{IpAddr, SocketAddr};
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl ClientAddr {
-    fn of(parts_extensions: &axum::http::Extensions) -> Self {
-        Self(parts_extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| canonical(a.ip())))
+    /// The connection's address as axum recorded it (or as a test's `MockConnectInfo` gives it).
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Self {
+        let real = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| *a);
+        let mock = || extensions.get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>().map(|m| m.0);
+        Self(real.or_else(mock).map(|a| canonical(a.ip())))
+    }
+
+    /// The caller as the application counts tries at a credential.
+    pub(crate) fn client(self) -> caldicott_app::auth::Client {
+        caldicott_app::auth::Client { address: self.0 }
+    }
+}
+
+/// The same address, in the form the application's credential checks take.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(pub caldicott_app::auth::Client);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(ClientAddr::of(&parts.extensions).client()))
     }
 }
 

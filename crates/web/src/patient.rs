@@ -173,7 +173,7 @@ fn signed_in_response(cookie_value: &str) -> Response {
 
 async fn sign_in(
     State(app): State<App>,
-    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
@@ -1043,7 +1043,7 @@ struct CodeForm {
 
 async fn code(
     State(app): State<App>,
-    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Response {
@@ -1115,7 +1115,7 @@ struct SecurityForm {
 
 async fn change_security(
     State(app): State<App>,
-    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    crate::client::Caller(from): crate::client::Caller,
     Patient(me): Patient,
     form: Result<Form<SecurityForm>, FormRejection>,
 ) -> Response {

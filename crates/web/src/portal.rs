@@ -340,7 +340,7 @@ struct SignInForm {
 
 async fn sign_in(
     State(app): State<App>,
-    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
@@ -430,7 +430,7 @@ struct CodeForm {
 
 async fn code(
     State(app): State<App>,
-    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Response {

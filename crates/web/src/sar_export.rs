@@ -299,7 +299,7 @@ struct ReleaseForm {
 /// Starts making the files, once the member of staff has given their password again.
 async fn release(
     State(app): State<App>,
-    crate::throttle::ClientAddr(from): crate::throttle::ClientAddr,
+    crate::client::Caller(from): crate::client::Caller,
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ReleaseForm>, FormRejection>,

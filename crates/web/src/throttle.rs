@@ -1,14 +1,13 @@
 //! Where a request comes from, and how often an address may try a credential.
 //!
-//! [`ClientAddr`] is the address of the connection as the server accepted it (axum's
-//! `ConnectInfo`), never a header a client can write. [`credentials`] and [`machines`] are
+//! The address is the connection's as the server accepted it (`crate::client`), never a header
+//! a client can write. [`credentials`] and [`machines`] are
 //! middleware on the routes that check a credential: each client address gets a burst and then
 //! a steady rate (governor's GCRA), and a request beyond it is answered 429 with `Retry-After`
 //! before the credential is looked at. The per-account limits and the growing waits after wrong
 //! tries are in the application (`caldicott_app::auth`), so that every way in shares them.
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -16,29 +15,13 @@ use caldicott_app::auth::Client;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The client's address (none for in-process requests, as in tests).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Client);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(client_of(&parts.extensions)))
-    }
-}
-
-/// The connection's address as axum recorded it (or as a test's `MockConnectInfo` gives it).
+/// The connection's address, the one key per-address limits use.
 fn client_of(extensions: &axum::http::Extensions) -> Client {
-    let real = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| *a);
-    let mock = || extensions.get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>().map(|m| m.0);
-    real.or_else(mock).map_or_else(Client::default, |a| Client::at(a.ip()))
+    crate::client::ClientAddr::of(extensions).client()
 }
 
 type Limiter = RateLimiter<String, HashMapStateStore<String>, DefaultClock>;
@@ -54,6 +37,10 @@ fn limiter(burst: u32, every: Duration) -> Limiter {
 pub struct Throttles {
     credentials: Limiter,
     machines: Limiter,
+    /// Failed pharmacy credentials per address (a pharmacy system may send for many pharmacies
+    /// from one address, so only failures count), and until when an address is held back.
+    failures: Limiter,
+    held: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     clock: DefaultClock,
 }
 
@@ -65,11 +52,35 @@ impl Throttles {
     /// Machines' credentials (the FHIR token endpoint, app linking): 30 at once, then one
     /// every 2 seconds.
     pub const MACHINES: (u32, Duration) = (30, Duration::from_secs(2));
+    /// Failed credentials at the Update Record endpoint: 10 at once from one address, then one
+    /// every 6 seconds; beyond it the address is held back, right credentials or not.
+    pub const FAILURES: (u32, Duration) = (10, Duration::from_secs(6));
 
+    /// The limits above, or as `CALDICOTT_THROTTLE_PEOPLE`, `CALDICOTT_THROTTLE_MACHINES` and
+    /// `CALDICOTT_THROTTLE_FAILURES` set them (`<burst>/<seconds per try>`, e.g. `20/3`); a value
+    /// that does not read so is ignored with a warning.
     pub fn new() -> Self {
+        let rate = |name: &str, default: (u32, Duration)| {
+            let Ok(v) = std::env::var(name) else { return default };
+            let parsed = v.split_once('/').and_then(|(b, s)| Some((b.trim().parse().ok()?, s.trim().parse().ok()?)));
+            match parsed {
+                Some((burst, secs)) if burst > 0 && secs > 0.0 => (burst, Duration::from_secs_f64(secs)),
+                _ => {
+                    tracing::warn!(%name, value = %v, "not <burst>/<seconds>: the default limit is used");
+                    default
+                }
+            }
+        };
+        let (people, machines, failures) = (
+            rate("CALDICOTT_THROTTLE_PEOPLE", Self::CREDENTIALS),
+            rate("CALDICOTT_THROTTLE_MACHINES", Self::MACHINES),
+            rate("CALDICOTT_THROTTLE_FAILURES", Self::FAILURES),
+        );
         Self {
-            credentials: limiter(Self::CREDENTIALS.0, Self::CREDENTIALS.1),
-            machines: limiter(Self::MACHINES.0, Self::MACHINES.1),
+            credentials: limiter(people.0, people.1),
+            machines: limiter(machines.0, machines.1),
+            failures: limiter(failures.0, failures.1),
+            held: std::sync::Mutex::new(std::collections::HashMap::new()),
             clock: DefaultClock::default(),
         }
     }
@@ -81,6 +92,29 @@ impl Throttles {
         }
         which.check_key(&client.key()).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
+}
+
+impl Throttles {
+    /// How long `client` is still held back after too many failed credentials.
+    pub fn held_back(&self, client: &Client) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.retain(|_, until| *until > now);
+        held.get(&client.key()).map(|until| *until - now)
+    }
+
+    /// Counts a failed credential from `client`; past the rate, the address is held back.
+    pub fn failed(&self, client: &Client) {
+        if let Err(wait) = self.take(&self.failures, client) {
+            let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            held.insert(client.key(), std::time::Instant::now() + wait);
+        }
+    }
+}
+
+/// 429 with `Retry-After` for a JSON API.
+pub fn too_many_json(wait: Duration) -> Response {
+    too_many(Answer::Json, "", wait)
 }
 
 impl Default for Throttles {

@@ -40,12 +40,39 @@ async fn read_limited(body: Body) -> Result<Vec<u8>, AppError> {
 /// when accepted (or held because no patient matches), 200 and 20007 for a message accepted
 /// before, 422 and 20009 when the message is refused as invalid (413 and 20009 when it is
 /// larger than 2 MB), 403 and 20010 when the practice does not accept Update Record.
-async fn receive(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response, crate::error::WebError> {
-    let (id, secret) = crate::app_api::basic_credentials(&headers).ok_or_else(|| {
-        AppError::Unauthenticated("send the pharmacy's client id and secret with HTTP Basic authentication".into())
-    })?;
+async fn receive(
+    State(app): State<App>,
+    crate::client::Caller(from): crate::client::Caller,
+    throttles: Option<axum::Extension<std::sync::Arc<crate::throttle::Throttles>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, crate::error::WebError> {
+    // An address that sent too many wrong credentials is held back before any is checked.
+    let throttles = throttles.map(|axum::Extension(t)| t);
+    if let Some(wait) = throttles.as_ref().and_then(|t| t.held_back(&from)) {
+        return Ok(crate::throttle::too_many_json(wait));
+    }
+    let failed = || {
+        if let Some(t) = &throttles {
+            t.failed(&from);
+        }
+    };
+    let Some((id, secret)) = crate::app_api::basic_credentials(&headers) else {
+        failed();
+        return Err(AppError::Unauthenticated(
+            "send the pharmacy's client id and secret with HTTP Basic authentication".into(),
+        )
+        .into());
+    };
     // The pharmacy first: nothing of the body is read for a caller who is not one.
-    let (practice, sender) = app.sender_credentials(&id, &secret).await?;
+    let (practice, sender) = match app.sender_credentials(&id, &secret).await {
+        Ok(found) => found,
+        Err(e @ AppError::Unauthenticated(_)) => {
+            failed();
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let body = read_limited(body).await?;
     let receipt = app.receive_update_from(practice, &sender, &body).await?;
     let status = match receipt.outcome {

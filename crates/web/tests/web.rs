@@ -1556,6 +1556,48 @@ async fn a_flood_of_credential_tries_from_one_address_is_answered_429_with_retry
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pharmacy_credentials_from_one_address_are_held_back() {
+    // The Update Record endpoint counts only failed credentials per address (one pharmacy system
+    // may send for many pharmacies from one address): past the rate, that address is answered
+    // 429 with Retry-After before any credential is checked; a pharmacy elsewhere is not.
+    use axum::extract::connect_info::MockConnectInfo;
+    use base64::Engine;
+    use caldicott_web::throttle::Throttles;
+    let t = test_support::sqlite().await.unwrap();
+    let app = app(&t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let (sender, secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
+    let base = caldicott_web::router(app.clone());
+    let post = |ip: [u8; 4], secret: String| {
+        let router = base.clone().layer(MockConnectInfo(std::net::SocketAddr::from((ip, 40000))));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", sender.client_id));
+        async move {
+            let req = Request::post("/api/update-record/v1/messages")
+                .header(header::AUTHORIZATION, format!("Basic {auth}"))
+                .header(header::CONTENT_TYPE, "application/fhir+json")
+                .body(Body::from("{}"))
+                .unwrap();
+            router.oneshot(req).await.unwrap()
+        }
+    };
+    let attacker = [192, 0, 2, 66];
+    for i in 0..Throttles::FAILURES.0 {
+        assert_eq!(post(attacker, format!("guess {i}")).await.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // One failure past the burst, and the address is held back: even the right secret waits.
+    assert_eq!(post(attacker, "one more".into()).await.status(), StatusCode::UNAUTHORIZED);
+    let held = post(attacker, secret.clone()).await;
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = held.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=Throttles::FAILURES.1.as_secs()).contains(&wait), "Retry-After {wait}");
+    // The pharmacy at its own address is answered as usual (its body is not a valid message).
+    let elsewhere = post([198, 51, 100, 9], secret).await;
+    assert_ne!(elsewhere.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_ne!(elsewhere.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assets_are_served_without_any_other_site() {
     let t = test_support::sqlite().await.unwrap();
     let app = app(&t);
