@@ -90,6 +90,8 @@ before(async () => {
     CALDICOTT_OIDC_CLIENT_ID: 'caldicott',
     CALDICOTT_OIDC_KEY_FILE: join(dir, 'client-key.pem'),
     CALDICOTT_OIDC_KEY_ID: 'caldicott-e2e',
+    // The local provider signs ID tokens with RS256 (NHS login: RS512, the default).
+    CALDICOTT_OIDC_ID_TOKEN_ALG: 'RS256',
     CALDICOTT_OIDC_REDIRECT_URI: redirect
   }
   server = spawn(BIN, ['serve', '--listen', `127.0.0.1:${appPort}`], { env: oidcEnv, stdio: ['ignore', 'ignore', 'pipe'] })

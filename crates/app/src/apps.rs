@@ -29,6 +29,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 const TOKEN_PREFIX: &str = "lnk_";
+/// How long an app-link nonce may wait for its ID token.
+pub const APP_LINK_NONCE_LIFE: Duration = Duration::minutes(10);
 /// An alert task older than this is overdue on the dashboard.
 pub const ALERT_OVERDUE: Duration = Duration::hours(24);
 
@@ -176,6 +178,50 @@ impl App {
         self.link_app_nhs_login_as(practice_id, &app, id_token, access_token).await
     }
 
+    /// A nonce for an app to put in its NHS login request; the ID token it gets back links once,
+    /// within [`APP_LINK_NONCE_LIFE`]. Signed by this server, so nothing is stored until it is
+    /// used.
+    pub fn app_link_nonce(&self, app: &PatientApp) -> (String, chrono::DateTime<chrono::Utc>) {
+        let expires = self.now() + APP_LINK_NONCE_LIFE;
+        let body = format!("n1.{}.{}.{}", app.id, expires.timestamp(), secret());
+        let tag = self.secrets().sign(&body);
+        (format!("{body}.{tag}"), expires)
+    }
+
+    async fn use_app_link_nonce(&self, practice: PracticeId, app: &PatientApp, nonce: Option<&str>) -> AppResult<()> {
+        let refused = |why: &str| {
+            AppError::BadRequest(format!(
+                "{why}: ask for a nonce first (POST /api/apps/v1/links/nhs-login/nonce), send it in the NHS login \
+                 request, and link with the ID token that comes back, once"
+            ))
+        };
+        let nonce = nonce.ok_or_else(|| refused("the ID token carries no nonce"))?;
+        let (body, tag) = nonce.rsplit_once('.').ok_or_else(|| refused("the nonce is not one of ours"))?;
+        if !self.secrets().verify(body, tag) {
+            return Err(refused("the nonce is not one of ours"));
+        }
+        let mut parts = body.split('.');
+        let (Some("n1"), Some(for_app), Some(expires)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(refused("the nonce is not one of ours"));
+        };
+        if for_app != app.id.to_string() {
+            return Err(refused("the nonce was given to another app"));
+        }
+        let expires = expires
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .ok_or_else(|| refused("the nonce is not one of ours"))?;
+        if expires <= self.now() {
+            return Err(refused("the nonce has expired"));
+        }
+        let hash: [u8; 32] = Sha256::digest(nonce.as_bytes()).into();
+        if !self.store.use_app_link_nonce(practice, app.id, &hash, expires, self.now()).await? {
+            return Err(refused("this NHS login sign-in has linked already"));
+        }
+        Ok(())
+    }
+
     /// Links an app whose credentials were checked (`app_credentials`) with NHS login.
     pub async fn link_app_nhs_login_as(
         &self,
@@ -190,7 +236,10 @@ impl App {
             .ok_or_else(|| AppError::Forbidden("this app is not registered to link with NHS login".into()))?;
         let provider =
             self.nhs_login().cloned().ok_or_else(|| AppError::Forbidden("NHS login is not set up here".into()))?;
-        let (_, level, nhs, dob) = provider.identify_for_app(id_token, access_token, &audience).await?;
+        let (_, level, nhs, dob, nonce) = provider.identify_for_app(id_token, access_token, &audience).await?;
+        // The ID token must carry a nonce this server gave this app, unexpired and never used:
+        // a token taken from another sign-in, or replayed, links nothing.
+        self.use_app_link_nonce(practice_id, app, nonce.as_deref()).await?;
         if level != caldicott_core::access::IdentityLevel::P9 {
             return Err(AppError::Forbidden(
                 "linking an app with NHS login needs a fully verified identity (P9)".into(),

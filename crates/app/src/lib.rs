@@ -170,6 +170,11 @@ impl App {
         self.secrets.seal(plain)
     }
 
+    /// The keyring, for values the server signs.
+    pub(crate) fn secrets(&self) -> &secrets::Keyring {
+        &self.secrets
+    }
+
     /// Opens a secret from the database.
     pub(crate) fn open_secret(&self, stored: &str) -> AppResult<String> {
         self.secrets.open(stored)

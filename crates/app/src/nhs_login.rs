@@ -42,7 +42,21 @@ pub struct OidcConfig {
     pub key_pem: Vec<u8>,
     pub key_id: Option<String>,
     pub algorithm: Algorithm,
+    /// The one algorithm ID tokens may be signed with (NHS login: RS512); a token signed any
+    /// other way is refused, whatever its header says.
+    pub id_token_algorithm: Algorithm,
     pub scope: String,
+}
+
+fn algorithm_named(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        _ => return None,
+    })
 }
 
 impl OidcConfig {
@@ -53,14 +67,12 @@ impl OidcConfig {
         let build = || -> Result<Self, String> {
             let key_file = var("CALDICOTT_OIDC_KEY_FILE")?;
             let key_pem = std::fs::read(&key_file).map_err(|e| format!("reading {key_file}: {e}"))?;
-            let algorithm = match std::env::var("CALDICOTT_OIDC_KEY_ALG").unwrap_or_else(|_| "RS512".into()).as_str() {
-                "RS256" => Algorithm::RS256,
-                "RS512" => Algorithm::RS512,
-                "PS256" => Algorithm::PS256,
-                "PS512" => Algorithm::PS512,
-                "ES256" => Algorithm::ES256,
-                other => return Err(format!("CALDICOTT_OIDC_KEY_ALG {other:?} is not supported")),
+            let named = |var: &str| {
+                let name = std::env::var(var).unwrap_or_else(|_| "RS512".into());
+                algorithm_named(&name).ok_or_else(|| format!("{var} {name:?} is not supported"))
             };
+            let algorithm = named("CALDICOTT_OIDC_KEY_ALG")?;
+            let id_token_algorithm = named("CALDICOTT_OIDC_ID_TOKEN_ALG")?;
             Ok(Self {
                 issuer: issuer.trim_end_matches('/').to_owned(),
                 client_id: var("CALDICOTT_OIDC_CLIENT_ID")?,
@@ -68,6 +80,7 @@ impl OidcConfig {
                 key_pem,
                 key_id: std::env::var("CALDICOTT_OIDC_KEY_ID").ok(),
                 algorithm,
+                id_token_algorithm,
                 scope: std::env::var("CALDICOTT_OIDC_SCOPE")
                     .unwrap_or_else(|_| "openid profile nhs_number birthdate".into()),
             })
@@ -324,16 +337,19 @@ impl NhsLogin {
         let refused =
             |why: String| AppError::BadRequest(format!("The sign-in could not be checked ({why}). Start again."));
         let header = jsonwebtoken::decode_header(token).map_err(|e| refused(e.to_string()))?;
-        let jwk = match &header.kid {
-            Some(kid) => keys.find(kid),
-            None => keys.keys.first(),
+        // The algorithm is pinned by configuration, never taken from the token.
+        let pinned = self.config.id_token_algorithm;
+        if header.alg != pinned {
+            return Err(refused(format!("signed with {:?}, not {pinned:?}", header.alg)));
         }
-        .ok_or_else(|| refused("unknown signing key".into()))?;
+        // The key is the one the token names, and it must be published for that algorithm.
+        let kid = header.kid.as_deref().ok_or_else(|| refused("no key id".into()))?;
+        let jwk = keys.find(kid).ok_or_else(|| refused("unknown signing key".into()))?;
+        if jwk.common.key_algorithm.is_some_and(|a| format!("{a:?}") != format!("{pinned:?}")) {
+            return Err(refused("the key is published for another algorithm".into()));
+        }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| refused(e.to_string()))?;
-        if matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-            return Err(refused("symmetric signatures are not accepted".into()));
-        }
-        let mut v = Validation::new(header.alg);
+        let mut v = Validation::new(pinned);
         v.set_issuer(&[self.config.issuer.as_str(), &format!("{}/", self.config.issuer)]);
         v.set_audience(&[audience]);
         v.leeway = 60;
@@ -347,13 +363,14 @@ impl NhsLogin {
     }
 
     /// Who an app's user is, from the ID token NHS login issued to the app (`audience`) and the
-    /// access token that reads their userinfo: (subject, identity level, NHS number, birth date).
+    /// access token that reads their userinfo: (subject, identity level, NHS number, birth date,
+    /// the nonce the token carries).
     pub async fn identify_for_app(
         &self,
         id_token: &str,
         access_token: &str,
         audience: &str,
-    ) -> AppResult<(String, IdentityLevel, NhsNumber, NaiveDate)> {
+    ) -> AppResult<(String, IdentityLevel, NhsNumber, NaiveDate, Option<String>)> {
         let (d, keys) = self.provider().await?;
         let claims = self.verify_token(id_token, keys, audience, None)?;
         let level = identity_of(&claims).map_err(AppError::BadRequest)?;
@@ -364,7 +381,7 @@ impl NhsLogin {
         let nhs = info.nhs_number.as_deref().and_then(|n| NhsNumber::parse(n).ok());
         let dob = info.birthdate.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
         match (nhs, dob) {
-            (Some(n), Some(d)) => Ok((claims.sub, level, n, d)),
+            (Some(n), Some(d)) => Ok((claims.sub, level, n, d, claims.nonce)),
             _ => Err(AppError::Forbidden(NOT_MATCHED.into())),
         }
     }

@@ -23,6 +23,9 @@ const PREFIX: &str = "enc1:";
 struct Key {
     id: String,
     key: LessSafeKey,
+    /// For values the server signs and later checks (an app-link nonce): a key of its own,
+    /// derived from the secret key with a label, never the sealing key itself.
+    mac: ring::hmac::Key,
 }
 
 impl Key {
@@ -30,7 +33,10 @@ impl Key {
         let id = hex::encode(&Sha256::digest(bytes)[..4]);
         let unbound =
             UnboundKey::new(&CHACHA20_POLY1305, bytes).map_err(|_| AppError::Internal("secret key".into()))?;
-        Ok(Self { id, key: LessSafeKey::new(unbound) })
+        let derived =
+            ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes), b"caldicott signed values v1");
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+        Ok(Self { id, key: LessSafeKey::new(unbound), mac })
     }
 }
 
@@ -135,6 +141,19 @@ impl Keyring {
         let mut data = sealed.to_vec();
         let plain = key.key.open_in_place(nonce, Aad::from(PREFIX), &mut data).map_err(|_| fail("altered"))?;
         String::from_utf8(plain.to_vec()).map_err(|_| fail("malformed"))
+    }
+
+    /// Signs `data`: a tag that only this server's key makes.
+    pub fn sign(&self, data: &str) -> String {
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&self.primary.mac, data.as_bytes()))
+    }
+
+    /// Whether `tag` is this server's signature of `data` (under any key it holds).
+    pub fn verify(&self, data: &str, tag: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else { return false };
+        std::iter::once(&self.primary)
+            .chain(&self.others)
+            .any(|k| ring::hmac::verify(&k.mac, data.as_bytes(), &tag).is_ok())
     }
 
     /// Whether `stored` is sealed under the primary key (a rotation leaves such values alone).

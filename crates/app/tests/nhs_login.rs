@@ -19,6 +19,8 @@ fn login() -> NhsLogin {
         key_pem: PROVIDER_KEY.to_vec(),
         key_id: None,
         algorithm: Algorithm::RS512,
+        // The test provider signs with RS256; the algorithm is pinned to it.
+        id_token_algorithm: Algorithm::RS256,
         scope: "openid".into(),
     })
     .unwrap()
@@ -88,6 +90,24 @@ fn a_good_id_token_is_accepted_and_every_bad_one_refused() {
     )
     .unwrap();
     assert!(l.verify_id_token(&t, &keys, "the-nonce").is_err());
+    // The algorithm is pinned: the provider's own key, signing with another algorithm, is
+    // refused; so is a token that names no key (no falling back to the first key published).
+    let mut other_alg = Header::new(Algorithm::RS512);
+    other_alg.kid = Some("test-key-1".into());
+    let t = jsonwebtoken::encode(
+        &other_alg,
+        &claims(serde_json::json!({})),
+        &EncodingKey::from_rsa_pem(PROVIDER_KEY).unwrap(),
+    )
+    .unwrap();
+    assert!(l.verify_id_token(&t, &keys, "the-nonce").is_err(), "another algorithm");
+    let t = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims(serde_json::json!({})),
+        &EncodingKey::from_rsa_pem(PROVIDER_KEY).unwrap(),
+    )
+    .unwrap();
+    assert!(l.verify_id_token(&t, &keys, "the-nonce").is_err(), "no key id");
     // A tampered payload fails the signature.
     let good = token(claims(serde_json::json!({})));
     let mut parts: Vec<&str> = good.split('.').collect();

@@ -231,6 +231,17 @@ pub trait Store:
         reseal: &(dyn for<'s> Fn(&'s str) -> Result<Option<String>, String> + Sync),
     ) -> StoreResult<usize>;
 
+    /// Uses an app-link nonce (by its hash) once: `false` when it was used before. Nonces past
+    /// their expiry are forgotten at the same time.
+    async fn use_app_link_nonce(
+        &self,
+        practice: PracticeId,
+        app: AppId,
+        nonce_hash: &[u8; 32],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
     // --- Tries at a credential (ASVS 2.2.1) ------------------------------------------------
     /// Claims one try at `subject`'s credential from `address` at `now`, counting it as a
     /// failure until [`Store::clear_credential_tries`]: in one statement, refused (`None`) while

@@ -901,6 +901,36 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn use_app_link_nonce(
+                &self,
+                practice: PracticeId,
+                app: AppId,
+                nonce_hash: &[u8; 32],
+                expires: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                sqlx::query("DELETE FROM app_link_nonces_used WHERE practice_id = $1 AND expires_ms < $2")
+                    .bind(practice.as_uuid())
+                    .bind(now.timestamp_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let done = sqlx::query(
+                    "INSERT INTO app_link_nonces_used (practice_id, app_id, nonce_hash, expires_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (practice_id, app_id, nonce_hash) DO NOTHING",
+                )
+                .bind(practice.as_uuid())
+                .bind(app.as_uuid())
+                .bind(nonce_hash.as_slice())
+                .bind(expires.timestamp_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn reseal_secrets(
                 &self,
                 reseal: &(dyn for<'s> Fn(&'s str) -> Result<Option<String>, String> + Sync),

@@ -20,7 +20,19 @@ pub fn routes() -> Router<App> {
             "/links/nhs-login",
             post(link_with_nhs_login).layer(axum::middleware::from_fn(crate::throttle::machines)),
         )
+        .route(
+            "/links/nhs-login/nonce",
+            post(nhs_login_nonce).layer(axum::middleware::from_fn(crate::throttle::machines)),
+        )
         .route("/link", get(link_status))
+}
+
+/// `POST /api/apps/v1/links/nhs-login/nonce`: a nonce for the app's NHS login request. The ID
+/// token that comes back must carry it, within ten minutes, and links once.
+async fn nhs_login_nonce(State(app): State<App>, headers: HeaderMap) -> Result<Response, crate::error::WebError> {
+    let (_, client) = authenticated_app(&app, &headers).await?;
+    let (nonce, expires_at) = app.app_link_nonce(&client);
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "nonce": nonce, "expires_at": expires_at }))).into_response())
 }
 
 pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {

@@ -53,11 +53,14 @@ async fn start_provider() -> String {
     base
 }
 
-fn id_token(issuer: &str, audience: &str, sub: &str, level: &str) -> String {
+fn id_token(issuer: &str, audience: &str, sub: &str, level: &str, nonce: Option<&str>) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("test-key-1".into());
-    let claims = json!({ "iss": issuer, "aud": audience, "sub": sub, "exp": now + 300, "iat": now, "vot": format!("{level}.Cp.Cd") });
+    let mut claims = json!({ "iss": issuer, "aud": audience, "sub": sub, "exp": now + 300, "iat": now, "vot": format!("{level}.Cp.Cd") });
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
     jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_pem(KEY).unwrap()).unwrap()
 }
 
@@ -73,6 +76,19 @@ async fn link(app: &App, client: &str, secret: &str, id_token: &str, access: &st
     (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
 }
 
+/// A nonce for `client`'s NHS login request, from caldicott.
+async fn nonce(app: &App, client: &str, secret: &str) -> String {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+    let req = Request::post("/api/apps/v1/links/nhs-login/nonce")
+        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    body["nonce"].as_str().unwrap().to_owned()
+}
+
 async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
     let issuer = start_provider().await;
     let provider = NhsLogin::new(OidcConfig {
@@ -82,6 +98,7 @@ async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
         key_pem: KEY.to_vec(),
         key_id: None,
         algorithm: Algorithm::RS512,
+        id_token_algorithm: Algorithm::RS256,
         scope: "openid".into(),
     })
     .unwrap();
@@ -97,11 +114,13 @@ async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
     let sub = format!("sub-{nhs}");
     // Refused: a P5 identity, a token issued to another app, an app not set up for NHS login,
     // a date of birth that does not match.
-    let p5 = id_token(&issuer, "wallet-at-nhs-login", &sub, "P5");
+    let n = nonce(&app, &wallet.client_id, &secret).await;
+    let p5 = id_token(&issuer, "wallet-at-nhs-login", &sub, "P5", Some(&n));
     assert_eq!(link(&app, &wallet.client_id, &secret, &p5, &access).await.0, StatusCode::FORBIDDEN);
-    let other = id_token(&issuer, "someone-else", &sub, "P9");
+    let other = id_token(&issuer, "someone-else", &sub, "P9", Some(&n));
     assert_eq!(link(&app, &wallet.client_id, &secret, &other, &access).await.0, StatusCode::BAD_REQUEST);
-    let good = id_token(&issuer, "wallet-at-nhs-login", &sub, "P9");
+    let n = nonce(&app, &wallet.client_id, &secret).await;
+    let good = id_token(&issuer, "wallet-at-nhs-login", &sub, "P9", Some(&n));
     assert_eq!(link(&app, &letters_only.client_id, &letters_secret, &good, &access).await.0, StatusCode::FORBIDDEN);
     let wrong_born = format!("access-{nhs}-1901-01-01");
     assert_eq!(link(&app, &wallet.client_id, &secret, &good, &wrong_born).await.0, StatusCode::FORBIDDEN);
@@ -110,9 +129,28 @@ async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
         link(&app, &wallet.client_id, &secret, &good, "access-for-someone-else").await.0,
         StatusCode::BAD_REQUEST
     );
-    // Linked: the app gets a token, and the practice a security alert.
+    // The nonce: none, one made up, one given to another app, one signed by another server —
+    // each refused before anything is linked.
+    let (letters_nonce, other_server) = (
+        nonce(&app, &letters_only.client_id, &letters_secret).await,
+        App::new(t.store.clone(), caldicott_app::fixtures::test_clock()).app_link_nonce(&wallet).0,
+    );
+    for bad in [None, Some("made-up"), Some(letters_nonce.as_str()), Some(other_server.as_str())] {
+        let token = id_token(&issuer, "wallet-at-nhs-login", &sub, "P9", bad);
+        let (status, body) = link(&app, &wallet.client_id, &secret, &token, &access).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+        assert!(body.contains("nonce"), "{body}");
+    }
+    // Linked: the app gets a token, and the practice a security alert. (Each try above used its
+    // nonce up, whatever its outcome: a fresh sign-in brings a fresh one.)
+    let n = nonce(&app, &wallet.client_id, &secret).await;
+    let good = id_token(&issuer, "wallet-at-nhs-login", &sub, "P9", Some(&n));
     let (status, body) = link(&app, &wallet.client_id, &secret, &good, &access).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The same ID token again (replayed, or sent twice) links nothing more.
+    let (status, body) = link(&app, &wallet.client_id, &secret, &good, &access).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("linked already"), "{body}");
     let links = app.patient_apps(&tp.clinician, nhs).await.unwrap();
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].0.via, caldicott_core::online::LinkVia::NhsLogin);
