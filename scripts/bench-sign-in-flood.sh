@@ -36,7 +36,7 @@ RECORD="http://127.0.0.1:$PORT/api/v1/patients/$NHS/online-view?limit=50"
 # The sign-in form's cookie and token, reused by every flood request.
 PAGE="$(curl -s -c "$WORK/jar" "http://127.0.0.1:$PORT/sign-in")"
 CSRF="$(grep -o 'name="_csrf" value="[^"]*"' <<<"$PAGE" | head -1 | sed 's/.*value="//; s/"$//')"
-COOKIE="$(awk '!/^#/ && NF >= 7 { printf "%s=%s; ", $6, $7 }' "$WORK/jar")"
+COOKIE="$(awk '{ sub(/^#HttpOnly_/, "") } !/^#/ && NF >= 7 { printf "%s=%s; ", $6, $7 }' "$WORK/jar")"
 cat > "$WORK/flood.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -59,4 +59,4 @@ sleep 2
 measure "during a sign-in flood (16 connections)"
 wait "$FLOOD" || true
 echo "== the flood itself"
-grep -E "Requests/sec|Non-2xx" "$WORK/flood.txt" || true
+grep -E "Requests/sec|Non-2xx|Latency" "$WORK/flood.txt" || true
