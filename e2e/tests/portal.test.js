@@ -445,6 +445,15 @@ test('an administrator adds a staff account', async () => {
   await page.getByText('Practice reporting tool is registered.').waitFor()
   assert.match(await page.textContent('#integration-client-id'), /^int_/)
   await check(page, 'integrations-registered')
+  // API tokens: each listed with whom it was issued to; one revoked from the page.
+  execFileSync(BIN, ['token', 'create', '--practice', 'Y90210', '--staff', 'dr.okafor', '--label', 'e2e reporting'],
+    { env: { ...process.env, CALDICOTT_DATABASE: join(dir, 'caldicott.db'), CALDICOTT_LOG: 'warn' }, stdio: 'ignore' })
+  await page.getByRole('link', { name: 'API tokens' }).click()
+  await page.getByRole('heading', { name: 'API tokens' }).waitFor()
+  await check(page, 'api-tokens')
+  await page.getByRole('button', { name: /Revoke e2e reporting/ }).click()
+  await page.getByText('"e2e reporting" is revoked').waitFor()
+  await check(page, 'api-tokens-revoked')
   // Administrators do not open records.
   await page.goto(`${base}/patients/${longRecord}`)
   assert.match(await page.textContent('main'), /cannot/)
