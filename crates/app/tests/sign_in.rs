@@ -60,6 +60,7 @@ async fn fifty_parallel_wrong_passwords_are_not_all_checked(t: &TestStore) {
         assert_eq!(e.to_string(), WRONG_CREDENTIALS, "every refusal says the same");
     }
     let checked = checked_and_wrong(&app, &tp, "wrong password").await;
+    eprintln!("50 parallel wrong passwords from one address: {checked} checked");
     assert!(checked >= 1, "at least one try was checked");
     assert!(
         checked <= usize::try_from(FREE_TRIES + 1).unwrap(),
@@ -134,6 +135,7 @@ async fn tries_from_many_addresses_are_capped_per_account(t: &TestStore) {
     let refills = began.elapsed().as_secs() / AccountTries::EVERY.as_secs();
     let checked = checked_and_wrong(&app, &tp, "wrong password").await;
     let most = usize::try_from(u64::from(AccountTries::BURST) + refills).unwrap();
+    eprintln!("50 parallel wrong passwords from 50 addresses: {checked} checked (at most {most})");
     assert!(checked <= most, "{checked} guesses from 50 addresses were checked; at most {most} may be");
 }
 
@@ -168,6 +170,7 @@ async fn fifty_parallel_wrong_codes_are_not_all_checked_and_a_code_works_once(t:
         assert_eq!(t.await.unwrap().unwrap_err().to_string(), WRONG_CODE);
     }
     let checked = checked_and_wrong(&app, &tp, "wrong code").await;
+    eprintln!("50 parallel wrong codes: {checked} checked");
     assert!(checked <= usize::try_from(FREE_TRIES + 1).unwrap(), "{checked} of 50 parallel wrong codes were checked");
     // Thirty seconds on there is a new code, and the wait has passed: it is accepted.
     clock.store(31, Ordering::SeqCst);
