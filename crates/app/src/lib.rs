@@ -25,6 +25,7 @@ pub mod governance;
 pub mod nhs_login;
 pub mod notify;
 pub mod outbox;
+pub mod passwords;
 pub mod patient_services;
 pub mod pdf;
 pub mod proxies;

@@ -39,22 +39,22 @@ const WRONG_CREDENTIALS: &str =
 /// One answer for a wrong code, a code used before and a try made too soon after others.
 const WRONG_CODE: &str = "That code is not right, or it has been used already, or there have been several wrong \
 tries: wait a minute, then enter the code your app shows now.";
-const NOT_MATCHED: &str =
+pub(crate) const NOT_MATCHED: &str =
     "These details do not match our records. Check the letter from your practice, your last name and your date of birth.";
 /// Letters and digits that cannot be mistaken for one another on a printed letter.
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
-fn code(len: usize) -> String {
+pub(crate) fn code(len: usize) -> String {
     let mut rng = rand::rngs::OsRng;
     (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// Upper case, without spaces or dashes: how a typed Account ID or Linkage Key is compared.
-fn normalise_code(s: &str) -> String {
+pub(crate) fn normalise_code(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
-fn sha256(s: &str) -> [u8; 32] {
+pub(crate) fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
@@ -118,6 +118,8 @@ pub struct LinkageLetter {
     pub identity: IdentityLevel,
     pub issued_on: NaiveDate,
     pub use_by: NaiveDate,
+    /// A password letter: the username of the account it sets a new password for (kept).
+    pub username: Option<String>,
 }
 
 /// The sign-up form as typed.
@@ -232,7 +234,7 @@ pub struct ActivityLine {
 }
 
 /// Staff who check identity and issue linkage credentials.
-fn require_front_desk(who: &StaffPrincipal) -> AppResult<()> {
+pub(crate) fn require_front_desk(who: &StaffPrincipal) -> AppResult<()> {
     match who.role {
         Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
         Role::Administrator => Err(AppError::Forbidden("administrators do not issue patient credentials".into())),
@@ -314,6 +316,20 @@ impl App {
         if patient.registration_on(today).is_none() || patient.is_deceased_on(today) {
             return Err(AppError::Conflict("online credentials are only issued to patients registered here".into()));
         }
+        self.linkage_letter(who, &patient, identity, None).await
+    }
+
+    /// Makes and records a letter for `patient`: a sign-up letter, or (with `resets`) a password
+    /// letter for that existing local account. Earlier letters for the patient stop working, and
+    /// apps linked with them lose their access (R21).
+    pub(crate) async fn linkage_letter(
+        &self,
+        who: &StaffPrincipal,
+        patient: &Patient,
+        identity: IdentityLevel,
+        resets: Option<(AccountId, String)>,
+    ) -> AppResult<LinkageLetter> {
+        let today = self.today();
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
         let account_id = code(10);
@@ -327,15 +343,26 @@ impl App {
             issued_by: who.name.clone(),
             used_at: None,
             revoked_at: None,
+            resets: resets.as_ref().map(|(a, _)| *a),
         };
-        let audit = self.audit_record(
-            who,
-            Some(patient.id),
-            Action::LinkageIssue,
-            format!("linkage/{account_id}"),
-            Outcome::Success,
-            format!("identity {} checked by staff", identity.as_str()),
-        );
+        let audit = match &resets {
+            None => self.audit_record(
+                who,
+                Some(patient.id),
+                Action::LinkageIssue,
+                format!("linkage/{account_id}"),
+                Outcome::Success,
+                format!("identity {} checked by staff", identity.as_str()),
+            ),
+            Some((account, username)) => self.audit_record(
+                who,
+                Some(patient.id),
+                Action::PatientPasswordLetterIssue,
+                format!("linkage/{account_id} account/{account}"),
+                Outcome::Success,
+                format!("password letter for username {username}; identity checked by staff"),
+            ),
+        };
         self.store.issue_linkage_key(who.practice, &record, &audit).await?;
         Ok(LinkageLetter {
             practice_name: practice.name,
@@ -353,6 +380,7 @@ impl App {
             identity,
             issued_on: today,
             use_by: caldicott_core::uk::uk_date(self.now() + LINKAGE_VALIDITY),
+            username: resets.map(|(_, u)| u),
         })
     }
 
@@ -406,7 +434,9 @@ impl App {
             return not_matched();
         };
         let Some(patient) = self.store.patient(practice.id, key.holder).await? else { return not_matched() };
+        // A password letter resets an existing account; it never makes a second one.
         let matches = key.is_usable_at(now)
+            && key.resets.is_none()
             && sha256(&normalise_code(&s.linkage_key)) == key.key_hash
             && patient.name.family.trim().eq_ignore_ascii_case(s.family.trim())
             && Some(patient.date_of_birth) == dob

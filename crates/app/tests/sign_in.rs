@@ -294,6 +294,343 @@ async fn authenticator_secrets_are_sealed_and_a_rotation_keeps_them_usable(t: &T
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+// ---- Passwords (ASVS 2.1, 2.5) -------------------------------------------------------------
+
+/// Signs `user` in fully (password, then a fresh authenticator code: the clock moves on a step
+/// so that no code is used twice) and returns the session cookie.
+async fn staff_session(
+    app: &App,
+    clock: &AtomicI64,
+    tp: &TestPractice,
+    user: &str,
+    password: &str,
+    from: &Client,
+) -> String {
+    let start = app.sign_in(Some(tp.practice.ods_code.as_str()), user, password, from).await.unwrap();
+    let secret = match start.next {
+        SecondFactor::Enrol { secret, .. } => secret,
+        SecondFactor::EnterCode => {
+            app.store.staff_by_username(tp.practice.id, user).await.unwrap().unwrap().sign_in.totp_secret.unwrap()
+        }
+    };
+    clock.fetch_add(30, Ordering::SeqCst);
+    app.second_factor(&start.cookie, &current_code(&secret, app.now()).unwrap(), from).await.unwrap()
+}
+
+fn fields(problems: &[caldicott_app::settings::FieldProblem]) -> Vec<&str> {
+    problems.iter().map(|p| p.field).collect()
+}
+
+async fn a_wrong_current_password_changes_nothing_and_counts_as_a_failed_try(t: &TestStore) {
+    // ASVS 2.5.x / 2.2.1: the current password is a credential like sign-in's. A wrong one
+    // changes nothing, is audited, and counts towards the same waits.
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let (desk, attacker) = (at(20), at(21));
+    let mine = staff_session(&app, &clock, &tp, "clinician", PASSWORD, &desk).await;
+    let other = staff_session(&app, &clock, &tp, "clinician", PASSWORD, &at(22)).await;
+    let me = app.signed_in(&mine).await.unwrap();
+    let new = "a brand new long password";
+    for _ in 0..4 {
+        let problems = app
+            .change_staff_password(&me.who, Some(me.session), "not my password", new, new, &attacker)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(fields(&problems), ["current_password"]);
+        assert_eq!(problems[0].message, caldicott_app::passwords::WRONG_CURRENT);
+    }
+    // The four wrong tries hold that address back, for sign-in too: the right password is
+    // refused there unchecked while the wait runs.
+    assert!(app.sign_in(Some(tp.practice.ods_code.as_str()), "clinician", PASSWORD, &attacker).await.is_err());
+    let refused =
+        app.change_staff_password(&me.who, Some(me.session), PASSWORD, new, new, &attacker).await.unwrap().unwrap_err();
+    assert_eq!(refused[0].message, caldicott_app::passwords::WRONG_CURRENT);
+    // Nothing changed: the old password works, both sessions are live, and each try is audited.
+    assert!(app.sign_in(Some(tp.practice.ods_code.as_str()), "clinician", PASSWORD, &desk).await.is_ok());
+    assert!(app.signed_in(&mine).await.is_ok() && app.signed_in(&other).await.is_ok());
+    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let denied = |what: &str| {
+        events
+            .iter()
+            .filter(|e| e.action == "staff.password_change" && e.outcome == "denied" && e.detail.starts_with(what))
+            .count()
+    };
+    assert_eq!(denied("wrong current password"), 4);
+    assert!(denied("try refused unchecked") >= 1);
+    // From the desk, the change goes through: the old password stops working, this session
+    // carries on and the other one has ended.
+    app.change_staff_password(&me.who, Some(me.session), PASSWORD, new, new, &desk).await.unwrap().unwrap();
+    let ods = Some(tp.practice.ods_code.as_str());
+    assert_eq!(app.sign_in(ods, "clinician", PASSWORD, &desk).await.unwrap_err().to_string(), WRONG_CREDENTIALS);
+    assert!(app.sign_in(ods, "clinician", new, &desk).await.is_ok());
+    assert!(app.signed_in(&mine).await.is_ok(), "the session that made the change carries on");
+    assert!(app.signed_in(&other).await.is_err(), "every other session has ended");
+    assert!(events.len() < app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap().len());
+    assert!(app
+        .store
+        .audit_events(tp.practice.id, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "staff.password_change" && e.outcome == "success"));
+}
+
+async fn new_password_rules_give_a_clear_error_and_lose_nothing(t: &TestStore) {
+    // ASVS 2.1.1, 2.1.2: 12 to 128 characters, typed the same twice. A refused new password
+    // changes nothing and costs no try.
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let desk = at(23);
+    let cookie = staff_session(&app, &clock, &tp, "reception", PASSWORD, &desk).await;
+    let me = app.signed_in(&cookie).await.unwrap();
+    let cases = [
+        ("too short", "too short", "new_password", "at least 12"),
+        (&"x".repeat(129)[..], &"x".repeat(129)[..], "new_password", "at most 128"),
+        ("a long new password", "a long new passwort", "new_password_again", "same new password"),
+    ];
+    for (new, again, field, words) in cases {
+        for _ in 0..5 {
+            let p = app
+                .change_staff_password(&me.who, Some(me.session), PASSWORD, new, again, &desk)
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(fields(&p), [field]);
+            assert!(p[0].message.contains(words), "{}", p[0].message);
+        }
+    }
+    let p = app
+        .change_staff_password(&me.who, Some(me.session), PASSWORD, PASSWORD, PASSWORD, &desk)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(fields(&p), ["new_password"], "the same password again is not a change");
+    // Fifteen refusals later, the old password still works at once and the session is live.
+    assert!(app.sign_in(Some(tp.practice.ods_code.as_str()), "reception", PASSWORD, &desk).await.is_ok());
+    assert!(app.signed_in(&cookie).await.is_ok());
+    let exactly_twelve = "twelve chars";
+    app.change_staff_password(&me.who, Some(me.session), PASSWORD, exactly_twelve, exactly_twelve, &desk)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn reset(tp: &TestPractice, user: &str, code: &str, new: &str) -> caldicott_app::passwords::StaffReset {
+    caldicott_app::passwords::StaffReset {
+        ods: tp.practice.ods_code.as_str().to_owned(),
+        username: user.to_owned(),
+        code: code.to_owned(),
+        new_password: new.to_owned(),
+        new_password_again: new.to_owned(),
+    }
+}
+
+async fn a_reset_code_works_once_and_expires(t: &TestStore) {
+    // ASVS 2.5.1, 2.5.4: an administrator's one-time code is random, shown once, kept as a hash,
+    // used once, valid 24 hours; the old password stops working when it is made; the second
+    // factor stays as it was.
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let desk = at(30);
+    let ods = Some(tp.practice.ods_code.as_str());
+    let session = staff_session(&app, &clock, &tp, "clinician", PASSWORD, &desk).await;
+    let made = app.reset_staff_password(&admin, tp.clinician.staff).await.unwrap();
+    let typed: String = made.code.chars().filter(|c| *c != '-').collect();
+    assert_eq!(typed.len(), 12);
+    assert!(typed.chars().all(|c| "ABCDEFGHJKLMNPQRSTUVWXYZ23456789".contains(c)), "{typed}");
+    let other = app.reset_staff_password(&admin, tp.clinician.staff).await.unwrap();
+    assert_ne!(made.code, other.code, "each code is new, and replaces the last");
+    let held = app.store.password_reset(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    assert_ne!(&held.code_hash[..], other.code.as_bytes(), "only a hash is kept");
+    // At once: the old password fails and the member's session has ended.
+    assert_eq!(app.sign_in(ods, "clinician", PASSWORD, &desk).await.unwrap_err().to_string(), WRONG_CREDENTIALS);
+    assert!(app.signed_in(&session).await.is_err());
+    // The replaced code does not work; the new one works once.
+    let new = "the password after the reset";
+    let refused =
+        app.reset_password_with_code(&reset(&tp, "clinician", &made.code, new), &desk).await.unwrap().unwrap_err();
+    assert_eq!(refused[0].message, caldicott_app::passwords::WRONG_RESET_CODE);
+    app.reset_password_with_code(&reset(&tp, "clinician", &other.code.to_lowercase(), new), &desk)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = app
+        .reset_password_with_code(&reset(&tp, "clinician", &other.code, "yet another password"), &desk)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(again[0].message, caldicott_app::passwords::WRONG_RESET_CODE, "a code works once");
+    // The new password signs in, to the authenticator already set up.
+    let start = app.sign_in(ods, "clinician", new, &desk).await.unwrap();
+    assert!(matches!(start.next, SecondFactor::EnterCode), "the second factor stays as it was");
+    // A code older than 24 hours does not work.
+    let late = app.reset_staff_password(&admin, tp.clinician.staff).await.unwrap();
+    clock.fetch_add(24 * 3600, Ordering::SeqCst);
+    let expired =
+        app.reset_password_with_code(&reset(&tp, "clinician", &late.code, new), &at(31)).await.unwrap().unwrap_err();
+    assert_eq!(expired[0].message, caldicott_app::passwords::WRONG_RESET_CODE);
+    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let count =
+        |action: &str, outcome: &str| events.iter().filter(|e| e.action == action && e.outcome == outcome).count();
+    assert_eq!(count("staff.password_reset", "success"), 3);
+    assert_eq!(count("staff.password_reset_use", "success"), 1);
+    assert_eq!(count("staff.password_reset_use", "denied"), 3);
+    assert!(events
+        .iter()
+        .any(|e| e.action == "staff.password_reset_use" && e.detail.starts_with("one-time code expired")));
+    assert!(!events.iter().any(|e| e.detail.contains(&typed)), "the code is never written down");
+}
+
+async fn a_reset_code_for_one_practice_or_member_works_for_no_other(t: &TestStore) {
+    // An attacker holding a code (or guessing) gets nothing for another member or practice,
+    // and guesses are tries like sign-in's.
+    let (app, _) = app_with_clock(t);
+    let a = fixtures::practice(&app).await.unwrap();
+    let b = fixtures::practice(&app).await.unwrap();
+    let admin_a = caldicott_app::auth::authenticate(&app, &a.admin_token).await.unwrap();
+    let admin_b = caldicott_app::auth::authenticate(&app, &b.admin_token).await.unwrap();
+    // Another practice's administrator cannot reset this practice's clinician.
+    assert!(matches!(app.reset_staff_password(&admin_b, a.clinician.staff).await, Err(AppError::NotFound(_))));
+    // Nor can anyone but an administrator, nor anyone their own.
+    assert!(matches!(app.reset_staff_password(&a.clinician, a.clinician.staff).await, Err(AppError::Forbidden(_))));
+    assert!(matches!(app.reset_staff_password(&admin_a, admin_a.staff).await, Err(AppError::BadRequest(_))));
+    let code = app.reset_staff_password(&admin_a, a.clinician.staff).await.unwrap().code;
+    let new = "a password for the wrong place";
+    let from = at(40);
+    for r in [reset(&b, "clinician", &code, new), reset(&a, "reception", &code, new), reset(&a, "nobody", &code, new)] {
+        let p = app.reset_password_with_code(&r, &from).await.unwrap().unwrap_err();
+        assert_eq!(p[0].message, caldicott_app::passwords::WRONG_RESET_CODE, "every refusal says the same");
+    }
+    // The receptionist of practice A and the clinician of practice B keep their passwords.
+    assert!(app.sign_in(Some(a.practice.ods_code.as_str()), "reception", PASSWORD, &at(41)).await.is_ok());
+    assert!(app.sign_in(Some(b.practice.ods_code.as_str()), "clinician", PASSWORD, &at(41)).await.is_ok());
+    // Guessing codes is slowed like guessing passwords: after the free tries, even the right
+    // code is refused from that address while the wait runs.
+    for i in 0..4 {
+        let _ = app.reset_password_with_code(&reset(&a, "clinician", &format!("WRONGCODE{i:03}"), new), &from).await;
+    }
+    let waiting = app.reset_password_with_code(&reset(&a, "clinician", &code, new), &from).await.unwrap().unwrap_err();
+    assert_eq!(waiting[0].message, caldicott_app::passwords::WRONG_RESET_CODE);
+    app.reset_password_with_code(&reset(&a, "clinician", &code, new), &at(42)).await.unwrap().unwrap();
+}
+
+async fn a_patient_changes_their_password_and_their_other_sessions_end(t: &TestStore) {
+    let (app, _) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let patient = fixtures::adult(&app, tp.practice.id).await.unwrap();
+    let (username, password, first) = fixtures::patient_account(&app, &tp.clinician, &patient, "P9").await.unwrap();
+    let ods = Some(tp.practice.ods_code.as_str());
+    let home = at(50);
+    let second = app.patient_sign_in(ods, &username, &password, &home).await.unwrap().cookie;
+    let me = app.patient_signed_in(&second).await.unwrap();
+    let new = "my new patient password";
+    let wrong = app.change_patient_password(&me.who, me.session, "not it", new, new, &home).await.unwrap().unwrap_err();
+    assert_eq!(fields(&wrong), ["current_password"]);
+    let short = app
+        .change_patient_password(&me.who, me.session, &password, "short", "short", &home)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(fields(&short), ["new_password"]);
+    assert!(app.patient_signed_in(&first).await.is_ok(), "nothing changed yet");
+    app.change_patient_password(&me.who, me.session, &password, new, new, &home).await.unwrap().unwrap();
+    assert!(app.patient_signed_in(&second).await.is_ok(), "this session carries on");
+    assert!(app.patient_signed_in(&first).await.is_err(), "the other session has ended");
+    assert!(app.patient_sign_in(ods, &username, &password, &home).await.is_err());
+    assert!(app.patient_sign_in(ods, &username, new, &home).await.is_ok());
+    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "patient.password_change" && e.outcome == "denied"));
+    assert!(events.iter().any(|e| e.action == "patient.password_change" && e.outcome == "success"));
+}
+
+fn patient_reset(
+    letter: &caldicott_app::patient_services::LinkageLetter,
+    patient: &caldicott_core::patient::Patient,
+    new: &str,
+) -> caldicott_app::passwords::PatientReset {
+    caldicott_app::passwords::PatientReset {
+        ods_code: letter.ods_code.clone(),
+        account_id: letter.account_id.clone(),
+        linkage_key: letter.linkage_key.clone(),
+        family: patient.name.family.clone(),
+        birth_day: patient.date_of_birth.format("%d").to_string(),
+        birth_month: patient.date_of_birth.format("%m").to_string(),
+        birth_year: patient.date_of_birth.format("%Y").to_string(),
+        new_password: new.to_owned(),
+        new_password_again: new.to_owned(),
+    }
+}
+
+async fn a_patient_who_forgot_their_password_sets_a_new_one_with_a_letter(t: &TestStore) {
+    // ASVS 2.5: recovery through the practice, after an identity check, with a letter that
+    // works once and only with the patient's last name and date of birth.
+    let (app, _) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let patient = fixtures::adult(&app, tp.practice.id).await.unwrap();
+    let (username, password, session) = fixtures::patient_account(&app, &tp.clinician, &patient, "P9").await.unwrap();
+    let ods = Some(tp.practice.ods_code.as_str());
+    // A patient with no local account gets a sign-up letter instead.
+    let newcomer = fixtures::adult(&app, tp.practice.id).await.unwrap();
+    assert!(matches!(
+        app.issue_password_letter(&tp.clinician, newcomer.nhs_number.as_str()).await,
+        Err(AppError::Conflict(_))
+    ));
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    assert!(matches!(
+        app.issue_password_letter(&admin, patient.nhs_number.as_str()).await,
+        Err(AppError::Forbidden(_))
+    ));
+    let letter = app.issue_password_letter(&tp.clinician, patient.nhs_number.as_str()).await.unwrap();
+    assert_eq!(letter.username.as_deref(), Some(username.as_str()), "the username is kept");
+    let new = "a new password from my letter";
+    // It does not make a second account.
+    let sign_up = caldicott_app::patient_services::SignUp {
+        ods_code: letter.ods_code.clone(),
+        account_id: letter.account_id.clone(),
+        linkage_key: letter.linkage_key.clone(),
+        family: patient.name.family.clone(),
+        birth_day: patient.date_of_birth.format("%d").to_string(),
+        birth_month: patient.date_of_birth.format("%m").to_string(),
+        birth_year: patient.date_of_birth.format("%Y").to_string(),
+        username: "someone.else".into(),
+        password: new.into(),
+    };
+    assert!(app.patient_sign_up(&sign_up).await.unwrap().is_err());
+    // Wrong date of birth, another person's last name, new passwords that differ: nothing changes.
+    let mut wrong = patient_reset(&letter, &patient, new);
+    wrong.birth_year = "1901".into();
+    assert_eq!(fields(&app.patient_password_reset(&wrong).await.unwrap().unwrap_err()), ["account_id"]);
+    let mut wrong = patient_reset(&letter, &patient, new);
+    wrong.family = "Someone".into();
+    assert_eq!(fields(&app.patient_password_reset(&wrong).await.unwrap().unwrap_err()), ["account_id"]);
+    let mut wrong = patient_reset(&letter, &patient, new);
+    wrong.new_password_again = "a new password from my lettr".into();
+    assert_eq!(fields(&app.patient_password_reset(&wrong).await.unwrap().unwrap_err()), ["new_password_again"]);
+    assert!(app.patient_signed_in(&session).await.is_ok());
+    assert!(app.patient_sign_in(ods, &username, &password, &at(60)).await.is_ok());
+    // The right details set the new password and end every session.
+    let other = app.patient_sign_in(ods, &username, &password, &at(60)).await.unwrap().cookie;
+    app.patient_password_reset(&patient_reset(&letter, &patient, new)).await.unwrap().unwrap();
+    assert!(app.patient_signed_in(&session).await.is_err() && app.patient_signed_in(&other).await.is_err());
+    assert!(app.patient_sign_in(ods, &username, &password, &at(60)).await.is_err());
+    assert!(app.patient_sign_in(ods, &username, new, &at(60)).await.is_ok());
+    // The letter works once; a sign-up letter does not reset a password.
+    let twice = app.patient_password_reset(&patient_reset(&letter, &patient, "and one more password")).await.unwrap();
+    assert!(twice.is_err());
+    let sign_up_letter = app.issue_linkage(&tp.clinician, patient.nhs_number.as_str(), "P9").await.unwrap();
+    assert!(app
+        .patient_password_reset(&patient_reset(&sign_up_letter, &patient, "and one more password"))
+        .await
+        .unwrap()
+        .is_err());
+    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "account.password_letter_issue" && e.outcome == "success"));
+    assert!(events.iter().any(|e| e.action == "patient.password_reset" && e.outcome == "success"));
+    assert!(events.iter().filter(|e| e.action == "patient.password_reset" && e.outcome == "denied").count() >= 2);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -310,4 +647,10 @@ both!(
     a_patient_account_holds_the_same_way,
     the_password_recheck_before_a_release_is_throttled,
     authenticator_secrets_are_sealed_and_a_rotation_keeps_them_usable,
+    a_wrong_current_password_changes_nothing_and_counts_as_a_failed_try,
+    new_password_rules_give_a_clear_error_and_lose_nothing,
+    a_reset_code_works_once_and_expires,
+    a_reset_code_for_one_practice_or_member_works_for_no_other,
+    a_patient_changes_their_password_and_their_other_sessions_end,
+    a_patient_who_forgot_their_password_sets_a_new_one_with_a_letter,
 );

@@ -213,6 +213,12 @@ pub enum Action {
     EnhancedReviewQueueView,
     /// The list of pharmacy messages, with their patients.
     InboundListView,
+    StaffPasswordChange,
+    StaffPasswordReset,
+    StaffPasswordResetUse,
+    PatientPasswordChange,
+    PatientPasswordLetterIssue,
+    PatientPasswordReset,
 }
 
 impl Action {
@@ -307,6 +313,12 @@ impl Action {
             Self::ContactQualityView => "patient.view_contact_quality",
             Self::EnhancedReviewQueueView => "review.view_queue",
             Self::InboundListView => "inbound.view_list",
+            Self::StaffPasswordChange => "staff.password_change",
+            Self::StaffPasswordReset => "staff.password_reset",
+            Self::StaffPasswordResetUse => "staff.password_reset_use",
+            Self::PatientPasswordChange => "patient.password_change",
+            Self::PatientPasswordLetterIssue => "account.password_letter_issue",
+            Self::PatientPasswordReset => "patient.password_reset",
         }
     }
 }

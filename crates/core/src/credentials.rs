@@ -79,6 +79,21 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a new password, typed twice, is acceptable: `Err((field, words))` names the field
+/// to correct (`new_password` for the rules, `new_password_again` when the two differ).
+pub fn check_new_password_twice(new: &str, again: &str) -> Result<(), (&'static str, String)> {
+    check_new_password(new).map_err(|m| ("new_password", m))?;
+    if new != again {
+        return Err(("new_password_again", "Enter the same new password twice".into()));
+    }
+    Ok(())
+}
+
+/// How long an administrator's one-time code for a new staff password works.
+pub const RESET_CODE_VALIDITY: Duration = Duration::hours(24);
+/// Characters in that code (from an alphabet without look-alikes: 60 bits).
+pub const RESET_CODE_CHARS: usize = 12;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +118,15 @@ mod tests {
         assert!(check_new_password(&"x".repeat(12)).is_ok());
         assert!(check_new_password(&"é".repeat(128)).is_ok());
         assert!(check_new_password(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_new_password_typed_twice_must_match_and_follow_the_rules() {
+        assert_eq!(check_new_password_twice("short", "short").unwrap_err().0, "new_password");
+        assert_eq!(
+            check_new_password_twice("a long new password", "a long new passwort").unwrap_err().0,
+            "new_password_again"
+        );
+        assert!(check_new_password_twice("a long new password", "a long new password").is_ok());
     }
 }

@@ -30,6 +30,10 @@ pub struct LinkageKey {
     pub issued_by: String,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// A letter for a patient who forgot their password: it sets a new password for this
+    /// existing local account instead of making a new one (`None`: a sign-up letter).
+    #[serde(default)]
+    pub resets: Option<AccountId>,
 }
 
 impl LinkageKey {
@@ -172,6 +176,7 @@ mod tests {
             issued_by: "x".into(),
             used_at: None,
             revoked_at: None,
+            resets: None,
         };
         assert!(k.is_usable_at(t(1)));
         assert!(!k.is_usable_at(t(0) + LINKAGE_VALIDITY));

@@ -155,6 +155,26 @@ impl StaffSession {
     }
 }
 
+/// A one-time code an administrator made so that a member of staff can set a new password
+/// (ASVS 2.5): kept only as its SHA-256, works once, until `expires_at`. Making it ends the old
+/// password and every session of the member; the second factor is not touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordReset {
+    pub staff: StaffId,
+    pub code_hash: [u8; 32],
+    pub made_by: StaffId,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+impl PasswordReset {
+    /// Usable: not used yet and not expired.
+    pub fn is_usable_at(&self, now: DateTime<Utc>) -> bool {
+        self.used_at.is_none() && now < self.expires_at
+    }
+}
+
 /// A bearer token issued to a member of staff. Only the SHA-256 of its secret is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {

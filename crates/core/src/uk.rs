@@ -11,6 +11,11 @@ pub fn uk_date(t: DateTime<Utc>) -> NaiveDate {
     t.with_timezone(&London).date_naive()
 }
 
+/// The UK wall-clock time of an instant, for showing to people.
+pub fn uk_local(t: DateTime<Utc>) -> chrono::NaiveDateTime {
+    t.with_timezone(&London).naive_local()
+}
+
 /// The instant a UK date begins (midnight UK time, which is 23:00 UTC the day before in British
 /// Summer Time). Midnight always exists in the UK (the clocks change at 01:00 and 02:00).
 pub fn uk_start_of(date: NaiveDate) -> DateTime<Utc> {

@@ -309,6 +309,48 @@ pub trait Store:
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
+    // --- Passwords (ASVS 2.5) ----------------------------------------------------------------
+    /// A member of staff's new password (argon2id PHC): every session of theirs but `keep` ends
+    /// at `at`, and any one-time reset code of theirs is dropped, in one transaction with `audit`.
+    async fn set_staff_password(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        password_hash: &str,
+        keep: Option<SessionId>,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// An administrator's one-time code for a member of staff: the member's password becomes
+    /// `placeholder_hash` (a hash of a secret nobody holds, so the old password stops working),
+    /// every session of theirs ends, and the code replaces any earlier one. Not found for a
+    /// member of another practice.
+    async fn start_password_reset(
+        &self,
+        practice: PracticeId,
+        reset: &caldicott_core::staff::PasswordReset,
+        placeholder_hash: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// The member's one-time code, if one was made (used or not).
+    async fn password_reset(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+    ) -> StoreResult<Option<caldicott_core::staff::PasswordReset>>;
+    /// Uses the one-time code with `code_hash` once and sets the new password, ending every
+    /// session of the member: `false` (and nothing changed) when that code is not the member's
+    /// unused one (used meanwhile, replaced, or another).
+    async fn finish_password_reset(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        code_hash: &[u8; 32],
+        password_hash: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
+
     // --- Patients ------------------------------------------------------------------------
     async fn create_patient(&self, practice: PracticeId, patient: &Patient, audit: &AuditRecord) -> StoreResult<()>;
     async fn patient(&self, practice: PracticeId, id: PatientId) -> StoreResult<Option<Patient>>;
@@ -438,6 +480,28 @@ pub trait Store:
         &self,
         practice: PracticeId,
         id: SessionId,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// A patient login's new password: every session of the account but `keep` ends at `at`.
+    async fn set_patient_password(
+        &self,
+        practice: PracticeId,
+        account: AccountId,
+        password_hash: &str,
+        keep: Option<SessionId>,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// A new password with a password letter (a linkage key that `resets` this account): the
+    /// letter is marked used (a conflict if it was used or replaced meanwhile), the password set
+    /// and every session of the account ended, in one transaction.
+    async fn reset_patient_password(
+        &self,
+        practice: PracticeId,
+        linkage_ref: &str,
+        account: AccountId,
+        password_hash: &str,
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;

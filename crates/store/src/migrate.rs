@@ -74,6 +74,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0024_credential_tries.sql"),
     },
     Migration { version: 25, name: "audit_client", sql: include_str!("../migrations/sqlite/0025_audit_client.sql") },
+    Migration { version: 26, name: "passwords", sql: include_str!("../migrations/sqlite/0026_passwords.sql") },
     Migration {
         version: 27,
         name: "app_link_nonces",
@@ -159,6 +160,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0024_credential_tries.sql"),
     },
     Migration { version: 25, name: "audit_client", sql: include_str!("../migrations/postgres/0025_audit_client.sql") },
+    Migration { version: 26, name: "passwords", sql: include_str!("../migrations/postgres/0026_passwords.sql") },
     Migration {
         version: 27,
         name: "app_link_nonces",

@@ -319,6 +319,18 @@ pub(crate) fn linkage_key(r: &impl Cols) -> StoreResult<caldicott_core::online::
         issued_by: r.text("issued_by")?,
         used_at: r.opt_time("used_at")?,
         revoked_at: r.opt_time("revoked_at")?,
+        resets: r.opt_uuid("resets_account_id")?.map(AccountId::from_uuid),
+    })
+}
+
+pub(crate) fn password_reset(r: &impl Cols) -> StoreResult<caldicott_core::staff::PasswordReset> {
+    Ok(caldicott_core::staff::PasswordReset {
+        staff: StaffId::from_uuid(r.uuid("staff_id")?),
+        code_hash: r.bytes("code_hash")?.as_slice().try_into().map_err(|_| corrupt("code_hash", "length"))?,
+        made_by: StaffId::from_uuid(r.uuid("made_by")?),
+        created_at: r.time("created_at")?,
+        expires_at: r.time("expires_at")?,
+        used_at: r.opt_time("used_at")?,
     })
 }
 

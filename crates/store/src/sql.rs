@@ -211,6 +211,72 @@ macro_rules! sql_store {
                 Ok(self.rows_by(sql, practice, id, map).await?.into_iter().next())
             }
 
+            /// Sets a member of staff's password hash and ends every session of theirs but `keep`.
+            async fn put_staff_password(
+                tx: &mut sqlx::Transaction<'static, $DB>,
+                practice: PracticeId,
+                staff: StaffId,
+                password_hash: &str,
+                keep: Option<SessionId>,
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE staff SET password_hash = $1 WHERE practice_id = $2 AND id = $3")
+                    .bind(password_hash)
+                    .bind(practice.as_uuid())
+                    .bind(staff.as_uuid())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("staff member"));
+                }
+                sqlx::query(
+                    "UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND staff_id = $3 \
+                     AND ended_at IS NULL AND id <> $4",
+                )
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(staff.as_uuid())
+                .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            /// Sets a patient login's password hash and ends every session of the account but `keep`.
+            async fn put_patient_password(
+                tx: &mut sqlx::Transaction<'static, $DB>,
+                practice: PracticeId,
+                account: AccountId,
+                password_hash: &str,
+                keep: Option<SessionId>,
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE patient_login SET password_hash = $1 WHERE practice_id = $2 AND account_id = $3")
+                    .bind(password_hash)
+                    .bind(practice.as_uuid())
+                    .bind(account.as_uuid())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("patient login"));
+                }
+                sqlx::query(
+                    "UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND account_id = $3 \
+                     AND ended_at IS NULL AND id <> $4",
+                )
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(account.as_uuid())
+                .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             /// Appends records to one practice's chain inside `tx`.
             async fn append_in(
                 tx: &mut sqlx::Transaction<'static, $DB>,
@@ -1128,6 +1194,102 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
+            async fn set_staff_password(
+                &self,
+                practice: PracticeId,
+                staff: StaffId,
+                password_hash: &str,
+                keep: Option<SessionId>,
+                at: DateTime<Utc>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::put_staff_password(&mut tx, practice, staff, password_hash, keep, at).await?;
+                sqlx::query("DELETE FROM staff_password_reset WHERE practice_id = $1 AND staff_id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(staff.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn start_password_reset(
+                &self,
+                practice: PracticeId,
+                reset: &caldicott_core::staff::PasswordReset,
+                placeholder_hash: &str,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::put_staff_password(&mut tx, practice, reset.staff, placeholder_hash, None, reset.created_at).await?;
+                sqlx::query(
+                    "INSERT INTO staff_password_reset (practice_id, staff_id, code_hash, made_by, created_at, expires_at, used_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL) \
+                     ON CONFLICT (practice_id, staff_id) DO UPDATE SET code_hash = $3, made_by = $4, created_at = $5, \
+                     expires_at = $6, used_at = NULL",
+                )
+                .bind(practice.as_uuid())
+                .bind(reset.staff.as_uuid())
+                .bind(reset.code_hash.to_vec())
+                .bind(reset.made_by.as_uuid())
+                .bind(reset.created_at)
+                .bind(reset.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn password_reset(
+                &self,
+                practice: PracticeId,
+                staff: StaffId,
+            ) -> StoreResult<Option<caldicott_core::staff::PasswordReset>> {
+                self.row_by(
+                    "SELECT * FROM staff_password_reset WHERE practice_id = $1 AND staff_id = $2",
+                    practice,
+                    staff.as_uuid(),
+                    rows::password_reset,
+                )
+                .await
+            }
+
+            async fn finish_password_reset(
+                &self,
+                practice: PracticeId,
+                staff: StaffId,
+                code_hash: &[u8; 32],
+                password_hash: &str,
+                at: DateTime<Utc>,
+                audit: &AuditRecord,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                // The code is taken in the statement that checks it is unused: used once, even
+                // by two requests at the same moment.
+                let used = sqlx::query(
+                    "UPDATE staff_password_reset SET used_at = $1 \
+                     WHERE practice_id = $2 AND staff_id = $3 AND code_hash = $4 AND used_at IS NULL",
+                )
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(staff.as_uuid())
+                .bind(code_hash.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if used.rows_affected() == 0 {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(false);
+                }
+                Self::put_staff_password(&mut tx, practice, staff, password_hash, None, at).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)?;
+                Ok(true)
+            }
+
             async fn create_patient(&self, practice: PracticeId, p: &Patient, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 Self::insert_patient(&mut tx, practice, p).await?;
@@ -1446,8 +1608,8 @@ macro_rules! sql_store {
                 .await
                 .map_err(db)?;
                 sqlx::query(
-                    "INSERT INTO linkage_key (practice_id, account_ref, holder_id, key_hash, identity_level, issued_at, issued_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO linkage_key (practice_id, account_ref, holder_id, key_hash, identity_level, issued_at, issued_by, resets_account_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(practice.as_uuid())
                 .bind(&k.account_ref)
@@ -1456,6 +1618,7 @@ macro_rules! sql_store {
                 .bind(k.identity.as_str())
                 .bind(k.issued_at)
                 .bind(&k.issued_by)
+                .bind(k.resets.map(|a| a.as_uuid()))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -1638,6 +1801,50 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn set_patient_password(
+                &self,
+                practice: PracticeId,
+                account: AccountId,
+                password_hash: &str,
+                keep: Option<SessionId>,
+                at: DateTime<Utc>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                Self::put_patient_password(&mut tx, practice, account, password_hash, keep, at).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
+            async fn reset_patient_password(
+                &self,
+                practice: PracticeId,
+                linkage_ref: &str,
+                account: AccountId,
+                password_hash: &str,
+                at: DateTime<Utc>,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let used = sqlx::query(
+                    "UPDATE linkage_key SET used_at = $1 WHERE practice_id = $2 AND account_ref = $3 \
+                     AND resets_account_id = $4 AND used_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(linkage_ref)
+                .bind(account.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if used.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this letter has already been used".into()));
+                }
+                Self::put_patient_password(&mut tx, practice, account, password_hash, None, at).await?;
                 Self::append_in(&mut tx, practice, &[audit]).await?;
                 tx.commit().await.map_err(db)
             }

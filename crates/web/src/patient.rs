@@ -48,6 +48,10 @@ pub fn routes() -> Router<App> {
             "/my/sign-up",
             get(sign_up_page).post(sign_up).layer(axum::middleware::from_fn(crate::throttle::credentials)),
         )
+        .route(
+            "/my/reset",
+            get(reset_page).post(reset_password).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
         .route("/my/sign-out", axum::routing::post(sign_out))
         .route("/my/record", get(record))
         .route("/my/activity", get(activity))
@@ -107,6 +111,7 @@ pub(crate) fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
 struct SignInPage {
     me: Option<MyChrome>,
     csrf: String,
+    notice: Option<&'static str>,
     nhs_login: bool,
     show_practice: bool,
     ods: String,
@@ -124,16 +129,23 @@ async fn several_practices(app: &App) -> bool {
     app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true)
 }
 
-async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn sign_in_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Some(v) = cookie(&headers, PATIENT_COOKIE) {
         if app.patient_signed_in(&v).await.is_ok() {
             return Redirect::to("/my").into_response();
         }
     }
     let (csrf, set) = sign_in_token(&headers);
+    let notice =
+        (q.get("done").map(String::as_str) == Some("password")).then_some("Your new password is set. Sign in with it.");
     let page = SignInPage {
         me: None,
         csrf,
+        notice,
         nhs_login: app.nhs_login().is_some(),
         show_practice: several_practices(&app).await,
         ods: String::new(),
@@ -200,6 +212,7 @@ async fn sign_in(
             let page = SignInPage {
                 me: None,
                 csrf,
+                notice: None,
                 nhs_login: app.nhs_login().is_some(),
                 show_practice: several_practices(&app).await,
                 ods: f.ods,
@@ -283,6 +296,88 @@ async fn sign_up(
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             let form = SignUpValues { password: String::new(), ..f };
             (StatusCode::BAD_REQUEST, SignUpPage { me: None, csrf, form, errors }).into_response()
+        }
+        Err(e) => my_error(None, e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_reset.html")]
+struct ResetPage {
+    me: Option<MyChrome>,
+    csrf: String,
+    form: ResetValues,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for ResetPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+/// The password-letter form as typed (the passwords are never shown again).
+#[derive(Deserialize, Default)]
+struct ResetValues {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    ods_code: String,
+    #[serde(default)]
+    account_id: String,
+    #[serde(default)]
+    linkage_key: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    birth_day: String,
+    #[serde(default)]
+    birth_month: String,
+    #[serde(default)]
+    birth_year: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_again: String,
+}
+
+async fn reset_page(headers: HeaderMap) -> Response {
+    let (csrf, set) = sign_in_token(&headers);
+    let mut res = ResetPage { me: None, csrf, form: ResetValues::default(), errors: Vec::new() }.into_response();
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+async fn reset_password(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<ResetValues>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+    let r = caldicott_app::passwords::PatientReset {
+        ods_code: f.ods_code.clone(),
+        account_id: f.account_id.clone(),
+        linkage_key: f.linkage_key.clone(),
+        family: f.family.clone(),
+        birth_day: f.birth_day.clone(),
+        birth_month: f.birth_month.clone(),
+        birth_year: f.birth_year.clone(),
+        new_password: f.new_password.clone(),
+        new_password_again: f.new_password_again.clone(),
+    };
+    match app.patient_password_reset(&r).await {
+        Ok(Ok(())) => {
+            let mut res = Redirect::to("/my/sign-in?done=password").into_response();
+            res.headers_mut().append(header::SET_COOKIE, clear_cookie(PATIENT_COOKIE));
+            res
+        }
+        Ok(Err(problems)) => {
+            let errors = crate::portal::field_errors(problems);
+            let form = ResetValues { new_password: String::new(), new_password_again: String::new(), ..f };
+            (StatusCode::BAD_REQUEST, ResetPage { me: None, csrf, form, errors }).into_response()
         }
         Err(e) => my_error(None, e),
     }
@@ -968,6 +1063,7 @@ async fn nhs_login_callback(
         let page = SignInPage {
             me: None,
             csrf,
+            notice: None,
             nhs_login: app.nhs_login().is_some(),
             show_practice: false,
             ods: String::new(),
@@ -1098,6 +1194,7 @@ async fn security(State(app): State<App>, Patient(me): Patient, Query(q): Query<
     let done = match q.get("done").map(String::as_str) {
         Some("on") => Some("Two-step sign-in is on. Next time you sign in, you will be asked for a code."),
         Some("off") => Some("Two-step sign-in is off."),
+        Some("password") => Some("Your password has been changed. You have been signed out everywhere else."),
         _ => None,
     };
     security_page(&app, &me, None, done, Vec::new()).await
@@ -1111,6 +1208,12 @@ struct SecurityForm {
     step: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_again: String,
 }
 
 async fn change_security(
@@ -1132,6 +1235,25 @@ async fn change_security(
         },
         "confirm" => app.two_step_confirm(&me.who, &f.code, &from).await.map(|()| "on"),
         "off" => app.two_step_off(&me.who, &f.code, &from).await.map(|()| "off"),
+        "password" => {
+            match app
+                .change_patient_password(
+                    &me.who,
+                    me.session,
+                    &f.current_password,
+                    &f.new_password,
+                    &f.new_password_again,
+                    &from,
+                )
+                .await
+            {
+                Ok(Ok(())) => Ok("password"),
+                Ok(Err(problems)) => {
+                    return security_page(&app, &me, None, None, crate::portal::field_errors(problems)).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         _ => Err(AppError::BadRequest("Choose what to change".into())),
     };
     match result {

@@ -41,6 +41,16 @@ pub fn routes() -> Router<App> {
             "/sign-in/code",
             get(code_page).post(code).layer(axum::middleware::from_fn(crate::throttle::credentials)),
         )
+        .route(
+            "/sign-in/reset",
+            get(sign_in_reset_page).post(sign_in_reset).layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
+        .route(
+            "/account/password",
+            get(account_password_page)
+                .post(change_account_password)
+                .layer(axum::middleware::from_fn(crate::throttle::credentials)),
+        )
         .route("/sign-out", axum::routing::post(sign_out))
         .route("/patients/{nhs_number}", get(record))
         .route("/patients/{nhs_number}/online", get(online))
@@ -53,10 +63,12 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/consultations", axum::routing::post(add_consultation))
         .route("/staff", get(staff_page).post(add_staff))
         .route("/staff/{staff}", axum::routing::post(change_staff))
+        .route("/staff/{staff}/password", axum::routing::post(reset_staff_password))
         .route("/patients/new", get(register_page))
         .route("/patients", axum::routing::post(register))
         .route("/patients/{nhs_number}/deregister", axum::routing::post(deregister))
         .route("/patients/{nhs_number}/linkage", axum::routing::post(issue_linkage))
+        .route("/patients/{nhs_number}/password-letter", axum::routing::post(issue_password_letter))
         .route(
             "/patients/transfer-in",
             get(transfer_page).post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(UPLOAD_LIMIT)),
@@ -143,6 +155,7 @@ csrf_forms!(
     DeregisterForm,
     SplitForm,
     LinkageForm,
+    PasswordForm,
 );
 
 /// The form's fields, when it parsed and carries this session's CSRF token (handlers answer
@@ -293,6 +306,7 @@ impl FromRequestParts<App> for Portal {
 struct SignInPage {
     chrome: Option<Chrome>,
     csrf: String,
+    notice: Option<&'static str>,
     show_practice: bool,
     practice_name: Option<String>,
     ods: String,
@@ -309,17 +323,34 @@ impl Errors for SignInPage {
 async fn sign_in_form(app: &App, csrf: String, ods: String, username: String, errors: Vec<FieldError>) -> SignInPage {
     let practices = app.store.practices().await.unwrap_or_default();
     let practice_name = (practices.len() == 1).then(|| practices[0].name.clone());
-    SignInPage { chrome: None, csrf, show_practice: practices.len() != 1, practice_name, ods, username, errors }
+    SignInPage {
+        chrome: None,
+        csrf,
+        notice: None,
+        show_practice: practices.len() != 1,
+        practice_name,
+        ods,
+        username,
+        errors,
+    }
 }
 
-async fn sign_in_page(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn sign_in_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Some(v) = cookie(&headers, SESSION_COOKIE) {
         if app.signed_in(&v).await.is_ok() {
             return Redirect::to("/").into_response();
         }
     }
     let (csrf, set) = sign_in_token(&headers);
-    let mut res = sign_in_form(&app, csrf, String::new(), String::new(), Vec::new()).await.into_response();
+    let mut page = sign_in_form(&app, csrf, String::new(), String::new(), Vec::new()).await;
+    if q.get("done").map(String::as_str) == Some("password") {
+        page.notice = Some("Your new password is set. Sign in with it and your authenticator app.");
+    }
+    let mut res = page.into_response();
     if let Some(h) = set {
         res.headers_mut().append(header::SET_COOKIE, h);
     }
@@ -2136,6 +2167,210 @@ async fn issue_linkage(
 ) -> Response {
     let Some(f) = checked(&me, form) else { return forbidden_form() };
     match app.issue_linkage(&me.who, &nhs, &f.identity).await {
+        Ok(l) => {
+            LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response()
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+// ---- Passwords: your own, and an administrator's one-time code (ASVS 2.5) --------------------
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account_password.html")]
+struct AccountPasswordPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    done: bool,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for AccountPasswordPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+pub(crate) fn field_errors(problems: Vec<caldicott_app::settings::FieldProblem>) -> Vec<FieldError> {
+    problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect()
+}
+
+async fn account_password_page(Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+    let done = q.contains_key("done");
+    AccountPasswordPage { chrome: Some((&me).into()), csrf: me.csrf_token.clone(), done, errors: Vec::new() }
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_again: String,
+}
+
+async fn change_account_password(
+    State(app): State<App>,
+    crate::client::Caller(from): crate::client::Caller,
+    Portal(me): Portal,
+    form: Result<Form<PasswordForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    match app
+        .change_staff_password(
+            &me.who,
+            Some(me.session),
+            &f.current_password,
+            &f.new_password,
+            &f.new_password_again,
+            &from,
+        )
+        .await
+    {
+        Ok(Ok(())) => Redirect::to("/account/password?done=1").into_response(),
+        Ok(Err(problems)) => {
+            let page = AccountPasswordPage {
+                chrome: Some((&me).into()),
+                csrf: me.csrf_token.clone(),
+                done: false,
+                errors: field_errors(problems),
+            };
+            (StatusCode::BAD_REQUEST, page).into_response()
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "staff_reset_code.html")]
+struct ResetCodePage {
+    chrome: Option<Chrome>,
+    r: caldicott_app::passwords::ResetCode,
+    expires: String,
+}
+
+async fn reset_staff_password(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(staff): Path<String>,
+    form: Result<Form<StaffChangeForm>, FormRejection>,
+) -> Response {
+    if checked(&me, form).is_none() {
+        return forbidden_form();
+    }
+    let Ok(id) = staff.parse::<caldicott_core::ids::StaffId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such member of staff at this practice".into()));
+    };
+    match app.reset_staff_password(&me.who, id).await {
+        Ok(r) => {
+            let expires = caldicott_core::uk::uk_local(r.expires_at).format("%-d %B %Y at %H:%M").to_string();
+            ResetCodePage { chrome: Some((&me).into()), r, expires }.into_response()
+        }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sign_in_reset.html")]
+struct SignInResetPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    show_practice: bool,
+    ods: String,
+    username: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SignInResetPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+async fn sign_in_reset_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    let (csrf, set) = sign_in_token(&headers);
+    let show_practice = app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true);
+    let page = SignInResetPage {
+        chrome: None,
+        csrf,
+        show_practice,
+        ods: String::new(),
+        username: String::new(),
+        errors: Vec::new(),
+    };
+    let mut res = page.into_response();
+    if let Some(h) = set {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct SignInResetForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    ods: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_again: String,
+}
+
+async fn sign_in_reset(
+    State(app): State<App>,
+    crate::client::Caller(from): crate::client::Caller,
+    headers: HeaderMap,
+    form: Result<Form<SignInResetForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let (csrf, _) = sign_in_token(&headers);
+    if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
+        return forbidden_form();
+    }
+    let reset = caldicott_app::passwords::StaffReset {
+        ods: f.ods.clone(),
+        username: f.username.clone(),
+        code: f.code,
+        new_password: f.new_password,
+        new_password_again: f.new_password_again,
+    };
+    match app.reset_password_with_code(&reset, &from).await {
+        Ok(Ok(())) => Redirect::to("/sign-in?done=password").into_response(),
+        Ok(Err(problems)) => {
+            let show_practice = app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true);
+            let page = SignInResetPage {
+                chrome: None,
+                csrf,
+                show_practice,
+                ods: f.ods,
+                username: f.username,
+                errors: field_errors(problems),
+            };
+            (StatusCode::BAD_REQUEST, page).into_response()
+        }
+        Err(e) => page_error(None, e),
+    }
+}
+
+async fn issue_password_letter(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<LinkageForm>, FormRejection>,
+) -> Response {
+    if checked(&me, form).is_none() {
+        return forbidden_form();
+    }
+    match app.issue_password_letter(&me.who, &nhs).await {
         Ok(l) => {
             LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response()
         }

@@ -494,6 +494,7 @@ const PERMISSIONS: &str = include_str!("../../../docs/permissions.md");
 /// event (`every_route_follows_the_permission_table` checks each, for every role).
 const GETS_WITHOUT_PATIENT_DATA: &[&str] = &[
     "/staff",
+    "/account/password",
     "/patients/new",
     "/patients/transfer-in",
     "/settings/messages",
@@ -985,6 +986,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("doc_year", "2025"),
                         ("public_key", public_key.as_str()),
                         ("integration_action", "deactivate"),
+                        // Each role changes its own password (the session walking carries on).
+                        ("current_password", "a long test password"),
+                        ("new_password", "the walk's new password"),
+                        ("new_password_again", "the walk's new password"),
                     ];
                     let r = b.post(&uri, &form).await;
                     last_body = r.body;
@@ -1015,6 +1020,176 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         }
     }
     assert!(unaudited_looks.is_empty(), "answers with patient data but no audit event: {unaudited_looks:#?}");
+}
+
+async fn staff_change_their_password_and_an_administrator_resets_one_through_the_pages(t: &TestStore) {
+    // ASVS 2.5 through the pages: "Change password" from the header, and an administrator's
+    // one-time code used at /sign-in/reset; the reset ends the member's session at once.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let mut clinician = Browser::new(&app);
+    sign_in(&mut clinician, &ods, "clinician").await;
+    let home = clinician.get("/").await;
+    assert!(home.body.contains("href=\"/account/password\""), "the header links to the page");
+    let page = clinician.get("/account/password").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let new = "the clinician's own new password";
+    let wrong = clinician
+        .post(
+            "/account/password",
+            &[("_csrf", &token), ("current_password", "not it"), ("new_password", new), ("new_password_again", new)],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.body.contains("Your current password is not right"), "{}", wrong.body);
+    let short = clinician
+        .post(
+            "/account/password",
+            &[
+                ("_csrf", &token),
+                ("current_password", "a long test password"),
+                ("new_password", "short"),
+                ("new_password_again", "short"),
+            ],
+        )
+        .await;
+    assert!(short.body.contains("at least 12 characters") && short.body.contains("nhsuk-error-summary"));
+    let done = clinician
+        .post(
+            "/account/password",
+            &[
+                ("_csrf", &token),
+                ("current_password", "a long test password"),
+                ("new_password", new),
+                ("new_password_again", new),
+            ],
+        )
+        .await;
+    assert_eq!(location(&done), "/account/password?done=1");
+    assert!(clinician.get("/account/password?done=1").await.body.contains("Your password has been changed"));
+    // The administrator resets it: a code shown once, and the clinician is signed out.
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, &ods, "admin").await;
+    let staff = admin.get("/staff").await;
+    assert!(staff.body.contains("Reset password"));
+    let made = admin.post(&format!("/staff/{}/password", tp.clinician.staff), &[("_csrf", &csrf(&staff.body))]).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let code = between(&made.body, "id=\"reset-code\">", "<").to_owned();
+    assert_eq!(code.len(), 14, "{code}");
+    assert_eq!(location(&clinician.get("/").await), "/sign-in", "the clinician's session has ended");
+    // The clinician sets a new password with it.
+    let mut b = Browser::new(&app);
+    let sign_in_page = b.get("/sign-in").await;
+    assert!(sign_in_page.body.contains("Forgotten your password?") && sign_in_page.body.contains("/sign-in/reset"));
+    let page = b.get("/sign-in/reset").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let after = "the password after the reset";
+    let reset_form = |again: &'static str| {
+        vec![
+            ("_csrf", token.as_str()),
+            ("ods", ods.as_str()),
+            ("username", "clinician"),
+            ("code", code.as_str()),
+            ("new_password", after),
+            ("new_password_again", again),
+        ]
+    };
+    let r = b.post("/sign-in/reset", &reset_form("the password after the resett")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Enter the same new password twice"));
+    let right = reset_form(after);
+    let r = b.post("/sign-in/reset", &right).await;
+    assert_eq!(location(&r), "/sign-in?done=password", "{}", r.body);
+    assert!(b.get("/sign-in?done=password").await.body.contains("Your new password is set"));
+    let again = b.post("/sign-in/reset", &right).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("one-time code is not right"), "a code works once");
+    let token = csrf(&b.get("/sign-in").await.body);
+    let r =
+        b.post("/sign-in", &[("_csrf", &token), ("ods", &ods), ("username", "clinician"), ("password", after)]).await;
+    assert_eq!(location(&r), "/sign-in/code");
+    assert!(!b.get("/sign-in/code").await.body.contains("totp-secret"), "the authenticator stays as it was");
+}
+
+async fn a_patient_changes_their_password_and_uses_a_password_letter_through_the_pages(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let mut p = Browser::new(&app);
+    p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let page = p.get("/my/security").await;
+    assert!(page.body.contains("Change your password"));
+    let token = csrf(&page.body);
+    let new = "my own new patient password";
+    let wrong = [
+        ("_csrf", token.as_str()),
+        ("step", "password"),
+        ("current_password", "not my password"),
+        ("new_password", new),
+        ("new_password_again", new),
+    ];
+    let r = p.post("/my/security", &wrong).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Your current password is not right"));
+    let right = vec![
+        ("_csrf", token.as_str()),
+        ("step", "password"),
+        ("current_password", password.as_str()),
+        ("new_password", new),
+        ("new_password_again", new),
+    ];
+    let r = p.post("/my/security", &right).await;
+    assert_eq!(location(&r), "/my/security?done=password");
+    // Forgotten: the sign-in page says what to do; the practice prints a password letter.
+    let mut q = Browser::new(&app);
+    let sign_in_page = q.get("/my/sign-in").await;
+    assert!(sign_in_page.body.contains("Forgotten your password?"));
+    assert!(sign_in_page.body.contains("ask for a new password letter"));
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
+    let record = staff.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
+    assert!(record.body.contains("Print password letter"));
+    let letter = staff
+        .post(&format!("/patients/{}/password-letter", pat.nhs_number.as_str()), &[("_csrf", &csrf(&record.body))])
+        .await;
+    assert_eq!(letter.status, StatusCode::OK, "{}", letter.body);
+    assert_eq!(between(&letter.body, "id=\"letter-username\">", "<"), username);
+    let account_id = between(&letter.body, "id=\"letter-account-id\">", "<").to_owned();
+    let key = between(&letter.body, "id=\"letter-linkage-key\">", "<").to_owned();
+    let token = csrf(&q.get("/my/reset").await.body);
+    let dob = pat.date_of_birth;
+    let (d, m, y) = (dob.format("%d").to_string(), dob.format("%m").to_string(), dob.format("%Y").to_string());
+    let after = "the password from my letter";
+    let mut form = vec![
+        ("_csrf", token.as_str()),
+        ("ods_code", tp.practice.ods_code.as_str()),
+        ("account_id", account_id.as_str()),
+        ("linkage_key", key.as_str()),
+        ("family", pat.name.family.as_str()),
+        ("birth_day", d.as_str()),
+        ("birth_month", m.as_str()),
+        ("birth_year", "1901"),
+        ("new_password", after),
+        ("new_password_again", after),
+    ];
+    let r = q.post("/my/reset", &form).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("These details do not match our records"));
+    assert!(!r.body.contains(after), "a password is never written back into the page");
+    form[7].1 = y.as_str();
+    let r = q.post("/my/reset", &form).await;
+    assert_eq!(location(&r), "/my/sign-in?done=password", "{}", r.body);
+    assert_eq!(location(&p.get("/my/record").await), "/my/sign-in", "every session of the account has ended");
+    assert!(q.get("/my/sign-in?done=password").await.body.contains("Your new password is set"));
+    let token = csrf(&q.get("/my/sign-in").await.body);
+    let ods = tp.practice.ods_code.as_str();
+    let r =
+        q.post("/my/sign-in", &[("_csrf", &token), ("ods", ods), ("username", &username), ("password", after)]).await;
+    assert_eq!(location(&r), "/my");
 }
 
 macro_rules! both {
@@ -1501,6 +1676,8 @@ both!(
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
     a_patient_turns_on_two_step_sign_in,
+    staff_change_their_password_and_an_administrator_resets_one_through_the_pages,
+    a_patient_changes_their_password_and_uses_a_password_letter_through_the_pages,
     an_app_links_through_the_api_and_staff_action_the_alert,
     send_a_message_submitted_twice_at_once_sends_once,
 );
