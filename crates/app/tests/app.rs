@@ -1987,7 +1987,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     let clock_offset = offset.clone();
     let app = App::new(
         t.store.clone(),
-        Arc::new(move || caldicott_app::fixtures::now() + Duration::days(clock_offset.load(Ordering::SeqCst))),
+        Arc::new(move || caldicott_app::fixtures::now() + Duration::hours(clock_offset.load(Ordering::SeqCst))),
     );
     let tp = fixtures::practice(&app).await.unwrap();
     let today = caldicott_app::fixtures::today();
@@ -2027,8 +2027,10 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     let services = app.my_services(&me).await.unwrap();
     let notice = services.iter().find(|s| s.link == Some(link.id)).unwrap().notice.clone().unwrap();
     assert!(notice.contains("will be paused for review") && notice.contains("turns 11"), "{notice}");
-    // Ten days on, the child is 11: the very next request sees nothing, and every service stops.
-    offset.store(10, Ordering::SeqCst);
+    // Ten days and two hours on, the child is 11 (two hours more than ten days of 24 hours, so
+    // that the UK date has moved ten days even across the autumn clock change): the very next
+    // request sees nothing, and every service stops.
+    offset.store(10 * 24 + 2, Ordering::SeqCst);
     assert!(app.patient_signed_in(&cookie).await.is_err(), "the old session has long expired");
     let ods = tp.practice.ods_code.as_str();
     let cookie = app
@@ -2079,7 +2081,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &carer, "P9").await.unwrap();
     let her = app.patient_signed_in(&cookie).await.unwrap().who;
     assert_eq!(app.my_record(&her, Some(granny.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
-    offset.store(13, Ordering::SeqCst);
+    offset.store(13 * 24 + 2, Ordering::SeqCst);
     assert!(app.my_record(&her, Some(granny.id), &PageRequest::default()).await.unwrap().entries.is_empty());
     assert!(matches!(app.bookable_slots(&her, Some(granny.id)).await, Err(AppError::Forbidden(_))));
     let again = app
