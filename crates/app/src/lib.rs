@@ -214,6 +214,12 @@ impl App {
         self
     }
 
+    /// Whether `bearer` is the token GOV.UK Notify's delivery reports carry (checked before a
+    /// report's body is read).
+    pub fn notify_callback_accepts(&self, bearer: &str) -> bool {
+        self.notify_callback_token.as_ref().is_some_and(|t| constant_time_eq(t, bearer))
+    }
+
     /// Applies a delivery report from GOV.UK Notify, if it carries the configured token.
     /// Reports are applied once each (by notification id and status).
     pub async fn notify_delivery_report(&self, bearer: &str, id: &str, status: &str) -> AppResult<bool> {

@@ -24,6 +24,10 @@ use caldicott_core::staff::{normalise_username, PasswordReset, Role};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::RngCore;
 
+/// After a password reset, the member's authenticator cannot be reset by an administrator for
+/// this long: the one who saw the code never holds both factors.
+pub const BOTH_FACTORS_APART: chrono::Duration = chrono::Duration::days(7);
+
 /// One answer for a wrong current password and a try made while a wait is due.
 pub const WRONG_CURRENT: &str =
     "Your current password is not right, or there have been several wrong tries: wait a minute, then try again.";
@@ -188,6 +192,16 @@ impl App {
         }
         if !member.active {
             return Err(AppError::Conflict("Reactivate the account before you reset its password".into()));
+        }
+        // The code is seen by the administrator: it must not be all that stands between them and
+        // the account. A member without an authenticator set up (new, or just reset) is not reset.
+        if !member.sign_in.totp_confirmed {
+            return Err(AppError::Conflict(format!(
+                "{} has no authenticator set up, so the code alone would sign in as them (an administrator \
+                 never holds both factors): they sign in with their first password and set one up, or the \
+                 service operator resets the account",
+                member.display_name
+            )));
         }
         let code = code(RESET_CODE_CHARS);
         let now = self.now();

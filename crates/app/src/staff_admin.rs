@@ -69,6 +69,28 @@ impl App {
             .staff_member(who.practice, staff)
             .await?
             .ok_or_else(|| AppError::NotFound("no such member of staff at this practice".into()))?;
+        if member.role == Role::IcbAnalyst {
+            return Err(AppError::Forbidden(
+                "an ICB analyst's account belongs to the service operator (caldicott staff add)".into(),
+            ));
+        }
+        // An administrator never holds both factors of a member: after a password reset (whose
+        // code the administrator saw) the authenticator stays, until the member has had time to
+        // sign in with their own new password.
+        if change == AccountChange::ResetSecondFactor {
+            if let Some(reset) = self.store.password_reset(who.practice, staff).await? {
+                let until = reset.created_at + crate::passwords::BOTH_FACTORS_APART;
+                if self.now() < until {
+                    return Err(AppError::Conflict(format!(
+                        "{}'s password was reset on {}; their authenticator can be reset from {} (an \
+                         administrator never holds both), or by the service operator",
+                        member.display_name,
+                        caldicott_core::uk::uk_date(reset.created_at).format("%-d %B %Y"),
+                        caldicott_core::uk::uk_date(until).format("%-d %B %Y")
+                    )));
+                }
+            }
+        }
         let audit = |detail: &str| {
             self.audit_record(
                 who,

@@ -492,8 +492,10 @@ async fn a_reset_code_works_once_and_expires(t: &TestStore) {
 async fn a_reset_code_for_one_practice_or_member_works_for_no_other(t: &TestStore) {
     // An attacker holding a code (or guessing) gets nothing for another member or practice,
     // and guesses are tries like sign-in's.
-    let (app, _) = app_with_clock(t);
+    let (app, clock) = app_with_clock(t);
     let a = fixtures::practice(&app).await.unwrap();
+    // The clinician has an authenticator (a password reset needs one: see below).
+    staff_session(&app, &clock, &a, "clinician", PASSWORD, &at(41)).await;
     let b = fixtures::practice(&app).await.unwrap();
     let admin_a = caldicott_app::auth::authenticate(&app, &a.admin_token).await.unwrap();
     let admin_b = caldicott_app::auth::authenticate(&app, &b.admin_token).await.unwrap();
@@ -637,6 +639,53 @@ async fn a_patient_who_forgot_their_password_sets_a_new_one_with_a_letter(t: &Te
     assert!(events.iter().filter(|e| e.action == "patient.password_reset" && e.outcome == "denied").count() >= 2);
 }
 
+async fn an_administrator_never_holds_both_factors_of_a_member(t: &TestStore) {
+    // Tried as an attacker who is the practice's administrator: reset a clinician's password
+    // (seeing the code) and their authenticator, then sign in as them and open records. The
+    // administrator must never hold both factors of another member.
+    use caldicott_app::staff_admin::AccountChange;
+    let (app, clock) = app_with_clock(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    // A member with no authenticator set up: a reset code alone would sign in as them.
+    let none_yet = app.reset_staff_password(&admin, tp.clinician.staff).await;
+    assert!(matches!(none_yet, Err(AppError::Conflict(ref m)) if m.contains("no authenticator")), "{none_yet:?}");
+    // Once they have one, the password may be reset...
+    staff_session(&app, &clock, &tp, "clinician", PASSWORD, &at(50)).await;
+    app.reset_staff_password(&admin, tp.clinician.staff).await.unwrap();
+    // ...but then not the authenticator, for a week.
+    let both = app.change_staff_account(&admin, tp.clinician.staff, AccountChange::ResetSecondFactor).await;
+    assert!(matches!(both, Err(AppError::Conflict(ref m)) if m.contains("never holds both")), "{both:?}");
+    let member = app.store.staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    assert!(member.sign_in.totp_confirmed, "the authenticator is untouched");
+    clock.fetch_add(8 * 24 * 3600, Ordering::SeqCst);
+    app.change_staff_account(&admin, tp.clinician.staff, AccountChange::ResetSecondFactor).await.unwrap();
+    // The other way round: with the authenticator reset, the password cannot be.
+    let after = app.reset_staff_password(&admin, tp.clinician.staff).await;
+    assert!(matches!(after, Err(AppError::Conflict(_))), "{after:?}");
+    // An ICB analyst's account belongs to the service operator: no practice administrator
+    // resets or deactivates it.
+    let analyst = caldicott_app::setup::create_staff(
+        &app,
+        tp.practice.id,
+        "icb.analyst",
+        "ICB Analyst",
+        caldicott_core::staff::Role::IcbAnalyst,
+        PASSWORD,
+        caldicott_core::audit::Actor {
+            kind: caldicott_core::audit::ActorKind::System,
+            id: "test".into(),
+            role: "operator".into(),
+        },
+    )
+    .await
+    .unwrap();
+    for change in [AccountChange::ResetSecondFactor, AccountChange::Deactivate] {
+        let r = app.change_staff_account(&admin, analyst.id, change).await;
+        assert!(matches!(r, Err(AppError::Forbidden(_))), "{r:?}");
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
@@ -659,4 +708,5 @@ both!(
     a_reset_code_for_one_practice_or_member_works_for_no_other,
     a_patient_changes_their_password_and_their_other_sessions_end,
     a_patient_who_forgot_their_password_sets_a_new_one_with_a_letter,
+    an_administrator_never_holds_both_factors_of_a_member,
 );

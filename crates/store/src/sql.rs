@@ -1056,6 +1056,19 @@ macro_rules! sql_store {
                     tx.rollback().await.map_err(db)?;
                     return Ok(None);
                 };
+                if n == 1 {
+                    // A new count: forget rows nobody has tried or signed in from for 30 days
+                    // (tries at made-up usernames leave rows behind).
+                    let stale = now_ms - caldicott_core::credentials::KNOWN_ADDRESS_FOR.num_milliseconds();
+                    sqlx::query(
+                        "DELETE FROM credential_tries WHERE practice_id = $1 AND last_try_ms < $2 AND succeeded_ms < $2",
+                    )
+                    .bind(practice.as_uuid())
+                    .bind(stale)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
                 let wait = caldicott_core::credentials::wait_after(n).num_milliseconds();
                 sqlx::query(
                     "UPDATE credential_tries SET wait_until_ms = $1 WHERE practice_id = $2 AND subject = $3 AND address = $4",

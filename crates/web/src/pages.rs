@@ -29,12 +29,20 @@ struct DeliveryReport {
 async fn delivery_report(
     State(app): State<App>,
     headers: axum::http::HeaderMap,
-    body: Result<Json<DeliveryReport>, axum::extract::rejection::JsonRejection>,
-) -> Result<StatusCode, crate::error::WebError> {
+    body: axum::body::Body,
+) -> Result<axum::response::Response, crate::error::WebError> {
+    // The token first: nothing of the body is read for a caller without it.
     let bearer = crate::error::bearer_token(&headers).unwrap_or("");
-    let Json(report) = body.map_err(|e| caldicott_app::AppError::BadRequest(e.body_text()))?;
+    if !app.notify_callback_accepts(bearer) {
+        return Err(caldicott_app::AppError::Unauthenticated("the delivery report's token is not right".into()).into());
+    }
+    let Ok(bytes) = crate::body::read_at_most(body, 16 * 1024).await else {
+        return Ok(crate::body::TooLarge.into_response());
+    };
+    let report: DeliveryReport = serde_json::from_slice(&bytes)
+        .map_err(|_| caldicott_app::AppError::BadRequest("a delivery report is JSON with id and status".into()))?;
     app.notify_delivery_report(bearer, &report.id, &report.status).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 mod generated {

@@ -233,6 +233,14 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
         StatusCode::NO_CONTENT
     );
     assert_eq!(report(&app, "callback-secret", json!({"nope": 1})).await, StatusCode::BAD_REQUEST);
+    // Without the token nothing of the body is read: a malformed or outsized one is answered
+    // 401 like any other (ASVS 13.1: authentication before processing).
+    assert_eq!(report(&app, "guess", json!({"nope": 1})).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(report(&app, "guess", json!({"pad": "x".repeat(3 * 1024 * 1024)})).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        report(&app, "callback-secret", json!({"pad": "x".repeat(64 * 1024)})).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let sms_pid = sms.provider_id.clone().unwrap();
     report(&app, "callback-secret", json!({"id": sms_pid, "status": "permanent-failure"})).await;
     let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
