@@ -8,7 +8,7 @@
 //! argon2id hash only, and ends the person's other sessions in the transaction that sets it. The
 //! second factor is never touched here (administrators reset it separately).
 
-use crate::auth::{hash_password_off_thread, verify_password_off_thread, Client, NO_ACCOUNT_HASH};
+use crate::auth::{hash_password_off_thread, Client};
 use crate::patient_services::{
     code, normalise_code, require_front_desk, sha256, LinkageLetter, PatientPrincipal, NOT_MATCHED,
 };
@@ -16,9 +16,7 @@ use crate::settings::FieldProblem;
 use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{AccountKind, OnlineAccount};
 use caldicott_core::audit::{Action, Actor, ActorKind, Outcome};
-use caldicott_core::credentials::{
-    check_new_password_twice, Subject, PASSWORD_MAX_CHARS, RESET_CODE_CHARS, RESET_CODE_VALIDITY,
-};
+use caldicott_core::credentials::{check_new_password_twice, Subject, RESET_CODE_CHARS, RESET_CODE_VALIDITY};
 use caldicott_core::ids::{SessionId, StaffId};
 use caldicott_core::staff::{normalise_username, PasswordReset, Role};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -110,18 +108,13 @@ impl App {
         current: &str,
         from: &Client,
     ) -> AppResult<Result<(), &'static str>> {
-        let claimed = self.claim_try(practice, subject, from).await?;
-        let right = current.chars().count() <= PASSWORD_MAX_CHARS
-            && verify_password_off_thread(current, if claimed { hash } else { NO_ACCOUNT_HASH }).await
-            && claimed;
-        Ok(match (claimed, right) {
-            (false, _) => Err("try refused unchecked: waiting after wrong tries"),
-            (true, false) => Err("wrong current password"),
-            (true, true) => {
+        match self.try_password(practice, subject, from, Some(hash), current).await? {
+            crate::session::Tried::Right => {
                 self.clear_tries(practice, subject, from).await?;
-                Ok(())
+                Ok(Ok(()))
             }
-        })
+            tried => Ok(Err(tried.why("wrong current password"))),
+        }
     }
 
     /// A member of staff changes their own password. The current password is a credential try;

@@ -9,7 +9,7 @@
 //! The browser holds `p1_<practice id><session id><secret>`; the store keeps only the secret's
 //! SHA-256.
 
-use crate::auth::{hash_password_off_thread, verify_password_off_thread, Client, NO_ACCOUNT_HASH};
+use crate::auth::{hash_password_off_thread, Client};
 use crate::record::{decode_cursor, PageRequest};
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
@@ -545,14 +545,13 @@ impl App {
         }
         let practice = self.sign_in_practice(ods).await?;
         let subject = Subject::patient(username);
-        let claimed = self.claim_try(practice.id, &subject, from).await?;
         let found = self.store.patient_login(practice.id, &username.trim().to_ascii_lowercase()).await?;
-        let hash = found.as_ref().filter(|_| claimed).map_or(NO_ACCOUNT_HASH, |(l, _)| l.password_hash.as_str());
-        let right = verify_password_off_thread(password, hash).await && claimed && found.is_some();
+        let hash = found.as_ref().map(|(l, _)| l.password_hash.as_str());
+        let tried = self.try_password(practice.id, &subject, from, hash, password).await?;
         let Some((login, account)) = found else { return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into())) };
         let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
-        if !right {
-            let why = if claimed { "wrong password" } else { "try refused unchecked: waiting after wrong tries" };
+        if tried != crate::session::Tried::Right {
+            let why = tried.why("wrong password");
             let audit = self.patient_audit(
                 actor,
                 Some(account.holder),

@@ -863,20 +863,12 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Unauthenticated("Sign in again".into()))?;
         let subject = caldicott_core::credentials::Subject::staff(&staff.username);
-        let claimed = self.claim_try(who.practice, &subject, from).await?;
-        let right = password.chars().count() <= caldicott_core::credentials::PASSWORD_MAX_CHARS
-            && crate::auth::verify_password_off_thread(
-                password,
-                if claimed { &staff.password_hash } else { crate::auth::NO_ACCOUNT_HASH },
-            )
-            .await
-            && claimed;
-        if right {
+        let tried = self.try_password(who.practice, &subject, from, Some(&staff.password_hash), password).await?;
+        if tried == crate::session::Tried::Right {
             self.clear_tries(who.practice, &subject, from).await?;
             return Ok(());
         }
-        let detail =
-            if claimed { "password not confirmed" } else { "try refused unchecked: waiting after wrong tries" };
+        let detail = tried.why("password not confirmed");
         let audit = self.audit_record(
             who,
             None,

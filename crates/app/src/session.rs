@@ -70,6 +70,27 @@ pub fn current_code(secret_b32: &str, now: DateTime<Utc>) -> AppResult<String> {
     Ok(totp(secret_b32)?.generate(u64::try_from(now.timestamp()).unwrap_or(0)).to_string())
 }
 
+/// How a claimed try at a password went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tried {
+    Right,
+    /// Checked, and wrong (or no such account).
+    Wrong,
+    /// Not checked: a wait from earlier wrong tries is due.
+    Refused,
+}
+
+impl Tried {
+    /// For the audit: `wrong` when it was checked and wrong.
+    pub(crate) fn why(self, wrong: &'static str) -> &'static str {
+        match self {
+            Tried::Refused => "try refused unchecked: waiting after wrong tries",
+            Tried::Wrong => wrong,
+            Tried::Right => "right",
+        }
+    }
+}
+
 /// What the second-factor page must show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecondFactor {
@@ -195,6 +216,29 @@ impl App {
         Ok(claim.known_address || self.account_tries.take(format!("{practice}/{}", subject.as_str())))
     }
 
+    /// A claimed try at a password: the one check every password path makes (sign-in, the
+    /// current password before a change, the re-check before a release). `hash` is the
+    /// account's, or `None` when there is none; the same argon2 work is done in every case.
+    pub(crate) async fn try_password(
+        &self,
+        practice: PracticeId,
+        subject: &Subject,
+        from: &Client,
+        hash: Option<&str>,
+        password: &str,
+    ) -> AppResult<Tried> {
+        let claimed = self.claim_try(practice, subject, from).await?;
+        let check = hash.filter(|_| claimed).unwrap_or(NO_ACCOUNT_HASH);
+        let right = password.chars().count() <= PASSWORD_MAX_CHARS
+            && verify_password_off_thread(password, check).await
+            && hash.is_some();
+        Ok(match (claimed, right) {
+            (false, _) => Tried::Refused,
+            (true, false) => Tried::Wrong,
+            (true, true) => Tried::Right,
+        })
+    }
+
     /// The credential was right and the sign-in is complete: tries from this address count
     /// from nothing again.
     pub(crate) async fn clear_tries(&self, practice: PracticeId, subject: &Subject, from: &Client) -> AppResult<()> {
@@ -235,17 +279,16 @@ impl App {
         }
         let practice = self.sign_in_practice(ods).await?;
         let subject = Subject::staff(username);
-        let claimed = self.claim_try(practice.id, &subject, from).await?;
         let staff = match normalise_username(username) {
             Some(u) => self.store.staff_by_username(practice.id, &u).await?.filter(|s| s.active),
             None => None,
         };
-        // The same work whatever the case: one hash check.
-        let hash = staff.as_ref().filter(|_| claimed).map_or(NO_ACCOUNT_HASH, |s| s.password_hash.as_str());
-        let right = verify_password_off_thread(password, hash).await && claimed && staff.is_some();
+        let tried = self
+            .try_password(practice.id, &subject, from, staff.as_ref().map(|s| s.password_hash.as_str()), password)
+            .await?;
         let Some(staff) = staff else { return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into())) };
-        if !right {
-            let why = if claimed { "wrong password" } else { "try refused unchecked: waiting after wrong tries" };
+        if tried != Tried::Right {
+            let why = tried.why("wrong password");
             let audit =
                 self.staff_audit(&staff, Action::SignInFailed, Outcome::Denied, format!("{why}; from {}", from.key()));
             self.audit.record(practice.id, audit).await?;

@@ -7,9 +7,6 @@ use crate::staff::{SESSION_IDLE, SESSION_LIFETIME};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Failed sign-ins before a patient account locks, and for how long.
-pub const MAX_FAILED_PATIENT_SIGN_INS: u32 = 5;
-pub const PATIENT_LOCKOUT: Duration = Duration::minutes(15);
 /// Linkage credentials not used within this time stop working.
 pub const LINKAGE_VALIDITY: Duration = Duration::days(90);
 pub const PATIENT_SESSION_LIFETIME: Duration = SESSION_LIFETIME;
@@ -55,20 +52,6 @@ pub struct PatientLogin {
     pub totp_secret: Option<String>,
     /// The patient has entered a code from it: sign-in now asks for one.
     pub totp_confirmed: bool,
-}
-
-impl PatientLogin {
-    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
-        self.locked_until.is_some_and(|t| now < t)
-    }
-    pub fn after_failure(&self, now: DateTime<Utc>) -> (u32, Option<DateTime<Utc>>) {
-        let n = self.failed_sign_ins + 1;
-        if n >= MAX_FAILED_PATIENT_SIGN_INS {
-            (0, Some(now + PATIENT_LOCKOUT))
-        } else {
-            (n, self.locked_until)
-        }
-    }
 }
 
 /// A signed-in patient (or proxy) session. The browser holds the secret; the store its hash.
@@ -182,24 +165,5 @@ mod tests {
         assert!(!k.is_usable_at(t(0) + LINKAGE_VALIDITY));
         assert!(!LinkageKey { used_at: Some(t(1)), ..k.clone() }.is_usable_at(t(2)));
         assert!(!LinkageKey { revoked_at: Some(t(1)), ..k }.is_usable_at(t(2)));
-    }
-
-    #[test]
-    fn five_failures_lock_a_patient_login() {
-        let mut l = PatientLogin {
-            account: AccountId::from_uuid(Uuid::from_u128(1)),
-            username: "u".into(),
-            password_hash: String::new(),
-            failed_sign_ins: 0,
-            locked_until: None,
-            totp_secret: None,
-            totp_confirmed: false,
-        };
-        for _ in 0..MAX_FAILED_PATIENT_SIGN_INS {
-            assert!(!l.is_locked_at(t(0)));
-            (l.failed_sign_ins, l.locked_until) = l.after_failure(t(0));
-        }
-        assert!(l.is_locked_at(t(1)));
-        assert!(!l.is_locked_at(t(0) + PATIENT_LOCKOUT));
     }
 }

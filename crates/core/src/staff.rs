@@ -68,36 +68,20 @@ pub struct SignInState {
     /// The base32 TOTP secret: shown at enrolment, in use once confirmed with a valid code.
     pub totp_secret: Option<String>,
     pub totp_confirmed: bool,
-    /// Failed attempts (password or code) since the last success.
+    /// The lock-out of earlier versions, kept as stored; nothing locks an account now (wrong
+    /// tries are counted per account and address in `credential_tries`, see
+    /// [`crate::credentials`]).
     pub failed: i64,
     pub locked_until: Option<DateTime<Utc>>,
 }
 
-/// After this many failed attempts in a row an account is locked…
-pub const MAX_FAILED_SIGN_INS: i64 = 5;
-/// …for this long.
-pub const LOCK_OUT_FOR: Duration = Duration::minutes(15);
 /// A session ends after this long without a request…
 pub const SESSION_IDLE: Duration = Duration::minutes(30);
 /// …and in any case this long after sign-in.
 pub const SESSION_LIFETIME: Duration = Duration::hours(12);
 
 impl SignInState {
-    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
-        self.locked_until.is_some_and(|until| now < until)
-    }
-
-    /// The state after one more failed attempt: locked once the limit is reached.
-    pub fn after_failure(&self, now: DateTime<Utc>) -> SignInState {
-        let failed = self.failed + 1;
-        SignInState {
-            totp_secret: self.totp_secret.clone(),
-            totp_confirmed: self.totp_confirmed,
-            failed: if failed >= MAX_FAILED_SIGN_INS { 0 } else { failed },
-            locked_until: if failed >= MAX_FAILED_SIGN_INS { Some(now + LOCK_OUT_FOR) } else { self.locked_until },
-        }
-    }
-
+    /// The state after a completed sign-in (clears the stored lock-out of earlier versions).
     pub fn after_success(&self) -> SignInState {
         SignInState {
             totp_secret: self.totp_secret.clone(),
@@ -207,21 +191,6 @@ mod tests {
 
     fn t(min: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap() + Duration::minutes(min)
-    }
-
-    #[test]
-    fn five_failures_lock_the_account_for_fifteen_minutes() {
-        let mut s = SignInState::default();
-        for i in 1..MAX_FAILED_SIGN_INS {
-            s = s.after_failure(t(0));
-            assert_eq!(s.failed, i);
-            assert!(!s.is_locked_at(t(0)));
-        }
-        s = s.after_failure(t(0));
-        assert!(s.is_locked_at(t(0)));
-        assert!(s.is_locked_at(t(14)));
-        assert!(!s.is_locked_at(t(15)));
-        assert_eq!(s.after_success(), SignInState::default());
     }
 
     #[test]

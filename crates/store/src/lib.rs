@@ -456,14 +456,6 @@ pub trait Store:
         confirmed: bool,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
-    async fn set_patient_login_failures(
-        &self,
-        practice: PracticeId,
-        account: AccountId,
-        failed: u32,
-        locked_until: Option<DateTime<Utc>>,
-        audit: &AuditRecord,
-    ) -> StoreResult<()>;
     async fn create_patient_session(
         &self,
         practice: PracticeId,

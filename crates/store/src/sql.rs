@@ -1735,27 +1735,6 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db)
             }
 
-            async fn set_patient_login_failures(
-                &self,
-                practice: PracticeId,
-                account: AccountId,
-                failed: u32,
-                locked_until: Option<DateTime<Utc>>,
-                audit: &AuditRecord,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                sqlx::query("UPDATE patient_login SET failed_sign_ins = $1, locked_until = $2 WHERE practice_id = $3 AND account_id = $4")
-                    .bind(i32::try_from(failed).unwrap_or(i32::MAX))
-                    .bind(locked_until)
-                    .bind(practice.as_uuid())
-                    .bind(account.as_uuid())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
-            }
-
             async fn create_patient_session(&self, practice: PracticeId, s: &PatientSession, audit: &AuditRecord) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 sqlx::query(

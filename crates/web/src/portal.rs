@@ -1858,7 +1858,6 @@ async fn staff_form(
         Ok(m) => m,
         Err(e) => return page_error(Some(me.into()), e),
     };
-    let now = app.now();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     (
         status,
@@ -1871,11 +1870,10 @@ async fn staff_form(
                 .map(|m| MemberRow {
                     id: m.id.to_string(),
                     me: m.id == me.who.staff,
-                    status: match (m.active, m.sign_in.is_locked_at(now), m.sign_in.totp_confirmed) {
-                        (false, _, _) => "Deactivated".into(),
-                        (true, true, _) => "Locked after failed sign-ins".into(),
-                        (true, false, false) => "Active; authenticator not set up yet".into(),
-                        (true, false, true) => "Active".into(),
+                    status: match (m.active, m.sign_in.totp_confirmed) {
+                        (false, _) => "Deactivated".into(),
+                        (true, false) => "Active; authenticator not set up yet".into(),
+                        (true, true) => "Active".into(),
                     },
                     active: m.active,
                     name: m.display_name,
