@@ -2,9 +2,8 @@
 //! The checks made on an NHS-login ID token, with tokens signed by a test provider key (the
 //! whole flow against a real OpenID Connect provider runs in the browser tests).
 
-use caldicott_app::nhs_login::{identity_of, IdClaims, NhsLogin, OidcConfig};
+use caldicott_app::nhs_login::{identity_of, IdClaims, NhsLogin, OidcConfig, ProviderKeys};
 use caldicott_core::access::IdentityLevel;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 const PROVIDER_KEY: &[u8] = include_bytes!("fixtures/test-oidc-provider-key.pem");
@@ -57,7 +56,7 @@ fn claims(over: serde_json::Value) -> serde_json::Value {
 #[test]
 fn a_good_id_token_is_accepted_and_every_bad_one_refused() {
     // R22
-    let keys: JwkSet = serde_json::from_str(PROVIDER_JWKS).unwrap();
+    let keys: ProviderKeys = serde_json::from_str(PROVIDER_JWKS).unwrap();
     let l = login();
     let ok = l.verify_id_token(&token(claims(serde_json::json!({}))), &keys, "the-nonce").unwrap();
     assert_eq!(ok.sub, "subject-1");

@@ -21,6 +21,11 @@ const JWKS: &str = include_str!("../../app/tests/fixtures/test-oidc-provider-jwk
 
 /// Discovery, keys and userinfo; the access token "access-<nhs>-<birthdate>" reads that person.
 async fn start_provider() -> String {
+    start_provider_with(std::sync::Arc::new(std::sync::Mutex::new(serde_json::from_str(JWKS).unwrap()))).await
+}
+
+/// The provider, publishing whatever keys `jwks` holds when it is asked.
+async fn start_provider_with(jwks: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let issuer = base.clone();
@@ -32,12 +37,14 @@ async fn start_provider() -> String {
                 async move {
                     Json(json!({
                         "issuer": b, "authorization_endpoint": format!("{b}/authorize"), "token_endpoint": format!("{b}/token"),
-                        "userinfo_endpoint": format!("{b}/userinfo"), "jwks_uri": format!("{b}/jwks")
+                        "userinfo_endpoint": format!("{b}/userinfo"), "jwks_uri": format!("{b}/jwks"),
+                        "response_types_supported": ["code"], "subject_types_supported": ["public"],
+                        "id_token_signing_alg_values_supported": ["RS256", "RS512"]
                     }))
                 }
             }),
         )
-        .route("/jwks", get(|| async { Json(serde_json::from_str::<Value>(JWKS).unwrap()) }))
+        .route("/jwks", get(move || async move { Json(jwks.lock().unwrap().clone()) }))
         .route(
             "/userinfo",
             get(|headers: axum::http::HeaderMap| async move {
@@ -54,9 +61,13 @@ async fn start_provider() -> String {
 }
 
 fn id_token(issuer: &str, audience: &str, sub: &str, level: &str, nonce: Option<&str>) -> String {
+    id_token_by("test-key-1", issuer, audience, sub, level, nonce)
+}
+
+fn id_token_by(kid: &str, issuer: &str, audience: &str, sub: &str, level: &str, nonce: Option<&str>) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some("test-key-1".into());
+    h.kid = Some(kid.into());
     let mut claims = json!({ "iss": issuer, "aud": audience, "sub": sub, "exp": now + 300, "iat": now, "vot": format!("{level}.Cp.Cd") });
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
@@ -158,6 +169,53 @@ async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
     assert!(tasks
         .iter()
         .any(|(t, p)| p.id == pat.id && t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked));
+}
+
+fn provider_config(issuer: &str) -> OidcConfig {
+    OidcConfig {
+        issuer: issuer.to_owned(),
+        client_id: "caldicott".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        key_pem: KEY.to_vec(),
+        key_id: None,
+        algorithm: Algorithm::RS512,
+        id_token_algorithm: Algorithm::RS256,
+        scope: "openid".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_rotates_its_signing_key_is_followed_and_an_unpublished_key_refused() {
+    // R22: NHS login rotates its signing keys. A token signed with the new key is accepted once
+    // the provider publishes it (caldicott fetches the keys again, at most every few minutes),
+    // and a key the provider does not publish is refused however often it is tried.
+    let published: Value = serde_json::from_str(JWKS).unwrap();
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(published.clone()));
+    let issuer = start_provider_with(keys.clone()).await;
+    let following = NhsLogin::new(provider_config(&issuer)).unwrap().with_keys_refresh_after(std::time::Duration::ZERO);
+    let patient = NhsLogin::new(provider_config(&issuer)).unwrap();
+    let (sub, access) = ("sub-9434765919", "access-9434765919-1980-01-01");
+    for login in [&following, &patient] {
+        let old = id_token_by("test-key-1", &issuer, "an-app", sub, "P9", None);
+        assert!(login.identify_for_app(&old, access, "an-app").await.is_ok(), "the key published first");
+    }
+    // The provider rotates: the same key material now published as "test-key-2" only.
+    let mut rotated = published.clone();
+    rotated["keys"][0]["kid"] = json!("test-key-2");
+    *keys.lock().unwrap() = rotated;
+    let new = id_token_by("test-key-2", &issuer, "an-app", sub, "P9", None);
+    let (_, level, nhs, _, _) = following.identify_for_app(&new, access, "an-app").await.unwrap();
+    assert_eq!((level, nhs.as_str()), (caldicott_core::access::IdentityLevel::P9, "9434765919"));
+    // Within the refresh interval the keys are not fetched again: the new key is not known yet.
+    let err = patient.identify_for_app(&new, access, "an-app").await.unwrap_err().to_string();
+    assert!(err.contains("unknown signing key"), "{err}");
+    // A key nobody publishes is refused, even with fetching allowed every time.
+    let forged = id_token_by("test-key-9", &issuer, "an-app", sub, "P9", None);
+    let err = following.identify_for_app(&forged, access, "an-app").await.unwrap_err().to_string();
+    assert!(err.contains("unknown signing key"), "{err}");
+    // The old key, no longer published, is refused too.
+    let old = id_token_by("test-key-1", &issuer, "an-app", sub, "P9", None);
+    assert!(following.identify_for_app(&old, access, "an-app").await.is_err(), "a retired key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
