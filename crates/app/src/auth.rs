@@ -39,28 +39,102 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 pub(crate) const NO_ACCOUNT_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$dGhpc2lzbm90YXJlYWxoYXNoYXRhbGwxMjM0NTY3OA";
 
-/// Hashing runs on the blocking pool, at most this many at once (half the cores, at least
-/// one), so that a flood of sign-ins waits its turn instead of slowing record reads on the
-/// async workers.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    tokio::sync::Semaphore::new((cores / 2).max(1))
-});
-
-/// [`verify_password`] off the async workers, behind the hashing limit.
-pub async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
-    let Ok(_permit) = HASHING.acquire().await else { return false };
-    let (password, phc) = (password.to_owned(), phc.to_owned());
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false)
+/// Password hashing has threads of its own, half the cores (at least one), each at a lower
+/// scheduling priority (10 more nice than the process, on Linux): a flood of sign-ins queues for them and, when the
+/// cores are busy, record reads on the async workers run first. The semaphore holds waiting
+/// callers back so that a caller that gives up (a closed connection) never costs a hash.
+struct Hashing {
+    permits: tokio::sync::Semaphore,
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
 }
 
-/// [`hash_password`] off the async workers, behind the hashing limit.
+/// The nice value of the hashing threads.
+pub const HASHING_NICE: i32 = 10;
+
+static HASHING: std::sync::LazyLock<Hashing> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = (cores / 2).max(1);
+    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..threads {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new().name(format!("password-hashing-{i}")).spawn(move || {
+            lower_this_threads_priority();
+            loop {
+                let job = match rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("could not start a password hashing thread: {e}");
+        }
+    }
+    Hashing { permits: tokio::sync::Semaphore::new(threads), jobs: std::sync::Mutex::new(tx) }
+});
+
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    let me = Some(rustix::thread::gettid());
+    let now = rustix::process::getpriority_process(me).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(me, (now + HASHING_NICE).min(19)) {
+        tracing::warn!("could not lower the password hashing thread's priority: {e}");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
+
+/// The nice value of the current thread (Linux), for the test that hashing runs below the
+/// async workers.
+#[cfg(target_os = "linux")]
+fn this_threads_nice() -> Option<i32> {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok()
+}
+
+/// Runs `work` on a hashing thread, behind the hashing limit.
+async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+    let _permit = HASHING.permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = tx.send(work());
+    });
+    HASHING
+        .jobs
+        .lock()
+        .map_err(|_| AppError::Internal("the password hashing queue is poisoned".into()))?
+        .send(job)
+        .map_err(|_| AppError::Internal("no password hashing thread is running".into()))?;
+    rx.await.map_err(|_| AppError::Internal("password hashing stopped".into()))
+}
+
+/// [`verify_password`] off the async workers, on a hashing thread.
+pub async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
+    let (password, phc) = (password.to_owned(), phc.to_owned());
+    on_hashing_thread(move || verify_password(&password, &phc)).await.unwrap_or(false)
+}
+
+/// [`hash_password`] off the async workers, on a hashing thread.
 pub async fn hash_password_off_thread(password: &str) -> AppResult<String> {
-    let _permit = HASHING.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
+    on_hashing_thread(move || hash_password(&password)).await?
+}
+
+/// The nice value a hashing thread runs at, read on that thread (Linux; `None` elsewhere).
+pub async fn hashing_thread_nice() -> Option<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        on_hashing_thread(this_threads_nice).await.ok().flatten()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// Tries at each account's credentials, across every address: a burst of
@@ -353,6 +427,35 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_off_the_async_workers_and_below_their_priority() {
+        // T-benchmark "reads keep their p99 during a sign-in flood": hashes run on their own
+        // threads, which the scheduler puts behind the async workers when the cores are busy.
+        let h = hash_password_off_thread("correct horse").await.unwrap();
+        assert!(verify_password_off_thread("correct horse", &h).await);
+        assert!(!verify_password_off_thread("wrong horse", &h).await);
+        #[cfg(target_os = "linux")]
+        {
+            let here = this_threads_nice().unwrap();
+            let hashing = hashing_thread_nice().await.unwrap();
+            assert_eq!(hashing, (here + HASHING_NICE).min(19), "hashing at nice {hashing}, workers at {here}");
+        }
+        // Many at once all get their answer (the queue loses nothing).
+        let tries: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    verify_password_off_thread(if i % 2 == 0 { "correct horse" } else { "no" }, &h).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tries {
+            answers.push(t.await.unwrap());
+        }
+        assert_eq!(answers, [true, false, true, false, true, false, true, false]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! audit log. Configuration is parsed here once and passed down explicitly.
 
 mod governance;
+mod safety;
 mod sar;
 mod server;
 
@@ -179,6 +180,46 @@ enum Command {
         #[command(subcommand)]
         command: FhirCommand,
     },
+    /// The clinical safety case (DCB0129): check the hazard log against a test run, write the
+    /// safety case report, and check that changes to hazard-carrying code touched the log.
+    Safety {
+        #[command(subcommand)]
+        command: SafetyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SafetyCommand {
+    /// Fail, naming each hazard, when a control's test is missing, did not run, was ignored or
+    /// failed, when a hazard above the acceptance line has no tested control, or when a residual
+    /// risk at the line has no justification.
+    Check {
+        /// cargo test's output for the run (scripts/test.sh keeps it).
+        #[arg(long)]
+        results: std::path::PathBuf,
+        /// The repository's root.
+        #[arg(long, default_value = ".")]
+        root: std::path::PathBuf,
+    },
+    /// Write the Clinical Safety Case Report (Markdown and tagged PDF) from the log and a run.
+    Report {
+        #[arg(long)]
+        results: std::path::PathBuf,
+        /// The folder to write safety-case-report.md and safety-case-report.pdf into.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value = ".")]
+        root: std::path::PathBuf,
+    },
+    /// Fail when files changed since the hazard log last changed carry hazards (their `watch`
+    /// paths), naming the hazards to review.
+    Changes {
+        /// Compare with this commit instead of the log's last change.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value = ".")]
+        root: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -306,6 +347,66 @@ async fn main() -> ExitCode {
     }
 }
 
+fn safety_command(command: SafetyCommand) -> anyhow::Result<ExitCode> {
+    let read_results = |path: &std::path::Path| -> anyhow::Result<safety::Results> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the test results {}", path.display()))?;
+        Ok(safety::Results::parse(&text))
+    };
+    match command {
+        SafetyCommand::Check { results, root } => {
+            let log = safety::load(&root)?;
+            let run = read_results(&results)?;
+            let problems = safety::check(&root, &log, &run, &safety::Sources::scan(&root));
+            let c = safety::counts(&log, &run);
+            if problems.is_empty() {
+                println!(
+                    "Safety gate passed: {} hazards, {} controls, {} tests linked, all of them passed.",
+                    c.hazards, c.controls, c.tests
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("The safety gate failed: {} problems in {}", problems.len(), safety::LOG_PATH);
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            eprintln!("Fix the test, or review the hazard and its controls with the Clinical Safety Officer.");
+            Ok(ExitCode::FAILURE)
+        }
+        SafetyCommand::Report { results, out, root } => {
+            let log = safety::load(&root)?;
+            let run = read_results(&results)?;
+            let problems = safety::check(&root, &log, &run, &safety::Sources::scan(&root));
+            let md = safety::report_markdown(&log, &run, &problems, &safety::Run::of(&root, &results));
+            std::fs::create_dir_all(&out).with_context(|| format!("making {}", out.display()))?;
+            std::fs::write(out.join("safety-case-report.md"), &md)?;
+            std::fs::write(out.join("safety-case-report.pdf"), safety::report_pdf(&md)?)?;
+            println!("Wrote {0}/safety-case-report.md and {0}/safety-case-report.pdf", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        SafetyCommand::Changes { since, root } => {
+            let log = safety::load(&root)?;
+            let Some(changed) = safety::changed_since_log(&root, since.as_deref())? else {
+                println!("The hazard log has uncommitted changes: it is being reviewed with this change.");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let touched = safety::hazards_touched(&log, &changed);
+            if touched.is_empty() {
+                println!("No change since the hazard log's last review touches code that carries a hazard.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "These changes touch code that carries clinical hazards, and {} was not updated with them.",
+                safety::LOG_PATH
+            );
+            eprintln!("Review each hazard below, update its controls and tests, and add a [[review]] entry:");
+            for (h, paths) in touched {
+                eprintln!("  {} {} — {}", h.id, h.title, paths.join(", "));
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 async fn open(db: &Db) -> anyhow::Result<App> {
     let store = caldicott_store::open(&db.database)
         .await
@@ -415,6 +516,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Staff { command: StaffCommand::Add { db, args } } => {
             return governance::staff_add(&open(&db).await?, args).await
         }
+        Command::Safety { command } => return safety_command(command),
         Command::Fhir { command: FhirCommand::Assertion { client_id, key, token_url } } => {
             let pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
             let assertion =
