@@ -349,7 +349,8 @@ async fn main() -> ExitCode {
 
 fn safety_command(command: SafetyCommand) -> anyhow::Result<ExitCode> {
     let read_results = |path: &std::path::Path| -> anyhow::Result<safety::Results> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the test results {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the test results {}", path.display()))?;
         Ok(safety::Results::parse(&text))
     };
     match command {

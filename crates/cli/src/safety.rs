@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where the log lives, from the repository's root.
 pub const LOG_PATH: &str = "docs/safety/hazards.toml";
@@ -229,7 +229,8 @@ impl Sources {
                     stack.push(p);
                 } else if p.extension().is_some_and(|x| x == "rs") {
                     if let Ok(text) = std::fs::read_to_string(&p) {
-                        for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')).collect::<Vec<_>>().windows(2)
+                        for word in
+                            text.split(|c: char| !(c.is_alphanumeric() || c == '_')).collect::<Vec<_>>().windows(2)
                         {
                             if word[0] == "fn" {
                                 names.insert(word[1].to_owned());
@@ -277,7 +278,8 @@ pub fn check(root: &Path, log: &Log, results: &Results, sources: &Sources) -> Ve
         }
         if residual > ACCEPTANCE_LINE {
             problem(format!("the residual risk is {residual}: unacceptable, it must be controlled down"));
-        } else if residual == ACCEPTANCE_LINE && h.residual_justification.as_deref().is_none_or(|j| j.trim().is_empty()) {
+        } else if residual == ACCEPTANCE_LINE && h.residual_justification.as_deref().is_none_or(|j| j.trim().is_empty())
+        {
             problem(format!(
                 "the residual risk is {residual}, at the acceptance line, with no residual_justification recorded"
             ));
@@ -295,7 +297,9 @@ pub fn check(root: &Path, log: &Log, results: &Results, sources: &Sources) -> Ve
             match c.kind {
                 Kind::Process => match &c.guide {
                     Some(g) if headings.contains(g.trim()) => {}
-                    Some(g) => problem(format!("a process control points to \"{g}\", which is not a heading of {GUIDE_PATH}")),
+                    Some(g) => {
+                        problem(format!("a process control points to \"{g}\", which is not a heading of {GUIDE_PATH}"))
+                    }
                     None => problem(format!("a process control must name its section of {GUIDE_PATH} (guide)")),
                 },
                 Kind::Design | Kind::Test if c.tests.is_empty() => {
@@ -590,6 +594,7 @@ pub fn changed_since_log(root: &Path, since: Option<&str>) -> Result<Option<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     const RUN: &str = "\
      Running unittests src/lib.rs (/t/debug/deps/caldicott_core-0123abcd)
@@ -699,17 +704,19 @@ tests = ["caldicott_core::visibility::tests::hidden_never_shown", "update_record
         let p = check(&root(), &log(&untested), &results, &sources);
         assert!(p.iter().any(|p| p.what.contains("above the line, and no control names a test")), "{p:?}");
         assert!(p.iter().any(|p| p.what.contains("not a heading")), "{p:?}");
-        let unjustified = HAZARD.replace("residual_justification = \"every output path goes through the engine\"\n", "");
+        let unjustified =
+            HAZARD.replace("residual_justification = \"every output path goes through the engine\"\n", "");
         let p = check(&root(), &log(&unjustified), &results, &sources);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].what.contains("no residual_justification"), "{p:?}");
-        let unacceptable = HAZARD.replace("residual = { severity = 5, likelihood = 1 }", "residual = { severity = 5, likelihood = 2 }");
+        let unacceptable = HAZARD
+            .replace("residual = { severity = 5, likelihood = 1 }", "residual = { severity = 5, likelihood = 2 }");
         let p = check(&root(), &log(&unacceptable), &results, &sources);
         assert!(p.iter().any(|p| p.what.contains("unacceptable")), "{p:?}");
         let gone = HAZARD.replace("crates/cli/src/safety.rs", "crates/cli/src/gone.rs");
         let p = check(&root(), &log(&gone), &results, &sources);
         assert!(p.iter().any(|p| p.what.contains("does not exist (moved or renamed?)")), "{p:?}");
-        let twice = format!("{HAZARD}{}", HAZARD.replace("[[hazard]]\n", "[[hazard]]\n").replace("Hidden entry shown", "Again"));
+        let twice = format!("{HAZARD}{}", HAZARD.replace("Hidden entry shown", "Again"));
         let p = check(&root(), &log(&twice), &results, &sources);
         assert!(p.iter().any(|p| p.what.contains("more than one hazard")), "{p:?}");
     }
@@ -731,7 +738,8 @@ tests = ["caldicott_core::visibility::tests::hidden_never_shown", "update_record
         let problems = vec![Problem { hazard: "H01".into(), what: "the test x failed".into() }];
         let md = report_markdown(&log(HAZARD), &results, &problems, &run);
         assert!(md.contains("### H01: Hidden entry shown"));
-        assert!(md.contains("`caldicott_core::visibility::tests::hidden_never_shown`: passed, 2026-12-06 10:00 UTC, abc123"));
+        assert!(md
+            .contains("`caldicott_core::visibility::tests::hidden_never_shown`: passed, 2026-12-06 10:00 UTC, abc123"));
         assert!(md.contains("Initial risk:** severity 5 (Catastrophic) × likelihood 3 (Medium) = risk 4"));
         assert!(md.contains("- Gate: H01: the test x failed"));
         assert!(md.contains("H01 (Hidden entry shown) is accepted at residual risk 3"));

@@ -435,3 +435,66 @@ async fn secrets_rotate_seals_every_secret_under_a_new_key() {
     let old = std::fs::read_to_string(format!("{}.old", key.display())).expect("the previous key is kept");
     assert_eq!(old, before);
 }
+
+/// Runs git in `dir`, quietly, as a test author.
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.org", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(ok.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[test]
+fn a_commit_to_hazard_carrying_code_without_a_review_of_the_log_fails_naming_the_hazards() {
+    // Issue 21: a change to the visibility engine (or any path a hazard watches) must touch the
+    // hazard log; CI names the hazards to review.
+    let dir = std::env::temp_dir().join(format!("caldicott-safety-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(dir.join("docs/safety")).unwrap();
+    std::fs::create_dir_all(dir.join("engine")).unwrap();
+    let log = r#"
+[[hazard]]
+id = "H01"
+title = "Hidden entry shown online"
+causes = "c"
+effect = "e"
+harm = "h"
+initial = { severity = 5, likelihood = 3 }
+residual = { severity = 4, likelihood = 1 }
+status = "controlled"
+watch = ["engine/"]
+[[hazard.control]]
+kind = "design"
+text = "one engine"
+tests = ["x::y"]
+"#;
+    std::fs::write(dir.join("docs/safety/hazards.toml"), log).unwrap();
+    std::fs::write(dir.join("engine/visibility.rs"), "// v1\n").unwrap();
+    std::fs::write(dir.join("README.md"), "readme\n").unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "first"]);
+    let changes = || {
+        Command::new(env!("CARGO_BIN_EXE_caldicott")).args(["safety", "changes", "--root"]).arg(&dir).output().unwrap()
+    };
+    assert!(changes().status.success(), "nothing changed since the log");
+    // A change elsewhere needs no review.
+    std::fs::write(dir.join("README.md"), "readme 2\n").unwrap();
+    git(&dir, &["commit", "-qam", "docs"]);
+    assert!(changes().status.success());
+    // A change to the engine, committed without the log, fails and names H01 and the file.
+    std::fs::write(dir.join("engine/visibility.rs"), "// v2\n").unwrap();
+    git(&dir, &["commit", "-qam", "engine"]);
+    let out = changes();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("H01 Hidden entry shown online") && err.contains("engine/visibility.rs"), "{err}");
+    // Reviewing the log (being edited now, or committed afterwards) clears it.
+    std::fs::write(dir.join("docs/safety/hazards.toml"), format!("{log}\n# reviewed\n")).unwrap();
+    assert!(changes().status.success(), "the log is being reviewed with the change");
+    git(&dir, &["commit", "-qam", "review"]);
+    assert!(changes().status.success(), "reviewed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
