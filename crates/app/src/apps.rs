@@ -383,6 +383,17 @@ impl App {
         Ok(self.store.app_links_for_patient(who.practice, patient.id).await?)
     }
 
+    /// The apps linked to a patient whose record the caller has opened (by the patient's id, as
+    /// the record page has it).
+    pub async fn patient_apps_by_id(
+        &self,
+        who: &StaffPrincipal,
+        patient: PatientId,
+    ) -> AppResult<Vec<(AppLink, PatientApp)>> {
+        require_team(who)?;
+        Ok(self.store.app_links_for_patient(who.practice, patient).await?)
+    }
+
     /// "Reset third-party links": every app linked to the patient loses access at once.
     pub async fn reset_app_links(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<u64> {
         require_team(who)?;

@@ -11,6 +11,7 @@ use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
+use caldicott_core::visibility::Shown;
 use caldicott_store::documents::{FileInfo, StoredFile};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
@@ -108,6 +109,11 @@ impl DocumentContent {
             "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.bytes),
         })
     }
+}
+
+/// A document's content for an online viewer: only one the engine shows them.
+fn shown_content(e: &Shown<Entry>, file: Option<StoredFile>) -> AppResult<DocumentContent> {
+    content_of(e, file).ok_or_else(unknown_document)
 }
 
 pub(crate) fn content_of(e: &Entry, file: Option<StoredFile>) -> Option<DocumentContent> {
@@ -285,11 +291,10 @@ impl App {
         let practice = self.store.practice(me.practice).await?.ok_or_else(unknown_document)?;
         let patient = self.store.patient(me.practice, target).await?.ok_or_else(unknown_document)?;
         let l = self.facts_for(practice, patient).await?;
-        if !self.policy_for(&l, link.as_ref(), Some(me.identity)).decide(&e).is_shown() {
+        let Some(e) = self.policy_for(&l, link.as_ref(), Some(me.identity)).show(e) else {
             return Err(unknown_document());
-        }
-        let content =
-            content_of(&e, self.store.document_file(me.practice, entry).await?).ok_or_else(unknown_document)?;
+        };
+        let content = shown_content(&e, self.store.document_file(me.practice, entry).await?)?;
         let audit = self.patient_audit(
             me.actor(link.as_ref()),
             Some(target),

@@ -8,6 +8,8 @@ pub mod apps;
 pub mod audit_log;
 pub mod auth;
 pub mod chat;
+#[cfg(test)]
+mod choke_point;
 pub mod consultation;
 pub mod credentials;
 pub mod demo;
@@ -241,6 +243,22 @@ impl App {
 
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// Whether the database answers (the health check).
+    pub async fn health(&self) -> AppResult<()> {
+        Ok(self.store.health().await?)
+    }
+
+    /// The practices this service runs, for the sign-in pages (which ask for the practice only
+    /// when there is more than one).
+    pub async fn practices(&self) -> AppResult<Vec<caldicott_core::practice::Practice>> {
+        Ok(self.store.practices().await?)
+    }
+
+    /// The practice's staff (names and roles), for the caller's own practice.
+    pub async fn practice_staff(&self, who: &StaffPrincipal) -> AppResult<Vec<caldicott_core::staff::StaffMember>> {
+        Ok(self.store.staff_members(who.practice).await?)
     }
 
     /// Today's date in the UK: the rules' dates are UK dates (Europe/London), not UTC dates.

@@ -24,7 +24,7 @@ use caldicott_core::online::*;
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
 use caldicott_core::staff::{Role, SessionStage};
-use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse, Withheld};
+use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse, Shown, Withheld};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use rand::RngCore;
@@ -221,7 +221,8 @@ pub struct MyRecordPage {
     pub link: Option<ProxyLinkId>,
     /// Set when the viewer sees no record at all: a sentence for the viewer.
     pub no_record: Option<String>,
-    pub entries: Vec<Entry>,
+    /// The entries the engine shows this viewer: nothing else can be put here.
+    pub entries: Vec<Shown<Entry>>,
     pub next_cursor: Option<String>,
 }
 

@@ -13,7 +13,7 @@ use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
 use caldicott_core::snomed::{enhanced_review, EnhancedReview};
 use caldicott_core::staff::Role;
-use caldicott_core::visibility::{AccessPolicy, AutomaticBlock, Decision, LevelReach, RecordFacts, Withheld};
+use caldicott_core::visibility::{AccessPolicy, AutomaticBlock, Decision, LevelReach, RecordFacts, Shown, Withheld};
 use caldicott_core::NhsNumber;
 use caldicott_store::{EntryCursor, EntryQuery};
 use chrono::{DateTime, NaiveDate};
@@ -170,7 +170,7 @@ pub struct OnlineViewPage {
     pub viewer: ViewerSummary,
     pub access: AccessSummary,
     /// Exactly the entries the viewer sees on this page, newest first.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Shown<Entry>>,
     pub next_cursor: Option<String>,
     /// What a staff page around the view shows (the patient banner); not part of the view.
     #[serde(skip)]
@@ -410,8 +410,8 @@ impl App {
         section: Option<Section>,
         mut after: Option<EntryCursor>,
         limit: usize,
-    ) -> AppResult<(Vec<Entry>, Option<String>)> {
-        let mut shown: Vec<Entry> = Vec::with_capacity(limit + 1);
+    ) -> AppResult<(Vec<Shown<Entry>>, Option<String>)> {
+        let mut shown: Vec<Shown<Entry>> = Vec::with_capacity(limit + 1);
         if policy.denied().is_none() {
             // Most pages fill from the first batch (a tenth more than a page, for the entries
             // that are withheld); records with many withheld entries read on in doubling batches.
@@ -422,7 +422,7 @@ impl App {
                 let exhausted = batch.len() < scan as usize;
                 for e in batch {
                     after = Some(EntryCursor::of(&e));
-                    if policy.decide(&e).is_shown() {
+                    if let Some(e) = policy.show(e) {
                         shown.push(e);
                         if shown.len() > limit {
                             break 'scan;
@@ -437,7 +437,7 @@ impl App {
         }
         let next_cursor = if shown.len() > limit {
             shown.truncate(limit);
-            shown.last().map(encode_cursor)
+            shown.last().map(|e| encode_cursor(e))
         } else {
             None
         };

@@ -12,6 +12,7 @@ use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
 use caldicott_core::staff::Role;
 use caldicott_core::tasks::*;
+use caldicott_core::visibility::Shown;
 use caldicott_store::PatientListing;
 
 /// A repeat template the patient may order.
@@ -21,6 +22,19 @@ pub struct Orderable {
     pub drug: String,
     pub dosage: String,
     pub quantity: String,
+}
+
+impl Orderable {
+    /// A repeat template the engine offers this viewer; anything else is not orderable.
+    fn of(e: Shown<Entry>) -> Option<Self> {
+        let id = e.id;
+        match e.into_inner().body {
+            EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
+                Some(Orderable { template: id, drug, dosage, quantity })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What the repeat prescriptions page shows.
@@ -64,14 +78,19 @@ impl App {
             .section_entries(&loaded, Section::Medications)
             .await?
             .into_iter()
-            .filter(|e| policy.repeat_offer(e).is_shown())
-            .filter_map(|e| match e.body {
-                EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
-                    Some(Orderable { template: e.id, drug, dosage, quantity })
-                }
-                _ => None,
-            })
+            .filter_map(|e| policy.offer_repeat(e))
+            .filter_map(Orderable::of)
             .collect())
+    }
+
+    /// A patient's nominated pharmacy (ODS code and name), for the staff record page.
+    pub async fn nominated_pharmacy_for(
+        &self,
+        who: &StaffPrincipal,
+        patient: PatientId,
+    ) -> AppResult<Option<(String, String)>> {
+        who.require_team("administrators do not open patient records")?;
+        Ok(self.store.nominated_pharmacy(who.practice, patient).await?)
     }
 
     /// The repeat prescriptions page for the caller or someone they act for.

@@ -240,6 +240,34 @@ impl Decision {
     }
 }
 
+/// An entry (or something standing for one) that the engine decided to show to one online
+/// viewer. Only [`AccessPolicy::show`] and [`AccessPolicy::shown`] make one: the field is
+/// private and there is no other constructor, so every output for a patient, a proxy or an app
+/// that takes `Shown<…>` cannot be handed an undecided entry — such code does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Shown<T>(T);
+
+impl<T> Shown<T> {
+    /// The shown value, for the output to read.
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    /// Gives the value up (for an output that needs it owned); what it becomes is no longer
+    /// marked as shown.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Shown<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// How far one access level reaches back, and which grant gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LevelReach {
@@ -387,6 +415,17 @@ impl AccessPolicy {
         }
     }
 
+    /// `entry`, marked as shown, when this viewer may see it; `None` when it is withheld.
+    #[inline]
+    pub fn show<E: std::borrow::Borrow<Entry>>(&self, entry: E) -> Option<Shown<E>> {
+        self.decide(entry.borrow()).is_shown().then_some(Shown(entry))
+    }
+
+    /// The entries of `entries` this viewer may see, in order, each marked as shown.
+    pub fn shown<E: std::borrow::Borrow<Entry>>(&self, entries: impl IntoIterator<Item = E>) -> Vec<Shown<E>> {
+        entries.into_iter().filter_map(|e| self.show(e)).collect()
+    }
+
     /// The decision for one entry.
     #[inline]
     pub fn decide(&self, entry: &Entry) -> Decision {
@@ -439,6 +478,12 @@ impl AccessPolicy {
             crate::entry::Origin::TransferredIn { .. } => self.decide(entry),
             _ => Decision::Shown,
         }
+    }
+
+    /// `entry`, marked as shown, when it may be offered to this viewer as a repeat to order
+    /// ([`Self::repeat_offer`]); `None` otherwise.
+    pub fn offer_repeat(&self, entry: Entry) -> Option<Shown<Entry>> {
+        self.repeat_offer(&entry).is_shown().then_some(Shown(entry))
     }
 
     /// `Some(reason)` when the viewer sees no record entries at all.

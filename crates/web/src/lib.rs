@@ -81,3 +81,29 @@ async fn security_headers(mut res: Response) -> Response {
     }
     res
 }
+
+#[cfg(test)]
+mod layering {
+    /// The web layer calls the application's use cases, never its store: every check of who may
+    /// see what, and every audit event, lives in a use case (issue 22).
+    #[test]
+    fn handlers_call_use_cases_never_the_store() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&src).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "rs") {
+                let text: String =
+                    std::fs::read_to_string(&path).unwrap().chars().filter(|c| !c.is_whitespace()).collect();
+                // Spelt in pieces so that this test does not find itself.
+                let store = "store";
+                for needle in [format!(".{store}."), format!(".{store}("), format!("caldicott_{store}::Store")] {
+                    if text.contains(&needle) {
+                        found.push(format!("{}: {needle}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(found.is_empty(), "the web layer reaches the store directly: {found:?}");
+    }
+}

@@ -72,7 +72,7 @@ async fn api_page() -> Html<&'static str> {
 
 /// 200 when the database answers, 503 when it does not.
 async fn health(State(app): State<App>) -> impl IntoResponse {
-    match app.store.health().await {
+    match app.health().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");

@@ -126,7 +126,7 @@ impl Errors for SignInPage {
 }
 
 async fn several_practices(app: &App) -> bool {
-    app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true)
+    app.practices().await.map(|p| p.len() != 1).unwrap_or(true)
 }
 
 async fn sign_in_page(

@@ -321,7 +321,7 @@ impl Errors for SignInPage {
 }
 
 async fn sign_in_form(app: &App, csrf: String, ods: String, username: String, errors: Vec<FieldError>) -> SignInPage {
-    let practices = app.store.practices().await.unwrap_or_default();
+    let practices = app.practices().await.unwrap_or_default();
     let practice_name = (practices.len() == 1).then(|| practices[0].name.clone());
     SignInPage {
         chrome: None,
@@ -880,12 +880,12 @@ async fn record(
         Ok(r) => r,
         Err(e) => return page_error(chrome(), e),
     };
-    let pharmacy = match app.store.nominated_pharmacy(me.who.practice, rec.patient.id).await {
+    let pharmacy = match app.nominated_pharmacy_for(&me.who, rec.patient.id).await {
         Ok(p) => p,
-        Err(e) => return page_error(chrome(), e.into()),
+        Err(e) => return page_error(chrome(), e),
     };
     // The staff record was opened (and audited) above: the patient is the caller's to see.
-    let apps = match app.store.app_links_for_patient(me.who.practice, rec.patient.id).await {
+    let apps = match app.patient_apps_by_id(&me.who, rec.patient.id).await {
         Ok(list) => list
             .into_iter()
             .map(|(l, a)| {
@@ -896,7 +896,7 @@ async fn record(
                 )
             })
             .collect(),
-        Err(e) => return page_error(chrome(), e.into()),
+        Err(e) => return page_error(chrome(), e),
     };
     let today = app.today();
     let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
@@ -2291,7 +2291,7 @@ impl Errors for SignInResetPage {
 
 async fn sign_in_reset_page(State(app): State<App>, headers: HeaderMap) -> Response {
     let (csrf, set) = sign_in_token(&headers);
-    let show_practice = app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true);
+    let show_practice = app.practices().await.map(|p| p.len() != 1).unwrap_or(true);
     let page = SignInResetPage {
         chrome: None,
         csrf,
@@ -2344,7 +2344,7 @@ async fn sign_in_reset(
     match app.reset_password_with_code(&reset, &from).await {
         Ok(Ok(())) => Redirect::to("/sign-in?done=password").into_response(),
         Ok(Err(problems)) => {
-            let show_practice = app.store.practices().await.map(|p| p.len() != 1).unwrap_or(true);
+            let show_practice = app.practices().await.map(|p| p.len() != 1).unwrap_or(true);
             let page = SignInResetPage {
                 chrome: None,
                 csrf,

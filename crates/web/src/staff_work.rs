@@ -117,9 +117,9 @@ async fn book_page(
         Ok(l) => l,
         Err(e) => return page_error(Some(me.into()), e),
     };
-    let staff = match app.store.staff_members(me.who.practice).await {
+    let staff = match app.practice_staff(&me.who).await {
         Ok(s) => s,
-        Err(e) => return page_error(Some(me.into()), e.into()),
+        Err(e) => return page_error(Some(me.into()), e),
     };
     let mut days: Vec<BookDay> = Vec::new();
     for l in lines {

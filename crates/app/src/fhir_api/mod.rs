@@ -37,7 +37,7 @@ use caldicott_core::entry::{Entry, EntryBody, EntryKind};
 use caldicott_core::ids::*;
 use caldicott_core::online::{AppLink, LinkVia, PatientApp};
 use caldicott_core::staff::Role;
-use caldicott_core::visibility::AccessPolicy;
+use caldicott_core::visibility::{AccessPolicy, Shown};
 use caldicott_store::fhir::Integration;
 use caldicott_store::{EntryCursor, EntryQuery};
 use serde_json::{json, Value};
@@ -601,14 +601,18 @@ impl App {
     /// The resources an entry is written as, for this caller: for an app only if shown online
     /// (never labelled), practice-facing always, labelled `NOPAT` when hidden from the patient.
     fn resources_for(caller: &FhirCaller, policy: &AccessPolicy, cx: &Context, e: &Entry) -> Vec<Value> {
-        let shown = policy.decide(e).is_shown();
         match caller {
-            FhirCaller::App(_) if !shown => Vec::new(),
-            FhirCaller::App(_) => entry_resources(e, Label::None, cx),
+            FhirCaller::App(_) => policy.show(e).map(|e| Self::app_resources(&e, cx)).unwrap_or_default(),
             FhirCaller::Staff(_) | FhirCaller::System(_) => {
-                entry_resources(e, if shown { Label::Shareable } else { Label::NotForPatient }, cx)
+                let label = if policy.decide(e).is_shown() { Label::Shareable } else { Label::NotForPatient };
+                entry_resources(e, label, cx)
             }
         }
+    }
+
+    /// What an app receives for one entry: only one the engine shows its user, never labelled.
+    fn app_resources(e: &Shown<&Entry>, cx: &Context) -> Vec<Value> {
+        entry_resources(e.get(), Label::None, cx)
     }
 
     /// The practice's Organization and its clinicians (active or not: past entries name them).

@@ -1,0 +1,113 @@
+//! The choke point, checked: every module that answers a patient, a proxy or an app reads record
+//! entries only through the visibility engine, and hands them on as `Shown<…>`, which only the
+//! engine makes (`caldicott_core::visibility::Shown`). The type does most of the work (an output
+//! that takes `Shown<Entry>` cannot be given an undecided entry); this test catches the rest: a
+//! new read of entries from the store, or a new bare decision, in an outside-facing module fails
+//! here until it is reviewed and, if it is right, added to the list below with its reason.
+
+/// The outside-facing modules, with their source.
+const OUTSIDE_FACING: &[(&str, &str)] = &[
+    ("patient_services.rs", include_str!("patient_services.rs")),
+    ("requests.rs", include_str!("requests.rs")),
+    ("documents.rs", include_str!("documents.rs")),
+    ("appointments.rs", include_str!("appointments.rs")),
+    ("apps.rs", include_str!("apps.rs")),
+    ("chat.rs", include_str!("chat.rs")),
+    ("outbox.rs", include_str!("outbox.rs")),
+    ("notify.rs", include_str!("notify.rs")),
+    ("fhir_api/mod.rs", include_str!("fhir_api/mod.rs")),
+    ("fhir_api/scheduling.rs", include_str!("fhir_api/scheduling.rs")),
+    ("fhir_api/tokens.rs", include_str!("fhir_api/tokens.rs")),
+    ("fhir_api/integrations.rs", include_str!("fhir_api/integrations.rs")),
+    ("fhir_api/capability.rs", include_str!("fhir_api/capability.rs")),
+];
+
+/// The reads and decisions that are allowed, each with why it is safe.
+const ALLOWED: &[(&str, &str, usize, &str)] = &[
+    ("patient_services.rs", "visible_page(", 1, "my_record: the engine's page of Shown entries, audited"),
+    (
+        "requests.rs",
+        "store.entry(",
+        1,
+        "a clinician approving a repeat request (staff): the template is read to issue it, never shown online",
+    ),
+    (
+        "fhir_api/mod.rs",
+        "store.entries(",
+        1,
+        "fhir_entries: each entry goes through resources_for, which gives an app only AccessPolicy::show's Shown",
+    ),
+    (
+        "requests.rs",
+        "section_entries(",
+        1,
+        "the repeats offered online: every template read, then AccessPolicy::offer_repeat makes each Shown",
+    ),
+    ("documents.rs", "store.entry(", 2, "staff_document (staff), and my_document, which AccessPolicy::show decides"),
+    (
+        "fhir_api/mod.rs",
+        "store.entry(",
+        2,
+        "entry_for (an app's read is decided before it is answered) and context_for (whether a repeat may be referenced)",
+    ),
+    (
+        "fhir_api/mod.rs",
+        ".decide(",
+        3,
+        "the staff labels (NOPAT or shareable), entry_for's check, and context_for's repeat references; apps get only AccessPolicy::show's Shown",
+    ),
+];
+
+/// Each way of reading entries or deciding outside `Shown`, found in `source` (whitespace removed).
+fn reads(source: &str) -> Vec<String> {
+    let code: String = source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let mut found = Vec::new();
+    for (i, _) in code.match_indices("store.") {
+        let name: String =
+            code[i + "store.".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if name.contains("entr") && code[i + "store.".len() + name.len()..].starts_with('(') {
+            found.push(format!("store.{name}("));
+        }
+    }
+    for pattern in [".decide(", ".repeat_offer(", "section_entries(", "visible_page("] {
+        found.extend(code.matches(pattern).map(str::to_owned));
+    }
+    found
+}
+
+#[test]
+fn outside_facing_modules_read_entries_only_through_the_engine() {
+    // R1–R22 / T1: nothing withheld reaches an online viewer by any path.
+    let mut problems = Vec::new();
+    for (file, source) in OUTSIDE_FACING {
+        let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for r in reads(source) {
+            *counts.entry(r).or_default() += 1;
+        }
+        for (read, n) in counts {
+            let allowed =
+                ALLOWED.iter().find(|(f, p, _, _)| f == file && *p == read).map_or(0, |(_, _, allowed, _)| *allowed);
+            if n > allowed {
+                problems.push(format!("{file}: {n} × {read} (allowed {allowed})"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "An outside-facing module reads or decides entries outside the engine's Shown:\n  {}\n\
+         Read through visible_page / AccessPolicy::show, or review it and add it to ALLOWED with its reason.",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_check_finds_a_read_written_across_lines() {
+    let source = "let e = self\n    .store\n    .entry(me.practice, id)\n    .await?;\n// self.store.entries( in a comment\nlet n = self.store.entry_count(p, q);\nif policy.decide(&e).is_shown() {}";
+    assert_eq!(reads(source), vec!["store.entry(", "store.entry_count(", ".decide("]);
+}
