@@ -929,6 +929,24 @@ proptest! {
         }
     }
 
+    /// The choke point: `Shown` is made for exactly the entries the engine shows, in order, and
+    /// never for a hidden (or never-online) entry.
+    #[test]
+    fn shown_is_made_for_exactly_the_entries_decided_shown(s in arb_scenario(), record in arb_record(), days in 0i64..20000) {
+        let now = at(1995, 1, 1) + Duration::days(days);
+        let view = online_view(s.viewer(), s.facts(), &record, now);
+        let expected: Vec<&Entry> = view.shown().map(|i| &record[i]).collect();
+        let shown = view.policy.shown(record.iter());
+        let got: Vec<&Entry> = shown.iter().map(|e| *e.get()).collect();
+        prop_assert_eq!(expected, got);
+        for e in &shown {
+            prop_assert!(!never_online(e.get()), "shown: {:?}", e.get());
+        }
+        for e in &record {
+            prop_assert_eq!(view.policy.show(e).is_some(), view.policy.decide(e).is_shown());
+        }
+    }
+
     /// T2: adding hidden entries to a record leaves the rest of its view exactly as it was.
     #[test]
     fn hidden_entries_change_nothing_else(s in arb_scenario(), record in arb_record(), extra in prop::collection::vec(arb_entry(9999, true), 0..20), seed in any::<u64>()) {
