@@ -112,6 +112,28 @@ impl App {
         Ok((app, client_secret))
     }
 
+    /// Turns a registered app off, or on again: while it is off, every link it holds is refused
+    /// from the next request (its tokens and new token requests alike), without touching the
+    /// links, so turning it on again restores them. For an app that is compromised or has lost
+    /// its assurance. Administrators only; audited.
+    pub async fn set_app_active(&self, who: &StaffPrincipal, id: &str, active: bool) -> AppResult<()> {
+        require_admin(who)?;
+        let unknown = || AppError::NotFound("no such app".into());
+        let id = id.parse::<AppId>().map_err(|_| unknown())?;
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::AppChange,
+            format!("app/{id}"),
+            Outcome::Success,
+            if active { "turned on again" } else { "turned off" },
+        );
+        self.store.set_app_active(who.practice, id, active, &audit).await.map_err(|e| match e {
+            caldicott_store::StoreError::NotFound(_) => unknown(),
+            other => other.into(),
+        })
+    }
+
     pub async fn registered_apps(&self, who: &StaffPrincipal) -> AppResult<Vec<PatientApp>> {
         require_admin(who)?;
         Ok(self.store.apps(who.practice).await?)

@@ -280,6 +280,70 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     assert_eq!(oauth_error(app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await), "invalid_grant");
 }
 
+/// An administrator turns a registered app off (a compromised app, or one that lost its
+/// assurance): every link it holds is refused from the next request — the token it holds, a new
+/// token, a new link — and only administrators may do it; turned on again, its links work.
+async fn an_app_turned_off_is_refused_on_its_next_request(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let registered = app.registered_apps(&admin).await.unwrap();
+    let wallet = registered.iter().find(|a| a.client_id == client).unwrap().clone();
+    let granted = app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await.unwrap();
+    let reader = app.fhir_caller(&granted.access_token).await.unwrap();
+    assert!(app.fhir_read(&reader, "Patient", &pat.id.to_string()).await.is_ok());
+
+    // Only an administrator turns an app off; a clinician or receptionist is refused and
+    // nothing changes.
+    for token in [&tp.clinician_token, &tp.receptionist_token] {
+        let who = auth::authenticate(&app, token).await.unwrap();
+        assert!(matches!(app.set_app_active(&who, &wallet.id.to_string(), false).await, Err(AppError::Forbidden(_))));
+    }
+    assert!(app.fhir_caller(&granted.access_token).await.is_ok());
+    // An app of another practice, or a made-up id, is not found.
+    let other = fixtures::practice(&app).await.unwrap();
+    let other_admin = auth::authenticate(&app, &other.admin_token).await.unwrap();
+    assert!(matches!(
+        app.set_app_active(&other_admin, &wallet.id.to_string(), false).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert!(matches!(app.set_app_active(&admin, "not-an-id", false).await, Err(AppError::NotFound(_))));
+    assert!(app.fhir_caller(&granted.access_token).await.is_ok(), "another practice cannot turn it off");
+
+    app.set_app_active(&admin, &wallet.id.to_string(), false).await.unwrap();
+    assert!(!app.registered_apps(&admin).await.unwrap().iter().find(|a| a.id == wallet.id).unwrap().active);
+    // The token it holds, a new token and a new link are all refused.
+    assert!(matches!(app.fhir_caller(&granted.access_token).await, Err(AppError::Unauthenticated(_))));
+    // A turned-off app's own credentials no longer authenticate it (RFC 6749: invalid_client).
+    assert_eq!(oauth_error(app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await), "invalid_client");
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    // (Another patient's letter: a new letter for `pat` would itself cut the link off, R21.)
+    let second = adult(&app, tp.practice.id).await.unwrap();
+    let letter = app.issue_linkage(&reception, second.nhs_number.as_str(), "P9").await.unwrap();
+    let request = caldicott_app::apps::LinkRequest {
+        ods_code: letter.ods_code,
+        account_id: letter.account_id,
+        linkage_key: letter.linkage_key,
+        family_name: second.name.family.clone(),
+        birth_date: second.date_of_birth.to_string(),
+    };
+    assert!(app.link_app(&client, &secret, &request).await.is_err(), "a turned-off app links no one");
+    // Audited, as the administrator.
+    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.action == "app.change" && e.detail == "turned off" && e.entity == format!("app/{}", wallet.id)));
+
+    // Turned on again: the link works again, and the second patient's letter links.
+    app.set_app_active(&admin, &wallet.id.to_string(), true).await.unwrap();
+    let again = app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await.unwrap();
+    let reader = app.fhir_caller(&again.access_token).await.unwrap();
+    assert!(app.fhir_read(&reader, "Patient", &pat.id.to_string()).await.is_ok());
+    assert!(app.link_app(&client, &secret, &request).await.is_ok());
+}
+
 /// MedicationStatement beside MedicationRequest, and an issue of a hidden repeat (R12): the
 /// issue is shown, but nothing of the repeat, not even its id, reaches the app.
 async fn medication_statements_and_hidden_repeats(t: &TestStore) {
@@ -1438,6 +1502,7 @@ macro_rules! both {
 
 both!(
     a_linked_app_reads_exactly_the_online_view,
+    an_app_turned_off_is_refused_on_its_next_request,
     medication_statements_and_hidden_repeats,
     searches_include_what_their_resources_point_at,
     documents_open_only_where_the_reader_may_see_them,

@@ -714,6 +714,15 @@ pub trait Store:
     // ---- Linked apps (R21, R23) ----
     async fn create_app(&self, practice: PracticeId, app: &PatientApp, audit: &AuditRecord) -> StoreResult<()>;
     async fn apps(&self, practice: PracticeId) -> StoreResult<Vec<PatientApp>>;
+    /// Turns a registered app off (its links and tokens are refused from the next request) or
+    /// on again, with the audit event. An app not registered here is [`StoreError::NotFound`].
+    async fn set_app_active(
+        &self,
+        practice: PracticeId,
+        app: AppId,
+        active: bool,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// An app by its client id, with its practice.
     async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>>;
     /// A new link and its "online services linked" task, in one transaction.

@@ -2597,6 +2597,28 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn set_app_active(
+                &self,
+                practice: PracticeId,
+                app: AppId,
+                active: bool,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE patient_app SET active = $3 WHERE practice_id = $1 AND id = $2")
+                    .bind(practice.as_uuid())
+                    .bind(app.as_uuid())
+                    .bind(active)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("app"));
+                }
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>> {
                 sqlx::query("SELECT * FROM patient_app WHERE client_id = $1")
                     .bind(client_id)

@@ -22,6 +22,7 @@ use serde::Deserialize;
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/apps", get(apps_page).post(register_app))
+        .route("/apps/{app}", post(change_app))
         .route("/alerts/{alert}", post(action_alert))
         .route("/alerts", post(action_alerts))
         .route("/letters/{letter}/posted", post(letter_posted))
@@ -35,7 +36,7 @@ pub fn routes() -> Router<App> {
         .route("/my/apps/{link}/revoke", post(revoke_my_app))
 }
 
-crate::csrf_forms!(RegisterAppForm, AlertForm, ResetForm, ContactForm, PresetForm);
+crate::csrf_forms!(RegisterAppForm, ChangeAppForm, AlertForm, ResetForm, ContactForm, PresetForm);
 
 pub fn method_label(m: PreferredContactMethod) -> &'static str {
     match m {
@@ -67,9 +68,19 @@ pub fn method_choices() -> Vec<(String, &'static str)> {
 struct AppsPage {
     chrome: Option<Chrome>,
     csrf: String,
-    apps: Vec<(String, String, String, String)>,
+    apps: Vec<AppRow>,
     created: Option<(String, String, String)>,
     errors: Vec<FieldError>,
+}
+
+/// One registered app, as the page lists it.
+struct AppRow {
+    id: String,
+    name: String,
+    supplier: String,
+    client_id: String,
+    registered: String,
+    active: bool,
 }
 
 impl Errors for AppsPage {
@@ -92,7 +103,14 @@ async fn apps_view(
                 csrf: me.csrf_token.clone(),
                 apps: list
                     .into_iter()
-                    .map(|a| (a.name, a.supplier, a.client_id, uk_time(a.created_at).format("%-d %b %Y").to_string()))
+                    .map(|a| AppRow {
+                        id: a.id.to_string(),
+                        name: a.name,
+                        supplier: a.supplier,
+                        client_id: a.client_id,
+                        registered: uk_time(a.created_at).format("%-d %b %Y").to_string(),
+                        active: a.active,
+                    })
                     .collect(),
                 created,
                 errors,
@@ -130,6 +148,33 @@ async fn register_app(
         Err(AppError::BadRequest(m)) => {
             apps_view(&app, &me, None, vec![FieldError { field: "app_name", message: m }]).await
         }
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangeAppForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    app_action: String,
+}
+
+/// Turns an app off (every link it holds is refused from the next request) or on again.
+async fn change_app(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<ChangeAppForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let active = match f.app_action.as_str() {
+        "deactivate" => false,
+        "reactivate" => true,
+        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose to turn it off or on".into())),
+    };
+    match app.set_app_active(&me.who, &id, active).await {
+        Ok(()) => Redirect::to("/apps").into_response(),
         Err(e) => page_error(Some((&me).into()), e),
     }
 }
@@ -464,7 +509,18 @@ fn capital(s: &str) -> String {
 struct MyAppsPage {
     me: Option<MyChrome>,
     csrf: String,
-    rows: Vec<(String, String, String, Option<String>)>,
+    rows: Vec<MyAppRow>,
+}
+
+/// One app linked to the patient's record, as they see it.
+struct MyAppRow {
+    id: String,
+    name: String,
+    linked: String,
+    /// "Disconnected on …" once the link has ended.
+    disconnected: Option<String>,
+    /// The practice has turned the app off (for every patient) while the link stands.
+    turned_off: bool,
 }
 
 async fn my_apps(State(app): State<App>, Patient(me): Patient) -> Response {
@@ -474,13 +530,12 @@ async fn my_apps(State(app): State<App>, Patient(me): Patient) -> Response {
             csrf: me.csrf_token.clone(),
             rows: list
                 .into_iter()
-                .map(|(l, a)| {
-                    (
-                        l.id.to_string(),
-                        format!("{} ({})", a.name, a.supplier),
-                        uk_time(l.linked_at).format("%-d %B %Y").to_string(),
-                        l.revoked_at.map(|t| format!("Disconnected on {}", uk_time(t).format("%-d %B %Y"))),
-                    )
+                .map(|(l, a)| MyAppRow {
+                    id: l.id.to_string(),
+                    name: format!("{} ({})", a.name, a.supplier),
+                    linked: uk_time(l.linked_at).format("%-d %B %Y").to_string(),
+                    disconnected: l.revoked_at.map(|t| format!("Disconnected on {}", uk_time(t).format("%-d %B %Y"))),
+                    turned_off: !a.active && l.revoked_at.is_none(),
                 })
                 .collect(),
         }

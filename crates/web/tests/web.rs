@@ -808,6 +808,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .unwrap()
         .to_string();
     let (_, public_key) = caldicott_app::fhir_api::new_key_pair().unwrap();
+    let registered_app_id = app.register_app(&admin, "Walk Wallet", "Walk Ltd", "").await.unwrap().0.id.to_string();
     let integration_id = app
         .register_integration(
             &admin,
@@ -866,6 +867,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{export}", &uuid::Uuid::nil().to_string())
                 .replace("{document}", &document_id)
                 .replace("{integration}", &integration_id)
+                .replace("{app}", &registered_app_id)
                 .replace("{token}", &spare_token_id)
                 .replace("{format}", "pdf");
             let mut last_body = String::new();
@@ -986,6 +988,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("doc_year", "2025"),
                         ("public_key", public_key.as_str()),
                         ("integration_action", "deactivate"),
+                        ("app_action", "deactivate"),
                         // Each role changes its own password (the session walking carries on).
                         ("current_password", "a long test password"),
                         ("new_password", "the walk's new password"),
@@ -1650,6 +1653,7 @@ async fn administrators_register_and_turn_off_an_integration(t: &TestStore) {
 }
 
 both!(
+    a_patient_sees_that_the_practice_turned_their_app_off,
     a_replaced_pharmacy_summary_shows_as_superseded_in_the_record,
     documents_are_added_filed_and_opened_through_the_pages,
     administrators_register_and_turn_off_an_integration,
@@ -2747,6 +2751,26 @@ async fn send_a_message_submitted_twice_at_once_sends_once(t: &TestStore) {
     assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
 }
 
+/// A patient whose linked app the practice has turned off is told so on their linked apps
+/// page, and can still disconnect it.
+async fn a_patient_sees_that_the_practice_turned_their_app_off(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let (client, _, _) = fixtures::linked_app(&app, &tp, &pat).await.unwrap();
+    let mut p = Browser::new(&app);
+    p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let before = p.get("/my/apps").await;
+    assert!(before.body.contains("Health Wallet (Wallet Ltd)") && !before.body.contains("turned this app off"));
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let id = app.registered_apps(&admin).await.unwrap().into_iter().find(|a| a.client_id == client).unwrap().id;
+    app.set_app_active(&admin, &id.to_string(), false).await.unwrap();
+    let after = p.get("/my/apps").await;
+    assert!(after.body.contains("Your GP practice has turned this app off for now"), "{}", after.body);
+    assert!(after.body.contains("Disconnect"), "the patient can still disconnect it");
+}
+
 async fn an_app_links_through_the_api_and_staff_action_the_alert(t: &TestStore) {
     // R21, R23: the whole path through the pages and the app API
     use base64::Engine;
@@ -2799,6 +2823,24 @@ async fn an_app_links_through_the_api_and_staff_action_the_alert(t: &TestStore) 
     let (status, text) = send(format!("Basic {basic}"), body).await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
     let link_token = serde_json::from_str::<serde_json::Value>(&text).unwrap()["token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&app, "/api/apps/v1/link", Some(&link_token)).await.status, StatusCode::OK);
+    // The administrator turns the app off from the apps page: its link is refused on the next
+    // request; turned on again, it works. A receptionist cannot do it.
+    let apps = admin.get("/apps").await;
+    assert!(apps.body.contains("Active") && apps.body.contains("Turn off"));
+    let app_id = between(&apps.body, "action=\"/apps/", "\"").to_owned();
+    let off = [("_csrf", csrf(&apps.body)), ("app_action", "deactivate".to_owned())];
+    let staff_csrf = csrf(&staff.get("/tasks").await.body);
+    let refused = staff.post(&format!("/apps/{app_id}"), &[("_csrf", &staff_csrf), ("app_action", "deactivate")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(get(&app, "/api/apps/v1/link", Some(&link_token)).await.status, StatusCode::OK);
+    let r = admin.post(&format!("/apps/{app_id}"), &[("_csrf", &off[0].1), ("app_action", &off[1].1)]).await;
+    assert_eq!(location(&r), "/apps");
+    assert!(admin.get("/apps").await.body.contains("Turned off"));
+    assert_eq!(get(&app, "/api/apps/v1/link", Some(&link_token)).await.status, StatusCode::UNAUTHORIZED);
+    let apps = admin.get("/apps").await;
+    let r = admin.post(&format!("/apps/{app_id}"), &[("_csrf", &csrf(&apps.body)), ("app_action", "reactivate")]).await;
+    assert_eq!(location(&r), "/apps");
     assert_eq!(get(&app, "/api/apps/v1/link", Some(&link_token)).await.status, StatusCode::OK);
     // The alert waits in the task list; with no preference and no email it cannot be sent.
     let tasks = staff.get("/tasks").await;
