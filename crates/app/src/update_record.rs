@@ -7,7 +7,7 @@ use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::{Author, Entry, EntryBody, HiddenReason, OnlineVisibility, Origin, Redaction};
-use caldicott_core::ids::{AuditEventId, EntryId, PracticeId, TaskId};
+use caldicott_core::ids::{AuditEventId, EntryId, PatientId, PracticeId, TaskId};
 use caldicott_core::snomed::{Coding, ConceptId};
 use caldicott_core::staff::Role;
 use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
@@ -354,30 +354,7 @@ impl App {
         message.patient = Some(patient.id);
         message.status = InboundStatus::Pending;
         message.response_code = i64::from(ItkCode::Success.code());
-        let task = Task {
-            id: TaskId::from_uuid(new_id()),
-            patient: patient.id,
-            kind: TaskKind::PharmacyUpdate,
-            status: TaskStatus::Open,
-            created_at: now,
-            requested_by: format!(
-                "{} ({}), GP Connect Update Record",
-                nonempty(&record.sender_name, &record.sender_ods),
-                record.sender_ods
-            ),
-            body: TaskBody::Inbound {
-                message: message.id,
-                summary: format!(
-                    "{} on {}{}",
-                    record.service,
-                    record.consultation_date.format("%-d %B %Y"),
-                    if earlier.is_some() { " (a replacement)" } else { "" }
-                ),
-            },
-            outcome: None,
-            closed_at: None,
-            closed_by: None,
-        };
+        let task = review_task(patient.id, message.id, &record, now, earlier.is_some());
         message.task = Some(task.id);
         message.record = Some(record);
         let a = audit(
@@ -784,7 +761,11 @@ impl App {
         if reason.is_empty() || reason.chars().count() > 1000 {
             return Ok(Err(vec![FieldProblem { field: "reason", message: "Say why the message is rejected".into() }]));
         }
-        let message = self.waiting(who, id).await?;
+        // A message waiting for review, or one no patient here matches (closed as not ours).
+        let message = match self.store.inbound(who.practice, id).await? {
+            Some(m) if m.status == InboundStatus::Unmatched => m,
+            _ => self.waiting(who, id).await?,
+        };
         let now = caldicott_core::audit::truncate_to_micros(self.now());
         let task = self.closed_task(who, &message, now, "Rejected: nothing filed").await?;
         let a = self.audit_record(
@@ -807,6 +788,69 @@ impl App {
             )
             .await?;
         Ok(Ok(()))
+    }
+
+    /// Tries again to match a message held apart because no registered patient matched it (the
+    /// patient has registered since, or the registration was corrected), by the same rule as on
+    /// arrival: NHS number and date of birth, registered here today. Matched, it waits for review
+    /// with its task, as if it had just arrived; still unmatched, the answer says why and nothing
+    /// changes. Clinicians only, audited.
+    pub async fn match_inbound_again(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<Result<PatientId, String>> {
+        require_clinician(who)?;
+        let m = self
+            .store
+            .inbound(who.practice, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such pharmacy message here".into()))?;
+        if m.status != InboundStatus::Unmatched {
+            return Err(AppError::Conflict(format!(
+                "this message is not waiting to be matched ({})",
+                m.status.display()
+            )));
+        }
+        let record =
+            m.record.as_ref().ok_or_else(|| AppError::Conflict("the message holds no summary to match".into()))?;
+        let today = self.today();
+        let found = self.store.patient_by_nhs_number(who.practice, &record.nhs_number).await?;
+        let patient = match found {
+            Some(p) if p.date_of_birth != record.birth_date => {
+                return Ok(Err(format!(
+                    "The patient with NHS number {} here was born on {}, but the pharmacy says {}. Ask the pharmacy to \
+                     check and send it again, or correct the registration if it is wrong.",
+                    record.nhs_number.as_str(),
+                    p.date_of_birth.format("%-d %B %Y"),
+                    record.birth_date.format("%-d %B %Y")
+                )))
+            }
+            Some(p) if p.registration_on(today).is_none() => {
+                return Ok(Err(format!(
+                    "The patient with NHS number {} is not registered here today.",
+                    record.nhs_number.as_str()
+                )))
+            }
+            Some(p) => p,
+            None => {
+                return Ok(Err(format!(
+                    "No patient with NHS number {} is registered here yet.",
+                    record.nhs_number.as_str()
+                )))
+            }
+        };
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        let task = review_task(patient.id, m.id, record, now, m.replaces.is_some());
+        let a = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::InboundMatch,
+            format!("inbound/{id}"),
+            Outcome::Success,
+            format!("matched to patient/{} on staff request", patient.id),
+        );
+        self.store.match_inbound(who.practice, id, patient.id, &task, &a).await.map_err(|e| match e {
+            caldicott_store::StoreError::Conflict(m) => AppError::Conflict(m),
+            other => other.into(),
+        })?;
+        Ok(Ok(patient.id))
     }
 
     async fn waiting(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<InboundMessage> {
@@ -982,6 +1026,40 @@ fn move_with_ack(
     std::fs::write(dir.join(format!("{name}.ack.json")), ack)
         .map_err(|e| format!("writing the acknowledgement: {e}"))?;
     std::fs::rename(path, dir.join(&name)).map_err(|e| format!("moving {}: {e}", path.display()))
+}
+
+/// The task that puts a matched message in front of the practice for review (R26).
+fn review_task(
+    patient: PatientId,
+    message: Uuid,
+    record: &UpdateRecord,
+    now: DateTime<Utc>,
+    replacement: bool,
+) -> Task {
+    Task {
+        id: TaskId::from_uuid(new_id()),
+        patient,
+        kind: TaskKind::PharmacyUpdate,
+        status: TaskStatus::Open,
+        created_at: now,
+        requested_by: format!(
+            "{} ({}), GP Connect Update Record",
+            nonempty(&record.sender_name, &record.sender_ods),
+            record.sender_ods
+        ),
+        body: TaskBody::Inbound {
+            message,
+            summary: format!(
+                "{} on {}{}",
+                record.service,
+                record.consultation_date.format("%-d %B %Y"),
+                if replacement { " (a replacement)" } else { "" }
+            ),
+        },
+        outcome: None,
+        closed_at: None,
+        closed_by: None,
+    }
 }
 
 /// Why a message is a duplicate, for the sender: when the first copy arrived (ISO 8601, UTC).

@@ -292,6 +292,65 @@ async fn a_message_that_matches_no_registered_patient_waits_apart(t: &TestStore)
     assert_eq!(s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap().status, InboundStatus::Unmatched);
 }
 
+async fn an_unmatched_message_is_matched_again_once_the_patient_is_registered(t: &TestStore) {
+    // T34, R26: a summary for someone not yet registered is not lost: once they are, a clinician
+    // matches it again by the same rule (NHS number and date of birth, registered today), and it
+    // waits for review with one task, however many clinicians press the button at once. One that
+    // still does not match stays apart with the reason; one not the practice's is closed.
+    let s = setup(t).await;
+    let pharmacy_tasks = |app: App, who: StaffPrincipal| async move {
+        app.task_list(&who, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(t, _)| t.kind == TaskKind::PharmacyUpdate)
+            .count()
+    };
+    let body = String::from_utf8(example("blood-pressure-check.json")).unwrap().replace("9990996008", "9990000018");
+    let id = s.app.receive_update_http(&s.client_id, &s.secret, body.as_bytes()).await.unwrap().id.unwrap();
+    assert_eq!(s.app.store.inbound(s.practice, id).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    // Only clinicians match; nobody is registered with that number yet, so nothing changes.
+    assert!(matches!(s.app.match_inbound_again(&s.manager, id).await, Err(AppError::Forbidden(_))));
+    let why = s.app.match_inbound_again(&s.clinician, id).await.unwrap().unwrap_err();
+    assert!(why.contains("9990000018") && why.contains("registered here yet"), "{why}");
+    assert_eq!(s.app.store.inbound(s.practice, id).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    assert_eq!(pharmacy_tasks(s.app.clone(), s.clinician.clone()).await, 0);
+    // The patient registers (same NHS number and date of birth as sent).
+    let mut sam = person(s.practice, date(1987, 3, 14));
+    sam.nhs_number = NhsNumber::parse("9990000018").unwrap();
+    s.app.store.create_patient(s.practice, &sam, &fixtures::audit(Action::PatientCreate, Some(sam.id))).await.unwrap();
+    // Two clinicians match it at the same moment: one matches, the other is told it is done.
+    let (a, b) = tokio::join!(s.app.match_inbound_again(&s.clinician, id), s.app.match_inbound_again(&s.clinician, id));
+    let matched: Vec<_> = [&a, &b].into_iter().filter(|r| matches!(r, Ok(Ok(p)) if *p == sam.id)).collect();
+    assert_eq!(matched.len(), 1, "{a:?} {b:?}");
+    assert!([&a, &b].into_iter().any(|r| matches!(r, Err(AppError::Conflict(_)))), "{a:?} {b:?}");
+    let m = s.app.store.inbound(s.practice, id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.patient), (InboundStatus::Pending, Some(sam.id)));
+    assert_eq!(pharmacy_tasks(s.app.clone(), s.clinician.clone()).await, 1);
+    assert!(s.actions().await.iter().any(|a| a == "inbound.match"));
+    // It is reviewed and filed like any other, into that patient's record only.
+    let filed = s.app.file_inbound(&s.clinician, id).await.unwrap();
+    assert!(!filed.is_empty());
+    for e in filed {
+        assert_eq!(s.app.store.entry(s.practice, e).await.unwrap().unwrap().patient, sam.id);
+    }
+    // A date of birth that differs stays apart, with the reason; then it is closed as not ours.
+    let wrong_born = String::from_utf8(example("pharmacy-first.json")).unwrap().replace("1987-03-14", "1987-03-15");
+    let other = s.app.receive_update_http(&s.client_id, &s.secret, wrong_born.as_bytes()).await.unwrap().id.unwrap();
+    let why = s.app.match_inbound_again(&s.clinician, other).await.unwrap().unwrap_err();
+    assert!(why.contains("born on 14 March 1987") && why.contains("15 March 1987"), "{why}");
+    assert_eq!(s.app.store.inbound(s.practice, other).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    s.app
+        .reject_inbound(&s.clinician, other, "Not our patient: returned to the pharmacy by phone")
+        .await
+        .unwrap()
+        .unwrap();
+    let closed = s.app.store.inbound(s.practice, other).await.unwrap().unwrap();
+    assert_eq!((closed.status, closed.patient), (InboundStatus::Rejected, None));
+    assert!(!s.online_texts().await.contains("Phenoxymethylpenicillin"), "nothing reaches Hannah's record");
+    assert!(matches!(s.app.match_inbound_again(&s.clinician, other).await, Err(AppError::Conflict(_))));
+}
+
 async fn a_replacement_supersedes_and_shows_what_changed(t: &TestStore) {
     // R28
     let s = setup(t).await;
@@ -841,6 +900,7 @@ both!(
     a_rejected_message_files_nothing,
     invalid_messages_are_refused_whole_with_their_reason,
     a_message_that_matches_no_registered_patient_waits_apart,
+    an_unmatched_message_is_matched_again_once_the_patient_is_registered,
     a_replacement_supersedes_and_shows_what_changed,
     the_practice_switch_refuses_and_logs,
     files_in_the_inbox_are_taken_once_and_acknowledged,

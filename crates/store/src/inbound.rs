@@ -230,6 +230,17 @@ pub trait InboundStore: Send + Sync + 'static {
         task: Option<&Task>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
+    /// A message held apart because no patient matched, matched now (on staff's request, by the
+    /// same rule): it becomes a message waiting for review of `patient`, with its review task, in
+    /// one transaction. A message no longer unmatched is a conflict and changes nothing.
+    async fn match_inbound(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        patient: PatientId,
+        task: &Task,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// The entries a filed message made.
     async fn inbound_entries(&self, practice: PracticeId, id: Uuid) -> StoreResult<Vec<uuid::Uuid>>;
     /// The message an entry was filed from, if any.

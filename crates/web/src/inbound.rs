@@ -138,6 +138,8 @@ struct MessagePage {
     id: String,
     status: &'static str,
     waiting: bool,
+    /// Held apart: no registered patient matched it (it may be matched again, or closed).
+    unmatched: bool,
     clinician: bool,
     message_id: String,
     received: String,
@@ -190,6 +192,7 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
         id: m.id.to_string(),
         status: m.status.display(),
         waiting: m.status == Status::Pending,
+        unmatched: m.status == Status::Unmatched,
         clinician: me.who.role == caldicott_core::staff::Role::Clinician,
         message_id: m.message_id.clone(),
         received: when(m.received_at),
@@ -308,6 +311,11 @@ async fn act(
             },
         },
         "reject" => app.reject_inbound(&me.who, uuid, &f.reason).await,
+        "match" => match app.match_inbound_again(&me.who, uuid).await {
+            Ok(Ok(_)) => Ok(Ok(())),
+            Ok(Err(why)) => Ok(Err(vec![caldicott_app::settings::FieldProblem { field: "match", message: why }])),
+            Err(e) => Err(e),
+        },
         _ => Err(AppError::BadRequest("choose what to do with the message".into())),
     };
     match done {

@@ -1305,6 +1305,29 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     assert!(record.body.contains("Quayside Pharmacy") && record.body.contains("Phenoxymethylpenicillin"));
     let done = doctor.get(&format!("/inbound/{id}")).await;
     assert!(done.body.contains("Filed on") && done.body.contains("removed Clinical impression"));
+    // A summary whose date of birth matches no one waits apart: the clinician tries to match it
+    // again (the reason it still does not match is on the page), then closes it as not theirs.
+    let stray = example("contraception.json")
+        .replace(&pat.date_of_birth.to_string(), "1901-01-01")
+        .replace("c1a4e5f0-0003-4d1b-9c11-000000000003", "c1a4e5f0-0003-4d1b-9c11-0000000000ff");
+    let (status, body) = post(basic.clone(), stray.into_bytes()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stray_id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    let view = doctor.get(&format!("/inbound/{stray_id}")).await;
+    assert!(view.body.contains("Match again") && view.body.contains("Close the message"));
+    assert!(!view.body.contains("File into the record"), "nothing to file it into");
+    let token = csrf(&view.body);
+    let r = doctor.post(&format!("/inbound/{stray_id}"), &[("_csrf", &token), ("inbound_action", "match")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("1 January 1901"), "the reason it does not match");
+    let r = doctor
+        .post(
+            &format!("/inbound/{stray_id}"),
+            &[("_csrf", &token), ("inbound_action", "reject"), ("reason", "Not our patient")],
+        )
+        .await;
+    assert_eq!(location(&r), "/inbound?done");
+    assert!(doctor.get(&format!("/inbound/{stray_id}")).await.body.contains("Not our patient"));
     // The practice manager switches Update Record off: the pharmacy is refused, and it is logged.
     let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
     let mut settings = caldicott_app::settings::SettingsInput {

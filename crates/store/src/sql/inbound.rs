@@ -346,6 +346,34 @@ macro_rules! inbound_store {
                 .await
             }
 
+            async fn match_inbound(
+                &self,
+                practice: PracticeId,
+                id: Uuid,
+                patient: PatientId,
+                task: &Task,
+                audit: &AuditRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE inbound_message SET status = 'pending', patient_id = $1, task_id = $2 \
+                     WHERE practice_id = $3 AND id = $4 AND status = 'unmatched'",
+                )
+                .bind(patient.as_uuid())
+                .bind(task.id.as_uuid())
+                .bind(practice.as_uuid())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict("this message is no longer waiting to be matched".into()));
+                }
+                Self::insert_task(&mut tx, practice, task).await?;
+                Self::append_in(&mut tx, practice, &[audit]).await?;
+                tx.commit().await.map_err(db)
+            }
+
             async fn decide_inbound(
                 &self,
                 practice: PracticeId,
@@ -359,7 +387,8 @@ macro_rules! inbound_store {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE inbound_message SET status = $1, decided_at = $2, decided_by = $3, decision_note = $4 \
-                     WHERE practice_id = $5 AND id = $6 AND status = 'pending'",
+                     WHERE practice_id = $5 AND id = $6 \
+                       AND (status = 'pending' OR (status = 'unmatched' AND $1 = 'rejected'))",
                 )
                 .bind(d.status.as_str())
                 .bind(d.at)
