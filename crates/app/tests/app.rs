@@ -1190,6 +1190,7 @@ both!(
     messages_to_the_practice_get_an_outcome,
     staff_record_grant_refuse_suspend_and_reactivate_proxy_access,
     a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it,
+    a_parents_access_ends_at_sixteen_as_the_clock_passes_it,
     nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date,
     an_app_links_with_the_letter_and_raises_a_safety_net_task,
     regenerating_the_linkage_key_cuts_off_every_app_at_once,
@@ -1978,6 +1979,77 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
     let flag = |id: ProxyLinkId| rows.iter().find(|r| r.link.id == id).map(|r| (r.unused, r.last_used.is_some()));
     assert_eq!(flag(idle.id), Some((true, false)));
     assert_eq!(flag(busy.id), Some((false, true)));
+}
+
+async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) {
+    // R16, T3, H38: on the child's 16th birthday a parent's access ends by itself, whatever it
+    // was granted: the next request after the birthday sees nothing and every service stops,
+    // with notice before it.
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || caldicott_app::fixtures::now() + Duration::hours(clock_offset.load(Ordering::SeqCst))),
+    );
+    let tp = fixtures::practice(&app).await.unwrap();
+    let today = caldicott_app::fixtures::today();
+    // The child turns 16 in ten days.
+    let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(192);
+    let child = fixtures::person(tp.practice.id, dob);
+    app.store
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    // Granted at 14, after the review age, with full access from the beginning.
+    let mut link =
+        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Full, today - Duration::days(700))
+            .await
+            .unwrap();
+    link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
+    link.scope.record_from = RecordFrom::Beginning;
+    app.store
+        .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let visit = consultation(&child, caldicott_app::fixtures::now() - Duration::days(30), "SIXTEEN-VISIT");
+    app.store
+        .add_entries(
+            tp.practice.id,
+            std::slice::from_ref(&visit),
+            &fixtures::audit(Action::EntryCreate, Some(child.id)),
+        )
+        .await
+        .unwrap();
+    let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
+    let services = app.my_services(&me).await.unwrap();
+    let notice = services.iter().find(|s| s.link == Some(link.id)).unwrap().notice.clone().unwrap();
+    assert!(notice.contains("turns 16"), "{notice}");
+    // The day before the birthday (nine days and two hours on), still there.
+    offset.store(9 * 24 + 2, Ordering::SeqCst);
+    let ods = tp.practice.ods_code.as_str();
+    let sign_in = |app: App, username: String, password: String| async move {
+        let cookie = app
+            .patient_sign_in(Some(ods), &username, &password, &caldicott_app::auth::Client::default())
+            .await
+            .unwrap()
+            .cookie;
+        app.patient_signed_in(&cookie).await.unwrap().who
+    };
+    let me = sign_in(app.clone(), username.clone(), password.clone()).await;
+    assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
+    // On the birthday: nothing, and every service stops.
+    offset.store(10 * 24 + 2, Ordering::SeqCst);
+    let me = sign_in(app.clone(), username, password).await;
+    let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
+    assert!(page.entries.is_empty(), "a parent sees nothing of a 16-year-old's record");
+    assert!(matches!(app.bookable_slots(&me, Some(link.id)).await, Err(AppError::Forbidden(_))));
+    let services = app.my_services(&me).await.unwrap();
+    let why = services.iter().find(|s| s.link == Some(link.id)).unwrap().unavailable.clone().unwrap();
+    assert!(why.contains("turned 16"), "{why}");
 }
 
 async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &TestStore) {
