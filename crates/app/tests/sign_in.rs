@@ -383,8 +383,8 @@ async fn a_wrong_current_password_changes_nothing_and_counts_as_a_failed_try(t: 
 }
 
 async fn new_password_rules_give_a_clear_error_and_lose_nothing(t: &TestStore) {
-    // ASVS 2.1.1, 2.1.2: 12 to 128 characters, typed the same twice. A refused new password
-    // changes nothing and costs no try.
+    // ASVS 2.1.1, 2.1.2, 2.1.7: 12 to 128 characters, not a common or breached password, typed
+    // the same twice. A refused new password changes nothing and costs no try.
     let (app, clock) = app_with_clock(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let desk = at(23);
@@ -394,6 +394,8 @@ async fn new_password_rules_give_a_clear_error_and_lose_nothing(t: &TestStore) {
         ("too short", "too short", "new_password", "at least 12"),
         (&"x".repeat(129)[..], &"x".repeat(129)[..], "new_password", "at most 128"),
         ("a long new password", "a long new passwort", "new_password_again", "same new password"),
+        ("Password123!", "Password123!", "new_password", "harder to guess"),
+        ("qwertyuiop123", "qwertyuiop123", "new_password", "harder to guess"),
     ];
     for (new, again, field, words) in cases {
         for _ in 0..5 {
@@ -412,7 +414,7 @@ async fn new_password_rules_give_a_clear_error_and_lose_nothing(t: &TestStore) {
         .unwrap()
         .unwrap_err();
     assert_eq!(fields(&p), ["new_password"], "the same password again is not a change");
-    // Fifteen refusals later, the old password still works at once and the session is live.
+    // Twenty-five refusals later, the old password still works at once and the session is live.
     assert!(app.sign_in(Some(tp.practice.ods_code.as_str()), "reception", PASSWORD, &desk).await.is_ok());
     assert!(app.signed_in(&cookie).await.is_ok());
     let exactly_twelve = "twelve chars";

@@ -76,8 +76,28 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
     if n > PASSWORD_MAX_CHARS {
         return Err(format!("Choose a password of at most {PASSWORD_MAX_CHARS} characters"));
     }
+    // ASVS 2.1.7: not a common or breached password, nor one that is easy to guess from one
+    // (keyboard runs, repeats, dates, a common word with digits). zxcvbn's estimate, with its
+    // lists of the passwords most often found in breaches, must reach "safely unguessable"
+    // (score 3 of 4). Only the first 100 characters are weighed: beyond them the estimate only
+    // grows, and its work grows faster.
+    let weighed: String = password.chars().take(100).collect();
+    let estimate = zxcvbn::zxcvbn(&weighed, &[]);
+    if (estimate.score() as u8) < PASSWORD_MIN_SCORE {
+        let why = estimate
+            .feedback()
+            .and_then(|f| f.warning())
+            .map_or_else(|| "It would be too easy to guess.".to_owned(), |w| w.to_string());
+        return Err(format!(
+            "Choose a password that is harder to guess. {why} A few unrelated words together make a strong password."
+        ));
+    }
     Ok(())
 }
+
+/// The strength a new password must reach on zxcvbn's scale of 0 to 4 (3: "safely
+/// unguessable", about 10^10 guesses).
+pub const PASSWORD_MIN_SCORE: u8 = 3;
 
 /// Whether a new password, typed twice, is acceptable: `Err((field, words))` names the field
 /// to correct (`new_password` for the rules, `new_password_again` when the two differ).
@@ -114,10 +134,24 @@ mod tests {
 
     #[test]
     fn new_passwords_are_between_12_and_128_characters() {
-        assert!(check_new_password(&"x".repeat(11)).is_err());
-        assert!(check_new_password(&"x".repeat(12)).is_ok());
-        assert!(check_new_password(&"é".repeat(128)).is_ok());
-        assert!(check_new_password(&"x".repeat(129)).is_err());
+        assert!(check_new_password("river otter").is_err(), "11 characters");
+        assert!(check_new_password("river otters").is_ok(), "12 characters");
+        let long: String = "river otters swim by night and sleep by day ".repeat(3).chars().take(128).collect();
+        assert!(check_new_password(&long).is_ok());
+        assert!(check_new_password(&format!("{long}x")).unwrap_err().contains("at most 128"));
+    }
+
+    #[test]
+    fn common_breached_and_easily_guessed_passwords_are_refused() {
+        // ASVS 2.1.7: the passwords found most often in breaches, and near copies of them,
+        // are refused however long, with words that say why.
+        for weak in ["password1234", "Password123!", "qwertyuiop12", "123456789012", "xxxxxxxxxxxx", "iloveyou2024!"] {
+            let why = check_new_password(weak).expect_err(weak);
+            assert!(why.starts_with("Choose a password that is harder to guess."), "{weak}: {why}");
+        }
+        for strong in ["a long test password", "correct horse battery staple", "river otters swim at night"] {
+            assert!(check_new_password(strong).is_ok(), "{strong}");
+        }
     }
 
     #[test]
