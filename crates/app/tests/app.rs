@@ -1981,10 +1981,22 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
     assert_eq!(flag(busy.id), Some((false, true)));
 }
 
-async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) {
-    // R16, T3, H38: on the child's 16th birthday a parent's access ends by itself, whatever it
-    // was granted: the next request after the birthday sees nothing and every service stops,
-    // with notice before it.
+/// An app on a clock that tests move by hours, a practice, a child who reaches `age` in ten
+/// days, and their parent's proxy link at `level` from the beginning of the record, granted
+/// `granted_days_ago`: (app, clock offset, practice, child, parent, link).
+async fn child_reaching(
+    t: &TestStore,
+    age: u32,
+    level: AccessLevel,
+    granted_days_ago: i64,
+) -> (
+    App,
+    Arc<std::sync::atomic::AtomicI64>,
+    fixtures::TestPractice,
+    caldicott_core::patient::Patient,
+    caldicott_core::patient::Patient,
+    ProxyLink,
+) {
     use std::sync::atomic::{AtomicI64, Ordering};
     let offset = Arc::new(AtomicI64::new(0));
     let clock_offset = offset.clone();
@@ -1994,17 +2006,15 @@ async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) 
     );
     let tp = fixtures::practice(&app).await.unwrap();
     let today = caldicott_app::fixtures::today();
-    // The child turns 16 in ten days.
-    let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(192);
+    let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(12 * age);
     let child = fixtures::person(tp.practice.id, dob);
     app.store
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
-    // Granted at 14, after the review age, with full access from the beginning.
     let mut link =
-        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Full, today - Duration::days(700))
+        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, level, today - Duration::days(granted_days_ago))
             .await
             .unwrap();
     link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
@@ -2013,6 +2023,17 @@ async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) 
         .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
+    (app, offset, tp, child, parent, link)
+}
+
+async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) {
+    // R16, T3, H38: on the child's 16th birthday a parent's access ends by itself, whatever it
+    // was granted: the next request after the birthday sees nothing and every service stops,
+    // with notice before it.
+    use std::sync::atomic::Ordering;
+    // The child turns 16 in ten days; the link was granted at 14, after the review age, with
+    // full access from the beginning.
+    let (app, offset, tp, child, parent, link) = child_reaching(t, 16, AccessLevel::Full, 700).await;
     let visit = consultation(&child, caldicott_app::fixtures::now() - Duration::days(30), "SIXTEEN-VISIT");
     app.store
         .add_entries(
@@ -2054,33 +2075,9 @@ async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) 
 
 async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &TestStore) {
     // R16, T3: the next request after the review birthday is refused, with notice before it
-    use std::sync::atomic::{AtomicI64, Ordering};
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock_offset = offset.clone();
-    let app = App::new(
-        t.store.clone(),
-        Arc::new(move || caldicott_app::fixtures::now() + Duration::hours(clock_offset.load(Ordering::SeqCst))),
-    );
-    let tp = fixtures::practice(&app).await.unwrap();
-    let today = caldicott_app::fixtures::today();
+    use std::sync::atomic::Ordering;
     // The child turns 11 in ten days.
-    let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(132);
-    let child = fixtures::person(tp.practice.id, dob);
-    app.store
-        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
-        .await
-        .unwrap();
-    let parent = adult(&app, tp.practice.id).await.unwrap();
-    let mut link =
-        fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Summary, today - Duration::days(400))
-            .await
-            .unwrap();
-    link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
-    link.scope.record_from = RecordFrom::Beginning;
-    app.store
-        .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
-        .await
-        .unwrap();
+    let (app, offset, tp, child, parent, link) = child_reaching(t, 11, AccessLevel::Summary, 400).await;
     let mut med = consultation(&child, caldicott_app::fixtures::now() - Duration::days(30), "");
     med.body = EntryBody::Medication {
         drug: "Salbutamol".into(),

@@ -102,17 +102,7 @@ async fn nonce(app: &App, client: &str, secret: &str) -> String {
 
 async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
     let issuer = start_provider().await;
-    let provider = NhsLogin::new(OidcConfig {
-        issuer: issuer.clone(),
-        client_id: "caldicott".into(),
-        redirect_uri: "http://127.0.0.1/cb".into(),
-        key_pem: KEY.to_vec(),
-        key_id: None,
-        algorithm: Algorithm::RS512,
-        id_token_algorithm: Algorithm::RS256,
-        scope: "openid".into(),
-    })
-    .unwrap();
+    let provider = NhsLogin::new(provider_config(&issuer)).unwrap();
     let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock()).with_nhs_login(provider);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
