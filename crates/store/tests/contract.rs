@@ -765,3 +765,215 @@ contract!(
     arc: concurrent_audit_appends_keep_one_unbroken_chain;
     raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema
 );
+
+// ---- Schema parity (issue 22): one schema, written twice ---------------------------------------
+
+/// A schema as the database describes it: per table, its columns, primary key, unique and plain
+/// indexes (by the columns they cover) and foreign keys. Column types are left out: the two
+/// databases name them differently.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Shape {
+    tables: std::collections::BTreeMap<String, TableShape>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TableShape {
+    columns: std::collections::BTreeSet<String>,
+    primary_key: Vec<String>,
+    /// (unique, columns in order)
+    indexes: std::collections::BTreeSet<(bool, Vec<String>)>,
+    /// (columns, referenced table, referenced columns)
+    foreign_keys: std::collections::BTreeSet<(Vec<String>, String, Vec<String>)>,
+}
+
+async fn sqlite_shape(path: &str) -> Shape {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+    let mut shape = Shape::default();
+    for t in tables {
+        let mut ts = TableShape::default();
+        let mut pk: Vec<(i64, String)> = Vec::new();
+        for r in sqlx::query("SELECT name, pk FROM pragma_table_info(?)").bind(&t).fetch_all(&mut c).await.unwrap() {
+            let name: String = r.get(0);
+            let at: i64 = r.get(1);
+            if at > 0 {
+                pk.push((at, name.clone()));
+            }
+            ts.columns.insert(name);
+        }
+        pk.sort();
+        ts.primary_key = pk.into_iter().map(|(_, n)| n).collect();
+        let indexes = sqlx::query("SELECT name, \"unique\", origin FROM pragma_index_list(?)")
+            .bind(&t)
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        for r in indexes {
+            let (name, unique, origin): (String, i64, String) = (r.get(0), r.get(1), r.get(2));
+            let cols: Vec<String> = sqlx::query("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
+                .bind(&name)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            if origin != "pk" && cols != ts.primary_key {
+                ts.indexes.insert((unique != 0, cols));
+            }
+        }
+        let fks =
+            sqlx::query("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?) ORDER BY id, seq")
+                .bind(&t)
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        let mut by_id: std::collections::BTreeMap<i64, (Vec<String>, String, Vec<String>)> = Default::default();
+        for r in fks {
+            let e = by_id.entry(r.get(0)).or_insert_with(|| (Vec::new(), r.get(1), Vec::new()));
+            e.0.push(r.get(2));
+            e.2.push(r.get(3));
+        }
+        ts.foreign_keys = by_id.into_values().collect();
+        shape.tables.insert(t, ts);
+    }
+    shape
+}
+
+async fn postgres_shape(url: &str) -> Shape {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut shape = Shape::default();
+    let columns = sqlx::query(
+        "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c \
+         JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+         WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    for r in columns {
+        shape.tables.entry(r.get(0)).or_default().columns.insert(r.get(1));
+    }
+    // Every index, with its columns in order (an expression in an index shows as its text).
+    let indexes = sqlx::query(
+        "SELECT t.relname::text, ix.indisunique, ix.indisprimary, \
+                array_agg(COALESCE(a.attname::text, pg_get_indexdef(ix.indexrelid, k.ord::int, true)) ORDER BY k.ord) \
+         FROM pg_index ix \
+         JOIN pg_class t ON t.oid = ix.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) \
+         LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         WHERE n.nspname = current_schema() \
+         GROUP BY ix.indexrelid, t.relname, ix.indisunique, ix.indisprimary",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    for r in indexes {
+        let (table, unique, primary, cols): (String, bool, bool, Vec<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let ts = shape.tables.entry(table).or_default();
+        if primary {
+            ts.primary_key = cols;
+        } else {
+            ts.indexes.insert((unique, cols));
+        }
+    }
+    let fks = sqlx::query(
+        "SELECT t.relname::text, f.relname::text, \
+                array_agg(a.attname::text ORDER BY k.ord), array_agg(fa.attname::text ORDER BY k.ord) \
+         FROM pg_constraint co \
+         JOIN pg_class t ON t.oid = co.conrelid \
+         JOIN pg_class f ON f.oid = co.confrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         CROSS JOIN LATERAL unnest(co.conkey, co.confkey) WITH ORDINALITY AS k(attnum, fattnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         JOIN pg_attribute fa ON fa.attrelid = f.oid AND fa.attnum = k.fattnum \
+         WHERE co.contype = 'f' AND n.nspname = current_schema() \
+         GROUP BY co.oid, t.relname, f.relname",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    for r in fks {
+        let (table, to, from_cols, to_cols): (String, String, Vec<String>, Vec<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        shape.tables.entry(table).or_default().foreign_keys.insert((from_cols, to, to_cols));
+    }
+    // A unique index on the primary key's columns is the primary key itself.
+    for ts in shape.tables.values_mut() {
+        let pk = ts.primary_key.clone();
+        ts.indexes.remove(&(true, pk));
+    }
+    shape
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_and_postgres_schemas_have_the_same_shape() {
+    // Issue 22: the two sets of migrations describe one schema: the same tables and columns,
+    // primary keys, unique and plain indexes and foreign keys, so that a query or a constraint
+    // the code relies on cannot exist on one database and not the other.
+    let lite = test_support::sqlite().await.unwrap();
+    let pg = test_support::postgres().await.unwrap();
+    let (a, b) = (sqlite_shape(&lite.url).await, postgres_shape(&pg.url).await);
+    // Each side is read whole (a query that read nothing would make two empty shapes agree).
+    for (db, shape) in [("SQLite", &a), ("PostgreSQL", &b)] {
+        let indexes: usize = shape.tables.values().map(|t| t.indexes.len()).sum();
+        let unique = shape.tables.values().flat_map(|t| &t.indexes).filter(|(u, _)| *u).count();
+        let keys: usize = shape.tables.values().map(|t| t.foreign_keys.len()).sum();
+        let pks = shape.tables.values().filter(|t| !t.primary_key.is_empty()).count();
+        assert!(
+            shape.tables.len() > 30 && indexes > 10 && unique > 5 && keys > 20 && pks > 30,
+            "{db}: {} tables, {pks} primary keys, {indexes} indexes ({unique} unique), {keys} foreign keys",
+            shape.tables.len()
+        );
+    }
+    let mut differences = Vec::new();
+    let names: std::collections::BTreeSet<&String> = a.tables.keys().chain(b.tables.keys()).collect();
+    for name in names {
+        match (a.tables.get(name), b.tables.get(name)) {
+            (Some(x), Some(y)) => {
+                if x.columns != y.columns {
+                    differences.push(format!(
+                        "{name}: columns only in SQLite {:?}, only in PostgreSQL {:?}",
+                        x.columns.difference(&y.columns).collect::<Vec<_>>(),
+                        y.columns.difference(&x.columns).collect::<Vec<_>>()
+                    ));
+                }
+                if x.primary_key != y.primary_key {
+                    differences.push(format!(
+                        "{name}: primary key {:?} in SQLite, {:?} in PostgreSQL",
+                        x.primary_key, y.primary_key
+                    ));
+                }
+                if x.indexes != y.indexes {
+                    differences.push(format!(
+                        "{name}: indexes only in SQLite {:?}, only in PostgreSQL {:?}",
+                        x.indexes.difference(&y.indexes).collect::<Vec<_>>(),
+                        y.indexes.difference(&x.indexes).collect::<Vec<_>>()
+                    ));
+                }
+                if x.foreign_keys != y.foreign_keys {
+                    differences.push(format!(
+                        "{name}: foreign keys only in SQLite {:?}, only in PostgreSQL {:?}",
+                        x.foreign_keys.difference(&y.foreign_keys).collect::<Vec<_>>(),
+                        y.foreign_keys.difference(&x.foreign_keys).collect::<Vec<_>>()
+                    ));
+                }
+            }
+            (Some(_), None) => differences.push(format!("{name}: only in SQLite")),
+            (None, Some(_)) => differences.push(format!("{name}: only in PostgreSQL")),
+            (None, None) => {}
+        }
+    }
+    assert!(differences.is_empty(), "the schemas differ:\n  {}", differences.join("\n  "));
+}
