@@ -498,3 +498,26 @@ tests = ["x::y"]
     assert!(changes().status.success(), "reviewed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_crates_depend_one_way() {
+    // Issue 22, ARCHITECTURE.md: cli → web → app → store → core, no arrow back up, and the web
+    // layer reaches data only through app's use cases (no dependency on the store).
+    let order = ["core", "store", "app", "web", "cli"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (i, name) in order.iter().enumerate() {
+        let text = std::fs::read_to_string(root.join(name).join("Cargo.toml")).unwrap();
+        let manifest: toml::Table = toml::from_str(&text).unwrap();
+        let deps = manifest.get("dependencies").and_then(|d| d.as_table()).cloned().unwrap_or_default();
+        for dep in deps.keys().filter_map(|d| d.strip_prefix("caldicott-")) {
+            let at = order
+                .iter()
+                .position(|o| *o == dep)
+                .unwrap_or_else(|| panic!("{name} depends on unknown caldicott-{dep}"));
+            assert!(at < i, "caldicott-{name} depends on caldicott-{dep}, which is above it");
+        }
+        if *name == "web" {
+            assert!(!deps.contains_key("caldicott-store"), "the web layer depends on the store directly");
+        }
+    }
+}
