@@ -8,6 +8,7 @@ use caldicott_core::access::*;
 use caldicott_core::audit::{Action, ChainHead};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
+use caldicott_store::both;
 use caldicott_store::test_support::{self, TestStore};
 use caldicott_store::Backend;
 use chrono::Duration;
@@ -1148,13 +1149,6 @@ async fn a_consultation_is_split_so_that_part_of_it_can_be_hidden(t: &TestStore)
     assert!(json.contains("Knee pain, improving.") && !json.contains("controlling"));
     let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "entry.split" && e.detail.contains(&made[0].to_string())));
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(

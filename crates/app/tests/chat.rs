@@ -4,7 +4,8 @@
 use caldicott_app::chat::{Compose, Sent};
 use caldicott_app::fixtures::{self, adult};
 use caldicott_app::{auth, App, AppError};
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 
 fn app(t: &TestStore) -> App {
     App::new(t.store.clone(), caldicott_app::fixtures::test_clock())
@@ -70,13 +71,6 @@ async fn messages_are_kept_deleted_ones_too_and_linked_to_patients(t: &TestStore
     // Administrators and ICB analysts are not part of it.
     let analyst = auth::authenticate(&app, &tp.analyst_token).await.unwrap();
     assert!(matches!(app.staff_inbox(&analyst, "").await, Err(AppError::Forbidden(_))));
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(messages_are_kept_deleted_ones_too_and_linked_to_patients);

@@ -13,7 +13,8 @@ use caldicott_core::ids::TaskId;
 use caldicott_core::messages::{Channel, MessageStatus, OutboundMessage, MAX_ATTEMPTS};
 use caldicott_core::patient::{Patient, PreferredContactMethod};
 use caldicott_core::tasks::{Task, TaskKind, TaskStatus};
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::Duration;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -315,13 +316,6 @@ async fn the_safety_net_names_the_app_and_when_it_linked(t: &TestStore) {
     let nobody = emailer(&app, &tp, "no.apps@example.com").await;
     let preview = app.preview_preset(&reception, wording, nobody.nhs_number.as_str()).await.unwrap().unwrap();
     assert!(!preview.text.contains('<') && !preview.text.contains(": linked"), "{}", preview.text);
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(

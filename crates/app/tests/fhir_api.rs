@@ -14,6 +14,7 @@ use caldicott_core::access::{AccessLevel, ProxyStatus};
 use caldicott_core::audit::Action;
 use caldicott_core::entry::*;
 use caldicott_core::ids::EntryId;
+use caldicott_store::both;
 use caldicott_store::test_support::{self, TestStore};
 use chrono::{Duration, Utc};
 use proptest::prelude::*;
@@ -1491,13 +1492,6 @@ fn records() -> impl Strategy<Value = Vec<Gen>> {
         (0u8..8, any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)),
         1..16,
     )
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(

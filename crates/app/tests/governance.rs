@@ -11,7 +11,8 @@ use caldicott_core::entry::Entry;
 use caldicott_core::ids::PracticeId;
 use caldicott_core::patient::{Patient, Registration, RegistrationKind};
 use caldicott_core::snomed::{Coding, ConceptId, ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED};
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::{DateTime, Duration, Utc};
 
 fn app(t: &TestStore) -> App {
@@ -318,13 +319,6 @@ async fn the_icb_sees_counts_across_practices_and_no_patient(t: &TestStore) {
         .add_staff_account(&admin, "icb2", "ICB Two", caldicott_core::staff::Role::IcbAnalyst, "a long test password")
         .await;
     assert!(matches!(made, Err(AppError::Forbidden(_))));
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(

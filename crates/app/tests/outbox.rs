@@ -8,7 +8,8 @@ use caldicott_app::App;
 use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::ids::MessageId;
 use caldicott_core::messages::{Channel, MessageStatus, OutboundMessage};
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::Duration;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -113,13 +114,6 @@ async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore)
     assert_eq!(undelivered, 0, "every message reached delivered");
     assert_eq!(delivered.len(), total, "none lost");
     assert_eq!(duplicates, 0, "a message in flight when the worker died is looked up, not sent again");
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(every_message_arrives_despite_faults_and_a_killed_worker);

@@ -13,7 +13,8 @@ use caldicott_app::redaction::VisibilityChange;
 use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_core::entry::HiddenReason;
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::Duration;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -181,13 +182,6 @@ async fn hidden_entries_never_show_while_clinicians_write(t: &TestStore) {
     let events = app.store.audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
     let changes = events.iter().filter(|e| e.action == "entry.visibility_change").count();
     assert_eq!(changes, TO_HIDE);
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(hidden_entries_never_show_while_clinicians_write);

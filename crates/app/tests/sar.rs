@@ -5,7 +5,8 @@ use caldicott_app::fixtures::{self, adult};
 use caldicott_app::sar::{due_of, NewSar, SarChange};
 use caldicott_app::{auth, App, AppError};
 use caldicott_core::sar::due_date;
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::{Datelike, Duration};
 
 fn app(t: &TestStore) -> App {
@@ -119,13 +120,6 @@ async fn a_fee_only_for_a_manifestly_unfounded_request(t: &TestStore) {
     assert_ne!(due_of(&marked), before);
     let empty = SarChange::Unfounded { fee_received: None, note: String::new() };
     assert_eq!(app.change_sar(&manager, sar.id, &empty).await.unwrap().unwrap_err()[0].field, "note");
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(the_register_keeps_the_statutory_clock, a_fee_only_for_a_manifestly_unfounded_request);

@@ -10,7 +10,8 @@ use caldicott_app::sar::NewSar;
 use caldicott_app::sar_export::{DecisionInput, ProgressFn, ScopeInput};
 use caldicott_app::{auth, App, AppError};
 use caldicott_core::entry::{DocumentReview, EntryBody, Filing, HiddenReason, OnlineVisibility, Redaction};
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::{Datelike, Duration};
 use std::path::PathBuf;
 use std::process::Command;
@@ -245,13 +246,6 @@ async fn a_request_is_answered_with_everything_but_what_was_withheld(t: &TestSto
     // Administrators and ICB analysts have no part in it.
     let analyst = auth::authenticate(&app, &tp.analyst_token).await.unwrap();
     assert!(matches!(app.sar_review(&analyst, sar.id).await, Err(AppError::Forbidden(_))));
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(a_request_is_answered_with_everything_but_what_was_withheld);

@@ -9,7 +9,8 @@ use caldicott_app::fixtures::{self, TestPractice};
 use caldicott_app::session::{current_code, SecondFactor, WRONG_CODE, WRONG_CREDENTIALS};
 use caldicott_app::{App, AppError};
 use caldicott_core::credentials::FREE_TRIES;
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::Duration;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -688,14 +689,8 @@ async fn an_administrator_never_holds_both_factors_of_a_member(t: &TestStore) {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
-}
-
 both!(
+    workers = 4;
     fifty_parallel_wrong_passwords_are_not_all_checked,
     a_wrong_password_never_locks_the_clinician_out,
     locked_unknown_and_wrong_are_answered_alike,

@@ -14,6 +14,7 @@ use caldicott_core::patient::Patient;
 use caldicott_core::tasks::{TaskKind, TaskStatus};
 use caldicott_core::update_record::ItkCode;
 use caldicott_core::NhsNumber;
+use caldicott_store::both;
 use caldicott_store::inbound::InboundStatus;
 use caldicott_store::test_support::{self, TestStore};
 
@@ -884,13 +885,6 @@ async fn a_replacement_that_cannot_be_processed_voids_both_and_tells_the_sender(
         s.send_bytes(&identified("pharmacy-first-replacement.json", "w2", "comp-w2", "doc-w2", Some("comp-w1"))).await;
     assert_eq!(again.code, 20013, "{:?}", again.problems);
     assert_eq!(s.open_pharmacy_tasks().await, 1);
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(

@@ -89,3 +89,17 @@ pub async fn postgres() -> StoreResult<TestStore> {
     let url = format!("{db_url}?options=-c%20search_path%3D{schema}");
     Ok(TestStore { store: Arc::new(store), url, cleanup: None })
 }
+
+/// Runs each named `async fn(&TestStore)` as two tests, `sqlite::<name>` and
+/// `postgres::<name>` (the names the hazard log cites), each on a fresh store of its own:
+/// `both!(a, b)` on two worker threads, `both!(workers = 4; a, b)` on more.
+#[macro_export]
+macro_rules! both {
+    (workers = $w:literal; $($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = $w)] async fn $name() { super::$name(&$crate::test_support::sqlite().await.unwrap()).await; })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = $w)] async fn $name() { super::$name(&$crate::test_support::postgres().await.unwrap()).await; })* }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::both!(workers = 2; $($name),*);
+    };
+}

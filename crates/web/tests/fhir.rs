@@ -10,7 +10,8 @@ use axum::http::{header, Request, StatusCode};
 use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_entries};
 use caldicott_app::App;
 use caldicott_core::audit::Action;
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::Duration;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -966,13 +967,6 @@ async fn the_public_url_alone_makes_links_and_the_token_audience(t: &TestStore) 
         "{b}"
     );
     assert!(!bundle.body.contains("evil.example"));
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(

@@ -8,7 +8,8 @@
 use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_entries};
 use caldicott_app::App;
 use caldicott_core::audit::Action;
-use caldicott_store::test_support::{self, TestStore};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
 use chrono::Duration;
 use std::collections::BTreeSet;
 
@@ -149,13 +150,6 @@ async fn schemathesis_finds_no_server_error(t: &TestStore) {
     let (passed, report) =
         schemathesis(&app, &token, "no_hidden_content", &control, &["--include-path", "/fhir/r4/metadata"]).await;
     assert!(!passed && report.contains("hidden entry (fhirVersion)"), "{report}");
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 both!(schemathesis_finds_no_server_error);

@@ -8,6 +8,7 @@ use caldicott_app::fixtures::{self, adult, consultation, time, withheld_entries}
 use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_core::tasks::TaskBody;
+use caldicott_store::both;
 use caldicott_store::test_support::{self, TestStore};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -1193,13 +1194,6 @@ async fn a_patient_changes_their_password_and_uses_a_password_letter_through_the
     let r =
         q.post("/my/sign-in", &[("_csrf", &token), ("ods", ods), ("username", &username), ("password", after)]).await;
     assert_eq!(location(&r), "/my");
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::sqlite().await.unwrap()).await; })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(&super::test_support::postgres().await.unwrap()).await; })* }
-    };
 }
 
 async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t: &TestStore) {
