@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         for chunk in entries.chunks(1000) {
-            app.store
+            app.store_for_tests()
                 .add_entries(tp.practice.id, chunk, &fixtures::audit(Action::EntryCreate, None))
                 .await
                 .expect("entries");

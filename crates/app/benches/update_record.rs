@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
         let tp = fixtures::practice(&app).await.expect("practice");
         let mut hannah = person(tp.practice.id, date(1987, 3, 14));
         hannah.nhs_number = NhsNumber::parse("9990996008").expect("nhs");
-        app.store
+        app.store_for_tests()
             .create_patient(tp.practice.id, &hannah, &fixtures::audit(Action::PatientCreate, Some(hannah.id)))
             .await
             .expect("patient");

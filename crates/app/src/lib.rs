@@ -128,7 +128,9 @@ impl StaffPrincipal {
 /// The application: the store, the audit writer and the clock, shared by every request.
 #[derive(Clone)]
 pub struct App {
-    pub store: Arc<dyn Store>,
+    /// The store: reached through use cases only, from outside this crate (the web layer never
+    /// touches it; tests reach it with `store_for_tests`, behind the `testing` feature).
+    pub(crate) store: Arc<dyn Store>,
     pub audit: AuditWriter,
     clock: Clock,
     nhs_login: Option<Arc<nhs_login::NhsLogin>>,
@@ -243,6 +245,43 @@ impl App {
 
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// The store itself, for tests that arrange data or inspect what a use case wrote. Only in
+    /// builds with the `testing` feature (the test suites'), never in the binary.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn store_for_tests(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// One practice by its ODS code (for the operator's commands).
+    pub async fn practice_by_ods(
+        &self,
+        code: &caldicott_core::practice::OdsCode,
+    ) -> AppResult<Option<caldicott_core::practice::Practice>> {
+        Ok(self.store.practice_by_ods(code).await?)
+    }
+
+    /// A practice's audit chain head: how many events, and the hash of the last (the operator's
+    /// checkpoint).
+    pub async fn audit_head(&self, practice: PracticeId) -> AppResult<caldicott_core::audit::ChainHead> {
+        Ok(self.store.audit_head(practice).await?)
+    }
+
+    /// Checks a practice's audit chain from its first event, against any checkpoints kept
+    /// elsewhere (`caldicott audit verify`).
+    pub async fn verify_audit_chain(
+        &self,
+        practice: PracticeId,
+        checkpoints: &[caldicott_core::audit::ChainHead],
+    ) -> AppResult<Result<caldicott_core::audit::ChainHead, caldicott_core::audit::ChainBreak>> {
+        audit_log::verify_chain(self.store.as_ref(), practice, checkpoints).await
+    }
+
+    /// Makes a new secret key and seals every stored secret again under it
+    /// (`caldicott secrets rotate`).
+    pub async fn rotate_secrets(&self, key_file: &std::path::Path) -> AppResult<secrets::Rotation> {
+        secrets::rotate(self.store.as_ref(), key_file).await
     }
 
     /// Whether the database answers (the health check).

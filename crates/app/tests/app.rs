@@ -29,7 +29,10 @@ async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
     let mut all = visible.clone();
     all.push(before_switch_on.clone());
     all.extend(withheld_entries(&pat, time(2024, 3, 2), "SECRET"));
-    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
 
     let page = app
         .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
@@ -64,7 +67,10 @@ async fn hidden_entries_change_nothing_in_the_online_view(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let visible: Vec<Entry> =
         (0..7).map(|i| consultation(&pat, time(2024, 5, 1) + Duration::days(i * 2), &format!("v{i}"))).collect();
-    app.store.add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let req = PageRequest { limit: Some(3), ..Default::default() };
     let before = serde_json::to_string(
         &app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap(),
@@ -72,7 +78,7 @@ async fn hidden_entries_change_nothing_in_the_online_view(t: &TestStore) {
     .unwrap();
     for day in [1, 4, 8, 20] {
         let extra = withheld_entries(&pat, time(2024, 5, 1) + Duration::days(day), "X");
-        app.store
+        app.store_for_tests()
             .add_entries(tp.practice.id, &extra, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
             .await
             .unwrap();
@@ -95,7 +101,10 @@ async fn paging_visits_every_visible_entry_once(t: &TestStore) {
             all.extend(withheld_entries(&pat, time(2024, 1, 1) + Duration::hours(i * 13 + 1), "H"));
         }
     }
-    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -120,7 +129,7 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -143,7 +152,7 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
         ends_on: None,
         status: ProxyStatus::Active,
     };
-    app.store
+    app.store_for_tests()
         .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
@@ -159,7 +168,7 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
     let old_med = EntryBody::Allergy { substance: "SECRET before grant".into(), reaction: "rash".into() };
     let mut old = consultation(&child, caldicott_app::fixtures::now() - Duration::days(400), "");
     old.body = old_med;
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consult, med.clone(), old],
@@ -191,11 +200,11 @@ async fn every_read_is_audited_before_it_returns(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let head = app.store.audit_head(tp.practice.id).await.unwrap();
+    let head = app.store_for_tests().audit_head(tp.practice.id).await.unwrap();
     app.staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
     app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
-    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, head.count + 2);
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
+    assert_eq!(app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count, head.count + 2);
     assert_eq!(trail[0].action, "record.preview_online");
     assert_eq!(trail[1].action, "record.view_staff");
     assert_eq!(trail[0].actor_id, tp.clinician.staff.to_string());
@@ -207,14 +216,14 @@ async fn every_read_is_audited_before_it_returns(t: &TestStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, AppError::NotFound(ref m) if m.contains(&other.practice.name)), "{err}");
-    let last = app.store.audit_events(other.practice.id, 0, 1000).await.unwrap().pop().unwrap();
+    let last = app.store_for_tests().audit_events(other.practice.id, 0, 1000).await.unwrap().pop().unwrap();
     assert_eq!((last.action.as_str(), last.outcome.as_str()), ("record.view_staff", "not_found"));
     // A malformed NHS number is refused before anything is looked up.
     let err =
         app.staff_record(&tp.clinician, "123 456 7890", ViewAs::Patient, &PageRequest::default()).await.unwrap_err();
     assert!(matches!(err, AppError::BadRequest(ref m) if m.contains("check digit")), "{err}");
     assert_eq!(
-        audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().unwrap().count,
+        audit_log::verify_chain(app.store_for_tests().as_ref(), tp.practice.id, &[]).await.unwrap().unwrap().count,
         head.count + 2
     );
 }
@@ -227,7 +236,7 @@ async fn administrators_cannot_open_records_and_the_refusal_is_audited(t: &TestS
     let err =
         app.staff_record(&admin, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap_err();
     assert!(matches!(err, AppError::Forbidden(_)));
-    let last = app.store.audit_events(tp.practice.id, 0, 1000).await.unwrap().pop().unwrap();
+    let last = app.store_for_tests().audit_events(tp.practice.id, 0, 1000).await.unwrap().pop().unwrap();
     assert_eq!(last.outcome, "denied");
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
     assert!(app
@@ -255,7 +264,7 @@ async fn tokens_authenticate_only_while_valid(t: &TestStore) {
         .await
         .unwrap();
     assert!(auth::authenticate(&app, &issued.secret).await.is_ok());
-    app.store
+    app.store_for_tests()
         .revoke_api_token(
             tp.practice.id,
             issued.token.id,
@@ -286,7 +295,7 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consultation(&pat, time(2024, 6, 1), "PATIENT DATA")],
@@ -325,7 +334,7 @@ async fn the_chain_holds_under_concurrent_requests(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let head = app.store.audit_head(tp.practice.id).await.unwrap();
+    let head = app.store_for_tests().audit_head(tp.practice.id).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..24 {
         let (app, who, nhs) = (app.clone(), tp.clinician.clone(), pat.nhs_number.clone());
@@ -338,7 +347,8 @@ async fn the_chain_holds_under_concurrent_requests(t: &TestStore) {
     for task in tasks {
         task.await.unwrap();
     }
-    let verified = audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[head]).await.unwrap().unwrap();
+    let verified =
+        audit_log::verify_chain(app.store_for_tests().as_ref(), tp.practice.id, &[head]).await.unwrap().unwrap();
     assert_eq!(verified, ChainHead { count: head.count + 120, ..verified });
 }
 
@@ -404,8 +414,14 @@ async fn staff_sign_in_with_password_and_totp(t: &TestStore) {
     assert!(app.signed_in(&second).await.is_ok());
     app.sign_out(&second).await.unwrap();
     assert!(app.signed_in(&second).await.is_err());
-    let actions: Vec<String> =
-        app.store.audit_events(tp.practice.id, 0, 1000).await.unwrap().into_iter().map(|e| e.action).collect();
+    let actions: Vec<String> = app
+        .store_for_tests()
+        .audit_events(tp.practice.id, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
     for a in ["staff.totp_enrolled", "staff.sign_in", "staff.sign_in_failed", "staff.sign_out"] {
         assert!(actions.iter().any(|x| x == a), "{a} not audited");
     }
@@ -432,7 +448,7 @@ async fn clinicians_hide_and_show_entries_with_a_note(t: &TestStore) {
         quantity: "28".into(),
         template: Some(template.id),
     };
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consult.clone(), template.clone(), issue.clone()],
@@ -477,7 +493,7 @@ async fn clinicians_hide_and_show_entries_with_a_note(t: &TestStore) {
     let why = rec.entries.iter().find(|e| e.entry.id == consult.id).and_then(|e| e.online.withheld.clone()).unwrap();
     assert_eq!(why.rule, "R8");
     assert!(why.reason.contains("Third-party"));
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 5).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 5).await.unwrap();
     assert_eq!(trail[0].action, "record.view_staff", "the staff view is itself audited");
     let change = trail.iter().find(|e| e.action == "entry.visibility_change").unwrap();
     assert_eq!(change.entity, format!("entry/{}", consult.id));
@@ -515,7 +531,7 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consultation(&pat, time(2024, 6, 1), "Seen")],
@@ -552,7 +568,7 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
         own_level: None,
         transfer_review_pending: None,
     };
-    app.store
+    app.store_for_tests()
         .set_access_settings(
             tp.practice.id,
             pat.id,
@@ -570,7 +586,7 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
     assert_eq!(again.manual_grants_remain, vec![grant]);
     let lifted = app.add_enhanced_review_code(&tp.clinician, nhs, EnhancedReviewCode::NotIndicated).await.unwrap();
     assert!(!lifted.after.is_active());
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "entry.create" && e.detail.contains("code=1364751000000106")));
 }
 
@@ -581,7 +597,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consultation(&pat, time(2024, 6, 1), "Seen")],
@@ -611,7 +627,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
     assert!(saved.online.paused);
     assert_eq!(saved.online.pause_reason, "Data controller (Dr Patel): DPIA under review");
     assert_eq!(
-        app.store.practice(tp.practice.id).await.unwrap().unwrap().online.pause_reason,
+        app.store_for_tests().practice(tp.practice.id).await.unwrap().unwrap().online.pause_reason,
         saved.online.pause_reason
     );
     assert_eq!(saved.online.proxy_review_age.years(), 12);
@@ -622,7 +638,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         .unwrap();
     assert!(view.entries.is_empty());
     let last = app
-        .store
+        .store_for_tests()
         .audit_events(tp.practice.id, 0, 1000)
         .await
         .unwrap()
@@ -649,7 +665,7 @@ async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let old_entry = consultation(&pat, time(2015, 6, 1), "Before the switch-on");
     let new_entry = consultation(&pat, time(2024, 6, 1), "After the switch-on");
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[old_entry.clone(), new_entry.clone()],
@@ -700,7 +716,7 @@ async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
     app.change_access(&tp.clinician, nhs, &AccessChange::OptOut(true)).await.unwrap();
     assert!(seen(app.clone()).await.is_empty(), "opted out of automatic access");
     let last = app
-        .store
+        .store_for_tests()
         .audit_for_patient(tp.practice.id, pat.id, 50)
         .await
         .unwrap()
@@ -730,7 +746,7 @@ async fn a_level_set_by_hand_restricts_as_well_as_widens(t: &TestStore) {
         quantity: "28 capsule".into(),
         course: MedicationCourse::Acute,
     };
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, &[text.clone(), med.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -798,7 +814,7 @@ async fn a_level_set_by_hand_restricts_as_well_as_widens(t: &TestStore) {
     app.change_access(&who, nhs, &AccessChange::UsePracticeDefault).await.unwrap();
     assert_eq!(seen(app.clone()).await, both, "back to automatic Full");
     // Every change is audited with the old and new values (R44).
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
     let changes: Vec<_> = trail.iter().filter(|e| e.action == "access.settings_change").collect();
     assert_eq!(changes.len(), 3);
     assert!(changes.iter().any(|e| e.detail.contains("new: level=summary@")));
@@ -813,7 +829,7 @@ async fn clinicians_file_results_visible_or_hidden(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let waiting = withheld_entries(&pat, time(2024, 7, 1), "W");
     let (result, letter) = (waiting[4].clone(), waiting[5].clone());
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[result.clone(), letter.clone()],
@@ -892,7 +908,7 @@ async fn clinicians_record_consultations_with_codes(t: &TestStore) {
     app.add_consultation(&tp.clinician, nhs, &draft).await.unwrap().unwrap();
     assert_eq!(seen(app.clone()).await.len(), 2);
     // Unticking "visible online" needs a reason and a note; nothing is written without them.
-    let count = app.store.entry_count(tp.practice.id, pat.id).await.unwrap();
+    let count = app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap();
     let hidden =
         NewConsultation { text: "Discussed a relative's illness.".into(), visible_online: false, ..Default::default() };
     let problems = app.add_consultation(&tp.clinician, nhs, &hidden).await.unwrap().unwrap_err();
@@ -905,7 +921,7 @@ async fn clinicians_record_consultations_with_codes(t: &TestStore) {
     };
     let problems = app.add_consultation(&tp.clinician, nhs, &bad_code).await.unwrap().unwrap_err();
     assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), vec!["code_0", "code_1"]);
-    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), count);
+    assert_eq!(app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap(), count);
     let ok = NewConsultation { note: "Names a relative".into(), ..no_note };
     app.add_consultation(&tp.clinician, nhs, &ok).await.unwrap().unwrap();
     assert_eq!(seen(app.clone()).await.len(), 2, "hidden online");
@@ -932,7 +948,7 @@ async fn the_assistant_warns_at_entry_time_and_never_blocks(t: &TestStore) {
     let mut carer = fixtures::person(tp.practice.id, fixtures::date(1975, 3, 3));
     carer.name.given = "Grace".into();
     carer.name.family = "Okoro".into();
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &carer, &fixtures::audit(Action::PatientCreate, Some(carer.id)))
         .await
         .unwrap();
@@ -948,13 +964,17 @@ async fn the_assistant_warns_at_entry_time_and_never_blocks(t: &TestStore) {
         visible_online: true,
         ..Default::default()
     };
-    let before = app.store.entry_count(tp.practice.id, pat.id).await.unwrap();
+    let before = app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap();
     let check = app.check_consultation(&tp.clinician, nhs, &naming).await.unwrap().unwrap().unwrap();
     assert!(check.highlights.iter().any(|h| h.contains("daughter")), "{:?}", check.highlights);
     assert_eq!(check.onlookers.len(), 2, "the patient and the proxy");
     assert!(check.onlookers[0].who.ends_with("(the patient)") && check.onlookers[0].not_shown.is_none());
     assert!(check.onlookers[1].who.starts_with("Grace Okoro"), "{:?}", check.onlookers[1]);
-    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), before, "a check writes nothing");
+    assert_eq!(
+        app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap(),
+        before,
+        "a check writes nothing"
+    );
     // Saved as it is after the check: it is saved, and the audit says what was shown and chosen.
     let saved = NewConsultation { checked: true, ..naming.clone() };
     app.add_consultation(&tp.clinician, nhs, &saved).await.unwrap().unwrap();
@@ -967,7 +987,7 @@ async fn the_assistant_warns_at_entry_time_and_never_blocks(t: &TestStore) {
         ..naming.clone()
     };
     app.add_consultation(&tp.clinician, nhs, &hidden).await.unwrap().unwrap();
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
     let details: Vec<&str> = trail.iter().filter(|e| e.action == "entry.create").map(|e| e.detail.as_str()).collect();
     assert!(
         details.iter().any(|d| d.contains("entry_check=[") && d.ends_with("shown=yes chosen=visible")),
@@ -986,14 +1006,14 @@ async fn the_assistant_warns_at_entry_time_and_never_blocks(t: &TestStore) {
     if let EntryBody::Document { title, .. } = &mut letter.body {
         *title = "Letter from social services about Mr Patel".into();
     }
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&letter), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
     let check = app.check_filing(&tp.clinician, letter.id).await.unwrap().unwrap();
     assert!(check.highlights.iter().any(|h| h.contains("third-party")), "{:?}", check.highlights);
     app.file(&tp.clinician, letter.id, &VisibilityChange::Show { note: String::new() }, true).await.unwrap();
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "entry.file"
         && e.detail.contains("entry_check=[")
         && e.detail.ends_with("shown=yes chosen=visible")));
@@ -1087,11 +1107,11 @@ async fn reception_registers_and_deregisters_patients(t: &TestStore) {
         identity: IdentityLevel::P9,
         created_at: caldicott_app::fixtures::now(),
     };
-    app.store
+    app.store_for_tests()
         .create_online_account(tp.practice.id, &account, &fixtures::audit(Action::OnlineAccountCreate, Some(p.id)))
         .await
         .unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             // Entered now, on the day of registration: an entry made a few minutes earlier would
@@ -1126,7 +1146,7 @@ async fn a_consultation_is_split_so_that_part_of_it_can_be_hidden(t: &TestStore)
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let c = consultation(&pat, time(2024, 8, 1), "Knee pain, improving. Partner has been controlling about money.");
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&c), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -1141,13 +1161,13 @@ async fn a_consultation_is_split_so_that_part_of_it_can_be_hidden(t: &TestStore)
     assert!(matches!(app.split_entry(&reception, nhs, c.id, &parts).await, Err(AppError::Forbidden(_))));
     let made = app.split_entry(&tp.clinician, nhs, c.id, &parts).await.unwrap();
     assert_eq!(made.len(), 2);
-    assert!(app.store.entry(tp.practice.id, c.id).await.unwrap().is_none());
+    assert!(app.store_for_tests().entry(tp.practice.id, c.id).await.unwrap().is_none());
     let hide = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "About the partner".into() };
     app.change_visibility(&tp.clinician, nhs, made[1], &hide, false).await.unwrap();
     let view = app.online_view(&tp.clinician, nhs, ViewAs::Patient, &PageRequest::default()).await.unwrap();
     let json = serde_json::to_string(&view).unwrap();
     assert!(json.contains("Knee pain, improving.") && !json.contains("controlling"));
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "entry.split" && e.detail.contains(&made[0].to_string())));
 }
 
@@ -1205,26 +1225,31 @@ async fn the_demo_is_deterministic_and_realistic() {
         let again = build_demo(&app, &opts).await.unwrap();
         assert!(!again.built, "a second run leaves the practice as it is");
         let p = report.practice.id;
-        let long = app.store.patient_by_nhs_number(p, report.long_record.as_ref().unwrap()).await.unwrap().unwrap();
-        assert_eq!(app.store.entry_count(p, long.id).await.unwrap(), 300);
+        let long = app
+            .store_for_tests()
+            .patient_by_nhs_number(p, report.long_record.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(app.store_for_tests().entry_count(p, long.id).await.unwrap(), 300);
         let mut summary = Vec::new();
         let mut proxies = 0;
         for n in 0..400u32 {
             let Some(nhs) = caldicott_core::NhsNumber::from_first_nine(999_000_000 + 170_000 + n) else { continue };
-            if let Some(pat) = app.store.patient_by_nhs_number(p, &nhs).await.unwrap() {
+            if let Some(pat) = app.store_for_tests().patient_by_nhs_number(p, &nhs).await.unwrap() {
                 assert!(pat.nhs_number.is_test_number());
-                proxies += app.store.proxy_links_for_patient(p, pat.id).await.unwrap().len();
+                proxies += app.store_for_tests().proxy_links_for_patient(p, pat.id).await.unwrap().len();
                 summary.push((
                     pat.nhs_number.as_str().to_owned(),
                     pat.name.family.clone(),
                     pat.date_of_birth,
-                    app.store.entry_count(p, pat.id).await.unwrap(),
+                    app.store_for_tests().entry_count(p, pat.id).await.unwrap(),
                 ));
             }
         }
         assert!(summary.len() >= 80, "found {}", summary.len());
         assert!(proxies > 0, "children have parent proxies");
-        assert!(audit_log::verify_chain(app.store.as_ref(), p, &[]).await.unwrap().is_ok());
+        assert!(audit_log::verify_chain(app.store_for_tests().as_ref(), p, &[]).await.unwrap().is_ok());
         summaries.push((summary, report.staff.iter().map(|s| s.password.clone()).collect::<Vec<_>>()));
     }
     assert_eq!(summaries[0], summaries[1]);
@@ -1250,7 +1275,7 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
     assert!(done.registered);
     assert_eq!((done.entries, done.hidden_by_sender, done.pending_review), (9, 2, 2));
     assert_eq!(done.not_imported.get("Provenance"), Some(&1));
-    let p = app.store.patient_by_nhs_number(tp.practice.id, &nhs).await.unwrap().unwrap();
+    let p = app.store_for_tests().patient_by_nhs_number(tp.practice.id, &nhs).await.unwrap().unwrap();
     assert_eq!((p.name.given.as_str(), p.date_of_birth), ("Ruth", fixtures::date(1990, 2, 1)));
     let reg = p.registration_on(caldicott_app::fixtures::today()).unwrap();
     assert_eq!(reg.kind, caldicott_core::patient::RegistrationKind::TransferredIn);
@@ -1336,7 +1361,7 @@ async fn a_transferred_in_record_keeps_its_dates_and_redactions(t: &TestStore) {
     assert!(json.contains("MARK") && !json.contains("HIDDEN"), "a hidden transferred-in entry leaked: {json}");
 
     // The import is audited with the patient, and listed for the record.
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
     let ev = trail.iter().find(|e| e.action == "record.transfer_in").unwrap();
     assert!(ev.detail.starts_with("9 entries from B82001"), "{}", ev.detail);
     assert!(!ev.detail.contains("MARK"), "no clinical content in the audit");
@@ -1352,7 +1377,7 @@ async fn a_bad_or_mismatched_transfer_file_changes_nothing(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let nhs = pat.nhs_number.as_str();
     let good = fixtures::transfer_bundle(nhs, &pat.date_of_birth.to_string(), "Test", "Patient", "B82001", "M");
-    let head = app.store.audit_head(tp.practice.id).await.unwrap();
+    let head = app.store_for_tests().audit_head(tp.practice.id).await.unwrap();
     let refused = |v: &[u8]| {
         let app = app.clone();
         let who = tp.clinician.clone();
@@ -1378,13 +1403,13 @@ async fn a_bad_or_mismatched_transfer_file_changes_nothing(t: &TestStore) {
     let own =
         fixtures::transfer_bundle(nhs, &pat.date_of_birth.to_string(), "T", "P", tp.practice.ods_code.as_str(), "M");
     assert!(refused(&bundle_bytes(&own)).await.contains("comes from this practice"));
-    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), 0);
-    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap(), head, "a refused file writes nothing");
+    assert_eq!(app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap(), 0);
+    assert_eq!(app.store_for_tests().audit_head(tp.practice.id).await.unwrap(), head, "a refused file writes nothing");
 
     // The same file twice: the second is refused and adds nothing.
     app.transfer_in(&tp.clinician, &bundle_bytes(&good)).await.unwrap().unwrap();
     assert!(refused(&bundle_bytes(&good)).await.contains("already been imported"));
-    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), 9);
+    assert_eq!(app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap(), 9);
 
     // A deregistered patient's record cannot be transferred in.
     let other = adult(&app, tp.practice.id).await.unwrap();
@@ -1432,7 +1457,10 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
     let visible = consultation(&pat, recent, "visible to the patient");
     let mut all = vec![visible.clone()];
     all.extend(withheld_entries(&pat, recent, "SECRET"));
-    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     assert!(matches!(app.issue_linkage(&admin, pat.nhs_number.as_str(), "P9").await, Err(AppError::Forbidden(_))));
     assert!(matches!(
@@ -1467,7 +1495,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
     assert!(page.no_record.is_none());
     assert!(!format!("{:?}", page.entries).contains("SECRET"));
     // The view is audited as the patient.
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "record.view_online" && e.actor_kind == "patient"));
     // Sign in again with the username, in any case (wrong tries: tests/sign_in.rs).
     let again = app
@@ -1486,7 +1514,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
 
     // P5: appointments and messages, but no record (R22).
     let other = adult(&app, tp.practice.id).await.unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consultation(&other, recent, "P5 cannot see")],
@@ -1510,7 +1538,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -1534,7 +1562,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
         quantity: "100ml".into(),
         course: MedicationCourse::Acute,
     };
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, &[consult, med.clone()], &fixtures::audit(Action::EntryCreate, Some(child.id)))
         .await
         .unwrap();
@@ -1546,7 +1574,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
     assert!(services[1].scope.iter().any(|s| s.contains("Appointments")));
     let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
     assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![med.id]);
-    let trail = app.store.audit_for_patient(tp.practice.id, child.id, 20).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, child.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "record.view_online" && e.actor_kind == "proxy"), "audited as the proxy");
     // Someone else's link does not answer for this account.
     let (_, _, theirs) = fixtures::patient_account(&app, &tp.clinician, &stranger, "P9").await.unwrap();
@@ -1557,7 +1585,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
     let mut suspended = link.clone();
     suspended.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
     suspended.status = ProxyStatus::Suspended { since: caldicott_app::fixtures::today(), reason: "review".into() };
-    app.store
+    app.store_for_tests()
         .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
@@ -1573,7 +1601,7 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let entry = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "to be hidden");
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -1700,13 +1728,13 @@ async fn patients_book_and_cancel_appointments_and_one_slot_never_holds_two(t: &
     let (late, _) = app.book_online(me, None, slots[2].id).await.unwrap();
     assert!(matches!(app.cancel_online(me, None, late.id).await, Err(AppError::Conflict(_))));
     // Bookings are audited against the patient.
-    let trail = app.store.audit_for_patient(tp.practice.id, me.holder, 20).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, me.holder, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "appointment.cancel" && e.actor_kind == "patient"));
 
     // A proxy without the appointments permission cannot book for the patient.
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 5));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -1722,7 +1750,7 @@ async fn patients_book_and_cancel_appointments_and_one_slot_never_holds_two(t: &
     .unwrap();
     link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
     link.scope.appointments = false;
-    app.store
+    app.store_for_tests()
         .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
@@ -1757,7 +1785,7 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
         e
     };
     let (a, b, hidden) = (med("Amlodipine 5mg"), med("Atorvastatin 20mg"), med("SECRET-DRUG"));
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[a.clone(), b.clone(), hidden.clone()],
@@ -1773,7 +1801,7 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let page = app.repeat_page(&me, None).await.unwrap();
     assert_eq!(page.orderable.iter().map(|o| o.drug.as_str()).collect::<Vec<_>>().len(), 2);
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "record.view_online" && e.detail.starts_with("repeat prescriptions")));
     assert!(page.orderable.iter().all(|o| o.drug != "SECRET-DRUG"), "a hidden template is never offered");
     assert_eq!(page.pharmacy, Some(("FA123".into(), "Riverside Pharmacy".into())));
@@ -1784,7 +1812,7 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
     let open = app.task_list(&reception, false).await.unwrap();
     assert!(open.iter().any(|(t, p)| t.id == task.id && p.id == pat.id));
     app.view_task(&reception, task.id).await.unwrap();
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "task.view" && e.actor_kind == "staff"));
     assert!(matches!(app.decide_repeat_item(&reception, task.id, a.id, true, "").await, Err(AppError::Forbidden(_))));
     assert!(matches!(
@@ -1843,7 +1871,10 @@ async fn repeats_offered_online_go_through_the_engine_whole(t: &TestStore) {
         .collect();
     let mut all = vec![template.clone()];
     all.extend(issues);
-    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let page = app.repeat_page(&me, None).await.unwrap();
@@ -1879,7 +1910,7 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -1952,7 +1983,7 @@ async fn staff_record_grant_refuse_suspend_and_reactivate_proxy_access(t: &TestS
     ));
     assert_eq!(app.my_services(&me).await.unwrap().len(), 1, "an ended link is gone from the proxy's services");
     assert!(app.patient_signed_in(&cookie).await.is_ok(), "ending a link keeps the proxy's own account (R20)");
-    let trail = app.store.audit_for_patient(tp.practice.id, child.id, 50).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, child.id, 50).await.unwrap();
     assert_eq!(trail.iter().filter(|e| e.action == "proxy.link_update").count(), 4);
 
     // R18: a link granted six years ago and never used is flagged; one used last month is not.
@@ -2002,7 +2033,7 @@ async fn child_reaching(
     let today = caldicott_app::fixtures::today();
     let dob = caldicott_core::patient::birthday(today + Duration::days(10), 0) - chrono::Months::new(12 * age);
     let child = fixtures::person(tp.practice.id, dob);
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -2013,7 +2044,7 @@ async fn child_reaching(
             .unwrap();
     link.id = ProxyLinkId::from_uuid(caldicott_app::new_id());
     link.scope.record_from = RecordFrom::Beginning;
-    app.store
+    app.store_for_tests()
         .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
@@ -2029,7 +2060,7 @@ async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) 
     // full access from the beginning.
     let (app, offset, tp, child, parent, link) = child_reaching(t, 16, AccessLevel::Full, 700).await;
     let visit = consultation(&child, caldicott_app::fixtures::now() - Duration::days(30), "SIXTEEN-VISIT");
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             std::slice::from_ref(&visit),
@@ -2079,7 +2110,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
         quantity: "1".into(),
         course: MedicationCourse::Acute,
     };
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&med), &fixtures::audit(Action::EntryCreate, Some(child.id)))
         .await
         .unwrap();
@@ -2165,7 +2196,7 @@ async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "seen")],
@@ -2177,7 +2208,7 @@ async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t
     let dob = pat.date_of_birth;
     let wrong = app.nhs_login_sign_in(iss, "sub-1", IdentityLevel::P9, &pat.nhs_number, dob + Duration::days(1)).await;
     assert!(matches!(wrong, Err(AppError::Forbidden(m)) if m.contains("date of birth")));
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 10).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "patient.sign_in_failed"));
     let unknown = caldicott_core::NhsNumber::from_first_nine(999_099_900)
         .or_else(|| caldicott_core::NhsNumber::from_first_nine(999_099_901))
@@ -2229,12 +2260,15 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     // A patient with an email address but no recorded preference, and hidden entries.
     let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
     pat.contact.email = Some("pat@example.com".into());
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
         .await
         .unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET");
-    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let letter = app.issue_linkage(&reception, pat.nhs_number.as_str(), "P9").await.unwrap();
     // The patient makes their own account with the letter; an app may still link with it.
     let cookie = app
@@ -2268,7 +2302,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     // Sent anyway by email, audited as the member of staff's choice.
     assert_eq!(app.action_alert(&reception, task.id, true).await.unwrap(), AlertOutcome::Sent(Channel::Email));
     assert!(matches!(app.action_alert(&reception, task.id, true).await, Err(AppError::Conflict(_))));
-    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap();
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
     assert_eq!(
@@ -2291,7 +2325,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
         postcode: "TE1 2TR".into(),
     };
     texter.preferred_contact = caldicott_core::patient::PreferredContactMethod::Sms;
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &texter, &fixtures::audit(Action::PatientCreate, Some(texter.id)))
         .await
         .unwrap();
@@ -2301,7 +2335,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
         concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
         term: "Dissent from SMS".into(),
     });
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(texter.id)))
         .await
         .unwrap();
@@ -2318,11 +2352,11 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     // By letter instead: the practice prints and posts it; the message waits until it is posted.
     use caldicott_core::messages::MessageStatus;
     assert_eq!(app.letter_alert(&reception, task.id).await.unwrap(), AlertOutcome::Sent(Channel::Letter));
-    let letter = app.store.messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
+    let letter = app.store_for_tests().messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
     assert_eq!((letter.channel, letter.status), (Channel::Letter, MessageStatus::Printing));
     let courier: Arc<dyn caldicott_app::outbox::Courier> = Arc::new(caldicott_app::outbox::LogCourier);
     app.deliver_due(&courier, 10).await.unwrap();
-    let still = app.store.messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
+    let still = app.store_for_tests().messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
     assert_eq!(still.status, MessageStatus::Printing, "a letter to post is not the worker's");
     let (post, _) = app
         .task_list(&reception, false)
@@ -2335,7 +2369,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
     assert!(text.contains("Dear Test Patient") && text.contains("T.P., your GP record at") && !text.contains("SECRET"));
     app.letter_posted(&reception, post.id).await.unwrap();
     assert!(matches!(app.letter_posted(&reception, post.id).await, Err(AppError::Conflict(_))));
-    let letter = app.store.messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
+    let letter = app.store_for_tests().messages_for_patient(tp.practice.id, texter.id).await.unwrap().remove(0);
     assert_eq!(letter.status, MessageStatus::Sent);
     // The patient's own messages never include the practice's internal tasks.
     let (_, _, texter_cookie) = fixtures::patient_account(&app, &tp.clinician, &texter, "P9").await.unwrap();
@@ -2394,7 +2428,10 @@ async fn staff_send_a_preset_by_the_patients_channel(t: &TestStore) {
     by_text.contact.mobile = Some("07700 900222".into());
     let nothing = fixtures::person(tp.practice.id, fixtures::date(1991, 1, 1));
     for p in [&by_post, &by_text, &nothing] {
-        app.store.create_patient(tp.practice.id, p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+        app.store_for_tests()
+            .create_patient(tp.practice.id, p, &fixtures::audit(Action::PatientCreate, Some(p.id)))
+            .await
+            .unwrap();
     }
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
     assert!(matches!(
@@ -2410,7 +2447,7 @@ async fn staff_send_a_preset_by_the_patients_channel(t: &TestStore) {
     app.send_preset(&reception, by_post.nhs_number.as_str(), SAFETY_NET_NAME, &uuid::Uuid::now_v7().to_string())
         .await
         .unwrap();
-    let m = app.store.messages_for_patient(tp.practice.id, by_post.id).await.unwrap().remove(0);
+    let m = app.store_for_tests().messages_for_patient(tp.practice.id, by_post.id).await.unwrap().remove(0);
     assert_eq!((m.channel, m.status), (Channel::Letter, MessageStatus::Printing));
     let text = app.compose(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
     assert_eq!(text.channel, Some(Channel::Sms));
@@ -2418,7 +2455,7 @@ async fn staff_send_a_preset_by_the_patients_channel(t: &TestStore) {
     app.send_preset(&reception, by_text.nhs_number.as_str(), SAFETY_NET_NAME, &uuid::Uuid::now_v7().to_string())
         .await
         .unwrap();
-    let m = app.store.messages_for_patient(tp.practice.id, by_text.id).await.unwrap().remove(0);
+    let m = app.store_for_tests().messages_for_patient(tp.practice.id, by_text.id).await.unwrap().remove(0);
     assert_eq!((m.channel, m.status, m.fragments), (Channel::Sms, MessageStatus::Queued, 2));
     let none = app.compose(&reception, nothing.nhs_number.as_str(), SAFETY_NET_NAME).await.unwrap();
     assert_eq!(none.channel, None);
@@ -2427,5 +2464,5 @@ async fn staff_send_a_preset_by_the_patients_channel(t: &TestStore) {
             .await,
         Err(AppError::Conflict(_))
     ));
-    assert!(app.store.messages_for_patient(tp.practice.id, nothing.id).await.unwrap().is_empty());
+    assert!(app.store_for_tests().messages_for_patient(tp.practice.id, nothing.id).await.unwrap().is_empty());
 }

@@ -43,7 +43,10 @@ async fn emailer(app: &App, tp: &TestPractice, address: &str) -> Patient {
     let mut p = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
     p.contact.email = Some(address.into());
     p.preferred_contact = PreferredContactMethod::Email;
-    app.store.create_patient(tp.practice.id, &p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+    app.store_for_tests()
+        .create_patient(tp.practice.id, &p, &fixtures::audit(Action::PatientCreate, Some(p.id)))
+        .await
+        .unwrap();
     p
 }
 
@@ -91,7 +94,7 @@ async fn a_safety_net_that_fails_for_good_opens_the_alert_again(t: &TestStore) {
         clock.fetch_add(3600, Ordering::SeqCst);
     }
     // The bounce comes back from the provider later.
-    let sent = app.store.messages_for_patient(tp.practice.id, bounced.id).await.unwrap().remove(0);
+    let sent = app.store_for_tests().messages_for_patient(tp.practice.id, bounced.id).await.unwrap().remove(0);
     assert_eq!(sent.status, MessageStatus::Sent);
     assert!(app
         .notify_delivery_report("callback-secret", sent.provider_id.as_deref().unwrap(), "permanent-failure")
@@ -108,9 +111,9 @@ async fn a_safety_net_that_fails_for_good_opens_the_alert_again(t: &TestStore) {
         assert!(reopened.closed_at.is_none() && reopened.closed_by.is_none());
     }
     // Each reopening is in the audit trail, naming the task and the message.
-    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 10_000).await.unwrap();
     for (id, p) in tasks.iter().zip([&refused, &given_up, &bounced]) {
-        let message = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().remove(0);
+        let message = app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap().remove(0);
         assert_eq!(message.status, MessageStatus::Failed);
         let reopen = events
             .iter()
@@ -120,7 +123,10 @@ async fn a_safety_net_that_fails_for_good_opens_the_alert_again(t: &TestStore) {
         assert!(reopen[0].detail.contains(&format!("message/{}", message.id)), "{}", reopen[0].detail);
         assert_eq!(reopen[0].patient.as_deref(), Some(p.id.to_string().as_str()));
     }
-    assert!(caldicott_app::audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().is_ok());
+    assert!(caldicott_app::audit_log::verify_chain(app.store_for_tests().as_ref(), tp.practice.id, &[])
+        .await
+        .unwrap()
+        .is_ok());
     // A failure report that comes again changes nothing more.
     assert!(!app
         .notify_delivery_report("callback-secret", sent.provider_id.as_deref().unwrap(), "permanent-failure")
@@ -129,7 +135,7 @@ async fn a_safety_net_that_fails_for_good_opens_the_alert_again(t: &TestStore) {
     // Staff can action the alert again: a fresh message goes and the task is done once more.
     assert_eq!(app.action_alert(&reception, tasks[0], true).await.unwrap(), AlertOutcome::Sent(Channel::Email));
     assert_eq!(task(&app, &reception, tasks[0]).await.status, TaskStatus::Done);
-    assert_eq!(app.store.messages_for_patient(tp.practice.id, refused.id).await.unwrap().len(), 2);
+    assert_eq!(app.store_for_tests().messages_for_patient(tp.practice.id, refused.id).await.unwrap().len(), 2);
 }
 
 async fn a_message_that_fails_without_an_alert_reopens_nothing(t: &TestStore) {
@@ -148,7 +154,7 @@ async fn a_message_that_fails_without_an_alert_reopens_nothing(t: &TestStore) {
         .unwrap();
     let refuse: Arc<dyn Courier> = Arc::new(Answers(|_| Err(Failure::Permanent("550 no such user".into()))));
     app.deliver_due(&refuse, 10).await.unwrap();
-    let messages = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap();
     assert_eq!(
         messages.iter().map(|m| m.status).collect::<Vec<_>>(),
         vec![MessageStatus::Failed, MessageStatus::Delivered]
@@ -163,14 +169,20 @@ async fn dissenting_texter(app: &App, tp: &TestPractice, email: Option<&str>) ->
     p.contact.mobile = Some("07700 900111".into());
     p.contact.email = email.map(str::to_owned);
     p.preferred_contact = PreferredContactMethod::Sms;
-    app.store.create_patient(tp.practice.id, &p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+    app.store_for_tests()
+        .create_patient(tp.practice.id, &p, &fixtures::audit(Action::PatientCreate, Some(p.id)))
+        .await
+        .unwrap();
     let mut dissent = fixtures::consultation(&p, fixtures::now() - Duration::days(3), "");
     dissent.body = EntryBody::Coded { value: None };
     dissent.code = Some(caldicott_core::snomed::Coding {
         concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
         term: "Dissent from SMS".into(),
     });
-    app.store.add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(p.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(p.id)))
+        .await
+        .unwrap();
     p
 }
 
@@ -191,7 +203,7 @@ async fn an_sms_dissent_is_named_as_the_reason_a_text_cannot_go(t: &TestStore) {
         assert!(why.contains("contact the patient"), "{why}");
     }
     assert_eq!(task(&app, &reception, id).await.status, TaskStatus::Open);
-    assert!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().is_empty());
+    assert!(app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap().is_empty());
     // With an email address too, sending anyway goes by email, and the dissent still stands.
     let q = dissenting_texter(&app, &tp, Some("q@example.com")).await;
     let id = alert_for(&app, &tp, &q).await;
@@ -224,10 +236,10 @@ async fn a_message_submitted_twice_at_once_goes_once(t: &TestStore) {
         let composed = s.await.unwrap().unwrap();
         assert_eq!(composed.channel, Some(Channel::Email), "each request is answered as sent");
     }
-    let messages = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap();
     assert_eq!(messages.len(), 1, "one message for one form");
     let queued = app
-        .store
+        .store_for_tests()
         .audit_events(tp.practice.id, 0, 10_000)
         .await
         .unwrap()
@@ -241,7 +253,7 @@ async fn a_message_submitted_twice_at_once_goes_once(t: &TestStore) {
     }
     // A new form (a new key) is a new message.
     app.send_preset(&reception, &nhs, SAFETY_NET_NAME, &send_key()).await.unwrap();
-    assert_eq!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
+    assert_eq!(app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
     // A request without a usable key is refused and changes nothing.
     for bad in ["", "not-a-key"] {
         assert!(matches!(
@@ -249,7 +261,7 @@ async fn a_message_submitted_twice_at_once_goes_once(t: &TestStore) {
             Err(caldicott_app::AppError::BadRequest(_))
         ));
     }
-    assert_eq!(app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
+    assert_eq!(app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap().len(), 2);
 }
 
 /// How a safety-net message gives the time of a link: UK time, as the patient's clock shows it.
@@ -294,13 +306,19 @@ async fn the_safety_net_names_the_app_and_when_it_linked(t: &TestStore) {
     // The later alert is actioned first; each message names its own app and time.
     for (task, name, at) in alerts.iter().rev() {
         assert_eq!(app.action_alert(&reception, *task, false).await.unwrap(), AlertOutcome::Sent(Channel::Email));
-        let m = app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().remove(0);
+        let m = app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap().remove(0);
         assert!(m.body.contains(name), "{}", m.body);
         assert!(m.body.contains(&uk_words(*at)), "{} in {}", uk_words(*at), m.body);
         assert!(!m.body.contains('<'), "every placeholder filled: {}", m.body);
     }
-    let bodies: Vec<String> =
-        app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap().into_iter().map(|m| m.body).collect();
+    let bodies: Vec<String> = app
+        .store_for_tests()
+        .messages_for_patient(tp.practice.id, p.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
     assert!(!bodies[0].contains("Other Reader") && !bodies[1].contains("Health Wallet"), "{bodies:?}");
     // A practice's own wording may use them, and the preview shows them for a real patient (the
     // latest link), or says so plainly for a patient with none.

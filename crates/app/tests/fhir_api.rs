@@ -141,9 +141,9 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     let hidden = withheld_entries(&pat, now - Duration::days(3), "SECRET-FHIR");
     let theirs = consultation(&other, now - Duration::days(2), "OTHER-PATIENT");
     let audit = fixtures::audit(Action::EntryCreate, None);
-    app.store.add_entries(tp.practice.id, &seen, &audit).await.unwrap();
-    app.store.add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
-    app.store.add_entries(tp.practice.id, std::slice::from_ref(&theirs), &audit).await.unwrap();
+    app.store_for_tests().add_entries(tp.practice.id, &seen, &audit).await.unwrap();
+    app.store_for_tests().add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
+    app.store_for_tests().add_entries(tp.practice.id, std::slice::from_ref(&theirs), &audit).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
 
     // The token endpoint: the app's own credentials and link only; offered scopes only.
@@ -270,7 +270,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     assert!(app.fhir_read(&manager, "Patient", &pat.id.to_string()).await.is_ok());
 
     // Every read is audited, as the app.
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     assert!(events.iter().any(|e| e.action == "fhir.token_issue"));
     assert!(events.iter().any(|e| e.actor_kind == "app" && e.entity.contains("$everything")));
 
@@ -332,7 +332,7 @@ async fn an_app_turned_off_is_refused_on_its_next_request(t: &TestStore) {
     };
     assert!(app.link_app(&client, &secret, &request).await.is_err(), "a turned-off app links no one");
     // Audited, as the administrator.
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     assert!(events
         .iter()
         .any(|e| e.action == "app.change" && e.detail == "turned off" && e.entity == format!("app/{}", wallet.id)));
@@ -371,7 +371,10 @@ async fn medication_statements_and_hidden_repeats(t: &TestStore) {
         issue_of_hidden.clone(),
         acute.clone(),
     ];
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     // The patient's own account first (a new letter later would end the app's link).
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
@@ -461,7 +464,10 @@ async fn searches_include_what_their_resources_point_at(t: &TestStore) {
     by_stranger.id = EntryId::from_uuid(caldicott_app::new_id());
     by_stranger.author = Author { staff: None, name: "Locum from elsewhere".into() };
     let entries = vec![by_doctor.clone(), hidden_by_doctor.clone(), by_stranger.clone()];
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let with = |inc: &[&str]| Search { include: inc.iter().map(|s| s.to_string()).collect(), ..Default::default() };
@@ -629,7 +635,7 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
         filing: Filing::Filed,
         review: DocumentReview::Reviewed,
     };
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&summary_only), &fixtures::audit(Action::EntryCreate, None))
         .await
         .unwrap();
@@ -639,7 +645,7 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
         ("text/plain; charset=utf-8", b"Discharged after day surgery".as_slice())
     );
     // Every opening is audited.
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     assert!(events.iter().any(|e| e.actor_kind == "app" && e.entity == format!("fhir/Binary/{letter}")));
     assert!(events.iter().any(|e| e.actor_kind == "staff" && e.entity == format!("document/{letter}")));
 }
@@ -653,7 +659,10 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET-SYSTEM");
-    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (private, public) = new_key_pair().unwrap();
@@ -746,7 +755,7 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     let body = serde_json::json!({ "resourceType": "Appointment", "slot": [{ "reference": "Slot/x" }] });
     assert!(matches!(app.fhir_create(&system, "Appointment", &body).await, Err(AppError::Forbidden(_))));
     // Audited under its own name.
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     assert!(events.iter().any(|e| e.actor_kind == "integration" && e.action == "fhir.token_issue"));
     assert!(events.iter().any(|e| e.actor_kind == "integration"
         && e.action == "record.view_staff"
@@ -774,7 +783,7 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
     let today = caldicott_app::fixtures::today();
     let mut child = fixtures::person(tp.practice.id, today - Duration::days(365 * 8));
     child.contact.address.postcode = "CH1 1LD".into();
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -783,7 +792,7 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
         fixtures::proxy_link(&app, tp.practice.id, &child, &parent, AccessLevel::Summary, granted_on).await.unwrap();
     link.scope.appointments = false;
     link.scope.demographics = false;
-    app.store
+    app.store_for_tests()
         .update_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkUpdate, Some(child.id)))
         .await
         .unwrap();
@@ -794,7 +803,10 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
     let mut before_grant = consultation(&child, now - Duration::days(60), "");
     before_grant.body = EntryBody::Allergy { substance: "BEFORE-GRANT eggs".into(), reaction: "Rash".into() };
     let entries = vec![allergy.clone(), visit.clone(), before_grant.clone()];
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (client, secret, link_token) = linked_app(&app, &tp, &parent).await.unwrap();
     // The holder's own token, then one for the child.
     let for_child =
@@ -821,13 +833,13 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
         Err(AppError::Forbidden(_))
     ));
     // Audited as the app, acting through the proxy link.
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     assert!(events.iter().any(|e| e.actor_kind == "app"
         && e.actor_role == format!("app for proxy link {}", link.id)
         && e.patient == Some(child.id.to_string())));
     // The proxy link suspended: the next request is refused, and no new token for the child.
     link.status = ProxyStatus::Suspended { since: today, reason: "review".into() };
-    app.store
+    app.store_for_tests()
         .update_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkUpdate, Some(child.id)))
         .await
         .unwrap();
@@ -957,7 +969,7 @@ async fn a_linked_app_books_and_cancels_an_appointment(t: &TestStore) {
         app.fhir_update(&booker, "Appointment", &uuid::Uuid::now_v7().to_string(), &cancel).await,
         Err(AppError::NotFound(_))
     ));
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     for action in ["appointment.book", "appointment.cancel"] {
         assert!(events.iter().any(|e| e.action == action && e.actor_kind == "app"), "{action}");
     }
@@ -981,7 +993,7 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
         (adult_pat.clone(), adult_pat.clone(), None)
     } else {
         let child = fixtures::person(tp.practice.id, today - Duration::days(365 * 6));
-        app.store
+        app.store_for_tests()
             .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
             .await
             .unwrap();
@@ -1052,7 +1064,10 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
         e.nopat = *nopat;
         entries.push(e);
     }
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &holder).await.unwrap();
     let req = TokenRequest {
         patient: proxy.as_ref().map(|_| pat.id.to_string()),
@@ -1187,7 +1202,10 @@ async fn everything_in_everything_is_declared_and_reads_back(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let entries = one_of_every_kind(&pat, &tp);
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let cap = caldicott_app::fhir_api::capability_statement(BASE, "test");
     no_empty_arrays(&cap);
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
@@ -1266,7 +1284,7 @@ async fn no_answer_carries_an_empty_array(t: &TestStore) {
     let mut pat = fixtures::person(tp.practice.id, fixtures::date(1970, 1, 1));
     pat.contact.address.lines = Vec::new();
     pat.contact.address.postcode = "LS1 4AP".into();
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -1287,7 +1305,10 @@ async fn no_answer_carries_an_empty_array(t: &TestStore) {
         resources(&app.fhir_search(&staff, t, BASE, &Search::default()).await.unwrap());
     }
     let entries = one_of_every_kind(&pat, &tp);
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     everything(&app, &staff, &pat.id.to_string(), "2").await;
     no_empty_arrays(&caldicott_app::fhir_api::capability_statement(BASE, "test"));
 }
@@ -1311,7 +1332,7 @@ async fn immunizations_carry_the_vaccine_and_the_procedure_apart(t: &TestStore) 
     jab.code = snomed("822851000000102", "Seasonal influenza vaccination");
     let mut uncoded = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(21), "");
     uncoded.body = EntryBody::Immunisation { vaccine: "Tetanus vaccine".into() };
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, &[jab.clone(), uncoded.clone()], &fixtures::audit(Action::EntryCreate, None))
         .await
         .unwrap();
@@ -1365,7 +1386,10 @@ async fn medication_request_status_follows_the_course(t: &TestStore) {
     let finished = acute(7, "Amoxicillin 500mg capsules");
     let issued_today = acute(0, "Flucloxacillin 500mg capsules");
     let entries = [template.clone(), past_issue.clone(), finished.clone(), issued_today.clone()];
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let staff = FhirCaller::Staff(tp.clinician.clone());
@@ -1444,7 +1468,10 @@ async fn quantities_carry_ucum_codes_and_text_results_none(t: &TestStore) {
     };
     let tablets = repeat(&pat, now - Duration::hours(24), "Amlodipine 5mg tablets");
     entries.extend([negative.clone(), under.clone(), over.clone(), liquid.clone(), tablets.clone()]);
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let obs = |id: EntryId| {

@@ -31,16 +31,19 @@ fn code(p: &Patient, concept: &str, at: DateTime<Utc>) -> Entry {
 }
 
 async fn add(app: &App, practice: PracticeId, entries: &[Entry]) {
-    app.store.add_entries(practice, entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests().add_entries(practice, entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
 }
 
 async fn patient(app: &App, practice: PracticeId, p: Patient) -> Patient {
-    app.store.create_patient(practice, &p, &fixtures::audit(Action::PatientCreate, Some(p.id))).await.unwrap();
+    app.store_for_tests()
+        .create_patient(practice, &p, &fixtures::audit(Action::PatientCreate, Some(p.id)))
+        .await
+        .unwrap();
     p
 }
 
 async fn audit_actions(app: &App, practice: PracticeId) -> Vec<String> {
-    app.store.audit_events(practice, 0, 1_000_000).await.unwrap().into_iter().map(|e| e.action).collect()
+    app.store_for_tests().audit_events(practice, 0, 1_000_000).await.unwrap().into_iter().map(|e| e.action).collect()
 }
 
 async fn exclusion_figures_count_registered_patients_aged_16_and_over(t: &TestStore) {
@@ -166,10 +169,10 @@ async fn bulk_104_is_warned_confirmed_audited_and_undone(t: &TestStore) {
     let none = BulkInput { code: "104".into(), ..Default::default() };
     assert_eq!(app.bulk_preview(&manager, &none).await.unwrap().unwrap_err()[0].field, "cohort");
     // The wrong number typed changes nothing.
-    let head = app.store.audit_head(p).await.unwrap();
+    let head = app.store_for_tests().audit_head(p).await.unwrap();
     let refused = app.bulk_apply(&manager, &input, "3").await.unwrap().unwrap_err();
     assert_eq!(refused[0].field, "confirm");
-    assert_eq!(app.store.audit_head(p).await.unwrap(), head);
+    assert_eq!(app.store_for_tests().audit_head(p).await.unwrap(), head);
     assert_eq!(app.exclusion_report(&manager).await.unwrap().figures.active_104, 1);
     // The right number applies it, one audit event per patient.
     let done = app.bulk_apply(&manager, &input, "2").await.unwrap().unwrap();

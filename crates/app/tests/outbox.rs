@@ -97,7 +97,7 @@ async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore)
     }
     let mut undelivered = 0;
     for p in &patients {
-        for m in app.store.messages_for_patient(tp.practice.id, p.id).await.unwrap() {
+        for m in app.store_for_tests().messages_for_patient(tp.practice.id, p.id).await.unwrap() {
             if m.status != MessageStatus::Delivered {
                 undelivered += 1;
             }

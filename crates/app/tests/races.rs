@@ -76,7 +76,10 @@ async fn hidden_entries_never_show_while_clinicians_write(t: &TestStore) {
     let visible: Vec<_> = (0..TO_HIDE)
         .map(|i| consultation(&pat, now - Duration::hours(2 + i as i64), &format!("RACE-VISIBLE-{i:03}")))
         .collect();
-    app.store.add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
@@ -179,7 +182,7 @@ async fn hidden_entries_never_show_while_clinicians_write(t: &TestStore) {
         assert!(!text.contains("RACE-"), "after the run");
     }
     // Every write is in the audit trail once: each hide and each recording.
-    let events = app.store.audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
     let changes = events.iter().filter(|e| e.action == "entry.visibility_change").count();
     assert_eq!(changes, TO_HIDE);
 }

@@ -100,8 +100,11 @@ async fn a_request_is_answered_with_everything_but_what_was_withheld(t: &TestSto
     old.event_date = (now - Duration::days(4000)).date_naive();
     let elsewhere = consultation(&other, now - Duration::days(5), "OTHER-PATIENT entry");
     let audit = fixtures::audit(caldicott_core::audit::Action::EntryCreate, None);
-    app.store.add_entries(tp.practice.id, &[seen.clone(), letter.clone(), old.clone()], &audit).await.unwrap();
-    app.store.add_entries(tp.practice.id, &[elsewhere], &audit).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &[seen.clone(), letter.clone(), old.clone()], &audit)
+        .await
+        .unwrap();
+    app.store_for_tests().add_entries(tp.practice.id, &[elsewhere], &audit).await.unwrap();
     // Two staff talk about the patient; the clinician deletes the message.
     let body = format!("STAFF-CHAT: {} called about her letter", pat.nhs_number.as_str());
     let c = Compose {
@@ -210,10 +213,10 @@ async fn a_request_is_answered_with_everything_but_what_was_withheld(t: &TestSto
         (again.pdf_sha256.as_str(), again.bundle_sha256.as_str()),
         (files.pdf_sha256.as_str(), files.bundle_sha256.as_str())
     );
-    let releases = app.store.sar_releases(tp.practice.id, sar.id).await.unwrap();
+    let releases = app.store_for_tests().sar_releases(tp.practice.id, sar.id).await.unwrap();
     assert_eq!(releases.len(), 4);
     assert!(releases.iter().any(|r| r.sha256 == files.pdf_sha256 && r.items_withheld == 1));
-    let events = app.store.audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
     assert!(events.iter().any(|e| e.action == "sar.export" && e.detail.contains(&files.bundle_sha256)));
     assert!(events.iter().any(|e| e.action == "sar.decide" && e.entity.ends_with(&letter_key)));
 

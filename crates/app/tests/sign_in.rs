@@ -34,7 +34,7 @@ fn at(last: u8) -> Client {
 
 /// How many times a credential was actually checked and found wrong (each is audited).
 async fn checked_and_wrong(app: &App, tp: &TestPractice, what: &str) -> usize {
-    app.store
+    app.store_for_tests()
         .audit_events(tp.practice.id, 0, 10_000)
         .await
         .unwrap()
@@ -262,24 +262,24 @@ async fn authenticator_secrets_are_sealed_and_a_rotation_keeps_them_usable(t: &T
     let desk = at(20);
     let start = app.sign_in(Some(&ods), "clinician", PASSWORD, &desk).await.unwrap();
     let SecondFactor::Enrol { secret, .. } = start.next else { panic!("expected enrolment") };
-    let stored = app.store.staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    let stored = app.store_for_tests().staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
     let sealed = stored.sign_in.totp_secret.clone().unwrap();
     assert!(sealed.starts_with("enc1:") && !sealed.contains(&secret), "stored in the clear: {sealed}");
     app.second_factor(&start.cookie, &current_code(&secret, app.now()).unwrap(), &desk).await.unwrap();
     // A secret stored before sealing existed (the reception's) is sealed by the rotation too.
-    let reception = app.store.staff_by_username(tp.practice.id, "reception").await.unwrap().unwrap();
+    let reception = app.store_for_tests().staff_by_username(tp.practice.id, "reception").await.unwrap().unwrap();
     let mut legacy = reception.sign_in.clone();
     legacy.totp_secret = Some("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into());
     legacy.totp_confirmed = true;
     let audit = fixtures::audit(caldicott_core::audit::Action::SecondFactorEnrolled, None);
-    app.store.set_sign_in_state(tp.practice.id, reception.id, &legacy, &audit).await.unwrap();
-    let done = rotate(app.store.as_ref(), &key).await.unwrap();
+    app.store_for_tests().set_sign_in_state(tp.practice.id, reception.id, &legacy, &audit).await.unwrap();
+    let done = rotate(app.store_for_tests().as_ref(), &key).await.unwrap();
     assert!(done.resealed >= 2, "{done:?}");
     assert!(done.old_key.exists());
-    let after = app.store.staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    let after = app.store_for_tests().staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
     let resealed = after.sign_in.totp_secret.clone().unwrap();
     assert_ne!(resealed, sealed);
-    let legacy_after = app.store.staff_member(tp.practice.id, reception.id).await.unwrap().unwrap();
+    let legacy_after = app.store_for_tests().staff_member(tp.practice.id, reception.id).await.unwrap().unwrap();
     assert!(legacy_after.sign_in.totp_secret.unwrap().starts_with("enc1:"));
     // The server started with the new key file signs the clinician in; the old key alone cannot
     // open the new seal.
@@ -356,7 +356,7 @@ async fn a_wrong_current_password_changes_nothing_and_counts_as_a_failed_try(t: 
     // Nothing changed: the old password works, both sessions are live, and each try is audited.
     assert!(app.sign_in(Some(tp.practice.ods_code.as_str()), "clinician", PASSWORD, &desk).await.is_ok());
     assert!(app.signed_in(&mine).await.is_ok() && app.signed_in(&other).await.is_ok());
-    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 10_000).await.unwrap();
     let denied = |what: &str| {
         events
             .iter()
@@ -373,9 +373,9 @@ async fn a_wrong_current_password_changes_nothing_and_counts_as_a_failed_try(t: 
     assert!(app.sign_in(ods, "clinician", new, &desk).await.is_ok());
     assert!(app.signed_in(&mine).await.is_ok(), "the session that made the change carries on");
     assert!(app.signed_in(&other).await.is_err(), "every other session has ended");
-    assert!(events.len() < app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap().len());
+    assert!(events.len() < app.store_for_tests().audit_events(tp.practice.id, 0, 10_000).await.unwrap().len());
     assert!(app
-        .store
+        .store_for_tests()
         .audit_events(tp.practice.id, 0, 10_000)
         .await
         .unwrap()
@@ -451,7 +451,7 @@ async fn a_reset_code_works_once_and_expires(t: &TestStore) {
     assert!(typed.chars().all(|c| "ABCDEFGHJKLMNPQRSTUVWXYZ23456789".contains(c)), "{typed}");
     let other = app.reset_staff_password(&admin, tp.clinician.staff).await.unwrap();
     assert_ne!(made.code, other.code, "each code is new, and replaces the last");
-    let held = app.store.password_reset(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    let held = app.store_for_tests().password_reset(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
     assert_ne!(&held.code_hash[..], other.code.as_bytes(), "only a hash is kept");
     // At once: the old password fails and the member's session has ended.
     assert_eq!(app.sign_in(ods, "clinician", PASSWORD, &desk).await.unwrap_err().to_string(), WRONG_CREDENTIALS);
@@ -480,7 +480,7 @@ async fn a_reset_code_works_once_and_expires(t: &TestStore) {
     let expired =
         app.reset_password_with_code(&reset(&tp, "clinician", &late.code, new), &at(31)).await.unwrap().unwrap_err();
     assert_eq!(expired[0].message, caldicott_app::passwords::WRONG_RESET_CODE);
-    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 10_000).await.unwrap();
     let count =
         |action: &str, outcome: &str| events.iter().filter(|e| e.action == action && e.outcome == outcome).count();
     assert_eq!(count("staff.password_reset", "success"), 3);
@@ -551,7 +551,7 @@ async fn a_patient_changes_their_password_and_their_other_sessions_end(t: &TestS
     assert!(app.patient_signed_in(&first).await.is_err(), "the other session has ended");
     assert!(app.patient_sign_in(ods, &username, &password, &home).await.is_err());
     assert!(app.patient_sign_in(ods, &username, new, &home).await.is_ok());
-    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 10_000).await.unwrap();
     assert!(events.iter().any(|e| e.action == "patient.password_change" && e.outcome == "denied"));
     assert!(events.iter().any(|e| e.action == "patient.password_change" && e.outcome == "success"));
 }
@@ -636,7 +636,7 @@ async fn a_patient_who_forgot_their_password_sets_a_new_one_with_a_letter(t: &Te
         .await
         .unwrap()
         .is_err());
-    let events = app.store.audit_events(tp.practice.id, 0, 10_000).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 10_000).await.unwrap();
     assert!(events.iter().any(|e| e.action == "account.password_letter_issue" && e.outcome == "success"));
     assert!(events.iter().any(|e| e.action == "patient.password_reset" && e.outcome == "success"));
     assert!(events.iter().filter(|e| e.action == "patient.password_reset" && e.outcome == "denied").count() >= 2);
@@ -659,7 +659,7 @@ async fn an_administrator_never_holds_both_factors_of_a_member(t: &TestStore) {
     // ...but then not the authenticator, for a week.
     let both = app.change_staff_account(&admin, tp.clinician.staff, AccountChange::ResetSecondFactor).await;
     assert!(matches!(both, Err(AppError::Conflict(ref m)) if m.contains("never holds both")), "{both:?}");
-    let member = app.store.staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
+    let member = app.store_for_tests().staff_member(tp.practice.id, tp.clinician.staff).await.unwrap().unwrap();
     assert!(member.sign_in.totp_confirmed, "the authenticator is untouched");
     clock.fetch_add(8 * 24 * 3600, Ordering::SeqCst);
     app.change_staff_account(&admin, tp.clinician.staff, AccountChange::ResetSecondFactor).await.unwrap();

@@ -161,12 +161,15 @@ async fn the_safety_net_email_reaches_the_mailbox(t: &test_support::TestStore) {
     let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
     pat.contact.email = Some("pat@example.com".into());
     pat.preferred_contact = PreferredContactMethod::Email;
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
         .await
         .unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET");
-    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (wallet, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd", "").await.unwrap();
     let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();
@@ -195,7 +198,7 @@ async fn the_safety_net_email_reaches_the_mailbox(t: &test_support::TestStore) {
         notify: None,
     });
     assert_eq!(app.deliver_due(&courier, 10).await.unwrap(), 1);
-    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    let m = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
     assert_eq!(m.status, MessageStatus::Delivered, "{:?}", m.last_error);
     let mut mail = Vec::new();
     for _ in 0..50 {
@@ -243,7 +246,8 @@ async fn an_email_keeps_one_message_id_across_tries(t: &test_support::TestStore)
         subject: "From your practice".into(),
         body: "Your practice has a message for you.".into(),
     };
-    let latest = || async { app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0) };
+    let latest =
+        || async { app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0) };
     // 1. The server takes the email but answers after the client has given up.
     let first = app.queue_message(tp.practice.id, system.clone(), email("late.answer@example.com")).await.unwrap();
     let impatient = courier(400);

@@ -47,7 +47,10 @@ async fn setup(t: &TestStore) -> Setup {
     hannah.nhs_number = NhsNumber::parse("9990996008").unwrap();
     hannah.name.given = "Hannah".into();
     hannah.name.family = "Rivers".into();
-    app.store.create_patient(p, &hannah, &fixtures::audit(Action::PatientCreate, Some(hannah.id))).await.unwrap();
+    app.store_for_tests()
+        .create_patient(p, &hannah, &fixtures::audit(Action::PatientCreate, Some(hannah.id)))
+        .await
+        .unwrap();
     let account = OnlineAccount {
         id: AccountId::from_uuid(caldicott_app::new_id()),
         holder: hannah.id,
@@ -55,7 +58,7 @@ async fn setup(t: &TestStore) -> Setup {
         identity: IdentityLevel::P9,
         created_at: fixtures::time(2024, 1, 1),
     };
-    app.store
+    app.store_for_tests()
         .create_online_account(p, &account, &fixtures::audit(Action::OnlineAccountCreate, Some(hannah.id)))
         .await
         .unwrap();
@@ -78,7 +81,14 @@ impl Setup {
         serde_json::to_string(&page).unwrap()
     }
     async fn actions(&self) -> Vec<String> {
-        self.app.store.audit_events(self.practice, 0, 1_000_000).await.unwrap().into_iter().map(|e| e.action).collect()
+        self.app
+            .store_for_tests()
+            .audit_events(self.practice, 0, 1_000_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
     }
 }
 
@@ -199,10 +209,10 @@ async fn nopat_keeps_every_filed_entry_off_line(t: &TestStore) {
 async fn the_practice_default_for_inbound_data_can_keep_filed_entries_off_line(t: &TestStore) {
     // D8: without NOPAT, filed entries follow the practice's "visible online" default.
     let s = setup(t).await;
-    let mut settings = s.app.store.practice(s.practice).await.unwrap().unwrap().online;
+    let mut settings = s.app.store_for_tests().practice(s.practice).await.unwrap().unwrap().online;
     settings.visible_online_by_default = false;
     s.app
-        .store
+        .store_for_tests()
         .set_online_services(s.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
         .await
         .unwrap();
@@ -231,9 +241,9 @@ async fn a_rejected_message_files_nothing(t: &TestStore) {
     let id = s.send("blood-pressure-check.json").await.id.unwrap();
     assert_eq!(s.app.reject_inbound(&s.clinician, id, "  ").await.unwrap().unwrap_err()[0].field, "reason");
     s.app.reject_inbound(&s.clinician, id, "Not our patient's consultation: wrong person").await.unwrap().unwrap();
-    let m = s.app.store.inbound(s.practice, id).await.unwrap().unwrap();
+    let m = s.app.store_for_tests().inbound(s.practice, id).await.unwrap().unwrap();
     assert_eq!(m.status, InboundStatus::Rejected);
-    assert!(s.app.store.inbound_entries(s.practice, id).await.unwrap().is_empty());
+    assert!(s.app.store_for_tests().inbound_entries(s.practice, id).await.unwrap().is_empty());
     assert!(!s.online_texts().await.contains("152/94"));
     assert!(s.actions().await.contains(&"inbound.reject".to_owned()));
     assert!(matches!(s.app.file_inbound(&s.clinician, id).await, Err(AppError::Conflict(_))));
@@ -255,7 +265,7 @@ async fn invalid_messages_are_refused_whole_with_their_reason(t: &TestStore) {
         let r = s.send(name).await;
         assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid), "{name}");
         assert!(r.problems.iter().any(|p| p.contains(reason)), "{name}: {:?}", r.problems);
-        let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+        let m = s.app.store_for_tests().inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
         assert_eq!(m.status, InboundStatus::Invalid);
         assert!(!m.payload.is_empty(), "the message is kept as it came");
     }
@@ -290,7 +300,10 @@ async fn a_message_that_matches_no_registered_patient_waits_apart(t: &TestStore)
     // An NHS number not registered here.
     let other = String::from_utf8(example("blood-pressure-check.json")).unwrap().replace("9990996008", "9990000018");
     let r = s.app.receive_update_http(&s.client_id, &s.secret, other.as_bytes()).await.unwrap();
-    assert_eq!(s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    assert_eq!(
+        s.app.store_for_tests().inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap().status,
+        InboundStatus::Unmatched
+    );
 }
 
 async fn an_unmatched_message_is_matched_again_once_the_patient_is_registered(t: &TestStore) {
@@ -309,23 +322,33 @@ async fn an_unmatched_message_is_matched_again_once_the_patient_is_registered(t:
     };
     let body = String::from_utf8(example("blood-pressure-check.json")).unwrap().replace("9990996008", "9990000018");
     let id = s.app.receive_update_http(&s.client_id, &s.secret, body.as_bytes()).await.unwrap().id.unwrap();
-    assert_eq!(s.app.store.inbound(s.practice, id).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    assert_eq!(
+        s.app.store_for_tests().inbound(s.practice, id).await.unwrap().unwrap().status,
+        InboundStatus::Unmatched
+    );
     // Only clinicians match; nobody is registered with that number yet, so nothing changes.
     assert!(matches!(s.app.match_inbound_again(&s.manager, id).await, Err(AppError::Forbidden(_))));
     let why = s.app.match_inbound_again(&s.clinician, id).await.unwrap().unwrap_err();
     assert!(why.contains("9990000018") && why.contains("registered here yet"), "{why}");
-    assert_eq!(s.app.store.inbound(s.practice, id).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    assert_eq!(
+        s.app.store_for_tests().inbound(s.practice, id).await.unwrap().unwrap().status,
+        InboundStatus::Unmatched
+    );
     assert_eq!(pharmacy_tasks(s.app.clone(), s.clinician.clone()).await, 0);
     // The patient registers (same NHS number and date of birth as sent).
     let mut sam = person(s.practice, date(1987, 3, 14));
     sam.nhs_number = NhsNumber::parse("9990000018").unwrap();
-    s.app.store.create_patient(s.practice, &sam, &fixtures::audit(Action::PatientCreate, Some(sam.id))).await.unwrap();
+    s.app
+        .store_for_tests()
+        .create_patient(s.practice, &sam, &fixtures::audit(Action::PatientCreate, Some(sam.id)))
+        .await
+        .unwrap();
     // Two clinicians match it at the same moment: one matches, the other is told it is done.
     let (a, b) = tokio::join!(s.app.match_inbound_again(&s.clinician, id), s.app.match_inbound_again(&s.clinician, id));
     let matched: Vec<_> = [&a, &b].into_iter().filter(|r| matches!(r, Ok(Ok(p)) if *p == sam.id)).collect();
     assert_eq!(matched.len(), 1, "{a:?} {b:?}");
     assert!([&a, &b].into_iter().any(|r| matches!(r, Err(AppError::Conflict(_)))), "{a:?} {b:?}");
-    let m = s.app.store.inbound(s.practice, id).await.unwrap().unwrap();
+    let m = s.app.store_for_tests().inbound(s.practice, id).await.unwrap().unwrap();
     assert_eq!((m.status, m.patient), (InboundStatus::Pending, Some(sam.id)));
     assert_eq!(pharmacy_tasks(s.app.clone(), s.clinician.clone()).await, 1);
     assert!(s.actions().await.iter().any(|a| a == "inbound.match"));
@@ -333,20 +356,23 @@ async fn an_unmatched_message_is_matched_again_once_the_patient_is_registered(t:
     let filed = s.app.file_inbound(&s.clinician, id).await.unwrap();
     assert!(!filed.is_empty());
     for e in filed {
-        assert_eq!(s.app.store.entry(s.practice, e).await.unwrap().unwrap().patient, sam.id);
+        assert_eq!(s.app.store_for_tests().entry(s.practice, e).await.unwrap().unwrap().patient, sam.id);
     }
     // A date of birth that differs stays apart, with the reason; then it is closed as not ours.
     let wrong_born = String::from_utf8(example("pharmacy-first.json")).unwrap().replace("1987-03-14", "1987-03-15");
     let other = s.app.receive_update_http(&s.client_id, &s.secret, wrong_born.as_bytes()).await.unwrap().id.unwrap();
     let why = s.app.match_inbound_again(&s.clinician, other).await.unwrap().unwrap_err();
     assert!(why.contains("born on 14 March 1987") && why.contains("15 March 1987"), "{why}");
-    assert_eq!(s.app.store.inbound(s.practice, other).await.unwrap().unwrap().status, InboundStatus::Unmatched);
+    assert_eq!(
+        s.app.store_for_tests().inbound(s.practice, other).await.unwrap().unwrap().status,
+        InboundStatus::Unmatched
+    );
     s.app
         .reject_inbound(&s.clinician, other, "Not our patient: returned to the pharmacy by phone")
         .await
         .unwrap()
         .unwrap();
-    let closed = s.app.store.inbound(s.practice, other).await.unwrap().unwrap();
+    let closed = s.app.store_for_tests().inbound(s.practice, other).await.unwrap().unwrap();
     assert_eq!((closed.status, closed.patient), (InboundStatus::Rejected, None));
     assert!(!s.online_texts().await.contains("Phenoxymethylpenicillin"), "nothing reaches Hannah's record");
     assert!(matches!(s.app.match_inbound_again(&s.clinician, other).await, Err(AppError::Conflict(_))));
@@ -358,7 +384,7 @@ async fn a_replacement_supersedes_and_shows_what_changed(t: &TestStore) {
     // Before filing: the earlier one is superseded and its task closed.
     let first = s.send("pharmacy-first.json").await.id.unwrap();
     let second = s.send("pharmacy-first-replacement.json").await.id.unwrap();
-    let old = s.app.store.inbound(s.practice, first).await.unwrap().unwrap();
+    let old = s.app.store_for_tests().inbound(s.practice, first).await.unwrap().unwrap();
     assert_eq!((old.status, old.superseded_by), (InboundStatus::Superseded, Some(second)));
     let (queue, _) = s.app.inbound_queue(&s.clinician).await.unwrap();
     assert_eq!(queue.iter().map(|m| m.id).collect::<Vec<_>>(), vec![second]);
@@ -389,17 +415,17 @@ async fn test_support_fresh(t: &TestStore) -> TestStore {
 async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
     // R30
     let s = setup(t).await;
-    let ods = s.app.store.practice(s.practice).await.unwrap().unwrap();
+    let ods = s.app.store_for_tests().practice(s.practice).await.unwrap().unwrap();
     let mut settings = ods.online.clone();
     settings.accept_update_record = false;
     s.app
-        .store
+        .store_for_tests()
         .set_online_services(s.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
         .await
         .unwrap();
     let r = s.send("pharmacy-first.json").await;
     assert_eq!((r.code, r.outcome), (20010, ItkCode::Refused));
-    let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    let m = s.app.store_for_tests().inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
     assert_eq!(m.status, InboundStatus::Refused, "refused, and kept: never silently dropped");
     assert!(s
         .app
@@ -410,7 +436,7 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
         .all(|(t, _)| t.kind != TaskKind::PharmacyUpdate));
     settings.accept_update_record = true;
     s.app
-        .store
+        .store_for_tests()
         .set_online_services(s.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
         .await
         .unwrap();
@@ -419,10 +445,10 @@ async fn the_practice_switch_refuses_and_logs(t: &TestStore) {
 
 impl Setup {
     async fn accept_update_record(&self, on: bool) {
-        let mut settings = self.app.store.practice(self.practice).await.unwrap().unwrap().online;
+        let mut settings = self.app.store_for_tests().practice(self.practice).await.unwrap().unwrap().online;
         settings.accept_update_record = on;
         self.app
-            .store
+            .store_for_tests()
             .set_online_services(self.practice, &settings, &fixtures::audit(Action::PracticeSettingsChange, None))
             .await
             .unwrap();
@@ -448,7 +474,7 @@ async fn a_message_refused_while_switched_off_is_taken_when_sent_again(t: &TestS
     let (queue, _) = s.app.inbound_queue(&s.clinician).await.unwrap();
     assert_eq!(queue.iter().map(|m| Some(m.id)).collect::<Vec<_>>(), vec![again.id]);
     // The refusal stays on record, and from now on the message is a duplicate of the accepted one.
-    let refusal = s.app.store.inbound(s.practice, refused.id.unwrap()).await.unwrap().unwrap();
+    let refusal = s.app.store_for_tests().inbound(s.practice, refused.id.unwrap()).await.unwrap().unwrap();
     assert_eq!(refusal.status, InboundStatus::Refused);
     let third = s.send("pharmacy-first.json").await;
     assert_eq!((third.code, third.id), (20007, again.id));
@@ -509,7 +535,7 @@ async fn an_oversize_message_is_answered_and_recorded_like_other_refusals(t: &Te
     let r = s.app.receive_update_http(&s.client_id, &s.secret, &body).await.unwrap();
     assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid));
     assert!(r.problems.iter().any(|p| p.contains("larger than 2 MB")), "{:?}", r.problems);
-    let m = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    let m = s.app.store_for_tests().inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
     assert_eq!((m.status, m.response_code), (InboundStatus::Invalid, 20009));
     assert!(s.actions().await.contains(&"inbound.receive".to_owned()));
     // Sent again within the limit, the same message is taken.
@@ -519,7 +545,7 @@ async fn an_oversize_message_is_answered_and_recorded_like_other_refusals(t: &Te
 async fn files_in_the_inbox_are_taken_once_and_acknowledged(t: &TestStore) {
     // R24 by a mailbox transport: the same rules as over HTTP.
     let s = setup(t).await;
-    let ods = s.app.store.practice(s.practice).await.unwrap().unwrap().ods_code;
+    let ods = s.app.store_for_tests().practice(s.practice).await.unwrap().unwrap().ods_code;
     let inbox = std::env::temp_dir().join(format!("caldicott-inbox-{}", uuid::Uuid::now_v7().simple()));
     let mine = inbox.join(ods.as_str());
     std::fs::create_dir_all(&mine).unwrap();
@@ -549,7 +575,7 @@ async fn the_inbox_never_follows_a_symbolic_link(t: &TestStore) {
     // ASVS V12.3: whoever can write into the inbox cannot make the server read a file outside
     // it (or another practice's folder): links are moved aside unread, never followed.
     let s = setup(t).await;
-    let ods = s.app.store.practice(s.practice).await.unwrap().unwrap().ods_code;
+    let ods = s.app.store_for_tests().practice(s.practice).await.unwrap().unwrap().ods_code;
     let base = std::env::temp_dir().join(format!("caldicott-inbox-{}", uuid::Uuid::now_v7().simple()));
     let inbox = base.join("inbox");
     let mine = inbox.join(ods.as_str());
@@ -631,7 +657,7 @@ async fn a_summary_naming_someone_is_checked_and_can_be_filed_hidden(t: &TestSto
     let hide = Some((HiddenReason::ThirdParty, "Names her partner".to_owned()));
     s.app.file_inbound_as(&s.clinician, id, hide).await.unwrap();
     assert!(!s.online_texts().await.contains("partner"), "filed hidden");
-    let trail = s.app.store.audit_events(s.practice, 0, 1_000_000).await.unwrap();
+    let trail = s.app.store_for_tests().audit_events(s.practice, 0, 1_000_000).await.unwrap();
     let filed = trail.iter().find(|e| e.action == "inbound.file" && e.entity == format!("inbound/{id}")).unwrap();
     assert!(filed.detail.contains("entry_check=[") && filed.detail.ends_with("chosen=hidden"), "{}", filed.detail);
 }
@@ -725,9 +751,9 @@ async fn a_replacement_may_name_the_earlier_payload_by_any_of_its_identifiers(t:
         );
         let later = s.send_bytes(&body).await;
         assert_eq!(later.code, 20013, "{pick}: {:?}", later.problems);
-        let old = s.app.store.inbound(s.practice, earlier.id.unwrap()).await.unwrap().unwrap();
+        let old = s.app.store_for_tests().inbound(s.practice, earlier.id.unwrap()).await.unwrap().unwrap();
         assert_eq!((old.status, old.superseded_by), (InboundStatus::Superseded, later.id), "{pick}");
-        let new = s.app.store.inbound(s.practice, later.id.unwrap()).await.unwrap().unwrap();
+        let new = s.app.store_for_tests().inbound(s.practice, later.id.unwrap()).await.unwrap().unwrap();
         assert_eq!(new.replaces, earlier.id, "{pick}");
         assert_eq!(s.open_pharmacy_tasks().await, n + 1, "{pick}: one live task per consultation");
     }
@@ -771,7 +797,7 @@ async fn only_the_sender_may_replace_its_payload_and_only_for_the_same_patient(t
     assert_eq!(r.code, 20009);
     assert!(r.problems.iter().any(|p| p.contains("another patient")), "{:?}", r.problems);
     // Nothing changed: the earlier one still waits with its open task, and no task was made.
-    let old = s.app.store.inbound(s.practice, id).await.unwrap().unwrap();
+    let old = s.app.store_for_tests().inbound(s.practice, id).await.unwrap().unwrap();
     assert_eq!((old.status, old.superseded_by), (InboundStatus::Pending, None));
     assert_eq!(s.open_pharmacy_tasks().await, 1);
     let (queue, unmatched) = s.app.inbound_queue(&s.clinician).await.unwrap();
@@ -845,7 +871,7 @@ async fn filing_a_replacement_retires_what_the_earlier_payload_filed(t: &TestSto
         .unwrap();
     assert!(!serde_json::to_string(&proxy).unwrap().contains("for 5 days"));
     // Each retired entry's change is audited.
-    let events = s.app.store.audit_events(s.practice, 0, 1_000_000).await.unwrap();
+    let events = s.app.store_for_tests().audit_events(s.practice, 0, 1_000_000).await.unwrap();
     for id in &filed_first {
         assert!(
             events.iter().any(|e| e.action == "entry.supersede" && e.entity == format!("entry/{id}")),
@@ -874,9 +900,9 @@ async fn a_replacement_that_cannot_be_processed_voids_both_and_tells_the_sender(
     assert_eq!((r.code, r.outcome), (20009, ItkCode::PayloadInvalid));
     assert!(r.problems.iter().any(|p| p.contains("Iteration 2")), "{:?}", r.problems);
     assert!(r.problems.iter().any(|p| p.contains("void")), "the sender is told both are void: {:?}", r.problems);
-    let old = s.app.store.inbound(s.practice, first).await.unwrap().unwrap();
+    let old = s.app.store_for_tests().inbound(s.practice, first).await.unwrap().unwrap();
     assert_eq!(old.status, InboundStatus::Void);
-    let new = s.app.store.inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
+    let new = s.app.store_for_tests().inbound(s.practice, r.id.unwrap()).await.unwrap().unwrap();
     assert_eq!((new.status, new.response_code), (InboundStatus::Void, 20009));
     assert_eq!(s.open_pharmacy_tasks().await, 0, "the earlier one's task is closed");
     assert!(matches!(s.app.file_inbound(&s.clinician, first).await, Err(AppError::Conflict(_))));

@@ -301,7 +301,7 @@ pub async fn staff_add(app: &App, a: StaffAdd) -> anyhow::Result<ExitCode> {
         bail!("unknown role {:?}; use receptionist, clinician, practice_manager, administrator or icb_analyst", a.role)
     };
     let ods = OdsCode::parse(&a.practice)?;
-    let Some(practice) = app.store.practice_by_ods(&ods).await? else { bail!("no practice with ODS code {ods}") };
+    let Some(practice) = app.practice_by_ods(&ods).await? else { bail!("no practice with ODS code {ods}") };
     let by = Actor { kind: ActorKind::System, id: "cli".into(), role: "operator".into() };
     let made =
         caldicott_app::setup::create_staff(app, practice.id, &a.username, &a.name, role, &a.password, by).await?;

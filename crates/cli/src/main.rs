@@ -8,7 +8,7 @@ mod server;
 
 use anyhow::{bail, Context};
 use caldicott_app::demo::{build_demo, DemoOptions, DemoReport};
-use caldicott_app::{audit_log, auth, system_clock, App};
+use caldicott_app::{auth, system_clock, App};
 use caldicott_core::audit::{ChainHash, ChainHead};
 use caldicott_core::practice::{OdsCode, Practice};
 use clap::{Args, Parser, Subcommand};
@@ -531,8 +531,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets { command: SecretsCommand::Rotate { db } } => {
             let app = open(&db).await?;
             let key = db.key_file();
-            let done =
-                caldicott_app::secrets::rotate(app.store.as_ref(), &key).await.map_err(|e| anyhow::anyhow!(e))?;
+            let done = app.rotate_secrets(&key).await.map_err(|e| anyhow::anyhow!(e))?;
             println!(
                 "{} secret(s) sealed again under a new key in {}. The previous key is in {}: delete it once no \
                  backup made before now is needed.",
@@ -581,7 +580,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for p in practices(&app, practice.as_deref()).await? {
                 let mine: Vec<ChainHead> =
                     checkpoints.iter().filter(|(ods, _)| ods == p.ods_code.as_str()).map(|(_, h)| *h).collect();
-                match audit_log::verify_chain(app.store.as_ref(), p.id, &mine).await? {
+                match app.verify_audit_chain(p.id, &mine).await? {
                     Ok(head) => println!(
                         "{} {}: audit chain intact: {} events, head {}{}",
                         p.ods_code,
@@ -605,7 +604,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command: AuditCommand::Checkpoint { db, practice } } => {
             let app = open(&db).await?;
             for p in practices(&app, practice.as_deref()).await? {
-                let head = app.store.audit_head(p.id).await?;
+                let head = app.audit_head(p.id).await?;
                 println!(
                     "{}",
                     serde_json::json!({ "practice": p.ods_code.as_str(), "count": head.count, "hash": head.hash.to_hex(), "at": chrono::Utc::now().to_rfc3339() })
@@ -618,10 +617,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn practices(app: &App, ods: Option<&str>) -> anyhow::Result<Vec<Practice>> {
     match ods {
-        None => Ok(app.store.practices().await?),
+        None => Ok(app.practices().await?),
         Some(code) => {
             let code = OdsCode::parse(code)?;
-            match app.store.practice_by_ods(&code).await? {
+            match app.practice_by_ods(&code).await? {
                 Some(p) => Ok(vec![p]),
                 None => bail!("no practice with ODS code {code}"),
             }

@@ -102,7 +102,10 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(2), "SECRET-HTTP");
-    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     // The CapabilityStatement needs no token and says what is served.
     let cap = get(&app, "/fhir/r4/metadata", None).await;
@@ -254,7 +257,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         text: "MATRIX note".into(),
         channel: caldicott_core::entry::AdminChannel::Note,
     };
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[
@@ -274,7 +277,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     // A parent of this practice who acts for their child.
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -300,7 +303,7 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
     // A clinic of this practice with two slots; patient A holds the first.
     fixtures::online_clinic(&app, &tp, 3, ("10:00", "10:20"), 10).await.unwrap();
     let slots: Vec<String> = app
-        .store
+        .store_for_tests()
         .slots_between(
             tp.practice.id,
             caldicott_app::fixtures::now(),
@@ -600,8 +603,8 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
     };
     let hidden = withheld_entries(&pat, now - Duration::minutes(30), "SECRET-CLIENT");
     let audit = fixtures::audit(Action::EntryCreate, None);
-    app.store.add_entries(tp.practice.id, &entries, &audit).await.unwrap();
-    app.store.add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
+    app.store_for_tests().add_entries(tp.practice.id, &entries, &audit).await.unwrap();
+    app.store_for_tests().add_entries(tp.practice.id, &hidden, &audit).await.unwrap();
     let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
     let letter = caldicott_app::documents::NewDocument {
         title: "Clinic letter".into(),
@@ -687,7 +690,7 @@ async fn a_real_fhir_client_reads_the_demo_patients_through_a_linked_app(t: &Tes
     let clinician = caldicott_app::auth::principal_for(&app, &ods, "dr.okafor").await.unwrap();
     let hannah_login = report.patient_logins.iter().find(|l| l.username == "hannah.rivers").unwrap();
     let hannah = app
-        .store
+        .store_for_tests()
         .patient_by_nhs_number(report.practice.id, &caldicott_core::NhsNumber::parse(&hannah_login.nhs_number).unwrap())
         .await
         .unwrap()
@@ -703,14 +706,14 @@ async fn a_real_fhir_client_reads_the_demo_patients_through_a_linked_app(t: &Tes
     };
     let (_, link) = app.link_app(&registered.client_id, &secret, &request).await.unwrap();
     let leo_link = app
-        .store
+        .store_for_tests()
         .proxy_links_for_proxy(report.practice.id, hannah.id)
         .await
         .unwrap()
         .into_iter()
         .next()
         .expect("Hannah acts for her son");
-    let leo = app.store.patient(report.practice.id, leo_link.patient).await.unwrap().unwrap();
+    let leo = app.store_for_tests().patient(report.practice.id, leo_link.patient).await.unwrap().unwrap();
     for (whose, viewer, acting_for) in
         [(&hannah, ViewAs::Patient, None), (&leo, ViewAs::Proxy(leo_link.id), Some(leo.id.to_string()))]
     {
@@ -938,10 +941,10 @@ async fn the_public_url_alone_makes_links_and_the_token_audience(t: &TestStore) 
             .unwrap()
     };
     for aud in ["http://evil.example/fhir/r4/token", "https://other-service.example/fhir/r4/token"] {
-        let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        let before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
         let r = send(&app, swap(aud)).await;
         assert_eq!((r.status, r.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{aud}");
-        let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+        let events = app.store_for_tests().audit_events(tp.practice.id, before, 10).await.unwrap();
         assert_eq!(events.len(), 1, "{aud}: one audit event for the refusal");
         let e = &events[0];
         assert_eq!((e.action.as_str(), e.outcome.as_str(), e.patient.as_deref()), ("fhir.token_issue", "denied", None));

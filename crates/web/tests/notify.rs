@@ -202,14 +202,14 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     }));
     // First pass: each kind meets a 429 and is queued again; the retry goes through.
     assert_eq!(app.deliver_due(&courier, 10).await.unwrap(), 3);
-    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap();
     assert!(messages
         .iter()
         .all(|m| m.status == MessageStatus::Queued && m.last_error.as_deref().unwrap_or("").contains("429")));
     // The retry comes due after its backoff.
     offset.fetch_add(10, Ordering::SeqCst);
     assert_eq!(app.deliver_due(&courier, 10).await.unwrap(), 3);
-    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap();
     assert!(messages.iter().all(|m| m.status == MessageStatus::Sent && m.provider_id.is_some()), "{messages:?}");
     // T8: the reference is the message id, nothing about the person.
     for (_, body) in fake.received.lock().unwrap().iter() {
@@ -243,7 +243,7 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     );
     let sms_pid = sms.provider_id.clone().unwrap();
     report(&app, "callback-secret", json!({"id": sms_pid, "status": "permanent-failure"})).await;
-    let messages = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap();
     let status_of = |c: Channel| messages.iter().find(|m| m.channel == c).unwrap().clone();
     assert_eq!(status_of(Channel::Email).status, MessageStatus::Delivered);
     let failed = status_of(Channel::Sms);
@@ -254,7 +254,7 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
     let letter = status_of(Channel::Letter);
     report(&app, "callback-secret", json!({"id": letter.provider_id.clone().unwrap(), "status": "temporary-failure"}))
         .await;
-    let again = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let again = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap();
     let letter = again.iter().find(|m| m.channel == Channel::Letter).unwrap();
     assert_eq!(letter.status, MessageStatus::Queued);
     assert!(letter.next_attempt_at > caldicott_app::fixtures::now() + chrono::Duration::minutes(50));
@@ -309,12 +309,12 @@ async fn each_message_reaches_notify_once_after_a_late_answer_or_a_stopped_worke
     let impatient: Arc<dyn Courier> =
         Arc::new(NotifyCourier::with_timeout(config(base_url.clone()), std::time::Duration::from_millis(400)));
     assert_eq!(app.deliver_due(&impatient, 10).await.unwrap(), 1);
-    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    let m = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
     assert_eq!(m.status, MessageStatus::Queued, "no answer in time: tried again later");
     assert_eq!(held(&fake, &late.id.to_string()), 1, "but Notify has it");
     offset.fetch_add(60, Ordering::SeqCst);
     assert_eq!(app.deliver_due(&impatient, 10).await.unwrap(), 1);
-    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    let m = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
     assert_eq!(m.status, MessageStatus::Sent, "{:?}", m.last_error);
     assert_eq!(held(&fake, &late.id.to_string()), 1, "the retry found it at Notify and did not send it again");
     let notify_id = fake.ids.lock().unwrap()[0].clone();
@@ -335,11 +335,11 @@ async fn each_message_reaches_notify_once_after_a_late_answer_or_a_stopped_worke
     }
     worker.abort();
     let _ = worker.await;
-    let in_flight = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    let in_flight = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
     assert_eq!((in_flight.id, in_flight.status), (stopped.id, MessageStatus::Sending), "stopped mid-send");
     offset.fetch_add(caldicott_app::outbox::LEASE.num_seconds() + 1, Ordering::SeqCst);
     assert_eq!(app.deliver_due(&patient, 10).await.unwrap(), 1, "the claim ran out and the message is taken up");
-    let m = app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
+    let m = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().remove(0);
     assert_eq!(m.status, MessageStatus::Sent, "{:?}", m.last_error);
     // Even once the stopped try's late answer has come and gone, Notify holds each message once.
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;

@@ -130,7 +130,10 @@ async fn no_withheld_entry_reaches_the_online_view_response(t: &TestStore) {
     let mut all = vec![shown.clone()];
     let withheld = withheld_entries(&pat, time(2024, 2, 3), "ZZSECRET");
     all.extend(withheld.clone());
-    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let nhs = pat.nhs_number.as_str();
     for section in ["", "&section=consultations", "&section=results", "&section=documents", "&section=communications"] {
         let r =
@@ -267,7 +270,7 @@ async fn a_consultation_naming_someone_is_checked_before_it_is_visible_online(t:
     let form = b.get(&format!("/patients/{nhs}/consultations/new")).await;
     let token = csrf(&form.body);
     let text = "Her son Mr Tom Reed told us about his overdose.";
-    let before = app.store.entry_count(tp.practice.id, pat.id).await.unwrap();
+    let before = app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap();
     let first = b
         .post(
             &format!("/patients/{nhs}/consultations"),
@@ -279,7 +282,7 @@ async fn a_consultation_naming_someone_is_checked_before_it_is_visible_online(t:
     assert!(first.body.contains("(the patient): will see it online as soon as it is saved"), "{}", first.body);
     assert!(first.body.contains(r#"name="checked" value="yes""#));
     assert!(first.body.contains(text), "the form keeps what was typed");
-    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), before, "nothing saved yet");
+    assert_eq!(app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap(), before, "nothing saved yet");
     // Hide it from the same form: saved hidden, with the choice audited.
     let saved = b
         .post(
@@ -295,8 +298,8 @@ async fn a_consultation_naming_someone_is_checked_before_it_is_visible_online(t:
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
-    assert_eq!(app.store.entry_count(tp.practice.id, pat.id).await.unwrap(), before + 1);
-    let trail = app.store.audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
+    assert_eq!(app.store_for_tests().entry_count(tp.practice.id, pat.id).await.unwrap(), before + 1);
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 20).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "entry.create" && e.detail.ends_with("shown=yes chosen=hidden")));
     // Nothing to say: saved at once.
     let plain = b
@@ -314,7 +317,7 @@ async fn access_changes_through_the_api_are_checked_then_confirmed(t: &TestStore
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             &[consultation(&pat, time(2024, 6, 1), "Seen for a cough")],
@@ -379,7 +382,10 @@ async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     let shown = consultation(&pat, time(2024, 2, 2), "Seen for a cough");
     let mut all = vec![shown.clone()];
     all.extend(withheld_entries(&pat, time(2024, 2, 3), "ZZSECRET"));
-    app.store.add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let mut b = Browser::new(&app);
     let ods = tp.practice.ods_code.as_str().to_owned();
     // Not signed in: every page sends you to sign in.
@@ -419,10 +425,10 @@ async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     assert!(
         home.body.contains("Recently viewed") && home.body.contains(&format!("/patients/{}", pat.nhs_number.as_str()))
     );
-    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
     let online = b.get(&format!("/patients/{}/online", pat.nhs_number.as_str())).await;
     assert_eq!(online.status, StatusCode::OK);
-    let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, before, 10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         vec!["record.preview_online"],
@@ -445,7 +451,7 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
     let a = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, a.practice.id).await.unwrap();
     let entry = consultation(&pat, time(2024, 3, 3), "Private matter");
-    app.store
+    app.store_for_tests()
         .add_entries(a.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -467,13 +473,13 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
         clinician.post(&change, &[("_csrf", "forged"), post[0], post[1], post[2]]).await.status,
         StatusCode::FORBIDDEN
     );
-    assert!(!app.store.entry(a.practice.id, entry.id).await.unwrap().unwrap().visibility.is_hidden());
+    assert!(!app.store_for_tests().entry(a.practice.id, entry.id).await.unwrap().unwrap().visibility.is_hidden());
     let done = clinician.post(&change, &[("_csrf", &csrf(&form.body)), post[0], post[1], post[2]]).await;
     assert_eq!(
         (done.status, location(&done)),
         (StatusCode::SEE_OTHER, format!("/patients/{}", pat.nhs_number.as_str()).as_str())
     );
-    assert!(app.store.entry(a.practice.id, entry.id).await.unwrap().unwrap().visibility.is_hidden());
+    assert!(app.store_for_tests().entry(a.practice.id, entry.id).await.unwrap().unwrap().visibility.is_hidden());
     let other = fixtures::practice(&app).await.unwrap();
     let mut b = Browser::new(&app);
     sign_in(&mut b, other.practice.ods_code.as_str(), "clinician").await;
@@ -599,13 +605,13 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         abnormal: true,
         filing: caldicott_core::entry::Filing::Unfiled,
     };
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
     // A consultation for the split routes (only consultations split).
     let consult = consultation(&pat, time(2024, 3, 4), "Part one.\nPart two.");
-    app.store
+    app.store_for_tests()
         .add_entries(
             tp.practice.id,
             std::slice::from_ref(&consult),
@@ -638,7 +644,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         cancelled_at: None,
         cancelled_by: None,
     };
-    app.store
+    app.store_for_tests()
         .book_slot(tp.practice.id, &appointment, &fixtures::audit(Action::AppointmentBook, Some(pat.id)))
         .await
         .unwrap();
@@ -654,7 +660,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         closed_at: None,
         closed_by: None,
     };
-    app.store.create_task(tp.practice.id, &task, &fixtures::audit(Action::TaskCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .create_task(tp.practice.id, &task, &fixtures::audit(Action::TaskCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let clinic_day = (day.format("%d").to_string(), day.format("%m").to_string(), day.format("%Y").to_string());
     // A failed message, for the retry route.
     let message = app
@@ -677,8 +686,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         .await
         .unwrap();
     let now = caldicott_app::fixtures::now();
-    app.store.claim_due_messages(now, now + chrono::Duration::seconds(60), 100).await.unwrap();
-    app.store
+    app.store_for_tests().claim_due_messages(now, now + chrono::Duration::seconds(60), 100).await.unwrap();
+    app.store_for_tests()
         .finish_message(
             tp.practice.id,
             message.id,
@@ -715,7 +724,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         body: caldicott_core::tasks::TaskBody::Letter { message: message.id, text: "Dear Test Patient".into() },
         ..task.clone()
     };
-    app.store.create_task(tp.practice.id, &post, &fixtures::audit(Action::TaskCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .create_task(tp.practice.id, &post, &fixtures::audit(Action::TaskCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let post_id = post.id.to_string();
     let applicant = adult(&app, tp.practice.id).await.unwrap();
     let applicant_nhs = applicant.nhs_number.as_str().to_owned();
@@ -872,7 +884,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{token}", &spare_token_id)
                 .replace("{format}", "pdf");
             let mut last_body = String::new();
-            let audited_before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+            let audited_before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
             let status = match (method.as_str(), uri.starts_with("/api/")) {
                 ("GET", true) => get(&app, &uri, Some(token)).await.status,
                 ("POST", true) if uri.ends_with("/access") || uri.ends_with("/enhanced-review") => {
@@ -1005,7 +1017,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
             // look): a GET answered with a page or JSON that carries patient data wrote at least
             // one event of the caller's own.
             if method == "GET" && status.is_success() && !GETS_WITHOUT_PATIENT_DATA.contains(&path.as_str()) {
-                let new = app.store.audit_events(tp.practice.id, audited_before, 1000).await.unwrap();
+                let new = app.store_for_tests().audit_events(tp.practice.id, audited_before, 1000).await.unwrap();
                 if !new.iter().any(|e| e.actor_kind == "staff" && e.outcome == "success") {
                     unaudited_looks.push(format!("{user} GET {path}"));
                 }
@@ -1257,7 +1269,8 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     let oversize: Value = serde_json::from_str(&body).expect("an ITK3 answer in JSON");
     assert_eq!(oversize["code"], 20009);
     assert!(oversize["problems"][0].as_str().unwrap().contains("larger than 2 MB"), "{body}");
-    let kept = app.store.inbound(tp.practice.id, oversize["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+    let kept =
+        app.store_for_tests().inbound(tp.practice.id, oversize["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
     assert_eq!(kept.map(|m| m.response_code), Some(20009));
     // A clinician reviews it in the queue, removes an item and files it.
     let mut doctor = Browser::new(&app);
@@ -1439,7 +1452,10 @@ async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &Tes
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, time(2025, 6, 1), "SAR-HIDDEN");
-    app.store.add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None))
+        .await
+        .unwrap();
     let mut b = Browser::new(&app);
     sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
     let token = csrf(&b.get("/sars/new").await.body);
@@ -1834,8 +1850,8 @@ async fn audit_events_record_the_client_address_never_a_forwarded_header(t: &Tes
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let last_event = || async {
-        let head = app.store.audit_head(tp.practice.id).await.unwrap().count;
-        app.store.audit_events(tp.practice.id, head - 1, 1).await.unwrap().remove(0)
+        let head = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
+        app.store_for_tests().audit_events(tp.practice.id, head - 1, 1).await.unwrap().remove(0)
     };
     // Over a real socket, as `caldicott serve` runs it, with a forged X-Forwarded-For.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1888,7 +1904,10 @@ async fn audit_events_record_the_client_address_never_a_forwarded_header(t: &Tes
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(last_event().await.client, None);
     // And the chain, addresses included, verifies.
-    assert!(caldicott_app::audit_log::verify_chain(app.store.as_ref(), tp.practice.id, &[]).await.unwrap().is_ok());
+    assert!(caldicott_app::audit_log::verify_chain(app.store_for_tests().as_ref(), tp.practice.id, &[])
+        .await
+        .unwrap()
+        .is_ok());
 }
 
 async fn refused_machine_credentials_are_audited_at_their_practice(t: &TestStore) {
@@ -1926,9 +1945,9 @@ async fn refused_machine_credentials_are_audited_at_their_practice(t: &TestStore
         ),
     ];
     for (uri, auth, body, action, kind) in cases {
-        let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+        let before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
         assert_eq!(post(uri, auth, &body).await, StatusCode::UNAUTHORIZED, "{uri}");
-        let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+        let events = app.store_for_tests().audit_events(tp.practice.id, before, 10).await.unwrap();
         assert_eq!(events.len(), 1, "{uri}: {events:?}");
         let e = &events[0];
         assert_eq!((e.action.as_str(), e.outcome.as_str(), e.actor_kind.as_str()), (action, "denied", kind), "{uri}");
@@ -1936,10 +1955,10 @@ async fn refused_machine_credentials_are_audited_at_their_practice(t: &TestStore
         assert!(!e.detail.contains("not-the-secret") && !e.entity.contains("not-the-secret"));
     }
     // Unknown client ids: refused, and no practice's chain changes.
-    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
     assert_eq!(post("/api/apps/v1/links", basic("app_nobody", "x"), &link).await, StatusCode::UNAUTHORIZED);
     assert_eq!(post("/api/update-record/v1/messages", basic("ur_nobody", "x"), "{}").await, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, before);
+    assert_eq!(app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count, before);
 }
 
 /// Sends a request over a real socket that promises a large body (`Content-Length`) and sends
@@ -2061,20 +2080,20 @@ async fn an_administrator_revokes_an_api_token_and_its_next_call_is_refused(t: &
     assert_eq!(clinician.post(&revoke, &[("_csrf", clinician_csrf.as_str())]).await.status, StatusCode::FORBIDDEN);
     assert_eq!(get(&app, &record, Some(&issued.secret)).await.status, StatusCode::OK);
     // The administrator revokes it: audited, and its very next call is 401.
-    let before = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
     let done = admin.post(&revoke, &[("_csrf", csrf(&page.body).as_str())]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert!(done.body.contains("Revoked"));
-    let events = app.store.audit_events(tp.practice.id, before, 10).await.unwrap();
+    let events = app.store_for_tests().audit_events(tp.practice.id, before, 10).await.unwrap();
     assert!(events.iter().any(|e| e.action == "token.revoke" && e.entity == format!("token/{id}")), "{events:?}");
     let r = get(&app, &record, Some(&issued.secret)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(!r.body.contains(pat.nhs_number.as_str()));
     // Revoking it again: not found, nothing written.
-    let again = app.store.audit_head(tp.practice.id).await.unwrap().count;
+    let again = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
     let csrf_now = csrf(&admin.get("/tokens").await.body);
     assert_eq!(admin.post(&revoke, &[("_csrf", csrf_now.as_str())]).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.store.audit_head(tp.practice.id).await.unwrap().count, again);
+    assert_eq!(app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count, again);
 }
 
 async fn staff_transfer_in_a_record_from_a_file(t: &TestStore) {
@@ -2148,7 +2167,10 @@ async fn a_patient_signs_up_with_the_letter_staff_print(t: &TestStore) {
     let recent = caldicott_app::fixtures::now() - chrono::Duration::days(2);
     let mut entries = vec![consultation(&pat, recent, "VISIBLE-MARK seen online")];
     entries.extend(withheld_entries(&pat, recent, "SECRET"));
-    app.store.add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, Some(pat.id))).await.unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
     let mut staff = Browser::new(&app);
     sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
     let record = staff.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
@@ -2228,7 +2250,7 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
     let b = adult(&app, tp.practice.id).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 7));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -2257,7 +2279,7 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
     .unwrap();
     suspended.status = caldicott_core::access::ProxyStatus::Suspended { since: granted, reason: "review".into() };
     suspended.id = caldicott_core::ids::ProxyLinkId::from_uuid(caldicott_app::new_id());
-    app.store
+    app.store_for_tests()
         .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
@@ -2275,7 +2297,7 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
         child_med,
     ];
     for e in entries {
-        app.store
+        app.store_for_tests()
             .add_entries(
                 tp.practice.id,
                 std::slice::from_ref(&e),
@@ -2359,7 +2381,7 @@ async fn patient_services_reach_only_whom_the_caller_acts_for(t: &TestStore) {
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let suspended_parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 7));
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
         .await
         .unwrap();
@@ -2371,12 +2393,12 @@ async fn patient_services_reach_only_whom_the_caller_acts_for(t: &TestStore) {
             .unwrap();
     suspended.id = caldicott_core::ids::ProxyLinkId::from_uuid(caldicott_app::new_id());
     suspended.status = ProxyStatus::Suspended { since: today, reason: "review".into() };
-    app.store
+    app.store_for_tests()
         .create_proxy_link(tp.practice.id, &suspended, &fixtures::audit(Action::ProxyLinkCreate, Some(child.id)))
         .await
         .unwrap();
     for e in [repeat_template(&a, "A-REPEAT"), repeat_template(&child, "CHILD-REPEAT")] {
-        app.store
+        app.store_for_tests()
             .add_entries(
                 tp.practice.id,
                 std::slice::from_ref(&e),
@@ -2428,7 +2450,7 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let (t1, t2) = (repeat_template(&pat, "Amlodipine 5mg"), repeat_template(&pat, "Atorvastatin 20mg"));
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, &[t1.clone(), t2.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -2531,9 +2553,12 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let a = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 40));
-    app.store.create_patient(tp.practice.id, &a, &fixtures::audit(Action::PatientCreate, Some(a.id))).await.unwrap();
+    app.store_for_tests()
+        .create_patient(tp.practice.id, &a, &fixtures::audit(Action::PatientCreate, Some(a.id)))
+        .await
+        .unwrap();
     let template = repeat_template(&a, "A-REPEAT-MED");
-    app.store
+    app.store_for_tests()
         .add_entries(tp.practice.id, std::slice::from_ref(&template), &fixtures::audit(Action::EntryCreate, Some(a.id)))
         .await
         .unwrap();
@@ -2586,7 +2611,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         .await
         .unwrap();
         link.id = caldicott_core::ids::ProxyLinkId::from_uuid(caldicott_app::new_id());
-        app.store
+        app.store_for_tests()
             .create_proxy_link(tp.practice.id, &link, &fixtures::audit(Action::ProxyLinkCreate, Some(a.id)))
             .await
             .unwrap();
@@ -2722,7 +2747,7 @@ async fn send_a_message_submitted_twice_at_once_sends_once(t: &TestStore) {
     let mut pat = fixtures::person(tp.practice.id, fixtures::date(1980, 5, 17));
     pat.contact.email = Some("twice@example.com".into());
     pat.preferred_contact = caldicott_core::patient::PreferredContactMethod::Email;
-    app.store
+    app.store_for_tests()
         .create_patient(tp.practice.id, &pat, &fixtures::audit(Action::PatientCreate, Some(pat.id)))
         .await
         .unwrap();
@@ -2748,7 +2773,11 @@ async fn send_a_message_submitted_twice_at_once_sends_once(t: &TestStore) {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert!(r.body.contains("The message is on its way"));
     }
-    assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 1, "one form, one message");
+    assert_eq!(
+        app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(),
+        1,
+        "one form, one message"
+    );
     // The page after sending is a new form, with a new key: sending it is a new message.
     let again = staff.get(&format!("/patients/{nhs}/messages/new")).await;
     let fresh = between(&again.body, "name=\"send_key\" value=\"", "\"").to_owned();
@@ -2760,12 +2789,12 @@ async fn send_a_message_submitted_twice_at_once_sends_once(t: &TestStore) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
+    assert_eq!(app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
     // A form without its key is refused, and sends nothing.
     let r =
         staff.post(&format!("/patients/{nhs}/messages"), &[("_csrf", &csrf(&again.body)), ("preset", &preset)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(app.store.messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
+    assert_eq!(app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap().len(), 2);
 }
 
 /// A patient whose linked app the practice has turned off is told so on their linked apps
