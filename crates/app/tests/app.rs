@@ -2074,8 +2074,12 @@ async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) 
     let services = app.my_services(&me).await.unwrap();
     let notice = services.iter().find(|s| s.link == Some(link.id)).unwrap().notice.clone().unwrap();
     assert!(notice.contains("turns 16"), "{notice}");
-    // The day before the birthday (nine days and two hours on), still there.
-    offset.store(9 * 24 + 2, Ordering::SeqCst);
+    // Noon (UK) on the day before the birthday, whatever the hour the test starts at: still
+    // there. (Nine days of hours would reach the birthday itself when the test starts just
+    // before midnight; the clock suite found that.)
+    let day_before_noon =
+        caldicott_core::uk::uk_start_of(caldicott_app::fixtures::today() + Duration::days(9)) + Duration::hours(12);
+    offset.store((day_before_noon - caldicott_app::fixtures::now()).num_hours(), Ordering::SeqCst);
     let ods = tp.practice.ods_code.as_str();
     let sign_in = |app: App, username: String, password: String| async move {
         let cookie = app
