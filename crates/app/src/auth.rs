@@ -45,7 +45,7 @@ pub(crate) const NO_ACCOUNT_HASH: &str =
 /// callers back so that a caller that gives up (a closed connection) never costs a hash.
 struct Hashing {
     permits: tokio::sync::Semaphore,
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
 }
 
 /// The nice value of the hashing threads.
@@ -75,7 +75,7 @@ static HASHING: std::sync::LazyLock<Hashing> = std::sync::LazyLock::new(|| {
             tracing::error!("could not start a password hashing thread: {e}");
         }
     }
-    Hashing { permits: tokio::sync::Semaphore::new(threads), jobs: std::sync::Mutex::new(tx) }
+    Hashing { permits: tokio::sync::Semaphore::new(threads), jobs: tx }
 });
 
 #[cfg(target_os = "linux")]
@@ -104,12 +104,7 @@ async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 
     let job: Box<dyn FnOnce() + Send> = Box::new(move || {
         let _ = tx.send(work());
     });
-    HASHING
-        .jobs
-        .lock()
-        .map_err(|_| AppError::Internal("the password hashing queue is poisoned".into()))?
-        .send(job)
-        .map_err(|_| AppError::Internal("no password hashing thread is running".into()))?;
+    HASHING.jobs.send(job).map_err(|_| AppError::Internal("no password hashing thread is running".into()))?;
     rx.await.map_err(|_| AppError::Internal("password hashing stopped".into()))
 }
 

@@ -447,3 +447,12 @@ pub async fn online_clinic(
         .map(|_| ())
         .map_err(|problems| crate::AppError::BadRequest(format!("{problems:?}")))
 }
+
+/// Every audit action recorded at a practice so far, oldest first ("record.view_online", …).
+pub async fn audit_actions(app: &App, practice: PracticeId) -> Vec<String> {
+    app.store
+        .audit_events(practice, 0, 1_000_000)
+        .await
+        .map(|events| events.into_iter().map(|e| e.action).collect())
+        .unwrap_or_default()
+}

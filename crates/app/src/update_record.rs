@@ -762,10 +762,7 @@ impl App {
             return Ok(Err(vec![FieldProblem { field: "reason", message: "Say why the message is rejected".into() }]));
         }
         // A message waiting for review, or one no patient here matches (closed as not ours).
-        let message = match self.store.inbound(who.practice, id).await? {
-            Some(m) if m.status == InboundStatus::Unmatched => m,
-            _ => self.waiting(who, id).await?,
-        };
+        let message = self.waiting_in(who, id, &[InboundStatus::Pending, InboundStatus::Unmatched]).await?;
         let now = caldicott_core::audit::truncate_to_micros(self.now());
         let task = self.closed_task(who, &message, now, "Rejected: nothing filed").await?;
         let a = self.audit_record(
@@ -797,17 +794,7 @@ impl App {
     /// changes. Clinicians only, audited.
     pub async fn match_inbound_again(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<Result<PatientId, String>> {
         require_clinician(who)?;
-        let m = self
-            .store
-            .inbound(who.practice, id)
-            .await?
-            .ok_or_else(|| AppError::NotFound("no such pharmacy message here".into()))?;
-        if m.status != InboundStatus::Unmatched {
-            return Err(AppError::Conflict(format!(
-                "this message is not waiting to be matched ({})",
-                m.status.display()
-            )));
-        }
+        let m = self.waiting_in(who, id, &[InboundStatus::Unmatched]).await?;
         let record =
             m.record.as_ref().ok_or_else(|| AppError::Conflict("the message holds no summary to match".into()))?;
         let today = self.today();
@@ -854,16 +841,29 @@ impl App {
     }
 
     async fn waiting(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<InboundMessage> {
+        self.waiting_in(who, id, &[InboundStatus::Pending]).await
+    }
+
+    /// The message, when its status is one of `statuses`; otherwise a conflict saying where it
+    /// stands.
+    async fn waiting_in(
+        &self,
+        who: &StaffPrincipal,
+        id: Uuid,
+        statuses: &[InboundStatus],
+    ) -> AppResult<InboundMessage> {
         let m = self
             .store
             .inbound(who.practice, id)
             .await?
             .ok_or_else(|| AppError::NotFound("no such pharmacy message here".into()))?;
-        if m.status != InboundStatus::Pending {
-            return Err(AppError::Conflict(format!(
-                "this message is no longer waiting for review ({})",
-                m.status.display()
-            )));
+        if !statuses.contains(&m.status) {
+            let words = if statuses.contains(&InboundStatus::Pending) {
+                "this message is no longer waiting for review"
+            } else {
+                "this message has already been dealt with"
+            };
+            return Err(AppError::Conflict(format!("{words} ({})", m.status.display())));
         }
         Ok(m)
     }

@@ -414,14 +414,7 @@ async fn staff_sign_in_with_password_and_totp(t: &TestStore) {
     assert!(app.signed_in(&second).await.is_ok());
     app.sign_out(&second).await.unwrap();
     assert!(app.signed_in(&second).await.is_err());
-    let actions: Vec<String> = app
-        .store_for_tests()
-        .audit_events(tp.practice.id, 0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions: Vec<String> = fixtures::audit_actions(&app, tp.practice.id).await;
     for a in ["staff.totp_enrolled", "staff.sign_in", "staff.sign_in_failed", "staff.sign_out"] {
         assert!(actions.iter().any(|x| x == a), "{a} not audited");
     }

@@ -63,14 +63,7 @@ async fn messages_are_kept_deleted_ones_too_and_linked_to_patients(t: &TestStore
     assert_eq!(about[0].deleted_by.as_deref(), Some(doctor.name.as_str()));
     assert!(about[0].deleted_at.is_some());
     assert!(matches!(app.delete_staff_message(&doctor, m.id).await, Err(AppError::Conflict(_))));
-    let actions: Vec<String> = app
-        .store_for_tests()
-        .audit_events(tp.practice.id, 0, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions: Vec<String> = fixtures::audit_actions(&app, tp.practice.id).await;
     for a in ["staff_message.send", "staff_message.view", "staff_message.delete"] {
         assert!(actions.contains(&a.to_owned()), "{a}");
     }

@@ -42,10 +42,6 @@ async fn patient(app: &App, practice: PracticeId, p: Patient) -> Patient {
     p
 }
 
-async fn audit_actions(app: &App, practice: PracticeId) -> Vec<String> {
-    app.store_for_tests().audit_events(practice, 0, 1_000_000).await.unwrap().into_iter().map(|e| e.action).collect()
-}
-
 async fn exclusion_figures_count_registered_patients_aged_16_and_over(t: &TestStore) {
     // R36, D5
     let app = app(t);
@@ -113,7 +109,7 @@ async fn exclusion_figures_count_registered_patients_aged_16_and_over(t: &TestSt
     };
     app.save_action_plan(&manager, &plan).await.unwrap().unwrap();
     assert_eq!(app.exclusion_report(&manager).await.unwrap().action_plan.unwrap().owner, "Dr Patel");
-    assert!(audit_actions(&app, p).await.contains(&"practice.action_plan_change".to_owned()));
+    assert!(fixtures::audit_actions(&app, p).await.contains(&"practice.action_plan_change".to_owned()));
     assert!(matches!(app.save_action_plan(&tp.clinician, &plan).await, Err(AppError::Forbidden(_))));
     // The monthly return (R37): every active exclusion of a registered patient, with when and by whom.
     let (_, rows) = app.monthly_return(&manager).await.unwrap();
@@ -128,7 +124,10 @@ async fn exclusion_figures_count_registered_patients_aged_16_and_over(t: &TestSt
     let csv = caldicott_app::governance::monthly_return_csv(&rows, today);
     assert!(csv.starts_with("nhs_number,family_name,given_name,date_of_birth,age,date_added,added_by\n"));
     assert!(csv.contains(&format!("{},Patient,Test,1980-05-17,", c.nhs_number.as_str())));
-    assert!(audit_actions(&app, p).await.contains(&"report.export".to_owned()), "the return names patients: audited");
+    assert!(
+        fixtures::audit_actions(&app, p).await.contains(&"report.export".to_owned()),
+        "the return names patients: audited"
+    );
     // Receptionists do not see it.
     let reception = who(&app, &tp.receptionist_token).await;
     assert!(matches!(app.monthly_return(&reception).await, Err(AppError::Forbidden(_))));
@@ -186,7 +185,7 @@ async fn bulk_104_is_warned_confirmed_audited_and_undone(t: &TestStore) {
         .unwrap();
     assert!(online.entries.is_empty(), "nothing shown while 104 is active");
     assert_eq!(app.exclusion_report(&manager).await.unwrap().figures.active_104, 3);
-    let actions = audit_actions(&app, p).await;
+    let actions = fixtures::audit_actions(&app, p).await;
     assert_eq!(actions.iter().filter(|a| *a == "entry.bulk_code").count(), 2);
     assert_eq!(actions.iter().filter(|a| *a == "practice.bulk_code_job").count(), 1);
     // Undo: 106 for exactly the job's patients, confirmed by their number.
@@ -243,7 +242,7 @@ async fn an_enhanced_review_highlights_then_grants_or_withholds(t: &TestStore) {
         page.to_check.iter().find(|e| e.entry.id == third_party.id).unwrap().withheld_after_grant.is_none(),
         "it would be shown once access is granted"
     );
-    assert!(audit_actions(&app, p).await.contains(&"record.view_enhanced_review".to_owned()));
+    assert!(fixtures::audit_actions(&app, p).await.contains(&"record.view_enhanced_review".to_owned()));
     // Withholding needs a reason and a future date.
     let nhs = pat.nhs_number.as_str();
     let bad = app

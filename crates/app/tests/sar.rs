@@ -86,14 +86,7 @@ async fn the_register_keeps_the_statutory_clock(t: &TestStore) {
         Err(AppError::Conflict(_))
     ));
     // Every change is audited; ICB analysts and administrators see nothing.
-    let actions: Vec<String> = app
-        .store_for_tests()
-        .audit_events(tp.practice.id, 0, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions: Vec<String> = fixtures::audit_actions(&app, tp.practice.id).await;
     assert_eq!(actions.iter().filter(|a| *a == "sar.log").count(), 3);
     assert!(actions.iter().filter(|a| *a == "sar.update").count() >= 3);
     let analyst = auth::authenticate(&app, &tp.analyst_token).await.unwrap();

@@ -81,14 +81,7 @@ impl Setup {
         serde_json::to_string(&page).unwrap()
     }
     async fn actions(&self) -> Vec<String> {
-        self.app
-            .store_for_tests()
-            .audit_events(self.practice, 0, 1_000_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect()
+        fixtures::audit_actions(&self.app, self.practice).await
     }
 }
 
