@@ -303,7 +303,8 @@ pub fn check(root: &Path, log: &Log, results: &Results, sources: &Sources) -> Ve
                     None => problem(format!("a process control must name its section of {GUIDE_PATH} (guide)")),
                 },
                 Kind::Design | Kind::Test if c.tests.is_empty() => {
-                    problem(format!("the {:?} control \"{}\" names no test", c.kind, short(&c.text)).to_lowercase());
+                    let kind = if c.kind == Kind::Design { "design" } else { "test" };
+                    problem(format!("the {kind} control \"{}\" names no test", short(&c.text)));
                 }
                 Kind::Design | Kind::Test => {}
             }
@@ -713,6 +714,12 @@ tests = ["caldicott_core::visibility::tests::hidden_never_shown", "update_record
             .replace("residual = { severity = 5, likelihood = 1 }", "residual = { severity = 5, likelihood = 2 }");
         let p = check(&root(), &log(&unacceptable), &results, &sources);
         assert!(p.iter().any(|p| p.what.contains("unacceptable")), "{p:?}");
+        let untested_design = HAZARD.replace(
+            "tests = [\"caldicott_core::visibility::tests::hidden_never_shown\", \"update_record::a_summary_is_filed_once_on_postgres\"]",
+            "",
+        );
+        let p = check(&root(), &log(&untested_design), &results, &sources);
+        assert!(p.iter().any(|p| p.what == "the design control \"one engine\" names no test"), "{p:?}");
         let gone = HAZARD.replace("crates/cli/src/safety.rs", "crates/cli/src/gone.rs");
         let p = check(&root(), &log(&gone), &results, &sources);
         assert!(p.iter().any(|p| p.what.contains("does not exist (moved or renamed?)")), "{p:?}");
