@@ -84,7 +84,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
-            StoreError::Conflict(m) => AppError::Conflict(m),
+            StoreError::Conflict(c) => AppError::Conflict(c.to_string()),
             StoreError::Unavailable(m) => AppError::Unavailable(m),
             other => AppError::Internal(other.to_string()),
         }

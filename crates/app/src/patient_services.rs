@@ -472,7 +472,7 @@ impl App {
         );
         match self.store.create_patient_login(practice.id, &account, &login, &key.account_ref, &audit).await {
             Ok(()) => {}
-            Err(caldicott_store::StoreError::Conflict(m)) if m.contains("username") => {
+            Err(caldicott_store::StoreError::Conflict(caldicott_store::Conflict::UsernameTaken)) => {
                 return Ok(Err(vec![FieldProblem {
                     field: "username",
                     message: "That username is taken: choose another".into(),

@@ -128,8 +128,14 @@ impl App {
         );
         match self.store.create_patient(who.practice, &patient, &audit).await {
             Ok(()) => Ok(Ok(patient)),
-            Err(caldicott_store::StoreError::Conflict(m)) => {
-                Ok(Err(vec![FieldProblem { field: "nhs_number", message: m }]))
+            Err(caldicott_store::StoreError::Conflict(caldicott_store::Conflict::NhsNumberRegistered)) => {
+                Ok(Err(vec![FieldProblem {
+                    field: "nhs_number",
+                    message: format!(
+                        "A patient with NHS number {} is already registered at this practice",
+                        patient.nhs_number
+                    ),
+                }]))
             }
             Err(e) => Err(e.into()),
         }

@@ -301,7 +301,7 @@ impl App {
                 },
                 held_back,
             })),
-            Err(StoreError::Conflict(m)) => Ok(Err(vec![format!("Nothing was imported: {m}")])),
+            Err(StoreError::Conflict(c)) => Ok(Err(vec![format!("Nothing was imported: {c}")])),
             Err(e) => Err(e.into()),
         }
     }

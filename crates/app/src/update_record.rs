@@ -395,7 +395,7 @@ impl App {
                         message_id: earlier.message_id.clone(),
                         problems: vec![duplicate_problem(&earlier)],
                     })),
-                    _ => Err(AppError::Conflict(why)),
+                    _ => Err(AppError::Conflict(why.to_string())),
                 }
             }
             Err(e) => Err(e.into()),
@@ -834,7 +834,7 @@ impl App {
             format!("matched to patient/{} on staff request", patient.id),
         );
         self.store.match_inbound(who.practice, id, patient.id, &task, &a).await.map_err(|e| match e {
-            caldicott_store::StoreError::Conflict(m) => AppError::Conflict(m),
+            caldicott_store::StoreError::Conflict(c) => AppError::Conflict(c.to_string()),
             other => other.into(),
         })?;
         Ok(Ok(patient.id))

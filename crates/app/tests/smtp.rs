@@ -89,7 +89,10 @@ class Receiver:
                           "text": part.get_content()})
         summary = {"message_id": mid, "mime_version": msg.get("MIME-Version", ""),
                    "content_type": msg.get_content_type(), "parts": parts}
-        (self.dir / "received" / f"{self.n:04}.json").write_text(json.dumps(summary))
+        # Written whole and then renamed, so that the test never reads half a summary.
+        unfinished = self.dir / "received" / f"{self.n:04}.part"
+        unfinished.write_text(json.dumps(summary))
+        unfinished.rename(self.dir / "received" / f"{self.n:04}.json")
         (self.dir / "received" / f"{self.n:04}.eml").write_bytes(raw)
         kept = self.dir / "kept" / ("".join(c for c in mid if c.isalnum()) + ".eml")
         seen = kept.exists()

@@ -96,6 +96,23 @@ macro_rules! sqlx_cols {
 sqlx_cols!(sqlx::sqlite::SqliteRow);
 sqlx_cols!(sqlx::postgres::PgRow);
 
+/// Passes each read on to the driver's own row.
+macro_rules! either_row {
+    ($($f:ident -> $T:ty),*) => {
+        impl Cols for crate::db::Row {
+            $(fn $f(&self, c: &str) -> StoreResult<Option<$T>> {
+                match self {
+                    crate::db::Row::Sqlite(r) => r.$f(c),
+                    crate::db::Row::Postgres(r) => r.$f(c),
+                }
+            })*
+        }
+    };
+}
+
+either_row!(opt_text -> String, opt_uuid -> Uuid, opt_date -> NaiveDate, opt_time -> DateTime<Utc>,
+    opt_bool -> bool, opt_int -> i64, opt_bytes -> Vec<u8>);
+
 /// rusqlite reads the values sqlx-sqlite wrote: UUIDs as 16-byte blobs, dates as `YYYY-MM-DD`,
 /// times as RFC 3339 text, booleans as integers.
 impl Cols for rusqlite::Row<'_> {

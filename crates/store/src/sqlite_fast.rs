@@ -9,7 +9,7 @@
 //! still go through sqlx.
 
 use crate::rows;
-use crate::sql::{entries_sql, PatientKey, SqliteStore, ACCESS_FACTS, PRACTICE_BY_ID, TOKEN_AND_STAFF};
+use crate::sql::{entries_sql, PatientKey, ACCESS_FACTS, PRACTICE_BY_ID, TOKEN_AND_STAFF};
 use crate::{AccessFacts, EntryQuery, StoreError, StoreResult};
 use caldicott_core::entry::Entry;
 use caldicott_core::ids::*;
@@ -131,31 +131,31 @@ impl FastReads {
     }
 }
 
-impl SqliteStore {
-    pub(crate) async fn hot_practice(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
-        Ok(self.fast.rows(PRACTICE_BY_ID, &[Param::Uuid(id.as_uuid())], |r| rows::practice(r))?.pop())
+/// The reads on every request's path, each a few rows found by index.
+impl FastReads {
+    pub(crate) fn practice(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
+        Ok(self.rows(PRACTICE_BY_ID, &[Param::Uuid(id.as_uuid())], |r| rows::practice(r))?.pop())
     }
 
-    pub(crate) async fn hot_token_and_staff(
+    pub(crate) fn token_and_staff(
         &self,
         practice: PracticeId,
         id: TokenId,
     ) -> StoreResult<Option<(ApiToken, StaffMember)>> {
-        let found =
-            self.fast.rows(TOKEN_AND_STAFF, &[Param::Uuid(practice.as_uuid()), Param::Uuid(id.as_uuid())], |r| {
-                Ok((rows::token(practice, id, r)?, rows::staff(practice, r)?))
-            })?;
+        let found = self.rows(TOKEN_AND_STAFF, &[Param::Uuid(practice.as_uuid()), Param::Uuid(id.as_uuid())], |r| {
+            Ok((rows::token(practice, id, r)?, rows::staff(practice, r)?))
+        })?;
         Ok(found.into_iter().next())
     }
 
-    pub(crate) async fn hot_patient(&self, practice: PracticeId, key: PatientKey<'_>) -> StoreResult<Option<Patient>> {
+    pub(crate) fn patient(&self, practice: PracticeId, key: PatientKey<'_>) -> StoreResult<Option<Patient>> {
         let value = match key {
             PatientKey::Id(id) => Param::Uuid(id),
             PatientKey::Nhs(n) => Param::Text(n),
         };
         let mut patient: Option<Patient> = None;
         let mut registrations = Vec::new();
-        self.fast.each(key.sql(), &[Param::Uuid(practice.as_uuid()), value], |r| {
+        self.each(key.sql(), &[Param::Uuid(practice.as_uuid()), value], |r| {
             if patient.is_none() {
                 patient = Some(rows::patient(practice, r, Vec::new())?);
             }
@@ -165,7 +165,7 @@ impl SqliteStore {
         Ok(patient.map(|p| Patient { registrations, ..p }))
     }
 
-    pub(crate) async fn hot_access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
+    pub(crate) fn access_facts(&self, practice: PracticeId, patient: PatientId) -> StoreResult<AccessFacts> {
         let params = [
             Param::Uuid(practice.as_uuid()),
             Param::Uuid(patient.as_uuid()),
@@ -173,22 +173,17 @@ impl SqliteStore {
             Param::Text(ENHANCED_REVIEW_NOT_INDICATED),
         ];
         let mut fold = rows::FactsFold::default();
-        self.fast.each(ACCESS_FACTS, &params, |r| fold.push(r))?;
+        self.each(ACCESS_FACTS, &params, |r| fold.push(r))?;
         fold.finish()
     }
 
-    pub(crate) async fn hot_entries(
-        &self,
-        practice: PracticeId,
-        patient: PatientId,
-        q: EntryQuery,
-    ) -> StoreResult<Vec<Entry>> {
+    pub(crate) fn entries(&self, practice: PracticeId, patient: PatientId, q: EntryQuery) -> StoreResult<Vec<Entry>> {
         let mut params = vec![Param::Uuid(practice.as_uuid()), Param::Uuid(patient.as_uuid())];
         if let Some(c) = q.after {
             params.extend([Param::Date(c.event_date), Param::Time(c.entered_at), Param::Uuid(c.id.as_uuid())]);
         }
         params.extend(q.section.map(|s| s.kinds()).unwrap_or(&[]).iter().map(|k| Param::Text(k.as_str())));
         params.push(Param::Int(i64::from(q.limit)));
-        self.fast.rows(&entries_sql(&q), &params, |r| rows::entry(r))
+        self.rows(&entries_sql(&q), &params, |r| rows::entry(r))
     }
 }

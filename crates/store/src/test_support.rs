@@ -2,7 +2,7 @@
 //! database created once per test process on the local PostgreSQL server
 //! (`CALDICOTT_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`).
 
-use crate::{PostgresStore, SqliteStore, Store, StoreResult};
+use crate::{SqlStore, Store, StoreResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -26,7 +26,7 @@ impl Drop for TestStore {
 pub async fn sqlite() -> StoreResult<TestStore> {
     let dir = std::env::temp_dir().join(format!("caldicott-test-{}", uuid::Uuid::now_v7().simple()));
     let path = dir.join("caldicott.db");
-    let store = SqliteStore::open(&path).await?;
+    let store = SqlStore::open_sqlite(&path).await?;
     Ok(TestStore { store: Arc::new(store), url: path.display().to_string(), cleanup: Some(dir) })
 }
 
@@ -85,7 +85,7 @@ pub async fn postgres() -> StoreResult<TestStore> {
         .execute(&mut conn)
         .await
         .map_err(|e| crate::StoreError::Database(e.to_string()))?;
-    let store = PostgresStore::connect(&db_url, Some(&schema)).await?;
+    let store = SqlStore::connect_postgres(&db_url, Some(&schema)).await?;
     let url = format!("{db_url}?options=-c%20search_path%3D{schema}");
     Ok(TestStore { store: Arc::new(store), url, cleanup: None })
 }

@@ -138,7 +138,7 @@ async fn practices_round_trip_and_start_an_audit_chain(store: &dyn Store) {
     let dup = Practice { id: PracticeId::from_uuid(id()), ..p.clone() };
     assert!(matches!(
         store.create_practice(&dup, &audit(Action::PracticeCreate, None)).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::OdsCodeTaken))
     ));
     let settings = OnlineServicesSettings {
         paused: true,
@@ -164,7 +164,9 @@ async fn patients_round_trip_and_stay_within_their_practice(store: &dyn Store) {
     // The same NHS number may be registered at another practice, but not twice at one.
     let again = Patient { id: PatientId::from_uuid(id()), ..pat.clone() };
     let err = store.create_patient(a.id, &again, &audit(Action::PatientCreate, None)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("already registered")), "{err}");
+    // The conflict is named by what it means, on both databases, and says so in plain words.
+    assert!(matches!(err, StoreError::Conflict(Conflict::NhsNumberRegistered)), "{err:?}");
+    assert_eq!(err.to_string(), "a patient with that NHS number is already registered at this practice");
     let elsewhere = Patient { id: PatientId::from_uuid(id()), practice: b.id, ..pat.clone() };
     store.create_patient(b.id, &elsewhere, &audit(Action::PatientCreate, None)).await.unwrap();
     // A patient row can't be written into another practice.
@@ -396,7 +398,7 @@ async fn a_failed_write_leaves_the_database_as_it_was(store: &dyn Store) {
     let orphan = consultation(&ghost, t(2025, 1, 2), "no such patient");
     let err =
         store.add_entries(p.id, &[good.clone(), orphan], &audit(Action::EntryCreate, Some(pat.id))).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(matches!(err, StoreError::Conflict(Conflict::MissingReference)), "{err:?}");
     assert_eq!(store.entry(p.id, good.id).await.unwrap(), None);
     assert_eq!(store.audit_head(p.id).await.unwrap(), head);
 }
@@ -544,7 +546,18 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
     let dup = StaffMember { id: StaffId::from_uuid(id()), ..s.clone() };
     assert!(matches!(
         store.create_staff(p.id, &dup, &audit(Action::StaffCreate, None)).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::UsernameTaken))
+    ));
+    // The same record written twice is named as such, not as a taken username.
+    assert!(matches!(
+        store
+            .create_staff(
+                p.id,
+                &StaffMember { username: "someone.else".into(), ..s.clone() },
+                &audit(Action::StaffCreate, None)
+            )
+            .await,
+        Err(StoreError::Conflict(Conflict::AlreadyExists))
     ));
     let token = ApiToken {
         id: TokenId::from_uuid(id()),

@@ -1,6 +1,7 @@
 //! [`DocumentStore`] for both databases.
 
-use super::{db, placeholders, PostgresStore, SqliteStore};
+use super::{db, placeholders, SqlStore};
+use crate::db::query;
 use crate::documents::*;
 use crate::rows::Cols;
 use crate::{StoreError, StoreResult};
@@ -19,62 +20,50 @@ pub(super) fn info_row(r: &impl Cols) -> StoreResult<FileInfo> {
     })
 }
 
-macro_rules! document_store {
-    ($Store:ident) => {
-        #[async_trait]
-        impl DocumentStore for $Store {
-            async fn add_document(
-                &self,
-                practice: PracticeId,
-                entry: &Entry,
-                file: &StoredFile,
-                audit: &AuditRecord,
-            ) -> StoreResult<()> {
-                if entry.kind() != EntryKind::Document {
-                    return Err(StoreError::Conflict("only a document entry has a file".into()));
-                }
-                let mut tx = self.begin().await?;
-                Self::insert_entry(&mut tx, practice, entry).await?;
-                Self::insert_file(&mut tx, practice, entry.id, file).await?;
-                Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
-            }
+#[async_trait]
+impl DocumentStore for SqlStore {
+    async fn add_document(
+        &self,
+        practice: PracticeId,
+        entry: &Entry,
+        file: &StoredFile,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        if entry.kind() != EntryKind::Document {
+            return Err(StoreError::refused("only a document entry has a file"));
+        }
+        let mut tx = self.begin().await?;
+        Self::insert_entry(&mut tx, practice, entry).await?;
+        Self::insert_file(&mut tx, practice, entry.id, file).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
 
-            async fn document_file(&self, practice: PracticeId, entry: EntryId) -> StoreResult<Option<StoredFile>> {
-                let row = sqlx::query("SELECT * FROM document_file WHERE practice_id = $1 AND entry_id = $2")
-                    .bind(practice.as_uuid())
-                    .bind(entry.as_uuid())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?;
-                row.map(|r| Ok(StoredFile { info: info_row(&r)?, content: r.bytes("content")? })).transpose()
-            }
+    async fn document_file(&self, practice: PracticeId, entry: EntryId) -> StoreResult<Option<StoredFile>> {
+        let row = query("SELECT * FROM document_file WHERE practice_id = $1 AND entry_id = $2")
+            .bind(practice.as_uuid())
+            .bind(entry.as_uuid())
+            .fetch_optional(self.read())
+            .await
+            .map_err(db)?;
+        row.map(|r| Ok(StoredFile { info: info_row(&r)?, content: r.bytes("content")? })).transpose()
+    }
 
-            async fn document_files(
-                &self,
-                practice: PracticeId,
-                entries: &[EntryId],
-            ) -> StoreResult<Vec<(EntryId, FileInfo)>> {
-                let mut out = Vec::new();
-                for chunk in entries.chunks(500) {
-                    let sql = format!(
-                        "SELECT entry_id, content_type, filename, size, sha1 FROM document_file \
-                         WHERE practice_id = $1 AND entry_id IN ({})",
-                        placeholders(2, chunk.len())
-                    );
-                    let mut q = sqlx::query(&sql).bind(practice.as_uuid());
-                    for e in chunk {
-                        q = q.bind(e.as_uuid());
-                    }
-                    for r in q.fetch_all(self.read()).await.map_err(db)? {
-                        out.push((EntryId::from_uuid(r.uuid("entry_id")?), info_row(&r)?));
-                    }
-                }
-                Ok(out)
+    async fn document_files(&self, practice: PracticeId, entries: &[EntryId]) -> StoreResult<Vec<(EntryId, FileInfo)>> {
+        let mut out = Vec::new();
+        for chunk in entries.chunks(500) {
+            let sql = format!(
+                "SELECT entry_id, content_type, filename, size, sha1 FROM document_file \
+                 WHERE practice_id = $1 AND entry_id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = query(&sql).bind(practice.as_uuid());
+            for e in chunk {
+                q = q.bind(e.as_uuid());
+            }
+            for r in q.fetch_all(self.read()).await.map_err(db)? {
+                out.push((EntryId::from_uuid(r.uuid("entry_id")?), info_row(&r)?));
             }
         }
-    };
+        Ok(out)
+    }
 }
-
-document_store!(SqliteStore);
-document_store!(PostgresStore);

@@ -1,6 +1,7 @@
 //! [`FhirStore`] for both databases.
 
-use super::{db, PostgresStore, SqliteStore};
+use super::{db, SqlStore};
+use crate::db::query;
 use crate::fhir::*;
 use crate::rows::Cols;
 use crate::{StoreError, StoreResult};
@@ -52,194 +53,171 @@ fn cleared_before(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::
     t - chrono::Duration::hours(6)
 }
 
-macro_rules! fhir_store {
-    ($Store:ident) => {
-        #[async_trait]
-        impl FhirStore for $Store {
-            async fn create_fhir_token(
-                &self,
-                practice: PracticeId,
-                t: &FhirToken,
-                audit: &AuditRecord,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                sqlx::query(
-                    "INSERT INTO fhir_token (practice_id, token_hash, link_id, proxy_link_id, scopes, issued_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(practice.as_uuid())
-                .bind(t.hash.to_vec())
-                .bind(t.link.as_uuid())
-                .bind(t.proxy_link.map(|p| p.as_uuid()))
-                .bind(&t.scopes)
-                .bind(t.issued_at)
-                .bind(t.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                // Expired tokens go as new ones come: the table holds only live ones and a few hours more.
-                sqlx::query("DELETE FROM fhir_token WHERE practice_id = $1 AND expires_at < $2")
-                    .bind(practice.as_uuid())
-                    .bind(cleared_before(t.issued_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
-            }
+#[async_trait]
+impl FhirStore for SqlStore {
+    async fn create_fhir_token(&self, practice: PracticeId, t: &FhirToken, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query(
+            "INSERT INTO fhir_token (practice_id, token_hash, link_id, proxy_link_id, scopes, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(practice.as_uuid())
+        .bind(t.hash.to_vec())
+        .bind(t.link.as_uuid())
+        .bind(t.proxy_link.map(|p| p.as_uuid()))
+        .bind(&t.scopes)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        // Expired tokens go as new ones come: the table holds only live ones and a few hours more.
+        query("DELETE FROM fhir_token WHERE practice_id = $1 AND expires_at < $2")
+            .bind(practice.as_uuid())
+            .bind(cleared_before(t.issued_at))
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
 
-            async fn fhir_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<FhirToken>> {
-                let row = sqlx::query("SELECT * FROM fhir_token WHERE practice_id = $1 AND token_hash = $2")
-                    .bind(practice.as_uuid())
-                    .bind(hash.to_vec())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?;
-                row.as_ref().map(token_row).transpose()
-            }
+    async fn fhir_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<FhirToken>> {
+        let row = query("SELECT * FROM fhir_token WHERE practice_id = $1 AND token_hash = $2")
+            .bind(practice.as_uuid())
+            .bind(hash.to_vec())
+            .fetch_optional(self.read())
+            .await
+            .map_err(db)?;
+        row.as_ref().map(token_row).transpose()
+    }
 
-            async fn create_integration(
-                &self,
-                practice: PracticeId,
-                i: &Integration,
-                audit: &AuditRecord,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                sqlx::query(
-                    "INSERT INTO fhir_integration (practice_id, id, name, client_id, public_key, scopes, active, \
-                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(practice.as_uuid())
-                .bind(i.id.as_uuid())
-                .bind(&i.name)
-                .bind(&i.client_id)
-                .bind(&i.public_key)
-                .bind(&i.scopes)
-                .bind(i.active)
-                .bind(i.created_at)
-                .bind(&i.created_by)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
-            }
+    async fn create_integration(&self, practice: PracticeId, i: &Integration, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query(
+            "INSERT INTO fhir_integration (practice_id, id, name, client_id, public_key, scopes, active, \
+             created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(practice.as_uuid())
+        .bind(i.id.as_uuid())
+        .bind(&i.name)
+        .bind(&i.client_id)
+        .bind(&i.public_key)
+        .bind(&i.scopes)
+        .bind(i.active)
+        .bind(i.created_at)
+        .bind(&i.created_by)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
 
-            async fn integrations(&self, practice: PracticeId) -> StoreResult<Vec<Integration>> {
-                sqlx::query("SELECT * FROM fhir_integration WHERE practice_id = $1 ORDER BY name, created_at")
-                    .bind(practice.as_uuid())
-                    .fetch_all(self.read())
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(integration_row)
-                    .collect()
-            }
+    async fn integrations(&self, practice: PracticeId) -> StoreResult<Vec<Integration>> {
+        query("SELECT * FROM fhir_integration WHERE practice_id = $1 ORDER BY name, created_at")
+            .bind(practice.as_uuid())
+            .fetch_all(self.read())
+            .await
+            .map_err(db)?
+            .iter()
+            .map(integration_row)
+            .collect()
+    }
 
-            async fn integration_by_client_id(
-                &self,
-                practice: PracticeId,
-                client_id: &str,
-            ) -> StoreResult<Option<Integration>> {
-                let row = sqlx::query("SELECT * FROM fhir_integration WHERE practice_id = $1 AND client_id = $2")
-                    .bind(practice.as_uuid())
-                    .bind(client_id)
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?;
-                row.as_ref().map(integration_row).transpose()
-            }
+    async fn integration_by_client_id(
+        &self,
+        practice: PracticeId,
+        client_id: &str,
+    ) -> StoreResult<Option<Integration>> {
+        let row = query("SELECT * FROM fhir_integration WHERE practice_id = $1 AND client_id = $2")
+            .bind(practice.as_uuid())
+            .bind(client_id)
+            .fetch_optional(self.read())
+            .await
+            .map_err(db)?;
+        row.as_ref().map(integration_row).transpose()
+    }
 
-            async fn set_integration_active(
-                &self,
-                practice: PracticeId,
-                id: IntegrationId,
-                active: bool,
-                audit: &AuditRecord,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                let done = sqlx::query("UPDATE fhir_integration SET active = $3 WHERE practice_id = $1 AND id = $2")
-                    .bind(practice.as_uuid())
-                    .bind(id.as_uuid())
-                    .bind(active)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("integration"));
-                }
-                if !active {
-                    // Its tokens end with it, not only at their expiry.
-                    sqlx::query("DELETE FROM fhir_system_token WHERE practice_id = $1 AND integration_id = $2")
-                        .bind(practice.as_uuid())
-                        .bind(id.as_uuid())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                }
-                Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
-            }
-
-            async fn create_system_token(
-                &self,
-                practice: PracticeId,
-                t: &SystemToken,
-                assertion: &AssertionUse,
-                audit: &AuditRecord,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
-                sqlx::query("DELETE FROM fhir_assertion WHERE practice_id = $1 AND expires_at < $2")
-                    .bind(practice.as_uuid())
-                    .bind(cleared_before(t.issued_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query(
-                    "INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(practice.as_uuid())
-                .bind(t.integration.as_uuid())
-                .bind(&assertion.jti)
-                .bind(assertion.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                sqlx::query(
-                    "INSERT INTO fhir_system_token (practice_id, token_hash, integration_id, scopes, issued_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(practice.as_uuid())
-                .bind(t.hash.to_vec())
-                .bind(t.integration.as_uuid())
-                .bind(&t.scopes)
-                .bind(t.issued_at)
-                .bind(t.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                sqlx::query("DELETE FROM fhir_system_token WHERE practice_id = $1 AND expires_at < $2")
-                    .bind(practice.as_uuid())
-                    .bind(cleared_before(t.issued_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                Self::append_in(&mut tx, practice, &[audit]).await?;
-                tx.commit().await.map_err(db)
-            }
-
-            async fn system_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<SystemToken>> {
-                let row = sqlx::query("SELECT * FROM fhir_system_token WHERE practice_id = $1 AND token_hash = $2")
-                    .bind(practice.as_uuid())
-                    .bind(hash.to_vec())
-                    .fetch_optional(self.read())
-                    .await
-                    .map_err(db)?;
-                row.as_ref().map(system_token_row).transpose()
-            }
+    async fn set_integration_active(
+        &self,
+        practice: PracticeId,
+        id: IntegrationId,
+        active: bool,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = query("UPDATE fhir_integration SET active = $3 WHERE practice_id = $1 AND id = $2")
+            .bind(practice.as_uuid())
+            .bind(id.as_uuid())
+            .bind(active)
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("integration"));
         }
-    };
-}
+        if !active {
+            // Its tokens end with it, not only at their expiry.
+            query("DELETE FROM fhir_system_token WHERE practice_id = $1 AND integration_id = $2")
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid())
+                .execute(&mut tx)
+                .await
+                .map_err(db)?;
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
 
-fhir_store!(SqliteStore);
-fhir_store!(PostgresStore);
+    async fn create_system_token(
+        &self,
+        practice: PracticeId,
+        t: &SystemToken,
+        assertion: &AssertionUse,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query("DELETE FROM fhir_assertion WHERE practice_id = $1 AND expires_at < $2")
+            .bind(practice.as_uuid())
+            .bind(cleared_before(t.issued_at))
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        query("INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(practice.as_uuid())
+            .bind(t.integration.as_uuid())
+            .bind(&assertion.jti)
+            .bind(assertion.expires_at)
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        query(
+            "INSERT INTO fhir_system_token (practice_id, token_hash, integration_id, scopes, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(practice.as_uuid())
+        .bind(t.hash.to_vec())
+        .bind(t.integration.as_uuid())
+        .bind(&t.scopes)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        query("DELETE FROM fhir_system_token WHERE practice_id = $1 AND expires_at < $2")
+            .bind(practice.as_uuid())
+            .bind(cleared_before(t.issued_at))
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn system_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<SystemToken>> {
+        let row = query("SELECT * FROM fhir_system_token WHERE practice_id = $1 AND token_hash = $2")
+            .bind(practice.as_uuid())
+            .bind(hash.to_vec())
+            .fetch_optional(self.read())
+            .await
+            .map_err(db)?;
+        row.as_ref().map(system_token_row).transpose()
+    }
+}

@@ -1,0 +1,53 @@
+//! Clinics, slots and appointments.
+
+use crate::*;
+use async_trait::async_trait;
+
+/// Clinics, slots and appointments.
+#[async_trait]
+pub trait AppointmentStore: Send + Sync {
+    // --- Appointments ------------------------------------------------------------------------------
+    /// A clinic and its slots, in one transaction.
+    async fn create_clinic(
+        &self,
+        practice: PracticeId,
+        clinic: &Clinic,
+        slots: &[Slot],
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// Every slot starting in `[from, to)`, earliest first, each with its live booking if any.
+    async fn slots_between(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Slot, Option<Appointment>)>>;
+    async fn slot(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<Slot>>;
+    /// Books a slot. A conflict if the slot already has a live booking: two people can never
+    /// hold one slot (T46), whatever the timing.
+    async fn book_slot(&self, practice: PracticeId, appointment: &Appointment, audit: &AuditRecord) -> StoreResult<()>;
+    /// Cancels a live booking of this patient.
+    async fn cancel_appointment(
+        &self,
+        practice: PracticeId,
+        id: AppointmentId,
+        patient: PatientId,
+        at: DateTime<Utc>,
+        by: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// A patient's bookings (live and cancelled) with their slots, latest slot first.
+    async fn appointments_for_patient(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Vec<(Appointment, Slot)>>;
+    /// One booking (live or cancelled) of this practice, with its slot.
+    async fn appointment(&self, practice: PracticeId, id: AppointmentId) -> StoreResult<Option<(Appointment, Slot)>>;
+    /// One slot of this practice with its live booking, if any.
+    async fn slot_with_booking(
+        &self,
+        practice: PracticeId,
+        id: SlotId,
+    ) -> StoreResult<Option<(Slot, Option<Appointment>)>>;
+}

@@ -1,0 +1,186 @@
+//! [`AppointmentStore`] on both databases: clinics, slots and appointments.
+
+use super::*;
+use async_trait::async_trait;
+
+/// A slot and its booking, if any; the booking's columns are prefixed `a_`.
+macro_rules! slot_booking_columns {
+    () => {
+        "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by"
+    };
+}
+
+#[async_trait]
+impl AppointmentStore for SqlStore {
+    async fn create_clinic(
+        &self,
+        practice: PracticeId,
+        c: &Clinic,
+        slots: &[Slot],
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query(
+            "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
+             slot_type, online_bookable, location) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(practice.as_uuid())
+        .bind(c.id.as_uuid())
+        .bind(c.clinician.as_uuid())
+        .bind(&c.clinician_name)
+        .bind(c.date)
+        .bind(c.start.format("%H:%M").to_string())
+        .bind(c.end.format("%H:%M").to_string())
+        .bind(i32::from(c.slot_minutes))
+        .bind(c.slot_type.as_str())
+        .bind(c.online_bookable)
+        .bind(&c.location)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        for s in slots {
+            query(
+                "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(practice.as_uuid())
+            .bind(s.id.as_uuid())
+            .bind(c.id.as_uuid())
+            .bind(s.starts_at)
+            .bind(i32::from(s.minutes))
+            .bind(s.slot_type.as_str())
+            .bind(s.online_bookable)
+            .bind(&s.clinician_name)
+            .bind(&s.location)
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn slots_between(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Slot, Option<Appointment>)>> {
+        query(
+            concat!(
+                slot_booking_columns!(),
+                " FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                 WHERE s.practice_id = $1 AND s.starts_at >= $2 AND s.starts_at < $3 ORDER BY s.starts_at, s.clinician_name"
+            ),
+        )
+        .bind(practice.as_uuid())
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.read())
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::slot_and_booking)
+        .collect()
+    }
+
+    async fn slot(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<Slot>> {
+        self.row_by("SELECT * FROM slot WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), rows::slot).await
+    }
+
+    async fn book_slot(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query(
+            "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(practice.as_uuid())
+        .bind(a.id.as_uuid())
+        .bind(a.slot.as_uuid())
+        .bind(a.patient.as_uuid())
+        .bind(a.booked_at)
+        .bind(&a.booked_by)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn cancel_appointment(
+        &self,
+        practice: PracticeId,
+        id: AppointmentId,
+        patient: PatientId,
+        at: DateTime<Utc>,
+        by: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = query(
+            "UPDATE appointment SET cancelled_at = $1, cancelled_by = $2 \
+             WHERE practice_id = $3 AND id = $4 AND patient_id = $5 AND cancelled_at IS NULL",
+        )
+        .bind(at)
+        .bind(by)
+        .bind(practice.as_uuid())
+        .bind(id.as_uuid())
+        .bind(patient.as_uuid())
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("booked appointment"));
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn appointments_for_patient(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Vec<(Appointment, Slot)>> {
+        query(concat!(
+            slot_booking_columns!(),
+            " FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                 WHERE a.practice_id = $1 AND a.patient_id = $2 ORDER BY s.starts_at DESC, a.booked_at DESC"
+        ))
+        .bind(practice.as_uuid())
+        .bind(patient.as_uuid())
+        .fetch_all(self.read())
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::appointment_and_slot)
+        .collect()
+    }
+
+    async fn appointment(&self, practice: PracticeId, id: AppointmentId) -> StoreResult<Option<(Appointment, Slot)>> {
+        self.row_by(
+            concat!(
+                slot_booking_columns!(),
+                " FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                 WHERE a.practice_id = $1 AND a.id = $2"
+            ),
+            practice,
+            id.as_uuid(),
+            rows::appointment_and_slot,
+        )
+        .await
+    }
+
+    async fn slot_with_booking(
+        &self,
+        practice: PracticeId,
+        id: SlotId,
+    ) -> StoreResult<Option<(Slot, Option<Appointment>)>> {
+        self.row_by(
+            concat!(
+                slot_booking_columns!(),
+                " FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                 WHERE s.practice_id = $1 AND s.id = $2"
+            ),
+            practice,
+            id.as_uuid(),
+            rows::slot_and_booking,
+        )
+        .await
+    }
+}

@@ -1,0 +1,336 @@
+//! [`OutboxStore`] on both databases: messages to patients, sent once, with their delivery reports.
+
+use super::*;
+use async_trait::async_trait;
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn enqueue_message(&self, practice: PracticeId, m: &OutboundMessage, audit: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::insert_message(&mut tx, practice, m).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn enqueue_message_with_task(
+        &self,
+        practice: PracticeId,
+        m: &OutboundMessage,
+        task: Option<&Task>,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        if !Self::insert_message_once(&mut tx, practice, m).await? {
+            // Sent already with this key (a form submitted twice): nothing is written.
+            return Ok(false);
+        }
+        if let Some(t) = task {
+            Self::insert_task(&mut tx, practice, t).await?;
+        }
+        Self::commit_audited(tx, practice, &[audit]).await?;
+        Ok(true)
+    }
+
+    async fn claim_due_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(PracticeId, OutboundMessage)>> {
+        let candidates = query(
+            "SELECT practice_id, id FROM outbox WHERE next_attempt_at <= $1 \
+             AND (status = 'queued' OR (status = 'sending' AND lease_until < $1)) ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.read())
+        .await
+        .map_err(db)?;
+        let mut claimed = Vec::new();
+        for c in candidates {
+            let (practice, id) = (c.uuid("practice_id")?, c.uuid("id")?);
+            let mut tx = self.begin().await?;
+            let won = query(
+                "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, tries = tries + 1 \
+                 WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
+                 AND (status = 'queued' OR (status = 'sending' AND lease_until < $4))",
+            )
+            .bind(lease_until)
+            .bind(practice)
+            .bind(id)
+            .bind(now)
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+            if won.rows_affected() == 1 {
+                let row = query("SELECT * FROM outbox WHERE practice_id = $1 AND id = $2")
+                    .bind(practice)
+                    .bind(id)
+                    .fetch_one(&mut tx)
+                    .await
+                    .map_err(db)?;
+                claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
+            }
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(claimed)
+    }
+
+    async fn fix_email_message_id(&self, practice: PracticeId, id: MessageId, candidate: &str) -> StoreResult<String> {
+        let mut tx = self.begin().await?;
+        query("UPDATE outbox SET email_message_id = COALESCE(email_message_id, $1) WHERE practice_id = $2 AND id = $3")
+            .bind(candidate)
+            .bind(practice.as_uuid())
+            .bind(id.as_uuid())
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        let fixed: Option<String> = query("SELECT email_message_id FROM outbox WHERE practice_id = $1 AND id = $2")
+            .bind(practice.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(db)?
+            .map(|r| r.opt_text("email_message_id"))
+            .transpose()?
+            .flatten();
+        tx.commit().await.map_err(db)?;
+        fixed.ok_or(StoreError::NotFound("message"))
+    }
+
+    async fn finish_message(
+        &self,
+        practice: PracticeId,
+        id: MessageId,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (status, provider, error, next, sent): (
+            &str,
+            Option<&str>,
+            Option<&str>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        ) = match outcome {
+            DeliveryOutcome::Sent { provider_id } => ("sent", Some(provider_id), None, now, Some(now)),
+            DeliveryOutcome::Delivered { provider_id } => ("delivered", Some(provider_id), None, now, Some(now)),
+            DeliveryOutcome::Retry { error, next } => ("queued", None, Some(error), *next, None),
+            DeliveryOutcome::Failed { error } => ("failed", None, Some(error), now, None),
+        };
+        let mut tx = self.begin().await?;
+        let done = query(
+            "UPDATE outbox SET status = $1, provider_id = COALESCE($2, provider_id), last_error = $3, next_attempt_at = $4, \
+             sent_at = COALESCE($5, sent_at), lease_until = NULL WHERE practice_id = $6 AND id = $7 AND status = 'sending'",
+        )
+        .bind(status)
+        .bind(provider)
+        .bind(error)
+        .bind(next)
+        .bind(sent)
+        .bind(practice.as_uuid())
+        .bind(id.as_uuid())
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if let (DeliveryOutcome::Failed { error }, 1) = (outcome, done.rows_affected()) {
+            Self::reopen_alert_of(&mut tx, practice, id.as_uuid(), error, now).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn apply_delivery_report(&self, provider_id: &str, status: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let fresh = query(
+            "INSERT INTO outbox_callback (provider_id, status, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(provider_id)
+        .bind(status)
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if fresh.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // Temporary and technical failures go back in the queue for another try in an hour
+        // (R41); the worker gives up after its usual number of tries.
+        let retry = Some(now + chrono::Duration::hours(1));
+        let (new_status, error, next) = match status {
+            "delivered" => ("delivered", None, None),
+            "permanent-failure" => {
+                ("failed", Some("the provider could not deliver it: check the address or number"), None)
+            }
+            "temporary-failure" => (
+                "queued",
+                Some("the provider could not deliver it for now (phone off or inbox full): trying again"),
+                retry,
+            ),
+            "technical-failure" => ("queued", Some("the provider had a technical failure: trying again"), retry),
+            _ => return tx.commit().await.map_err(db).map(|()| false),
+        };
+        let affected =
+            query("SELECT practice_id, id FROM outbox WHERE provider_id = $1 AND status IN ('sent', 'delivered')")
+                .bind(provider_id)
+                .fetch_all(&mut tx)
+                .await
+                .map_err(db)?;
+        let done = query(
+            "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = COALESCE($4, next_attempt_at) \
+             WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
+        )
+        .bind(new_status)
+        .bind(error)
+        .bind(provider_id)
+        .bind(next)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if let (Some(error), "failed") = (error, new_status) {
+            for r in &affected {
+                Self::reopen_alert_of(
+                    &mut tx,
+                    PracticeId::from_uuid(r.uuid("practice_id")?),
+                    r.uuid("id")?,
+                    error,
+                    now,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn messages_for_patient(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Vec<OutboundMessage>> {
+        self.rows_by(
+            "SELECT * FROM outbox WHERE practice_id = $1 AND patient_id = $2 ORDER BY created_at DESC",
+            practice,
+            patient.as_uuid(),
+            rows::message,
+        )
+        .await
+    }
+
+    async fn failed_messages(
+        &self,
+        practice: PracticeId,
+        limit: u32,
+    ) -> StoreResult<Vec<(OutboundMessage, PatientListing)>> {
+        query(
+            "SELECT o.*, p.id AS p_id, p.nhs_number, p.title, p.given_name, p.family_name, p.date_of_birth, p.sex, \
+             p.address_lines, p.postcode, p.date_of_death \
+             FROM outbox o JOIN patient p ON p.practice_id = o.practice_id AND p.id = o.patient_id \
+             WHERE o.practice_id = $1 AND o.status = 'failed' ORDER BY o.created_at DESC LIMIT $2",
+        )
+        .bind(practice.as_uuid())
+        .bind(i64::from(limit))
+        .fetch_all(self.read())
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| Ok((rows::message(r)?, rows::listing(r)?)))
+        .collect()
+    }
+
+    async fn retry_message(
+        &self,
+        practice: PracticeId,
+        id: MessageId,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = query(
+            "UPDATE outbox SET status = 'queued', next_attempt_at = $1, attempts = 0, last_error = NULL \
+             WHERE practice_id = $2 AND id = $3 AND status = 'failed'",
+        )
+        .bind(now)
+        .bind(practice.as_uuid())
+        .bind(id.as_uuid())
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::refused("this message is not waiting for a retry"));
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn presets(&self, practice: PracticeId) -> StoreResult<Vec<(PresetId, Preset)>> {
+        query("SELECT id, name, body FROM message_preset WHERE practice_id = $1 ORDER BY name")
+            .bind(practice.as_uuid())
+            .fetch_all(self.read())
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| Ok((PresetId::from_uuid(r.uuid("id")?), Preset { name: r.text("name")?, body: r.text("body")? })))
+            .collect()
+    }
+
+    async fn save_preset(
+        &self,
+        practice: PracticeId,
+        p: &Preset,
+        by: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let updated = query(
+            "UPDATE message_preset SET body = $1, updated_at = $2, updated_by = $3 WHERE practice_id = $4 AND name = $5",
+        )
+        .bind(&p.body)
+        .bind(at)
+        .bind(by)
+        .bind(practice.as_uuid())
+        .bind(&p.name)
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            query(
+                "INSERT INTO message_preset (practice_id, id, name, body, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(practice.as_uuid())
+            .bind(uuid::Uuid::now_v7())
+            .bind(&p.name)
+            .bind(&p.body)
+            .bind(at)
+            .bind(by)
+            .execute(&mut tx)
+            .await
+            .map_err(db)?;
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn set_contact(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        preferred: PreferredContactMethod,
+        email: Option<&str>,
+        mobile: Option<&str>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = query(
+            "UPDATE patient SET preferred_contact = $1, email = $2, mobile = $3 WHERE practice_id = $4 AND id = $5",
+        )
+        .bind(preferred.code().map(i32::from))
+        .bind(email)
+        .bind(mobile)
+        .bind(practice.as_uuid())
+        .bind(patient.as_uuid())
+        .execute(&mut tx)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("patient"));
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+}
