@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PRACTICES="${1:-200}"
 PER="${2:-10000}"
 cargo build --release -q -p caldicott
-BIN="$PWD/target/release/caldicott"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/caldicott"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export CALDICOTT_LOG=warn

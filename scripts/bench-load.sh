@@ -17,7 +17,7 @@ PORT="${BENCH_PORT:-18089}"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release -q -p caldicott
-BIN=target/release/caldicott
+BIN="${CARGO_TARGET_DIR:-target}/release/caldicott"
 WORK="$(mktemp -d)"
 PGDB=""
 cleanup() {

@@ -9,7 +9,7 @@ SECONDS_TO_RUN="${1:-10}"
 PORT="${BENCH_PORT:-18091}"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 cargo build --release -q -p caldicott
-BIN=target/release/caldicott
+BIN="${CARGO_TARGET_DIR:-target}/release/caldicott"
 WORK="$(mktemp -d)"
 trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export CALDICOTT_DATABASE="$WORK/bench.db" CALDICOTT_LOG=warn

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-10000}"
 cargo build --release -q -p caldicott
-BIN="$PWD/target/release/caldicott"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/caldicott"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export CALDICOTT_LOG=warn CALDICOTT_DATABASE="$WORK/sar.db"

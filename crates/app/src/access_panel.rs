@@ -7,6 +7,7 @@
 //! Before a change is saved, [`App::preview_online_change`] says what it will change for the
 //! patient and for each proxy: which kinds of entry, from when, stop or start being visible.
 
+use crate::permit;
 use crate::record::Loaded;
 use crate::redaction::EnhancedReviewCode;
 use crate::{App, AppError, AppResult, StaffPrincipal};
@@ -16,8 +17,8 @@ use caldicott_core::access::{
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::entry::{Entry, Section};
 use caldicott_core::patient::PersonName;
+use caldicott_core::permissions::Permission;
 use caldicott_core::snomed::enhanced_review;
-use caldicott_core::staff::Role;
 use caldicott_core::uk::uk_date;
 use caldicott_core::visibility::{AccessPolicy, AutomaticBlock, LevelReach, Withheld};
 use caldicott_store::{EntryCursor, EntryQuery};
@@ -56,13 +57,6 @@ fn describe(s: &OnlineAccessSettings) -> String {
     let own = s.own_level.as_ref().map_or("automatic".to_owned(), |o| format!("{}@{}", o.level.as_str(), o.set_on));
     let hold = s.transfer_review_pending.map_or(String::new(), |d| format!(" transfer_held_since={d}"));
     format!("level={own} grants=[{}] opted_out={}{hold}", grants.join(","), s.opted_out)
-}
-
-fn require_access_manager(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::PracticeManager => Ok(()),
-        _ => Err(AppError::Forbidden("only clinicians and practice managers change a patient's online access".into())),
-    }
 }
 
 /// The settings after `change`, or why it cannot be made.
@@ -224,7 +218,7 @@ impl App {
         nhs: &str,
         change: &AccessChange,
     ) -> AppResult<OnlineAccessSettings> {
-        require_access_manager(who)?;
+        permit(who, Permission::ChangeOnlineAccess)?;
         let patient = self.patient_here(who, nhs).await?;
         let old = self.store.access_facts(who.practice, patient.id).await?.settings;
         let new = apply(&old, change, who, self.today())?;
@@ -253,11 +247,8 @@ impl App {
         change: &OnlineChange,
     ) -> AppResult<OnlineChangePreview> {
         match change {
-            OnlineChange::Access(_) => require_access_manager(who)?,
-            OnlineChange::EnhancedReview(_) if who.role != Role::Clinician => {
-                return Err(AppError::Forbidden("only clinicians record enhanced review codes".into()));
-            }
-            OnlineChange::EnhancedReview(_) => {}
+            OnlineChange::Access(_) => permit(who, Permission::ChangeOnlineAccess)?,
+            OnlineChange::EnhancedReview(_) => permit(who, Permission::DecideEnhancedReviews)?,
         }
         let l = self.load(who, nhs, Action::RecordViewStaff).await?;
         let now = self.now();
@@ -371,7 +362,7 @@ mod tests {
             practice: PracticeId::from_uuid(Uuid::from_u128(1)),
             staff: StaffId::from_uuid(Uuid::from_u128(2)),
             name: "Dr A".into(),
-            role: Role::Clinician,
+            role: caldicott_core::staff::Role::Clinician,
         }
     }
 

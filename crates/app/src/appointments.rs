@@ -3,6 +3,7 @@
 //! never holds two live bookings: the database refuses the second (T46).
 
 use crate::patient_services::PatientPrincipal;
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{IdentityLevel, ProxyLink};
@@ -10,6 +11,7 @@ use caldicott_core::appointments::*;
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::staff::Role;
 use caldicott_core::visibility::proxy_link_lapse;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
@@ -72,14 +74,6 @@ pub struct BookLine {
     pub booking: Option<(Appointment, Patient)>,
 }
 
-fn require_scheduler(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
-        Role::Administrator => Err(AppError::Forbidden("administrators do not manage appointments".into())),
-        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts only".into())),
-    }
-}
-
 fn parse_time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
 }
@@ -138,7 +132,7 @@ impl App {
         who: &StaffPrincipal,
         f: &NewClinic,
     ) -> AppResult<Result<(Clinic, usize), Vec<FieldProblem>>> {
-        require_scheduler(who)?;
+        permit(who, Permission::ManageAppointments)?;
         let mut problems = Vec::new();
         let clinician = match f.clinician.parse::<StaffId>() {
             Ok(id) => {
@@ -225,7 +219,7 @@ impl App {
 
     /// The appointment book for the days from `from`, with who is booked into each slot.
     pub async fn appointment_book(&self, who: &StaffPrincipal, from: NaiveDate, days: i64) -> AppResult<Vec<BookLine>> {
-        require_scheduler(who)?;
+        permit(who, Permission::ManageAppointments)?;
         let start = uk_instant(from, NaiveTime::MIN).ok_or_else(|| AppError::BadRequest("no such date".into()))?;
         let end = uk_instant(from + Duration::days(days.clamp(1, 14)), NaiveTime::MIN)
             .ok_or_else(|| AppError::BadRequest("no such date".into()))?;
@@ -397,7 +391,7 @@ impl App {
         id: AppointmentId,
         patient: PatientId,
     ) -> AppResult<()> {
-        require_scheduler(who)?;
+        permit(who, Permission::ManageAppointments)?;
         let audit = self.audit_record(
             who,
             Some(patient),

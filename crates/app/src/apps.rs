@@ -10,6 +10,7 @@
 
 use crate::outbox::Draft;
 use crate::patient_services::PatientPrincipal;
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -19,9 +20,9 @@ use caldicott_core::ids::*;
 use caldicott_core::messages::*;
 use caldicott_core::online::{AppLink, LinkVia, PatientApp};
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
 use caldicott_core::snomed::{SMS_CONSENT, SMS_DISSENT};
-use caldicott_core::staff::Role;
 use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
 use chrono::{Duration, NaiveDate};
 use rand::RngCore;
@@ -63,18 +64,6 @@ pub enum AlertOutcome {
     Manual(String),
 }
 
-fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Administrator {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("administrators register apps".into()))
-    }
-}
-
-fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    who.require_team("administrators do not open patient records")
-}
-
 impl App {
     /// Registers an app; the client secret is shown once and kept only as a hash.
     pub async fn register_app(
@@ -84,7 +73,7 @@ impl App {
         supplier: &str,
         nhs_login_client_id: &str,
     ) -> AppResult<(PatientApp, String)> {
-        require_admin(who)?;
+        permit(who, Permission::ManageAppsAndIntegrations)?;
         let (name, supplier) = (name.trim(), supplier.trim());
         if name.is_empty() || supplier.is_empty() || name.len() > 100 || supplier.len() > 100 {
             return Err(AppError::BadRequest("Enter the app's name and its supplier".into()));
@@ -117,7 +106,7 @@ impl App {
     /// links, so turning it on again restores them. For an app that is compromised or has lost
     /// its assurance. Administrators only; audited.
     pub async fn set_app_active(&self, who: &StaffPrincipal, id: &str, active: bool) -> AppResult<()> {
-        require_admin(who)?;
+        permit(who, Permission::ManageAppsAndIntegrations)?;
         let unknown = || AppError::NotFound("no such app".into());
         let id = id.parse::<AppId>().map_err(|_| unknown())?;
         let audit = self.audit_record(
@@ -135,7 +124,7 @@ impl App {
     }
 
     pub async fn registered_apps(&self, who: &StaffPrincipal) -> AppResult<Vec<PatientApp>> {
-        require_admin(who)?;
+        permit(who, Permission::ManageAppsAndIntegrations)?;
         Ok(self.store.apps(who.practice).await?)
     }
 
@@ -400,7 +389,7 @@ impl App {
 
     /// A patient's app links, for staff.
     pub async fn patient_apps(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<Vec<(AppLink, PatientApp)>> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let patient = self.patient_here(who, nhs).await?;
         Ok(self.store.app_links_for_patient(who.practice, patient.id).await?)
     }
@@ -412,13 +401,13 @@ impl App {
         who: &StaffPrincipal,
         patient: PatientId,
     ) -> AppResult<Vec<(AppLink, PatientApp)>> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         Ok(self.store.app_links_for_patient(who.practice, patient).await?)
     }
 
     /// "Reset third-party links": every app linked to the patient loses access at once.
     pub async fn reset_app_links(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<u64> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let patient = self.patient_here(who, nhs).await?;
         let audit = self.audit_record(
             who,
@@ -521,7 +510,7 @@ impl App {
     /// patient's preferred channel, or, when staff choose `anyway`, by email (else SMS) if an
     /// address or number is on record. Otherwise the task stays open with the reason.
     pub async fn action_alert(&self, who: &StaffPrincipal, id: TaskId, anyway: bool) -> AppResult<AlertOutcome> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let (mut task, patient) = self.open_task(who, id).await?;
         if task.kind != TaskKind::OnlineServicesLinked {
             return Err(AppError::BadRequest("this is not an online services linked task".into()));
@@ -592,7 +581,7 @@ impl App {
     /// Actions an alert by letter, where there is no email address or mobile number: with no
     /// letter provider, the practice gets a "letter to print and post" task with the letter.
     pub async fn letter_alert(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<AlertOutcome> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let (mut task, patient) = self.open_task(who, id).await?;
         if task.kind != TaskKind::OnlineServicesLinked {
             return Err(AppError::BadRequest("this is not an online services linked task".into()));
@@ -685,7 +674,7 @@ impl App {
 
     /// The practice printed and posted a letter.
     pub async fn letter_posted(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<()> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let (mut task, patient) = self.open_task(who, id).await?;
         let TaskBody::Letter { message, .. } = task.body.clone() else {
             return Err(AppError::BadRequest("this task is not a letter to post".into()));
@@ -704,7 +693,7 @@ impl App {
 
     /// Open alert tasks older than a day, for the dashboard.
     pub async fn overdue_alerts(&self, who: &StaffPrincipal) -> AppResult<usize> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let before = self.now() - ALERT_OVERDUE;
         let n = self.store.count_open_tasks(who.practice, TaskKind::OnlineServicesLinked, before).await?;
         Ok(usize::try_from(n).unwrap_or(0))
@@ -723,7 +712,7 @@ pub struct PresetPreview {
 impl App {
     /// The practice's presets: its own, and the default safety net if it has not saved its own.
     pub async fn message_presets(&self, who: &StaffPrincipal) -> AppResult<Vec<Preset>> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let mut presets: Vec<Preset> = self.store.presets(who.practice).await?.into_iter().map(|(_, p)| p).collect();
         if !presets.iter().any(|p| p.name == SAFETY_NET_NAME) {
             presets.insert(0, Preset { name: SAFETY_NET_NAME.into(), body: SAFETY_NET_BODY.into() });
@@ -738,9 +727,7 @@ impl App {
         name: &str,
         body: &str,
     ) -> AppResult<Result<Preset, PresetError>> {
-        if who.role != Role::PracticeManager {
-            return Err(AppError::Forbidden("practice managers edit message presets".into()));
-        }
+        permit(who, Permission::EditMessagePresets)?;
         let preset = match Preset::new(name, body) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -758,7 +745,7 @@ impl App {
         body: &str,
         nhs: &str,
     ) -> AppResult<Result<PresetPreview, PresetError>> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let preset = match Preset::new("preview", body) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -800,7 +787,7 @@ impl App {
     ) -> AppResult<Result<(), Vec<crate::settings::FieldProblem>>> {
         use crate::settings::FieldProblem;
         use caldicott_core::patient::PreferredContactMethod as P;
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let patient = self.patient_here(who, nhs).await?;
         let mut problems = Vec::new();
         let method = P::ALL.into_iter().find(|m| m.code().map_or("unknown".to_owned(), |c| c.to_string()) == preferred);
@@ -847,7 +834,7 @@ impl App {
     /// preference) and the coverage figure for patients aged 16 and over (R39).
     pub async fn contact_quality(&self, who: &StaffPrincipal) -> AppResult<ContactQuality> {
         use caldicott_core::patient::PreferredContactMethod as P;
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let today = self.today();
         let all = self.store.search_patients(who.practice, &caldicott_store::PatientSearch::default(), 100_000).await?;
         let mut q = ContactQuality { patients_16_plus: 0, with_preference: 0, problems: Vec::new() };
@@ -902,7 +889,7 @@ impl App {
     /// Composes a preset for a patient: the text, the channel (the preference; else email, then
     /// text message, then letter) and, for a text message, its fragments and cost (R42).
     pub async fn compose(&self, who: &StaffPrincipal, nhs: &str, preset: &str) -> AppResult<Composed> {
-        require_team(who)?;
+        permit(who, Permission::OpenRecords)?;
         let patient = self.patient_here(who, nhs).await?;
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;

@@ -3,6 +3,7 @@
 //! A token reads `cal_<practice id><token id><secret>`: the ids let the server find the token
 //! within its practice (every lookup is tenant-first) and the 256-bit secret proves possession.
 
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::ids::*;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::OdsCode;
 use caldicott_core::staff::{normalise_username, ApiToken};
 use chrono::Duration;
@@ -307,14 +309,6 @@ fn listings(all: Vec<(ApiToken, caldicott_core::staff::StaffMember)>) -> Vec<Tok
         .collect()
 }
 
-fn require_administrator(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == caldicott_core::staff::Role::Administrator {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only administrators see and revoke API tokens".into()))
-    }
-}
-
 fn token_id(id: &str) -> AppResult<TokenId> {
     Uuid::try_parse(id.trim())
         .map(TokenId::from_uuid)
@@ -324,14 +318,14 @@ fn token_id(id: &str) -> AppResult<TokenId> {
 impl App {
     /// The practice's API tokens, newest first (administrators).
     pub async fn api_tokens(&self, who: &StaffPrincipal) -> AppResult<Vec<TokenListing>> {
-        require_administrator(who)?;
+        permit(who, Permission::ManageApiTokens)?;
         Ok(listings(self.store.api_tokens(who.practice).await?))
     }
 
     /// Revokes one of the practice's API tokens (administrators): its next request is refused.
     /// Audited; another practice's token, or one already revoked, is not found.
     pub async fn revoke_api_token(&self, who: &StaffPrincipal, id: &str) -> AppResult<()> {
-        require_administrator(who)?;
+        permit(who, Permission::ManageApiTokens)?;
         let id = token_id(id)?;
         let audit = AuditRecord::new(
             AuditEventId::from_uuid(new_id()),

@@ -2,11 +2,13 @@
 //! from its participants and records who deleted it and when; messages about a patient stay on
 //! the patient's communications tab (staff only, never online) and in subject access searches.
 
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::StaffId;
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::NhsNumber;
 use uuid::Uuid;
 
@@ -19,10 +21,6 @@ pub const TEAMS: [(&str, &str); 4] = [
     ("receptionist", "Reception"),
     ("practice_manager", "Practice management"),
 ];
-
-fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    who.require_team("instant messages are for the practice team")
-}
 
 /// A message as typed.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +83,7 @@ impl App {
         who: &StaffPrincipal,
         c: &Compose,
     ) -> AppResult<Result<Sent, Vec<FieldProblem>>> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         let mut problems = Vec::new();
         let body = c.body.trim();
         if body.is_empty() || body.chars().count() > 2000 {
@@ -186,7 +184,7 @@ impl App {
 
     /// Who a message can go to: the practice team's active members, by name.
     pub async fn chat_recipients(&self, who: &StaffPrincipal) -> AppResult<Vec<(StaffId, String)>> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         let mut all: Vec<(StaffId, String)> = self
             .store
             .staff_members(who.practice)
@@ -202,7 +200,7 @@ impl App {
     /// The caller's messages (to them, their team, everyone, or from them), newest first, with
     /// whether they have read each; `search` keeps those whose words contain it.
     pub async fn staff_inbox(&self, who: &StaffPrincipal, search: &str) -> AppResult<Vec<(StaffMessage, bool)>> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         let all = self.store.staff_inbox(who.practice, who.staff, who.role.as_str(), 500).await?;
         let q = search.trim().to_lowercase();
         Ok(if q.is_empty() {
@@ -215,7 +213,7 @@ impl App {
     }
 
     pub async fn unread_staff_messages(&self, who: &StaffPrincipal) -> AppResult<i64> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         Ok(self.store.unread_staff_messages(who.practice, who.staff, who.role.as_str()).await?)
     }
 
@@ -229,7 +227,7 @@ impl App {
     /// One message; reading it marks it read. A message about a patient is a look at their data:
     /// audited.
     pub async fn staff_message(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<(StaffMessage, Option<Patient>)> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         let m = self
             .store
             .staff_message(who.practice, id)
@@ -257,7 +255,7 @@ impl App {
 
     /// "Deletes" a message: it leaves the participants' lists but is kept, with who and when.
     pub async fn delete_staff_message(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<()> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         let m = self
             .store
             .staff_message(who.practice, id)
@@ -280,7 +278,7 @@ impl App {
     /// Every staff message about a patient, deleted ones included and marked, for the
     /// communications tab (staff only).
     pub async fn staff_messages_about(&self, who: &StaffPrincipal, patient: &Patient) -> AppResult<Vec<StaffMessage>> {
-        require_team(who)?;
+        permit(who, Permission::MessageTheTeam)?;
         Ok(self.store.staff_messages_about(who.practice, patient.id).await?)
     }
 }

@@ -3,6 +3,7 @@
 //! needs a reason and a note (R11).
 
 use crate::entry_check::{highlights_of, EntryCheck};
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
@@ -11,8 +12,8 @@ use caldicott_core::entry::{
 };
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::snomed::{picklist_term, Coding, ConceptId};
-use caldicott_core::staff::Role;
 
 pub const MAX_TEXT: usize = 20_000;
 
@@ -30,18 +31,10 @@ pub struct NewConsultation {
     pub checked: bool,
 }
 
-fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Clinician {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only clinicians record consultations".into()))
-    }
-}
-
 impl App {
     /// The patient, and whether the "visible online" box starts ticked (practice policy).
     pub async fn consultation_form(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<(Patient, bool)> {
-        require_clinician(who)?;
+        permit(who, Permission::RecordConsultations)?;
         let patient = self.patient_here(who, nhs).await?;
         let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         Ok((patient, practice.online.visible_online_by_default))

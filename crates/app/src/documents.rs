@@ -282,28 +282,26 @@ impl App {
             None => None,
         };
         let target = link.as_ref().map_or(me.holder, |l| l.patient);
-        let e = self
-            .store
-            .entry(me.practice, entry)
+        let view = self.outside_view(me.practice, target, link, Some(me.identity), unknown_document).await?;
+        let shown = view
+            .entry(self, entry)
             .await?
-            .filter(|e| e.patient == target && e.kind() == EntryKind::Document)
+            .map(|e| e.filter(|e| e.kind() == EntryKind::Document))
             .ok_or_else(unknown_document)?;
-        let practice = self.store.practice(me.practice).await?.ok_or_else(unknown_document)?;
-        let patient = self.store.patient(me.practice, target).await?.ok_or_else(unknown_document)?;
-        let l = self.facts_for(practice, patient).await?;
-        let Some(e) = self.policy_for(&l, link.as_ref(), Some(me.identity)).show(e) else {
-            return Err(unknown_document());
-        };
-        let content = shown_content(&e, self.store.document_file(me.practice, entry).await?)?;
-        let audit = self.patient_audit(
-            me.actor(link.as_ref()),
-            Some(target),
-            Action::RecordViewOnline,
-            format!("document/{entry}"),
-            Outcome::Success,
-            format!("{} bytes", content.bytes.len()),
-        );
-        self.audit.record(me.practice, audit).await?;
-        Ok(content)
+        let file = self.store.document_file(me.practice, entry).await?;
+        shown
+            .map(|e| shown_content(&e, file))
+            .transpose()?
+            .audited(self, me.practice, |content| {
+                self.patient_audit(
+                    me.actor(view.link.as_ref()),
+                    Some(target),
+                    Action::RecordViewOnline,
+                    format!("document/{entry}"),
+                    Outcome::Success,
+                    format!("{} bytes", content.bytes.len()),
+                )
+            })
+            .await
     }
 }

@@ -1,28 +1,21 @@
 //! The filing queue: results and documents wait, hidden from online viewers (R8), until a
 //! clinician files them as visible or hidden ("ask before release").
 
+use crate::permit;
 use crate::redaction::VisibilityChange;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
 use caldicott_core::entry::{Entry, OnlineVisibility, Redaction};
 use caldicott_core::ids::*;
-use caldicott_core::staff::Role;
+use caldicott_core::permissions::Permission;
 use caldicott_store::PatientListing;
 
 pub const QUEUE_LIMIT: u32 = 200;
 
-fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Clinician {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only clinicians file results and documents".into()))
-    }
-}
-
 impl App {
     /// Everything waiting to be filed in the caller's practice, oldest first.
     pub async fn filing_queue(&self, who: &StaffPrincipal) -> AppResult<Vec<(Entry, PatientListing)>> {
-        require_clinician(who)?;
+        permit(who, Permission::FileResultsAndDocuments)?;
         let queue = self.store.filing_queue(who.practice, QUEUE_LIMIT).await?;
         let audit = self.audit_record(
             who,
@@ -38,7 +31,7 @@ impl App {
 
     /// One waiting item, for the filing page.
     pub async fn item_to_file(&self, who: &StaffPrincipal, entry: EntryId) -> AppResult<(Entry, PatientListing)> {
-        require_clinician(who)?;
+        permit(who, Permission::FileResultsAndDocuments)?;
         let gone =
             || AppError::NotFound("nothing waiting to be filed with that id: it may have been filed already".into());
         let item = self.store.entry(who.practice, entry).await?.filter(Entry::awaits_filing).ok_or_else(gone)?;

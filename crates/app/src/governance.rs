@@ -2,6 +2,7 @@
 //! 104/106 with its safeguards (R35), the exclusion reports and monthly return (R36, R37), the
 //! action plan, and the ICB's counts across practices.
 
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
@@ -12,39 +13,15 @@ use caldicott_core::governance::{
 };
 use caldicott_core::ids::{AuditEventId, EntryId, PatientId};
 use caldicott_core::patient::{age_on, Patient};
+use caldicott_core::permissions::Permission;
 use caldicott_core::snomed::{
     enhanced_review, Coding, ConceptId, EnhancedReview, ENHANCED_REVIEW_INDICATED, ENHANCED_REVIEW_NOT_INDICATED,
 };
-use caldicott_core::staff::Role;
 use caldicott_core::visibility::Decision;
 pub use caldicott_store::governance::{ActionPlan, BulkJob, ExclusionRow, PracticeFigures, ReviewOutcomeRow};
 use caldicott_store::{EntryCursor, EntryQuery};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{HashMap, HashSet};
-
-/// Clinicians and practice managers run reviews, reports and bulk changes.
-fn require_governance(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::PracticeManager => Ok(()),
-        _ => Err(AppError::Forbidden("only clinicians and practice managers see exclusion reviews and reports".into())),
-    }
-}
-
-fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Clinician {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only clinicians decide enhanced reviews".into()))
-    }
-}
-
-fn require_icb(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::IcbAnalyst {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("the service-wide figures are for ICB analysts".into()))
-    }
-}
 
 /// Reads a date typed as day, month and year; `None` when all three are empty.
 pub fn parse_date_parts(day: &str, month: &str, year: &str) -> Result<Option<NaiveDate>, String> {
@@ -136,7 +113,7 @@ impl App {
 
     /// The queue itself (for counts, unaudited: no patient is shown).
     async fn review_items(&self, who: &StaffPrincipal) -> AppResult<Vec<ReviewQueueItem>> {
-        require_governance(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let today = self.today();
         let rows = self.store.active_exclusions(who.practice, today).await?;
         let latest: HashMap<PatientId, ReviewOutcomeRow> =
@@ -159,7 +136,7 @@ impl App {
     /// Opens a patient's enhanced review: the record with the assistant's highlights. Audited
     /// as a look at the record.
     pub async fn review_page(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<ReviewPage> {
-        require_governance(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let l = self.load(who, nhs, Action::EnhancedReviewView).await?;
         let today = self.today();
         // What the patient would see if a 106 were recorded now.
@@ -231,7 +208,7 @@ impl App {
         nhs: &str,
         input: &DecisionInput,
     ) -> AppResult<Result<ReviewOutcomeRow, Vec<FieldProblem>>> {
-        require_clinician(who)?;
+        permit(who, Permission::DecideEnhancedReviews)?;
         let patient = self.patient_here(who, nhs).await?;
         let facts = self.store.access_facts(who.practice, patient.id).await?;
         let status = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
@@ -517,10 +494,6 @@ pub struct BulkResult {
     pub job: BulkJob,
 }
 
-fn require_bulk(who: &StaffPrincipal) -> AppResult<()> {
-    require_governance(who)
-}
-
 impl App {
     /// The dry run: who a bulk change would code, and the warnings (R35). Nothing is written.
     pub async fn bulk_preview(
@@ -528,7 +501,7 @@ impl App {
         who: &StaffPrincipal,
         input: &BulkInput,
     ) -> AppResult<Result<BulkPreview, Vec<FieldProblem>>> {
-        require_bulk(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let (code, cohort) = match parse_bulk(input) {
             Ok(x) => x,
             Err(p) => return Ok(Err(p)),
@@ -629,7 +602,7 @@ impl App {
         who: &StaffPrincipal,
         job: uuid::Uuid,
     ) -> AppResult<(BulkJob, Vec<PatientId>)> {
-        require_bulk(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let job = self
             .store
             .bulk_job(who.practice, job)
@@ -732,7 +705,7 @@ impl App {
     }
 
     pub async fn bulk_jobs(&self, who: &StaffPrincipal) -> AppResult<Vec<BulkJob>> {
-        require_bulk(who)?;
+        permit(who, Permission::GovernanceReports)?;
         Ok(self.store.bulk_jobs(who.practice).await?)
     }
 }
@@ -765,7 +738,7 @@ pub struct ActionPlanInput {
 
 impl App {
     pub async fn exclusion_report(&self, who: &StaffPrincipal) -> AppResult<ExclusionReport> {
-        require_governance(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let today = self.today();
         let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let figures = self.store.exclusion_figures(who.practice, today).await?;
@@ -786,7 +759,7 @@ impl App {
     /// The monthly return of every active exclusion (R37): NHS number, date added, who added it.
     /// Audited as an export, since it names patients.
     pub async fn monthly_return(&self, who: &StaffPrincipal) -> AppResult<(NaiveDate, Vec<ExclusionRow>)> {
-        require_governance(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let today = self.today();
         let rows = self.store.active_exclusions(who.practice, today).await?;
         let rec = self.audit_record(
@@ -803,7 +776,7 @@ impl App {
 
     /// Exclusions, grants and withholds by calendar month, the last `months` months.
     pub async fn exclusion_trend(&self, who: &StaffPrincipal, months: u32) -> AppResult<Vec<TrendMonth>> {
-        require_governance(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let months = months.clamp(1, 60);
         let today = self.today();
         let start = caldicott_core::governance::month_start(today, months - 1);
@@ -819,9 +792,7 @@ impl App {
         who: &StaffPrincipal,
         input: &ActionPlanInput,
     ) -> AppResult<Result<ActionPlan, Vec<FieldProblem>>> {
-        if who.role != Role::PracticeManager {
-            return Err(AppError::Forbidden("the practice manager keeps the action plan".into()));
-        }
+        permit(who, Permission::KeepActionPlan)?;
         let mut problems = Vec::new();
         let owner = input.owner.trim();
         if owner.is_empty() || owner.chars().count() > 200 {
@@ -883,7 +854,7 @@ impl App {
     /// The figures of every practice of the service, for the ICB: counts only, never a
     /// patient. Audited in the analyst's own practice.
     pub async fn icb_figures(&self, who: &StaffPrincipal) -> AppResult<(NaiveDate, Vec<PracticeFigures>)> {
-        require_icb(who)?;
+        permit(who, Permission::ServiceFigures)?;
         let today = self.today();
         let rows = self.store.service_exclusion_figures(today).await?;
         let rec = self.audit_record(
@@ -994,7 +965,7 @@ impl App {
     pub async fn proxy_reviews_due(&self, who: &StaffPrincipal) -> AppResult<Vec<ProxyReviewRow>> {
         use caldicott_core::access::ProxyStatus;
         use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse};
-        require_governance(who)?;
+        permit(who, Permission::GovernanceReports)?;
         let practice = self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let today = self.today();
         let links = self.store.proxy_links(who.practice).await?;

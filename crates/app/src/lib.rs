@@ -27,6 +27,7 @@ pub mod governance;
 pub mod nhs_login;
 pub mod notify;
 pub mod outbox;
+mod outside;
 pub mod passwords;
 pub mod patient_services;
 pub mod pdf;
@@ -109,11 +110,17 @@ pub struct StaffPrincipal {
     pub role: Role,
 }
 
+/// Refuses (403) a member of staff whose role lacks `permission`, with the table's words
+/// (`caldicott_core::permissions`, rendered into docs/permissions.md).
+pub fn permit(who: &StaffPrincipal, permission: caldicott_core::permissions::Permission) -> AppResult<()> {
+    permission.check(who.role).map_err(|why| AppError::Forbidden(why.to_owned()))
+}
+
 impl StaffPrincipal {
-    /// Refuses (403, with `why`) anyone outside the practice team: administrators run the
-    /// service and ICB analysts see counts; neither works with patients.
+    /// Refuses (403, with `why`) anyone who may not open patient records
+    /// (`Permission::OpenRecords`): administrators run the service and ICB analysts see counts.
     pub fn require_team(&self, why: &str) -> AppResult<()> {
-        if self.role.works_with_patients() {
+        if caldicott_core::permissions::Permission::OpenRecords.allows(self.role) {
             Ok(())
         } else {
             Err(AppError::Forbidden(why.to_owned()))

@@ -6,10 +6,12 @@
 //! looked up at the provider by its reference before it is sent again (GOV.UK Notify), and an
 //! email keeps one `Message-ID` across tries (SMTP), so a message goes to the patient once.
 
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Actor, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::messages::*;
+use caldicott_core::permissions::Permission;
 use caldicott_store::{DeliveryOutcome, PatientListing};
 use chrono::Duration;
 use std::sync::Arc;
@@ -195,9 +197,7 @@ impl App {
         who: &StaffPrincipal,
         nhs: &str,
     ) -> AppResult<(caldicott_core::patient::Patient, Vec<OutboundMessage>)> {
-        if !who.role.works_with_patients() {
-            return Err(AppError::Forbidden("administrators do not open patient records".into()));
-        }
+        permit(who, Permission::OpenRecords)?;
         let patient = self.patient_here(who, nhs).await?;
         let messages = self.store.messages_for_patient(who.practice, patient.id).await?;
         let audit = self.audit_record(
@@ -214,9 +214,7 @@ impl App {
 
     /// Messages that failed, for staff to fix the contact details and retry.
     pub async fn failed_messages(&self, who: &StaffPrincipal) -> AppResult<Vec<(OutboundMessage, PatientListing)>> {
-        if !who.role.works_with_patients() {
-            return Err(AppError::Forbidden("administrators do not open patient records".into()));
-        }
+        permit(who, Permission::MessagePatients)?;
         let failed = self.store.failed_messages(who.practice, 200).await?;
         self.audit_look(who, None, Action::FailedMessagesView, "messages/failed", format!("messages={}", failed.len()))
             .await?;
@@ -225,9 +223,7 @@ impl App {
 
     /// Puts a failed message back in the queue.
     pub async fn retry_message(&self, who: &StaffPrincipal, id: MessageId) -> AppResult<()> {
-        if !who.role.works_with_patients() {
-            return Err(AppError::Forbidden("administrators do not open patient records".into()));
-        }
+        permit(who, Permission::MessagePatients)?;
         let audit = self.audit_record(who, None, Action::MessageRetry, format!("message/{id}"), Outcome::Success, "");
         Ok(self.store.retry_message(who.practice, id, self.now(), &audit).await?)
     }

@@ -9,15 +9,15 @@
 //! second factor is never touched here (administrators reset it separately).
 
 use crate::auth::{hash_password_off_thread, Client};
-use crate::patient_services::{
-    code, normalise_code, require_front_desk, sha256, LinkageLetter, PatientPrincipal, NOT_MATCHED,
-};
+use crate::patient_services::{code, normalise_code, sha256, LinkageLetter, PatientPrincipal, NOT_MATCHED};
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{AccountKind, OnlineAccount};
 use caldicott_core::audit::{Action, Actor, ActorKind, Outcome};
 use caldicott_core::credentials::{check_new_password_twice, Subject, RESET_CODE_CHARS, RESET_CODE_VALIDITY};
 use caldicott_core::ids::{SessionId, StaffId};
+use caldicott_core::permissions::Permission;
 use caldicott_core::staff::{normalise_username, PasswordReset, Role};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::RngCore;
@@ -165,9 +165,7 @@ impl App {
     /// code works once, for [`RESET_CODE_VALIDITY`], at `/sign-in/reset`. Their second factor
     /// stays as it was. Audited; another practice's member is not found.
     pub async fn reset_staff_password(&self, who: &StaffPrincipal, staff: StaffId) -> AppResult<ResetCode> {
-        if who.role != Role::Administrator {
-            return Err(AppError::Forbidden("only administrators manage staff accounts".into()));
-        }
+        permit(who, Permission::ManageStaff)?;
         if staff == who.staff {
             return Err(AppError::BadRequest(
                 "Change your own password with \"Change password\" at the top of the page".into(),
@@ -356,7 +354,7 @@ impl App {
     /// account (the newest, if they have several; the username is kept) and replaces any earlier
     /// letter. A patient without a local account needs a sign-up letter instead.
     pub async fn issue_password_letter(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<LinkageLetter> {
-        require_front_desk(who)?;
+        permit(who, Permission::IssuePatientCredentials)?;
         let patient = self.patient_here(who, nhs).await?;
         let today = self.today();
         if patient.registration_on(today).is_none() || patient.is_deceased_on(today) {

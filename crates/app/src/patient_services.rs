@@ -10,6 +10,7 @@
 //! SHA-256.
 
 use crate::auth::{hash_password_off_thread, Client};
+use crate::permit;
 use crate::record::{decode_cursor, PageRequest};
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
@@ -22,6 +23,7 @@ use caldicott_core::entry::{Entry, Section};
 use caldicott_core::ids::*;
 use caldicott_core::online::*;
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
 use caldicott_core::staff::{Role, SessionStage};
 use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse, Shown, Withheld};
@@ -234,15 +236,6 @@ pub struct ActivityLine {
     pub what: &'static str,
 }
 
-/// Staff who check identity and issue linkage credentials.
-pub(crate) fn require_front_desk(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
-        Role::Administrator => Err(AppError::Forbidden("administrators do not issue patient credentials".into())),
-        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts only".into())),
-    }
-}
-
 /// The words a viewer sees when they see no record. They never name a clinical reason.
 fn no_record_sentence(w: Withheld, proxy: bool) -> String {
     match w {
@@ -302,7 +295,7 @@ impl App {
     /// identity: P9 for a check with photo ID in person, P5 otherwise (appointments and messages
     /// only, R22). Earlier unused credentials for the patient stop working.
     pub async fn issue_linkage(&self, who: &StaffPrincipal, nhs: &str, identity: &str) -> AppResult<LinkageLetter> {
-        require_front_desk(who)?;
+        permit(who, Permission::IssuePatientCredentials)?;
         let identity = match identity {
             "P9" => IdentityLevel::P9,
             "P5" => IdentityLevel::P5,
@@ -834,23 +827,29 @@ impl App {
             None => None,
         };
         let target = link.as_ref().map_or(me.holder, |l| l.patient);
-        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
-        let patient =
-            self.store.patient(me.practice, target).await?.ok_or_else(|| AppError::NotFound("record".into()))?;
-        let whose =
-            if link.is_some() { format!("{} {}", patient.name.given, patient.name.family) } else { "Your".into() };
-        let l = self.facts_for(practice, patient).await?;
-        let policy = self.policy_for(&l, link.as_ref(), Some(me.identity));
-        let (entries, next_cursor) = self.visible_page(&l, &policy, page.section, after, limit).await?;
-        let audit = self.patient_audit(
-            me.actor(link.as_ref()),
-            Some(target),
-            Action::RecordViewOnline,
-            format!("patient/{target}"),
-            Outcome::Success,
-            format!("section={} entries={}", page.section.map_or("all", Section::as_str), entries.len()),
-        );
-        self.audit.record(me.practice, audit).await?;
+        let view = self
+            .outside_view(me.practice, target, link, Some(me.identity), || AppError::NotFound("record".into()))
+            .await?;
+        let whose = if view.link.is_some() {
+            format!("{} {}", view.l.patient.name.given, view.l.patient.name.family)
+        } else {
+            "Your".into()
+        };
+        let (entries, next_cursor) = view
+            .page(self, page.section, after, limit)
+            .await?
+            .audited(self, me.practice, |(entries, _)| {
+                self.patient_audit(
+                    me.actor(view.link.as_ref()),
+                    Some(target),
+                    Action::RecordViewOnline,
+                    format!("patient/{target}"),
+                    Outcome::Success,
+                    format!("section={} entries={}", page.section.map_or("all", Section::as_str), entries.len()),
+                )
+            })
+            .await?;
+        let (link, policy) = (view.link, view.policy);
         Ok(MyRecordPage {
             whose,
             link: link.as_ref().map(|l| l.id),

@@ -2,13 +2,14 @@
 //! applicant, relationship, basis, decision maker, outcome (refusals too) and end date; links are
 //! changed, suspended, ended and reactivated; links unused for five years are flagged (R18).
 
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::*;
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
-use caldicott_core::staff::Role;
+use caldicott_core::permissions::Permission;
 use caldicott_core::visibility::{proxy_link_lapse, proxy_link_next_lapse};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
@@ -66,21 +67,6 @@ pub struct ProxyRow {
     pub next: Option<String>,
 }
 
-fn require_decider(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::PracticeManager => Ok(()),
-        _ => Err(AppError::Forbidden("only clinicians and practice managers decide proxy access".into())),
-    }
-}
-
-fn require_reader(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role.works_with_patients() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only the practice team opens patient records".into()))
-    }
-}
-
 fn status_words(s: &ProxyStatus) -> String {
     match s {
         ProxyStatus::Active => "active".into(),
@@ -93,7 +79,7 @@ fn status_words(s: &ProxyStatus) -> String {
 impl App {
     /// Every proxy link of a patient, refused requests included, for the staff screen.
     pub async fn proxy_overview(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<(Patient, Vec<ProxyRow>)> {
-        require_reader(who)?;
+        permit(who, Permission::ReadProxyAccess)?;
         let patient = self.patient_here(who, nhs).await?;
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
@@ -145,7 +131,7 @@ impl App {
         nhs: &str,
         r: &ProxyRequest,
     ) -> AppResult<Result<ProxyLink, Vec<FieldProblem>>> {
-        require_decider(who)?;
+        permit(who, Permission::DecideProxyAccess)?;
         let patient = self.patient_here(who, nhs).await?;
         let today = self.today();
         let mut problems = Vec::new();
@@ -307,7 +293,7 @@ impl App {
         id: ProxyLinkId,
         change: &ProxyChange,
     ) -> AppResult<ProxyLink> {
-        require_decider(who)?;
+        permit(who, Permission::DecideProxyAccess)?;
         let patient = self.patient_here(who, nhs).await?;
         let old = self
             .store

@@ -2,6 +2,7 @@
 //! it online and, if not, why) and the online view as a given viewer (exactly what that patient
 //! or proxy sees, nothing more). Both are audited before they are returned.
 
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -10,9 +11,9 @@ use caldicott_core::audit::{Action, AuditRecord, Outcome};
 use caldicott_core::entry::{Entry, Section};
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
 use caldicott_core::snomed::{enhanced_review, EnhancedReview};
-use caldicott_core::staff::Role;
 use caldicott_core::visibility::{AccessPolicy, AutomaticBlock, Decision, LevelReach, RecordFacts, Shown, Withheld};
 use caldicott_core::NhsNumber;
 use caldicott_store::{EntryCursor, EntryQuery};
@@ -193,17 +194,6 @@ pub struct ViewerSummary {
     pub identity_level: Option<IdentityLevel>,
 }
 
-/// Staff who may read patient records. Administrators manage accounts, not records.
-fn require_record_reader(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::Receptionist | Role::PracticeManager => Ok(()),
-        Role::Administrator => {
-            Err(AppError::Forbidden("administrators manage accounts and cannot open patient records".into()))
-        }
-        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts across practices, never a record".into())),
-    }
-}
-
 #[derive(Clone)]
 pub(crate) struct Loaded {
     pub(crate) practice: Practice,
@@ -266,7 +256,7 @@ impl App {
     /// Finds a patient of the caller's practice; a failed or refused look-up is audited too.
     pub(crate) async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
         let nhs = parse_nhs_number(nhs)?;
-        if let Err(e) = require_record_reader(who) {
+        if let Err(e) = permit(who, Permission::OpenRecords) {
             let rec =
                 self.audit_record(who, None, action, format!("nhs_number/{}", nhs.as_str()), Outcome::Denied, "role");
             self.audit.record(who.practice, rec).await?;
@@ -401,49 +391,6 @@ impl App {
         })
     }
 
-    /// One page of the entries `policy` shows, newest first, and the cursor of the next page.
-    /// Withheld entries are skipped without a trace: the page is what it would be without them.
-    pub(crate) async fn visible_page(
-        &self,
-        l: &Loaded,
-        policy: &AccessPolicy,
-        section: Option<Section>,
-        mut after: Option<EntryCursor>,
-        limit: usize,
-    ) -> AppResult<(Vec<Shown<Entry>>, Option<String>)> {
-        let mut shown: Vec<Shown<Entry>> = Vec::with_capacity(limit + 1);
-        if policy.denied().is_none() {
-            // Most pages fill from the first batch (a tenth more than a page, for the entries
-            // that are withheld); records with many withheld entries read on in doubling batches.
-            let mut scan = limit as u32 + 1 + limit as u32 / 10 + 4;
-            'scan: loop {
-                let batch =
-                    self.store.entries(l.practice.id, l.patient.id, EntryQuery { section, after, limit: scan }).await?;
-                let exhausted = batch.len() < scan as usize;
-                for e in batch {
-                    after = Some(EntryCursor::of(&e));
-                    if let Some(e) = policy.show(e) {
-                        shown.push(e);
-                        if shown.len() > limit {
-                            break 'scan;
-                        }
-                    }
-                }
-                if exhausted {
-                    break;
-                }
-                scan = (scan * 2).min(1000);
-            }
-        }
-        let next_cursor = if shown.len() > limit {
-            shown.truncate(limit);
-            shown.last().map(|e| encode_cursor(e))
-        } else {
-            None
-        };
-        Ok((shown, next_cursor))
-    }
-
     /// Exactly what the patient, or one of their proxies, sees online: a page of the entries the
     /// visibility engine shows, and nothing that hints at the others.
     pub async fn online_view(
@@ -457,18 +404,24 @@ impl App {
         let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
         let l = self.load(who, nhs, Action::RecordPreviewOnline).await?;
         let (link, identity) = self.resolve_viewer(&l, as_viewer).await?;
-        let policy = self.policy_for(&l, link.as_ref(), identity);
-        let (shown, next_cursor) = self.visible_page(&l, &policy, page.section, after, limit).await?;
-        let viewer_entity = link.as_ref().map_or("patient".to_owned(), |k| format!("proxy/{}", k.id));
-        let rec = self.audit_record(
-            who,
-            Some(l.patient.id),
-            Action::RecordPreviewOnline,
-            format!("patient/{} as {viewer_entity}", l.patient.id),
-            Outcome::Success,
-            format!("section={} entries={}", page.section.map_or("all", |s| s.as_str()), shown.len()),
-        );
-        self.audit.record(l.practice.id, rec).await?;
+        // Staff preview the viewer's page through the viewer's own reader.
+        let view = self.view_of(l, link, identity);
+        let viewer_entity = view.link.as_ref().map_or("patient".to_owned(), |k| format!("proxy/{}", k.id));
+        let (shown, next_cursor) = view
+            .page(self, page.section, after, limit)
+            .await?
+            .audited(self, view.l.practice.id, |(shown, _)| {
+                self.audit_record(
+                    who,
+                    Some(view.l.patient.id),
+                    Action::RecordPreviewOnline,
+                    format!("patient/{} as {viewer_entity}", view.l.patient.id),
+                    Outcome::Success,
+                    format!("section={} entries={}", page.section.map_or("all", |s| s.as_str()), shown.len()),
+                )
+            })
+            .await?;
+        let (l, link, policy) = (view.l, view.link, view.policy);
         Ok(OnlineViewPage {
             patient: l.patient.id,
             viewer: ViewerSummary {

@@ -1,6 +1,7 @@
 //! Hiding an entry from online viewers, and showing it again (R9, R11, R12). Whole entries only;
 //! every change needs a note and is audited, entry by entry, in the change's transaction.
 
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
 use caldicott_core::entry::{
@@ -8,7 +9,7 @@ use caldicott_core::entry::{
 };
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
-use caldicott_core::staff::Role;
+use caldicott_core::permissions::Permission;
 use caldicott_store::EntryQuery;
 
 /// What to do to an entry's online visibility.
@@ -47,11 +48,7 @@ fn describe(v: &OnlineVisibility) -> String {
 impl App {
     /// Loads an entry of a patient of the caller's practice for a clinician to change.
     pub async fn entry_to_change(&self, who: &StaffPrincipal, nhs: &str, entry: EntryId) -> AppResult<EntryToChange> {
-        if who.role != Role::Clinician {
-            return Err(AppError::Forbidden(
-                "only clinicians hide entries from online viewers or show them again".into(),
-            ));
-        }
+        permit(who, Permission::HideEntries)?;
         let nhs = crate::record::parse_nhs_number(nhs)?;
         let not_found = || AppError::NotFound("no such entry in this patient's record".into());
         let patient = self.store.patient_by_nhs_number(who.practice, &nhs).await?.ok_or_else(not_found)?;
@@ -236,9 +233,7 @@ impl App {
     ) -> AppResult<EnhancedReviewOutcome> {
         use caldicott_core::entry::{Author, Origin};
         use caldicott_core::snomed::{enhanced_review, Coding, ConceptId};
-        if who.role != Role::Clinician {
-            return Err(AppError::Forbidden("only clinicians record enhanced review codes".into()));
-        }
+        permit(who, Permission::HideEntries)?;
         let patient = self.patient_here(who, nhs).await?;
         let facts = self.store.access_facts(who.practice, patient.id).await?;
         let before = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));

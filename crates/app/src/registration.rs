@@ -1,13 +1,14 @@
 //! Registering a patient at the practice, and deregistering one (R6: online access to this
 //! practice's record ends, for the patient and for every proxy).
 
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::patient::*;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::PostalAddress;
-use caldicott_core::staff::Role;
 use caldicott_core::NhsNumber;
 use chrono::NaiveDate;
 
@@ -28,14 +29,6 @@ pub struct NewRegistration {
     pub email: String,
 }
 
-fn require_registrar(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Receptionist | Role::Clinician | Role::PracticeManager => Ok(()),
-        Role::Administrator => Err(AppError::Forbidden("administrators do not register patients".into())),
-        Role::IcbAnalyst => Err(AppError::Forbidden("ICB analysts see counts only".into())),
-    }
-}
-
 impl App {
     /// Registers a new patient from today, or says what is wrong with the form.
     pub async fn register_patient(
@@ -43,7 +36,7 @@ impl App {
         who: &StaffPrincipal,
         r: &NewRegistration,
     ) -> AppResult<Result<Patient, Vec<FieldProblem>>> {
-        require_registrar(who)?;
+        permit(who, Permission::RegisterPatients)?;
         let today = self.today();
         let mut problems = Vec::new();
         let nhs = NhsNumber::parse(&r.nhs_number)
@@ -143,7 +136,7 @@ impl App {
 
     /// Deregisters a patient from today: all online access to this practice's record ends (R6).
     pub async fn deregister_patient(&self, who: &StaffPrincipal, nhs: &str, reason: &str) -> AppResult<()> {
-        require_registrar(who)?;
+        permit(who, Permission::RegisterPatients)?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(AppError::BadRequest(

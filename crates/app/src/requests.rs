@@ -3,14 +3,16 @@
 //! from a proxy, R19). Each becomes a task; a clinician decides, and the patient sees the outcome.
 
 use crate::appointments::{ActingFor, ServiceKind};
+use crate::outside::Unaudited;
 use crate::patient_services::PatientPrincipal;
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
-use caldicott_core::staff::Role;
+use caldicott_core::permissions::Permission;
 use caldicott_core::tasks::*;
 use caldicott_core::visibility::Shown;
 use caldicott_store::PatientListing;
@@ -49,38 +51,15 @@ pub struct RepeatPage {
 const MAX_NOTE: usize = 500;
 const MAX_MESSAGE: usize = 2000;
 
-fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Clinician {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only clinicians decide on requests about medicines and the record".into()))
-    }
-}
-
-fn require_task_reader(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role.works_with_patients() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only the practice team sees the practice's tasks".into()))
-    }
-}
-
 impl App {
     /// Current repeat templates that may be ordered online, decided by the visibility engine for
     /// this viewer (the patient, or the proxy acting for them; `AccessPolicy::repeat_offer`): a
     /// hidden template is never offered, nor anything to a viewer without record access, so the
     /// list cannot reveal a hidden entry; every template is read, however long the record.
-    async fn orderable(&self, me: &PatientPrincipal, who: &ActingFor) -> AppResult<Vec<Orderable>> {
-        let practice = self.store.practice(me.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
-        let loaded = self.facts_for(practice, who.patient.clone()).await?;
-        let policy = self.policy_for(&loaded, who.link.as_ref(), Some(me.identity));
-        Ok(self
-            .section_entries(&loaded, Section::Medications)
-            .await?
-            .into_iter()
-            .filter_map(|e| policy.offer_repeat(e))
-            .filter_map(Orderable::of)
-            .collect())
+    async fn orderable(&self, me: &PatientPrincipal, who: &ActingFor) -> AppResult<Unaudited<Vec<Orderable>>> {
+        let missing = || AppError::NotFound("record".into());
+        let view = self.outside_view(me.practice, who.patient.id, who.link.clone(), Some(me.identity), missing).await?;
+        Ok(view.repeats(self).await?.map(|all| all.into_iter().filter_map(Orderable::of).collect()))
     }
 
     /// A patient's nominated pharmacy (ODS code and name), for the staff record page.
@@ -96,7 +75,21 @@ impl App {
     /// The repeat prescriptions page for the caller or someone they act for.
     pub async fn repeat_page(&self, me: &PatientPrincipal, link: Option<ProxyLinkId>) -> AppResult<RepeatPage> {
         let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
-        let orderable = self.orderable(me, &who).await?;
+        // The medicines listed are part of the record: the look is audited like any other.
+        let orderable = self
+            .orderable(me, &who)
+            .await?
+            .audited(self, me.practice, |orderable| {
+                self.patient_audit(
+                    me.actor(who.link.as_ref()),
+                    Some(who.patient.id),
+                    Action::RecordViewOnline,
+                    format!("patient/{}", who.patient.id),
+                    Outcome::Success,
+                    format!("repeat prescriptions page, medicines={}", orderable.len()),
+                )
+            })
+            .await?;
         let pharmacy = self.store.nominated_pharmacy(me.practice, who.patient.id).await?;
         let requests = self
             .store
@@ -105,16 +98,6 @@ impl App {
             .into_iter()
             .filter(|t| t.kind == TaskKind::RepeatRequest)
             .collect();
-        // The medicines listed are part of the record: the look is audited like any other.
-        let audit = self.patient_audit(
-            me.actor(who.link.as_ref()),
-            Some(who.patient.id),
-            Action::RecordViewOnline,
-            format!("patient/{}", who.patient.id),
-            Outcome::Success,
-            format!("repeat prescriptions page, medicines={}", orderable.len()),
-        );
-        self.audit.record(me.practice, audit).await?;
         Ok(RepeatPage { patient: who.patient, orderable, pharmacy, requests })
     }
 
@@ -127,7 +110,9 @@ impl App {
         note: &str,
     ) -> AppResult<Result<Task, Vec<FieldProblem>>> {
         let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
-        let orderable = self.orderable(me, &who).await?;
+        // The order is checked against the repeats offered; none is shown, and the request made
+        // is audited on its own.
+        let orderable = self.orderable(me, &who).await?.checked_only();
         let mut problems = Vec::new();
         let chosen: Vec<&Orderable> = orderable.iter().filter(|o| templates.contains(&o.template)).collect();
         if chosen.is_empty() || chosen.len() != templates.len() {
@@ -250,7 +235,7 @@ impl App {
 
     /// The practice's tasks, open (oldest first) or done.
     pub async fn task_list(&self, who: &StaffPrincipal, done: bool) -> AppResult<Vec<(Task, PatientListing)>> {
-        require_task_reader(who)?;
+        permit(who, Permission::SeeTasks)?;
         let status = if done { TaskStatus::Done } else { TaskStatus::Open };
         let tasks = self.store.tasks(who.practice, status, 500).await?;
         self.audit_look(who, None, Action::TaskListView, "tasks", format!("done={done} tasks={}", tasks.len())).await?;
@@ -259,7 +244,7 @@ impl App {
 
     /// One task with its patient. Opening it is audited as a look at the patient's record.
     pub async fn open_task(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<(Task, Patient)> {
-        require_task_reader(who)?;
+        permit(who, Permission::SeeTasks)?;
         let task = self.store.task(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such task".into()))?;
         let patient = self
             .store
@@ -294,7 +279,7 @@ impl App {
         approve: bool,
         reason: &str,
     ) -> AppResult<Task> {
-        require_clinician(who)?;
+        permit(who, Permission::DecideRequests)?;
         let (mut task, patient) = self.open_task(who, id).await?;
         let now = self.now();
         task.decide_item(template, approve, reason, &who.name, now).map_err(|e| match e {
@@ -346,7 +331,7 @@ impl App {
 
     /// Records what the practice did about a message, and closes it.
     pub async fn close_request(&self, who: &StaffPrincipal, id: TaskId, outcome: &str) -> AppResult<Task> {
-        require_clinician(who)?;
+        permit(who, Permission::DecideRequests)?;
         let (mut task, patient) = self.open_task(who, id).await?;
         if task.kind == TaskKind::RepeatRequest {
             return Err(AppError::BadRequest("decide each item of a repeat request".into()));
@@ -372,7 +357,7 @@ impl App {
 
     /// Sets or clears the patient's nominated pharmacy (staff only: a proxy never can, R19).
     pub async fn nominate_pharmacy(&self, who: &StaffPrincipal, nhs: &str, ods: &str, name: &str) -> AppResult<()> {
-        require_task_reader(who)?;
+        permit(who, Permission::SeeTasks)?;
         let patient = self.patient_here(who, nhs).await?;
         let (ods, name) = (ods.trim().to_ascii_uppercase(), name.trim());
         let pharmacy = if ods.is_empty() && name.is_empty() {

@@ -3,26 +3,16 @@
 //! (R34), and closing a request (released, refused, withdrawn). Every change is audited.
 
 use crate::governance::parse_date_parts;
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::permissions::Permission;
 use caldicott_core::sar::{check_extension, due_date, SarDates};
-use caldicott_core::staff::Role;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
 pub use caldicott_store::sar::SarRequest;
-
-pub(crate) fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    who.require_team("only the practice team handles subject access requests")
-}
-
-fn require_decider(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::PracticeManager => Ok(()),
-        _ => Err(AppError::Forbidden("clinicians and practice managers extend, refuse or close requests".into())),
-    }
-}
 
 /// When a request is due, if its clock is running (R31).
 pub fn due_of(s: &SarRequest) -> Option<NaiveDate> {
@@ -92,7 +82,7 @@ impl App {
         who: &StaffPrincipal,
         input: &NewSar,
     ) -> AppResult<Result<SarRequest, Vec<FieldProblem>>> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let mut problems = Vec::new();
         let today = self.today();
         let patient = match crate::record::parse_nhs_number(&input.nhs_number) {
@@ -185,7 +175,7 @@ impl App {
 
     /// The register: open requests by due date (overdue first), then closed ones.
     pub async fn sar_register(&self, who: &StaffPrincipal) -> AppResult<Vec<SarRow>> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let today = self.today();
         let mut rows: Vec<SarRow> = self
             .store
@@ -212,7 +202,7 @@ impl App {
 
     /// How many open requests are past their due date, for the search page.
     pub async fn overdue_sars(&self, who: &StaffPrincipal) -> AppResult<usize> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let today = self.today();
         Ok(self
             .store
@@ -224,7 +214,7 @@ impl App {
     }
 
     pub async fn sar_view(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<SarRow> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let sar =
             self.store.sar(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such request".into()))?;
         let patient = self.store.patient(who.practice, sar.patient).await?;
@@ -240,7 +230,7 @@ impl App {
         id: Uuid,
         change: &SarChange,
     ) -> AppResult<Result<SarRequest, Vec<FieldProblem>>> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let mut sar =
             self.store.sar(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such request".into()))?;
         if !is_open(&sar) {
@@ -274,7 +264,7 @@ impl App {
                 format!("waiting_for={what}")
             }
             SarChange::Extend { reason, notified_on } => {
-                require_decider(who)?;
+                permit(who, Permission::DecideSubjectAccessRequests)?;
                 let Some(original) = original_due_of(&sar) else {
                     return problem("reason", "The clock has not started: there is no due date to extend".into());
                 };
@@ -290,7 +280,7 @@ impl App {
                 )
             }
             SarChange::Unfounded { fee_received, note } => {
-                require_decider(who)?;
+                permit(who, Permission::DecideSubjectAccessRequests)?;
                 if note.trim().is_empty() {
                     return problem("note", "Say why the request is manifestly unfounded or excessive".into());
                 }
@@ -301,7 +291,7 @@ impl App {
                 format!("manifestly_unfounded fee_received={}", fee_received.map_or("none".into(), |d| d.to_string()))
             }
             SarChange::Close { status, note } => {
-                require_decider(who)?;
+                permit(who, Permission::DecideSubjectAccessRequests)?;
                 if !matches!(status.as_str(), "released" | "refused" | "withdrawn") {
                     return problem("status", "Choose released, refused or withdrawn".into());
                 }

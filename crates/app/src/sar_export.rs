@@ -17,15 +17,15 @@
 use crate::fhir_out::{self, instant};
 use crate::governance::parse_date_parts;
 use crate::pdf::{Block, PdfDocument};
-use crate::sar::require_team;
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{ProxyLink, ProxyStatus};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::entry::{Entry, EntryBody, OnlineVisibility};
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
-use caldicott_core::staff::Role;
 use caldicott_store::sar::{SarDecision, SarRelease, SarRequest};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -184,17 +184,6 @@ impl std::fmt::Debug for SarFiles {
     }
 }
 
-/// Clinicians and practice managers decide and release; a serious-harm decision is a
-/// clinician's (the health professional's opinion the law asks for).
-fn require_reviewer(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::PracticeManager => Ok(()),
-        _ => Err(AppError::Forbidden(
-            "clinicians and practice managers review and release subject access exports".into(),
-        )),
-    }
-}
-
 fn long_date(d: NaiveDate) -> String {
     d.format("%-d %B %Y").to_string()
 }
@@ -293,8 +282,8 @@ fn proxy_words(l: &ProxyLink) -> String {
 impl App {
     /// Refuses anyone who may not review or release a subject access export (403).
     pub fn may_release_sar(&self, who: &StaffPrincipal) -> AppResult<()> {
-        require_team(who)?;
-        require_reviewer(who)
+        permit(who, Permission::HandleSubjectAccessRequests)?;
+        permit(who, Permission::ReleaseSubjectAccessExports)
     }
 
     /// Everything held about the patient within the request's period, in print order.
@@ -638,7 +627,7 @@ impl App {
     }
 
     async fn load_sar(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<(Practice, SarRequest, Patient)> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let sar =
             self.store.sar(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such request".into()))?;
         let patient = self
@@ -710,8 +699,8 @@ impl App {
         id: Uuid,
         input: &DecisionInput,
     ) -> AppResult<Result<usize, Vec<FieldProblem>>> {
-        require_team(who)?;
-        require_reviewer(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
+        permit(who, Permission::ReleaseSubjectAccessExports)?;
         let (practice, sar, patient) = self.load_sar(who, id).await?;
         if !matches!(sar.status.as_str(), "open" | "extended" | "released") {
             return Err(AppError::Conflict(format!("this request is {}", sar.status)));
@@ -733,7 +722,7 @@ impl App {
                         message: "Give the reason for withholding; it stays in the review record (R33)".into(),
                     });
                 }
-                if ground == "serious_harm" && who.role != Role::Clinician {
+                if ground == "serious_harm" && !Permission::JudgeSeriousHarm.allows(who.role) {
                     problems.push(FieldProblem {
                         field: "ground",
                         message: "Only a clinician can judge serious harm (the appropriate health professional)".into(),
@@ -797,7 +786,7 @@ impl App {
         id: Uuid,
         input: &ScopeInput,
     ) -> AppResult<Result<SarRequest, Vec<FieldProblem>>> {
-        require_team(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
         let (_, mut sar, patient) = self.load_sar(who, id).await?;
         if !matches!(sar.status.as_str(), "open" | "extended") {
             return Err(AppError::Conflict("this request is closed".into()));
@@ -887,8 +876,8 @@ impl App {
     /// Makes the release: the PDF and the FHIR Bundle from the same reviewed items, recorded
     /// with their hashes and audited. Refused while anything stands in the way.
     pub async fn export_sar(&self, who: &StaffPrincipal, id: Uuid, progress: ProgressFn) -> AppResult<SarFiles> {
-        require_team(who)?;
-        require_reviewer(who)?;
+        permit(who, Permission::HandleSubjectAccessRequests)?;
+        permit(who, Permission::ReleaseSubjectAccessExports)?;
         let (practice, review) = self.build_review(who, id, &progress).await?;
         if !review.blockers.is_empty() {
             let audit = self.audit_record(

@@ -1,8 +1,10 @@
 //! Finding a patient from one search box: an NHS number (with or without spaces), a date of
 //! birth, a postcode, or names.
 
+use crate::permit;
 use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::permissions::Permission;
 use caldicott_core::NhsNumber;
 use caldicott_store::{PatientListing, PatientSearch};
 use chrono::NaiveDate;
@@ -75,9 +77,7 @@ impl App {
         who: &StaffPrincipal,
         text: &str,
     ) -> AppResult<(SearchBy, Vec<PatientListing>)> {
-        if !who.role.works_with_patients() {
-            return Err(AppError::Forbidden("administrators manage accounts and cannot search patient records".into()));
-        }
+        permit(who, Permission::OpenRecords)?;
         let (by, q) = parse_search(text)?;
         let found = self.store.search_patients(who.practice, &q, MAX_RESULTS).await?;
         let audit = self.audit_record(
@@ -96,7 +96,7 @@ impl App {
 impl App {
     /// The patients whose records the caller opened most recently.
     pub async fn recently_viewed(&self, who: &StaffPrincipal) -> AppResult<Vec<PatientListing>> {
-        if !who.role.works_with_patients() {
+        if !Permission::OpenRecords.allows(who.role) {
             return Ok(Vec::new());
         }
         Ok(self.store.recently_viewed(who.practice, who.staff, 10).await?)

@@ -1,10 +1,11 @@
 //! The practice's online-services settings, changed by its practice manager (R1, R13, D7, D9).
 
+use crate::permit;
 use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::AccessLevel;
 use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::{OnlineServicesSettings, Practice, ProxyReviewAge};
-use caldicott_core::staff::Role;
 use chrono::NaiveDate;
 
 /// The settings form as typed: every field still text.
@@ -31,14 +32,6 @@ pub struct SettingsInput {
 pub struct FieldProblem {
     pub field: &'static str,
     pub message: String,
-}
-
-fn require_manager(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::PracticeManager {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only the practice manager changes the practice's online-services settings".into()))
-    }
 }
 
 /// Reads the form; an empty switch-on date means "not switched on".
@@ -151,7 +144,7 @@ fn describe(s: &OnlineServicesSettings) -> String {
 
 impl App {
     pub async fn practice_settings(&self, who: &StaffPrincipal) -> AppResult<Practice> {
-        require_manager(who)?;
+        permit(who, Permission::ChangePracticeSettings)?;
         self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("practice".into()))
     }
 

@@ -2,10 +2,12 @@
 //! them (a deactivated member is signed out at once), and reset a member's second factor and
 //! lock-out. Every change is audited.
 
+use crate::permit;
 use crate::setup::create_staff;
 use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
+use caldicott_core::permissions::Permission;
 use caldicott_core::staff::{Role, SignInState, StaffMember};
 
 /// What to do to an account.
@@ -17,17 +19,9 @@ pub enum AccountChange {
     ResetSecondFactor,
 }
 
-fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Administrator {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only administrators manage staff accounts".into()))
-    }
-}
-
 impl App {
     pub async fn staff_accounts(&self, who: &StaffPrincipal) -> AppResult<Vec<StaffMember>> {
-        require_admin(who)?;
+        permit(who, Permission::ManageStaff)?;
         Ok(self.store.staff_members(who.practice).await?)
     }
 
@@ -40,7 +34,7 @@ impl App {
         role: Role,
         password: &str,
     ) -> AppResult<StaffMember> {
-        require_admin(who)?;
+        permit(who, Permission::ManageStaff)?;
         if role == Role::IcbAnalyst {
             return Err(AppError::Forbidden(
                 "an ICB analyst sees figures from every practice of the service, so the service operator creates \
@@ -60,7 +54,7 @@ impl App {
         staff: StaffId,
         change: AccountChange,
     ) -> AppResult<()> {
-        require_admin(who)?;
+        permit(who, Permission::ManageStaff)?;
         if staff == who.staff && change == AccountChange::Deactivate {
             return Err(AppError::BadRequest("You cannot deactivate your own account".into()));
         }

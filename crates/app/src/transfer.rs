@@ -12,14 +12,15 @@
 //!   same file is imported once per patient.
 
 use crate::fhir::{read_transfer_bundle, RedactionLabel};
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{AccessLevel, ProxyStatus, RecordFrom};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
 use caldicott_core::patient::*;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::PostalAddress;
-use caldicott_core::staff::Role;
 use caldicott_store::{RecordImport, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -56,13 +57,6 @@ pub struct PendingEntry {
 /// Largest file accepted (a long GP record as FHIR JSON is a few megabytes).
 pub const MAX_BUNDLE_BYTES: usize = 32 * 1024 * 1024;
 
-pub fn require_transferrer(who: &StaffPrincipal) -> AppResult<()> {
-    match who.role {
-        Role::Clinician | Role::PracticeManager => Ok(()),
-        _ => Err(AppError::Forbidden("only clinicians and practice managers transfer in records".into())),
-    }
-}
-
 impl App {
     /// Imports a record from another practice, or lists what is wrong with the file (nothing
     /// is written then).
@@ -71,7 +65,7 @@ impl App {
         who: &StaffPrincipal,
         bundle: &[u8],
     ) -> AppResult<Result<TransferOutcome, Vec<String>>> {
-        require_transferrer(who)?;
+        permit(who, Permission::TransferRecordsIn)?;
         if bundle.len() > MAX_BUNDLE_BYTES {
             return Ok(Err(vec![format!("The file is larger than {} MB", MAX_BUNDLE_BYTES / 1024 / 1024)]));
         }
@@ -308,7 +302,7 @@ impl App {
 
     /// The records transferred in for a patient, newest first.
     pub async fn record_imports(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<Vec<RecordImport>> {
-        require_transferrer(who)?;
+        permit(who, Permission::TransferRecordsIn)?;
         let patient = self.patient_here(who, nhs).await?;
         let imports = self.store.record_imports(who.practice, patient.id).await?;
         self.audit_look(

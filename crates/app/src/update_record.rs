@@ -3,13 +3,14 @@
 //! number and date of birth, and wait as a task until a clinician amends, files or rejects them.
 
 use crate::apps::{secret, sha256};
+use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::{Author, Entry, EntryBody, HiddenReason, OnlineVisibility, Origin, Redaction};
 use caldicott_core::ids::{AuditEventId, EntryId, PatientId, PracticeId, TaskId};
+use caldicott_core::permissions::Permission;
 use caldicott_core::snomed::{Coding, ConceptId};
-use caldicott_core::staff::Role;
 use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
 use caldicott_core::update_record::{
     item_changes, parse, planned_entries, InboundItem, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
@@ -33,26 +34,6 @@ pub struct Receipt {
     pub message_id: String,
     /// What was wrong, when it was refused.
     pub problems: Vec<String>,
-}
-
-fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Administrator {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("administrators register the pharmacies that send Update Record messages".into()))
-    }
-}
-
-fn require_team(who: &StaffPrincipal) -> AppResult<()> {
-    who.require_team("only the practice team sees pharmacy messages")
-}
-
-fn require_clinician(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Clinician {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only clinicians amend, file or reject pharmacy messages".into()))
-    }
 }
 
 fn system(id: &str) -> Actor {
@@ -93,7 +74,7 @@ impl App {
     /// Registers a pharmacy that may send Update Record messages over HTTP. Returns its client
     /// id and secret (shown once).
     pub async fn register_sender(&self, who: &StaffPrincipal, ods: &str, name: &str) -> AppResult<(Sender, String)> {
-        require_admin(who)?;
+        permit(who, Permission::RegisterPharmacies)?;
         let ods = caldicott_core::practice::OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
@@ -122,7 +103,7 @@ impl App {
     }
 
     pub async fn senders(&self, who: &StaffPrincipal) -> AppResult<Vec<Sender>> {
-        require_admin(who)?;
+        permit(who, Permission::RegisterPharmacies)?;
         Ok(self.store.senders(who.practice).await?)
     }
 
@@ -467,7 +448,7 @@ impl App {
 
     /// Messages to review and those that cannot be matched to a patient.
     pub async fn inbound_queue(&self, who: &StaffPrincipal) -> AppResult<(Vec<InboundListing>, Vec<InboundListing>)> {
-        require_team(who)?;
+        permit(who, Permission::SeePharmacyMessages)?;
         let all = self.store.inbound_list(who.practice, &[InboundStatus::Pending, InboundStatus::Unmatched]).await?;
         self.audit_look(who, None, Action::InboundListView, "inbound-queue", format!("messages={}", all.len())).await?;
         Ok(all.into_iter().partition(|m| m.status == InboundStatus::Pending))
@@ -475,7 +456,7 @@ impl App {
 
     /// Messages already decided or refused, newest first, for the log.
     pub async fn inbound_log(&self, who: &StaffPrincipal) -> AppResult<Vec<InboundListing>> {
-        require_team(who)?;
+        permit(who, Permission::SeePharmacyMessages)?;
         let mut all = self
             .store
             .inbound_list(
@@ -498,7 +479,7 @@ impl App {
 
     /// One message with what changed; audited as a look at the patient's data.
     pub async fn inbound_view(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<InboundView> {
-        require_team(who)?;
+        permit(who, Permission::SeePharmacyMessages)?;
         let message = self
             .store
             .inbound(who.practice, id)
@@ -571,7 +552,7 @@ impl App {
         id: Uuid,
         change: &Amend,
     ) -> AppResult<Result<(), Vec<FieldProblem>>> {
-        require_clinician(who)?;
+        permit(who, Permission::DecidePharmacyMessages)?;
         let message = self.waiting(who, id).await?;
         let mut items = message.items.clone();
         let (index, words) = match change {
@@ -633,7 +614,7 @@ impl App {
         id: Uuid,
         hide: Option<(HiddenReason, String)>,
     ) -> AppResult<Vec<EntryId>> {
-        require_clinician(who)?;
+        permit(who, Permission::DecidePharmacyMessages)?;
         let message = self.waiting(who, id).await?;
         let record = message.record.clone().ok_or_else(|| AppError::Conflict("nothing to file".into()))?;
         let patient = message.patient.ok_or_else(|| AppError::Conflict("the message has no patient".into()))?;
@@ -756,7 +737,7 @@ impl App {
         id: Uuid,
         reason: &str,
     ) -> AppResult<Result<(), Vec<FieldProblem>>> {
-        require_clinician(who)?;
+        permit(who, Permission::DecidePharmacyMessages)?;
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > 1000 {
             return Ok(Err(vec![FieldProblem { field: "reason", message: "Say why the message is rejected".into() }]));
@@ -793,7 +774,7 @@ impl App {
     /// with its task, as if it had just arrived; still unmatched, the answer says why and nothing
     /// changes. Clinicians only, audited.
     pub async fn match_inbound_again(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<Result<PatientId, String>> {
-        require_clinician(who)?;
+        permit(who, Permission::DecidePharmacyMessages)?;
         let m = self.waiting_in(who, id, &[InboundStatus::Unmatched]).await?;
         let record =
             m.record.as_ref().ok_or_else(|| AppError::Conflict("the message holds no summary to match".into()))?;

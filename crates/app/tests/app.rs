@@ -303,6 +303,8 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
         )
         .await
         .unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
     match t.store.backend() {
         Backend::Sqlite => {
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
@@ -328,6 +330,9 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
     assert!(matches!(res, Err(AppError::Unavailable(_))), "{res:?}");
     let res = app.staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await;
     assert!(matches!(res, Err(AppError::Unavailable(_))));
+    // The patient's own page comes through the one reader, which hands nothing over unaudited.
+    let res = app.my_record(&me, None, &PageRequest::default()).await;
+    assert!(matches!(res, Err(AppError::Unavailable(_))), "{:?}", res.map(|p| p.entries.len()));
 }
 
 async fn the_chain_holds_under_concurrent_requests(t: &TestStore) {

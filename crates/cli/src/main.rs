@@ -186,6 +186,9 @@ enum Command {
         #[command(subcommand)]
         command: SafetyCommand,
     },
+    /// Print what each staff role may do, as the table every use case checks (Markdown; it is
+    /// kept in docs/permissions.md).
+    Permissions,
 }
 
 #[derive(Subcommand)]
@@ -518,6 +521,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return governance::staff_add(&open(&db).await?, args).await
         }
         Command::Safety { command } => return safety_command(command),
+        Command::Permissions => {
+            print!("{}", caldicott_core::permissions::render_markdown());
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Fhir { command: FhirCommand::Assertion { client_id, key, token_url } } => {
             let pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
             let assertion =

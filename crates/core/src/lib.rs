@@ -15,6 +15,7 @@ pub mod messages;
 pub mod nhs_number;
 pub mod online;
 pub mod patient;
+pub mod permissions;
 pub mod practice;
 pub mod sar;
 pub mod snomed;

@@ -158,8 +158,8 @@ impl Tx {
 impl<'c> From<&'c mut Tx> for On<'c> {
     fn from(tx: &'c mut Tx) -> Self {
         match tx {
-            Tx::Sqlite(t) => On::SqliteTx(&mut **t),
-            Tx::Postgres(t) => On::PostgresTx(&mut **t),
+            Tx::Sqlite(t) => On::SqliteTx(t),
+            Tx::Postgres(t) => On::PostgresTx(t),
         }
     }
 }
@@ -275,7 +275,7 @@ mod tests {
         assert!(matches!(Option::<&str>::None.arg(), Arg::Text(None)));
         assert!(matches!(Some("x").arg(), Arg::Text(Some(t)) if t == "x"));
         assert!(matches!(Option::<Uuid>::None.arg(), Arg::Uuid(None)));
-        assert!(matches!((&Some(3i32)).arg(), Arg::I32(Some(3))));
+        assert!(matches!(Bind::arg(&&Some(3i32)), Arg::I32(Some(3))));
         assert!(matches!(vec![1u8, 2].as_slice().arg(), Arg::Bytes(Some(b)) if b == [1, 2]));
     }
 }

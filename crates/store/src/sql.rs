@@ -200,9 +200,6 @@ pub(crate) fn entries_sql(q: &EntryQuery) -> String {
     sql
 }
 
-/// The columns of a slot joined with a booking (`a`), as `rows::slot_and_booking` and
-/// `rows::appointment_and_slot` read them.
-
 impl SqlStore {
     /// Rows of `sql`, whose two parameters are the practice and one id, mapped by `map`.
     async fn rows_by<T>(

@@ -21,6 +21,7 @@ use caldicott_app::session::{SecondFactor, SignedIn};
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::{Entry, EntryBody, Section};
 use caldicott_core::patient::{age_on, Patient, Sex};
+use caldicott_core::permissions::Permission;
 use caldicott_core::visibility::GrantSource;
 use chrono::NaiveDate;
 use rand::RngCore;
@@ -594,7 +595,7 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
     let mut page = HomePage {
         chrome: Some((&me).into()),
         can_register: me.who.role.works_with_patients(),
-        can_transfer: caldicott_app::transfer::require_transferrer(&me.who).is_ok(),
+        can_transfer: Permission::TransferRecordsIn.allows(me.who.role),
         overdue_alerts: if !me.who.role.works_with_patients() {
             0
         } else {
@@ -2411,7 +2412,7 @@ fn transfer_form(me: &SignedIn, problems: Vec<String>) -> Response {
 }
 
 async fn transfer_page(Portal(me): Portal) -> Response {
-    match caldicott_app::transfer::require_transferrer(&me.who) {
+    match caldicott_app::permit(&me.who, Permission::TransferRecordsIn) {
         Ok(()) => transfer_form(&me, Vec::new()),
         Err(e) => page_error(Some((&me).into()), e),
     }
@@ -2452,7 +2453,7 @@ async fn read_upload(app: &App, req: axum::extract::Request) -> Result<(String, 
 }
 
 async fn transfer_in(State(app): State<App>, Portal(me): Portal, req: axum::extract::Request) -> Response {
-    if let Err(e) = caldicott_app::transfer::require_transferrer(&me.who) {
+    if let Err(e) = caldicott_app::permit(&me.who, Permission::TransferRecordsIn) {
         return page_error(Some((&me).into()), e);
     }
     let (csrf, bundle) = match read_upload(&app, req).await {

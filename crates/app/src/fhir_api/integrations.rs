@@ -4,10 +4,11 @@
 //! Backend Services); the private key never reaches caldicott. Deactivating one ends its
 //! tokens at once.
 
+use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Actor, ActorKind, Outcome};
 use caldicott_core::ids::IntegrationId;
-use caldicott_core::staff::Role;
+use caldicott_core::permissions::Permission;
 use caldicott_store::fhir::Integration;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -112,18 +113,10 @@ pub fn client_assertion(
     jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key).map_err(|e| AppError::Internal(e.to_string()))
 }
 
-fn require_admin(who: &StaffPrincipal) -> AppResult<()> {
-    if who.role == Role::Administrator {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("administrators register the practice's integrations".into()))
-    }
-}
-
 impl App {
     /// Registers an integration with its public key and the scopes it may be given.
     pub async fn register_integration(&self, who: &StaffPrincipal, new: &NewIntegration) -> AppResult<Integration> {
-        require_admin(who)?;
+        permit(who, Permission::ManageAppsAndIntegrations)?;
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(AppError::BadRequest("Enter the integration's name (up to 100 characters)".into()));
@@ -155,13 +148,13 @@ impl App {
     }
 
     pub async fn integrations(&self, who: &StaffPrincipal) -> AppResult<Vec<Integration>> {
-        require_admin(who)?;
+        permit(who, Permission::ManageAppsAndIntegrations)?;
         Ok(self.store.integrations(who.practice).await?)
     }
 
     /// Turns an integration off (its tokens end at once) or on again.
     pub async fn set_integration_active(&self, who: &StaffPrincipal, id: &str, active: bool) -> AppResult<()> {
-        require_admin(who)?;
+        permit(who, Permission::ManageAppsAndIntegrations)?;
         let id = id.parse::<IntegrationId>().map_err(|_| AppError::NotFound("no such integration".into()))?;
         let audit = self.audit_record(
             who,

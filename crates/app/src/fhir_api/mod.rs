@@ -475,12 +475,10 @@ impl App {
     /// link's holder (as the patient, or as the proxy acting for them), at the identity level
     /// the link was made with.
     async fn app_view(&self, a: &AppCaller) -> AppResult<(Loaded, AccessPolicy)> {
-        let p = self.store.practice(a.practice).await?.ok_or_else(|| not_found("Patient", ""))?;
-        let patient = self.store.patient(a.practice, a.patient()).await?.ok_or_else(|| not_found("Patient", ""))?;
         let identity = self.link_identity(a.practice, &a.link).await?;
-        let l = self.facts_for(p, patient).await?;
-        let policy = self.policy_for(&l, a.proxy.as_ref(), identity);
-        Ok((l, policy))
+        let view =
+            self.outside_view(a.practice, a.patient(), a.proxy.clone(), identity, || not_found("Patient", "")).await?;
+        Ok((view.l, view.policy))
     }
 
     /// The view a caller has of a patient: an app only of its own patient (any other id is not

@@ -3,7 +3,8 @@
 use super::*;
 use async_trait::async_trait;
 
-/// A slot and its booking, if any; the booking's columns are prefixed `a_`.
+/// The columns of a slot joined with a booking (`a`), as `rows::slot_and_booking` and
+/// `rows::appointment_and_slot` read them.
 macro_rules! slot_booking_columns {
     () => {
         "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by"

@@ -145,7 +145,7 @@ impl ChatStore for SqlStore {
     async fn staff_messages_naming(&self, practice: PracticeId, phrases: &[String]) -> StoreResult<Vec<StaffMessage>> {
         let phrases: Vec<String> = phrases
             .iter()
-            .map(|p| p.trim().to_lowercase().replace('\\', "").replace('%', "").replace('_', ""))
+            .map(|p| p.trim().to_lowercase().replace(['\\', '%', '_'], ""))
             .filter(|p| p.chars().count() >= 5)
             .collect();
         if phrases.is_empty() {

@@ -181,7 +181,7 @@ impl GovernanceStore for SqlStore {
         .fetch_all(self.read())
         .await
         .map_err(db)?;
-        rows.iter().map(|r| outcome_row(r)).collect()
+        rows.iter().map(outcome_row).collect()
     }
 
     async fn review_outcomes(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<ReviewOutcomeRow>> {
@@ -190,7 +190,7 @@ impl GovernanceStore for SqlStore {
              ORDER BY decided_at DESC, id DESC",
             practice,
             patient.as_uuid(),
-            |r| outcome_row(r),
+            outcome_row,
         )
         .await
     }
