@@ -22,6 +22,9 @@ pub mod fhir;
 pub mod fhir_api;
 pub mod fhir_out;
 pub mod filing;
+/// Test fixtures: only in builds with the `testing` feature (the test suites'), never in the
+/// binary.
+#[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 pub mod governance;
 pub mod nhs_login;

@@ -494,7 +494,7 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
     assert_eq!(admin.get(&format!("/patients/{}", pat.nhs_number.as_str())).await.status, StatusCode::FORBIDDEN);
 }
 
-const PERMISSIONS: &str = include_str!("../../../docs/permissions.md");
+const PERMISSIONS: &str = include_str!("../../../../docs/permissions.md");
 
 /// The GET routes of the permission table whose answers carry no patient data: empty forms,
 /// settings, staff and integration lists, and counts. Every other GET answer must write an audit
@@ -563,22 +563,22 @@ fn the_permission_table_covers_every_route() {
     let rows = permission_rows();
     assert!(rows.len() >= 8);
     let sources = [
-        ("", include_str!("../src/portal.rs")),
-        ("", include_str!("../src/pages.rs")),
-        ("/api/v1", include_str!("../src/api.rs")),
-        ("", include_str!("../src/patient.rs")),
-        ("", include_str!("../src/comms.rs")),
-        ("", include_str!("../src/documents.rs")),
-        ("", include_str!("../src/integrations.rs")),
-        ("", include_str!("../src/tokens.rs")),
-        ("", include_str!("../src/staff_work.rs")),
-        ("", include_str!("../src/governance.rs")),
-        ("", include_str!("../src/inbound.rs")),
-        ("", include_str!("../src/sars.rs")),
-        ("", include_str!("../src/sar_export.rs")),
-        ("", include_str!("../src/chat.rs")),
-        ("/api/update-record/v1", include_str!("../src/update_record_api.rs")),
-        ("/api/apps/v1", include_str!("../src/app_api.rs")),
+        ("", include_str!("../../src/portal.rs")),
+        ("", include_str!("../../src/pages.rs")),
+        ("/api/v1", include_str!("../../src/api.rs")),
+        ("", include_str!("../../src/patient.rs")),
+        ("", include_str!("../../src/comms.rs")),
+        ("", include_str!("../../src/documents.rs")),
+        ("", include_str!("../../src/integrations.rs")),
+        ("", include_str!("../../src/tokens.rs")),
+        ("", include_str!("../../src/staff_work.rs")),
+        ("", include_str!("../../src/governance.rs")),
+        ("", include_str!("../../src/inbound.rs")),
+        ("", include_str!("../../src/sars.rs")),
+        ("", include_str!("../../src/sar_export.rs")),
+        ("", include_str!("../../src/chat.rs")),
+        ("/api/update-record/v1", include_str!("../../src/update_record_api.rs")),
+        ("/api/apps/v1", include_str!("../../src/app_api.rs")),
     ];
     for (prefix, src) in sources {
         for piece in src.split(".route(\"").skip(1) {

@@ -37,13 +37,13 @@ fn routes_in(prefix: &str, src: &str) -> BTreeSet<(String, String)> {
 #[test]
 fn the_openapi_document_and_the_json_routes_agree() {
     let mut routed = BTreeSet::new();
-    routed.extend(routes_in("/api/v1", include_str!("../src/api.rs")));
-    routed.extend(routes_in("/api/apps/v1", include_str!("../src/app_api.rs")));
-    routed.extend(routes_in("/api/update-record/v1", include_str!("../src/update_record_api.rs")));
-    routed.extend(routes_in("/fhir/r4", include_str!("../src/fhir.rs")));
+    routed.extend(routes_in("/api/v1", include_str!("../../src/api.rs")));
+    routed.extend(routes_in("/api/apps/v1", include_str!("../../src/app_api.rs")));
+    routed.extend(routes_in("/api/update-record/v1", include_str!("../../src/update_record_api.rs")));
+    routed.extend(routes_in("/fhir/r4", include_str!("../../src/fhir.rs")));
     // The pages router: its JSON routes (the API page is HTML; assets are files).
     routed.extend(
-        routes_in("", include_str!("../src/pages.rs"))
+        routes_in("", include_str!("../../src/pages.rs"))
             .into_iter()
             .filter(|(_, p)| p != "/api" && !p.starts_with("/assets")),
     );

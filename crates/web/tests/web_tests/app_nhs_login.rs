@@ -16,8 +16,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const KEY: &[u8] = include_bytes!("../../app/tests/fixtures/test-oidc-provider-key.pem");
-const JWKS: &str = include_str!("../../app/tests/fixtures/test-oidc-provider-jwks.json");
+const KEY: &[u8] = include_bytes!("../../../app/tests/app_tests/fixtures/test-oidc-provider-key.pem");
+const JWKS: &str = include_str!("../../../app/tests/app_tests/fixtures/test-oidc-provider-jwks.json");
 
 /// Discovery, keys and userinfo; the access token "access-<nhs>-<birthdate>" reads that person.
 async fn start_provider() -> String {

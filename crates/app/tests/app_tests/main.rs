@@ -1,0 +1,17 @@
+//! The app crate's integration tests, in one binary (one link instead of one per file).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod app;
+mod chat;
+mod comms;
+mod fhir_api;
+mod governance;
+mod nhs_login;
+mod outbox;
+mod races;
+mod sar;
+mod sar_export;
+mod sign_in;
+mod smtp;
+mod update_record;

@@ -1,0 +1,9 @@
+//! The web crate's integration tests, in one binary (one link instead of one per file).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod app_nhs_login;
+mod fhir;
+mod notify;
+mod openapi;
+mod web;
