@@ -8,6 +8,8 @@
 //! in order of first use, which SQLite reads as named parameters. The cost over calling sqlx
 //! directly is one `match` and an owned copy of each bound text value (see BENCHMARKS.md).
 
+use crate::sql::db;
+use crate::StoreResult;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
@@ -123,17 +125,17 @@ pub(crate) enum Tx {
 }
 
 impl Tx {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(self) -> StoreResult<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+            Tx::Sqlite(t) => t.commit().await.map_err(db),
+            Tx::Postgres(t) => t.commit().await.map_err(db),
         }
     }
 
-    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn rollback(self) -> StoreResult<()> {
         match self {
-            Tx::Sqlite(t) => t.rollback().await,
-            Tx::Postgres(t) => t.rollback().await,
+            Tx::Sqlite(t) => t.rollback().await.map_err(db),
+            Tx::Postgres(t) => t.rollback().await.map_err(db),
         }
     }
 
@@ -206,14 +208,15 @@ macro_rules! with_args {
     }};
 }
 
-/// Runs the sqlx query method `$run` of `$q` on the connection `$on`, mapping its rows with `$row`.
+/// Runs the sqlx query method `$run` of `$q` on the connection `$on`, mapping its rows with
+/// `$lite` or `$pg` and its error with [`db`].
 macro_rules! run_on {
     ($q:expr, $on:expr, $run:ident, $lite:expr, $pg:expr) => {
         match $on.into() {
-            On::SqliteTx(c) => with_args!($q).$run(c).await.map($lite),
-            On::SqlitePool(p) => with_args!($q).$run(p).await.map($lite),
-            On::PostgresTx(c) => with_args!($q).$run(c).await.map($pg),
-            On::PostgresPool(p) => with_args!($q).$run(p).await.map($pg),
+            On::SqliteTx(c) => with_args!($q).$run(c).await.map($lite).map_err(db),
+            On::SqlitePool(p) => with_args!($q).$run(p).await.map($lite).map_err(db),
+            On::PostgresTx(c) => with_args!($q).$run(c).await.map($pg).map_err(db),
+            On::PostgresPool(p) => with_args!($q).$run(p).await.map($pg).map_err(db),
         }
     };
 }
@@ -230,7 +233,7 @@ impl Query<'_> {
         self
     }
 
-    pub(crate) async fn execute<'c>(self, on: impl Into<On<'c>>) -> Result<Done, sqlx::Error> {
+    pub(crate) async fn execute<'c>(self, on: impl Into<On<'c>>) -> StoreResult<Done> {
         run_on!(
             self,
             on,
@@ -240,7 +243,7 @@ impl Query<'_> {
         )
     }
 
-    pub(crate) async fn fetch_all<'c>(self, on: impl Into<On<'c>>) -> Result<Vec<Row>, sqlx::Error> {
+    pub(crate) async fn fetch_all<'c>(self, on: impl Into<On<'c>>) -> StoreResult<Vec<Row>> {
         run_on!(self, on, fetch_all, |rows: Vec<SqliteRow>| rows.into_iter().map(Row::Sqlite).collect(), |rows: Vec<
             PgRow,
         >| {
@@ -248,12 +251,12 @@ impl Query<'_> {
         })
     }
 
-    pub(crate) async fn fetch_optional<'c>(self, on: impl Into<On<'c>>) -> Result<Option<Row>, sqlx::Error> {
+    pub(crate) async fn fetch_optional<'c>(self, on: impl Into<On<'c>>) -> StoreResult<Option<Row>> {
         run_on!(self, on, fetch_optional, |r: Option<SqliteRow>| r.map(Row::Sqlite), |r: Option<PgRow>| r
             .map(Row::Postgres))
     }
 
-    pub(crate) async fn fetch_one<'c>(self, on: impl Into<On<'c>>) -> Result<Row, sqlx::Error> {
+    pub(crate) async fn fetch_one<'c>(self, on: impl Into<On<'c>>) -> StoreResult<Row> {
         run_on!(self, on, fetch_one, Row::Sqlite, Row::Postgres)
     }
 }

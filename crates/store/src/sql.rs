@@ -209,7 +209,7 @@ impl SqlStore {
         id: Uuid,
         map: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
-        query(sql).bind(practice.as_uuid()).bind(id).fetch_all(self.read()).await.map_err(db)?.iter().map(map).collect()
+        query(sql).bind(practice.as_uuid()).bind(id).fetch_all(self.read()).await?.iter().map(map).collect()
     }
 
     /// The one row of `sql` (practice and id), if there is one.
@@ -237,8 +237,7 @@ impl SqlStore {
             .bind(practice.as_uuid())
             .bind(staff.as_uuid())
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("staff member"));
         }
@@ -251,8 +250,7 @@ impl SqlStore {
         .bind(staff.as_uuid())
         .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -270,8 +268,7 @@ impl SqlStore {
             .bind(practice.as_uuid())
             .bind(account.as_uuid())
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("patient login"));
         }
@@ -284,8 +281,7 @@ impl SqlStore {
         .bind(account.as_uuid())
         .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -293,7 +289,7 @@ impl SqlStore {
     /// commits, so that the change and its audit land together or not at all.
     async fn commit_audited(mut tx: Tx, practice: PracticeId, records: &[&AuditRecord]) -> StoreResult<()> {
         Self::append_in(&mut tx, practice, records).await?;
-        tx.commit().await.map_err(db)
+        tx.commit().await
     }
 
     /// Appends records to one practice's chain inside `tx`.
@@ -302,8 +298,7 @@ impl SqlStore {
         let row = query(&lock)
             .bind(practice.as_uuid())
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
+            .await?
             .ok_or(StoreError::NotFound("practice audit chain"))?;
         let hash: Vec<u8> = row.bytes("hash")?;
         let mut head = ChainHead {
@@ -358,15 +353,14 @@ impl SqlStore {
                     .bind(&e.prev_hash)
                     .bind(&e.hash);
             }
-            q.execute(&mut *tx).await.map_err(db)?;
+            q.execute(&mut *tx).await?;
         }
         query("UPDATE audit_head SET count = $1, hash = $2 WHERE practice_id = $3")
             .bind(head.count)
             .bind(head.hash.0.to_vec())
             .bind(practice.as_uuid())
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -395,8 +389,7 @@ impl SqlStore {
         .bind(p.date_of_death)
         .bind(Utc::now())
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         for (i, r) in p.registrations.iter().enumerate() {
             query(
                 "INSERT INTO registration (practice_id, patient_id, position, kind, started, ended, previous_practice) \
@@ -410,16 +403,14 @@ impl SqlStore {
             .bind(r.ended)
             .bind(&r.previous_practice)
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         }
         query("INSERT INTO access_setting (practice_id, patient_id, opted_out) VALUES ($1, $2, $3)")
             .bind(practice.as_uuid())
             .bind(p.id.as_uuid())
             .bind(false)
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
@@ -442,8 +433,7 @@ impl SqlStore {
         .bind(own.map(|o| o.set_by.as_str()))
         .bind(s.transfer_review_pending)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("patient"));
         }
@@ -451,8 +441,7 @@ impl SqlStore {
             .bind(practice.as_uuid())
             .bind(patient.as_uuid())
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
         for g in &s.grants {
             let from = match g.from {
                 RecordFrom::Beginning => None,
@@ -470,7 +459,7 @@ impl SqlStore {
             .bind(&g.granted_by)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match db(e) {
+            .map_err(|e| match e {
                 StoreError::Conflict(_) => {
                     StoreError::refused(format!("two grants for the {} level", g.level.as_str()))
                 }
@@ -492,8 +481,7 @@ impl SqlStore {
         .bind(a.identity.as_str())
         .bind(a.created_at)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -516,8 +504,7 @@ impl SqlStore {
         .bind(f.info.sha1.to_vec())
         .bind(&f.content)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -555,8 +542,7 @@ impl SqlStore {
         .bind(e.superseded.as_ref().map(|x| x.at))
         .bind(e.superseded.as_ref().map(|x| x.note.clone()))
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -576,8 +562,7 @@ impl SqlStore {
         .bind(x.expires_at)
         .bind(x.ended_at)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -598,8 +583,7 @@ impl SqlStore {
         .bind(t.closed_at)
         .bind(&t.closed_by)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -639,8 +623,7 @@ impl SqlStore {
         .bind(i32::try_from(m.tries).unwrap_or(0))
         .bind(&m.email_message_id)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -659,8 +642,7 @@ impl SqlStore {
         .bind(practice.as_uuid())
         .bind(message)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
+        .await?
         else {
             return Ok(());
         };
@@ -679,8 +661,7 @@ impl SqlStore {
         .bind(message)
         .bind(created)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if reopened.rows_affected() == 1 {
             let audit = AuditRecord::new(
                 caldicott_core::ids::AuditEventId::from_uuid(Uuid::now_v7()),
@@ -732,8 +713,7 @@ impl SqlStore {
         .bind(since)
         .bind(reason)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 }
@@ -744,7 +724,7 @@ impl Store for SqlStore {
         self.backend
     }
     async fn health(&self) -> StoreResult<()> {
-        query("SELECT 1").execute(self.read()).await.map_err(db)?;
+        query("SELECT 1").execute(self.read()).await?;
         Ok(())
     }
 }
@@ -759,8 +739,7 @@ impl SqlStore {
         query(PRACTICE_BY_ID)
             .bind(id.as_uuid())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| rows::practice(&r))
             .transpose()
     }
@@ -773,12 +752,8 @@ impl SqlStore {
         if let Some(fast) = &self.fast {
             return fast.token_and_staff(practice, id);
         }
-        let Some(r) = query(TOKEN_AND_STAFF)
-            .bind(practice.as_uuid())
-            .bind(id.as_uuid())
-            .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+        let Some(r) =
+            query(TOKEN_AND_STAFF).bind(practice.as_uuid()).bind(id.as_uuid()).fetch_optional(self.read()).await?
         else {
             return Ok(None);
         };
@@ -794,7 +769,7 @@ impl SqlStore {
             PatientKey::Id(id) => q.bind(id),
             PatientKey::Nhs(n) => q.bind(n),
         };
-        let found = q.fetch_all(self.read()).await.map_err(db)?;
+        let found = q.fetch_all(self.read()).await?;
         let Some(first) = found.first() else { return Ok(None) };
         let regs =
             found.iter().map(rows::joined_registration).filter_map(Result::transpose).collect::<StoreResult<_>>()?;
@@ -811,8 +786,7 @@ impl SqlStore {
             .bind(ENHANCED_REVIEW_INDICATED)
             .bind(ENHANCED_REVIEW_NOT_INDICATED)
             .fetch_all(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         let mut fold = rows::FactsFold::default();
         for r in &found {
             fold.push(r)?;
@@ -832,7 +806,7 @@ impl SqlStore {
         for k in q.section.map(|s| s.kinds()).unwrap_or(&[]) {
             query = query.bind(k.as_str());
         }
-        query.bind(i64::from(q.limit)).fetch_all(self.read()).await.map_err(db)?.iter().map(rows::entry).collect()
+        query.bind(i64::from(q.limit)).fetch_all(self.read()).await?.iter().map(rows::entry).collect()
     }
 }
 

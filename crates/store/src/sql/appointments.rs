@@ -37,8 +37,7 @@ impl AppointmentStore for SqlStore {
         .bind(c.online_bookable)
         .bind(&c.location)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         for s in slots {
             query(
                 "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location) \
@@ -54,8 +53,7 @@ impl AppointmentStore for SqlStore {
             .bind(&s.clinician_name)
             .bind(&s.location)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         }
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -77,8 +75,7 @@ impl AppointmentStore for SqlStore {
         .bind(from)
         .bind(to)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(rows::slot_and_booking)
         .collect()
@@ -100,8 +97,7 @@ impl AppointmentStore for SqlStore {
         .bind(a.booked_at)
         .bind(&a.booked_by)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -125,8 +121,7 @@ impl AppointmentStore for SqlStore {
         .bind(id.as_uuid())
         .bind(patient.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("booked appointment"));
         }
@@ -146,8 +141,7 @@ impl AppointmentStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(patient.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(rows::appointment_and_slot)
         .collect()

@@ -18,15 +18,14 @@ impl AuditStore for SqlStore {
             let records: Vec<&AuditRecord> = events.iter().filter(|(p, _)| *p == practice).map(|(_, r)| r).collect();
             Self::append_in(&mut tx, practice, &records).await?;
         }
-        tx.commit().await.map_err(db)
+        tx.commit().await
     }
 
     async fn audit_head(&self, practice: PracticeId) -> StoreResult<ChainHead> {
         let r = query("SELECT count, hash FROM audit_head WHERE practice_id = $1")
             .bind(practice.as_uuid())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .ok_or(StoreError::NotFound("practice audit chain"))?;
         let hash: Vec<u8> = r.bytes("hash")?;
         Ok(ChainHead {
@@ -43,8 +42,7 @@ impl AuditStore for SqlStore {
         .bind(after)
         .bind(limit)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(rows::audit_event)
         .collect()
@@ -63,8 +61,7 @@ impl AuditStore for SqlStore {
         .bind(patient.to_string())
         .bind(limit)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(rows::audit_event)
         .collect()

@@ -1,6 +1,6 @@
 //! [`ChatStore`] for both databases.
 
-use super::{db, SqlStore};
+use super::SqlStore;
 use crate::chat::*;
 use crate::db::query;
 use crate::rows::Cols;
@@ -44,8 +44,7 @@ impl ChatStore for SqlStore {
         .bind(m.patient.map(|p| p.as_uuid()))
         .bind(m.sent_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -72,8 +71,7 @@ impl ChatStore for SqlStore {
         .bind(team.to_owned())
         .bind(limit)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter().map(|r| Ok((message_row(r)?, r.opt_time("read_at")?.is_some()))).collect()
     }
 
@@ -89,8 +87,7 @@ impl ChatStore for SqlStore {
         .bind(staff.as_uuid())
         .bind(team.to_owned())
         .fetch_one(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         r.int("n")
     }
 
@@ -112,9 +109,8 @@ impl ChatStore for SqlStore {
         .bind(staff.as_uuid())
         .bind(at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
+        .await?;
+        tx.commit().await
     }
 
     async fn delete_staff_message(
@@ -134,8 +130,7 @@ impl ChatStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(id)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("the message has already been deleted"));
         }
@@ -160,7 +155,7 @@ impl ChatStore for SqlStore {
         for p in &phrases {
             q = q.bind(format!("%{p}%"));
         }
-        let rows = q.fetch_all(self.read()).await.map_err(db)?;
+        let rows = q.fetch_all(self.read()).await?;
         rows.iter().map(message_row).collect()
     }
 

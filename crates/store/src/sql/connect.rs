@@ -138,8 +138,7 @@ impl SqlStore {
     async fn migrate(&self, all: &[Migration]) -> StoreResult<()> {
         let applied: Vec<(i64, String)> = query("SELECT version, checksum FROM schema_migration ORDER BY version")
             .fetch_all(&self.write)
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| Ok((r.int("version")?, r.text("checksum")?)))
             .collect::<StoreResult<_>>()?;
@@ -154,9 +153,8 @@ impl SqlStore {
                 .bind(migrate::checksum(m.sql))
                 .bind(Utc::now().to_rfc3339())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
+                .await?;
+            tx.commit().await?;
             tracing::info!(version = m.version, name = m.name, "applied schema migration");
         }
         Ok(())

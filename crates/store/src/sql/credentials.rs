@@ -18,8 +18,7 @@ impl CredentialStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(now.timestamp_millis())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         let done = query(
             "INSERT INTO app_link_nonces_used (practice_id, app_id, nonce_hash, expires_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (practice_id, app_id, nonce_hash) DO NOTHING",
@@ -29,9 +28,8 @@ impl CredentialStore for SqlStore {
         .bind(nonce_hash.as_slice())
         .bind(expires.timestamp_millis())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -51,18 +49,18 @@ impl CredentialStore for SqlStore {
                 "UPDATE patient_login SET totp_secret = $1 WHERE practice_id = $2 AND account_id = $3",
             ),
         ] {
-            let rows = query(select).fetch_all(&mut tx).await.map_err(db)?;
+            let rows = query(select).fetch_all(&mut tx).await?;
             let rows: Vec<(Uuid, Uuid, String)> = rows
                 .iter()
                 .map(|r| Ok((r.uuid("practice_id")?, r.uuid("id")?, r.text("totp_secret")?)))
                 .collect::<StoreResult<_>>()?;
             for (practice, id, stored) in rows {
                 let Some(sealed) = reseal(&stored).map_err(StoreError::refused)? else { continue };
-                query(update).bind(sealed).bind(practice).bind(id).execute(&mut tx).await.map_err(db)?;
+                query(update).bind(sealed).bind(practice).bind(id).execute(&mut tx).await?;
                 done += 1;
             }
         }
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(done)
     }
 
@@ -91,12 +89,11 @@ impl CredentialStore for SqlStore {
         .bind(address)
         .bind(now_ms)
         .fetch_optional(&mut tx)
-        .await
-        .map_err(db)?
+        .await?
         .map(|r| Ok::<_, StoreError>((r.int("failures")?, r.int("succeeded_ms")?)))
         .transpose()?;
         let Some((n, succeeded_ms)) = claimed else {
-            tx.rollback().await.map_err(db)?;
+            tx.rollback().await?;
             return Ok(None);
         };
         if n == 1 {
@@ -107,8 +104,7 @@ impl CredentialStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(stale)
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         }
         let wait = caldicott_core::credentials::wait_after(n).num_milliseconds();
         query(
@@ -119,9 +115,8 @@ impl CredentialStore for SqlStore {
         .bind(subject.as_str())
         .bind(address)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        .await?;
+        tx.commit().await?;
         let known_after = now_ms - caldicott_core::credentials::KNOWN_ADDRESS_FOR.num_milliseconds();
         Ok(Some(caldicott_core::credentials::Claim { failures: n, known_address: succeeded_ms > known_after }))
     }
@@ -143,9 +138,8 @@ impl CredentialStore for SqlStore {
         .bind(subject.as_str())
         .bind(address)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
+        .await?;
+        tx.commit().await
     }
 
     async fn use_totp_step(
@@ -168,8 +162,8 @@ impl CredentialStore for SqlStore {
             ),
         };
         let mut tx = self.begin().await?;
-        let done = query(sql).bind(step).bind(practice.as_uuid()).bind(id).execute(&mut tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let done = query(sql).bind(step).bind(practice.as_uuid()).bind(id).execute(&mut tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -188,8 +182,7 @@ impl CredentialStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(staff.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -215,8 +208,7 @@ impl CredentialStore for SqlStore {
         .bind(reset.created_at)
         .bind(reset.expires_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -255,10 +247,9 @@ impl CredentialStore for SqlStore {
         .bind(staff.as_uuid())
         .bind(code_hash.to_vec())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if used.rows_affected() == 0 {
-            tx.rollback().await.map_err(db)?;
+            tx.rollback().await?;
             return Ok(false);
         }
         Self::put_staff_password(&mut tx, practice, staff, password_hash, None, at).await?;

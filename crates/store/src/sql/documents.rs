@@ -1,6 +1,6 @@
 //! [`DocumentStore`] for both databases.
 
-use super::{db, placeholders, SqlStore};
+use super::{placeholders, SqlStore};
 use crate::db::query;
 use crate::documents::*;
 use crate::rows::Cols;
@@ -43,8 +43,7 @@ impl DocumentStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(entry.as_uuid())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.map(|r| Ok(StoredFile { info: info_row(&r)?, content: r.bytes("content")? })).transpose()
     }
 
@@ -60,7 +59,7 @@ impl DocumentStore for SqlStore {
             for e in chunk {
                 q = q.bind(e.as_uuid());
             }
-            for r in q.fetch_all(self.read()).await.map_err(db)? {
+            for r in q.fetch_all(self.read()).await? {
                 out.push((EntryId::from_uuid(r.uuid("entry_id")?), info_row(&r)?));
             }
         }

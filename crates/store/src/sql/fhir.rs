@@ -1,6 +1,6 @@
 //! [`FhirStore`] for both databases.
 
-use super::{db, SqlStore};
+use super::SqlStore;
 use crate::db::query;
 use crate::fhir::*;
 use crate::rows::Cols;
@@ -69,15 +69,13 @@ impl FhirStore for SqlStore {
         .bind(t.issued_at)
         .bind(t.expires_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         // Expired tokens go as new ones come: the table holds only live ones and a few hours more.
         query("DELETE FROM fhir_token WHERE practice_id = $1 AND expires_at < $2")
             .bind(practice.as_uuid())
             .bind(cleared_before(t.issued_at))
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -86,8 +84,7 @@ impl FhirStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(hash.to_vec())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.as_ref().map(token_row).transpose()
     }
 
@@ -107,8 +104,7 @@ impl FhirStore for SqlStore {
         .bind(i.created_at)
         .bind(&i.created_by)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -116,8 +112,7 @@ impl FhirStore for SqlStore {
         query("SELECT * FROM fhir_integration WHERE practice_id = $1 ORDER BY name, created_at")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(integration_row)
             .collect()
@@ -132,8 +127,7 @@ impl FhirStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(client_id)
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.as_ref().map(integration_row).transpose()
     }
 
@@ -150,8 +144,7 @@ impl FhirStore for SqlStore {
             .bind(id.as_uuid())
             .bind(active)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("integration"));
         }
@@ -161,8 +154,7 @@ impl FhirStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(id.as_uuid())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         }
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -179,16 +171,14 @@ impl FhirStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(cleared_before(t.issued_at))
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         query("INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(practice.as_uuid())
             .bind(t.integration.as_uuid())
             .bind(&assertion.jti)
             .bind(assertion.expires_at)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         query(
             "INSERT INTO fhir_system_token (practice_id, token_hash, integration_id, scopes, issued_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -200,14 +190,12 @@ impl FhirStore for SqlStore {
         .bind(t.issued_at)
         .bind(t.expires_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         query("DELETE FROM fhir_system_token WHERE practice_id = $1 AND expires_at < $2")
             .bind(practice.as_uuid())
             .bind(cleared_before(t.issued_at))
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -216,8 +204,7 @@ impl FhirStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(hash.to_vec())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.as_ref().map(system_token_row).transpose()
     }
 }

@@ -1,6 +1,6 @@
 //! [`GovernanceStore`] for both databases, written once like the rest of `sql`.
 
-use super::{db, SqlStore};
+use super::SqlStore;
 use crate::db::{insert_rows, query, Bind};
 use crate::governance::*;
 use crate::rows::{corrupt, Cols};
@@ -99,8 +99,7 @@ impl GovernanceStore for SqlStore {
         .bind(cutoff)
         .bind(today)
         .fetch_one(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(ExclusionFigures { registered_16_plus: r.int("registered")?, active_104: r.int("active")? })
     }
 
@@ -121,8 +120,7 @@ impl GovernanceStore for SqlStore {
         .bind(cutoff)
         .bind(today)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(PracticeFigures {
@@ -154,8 +152,7 @@ impl GovernanceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(today)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(ExclusionRow {
@@ -179,8 +176,7 @@ impl GovernanceStore for SqlStore {
         )
         .bind(practice.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter().map(outcome_row).collect()
     }
 
@@ -222,8 +218,7 @@ impl GovernanceStore for SqlStore {
         .bind(o.decided_at)
         .bind(&o.decided_by)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -241,8 +236,7 @@ impl GovernanceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(since)
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter()
             .map(|r| {
                 let kind = r.text("kind")?;
@@ -273,7 +267,7 @@ impl GovernanceStore for SqlStore {
             .bind(code.to_owned()),
             None => query(candidates!("")).bind(practice.as_uuid()).bind(today),
         };
-        let rows = q.fetch_all(self.read()).await.map_err(db)?;
+        let rows = q.fetch_all(self.read()).await?;
         rows.iter()
             .map(|r| {
                 Ok(CohortCandidate {
@@ -307,8 +301,7 @@ impl GovernanceStore for SqlStore {
         .bind(&job.applied_by)
         .bind(job.undoes)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if let Some(undone) = job.undoes {
             let done = query(
                 "UPDATE bulk_code_job SET undone_by = $1 WHERE practice_id = $2 AND id = $3 AND undone_by IS NULL",
@@ -317,8 +310,7 @@ impl GovernanceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(undone)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::refused("that bulk change has already been undone"));
             }
@@ -331,8 +323,7 @@ impl GovernanceStore for SqlStore {
                 .bind(e.patient.as_uuid())
                 .bind(e.id.as_uuid())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         }
         let records: Vec<&AuditRecord> = audit.iter().collect();
         Self::commit_audited(tx, practice, &records).await
@@ -342,8 +333,7 @@ impl GovernanceStore for SqlStore {
         let rows = query("SELECT * FROM bulk_code_job WHERE practice_id = $1 ORDER BY applied_at DESC, id DESC")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         rows.iter().map(job_row).collect()
     }
 
@@ -397,7 +387,7 @@ impl GovernanceStore for SqlStore {
                     ]
                 }),
             );
-            query(&sql).bind_all(args).execute(&mut tx).await.map_err(db)?;
+            query(&sql).bind_all(args).execute(&mut tx).await?;
             let regs: Vec<(&caldicott_core::patient::Patient, usize, &caldicott_core::patient::Registration)> =
                 chunk.iter().flat_map(|p| p.registrations.iter().enumerate().map(move |(i, r)| (p, i, r))).collect();
             for regs in regs.chunks(2000) {
@@ -415,13 +405,13 @@ impl GovernanceStore for SqlStore {
                         ]
                     }),
                 );
-                query(&sql).bind_all(args).execute(&mut tx).await.map_err(db)?;
+                query(&sql).bind_all(args).execute(&mut tx).await?;
             }
             let (sql, args) = insert_rows(
                 "INSERT INTO access_setting (practice_id, patient_id, opted_out)",
                 chunk.iter().map(|p| vec![practice.as_uuid().arg(), p.id.as_uuid().arg(), false.arg()]),
             );
-            query(&sql).bind_all(args).execute(&mut tx).await.map_err(db)?;
+            query(&sql).bind_all(args).execute(&mut tx).await?;
         }
         for e in entries {
             Self::insert_entry(&mut tx, practice, e).await?;
@@ -436,8 +426,7 @@ impl GovernanceStore for SqlStore {
         ))
         .bind(practice.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter().map(crate::rows::proxy).collect()
     }
 
@@ -445,8 +434,7 @@ impl GovernanceStore for SqlStore {
         let rows = query("SELECT DISTINCT holder_id FROM online_account WHERE practice_id = $1")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         rows.iter().map(|r| Ok(PatientId::from_uuid(r.uuid("holder_id")?))).collect()
     }
 
@@ -454,8 +442,7 @@ impl GovernanceStore for SqlStore {
         let row = query("SELECT * FROM action_plan WHERE practice_id = $1")
             .bind(practice.as_uuid())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.map(|r| {
             Ok(ActionPlan {
                 owner: r.text("owner")?,
@@ -471,11 +458,7 @@ impl GovernanceStore for SqlStore {
 
     async fn save_action_plan(&self, practice: PracticeId, plan: &ActionPlan, audit: &AuditRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        query("DELETE FROM action_plan WHERE practice_id = $1")
-            .bind(practice.as_uuid())
-            .execute(&mut tx)
-            .await
-            .map_err(db)?;
+        query("DELETE FROM action_plan WHERE practice_id = $1").bind(practice.as_uuid()).execute(&mut tx).await?;
         query(
             "INSERT INTO action_plan (practice_id, owner, review_by, below_half_by, progress, updated_at, updated_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -488,8 +471,7 @@ impl GovernanceStore for SqlStore {
         .bind(plan.updated_at)
         .bind(&plan.updated_by)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 }

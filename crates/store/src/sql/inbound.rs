@@ -1,6 +1,6 @@
 //! [`InboundStore`] for both databases, written once like the rest of `sql`.
 
-use super::{db, SqlStore};
+use super::SqlStore;
 use crate::db::{query, Tx};
 use crate::inbound::*;
 use crate::rows::{corrupt, from_json, Cols};
@@ -75,8 +75,7 @@ async fn close_task(tx: &mut Tx, practice: PracticeId, t: &Task) -> StoreResult<
     .bind(practice.as_uuid())
     .bind(t.id.as_uuid())
     .execute(tx)
-    .await
-    .map_err(db)?;
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -97,8 +96,7 @@ impl InboundStore for SqlStore {
         .bind(s.active)
         .bind(s.created_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -106,8 +104,7 @@ impl InboundStore for SqlStore {
         let rows = query("SELECT * FROM update_record_sender WHERE practice_id = $1 ORDER BY ods_code")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         rows.iter().map(sender_row).collect()
     }
 
@@ -115,8 +112,7 @@ impl InboundStore for SqlStore {
         let row = query("SELECT * FROM update_record_sender WHERE client_id = $1")
             .bind(client_id.to_owned())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.map(|r| Ok((PracticeId::from_uuid(r.uuid("practice_id")?), sender_row(&r)?))).transpose()
     }
 
@@ -125,8 +121,7 @@ impl InboundStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(ods.to_owned())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?;
+            .await?;
         row.map(|r| sender_row(&r)).transpose()
     }
 
@@ -141,8 +136,7 @@ impl InboundStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(message_id.to_owned())
                 .fetch_optional(self.read())
-                .await
-                .map_err(db)?;
+                .await?;
         row.map(|r| message_row(&r)).transpose()
     }
 
@@ -156,8 +150,7 @@ impl InboundStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(target.to_owned())
         .fetch_optional(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         row.map(|r| message_row(&r)).transpose()
     }
 
@@ -201,8 +194,7 @@ impl InboundStore for SqlStore {
         .bind(m.record.as_ref().and_then(|r| r.composition_identifier.clone()))
         .bind(m.record.as_ref().and_then(|r| r.document_identifier.clone()))
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         match earlier {
             Earlier::None => {}
             Earlier::Supersede(old, closed) | Earlier::Void(old, closed) => {
@@ -216,8 +208,7 @@ impl InboundStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(old)
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::refused("the message it replaces is no longer waiting"));
                 }
@@ -230,8 +221,7 @@ impl InboundStore for SqlStore {
                     .bind(practice.as_uuid())
                     .bind(old)
                     .execute(&mut tx)
-                    .await
-                    .map_err(db)?;
+                    .await?;
             }
         }
         Self::commit_audited(tx, practice, &[audit]).await
@@ -251,8 +241,7 @@ impl InboundStore for SqlStore {
         ))
         .bind(practice.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter()
             .map(|r| {
                 let status = r.text("status")?;
@@ -302,8 +291,7 @@ impl InboundStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(id)
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("this message is no longer waiting for review"));
         }
@@ -319,8 +307,7 @@ impl InboundStore for SqlStore {
         .bind(&a.change)
         .bind(&items)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -359,8 +346,7 @@ impl InboundStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(id)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("this message is no longer waiting to be matched"));
         }
@@ -391,8 +377,7 @@ impl InboundStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(id)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("this message is no longer waiting for review"));
         }
@@ -403,8 +388,7 @@ impl InboundStore for SqlStore {
                 .bind(id)
                 .bind(e.id.as_uuid())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         }
         let mut audits = vec![audit];
         if let Some(r) = retire {
@@ -418,8 +402,7 @@ impl InboundStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(*entry)
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::refused(format!("entry {entry} is missing or already superseded")));
                 }

@@ -43,8 +43,7 @@ impl OutboxStore for SqlStore {
         .bind(now)
         .bind(i64::from(limit))
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         let mut claimed = Vec::new();
         for c in candidates {
             let (practice, id) = (c.uuid("practice_id")?, c.uuid("id")?);
@@ -59,18 +58,16 @@ impl OutboxStore for SqlStore {
             .bind(id)
             .bind(now)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
             if won.rows_affected() == 1 {
                 let row = query("SELECT * FROM outbox WHERE practice_id = $1 AND id = $2")
                     .bind(practice)
                     .bind(id)
                     .fetch_one(&mut tx)
-                    .await
-                    .map_err(db)?;
+                    .await?;
                 claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
             }
-            tx.commit().await.map_err(db)?;
+            tx.commit().await?;
         }
         Ok(claimed)
     }
@@ -82,18 +79,16 @@ impl OutboxStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         let fixed: Option<String> = query("SELECT email_message_id FROM outbox WHERE practice_id = $1 AND id = $2")
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
             .fetch_optional(&mut tx)
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| r.opt_text("email_message_id"))
             .transpose()?
             .flatten();
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         fixed.ok_or(StoreError::NotFound("message"))
     }
 
@@ -129,12 +124,11 @@ impl OutboxStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(id.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if let (DeliveryOutcome::Failed { error }, 1) = (outcome, done.rows_affected()) {
             Self::reopen_alert_of(&mut tx, practice, id.as_uuid(), error, now).await?;
         }
-        tx.commit().await.map_err(db)
+        tx.commit().await
     }
 
     async fn apply_delivery_report(&self, provider_id: &str, status: &str, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -146,8 +140,7 @@ impl OutboxStore for SqlStore {
         .bind(status)
         .bind(now)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if fresh.rows_affected() == 0 {
             return Ok(false);
         }
@@ -165,14 +158,13 @@ impl OutboxStore for SqlStore {
                 retry,
             ),
             "technical-failure" => ("queued", Some("the provider had a technical failure: trying again"), retry),
-            _ => return tx.commit().await.map_err(db).map(|()| false),
+            _ => return tx.commit().await.map(|()| false),
         };
         let affected =
             query("SELECT practice_id, id FROM outbox WHERE provider_id = $1 AND status IN ('sent', 'delivered')")
                 .bind(provider_id)
                 .fetch_all(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         let done = query(
             "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = COALESCE($4, next_attempt_at) \
              WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
@@ -182,8 +174,7 @@ impl OutboxStore for SqlStore {
         .bind(provider_id)
         .bind(next)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if let (Some(error), "failed") = (error, new_status) {
             for r in &affected {
                 Self::reopen_alert_of(
@@ -196,7 +187,7 @@ impl OutboxStore for SqlStore {
                 .await?;
             }
         }
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -228,8 +219,7 @@ impl OutboxStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(i64::from(limit))
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(|r| Ok((rows::message(r)?, rows::listing(r)?)))
         .collect()
@@ -251,8 +241,7 @@ impl OutboxStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(id.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("this message is not waiting for a retry"));
         }
@@ -263,8 +252,7 @@ impl OutboxStore for SqlStore {
         query("SELECT id, name, body FROM message_preset WHERE practice_id = $1 ORDER BY name")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| Ok((PresetId::from_uuid(r.uuid("id")?), Preset { name: r.text("name")?, body: r.text("body")? })))
             .collect()
@@ -288,8 +276,7 @@ impl OutboxStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(&p.name)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if updated.rows_affected() == 0 {
             query(
                 "INSERT INTO message_preset (practice_id, id, name, body, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -301,8 +288,7 @@ impl OutboxStore for SqlStore {
             .bind(at)
             .bind(by)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         }
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -326,8 +312,7 @@ impl OutboxStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(patient.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("patient"));
         }

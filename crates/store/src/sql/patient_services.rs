@@ -27,8 +27,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(k.holder.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         query(
             "UPDATE linkage_key SET revoked_at = $1 WHERE practice_id = $2 AND holder_id = $3 AND revoked_at IS NULL",
         )
@@ -36,8 +35,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(k.holder.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         query(
             "INSERT INTO linkage_key (practice_id, account_ref, holder_id, key_hash, identity_level, issued_at, issued_by, resets_account_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -51,8 +49,7 @@ impl PatientServiceStore for SqlStore {
         .bind(&k.issued_by)
         .bind(k.resets.map(|a| a.as_uuid()))
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -61,8 +58,7 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(account_ref)
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| rows::linkage_key(&r))
             .transpose()
     }
@@ -85,8 +81,7 @@ impl PatientServiceStore for SqlStore {
         .bind(linkage_ref)
         .bind(account.holder.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if used.rows_affected() == 0 {
             return Err(StoreError::refused("these linkage details have already been used"));
         }
@@ -102,8 +97,7 @@ impl PatientServiceStore for SqlStore {
         .bind(0i32)
         .bind(Option::<DateTime<Utc>>::None)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -120,8 +114,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(username)
         .fetch_optional(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .map(|r| Ok((rows::patient_login(&r)?, rows::online_account(&r, "a_id")?)))
         .transpose()
     }
@@ -153,8 +146,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(account.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -179,8 +171,7 @@ impl PatientServiceStore for SqlStore {
         .bind(s.expires_at)
         .bind(s.stage.as_str())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -197,8 +188,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(id.as_uuid())
         .fetch_optional(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .map(|r| Ok((rows::patient_session(&r)?, rows::online_account(&r, "a_id")?)))
         .transpose()
     }
@@ -210,9 +200,8 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
+            .await?;
+        tx.commit().await
     }
 
     async fn end_patient_session(
@@ -228,8 +217,7 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -266,8 +254,7 @@ impl PatientServiceStore for SqlStore {
         .bind(linkage_ref)
         .bind(account.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if used.rows_affected() == 0 {
             return Err(StoreError::refused("this letter has already been used"));
         }
@@ -290,8 +277,7 @@ impl PatientServiceStore for SqlStore {
         .bind(issuer)
         .bind(subject)
         .fetch_optional(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .map(|r| rows::online_account(&r, "a_id"))
         .transpose()
     }
@@ -313,8 +299,7 @@ impl PatientServiceStore for SqlStore {
             .bind(account.id.as_uuid())
             .bind(account.created_at)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -331,8 +316,7 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(account.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -345,8 +329,7 @@ impl PatientServiceStore for SqlStore {
                 .bind(l.patient.as_uuid())
                 .bind(l.proxy.as_uuid())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         if gone.rows_affected() == 0 {
             return Err(StoreError::NotFound("proxy link"));
         }
@@ -366,8 +349,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(patient.to_string())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .filter_map(|r| {
             let role = r.opt_text("actor_role").ok()??;
@@ -401,8 +383,7 @@ impl PatientServiceStore for SqlStore {
         .bind(a.created_at)
         .bind(&a.nhs_login_client_id)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -410,8 +391,7 @@ impl PatientServiceStore for SqlStore {
         query("SELECT * FROM patient_app WHERE practice_id = $1 ORDER BY name")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| rows::patient_app(r, "id"))
             .collect()
@@ -430,8 +410,7 @@ impl PatientServiceStore for SqlStore {
             .bind(app.as_uuid())
             .bind(active)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("app"));
         }
@@ -442,8 +421,7 @@ impl PatientServiceStore for SqlStore {
         query("SELECT * FROM patient_app WHERE client_id = $1")
             .bind(client_id)
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| Ok((PracticeId::from_uuid(r.uuid("practice_id")?), rows::patient_app(&r, "id")?)))
             .transpose()
     }
@@ -469,8 +447,7 @@ impl PatientServiceStore for SqlStore {
         .bind(l.token_hash.to_vec())
         .bind(l.linked_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::insert_task(&mut tx, practice, t).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -493,8 +470,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(patient.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(|r| Ok((rows::app_link(r)?, rows::patient_app(r, "a_id")?)))
         .collect()
@@ -510,31 +486,30 @@ impl PatientServiceStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let done = match only {
-            Some(id) => query(
-                "UPDATE app_link SET revoked_at = $1, revoked_why = $2 WHERE practice_id = $3 AND patient_id = $4 \
+        let done =
+            match only {
+                Some(id) => query(
+                    "UPDATE app_link SET revoked_at = $1, revoked_why = $2 WHERE practice_id = $3 AND patient_id = $4 \
                  AND revoked_at IS NULL AND id = $5",
-            )
-            .bind(at)
-            .bind(why)
-            .bind(practice.as_uuid())
-            .bind(patient.as_uuid())
-            .bind(id.as_uuid())
-            .execute(&mut tx)
-            .await
-            .map_err(db)?,
-            None => query(
-                "UPDATE app_link SET revoked_at = $1, revoked_why = $2 WHERE practice_id = $3 AND patient_id = $4 \
+                )
+                .bind(at)
+                .bind(why)
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .bind(id.as_uuid())
+                .execute(&mut tx)
+                .await?,
+                None => query(
+                    "UPDATE app_link SET revoked_at = $1, revoked_why = $2 WHERE practice_id = $3 AND patient_id = $4 \
                  AND revoked_at IS NULL",
-            )
-            .bind(at)
-            .bind(why)
-            .bind(practice.as_uuid())
-            .bind(patient.as_uuid())
-            .execute(&mut tx)
-            .await
-            .map_err(db)?,
-        };
+                )
+                .bind(at)
+                .bind(why)
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid())
+                .execute(&mut tx)
+                .await?,
+            };
         Self::commit_audited(tx, practice, &[audit]).await?;
         Ok(done.rows_affected())
     }
@@ -553,8 +528,7 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(patient.as_uuid())
             .fetch_one(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .int("n")
     }
 
@@ -574,8 +548,7 @@ impl PatientServiceStore for SqlStore {
             .bind(original.as_uuid())
             .bind(patient.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("entry"));
         }
@@ -598,8 +571,7 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(i64::from(limit))
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| Ok((rows::entry(r)?, rows::listing(r)?)))
             .collect()
@@ -621,8 +593,7 @@ impl PatientServiceStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(e.id.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("entry waiting to be filed"));
         }
@@ -648,8 +619,7 @@ impl PatientServiceStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(entry.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound("entry"));
             }

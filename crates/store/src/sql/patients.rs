@@ -23,8 +23,7 @@ impl PatientStore for SqlStore {
         query("SELECT COUNT(*) AS n FROM patient WHERE practice_id = $1")
             .bind(practice.as_uuid())
             .fetch_one(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .int("n")
     }
 
@@ -43,8 +42,7 @@ impl PatientStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(patient.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("current registration"));
         }
@@ -66,8 +64,7 @@ impl PatientStore for SqlStore {
         .bind(staff.to_string())
         .bind(i64::from(limit))
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .filter_map(|r| r.opt_text("patient_id").ok().flatten().and_then(|s| Uuid::try_parse(&s).ok()))
         .collect();
@@ -83,7 +80,7 @@ impl PatientStore for SqlStore {
             q = q.bind(*id);
         }
         let found: Vec<PatientListing> =
-            q.fetch_all(self.read()).await.map_err(db)?.iter().map(rows::listing).collect::<StoreResult<_>>()?;
+            q.fetch_all(self.read()).await?.iter().map(rows::listing).collect::<StoreResult<_>>()?;
         // In the order they were viewed.
         Ok(ids.iter().filter_map(|id| found.iter().find(|p| p.id.as_uuid() == *id).cloned()).collect())
     }
@@ -130,8 +127,7 @@ impl PatientStore for SqlStore {
         query
             .bind(i64::from(limit))
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| {
                 let p = rows::patient(practice, r, Vec::new())?;
@@ -212,8 +208,7 @@ impl PatientStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(holder.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| {
                 let kind: String = r.text("kind")?;

@@ -29,15 +29,13 @@ impl PracticeStore for SqlStore {
         .bind(if p.online.paused { Some(p.online.pause_reason.as_str()) } else { None })
         .bind(p.online.accept_update_record)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         query("INSERT INTO audit_head (practice_id, count, hash) VALUES ($1, $2, $3)")
             .bind(p.id.as_uuid())
             .bind(0i64)
             .bind(ChainHash::GENESIS.0.to_vec())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, p.id, &[audit]).await
     }
 
@@ -49,8 +47,7 @@ impl PracticeStore for SqlStore {
         query("SELECT * FROM practice WHERE ods_code = $1")
             .bind(ods.as_str())
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| rows::practice(&r))
             .transpose()
     }
@@ -58,8 +55,7 @@ impl PracticeStore for SqlStore {
     async fn practices(&self) -> StoreResult<Vec<Practice>> {
         query("SELECT * FROM practice ORDER BY ods_code")
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(rows::practice)
             .collect()
@@ -88,8 +84,7 @@ impl PracticeStore for SqlStore {
         .bind(s.accept_update_record)
         .bind(practice.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("practice"));
         }

@@ -41,8 +41,7 @@ impl RecordStore for SqlStore {
         .bind(import.imported_at)
         .bind(&import.imported_by)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         // R7: the patient's grants made by hand do not reach what this brings until staff
         // set the level again after reviewing it.
         query("UPDATE access_setting SET transfer_hold_since = $3 WHERE practice_id = $1 AND patient_id = $2")
@@ -50,8 +49,7 @@ impl RecordStore for SqlStore {
             .bind(import.patient.as_uuid())
             .bind(caldicott_core::uk::uk_date(import.imported_at))
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         for e in entries {
             if e.patient != import.patient {
                 return Err(StoreError::refused("an imported entry belongs to another patient"));

@@ -1,6 +1,6 @@
 //! [`SarStore`] for both databases.
 
-use super::{db, SqlStore};
+use super::SqlStore;
 use crate::db::query;
 use crate::rows::Cols;
 use crate::sar::*;
@@ -94,8 +94,7 @@ impl SarStore for SqlStore {
         .bind(s.period_to)
         .bind(&s.authority)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -120,8 +119,7 @@ impl SarStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(s.id)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("subject access request"));
         }
@@ -141,8 +139,7 @@ impl SarStore for SqlStore {
         )
         .bind(practice.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?;
+        .await?;
         rows.iter().map(|r| Ok((sar_row(r)?, crate::rows::listing(r)?))).collect()
     }
 
@@ -157,8 +154,7 @@ impl SarStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(s.id)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("subject access request"));
         }
@@ -200,8 +196,7 @@ impl SarStore for SqlStore {
             .bind(&d.decided_by)
             .bind(d.decided_at)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         }
         let audit: Vec<&AuditRecord> = audit.iter().collect();
         Self::commit_audited(tx, practice, &audit).await
@@ -230,8 +225,7 @@ impl SarStore for SqlStore {
             .bind(r.items_released)
             .bind(r.items_withheld)
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         }
         let audit: Vec<&AuditRecord> = audit.iter().collect();
         Self::commit_audited(tx, practice, &audit).await

@@ -23,8 +23,7 @@ impl StaffStore for SqlStore {
         .bind(s.active)
         .bind(Utc::now())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -40,8 +39,7 @@ impl StaffStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(username)
             .fetch_optional(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .map(|r| rows::staff(practice, &r))
             .transpose()
     }
@@ -50,8 +48,7 @@ impl StaffStore for SqlStore {
         query("SELECT * FROM staff WHERE practice_id = $1 ORDER BY display_name")
             .bind(practice.as_uuid())
             .fetch_all(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .iter()
             .map(|r| rows::staff(practice, r))
             .collect()
@@ -72,8 +69,7 @@ impl StaffStore for SqlStore {
         .bind(t.expires_at)
         .bind(t.revoked_at)
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -90,8 +86,7 @@ impl StaffStore for SqlStore {
         )
         .bind(practice.as_uuid())
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(|r| {
             let id = TokenId::from_uuid(r.uuid("token_id")?);
@@ -118,8 +113,7 @@ impl StaffStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(id.as_uuid())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("active token"));
         }
@@ -139,8 +133,7 @@ impl StaffStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(staff.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("staff member"));
         }
@@ -166,8 +159,7 @@ impl StaffStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(staff.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("staff member"));
         }
@@ -199,9 +191,8 @@ impl StaffStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
+            .await?;
+        tx.commit().await
     }
 
     async fn replace_session(
@@ -218,8 +209,7 @@ impl StaffStore for SqlStore {
                 .bind(practice.as_uuid())
                 .bind(old.as_uuid())
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("live session"));
         }
@@ -240,8 +230,7 @@ impl StaffStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 }

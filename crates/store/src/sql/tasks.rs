@@ -31,8 +31,7 @@ impl TaskStore for SqlStore {
         .bind(status.as_str())
         .bind(i64::from(limit))
         .fetch_all(self.read())
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .map(|r| Ok((rows::task(r)?, rows::listing(r)?)))
         .collect()
@@ -49,8 +48,7 @@ impl TaskStore for SqlStore {
             .bind(kind.as_str())
             .bind(created_before)
             .fetch_one(self.read())
-            .await
-            .map_err(db)?
+            .await?
             .int("n")
     }
 
@@ -86,8 +84,7 @@ impl TaskStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(t.id.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("this task has already been completed"));
         }
@@ -127,8 +124,7 @@ impl TaskStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(t.id.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::refused("this letter has already been posted"));
         }
@@ -140,8 +136,7 @@ impl TaskStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(message.as_uuid())
         .execute(&mut tx)
-        .await
-        .map_err(db)?;
+        .await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -171,8 +166,7 @@ impl TaskStore for SqlStore {
             .bind(practice.as_uuid())
             .bind(patient.as_uuid())
             .execute(&mut tx)
-            .await
-            .map_err(db)?;
+            .await?;
         if let Some((ods, name)) = pharmacy {
             query("INSERT INTO nominated_pharmacy (practice_id, patient_id, ods_code, name) VALUES ($1, $2, $3, $4)")
                 .bind(practice.as_uuid())
@@ -180,8 +174,7 @@ impl TaskStore for SqlStore {
                 .bind(ods)
                 .bind(name)
                 .execute(&mut tx)
-                .await
-                .map_err(db)?;
+                .await?;
         }
         Self::commit_audited(tx, practice, &[audit]).await
     }
