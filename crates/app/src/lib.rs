@@ -2,55 +2,135 @@
 //! validate the input, load the facts from the store, let `caldicott-core` decide, persist the
 //! outcome with its audit event, and return a result in domain terms.
 
-pub mod access_panel;
-pub mod appointments;
-pub mod apps;
-pub mod audit_log;
-pub mod auth;
-pub mod chat;
-#[cfg(test)]
-mod choke_point;
-pub mod consultation;
-pub mod credentials;
-pub mod demo;
-mod demo_data;
-pub mod demo_icb;
-pub mod demo_services;
-pub mod documents;
-pub mod entry_check;
-pub mod fhir;
-pub mod fhir_api;
-pub mod fhir_out;
-pub mod filing;
-/// Test fixtures: only in builds with the `testing` feature (the test suites'), never in the
-/// binary.
+/// The record and who may see it: the staff view, the one reader for outside viewers, hiding and showing entries, online access, proxies, consultations, filing, documents, registration, transfer-in, search and the audit trail.
+mod records {
+    pub mod access_panel;
+    #[cfg(test)]
+    mod choke_point;
+    pub mod consultation;
+    pub mod documents;
+    pub mod entry_check;
+    pub mod filing;
+    pub(crate) mod outside;
+    pub mod proxies;
+    pub mod record;
+    pub mod redaction;
+    pub mod registration;
+    pub mod search;
+    pub mod trail;
+    pub mod transfer;
+}
+pub use records::access_panel;
+pub use records::consultation;
+pub use records::documents;
+pub use records::entry_check;
+pub use records::filing;
+pub(crate) use records::outside;
+pub use records::proxies;
+pub use records::record;
+pub use records::redaction;
+pub use records::registration;
+pub use records::search;
+pub use records::trail;
+pub use records::transfer;
+
+/// What patients and proxies do online: their record, services and repeat requests.
+mod patients_online {
+    pub mod patient_services;
+    pub mod requests;
+}
+pub use patients_online::patient_services;
+pub use patients_online::requests;
+
+/// Clinics, slots and appointments.
+mod scheduling {
+    pub mod appointments;
+}
+pub use scheduling::appointments;
+
+/// Patient apps and the FHIR API, staff instant messages, and messages to patients (the outbox and its couriers).
+mod apps_and_messages {
+    pub mod apps;
+    pub mod chat;
+    pub mod fhir;
+    pub mod fhir_api;
+    pub mod fhir_out;
+    pub mod notify;
+    pub mod outbox;
+    pub mod smtp;
+}
+pub use apps_and_messages::apps;
+pub use apps_and_messages::chat;
+pub use apps_and_messages::fhir;
+pub use apps_and_messages::fhir_api;
+pub use apps_and_messages::fhir_out;
+pub use apps_and_messages::notify;
+pub use apps_and_messages::outbox;
+pub use apps_and_messages::smtp;
+
+/// Governance (exclusion reviews and reports, bulk codes, the ICB view) and the audit log.
+mod oversight {
+    pub mod audit_log;
+    pub mod governance;
+}
+pub use oversight::audit_log;
+pub use oversight::governance;
+
+/// Record updates written by pharmacies (GP Connect Update Record).
+mod inbound {
+    pub mod update_record;
+}
+pub use inbound::update_record;
+
+/// Subject access requests, their exports and the PDF writer.
+mod subject_access {
+    pub mod pdf;
+    pub mod sar;
+    pub mod sar_export;
+}
+pub use subject_access::pdf;
+pub use subject_access::sar;
+pub use subject_access::sar_export;
+
+/// Staff and patient accounts: sign-in, sessions, passwords, machine credentials, sealed secrets, NHS login, staff administration, practice set-up and settings.
+mod accounts {
+    pub mod auth;
+    pub mod credentials;
+    pub mod nhs_login;
+    pub mod passwords;
+    pub mod secrets;
+    pub mod session;
+    pub mod settings;
+    pub mod setup;
+    pub mod staff_admin;
+}
+pub use accounts::auth;
+pub use accounts::credentials;
+pub use accounts::nhs_login;
+pub use accounts::passwords;
+pub use accounts::secrets;
+pub use accounts::session;
+pub use accounts::settings;
+pub use accounts::setup;
+pub use accounts::staff_admin;
+
+/// The demo practice and the test suites' fixtures.
+mod seed {
+    pub mod demo;
+    pub(crate) mod demo_data;
+    pub mod demo_icb;
+    pub mod demo_services;
+    /// Test fixtures: only in builds with the `testing` feature (the test suites'), never in the
+    /// binary.
+    #[cfg(any(test, feature = "testing"))]
+    pub mod fixtures;
+}
+pub use seed::demo;
+pub(crate) use seed::demo_data;
+pub use seed::demo_icb;
+pub use seed::demo_services;
 #[cfg(any(test, feature = "testing"))]
-pub mod fixtures;
-pub mod governance;
-pub mod nhs_login;
-pub mod notify;
-pub mod outbox;
-mod outside;
-pub mod passwords;
-pub mod patient_services;
-pub mod pdf;
-pub mod proxies;
-pub mod record;
-pub mod redaction;
-pub mod registration;
-pub mod requests;
-pub mod sar;
-pub mod sar_export;
-pub mod search;
-pub mod secrets;
-pub mod session;
-pub mod settings;
-pub mod setup;
-pub mod smtp;
-pub mod staff_admin;
-pub mod trail;
-pub mod transfer;
-pub mod update_record;
+pub use seed::fixtures;
 
 use caldicott_core::audit::{Actor, ActorKind};
 use caldicott_core::ids::*;

@@ -7,19 +7,19 @@
 
 /// The outside-facing modules, with their source.
 const OUTSIDE_FACING: &[(&str, &str)] = &[
-    ("patient_services.rs", include_str!("patient_services.rs")),
-    ("requests.rs", include_str!("requests.rs")),
-    ("documents.rs", include_str!("documents.rs")),
-    ("appointments.rs", include_str!("appointments.rs")),
-    ("apps.rs", include_str!("apps.rs")),
-    ("chat.rs", include_str!("chat.rs")),
-    ("outbox.rs", include_str!("outbox.rs")),
-    ("notify.rs", include_str!("notify.rs")),
-    ("fhir_api/mod.rs", include_str!("fhir_api/mod.rs")),
-    ("fhir_api/scheduling.rs", include_str!("fhir_api/scheduling.rs")),
-    ("fhir_api/tokens.rs", include_str!("fhir_api/tokens.rs")),
-    ("fhir_api/integrations.rs", include_str!("fhir_api/integrations.rs")),
-    ("fhir_api/capability.rs", include_str!("fhir_api/capability.rs")),
+    ("patient_services.rs", include_str!("../patients_online/patient_services.rs")),
+    ("requests.rs", include_str!("../patients_online/requests.rs")),
+    ("documents.rs", include_str!("../records/documents.rs")),
+    ("appointments.rs", include_str!("../scheduling/appointments.rs")),
+    ("apps.rs", include_str!("../apps_and_messages/apps.rs")),
+    ("chat.rs", include_str!("../apps_and_messages/chat.rs")),
+    ("outbox.rs", include_str!("../apps_and_messages/outbox.rs")),
+    ("notify.rs", include_str!("../apps_and_messages/notify.rs")),
+    ("fhir_api/mod.rs", include_str!("../apps_and_messages/fhir_api/mod.rs")),
+    ("fhir_api/scheduling.rs", include_str!("../apps_and_messages/fhir_api/scheduling.rs")),
+    ("fhir_api/tokens.rs", include_str!("../apps_and_messages/fhir_api/tokens.rs")),
+    ("fhir_api/integrations.rs", include_str!("../apps_and_messages/fhir_api/integrations.rs")),
+    ("fhir_api/capability.rs", include_str!("../apps_and_messages/fhir_api/capability.rs")),
 ];
 
 /// The reads and decisions that are allowed, each with why it is safe.

@@ -335,7 +335,7 @@ pub async fn seed_pharmacy(app: &App, practice: &Practice, seed: u64) -> AppResu
         format!("ods={ods}"),
     );
     app.store.create_sender(practice.id, &sender, &audit).await?;
-    let check = include_str!("../../../docs/examples/update-record/blood-pressure-check.json");
+    let check = include_str!("../../../../docs/examples/update-record/blood-pressure-check.json");
     app.receive_update_http(&client_id, &secret, check.as_bytes()).await?;
     Ok((ods, client_id, secret))
 }
