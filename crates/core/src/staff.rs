@@ -42,8 +42,9 @@ impl Role {
     }
     /// Whether the role works with the practice's patients (reads records, books, files).
     /// Administrators run the service and ICB analysts see counts; neither opens a record.
+    /// The permission table's `OpenRecords` row (`crate::permissions`).
     pub fn works_with_patients(self) -> bool {
-        matches!(self, Self::Receptionist | Self::Clinician | Self::PracticeManager)
+        crate::permissions::Permission::OpenRecords.allows(self)
     }
 }
 
