@@ -4,7 +4,7 @@
 //! times, text, integers, booleans, bytes). Only the schema (see `migrations/`) and connection
 //! setup differ.
 
-use crate::db::{query, Pool, Row, Tx};
+use crate::db::{insert_rows, query, Bind, Pool, Row, Tx};
 use crate::rows::{self, corrupt, Cols};
 use crate::*;
 use caldicott_core::access::*;
@@ -322,38 +322,30 @@ impl SqlStore {
         }
         // One multi-row INSERT per chunk: a batch costs one round trip, not one per event.
         for chunk in sealed.chunks(200) {
-            let mut sql = String::from(
+            let (sql, args) = insert_rows(
                 "INSERT INTO audit_event (practice_id, seq, id, at, actor_kind, actor_id, actor_role, patient_id, \
-                 action, entity, outcome, detail, client_addr, prev_hash, hash) VALUES ",
+                 action, entity, outcome, detail, client_addr, prev_hash, hash)",
+                chunk.iter().map(|e| {
+                    vec![
+                        practice.as_uuid().arg(),
+                        e.seq.arg(),
+                        e.id.arg(),
+                        e.at.arg(),
+                        e.actor_kind.arg(),
+                        e.actor_id.arg(),
+                        e.actor_role.arg(),
+                        e.patient.arg(),
+                        e.action.arg(),
+                        e.entity.arg(),
+                        e.outcome.arg(),
+                        e.detail.arg(),
+                        e.client.arg(),
+                        e.prev_hash.arg(),
+                        e.hash.arg(),
+                    ]
+                }),
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                sql.push_str(&placeholders(i * 15 + 1, 15));
-                sql.push(')');
-            }
-            let mut q = query(&sql);
-            for e in chunk {
-                q = q
-                    .bind(practice.as_uuid())
-                    .bind(e.seq)
-                    .bind(&e.id)
-                    .bind(e.at)
-                    .bind(&e.actor_kind)
-                    .bind(&e.actor_id)
-                    .bind(&e.actor_role)
-                    .bind(&e.patient)
-                    .bind(&e.action)
-                    .bind(&e.entity)
-                    .bind(&e.outcome)
-                    .bind(&e.detail)
-                    .bind(&e.client)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash);
-            }
-            q.execute(&mut *tx).await?;
+            query(&sql).bind_all(args).execute(&mut *tx).await?;
         }
         query("UPDATE audit_head SET count = $1, hash = $2 WHERE practice_id = $3")
             .bind(head.count)
@@ -460,7 +452,8 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(_) => {
+                // The grant's own key (patient and level) taken; any other conflict is told as it is.
+                StoreError::Conflict(Conflict::AlreadyExists) => {
                     StoreError::refused(format!("two grants for the {} level", g.level.as_str()))
                 }
                 other => other,

@@ -58,7 +58,7 @@ impl App {
     /// list cannot reveal a hidden entry; every template is read, however long the record.
     async fn orderable(&self, me: &PatientPrincipal, who: &ActingFor) -> AppResult<Unaudited<Vec<Orderable>>> {
         let missing = || AppError::NotFound("record".into());
-        let view = self.outside_view(me.practice, who.patient.id, who.link.clone(), Some(me.identity), missing).await?;
+        let view = self.outside_view_of(who.patient.clone(), who.link.clone(), Some(me.identity), missing).await?;
         Ok(view.repeats(self).await?.map(|all| all.into_iter().filter_map(Orderable::of).collect()))
     }
 

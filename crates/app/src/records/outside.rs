@@ -13,6 +13,7 @@ use caldicott_core::access::{IdentityLevel, ProxyLink};
 use caldicott_core::audit::AuditRecord;
 use caldicott_core::entry::{Entry, Section};
 use caldicott_core::ids::{EntryId, PatientId, PracticeId};
+use caldicott_core::patient::Patient;
 use caldicott_core::visibility::{AccessPolicy, Shown};
 use caldicott_store::{EntryCursor, EntryQuery};
 
@@ -80,8 +81,19 @@ impl App {
         identity: Option<IdentityLevel>,
         missing: impl Fn() -> AppError,
     ) -> AppResult<OutsideView> {
-        let p = self.store.practice(practice).await?.ok_or_else(&missing)?;
         let patient = self.store.patient(practice, patient).await?.ok_or_else(&missing)?;
+        self.outside_view_of(patient, link, identity, missing).await
+    }
+
+    /// The same, for a patient already read (their practice and access facts are loaded here).
+    pub(crate) async fn outside_view_of(
+        &self,
+        patient: Patient,
+        link: Option<ProxyLink>,
+        identity: Option<IdentityLevel>,
+        missing: impl Fn() -> AppError,
+    ) -> AppResult<OutsideView> {
+        let p = self.store.practice(patient.practice).await?.ok_or_else(&missing)?;
         let l = self.facts_for(p, patient).await?;
         Ok(self.view_of(l, link, identity))
     }
