@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
         n += 1;
         n
     };
-    assert_eq!(caldicott_core::update_record::parse(&message(0)).expect("valid").items.len(), 50);
+    assert_eq!(caldicott_fhir::update_record::parse(&message(0)).expect("valid").items.len(), 50);
     c.bench_function("file a 50-item Update Record message (SQLite)", |b| {
         b.iter_batched(
             || {

@@ -52,18 +52,14 @@ pub use scheduling::appointments;
 mod apps_and_messages {
     pub mod apps;
     pub mod chat;
-    pub mod fhir;
     pub mod fhir_api;
-    pub mod fhir_out;
     pub mod notify;
     pub mod outbox;
     pub mod smtp;
 }
 pub use apps_and_messages::apps;
 pub use apps_and_messages::chat;
-pub use apps_and_messages::fhir;
 pub use apps_and_messages::fhir_api;
-pub use apps_and_messages::fhir_out;
 pub use apps_and_messages::notify;
 pub use apps_and_messages::outbox;
 pub use apps_and_messages::smtp;

@@ -501,10 +501,23 @@ tests = ["x::y"]
 
 #[test]
 fn the_crates_depend_one_way() {
-    // Issue 22, ARCHITECTURE.md: cli → web → app → store → core, no arrow back up, and the web
-    // layer reaches data only through app's use cases (no dependency on the store).
-    let order = ["core", "store", "app", "web", "cli"];
+    // Issue 22, ARCHITECTURE.md: cli → web → app → store → core (fhir beside store: pure mapping
+    // over core), no arrow back up; every workspace member has its place; the web layer reaches
+    // data only through app's use cases (no dependency on the store); the FHIR mapping does no IO.
+    let order = ["core", "fhir", "store", "app", "web", "cli"];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("../Cargo.toml")).unwrap()).unwrap();
+    let members: Vec<String> = workspace["workspace"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().trim_start_matches("crates/").to_owned())
+        .collect();
+    let mut placed: Vec<&str> = order.to_vec();
+    placed.sort_unstable();
+    let mut members_sorted: Vec<&str> = members.iter().map(String::as_str).collect();
+    members_sorted.sort_unstable();
+    assert_eq!(members_sorted, placed, "every workspace crate needs its place in the layering");
     for (i, name) in order.iter().enumerate() {
         let text = std::fs::read_to_string(root.join(name).join("Cargo.toml")).unwrap();
         let manifest: toml::Table = toml::from_str(&text).unwrap();
@@ -518,6 +531,11 @@ fn the_crates_depend_one_way() {
         }
         if *name == "web" {
             assert!(!deps.contains_key("caldicott-store"), "the web layer depends on the store directly");
+        }
+        if *name == "fhir" {
+            for io in ["caldicott-store", "tokio", "sqlx", "ureq", "lettre"] {
+                assert!(!deps.contains_key(io), "the FHIR mapping depends on {io}, which does IO");
+            }
         }
     }
 }

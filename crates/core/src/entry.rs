@@ -530,3 +530,13 @@ pub fn split_consultation(entry: &Entry, parts: &[&str], new_ids: &[EntryId]) ->
         })
         .collect())
 }
+
+/// What is known of a stored file without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub content_type: String,
+    pub filename: String,
+    pub size: u64,
+    /// SHA-1 of the content, as FHIR's `Attachment.hash` asks.
+    pub sha1: [u8; 20],
+}

@@ -7,15 +7,7 @@ use caldicott_core::audit::AuditRecord;
 use caldicott_core::entry::Entry;
 use caldicott_core::ids::{EntryId, PracticeId};
 
-/// What is known of a stored file without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileInfo {
-    pub content_type: String,
-    pub filename: String,
-    pub size: u64,
-    /// SHA-1 of the content, as FHIR's `Attachment.hash` asks.
-    pub sha1: [u8; 20],
-}
+pub use caldicott_core::entry::FileInfo;
 
 /// A stored file.
 #[derive(Debug, Clone, PartialEq, Eq)]

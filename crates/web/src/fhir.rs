@@ -109,7 +109,7 @@ fn outcome(code: &str, message: &str) -> Value {
 
 /// A FHIR answer (compacted: FHIR has no empty elements).
 fn fhir_json(v: Value) -> Response {
-    let mut r = axum::Json(caldicott_app::fhir_out::compact(v)).into_response();
+    let mut r = axum::Json(caldicott_fhir::write::compact(v)).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
     r
 }

@@ -13,8 +13,9 @@ use caldicott_core::permissions::Permission;
 use caldicott_core::snomed::{Coding, ConceptId};
 use caldicott_core::tasks::{Task, TaskBody, TaskKind, TaskStatus};
 use caldicott_core::update_record::{
-    item_changes, parse, planned_entries, InboundItem, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
+    item_changes, planned_entries, InboundItem, ItkCode, UpdateRecord, MAX_MESSAGE_BYTES,
 };
+use caldicott_fhir::update_record::parse;
 use caldicott_store::inbound::{
     Amendment, Earlier, InboundDecision, InboundListing, InboundMessage, InboundStatus, Retire, Sender,
 };
@@ -415,7 +416,7 @@ impl App {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> AppResult<Option<(InboundMessage, Task)>> {
-        let claims = caldicott_core::update_record::claims(body);
+        let claims = caldicott_fhir::update_record::claims(body);
         let Some(target) = claims.replaces else { return Ok(None) };
         let sender_ods = match sender {
             Some(s) => s.ods_code.clone(),

@@ -14,7 +14,7 @@ use caldicott_core::ids::*;
 use caldicott_core::visibility::Shown;
 use caldicott_store::documents::{FileInfo, StoredFile};
 use chrono::NaiveDate;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha1::{Digest, Sha1};
 
 /// The largest file accepted (a scanned letter of a few pages is well under this).
@@ -101,13 +101,7 @@ pub struct DocumentContent {
 impl DocumentContent {
     /// As a FHIR Binary, its access governed by the DocumentReference of the same id.
     pub fn resource(&self) -> Value {
-        json!({
-            "resourceType": "Binary",
-            "id": self.entry.to_string(),
-            "contentType": self.content_type,
-            "securityContext": { "reference": format!("DocumentReference/{}", self.entry) },
-            "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.bytes),
-        })
+        caldicott_fhir::write::binary_resource(self.entry, &self.content_type, &self.bytes)
     }
 }
 

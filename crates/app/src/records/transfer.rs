@@ -11,7 +11,6 @@
 //! - The whole file goes in, with its audit events, in one transaction, or nothing does; the
 //!   same file is imported once per patient.
 
-use crate::fhir::{read_transfer_bundle, RedactionLabel};
 use crate::permit;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::{AccessLevel, ProxyStatus, RecordFrom};
@@ -21,6 +20,7 @@ use caldicott_core::ids::*;
 use caldicott_core::patient::*;
 use caldicott_core::permissions::Permission;
 use caldicott_core::practice::PostalAddress;
+use caldicott_fhir::read::{read_transfer_bundle, RedactionLabel};
 use caldicott_store::{RecordImport, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

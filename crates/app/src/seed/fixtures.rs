@@ -248,8 +248,8 @@ pub fn transfer_bundle(
     use serde_json::json;
     let shareable =
         json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]});
-    let nopat = json!({"security": [{"system": crate::fhir::ACT_CODE_SYSTEM, "code": "NOPAT", "display": "no disclosure to patient, family or caregivers without attending provider's authorization"}]});
-    let sct = |code: &str, display: &str| json!({"coding": [{"system": crate::fhir::SNOMED_SYSTEM, "code": code, "display": display}], "text": display});
+    let nopat = json!({"security": [{"system": caldicott_fhir::read::ACT_CODE_SYSTEM, "code": "NOPAT", "display": "no disclosure to patient, family or caregivers without attending provider's authorization"}]});
+    let sct = |code: &str, display: &str| json!({"coding": [{"system": caldicott_fhir::read::SNOMED_SYSTEM, "code": code, "display": display}], "text": display});
     let entry =
         |id: &str, resource: serde_json::Value| json!({"fullUrl": format!("urn:uuid:{id}"), "resource": resource});
     json!({
@@ -259,7 +259,7 @@ pub fn transfer_bundle(
         "entry": [
             entry("0b6c3c7e-0000-4000-8000-000000000001", json!({
                 "resourceType": "Patient", "id": "patient",
-                "identifier": [{"system": crate::fhir::NHS_NUMBER_SYSTEM, "value": nhs}],
+                "identifier": [{"system": caldicott_fhir::read::NHS_NUMBER_SYSTEM, "value": nhs}],
                 "name": [{"use": "official", "family": family, "given": [given]}],
                 "gender": "female", "birthDate": birth_date,
                 "address": [{"use": "home", "line": ["4 Orchard Way"], "city": "Riverton", "postalCode": "RV2 4OW"}],
@@ -268,7 +268,7 @@ pub fn transfer_bundle(
             })),
             entry("0b6c3c7e-0000-4000-8000-000000000002", json!({
                 "resourceType": "Organization", "id": "sender",
-                "identifier": [{"system": crate::fhir::ODS_SYSTEM, "value": from_ods}],
+                "identifier": [{"system": caldicott_fhir::read::ODS_SYSTEM, "value": from_ods}],
                 "name": "Hillside Medical Centre"
             })),
             entry("0b6c3c7e-0000-4000-8000-000000000003", json!({

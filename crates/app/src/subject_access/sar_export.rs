@@ -14,7 +14,6 @@
 //!   recorded (who, when, the file's SHA-256 and counts) with its audit event. The same reviewed
 //!   items on the same day give the same bytes.
 
-use crate::fhir_out::{self, instant};
 use crate::governance::parse_date_parts;
 use crate::pdf::{Block, PdfDocument};
 use crate::permit;
@@ -26,6 +25,7 @@ use caldicott_core::entry::{Entry, EntryBody, OnlineVisibility};
 use caldicott_core::patient::Patient;
 use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
+use caldicott_fhir::write::{self as fhir, instant};
 use caldicott_store::sar::{SarDecision, SarRelease, SarRequest};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -310,17 +310,17 @@ impl App {
             .filter(|e| e.kind() == caldicott_core::entry::EntryKind::Document && in_period(sar, e.event_date))
             .map(|e| e.id)
             .collect();
-        let cx = fhir_out::Context {
+        let cx = fhir::Context {
             today: self.today(),
             files: self.store.document_files(p, &documents).await?.into_iter().collect(),
-            entries: fhir_out::EntryRefs::Only(Default::default()),
+            entries: fhir::EntryRefs::Only(Default::default()),
             practitioners: Default::default(),
         };
         for e in &entries {
             if !in_period(sar, e.event_date) {
                 continue;
             }
-            let mut resource = fhir_out::entry_resource(e, fhir_out::Label::None, &cx);
+            let mut resource = fhir::entry_resource(e, fhir::Label::None, &cx);
             let mut lines = entry_lines(e);
             if let Some(info) = cx.files.get(&e.id) {
                 if let Some(f) = self.store.document_file(p, e.id).await? {
@@ -509,7 +509,7 @@ impl App {
                 title: format!("{}: appointment", long_time(slot.starts_at)),
                 lines,
                 flags: Vec::new(),
-                resource: compact(&fhir_out::appointment_resource(&a, &slot, self.now())),
+                resource: compact(&fhir::appointment_resource(&a, &slot, self.now())),
             });
         }
         for l in self.store.proxy_links_for_patient(p, patient.id).await? {
@@ -537,7 +537,7 @@ impl App {
                 "relationship": [{ "text": l.relationship }],
                 "name": [{ "text": name }],
                 "period": { "start": l.granted_on.to_string() },
-                "text": fhir_out::narrative(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
+                "text": fhir::narrative(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
             });
             if let Some(end) = l.ends_on {
                 resource["period"]["end"] = Value::String(end.to_string());
@@ -581,7 +581,7 @@ impl App {
                     "category": [{ "text": "Third-party app linked to the record" }],
                     "patient": subject,
                     "dateTime": instant(link.linked_at),
-                    "text": fhir_out::narrative(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
+                    "text": fhir::narrative(&lines.iter().map(String::as_str).collect::<Vec<_>>()),
                 })),
                 lines,
                 flags: Vec::new(),
@@ -1121,8 +1121,8 @@ fn render_files(
         bundle.extend_from_slice(resource.as_bytes());
         bundle.push(b'}');
     };
-    entry(Some(format!("urn:uuid:{}", p.id)), &fhir_out::patient_resource(p, practice).to_string());
-    entry(Some(format!("urn:uuid:{}", practice.id)), &fhir_out::organization_resource(practice).to_string());
+    entry(Some(format!("urn:uuid:{}", p.id)), &fhir::patient_resource(p, practice).to_string());
+    entry(Some(format!("urn:uuid:{}", practice.id)), &fhir::organization_resource(practice).to_string());
     for (n, i) in released.iter().enumerate() {
         let id = i.key.split_once('/').map_or("", |(_, id)| id);
         entry(Uuid::parse_str(id).ok().map(|u| format!("urn:uuid:{u}")), &i.resource);

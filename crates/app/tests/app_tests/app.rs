@@ -1441,7 +1441,7 @@ fn the_example_transfer_file_is_current() {
         have == want,
         "docs/examples/transfer-in.json is out of date: run UPDATE_EXAMPLES=1 cargo test -p caldicott-app example"
     );
-    let read = caldicott_app::fhir::read_transfer_bundle(have.as_bytes()).unwrap();
+    let read = caldicott_fhir::read::read_transfer_bundle(have.as_bytes()).unwrap();
     assert_eq!((read.patient.nhs_number, read.entries.len()), (nhs, 9));
 }
 

@@ -176,7 +176,7 @@ async fn a_linked_app_reads_exactly_the_online_view(t: &TestStore) {
     unknown(app.fhir_read(&who, "Patient", &other.id.to_string()).await);
     assert!(app.fhir_read(&who, "Encounter", &seen[0].id.to_string()).await.is_ok());
     for h in &hidden {
-        let t = caldicott_app::fhir_out::resource_type(h.kind());
+        let t = caldicott_fhir::write::resource_type(h.kind());
         let said = unknown(app.fhir_read(&who, t, &h.id.to_string()).await);
         let made_up = uuid::Uuid::now_v7().to_string();
         let said_made_up = unknown(app.fhir_read(&who, t, &made_up).await);
@@ -1112,7 +1112,7 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
         responses.push_str(&app.fhir_search(&who, t, BASE, &all_includes).await.unwrap().to_string());
     }
     for e in &entries {
-        let mut types: Vec<&str> = caldicott_app::fhir_out::resource_types(e.kind()).to_vec();
+        let mut types: Vec<&str> = caldicott_fhir::write::resource_types(e.kind()).to_vec();
         if e.kind() == EntryKind::Document {
             types.push("Binary");
         }
@@ -1230,7 +1230,7 @@ async fn everything_in_everything_is_declared_and_reads_back(t: &TestStore) {
     // patient (R8).
     assert!(declares(&cap, "Communication", "search-type"));
     let comms: Vec<&Entry> =
-        entries.iter().filter(|e| caldicott_app::fhir_out::resource_type(e.kind()) == "Communication").collect();
+        entries.iter().filter(|e| caldicott_fhir::write::resource_type(e.kind()) == "Communication").collect();
     assert_eq!(comms.len(), 4);
     let search = Search { patient: Some(pat.id.to_string()), ..Default::default() };
     let found = resources(&app.fhir_search(&staff, "Communication", BASE, &search).await.unwrap());

@@ -138,7 +138,7 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     let token = ok.json()["access_token"].as_str().unwrap().to_owned();
     // A hidden entry's id answers byte for byte as a made-up one (T2).
     for h in &hidden {
-        let t = caldicott_app::fhir_out::resource_type(h.kind());
+        let t = caldicott_fhir::write::resource_type(h.kind());
         let a = get(&app, &format!("/fhir/r4/{t}/{}", h.id), Some(&token)).await;
         let made_up = uuid::Uuid::now_v7();
         let b = get(&app, &format!("/fhir/r4/{t}/{made_up}"), Some(&token)).await;
@@ -627,7 +627,7 @@ async fn a_real_fhir_client_reads_a_patient_through_a_linked_app(t: &TestStore) 
         summary["everything"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     assert!(summary["pages"].as_i64().unwrap() >= 2, "paged");
     for e in &entries {
-        let t = caldicott_app::fhir_out::resource_type(e.kind());
+        let t = caldicott_fhir::write::resource_type(e.kind());
         assert_eq!(everything.iter().filter(|x| **x == format!("{t}/{}", e.id)).count(), 1, "{t}/{} once", e.id);
         assert!(summary["search"][t].as_array().unwrap().iter().any(|x| x == &e.id.to_string()));
     }

@@ -2,7 +2,7 @@
 //! use (the types served, the `_include` parameters).
 
 use super::{CLINICAL_TYPES, DEFAULT_COUNT, DIRECTORY_TYPES, INCLUDES, MAX_COUNT};
-use crate::fhir_out;
+use caldicott_fhir::write as fhir;
 use serde_json::{json, Value};
 
 fn includes_of(t: &str) -> Vec<String> {
@@ -29,7 +29,7 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
     patient_params.push(json!({ "name": "_id", "type": "token", "documentation": "The Patient's id" }));
     let mut resources = vec![json!({
         "type": "Patient",
-        "profile": format!("{}UKCore-Patient", fhir_out::UK_CORE),
+        "profile": format!("{}UKCore-Patient", fhir::UK_CORE),
         "interaction": [{ "code": "read" }, { "code": "search-type" }],
         "searchInclude": includes_of("Patient"),
         "searchParam": patient_params,
@@ -38,20 +38,20 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
     for t in DIRECTORY_TYPES {
         resources.push(json!({
             "type": t,
-            "profile": format!("{}UKCore-{t}", fhir_out::UK_CORE),
+            "profile": format!("{}UKCore-{t}", fhir::UK_CORE),
             "interaction": [{ "code": "read" }, { "code": "search-type" }],
             "documentation": if t == "Organization" { "The practice" } else { "The practice's clinicians" },
         }));
     }
     resources.push(json!({
         "type": "Slot",
-        "profile": format!("{}UKCore-Slot", fhir_out::UK_CORE),
+        "profile": format!("{}UKCore-Slot", fhir::UK_CORE),
         "interaction": [{ "code": "read" }, { "code": "search-type" }],
         "documentation": "Free slots the patient may book online, for the next four weeks",
     }));
     resources.push(json!({
         "type": "Appointment",
-        "profile": format!("{}UKCore-Appointment", fhir_out::UK_CORE),
+        "profile": format!("{}UKCore-Appointment", fhir::UK_CORE),
         "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
         "searchInclude": includes_of("Appointment"),
         "searchParam": search(false),
@@ -60,7 +60,7 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
     for t in CLINICAL_TYPES {
         let mut r = json!({
             "type": t,
-            "profile": format!("{}UKCore-{t}", fhir_out::UK_CORE),
+            "profile": format!("{}UKCore-{t}", fhir::UK_CORE),
             "interaction": [{ "code": "read" }, { "code": "search-type" }],
             "searchInclude": includes_of(t),
             "searchParam": search(true),
@@ -75,7 +75,7 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
         "interaction": [{ "code": "read" }],
         "documentation": "A document's content, by the url in its DocumentReference; served as the file itself, or as a Binary resource when application/fhir+json is asked for",
     }));
-    fhir_out::compact(json!({
+    fhir::compact(json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-12-04",

@@ -26,7 +26,6 @@ pub use capability::capability_statement;
 pub use integrations::{client_assertion, new_key_pair, NewIntegration};
 pub use tokens::{TokenError, TokenRequest, TokenResponse, ASSERTION_TYPE};
 
-use crate::fhir_out::{self, entry_resources, resource_types, Context, EntryRefs, Label};
 use crate::record::{decode_cursor, encode_cursor, Loaded};
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,6 +37,7 @@ use caldicott_core::ids::*;
 use caldicott_core::online::{AppLink, LinkVia, PatientApp};
 use caldicott_core::staff::Role;
 use caldicott_core::visibility::{AccessPolicy, Shown};
+use caldicott_fhir::write::{self as fhir, entry_resources, resource_types, Context, EntryRefs, Label};
 use caldicott_store::fhir::Integration;
 use caldicott_store::{EntryCursor, EntryQuery};
 use serde_json::{json, Value};
@@ -341,7 +341,7 @@ fn bundle_page(base: &str, self_url: &str, next_url: Option<String>, entries: Ve
         links.push(json!({ "relation": "next", "url": format!("{base}{n}") }));
     }
     // A search that finds nothing has no `entry` (FHIR has no empty arrays).
-    fhir_out::compact(json!({
+    fhir::compact(json!({
         "resourceType": "Bundle",
         "id": new_id().to_string(),
         "type": "searchset",
@@ -535,7 +535,7 @@ impl App {
     /// The Patient resource as the caller may receive it: a proxy without the demographics
     /// permission gets who the person is, not where they live or how to reach them.
     fn patient_for(caller: &FhirCaller, l: &Loaded) -> Value {
-        let mut r = fhir_out::patient_resource(&l.patient, &l.practice);
+        let mut r = fhir::patient_resource(&l.patient, &l.practice);
         if let FhirCaller::App(a) = caller {
             if a.proxy.as_ref().is_some_and(|p| !p.scope.demographics) {
                 if let Some(o) = r.as_object_mut() {
@@ -617,14 +617,14 @@ impl App {
     async fn directory(&self, caller: &FhirCaller, resource: &str) -> AppResult<Vec<Value>> {
         let practice = self.store.practice(caller.practice()).await?.ok_or_else(|| not_found(resource, ""))?;
         Ok(match resource {
-            "Organization" => vec![fhir_out::organization_resource(&practice)],
+            "Organization" => vec![fhir::organization_resource(&practice)],
             _ => self
                 .store
                 .staff_members(practice.id)
                 .await?
                 .iter()
                 .filter(|s| s.role == Role::Clinician)
-                .map(fhir_out::practitioner_resource)
+                .map(fhir::practitioner_resource)
                 .collect(),
         })
     }
@@ -658,7 +658,7 @@ impl App {
 
     /// `GET [base]/{type}/{id}`.
     pub async fn fhir_read(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
-        self.read_one(caller, resource, id).await.map(fhir_out::compact)
+        self.read_one(caller, resource, id).await.map(fhir::compact)
     }
 
     async fn read_one(&self, caller: &FhirCaller, resource: &str, id: &str) -> AppResult<Value> {
@@ -827,9 +827,7 @@ impl App {
             let Some((t, id)) = reference.split_once('/') else { continue };
             match t {
                 "Patient" if id == l.patient.id.to_string() => out.push(Self::patient_for(caller, l)),
-                "Organization" if id == l.practice.id.to_string() => {
-                    out.push(fhir_out::organization_resource(&l.practice))
-                }
+                "Organization" if id == l.practice.id.to_string() => out.push(fhir::organization_resource(&l.practice)),
                 "Practitioner" => {
                     if directory.is_none() {
                         directory = Some(self.directory(caller, "Practitioner").await?);
@@ -921,11 +919,11 @@ impl App {
             return Ok(Some(self.view_for(caller, q.patient.as_deref().or(q.id.as_deref())).await?.0));
         };
         let value = match ident.split_once('|') {
-            Some((system, v)) if system.is_empty() || system == crate::fhir::NHS_NUMBER_SYSTEM => v,
+            Some((system, v)) if system.is_empty() || system == caldicott_fhir::read::NHS_NUMBER_SYSTEM => v,
             Some(_) => {
                 return Err(AppError::BadRequest(format!(
                     "identifier searches take an NHS number: identifier={}|<NHS number>",
-                    crate::fhir::NHS_NUMBER_SYSTEM
+                    caldicott_fhir::read::NHS_NUMBER_SYSTEM
                 )))
             }
             None => ident,

@@ -3,10 +3,11 @@
 
 use super::{not_found, FhirCaller};
 use crate::record::Loaded;
-use crate::{fhir_out, App, AppError, AppResult};
+use crate::{App, AppError, AppResult};
 use caldicott_core::access::IdentityLevel;
 use caldicott_core::appointments::{can_book_online, Slot};
 use caldicott_core::ids::*;
+use caldicott_fhir::write as fhir;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -25,12 +26,12 @@ fn slot_resource(s: &Slot, status: &str) -> Value {
     json!({
         "resourceType": "Slot",
         "id": s.id.to_string(),
-        "meta": { "profile": [format!("{}UKCore-Slot", fhir_out::UK_CORE)] },
+        "meta": { "profile": [format!("{}UKCore-Slot", fhir::UK_CORE)] },
         "serviceType": [{ "text": s.slot_type.display() }],
         "schedule": { "display": format!("{}, {}", s.clinician_name, s.location) },
         "status": status,
-        "start": fhir_out::instant(s.starts_at),
-        "end": fhir_out::instant(s.starts_at + Duration::minutes(i64::from(s.minutes))),
+        "start": fhir::instant(s.starts_at),
+        "end": fhir::instant(s.starts_at + Duration::minutes(i64::from(s.minutes))),
     })
 }
 
@@ -108,7 +109,7 @@ impl App {
                 };
                 let Some((a, s)) = self.store.appointment(practice, found).await? else { return Ok((None, vec![])) };
                 let (l, _) = self.view_for(caller, Some(&a.patient.to_string())).await?;
-                (l, vec![fhir_out::appointment_resource(&a, &s, now)])
+                (l, vec![fhir::appointment_resource(&a, &s, now)])
             }
             _ => {
                 let l = match caller {
@@ -122,7 +123,7 @@ impl App {
                     .await?
                     .iter()
                     .filter(|(a, _)| id.is_none_or(|i| a.id.to_string() == i))
-                    .map(|(a, s)| fhir_out::appointment_resource(a, s, now))
+                    .map(|(a, s)| fhir::appointment_resource(a, s, now))
                     .collect();
                 (l, found)
             }
@@ -163,7 +164,7 @@ impl App {
         let (appointment, slot) = self
             .book_for(a.practice, pid, SlotId::from_uuid(slot), format!("online through {}", a.app.name), a.actor())
             .await?;
-        Ok(fhir_out::compact(fhir_out::appointment_resource(&appointment, &slot, self.now())))
+        Ok(fhir::compact(fhir::appointment_resource(&appointment, &slot, self.now())))
     }
 
     /// `PUT [base]/Appointment/{id}` with `status: cancelled`: an app cancels its patient's
@@ -203,7 +204,7 @@ impl App {
             .await?
             .iter()
             .find(|(x, _)| x.id.to_string() == id)
-            .map(|(x, s)| fhir_out::compact(fhir_out::appointment_resource(x, s, now)))
+            .map(|(x, s)| fhir::compact(fhir::appointment_resource(x, s, now)))
             .ok_or_else(|| not_found("Appointment", id))
     }
 }

@@ -6,6 +6,7 @@
 //! visibility itself: it reports the redaction label each resource carried, and the transfer use
 //! case turns labels into online visibility (R7, D4).
 
+pub use crate::{ACT_CODE_SYSTEM, NHS_NUMBER_SYSTEM, ODS_SYSTEM, SNOMED_SYSTEM};
 use caldicott_core::entry::*;
 use caldicott_core::patient::Sex;
 use caldicott_core::snomed::{Coding, ConceptId};
@@ -13,12 +14,6 @@ use caldicott_core::NhsNumber;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-
-pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
-pub const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
-pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
-/// HL7 v3 ActCode, which holds `NOPAT` ("no disclosure to patient, family or caregivers").
-pub const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
 /// What the sending system said about showing a resource to the patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,7 +436,7 @@ impl Reader<'_> {
         let procedure = (kind == "Immunization")
             .then(|| {
                 array(r, "extension")
-                    .find(|x| text(x, "url") == Some(crate::fhir_out::VACCINATION_PROCEDURE))
+                    .find(|x| text(x, "url") == Some(crate::write::VACCINATION_PROCEDURE))
                     .and_then(|x| snomed(x.get("valueCodeableConcept")))
             })
             .flatten();
@@ -617,7 +612,7 @@ impl Reader<'_> {
                     Some(EntryKind::SystemSms) => EntryBody::SystemSms { text },
                     Some(EntryKind::Diary) => {
                         let due = topic
-                            .strip_prefix(crate::fhir_out::DIARY_DUE)
+                            .strip_prefix(crate::write::DIARY_DUE)
                             .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
                             .unwrap_or(event_date);
                         EntryBody::Diary { text, due }

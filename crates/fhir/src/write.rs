@@ -1,16 +1,16 @@
 //! Writing FHIR R4 (UK Core) resources from caldicott's record: the inverse of the transfer-in
-//! reader in [`crate::fhir`], so that what is written can be read back without loss.
+//! reader in [`crate::read`], so that what is written can be read back without loss.
 //!
 //! Every resource carries the SNOMED CT coding where the entry has one, the patient as a
 //! reference, and dates as FHIR dates. Nothing here decides who may see what: callers pass only
 //! what the reader is entitled to.
 
-use crate::fhir::{ACT_CODE_SYSTEM, NHS_NUMBER_SYSTEM, ODS_SYSTEM, SNOMED_SYSTEM};
+use crate::{ACT_CODE_SYSTEM, NHS_NUMBER_SYSTEM, ODS_SYSTEM, SNOMED_SYSTEM};
+pub use caldicott_core::entry::FileInfo;
 use caldicott_core::entry::*;
 use caldicott_core::ids::{EntryId, StaffId};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::Practice;
-pub use caldicott_store::documents::FileInfo;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -167,6 +167,18 @@ fn quantity(q: &str) -> Option<Value> {
         return None;
     }
     Some(quantity_of(value, None, unit))
+}
+
+/// A document's file as a FHIR Binary, its access governed by the DocumentReference of the
+/// same id.
+pub fn binary_resource(entry: EntryId, content_type: &str, bytes: &[u8]) -> Value {
+    json!({
+        "resourceType": "Binary",
+        "id": entry.to_string(),
+        "contentType": content_type,
+        "securityContext": { "reference": format!("DocumentReference/{entry}") },
+        "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes),
+    })
 }
 
 pub fn patient_resource(p: &Patient, practice: &Practice) -> Value {
@@ -761,16 +773,40 @@ mod round_trip {
     //! What the practice-facing API writes, the transfer-in reader reads back unchanged: every
     //! kind of entry, its code, dates, author and online visibility (as its label).
     use super::*;
-    use crate::fhir::{read_transfer_bundle, RedactionLabel};
-    use crate::fixtures::{date, person};
+    use crate::read::{read_transfer_bundle, RedactionLabel};
     use caldicott_core::ids::{EntryId, PracticeId};
+    use caldicott_core::patient::*;
     use caldicott_core::practice::{OdsCode, OnlineServicesSettings, PostalAddress};
     use caldicott_core::snomed::{Coding, ConceptId};
     use chrono::TimeZone;
 
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN)
+    }
+
+    fn person(practice: PracticeId, dob: NaiveDate) -> Patient {
+        Patient {
+            id: caldicott_core::ids::PatientId::from_uuid(uuid::Uuid::now_v7()),
+            practice,
+            nhs_number: caldicott_core::NhsNumber::parse("9434765919").expect("a valid NHS number"),
+            name: PersonName { title: None, given: "Test".into(), family: "Patient".into() },
+            date_of_birth: dob,
+            sex: Sex::Unknown,
+            contact: ContactDetails::default(),
+            preferred_contact: PreferredContactMethod::Unknown,
+            registrations: vec![Registration {
+                kind: RegistrationKind::Registered,
+                started: date(2000, 1, 1),
+                ended: None,
+                previous_practice: None,
+            }],
+            date_of_death: None,
+        }
+    }
+
     fn entries(p: &Patient) -> Vec<Entry> {
         let at = |d: u32| chrono::Utc.with_ymd_and_hms(2024, 3, d, 10, 30, 0).single().unwrap_or_default();
-        let template = EntryId::from_uuid(crate::new_id());
+        let template = EntryId::from_uuid(uuid::Uuid::now_v7());
         let bodies = vec![
             EntryBody::Consultation {
                 text: "Cough for a week.\nChest clear.".into(),
@@ -839,7 +875,7 @@ mod round_trip {
             .map(|(i, body)| {
                 let entered = at(i as u32 + 1);
                 let mut e = Entry {
-                    id: if i == 6 { template } else { EntryId::from_uuid(crate::new_id()) },
+                    id: if i == 6 { template } else { EntryId::from_uuid(uuid::Uuid::now_v7()) },
                     patient: p.id,
                     event_date: caldicott_core::uk::uk_date(entered),
                     entered_at: entered,
@@ -891,7 +927,7 @@ mod round_trip {
     #[test]
     fn a_superseded_entry_is_written_as_not_current() {
         // R28: practice-facing readers receive an entry a later version replaced as not current.
-        let p = person(PracticeId::from_uuid(crate::new_id()), date(1980, 5, 17));
+        let p = person(PracticeId::from_uuid(uuid::Uuid::now_v7()), date(1980, 5, 17));
         let at = chrono::Utc.with_ymd_and_hms(2024, 3, 9, 10, 0, 0).single().unwrap_or_default();
         let cx = Context::on(date(2024, 6, 1));
         for mut e in entries(&p)
@@ -918,7 +954,7 @@ mod round_trip {
     #[test]
     fn what_is_written_is_read_back_unchanged() {
         let practice = Practice {
-            id: PracticeId::from_uuid(crate::new_id()),
+            id: PracticeId::from_uuid(uuid::Uuid::now_v7()),
             ods_code: OdsCode::parse("A81001").unwrap_or_else(|_| panic!("ods")),
             name: "Test Surgery".into(),
             telephone: "01632 960000".into(),
@@ -930,10 +966,14 @@ mod round_trip {
         // The letter's stored file travels as a Binary beside its DocumentReference.
         let letter = &originals[10];
         let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n".to_vec();
-        let stored =
-            crate::documents::stored_file("clinic-letter.pdf", pdf.clone()).unwrap_or_else(|e| panic!("{e:?}"));
-        let cx = Context { files: HashMap::from([(letter.id, stored.info.clone())]), ..Context::on(date(2024, 6, 1)) };
-        let binary = crate::documents::content_of(letter, Some(stored)).map(|c| c.resource());
+        let info = FileInfo {
+            content_type: "application/pdf".into(),
+            filename: "clinic-letter.pdf".into(),
+            size: pdf.len() as u64,
+            sha1: [7; 20],
+        };
+        let cx = Context { files: HashMap::from([(letter.id, info)]), ..Context::on(date(2024, 6, 1)) };
+        let binary = binary_resource(letter.id, "application/pdf", &pdf);
         let mut bundle_entries = vec![
             json!({ "fullUrl": format!("Binary/{}", letter.id), "resource": binary }),
             json!({ "fullUrl": format!("Patient/{}", p.id), "resource": patient_resource(&p, &practice) }),
