@@ -53,16 +53,12 @@ mod apps_and_messages {
     pub mod apps;
     pub mod chat;
     pub mod fhir_api;
-    pub mod notify;
     pub mod outbox;
-    pub mod smtp;
 }
 pub use apps_and_messages::apps;
 pub use apps_and_messages::chat;
 pub use apps_and_messages::fhir_api;
-pub use apps_and_messages::notify;
 pub use apps_and_messages::outbox;
-pub use apps_and_messages::smtp;
 
 /// Governance (exclusion reviews and reports, bulk codes, the ICB view) and the audit log.
 mod oversight {
@@ -80,11 +76,9 @@ pub use inbound::update_record;
 
 /// Subject access requests, their exports and the PDF writer.
 mod subject_access {
-    pub mod pdf;
     pub mod sar;
     pub mod sar_export;
 }
-pub use subject_access::pdf;
 pub use subject_access::sar;
 pub use subject_access::sar_export;
 
@@ -219,7 +213,7 @@ pub struct App {
     pub(crate) store: Arc<dyn Store>,
     pub audit: AuditWriter,
     clock: Clock,
-    nhs_login: Option<Arc<nhs_login::NhsLogin>>,
+    nhs_login: Option<Arc<dyn nhs_login::IdentityProvider>>,
     notify_callback_token: Option<Arc<str>>,
     letters_by_notify: bool,
     /// Tries at each account's credentials, across every address (ASVS 2.2.1): a try beyond
@@ -324,7 +318,7 @@ impl App {
     }
 
     /// Patients can also sign in through this OpenID Connect provider (NHS login).
-    pub fn with_nhs_login(mut self, provider: nhs_login::NhsLogin) -> Self {
+    pub fn with_nhs_login(mut self, provider: impl nhs_login::IdentityProvider) -> Self {
         self.nhs_login = Some(Arc::new(provider));
         self
     }

@@ -429,12 +429,12 @@ async fn open(db: &Db) -> anyhow::Result<App> {
         }
     }
     // Patients can also sign in with NHS login when the provider is configured.
-    Ok(match caldicott_app::nhs_login::OidcConfig::from_env() {
+    Ok(match caldicott_adapters::nhs_login::OidcConfig::from_env() {
         None => app,
         Some(config) => {
             let config = config.map_err(|e| anyhow::anyhow!(e))?;
             tracing::info!(issuer = %config.issuer, "patients can sign in with NHS login");
-            app.with_nhs_login(caldicott_app::nhs_login::NhsLogin::new(config).map_err(|e| anyhow::anyhow!(e))?)
+            app.with_nhs_login(caldicott_adapters::nhs_login::NhsLogin::new(config).map_err(|e| anyhow::anyhow!(e))?)
         }
     })
 }
@@ -748,15 +748,15 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
     tracing::info!(public_url = %app.public_url(), "links, the FHIR base and the token audience use this public URL");
     // The outbox worker: email by SMTP and/or everything by GOV.UK Notify, as configured; with
     // neither, messages are only written to the log (nothing leaves the server).
-    let notify = match caldicott_app::notify::NotifyConfig::from_env() {
+    let notify = match caldicott_adapters::notify::NotifyConfig::from_env() {
         Some(config) => {
             let config = config.map_err(|e| anyhow::anyhow!(e))?;
             tracing::info!(url = %config.base_url, "text messages, letters and (without SMTP) email go out through GOV.UK Notify");
-            Some(caldicott_app::notify::NotifyCourier::new(config))
+            Some(caldicott_adapters::notify::NotifyCourier::new(config))
         }
         None => None,
     };
-    let smtp = match caldicott_app::smtp::SmtpCourier::from_env() {
+    let smtp = match caldicott_adapters::smtp::SmtpCourier::from_env() {
         Some(s) => {
             tracing::info!("email goes out by SMTP");
             Some(s.map_err(|e| anyhow::anyhow!(e))?)
@@ -769,7 +769,7 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
         tracing::info!("no message provider configured: messages are written to the log only");
     }
     let courier: std::sync::Arc<dyn caldicott_app::outbox::Courier> =
-        std::sync::Arc::new(caldicott_app::smtp::Couriers { smtp, notify });
+        std::sync::Arc::new(caldicott_adapters::smtp::Couriers { smtp, notify });
     let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_secs(2));
     if let Some(dir) = inbox {
         tracing::info!(inbox = %dir.display(), "reading GP Connect Update Record messages from the inbox");

@@ -503,7 +503,7 @@ pub fn report_markdown(log: &Log, results: &Results, problems: &[Problem], run: 
 
 /// The same report as a tagged PDF.
 pub fn report_pdf(md: &str) -> Result<Vec<u8>> {
-    use caldicott_app::pdf::{render, Block, PdfDocument};
+    use caldicott_pdf::{render, Block, PdfDocument};
     let mut blocks = Vec::new();
     let mut para = String::new();
     let flush = |para: &mut String, blocks: &mut Vec<Block>| {

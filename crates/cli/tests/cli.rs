@@ -501,10 +501,10 @@ tests = ["x::y"]
 
 #[test]
 fn the_crates_depend_one_way() {
-    // Issue 22, ARCHITECTURE.md: cli → web → app → store → core (fhir beside store: pure mapping
-    // over core), no arrow back up; every workspace member has its place; the web layer reaches
+    // Issue 22, ARCHITECTURE.md: cli → web → adapters → app → store → core (fhir and pdf: pure
+    // mapping, below app), no arrow back up; every workspace member has its place; the web layer reaches
     // data only through app's use cases (no dependency on the store); the FHIR mapping does no IO.
-    let order = ["core", "fhir", "store", "app", "web", "cli"];
+    let order = ["core", "fhir", "pdf", "store", "app", "adapters", "web", "cli"];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let workspace: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("../Cargo.toml")).unwrap()).unwrap();
     let members: Vec<String> = workspace["workspace"]["members"]
@@ -532,9 +532,15 @@ fn the_crates_depend_one_way() {
         if *name == "web" {
             assert!(!deps.contains_key("caldicott-store"), "the web layer depends on the store directly");
         }
-        if *name == "fhir" {
+        if matches!(*name, "fhir" | "pdf") {
             for io in ["caldicott-store", "tokio", "sqlx", "ureq", "lettre"] {
-                assert!(!deps.contains_key(io), "the FHIR mapping depends on {io}, which does IO");
+                assert!(!deps.contains_key(io), "caldicott-{name} depends on {io}, which does IO");
+            }
+        }
+        if matches!(*name, "app" | "web") {
+            // The use cases reach mail, Notify and NHS login only through the ports app owns.
+            for client in ["caldicott-adapters", "lettre", "ureq", "openidconnect"] {
+                assert!(!deps.contains_key(client), "caldicott-{name} depends on {client}");
             }
         }
     }

@@ -413,7 +413,7 @@ async fn seed_clinic_letter(
     doctor: &StaffPrincipal,
     reception: &StaffPrincipal,
 ) -> AppResult<()> {
-    use crate::pdf::{Block, PdfDocument};
+    use caldicott_pdf::{Block, PdfDocument};
     let on = app.now().date_naive() - Duration::days(35);
     let letter = PdfDocument {
         title: "Hypertension clinic letter".into(),
@@ -435,7 +435,7 @@ async fn seed_clinic_letter(
             Block::Para("Yours sincerely,\nDr A. Mensah, consultant cardiologist".into()),
         ],
     };
-    let pdf = crate::pdf::render(&letter, |_, _| {}).map_err(|e| AppError::Internal(e.to_string()))?;
+    let pdf = caldicott_pdf::render(&letter, |_, _| {}).map_err(|e| AppError::Internal(e.to_string()))?;
     let doc = crate::documents::NewDocument {
         title: "Letter from the hypertension clinic".into(),
         summary: "Home readings average 131/84; continue amlodipine, recheck in 6 months".into(),

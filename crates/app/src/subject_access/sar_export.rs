@@ -15,7 +15,6 @@
 //!   items on the same day give the same bytes.
 
 use crate::governance::parse_date_parts;
-use crate::pdf::{Block, PdfDocument};
 use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
@@ -26,6 +25,7 @@ use caldicott_core::patient::Patient;
 use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
 use caldicott_fhir::write::{self as fhir, instant};
+use caldicott_pdf::{Block, PdfDocument};
 use caldicott_store::sar::{SarDecision, SarRelease, SarRequest};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -1088,7 +1088,7 @@ fn render_files(
         running_header: format!("{name}, NHS number {}: subject access response from {}", p.nhs_number, practice.name),
         blocks,
     };
-    let pdf = crate::pdf::render(&doc, |page, pages| {
+    let pdf = caldicott_pdf::render(&doc, |page, pages| {
         progress(ExportProgress { stage: "Writing the PDF".into(), done: page, total: pages });
     })
     .map_err(|e| AppError::Internal(e.to_string()))?;

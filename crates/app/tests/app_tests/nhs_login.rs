@@ -2,7 +2,7 @@
 //! The checks made on an NHS-login ID token, with tokens signed by a test provider key (the
 //! whole flow against a real OpenID Connect provider runs in the browser tests).
 
-use caldicott_app::nhs_login::{identity_of, IdClaims, NhsLogin, OidcConfig, ProviderKeys};
+use caldicott_adapters::nhs_login::{identity_of, IdClaims, NhsLogin, OidcConfig, ProviderKeys};
 use caldicott_core::access::IdentityLevel;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 

@@ -3,10 +3,10 @@
 //! email through a real SMTP server (Debian's python3-aiosmtpd, started here), and the message
 //! lands in its mailbox, carrying nothing the patient may not see (T8).
 
+use caldicott_adapters::smtp::{Couriers, SmtpCourier};
 use caldicott_app::apps::{AlertOutcome, LinkRequest};
 use caldicott_app::fixtures::{self, withheld_entries};
 use caldicott_app::outbox::{Courier, Draft};
-use caldicott_app::smtp::{Couriers, SmtpCourier};
 use caldicott_app::{auth, App};
 use caldicott_core::audit::{Action, Actor, ActorKind};
 use caldicott_core::messages::{Channel, MessageStatus};

@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use caldicott_adapters::notify::{NotifyConfig, NotifyCourier};
 use caldicott_app::fixtures::{self, adult};
-use caldicott_app::notify::{NotifyConfig, NotifyCourier};
 use caldicott_app::outbox::{Courier, Draft};
 use caldicott_app::App;
 use caldicott_core::audit::{Actor, ActorKind};
@@ -190,8 +190,8 @@ async fn notify_delivers_with_a_fresh_token_and_reports_come_back(t: &test_suppo
         ids.push(app.queue_message(tp.practice.id, system.clone(), draft).await.unwrap().id);
     }
     let key = format!("caldicott_test-{SERVICE}-{SECRET}");
-    let (service_id, secret) = caldicott_app::notify::split_key(&key).unwrap();
-    assert!(caldicott_app::notify::split_key("not-a-key").is_err());
+    let (service_id, secret) = caldicott_adapters::notify::split_key(&key).unwrap();
+    assert!(caldicott_adapters::notify::split_key("not-a-key").is_err());
     let courier: Arc<dyn Courier> = Arc::new(NotifyCourier::new(NotifyConfig {
         base_url,
         service_id,

@@ -21,8 +21,8 @@ use skrifa::{FontRef, MetadataProvider};
 use std::collections::HashMap;
 use std::num::NonZeroU16;
 
-static REGULAR: &[u8] = include_bytes!("../../fonts/DejaVuSans.ttf");
-static BOLD: &[u8] = include_bytes!("../../fonts/DejaVuSans-Bold.ttf");
+static REGULAR: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+static BOLD: &[u8] = include_bytes!("../fonts/DejaVuSans-Bold.ttf");
 
 const PAGE_W: f32 = 595.0;
 const PAGE_H: f32 = 842.0;

@@ -14,7 +14,7 @@
 //! `CALDICOTT_NOTIFY_SMS_TEMPLATE`, `CALDICOTT_NOTIFY_LETTER_TEMPLATE`, and optionally
 //! `CALDICOTT_NOTIFY_URL` (default `https://api.notifications.service.gov.uk`).
 
-use crate::outbox::{Accepted, Courier, Failure};
+use caldicott_app::outbox::{Accepted, Courier, Failure};
 use caldicott_core::messages::{Channel, OutboundMessage};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;

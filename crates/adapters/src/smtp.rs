@@ -11,7 +11,7 @@
 //! text as written in a `text/plain` part, then the same text, HTML-escaped, in a `text/html`
 //! part, both UTF-8.
 
-use crate::outbox::{Accepted, Courier, Failure};
+use caldicott_app::outbox::{Accepted, Courier, Failure};
 use caldicott_core::messages::{Channel, OutboundMessage};
 use lettre::message::MultiPart;
 use lettre::transport::smtp::SmtpTransport;
@@ -121,7 +121,7 @@ impl Courier for Couriers {
         match (m.channel, &self.smtp, &self.notify) {
             (Channel::Email, Some(smtp), _) => smtp.deliver(m),
             (_, _, Some(notify)) => notify.deliver(m),
-            _ => crate::outbox::LogCourier.deliver(m),
+            _ => caldicott_app::outbox::LogCourier.deliver(m),
         }
     }
 
