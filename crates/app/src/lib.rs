@@ -104,21 +104,15 @@ pub use accounts::settings;
 pub use accounts::setup;
 pub use accounts::staff_admin;
 
-/// The demo practice and the test suites' fixtures.
+/// Bulk loading for the demo generator (`caldicott-demo`), and the test suites' fixtures.
 mod seed {
-    pub mod demo;
-    pub(crate) mod demo_data;
-    pub mod demo_icb;
-    pub mod demo_services;
+    pub mod bulk;
     /// Test fixtures: only in builds with the `testing` feature (the test suites'), never in the
     /// binary.
     #[cfg(any(test, feature = "testing"))]
     pub mod fixtures;
 }
-pub use seed::demo;
-pub(crate) use seed::demo_data;
-pub use seed::demo_icb;
-pub use seed::demo_services;
+pub use seed::bulk;
 #[cfg(any(test, feature = "testing"))]
 pub use seed::fixtures;
 

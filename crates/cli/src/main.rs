@@ -7,10 +7,10 @@ mod sar;
 mod server;
 
 use anyhow::{bail, Context};
-use caldicott_app::demo::{build_demo, DemoOptions, DemoReport};
 use caldicott_app::{auth, system_clock, App};
 use caldicott_core::audit::{ChainHash, ChainHead};
 use caldicott_core::practice::{OdsCode, Practice};
+use caldicott_demo::{build_demo, DemoOptions, DemoReport};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -462,7 +462,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("Preparing the demo practice ({patients} patients, seed {seed}) …");
             let report = build_demo(&app, &DemoOptions { patients, seed, as_of, long_record }).await?;
             if practices > 0 {
-                let password = caldicott_app::demo::demo_passwords(seed)[4].clone();
+                let password = caldicott_demo::demo_passwords(seed)[4].clone();
                 let bar = indicatif::ProgressBar::new(u64::from(practices));
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
@@ -473,7 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bar.set_message(practice_patients.to_string());
                 let tick = bar.clone();
                 let started = std::time::Instant::now();
-                let built = caldicott_app::demo_icb::build_service(
+                let built = caldicott_demo::icb::build_service(
                     &app,
                     practices,
                     practice_patients,
@@ -486,9 +486,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bar.finish_and_clear();
                 eprintln!(
                     "Service practices Y00001–{}: {built} built in {:.0} s; each has practice manager \"{}\" with password {password}",
-                    caldicott_app::demo_icb::service_ods(practices),
+                    caldicott_demo::icb::service_ods(practices),
                     started.elapsed().as_secs_f64(),
-                    caldicott_app::demo_icb::SERVICE_MANAGER
+                    caldicott_demo::icb::SERVICE_MANAGER
                 );
             }
             let key_file = write_demo_key(&db, &report)?;
@@ -710,7 +710,7 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, &str)>, key_file: Opti
         println!();
         println!(
             "FHIR integration \"{}\" (system/*.read): client id {client_id}, private key in {}",
-            caldicott_app::demo_services::DEMO_INTEGRATION,
+            caldicott_demo::services::DEMO_INTEGRATION,
             key.display()
         );
         println!(

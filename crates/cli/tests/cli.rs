@@ -504,7 +504,7 @@ fn the_crates_depend_one_way() {
     // Issue 22, ARCHITECTURE.md: cli → web → adapters → app → store → core (fhir and pdf: pure
     // mapping, below app), no arrow back up; every workspace member has its place; the web layer reaches
     // data only through app's use cases (no dependency on the store); the FHIR mapping does no IO.
-    let order = ["core", "fhir", "pdf", "store", "app", "adapters", "web", "cli"];
+    let order = ["core", "fhir", "pdf", "store", "app", "adapters", "demo", "web", "cli"];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let workspace: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("../Cargo.toml")).unwrap()).unwrap();
     let members: Vec<String> = workspace["workspace"]["members"]
@@ -531,6 +531,8 @@ fn the_crates_depend_one_way() {
         }
         if *name == "web" {
             assert!(!deps.contains_key("caldicott-store"), "the web layer depends on the store directly");
+            // The bulk-loading door (App::seeding) is the demo's alone, never a route's.
+            assert!(!deps.contains_key("caldicott-demo"), "the web layer depends on the demo generator");
         }
         if matches!(*name, "fhir" | "pdf") {
             for io in ["caldicott-store", "tokio", "sqlx", "ureq", "lettre"] {

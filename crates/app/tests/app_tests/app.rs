@@ -1211,7 +1211,7 @@ both!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_is_deterministic_and_realistic() {
-    use caldicott_app::demo::{build_demo, DemoOptions};
+    use caldicott_demo::{build_demo, DemoOptions};
     let opts = DemoOptions { patients: 80, seed: 7, as_of: fixtures::date(2026, 11, 22), long_record: Some(300) };
     let mut summaries = Vec::new();
     for _ in 0..2 {

@@ -679,8 +679,8 @@ async fn fhir_client(app: &App, client: &str, secret: &str, link: &str, acting_f
 /// R4. What it receives is exactly what the staff "view as patient / as proxy" marks visible:
 /// every visible entry once, nothing that is hidden from that viewer.
 async fn a_real_fhir_client_reads_the_demo_patients_through_a_linked_app(t: &TestStore) {
-    use caldicott_app::demo::{build_demo, DemoOptions};
     use caldicott_app::record::ViewAs;
+    use caldicott_demo::{build_demo, DemoOptions};
     let app = app(t);
     let opts = DemoOptions { patients: 20, seed: 3, as_of: caldicott_app::fixtures::today(), long_record: None };
     let report = build_demo(&app, &opts).await.unwrap();

@@ -2,8 +2,8 @@
 //! Each practice is lean (patients, registrations and their 104/106 codes only) so that a
 //! service of millions of patients can be generated on a small machine. Deterministic by seed.
 
-use crate::setup::{create_practice, create_staff, NewPractice};
-use crate::{new_id, App, AppResult};
+use caldicott_app::setup::{create_practice, create_staff, NewPractice};
+use caldicott_app::{new_id, App, AppResult};
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::{Author, Entry, EntryBody, OnlineVisibility, Origin};
 use caldicott_core::ids::*;
@@ -47,10 +47,10 @@ pub async fn build_service(
     let mut built = 0;
     for n in 1..=practices {
         let ods = service_ods(n);
-        let parsed = OdsCode::parse(&ods).map_err(|e| crate::AppError::Internal(e.to_string()))?;
-        if let Some(existing) = app.store.practice_by_ods(&parsed).await? {
+        let parsed = OdsCode::parse(&ods).map_err(|e| caldicott_app::AppError::Internal(e.to_string()))?;
+        if let Some(existing) = app.practice_by_ods(&parsed).await? {
             // Built before: make sure it has its manager and all its patients.
-            if app.store.staff_by_username(existing.id, SERVICE_MANAGER).await?.is_none() {
+            if app.seeding().staff_by_username(existing.id, SERVICE_MANAGER).await?.is_none() {
                 create_staff(
                     app,
                     existing.id,
@@ -62,11 +62,11 @@ pub async fn build_service(
                 )
                 .await?;
             }
-            if app.store.patient_count(existing.id).await? >= i64::from(patients) {
+            if app.seeding().patient_count(existing.id).await? >= i64::from(patients) {
                 progress(n);
                 continue;
             }
-            return Err(crate::AppError::Conflict(format!(
+            return Err(caldicott_app::AppError::Conflict(format!(
                 "practice {ods} was left half-built by an interrupted run; start again on a fresh database"
             )));
         }
@@ -107,7 +107,7 @@ pub async fn build_service(
                 .find_map(|k: u32| {
                     NhsNumber::from_first_nine(400_000_000 + (n % 500) * 1_000_000 + (i * 7 + k) % 1_000_000)
                 })
-                .ok_or_else(|| crate::AppError::Internal("no NHS number".into()))?;
+                .ok_or_else(|| caldicott_app::AppError::Internal("no NHS number".into()))?;
             let patient = Patient {
                 id: PatientId::from_uuid(new_id()),
                 practice: practice.id,
@@ -166,7 +166,7 @@ pub async fn build_service(
                     Outcome::Success,
                     format!("patients={}", batch.len()),
                 );
-                app.store.seed_patients(practice.id, &batch, &codes, &audit).await?;
+                app.seeding().seed_patients(practice.id, &batch, &codes, &audit).await?;
                 batch.clear();
                 codes.clear();
             }

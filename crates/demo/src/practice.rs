@@ -4,9 +4,9 @@
 //! NHS numbers come only from the 999 test range, names from lists of common UK names, and
 //! mobile numbers from Ofcom's drama range, so nothing in it can reach a real person.
 
-use crate::demo_data::*;
-use crate::setup::{create_practice, create_staff, NewPractice};
-use crate::{App, AppResult};
+use crate::data::*;
+use caldicott_app::setup::{create_practice, create_staff, NewPractice};
+use caldicott_app::{App, AppResult};
 use caldicott_core::access::*;
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::*;
@@ -53,7 +53,7 @@ pub struct DemoReport {
     /// The NHS number of the long record, when one was asked for.
     pub long_record: Option<NhsNumber>,
     /// Patient logins for the patient services at `/my`.
-    pub patient_logins: Vec<crate::demo_services::DemoLogin>,
+    pub patient_logins: Vec<crate::services::DemoLogin>,
     /// The demo pharmacy's credentials for posting Update Record messages: (ODS, client id,
     /// secret).
     pub pharmacy: (String, String, String),
@@ -100,12 +100,12 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
         .zip(&passwords)
         .map(|((u, n, r), p)| DemoStaff { username: (*u).into(), name: (*n).into(), role: *r, password: p.clone() })
         .collect();
-    let ods = OdsCode::parse(DEMO_ODS).map_err(|e| crate::AppError::Internal(e.to_string()))?;
-    if let Some(practice) = app.store.practice_by_ods(&ods).await? {
-        let patients = app.store.patient_count(practice.id).await?;
-        let patient_logins = crate::demo_services::demo_logins(opts.seed);
-        let pharmacy = crate::demo_services::demo_pharmacy(opts.seed);
-        let integration = crate::demo_services::demo_integration(app, &practice, opts.seed).await?;
+    let ods = OdsCode::parse(DEMO_ODS).map_err(|e| caldicott_app::AppError::Internal(e.to_string()))?;
+    if let Some(practice) = app.practice_by_ods(&ods).await? {
+        let patients = app.seeding().patient_count(practice.id).await?;
+        let patient_logins = crate::services::demo_logins(opts.seed);
+        let pharmacy = crate::services::demo_pharmacy(opts.seed);
+        let integration = crate::services::demo_integration(app, &practice, opts.seed).await?;
         return Ok(DemoReport {
             practice,
             staff,
@@ -163,10 +163,10 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
         }
     }
     flush(app, practice.id, &mut batch).await?;
-    let patient_logins = crate::demo_services::seed_patient_services(app, &practice, opts).await?;
-    let patients = app.store.patient_count(practice.id).await?;
-    let pharmacy = crate::demo_services::seed_pharmacy(app, &practice, opts.seed).await?;
-    let integration = crate::demo_services::demo_integration(app, &practice, opts.seed).await?;
+    let patient_logins = crate::services::seed_patient_services(app, &practice, opts).await?;
+    let patients = app.seeding().patient_count(practice.id).await?;
+    let pharmacy = crate::services::seed_pharmacy(app, &practice, opts.seed).await?;
+    let integration = crate::services::demo_integration(app, &practice, opts.seed).await?;
     Ok(DemoReport { practice, staff, patients, built: true, long_record, patient_logins, pharmacy, integration })
 }
 
@@ -178,7 +178,7 @@ async fn flush(app: &App, practice: PracticeId, batch: &mut Vec<PatientImport>) 
         .iter()
         .map(|i| {
             AuditRecord::new(
-                AuditEventId::from_uuid(crate::new_id()),
+                AuditEventId::from_uuid(caldicott_app::new_id()),
                 app.now(),
                 system(),
                 Some(i.patient.id),
@@ -189,7 +189,7 @@ async fn flush(app: &App, practice: PracticeId, batch: &mut Vec<PatientImport>) 
             )
         })
         .collect();
-    app.store.import_patients(practice, batch, &audits).await?;
+    app.seeding().import_patients(practice, batch, &audits).await?;
     batch.clear();
     Ok(())
 }

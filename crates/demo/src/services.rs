@@ -3,10 +3,10 @@
 //! identity was not fully checked (P5: appointments, no record), clinics of bookable slots for
 //! the next two weeks, repeat medicines and a nominated pharmacy.
 
-use crate::appointments::NewClinic;
-use crate::demo::DemoOptions;
-use crate::patient_services::SignUp;
-use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
+use crate::practice::DemoOptions;
+use caldicott_app::appointments::NewClinic;
+use caldicott_app::patient_services::SignUp;
+use caldicott_app::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::*;
 use caldicott_core::audit::Action;
 use caldicott_core::entry::*;
@@ -29,7 +29,7 @@ pub struct DemoLogin {
 
 /// The demo's patient logins for a seed: the same seed gives the same passwords.
 pub fn demo_logins(seed: u64) -> Vec<DemoLogin> {
-    let passwords = crate::demo::demo_passwords(seed ^ 0x7061_7469);
+    let passwords = crate::practice::demo_passwords(seed ^ 0x7061_7469);
     [
         ("hannah.rivers", "P9: her record, appointments and repeats; acts for her son Leo", HANNAH),
         ("omar.haddad", "P5: appointments and messages, no record", OMAR),
@@ -113,7 +113,7 @@ fn repeat(drug: &str, dosage: &str, quantity: &str) -> EntryBody {
 
 /// Adds the patient-services part of the demo, and returns the patient logins to print.
 pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOptions) -> AppResult<Vec<DemoLogin>> {
-    let staff = app.store.staff_members(practice.id).await?;
+    let staff = app.seeding().staff_members(practice.id).await?;
     let as_principal = |role: Role| {
         staff.iter().find(|s| s.role == role).map(|s| StaffPrincipal {
             practice: practice.id,
@@ -134,15 +134,14 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     let omar = person(practice, nhs(OMAR.0)?, "Omar", "Haddad", born(OMAR.1), Sex::Male);
     let grace = person(practice, nhs(GRACE.0)?, "Grace", "Okonkwo", born(GRACE.1), Sex::Female);
     for p in [&hannah, &leo, &omar, &grace] {
-        let audit = app.audit_record(
+        let audit = app.seeding().audit(
             &reception,
             Some(p.id),
             Action::PatientCreate,
             format!("patient/{}", p.id),
-            caldicott_core::audit::Outcome::Success,
             "demo patient services",
         );
-        app.store.create_patient(practice.id, p, &audit).await?;
+        app.seeding().create_patient(practice.id, p, &audit).await?;
     }
     let entries = vec![
         entry(
@@ -198,15 +197,14 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
             ..entry(&grace, 10, &doctor, EntryBody::Coded { value: None })
         },
     ];
-    let audit = app.audit_record(
+    let audit = app.seeding().audit(
         &doctor,
         None,
         Action::EntryCreate,
         "demo/patient-services",
-        caldicott_core::audit::Outcome::Success,
         format!("entries={}", entries.len()),
     );
-    app.store.add_entries(practice.id, &entries, &audit).await?;
+    app.seeding().add_entries(practice.id, &entries, &audit).await?;
     let link = ProxyLink {
         id: ProxyLinkId::from_uuid(new_id()),
         patient: leo.id,
@@ -225,15 +223,9 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
         ends_on: None,
         status: ProxyStatus::Active,
     };
-    let audit = app.audit_record(
-        &doctor,
-        Some(leo.id),
-        Action::ProxyLinkCreate,
-        format!("proxy/{}", link.id),
-        caldicott_core::audit::Outcome::Success,
-        "demo",
-    );
-    app.store.create_proxy_link(practice.id, &link, &audit).await?;
+    let audit =
+        app.seeding().audit(&doctor, Some(leo.id), Action::ProxyLinkCreate, format!("proxy/{}", link.id), "demo");
+    app.seeding().create_proxy_link(practice.id, &link, &audit).await?;
     app.nominate_pharmacy(&reception, hannah.nhs_number.as_str(), "FQ560", "Riverside Pharmacy").await?;
 
     let logins = demo_logins(opts.seed);
@@ -303,7 +295,7 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
 /// The demo pharmacy that sends Update Record messages, and its credentials for a seed:
 /// (ODS code, client id, secret).
 pub fn demo_pharmacy(seed: u64) -> (String, String, String) {
-    let secret = crate::demo::demo_passwords(seed ^ 0x7068_6172)[0].clone();
+    let secret = crate::practice::demo_passwords(seed ^ 0x7068_6172)[0].clone();
     ("FA123".into(), "upd_demo_fa123".into(), format!("pharmacy-{secret}"))
 }
 
@@ -312,16 +304,16 @@ pub fn demo_pharmacy(seed: u64) -> (String, String, String) {
 pub async fn seed_pharmacy(app: &App, practice: &Practice, seed: u64) -> AppResult<(String, String, String)> {
     let (ods, client_id, secret) = demo_pharmacy(seed);
     let sender = caldicott_store::inbound::Sender {
-        id: crate::new_id(),
+        id: caldicott_app::new_id(),
         ods_code: ods.clone(),
         name: "Quayside Pharmacy".into(),
         client_id: client_id.clone(),
-        secret_hash: crate::apps::sha256(&secret).to_vec(),
+        secret_hash: app.seeding().credential_hash(&secret),
         active: true,
         created_at: app.now(),
     };
     let audit = caldicott_core::audit::AuditRecord::new(
-        caldicott_core::ids::AuditEventId::from_uuid(crate::new_id()),
+        caldicott_core::ids::AuditEventId::from_uuid(caldicott_app::new_id()),
         app.now(),
         caldicott_core::audit::Actor {
             kind: caldicott_core::audit::ActorKind::System,
@@ -334,8 +326,8 @@ pub async fn seed_pharmacy(app: &App, practice: &Practice, seed: u64) -> AppResu
         caldicott_core::audit::Outcome::Success,
         format!("ods={ods}"),
     );
-    app.store.create_sender(practice.id, &sender, &audit).await?;
-    let check = include_str!("../../../../docs/examples/update-record/blood-pressure-check.json");
+    app.seeding().create_sender(practice.id, &sender, &audit).await?;
+    let check = include_str!("../../../docs/examples/update-record/blood-pressure-check.json");
     app.receive_update_http(&client_id, &secret, check.as_bytes()).await?;
     Ok((ods, client_id, secret))
 }
@@ -365,16 +357,9 @@ async fn seed_sar(
         Redaction::new(HiddenReason::ThirdParty, "Information about his brother", &doctor.name, app.now())
             .map_err(|e| AppError::Internal(e.to_string()))?,
     );
-    let audit = app.audit_record(
-        doctor,
-        Some(omar.id),
-        Action::EntryCreate,
-        "demo/sar",
-        caldicott_core::audit::Outcome::Success,
-        "entries=1",
-    );
-    app.store.add_entries(practice.id, &[letter], &audit).await?;
-    let compose = crate::chat::Compose {
+    let audit = app.seeding().audit(doctor, Some(omar.id), Action::EntryCreate, "demo/sar", "entries=1");
+    app.seeding().add_entries(practice.id, &[letter], &audit).await?;
+    let compose = caldicott_app::chat::Compose {
         to: format!("staff:{}", doctor.staff),
         body: format!(
             "Omar Haddad ({}) rang about his back pain again. His brother answered first and asked what it was about.",
@@ -384,11 +369,11 @@ async fn seed_sar(
         link: Some(true),
         on_screen: String::new(),
     };
-    if let Ok(crate::chat::Sent::Sent(m)) = app.send_staff_message(reception, &compose).await? {
+    if let Ok(caldicott_app::chat::Sent::Sent(m)) = app.send_staff_message(reception, &compose).await? {
         app.delete_staff_message(doctor, m.id).await?;
     }
     let received = app.today() - Duration::days(10);
-    let request = crate::sar::NewSar {
+    let request = caldicott_app::sar::NewSar {
         nhs_number: omar.nhs_number.as_str().to_owned(),
         requester: "Omar Haddad".into(),
         relationship: String::new(),
@@ -436,7 +421,7 @@ async fn seed_clinic_letter(
         ],
     };
     let pdf = caldicott_pdf::render(&letter, |_, _| {}).map_err(|e| AppError::Internal(e.to_string()))?;
-    let doc = crate::documents::NewDocument {
+    let doc = caldicott_app::documents::NewDocument {
         title: "Letter from the hypertension clinic".into(),
         summary: "Home readings average 131/84; continue amlodipine, recheck in 6 months".into(),
         day: on.day().to_string(),
@@ -447,7 +432,7 @@ async fn seed_clinic_letter(
     };
     let added = app.add_document(reception, hannah.nhs_number.as_str(), doc).await?;
     let id = added.map_err(|p| AppError::Internal(format!("demo letter: {p:?}")))?;
-    app.file(doctor, id, &crate::redaction::VisibilityChange::Show { note: String::new() }, false).await
+    app.file(doctor, id, &caldicott_app::redaction::VisibilityChange::Show { note: String::new() }, false).await
 }
 
 /// The demo practice's reporting system: an integration with a key made from the seed (the
@@ -467,22 +452,26 @@ pub fn demo_integration_key(seed: u64) -> AppResult<(String, String)> {
 }
 
 async fn seed_integration(app: &App, practice: &Practice, seed: u64) -> AppResult<()> {
-    let staff = app.store.staff_members(practice.id).await?;
+    let staff = app.seeding().staff_members(practice.id).await?;
     let admin = staff
         .iter()
         .find(|s| s.role == Role::Administrator)
         .map(|s| StaffPrincipal { practice: practice.id, staff: s.id, name: s.display_name.clone(), role: s.role })
         .ok_or_else(|| AppError::Internal("the demo needs an administrator".into()))?;
     let (_, public) = demo_integration_key(seed)?;
-    let new =
-        crate::fhir_api::NewIntegration { name: DEMO_INTEGRATION.into(), public_key: public, scopes: String::new() };
+    let new = caldicott_app::fhir_api::NewIntegration {
+        name: DEMO_INTEGRATION.into(),
+        public_key: public,
+        scopes: String::new(),
+    };
     app.register_integration(&admin, &new).await?;
     Ok(())
 }
 
 /// The demo integration's client id, and its private key, once the demo practice exists.
 pub async fn demo_integration(app: &App, practice: &Practice, seed: u64) -> AppResult<Option<(String, String)>> {
-    let Some(i) = app.store.integrations(practice.id).await?.into_iter().find(|i| i.name == DEMO_INTEGRATION) else {
+    let Some(i) = app.seeding().integrations(practice.id).await?.into_iter().find(|i| i.name == DEMO_INTEGRATION)
+    else {
         return Ok(None);
     };
     Ok(Some((i.client_id, demo_integration_key(seed)?.0)))
