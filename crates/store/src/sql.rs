@@ -4,7 +4,7 @@
 //! times, text, integers, booleans, bytes). Only the schema (see `migrations/`) and connection
 //! setup differ.
 
-use crate::db::{insert_rows, query, Bind, Pool, Row, Tx};
+use crate::db::{insert_rows, query, Bind, Pool, Query, Row, Tx};
 use crate::rows::{self, corrupt, Cols};
 use crate::*;
 use caldicott_core::access::*;
@@ -290,6 +290,30 @@ impl SqlStore {
     async fn commit_audited(mut tx: Tx, practice: PracticeId, records: &[&AuditRecord]) -> StoreResult<()> {
         Self::append_in(&mut tx, practice, records).await?;
         tx.commit().await
+    }
+
+    /// One statement and its audit events, committed together: the rows it changed.
+    async fn execute_audited(&self, practice: PracticeId, q: Query<'_>, records: &[&AuditRecord]) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let done = q.execute(&mut tx).await?;
+        Self::commit_audited(tx, practice, records).await?;
+        Ok(done.rows_affected())
+    }
+
+    /// One statement that must change a row, and its audit events: when it changes none,
+    /// `NotFound(what)` and nothing is written (the audit neither).
+    async fn change_one_audited(
+        &self,
+        practice: PracticeId,
+        q: Query<'_>,
+        what: &'static str,
+        records: &[&AuditRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if q.execute(&mut tx).await?.rows_affected() == 0 {
+            return Err(StoreError::NotFound(what));
+        }
+        Self::commit_audited(tx, practice, records).await
     }
 
     /// Appends records to one practice's chain inside `tx`.

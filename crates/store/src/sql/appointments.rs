@@ -86,8 +86,7 @@ impl AppointmentStore for SqlStore {
     }
 
     async fn book_slot(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(practice.as_uuid())
@@ -95,10 +94,8 @@ impl AppointmentStore for SqlStore {
         .bind(a.slot.as_uuid())
         .bind(a.patient.as_uuid())
         .bind(a.booked_at)
-        .bind(&a.booked_by)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(&a.booked_by);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn cancel_appointment(
@@ -110,8 +107,7 @@ impl AppointmentStore for SqlStore {
         by: &str,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE appointment SET cancelled_at = $1, cancelled_by = $2 \
              WHERE practice_id = $3 AND id = $4 AND patient_id = $5 AND cancelled_at IS NULL",
         )
@@ -119,13 +115,8 @@ impl AppointmentStore for SqlStore {
         .bind(by)
         .bind(practice.as_uuid())
         .bind(id.as_uuid())
-        .bind(patient.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("booked appointment"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(patient.as_uuid());
+        self.change_one_audited(practice, q, "booked appointment", &[audit]).await
     }
 
     async fn appointments_for_patient(

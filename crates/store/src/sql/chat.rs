@@ -29,8 +29,7 @@ fn message_row(r: &impl Cols) -> StoreResult<StaffMessage> {
 #[async_trait]
 impl ChatStore for SqlStore {
     async fn send_staff_message(&self, practice: PracticeId, m: &StaffMessage, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO staff_message (practice_id, id, sender_id, sender_name, to_staff_id, to_team, body, patient_id, sent_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -42,10 +41,8 @@ impl ChatStore for SqlStore {
         .bind(&m.to_team)
         .bind(&m.body)
         .bind(m.patient.map(|p| p.as_uuid()))
-        .bind(m.sent_at)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(m.sent_at);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn staff_message(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<StaffMessage>> {

@@ -89,8 +89,7 @@ impl FhirStore for SqlStore {
     }
 
     async fn create_integration(&self, practice: PracticeId, i: &Integration, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO fhir_integration (practice_id, id, name, client_id, public_key, scopes, active, \
              created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -102,10 +101,8 @@ impl FhirStore for SqlStore {
         .bind(&i.scopes)
         .bind(i.active)
         .bind(i.created_at)
-        .bind(&i.created_by)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(&i.created_by);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn integrations(&self, practice: PracticeId) -> StoreResult<Vec<Integration>> {

@@ -82,8 +82,7 @@ async fn close_task(tx: &mut Tx, practice: PracticeId, t: &Task) -> StoreResult<
 #[async_trait]
 impl InboundStore for SqlStore {
     async fn create_sender(&self, practice: PracticeId, s: &Sender, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO update_record_sender (practice_id, id, ods_code, name, client_id, secret_hash, active, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -94,10 +93,8 @@ impl InboundStore for SqlStore {
         .bind(&s.client_id)
         .bind(&s.secret_hash)
         .bind(s.active)
-        .bind(s.created_at)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(s.created_at);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn senders(&self, practice: PracticeId) -> StoreResult<Vec<Sender>> {

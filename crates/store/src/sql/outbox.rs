@@ -302,20 +302,14 @@ impl OutboxStore for SqlStore {
         mobile: Option<&str>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE patient SET preferred_contact = $1, email = $2, mobile = $3 WHERE practice_id = $4 AND id = $5",
         )
         .bind(preferred.code().map(i32::from))
         .bind(email)
         .bind(mobile)
         .bind(practice.as_uuid())
-        .bind(patient.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("patient"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(patient.as_uuid());
+        self.change_one_audited(practice, q, "patient", &[audit]).await
     }
 }

@@ -137,17 +137,14 @@ impl PatientServiceStore for SqlStore {
         confirmed: bool,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "UPDATE patient_login SET totp_secret = $1, totp_confirmed = $2 WHERE practice_id = $3 AND account_id = $4",
         )
         .bind(secret)
         .bind(confirmed)
         .bind(practice.as_uuid())
-        .bind(account.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(account.as_uuid());
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn create_patient_session(
@@ -156,8 +153,7 @@ impl PatientServiceStore for SqlStore {
         s: &PatientSession,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO patient_session (practice_id, id, account_id, secret_hash, csrf_token, created_at, last_seen_at, expires_at, stage) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -169,10 +165,8 @@ impl PatientServiceStore for SqlStore {
         .bind(s.created_at)
         .bind(s.last_seen_at)
         .bind(s.expires_at)
-        .bind(s.stage.as_str())
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(s.stage.as_str());
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn patient_session(
@@ -211,14 +205,12 @@ impl PatientServiceStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query("UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
-            .bind(at)
-            .bind(practice.as_uuid())
-            .bind(id.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        let q =
+            query("UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+                .bind(at)
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid());
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn set_patient_password(
@@ -310,14 +302,11 @@ impl PatientServiceStore for SqlStore {
         identity: IdentityLevel,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query("UPDATE online_account SET identity_level = $1 WHERE practice_id = $2 AND id = $3")
+        let q = query("UPDATE online_account SET identity_level = $1 WHERE practice_id = $2 AND id = $3")
             .bind(identity.as_str())
             .bind(practice.as_uuid())
-            .bind(account.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+            .bind(account.as_uuid());
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn update_proxy_link(&self, practice: PracticeId, l: &ProxyLink, audit: &AuditRecord) -> StoreResult<()> {
@@ -368,8 +357,7 @@ impl PatientServiceStore for SqlStore {
     }
 
     async fn create_app(&self, practice: PracticeId, a: &PatientApp, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO patient_app (practice_id, id, name, supplier, client_id, client_secret_hash, active, created_at, \
              nhs_login_client_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -381,10 +369,8 @@ impl PatientServiceStore for SqlStore {
         .bind(a.client_secret_hash.to_vec())
         .bind(a.active)
         .bind(a.created_at)
-        .bind(&a.nhs_login_client_id)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(&a.nhs_login_client_id);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn apps(&self, practice: PracticeId) -> StoreResult<Vec<PatientApp>> {
@@ -404,17 +390,11 @@ impl PatientServiceStore for SqlStore {
         active: bool,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query("UPDATE patient_app SET active = $3 WHERE practice_id = $1 AND id = $2")
+        let q = query("UPDATE patient_app SET active = $3 WHERE practice_id = $1 AND id = $2")
             .bind(practice.as_uuid())
             .bind(app.as_uuid())
-            .bind(active)
-            .execute(&mut tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("app"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+            .bind(active);
+        self.change_one_audited(practice, q, "app", &[audit]).await
     }
 
     async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>> {
@@ -579,8 +559,7 @@ impl PatientServiceStore for SqlStore {
 
     async fn file_entry(&self, practice: PracticeId, e: &Entry, audit: &AuditRecord) -> StoreResult<()> {
         let (reason, note, by, at) = visibility_columns(&e.visibility);
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE entry SET body = $1, awaiting_filing = $2, hidden_reason = $3, hidden_note = $4, hidden_by = $5, \
              hidden_at = $6 WHERE practice_id = $7 AND id = $8 AND awaiting_filing",
         )
@@ -591,13 +570,8 @@ impl PatientServiceStore for SqlStore {
         .bind(by)
         .bind(at)
         .bind(practice.as_uuid())
-        .bind(e.id.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("entry waiting to be filed"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(e.id.as_uuid());
+        self.change_one_audited(practice, q, "entry waiting to be filed", &[audit]).await
     }
 
     async fn set_entries_visibility(

@@ -34,19 +34,13 @@ impl PatientStore for SqlStore {
         on: NaiveDate,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE registration SET ended = $1 WHERE practice_id = $2 AND patient_id = $3 AND ended IS NULL AND started <= $1",
         )
         .bind(on)
         .bind(practice.as_uuid())
-        .bind(patient.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("current registration"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(patient.as_uuid());
+        self.change_one_audited(practice, q, "current registration", &[audit]).await
     }
 
     async fn recently_viewed(

@@ -67,8 +67,7 @@ impl PracticeStore for SqlStore {
         s: &OnlineServicesSettings,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4, \
              visible_online_by_default = $5, show_staff_names = $6, cancel_cutoff_hours = $7, pause_reason = $8, \
              accept_update_record = $9 WHERE id = $10",
@@ -82,12 +81,7 @@ impl PracticeStore for SqlStore {
         .bind(i32::from(s.cancel_cutoff_hours))
         .bind(if s.paused { Some(s.pause_reason.as_str()) } else { None })
         .bind(s.accept_update_record)
-        .bind(practice.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("practice"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(practice.as_uuid());
+        self.change_one_audited(practice, q, "practice", &[audit]).await
     }
 }

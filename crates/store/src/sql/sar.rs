@@ -4,7 +4,7 @@ use super::SqlStore;
 use crate::db::query;
 use crate::rows::Cols;
 use crate::sar::*;
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
 use async_trait::async_trait;
 use caldicott_core::audit::AuditRecord;
 use caldicott_core::ids::{PatientId, PracticeId};
@@ -64,8 +64,7 @@ fn release_row(r: &impl Cols) -> StoreResult<SarRelease> {
 #[async_trait]
 impl SarStore for SqlStore {
     async fn create_sar(&self, practice: PracticeId, s: &SarRequest, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO sar_request (practice_id, id, patient_id, requester, relationship, received, waiting_for, \
              identity_verified, clarified, manifestly_unfounded, fee_received, notes, status, extension_reason, \
              extension_notified_on, closed_on, close_note, created_at, created_by, period_from, period_to, authority) \
@@ -92,15 +91,12 @@ impl SarStore for SqlStore {
         .bind(&s.created_by)
         .bind(s.period_from)
         .bind(s.period_to)
-        .bind(&s.authority)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(&s.authority);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn update_sar(&self, practice: PracticeId, s: &SarRequest, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE sar_request SET waiting_for = $1, identity_verified = $2, clarified = $3, manifestly_unfounded = $4, \
              fee_received = $5, notes = $6, status = $7, extension_reason = $8, extension_notified_on = $9, \
              closed_on = $10, close_note = $11 WHERE practice_id = $12 AND id = $13",
@@ -117,13 +113,8 @@ impl SarStore for SqlStore {
         .bind(s.closed_on)
         .bind(&s.close_note)
         .bind(practice.as_uuid())
-        .bind(s.id)
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("subject access request"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(s.id);
+        self.change_one_audited(practice, q, "subject access request", &[audit]).await
     }
 
     async fn sar(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<SarRequest>> {
@@ -144,21 +135,15 @@ impl SarStore for SqlStore {
     }
 
     async fn set_sar_scope(&self, practice: PracticeId, s: &SarRequest, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE sar_request SET period_from = $1, period_to = $2, authority = $3 WHERE practice_id = $4 AND id = $5",
         )
         .bind(s.period_from)
         .bind(s.period_to)
         .bind(&s.authority)
         .bind(practice.as_uuid())
-        .bind(s.id)
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("subject access request"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(s.id);
+        self.change_one_audited(practice, q, "subject access request", &[audit]).await
     }
 
     async fn sar_decisions(&self, practice: PracticeId, sar: Uuid) -> StoreResult<Vec<SarDecision>> {

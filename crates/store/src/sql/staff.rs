@@ -9,8 +9,7 @@ impl StaffStore for SqlStore {
         if s.practice != practice {
             return Err(StoreError::refused("the staff member belongs to another practice"));
         }
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO staff (practice_id, id, username, display_name, role, password_hash, active, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -21,10 +20,8 @@ impl StaffStore for SqlStore {
         .bind(s.role.as_str())
         .bind(&s.password_hash)
         .bind(s.active)
-        .bind(Utc::now())
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(Utc::now());
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn staff_member(&self, practice: PracticeId, id: StaffId) -> StoreResult<Option<StaffMember>> {
@@ -55,8 +52,7 @@ impl StaffStore for SqlStore {
     }
 
     async fn create_api_token(&self, practice: PracticeId, t: &ApiToken, audit: &AuditRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO api_token (practice_id, id, staff_id, label, secret_hash, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -67,10 +63,8 @@ impl StaffStore for SqlStore {
         .bind(t.secret_hash.to_vec())
         .bind(t.created_at)
         .bind(t.expires_at)
-        .bind(t.revoked_at)
-        .execute(&mut tx)
-        .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(t.revoked_at);
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
     async fn api_token(&self, practice: PracticeId, id: TokenId) -> StoreResult<Option<ApiToken>> {
@@ -106,18 +100,11 @@ impl StaffStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done =
-            query("UPDATE api_token SET revoked_at = $1 WHERE practice_id = $2 AND id = $3 AND revoked_at IS NULL")
-                .bind(at)
-                .bind(practice.as_uuid())
-                .bind(id.as_uuid())
-                .execute(&mut tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("active token"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        let q = query("UPDATE api_token SET revoked_at = $1 WHERE practice_id = $2 AND id = $3 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(practice.as_uuid())
+            .bind(id.as_uuid());
+        self.change_one_audited(practice, q, "active token", &[audit]).await
     }
 
     async fn set_staff_active(
@@ -127,17 +114,11 @@ impl StaffStore for SqlStore {
         active: bool,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query("UPDATE staff SET active = $1 WHERE practice_id = $2 AND id = $3")
+        let q = query("UPDATE staff SET active = $1 WHERE practice_id = $2 AND id = $3")
             .bind(active)
             .bind(practice.as_uuid())
-            .bind(staff.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("staff member"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+            .bind(staff.as_uuid());
+        self.change_one_audited(practice, q, "staff member", &[audit]).await
     }
 
     async fn set_sign_in_state(
@@ -147,8 +128,7 @@ impl StaffStore for SqlStore {
         st: &SignInState,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE staff SET totp_secret = $1, totp_confirmed = $2, failed_sign_ins = $3, locked_until = $4 \
              WHERE practice_id = $5 AND id = $6",
         )
@@ -157,13 +137,8 @@ impl StaffStore for SqlStore {
         .bind(i32::try_from(st.failed).unwrap_or(i32::MAX))
         .bind(st.locked_until)
         .bind(practice.as_uuid())
-        .bind(staff.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("staff member"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(staff.as_uuid());
+        self.change_one_audited(practice, q, "staff member", &[audit]).await
     }
 
     async fn create_session(
@@ -224,13 +199,10 @@ impl StaffStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query("UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
+        let q = query("UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
             .bind(at)
             .bind(practice.as_uuid())
-            .bind(id.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        Self::commit_audited(tx, practice, &[audit]).await
+            .bind(id.as_uuid());
+        self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 }
