@@ -1,7 +1,9 @@
 //! The HTTP face of caldicott. [`router`] builds the whole application; each area owns its
 //! routes. Handlers take extractors that carry permission (a handler that takes [`Staff`] cannot
 //! run for an unauthenticated caller), call one use case in `caldicott-app`, and return JSON or
-//! HTML. Errors are mapped to HTTP in one place, [`WebError`].
+//! HTML. Errors are mapped to HTTP in one place for each: [`WebError`] for JSON, and for pages
+//! the HTML kernel's error pages (`kernel::errors`), which a page handler reaches with `?` through
+//! its `PageError`. The modules form layers with no import circle between them (`layering`).
 
 mod api;
 mod app_api;

@@ -1,6 +1,8 @@
 //! Error pages. An [`AppError`] becomes a page with a status, a title and a plain message (the
 //! staff portal's `error.html`, the patient pages' `my_error.html`), or a redirect to sign-in when
-//! the answer is to sign in; 5xx causes are logged, never shown.
+//! the answer is to sign in; 5xx causes are logged, never shown. Staff page handlers return
+//! `Result<Response, PageError>` and use `?`: an `AppError` before sign-in converts as it is, one
+//! after sign-in with `.in_page(&me)` (the page keeps its header).
 
 use super::chrome::{Chrome, MyChrome};
 use askama::Template;
@@ -53,9 +55,56 @@ pub(crate) fn error_parts(e: &AppError) -> Option<(StatusCode, &'static str, Str
     })
 }
 
+/// What a staff page answers with when a use case refuses: [`page_error`]'s page, with the
+/// signed-in header when there is one.
+pub struct PageError {
+    /// Boxed: the header is large, and an error should be small to return.
+    chrome: Option<Box<Chrome>>,
+    error: AppError,
+}
+
+impl PageError {
+    /// The error page for `error`, with the header of the member of staff signed in.
+    pub(crate) fn new(me: &SignedIn, error: AppError) -> Self {
+        Self { chrome: Some(Box::new(me.into())), error }
+    }
+
+    /// A form that did not parse or does not carry this session's CSRF token.
+    pub(crate) fn form_expired() -> Self {
+        Self {
+            chrome: None,
+            error: AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()),
+        }
+    }
+}
+
+/// Before sign-in, or where the page has no header: the error as it is.
+impl From<AppError> for PageError {
+    fn from(error: AppError) -> Self {
+        Self { chrome: None, error }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        page_error(self.chrome.map(|c| *c), self.error)
+    }
+}
+
+/// A use case's answer on a signed-in page: `app.x(…).await.in_page(&me)?`.
+pub(crate) trait InPage<T> {
+    fn in_page(self, me: &SignedIn) -> Result<T, PageError>;
+}
+
+impl<T> InPage<T> for Result<T, AppError> {
+    fn in_page(self, me: &SignedIn) -> Result<T, PageError> {
+        self.map_err(|e| PageError::new(me, e))
+    }
+}
+
 /// The answer to a form that did not parse or does not carry the CSRF token it should.
 pub(crate) fn forbidden_form() -> Response {
-    page_error(None, AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()))
+    PageError::form_expired().into_response()
 }
 
 /// Back to a page of the patient's record after a change (`rest` follows `/patients/{nhs}`).

@@ -1,7 +1,7 @@
 //! The HTML kernel: what the server-rendered pages share, and nothing else. Cookies and CSRF
-//! tokens ([`cookies`]), the page chrome and form errors ([`chrome`]), error pages
-//! ([`errors`]), the signed-in extractors ([`session`]) and how the things several pages show
-//! are shown ([`display`]).
+//! tokens ([`cookies`]), the page chrome and form errors ([`chrome`]), error pages and
+//! [`PageError`], the error type of a page handler ([`errors`]), the signed-in extractors
+//! ([`session`]) and how the things several pages show are shown ([`display`]).
 //!
 //! Every feature module may use the kernel; the kernel uses no feature module, and its own
 //! modules name each other directly (never through these re-exports), so that the web crate's
@@ -23,5 +23,5 @@ pub(crate) use display::{
     method_label, period_words, qr_svg, section_label, with_param, Banner, ChangeLink, CheckView, EntryRow,
     SectionLink, REASONS,
 };
-pub(crate) use errors::{forbidden_form, my_error, page_error, to_patient};
+pub(crate) use errors::{forbidden_form, my_error, page_error, to_patient, InPage, PageError};
 pub(crate) use session::{Patient, Portal};

@@ -5,8 +5,8 @@
 //! whole record.
 
 use crate::kernel::{
-    access_text, banner, checked, csrf_forms, forbidden_form, long_date, page_error, to_patient, Banner, Chrome,
-    Errors, FieldError, Portal,
+    access_text, banner, checked, csrf_forms, long_date, to_patient, Banner, Chrome, Errors, FieldError, InPage,
+    PageError, Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -105,24 +105,27 @@ fn may_change_access(role: Role) -> bool {
     matches!(role, Role::Clinician | Role::PracticeManager)
 }
 
-async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError>, form: AccessForm) -> Response {
+async fn access_form(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    errors: Vec<FieldError>,
+    form: AccessForm,
+) -> Result<Response, PageError> {
     let chrome = || Some(Chrome::from(me));
     if !may_change_access(me.who.role) {
-        return page_error(
-            chrome(),
+        return Err(PageError::new(
+            me,
             AppError::Forbidden("only clinicians and practice managers change a patient's online access".into()),
-        );
+        ));
     }
     let page = PageRequest { limit: Some(1), ..Default::default() };
-    let rec = match app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await {
-        Ok(r) => r,
-        Err(e) => return page_error(chrome(), e),
-    };
+    let rec = app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await.in_page(me)?;
     let today = app.today();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let mut grants: Vec<_> = rec.access_settings.grants.iter().collect();
     grants.sort_by_key(|g| std::cmp::Reverse(g.level));
-    (
+    Ok((
         status,
         AccessPage {
             chrome: chrome(),
@@ -169,10 +172,10 @@ async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError
             form,
         },
     )
-        .into_response()
+        .into_response())
 }
 
-async fn access_page(State(app): State<App>, me: Portal, Path(nhs): Path<String>) -> Response {
+async fn access_page(State(app): State<App>, me: Portal, Path(nhs): Path<String>) -> Result<Response, PageError> {
     access_form(&app, &me.0, &nhs, Vec::new(), AccessForm::default()).await
 }
 
@@ -243,9 +246,9 @@ async fn change_access(
     me: Portal,
     Path(nhs): Path<String>,
     form: Result<Form<AccessForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     let me = me.0;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let change = match parse_change(&f) {
         Ok(c) => c,
         Err(errors) => return access_form(&app, &me, &nhs, errors, f).await,
@@ -265,15 +268,15 @@ async fn change_access(
             Err(AppError::BadRequest(m)) => {
                 access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }], f).await
             }
-            Err(e) => page_error(Some((&me).into()), e),
+            Err(e) => Err(PageError::new(&me, e)),
         };
     }
     match app.change_access(&me.who, &nhs, &change).await {
-        Ok(_) => to_patient(&me, &nhs, "/access"),
+        Ok(_) => Ok(to_patient(&me, &nhs, "/access")),
         Err(AppError::BadRequest(m)) => {
             access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }], f).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
 
@@ -282,24 +285,20 @@ async fn enhanced_review(
     me: Portal,
     Path(nhs): Path<String>,
     form: Result<Form<ReviewForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     let me = me.0;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let code = match f.code.as_str() {
         "104" => EnhancedReviewCode::Indicated,
         "106" => EnhancedReviewCode::NotIndicated,
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose 104 or 106".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose 104 or 106".into()))),
     };
     if f.confirmed != "yes" {
-        return match app.preview_online_change(&me.who, &nhs, &OnlineChange::EnhancedReview(code)).await {
-            Ok(p) => confirm_page(&app, &me, &nhs, p, "enhanced-review", vec![("code", f.code.clone())]).await,
-            Err(e) => page_error(Some((&me).into()), e),
-        };
+        let p = app.preview_online_change(&me.who, &nhs, &OnlineChange::EnhancedReview(code)).await.in_page(&me)?;
+        return confirm_page(&app, &me, &nhs, p, "enhanced-review", vec![("code", f.code.clone())]).await;
     }
-    match app.add_enhanced_review_code(&me.who, &nhs, code).await {
-        Ok(_) => to_patient(&me, &nhs, &format!("?recorded={}", f.code)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.add_enhanced_review_code(&me.who, &nhs, code).await.in_page(&me)?;
+    Ok(to_patient(&me, &nhs, &format!("?recorded={}", f.code)))
 }
 
 // ---- Checking a change before it is saved ----------------------------------------------------
@@ -400,7 +399,7 @@ async fn confirm_page(
     p: OnlineChangePreview,
     path: &str,
     hidden: Vec<(&'static str, String)>,
-) -> Response {
+) -> Result<Response, PageError> {
     let given = p.patient_name.given.clone();
     let digits: String = nhs.chars().filter(char::is_ascii_digit).collect();
     let mut notes = Vec::new();
@@ -459,12 +458,10 @@ async fn confirm_page(
     viewers.extend(p.proxies.iter().map(|v| viewer_lines(&given, v)));
     let rec_banner = {
         let page = PageRequest { limit: Some(1), ..Default::default() };
-        match app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await {
-            Ok(r) => banner(&r.patient, app.today(), r.enhanced_review.is_active()),
-            Err(e) => return page_error(Some(me.into()), e),
-        }
+        let r = app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await.in_page(me)?;
+        banner(&r.patient, app.today(), r.enhanced_review.is_active())
     };
-    ConfirmPage {
+    Ok(ConfirmPage {
         chrome: Some(me.into()),
         banner: rec_banner,
         title,
@@ -476,7 +473,7 @@ async fn confirm_page(
         confirm_label,
         back: format!("/patients/{digits}{}", if path == "access" { "/access" } else { "" }),
     }
-    .into_response()
+    .into_response())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! account, resetting its authenticator, and giving a one-time code to set a new password
 //! (ASVS 2.5).
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -60,13 +60,10 @@ async fn staff_form(
     notice: Option<String>,
     f: Option<&StaffForm>,
     errors: Vec<FieldError>,
-) -> Response {
-    let members = match app.staff_accounts(&me.who).await {
-        Ok(m) => m,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let members = app.staff_accounts(&me.who).await.in_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    (
+    Ok((
         status,
         StaffPage {
             chrome: Some(me.into()),
@@ -99,10 +96,10 @@ async fn staff_form(
             errors,
         },
     )
-        .into_response()
+        .into_response())
 }
 
-async fn staff_page(State(app): State<App>, Portal(me): Portal) -> Response {
+async fn staff_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
     staff_form(&app, &me, None, None, Vec::new()).await
 }
 
@@ -124,8 +121,8 @@ async fn add_staff(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<StaffForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Some(role) = caldicott_core::staff::Role::parse(&f.role) else {
         return staff_form(
             &app,
@@ -157,7 +154,7 @@ async fn add_staff(
             };
             staff_form(&app, &me, None, Some(&f), vec![FieldError { field, message: m }]).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
 
@@ -174,22 +171,20 @@ async fn change_staff(
     Portal(me): Portal,
     Path(staff): Path<String>,
     form: Result<Form<StaffChangeForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     use caldicott_app::staff_admin::AccountChange;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let change = match f.change.as_str() {
         "deactivate" => AccountChange::Deactivate,
         "reactivate" => AccountChange::Reactivate,
         "reset" => AccountChange::ResetSecondFactor,
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose what to change".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose what to change".into()))),
     };
     let Ok(id) = staff.parse::<caldicott_core::ids::StaffId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such member of staff at this practice".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such member of staff at this practice".into())));
     };
-    match app.change_staff_account(&me.who, id, change).await {
-        Ok(()) => Redirect::to("/staff").into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.change_staff_account(&me.who, id, change).await.in_page(&me)?;
+    Ok(Redirect::to("/staff").into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -205,18 +200,12 @@ async fn reset_staff_password(
     Portal(me): Portal,
     Path(staff): Path<String>,
     form: Result<Form<StaffChangeForm>, FormRejection>,
-) -> Response {
-    if checked(&me, form).is_none() {
-        return forbidden_form();
-    }
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = staff.parse::<caldicott_core::ids::StaffId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such member of staff at this practice".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such member of staff at this practice".into())));
     };
-    match app.reset_staff_password(&me.who, id).await {
-        Ok(r) => {
-            let expires = caldicott_core::uk::uk_local(r.expires_at).format("%-d %B %Y at %H:%M").to_string();
-            ResetCodePage { chrome: Some((&me).into()), r, expires }.into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    let r = app.reset_staff_password(&me.who, id).await.in_page(&me)?;
+    let expires = caldicott_core::uk::uk_local(r.expires_at).format("%-d %B %Y at %H:%M").to_string();
+    Ok(ResetCodePage { chrome: Some((&me).into()), r, expires }.into_response())
 }

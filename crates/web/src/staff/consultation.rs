@@ -3,7 +3,7 @@
 //! redaction assistant's findings first (never blocking).
 
 use crate::kernel::{
-    checked, csrf_forms, forbidden_form, page_error, to_patient, CheckView, Chrome, Errors, FieldError, Portal, REASONS,
+    checked, csrf_forms, to_patient, CheckView, Chrome, Errors, FieldError, InPage, PageError, Portal, REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -110,12 +110,9 @@ async fn consultation_form(
     f: Option<&ConsultationForm>,
     errors: Vec<FieldError>,
     check: Option<CheckView>,
-) -> Response {
+) -> Result<Response, PageError> {
     let chrome = || Some(Chrome::from(me));
-    let (patient, visible_default) = match app.view_consultation_form(&me.who, nhs).await {
-        Ok(x) => x,
-        Err(e) => return page_error(chrome(), e),
-    };
+    let (patient, visible_default) = app.view_consultation_form(&me.who, nhs).await.in_page(me)?;
     let empty = ConsultationForm::default();
     let form = f.unwrap_or(&empty);
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
@@ -131,7 +128,7 @@ async fn consultation_form(
             term: term.clone(),
         })
         .collect();
-    (
+    Ok((
         status,
         ConsultationPage {
             chrome: chrome(),
@@ -149,10 +146,14 @@ async fn consultation_form(
             check,
         },
     )
-        .into_response()
+        .into_response())
 }
 
-async fn consultation_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+async fn consultation_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+) -> Result<Response, PageError> {
     consultation_form(&app, &me, &nhs, None, Vec::new(), None).await
 }
 
@@ -161,9 +162,9 @@ async fn add_consultation(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<ConsultationForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     use caldicott_app::consultation::NewConsultation;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input =
         NewConsultation {
             text: f.text.clone(),
@@ -186,24 +187,22 @@ async fn add_consultation(
         };
     // Saved visible for the first time: the redaction assistant reads it first (never blocking).
     if !input.checked && input.visible_online && !input.draft {
-        match app.check_consultation(&me.who, &nhs, &input).await {
-            Ok(Ok(Some(check))) => {
+        match app.check_consultation(&me.who, &nhs, &input).await.in_page(&me)? {
+            Ok(Some(check)) => {
                 return consultation_form(&app, &me, &nhs, Some(&f), Vec::new(), Some(check.into())).await;
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(problems)) => {
+            Ok(None) => {}
+            Err(problems) => {
                 let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
                 return consultation_form(&app, &me, &nhs, Some(&f), errors, None).await;
             }
-            Err(e) => return page_error(Some((&me).into()), e),
         }
     }
-    match app.add_consultation(&me.who, &nhs, &input).await {
-        Ok(Ok(_)) => to_patient(&me, &nhs, ""),
-        Ok(Err(problems)) => {
+    match app.add_consultation(&me.who, &nhs, &input).await.in_page(&me)? {
+        Ok(_) => Ok(to_patient(&me, &nhs, "")),
+        Err(problems) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             consultation_form(&app, &me, &nhs, Some(&f), errors, None).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }

@@ -3,8 +3,8 @@
 //! findings first (never blocking).
 
 use crate::kernel::{
-    checked, csrf_forms, entry_row, entry_text, forbidden_form, kind_label, long_date, page_error, CheckView, Chrome,
-    EntryRow, Errors, FieldError, Portal, REASONS,
+    checked, csrf_forms, entry_row, entry_text, kind_label, long_date, CheckView, Chrome, EntryRow, Errors, FieldError,
+    InPage, PageError, Portal, REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -41,25 +41,23 @@ struct FilingPage {
     items: Vec<QueueRow>,
 }
 
-async fn filing_queue(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.filing_queue(&me.who).await {
-        Ok(items) => FilingPage {
-            chrome: Some((&me).into()),
-            items: items
-                .into_iter()
-                .map(|(e, p)| QueueRow {
-                    id: e.id.to_string(),
-                    date: long_date(caldicott_core::uk::uk_date(e.entered_at)),
-                    patient: p.name.banner(),
-                    nhs_number: p.nhs_number.to_string(),
-                    kind: kind_label(&e),
-                    text: entry_text(&e),
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn filing_queue(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let items = app.filing_queue(&me.who).await.in_page(&me)?;
+    Ok(FilingPage {
+        chrome: Some((&me).into()),
+        items: items
+            .into_iter()
+            .map(|(e, p)| QueueRow {
+                id: e.id.to_string(),
+                date: long_date(caldicott_core::uk::uk_date(e.entered_at)),
+                patient: p.name.banner(),
+                nhs_number: p.nhs_number.to_string(),
+                kind: kind_label(&e),
+                text: entry_text(&e),
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -92,22 +90,19 @@ async fn file_form(
     note: String,
     errors: Vec<FieldError>,
     check: Option<CheckView>,
-) -> Response {
+) -> Result<Response, PageError> {
     let chrome = || Some(Chrome::from(me));
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
-        return page_error(chrome(), AppError::NotFound("nothing waiting to be filed with that id".into()));
+        return Err(PageError::new(me, AppError::NotFound("nothing waiting to be filed with that id".into())));
     };
-    let (item, patient) = match app.view_item_to_file(&me.who, id).await {
-        Ok(x) => x,
-        Err(e) => return page_error(chrome(), e),
-    };
+    let (item, patient) = app.view_item_to_file(&me.who, id).await.in_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let mut row = entry_row(&item, None);
     row.kind = match item.body {
         EntryBody::TestResult { .. } => "result",
         _ => "document",
     };
-    (
+    Ok((
         status,
         FilePage {
             chrome: chrome(),
@@ -123,10 +118,14 @@ async fn file_form(
             check,
         },
     )
-        .into_response()
+        .into_response())
 }
 
-async fn file_page(State(app): State<App>, Portal(me): Portal, Path(entry): Path<String>) -> Response {
+async fn file_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(entry): Path<String>,
+) -> Result<Response, PageError> {
     file_form(&app, &me, &entry, String::new(), String::new(), Vec::new(), None).await
 }
 
@@ -147,9 +146,9 @@ async fn file_item(
     Portal(me): Portal,
     Path(entry): Path<String>,
     form: Result<Form<FileForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     use caldicott_app::redaction::VisibilityChange;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let release = if f.release == "visible" {
         Some(VisibilityChange::Show { note: f.note.clone() })
     } else {
@@ -171,24 +170,20 @@ async fn file_item(
         return file_form(&app, &me, &entry, f.release, f.note, errors, None).await;
     };
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("nothing waiting to be filed with that id".into()));
+        return Err(PageError::new(&me, AppError::NotFound("nothing waiting to be filed with that id".into())));
     };
     // Filed visible for the first time: the redaction assistant reads it first (never blocking).
     let shown = f.checked == "yes";
     if matches!(release, VisibilityChange::Show { .. }) && !shown {
-        match app.check_filing(&me.who, id).await {
-            Ok(Some(check)) => {
-                return file_form(&app, &me, &entry, f.release, f.note, Vec::new(), Some(check.into())).await;
-            }
-            Ok(None) => {}
-            Err(e) => return page_error(Some((&me).into()), e),
+        if let Some(check) = app.check_filing(&me.who, id).await.in_page(&me)? {
+            return file_form(&app, &me, &entry, f.release, f.note, Vec::new(), Some(check.into())).await;
         }
     }
     match app.file(&me.who, id, &release, shown).await {
-        Ok(()) => Redirect::to("/filing").into_response(),
+        Ok(()) => Ok(Redirect::to("/filing").into_response()),
         Err(AppError::BadRequest(m)) => {
             file_form(&app, &me, &entry, f.release, f.note, vec![FieldError { field: "note", message: m }], None).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }

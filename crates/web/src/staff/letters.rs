@@ -1,7 +1,7 @@
 //! The letters staff print for a patient: the sign-up letter with its linkage credentials, and
 //! the letter with a one-time code to set a new password.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Portal};
+use crate::kernel::{checked, csrf_forms, Chrome, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -41,14 +41,10 @@ async fn issue_linkage(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<LinkageForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.issue_linkage(&me.who, &nhs, &f.identity).await {
-        Ok(l) => {
-            LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let l = app.issue_linkage(&me.who, &nhs, &f.identity).await.in_page(&me)?;
+    Ok(LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response())
 }
 
 async fn issue_password_letter(
@@ -56,14 +52,8 @@ async fn issue_password_letter(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<LinkageForm>, FormRejection>,
-) -> Response {
-    if checked(&me, form).is_none() {
-        return forbidden_form();
-    }
-    match app.issue_password_letter(&me.who, &nhs).await {
-        Ok(l) => {
-            LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let l = app.issue_password_letter(&me.who, &nhs).await.in_page(&me)?;
+    Ok(LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response())
 }

@@ -2,8 +2,8 @@
 //! administrator gave (ASVS 2.5).
 
 use crate::kernel::{
-    checked, cookie, csrf_forms, field_errors, forbidden_form, page_error, same, sign_in_token, Chrome, Errors,
-    FieldError, Portal, SIGN_IN_COOKIE,
+    checked, cookie, csrf_forms, field_errors, same, sign_in_token, Chrome, Errors, FieldError, InPage, PageError,
+    Portal, SIGN_IN_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -71,8 +71,8 @@ async fn change_account_password(
     crate::client::Caller(from): crate::client::Caller,
     Portal(me): Portal,
     form: Result<Form<PasswordForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     match app
         .change_staff_password(
             &me.who,
@@ -83,18 +83,18 @@ async fn change_account_password(
             &from,
         )
         .await
+        .in_page(&me)?
     {
-        Ok(Ok(())) => Redirect::to("/account/password?done=1").into_response(),
-        Ok(Err(problems)) => {
+        Ok(()) => Ok(Redirect::to("/account/password?done=1").into_response()),
+        Err(problems) => {
             let page = AccountPasswordPage {
                 chrome: Some((&me).into()),
                 csrf: me.csrf_token.clone(),
                 done: false,
                 errors: field_errors(problems),
             };
-            (StatusCode::BAD_REQUEST, page).into_response()
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -154,11 +154,11 @@ async fn sign_in_reset(
     crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<SignInResetForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let Ok(Form(f)) = form else { return Err(PageError::form_expired()) };
     let (csrf, _) = sign_in_token(&headers);
     if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
-        return forbidden_form();
+        return Err(PageError::form_expired());
     }
     let reset = caldicott_app::passwords::StaffReset {
         ods: f.ods.clone(),
@@ -167,9 +167,9 @@ async fn sign_in_reset(
         new_password: f.new_password,
         new_password_again: f.new_password_again,
     };
-    match app.reset_password_with_code(&reset, &from).await {
-        Ok(Ok(())) => Redirect::to("/sign-in?done=password").into_response(),
-        Ok(Err(problems)) => {
+    match app.reset_password_with_code(&reset, &from).await? {
+        Ok(()) => Ok(Redirect::to("/sign-in?done=password").into_response()),
+        Err(problems) => {
             let show_practice = app.practices().await.map(|p| p.len() != 1).unwrap_or(true);
             let page = SignInResetPage {
                 chrome: None,
@@ -179,8 +179,7 @@ async fn sign_in_reset(
                 username: f.username,
                 errors: field_errors(problems),
             };
-            (StatusCode::BAD_REQUEST, page).into_response()
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
-        Err(e) => page_error(None, e),
     }
 }

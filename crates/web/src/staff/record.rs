@@ -2,8 +2,8 @@
 //! proxy) sees it online, and "view as": the record exactly as that viewer sees it online.
 
 use crate::kernel::{
-    access_text, banner, entry_row, page_error, section_label, with_param, Banner, ChangeLink, Chrome, EntryRow,
-    Portal, SectionLink,
+    access_text, banner, entry_row, method_choices, section_label, with_param, Banner, ChangeLink, Chrome, EntryRow,
+    InPage, PageError, Portal, SectionLink,
 };
 use crate::query::{page_request, view_as};
 use askama::Template;
@@ -65,34 +65,25 @@ async fn record(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let chrome = || Some(Chrome::from(&me));
-    let (page, as_viewer) = match (page_request(&q), view_as(&q)) {
-        (Ok(p), Ok(v)) => (p, v),
-        (Err(e), _) | (_, Err(e)) => return page_error(chrome(), e),
-    };
-    let rec = match app.staff_record(&me.who, &nhs, as_viewer, &page).await {
-        Ok(r) => r,
-        Err(e) => return page_error(chrome(), e),
-    };
-    let pharmacy = match app.nominated_pharmacy_for(&me.who, rec.patient.id).await {
-        Ok(p) => p,
-        Err(e) => return page_error(chrome(), e),
-    };
+) -> Result<Response, PageError> {
+    let page = page_request(&q).in_page(&me)?;
+    let as_viewer = view_as(&q).in_page(&me)?;
+    let rec = app.staff_record(&me.who, &nhs, as_viewer, &page).await.in_page(&me)?;
+    let pharmacy = app.nominated_pharmacy_for(&me.who, rec.patient.id).await.in_page(&me)?;
     // The staff record was opened (and audited) above: the patient is the caller's to see.
-    let apps = match app.patient_apps_by_id(&me.who, rec.patient.id).await {
-        Ok(list) => list
-            .into_iter()
-            .map(|(l, a)| {
-                (
-                    format!("{} ({})", a.name, a.supplier),
-                    caldicott_core::appointments::uk_time(l.linked_at).format("%-d %b %Y").to_string(),
-                    l.revoked_at.map(|_| l.revoked_why.clone().unwrap_or_else(|| "revoked".into())),
-                )
-            })
-            .collect(),
-        Err(e) => return page_error(chrome(), e),
-    };
+    let apps = app
+        .patient_apps_by_id(&me.who, rec.patient.id)
+        .await
+        .in_page(&me)?
+        .into_iter()
+        .map(|(l, a)| {
+            (
+                format!("{} ({})", a.name, a.supplier),
+                caldicott_core::appointments::uk_time(l.linked_at).format("%-d %b %Y").to_string(),
+                l.revoked_at.map(|_| l.revoked_why.clone().unwrap_or_else(|| "revoked".into())),
+            )
+        })
+        .collect();
     let today = app.today();
     let base = format!("/patients/{}", rec.patient.nhs_number.as_str());
     let vq = viewer_query(as_viewer);
@@ -164,15 +155,15 @@ async fn record(
                 .to_owned()
         })
     });
-    RecordPage {
-        chrome: chrome(),
+    Ok(RecordPage {
+        chrome: Some(Chrome::from(&me)),
         pharmacy,
         contact: (
             rec.patient.preferred_contact.code().map_or("unknown".to_owned(), |c| c.to_string()),
             rec.patient.contact.email.clone().unwrap_or_default(),
             rec.patient.contact.mobile.clone().unwrap_or_default(),
         ),
-        contact_choices: crate::kernel::method_choices(),
+        contact_choices: method_choices(),
         apps,
         notice,
         can_change,
@@ -194,7 +185,7 @@ async fn record(
         show_online: true,
         next_page,
     }
-    .into_response()
+    .into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -217,18 +208,12 @@ async fn online(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let chrome = || Some(Chrome::from(&me));
-    let (page, as_viewer) = match (page_request(&q), view_as(&q)) {
-        (Ok(p), Ok(v)) => (p, v),
-        (Err(e), _) | (_, Err(e)) => return page_error(chrome(), e),
-    };
-    let view = match app.online_view(&me.who, &nhs, as_viewer, &page).await {
-        Ok(v) => v,
-        Err(e) => return page_error(chrome(), e),
-    };
+) -> Result<Response, PageError> {
+    let page = page_request(&q).in_page(&me)?;
+    let as_viewer = view_as(&q).in_page(&me)?;
+    let view = app.online_view(&me.who, &nhs, as_viewer, &page).await.in_page(&me)?;
     let Some(patient) = view.context.patient.clone() else {
-        return page_error(chrome(), AppError::Internal("online view without its patient".into()));
+        return Err(PageError::new(&me, AppError::Internal("online view without its patient".into())));
     };
     let today = app.today();
     let heading = match &view.context.proxy_relationship {
@@ -237,8 +222,8 @@ async fn online(
     };
     let base = format!("/patients/{}/online", patient.nhs_number.as_str());
     let vq = viewer_query(as_viewer);
-    OnlinePage {
-        chrome: chrome(),
+    Ok(OnlinePage {
+        chrome: Some(Chrome::from(&me)),
         banner: banner(&patient, today, view.context.enhanced_review_active),
         heading,
         access_text: access_text(&view.access),
@@ -249,5 +234,5 @@ async fn online(
         show_online: false,
         next_page: view.next_cursor.as_ref().map(|c| with_param(&base, &vq, "cursor", c)),
     }
-    .into_response()
+    .into_response())
 }

@@ -1,6 +1,6 @@
 //! Registering a patient at the practice, and ending a registration.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, to_patient, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -85,11 +85,11 @@ fn register_form(me: &SignedIn, r: &caldicott_app::registration::NewRegistration
         .into_response()
 }
 
-async fn register_page(Portal(me): Portal) -> Response {
+async fn register_page(Portal(me): Portal) -> Result<Response, PageError> {
     if !me.who.role.works_with_patients() {
-        return page_error(Some((&me).into()), AppError::Forbidden("only the practice team registers patients".into()));
+        return Err(PageError::new(&me, AppError::Forbidden("only the practice team registers patients".into())));
     }
-    register_form(&me, &Default::default(), Vec::new())
+    Ok(register_form(&me, &Default::default(), Vec::new()))
 }
 
 #[derive(Deserialize)]
@@ -126,8 +126,8 @@ async fn register(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<RegisterForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let r = caldicott_app::registration::NewRegistration {
         nhs_number: f.nhs_number,
         given: f.given,
@@ -142,15 +142,14 @@ async fn register(
         mobile: f.mobile,
         email: f.email,
     };
-    match app.register_patient(&me.who, &r).await {
-        Ok(Ok(p)) => Redirect::to(&format!("/patients/{}", p.nhs_number.as_str())).into_response(),
-        Ok(Err(problems)) => register_form(
+    Ok(match app.register_patient(&me.who, &r).await.in_page(&me)? {
+        Ok(p) => Redirect::to(&format!("/patients/{}", p.nhs_number.as_str())).into_response(),
+        Err(problems) => register_form(
             &me,
             &r,
             problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect(),
         ),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -166,10 +165,8 @@ async fn deregister(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<DeregisterForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.deregister_patient(&me.who, &nhs, &f.reason).await {
-        Ok(()) => to_patient(&me, &nhs, ""),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    app.deregister_patient(&me.who, &nhs, &f.reason).await.in_page(&me)?;
+    Ok(to_patient(&me, &nhs, ""))
 }

@@ -2,7 +2,7 @@
 //! member of staff saw lately, and the counts of overdue alerts and subject access requests. An
 //! ICB analyst's front page is the ICB view.
 
-use crate::kernel::{age_text, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{age_text, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
@@ -62,9 +62,13 @@ fn listing(p: caldicott_app::PatientListing, today: NaiveDate) -> Listing {
     }
 }
 
-async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn home(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
     if me.who.role == caldicott_core::staff::Role::IcbAnalyst && !q.contains_key("q") {
-        return Redirect::to("/icb").into_response();
+        return Ok(Redirect::to("/icb").into_response());
     }
     let text = q.get("q").cloned().unwrap_or_default();
     let today = app.today();
@@ -72,10 +76,7 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
     let recent = if q.contains_key("q") {
         Vec::new()
     } else {
-        match app.recently_viewed(&me.who).await {
-            Ok(r) => r.into_iter().map(listing).collect(),
-            Err(e) => return page_error(Some((&me).into()), e),
-        }
+        app.recently_viewed(&me.who).await.in_page(&me)?.into_iter().map(listing).collect()
     };
     let mut page = HomePage {
         chrome: Some((&me).into()),
@@ -84,18 +85,12 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
         overdue_alerts: if !me.who.role.works_with_patients() {
             0
         } else {
-            match app.overdue_alerts(&me.who).await {
-                Ok(n) => n,
-                Err(e) => return page_error(Some((&me).into()), e),
-            }
+            app.overdue_alerts(&me.who).await.in_page(&me)?
         },
         overdue_sars: if !me.who.role.works_with_patients() {
             0
         } else {
-            match app.overdue_sars(&me.who).await {
-                Ok(n) => n,
-                Err(e) => return page_error(Some((&me).into()), e),
-            }
+            app.overdue_sars(&me.who).await.in_page(&me)?
         },
         q: text.clone(),
         searched: false,
@@ -111,10 +106,10 @@ async fn home(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMa
             }
             Err(AppError::BadRequest(m)) => {
                 page.errors.push(FieldError { field: "q", message: m });
-                return (StatusCode::BAD_REQUEST, page).into_response();
+                return Ok((StatusCode::BAD_REQUEST, page).into_response());
             }
-            Err(e) => return page_error(Some((&me).into()), e),
+            Err(e) => return Err(PageError::new(&me, e)),
         }
     }
-    page.into_response()
+    Ok(page.into_response())
 }

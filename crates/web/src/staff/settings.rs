@@ -1,7 +1,7 @@
 //! The practice's online-services settings (practice managers): the prospective switch-on date,
 //! pausing automatic access, the default level, the proxy review age and the rest.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -103,11 +103,9 @@ async fn settings_page(
     State(app): State<App>,
     Portal(me): Portal,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    match app.practice_settings(&me.who).await {
-        Ok(p) => settings_page_for(&me, &p.name, &input_of(&p), q.contains_key("saved"), Vec::new()).into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    let p = app.practice_settings(&me.who).await.in_page(&me)?;
+    Ok(settings_page_for(&me, &p.name, &input_of(&p), q.contains_key("saved"), Vec::new()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -142,8 +140,8 @@ async fn save_settings(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<SettingsForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = caldicott_app::settings::SettingsInput {
         switch_on_day: f.switch_on_day,
         switch_on_month: f.switch_on_month,
@@ -157,12 +155,11 @@ async fn save_settings(
         show_staff_names_to_patients: f.show_staff_names_to_patients.is_some(),
         cancel_cutoff_hours: f.cancel_cutoff_hours,
     };
-    match app.change_practice_settings(&me.who, &input).await {
-        Ok(Ok(_)) => Redirect::to("/settings?saved").into_response(),
-        Ok(Err(problems)) => {
+    Ok(match app.change_practice_settings(&me.who, &input).await.in_page(&me)? {
+        Ok(_) => Redirect::to("/settings?saved").into_response(),
+        Err(problems) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             (StatusCode::BAD_REQUEST, settings_page_for(&me, &me.practice_name, &input, false, errors)).into_response()
         }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    })
 }

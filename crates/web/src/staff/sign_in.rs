@@ -5,7 +5,7 @@
 
 use crate::kernel::{
     checked, clear_cookie, cookie, csrf_forms, forbidden_form, page_error, qr_svg, same, set_cookie, sign_in_token,
-    Chrome, Errors, FieldError, Portal, SESSION_COOKIE, SIGN_IN_COOKIE,
+    Chrome, Errors, FieldError, InPage, PageError, Portal, SESSION_COOKIE, SIGN_IN_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -231,16 +231,12 @@ async fn sign_out(
     Portal(me): Portal,
     headers: HeaderMap,
     form: Result<Form<SignOutForm>, FormRejection>,
-) -> Response {
-    if checked(&me, form).is_none() {
-        return forbidden_form();
-    }
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
     if let Some(v) = cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = app.sign_out(&v).await {
-            return page_error(Some((&me).into()), e);
-        }
+        app.sign_out(&v).await.in_page(&me)?;
     }
     let mut res = Redirect::to("/sign-in").into_response();
     res.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
-    res
+    Ok(res)
 }

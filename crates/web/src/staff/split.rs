@@ -1,6 +1,6 @@
 //! Splitting a consultation into parts (R9), so that each part can be hidden or shown on its own.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, to_patient, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -44,24 +44,20 @@ async fn split_form(
     entry: &str,
     parts: Option<String>,
     errors: Vec<FieldError>,
-) -> Response {
-    let chrome = || Some(Chrome::from(me));
+) -> Result<Response, PageError> {
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
-        return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
+        return Err(PageError::new(me, AppError::NotFound("no such entry in this patient's record".into())));
     };
-    let target = match app.view_entry_to_change(&me.who, nhs, id, "split").await {
-        Ok(t) => t,
-        Err(e) => return page_error(chrome(), e),
-    };
+    let target = app.view_entry_to_change(&me.who, nhs, id, "split").await.in_page(me)?;
     let EntryBody::Consultation { text, .. } = &target.entry.body else {
-        return page_error(chrome(), AppError::BadRequest("only consultations can be split".into()));
+        return Err(PageError::new(me, AppError::BadRequest("only consultations can be split".into())));
     };
     let base = format!("/patients/{}", target.patient.nhs_number.as_str());
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    (
+    Ok((
         status,
         SplitPage {
-            chrome: chrome(),
+            chrome: Some(me.into()),
             action: format!("{base}/entries/{}/split", target.entry.id),
             back: base,
             csrf: me.csrf_token.clone(),
@@ -69,14 +65,14 @@ async fn split_form(
             errors,
         },
     )
-        .into_response()
+        .into_response())
 }
 
 async fn split_page(
     State(app): State<App>,
     Portal(me): Portal,
     Path((nhs, entry)): Path<(String, String)>,
-) -> Response {
+) -> Result<Response, PageError> {
     split_form(&app, &me, &nhs, &entry, None, Vec::new()).await
 }
 
@@ -93,10 +89,10 @@ async fn split(
     Portal(me): Portal,
     Path((nhs, entry)): Path<(String, String)>,
     form: Result<Form<SplitForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such entry in this patient's record".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such entry in this patient's record".into())));
     };
     let mut parts = vec![String::new()];
     for line in f.parts.lines() {
@@ -108,10 +104,10 @@ async fn split(
         }
     }
     match app.split_entry(&me.who, &nhs, id, &parts).await {
-        Ok(_) => to_patient(&me, &nhs, ""),
+        Ok(_) => Ok(to_patient(&me, &nhs, "")),
         Err(AppError::BadRequest(m)) => {
             split_form(&app, &me, &nhs, &entry, Some(f.parts), vec![FieldError { field: "parts", message: m }]).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }

@@ -1,6 +1,6 @@
 //! A patient's audit trail: who viewed or changed the record, filtered to views or changes.
 
-use crate::kernel::{banner, page_error, Banner, Chrome, Portal, SectionLink};
+use crate::kernel::{banner, Banner, Chrome, InPage, PageError, Portal, SectionLink};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
@@ -40,25 +40,21 @@ async fn trail(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, PageError> {
     use caldicott_app::trail::TrailFilter;
-    let chrome = || Some(Chrome::from(&me));
     let filter = match q.get("show").map(String::as_str) {
         None | Some("all") => TrailFilter::All,
         Some("views") => TrailFilter::Views,
         Some("changes") => TrailFilter::Changes,
         Some(other) => {
-            return page_error(
-                chrome(),
+            return Err(PageError::new(
+                &me,
                 AppError::BadRequest(format!("show must be all, views or changes, not {other:?}")),
-            )
+            ))
         }
     };
     let caldicott_app::trail::PatientTrail { patient, enhanced_review_active, lines } =
-        match app.patient_trail(&me.who, &nhs, filter).await {
-            Ok(x) => x,
-            Err(e) => return page_error(chrome(), e),
-        };
+        app.patient_trail(&me.who, &nhs, filter).await.in_page(&me)?;
     let base = format!("/patients/{}/audit", patient.nhs_number.as_str());
     let filters = [
         ("All events", "all", TrailFilter::All),
@@ -69,8 +65,8 @@ async fn trail(
     .map(|(label, key, f)| SectionLink { label, href: format!("{base}?show={key}"), current: f == filter })
     .collect();
     let today = app.today();
-    TrailPage {
-        chrome: chrome(),
+    Ok(TrailPage {
+        chrome: Some(Chrome::from(&me)),
         banner: banner(&patient, today, enhanced_review_active),
         filters,
         lines: lines
@@ -88,5 +84,5 @@ async fn trail(
             .collect(),
         limit: caldicott_app::trail::TRAIL_LIMIT,
     }
-    .into_response()
+    .into_response())
 }

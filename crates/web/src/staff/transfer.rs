@@ -1,7 +1,7 @@
 //! Transfer-in: a record from the previous practice, uploaded as a FHIR Bundle (R7, D3, D4).
 
 use crate::body::TRANSFER_UPLOAD_LIMIT;
-use crate::kernel::{forbidden_form, page_error, same, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{same, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
@@ -50,11 +50,9 @@ fn transfer_form(me: &SignedIn, problems: Vec<String>) -> Response {
     (status, page).into_response()
 }
 
-async fn transfer_page(Portal(me): Portal) -> Response {
-    match caldicott_app::permit(&me.who, Permission::TransferRecordsIn) {
-        Ok(()) => transfer_form(&me, Vec::new()),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn transfer_page(Portal(me): Portal) -> Result<Response, PageError> {
+    caldicott_app::permit(&me.who, Permission::TransferRecordsIn).in_page(&me)?;
+    Ok(transfer_form(&me, Vec::new()))
 }
 
 #[derive(Deserialize)]
@@ -91,19 +89,21 @@ async fn read_upload(app: &App, req: axum::extract::Request) -> Result<(String, 
     Ok((csrf, bundle))
 }
 
-async fn transfer_in(State(app): State<App>, Portal(me): Portal, req: axum::extract::Request) -> Response {
-    if let Err(e) = caldicott_app::permit(&me.who, Permission::TransferRecordsIn) {
-        return page_error(Some((&me).into()), e);
-    }
+async fn transfer_in(
+    State(app): State<App>,
+    Portal(me): Portal,
+    req: axum::extract::Request,
+) -> Result<Response, PageError> {
+    caldicott_app::permit(&me.who, Permission::TransferRecordsIn).in_page(&me)?;
     let (csrf, bundle) = match read_upload(&app, req).await {
         Ok(v) => v,
-        Err(m) => return transfer_form(&me, vec![m]),
+        Err(m) => return Ok(transfer_form(&me, vec![m])),
     };
     if !same(&me.csrf_token, &csrf) {
-        return forbidden_form();
+        return Err(PageError::form_expired());
     }
-    match app.transfer_in(&me.who, &bundle).await {
-        Ok(Ok(done)) => TransferPage {
+    Ok(match app.transfer_in(&me.who, &bundle).await.in_page(&me)? {
+        Ok(done) => TransferPage {
             chrome: Some((&me).into()),
             csrf: me.csrf_token.clone(),
             clinician: me.who.role == caldicott_core::staff::Role::Clinician,
@@ -111,7 +111,6 @@ async fn transfer_in(State(app): State<App>, Portal(me): Portal, req: axum::extr
             errors: Vec::new(),
         }
         .into_response(),
-        Ok(Err(problems)) => transfer_form(&me, problems),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+        Err(problems) => transfer_form(&me, problems),
+    })
 }

@@ -2,8 +2,8 @@
 //! (clinicians only; the use case decides).
 
 use crate::kernel::{
-    checked, csrf_forms, entry_row, forbidden_form, long_date, page_error, to_patient, Chrome, EntryRow, Errors,
-    FieldError, Portal, REASONS,
+    checked, csrf_forms, entry_row, long_date, to_patient, Chrome, EntryRow, Errors, FieldError, InPage, PageError,
+    Portal, REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -58,15 +58,11 @@ async fn visibility_form(
     chosen: String,
     note: String,
     errors: Vec<FieldError>,
-) -> Response {
-    let chrome = || Some(Chrome::from(me));
+) -> Result<Response, PageError> {
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
-        return page_error(chrome(), AppError::NotFound("no such entry in this patient's record".into()));
+        return Err(PageError::new(me, AppError::NotFound("no such entry in this patient's record".into())));
     };
-    let target = match app.view_entry_to_change(&me.who, nhs, id, "visibility").await {
-        Ok(t) => t,
-        Err(e) => return page_error(chrome(), e),
-    };
+    let target = app.view_entry_to_change(&me.who, nhs, id, "visibility").await.in_page(me)?;
     let hiding = !target.entry.visibility.is_hidden();
     let current = match &target.entry.visibility {
         caldicott_core::entry::OnlineVisibility::Visible => "Not hidden".to_owned(),
@@ -83,7 +79,7 @@ async fn visibility_form(
     let base = format!("/patients/{}", target.patient.nhs_number.as_str());
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = VisibilityPage {
-        chrome: chrome(),
+        chrome: Some(me.into()),
         heading: if hiding { "Hide this entry online" } else { "Show this entry online" },
         hiding,
         action: format!("{base}/entries/{}/online", target.entry.id),
@@ -100,14 +96,14 @@ async fn visibility_form(
             .then(|| format!("/patients/{}/entries/{}/split", target.patient.nhs_number.as_str(), target.entry.id)),
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
 async fn visibility_page(
     State(app): State<App>,
     Portal(me): Portal,
     Path((nhs, entry)): Path<(String, String)>,
-) -> Response {
+) -> Result<Response, PageError> {
     visibility_form(&app, &me, &nhs, &entry, String::new(), String::new(), Vec::new()).await
 }
 
@@ -130,11 +126,11 @@ async fn change_visibility(
     Portal(me): Portal,
     Path((nhs, entry)): Path<(String, String)>,
     form: Result<Form<VisibilityForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     use caldicott_app::redaction::VisibilityChange;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such entry in this patient's record".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such entry in this patient's record".into())));
     };
     let mut errors = Vec::new();
     let change = if f.change == "show" {
@@ -155,11 +151,11 @@ async fn change_visibility(
         return visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, errors).await;
     }
     match app.change_visibility(&me.who, &nhs, id, &change, f.with_issues.is_some()).await {
-        Ok(_) => to_patient(&me, &nhs, ""),
+        Ok(_) => Ok(to_patient(&me, &nhs, "")),
         Err(AppError::BadRequest(m)) => {
             visibility_form(&app, &me, &nhs, &entry, f.reason, f.note, vec![FieldError { field: "note", message: m }])
                 .await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
