@@ -1,14 +1,15 @@
 //! The JSON API for staff tools, authenticated by a bearer token issued to a member of staff.
 
+use crate::authorization::Staff;
 use crate::error::WebError;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{request::Parts, StatusCode};
+use crate::query::{page_request, view_as};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use caldicott_app::record::{OnlineViewPage, PageRequest, StaffRecordPage, ViewAs};
-use caldicott_app::{auth, App, AppError, StaffPrincipal};
-use caldicott_core::entry::Section;
+use caldicott_app::record::{OnlineViewPage, StaffRecordPage, ViewAs};
+use caldicott_app::{App, AppError};
 use caldicott_core::ids::ProxyLinkId;
 use std::collections::HashMap;
 
@@ -17,8 +18,6 @@ pub fn routes() -> Router<App> {
         .route("/patients/{nhs_number}/record", get(staff_record))
         .route("/patients/{nhs_number}/online-view", get(online_view))
         .route("/patients/{nhs_number}/transfers", get(transfers))
-        .route("/patients/{nhs_number}/access", axum::routing::post(crate::access_page::api_access))
-        .route("/patients/{nhs_number}/enhanced-review", axum::routing::post(crate::access_page::api_enhanced_review))
         .route("/reports/exclusions", get(exclusions))
         .route("/reports/monthly-return", get(monthly_return))
         .route("/reports/trend", get(trend))
@@ -26,53 +25,9 @@ pub fn routes() -> Router<App> {
         .route("/sars", get(sars))
         .route(
             "/transfer-in",
-            axum::routing::post(transfer_in).layer(axum::extract::DefaultBodyLimit::max(crate::portal::UPLOAD_LIMIT)),
+            axum::routing::post(transfer_in)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::body::TRANSFER_UPLOAD_LIMIT)),
         )
-}
-
-/// A member of staff, authenticated by `Authorization: Bearer …`.
-pub struct Staff(pub StaffPrincipal);
-
-impl FromRequestParts<App> for Staff {
-    type Rejection = WebError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let header = crate::error::bearer_token(&parts.headers).ok_or_else(|| {
-            AppError::Unauthenticated("send a staff API token as `Authorization: Bearer <token>`".into())
-        })?;
-        Ok(Staff(auth::authenticate(app, header).await?))
-    }
-}
-
-/// `as=patient` (the default) or `as=proxy&proxy=<link id>`.
-pub(crate) fn view_as(q: &HashMap<String, String>) -> Result<ViewAs, AppError> {
-    match q.get("as").map(String::as_str) {
-        None | Some("") | Some("patient") => Ok(ViewAs::Patient),
-        Some("proxy") => {
-            let id =
-                q.get("proxy").ok_or_else(|| AppError::BadRequest("as=proxy needs proxy=<proxy link id>".into()))?;
-            Ok(ViewAs::Proxy(
-                id.parse::<ProxyLinkId>()
-                    .map_err(|_| AppError::BadRequest(format!("{id:?} is not a proxy link id")))?,
-            ))
-        }
-        Some(other) => Err(AppError::BadRequest(format!("as must be patient or proxy, not {other:?}"))),
-    }
-}
-
-pub(crate) fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, AppError> {
-    let section = match q.get("section").map(String::as_str) {
-        None | Some("") | Some("all") => None,
-        Some(s) => Some(Section::parse(s).ok_or_else(|| {
-            let names: Vec<&str> = Section::ALL.iter().map(|s| s.as_str()).collect();
-            AppError::BadRequest(format!("unknown section {s:?}; use one of {}", names.join(", ")))
-        })?),
-    };
-    let limit = q
-        .get("limit")
-        .map(|l| l.parse::<u32>().map_err(|_| AppError::BadRequest(format!("limit must be a whole number, not {l:?}"))))
-        .transpose()?;
-    Ok(PageRequest { section, cursor: q.get("cursor").cloned().filter(|c| !c.is_empty()), limit })
 }
 
 /// The whole record as staff see it, each entry marked with whether the patient sees it online.

@@ -3,10 +3,11 @@
 //! for (each a `patient` the FHIR token endpoint accepts). The record itself is read through the
 //! FHIR API.
 
+use crate::authorization::basic_credentials;
 use crate::body::{read_at_most, TooLarge};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,15 +34,6 @@ async fn nhs_login_nonce(State(app): State<App>, headers: HeaderMap) -> Result<R
     let (_, client) = authenticated_app(&app, &headers).await?;
     let (nonce, expires_at) = app.app_link_nonce(&client);
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "nonce": nonce, "expires_at": expires_at }))).into_response())
-}
-
-pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    use base64::Engine;
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(v.trim()).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
 }
 
 /// The most a linking request's JSON may hold.
@@ -90,7 +82,7 @@ async fn link_status(
     State(app): State<App>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, crate::error::WebError> {
-    let token = crate::error::bearer_token(&headers)
+    let token = crate::authorization::bearer_token(&headers)
         .ok_or_else(|| AppError::Unauthenticated("send the link's token as `Authorization: Bearer <token>`".into()))?;
     let (_, link, registered) = app.app_link_of_token(token).await?;
     let acts_for: Vec<_> = app

@@ -1,13 +1,17 @@
 //! Request bodies of the machine endpoints (the Update Record endpoint, the app API, the FHIR
 //! token endpoint and FHIR writes) are read by the handler itself, after the caller's credential
 //! has been checked, and never further than a limit: an unauthenticated request is answered
-//! 401 without a byte of its body being read, however large it says it is.
+//! 401 without a byte of its body being read, however large it says it is. The limit of a
+//! transfer-in upload (a page's form and the staff API alike) is here too.
 
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
+
+/// A FHIR Bundle upload (transfer-in), with room for the multipart framing.
+pub(crate) const TRANSFER_UPLOAD_LIMIT: usize = caldicott_app::transfer::MAX_BUNDLE_BYTES + 64 * 1024;
 
 /// The body was larger than the limit (reading stopped one byte past it).
 #[derive(Debug)]

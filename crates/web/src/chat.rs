@@ -3,7 +3,7 @@
 //! New messages show in the header count on every page; with JavaScript the count refreshes by
 //! polling `/chat/unread`, without it on the next page.
 
-use crate::portal::{checked, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -27,7 +27,7 @@ pub fn routes() -> Router<App> {
         .route("/chat/{chat}/delete", post(delete))
 }
 
-crate::csrf_forms!(SendForm, DeleteForm);
+csrf_forms!(SendForm, DeleteForm);
 
 struct Row {
     id: String,

@@ -1,9 +1,12 @@
 //! Linked apps and patient communications: the app registry (administrators), the app-facing
-//! linking API, online-services-linked alerts (one or many at once), contact preferences with
-//! their data-quality list, message presets, and the patient's own list of linked apps.
+//! linking API, contact preferences with their data-quality list, message presets, and the
+//! patient's own list of linked apps. (The online-services-linked alerts these raise are tasks,
+//! actioned from the task list in `staff_work`.)
 
-use crate::patient::{MyChrome, Patient};
-use crate::portal::{checked, forbidden_form, page_error, to_patient, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{
+    checked, csrf_forms, forbidden_form, my_error, page_error, to_patient, Chrome, Errors, FieldError, MyChrome,
+    Patient, Portal,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -12,19 +15,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use caldicott_app::apps::AlertOutcome;
 use caldicott_app::{App, AppError};
 use caldicott_core::appointments::uk_time;
 use caldicott_core::ids::{AppLinkId, TaskId};
-use caldicott_core::patient::PreferredContactMethod;
 use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/apps", get(apps_page).post(register_app))
         .route("/apps/{app}", post(change_app))
-        .route("/alerts/{alert}", post(action_alert))
-        .route("/alerts", post(action_alerts))
         .route("/letters/{letter}/posted", post(letter_posted))
         .route("/patients/{nhs_number}/messages/new", get(compose_page))
         .route("/patients/{nhs_number}/messages", post(send_message))
@@ -36,30 +35,7 @@ pub fn routes() -> Router<App> {
         .route("/my/apps/{link}/revoke", post(revoke_my_app))
 }
 
-crate::csrf_forms!(RegisterAppForm, ChangeAppForm, AlertForm, ResetForm, ContactForm, PresetForm);
-
-pub fn method_label(m: PreferredContactMethod) -> &'static str {
-    match m {
-        PreferredContactMethod::Letter => "letter",
-        PreferredContactMethod::Visit => "visit",
-        PreferredContactMethod::Telephone => "telephone",
-        PreferredContactMethod::Email => "email",
-        PreferredContactMethod::Minicom => "minicom (textphone)",
-        PreferredContactMethod::TelephoneViaProxy => "telephone via a proxy",
-        PreferredContactMethod::SignLanguage => "sign language",
-        PreferredContactMethod::NoTelephone => "no telephone",
-        PreferredContactMethod::Sms => "text message",
-        PreferredContactMethod::Unknown => "not recorded",
-    }
-}
-
-/// The choices of the preferred-contact form: (value, label), UK Core codes 1–9 and "unknown".
-pub fn method_choices() -> Vec<(String, &'static str)> {
-    PreferredContactMethod::ALL
-        .into_iter()
-        .map(|m| (m.code().map_or("unknown".to_owned(), |c| c.to_string()), method_label(m)))
-        .collect()
-}
+csrf_forms!(RegisterAppForm, ChangeAppForm, ResetForm, ContactForm, PresetForm);
 
 // ---- The app registry (administrators) ---------------------------------------------------------
 
@@ -177,101 +153,6 @@ async fn change_app(
         Ok(()) => Redirect::to("/apps").into_response(),
         Err(e) => page_error(Some((&me).into()), e),
     }
-}
-
-// ---- Online-services-linked alerts ---------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct AlertForm {
-    #[serde(default)]
-    _csrf: String,
-    #[serde(default)]
-    anyway: String,
-}
-
-fn outcome_words(o: &AlertOutcome) -> String {
-    match o {
-        AlertOutcome::Sent(c) => format!(
-            "The safety-net {} is on its way; the task is done.",
-            match c {
-                caldicott_core::messages::Channel::Email => "email",
-                caldicott_core::messages::Channel::Sms => "text message",
-                caldicott_core::messages::Channel::Letter => "letter",
-            }
-        ),
-        AlertOutcome::Manual(why) => why.clone(),
-    }
-}
-
-async fn action_alert(
-    State(app): State<App>,
-    Portal(me): Portal,
-    Path(id): Path<String>,
-    form: Result<Form<AlertForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let Ok(task) = id.parse::<TaskId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
-    };
-    let outcome = match f.anyway.as_str() {
-        "letter" => app.letter_alert(&me.who, task).await,
-        other => app.action_alert(&me.who, task, !other.is_empty()).await,
-    };
-    match outcome {
-        Ok(AlertOutcome::Manual(why)) => {
-            // Nothing was sent, and the task stays open: the state, not the form, is the problem.
-            let mut res = crate::staff_work::task_view_with(
-                &app,
-                &me,
-                &id,
-                vec![FieldError { field: "alert", message: why }],
-                None,
-            )
-            .await;
-            *res.status_mut() = StatusCode::CONFLICT;
-            res
-        }
-        Ok(done) => crate::staff_work::task_view_with(&app, &me, &id, Vec::new(), Some(outcome_words(&done))).await,
-        Err(e) => page_error(Some((&me).into()), e),
-    }
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "alerts_done.html")]
-struct AlertsDonePage {
-    chrome: Option<Chrome>,
-    rows: Vec<(String, String, bool)>,
-}
-
-/// Actions many alert tasks at once (a form with `task` repeated).
-async fn action_alerts(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    let sent = f.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
-    if !caldicott_app::constant_time_eq(&me.csrf_token, sent) {
-        return forbidden_form();
-    }
-    let anyway = f.iter().any(|(k, v)| k == "anyway" && !v.is_empty());
-    let mut rows = Vec::new();
-    for (_, v) in f.iter().filter(|(k, _)| k == "task") {
-        let Ok(id) = v.parse::<TaskId>() else { continue };
-        let who = match app.open_task(&me.who, id).await {
-            Ok((_, p)) => format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
-            Err(e) => return page_error(Some((&me).into()), e),
-        };
-        match app.action_alert(&me.who, id, anyway).await {
-            Ok(o) => rows.push((who, outcome_words(&o), matches!(o, AlertOutcome::Sent(_)))),
-            Err(AppError::Conflict(m) | AppError::BadRequest(m)) => rows.push((who, m, false)),
-            Err(e) => return page_error(Some((&me).into()), e),
-        }
-    }
-    if rows.is_empty() {
-        return page_error(Some((&me).into()), AppError::BadRequest("Choose at least one task".into()));
-    }
-    AlertsDonePage { chrome: Some((&me).into()), rows }.into_response()
 }
 
 // ---- A patient's apps and contact details (from the record) ------------------------------------
@@ -540,7 +421,7 @@ async fn my_apps(State(app): State<App>, Patient(me): Patient) -> Response {
                 .collect(),
         }
         .into_response(),
-        Err(e) => crate::patient::my_error(Some((&me).into()), e),
+        Err(e) => my_error(Some((&me).into()), e),
     }
 }
 
@@ -561,11 +442,11 @@ async fn revoke_my_app(
         return forbidden_form();
     }
     let Ok(id) = id.parse::<AppLinkId>() else {
-        return crate::patient::my_error(Some((&me).into()), AppError::NotFound("no such linked app".into()));
+        return my_error(Some((&me).into()), AppError::NotFound("no such linked app".into()));
     };
     match app.revoke_my_app(&me.who, id).await {
         Ok(()) => Redirect::to("/my/apps").into_response(),
-        Err(e) => crate::patient::my_error(Some((&me).into()), e),
+        Err(e) => my_error(Some((&me).into()), e),
     }
 }
 
@@ -668,7 +549,7 @@ struct SendForm {
     send_key: String,
 }
 
-crate::csrf_forms!(SendForm);
+csrf_forms!(SendForm);
 
 async fn send_message(
     State(app): State<App>,

@@ -3,8 +3,9 @@
 //! Files are sent as downloads (`Content-Disposition: attachment`, never sniffed), so nothing
 //! uploaded runs in the portal's own pages.
 
-use crate::patient::{my_error, Patient};
-use crate::portal::{forbidden_form, page_error, same, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{
+    forbidden_form, my_error, page_error, same, to_patient, Chrome, Errors, FieldError, Patient, Portal,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
@@ -171,7 +172,7 @@ async fn add(
     }
     let kept = NewDocument { content: Vec::new(), ..d.clone() };
     match app.add_document(&me.who, &nhs, d).await {
-        Ok(Ok(_)) => crate::portal::to_patient(&me, &nhs, "?document_added"),
+        Ok(Ok(_)) => to_patient(&me, &nhs, "?document_added"),
         Ok(Err(problems)) => {
             let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
             form_page(&app, &me, &nhs, &kept, errors).await
@@ -234,9 +235,4 @@ async fn my_open(
         Ok(c) => download(c),
         Err(e) => my_error(Some((&me).into()), e),
     }
-}
-
-/// Where a record entry's document opens, for staff (`None`: not a document).
-pub(crate) fn staff_href(e: &caldicott_core::entry::Entry) -> Option<String> {
-    (e.kind() == caldicott_core::entry::EntryKind::Document).then(|| format!("/documents/{}", e.id))
 }

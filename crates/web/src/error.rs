@@ -56,27 +56,6 @@ impl IntoResponse for WebError {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header. The scheme is matched in any case
-/// (`bearer`, `BEARER`), as HTTP's authentication schemes are case-insensitive (RFC 9110
-/// §11.1); the one space after it may be more.
-pub(crate) fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim_start_matches(' ');
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 pub async fn not_found() -> WebError {
     WebError(AppError::NotFound("no such page or API route".into()))
-}
-
-/// The router's fallback: under the FHIR base an OperationOutcome (a path such as `/fhir/r4/`
-/// that the FHIR router's own fallback does not see), anywhere else the JSON API's answer.
-pub async fn unknown_route(uri: axum::http::Uri) -> Response {
-    let path = uri.path();
-    if path == crate::fhir::BASE || path.starts_with(&format!("{}/", crate::fhir::BASE)) {
-        crate::fhir::unknown_route().await.into_response()
-    } else {
-        not_found().await.into_response()
-    }
 }

@@ -121,7 +121,7 @@ fn base(app: &App) -> String {
 }
 
 async fn caller(app: &App, headers: &HeaderMap) -> Result<FhirCaller, FhirError> {
-    let token = crate::error::bearer_token(headers)
+    let token = crate::authorization::bearer_token(headers)
         .ok_or_else(|| AppError::Unauthenticated("send an access token as `Authorization: Bearer <token>`".into()))?;
     Ok(app.fhir_caller(token).await?)
 }
@@ -165,7 +165,7 @@ async fn token(State(app): State<App>, headers: HeaderMap, body: axum::body::Bod
     };
     // An app's credentials come in the header: checked (and a refusal audited) before the body
     // is read. An integration's come in the body, which is then read only so far.
-    let basic = crate::app_api::basic_credentials(&headers);
+    let basic = crate::authorization::basic_credentials(&headers);
     if let Some((id, secret)) = &basic {
         match app.app_credentials(id, secret).await {
             Ok(_) => {}

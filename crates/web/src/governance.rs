@@ -2,8 +2,9 @@
 //! 104/106 with its dry run and typed confirmation (R35), the exclusion report with the action
 //! plan (R36), the monthly return (R37), the trend, and the ICB's service-wide figures.
 
-use crate::portal::{
-    checked, entry_text, forbidden_form, kind_label, long_date, page_error, same, Chrome, Errors, FieldError, Portal,
+use crate::kernel::{
+    checked, csrf_forms, entry_text, forbidden_form, kind_label, long_date, page_error, same, Chrome, Errors,
+    FieldError, Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -48,7 +49,7 @@ pub fn routes() -> Router<App> {
         .route("/icb.csv", get(icb_file))
 }
 
-crate::csrf_forms!(DecideForm, PlanForm, UndoForm);
+csrf_forms!(DecideForm, PlanForm, UndoForm);
 
 fn errors_of(problems: Vec<FieldProblem>) -> Vec<FieldError> {
     problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect()

@@ -1,7 +1,7 @@
 //! GP Connect Update Record for staff: the review queue, one message's review (amend, file,
 //! reject), and the register of pharmacies allowed to send.
 
-use crate::portal::{checked, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -25,7 +25,7 @@ pub fn routes() -> Router<App> {
         .route("/inbound/{inbound}", get(message_page).post(act))
 }
 
-crate::csrf_forms!(ActForm, SenderForm);
+csrf_forms!(ActForm, SenderForm);
 
 fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     uk_time(t).format("%-d %b %Y %H:%M").to_string()
@@ -165,7 +165,7 @@ struct MessagePage {
     changes: Vec<String>,
     decided: Option<String>,
     errors: Vec<FieldError>,
-    check: Option<crate::portal::CheckView>,
+    check: Option<crate::kernel::CheckView>,
     reasons: Vec<(&'static str, &'static str)>,
 }
 
@@ -242,7 +242,7 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
         }),
         errors,
         check: v.entry_check.clone().map(Into::into),
-        reasons: crate::portal::REASONS.iter().map(|r| (r.as_str(), r.display())).collect(),
+        reasons: crate::kernel::REASONS.iter().map(|r| (r.as_str(), r.display())).collect(),
     };
     (status, page).into_response()
 }
@@ -299,7 +299,7 @@ async fn act(
         },
         "file" => match f.hide_reason.trim() {
             "" => app.file_inbound(&me.who, uuid).await.map(|_| Ok(())),
-            r => match caldicott_core::entry::HiddenReason::parse(r).filter(|r| crate::portal::REASONS.contains(r)) {
+            r => match caldicott_core::entry::HiddenReason::parse(r).filter(|r| crate::kernel::REASONS.contains(r)) {
                 Some(reason) if !f.note.trim().is_empty() => {
                     app.file_inbound_as(&me.who, uuid, Some((reason, f.note.clone()))).await.map(|_| Ok(()))
                 }

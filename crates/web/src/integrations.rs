@@ -1,7 +1,7 @@
 //! The practice's FHIR integrations, for administrators: register one with its public key and
 //! scopes, turn one off (its tokens end at once) or on again.
 
-use crate::portal::{checked, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -18,7 +18,7 @@ pub fn routes() -> Router<App> {
     Router::new().route("/integrations", get(page).post(register)).route("/integrations/{integration}", post(change))
 }
 
-crate::csrf_forms!(RegisterForm, ChangeForm);
+csrf_forms!(RegisterForm, ChangeForm);
 
 pub struct Row {
     pub id: String,

@@ -32,7 +32,7 @@ async fn delivery_report(
     body: axum::body::Body,
 ) -> Result<axum::response::Response, crate::error::WebError> {
     // The token first: nothing of the body is read for a caller without it.
-    let bearer = crate::error::bearer_token(&headers).unwrap_or("");
+    let bearer = crate::authorization::bearer_token(&headers).unwrap_or("");
     if !app.notify_callback_accepts(bearer) {
         return Err(caldicott_app::AppError::Unauthenticated("the delivery report's token is not right".into()).into());
     }

@@ -5,15 +5,16 @@
 //! The session cookie is `__Host-caldicott-patient`, separate from the staff portal's. Pages
 //! that need a patient session redirect to `/my/sign-in` without one.
 
-use crate::portal::{
-    clear_cookie, cookie, entry_text, error_parts, forbidden_form, kind_label, long_date, same, section_label,
-    set_cookie, sign_in_token, with_param, Errors, FieldError,
+use crate::kernel::{
+    clear_cookie, cookie, decision_text, entry_text, field_errors, forbidden_form, kind_label, long_date, my_error,
+    qr_svg, same, section_label, set_cookie, sign_in_token, with_param, Errors, FieldError, MyChrome, Patient,
+    PATIENT_COOKIE, SIGN_IN_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -24,8 +25,6 @@ use caldicott_core::entry::Section;
 use caldicott_core::ids::{AppointmentId, EntryId, ProxyLinkId, SlotId};
 use serde::Deserialize;
 use std::collections::HashMap;
-
-pub const PATIENT_COOKIE: &str = "__Host-caldicott-patient";
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -60,48 +59,6 @@ pub fn routes() -> Router<App> {
         .route("/my/appointments/{appointment}/cancel", axum::routing::post(cancel))
         .route("/my/prescriptions", get(prescriptions).post(order))
         .route("/my/requests", get(requests).post(send_request))
-}
-
-/// What every signed-in patient page shows in its header.
-pub struct MyChrome {
-    pub name: String,
-    pub practice_name: String,
-    pub csrf: String,
-}
-
-impl From<&PatientSignedIn> for MyChrome {
-    fn from(s: &PatientSignedIn) -> Self {
-        Self { name: s.who.name.clone(), practice_name: s.practice_name.clone(), csrf: s.csrf_token.clone() }
-    }
-}
-
-/// A signed-in patient (or proxy). Pages that take one redirect to sign-in without a session.
-pub struct Patient(pub PatientSignedIn);
-
-impl FromRequestParts<App> for Patient {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let Some(value) = cookie(&parts.headers, PATIENT_COOKIE) else {
-            return Err(Redirect::to("/my/sign-in").into_response());
-        };
-        app.patient_signed_in(&value).await.map(Patient).map_err(|e| my_error(None, e))
-    }
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "my_error.html")]
-struct MyErrorPage {
-    me: Option<MyChrome>,
-    title: &'static str,
-    message: String,
-}
-
-pub(crate) fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
-    match error_parts(&e) {
-        None => Redirect::to("/my/sign-in").into_response(),
-        Some((status, title, message)) => (status, MyErrorPage { me, title, message }).into_response(),
-    }
 }
 
 // ---- Sign-in and sign-up ------------------------------------------------------------------
@@ -174,7 +131,7 @@ struct SignInForm {
 /// The sign-in and sign-up forms carry the CSRF token of the sign-in cookie.
 fn sign_in_csrf_ok(headers: &HeaderMap, sent: &str) -> Option<String> {
     let (csrf, _) = sign_in_token(headers);
-    (cookie(headers, crate::portal::SIGN_IN_COOKIE).is_some() && same(&csrf, sent)).then_some(csrf)
+    (cookie(headers, SIGN_IN_COOKIE).is_some() && same(&csrf, sent)).then_some(csrf)
 }
 
 fn signed_in_response(cookie_value: &str) -> Response {
@@ -375,7 +332,7 @@ async fn reset_password(
             res
         }
         Ok(Err(problems)) => {
-            let errors = crate::portal::field_errors(problems);
+            let errors = field_errors(problems);
             let form = ResetValues { new_password: String::new(), new_password_again: String::new(), ..f };
             (StatusCode::BAD_REQUEST, ResetPage { me: None, csrf, form, errors }).into_response()
         }
@@ -494,7 +451,7 @@ async fn record(State(app): State<App>, Patient(me): Patient, Query(q): Query<Ha
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return my_error(Some((&me).into()), AppError::NotFound("no such record".into())),
     };
-    let page = match crate::api::page_request(&q) {
+    let page = match crate::query::page_request(&q) {
         Ok(p) => p,
         Err(e) => return my_error(Some((&me).into()), e),
     };
@@ -873,10 +830,9 @@ async fn prescriptions_page(
             .into_iter()
             .map(|t| {
                 let (items, note) = match t.body {
-                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => (
-                        items.iter().map(|i| (i.drug.clone(), crate::staff_work::decision_text(&i.decision))).collect(),
-                        note,
-                    ),
+                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => {
+                        (items.iter().map(|i| (i.drug.clone(), decision_text(&i.decision))).collect(), note)
+                    }
                     _ => (Vec::new(), String::new()),
                 };
                 RequestView {
@@ -1228,9 +1184,7 @@ async fn change_security(
     }
     let result = match f.step.as_str() {
         "begin" => match app.two_step_begin(&me.who).await {
-            Ok((secret, uri)) => {
-                return security_page(&app, &me, Some((secret, crate::portal::qr_svg(&uri))), None, Vec::new()).await
-            }
+            Ok((secret, uri)) => return security_page(&app, &me, Some((secret, qr_svg(&uri))), None, Vec::new()).await,
             Err(e) => Err(e),
         },
         "confirm" => app.two_step_confirm(&me.who, &f.code, &from).await.map(|()| "on"),
@@ -1248,9 +1202,7 @@ async fn change_security(
                 .await
             {
                 Ok(Ok(())) => Ok("password"),
-                Ok(Err(problems)) => {
-                    return security_page(&app, &me, None, None, crate::portal::field_errors(problems)).await
-                }
+                Ok(Err(problems)) => return security_page(&app, &me, None, None, field_errors(problems)).await,
                 Err(e) => Err(e),
             }
         }

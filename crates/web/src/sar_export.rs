@@ -6,7 +6,7 @@
 //! the request; each can be downloaded once, and anything not collected is dropped after 15
 //! minutes. Nothing is written to disk.
 
-use crate::portal::{checked, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -40,7 +40,7 @@ pub fn routes() -> Router<App> {
         .route("/sars/{sar}/export/jobs/{export}/{format}", post(download))
 }
 
-crate::csrf_forms!(ScopeForm, ReleaseForm, DownloadForm);
+csrf_forms!(ScopeForm, ReleaseForm, DownloadForm);
 
 const PAGE: usize = 200;
 const KEEP: Duration = Duration::from_secs(15 * 60);
@@ -487,14 +487,4 @@ async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     response
-}
-
-/// For the request page: the period in words.
-pub fn period_words(from: Option<chrono::NaiveDate>, to: Option<chrono::NaiveDate>) -> String {
-    match (from, to) {
-        (None, None) => "Everything held".into(),
-        (Some(f), None) => format!("From {}", long_date(f)),
-        (None, Some(t)) => format!("Up to {}", long_date(t)),
-        (Some(f), Some(t)) => format!("{} to {}", long_date(f), long_date(t)),
-    }
 }

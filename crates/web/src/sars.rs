@@ -1,7 +1,7 @@
 //! The subject access request register: the list with due dates, logging a request, and one
 //! request with its changes (identity, clarification, extension, fee, closing).
 
-use crate::portal::{checked, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -23,7 +23,7 @@ pub fn routes() -> Router<App> {
         .route("/sars/{sar}", get(sar_page).post(change))
 }
 
-crate::csrf_forms!(LogForm, ChangeForm);
+csrf_forms!(LogForm, ChangeForm);
 
 fn errors_of(problems: Vec<caldicott_app::settings::FieldProblem>) -> Vec<FieldError> {
     problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect()
@@ -265,7 +265,7 @@ async fn sar_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -
             caldicott_core::appointments::uk_time(s.created_at).format("%-d %b %Y"),
             s.created_by
         ),
-        period: crate::sar_export::period_words(s.period_from, s.period_to),
+        period: crate::kernel::period_words(s.period_from, s.period_to),
         authority: s.authority.clone().unwrap_or_default(),
         status: s.status.clone(),
         errors,

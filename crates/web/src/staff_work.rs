@@ -1,8 +1,12 @@
 //! Staff pages for the practice's daily work with patients' online requests: the appointment
 //! book (plan clinics, see and cancel bookings), the task list (repeat prescription requests and
-//! messages, decided by clinicians) and a patient's nominated pharmacy.
+//! messages, decided by clinicians; online-services-linked alerts, one or many at once) and a
+//! patient's nominated pharmacy.
 
-use crate::portal::{checked, forbidden_form, page_error, to_patient, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{
+    checked, csrf_forms, decision_text, forbidden_form, method_choices, method_label, page_error, to_patient, Chrome,
+    Errors, FieldError, Portal,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -12,6 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use caldicott_app::appointments::NewClinic;
+use caldicott_app::apps::AlertOutcome;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use caldicott_core::appointments::{uk_time, SlotType};
@@ -29,6 +34,8 @@ pub fn routes() -> Router<App> {
         .route("/appointments/{appointment}/cancel", post(cancel))
         .route("/tasks", get(tasks))
         .route("/tasks/{task}", get(task_page).post(act_on_task))
+        .route("/alerts/{alert}", post(action_alert))
+        .route("/alerts", post(action_alerts))
         .route("/patients/{nhs_number}/pharmacy", post(nominate))
         .route("/patients/{nhs_number}/proxies", get(proxies).post(add_proxy))
         .route("/patients/{nhs_number}/proxies/{link}", post(change_proxy))
@@ -37,7 +44,7 @@ pub fn routes() -> Router<App> {
         .route("/messages/{message}/retry", post(retry_message))
 }
 
-crate::csrf_forms!(ClinicForm, CancelForm, TaskForm, PharmacyForm);
+csrf_forms!(ClinicForm, CancelForm, TaskForm, AlertForm, PharmacyForm);
 
 // ---- The appointment book -----------------------------------------------------------------------
 
@@ -321,16 +328,6 @@ impl Errors for TaskPage {
     }
 }
 
-pub fn decision_text(d: &ItemDecision) -> String {
-    match d {
-        ItemDecision::Pending => "Waiting for a clinician".into(),
-        ItemDecision::Approved { by, at } => format!("Approved by {by} on {}", uk_time(*at).format("%-d %b %Y")),
-        ItemDecision::Rejected { reason, by, at } => {
-            format!("Not approved by {by} on {}: {reason}", uk_time(*at).format("%-d %b %Y"))
-        }
-    }
-}
-
 pub(crate) async fn task_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
     task_view_with(app, me, id, errors, None).await
 }
@@ -416,7 +413,7 @@ pub(crate) async fn task_view_with(
             let pref = patient.preferred_contact;
             format!(
                 "Preferred contact: {}. Email: {}. Mobile: {}.",
-                crate::comms::method_label(pref),
+                method_label(pref),
                 patient.contact.email.as_deref().unwrap_or("none"),
                 patient.contact.mobile.as_deref().unwrap_or("none"),
             )
@@ -428,7 +425,7 @@ pub(crate) async fn task_view_with(
             patient.contact.email.clone().unwrap_or_default(),
             patient.contact.mobile.clone().unwrap_or_default(),
         ),
-        contact_choices: crate::comms::method_choices(),
+        contact_choices: method_choices(),
         notice,
         errors,
     };
@@ -479,6 +476,94 @@ async fn act_on_task(
         }
         Err(e) => page_error(Some((&me).into()), e),
     }
+}
+
+// ---- Online-services-linked alerts ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct AlertForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    anyway: String,
+}
+
+fn outcome_words(o: &AlertOutcome) -> String {
+    match o {
+        AlertOutcome::Sent(c) => format!(
+            "The safety-net {} is on its way; the task is done.",
+            match c {
+                caldicott_core::messages::Channel::Email => "email",
+                caldicott_core::messages::Channel::Sms => "text message",
+                caldicott_core::messages::Channel::Letter => "letter",
+            }
+        ),
+        AlertOutcome::Manual(why) => why.clone(),
+    }
+}
+
+async fn action_alert(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+    form: Result<Form<AlertForm>, FormRejection>,
+) -> Response {
+    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let Ok(task) = id.parse::<TaskId>() else {
+        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
+    };
+    let outcome = match f.anyway.as_str() {
+        "letter" => app.letter_alert(&me.who, task).await,
+        other => app.action_alert(&me.who, task, !other.is_empty()).await,
+    };
+    match outcome {
+        Ok(AlertOutcome::Manual(why)) => {
+            // Nothing was sent, and the task stays open: the state, not the form, is the problem.
+            let mut res = task_view_with(&app, &me, &id, vec![FieldError { field: "alert", message: why }], None).await;
+            *res.status_mut() = StatusCode::CONFLICT;
+            res
+        }
+        Ok(done) => task_view_with(&app, &me, &id, Vec::new(), Some(outcome_words(&done))).await,
+        Err(e) => page_error(Some((&me).into()), e),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "alerts_done.html")]
+struct AlertsDonePage {
+    chrome: Option<Chrome>,
+    rows: Vec<(String, String, bool)>,
+}
+
+/// Actions many alert tasks at once (a form with `task` repeated).
+async fn action_alerts(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else { return forbidden_form() };
+    let sent = f.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
+    if !caldicott_app::constant_time_eq(&me.csrf_token, sent) {
+        return forbidden_form();
+    }
+    let anyway = f.iter().any(|(k, v)| k == "anyway" && !v.is_empty());
+    let mut rows = Vec::new();
+    for (_, v) in f.iter().filter(|(k, _)| k == "task") {
+        let Ok(id) = v.parse::<TaskId>() else { continue };
+        let who = match app.open_task(&me.who, id).await {
+            Ok((_, p)) => format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+            Err(e) => return page_error(Some((&me).into()), e),
+        };
+        match app.action_alert(&me.who, id, anyway).await {
+            Ok(o) => rows.push((who, outcome_words(&o), matches!(o, AlertOutcome::Sent(_)))),
+            Err(AppError::Conflict(m) | AppError::BadRequest(m)) => rows.push((who, m, false)),
+            Err(e) => return page_error(Some((&me).into()), e),
+        }
+    }
+    if rows.is_empty() {
+        return page_error(Some((&me).into()), AppError::BadRequest("Choose at least one task".into()));
+    }
+    AlertsDonePage { chrome: Some((&me).into()), rows }.into_response()
 }
 
 // ---- Nominated pharmacy -------------------------------------------------------------------------
@@ -579,7 +664,7 @@ struct ProxyForm {
     refusal_reason: String,
 }
 
-crate::csrf_forms!(ProxyForm, ProxyChangeForm);
+csrf_forms!(ProxyForm, ProxyChangeForm);
 
 async fn proxies_view(app: &App, me: &SignedIn, nhs: &str, form: ProxyForm, errors: Vec<FieldError>) -> Response {
     use caldicott_core::access::{AccessLevel, ProxyBasis, ProxyStatus};
@@ -850,7 +935,7 @@ struct RetryForm {
     _csrf: String,
 }
 
-crate::csrf_forms!(RetryForm);
+csrf_forms!(RetryForm);
 
 async fn retry_message(
     State(app): State<App>,

@@ -1,7 +1,7 @@
 //! The practice's staff API tokens, for administrators: who each was issued to, when it was made
 //! and expires, whether it still works, and a button to revoke it (its next request is refused).
 
-use crate::portal::{checked, forbidden_form, page_error, Chrome, Portal};
+use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -16,7 +16,7 @@ pub fn routes() -> Router<App> {
     Router::new().route("/tokens", get(page)).route("/tokens/{token}/revoke", post(revoke))
 }
 
-crate::csrf_forms!(RevokeForm);
+csrf_forms!(RevokeForm);
 
 pub struct Row {
     pub id: String,

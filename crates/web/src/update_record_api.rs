@@ -57,7 +57,7 @@ async fn receive(
             t.failed(&from);
         }
     };
-    let Some((id, secret)) = crate::app_api::basic_credentials(&headers) else {
+    let Some((id, secret)) = crate::authorization::basic_credentials(&headers) else {
         failed();
         return Err(AppError::Unauthenticated(
             "send the pharmacy's client id and secret with HTTP Basic authentication".into(),

@@ -38,6 +38,7 @@ fn routes_in(prefix: &str, src: &str) -> BTreeSet<(String, String)> {
 fn the_openapi_document_and_the_json_routes_agree() {
     let mut routed = BTreeSet::new();
     routed.extend(routes_in("/api/v1", include_str!("../../src/api.rs")));
+    routed.extend(routes_in("/api/v1", include_str!("../../src/staff/access_api.rs")));
     routed.extend(routes_in("/api/apps/v1", include_str!("../../src/app_api.rs")));
     routed.extend(routes_in("/api/update-record/v1", include_str!("../../src/update_record_api.rs")));
     routed.extend(routes_in("/fhir/r4", include_str!("../../src/fhir.rs")));

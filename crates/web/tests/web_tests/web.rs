@@ -563,7 +563,22 @@ fn the_permission_table_covers_every_route() {
     let rows = permission_rows();
     assert!(rows.len() >= 8);
     let sources = [
-        ("", include_str!("../../src/portal.rs")),
+        ("", include_str!("../../src/staff/sign_in.rs")),
+        ("", include_str!("../../src/staff/passwords.rs")),
+        ("", include_str!("../../src/staff/search.rs")),
+        ("", include_str!("../../src/staff/record.rs")),
+        ("", include_str!("../../src/staff/visibility.rs")),
+        ("", include_str!("../../src/staff/split.rs")),
+        ("", include_str!("../../src/staff/access.rs")),
+        ("", include_str!("../../src/staff/trail.rs")),
+        ("", include_str!("../../src/staff/settings.rs")),
+        ("", include_str!("../../src/staff/consultation.rs")),
+        ("", include_str!("../../src/staff/accounts.rs")),
+        ("", include_str!("../../src/staff/registration.rs")),
+        ("", include_str!("../../src/staff/letters.rs")),
+        ("", include_str!("../../src/staff/transfer.rs")),
+        ("", include_str!("../../src/staff/filing.rs")),
+        ("/api/v1", include_str!("../../src/staff/access_api.rs")),
         ("", include_str!("../../src/pages.rs")),
         ("/api/v1", include_str!("../../src/api.rs")),
         ("", include_str!("../../src/patient.rs")),

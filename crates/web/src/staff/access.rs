@@ -4,8 +4,9 @@
 //! is a choice of its own with its own confirmation; an empty start date is an error, never the
 //! whole record.
 
-use crate::portal::{
-    access_text, banner, checked, forbidden_form, long_date, page_error, to_patient, Banner, Chrome, Errors, FieldError,
+use crate::kernel::{
+    access_text, banner, checked, csrf_forms, long_date, to_patient, Banner, Chrome, Errors, FieldError, InPage,
+    PageError, Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -13,7 +14,8 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Form;
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use caldicott_app::access_panel::{
     AccessChange, EffectiveAccess, OnlineChange, OnlineChangePreview, SectionChange, ViewerEffect,
 };
@@ -27,6 +29,12 @@ use caldicott_core::staff::Role;
 use caldicott_core::visibility::GrantSource;
 use chrono::NaiveDate;
 use serde::Deserialize;
+
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
+        .route("/patients/{nhs_number}/enhanced-review", post(enhanced_review))
+}
 
 pub struct GrantRow {
     pub key: &'static str,
@@ -91,30 +99,33 @@ pub(crate) struct ReviewForm {
     confirmed: String,
 }
 
-crate::csrf_forms!(AccessForm, ReviewForm);
+csrf_forms!(AccessForm, ReviewForm);
 
 fn may_change_access(role: Role) -> bool {
     matches!(role, Role::Clinician | Role::PracticeManager)
 }
 
-async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError>, form: AccessForm) -> Response {
+async fn access_form(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    errors: Vec<FieldError>,
+    form: AccessForm,
+) -> Result<Response, PageError> {
     let chrome = || Some(Chrome::from(me));
     if !may_change_access(me.who.role) {
-        return page_error(
-            chrome(),
+        return Err(PageError::new(
+            me,
             AppError::Forbidden("only clinicians and practice managers change a patient's online access".into()),
-        );
+        ));
     }
     let page = PageRequest { limit: Some(1), ..Default::default() };
-    let rec = match app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await {
-        Ok(r) => r,
-        Err(e) => return page_error(chrome(), e),
-    };
+    let rec = app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await.in_page(me)?;
     let today = app.today();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let mut grants: Vec<_> = rec.access_settings.grants.iter().collect();
     grants.sort_by_key(|g| std::cmp::Reverse(g.level));
-    (
+    Ok((
         status,
         AccessPage {
             chrome: chrome(),
@@ -161,14 +172,10 @@ async fn access_form(app: &App, me: &SignedIn, nhs: &str, errors: Vec<FieldError
             form,
         },
     )
-        .into_response()
+        .into_response())
 }
 
-pub(crate) async fn access_page(
-    State(app): State<App>,
-    me: crate::portal::Portal,
-    Path(nhs): Path<String>,
-) -> Response {
+async fn access_page(State(app): State<App>, me: Portal, Path(nhs): Path<String>) -> Result<Response, PageError> {
     access_form(&app, &me.0, &nhs, Vec::new(), AccessForm::default()).await
 }
 
@@ -234,14 +241,14 @@ fn parse_change(f: &AccessForm) -> Result<AccessChange, Vec<FieldError>> {
     }
 }
 
-pub(crate) async fn change_access(
+async fn change_access(
     State(app): State<App>,
-    me: crate::portal::Portal,
+    me: Portal,
     Path(nhs): Path<String>,
     form: Result<Form<AccessForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     let me = me.0;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let change = match parse_change(&f) {
         Ok(c) => c,
         Err(errors) => return access_form(&app, &me, &nhs, errors, f).await,
@@ -261,41 +268,37 @@ pub(crate) async fn change_access(
             Err(AppError::BadRequest(m)) => {
                 access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }], f).await
             }
-            Err(e) => page_error(Some((&me).into()), e),
+            Err(e) => Err(PageError::new(&me, e)),
         };
     }
     match app.change_access(&me.who, &nhs, &change).await {
-        Ok(_) => to_patient(&me, &nhs, "/access"),
+        Ok(_) => Ok(to_patient(&me, &nhs, "/access")),
         Err(AppError::BadRequest(m)) => {
             access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }], f).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
 
-pub(crate) async fn enhanced_review(
+async fn enhanced_review(
     State(app): State<App>,
-    me: crate::portal::Portal,
+    me: Portal,
     Path(nhs): Path<String>,
     form: Result<Form<ReviewForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     let me = me.0;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let code = match f.code.as_str() {
         "104" => EnhancedReviewCode::Indicated,
         "106" => EnhancedReviewCode::NotIndicated,
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose 104 or 106".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose 104 or 106".into()))),
     };
     if f.confirmed != "yes" {
-        return match app.preview_online_change(&me.who, &nhs, &OnlineChange::EnhancedReview(code)).await {
-            Ok(p) => confirm_page(&app, &me, &nhs, p, "enhanced-review", vec![("code", f.code.clone())]).await,
-            Err(e) => page_error(Some((&me).into()), e),
-        };
+        let p = app.preview_online_change(&me.who, &nhs, &OnlineChange::EnhancedReview(code)).await.in_page(&me)?;
+        return confirm_page(&app, &me, &nhs, p, "enhanced-review", vec![("code", f.code.clone())]).await;
     }
-    match app.add_enhanced_review_code(&me.who, &nhs, code).await {
-        Ok(_) => to_patient(&me, &nhs, &format!("?recorded={}", f.code)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.add_enhanced_review_code(&me.who, &nhs, code).await.in_page(&me)?;
+    Ok(to_patient(&me, &nhs, &format!("?recorded={}", f.code)))
 }
 
 // ---- Checking a change before it is saved ----------------------------------------------------
@@ -337,7 +340,7 @@ fn section_words(s: Section) -> &'static str {
 }
 
 /// "Leo's consultations from 1 Nov 2023 will no longer be visible (3 entries)".
-fn change_line(given: &str, c: &SectionChange) -> String {
+pub(super) fn change_line(given: &str, c: &SectionChange) -> String {
     format!(
         "{given}'s {} from {} will {} ({} {})",
         section_words(c.section),
@@ -349,7 +352,7 @@ fn change_line(given: &str, c: &SectionChange) -> String {
 }
 
 /// The effective level in words: "Full record from 31 Oct 2023 (automatic access)".
-fn effective_text(e: &EffectiveAccess) -> String {
+pub(super) fn effective_text(e: &EffectiveAccess) -> String {
     if let Some(w) = e.none_because {
         return format!("No record access: {}", w.explain());
     }
@@ -396,7 +399,7 @@ async fn confirm_page(
     p: OnlineChangePreview,
     path: &str,
     hidden: Vec<(&'static str, String)>,
-) -> Response {
+) -> Result<Response, PageError> {
     let given = p.patient_name.given.clone();
     let digits: String = nhs.chars().filter(char::is_ascii_digit).collect();
     let mut notes = Vec::new();
@@ -455,12 +458,10 @@ async fn confirm_page(
     viewers.extend(p.proxies.iter().map(|v| viewer_lines(&given, v)));
     let rec_banner = {
         let page = PageRequest { limit: Some(1), ..Default::default() };
-        match app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await {
-            Ok(r) => banner(&r.patient, app.today(), r.enhanced_review.is_active()),
-            Err(e) => return page_error(Some(me.into()), e),
-        }
+        let r = app.staff_record(&me.who, nhs, ViewAs::Patient, &page).await.in_page(me)?;
+        banner(&r.patient, app.today(), r.enhanced_review.is_active())
     };
-    ConfirmPage {
+    Ok(ConfirmPage {
         chrome: Some(me.into()),
         banner: rec_banner,
         title,
@@ -472,7 +473,7 @@ async fn confirm_page(
         confirm_label,
         back: format!("/patients/{digits}{}", if path == "access" { "/access" } else { "" }),
     }
-    .into_response()
+    .into_response())
 }
 
 #[cfg(test)]
@@ -503,146 +504,4 @@ mod tests {
             AccessChange::SetLevel { level: AccessLevel::Full, from: RecordFrom::Beginning, historic_confirmed: true }
         );
     }
-}
-
-// ---- The same through the staff JSON API ------------------------------------------------------
-
-/// `POST /api/v1/patients/{nhs}/access`: a change to the patient's online access settings.
-/// Without `"confirm": true` it changes nothing and answers what it would change for the patient
-/// and each proxy; with it, the change is made (audited) and the new settings are returned.
-#[derive(Deserialize)]
-pub(crate) struct AccessRequest {
-    /// set_level, use_default, remove, opt_out or opt_in.
-    change: String,
-    #[serde(default)]
-    level: Option<String>,
-    /// A date (YYYY-MM-DD) or "whole_record".
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    historic_confirmed: bool,
-    #[serde(default)]
-    confirm: bool,
-}
-
-/// `POST /api/v1/patients/{nhs}/enhanced-review`: record 104 or 106, checked first the same way.
-#[derive(Deserialize)]
-pub(crate) struct ReviewRequest {
-    code: String,
-    #[serde(default)]
-    confirm: bool,
-}
-
-fn api_change(r: &AccessRequest) -> Result<AccessChange, AppError> {
-    let level = match r.level.as_deref() {
-        None => None,
-        Some(l) => Some(AccessLevel::parse(l).ok_or_else(|| {
-            AppError::BadRequest(format!("level must be none, summary, detailed, documents or full, not {l:?}"))
-        })?),
-    };
-    let need_level = || level.ok_or_else(|| AppError::BadRequest("this change needs a level".into()));
-    Ok(match r.change.as_str() {
-        "opt_out" => AccessChange::OptOut(true),
-        "opt_in" => AccessChange::OptOut(false),
-        "use_default" => AccessChange::UsePracticeDefault,
-        "remove" => AccessChange::Remove { level: need_level()? },
-        "set_level" => {
-            let level = need_level()?;
-            let from = match (level, r.from.as_deref()) {
-                (AccessLevel::None, _) => RecordFrom::Beginning,
-                (_, Some("whole_record")) => RecordFrom::Beginning,
-                (_, Some(d)) => RecordFrom::Date(d.parse::<NaiveDate>().map_err(|_| {
-                    AppError::BadRequest(format!("from must be a date (YYYY-MM-DD) or \"whole_record\", not {d:?}"))
-                })?),
-                (_, None) => {
-                    return Err(AppError::BadRequest(
-                        "from is required: a date (YYYY-MM-DD), or \"whole_record\" with historic_confirmed".into(),
-                    ))
-                }
-            };
-            AccessChange::SetLevel { level, from, historic_confirmed: r.historic_confirmed }
-        }
-        other => {
-            return Err(AppError::BadRequest(format!(
-                "change must be set_level, use_default, remove, opt_out or opt_in, not {other:?}"
-            )))
-        }
-    })
-}
-
-fn effective_json(e: &EffectiveAccess) -> serde_json::Value {
-    serde_json::json!({
-        "level": e.level.as_str(),
-        "summary": effective_text(e),
-        "no_record_access": e.none_because.map(|w| serde_json::json!({ "rule": w.rule(), "reason": w.explain() })),
-        "own_level": e.own_level.map(|(l, on)| serde_json::json!({ "level": l.as_str(), "set_on": on })),
-        "reach": e.reach,
-    })
-}
-
-fn preview_json(p: &OnlineChangePreview) -> serde_json::Value {
-    let given = &p.patient_name.given;
-    let viewer = |v: &ViewerEffect| {
-        serde_json::json!({
-            "who": v.who,
-            "proxy_link": v.proxy.as_ref().map(|l| l.id.to_string()),
-            "before": effective_json(&v.before),
-            "after": effective_json(&v.after),
-            "changes": v.changes.iter().map(|c| serde_json::json!({
-                "section": c.section,
-                "count": c.count,
-                "earliest": c.earliest,
-                "now_visible": c.now_visible,
-                "sentence": change_line(given, c),
-            })).collect::<Vec<_>>(),
-        })
-    };
-    serde_json::json!({
-        "confirmed": false,
-        "patient_has_account": p.patient_has_account,
-        "patient": viewer(&p.patient),
-        "proxies": p.proxies.iter().map(viewer).collect::<Vec<_>>(),
-        "settings_after": p.settings_after,
-    })
-}
-
-pub(crate) async fn api_access(
-    State(app): State<App>,
-    crate::api::Staff(who): crate::api::Staff,
-    Path(nhs): Path<String>,
-    body: Result<axum::Json<AccessRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, crate::error::WebError> {
-    let axum::Json(r) = body.map_err(|e| AppError::BadRequest(format!("the body is not a valid request: {e}")))?;
-    let change = api_change(&r)?;
-    if !r.confirm {
-        let p = app.preview_online_change(&who, &nhs, &OnlineChange::Access(change)).await?;
-        return Ok(axum::Json(preview_json(&p)).into_response());
-    }
-    let settings = app.change_access(&who, &nhs, &change).await?;
-    Ok(axum::Json(serde_json::json!({ "confirmed": true, "settings": settings })).into_response())
-}
-
-pub(crate) async fn api_enhanced_review(
-    State(app): State<App>,
-    crate::api::Staff(who): crate::api::Staff,
-    Path(nhs): Path<String>,
-    body: Result<axum::Json<ReviewRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, crate::error::WebError> {
-    let axum::Json(r) = body.map_err(|e| AppError::BadRequest(format!("the body is not a valid request: {e}")))?;
-    let code = match r.code.as_str() {
-        "104" => EnhancedReviewCode::Indicated,
-        "106" => EnhancedReviewCode::NotIndicated,
-        other => return Err(AppError::BadRequest(format!("code must be \"104\" or \"106\", not {other:?}")).into()),
-    };
-    if !r.confirm {
-        let p = app.preview_online_change(&who, &nhs, &OnlineChange::EnhancedReview(code)).await?;
-        return Ok(axum::Json(preview_json(&p)).into_response());
-    }
-    let out = app.add_enhanced_review_code(&who, &nhs, code).await?;
-    Ok(axum::Json(serde_json::json!({
-        "confirmed": true,
-        "enhanced_review_active": out.after.is_active(),
-        "grants_made_by_hand_remain": out.manual_grants_remain,
-    }))
-    .into_response())
 }
