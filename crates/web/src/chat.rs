@@ -3,7 +3,7 @@
 //! New messages show in the header count on every page; with JavaScript the count refreshes by
 //! polling `/chat/unread`, without it on the next page.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -70,11 +70,9 @@ async fn inbox_view(
     ask: Option<(String, String)>,
     sent: bool,
     errors: Vec<FieldError>,
-) -> Response {
-    let (list, people) = match (app.staff_inbox(&me.who, q).await, app.chat_recipients(&me.who).await) {
-        (Ok(l), Ok(p)) => (l, p),
-        (Err(e), _) | (_, Err(e)) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let (list, people) = (app.staff_inbox(&me.who, q).await, app.chat_recipients(&me.who).await);
+    let (list, people) = (list.in_page(me)?, people.in_page(me)?);
     let names: HashMap<String, String> = people.iter().map(|(id, n)| (id.to_string(), n.clone())).collect();
     let mut recipients: Vec<(String, String)> =
         TEAMS.iter().map(|(k, v)| (format!("team:{k}"), format!("Team: {v}"))).collect();
@@ -111,10 +109,14 @@ async fn inbox_view(
         sent,
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn inbox(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn inbox(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
     let draft = Compose { on_screen: q.get("about").cloned().unwrap_or_default(), ..Default::default() };
     inbox_view(&app, &me, q.get("q").map_or("", String::as_str), &draft, None, q.contains_key("sent"), Vec::new()).await
 }
@@ -136,8 +138,12 @@ struct SendForm {
     patient: String,
 }
 
-async fn send(State(app): State<App>, Portal(me): Portal, form: Result<Form<SendForm>, FormRejection>) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+async fn send(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<SendForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let compose = Compose {
         to: f.to,
         body: f.body,
@@ -149,26 +155,23 @@ async fn send(State(app): State<App>, Portal(me): Portal, form: Result<Form<Send
         },
         on_screen: f.on_screen,
     };
-    match app.send_staff_message(&me.who, &compose).await {
-        Ok(Ok(Sent::Sent(_))) => Redirect::to("/chat?sent").into_response(),
-        Ok(Ok(Sent::AskToLink(p))) => {
+    match app.send_staff_message(&me.who, &compose).await.in_page(&me)? {
+        Ok(Sent::Sent(_)) => Ok(Redirect::to("/chat?sent").into_response()),
+        Ok(Sent::AskToLink(p)) => {
             let ask = Some((p.name.banner(), p.nhs_number.as_str().to_owned()));
             inbox_view(&app, &me, "", &compose, ask, false, Vec::new()).await
         }
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+        Err(problems) => {
+            let errors = field_errors(problems);
             inbox_view(&app, &me, "", &compose, None, false, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
 /// `GET /chat/unread`: `{"unread": n}`, for the header count.
-async fn unread(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.unread_staff_messages(&me.who).await {
-        Ok(n) => Json(serde_json::json!({ "unread": n })).into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn unread(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let n = app.unread_staff_messages(&me.who).await.in_page(&me)?;
+    Ok(Json(serde_json::json!({ "unread": n })).into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -183,23 +186,21 @@ struct MessagePage {
     patient: Option<(String, String)>,
 }
 
-async fn message(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+async fn message(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Result<Response, PageError> {
     let Ok(id) = id.parse::<uuid::Uuid>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such message".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such message".into())));
     };
-    match app.staff_message(&me.who, id).await {
-        Ok((m, patient)) => MessagePage {
-            chrome: Some((&me).into()),
-            csrf: me.csrf_token.clone(),
-            id: m.id.to_string(),
-            from: m.sender_name,
-            when: uk_time(m.sent_at).format("%-d %B %Y %H:%M").to_string(),
-            body: m.body,
-            patient: patient.map(|p| (p.name.banner(), p.nhs_number.as_str().to_owned())),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+    let (m, patient) = app.staff_message(&me.who, id).await.in_page(&me)?;
+    Ok(MessagePage {
+        chrome: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        id: m.id.to_string(),
+        from: m.sender_name,
+        when: uk_time(m.sent_at).format("%-d %B %Y %H:%M").to_string(),
+        body: m.body,
+        patient: patient.map(|p| (p.name.banner(), p.nhs_number.as_str().to_owned())),
     }
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -213,15 +214,11 @@ async fn delete(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<DeleteForm>, FormRejection>,
-) -> Response {
-    if checked(&me, form).is_none() {
-        return forbidden_form();
-    }
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = id.parse::<uuid::Uuid>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such message".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such message".into())));
     };
-    match app.delete_staff_message(&me.who, id).await {
-        Ok(()) => Redirect::to("/chat").into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.delete_staff_message(&me.who, id).await.in_page(&me)?;
+    Ok(Redirect::to("/chat").into_response())
 }

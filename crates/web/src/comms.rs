@@ -4,7 +4,7 @@
 //! actioned from the task list in `staff_work`.)
 
 use crate::kernel::{
-    checked, csrf_forms, forbidden_form, my_error, page_error, to_patient, Chrome, Errors, FieldError, MyChrome,
+    checked, csrf_forms, to_patient, Chrome, Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError,
     Patient, Portal,
 };
 use askama::Template;
@@ -70,34 +70,30 @@ async fn apps_view(
     me: &caldicott_app::session::SignedIn,
     created: Option<(String, String, String)>,
     errors: Vec<FieldError>,
-) -> Response {
-    match app.registered_apps(&me.who).await {
-        Ok(list) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            let page = AppsPage {
-                chrome: Some(me.into()),
-                csrf: me.csrf_token.clone(),
-                apps: list
-                    .into_iter()
-                    .map(|a| AppRow {
-                        id: a.id.to_string(),
-                        name: a.name,
-                        supplier: a.supplier,
-                        client_id: a.client_id,
-                        registered: uk_time(a.created_at).format("%-d %b %Y").to_string(),
-                        active: a.active,
-                    })
-                    .collect(),
-                created,
-                errors,
-            };
-            (status, page).into_response()
-        }
-        Err(e) => page_error(Some(me.into()), e),
-    }
+) -> Result<Response, PageError> {
+    let list = app.registered_apps(&me.who).await.in_page(me)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = AppsPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        apps: list
+            .into_iter()
+            .map(|a| AppRow {
+                id: a.id.to_string(),
+                name: a.name,
+                supplier: a.supplier,
+                client_id: a.client_id,
+                registered: uk_time(a.created_at).format("%-d %b %Y").to_string(),
+                active: a.active,
+            })
+            .collect(),
+        created,
+        errors,
+    };
+    Ok((status, page).into_response())
 }
 
-async fn apps_page(State(app): State<App>, Portal(me): Portal) -> Response {
+async fn apps_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
     apps_view(&app, &me, None, Vec::new()).await
 }
 
@@ -117,14 +113,14 @@ async fn register_app(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<RegisterAppForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     match app.register_app(&me.who, &f.app_name, &f.supplier, &f.nhs_login_client_id).await {
         Ok((a, secret)) => apps_view(&app, &me, Some((a.name, a.client_id, secret)), Vec::new()).await,
         Err(AppError::BadRequest(m)) => {
             apps_view(&app, &me, None, vec![FieldError { field: "app_name", message: m }]).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
 
@@ -142,17 +138,15 @@ async fn change_app(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ChangeAppForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let active = match f.app_action.as_str() {
         "deactivate" => false,
         "reactivate" => true,
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose to turn it off or on".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose to turn it off or on".into()))),
     };
-    match app.set_app_active(&me.who, &id, active).await {
-        Ok(()) => Redirect::to("/apps").into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.set_app_active(&me.who, &id, active).await.in_page(&me)?;
+    Ok(Redirect::to("/apps").into_response())
 }
 
 // ---- A patient's apps and contact details (from the record) ------------------------------------
@@ -168,12 +162,10 @@ async fn reset_apps(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<ResetForm>, FormRejection>,
-) -> Response {
-    let Some(_) = checked(&me, form) else { return forbidden_form() };
-    match app.reset_app_links(&me.who, &nhs).await {
-        Ok(_) => to_patient(&me, &nhs, "#apps"),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
+    app.reset_app_links(&me.who, &nhs).await.in_page(&me)?;
+    Ok(to_patient(&me, &nhs, "#apps"))
 }
 
 #[derive(Deserialize)]
@@ -196,18 +188,17 @@ async fn set_contact(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<ContactForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.set_contact(&me.who, &nhs, &f.preferred, &f.contact_email, &f.contact_mobile).await {
-        Ok(Ok(())) => match f.task.parse::<TaskId>() {
-            Ok(task) => Redirect::to(&format!("/tasks/{task}")).into_response(),
-            Err(_) => to_patient(&me, &nhs, "#contact"),
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    match app.set_contact(&me.who, &nhs, &f.preferred, &f.contact_email, &f.contact_mobile).await.in_page(&me)? {
+        Ok(()) => match f.task.parse::<TaskId>() {
+            Ok(task) => Ok(Redirect::to(&format!("/tasks/{task}")).into_response()),
+            Err(_) => Ok(to_patient(&me, &nhs, "#contact")),
         },
-        Ok(Err(problems)) => page_error(
-            Some((&me).into()),
+        Err(problems) => Err(PageError::new(
+            &me,
             AppError::BadRequest(problems.into_iter().map(|p| p.message).collect::<Vec<_>>().join(". ")),
-        ),
-        Err(e) => page_error(Some((&me).into()), e),
+        )),
     }
 }
 
@@ -219,29 +210,29 @@ struct ContactQualityPage {
     rows: Vec<(String, String, &'static str)>,
 }
 
-async fn contact_quality(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.contact_quality(&me.who).await {
-        Ok(q) => ContactQualityPage {
-            chrome: Some((&me).into()),
-            coverage: if q.patients_16_plus == 0 {
-                "No registered patients aged 16 or over.".into()
-            } else {
-                format!(
-                    "{:.1}% of registered patients aged 16 or over ({} of {}) have a preferred contact method recorded.",
-                    q.with_preference as f64 * 100.0 / q.patients_16_plus as f64,
-                    q.with_preference,
-                    q.patients_16_plus
-                )
-            },
-            rows: q
-                .problems
-                .into_iter()
-                .map(|(p, why)| (format!("{}, {}", p.name.family.to_uppercase(), p.name.given), p.nhs_number.as_str().to_owned(), why))
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn contact_quality(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let q = app.contact_quality(&me.who).await.in_page(&me)?;
+    Ok(ContactQualityPage {
+        chrome: Some((&me).into()),
+        coverage: if q.patients_16_plus == 0 {
+            "No registered patients aged 16 or over.".into()
+        } else {
+            format!(
+                "{:.1}% of registered patients aged 16 or over ({} of {}) have a preferred contact method recorded.",
+                q.with_preference as f64 * 100.0 / q.patients_16_plus as f64,
+                q.with_preference,
+                q.patients_16_plus
+            )
+        },
+        rows: q
+            .problems
+            .into_iter()
+            .map(|(p, why)| {
+                (format!("{}, {}", p.name.family.to_uppercase(), p.name.given), p.nhs_number.as_str().to_owned(), why)
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 // ---- Message presets -----------------------------------------------------------------------------
@@ -276,34 +267,27 @@ async fn presets_view(
     preview: Option<(String, String)>,
     notice: Option<String>,
     errors: Vec<FieldError>,
-) -> Response {
-    match app.message_presets(&me.who).await {
-        Ok(list) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            let page = PresetsPage {
-                chrome: Some(me.into()),
-                csrf: me.csrf_token.clone(),
-                manager: me.who.role == caldicott_core::staff::Role::PracticeManager,
-                presets: list.into_iter().map(|p| (p.name, p.body)).collect(),
-                placeholders: caldicott_core::messages::PLACEHOLDERS.to_vec(),
-                form_name: name,
-                form_body: body,
-                preview,
-                notice,
-                errors,
-            };
-            (status, page).into_response()
-        }
-        Err(e) => page_error(Some(me.into()), e),
-    }
+) -> Result<Response, PageError> {
+    let list = app.message_presets(&me.who).await.in_page(me)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = PresetsPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        manager: me.who.role == caldicott_core::staff::Role::PracticeManager,
+        presets: list.into_iter().map(|p| (p.name, p.body)).collect(),
+        placeholders: caldicott_core::messages::PLACEHOLDERS.to_vec(),
+        form_name: name,
+        form_body: body,
+        preview,
+        notice,
+        errors,
+    };
+    Ok((status, page).into_response())
 }
 
-async fn presets_page(State(app): State<App>, Portal(me): Portal) -> Response {
-    let (name, body) = match app.safety_net_preset(me.who.practice).await {
-        Ok(p) => (p.name, p.body),
-        Err(e) => return page_error(Some((&me).into()), e),
-    };
-    presets_view(&app, &me, name, body, None, None, Vec::new()).await
+async fn presets_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let p = app.safety_net_preset(me.who.practice).await.in_page(&me)?;
+    presets_view(&app, &me, p.name, p.body, None, None, Vec::new()).await
 }
 
 #[derive(Deserialize)]
@@ -324,11 +308,11 @@ async fn save_preset(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<PresetForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let problem = |field, message: String| vec![FieldError { field, message }];
     if f.step == "preview" {
-        return match app.preview_preset(&me.who, &f.preset_body, &f.preview_nhs).await {
+        let (preview, errors) = match app.preview_preset(&me.who, &f.preset_body, &f.preview_nhs).await {
             Ok(Ok(p)) => {
                 let cost = format!(
                     "As a text message: {} {} ({}), {:.2}p. By email: free.",
@@ -337,44 +321,22 @@ async fn save_preset(
                     if p.gsm { "standard characters" } else { "includes characters outside the SMS alphabet" },
                     p.cost_hundredths as f64 / 100.0
                 );
-                presets_view(&app, &me, f.preset_name, f.preset_body, Some((p.text, cost)), None, Vec::new()).await
+                (Some((p.text, cost)), Vec::new())
             }
-            Ok(Err(e)) => {
-                presets_view(
-                    &app,
-                    &me,
-                    f.preset_name,
-                    f.preset_body,
-                    None,
-                    None,
-                    problem("preset_body", capital(&e.to_string())),
-                )
-                .await
-            }
-            Err(AppError::BadRequest(m) | AppError::NotFound(m)) => {
-                presets_view(&app, &me, f.preset_name, f.preset_body, None, None, problem("preview_nhs", capital(&m)))
-                    .await
-            }
-            Err(e) => page_error(Some((&me).into()), e),
+            Ok(Err(e)) => (None, problem("preset_body", capital(&e.to_string()))),
+            Err(AppError::BadRequest(m) | AppError::NotFound(m)) => (None, problem("preview_nhs", capital(&m))),
+            Err(e) => return Err(PageError::new(&me, e)),
         };
+        return presets_view(&app, &me, f.preset_name, f.preset_body, preview, None, errors).await;
     }
-    match app.save_preset(&me.who, &f.preset_name, &f.preset_body).await {
-        Ok(Ok(p)) => {
+    match app.save_preset(&me.who, &f.preset_name, &f.preset_body).await.in_page(&me)? {
+        Ok(p) => {
             presets_view(&app, &me, p.name.clone(), p.body, None, Some(format!("Saved {}.", p.name)), Vec::new()).await
         }
-        Ok(Err(e)) => {
-            presets_view(
-                &app,
-                &me,
-                f.preset_name,
-                f.preset_body,
-                None,
-                None,
-                problem("preset_body", capital(&e.to_string())),
-            )
-            .await
+        Err(e) => {
+            let errors = problem("preset_body", capital(&e.to_string()));
+            presets_view(&app, &me, f.preset_name, f.preset_body, None, None, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -404,25 +366,23 @@ struct MyAppRow {
     turned_off: bool,
 }
 
-async fn my_apps(State(app): State<App>, Patient(me): Patient) -> Response {
-    match app.my_apps(&me.who).await {
-        Ok(list) => MyAppsPage {
-            me: Some((&me).into()),
-            csrf: me.csrf_token.clone(),
-            rows: list
-                .into_iter()
-                .map(|(l, a)| MyAppRow {
-                    id: l.id.to_string(),
-                    name: format!("{} ({})", a.name, a.supplier),
-                    linked: uk_time(l.linked_at).format("%-d %B %Y").to_string(),
-                    disconnected: l.revoked_at.map(|t| format!("Disconnected on {}", uk_time(t).format("%-d %B %Y"))),
-                    turned_off: !a.active && l.revoked_at.is_none(),
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => my_error(Some((&me).into()), e),
+async fn my_apps(State(app): State<App>, Patient(me): Patient) -> Result<Response, MyPageError> {
+    let list = app.my_apps(&me.who).await.in_my_page(&me)?;
+    Ok(MyAppsPage {
+        me: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        rows: list
+            .into_iter()
+            .map(|(l, a)| MyAppRow {
+                id: l.id.to_string(),
+                name: format!("{} ({})", a.name, a.supplier),
+                linked: uk_time(l.linked_at).format("%-d %B %Y").to_string(),
+                disconnected: l.revoked_at.map(|t| format!("Disconnected on {}", uk_time(t).format("%-d %B %Y"))),
+                turned_off: !a.active && l.revoked_at.is_none(),
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -436,18 +396,16 @@ async fn revoke_my_app(
     Patient(me): Patient,
     Path(id): Path<String>,
     form: Result<Form<RevokeForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     if !caldicott_app::constant_time_eq(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
+        return Err(MyPageError::form_expired());
     }
     let Ok(id) = id.parse::<AppLinkId>() else {
-        return my_error(Some((&me).into()), AppError::NotFound("no such linked app".into()));
+        return Err(MyPageError::new(&me, AppError::NotFound("no such linked app".into())));
     };
-    match app.revoke_my_app(&me.who, id).await {
-        Ok(()) => Redirect::to("/my/apps").into_response(),
-        Err(e) => my_error(Some((&me).into()), e),
-    }
+    app.revoke_my_app(&me.who, id).await.in_my_page(&me)?;
+    Ok(Redirect::to("/my/apps").into_response())
 }
 
 async fn letter_posted(
@@ -455,15 +413,13 @@ async fn letter_posted(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ResetForm>, FormRejection>,
-) -> Response {
-    let Some(_) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(task) = id.parse::<TaskId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such task".into())));
     };
-    match app.letter_posted(&me.who, task).await {
-        Ok(()) => Redirect::to(&format!("/tasks/{task}")).into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.letter_posted(&me.who, task).await.in_page(&me)?;
+    Ok(Redirect::to(&format!("/tasks/{task}")).into_response())
 }
 
 // ---- Sending a preset to a patient -----------------------------------------------------------
@@ -491,43 +447,38 @@ async fn compose_view(
     nhs: &str,
     preset: Option<String>,
     sent: bool,
-) -> Response {
-    let presets = match app.message_presets(&me.who).await {
-        Ok(p) => p.into_iter().map(|p| p.name).collect::<Vec<_>>(),
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let presets = app.message_presets(&me.who).await.in_page(me)?.into_iter().map(|p| p.name).collect::<Vec<_>>();
     let chosen = preset.filter(|p| presets.contains(p)).or_else(|| presets.first().cloned()).unwrap_or_default();
-    match app.view_compose(&me.who, nhs, &chosen).await {
-        Ok(c) => ComposePage {
-            chrome: Some(me.into()),
-            csrf: me.csrf_token.clone(),
-            nhs_digits: nhs.chars().filter(char::is_ascii_digit).collect(),
-            presets,
-            chosen: c.preset,
-            text: c.text,
-            how: match c.channel {
-                Some(caldicott_core::messages::Channel::Email) => format!("By email to {}", c.to),
-                Some(caldicott_core::messages::Channel::Sms) => format!("By text message to {}", c.to),
-                Some(caldicott_core::messages::Channel::Letter) => format!("By letter to {}", c.to),
-                None => "There is no email address, mobile number or postal address on record.".into(),
-            },
-            cost: if c.fragments > 0 {
-                format!(
-                    "{} SMS {}, {:.2}p",
-                    c.fragments,
-                    if c.fragments == 1 { "fragment" } else { "fragments" },
-                    c.cost_hundredths as f64 / 100.0
-                )
-            } else {
-                "free".into()
-            },
-            can_send: c.channel.is_some(),
-            sent,
-            send_key: uuid::Uuid::now_v7().to_string(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some(me.into()), e),
+    let c = app.view_compose(&me.who, nhs, &chosen).await.in_page(me)?;
+    Ok(ComposePage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        nhs_digits: nhs.chars().filter(char::is_ascii_digit).collect(),
+        presets,
+        chosen: c.preset,
+        text: c.text,
+        how: match c.channel {
+            Some(caldicott_core::messages::Channel::Email) => format!("By email to {}", c.to),
+            Some(caldicott_core::messages::Channel::Sms) => format!("By text message to {}", c.to),
+            Some(caldicott_core::messages::Channel::Letter) => format!("By letter to {}", c.to),
+            None => "There is no email address, mobile number or postal address on record.".into(),
+        },
+        cost: if c.fragments > 0 {
+            format!(
+                "{} SMS {}, {:.2}p",
+                c.fragments,
+                if c.fragments == 1 { "fragment" } else { "fragments" },
+                c.cost_hundredths as f64 / 100.0
+            )
+        } else {
+            "free".into()
+        },
+        can_send: c.channel.is_some(),
+        sent,
+        send_key: uuid::Uuid::now_v7().to_string(),
     }
+    .into_response())
 }
 
 async fn compose_page(
@@ -535,7 +486,7 @@ async fn compose_page(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, PageError> {
     compose_view(&app, &me, &nhs, q.get("preset").cloned(), q.contains_key("sent")).await
 }
 
@@ -556,10 +507,8 @@ async fn send_message(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<SendForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.send_preset(&me.who, &nhs, &f.preset, &f.send_key).await {
-        Ok(_) => compose_view(&app, &me, &nhs, Some(f.preset), true).await,
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    app.send_preset(&me.who, &nhs, &f.preset, &f.send_key).await.in_page(&me)?;
+    compose_view(&app, &me, &nhs, Some(f.preset), true).await
 }

@@ -4,7 +4,8 @@
 //! uploaded runs in the portal's own pages.
 
 use crate::kernel::{
-    forbidden_form, my_error, page_error, same, to_patient, Chrome, Errors, FieldError, Patient, Portal,
+    field_errors, same, to_patient, Chrome, Errors, FieldError, InMyPage, InPage, MyPageError, PageError, Patient,
+    Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -61,30 +62,26 @@ async fn form_page(
     nhs: &str,
     d: &NewDocument,
     errors: Vec<FieldError>,
-) -> Response {
-    match app.view_document_form(&me.who, nhs).await {
-        Ok(p) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            let page = NewPage {
-                chrome: Some(me.into()),
-                csrf: me.csrf_token.clone(),
-                patient: format!("{} {}", p.name.given, p.name.family),
-                nhs_digits: p.nhs_number.as_str().to_owned(),
-                title: d.title.clone(),
-                summary: d.summary.clone(),
-                day: d.day.clone(),
-                month: d.month.clone(),
-                year: d.year.clone(),
-                max_mb: MAX_FILE_BYTES / 1024 / 1024,
-                errors,
-            };
-            (status, page).into_response()
-        }
-        Err(e) => page_error(Some(me.into()), e),
-    }
+) -> Result<Response, PageError> {
+    let p = app.view_document_form(&me.who, nhs).await.in_page(me)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = NewPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        patient: format!("{} {}", p.name.given, p.name.family),
+        nhs_digits: p.nhs_number.as_str().to_owned(),
+        title: d.title.clone(),
+        summary: d.summary.clone(),
+        day: d.day.clone(),
+        month: d.month.clone(),
+        year: d.year.clone(),
+        max_mb: MAX_FILE_BYTES / 1024 / 1024,
+        errors,
+    };
+    Ok((status, page).into_response())
 }
 
-async fn new_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+async fn new_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Result<Response, PageError> {
     form_page(&app, &me, &nhs, &NewDocument::default(), Vec::new()).await
 }
 
@@ -111,12 +108,7 @@ struct TextForm {
 /// whose `text` is the document.
 async fn read_form(app: &App, req: axum::extract::Request) -> Result<(String, NewDocument), String> {
     use axum::extract::FromRequest;
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
+    if !crate::body::is_multipart(&req) {
         let Form(f) = Form::<TextForm>::from_request(req, app).await.map_err(|e| e.body_text())?;
         let d = NewDocument {
             title: f.title,
@@ -155,11 +147,9 @@ async fn add(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     req: axum::extract::Request,
-) -> Response {
+) -> Result<Response, PageError> {
     // The role first: a form from someone who may not add documents is refused, whatever it holds.
-    if let Err(e) = app.document_form(&me.who, &nhs).await {
-        return page_error(Some((&me).into()), e);
-    }
+    app.document_form(&me.who, &nhs).await.in_page(&me)?;
     let (csrf, d) = match read_form(&app, req).await {
         Ok(v) => v,
         Err(m) => {
@@ -168,16 +158,15 @@ async fn add(
         }
     };
     if !same(&me.csrf_token, &csrf) {
-        return forbidden_form();
+        return Err(PageError::form_expired());
     }
     let kept = NewDocument { content: Vec::new(), ..d.clone() };
-    match app.add_document(&me.who, &nhs, d).await {
-        Ok(Ok(_)) => to_patient(&me, &nhs, "?document_added"),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.add_document(&me.who, &nhs, d).await.in_page(&me)? {
+        Ok(_) => Ok(to_patient(&me, &nhs, "?document_added")),
+        Err(problems) => {
+            let errors = field_errors(problems);
             form_page(&app, &me, &nhs, &kept, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -205,15 +194,10 @@ fn document_id(s: &str) -> Result<EntryId, AppError> {
     s.parse::<EntryId>().map_err(|_| AppError::NotFound("there is no such document".into()))
 }
 
-async fn open(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
-    let content = match document_id(&id) {
-        Ok(id) => app.staff_document(&me.who, id).await,
-        Err(e) => Err(e),
-    };
-    match content {
-        Ok(c) => download(c),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn open(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Result<Response, PageError> {
+    let id = document_id(&id).in_page(&me)?;
+    let content = app.staff_document(&me.who, id).await.in_page(&me)?;
+    Ok(download(content))
 }
 
 async fn my_open(
@@ -221,18 +205,13 @@ async fn my_open(
     Patient(me): Patient,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, MyPageError> {
     let link = match q.get("for").filter(|s| !s.is_empty()).map(|s| s.parse::<ProxyLinkId>()) {
         None => None,
         Some(Ok(l)) => Some(l),
-        Some(Err(_)) => return my_error(Some((&me).into()), AppError::NotFound("there is no such document".into())),
+        Some(Err(_)) => return Err(MyPageError::new(&me, AppError::NotFound("there is no such document".into()))),
     };
-    let content = match document_id(&id) {
-        Ok(id) => app.my_document(&me.who, link, id).await,
-        Err(e) => Err(e),
-    };
-    match content {
-        Ok(c) => download(c),
-        Err(e) => my_error(Some((&me).into()), e),
-    }
+    let id = document_id(&id).in_my_page(&me)?;
+    let content = app.my_document(&me.who, link, id).await.in_my_page(&me)?;
+    Ok(download(content))
 }

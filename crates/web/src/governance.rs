@@ -3,8 +3,8 @@
 //! plan (R36), the monthly return (R37), the trend, and the ICB's service-wide figures.
 
 use crate::kernel::{
-    checked, csrf_forms, entry_text, forbidden_form, kind_label, long_date, page_error, same, Chrome, Errors,
-    FieldError, Portal,
+    checked, csrf_forms, entry_text, field_errors, kind_label, long_date, same, Chrome, Errors, FieldError, InPage,
+    PageError, Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -18,7 +18,6 @@ use caldicott_app::governance::{
     icb_csv, monthly_return_csv, trend_csv, ActionPlanInput, BulkInput, BulkPreview, DecisionInput, ExclusionReport,
 };
 use caldicott_app::session::SignedIn;
-use caldicott_app::settings::FieldProblem;
 use caldicott_app::{App, AppError};
 use caldicott_core::appointments::uk_time;
 use caldicott_core::governance::TrendMonth;
@@ -50,10 +49,6 @@ pub fn routes() -> Router<App> {
 }
 
 csrf_forms!(DecideForm, PlanForm, UndoForm);
-
-fn errors_of(problems: Vec<FieldProblem>) -> Vec<FieldError> {
-    problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect()
-}
 
 fn csv_response(name: &str, body: String) -> Response {
     let mut res = body.into_response();
@@ -88,34 +83,32 @@ struct QueuePage {
     due: usize,
 }
 
-async fn review_queue(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.review_queue(&me.who).await {
-        Ok(items) => QueuePage {
-            chrome: Some((&me).into()),
-            due: items.iter().filter(|i| i.due).count(),
-            rows: items
-                .into_iter()
-                .map(|i| QueueRow {
-                    name: format!("{}, {}", i.patient.family_name.to_uppercase(), i.patient.given_name),
-                    nhs: i.patient.nhs_number.clone(),
-                    added: short_date(i.patient.added_at),
-                    added_by: i.patient.added_by.clone(),
-                    due: i.due,
-                    state: match &i.latest {
-                        None => "Not reviewed yet".into(),
-                        Some(o) => format!(
-                            "Withheld on {} by {}{}",
-                            short_date(o.decided_at),
-                            o.decided_by,
-                            o.next_review.map_or(String::new(), |d| format!("; review again on {}", long_date(d)))
-                        ),
-                    },
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn review_queue(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let items = app.review_queue(&me.who).await.in_page(&me)?;
+    Ok(QueuePage {
+        chrome: Some((&me).into()),
+        due: items.iter().filter(|i| i.due).count(),
+        rows: items
+            .into_iter()
+            .map(|i| QueueRow {
+                name: format!("{}, {}", i.patient.family_name.to_uppercase(), i.patient.given_name),
+                nhs: i.patient.nhs_number.clone(),
+                added: short_date(i.patient.added_at),
+                added_by: i.patient.added_by.clone(),
+                due: i.due,
+                state: match &i.latest {
+                    None => "Not reviewed yet".into(),
+                    Some(o) => format!(
+                        "Withheld on {} by {}{}",
+                        short_date(o.decided_at),
+                        o.decided_by,
+                        o.next_review.map_or(String::new(), |d| format!("; review again on {}", long_date(d)))
+                    ),
+                },
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 struct CheckRow {
@@ -159,11 +152,14 @@ impl Errors for ReviewPage {
     }
 }
 
-async fn review_view(app: &App, me: &SignedIn, nhs: &str, input: &DecisionInput, errors: Vec<FieldError>) -> Response {
-    let page = match app.review_page(&me.who, nhs).await {
-        Ok(p) => p,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+async fn review_view(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    input: &DecisionInput,
+    errors: Vec<FieldError>,
+) -> Result<Response, PageError> {
+    let page = app.review_page(&me.who, nhs).await.in_page(me)?;
     let (active, since) = match page.status {
         EnhancedReview::Active { since } => (true, short_date(since)),
         _ => (false, String::new()),
@@ -219,10 +215,14 @@ async fn review_view(app: &App, me: &SignedIn, nhs: &str, input: &DecisionInput,
         year: input.next_year.clone(),
         errors,
     };
-    (status, view).into_response()
+    Ok((status, view).into_response())
 }
 
-async fn review_page(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+async fn review_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+) -> Result<Response, PageError> {
     review_view(&app, &me, &nhs, &DecisionInput::default(), Vec::new()).await
 }
 
@@ -247,8 +247,8 @@ async fn decide(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<DecideForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = DecisionInput {
         outcome: f.review_outcome,
         reason: f.reason,
@@ -256,10 +256,9 @@ async fn decide(
         next_month: f.next_month,
         next_year: f.next_year,
     };
-    match app.decide_review(&me.who, &nhs, &input).await {
-        Ok(Ok(_)) => Redirect::to("/reviews?decided").into_response(),
-        Ok(Err(problems)) => review_view(&app, &me, &nhs, &input, errors_of(problems)).await,
-        Err(e) => page_error(Some((&me).into()), e),
+    match app.decide_review(&me.who, &nhs, &input).await.in_page(&me)? {
+        Ok(_) => Ok(Redirect::to("/reviews?decided").into_response()),
+        Err(problems) => review_view(&app, &me, &nhs, &input, field_errors(problems)).await,
     }
 }
 
@@ -299,15 +298,9 @@ async fn reports_view(
     input: Option<&ActionPlanInput>,
     saved: bool,
     errors: Vec<FieldError>,
-) -> Response {
-    let r = match app.exclusion_report(&me.who).await {
-        Ok(r) => r,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
-    let overdue_alerts = match app.overdue_alerts(&me.who).await {
-        Ok(n) => n,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let r = app.exclusion_report(&me.who).await.in_page(me)?;
+    let overdue_alerts = app.overdue_alerts(&me.who).await.in_page(me)?;
     let plan = r.action_plan.as_ref();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = ReportsPage {
@@ -330,14 +323,14 @@ async fn reports_view(
         errors,
         r,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
 async fn reports(
     State(app): State<App>,
     Portal(me): Portal,
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, PageError> {
     reports_view(&app, &me, None, q.contains_key("saved"), Vec::new()).await
 }
 
@@ -359,18 +352,17 @@ async fn save_plan(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<PlanForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = ActionPlanInput {
         owner: f.owner,
         review_by: f.review_by,
         below_half_by: f.below_half_by,
         progress: f.progress,
     };
-    match app.save_action_plan(&me.who, &input).await {
-        Ok(Ok(_)) => Redirect::to("/reports?saved").into_response(),
-        Ok(Err(problems)) => reports_view(&app, &me, Some(&input), false, errors_of(problems)).await,
-        Err(e) => page_error(Some((&me).into()), e),
+    match app.save_action_plan(&me.who, &input).await.in_page(&me)? {
+        Ok(_) => Ok(Redirect::to("/reports?saved").into_response()),
+        Err(problems) => reports_view(&app, &me, Some(&input), false, field_errors(problems)).await,
     }
 }
 
@@ -382,34 +374,30 @@ struct MonthlyReturnPage {
     rows: Vec<(String, String, String, String, String)>,
 }
 
-async fn monthly_return(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.monthly_return(&me.who).await {
-        Ok((on, rows)) => MonthlyReturnPage {
-            chrome: Some((&me).into()),
-            on: long_date(on),
-            rows: rows
-                .into_iter()
-                .map(|r| {
-                    (
-                        format!("{}, {}", r.family_name.to_uppercase(), r.given_name),
-                        r.nhs_number,
-                        long_date(r.date_of_birth),
-                        short_date(r.added_at),
-                        r.added_by,
-                    )
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn monthly_return(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let (on, rows) = app.monthly_return(&me.who).await.in_page(&me)?;
+    Ok(MonthlyReturnPage {
+        chrome: Some((&me).into()),
+        on: long_date(on),
+        rows: rows
+            .into_iter()
+            .map(|r| {
+                (
+                    format!("{}, {}", r.family_name.to_uppercase(), r.given_name),
+                    r.nhs_number,
+                    long_date(r.date_of_birth),
+                    short_date(r.added_at),
+                    r.added_by,
+                )
+            })
+            .collect(),
     }
+    .into_response())
 }
 
-async fn monthly_return_file(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.monthly_return(&me.who).await {
-        Ok((on, rows)) => csv_response(&format!("monthly-return-{on}.csv"), monthly_return_csv(&rows, on)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn monthly_return_file(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let (on, rows) = app.monthly_return(&me.who).await.in_page(&me)?;
+    Ok(csv_response(&format!("monthly-return-{on}.csv"), monthly_return_csv(&rows, on)))
 }
 
 /// One bar group of the trend chart, laid out for the SVG.
@@ -452,22 +440,16 @@ fn trend_bars(months: &[TrendMonth]) -> (Vec<TrendBar>, i64) {
     (bars, max)
 }
 
-async fn trend_page(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.exclusion_trend(&me.who, 12).await {
-        Ok(months) => {
-            let (bars, max) = trend_bars(&months);
-            TrendPage { chrome: Some((&me).into()), width: 40 + months.len() as i64 * 48 + 10, months, bars, max }
-                .into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn trend_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let months = app.exclusion_trend(&me.who, 12).await.in_page(&me)?;
+    let (bars, max) = trend_bars(&months);
+    Ok(TrendPage { chrome: Some((&me).into()), width: 40 + months.len() as i64 * 48 + 10, months, bars, max }
+        .into_response())
 }
 
-async fn trend_file(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.exclusion_trend(&me.who, 24).await {
-        Ok(months) => csv_response("exclusion-trend.csv", trend_csv(&months)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn trend_file(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let months = app.exclusion_trend(&me.who, 24).await.in_page(&me)?;
+    Ok(csv_response("exclusion-trend.csv", trend_csv(&months)))
 }
 
 // ---- Bulk 104/106 ------------------------------------------------------------------------
@@ -533,11 +515,8 @@ async fn bulk_view(
     preview: Option<BulkPreview>,
     done: Option<String>,
     errors: Vec<FieldError>,
-) -> Response {
-    let jobs = match app.bulk_jobs(&me.who).await {
-        Ok(j) => j,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let jobs = app.bulk_jobs(&me.who).await.in_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = BulkPage {
         chrome: Some(me.into()),
@@ -567,22 +546,17 @@ async fn bulk_view(
         done,
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn bulk_page(State(app): State<App>, Portal(me): Portal) -> Response {
+async fn bulk_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
     bulk_view(&app, &me, BulkFields { code: "104".into(), ..Default::default() }, None, None, Vec::new()).await
 }
 
 /// Reads the bulk form, as a multipart upload (with a CSV file) or a plain form.
 async fn read_bulk(app: &App, req: axum::extract::Request) -> Result<HashMap<String, String>, String> {
     use axum::extract::FromRequest;
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
+    if !crate::body::is_multipart(&req) {
         let Form(f) = Form::<HashMap<String, String>>::from_request(req, app).await.map_err(|e| e.body_text())?;
         return Ok(f);
     }
@@ -604,7 +578,11 @@ async fn read_bulk(app: &App, req: axum::extract::Request) -> Result<HashMap<Str
     Ok(fields)
 }
 
-async fn bulk_post(State(app): State<App>, Portal(me): Portal, req: axum::extract::Request) -> Response {
+async fn bulk_post(
+    State(app): State<App>,
+    Portal(me): Portal,
+    req: axum::extract::Request,
+) -> Result<Response, PageError> {
     let f = match read_bulk(&app, req).await {
         Ok(f) => f,
         Err(m) => {
@@ -614,7 +592,7 @@ async fn bulk_post(State(app): State<App>, Portal(me): Portal, req: axum::extrac
     };
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     if !same(&me.csrf_token, &field("_csrf")) {
-        return forbidden_form();
+        return Err(PageError::form_expired());
     }
     let fields = BulkFields {
         code: field("code"),
@@ -626,8 +604,8 @@ async fn bulk_post(State(app): State<App>, Portal(me): Portal, req: axum::extrac
         csv: field("csv"),
     };
     if field("step") == "apply" {
-        return match app.bulk_apply(&me.who, &fields.input(), &field("confirm")).await {
-            Ok(Ok(done)) => {
+        return match app.bulk_apply(&me.who, &fields.input(), &field("confirm")).await.in_page(&me)? {
+            Ok(done) => {
                 let what = format!(
                     "{} recorded for {} patients ({}). Each patient's record and audit trail shows it.",
                     if done.job.code == caldicott_core::snomed::ENHANCED_REVIEW_INDICATED { "104" } else { "106" },
@@ -644,17 +622,15 @@ async fn bulk_post(State(app): State<App>, Portal(me): Portal, req: axum::extrac
                 )
                 .await
             }
-            Ok(Err(problems)) => {
+            Err(problems) => {
                 let preview = app.bulk_preview(&me.who, &fields.input()).await.ok().and_then(Result::ok);
-                bulk_view(&app, &me, fields, preview, None, errors_of(problems)).await
+                bulk_view(&app, &me, fields, preview, None, field_errors(problems)).await
             }
-            Err(e) => page_error(Some((&me).into()), e),
         };
     }
-    match app.bulk_preview(&me.who, &fields.input()).await {
-        Ok(Ok(preview)) => bulk_view(&app, &me, fields, Some(preview), None, Vec::new()).await,
-        Ok(Err(problems)) => bulk_view(&app, &me, fields, None, None, errors_of(problems)).await,
-        Err(e) => page_error(Some((&me).into()), e),
+    match app.bulk_preview(&me.who, &fields.input()).await.in_page(&me)? {
+        Ok(preview) => bulk_view(&app, &me, fields, Some(preview), None, Vec::new()).await,
+        Err(problems) => bulk_view(&app, &me, fields, None, None, field_errors(problems)).await,
     }
 }
 
@@ -689,15 +665,15 @@ async fn bulk_undo(
     Portal(me): Portal,
     Path(job): Path<String>,
     form: Result<Form<UndoForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(job) = job.parse::<uuid::Uuid>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such bulk change".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such bulk change".into())));
     };
     let mut errors = Vec::new();
     if let Some(typed) = &f.confirm {
-        match app.bulk_undo(&me.who, job, typed).await {
-            Ok(Ok(done)) => {
+        match app.bulk_undo(&me.who, job, typed).await.in_page(&me)? {
+            Ok(done) => {
                 let what = format!("106 recorded for {} patients ({}).", done.job.patients, done.job.cohort);
                 return bulk_view(
                     &app,
@@ -709,29 +685,21 @@ async fn bulk_undo(
                 )
                 .await;
             }
-            Ok(Err(problems)) => errors = errors_of(problems),
-            Err(e) => return page_error(Some((&me).into()), e),
+            Err(problems) => errors = field_errors(problems),
         }
     }
-    match app.bulk_undo_preview(&me.who, job).await {
-        Ok((original, patients)) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            (
-                status,
-                UndoPage {
-                    chrome: Some((&me).into()),
-                    csrf: me.csrf_token.clone(),
-                    job: original.id.to_string(),
-                    cohort: original.cohort,
-                    applied: format!("{} by {}", short_date(original.applied_at), original.applied_by),
-                    count: patients.len(),
-                    errors,
-                },
-            )
-                .into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    let (original, patients) = app.bulk_undo_preview(&me.who, job).await.in_page(&me)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = UndoPage {
+        chrome: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        job: original.id.to_string(),
+        cohort: original.cohort,
+        applied: format!("{} by {}", short_date(original.applied_at), original.applied_by),
+        count: patients.len(),
+        errors,
+    };
+    Ok((status, page).into_response())
 }
 
 // ---- The ICB view ------------------------------------------------------------------------
@@ -760,48 +728,42 @@ struct IcbPage {
     total_percent: String,
 }
 
-async fn icb_page(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.icb_figures(&me.who).await {
-        Ok((on, list)) => {
-            let total = caldicott_core::governance::ExclusionFigures {
-                registered_16_plus: list.iter().map(|r| r.figures.registered_16_plus).sum(),
-                active_104: list.iter().map(|r| r.figures.active_104).sum(),
-            };
-            let mut rows: Vec<IcbRow> = list
-                .into_iter()
-                .map(|r| IcbRow {
-                    ods: r.ods_code,
-                    name: r.name,
-                    registered: r.figures.registered_16_plus,
-                    active: r.figures.active_104,
-                    percent: r.figures.percent_text(),
-                    bar: (r.figures.per_mille() / 10).clamp(0, 100),
-                    flagged: r.figures.needs_action_plan(),
-                    plan: r.has_action_plan,
-                    paused: r.paused,
-                })
-                .collect();
-            rows.sort_by(|a, b| b.flagged.cmp(&a.flagged).then(b.bar.cmp(&a.bar)).then(a.ods.cmp(&b.ods)));
-            IcbPage {
-                chrome: Some((&me).into()),
-                on: long_date(on),
-                flagged: rows.iter().filter(|r| r.flagged).count(),
-                rows,
-                total_registered: total.registered_16_plus,
-                total_active: total.active_104,
-                total_percent: total.percent_text(),
-            }
-            .into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
+async fn icb_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let (on, list) = app.icb_figures(&me.who).await.in_page(&me)?;
+    let total = caldicott_core::governance::ExclusionFigures {
+        registered_16_plus: list.iter().map(|r| r.figures.registered_16_plus).sum(),
+        active_104: list.iter().map(|r| r.figures.active_104).sum(),
+    };
+    let mut rows: Vec<IcbRow> = list
+        .into_iter()
+        .map(|r| IcbRow {
+            ods: r.ods_code,
+            name: r.name,
+            registered: r.figures.registered_16_plus,
+            active: r.figures.active_104,
+            percent: r.figures.percent_text(),
+            bar: (r.figures.per_mille() / 10).clamp(0, 100),
+            flagged: r.figures.needs_action_plan(),
+            plan: r.has_action_plan,
+            paused: r.paused,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.flagged.cmp(&a.flagged).then(b.bar.cmp(&a.bar)).then(a.ods.cmp(&b.ods)));
+    Ok(IcbPage {
+        chrome: Some((&me).into()),
+        on: long_date(on),
+        flagged: rows.iter().filter(|r| r.flagged).count(),
+        rows,
+        total_registered: total.registered_16_plus,
+        total_active: total.active_104,
+        total_percent: total.percent_text(),
     }
+    .into_response())
 }
 
-async fn icb_file(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.icb_figures(&me.who).await {
-        Ok((on, rows)) => csv_response(&format!("icb-exclusions-{on}.csv"), icb_csv(&rows)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+async fn icb_file(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let (on, rows) = app.icb_figures(&me.who).await.in_page(&me)?;
+    Ok(csv_response(&format!("icb-exclusions-{on}.csv"), icb_csv(&rows)))
 }
 
 // ---- Proxy reviews due -------------------------------------------------------------------
@@ -814,14 +776,12 @@ struct ProxyReviewsPage {
     horizon: i64,
 }
 
-async fn proxy_reviews(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.proxy_reviews_due(&me.who).await {
-        Ok(rows) => ProxyReviewsPage {
-            chrome: Some((&me).into()),
-            rows,
-            horizon: caldicott_app::governance::PROXY_REVIEW_HORIZON_DAYS,
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn proxy_reviews(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let rows = app.proxy_reviews_due(&me.who).await.in_page(&me)?;
+    Ok(ProxyReviewsPage {
+        chrome: Some((&me).into()),
+        rows,
+        horizon: caldicott_app::governance::PROXY_REVIEW_HORIZON_DAYS,
     }
+    .into_response())
 }

@@ -1,7 +1,9 @@
 //! GP Connect Update Record for staff: the review queue, one message's review (amend, file,
 //! reject), and the register of pharmacies allowed to send.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{
+    checked, csrf_forms, field_errors, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -68,22 +70,16 @@ fn row(m: Listing) -> Row {
     }
 }
 
-async fn queue(State(app): State<App>, Portal(me): Portal) -> Response {
-    let (to_review, unmatched) = match app.inbound_queue(&me.who).await {
-        Ok(q) => q,
-        Err(e) => return page_error(Some((&me).into()), e),
-    };
-    let log = match app.inbound_log(&me.who).await {
-        Ok(l) => l,
-        Err(e) => return page_error(Some((&me).into()), e),
-    };
-    QueuePage {
+async fn queue(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let (to_review, unmatched) = app.inbound_queue(&me.who).await.in_page(&me)?;
+    let log = app.inbound_log(&me.who).await.in_page(&me)?;
+    Ok(QueuePage {
         chrome: Some((&me).into()),
         to_review: to_review.into_iter().map(row).collect(),
         unmatched: unmatched.into_iter().map(row).collect(),
         log: log.into_iter().map(row).collect(),
     }
-    .into_response()
+    .into_response())
 }
 
 // ---- One message ---------------------------------------------------------------------------
@@ -175,14 +171,11 @@ impl Errors for MessagePage {
     }
 }
 
-async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Result<Response, PageError> {
     let Ok(id) = id.parse::<uuid::Uuid>() else {
-        return page_error(Some(me.into()), AppError::NotFound("no such pharmacy message here".into()));
+        return Err(PageError::new(me, AppError::NotFound("no such pharmacy message here".into())));
     };
-    let v = match app.inbound_view(&me.who, id).await {
-        Ok(v) => v,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+    let v = app.inbound_view(&me.who, id).await.in_page(me)?;
     let m = &v.message;
     let r = &v.record;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
@@ -244,10 +237,14 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
         check: v.entry_check.clone().map(Into::into),
         reasons: crate::kernel::REASONS.iter().map(|r| (r.as_str(), r.display())).collect(),
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn message_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+async fn message_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     message_view(&app, &me, &id, Vec::new()).await
 }
 
@@ -278,10 +275,10 @@ async fn act(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ActForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such pharmacy message here".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such pharmacy message here".into())));
     };
     let item = || f.item.trim().parse::<usize>().map_err(|_| AppError::BadRequest("choose an item".into()));
     let done: Result<Result<(), Vec<caldicott_app::settings::FieldProblem>>, AppError> = match f.inbound_action.as_str()
@@ -318,16 +315,15 @@ async fn act(
         },
         _ => Err(AppError::BadRequest("choose what to do with the message".into())),
     };
-    match done {
-        Ok(Ok(())) if matches!(f.inbound_action.as_str(), "file" | "reject") => {
-            Redirect::to("/inbound?done").into_response()
+    match done.in_page(&me)? {
+        Ok(()) if matches!(f.inbound_action.as_str(), "file" | "reject") => {
+            Ok(Redirect::to("/inbound?done").into_response())
         }
-        Ok(Ok(())) => Redirect::to(&format!("/inbound/{uuid}")).into_response(),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+        Ok(()) => Ok(Redirect::to(&format!("/inbound/{uuid}")).into_response()),
+        Err(problems) => {
+            let errors = field_errors(problems);
             message_view(&app, &me, &id, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -354,32 +350,23 @@ async fn senders_view(
     me: &SignedIn,
     created: Option<(String, String, String)>,
     errors: Vec<FieldError>,
-) -> Response {
-    match app.senders(&me.who).await {
-        Ok(list) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            (
-                status,
-                SendersPage {
-                    chrome: Some(me.into()),
-                    csrf: me.csrf_token.clone(),
-                    senders: list
-                        .into_iter()
-                        .map(|s| {
-                            (s.ods_code, s.name, s.client_id, uk_time(s.created_at).format("%-d %b %Y").to_string())
-                        })
-                        .collect(),
-                    created,
-                    errors,
-                },
-            )
-                .into_response()
-        }
-        Err(e) => page_error(Some(me.into()), e),
-    }
+) -> Result<Response, PageError> {
+    let list = app.senders(&me.who).await.in_page(me)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = SendersPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        senders: list
+            .into_iter()
+            .map(|s| (s.ods_code, s.name, s.client_id, uk_time(s.created_at).format("%-d %b %Y").to_string()))
+            .collect(),
+        created,
+        errors,
+    };
+    Ok((status, page).into_response())
 }
 
-async fn senders_page(State(app): State<App>, Portal(me): Portal) -> Response {
+async fn senders_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
     senders_view(&app, &me, None, Vec::new()).await
 }
 
@@ -397,13 +384,13 @@ async fn add_sender(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<SenderForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     match app.register_sender(&me.who, &f.sender_ods, &f.sender_name).await {
         Ok((s, secret)) => senders_view(&app, &me, Some((s.ods_code, s.client_id, secret)), Vec::new()).await,
         Err(AppError::BadRequest(m)) | Err(AppError::Conflict(m)) => {
             senders_view(&app, &me, None, vec![FieldError { field: "sender_ods", message: m }]).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }

@@ -1,7 +1,7 @@
 //! The practice's FHIR integrations, for administrators: register one with its public key and
 //! scopes, turn one off (its tokens end at once) or on again.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -56,39 +56,35 @@ async fn view(
     created: Option<(String, String)>,
     form: NewIntegration,
     errors: Vec<FieldError>,
-) -> Response {
-    match app.integrations(&me.who).await {
-        Ok(list) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            let page = IntegrationsPage {
-                chrome: Some(me.into()),
-                csrf: me.csrf_token.clone(),
-                integrations: list
-                    .into_iter()
-                    .map(|i| Row {
-                        id: i.id.to_string(),
-                        name: i.name,
-                        client_id: i.client_id,
-                        scopes: i.scopes,
-                        created: caldicott_core::appointments::uk_time(i.created_at).format("%-d %b %Y").to_string(),
-                        created_by: i.created_by,
-                        active: i.active,
-                    })
-                    .collect(),
-                created,
-                token_url: app.fhir_token_url(),
-                name: form.name,
-                public_key: form.public_key,
-                scopes: form.scopes,
-                errors,
-            };
-            (status, page).into_response()
-        }
-        Err(e) => page_error(Some(me.into()), e),
-    }
+) -> Result<Response, PageError> {
+    let list = app.integrations(&me.who).await.in_page(me)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let page = IntegrationsPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        integrations: list
+            .into_iter()
+            .map(|i| Row {
+                id: i.id.to_string(),
+                name: i.name,
+                client_id: i.client_id,
+                scopes: i.scopes,
+                created: caldicott_core::appointments::uk_time(i.created_at).format("%-d %b %Y").to_string(),
+                created_by: i.created_by,
+                active: i.active,
+            })
+            .collect(),
+        created,
+        token_url: app.fhir_token_url(),
+        name: form.name,
+        public_key: form.public_key,
+        scopes: form.scopes,
+        errors,
+    };
+    Ok((status, page).into_response())
 }
 
-async fn page(State(app): State<App>, Portal(me): Portal) -> Response {
+async fn page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
     view(&app, &me, None, NewIntegration::default(), Vec::new()).await
 }
 
@@ -108,8 +104,8 @@ async fn register(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<RegisterForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let new = NewIntegration { name: f.name, public_key: f.public_key, scopes: f.scopes };
     match app.register_integration(&me.who, &new).await {
         Ok(i) => view(&app, &me, Some((i.name, i.client_id)), NewIntegration::default(), Vec::new()).await,
@@ -123,7 +119,7 @@ async fn register(
             };
             view(&app, &me, None, new, vec![FieldError { field, message: m }]).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
 
@@ -140,15 +136,13 @@ async fn change(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ChangeForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let active = match f.integration_action.as_str() {
         "deactivate" => false,
         "reactivate" => true,
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose to turn it off or on".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose to turn it off or on".into()))),
     };
-    match app.set_integration_active(&me.who, &id, active).await {
-        Ok(()) => Redirect::to("/integrations").into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.set_integration_active(&me.who, &id, active).await.in_page(&me)?;
+    Ok(Redirect::to("/integrations").into_response())
 }

@@ -6,9 +6,9 @@
 //! that need a patient session redirect to `/my/sign-in` without one.
 
 use crate::kernel::{
-    clear_cookie, cookie, decision_text, entry_text, field_errors, forbidden_form, kind_label, long_date, my_error,
-    qr_svg, same, section_label, set_cookie, sign_in_token, with_param, Errors, FieldError, MyChrome, Patient,
-    PATIENT_COOKIE, SIGN_IN_COOKIE,
+    clear_cookie, cookie, decision_text, entry_text, field_errors, kind_label, long_date, qr_svg, refusal, same,
+    section_label, set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, with_param, Errors,
+    FieldError, InMyPage, MyChrome, MyPageError, Patient, PATIENT_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -82,10 +82,6 @@ impl Errors for SignInPage {
     }
 }
 
-async fn several_practices(app: &App) -> bool {
-    app.practices().await.map(|p| p.len() != 1).unwrap_or(true)
-}
-
 async fn sign_in_page(
     State(app): State<App>,
     headers: HeaderMap,
@@ -109,11 +105,7 @@ async fn sign_in_page(
         username: String::new(),
         errors: Vec::new(),
     };
-    let mut res = page.into_response();
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(page.into_response(), set)
 }
 
 #[derive(Deserialize)]
@@ -128,16 +120,8 @@ struct SignInForm {
     password: String,
 }
 
-/// The sign-in and sign-up forms carry the CSRF token of the sign-in cookie.
-fn sign_in_csrf_ok(headers: &HeaderMap, sent: &str) -> Option<String> {
-    let (csrf, _) = sign_in_token(headers);
-    (cookie(headers, SIGN_IN_COOKIE).is_some() && same(&csrf, sent)).then_some(csrf)
-}
-
 fn signed_in_response(cookie_value: &str) -> Response {
-    let mut res = Redirect::to("/my").into_response();
-    res.headers_mut().append(header::SET_COOKIE, set_cookie(PATIENT_COOKIE, cookie_value));
-    res
+    with_cookies(Redirect::to("/my").into_response(), [set_cookie(PATIENT_COOKIE, cookie_value)])
 }
 
 async fn sign_in(
@@ -145,27 +129,20 @@ async fn sign_in(
     crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(MyPageError::form_expired()) };
     match app
         .patient_sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password, &from)
         .await
     {
-        Ok(step) if step.needs_code => {
-            let mut res = Redirect::to("/my/sign-in/code").into_response();
-            res.headers_mut().append(header::SET_COOKIE, set_cookie(PATIENT_COOKIE, &step.cookie));
-            res
-        }
-        Ok(step) => signed_in_response(&step.cookie),
+        Ok(step) if step.needs_code => Ok(with_cookies(
+            Redirect::to("/my/sign-in/code").into_response(),
+            [set_cookie(PATIENT_COOKIE, &step.cookie)],
+        )),
+        Ok(step) => Ok(signed_in_response(&step.cookie)),
         Err(e) => {
-            let (status, field) = match &e {
-                AppError::BadRequest(m) if m.contains("ODS") => (StatusCode::BAD_REQUEST, "ods"),
-                AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "username"),
-                AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "username"),
-                AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "username"),
-                _ => return my_error(None, e),
-            };
+            let Some((status, field)) = refusal(&e) else { return Err(e.into()) };
             let page = SignInPage {
                 me: None,
                 csrf,
@@ -176,7 +153,7 @@ async fn sign_in(
                 username: f.username,
                 errors: vec![FieldError { field, message: e.to_string() }],
             };
-            (status, page).into_response()
+            Ok((status, page).into_response())
         }
     }
 }
@@ -222,20 +199,16 @@ struct SignUpValues {
 
 async fn sign_up_page(headers: HeaderMap) -> Response {
     let (csrf, set) = sign_in_token(&headers);
-    let mut res = SignUpPage { me: None, csrf, form: SignUpValues::default(), errors: Vec::new() }.into_response();
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(SignUpPage { me: None, csrf, form: SignUpValues::default(), errors: Vec::new() }.into_response(), set)
 }
 
 async fn sign_up(
     State(app): State<App>,
     headers: HeaderMap,
     form: Result<Form<SignUpValues>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(MyPageError::form_expired()) };
     let s = SignUp {
         ods_code: f.ods_code.clone(),
         account_id: f.account_id.clone(),
@@ -247,15 +220,14 @@ async fn sign_up(
         username: f.username.clone(),
         password: f.password.clone(),
     };
-    match app.patient_sign_up(&s).await {
-        Ok(Ok(c)) => signed_in_response(&c),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    Ok(match app.patient_sign_up(&s).await? {
+        Ok(c) => signed_in_response(&c),
+        Err(problems) => {
+            let errors = field_errors(problems);
             let form = SignUpValues { password: String::new(), ..f };
             (StatusCode::BAD_REQUEST, SignUpPage { me: None, csrf, form, errors }).into_response()
         }
-        Err(e) => my_error(None, e),
-    }
+    })
 }
 
 #[derive(Template, WebTemplate)]
@@ -300,20 +272,16 @@ struct ResetValues {
 
 async fn reset_page(headers: HeaderMap) -> Response {
     let (csrf, set) = sign_in_token(&headers);
-    let mut res = ResetPage { me: None, csrf, form: ResetValues::default(), errors: Vec::new() }.into_response();
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(ResetPage { me: None, csrf, form: ResetValues::default(), errors: Vec::new() }.into_response(), set)
 }
 
 async fn reset_password(
     State(app): State<App>,
     headers: HeaderMap,
     form: Result<Form<ResetValues>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(MyPageError::form_expired()) };
     let r = caldicott_app::passwords::PatientReset {
         ods_code: f.ods_code.clone(),
         account_id: f.account_id.clone(),
@@ -325,19 +293,16 @@ async fn reset_password(
         new_password: f.new_password.clone(),
         new_password_again: f.new_password_again.clone(),
     };
-    match app.patient_password_reset(&r).await {
-        Ok(Ok(())) => {
-            let mut res = Redirect::to("/my/sign-in?done=password").into_response();
-            res.headers_mut().append(header::SET_COOKIE, clear_cookie(PATIENT_COOKIE));
-            res
+    Ok(match app.patient_password_reset(&r).await? {
+        Ok(()) => {
+            with_cookies(Redirect::to("/my/sign-in?done=password").into_response(), [clear_cookie(PATIENT_COOKIE)])
         }
-        Ok(Err(problems)) => {
+        Err(problems) => {
             let errors = field_errors(problems);
             let form = ResetValues { new_password: String::new(), new_password_again: String::new(), ..f };
             (StatusCode::BAD_REQUEST, ResetPage { me: None, csrf, form, errors }).into_response()
         }
-        Err(e) => my_error(None, e),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -351,19 +316,15 @@ async fn sign_out(
     Patient(me): Patient,
     headers: HeaderMap,
     form: Result<Form<CsrfOnly>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
+        return Err(MyPageError::form_expired());
     }
     if let Some(c) = cookie(&headers, PATIENT_COOKIE) {
-        if let Err(e) = app.patient_sign_out(&c).await {
-            return my_error(Some((&me).into()), e);
-        }
+        app.patient_sign_out(&c).await.in_my_page(&me)?;
     }
-    let mut res = Redirect::to("/my/sign-in").into_response();
-    res.headers_mut().append(header::SET_COOKIE, clear_cookie(PATIENT_COOKIE));
-    res
+    Ok(with_cookies(Redirect::to("/my/sign-in").into_response(), [clear_cookie(PATIENT_COOKIE)]))
 }
 
 // ---- Home: whose services ------------------------------------------------------------------
@@ -403,18 +364,12 @@ struct HomePage {
     for_me: Vec<ServiceView>,
 }
 
-async fn home(State(app): State<App>, Patient(me): Patient) -> Response {
-    let services = match app.my_services(&me.who).await {
-        Ok(s) => s,
-        Err(e) => return my_error(Some((&me).into()), e),
-    };
-    let for_me = match app.acting_for_me(&me.who).await {
-        Ok(s) => s.into_iter().map(service_view).collect(),
-        Err(e) => return my_error(Some((&me).into()), e),
-    };
+async fn home(State(app): State<App>, Patient(me): Patient) -> Result<Response, MyPageError> {
+    let services = app.my_services(&me.who).await.in_my_page(&me)?;
+    let for_me = app.acting_for_me(&me.who).await.in_my_page(&me)?.into_iter().map(service_view).collect();
     let mut views = services.into_iter().map(service_view);
-    let Some(own) = views.next() else { return my_error(Some((&me).into()), AppError::Internal("no services".into())) };
-    HomePage { me: Some((&me).into()), own, others: views.collect(), for_me }.into_response()
+    let Some(own) = views.next() else { return Err(MyPageError::new(&me, AppError::Internal("no services".into()))) };
+    Ok(HomePage { me: Some((&me).into()), own, others: views.collect(), for_me }.into_response())
 }
 
 // ---- My record -----------------------------------------------------------------------------
@@ -445,21 +400,19 @@ struct RecordPage {
     next: Option<String>,
 }
 
-async fn record(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn record(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, MyPageError> {
     let link = match q.get("for").filter(|s| !s.is_empty()).map(|s| s.parse::<ProxyLinkId>()) {
         None => None,
         Some(Ok(id)) => Some(id),
-        Some(Err(_)) => return my_error(Some((&me).into()), AppError::NotFound("no such record".into())),
+        Some(Err(_)) => return Err(MyPageError::new(&me, AppError::NotFound("no such record".into()))),
     };
-    let page = match crate::query::page_request(&q) {
-        Ok(p) => p,
-        Err(e) => return my_error(Some((&me).into()), e),
-    };
+    let page = crate::query::page_request(&q).in_my_page(&me)?;
     let section = page.section;
-    let view = match app.my_record(&me.who, link, &PageRequest { limit: Some(25), ..page }).await {
-        Ok(v) => v,
-        Err(e) => return my_error(Some((&me).into()), e),
-    };
+    let view = app.my_record(&me.who, link, &PageRequest { limit: Some(25), ..page }).await.in_my_page(&me)?;
     let base = "/my/record";
     let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
     let mut sections =
@@ -475,7 +428,7 @@ async fn record(State(app): State<App>, Patient(me): Patient, Query(q): Query<Ha
         Some(s) => with_param("", &for_query, "section", s.as_str()),
         None => for_query.clone(),
     };
-    RecordPage {
+    Ok(RecordPage {
         me: Some((&me).into()),
         heading: if link.is_some() { format!("{}'s GP record", view.whose) } else { "Your GP record".into() },
         no_record: view.no_record,
@@ -494,7 +447,7 @@ async fn record(State(app): State<App>, Patient(me): Patient, Query(q): Query<Ha
             .collect(),
         next: view.next_cursor.map(|c| with_param(base, &section_query, "cursor", &c)),
     }
-    .into_response()
+    .into_response())
 }
 
 // ---- Who viewed my record -------------------------------------------------------------------
@@ -512,18 +465,16 @@ struct ActivityPage {
     rows: Vec<ActivityRow>,
 }
 
-async fn activity(State(app): State<App>, Patient(me): Patient) -> Response {
-    match app.my_record_activity(&me.who).await {
-        Ok(lines) => ActivityPage {
-            me: Some((&me).into()),
-            rows: lines
-                .into_iter()
-                .map(|l| ActivityRow { when: l.at.format("%-d %b %Y, %H:%M").to_string(), who: l.who, what: l.what })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => my_error(Some((&me).into()), e),
+async fn activity(State(app): State<App>, Patient(me): Patient) -> Result<Response, MyPageError> {
+    let lines = app.my_record_activity(&me.who).await.in_my_page(&me)?;
+    Ok(ActivityPage {
+        me: Some((&me).into()),
+        rows: lines
+            .into_iter()
+            .map(|l| ActivityRow { when: l.at.format("%-d %b %Y, %H:%M").to_string(), who: l.who, what: l.what })
+            .collect(),
     }
+    .into_response())
 }
 
 // ---- Shared: whose services, from `?for=` or a form's `for` ----------------------------------
@@ -544,19 +495,16 @@ type Pairs = Vec<(String, String)>;
 
 /// A patient form sent as a list of pairs (so that a field may repeat): its fields and whose
 /// services it is for, once its CSRF token is checked.
-#[allow(clippy::result_large_err)]
 fn for_form(
     me: &PatientSignedIn,
     form: Result<Form<Pairs>, FormRejection>,
-) -> Result<(Pairs, Option<ProxyLinkId>), Response> {
-    let Ok(Form(f)) = form else { return Err(forbidden_form()) };
+) -> Result<(Pairs, Option<ProxyLinkId>), MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     if !same(&me.csrf_token, field(&f, "_csrf").map_or("", String::as_str)) {
-        return Err(forbidden_form());
+        return Err(MyPageError::form_expired());
     }
-    match link_of(field(&f, "for")) {
-        Ok(link) => Ok((f, link)),
-        Err(e) => Err(my_error(Some(me.into()), e)),
-    }
+    let link = link_of(field(&f, "for")).in_my_page(me)?;
+    Ok((f, link))
 }
 
 /// The first value of a form field sent as a list of pairs.
@@ -617,22 +565,12 @@ async fn appointments(
     State(app): State<App>,
     Patient(me): Patient,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let chrome = Some((&me).into());
-    let link = match link_of(q.get("for")) {
-        Ok(l) => l,
-        Err(e) => return my_error(chrome, e),
-    };
-    let (upcoming, past) = match app.my_appointments(&me.who, link).await {
-        Ok(v) => v,
-        Err(e) => return my_error(chrome, e),
-    };
-    let whose = match whose(&app, &me, link).await {
-        Ok(w) => w,
-        Err(e) => return my_error(chrome, e),
-    };
-    AppointmentsPage {
-        me: chrome,
+) -> Result<Response, MyPageError> {
+    let link = link_of(q.get("for")).in_my_page(&me)?;
+    let (upcoming, past) = app.my_appointments(&me.who, link).await.in_my_page(&me)?;
+    let whose = whose(&app, &me, link).await.in_my_page(&me)?;
+    Ok(AppointmentsPage {
+        me: Some((&me).into()),
         csrf: me.csrf_token.clone(),
         whose,
         for_id: link.map(|l| l.to_string()).unwrap_or_default(),
@@ -645,7 +583,7 @@ async fn appointments(
         upcoming: upcoming.into_iter().map(appointment_view).collect(),
         past: past.into_iter().map(appointment_view).collect(),
     }
-    .into_response()
+    .into_response())
 }
 
 pub struct SlotDay {
@@ -671,16 +609,14 @@ impl Errors for BookPage {
     }
 }
 
-async fn book_form(app: &App, me: &PatientSignedIn, link: Option<ProxyLinkId>, errors: Vec<FieldError>) -> Response {
-    let chrome = Some(me.into());
-    let slots = match app.bookable_slots(&me.who, link).await {
-        Ok(s) => s,
-        Err(e) => return my_error(chrome, e),
-    };
-    let whose = match whose(app, me, link).await {
-        Ok(w) => w,
-        Err(e) => return my_error(chrome, e),
-    };
+async fn book_form(
+    app: &App,
+    me: &PatientSignedIn,
+    link: Option<ProxyLinkId>,
+    errors: Vec<FieldError>,
+) -> Result<Response, MyPageError> {
+    let slots = app.bookable_slots(&me.who, link).await.in_my_page(me)?;
+    let whose = whose(app, me, link).await.in_my_page(me)?;
     let mut days: Vec<SlotDay> = Vec::new();
     for s in slots {
         let local = caldicott_core::appointments::uk_time(s.starts_at);
@@ -703,7 +639,7 @@ async fn book_form(app: &App, me: &PatientSignedIn, link: Option<ProxyLinkId>, e
     }
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = BookPage {
-        me: chrome,
+        me: Some(me.into()),
         csrf: me.csrf_token.clone(),
         whose,
         for_id: link.map(|l| l.to_string()).unwrap_or_default(),
@@ -711,36 +647,35 @@ async fn book_form(app: &App, me: &PatientSignedIn, link: Option<ProxyLinkId>, e
         days,
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn book_page(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
-    match link_of(q.get("for")) {
-        Ok(link) => book_form(&app, &me, link, Vec::new()).await,
-        Err(e) => my_error(Some((&me).into()), e),
-    }
+async fn book_page(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, MyPageError> {
+    let link = link_of(q.get("for")).in_my_page(&me)?;
+    book_form(&app, &me, link, Vec::new()).await
 }
 
 async fn book(
     State(app): State<App>,
     Patient(me): Patient,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (f, link) = match for_form(&me, form) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+) -> Result<Response, MyPageError> {
+    let (f, link) = for_form(&me, form)?;
     let Some(slot) = field(&f, "slot").and_then(|s| s.parse::<SlotId>().ok()) else {
         let e = FieldError { field: "slot", message: "Choose an appointment".into() };
         return book_form(&app, &me, link, vec![e]).await;
     };
     match app.book_online(&me.who, link, slot).await {
-        Ok(_) => Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "booked")).into_response(),
+        Ok(_) => Ok(Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "booked")).into_response()),
         Err(AppError::Conflict(m) | AppError::NotFound(m)) => {
             let message = format!("{}{}. Choose another.", m[..1].to_uppercase(), &m[1..]);
             book_form(&app, &me, link, vec![FieldError { field: "slot", message }]).await
         }
-        Err(e) => my_error(Some((&me).into()), e),
+        Err(e) => Err(MyPageError::new(&me, e)),
     }
 }
 
@@ -749,18 +684,13 @@ async fn cancel(
     Patient(me): Patient,
     axum::extract::Path(id): axum::extract::Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (_, link) = match for_form(&me, form) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+) -> Result<Response, MyPageError> {
+    let (_, link) = for_form(&me, form)?;
     let Ok(id) = id.parse::<AppointmentId>() else {
-        return my_error(Some((&me).into()), AppError::NotFound("no such appointment".into()));
+        return Err(MyPageError::new(&me, AppError::NotFound("no such appointment".into())));
     };
-    match app.cancel_online(&me.who, link, id).await {
-        Ok(()) => Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "cancelled")).into_response(),
-        Err(e) => my_error(Some((&me).into()), e),
-    }
+    app.cancel_online(&me.who, link, id).await.in_my_page(&me)?;
+    Ok(Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "cancelled")).into_response())
 }
 
 // ---- Repeat prescriptions -----------------------------------------------------------------------
@@ -803,15 +733,11 @@ async fn prescriptions_page(
     link: Option<ProxyLinkId>,
     sent: bool,
     errors: Vec<FieldError>,
-) -> Response {
-    let chrome = Some(me.into());
-    let page = match app.repeat_page(&me.who, link).await {
-        Ok(p) => p,
-        Err(e) => return my_error(chrome, e),
-    };
+) -> Result<Response, MyPageError> {
+    let page = app.repeat_page(&me.who, link).await.in_my_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let view = PrescriptionsPage {
-        me: chrome,
+        me: Some(me.into()),
         csrf: me.csrf_token.clone(),
         whose: link.map(|_| format!("{} {}", page.patient.name.given, page.patient.name.family)),
         for_id: link.map(|l| l.to_string()).unwrap_or_default(),
@@ -845,38 +771,32 @@ async fn prescriptions_page(
         sent,
         errors,
     };
-    (status, view).into_response()
+    Ok((status, view).into_response())
 }
 
 async fn prescriptions(
     State(app): State<App>,
     Patient(me): Patient,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    match link_of(q.get("for")) {
-        Ok(link) => prescriptions_page(&app, &me, link, q.contains_key("sent"), Vec::new()).await,
-        Err(e) => my_error(Some((&me).into()), e),
-    }
+) -> Result<Response, MyPageError> {
+    let link = link_of(q.get("for")).in_my_page(&me)?;
+    prescriptions_page(&app, &me, link, q.contains_key("sent"), Vec::new()).await
 }
 
 async fn order(
     State(app): State<App>,
     Patient(me): Patient,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (f, link) = match for_form(&me, form) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
+) -> Result<Response, MyPageError> {
+    let (f, link) = for_form(&me, form)?;
     let items: Vec<EntryId> = f.iter().filter(|(k, _)| k == "items").filter_map(|(_, v)| v.parse().ok()).collect();
     let note = field(&f, "note").cloned().unwrap_or_default();
-    match app.request_repeats(&me.who, link, &items, &note).await {
-        Ok(Ok(_)) => Redirect::to(&with_param("/my/prescriptions", &for_query(link), "sent", "1")).into_response(),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.request_repeats(&me.who, link, &items, &note).await.in_my_page(&me)? {
+        Ok(_) => Ok(Redirect::to(&with_param("/my/prescriptions", &for_query(link), "sent", "1")).into_response()),
+        Err(problems) => {
+            let errors = field_errors(problems);
             prescriptions_page(&app, &me, link, false, errors).await
         }
-        Err(e) => my_error(Some((&me).into()), e),
     }
 }
 
@@ -915,16 +835,12 @@ async fn requests_page(
     text: String,
     sent: bool,
     errors: Vec<FieldError>,
-) -> Response {
+) -> Result<Response, MyPageError> {
     use caldicott_core::tasks::{TaskBody, TaskKind};
-    let chrome = Some(me.into());
-    let mine = match app.my_requests(&me.who).await {
-        Ok(m) => m,
-        Err(e) => return my_error(chrome, e),
-    };
+    let mine = app.my_requests(&me.who).await.in_my_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = RequestsPage {
-        me: chrome,
+        me: Some(me.into()),
         csrf: me.csrf_token.clone(),
         kinds: [TaskKind::MedicationQuery, TaskKind::RecordAmendment, TaskKind::RecordDisagreement]
             .iter()
@@ -947,10 +863,14 @@ async fn requests_page(
             .collect(),
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn requests(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn requests(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, MyPageError> {
     requests_page(&app, &me, String::new(), String::new(), q.contains_key("sent"), Vec::new()).await
 }
 
@@ -968,18 +888,17 @@ async fn send_request(
     State(app): State<App>,
     Patient(me): Patient,
     form: Result<Form<RequestForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
+        return Err(MyPageError::form_expired());
     }
-    match app.send_request(&me.who, &f.kind, &f.text).await {
-        Ok(Ok(_)) => Redirect::to("/my/requests?sent").into_response(),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.send_request(&me.who, &f.kind, &f.text).await.in_my_page(&me)? {
+        Ok(_) => Ok(Redirect::to("/my/requests?sent").into_response()),
+        Err(problems) => {
+            let errors = field_errors(problems);
             requests_page(&app, &me, f.kind, f.text, false, errors).await
         }
-        Err(e) => my_error(Some((&me).into()), e),
     }
 }
 
@@ -989,30 +908,22 @@ async fn send_request(
 /// must come back on a top-level redirect from the provider's site, so it is SameSite=Lax.
 const OIDC_COOKIE: &str = "__Host-caldicott-oidc";
 
-async fn nhs_login_start(State(app): State<App>) -> Response {
+async fn nhs_login_start(State(app): State<App>) -> Result<Response, MyPageError> {
     let Some(provider) = app.nhs_login() else {
-        return my_error(None, AppError::NotFound("signing in with NHS login is not set up here".into()));
+        return Err(AppError::NotFound("signing in with NHS login is not set up here".into()).into());
     };
-    match provider.start().await {
-        Ok(start) => {
-            let mut res = Redirect::to(&start.redirect).into_response();
-            let cookie = format!("{OIDC_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600", start.cookie);
-            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
-            res
-        }
-        Err(e) => my_error(None, e),
-    }
+    let start = provider.start().await?;
+    let cookie = format!("{OIDC_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600", start.cookie);
+    Ok(with_cookies(Redirect::to(&start.redirect).into_response(), header::HeaderValue::from_str(&cookie).ok()))
 }
 
 async fn nhs_login_callback(
     State(app): State<App>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, MyPageError> {
     let Some(provider) = app.nhs_login() else {
-        return my_error(None, AppError::NotFound("signing in with NHS login is not set up here".into()));
+        return Err(AppError::NotFound("signing in with NHS login is not set up here".into()).into());
     };
     let failed = |app: &App, headers: &HeaderMap, message: String| {
         let (csrf, _) = sign_in_token(headers);
@@ -1026,9 +937,7 @@ async fn nhs_login_callback(
             username: String::new(),
             errors: vec![FieldError { field: "nhs-login", message }],
         };
-        let mut res = (StatusCode::FORBIDDEN, page).into_response();
-        res.headers_mut().append(header::SET_COOKIE, clear_cookie(OIDC_COOKIE));
-        res
+        with_cookies((StatusCode::FORBIDDEN, page).into_response(), [clear_cookie(OIDC_COOKIE)])
     };
     if let Some(err) = q.get("error") {
         let message = if err == "access_denied" {
@@ -1036,24 +945,20 @@ async fn nhs_login_callback(
         } else {
             format!("NHS login could not sign you in ({err}). Try again.")
         };
-        return failed(&app, &headers, message);
+        return Ok(failed(&app, &headers, message));
     }
     let (Some(code), Some(state), Some(cookie_value)) = (q.get("code"), q.get("state"), cookie(&headers, OIDC_COOKIE))
     else {
-        return failed(&app, &headers, "Your sign-in took too long or was started elsewhere. Start again.".into());
+        return Ok(failed(&app, &headers, "Your sign-in took too long or was started elsewhere. Start again.".into()));
     };
     let result = match provider.finish(&cookie_value, code, state).await {
         Ok((subject, level, nhs, dob)) => app.nhs_login_sign_in(provider.issuer(), &subject, level, &nhs, dob).await,
         Err(e) => Err(e),
     };
     match result {
-        Ok(session) => {
-            let mut res = signed_in_response(&session);
-            res.headers_mut().append(header::SET_COOKIE, clear_cookie(OIDC_COOKIE));
-            res
-        }
-        Err(AppError::BadRequest(m) | AppError::Forbidden(m)) => failed(&app, &headers, m),
-        Err(e) => my_error(None, e),
+        Ok(session) => Ok(with_cookies(signed_in_response(&session), [clear_cookie(OIDC_COOKIE)])),
+        Err(AppError::BadRequest(m) | AppError::Forbidden(m)) => Ok(failed(&app, &headers, m)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -1078,11 +983,7 @@ async fn code_page(headers: HeaderMap) -> Response {
         return Redirect::to("/my/sign-in").into_response();
     }
     let (csrf, set) = sign_in_token(&headers);
-    let mut res = CodePage { me: None, csrf, errors: Vec::new() }.into_response();
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(CodePage { me: None, csrf, errors: Vec::new() }.into_response(), set)
 }
 
 #[derive(Deserialize)]
@@ -1098,17 +999,19 @@ async fn code(
     crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<CodeForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
-    let Some(pending) = cookie(&headers, PATIENT_COOKIE) else { return Redirect::to("/my/sign-in").into_response() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(MyPageError::form_expired()) };
+    let Some(pending) = cookie(&headers, PATIENT_COOKIE) else {
+        return Ok(Redirect::to("/my/sign-in").into_response());
+    };
     match app.patient_second_factor(&pending, &f.code, &from).await {
-        Ok(c) => signed_in_response(&c),
+        Ok(c) => Ok(signed_in_response(&c)),
         Err(e @ AppError::Unauthenticated(_)) if e.to_string().contains("code") => {
             let page = CodePage { me: None, csrf, errors: vec![FieldError { field: "code", message: e.to_string() }] };
-            (StatusCode::UNAUTHORIZED, page).into_response()
+            Ok((StatusCode::UNAUTHORIZED, page).into_response())
         }
-        Err(e) => my_error(None, e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -1136,17 +1039,18 @@ async fn security_page(
     enrol: Option<(String, String)>,
     done: Option<&'static str>,
     errors: Vec<FieldError>,
-) -> Response {
-    let on = match app.two_step_status(&me.who).await {
-        Ok(on) => on,
-        Err(e) => return my_error(Some(me.into()), e),
-    };
+) -> Result<Response, MyPageError> {
+    let on = app.two_step_status(&me.who).await.in_my_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = SecurityPage { me: Some(me.into()), csrf: me.csrf_token.clone(), on, enrol, done, errors };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn security(State(app): State<App>, Patient(me): Patient, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn security(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, MyPageError> {
     let done = match q.get("done").map(String::as_str) {
         Some("on") => Some("Two-step sign-in is on. Next time you sign in, you will be asked for a code."),
         Some("off") => Some("Two-step sign-in is off."),
@@ -1177,10 +1081,10 @@ async fn change_security(
     crate::client::Caller(from): crate::client::Caller,
     Patient(me): Patient,
     form: Result<Form<SecurityForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, MyPageError> {
+    let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     if !same(&me.csrf_token, &f._csrf) {
-        return forbidden_form();
+        return Err(MyPageError::form_expired());
     }
     let result = match f.step.as_str() {
         "begin" => match app.two_step_begin(&me.who).await {
@@ -1209,11 +1113,11 @@ async fn change_security(
         _ => Err(AppError::BadRequest("Choose what to change".into())),
     };
     match result {
-        Ok(done) => Redirect::to(&format!("/my/security?done={done}")).into_response(),
+        Ok(done) => Ok(Redirect::to(&format!("/my/security?done={done}")).into_response()),
         Err(AppError::BadRequest(m)) => {
             let errors = vec![FieldError { field: "code", message: m }];
             security_page(&app, &me, None, None, errors).await
         }
-        Err(e) => my_error(Some((&me).into()), e),
+        Err(e) => Err(MyPageError::new(&me, e)),
     }
 }

@@ -6,7 +6,7 @@
 //! the request; each can be downloaded once, and anything not collected is dropped after 15
 //! minutes. Nothing is written to disk.
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{checked, csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -65,8 +65,9 @@ fn jobs() -> std::sync::MutexGuard<'static, HashMap<Uuid, Job>> {
     j
 }
 
-fn no_such(me: &SignedIn) -> Response {
-    page_error(Some(me.into()), AppError::NotFound("no such request".into()))
+/// The request named in the address, or the "no such request" page.
+fn sar_id(me: &SignedIn, id: &str) -> Result<Uuid, PageError> {
+    id.parse::<Uuid>().map_err(|_| PageError::new(me, AppError::NotFound("no such request".into())))
 }
 
 struct Row {
@@ -145,12 +146,15 @@ struct PageQuery {
     page: usize,
 }
 
-async fn review_view(app: &App, me: &SignedIn, id: &str, page: usize, errors: Vec<FieldError>) -> Response {
-    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(me) };
-    let review = match app.sar_review(&me.who, uuid).await {
-        Ok(r) => r,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+async fn review_view(
+    app: &App,
+    me: &SignedIn,
+    id: &str,
+    page: usize,
+    errors: Vec<FieldError>,
+) -> Result<Response, PageError> {
+    let uuid = sar_id(me, id)?;
+    let review = app.sar_review(&me.who, uuid).await.in_page(me)?;
     let others: Vec<&caldicott_app::sar_export::SarItem> = review.items.iter().filter(|i| !i.flagged()).collect();
     let pages = others.len().div_ceil(PAGE).max(1);
     let page = page.min(pages - 1);
@@ -205,7 +209,7 @@ async fn review_view(app: &App, me: &SignedIn, id: &str, page: usize, errors: Ve
         ),
         errors,
     };
-    (status, view).into_response()
+    Ok((status, view).into_response())
 }
 
 async fn review_page(
@@ -213,7 +217,7 @@ async fn review_page(
     Portal(me): Portal,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     review_view(&app, &me, &id, q.page, Vec::new()).await
 }
 
@@ -223,26 +227,25 @@ async fn decide(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let Ok(Form(f)) = form else { return Err(PageError::form_expired()) };
     let field = |name: &str| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     if !caldicott_app::constant_time_eq(&me.csrf_token, &field("_csrf")) {
-        return forbidden_form();
+        return Err(PageError::form_expired());
     }
-    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+    let uuid = sar_id(&me, &id)?;
     let input = DecisionInput {
         keys: f.iter().filter(|(k, _)| k == "key").map(|(_, v)| v.clone()).collect(),
         decision: field("sar_decision"),
         ground: field("ground"),
         reason: field("reason"),
     };
-    match app.decide_sar_items(&me.who, uuid, &input).await {
-        Ok(Ok(_)) => Redirect::to(&format!("/sars/{uuid}/export")).into_response(),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.decide_sar_items(&me.who, uuid, &input).await.in_page(&me)? {
+        Ok(_) => Ok(Redirect::to(&format!("/sars/{uuid}/export")).into_response()),
+        Err(problems) => {
+            let errors = field_errors(problems);
             review_view(&app, &me, &id, 0, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -274,17 +277,16 @@ async fn scope(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ScopeForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let uuid = sar_id(&me, &id)?;
     let input = ScopeInput { from: date_parts(&f.period_from), to: date_parts(&f.period_to), authority: f.authority };
-    match app.set_sar_scope(&me.who, uuid, &input).await {
-        Ok(Ok(_)) => Redirect::to(&format!("/sars/{uuid}/export")).into_response(),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.set_sar_scope(&me.who, uuid, &input).await.in_page(&me)? {
+        Ok(_) => Ok(Redirect::to(&format!("/sars/{uuid}/export")).into_response()),
+        Err(problems) => {
+            let errors = field_errors(problems);
             review_view(&app, &me, &id, 0, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -303,27 +305,23 @@ async fn release(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ReleaseForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
-    if let Err(e) = app.may_release_sar(&me.who) {
-        return page_error(Some((&me).into()), e);
-    }
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let uuid = sar_id(&me, &id)?;
+    app.may_release_sar(&me.who).in_page(&me)?;
     // The gate is checked again inside the export; refuse here first, with the reasons on the page.
-    match app.sar_review(&me.who, uuid).await {
-        Ok(r) if !r.blockers.is_empty() => {
-            let errors = r.blockers.into_iter().map(|b| FieldError { field: "release", message: b }).collect();
-            let mut page = review_view(&app, &me, &id, 0, errors).await;
-            *page.status_mut() = StatusCode::CONFLICT;
-            return page;
-        }
-        Ok(_) => {}
-        Err(e) => return page_error(Some((&me).into()), e),
+    let r = app.sar_review(&me.who, uuid).await.in_page(&me)?;
+    if !r.blockers.is_empty() {
+        let errors = r.blockers.into_iter().map(|b| FieldError { field: "release", message: b }).collect();
+        // Whatever the page answers, it answers 409.
+        let mut page = review_view(&app, &me, &id, 0, errors).await.into_response();
+        *page.status_mut() = StatusCode::CONFLICT;
+        return Ok(page);
     }
     if let Err(e) = app.confirm_password(&me.who, &f.password, &format!("sar/{uuid}"), &from).await {
         let message = match e {
             AppError::Unauthenticated(m) => m,
-            other => return page_error(Some((&me).into()), other),
+            other => return Err(PageError::new(&me, other)),
         };
         return review_view(&app, &me, &id, 0, vec![FieldError { field: "password", message }]).await;
     }
@@ -360,7 +358,7 @@ async fn release(
             j.outcome = Some(outcome);
         }
     });
-    Redirect::to(&format!("/sars/{uuid}/export/jobs/{job}")).into_response()
+    Ok(Redirect::to(&format!("/sars/{uuid}/export/jobs/{job}")).into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -389,20 +387,22 @@ fn my_job<'a>(jobs: &'a mut HashMap<Uuid, Job>, me: &SignedIn, sar: Uuid, job: &
     (j.practice == me.who.practice && j.staff == me.who.staff && j.sar == sar).then_some((id, j))
 }
 
-async fn job_page(State(app): State<App>, Portal(me): Portal, Path((id, job)): Path<(String, String)>) -> Response {
-    if let Err(e) = app.may_release_sar(&me.who) {
-        return page_error(Some((&me).into()), e);
-    }
-    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+async fn job_page(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path((id, job)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    app.may_release_sar(&me.who).in_page(&me)?;
+    let uuid = sar_id(&me, &id)?;
     let page = {
         let mut all = jobs();
         let Some((_, j)) = my_job(&mut all, &me, uuid, &job) else {
-            return page_error(
-                Some((&me).into()),
+            return Err(PageError::new(
+                &me,
                 AppError::NotFound(
                     "This export has been collected or has expired. Make it again from the review page.".into(),
                 ),
-            );
+            ));
         };
         let (failed, files) = match &j.outcome {
             Some(Err(m)) => (m.clone(), None),
@@ -429,7 +429,7 @@ async fn job_page(State(app): State<App>, Portal(me): Portal, Path((id, job)): P
             withheld: files.map_or(0, |f| f.withheld),
         }
     };
-    page.into_response()
+    Ok(page.into_response())
 }
 
 #[derive(Deserialize)]
@@ -444,19 +444,15 @@ async fn download(
     Portal(me): Portal,
     Path((id, job, format)): Path<(String, String, String)>,
     form: Result<Form<DownloadForm>, FormRejection>,
-) -> Response {
-    if checked(&me, form).is_none() {
-        return forbidden_form();
-    }
-    if let Err(e) = app.may_release_sar(&me.who) {
-        return page_error(Some((&me).into()), e);
-    }
-    let Ok(uuid) = id.parse::<Uuid>() else { return no_such(&me) };
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
+    app.may_release_sar(&me.who).in_page(&me)?;
+    let uuid = sar_id(&me, &id)?;
     let gone = || {
-        page_error(
-            Some((&me).into()),
+        Err(PageError::new(
+            &me,
             AppError::NotFound("This file has been collected or has expired. Make the export again.".into()),
-        )
+        ))
     };
     let (bytes, name, mime) = {
         let mut all = jobs();
@@ -486,5 +482,5 @@ async fn download(
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    response
+    Ok(response)
 }

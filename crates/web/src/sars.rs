@@ -1,7 +1,9 @@
 //! The subject access request register: the list with due dates, logging a request, and one
 //! request with its changes (identity, clarification, extension, fee, closing).
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, long_date, page_error, Chrome, Errors, FieldError, Portal};
+use crate::kernel::{
+    checked, csrf_forms, field_errors, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -24,10 +26,6 @@ pub fn routes() -> Router<App> {
 }
 
 csrf_forms!(LogForm, ChangeForm);
-
-fn errors_of(problems: Vec<caldicott_app::settings::FieldProblem>) -> Vec<FieldError> {
-    problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect()
-}
 
 fn state(r: &SarRow) -> String {
     if !is_open(&r.sar) {
@@ -70,32 +68,27 @@ struct RegisterPage {
     due_soon: usize,
 }
 
-async fn register(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.sar_register(&me.who).await {
-        Ok(rows) => RegisterPage {
-            chrome: Some((&me).into()),
-            overdue: rows.iter().filter(|r| is_open(&r.sar) && r.days_left.is_some_and(|d| d < 0)).count(),
-            due_soon: rows
-                .iter()
-                .filter(|r| is_open(&r.sar) && r.days_left.is_some_and(|d| (0..=7).contains(&d)))
-                .count(),
-            rows: rows
-                .iter()
-                .map(|r| RegisterRow {
-                    id: r.sar.id.to_string(),
-                    patient: r.patient_name.clone(),
-                    nhs: r.nhs_number.clone(),
-                    requester: format!("{} ({})", r.sar.requester, r.sar.relationship),
-                    received: long_date(r.sar.received),
-                    due: r.due.map_or("—".into(), long_date),
-                    state: state(r),
-                    urgent: is_open(&r.sar) && r.days_left.is_some_and(|d| d <= 7),
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn register(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let rows = app.sar_register(&me.who).await.in_page(&me)?;
+    Ok(RegisterPage {
+        chrome: Some((&me).into()),
+        overdue: rows.iter().filter(|r| is_open(&r.sar) && r.days_left.is_some_and(|d| d < 0)).count(),
+        due_soon: rows.iter().filter(|r| is_open(&r.sar) && r.days_left.is_some_and(|d| (0..=7).contains(&d))).count(),
+        rows: rows
+            .iter()
+            .map(|r| RegisterRow {
+                id: r.sar.id.to_string(),
+                patient: r.patient_name.clone(),
+                nhs: r.nhs_number.clone(),
+                requester: format!("{} ({})", r.sar.requester, r.sar.relationship),
+                received: long_date(r.sar.received),
+                due: r.due.map_or("—".into(), long_date),
+                state: state(r),
+                urgent: is_open(&r.sar) && r.days_left.is_some_and(|d| d <= 7),
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -141,14 +134,14 @@ fn new_form(me: &SignedIn, i: &NewSar, errors: Vec<FieldError>) -> Response {
         .into_response()
 }
 
-async fn new_page(Portal(me): Portal) -> Response {
+async fn new_page(Portal(me): Portal) -> Result<Response, PageError> {
     if !me.who.role.works_with_patients() {
-        return page_error(
-            Some((&me).into()),
+        return Err(PageError::new(
+            &me,
             AppError::Forbidden("only the practice team handles subject access requests".into()),
-        );
+        ));
     }
-    new_form(&me, &NewSar::default(), Vec::new())
+    Ok(new_form(&me, &NewSar::default(), Vec::new()))
 }
 
 #[derive(Deserialize)]
@@ -173,8 +166,12 @@ struct LogForm {
     notes: String,
 }
 
-async fn log(State(app): State<App>, Portal(me): Portal, form: Result<Form<LogForm>, FormRejection>) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+async fn log(
+    State(app): State<App>,
+    Portal(me): Portal,
+    form: Result<Form<LogForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = NewSar {
         nhs_number: f.nhs_number,
         requester: f.requester,
@@ -185,11 +182,10 @@ async fn log(State(app): State<App>, Portal(me): Portal, form: Result<Form<LogFo
         waiting_for: f.waiting_for,
         notes: f.notes,
     };
-    match app.log_sar(&me.who, &input).await {
-        Ok(Ok(sar)) => Redirect::to(&format!("/sars/{}", sar.id)).into_response(),
-        Ok(Err(problems)) => new_form(&me, &input, errors_of(problems)),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    Ok(match app.log_sar(&me.who, &input).await.in_page(&me)? {
+        Ok(sar) => Redirect::to(&format!("/sars/{}", sar.id)).into_response(),
+        Err(problems) => new_form(&me, &input, field_errors(problems)),
+    })
 }
 
 #[derive(Template, WebTemplate)]
@@ -225,14 +221,11 @@ impl Errors for SarPage {
     }
 }
 
-async fn sar_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+async fn sar_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Result<Response, PageError> {
     let Ok(id) = id.parse::<uuid::Uuid>() else {
-        return page_error(Some(me.into()), AppError::NotFound("no such request".into()));
+        return Err(PageError::new(me, AppError::NotFound("no such request".into())));
     };
-    let r = match app.sar_view(&me.who, id).await {
-        Ok(r) => r,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+    let r = app.sar_view(&me.who, id).await.in_page(me)?;
     let s = &r.sar;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = SarPage {
@@ -270,10 +263,10 @@ async fn sar_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -
         status: s.status.clone(),
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn sar_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+async fn sar_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Result<Response, PageError> {
     sar_view(&app, &me, &id, Vec::new()).await
 }
 
@@ -302,10 +295,10 @@ async fn change(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<ChangeForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such request".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such request".into())));
     };
     let date = |field: &'static str, s: &str| match parse_iso_date(s) {
         Ok(Some(d)) => Ok(Some(d)),
@@ -332,11 +325,10 @@ async fn change(
             Err(e) => return sar_view(&app, &me, &id, e).await,
         },
         "close" => SarChange::Close { status: f.status.clone(), note: f.note.clone() },
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("choose what to change".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("choose what to change".into()))),
     };
-    match app.change_sar(&me.who, uuid, &change).await {
-        Ok(Ok(_)) => Redirect::to(&format!("/sars/{uuid}")).into_response(),
-        Ok(Err(problems)) => sar_view(&app, &me, &id, errors_of(problems)).await,
-        Err(e) => page_error(Some((&me).into()), e),
+    match app.change_sar(&me.who, uuid, &change).await.in_page(&me)? {
+        Ok(_) => Ok(Redirect::to(&format!("/sars/{uuid}")).into_response()),
+        Err(problems) => sar_view(&app, &me, &id, field_errors(problems)).await,
     }
 }

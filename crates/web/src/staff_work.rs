@@ -4,8 +4,8 @@
 //! patient's nominated pharmacy.
 
 use crate::kernel::{
-    checked, csrf_forms, decision_text, forbidden_form, method_choices, method_label, page_error, to_patient, Chrome,
-    Errors, FieldError, Portal,
+    checked, csrf_forms, decision_text, field_errors, method_choices, method_label, to_patient, Chrome, Errors,
+    FieldError, InPage, PageError, Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -119,15 +119,9 @@ async fn book_page(
     form: ClinicForm,
     errors: Vec<FieldError>,
     notice: Option<String>,
-) -> Response {
-    let lines = match app.appointment_book(&me.who, from, 7).await {
-        Ok(l) => l,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
-    let staff = match app.practice_staff(&me.who).await {
-        Ok(s) => s,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let lines = app.appointment_book(&me.who, from, 7).await.in_page(me)?;
+    let staff = app.practice_staff(&me.who).await.in_page(me)?;
     let mut days: Vec<BookDay> = Vec::new();
     for l in lines {
         let local = uk_time(l.slot.starts_at);
@@ -169,10 +163,14 @@ async fn book_page(
         errors,
         notice,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn book(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn book(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
     let today = app.today();
     let from = q.get("from").and_then(|d| d.parse::<NaiveDate>().ok()).unwrap_or(today);
     let notice = q.get("added").map(|n| format!("Clinic added with {n} slots."));
@@ -185,8 +183,8 @@ async fn add_clinic(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<ClinicForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = NewClinic {
         clinician: f.clinician.clone(),
         day: f.day.clone(),
@@ -199,13 +197,12 @@ async fn add_clinic(
         online_bookable: f.online_bookable.is_some(),
         location: f.location.clone(),
     };
-    match app.create_clinic(&me.who, &input).await {
-        Ok(Ok((clinic, n))) => Redirect::to(&format!("/appointments?from={}&added={n}", clinic.date)).into_response(),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.create_clinic(&me.who, &input).await.in_page(&me)? {
+        Ok((clinic, n)) => Ok(Redirect::to(&format!("/appointments?from={}&added={n}", clinic.date)).into_response()),
+        Err(problems) => {
+            let errors = field_errors(problems);
             book_page(&app, &me, app.today(), f, errors, None).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -222,15 +219,13 @@ async fn cancel(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<CancelForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let (Ok(id), Ok(patient)) = (id.parse::<AppointmentId>(), f.patient.parse::<PatientId>()) else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such appointment".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such appointment".into())));
     };
-    match app.staff_cancel_appointment(&me.who, id, patient).await {
-        Ok(()) => Redirect::to("/appointments").into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.staff_cancel_appointment(&me.who, id, patient).await.in_page(&me)?;
+    Ok(Redirect::to("/appointments").into_response())
 }
 
 // ---- Tasks ------------------------------------------------------------------------------------
@@ -256,31 +251,33 @@ struct TasksPage {
     rows: Vec<TaskRow>,
 }
 
-async fn tasks(State(app): State<App>, Portal(me): Portal, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn tasks(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
     let done = q.contains_key("done");
-    match app.task_list(&me.who, done).await {
-        Ok(list) => TasksPage {
-            chrome: Some((&me).into()),
-            csrf: me.csrf_token.clone(),
-            has_alerts: list.iter().any(|(t, _)| t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked),
-            done,
-            rows: list
-                .into_iter()
-                .map(|(t, p)| TaskRow {
-                    id: t.id.to_string(),
-                    created: uk_time(t.created_at).format("%-d %b %Y %H:%M").to_string(),
-                    kind: t.kind.display(),
-                    patient: format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
-                    nhs_number: p.nhs_number.to_string(),
-                    requested_by: t.requested_by,
-                    outcome: t.outcome.unwrap_or_default(),
-                    alert: t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked,
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+    let list = app.task_list(&me.who, done).await.in_page(&me)?;
+    Ok(TasksPage {
+        chrome: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        has_alerts: list.iter().any(|(t, _)| t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked),
+        done,
+        rows: list
+            .into_iter()
+            .map(|(t, p)| TaskRow {
+                id: t.id.to_string(),
+                created: uk_time(t.created_at).format("%-d %b %Y %H:%M").to_string(),
+                kind: t.kind.display(),
+                patient: format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+                nhs_number: p.nhs_number.to_string(),
+                requested_by: t.requested_by,
+                outcome: t.outcome.unwrap_or_default(),
+                alert: t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked,
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 pub struct ItemView {
@@ -328,7 +325,17 @@ impl Errors for TaskPage {
     }
 }
 
-pub(crate) async fn task_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError>) -> Response {
+/// The task named in the address, or the "no such task" page.
+fn task_id(me: &SignedIn, id: &str) -> Result<TaskId, PageError> {
+    id.parse::<TaskId>().map_err(|_| PageError::new(me, AppError::NotFound("no such task".into())))
+}
+
+pub(crate) async fn task_view(
+    app: &App,
+    me: &SignedIn,
+    id: &str,
+    errors: Vec<FieldError>,
+) -> Result<Response, PageError> {
     task_view_with(app, me, id, errors, None).await
 }
 
@@ -338,17 +345,11 @@ pub(crate) async fn task_view_with(
     id: &str,
     errors: Vec<FieldError>,
     notice: Option<String>,
-) -> Response {
-    let Ok(id) = id.parse::<TaskId>() else {
-        return page_error(Some(me.into()), AppError::NotFound("no such task".into()));
-    };
-    let (task, patient): (Task, _) = match app.view_task(&me.who, id).await {
-        Ok(t) => t,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+) -> Result<Response, PageError> {
+    let (task, patient): (Task, _) = app.view_task(&me.who, task_id(me, id)?).await.in_page(me)?;
     if let TaskBody::Inbound { message, .. } = &task.body {
         // A pharmacy's message is reviewed, amended and filed on its own page.
-        return Redirect::to(&format!("/inbound/{message}")).into_response();
+        return Ok(Redirect::to(&format!("/inbound/{message}")).into_response());
     }
     let (items, note, pharmacy, message) = match &task.body {
         TaskBody::Repeat { items, note, pharmacy } => (
@@ -372,12 +373,9 @@ pub(crate) async fn task_view_with(
     };
     let alert_preview =
         if task.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked && task.closed_at.is_none() {
-            let preset = match app.safety_net_preset(me.who.practice).await {
-                Ok(p) => p,
-                Err(e) => return page_error(Some(me.into()), e),
-            };
-            match app.preview_preset(&me.who, &preset.body, patient.nhs_number.as_str()).await {
-                Ok(Ok(p)) => Some((
+            let preset = app.safety_net_preset(me.who.practice).await.in_page(me)?;
+            match app.preview_preset(&me.who, &preset.body, patient.nhs_number.as_str()).await.in_page(me)? {
+                Ok(p) => Some((
                     p.text,
                     format!(
                         "By text message: {} {}, {:.2}p. By email: free.",
@@ -386,8 +384,7 @@ pub(crate) async fn task_view_with(
                         p.cost_hundredths as f64 / 100.0
                     ),
                 )),
-                Ok(Err(_)) => None,
-                Err(e) => return page_error(Some(me.into()), e),
+                Err(_) => None,
             }
         } else {
             None
@@ -429,10 +426,10 @@ pub(crate) async fn task_view_with(
         notice,
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn task_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Response {
+async fn task_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Result<Response, PageError> {
     task_view(&app, &me, &id, Vec::new()).await
 }
 
@@ -455,11 +452,9 @@ async fn act_on_task(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<TaskForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let Ok(task) = id.parse::<TaskId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
-    };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let task = task_id(&me, &id)?;
     let result = match f.decision.as_str() {
         "approve" | "reject" => match f.template.parse::<EntryId>() {
             Ok(t) => app.decide_repeat_item(&me.who, task, t, f.decision == "approve", &f.reason).await,
@@ -468,13 +463,13 @@ async fn act_on_task(
         _ => app.close_request(&me.who, task, &f.outcome).await,
     };
     match result {
-        Ok(_) => Redirect::to(&format!("/tasks/{task}")).into_response(),
+        Ok(_) => Ok(Redirect::to(&format!("/tasks/{task}")).into_response()),
         Err(AppError::BadRequest(m)) => {
             let field = if f.decision == "reject" { "reason" } else { "outcome" };
             let message = format!("{}{}", m[..1].to_uppercase(), &m[1..]);
             task_view(&app, &me, &id, vec![FieldError { field, message }]).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
+        Err(e) => Err(PageError::new(&me, e)),
     }
 }
 
@@ -507,24 +502,23 @@ async fn action_alert(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<AlertForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    let Ok(task) = id.parse::<TaskId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such task".into()));
-    };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let task = task_id(&me, &id)?;
     let outcome = match f.anyway.as_str() {
         "letter" => app.letter_alert(&me.who, task).await,
         other => app.action_alert(&me.who, task, !other.is_empty()).await,
     };
-    match outcome {
-        Ok(AlertOutcome::Manual(why)) => {
-            // Nothing was sent, and the task stays open: the state, not the form, is the problem.
-            let mut res = task_view_with(&app, &me, &id, vec![FieldError { field: "alert", message: why }], None).await;
+    match outcome.in_page(&me)? {
+        AlertOutcome::Manual(why) => {
+            // Nothing was sent, and the task stays open: the state, not the form, is the problem
+            // (whatever the page answers, it answers 409).
+            let errors = vec![FieldError { field: "alert", message: why }];
+            let mut res = task_view_with(&app, &me, &id, errors, None).await.into_response();
             *res.status_mut() = StatusCode::CONFLICT;
-            res
+            Ok(res)
         }
-        Ok(done) => task_view_with(&app, &me, &id, Vec::new(), Some(outcome_words(&done))).await,
-        Err(e) => page_error(Some((&me).into()), e),
+        done => task_view_with(&app, &me, &id, Vec::new(), Some(outcome_words(&done))).await,
     }
 }
 
@@ -540,30 +534,28 @@ async fn action_alerts(
     State(app): State<App>,
     Portal(me): Portal,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let Ok(Form(f)) = form else { return Err(PageError::form_expired()) };
     let sent = f.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
     if !caldicott_app::constant_time_eq(&me.csrf_token, sent) {
-        return forbidden_form();
+        return Err(PageError::form_expired());
     }
     let anyway = f.iter().any(|(k, v)| k == "anyway" && !v.is_empty());
     let mut rows = Vec::new();
     for (_, v) in f.iter().filter(|(k, _)| k == "task") {
         let Ok(id) = v.parse::<TaskId>() else { continue };
-        let who = match app.open_task(&me.who, id).await {
-            Ok((_, p)) => format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
-            Err(e) => return page_error(Some((&me).into()), e),
-        };
+        let (_, p) = app.open_task(&me.who, id).await.in_page(&me)?;
+        let who = format!("{}, {}", p.name.family.to_uppercase(), p.name.given);
         match app.action_alert(&me.who, id, anyway).await {
             Ok(o) => rows.push((who, outcome_words(&o), matches!(o, AlertOutcome::Sent(_)))),
             Err(AppError::Conflict(m) | AppError::BadRequest(m)) => rows.push((who, m, false)),
-            Err(e) => return page_error(Some((&me).into()), e),
+            Err(e) => return Err(PageError::new(&me, e)),
         }
     }
     if rows.is_empty() {
-        return page_error(Some((&me).into()), AppError::BadRequest("Choose at least one task".into()));
+        return Err(PageError::new(&me, AppError::BadRequest("Choose at least one task".into())));
     }
-    AlertsDonePage { chrome: Some((&me).into()), rows }.into_response()
+    Ok(AlertsDonePage { chrome: Some((&me).into()), rows }.into_response())
 }
 
 // ---- Nominated pharmacy -------------------------------------------------------------------------
@@ -583,12 +575,10 @@ async fn nominate(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<PharmacyForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
-    match app.nominate_pharmacy(&me.who, &nhs, &f.pharmacy_ods, &f.pharmacy_name).await {
-        Ok(()) => to_patient(&me, &nhs, ""),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    app.nominate_pharmacy(&me.who, &nhs, &f.pharmacy_ods, &f.pharmacy_name).await.in_page(&me)?;
+    Ok(to_patient(&me, &nhs, ""))
 }
 
 // ---- Proxy access (R14–R20) ---------------------------------------------------------------------
@@ -666,12 +656,15 @@ struct ProxyForm {
 
 csrf_forms!(ProxyForm, ProxyChangeForm);
 
-async fn proxies_view(app: &App, me: &SignedIn, nhs: &str, form: ProxyForm, errors: Vec<FieldError>) -> Response {
+async fn proxies_view(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    form: ProxyForm,
+    errors: Vec<FieldError>,
+) -> Result<Response, PageError> {
     use caldicott_core::access::{AccessLevel, ProxyBasis, ProxyStatus};
-    let (patient, rows) = match app.proxy_overview(&me.who, nhs).await {
-        Ok(v) => v,
-        Err(e) => return page_error(Some(me.into()), e),
-    };
+    let (patient, rows) = app.proxy_overview(&me.who, nhs).await.in_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     let page = ProxiesPage {
         chrome: Some(me.into()),
@@ -717,10 +710,10 @@ async fn proxies_view(app: &App, me: &SignedIn, nhs: &str, form: ProxyForm, erro
         form,
         errors,
     };
-    (status, page).into_response()
+    Ok((status, page).into_response())
 }
 
-async fn proxies(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
+async fn proxies(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Result<Response, PageError> {
     let form = ProxyForm { record_level: "none".into(), record_from: "grant".into(), ..Default::default() };
     proxies_view(&app, &me, &nhs, form, Vec::new()).await
 }
@@ -730,8 +723,8 @@ async fn add_proxy(
     Portal(me): Portal,
     Path(nhs): Path<String>,
     form: Result<Form<ProxyForm>, FormRejection>,
-) -> Response {
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let req = caldicott_app::proxies::ProxyRequest {
         applicant_nhs: f.applicant_nhs.clone(),
         relationship: f.relationship.clone(),
@@ -746,13 +739,12 @@ async fn add_proxy(
         outcome: f.proxy_outcome.clone(),
         refusal_reason: f.refusal_reason.clone(),
     };
-    match app.record_proxy_request(&me.who, &nhs, &req).await {
-        Ok(Ok(_)) => to_patient(&me, &nhs, "/proxies"),
-        Ok(Err(problems)) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+    match app.record_proxy_request(&me.who, &nhs, &req).await.in_page(&me)? {
+        Ok(_) => Ok(to_patient(&me, &nhs, "/proxies")),
+        Err(problems) => {
+            let errors = field_errors(problems);
             proxies_view(&app, &me, &nhs, f, errors).await
         }
-        Err(e) => page_error(Some((&me).into()), e),
     }
 }
 
@@ -777,11 +769,11 @@ async fn change_proxy(
     Portal(me): Portal,
     Path((nhs, link)): Path<(String, String)>,
     form: Result<Form<ProxyChangeForm>, FormRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     use caldicott_app::proxies::ProxyChange;
-    let Some(f) = checked(&me, form) else { return forbidden_form() };
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(link) = link.parse::<ProxyLinkId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such proxy link".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such proxy link".into())));
     };
     let change = match f.proxy_action.as_str() {
         "suspend" => ProxyChange::Suspend { reason: f.reason },
@@ -793,14 +785,12 @@ async fn change_proxy(
                 prescriptions: f.prescriptions.is_some(),
                 record,
             },
-            None => return page_error(Some((&me).into()), AppError::BadRequest("Choose the record access".into())),
+            None => return Err(PageError::new(&me, AppError::BadRequest("Choose the record access".into()))),
         },
-        _ => return page_error(Some((&me).into()), AppError::BadRequest("Choose what to change".into())),
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose what to change".into()))),
     };
-    match app.change_proxy(&me.who, &nhs, link, &change).await {
-        Ok(_) => to_patient(&me, &nhs, "/proxies"),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.change_proxy(&me.who, &nhs, link, &change).await.in_page(&me)?;
+    Ok(to_patient(&me, &nhs, "/proxies"))
 }
 
 // ---- Communications: a patient's log, and failed messages --------------------------------------
@@ -867,66 +857,61 @@ struct CommunicationsPage {
     staff_messages: Vec<(String, String, String, String, String)>,
 }
 
-async fn communications(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<String>) -> Response {
-    match app.communications(&me.who, &nhs).await {
-        Ok((patient, list)) => {
-            let staff_messages = match app.staff_messages_about(&me.who, &patient).await {
-                Ok(m) => m,
-                Err(e) => return page_error(Some((&me).into()), e),
-            };
-            CommunicationsPage {
-                chrome: Some((&me).into()),
-                csrf: me.csrf_token.clone(),
-                heading: format!("Messages sent to {}, {}", patient.name.family.to_uppercase(), patient.name.given),
-                back: Some(format!("/patients/{}", patient.nhs_number.as_str())),
-                failed_view: false,
-                rows: list.iter().map(message_row).collect(),
-                staff_messages: staff_messages
-                    .into_iter()
-                    .map(|m| {
-                        (
-                            caldicott_core::appointments::uk_time(m.sent_at).format("%-d %b %Y %H:%M").to_string(),
-                            m.sender_name,
-                            m.to_team.map_or_else(|| "one member of staff".to_owned(), |t| format!("team: {t}")),
-                            m.body,
-                            match (m.deleted_by, m.deleted_at) {
-                                (Some(by), Some(at)) => format!(
-                                    "Deleted by {by} on {}",
-                                    caldicott_core::appointments::uk_time(at).format("%-d %b %Y %H:%M")
-                                ),
-                                _ => String::new(),
-                            },
-                        )
-                    })
-                    .collect(),
-            }
-            .into_response()
-        }
-        Err(e) => page_error(Some((&me).into()), e),
+async fn communications(
+    State(app): State<App>,
+    Portal(me): Portal,
+    Path(nhs): Path<String>,
+) -> Result<Response, PageError> {
+    let (patient, list) = app.communications(&me.who, &nhs).await.in_page(&me)?;
+    let staff_messages = app.staff_messages_about(&me.who, &patient).await.in_page(&me)?;
+    Ok(CommunicationsPage {
+        chrome: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        heading: format!("Messages sent to {}, {}", patient.name.family.to_uppercase(), patient.name.given),
+        back: Some(format!("/patients/{}", patient.nhs_number.as_str())),
+        failed_view: false,
+        rows: list.iter().map(message_row).collect(),
+        staff_messages: staff_messages
+            .into_iter()
+            .map(|m| {
+                (
+                    caldicott_core::appointments::uk_time(m.sent_at).format("%-d %b %Y %H:%M").to_string(),
+                    m.sender_name,
+                    m.to_team.map_or_else(|| "one member of staff".to_owned(), |t| format!("team: {t}")),
+                    m.body,
+                    match (m.deleted_by, m.deleted_at) {
+                        (Some(by), Some(at)) => format!(
+                            "Deleted by {by} on {}",
+                            caldicott_core::appointments::uk_time(at).format("%-d %b %Y %H:%M")
+                        ),
+                        _ => String::new(),
+                    },
+                )
+            })
+            .collect(),
     }
+    .into_response())
 }
 
-async fn failed_messages(State(app): State<App>, Portal(me): Portal) -> Response {
-    match app.failed_messages(&me.who).await {
-        Ok(list) => CommunicationsPage {
-            chrome: Some((&me).into()),
-            csrf: me.csrf_token.clone(),
-            heading: "Messages that could not be sent".into(),
-            back: None,
-            failed_view: true,
-            staff_messages: Vec::new(),
-            rows: list
-                .iter()
-                .map(|(m, p)| MessageRow {
-                    patient: format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
-                    nhs_digits: p.nhs_number.as_str().to_owned(),
-                    ..message_row(m)
-                })
-                .collect(),
-        }
-        .into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
+async fn failed_messages(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+    let list = app.failed_messages(&me.who).await.in_page(&me)?;
+    Ok(CommunicationsPage {
+        chrome: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        heading: "Messages that could not be sent".into(),
+        back: None,
+        failed_view: true,
+        staff_messages: Vec::new(),
+        rows: list
+            .iter()
+            .map(|(m, p)| MessageRow {
+                patient: format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+                nhs_digits: p.nhs_number.as_str().to_owned(),
+                ..message_row(m)
+            })
+            .collect(),
     }
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -942,13 +927,11 @@ async fn retry_message(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<RetryForm>, FormRejection>,
-) -> Response {
-    let Some(_) = checked(&me, form) else { return forbidden_form() };
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = id.parse::<MessageId>() else {
-        return page_error(Some((&me).into()), AppError::NotFound("no such message".into()));
+        return Err(PageError::new(&me, AppError::NotFound("no such message".into())));
     };
-    match app.retry_message(&me.who, id).await {
-        Ok(()) => Redirect::to("/messages/failed").into_response(),
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+    app.retry_message(&me.who, id).await.in_page(&me)?;
+    Ok(Redirect::to("/messages/failed").into_response())
 }

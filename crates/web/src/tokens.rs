@@ -1,7 +1,7 @@
 //! The practice's staff API tokens, for administrators: who each was issued to, when it was made
 //! and expires, whether it still works, and a button to revoke it (its next request is refused).
 
-use crate::kernel::{checked, csrf_forms, forbidden_form, page_error, Chrome, Portal};
+use crate::kernel::{checked, csrf_forms, Chrome, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -41,34 +41,34 @@ fn day(t: chrono::DateTime<chrono::Utc>) -> String {
     caldicott_core::appointments::uk_time(t).format("%-d %b %Y %H:%M").to_string()
 }
 
-async fn view(app: &App, me: &caldicott_app::session::SignedIn, revoked: Option<String>) -> Response {
-    match app.api_tokens(&me.who).await {
-        Ok(list) => {
-            let now = app.now();
-            TokensPage {
-                chrome: Some(me.into()),
-                csrf: me.csrf_token.clone(),
-                tokens: list
-                    .iter()
-                    .map(|t| Row {
-                        id: t.token.id.to_string(),
-                        label: t.token.label.clone(),
-                        owner: format!("{} ({})", t.owner_name, t.owner_username),
-                        created: day(t.token.created_at),
-                        expires: day(t.token.expires_at),
-                        status: t.status_at(now),
-                        revoked: t.token.revoked_at.map(day).unwrap_or_default(),
-                    })
-                    .collect(),
-                revoked,
-            }
-            .into_response()
-        }
-        Err(e) => page_error(Some(me.into()), e),
+async fn view(
+    app: &App,
+    me: &caldicott_app::session::SignedIn,
+    revoked: Option<String>,
+) -> Result<Response, PageError> {
+    let list = app.api_tokens(&me.who).await.in_page(me)?;
+    let now = app.now();
+    Ok(TokensPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        tokens: list
+            .iter()
+            .map(|t| Row {
+                id: t.token.id.to_string(),
+                label: t.token.label.clone(),
+                owner: format!("{} ({})", t.owner_name, t.owner_username),
+                created: day(t.token.created_at),
+                expires: day(t.token.expires_at),
+                status: t.status_at(now),
+                revoked: t.token.revoked_at.map(day).unwrap_or_default(),
+            })
+            .collect(),
+        revoked,
     }
+    .into_response())
 }
 
-async fn page(State(app): State<App>, Portal(me): Portal) -> Response {
+async fn page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
     view(&app, &me, None).await
 }
 
@@ -83,16 +83,15 @@ async fn revoke(
     Portal(me): Portal,
     Path(id): Path<String>,
     form: Result<Form<RevokeForm>, FormRejection>,
-) -> Response {
-    if checked(&me, form).is_none() {
-        return forbidden_form();
-    }
-    let label = match app.api_tokens(&me.who).await {
-        Ok(list) => list.into_iter().find(|t| t.token.id.to_string() == id).map(|t| t.token.label),
-        Err(e) => return page_error(Some((&me).into()), e),
-    };
-    match app.revoke_api_token(&me.who, &id).await {
-        Ok(()) => view(&app, &me, Some(label.unwrap_or_default())).await,
-        Err(e) => page_error(Some((&me).into()), e),
-    }
+) -> Result<Response, PageError> {
+    checked(&me, form).ok_or_else(PageError::form_expired)?;
+    let label = app
+        .api_tokens(&me.who)
+        .await
+        .in_page(&me)?
+        .into_iter()
+        .find(|t| t.token.id.to_string() == id)
+        .map(|t| t.token.label);
+    app.revoke_api_token(&me.who, &id).await.in_page(&me)?;
+    view(&app, &me, Some(label.unwrap_or_default())).await
 }

@@ -4,6 +4,7 @@
 
 use axum::extract::rejection::FormRejection;
 use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::Form;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -42,6 +43,15 @@ fn random_token() -> String {
     let mut raw = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// `res` setting (or clearing) each of `cookies`: `with_cookies(page, set)` for a form's page and
+/// the sign-in cookie [`sign_in_token`] may have made, `with_cookies(redirect, [a, b])`.
+pub(crate) fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
+    for c in cookies {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
 }
 
 /// Constant-time comparison for CSRF tokens.

@@ -2,13 +2,15 @@
 //! staff portal's `error.html`, the patient pages' `my_error.html`), or a redirect to sign-in when
 //! the answer is to sign in; 5xx causes are logged, never shown. Staff page handlers return
 //! `Result<Response, PageError>` and use `?`: an `AppError` before sign-in converts as it is, one
-//! after sign-in with `.in_page(&me)` (the page keeps its header).
+//! after sign-in with `.in_page(&me)` (the page keeps its header). Patient page handlers do the
+//! same with `MyPageError` and `.in_my_page(&me)`.
 
 use super::chrome::{Chrome, MyChrome};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use caldicott_app::patient_services::PatientSignedIn;
 use caldicott_app::session::SignedIn;
 use caldicott_app::AppError;
 
@@ -128,5 +130,58 @@ pub(crate) fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
     match error_parts(&e) {
         None => Redirect::to("/my/sign-in").into_response(),
         Some((status, title, message)) => (status, MyErrorPage { me, title, message }).into_response(),
+    }
+}
+
+/// What a patient page answers with when a use case refuses: [`my_error`]'s page, with the
+/// patient's header when there is one. A form that did not parse or does not carry its CSRF token
+/// answers as every form does, with [`forbidden_form`]'s page.
+pub struct MyPageError(MyAnswer);
+
+enum MyAnswer {
+    /// Boxed: the header should not make an error large to return.
+    Page {
+        me: Option<Box<MyChrome>>,
+        error: AppError,
+    },
+    FormExpired,
+}
+
+impl MyPageError {
+    /// The patient error page for `error`, with the header of the patient (or proxy) signed in.
+    pub(crate) fn new(me: &PatientSignedIn, error: AppError) -> Self {
+        Self(MyAnswer::Page { me: Some(Box::new(me.into())), error })
+    }
+
+    /// A form that did not parse or does not carry the CSRF token it should.
+    pub(crate) fn form_expired() -> Self {
+        Self(MyAnswer::FormExpired)
+    }
+}
+
+/// Before sign-in: the error as it is, without a header.
+impl From<AppError> for MyPageError {
+    fn from(error: AppError) -> Self {
+        Self(MyAnswer::Page { me: None, error })
+    }
+}
+
+impl IntoResponse for MyPageError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            MyAnswer::Page { me, error } => my_error(me.map(|m| *m), error),
+            MyAnswer::FormExpired => forbidden_form(),
+        }
+    }
+}
+
+/// A use case's answer on a signed-in patient page: `app.x(…).await.in_my_page(&me)?`.
+pub(crate) trait InMyPage<T> {
+    fn in_my_page(self, me: &PatientSignedIn) -> Result<T, MyPageError>;
+}
+
+impl<T> InMyPage<T> for Result<T, AppError> {
+    fn in_my_page(self, me: &PatientSignedIn) -> Result<T, MyPageError> {
+        self.map_err(|e| MyPageError::new(me, e))
     }
 }

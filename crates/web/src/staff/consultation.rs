@@ -3,7 +3,8 @@
 //! redaction assistant's findings first (never blocking).
 
 use crate::kernel::{
-    checked, csrf_forms, to_patient, CheckView, Chrome, Errors, FieldError, InPage, PageError, Portal, REASONS,
+    checked, csrf_forms, field_errors, to_patient, CheckView, Chrome, Errors, FieldError, InPage, PageError, Portal,
+    REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -193,7 +194,7 @@ async fn add_consultation(
             }
             Ok(None) => {}
             Err(problems) => {
-                let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+                let errors = field_errors(problems);
                 return consultation_form(&app, &me, &nhs, Some(&f), errors, None).await;
             }
         }
@@ -201,7 +202,7 @@ async fn add_consultation(
     match app.add_consultation(&me.who, &nhs, &input).await.in_page(&me)? {
         Ok(_) => Ok(to_patient(&me, &nhs, "")),
         Err(problems) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            let errors = field_errors(problems);
             consultation_form(&app, &me, &nhs, Some(&f), errors, None).await
         }
     }

@@ -2,14 +2,14 @@
 //! administrator gave (ASVS 2.5).
 
 use crate::kernel::{
-    checked, cookie, csrf_forms, field_errors, same, sign_in_token, Chrome, Errors, FieldError, InPage, PageError,
-    Portal, SIGN_IN_COOKIE,
+    checked, csrf_forms, field_errors, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, Chrome, Errors,
+    FieldError, InPage, PageError, Portal,
 };
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -117,20 +117,15 @@ impl Errors for SignInResetPage {
 
 async fn sign_in_reset_page(State(app): State<App>, headers: HeaderMap) -> Response {
     let (csrf, set) = sign_in_token(&headers);
-    let show_practice = app.practices().await.map(|p| p.len() != 1).unwrap_or(true);
     let page = SignInResetPage {
         chrome: None,
         csrf,
-        show_practice,
+        show_practice: several_practices(&app).await,
         ods: String::new(),
         username: String::new(),
         errors: Vec::new(),
     };
-    let mut res = page.into_response();
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(page.into_response(), set)
 }
 
 #[derive(Deserialize)]
@@ -156,10 +151,7 @@ async fn sign_in_reset(
     form: Result<Form<SignInResetForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Ok(Form(f)) = form else { return Err(PageError::form_expired()) };
-    let (csrf, _) = sign_in_token(&headers);
-    if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
-        return Err(PageError::form_expired());
-    }
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(PageError::form_expired()) };
     let reset = caldicott_app::passwords::StaffReset {
         ods: f.ods.clone(),
         username: f.username.clone(),
@@ -170,11 +162,10 @@ async fn sign_in_reset(
     match app.reset_password_with_code(&reset, &from).await? {
         Ok(()) => Ok(Redirect::to("/sign-in?done=password").into_response()),
         Err(problems) => {
-            let show_practice = app.practices().await.map(|p| p.len() != 1).unwrap_or(true);
             let page = SignInResetPage {
                 chrome: None,
                 csrf,
-                show_practice,
+                show_practice: several_practices(&app).await,
                 ods: f.ods,
                 username: f.username,
                 errors: field_errors(problems),

@@ -1,6 +1,8 @@
 //! Registering a patient at the practice, and ending a registration.
 
-use crate::kernel::{checked, csrf_forms, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{
+    checked, csrf_forms, field_errors, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -144,11 +146,7 @@ async fn register(
     };
     Ok(match app.register_patient(&me.who, &r).await.in_page(&me)? {
         Ok(p) => Redirect::to(&format!("/patients/{}", p.nhs_number.as_str())).into_response(),
-        Err(problems) => register_form(
-            &me,
-            &r,
-            problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect(),
-        ),
+        Err(problems) => register_form(&me, &r, field_errors(problems)),
     })
 }
 

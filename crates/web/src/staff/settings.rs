@@ -1,7 +1,7 @@
 //! The practice's online-services settings (practice managers): the prospective switch-on date,
 //! pausing automatic access, the default level, the proxy review age and the rest.
 
-use crate::kernel::{checked, csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{checked, csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -158,7 +158,7 @@ async fn save_settings(
     Ok(match app.change_practice_settings(&me.who, &input).await.in_page(&me)? {
         Ok(_) => Redirect::to("/settings?saved").into_response(),
         Err(problems) => {
-            let errors = problems.into_iter().map(|p| FieldError { field: p.field, message: p.message }).collect();
+            let errors = field_errors(problems);
             (StatusCode::BAD_REQUEST, settings_page_for(&me, &me.practice_name, &input, false, errors)).into_response()
         }
     })

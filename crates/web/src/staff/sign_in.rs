@@ -4,14 +4,15 @@
 //! cookie set with the form.
 
 use crate::kernel::{
-    checked, clear_cookie, cookie, csrf_forms, forbidden_form, page_error, qr_svg, same, set_cookie, sign_in_token,
-    Chrome, Errors, FieldError, InPage, PageError, Portal, SESSION_COOKIE, SIGN_IN_COOKIE,
+    checked, clear_cookie, cookie, csrf_forms, forbidden_form, page_error, qr_svg, refusal, set_cookie,
+    sign_in_csrf_ok, sign_in_token, with_cookies, Chrome, Errors, FieldError, InPage, PageError, Portal,
+    SESSION_COOKIE, SIGN_IN_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -84,11 +85,7 @@ async fn sign_in_page(
     if q.get("done").map(String::as_str) == Some("password") {
         page.notice = Some("Your new password is set. Sign in with it and your authenticator app.");
     }
-    let mut res = page.into_response();
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(page.into_response(), set)
 }
 
 #[derive(Deserialize)]
@@ -108,28 +105,17 @@ async fn sign_in(
     crate::client::Caller(from): crate::client::Caller,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else { return forbidden_form() };
-    let (csrf, _) = sign_in_token(&headers);
-    if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
-        return forbidden_form();
-    }
+) -> Result<Response, PageError> {
+    let Ok(Form(f)) = form else { return Err(PageError::form_expired()) };
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(PageError::form_expired()) };
     match app.sign_in(Some(f.ods.as_str()).filter(|s| !s.trim().is_empty()), &f.username, &f.password, &from).await {
         Ok(start) => {
-            let mut res = Redirect::to("/sign-in/code").into_response();
-            res.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &start.cookie));
-            res
+            Ok(with_cookies(Redirect::to("/sign-in/code").into_response(), [set_cookie(SESSION_COOKIE, &start.cookie)]))
         }
         Err(e) => {
-            let (status, field) = match &e {
-                AppError::BadRequest(m) if m.contains("ODS") => (StatusCode::BAD_REQUEST, "ods"),
-                AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "username"),
-                AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "username"),
-                AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "username"),
-                _ => return page_error(None, e),
-            };
+            let Some((status, field)) = refusal(&e) else { return Err(e.into()) };
             let errors = vec![FieldError { field, message: e.to_string() }];
-            (status, sign_in_form(&app, csrf, f.ods, f.username, errors).await).into_response()
+            Ok((status, sign_in_form(&app, csrf, f.ods, f.username, errors).await).into_response())
         }
     }
 }
@@ -169,14 +155,11 @@ async fn code_form(app: &App, session: &str, csrf: String, errors: Vec<FieldErro
 async fn code_page(State(app): State<App>, headers: HeaderMap) -> Response {
     let Some(session) = cookie(&headers, SESSION_COOKIE) else { return Redirect::to("/sign-in").into_response() };
     let (csrf, set) = sign_in_token(&headers);
-    let mut res = match code_form(&app, &session, csrf, Vec::new()).await {
+    let res = match code_form(&app, &session, csrf, Vec::new()).await {
         Ok(page) => page.into_response(),
         Err(res) => res,
     };
-    if let Some(h) = set {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
-    res
+    with_cookies(res, set)
 }
 
 #[derive(Deserialize)]
@@ -195,17 +178,12 @@ async fn code(
 ) -> Response {
     let Ok(Form(f)) = form else { return forbidden_form() };
     let Some(session) = cookie(&headers, SESSION_COOKIE) else { return Redirect::to("/sign-in").into_response() };
-    let (csrf, _) = sign_in_token(&headers);
-    if cookie(&headers, SIGN_IN_COOKIE).is_none() || !same(&csrf, &f._csrf) {
-        return forbidden_form();
-    }
+    let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return forbidden_form() };
     match app.second_factor(&session, &f.code, &from).await {
-        Ok(new_session) => {
-            let mut res = Redirect::to("/").into_response();
-            res.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &new_session));
-            res.headers_mut().append(header::SET_COOKIE, clear_cookie(SIGN_IN_COOKIE));
-            res
-        }
+        Ok(new_session) => with_cookies(
+            Redirect::to("/").into_response(),
+            [set_cookie(SESSION_COOKIE, &new_session), clear_cookie(SIGN_IN_COOKIE)],
+        ),
         Err(e @ (AppError::Unauthenticated(_) | AppError::Forbidden(_)))
             if !e.to_string().contains("session has ended") =>
         {
@@ -236,7 +214,5 @@ async fn sign_out(
     if let Some(v) = cookie(&headers, SESSION_COOKIE) {
         app.sign_out(&v).await.in_page(&me)?;
     }
-    let mut res = Redirect::to("/sign-in").into_response();
-    res.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
-    Ok(res)
+    Ok(with_cookies(Redirect::to("/sign-in").into_response(), [clear_cookie(SESSION_COOKIE)]))
 }

@@ -5,7 +5,7 @@ use crate::kernel::{same, Chrome, Errors, FieldError, InPage, PageError, Portal}
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -67,12 +67,7 @@ struct TransferForm {
 /// url-encoded form with the Bundle as text (for scripts).
 async fn read_upload(app: &App, req: axum::extract::Request) -> Result<(String, Vec<u8>), String> {
     use axum::extract::FromRequest;
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
+    if !crate::body::is_multipart(&req) {
         let Form(f) = Form::<TransferForm>::from_request(req, app).await.map_err(|e| e.body_text())?;
         return Ok((f._csrf, f.bundle.into_bytes()));
     }
