@@ -200,89 +200,136 @@ pub(crate) fn entries_sql(q: &EntryQuery) -> String {
     sql
 }
 
+/// Whose password: a member of staff's, or the login of a patient's online account.
+#[derive(Clone, Copy)]
+enum Login {
+    Staff(StaffId),
+    Patient(AccountId),
+}
+
+impl Login {
+    fn id(self) -> Uuid {
+        match self {
+            Login::Staff(s) => s.as_uuid(),
+            Login::Patient(a) => a.as_uuid(),
+        }
+    }
+}
+
+/// Whose sessions: staff's (`staff_session`) or patients' (`patient_session`).
+#[derive(Clone, Copy)]
+enum Sessions {
+    Staff,
+    Patient,
+}
+
 impl SqlStore {
-    /// Rows of `sql`, whose two parameters are the practice and one id, mapped by `map`.
+    /// Rows of `sql`, whose two parameters are the practice and one key, mapped by `map`.
     async fn rows_by<T>(
         &self,
         sql: &str,
         practice: PracticeId,
-        id: Uuid,
+        key: impl Bind + Send,
         map: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
-        query(sql).bind(practice.as_uuid()).bind(id).fetch_all(self.read()).await?.iter().map(map).collect()
+        query(sql).bind(practice.as_uuid()).bind(key).fetch_all(self.read()).await?.iter().map(map).collect()
     }
 
-    /// The one row of `sql` (practice and id), if there is one.
+    /// The one row of `sql` (practice and one key), if there is one.
     async fn row_by<T>(
         &self,
         sql: &str,
         practice: PracticeId,
-        id: Uuid,
+        key: impl Bind + Send,
         map: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
-        Ok(self.rows_by(sql, practice, id, map).await?.into_iter().next())
+        Ok(self.rows_by(sql, practice, key, map).await?.into_iter().next())
     }
 
-    /// Sets a member of staff's password hash and ends every session of theirs but `keep`.
-    async fn put_staff_password(
+    /// Sets the password hash of a member of staff or of a patient's login, and ends every
+    /// session of theirs but `keep`.
+    async fn put_password(
         tx: &mut Tx,
         practice: PracticeId,
-        staff: StaffId,
+        whose: Login,
         password_hash: &str,
         keep: Option<SessionId>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let done = query("UPDATE staff SET password_hash = $1 WHERE practice_id = $2 AND id = $3")
-            .bind(password_hash)
+        let (set, end_others, what) = match whose {
+            Login::Staff(_) => (
+                "UPDATE staff SET password_hash = $1 WHERE practice_id = $2 AND id = $3",
+                "UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND staff_id = $3 \
+                 AND ended_at IS NULL AND id <> $4",
+                "staff member",
+            ),
+            Login::Patient(_) => (
+                "UPDATE patient_login SET password_hash = $1 WHERE practice_id = $2 AND account_id = $3",
+                "UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND account_id = $3 \
+                 AND ended_at IS NULL AND id <> $4",
+                "patient login",
+            ),
+        };
+        let id = whose.id();
+        let q = query(set).bind(password_hash).bind(practice.as_uuid()).bind(id);
+        Self::change_one_in(tx, q, StoreError::NotFound(what)).await?;
+        query(end_others)
+            .bind(at)
             .bind(practice.as_uuid())
-            .bind(staff.as_uuid())
+            .bind(id)
+            .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("staff member"));
-        }
-        query(
-            "UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND staff_id = $3 \
-             AND ended_at IS NULL AND id <> $4",
-        )
-        .bind(at)
-        .bind(practice.as_uuid())
-        .bind(staff.as_uuid())
-        .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
-        .execute(&mut *tx)
-        .await?;
         Ok(())
     }
 
-    /// Sets a patient login's password hash and ends every session of the account but `keep`.
-    async fn put_patient_password(
-        tx: &mut Tx,
+    /// Runs `q` inside `tx`, which must change a row: when it changes none, `missing` (the
+    /// caller returns it, and the transaction, dropped, writes nothing).
+    async fn change_one_in(tx: &mut Tx, q: Query<'_>, missing: StoreError) -> StoreResult<()> {
+        if q.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Err(missing);
+        }
+        Ok(())
+    }
+
+    /// One statement in a transaction of its own, unaudited: the rows it changed.
+    async fn execute_alone(&self, q: Query<'_>) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let done = q.execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Marks a live session (of staff or of a patient) seen at `at`.
+    async fn touch_live_session(
+        &self,
+        sessions: Sessions,
         practice: PracticeId,
-        account: AccountId,
-        password_hash: &str,
-        keep: Option<SessionId>,
+        id: SessionId,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let done = query("UPDATE patient_login SET password_hash = $1 WHERE practice_id = $2 AND account_id = $3")
-            .bind(password_hash)
-            .bind(practice.as_uuid())
-            .bind(account.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("patient login"));
-        }
-        query(
-            "UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND account_id = $3 \
-             AND ended_at IS NULL AND id <> $4",
-        )
-        .bind(at)
-        .bind(practice.as_uuid())
-        .bind(account.as_uuid())
-        .bind(keep.map_or(Uuid::nil(), |k| k.as_uuid()))
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        let sql = match sessions {
+            Sessions::Staff => {
+                "UPDATE staff_session SET last_seen_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL"
+            }
+            Sessions::Patient => {
+                "UPDATE patient_session SET last_seen_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL"
+            }
+        };
+        self.execute_alone(query(sql).bind(at).bind(practice.as_uuid()).bind(id.as_uuid())).await.map(drop)
+    }
+
+    /// The statement that ends a live session (of staff or of a patient) at `at`.
+    fn end_live_session(sessions: Sessions, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> Query<'static> {
+        let sql = match sessions {
+            Sessions::Staff => {
+                "UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL"
+            }
+            Sessions::Patient => {
+                "UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL"
+            }
+        };
+        query(sql).bind(at).bind(practice.as_uuid()).bind(id.as_uuid())
     }
 
     /// Ends an audited write: appends `records` to the practice's audit chain inside `tx` and
@@ -309,10 +356,19 @@ impl SqlStore {
         what: &'static str,
         records: &[&AuditRecord],
     ) -> StoreResult<()> {
+        self.change_one_audited_or(practice, q, StoreError::NotFound(what), records).await
+    }
+
+    /// As [`Self::change_one_audited`], with the error to give when no row changes.
+    async fn change_one_audited_or(
+        &self,
+        practice: PracticeId,
+        q: Query<'_>,
+        missing: StoreError,
+        records: &[&AuditRecord],
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        if q.execute(&mut tx).await?.rows_affected() == 0 {
-            return Err(StoreError::NotFound(what));
-        }
+        Self::change_one_in(&mut tx, q, missing).await?;
         Self::commit_audited(tx, practice, records).await
     }
 

@@ -211,7 +211,6 @@ pub struct IssuedToken {
     pub secret: String,
 }
 
-/// Issues a bearer token to a member of staff of the practice with `ods`.
 /// The active member of staff `username` at the practice `ods`, acting from the command line.
 pub async fn principal_for(app: &App, ods: &str, username: &str) -> AppResult<StaffPrincipal> {
     let ods = OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
@@ -231,6 +230,7 @@ pub async fn principal_for(app: &App, ods: &str, username: &str) -> AppResult<St
     Ok(StaffPrincipal { practice: practice.id, staff: staff.id, name: staff.display_name, role: staff.role })
 }
 
+/// Issues a bearer token to a member of staff of the practice with `ods`.
 pub async fn issue_token(
     app: &App,
     ods: &str,
@@ -238,20 +238,7 @@ pub async fn issue_token(
     label: &str,
     valid_for: Duration,
 ) -> AppResult<IssuedToken> {
-    let ods = OdsCode::parse(ods).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let practice = app
-        .store
-        .practice_by_ods(&ods)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no practice with ODS code {ods}")))?;
-    let username = normalise_username(username)
-        .ok_or_else(|| AppError::BadRequest(format!("\"{username}\" is not a valid username")))?;
-    let staff = app
-        .store
-        .staff_by_username(practice.id, &username)
-        .await?
-        .filter(|s| s.active)
-        .ok_or_else(|| AppError::NotFound(format!("no active staff member {username} at {ods}")))?;
+    let owner = principal_for(app, ods, username).await?;
     if valid_for <= Duration::zero() || valid_for > Duration::days(366) {
         return Err(AppError::BadRequest("a token may be valid for 1 to 366 days".into()));
     }
@@ -261,8 +248,8 @@ pub async fn issue_token(
     let now = app.now();
     let token = ApiToken {
         id: TokenId::from_uuid(new_id()),
-        practice: practice.id,
-        staff: staff.id,
+        practice: owner.practice,
+        staff: owner.staff,
         label: label.trim().to_owned(),
         secret_hash: secret_hash(&secret_part),
         created_at: now,
@@ -275,12 +262,12 @@ pub async fn issue_token(
         Actor { kind: ActorKind::System, id: "cli".into(), role: "administrator".into() },
         None,
         Action::TokenCreate,
-        format!("token/{} staff/{}", token.id, staff.id),
+        format!("token/{} staff/{}", token.id, owner.staff),
         Outcome::Success,
         format!("label={:?} expires={}", token.label, token.expires_at.to_rfc3339()),
     );
-    app.store.create_api_token(practice.id, &token, &audit).await?;
-    let secret = format!("{PREFIX}{}{}{}", practice.id.as_uuid().simple(), token.id.as_uuid().simple(), secret_part);
+    app.store.create_api_token(owner.practice, &token, &audit).await?;
+    let secret = format!("{PREFIX}{}{}{}", owner.practice.as_uuid().simple(), token.id.as_uuid().simple(), secret_part);
     Ok(IssuedToken { token, secret })
 }
 

@@ -76,10 +76,9 @@ impl App {
             }
         }
         let Some((practice, patient)) = found else { return Err(AppError::Forbidden(NOT_MATCHED.into())) };
-        let actor = |account: &str| Actor { kind: ActorKind::Patient, id: account.to_owned(), role: "patient".into() };
         if patient.date_of_birth != dob {
             let audit = self.patient_audit(
-                actor(subject),
+                Actor { kind: ActorKind::Patient, id: subject.to_owned(), role: "patient".into() },
                 Some(patient.id),
                 Action::PatientSignInFailed,
                 format!("patient/{}", patient.id),
@@ -101,11 +100,10 @@ impl App {
             }
             Some(a) => {
                 if a.identity != level {
-                    let audit = self.patient_audit(
-                        actor(&a.id.to_string()),
-                        Some(patient.id),
+                    let audit = self.account_audit(
+                        a.id,
+                        patient.id,
                         Action::OnlineAccountCreate,
-                        format!("account/{}", a.id),
                         Outcome::Success,
                         format!("identity level {} -> {}", a.identity.as_str(), level.as_str()),
                     );
@@ -121,11 +119,10 @@ impl App {
                     identity: level,
                     created_at: self.now(),
                 };
-                let audit = self.patient_audit(
-                    actor(&account.id.to_string()),
-                    Some(patient.id),
+                let audit = self.account_audit(
+                    account.id,
+                    patient.id,
                     Action::OnlineAccountCreate,
-                    format!("account/{}", account.id),
                     Outcome::Success,
                     format!("NHS login account, identity {}", level.as_str()),
                 );

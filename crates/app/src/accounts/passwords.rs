@@ -18,7 +18,7 @@ use caldicott_core::audit::{Action, Actor, ActorKind, Outcome};
 use caldicott_core::credentials::{check_new_password_twice, Subject, RESET_CODE_CHARS, RESET_CODE_VALIDITY};
 use caldicott_core::ids::{SessionId, StaffId};
 use caldicott_core::permissions::Permission;
-use caldicott_core::staff::{normalise_username, PasswordReset, Role};
+use caldicott_core::staff::{normalise_username, PasswordReset};
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::RngCore;
 
@@ -171,16 +171,7 @@ impl App {
                 "Change your own password with \"Change password\" at the top of the page".into(),
             ));
         }
-        let member = self
-            .store
-            .staff_member(who.practice, staff)
-            .await?
-            .ok_or_else(|| AppError::NotFound("no such member of staff at this practice".into()))?;
-        if member.role == Role::IcbAnalyst {
-            return Err(AppError::Forbidden(
-                "an ICB analyst's account belongs to the service operator (caldicott staff add)".into(),
-            ));
-        }
+        let member = self.member_to_manage(who, staff).await?;
         if !member.active {
             return Err(AppError::Conflict("Reactivate the account before you reset its password".into()));
         }
@@ -318,14 +309,7 @@ impl App {
         }
         let subject = Subject::patient(&login.username);
         let audit = |outcome, detail: String| {
-            self.patient_audit(
-                me.actor(None),
-                Some(me.holder),
-                Action::PatientPasswordChange,
-                format!("account/{}", me.account),
-                outcome,
-                detail,
-            )
+            self.account_audit(me.account, me.holder, Action::PatientPasswordChange, outcome, detail)
         };
         if let Err(why) = self.current_password_ok(me.practice, &subject, &login.password_hash, current, from).await? {
             self.audit.record(me.practice, audit(Outcome::Denied, format!("{why}; from {}", from.key()))).await?;
@@ -414,16 +398,8 @@ impl App {
         };
         let Some(account) = key.resets else { return not_matched() };
         let Some(patient) = self.store.patient(practice.id, key.holder).await? else { return not_matched() };
-        let actor = Actor { kind: ActorKind::Patient, id: account.to_string(), role: "patient".into() };
         let audit = |outcome, detail: String| {
-            self.patient_audit(
-                actor.clone(),
-                Some(patient.id),
-                Action::PatientPasswordReset,
-                format!("account/{account}"),
-                outcome,
-                detail,
-            )
+            self.account_audit(account, patient.id, Action::PatientPasswordReset, outcome, detail)
         };
         let matches = key.is_usable_at(now)
             && sha256(&normalise_code(&r.linkage_key)) == key.key_hash

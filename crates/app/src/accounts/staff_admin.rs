@@ -20,6 +20,22 @@ pub enum AccountChange {
 }
 
 impl App {
+    /// A member of staff of the caller's practice whose account an administrator may manage
+    /// (not an ICB analyst's, which belongs to the service operator).
+    pub(crate) async fn member_to_manage(&self, who: &StaffPrincipal, staff: StaffId) -> AppResult<StaffMember> {
+        let member = self
+            .store
+            .staff_member(who.practice, staff)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such member of staff at this practice".into()))?;
+        if member.role == Role::IcbAnalyst {
+            return Err(AppError::Forbidden(
+                "an ICB analyst's account belongs to the service operator (caldicott staff add)".into(),
+            ));
+        }
+        Ok(member)
+    }
+
     pub async fn staff_accounts(&self, who: &StaffPrincipal) -> AppResult<Vec<StaffMember>> {
         permit(who, Permission::ManageStaff)?;
         Ok(self.store.staff_members(who.practice).await?)
@@ -58,16 +74,7 @@ impl App {
         if staff == who.staff && change == AccountChange::Deactivate {
             return Err(AppError::BadRequest("You cannot deactivate your own account".into()));
         }
-        let member = self
-            .store
-            .staff_member(who.practice, staff)
-            .await?
-            .ok_or_else(|| AppError::NotFound("no such member of staff at this practice".into()))?;
-        if member.role == Role::IcbAnalyst {
-            return Err(AppError::Forbidden(
-                "an ICB analyst's account belongs to the service operator (caldicott staff add)".into(),
-            ));
-        }
+        let member = self.member_to_manage(who, staff).await?;
         // An administrator never holds both factors of a member: after a password reset (whose
         // code the administrator saw) the authenticator stays, until the member has had time to
         // sign in with their own new password.

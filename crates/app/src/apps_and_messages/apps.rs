@@ -506,18 +506,24 @@ impl App {
             .map(|(l, a)| (a.name, l.linked_at)))
     }
 
-    /// Actions an "online services linked" task (R23): the safety-net message goes by the
-    /// patient's preferred channel, or, when staff choose `anyway`, by email (else SMS) if an
-    /// address or number is on record. Otherwise the task stays open with the reason.
-    pub async fn action_alert(&self, who: &StaffPrincipal, id: TaskId, anyway: bool) -> AppResult<AlertOutcome> {
+    /// An "online services linked" task not yet done, and its patient, for the caller to action.
+    async fn open_alert(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<(Task, Patient)> {
         permit(who, Permission::OpenRecords)?;
-        let (mut task, patient) = self.open_task(who, id).await?;
+        let (task, patient) = self.open_task(who, id).await?;
         if task.kind != TaskKind::OnlineServicesLinked {
             return Err(AppError::BadRequest("this is not an online services linked task".into()));
         }
         if task.status == TaskStatus::Done {
             return Err(AppError::Conflict("this task is already done".into()));
         }
+        Ok((task, patient))
+    }
+
+    /// Actions an "online services linked" task (R23): the safety-net message goes by the
+    /// patient's preferred channel, or, when staff choose `anyway`, by email (else SMS) if an
+    /// address or number is on record. Otherwise the task stays open with the reason.
+    pub async fn action_alert(&self, who: &StaffPrincipal, id: TaskId, anyway: bool) -> AppResult<AlertOutcome> {
+        let (mut task, patient) = self.open_alert(who, id).await?;
         let practice =
             self.store.practice(who.practice).await?.ok_or_else(|| AppError::NotFound("your practice".into()))?;
         let reach = Reach {
@@ -566,12 +572,10 @@ impl App {
         let chosen = if automatic_channel(&reach).is_ok() { "preferred channel" } else { "sent anyway: staff choice" };
         task.close(&format!("Safety-net {how} sent ({chosen})"), &who.name, self.now())
             .map_err(|e| AppError::Conflict(e.to_string()))?;
-        let audit = self.audit_record(
+        let audit = self.task_audit(
             who,
-            Some(patient.id),
-            Action::TaskUpdate,
-            format!("task/{id}"),
-            Outcome::Success,
+            patient.id,
+            id,
             format!("safety net by {} ({chosen}); message/{}", channel.as_str(), message.id),
         );
         self.store.update_task(who.practice, &task, &[], Some(&message), None, &audit).await?;
@@ -581,14 +585,7 @@ impl App {
     /// Actions an alert by letter, where there is no email address or mobile number: with no
     /// letter provider, the practice gets a "letter to print and post" task with the letter.
     pub async fn letter_alert(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<AlertOutcome> {
-        permit(who, Permission::OpenRecords)?;
-        let (mut task, patient) = self.open_task(who, id).await?;
-        if task.kind != TaskKind::OnlineServicesLinked {
-            return Err(AppError::BadRequest("this is not an online services linked task".into()));
-        }
-        if task.status == TaskStatus::Done {
-            return Err(AppError::Conflict("this task is already done".into()));
-        }
+        let (mut task, patient) = self.open_alert(who, id).await?;
         let address = &patient.contact.address;
         if address.postcode.trim().is_empty() || address.lines.is_empty() {
             return Ok(AlertOutcome::Manual("No postal address on record: contact the patient manually".into()));
@@ -607,14 +604,7 @@ impl App {
             "Safety-net letter sent through Notify"
         };
         task.close(outcome, &who.name, self.now()).map_err(|e| AppError::Conflict(e.to_string()))?;
-        let audit = self.audit_record(
-            who,
-            Some(patient.id),
-            Action::TaskUpdate,
-            format!("task/{id}"),
-            Outcome::Success,
-            format!("safety net by letter; message/{}", message.id),
-        );
+        let audit = self.task_audit(who, patient.id, id, format!("safety net by letter; message/{}", message.id));
         self.store.update_task(who.practice, &task, &[], Some(&message), follow_up.as_ref(), &audit).await?;
         Ok(AlertOutcome::Sent(Channel::Letter))
     }
@@ -680,14 +670,7 @@ impl App {
             return Err(AppError::BadRequest("this task is not a letter to post".into()));
         };
         task.close("Printed and posted", &who.name, self.now()).map_err(|e| AppError::Conflict(e.to_string()))?;
-        let audit = self.audit_record(
-            who,
-            Some(patient.id),
-            Action::TaskUpdate,
-            format!("task/{id}"),
-            Outcome::Success,
-            format!("letter posted; message/{message}"),
-        );
+        let audit = self.task_audit(who, patient.id, id, format!("letter posted; message/{message}"));
         Ok(self.store.letter_posted(who.practice, &task, message, &audit).await?)
     }
 

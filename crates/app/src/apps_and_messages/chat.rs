@@ -237,15 +237,8 @@ impl App {
         self.store.mark_staff_message_read(who.practice, id, who.staff, self.now()).await?;
         let patient = match m.patient {
             Some(p) => {
-                let a = self.audit_record(
-                    who,
-                    Some(p),
-                    Action::StaffMessageView,
-                    format!("staff_message/{id}"),
-                    Outcome::Success,
-                    String::new(),
-                );
-                self.audit.record(who.practice, a).await?;
+                self.audit_look(who, Some(p), Action::StaffMessageView, format!("staff_message/{id}"), String::new())
+                    .await?;
                 self.store.patient(who.practice, p).await?
             }
             None => None,

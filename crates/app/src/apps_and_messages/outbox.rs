@@ -200,15 +200,14 @@ impl App {
         permit(who, Permission::OpenRecords)?;
         let patient = self.patient_here(who, nhs).await?;
         let messages = self.store.messages_for_patient(who.practice, patient.id).await?;
-        let audit = self.audit_record(
+        self.audit_look(
             who,
             Some(patient.id),
             Action::CommunicationsView,
             format!("patient/{}", patient.id),
-            Outcome::Success,
             format!("messages={}", messages.len()),
-        );
-        self.audit.record(who.practice, audit).await?;
+        )
+        .await?;
         Ok((patient, messages))
     }
 

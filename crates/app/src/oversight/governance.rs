@@ -292,8 +292,9 @@ impl App {
     }
 }
 
-/// A 104 or 106 entry recorded by `who` now.
-fn code_entry(
+/// A coded entry (no value) of `concept` for `patient`, recorded by `who` at `now` (a 104 or
+/// 106 entry, or an enhanced review code).
+pub(crate) fn code_entry(
     patient: PatientId,
     concept: &str,
     now: DateTime<Utc>,
@@ -762,15 +763,14 @@ impl App {
         permit(who, Permission::GovernanceReports)?;
         let today = self.today();
         let rows = self.store.active_exclusions(who.practice, today).await?;
-        let rec = self.audit_record(
+        self.audit_look(
             who,
             None,
             Action::ReportExport,
             "report/monthly-return",
-            Outcome::Success,
             format!("rows={} on={today}", rows.len()),
-        );
-        self.audit.record(who.practice, rec).await?;
+        )
+        .await?;
         Ok((today, rows))
     }
 
@@ -857,15 +857,8 @@ impl App {
         permit(who, Permission::ServiceFigures)?;
         let today = self.today();
         let rows = self.store.service_exclusion_figures(today).await?;
-        let rec = self.audit_record(
-            who,
-            None,
-            Action::IcbReportView,
-            "report/icb-exclusions",
-            Outcome::Success,
-            format!("practices={}", rows.len()),
-        );
-        self.audit.record(who.practice, rec).await?;
+        self.audit_look(who, None, Action::IcbReportView, "report/icb-exclusions", format!("practices={}", rows.len()))
+            .await?;
         Ok((today, rows))
     }
 }
@@ -1021,15 +1014,7 @@ impl App {
             }
         }
         rows.sort_by(|a, b| a.patient_name.cmp(&b.patient_name));
-        let rec = self.audit_record(
-            who,
-            None,
-            Action::ReportView,
-            "report/proxy-reviews",
-            Outcome::Success,
-            format!("rows={}", rows.len()),
-        );
-        self.audit.record(who.practice, rec).await?;
+        self.audit_look(who, None, Action::ReportView, "report/proxy-reviews", format!("rows={}", rows.len())).await?;
         Ok(rows)
     }
 }

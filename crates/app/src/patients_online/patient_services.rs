@@ -291,6 +291,38 @@ impl App {
         AuditRecord::new(AuditEventId::from_uuid(new_id()), self.now(), actor, patient, action, entity, outcome, detail)
     }
 
+    /// An audit record of something the holder of an online account did with it (signing in
+    /// or out, their password, two-step sign-in), timed now.
+    pub(crate) fn account_audit(
+        &self,
+        account: AccountId,
+        holder: PatientId,
+        action: Action,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) -> AuditRecord {
+        let actor = Actor { kind: ActorKind::Patient, id: account.to_string(), role: "patient".into() };
+        self.patient_audit(actor, Some(holder), action, format!("account/{account}"), outcome, detail)
+    }
+
+    /// A claimed try at a code from the authenticator of `login`: `Err(why)` when the try was
+    /// refused unchecked, the code is wrong, or it was used before.
+    async fn code_try(
+        &self,
+        practice: PracticeId,
+        subject: &Subject,
+        from: &Client,
+        login: TotpLogin,
+        secret: &str,
+        code: &str,
+    ) -> AppResult<Result<(), &'static str>> {
+        if self.claim_try(practice, subject, from).await? {
+            self.accept_code(practice, login, secret, code).await
+        } else {
+            Ok(Err("try refused unchecked: waiting after wrong tries"))
+        }
+    }
+
     /// Issues linkage credentials for a registered patient after staff have checked their
     /// identity: P9 for a check with photo ID in person, P5 otherwise (appointments and messages
     /// only, R22). Earlier unused credentials for the patient stop working.
@@ -509,11 +541,10 @@ impl App {
                 },
             ended_at: None,
         };
-        let audit = self.patient_audit(
-            who.actor(None),
-            Some(who.holder),
+        let audit = self.account_audit(
+            who.account,
+            who.holder,
             Action::PatientSignIn,
-            format!("account/{}", who.account),
             Outcome::Success,
             if stage == SessionStage::SignedIn { "signed in" } else { "password accepted; security code next" },
         );
@@ -543,14 +574,12 @@ impl App {
         let hash = found.as_ref().map(|(l, _)| l.password_hash.as_str());
         let tried = self.try_password(practice.id, &subject, from, hash, password).await?;
         let Some((login, account)) = found else { return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into())) };
-        let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
         if tried != crate::session::Tried::Right {
             let why = tried.why("wrong password");
-            let audit = self.patient_audit(
-                actor,
-                Some(account.holder),
+            let audit = self.account_audit(
+                account.id,
+                account.holder,
                 Action::PatientSignInFailed,
-                format!("account/{}", account.id),
                 Outcome::Denied,
                 format!("{why}; from {}", from.key()),
             );
@@ -585,20 +614,14 @@ impl App {
             return Err(expired());
         }
         let login = self.store.patient_login_of(practice_id, account.id).await?.ok_or_else(expired)?;
-        let actor = Actor { kind: ActorKind::Patient, id: account.id.to_string(), role: "patient".into() };
         let secret = self.open_secret(login.totp_secret.as_deref().ok_or_else(expired)?)?;
         let subject = Subject::patient(&login.username);
-        let verdict = if self.claim_try(practice_id, &subject, from).await? {
-            self.accept_code(practice_id, TotpLogin::Patient(account.id), &secret, code).await?
-        } else {
-            Err("try refused unchecked: waiting after wrong tries")
-        };
+        let verdict = self.code_try(practice_id, &subject, from, TotpLogin::Patient(account.id), &secret, code).await?;
         if let Err(why) = verdict {
-            let audit = self.patient_audit(
-                actor,
-                Some(account.holder),
+            let audit = self.account_audit(
+                account.id,
+                account.holder,
                 Action::PatientSignInFailed,
-                format!("account/{}", account.id),
                 Outcome::Denied,
                 format!("{why}; from {}", from.key()),
             );
@@ -606,11 +629,10 @@ impl App {
             return Err(AppError::Unauthenticated(WRONG_CODE.into()));
         }
         self.clear_tries(practice_id, &subject, from).await?;
-        let audit = self.patient_audit(
-            actor,
-            Some(account.holder),
+        let audit = self.account_audit(
+            account.id,
+            account.holder,
             Action::PatientSignIn,
-            format!("account/{}", account.id),
             Outcome::Success,
             "security code accepted",
         );
@@ -641,11 +663,10 @@ impl App {
         let mut raw = [0u8; 20];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let secret = totp_rs::Secret::from(raw).to_base32();
-        let audit = self.patient_audit(
-            me.actor(None),
-            Some(me.holder),
+        let audit = self.account_audit(
+            me.account,
+            me.holder,
             Action::SecondFactorEnrolled,
-            format!("account/{}", me.account),
             Outcome::Success,
             "secret issued, not yet confirmed",
         );
@@ -685,17 +706,12 @@ impl App {
             .ok_or_else(|| AppError::Conflict(if on { "two-step sign-in is off" } else { "start again" }.into()))?;
         let secret = self.open_secret(&sealed)?;
         let subject = Subject::patient(&login.username);
-        let verdict = if self.claim_try(me.practice, &subject, from).await? {
-            self.accept_code(me.practice, TotpLogin::Patient(me.account), &secret, code).await?
-        } else {
-            Err("try refused unchecked: waiting after wrong tries")
-        };
+        let verdict = self.code_try(me.practice, &subject, from, TotpLogin::Patient(me.account), &secret, code).await?;
         if let Err(why) = verdict {
-            let audit = self.patient_audit(
-                me.actor(None),
-                Some(me.holder),
+            let audit = self.account_audit(
+                me.account,
+                me.holder,
                 Action::PatientSignInFailed,
-                format!("account/{}", me.account),
                 Outcome::Denied,
                 format!("two-step {}: {why}; from {}", if on { "off" } else { "on" }, from.key()),
             );
@@ -707,14 +723,7 @@ impl App {
     }
 
     async fn set_two_step(&self, me: &PatientPrincipal, secret: Option<&str>, what: &str) -> AppResult<()> {
-        let audit = self.patient_audit(
-            me.actor(None),
-            Some(me.holder),
-            Action::SecondFactorEnrolled,
-            format!("account/{}", me.account),
-            Outcome::Success,
-            what,
-        );
+        let audit = self.account_audit(me.account, me.holder, Action::SecondFactorEnrolled, Outcome::Success, what);
         Ok(self.store.set_patient_totp(me.practice, me.account, secret, secret.is_some(), &audit).await?)
     }
 
@@ -747,14 +756,7 @@ impl App {
 
     pub async fn patient_sign_out(&self, cookie: &str) -> AppResult<()> {
         let Ok(me) = self.patient_signed_in(cookie).await else { return Ok(()) };
-        let audit = self.patient_audit(
-            me.who.actor(None),
-            Some(me.who.holder),
-            Action::PatientSignOut,
-            format!("account/{}", me.who.account),
-            Outcome::Success,
-            "",
-        );
+        let audit = self.account_audit(me.who.account, me.who.holder, Action::PatientSignOut, Outcome::Success, "");
         self.store.end_patient_session(me.who.practice, me.session, self.now(), &audit).await?;
         Ok(())
     }

@@ -8,7 +8,7 @@ use crate::patient_services::PatientPrincipal;
 use crate::permit;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::audit::{Action, AuditRecord, Outcome};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
 use caldicott_core::patient::Patient;
@@ -242,6 +242,17 @@ impl App {
         Ok(tasks)
     }
 
+    /// The audit record of the caller's action on task `id` of `patient`, timed now.
+    pub(crate) fn task_audit(
+        &self,
+        who: &StaffPrincipal,
+        patient: PatientId,
+        id: TaskId,
+        detail: impl Into<String>,
+    ) -> AuditRecord {
+        self.audit_record(who, Some(patient), Action::TaskUpdate, format!("task/{id}"), Outcome::Success, detail)
+    }
+
     /// One task with its patient. Opening it is audited as a look at the patient's record.
     pub async fn open_task(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<(Task, Patient)> {
         permit(who, Permission::SeeTasks)?;
@@ -257,15 +268,7 @@ impl App {
     /// A member of staff opens a task: its patient's details are shown, so the look is audited.
     pub async fn view_task(&self, who: &StaffPrincipal, id: TaskId) -> AppResult<(Task, Patient)> {
         let (task, patient) = self.open_task(who, id).await?;
-        let audit = self.audit_record(
-            who,
-            Some(patient.id),
-            Action::TaskView,
-            format!("task/{id}"),
-            Outcome::Success,
-            task.kind.as_str(),
-        );
-        self.audit.record(who.practice, audit).await?;
+        self.audit_look(who, Some(patient.id), Action::TaskView, format!("task/{id}"), task.kind.as_str()).await?;
         Ok((task, patient))
     }
 
@@ -317,12 +320,10 @@ impl App {
                 });
             }
         }
-        let audit = self.audit_record(
+        let audit = self.task_audit(
             who,
-            Some(patient.id),
-            Action::TaskUpdate,
-            format!("task/{id}"),
-            Outcome::Success,
+            patient.id,
+            id,
             format!("item {template} {}", if approve { "approved and issued" } else { "turned down" }),
         );
         self.store.update_task(who.practice, &task, &entries, None, None, &audit).await?;
@@ -343,14 +344,7 @@ impl App {
             TaskError::AlreadyDone => AppError::Conflict(e.to_string()),
             other => AppError::BadRequest(other.to_string()),
         })?;
-        let audit = self.audit_record(
-            who,
-            Some(patient.id),
-            Action::TaskUpdate,
-            format!("task/{id}"),
-            Outcome::Success,
-            "closed with an outcome",
-        );
+        let audit = self.task_audit(who, patient.id, id, "closed with an outcome");
         self.store.update_task(who.practice, &task, &[], None, None, &audit).await?;
         Ok(task)
     }

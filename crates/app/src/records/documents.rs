@@ -252,15 +252,14 @@ impl App {
         let e = self.store.entry(who.practice, entry).await?.ok_or_else(unknown_document)?;
         let file = self.store.document_file(who.practice, entry).await?;
         let content = content_of(&e, file).ok_or_else(unknown_document)?;
-        let audit = self.audit_record(
+        self.audit_look(
             who,
             Some(e.patient),
             Action::RecordViewStaff,
             format!("document/{entry}"),
-            Outcome::Success,
             format!("{} bytes", content.bytes.len()),
-        );
-        self.audit.record(who.practice, audit).await?;
+        )
+        .await?;
         Ok(content)
     }
 

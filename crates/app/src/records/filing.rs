@@ -17,15 +17,7 @@ impl App {
     pub async fn filing_queue(&self, who: &StaffPrincipal) -> AppResult<Vec<(Entry, PatientListing)>> {
         permit(who, Permission::FileResultsAndDocuments)?;
         let queue = self.store.filing_queue(who.practice, QUEUE_LIMIT).await?;
-        let audit = self.audit_record(
-            who,
-            None,
-            Action::FilingQueueView,
-            "filing-queue",
-            Outcome::Success,
-            format!("items={}", queue.len()),
-        );
-        self.audit.record(who.practice, audit).await?;
+        self.audit_look(who, None, Action::FilingQueueView, "filing-queue", format!("items={}", queue.len())).await?;
         Ok(queue)
     }
 

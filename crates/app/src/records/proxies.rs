@@ -112,15 +112,14 @@ impl App {
                 next,
             });
         }
-        let audit = self.audit_record(
+        self.audit_look(
             who,
             Some(patient.id),
             Action::ProxyView,
             format!("patient/{}", patient.id),
-            Outcome::Success,
             format!("links={}", rows.len()),
-        );
-        self.audit.record(who.practice, audit).await?;
+        )
+        .await?;
         Ok((patient, rows))
     }
 

@@ -231,32 +231,14 @@ impl App {
         nhs: &str,
         code: EnhancedReviewCode,
     ) -> AppResult<EnhancedReviewOutcome> {
-        use caldicott_core::entry::{Author, Origin};
-        use caldicott_core::snomed::{enhanced_review, Coding, ConceptId};
+        use caldicott_core::snomed::enhanced_review;
         permit(who, Permission::HideEntries)?;
         let patient = self.patient_here(who, nhs).await?;
         let facts = self.store.access_facts(who.practice, patient.id).await?;
         let before = enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));
         let now = caldicott_core::audit::truncate_to_micros(self.now());
         let (concept, term) = code.concept();
-        let entry = Entry {
-            id: EntryId::from_uuid(new_id()),
-            patient: patient.id,
-            event_date: caldicott_core::uk::uk_date(now),
-            entered_at: now,
-            author: Author { staff: Some(who.staff), name: who.name.clone() },
-            origin: Origin::Native,
-            code: Some(Coding {
-                concept: ConceptId::parse(concept).map_err(|e| AppError::Internal(e.to_string()))?,
-                term: term.to_owned(),
-            }),
-            body: EntryBody::Coded { value: None },
-            visibility: OnlineVisibility::Visible,
-            nopat: false,
-            safeguarding: false,
-            confidential: false,
-            superseded: None,
-        };
+        let entry = crate::governance::code_entry(patient.id, concept, now, who, term)?;
         let mut codes = facts.enhanced_review_codes.clone();
         codes.push((concept.to_owned(), now));
         let after = enhanced_review(codes.iter().map(|(c, t)| (c.as_str(), *t)));

@@ -3,7 +3,7 @@
 
 use crate::permit;
 use crate::{App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::audit::Action;
 use caldicott_core::permissions::Permission;
 use caldicott_core::NhsNumber;
 use caldicott_store::{PatientListing, PatientSearch};
@@ -80,15 +80,8 @@ impl App {
         permit(who, Permission::OpenRecords)?;
         let (by, q) = parse_search(text)?;
         let found = self.store.search_patients(who.practice, &q, MAX_RESULTS).await?;
-        let audit = self.audit_record(
-            who,
-            None,
-            Action::PatientSearch,
-            "patients",
-            Outcome::Success,
-            format!("by={by:?} results={}", found.len()),
-        );
-        self.audit.record(who.practice, audit).await?;
+        self.audit_look(who, None, Action::PatientSearch, "patients", format!("by={by:?} results={}", found.len()))
+            .await?;
         Ok((by, found))
     }
 }

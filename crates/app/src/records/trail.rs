@@ -1,7 +1,7 @@
 //! A patient's audit trail for staff: who viewed or changed their record, and when.
 
 use crate::{App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::audit::Action;
 use caldicott_core::patient::Patient;
 use caldicott_core::staff::Role;
 use chrono::{DateTime, Utc};
@@ -86,15 +86,14 @@ impl App {
             return Err(AppError::Forbidden("only clinicians and practice managers see a record's audit trail".into()));
         }
         let patient = self.patient_here(who, nhs).await?;
-        let audit = self.audit_record(
+        self.audit_look(
             who,
             Some(patient.id),
             Action::AuditView,
             format!("patient/{}", patient.id),
-            Outcome::Success,
             format!("filter={filter:?}"),
-        );
-        self.audit.record(who.practice, audit).await?;
+        )
+        .await?;
         let facts = self.store.access_facts(who.practice, patient.id).await?;
         let enhanced_review =
             caldicott_core::snomed::enhanced_review(facts.enhanced_review_codes.iter().map(|(c, t)| (c.as_str(), *t)));

@@ -680,15 +680,14 @@ impl App {
     pub async fn sar_review(&self, who: &StaffPrincipal, id: Uuid) -> AppResult<SarReview> {
         let quiet: ProgressFn = Arc::new(|_| {});
         let (_, review) = self.build_review(who, id, &quiet).await?;
-        let audit = self.audit_record(
+        self.audit_look(
             who,
             Some(review.patient.id),
             Action::SarReview,
             format!("sar/{id}"),
-            Outcome::Success,
             format!("items={} flagged={} undecided={}", review.items.len(), review.flagged(), review.undecided),
-        );
-        self.audit.record(who.practice, audit).await?;
+        )
+        .await?;
         Ok(review)
     }
 

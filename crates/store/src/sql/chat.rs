@@ -96,18 +96,15 @@ impl ChatStore for SqlStore {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         // The first reading is kept; reading again (or twice at once) changes nothing.
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "INSERT INTO staff_message_read (practice_id, message_id, staff_id, read_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (practice_id, message_id, staff_id) DO NOTHING",
         )
         .bind(practice.as_uuid())
         .bind(id)
         .bind(staff.as_uuid())
-        .bind(at)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await
+        .bind(at);
+        self.execute_alone(q).await.map(drop)
     }
 
     async fn delete_staff_message(
@@ -118,20 +115,15 @@ impl ChatStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE staff_message SET deleted_at = $1, deleted_by = $2 WHERE practice_id = $3 AND id = $4 AND deleted_at IS NULL",
         )
         .bind(at)
         .bind(by.to_owned())
         .bind(practice.as_uuid())
-        .bind(id)
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("the message has already been deleted"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(id);
+        let missing = StoreError::refused("the message has already been deleted");
+        self.change_one_audited_or(practice, q, missing, &[audit]).await
     }
 
     async fn staff_messages_naming(&self, practice: PracticeId, phrases: &[String]) -> StoreResult<Vec<StaffMessage>> {

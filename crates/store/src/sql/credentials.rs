@@ -128,18 +128,15 @@ impl CredentialStore for SqlStore {
         address: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query(
+        let q = query(
             "UPDATE credential_tries SET failures = 0, wait_until_ms = 0, succeeded_ms = $1 \
              WHERE practice_id = $2 AND subject = $3 AND address = $4",
         )
         .bind(now.timestamp_millis())
         .bind(practice.as_uuid())
         .bind(subject.as_str())
-        .bind(address)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await
+        .bind(address);
+        self.execute_alone(q).await.map(drop)
     }
 
     async fn use_totp_step(
@@ -161,10 +158,7 @@ impl CredentialStore for SqlStore {
                 a.as_uuid(),
             ),
         };
-        let mut tx = self.begin().await?;
-        let done = query(sql).bind(step).bind(practice.as_uuid()).bind(id).execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self.execute_alone(query(sql).bind(step).bind(practice.as_uuid()).bind(id)).await? == 1)
     }
 
     async fn set_staff_password(
@@ -177,7 +171,7 @@ impl CredentialStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        Self::put_staff_password(&mut tx, practice, staff, password_hash, keep, at).await?;
+        Self::put_password(&mut tx, practice, Login::Staff(staff), password_hash, keep, at).await?;
         query("DELETE FROM staff_password_reset WHERE practice_id = $1 AND staff_id = $2")
             .bind(practice.as_uuid())
             .bind(staff.as_uuid())
@@ -194,7 +188,8 @@ impl CredentialStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        Self::put_staff_password(&mut tx, practice, reset.staff, placeholder_hash, None, reset.created_at).await?;
+        Self::put_password(&mut tx, practice, Login::Staff(reset.staff), placeholder_hash, None, reset.created_at)
+            .await?;
         query(
             "INSERT INTO staff_password_reset (practice_id, staff_id, code_hash, made_by, created_at, expires_at, used_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL) \
@@ -252,7 +247,7 @@ impl CredentialStore for SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        Self::put_staff_password(&mut tx, practice, staff, password_hash, None, at).await?;
+        Self::put_password(&mut tx, practice, Login::Staff(staff), password_hash, None, at).await?;
         Self::commit_audited(tx, practice, &[audit]).await?;
         Ok(true)
     }

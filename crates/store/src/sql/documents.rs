@@ -39,12 +39,13 @@ impl DocumentStore for SqlStore {
     }
 
     async fn document_file(&self, practice: PracticeId, entry: EntryId) -> StoreResult<Option<StoredFile>> {
-        let row = query("SELECT * FROM document_file WHERE practice_id = $1 AND entry_id = $2")
-            .bind(practice.as_uuid())
-            .bind(entry.as_uuid())
-            .fetch_optional(self.read())
-            .await?;
-        row.map(|r| Ok(StoredFile { info: info_row(&r)?, content: r.bytes("content")? })).transpose()
+        self.row_by(
+            "SELECT * FROM document_file WHERE practice_id = $1 AND entry_id = $2",
+            practice,
+            entry.as_uuid(),
+            |r| Ok(StoredFile { info: info_row(r)?, content: r.bytes("content")? }),
+        )
+        .await
     }
 
     async fn document_files(&self, practice: PracticeId, entries: &[EntryId]) -> StoreResult<Vec<(EntryId, FileInfo)>> {

@@ -80,12 +80,13 @@ impl FhirStore for SqlStore {
     }
 
     async fn fhir_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<FhirToken>> {
-        let row = query("SELECT * FROM fhir_token WHERE practice_id = $1 AND token_hash = $2")
-            .bind(practice.as_uuid())
-            .bind(hash.to_vec())
-            .fetch_optional(self.read())
-            .await?;
-        row.as_ref().map(token_row).transpose()
+        self.row_by(
+            "SELECT * FROM fhir_token WHERE practice_id = $1 AND token_hash = $2",
+            practice,
+            hash.to_vec(),
+            token_row,
+        )
+        .await
     }
 
     async fn create_integration(&self, practice: PracticeId, i: &Integration, audit: &AuditRecord) -> StoreResult<()> {
@@ -120,12 +121,13 @@ impl FhirStore for SqlStore {
         practice: PracticeId,
         client_id: &str,
     ) -> StoreResult<Option<Integration>> {
-        let row = query("SELECT * FROM fhir_integration WHERE practice_id = $1 AND client_id = $2")
-            .bind(practice.as_uuid())
-            .bind(client_id)
-            .fetch_optional(self.read())
-            .await?;
-        row.as_ref().map(integration_row).transpose()
+        self.row_by(
+            "SELECT * FROM fhir_integration WHERE practice_id = $1 AND client_id = $2",
+            practice,
+            client_id,
+            integration_row,
+        )
+        .await
     }
 
     async fn set_integration_active(
@@ -136,15 +138,11 @@ impl FhirStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = query("UPDATE fhir_integration SET active = $3 WHERE practice_id = $1 AND id = $2")
+        let q = query("UPDATE fhir_integration SET active = $3 WHERE practice_id = $1 AND id = $2")
             .bind(practice.as_uuid())
             .bind(id.as_uuid())
-            .bind(active)
-            .execute(&mut tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("integration"));
-        }
+            .bind(active);
+        Self::change_one_in(&mut tx, q, StoreError::NotFound("integration")).await?;
         if !active {
             // Its tokens end with it, not only at their expiry.
             query("DELETE FROM fhir_system_token WHERE practice_id = $1 AND integration_id = $2")
@@ -197,11 +195,12 @@ impl FhirStore for SqlStore {
     }
 
     async fn system_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<SystemToken>> {
-        let row = query("SELECT * FROM fhir_system_token WHERE practice_id = $1 AND token_hash = $2")
-            .bind(practice.as_uuid())
-            .bind(hash.to_vec())
-            .fetch_optional(self.read())
-            .await?;
-        row.as_ref().map(system_token_row).transpose()
+        self.row_by(
+            "SELECT * FROM fhir_system_token WHERE practice_id = $1 AND token_hash = $2",
+            practice,
+            hash.to_vec(),
+            system_token_row,
+        )
+        .await
     }
 }

@@ -303,17 +303,13 @@ impl GovernanceStore for SqlStore {
         .execute(&mut tx)
         .await?;
         if let Some(undone) = job.undoes {
-            let done = query(
+            let q = query(
                 "UPDATE bulk_code_job SET undone_by = $1 WHERE practice_id = $2 AND id = $3 AND undone_by IS NULL",
             )
             .bind(job.id)
             .bind(practice.as_uuid())
-            .bind(undone)
-            .execute(&mut tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::refused("that bulk change has already been undone"));
-            }
+            .bind(undone);
+            Self::change_one_in(&mut tx, q, StoreError::refused("that bulk change has already been undone")).await?;
         }
         for e in entries {
             Self::insert_entry(&mut tx, practice, e).await?;

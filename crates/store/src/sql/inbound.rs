@@ -114,12 +114,13 @@ impl InboundStore for SqlStore {
     }
 
     async fn sender_by_ods(&self, practice: PracticeId, ods: &str) -> StoreResult<Option<Sender>> {
-        let row = query("SELECT * FROM update_record_sender WHERE practice_id = $1 AND ods_code = $2")
-            .bind(practice.as_uuid())
-            .bind(ods.to_owned())
-            .fetch_optional(self.read())
-            .await?;
-        row.map(|r| sender_row(&r)).transpose()
+        self.row_by(
+            "SELECT * FROM update_record_sender WHERE practice_id = $1 AND ods_code = $2",
+            practice,
+            ods,
+            sender_row,
+        )
+        .await
     }
 
     async fn inbound_by_message_id(
@@ -128,27 +129,26 @@ impl InboundStore for SqlStore {
         message_id: &str,
     ) -> StoreResult<Option<InboundMessage>> {
         // Only an accepted message (20013) holds its id: one refused may be delivered again.
-        let row =
-            query("SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2 AND response_code = 20013")
-                .bind(practice.as_uuid())
-                .bind(message_id.to_owned())
-                .fetch_optional(self.read())
-                .await?;
-        row.map(|r| message_row(&r)).transpose()
+        self.row_by(
+            "SELECT * FROM inbound_message WHERE practice_id = $1 AND message_id = $2 AND response_code = 20013",
+            practice,
+            message_id,
+            message_row,
+        )
+        .await
     }
 
     async fn inbound_named(&self, practice: PracticeId, target: &str) -> StoreResult<Option<InboundMessage>> {
-        let row = query(
+        self.row_by(
             "SELECT * FROM inbound_message WHERE practice_id = $1 AND response_code = 20013 \
              AND (message_id = $2 OR composition_identifier = $2 OR document_identifier = $2) \
              ORDER BY CASE WHEN message_id = $2 THEN 0 WHEN composition_identifier = $2 THEN 1 ELSE 2 END, \
              received_at DESC, id LIMIT 1",
+            practice,
+            target,
+            message_row,
         )
-        .bind(practice.as_uuid())
-        .bind(target.to_owned())
-        .fetch_optional(self.read())
-        .await?;
-        row.map(|r| message_row(&r)).transpose()
+        .await
     }
 
     async fn inbound(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<InboundMessage>> {
@@ -196,19 +196,16 @@ impl InboundStore for SqlStore {
             Earlier::None => {}
             Earlier::Supersede(old, closed) | Earlier::Void(old, closed) => {
                 let status = if matches!(earlier, Earlier::Void(..)) { "void" } else { "superseded" };
-                let done = query(
+                let q = query(
                     "UPDATE inbound_message SET status = $1, superseded_by = $2 \
                      WHERE practice_id = $3 AND id = $4 AND status IN ('pending', 'unmatched')",
                 )
                 .bind(status)
                 .bind(m.id)
                 .bind(practice.as_uuid())
-                .bind(old)
-                .execute(&mut tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::refused("the message it replaces is no longer waiting"));
-                }
+                .bind(old);
+                Self::change_one_in(&mut tx, q, StoreError::refused("the message it replaces is no longer waiting"))
+                    .await?;
                 close_task(&mut tx, practice, closed).await?;
             }
             Earlier::Link(old) => {
@@ -282,16 +279,12 @@ impl InboundStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let items = to_json(&a.items)?;
-        let done =
+        let q =
             query("UPDATE inbound_message SET items = $1 WHERE practice_id = $2 AND id = $3 AND status = 'pending'")
                 .bind(&items)
                 .bind(practice.as_uuid())
-                .bind(id)
-                .execute(&mut tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("this message is no longer waiting for review"));
-        }
+                .bind(id);
+        Self::change_one_in(&mut tx, q, StoreError::refused("this message is no longer waiting for review")).await?;
         query(
             "INSERT INTO inbound_amendment (practice_id, id, inbound_id, at, by_name, change, items) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -334,19 +327,15 @@ impl InboundStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE inbound_message SET status = 'pending', patient_id = $1, task_id = $2 \
              WHERE practice_id = $3 AND id = $4 AND status = 'unmatched'",
         )
         .bind(patient.as_uuid())
         .bind(task.id.as_uuid())
         .bind(practice.as_uuid())
-        .bind(id)
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("this message is no longer waiting to be matched"));
-        }
+        .bind(id);
+        Self::change_one_in(&mut tx, q, StoreError::refused("this message is no longer waiting to be matched")).await?;
         Self::insert_task(&mut tx, practice, task).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -362,7 +351,7 @@ impl InboundStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE inbound_message SET status = $1, decided_at = $2, decided_by = $3, decision_note = $4 \
              WHERE practice_id = $5 AND id = $6 \
                AND (status = 'pending' OR (status = 'unmatched' AND $1 = 'rejected'))",
@@ -372,12 +361,8 @@ impl InboundStore for SqlStore {
         .bind(d.by.to_owned())
         .bind(d.note.to_owned())
         .bind(practice.as_uuid())
-        .bind(id)
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("this message is no longer waiting for review"));
-        }
+        .bind(id);
+        Self::change_one_in(&mut tx, q, StoreError::refused("this message is no longer waiting for review")).await?;
         for e in entries {
             Self::insert_entry(&mut tx, practice, e).await?;
             query("INSERT INTO inbound_entry (practice_id, inbound_id, entry_id) VALUES ($1, $2, $3)")
@@ -390,19 +375,20 @@ impl InboundStore for SqlStore {
         let mut audits = vec![audit];
         if let Some(r) = retire {
             for entry in &r.entries {
-                let done = query(
+                let q = query(
                     "UPDATE entry SET superseded_at = $1, superseded_note = $2 \
                      WHERE practice_id = $3 AND id = $4 AND superseded_at IS NULL",
                 )
                 .bind(r.at)
                 .bind(&r.note)
                 .bind(practice.as_uuid())
-                .bind(*entry)
-                .execute(&mut tx)
+                .bind(*entry);
+                Self::change_one_in(
+                    &mut tx,
+                    q,
+                    StoreError::refused(format!("entry {entry} is missing or already superseded")),
+                )
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::refused(format!("entry {entry} is missing or already superseded")));
-                }
             }
             audits.extend(r.audits.iter());
         }

@@ -232,20 +232,15 @@ impl OutboxStore for SqlStore {
         now: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE outbox SET status = 'queued', next_attempt_at = $1, attempts = 0, last_error = NULL \
              WHERE practice_id = $2 AND id = $3 AND status = 'failed'",
         )
         .bind(now)
         .bind(practice.as_uuid())
-        .bind(id.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("this message is not waiting for a retry"));
-        }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .bind(id.as_uuid());
+        let missing = StoreError::refused("this message is not waiting for a retry");
+        self.change_one_audited_or(practice, q, missing, &[audit]).await
     }
 
     async fn presets(&self, practice: PracticeId) -> StoreResult<Vec<(PresetId, Preset)>> {

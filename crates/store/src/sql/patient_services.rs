@@ -54,13 +54,13 @@ impl PatientServiceStore for SqlStore {
     }
 
     async fn linkage_key(&self, practice: PracticeId, account_ref: &str) -> StoreResult<Option<LinkageKey>> {
-        query("SELECT * FROM linkage_key WHERE practice_id = $1 AND account_ref = $2")
-            .bind(practice.as_uuid())
-            .bind(account_ref)
-            .fetch_optional(self.read())
-            .await?
-            .map(|r| rows::linkage_key(&r))
-            .transpose()
+        self.row_by(
+            "SELECT * FROM linkage_key WHERE practice_id = $1 AND account_ref = $2",
+            practice,
+            account_ref,
+            rows::linkage_key,
+        )
+        .await
     }
 
     async fn create_patient_login(
@@ -72,19 +72,15 @@ impl PatientServiceStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let used = query(
+        let q = query(
             "UPDATE linkage_key SET used_at = $1 WHERE practice_id = $2 AND account_ref = $3 AND holder_id = $4 \
              AND used_at IS NULL AND revoked_at IS NULL",
         )
         .bind(account.created_at)
         .bind(practice.as_uuid())
         .bind(linkage_ref)
-        .bind(account.holder.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if used.rows_affected() == 0 {
-            return Err(StoreError::refused("these linkage details have already been used"));
-        }
+        .bind(account.holder.as_uuid());
+        Self::change_one_in(&mut tx, q, StoreError::refused("these linkage details have already been used")).await?;
         Self::insert_account(&mut tx, practice, account).await?;
         query(
             "INSERT INTO patient_login (practice_id, account_id, username, password_hash, failed_sign_ins, locked_until) \
@@ -106,17 +102,15 @@ impl PatientServiceStore for SqlStore {
         practice: PracticeId,
         username: &str,
     ) -> StoreResult<Option<(PatientLogin, OnlineAccount)>> {
-        query(
+        self.row_by(
             "SELECT l.*, a.id AS a_id, a.holder_id, a.kind, a.identity_level, a.created_at AS a_created_at FROM patient_login l \
              JOIN online_account a ON a.practice_id = l.practice_id AND a.id = l.account_id \
              WHERE l.practice_id = $1 AND l.username = $2",
+            practice,
+            username,
+            |r| Ok((rows::patient_login(r)?, rows::online_account(r, "a_id")?)),
         )
-        .bind(practice.as_uuid())
-        .bind(username)
-        .fetch_optional(self.read())
-        .await?
-        .map(|r| Ok((rows::patient_login(&r)?, rows::online_account(&r, "a_id")?)))
-        .transpose()
+        .await
     }
 
     async fn patient_login_of(&self, practice: PracticeId, account: AccountId) -> StoreResult<Option<PatientLogin>> {
@@ -174,28 +168,19 @@ impl PatientServiceStore for SqlStore {
         practice: PracticeId,
         id: SessionId,
     ) -> StoreResult<Option<(PatientSession, OnlineAccount)>> {
-        query(
+        self.row_by(
             "SELECT s.*, a.id AS a_id, a.holder_id, a.kind, a.identity_level, a.created_at AS a_created_at \
              FROM patient_session s JOIN online_account a ON a.practice_id = s.practice_id AND a.id = s.account_id \
              WHERE s.practice_id = $1 AND s.id = $2",
+            practice,
+            id.as_uuid(),
+            |r| Ok((rows::patient_session(r)?, rows::online_account(r, "a_id")?)),
         )
-        .bind(practice.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(self.read())
-        .await?
-        .map(|r| Ok((rows::patient_session(&r)?, rows::online_account(&r, "a_id")?)))
-        .transpose()
+        .await
     }
 
     async fn touch_patient_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query("UPDATE patient_session SET last_seen_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
-            .bind(at)
-            .bind(practice.as_uuid())
-            .bind(id.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await
+        self.touch_live_session(Sessions::Patient, practice, id, at).await
     }
 
     async fn end_patient_session(
@@ -205,11 +190,7 @@ impl PatientServiceStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let q =
-            query("UPDATE patient_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
-                .bind(at)
-                .bind(practice.as_uuid())
-                .bind(id.as_uuid());
+        let q = Self::end_live_session(Sessions::Patient, practice, id, at);
         self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
@@ -223,7 +204,7 @@ impl PatientServiceStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        Self::put_patient_password(&mut tx, practice, account, password_hash, keep, at).await?;
+        Self::put_password(&mut tx, practice, Login::Patient(account), password_hash, keep, at).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -237,20 +218,16 @@ impl PatientServiceStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let used = query(
+        let q = query(
             "UPDATE linkage_key SET used_at = $1 WHERE practice_id = $2 AND account_ref = $3 \
              AND resets_account_id = $4 AND used_at IS NULL AND revoked_at IS NULL",
         )
         .bind(at)
         .bind(practice.as_uuid())
         .bind(linkage_ref)
-        .bind(account.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if used.rows_affected() == 0 {
-            return Err(StoreError::refused("this letter has already been used"));
-        }
-        Self::put_patient_password(&mut tx, practice, account, password_hash, None, at).await?;
+        .bind(account.as_uuid());
+        Self::change_one_in(&mut tx, q, StoreError::refused("this letter has already been used")).await?;
+        Self::put_password(&mut tx, practice, Login::Patient(account), password_hash, None, at).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -311,17 +288,13 @@ impl PatientServiceStore for SqlStore {
 
     async fn update_proxy_link(&self, practice: PracticeId, l: &ProxyLink, audit: &AuditRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let gone =
+        let q =
             query("DELETE FROM proxy_link WHERE practice_id = $1 AND id = $2 AND patient_id = $3 AND proxy_id = $4")
                 .bind(practice.as_uuid())
                 .bind(l.id.as_uuid())
                 .bind(l.patient.as_uuid())
-                .bind(l.proxy.as_uuid())
-                .execute(&mut tx)
-                .await?;
-        if gone.rows_affected() == 0 {
-            return Err(StoreError::NotFound("proxy link"));
-        }
+                .bind(l.proxy.as_uuid());
+        Self::change_one_in(&mut tx, q, StoreError::NotFound("proxy link")).await?;
         Self::insert_proxy(&mut tx, practice, l).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -523,15 +496,11 @@ impl PatientServiceStore for SqlStore {
             return Err(StoreError::refused("a split needs parts"));
         };
         let mut tx = self.begin().await?;
-        let done = query("DELETE FROM entry WHERE practice_id = $1 AND id = $2 AND patient_id = $3")
+        let q = query("DELETE FROM entry WHERE practice_id = $1 AND id = $2 AND patient_id = $3")
             .bind(practice.as_uuid())
             .bind(original.as_uuid())
-            .bind(patient.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("entry"));
-        }
+            .bind(patient.as_uuid());
+        Self::change_one_in(&mut tx, q, StoreError::NotFound("entry")).await?;
         for part in parts {
             Self::insert_entry(&mut tx, practice, part).await?;
         }
@@ -582,7 +551,7 @@ impl PatientServiceStore for SqlStore {
         let mut tx = self.begin().await?;
         for (entry, v, _) in changes {
             let (reason, note, by, at) = visibility_columns(v);
-            let done = query(
+            let q = query(
                 "UPDATE entry SET hidden_reason = $1, hidden_note = $2, hidden_by = $3, hidden_at = $4 \
                  WHERE practice_id = $5 AND id = $6",
             )
@@ -591,12 +560,8 @@ impl PatientServiceStore for SqlStore {
             .bind(by)
             .bind(at)
             .bind(practice.as_uuid())
-            .bind(entry.as_uuid())
-            .execute(&mut tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound("entry"));
-            }
+            .bind(entry.as_uuid());
+            Self::change_one_in(&mut tx, q, StoreError::NotFound("entry")).await?;
         }
         let audits: Vec<&AuditRecord> = changes.iter().map(|(_, _, a)| a).collect();
         Self::commit_audited(tx, practice, &audits).await

@@ -32,13 +32,10 @@ impl StaffStore for SqlStore {
     }
 
     async fn staff_by_username(&self, practice: PracticeId, username: &str) -> StoreResult<Option<StaffMember>> {
-        query("SELECT * FROM staff WHERE practice_id = $1 AND username = $2")
-            .bind(practice.as_uuid())
-            .bind(username)
-            .fetch_optional(self.read())
-            .await?
-            .map(|r| rows::staff(practice, &r))
-            .transpose()
+        self.row_by("SELECT * FROM staff WHERE practice_id = $1 AND username = $2", practice, username, |r| {
+            rows::staff(practice, r)
+        })
+        .await
     }
 
     async fn staff_members(&self, practice: PracticeId) -> StoreResult<Vec<StaffMember>> {
@@ -160,14 +157,7 @@ impl StaffStore for SqlStore {
     }
 
     async fn touch_session(&self, practice: PracticeId, id: SessionId, at: DateTime<Utc>) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        query("UPDATE staff_session SET last_seen_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
-            .bind(at)
-            .bind(practice.as_uuid())
-            .bind(id.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await
+        self.touch_live_session(Sessions::Staff, practice, id, at).await
     }
 
     async fn replace_session(
@@ -178,16 +168,8 @@ impl StaffStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done =
-            query("UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
-                .bind(new.created_at)
-                .bind(practice.as_uuid())
-                .bind(old.as_uuid())
-                .execute(&mut tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("live session"));
-        }
+        let end_old = Self::end_live_session(Sessions::Staff, practice, old, new.created_at);
+        Self::change_one_in(&mut tx, end_old, StoreError::NotFound("live session")).await?;
         Self::insert_session(&mut tx, practice, new).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
@@ -199,10 +181,8 @@ impl StaffStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let q = query("UPDATE staff_session SET ended_at = $1 WHERE practice_id = $2 AND id = $3 AND ended_at IS NULL")
-            .bind(at)
-            .bind(practice.as_uuid())
-            .bind(id.as_uuid());
-        self.execute_audited(practice, q, &[audit]).await.map(drop)
+        self.execute_audited(practice, Self::end_live_session(Sessions::Staff, practice, id, at), &[audit])
+            .await
+            .map(drop)
     }
 }

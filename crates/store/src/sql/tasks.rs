@@ -72,7 +72,7 @@ impl TaskStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE task SET status = $1, body = $2, outcome = $3, closed_at = $4, closed_by = $5 \
              WHERE practice_id = $6 AND id = $7 AND status = 'open'",
         )
@@ -82,12 +82,8 @@ impl TaskStore for SqlStore {
         .bind(t.closed_at)
         .bind(&t.closed_by)
         .bind(practice.as_uuid())
-        .bind(t.id.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("this task has already been completed"));
-        }
+        .bind(t.id.as_uuid());
+        Self::change_one_in(&mut tx, q, StoreError::refused("this task has already been completed")).await?;
         for e in entries {
             if e.patient != t.patient {
                 return Err(StoreError::refused("an entry of a task belongs to another patient"));
@@ -114,7 +110,7 @@ impl TaskStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = query(
+        let q = query(
             "UPDATE task SET status = $1, outcome = $2, closed_at = $3, closed_by = $4 WHERE practice_id = $5 AND id = $6 AND status = 'open'",
         )
         .bind(t.status.as_str())
@@ -122,12 +118,8 @@ impl TaskStore for SqlStore {
         .bind(t.closed_at)
         .bind(&t.closed_by)
         .bind(practice.as_uuid())
-        .bind(t.id.as_uuid())
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::refused("this letter has already been posted"));
-        }
+        .bind(t.id.as_uuid());
+        Self::change_one_in(&mut tx, q, StoreError::refused("this letter has already been posted")).await?;
         query(
             "UPDATE outbox SET status = 'sent', sent_at = $1, provider_id = 'posted by the practice' \
              WHERE practice_id = $2 AND id = $3 AND status = 'printing'",
