@@ -3,15 +3,14 @@
 //! New messages show in the header count on every page; with JavaScript the count refreshes by
 //! polling `/chat/unread`, without it on the next page.
 
-use crate::kernel::{checked, csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use caldicott_app::chat::{Compose, Sent, TEAMS};
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
@@ -138,12 +137,7 @@ struct SendForm {
     patient: String,
 }
 
-async fn send(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<SendForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn send(State(app): State<App>, PortalForm(me, f): PortalForm<SendForm>) -> Result<Response, PageError> {
     let compose = Compose {
         to: f.to,
         body: f.body,
@@ -211,11 +205,9 @@ struct DeleteForm {
 
 async fn delete(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<DeleteForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<DeleteForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = id.parse::<uuid::Uuid>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such message".into())));
     };

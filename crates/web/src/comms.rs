@@ -4,8 +4,8 @@
 //! actioned from the task list in `staff_work`.)
 
 use crate::kernel::{
-    checked, csrf_forms, to_patient, Chrome, Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError,
-    Patient, Portal,
+    csrf_forms, to_patient, Chrome, Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient,
+    Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -111,10 +111,8 @@ struct RegisterAppForm {
 
 async fn register_app(
     State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<RegisterAppForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<RegisterAppForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     match app.register_app(&me.who, &f.app_name, &f.supplier, &f.nhs_login_client_id).await {
         Ok((a, secret)) => apps_view(&app, &me, Some((a.name, a.client_id, secret)), Vec::new()).await,
         Err(AppError::BadRequest(m)) => {
@@ -135,11 +133,9 @@ struct ChangeAppForm {
 /// Turns an app off (every link it holds is refused from the next request) or on again.
 async fn change_app(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ChangeAppForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ChangeAppForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let active = match f.app_action.as_str() {
         "deactivate" => false,
         "reactivate" => true,
@@ -159,11 +155,9 @@ struct ResetForm {
 
 async fn reset_apps(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<ResetForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<ResetForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     app.reset_app_links(&me.who, &nhs).await.in_page(&me)?;
     Ok(to_patient(&me, &nhs, "#apps"))
 }
@@ -185,11 +179,9 @@ struct ContactForm {
 
 async fn set_contact(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<ContactForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ContactForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     match app.set_contact(&me.who, &nhs, &f.preferred, &f.contact_email, &f.contact_mobile).await.in_page(&me)? {
         Ok(()) => match f.task.parse::<TaskId>() {
             Ok(task) => Ok(Redirect::to(&format!("/tasks/{task}")).into_response()),
@@ -304,12 +296,7 @@ struct PresetForm {
     step: String,
 }
 
-async fn save_preset(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<PresetForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn save_preset(State(app): State<App>, PortalForm(me, f): PortalForm<PresetForm>) -> Result<Response, PageError> {
     let problem = |field, message: String| vec![FieldError { field, message }];
     if f.step == "preview" {
         let (preview, errors) = match app.preview_preset(&me.who, &f.preset_body, &f.preview_nhs).await {
@@ -410,11 +397,9 @@ async fn revoke_my_app(
 
 async fn letter_posted(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ResetForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<ResetForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(task) = id.parse::<TaskId>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such task".into())));
     };
@@ -504,11 +489,9 @@ csrf_forms!(SendForm);
 
 async fn send_message(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<SendForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<SendForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     app.send_preset(&me.who, &nhs, &f.preset, &f.send_key).await.in_page(&me)?;
     compose_view(&app, &me, &nhs, Some(f.preset), true).await
 }

@@ -3,12 +3,11 @@
 //! plan (R36), the monthly return (R37), the trend, and the ICB's service-wide figures.
 
 use crate::kernel::{
-    checked, csrf_forms, entry_text, field_errors, kind_label, long_date, same, Chrome, Errors, FieldError, InPage,
-    PageError, Portal,
+    csrf_forms, entry_text, field_errors, kind_label, long_date, same, Chrome, Errors, FieldError, InPage, PageError,
+    Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -244,11 +243,9 @@ struct DecideForm {
 
 async fn decide(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<DecideForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<DecideForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = DecisionInput {
         outcome: f.review_outcome,
         reason: f.reason,
@@ -348,12 +345,7 @@ struct PlanForm {
     progress: String,
 }
 
-async fn save_plan(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<PlanForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn save_plan(State(app): State<App>, PortalForm(me, f): PortalForm<PlanForm>) -> Result<Response, PageError> {
     let input = ActionPlanInput {
         owner: f.owner,
         review_by: f.review_by,
@@ -662,11 +654,9 @@ impl Errors for UndoPage {
 
 async fn bulk_undo(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(job): Path<String>,
-    form: Result<Form<UndoForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<UndoForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(job) = job.parse::<uuid::Uuid>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such bulk change".into())));
     };

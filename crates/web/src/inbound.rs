@@ -2,16 +2,15 @@
 //! reject), and the register of pharmacies allowed to send.
 
 use crate::kernel::{
-    checked, csrf_forms, field_errors, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal,
+    csrf_forms, field_errors, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::update_record::{Amend, Listing, Status};
 use caldicott_app::{App, AppError};
@@ -272,11 +271,9 @@ struct ActForm {
 
 async fn act(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ActForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ActForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such pharmacy message here".into())));
     };
@@ -380,12 +377,7 @@ struct SenderForm {
     sender_name: String,
 }
 
-async fn add_sender(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<SenderForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn add_sender(State(app): State<App>, PortalForm(me, f): PortalForm<SenderForm>) -> Result<Response, PageError> {
     match app.register_sender(&me.who, &f.sender_ods, &f.sender_name).await {
         Ok((s, secret)) => senders_view(&app, &me, Some((s.ods_code, s.client_id, secret)), Vec::new()).await,
         Err(AppError::BadRequest(m)) | Err(AppError::Conflict(m)) => {

@@ -1,15 +1,14 @@
 //! The practice's FHIR integrations, for administrators: register one with its public key and
 //! scopes, turn one off (its tokens end at once) or on again.
 
-use crate::kernel::{checked, csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::fhir_api::NewIntegration;
 use caldicott_app::{App, AppError};
 use serde::Deserialize;
@@ -100,12 +99,7 @@ struct RegisterForm {
     scopes: String,
 }
 
-async fn register(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<RegisterForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn register(State(app): State<App>, PortalForm(me, f): PortalForm<RegisterForm>) -> Result<Response, PageError> {
     let new = NewIntegration { name: f.name, public_key: f.public_key, scopes: f.scopes };
     match app.register_integration(&me.who, &new).await {
         Ok(i) => view(&app, &me, Some((i.name, i.client_id)), NewIntegration::default(), Vec::new()).await,
@@ -133,11 +127,9 @@ struct ChangeForm {
 
 async fn change(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ChangeForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ChangeForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let active = match f.integration_action.as_str() {
         "deactivate" => false,
         "reactivate" => true,

@@ -173,10 +173,10 @@ impl Errors for SignUpPage {
     }
 }
 
+/// What a letter from the practice says, and who the person is, as typed: the start of both
+/// creating an account and setting a new password (`my_letter_fields.html`).
 #[derive(Deserialize, Default)]
-struct SignUpValues {
-    #[serde(default)]
-    _csrf: String,
+struct LetterValues {
     #[serde(default)]
     ods_code: String,
     #[serde(default)]
@@ -191,6 +191,14 @@ struct SignUpValues {
     birth_month: String,
     #[serde(default)]
     birth_year: String,
+}
+
+#[derive(Deserialize, Default)]
+struct SignUpValues {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(flatten)]
+    letter: LetterValues,
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -210,13 +218,13 @@ async fn sign_up(
     let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(MyPageError::form_expired()) };
     let s = SignUp {
-        ods_code: f.ods_code.clone(),
-        account_id: f.account_id.clone(),
-        linkage_key: f.linkage_key.clone(),
-        family: f.family.clone(),
-        birth_day: f.birth_day.clone(),
-        birth_month: f.birth_month.clone(),
-        birth_year: f.birth_year.clone(),
+        ods_code: f.letter.ods_code.clone(),
+        account_id: f.letter.account_id.clone(),
+        linkage_key: f.letter.linkage_key.clone(),
+        family: f.letter.family.clone(),
+        birth_day: f.letter.birth_day.clone(),
+        birth_month: f.letter.birth_month.clone(),
+        birth_year: f.letter.birth_year.clone(),
         username: f.username.clone(),
         password: f.password.clone(),
     };
@@ -250,20 +258,8 @@ impl Errors for ResetPage {
 struct ResetValues {
     #[serde(default)]
     _csrf: String,
-    #[serde(default)]
-    ods_code: String,
-    #[serde(default)]
-    account_id: String,
-    #[serde(default)]
-    linkage_key: String,
-    #[serde(default)]
-    family: String,
-    #[serde(default)]
-    birth_day: String,
-    #[serde(default)]
-    birth_month: String,
-    #[serde(default)]
-    birth_year: String,
+    #[serde(flatten)]
+    letter: LetterValues,
     #[serde(default)]
     new_password: String,
     #[serde(default)]
@@ -283,13 +279,13 @@ async fn reset_password(
     let Ok(Form(f)) = form else { return Err(MyPageError::form_expired()) };
     let Some(csrf) = sign_in_csrf_ok(&headers, &f._csrf) else { return Err(MyPageError::form_expired()) };
     let r = caldicott_app::passwords::PatientReset {
-        ods_code: f.ods_code.clone(),
-        account_id: f.account_id.clone(),
-        linkage_key: f.linkage_key.clone(),
-        family: f.family.clone(),
-        birth_day: f.birth_day.clone(),
-        birth_month: f.birth_month.clone(),
-        birth_year: f.birth_year.clone(),
+        ods_code: f.letter.ods_code.clone(),
+        account_id: f.letter.account_id.clone(),
+        linkage_key: f.letter.linkage_key.clone(),
+        family: f.letter.family.clone(),
+        birth_day: f.letter.birth_day.clone(),
+        birth_month: f.letter.birth_month.clone(),
+        birth_year: f.letter.birth_year.clone(),
         new_password: f.new_password.clone(),
         new_password_again: f.new_password_again.clone(),
     };

@@ -6,7 +6,7 @@
 //! the request; each can be downloaded once, and anything not collected is dropped after 15
 //! minutes. Nothing is written to disk.
 
-use crate::kernel::{checked, csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
@@ -274,11 +274,9 @@ struct ScopeForm {
 
 async fn scope(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ScopeForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ScopeForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let uuid = sar_id(&me, &id)?;
     let input = ScopeInput { from: date_parts(&f.period_from), to: date_parts(&f.period_to), authority: f.authority };
     match app.set_sar_scope(&me.who, uuid, &input).await.in_page(&me)? {
@@ -302,11 +300,9 @@ struct ReleaseForm {
 async fn release(
     State(app): State<App>,
     crate::client::Caller(from): crate::client::Caller,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ReleaseForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ReleaseForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let uuid = sar_id(&me, &id)?;
     app.may_release_sar(&me.who).in_page(&me)?;
     // The gate is checked again inside the export; refuse here first, with the reasons on the page.
@@ -441,11 +437,9 @@ struct DownloadForm {
 /// Hands over one file, once (POST: no link to share, nothing in the address).
 async fn download(
     State(app): State<App>,
-    Portal(me): Portal,
     Path((id, job, format)): Path<(String, String, String)>,
-    form: Result<Form<DownloadForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<DownloadForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     app.may_release_sar(&me.who).in_page(&me)?;
     let uuid = sar_id(&me, &id)?;
     let gone = || {

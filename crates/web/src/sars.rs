@@ -2,16 +2,15 @@
 //! request with its changes (identity, clarification, extension, fee, closing).
 
 use crate::kernel::{
-    checked, csrf_forms, field_errors, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal,
+    csrf_forms, field_errors, long_date, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::governance::parse_iso_date;
 use caldicott_app::sar::{is_open, NewSar, SarChange, SarRow};
 use caldicott_app::session::SignedIn;
@@ -166,12 +165,7 @@ struct LogForm {
     notes: String,
 }
 
-async fn log(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<LogForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn log(State(app): State<App>, PortalForm(me, f): PortalForm<LogForm>) -> Result<Response, PageError> {
     let input = NewSar {
         nhs_number: f.nhs_number,
         requester: f.requester,
@@ -292,11 +286,9 @@ struct ChangeForm {
 
 async fn change(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<ChangeForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ChangeForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such request".into())));
     };

@@ -4,8 +4,8 @@
 //! patient's nominated pharmacy.
 
 use crate::kernel::{
-    checked, csrf_forms, decision_text, field_errors, method_choices, method_label, to_patient, Chrome, Errors,
-    FieldError, InPage, PageError, Portal,
+    csrf_forms, decision_text, field_errors, method_choices, method_label, to_patient, Chrome, Errors, FieldError,
+    InPage, PageError, Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -179,12 +179,7 @@ async fn book(
     book_page(&app, &me, from, form, Vec::new(), notice).await
 }
 
-async fn add_clinic(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<ClinicForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn add_clinic(State(app): State<App>, PortalForm(me, f): PortalForm<ClinicForm>) -> Result<Response, PageError> {
     let input = NewClinic {
         clinician: f.clinician.clone(),
         day: f.day.clone(),
@@ -216,11 +211,9 @@ struct CancelForm {
 
 async fn cancel(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<CancelForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<CancelForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let (Ok(id), Ok(patient)) = (id.parse::<AppointmentId>(), f.patient.parse::<PatientId>()) else {
         return Err(PageError::new(&me, AppError::NotFound("no such appointment".into())));
     };
@@ -449,11 +442,9 @@ struct TaskForm {
 
 async fn act_on_task(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<TaskForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<TaskForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let task = task_id(&me, &id)?;
     let result = match f.decision.as_str() {
         "approve" | "reject" => match f.template.parse::<EntryId>() {
@@ -499,11 +490,9 @@ fn outcome_words(o: &AlertOutcome) -> String {
 
 async fn action_alert(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<AlertForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<AlertForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let task = task_id(&me, &id)?;
     let outcome = match f.anyway.as_str() {
         "letter" => app.letter_alert(&me.who, task).await,
@@ -572,11 +561,9 @@ struct PharmacyForm {
 
 async fn nominate(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<PharmacyForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<PharmacyForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     app.nominate_pharmacy(&me.who, &nhs, &f.pharmacy_ods, &f.pharmacy_name).await.in_page(&me)?;
     Ok(to_patient(&me, &nhs, ""))
 }
@@ -720,11 +707,9 @@ async fn proxies(State(app): State<App>, Portal(me): Portal, Path(nhs): Path<Str
 
 async fn add_proxy(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<ProxyForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ProxyForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let req = caldicott_app::proxies::ProxyRequest {
         applicant_nhs: f.applicant_nhs.clone(),
         relationship: f.relationship.clone(),
@@ -766,12 +751,10 @@ struct ProxyChangeForm {
 
 async fn change_proxy(
     State(app): State<App>,
-    Portal(me): Portal,
     Path((nhs, link)): Path<(String, String)>,
-    form: Result<Form<ProxyChangeForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ProxyChangeForm>,
 ) -> Result<Response, PageError> {
     use caldicott_app::proxies::ProxyChange;
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(link) = link.parse::<ProxyLinkId>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such proxy link".into())));
     };
@@ -924,11 +907,9 @@ csrf_forms!(RetryForm);
 
 async fn retry_message(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<RetryForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<RetryForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = id.parse::<MessageId>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such message".into())));
     };

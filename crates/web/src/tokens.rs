@@ -1,14 +1,13 @@
 //! The practice's staff API tokens, for administrators: who each was issued to, when it was made
 //! and expires, whether it still works, and a button to revoke it (its next request is refused).
 
-use crate::kernel::{checked, csrf_forms, Chrome, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, Chrome, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::App;
 use serde::Deserialize;
 
@@ -80,11 +79,9 @@ struct RevokeForm {
 
 async fn revoke(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(id): Path<String>,
-    form: Result<Form<RevokeForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<RevokeForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let label = app
         .api_tokens(&me.who)
         .await

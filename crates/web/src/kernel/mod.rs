@@ -26,5 +26,5 @@ pub(crate) use display::{
     SectionLink, REASONS,
 };
 pub(crate) use errors::{forbidden_form, page_error, to_patient, InMyPage, InPage, MyPageError, PageError};
-pub(crate) use session::{Patient, Portal};
+pub(crate) use session::{Patient, Portal, PortalForm};
 pub(crate) use sign_in_form::{refusal, several_practices, sign_in_csrf_ok};

@@ -2,15 +2,14 @@
 //! account, resetting its authenticator, and giving a one-time code to set a new password
 //! (ASVS 2.5).
 
-use crate::kernel::{checked, csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use serde::Deserialize;
@@ -117,12 +116,7 @@ struct StaffForm {
     password: String,
 }
 
-async fn add_staff(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<StaffForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn add_staff(State(app): State<App>, PortalForm(me, f): PortalForm<StaffForm>) -> Result<Response, PageError> {
     let Some(role) = caldicott_core::staff::Role::parse(&f.role) else {
         return staff_form(
             &app,
@@ -168,12 +162,10 @@ struct StaffChangeForm {
 
 async fn change_staff(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(staff): Path<String>,
-    form: Result<Form<StaffChangeForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<StaffChangeForm>,
 ) -> Result<Response, PageError> {
     use caldicott_app::staff_admin::AccountChange;
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let change = match f.change.as_str() {
         "deactivate" => AccountChange::Deactivate,
         "reactivate" => AccountChange::Reactivate,
@@ -197,11 +189,9 @@ struct ResetCodePage {
 
 async fn reset_staff_password(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(staff): Path<String>,
-    form: Result<Form<StaffChangeForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<StaffChangeForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = staff.parse::<caldicott_core::ids::StaffId>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such member of staff at this practice".into())));
     };

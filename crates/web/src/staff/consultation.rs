@@ -3,17 +3,16 @@
 //! redaction assistant's findings first (never blocking).
 
 use crate::kernel::{
-    checked, csrf_forms, field_errors, to_patient, CheckView, Chrome, Errors, FieldError, InPage, PageError, Portal,
+    csrf_forms, field_errors, to_patient, CheckView, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm,
     REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::App;
 use serde::Deserialize;
@@ -160,12 +159,10 @@ async fn consultation_page(
 
 async fn add_consultation(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<ConsultationForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<ConsultationForm>,
 ) -> Result<Response, PageError> {
     use caldicott_app::consultation::NewConsultation;
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input =
         NewConsultation {
             text: f.text.clone(),

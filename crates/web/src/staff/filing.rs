@@ -3,17 +3,16 @@
 //! findings first (never blocking).
 
 use crate::kernel::{
-    checked, csrf_forms, entry_row, entry_text, kind_label, long_date, CheckView, Chrome, EntryRow, Errors, FieldError,
-    InPage, PageError, Portal, REASONS,
+    csrf_forms, entry_row, entry_text, kind_label, long_date, CheckView, Chrome, EntryRow, Errors, FieldError, InPage,
+    PageError, Portal, PortalForm, REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::EntryBody;
@@ -143,12 +142,10 @@ struct FileForm {
 
 async fn file_item(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(entry): Path<String>,
-    form: Result<Form<FileForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<FileForm>,
 ) -> Result<Response, PageError> {
     use caldicott_app::redaction::VisibilityChange;
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let release = if f.release == "visible" {
         Some(VisibilityChange::Show { note: f.note.clone() })
     } else {

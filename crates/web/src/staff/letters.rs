@@ -1,14 +1,13 @@
 //! The letters staff print for a patient: the sign-up letter with its linkage credentials, and
 //! the letter with a one-time code to set a new password.
 
-use crate::kernel::{checked, csrf_forms, Chrome, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, Chrome, InPage, PageError, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::App;
 use serde::Deserialize;
 
@@ -38,22 +37,18 @@ struct LinkageForm {
 
 async fn issue_linkage(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<LinkageForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<LinkageForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let l = app.issue_linkage(&me.who, &nhs, &f.identity).await.in_page(&me)?;
     Ok(LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response())
 }
 
 async fn issue_password_letter(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<LinkageForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<LinkageForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     let l = app.issue_password_letter(&me.who, &nhs).await.in_page(&me)?;
     Ok(LetterPage { chrome: Some((&me).into()), nhs_digits: l.nhs_number.replace(' ', ""), l }.into_response())
 }

@@ -2,8 +2,8 @@
 //! administrator gave (ASVS 2.5).
 
 use crate::kernel::{
-    checked, csrf_forms, field_errors, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, Chrome, Errors,
-    FieldError, InPage, PageError, Portal,
+    csrf_forms, field_errors, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, Chrome, Errors,
+    FieldError, InPage, PageError, Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -69,10 +69,8 @@ struct PasswordForm {
 async fn change_account_password(
     State(app): State<App>,
     crate::client::Caller(from): crate::client::Caller,
-    Portal(me): Portal,
-    form: Result<Form<PasswordForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<PasswordForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     match app
         .change_staff_password(
             &me.who,

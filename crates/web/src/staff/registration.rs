@@ -1,16 +1,15 @@
 //! Registering a patient at the practice, and ending a registration.
 
 use crate::kernel::{
-    checked, csrf_forms, field_errors, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal,
+    csrf_forms, field_errors, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use serde::Deserialize;
@@ -124,12 +123,7 @@ struct RegisterForm {
     email: String,
 }
 
-async fn register(
-    State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<RegisterForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+async fn register(State(app): State<App>, PortalForm(me, f): PortalForm<RegisterForm>) -> Result<Response, PageError> {
     let r = caldicott_app::registration::NewRegistration {
         nhs_number: f.nhs_number,
         given: f.given,
@@ -160,11 +154,9 @@ struct DeregisterForm {
 
 async fn deregister(
     State(app): State<App>,
-    Portal(me): Portal,
     Path(nhs): Path<String>,
-    form: Result<Form<DeregisterForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<DeregisterForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     app.deregister_patient(&me.who, &nhs, &f.reason).await.in_page(&me)?;
     Ok(to_patient(&me, &nhs, ""))
 }

@@ -1,15 +1,14 @@
 //! The practice's online-services settings (practice managers): the prospective switch-on date,
 //! pausing automatic access, the default level, the proxy review age and the rest.
 
-use crate::kernel::{checked, csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::App;
 use serde::Deserialize;
@@ -138,10 +137,8 @@ struct SettingsForm {
 
 async fn save_settings(
     State(app): State<App>,
-    Portal(me): Portal,
-    form: Result<Form<SettingsForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<SettingsForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let input = caldicott_app::settings::SettingsInput {
         switch_on_day: f.switch_on_day,
         switch_on_month: f.switch_on_month,

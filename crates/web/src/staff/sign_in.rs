@@ -4,9 +4,9 @@
 //! cookie set with the form.
 
 use crate::kernel::{
-    checked, clear_cookie, cookie, csrf_forms, forbidden_form, page_error, qr_svg, refusal, set_cookie,
-    sign_in_csrf_ok, sign_in_token, with_cookies, Chrome, Errors, FieldError, InPage, PageError, Portal,
-    SESSION_COOKIE, SIGN_IN_COOKIE,
+    clear_cookie, cookie, csrf_forms, forbidden_form, page_error, qr_svg, refusal, set_cookie, sign_in_csrf_ok,
+    sign_in_token, with_cookies, Chrome, Errors, FieldError, InPage, PageError, PortalForm, SESSION_COOKIE,
+    SIGN_IN_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -206,11 +206,9 @@ struct SignOutForm {
 
 async fn sign_out(
     State(app): State<App>,
-    Portal(me): Portal,
     headers: HeaderMap,
-    form: Result<Form<SignOutForm>, FormRejection>,
+    PortalForm(me, _): PortalForm<SignOutForm>,
 ) -> Result<Response, PageError> {
-    checked(&me, form).ok_or_else(PageError::form_expired)?;
     if let Some(v) = cookie(&headers, SESSION_COOKIE) {
         app.sign_out(&v).await.in_page(&me)?;
     }

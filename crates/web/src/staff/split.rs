@@ -1,14 +1,13 @@
 //! Splitting a consultation into parts (R9), so that each part can be hidden or shown on its own.
 
-use crate::kernel::{checked, csrf_forms, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal};
+use crate::kernel::{csrf_forms, to_patient, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::EntryBody;
@@ -86,11 +85,9 @@ struct SplitForm {
 
 async fn split(
     State(app): State<App>,
-    Portal(me): Portal,
     Path((nhs, entry)): Path<(String, String)>,
-    form: Result<Form<SplitForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<SplitForm>,
 ) -> Result<Response, PageError> {
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such entry in this patient's record".into())));
     };

@@ -2,17 +2,16 @@
 //! (clinicians only; the use case decides).
 
 use crate::kernel::{
-    checked, csrf_forms, entry_row, long_date, to_patient, Chrome, EntryRow, Errors, FieldError, InPage, PageError,
-    Portal, REASONS,
+    csrf_forms, entry_row, long_date, to_patient, Chrome, EntryRow, Errors, FieldError, InPage, PageError, Portal,
+    PortalForm, REASONS,
 };
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::EntryBody;
@@ -123,12 +122,10 @@ struct VisibilityForm {
 
 async fn change_visibility(
     State(app): State<App>,
-    Portal(me): Portal,
     Path((nhs, entry)): Path<(String, String)>,
-    form: Result<Form<VisibilityForm>, FormRejection>,
+    PortalForm(me, f): PortalForm<VisibilityForm>,
 ) -> Result<Response, PageError> {
     use caldicott_app::redaction::VisibilityChange;
-    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
     let Ok(id) = entry.parse::<caldicott_core::ids::EntryId>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such entry in this patient's record".into())));
     };
