@@ -75,12 +75,7 @@ fn bench(c: &mut Criterion) {
         sex: Sex::Female,
         contact: ContactDetails::default(),
         preferred_contact: PreferredContactMethod::Unknown,
-        registrations: vec![Registration {
-            kind: RegistrationKind::Registered,
-            started: NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
-            ended: None,
-            previous_practice: None,
-        }],
+        registrations: vec![Registration::since(NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default())],
         date_of_death: None,
     };
     let access = OnlineAccessSettings::default();

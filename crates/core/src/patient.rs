@@ -174,6 +174,11 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// A registration here from `started`, still current.
+    pub fn since(started: NaiveDate) -> Self {
+        Self { kind: RegistrationKind::Registered, started, ended: None, previous_practice: None }
+    }
+
     pub fn is_current_on(&self, date: NaiveDate) -> bool {
         self.started <= date && self.ended.is_none_or(|end| date < end)
     }

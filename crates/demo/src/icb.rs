@@ -117,12 +117,7 @@ pub async fn build_service(
                 sex: if i % 2 == 0 { Sex::Female } else { Sex::Male },
                 contact: ContactDetails::default(),
                 preferred_contact: PreferredContactMethod::Unknown,
-                registrations: vec![Registration {
-                    kind: RegistrationKind::Registered,
-                    started: registered,
-                    ended: None,
-                    previous_practice: None,
-                }],
+                registrations: vec![Registration::since(registered)],
                 date_of_death: None,
             };
             let mut entries = Vec::new();

@@ -73,12 +73,7 @@ fn person(practice: &Practice, nhs: NhsNumber, given: &str, family: &str, dob: N
             address: PostalAddress { lines: vec!["7 Mill Lane".into(), "Riverton".into()], postcode: "RV2 7ML".into() },
         },
         preferred_contact: PreferredContactMethod::Email,
-        registrations: vec![Registration {
-            kind: RegistrationKind::Registered,
-            started: dob.max(NaiveDate::from_ymd_opt(2015, 4, 1).unwrap_or(dob)),
-            ended: None,
-            previous_practice: None,
-        }],
+        registrations: vec![Registration::since(dob.max(NaiveDate::from_ymd_opt(2015, 4, 1).unwrap_or(dob)))],
         date_of_death: None,
     }
 }

@@ -103,12 +103,7 @@ impl App {
                 },
             },
             preferred_contact: PreferredContactMethod::Unknown,
-            registrations: vec![Registration {
-                kind: RegistrationKind::Registered,
-                started: today,
-                ended: None,
-                previous_practice: None,
-            }],
+            registrations: vec![Registration::since(today)],
             date_of_death: None,
         };
         let audit = self.audit_record(

@@ -145,12 +145,7 @@ pub fn person(practice: PracticeId, dob: NaiveDate) -> Patient {
         sex: Sex::Unknown,
         contact: ContactDetails::default(),
         preferred_contact: PreferredContactMethod::Unknown,
-        registrations: vec![Registration {
-            kind: RegistrationKind::Registered,
-            started: date(2000, 1, 1),
-            ended: None,
-            previous_practice: None,
-        }],
+        registrations: vec![Registration::since(date(2000, 1, 1))],
         date_of_death: None,
     }
 }

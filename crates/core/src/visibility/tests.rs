@@ -37,12 +37,7 @@ fn patient(dob: NaiveDate, registered: NaiveDate) -> Patient {
         sex: Sex::Female,
         contact: ContactDetails::default(),
         preferred_contact: PreferredContactMethod::Unknown,
-        registrations: vec![Registration {
-            kind: RegistrationKind::Registered,
-            started: registered,
-            ended: None,
-            previous_practice: None,
-        }],
+        registrations: vec![Registration::since(registered)],
         date_of_death: None,
     }
 }
