@@ -73,11 +73,13 @@ impl PageError {
 
     /// A form that did not parse or does not carry this session's CSRF token.
     pub(crate) fn form_expired() -> Self {
-        Self {
-            chrome: None,
-            error: AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()),
-        }
+        Self { chrome: None, error: form_expired_error() }
     }
+}
+
+/// What a form that did not parse or lacks its CSRF token is told, staff's and patients' alike.
+fn form_expired_error() -> AppError {
+    AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into())
 }
 
 /// Before sign-in, or where the page has no header: the error as it is.
@@ -135,43 +137,35 @@ pub(crate) fn my_error(me: Option<MyChrome>, e: AppError) -> Response {
 
 /// What a patient page answers with when a use case refuses: [`my_error`]'s page, with the
 /// patient's header when there is one. A form that did not parse or does not carry its CSRF token
-/// answers as every form does, with [`forbidden_form`]'s page.
-pub struct MyPageError(MyAnswer);
-
-enum MyAnswer {
+/// gets the same words as a staff form, on the patient pages' own page.
+pub struct MyPageError {
     /// Boxed: the header should not make an error large to return.
-    Page {
-        me: Option<Box<MyChrome>>,
-        error: AppError,
-    },
-    FormExpired,
+    me: Option<Box<MyChrome>>,
+    error: AppError,
 }
 
 impl MyPageError {
     /// The patient error page for `error`, with the header of the patient (or proxy) signed in.
     pub(crate) fn new(me: &PatientSignedIn, error: AppError) -> Self {
-        Self(MyAnswer::Page { me: Some(Box::new(me.into())), error })
+        Self { me: Some(Box::new(me.into())), error }
     }
 
     /// A form that did not parse or does not carry the CSRF token it should.
     pub(crate) fn form_expired() -> Self {
-        Self(MyAnswer::FormExpired)
+        Self { me: None, error: form_expired_error() }
     }
 }
 
 /// Before sign-in: the error as it is, without a header.
 impl From<AppError> for MyPageError {
     fn from(error: AppError) -> Self {
-        Self(MyAnswer::Page { me: None, error })
+        Self { me: None, error }
     }
 }
 
 impl IntoResponse for MyPageError {
     fn into_response(self) -> Response {
-        match self.0 {
-            MyAnswer::Page { me, error } => my_error(me.map(|m| *m), error),
-            MyAnswer::FormExpired => forbidden_form(),
-        }
+        my_error(self.me.map(|m| *m), self.error)
     }
 }
 

@@ -2233,6 +2233,13 @@ async fn a_patient_signs_up_with_the_letter_staff_print(t: &TestStore) {
     assert!(act.body.contains("Viewed your record online"));
     // Sign out, and sign in again with the username.
     let token = csrf(&home.body);
+    // A patient's form without its CSRF token is refused, and nothing is done, on the patient
+    // pages' own error page (not the staff portal's).
+    let stale = p.post("/my/sign-out", &[("_csrf", "not-the-token")]).await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN);
+    assert!(stale.body.contains("This form has expired"));
+    assert!(stale.body.contains("Your GP services"), "the patient pages' own error page");
+    assert_eq!(p.get("/my/record").await.status, StatusCode::OK, "still signed in");
     assert_eq!(location(&p.post("/my/sign-out", &[("_csrf", &token)]).await), "/my/sign-in");
     assert_eq!(location(&p.get("/my/record").await), "/my/sign-in");
     let page = p.get("/my/sign-in").await;
