@@ -1,187 +1,14 @@
-// Browser tests of the staff portal against a real server and a fresh demo practice:
-// Playwright drives Debian's Chromium; axe-core checks every page against WCAG 2.2 AA.
-// Screenshots of every page are kept in e2e/artifacts/.
+// Browser tests of the staff portal and the patient pages against a real server and a fresh demo
+// practice (lib/harness.js): Playwright drives Debian's Chromium; axe-core checks every page
+// against WCAG 2.2 AA. Screenshots of every page are kept in e2e/artifacts/.
 
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { chromium } from 'playwright-core'
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync, readdirSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { createHmac, generateKeyPairSync } from 'node:crypto'
-import { createServer } from 'node:net'
+import { generateKeyPairSync } from 'node:crypto'
 import { spawn, execFileSync } from 'node:child_process'
-
-const BIN = process.env.CALDICOTT_BIN
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
-const ARTIFACTS = new URL('../artifacts/', import.meta.url).pathname
-const AXE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8')
-const EXAMPLE = new URL('../../docs/examples/transfer-in.json', import.meta.url).pathname
-const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']
-
-let dir, server, idp, smtp, maildir, base, browser, passwords, longRecord, patientPasswords, bornPatients, pharmacy
-const secrets = {}
-
-/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), as an authenticator app computes it. */
-function totp (secret, now = Date.now()) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-  let bits = ''
-  for (const c of secret.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0')
-  const key = Buffer.from(bits.match(/.{8}/g).map(b => parseInt(b, 2)))
-  const counter = Buffer.alloc(8)
-  counter.writeBigUInt64BE(BigInt(Math.floor(now / 30000)))
-  const h = createHmac('sha1', key).update(counter).digest()
-  const o = h[h.length - 1] & 15
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0')
-}
-
-// A code is accepted once (RFC 6238 §5.2): a second sign-in by the same person within the same
-// 30 seconds waits for the next code, as a person would.
-const lastStep = {}
-async function freshCode (secret) {
-  let step = Math.floor(Date.now() / 30000)
-  if (lastStep[secret] !== undefined && step <= lastStep[secret]) {
-    await new Promise(resolve => setTimeout(resolve, (lastStep[secret] + 1) * 30000 - Date.now() + 250))
-    step = Math.floor(Date.now() / 30000)
-  }
-  lastStep[secret] = step
-  return totp(secret)
-}
-
-before(async () => {
-  assert.ok(BIN, 'CALDICOTT_BIN must name the caldicott binary')
-  mkdirSync(ARTIFACTS, { recursive: true })
-  dir = mkdtempSync(join(tmpdir(), 'caldicott-e2e-'))
-  const env = { ...process.env, CALDICOTT_DATABASE: join(dir, 'caldicott.db'), CALDICOTT_LOG: 'info' }
-  const out = execFileSync(BIN, ['demo', '--build-only', '--patients', '80', '--seed', '5', '--long-record', '120'], { env, encoding: 'utf8' })
-  passwords = Object.fromEntries([...out.matchAll(/^ {2}(\S+)\s+(\S+)\s+/gm)].map(m => [m[1], m[2]]))
-  longRecord = out.match(/Long record: NHS number (\d{10})/)[1]
-  const [, pharmacyId, pharmacySecret] = out.match(/client id (\S+) and secret (\S+)/)
-  pharmacy = 'Basic ' + Buffer.from(`${pharmacyId}:${pharmacySecret}`).toString('base64')
-  const patients = [...out.split('Demo patients')[1].matchAll(/^ {2}(\S+)\s+(\S+)\s+NHS number (\d{10}), born (\S+)\./gm)]
-  patientPasswords = Object.fromEntries(patients.map(m => [m[1], m[2]]))
-  const born = Object.fromEntries(patients.map(m => [m[1], { nhs: m[3], birthdate: m[4] }]))
-  bornPatients = born
-
-  // A real OpenID Connect provider set up like NHS login, and caldicott as its client.
-  const [appPort, idpPort] = [await freePort(), await freePort()]
-  const redirect = `http://127.0.0.1:${appPort}/my/sign-in/nhs-login/callback`
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-  writeFileSync(join(dir, 'client-key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }))
-  writeFileSync(join(dir, 'client-jwks.json'), JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'caldicott-e2e', use: 'sig', alg: 'RS512' }] }))
-  const person = (p, level, birthdate) => ({ nhs_number: p.nhs, birthdate: birthdate || p.birthdate, level })
-  const accounts = {
-    'hannah-p9': person(born['hannah.rivers'], 'P9'),
-    'omar-p5': person(born['omar.haddad'], 'P5'),
-    'hannah-wrong-birthdate': person(born['hannah.rivers'], 'P9', '1990-01-01')
-  }
-  idp = spawn(process.execPath, [new URL('../oidc/provider.js', import.meta.url).pathname, String(idpPort), join(dir, 'client-jwks.json'), redirect],
-    { env: { ...process.env, NHS_LOGIN_ACCOUNTS: JSON.stringify(accounts) }, stdio: ['ignore', 'pipe', 'pipe'] })
-  await waitFor(idp, 'stdout', /ready (http\S+)/)
-  // A real SMTP server (Debian's python3-aiosmtpd) that keeps what it receives in a maildir.
-  const smtpPort = await freePort()
-  maildir = join(dir, 'mail')
-  smtp = spawn('/usr/bin/python3', ['-m', 'aiosmtpd', '-n', '-l', `127.0.0.1:${smtpPort}`, '-c', 'aiosmtpd.handlers.Mailbox', maildir], { stdio: 'ignore' })
-  const oidcEnv = {
-    ...env,
-    CALDICOTT_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-    CALDICOTT_SMTP_FROM: 'Riverside Medical Practice <surgery@riverside.example.nhs.uk>',
-    CALDICOTT_OIDC_ISSUER: `http://127.0.0.1:${idpPort}`,
-    CALDICOTT_OIDC_CLIENT_ID: 'caldicott',
-    CALDICOTT_OIDC_KEY_FILE: join(dir, 'client-key.pem'),
-    CALDICOTT_OIDC_KEY_ID: 'caldicott-e2e',
-    // The local provider signs ID tokens with RS256 (NHS login: RS512, the default).
-    CALDICOTT_OIDC_ID_TOKEN_ALG: 'RS256',
-    CALDICOTT_OIDC_REDIRECT_URI: redirect
-  }
-  server = spawn(BIN, ['serve', '--listen', `127.0.0.1:${appPort}`], { env: oidcEnv, stdio: ['ignore', 'ignore', 'pipe'] })
-  base = await waitFor(server, 'stderr', /listening on (http:\/\/127\.0\.0\.1:\d+)\//)
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
-})
-
-/** A port nobody is listening on. */
-function freePort () {
-  return new Promise(resolve => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-/** Resolves with the first match of `re` in a child's output; rejects if it exits first. */
-function waitFor (child, stream, re) {
-  return new Promise((resolve, reject) => {
-    let log = ''
-    child[stream].on('data', d => {
-      log += d
-      const m = log.match(re)
-      if (m) resolve(m[1])
-    })
-    child.on('exit', code => reject(new Error(`exited ${code}: ${log}`)))
-  })
-}
-
-after(async () => {
-  await browser?.close()
-  server?.kill()
-  idp?.kill()
-  smtp?.kill()
-  if (dir) rmSync(dir, { recursive: true, force: true })
-})
-
-/** A page in a fresh browser context (its own cookies). axe is injected, so CSP is bypassed for it. */
-async function newPage () {
-  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1200, height: 900 } })
-  return context.newPage()
-}
-
-async function check (page, name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })
-  await page.addScriptTag({ content: AXE })
-  const result = await page.evaluate(async tags => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { runOnly: { type: 'tag', values: tags } })
-    return {
-      passes: r.passes.length,
-      violations: r.violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(n => n.target.join(' ')).join(', ')})`)
-    }
-  }, WCAG)
-  assert.ok(result.passes > 10, `${name}: axe evaluated only ${result.passes} rules`)
-  assert.deepEqual(result.violations, [], `${name}: accessibility violations`)
-}
-
-async function signIn (page, username, landing = '/') {
-  await page.goto(`${base}/`)
-  assert.match(page.url(), /\/sign-in$/)
-  await check(page, 'sign-in')
-  await page.getByLabel('Username').fill(username)
-  await page.getByLabel('Password').fill(passwords[username])
-  await page.getByRole('button', { name: 'Continue' }).click()
-  await page.waitForURL(/\/sign-in\/code$/)
-  if (secrets[username]) {
-    // Enrolled in an earlier test: the authenticator already holds the secret.
-    await page.getByLabel(/6-digit code/).fill(await freshCode(secrets[username]))
-    await page.getByRole('button', { name: 'Sign in' }).click()
-    await page.waitForURL(`${base}${landing}`)
-    return secrets[username]
-  }
-  const secret = (await page.locator('#totp-secret').textContent()).trim()
-  secrets[username] = secret
-  await check(page, 'enrol-authenticator')
-  await page.getByLabel(/6-digit code/).fill('000000')
-  await page.getByRole('button', { name: 'Sign in' }).click()
-  await page.getByText('There is a problem').waitFor()
-  await check(page, 'wrong-code')
-  await page.getByLabel(/6-digit code/).fill(await freshCode(secret))
-  await page.getByRole('button', { name: 'Sign in' }).click()
-  await page.waitForURL(`${base}${landing}`)
-  return secret
-}
+import { BIN, EXAMPLE, dir, maildir, base, passwords, longRecord, patientPasswords, bornPatients, pharmacy, totp, newPage, check, signIn, patientSignIn, waitFor } from '../lib/harness.js'
 
 test('a clinician signs in with a TOTP code, finds a patient and sees what they see online', async () => {
   const page = await newPage()
@@ -415,7 +242,7 @@ test('a clinician transfers in a record from another practice', async () => {
 
 test('an administrator adds a staff account', async () => {
   const page = await newPage()
-  await signIn(page, 's.lee')
+  await signIn(page, 's.lee', '/staff')
   await page.getByRole('link', { name: 'Staff accounts' }).click()
   await page.getByRole('heading', { name: 'Staff accounts' }).waitFor()
   await check(page, 'staff-accounts')
@@ -501,15 +328,6 @@ test('search explains a query it cannot read', async () => {
 })
 
 /** Signs a patient in at /my/sign-in. */
-async function patientSignIn (page, username) {
-  await page.goto(`${base}/my`)
-  assert.match(page.url(), /\/my\/sign-in$/)
-  await page.getByLabel('Username').fill(username)
-  await page.getByLabel('Password').fill(patientPasswords[username])
-  await page.getByRole('button', { name: 'Sign in' }).click()
-  await page.waitForURL(`${base}/my`)
-}
-
 test('a patient sees their record, books and cancels an appointment, orders a repeat and acts for their son', async () => {
   const page = await newPage()
   await page.goto(`${base}/my/sign-in`)
@@ -532,10 +350,16 @@ test('a patient sees their record, books and cancels an appointment, orders a re
   await page.goto(`${base}/my/appointments`)
   await check(page, 'patient-appointments')
   await page.getByRole('link', { name: 'Book an appointment' }).click()
-  await page.getByRole('button', { name: 'Book this appointment' }).click()
+  await page.getByRole('button', { name: 'Continue' }).click()
   await page.getByText('There is a problem').waitFor()
   await check(page, 'patient-book-error')
+  await page.getByLabel('GP appointment at the practice').check()
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.locator('input[name=day]').last().check()
+  await page.getByRole('button', { name: 'Continue' }).click()
   await page.locator('input[name=slot]').last().check()
+  await page.getByRole('button', { name: 'Continue' }).click()
+  await page.getByRole('heading', { name: 'Check your appointment' }).waitFor()
   await page.getByRole('button', { name: 'Book this appointment' }).click()
   await page.getByText('Your appointment is booked.').waitFor()
   await check(page, 'patient-booked')
@@ -612,12 +436,12 @@ test('the password pages: change your own, set one with a one-time code or a pas
 test('a patient whose identity was not fully checked sees no record but can book', async () => {
   const page = await newPage()
   await patientSignIn(page, 'omar.haddad')
-  await page.getByRole('link', { name: 'Your GP record', exact: true }).click()
-  assert.match(await page.textContent('main'), /identity must be fully verified/)
+  await page.goto(`${base}/my/record`)
+  assert.match(await page.textContent('main'), /needs to check who you are in full/)
   assert.doesNotMatch(await page.textContent('main'), /Back pain/)
   await check(page, 'patient-record-p5')
   await page.goto(`${base}/my/appointments/book`)
-  assert.ok(await page.locator('input[name=slot]').count() > 0)
+  assert.ok(await page.locator('input[name=type]').count() > 0)
 })
 
 test('reception prints a sign-up letter and the patient makes an account with it; a clinician decides a repeat', async () => {
@@ -708,7 +532,7 @@ test('patients sign in with NHS login: P9 sees the record, P5 does not, a wrong 
   await nhsLogin(p5, 'omar-p5')
   await p5.getByRole('heading', { name: 'Hello Omar' }).waitFor()
   await p5.goto(`${base}/my/record`)
-  assert.match(await p5.textContent('main'), /identity must be fully verified/)
+  assert.match(await p5.textContent('main'), /needs to check who you are in full/)
 
   const wrong = await newPage()
   await nhsLogin(wrong, 'hannah-wrong-birthdate')
@@ -722,7 +546,7 @@ test('patients sign in with NHS login: P9 sees the record, P5 does not, a wrong 
 test('an app links to a patient; staff action the security alert and the safety-net email arrives', async () => {
   // The administrator registers the app and hands its credentials to the supplier.
   const admin = await newPage()
-  await signIn(admin, 's.lee')
+  await signIn(admin, 's.lee', '/staff')
   await admin.getByRole('link', { name: 'Patient apps' }).click()
   await admin.getByLabel('App name').fill('Demo Wallet')
   await admin.getByLabel('Supplier').fill('Wallet Ltd')

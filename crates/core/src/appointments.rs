@@ -30,6 +30,10 @@ impl SlotType {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
+    /// Whether the clinician phones the patient rather than sees them in a room.
+    pub fn by_telephone(self) -> bool {
+        self == Self::GpTelephone
+    }
     pub fn display(self) -> &'static str {
         match self {
             Self::GpFaceToFace => "GP appointment at the practice",

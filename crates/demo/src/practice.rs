@@ -68,7 +68,7 @@ const STAFF: &[(&str, &str, Role)] = &[
     ("j.baker", "Jordan Baker", Role::Receptionist),
     ("m.clarke", "Morgan Clarke", Role::PracticeManager),
     ("s.lee", "Sam Lee", Role::Administrator),
-    ("icb.analyst", "Robin Shaw (ICB analyst)", Role::IcbAnalyst),
+    ("icb.analyst", "Robin Shaw", Role::IcbAnalyst),
 ];
 
 const WORDS: &[&str] = &[

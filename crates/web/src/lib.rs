@@ -9,6 +9,7 @@ mod api;
 mod app_api;
 mod authorization;
 mod body;
+mod booking;
 mod chat;
 pub mod client;
 mod comms;
@@ -67,13 +68,23 @@ pub fn router(app: App) -> Router {
 }
 
 /// The router's fallback: under the FHIR base an OperationOutcome (a path such as `/fhir/r4/`
-/// that the FHIR router's own fallback does not see), anywhere else the JSON API's answer.
-async fn unknown_route(uri: axum::http::Uri) -> Response {
+/// that the FHIR router's own fallback does not see); under `/api/`, or for a caller that asks
+/// for JSON and not HTML, the JSON API's answer; anywhere else a "Page not found" page, the
+/// patient pages' under `/my`, the staff portal's elsewhere.
+async fn unknown_route(
+    axum::extract::State(app): axum::extract::State<App>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let path = uri.path();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if path == fhir::BASE || path.starts_with(&format!("{}/", fhir::BASE)) {
         fhir::unknown_route().await.into_response()
-    } else {
+    } else if path.starts_with("/api/") || (accept.contains("json") && !accept.contains("text/html")) {
         error::not_found().await.into_response()
+    } else {
+        let patient_side = path == "/my" || path.starts_with("/my/");
+        kernel::errors::page_not_found(&app, &headers, patient_side).await
     }
 }
 

@@ -7,8 +7,8 @@
 
 use crate::kernel::{
     clear_cookie, cookie, decision_text, entry_text, field_errors, kind_label, long_date, qr_svg, refusal, same,
-    section_label, set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, with_param, Errors,
-    FieldError, InMyPage, MyChrome, MyPageError, Patient, PATIENT_COOKIE,
+    set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, with_param, Errors, FieldError,
+    InMyPage, MyChrome, MyPageError, Patient, PATIENT_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -22,7 +22,7 @@ use caldicott_app::patient_services::{PatientSignedIn, SignUp};
 use caldicott_app::record::PageRequest;
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::Section;
-use caldicott_core::ids::{AppointmentId, EntryId, ProxyLinkId, SlotId};
+use caldicott_core::ids::{AppointmentId, EntryId, ProxyLinkId};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -53,9 +53,10 @@ pub fn routes() -> Router<App> {
         )
         .route("/my/sign-out", axum::routing::post(sign_out))
         .route("/my/record", get(record))
+        .route("/my/record/print", get(record_printout))
         .route("/my/activity", get(activity))
-        .route("/my/appointments", get(appointments).post(book))
-        .route("/my/appointments/book", get(book_page))
+        .route("/my/appointments", get(appointments).post(crate::booking::book))
+        .route("/my/appointments/book", get(crate::booking::book_page))
         .route("/my/appointments/{appointment}/cancel", axum::routing::post(cancel))
         .route("/my/prescriptions", get(prescriptions).post(order))
         .route("/my/requests", get(requests).post(send_request))
@@ -370,6 +371,23 @@ async fn home(State(app): State<App>, Patient(me): Patient) -> Result<Response, 
 
 // ---- My record -----------------------------------------------------------------------------
 
+/// A record section as the NHS App names it: patients read these words, not the clinical
+/// system's ("Codes", "Problems") that staff see.
+fn my_section_label(s: Option<Section>) -> &'static str {
+    match s {
+        None => "All entries",
+        Some(Section::Consultations) => "Consultations and events",
+        Some(Section::Problems) => "Health conditions",
+        Some(Section::Medications) => "Medicines",
+        Some(Section::Results) => "Test results",
+        Some(Section::Documents) => "Documents",
+        Some(Section::Allergies) => "Allergies and adverse reactions",
+        Some(Section::Immunisations) => "Vaccinations",
+        Some(Section::Codes) => "Other health information",
+        Some(Section::Communications) => "Messages and letters",
+    }
+}
+
 pub struct MyEntry {
     pub date: String,
     pub kind: &'static str,
@@ -384,10 +402,43 @@ pub struct SectionTab {
     pub current: bool,
 }
 
+/// Whose record a printed page is, and when and where it was printed.
+pub struct PrintedFacts {
+    pub name: String,
+    pub nhs_number: String,
+    pub born: String,
+    pub practice: String,
+    pub printed: String,
+}
+
+fn printed_facts(app: &App, me: &PatientSignedIn, h: &caldicott_app::patient_services::RecordHolder) -> PrintedFacts {
+    PrintedFacts {
+        name: h.name.clone(),
+        nhs_number: h.nhs_number.clone(),
+        born: long_date(h.birth_date),
+        practice: me.practice_name.clone(),
+        printed: caldicott_core::appointments::uk_time(app.now()).format("%-d %b %Y %H:%M").to_string(),
+    }
+}
+
+fn my_entry(e: &caldicott_core::entry::Entry, for_query: &str) -> MyEntry {
+    MyEntry {
+        date: long_date(e.event_date),
+        kind: kind_label(e),
+        text: entry_text(e),
+        document: (e.kind() == caldicott_core::entry::EntryKind::Document)
+            .then(|| format!("/my/documents/{}{for_query}", e.id)),
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "my_record.html")]
 struct RecordPage {
     me: Option<MyChrome>,
+    /// Printed at the top of a printed page.
+    facts: PrintedFacts,
+    /// The printout of the whole record (or this section).
+    print_href: String,
     heading: String,
     no_record: Option<String>,
     section: &'static str,
@@ -411,11 +462,14 @@ async fn record(
     let view = app.my_record(&me.who, link, &PageRequest { limit: Some(25), ..page }).await.in_my_page(&me)?;
     let base = "/my/record";
     let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
-    let mut sections =
-        vec![SectionTab { label: section_label(None), href: format!("{base}{for_query}"), current: section.is_none() }];
+    let mut sections = vec![SectionTab {
+        label: my_section_label(None),
+        href: format!("{base}{for_query}"),
+        current: section.is_none(),
+    }];
     for s in Section::ALL.into_iter().filter(|s| s.kinds().iter().any(|k| k.required_level().is_some())) {
         sections.push(SectionTab {
-            label: section_label(Some(s)),
+            label: my_section_label(Some(s)),
             href: with_param(base, &for_query, "section", s.as_str()),
             current: section == Some(s),
         });
@@ -426,22 +480,56 @@ async fn record(
     };
     Ok(RecordPage {
         me: Some((&me).into()),
+        facts: printed_facts(&app, &me, &view.holder),
+        print_href: match section {
+            Some(s) => with_param("/my/record/print", &for_query, "section", s.as_str()),
+            None => format!("/my/record/print{for_query}"),
+        },
         heading: if link.is_some() { format!("{}'s GP record", view.whose) } else { "Your GP record".into() },
         no_record: view.no_record,
-        section: section_label(section),
+        section: my_section_label(section),
         sections,
-        entries: view
-            .entries
-            .iter()
-            .map(|e| MyEntry {
-                date: long_date(e.event_date),
-                kind: kind_label(e),
-                text: entry_text(e),
-                document: (e.kind() == caldicott_core::entry::EntryKind::Document)
-                    .then(|| format!("/my/documents/{}{for_query}", e.id)),
-            })
-            .collect(),
+        entries: view.entries.iter().map(|e| my_entry(e, &for_query)).collect(),
         next: view.next_cursor.map(|c| with_param(base, &section_query, "cursor", &c)),
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "my_record_print.html")]
+struct PrintoutPage {
+    me: Option<MyChrome>,
+    facts: PrintedFacts,
+    heading: String,
+    section: &'static str,
+    back: String,
+    no_record: Option<String>,
+    entries: Vec<MyEntry>,
+}
+
+/// `GET /my/record/print`: the whole record (or one section) on one page, headed with whose it
+/// is, the practice and when it was printed, to print or save as a PDF from the browser.
+async fn record_printout(
+    State(app): State<App>,
+    Patient(me): Patient,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, MyPageError> {
+    let link = link_of(q.get("for")).in_my_page(&me)?;
+    let section = crate::query::page_request(&q).in_my_page(&me)?.section;
+    let printout = app.my_record_printout(&me.who, link, section).await.in_my_page(&me)?;
+    let for_query = for_query(link);
+    let back = match section {
+        Some(s) => with_param("/my/record", &for_query, "section", s.as_str()),
+        None => format!("/my/record{for_query}"),
+    };
+    Ok(PrintoutPage {
+        me: Some((&me).into()),
+        facts: printed_facts(&app, &me, &printout.holder),
+        heading: if link.is_some() { format!("{}'s GP record", printout.holder.name) } else { "Your GP record".into() },
+        section: my_section_label(section),
+        back,
+        no_record: printout.no_record,
+        entries: printout.entries.iter().map(|e| my_entry(e, &for_query)).collect(),
     }
     .into_response())
 }
@@ -475,23 +563,23 @@ async fn activity(State(app): State<App>, Patient(me): Patient) -> Result<Respon
 
 // ---- Shared: whose services, from `?for=` or a form's `for` ----------------------------------
 
-fn link_of(v: Option<&String>) -> Result<Option<ProxyLinkId>, AppError> {
+pub(crate) fn link_of(v: Option<&String>) -> Result<Option<ProxyLinkId>, AppError> {
     match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => s.parse().map(Some).map_err(|_| AppError::NotFound("no such person".into())),
     }
 }
 
-fn for_query(link: Option<ProxyLinkId>) -> String {
+pub(crate) fn for_query(link: Option<ProxyLinkId>) -> String {
     link.map(|l| format!("?for={l}")).unwrap_or_default()
 }
 
 /// A form's fields in the order sent.
-type Pairs = Vec<(String, String)>;
+pub(crate) type Pairs = Vec<(String, String)>;
 
 /// A patient form sent as a list of pairs (so that a field may repeat): its fields and whose
 /// services it is for, once its CSRF token is checked.
-fn for_form(
+pub(crate) fn for_form(
     me: &PatientSignedIn,
     form: Result<Form<Pairs>, FormRejection>,
 ) -> Result<(Pairs, Option<ProxyLinkId>), MyPageError> {
@@ -504,12 +592,16 @@ fn for_form(
 }
 
 /// The first value of a form field sent as a list of pairs.
-fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a String> {
+pub(crate) fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a String> {
     f.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// The name of the person whose services are used, for headings.
-async fn whose(app: &App, me: &PatientSignedIn, link: Option<ProxyLinkId>) -> Result<Option<String>, AppError> {
+pub(crate) async fn whose(
+    app: &App,
+    me: &PatientSignedIn,
+    link: Option<ProxyLinkId>,
+) -> Result<Option<String>, AppError> {
     Ok(match link {
         None => None,
         Some(_) => Some(
@@ -543,7 +635,19 @@ struct AppointmentsPage {
     for_query: String,
     notice: Option<&'static str>,
     upcoming: Vec<AppointmentView>,
+    /// Cancelled appointments that were still to come.
+    cancelled: Vec<AppointmentView>,
     past: Vec<AppointmentView>,
+}
+
+/// What an appointment is, with whom and where, as a patient reads it: a telephone appointment
+/// says the practice will phone, not the room the clinician sits in.
+fn slot_what(slot: &caldicott_core::appointments::Slot) -> String {
+    if slot.slot_type.by_telephone() {
+        format!("{} with {}: the practice will phone you", slot.slot_type.display(), slot.clinician_name)
+    } else {
+        format!("{} with {}, {}", slot.slot_type.display(), slot.clinician_name, slot.location)
+    }
 }
 
 fn appointment_view(a: caldicott_app::appointments::MyAppointment) -> AppointmentView {
@@ -551,7 +655,7 @@ fn appointment_view(a: caldicott_app::appointments::MyAppointment) -> Appointmen
     AppointmentView {
         id: a.id.to_string(),
         when: local.format("%A %-d %B %Y at %H:%M").to_string(),
-        what: format!("{} with {}, {}", a.slot.slot_type.display(), a.slot.clinician_name, a.slot.location),
+        what: slot_what(&a.slot),
         cancelled: a.cancelled,
         can_cancel: a.can_cancel,
     }
@@ -564,6 +668,7 @@ async fn appointments(
 ) -> Result<Response, MyPageError> {
     let link = link_of(q.get("for")).in_my_page(&me)?;
     let (upcoming, past) = app.my_appointments(&me.who, link).await.in_my_page(&me)?;
+    let (cancelled, booked): (Vec<_>, Vec<_>) = upcoming.into_iter().partition(|a| a.cancelled);
     let whose = whose(&app, &me, link).await.in_my_page(&me)?;
     Ok(AppointmentsPage {
         me: Some((&me).into()),
@@ -576,103 +681,12 @@ async fn appointments(
             Some("cancelled") => Some("The appointment is cancelled."),
             _ => None,
         },
-        upcoming: upcoming.into_iter().map(appointment_view).collect(),
+        // A cancelled appointment is not coming up: it is listed under its own heading.
+        upcoming: booked.into_iter().map(appointment_view).collect(),
+        cancelled: cancelled.into_iter().map(appointment_view).collect(),
         past: past.into_iter().map(appointment_view).collect(),
     }
     .into_response())
-}
-
-pub struct SlotDay {
-    pub heading: String,
-    pub slots: Vec<(String, String)>,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "my_book.html")]
-struct BookPage {
-    me: Option<MyChrome>,
-    csrf: String,
-    whose: Option<String>,
-    for_id: String,
-    for_query: String,
-    days: Vec<SlotDay>,
-    errors: Vec<FieldError>,
-}
-
-impl Errors for BookPage {
-    fn errors(&self) -> &[FieldError] {
-        &self.errors
-    }
-}
-
-async fn book_form(
-    app: &App,
-    me: &PatientSignedIn,
-    link: Option<ProxyLinkId>,
-    errors: Vec<FieldError>,
-) -> Result<Response, MyPageError> {
-    let slots = app.bookable_slots(&me.who, link).await.in_my_page(me)?;
-    let whose = whose(app, me, link).await.in_my_page(me)?;
-    let mut days: Vec<SlotDay> = Vec::new();
-    for s in slots {
-        let local = caldicott_core::appointments::uk_time(s.starts_at);
-        let heading = local.format("%A %-d %B").to_string();
-        if days.last().map(|d| &d.heading) != Some(&heading) {
-            days.push(SlotDay { heading: heading.clone(), slots: Vec::new() });
-        }
-        if let Some(d) = days.last_mut() {
-            d.slots.push((
-                s.id.to_string(),
-                format!(
-                    "{} · {} with {}, {}",
-                    local.format("%H:%M"),
-                    s.slot_type.display(),
-                    s.clinician_name,
-                    s.location
-                ),
-            ));
-        }
-    }
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    let page = BookPage {
-        me: Some(me.into()),
-        csrf: me.csrf_token.clone(),
-        whose,
-        for_id: link.map(|l| l.to_string()).unwrap_or_default(),
-        for_query: for_query(link),
-        days,
-        errors,
-    };
-    Ok((status, page).into_response())
-}
-
-async fn book_page(
-    State(app): State<App>,
-    Patient(me): Patient,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, MyPageError> {
-    let link = link_of(q.get("for")).in_my_page(&me)?;
-    book_form(&app, &me, link, Vec::new()).await
-}
-
-async fn book(
-    State(app): State<App>,
-    Patient(me): Patient,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Response, MyPageError> {
-    let (f, link) = for_form(&me, form)?;
-    let Some(slot) = field(&f, "slot").and_then(|s| s.parse::<SlotId>().ok()) else {
-        let e = FieldError { field: "slot", message: "Choose an appointment".into() };
-        return book_form(&app, &me, link, vec![e]).await;
-    };
-    match app.book_online(&me.who, link, slot).await {
-        Ok(_) => Ok(Redirect::to(&with_param("/my/appointments", &for_query(link), "done", "booked")).into_response()),
-        Err(AppError::Conflict(m) | AppError::NotFound(m)) => {
-            let message = format!("{}{}. Choose another.", m[..1].to_uppercase(), &m[1..]);
-            book_form(&app, &me, link, vec![FieldError { field: "slot", message }]).await
-        }
-        Err(e) => Err(MyPageError::new(&me, e)),
-    }
 }
 
 async fn cancel(

@@ -220,12 +220,45 @@ fn notice_words(w: &Withheld, whose_access: &str, who: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct MyRecordPage {
     pub whose: String,
+    /// Whose record it is, for a printed page.
+    pub holder: RecordHolder,
     pub link: Option<ProxyLinkId>,
     /// Set when the viewer sees no record at all: a sentence for the viewer.
     pub no_record: Option<String>,
     /// The entries the engine shows this viewer: nothing else can be put here.
     pub entries: Vec<Shown<Entry>>,
     pub next_cursor: Option<String>,
+}
+
+/// Whose record it is, as a printed page names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHolder {
+    /// "Given FAMILY".
+    pub name: String,
+    /// Spaced 3-3-4, as the NHS writes it.
+    pub nhs_number: String,
+    pub birth_date: NaiveDate,
+}
+
+impl RecordHolder {
+    fn of(p: &Patient) -> Self {
+        Self {
+            name: format!("{} {}", p.name.given, p.name.family.to_uppercase()),
+            nhs_number: p.nhs_number.to_string(),
+            birth_date: p.date_of_birth,
+        }
+    }
+}
+
+/// A whole record (or one section of it) as its online viewer sees it, to print or save: whose
+/// it is and every entry shown.
+#[derive(Debug, Clone)]
+pub struct MyRecordPrintout {
+    pub holder: RecordHolder,
+    /// Set when the viewer sees no record at all: a sentence for the viewer.
+    pub no_record: Option<String>,
+    /// The entries the engine shows this viewer, newest first: nothing else can be put here.
+    pub entries: Vec<Shown<Entry>>,
 }
 
 /// One look at the record, as the patient sees it in "who viewed my record".
@@ -240,8 +273,9 @@ pub struct ActivityLine {
 fn no_record_sentence(w: Withheld, proxy: bool) -> String {
     match w {
         Withheld::IdentityNotVerified { .. } => {
-            "To see a GP record online, your identity must be fully verified (P9). You can still manage appointments \
-             and messages. Ask the practice, or verify your identity through NHS login."
+            "To see a GP record online, the practice needs to check who you are in full first. You can still book \
+             appointments and send messages. Take photo ID, such as a passport or driving licence, to the practice, \
+             or prove who you are with NHS login."
                 .into()
         }
         _ if proxy => {
@@ -854,10 +888,48 @@ impl App {
         let (link, policy) = (view.link, view.policy);
         Ok(MyRecordPage {
             whose,
+            holder: RecordHolder::of(&view.l.patient),
             link: link.as_ref().map(|l| l.id),
             no_record: policy.denied().map(|w| no_record_sentence(w, link.is_some())),
             entries,
             next_cursor,
+        })
+    }
+
+    /// The whole record (or `section`) as the signed-in patient, or the proxy acting through
+    /// `link`, sees it online, for printing or saving: every entry shown, in one audited look.
+    pub async fn my_record_printout(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        section: Option<Section>,
+    ) -> AppResult<MyRecordPrintout> {
+        let link = match link {
+            Some(id) => Some(self.my_link(me, id).await?),
+            None => None,
+        };
+        let target = link.as_ref().map_or(me.holder, |l| l.patient);
+        let view = self
+            .outside_view(me.practice, target, link, Some(me.identity), || AppError::NotFound("record".into()))
+            .await?;
+        let entries = view
+            .all(self, section)
+            .await?
+            .audited(self, me.practice, |entries| {
+                self.patient_audit(
+                    me.actor(view.link.as_ref()),
+                    Some(target),
+                    Action::RecordViewOnline,
+                    format!("patient/{target}"),
+                    Outcome::Success,
+                    format!("printout section={} entries={}", section.map_or("all", Section::as_str), entries.len()),
+                )
+            })
+            .await?;
+        Ok(MyRecordPrintout {
+            holder: RecordHolder::of(&view.l.patient),
+            no_record: view.policy.denied().map(|w| no_record_sentence(w, view.link.is_some())),
+            entries,
         })
     }
 

@@ -151,6 +151,21 @@ impl OutsideView {
         Ok(Unaudited((shown, next_cursor)))
     }
 
+    /// Every entry of a section (or of the whole record) the viewer is shown, newest first: what
+    /// a printout or a saved copy holds.
+    pub(crate) async fn all(&self, app: &App, section: Option<Section>) -> AppResult<Unaudited<Vec<Shown<Entry>>>> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let Unaudited((shown, next)) = self.page(app, section, after, 500).await?;
+            all.extend(shown);
+            match next {
+                Some(c) => after = Some(crate::record::decode_cursor(&c)?),
+                None => return Ok(Unaudited(all)),
+            }
+        }
+    }
+
     /// One entry of this record, if the viewer is shown it; any other (withheld, another
     /// patient's, not there) is `None`, alike.
     pub(crate) async fn entry(&self, app: &App, id: EntryId) -> AppResult<Unaudited<Option<Shown<Entry>>>> {

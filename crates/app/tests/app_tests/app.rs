@@ -1524,7 +1524,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
     let me = app.patient_signed_in(&cookie).await.unwrap();
     let page = app.my_record(&me.who, None, &PageRequest::default()).await.unwrap();
     assert!(page.entries.is_empty());
-    assert!(page.no_record.unwrap().contains("identity must be fully verified"));
+    assert!(page.no_record.unwrap().contains("needs to check who you are in full"));
     // Deregistered: signed out of everything (R6).
     app.deregister_patient(&reception, other.nhs_number.as_str(), "moved away").await.unwrap();
     assert!(matches!(app.patient_signed_in(&cookie).await, Err(AppError::Unauthenticated(_))));

@@ -76,6 +76,10 @@ class Receiver:
     def from_cli(cls, parser, *args):
         return cls(*args)
 
+    async def handle_NOOP(self, server, session, envelope, arg):
+        # Names this server, so that the test knows it reached its own and not another on a reused port.
+        return "250 " + self.dir.name
+
     async def handle_DATA(self, server, session, envelope):
         self.n += 1
         raw = envelope.original_content or envelope.content
@@ -107,27 +111,48 @@ class Receiver:
 fn start_receiver(delay: f64) -> SmtpServer {
     let ok = Command::new(AIOSMTPD).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
     assert!(ok, "the SMTP test needs Debian's python3-aiosmtpd: `apt-get install python3-aiosmtpd`");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let maildir = std::env::temp_dir().join(format!("caldicott-smtp-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&maildir).unwrap();
-    std::fs::write(maildir.join("receiver.py"), RECEIVER).unwrap();
-    let child = Command::new(AIOSMTPD)
-        .env("PYTHONPATH", &maildir)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "receiver.Receiver"])
-        .arg(&maildir)
-        .arg(delay.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = SmtpServer { child, port, maildir };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
+    // A free port may be taken by another test's server before this one binds it: the server is
+    // asked its name (NOOP), and started again on another port until the answer is its own.
+    for _ in 0..5 {
+        let maildir = std::env::temp_dir().join(format!("caldicott-smtp-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&maildir).unwrap();
+        std::fs::write(maildir.join("receiver.py"), RECEIVER).unwrap();
+        let name = maildir.file_name().unwrap().to_string_lossy().into_owned();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(AIOSMTPD)
+            .env("PYTHONPATH", &maildir)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "receiver.Receiver"])
+            .arg(&maildir)
+            .arg(delay.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = SmtpServer { child, port, maildir };
+        for _ in 0..100 {
+            match answers_noop(port) {
+                Some(reply) if reply.contains(&name) => return server,
+                Some(_) => break,
+                None => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(server);
     }
     panic!("aiosmtpd did not start");
+}
+
+/// The reply of the SMTP server on `port` to NOOP, or `None` while nothing listens there.
+fn answers_noop(port: u16) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    (&stream).write_all(b"NOOP\r\nQUIT\r\n").ok()?;
+    line.clear();
+    reader.read_line(&mut line).ok()?;
+    Some(line)
 }
 
 /// What the receiving server was given: each message's MIME summary, in order.

@@ -27,6 +27,19 @@ pub struct Chrome {
     pub governance: bool,
     /// ICB analysts see the service-wide figures.
     pub analyst: bool,
+    /// Where this role starts: the header's service name and every error page link here.
+    pub home: &'static str,
+}
+
+/// Where each role lands after sign-in: the practice team on patient search, an administrator on
+/// the staff accounts they look after, an ICB analyst on the service-wide figures.
+pub(crate) fn home_of(role: caldicott_core::staff::Role) -> &'static str {
+    use caldicott_core::staff::Role;
+    match role {
+        Role::Administrator => "/staff",
+        Role::IcbAnalyst => "/icb",
+        Role::Receptionist | Role::Clinician | Role::PracticeManager => "/",
+    }
 }
 
 impl From<&SignedIn> for Chrome {
@@ -48,6 +61,7 @@ impl From<&SignedIn> for Chrome {
                 caldicott_core::staff::Role::Clinician | caldicott_core::staff::Role::PracticeManager
             ),
             analyst: s.who.role == caldicott_core::staff::Role::IcbAnalyst,
+            home: home_of(s.who.role),
         }
     }
 }
@@ -57,11 +71,19 @@ pub struct MyChrome {
     pub name: String,
     pub practice_name: String,
     pub csrf: String,
+    /// The identity was checked in full (P9): the record, repeat prescriptions, who has viewed
+    /// the record and linked apps are offered. Without it only what the person can use is (R22).
+    pub full_identity: bool,
 }
 
 impl From<&PatientSignedIn> for MyChrome {
     fn from(s: &PatientSignedIn) -> Self {
-        Self { name: s.who.name.clone(), practice_name: s.practice_name.clone(), csrf: s.csrf_token.clone() }
+        Self {
+            name: s.who.name.clone(),
+            practice_name: s.practice_name.clone(),
+            csrf: s.csrf_token.clone(),
+            full_identity: s.who.identity == caldicott_core::access::IdentityLevel::P9,
+        }
     }
 }
 

@@ -6,13 +6,14 @@
 //! same with `MyPageError` and `.in_my_page(&me)`.
 
 use super::chrome::{Chrome, MyChrome};
+use super::cookies::{cookie, PATIENT_COOKIE, SESSION_COOKIE};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use caldicott_app::patient_services::PatientSignedIn;
 use caldicott_app::session::SignedIn;
-use caldicott_app::AppError;
+use caldicott_app::{App, AppError};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "error.html")]
@@ -30,13 +31,37 @@ pub(crate) fn page_error(chrome: Option<Chrome>, e: AppError) -> Response {
     }
 }
 
+/// What an address no route answers is told, as NHS.UK's "Page not found" page words it.
+const NO_SUCH_PAGE: &str =
+    "If you typed the web address, check it is correct. If you pasted the web address, check you copied the entire address.";
+
+/// An address no route answers, as a page: on the patient pages (`patient_side`) their "Page not
+/// found" page with the patient's header, elsewhere the staff portal's with the staff member's
+/// header, when someone is signed in; each with a link to where that person starts.
+pub(crate) async fn page_not_found(app: &App, headers: &HeaderMap, patient_side: bool) -> Response {
+    let error = AppError::NotFound(NO_SUCH_PAGE.into());
+    if patient_side {
+        let me = match cookie(headers, PATIENT_COOKIE) {
+            Some(v) => app.patient_signed_in(&v).await.ok(),
+            None => None,
+        };
+        my_error(me.as_ref().map(Into::into), error)
+    } else {
+        let me = match cookie(headers, SESSION_COOKIE) {
+            Some(v) => app.signed_in(&v).await.ok(),
+            None => None,
+        };
+        page_error(me.as_ref().map(Into::into), error)
+    }
+}
+
 /// The status, title and message of an error page; `None` when the answer is to sign in.
 pub(crate) fn error_parts(e: &AppError) -> Option<(StatusCode, &'static str, String)> {
     Some(match e {
         AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "There is a problem", m.clone()),
         AppError::Unauthenticated(_) => return None,
         AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "You cannot do that", m.clone()),
-        AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
+        AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Page not found", m.clone()),
         AppError::Conflict(m) => (StatusCode::CONFLICT, "That has already happened", m.clone()),
         AppError::Unavailable(cause) => {
             tracing::error!(%cause, "service unavailable");

@@ -67,8 +67,11 @@ async fn home(
     Portal(me): Portal,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if me.who.role == caldicott_core::staff::Role::IcbAnalyst && !q.contains_key("q") {
-        return Ok(Redirect::to("/icb").into_response());
+    // An administrator and an ICB analyst do not search for patients: each starts on their own
+    // home (the staff accounts, the service-wide figures).
+    let home = crate::kernel::chrome::home_of(me.who.role);
+    if home != "/" && !q.contains_key("q") {
+        return Ok(Redirect::to(home).into_response());
     }
     let text = q.get("q").cloned().unwrap_or_default();
     let today = app.today();

@@ -65,7 +65,9 @@ async fn health_and_front_page_need_no_sign_in(t: &TestStore) {
     assert!(r.body.contains("caldicott"));
     assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    let r = get(&app, "/no/such/page", None).await;
+    // An unknown API route answers in the API's JSON (an unknown page: see
+    // `unknown_addresses_get_a_page_with_a_way_back`).
+    let r = get(&app, "/api/v1/no/such/route", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["error"]["status"], 404);
 }
@@ -874,8 +876,16 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
     for (i, (user, token)) in roles.into_iter().enumerate() {
         let mut b = Browser::new(&app);
         sign_in(&mut b, tp.practice.ods_code.as_str(), user).await;
-        // ICB analysts land on the service-wide figures, not the patient search.
-        let token_csrf = csrf(&b.get(if user == "analyst" { "/icb" } else { "/" }).await.body);
+        // Administrators and ICB analysts land on their own home, not the patient search.
+        let token_csrf = csrf(
+            &b.get(match user {
+                "analyst" => "/icb",
+                "admin" => "/staff",
+                _ => "/",
+            })
+            .await
+            .body,
+        );
         for (method, path, allow) in permission_rows() {
             let uri = path
                 .replace("{nhs_number}", pat.nhs_number.as_str())
@@ -1700,7 +1710,54 @@ async fn administrators_register_and_turn_off_an_integration(t: &TestStore) {
     let _ = private;
 }
 
+/// Issue 23 (WCAG 2.4.5, 3.2.3): an address no route answers is an NHS.UK "Page not found" page
+/// with a title, the page's language and a way back, signed in or out, staff's or patients'; the
+/// APIs keep their JSON. Each role's way back (and its landing after sign-in) is its own home:
+/// an administrator is not sent to a patient search they may not use.
+async fn unknown_addresses_get_a_page_with_a_way_back(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let page = |r: &Reply| {
+        let kind = r.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(kind.starts_with("text/html"), "{kind}: {}", r.body);
+        assert!(r.body.contains("<html lang=\"en-GB\">") && r.body.contains("<title>Page not found – "), "{}", r.body);
+        assert!(r.body.contains("<h1>Page not found</h1>"));
+    };
+    let out = get(&app, "/no-such-page", None).await;
+    assert_eq!(out.status, StatusCode::NOT_FOUND);
+    page(&out);
+    assert!(out.body.contains("href=\"/sign-in\">Go to sign in"));
+    let patient_out = get(&app, "/my/no-such-page", None).await;
+    assert_eq!(patient_out.status, StatusCode::NOT_FOUND);
+    page(&patient_out);
+    assert!(patient_out.body.contains("Your GP services") && patient_out.body.contains("href=\"/my/sign-in\""));
+    for api in ["/api/v1/no-such-route", "/api/apps/v1/nothing"] {
+        let r = get(&app, api, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{api}");
+        assert!(r.json().is_object(), "{api} keeps its JSON: {}", r.body);
+    }
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, tp.practice.ods_code.as_str(), "admin").await;
+    assert_eq!(location(&admin.get("/").await), "/staff", "an administrator starts on the staff accounts");
+    let r = admin.get("/no-such-page").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    page(&r);
+    assert!(r.body.contains("aria-label=\"Staff menu\"") && r.body.contains("href=\"/staff\">Go to your home page"));
+    let refused = admin.get("/appointments").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("href=\"/staff\">Go to your home page"),
+        "the refusal does not loop back: {}",
+        refused.body
+    );
+    let mut reception = Browser::new(&app);
+    sign_in(&mut reception, tp.practice.ods_code.as_str(), "reception").await;
+    assert_eq!(reception.get("/").await.status, StatusCode::OK, "reception starts on patient search");
+    assert!(reception.get("/no-such-page").await.body.contains("href=\"/\">Go to your home page"));
+}
+
 both!(
+    unknown_addresses_get_a_page_with_a_way_back,
     a_patient_sees_that_the_practice_turned_their_app_off,
     a_replaced_pharmacy_summary_shows_as_superseded_in_the_record,
     documents_are_added_filed_and_opened_through_the_pages,
@@ -2312,8 +2369,15 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
         quantity: "100ml".into(),
         course: caldicott_core::entry::MedicationCourse::Acute,
     };
+    // An entry of A's hidden online by staff: no page, printout or count may show it.
+    let mut hidden = consultation(&a, recent, "A-HIDDEN third party");
+    hidden.visibility = caldicott_core::entry::OnlineVisibility::Hidden(
+        caldicott_core::entry::Redaction::new(caldicott_core::entry::HiddenReason::ThirdParty, "test", "Dr", recent)
+            .unwrap(),
+    );
     let entries = [
         consultation(&a, recent, "A-MARK"),
+        hidden,
         consultation(&b, recent, "B-MARK"),
         consultation(&child, recent, "CHILD-CONSULT beyond a summary proxy"),
         child_med,
@@ -2345,6 +2409,12 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
         format!("/my/record?for={}", suspended.id),
         "/my/record?for=not-a-link".to_owned(),
         "/my/activity".to_owned(),
+        // Issue 23: the printout of the whole record, a new way out for entries.
+        "/my/record/print".to_owned(),
+        format!("/my/record/print?for={}", link.id),
+        format!("/my/record/print?for={}", suspended.id),
+        "/my/record/print?for=not-a-link".to_owned(),
+        "/my/record/print?section=consultations".to_owned(),
     ];
     for route in &routes {
         for b in [&mut nobody, &mut staff] {
@@ -2352,16 +2422,17 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
             assert_eq!(location(&r), "/my/sign-in", "{route}: a staff session or none is not a patient session");
         }
     }
-    let marks = ["A-MARK", "B-MARK", "CHILD-CONSULT", "CHILD-MED"];
+    let marks = ["A-MARK", "A-HIDDEN", "B-MARK", "CHILD-CONSULT", "CHILD-MED"];
     for (who, br) in browsers.iter_mut() {
         for route in &routes {
             let r = br.get(route).await;
             let own_link = (*who == "parent" && route.contains(&link.id.to_string()))
                 || (*who == "suspended" && route.contains(&suspended.id.to_string()));
-            let expected_marks: &[&str] = match (*who, route.as_str()) {
-                ("a", "/my/record") => &["A-MARK"],
-                ("b", "/my/record") => &["B-MARK"],
-                ("parent", r) if r.contains(&link.id.to_string()) => &["CHILD-MED"],
+            let own_record = route.starts_with("/my/record") && !route.contains("for=");
+            let expected_marks: &[&str] = match *who {
+                "a" if own_record => &["A-MARK"],
+                "b" if own_record => &["B-MARK"],
+                "parent" if route.contains(&link.id.to_string()) && !route.contains("section=") => &["CHILD-MED"],
                 _ => &[],
             };
             if route.contains("for=") && !own_link {
@@ -2374,7 +2445,15 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
             }
         }
     }
+    // The printout counts only what it shows, and says whose record it is and where from.
+    let (_, a_browser) = &mut browsers[0];
+    let printout = a_browser.get("/my/record/print").await;
+    assert!(printout.body.contains("(1 entry)"), "the hidden entry is not counted: {}", printout.body);
+    assert!(printout.body.contains(&a.nhs_number.to_string()) && printout.body.contains("Test Surgery"));
     let (_, parent_browser) = &mut browsers[2];
+    let printout = parent_browser.get(&format!("/my/record/print?for={}", link.id)).await;
+    assert!(printout.body.contains("(1 entry)"), "beyond the summary is not counted: {}", printout.body);
+    assert!(printout.body.contains(&child.nhs_number.to_string()));
     let home = parent_browser.get("/my").await;
     assert!(home.body.contains(&format!("/my/record?for={}", link.id)), "the parent picks whose services to use");
     let (_, suspended_browser) = &mut browsers[3];
@@ -2509,9 +2588,38 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let mut p = Browser::new(&app);
     p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    // Issue 23: one question a page, as the NHS booking pattern asks. First the kind of
+    // appointment, then a day, then a time, then the patient checks what they chose.
     let page = p.get("/my/appointments/book").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("What kind of appointment do you need?"), "{}", page.body);
+    assert!(!page.body.contains("name=\"slot\""), "times are not offered before a kind and a day");
     let token = csrf(&page.body);
-    let slot = between(&page.body, "name=\"slot\" type=\"radio\" value=\"", "\"").to_owned();
+    let unanswered = p.get("/my/appointments/book?step=kind").await;
+    assert_eq!(unanswered.status, StatusCode::BAD_REQUEST);
+    assert!(unanswered.body.contains("Choose the kind of appointment"));
+    assert!(unanswered.body.contains("<title>Error: "), "a page with errors says so in its title");
+    let kind = between(&page.body, "name=\"type\" type=\"radio\" value=\"", "\"").to_owned();
+    assert_eq!(kind, "gp_face_to_face", "only the kind the practice offers online is offered");
+    let days = p.get(&format!("/my/appointments/book?step=kind&type={kind}")).await;
+    assert!(days.body.contains("Which day would you like?"));
+    assert!(days.body.contains("4 times free"), "the day says how many times are free: {}", days.body);
+    let day = between(&days.body, "name=\"day\" type=\"radio\" value=\"", "\"").to_owned();
+    assert_eq!(
+        day,
+        caldicott_app::fixtures::today().checked_add_days(chrono::Days::new(4)).unwrap().format("%Y-%m-%d").to_string()
+    );
+    let times = p.get(&format!("/my/appointments/book?step=day&type={kind}&day={day}")).await;
+    assert!(times.body.contains("Choose a time on"));
+    assert_eq!(times.body.matches("name=\"slot\" type=\"radio\"").count(), 4, "that day's four times");
+    assert!(times.body.contains(">10:00<") && times.body.contains(">10:45<"), "times in UK time");
+    let slot = between(&times.body, "name=\"slot\" type=\"radio\" value=\"", "\"").to_owned();
+    let no_time = p.get(&format!("/my/appointments/book?step=time&type={kind}&day={day}")).await;
+    assert_eq!(no_time.status, StatusCode::BAD_REQUEST);
+    assert!(no_time.body.contains("Choose a time"));
+    let check = p.get(&format!("/my/appointments/book?step=time&type={kind}&day={day}&slot={slot}")).await;
+    assert!(check.body.contains("Check your appointment") && check.body.contains("Room 2"), "{}", check.body);
+    assert!(check.body.contains(&format!("name=\"slot\" value=\"{slot}\"")));
     let none = p.post("/my/appointments", &[("_csrf", &token), ("for", "")]).await;
     assert_eq!(none.status, StatusCode::BAD_REQUEST);
     assert!(none.body.contains("Choose an appointment"));
@@ -2519,11 +2627,25 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     assert_eq!(location(&booked), "/my/appointments?done=booked");
     let mine = p.get("/my/appointments?done=booked").await;
     assert!(mine.body.contains("Your appointment is booked.") && mine.body.contains("Cancel this appointment"));
-    let again = p.post("/my/appointments", &[("_csrf", &token), ("for", ""), ("slot", &slot)]).await;
+    let again = p
+        .post("/my/appointments", &[("_csrf", &token), ("for", ""), ("type", &kind), ("day", &day), ("slot", &slot)])
+        .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST, "a booked slot cannot be booked twice");
     assert!(again.body.contains("Choose another"));
+    assert!(again.body.contains("Choose a time on"), "the patient is back at that day's times");
+    assert_eq!(again.body.matches("name=\"slot\" type=\"radio\"").count(), 3, "the booked time is gone");
     let staff_view = staff.get(location(&ok)).await;
     assert!(staff_view.body.contains("Booked the patient, online"));
+    // Issue 23: a cancelled appointment is no longer "Upcoming"; it is listed as cancelled.
+    let mine = p.get("/my/appointments").await;
+    let id = between(&mine.body, "action=\"/my/appointments/", "/cancel\"").to_owned();
+    let cancelled = p.post(&format!("/my/appointments/{id}/cancel"), &[("_csrf", &token), ("for", "")]).await;
+    assert_eq!(location(&cancelled), "/my/appointments?done=cancelled");
+    let mine = p.get("/my/appointments").await;
+    let upcoming = between(&mine.body, "<h2>Upcoming</h2>", "<h2>");
+    assert!(upcoming.contains("No upcoming appointments."), "{upcoming}");
+    let gone = between(&mine.body, "<h2>Cancelled</h2>", "<h2>Past</h2>");
+    assert!(gone.contains("10:00") && gone.contains("Room 2"), "{gone}");
 
     // Two medicines at once: the form sends `items` twice.
     let page = p.get("/my/prescriptions").await;

@@ -1,0 +1,214 @@
+// Issue 23: what people see, tried as receptionists, clinicians, administrators and patients
+// would, at a desktop width (1280 px) and a small phone's (375 px). Each test names the failure it
+// guards against; each would have failed before the fix. Screenshots: e2e/artifacts/.
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { base, WIDTHS, newPage, check, signIn, patientSignIn } from '../lib/harness.js'
+
+/** The boxes of every link and button in the page's header, with their names. */
+async function headerTargets (page) {
+  return page.locator('header a, header button').evaluateAll(els => els
+    .filter(e => e.offsetParent !== null)
+    .map(e => {
+      const r = e.getBoundingClientRect()
+      return { name: e.textContent.trim().replace(/\s+/g, ' '), x: r.x, y: r.y, width: r.width, height: r.height }
+    }))
+}
+
+/**
+ * WCAG 2.2 SC 2.5.8 (target size, minimum): each target is at least 24 by 24 CSS pixels, or a
+ * 24 px circle centred on it meets no other target.
+ */
+function assertTargetSizes (targets, where) {
+  for (const t of targets) {
+    if (t.width >= 24 && t.height >= 24) continue
+    const cx = t.x + t.width / 2
+    const cy = t.y + t.height / 2
+    for (const o of targets) {
+      if (o === t) continue
+      const nx = Math.max(o.x, Math.min(cx, o.x + o.width))
+      const ny = Math.max(o.y, Math.min(cy, o.y + o.height))
+      assert.ok(Math.hypot(nx - cx, ny - cy) >= 12, `${where}: "${t.name}" is ${Math.round(t.width)}×${Math.round(t.height)} px and crowds "${o.name}"`)
+    }
+  }
+}
+
+for (const width of WIDTHS) {
+  test(`${width} px: an unknown address is a "Page not found" page with a way back, signed in or out`, async () => {
+    const page = await newPage(width)
+    const r = await page.goto(`${base}/no-such-page`)
+    assert.equal(r.status(), 404)
+    assert.equal(await page.title(), 'Page not found – caldicott')
+    assert.equal(await page.getAttribute('html', 'lang'), 'en-GB')
+    await page.getByRole('heading', { name: 'Page not found', level: 1 }).waitFor()
+    await check(page, `not-found-signed-out-${width}`)
+    await page.getByRole('link', { name: 'Go to sign in' }).click()
+    await page.waitForURL(/\/sign-in$/)
+
+    const patient = await newPage(width)
+    assert.equal((await patient.goto(`${base}/my/no-such-page`)).status(), 404)
+    assert.equal(await patient.title(), 'Page not found – Your GP services')
+    await patientSignIn(patient, 'hannah.rivers')
+    assert.equal((await patient.goto(`${base}/my/records-of-everyone`)).status(), 404)
+    await patient.getByRole('heading', { name: 'Page not found' }).waitFor()
+    await check(patient, `not-found-patient-${width}`)
+    await patient.getByRole('link', { name: 'Go to your home page' }).click()
+    await patient.waitForURL(`${base}/my`)
+
+    // The APIs keep their JSON.
+    const api = await page.request.get(`${base}/api/v1/no-such-route`)
+    assert.equal(api.status(), 404)
+    assert.equal((await api.json()).error.status, 404)
+  })
+
+  test(`${width} px: an administrator starts on their own home, and a refusal does not loop back to a page they may not use`, async () => {
+    const page = await newPage(width)
+    await signIn(page, 's.lee', '/staff')
+    await page.getByRole('heading', { name: 'Staff accounts' }).waitFor()
+    const r = await page.goto(`${base}/appointments`)
+    assert.equal(r.status(), 403)
+    await check(page, `refused-administrator-${width}`)
+    await page.getByRole('link', { name: 'Go to your home page' }).click()
+    await page.waitForURL(`${base}/staff`)
+    const missing = await page.goto(`${base}/no-such-page`)
+    assert.equal(missing.status(), 404)
+    await page.getByRole('navigation', { name: 'Staff menu' }).waitFor()
+    await check(page, `not-found-administrator-${width}`)
+  })
+
+  test(`${width} px: header links are targets a finger can hit, and the staff menu is one navigation landmark`, async () => {
+    const staff = await newPage(width)
+    await signIn(staff, 'j.baker')
+    const nav = staff.getByRole('navigation', { name: 'Staff menu' })
+    await nav.waitFor()
+    assert.ok(await nav.getByRole('link', { name: 'Find a patient' }).isVisible())
+    assertTargetSizes(await headerTargets(staff), `staff header at ${width} px`)
+    await check(staff, `staff-header-${width}`)
+
+    const patient = await newPage(width)
+    await patientSignIn(patient, 'hannah.rivers')
+    assertTargetSizes(await headerTargets(patient), `patient header at ${width} px`)
+    await check(patient, `patient-header-${width}`)
+  })
+
+  test(`${width} px: under the site's own security policy, NHS.UK's scripts start: focus moves to the error summary and the title says "Error:"`, async () => {
+    // No axe here: the page runs with its content security policy enforced, as a patient's
+    // browser runs it, and axe cannot be injected into that.
+    const page = await newPage(width, { csp: true })
+    await page.goto(`${base}/my/sign-in`)
+    assert.ok(await page.evaluate(() => document.body.classList.contains('nhsuk-frontend-supported')),
+      'NHS.UK frontend is told the browser supports it')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.locator('.nhsuk-error-summary').waitFor()
+    assert.match(await page.title(), /^Error: /)
+    await page.waitForFunction(() => document.activeElement?.classList.contains('nhsuk-error-summary'))
+    // Its links move focus to the field.
+    await page.locator('.nhsuk-error-summary a').first().click()
+    assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'INPUT')
+
+    const staff = await newPage(width, { csp: true })
+    await staff.goto(`${base}/sign-in`)
+    await staff.getByRole('button', { name: 'Continue' }).click()
+    await staff.locator('.nhsuk-error-summary').waitFor()
+    assert.match(await staff.title(), /^Error: /)
+    await staff.waitForFunction(() => document.activeElement?.classList.contains('nhsuk-error-summary'))
+  })
+
+  test(`${width} px: a patient books by kind, day and time, checks, confirms, and a cancelled appointment leaves "Upcoming"`, async () => {
+    const page = await newPage(width)
+    await patientSignIn(page, 'omar.haddad')
+    await page.goto(`${base}/my/appointments`)
+    await page.getByRole('link', { name: 'Book an appointment' }).click()
+    await page.getByRole('heading', { name: 'What kind of appointment do you need?' }).waitFor()
+    const tall = () => page.evaluate(() => document.documentElement.scrollHeight)
+    // One question a page: never the whole diary as one radio group.
+    assert.ok(await page.locator('input[type=radio]').count() <= 3)
+    assert.ok(await tall() < 2000, `the first step is ${await tall()} px tall`)
+    await check(page, `book-kind-${width}`)
+    await page.getByLabel('GP telephone appointment').check()
+    await page.getByRole('button', { name: 'Continue' }).click()
+    await page.getByRole('heading', { name: 'Which day would you like?' }).waitFor()
+    assert.ok(await page.locator('input[name=day]').count() <= 31)
+    await check(page, `book-day-${width}`)
+    await page.locator('input[name=day]').last().check()
+    await page.getByRole('button', { name: 'Continue' }).click()
+    await page.getByRole('heading', { name: /Choose a time on/ }).waitFor()
+    assert.ok(await page.locator('input[name=slot]').count() <= 12, 'one clinic day of times')
+    assert.ok(await tall() < 4000, `the times page is ${await tall()} px tall`)
+    await check(page, `book-time-${width}`)
+    await page.getByRole('button', { name: 'Continue' }).click()
+    await page.getByText('Choose a time', { exact: true }).first().waitFor()
+    await page.locator('input[name=slot]').last().check()
+    const time = (await page.locator('input[name=slot]:checked + label').textContent()).trim()
+    await page.getByRole('button', { name: 'Continue' }).click()
+    await page.getByRole('heading', { name: 'Check your appointment' }).waitFor()
+    const summary = await page.textContent('.nhsuk-summary-list')
+    assert.match(summary, /GP telephone appointment/)
+    assert.match(summary, /The practice will phone you/, 'a telephone appointment says so')
+    assert.doesNotMatch(summary, /Consulting room/)
+    assert.match(summary, new RegExp(time))
+    await check(page, `book-check-${width}`)
+    await page.getByRole('button', { name: 'Book this appointment' }).click()
+    await page.getByText('Your appointment is booked.').waitFor()
+    const upcoming = () => page.locator('h2:text-is("Upcoming") ~ .nhsuk-card').allTextContents()
+    assert.ok((await upcoming()).some(t => t.includes(time) && t.includes('the practice will phone you')))
+    await page.getByRole('button', { name: new RegExp(`Cancel this appointment on .*${time}`) }).click()
+    await page.getByText('The appointment is cancelled.').waitFor()
+    assert.ok(!(await upcoming()).some(t => t.includes(time)), 'the cancelled appointment is not upcoming')
+    const cancelled = await page.locator('h2:text-is("Cancelled") + ul').textContent()
+    assert.match(cancelled, new RegExp(time))
+    await check(page, `appointments-cancelled-${width}`)
+  })
+
+  test(`${width} px: a patient whose identity was checked only in part is offered what they can use, and told in plain words how to get more`, async () => {
+    const page = await newPage(width)
+    await patientSignIn(page, 'omar.haddad')
+    await page.getByRole('heading', { name: 'Hello Omar' }).waitFor()
+    const offered = await page.locator('header a, main a').evaluateAll(as => as.map(a => a.getAttribute('href')))
+    for (const unusable of ['/my/record', '/my/prescriptions', '/my/activity', '/my/apps']) {
+      assert.ok(!offered.includes(unusable), `a P5 patient is not offered ${unusable}`)
+    }
+    for (const usable of ['/my/appointments', '/my/requests']) assert.ok(offered.includes(usable), usable)
+    const main = await page.textContent('main')
+    assert.match(main, /To see your GP record and order repeat prescriptions/)
+    assert.match(main, /photo ID/)
+    assert.doesNotMatch(await page.textContent('body'), /P9|P5/, 'no identity-level jargon')
+    await check(page, `patient-home-p5-${width}`)
+    await page.goto(`${base}/my/record`)
+    assert.match(await page.textContent('main'), /needs to check who you are in full/)
+    assert.doesNotMatch(await page.textContent('body'), /P9|P5/)
+  })
+
+  test(`${width} px: the printed record says whose it is, from which practice and when, and holds every entry, not one page`, async () => {
+    const page = await newPage(width)
+    await patientSignIn(page, 'hannah.rivers')
+    await page.goto(`${base}/my/record`)
+    // Every entry Hannah can see, page by page, as she would read them.
+    let seen = 0
+    for (let at = page; ;) {
+      seen += await at.locator('.app-record-entry').count()
+      const older = at.getByRole('link', { name: 'Older entries' })
+      if (await older.count() === 0) break
+      await older.click()
+      await at.waitForLoadState()
+    }
+    await page.goto(`${base}/my/record`)
+    // Printed from the record page itself: the page carries whose it is.
+    await page.emulateMedia({ media: 'print' })
+    const facts = page.locator('.app-printed-facts')
+    assert.ok(await facts.isVisible(), 'a printed page names the patient')
+    assert.match(await facts.textContent(), /Hannah RIVERS/)
+    assert.match(await facts.textContent(), /NHS number\s*\d{3} \d{3} \d{4}/)
+    assert.match(await facts.textContent(), /Riverside Medical Practice/)
+    assert.match(await facts.textContent(), /Printed\s*\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}/)
+    assert.ok(!(await page.locator('header').isVisible()), 'the menus are left off')
+    await page.emulateMedia({ media: 'screen' })
+    assert.ok(!(await facts.isVisible()), 'on screen the record page does not repeat them')
+    await page.getByRole('link', { name: 'Print or save the whole record' }).click()
+    await page.getByRole('heading', { name: 'Your GP record' }).waitFor()
+    assert.equal(await page.locator('.app-record-entry').count(), seen, 'the printout holds every entry the patient can see')
+    assert.match(await page.textContent('main'), new RegExp(`\\(${seen} entries\\)`))
+    await check(page, `record-printout-${width}`)
+  })
+}
