@@ -4,7 +4,7 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { base, WIDTHS, newPage, check, signIn, patientSignIn } from '../lib/harness.js'
+import { base, longRecord, WIDTHS, newPage, check, signIn, patientSignIn } from '../lib/harness.js'
 
 /** The boxes of every link and button in the page's header, with their names. */
 async function headerTargets (page) {
@@ -210,5 +210,116 @@ for (const width of WIDTHS) {
     assert.equal(await page.locator('.app-record-entry').count(), seen, 'the printout holds every entry the patient can see')
     assert.match(await page.textContent('main'), new RegExp(`\\(${seen} entries\\)`))
     await check(page, `record-printout-${width}`)
+  })
+
+  test(`${width} px: a clinician's record page: entries first with a skip link, reasons in words, UK dates, one NHS number format, proxies by name`, async () => {
+    const page = await newPage(width)
+    await signIn(page, 'dr.hughes')
+    await page.goto(`${base}/patients/${longRecord}`)
+    await page.getByRole('heading', { name: /PENDLETON, Arthur/ }).waitFor()
+    // From the top of the page, the skip link comes before the record's own controls...
+    let tabs = 0
+    for (; tabs < 40; tabs++) {
+      await page.keyboard.press('Tab')
+      if (await page.evaluate(() => document.activeElement?.textContent?.trim()) === 'Skip to the entries') break
+    }
+    assert.ok(tabs < 25, `the skip link is ${tabs + 1} tabs in`)
+    await page.keyboard.press('Enter')
+    // ...and from it the first entry's "Hide online" is a few tabs away, not 37.
+    let more = 0
+    for (; more < 10; more++) {
+      await page.keyboard.press('Tab')
+      if (/^(Hide|Show) online/.test(await page.evaluate(() => document.activeElement?.textContent?.trim()))) break
+    }
+    assert.ok(more < 4, `the first "Hide online" is ${more + 1} tabs after the skip link`)
+    if (width === 1280) {
+      const top = await page.locator('#entries').evaluate(e => e.getBoundingClientRect().top + window.scrollY)
+      assert.ok(top < 700, `the entries start ${Math.round(top)} px down the page`)
+    }
+    const main = await page.textContent('main')
+    assert.doesNotMatch(main, /\(R\d+\)/, 'no rule codes in the words staff read')
+    assert.doesNotMatch(main, /\d{4}-\d{2}-\d{2}|UTC/, 'no ISO or UTC dates')
+    const nhs = page.locator('.app-banner dd .app-nowrap').first()
+    assert.match(await nhs.textContent(), /^\d{3} \d{3} \d{4}$/)
+    assert.equal(await nhs.evaluate(e => getComputedStyle(e).whiteSpace), 'nowrap')
+    await check(page, `record-layout-${width}`)
+
+    // The audit trail: UK time and plain words.
+    await page.getByRole('link', { name: /Audit trail/ }).click()
+    await page.getByRole('columnheader', { name: 'When (UK time)' }).waitFor()
+    assert.doesNotMatch(await page.textContent('main'), /staff message send|record view staff|UTC/)
+    await check(page, `audit-trail-${width}`)
+
+    // Leo has his mother online: staff look "as" her, by name.
+    await page.goto(`${base}/`)
+    await page.getByLabel('NHS number, name, date of birth or postcode').fill('Rivers Leo')
+    await page.getByRole('button', { name: 'Search' }).click()
+    await page.getByRole('link', { name: /RIVERS, Leo/ }).click()
+    await page.getByRole('link', { name: /^View as Hannah Rivers \(mother/ }).click()
+    await page.getByRole('heading', { name: 'What Hannah Rivers (mother) sees online for Leo' }).waitFor()
+    await check(page, `view-as-proxy-${width}`)
+  })
+
+  test(`${width} px: the record API page is in the site's style under its own security policy, with a skip link and this server's address`, async () => {
+    const page = await newPage(width, { csp: true })
+    const blocked = []
+    page.on('console', m => { if (/Content Security Policy/.test(m.text())) blocked.push(m.text()) })
+    await page.goto(`${base}/api`)
+    await page.getByRole('heading', { name: 'Record API', level: 1 }).waitFor()
+    assert.deepEqual(blocked, [], 'nothing on the page is blocked by its own policy')
+    assert.ok(await page.locator('a.nhsuk-skip-link[href="#maincontent"]').count() === 1)
+    const text = await page.textContent('main')
+    assert.ok(text.includes(`${base}/api/v1/patients/`), `the example uses this server's address: ${text}`)
+    assert.doesNotMatch(text, /:8080/)
+    const font = await page.locator('h1').evaluate(e => getComputedStyle(e).fontFamily)
+    assert.match(font, /Frutiger|Arial/)
+    const plain = await newPage(width)
+    await plain.goto(`${base}/api`)
+    await check(plain, `record-api-${width}`)
+  })
+
+  test(`${width} px: before an idle session ends the page warns and offers more time, and a note not saved survives the timeout`, async () => {
+    const page = await newPage(width)
+    await signIn(page, 'nurse.patel')
+    // The page's timers run on a controlled clock. The server is asked for the time left as
+    // usual, except where the answer would take half an hour of real time: then it is scripted.
+    await page.clock.install()
+    let scripted = null
+    await page.route('**/session', route => scripted === null
+      ? route.continue()
+      : route.fulfill({ status: scripted === 0 ? 401 : 200, contentType: 'application/json', body: JSON.stringify({ seconds_left: scripted }) }))
+    await page.goto(`${base}/patients/${longRecord}/consultations/new`)
+    const note = `Chest pain on exertion for two weeks, settles with rest (${width}).`
+    await page.getByLabel('What happened').fill(note)
+    const dialog = page.getByRole('dialog', { name: 'You will be signed out soon' })
+    scripted = 100
+    await page.clock.runFor(28 * 60 * 1000 + 1000)
+    await dialog.waitFor()
+    assert.match(await dialog.textContent(), /signed out in 2 minutes/)
+    await check(page, `timeout-warning-${width}`)
+    scripted = null
+    await dialog.getByRole('button', { name: 'Stay signed in' }).click()
+    await dialog.waitFor({ state: 'hidden' })
+    assert.equal(await page.getByLabel('What happened').inputValue(), note, 'nothing lost by staying')
+    // Later no one answers, and the session ends.
+    scripted = 100
+    await page.clock.runFor(28 * 60 * 1000 + 1000)
+    await dialog.waitFor()
+    scripted = 0
+    await page.context().clearCookies()
+    await page.clock.runFor(31 * 1000)
+    await page.waitForURL(/\/sign-in\?timeout$/)
+    assert.match(await page.textContent('main'), /signed out because nothing was done for 30 minutes/)
+    await page.unroute('**/session')
+    // Signed in again, the same form in the same tab has the note back, and says so.
+    await signIn(page, 'nurse.patel')
+    await page.goto(`${base}/patients/${longRecord}/consultations/new`)
+    assert.equal(await page.getByLabel('What happened').inputValue(), note)
+    await page.getByText('What you typed before and did not save has been put back').waitFor()
+    await page.getByRole('button', { name: 'Save', exact: true }).click()
+    await page.waitForURL(/consultation_saved$/)
+    // Saved: the draft is gone, so it cannot be saved twice by mistake.
+    await page.goto(`${base}/patients/${longRecord}/consultations/new`)
+    assert.equal(await page.getByLabel('What happened').inputValue(), '')
   })
 }

@@ -189,12 +189,13 @@ pub const OBSERVATIONS: &[(&str, &str, &[&str])] = &[
     ("77176002", "Smoker", &[]),
 ];
 
-pub const RESULTS: &[(&str, &str, &str, &str, &str)] = &[
-    ("1019431000000105", "HbA1c level", "mmol/mol", "20-41", "48"),
-    ("1011481000000105", "eGFR", "mL/min/1.73m2", ">90", "58"),
-    ("1022541000000102", "Haemoglobin estimation", "g/L", "115-165", "109"),
-    ("1022791000000101", "Serum TSH level", "mU/L", "0.27-4.2", "6.8"),
-    ("1005671000000105", "Serum cholesterol level", "mmol/L", "<5.0", "6.1"),
+/// Tests: SNOMED code, name, unit, reference range, an abnormal value and a normal one.
+pub const RESULTS: &[(&str, &str, &str, &str, &str, &str)] = &[
+    ("1019431000000105", "HbA1c level", "mmol/mol", "20-41", "48", "36"),
+    ("1011481000000105", "eGFR", "mL/min/1.73m2", ">90", "58", "96"),
+    ("1022541000000102", "Haemoglobin estimation", "g/L", "115-165", "109", "138"),
+    ("1022791000000101", "Serum TSH level", "mU/L", "0.27-4.2", "6.8", "1.9"),
+    ("1005671000000105", "Serum cholesterol level", "mmol/L", "<5.0", "6.1", "4.3"),
 ];
 
 pub const VACCINES: &[(&str, &str)] = &[

@@ -64,7 +64,7 @@ pub struct DemoReport {
 const STAFF: &[(&str, &str, Role)] = &[
     ("dr.okafor", "Dr Chidi Okafor", Role::Clinician),
     ("dr.hughes", "Dr Siân Hughes", Role::Clinician),
-    ("nurse.patel", "Priya Patel (practice nurse)", Role::Clinician),
+    ("nurse.patel", "Priya Patel", Role::Clinician),
     ("j.baker", "Jordan Baker", Role::Receptionist),
     ("m.clarke", "Morgan Clarke", Role::PracticeManager),
     ("s.lee", "Sam Lee", Role::Administrator),
@@ -579,12 +579,12 @@ impl Generator {
                 ));
             }
             if age >= 16 && self.chance(0.25) {
-                let (code, test, unit, range, value) = *self.pick(RESULTS);
+                let (code, test, unit, range, value, normal) = *self.pick(RESULTS);
                 let result_day = (*date + Duration::days(3)).min(end);
                 let fresh = (self.as_of - result_day).num_days() < 14;
                 let filing = if fresh && self.chance(0.5) { Filing::Unfiled } else { Filing::Filed };
                 let abnormal = self.chance(0.3);
-                let v = if abnormal { value.to_owned() } else { "normal".into() };
+                let v = if abnormal { value } else { normal }.to_owned();
                 let lab = Author { staff: None, name: "Riverside Pathology".into() };
                 out.push(self.entry(
                     p,

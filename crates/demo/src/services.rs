@@ -256,7 +256,7 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     while made < 10 {
         if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
             for (i, c) in clinicians.iter().enumerate() {
-                let nurse = c.display_name.contains("nurse");
+                let nurse = c.username.starts_with("nurse.");
                 let clinic = NewClinic {
                     clinician: c.id.to_string(),
                     day: day.day().to_string(),

@@ -11,13 +11,19 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::routing::get;
+use axum::{Form, Router};
 use caldicott_app::patient_services::PatientSignedIn;
 use caldicott_app::{App, AppError};
 use caldicott_core::appointments::{uk_time, Slot, SlotType};
 use caldicott_core::ids::{ProxyLinkId, SlotId};
 use chrono::NaiveDate;
 use std::collections::HashMap;
+
+/// Booking's routes: the steps, and the confirmation (posted to the appointments page).
+pub(crate) fn routes() -> Router<App> {
+    Router::new().route("/my/appointments", axum::routing::post(book)).route("/my/appointments/book", get(book_page))
+}
 
 /// One answer a step offers: the value sent, what the patient reads, and a hint under it.
 pub struct Choice {
@@ -237,7 +243,7 @@ async fn step_page(
 }
 
 /// `GET /my/appointments/book`: the step the query's answers reach.
-pub(crate) async fn book_page(
+async fn book_page(
     State(app): State<App>,
     Patient(me): Patient,
     Query(q): Query<HashMap<String, String>>,
@@ -248,7 +254,7 @@ pub(crate) async fn book_page(
 
 /// `POST /my/appointments`: books the slot confirmed on the check page. Without one the patient
 /// starts again; a slot taken meanwhile shows that day's times again, saying so.
-pub(crate) async fn book(
+async fn book(
     State(app): State<App>,
     Patient(me): Patient,
     form: Result<Form<Pairs>, FormRejection>,

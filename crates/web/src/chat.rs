@@ -163,7 +163,10 @@ async fn send(State(app): State<App>, PortalForm(me, f): PortalForm<SendForm>) -
 }
 
 /// `GET /chat/unread`: `{"unread": n}`, for the header count.
-async fn unread(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
+async fn unread(
+    State(app): State<App>,
+    crate::kernel::QuietPortal(me): crate::kernel::QuietPortal,
+) -> Result<Response, PageError> {
     let n = app.unread_staff_messages(&me.who).await.in_page(&me)?;
     Ok(Json(serde_json::json!({ "unread": n })).into_response())
 }

@@ -271,8 +271,9 @@ struct ReportsPage {
     bar: i64,
     manager: bool,
     owner: String,
-    review_by: String,
-    below_half_by: String,
+    /// The plan's dates, as their boxes show them.
+    review_by: [String; 3],
+    below_half_by: [String; 3],
     progress: String,
     plan_updated: String,
     on: String,
@@ -300,26 +301,30 @@ async fn reports_view(
     let overdue_alerts = app.overdue_alerts(&me.who).await.in_page(me)?;
     let plan = r.action_plan.as_ref();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    let page = ReportsPage {
-        chrome: Some(me.into()),
-        csrf: me.csrf_token.clone(),
-        bar: (r.figures.per_mille() / 10).clamp(0, 100),
-        manager: me.who.role == caldicott_core::staff::Role::PracticeManager,
-        owner: input.map_or_else(|| plan.map_or(String::new(), |p| p.owner.clone()), |i| i.owner.clone()),
-        review_by: input
-            .map_or_else(|| plan.map_or(String::new(), |p| p.review_by.to_string()), |i| i.review_by.clone()),
-        below_half_by: input
-            .map_or_else(|| plan.map_or(String::new(), |p| p.below_half_by.to_string()), |i| i.below_half_by.clone()),
-        progress: input.map_or_else(|| plan.map_or(String::new(), |p| p.progress.clone()), |i| i.progress.clone()),
-        plan_updated: plan.map_or(String::new(), |p| format!("{} by {}", short_date(p.updated_at), p.updated_by)),
-        on: long_date(r.on),
-        plan_review_by: plan.map_or(String::new(), |p| long_date(p.review_by)),
-        plan_below_half_by: plan.map_or(String::new(), |p| long_date(p.below_half_by)),
-        overdue_alerts,
-        saved,
-        errors,
-        r,
-    };
+    let page =
+        ReportsPage {
+            chrome: Some(me.into()),
+            csrf: me.csrf_token.clone(),
+            bar: (r.figures.per_mille() / 10).clamp(0, 100),
+            manager: me.who.role == caldicott_core::staff::Role::PracticeManager,
+            owner: input.map_or_else(|| plan.map_or(String::new(), |p| p.owner.clone()), |i| i.owner.clone()),
+            review_by: crate::kernel::boxes_of_iso(
+                &input.map_or_else(|| plan.map_or(String::new(), |p| p.review_by.to_string()), |i| i.review_by.clone()),
+            ),
+            below_half_by: crate::kernel::boxes_of_iso(&input.map_or_else(
+                || plan.map_or(String::new(), |p| p.below_half_by.to_string()),
+                |i| i.below_half_by.clone(),
+            )),
+            progress: input.map_or_else(|| plan.map_or(String::new(), |p| p.progress.clone()), |i| i.progress.clone()),
+            plan_updated: plan.map_or(String::new(), |p| format!("{} by {}", short_date(p.updated_at), p.updated_by)),
+            on: long_date(r.on),
+            plan_review_by: plan.map_or(String::new(), |p| long_date(p.review_by)),
+            plan_below_half_by: plan.map_or(String::new(), |p| long_date(p.below_half_by)),
+            overdue_alerts,
+            saved,
+            errors,
+            r,
+        };
     Ok((status, page).into_response())
 }
 
@@ -338,20 +343,49 @@ struct PlanForm {
     #[serde(default)]
     owner: String,
     #[serde(default)]
-    review_by: String,
+    review_by_day: String,
     #[serde(default)]
-    below_half_by: String,
+    review_by_month: String,
+    #[serde(default)]
+    review_by_year: String,
+    #[serde(default)]
+    below_half_by_day: String,
+    #[serde(default)]
+    below_half_by_month: String,
+    #[serde(default)]
+    below_half_by_year: String,
     #[serde(default)]
     progress: String,
 }
 
 async fn save_plan(State(app): State<App>, PortalForm(me, f): PortalForm<PlanForm>) -> Result<Response, PageError> {
-    let input = ActionPlanInput {
+    let review_by = crate::kernel::iso_from_boxes(
+        "The date every excluded patient is reviewed by",
+        &f.review_by_day,
+        &f.review_by_month,
+        &f.review_by_year,
+    );
+    let below_half_by = crate::kernel::iso_from_boxes(
+        "The date below half are excluded by",
+        &f.below_half_by_day,
+        &f.below_half_by_month,
+        &f.below_half_by_year,
+    );
+    let mut input = ActionPlanInput {
         owner: f.owner,
-        review_by: f.review_by,
-        below_half_by: f.below_half_by,
+        review_by: review_by.clone().unwrap_or_default(),
+        below_half_by: below_half_by.clone().unwrap_or_default(),
         progress: f.progress,
     };
+    let errors: Vec<FieldError> = [("review_by", review_by), ("below_half_by", below_half_by)]
+        .into_iter()
+        .filter_map(|(field, r)| r.err().map(|message| FieldError { field, message }))
+        .collect();
+    if !errors.is_empty() {
+        input.review_by = String::new();
+        input.below_half_by = String::new();
+        return reports_view(&app, &me, Some(&input), false, errors).await;
+    }
     match app.save_action_plan(&me.who, &input).await.in_page(&me)? {
         Ok(_) => Ok(Redirect::to("/reports?saved").into_response()),
         Err(problems) => reports_view(&app, &me, Some(&input), false, field_errors(problems)).await,
@@ -586,22 +620,41 @@ async fn bulk_post(
     if !same(&me.csrf_token, &field("_csrf")) {
         return Err(PageError::form_expired());
     }
-    let fields = BulkFields {
+    // The registration dates come as NHS.UK date boxes from the form, or as the ISO dates the
+    // confirmation step carries on.
+    let date = |name: &'static str, label: &str| -> Result<String, FieldError> {
+        let boxes = ["day", "month", "year"].map(|b| field(&format!("{name}_{b}")));
+        if boxes.iter().all(String::is_empty) {
+            return Ok(field(name));
+        }
+        crate::kernel::iso_from_boxes(label, &boxes[0], &boxes[1], &boxes[2])
+            .map_err(|message| FieldError { field: name, message })
+    };
+    let (from, to) =
+        (date("registered_from", "The first registration date"), date("registered_to", "The last registration date"));
+    let mut fields = BulkFields {
         code: field("code"),
         min_age: field("min_age"),
         max_age: field("max_age"),
         has_code: field("has_code"),
-        registered_from: field("registered_from"),
-        registered_to: field("registered_to"),
+        registered_from: from.clone().unwrap_or_default(),
+        registered_to: to.clone().unwrap_or_default(),
         csv: field("csv"),
     };
+    let date_errors: Vec<FieldError> = [from, to].into_iter().filter_map(Result::err).collect();
+    if !date_errors.is_empty() {
+        // Shown again as typed is not possible for a date that does not read: the boxes show empty.
+        fields.registered_from = String::new();
+        fields.registered_to = String::new();
+        return bulk_view(&app, &me, fields, None, None, date_errors).await;
+    }
     if field("step") == "apply" {
         return match app.bulk_apply(&me.who, &fields.input(), &field("confirm")).await.in_page(&me)? {
             Ok(done) => {
                 let what = format!(
-                    "{} recorded for {} patients ({}). Each patient's record and audit trail shows it.",
+                    "{} recorded for {} ({}). Each patient's record and audit trail shows it.",
                     if done.job.code == caldicott_core::snomed::ENHANCED_REVIEW_INDICATED { "104" } else { "106" },
-                    done.job.patients,
+                    crate::kernel::count(done.job.patients, "patient", "patients"),
                     done.job.cohort
                 );
                 bulk_view(
@@ -664,7 +717,11 @@ async fn bulk_undo(
     if let Some(typed) = &f.confirm {
         match app.bulk_undo(&me.who, job, typed).await.in_page(&me)? {
             Ok(done) => {
-                let what = format!("106 recorded for {} patients ({}).", done.job.patients, done.job.cohort);
+                let what = format!(
+                    "106 recorded for {} ({}).",
+                    crate::kernel::count(done.job.patients, "patient", "patients"),
+                    done.job.cohort
+                );
                 return bulk_view(
                     &app,
                     &me,

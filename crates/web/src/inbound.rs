@@ -141,6 +141,8 @@ struct MessagePage {
     via: String,
     sender: String,
     service: String,
+    /// The service as the pharmacy sent it: its term and code.
+    service_detail: String,
     date: String,
     pharmacist: String,
     pharmacist_role: String,
@@ -190,7 +192,12 @@ async fn message_view(app: &App, me: &SignedIn, id: &str, errors: Vec<FieldError
         received: when(m.received_at),
         via: if m.via == "inbox" { "the mailbox inbox".into() } else { "HTTP".into() },
         sender: format!("{} ({})", r.sender_name, r.sender_ods),
-        service: format!("{} ({})", r.service, r.service_code),
+        // The heading names the service as the practice knows it (D11's list), not its code.
+        service: caldicott_core::update_record::accepted_services()
+            .into_iter()
+            .find(|(code, _, _)| *code == r.service_code)
+            .map_or_else(|| r.service.clone(), |(_, _, name)| name.to_owned()),
+        service_detail: format!("{} (SNOMED CT {})", r.service, r.service_code),
         date: long_date(r.consultation_date),
         pharmacist: r.pharmacist.clone(),
         pharmacist_role: r.pharmacist_role.clone(),

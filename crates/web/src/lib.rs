@@ -46,6 +46,7 @@ pub fn router(app: App) -> Router {
         .merge(pages::routes())
         .merge(staff::routes())
         .merge(patient::routes())
+        .merge(booking::routes())
         .merge(staff_work::routes())
         .merge(comms::routes())
         .merge(documents::routes())

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use caldicott_app::App;
@@ -64,10 +64,17 @@ async fn asset(axum::extract::Path(rest): axum::extract::Path<String>) -> axum::
     }
 }
 
-const API_PAGE: &str = include_str!("../templates/api.html");
+/// The record API's front page: in the site's own style (under its content security policy), with
+/// this service's own public address in the example.
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "api.html")]
+struct ApiPage {
+    chrome: Option<crate::kernel::Chrome>,
+    public_url: String,
+}
 
-async fn api_page() -> Html<&'static str> {
-    Html(API_PAGE)
+async fn api_page(State(app): State<App>) -> axum::response::Response {
+    ApiPage { chrome: None, public_url: app.public_url().trim_end_matches('/').to_owned() }.into_response()
 }
 
 /// 200 when the database answers, 503 when it does not.

@@ -55,8 +55,7 @@ pub fn routes() -> Router<App> {
         .route("/my/record", get(record))
         .route("/my/record/print", get(record_printout))
         .route("/my/activity", get(activity))
-        .route("/my/appointments", get(appointments).post(crate::booking::book))
-        .route("/my/appointments/book", get(crate::booking::book_page))
+        .route("/my/appointments", get(appointments))
         .route("/my/appointments/{appointment}/cancel", axum::routing::post(cancel))
         .route("/my/prescriptions", get(prescriptions).post(order))
         .route("/my/requests", get(requests).post(send_request))
@@ -555,7 +554,11 @@ async fn activity(State(app): State<App>, Patient(me): Patient) -> Result<Respon
         me: Some((&me).into()),
         rows: lines
             .into_iter()
-            .map(|l| ActivityRow { when: l.at.format("%-d %b %Y, %H:%M").to_string(), who: l.who, what: l.what })
+            .map(|l| ActivityRow {
+                when: caldicott_core::appointments::uk_time(l.at).format("%-d %b %Y, %H:%M").to_string(),
+                who: l.who,
+                what: l.what,
+            })
             .collect(),
     }
     .into_response())

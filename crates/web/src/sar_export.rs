@@ -88,8 +88,9 @@ struct ReviewPage {
     patient: String,
     nhs: String,
     requester: String,
-    period_from: String,
-    period_to: String,
+    /// The scope's dates, as their boxes show them.
+    period_from: [String; 3],
+    period_to: [String; 3],
     authority: String,
     total: usize,
     by_section: Vec<(String, usize)>,
@@ -168,8 +169,8 @@ async fn review_view(
         patient: format!("{} {}", p.name.given, p.name.family),
         nhs: p.nhs_number.to_string(),
         requester: format!("{} ({})", s.requester, s.relationship),
-        period_from: s.period_from.map(|d| d.to_string()).unwrap_or_default(),
-        period_to: s.period_to.map(|d| d.to_string()).unwrap_or_default(),
+        period_from: crate::kernel::date_box_values(s.period_from),
+        period_to: crate::kernel::date_box_values(s.period_to),
         authority: s.authority.clone().unwrap_or_default(),
         total: review.items.len(),
         by_section: ItemSection::ALL
@@ -249,25 +250,23 @@ async fn decide(
     }
 }
 
-/// "2024-05-03" as (day, month, year) for the shared date check; anything else goes through
-/// whole so that the check names it.
-fn date_parts(iso: &str) -> (String, String, String) {
-    let parts: Vec<&str> = iso.trim().split('-').collect();
-    match parts.as_slice() {
-        [y, m, d] => ((*d).to_owned(), (*m).to_owned(), (*y).to_owned()),
-        _ => (iso.trim().to_owned(), iso.trim().to_owned(), iso.trim().to_owned()),
-    }
-}
-
 #[derive(Deserialize)]
 struct ScopeForm {
     #[serde(default)]
     _csrf: String,
-    /// ISO dates from date inputs ("" for none).
+    /// The first and last dates' boxes (NHS.UK date inputs; all empty for none).
     #[serde(default)]
-    period_from: String,
+    from_day: String,
     #[serde(default)]
-    period_to: String,
+    from_month: String,
+    #[serde(default)]
+    from_year: String,
+    #[serde(default)]
+    to_day: String,
+    #[serde(default)]
+    to_month: String,
+    #[serde(default)]
+    to_year: String,
     #[serde(default)]
     authority: String,
 }
@@ -278,7 +277,11 @@ async fn scope(
     PortalForm(me, f): PortalForm<ScopeForm>,
 ) -> Result<Response, PageError> {
     let uuid = sar_id(&me, &id)?;
-    let input = ScopeInput { from: date_parts(&f.period_from), to: date_parts(&f.period_to), authority: f.authority };
+    let input = ScopeInput {
+        from: (f.from_day, f.from_month, f.from_year),
+        to: (f.to_day, f.to_month, f.to_year),
+        authority: f.authority,
+    };
     match app.set_sar_scope(&me.who, uuid, &input).await.in_page(&me)? {
         Ok(_) => Ok(Redirect::to(&format!("/sars/{uuid}/export")).into_response()),
         Err(problems) => {

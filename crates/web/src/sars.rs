@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use caldicott_app::governance::parse_iso_date;
 use caldicott_app::sar::{is_open, NewSar, SarChange, SarRow};
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
@@ -270,14 +269,23 @@ struct ChangeForm {
     _csrf: String,
     #[serde(default)]
     sar_action: String,
+    /// The date boxes (NHS.UK date input) of the date that arrived, or the fee's.
     #[serde(default)]
-    date: String,
+    date_day: String,
+    #[serde(default)]
+    date_month: String,
+    #[serde(default)]
+    date_year: String,
     #[serde(default)]
     waiting_for: String,
     #[serde(default)]
     reason: String,
     #[serde(default)]
-    notified_on: String,
+    notified_on_day: String,
+    #[serde(default)]
+    notified_on_month: String,
+    #[serde(default)]
+    notified_on_year: String,
     #[serde(default)]
     note: String,
     #[serde(default)]
@@ -292,13 +300,13 @@ async fn change(
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
         return Err(PageError::new(&me, AppError::NotFound("no such request".into())));
     };
-    let date = |field: &'static str, s: &str| match parse_iso_date(s) {
-        Ok(Some(d)) => Ok(Some(d)),
-        Ok(None) => Ok(None),
-        Err(e) => Err(vec![FieldError { field, message: e }]),
+    let date = |field: &'static str, label: &str, [day, month, year]: [&str; 3]| {
+        crate::kernel::date_boxes(label, day, month, year).map_err(|message| vec![FieldError { field, message }])
     };
+    let arrived = [f.date_day.as_str(), f.date_month.as_str(), f.date_year.as_str()];
+    let told = [f.notified_on_day.as_str(), f.notified_on_month.as_str(), f.notified_on_year.as_str()];
     let change = match f.sar_action.as_str() {
-        "identity" | "clarified" => match date("date", &f.date) {
+        "identity" | "clarified" => match date("date", "The date", arrived) {
             Ok(Some(d)) if f.sar_action == "identity" => SarChange::IdentityVerified(d),
             Ok(Some(d)) => SarChange::Clarified(d),
             Ok(None) => {
@@ -308,11 +316,11 @@ async fn change(
             Err(e) => return sar_view(&app, &me, &id, e).await,
         },
         "wait" => SarChange::WaitFor(f.waiting_for.clone()),
-        "extend" => match date("notified_on", &f.notified_on) {
+        "extend" => match date("notified_on", "The date the requester was told", told) {
             Ok(notified_on) => SarChange::Extend { reason: f.reason.clone(), notified_on },
             Err(e) => return sar_view(&app, &me, &id, e).await,
         },
-        "unfounded" => match date("date", &f.date) {
+        "unfounded" => match date("date", "The date the fee was received", arrived) {
             Ok(fee_received) => SarChange::Unfounded { fee_received, note: f.note.clone() },
             Err(e) => return sar_view(&app, &me, &id, e).await,
         },

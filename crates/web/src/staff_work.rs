@@ -173,7 +173,7 @@ async fn book(
 ) -> Result<Response, PageError> {
     let today = app.today();
     let from = q.get("from").and_then(|d| d.parse::<NaiveDate>().ok()).unwrap_or(today);
-    let notice = q.get("added").map(|n| format!("Clinic added with {n} slots."));
+    let notice = q.get("added").map(|n| format!("Clinic added with {}.", crate::kernel::count(n, "slot", "slots")));
     let form =
         ClinicForm { slot_minutes: "15".into(), start: "09:00".into(), end: "12:00".into(), ..Default::default() };
     book_page(&app, &me, from, form, Vec::new(), notice).await

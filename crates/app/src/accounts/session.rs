@@ -407,14 +407,37 @@ impl App {
         Ok(cookie)
     }
 
-    /// The signed-in member of staff behind a session cookie.
+    /// The signed-in member of staff behind a session cookie. The request counts as activity: it
+    /// keeps the session from ending when idle.
     pub async fn signed_in(&self, cookie: &str) -> AppResult<SignedIn> {
+        self.signed_in_as(cookie, true).await
+    }
+
+    /// As [`App::signed_in`], for what a page asks by itself while it is open (the unread count):
+    /// not activity, so an unattended screen still signs out when idle.
+    pub async fn signed_in_quietly(&self, cookie: &str) -> AppResult<SignedIn> {
+        self.signed_in_as(cookie, false).await
+    }
+
+    /// How long the session behind a cookie has before it ends, idle or at its end of life, in
+    /// whole seconds; asking is not activity. A session that has ended is `Unauthenticated`.
+    pub async fn session_seconds_left(&self, cookie: &str) -> AppResult<i64> {
+        let (session, _) = self.load_session(cookie).await?;
+        if session.stage != SessionStage::SignedIn {
+            return Err(AppError::Unauthenticated("Finish signing in with your security code.".into()));
+        }
+        let now = self.now();
+        let idle_ends = session.last_seen_at + caldicott_core::staff::SESSION_IDLE;
+        Ok((idle_ends.min(session.expires_at) - now).num_seconds().max(0))
+    }
+
+    async fn signed_in_as(&self, cookie: &str, activity: bool) -> AppResult<SignedIn> {
         let (session, staff) = self.load_session(cookie).await?;
         if session.stage != SessionStage::SignedIn {
             return Err(AppError::Unauthenticated("Finish signing in with your security code.".into()));
         }
         let now = self.now();
-        if now - session.last_seen_at >= TOUCH_EVERY {
+        if activity && now - session.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(staff.practice, session.id, now).await?;
         }
         let practice =

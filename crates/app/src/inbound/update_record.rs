@@ -695,7 +695,17 @@ impl App {
             },
             None => None,
         };
-        let task = self.closed_task(who, &message, now, &format!("Filed: {} entries", entries.len())).await?;
+        let task = self
+            .closed_task(
+                who,
+                &message,
+                now,
+                &match entries.len() {
+                    1 => "Filed: 1 entry".to_owned(),
+                    n => format!("Filed: {n} entries"),
+                },
+            )
+            .await?;
         let a = self.audit_record(
             who,
             Some(patient),

@@ -858,14 +858,7 @@ impl App {
     ) -> AppResult<MyRecordPage> {
         let limit = page.limit()? as usize;
         let after = page.cursor.as_deref().map(decode_cursor).transpose()?;
-        let link = match link {
-            Some(id) => Some(self.my_link(me, id).await?),
-            None => None,
-        };
-        let target = link.as_ref().map_or(me.holder, |l| l.patient);
-        let view = self
-            .outside_view(me.practice, target, link, Some(me.identity), || AppError::NotFound("record".into()))
-            .await?;
+        let (target, view) = self.my_outside_view(me, link).await?;
         let whose = if view.link.is_some() {
             format!("{} {}", view.l.patient.name.given, view.l.patient.name.family)
         } else {
@@ -896,14 +889,13 @@ impl App {
         })
     }
 
-    /// The whole record (or `section`) as the signed-in patient, or the proxy acting through
-    /// `link`, sees it online, for printing or saving: every entry shown, in one audited look.
-    pub async fn my_record_printout(
+    /// The record the signed-in patient, or the proxy acting through `link`, looks at, and their
+    /// view of it (an unknown or another's link is `NotFound`).
+    async fn my_outside_view(
         &self,
         me: &PatientPrincipal,
         link: Option<ProxyLinkId>,
-        section: Option<Section>,
-    ) -> AppResult<MyRecordPrintout> {
+    ) -> AppResult<(PatientId, crate::records::outside::OutsideView)> {
         let link = match link {
             Some(id) => Some(self.my_link(me, id).await?),
             None => None,
@@ -912,6 +904,18 @@ impl App {
         let view = self
             .outside_view(me.practice, target, link, Some(me.identity), || AppError::NotFound("record".into()))
             .await?;
+        Ok((target, view))
+    }
+
+    /// The whole record (or `section`) as the signed-in patient, or the proxy acting through
+    /// `link`, sees it online, for printing or saving: every entry shown, in one audited look.
+    pub async fn my_record_printout(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        section: Option<Section>,
+    ) -> AppResult<MyRecordPrintout> {
+        let (target, view) = self.my_outside_view(me, link).await?;
         let entries = view
             .all(self, section)
             .await?

@@ -161,6 +161,10 @@ pub struct StaffRecordPage {
     /// The patient's own access settings, as staff set them.
     pub access_settings: caldicott_core::access::OnlineAccessSettings,
     pub proxies: Vec<ProxyLink>,
+    /// Each proxy's name ("Given Family"), in the order of `proxies`: staff choose whom to look
+    /// as by name, since a patient may have two parents.
+    #[serde(skip)]
+    pub proxy_names: Vec<String>,
     pub entries: Vec<StaffEntry>,
     pub next_cursor: Option<String>,
 }
@@ -185,6 +189,9 @@ pub struct PreviewContext {
     pub enhanced_review_active: bool,
     /// The proxy's relationship to the patient, when the viewer is a proxy.
     pub proxy_relationship: Option<String>,
+    /// The proxy's name ("Given Family"), when the viewer is a proxy: a patient may have two
+    /// parents, and staff must know which one they are looking as.
+    pub proxy_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -366,6 +373,10 @@ impl App {
             None
         };
         let proxies = self.store.proxy_links_for_patient(l.practice.id, l.patient.id).await?;
+        let mut proxy_names = Vec::with_capacity(proxies.len());
+        for k in &proxies {
+            proxy_names.push(self.proxy_name(l.practice.id, k).await?.unwrap_or_default());
+        }
         let rec = self.audit_record(
             who,
             Some(l.patient.id),
@@ -387,8 +398,15 @@ impl App {
             online_access: summarise(&policy),
             access_settings: l.access.clone(),
             proxies,
+            proxy_names,
             next_cursor,
         })
+    }
+
+    /// A proxy's name, "Given Family", as staff read it.
+    async fn proxy_name(&self, practice: PracticeId, link: &ProxyLink) -> AppResult<Option<String>> {
+        let proxy = self.store.patient(practice, link.proxy).await?;
+        Ok(proxy.map(|p| format!("{} {}", p.name.given, p.name.family)))
     }
 
     /// Exactly what the patient, or one of their proxies, sees online: a page of the entries the
@@ -422,6 +440,10 @@ impl App {
             })
             .await?;
         let (l, link, policy) = (view.l, view.link, view.policy);
+        let proxy_name = match &link {
+            Some(k) => self.proxy_name(l.practice.id, k).await?,
+            None => None,
+        };
         Ok(OnlineViewPage {
             patient: l.patient.id,
             viewer: ViewerSummary {
@@ -435,6 +457,7 @@ impl App {
             context: PreviewContext {
                 enhanced_review_active: l.enhanced_review.is_active(),
                 proxy_relationship: link.as_ref().map(|k| k.relationship.clone()),
+                proxy_name,
                 patient: Some(l.patient),
             },
         })

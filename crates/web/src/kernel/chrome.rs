@@ -29,6 +29,8 @@ pub struct Chrome {
     pub analyst: bool,
     /// Where this role starts: the header's service name and every error page link here.
     pub home: &'static str,
+    /// How long a session may sit idle before it ends: the page warns before then.
+    pub idle_seconds: i64,
 }
 
 /// Where each role lands after sign-in: the practice team on patient search, an administrator on
@@ -62,6 +64,7 @@ impl From<&SignedIn> for Chrome {
             ),
             analyst: s.who.role == caldicott_core::staff::Role::IcbAnalyst,
             home: home_of(s.who.role),
+            idle_seconds: caldicott_core::staff::SESSION_IDLE.num_seconds(),
         }
     }
 }
@@ -87,7 +90,7 @@ impl From<&PatientSignedIn> for MyChrome {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,

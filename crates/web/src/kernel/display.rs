@@ -8,7 +8,7 @@ use caldicott_core::entry::{Entry, EntryBody, Section};
 use caldicott_core::patient::{age_on, Patient, PreferredContactMethod, Sex};
 use caldicott_core::tasks::ItemDecision;
 use caldicott_core::visibility::GrantSource;
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
 pub(crate) fn long_date(d: NaiveDate) -> String {
     d.format("%-d %b %Y").to_string()
@@ -69,7 +69,7 @@ pub(crate) fn banner(p: &Patient, today: NaiveDate, enhanced_review_active: bool
 /// The viewer's access in plain words.
 pub(crate) fn access_text(a: &AccessSummary) -> String {
     if let Some(r) = &a.no_record_access {
-        return format!("Sees no record entries online: {} ({}).", r.reason, r.rule);
+        return format!("Sees no record entries online: {}.", r.reason);
     }
     // Highest level first; a lower level is mentioned only where it reaches further back.
     let mut shown: Vec<&caldicott_core::visibility::LevelReach> = Vec::new();
@@ -93,12 +93,12 @@ pub(crate) fn access_text(a: &AccessSummary) -> String {
     let mut text = format!("Sees {}.", parts.join("; "));
     if let Some((level, on)) = a.own_level {
         text.push_str(&format!(
-            " The practice set the patient's own level to {} on {}; it replaces automatic access (R13).",
+            " The practice set the patient's own level to {} on {}; it replaces automatic access.",
             level.display(),
             long_date(on)
         ));
     } else if let Err(b) = &a.automatic {
-        text.push_str(&format!(" No automatic access: {} ({}).", b.reason, b.rule));
+        text.push_str(&format!(" No automatic access: {}.", b.reason));
     }
     text
 }
@@ -117,7 +117,9 @@ pub struct EntryRow {
     pub author: String,
     pub online: &'static str,
     pub online_colour: &'static str,
-    pub withheld: Option<String>,
+    /// Why the viewer does not see it, in words, and the rule's number (for the tooltip; the
+    /// audit keeps it too).
+    pub withheld: Option<(String, String)>,
     /// Retired by a later version (R28): what replaced it. Kept for audit, not current.
     pub superseded: Option<String>,
     /// Where its document opens (documents only).
@@ -165,7 +167,7 @@ pub(crate) fn entry_row(e: &Entry, online: Option<&caldicott_app::record::Online
     let (label, colour, withheld) = match online {
         None => ("", "grey", None),
         Some(s) if s.visible => ("Visible", "green", None),
-        Some(s) => ("Withheld", "grey", s.withheld.as_ref().map(|r| format!("{} ({})", r.reason, r.rule))),
+        Some(s) => ("Withheld", "grey", s.withheld.as_ref().map(|r| (r.reason.to_string(), r.rule.to_string()))),
     };
     EntryRow {
         change: None,
@@ -213,6 +215,53 @@ pub(crate) fn section_label(s: Option<Section>) -> &'static str {
         Some(Section::Immunisations) => "Immunisations",
         Some(Section::Codes) => "Codes",
         Some(Section::Communications) => "Communications",
+    }
+}
+
+/// A date from NHS.UK's three boxes (day, month, year; `forms::date_input`): `Ok(None)` when all
+/// three are empty, otherwise the date, or what is wrong, in words that start with `label`.
+pub(crate) fn date_boxes(label: &str, day: &str, month: &str, year: &str) -> Result<Option<NaiveDate>, String> {
+    caldicott_app::governance::parse_date_parts(day, month, year).map_err(|e| format!("{label} {e}"))
+}
+
+/// What the three boxes of a date show when its form is shown again (empty for no date).
+pub(crate) fn date_box_values(d: Option<NaiveDate>) -> [String; 3] {
+    d.map_or_else(Default::default, |d| [d.day().to_string(), d.month().to_string(), d.year().to_string()])
+}
+
+/// A date from its three boxes as an ISO date for a use case that reads one ("" for none), or
+/// what is wrong, in words that start with `label`.
+pub(crate) fn iso_from_boxes(label: &str, day: &str, month: &str, year: &str) -> Result<String, String> {
+    Ok(date_boxes(label, day, month, year)?.map(|d| d.to_string()).unwrap_or_default())
+}
+
+/// The three boxes (day, month, year) of an ISO date a form shows again; a date that does not
+/// read shows empty.
+pub(crate) fn boxes_of_iso(iso: &str) -> [String; 3] {
+    date_box_values(NaiveDate::parse_from_str(iso.trim(), "%Y-%m-%d").ok())
+}
+
+/// An NHS number as the NHS writes it, 3-3-4 digits with spaces ("999 123 4567"), whichever way
+/// it was stored; anything that is not ten digits (as a pharmacy sent it) is shown as it is.
+/// Templates put it in `<span class="app-nowrap">` so that it never breaks over two lines.
+pub(crate) fn nhs(n: impl std::fmt::Display) -> String {
+    let n = n.to_string();
+    let digits: String = n.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() == 10 && digits.chars().all(|c| c.is_ascii_digit()) {
+        format!("{} {} {}", &digits[..3], &digits[3..6], &digits[6..])
+    } else {
+        n
+    }
+}
+
+/// A count with its noun, singular for one: "1 entry", "3 entries". Templates call it as
+/// `crate::kernel::count(n, "entry", "entries")`.
+pub(crate) fn count(n: impl std::fmt::Display, one: &str, many: &str) -> String {
+    let n = n.to_string();
+    if n == "1" {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
 }
 

@@ -21,10 +21,10 @@ pub(crate) use cookies::{
     SESSION_COOKIE, SIGN_IN_COOKIE,
 };
 pub(crate) use display::{
-    access_text, age_text, banner, decision_text, entry_row, entry_text, kind_label, long_date, method_choices,
-    method_label, period_words, qr_svg, section_label, with_param, Banner, ChangeLink, CheckView, EntryRow,
-    SectionLink, REASONS,
+    access_text, age_text, banner, boxes_of_iso, count, date_box_values, date_boxes, decision_text, entry_row,
+    entry_text, iso_from_boxes, kind_label, long_date, method_choices, method_label, nhs, period_words, qr_svg,
+    section_label, with_param, Banner, ChangeLink, CheckView, EntryRow, SectionLink, REASONS,
 };
 pub(crate) use errors::{forbidden_form, page_error, to_patient, InMyPage, InPage, MyPageError, PageError};
-pub(crate) use session::{Patient, Portal, PortalForm};
+pub(crate) use session::{Patient, Portal, PortalForm, QuietPortal};
 pub(crate) use sign_in_form::{refusal, several_practices, sign_in_csrf_ok};

@@ -27,6 +27,21 @@ impl FromRequestParts<App> for Portal {
     }
 }
 
+/// A signed-in member of staff, for what an open page asks by itself (the unread count): unlike
+/// [`Portal`], the request is not activity, so an unattended screen still signs out when idle.
+/// Without a live session, 401 (the page's script is asking, not a person).
+pub struct QuietPortal(pub SignedIn);
+
+impl FromRequestParts<App> for QuietPortal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let unauthorized = || axum::http::StatusCode::UNAUTHORIZED.into_response();
+        let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(unauthorized()) };
+        app.signed_in_quietly(&value).await.map(QuietPortal).map_err(|_| unauthorized())
+    }
+}
+
 /// A signed-in member of staff and the form they sent, which parsed and carries their session's
 /// CSRF token. Without a session the page redirects to sign-in (as [`Portal`]); a form that does
 /// not parse or lacks the token answers "This form has expired" and nothing is done.

@@ -139,7 +139,7 @@ async fn access_form(
             transfer_hold: rec.access_settings.transfer_review_pending.map(|d| {
                 format!(
                     "A record was transferred in on {}. The levels granted by hand below do not show the \
-                     transferred entries until you set the patient's level again, after reviewing the record (R7).",
+                     transferred entries until you set the patient's level again, after reviewing the record.",
                     long_date(d)
                 )
             }),
@@ -417,7 +417,7 @@ async fn confirm_page(
                 .collect();
             if !manual.is_empty() {
                 notes.push(format!(
-                    "A 104 withholds automatic access only. Access set by hand goes on (R3): {}. Change it on the \
+                    "A 104 withholds automatic access only. Access set by hand goes on: {}. Change it on the \
                      online access page if it should stop.",
                     manual.join(", ")
                 ));

@@ -197,7 +197,7 @@ async fn add_consultation(
         }
     }
     match app.add_consultation(&me.who, &nhs, &input).await.in_page(&me)? {
-        Ok(_) => Ok(to_patient(&me, &nhs, "")),
+        Ok(_) => Ok(to_patient(&me, &nhs, "?consultation_saved")),
         Err(problems) => {
             let errors = field_errors(problems);
             consultation_form(&app, &me, &nhs, Some(&f), errors, None).await

@@ -33,6 +33,8 @@ struct RecordPage {
     chrome: Option<Chrome>,
     banner: Banner,
     notice: Option<String>,
+    /// A form's draft the browser may now forget: it was saved ("consultation-<nhs>").
+    draft_done: Option<String>,
     can_change: bool,
     can_see_trail: bool,
     can_register: bool,
@@ -121,17 +123,20 @@ async fn record(
             row
         })
         .collect();
+    // Each proxy by name and relationship: a patient may have two parents.
     let proxies = rec
         .proxies
         .iter()
-        .map(|p| ProxyLinkView {
+        .zip(&rec.proxy_names)
+        .map(|(p, name)| ProxyLinkView {
             id: p.id.to_string(),
-            label: format!("{} ({})", p.relationship, p.basis.as_str().replace('_', " ")),
+            label: format!("{name} ({}, {})", p.relationship.to_lowercase(), p.basis.as_str().replace('_', " ")),
         })
         .collect();
     let notice = q.get("recorded").map(|code| match code.as_str() {
         "104" => {
-            let mut text = "104 recorded: automatic online access to this record is withheld until a 106 is recorded.".to_owned();
+            let mut text =
+                "104 recorded: automatic online access to this record is withheld until a 106 is recorded.".to_owned();
             let manual: Vec<String> = rec
                 .online_access
                 .levels
@@ -141,7 +146,7 @@ async fn record(
                 .collect();
             if !manual.is_empty() {
                 text.push_str(&format!(
-                    " Access granted by hand is not changed by a 104 (R3) and continues: {}. Decide whether it should stop.",
+                    " Access granted by hand is not changed by a 104 and continues: {}. Decide whether it should stop.",
                     manual.join(", ")
                 ));
             }
@@ -149,7 +154,9 @@ async fn record(
         }
         _ => "106 recorded: the enhanced review no longer withholds automatic access.".to_owned(),
     });
-    let notice = notice.or_else(|| {
+    let draft_done =
+        q.contains_key("consultation_saved").then(|| format!("consultation-{}", rec.patient.nhs_number.as_str()));
+    let notice = notice.or_else(|| draft_done.as_ref().map(|_| "Consultation saved.".to_owned())).or_else(|| {
         q.contains_key("document_added").then(|| {
             "Document added. It waits in the filing queue, where a clinician decides whether the patient sees it online."
                 .to_owned()
@@ -166,6 +173,7 @@ async fn record(
         contact_choices: method_choices(),
         apps,
         notice,
+        draft_done,
         can_change,
         can_register: me.who.role.works_with_patients(),
         registered: rec.patient.registration_on(today).is_some(),
@@ -216,9 +224,14 @@ async fn online(
         return Err(PageError::new(&me, AppError::Internal("online view without its patient".into())));
     };
     let today = app.today();
-    let heading = match &view.context.proxy_relationship {
-        None => format!("What {} sees online", patient.name.given),
-        Some(who) => format!("What {who} sees online for {}", patient.name.given),
+    // A proxy is named, with their relationship: a patient may have two parents.
+    let heading = match (&view.context.proxy_name, &view.context.proxy_relationship) {
+        (Some(name), Some(rel)) => {
+            format!("What {name} ({}) sees online for {}", rel.to_lowercase(), patient.name.given)
+        }
+        (Some(name), None) => format!("What {name} sees online for {}", patient.name.given),
+        (None, Some(rel)) => format!("What {rel} sees online for {}", patient.name.given),
+        (None, None) => format!("What {} sees online", patient.name.given),
     };
     let base = format!("/patients/{}/online", patient.nhs_number.as_str());
     let vq = viewer_query(as_viewer);

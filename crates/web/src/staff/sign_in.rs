@@ -32,6 +32,8 @@ pub(super) fn routes() -> Router<App> {
             get(code_page).post(code).layer(axum::middleware::from_fn(crate::throttle::credentials)),
         )
         .route("/sign-out", post(sign_out))
+        .route("/session", get(session_status))
+        .route("/session/keep-alive", post(keep_alive))
 }
 
 csrf_forms!(SignOutForm);
@@ -84,6 +86,12 @@ async fn sign_in_page(
     let mut page = sign_in_form(&app, csrf, String::new(), String::new(), Vec::new()).await;
     if q.get("done").map(String::as_str) == Some("password") {
         page.notice = Some("Your new password is set. Sign in with it and your authenticator app.");
+    }
+    if q.contains_key("timeout") {
+        page.notice = Some(
+            "You were signed out because nothing was done for 30 minutes. Sign in again to carry on: a form you \
+             had not saved is put back when you open it again in this tab.",
+        );
     }
     with_cookies(page.into_response(), set)
 }
@@ -213,4 +221,24 @@ async fn sign_out(
         app.sign_out(&v).await.in_page(&me)?;
     }
     Ok(with_cookies(Redirect::to("/sign-in").into_response(), [clear_cookie(SESSION_COOKIE)]))
+}
+
+/// `GET /session`: `{"seconds_left": n}`, how long the session has before it ends (WCAG 2.2.1:
+/// the page warns before it does). Asking is not activity; without a live session, 401.
+async fn session_status(State(app): State<App>, headers: HeaderMap) -> Response {
+    let left = match cookie(&headers, SESSION_COOKIE) {
+        Some(v) => app.session_seconds_left(&v).await,
+        None => Err(AppError::Unauthenticated("no session".into())),
+    };
+    match left {
+        Ok(n) => axum::Json(serde_json::json!({ "seconds_left": n })).into_response(),
+        Err(AppError::Unauthenticated(_)) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(e) => crate::error::WebError(e).into_response(),
+    }
+}
+
+/// `POST /session/keep-alive`: "Stay signed in" on the timeout warning. The request itself is
+/// the activity that keeps the session; it answers with the time now left.
+async fn keep_alive(State(app): State<App>, headers: HeaderMap, PortalForm(_, _): PortalForm<SignOutForm>) -> Response {
+    session_status(State(app), headers).await
 }

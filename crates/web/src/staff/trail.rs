@@ -73,7 +73,7 @@ async fn trail(
             .into_iter()
             .map(|l| TrailRow {
                 seq: l.seq,
-                at: l.at.format("%-d %b %Y %H:%M:%S").to_string(),
+                at: caldicott_core::appointments::uk_time(l.at).format("%-d %b %Y %H:%M:%S").to_string(),
                 who: l.who,
                 role: l.role,
                 action: l.action,

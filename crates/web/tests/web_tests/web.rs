@@ -422,7 +422,12 @@ async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     let rec = b.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
     assert_eq!(rec.status, StatusCode::OK);
     assert!(rec.body.contains("Seen for a cough") && rec.body.contains("ZZSECRET"), "staff see every entry");
-    assert!(rec.body.contains("Third-party information (R8)"), "{}", rec.body);
+    assert!(
+        rec.body.contains("title=\"Rule R8\">hidden online: Third-party information<"),
+        "the reason in words, the rule in a tooltip: {}",
+        rec.body
+    );
+    assert!(!rec.body.contains("(R8)"), "no rule codes in the words staff read");
     let home = b.get("/").await;
     assert!(
         home.body.contains("Recently viewed") && home.body.contains(&format!("/patients/{}", pat.nhs_number.as_str()))
@@ -584,6 +589,7 @@ fn the_permission_table_covers_every_route() {
         ("", include_str!("../../src/pages.rs")),
         ("/api/v1", include_str!("../../src/api.rs")),
         ("", include_str!("../../src/patient.rs")),
+        ("", include_str!("../../src/booking.rs")),
         ("", include_str!("../../src/comms.rs")),
         ("", include_str!("../../src/documents.rs")),
         ("", include_str!("../../src/integrations.rs")),
@@ -768,7 +774,10 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         csv: bulk_patient.nhs_number.as_str().to_owned(),
         ..Default::default()
     };
-    let plan_date = (caldicott_app::fixtures::today() + chrono::Duration::days(30)).to_string();
+    let plan_day = caldicott_app::fixtures::today() + chrono::Duration::days(30);
+    let plan_date = plan_day.to_string();
+    let plan_boxes =
+        [plan_day.format("%-d").to_string(), plan_day.format("%-m").to_string(), plan_day.format("%Y").to_string()];
     // A pharmacy's consultation summary for the patient, waiting for review.
     let (sender, sender_secret) = app.register_sender(&admin, "FA123", "Quayside Pharmacy").await.unwrap();
     let summary = std::fs::read_to_string(concat!(
@@ -1020,6 +1029,12 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("owner", "Permission Test Owner"),
                         ("review_by", plan_date.as_str()),
                         ("below_half_by", plan_date.as_str()),
+                        ("review_by_day", plan_boxes[0].as_str()),
+                        ("review_by_month", plan_boxes[1].as_str()),
+                        ("review_by_year", plan_boxes[2].as_str()),
+                        ("below_half_by_day", plan_boxes[0].as_str()),
+                        ("below_half_by_month", plan_boxes[1].as_str()),
+                        ("below_half_by_year", plan_boxes[2].as_str()),
                         ("title", "Permission letter"),
                         ("doc_day", "3"),
                         ("doc_month", "4"),
@@ -1301,7 +1316,8 @@ async fn a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages(t
     let mut doctor = Browser::new(&app);
     sign_in(&mut doctor, tp.practice.ods_code.as_str(), "clinician").await;
     let queue = doctor.get("/inbound").await;
-    assert!(queue.body.contains(&format!("/inbound/{id}")) && queue.body.contains(&nhs));
+    let spaced = format!("{} {} {}", &nhs[..3], &nhs[3..6], &nhs[6..]);
+    assert!(queue.body.contains(&format!("/inbound/{id}")) && queue.body.contains(&spaced), "one NHS number format");
     let view = doctor.get(&format!("/inbound/{id}")).await;
     assert_eq!(view.status, StatusCode::OK);
     assert!(view.body.contains("Phenoxymethylpenicillin") && view.body.contains("Ms Anita Shah"));
@@ -1457,11 +1473,37 @@ async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) 
     let r = b
         .post(
             &location,
-            &[("_csrf", &token), ("sar_action", "extend"), ("reason", "Complex"), ("notified_on", "2026-10-20")],
+            &[
+                ("_csrf", &token),
+                ("sar_action", "extend"),
+                ("reason", "Complex"),
+                ("notified_on_day", "20"),
+                ("notified_on_month", "10"),
+                ("notified_on_year", "2026"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("before the original due date"));
+    // Issue 23: dates are NHS.UK date inputs (three boxes), never a browser date picker, and a
+    // date that is not one is named in words.
+    let form = b.get(&location).await;
+    assert!(form.body.contains("name=\"notified_on_day\"") && !form.body.contains("type=\"date\""));
+    let r = b
+        .post(
+            &location,
+            &[
+                ("_csrf", &token),
+                ("sar_action", "extend"),
+                ("reason", "Complex"),
+                ("notified_on_day", "31"),
+                ("notified_on_month", "2"),
+                ("notified_on_year", "2026"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("The date the requester was told must be a real date"), "{}", r.body);
     assert!(b.get("/").await.body.contains("1 subject access request past the legal deadline"));
     let list = b.get("/sars").await;
     assert!(list.body.contains("Overdue by") && list.body.contains("Co solicitors"));
@@ -1756,7 +1798,93 @@ async fn unknown_addresses_get_a_page_with_a_way_back(t: &TestStore) {
     assert!(reception.get("/no-such-page").await.body.contains("href=\"/\">Go to your home page"));
 }
 
+/// Issue 23: a patient with two parents online; staff looking "as" one of them see which one, by
+/// name, not only "Parent".
+async fn staff_previewing_as_a_proxy_see_which_person_by_name(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - chrono::Duration::days(365 * 7));
+    app.store_for_tests()
+        .create_patient(tp.practice.id, &child, &fixtures::audit(Action::PatientCreate, Some(child.id)))
+        .await
+        .unwrap();
+    let (mother, father) = (adult(&app, tp.practice.id).await.unwrap(), adult(&app, tp.practice.id).await.unwrap());
+    let granted = caldicott_app::fixtures::today() - chrono::Duration::days(30);
+    let level = caldicott_core::access::AccessLevel::Summary;
+    let to_mother = fixtures::proxy_link(&app, tp.practice.id, &child, &mother, level, granted).await.unwrap();
+    let to_father = fixtures::proxy_link(&app, tp.practice.id, &child, &father, level, granted).await.unwrap();
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "clinician").await;
+    for (link, who, other) in [(&to_mother, &mother, &father), (&to_father, &father, &mother)] {
+        let page =
+            staff.get(&format!("/patients/{}/online?as=proxy&proxy={}", child.nhs_number.as_str(), link.id)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let heading = between(&page.body, "<h2 class=\"nhsuk-heading-m\">What ", "</h2>");
+        let name = format!("{} {}", who.name.given, who.name.family);
+        assert!(heading.contains(&name) && heading.contains("sees online for"), "{heading}");
+        assert!(!heading.contains(&other.name.family) || other.name.family == who.name.family, "{heading}");
+    }
+}
+
+/// Issue 23: times are shown in UK time. On a summer day (BST, UTC+1) a look at 11:00 UTC is
+/// listed at 12:00 on the patient's "who viewed my record".
+async fn who_viewed_my_record_shows_uk_time(t: &TestStore) {
+    use chrono::TimeZone;
+    let summer = chrono::Utc.with_ymd_and_hms(2026, 7, 1, 11, 0, 0).unwrap();
+    let app = App::new(t.store.clone(), std::sync::Arc::new(move || summer));
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let mut p = Browser::new(&app);
+    p.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    assert_eq!(p.get("/my/record").await.status, StatusCode::OK);
+    let page = p.get("/my/activity").await;
+    assert!(page.body.contains("1 Jul 2026, 12:00"), "UK time: {}", page.body);
+    assert!(!page.body.contains("1 Jul 2026, 11:00"), "not UTC");
+}
+
+/// Issue 23 (WCAG 2.2.1): the page asks how long the session has left without that counting as
+/// activity (nor does the unread count it polls, or an unattended screen would never sign out);
+/// "Stay signed in" gives the whole idle time back; once idle for 30 minutes the session has
+/// ended.
+async fn an_open_page_neither_keeps_a_session_alive_nor_loses_it_without_warning(t: &TestStore) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let offset = std::sync::Arc::new(AtomicI64::new(0));
+    let clock = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        std::sync::Arc::new(move || {
+            caldicott_app::fixtures::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))
+        }),
+    );
+    let tp = fixtures::practice(&app).await.unwrap();
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, tp.practice.ods_code.as_str(), "clinician").await;
+    let token = csrf(&b.get("/").await.body);
+    let left = |r: &Reply| r.json()["seconds_left"].as_i64().unwrap_or(-1);
+    let first = left(&b.get("/session").await);
+    assert!((1790..=1800).contains(&first), "{first}");
+    offset.fetch_add(20 * 60, Ordering::SeqCst);
+    assert_eq!(b.get("/chat/unread").await.status, StatusCode::OK);
+    let after_poll = left(&b.get("/session").await);
+    assert!((590..=600).contains(&after_poll), "polling is not activity: {after_poll}");
+    let kept = b.post("/session/keep-alive", &[("_csrf", &token)]).await;
+    assert_eq!(kept.status, StatusCode::OK);
+    assert!((1790..=1800).contains(&left(&kept)), "stay signed in: {}", kept.body);
+    let forged = b.post("/session/keep-alive", &[("_csrf", "not the token")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "keeping a session needs its CSRF token");
+    offset.fetch_add(31 * 60, Ordering::SeqCst);
+    assert_eq!(b.get("/session").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.get("/chat/unread").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(location(&b.get("/").await), "/sign-in", "idle for 30 minutes: signed out");
+    let page = b.get("/sign-in?timeout").await;
+    assert!(page.body.contains("You were signed out because nothing was done for 30 minutes"));
+}
+
 both!(
+    an_open_page_neither_keeps_a_session_alive_nor_loses_it_without_warning,
+    who_viewed_my_record_shows_uk_time,
+    staff_previewing_as_a_proxy_see_which_person_by_name,
     unknown_addresses_get_a_page_with_a_way_back,
     a_patient_sees_that_the_practice_turned_their_app_off,
     a_replaced_pharmacy_summary_shows_as_superseded_in_the_record,
