@@ -322,4 +322,51 @@ for (const width of WIDTHS) {
     await page.goto(`${base}/patients/${longRecord}/consultations/new`)
     assert.equal(await page.getByLabel('What happened').inputValue(), '')
   })
+
+  test(`${width} px: staff pages speak one language: no rule codes, ISO or UTC dates, bare NHS numbers or "1 entries"; dates are NHS.UK date inputs`, async () => {
+    const page = await newPage(width)
+    await signIn(page, 'm.clarke')
+    await page.goto(`${base}/patients/${longRecord}`)
+    await page.getByRole('heading', { name: /PENDLETON, Arthur/ }).waitFor()
+    const pages = ['/', `/patients/${longRecord}`, `/patients/${longRecord}/access`, `/patients/${longRecord}/proxies`,
+      `/patients/${longRecord}/audit`, `/patients/${longRecord}/communications`, '/tasks', '/appointments', '/inbound',
+      '/sars', '/sars/new', '/chat', '/reviews', '/reports', '/bulk-code', '/settings', '/messages/failed']
+    for (const path of pages) {
+      const r = await page.goto(`${base}${path}`)
+      assert.equal(r.status(), 200, path)
+      const text = await page.locator('main').innerText()
+      assert.doesNotMatch(text, /\(R\d+\)/, `${path}: a rule code in the words staff read`)
+      assert.doesNotMatch(text, /\b\d{4}-\d{2}-\d{2}\b|\bUTC\b/, `${path}: an ISO or UTC date`)
+      assert.doesNotMatch(text, /(?<![\d ])\d{10}(?![\d])/, `${path}: an NHS number not written 3-3-4`)
+      assert.doesNotMatch(text, /\b1 (entries|patients|items|slots|times)\b/, `${path}: a count with the wrong noun`)
+      assert.equal(await page.locator('input[type=date]').count(), 0, `${path}: a browser date picker`)
+      assert.equal(await page.locator('input[type=checkbox]:not(.nhsuk-checkboxes__input), input[type=radio]:not(.nhsuk-radios__input)').count(), 0,
+        `${path}: a checkbox or radio without NHS.UK markup`)
+    }
+    await page.goto(`${base}/reports`)
+    await page.getByRole('group', { name: 'Every excluded patient reviewed by' }).getByLabel('Day').waitFor()
+    await check(page, `reports-date-inputs-${width}`)
+    await page.goto(`${base}/bulk-code`)
+    await page.getByRole('group', { name: 'Registered on or after' }).getByLabel('Year').waitFor()
+    await check(page, `bulk-date-inputs-${width}`)
+    // The analyst's header names them once, with their role.
+    const analyst = await newPage(width)
+    await signIn(analyst, 'icb.analyst', '/icb')
+    assert.doesNotMatch(await analyst.locator('header').innerText(), /\(ICB analyst\)\s*\(ICB analyst\)/)
+    await check(analyst, `icb-header-${width}`)
+  })
+
+  test(`${width} px: a patient's record is in the NHS App's words: sections by name, results with their values`, async () => {
+    const page = await newPage(width)
+    await patientSignIn(page, 'hannah.rivers')
+    await page.goto(`${base}/my/record`)
+    const nav = page.getByRole('navigation', { name: 'Parts of the record' })
+    for (const name of ['Consultations and events', 'Medicines', 'Test results', 'Vaccinations', 'Allergies and adverse reactions']) {
+      assert.ok(await nav.getByRole('link', { name }).count() === 1, `the "${name}" section`)
+    }
+    assert.equal(await nav.getByRole('link', { name: 'Codes' }).count(), 0, '"Codes" means nothing to a patient')
+    await nav.getByRole('link', { name: 'Test results' }).click()
+    assert.doesNotMatch(await page.locator('main').innerText(), /: normal [a-zA-Z]/, 'a result has a value, not "normal mmol/L"')
+    await check(page, `patient-record-sections-${width}`)
+  })
 }
