@@ -230,6 +230,11 @@ pub struct MyRecordPage {
     pub next_cursor: Option<String>,
 }
 
+/// A section's name in an audit event ("all" for the whole record).
+fn section_name(s: Option<Section>) -> &'static str {
+    s.map_or("all", Section::as_str)
+}
+
 /// Whose record it is, as a printed page names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordHolder {
@@ -868,14 +873,7 @@ impl App {
             .page(self, page.section, after, limit)
             .await?
             .audited(self, me.practice, |(entries, _)| {
-                self.patient_audit(
-                    me.actor(view.link.as_ref()),
-                    Some(target),
-                    Action::RecordViewOnline,
-                    format!("patient/{target}"),
-                    Outcome::Success,
-                    format!("section={} entries={}", page.section.map_or("all", Section::as_str), entries.len()),
-                )
+                self.online_look(me, &view, target, format!("section={}", section_name(page.section)), entries.len())
             })
             .await?;
         let (link, policy) = (view.link, view.policy);
@@ -887,6 +885,26 @@ impl App {
             entries,
             next_cursor,
         })
+    }
+
+    /// The audit event of a patient's or proxy's look at a record online: what they asked for
+    /// (`what`) and how many entries they were shown.
+    fn online_look(
+        &self,
+        me: &PatientPrincipal,
+        view: &crate::records::outside::OutsideView,
+        target: PatientId,
+        what: String,
+        shown: usize,
+    ) -> AuditRecord {
+        self.patient_audit(
+            me.actor(view.link.as_ref()),
+            Some(target),
+            Action::RecordViewOnline,
+            format!("patient/{target}"),
+            Outcome::Success,
+            format!("{what} entries={shown}"),
+        )
     }
 
     /// The record the signed-in patient, or the proxy acting through `link`, looks at, and their
@@ -920,13 +938,12 @@ impl App {
             .all(self, section)
             .await?
             .audited(self, me.practice, |entries| {
-                self.patient_audit(
-                    me.actor(view.link.as_ref()),
-                    Some(target),
-                    Action::RecordViewOnline,
-                    format!("patient/{target}"),
-                    Outcome::Success,
-                    format!("printout section={} entries={}", section.map_or("all", Section::as_str), entries.len()),
+                self.online_look(
+                    me,
+                    &view,
+                    target,
+                    format!("printout section={}", section_name(section)),
+                    entries.len(),
                 )
             })
             .await?;

@@ -35,25 +35,7 @@ impl Drop for SmtpServer {
 }
 
 fn start_smtp() -> SmtpServer {
-    let ok = Command::new(AIOSMTPD).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
-    assert!(ok, "the SMTP test needs Debian's python3-aiosmtpd: run scripts/test.sh (it installs it) or `apt-get install python3-aiosmtpd`");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let maildir = std::env::temp_dir().join(format!("caldicott-smtp-{}", uuid::Uuid::now_v7().simple()));
-    let child = Command::new(AIOSMTPD)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = SmtpServer { child, port, maildir };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("aiosmtpd did not start");
+    start_aiosmtpd("receiver.NamedMailbox", &[])
 }
 
 /// A receiving server as the tests need it, on aiosmtpd: it keeps every message it is given in
@@ -63,6 +45,19 @@ fn start_smtp() -> SmtpServer {
 /// `delay` seconds (having taken the message).
 const RECEIVER: &str = r#"
 import asyncio, email, email.policy, json, pathlib
+from aiosmtpd.handlers import Mailbox
+
+class NamedMailbox(Mailbox):
+    """aiosmtpd's Mailbox, which also answers NOOP with its folder's name."""
+    def __init__(self, mail_dir, *args):
+        # The folder exists (it holds this module), so Maildir would not make its parts.
+        for part in ("tmp", "new", "cur"):
+            (pathlib.Path(mail_dir) / part).mkdir(exist_ok=True)
+        super().__init__(mail_dir, *args)
+        self.name = pathlib.Path(mail_dir).name
+
+    async def handle_NOOP(self, server, session, envelope, arg):
+        return "250 " + self.name
 
 class Receiver:
     def __init__(self, folder, delay):
@@ -109,10 +104,16 @@ class Receiver:
 
 /// The receiving server, answering late by `delay` seconds.
 fn start_receiver(delay: f64) -> SmtpServer {
+    start_aiosmtpd("receiver.Receiver", &[delay.to_string()])
+}
+
+/// aiosmtpd with `handler` (a class of [`RECEIVER`]) on a free port, keeping mail in a folder of
+/// its own. A free port may be taken by another test's server before this one binds it: the
+/// server is asked its name (NOOP), and started again on another port until the answer is its
+/// own.
+fn start_aiosmtpd(handler: &str, args: &[String]) -> SmtpServer {
     let ok = Command::new(AIOSMTPD).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
-    assert!(ok, "the SMTP test needs Debian's python3-aiosmtpd: `apt-get install python3-aiosmtpd`");
-    // A free port may be taken by another test's server before this one binds it: the server is
-    // asked its name (NOOP), and started again on another port until the answer is its own.
+    assert!(ok, "the SMTP test needs Debian's python3-aiosmtpd: run scripts/test.sh (it installs it) or `apt-get install python3-aiosmtpd`");
     for _ in 0..5 {
         let maildir = std::env::temp_dir().join(format!("caldicott-smtp-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&maildir).unwrap();
@@ -121,9 +122,9 @@ fn start_receiver(delay: f64) -> SmtpServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(AIOSMTPD)
             .env("PYTHONPATH", &maildir)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "receiver.Receiver"])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", handler])
             .arg(&maildir)
-            .arg(delay.to_string())
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
