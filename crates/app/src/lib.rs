@@ -363,6 +363,16 @@ impl App {
         Ok(self.store.health().await?)
     }
 
+    /// Whether this server is ready for requests: the database answers and its schema is the one
+    /// this build expects (a load balancer sends nothing to a server that is not).
+    pub async fn ready(&self) -> AppResult<()> {
+        if self.store.schema_current().await? {
+            Ok(())
+        } else {
+            Err(AppError::Unavailable("the database schema is not the one this build expects".into()))
+        }
+    }
+
     /// The practices this service runs, for the sign-in pages (which ask for the practice only
     /// when there is more than one).
     pub async fn practices(&self) -> AppResult<Vec<caldicott_core::practice::Practice>> {

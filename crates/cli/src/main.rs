@@ -23,19 +23,36 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "caldicott", version, about = "GP online services, run safely by the practice")]
 struct Cli {
+    /// How log lines are written to standard error: `text` (for people; coloured only on a
+    /// terminal) or `json` (one JSON object a line, for a log collector).
+    #[arg(long, global = true, env = "CALDICOTT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Args, Clone)]
 struct Db {
-    /// The database: an SQLite file path (or sqlite: URL), or a postgres:// URL.
-    #[arg(long, env = "CALDICOTT_DATABASE", default_value = "data/caldicott.db", hide_env_values = true)]
+    /// The database: an SQLite file path (or sqlite: URL), or a postgres:// URL. Taken wherever
+    /// it is written on the command line (`caldicott report exclusions --database …`).
+    #[arg(
+        long,
+        global = true,
+        env = "CALDICOTT_DATABASE",
+        default_value = "data/caldicott.db",
+        hide_env_values = true
+    )]
     database: String,
     /// The key that seals authenticator secrets in the database (32 random bytes, hex), kept
     /// outside it; made if missing. Default: `<database>.key` beside an SQLite file,
     /// `caldicott-secret.key` in the working folder for PostgreSQL.
-    #[arg(long, env = "CALDICOTT_SECRET_KEY_FILE")]
+    #[arg(long, global = true, env = "CALDICOTT_SECRET_KEY_FILE")]
     secret_key_file: Option<std::path::PathBuf>,
 }
 
@@ -325,23 +342,29 @@ enum AuditCommand {
     },
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let filter: Targets = std::env::var("CALDICOTT_LOG")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO).with_target("sqlx", tracing::Level::WARN));
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        // Colour codes only where a person reads them: a log file or a pipe gets plain text.
+        LogFormat::Text => {
+            tracing_subscriber::registry().with(layer.with_ansi(std::io::stderr().is_terminal())).with(filter).init()
+        }
+        LogFormat::Json => tracing_subscriber::registry().with(layer.json().flatten_event(true)).with(filter).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -188,6 +188,45 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Issue 24: `--database` is taken wherever it is written, a log written to a pipe or file has no
+/// colour codes, and `--log-format json` writes one JSON object a line.
+#[test]
+fn the_database_option_goes_anywhere_and_logs_suit_a_file_or_a_collector() {
+    let db = demo();
+    let p = db.path();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_caldicott"))
+            .args(args)
+            .env_remove("CALDICOTT_DATABASE")
+            .env("CALDICOTT_LOG", "info")
+            .output()
+            .expect("the caldicott binary runs")
+    };
+    let at = p.to_str().unwrap();
+    let late = run(&["report", "exclusions", "--practice", "Y90210", "--as", "m.clarke", "--database", at]);
+    assert!(late.status.success(), "--database after the report's own options: {}", stderr(&late));
+    let early = run(&["report", "--database", at, "exclusions", "--practice", "Y90210", "--as", "m.clarke"]);
+    assert!(early.status.success(), "{}", stderr(&early));
+    assert_eq!(stdout(&late), stdout(&early));
+    // New databases, so that the migrations are logged.
+    let (one, two) = (p.with_file_name("logged-as-text.db"), p.with_file_name("logged-as-json.db"));
+    let text = run(&["migrate", "--database", one.to_str().unwrap()]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stderr(&text).contains("applied schema migration"), "{}", stderr(&text));
+    assert!(!stderr(&text).contains('\u{1b}'), "no colour codes in a log that is not a terminal: {:?}", stderr(&text));
+    let json = run(&["--log-format", "json", "migrate", "--database", two.to_str().unwrap()]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let lines: Vec<serde_json::Value> = stderr(&json)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not a JSON line: {l}")))
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn bulk_code_is_a_dry_run_until_confirmed_and_reports_come_out_as_csv() {
     // R35, R36, R37, from the command line.

@@ -291,6 +291,10 @@ pub trait Store:
 
     /// Runs a trivial query: the database answers.
     async fn health(&self) -> StoreResult<()>;
+
+    /// Whether the database's schema is the one this build expects: every migration it knows
+    /// is applied, and none it does not know (a newer build's).
+    async fn schema_current(&self) -> StoreResult<bool>;
 }
 
 /// Opens the database named by `url`: a `postgres://` URL, or an SQLite file path (or

@@ -800,6 +800,17 @@ impl Store for SqlStore {
         query("SELECT 1").execute(self.read()).await?;
         Ok(())
     }
+    async fn schema_current(&self) -> StoreResult<bool> {
+        let known = match self.backend {
+            Backend::Sqlite => crate::migrate::SQLITE,
+            Backend::Postgres => crate::migrate::POSTGRES,
+        };
+        let row = query("SELECT COUNT(*) AS n, COALESCE(MAX(version), 0) AS latest FROM schema_migration")
+            .fetch_one(self.read())
+            .await?;
+        let latest = known.last().map_or(0, |m| m.version);
+        Ok(row.int("n")? == known.len() as i64 && row.int("latest")? == latest)
+    }
 }
 
 /// The reads on every request's path: on SQLite through rusqlite, without sqlx's thread

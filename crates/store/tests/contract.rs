@@ -733,6 +733,25 @@ async fn audit_rows_cannot_be_updated_or_deleted(t: &TestStore) {
     assert_eq!(verify(&*t.store, p.id).await, 1);
 }
 
+/// Issue 24: a server is ready only on the schema its build expects. A migration row this
+/// build does not know (a newer build ran first) makes the schema not current.
+async fn a_schema_another_build_wrote_is_not_current(t: &TestStore) {
+    use sqlx::Connection;
+    assert!(t.store.schema_current().await.unwrap(), "a freshly opened database is current");
+    let newer = "INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES (9999, 'from a newer build', 'x', '2026-12-06T00:00:00Z')";
+    match t.store.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
+            sqlx::query(newer).execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
+            sqlx::query(newer).execute(&mut c).await.unwrap();
+        }
+    }
+    assert!(!t.store.schema_current().await.unwrap(), "a schema with a migration this build does not know");
+}
+
 async fn reopening_a_database_keeps_its_data_and_schema(t: &TestStore) {
     let p = practice(&*t.store).await;
     let again = caldicott_store::open(&t.url).await.unwrap();
@@ -776,7 +795,8 @@ contract!(
         sessions_and_sign_in_state_round_trip,
         imports_whole_records_in_one_transaction;
     arc: concurrent_audit_appends_keep_one_unbroken_chain;
-    raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema
+    raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema,
+        a_schema_another_build_wrote_is_not_current
 );
 
 // ---- Schema parity (issue 22): one schema, written twice ---------------------------------------

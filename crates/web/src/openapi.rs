@@ -62,6 +62,8 @@ const FHIR_ANSWERS: &[(&str, &str)] = &[
 
 pub const OPERATIONS: &[Op] = &[
     Op { method: "get", path: "/health", summary: "Whether the server and its database answer", auth: Auth::None, params: &[], body: None, responses: &[("200", "Up"), ("503", "The database does not answer")], tag: "service" },
+    Op { method: "get", path: "/health/live", summary: "Whether the process answers (asks nothing of the database)", auth: Auth::None, params: &[], body: None, responses: &[("200", "Live")], tag: "service" },
+    Op { method: "get", path: "/health/ready", summary: "Whether the database answers and its schema is this build's", auth: Auth::None, params: &[], body: None, responses: &[("200", "Ready"), ("503", "Not ready")], tag: "service" },
     Op { method: "post", path: "/notify/delivery-reports", summary: "GOV.UK Notify delivery receipts", auth: Auth::Notify, params: &[], body: Some(("application/json", "Notify's callback")), responses: &[("204", "Recorded"), ("400", "Bad input"), ("401", "Wrong token")], tag: "service" },
     Op { method: "get", path: "/openapi.json", summary: "This document", auth: Auth::None, params: &[], body: None, responses: &[("200", "OpenAPI 3.0")], tag: "service" },
     // Staff JSON API.

@@ -13,6 +13,8 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/api", get(api_page))
         .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/assets/{*path}", get(asset))
         .route("/notify/delivery-reports", axum::routing::post(delivery_report))
@@ -78,6 +80,24 @@ async fn api_page(State(app): State<App>) -> axum::response::Response {
 }
 
 /// 200 when the database answers, 503 when it does not.
+/// `GET /health/live`: the process answers (a supervisor restarts one that does not). It asks
+/// nothing of the database.
+async fn live() -> impl IntoResponse {
+    Json(json!({ "status": "live" }))
+}
+
+/// `GET /health/ready`: the database answers and its schema is this build's (a load balancer
+/// sends requests only to a ready server); 503 otherwise, with the reason logged.
+async fn ready(State(app): State<App>) -> impl IntoResponse {
+    match app.ready().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready" })))
+        }
+    }
+}
+
 async fn health(State(app): State<App>) -> impl IntoResponse {
     match app.health().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),

@@ -60,6 +60,12 @@ async fn health_and_front_page_need_no_sign_in(t: &TestStore) {
     let r = get(&app, "/health", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["database"], "ok");
+    // Issue 24: liveness asks nothing of the database; readiness needs it and this build's schema
+    // (a schema another build wrote: the store's contract test).
+    let r = get(&app, "/health/live", None).await;
+    assert_eq!((r.status, r.json()["status"].as_str()), (StatusCode::OK, Some("live")));
+    let r = get(&app, "/health/ready", None).await;
+    assert_eq!((r.status, r.json()["status"].as_str()), (StatusCode::OK, Some("ready")));
     let r = get(&app, "/api", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("caldicott"));
