@@ -793,12 +793,16 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
     }
     let courier: std::sync::Arc<dyn caldicott_app::outbox::Courier> =
         std::sync::Arc::new(caldicott_adapters::smtp::Couriers { smtp, notify });
-    let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_secs(2));
+    // Told to stop (Ctrl-C or SIGTERM), the server stops taking connections, finishes the
+    // requests in flight, and the workers finish what they hold before the process exits.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_secs(2), stopped.clone());
     if let Some(dir) = inbox {
         tracing::info!(inbox = %dir.display(), "reading GP Connect Update Record messages from the inbox");
         let app = app.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            loop {
+            while !*stopped.borrow() {
                 match app.process_update_record_inbox(&dir).await {
                     Ok(files) => {
                         for f in files {
@@ -814,7 +818,10 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
                     }
                     Err(e) => tracing::error!(error = %e, "reading the Update Record inbox"),
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = stopped.changed() => {}
+                }
             }
         });
     }
@@ -828,10 +835,37 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
     };
     let tls = listen.tls_cert.clone().zip(listen.tls_key.clone()).map(|(cert, key)| server::TlsFiles { cert, key });
     server::run(listener, caldicott_web::router(app), limits, tls, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        shutdown_signal().await;
+        tracing::info!("told to stop");
     })
     .await?;
-    worker.abort();
+    let _ = stop.send(true);
+    if tokio::time::timeout(std::time::Duration::from_secs(20), worker).await.is_err() {
+        tracing::warn!("the outbox worker did not finish in 20 seconds; its claims run out and are retried");
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what systemd and container runtimes send to stop a service).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -164,3 +164,44 @@ fn with_a_certificate_it_speaks_tls_sends_hsts_and_takes_a_renewed_certificate()
     assert!(agent_trusting("ca1.pem").get(&url).call().is_err(), "the old certificate is still served");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 24: told to stop by SIGTERM (what systemd and container runtimes send), the server stops
+/// taking connections, finishes what it holds and exits with success, logging that it stopped;
+/// before, SIGTERM killed it where it stood.
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let dir = std::env::temp_dir().join(format!("caldicott-server-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .env("CALDICOTT_DATABASE", dir.join("c.db"))
+        .env("CALDICOTT_LOG", "info")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(health_over_plain_http(port).starts_with("HTTP/1.1 200"));
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop within 40 seconds of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(status.success(), "SIGTERM ends the server cleanly: {status:?}\n{log}");
+    assert!(log.contains("told to stop") && log.contains("outbox worker stopped") && log.contains("stopped"), "{log}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -171,23 +171,34 @@ impl App {
     }
 
     /// Runs the worker until the task is dropped: a pass, then a pause when there was nothing.
+    ///
+    /// When `stop` turns true the worker finishes the pass it is in (a message being sent is sent
+    /// and recorded, not left leased) and returns.
     pub fn spawn_outbox_worker(
         &self,
         courier: Arc<dyn Courier>,
         pause: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
         tokio::spawn(async move {
-            loop {
-                match app.deliver_due(&courier, 20).await {
-                    Ok(0) => tokio::time::sleep(pause).await,
-                    Ok(_) => {}
+            while !*stop.borrow() {
+                let rest = match app.deliver_due(&courier, 20).await {
+                    Ok(0) => pause,
+                    Ok(_) => std::time::Duration::ZERO,
                     Err(e) => {
                         tracing::warn!(error = %e, "outbox pass failed; trying again shortly");
-                        tokio::time::sleep(pause).await;
+                        pause
+                    }
+                };
+                if !rest.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(rest) => {}
+                        _ = stop.changed() => {}
                     }
                 }
             }
+            tracing::info!("outbox worker stopped");
         })
     }
 

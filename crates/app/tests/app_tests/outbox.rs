@@ -76,7 +76,8 @@ async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore)
     let flaky = Arc::new(Flaky::default());
     let courier: Arc<dyn Courier> = flaky.clone();
     // A worker runs, and is killed once some messages have gone.
-    let worker = app.spawn_outbox_worker(courier.clone(), std::time::Duration::from_millis(5));
+    let (_keep_running, running) = tokio::sync::watch::channel(false);
+    let worker = app.spawn_outbox_worker(courier.clone(), std::time::Duration::from_millis(5), running);
     for _ in 0..400 {
         if flaky.delivered.lock().unwrap().len() >= 30 {
             break;
@@ -116,4 +117,56 @@ async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore)
     assert_eq!(duplicates, 0, "a message in flight when the worker died is looked up, not sent again");
 }
 
-both!(every_message_arrives_despite_faults_and_a_killed_worker);
+/// A courier that takes its time, as a real provider does, and always accepts.
+#[derive(Default)]
+struct Slow {
+    delivered: Mutex<Vec<MessageId>>,
+}
+
+impl Courier for Slow {
+    fn deliver(&self, m: &OutboundMessage) -> Result<Accepted, Failure> {
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        self.delivered.lock().unwrap().push(m.id);
+        Ok(Accepted::Delivered(format!("provider-{}", m.id)))
+    }
+}
+
+/// Issue 24: a server told to stop (SIGTERM) stops its outbox worker gracefully: the pass in
+/// hand is finished, so no message is left claimed ("Sending") for its lease to run out, and
+/// each one sent is recorded as sent.
+async fn a_stopped_worker_finishes_its_pass_and_leaves_nothing_claimed(t: &TestStore) {
+    let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
+    for i in 0..15 {
+        let draft = Draft {
+            patient: pat.id,
+            purpose: "test",
+            channel: Channel::Email,
+            recipient: format!("r{i}@example.com"),
+            subject: "Test".into(),
+            body: format!("Message {i}"),
+        };
+        app.queue_message(tp.practice.id, system.clone(), draft).await.unwrap();
+    }
+    let slow = Arc::new(Slow::default());
+    let courier: Arc<dyn Courier> = slow.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = app.spawn_outbox_worker(courier, std::time::Duration::from_millis(5), stopped);
+    while slow.delivered.lock().unwrap().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), worker).await.expect("the worker stops").unwrap();
+    let messages = app.store_for_tests().messages_for_patient(tp.practice.id, pat.id).await.unwrap();
+    let claimed: Vec<_> = messages.iter().filter(|m| m.status == MessageStatus::Sending).collect();
+    assert!(claimed.is_empty(), "left claimed: {claimed:?}");
+    let sent = messages.iter().filter(|m| m.status != MessageStatus::Queued).count();
+    assert_eq!(sent, slow.delivered.lock().unwrap().len(), "each message sent is recorded as sent");
+}
+
+both!(
+    every_message_arrives_despite_faults_and_a_killed_worker,
+    a_stopped_worker_finishes_its_pass_and_leaves_nothing_claimed
+);
