@@ -3,7 +3,7 @@
 //! confirm. Each step is a GET form, so the browser's back button and a reload are safe; only
 //! the confirmation books. A slot taken meanwhile sends the patient back to that day's times.
 
-use crate::kernel::{with_param, Errors, FieldError, InMyPage, MyChrome, MyPageError, Patient};
+use crate::kernel::{count, with_param, Errors, FieldError, InMyPage, MyChrome, MyPageError, Patient};
 use crate::patient::{field, for_form, for_query, link_of, whose, Pairs};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -96,14 +96,6 @@ fn day_of(s: &Slot) -> NaiveDate {
 
 fn day_name(d: NaiveDate) -> String {
     d.format("%A %-d %B %Y").to_string()
-}
-
-fn count(n: usize, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
 }
 
 /// The answers so far, read from the query (or the confirmation form): the kind and day are kept
