@@ -373,6 +373,12 @@ impl App {
         }
     }
 
+    /// The service's own gauges for its metrics: each connection pool's use, and the outbox's
+    /// messages by channel and status across practices (counts only).
+    pub async fn service_gauges(&self) -> AppResult<(Vec<caldicott_store::PoolUse>, Vec<(String, String, i64)>)> {
+        Ok((self.store.pool_use(), self.store.outbox_depth().await?))
+    }
+
     /// The practices this service runs, for the sign-in pages (which ask for the practice only
     /// when there is more than one).
     pub async fn practices(&self) -> AppResult<Vec<caldicott_core::practice::Practice>> {

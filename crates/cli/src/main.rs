@@ -1,6 +1,7 @@
 //! `caldicott`: one binary for the server, the demo practice, migrations, API tokens and the
 //! audit log. Configuration is parsed here once and passed down explicitly.
 
+mod backup;
 mod governance;
 mod safety;
 mod sar;
@@ -102,6 +103,24 @@ struct Listen {
     /// Seconds a whole request may take.
     #[arg(long, env = "CALDICOTT_REQUEST_TIMEOUT", default_value_t = 120)]
     request_timeout_secs: u64,
+    /// Serve `/metrics` (Prometheus text format) on this address of its own, open to whoever
+    /// reaches it: bind it to loopback or the monitoring network only.
+    #[arg(long, env = "CALDICOTT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve `/metrics` on the service's own address too, to callers that send
+    /// `Authorization: Bearer <this token>` (at least 32 characters).
+    #[arg(long, env = "CALDICOTT_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Take a backup into this folder every --backup-every hours, verify it, and keep the newest
+    /// --backup-keep.
+    #[arg(long, env = "CALDICOTT_BACKUP_DIR")]
+    backup_dir: Option<std::path::PathBuf>,
+    /// Hours between scheduled backups (fractions allowed: 0.25 is every 15 minutes).
+    #[arg(long, env = "CALDICOTT_BACKUP_EVERY", default_value_t = 24.0)]
+    backup_every: f64,
+    /// How many scheduled backups to keep.
+    #[arg(long, env = "CALDICOTT_BACKUP_KEEP", default_value_t = 14)]
+    backup_keep: usize,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +164,28 @@ enum Command {
         /// reaching the proxy review age, end dates, overdue alerts). Demo only.
         #[arg(long, default_value_t = 0)]
         days_ahead: u32,
+    },
+    /// Take a consistent backup of the database while the server runs (SQLite: a copy made in
+    /// one read transaction; PostgreSQL: pg_dump in one snapshot), with every practice's audit
+    /// chain head in its manifest, and verify it before saying it is done.
+    Backup {
+        #[command(flatten)]
+        db: Db,
+        /// The file to write (written beside it and moved into place when complete).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup onto --database: checks the file, refuses a database that already holds
+    /// caldicott data unless --force, runs the migrations, checks integrity and verifies every
+    /// practice's audit chain against the heads recorded with the backup.
+    Restore {
+        #[command(flatten)]
+        db: Db,
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// Replace a database that holds caldicott data (stop its server first).
+        #[arg(long)]
+        force: bool,
     },
     /// Bring the database schema up to date and exit.
     Migrate {
@@ -466,7 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { db, listen } => {
             let app = open(&db).await?;
-            serve(app, &listen, None).await?;
+            serve(app, &db, &listen, None).await?;
         }
         Command::Demo {
             db,
@@ -534,7 +575,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let public_url = listen.public_url.clone().unwrap_or_else(|| format!("http://{}", listen.listen));
                 let public_url = caldicott_app::parse_public_url(&public_url)?;
                 print_demo(&report, Some((&token.secret, &public_url)), key_file.as_deref());
-                serve(app, &listen, Some(&report)).await?;
+                serve(app, &db, &listen, Some(&report)).await?;
             }
         }
         Command::Report { db, command } => return governance::report(&open(&db).await?, command).await,
@@ -553,6 +594,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let assertion =
                 caldicott_app::fhir_api::client_assertion(&client_id, &pem, &token_url, chrono::Utc::now())?;
             println!("{assertion}");
+        }
+        Command::Backup { db, out } => {
+            let started = std::time::Instant::now();
+            let manifest = backup::take(&db.database, &out).await?;
+            print!("{}", backup::describe(&manifest));
+            println!(
+                "Backup written to {} and verified in {:.1} s. The secret key ({}) is not in it: keep a copy \
+                 of the key apart from the backups.",
+                out.display(),
+                started.elapsed().as_secs_f64(),
+                db.key_file().display()
+            );
+        }
+        Command::Restore { db, file, force } => {
+            let started = std::time::Instant::now();
+            let manifest = backup::restore(&file, &db.database, force).await?;
+            print!("{}", backup::describe(&manifest));
+            println!(
+                "Restored onto {} in {:.1} s: schema up to date, integrity checked, every audit chain verified \
+                 against the backup. The server needs the secret key the backed-up service used at {}.",
+                caldicott_store::redact_url(&db.database),
+                started.elapsed().as_secs_f64(),
+                db.key_file().display()
+            );
         }
         Command::Migrate { db } => {
             open(&db).await?;
@@ -760,8 +825,26 @@ fn print_demo(report: &DemoReport, serving: Option<(&str, &str)>, key_file: Opti
     println!();
 }
 
-async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
+async fn serve(app: App, db: &Db, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow::Result<()> {
     let addr = listen.listen;
+    if listen.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
+        bail!("--metrics-token (CALDICOTT_METRICS_TOKEN) must be at least 32 characters");
+    }
+    let schedule = match &listen.backup_dir {
+        None => None,
+        Some(dir) => {
+            if !(listen.backup_every.is_finite() && listen.backup_every > 0.0) {
+                bail!("--backup-every must be a number of hours above 0");
+            }
+            std::fs::create_dir_all(dir).with_context(|| format!("making the backup folder {}", dir.display()))?;
+            Some(backup::Schedule {
+                dir: dir.clone(),
+                every: std::time::Duration::from_secs_f64(listen.backup_every * 3600.0),
+                keep: listen.backup_keep.max(1),
+            })
+        }
+    };
+    let metrics = caldicott_web::metrics::install();
     let inbox = listen.update_record_inbox.clone();
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
@@ -825,16 +908,40 @@ async fn serve(app: App, listen: &Listen, _demo: Option<&DemoReport>) -> anyhow:
             }
         });
     }
-    tracing::info!("caldicott listening on {scheme}://{bound}/");
-    // The connection's address reaches the handlers and the audit log (tries are counted per
-    // address); headers such as X-Forwarded-For are never read for it.
+    if let Some(schedule) = schedule {
+        tracing::info!(folder = %schedule.dir.display(), hours = listen.backup_every, keep = schedule.keep, "backups are taken on a schedule and verified");
+        backup::spawn(db.database.clone(), schedule, stopped.clone());
+    }
     let limits = server::Limits {
         max_connections: listen.max_connections.max(1),
         header_timeout: std::time::Duration::from_secs(listen.header_timeout_secs.max(1)),
         request_timeout: std::time::Duration::from_secs(listen.request_timeout_secs.max(1)),
     };
+    if let Some(maddr) = listen.metrics_listen {
+        let l =
+            tokio::net::TcpListener::bind(maddr).await.with_context(|| format!("listening on {maddr} for metrics"))?;
+        tracing::info!("metrics at http://{}/metrics", l.local_addr().unwrap_or(maddr));
+        let routes = caldicott_web::metrics::routes(app.clone(), metrics.clone(), None);
+        let mut stopped = stopped.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server::run(l, routes, limits, None, until).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    let mut router = caldicott_web::router(app.clone());
+    if let Some(token) = &listen.metrics_token {
+        router = router.merge(caldicott_web::metrics::routes(app.clone(), metrics, Some(token)));
+    }
+    tracing::info!("caldicott listening on {scheme}://{bound}/");
+    // The connection's address reaches the handlers and the audit log (tries are counted per
+    // address); headers such as X-Forwarded-For are never read for it.
     let tls = listen.tls_cert.clone().zip(listen.tls_key.clone()).map(|(cert, key)| server::TlsFiles { cert, key });
-    server::run(listener, caldicott_web::router(app), limits, tls, async {
+    server::run(listener, router, limits, tls, async {
         shutdown_signal().await;
         tracing::info!("told to stop");
     })

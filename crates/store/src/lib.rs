@@ -7,6 +7,7 @@
 //! - audit events are only ever appended: no method updates or deletes one;
 //! - no database type crosses this interface.
 
+pub mod backup;
 pub mod chat;
 pub mod client;
 mod db;
@@ -295,6 +296,22 @@ pub trait Store:
     /// Whether the database's schema is the one this build expects: every migration it knows
     /// is applied, and none it does not know (a newer build's).
     async fn schema_current(&self) -> StoreResult<bool>;
+
+    /// Connections in each pool (`read`, `write`): open, and idle among them.
+    fn pool_use(&self) -> Vec<PoolUse>;
+
+    /// Messages in the outbox of every practice by channel and status (counts only, for the
+    /// service's metrics).
+    async fn outbox_depth(&self) -> StoreResult<Vec<(String, String, i64)>>;
+}
+
+/// How busy one connection pool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    pub pool: &'static str,
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// Opens the database named by `url`: a `postgres://` URL, or an SQLite file path (or

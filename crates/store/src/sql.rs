@@ -374,6 +374,7 @@ impl SqlStore {
 
     /// Appends records to one practice's chain inside `tx`.
     async fn append_in(tx: &mut Tx, practice: PracticeId, records: &[&AuditRecord]) -> StoreResult<()> {
+        let started = std::time::Instant::now();
         let lock = format!("SELECT count, hash FROM audit_head WHERE practice_id = $1{}", tx.row_lock());
         let row = query(&lock)
             .bind(practice.as_uuid())
@@ -433,6 +434,15 @@ impl SqlStore {
             .bind(practice.as_uuid())
             .execute(&mut *tx)
             .await?;
+        metrics::histogram!("caldicott_audit_append_seconds").record(started.elapsed().as_secs_f64());
+        for e in &sealed {
+            let who = match e.action.as_str() {
+                "staff.sign_in_failed" => "staff",
+                "patient.sign_in_failed" => "patient",
+                _ => continue,
+            };
+            metrics::counter!("caldicott_sign_in_failures_total", "who" => who).increment(1);
+        }
         Ok(())
     }
 
@@ -810,6 +820,28 @@ impl Store for SqlStore {
             .await?;
         let latest = known.last().map_or(0, |m| m.version);
         Ok(row.int("n")? == known.len() as i64 && row.int("latest")? == latest)
+    }
+
+    fn pool_use(&self) -> Vec<PoolUse> {
+        [("write", &self.write), ("read", &self.read)]
+            .into_iter()
+            .map(|(pool, p)| {
+                let (open, idle, max) = match p {
+                    Pool::Sqlite(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
+                    Pool::Postgres(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
+                };
+                PoolUse { pool, open, idle, max }
+            })
+            .collect()
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        query("SELECT channel, status, COUNT(*) AS n FROM outbox GROUP BY channel, status ORDER BY channel, status")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("channel")?, r.text("status")?, r.int("n")?)))
+            .collect()
     }
 }
 

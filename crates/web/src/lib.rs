@@ -20,6 +20,7 @@ mod governance;
 mod inbound;
 mod integrations;
 mod kernel;
+pub mod metrics;
 pub mod openapi;
 mod pages;
 mod patient;
@@ -62,6 +63,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api::routes().merge(staff::api_routes()))
         .nest(fhir::BASE, fhir::routes())
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::Extension(std::sync::Arc::new(throttle::Throttles::new())))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(client::record_client))

@@ -161,6 +161,12 @@ async fn limit(req: Request, next: Next, which: fn(&Throttles) -> &Limiter, answ
 /// 429 with `Retry-After` (whole seconds, at least one): JSON for the APIs, FHIR's
 /// OperationOutcome under the FHIR base, a page for people.
 fn too_many(answer: Answer, path: &str, wait: Duration) -> Response {
+    let kind = match answer {
+        Answer::Page => "page",
+        Answer::Json => "json",
+        Answer::Fhir => "fhir",
+    };
+    metrics::counter!("caldicott_throttled_requests_total", "answer" => kind).increment(1);
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);
     let message = format!("Too many tries from this address. Wait {secs} seconds, then try again.");

@@ -151,6 +151,7 @@ impl App {
             let c = courier.clone();
             let attempts = m.attempts;
             let id = m.id;
+            let channel = m.channel.as_str();
             let result = tokio::task::spawn_blocking(move || c.deliver(&m))
                 .await
                 .map_err(|e| AppError::Internal(format!("courier: {e}")))?;
@@ -165,6 +166,13 @@ impl App {
                 }
                 Err(Failure::Permanent(error)) => DeliveryOutcome::Failed { error },
             };
+            let result = match &outcome {
+                DeliveryOutcome::Sent { .. } => "sent",
+                DeliveryOutcome::Delivered { .. } => "delivered",
+                DeliveryOutcome::Retry { .. } => "retry",
+                DeliveryOutcome::Failed { .. } => "failed",
+            };
+            metrics::counter!("caldicott_outbox_attempts_total", "channel" => channel, "result" => result).increment(1);
             self.store.finish_message(practice, id, &outcome, self.now()).await?;
         }
         Ok(n)

@@ -133,6 +133,22 @@ impl App {
         &self,
         practice_id: PracticeId,
         sender: Option<&Sender>,
+        via: &'static str,
+        body: &[u8],
+    ) -> AppResult<Receipt> {
+        let answer = self.receive_update_counted(practice_id, sender, via, body).await;
+        let code = match &answer {
+            Ok(r) => r.code.to_string(),
+            Err(_) => "error".to_owned(),
+        };
+        metrics::counter!("caldicott_update_record_messages_total", "via" => via, "code" => code).increment(1);
+        answer
+    }
+
+    async fn receive_update_counted(
+        &self,
+        practice_id: PracticeId,
+        sender: Option<&Sender>,
         via: &str,
         body: &[u8],
     ) -> AppResult<Receipt> {
