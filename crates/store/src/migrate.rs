@@ -57,6 +57,7 @@ migrations! {
     25 "audit_client" "0025_audit_client",
     26 "passwords" "0026_passwords",
     27 "app_link_nonces" "0027_app_link_nonces",
+    28 "sar_export_jobs" "0028_sar_export_jobs",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

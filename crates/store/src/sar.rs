@@ -3,7 +3,7 @@
 use crate::StoreResult;
 use async_trait::async_trait;
 use caldicott_core::audit::AuditRecord;
-use caldicott_core::ids::{PatientId, PracticeId};
+use caldicott_core::ids::{PatientId, PracticeId, StaffId};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -70,8 +70,93 @@ pub struct SarRelease {
     pub items_withheld: i64,
 }
 
+/// A subject access export being made or waiting to be collected (without its files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportJob {
+    pub id: Uuid,
+    pub sar: Uuid,
+    /// The member of staff who released it: the only one who sees it or collects its files.
+    pub staff: StaffId,
+    pub started_at: DateTime<Utc>,
+    /// Beaten by the server making the files; it stops if that server stops.
+    pub heartbeat_at: DateTime<Utc>,
+    pub stage: String,
+    pub done: i64,
+    pub total: i64,
+    pub finished: bool,
+    /// Why it failed, in words for the member of staff.
+    pub failure: Option<String>,
+    pub file_stem: Option<String>,
+    pub released: i64,
+    pub withheld: i64,
+    pub pdf: Option<ExportFileFacts>,
+    pub bundle: Option<ExportFileFacts>,
+}
+
+/// What is known of one file of an export without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportFileFacts {
+    pub sha256: String,
+    pub bytes: i64,
+    pub taken: bool,
+}
+
+/// The files of a finished export.
+pub struct ExportFiles<'a> {
+    pub file_stem: &'a str,
+    pub released: i64,
+    pub withheld: i64,
+    pub pdf: &'a [u8],
+    pub pdf_sha256: &'a str,
+    pub bundle: &'a [u8],
+    pub bundle_sha256: &'a str,
+}
+
+/// Which file of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFile {
+    Pdf,
+    Bundle,
+}
+
 #[async_trait]
 pub trait SarStore: Send + Sync + 'static {
+    // --- Export jobs: in the database so that every server behind a load balancer sees them ----
+    /// Records an export that has begun (files to come).
+    async fn create_export_job(&self, practice: PracticeId, job: &ExportJob) -> StoreResult<()>;
+    /// Records progress, and beats the heartbeat.
+    async fn export_progress(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        stage: &str,
+        done: i64,
+        total: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Records how an export ended: its files, or why it failed.
+    async fn finish_export_job(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        outcome: Result<ExportFiles<'_>, &str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn export_job(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<ExportJob>>;
+    /// Hands over one file of a finished export, once: the first caller gets the bytes (and the
+    /// file is dropped from the database) with its audit event written in the same transaction;
+    /// every later or concurrent caller, on any server, gets `None`.
+    async fn take_export_file(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        staff: StaffId,
+        which: ExportFile,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<Vec<u8>>>;
+    /// Drops the practice's export jobs begun before `before`, files and all.
+    async fn drop_export_jobs_before(&self, practice: PracticeId, before: DateTime<Utc>) -> StoreResult<u64>;
+
     async fn create_sar(&self, practice: PracticeId, sar: &SarRequest, audit: &AuditRecord) -> StoreResult<()>;
     /// Saves a request's new state, with its audit event.
     async fn update_sar(&self, practice: PracticeId, sar: &SarRequest, audit: &AuditRecord) -> StoreResult<()>;

@@ -2,9 +2,9 @@
 //! a decision on every flagged item, the release (password again, T38), progress while the
 //! files are made, and each file handed over once.
 //!
-//! The files live only in this process's memory, bound to the member of staff, the practice and
-//! the request; each can be downloaded once, and anything not collected is dropped after 15
-//! minutes. Nothing is written to disk.
+//! The progress and the files are kept in the database (`App::start_sar_export`), so that any
+//! server behind a load balancer shows the one and hands over the other: each file once, to the
+//! member of staff who released it, within 15 minutes.
 
 use crate::kernel::{csrf_forms, field_errors, Chrome, Errors, FieldError, InPage, PageError, Portal, PortalForm};
 use askama::Template;
@@ -15,16 +15,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use caldicott_app::sar_export::{
-    ground_display, DecisionInput, ExportProgress, ItemSection, SarFiles, SarReview, ScopeInput, GROUNDS,
-};
+use caldicott_app::sar_export::{ground_display, DecisionInput, ItemSection, SarReview, ScopeInput, GROUNDS};
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
-use caldicott_core::ids::{PracticeId, StaffId};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub fn routes() -> Router<App> {
@@ -43,27 +37,6 @@ pub fn routes() -> Router<App> {
 csrf_forms!(ScopeForm, ReleaseForm, DownloadForm);
 
 const PAGE: usize = 200;
-const KEEP: Duration = Duration::from_secs(15 * 60);
-
-/// An export being made or waiting to be collected.
-struct Job {
-    practice: PracticeId,
-    staff: StaffId,
-    sar: Uuid,
-    started: Instant,
-    progress: ExportProgress,
-    outcome: Option<Result<SarFiles, String>>,
-    pdf_taken: bool,
-    fhir_taken: bool,
-}
-
-static JOBS: LazyLock<Mutex<HashMap<Uuid, Job>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn jobs() -> std::sync::MutexGuard<'static, HashMap<Uuid, Job>> {
-    let mut j = JOBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    j.retain(|_, job| job.started.elapsed() < KEEP && !(job.pdf_taken && job.fhir_taken));
-    j
-}
 
 /// The request named in the address, or the "no such request" page.
 fn sar_id(me: &SignedIn, id: &str) -> Result<Uuid, PageError> {
@@ -324,39 +297,7 @@ async fn release(
         };
         return review_view(&app, &me, &id, 0, vec![FieldError { field: "password", message }]).await;
     }
-    let job = caldicott_app::new_id();
-    jobs().insert(
-        job,
-        Job {
-            practice: me.who.practice,
-            staff: me.who.staff,
-            sar: uuid,
-            started: Instant::now(),
-            progress: ExportProgress { stage: "Starting".into(), done: 0, total: 0 },
-            outcome: None,
-            pdf_taken: false,
-            fhir_taken: false,
-        },
-    );
-    let who = me.who.clone();
-    tokio::spawn(async move {
-        let progress = Arc::new(move |p: ExportProgress| {
-            if let Some(j) = jobs().get_mut(&job) {
-                j.progress = p;
-            }
-        });
-        let outcome = app.export_sar(&who, uuid, progress).await.map_err(|e| match e {
-            AppError::Conflict(m) | AppError::Forbidden(m) | AppError::NotFound(m) => m,
-            other => {
-                tracing::error!(error = %other, "subject access export failed");
-                "The export could not be made; nothing was released. Try again, or tell the system administrator."
-                    .to_owned()
-            }
-        });
-        if let Some(j) = jobs().get_mut(&job) {
-            j.outcome = Some(outcome);
-        }
-    });
+    let job = app.start_sar_export(&me.who, uuid).await.in_page(&me)?;
     Ok(Redirect::to(&format!("/sars/{uuid}/export/jobs/{job}")).into_response())
 }
 
@@ -380,10 +321,16 @@ struct JobPage {
     withheld: usize,
 }
 
-fn my_job<'a>(jobs: &'a mut HashMap<Uuid, Job>, me: &SignedIn, sar: Uuid, job: &str) -> Option<(Uuid, &'a mut Job)> {
-    let id = job.parse::<Uuid>().ok()?;
-    let j = jobs.get_mut(&id)?;
-    (j.practice == me.who.practice && j.staff == me.who.staff && j.sar == sar).then_some((id, j))
+/// The export named in the address (any malformed id is "not found").
+fn job_id(me: &SignedIn, job: &str) -> Result<Uuid, PageError> {
+    job.parse::<Uuid>().map_err(|_| {
+        PageError::new(
+            me,
+            AppError::NotFound(
+                "This export has been collected or has expired. Make it again from the review page.".into(),
+            ),
+        )
+    })
 }
 
 async fn job_page(
@@ -393,40 +340,30 @@ async fn job_page(
 ) -> Result<Response, PageError> {
     app.may_release_sar(&me.who).in_page(&me)?;
     let uuid = sar_id(&me, &id)?;
-    let page = {
-        let mut all = jobs();
-        let Some((_, j)) = my_job(&mut all, &me, uuid, &job) else {
-            return Err(PageError::new(
-                &me,
-                AppError::NotFound(
-                    "This export has been collected or has expired. Make it again from the review page.".into(),
-                ),
-            ));
-        };
-        let (failed, files) = match &j.outcome {
-            Some(Err(m)) => (m.clone(), None),
-            Some(Ok(f)) => (String::new(), Some(f)),
-            None => (String::new(), None),
-        };
-        JobPage {
-            chrome: Some((&me).into()),
-            csrf: me.csrf_token.clone(),
-            id: uuid.to_string(),
-            job: job.clone(),
-            stage: j.progress.stage.clone(),
-            done: j.progress.done,
-            total: j.progress.total,
-            running: j.outcome.is_none(),
-            failed,
-            pdf: files.map(|f| format!("{} ({} KB)", f.pdf_sha256, f.pdf.len().div_ceil(1024))).unwrap_or_default(),
-            fhir: files
-                .map(|f| format!("{} ({} KB)", f.bundle_sha256, f.bundle.len().div_ceil(1024)))
-                .unwrap_or_default(),
-            pdf_taken: j.pdf_taken,
-            fhir_taken: j.fhir_taken,
-            released: files.map_or(0, |f| f.released),
-            withheld: files.map_or(0, |f| f.withheld),
-        }
+    let job_uuid = job_id(&me, &job)?;
+    let v = app.sar_export_job(&me.who, uuid, job_uuid).await.in_page(&me)?;
+    let j = &v.job;
+    let facts = |f: &Option<caldicott_app::sar_export::ExportFileFacts>| {
+        f.as_ref()
+            .map(|f| format!("{} ({} KB)", f.sha256, u64::try_from(f.bytes).unwrap_or(0).div_ceil(1024)))
+            .unwrap_or_default()
+    };
+    let page = JobPage {
+        chrome: Some((&me).into()),
+        csrf: me.csrf_token.clone(),
+        id: uuid.to_string(),
+        job: job_uuid.to_string(),
+        stage: j.stage.clone(),
+        done: usize::try_from(j.done).unwrap_or(0),
+        total: usize::try_from(j.total).unwrap_or(0),
+        running: v.running,
+        failed: v.failure.clone().unwrap_or_default(),
+        pdf: if v.failure.is_none() { facts(&j.pdf) } else { String::new() },
+        fhir: if v.failure.is_none() { facts(&j.bundle) } else { String::new() },
+        pdf_taken: j.pdf.as_ref().is_some_and(|f| f.taken),
+        fhir_taken: j.bundle.as_ref().is_some_and(|f| f.taken),
+        released: usize::try_from(j.released).unwrap_or(0),
+        withheld: usize::try_from(j.withheld).unwrap_or(0),
     };
     Ok(page.into_response())
 }
@@ -451,26 +388,14 @@ async fn download(
             AppError::NotFound("This file has been collected or has expired. Make the export again.".into()),
         ))
     };
-    let (bytes, name, mime) = {
-        let mut all = jobs();
-        let Some((_, j)) = my_job(&mut all, &me, uuid, &job) else { return gone() };
-        let (pdf_taken, fhir_taken) = (j.pdf_taken, j.fhir_taken);
-        let Some(Ok(files)) = j.outcome.as_mut() else { return gone() };
-        match format.as_str() {
-            "pdf" if !pdf_taken => {
-                let bytes = std::mem::take(&mut files.pdf);
-                let name = format!("{}.pdf", files.file_stem);
-                j.pdf_taken = true;
-                (bytes, name, "application/pdf")
-            }
-            "fhir" if !fhir_taken => {
-                let bytes = std::mem::take(&mut files.bundle);
-                let name = format!("{}.fhir.json", files.file_stem);
-                j.fhir_taken = true;
-                (bytes, name, "application/fhir+json")
-            }
-            _ => return gone(),
-        }
+    let job = job_id(&me, &job)?;
+    let which = match format.as_str() {
+        "pdf" => caldicott_app::sar_export::ExportFile::Pdf,
+        "fhir" => caldicott_app::sar_export::ExportFile::Bundle,
+        _ => return gone(),
+    };
+    let Some((bytes, name, mime)) = app.collect_sar_export_file(&me.who, uuid, job, which).await.in_page(&me)? else {
+        return gone();
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();

@@ -10,9 +10,11 @@
 //!   the patient, entries the redaction assistant points at (third parties, sensitive subjects),
 //!   and every staff message. Nothing flagged is released until a reviewer decides it; a withheld
 //!   item needs a ground (third party, serious harm, other exemption) and a reason.
-//! - Released: never stored. Each file is made on request, handed over once, and the release is
-//!   recorded (who, when, the file's SHA-256 and counts) with its audit event. The same reviewed
-//!   items on the same day give the same bytes.
+//! - Released: made on request, held in the database only until collected (each file once, by
+//!   the member of staff who released it, with an audit event) and for 15 minutes at most, so
+//!   that any server behind a load balancer shows the progress and hands the files over. The
+//!   release is recorded (who, when, the file's SHA-256 and counts) with its audit event. The
+//!   same reviewed items on the same day give the same bytes.
 
 use crate::governance::parse_date_parts;
 use crate::permit;
@@ -26,7 +28,8 @@ use caldicott_core::permissions::Permission;
 use caldicott_core::practice::Practice;
 use caldicott_fhir::write::{self as fhir, instant};
 use caldicott_pdf::{Block, PdfDocument};
-use caldicott_store::sar::{SarDecision, SarRelease, SarRequest};
+pub use caldicott_store::sar::{ExportFile, ExportFileFacts, ExportJob};
+use caldicott_store::sar::{ExportFiles, SarDecision, SarRelease, SarRequest};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -1139,4 +1142,175 @@ fn render_files(
         withheld: withheld.values().sum(),
         file_stem: format!("sar-{}-{}", p.nhs_number.as_str(), today),
     })
+}
+
+/// How long an export's files wait to be collected.
+pub const EXPORT_KEEP: chrono::Duration = chrono::Duration::minutes(15);
+/// How often the server making an export says it is still at it.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A running export whose heartbeat is older than this lost its server.
+const HEARTBEAT_LOST: chrono::Duration = chrono::Duration::minutes(2);
+
+/// An export as the member of staff sees it.
+#[derive(Debug, Clone)]
+pub struct ExportJobView {
+    pub job: ExportJob,
+    pub running: bool,
+    /// Why it failed, in words for the member of staff.
+    pub failure: Option<String>,
+}
+
+impl App {
+    /// Starts making a request's export files on this server and returns the export's id. The
+    /// progress, the files and the outcome are kept in the database, so any server answers for
+    /// it (`sar_export_job`, `collect_sar_export_file`).
+    pub async fn start_sar_export(&self, who: &StaffPrincipal, sar: Uuid) -> AppResult<Uuid> {
+        permit(who, Permission::HandleSubjectAccessRequests)?;
+        permit(who, Permission::ReleaseSubjectAccessExports)?;
+        let now = caldicott_core::audit::truncate_to_micros(self.now());
+        self.store.drop_export_jobs_before(who.practice, now - EXPORT_KEEP).await?;
+        let job = ExportJob {
+            id: new_id(),
+            sar,
+            staff: who.staff,
+            started_at: now,
+            heartbeat_at: now,
+            stage: "Starting".into(),
+            done: 0,
+            total: 0,
+            finished: false,
+            failure: None,
+            file_stem: None,
+            released: 0,
+            withheld: 0,
+            pdf: None,
+            bundle: None,
+        };
+        self.store.create_export_job(who.practice, &job).await?;
+        let (app, who, id) = (self.clone(), who.clone(), job.id);
+        tokio::spawn(async move {
+            let (tx, mut rx) =
+                tokio::sync::watch::channel(ExportProgress { stage: "Starting".into(), done: 0, total: 0 });
+            // Progress is written as it comes (the latest only), and the heartbeat beaten
+            // meanwhile, until the export is over.
+            let writer = {
+                let app = app.clone();
+                let practice = who.practice;
+                tokio::spawn(async move {
+                    loop {
+                        let over = tokio::select! {
+                            changed = rx.changed() => changed.is_err(),
+                            () = tokio::time::sleep(HEARTBEAT) => false,
+                        };
+                        if over {
+                            return;
+                        }
+                        let p = rx.borrow_and_update().clone();
+                        let (done, total) = (i64::try_from(p.done).unwrap_or(0), i64::try_from(p.total).unwrap_or(0));
+                        if let Err(e) = app.store.export_progress(practice, id, &p.stage, done, total, app.now()).await
+                        {
+                            tracing::warn!(error = %e, "recording an export's progress");
+                        }
+                    }
+                })
+            };
+            let progress: ProgressFn = Arc::new(move |p: ExportProgress| {
+                tx.send_replace(p);
+            });
+            let outcome = app.export_sar(&who, sar, progress).await;
+            let _ = writer.await;
+            let finished = match &outcome {
+                Ok(f) => app.store.finish_export_job(
+                    who.practice,
+                    id,
+                    Ok(ExportFiles {
+                        file_stem: &f.file_stem,
+                        released: i64::try_from(f.released).unwrap_or(i64::MAX),
+                        withheld: i64::try_from(f.withheld).unwrap_or(i64::MAX),
+                        pdf: &f.pdf,
+                        pdf_sha256: &f.pdf_sha256,
+                        bundle: &f.bundle,
+                        bundle_sha256: &f.bundle_sha256,
+                    }),
+                    app.now(),
+                ),
+                Err(AppError::Conflict(m) | AppError::Forbidden(m) | AppError::NotFound(m)) => {
+                    app.store.finish_export_job(who.practice, id, Err(m.as_str()), app.now())
+                }
+                Err(other) => {
+                    tracing::error!(error = %other, "subject access export failed");
+                    app.store.finish_export_job(
+                        who.practice,
+                        id,
+                        Err("The export could not be made; nothing was released. Try again, or tell the system \
+                             administrator."),
+                        app.now(),
+                    )
+                }
+            }
+            .await;
+            if let Err(e) = finished {
+                tracing::error!(error = %e, "recording how a subject access export ended");
+            }
+        });
+        Ok(job.id)
+    }
+
+    /// The export `job` of request `sar`, if it is this member of staff's and still kept.
+    pub async fn sar_export_job(&self, who: &StaffPrincipal, sar: Uuid, job: Uuid) -> AppResult<ExportJobView> {
+        permit(who, Permission::ReleaseSubjectAccessExports)?;
+        let gone = || {
+            AppError::NotFound(
+                "This export has been collected or has expired. Make it again from the review page.".into(),
+            )
+        };
+        let j = self.store.export_job(who.practice, job).await?.ok_or_else(gone)?;
+        let now = self.now();
+        if j.sar != sar || j.staff != who.staff || j.started_at < now - EXPORT_KEEP {
+            return Err(gone());
+        }
+        let lost = !j.finished && j.heartbeat_at < now - HEARTBEAT_LOST;
+        let failure = if lost {
+            Some(
+                "The server making this export stopped before it was finished; nothing was handed over. Make it \
+                 again from the review page."
+                    .to_owned(),
+            )
+        } else {
+            j.failure.clone()
+        };
+        Ok(ExportJobView { running: !j.finished && !lost, failure, job: j })
+    }
+
+    /// Hands over one file of a finished export, once, to the member of staff who released it;
+    /// audited in the same transaction. `None` when it has been collected or has expired.
+    pub async fn collect_sar_export_file(
+        &self,
+        who: &StaffPrincipal,
+        sar: Uuid,
+        job: Uuid,
+        which: ExportFile,
+    ) -> AppResult<Option<(Vec<u8>, String, &'static str)>> {
+        let view = match self.sar_export_job(who, sar, job).await {
+            Ok(v) => v,
+            Err(AppError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (format, facts, ext, mime) = match which {
+            ExportFile::Pdf => ("pdf", &view.job.pdf, "pdf", "application/pdf"),
+            ExportFile::Bundle => ("fhir", &view.job.bundle, "fhir.json", "application/fhir+json"),
+        };
+        let (Some(facts), Some(stem)) = (facts, &view.job.file_stem) else { return Ok(None) };
+        let (_, _, patient) = self.load_sar(who, sar).await?;
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::SarExport,
+            format!("sar/{sar}"),
+            Outcome::Success,
+            format!("collected format={format} sha256={} bytes={}", facts.sha256, facts.bytes),
+        );
+        let taken = self.store.take_export_file(who.practice, job, who.staff, which, &audit).await?;
+        Ok(taken.map(|bytes| (bytes, format!("{stem}.{ext}"), mime)))
+    }
 }

@@ -166,7 +166,51 @@ async fn a_stopped_worker_finishes_its_pass_and_leaves_nothing_claimed(t: &TestS
     assert_eq!(sent, slow.delivered.lock().unwrap().len(), "each message sent is recorded as sent");
 }
 
+/// Issue 24: two servers on one database (each with its own connections, as two processes
+/// behind a load balancer have), each running its outbox worker: every message goes once.
+async fn two_servers_workers_send_each_message_once(t: &TestStore) {
+    let one = App::new(t.store.clone(), caldicott_app::fixtures::test_clock());
+    let two = App::new(caldicott_store::open(&t.url).await.unwrap(), caldicott_app::fixtures::test_clock());
+    let tp = fixtures::practice(&one).await.unwrap();
+    let pat = adult(&one, tp.practice.id).await.unwrap();
+    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
+    let total = 40;
+    for i in 0..total {
+        let draft = Draft {
+            patient: pat.id,
+            purpose: "test",
+            channel: Channel::Email,
+            recipient: format!("r{i}@example.com"),
+            subject: "Test".into(),
+            body: format!("Message {i}"),
+        };
+        // Queued through both servers.
+        let app = if i % 2 == 0 { &one } else { &two };
+        app.queue_message(tp.practice.id, system.clone(), draft).await.unwrap();
+    }
+    let slow = Arc::new(Slow::default());
+    let courier: Arc<dyn Courier> = slow.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = [
+        one.spawn_outbox_worker(courier.clone(), std::time::Duration::from_millis(5), stopped.clone()),
+        two.spawn_outbox_worker(courier, std::time::Duration::from_millis(5), stopped),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while slow.delivered.lock().unwrap().len() < total {
+        assert!(std::time::Instant::now() < deadline, "not every message went");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let delivered = slow.delivered.lock().unwrap();
+    let distinct: std::collections::HashSet<_> = delivered.iter().collect();
+    assert_eq!((delivered.len(), distinct.len()), (total, total), "each message once, none twice");
+}
+
 both!(
     every_message_arrives_despite_faults_and_a_killed_worker,
-    a_stopped_worker_finishes_its_pass_and_leaves_nothing_claimed
+    a_stopped_worker_finishes_its_pass_and_leaves_nothing_claimed,
+    two_servers_workers_send_each_message_once
 );

@@ -251,4 +251,77 @@ async fn a_request_is_answered_with_everything_but_what_was_withheld(t: &TestSto
     assert!(matches!(app.sar_review(&analyst, sar.id).await, Err(AppError::Forbidden(_))));
 }
 
-both!(a_request_is_answered_with_everything_but_what_was_withheld);
+/// Issue 24: an export is kept in the database, not in one server's memory. Only the member of
+/// staff who released it sees it; an export whose server stopped (its heartbeat lost) is shown as
+/// failed, not as running for ever; none is kept past 15 minutes.
+async fn an_export_is_its_releasers_and_neither_outlives_its_server_nor_fifteen_minutes(t: &TestStore) {
+    use caldicott_app::sar_export::{ExportFile, ExportJob};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = offset.clone();
+    let app = App::new(
+        t.store.clone(),
+        Arc::new(move || caldicott_app::fixtures::now() + Duration::seconds(clock.load(Ordering::SeqCst))),
+    );
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let today = app.today();
+    let sar = app.log_sar(&manager, &typed(pat.nhs_number.as_str(), today, "")).await.unwrap().unwrap();
+    // An export whose server stopped half-way: begun, its heartbeat a few minutes old.
+    let now = app.now();
+    let stalled = ExportJob {
+        id: uuid::Uuid::now_v7(),
+        sar: sar.id,
+        staff: manager.staff,
+        started_at: now,
+        heartbeat_at: now,
+        stage: "Collecting".into(),
+        done: 3,
+        total: 10,
+        finished: false,
+        failure: None,
+        file_stem: None,
+        released: 0,
+        withheld: 0,
+        pdf: None,
+        bundle: None,
+    };
+    app.store_for_tests().create_export_job(tp.practice.id, &stalled).await.unwrap();
+    let v = app.sar_export_job(&manager, sar.id, stalled.id).await.unwrap();
+    assert!(v.running && v.failure.is_none(), "fresh: still running");
+    offset.store(3 * 60, Ordering::SeqCst);
+    let v = app.sar_export_job(&manager, sar.id, stalled.id).await.unwrap();
+    assert!(!v.running, "a lost heartbeat is not shown as running");
+    assert!(v.failure.unwrap().contains("stopped before it was finished"));
+    assert!(app.collect_sar_export_file(&manager, sar.id, stalled.id, ExportFile::Pdf).await.unwrap().is_none());
+    // A real one, made on this server: its releaser sees it; another member of staff does not.
+    let job = app.start_sar_export(&manager, sar.id).await.unwrap();
+    let mut ready = None;
+    for _ in 0..400 {
+        let v = app.sar_export_job(&manager, sar.id, job).await.unwrap();
+        if !v.running {
+            ready = Some(v);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let ready = ready.expect("the export finished");
+    assert!(ready.failure.is_none(), "{:?}", ready.failure);
+    assert!(ready.job.pdf.is_some() && ready.job.bundle.is_some());
+    assert!(app.sar_export_job(&admin, sar.id, job).await.is_err());
+    assert!(app.collect_sar_export_file(&admin, sar.id, job, ExportFile::Pdf).await.unwrap_or(None).is_none());
+    // Sixteen minutes on, it is gone, files and all, and the next export clears it away.
+    offset.fetch_add(16 * 60, Ordering::SeqCst);
+    assert!(matches!(app.sar_export_job(&manager, sar.id, job).await, Err(AppError::NotFound(_))));
+    assert!(app.collect_sar_export_file(&manager, sar.id, job, ExportFile::Bundle).await.unwrap().is_none());
+    app.start_sar_export(&manager, sar.id).await.unwrap();
+    assert!(app.store_for_tests().export_job(tp.practice.id, job).await.unwrap().is_none());
+    assert!(app.store_for_tests().export_job(tp.practice.id, stalled.id).await.unwrap().is_none());
+}
+
+both!(
+    a_request_is_answered_with_everything_but_what_was_withheld,
+    an_export_is_its_releasers_and_neither_outlives_its_server_nor_fifteen_minutes
+);

@@ -7,7 +7,8 @@ use crate::sar::*;
 use crate::StoreResult;
 use async_trait::async_trait;
 use caldicott_core::audit::AuditRecord;
-use caldicott_core::ids::{PatientId, PracticeId};
+use caldicott_core::ids::{PatientId, PracticeId, StaffId};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 fn sar_row(r: &impl Cols) -> StoreResult<SarRequest> {
@@ -61,8 +62,210 @@ fn release_row(r: &impl Cols) -> StoreResult<SarRelease> {
     })
 }
 
+fn export_job_row(r: &impl Cols) -> StoreResult<ExportJob> {
+    let file = |prefix: &str| -> StoreResult<Option<ExportFileFacts>> {
+        Ok(match (r.opt_text(&format!("{prefix}_sha256"))?, r.opt_int(&format!("{prefix}_bytes"))?) {
+            (Some(sha256), Some(bytes)) => {
+                Some(ExportFileFacts { sha256, bytes, taken: r.flag(&format!("{prefix}_taken"))? })
+            }
+            _ => None,
+        })
+    };
+    Ok(ExportJob {
+        id: r.uuid("id")?,
+        sar: r.uuid("sar_id")?,
+        staff: StaffId::from_uuid(r.uuid("staff_id")?),
+        started_at: r.time("started_at")?,
+        heartbeat_at: r.time("heartbeat_at")?,
+        stage: r.text("stage")?,
+        done: r.int("done")?,
+        total: r.int("total")?,
+        finished: r.flag("finished")?,
+        failure: r.opt_text("failure")?,
+        file_stem: r.opt_text("file_stem")?,
+        released: r.int("released")?,
+        withheld: r.int("withheld")?,
+        pdf: file("pdf")?,
+        bundle: file("bundle")?,
+    })
+}
+
+/// The columns of an export job, without the files themselves.
+const EXPORT_JOB_COLUMNS: &str = "id, sar_id, staff_id, started_at, heartbeat_at, stage, done, total, finished, \
+     failure, file_stem, released, withheld, pdf_sha256, pdf_bytes, pdf_taken, bundle_sha256, bundle_bytes, bundle_taken";
+
 #[async_trait]
 impl SarStore for SqlStore {
+    async fn create_export_job(&self, practice: PracticeId, j: &ExportJob) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query(
+            "INSERT INTO sar_export_job (practice_id, id, sar_id, staff_id, started_at, heartbeat_at, stage, done, \
+             total, finished, released, withheld, pdf_taken, bundle_taken) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(practice.as_uuid())
+        .bind(j.id)
+        .bind(j.sar)
+        .bind(j.staff.as_uuid())
+        .bind(j.started_at)
+        .bind(j.heartbeat_at)
+        .bind(&j.stage)
+        .bind(j.done)
+        .bind(j.total)
+        .bind(j.finished)
+        .bind(j.released)
+        .bind(j.withheld)
+        .bind(false)
+        .bind(false)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await
+    }
+
+    async fn export_progress(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        stage: &str,
+        done: i64,
+        total: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        query(
+            "UPDATE sar_export_job SET stage = $1, done = $2, total = $3, heartbeat_at = $4 \
+             WHERE practice_id = $5 AND id = $6 AND NOT finished",
+        )
+        .bind(stage)
+        .bind(done)
+        .bind(total)
+        .bind(now)
+        .bind(practice.as_uuid())
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await
+    }
+
+    async fn finish_export_job(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        outcome: Result<ExportFiles<'_>, &str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        match outcome {
+            Ok(f) => {
+                query(
+                    "UPDATE sar_export_job SET finished = $1, heartbeat_at = $2, stage = $3, file_stem = $4, \
+                     released = $5, withheld = $6, pdf = $7, pdf_sha256 = $8, pdf_bytes = $9, bundle = $10, \
+                     bundle_sha256 = $11, bundle_bytes = $12 WHERE practice_id = $13 AND id = $14",
+                )
+                .bind(true)
+                .bind(now)
+                .bind("Ready")
+                .bind(f.file_stem)
+                .bind(f.released)
+                .bind(f.withheld)
+                .bind(f.pdf)
+                .bind(f.pdf_sha256)
+                .bind(i64::try_from(f.pdf.len()).unwrap_or(i64::MAX))
+                .bind(f.bundle)
+                .bind(f.bundle_sha256)
+                .bind(i64::try_from(f.bundle.len()).unwrap_or(i64::MAX))
+                .bind(practice.as_uuid())
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+            }
+            Err(why) => {
+                query(
+                    "UPDATE sar_export_job SET finished = $1, heartbeat_at = $2, failure = $3 \
+                     WHERE practice_id = $4 AND id = $5",
+                )
+                .bind(true)
+                .bind(now)
+                .bind(why)
+                .bind(practice.as_uuid())
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    async fn export_job(&self, practice: PracticeId, id: Uuid) -> StoreResult<Option<ExportJob>> {
+        query(&format!("SELECT {EXPORT_JOB_COLUMNS} FROM sar_export_job WHERE practice_id = $1 AND id = $2"))
+            .bind(practice.as_uuid())
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?
+            .map(|r| export_job_row(&r))
+            .transpose()
+    }
+
+    async fn take_export_file(
+        &self,
+        practice: PracticeId,
+        id: Uuid,
+        staff: StaffId,
+        which: ExportFile,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let file = match which {
+            ExportFile::Pdf => "pdf",
+            ExportFile::Bundle => "bundle",
+        };
+        let mut tx = self.begin().await?;
+        // The claim comes first: on PostgreSQL it locks the row, so a second caller waits here
+        // and then finds the file taken; SQLite has one writer at a time.
+        let claimed = query(&format!(
+            "UPDATE sar_export_job SET {file}_taken = $1 WHERE practice_id = $2 AND id = $3 AND staff_id = $4 \
+             AND finished AND failure IS NULL AND NOT {file}_taken"
+        ))
+        .bind(true)
+        .bind(practice.as_uuid())
+        .bind(id)
+        .bind(staff.as_uuid())
+        .execute(&mut tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = query(&format!("SELECT {file} FROM sar_export_job WHERE practice_id = $1 AND id = $2"))
+            .bind(practice.as_uuid())
+            .bind(id)
+            .fetch_one(&mut tx)
+            .await?;
+        let bytes = row.opt_bytes(file)?.unwrap_or_default();
+        query(&format!("UPDATE sar_export_job SET {file} = NULL WHERE practice_id = $1 AND id = $2"))
+            .bind(practice.as_uuid())
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        // Both files collected: nothing of the export is kept.
+        query("DELETE FROM sar_export_job WHERE practice_id = $1 AND id = $2 AND pdf_taken AND bundle_taken")
+            .bind(practice.as_uuid())
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        Self::commit_audited(tx, practice, &[audit]).await?;
+        Ok(Some(bytes))
+    }
+
+    async fn drop_export_jobs_before(&self, practice: PracticeId, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let done = query("DELETE FROM sar_export_job WHERE practice_id = $1 AND started_at < $2")
+            .bind(practice.as_uuid())
+            .bind(before)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     async fn create_sar(&self, practice: PracticeId, s: &SarRequest, audit: &AuditRecord) -> StoreResult<()> {
         let q = query(
             "INSERT INTO sar_request (practice_id, id, patient_id, requester, relationship, received, waiting_for, \

@@ -1627,6 +1627,81 @@ async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &Tes
     assert!(b.get(&format!("{sar}/export")).await.body.contains("Released before"));
 }
 
+/// Issue 24: two servers on one database behind a load balancer, each with its own connections
+/// and process state. Requests alternate between them: signed in on one, the record opens on the
+/// other; a subject access export released on one shows its progress and hands its files over
+/// on the other, each file once even when both servers are asked at the same moment.
+async fn two_servers_share_sign_in_and_subject_access_exports(t: &TestStore) {
+    let one = app(t);
+    let two = App::new(caldicott_store::open(&t.url).await.unwrap(), caldicott_app::fixtures::test_clock());
+    let tp = fixtures::practice(&one).await.unwrap();
+    let pat = adult(&one, tp.practice.id).await.unwrap();
+    let mut b = Browser::new(&one);
+    sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
+    b.app = two.clone();
+    let record = b.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
+    assert_eq!(record.status, StatusCode::OK, "the session made on one server is good on the other");
+    let token = csrf(&b.get("/sars/new").await.body);
+    let today = caldicott_app::fixtures::today();
+    let (d, m, y) = (today.format("%-d").to_string(), today.format("%-m").to_string(), today.format("%Y").to_string());
+    b.app = one.clone();
+    let r = b
+        .post(
+            "/sars",
+            &[
+                ("_csrf", &token),
+                ("nhs_number", pat.nhs_number.as_str()),
+                ("requester", "The patient"),
+                ("received_day", &d),
+                ("received_month", &m),
+                ("received_year", &y),
+            ],
+        )
+        .await;
+    let sar = location(&r).to_owned();
+    b.app = two.clone();
+    assert!(!b.get(&format!("{sar}/export")).await.body.contains("Not ready to release"));
+    b.app = one.clone();
+    let started =
+        b.post(&format!("{sar}/export/release"), &[("_csrf", &token), ("password", "a long test password")]).await;
+    let job = location(&started).to_owned();
+    assert!(job.contains("/export/jobs/"), "{}", started.body);
+    b.app = two.clone();
+    let mut ready = false;
+    for _ in 0..400 {
+        let p = b.get(&job).await;
+        assert_eq!(p.status, StatusCode::OK, "the other server knows the export");
+        if p.body.contains("Download the FHIR file") {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the export finished and the other server says so");
+    // Both servers asked for the same file at once: one hands it over, the other says it is gone.
+    let mut b2 = Browser::new(&two);
+    b2.jar = b.jar.clone();
+    b.app = one.clone();
+    let fhir = format!("{job}/fhir");
+    let form = [("_csrf", token.as_str())];
+    let (a, c) = tokio::join!(b.post(&fhir, &form), b2.post(&fhir, &form));
+    let mut statuses = [a.status, c.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::NOT_FOUND]);
+    let file = if a.status == StatusCode::OK { a } else { c };
+    assert_eq!(file.json()["resourceType"], "Bundle");
+    // The PDF on the other server, once; then the export is gone from both.
+    let pdf = b2.post(&format!("{job}/pdf"), &[("_csrf", &token)]).await;
+    assert!(pdf.body.starts_with("%PDF"));
+    assert_eq!(b.post(&format!("{job}/pdf"), &[("_csrf", &token)]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(b.get(&job).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(b2.get(&job).await.status, StatusCode::NOT_FOUND);
+    // Both collections are in the audit log, once each.
+    let trail = one.store_for_tests().audit_events(tp.practice.id, 0, 100_000).await.unwrap();
+    let collected = trail.iter().filter(|e| e.detail.starts_with("collected format=")).count();
+    assert_eq!(collected, 2);
+}
+
 async fn documents_are_added_filed_and_opened_through_the_pages(t: &TestStore) {
     // R8: a new document waits unseen; filed visible, its patient opens it, and no one else.
     let app = app(t);
@@ -1887,6 +1962,7 @@ both!(
     administrators_register_and_turn_off_an_integration,
     staff_log_a_subject_access_request_and_see_its_due_date,
     a_subject_access_export_is_reviewed_released_and_collected_once,
+    two_servers_share_sign_in_and_subject_access_exports,
     a_pharmacy_posts_a_summary_and_a_clinician_files_it_through_the_pages,
     health_and_front_page_need_no_sign_in,
     patient_data_needs_a_valid_token,
