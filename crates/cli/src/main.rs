@@ -2,6 +2,7 @@
 //! audit log. Configuration is parsed here once and passed down explicitly.
 
 mod backup;
+mod config;
 mod governance;
 mod safety;
 mod sar;
@@ -28,6 +29,10 @@ struct Cli {
     /// terminal) or `json` (one JSON object a line, for a log collector).
     #[arg(long, global = true, env = "CALDICOTT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// A configuration file (TOML; docs/operations.md lists its settings). A flag or an
+    /// environment variable overrides what the file says.
+    #[arg(long, global = true, env = "CALDICOTT_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,7 +44,7 @@ enum LogFormat {
 }
 
 #[derive(Args, Clone)]
-struct Db {
+pub(crate) struct Db {
     /// The database: an SQLite file path (or sqlite: URL), or a postgres:// URL. Taken wherever
     /// it is written on the command line (`caldicott report exclusions --database …`).
     #[arg(
@@ -74,7 +79,7 @@ impl Db {
 }
 
 #[derive(Args, Clone)]
-struct Listen {
+pub(crate) struct Listen {
     /// The address to listen on.
     #[arg(long, env = "CALDICOTT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -187,6 +192,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The configuration file, environment and flags, together.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Bring the database schema up to date and exit.
     Migrate {
         #[command(flatten)]
@@ -247,6 +257,18 @@ enum Command {
     /// Print what each staff role may do, as the table every use case checks (Markdown; it is
     /// kept in docs/permissions.md).
     Permissions,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check the settings `serve` would start with: prints each and where it came from (secrets
+    /// are not shown), reaches the database without changing it, and fails naming each problem.
+    Check {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        listen: Listen,
+    },
 }
 
 #[derive(Subcommand)]
@@ -401,11 +423,31 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The configuration file first, before any thread starts: its settings become environment
+    // variables (unless already set), which the command line then falls back on.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = config::path_in(&args) {
+        match config::apply(&path) {
+            Ok(applied) => {
+                let _ = config::FROM_FILE.set((path, applied));
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    match run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -619,6 +661,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 db.key_file().display()
             );
         }
+        Command::Config { command: ConfigCommand::Check { db, listen } } => return config::check(&db, &listen).await,
         Command::Migrate { db } => {
             open(&db).await?;
             println!("The database schema is up to date.");

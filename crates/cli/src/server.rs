@@ -80,7 +80,7 @@ fn stamp(files: &TlsFiles) -> Option<SystemTime> {
     m(&files.cert).max(m(&files.key))
 }
 
-fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+pub fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(&files.cert)

@@ -365,3 +365,83 @@ fn scheduled_backups_are_taken_verified_and_pruned() {
     let out = caldicott(&target, &["restore", &kept.last().unwrap().display().to_string()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// `caldicott` with only the given environment (no CALDICOTT_DATABASE from the test).
+fn bare(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_caldicott"));
+    c.args(args).current_dir(dir).env("CALDICOTT_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+#[test]
+fn a_configuration_file_is_checked_and_flags_and_environment_override_it() {
+    let dir = Dir::new();
+    let db = dir.file("c.db").display().to_string();
+    build_demo(&db);
+    let port = free_port();
+    let file = dir.file("caldicott.toml");
+    let write = |token: &str, extra: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "database = {db:?}\nlog_format = \"json\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\
+                 public_url = \"https://gp.example.nhs.uk\"\n{extra}\n[metrics]\ntoken = {token:?}\n\n[backup]\n\
+                 dir = {:?}\nevery_hours = 24\nkeep = 7\n",
+                dir.file("backups").display().to_string()
+            ),
+        )
+        .unwrap()
+    };
+    let config = file.display().to_string();
+    // A short metrics token: named as a problem, its value never printed.
+    write("short-secret", "");
+    let out = bare(&dir.0, &[], &["config", "check", "--config", &config]).output().unwrap();
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("problem: metrics.token must be at least 32 characters"), "{said}");
+    assert!(!said.contains("short-secret"), "a secret was printed:\n{said}");
+    assert!(said.contains(&format!("127.0.0.1:{port}  [file: CALDICOTT_LISTEN]")), "{said}");
+    assert!(said.contains("schema version 28, this build's"), "{said}");
+    // A key it does not know is refused by name.
+    write(TOKEN, "lisen = \"0.0.0.0:80\"");
+    let out = bare(&dir.0, &[], &["config", "check", "--config", &config]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("server.lisen"), "{}", text(&out));
+    // A good file passes.
+    write(TOKEN, "");
+    let out = bare(&dir.0, &[], &["config", "check", "--config", &config]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("The configuration is good."));
+    // serve takes the listen address and the metrics token from the file…
+    let child =
+        bare(&dir.0, &[], &["serve", "--config", &config]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let served = Served(child);
+    wait_for_port(port);
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/metrics"), Some(TOKEN)).0, 200);
+    drop(served);
+    // …and the environment, then a flag, win over the file.
+    let (env_port, flag_port) = (free_port(), free_port());
+    let child =
+        bare(&dir.0, &[("CALDICOTT_LISTEN", &format!("127.0.0.1:{env_port}"))], &["serve", "--config", &config])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let served = Served(child);
+    wait_for_port(env_port);
+    drop(served);
+    let child = bare(
+        &dir.0,
+        &[("CALDICOTT_LISTEN", &format!("127.0.0.1:{env_port}"))],
+        &["serve", "--config", &config, "--listen", &format!("127.0.0.1:{flag_port}")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _served = Served(child);
+    wait_for_port(flag_port);
+}

@@ -517,3 +517,71 @@ mod tests {
         assert_eq!(libpq("postgres://postgres@127.0.0.1/test"), ("postgres://postgres@127.0.0.1/test".into(), None));
     }
 }
+
+/// What the database at `url` is, read without changing anything: the kind, and how far its
+/// schema is from this build's (`caldicott config check`).
+pub async fn probe(url: &str) -> Result<String, BackupError> {
+    let known = match Kind::of(url) {
+        Kind::Sqlite => crate::migrate::SQLITE.len() as i64,
+        Kind::Postgres => crate::migrate::POSTGRES.len() as i64,
+    };
+    let schema = move |version: Option<i64>| match version {
+        None => format!("empty; the {known} migrations run at the first start"),
+        Some(v) if v == known => format!("schema version {v}, this build's"),
+        Some(v) if v < known => format!("schema version {v}; {} migration(s) run at the next start", known - v),
+        Some(v) => format!("schema version {v}, NEWER than this build's {known}: this build will refuse it"),
+    };
+    match Kind::of(url) {
+        Kind::Sqlite => {
+            let path = sqlite_path(url);
+            if !path.exists() {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                return Ok(format!(
+                    "SQLite file {} is not there yet; it is made at the first start (in {})",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+            tokio::task::spawn_blocking(move || {
+                let c = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(sqlite_err)?;
+                let has: bool = c
+                    .query_row("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'schema_migration'", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(sqlite_err)?;
+                let v = if has {
+                    Some(
+                        c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migration", [], |r| r.get(0))
+                            .map_err(sqlite_err)?,
+                    )
+                } else {
+                    None
+                };
+                Ok(format!("SQLite file {}: {}", path.display(), schema(v)))
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?
+        }
+        Kind::Postgres => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.map_err(|e| fail(format!("cannot connect: {e}")))?;
+            let server: String =
+                sqlx::query_scalar("SHOW server_version").fetch_one(&mut c).await.map_err(|e| fail(e.to_string()))?;
+            let has: Option<String> = sqlx::query_scalar("SELECT to_regclass('schema_migration')::text")
+                .fetch_one(&mut c)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let v = match has {
+                None => None,
+                Some(_) => Some(
+                    sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migration")
+                        .fetch_one(&mut c)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?,
+                ),
+            };
+            Ok(format!("PostgreSQL {server}: {}", schema(v)))
+        }
+    }
+}

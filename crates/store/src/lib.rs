@@ -37,6 +37,7 @@ use caldicott_core::tasks::{Task, TaskStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::sync::Arc;
 
+pub use backup::probe;
 pub use sql::SqlStore;
 mod appointments;
 mod audit;
