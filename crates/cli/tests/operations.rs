@@ -445,3 +445,112 @@ fn a_configuration_file_is_checked_and_flags_and_environment_override_it() {
     let _served = Served(child);
     wait_for_port(flag_port);
 }
+
+/// Every patient's identifying details in the demo: NHS number, full name, email, mobile.
+async fn identifiers(db: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{db}")).await.unwrap();
+    let rows = sqlx::query("SELECT nhs_number, given_name, family_name, email, mobile FROM patient")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r.get::<String, _>("nhs_number"));
+        out.push(format!("{} {}", r.get::<String, _>("given_name"), r.get::<String, _>("family_name")));
+        for col in ["email", "mobile"] {
+            if let Some(v) = r.get::<Option<String>, _>(col).filter(|v| v.len() > 5) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_logs_hold_no_patient_data() {
+    let dir = Dir::new();
+    let db = dir.file("c.db").display().to_string();
+    let built = caldicott(&db, &["demo", "--build-only", "--patients", "25", "--seed", "3", "--as-of", "2026-11-22"]);
+    assert!(built.status.success(), "{}", text(&built));
+    let said = text(&built);
+    // The demo pharmacy's credentials, from the demo's own words.
+    let pharmacy = said.lines().find(|l| l.starts_with("Pharmacy ")).expect("the demo names its pharmacy").to_owned();
+    let words: Vec<&str> = pharmacy.split_whitespace().collect();
+    let at = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    let (client_id, secret) = (at("id").to_owned(), at("secret").to_owned());
+    let ids = tokio::runtime::Runtime::new().unwrap().block_on(identifiers(&db));
+    assert!(ids.len() > 50, "the demo's patients were read");
+    let out = caldicott(&db, &["token", "create", "--practice", ODS, "--staff", "dr.okafor"]);
+    let api = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let log = dir.file("server.log");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .env("CALDICOTT_DATABASE", &db)
+        // Everything the server can say, at every level.
+        .env("CALDICOTT_LOG", "trace")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+        .current_dir(&dir.0)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let served = Served(child);
+    wait_for_port(port);
+    let base = format!("http://127.0.0.1:{port}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let nhs: Vec<&String> = ids.iter().filter(|s| s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit())).collect();
+    // Staff reads of every record and online view, through the API.
+    for n in &nhs {
+        for what in ["record", "online-view"] {
+            let r = agent
+                .get(&format!("{base}/api/v1/patients/{n}/{what}"))
+                .header("Authorization", &format!("Bearer {api}"))
+                .call()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    // Requests that go wrong while naming a patient: a bad registration, a wrong password for a
+    // patient's email, a pharmacy message that does not parse.
+    let name = ids[1].clone();
+    let r = agent
+        .post(&format!("{base}/api/v1/patients"))
+        .header("Authorization", &format!("Bearer {api}"))
+        .header("Content-Type", "application/json")
+        .send(format!(r#"{{"nhs_number":"{}","name":"{name}","date_of_birth":"not a date"}}"#, nhs[0]))
+        .unwrap();
+    assert!(r.status().is_client_error());
+    let email = ids.iter().find(|s| s.contains('@')).expect("a patient with an email").clone();
+    let mut page = agent.get(&format!("{base}/my/sign-in")).call().unwrap();
+    let cookies: Vec<String> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let body = page.body_mut().read_to_string().unwrap();
+    let csrf = body.split("name=\"_csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = agent
+        .post(&format!("{base}/my/sign-in"))
+        .header("Cookie", &cookies.join("; "))
+        .send_form([("_csrf", csrf.as_str()), ("username", email.as_str()), ("password", "not the password")])
+        .unwrap();
+    assert!(r.status().is_client_error() || r.status().is_success(), "{}", r.status());
+    let r = agent
+        .post(&format!("{base}/api/update-record/v1/messages"))
+        .header("Authorization", &format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{client_id}:{secret}"))))
+        .header("Content-Type", "application/fhir+json")
+        .send(format!(r#"{{"resourceType":"Bundle","entry":[{{"resource":{{"resourceType":"Patient","identifier":[{{"value":"{}"}}],"name":[{{"text":"{name}"}}]}}}}]"#, nhs[2]))
+        .unwrap();
+    assert!(r.status().as_u16() >= 200);
+    // An address naming a patient that the server does not know.
+    let r = agent.get(&format!("{base}/patients/{}", nhs[3])).call().unwrap();
+    assert!(r.status().as_u16() >= 300);
+    drop(served);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.lines().count() > 5, "the server logged at trace level:\n{logged}");
+    for id in &ids {
+        assert!(!logged.contains(id.as_str()), "the log holds a patient's details ({id}):\n{logged}");
+    }
+}
