@@ -212,7 +212,6 @@ pub struct App {
     letters_by_notify: bool,
     /// Tries at each account's credentials, across every address (ASVS 2.2.1): a try beyond
     /// the account's rate is refused unchecked, answered like a wrong one.
-    account_tries: Arc<auth::AccountTries>,
     public_url: Arc<str>,
     /// Opens and seals the secrets kept in the database (authenticator secrets).
     secrets: Arc<secrets::Keyring>,
@@ -231,7 +230,6 @@ impl App {
             notify_callback_token: None,
             letters_by_notify: false,
             public_url: Arc::from(DEFAULT_PUBLIC_URL),
-            account_tries: Arc::new(auth::AccountTries::new(clock.clone())),
             clock,
             secrets: Arc::new(secrets::Keyring::ephemeral().unwrap_or_else(|e| panic!("{e}"))),
         }
@@ -281,7 +279,6 @@ impl App {
 
     /// The same application on another clock (the demo's "days ahead", and tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.account_tries = Arc::new(auth::AccountTries::new(clock.clone()));
         self.clock = clock;
         self
     }

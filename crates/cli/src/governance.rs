@@ -97,6 +97,50 @@ pub struct BulkArgs {
 }
 
 #[derive(Args)]
+pub struct PracticeAdd {
+    /// The practice's ODS code.
+    #[arg(long)]
+    pub ods: String,
+    /// Its name, as patients know it.
+    #[arg(long)]
+    pub name: String,
+    /// The telephone number patients call.
+    #[arg(long)]
+    pub telephone: String,
+    /// An address line (repeat for each line).
+    #[arg(long = "address-line", required = true)]
+    pub address_lines: Vec<String>,
+    #[arg(long)]
+    pub postcode: String,
+}
+
+/// `caldicott practice add`: a new practice, with the default online services settings (the
+/// practice manager changes them in the portal). Audited.
+pub async fn practice_add(app: &App, a: PracticeAdd) -> anyhow::Result<ExitCode> {
+    let by = Actor { kind: ActorKind::System, id: "cli".into(), role: "operator".into() };
+    let new = caldicott_app::setup::NewPractice {
+        ods_code: a.ods.trim().to_owned(),
+        name: a.name,
+        telephone: a.telephone,
+        address: caldicott_core::practice::PostalAddress {
+            lines: a.address_lines.into_iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect(),
+            postcode: a.postcode.trim().to_uppercase(),
+        },
+        online: Default::default(),
+    };
+    let code = OdsCode::parse(&new.ods_code)?;
+    if app.practice_by_ods(&code).await?.is_some() {
+        bail!("a practice with ODS code {code} is already here");
+    }
+    let made = caldicott_app::setup::create_practice(app, new, by).await?;
+    println!(
+        "{} ({}) is set up. Add its first practice manager with `caldicott staff add --practice {} --role practice_manager …`.",
+        made.name, made.ods_code, made.ods_code
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
 pub struct StaffAdd {
     /// The practice's ODS code (for an ICB analyst, the practice that holds the account).
     #[arg(long)]

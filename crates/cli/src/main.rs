@@ -238,6 +238,11 @@ enum Command {
         #[command(subcommand)]
         command: sar::SarCommand,
     },
+    /// Practices served here.
+    Practice {
+        #[command(subcommand)]
+        command: PracticeCommand,
+    },
     /// Staff accounts.
     Staff {
         #[command(subcommand)]
@@ -319,6 +324,17 @@ enum FhirCommand {
         /// The token endpoint the assertion is for (its `aud`).
         #[arg(long, default_value = "http://127.0.0.1:8080/fhir/r4/token")]
         token_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PracticeCommand {
+    /// Add a practice (audited); then add its first practice manager with `staff add`.
+    Add {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        args: governance::PracticeAdd,
     },
 }
 
@@ -623,6 +639,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report { db, command } => return governance::report(&open(&db).await?, command).await,
         Command::BulkCode { db, args } => return governance::bulk_code(&open(&db).await?, args).await,
         Command::Sar { db, command } => return sar::run(&open(&db).await?, command).await,
+        Command::Practice { command: PracticeCommand::Add { db, args } } => {
+            return governance::practice_add(&open(&db).await?, args).await
+        }
         Command::Staff { command: StaffCommand::Add { db, args } } => {
             return governance::staff_add(&open(&db).await?, args).await
         }

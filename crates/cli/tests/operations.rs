@@ -554,3 +554,61 @@ fn the_logs_hold_no_patient_data() {
         assert!(!logged.contains(id.as_str()), "the log holds a patient's details ({id}):\n{logged}");
     }
 }
+
+#[test]
+fn an_operator_sets_up_a_real_practice_from_an_empty_database() {
+    let dir = Dir::new();
+    let db = dir.file("c.db").display().to_string();
+    let add = |ods: &str| {
+        caldicott(
+            &db,
+            &[
+                "practice",
+                "add",
+                "--ods",
+                ods,
+                "--name",
+                "Riverside Medical Practice",
+                "--telephone",
+                "01632 960000",
+                "--address-line",
+                "1 River Street",
+                "--address-line",
+                "Riverton",
+                "--postcode",
+                "rv1 1aa",
+            ],
+        )
+    };
+    let out = add("A81001");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Riverside Medical Practice (A81001) is set up"));
+    // The same ODS code again, or one that is not an ODS code: refused, nothing added.
+    assert!(text(&add("A81001")).contains("already here"));
+    assert!(!add("not-an-ods").status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .args([
+            "staff",
+            "add",
+            "--practice",
+            "A81001",
+            "--username",
+            "j.smith",
+            "--name",
+            "Jo Smith",
+            "--role",
+            "practice_manager",
+        ])
+        .env("CALDICOTT_DATABASE", &db)
+        .env("CALDICOTT_STAFF_PASSWORD", "a long first password")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // Both are in the practice's audit chain, which verifies.
+    let out = caldicott(&db, &["audit", "verify"]);
+    assert!(
+        out.status.success() && text(&out).contains("A81001 Riverside Medical Practice: audit chain intact: 2 events"),
+        "{}",
+        text(&out)
+    );
+}

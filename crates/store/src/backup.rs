@@ -505,19 +505,6 @@ pub async fn restore(file: &Path, url: &str, force: bool) -> StoreResult<Restore
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_password_goes_to_the_environment_not_the_command_line() {
-        let (conn, pw) = libpq("postgres://caldicott:s%40cret@db.example:5432/caldicott");
-        assert_eq!(conn, "postgres://caldicott@db.example:5432/caldicott");
-        assert_eq!(pw.as_deref(), Some("s@cret"));
-        assert_eq!(libpq("postgres://postgres@127.0.0.1/test"), ("postgres://postgres@127.0.0.1/test".into(), None));
-    }
-}
-
 /// What the database at `url` is, read without changing anything: the kind, and how far its
 /// schema is from this build's (`caldicott config check`).
 pub async fn probe(url: &str) -> Result<String, BackupError> {
@@ -583,5 +570,18 @@ pub async fn probe(url: &str) -> Result<String, BackupError> {
             };
             Ok(format!("PostgreSQL {server}: {}", schema(v)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_goes_to_the_environment_not_the_command_line() {
+        let (conn, pw) = libpq("postgres://caldicott:s%40cret@db.example:5432/caldicott");
+        assert_eq!(conn, "postgres://caldicott@db.example:5432/caldicott");
+        assert_eq!(pw.as_deref(), Some("s@cret"));
+        assert_eq!(libpq("postgres://postgres@127.0.0.1/test"), ("postgres://postgres@127.0.0.1/test".into(), None));
     }
 }

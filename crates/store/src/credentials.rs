@@ -40,6 +40,18 @@ pub trait CredentialStore: Send + Sync {
         address: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<caldicott_core::credentials::Claim>>;
+    /// Takes one try at `subject`'s credential against the account-wide rate, across every
+    /// address and every server: `every` between tries on average, `burst` at once. `false`
+    /// (and nothing counted) when the rate is spent. One statement, so parallel tries on any
+    /// number of servers cannot share one slot.
+    async fn take_account_try(
+        &self,
+        practice: PracticeId,
+        subject: &caldicott_core::credentials::Subject,
+        now: DateTime<Utc>,
+        every: chrono::Duration,
+        burst: u32,
+    ) -> StoreResult<bool>;
     /// The sign-in completed: tries from this address count from nothing again, and the
     /// address is known to the account from `now`.
     async fn clear_credential_tries(

@@ -58,6 +58,7 @@ migrations! {
     26 "passwords" "0026_passwords",
     27 "app_link_nonces" "0027_app_link_nonces",
     28 "sar_export_jobs" "0028_sar_export_jobs",
+    29 "account_tries" "0029_account_tries",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -136,46 +136,14 @@ pub async fn hashing_thread_nice() -> Option<i32> {
 
 /// Tries at each account's credentials, across every address: a burst of
 /// [`AccountTries::BURST`], then one per [`AccountTries::EVERY`] (at most about 130 an hour,
-/// ASVS 2.2.1's 100 an hour give or take the burst). Counted by governor's GCRA in memory, on the
-/// application's clock; the per-address waits are in the database.
-pub struct AccountTries {
-    limiter: governor::RateLimiter<
-        String,
-        governor::state::keyed::HashMapStateStore<String>,
-        AppClock,
-        governor::middleware::NoOpMiddleware<std::time::SystemTime>,
-    >,
-}
-
-/// The application's clock as governor reads it, so that time is an input here as everywhere.
-#[derive(Clone)]
-struct AppClock(crate::Clock);
-
-impl governor::clock::Clock for AppClock {
-    type Instant = std::time::SystemTime;
-    fn now(&self) -> std::time::SystemTime {
-        std::time::SystemTime::from((self.0)())
-    }
-}
+/// ASVS 2.2.1's 100 an hour give or take the burst). Counted in the database
+/// (`Store::take_account_try`, GCRA on the application's clock), so that every server behind a
+/// load balancer shares one limit; the per-address waits are in the database too.
+pub struct AccountTries;
 
 impl AccountTries {
     pub const BURST: u32 = 10;
     pub const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-    pub fn new(clock: crate::Clock) -> Self {
-        let quota = governor::Quota::with_period(Self::EVERY)
-            .unwrap_or_else(|| governor::Quota::per_minute(std::num::NonZeroU32::MIN))
-            .allow_burst(std::num::NonZeroU32::new(Self::BURST).unwrap_or(std::num::NonZeroU32::MIN));
-        Self { limiter: governor::RateLimiter::hashmap_with_clock(quota, AppClock(clock)) }
-    }
-
-    /// Takes one try for `key`: `false` when the account's rate is spent.
-    pub fn take(&self, key: String) -> bool {
-        if self.limiter.len() > 100_000 {
-            self.limiter.retain_recent();
-        }
-        self.limiter.check_key(&key).is_ok()
-    }
 }
 
 /// Where a request comes from: the address of the connection as the server accepted it (never

@@ -213,7 +213,11 @@ impl App {
         };
         // An address the account signed in from before is not held to the account-wide rate,
         // which an attacker elsewhere could spend: they are slowed, the clinician is not.
-        Ok(claim.known_address || self.account_tries.take(format!("{practice}/{}", subject.as_str())))
+        if claim.known_address {
+            return Ok(true);
+        }
+        let every = Duration::from_std(crate::auth::AccountTries::EVERY).unwrap_or(Duration::seconds(30));
+        Ok(self.store.take_account_try(practice, subject, self.now(), every, crate::auth::AccountTries::BURST).await?)
     }
 
     /// A claimed try at a password: the one check every password path makes (sign-in, the

@@ -689,8 +689,46 @@ async fn an_administrator_never_holds_both_factors_of_a_member(t: &TestStore) {
     }
 }
 
+/// Issue 24: the account-wide rate is kept in the database, so two servers on one database
+/// (each with its own connections, as two processes behind a load balancer) share it: tries
+/// spread over both servers and many addresses get one burst between them, and the rate refills
+/// one try per interval on the application's clock, never more.
+async fn tries_spread_over_two_servers_are_capped_per_account(t: &TestStore) {
+    let (one, offset) = app_with_clock(t);
+    let clock = offset.clone();
+    let start = fixtures::now();
+    let two = App::new(
+        caldicott_store::open(&t.url).await.unwrap(),
+        Arc::new(move || start + Duration::seconds(clock.load(Ordering::SeqCst))),
+    );
+    let tp = fixtures::practice(&one).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let spread = |first: u8, n: u8| {
+        let tries: Vec<_> = (0..n)
+            .map(|i| {
+                let app = if i % 2 == 0 { one.clone() } else { two.clone() };
+                let ods = ods.clone();
+                tokio::spawn(async move { app.sign_in(Some(&ods), "reception", "guess", &at(first + i)).await })
+            })
+            .collect();
+        async move {
+            for t in tries {
+                assert!(t.await.unwrap().is_err());
+            }
+        }
+    };
+    spread(10, 40).await;
+    let burst = usize::try_from(AccountTries::BURST).unwrap();
+    assert_eq!(checked_and_wrong(&one, &tp, "wrong password").await, burst, "one burst between both servers");
+    // One interval later, one more try is checked, whichever server it reaches.
+    offset.fetch_add(i64::try_from(AccountTries::EVERY.as_secs()).unwrap(), Ordering::SeqCst);
+    spread(60, 6).await;
+    assert_eq!(checked_and_wrong(&one, &tp, "wrong password").await, burst + 1);
+}
+
 both!(
     workers = 4;
+    tries_spread_over_two_servers_are_capped_per_account,
     fifty_parallel_wrong_passwords_are_not_all_checked,
     a_wrong_password_never_locks_the_clinician_out,
     locked_unknown_and_wrong_are_answered_alike,

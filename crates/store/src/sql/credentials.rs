@@ -64,6 +64,42 @@ impl CredentialStore for SqlStore {
         Ok(done)
     }
 
+    async fn take_account_try(
+        &self,
+        practice: PracticeId,
+        subject: &caldicott_core::credentials::Subject,
+        now: DateTime<Utc>,
+        every: chrono::Duration,
+        burst: u32,
+    ) -> StoreResult<bool> {
+        // GCRA: the next try is due at `tat`; a try at `now` is taken while `tat` is no further
+        // ahead than the burst allows, and moves `tat` on by one interval.
+        let (now_ms, every_ms) = (now.timestamp_millis(), every.num_milliseconds().max(1));
+        let tolerance_ms = every_ms * i64::from(burst.max(1) - 1);
+        let mut tx = self.begin().await?;
+        let taken = query(
+            "INSERT INTO account_tries (practice_id, subject, tat_ms) VALUES ($1, $2, $3 + $4) \
+             ON CONFLICT (practice_id, subject) DO UPDATE SET \
+             tat_ms = CASE WHEN account_tries.tat_ms > $3 THEN account_tries.tat_ms ELSE $3 END + $4 \
+             WHERE CASE WHEN account_tries.tat_ms > $3 THEN account_tries.tat_ms ELSE $3 END - $3 <= $5 \
+             RETURNING tat_ms",
+        )
+        .bind(practice.as_uuid())
+        .bind(subject.as_str())
+        .bind(now_ms)
+        .bind(every_ms)
+        .bind(tolerance_ms)
+        .fetch_optional(&mut tx)
+        .await?
+        .is_some();
+        if taken {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(taken)
+    }
+
     async fn claim_credential_try(
         &self,
         practice: PracticeId,
