@@ -20,9 +20,11 @@ dpkg-deb --contents "$DEB"
 
 echo "== installing $DEB"
 $SUDO dpkg --purge caldicott >/dev/null 2>&1 || true
+$SUDO rm -rf /var/lib/caldicott /var/backups/caldicott /etc/caldicott
 $SUDO dpkg -i "$DEB"
 stop_service_user() { $SUDO pkill -TERM -u caldicott -x caldicott 2>/dev/null || true; wait 2>/dev/null || true; }
-trap 'stop_service_user; $SUDO dpkg --purge caldicott >/dev/null 2>&1 || true' EXIT
+# A trial install: the package, its user and what the trial wrote go again at the end.
+trap 'stop_service_user; $SUDO dpkg --purge caldicott >/dev/null 2>&1 || true; $SUDO rm -rf /var/lib/caldicott /var/backups/caldicott /etc/caldicott' EXIT
 UNIT=$(ls /lib/systemd/system/caldicott.service /usr/lib/systemd/system/caldicott.service 2>/dev/null | head -1)
 test -n "$UNIT" || { echo "the unit was not installed"; exit 1; }
 test "$(stat -c %U:%a /var/lib/caldicott)" = "caldicott:750"
@@ -49,7 +51,8 @@ cd /var/lib/caldicott
 as_service /usr/bin/caldicott demo --patients 200 --database /var/lib/caldicott/demo.db \
   --listen "127.0.0.1:$PORT" > /tmp/caldicott-package-demo.log 2>&1 &
 ready "$PORT"
-curl -sf "http://127.0.0.1:$PORT/" | grep -q "Riverside Medical Practice"
+curl -sfL "http://127.0.0.1:$PORT/" | grep -q "<title>Sign in"
+grep -q "Riverside Medical Practice (Y90210) — .* patients, just built" /tmp/caldicott-package-demo.log
 stop_service_user
 
 echo "== the packaged service: its configuration checked, then served"
