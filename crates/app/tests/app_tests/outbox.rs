@@ -117,6 +117,22 @@ async fn every_message_arrives_despite_faults_and_a_killed_worker(t: &TestStore)
     assert_eq!(duplicates, 0, "a message in flight when the worker died is looked up, not sent again");
 }
 
+fn system() -> Actor {
+    Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() }
+}
+
+/// Test email number `i` to the patient.
+fn email(patient: caldicott_core::ids::PatientId, i: usize) -> Draft {
+    Draft {
+        patient,
+        purpose: "test",
+        channel: Channel::Email,
+        recipient: format!("r{i}@example.com"),
+        subject: "Test".into(),
+        body: format!("Message {i}"),
+    }
+}
+
 /// A courier that takes its time, as a real provider does, and always accepts.
 #[derive(Default)]
 struct Slow {
@@ -138,17 +154,8 @@ async fn a_stopped_worker_finishes_its_pass_and_leaves_nothing_claimed(t: &TestS
     let app = App::new(t.store.clone(), caldicott_app::fixtures::test_clock());
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
     for i in 0..15 {
-        let draft = Draft {
-            patient: pat.id,
-            purpose: "test",
-            channel: Channel::Email,
-            recipient: format!("r{i}@example.com"),
-            subject: "Test".into(),
-            body: format!("Message {i}"),
-        };
-        app.queue_message(tp.practice.id, system.clone(), draft).await.unwrap();
+        app.queue_message(tp.practice.id, system(), email(pat.id, i)).await.unwrap();
     }
     let slow = Arc::new(Slow::default());
     let courier: Arc<dyn Courier> = slow.clone();
@@ -173,20 +180,11 @@ async fn two_servers_workers_send_each_message_once(t: &TestStore) {
     let two = App::new(caldicott_store::open(&t.url).await.unwrap(), caldicott_app::fixtures::test_clock());
     let tp = fixtures::practice(&one).await.unwrap();
     let pat = adult(&one, tp.practice.id).await.unwrap();
-    let system = Actor { kind: ActorKind::System, id: "test".into(), role: "system".into() };
     let total = 40;
     for i in 0..total {
-        let draft = Draft {
-            patient: pat.id,
-            purpose: "test",
-            channel: Channel::Email,
-            recipient: format!("r{i}@example.com"),
-            subject: "Test".into(),
-            body: format!("Message {i}"),
-        };
         // Queued through both servers.
         let app = if i % 2 == 0 { &one } else { &two };
-        app.queue_message(tp.practice.id, system.clone(), draft).await.unwrap();
+        app.queue_message(tp.practice.id, system(), email(pat.id, i)).await.unwrap();
     }
     let slow = Arc::new(Slow::default());
     let courier: Arc<dyn Courier> = slow.clone();

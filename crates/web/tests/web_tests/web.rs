@@ -1507,6 +1507,26 @@ async fn staff_log_a_subject_access_request_and_see_its_due_date(t: &TestStore) 
     assert!(api.body.contains("\"due\":\"2026-11-02\""), "{}", api.body);
 }
 
+/// Logs a subject access request from the patient, received today, through the form; its address.
+async fn log_sar_today(b: &mut Browser, token: &str, pat: &caldicott_core::patient::Patient) -> String {
+    let today = caldicott_app::fixtures::today();
+    let (d, m, y) = (today.format("%-d").to_string(), today.format("%-m").to_string(), today.format("%Y").to_string());
+    let r = b
+        .post(
+            "/sars",
+            &[
+                ("_csrf", token),
+                ("nhs_number", pat.nhs_number.as_str()),
+                ("requester", "The patient"),
+                ("received_day", &d),
+                ("received_month", &m),
+                ("received_year", &y),
+            ],
+        )
+        .await;
+    location(&r).to_owned()
+}
+
 async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &TestStore) {
     // R33, T37, T38 through the pages: flagged items need a decision, the release needs the
     // password again, progress is shown, each file is handed over once and never cached.
@@ -1521,22 +1541,7 @@ async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &Tes
     let mut b = Browser::new(&app);
     sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
     let token = csrf(&b.get("/sars/new").await.body);
-    let today = caldicott_app::fixtures::today();
-    let (d, m, y) = (today.format("%-d").to_string(), today.format("%-m").to_string(), today.format("%Y").to_string());
-    let r = b
-        .post(
-            "/sars",
-            &[
-                ("_csrf", &token),
-                ("nhs_number", pat.nhs_number.as_str()),
-                ("requester", "The patient"),
-                ("received_day", &d),
-                ("received_month", &m),
-                ("received_year", &y),
-            ],
-        )
-        .await;
-    let sar = location(&r).to_owned();
+    let sar = log_sar_today(&mut b, &token, &pat).await;
     assert!(b.get(&sar).await.body.contains("Review and release the records"));
     let review = b.get(&format!("{sar}/export")).await;
     assert_eq!(review.status, StatusCode::OK);
@@ -1642,23 +1647,8 @@ async fn two_servers_share_sign_in_and_subject_access_exports(t: &TestStore) {
     let record = b.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
     assert_eq!(record.status, StatusCode::OK, "the session made on one server is good on the other");
     let token = csrf(&b.get("/sars/new").await.body);
-    let today = caldicott_app::fixtures::today();
-    let (d, m, y) = (today.format("%-d").to_string(), today.format("%-m").to_string(), today.format("%Y").to_string());
     b.app = one.clone();
-    let r = b
-        .post(
-            "/sars",
-            &[
-                ("_csrf", &token),
-                ("nhs_number", pat.nhs_number.as_str()),
-                ("requester", "The patient"),
-                ("received_day", &d),
-                ("received_month", &m),
-                ("received_year", &y),
-            ],
-        )
-        .await;
-    let sar = location(&r).to_owned();
+    let sar = log_sar_today(&mut b, &token, &pat).await;
     b.app = two.clone();
     assert!(!b.get(&format!("{sar}/export")).await.body.contains("Not ready to release"));
     b.app = one.clone();
