@@ -40,7 +40,11 @@ async fn verify_against(url: &str, manifest: &Manifest, exact: bool) -> anyhow::
 /// Takes a backup of `url` into `out` and proves it.
 pub async fn take(url: &str, out: &Path) -> anyhow::Result<Manifest> {
     let manifest = backup::take(url, out).await?;
-    prove(url, out, &manifest).await.with_context(|| format!("the backup {} did not verify", out.display()))?;
+    if let Err(e) = prove(url, out, &manifest).await {
+        // A backup that does not prove is no backup: it is not left where one is looked for.
+        let _ = std::fs::remove_file(out);
+        return Err(e.context(format!("the backup {} did not verify and was removed", out.display())));
+    }
     Ok(manifest)
 }
 
@@ -121,6 +125,8 @@ pub fn spawn(
     schedule: Schedule,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    // Both outcomes are counted from 0, so that an alert on the first failure sees it.
+    caldicott_web::metrics::backups_scheduled();
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -349,7 +349,8 @@ fn scheduled_backups_are_taken_verified_and_pruned() {
             assert!(body.contains("caldicott_backup_last_success_timestamp_seconds"));
             break;
         }
-        assert!(!body.contains(r#"result="failed""#), "a scheduled backup failed:\n{body}");
+        // Failures are counted from 0, so an alert sees the first one; there are none.
+        assert!(body.contains(r#"caldicott_backups_total{result="failed"} 0"#), "a scheduled backup failed:\n{body}");
         assert!(Instant::now() < deadline, "three scheduled backups were not taken in a minute:\n{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -404,7 +405,8 @@ fn a_configuration_file_is_checked_and_flags_and_environment_override_it() {
     assert!(said.contains("problem: metrics.token must be at least 32 characters"), "{said}");
     assert!(!said.contains("short-secret"), "a secret was printed:\n{said}");
     assert!(said.contains(&format!("127.0.0.1:{port}  [file: CALDICOTT_LISTEN]")), "{said}");
-    assert!(said.contains("schema version 28, this build's"), "{said}");
+    // The demo's database is at this build's schema, whatever number that is.
+    assert!(said.contains("ok: database: SQLite file") && said.contains(", this build's"), "{said}");
     // A key it does not know is refused by name.
     write(TOKEN, "lisen = \"0.0.0.0:80\"");
     let out = bare(&dir.0, &[], &["config", "check", "--config", &config]).output().unwrap();

@@ -93,6 +93,13 @@ pub async fn track(req: Request, next: Next) -> Response {
     res
 }
 
+/// Scheduled backups are on: their counters start at 0.
+pub fn backups_scheduled() {
+    for result in ["ok", "failed"] {
+        metrics::counter!("caldicott_backups_total", "result" => result).increment(0);
+    }
+}
+
 /// A scheduled backup's result.
 pub fn backup_taken(ok: bool, bytes: u64, took: Duration) {
     metrics::counter!("caldicott_backups_total", "result" => if ok { "ok" } else { "failed" }).increment(1);
