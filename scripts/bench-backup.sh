@@ -8,14 +8,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p caldicott
-BIN="$CARGO_TARGET_DIR/release/caldicott"
+# CALDICOTT_BIN: a release binary already built from this commit (skips the build).
+BIN="${CALDICOTT_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build --release -q -p caldicott
+  BIN="$CARGO_TARGET_DIR/release/caldicott"
+fi
 PG="${PG:-postgres://postgres@127.0.0.1:5432}"
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS caldicott_bench_src WITH (FORCE)" -c "DROP DATABASE IF EXISTS caldicott_bench_dst WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 export CALDICOTT_LOG="warn,sqlx=error"
 secs() { local s=$(date +%s.%N); "$@" >/dev/null; echo "$(date +%s.%N) - $s" | bc; }
 
+if [ "${ONLY:-}" != postgres ]; then
 echo "== SQLite: the 2,000-patient demo practice"
 "$BIN" demo --build-only --seed 1 --as-of 2026-11-22 --database "$DIR/demo.db" >/dev/null
 echo "database: $(du -h "$DIR/demo.db" | cut -f1)"
@@ -28,6 +33,8 @@ for i in 1 2 3; do
   rm -f "$DIR/restored.db"*
   echo "restore $i: $(secs "$BIN" restore --database "$DIR/restored.db" "$DIR/demo.backup") s"
 done
+
+fi
 
 echo "== PostgreSQL: a service of ${PRACTICES:-200} lean practices of ${PRACTICE_PATIENTS:-10000} patients"
 psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS caldicott_bench_src WITH (FORCE)" -c "CREATE DATABASE caldicott_bench_src" \
