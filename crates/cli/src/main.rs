@@ -68,13 +68,12 @@ impl Db {
         if let Some(p) = &self.secret_key_file {
             return p.clone();
         }
-        let db = &self.database;
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        if caldicott_store::is_postgres(&self.database) {
             return std::path::PathBuf::from("caldicott-secret.key");
         }
-        let path = db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")).unwrap_or(db);
-        let path = path.split('?').next().unwrap_or(path);
-        std::path::PathBuf::from(format!("{path}.key"))
+        let mut key = caldicott_store::sqlite_path(&self.database).into_os_string();
+        key.push(".key");
+        std::path::PathBuf::from(key)
     }
 }
 
@@ -808,11 +807,13 @@ fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<(String, Chain
 /// current folder for PostgreSQL), so that `caldicott fhir assertion` can sign with it.
 fn write_demo_key(db: &Db, report: &DemoReport) -> anyhow::Result<Option<std::path::PathBuf>> {
     let Some((_, key)) = &report.integration else { return Ok(None) };
-    let dir = if db.database.starts_with("postgres") {
+    let dir = if caldicott_store::is_postgres(&db.database) {
         std::path::PathBuf::from(".")
     } else {
-        let file = db.database.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-        std::path::Path::new(file).parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| ".".into())
+        caldicott_store::sqlite_path(&db.database)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
     };
     let path = dir.join("demo-integration-key.pem");
     std::fs::write(&path, key).with_context(|| format!("writing {}", path.display()))?;
@@ -965,6 +966,24 @@ async fn serve(app: App, db: &Db, listen: &Listen, _demo: Option<&DemoReport>) -
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        });
+    }
+    // Subject access export files are dropped 15 minutes after they were made, collected or not.
+    {
+        let app = app.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            while !*stopped.borrow() {
+                match app.drop_expired_sar_exports().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(exports = n, "expired subject access exports dropped"),
+                    Err(e) => tracing::warn!(error = %e, "dropping expired subject access exports"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
                     _ = stopped.changed() => {}
                 }
             }

@@ -107,9 +107,11 @@ fn psql(port: u16, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn caldicott(db: &str, args: &[&str]) -> std::process::Output {
+/// A command on `db`, run in `dir` (where it may write a key), never in the source tree.
+fn caldicott(db: &str, dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_caldicott"))
         .args(args)
+        .current_dir(dir)
         .env("CALDICOTT_DATABASE", db)
         .env("CALDICOTT_LOG", "warn")
         .output()
@@ -182,7 +184,8 @@ fn postgres_a_killed_primary_fails_over_to_its_synchronous_standby_without_losin
     let url = format!("postgres://postgres@127.0.0.1:{front}/caldicott");
     let dir = cluster.root.join("caldicott");
     std::fs::create_dir_all(&dir).unwrap();
-    let built = caldicott(&url, &["demo", "--build-only", "--patients", "25", "--seed", "3", "--as-of", "2026-11-22"]);
+    let built =
+        caldicott(&url, &dir, &["demo", "--build-only", "--patients", "25", "--seed", "3", "--as-of", "2026-11-22"]);
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let port = free_port();
     let server = Command::new(env!("CARGO_BIN_EXE_caldicott"))
@@ -270,7 +273,7 @@ fn postgres_a_killed_primary_fails_over_to_its_synchronous_standby_without_losin
     });
     let lost: Vec<&String> = acked.iter().map(|(_, id)| id).filter(|id| !held.contains(id)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost in the failover: {lost:?}");
-    let verified = caldicott(&url, &["audit", "verify"]);
+    let verified = caldicott(&url, &dir, &["audit", "verify"]);
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
     let mut log = String::new();
     let _ = std::fs::File::open(format!("{standby}.log")).and_then(|mut f| f.read_to_string(&mut log));

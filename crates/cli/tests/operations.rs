@@ -17,8 +17,23 @@ fn caldicott(db: &str, args: &[&str]) -> Output {
         .args(args)
         .env("CALDICOTT_DATABASE", db)
         .env("CALDICOTT_LOG", "warn")
+        // What a command writes beside itself (a PostgreSQL service's secret key, the demo's
+        // integration key) goes to the test's own folder, never into the source tree.
+        .current_dir(working_folder(db))
         .output()
         .expect("the caldicott binary runs")
+}
+
+/// The folder commands on `db` run in: an SQLite file's own folder, or one per PostgreSQL
+/// database (removed with it).
+fn working_folder(db: &str) -> PathBuf {
+    let dir = if db.starts_with("postgres") {
+        std::env::temp_dir().join(format!("caldicott-ops-{}", db.rsplit('/').next().unwrap_or("pg")))
+    } else {
+        Path::new(db).parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn text(o: &Output) -> String {
@@ -68,6 +83,7 @@ async fn pg_db() -> PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(working_folder(&self.url));
         let admin = pg_admin_url();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {

@@ -72,7 +72,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn of(url: &str) -> Self {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if crate::is_postgres(url) {
             Self::Postgres
         } else {
             Self::Sqlite
@@ -87,11 +87,7 @@ impl Kind {
     }
 }
 
-/// The SQLite file a URL or path names.
-pub fn sqlite_path(url: &str) -> PathBuf {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    PathBuf::from(path.split('?').next().unwrap_or(path))
-}
+use crate::sqlite_path;
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BackupError {
     move |e| fail(format!("{what}: {e}"))

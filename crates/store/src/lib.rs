@@ -319,12 +319,22 @@ pub struct PoolUse {
 /// `sqlite:` URL). Creates the SQLite file and its folder if needed, checks that the database is
 /// configured for durability, and brings the schema up to date.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         Ok(Arc::new(SqlStore::connect_postgres(url, None).await?))
     } else {
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-        Ok(Arc::new(SqlStore::open_sqlite(std::path::Path::new(path)).await?))
+        Ok(Arc::new(SqlStore::open_sqlite(&sqlite_path(url)).await?))
     }
+}
+
+/// Whether a database URL names PostgreSQL (else it is an SQLite file).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The SQLite file a path or `sqlite:` URL names (without any `?…` options).
+pub fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    std::path::PathBuf::from(path.split('?').next().unwrap_or(path))
 }
 
 /// Redacts the password from a database URL for logs and messages.

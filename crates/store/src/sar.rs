@@ -93,6 +93,29 @@ pub struct ExportJob {
     pub bundle: Option<ExportFileFacts>,
 }
 
+impl ExportJob {
+    /// An export begun at `now` by `staff`, its files still to come.
+    pub fn begun(id: Uuid, sar: Uuid, staff: StaffId, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            sar,
+            staff,
+            started_at: now,
+            heartbeat_at: now,
+            stage: "Starting".into(),
+            done: 0,
+            total: 0,
+            finished: false,
+            failure: None,
+            file_stem: None,
+            released: 0,
+            withheld: 0,
+            pdf: None,
+            bundle: None,
+        }
+    }
+}
+
 /// What is known of one file of an export without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportFileFacts {

@@ -733,6 +733,45 @@ async fn audit_rows_cannot_be_updated_or_deleted(t: &TestStore) {
     assert_eq!(verify(&*t.store, p.id).await, 1);
 }
 
+/// The account-wide rate (ASVS 2.2.1) in the database: a burst, then one try per interval on
+/// the clock given, and a row whose rate has refilled is removed when another starts afresh, so
+/// tries at made-up usernames do not pile up.
+async fn the_account_wide_rate_refills_on_time_and_forgets_refilled_accounts(t: &TestStore) {
+    use caldicott_core::credentials::Subject;
+    use sqlx::Connection;
+    let p = practice(&*t.store).await;
+    let (a, b) = (Subject::staff("made.up.one"), Subject::staff("made.up.two"));
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let every = chrono::Duration::seconds(30);
+    let take = |s: &Subject, at| {
+        let (store, s) = (t.store.clone(), s.clone());
+        async move { store.take_account_try(p.id, &s, at, every, 3).await.unwrap() }
+    };
+    assert!(take(&a, t0).await && take(&a, t0).await && take(&a, t0).await, "a burst of three");
+    assert!(!take(&a, t0).await, "then the rate is spent");
+    assert!(!take(&a, t0 + chrono::Duration::seconds(29)).await, "not before the interval");
+    assert!(take(&a, t0 + every).await, "one more after it");
+    assert!(!take(&a, t0 + every).await);
+    let rows = || async {
+        let sql = "SELECT COUNT(*) FROM account_tries";
+        match t.store.backend() {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", t.url)).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    };
+    assert_eq!(rows().await, 1);
+    // A day later another account starts afresh: the first's row, long refilled, goes.
+    assert!(take(&b, t0 + chrono::Duration::days(1)).await);
+    assert_eq!(rows().await, 1);
+    assert!(take(&a, t0 + chrono::Duration::days(1)).await, "and the first has its full burst again");
+}
+
 /// Issue 24: a server is ready only on the schema its build expects. A migration row this
 /// build does not know (a newer build ran first) makes the schema not current.
 async fn a_schema_another_build_wrote_is_not_current(t: &TestStore) {
@@ -796,7 +835,7 @@ contract!(
         imports_whole_records_in_one_transaction;
     arc: concurrent_audit_appends_keep_one_unbroken_chain;
     raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema,
-        a_schema_another_build_wrote_is_not_current
+        a_schema_another_build_wrote_is_not_current, the_account_wide_rate_refills_on_time_and_forgets_refilled_accounts
 );
 
 // ---- Schema parity (issue 22): one schema, written twice ---------------------------------------

@@ -1169,23 +1169,7 @@ impl App {
         permit(who, Permission::ReleaseSubjectAccessExports)?;
         let now = caldicott_core::audit::truncate_to_micros(self.now());
         self.store.drop_export_jobs_before(who.practice, now - EXPORT_KEEP).await?;
-        let job = ExportJob {
-            id: new_id(),
-            sar,
-            staff: who.staff,
-            started_at: now,
-            heartbeat_at: now,
-            stage: "Starting".into(),
-            done: 0,
-            total: 0,
-            finished: false,
-            failure: None,
-            file_stem: None,
-            released: 0,
-            withheld: 0,
-            pdf: None,
-            bundle: None,
-        };
+        let job = ExportJob::begun(new_id(), sar, who.staff, now);
         self.store.create_export_job(who.practice, &job).await?;
         let (app, who, id) = (self.clone(), who.clone(), job.id);
         tokio::spawn(async move {
@@ -1254,6 +1238,18 @@ impl App {
             }
         });
         Ok(job.id)
+    }
+
+    /// Drops every practice's exports begun more than [`EXPORT_KEEP`] ago, files and all, so that
+    /// nothing of one outlives it in the database whether or not anyone looks again (`serve`
+    /// calls this every minute). Returns how many went.
+    pub async fn drop_expired_sar_exports(&self) -> AppResult<u64> {
+        let before = self.now() - EXPORT_KEEP;
+        let mut dropped = 0;
+        for p in self.store.practices().await? {
+            dropped += self.store.drop_export_jobs_before(p.id, before).await?;
+        }
+        Ok(dropped)
     }
 
     /// The export `job` of request `sar`, if it is this member of staff's and still kept.

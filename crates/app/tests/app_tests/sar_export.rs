@@ -272,21 +272,10 @@ async fn an_export_is_its_releasers_and_neither_outlives_its_server_nor_fifteen_
     // An export whose server stopped half-way: begun, its heartbeat a few minutes old.
     let now = app.now();
     let stalled = ExportJob {
-        id: uuid::Uuid::now_v7(),
-        sar: sar.id,
-        staff: manager.staff,
-        started_at: now,
-        heartbeat_at: now,
         stage: "Collecting".into(),
         done: 3,
         total: 10,
-        finished: false,
-        failure: None,
-        file_stem: None,
-        released: 0,
-        withheld: 0,
-        pdf: None,
-        bundle: None,
+        ..ExportJob::begun(uuid::Uuid::now_v7(), sar.id, manager.staff, now)
     };
     app.store_for_tests().create_export_job(tp.practice.id, &stalled).await.unwrap();
     let v = app.sar_export_job(&manager, sar.id, stalled.id).await.unwrap();
@@ -316,6 +305,9 @@ async fn an_export_is_its_releasers_and_neither_outlives_its_server_nor_fifteen_
     offset.fetch_add(16 * 60, Ordering::SeqCst);
     assert!(matches!(app.sar_export_job(&manager, sar.id, job).await, Err(AppError::NotFound(_))));
     assert!(app.collect_sar_export_file(&manager, sar.id, job, ExportFile::Bundle).await.unwrap().is_none());
+    // The sweep `serve` runs every minute removes them without anyone looking.
+    assert_eq!(app.drop_expired_sar_exports().await.unwrap(), 2);
+    assert!(app.store_for_tests().export_job(tp.practice.id, job).await.unwrap().is_none());
     app.start_sar_export(&manager, sar.id).await.unwrap();
     assert!(app.store_for_tests().export_job(tp.practice.id, job).await.unwrap().is_none());
     assert!(app.store_for_tests().export_job(tp.practice.id, stalled.id).await.unwrap().is_none());

@@ -91,13 +91,23 @@ impl CredentialStore for SqlStore {
         .bind(tolerance_ms)
         .fetch_optional(&mut tx)
         .await?
-        .is_some();
-        if taken {
-            tx.commit().await?;
-        } else {
+        .map(|r| r.int("tat_ms"))
+        .transpose()?;
+        let Some(tat) = taken else {
             tx.rollback().await?;
+            return Ok(false);
+        };
+        if tat == now_ms + every_ms {
+            // A full burst again (a new account, or one whose rate refilled): rows whose rate has
+            // refilled are the same as no row, so they go (tries at made-up usernames leave rows).
+            query("DELETE FROM account_tries WHERE practice_id = $1 AND tat_ms < $2")
+                .bind(practice.as_uuid())
+                .bind(now_ms)
+                .execute(&mut tx)
+                .await?;
         }
-        Ok(taken)
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn claim_credential_try(
