@@ -2,7 +2,7 @@
 //! validate the input, load the facts from the store, let `caldicott-core` decide, persist the
 //! outcome with its audit event, and return a result in domain terms.
 
-/// The record and who may see it: the staff view, the one reader for outside viewers, hiding and showing entries, online access, proxies, consultations, filing, documents, registration, transfer-in, search and the audit trail.
+/// The record and who may see it: the staff view, the one reader for outside viewers, GP Connect Access Record: Structured for clinicians elsewhere, hiding and showing entries, online access, proxies, consultations, filing, documents, registration, transfer-in, search and the audit trail.
 mod records {
     pub mod access_panel;
     #[cfg(test)]
@@ -11,6 +11,7 @@ mod records {
     pub mod documents;
     pub mod entry_check;
     pub mod filing;
+    pub mod gp_connect;
     pub(crate) mod outside;
     pub mod proxies;
     pub mod record;
@@ -25,6 +26,7 @@ pub use records::consultation;
 pub use records::documents;
 pub use records::entry_check;
 pub use records::filing;
+pub use records::gp_connect;
 pub(crate) use records::outside;
 pub use records::proxies;
 pub use records::record;

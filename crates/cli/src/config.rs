@@ -23,6 +23,10 @@ pub const SETTINGS: &[(&str, &str, &str, bool)] = &[
     ("server", "header_timeout", "CALDICOTT_HEADER_TIMEOUT", false),
     ("server", "request_timeout", "CALDICOTT_REQUEST_TIMEOUT", false),
     ("server", "update_record_inbox", "CALDICOTT_UPDATE_RECORD_INBOX", false),
+    ("spine", "listen", "CALDICOTT_SPINE_LISTEN", false),
+    ("spine", "tls_cert", "CALDICOTT_SPINE_TLS_CERT", false),
+    ("spine", "tls_key", "CALDICOTT_SPINE_TLS_KEY", false),
+    ("spine", "client_ca", "CALDICOTT_SPINE_CLIENT_CA", false),
     ("metrics", "listen", "CALDICOTT_METRICS_LISTEN", false),
     ("metrics", "token", "CALDICOTT_METRICS_TOKEN", true),
     ("backup", "dir", "CALDICOTT_BACKUP_DIR", false),
@@ -186,9 +190,28 @@ pub async fn check(db: &crate::Db, listen: &crate::Listen) -> anyhow::Result<std
         }
     }
     if let (Some(cert), Some(key)) = (&listen.tls_cert, &listen.tls_key) {
-        match crate::server::server_config(&crate::server::TlsFiles { cert: cert.clone(), key: key.clone() }) {
+        match crate::server::server_config(&crate::server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        }) {
             Ok(_) => notes.push(format!("TLS: {} and its key make a pair", cert.display())),
             Err(e) => problems.push(format!("TLS: {e:#}")),
+        }
+    }
+    if let (Some(cert), Some(key), Some(ca)) = (&listen.spine_tls_cert, &listen.spine_tls_key, &listen.spine_client_ca)
+    {
+        match crate::server::server_config(&crate::server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: Some(ca.clone()),
+        }) {
+            Ok(_) => notes.push(format!(
+                "Spine listener: {} and its key make a pair; client certificates from {} only",
+                cert.display(),
+                ca.display()
+            )),
+            Err(e) => problems.push(format!("spine: {e:#}")),
         }
     }
     if listen.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {

@@ -115,6 +115,21 @@ pub(crate) struct Listen {
     /// `Authorization: Bearer <this token>` (at least 32 characters).
     #[arg(long, env = "CALDICOTT_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Serve GP Connect (Access Record: Structured) to the Spine Secure Proxy on this address of
+    /// its own, over TLS with client certificates: needs --spine-tls-cert, --spine-tls-key and
+    /// --spine-client-ca. Only callers with a certificate from that authority get an answer.
+    #[arg(long, env = "CALDICOTT_SPINE_LISTEN", requires_all = ["spine_tls_cert", "spine_tls_key", "spine_client_ca"])]
+    spine_listen: Option<SocketAddr>,
+    /// The Spine listener's certificate chain (PEM), issued for this service's endpoint.
+    #[arg(long, env = "CALDICOTT_SPINE_TLS_CERT", requires = "spine_listen")]
+    spine_tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --spine-tls-cert.
+    #[arg(long, env = "CALDICOTT_SPINE_TLS_KEY", requires = "spine_listen")]
+    spine_tls_key: Option<std::path::PathBuf>,
+    /// The certificate authority (PEM) whose client certificates the Spine listener accepts: the
+    /// Spine's (NHS England's SubCA and RootCA), never a public one.
+    #[arg(long, env = "CALDICOTT_SPINE_CLIENT_CA", requires = "spine_listen")]
+    spine_client_ca: Option<std::path::PathBuf>,
     /// Take a backup into this folder every --backup-every hours, verify it, and keep the newest
     /// --backup-keep.
     #[arg(long, env = "CALDICOTT_BACKUP_DIR")]
@@ -1014,6 +1029,33 @@ async fn serve(app: App, db: &Db, listen: &Listen, _demo: Option<&DemoReport>) -
             }
         });
     }
+    if let Some(saddr) = listen.spine_listen {
+        let files = server::TlsFiles {
+            cert: listen.spine_tls_cert.clone().context("--spine-tls-cert")?,
+            key: listen.spine_tls_key.clone().context("--spine-tls-key")?,
+            client_ca: Some(listen.spine_client_ca.clone().context("--spine-client-ca")?),
+        };
+        // Checked now, so that a wrong file stops the start rather than the first request.
+        server::server_config(&files)?;
+        let l = tokio::net::TcpListener::bind(saddr)
+            .await
+            .with_context(|| format!("listening on {saddr} for the Spine"))?;
+        tracing::info!(
+            "GP Connect for the Spine at https://{}/gpconnect/ (client certificates required)",
+            l.local_addr().unwrap_or(saddr)
+        );
+        let routes = caldicott_web::spine_router(app.clone());
+        let mut stopped = stopped.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server::run(l, routes, limits, Some(files), until).await {
+                tracing::error!(error = %e, "the Spine listener stopped");
+            }
+        });
+    }
     let mut router = caldicott_web::router(app.clone());
     if let Some(token) = &listen.metrics_token {
         router = router.merge(caldicott_web::metrics::routes(app.clone(), metrics, Some(token)));
@@ -1021,7 +1063,11 @@ async fn serve(app: App, db: &Db, listen: &Listen, _demo: Option<&DemoReport>) -
     tracing::info!("caldicott listening on {scheme}://{bound}/");
     // The connection's address reaches the handlers and the audit log (tries are counted per
     // address); headers such as X-Forwarded-For are never read for it.
-    let tls = listen.tls_cert.clone().zip(listen.tls_key.clone()).map(|(cert, key)| server::TlsFiles { cert, key });
+    let tls = listen.tls_cert.clone().zip(listen.tls_key.clone()).map(|(cert, key)| server::TlsFiles {
+        cert,
+        key,
+        client_ca: None,
+    });
     server::run(listener, router, limits, tls, async {
         shutdown_signal().await;
         tracing::info!("told to stop");

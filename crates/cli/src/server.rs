@@ -34,6 +34,9 @@ pub struct Limits {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// When set, every client must present a certificate issued by this authority (PEM):
+    /// mutual TLS, as the Spine Secure Proxy requires of GP Connect providers.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The TLS configuration in use, swapped when the files change.
@@ -77,7 +80,7 @@ impl Tls {
 /// The later of the two files' modification times.
 fn stamp(files: &TlsFiles) -> Option<SystemTime> {
     let m = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    m(&files.cert).max(m(&files.key))
+    m(&files.cert).max(m(&files.key)).max(files.client_ca.as_ref().and_then(m))
 }
 
 pub fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
@@ -91,12 +94,27 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("reading the private key {}", files.key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the certificate and key do not make a pair")?;
+        .context("TLS protocol versions")?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in
+                CertificateDer::pem_file_iter(ca).with_context(|| format!("reading the client CA {}", ca.display()))?
+            {
+                let c = c.with_context(|| format!("reading the client CA {}", ca.display()))?;
+                roots.add(c).with_context(|| format!("the client CA {} is not a usable certificate", ca.display()))?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "no certificate in {}", ca.display());
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("the client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).context("the certificate and key do not make a pair")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -205,3 +205,79 @@ fn sigterm_stops_the_server_gracefully() {
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An agent trusting `ca` and, when given, presenting the client certificate `name`
+/// (`tests/tls/{name}.pem` with its key `{name}-key.pem`).
+fn agent_with_client(ca: &str, client: Option<&str>) -> ureq::Agent {
+    let pem = std::fs::read(tls_file(ca)).unwrap();
+    let root = ureq::tls::Certificate::from_pem(&pem).unwrap().to_owned();
+    let mut tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])));
+    if let Some(name) = client {
+        let cert = ureq::tls::Certificate::from_pem(&std::fs::read(tls_file(&format!("{name}.pem"))).unwrap())
+            .unwrap()
+            .to_owned();
+        let key = ureq::tls::PrivateKey::from_pem(&std::fs::read(tls_file(&format!("{name}-key.pem"))).unwrap())
+            .unwrap()
+            .to_owned();
+        tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)));
+    }
+    ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GP Connect reaches caldicott only from the Spine Secure Proxy: the Spine listener takes a
+/// connection only from a client with a certificate from the Spine's authority (here a test
+/// one); a client without one, or with one from another authority, gets no answer at all. The
+/// main listener does not serve the GP Connect routes.
+#[test]
+fn the_spine_listener_answers_only_callers_with_a_spine_certificate() {
+    let spine_port = free_port();
+    let (_server, port) = serve(&[
+        "--spine-listen",
+        &format!("127.0.0.1:{spine_port}"),
+        "--spine-tls-cert",
+        tls_file("cert1.pem").to_str().unwrap(),
+        "--spine-tls-key",
+        tls_file("key1.pem").to_str().unwrap(),
+        "--spine-client-ca",
+        tls_file("spine-ca.pem").to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", spine_port)).is_err() {
+        assert!(Instant::now() < deadline, "the Spine listener did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://localhost:{spine_port}/gpconnect/A81001/STU3/1/structured/metadata");
+    // With the Spine's certificate: a GP Connect answer (no practice A81001 on an empty database:
+    // the OperationOutcome says so).
+    let r = agent_with_client("ca1.pem", Some("spine-client")).get(&url).call().unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.into_body().read_to_string().unwrap();
+    assert!(body.contains("GPConnect-OperationOutcome-1"), "{body}");
+    // Without a certificate, or with another authority's: the handshake fails, nothing is answered.
+    assert!(agent_with_client("ca1.pem", None).get(&url).call().is_err(), "no client certificate");
+    assert!(agent_with_client("ca1.pem", Some("rogue-client")).get(&url).call().is_err(), "another authority's");
+    // The main listener knows nothing of GP Connect.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /gpconnect/A81001/STU3/1/structured/metadata HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+}
+
+/// A Spine listener asked for without its client authority does not start.
+#[test]
+fn the_spine_listener_needs_its_certificate_and_client_authority() {
+    let out = Command::new(env!("CARGO_BIN_EXE_caldicott"))
+        .env("CALDICOTT_DATABASE", std::env::temp_dir().join("never-made.db"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--spine-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("spine-tls-cert") || said.contains("spine_tls_cert"), "{said}");
+}

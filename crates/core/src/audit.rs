@@ -59,6 +59,9 @@ pub enum ActorKind {
     System,
     /// A practice integration of the FHIR API (a system client).
     Integration,
+    /// A clinician in another care setting reading through GP Connect (the Spine); the actor's
+    /// id is their organisation's ODS code and their role their SDS user id.
+    GpConnect,
 }
 
 impl ActorKind {
@@ -70,6 +73,7 @@ impl ActorKind {
             Self::App => "app",
             Self::System => "system",
             Self::Integration => "integration",
+            Self::GpConnect => "gp_connect",
         }
     }
 }
@@ -188,6 +192,8 @@ pub enum Action {
     FhirTokenIssue,
     FhirIntegrationRegister,
     FhirIntegrationChange,
+    /// A patient's record read through GP Connect Access Record: Structured.
+    GpConnectStructuredRead,
     StaffMessageSend,
     StaffMessageView,
     StaffMessageDelete,
@@ -302,6 +308,7 @@ impl Action {
             Self::FhirTokenIssue => "fhir.token_issue",
             Self::FhirIntegrationRegister => "fhir.integration_register",
             Self::FhirIntegrationChange => "fhir.integration_change",
+            Self::GpConnectStructuredRead => "record.gp_connect_structured",
             Self::StaffMessageSend => "staff_message.send",
             Self::StaffMessageView => "staff_message.view",
             Self::StaffMessageDelete => "staff_message.delete",

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod credentials;
 pub mod entry;
 pub mod governance;
+pub mod gpconnect;
 pub mod ids;
 pub mod messages;
 pub mod nhs_number;

@@ -108,6 +108,40 @@ impl From<ProxyReviewAge> for u8 {
     }
 }
 
+/// An Accredited System ID: the Spine's number for one system at one organisation (digits,
+/// at most 12).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Asid(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an ASID is a number of up to 12 digits, such as 200000000359")]
+pub struct AsidError;
+
+impl Asid {
+    pub fn parse(s: &str) -> Result<Self, AsidError> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AsidError);
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for Asid {
+    type Error = AsidError;
+    fn try_from(s: String) -> Result<Self, AsidError> {
+        Self::parse(&s)
+    }
+}
+impl From<Asid> for String {
+    fn from(a: Asid) -> String {
+        a.0
+    }
+}
+
 /// The practice's online-services settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineServicesSettings {
@@ -130,6 +164,12 @@ pub struct OnlineServicesSettings {
     /// Whether pharmacies' Update Record messages are accepted (R30; on by default, and required
     /// by the GP contract since 1 October 2025).
     pub accept_update_record: bool,
+    /// Whether clinicians in other care settings may read the record through GP Connect Access
+    /// Record: Structured (on by default; a practice may turn it off).
+    pub gp_connect_structured: bool,
+    /// The practice's Accredited System ID on the Spine: GP Connect requests must be addressed to
+    /// it (`Ssp-To`). None until the practice is connected.
+    pub gp_connect_asid: Option<Asid>,
 }
 
 impl Default for OnlineServicesSettings {
@@ -144,6 +184,8 @@ impl Default for OnlineServicesSettings {
             show_staff_names_to_patients: false,
             cancel_cutoff_hours: 24,
             accept_update_record: true,
+            gp_connect_structured: true,
+            gp_connect_asid: None,
         }
     }
 }
@@ -161,6 +203,14 @@ pub struct Practice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asids_are_up_to_twelve_digits() {
+        assert_eq!(Asid::parse(" 200000000359 ").unwrap().as_str(), "200000000359");
+        assert!(Asid::parse("").is_err());
+        assert!(Asid::parse("2000000003591").is_err());
+        assert!(Asid::parse("20000000035a").is_err());
+    }
 
     #[test]
     fn ods_codes_are_upper_cased_and_checked() {

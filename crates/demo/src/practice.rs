@@ -24,6 +24,9 @@ use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
 pub const DEMO_ODS: &str = "Y90210";
+/// The demo practice's ASID on the Spine.
+pub const DEMO_ASID: &str = "918999198738";
+
 pub const DEMO_PRACTICE: &str = "Riverside Medical Practice";
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,9 @@ pub async fn build_demo(app: &App, opts: &DemoOptions) -> AppResult<DemoReport> 
             },
             online: OnlineServicesSettings {
                 prospective_switch_on: NaiveDate::from_ymd_opt(2023, 10, 31),
+                // An ASID of the form the Spine's test environments use, so that GP Connect can
+                // be tried against the demo (docs/gp-connect.md).
+                gp_connect_asid: caldicott_core::practice::Asid::parse(DEMO_ASID).ok(),
                 ..Default::default()
             },
         },

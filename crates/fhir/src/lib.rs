@@ -6,7 +6,10 @@
 //! - [`write`]: FHIR R4 (UK Core) resources from caldicott's record, for the FHIR API and the
 //!   subject access Bundle; what it writes, [`read`] reads back without loss.
 //! - [`update_record`]: a pharmacy's GP Connect Update Record message (an ITK3 FHIR STU3 Bundle).
+//! - [`gpconnect`]: GP Connect Access Record: Structured (STU3): the request's headers, claims
+//!   and parameters checked, and the structured record Bundle written.
 
+pub mod gpconnect;
 pub mod read;
 pub mod update_record;
 pub mod write;

@@ -59,6 +59,7 @@ migrations! {
     27 "app_link_nonces" "0027_app_link_nonces",
     28 "sar_export_jobs" "0028_sar_export_jobs",
     29 "account_tries" "0029_account_tries",
+    30 "gp_connect" "0030_gp_connect",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

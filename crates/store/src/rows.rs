@@ -181,6 +181,11 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
             paused: r.flag("paused")?,
             pause_reason: r.opt_text("pause_reason")?.unwrap_or_default(),
             accept_update_record: r.opt_bool("accept_update_record")?.unwrap_or(true),
+            gp_connect_structured: r.opt_bool("gp_connect_structured")?.unwrap_or(true),
+            gp_connect_asid: r
+                .opt_text("gp_connect_asid")?
+                .map(|a| Asid::parse(&a).map_err(|_| corrupt("gp_connect_asid", &a)))
+                .transpose()?,
             default_level: parsed("default_level", r.text("default_level")?, AccessLevel::parse)?,
             proxy_review_age: u8::try_from(age)
                 .ok()

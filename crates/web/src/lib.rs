@@ -17,6 +17,7 @@ mod documents;
 mod error;
 mod fhir;
 mod governance;
+mod gpconnect;
 mod inbound;
 mod integrations;
 mod kernel;
@@ -39,6 +40,7 @@ use axum::Router;
 use caldicott_app::App;
 
 pub use error::WebError;
+pub use gpconnect::spine_router;
 pub use kernel::cookies::{PATIENT_COOKIE, SESSION_COOKIE};
 
 /// The whole application.

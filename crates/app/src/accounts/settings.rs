@@ -5,7 +5,7 @@ use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::AccessLevel;
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::permissions::Permission;
-use caldicott_core::practice::{OnlineServicesSettings, Practice, ProxyReviewAge};
+use caldicott_core::practice::{Asid, OnlineServicesSettings, Practice, ProxyReviewAge};
 use chrono::NaiveDate;
 
 /// The settings form as typed: every field still text.
@@ -25,6 +25,10 @@ pub struct SettingsInput {
     pub cancel_cutoff_hours: String,
     /// Accept pharmacies' Update Record messages (R30).
     pub accept_update_record: bool,
+    /// Answer GP Connect Access Record: Structured for clinicians in other care settings.
+    pub gp_connect_structured: bool,
+    /// The practice's ASID on the Spine; empty until the practice is connected.
+    pub gp_connect_asid: String,
 }
 
 /// A problem with one field, for the form's error summary.
@@ -109,6 +113,19 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             }
         },
     };
+    let gp_connect_asid = match input.gp_connect_asid.trim() {
+        "" => None,
+        a => match Asid::parse(a) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(FieldProblem {
+                    field: "gp_connect_asid",
+                    message: format!("Enter the ASID the Spine gave the practice: {e}"),
+                });
+                None
+            }
+        },
+    };
     if problems.is_empty() {
         Ok(OnlineServicesSettings {
             prospective_switch_on: switch_on,
@@ -120,6 +137,8 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             show_staff_names_to_patients: input.show_staff_names_to_patients,
             cancel_cutoff_hours,
             accept_update_record: input.accept_update_record,
+            gp_connect_structured: input.gp_connect_structured,
+            gp_connect_asid,
         })
     } else {
         Err(problems)
@@ -129,7 +148,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
         "switch_on={} paused={} pause_reason={:?} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={} \
-         cancel_cutoff_hours={} accept_update_record={}",
+         cancel_cutoff_hours={} accept_update_record={} gp_connect_structured={} gp_connect_asid={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
         s.pause_reason,
@@ -138,7 +157,9 @@ fn describe(s: &OnlineServicesSettings) -> String {
         s.visible_online_by_default,
         s.show_staff_names_to_patients,
         s.cancel_cutoff_hours,
-        s.accept_update_record
+        s.accept_update_record,
+        s.gp_connect_structured,
+        s.gp_connect_asid.as_ref().map_or("none", |a| a.as_str()),
     )
 }
 
@@ -193,6 +214,8 @@ mod tests {
             show_staff_names_to_patients: false,
             cancel_cutoff_hours: String::new(),
             accept_update_record: true,
+            gp_connect_structured: true,
+            gp_connect_asid: String::new(),
         }
     }
 
@@ -205,5 +228,11 @@ mod tests {
         let fields: Vec<&str> = bad.iter().map(|p| p.field).collect();
         assert_eq!(fields, vec!["switch_on_day", "default_level", "proxy_review_age"]);
         assert!(parse_settings(&input("1", "x", "2024", "full", "11")).is_err());
+        // The ASID: empty (not connected), or digits only.
+        assert_eq!(ok.gp_connect_asid, None);
+        let asid = SettingsInput { gp_connect_asid: " 918999198738 ".into(), ..input("", "", "", "full", "11") };
+        assert_eq!(parse_settings(&asid).unwrap().gp_connect_asid.unwrap().as_str(), "918999198738");
+        let asid = SettingsInput { gp_connect_asid: "A81001".into(), ..input("", "", "", "full", "11") };
+        assert_eq!(parse_settings(&asid).unwrap_err()[0].field, "gp_connect_asid");
     }
 }

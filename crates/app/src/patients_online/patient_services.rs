@@ -982,6 +982,7 @@ impl App {
                 "record.view_staff" => "Opened your record at the practice",
                 "record.preview_online" => "Checked what you see online",
                 "record.view_online" => "Viewed your record online",
+                "record.gp_connect_structured" => "Read your record to care for you, through GP Connect",
                 _ => continue,
             };
             if e.outcome != Outcome::Success.as_str() {
@@ -999,6 +1000,8 @@ impl App {
                         None => format!("{app}, an app used by someone acting for you"),
                     }
                 }
+                "gp_connect" => crate::gp_connect::reader_named_in(&e.detail)
+                    .map_or_else(|| "A clinician in another NHS service".to_owned(), str::to_owned),
                 "integration" => format!(
                     "{}, a system of {}",
                     integration_names.get(&e.actor_id).cloned().unwrap_or_else(|| "A computer system".to_owned()),

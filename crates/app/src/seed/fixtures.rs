@@ -59,6 +59,9 @@ pub fn now() -> DateTime<Utc> {
     Utc::now() + test_clock_offset()
 }
 
+/// The ASID of every test practice's GP Connect endpoint.
+pub const FIXTURE_ASID: &str = "200000000359";
+
 /// Today's UK date on the test clock.
 pub fn today() -> NaiveDate {
     caldicott_core::uk::uk_date(now())
@@ -82,7 +85,11 @@ pub async fn practice(app: &App) -> AppResult<TestPractice> {
             name: format!("Test Surgery {n}"),
             telephone: "01632 960000".into(),
             address: PostalAddress { lines: vec!["1 Test Street".into()], postcode: "TE1 1ST".into() },
-            online: OnlineServicesSettings { prospective_switch_on: Some(date(2023, 10, 31)), ..Default::default() },
+            online: OnlineServicesSettings {
+                prospective_switch_on: Some(date(2023, 10, 31)),
+                gp_connect_asid: caldicott_core::practice::Asid::parse(FIXTURE_ASID).ok(),
+                ..Default::default()
+            },
         },
         actor(),
     )

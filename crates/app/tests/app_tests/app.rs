@@ -615,6 +615,8 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         show_staff_names_to_patients: false,
         cancel_cutoff_hours: "24".into(),
         accept_update_record: true,
+        gp_connect_structured: true,
+        gp_connect_asid: String::new(),
     };
     assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
     // Pausing needs the reason and who asked for it (the data controller).
@@ -1628,6 +1630,8 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
         show_staff_names_to_patients: true,
         cancel_cutoff_hours: "24".into(),
         accept_update_record: true,
+        gp_connect_structured: true,
+        gp_connect_asid: String::new(),
     };
     app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
     let lines = app.my_record_activity(&me).await.unwrap();

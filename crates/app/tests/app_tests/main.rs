@@ -7,6 +7,7 @@ mod chat;
 mod comms;
 mod fhir_api;
 mod governance;
+mod gp_connect;
 mod nhs_login;
 mod outbox;
 mod races;

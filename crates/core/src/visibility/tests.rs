@@ -854,6 +854,7 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                     show_staff_names_to_patients: false,
                     cancel_cutoff_hours: 24,
                     accept_update_record: true,
+                    ..OnlineServicesSettings::default()
                 };
                 let mut patient = patient(dob, reg.max(dob));
                 patient.registrations[0].ended = ended.filter(|e| *e > reg);

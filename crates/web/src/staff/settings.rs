@@ -38,6 +38,8 @@ struct SettingsPage {
     show_staff_names: bool,
     cutoff: String,
     accept_update_record: bool,
+    gp_connect_structured: bool,
+    gp_connect_asid: String,
     levels: Vec<(&'static str, &'static str)>,
     errors: Vec<FieldError>,
 }
@@ -72,6 +74,8 @@ fn settings_page_for(
         show_staff_names: input.show_staff_names_to_patients,
         cutoff: input.cancel_cutoff_hours.clone(),
         accept_update_record: input.accept_update_record,
+        gp_connect_structured: input.gp_connect_structured,
+        gp_connect_asid: input.gp_connect_asid.clone(),
         levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
             .into_iter()
             .map(|l| (l.as_str(), l.display()))
@@ -95,6 +99,8 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         show_staff_names_to_patients: p.online.show_staff_names_to_patients,
         cancel_cutoff_hours: p.online.cancel_cutoff_hours.to_string(),
         accept_update_record: p.online.accept_update_record,
+        gp_connect_structured: p.online.gp_connect_structured,
+        gp_connect_asid: p.online.gp_connect_asid.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
     }
 }
 
@@ -133,6 +139,10 @@ struct SettingsForm {
     cancel_cutoff_hours: String,
     #[serde(default)]
     accept_update_record: Option<String>,
+    #[serde(default)]
+    gp_connect_structured: Option<String>,
+    #[serde(default)]
+    gp_connect_asid: String,
 }
 
 async fn save_settings(
@@ -146,6 +156,8 @@ async fn save_settings(
         paused: f.paused.is_some(),
         pause_reason: f.pause_reason,
         accept_update_record: f.accept_update_record.is_some(),
+        gp_connect_structured: f.gp_connect_structured.is_some(),
+        gp_connect_asid: f.gp_connect_asid,
         default_level: f.default_level,
         proxy_review_age: f.proxy_review_age,
         visible_online_by_default: f.visible_online_by_default.is_some(),

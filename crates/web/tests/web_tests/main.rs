@@ -4,6 +4,7 @@
 
 mod app_nhs_login;
 mod fhir;
+mod gp_connect;
 mod notify;
 mod openapi;
 mod web;

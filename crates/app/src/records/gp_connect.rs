@@ -1,0 +1,226 @@
+//! GP Connect Access Record: Structured, the provider side: a clinician in another care setting
+//! (a hospital, urgent care, a community pharmacy, 111) reads the practice's record through the
+//! Spine Secure Proxy, for direct care.
+//!
+//! Each request is checked in the order the specification's error table implies: the `Ssp-*`
+//! headers and this practice's ASID, the JWT's claims, the practice's switch, the `Parameters`,
+//! then the patient. What is released is decided entry by entry by
+//! `caldicott_core::gpconnect::release` (hidden-online entries go with `NOPAT`; private and
+//! safeguarding entries stay at the practice, the list saying so). Every answer about a patient
+//! (released, refused as not found, refused because the practice has turned the service off)
+//! is audited with the requesting organisation, practitioner, consumer system and trace id from
+//! the request, and the record is returned only once that event is durable.
+//!
+//! This is not an outside *patient* view: the online-visibility engine does not decide it, and
+//! nothing here reaches a patient, a proxy or an app.
+
+use crate::{new_id, App, AppError};
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
+use caldicott_core::gpconnect::{patient_refusal, release, Release};
+use caldicott_core::ids::{AuditEventId, PatientId};
+use caldicott_core::practice::{OdsCode, Practice};
+use caldicott_fhir::gpconnect::request::{read_claims, read_parameters, read_ssp, Claims, Ssp, SspHeaders};
+use caldicott_fhir::gpconnect::structured::{capability_statement, structured_bundle, StructuredRecord};
+use caldicott_fhir::gpconnect::{GpcError, SpineCode, STRUCTURED_INTERACTION, STRUCTURED_METADATA_INTERACTION};
+use caldicott_store::EntryQuery;
+use serde_json::Value;
+
+/// One request as the web layer received it.
+#[derive(Debug, Clone, Copy)]
+pub struct GpcCall<'a> {
+    /// The practice's ODS code from the request's path.
+    pub ods: &'a str,
+    pub ssp: SspHeaders<'a>,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// The service root of a practice's structured endpoint, below the Spine listener's address:
+/// `/gpconnect/{ODS}/STU3/1/structured` (the form SDS publishes: ODS code, FHIR version, major
+/// version, service).
+pub fn service_root(ods: &str) -> String {
+    format!("/gpconnect/{ods}/STU3/1/structured")
+}
+
+fn internal(e: AppError) -> GpcError {
+    match e {
+        AppError::Unavailable(m) => GpcError::new(SpineCode::InternalServerError, m),
+        other => {
+            tracing::error!(error = %other, "GP Connect request failed");
+            GpcError::new(SpineCode::InternalServerError, "the request could not be answered")
+        }
+    }
+}
+
+/// Text from a request, safe in an audit detail of `key=value; …` pairs.
+fn plain(s: &str) -> String {
+    s.chars().map(|c| if c == ';' || c.is_control() { ',' } else { c }).take(200).collect()
+}
+
+impl App {
+    /// The practice a request is addressed to, and its checked headers: the practice must exist,
+    /// be connected (have an ASID), and be the one `Ssp-To` names.
+    async fn gp_connect_practice(&self, call: &GpcCall<'_>, interaction: &str) -> Result<(Practice, Ssp), GpcError> {
+        let ssp = read_ssp(&call.ssp, interaction)?;
+        let ods = OdsCode::parse(call.ods)
+            .map_err(|_| GpcError::new(SpineCode::BadRequest, "no practice at this address"))?;
+        let practice = self
+            .store
+            .practice_by_ods(&ods)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .ok_or_else(|| GpcError::new(SpineCode::BadRequest, "no practice at this address"))?;
+        let Some(asid) = &practice.online.gp_connect_asid else {
+            return Err(GpcError::new(SpineCode::AccessDenied, "GP Connect is not set up at this practice"));
+        };
+        if asid.as_str() != ssp.to {
+            return Err(GpcError::new(SpineCode::BadRequest, "Ssp-To is not this practice's ASID"));
+        }
+        Ok((practice, ssp))
+    }
+
+    /// `GET [base]/metadata`: the capability statement. Holds no patient data.
+    pub async fn gp_connect_metadata(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, _) = self.gp_connect_practice(&call, STRUCTURED_METADATA_INTERACTION).await?;
+        read_claims(
+            call.authorization,
+            self.now().timestamp(),
+            "organization/*.read",
+            &service_root(practice.ods_code.as_str()),
+        )?;
+        Ok(capability_statement(env!("CARGO_PKG_VERSION"), &practice.name))
+    }
+
+    /// `POST [base]/Patient/$gpc.getstructuredrecord`.
+    pub async fn gp_connect_structured(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp) = self.gp_connect_practice(&call, STRUCTURED_INTERACTION).await?;
+        let now = self.now();
+        let claims = read_claims(
+            call.authorization,
+            now.timestamp(),
+            "patient/*.read",
+            &service_root(practice.ods_code.as_str()),
+        )?;
+        let today = self.today();
+        let request = read_parameters(call.body, today)?;
+        let areas = request.include.areas().join(",");
+        let nhs = request.nhs_number.as_str().to_owned();
+        let audit = |patient: Option<PatientId>, outcome: Outcome, entity: String, extra: String| {
+            self.gp_connect_audit(&claims, &ssp, patient, outcome, entity, format!("areas={areas}; {extra}"))
+        };
+        if !practice.online.gp_connect_structured {
+            self.audit
+                .record(
+                    practice.id,
+                    audit(None, Outcome::Denied, format!("nhs_number/{nhs}"), "practice has turned it off".into()),
+                )
+                .await
+                .map_err(internal)?;
+            return Err(GpcError::new(
+                SpineCode::AccessDenied,
+                "this practice does not offer Access Record: Structured",
+            ));
+        }
+        let not_found =
+            || GpcError::new(SpineCode::PatientNotFound, "no patient with this NHS number is registered here");
+        let patient =
+            self.store.patient_by_nhs_number(practice.id, &request.nhs_number).await.map_err(|e| internal(e.into()))?;
+        let patient = match patient {
+            Some(p) => match patient_refusal(&p, today) {
+                None => p,
+                Some(why) => {
+                    let rec =
+                        audit(Some(p.id), Outcome::NotFound, format!("patient/{}", p.id), format!("refused={why:?}"));
+                    self.audit.record(practice.id, rec).await.map_err(internal)?;
+                    return Err(not_found());
+                }
+            },
+            None => {
+                self.audit
+                    .record(practice.id, audit(None, Outcome::NotFound, format!("nhs_number/{nhs}"), String::new()))
+                    .await
+                    .map_err(internal)?;
+                return Err(not_found());
+            }
+        };
+        let entries = self
+            .store
+            .entries(practice.id, patient.id, EntryQuery { section: None, after: None, limit: u32::MAX })
+            .await
+            .map_err(|e| internal(e.into()))?;
+        let decided: Vec<_> = entries.iter().map(|e| (e, release(e))).collect();
+        let released = decided.iter().filter(|(_, r)| matches!(r, Release::Include { .. })).count();
+        let withheld = decided.iter().filter(|(_, r)| matches!(r, Release::Withhold(_))).count();
+        let bundle = structured_bundle(&StructuredRecord {
+            practice: &practice,
+            patient: &patient,
+            include: &request.include,
+            entries: decided,
+            today,
+        });
+        let rec = audit(
+            Some(patient.id),
+            Outcome::Success,
+            format!("patient/{}", patient.id),
+            format!("released_of_record={released}; withheld={withheld}"),
+        );
+        self.audit.record(practice.id, rec).await.map_err(internal)?;
+        Ok(bundle)
+    }
+
+    /// The audit event of a GP Connect request about a patient: the requesting organisation (the
+    /// actor's id) and practitioner (SDS user id as the role), and in the detail who they are by
+    /// name, the consumer system, its ASID and the Spine trace id.
+    fn gp_connect_audit(
+        &self,
+        c: &Claims,
+        ssp: &Ssp,
+        patient: Option<PatientId>,
+        outcome: Outcome,
+        entity: String,
+        extra: String,
+    ) -> AuditRecord {
+        let who = if c.organisation_name.is_empty() {
+            format!("{} at {}", c.practitioner_name, c.organisation_ods)
+        } else {
+            format!("{} at {} ({})", c.practitioner_name, c.organisation_name, c.organisation_ods)
+        };
+        let detail = format!(
+            "who={}; sds_user={}; role_profile={}; consumer_asid={}; trace={}; device={}; reason={}; {extra}",
+            plain(&who),
+            plain(&c.sds_user_id),
+            plain(c.sds_role_profile_id.as_deref().unwrap_or("none")),
+            plain(&ssp.from),
+            plain(&ssp.trace_id),
+            plain(&c.device),
+            plain(&c.reason_for_request),
+        );
+        AuditRecord::new(
+            AuditEventId::from_uuid(new_id()),
+            self.now(),
+            Actor { kind: ActorKind::GpConnect, id: plain(&c.organisation_ods), role: plain(&c.sds_user_id) },
+            patient,
+            Action::GpConnectStructuredRead,
+            entity,
+            outcome,
+            detail,
+        )
+    }
+}
+
+/// The "who=" part of a GP Connect audit event's detail, for the patient's "who viewed my record".
+pub fn reader_named_in(detail: &str) -> Option<&str> {
+    detail.split("; ").find_map(|p| p.strip_prefix("who="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_is_read_back_from_the_detail() {
+        assert_eq!(reader_named_in("who=Dr A at B (X1); sds_user=1"), Some("Dr A at B (X1)"));
+        assert_eq!(reader_named_in("sds_user=1"), None);
+        assert_eq!(plain("a;b\nc"), "a,b,c");
+    }
+}

@@ -1,0 +1,354 @@
+//! GP Connect Access Record: Structured, as a clinician in another care setting asks for it
+//! through the Spine: requests built as the specification's examples build them (the `Ssp-*`
+//! headers, the unsigned JWT of audit claims, the `Parameters`), answers read as a consumer reads
+//! them. Every case runs on SQLite and PostgreSQL.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use caldicott_app::fixtures::{self, adult, consultation, FIXTURE_ASID};
+use caldicott_app::gp_connect::{service_root, GpcCall};
+use caldicott_app::App;
+use caldicott_core::audit::Action;
+use caldicott_core::entry::*;
+use caldicott_core::patient::Patient;
+use caldicott_fhir::gpconnect::request::SspHeaders;
+use caldicott_fhir::gpconnect::{GpcError, SpineCode, STRUCTURED_INTERACTION, STRUCTURED_METADATA_INTERACTION};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
+use chrono::Duration;
+use serde_json::{json, Value};
+
+fn app(t: &TestStore) -> App {
+    App::new(t.store.clone(), fixtures::test_clock())
+}
+
+/// The specification's example claims for a request to `ods`, issued now on the test clock.
+fn jwt(ods: &str, scope: &str) -> String {
+    let now = fixtures::now().timestamp();
+    let claims = json!({
+        "iss": "https://consumersupplier.thirdparty.nhs.uk/",
+        "sub": "10019",
+        "aud": format!("https://provider.example.nhs.uk{}", service_root(ods)),
+        "exp": now + 300,
+        "iat": now,
+        "reason_for_request": "directcare",
+        "requested_scope": scope,
+        "requesting_device": {"resourceType": "Device", "identifier": [{"system": "https://consumersupplier.com/Id/device-identifier", "value": "CONS-APP-4"}], "model": "Consumer product name", "version": "5.3.0"},
+        "requesting_organization": {"resourceType": "Organization", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RXX01"}], "name": "Riverside General Hospital"},
+        "requesting_practitioner": {"resourceType": "Practitioner", "id": "10019",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "111222333444"}, {"system": "https://fhir.nhs.uk/Id/sds-role-profile-id", "value": "444555666777"}],
+            "name": [{"family": "Jones", "given": ["Claire"], "prefix": ["Dr"]}]}
+    });
+    let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    format!("Bearer {head}.{}.", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()))
+}
+
+fn parameters(nhs: &str, areas: Value) -> Vec<u8> {
+    let mut p = vec![
+        json!({"name": "patientNHSNumber", "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}}),
+    ];
+    p.extend(areas.as_array().cloned().unwrap_or_default());
+    serde_json::to_vec(&json!({"resourceType": "Parameters", "parameter": p})).unwrap()
+}
+
+fn everything() -> Value {
+    json!([
+        {"name": "includeAllergies", "part": [{"name": "includeResolvedAllergies", "valueBoolean": true}]},
+        {"name": "includeMedication"},
+        {"name": "includeConsultations"},
+        {"name": "includeProblems"},
+        {"name": "includeImmunisations"},
+        {"name": "includeUncategorisedData"},
+        {"name": "includeInvestigations"},
+        {"name": "includeReferrals"},
+        {"name": "includeDiaryEntries"}
+    ])
+}
+
+/// Asks `ods`'s endpoint for `nhs`'s record, addressed to `to`.
+async fn ask(app: &App, ods: &str, to: &str, nhs: &str, areas: Value) -> Result<Value, GpcError> {
+    let auth = jwt(ods, "patient/*.read");
+    let body = parameters(nhs, areas);
+    app.gp_connect_structured(GpcCall {
+        ods,
+        ssp: SspHeaders {
+            trace_id: Some("09a01679-2564-0fb4-5129-aecc81ea2706"),
+            from: Some("200000000115"),
+            to: Some(to),
+            interaction_id: Some(STRUCTURED_INTERACTION),
+        },
+        authorization: Some(&auth),
+        body: &body,
+    })
+    .await
+}
+
+fn resources(b: &Value) -> Vec<&Value> {
+    b["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect()
+}
+
+fn list<'a>(b: &'a Value, title: &str) -> &'a Value {
+    resources(b).into_iter().find(|r| r["resourceType"] == "List" && r["title"] == title).unwrap()
+}
+
+fn nopat(r: &Value) -> bool {
+    r["meta"]["security"].as_array().is_some_and(|s| s.iter().any(|c| c["code"] == "NOPAT"))
+}
+
+/// Validates STU3 JSON with fhir.resources' STU3 models and the GP Connect checks of
+/// scripts/validate-gpconnect.py. Fails if the validator is not installed.
+pub fn validate_gp_connect(json: &Value) -> String {
+    let python = std::env::var("CALDICOTT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let dir = std::env::temp_dir().join(format!("caldicott-gpc-{}", caldicott_app::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("answer.json");
+    std::fs::write(&path, serde_json::to_vec(json).unwrap()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/validate-gpconnect.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/test.sh, which installs the validator"));
+    std::fs::remove_dir_all(&dir).ok();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    said
+}
+
+async fn add(app: &App, practice: caldicott_core::ids::PracticeId, p: &Patient, entries: &[Entry]) {
+    app.store_for_tests()
+        .add_entries(practice, entries, &fixtures::audit(Action::EntryCreate, Some(p.id)))
+        .await
+        .unwrap();
+}
+
+async fn hidden_online_goes_with_nopat_private_and_safeguarding_stay_at_the_practice(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let at = fixtures::now() - Duration::days(10);
+    let shown = consultation(&pat, at, "GPC-SHOWN reviewed asthma");
+    // Every way of being withheld online (R8), each text marked.
+    let withheld = fixtures::withheld_entries(&pat, at, "GPC-MARK");
+    let mut private = consultation(&pat, at, "GPC-PRIVATE");
+    private.confidential = true;
+    let mut allergy = consultation(&pat, at, "");
+    allergy.body = EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() };
+    add(&app, tp.practice.id, &pat, &[vec![shown, private, allergy], withheld].concat()).await;
+
+    let b = ask(&app, &ods, FIXTURE_ASID, pat.nhs_number.as_str(), everything()).await.unwrap();
+    validate_gp_connect(&b);
+    let text = b.to_string();
+    assert!(text.contains("GPC-SHOWN"));
+    // Hidden online (third party), NOPAT and the diary entry go to the clinician, labelled.
+    for marker in ["GPC-MARK hidden third-party text", "GPC-MARK nopat", "GPC-MARK diary"] {
+        let holder = resources(&b)
+            .into_iter()
+            .find(|r| r.to_string().contains(marker))
+            .unwrap_or_else(|| panic!("{marker} is released to the clinician"));
+        assert!(nopat(holder), "{marker} carries NOPAT");
+    }
+    let shown_note = resources(&b).into_iter().find(|r| r.to_string().contains("GPC-SHOWN")).unwrap();
+    assert!(!nopat(shown_note));
+    // Private and safeguarding entries never leave; drafts and the unfiled result wait.
+    for never in ["GPC-PRIVATE", "GPC-MARK safeguarding", "GPC-MARK draft", "GPC-MARK PSA", "GPC-MARK admin"] {
+        assert!(!text.contains(never), "{never} must not leave the practice");
+    }
+    let consultations = list(&b, "List of consultations");
+    let codes: Vec<&str> =
+        consultations["extension"].as_array().unwrap().iter().filter_map(|x| x["valueCode"].as_str()).collect();
+    assert!(codes.contains(&"confidential-items") && codes.contains(&"data-awaiting-filing"), "{codes:?}");
+    let investigations = list(&b, "Investigations and results");
+    assert!(investigations.get("entry").is_none());
+    assert_eq!(investigations["extension"][1]["valueCode"], "data-awaiting-filing");
+
+    // The read is audited with who asked, from where and why.
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    let e = events.iter().rev().find(|e| e.action == "record.gp_connect_structured").unwrap();
+    assert_eq!(e.outcome, "success");
+    assert_eq!(e.actor_kind, "gp_connect");
+    assert_eq!(e.actor_id, "RXX01");
+    assert_eq!(e.actor_role, "111222333444");
+    assert_eq!(e.patient.as_deref(), Some(pat.id.to_string().as_str()));
+    for part in [
+        "who=Dr Claire Jones at Riverside General Hospital (RXX01)",
+        "consumer_asid=200000000115",
+        "trace=09a01679-2564-0fb4-5129-aecc81ea2706",
+        "reason=directcare",
+        "role_profile=444555666777",
+    ] {
+        assert!(e.detail.contains(part), "{part} in {}", e.detail);
+    }
+    assert!(!e.detail.contains("GPC-"), "no clinical text in the audit");
+
+    // The patient sees who read their record, by name and organisation.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let lines = app.my_record_activity(&me).await.unwrap();
+    let line = lines.iter().find(|l| l.what.contains("GP Connect")).expect("the GP Connect read is listed");
+    assert_eq!(line.who, "Dr Claire Jones at Riverside General Hospital (RXX01)");
+}
+
+async fn an_unknown_deregistered_deceased_or_other_practices_patient_is_not_found_alike(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let gone = adult(&app, tp.practice.id).await.unwrap();
+    app.deregister_patient(&tp.clinician, gone.nhs_number.as_str(), "moved away").await.unwrap();
+    let mut dead = fixtures::person(tp.practice.id, fixtures::date(1940, 1, 1));
+    dead.nhs_number = caldicott_core::NhsNumber::parse("9990001316").unwrap();
+    dead.date_of_death = Some(fixtures::today() - Duration::days(3));
+    app.store_for_tests()
+        .create_patient(tp.practice.id, &dead, &fixtures::audit(Action::PatientCreate, Some(dead.id)))
+        .await
+        .unwrap();
+    let elsewhere = adult(&app, other.practice.id).await.unwrap();
+    add(&app, other.practice.id, &elsewhere, &[consultation(&elsewhere, fixtures::now(), "OTHER-PRACTICE")]).await;
+    let mut said = Vec::new();
+    for nhs in ["9990002312", gone.nhs_number.as_str(), dead.nhs_number.as_str(), elsewhere.nhs_number.as_str()] {
+        let e = ask(&app, &ods, FIXTURE_ASID, nhs, everything()).await.unwrap_err();
+        assert_eq!(e.code, SpineCode::PatientNotFound, "{nhs}");
+        assert_eq!(e.code.http_status(), 404);
+        validate_gp_connect(&e.operation_outcome());
+        said.push(e.diagnostics);
+    }
+    said.dedup();
+    assert_eq!(said.len(), 1, "every refusal reads the same: {said:?}");
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    let refused =
+        events.iter().filter(|e| e.action == "record.gp_connect_structured" && e.outcome == "not_found").count();
+    assert_eq!(refused, 4, "every refusal is audited at the practice asked");
+    // Nothing was audited at the other practice: its patient was never looked at.
+    let there = app.store_for_tests().audit_events(other.practice.id, 0, 1_000_000).await.unwrap();
+    assert!(there.iter().all(|e| e.action != "record.gp_connect_structured"));
+}
+
+async fn the_practice_switch_and_its_asid_decide_whether_it_answers(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str();
+    // Addressed to another system's ASID: refused before anything is read.
+    let e = ask(&app, &ods, "918999198738", nhs, everything()).await.unwrap_err();
+    assert_eq!(e.code, SpineCode::BadRequest);
+    assert!(e.diagnostics.contains("Ssp-To"), "{}", e.diagnostics);
+    // No such practice at this address.
+    assert_eq!(ask(&app, "Z99999", FIXTURE_ASID, nhs, everything()).await.unwrap_err().code, SpineCode::BadRequest);
+    // The practice turns the service off (an audited settings change): every request is refused.
+    let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let mut input = caldicott_app::settings::SettingsInput {
+        default_level: "full".into(),
+        proxy_review_age: "11".into(),
+        switch_on_day: "31".into(),
+        switch_on_month: "10".into(),
+        switch_on_year: "2023".into(),
+        visible_online_by_default: true,
+        accept_update_record: true,
+        gp_connect_structured: false,
+        gp_connect_asid: FIXTURE_ASID.into(),
+        ..Default::default()
+    };
+    app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
+    let e = ask(&app, &ods, FIXTURE_ASID, nhs, everything()).await.unwrap_err();
+    assert_eq!((e.code, e.code.http_status()), (SpineCode::AccessDenied, 403));
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "record.gp_connect_structured" && e.outcome == "denied"));
+    // Not connected: no ASID, nothing answered.
+    input.gp_connect_structured = true;
+    input.gp_connect_asid = String::new();
+    app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
+    assert_eq!(ask(&app, &ods, FIXTURE_ASID, nhs, everything()).await.unwrap_err().code, SpineCode::AccessDenied);
+    input.gp_connect_asid = FIXTURE_ASID.into();
+    app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
+    assert!(ask(&app, &ods, FIXTURE_ASID, nhs, everything()).await.is_ok());
+}
+
+async fn a_bad_request_reads_nothing_and_the_capability_statement_needs_the_organisation_scope(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let before = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap().len();
+    let e = ask(&app, &ods, FIXTURE_ASID, "9434765918", everything()).await.unwrap_err();
+    assert_eq!(e.code, SpineCode::InvalidNhsNumber);
+    let e = ask(&app, &ods, FIXTURE_ASID, pat.nhs_number.as_str(), json!([{"name": "includeAllergies"}]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, SpineCode::InvalidParameter);
+    let after = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap().len();
+    assert_eq!(before, after, "a refused request changed nothing");
+
+    let call = |auth: &'static str, interaction: &'static str| GpcCall {
+        ods: "",
+        ssp: SspHeaders {
+            trace_id: Some("t-1"),
+            from: Some("200000000115"),
+            to: Some(FIXTURE_ASID),
+            interaction_id: Some(interaction),
+        },
+        authorization: Some(auth),
+        body: &[],
+    };
+    let org = Box::leak(jwt(&ods, "organization/*.read").into_boxed_str());
+    let cs =
+        app.gp_connect_metadata(GpcCall { ods: &ods, ..call(org, STRUCTURED_METADATA_INTERACTION) }).await.unwrap();
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "3.0.1");
+    assert_eq!(cs["rest"][0]["operation"][0]["name"], "gpc.getstructuredrecord");
+    let patient = Box::leak(jwt(&ods, "patient/*.read").into_boxed_str());
+    let e = app
+        .gp_connect_metadata(GpcCall { ods: &ods, ..call(patient, STRUCTURED_METADATA_INTERACTION) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, SpineCode::BadRequest);
+    let e = app.gp_connect_metadata(GpcCall { ods: &ods, ..call(org, STRUCTURED_INTERACTION) }).await.unwrap_err();
+    assert_eq!(e.code, SpineCode::BadRequest);
+}
+
+#[test]
+fn the_test_suite_validator_can_fail() {
+    // The validator must refuse what GP Connect refuses, or the checks above prove nothing.
+    let python = std::env::var("CALDICOTT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let dir = std::env::temp_dir().join(format!("caldicott-gpc-{}", caldicott_app::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "not STU3",
+            json!({"resourceType": "Bundle", "type": "collection", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-StructuredRecord-Bundle-1"]}, "entry": [{"resource": {"resourceType": "Patient", "unknownElement": 1}}]}),
+        ),
+        (
+            "a List with NOPAT",
+            json!({"resourceType": "Bundle", "type": "collection", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-StructuredRecord-Bundle-1"]}, "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/CareConnect-GPC-Patient-1"]}}},
+            {"resource": {"resourceType": "Organization", "id": "o", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/CareConnect-GPC-Organization-1"]}}},
+            {"resource": {"resourceType": "List", "status": "current", "mode": "snapshot", "title": "Problems", "subject": {"reference": "Patient/p"}, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "717711000000103"}]},
+                "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/CareConnect-GPC-List-1"], "security": [{"system": "http://hl7.org/fhir/v3/ActCode", "code": "NOPAT"}]}, "emptyReason": {"text": "none"}}}]}),
+        ),
+        (
+            "a reference to nothing",
+            json!({"resourceType": "Bundle", "type": "collection", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-StructuredRecord-Bundle-1"]}, "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/CareConnect-GPC-Patient-1"]}, "generalPractitioner": [{"reference": "Organization/missing"}]}},
+            {"resource": {"resourceType": "Organization", "id": "o", "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/CareConnect-GPC-Organization-1"]}}}]}),
+        ),
+    ];
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/validate-gpconnect.py");
+    for (what, bad) in cases {
+        let path = dir.join("bad.json");
+        std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let out = std::process::Command::new(&python).arg(script).arg(&path).output().unwrap();
+        assert!(!out.status.success(), "{what} was accepted: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+both!(
+    hidden_online_goes_with_nopat_private_and_safeguarding_stay_at_the_practice,
+    an_unknown_deregistered_deceased_or_other_practices_patient_is_not_found_alike,
+    the_practice_switch_and_its_asid_decide_whether_it_answers,
+    a_bad_request_reads_nothing_and_the_capability_statement_needs_the_organisation_scope,
+);

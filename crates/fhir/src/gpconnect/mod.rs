@@ -1,0 +1,152 @@
+//! GP Connect (FHIR STU3, specification 1.6): the provider side of Access Record: Structured.
+//!
+//! - [`request`]: the request as the Spine Secure Proxy delivers it: the `Ssp-*` headers, the
+//!   unsigned JWT of audit claims, and the `Parameters` body, each checked as the specification
+//!   says, every failure a [`GpcError`] with the Spine error code it names.
+//! - [`structured`]: the `GPConnect-StructuredRecord-Bundle-1` answer (CareConnect-GPC profiles,
+//!   one List per clinical area, warnings for what was withheld, `NOPAT` labels) and the
+//!   capability statement.
+//!
+//! Nothing here decides what may be released: the caller passes each entry with its release
+//! decision from `caldicott_core::gpconnect`.
+
+pub mod request;
+pub mod structured;
+
+use serde_json::{json, Value};
+
+/// The Spine's code system for GP Connect errors and warnings.
+pub const SPINE_ERROR_SYSTEM: &str = "https://fhir.nhs.uk/STU3/CodeSystem/Spine-ErrorOrWarningCode-1";
+pub const OPERATION_OUTCOME_PROFILE: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-OperationOutcome-1";
+/// The interaction of `POST /Patient/$gpc.getstructuredrecord`.
+pub const STRUCTURED_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:operation:gpc.getstructuredrecord-1";
+/// The interaction of the structured endpoint's `GET /metadata`.
+pub const STRUCTURED_METADATA_INTERACTION: &str =
+    "urn:nhs:names:services:gpconnect:structured:fhir:rest:read:metadata-1";
+/// The media type of every answer.
+pub const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
+
+/// The Spine error codes this provider answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpineCode {
+    BadRequest,
+    InvalidNhsNumber,
+    InvalidIdentifierSystem,
+    InvalidResource,
+    InvalidParameter,
+    PatientNotFound,
+    NoPatientConsent,
+    AccessDenied,
+    NotImplemented,
+    InternalServerError,
+}
+
+impl SpineCode {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BAD_REQUEST",
+            Self::InvalidNhsNumber => "INVALID_NHS_NUMBER",
+            Self::InvalidIdentifierSystem => "INVALID_IDENTIFIER_SYSTEM",
+            Self::InvalidResource => "INVALID_RESOURCE",
+            Self::InvalidParameter => "INVALID_PARAMETER",
+            Self::PatientNotFound => "PATIENT_NOT_FOUND",
+            Self::NoPatientConsent => "NO_PATIENT_CONSENT",
+            Self::AccessDenied => "ACCESS_DENIED",
+            Self::NotImplemented => "NOT_IMPLEMENTED",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+    pub fn display(self) -> &'static str {
+        match self {
+            Self::BadRequest => "Bad request",
+            Self::InvalidNhsNumber => "NHS number invalid",
+            Self::InvalidIdentifierSystem => "Invalid identifier system",
+            Self::InvalidResource => "Invalid validation of resource",
+            Self::InvalidParameter => "Invalid parameter",
+            Self::PatientNotFound => "Patient not found",
+            Self::NoPatientConsent => "Patient has not provided consent to share data",
+            Self::AccessDenied => "Access denied",
+            Self::NotImplemented => "Not implemented",
+            Self::InternalServerError => "Internal server error",
+        }
+    }
+    /// The HTTP status the specification's error table gives the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest | Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => 400,
+            Self::InvalidResource | Self::InvalidParameter => 422,
+            Self::PatientNotFound => 404,
+            Self::NoPatientConsent | Self::AccessDenied => 403,
+            Self::NotImplemented => 501,
+            Self::InternalServerError => 500,
+        }
+    }
+    /// `OperationOutcome.issue.code` for the code.
+    fn issue_code(self) -> &'static str {
+        match self {
+            Self::BadRequest | Self::InvalidResource | Self::InvalidParameter => "invalid",
+            Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => "value",
+            Self::PatientNotFound => "not-found",
+            Self::NoPatientConsent | Self::AccessDenied => "forbidden",
+            Self::NotImplemented => "not-supported",
+            Self::InternalServerError => "exception",
+        }
+    }
+}
+
+/// A refused request: the Spine code and what, exactly, was wrong (never patient data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpcError {
+    pub code: SpineCode,
+    pub diagnostics: String,
+}
+
+impl GpcError {
+    pub fn new(code: SpineCode, diagnostics: impl Into<String>) -> Self {
+        Self { code, diagnostics: diagnostics.into() }
+    }
+    /// The error as a `GPConnect-OperationOutcome-1`.
+    pub fn operation_outcome(&self) -> Value {
+        json!({
+            "resourceType": "OperationOutcome",
+            "meta": { "profile": [OPERATION_OUTCOME_PROFILE] },
+            "issue": [{
+                "severity": "error",
+                "code": self.code.issue_code(),
+                "details": { "coding": [{
+                    "system": SPINE_ERROR_SYSTEM,
+                    "code": self.code.code(),
+                    "display": self.code.display(),
+                }] },
+                "diagnostics": self.diagnostics,
+            }],
+        })
+    }
+}
+
+impl std::fmt::Display for GpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.code(), self.diagnostics)
+    }
+}
+
+impl std::error::Error for GpcError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_a_gp_connect_operation_outcome() {
+        let oo = GpcError::new(SpineCode::PatientNotFound, "no such patient").operation_outcome();
+        assert_eq!(oo["meta"]["profile"][0], OPERATION_OUTCOME_PROFILE);
+        assert_eq!(oo["issue"][0]["severity"], "error");
+        assert_eq!(oo["issue"][0]["code"], "not-found");
+        assert_eq!(oo["issue"][0]["details"]["coding"][0]["system"], SPINE_ERROR_SYSTEM);
+        assert_eq!(oo["issue"][0]["details"]["coding"][0]["code"], "PATIENT_NOT_FOUND");
+        assert_eq!(SpineCode::PatientNotFound.http_status(), 404);
+        assert_eq!(SpineCode::InvalidParameter.http_status(), 422);
+        assert_eq!(SpineCode::InvalidNhsNumber.http_status(), 400);
+        assert_eq!(SpineCode::AccessDenied.http_status(), 403);
+    }
+}

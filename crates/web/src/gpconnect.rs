@@ -1,0 +1,142 @@
+//! GP Connect (FHIR STU3) for the Spine: Access Record: Structured, served by [`spine_router`]
+//! on a listener of its own that only the Spine Secure Proxy can reach (mutual TLS, set up by
+//! the command line). Nothing here is on the main router: patients, staff and apps never see
+//! these routes.
+//!
+//! Under `/gpconnect/{ODS}/STU3/1/structured` (the service root the practice publishes in SDS):
+//! - `GET  …/metadata`: the capability statement;
+//! - `POST …/Patient/$gpc.getstructuredrecord`: the structured record.
+//!
+//! Every answer is `application/fhir+json`, `Cache-Control: no-store`; every error a
+//! `GPConnect-OperationOutcome-1` with the Spine code and the HTTP status the specification
+//! gives it.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use caldicott_app::gp_connect::GpcCall;
+use caldicott_app::App;
+use caldicott_fhir::gpconnect::request::{SspHeaders, MAX_BODY};
+use caldicott_fhir::gpconnect::{GpcError, SpineCode, FHIR_JSON};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+/// The Spine listener's whole application: the GP Connect routes and nothing else.
+pub fn spine_router(app: App) -> Router {
+    let root = "/gpconnect/{ods}/STU3/1/structured";
+    Router::new()
+        .route(&format!("{root}/metadata"), get(metadata).fallback(wrong_method))
+        .route(
+            &format!("{root}/Patient/$gpc.getstructuredrecord"),
+            post(structured).fallback(wrong_method).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .fallback(not_implemented)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::map_response(crate::security_headers))
+        .layer(axum::middleware::from_fn(crate::client::record_client))
+        .with_state(app)
+}
+
+fn answer(result: Result<Value, GpcError>) -> Response {
+    let (status, body) = match result {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => {
+            tracing::info!(code = e.code.code(), diagnostics = %e.diagnostics, "GP Connect request refused");
+            (StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.operation_outcome())
+        }
+    };
+    let mut res = (status, body.to_string()).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    res
+}
+
+fn error(code: SpineCode, diagnostics: &str) -> Response {
+    answer(Err(GpcError::new(code, diagnostics)))
+}
+
+async fn wrong_method() -> Response {
+    error(SpineCode::BadRequest, "this HTTP method is not used here")
+}
+
+async fn not_implemented() -> Response {
+    error(SpineCode::NotImplemented, "this resource or operation is not implemented here")
+}
+
+fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Only JSON is served: an `Accept` or `_format` asking for something else, or a body that says
+/// it is something else, is 415.
+fn format_refused(h: &HeaderMap, query: Option<&str>, has_body: bool) -> Option<Response> {
+    let json_ok = |v: &str| {
+        let v = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(v.as_str(), "application/fhir+json" | "application/json" | "json" | "*/*" | "application/*" | "")
+    };
+    let format = query.and_then(|q| q.split('&').find_map(|p| p.strip_prefix("_format=")));
+    let accept_ok = match format {
+        Some(f) => json_ok(&f.replace("%2B", "+").replace("%2b", "+").replace("%2F", "/").replace("%2f", "/")),
+        None => header(h, "accept").is_none_or(|a| a.split(',').any(json_ok)),
+    };
+    let content_ok = !has_body || header(h, "content-type").is_some_and(json_ok);
+    (!accept_ok || !content_ok).then(|| {
+        let mut r = error(SpineCode::BadRequest, "only application/fhir+json is served and accepted");
+        *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        r
+    })
+}
+
+fn call<'a>(ods: &'a str, h: &'a HeaderMap, body: &'a [u8]) -> GpcCall<'a> {
+    GpcCall {
+        ods,
+        ssp: SspHeaders {
+            trace_id: header(h, "ssp-traceid"),
+            from: header(h, "ssp-from"),
+            to: header(h, "ssp-to"),
+            interaction_id: header(h, "ssp-interactionid"),
+        },
+        authorization: header(h, "authorization"),
+        body,
+    }
+}
+
+async fn metadata(
+    State(app): State<App>,
+    Path(ods): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
+        return r;
+    }
+    answer(app.gp_connect_metadata(call(&ods, &headers, &[])).await)
+}
+
+async fn structured(
+    State(app): State<App>,
+    Path(ods): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(r) = format_refused(&headers, q.as_deref(), true) {
+        return r;
+    }
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return error(SpineCode::BadRequest, "the request body could not be read");
+        };
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > MAX_BODY {
+                return error(SpineCode::BadRequest, "the request body is larger than a Parameters resource needs");
+            }
+        }
+    }
+    answer(app.gp_connect_structured(call(&ods, &headers, &bytes)).await)
+}

@@ -1,0 +1,249 @@
+//! GP Connect Access Record: Structured over HTTP, as the Spine Secure Proxy sends it: the
+//! specification's headers and examples, every refusal a GPConnect-OperationOutcome-1 with the
+//! status the specification gives, and none of it on the main router. Both databases.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use caldicott_app::fixtures::{self, adult, consultation, FIXTURE_ASID};
+use caldicott_app::gp_connect::service_root;
+use caldicott_app::App;
+use caldicott_core::audit::Action;
+use caldicott_fhir::gpconnect::{STRUCTURED_INTERACTION, STRUCTURED_METADATA_INTERACTION};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
+use chrono::Duration;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+fn jwt(ods: &str, scope: &str) -> String {
+    let now = fixtures::now().timestamp();
+    let claims = json!({
+        "iss": "https://consumersupplier.thirdparty.nhs.uk/", "sub": "10019",
+        "aud": format!("https://provider.example.nhs.uk{}", service_root(ods)),
+        "exp": now + 300, "iat": now, "reason_for_request": "directcare", "requested_scope": scope,
+        "requesting_device": {"resourceType": "Device", "model": "Consumer product name", "version": "5.3.0"},
+        "requesting_organization": {"resourceType": "Organization", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "A1001"}], "name": "Test Hospital"},
+        "requesting_practitioner": {"resourceType": "Practitioner", "id": "10019",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "111222333444"}],
+            "name": [{"family": "Jones", "given": ["Claire"], "prefix": ["Dr"]}]}
+    });
+    let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    format!("Bearer {head}.{}.", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()))
+}
+
+/// A request as the Spine delivers it, with `change` applied to its headers.
+fn spine_request(
+    method: &str,
+    path: &str,
+    interaction: &str,
+    auth: &str,
+    body: Vec<u8>,
+    change: impl FnOnce(&mut axum::http::HeaderMap),
+) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(path).body(Body::from(body)).unwrap();
+    let h = req.headers_mut();
+    h.insert("Ssp-TraceID", "09a01679-2564-0fb4-5129-aecc81ea2706".parse().unwrap());
+    h.insert("Ssp-From", "200000000359".parse().unwrap());
+    h.insert("Ssp-To", FIXTURE_ASID.parse().unwrap());
+    h.insert("Ssp-InteractionID", interaction.parse().unwrap());
+    h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+    h.insert(header::ACCEPT, "application/fhir+json".parse().unwrap());
+    if method == "POST" {
+        h.insert(header::CONTENT_TYPE, "application/fhir+json;charset=utf-8".parse().unwrap());
+    }
+    change(h);
+    req
+}
+
+async fn send(router: axum::Router, req: Request<Body>) -> Reply {
+    let res = router.oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, headers, json }
+}
+
+fn parameters(nhs: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patientNHSNumber", "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
+        {"name": "includeAllergies", "part": [{"name": "includeResolvedAllergies", "valueBoolean": true}]},
+        {"name": "includeMedication", "part": [{"name": "includePrescriptionIssues", "valueBoolean": true}]},
+        {"name": "includeConsultations", "part": [{"name": "includeNumberOfMostRecent", "valuePositiveInt": 3}]}
+    ]}))
+    .unwrap()
+}
+
+fn spine_code(r: &Reply) -> &str {
+    r.json["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or_default()
+}
+
+async fn the_spine_is_answered_as_the_specification_says(t: &TestStore) {
+    let app = App::new(t.store.clone(), fixtures::test_clock());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let mut hidden = consultation(&pat, fixtures::now() - Duration::days(3), "SPINE-HIDDEN-NOTE");
+    hidden.visibility = caldicott_core::entry::OnlineVisibility::Hidden(
+        caldicott_core::entry::Redaction::new(
+            caldicott_core::entry::HiddenReason::ThirdParty,
+            "names a relative",
+            "Dr Test",
+            fixtures::now(),
+        )
+        .unwrap(),
+    );
+    let mut private = consultation(&pat, fixtures::now() - Duration::days(2), "SPINE-PRIVATE-NOTE");
+    private.confidential = true;
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &[hidden, private], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let spine = || caldicott_web::spine_router(app.clone());
+    let root = service_root(&ods);
+    let op = format!("{root}/Patient/$gpc.getstructuredrecord");
+    let auth = jwt(&ods, "patient/*.read");
+    let nhs = pat.nhs_number.as_str().to_owned();
+
+    // The specification's request: 200, the structured Bundle, FHIR JSON, never cached.
+    let ok = send(spine(), spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters(&nhs), |_| {})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+    assert_eq!(ok.headers[header::CONTENT_TYPE], "application/fhir+json;charset=utf-8");
+    assert_eq!(ok.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(
+        ok.json["meta"]["profile"][0],
+        "https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-StructuredRecord-Bundle-1"
+    );
+    let text = ok.json.to_string();
+    assert!(text.contains("SPINE-HIDDEN-NOTE"), "hidden online is for clinicians, labelled");
+    assert!(!text.contains("SPINE-PRIVATE-NOTE"), "private stays at the practice");
+
+    // Each refusal: the status and Spine code of the specification's error table.
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "no Ssp-TraceID",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters(&nhs), |h| {
+                h.remove("Ssp-TraceID");
+            }),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            "the metadata interaction on the operation",
+            spine_request("POST", &op, STRUCTURED_METADATA_INTERACTION, &auth, parameters(&nhs), |_| {}),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            "no JWT",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters(&nhs), |h| {
+                h.remove(header::AUTHORIZATION);
+            }),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            "an NHS number that fails its check digit",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters("9434765918"), |_| {}),
+            StatusCode::BAD_REQUEST,
+            "INVALID_NHS_NUMBER",
+        ),
+        (
+            "nobody with that NHS number",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters("9990002312"), |_| {}),
+            StatusCode::NOT_FOUND,
+            "PATIENT_NOT_FOUND",
+        ),
+        (
+            "a body that is not Parameters",
+            spine_request(
+                "POST",
+                &op,
+                STRUCTURED_INTERACTION,
+                &auth,
+                br#"{"resourceType":"Patient"}"#.to_vec(),
+                |_| {},
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_RESOURCE",
+        ),
+        (
+            "XML asked for",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters(&nhs), |h| {
+                h.insert(header::ACCEPT, "application/fhir+xml".parse().unwrap());
+            }),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_REQUEST",
+        ),
+        (
+            "XML sent",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters(&nhs), |h| {
+                h.insert(header::CONTENT_TYPE, "application/fhir+xml".parse().unwrap());
+            }),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_REQUEST",
+        ),
+        (
+            "a GET of the operation",
+            spine_request("GET", &op, STRUCTURED_INTERACTION, &auth, Vec::new(), |_| {}),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            "an operation not offered",
+            spine_request("GET", &format!("{root}/Patient/1"), STRUCTURED_INTERACTION, &auth, Vec::new(), |_| {}),
+            StatusCode::NOT_IMPLEMENTED,
+            "NOT_IMPLEMENTED",
+        ),
+        (
+            "a body far larger than Parameters needs",
+            spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, vec![b' '; 70 * 1024], |_| {}),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+    ];
+    for (what, req, status, code) in cases {
+        let r = send(spine(), req).await;
+        assert_eq!(r.status, status, "{what}: {}", r.json);
+        assert_eq!(r.json["resourceType"], "OperationOutcome", "{what}");
+        assert_eq!(spine_code(&r), code, "{what}: {}", r.json);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/fhir+json;charset=utf-8", "{what}");
+        assert!(!r.json.to_string().contains("SPINE-"), "{what}: no record in an error");
+    }
+
+    // The capability statement, with the organisation scope.
+    let meta = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{root}/metadata"),
+            STRUCTURED_METADATA_INTERACTION,
+            &jwt(&ods, "organization/*.read"),
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(meta.status, StatusCode::OK, "{}", meta.json);
+    assert_eq!(meta.json["resourceType"], "CapabilityStatement");
+
+    // The main router, which patients, staff and apps reach, serves none of it.
+    let main = send(
+        caldicott_web::router(app.clone()),
+        spine_request("POST", &op, STRUCTURED_INTERACTION, &auth, parameters(&nhs), |_| {}),
+    )
+    .await;
+    assert_eq!(main.status, StatusCode::NOT_FOUND);
+    assert!(!main.json.to_string().contains("SPINE-"));
+}
+
+both!(the_spine_is_answered_as_the_specification_says);

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Validates GP Connect (FHIR STU3) answers: each argument is a file holding one resource.
+
+Two checks, and the file fails if either finds anything:
+1. The resource parses as FHIR STU3 with fhir.resources' STU3 models (strict: unknown elements,
+   missing required ones, wrong types and bad codes are errors).
+2. The GP Connect rules the models cannot know: every resource names a profile under
+   https://fhir.nhs.uk/STU3/StructureDefinition/ (the Bundle GPConnect-StructuredRecord-Bundle-1,
+   errors GPConnect-OperationOutcome-1); a structured Bundle is a collection holding one Patient
+   and an Organization; every List has a title, a SNOMED CT code, a subject and an entry or an
+   empty reason; no List and no Bundle carries NOPAT; every `Type/id` reference resolves to a
+   resource in the Bundle.
+
+Prints what is wrong and exits 1 if anything is; prints the resource counts and exits 0
+otherwise.
+"""
+import collections
+import json
+import sys
+
+from fhir.resources.STU3 import construct_fhir_element
+
+STU3 = "https://fhir.nhs.uk/STU3/StructureDefinition/"
+
+
+def references(node, found):
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            found.append(ref)
+        for v in node.values():
+            references(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            references(v, found)
+    return found
+
+
+def gp_connect_problems(data):
+    problems = []
+    kind = data.get("resourceType")
+    profiles = data.get("meta", {}).get("profile", [])
+    if not profiles or not all(p.startswith(STU3) for p in profiles):
+        problems.append(f"{kind}: meta.profile must name a GP Connect STU3 profile, not {profiles}")
+    if kind == "OperationOutcome":
+        if profiles != [STU3 + "GPConnect-OperationOutcome-1"]:
+            problems.append("an error must be a GPConnect-OperationOutcome-1")
+        return problems
+    if kind != "Bundle":
+        return problems
+    if profiles == [STU3 + "GPConnect-StructuredRecord-Bundle-1"] and data.get("type") != "collection":
+        problems.append("a structured record Bundle is a collection")
+    if "security" in data.get("meta", {}):
+        problems.append("the Bundle must not carry a security label")
+    resources = [e.get("resource", {}) for e in data.get("entry", [])]
+    kinds = collections.Counter(r.get("resourceType") for r in resources)
+    if profiles == [STU3 + "GPConnect-StructuredRecord-Bundle-1"]:
+        if kinds["Patient"] != 1 or kinds["Organization"] < 1:
+            problems.append(f"a structured record holds one Patient and its Organization, not {dict(kinds)}")
+    present = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
+    for r in resources:
+        rk = r.get("resourceType")
+        rp = r.get("meta", {}).get("profile", [])
+        if not rp or not all(p.startswith(STU3) for p in rp):
+            problems.append(f"{rk}/{r.get('id')}: no GP Connect STU3 profile")
+        if rk == "List":
+            if any(s.get("code") == "NOPAT" for s in r.get("meta", {}).get("security", [])):
+                problems.append(f"List {r.get('title')}: a List must not carry NOPAT")
+            if not r.get("title") or not r.get("subject"):
+                problems.append(f"List {r.get('title')}: title and subject are required")
+            codings = r.get("code", {}).get("coding", [])
+            if not any(c.get("system") == "http://snomed.info/sct" for c in codings):
+                problems.append(f"List {r.get('title')}: the code must be SNOMED CT")
+            if not r.get("entry") and not r.get("emptyReason"):
+                problems.append(f"List {r.get('title')}: an empty list needs an emptyReason")
+        for ref in references(r, []):
+            if "/" in ref and not ref.startswith(("http", "#")) and ref not in present:
+                problems.append(f"{rk}/{r.get('id')}: the reference {ref} is not in the Bundle")
+    return problems
+
+
+def main(paths):
+    bad = 0
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        try:
+            construct_fhir_element(data["resourceType"], data)
+        except Exception as e:  # noqa: BLE001 - every failure of the model is a finding
+            bad += 1
+            print(f"{path}: not valid FHIR STU3:\n{e}")
+            continue
+        problems = gp_connect_problems(data)
+        if problems:
+            bad += 1
+            print(f"{path}: not valid GP Connect:\n  " + "\n  ".join(problems))
+            continue
+        kinds = collections.Counter(
+            e["resource"]["resourceType"] for e in data.get("entry", []) if "resource" in e
+        )
+        print(f"{path}: valid GP Connect STU3 {data['resourceType']} {dict(sorted(kinds.items()))}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
