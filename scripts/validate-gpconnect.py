@@ -6,7 +6,7 @@ Two checks, and the file fails if either finds anything:
    missing required ones, wrong types and bad codes are errors).
 2. The GP Connect rules the models cannot know: every resource names a profile under
    https://fhir.nhs.uk/STU3/StructureDefinition/ (the Bundle GPConnect-StructuredRecord-Bundle-1,
-   errors GPConnect-OperationOutcome-1); a structured Bundle is a collection holding one Patient
+   errors GPConnect-OperationOutcome-1; a Binary none, but its content); a structured Bundle is a collection holding one Patient
    and an Organization; every List has a title, a SNOMED CT code, a subject and an entry or an
    empty reason; no List and no Bundle carries NOPAT; every `Type/id` reference resolves to a
    resource in the Bundle.
@@ -40,6 +40,12 @@ def gp_connect_problems(data):
     problems = []
     kind = data.get("resourceType")
     profiles = data.get("meta", {}).get("profile", [])
+    if kind == "Binary":
+        # Access Document's Binary names no profile; it must carry its content and no security
+        # context.
+        if not data.get("contentType") or not data.get("content") or "securityContext" in data:
+            problems.append("a Binary carries contentType and content, and no securityContext")
+        return problems
     if not profiles or not all(p.startswith(STU3) for p in profiles):
         problems.append(f"{kind}: meta.profile must name a GP Connect STU3 profile, not {profiles}")
     if kind == "OperationOutcome":

@@ -194,6 +194,8 @@ pub enum Action {
     FhirIntegrationChange,
     /// A patient's record read through GP Connect Access Record: Structured.
     GpConnectStructuredRead,
+    /// A patient found, their documents listed or one retrieved through GP Connect Access Document.
+    GpConnectDocumentsRead,
     StaffMessageSend,
     StaffMessageView,
     StaffMessageDelete,
@@ -309,6 +311,7 @@ impl Action {
             Self::FhirIntegrationRegister => "fhir.integration_register",
             Self::FhirIntegrationChange => "fhir.integration_change",
             Self::GpConnectStructuredRead => "record.gp_connect_structured",
+            Self::GpConnectDocumentsRead => "record.gp_connect_documents",
             Self::StaffMessageSend => "staff_message.send",
             Self::StaffMessageView => "staff_message.view",
             Self::StaffMessageDelete => "staff_message.delete",

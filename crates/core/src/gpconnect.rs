@@ -105,6 +105,18 @@ fn not_for_the_patient(entry: &Entry) -> bool {
     })
 }
 
+/// Whether Access Document lists and hands over a document entry: a document with the practice's
+/// confidentiality applied (private, safeguarding) is excluded, as the specification restricts the
+/// search to documents with no internal confidentiality policy; a superseded one is not the latest
+/// version. Unfiled and unreviewed documents are offered (the specification says so), labelled
+/// `NOPAT` with everything else the patient would not see online.
+pub fn document_release(entry: &Entry) -> Release {
+    if entry.kind() != EntryKind::Document || entry.superseded.is_some() || entry.confidential || entry.safeguarding {
+        return Release::Skip;
+    }
+    Release::Include { nopat: not_for_the_patient(entry) }
+}
+
 /// Why a patient's record is not released (each answered as "patient not found").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -203,6 +215,26 @@ mod tests {
         assert_eq!(release(&d), Release::Withhold(Warning::DataAwaitingFiling));
         let d = entry(EntryBody::Consultation { text: "…".into(), status: ConsultationStatus::Final });
         assert_eq!(release(&d), Release::Include { nopat: false });
+    }
+
+    #[test]
+    fn documents_with_the_practices_confidentiality_are_not_offered() {
+        let doc = |filing, review| {
+            entry(EntryBody::Document { title: "Discharge letter".into(), summary: "".into(), filing, review })
+        };
+        assert_eq!(document_release(&doc(Filing::Filed, DocumentReview::Reviewed)), Release::Include { nopat: false });
+        // Unfiled and unreviewed documents are offered, but not for the patient yet.
+        assert_eq!(
+            document_release(&doc(Filing::Unfiled, DocumentReview::Unreviewed)),
+            Release::Include { nopat: true }
+        );
+        let mut private = doc(Filing::Filed, DocumentReview::Reviewed);
+        private.confidential = true;
+        assert_eq!(document_release(&private), Release::Skip);
+        let mut safeguarding = doc(Filing::Filed, DocumentReview::Reviewed);
+        safeguarding.safeguarding = true;
+        assert_eq!(document_release(&safeguarding), Release::Skip);
+        assert_eq!(document_release(&allergy()), Release::Skip, "only documents");
     }
 
     #[test]

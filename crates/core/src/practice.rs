@@ -167,6 +167,9 @@ pub struct OnlineServicesSettings {
     /// Whether clinicians in other care settings may read the record through GP Connect Access
     /// Record: Structured (on by default; a practice may turn it off).
     pub gp_connect_structured: bool,
+    /// Whether they may list and retrieve the practice's documents through GP Connect Access
+    /// Document (on by default).
+    pub gp_connect_documents: bool,
     /// The practice's Accredited System ID on the Spine: GP Connect requests must be addressed to
     /// it (`Ssp-To`). None until the practice is connected.
     pub gp_connect_asid: Option<Asid>,
@@ -185,6 +188,7 @@ impl Default for OnlineServicesSettings {
             cancel_cutoff_hours: 24,
             accept_update_record: true,
             gp_connect_structured: true,
+            gp_connect_documents: true,
             gp_connect_asid: None,
         }
     }

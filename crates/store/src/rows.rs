@@ -182,6 +182,7 @@ pub(crate) fn practice(r: &impl Cols) -> StoreResult<Practice> {
             pause_reason: r.opt_text("pause_reason")?.unwrap_or_default(),
             accept_update_record: r.opt_bool("accept_update_record")?.unwrap_or(true),
             gp_connect_structured: r.opt_bool("gp_connect_structured")?.unwrap_or(true),
+            gp_connect_documents: r.opt_bool("gp_connect_documents")?.unwrap_or(true),
             gp_connect_asid: r
                 .opt_text("gp_connect_asid")?
                 .map(|a| Asid::parse(&a).map_err(|_| corrupt("gp_connect_asid", &a)))

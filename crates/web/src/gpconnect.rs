@@ -7,6 +7,9 @@
 //! - `GET  …/metadata`: the capability statement;
 //! - `POST …/Patient/$gpc.getstructuredrecord`: the structured record.
 //!
+//! Under `/gpconnect/{ODS}/STU3/1/documents` (Access Document): `GET …/metadata`,
+//! `GET …/Patient?identifier=…`, `GET …/Patient/{id}/DocumentReference?…`, `GET …/Binary/{id}`.
+//!
 //! Every answer is `application/fhir+json`, `Cache-Control: no-store`; every error a
 //! `GPConnect-OperationOutcome-1` with the Spine code and the HTTP status the specification
 //! gives it.
@@ -27,7 +30,12 @@ use serde_json::Value;
 /// The Spine listener's whole application: the GP Connect routes and nothing else.
 pub fn spine_router(app: App) -> Router {
     let root = "/gpconnect/{ods}/STU3/1/structured";
+    let docs = "/gpconnect/{ods}/STU3/1/documents";
     Router::new()
+        .route(&format!("{docs}/metadata"), get(documents_metadata).fallback(wrong_method))
+        .route(&format!("{docs}/Patient"), get(find_patient).fallback(wrong_method))
+        .route(&format!("{docs}/Patient/{{patient}}/DocumentReference"), get(document_search).fallback(wrong_method))
+        .route(&format!("{docs}/Binary/{{id}}"), get(binary).fallback(wrong_method))
         .route(&format!("{root}/metadata"), get(metadata).fallback(wrong_method))
         .route(
             &format!("{root}/Patient/$gpc.getstructuredrecord"),
@@ -90,6 +98,10 @@ fn format_refused(h: &HeaderMap, query: Option<&str>, has_body: bool) -> Option<
 }
 
 fn call<'a>(ods: &'a str, h: &'a HeaderMap, body: &'a [u8]) -> GpcCall<'a> {
+    searching(ods, h, body, &[])
+}
+
+fn searching<'a>(ods: &'a str, h: &'a HeaderMap, body: &'a [u8], query: &'a [(String, String)]) -> GpcCall<'a> {
     GpcCall {
         ods,
         ssp: SspHeaders {
@@ -100,7 +112,72 @@ fn call<'a>(ods: &'a str, h: &'a HeaderMap, body: &'a [u8]) -> GpcCall<'a> {
         },
         authorization: header(h, "authorization"),
         body,
+        query,
     }
+}
+
+/// The query's parameters, decoded; `None` when it cannot be read.
+fn pairs(q: Option<&str>) -> Option<Vec<(String, String)>> {
+    let uri: axum::http::Uri = format!("/?{}", q.unwrap_or("")).parse().ok()?;
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok().map(|axum::extract::Query(p)| p)
+}
+
+fn unreadable_query() -> Response {
+    error(SpineCode::BadRequest, "the query string cannot be read")
+}
+
+async fn documents_metadata(
+    State(app): State<App>,
+    Path(ods): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
+        return r;
+    }
+    answer(app.gp_connect_documents_metadata(call(&ods, &headers, &[])).await)
+}
+
+async fn find_patient(
+    State(app): State<App>,
+    Path(ods): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
+        return r;
+    }
+    let Some(query) = pairs(q.as_deref()) else {
+        return unreadable_query();
+    };
+    answer(app.gp_connect_find_patient(searching(&ods, &headers, &[], &query)).await)
+}
+
+async fn document_search(
+    State(app): State<App>,
+    Path((ods, patient)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
+        return r;
+    }
+    let Some(query) = pairs(q.as_deref()) else {
+        return unreadable_query();
+    };
+    answer(app.gp_connect_document_search(searching(&ods, &headers, &[], &query), &patient).await)
+}
+
+async fn binary(
+    State(app): State<App>,
+    Path((ods, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
+        return r;
+    }
+    answer(app.gp_connect_binary(call(&ods, &headers, &[]), &id).await)
 }
 
 async fn metadata(

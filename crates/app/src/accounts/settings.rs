@@ -27,6 +27,8 @@ pub struct SettingsInput {
     pub accept_update_record: bool,
     /// Answer GP Connect Access Record: Structured for clinicians in other care settings.
     pub gp_connect_structured: bool,
+    /// Answer GP Connect Access Document (the practice's documents) for them too.
+    pub gp_connect_documents: bool,
     /// The practice's ASID on the Spine; empty until the practice is connected.
     pub gp_connect_asid: String,
 }
@@ -138,6 +140,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
             cancel_cutoff_hours,
             accept_update_record: input.accept_update_record,
             gp_connect_structured: input.gp_connect_structured,
+            gp_connect_documents: input.gp_connect_documents,
             gp_connect_asid,
         })
     } else {
@@ -148,7 +151,7 @@ pub fn parse_settings(input: &SettingsInput) -> Result<OnlineServicesSettings, V
 fn describe(s: &OnlineServicesSettings) -> String {
     format!(
         "switch_on={} paused={} pause_reason={:?} default_level={} proxy_review_age={} visible_online_by_default={} show_staff_names={} \
-         cancel_cutoff_hours={} accept_update_record={} gp_connect_structured={} gp_connect_asid={}",
+         cancel_cutoff_hours={} accept_update_record={} gp_connect_structured={} gp_connect_documents={} gp_connect_asid={}",
         s.prospective_switch_on.map_or("none".into(), |d| d.to_string()),
         s.paused,
         s.pause_reason,
@@ -159,6 +162,7 @@ fn describe(s: &OnlineServicesSettings) -> String {
         s.cancel_cutoff_hours,
         s.accept_update_record,
         s.gp_connect_structured,
+        s.gp_connect_documents,
         s.gp_connect_asid.as_ref().map_or("none", |a| a.as_str()),
     )
 }
@@ -215,6 +219,7 @@ mod tests {
             cancel_cutoff_hours: String::new(),
             accept_update_record: true,
             gp_connect_structured: true,
+            gp_connect_documents: true,
             gp_connect_asid: String::new(),
         }
     }

@@ -983,6 +983,7 @@ impl App {
                 "record.preview_online" => "Checked what you see online",
                 "record.view_online" => "Viewed your record online",
                 "record.gp_connect_structured" => "Read your record to care for you, through GP Connect",
+                "record.gp_connect_documents" => "Looked at your documents to care for you, through GP Connect",
                 _ => continue,
             };
             if e.outcome != Outcome::Success.as_str() {

@@ -16,9 +16,12 @@
 
 use crate::{new_id, App, AppError};
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
-use caldicott_core::gpconnect::{patient_refusal, release, Release};
-use caldicott_core::ids::{AuditEventId, PatientId};
+use caldicott_core::entry::{Entry, FileInfo, Section};
+use caldicott_core::gpconnect::{document_release, patient_refusal, release, Release};
+use caldicott_core::ids::{AuditEventId, EntryId, PatientId};
+use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, Practice};
+use caldicott_fhir::gpconnect::documents;
 use caldicott_fhir::gpconnect::request::{read_claims, read_parameters, read_ssp, Claims, Ssp, SspHeaders};
 use caldicott_fhir::gpconnect::structured::{capability_statement, structured_bundle, StructuredRecord};
 use caldicott_fhir::gpconnect::{GpcError, SpineCode, STRUCTURED_INTERACTION, STRUCTURED_METADATA_INTERACTION};
@@ -33,6 +36,8 @@ pub struct GpcCall<'a> {
     pub ssp: SspHeaders<'a>,
     pub authorization: Option<&'a str>,
     pub body: &'a [u8],
+    /// The query's parameters, decoded, in order (searches).
+    pub query: &'a [(String, String)],
 }
 
 /// The service root of a practice's structured endpoint, below the Spine listener's address:
@@ -40,6 +45,11 @@ pub struct GpcCall<'a> {
 /// version, service).
 pub fn service_root(ods: &str) -> String {
     format!("/gpconnect/{ods}/STU3/1/structured")
+}
+
+/// The service root of a practice's Access Document endpoint.
+pub fn documents_root(ods: &str) -> String {
+    format!("/gpconnect/{ods}/STU3/1/documents")
 }
 
 fn internal(e: AppError) -> GpcError {
@@ -168,6 +178,205 @@ impl App {
         Ok(bundle)
     }
 
+    /// The checks every Access Document request passes: the practice and headers, the claims
+    /// (`patient/*.read`), and the practice's switch. Returns the base URL for the answer's
+    /// links: the service root as the consumer addressed it (`aud`, checked to end with ours).
+    async fn gp_connect_documents_call(
+        &self,
+        call: &GpcCall<'_>,
+        interaction: &str,
+    ) -> Result<(Practice, Ssp, Claims, String), GpcError> {
+        let (practice, ssp) = self.gp_connect_practice(call, interaction).await?;
+        let claims = read_claims(
+            call.authorization,
+            self.now().timestamp(),
+            "patient/*.read",
+            &documents_root(practice.ods_code.as_str()),
+        )?;
+        if !practice.online.gp_connect_documents {
+            let rec = self.gp_connect_audit_as(
+                &claims,
+                &ssp,
+                None,
+                Outcome::Denied,
+                "documents".into(),
+                "practice has turned it off".into(),
+                Action::GpConnectDocumentsRead,
+            );
+            self.audit.record(practice.id, rec).await.map_err(internal)?;
+            return Err(GpcError::new(SpineCode::AccessDenied, "this practice does not offer Access Document"));
+        }
+        let base = claims.audience.trim_end_matches('/').to_owned();
+        Ok((practice, ssp, claims, base))
+    }
+
+    /// `GET [base]/metadata` of the documents endpoint.
+    pub async fn gp_connect_documents_metadata(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, _) = self.gp_connect_practice(&call, documents::METADATA_INTERACTION).await?;
+        read_claims(
+            call.authorization,
+            self.now().timestamp(),
+            "organization/*.read",
+            &documents_root(practice.ods_code.as_str()),
+        )?;
+        Ok(documents::capability_statement(env!("CARGO_PKG_VERSION"), &practice.name))
+    }
+
+    /// A registered, living patient of this practice by id, or the audited "not found".
+    async fn gp_connect_patient(
+        &self,
+        practice: &Practice,
+        claims: &Claims,
+        ssp: &Ssp,
+        id: &str,
+        what: &str,
+    ) -> Result<Patient, GpcError> {
+        let found = match id.parse::<PatientId>() {
+            Ok(pid) => self.store.patient(practice.id, pid).await.map_err(|e| internal(e.into()))?,
+            Err(_) => None,
+        };
+        match found {
+            Some(p) if patient_refusal(&p, self.today()).is_none() => Ok(p),
+            other => {
+                let rec = self.gp_connect_audit_as(
+                    claims,
+                    ssp,
+                    other.as_ref().map(|p| p.id),
+                    Outcome::NotFound,
+                    format!("patient/{}", plain(id)),
+                    what.into(),
+                    Action::GpConnectDocumentsRead,
+                );
+                self.audit.record(practice.id, rec).await.map_err(internal)?;
+                Err(GpcError::new(SpineCode::PatientNotFound, "no patient with this id is registered here"))
+            }
+        }
+    }
+
+    /// `GET [base]/Patient?identifier=…|<NHS number>`: the patient, when registered here and
+    /// living, in a searchset; an empty searchset otherwise (not an error).
+    pub async fn gp_connect_find_patient(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, base) =
+            self.gp_connect_documents_call(&call, documents::PATIENT_SEARCH_INTERACTION).await?;
+        let nhs = documents::read_patient_search(call.query)?;
+        let today = self.today();
+        let found = self
+            .store
+            .patient_by_nhs_number(practice.id, &nhs)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .filter(|p| patient_refusal(p, today).is_none());
+        let rec = match &found {
+            Some(p) => self.gp_connect_audit_as(
+                &claims,
+                &ssp,
+                Some(p.id),
+                Outcome::Success,
+                format!("patient/{}", p.id),
+                "find".into(),
+                Action::GpConnectDocumentsRead,
+            ),
+            None => self.gp_connect_audit_as(
+                &claims,
+                &ssp,
+                None,
+                Outcome::NotFound,
+                format!("nhs_number/{}", nhs.as_str()),
+                "find".into(),
+                Action::GpConnectDocumentsRead,
+            ),
+        };
+        self.audit.record(practice.id, rec).await.map_err(internal)?;
+        Ok(documents::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), today))
+    }
+
+    /// `GET [base]/Patient/{id}/DocumentReference?…`: the patient's documents that may leave the
+    /// practice (`caldicott_core::gpconnect::document_release`) and match the search.
+    pub async fn gp_connect_document_search(&self, call: GpcCall<'_>, patient: &str) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, base) =
+            self.gp_connect_documents_call(&call, documents::DOCUMENT_SEARCH_INTERACTION).await?;
+        let search = documents::read_document_search(call.query)?;
+        let patient = self.gp_connect_patient(&practice, &claims, &ssp, patient, "document search").await?;
+        let entries = self
+            .store
+            .entries(
+                practice.id,
+                patient.id,
+                EntryQuery { section: Some(Section::Documents), after: None, limit: u32::MAX },
+            )
+            .await
+            .map_err(|e| internal(e.into()))?;
+        let offered: Vec<(&Entry, bool)> = entries
+            .iter()
+            .filter_map(|e| match document_release(e) {
+                Release::Include { nopat } if search.matches(e, &practice) => Some((e, nopat)),
+                _ => None,
+            })
+            .collect();
+        let ids: Vec<EntryId> = offered.iter().map(|(e, _)| e.id).collect();
+        let files: std::collections::HashMap<EntryId, FileInfo> =
+            self.store.document_files(practice.id, &ids).await.map_err(|e| internal(e.into()))?.into_iter().collect();
+        let documents: Vec<(&Entry, Option<FileInfo>, bool)> =
+            offered.iter().map(|(e, nopat)| (*e, files.get(&e.id).cloned(), *nopat)).collect();
+        let bundle = documents::documents_bundle(&base, &ssp.trace_id, &practice, &patient, &documents, self.today());
+        let rec = self.gp_connect_audit_as(
+            &claims,
+            &ssp,
+            Some(patient.id),
+            Outcome::Success,
+            format!("patient/{}", patient.id),
+            format!("document search; documents={}", documents.len()),
+            Action::GpConnectDocumentsRead,
+        );
+        self.audit.record(practice.id, rec).await.map_err(internal)?;
+        Ok(bundle)
+    }
+
+    /// `GET [base]/Binary/{id}`: one document's content, when it may leave the practice and its
+    /// patient is registered here and living; `NO_RECORD_FOUND` otherwise, alike.
+    pub async fn gp_connect_binary(&self, call: GpcCall<'_>, id: &str) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, _) = self.gp_connect_documents_call(&call, documents::BINARY_INTERACTION).await?;
+        let today = self.today();
+        let entry = match id.parse::<EntryId>() {
+            Ok(eid) => self.store.entry(practice.id, eid).await.map_err(|e| internal(e.into()))?,
+            Err(_) => None,
+        };
+        let mut released = None;
+        if let Some(e) = entry.filter(|e| matches!(document_release(e), Release::Include { .. })) {
+            let patient = self.store.patient(practice.id, e.patient).await.map_err(|e| internal(e.into()))?;
+            if patient.is_some_and(|p| patient_refusal(&p, today).is_none()) {
+                released = Some(e);
+            }
+        }
+        let Some(e) = released else {
+            let rec = self.gp_connect_audit_as(
+                &claims,
+                &ssp,
+                None,
+                Outcome::NotFound,
+                format!("document/{}", plain(id)),
+                "retrieve".into(),
+                Action::GpConnectDocumentsRead,
+            );
+            self.audit.record(practice.id, rec).await.map_err(internal)?;
+            return Err(GpcError::new(SpineCode::NoRecordFound, "there is no such document"));
+        };
+        let file = self.store.document_file(practice.id, e.id).await.map_err(|e| internal(e.into()))?;
+        let content = crate::documents::content_of(&e, file)
+            .ok_or_else(|| GpcError::new(SpineCode::NoRecordFound, "there is no such document"))?;
+        let rec = self.gp_connect_audit_as(
+            &claims,
+            &ssp,
+            Some(e.patient),
+            Outcome::Success,
+            format!("document/{}", e.id),
+            format!("retrieve; bytes={}", content.bytes.len()),
+            Action::GpConnectDocumentsRead,
+        );
+        self.audit.record(practice.id, rec).await.map_err(internal)?;
+        Ok(documents::binary(&e.id.to_string(), &content.content_type, &content.bytes))
+    }
+
     /// The audit event of a GP Connect request about a patient: the requesting organisation (the
     /// actor's id) and practitioner (SDS user id as the role), and in the detail who they are by
     /// name, the consumer system, its ASID and the Spine trace id.
@@ -179,6 +388,20 @@ impl App {
         outcome: Outcome,
         entity: String,
         extra: String,
+    ) -> AuditRecord {
+        self.gp_connect_audit_as(c, ssp, patient, outcome, entity, extra, Action::GpConnectStructuredRead)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gp_connect_audit_as(
+        &self,
+        c: &Claims,
+        ssp: &Ssp,
+        patient: Option<PatientId>,
+        outcome: Outcome,
+        entity: String,
+        extra: String,
+        action: Action,
     ) -> AuditRecord {
         let who = if c.organisation_name.is_empty() {
             format!("{} at {}", c.practitioner_name, c.organisation_ods)
@@ -200,7 +423,7 @@ impl App {
             self.now(),
             Actor { kind: ActorKind::GpConnect, id: plain(&c.organisation_ods), role: plain(&c.sds_user_id) },
             patient,
-            Action::GpConnectStructuredRead,
+            action,
             entity,
             outcome,
             detail,

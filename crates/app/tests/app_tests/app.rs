@@ -616,6 +616,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
         cancel_cutoff_hours: "24".into(),
         accept_update_record: true,
         gp_connect_structured: true,
+        gp_connect_documents: true,
         gp_connect_asid: String::new(),
     };
     assert!(matches!(app.change_practice_settings(&tp.clinician, &input).await, Err(AppError::Forbidden(_))));
@@ -1631,6 +1632,7 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
         cancel_cutoff_hours: "24".into(),
         accept_update_record: true,
         gp_connect_structured: true,
+        gp_connect_documents: true,
         gp_connect_asid: String::new(),
     };
     app.change_practice_settings(&manager, &input).await.unwrap().unwrap();

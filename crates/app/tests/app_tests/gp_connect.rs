@@ -11,6 +11,7 @@ use caldicott_app::App;
 use caldicott_core::audit::Action;
 use caldicott_core::entry::*;
 use caldicott_core::patient::Patient;
+use caldicott_fhir::gpconnect::documents;
 use caldicott_fhir::gpconnect::request::SspHeaders;
 use caldicott_fhir::gpconnect::{GpcError, SpineCode, STRUCTURED_INTERACTION, STRUCTURED_METADATA_INTERACTION};
 use caldicott_store::both;
@@ -24,11 +25,16 @@ fn app(t: &TestStore) -> App {
 
 /// The specification's example claims for a request to `ods`, issued now on the test clock.
 fn jwt(ods: &str, scope: &str) -> String {
+    jwt_for(&service_root(ods), scope)
+}
+
+/// The same claims for the service root `root`.
+fn jwt_for(root: &str, scope: &str) -> String {
     let now = fixtures::now().timestamp();
     let claims = json!({
         "iss": "https://consumersupplier.thirdparty.nhs.uk/",
         "sub": "10019",
-        "aud": format!("https://provider.example.nhs.uk{}", service_root(ods)),
+        "aud": format!("https://provider.example.nhs.uk{root}"),
         "exp": now + 300,
         "iat": now,
         "reason_for_request": "directcare",
@@ -79,6 +85,7 @@ async fn ask(app: &App, ods: &str, to: &str, nhs: &str, areas: Value) -> Result<
         },
         authorization: Some(&auth),
         body: &body,
+        query: &[],
     })
     .await
 }
@@ -249,6 +256,7 @@ async fn the_practice_switch_and_its_asid_decide_whether_it_answers(t: &TestStor
         visible_online_by_default: true,
         accept_update_record: true,
         gp_connect_structured: false,
+        gp_connect_documents: true,
         gp_connect_asid: FIXTURE_ASID.into(),
         ..Default::default()
     };
@@ -292,6 +300,7 @@ async fn a_bad_request_reads_nothing_and_the_capability_statement_needs_the_orga
         },
         authorization: Some(auth),
         body: &[],
+        query: &[],
     };
     let org = Box::leak(jwt(&ods, "organization/*.read").into_boxed_str());
     let cs =
@@ -346,7 +355,211 @@ fn the_test_suite_validator_can_fail() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A request to the documents endpoint of `ods`, with the query given.
+async fn documents_call<'a>(
+    ods: &'a str,
+    interaction: &'a str,
+    auth: &'a str,
+    query: &'a [(String, String)],
+) -> GpcCall<'a> {
+    GpcCall {
+        ods,
+        ssp: SspHeaders {
+            trace_id: Some("5a1e7d36-46a2-4a0c-9d1f-0a8d1b2c3d4e"),
+            from: Some("200000000115"),
+            to: Some(FIXTURE_ASID),
+            interaction_id: Some(interaction),
+        },
+        authorization: Some(auth),
+        body: &[],
+        query,
+    }
+}
+
+fn documents_jwt(ods: &str) -> String {
+    jwt_for(&caldicott_app::gp_connect::documents_root(ods), "patient/*.read")
+}
+
+fn search_query(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut q: Vec<(String, String)> =
+        documents::REQUIRED_INCLUDES.iter().map(|i| ("_include".to_owned(), (*i).to_owned())).collect();
+    q.push(("_revinclude:recurse".into(), documents::REQUIRED_REVINCLUDE.into()));
+    q.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    q
+}
+
+fn document(pat: &Patient, title: &str, filing: Filing, review: DocumentReview) -> Entry {
+    let mut e = consultation(pat, fixtures::now() - Duration::days(5), "");
+    e.body = EntryBody::Document { title: title.into(), summary: format!("{title} summary"), filing, review };
+    e
+}
+
+async fn the_practices_documents_are_found_listed_and_retrieved_as_they_may_leave_it(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let filed = document(&pat, "DOC-FILED discharge letter", Filing::Filed, DocumentReview::Reviewed);
+    let mut hidden = document(&pat, "DOC-HIDDEN clinic letter", Filing::Filed, DocumentReview::Reviewed);
+    hidden.visibility = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::PotentiallyHarmful, "discuss first", "Dr Test", fixtures::now()).unwrap(),
+    );
+    let unfiled = document(&pat, "DOC-UNFILED scan", Filing::Unfiled, DocumentReview::Unreviewed);
+    let mut private = document(&pat, "DOC-PRIVATE letter", Filing::Filed, DocumentReview::Reviewed);
+    private.confidential = true;
+    let mut safeguarding = document(&pat, "DOC-SAFEGUARDING report", Filing::Filed, DocumentReview::Reviewed);
+    safeguarding.safeguarding = true;
+    let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n".to_vec();
+    for d in [&filed, &hidden, &unfiled, &private, &safeguarding] {
+        let file = caldicott_app::documents::stored_file("letter.pdf", pdf.clone()).unwrap();
+        app.store_for_tests()
+            .add_document(tp.practice.id, d, &file, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+            .await
+            .unwrap();
+    }
+    let elsewhere = adult(&app, other.practice.id).await.unwrap();
+    let theirs = document(&elsewhere, "DOC-OTHER practice", Filing::Filed, DocumentReview::Reviewed);
+    let file = caldicott_app::documents::stored_file("letter.pdf", pdf.clone()).unwrap();
+    app.store_for_tests()
+        .add_document(other.practice.id, &theirs, &file, &fixtures::audit(Action::EntryCreate, Some(elsewhere.id)))
+        .await
+        .unwrap();
+    let auth = documents_jwt(&ods);
+
+    // Find the patient by NHS number: one Patient; nobody: an empty searchset, not an error.
+    let q = vec![("identifier".to_owned(), format!("https://fhir.nhs.uk/Id/nhs-number|{}", pat.nhs_number.as_str()))];
+    let found = app
+        .gp_connect_find_patient(documents_call(&ods, documents::PATIENT_SEARCH_INTERACTION, &auth, &q).await)
+        .await
+        .unwrap();
+    validate_gp_connect(&found);
+    assert_eq!(found["type"], "searchset");
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["entry"][0]["resource"]["resourceType"], "Patient");
+    assert_eq!(found["entry"][0]["search"]["mode"], "match");
+    let patient_id = found["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    assert!(found["entry"][0]["fullUrl"].as_str().unwrap().starts_with("https://provider.example.nhs.uk/gpconnect/"));
+    let q =
+        vec![("identifier".to_owned(), format!("https://fhir.nhs.uk/Id/nhs-number|{}", elsewhere.nhs_number.as_str()))];
+    let none = app
+        .gp_connect_find_patient(documents_call(&ods, documents::PATIENT_SEARCH_INTERACTION, &auth, &q).await)
+        .await
+        .unwrap();
+    assert!(none.get("entry").is_none(), "another practice's patient is not found here");
+
+    // Search: the filed, hidden and unfiled documents; private and safeguarding ones never.
+    let q = search_query(&[]);
+    let b = app
+        .gp_connect_document_search(
+            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
+            &patient_id,
+        )
+        .await
+        .unwrap();
+    validate_gp_connect(&b);
+    let text = b.to_string();
+    for shown in ["DOC-FILED", "DOC-HIDDEN", "DOC-UNFILED"] {
+        assert!(text.contains(shown), "{shown}");
+    }
+    for never in ["DOC-PRIVATE", "DOC-SAFEGUARDING", "DOC-OTHER"] {
+        assert!(!text.contains(never), "{never}");
+    }
+    let refs: Vec<&Value> = resources(&b).into_iter().filter(|r| r["resourceType"] == "DocumentReference").collect();
+    assert_eq!(refs.len(), 3);
+    for r in &refs {
+        let title = r["description"].as_str().unwrap();
+        assert_eq!(nopat(r), !title.starts_with("DOC-FILED"), "{title}: NOPAT unless the patient sees it online");
+    }
+    // Filters: words of the title.
+    let q = search_query(&[("description", "clinic")]);
+    let b = app
+        .gp_connect_document_search(
+            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
+            &patient_id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resources(&b).into_iter().filter(|r| r["resourceType"] == "DocumentReference").count(), 1);
+    // Without the mandatory includes: refused, naming the one missing.
+    let q = vec![("_include".to_owned(), "DocumentReference:subject:Patient".to_owned())];
+    let e = app
+        .gp_connect_document_search(
+            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
+            &patient_id,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, SpineCode::InvalidParameter);
+    // Another practice's patient id: not found.
+    let q = search_query(&[]);
+    let e = app
+        .gp_connect_document_search(
+            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
+            &elsewhere.id.to_string(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, SpineCode::PatientNotFound);
+
+    // Retrieve: the released document's bytes; a private one, another practice's or an unknown id
+    // answer alike.
+    let bin = app
+        .gp_connect_binary(documents_call(&ods, documents::BINARY_INTERACTION, &auth, &[]).await, &filed.id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(bin["resourceType"], "Binary");
+    assert_eq!(bin["contentType"], "application/pdf");
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(bin["content"].as_str().unwrap()).unwrap(), pdf);
+    validate_gp_connect(&bin);
+    let mut said = Vec::new();
+    for id in [
+        private.id.to_string(),
+        safeguarding.id.to_string(),
+        theirs.id.to_string(),
+        "not-an-id".into(),
+        caldicott_app::new_id().to_string(),
+    ] {
+        let e = app
+            .gp_connect_binary(documents_call(&ods, documents::BINARY_INTERACTION, &auth, &[]).await, &id)
+            .await
+            .unwrap_err();
+        assert_eq!((e.code, e.code.http_status()), (SpineCode::NoRecordFound, 404), "{id}");
+        said.push(e.diagnostics);
+    }
+    said.dedup();
+    assert_eq!(said.len(), 1);
+
+    // Every look is audited, with who asked.
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    let looks: Vec<_> = events.iter().filter(|e| e.action == "record.gp_connect_documents").collect();
+    assert!(looks.iter().any(|e| e.outcome == "success" && e.entity == format!("document/{}", filed.id)));
+    assert!(looks.iter().any(|e| e.outcome == "success" && e.detail.contains("documents=3")));
+    assert!(looks.iter().all(|e| e.detail.contains("who=Dr Claire Jones at Riverside General Hospital (RXX01)")));
+    assert!(looks.iter().all(|e| !e.detail.contains("DOC-")), "no document text in the audit");
+
+    // The practice turns Access Document off: refused, and audited.
+    let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let input = caldicott_app::settings::SettingsInput {
+        default_level: "full".into(),
+        proxy_review_age: "11".into(),
+        visible_online_by_default: true,
+        accept_update_record: true,
+        gp_connect_structured: true,
+        gp_connect_documents: false,
+        gp_connect_asid: FIXTURE_ASID.into(),
+        ..Default::default()
+    };
+    app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
+    let e = app
+        .gp_connect_binary(documents_call(&ods, documents::BINARY_INTERACTION, &auth, &[]).await, &filed.id.to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, SpineCode::AccessDenied);
+}
+
 both!(
+    the_practices_documents_are_found_listed_and_retrieved_as_they_may_leave_it,
     hidden_online_goes_with_nopat_private_and_safeguarding_stay_at_the_practice,
     an_unknown_deregistered_deceased_or_other_practices_patient_is_not_found_alike,
     the_practice_switch_and_its_asid_decide_whether_it_answers,

@@ -6,10 +6,13 @@
 //! - [`structured`]: the `GPConnect-StructuredRecord-Bundle-1` answer (CareConnect-GPC profiles,
 //!   one List per clinical area, warnings for what was withheld, `NOPAT` labels) and the
 //!   capability statement.
+//! - [`documents`]: Access Document: finding a patient, searching their documents (the
+//!   `GPConnect-Searchset-Bundle-1`) and retrieving one (`Binary`).
 //!
 //! Nothing here decides what may be released: the caller passes each entry with its release
 //! decision from `caldicott_core::gpconnect`.
 
+pub mod documents;
 pub mod request;
 pub mod structured;
 
@@ -35,6 +38,7 @@ pub enum SpineCode {
     InvalidResource,
     InvalidParameter,
     PatientNotFound,
+    NoRecordFound,
     NoPatientConsent,
     AccessDenied,
     NotImplemented,
@@ -50,6 +54,7 @@ impl SpineCode {
             Self::InvalidResource => "INVALID_RESOURCE",
             Self::InvalidParameter => "INVALID_PARAMETER",
             Self::PatientNotFound => "PATIENT_NOT_FOUND",
+            Self::NoRecordFound => "NO_RECORD_FOUND",
             Self::NoPatientConsent => "NO_PATIENT_CONSENT",
             Self::AccessDenied => "ACCESS_DENIED",
             Self::NotImplemented => "NOT_IMPLEMENTED",
@@ -64,6 +69,7 @@ impl SpineCode {
             Self::InvalidResource => "Invalid validation of resource",
             Self::InvalidParameter => "Invalid parameter",
             Self::PatientNotFound => "Patient not found",
+            Self::NoRecordFound => "No record found",
             Self::NoPatientConsent => "Patient has not provided consent to share data",
             Self::AccessDenied => "Access denied",
             Self::NotImplemented => "Not implemented",
@@ -75,7 +81,7 @@ impl SpineCode {
         match self {
             Self::BadRequest | Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => 400,
             Self::InvalidResource | Self::InvalidParameter => 422,
-            Self::PatientNotFound => 404,
+            Self::PatientNotFound | Self::NoRecordFound => 404,
             Self::NoPatientConsent | Self::AccessDenied => 403,
             Self::NotImplemented => 501,
             Self::InternalServerError => 500,
@@ -86,7 +92,7 @@ impl SpineCode {
         match self {
             Self::BadRequest | Self::InvalidResource | Self::InvalidParameter => "invalid",
             Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => "value",
-            Self::PatientNotFound => "not-found",
+            Self::PatientNotFound | Self::NoRecordFound => "not-found",
             Self::NoPatientConsent | Self::AccessDenied => "forbidden",
             Self::NotImplemented => "not-supported",
             Self::InternalServerError => "exception",

@@ -668,7 +668,7 @@ fn looks_like_a_drug(e: &Entry) -> bool {
         .any(|w| s.contains(w))
 }
 
-fn patient_resource(p: &Patient, practice: &Practice, today: NaiveDate) -> Value {
+pub(crate) fn patient_resource(p: &Patient, practice: &Practice, today: NaiveDate) -> Value {
     let mut name = json!({ "use": "official", "family": p.name.family, "given": [p.name.given] });
     if let Some(t) = &p.name.title {
         name["prefix"] = json!([t]);
@@ -714,7 +714,7 @@ fn patient_resource(p: &Patient, practice: &Practice, today: NaiveDate) -> Value
     r
 }
 
-fn organization_resource(practice: &Practice) -> Value {
+pub(crate) fn organization_resource(practice: &Practice) -> Value {
     json!({
         "resourceType": "Organization",
         "id": practice.id.to_string(),

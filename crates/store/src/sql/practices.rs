@@ -10,8 +10,8 @@ impl PracticeStore for SqlStore {
         query(
             "INSERT INTO practice (id, ods_code, name, telephone, address_lines, postcode, switch_on, paused, \
              default_level, proxy_review_age, created_at, visible_online_by_default, show_staff_names, cancel_cutoff_hours, pause_reason, accept_update_record, \
-             gp_connect_structured, gp_connect_asid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             gp_connect_structured, gp_connect_documents, gp_connect_asid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(p.id.as_uuid())
         .bind(p.ods_code.as_str())
@@ -30,6 +30,7 @@ impl PracticeStore for SqlStore {
         .bind(if p.online.paused { Some(p.online.pause_reason.as_str()) } else { None })
         .bind(p.online.accept_update_record)
         .bind(p.online.gp_connect_structured)
+        .bind(p.online.gp_connect_documents)
         .bind(p.online.gp_connect_asid.as_ref().map(|a| a.as_str()))
         .execute(&mut tx)
         .await?;
@@ -73,7 +74,7 @@ impl PracticeStore for SqlStore {
         let q = query(
             "UPDATE practice SET switch_on = $1, paused = $2, default_level = $3, proxy_review_age = $4, \
              visible_online_by_default = $5, show_staff_names = $6, cancel_cutoff_hours = $7, pause_reason = $8, \
-             accept_update_record = $9, gp_connect_structured = $10, gp_connect_asid = $11 WHERE id = $12",
+             accept_update_record = $9, gp_connect_structured = $10, gp_connect_documents = $11, gp_connect_asid = $12 WHERE id = $13",
         )
         .bind(s.prospective_switch_on)
         .bind(s.paused)
@@ -85,6 +86,7 @@ impl PracticeStore for SqlStore {
         .bind(if s.paused { Some(s.pause_reason.as_str()) } else { None })
         .bind(s.accept_update_record)
         .bind(s.gp_connect_structured)
+        .bind(s.gp_connect_documents)
         .bind(s.gp_connect_asid.as_ref().map(|a| a.as_str()))
         .bind(practice.as_uuid());
         self.change_one_audited(practice, q, "practice", &[audit]).await

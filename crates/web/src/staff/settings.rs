@@ -39,6 +39,7 @@ struct SettingsPage {
     cutoff: String,
     accept_update_record: bool,
     gp_connect_structured: bool,
+    gp_connect_documents: bool,
     gp_connect_asid: String,
     levels: Vec<(&'static str, &'static str)>,
     errors: Vec<FieldError>,
@@ -75,6 +76,7 @@ fn settings_page_for(
         cutoff: input.cancel_cutoff_hours.clone(),
         accept_update_record: input.accept_update_record,
         gp_connect_structured: input.gp_connect_structured,
+        gp_connect_documents: input.gp_connect_documents,
         gp_connect_asid: input.gp_connect_asid.clone(),
         levels: [AccessLevel::Full, AccessLevel::Documents, AccessLevel::Detailed, AccessLevel::Summary]
             .into_iter()
@@ -100,6 +102,7 @@ fn input_of(p: &caldicott_core::practice::Practice) -> caldicott_app::settings::
         cancel_cutoff_hours: p.online.cancel_cutoff_hours.to_string(),
         accept_update_record: p.online.accept_update_record,
         gp_connect_structured: p.online.gp_connect_structured,
+        gp_connect_documents: p.online.gp_connect_documents,
         gp_connect_asid: p.online.gp_connect_asid.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
     }
 }
@@ -142,6 +145,8 @@ struct SettingsForm {
     #[serde(default)]
     gp_connect_structured: Option<String>,
     #[serde(default)]
+    gp_connect_documents: Option<String>,
+    #[serde(default)]
     gp_connect_asid: String,
 }
 
@@ -157,6 +162,7 @@ async fn save_settings(
         pause_reason: f.pause_reason,
         accept_update_record: f.accept_update_record.is_some(),
         gp_connect_structured: f.gp_connect_structured.is_some(),
+        gp_connect_documents: f.gp_connect_documents.is_some(),
         gp_connect_asid: f.gp_connect_asid,
         default_level: f.default_level,
         proxy_review_age: f.proxy_review_age,

@@ -25,10 +25,18 @@ struct Reply {
 }
 
 fn jwt(ods: &str, scope: &str) -> String {
+    jwt_at(&service_root(ods), scope)
+}
+
+fn uuid_like() -> String {
+    caldicott_app::new_id().to_string()
+}
+
+fn jwt_at(root: &str, scope: &str) -> String {
     let now = fixtures::now().timestamp();
     let claims = json!({
         "iss": "https://consumersupplier.thirdparty.nhs.uk/", "sub": "10019",
-        "aud": format!("https://provider.example.nhs.uk{}", service_root(ods)),
+        "aud": format!("https://provider.example.nhs.uk{root}"),
         "exp": now + 300, "iat": now, "reason_for_request": "directcare", "requested_scope": scope,
         "requesting_device": {"resourceType": "Device", "model": "Consumer product name", "version": "5.3.0"},
         "requesting_organization": {"resourceType": "Organization", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "A1001"}], "name": "Test Hospital"},
@@ -235,6 +243,67 @@ async fn the_spine_is_answered_as_the_specification_says(t: &TestStore) {
     .await;
     assert_eq!(meta.status, StatusCode::OK, "{}", meta.json);
     assert_eq!(meta.json["resourceType"], "CapabilityStatement");
+
+    // Access Document: the patient found by NHS number (the pipe percent-encoded, as consumers
+    // send it), then their documents searched; a search without its includes refused.
+    let docs = caldicott_app::gp_connect::documents_root(&ods);
+    let doc_auth = jwt_at(&docs, "patient/*.read");
+    let find = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{docs}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C{nhs}"),
+            caldicott_fhir::gpconnect::documents::PATIENT_SEARCH_INTERACTION,
+            &doc_auth,
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(find.status, StatusCode::OK, "{}", find.json);
+    assert_eq!(find.json["total"], 1);
+    let pid = find.json["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    let includes = "_include=DocumentReference%3Asubject%3APatient&_include=DocumentReference%3Acustodian%3AOrganization&_include=DocumentReference%3Aauthor%3AOrganization&_include=DocumentReference%3Aauthor%3APractitioner&_revinclude%3Arecurse=PractitionerRole%3Apractitioner";
+    let search = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{docs}/Patient/{pid}/DocumentReference?{includes}"),
+            caldicott_fhir::gpconnect::documents::DOCUMENT_SEARCH_INTERACTION,
+            &doc_auth,
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.json);
+    assert_eq!(search.json["type"], "searchset");
+    let bare = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{docs}/Patient/{pid}/DocumentReference"),
+            caldicott_fhir::gpconnect::documents::DOCUMENT_SEARCH_INTERACTION,
+            &doc_auth,
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!((bare.status, spine_code(&bare)), (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PARAMETER"));
+    let missing = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{docs}/Binary/{}", uuid_like()),
+            caldicott_fhir::gpconnect::documents::BINARY_INTERACTION,
+            &doc_auth,
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!((missing.status, spine_code(&missing)), (StatusCode::NOT_FOUND, "NO_RECORD_FOUND"));
 
     // The main router, which patients, staff and apps reach, serves none of it.
     let main = send(
