@@ -1,4 +1,5 @@
-//! GP Connect (FHIR STU3) for the Spine: Access Record: Structured, served by [`spine_router`]
+//! GP Connect (FHIR STU3) for the Spine: Access Record: Structured and Access Document, served by
+//! `crate::spine_router`
 //! on a listener of its own that only the Spine Secure Proxy can reach (mutual TLS, set up by
 //! the command line). Nothing here is on the main router: patients, staff and apps never see
 //! these routes.
@@ -27,8 +28,9 @@ use caldicott_fhir::gpconnect::{GpcError, SpineCode, FHIR_JSON};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-/// The Spine listener's whole application: the GP Connect routes and nothing else.
-pub fn spine_router(app: App) -> Router {
+/// The GP Connect routes (assembled into the Spine listener's application by
+/// [`crate::spine_router`]).
+pub(crate) fn routes() -> Router<App> {
     let root = "/gpconnect/{ods}/STU3/1/structured";
     let docs = "/gpconnect/{ods}/STU3/1/documents";
     Router::new()
@@ -41,11 +43,6 @@ pub fn spine_router(app: App) -> Router {
             &format!("{root}/Patient/$gpc.getstructuredrecord"),
             post(structured).fallback(wrong_method).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-        .fallback(not_implemented)
-        .layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(axum::middleware::map_response(crate::security_headers))
-        .layer(axum::middleware::from_fn(crate::client::record_client))
-        .with_state(app)
 }
 
 fn answer(result: Result<Value, GpcError>) -> Response {
@@ -69,7 +66,7 @@ async fn wrong_method() -> Response {
     error(SpineCode::BadRequest, "this HTTP method is not used here")
 }
 
-async fn not_implemented() -> Response {
+pub(crate) async fn not_implemented() -> Response {
     error(SpineCode::NotImplemented, "this resource or operation is not implemented here")
 }
 

@@ -40,7 +40,6 @@ use axum::Router;
 use caldicott_app::App;
 
 pub use error::WebError;
-pub use gpconnect::spine_router;
 pub use kernel::cookies::{PATIENT_COOKIE, SESSION_COOKIE};
 
 /// The whole application.
@@ -67,6 +66,18 @@ pub fn router(app: App) -> Router {
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::Extension(std::sync::Arc::new(throttle::Throttles::new())))
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(client::record_client))
+        .with_state(app)
+}
+
+/// The Spine listener's whole application: GP Connect (docs/gp-connect.md) and nothing else.
+/// The command line serves it only on a listener that requires the Spine's client
+/// certificates.
+pub fn spine_router(app: App) -> Router {
+    gpconnect::routes()
+        .fallback(gpconnect::not_implemented)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(client::record_client))
         .with_state(app)

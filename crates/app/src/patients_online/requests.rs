@@ -28,7 +28,7 @@ pub struct Orderable {
 
 impl Orderable {
     /// A repeat template the engine offers this viewer; anything else is not orderable.
-    fn of(e: Shown<Entry>) -> Option<Self> {
+    pub(crate) fn of(e: Shown<Entry>) -> Option<Self> {
         let id = e.id;
         match e.into_inner().body {
             EntryBody::Medication { drug, dosage, quantity, course: MedicationCourse::RepeatTemplate } => {
@@ -129,18 +129,39 @@ impl App {
         if !problems.is_empty() {
             return Ok(Err(problems));
         }
-        let pharmacy = self
-            .store
-            .nominated_pharmacy(me.practice, who.patient.id)
-            .await?
-            .map(|(ods, name)| format!("{name} ({ods})"));
+        let task = self
+            .create_repeat_task(
+                me.practice,
+                who.patient.id,
+                who.requester(me),
+                &chosen,
+                note,
+                me.actor(who.link.as_ref()),
+            )
+            .await?;
+        Ok(Ok(task))
+    }
+
+    /// The task for a clinician that an order of repeats becomes (from the patient's pages or an
+    /// app), with the patient's nominated pharmacy, written with its audit event.
+    pub(crate) async fn create_repeat_task(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        requested_by: String,
+        chosen: &[&Orderable],
+        note: &str,
+        actor: caldicott_core::audit::Actor,
+    ) -> AppResult<Task> {
+        let pharmacy =
+            self.store.nominated_pharmacy(practice, patient).await?.map(|(ods, name)| format!("{name} ({ods})"));
         let task = Task {
             id: TaskId::from_uuid(new_id()),
-            patient: who.patient.id,
+            patient,
             kind: TaskKind::RepeatRequest,
             status: TaskStatus::Open,
             created_at: self.now(),
-            requested_by: who.requester(me),
+            requested_by,
             body: TaskBody::Repeat {
                 items: chosen
                     .iter()
@@ -160,15 +181,15 @@ impl App {
             closed_by: None,
         };
         let audit = self.patient_audit(
-            me.actor(who.link.as_ref()),
-            Some(who.patient.id),
+            actor,
+            Some(patient),
             Action::TaskCreate,
             format!("task/{}", task.id),
             Outcome::Success,
             format!("repeat request, {} items", chosen.len()),
         );
-        self.store.create_task(me.practice, &task, &audit).await?;
-        Ok(Ok(task))
+        self.store.create_task(practice, &task, &audit).await?;
+        Ok(task)
     }
 
     /// The patient's own messages to the practice and their outcomes. Proxies cannot send or

@@ -1521,7 +1521,100 @@ fn records() -> impl Strategy<Value = Vec<Gen>> {
     )
 }
 
+/// The NHS App's Patient Facing Services Prescriptions API, through this FHIR API: an app orders
+/// one of its patient's current repeats as a Task (intent order, "Renewal of prescription", focus
+/// the repeat's MedicationRequest); it becomes the same task for a clinician as an order on the
+/// patient's pages, and the clinician's decision comes back as the Task's status.
+async fn a_linked_app_orders_a_repeat_and_follows_it(t: &TestStore) {
+    use caldicott_app::redaction::VisibilityChange;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let now = caldicott_app::fixtures::now();
+    let (a, hidden) = (
+        repeat(&pat, now - Duration::days(30), "Amlodipine 5mg"),
+        repeat(&pat, now - Duration::days(30), "SECRET-DRUG"),
+    );
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &[a.clone(), hidden.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let hide = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "not yet discussed".into() };
+    app.change_visibility(&tp.clinician, pat.nhs_number.as_str(), hidden.id, &hide, false).await.unwrap();
+    let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
+    let reader = app_token(&app, &client, &secret, &link, "patient/*.read").await;
+    let orderer = app_token(&app, &client, &secret, &link, "patient/*.read patient/Task.write").await;
+    let order = |template: &Entry| {
+        serde_json::json!({
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "103742009", "display": "Renewal of prescription" }] },
+            "focus": { "reference": format!("MedicationRequest/{}", template.id) },
+            "for": { "reference": format!("Patient/{}", pat.id) },
+            "note": [{ "authorString": "Patient", "text": "ran out of previous prescription" }],
+        })
+    };
+    // Reading is not ordering; a hidden repeat cannot be ordered and says nothing of itself.
+    assert!(matches!(app.fhir_create(&reader, "Task", &order(&a)).await, Err(AppError::Forbidden(_))));
+    match app.fhir_create(&orderer, "Task", &order(&hidden)).await {
+        Err(AppError::BadRequest(m)) => assert!(!m.contains("SECRET"), "{m}"),
+        other => panic!("a hidden repeat was ordered: {other:?}"),
+    }
+    let mut unknown = order(&a);
+    unknown["focus"]["reference"] = Value::from(format!("MedicationRequest/{}", uuid::Uuid::now_v7()));
+    assert!(matches!(app.fhir_create(&orderer, "Task", &unknown).await, Err(AppError::BadRequest(_))));
+    let mut for_someone_else = order(&a);
+    for_someone_else["for"]["reference"] = Value::from(format!("Patient/{}", uuid::Uuid::now_v7()));
+    assert!(matches!(app.fhir_create(&orderer, "Task", &for_someone_else).await, Err(AppError::Forbidden(_))));
+    let mut not_an_order = order(&a);
+    not_an_order["intent"] = Value::from("plan");
+    assert!(matches!(app.fhir_create(&orderer, "Task", &not_an_order).await, Err(AppError::BadRequest(_))));
+    let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let repeats_for = |tasks: Vec<(caldicott_core::tasks::Task, caldicott_app::PatientListing)>| {
+        tasks
+            .into_iter()
+            .filter(|(t, p)| p.id == pat.id && t.kind == caldicott_core::tasks::TaskKind::RepeatRequest)
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>()
+    };
+    assert!(repeats_for(app.task_list(&reception, false).await.unwrap()).is_empty(), "nothing refused made a task");
+
+    // The order: a task for the practice, the Task requested.
+    let made = app.fhir_create(&orderer, "Task", &order(&a)).await.unwrap();
+    assert_eq!(made["resourceType"], "Task");
+    assert_eq!(made["status"], "requested");
+    assert_eq!(made["focus"]["reference"], format!("MedicationRequest/{}", a.id));
+    assert_eq!(made["note"][0]["text"], "ran out of previous prescription");
+    crate::sar_export::validate_fhir(&serde_json::to_vec(&made).unwrap());
+    let open = repeats_for(app.task_list(&reception, false).await.unwrap());
+    let task = open.first().expect("the order is a task for the practice");
+    assert!(task.requested_by.contains("Health Wallet"), "{}", task.requested_by);
+    // Followed: the search and the read, as the clinician decides.
+    let found = app.fhir_search(&reader, "Task", BASE, &Search::default()).await.unwrap();
+    assert_eq!(found["entry"].as_array().unwrap().len(), 1);
+    let id = made["id"].as_str().unwrap().to_owned();
+    app.decide_repeat_item(&tp.clinician, task.id, a.id, false, "Blood test due first").await.unwrap();
+    let read = app.fhir_read(&reader, "Task", &id).await.unwrap();
+    assert_eq!(read["status"], "rejected");
+    assert_eq!(read["statusReason"]["text"], "Blood test due first");
+    // The practice reads it too; another patient's app does not.
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    assert_eq!(app.fhir_read(&staff, "Task", &id).await.unwrap()["status"], "rejected");
+    let other = adult(&app, tp.practice.id).await.unwrap();
+    let (c2, s2, l2) = linked_app(&app, &tp, &other).await.unwrap();
+    let stranger = app_token(&app, &c2, &s2, &l2, "patient/*.read").await;
+    assert!(app.fhir_read(&stranger, "Task", &id).await.is_err());
+    let theirs = app.fhir_search(&stranger, "Task", BASE, &Search::default()).await.unwrap();
+    assert!(theirs.get("entry").is_none_or(|e| e.as_array().is_none_or(|a| a.is_empty())));
+    // Every order read is audited.
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    assert!(trail.iter().any(|e| e.entity == "fhir/Task" && e.actor_kind == "app"));
+    assert!(trail.iter().any(|e| e.action == "task.create" && e.actor_kind == "app"));
+}
+
 both!(
+    a_linked_app_orders_a_repeat_and_follows_it,
     a_linked_app_reads_exactly_the_online_view,
     an_app_turned_off_is_refused_on_its_next_request,
     medication_statements_and_hidden_repeats,

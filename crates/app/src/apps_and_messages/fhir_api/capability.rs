@@ -57,6 +57,13 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
         "searchParam": search(false),
         "documentation": "The patient's appointments; an app with patient/Appointment.write books a free slot (create) and cancels (update to status cancelled) up to the practice's cut-off",
     }));
+    resources.push(json!({
+        "type": "Task",
+        "profile": format!("{}UKCore-Task", fhir::UK_CORE),
+        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }],
+        "searchParam": search(false),
+        "documentation": "Repeat prescription orders, one Task per medicine (status requested, completed, rejected with its reason, or cancelled): an app with patient/Task.write orders one of the patient's current repeats (create: intent order, code SNOMED CT 103742009, focus the repeat's MedicationRequest), which becomes a task for a clinician like an order made on the patient's pages",
+    }));
     for t in CLINICAL_TYPES {
         let mut r = json!({
             "type": t,

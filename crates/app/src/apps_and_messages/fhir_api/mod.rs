@@ -19,6 +19,7 @@
 
 mod capability;
 mod integrations;
+mod prescriptions;
 mod scheduling;
 mod tokens;
 
@@ -81,8 +82,15 @@ pub const CLINICAL_TYPES: [&str; 9] = [
 /// Booking: free slots to read, and the patient's appointments to read, book and cancel.
 pub const SCHEDULING_TYPES: [&str; 2] = ["Slot", "Appointment"];
 
+/// Repeat prescription orders (the NHS App's Patient Facing Services Prescriptions API): an app
+/// with `patient/Task.write` orders, and every caller reads the orders.
+pub const REQUEST_TYPES: [&str; 1] = ["Task"];
+
 /// The practice and its clinicians: not patient data, served to any caller of the practice.
 pub const DIRECTORY_TYPES: [&str; 2] = ["Organization", "Practitioner"];
+
+/// What an app may write, each only with its own `patient/<type>.write` scope.
+const WRITABLE: [&str; 2] = ["Appointment", "Task"];
 
 /// Every type a scope may name.
 fn is_served(t: &str) -> bool {
@@ -91,6 +99,7 @@ fn is_served(t: &str) -> bool {
         || DIRECTORY_TYPES.contains(&t)
         || CLINICAL_TYPES.contains(&t)
         || SCHEDULING_TYPES.contains(&t)
+        || REQUEST_TYPES.contains(&t)
 }
 
 /// Who a scope speaks for: SMART's `patient/` (one patient) or `system/` (the practice).
@@ -143,17 +152,17 @@ impl Scopes {
             let patient = context == ScopeContext::Patient;
             let (read, write) = match access {
                 "read" | "rs" | "r" | "s" => (true, false),
-                // Appointments are the one thing an app may write (book and cancel), and only when
-                // asked for by name: `patient/*.write` is not offered.
-                "write" | "cu" | "c" | "u" if patient && t == "Appointment" => (false, true),
-                "cruds" | "crus" | "cru" if patient && t == "Appointment" => (true, true),
+                // Appointments (book and cancel) and Tasks (order a repeat) are what an app may
+                // write, and only when asked for by name: `patient/*.write` is not offered.
+                "write" | "cu" | "c" | "u" if patient && WRITABLE.contains(&t) => (false, true),
+                "cruds" | "crus" | "cru" if patient && WRITABLE.contains(&t) => (true, true),
                 _ => return Err(bad()),
             };
             if read {
                 granted.insert(format!("{prefix}/{t}.read"));
             }
             if write {
-                granted.insert("patient/Appointment.write".to_owned());
+                granted.insert(format!("patient/{t}.write"));
             }
         }
         if granted.is_empty() {
@@ -173,7 +182,7 @@ impl Scopes {
     }
 
     pub fn allows_write(&self, resource: &str) -> bool {
-        resource == "Appointment" && self.granted.contains("patient/Appointment.write")
+        WRITABLE.contains(&resource) && self.granted.contains(&format!("patient/{resource}.write"))
     }
 
     /// Every scope of these is also one of `other`'s.
@@ -680,6 +689,9 @@ impl App {
                 .next()
                 .ok_or_else(|| not_found(resource, id));
         }
+        if REQUEST_TYPES.contains(&resource) {
+            return self.task_by_id(caller, id).await;
+        }
         if resource == "Patient" {
             let (l, _) = self.view_for(caller, Some(id)).await?;
             let audit = self.fhir_audit(caller, l.patient.id, format!("fhir/Patient/{id}"), "read".into());
@@ -877,6 +889,10 @@ impl App {
                 Some(l) if !paths.is_empty() => (l, page, self_url, next_url),
                 _ => return Ok(bundle_page(base, &self_url, next_url, entries_of(base, page, Vec::new()))),
             }
+        } else if REQUEST_TYPES.contains(&resource) {
+            let (l, found) = self.tasks_read(caller, None, q.patient.as_deref()).await?;
+            let self_url = format!("/Task?patient={}", l.patient.id);
+            (l, found, self_url, None)
         } else if resource == "Patient" {
             let Some(l) = self.patient_search(caller, q).await? else {
                 return Ok(bundle_page(base, "/Patient", None, Vec::new()));

@@ -134,11 +134,17 @@ impl App {
         Ok((Some(l), found))
     }
 
-    /// `POST [base]/Appointment`: an app books a free slot for its patient.
+    /// `POST [base]/Appointment`: an app books a free slot for its patient; `POST [base]/Task`:
+    /// it orders a repeat (`prescriptions`).
     pub async fn fhir_create(&self, caller: &FhirCaller, resource: &str, body: &Value) -> AppResult<Value> {
         let FhirCaller::App(a) = caller else {
-            return Err(AppError::Forbidden("staff book appointments in the appointment book".into()));
+            return Err(AppError::Forbidden(
+                "staff book appointments in the appointment book, and order repeats from the record".into(),
+            ));
         };
+        if resource == "Task" {
+            return self.order_repeat(a, body).await.map(fhir::compact);
+        }
         if resource != "Appointment" {
             return Err(AppError::Forbidden(format!("{resource} cannot be created here")));
         }
