@@ -16,7 +16,8 @@
 //! gives it.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +28,7 @@ use caldicott_fhir::gpconnect::request::{SspHeaders, MAX_BODY};
 use caldicott_fhir::gpconnect::{GpcError, SpineCode, FHIR_JSON};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The GP Connect routes (assembled into the Spine listener's application by
 /// [`crate::spine_router`]).
@@ -113,80 +115,58 @@ fn searching<'a>(ods: &'a str, h: &'a HeaderMap, body: &'a [u8], query: &'a [(St
     }
 }
 
-/// The query's parameters, decoded; `None` when it cannot be read.
-fn pairs(q: Option<&str>) -> Option<Vec<(String, String)>> {
-    let uri: axum::http::Uri = format!("/?{}", q.unwrap_or("")).parse().ok()?;
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).ok().map(|axum::extract::Query(p)| p)
-}
-
-fn unreadable_query() -> Response {
-    error(SpineCode::BadRequest, "the query string cannot be read")
-}
-
-async fn documents_metadata(
-    State(app): State<App>,
-    Path(ods): Path<String>,
-    RawQuery(q): RawQuery,
+/// A GET as every GP Connect read takes it: the path's parameters (`ods`, and `patient` or `id`),
+/// the headers and the query's parameters (decoded, in order), after the media type is checked
+/// (415) and the query read (400).
+struct SpineGet {
+    path: HashMap<String, String>,
     headers: HeaderMap,
-) -> Response {
-    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
-        return r;
-    }
-    answer(app.gp_connect_documents_metadata(call(&ods, &headers, &[])).await)
+    query: Vec<(String, String)>,
 }
 
-async fn find_patient(
-    State(app): State<App>,
-    Path(ods): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
-        return r;
+impl<S: Send + Sync> FromRequestParts<S> for SpineGet {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let raw = parts.uri.query().map(str::to_owned);
+        if let Some(r) = format_refused(&parts.headers, raw.as_deref(), false) {
+            return Err(r);
+        }
+        let unreadable = || error(SpineCode::BadRequest, "the request's address cannot be read");
+        let Path(path) =
+            Path::<HashMap<String, String>>::from_request_parts(parts, state).await.map_err(|_| unreadable())?;
+        let Query(query) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(|_| unreadable())?;
+        Ok(Self { path, headers: parts.headers.clone(), query })
     }
-    let Some(query) = pairs(q.as_deref()) else {
-        return unreadable_query();
-    };
-    answer(app.gp_connect_find_patient(searching(&ods, &headers, &[], &query)).await)
 }
 
-async fn document_search(
-    State(app): State<App>,
-    Path((ods, patient)): Path<(String, String)>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
-        return r;
+impl SpineGet {
+    fn param(&self, name: &str) -> &str {
+        self.path.get(name).map_or("", String::as_str)
     }
-    let Some(query) = pairs(q.as_deref()) else {
-        return unreadable_query();
-    };
-    answer(app.gp_connect_document_search(searching(&ods, &headers, &[], &query), &patient).await)
+    fn call(&self) -> GpcCall<'_> {
+        searching(self.param("ods"), &self.headers, &[], &self.query)
+    }
 }
 
-async fn binary(
-    State(app): State<App>,
-    Path((ods, id)): Path<(String, String)>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
-        return r;
-    }
-    answer(app.gp_connect_binary(call(&ods, &headers, &[]), &id).await)
+async fn documents_metadata(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_documents_metadata(g.call()).await)
 }
 
-async fn metadata(
-    State(app): State<App>,
-    Path(ods): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = format_refused(&headers, q.as_deref(), false) {
-        return r;
-    }
-    answer(app.gp_connect_metadata(call(&ods, &headers, &[])).await)
+async fn find_patient(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_find_patient(g.call()).await)
+}
+
+async fn document_search(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_document_search(g.call(), g.param("patient")).await)
+}
+
+async fn binary(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_binary(g.call(), g.param("id")).await)
+}
+
+async fn metadata(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_metadata(g.call()).await)
 }
 
 async fn structured(

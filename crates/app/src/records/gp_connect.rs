@@ -116,7 +116,15 @@ impl App {
         let areas = request.include.areas().join(",");
         let nhs = request.nhs_number.as_str().to_owned();
         let audit = |patient: Option<PatientId>, outcome: Outcome, entity: String, extra: String| {
-            self.gp_connect_audit(&claims, &ssp, patient, outcome, entity, format!("areas={areas}; {extra}"))
+            self.gp_connect_audit(
+                &claims,
+                &ssp,
+                patient,
+                outcome,
+                entity,
+                format!("areas={areas}; {extra}"),
+                Action::GpConnectStructuredRead,
+            )
         };
         if !practice.online.gp_connect_structured {
             self.audit
@@ -194,7 +202,7 @@ impl App {
             &documents_root(practice.ods_code.as_str()),
         )?;
         if !practice.online.gp_connect_documents {
-            let rec = self.gp_connect_audit_as(
+            let rec = self.gp_connect_audit(
                 &claims,
                 &ssp,
                 None,
@@ -238,7 +246,7 @@ impl App {
         match found {
             Some(p) if patient_refusal(&p, self.today()).is_none() => Ok(p),
             other => {
-                let rec = self.gp_connect_audit_as(
+                let rec = self.gp_connect_audit(
                     claims,
                     ssp,
                     other.as_ref().map(|p| p.id),
@@ -267,7 +275,7 @@ impl App {
             .map_err(|e| internal(e.into()))?
             .filter(|p| patient_refusal(p, today).is_none());
         let rec = match &found {
-            Some(p) => self.gp_connect_audit_as(
+            Some(p) => self.gp_connect_audit(
                 &claims,
                 &ssp,
                 Some(p.id),
@@ -276,7 +284,7 @@ impl App {
                 "find".into(),
                 Action::GpConnectDocumentsRead,
             ),
-            None => self.gp_connect_audit_as(
+            None => self.gp_connect_audit(
                 &claims,
                 &ssp,
                 None,
@@ -319,7 +327,7 @@ impl App {
         let documents: Vec<(&Entry, Option<FileInfo>, bool)> =
             offered.iter().map(|(e, nopat)| (*e, files.get(&e.id).cloned(), *nopat)).collect();
         let bundle = documents::documents_bundle(&base, &ssp.trace_id, &practice, &patient, &documents, self.today());
-        let rec = self.gp_connect_audit_as(
+        let rec = self.gp_connect_audit(
             &claims,
             &ssp,
             Some(patient.id),
@@ -349,7 +357,7 @@ impl App {
             }
         }
         let Some(e) = released else {
-            let rec = self.gp_connect_audit_as(
+            let rec = self.gp_connect_audit(
                 &claims,
                 &ssp,
                 None,
@@ -364,7 +372,7 @@ impl App {
         let file = self.store.document_file(practice.id, e.id).await.map_err(|e| internal(e.into()))?;
         let content = crate::documents::content_of(&e, file)
             .ok_or_else(|| GpcError::new(SpineCode::NoRecordFound, "there is no such document"))?;
-        let rec = self.gp_connect_audit_as(
+        let rec = self.gp_connect_audit(
             &claims,
             &ssp,
             Some(e.patient),
@@ -380,20 +388,8 @@ impl App {
     /// The audit event of a GP Connect request about a patient: the requesting organisation (the
     /// actor's id) and practitioner (SDS user id as the role), and in the detail who they are by
     /// name, the consumer system, its ASID and the Spine trace id.
-    fn gp_connect_audit(
-        &self,
-        c: &Claims,
-        ssp: &Ssp,
-        patient: Option<PatientId>,
-        outcome: Outcome,
-        entity: String,
-        extra: String,
-    ) -> AuditRecord {
-        self.gp_connect_audit_as(c, ssp, patient, outcome, entity, extra, Action::GpConnectStructuredRead)
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn gp_connect_audit_as(
+    fn gp_connect_audit(
         &self,
         c: &Claims,
         ssp: &Ssp,

@@ -90,6 +90,23 @@ async fn ask(app: &App, ods: &str, to: &str, nhs: &str, areas: Value) -> Result<
     .await
 }
 
+/// The practice's settings as the fixtures make them, with GP Connect's two switches as given.
+fn settings(structured: bool, documents: bool) -> caldicott_app::settings::SettingsInput {
+    caldicott_app::settings::SettingsInput {
+        default_level: "full".into(),
+        proxy_review_age: "11".into(),
+        switch_on_day: "31".into(),
+        switch_on_month: "10".into(),
+        switch_on_year: "2023".into(),
+        visible_online_by_default: true,
+        accept_update_record: true,
+        gp_connect_structured: structured,
+        gp_connect_documents: documents,
+        gp_connect_asid: FIXTURE_ASID.into(),
+        ..Default::default()
+    }
+}
+
 fn resources(b: &Value) -> Vec<&Value> {
     b["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect()
 }
@@ -247,19 +264,7 @@ async fn the_practice_switch_and_its_asid_decide_whether_it_answers(t: &TestStor
     assert_eq!(ask(&app, "Z99999", FIXTURE_ASID, nhs, everything()).await.unwrap_err().code, SpineCode::BadRequest);
     // The practice turns the service off (an audited settings change): every request is refused.
     let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
-    let mut input = caldicott_app::settings::SettingsInput {
-        default_level: "full".into(),
-        proxy_review_age: "11".into(),
-        switch_on_day: "31".into(),
-        switch_on_month: "10".into(),
-        switch_on_year: "2023".into(),
-        visible_online_by_default: true,
-        accept_update_record: true,
-        gp_connect_structured: false,
-        gp_connect_documents: true,
-        gp_connect_asid: FIXTURE_ASID.into(),
-        ..Default::default()
-    };
+    let mut input = settings(false, true);
     app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
     let e = ask(&app, &ods, FIXTURE_ASID, nhs, everything()).await.unwrap_err();
     assert_eq!((e.code, e.code.http_status()), (SpineCode::AccessDenied, 403));
@@ -388,6 +393,17 @@ fn search_query(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     q
 }
 
+async fn search_documents(
+    app: &App,
+    ods: &str,
+    auth: &str,
+    q: &[(String, String)],
+    patient: &str,
+) -> Result<Value, GpcError> {
+    app.gp_connect_document_search(documents_call(ods, documents::DOCUMENT_SEARCH_INTERACTION, auth, q).await, patient)
+        .await
+}
+
 fn document(pat: &Patient, title: &str, filing: Filing, review: DocumentReview) -> Entry {
     let mut e = consultation(pat, fixtures::now() - Duration::days(5), "");
     e.body = EntryBody::Document { title: title.into(), summary: format!("{title} summary"), filing, review };
@@ -450,13 +466,7 @@ async fn the_practices_documents_are_found_listed_and_retrieved_as_they_may_leav
 
     // Search: the filed, hidden and unfiled documents; private and safeguarding ones never.
     let q = search_query(&[]);
-    let b = app
-        .gp_connect_document_search(
-            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
-            &patient_id,
-        )
-        .await
-        .unwrap();
+    let b = search_documents(&app, &ods, &auth, &q, &patient_id).await.unwrap();
     validate_gp_connect(&b);
     let text = b.to_string();
     for shown in ["DOC-FILED", "DOC-HIDDEN", "DOC-UNFILED"] {
@@ -473,33 +483,15 @@ async fn the_practices_documents_are_found_listed_and_retrieved_as_they_may_leav
     }
     // Filters: words of the title.
     let q = search_query(&[("description", "clinic")]);
-    let b = app
-        .gp_connect_document_search(
-            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
-            &patient_id,
-        )
-        .await
-        .unwrap();
+    let b = search_documents(&app, &ods, &auth, &q, &patient_id).await.unwrap();
     assert_eq!(resources(&b).into_iter().filter(|r| r["resourceType"] == "DocumentReference").count(), 1);
     // Without the mandatory includes: refused, naming the one missing.
     let q = vec![("_include".to_owned(), "DocumentReference:subject:Patient".to_owned())];
-    let e = app
-        .gp_connect_document_search(
-            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
-            &patient_id,
-        )
-        .await
-        .unwrap_err();
+    let e = search_documents(&app, &ods, &auth, &q, &patient_id).await.unwrap_err();
     assert_eq!(e.code, SpineCode::InvalidParameter);
     // Another practice's patient id: not found.
     let q = search_query(&[]);
-    let e = app
-        .gp_connect_document_search(
-            documents_call(&ods, documents::DOCUMENT_SEARCH_INTERACTION, &auth, &q).await,
-            &elsewhere.id.to_string(),
-        )
-        .await
-        .unwrap_err();
+    let e = search_documents(&app, &ods, &auth, &q, &elsewhere.id.to_string()).await.unwrap_err();
     assert_eq!(e.code, SpineCode::PatientNotFound);
 
     // Retrieve: the released document's bytes; a private one, another practice's or an unknown id
@@ -540,16 +532,7 @@ async fn the_practices_documents_are_found_listed_and_retrieved_as_they_may_leav
 
     // The practice turns Access Document off: refused, and audited.
     let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
-    let input = caldicott_app::settings::SettingsInput {
-        default_level: "full".into(),
-        proxy_review_age: "11".into(),
-        visible_online_by_default: true,
-        accept_update_record: true,
-        gp_connect_structured: true,
-        gp_connect_documents: false,
-        gp_connect_asid: FIXTURE_ASID.into(),
-        ..Default::default()
-    };
+    let input = settings(true, false);
     app.change_practice_settings(&manager, &input).await.unwrap().unwrap();
     let e = app
         .gp_connect_binary(documents_call(&ods, documents::BINARY_INTERACTION, &auth, &[]).await, &filed.id.to_string())

@@ -96,6 +96,20 @@ pub struct Claims {
     pub device: String,
 }
 
+/// The claims every GP Connect JWT carries.
+pub const REQUIRED_CLAIMS: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "reason_for_request",
+    "requested_scope",
+    "requesting_device",
+    "requesting_organization",
+    "requesting_practitioner",
+];
+
 /// How far ahead of this server's clock a token's `iat` may be.
 pub const CLOCK_SKEW_SECONDS: i64 = 300;
 
@@ -135,18 +149,7 @@ pub fn read_claims(
         return Err(bad("the JWT header has no alg"));
     }
     let c = decode(body, "claims")?;
-    for name in [
-        "iss",
-        "sub",
-        "aud",
-        "exp",
-        "iat",
-        "reason_for_request",
-        "requested_scope",
-        "requesting_device",
-        "requesting_organization",
-        "requesting_practitioner",
-    ] {
+    for name in REQUIRED_CLAIMS {
         if c.get(name).is_none_or(Value::is_null) {
             return Err(bad(format!("the JWT claim {name} is missing")));
         }
