@@ -51,7 +51,8 @@ fn answer(result: Result<Value, GpcError>) -> Response {
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, v),
         Err(e) => {
-            tracing::info!(code = e.code.code(), diagnostics = %e.diagnostics, "GP Connect request refused");
+            // The code only: diagnostics can echo what the caller sent (an NHS number).
+            tracing::info!(code = e.code.code(), "GP Connect request refused");
             (StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.operation_outcome())
         }
     };

@@ -406,3 +406,99 @@ fn diary_entries_due_by_the_date_and_coded_data_in_the_period() {
     assert_eq!(obs["code"]["coding"][0]["code"], "8392000");
     assert_eq!(obs["valueString"], "Non-smoker");
 }
+
+mod generated {
+    //! Over generated records: what must stay at the practice never appears in the answer, and
+    //! whatever is not for the patient appears only labelled.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body(kind: u8, n: u128, marker: &str, flag: bool) -> EntryBody {
+        match kind % 9 {
+            0 => EntryBody::Allergy { substance: format!("{marker} substance"), reaction: "rash".into() },
+            1 => EntryBody::Medication {
+                drug: format!("{marker} drug"),
+                dosage: "one daily".into(),
+                quantity: "28".into(),
+                course: if flag { MedicationCourse::RepeatTemplate } else { MedicationCourse::Acute },
+            },
+            2 => EntryBody::Consultation {
+                text: format!("{marker} consultation"),
+                status: if flag { ConsultationStatus::Final } else { ConsultationStatus::Draft },
+            },
+            3 => EntryBody::Problem { title: format!("{marker} problem"), active: flag },
+            4 => EntryBody::Immunisation { vaccine: format!("{marker} vaccine") },
+            5 => EntryBody::Coded { value: Some(format!("{marker} value")) },
+            6 => EntryBody::TestResult {
+                test: format!("{marker} test"),
+                value: "5".into(),
+                unit: "mmol/L".into(),
+                range: "".into(),
+                abnormal: false,
+                filing: if flag { Filing::Filed } else { Filing::Unfiled },
+            },
+            7 => EntryBody::Diary { text: format!("{marker} diary"), due: d(2026, 12, 1 + (n % 20) as u32) },
+            _ => EntryBody::AdminMessage {
+                subject: format!("{marker} admin"),
+                text: String::new(),
+                channel: AdminChannel::Note,
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn nothing_withheld_leaves_and_nothing_for_clinicians_only_goes_unlabelled(
+            spec in proptest::collection::vec((0u8..9, any::<bool>(), 0u8..6), 1..30),
+        ) {
+            let at = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+            let entries: Vec<Entry> = spec.iter().enumerate().map(|(i, (kind, flag, mark))| {
+                let n = i as u128 + 100;
+                let marker = format!("MARK{n:04}");
+                let mut e = entry(n, d(2026, 1, 1 + (i % 28) as u32), body(*kind, n, &marker, *flag));
+                match mark {
+                    1 => e.confidential = true,
+                    2 => e.safeguarding = true,
+                    3 => e.nopat = true,
+                    4 => e.visibility = OnlineVisibility::Hidden(Redaction::new(HiddenReason::ThirdParty, "x", "Dr A", at).unwrap()),
+                    5 => e.superseded = Some(Superseded { at, note: "replaced".into() }),
+                    _ => {}
+                }
+                e
+            }).collect();
+            let b = bundle(&entries, &request(json!([
+                {"name": "includeAllergies", "part": [{"name": "includeResolvedAllergies", "valueBoolean": true}]},
+                {"name": "includeMedication"}, {"name": "includeConsultations"}, {"name": "includeProblems"},
+                {"name": "includeImmunisations"}, {"name": "includeUncategorisedData"},
+                {"name": "includeInvestigations"}, {"name": "includeDiaryEntries"}])));
+            let found = resources(&b);
+            for (i, e) in entries.iter().enumerate() {
+                let marker = format!("MARK{:04}", i as u128 + 100);
+                let holders: Vec<&&Value> = found.iter().filter(|r| r.to_string().contains(&marker)).collect();
+                match release(e) {
+                    Release::Include { nopat: must_label } => {
+                        prop_assert!(!holders.is_empty(), "{marker} released");
+                        for r in &holders {
+                            prop_assert_eq!(nopat(r), must_label, "{} label", marker);
+                        }
+                        // The rule itself: labelled exactly when the patient would not see it online.
+                        let never_online = e.nopat || e.visibility.is_hidden() || matches!(e.body, EntryBody::Diary { .. });
+                        prop_assert_eq!(must_label, never_online);
+                    }
+                    Release::Withhold(_) | Release::Skip => {
+                        prop_assert!(holders.is_empty(), "{marker} must not leave: {:?}", e);
+                        // Private and safeguarding entries are withheld with the warning (unless
+                        // not part of the record's areas at all).
+                        let confidential_warned = matches!(release(e), Release::Withhold(Warning::ConfidentialItems));
+                        let outside_areas = e.superseded.is_some() || matches!(e.body, EntryBody::AdminMessage { .. });
+                        prop_assert!(!(e.confidential || e.safeguarding) || confidential_warned || outside_areas);
+                    }
+                }
+            }
+            // No List and no Bundle carries NOPAT.
+            prop_assert!(!nopat(&b));
+            prop_assert!(found.iter().filter(|r| r["resourceType"] == "List").all(|l| !nopat(l)));
+        }
+    }
+}
