@@ -62,9 +62,9 @@ fn internal(e: AppError) -> GpcError {
     }
 }
 
-/// Text from a request, safe in an audit detail of `key=value; …` pairs.
+/// Text from a request, safe in an audit detail of `key=value; …` pairs and to show.
 fn plain(s: &str) -> String {
-    s.chars().map(|c| if c == ';' || c.is_control() { ',' } else { c }).take(200).collect()
+    caldicott_fhir::gpconnect::request::shown_text(s).replace(';', ",")
 }
 
 impl App {
@@ -440,6 +440,6 @@ mod tests {
     fn the_reader_is_read_back_from_the_detail() {
         assert_eq!(reader_named_in("who=Dr A at B (X1); sds_user=1"), Some("Dr A at B (X1)"));
         assert_eq!(reader_named_in("sds_user=1"), None);
-        assert_eq!(plain("a;b\nc"), "a,b,c");
+        assert_eq!(plain("a;b\nc\u{202E}d"), "a,bcd");
     }
 }

@@ -140,14 +140,23 @@ impl DocumentSearch {
     }
 }
 
-fn searchset(trace_id: &str, entries: Vec<(String, Value)>) -> Value {
+/// A searchset of the resources of `matched` type (counted in `total`) and those included.
+fn searchset(trace_id: &str, matched: &str, entries: Vec<(String, Value)>) -> Value {
+    let total = entries.iter().filter(|(_, r)| r["resourceType"] == matched).count();
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|(full, r)| {
+            let mode = if r["resourceType"] == matched { "match" } else { "include" };
+            json!({ "fullUrl": full, "resource": r, "search": { "mode": mode } })
+        })
+        .collect();
     crate::write::compact(json!({
         "resourceType": "Bundle",
         "id": trace_id,
         "meta": { "profile": [SEARCHSET_PROFILE] },
         "type": "searchset",
-        "total": entries.iter().filter(|(_, r)| r["resourceType"] == "DocumentReference" || r["resourceType"] == "Patient").count(),
-        "entry": entries.into_iter().map(|(full, r)| json!({ "fullUrl": full, "resource": r, "search": { "mode": if r["resourceType"] == "DocumentReference" || r["resourceType"] == "Patient" { "match" } else { "include" } } })).collect::<Vec<_>>(),
+        "total": total,
+        "entry": entries,
     }))
 }
 
@@ -172,7 +181,7 @@ pub fn patient_search_bundle(
     let entries = found
         .map(|(p, practice)| vec![patient_entry(base, p, practice, today), organization_entry(base, practice)])
         .unwrap_or_default();
-    searchset(trace_id, entries)
+    searchset(trace_id, "Patient", entries)
 }
 
 /// The answer to a document search: the patient, the practice, the authors and the documents.
@@ -252,7 +261,7 @@ pub fn documents_bundle(
             }),
         ));
     }
-    searchset(trace_id, entries)
+    searchset(trace_id, "DocumentReference", entries)
 }
 
 /// A document's content as the specification's `Binary`.

@@ -131,7 +131,7 @@ pub fn read_claims(
         .map(str::trim)
         .ok_or_else(|| bad("the Authorization header must be a Bearer token"))?;
     let mut parts = token.split('.');
-    let (Some(head), Some(body), Some(_signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(head), Some(body), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad("the bearer token is not a JWT (three parts separated by dots)"));
     };
@@ -145,8 +145,10 @@ pub fn read_claims(
         }
     };
     let head = decode(head, "header")?;
-    if head.get("alg").and_then(Value::as_str).is_none() {
-        return Err(bad("the JWT header has no alg"));
+    // GP Connect's JWT is unsigned: `alg` none and an empty signature. A signed token is not
+    // what the specification sends, and its signature would not be checked: refused.
+    if head.get("alg").and_then(Value::as_str) != Some("none") || !signature.is_empty() {
+        return Err(bad("the JWT must be unsigned (alg none, an empty signature), as GP Connect sends it"));
     }
     let c = decode(body, "claims")?;
     for name in REQUIRED_CLAIMS {
@@ -176,9 +178,11 @@ pub fn read_claims(
     if iat > now + CLOCK_SKEW_SECONDS {
         return Err(bad("the JWT's iat is in the future"));
     }
-    let root = service_root_path.trim_end_matches('/');
-    if !audience.trim_end_matches('/').ends_with(root) {
-        return Err(bad(format!("the JWT's aud is not this service root (…{root})")));
+    if !is_service_root(&audience, service_root_path) {
+        return Err(bad(format!(
+            "the JWT's aud must be this endpoint's service root: https://<the provider's address>{}",
+            service_root_path.trim_end_matches('/')
+        )));
     }
     let reason_for_request = text("reason_for_request")?;
     if reason_for_request != "directcare" {
@@ -227,7 +231,11 @@ pub fn read_claims(
     let organisation_ods = identifier(org, ODS_SYSTEM)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| bad("the JWT's requesting_organization has no ODS code identifier"))?;
-    let organisation_name = org.get("name").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+    let organisation_ods = caldicott_core::practice::OdsCode::parse(&organisation_ods)
+        .map_err(|_| bad("the JWT's requesting_organization's ODS code is not an ODS code"))?
+        .as_str()
+        .to_owned();
+    let organisation_name = shown_text(org.get("name").and_then(Value::as_str).unwrap_or_default());
 
     let who = resource("requesting_practitioner", "Practitioner")?;
     let practitioner_id = who.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -252,7 +260,7 @@ pub fn read_claims(
             let mut all = words("prefix");
             all.extend(words("given"));
             all.extend(n.get("family").and_then(Value::as_str).map(str::to_owned));
-            all.join(" ")
+            shown_text(&all.join(" "))
         })
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| bad("the JWT's requesting_practitioner has no name"))?;
@@ -271,6 +279,32 @@ pub fn read_claims(
         practitioner_name,
         device,
     })
+}
+
+/// Whether `aud` names the service root: an absolute `https` URL, with a host, whose path is the
+/// service root's exactly, and nothing after it. (The host is the consumer's knowledge of the
+/// provider's address, which the Spine checked against SDS; it is not checked here.)
+fn is_service_root(aud: &str, root: &str) -> bool {
+    let Some(rest) = aud.strip_prefix("https://") else { return false };
+    let Some((host, path)) = rest.split_once('/') else { return false };
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    let path = format!("/{}", path.trim_end_matches('/'));
+    host_ok && path == root.trim_end_matches('/')
+}
+
+/// Text from a claim as it may be shown and recorded: control characters and the Unicode
+/// direction overrides that could make it read as something else are dropped, and it is cut to
+/// 200 characters.
+pub fn shown_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// A search period of whole dates; either end may be open.
@@ -460,6 +494,12 @@ pub fn read_parameters(body: &[u8], today: NaiveDate) -> Result<StructuredReques
                 .map(str::to_owned)
                 .ok_or_else(|| invalid_resource(format!("a part of {name} has no name")))
         };
+        // A part given twice (each is 0..1 within its parameter) does not conform.
+        let mut part_names: Vec<&str> = parts.iter().filter_map(|x| x.get("name").and_then(Value::as_str)).collect();
+        part_names.sort_unstable();
+        if let Some(w) = part_names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid_resource(format!("{name}.{} is given more than once", w[0])));
+        }
         let unknown_part = |r: &mut Include, part: &str| {
             let full = format!("{name}.{part}");
             r.not_supported.push((full.clone(), format!("{full} is an unrecognised parameter")));
@@ -475,7 +515,12 @@ pub fn read_parameters(body: &[u8], today: NaiveDate) -> Result<StructuredReques
                         format!("patientNHSNumber's system must be {NHS_NUMBER_SYSTEM}"),
                     ));
                 }
-                let value = id.get("value").and_then(Value::as_str).unwrap_or_default();
+                let Some(value) = id.get("value").and_then(Value::as_str) else {
+                    return Err(GpcError::new(
+                        SpineCode::InvalidNhsNumber,
+                        "patientNHSNumber's value must be the NHS number as text",
+                    ));
+                };
                 nhs = Some(
                     NhsNumber::parse(value).map_err(|e| GpcError::new(SpineCode::InvalidNhsNumber, e.to_string()))?,
                 );

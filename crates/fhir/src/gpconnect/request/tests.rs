@@ -104,9 +104,47 @@ fn reason_scope_and_audience_must_fit_the_request() {
     let mut c = claims();
     c["requested_scope"] = json!("patient/*.read conf/R");
     assert_eq!(code_of(read(&c)), SpineCode::BadRequest);
+    // aud is the service root, exactly: an https URL with a host, the root's path, nothing more.
+    for aud in [
+        "https://provider.example.nhs.uk/gpconnect/B82002/STU3/1/structured",
+        "http://provider.example.nhs.uk/gpconnect/A81001/STU3/1/structured",
+        "/gpconnect/A81001/STU3/1/structured",
+        "javascript:alert(1)//gpconnect/A81001/STU3/1/structured",
+        "https:///gpconnect/A81001/STU3/1/structured",
+        "https://evil.example/x/gpconnect/A81001/STU3/1/structured",
+        "https://provider.example.nhs.uk/gpconnect/A81001/STU3/1/structured?x=1",
+    ] {
+        let mut c = claims();
+        c["aud"] = json!(aud);
+        assert_eq!(code_of(read(&c)), SpineCode::BadRequest, "{aud}");
+    }
     let mut c = claims();
-    c["aud"] = json!("https://provider.example.nhs.uk/gpconnect/B82002/STU3/1/structured");
-    assert_eq!(code_of(read(&c)), SpineCode::BadRequest);
+    c["aud"] = json!("https://provider.example.nhs.uk:8443/gpconnect/A81001/STU3/1/structured/");
+    assert!(read(&c).is_ok(), "a port and a trailing slash are fine");
+}
+
+#[test]
+fn the_token_is_unsigned_as_gp_connect_sends_it() {
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+    for head in [r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"typ":"JWT"}"#] {
+        let h = format!("Bearer {}.{body}.", URL_SAFE_NO_PAD.encode(head));
+        assert_eq!(code_of(read_claims(Some(&h), NOW + 10, "patient/*.read", ROOT)), SpineCode::BadRequest, "{head}");
+    }
+    let h = format!("Bearer {}.{body}.c2lnbmF0dXJl", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
+    assert_eq!(code_of(read_claims(Some(&h), NOW + 10, "patient/*.read", ROOT)), SpineCode::BadRequest);
+}
+
+#[test]
+fn what_the_claims_say_of_people_is_checked_and_made_safe_to_show() {
+    let mut c = claims();
+    c["requesting_organization"]["identifier"][0]["value"] = json!("RXX02<b>");
+    assert_eq!(code_of(read(&c)), SpineCode::BadRequest, "an ODS code is letters and digits");
+    let mut c = claims();
+    c["requesting_practitioner"]["name"][0]["family"] = json!("Jones\u{202E}evil\nFAKE LOG LINE\u{0000}");
+    c["requesting_organization"]["name"] = json!("x".repeat(5000));
+    let read_back = read(&c).unwrap();
+    assert_eq!(read_back.practitioner_name, "Dr Claire JonesevilFAKE LOG LINE");
+    assert_eq!(read_back.organisation_name.chars().count(), 200);
 }
 
 #[test]
@@ -234,9 +272,15 @@ fn a_body_that_is_not_parameters_is_refused() {
     assert_eq!(code_of(read_parameters(b"not json", today())), SpineCode::BadRequest);
     assert_eq!(code_of(read_parameters(br#"{"resourceType":"Patient"}"#, today())), SpineCode::InvalidResource);
     assert_eq!(code_of(read_parameters(br#"{"resourceType":"Parameters"}"#, today())), SpineCode::InvalidParameter);
-    // A 0..1 parameter given twice does not conform to the operation.
+    // A 0..1 parameter given twice does not conform to the operation, nor a part given twice.
     let twice = json!([{"name": "includeMedication"}, {"name": "includeMedication"}]);
     assert_eq!(code_of(parse(twice)), SpineCode::InvalidResource);
+    let part_twice = json!([{"name": "includeConsultations", "part": [
+        {"name": "includeNumberOfMostRecent", "valuePositiveInt": 1}, {"name": "includeNumberOfMostRecent", "valuePositiveInt": 3}]}]);
+    assert_eq!(code_of(parse(part_twice)), SpineCode::InvalidResource);
+    // An NHS number that is not text.
+    let number = serde_json::to_vec(&json!({"resourceType": "Parameters", "parameter": [{"name": "patientNHSNumber", "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": 9434765919u64}}]})).unwrap();
+    assert_eq!(code_of(read_parameters(&number, today())), SpineCode::InvalidNhsNumber);
 }
 
 #[test]
