@@ -277,44 +277,35 @@ pub fn binary(id: &str, content_type: &str, bytes: &[u8]) -> Value {
 
 /// The capability statement of the documents endpoint.
 pub fn capability_statement(software_version: &str, publisher: &str) -> Value {
-    let profiles: Vec<Value> = [
+    let profiles = [
         "CareConnect-GPC-Patient-1",
         "CareConnect-GPC-Organization-1",
         "CareConnect-GPC-Practitioner-1",
         "GPConnect-OperationOutcome-1",
         "CareConnect-GPC-DocumentReference-1",
         "GPConnect-Searchset-Bundle-1",
-    ]
-    .iter()
-    .map(|p| json!({ "reference": format!("{STU3}{p}") }))
-    .collect();
-    json!({
-        "resourceType": "CapabilityStatement",
-        "version": "1.5.0",
-        "name": "GP Connect API - Access Document",
-        "status": "active",
-        "date": "2026-12-06",
-        "publisher": publisher,
-        "kind": "capability",
-        "software": { "name": "caldicott", "version": software_version },
-        "fhirVersion": "3.0.1",
-        "acceptUnknown": "both",
-        "format": ["application/fhir+json"],
-        "profile": profiles,
-        "rest": [{
-            "mode": "server",
-            "resource": [
-                { "type": "Patient", "interaction": [{ "code": "search-type" }], "searchParam": [{ "name": "identifier", "type": "token" }] },
-                { "type": "Binary", "interaction": [{ "code": "read" }] },
-                { "type": "DocumentReference", "interaction": [{ "code": "search-type" }],
-                  "searchInclude": REQUIRED_INCLUDES,
-                  "searchParam": [
-                    { "name": "created", "type": "date" }, { "name": "facility", "type": "token" },
-                    { "name": "author", "type": "token" }, { "name": "type", "type": "token" },
-                    { "name": "description", "type": "string" } ] },
-            ],
-        }],
-    })
+    ];
+    let rest = json!({
+        "mode": "server",
+        "resource": [
+            { "type": "Patient", "interaction": [{ "code": "search-type" }], "searchParam": [{ "name": "identifier", "type": "token" }] },
+            { "type": "Binary", "interaction": [{ "code": "read" }] },
+            { "type": "DocumentReference", "interaction": [{ "code": "search-type" }],
+              "searchInclude": REQUIRED_INCLUDES,
+              "searchParam": [
+                { "name": "created", "type": "date" }, { "name": "facility", "type": "token" },
+                { "name": "author", "type": "token" }, { "name": "type", "type": "token" },
+                { "name": "description", "type": "string" } ] },
+        ],
+    });
+    super::capability_statement_of(
+        "1.5.0",
+        "GP Connect API - Access Document",
+        software_version,
+        publisher,
+        &profiles,
+        rest,
+    )
 }
 
 #[cfg(test)]

@@ -29,6 +29,37 @@ pub const STRUCTURED_METADATA_INTERACTION: &str =
 /// The media type of every answer.
 pub const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
 
+/// A GP Connect capability statement: what every endpoint's says alike (FHIR 3.0.1, JSON,
+/// this software, the practice as publisher), with its own version, name, profiles (names under
+/// the STU3 StructureDefinition base) and `rest`.
+pub(crate) fn capability_statement_of(
+    version: &str,
+    name: &str,
+    software_version: &str,
+    publisher: &str,
+    profiles: &[&str],
+    rest: Value,
+) -> Value {
+    json!({
+        "resourceType": "CapabilityStatement",
+        "version": version,
+        "name": name,
+        "status": "active",
+        "date": "2026-12-06",
+        "publisher": publisher,
+        "kind": "capability",
+        "software": { "name": "caldicott", "version": software_version },
+        "fhirVersion": "3.0.1",
+        "acceptUnknown": "both",
+        "format": ["application/fhir+json"],
+        "profile": profiles
+            .iter()
+            .map(|p| json!({ "reference": format!("https://fhir.nhs.uk/STU3/StructureDefinition/{p}") }))
+            .collect::<Vec<_>>(),
+        "rest": [rest],
+    })
+}
+
 /// The Spine error codes this provider answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpineCode {

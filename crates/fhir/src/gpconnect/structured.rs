@@ -857,27 +857,21 @@ pub fn capability_statement(software_version: &str, publisher: &str) -> Value {
         "GPConnect-StructuredRecord-Bundle-1",
         "GPConnect-OperationOutcome-1",
     ];
-    json!({
-        "resourceType": "CapabilityStatement",
-        "version": "1.6.0",
-        "name": "GP Connect Access Record Structured API",
-        "status": "active",
-        "date": "2026-12-06",
-        "publisher": publisher,
-        "kind": "capability",
-        "software": { "name": "caldicott", "version": software_version },
-        "fhirVersion": "3.0.1",
-        "acceptUnknown": "both",
-        "format": ["application/fhir+json"],
-        "profile": profiles.iter().map(|p| json!({ "reference": format!("{STU3}{p}") })).collect::<Vec<_>>(),
-        "rest": [{
-            "mode": "server",
-            "operation": [{
-                "name": "gpc.getstructuredrecord",
-                "definition": { "reference": "https://fhir.nhs.uk/STU3/OperationDefinition/GPConnect-GetStructuredRecord-Operation-1" },
-            }],
+    let rest = json!({
+        "mode": "server",
+        "operation": [{
+            "name": "gpc.getstructuredrecord",
+            "definition": { "reference": "https://fhir.nhs.uk/STU3/OperationDefinition/GPConnect-GetStructuredRecord-Operation-1" },
         }],
-    })
+    });
+    super::capability_statement_of(
+        "1.6.0",
+        "GP Connect Access Record Structured API",
+        software_version,
+        publisher,
+        &profiles,
+        rest,
+    )
 }
 
 #[cfg(test)]
