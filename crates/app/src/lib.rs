@@ -47,8 +47,11 @@ pub use patients_online::requests;
 /// Clinics, slots and appointments.
 mod scheduling {
     pub mod appointments;
+    pub mod gp_connect;
 }
 pub use scheduling::appointments;
+/// GP Connect Appointment Management (other care settings booking at the practice).
+pub use scheduling::gp_connect as gp_connect_appointments;
 
 /// Patient apps and the FHIR API, staff instant messages, and messages to patients (the outbox and its couriers).
 mod apps_and_messages {

@@ -56,6 +56,8 @@ pub struct Clinic {
     pub slot_minutes: u16,
     pub slot_type: SlotType,
     pub online_bookable: bool,
+    /// Other care settings (NHS 111, urgent care, hospitals) may book it through GP Connect.
+    pub others_bookable: bool,
     pub location: String,
 }
 
@@ -64,12 +66,27 @@ pub struct Clinic {
 pub struct Slot {
     pub id: SlotId,
     pub clinic: ClinicId,
+    /// The clinic's clinician.
+    pub clinician: StaffId,
     pub starts_at: DateTime<Utc>,
     pub minutes: u16,
     pub slot_type: SlotType,
     pub online_bookable: bool,
+    /// Other care settings may book it through GP Connect.
+    pub others_bookable: bool,
     pub clinician_name: String,
     pub location: String,
+}
+
+/// The organisation in another care setting that booked an appointment through GP Connect, as
+/// its request named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingOrganisation {
+    /// Its ODS code.
+    pub ods: String,
+    pub name: String,
+    /// A number the practice can call back on.
+    pub telephone: Option<String>,
 }
 
 /// A booking. At most one live (not cancelled) booking holds a slot.
@@ -83,6 +100,42 @@ pub struct Appointment {
     pub booked_by: String,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancelled_by: Option<String>,
+    /// 1 when booked, one more at each change (GP Connect's `meta.versionId` and `ETag`).
+    pub version: u32,
+    /// What it is for, in the booker's words (GP Connect bookings).
+    pub description: Option<String>,
+    /// A further note from the booker (GP Connect bookings).
+    pub comment: Option<String>,
+    /// Set when another care setting booked it through GP Connect.
+    pub booked_through: Option<BookingOrganisation>,
+    /// Why it was cancelled, when a GP Connect consumer said.
+    pub cancellation_reason: Option<String>,
+}
+
+impl Appointment {
+    /// A new booking made now, at version 1, with no GP Connect details.
+    pub fn new(
+        id: AppointmentId,
+        slot: SlotId,
+        patient: PatientId,
+        booked_at: DateTime<Utc>,
+        booked_by: String,
+    ) -> Self {
+        Self {
+            id,
+            slot,
+            patient,
+            booked_at,
+            booked_by,
+            cancelled_at: None,
+            cancelled_by: None,
+            version: 1,
+            description: None,
+            comment: None,
+            booked_through: None,
+            cancellation_reason: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,10 +178,12 @@ impl Clinic {
             out.push(Slot {
                 id: ids(),
                 clinic: self.id,
+                clinician: self.clinician,
                 starts_at: at,
                 minutes: self.slot_minutes,
                 slot_type: self.slot_type,
                 online_bookable: self.online_bookable,
+                others_bookable: self.others_bookable,
                 clinician_name: self.clinician_name.clone(),
                 location: self.location.clone(),
             });
@@ -151,6 +206,13 @@ pub fn can_book_online(slot: &Slot, now: DateTime<Utc>) -> bool {
     slot.online_bookable && slot.starts_at > now
 }
 
+/// Whether another care setting may book a slot through GP Connect now: the practice has made
+/// it bookable by other care settings, and it is in the future. (Online bookability for patients
+/// is a separate choice: a slot kept for NHS 111 is often not offered to patients.)
+pub fn can_book_from_elsewhere(slot: &Slot, now: DateTime<Utc>) -> bool {
+    slot.others_bookable && slot.starts_at > now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +229,7 @@ mod tests {
             slot_minutes: minutes,
             slot_type: SlotType::GpFaceToFace,
             online_bookable: true,
+            others_bookable: false,
             location: "Room 1".into(),
         }
     }
@@ -208,5 +271,21 @@ mod tests {
         assert!(can_cancel_online(start, start - Duration::hours(24), 24));
         assert!(!can_cancel_online(start, start - Duration::hours(23), 24));
         assert!(can_cancel_online(start, start - Duration::minutes(1), 0));
+    }
+
+    #[test]
+    fn other_care_settings_book_only_slots_the_practice_offers_them_and_only_ahead() {
+        let d = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap_or_default();
+        let mut c = clinic(d, (9, 0), (9, 30), 10);
+        let before = uk_instant(d, NaiveTime::MIN).unwrap_or_default();
+        let slot = c.slots(ids()).unwrap_or_default().remove(0);
+        assert!(can_book_online(&slot, before));
+        assert!(!can_book_from_elsewhere(&slot, before), "online for patients is not bookable from elsewhere");
+        c.online_bookable = false;
+        c.others_bookable = true;
+        let slot = c.slots(ids()).unwrap_or_default().remove(0);
+        assert!(!can_book_online(&slot, before), "kept for other care settings, not offered to patients");
+        assert!(can_book_from_elsewhere(&slot, before));
+        assert!(!can_book_from_elsewhere(&slot, slot.starts_at), "not once it has started");
     }
 }

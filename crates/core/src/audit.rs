@@ -196,6 +196,11 @@ pub enum Action {
     GpConnectStructuredRead,
     /// A patient found, their documents listed or one retrieved through GP Connect Access Document.
     GpConnectDocumentsRead,
+    /// Free slots searched, or a patient found or their appointments read, through GP Connect
+    /// Appointment Management.
+    GpConnectAppointmentsRead,
+    /// What a booker from another care setting wrote on an appointment changed.
+    AppointmentAmend,
     StaffMessageSend,
     StaffMessageView,
     StaffMessageDelete,
@@ -312,6 +317,8 @@ impl Action {
             Self::FhirIntegrationChange => "fhir.integration_change",
             Self::GpConnectStructuredRead => "record.gp_connect_structured",
             Self::GpConnectDocumentsRead => "record.gp_connect_documents",
+            Self::GpConnectAppointmentsRead => "appointment.gp_connect_read",
+            Self::AppointmentAmend => "appointment.amend",
             Self::StaffMessageSend => "staff_message.send",
             Self::StaffMessageView => "staff_message.view",
             Self::StaffMessageDelete => "staff_message.delete",

@@ -60,6 +60,7 @@ migrations! {
     28 "sar_export_jobs" "0028_sar_export_jobs",
     29 "account_tries" "0029_account_tries",
     30 "gp_connect" "0030_gp_connect",
+    31 "gp_connect_appointments" "0031_gp_connect_appointments",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

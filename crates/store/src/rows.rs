@@ -404,10 +404,12 @@ pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::S
     Ok(caldicott_core::appointments::Slot {
         id: SlotId::from_uuid(r.uuid("id")?),
         clinic: ClinicId::from_uuid(r.uuid("clinic_id")?),
+        clinician: StaffId::from_uuid(r.uuid("clinician_id")?),
         starts_at: r.time("starts_at")?,
         minutes: u16::try_from(r.int("minutes")?).map_err(|_| corrupt("minutes", "range"))?,
         slot_type: parsed("slot type", r.text("slot_type")?, SlotType::parse)?,
         online_bookable: r.flag("online_bookable")?,
+        others_bookable: r.flag("others_bookable")?,
         clinician_name: r.text("clinician_name")?,
         location: r.text("location")?,
     })
@@ -443,6 +445,18 @@ pub(crate) fn appointment(r: &impl Cols, slot: SlotId) -> StoreResult<caldicott_
         booked_by: r.text("booked_by")?,
         cancelled_at: r.opt_time("cancelled_at")?,
         cancelled_by: r.opt_text("cancelled_by")?,
+        version: u32::try_from(r.int("version")?).map_err(|_| corrupt("appointment version", "range"))?,
+        description: r.opt_text("description")?,
+        comment: r.opt_text("comment")?,
+        booked_through: match (r.opt_text("booking_org_ods")?, r.opt_text("booking_org_name")?) {
+            (Some(ods), Some(name)) => Some(caldicott_core::appointments::BookingOrganisation {
+                ods,
+                name,
+                telephone: r.opt_text("booking_org_telephone")?,
+            }),
+            _ => None,
+        },
+        cancellation_reason: r.opt_text("cancellation_reason")?,
     })
 }
 

@@ -11,6 +11,11 @@
 //! Under `/gpconnect/{ODS}/STU3/1/documents` (Access Document): `GET …/metadata`,
 //! `GET …/Patient?identifier=…`, `GET …/Patient/{id}/DocumentReference?…`, `GET …/Binary/{id}`.
 //!
+//! Under `/gpconnect/{ODS}/STU3/1/appointments` (Appointment Management): `GET …/metadata`,
+//! `GET …/Patient?identifier=…`, `GET …/Slot?…`, `POST …/Appointment` (201, `Location`,
+//! `ETag`), `GET …/Appointment/{id}`, `PUT …/Appointment/{id}` (amend or cancel, by the
+//! interaction; `If-Match` honoured), `GET …/Patient/{id}/Appointment?…`.
+//!
 //! Every answer is `application/fhir+json`, `Cache-Control: no-store`; every error a
 //! `GPConnect-OperationOutcome-1` with the Spine code and the HTTP status the specification
 //! gives it.
@@ -23,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use caldicott_app::gp_connect::GpcCall;
+use caldicott_app::gp_connect_appointments::{etag, Versioned};
 use caldicott_app::App;
 use caldicott_fhir::gpconnect::request::{SspHeaders, MAX_BODY};
 use caldicott_fhir::gpconnect::{GpcError, SpineCode, FHIR_JSON};
@@ -35,7 +41,17 @@ use std::collections::HashMap;
 pub(crate) fn routes() -> Router<App> {
     let root = "/gpconnect/{ods}/STU3/1/structured";
     let docs = "/gpconnect/{ods}/STU3/1/documents";
+    let appts = "/gpconnect/{ods}/STU3/1/appointments";
     Router::new()
+        .route(&format!("{appts}/metadata"), get(appointments_metadata).fallback(wrong_method))
+        .route(&format!("{appts}/Patient"), get(appointments_find_patient).fallback(wrong_method))
+        .route(&format!("{appts}/Slot"), get(slots).fallback(wrong_method))
+        .route(&format!("{appts}/Appointment"), post(book).fallback(wrong_method))
+        .route(
+            &format!("{appts}/Appointment/{{id}}"),
+            get(read_appointment).put(change_appointment).fallback(wrong_method),
+        )
+        .route(&format!("{appts}/Patient/{{patient}}/Appointment"), get(patient_appointments).fallback(wrong_method))
         .route(&format!("{docs}/metadata"), get(documents_metadata).fallback(wrong_method))
         .route(&format!("{docs}/Patient"), get(find_patient).fallback(wrong_method))
         .route(&format!("{docs}/Patient/{{patient}}/DocumentReference"), get(document_search).fallback(wrong_method))
@@ -170,6 +186,26 @@ async fn metadata(State(app): State<App>, g: SpineGet) -> Response {
     answer(app.gp_connect_metadata(g.call()).await)
 }
 
+/// A request body, up to [`MAX_BODY`], after the media type is checked.
+async fn read_body(headers: &HeaderMap, query: Option<&str>, mut body: Body) -> Result<Vec<u8>, Response> {
+    if let Some(r) = format_refused(headers, query, true) {
+        return Err(r);
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(error(SpineCode::BadRequest, "the request body could not be read"));
+        };
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > MAX_BODY {
+                return Err(error(SpineCode::BadRequest, "the request body is larger than the resource needs"));
+            }
+        }
+    }
+    Ok(bytes)
+}
+
 async fn structured(
     State(app): State<App>,
     Path(ods): Path<String>,
@@ -177,21 +213,82 @@ async fn structured(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(r) = format_refused(&headers, q.as_deref(), true) {
-        return r;
+    match read_body(&headers, q.as_deref(), body).await {
+        Ok(bytes) => answer(app.gp_connect_structured(call(&ods, &headers, &bytes)).await),
+        Err(r) => r,
     }
-    let mut body = body;
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return error(SpineCode::BadRequest, "the request body could not be read");
-        };
-        if let Ok(data) = frame.into_data() {
-            bytes.extend_from_slice(&data);
-            if bytes.len() > MAX_BODY {
-                return error(SpineCode::BadRequest, "the request body is larger than a Parameters resource needs");
+}
+
+async fn appointments_metadata(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_appointments_metadata(g.call()).await)
+}
+
+async fn appointments_find_patient(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_appointments_find_patient(g.call()).await)
+}
+
+async fn slots(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_slots(g.call()).await)
+}
+
+async fn patient_appointments(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_patient_appointments(g.call(), g.param("patient")).await)
+}
+
+/// An appointment as answered: its resource with `ETag` (and, when `created`, 201 and the
+/// `Location` of the new appointment).
+fn versioned(result: Result<Versioned, GpcError>, created: Option<&str>) -> Response {
+    match result {
+        Ok(v) => {
+            let tag = etag(v.version);
+            let mut res = answer(Ok(v.resource));
+            if let Ok(t) = HeaderValue::from_str(&tag) {
+                res.headers_mut().insert(header::ETAG, t);
             }
+            if let Some(base) = created {
+                *res.status_mut() = StatusCode::CREATED;
+                if let Ok(l) = HeaderValue::from_str(&format!("{base}/Appointment/{}", v.id)) {
+                    res.headers_mut().insert(header::LOCATION, l);
+                }
+            }
+            res
         }
+        Err(e) => answer(Err(e)),
     }
-    answer(app.gp_connect_structured(call(&ods, &headers, &bytes)).await)
+}
+
+async fn read_appointment(State(app): State<App>, g: SpineGet) -> Response {
+    versioned(app.gp_connect_read_appointment(g.call(), g.param("id")).await, None)
+}
+
+async fn book(
+    State(app): State<App>,
+    Path(ods): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match read_body(&headers, q.as_deref(), body).await {
+        Ok(bytes) => {
+            let base = caldicott_app::gp_connect::appointments_root(&ods);
+            versioned(app.gp_connect_book(call(&ods, &headers, &bytes)).await, Some(&base))
+        }
+        Err(r) => r,
+    }
+}
+
+async fn change_appointment(
+    State(app): State<App>,
+    Path((ods, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match read_body(&headers, q.as_deref(), body).await {
+        Ok(bytes) => {
+            let if_match = header(&headers, "if-match");
+            versioned(app.gp_connect_change_appointment(call(&ods, &headers, &bytes), &id, if_match).await, None)
+        }
+        Err(r) => r,
+    }
 }

@@ -53,6 +53,10 @@ pub struct BookRow {
     pub clinician: String,
     pub kind: &'static str,
     pub online: bool,
+    /// Other care settings may book it through GP Connect.
+    pub others: bool,
+    /// What a GP Connect booker said it is for (description, then comment).
+    pub reason: Option<String>,
     pub patient: Option<(String, String)>,
     pub booked_by: String,
     pub appointment: Option<String>,
@@ -109,7 +113,19 @@ struct ClinicForm {
     #[serde(default)]
     online_bookable: Option<String>,
     #[serde(default)]
+    others_bookable: Option<String>,
+    #[serde(default)]
     location: String,
+}
+
+/// What a booker from another care setting said the appointment is for.
+fn booking_reason(a: &caldicott_core::appointments::Appointment) -> Option<String> {
+    match (a.description.as_deref(), a.comment.as_deref()) {
+        (Some(d), Some(c)) => Some(format!("{d} ({c})")),
+        (Some(d), None) => Some(d.to_owned()),
+        (None, Some(c)) => Some(c.to_owned()),
+        (None, None) => None,
+    }
 }
 
 async fn book_page(
@@ -134,6 +150,8 @@ async fn book_page(
             clinician: format!("{} · {}", l.slot.clinician_name, l.slot.location),
             kind: l.slot.slot_type.display(),
             online: l.slot.online_bookable,
+            others: l.slot.others_bookable,
+            reason: l.booking.as_ref().and_then(|(a, _)| booking_reason(a)),
             booked_by: l.booking.as_ref().map(|(a, _)| a.booked_by.clone()).unwrap_or_default(),
             appointment: l.booking.as_ref().map(|(a, _)| a.id.to_string()),
             patient_id: l.booking.as_ref().map(|(_, p)| p.id.to_string()).unwrap_or_default(),
@@ -190,6 +208,7 @@ async fn add_clinic(State(app): State<App>, PortalForm(me, f): PortalForm<Clinic
         slot_minutes: f.slot_minutes.clone(),
         slot_type: f.slot_type.clone(),
         online_bookable: f.online_bookable.is_some(),
+        others_bookable: f.others_bookable.is_some(),
         location: f.location.clone(),
     };
     match app.create_clinic(&me.who, &input).await.in_page(&me)? {

@@ -984,6 +984,7 @@ impl App {
                 "record.view_online" => "Viewed your record online",
                 "record.gp_connect_structured" => "Read your record to care for you, through GP Connect",
                 "record.gp_connect_documents" => "Looked at your documents to care for you, through GP Connect",
+                "appointment.gp_connect_read" => "Looked at your appointments to care for you, through GP Connect",
                 _ => continue,
             };
             if e.outcome != Outcome::Success.as_str() {

@@ -47,12 +47,17 @@ pub fn service_root(ods: &str) -> String {
     format!("/gpconnect/{ods}/STU3/1/structured")
 }
 
+/// The service root of a practice's Appointment Management endpoint.
+pub fn appointments_root(ods: &str) -> String {
+    format!("/gpconnect/{ods}/STU3/1/appointments")
+}
+
 /// The service root of a practice's Access Document endpoint.
 pub fn documents_root(ods: &str) -> String {
     format!("/gpconnect/{ods}/STU3/1/documents")
 }
 
-fn internal(e: AppError) -> GpcError {
+pub(crate) fn internal(e: AppError) -> GpcError {
     match e {
         AppError::Unavailable(m) => GpcError::new(SpineCode::InternalServerError, m),
         other => {
@@ -63,14 +68,18 @@ fn internal(e: AppError) -> GpcError {
 }
 
 /// Text from a request, safe in an audit detail of `key=value; …` pairs and to show.
-fn plain(s: &str) -> String {
+pub(crate) fn plain(s: &str) -> String {
     caldicott_fhir::gpconnect::request::shown_text(s).replace(';', ",")
 }
 
 impl App {
     /// The practice a request is addressed to, and its checked headers: the practice must exist,
     /// be connected (have an ASID), and be the one `Ssp-To` names.
-    async fn gp_connect_practice(&self, call: &GpcCall<'_>, interaction: &str) -> Result<(Practice, Ssp), GpcError> {
+    pub(crate) async fn gp_connect_practice(
+        &self,
+        call: &GpcCall<'_>,
+        interaction: &str,
+    ) -> Result<(Practice, Ssp), GpcError> {
         let ssp = read_ssp(&call.ssp, interaction)?;
         let ods = OdsCode::parse(call.ods)
             .map_err(|_| GpcError::new(SpineCode::BadRequest, "no practice at this address"))?;
@@ -231,13 +240,14 @@ impl App {
     }
 
     /// A registered, living patient of this practice by id, or the audited "not found".
-    async fn gp_connect_patient(
+    pub(crate) async fn gp_connect_patient(
         &self,
         practice: &Practice,
         claims: &Claims,
         ssp: &Ssp,
         id: &str,
         what: &str,
+        action: Action,
     ) -> Result<Patient, GpcError> {
         let found = match id.parse::<PatientId>() {
             Ok(pid) => self.store.patient(practice.id, pid).await.map_err(|e| internal(e.into()))?,
@@ -253,7 +263,7 @@ impl App {
                     Outcome::NotFound,
                     format!("patient/{}", plain(id)),
                     what.into(),
-                    Action::GpConnectDocumentsRead,
+                    action,
                 );
                 self.audit.record(practice.id, rec).await.map_err(internal)?;
                 Err(GpcError::new(SpineCode::PatientNotFound, "no patient with this id is registered here"))
@@ -304,7 +314,9 @@ impl App {
         let (practice, ssp, claims, base) =
             self.gp_connect_documents_call(&call, documents::DOCUMENT_SEARCH_INTERACTION).await?;
         let search = documents::read_document_search(call.query)?;
-        let patient = self.gp_connect_patient(&practice, &claims, &ssp, patient, "document search").await?;
+        let patient = self
+            .gp_connect_patient(&practice, &claims, &ssp, patient, "document search", Action::GpConnectDocumentsRead)
+            .await?;
         let entries = self
             .store
             .entries(
@@ -389,7 +401,7 @@ impl App {
     /// actor's id) and practitioner (SDS user id as the role), and in the detail who they are by
     /// name, the consumer system, its ASID and the Spine trace id.
     #[allow(clippy::too_many_arguments)]
-    fn gp_connect_audit(
+    pub(crate) fn gp_connect_audit(
         &self,
         c: &Claims,
         ssp: &Ssp,

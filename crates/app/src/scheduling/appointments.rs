@@ -55,6 +55,8 @@ pub struct NewClinic {
     pub slot_minutes: String,
     pub slot_type: String,
     pub online_bookable: bool,
+    /// Other care settings (NHS 111, urgent care) may book it through GP Connect.
+    pub others_bookable: bool,
     pub location: String,
 }
 
@@ -190,6 +192,7 @@ impl App {
             slot_minutes: minutes,
             slot_type,
             online_bookable: f.online_bookable,
+            others_bookable: f.others_bookable,
             location: location.to_owned(),
         };
         let slots = match clinic.slots(|| SlotId::from_uuid(new_id())) {
@@ -314,15 +317,7 @@ impl App {
             .await?
             .filter(|s| can_book_online(s, now))
             .ok_or_else(|| AppError::NotFound("that appointment is not available to book online".into()))?;
-        let appointment = Appointment {
-            id: AppointmentId::from_uuid(new_id()),
-            slot: slot.id,
-            patient,
-            booked_at: now,
-            booked_by,
-            cancelled_at: None,
-            cancelled_by: None,
-        };
+        let appointment = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient, now, booked_by);
         let audit = self.patient_audit(
             actor,
             Some(patient),
@@ -380,7 +375,8 @@ impl App {
             Outcome::Success,
             "cancelled online",
         );
-        self.store.cancel_appointment(practice_id, id, patient, now, &by, &audit).await?;
+        let change = caldicott_store::BookingChange { at: now, by: &by, reason: None, expected_version: None };
+        self.store.cancel_appointment(practice_id, id, patient, &change, &audit).await?;
         Ok(())
     }
 
@@ -400,15 +396,14 @@ impl App {
             Outcome::Success,
             "cancelled by the practice",
         );
-        self.store
-            .cancel_appointment(who.practice, id, patient, self.now(), &format!("{} at the practice", who.name), &audit)
-            .await
-            .map_err(|e| match e {
-                caldicott_store::StoreError::NotFound(_) => {
-                    AppError::Conflict("this appointment is not booked any more".into())
-                }
-                other => other.into(),
-            })
+        let by = format!("{} at the practice", who.name);
+        let change = caldicott_store::BookingChange { at: self.now(), by: &by, reason: None, expected_version: None };
+        self.store.cancel_appointment(who.practice, id, patient, &change, &audit).await.map_err(|e| match e {
+            caldicott_store::StoreError::NotFound(_) => {
+                AppError::Conflict("this appointment is not booked any more".into())
+            }
+            other => other.into(),
+        })
     }
 }
 

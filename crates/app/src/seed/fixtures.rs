@@ -442,6 +442,7 @@ pub async fn online_clinic(
         slot_minutes: minutes.to_string(),
         slot_type: "gp_face_to_face".into(),
         online_bookable: true,
+        others_bookable: true,
         location: "Room 1".into(),
     };
     app.create_clinic(&reception, &clinic)

@@ -1658,6 +1658,7 @@ async fn clinic_tomorrow(
         slot_minutes: "15".into(),
         slot_type: "gp_face_to_face".into(),
         online_bookable: online,
+        others_bookable: false,
         location: "Room 1".into(),
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();

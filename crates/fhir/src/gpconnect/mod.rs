@@ -12,6 +12,7 @@
 //! Nothing here decides what may be released: the caller passes each entry with its release
 //! decision from `caldicott_core::gpconnect`.
 
+pub mod appointments;
 pub mod documents;
 pub mod request;
 pub mod structured;
@@ -72,6 +73,12 @@ pub enum SpineCode {
     NoRecordFound,
     NoPatientConsent,
     AccessDenied,
+    /// A booking of a slot that is not free.
+    DuplicateRejected,
+    /// A change to an appointment that has changed since the consumer read it (`If-Match`).
+    FhirConstraintViolation,
+    /// A resource in a request references something that does not exist here.
+    ReferenceNotFound,
     NotImplemented,
     InternalServerError,
 }
@@ -88,6 +95,9 @@ impl SpineCode {
             Self::NoRecordFound => "NO_RECORD_FOUND",
             Self::NoPatientConsent => "NO_PATIENT_CONSENT",
             Self::AccessDenied => "ACCESS_DENIED",
+            Self::DuplicateRejected => "DUPLICATE_REJECTED",
+            Self::FhirConstraintViolation => "FHIR_CONSTRAINT_VIOLATION",
+            Self::ReferenceNotFound => "REFERENCE_NOT_FOUND",
             Self::NotImplemented => "NOT_IMPLEMENTED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
@@ -103,6 +113,9 @@ impl SpineCode {
             Self::NoRecordFound => "No record found",
             Self::NoPatientConsent => "Patient has not provided consent to share data",
             Self::AccessDenied => "Access denied",
+            Self::DuplicateRejected => "Create would lead to creation of a duplicate resource",
+            Self::FhirConstraintViolation => "FHIR constraint violated",
+            Self::ReferenceNotFound => "Referenced resource not found",
             Self::NotImplemented => "Not implemented",
             Self::InternalServerError => "Internal server error",
         }
@@ -111,9 +124,10 @@ impl SpineCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::BadRequest | Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => 400,
-            Self::InvalidResource | Self::InvalidParameter => 422,
+            Self::InvalidResource | Self::InvalidParameter | Self::ReferenceNotFound => 422,
             Self::PatientNotFound | Self::NoRecordFound => 404,
             Self::NoPatientConsent | Self::AccessDenied => 403,
+            Self::DuplicateRejected | Self::FhirConstraintViolation => 409,
             Self::NotImplemented => 501,
             Self::InternalServerError => 500,
         }
@@ -121,10 +135,12 @@ impl SpineCode {
     /// `OperationOutcome.issue.code` for the code.
     fn issue_code(self) -> &'static str {
         match self {
-            Self::BadRequest | Self::InvalidResource | Self::InvalidParameter => "invalid",
+            Self::BadRequest | Self::InvalidResource | Self::InvalidParameter | Self::ReferenceNotFound => "invalid",
             Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => "value",
             Self::PatientNotFound | Self::NoRecordFound => "not-found",
             Self::NoPatientConsent | Self::AccessDenied => "forbidden",
+            Self::DuplicateRejected => "duplicate",
+            Self::FhirConstraintViolation => "conflict",
             Self::NotImplemented => "not-supported",
             Self::InternalServerError => "exception",
         }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 /// `rows::appointment_and_slot` read them.
 macro_rules! slot_booking_columns {
     () => {
-        "SELECT s.*, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by"
+        "SELECT s.*, c.clinician_id, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by, a.version, \
+         a.description, a.comment, a.booking_org_ods, a.booking_org_name, a.booking_org_telephone, a.cancellation_reason"
     };
 }
 
@@ -23,7 +24,7 @@ impl AppointmentStore for SqlStore {
         let mut tx = self.begin().await?;
         query(
             "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
-             slot_type, online_bookable, location) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             slot_type, online_bookable, location, others_bookable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(practice.as_uuid())
         .bind(c.id.as_uuid())
@@ -36,12 +37,13 @@ impl AppointmentStore for SqlStore {
         .bind(c.slot_type.as_str())
         .bind(c.online_bookable)
         .bind(&c.location)
+        .bind(c.others_bookable)
         .execute(&mut tx)
         .await?;
         for s in slots {
             query(
-                "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location, \
+                 others_bookable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(practice.as_uuid())
             .bind(s.id.as_uuid())
@@ -52,6 +54,7 @@ impl AppointmentStore for SqlStore {
             .bind(s.online_bookable)
             .bind(&s.clinician_name)
             .bind(&s.location)
+            .bind(s.others_bookable)
             .execute(&mut tx)
             .await?;
         }
@@ -67,7 +70,8 @@ impl AppointmentStore for SqlStore {
         query(
             concat!(
                 slot_booking_columns!(),
-                " FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                " FROM slot s JOIN clinic c ON c.practice_id = s.practice_id AND c.id = s.clinic_id \
+                 LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
                  WHERE s.practice_id = $1 AND s.starts_at >= $2 AND s.starts_at < $3 ORDER BY s.starts_at, s.clinician_name"
             ),
         )
@@ -82,19 +86,27 @@ impl AppointmentStore for SqlStore {
     }
 
     async fn slot(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<Slot>> {
-        self.row_by("SELECT * FROM slot WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), rows::slot).await
+        self.row_by("SELECT s.*, c.clinician_id FROM slot s JOIN clinic c ON c.practice_id = s.practice_id AND c.id = s.clinic_id \
+             WHERE s.practice_id = $1 AND s.id = $2", practice, id.as_uuid(), rows::slot).await
     }
 
     async fn book_slot(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
         let q = query(
-            "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by, version, description, comment, \
+             booking_org_ods, booking_org_name, booking_org_telephone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(practice.as_uuid())
         .bind(a.id.as_uuid())
         .bind(a.slot.as_uuid())
         .bind(a.patient.as_uuid())
         .bind(a.booked_at)
-        .bind(&a.booked_by);
+        .bind(&a.booked_by)
+        .bind(i32::try_from(a.version).unwrap_or(i32::MAX))
+        .bind(a.description.as_deref())
+        .bind(a.comment.as_deref())
+        .bind(a.booked_through.as_ref().map(|o| o.ods.as_str()))
+        .bind(a.booked_through.as_ref().map(|o| o.name.as_str()))
+        .bind(a.booked_through.as_ref().and_then(|o| o.telephone.as_deref()));
         self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
@@ -103,20 +115,39 @@ impl AppointmentStore for SqlStore {
         practice: PracticeId,
         id: AppointmentId,
         patient: PatientId,
-        at: DateTime<Utc>,
-        by: &str,
+        change: &BookingChange<'_>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        let q = query(
-            "UPDATE appointment SET cancelled_at = $1, cancelled_by = $2 \
-             WHERE practice_id = $3 AND id = $4 AND patient_id = $5 AND cancelled_at IS NULL",
-        )
-        .bind(at)
-        .bind(by)
-        .bind(practice.as_uuid())
-        .bind(id.as_uuid())
-        .bind(patient.as_uuid());
+        let sql = format!(
+            "UPDATE appointment SET cancelled_at = $1, cancelled_by = $2, cancellation_reason = $3, version = version + 1 \
+             WHERE practice_id = $4 AND id = $5 AND patient_id = $6 AND cancelled_at IS NULL{}",
+            if change.expected_version.is_some() { " AND version = $7" } else { "" }
+        );
+        let mut q = query(&sql)
+            .bind(change.at)
+            .bind(change.by)
+            .bind(change.reason)
+            .bind(practice.as_uuid())
+            .bind(id.as_uuid())
+            .bind(patient.as_uuid());
+        if let Some(v) = change.expected_version {
+            q = q.bind(i32::try_from(v).unwrap_or(i32::MAX));
+        }
         self.change_one_audited(practice, q, "booked appointment", &[audit]).await
+    }
+
+    async fn amend_appointment(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
+        let q = query(
+            "UPDATE appointment SET description = $1, comment = $2, version = version + 1 \
+             WHERE practice_id = $3 AND id = $4 AND patient_id = $5 AND cancelled_at IS NULL AND version = $6",
+        )
+        .bind(a.description.as_deref())
+        .bind(a.comment.as_deref())
+        .bind(practice.as_uuid())
+        .bind(a.id.as_uuid())
+        .bind(a.patient.as_uuid())
+        .bind(i32::try_from(a.version).unwrap_or(i32::MAX));
+        self.change_one_audited(practice, q, "booked appointment at that version", &[audit]).await
     }
 
     async fn appointments_for_patient(
@@ -127,6 +158,7 @@ impl AppointmentStore for SqlStore {
         query(concat!(
             slot_booking_columns!(),
             " FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                 JOIN clinic c ON c.practice_id = s.practice_id AND c.id = s.clinic_id \
                  WHERE a.practice_id = $1 AND a.patient_id = $2 ORDER BY s.starts_at DESC, a.booked_at DESC"
         ))
         .bind(practice.as_uuid())
@@ -143,6 +175,7 @@ impl AppointmentStore for SqlStore {
             concat!(
                 slot_booking_columns!(),
                 " FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                 JOIN clinic c ON c.practice_id = s.practice_id AND c.id = s.clinic_id \
                  WHERE a.practice_id = $1 AND a.id = $2"
             ),
             practice,
@@ -160,7 +193,8 @@ impl AppointmentStore for SqlStore {
         self.row_by(
             concat!(
                 slot_booking_columns!(),
-                " FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+                " FROM slot s JOIN clinic c ON c.practice_id = s.practice_id AND c.id = s.clinic_id \
+                 LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
                  WHERE s.practice_id = $1 AND s.id = $2"
             ),
             practice,

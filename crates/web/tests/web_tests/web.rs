@@ -660,19 +660,18 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
         online_bookable: true,
+        others_bookable: false,
         location: "Phone".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
     let slot = app.appointment_book(&tp.clinician, clinic.date, 1).await.unwrap()[0].slot.clone();
-    let appointment = caldicott_core::appointments::Appointment {
-        id: caldicott_core::ids::AppointmentId::from_uuid(caldicott_app::new_id()),
-        slot: slot.id,
-        patient: pat.id,
-        booked_at: caldicott_app::fixtures::now(),
-        booked_by: "by reception".into(),
-        cancelled_at: None,
-        cancelled_by: None,
-    };
+    let appointment = caldicott_core::appointments::Appointment::new(
+        caldicott_core::ids::AppointmentId::from_uuid(caldicott_app::new_id()),
+        slot.id,
+        pat.id,
+        caldicott_app::fixtures::now(),
+        "by reception".into(),
+    );
     app.store_for_tests()
         .book_slot(tp.practice.id, &appointment, &fixtures::audit(Action::AppointmentBook, Some(pat.id)))
         .await
@@ -2906,6 +2905,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         slot_minutes: "10".into(),
         slot_type: "gp_face_to_face".into(),
         online_bookable: true,
+        others_bookable: false,
         location: "Room 1".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();

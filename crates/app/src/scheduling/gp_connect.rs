@@ -1,0 +1,421 @@
+//! GP Connect Appointment Management, the provider side: a clinician or call handler in another
+//! care setting (NHS 111, urgent care, a hospital) finds a patient registered here, searches the
+//! free slots the practice offers to other care settings, books one, reads and lists the
+//! patient's appointments, changes what they wrote on their own booking, and cancels it.
+//!
+//! The practice decides what is offered: only slots of clinics marked "other care settings can
+//! book these slots" ([`caldicott_core::appointments::can_book_from_elsewhere`]), in the future
+//! and free. A consumer changes or cancels only the appointments its own organisation booked;
+//! one slot never holds two live bookings (the database refuses the second, T46). Every request
+//! about a patient, and every slot search, is audited with the requesting organisation,
+//! practitioner, consumer system and trace id; bookings and cancellations in the same
+//! transaction as the change.
+
+use crate::gp_connect::{appointments_root, internal, plain, GpcCall};
+use crate::{new_id, App};
+use caldicott_core::appointments::{can_book_from_elsewhere, Appointment, Slot};
+use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::gpconnect::patient_refusal;
+use caldicott_core::ids::{AppointmentId, PatientId, SlotId};
+use caldicott_core::practice::Practice;
+use caldicott_fhir::gpconnect::appointments as gpc;
+use caldicott_fhir::gpconnect::request::{read_claims, Claims, Ssp};
+use caldicott_fhir::gpconnect::{GpcError, SpineCode};
+use caldicott_store::{BookingChange, Conflict, StoreError};
+use chrono::Duration;
+use serde_json::Value;
+
+/// An appointment as answered, with its version for the `ETag`.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub id: String,
+    pub version: u32,
+    pub resource: Value,
+}
+
+/// A booked appointment's `ETag` value: `W/"<version>"`.
+pub fn etag(version: u32) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// The version an `If-Match` names (`W/"3"` or `"3"`), or a refusal.
+fn if_match_version(h: Option<&str>) -> Result<Option<u32>, GpcError> {
+    let Some(h) = h.map(str::trim) else { return Ok(None) };
+    h.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u32>()
+        .map(Some)
+        .map_err(|_| GpcError::new(SpineCode::BadRequest, "If-Match must be the ETag of the version read, as W/\"1\""))
+}
+
+fn no_appointment() -> GpcError {
+    GpcError::new(SpineCode::NoRecordFound, "there is no such appointment")
+}
+
+impl App {
+    /// The checks every appointments request passes: the practice and headers, and the claims
+    /// with the scope the interaction needs. Returns the base URL for the answer's links.
+    async fn gp_connect_appointments_call(
+        &self,
+        call: &GpcCall<'_>,
+        interaction: &str,
+        scope: &str,
+    ) -> Result<(Practice, Ssp, Claims, String), GpcError> {
+        let (practice, ssp) = self.gp_connect_practice(call, interaction).await?;
+        let claims = read_claims(
+            call.authorization,
+            self.now().timestamp(),
+            scope,
+            &appointments_root(practice.ods_code.as_str()),
+        )?;
+        let base = claims.audience.trim_end_matches('/').to_owned();
+        Ok((practice, ssp, claims, base))
+    }
+
+    /// Audits a read (a search, a patient found, appointments read) of the appointments endpoint.
+    async fn gp_connect_appointments_look(
+        &self,
+        practice: &Practice,
+        claims: &Claims,
+        ssp: &Ssp,
+        patient: Option<PatientId>,
+        outcome: Outcome,
+        entity: String,
+        extra: String,
+    ) -> Result<(), GpcError> {
+        let rec =
+            self.gp_connect_audit(claims, ssp, patient, outcome, entity, extra, Action::GpConnectAppointmentsRead);
+        self.audit.record(practice.id, rec).await.map_err(internal)
+    }
+
+    /// `GET [base]/metadata` of the appointments endpoint.
+    pub async fn gp_connect_appointments_metadata(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, _, _, _) =
+            self.gp_connect_appointments_call(&call, gpc::METADATA_INTERACTION, "organization/*.read").await?;
+        Ok(gpc::capability_statement(env!("CARGO_PKG_VERSION"), &practice.name))
+    }
+
+    /// `GET [base]/Patient?identifier=…|<NHS number>`: the patient when registered here and living.
+    pub async fn gp_connect_appointments_find_patient(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, base) =
+            self.gp_connect_appointments_call(&call, gpc::PATIENT_SEARCH_INTERACTION, "patient/*.read").await?;
+        let nhs = caldicott_fhir::gpconnect::documents::read_patient_search(call.query)?;
+        let today = self.today();
+        let found = self
+            .store
+            .patient_by_nhs_number(practice.id, &nhs)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .filter(|p| patient_refusal(p, today).is_none());
+        let (patient, outcome, entity) = match &found {
+            Some(p) => (Some(p.id), Outcome::Success, format!("patient/{}", p.id)),
+            None => (None, Outcome::NotFound, format!("nhs_number/{}", nhs.as_str())),
+        };
+        self.gp_connect_appointments_look(&practice, &claims, &ssp, patient, outcome, entity, "find".into()).await?;
+        Ok(gpc::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), today))
+    }
+
+    /// `GET [base]/Slot?…`: the free slots offered to other care settings in the window, from now.
+    pub async fn gp_connect_slots(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, base) =
+            self.gp_connect_appointments_call(&call, gpc::SLOT_SEARCH_INTERACTION, "organization/*.read").await?;
+        let search = gpc::read_slot_search(call.query)?;
+        let now = self.now();
+        let slots: Vec<Slot> = self
+            .store
+            .slots_between(practice.id, search.from.max(now), search.to)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .into_iter()
+            .filter(|(s, booking)| {
+                booking.is_none()
+                    && can_book_from_elsewhere(s, now)
+                    && s.starts_at + Duration::minutes(i64::from(s.minutes)) <= search.to
+            })
+            .map(|(s, _)| s)
+            .collect();
+        let extra = format!(
+            "slot search {} to {}; offered={}; booking_ods={}",
+            search.from.to_rfc3339(),
+            search.to.to_rfc3339(),
+            slots.len(),
+            plain(search.booking_ods.as_deref().unwrap_or("none")),
+        );
+        self.gp_connect_appointments_look(&practice, &claims, &ssp, None, Outcome::Success, "slots".into(), extra)
+            .await?;
+        Ok(gpc::slots_bundle(&base, &ssp.trace_id, &practice, &slots, &search))
+    }
+
+    /// `POST [base]/Appointment`: books a free slot offered to other care settings for a patient
+    /// registered here. The booking and its audit event are one transaction.
+    pub async fn gp_connect_book(&self, call: GpcCall<'_>) -> Result<Versioned, GpcError> {
+        let (practice, ssp, claims, _) =
+            self.gp_connect_appointments_call(&call, gpc::BOOK_INTERACTION, "patient/*.write").await?;
+        let request = gpc::read_booking(call.body)?;
+        let not_here =
+            |what: &str| GpcError::new(SpineCode::ReferenceNotFound, format!("there is no such {what} here"));
+        if request.location != practice.id.to_string() {
+            return Err(not_here("location: book at the location the slot search gave"));
+        }
+        let patient = self
+            .gp_connect_patient(&practice, &claims, &ssp, &request.patient, "book", Action::AppointmentBook)
+            .await
+            .map_err(|e| if e.code == SpineCode::PatientNotFound { not_here("patient registered") } else { e })?;
+        let now = self.now();
+        let slot_id = request.slot.parse::<SlotId>().map_err(|_| {
+            GpcError::new(SpineCode::InvalidResource, "the slot reference is not a slot id of this practice")
+        })?;
+        let found = self.store.slot_with_booking(practice.id, slot_id).await.map_err(|e| internal(e.into()))?;
+        // A slot not offered to other care settings is, to them, not there.
+        let Some((slot, booking)) = found.filter(|(s, _)| s.others_bookable) else {
+            return Err(not_here("slot offered to other care settings"));
+        };
+        if slot.starts_at <= now {
+            return Err(GpcError::new(
+                SpineCode::InvalidResource,
+                "the slot has started: only future slots are booked",
+            ));
+        }
+        if request.start != slot.starts_at || request.end != slot.starts_at + Duration::minutes(i64::from(slot.minutes))
+        {
+            return Err(GpcError::new(SpineCode::InvalidResource, "start and end must be the slot's"));
+        }
+        if booking.is_some() {
+            return Err(GpcError::new(SpineCode::DuplicateRejected, "the slot is no longer free"));
+        }
+        let org = &request.organisation;
+        let by = format!("by {} at {} ({}), through GP Connect", plain(&claims.practitioner_name), org.name, org.ods);
+        let mut a = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient.id, now, by);
+        a.description = Some(request.description.clone());
+        a.comment = request.comment.clone();
+        a.booked_through = Some(org.clone());
+        let rec = self.gp_connect_audit(
+            &claims,
+            &ssp,
+            Some(patient.id),
+            Outcome::Success,
+            format!("appointment/{}", a.id),
+            format!("slot/{} at {}; booking_org={}", slot.id, slot.starts_at.to_rfc3339(), org.ods),
+            Action::AppointmentBook,
+        );
+        match self.store.book_slot(practice.id, &a, &rec).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(Conflict::SlotTaken)) => {
+                return Err(GpcError::new(SpineCode::DuplicateRejected, "the slot is no longer free"));
+            }
+            Err(e) => return Err(internal(e.into())),
+        }
+        Ok(Versioned {
+            id: a.id.to_string(),
+            version: a.version,
+            resource: gpc::appointment_resource(&a, &slot, &practice.id.to_string()),
+        })
+    }
+
+    /// One appointment of a patient registered here and living, or the audited `NO_RECORD_FOUND`.
+    async fn gp_connect_appointment(
+        &self,
+        practice: &Practice,
+        claims: &Claims,
+        ssp: &Ssp,
+        id: &str,
+        what: &str,
+    ) -> Result<(Appointment, Slot), GpcError> {
+        let found = match id.parse::<AppointmentId>() {
+            Ok(aid) => self.store.appointment(practice.id, aid).await.map_err(|e| internal(e.into()))?,
+            Err(_) => None,
+        };
+        let today = self.today();
+        let mut shown = None;
+        if let Some((a, s)) = found {
+            let patient = self.store.patient(practice.id, a.patient).await.map_err(|e| internal(e.into()))?;
+            if patient.is_some_and(|p| patient_refusal(&p, today).is_none()) {
+                shown = Some((a, s));
+            }
+        }
+        if shown.is_none() {
+            let entity = format!("appointment/{}", plain(id));
+            self.gp_connect_appointments_look(practice, claims, ssp, None, Outcome::NotFound, entity, what.into())
+                .await?;
+        }
+        shown.ok_or_else(no_appointment)
+    }
+
+    /// `GET [base]/Appointment/{id}`.
+    pub async fn gp_connect_read_appointment(&self, call: GpcCall<'_>, id: &str) -> Result<Versioned, GpcError> {
+        let (practice, ssp, claims, _) =
+            self.gp_connect_appointments_call(&call, gpc::READ_INTERACTION, "patient/*.read").await?;
+        let (a, slot) = self.gp_connect_appointment(&practice, &claims, &ssp, id, "read").await?;
+        let entity = format!("appointment/{}", a.id);
+        // The specification serves appointments from today on; earlier ones are the practice's.
+        if caldicott_core::uk::uk_date(slot.starts_at) < self.today() {
+            self.gp_connect_appointments_look(
+                &practice,
+                &claims,
+                &ssp,
+                None,
+                Outcome::NotFound,
+                entity,
+                "read: in the past".into(),
+            )
+            .await?;
+            return Err(no_appointment());
+        }
+        self.gp_connect_appointments_look(
+            &practice,
+            &claims,
+            &ssp,
+            Some(a.patient),
+            Outcome::Success,
+            entity,
+            "read".into(),
+        )
+        .await?;
+        Ok(Versioned {
+            id: a.id.to_string(),
+            version: a.version,
+            resource: gpc::appointment_resource(&a, &slot, &practice.id.to_string()),
+        })
+    }
+
+    /// `GET [base]/Patient/{id}/Appointment?start=ge…&start=le…`: the patient's appointments
+    /// (booked and cancelled) starting in the window.
+    pub async fn gp_connect_patient_appointments(&self, call: GpcCall<'_>, patient: &str) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, base) =
+            self.gp_connect_appointments_call(&call, gpc::PATIENT_APPOINTMENTS_INTERACTION, "patient/*.read").await?;
+        let (from, to) = gpc::read_appointment_search(call.query, self.today())?;
+        let patient = self
+            .gp_connect_patient(&practice, &claims, &ssp, patient, "appointments", Action::GpConnectAppointmentsRead)
+            .await?;
+        let mut found: Vec<(Appointment, Slot)> = self
+            .store
+            .appointments_for_patient(practice.id, patient.id)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .into_iter()
+            .filter(|(_, s)| s.starts_at >= from && s.starts_at < to)
+            .collect();
+        found.reverse();
+        let extra = format!("appointments {} to {}; found={}", from.to_rfc3339(), to.to_rfc3339(), found.len());
+        let entity = format!("patient/{}", patient.id);
+        self.gp_connect_appointments_look(&practice, &claims, &ssp, Some(patient.id), Outcome::Success, entity, extra)
+            .await?;
+        Ok(gpc::appointments_bundle(&base, &ssp.trace_id, &found, &practice.id.to_string()))
+    }
+
+    /// `PUT [base]/Appointment/{id}`: an amendment (`update:appointment-1`: the description and
+    /// comment) or a cancellation (`cancel:appointment-1`, with its reason), of an upcoming
+    /// appointment this consumer's organisation booked. With an `If-Match`, only if the
+    /// appointment is still at that version.
+    pub async fn gp_connect_change_appointment(
+        &self,
+        call: GpcCall<'_>,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<Versioned, GpcError> {
+        let cancelling = call.ssp.interaction_id == Some(gpc::CANCEL_INTERACTION);
+        let interaction = if cancelling { gpc::CANCEL_INTERACTION } else { gpc::AMEND_INTERACTION };
+        let (practice, ssp, claims, _) =
+            self.gp_connect_appointments_call(&call, interaction, "patient/*.write").await?;
+        let expected = if_match_version(if_match)?;
+        let (current, slot) = self.gp_connect_appointment(&practice, &claims, &ssp, id, "change").await?;
+        let location = practice.id.to_string();
+        let change = gpc::read_change(call.body, &gpc::appointment_resource(&current, &slot, &location), cancelling)?;
+        if current.cancelled_at.is_some() {
+            return Err(GpcError::new(SpineCode::InvalidResource, "the appointment is cancelled already"));
+        }
+        if slot.starts_at <= self.now() {
+            return Err(GpcError::new(SpineCode::InvalidResource, "the appointment has started or passed"));
+        }
+        if current.booked_through.as_ref().is_none_or(|o| o.ods != claims.organisation_ods) {
+            return Err(GpcError::new(
+                SpineCode::InvalidResource,
+                "only appointments your organisation booked through GP Connect can be changed here; contact the practice",
+            ));
+        }
+        if expected.is_some_and(|v| v != current.version) {
+            return Err(GpcError::new(
+                SpineCode::FhirConstraintViolation,
+                "the appointment has changed since it was read: read it again",
+            ));
+        }
+        let now = self.now();
+        let entity = format!("appointment/{}", current.id);
+        let mut next = current.clone();
+        next.version = current.version + 1;
+        let stored = match &change {
+            gpc::Change::Cancel { reason } => {
+                let rec = self.gp_connect_audit(
+                    &claims,
+                    &ssp,
+                    Some(current.patient),
+                    Outcome::Success,
+                    entity,
+                    format!("cancelled; reason={}", plain(reason)),
+                    Action::AppointmentCancel,
+                );
+                let by = format!(
+                    "by {} at {}, through GP Connect",
+                    plain(&claims.practitioner_name),
+                    plain(&claims.organisation_ods)
+                );
+                let change = BookingChange {
+                    at: now,
+                    by: &by,
+                    reason: Some(reason.as_str()),
+                    expected_version: Some(current.version),
+                };
+                next.cancelled_at = Some(now);
+                next.cancelled_by = Some(by.clone());
+                next.cancellation_reason = Some(reason.clone());
+                self.store.cancel_appointment(practice.id, current.id, current.patient, &change, &rec).await
+            }
+            gpc::Change::Amend { description, comment } => {
+                let rec = self.gp_connect_audit(
+                    &claims,
+                    &ssp,
+                    Some(current.patient),
+                    Outcome::Success,
+                    entity,
+                    "description and comment changed".into(),
+                    Action::AppointmentAmend,
+                );
+                let mut amended = current.clone();
+                amended.description = Some(description.clone());
+                amended.comment = comment.clone();
+                next.description = amended.description.clone();
+                next.comment = amended.comment.clone();
+                self.store.amend_appointment(practice.id, &amended, &rec).await
+            }
+        };
+        match stored {
+            Ok(()) => {}
+            Err(StoreError::NotFound(_)) => {
+                return Err(GpcError::new(
+                    SpineCode::FhirConstraintViolation,
+                    "the appointment changed while this request was made",
+                ));
+            }
+            Err(e) => return Err(internal(e.into())),
+        }
+        Ok(Versioned {
+            id: next.id.to_string(),
+            version: next.version,
+            resource: gpc::appointment_resource(&next, &slot, &location),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_if_match_names_a_version() {
+        assert_eq!(if_match_version(None), Ok(None));
+        assert_eq!(if_match_version(Some("W/\"3\"")), Ok(Some(3)));
+        assert_eq!(if_match_version(Some("\"12\"")), Ok(Some(12)));
+        assert_eq!(if_match_version(Some("W/\"x\"")).map_err(|e| e.code), Err(SpineCode::BadRequest));
+        assert_eq!(etag(4), "W/\"4\"");
+    }
+}
