@@ -4,7 +4,10 @@
 Two checks, and the file fails if either finds anything:
 1. The resource parses as FHIR STU3 with fhir.resources' STU3 models (strict: unknown elements,
    missing required ones, wrong types and bad codes are errors).
-2. The GP Connect rules the models cannot know: every resource names a profile under
+2. The GP Connect rules the models cannot know (and, for Appointment Management, that slots are
+   free with their schedule, schedules name their Location and one practitioner role, and
+   appointments carry description, times, slot, created, participants with statuses and a
+   version, and no reason or specialty): every resource names a profile under
    https://fhir.nhs.uk/STU3/StructureDefinition/ (the Bundle GPConnect-StructuredRecord-Bundle-1,
    errors GPConnect-OperationOutcome-1; a Binary none, but its content); a structured Bundle is a collection holding one Patient
    and an Organization; every List has a title, a SNOMED CT code, a subject and an entry or an
@@ -53,7 +56,7 @@ def gp_connect_problems(data):
             problems.append("an error must be a GPConnect-OperationOutcome-1")
         return problems
     if kind != "Bundle":
-        return problems
+        return problems + appointment_problems(data)
     if profiles == [STU3 + "GPConnect-StructuredRecord-Bundle-1"] and data.get("type") != "collection":
         problems.append("a structured record Bundle is a collection")
     if "security" in data.get("meta", {}):
@@ -80,8 +83,48 @@ def gp_connect_problems(data):
             if not r.get("entry") and not r.get("emptyReason"):
                 problems.append(f"List {r.get('title')}: an empty list needs an emptyReason")
         for ref in references(r, []):
-            if "/" in ref and not ref.startswith(("http", "#")) and ref not in present:
+            if "/" not in ref or ref.startswith(("http", "#")) or ref in present:
+                continue
+            # A collection holds everything it references; a searchset holds what was included,
+            # so a reference to a kind of resource the searchset holds must resolve.
+            if data.get("type") == "collection" or kinds[ref.split("/")[0]]:
                 problems.append(f"{rk}/{r.get('id')}: the reference {ref} is not in the Bundle")
+        problems.extend(appointment_problems(r))
+    if data.get("type") == "searchset":
+        matches = sum(1 for e in data.get("entry", []) if e.get("search", {}).get("mode") == "match")
+        if data.get("total") != matches:
+            problems.append(f"a searchset's total ({data.get('total')}) counts its matches ({matches})")
+    return problems
+
+
+def appointment_problems(r):
+    """What GP Connect Appointment Management requires of its resources beyond STU3."""
+    problems = []
+    rk = r.get("resourceType")
+    if rk == "Slot":
+        if r.get("status") != "free" or not r.get("schedule") or not r.get("start") or not r.get("end"):
+            problems.append(f"Slot/{r.get('id')}: a free slot with its schedule, start and end")
+        if "comment" in r or "specialty" in r:
+            problems.append(f"Slot/{r.get('id')}: no comment and no specialty")
+    if rk == "Schedule":
+        actors = [a.get("reference", "") for a in r.get("actor", [])]
+        if not any(a.startswith("Location/") for a in actors):
+            problems.append(f"Schedule/{r.get('id')}: the actors include the Location")
+        roles = [x for x in r.get("extension", []) if x.get("url", "").endswith("Extension-GPConnect-PractitionerRole-1")]
+        if len(roles) != 1 or "comment" in r:
+            problems.append(f"Schedule/{r.get('id')}: one practitioner role and no comment")
+    if rk == "Appointment":
+        for required in ("description", "start", "end", "slot", "created", "participant"):
+            if not r.get(required):
+                problems.append(f"Appointment/{r.get('id')}: {required} is required")
+        if any(not p.get("status") or not p.get("actor", {}).get("reference") for p in r.get("participant", [])):
+            problems.append(f"Appointment/{r.get('id')}: every participant has an actor and a status")
+        if "reason" in r or "specialty" in r:
+            problems.append(f"Appointment/{r.get('id')}: no reason and no specialty")
+        if r.get("status") not in ("booked", "cancelled"):
+            problems.append(f"Appointment/{r.get('id')}: booked or cancelled")
+        if not r.get("meta", {}).get("versionId"):
+            problems.append(f"Appointment/{r.get('id')}: meta.versionId is required")
     return problems
 
 

@@ -1764,7 +1764,9 @@ async fn patients_book_and_cancel_appointments_and_one_slot_never_holds_two(t: &
     assert!(matches!(app.book_online(&parent_me, Some(link.id), slots[3].id).await, Err(AppError::Forbidden(_))));
 }
 
-async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+pub(crate) async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles.collect::<Vec<_>>() {
         out.push(h.await.unwrap());

@@ -29,8 +29,24 @@ fn jwt(ods: &str, scope: &str) -> String {
 }
 
 /// The same claims for the service root `root`.
-fn jwt_for(root: &str, scope: &str) -> String {
-    let now = fixtures::now().timestamp();
+pub(crate) fn jwt_for(root: &str, scope: &str) -> String {
+    jwt_as(root, scope, "RXX01", "Riverside General Hospital")
+}
+
+/// The claims of a practitioner at the organisation `org_ods` (named `org_name`), issued now.
+pub(crate) fn jwt_as(root: &str, scope: &str, org_ods: &str, org_name: &str) -> String {
+    jwt_at(root, scope, org_ods, org_name, fixtures::now())
+}
+
+/// The same claims, issued at `at`.
+pub(crate) fn jwt_at(
+    root: &str,
+    scope: &str,
+    org_ods: &str,
+    org_name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let now = at.timestamp();
     let claims = json!({
         "iss": "https://consumersupplier.thirdparty.nhs.uk/",
         "sub": "10019",
@@ -40,7 +56,7 @@ fn jwt_for(root: &str, scope: &str) -> String {
         "reason_for_request": "directcare",
         "requested_scope": scope,
         "requesting_device": {"resourceType": "Device", "identifier": [{"system": "https://consumersupplier.com/Id/device-identifier", "value": "CONS-APP-4"}], "model": "Consumer product name", "version": "5.3.0"},
-        "requesting_organization": {"resourceType": "Organization", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RXX01"}], "name": "Riverside General Hospital"},
+        "requesting_organization": {"resourceType": "Organization", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": org_ods}], "name": org_name},
         "requesting_practitioner": {"resourceType": "Practitioner", "id": "10019",
             "identifier": [{"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "111222333444"}, {"system": "https://fhir.nhs.uk/Id/sds-role-profile-id", "value": "444555666777"}],
             "name": [{"family": "Jones", "given": ["Claire"], "prefix": ["Dr"]}]}
@@ -121,7 +137,7 @@ fn nopat(r: &Value) -> bool {
 
 /// Validates STU3 JSON with fhir.resources' STU3 models and the GP Connect checks of
 /// scripts/validate-gpconnect.py. Fails if the validator is not installed.
-pub fn validate_gp_connect(json: &Value) -> String {
+pub(crate) fn validate_gp_connect(json: &Value) -> String {
     let python = std::env::var("CALDICOTT_TEST_PYTHON")
         .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
     let dir = std::env::temp_dir().join(format!("caldicott-gpc-{}", caldicott_app::new_id()));

@@ -8,6 +8,7 @@ mod comms;
 mod fhir_api;
 mod governance;
 mod gp_connect;
+mod gp_connect_appointments;
 mod nhs_login;
 mod outbox;
 mod races;

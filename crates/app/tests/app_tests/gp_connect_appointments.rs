@@ -1,0 +1,431 @@
+//! GP Connect Appointment Management, as NHS 111 or an urgent treatment centre uses it through the
+//! Spine: find the patient, search the free slots the practice offers to other care settings,
+//! book one, read and list the patient's appointments, change what they wrote, cancel. Requests
+//! are built as the specification's examples build them (Ssp headers, unsigned JWT claims,
+//! `Appointment` bodies); answers are read as a consumer reads them and validated as STU3.
+//! Every case runs on SQLite and PostgreSQL.
+
+use crate::gp_connect::{jwt_at, validate_gp_connect};
+use caldicott_app::appointments::NewClinic;
+use caldicott_app::fixtures::{self, adult, FIXTURE_ASID};
+use caldicott_app::gp_connect::{appointments_root, GpcCall};
+use caldicott_app::gp_connect_appointments::Versioned;
+use caldicott_app::App;
+use caldicott_core::appointments::Slot;
+use caldicott_fhir::gpconnect::appointments::{self as gpc, instant};
+use caldicott_fhir::gpconnect::request::SspHeaders;
+use caldicott_fhir::gpconnect::{GpcError, SpineCode};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
+use chrono::Duration;
+use serde_json::{json, Value};
+
+fn app(t: &TestStore) -> App {
+    App::new(t.store.clone(), fixtures::test_clock())
+}
+
+/// Who asks: an urgent treatment centre, or another organisation.
+#[derive(Clone, Copy)]
+struct Consumer {
+    ods: &'static str,
+    name: &'static str,
+}
+
+const UTC: Consumer = Consumer { ods: "RR8", name: "Leeds Urgent Treatment Centre" };
+const OTHER: Consumer = Consumer { ods: "NHS111", name: "NHS 111 Yorkshire" };
+
+struct Ask<'a> {
+    app: &'a App,
+    ods: String,
+    who: Consumer,
+}
+
+impl Ask<'_> {
+    fn auth(&self, scope: &str) -> String {
+        jwt_at(&appointments_root(&self.ods), scope, self.who.ods, self.who.name, self.app.now())
+    }
+
+    fn call<'c>(
+        &'c self,
+        interaction: &'c str,
+        auth: &'c str,
+        q: &'c [(String, String)],
+        body: &'c [u8],
+    ) -> GpcCall<'c> {
+        GpcCall {
+            ods: &self.ods,
+            ssp: SspHeaders {
+                trace_id: Some("7c8b2f0e-3f1a-4e8e-9d39-6f1b2a3c4d5e"),
+                from: Some("200000000115"),
+                to: Some(FIXTURE_ASID),
+                interaction_id: Some(interaction),
+            },
+            authorization: Some(auth),
+            body,
+            query: q,
+        }
+    }
+
+    async fn find(&self, nhs: &str) -> Result<Value, GpcError> {
+        let auth = self.auth("patient/*.read");
+        let q = query(&[("identifier", &format!("https://fhir.nhs.uk/Id/nhs-number|{nhs}"))]);
+        self.app.gp_connect_appointments_find_patient(self.call(gpc::PATIENT_SEARCH_INTERACTION, &auth, &q, &[])).await
+    }
+
+    async fn slots(&self, pairs: &[(&str, &str)]) -> Result<Value, GpcError> {
+        let auth = self.auth("organization/*.read");
+        let q = query(pairs);
+        self.app.gp_connect_slots(self.call(gpc::SLOT_SEARCH_INTERACTION, &auth, &q, &[])).await
+    }
+
+    async fn book(&self, body: &Value) -> Result<Versioned, GpcError> {
+        let auth = self.auth("patient/*.write");
+        let bytes = body.to_string().into_bytes();
+        self.app.gp_connect_book(self.call(gpc::BOOK_INTERACTION, &auth, &[], &bytes)).await
+    }
+
+    async fn read(&self, id: &str) -> Result<Versioned, GpcError> {
+        let auth = self.auth("patient/*.read");
+        self.app.gp_connect_read_appointment(self.call(gpc::READ_INTERACTION, &auth, &[], &[]), id).await
+    }
+
+    async fn list(&self, patient: &str, from: &str, to: &str) -> Result<Value, GpcError> {
+        let auth = self.auth("patient/*.read");
+        let q = query(&[("start", &format!("ge{from}")), ("start", &format!("le{to}"))]);
+        self.app
+            .gp_connect_patient_appointments(self.call(gpc::PATIENT_APPOINTMENTS_INTERACTION, &auth, &q, &[]), patient)
+            .await
+    }
+
+    async fn change(
+        &self,
+        id: &str,
+        body: &Value,
+        cancel: bool,
+        if_match: Option<&str>,
+    ) -> Result<Versioned, GpcError> {
+        let auth = self.auth("patient/*.write");
+        let bytes = body.to_string().into_bytes();
+        let interaction = if cancel { gpc::CANCEL_INTERACTION } else { gpc::AMEND_INTERACTION };
+        self.app.gp_connect_change_appointment(self.call(interaction, &auth, &[], &bytes), id, if_match).await
+    }
+}
+
+fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// A clinic in `days` days, 09:00–10:00 in 15-minute slots, offered to patients online and to
+/// other care settings as given; its slots.
+async fn clinic(app: &App, tp: &fixtures::TestPractice, days: i64, online: bool, others: bool) -> Vec<Slot> {
+    let day = fixtures::today() + Duration::days(days);
+    let f = NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: if others { "09:00" } else { "11:00" }.into(),
+        end: if others { "10:00" } else { "12:00" }.into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_bookable: online,
+        others_bookable: others,
+        location: "Room 1".into(),
+    };
+    let (clinic, _) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
+    app.appointment_book(&tp.clinician, clinic.date, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.slot)
+        .filter(|s| s.clinic == clinic.id)
+        .collect()
+}
+
+/// A booking body as the specification's example builds it.
+fn booking(slot: &Slot, patient: &str, location: &str, who: Consumer) -> Value {
+    json!({
+        "resourceType": "Appointment",
+        "meta": { "profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-Appointment-1"] },
+        "extension": [{
+            "url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-BookingOrganisation-1",
+            "valueReference": { "reference": "#1" }
+        }],
+        "contained": [{
+            "resourceType": "Organization", "id": "1",
+            "meta": { "profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/CareConnect-GPC-Organization-1"] },
+            "identifier": [{ "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": who.ods }],
+            "name": who.name,
+            "telecom": [{ "system": "phone", "value": "0113 496 0000", "use": "work" }]
+        }],
+        "status": "booked",
+        "description": "Review of ankle sprain seen today",
+        "comment": "Please check swelling has gone down",
+        "start": instant(slot.starts_at),
+        "end": instant(slot.starts_at + Duration::minutes(i64::from(slot.minutes))),
+        "slot": [{ "reference": format!("Slot/{}", slot.id) }],
+        "created": instant(fixtures::now()),
+        "participant": [
+            { "actor": { "reference": format!("Patient/{patient}") }, "status": "accepted" },
+            { "actor": { "reference": format!("Location/{location}") }, "status": "accepted" }
+        ]
+    })
+}
+
+fn resources<'a>(b: &'a Value, kind: &str) -> Vec<&'a Value> {
+    b["entry"]
+        .as_array()
+        .map(|e| e.iter().map(|e| &e["resource"]).filter(|r| r["resourceType"] == kind).collect())
+        .unwrap_or_default()
+}
+
+fn day(days: i64) -> String {
+    (fixtures::today() + Duration::days(days)).to_string()
+}
+
+fn code(r: Result<impl std::fmt::Debug, GpcError>) -> SpineCode {
+    r.map(|v| panic!("expected a refusal, got {v:?}")).unwrap_or_else(|e| e.code)
+}
+
+fn cancelled(current: &Value, reason: &str) -> Value {
+    let mut v = current.clone();
+    v["status"] = json!("cancelled");
+    v["extension"].as_array_mut().unwrap().push(json!({
+        "url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-AppointmentCancellationReason-1",
+        "valueString": reason
+    }));
+    v
+}
+
+async fn urgent_care_books_a_slot_offered_to_it_changes_and_cancels_its_booking(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let offered = clinic(&app, &tp, 3, false, true).await;
+    let online_only = clinic(&app, &tp, 3, true, false).await;
+    let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
+
+    // Find the patient: their logical id is what a booking names.
+    let found = ask.find(pat.nhs_number.as_str()).await.unwrap();
+    validate_gp_connect(&found);
+    let patient_id = resources(&found, "Patient")[0]["id"].as_str().unwrap().to_owned();
+
+    // Free slots over three days: only those offered to other care settings, with their
+    // schedule, clinician, premises and practice.
+    let everything = [
+        ("start", format!("ge{}", day(2))),
+        ("end", format!("le{}", day(4))),
+        ("status", "free".into()),
+        ("_include", "Slot:schedule".into()),
+        ("_include:recurse", "Schedule:actor:Practitioner".into()),
+        ("_include:recurse", "Schedule:actor:Location".into()),
+        ("_include:recurse", "Location:managingOrganization".into()),
+        ("searchFilter", format!("https://fhir.nhs.uk/Id/ods-organization-code|{}", UTC.ods)),
+        ("searchFilter", "https://fhir.nhs.uk/STU3/CodeSystem/GPConnect-OrganisationType-1|urgent-care".into()),
+    ];
+    let pairs: Vec<(&str, &str)> = everything.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let search = ask.slots(&pairs).await.unwrap();
+    validate_gp_connect(&search);
+    let ids: Vec<&str> = resources(&search, "Slot").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids.len(), offered.len(), "{ids:?}");
+    assert!(offered.iter().all(|s| ids.contains(&s.id.to_string().as_str())));
+    assert!(
+        online_only.iter().all(|s| !ids.contains(&s.id.to_string().as_str())),
+        "patient-only slots are not offered"
+    );
+    assert_eq!(resources(&search, "Schedule").len(), 1);
+    assert_eq!(resources(&search, "Practitioner").len(), 1);
+    let location = resources(&search, "Location")[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(resources(&search, "Organization")[0]["identifier"][0]["value"], tp.practice.ods_code.as_str());
+
+    // Book the first: 201-worthy, version 1, as stored.
+    let slot = &offered[0];
+    let booked = ask.book(&booking(slot, &patient_id, &location, UTC)).await.unwrap();
+    validate_gp_connect(&booked.resource);
+    assert_eq!(booked.version, 1);
+    assert_eq!(booked.resource["status"], "booked");
+    assert_eq!(booked.resource["description"], "Review of ankle sprain seen today");
+    assert_eq!(booked.resource["contained"][0]["identifier"][0]["value"], UTC.ods);
+
+    // The slot is gone from the next search, and a second booking of it is a duplicate.
+    let again = ask.slots(&pairs).await.unwrap();
+    assert_eq!(resources(&again, "Slot").len(), offered.len() - 1);
+    assert_eq!(code(ask.book(&booking(slot, &patient_id, &location, UTC)).await), SpineCode::DuplicateRejected);
+    // A slot kept for patients online is not there to other care settings.
+    let not_offered = booking(&online_only[0], &patient_id, &location, UTC);
+    assert_eq!(code(ask.book(&not_offered).await), SpineCode::ReferenceNotFound);
+
+    // The practice sees who booked it, from where, and why, in its appointment book.
+    let book = app.appointment_book(&tp.clinician, fixtures::today() + Duration::days(3), 1).await.unwrap();
+    let line = book.iter().find(|l| l.slot.id == slot.id).unwrap();
+    let (a, _) = line.booking.as_ref().expect("booked");
+    assert!(a.booked_by.contains("Dr Claire Jones at Leeds Urgent Treatment Centre (RR8)"), "{}", a.booked_by);
+    assert_eq!(a.description.as_deref(), Some("Review of ankle sprain seen today"));
+    assert_eq!(a.booked_through.as_ref().and_then(|o| o.telephone.as_deref()), Some("0113 496 0000"));
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    let e = events.iter().rev().find(|e| e.action == "appointment.book").unwrap();
+    assert_eq!((e.actor_kind.as_str(), e.actor_id.as_str()), ("gp_connect", "RR8"));
+    assert_eq!(e.patient.as_deref(), Some(pat.id.to_string().as_str()));
+
+    // Read it and list the patient's appointments from today.
+    let read = ask.read(&booked.id).await.unwrap();
+    assert_eq!(read.resource, booked.resource);
+    let listed = ask.list(&patient_id, &day(0), &day(13)).await.unwrap();
+    validate_gp_connect(&listed);
+    assert_eq!(resources(&listed, "Appointment").len(), 1);
+    assert_eq!(ask.list(&patient_id, &day(4), &day(13)).await.map(|b| resources(&b, "Appointment").len()), Ok(0));
+
+    // Amend what was written: version 2; a change from a stale read is refused.
+    let mut amended = read.resource.clone();
+    amended["description"] = json!("Ankle sprain and wrist pain");
+    let v2 = ask.change(&booked.id, &amended, false, Some("W/\"1\"")).await.unwrap();
+    assert_eq!((v2.version, v2.resource["description"].as_str()), (2, Some("Ankle sprain and wrist pain")));
+    assert_eq!(
+        code(ask.change(&booked.id, &amended, false, Some("W/\"1\"")).await),
+        SpineCode::FhirConstraintViolation
+    );
+    // Moving it is not an amendment.
+    let mut moved = v2.resource.clone();
+    moved["start"] = json!(instant(offered[1].starts_at));
+    assert_eq!(code(ask.change(&booked.id, &moved, false, None).await), SpineCode::InvalidResource);
+
+    // Another organisation may read it but not cancel what it did not book.
+    let other = Ask { app: &app, ods: ask.ods.clone(), who: OTHER };
+    assert!(other.read(&booked.id).await.is_ok());
+    let cancel = cancelled(&v2.resource, "Patient feels better");
+    assert_eq!(code(other.change(&booked.id, &cancel, true, None).await), SpineCode::InvalidResource);
+
+    // The booker cancels it: version 3, the reason kept, the slot free again.
+    let v3 = ask.change(&booked.id, &cancel, true, Some("W/\"2\"")).await.unwrap();
+    validate_gp_connect(&v3.resource);
+    assert_eq!((v3.version, v3.resource["status"].as_str()), (3, Some("cancelled")));
+    assert_eq!(code(ask.change(&booked.id, &cancel, true, None).await), SpineCode::InvalidResource, "cancelled once");
+    let free_again = ask.slots(&pairs).await.unwrap();
+    assert_eq!(resources(&free_again, "Slot").len(), offered.len());
+    let listed = ask.list(&patient_id, &day(0), &day(13)).await.unwrap();
+    assert_eq!(resources(&listed, "Appointment")[0]["status"], "cancelled", "cancelled appointments are listed");
+
+    // The patient sees that another service looked at their appointments.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let lines = app.my_record_activity(&me).await.unwrap();
+    let line = lines.iter().find(|l| l.what.contains("appointments")).expect("the appointments read is listed");
+    assert_eq!(line.who, "Dr Claire Jones at Leeds Urgent Treatment Centre (RR8)");
+}
+
+async fn two_care_settings_booking_one_slot_at_once_leave_exactly_one_booking(t: &TestStore) {
+    // T46: one slot never holds two live bookings, however the requests interleave.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let offered = clinic(&app, &tp, 2, false, true).await;
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let mut people = Vec::new();
+    for _ in 0..8 {
+        people.push(adult(&app, tp.practice.id).await.unwrap());
+    }
+    let tries = people.iter().map(|p| {
+        let (app, ods, slot) = (app.clone(), ods.clone(), offered[0].clone());
+        let patient = p.id.to_string();
+        let location = tp.practice.id.to_string();
+        tokio::spawn(async move {
+            let ask = Ask { app: &app, ods, who: UTC };
+            ask.book(&booking(&slot, &patient, &location, UTC)).await.map(|_| ()).map_err(|e| e.code)
+        })
+    });
+    let results = crate::app::futures_join(tries).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Ok(()) | Err(SpineCode::DuplicateRejected))), "{results:?}");
+    let book = app.appointment_book(&tp.clinician, fixtures::today() + Duration::days(2), 1).await.unwrap();
+    assert_eq!(book.iter().filter(|l| l.booking.is_some()).count(), 1);
+}
+
+async fn what_is_not_bookable_or_not_here_is_refused_and_changes_nothing(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let elsewhere = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let stranger = adult(&app, elsewhere.practice.id).await.unwrap();
+    let offered = clinic(&app, &tp, 2, false, true).await;
+    let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
+    let location = tp.practice.id.to_string();
+    let before = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap().len();
+
+    // Another practice's patient, and a patient who is not registered, cannot be booked for.
+    let body = booking(&offered[0], &stranger.id.to_string(), &location, UTC);
+    assert_eq!(code(ask.book(&body).await), SpineCode::ReferenceNotFound);
+    let found = ask.find(stranger.nhs_number.as_str()).await.unwrap();
+    assert!(resources(&found, "Patient").is_empty(), "another practice's patient is not found here");
+    // Booking at another location, or with the slot's times wrong, or with a reading scope.
+    let body = booking(&offered[0], &pat.id.to_string(), &elsewhere.practice.id.to_string(), UTC);
+    assert_eq!(code(ask.book(&body).await), SpineCode::ReferenceNotFound);
+    let mut body = booking(&offered[0], &pat.id.to_string(), &location, UTC);
+    body["start"] = json!(instant(offered[1].starts_at));
+    body["end"] = json!(instant(offered[1].starts_at + Duration::minutes(15)));
+    assert_eq!(code(ask.book(&body).await), SpineCode::InvalidResource);
+    let body = booking(&offered[0], &pat.id.to_string(), &location, UTC);
+    let auth = ask.auth("patient/*.read");
+    let bytes = body.to_string().into_bytes();
+    let read_scope = app.gp_connect_book(ask.call(gpc::BOOK_INTERACTION, &auth, &[], &bytes)).await;
+    assert_eq!(code(read_scope), SpineCode::BadRequest);
+    // Addressed as a slot search: the interaction must be the booking's.
+    let wrong =
+        app.gp_connect_book(ask.call(gpc::SLOT_SEARCH_INTERACTION, &ask.auth("patient/*.write"), &[], &bytes)).await;
+    assert_eq!(code(wrong), SpineCode::BadRequest);
+    let book = app.appointment_book(&tp.clinician, fixtures::today() + Duration::days(2), 1).await.unwrap();
+    assert!(book.iter().all(|l| l.booking.is_none()), "nothing was booked");
+
+    // Searches the specification refuses.
+    let q = |s: String, e: String| {
+        [("start", s), ("end", e), ("status", "free".to_owned()), ("_include", "Slot:schedule".to_owned())]
+    };
+    let too_long = q(format!("ge{}", day(0)), format!("le{}", day(15)));
+    let pairs: Vec<(&str, &str)> = too_long.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(code(ask.slots(&pairs).await), SpineCode::InvalidParameter);
+    assert_eq!(code(ask.list(&pat.id.to_string(), &day(-1), &day(3)).await), SpineCode::InvalidParameter);
+    assert_eq!(code(ask.list(&stranger.id.to_string(), &day(0), &day(3)).await), SpineCode::PatientNotFound);
+    assert_eq!(code(ask.read("not-an-id").await), SpineCode::NoRecordFound);
+
+    // An appointment booked by the patient online is another organisation's to them: readable,
+    // not cancellable; and one of another practice is not found.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let online = clinic(&app, &tp, 5, true, false).await;
+    let (mine, _) = app.book_online(&me, None, online[0].id).await.unwrap();
+    let read = ask.read(&mine.id.to_string()).await.unwrap();
+    assert!(read.resource.get("contained").is_none(), "booked by the patient, no booking organisation");
+    let cancel = cancelled(&read.resource, "Not needed");
+    assert_eq!(code(ask.change(&mine.id.to_string(), &cancel, true, None).await), SpineCode::InvalidResource);
+    let (upcoming, _) = app.my_appointments(&me, None).await.unwrap();
+    assert!(upcoming.iter().any(|a| a.id == mine.id && !a.cancelled), "still booked");
+    let away = Ask { app: &app, ods: elsewhere.practice.ods_code.as_str().to_owned(), who: UTC };
+    assert_eq!(code(away.read(&mine.id.to_string()).await), SpineCode::NoRecordFound);
+
+    // Every refusal about a patient or an appointment was audited; nothing was lost.
+    let after = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    assert!(after.len() > before);
+    assert!(after.iter().any(|e| e.action == "appointment.gp_connect_read" && e.outcome == "not_found"));
+}
+
+async fn an_appointment_that_has_passed_is_not_changed(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let offered = clinic(&app, &tp, 1, false, true).await;
+    let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
+    let booked = ask.book(&booking(&offered[0], &pat.id.to_string(), &tp.practice.id.to_string(), UTC)).await.unwrap();
+    // Two days on, the appointment has passed.
+    let later = App::new(t.store.clone(), std::sync::Arc::new(|| fixtures::now() + Duration::days(2)));
+    let ask_later = Ask { app: &later, ods: ask.ods.clone(), who: UTC };
+    let cancel = cancelled(&booked.resource, "Too late");
+    assert_eq!(code(ask_later.change(&booked.id, &cancel, true, None).await), SpineCode::InvalidResource);
+    assert_eq!(code(ask_later.read(&booked.id).await), SpineCode::NoRecordFound, "served from today on");
+    assert_eq!(ask.read(&booked.id).await.map(|v| v.version), Ok(1), "unchanged");
+}
+
+both!(
+    urgent_care_books_a_slot_offered_to_it_changes_and_cancels_its_booking,
+    two_care_settings_booking_one_slot_at_once_leave_exactly_one_booking,
+    what_is_not_bookable_or_not_here_is_refused_and_changes_nothing,
+    an_appointment_that_has_passed_is_not_changed,
+);
