@@ -65,7 +65,7 @@ fn spine_request(
     h.insert("Ssp-InteractionID", interaction.parse().unwrap());
     h.insert(header::AUTHORIZATION, auth.parse().unwrap());
     h.insert(header::ACCEPT, "application/fhir+json".parse().unwrap());
-    if method == "POST" {
+    if method == "POST" || method == "PUT" {
         h.insert(header::CONTENT_TYPE, "application/fhir+json;charset=utf-8".parse().unwrap());
     }
     change(h);
@@ -315,4 +315,133 @@ async fn the_spine_is_answered_as_the_specification_says(t: &TestStore) {
     assert!(!main.json.to_string().contains("SPINE-"));
 }
 
-both!(the_spine_is_answered_as_the_specification_says);
+async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) {
+    use caldicott_fhir::gpconnect::appointments as gpc;
+    let app = App::new(t.store.clone(), fixtures::test_clock());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let day = fixtures::today() + Duration::days(2);
+    let clinic = caldicott_app::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: "10:00".into(),
+        end: "10:30".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_telephone".into(),
+        online_bookable: false,
+        others_bookable: true,
+        location: "Phone".into(),
+    };
+    app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
+    let spine = || caldicott_web::spine_router(app.clone());
+    let root = caldicott_app::gp_connect::appointments_root(&ods);
+    let write = jwt_at(&root, "patient/*.write");
+    let read = jwt_at(&root, "patient/*.read");
+
+    let search = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{root}/Slot?start=ge{day}&end=le{day}&status=free&_include=Slot:schedule"),
+            gpc::SLOT_SEARCH_INTERACTION,
+            &jwt_at(&root, "organization/*.read"),
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.json);
+    let slot = search.json["entry"][0]["resource"].clone();
+    assert_eq!(slot["resourceType"], "Slot");
+    assert_eq!(slot["extension"][0]["valueCode"], "Telephone");
+    let body = json!({
+        "resourceType": "Appointment",
+        "extension": [{"url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-BookingOrganisation-1", "valueReference": {"reference": "#1"}}],
+        "contained": [{"resourceType": "Organization", "id": "1", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "A1001"}], "name": "Test Hospital", "telecom": [{"system": "phone", "value": "0300 000 0000"}]}],
+        "status": "booked", "description": "Follow-up call about discharge",
+        "start": slot["start"], "end": slot["end"], "slot": [{"reference": format!("Slot/{}", slot["id"].as_str().unwrap())}],
+        "created": gpc::instant(fixtures::now()),
+        "participant": [{"actor": {"reference": format!("Patient/{}", pat.id)}, "status": "accepted"},
+                        {"actor": {"reference": format!("Location/{}", tp.practice.id)}, "status": "accepted"}]
+    });
+    let bytes = |v: &Value| serde_json::to_vec(v).unwrap();
+
+    // Booked: 201, where it is, and its version.
+    let booked = send(
+        spine(),
+        spine_request("POST", &format!("{root}/Appointment"), gpc::BOOK_INTERACTION, &write, bytes(&body), |_| {}),
+    )
+    .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.json);
+    let id = booked.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(booked.headers[header::LOCATION], format!("{root}/Appointment/{id}").as_str());
+    assert_eq!(booked.headers[header::ETAG], "W/\"1\"");
+    assert_eq!(booked.headers[header::CACHE_CONTROL], "no-store");
+    let twice = send(
+        spine(),
+        spine_request("POST", &format!("{root}/Appointment"), gpc::BOOK_INTERACTION, &write, bytes(&body), |_| {}),
+    )
+    .await;
+    assert_eq!((twice.status, spine_code(&twice)), (StatusCode::CONFLICT, "DUPLICATE_REJECTED"));
+
+    // Read: the same version in the ETag.
+    let path = format!("{root}/Appointment/{id}");
+    let got = send(spine(), spine_request("GET", &path, gpc::READ_INTERACTION, &read, Vec::new(), |_| {})).await;
+    assert_eq!((got.status, &got.headers[header::ETAG]), (StatusCode::OK, &"W/\"1\"".parse().unwrap()));
+
+    // Amend with If-Match, then a stale If-Match is a conflict.
+    let mut amended = got.json.clone();
+    amended["comment"] = json!("Patient prefers the afternoon");
+    let if_match = |v: &'static str| {
+        move |h: &mut axum::http::HeaderMap| {
+            h.insert(header::IF_MATCH, v.parse().unwrap());
+        }
+    };
+    let ok = send(
+        spine(),
+        spine_request("PUT", &path, gpc::AMEND_INTERACTION, &write, bytes(&amended), if_match("W/\"1\"")),
+    )
+    .await;
+    assert_eq!((ok.status, &ok.headers[header::ETAG]), (StatusCode::OK, &"W/\"2\"".parse().unwrap()), "{}", ok.json);
+    let stale = send(
+        spine(),
+        spine_request("PUT", &path, gpc::AMEND_INTERACTION, &write, bytes(&amended), if_match("W/\"1\"")),
+    )
+    .await;
+    assert_eq!((stale.status, spine_code(&stale)), (StatusCode::CONFLICT, "FHIR_CONSTRAINT_VIOLATION"));
+
+    // Cancel: the same address, the cancel interaction.
+    let mut cancel = ok.json.clone();
+    cancel["status"] = json!("cancelled");
+    cancel["extension"].as_array_mut().unwrap().push(json!({"url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-AppointmentCancellationReason-1", "valueString": "Discharge delayed"}));
+    let done =
+        send(spine(), spine_request("PUT", &path, gpc::CANCEL_INTERACTION, &write, bytes(&cancel), |_| {})).await;
+    assert_eq!((done.status, done.json["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{}", done.json);
+    assert_eq!(done.headers[header::ETAG], "W/\"3\"");
+
+    // A body that is not JSON is refused as a media type; DELETE is not how GP Connect cancels.
+    let xml = send(
+        spine(),
+        spine_request("PUT", &path, gpc::CANCEL_INTERACTION, &write, bytes(&cancel), |h| {
+            h.insert(header::CONTENT_TYPE, "application/fhir+xml".parse().unwrap());
+        }),
+    )
+    .await;
+    assert_eq!(xml.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let delete =
+        send(spine(), spine_request("DELETE", &path, gpc::CANCEL_INTERACTION, &write, Vec::new(), |_| {})).await;
+    assert_eq!((delete.status, spine_code(&delete)), (StatusCode::BAD_REQUEST, "BAD_REQUEST"));
+
+    // The main router serves none of it.
+    let main = send(
+        caldicott_web::router(app.clone()),
+        spine_request("GET", &path, gpc::READ_INTERACTION, &read, Vec::new(), |_| {}),
+    )
+    .await;
+    assert_eq!(main.status, StatusCode::NOT_FOUND);
+}
+
+both!(the_spine_is_answered_as_the_specification_says, appointments_are_booked_changed_and_cancelled_over_http);
