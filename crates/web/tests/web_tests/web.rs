@@ -2772,6 +2772,17 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     assert!(location(&ok).starts_with("/appointments?from="), "{}", ok.body);
     let book = staff.get(location(&ok)).await;
     assert!(book.body.contains("Clinic added with 4 slots."));
+    assert!(book.body.contains("Other care settings can book these slots"), "the form offers it");
+    assert!(!book.body.contains("nhsuk-tag--blue\">Other care settings"), "not chosen for this clinic");
+    // A clinic kept for NHS 111 and urgent care: not offered to patients online, tagged so.
+    let mut kept = form.clone();
+    kept[5] = ("start", "13:00");
+    kept[6] = ("end", "13:30");
+    kept[10] = ("others_bookable", "yes");
+    let ok = staff.post("/appointments/clinics", &kept).await;
+    let book = staff.get(location(&ok)).await;
+    assert!(book.body.contains("Clinic added with 2 slots."), "{}", book.body);
+    assert!(book.body.contains("nhsuk-tag--blue\">Other care settings"));
 
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let mut p = Browser::new(&app);
