@@ -3,8 +3,9 @@
 # Spine: starts `caldicott demo` (200 patients, a scratch database) with the Spine listener
 # behind mutual TLS, using the test authority and client certificate in crates/cli/tests/tls
 # (made for tests only), then asks for Hannah Rivers's structured record (9990996008, or the NHS
-# number given), finds her through Access Document and lists her documents, and shows two
-# refusals. Needs curl and python3. CALDICOTT_BIN uses a binary already built.
+# number given), finds her through Access Document and lists her documents, books her a slot the
+# practice offers to other care settings through Appointment Management, reads it back and
+# cancels it, and shows two refusals. Needs curl and python3. CALDICOTT_BIN uses a binary already built.
 #   scripts/gpconnect-try.sh [NHS number]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +71,7 @@ for e in r.get("entry", []):
 kinds = collections.Counter(e["resource"]["resourceType"] for e in r.get("entry", []))
 labelled = sum(1 for e in r.get("entry", []) if any(s.get("code") == "NOPAT" for s in e["resource"].get("meta", {}).get("security", [])))
 print("  resources:", dict(kinds), "| labelled NOPAT:", labelled)
+if r["resourceType"] == "Appointment": print("  ", r["status"], r["start"], "-", r["description"], "| version", r["meta"]["versionId"])
 for i in r.get("issue", []): print("  ", i["details"]["coding"][0]["code"], "-", i.get("diagnostics"))'
 }
 
@@ -91,6 +93,41 @@ if [ -n "$PID" ]; then
   INC='_include=DocumentReference%3Asubject%3APatient&_include=DocumentReference%3Acustodian%3AOrganization&_include=DocumentReference%3Aauthor%3AOrganization&_include=DocumentReference%3Aauthor%3APractitioner&_revinclude%3Arecurse=PractitionerRole%3Apractitioner'
   spine GET "documents/Patient/$PID/DocumentReference?$INC" \
     urn:nhs:names:services:gpconnect:documents:fhir:rest:search:documentreference-1 'patient/*.read' | summary
+fi
+echo "== Appointment Management: find the patient, search two weeks of slots, book, read, cancel"
+APPT=urn:nhs:names:services:gpconnect:fhir:rest
+FOUND=$(spine GET "appointments/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C$NHS" "$APPT:search:patient-1" 'patient/*.read')
+PID=$(echo "$FOUND" | head -n -1 | python3 -c 'import json,sys; e=json.load(sys.stdin).get("entry",[]); print(e[0]["resource"]["id"] if e else "")')
+FROM=$(date -u -d tomorrow +%F); TO=$(date -u -d '+14 days' +%F)
+SLOTS=$(spine GET "appointments/Slot?start=ge$FROM&end=le$TO&status=free&_include=Slot%3Aschedule&_include%3Arecurse=Schedule%3Aactor%3APractitioner&_include%3Arecurse=Schedule%3Aactor%3ALocation" \
+  "$APPT:search:slot-1" 'organization/*.read')
+echo "$SLOTS" | summary
+BODY=$(echo "$SLOTS" | head -n -1 | PID="$PID" python3 -c '
+import json, os, sys, datetime
+b = json.load(sys.stdin); e = [x["resource"] for x in b.get("entry", [])]
+slot = next((r for r in e if r["resourceType"] == "Slot"), None)
+loc = next((r for r in e if r["resourceType"] == "Location"), None)
+if slot and loc and os.environ["PID"]:
+    print(json.dumps({"resourceType": "Appointment",
+      "extension": [{"url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-BookingOrganisation-1", "valueReference": {"reference": "#1"}}],
+      "contained": [{"resourceType": "Organization", "id": "1", "name": "Riverside General Hospital",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RXX01"}],
+        "telecom": [{"system": "phone", "value": "0113 496 0000"}]}],
+      "status": "booked", "description": "Follow-up after discharge", "start": slot["start"], "end": slot["end"],
+      "slot": [{"reference": "Slot/" + slot["id"]}], "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "participant": [{"actor": {"reference": "Patient/" + os.environ["PID"]}, "status": "accepted"},
+                      {"actor": {"reference": "Location/" + loc["id"]}, "status": "accepted"}]}))')
+if [ -n "$BODY" ]; then
+  BOOKED=$(spine POST appointments/Appointment "$APPT:create:appointment-1" 'patient/*.write' "$BODY")
+  echo "$BOOKED" | summary
+  CANCEL=$(echo "$BOOKED" | head -n -1 | python3 -c '
+import json, sys
+a = json.load(sys.stdin); a["status"] = "cancelled"
+a["extension"].append({"url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-AppointmentCancellationReason-1", "valueString": "Seen in clinic instead"})
+print(json.dumps(a))')
+  AID=$(echo "$CANCEL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  spine GET "appointments/Appointment/$AID" "$APPT:read:appointment-1" 'patient/*.read' | summary
+  spine PUT "appointments/Appointment/$AID" "$APPT:cancel:appointment-1" 'patient/*.write' "$CANCEL" | summary
 fi
 echo "== Refused: an NHS number that fails its check digit"
 spine POST 'structured/Patient/$gpc.getstructuredrecord' \

@@ -274,8 +274,8 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
                     }
                     .into(),
                     online_bookable: true,
-                    // The first GP's sessions are also offered to NHS 111 and urgent care.
-                    others_bookable: i == 0 && !nurse,
+                    // GPs' face-to-face sessions are also offered to NHS 111 and urgent care.
+                    others_bookable: !nurse && i % 2 == 0,
                     location: if nurse { "Treatment room" } else { "Consulting room" }.into(),
                 };
                 if let Err(problems) = app.create_clinic(&reception, &clinic).await? {
