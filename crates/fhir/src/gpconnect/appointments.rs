@@ -671,14 +671,14 @@ pub fn appointments_bundle(base: &str, trace_id: &str, found: &[(Appointment, Sl
             json!({ "fullUrl": format!("{base}/Appointment/{}", a.id), "resource": appointment_resource(a, s, location), "search": { "mode": "match" } })
         })
         .collect();
-    json!({
+    crate::write::compact(json!({
         "resourceType": "Bundle",
         "id": trace_id,
         "meta": { "profile": [super::documents::SEARCHSET_PROFILE] },
         "type": "searchset",
         "total": found.len(),
         "entry": entry,
-    })
+    }))
 }
 
 /// A patient found by NHS number, as the appointments endpoint answers it.
@@ -695,14 +695,14 @@ pub fn patient_search_bundle(
             vec![json!({ "fullUrl": format!("{base}/Patient/{}", p.id), "resource": r, "search": { "mode": "match" } })]
         })
         .unwrap_or_default();
-    json!({
+    crate::write::compact(json!({
         "resourceType": "Bundle",
         "id": trace_id,
         "meta": { "profile": [super::documents::SEARCHSET_PROFILE] },
         "type": "searchset",
         "total": entry.len(),
         "entry": entry,
-    })
+    }))
 }
 
 /// The capability statement of the appointments endpoint.
