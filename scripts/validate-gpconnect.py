@@ -49,6 +49,12 @@ def gp_connect_problems(data):
         if not data.get("contentType") or not data.get("content") or "securityContext" in data:
             problems.append("a Binary carries contentType and content, and no securityContext")
         return problems
+    if kind == "CapabilityStatement":
+        # A capability statement names no profile of its own; it lists the profiles it serves.
+        listed = [p.get("reference", "") for p in data.get("profile", [])]
+        if not listed or not all(p.startswith(STU3) for p in listed) or data.get("fhirVersion") != "3.0.1":
+            problems.append("a capability statement lists GP Connect STU3 profiles and FHIR 3.0.1")
+        return problems
     if not profiles or not all(p.startswith(STU3) for p in profiles):
         problems.append(f"{kind}: meta.profile must name a GP Connect STU3 profile, not {profiles}")
     if kind == "OperationOutcome":

@@ -66,6 +66,11 @@ impl Ask<'_> {
         }
     }
 
+    async fn metadata(&self, scope: &str) -> Result<Value, GpcError> {
+        let auth = self.auth(scope);
+        self.app.gp_connect_appointments_metadata(self.call(gpc::METADATA_INTERACTION, &auth, &[], &[])).await
+    }
+
     async fn find(&self, nhs: &str) -> Result<Value, GpcError> {
         let auth = self.auth("patient/*.read");
         let q = query(&[("identifier", &format!("https://fhir.nhs.uk/Id/nhs-number|{nhs}"))]);
@@ -350,6 +355,14 @@ async fn what_is_not_bookable_or_not_here_is_refused_and_changes_nothing(t: &Tes
     let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
     let location = tp.practice.id.to_string();
     let before = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap().len();
+
+    // The capability statement: what is offered, for an organisation-level caller only.
+    let cs = ask.metadata("organization/*.read").await.unwrap();
+    validate_gp_connect(&cs);
+    assert_eq!((cs["version"].as_str(), cs["fhirVersion"].as_str()), (Some("1.2.7"), Some("3.0.1")));
+    let slot = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Slot").unwrap();
+    assert!(slot["searchInclude"].as_array().unwrap().iter().any(|i| i == "Location:managingOrganization"));
+    assert_eq!(code(ask.metadata("patient/*.read").await), SpineCode::BadRequest);
 
     // Another practice's patient, and a patient who is not registered, cannot be booked for.
     let body = booking(&offered[0], &stranger.id.to_string(), &location, UTC);
