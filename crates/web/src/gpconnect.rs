@@ -16,6 +16,11 @@
 //! `ETag`), `GET …/Appointment/{id}`, `PUT …/Appointment/{id}` (amend or cancel, by the
 //! interaction; `If-Match` honoured), `GET …/Patient/{id}/Appointment?…`.
 //!
+//! [`pfs_routes`], on the main router: GP Connect Patient Facing Services Appointments for a
+//! patient's app, under `/pfs/{ODS}/STU3/1/appointments` (`metadata`, `Slot`, `Appointment`,
+//! `Appointment/{id}` read and cancel, `Patient/{id}/Appointment`), the caller the app's FHIR
+//! access token.
+//!
 //! Every answer is `application/fhir+json`, `Cache-Control: no-store`; every error a
 //! `GPConnect-OperationOutcome-1` with the Spine code and the HTTP status the specification
 //! gives it.
@@ -27,6 +32,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use caldicott_app::fhir_api::PfsCall;
 use caldicott_app::gp_connect::GpcCall;
 use caldicott_app::gp_connect_appointments::{etag, Versioned};
 use caldicott_app::App;
@@ -61,6 +67,73 @@ pub(crate) fn routes() -> Router<App> {
             &format!("{root}/Patient/$gpc.getstructuredrecord"),
             post(structured).fallback(wrong_method).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+}
+
+/// GP Connect Patient Facing Services Appointments, for patients' apps (assembled into the main
+/// router by [`crate::router`]).
+pub(crate) fn pfs_routes() -> Router<App> {
+    let root = "/pfs/{ods}/STU3/1/appointments";
+    Router::new()
+        .route(&format!("{root}/metadata"), get(pfs_metadata).fallback(wrong_method))
+        .route(&format!("{root}/Slot"), get(pfs_slots).fallback(wrong_method))
+        .route(&format!("{root}/Appointment"), post(pfs_book).fallback(wrong_method))
+        .route(&format!("{root}/Appointment/{{id}}"), get(pfs_read).put(pfs_cancel).fallback(wrong_method))
+        .route(&format!("{root}/Patient/{{patient}}/Appointment"), get(pfs_appointments).fallback(wrong_method))
+}
+
+fn pfs_call<'a>(g: &'a SpineGet, body: &'a [u8]) -> PfsCall<'a> {
+    PfsCall { ods: g.param("ods"), token: crate::authorization::bearer_token(&g.headers), query: &g.query, body }
+}
+
+async fn pfs_metadata(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.pfs_metadata(g.param("ods")).await)
+}
+
+async fn pfs_slots(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.pfs_slots(pfs_call(&g, &[])).await)
+}
+
+async fn pfs_appointments(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.pfs_appointments(pfs_call(&g, &[]), g.param("patient")).await)
+}
+
+async fn pfs_read(State(app): State<App>, g: SpineGet) -> Response {
+    versioned(app.pfs_read(pfs_call(&g, &[]), g.param("id")).await, None)
+}
+
+async fn pfs_book(
+    State(app): State<App>,
+    Path(ods): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match read_body(&headers, q.as_deref(), body).await {
+        Ok(bytes) => {
+            let call =
+                PfsCall { ods: &ods, token: crate::authorization::bearer_token(&headers), query: &[], body: &bytes };
+            let base = caldicott_app::fhir_api::pfs_root(&ods);
+            versioned(app.pfs_book(call).await, Some(&base))
+        }
+        Err(r) => r,
+    }
+}
+
+async fn pfs_cancel(
+    State(app): State<App>,
+    Path((ods, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match read_body(&headers, q.as_deref(), body).await {
+        Ok(bytes) => {
+            let call =
+                PfsCall { ods: &ods, token: crate::authorization::bearer_token(&headers), query: &[], body: &bytes };
+            versioned(app.pfs_cancel(call, &id).await, None)
+        }
+        Err(r) => r,
+    }
 }
 
 fn answer(result: Result<Value, GpcError>) -> Response {

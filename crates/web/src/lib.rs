@@ -63,6 +63,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/apps/v1", app_api::routes())
         .nest("/api/v1", api::routes().merge(staff::api_routes()))
         .nest(fhir::BASE, fhir::routes())
+        .merge(gpconnect::pfs_routes())
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::Extension(std::sync::Arc::new(throttle::Throttles::new())))

@@ -452,6 +452,6 @@ mod tests {
     fn the_reader_is_read_back_from_the_detail() {
         assert_eq!(reader_named_in("who=Dr A at B (X1); sds_user=1"), Some("Dr A at B (X1)"));
         assert_eq!(reader_named_in("sds_user=1"), None);
-        assert_eq!(plain("a;b\nc\u{202E}d"), "a,bcd");
+        assert_eq!(plain("a;b\nc\u{202E}d"), "a,b cd");
     }
 }

@@ -297,11 +297,12 @@ impl App {
         slot: SlotId,
     ) -> AppResult<(Appointment, Slot)> {
         let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
-        self.book_for(me.practice, who.patient.id, slot, who.requester(me), me.actor(who.link.as_ref())).await
+        self.book_for(me.practice, who.patient.id, slot, who.requester(me), me.actor(who.link.as_ref()), None).await
     }
 
     /// Books a free online-bookable slot for a patient, audited as `actor`: the one way a
-    /// booking is made online, from the pages or an app.
+    /// booking is made online, from the pages or an app. `reason` is what the patient wrote it
+    /// is for, and a further comment, when their app sent them.
     pub(crate) async fn book_for(
         &self,
         practice: PracticeId,
@@ -309,6 +310,7 @@ impl App {
         slot: SlotId,
         booked_by: String,
         actor: caldicott_core::audit::Actor,
+        reason: Option<(String, Option<String>)>,
     ) -> AppResult<(Appointment, Slot)> {
         let now = self.now();
         let slot = self
@@ -317,7 +319,11 @@ impl App {
             .await?
             .filter(|s| can_book_online(s, now))
             .ok_or_else(|| AppError::NotFound("that appointment is not available to book online".into()))?;
-        let appointment = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient, now, booked_by);
+        let mut appointment = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient, now, booked_by);
+        if let Some((description, comment)) = reason {
+            appointment.description = Some(description);
+            appointment.comment = comment;
+        }
         let audit = self.patient_audit(
             actor,
             Some(patient),
@@ -338,11 +344,12 @@ impl App {
         id: AppointmentId,
     ) -> AppResult<()> {
         let who = self.acting_for(me, link, ServiceKind::Appointments).await?;
-        self.cancel_for(me.practice, who.patient.id, id, who.requester(me), me.actor(who.link.as_ref())).await
+        self.cancel_for(me.practice, who.patient.id, id, who.requester(me), me.actor(who.link.as_ref()), None).await
     }
 
     /// Cancels a patient's upcoming appointment online, up to the practice's cut-off, audited
-    /// as `actor`: the one way an online cancellation is made, from the pages or an app.
+    /// as `actor`: the one way an online cancellation is made, from the pages or an app (with
+    /// the reason it gave, if any).
     pub(crate) async fn cancel_for(
         &self,
         practice_id: PracticeId,
@@ -350,6 +357,7 @@ impl App {
         id: AppointmentId,
         by: String,
         actor: caldicott_core::audit::Actor,
+        reason: Option<&str>,
     ) -> AppResult<()> {
         let practice = self.store.practice(practice_id).await?.ok_or_else(|| AppError::NotFound("practice".into()))?;
         let now = self.now();
@@ -375,7 +383,7 @@ impl App {
             Outcome::Success,
             "cancelled online",
         );
-        let change = caldicott_store::BookingChange { at: now, by: &by, reason: None, expected_version: None };
+        let change = caldicott_store::BookingChange { at: now, by: &by, reason, expected_version: None };
         self.store.cancel_appointment(practice_id, id, patient, &change, &audit).await?;
         Ok(())
     }

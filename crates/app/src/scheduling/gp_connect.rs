@@ -41,11 +41,14 @@ pub fn etag(version: u32) -> String {
 /// The version an `If-Match` names (`W/"3"` or `"3"`), or a refusal.
 fn if_match_version(h: Option<&str>) -> Result<Option<u32>, GpcError> {
     let Some(h) = h.map(str::trim) else { return Ok(None) };
-    h.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<u32>()
-        .map(Some)
-        .map_err(|_| GpcError::new(SpineCode::BadRequest, "If-Match must be the ETag of the version read, as W/\"1\""))
+    // An If-Match that names no version of ours cannot match the one held (the specification's
+    // test pack sends `invalidEtag` and expects the conflict).
+    h.trim_start_matches("W/").trim_matches('"').parse::<u32>().map(Some).map_err(|_| {
+        GpcError::new(
+            SpineCode::FhirConstraintViolation,
+            "If-Match does not name the appointment's version: send its ETag, as W/\"1\"",
+        )
+    })
 }
 
 fn no_appointment() -> GpcError {
@@ -151,7 +154,7 @@ impl App {
     pub async fn gp_connect_book(&self, call: GpcCall<'_>) -> Result<Versioned, GpcError> {
         let (practice, ssp, claims, _) =
             self.gp_connect_appointments_call(&call, gpc::BOOK_INTERACTION, "patient/*.write").await?;
-        let request = gpc::read_booking(call.body)?;
+        let (request, org) = gpc::read_booking(call.body)?;
         let not_here =
             |what: &str| GpcError::new(SpineCode::ReferenceNotFound, format!("there is no such {what} here"));
         if request.location != practice.id.to_string() {
@@ -180,10 +183,13 @@ impl App {
         {
             return Err(GpcError::new(SpineCode::InvalidResource, "start and end must be the slot's"));
         }
+        if request.practitioners.iter().any(|p| *p != slot.clinician.to_string()) {
+            return Err(not_here("practitioner: name the slot's, from the slot search, or none"));
+        }
         if booking.is_some() {
             return Err(GpcError::new(SpineCode::DuplicateRejected, "the slot is no longer free"));
         }
-        let org = &request.organisation;
+        let org = &org;
         let by = format!("by {} at {} ({}), through GP Connect", plain(&claims.practitioner_name), org.name, org.ods);
         let mut a = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient.id, now, by);
         a.description = Some(request.description.clone());
@@ -415,7 +421,8 @@ mod tests {
         assert_eq!(if_match_version(None), Ok(None));
         assert_eq!(if_match_version(Some("W/\"3\"")), Ok(Some(3)));
         assert_eq!(if_match_version(Some("\"12\"")), Ok(Some(12)));
-        assert_eq!(if_match_version(Some("W/\"x\"")).map_err(|e| e.code), Err(SpineCode::BadRequest));
+        assert_eq!(if_match_version(Some("W/\"x\"")).map_err(|e| e.code), Err(SpineCode::FhirConstraintViolation));
+        assert_eq!(if_match_version(Some("invalidEtag")).map_err(|e| e.code), Err(SpineCode::FhirConstraintViolation));
         assert_eq!(etag(4), "W/\"4\"");
     }
 }

@@ -376,6 +376,12 @@ async fn what_is_not_bookable_or_not_here_is_refused_and_changes_nothing(t: &Tes
     body["start"] = json!(instant(offered[1].starts_at));
     body["end"] = json!(instant(offered[1].starts_at + Duration::minutes(15)));
     assert_eq!(code(ask.book(&body).await), SpineCode::InvalidResource);
+    // A practitioner who is not the slot's.
+    let mut body = booking(&offered[0], &pat.id.to_string(), &location, UTC);
+    body["participant"].as_array_mut().unwrap().push(json!({
+        "actor": { "reference": format!("Practitioner/{}", caldicott_app::new_id()) }, "status": "accepted"
+    }));
+    assert_eq!(code(ask.book(&body).await), SpineCode::ReferenceNotFound);
     let body = booking(&offered[0], &pat.id.to_string(), &location, UTC);
     let auth = ask.auth("patient/*.read");
     let bytes = body.to_string().into_bytes();

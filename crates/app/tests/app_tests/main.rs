@@ -9,6 +9,7 @@ mod fhir_api;
 mod governance;
 mod gp_connect;
 mod gp_connect_appointments;
+mod gp_connect_pfs;
 mod nhs_login;
 mod outbox;
 mod races;

@@ -8,6 +8,7 @@
 //! CareConnect-GPC Practitioner, Location and Organization they reference). Which slots may be
 //! offered, and whether a change is allowed, is the caller's decision.
 
+use super::request::clean_text;
 use super::structured::{organization_resource, patient_resource};
 use super::{GpcError, SpineCode};
 use crate::ODS_SYSTEM;
@@ -45,6 +46,9 @@ pub const MAX_SEARCH_DAYS: i64 = 14;
 /// The longest description and comment kept (the specification's limit on `description`).
 pub const MAX_DESCRIPTION: usize = 100;
 pub const MAX_COMMENT: usize = 500;
+/// The longest cancellation reason kept (the specification sets none; this is far beyond any
+/// reason given in practice, and a longer one is refused rather than cut).
+pub const MAX_REASON: usize = 2000;
 /// The `_include`s a slot search may ask for.
 pub const SLOT_INCLUDES: [(&str, &str); 4] = [
     ("_include", "Slot:schedule"),
@@ -218,7 +222,8 @@ pub struct BookingRequest {
     pub end: DateTime<Utc>,
     pub description: String,
     pub comment: Option<String>,
-    pub organisation: BookingOrganisation,
+    /// The Practitioners named as participants (`Practitioner/{id}`), if any.
+    pub practitioners: Vec<String>,
 }
 
 /// The elements of an Appointment a consumer may send; anything else (`reason`, `specialty`,
@@ -244,14 +249,21 @@ const APPOINTMENT_ELEMENTS: [&str; 18] = [
     "comment",
 ];
 
+/// Free text of the body, cleaned ([`clean_text`]: line breaks become spaces, control and
+/// direction characters go) and then checked: not empty, at most `max` characters.
 fn text(o: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, GpcError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid_resource(format!("{key} is empty"))),
-        Some(Value::String(s)) if s.chars().count() > max => {
-            Err(invalid_resource(format!("{key} is longer than {max} characters")))
+        Some(Value::String(s)) => {
+            let s = clean_text(s);
+            if s.is_empty() {
+                Err(invalid_resource(format!("{key} is empty")))
+            } else if s.chars().count() > max {
+                Err(invalid_resource(format!("{key} is longer than {max} characters")))
+            } else {
+                Ok(Some(s))
+            }
         }
-        Some(Value::String(s)) => Ok(Some(super::request::shown_text(s.trim()))),
         Some(_) => Err(invalid_resource(format!("{key} must be a string"))),
     }
 }
@@ -291,6 +303,14 @@ fn parse(body: &[u8]) -> Result<Parsed, GpcError> {
     }
     if let Some(k) = o.keys().find(|k| !APPOINTMENT_ELEMENTS.contains(&k.as_str()) && k.as_str() != "participant") {
         return Err(invalid_resource(format!("{k} is not an element a consumer may send on an Appointment")));
+    }
+    let identifiers = o.get("identifier").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    if identifiers.iter().any(|i| i["value"].as_str().is_none_or(|v| v.trim().is_empty())) {
+        return Err(invalid_resource("an identifier needs its value"));
+    }
+    let contained = o.get("contained").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    if contained.iter().any(|c| c["resourceType"] != "Organization") {
+        return Err(invalid_resource("an Appointment contains only its booking organisation"));
     }
     let status = o.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
     let slot_refs = o.get("slot").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -354,7 +374,7 @@ fn booking_organisation(o: &Map<String, Value>) -> Result<BookingOrganisation, G
         .ok_or_else(missing)?;
     let ods =
         OdsCode::parse(ods).map_err(|_| invalid_resource("the booking organisation's ODS code is not well formed"))?;
-    let name = org["name"].as_str().map(str::trim).filter(|n| !n.is_empty()).ok_or_else(missing)?;
+    let name = org["name"].as_str().map(clean_text).filter(|n| !n.is_empty()).ok_or_else(missing)?;
     if name.chars().count() > 200 {
         return Err(invalid_resource("the booking organisation's name is too long"));
     }
@@ -362,18 +382,26 @@ fn booking_organisation(o: &Map<String, Value>) -> Result<BookingOrganisation, G
         .as_array()
         .and_then(|t| t.iter().find(|t| t["system"] == "phone"))
         .and_then(|t| t["value"].as_str())
-        .map(|t| super::request::shown_text(t.trim()))
+        .map(clean_text)
         .filter(|t| !t.is_empty() && t.chars().count() <= 40)
         .ok_or_else(missing)?;
-    Ok(BookingOrganisation {
-        ods: ods.as_str().to_owned(),
-        name: super::request::shown_text(name),
-        telephone: Some(telephone),
-    })
+    Ok(BookingOrganisation { ods: ods.as_str().to_owned(), name, telephone: Some(telephone) })
 }
 
-/// `POST [base]/Appointment`: a booking, checked.
-pub fn read_booking(body: &[u8]) -> Result<BookingRequest, GpcError> {
+/// `POST [base]/Appointment` from another care setting: a booking, checked, with the booking
+/// organisation the specification requires.
+pub fn read_booking(body: &[u8]) -> Result<(BookingRequest, BookingOrganisation), GpcError> {
+    let (booking, o) = read_booking_of(body)?;
+    Ok((booking, booking_organisation(&o)?))
+}
+
+/// `POST [base]/Appointment` from a patient's app (Patient Facing Services): the same booking;
+/// the app books for its own patient, so no booking organisation is needed.
+pub fn read_patient_booking(body: &[u8]) -> Result<BookingRequest, GpcError> {
+    read_booking_of(body).map(|(b, _)| b)
+}
+
+fn read_booking_of(body: &[u8]) -> Result<(BookingRequest, Map<String, Value>), GpcError> {
     let p = parse(body)?;
     if p.status != "booked" {
         return Err(invalid_resource("a new appointment's status must be booked"));
@@ -390,7 +418,7 @@ pub fn read_booking(body: &[u8]) -> Result<BookingRequest, GpcError> {
     if p.o.get("created").and_then(Value::as_str).is_none_or(|c| DateTime::parse_from_rfc3339(c).is_err()) {
         return Err(invalid_resource("created is required: when the booking was made, with an offset"));
     }
-    Ok(BookingRequest {
+    let booking = BookingRequest {
         slot: p.slot.clone(),
         patient: p.patient.clone(),
         location: (*location).to_owned(),
@@ -398,8 +426,29 @@ pub fn read_booking(body: &[u8]) -> Result<BookingRequest, GpcError> {
         end: p.end,
         description,
         comment: text(&p.o, "comment", MAX_COMMENT)?,
-        organisation: booking_organisation(&p.o)?,
-    })
+        practitioners: p
+            .participants
+            .iter()
+            .filter_map(|r| r.strip_prefix("Practitioner/"))
+            .map(str::to_owned)
+            .collect(),
+    };
+    Ok((booking, p.o))
+}
+
+/// Whether `sent` says nothing that `held` does not: every element sent is held with the same
+/// value (objects key by key, each array element matched by one held, date-times by the moment
+/// they name, so `Z` and `+00:00` agree).
+fn within(sent: &Value, held: &Value) -> bool {
+    match (sent, held) {
+        (Value::Object(s), Value::Object(h)) => s.iter().all(|(k, v)| h.get(k).is_some_and(|hv| within(v, hv))),
+        (Value::Array(s), Value::Array(h)) => s.iter().all(|v| h.iter().any(|hv| within(v, hv))),
+        (Value::String(a), Value::String(b)) => {
+            a == b
+                || matches!((DateTime::parse_from_rfc3339(a), DateTime::parse_from_rfc3339(b)), (Ok(x), Ok(y)) if x == y)
+        }
+        (a, b) => a == b,
+    }
 }
 
 /// What an update does to a live appointment.
@@ -423,34 +472,29 @@ pub fn read_change(body: &[u8], current: &Value, cancelling: bool) -> Result<Cha
     if o.get("id").is_some_and(|i| *i != current["id"]) {
         return Err(invalid_resource("the body's id is not the appointment addressed"));
     }
-    let instant_of = |v: &Value| v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-    let ours: Vec<&str> = current["participant"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["actor"]["reference"].as_str())
-        .collect();
-    let unchanged = Some(p.slot.as_str()) == reference_id(&current["slot"][0], "Slot")
-        && Some(p.start.fixed_offset()) == instant_of(&current["start"])
-        && Some(p.end.fixed_offset()) == instant_of(&current["end"])
-        && p.participants.iter().all(|r| ours.contains(&r.as_str()))
-        && o.get("created").is_none_or(|c| instant_of(c).is_some() && instant_of(c) == instant_of(&current["created"]))
-        && o.get("minutesDuration").is_none_or(|m| *m == current["minutesDuration"]);
-    if !unchanged {
+    // What the consumer sent, less what the interaction may change, must be what is held.
+    let mut sent = o.clone();
+    for k in ["resourceType", "id", "meta", "text", "language", "status"] {
+        sent.remove(k);
+    }
+    if !cancelling {
+        sent.remove("description");
+        sent.remove("comment");
+    }
+    if let Some(Value::Array(x)) = sent.get_mut("extension") {
+        x.retain(|e| e["url"] != CANCELLATION_REASON);
+    }
+    if let Some(Value::Array(ps)) = sent.get_mut("participant") {
+        // A participant's type is the consumer's own coding; the actor and status are the booking.
+        ps.iter_mut().filter_map(Value::as_object_mut).for_each(|p| drop(p.remove("type")));
+    }
+    if !within(&Value::Object(sent), current) {
         return Err(invalid_resource(
-            "the slot, times, participants and booking details cannot change: cancel and book again to move an appointment",
+            "only the description and comment change in an amendment, and only the status and its reason in a cancellation: \
+             the slot, times, participants, delivery channel, booking organisation and the rest are as booked (cancel and book again to move an appointment)",
         ));
     }
-    let sent_org = extension(o, BOOKING_ORGANISATION);
-    if !sent_org.is_empty() {
-        let org = booking_organisation(o)?;
-        if Some(org.ods.as_str()) != current["contained"][0]["identifier"][0]["value"].as_str() {
-            return Err(invalid_resource("the booking organisation cannot change"));
-        }
-    }
     let reasons = extension(o, CANCELLATION_REASON);
-    let description = text(o, "description", MAX_DESCRIPTION)?;
-    let comment = text(o, "comment", MAX_COMMENT)?;
     if cancelling {
         if p.status != "cancelled" {
             return Err(invalid_resource("a cancellation's status must be cancelled"));
@@ -460,16 +504,14 @@ pub fn read_change(body: &[u8], current: &Value, cancelling: bool) -> Result<Cha
                 "a cancellation needs one reason: Extension-GPConnect-AppointmentCancellationReason-1",
             ));
         };
-        let reason = reason["valueString"].as_str().map(str::trim).unwrap_or_default();
-        if reason.is_empty() || reason.chars().count() > MAX_COMMENT {
-            return Err(invalid_parameter("the cancellation reason must be a short text"));
+        let reason = clean_text(reason["valueString"].as_str().unwrap_or_default());
+        if reason.is_empty() {
+            return Err(invalid_parameter("the cancellation reason is empty"));
         }
-        if description.as_deref().is_some_and(|d| Some(d) != current["description"].as_str())
-            || comment.as_deref() != current["comment"].as_str()
-        {
-            return Err(invalid_resource("a cancellation cannot change the description or the comment"));
+        if reason.chars().count() > MAX_REASON {
+            return Err(invalid_parameter(format!("the cancellation reason is longer than {MAX_REASON} characters")));
         }
-        return Ok(Change::Cancel { reason: super::request::shown_text(reason) });
+        return Ok(Change::Cancel { reason });
     }
     if p.status != "booked" {
         return Err(invalid_resource("an amendment's status stays booked; cancel with the cancel interaction"));
@@ -477,9 +519,9 @@ pub fn read_change(body: &[u8], current: &Value, cancelling: bool) -> Result<Cha
     if !reasons.is_empty() {
         return Err(invalid_resource("an amendment has no cancellation reason"));
     }
-    let description =
-        description.ok_or_else(|| invalid_resource("description is required: what the appointment is for"))?;
-    Ok(Change::Amend { description, comment })
+    let description = text(o, "description", MAX_DESCRIPTION)?
+        .ok_or_else(|| invalid_resource("description is required: what the appointment is for"))?;
+    Ok(Change::Amend { description, comment: text(o, "comment", MAX_COMMENT)? })
 }
 
 fn delivery_channel(t: SlotType) -> &'static str {
@@ -863,10 +905,15 @@ mod tests {
 
     #[test]
     fn a_booking_is_read_with_its_organisation() {
-        let b = read_booking(booking().to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let (b, org) = read_booking(booking().to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((b.slot.as_str(), b.patient.as_str(), b.location.as_str()), ("abc", "p1", "l1"));
-        assert_eq!(b.organisation.ods, "RR8");
-        assert_eq!(b.organisation.telephone.as_deref(), Some("0113 000 0000"));
+        assert_eq!(org.ods, "RR8");
+        assert_eq!(org.telephone.as_deref(), Some("0113 000 0000"));
+        let mut from_an_app = booking();
+        from_an_app["extension"] = json!([]);
+        from_an_app["contained"] = Value::Null;
+        assert!(read_booking(from_an_app.to_string().as_bytes()).is_err(), "another care setting names itself");
+        assert_eq!(read_patient_booking(from_an_app.to_string().as_bytes()).map(|p| p.slot), Ok("abc".into()));
         assert_eq!(b.comment.as_deref(), Some("Seen at UTC today"));
         assert_eq!(b.start.to_rfc3339(), "2026-12-07T09:00:00+00:00");
     }
@@ -918,6 +965,24 @@ mod tests {
                 }),
             ),
             ("not an appointment", Box::new(|v| v["resourceType"] = json!("Patient"))),
+            ("only control characters", Box::new(|v| v["description"] = json!("\u{0000}\u{0007}\u{202E}"))),
+            (
+                "an organisation named by control characters",
+                Box::new(|v| v["contained"][0]["name"] = json!("\u{0000}")),
+            ),
+            (
+                "an identifier without its value",
+                Box::new(|v| v["identifier"] = json!([{ "system": "https://x.example" }])),
+            ),
+            (
+                "a contained patient",
+                Box::new(|v| {
+                    v["contained"]
+                        .as_array_mut()
+                        .into_iter()
+                        .for_each(|c| c.push(json!({ "resourceType": "Patient", "id": "2" })))
+                }),
+            ),
         ];
         for (why, change) in cases {
             let mut v = booking();
@@ -926,6 +991,16 @@ mod tests {
             assert_eq!(got, Err(SpineCode::InvalidResource), "{why}");
         }
         assert_eq!(read_booking(b"{").map_err(|e| e.code), Err(SpineCode::BadRequest));
+    }
+
+    #[test]
+    fn line_breaks_in_what_the_booker_wrote_become_spaces_and_nothing_is_cut() {
+        let mut v = booking();
+        v["comment"] = json!("BP 120\n80, take 1\t2 tablets\u{202E}");
+        v["description"] = json!("d".repeat(MAX_DESCRIPTION));
+        let (b, _) = read_booking(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.comment.as_deref(), Some("BP 120 80, take 1 2 tablets"), "numbers stay apart");
+        assert_eq!(b.description.chars().count(), MAX_DESCRIPTION, "kept whole up to the limit");
     }
 
     fn stored() -> (Appointment, Slot) {
@@ -1005,6 +1080,11 @@ mod tests {
                 false,
                 Box::new(|v| v["contained"][0]["identifier"][0]["value"] = json!("RR9")),
             ),
+            ("the organisation renamed", false, Box::new(|v| v["contained"][0]["name"] = json!("Evil Org"))),
+            ("a participant declined", false, Box::new(|v| v["participant"][0]["status"] = json!("declined"))),
+            ("by video now", false, Box::new(|v| v["extension"][0]["valueCode"] = json!("Video"))),
+            ("another service type", false, Box::new(|v| v["serviceType"][0]["text"] = json!("Minor surgery"))),
+            ("another identifier", false, Box::new(|v| v["identifier"][0]["value"] = json!("other"))),
         ];
         for (why, cancelling, edit) in edits {
             let mut v = if cancelling { cancel.clone() } else { amend.clone() };
@@ -1024,6 +1104,29 @@ mod tests {
         let mut fewer = cancel.clone();
         fewer["participant"].as_array_mut().into_iter().for_each(|p| p.truncate(2));
         assert_eq!(code(&fewer, true), None, "fewer participants sent than held is no change");
+        let mut own_copy = amend.clone();
+        for k in ["serviceType", "serviceCategory", "identifier", "meta"] {
+            own_copy.as_object_mut().into_iter().for_each(|o| drop(o.remove(k)));
+        }
+        own_copy["start"] = json!("2026-12-07T09:00:00Z");
+        own_copy["participant"][0]["type"] = json!([{ "coding": [{ "code": "PART" }] }]);
+        assert_eq!(
+            code(&own_copy, false),
+            None,
+            "left out, Z for +00:00 and the consumer's own codings change nothing"
+        );
+        let set_reason = |v: &mut Value, r: String| {
+            v["extension"].as_array_mut().into_iter().for_each(|x| {
+                if let Some(last) = x.last_mut() {
+                    last["valueString"] = json!(r.clone());
+                }
+            })
+        };
+        let mut long = cancel.clone();
+        set_reason(&mut long, "r".repeat(MAX_COMMENT + 1));
+        assert_eq!(code(&long, true), None, "a long reason is kept");
+        set_reason(&mut long, "r".repeat(MAX_REASON + 1));
+        assert_eq!(code(&long, true), Some(SpineCode::InvalidParameter), "one beyond the limit is refused, not cut");
     }
 
     #[test]

@@ -293,15 +293,22 @@ fn is_service_root(aud: &str, root: &str) -> bool {
     host_ok && path == root.trim_end_matches('/')
 }
 
-/// Text from a claim as it may be shown and recorded: control characters and the Unicode
-/// direction overrides that could make it read as something else are dropped, and it is cut to
-/// 200 characters.
+/// Text from a claim as it may be shown and recorded: [`clean_text`], cut to 200 characters.
 pub fn shown_text(s: &str) -> String {
+    clean_text(s).chars().take(200).collect::<String>().trim().to_owned()
+}
+
+/// Free text as it may be kept, shown and recorded: line breaks and tabs become spaces (so
+/// "120\n80" stays two numbers, and no line of a log is forged), other control characters and
+/// the Unicode direction marks and overrides that could make it read as something else are
+/// dropped; trimmed.
+pub fn clean_text(s: &str) -> String {
     s.chars()
+        .map(|c| if c.is_control() && c.is_whitespace() { ' ' } else { c })
         .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            !c.is_control()
+                && !matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
         })
-        .take(200)
         .collect::<String>()
         .trim()
         .to_owned()

@@ -19,12 +19,14 @@
 
 mod capability;
 mod integrations;
+mod pfs;
 mod prescriptions;
 mod scheduling;
 mod tokens;
 
 pub use capability::capability_statement;
 pub use integrations::{client_assertion, new_key_pair, NewIntegration};
+pub use pfs::{pfs_root, PfsCall};
 pub use tokens::{TokenError, TokenRequest, TokenResponse, ASSERTION_TYPE};
 
 use crate::record::{decode_cursor, encode_cursor, Loaded};

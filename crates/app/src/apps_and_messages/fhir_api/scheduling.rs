@@ -38,7 +38,7 @@ fn slot_resource(s: &Slot, status: &str) -> Value {
 impl App {
     /// For booking: an app's patient must be registered, alive and known to at least P5 (the
     /// same rule as the patient's own pages), and a proxy must have the appointments permission.
-    async fn scheduling_patient(&self, caller: &FhirCaller, patient: Option<&str>) -> AppResult<Loaded> {
+    pub(super) async fn scheduling_patient(&self, caller: &FhirCaller, patient: Option<&str>) -> AppResult<Loaded> {
         let (l, _) = self.view_for(caller, patient).await?;
         let today = self.today();
         if l.patient.registration_on(today).is_none() || l.patient.is_deceased_on(today) {
@@ -168,7 +168,14 @@ impl App {
         }
         let pid = self.scheduling_patient(caller, None).await?.patient.id;
         let (appointment, slot) = self
-            .book_for(a.practice, pid, SlotId::from_uuid(slot), format!("online through {}", a.app.name), a.actor())
+            .book_for(
+                a.practice,
+                pid,
+                SlotId::from_uuid(slot),
+                format!("online through {}", a.app.name),
+                a.actor(),
+                None,
+            )
             .await?;
         Ok(fhir::compact(fhir::appointment_resource(&appointment, &slot, self.now())))
     }
@@ -198,6 +205,7 @@ impl App {
             AppointmentId::from_uuid(appointment),
             format!("online through {}", a.app.name),
             a.actor(),
+            None,
         )
         .await
         .map_err(|e| match e {

@@ -143,7 +143,7 @@ fn what_the_claims_say_of_people_is_checked_and_made_safe_to_show() {
     c["requesting_practitioner"]["name"][0]["family"] = json!("Jones\u{202E}evil\nFAKE LOG LINE\u{0000}");
     c["requesting_organization"]["name"] = json!("x".repeat(5000));
     let read_back = read(&c).unwrap();
-    assert_eq!(read_back.practitioner_name, "Dr Claire JonesevilFAKE LOG LINE");
+    assert_eq!(read_back.practitioner_name, "Dr Claire Jonesevil FAKE LOG LINE", "a line break is a space");
     assert_eq!(read_back.organisation_name.chars().count(), 200);
 }
 

@@ -1,0 +1,229 @@
+//! GP Connect Patient Facing Services Appointments, as a patient's app (the NHS App, or another
+//! app the patient linked) uses them: search the slots offered to patients online, book with a
+//! reason, list and read the patient's appointments, cancel before the practice's cut-off. The
+//! same rules as the patient's own pages (R22: P5 or more to book; R15: a proxy needs the
+//! appointments permission), in GP Connect's STU3 shapes. Both databases.
+
+use crate::gp_connect::validate_gp_connect;
+use caldicott_app::appointments::NewClinic;
+use caldicott_app::fhir_api::{PfsCall, TokenRequest};
+use caldicott_app::fixtures::{self, adult, linked_app};
+use caldicott_app::App;
+use caldicott_fhir::gpconnect::appointments::instant;
+use caldicott_fhir::gpconnect::{GpcError, SpineCode};
+use caldicott_store::both;
+use caldicott_store::test_support::TestStore;
+use chrono::Duration;
+use serde_json::{json, Value};
+
+fn app_at(t: &TestStore, ahead: Duration) -> App {
+    App::new(t.store.clone(), std::sync::Arc::new(move || fixtures::now() + ahead))
+}
+
+async fn token(app: &App, (client, secret, link): &(String, String, String), scope: &str) -> String {
+    app.fhir_token(&TokenRequest::app(client, secret, link, scope)).await.unwrap().access_token
+}
+
+fn call<'a>(ods: &'a str, token: &'a str, q: &'a [(String, String)], body: &'a [u8]) -> PfsCall<'a> {
+    PfsCall { ods, token: Some(token), query: q, body }
+}
+
+fn query(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+fn day(days: i64) -> String {
+    (fixtures::today() + Duration::days(days)).to_string()
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, GpcError>) -> SpineCode {
+    r.map(|v| panic!("expected a refusal, got {v:?}")).unwrap_or_else(|e| e.code)
+}
+
+fn entries<'a>(b: &'a Value, kind: &str) -> Vec<&'a Value> {
+    b["entry"]
+        .as_array()
+        .map(|e| e.iter().map(|e| &e["resource"]).filter(|r| r["resourceType"] == kind).collect())
+        .unwrap_or_default()
+}
+
+fn booking(slot: &Value, patient: &str, location: &str) -> Vec<u8> {
+    json!({
+        "resourceType": "Appointment",
+        "status": "booked",
+        "description": "Sore throat for two weeks",
+        "start": slot["start"], "end": slot["end"],
+        "slot": [{ "reference": format!("Slot/{}", slot["id"].as_str().unwrap()) }],
+        "created": instant(fixtures::now()),
+        "participant": [
+            { "actor": { "reference": format!("Patient/{patient}") }, "status": "accepted" },
+            { "actor": { "reference": format!("Location/{location}") }, "status": "accepted" }
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestStore) {
+    let app = app_at(t, Duration::zero());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let location = tp.practice.id.to_string();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    fixtures::online_clinic(&app, &tp, 5, ("09:00", "09:30"), 15).await.unwrap();
+    // A clinic kept for other care settings is not offered to patients.
+    let d = fixtures::today() + Duration::days(5);
+    let kept = NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: d.format("%d").to_string(),
+        month: d.format("%m").to_string(),
+        year: d.format("%Y").to_string(),
+        start: "14:00".into(),
+        end: "14:30".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_telephone".into(),
+        online_bookable: false,
+        others_bookable: true,
+        location: "Phone".into(),
+    };
+    app.create_clinic(&tp.clinician, &kept).await.unwrap().unwrap();
+    let linked = linked_app(&app, &tp, &pat).await.unwrap();
+    let reader = token(&app, &linked, "patient/*.read").await;
+    let booker = token(&app, &linked, "patient/*.read patient/Appointment.write").await;
+
+    let search = query(&[
+        ("start", format!("ge{}", day(4))),
+        ("end", format!("le{}", day(6))),
+        ("status", "free".into()),
+        ("_include", "Slot:schedule".into()),
+        ("_include:recurse", "Schedule:actor:Location".into()),
+    ]);
+    let slots = app.pfs_slots(call(&ods, &booker, &search, &[])).await.unwrap();
+    validate_gp_connect(&slots);
+    let offered = entries(&slots, "Slot");
+    assert_eq!(offered.len(), 2, "the two online slots, not the two kept for other care settings");
+    let first = offered[0].clone();
+
+    // Booking needs the write scope, and is for the app's own patient only.
+    let body = booking(&first, &pat.id.to_string(), &location);
+    assert_eq!(code(app.pfs_book(call(&ods, &reader, &[], &body)).await), SpineCode::AccessDenied);
+    let other = adult(&app, tp.practice.id).await.unwrap();
+    let theirs = booking(&first, &other.id.to_string(), &location);
+    assert_eq!(code(app.pfs_book(call(&ods, &booker, &[], &theirs)).await), SpineCode::InvalidResource);
+    // Another practice's address is not this token's.
+    let elsewhere = fixtures::practice(&app).await.unwrap();
+    let away = elsewhere.practice.ods_code.as_str().to_owned();
+    assert_eq!(code(app.pfs_book(call(&away, &booker, &[], &body)).await), SpineCode::AccessDenied);
+
+    let booked = app.pfs_book(call(&ods, &booker, &[], &body)).await.unwrap();
+    validate_gp_connect(&booked.resource);
+    assert_eq!(booked.resource["description"], "Sore throat for two weeks");
+    assert_eq!(code(app.pfs_book(call(&ods, &booker, &[], &body)).await), SpineCode::DuplicateRejected);
+    let book = app.appointment_book(&tp.clinician, d, 1).await.unwrap();
+    let (a, _) = book.iter().find_map(|l| l.booking.as_ref().filter(|(a, _)| a.id.to_string() == booked.id)).unwrap();
+    assert_eq!(
+        (a.booked_by.as_str(), a.description.as_deref()),
+        ("online through Health Wallet", Some("Sore throat for two weeks"))
+    );
+
+    // Read and list: the patient's own only.
+    let read = app.pfs_read(call(&ods, &reader, &[], &[]), &booked.id).await.unwrap();
+    assert_eq!(read.resource, booked.resource);
+    let window = query(&[("start", format!("ge{}", day(0))), ("start", format!("le{}", day(10)))]);
+    let listed = app.pfs_appointments(call(&ods, &reader, &window, &[]), &pat.id.to_string()).await.unwrap();
+    validate_gp_connect(&listed);
+    assert_eq!(entries(&listed, "Appointment").len(), 1);
+    let others = app.pfs_appointments(call(&ods, &reader, &window, &[]), &other.id.to_string()).await;
+    assert_eq!(code(others), SpineCode::PatientNotFound);
+    let slots_after = app.pfs_slots(call(&ods, &booker, &search, &[])).await.unwrap();
+    assert_eq!(entries(&slots_after, "Slot").len(), 1, "a booked slot is not offered");
+
+    let mut cancel = read.resource.clone();
+    cancel["status"] = json!("cancelled");
+    cancel["extension"].as_array_mut().unwrap().push(json!({
+        "url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-AppointmentCancellationReason-1",
+        "valueString": "Feeling better"
+    }));
+    let cancel = cancel.to_string().into_bytes();
+    // Before the practice's cut-off it is cancelled; the reason is kept and the slot offered again.
+    assert_eq!(code(app.pfs_cancel(call(&ods, &reader, &[], &cancel), &booked.id).await), SpineCode::AccessDenied);
+    let done = app.pfs_cancel(call(&ods, &booker, &[], &cancel), &booked.id).await.unwrap();
+    assert_eq!((done.resource["status"].as_str(), done.version), (Some("cancelled"), 2));
+    let free_again = app.pfs_slots(call(&ods, &booker, &search, &[])).await.unwrap();
+    assert_eq!(entries(&free_again, "Slot").len(), 2);
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "appointment.cancel" && e.actor_kind == "app"));
+    assert!(events.iter().any(|e| e.action == "appointment.book" && e.actor_kind == "app"));
+    // Inside the practice's cut-off (24 hours) an appointment is not cancelled online.
+    let second = entries(&free_again, "Slot")[1].clone();
+    let again =
+        app.pfs_book(call(&ods, &booker, &[], &booking(&second, &pat.id.to_string(), &location))).await.unwrap();
+    let mut cancel = again.resource.clone();
+    cancel["status"] = json!("cancelled");
+    cancel["extension"].as_array_mut().unwrap().push(json!({
+        "url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-AppointmentCancellationReason-1",
+        "valueString": "Too late"
+    }));
+    let starts = chrono::DateTime::parse_from_rfc3339(second["start"].as_str().unwrap()).unwrap();
+    let late = app_at(t, starts.with_timezone(&chrono::Utc) - fixtures::now() - Duration::hours(2));
+    let late_token = token(&late, &linked, "patient/*.read patient/Appointment.write").await;
+    let refused = late.pfs_cancel(call(&ods, &late_token, &[], &cancel.to_string().into_bytes()), &again.id).await;
+    assert_eq!(code(refused), SpineCode::InvalidResource);
+    // The patient's own pages show what the app did.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let (upcoming, _) = app.my_appointments(&me, None).await.unwrap();
+    assert!(upcoming.iter().any(|u| u.id.to_string() == booked.id && u.cancelled), "shown, cancelled");
+}
+
+async fn a_proxy_without_the_appointments_permission_is_refused(t: &TestStore) {
+    // R15: a proxy manages appointments only when the practice granted it.
+    let app = app_at(t, Duration::zero());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let child = adult(&app, tp.practice.id).await.unwrap();
+    let parent = adult(&app, tp.practice.id).await.unwrap();
+    fixtures::online_clinic(&app, &tp, 3, ("09:00", "09:30"), 15).await.unwrap();
+    let mut link = fixtures::proxy_link(
+        &app,
+        tp.practice.id,
+        &child,
+        &parent,
+        caldicott_core::access::AccessLevel::Full,
+        fixtures::today() - Duration::days(30),
+    )
+    .await
+    .unwrap();
+    link.scope.appointments = false;
+    app.store_for_tests()
+        .update_proxy_link(
+            tp.practice.id,
+            &link,
+            &fixtures::audit(caldicott_core::audit::Action::ProxyLinkUpdate, Some(child.id)),
+        )
+        .await
+        .unwrap();
+    let (client, secret, link_token) = linked_app(&app, &tp, &parent).await.unwrap();
+    let mut request = TokenRequest::app(&client, &secret, &link_token, "patient/*.read patient/Appointment.write");
+    request.patient = Some(child.id.to_string());
+    let for_child = app.fhir_token(&request).await.unwrap().access_token;
+    let search = query(&[
+        ("start", format!("ge{}", day(2))),
+        ("end", format!("le{}", day(4))),
+        ("status", "free".into()),
+        ("_include", "Slot:schedule".into()),
+    ]);
+    assert_eq!(code(app.pfs_slots(call(&ods, &for_child, &search, &[])).await), SpineCode::AccessDenied);
+    // The parent's own token books for the parent.
+    let own = app
+        .fhir_token(&TokenRequest::app(&client, &secret, &link_token, "patient/*.read patient/Appointment.write"))
+        .await
+        .unwrap()
+        .access_token;
+    assert_eq!(app.pfs_slots(call(&ods, &own, &search, &[])).await.map(|b| entries(&b, "Slot").len()), Ok(2));
+}
+
+both!(
+    a_patients_app_books_lists_and_cancels_in_gp_connect_shapes,
+    a_proxy_without_the_appointments_permission_is_refused
+);
