@@ -444,4 +444,57 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
     assert_eq!(main.status, StatusCode::NOT_FOUND);
 }
 
-both!(the_spine_is_answered_as_the_specification_says, appointments_are_booked_changed_and_cancelled_over_http);
+async fn a_patients_app_books_through_patient_facing_services_on_the_main_address(t: &TestStore) {
+    let app = App::new(t.store.clone(), fixtures::test_clock());
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    fixtures::online_clinic(&app, &tp, 4, ("10:00", "10:15"), 15).await.unwrap();
+    let (client, secret, link) = fixtures::linked_app(&app, &tp, &pat).await.unwrap();
+    let request =
+        caldicott_app::fhir_api::TokenRequest::app(&client, &secret, &link, "patient/*.read patient/Appointment.write");
+    let token = format!("Bearer {}", app.fhir_token(&request).await.unwrap().access_token);
+    let root = caldicott_app::fhir_api::pfs_root(&ods);
+    let day = fixtures::today() + Duration::days(4);
+    let get = |path: String, auth: Option<&str>| {
+        let mut b = Request::builder().uri(path).header(header::ACCEPT, "application/fhir+json");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let slots_path = format!("{root}/Slot?start=ge{day}&end=le{day}&status=free&_include=Slot:schedule");
+    let main = || caldicott_web::router(app.clone());
+    let anonymous = send(main(), get(slots_path.clone(), None)).await;
+    assert_eq!((anonymous.status, spine_code(&anonymous)), (StatusCode::FORBIDDEN, "ACCESS_DENIED"));
+    let slots = send(main(), get(slots_path.clone(), Some(&token))).await;
+    assert_eq!(slots.status, StatusCode::OK, "{}", slots.json);
+    let slot = slots.json["entry"][0]["resource"].clone();
+    let body = json!({
+        "resourceType": "Appointment", "status": "booked", "description": "Repeat blood test",
+        "start": slot["start"], "end": slot["end"], "slot": [{"reference": format!("Slot/{}", slot["id"].as_str().unwrap())}],
+        "created": caldicott_fhir::gpconnect::appointments::instant(fixtures::now()),
+        "participant": [{"actor": {"reference": format!("Patient/{}", pat.id)}, "status": "accepted"},
+                        {"actor": {"reference": format!("Location/{}", tp.practice.id)}, "status": "accepted"}]
+    });
+    let post = Request::builder()
+        .method("POST")
+        .uri(format!("{root}/Appointment"))
+        .header(header::AUTHORIZATION, &token)
+        .header(header::CONTENT_TYPE, "application/fhir+json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let booked = send(main(), post).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.json);
+    assert_eq!(booked.headers[header::ETAG], "W/\"1\"");
+    assert!(booked.headers[header::LOCATION].to_str().unwrap().starts_with(&format!("{root}/Appointment/")));
+    // Patient Facing Services are not on the Spine listener.
+    let spine = send(caldicott_web::spine_router(app.clone()), get(slots_path, Some(&token))).await;
+    assert_eq!(spine.status, StatusCode::NOT_IMPLEMENTED);
+}
+
+both!(
+    the_spine_is_answered_as_the_specification_says,
+    appointments_are_booked_changed_and_cancelled_over_http,
+    a_patients_app_books_through_patient_facing_services_on_the_main_address
+);
