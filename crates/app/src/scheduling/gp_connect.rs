@@ -78,9 +78,7 @@ impl App {
     /// Audits a read (a search, a patient found, appointments read) of the appointments endpoint.
     async fn gp_connect_appointments_look(
         &self,
-        practice: &Practice,
-        claims: &Claims,
-        ssp: &Ssp,
+        (practice, claims, ssp): (&Practice, &Claims, &Ssp),
         patient: Option<PatientId>,
         outcome: Outcome,
         entity: String,
@@ -114,7 +112,7 @@ impl App {
             Some(p) => (Some(p.id), Outcome::Success, format!("patient/{}", p.id)),
             None => (None, Outcome::NotFound, format!("nhs_number/{}", nhs.as_str())),
         };
-        self.gp_connect_appointments_look(&practice, &claims, &ssp, patient, outcome, entity, "find".into()).await?;
+        self.gp_connect_appointments_look((&practice, &claims, &ssp), patient, outcome, entity, "find".into()).await?;
         Ok(gpc::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), today))
     }
 
@@ -144,7 +142,7 @@ impl App {
             slots.len(),
             plain(search.booking_ods.as_deref().unwrap_or("none")),
         );
-        self.gp_connect_appointments_look(&practice, &claims, &ssp, None, Outcome::Success, "slots".into(), extra)
+        self.gp_connect_appointments_look((&practice, &claims, &ssp), None, Outcome::Success, "slots".into(), extra)
             .await?;
         Ok(gpc::slots_bundle(&base, &ssp.trace_id, &practice, &slots, &search))
     }
@@ -241,7 +239,7 @@ impl App {
         }
         if shown.is_none() {
             let entity = format!("appointment/{}", plain(id));
-            self.gp_connect_appointments_look(practice, claims, ssp, None, Outcome::NotFound, entity, what.into())
+            self.gp_connect_appointments_look((practice, claims, ssp), None, Outcome::NotFound, entity, what.into())
                 .await?;
         }
         shown.ok_or_else(no_appointment)
@@ -256,9 +254,7 @@ impl App {
         // The specification serves appointments from today on; earlier ones are the practice's.
         if caldicott_core::uk::uk_date(slot.starts_at) < self.today() {
             self.gp_connect_appointments_look(
-                &practice,
-                &claims,
-                &ssp,
+                (&practice, &claims, &ssp),
                 None,
                 Outcome::NotFound,
                 entity,
@@ -268,9 +264,7 @@ impl App {
             return Err(no_appointment());
         }
         self.gp_connect_appointments_look(
-            &practice,
-            &claims,
-            &ssp,
+            (&practice, &claims, &ssp),
             Some(a.patient),
             Outcome::Success,
             entity,
@@ -304,8 +298,14 @@ impl App {
         found.reverse();
         let extra = format!("appointments {} to {}; found={}", from.to_rfc3339(), to.to_rfc3339(), found.len());
         let entity = format!("patient/{}", patient.id);
-        self.gp_connect_appointments_look(&practice, &claims, &ssp, Some(patient.id), Outcome::Success, entity, extra)
-            .await?;
+        self.gp_connect_appointments_look(
+            (&practice, &claims, &ssp),
+            Some(patient.id),
+            Outcome::Success,
+            entity,
+            extra,
+        )
+        .await?;
         Ok(gpc::appointments_bundle(&base, &ssp.trace_id, &found, &practice.id.to_string()))
     }
 
