@@ -26,7 +26,7 @@
 //! gives it.
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -101,39 +101,13 @@ async fn pfs_read(State(app): State<App>, g: SpineGet) -> Response {
     versioned(app.pfs_read(pfs_call(&g, &[]), g.param("id")).await, None)
 }
 
-async fn pfs_book(
-    State(app): State<App>,
-    Path(ods): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match read_body(&headers, q.as_deref(), body).await {
-        Ok(bytes) => {
-            let call =
-                PfsCall { ods: &ods, token: crate::authorization::bearer_token(&headers), query: &[], body: &bytes };
-            let base = caldicott_app::fhir_api::pfs_root(&ods);
-            versioned(app.pfs_book(call).await, Some(&base))
-        }
-        Err(r) => r,
-    }
+async fn pfs_book(State(app): State<App>, w: SpineWrite) -> Response {
+    let base = caldicott_app::fhir_api::pfs_root(w.param("ods"));
+    versioned(app.pfs_book(w.pfs_call()).await, Some(&base))
 }
 
-async fn pfs_cancel(
-    State(app): State<App>,
-    Path((ods, id)): Path<(String, String)>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match read_body(&headers, q.as_deref(), body).await {
-        Ok(bytes) => {
-            let call =
-                PfsCall { ods: &ods, token: crate::authorization::bearer_token(&headers), query: &[], body: &bytes };
-            versioned(app.pfs_cancel(call, &id).await, None)
-        }
-        Err(r) => r,
-    }
+async fn pfs_cancel(State(app): State<App>, w: SpineWrite) -> Response {
+    versioned(app.pfs_cancel(w.pfs_call(), w.param("id")).await, None)
 }
 
 fn answer(result: Result<Value, GpcError>) -> Response {
@@ -239,6 +213,44 @@ impl SpineGet {
     }
 }
 
+/// A POST or PUT as GP Connect takes it: the path's parameters, the headers, and the body read
+/// to [`MAX_BODY`] after the media type is checked (415).
+struct SpineWrite {
+    path: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SpineWrite {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Path(path) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| error(SpineCode::BadRequest, "the request's address cannot be read"))?;
+        let body = read_body(&parts.headers, parts.uri.query(), body).await?;
+        Ok(Self { path, headers: parts.headers, body })
+    }
+}
+
+impl SpineWrite {
+    fn param(&self, name: &str) -> &str {
+        self.path.get(name).map_or("", String::as_str)
+    }
+    fn call(&self) -> GpcCall<'_> {
+        call(self.param("ods"), &self.headers, &self.body)
+    }
+    fn pfs_call(&self) -> PfsCall<'_> {
+        PfsCall {
+            ods: self.param("ods"),
+            token: crate::authorization::bearer_token(&self.headers),
+            query: &[],
+            body: &self.body,
+        }
+    }
+}
+
 async fn documents_metadata(State(app): State<App>, g: SpineGet) -> Response {
     answer(app.gp_connect_documents_metadata(g.call()).await)
 }
@@ -279,17 +291,8 @@ async fn read_body(headers: &HeaderMap, query: Option<&str>, mut body: Body) -> 
     Ok(bytes)
 }
 
-async fn structured(
-    State(app): State<App>,
-    Path(ods): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match read_body(&headers, q.as_deref(), body).await {
-        Ok(bytes) => answer(app.gp_connect_structured(call(&ods, &headers, &bytes)).await),
-        Err(r) => r,
-    }
+async fn structured(State(app): State<App>, w: SpineWrite) -> Response {
+    answer(app.gp_connect_structured(w.call()).await)
 }
 
 async fn appointments_metadata(State(app): State<App>, g: SpineGet) -> Response {
@@ -334,34 +337,12 @@ async fn read_appointment(State(app): State<App>, g: SpineGet) -> Response {
     versioned(app.gp_connect_read_appointment(g.call(), g.param("id")).await, None)
 }
 
-async fn book(
-    State(app): State<App>,
-    Path(ods): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match read_body(&headers, q.as_deref(), body).await {
-        Ok(bytes) => {
-            let base = caldicott_app::gp_connect::appointments_root(&ods);
-            versioned(app.gp_connect_book(call(&ods, &headers, &bytes)).await, Some(&base))
-        }
-        Err(r) => r,
-    }
+async fn book(State(app): State<App>, w: SpineWrite) -> Response {
+    let base = caldicott_app::gp_connect::appointments_root(w.param("ods"));
+    versioned(app.gp_connect_book(w.call()).await, Some(&base))
 }
 
-async fn change_appointment(
-    State(app): State<App>,
-    Path((ods, id)): Path<(String, String)>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match read_body(&headers, q.as_deref(), body).await {
-        Ok(bytes) => {
-            let if_match = header(&headers, "if-match");
-            versioned(app.gp_connect_change_appointment(call(&ods, &headers, &bytes), &id, if_match).await, None)
-        }
-        Err(r) => r,
-    }
+async fn change_appointment(State(app): State<App>, w: SpineWrite) -> Response {
+    let if_match = header(&w.headers, "if-match");
+    versioned(app.gp_connect_change_appointment(w.call(), w.param("id"), if_match).await, None)
 }
