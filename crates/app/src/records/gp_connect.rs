@@ -271,12 +271,17 @@ impl App {
         }
     }
 
-    /// `GET [base]/Patient?identifier=…|<NHS number>`: the patient, when registered here and
-    /// living, in a searchset; an empty searchset otherwise (not an error).
-    pub async fn gp_connect_find_patient(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
-        let (practice, ssp, claims, base) =
-            self.gp_connect_documents_call(&call, documents::PATIENT_SEARCH_INTERACTION).await?;
-        let nhs = documents::read_patient_search(call.query)?;
+    /// A patient search (`identifier=https://fhir.nhs.uk/Id/nhs-number|…`): the patient when
+    /// registered here and living, `None` otherwise (not an error); audited as `action`.
+    pub(crate) async fn gp_connect_find(
+        &self,
+        practice: &Practice,
+        claims: &Claims,
+        ssp: &Ssp,
+        query: &[(String, String)],
+        action: Action,
+    ) -> Result<Option<Patient>, GpcError> {
+        let nhs = documents::read_patient_search(query)?;
         let today = self.today();
         let found = self
             .store
@@ -284,28 +289,22 @@ impl App {
             .await
             .map_err(|e| internal(e.into()))?
             .filter(|p| patient_refusal(p, today).is_none());
-        let rec = match &found {
-            Some(p) => self.gp_connect_audit(
-                &claims,
-                &ssp,
-                Some(p.id),
-                Outcome::Success,
-                format!("patient/{}", p.id),
-                "find".into(),
-                Action::GpConnectDocumentsRead,
-            ),
-            None => self.gp_connect_audit(
-                &claims,
-                &ssp,
-                None,
-                Outcome::NotFound,
-                format!("nhs_number/{}", nhs.as_str()),
-                "find".into(),
-                Action::GpConnectDocumentsRead,
-            ),
+        let (patient, outcome, entity) = match &found {
+            Some(p) => (Some(p.id), Outcome::Success, format!("patient/{}", p.id)),
+            None => (None, Outcome::NotFound, format!("nhs_number/{}", nhs.as_str())),
         };
+        let rec = self.gp_connect_audit(claims, ssp, patient, outcome, entity, "find".into(), action);
         self.audit.record(practice.id, rec).await.map_err(internal)?;
-        Ok(documents::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), today))
+        Ok(found)
+    }
+
+    /// `GET [base]/Patient?identifier=…|<NHS number>`: the patient, when registered here and
+    /// living, in a searchset; an empty searchset otherwise (not an error).
+    pub async fn gp_connect_find_patient(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp, claims, base) =
+            self.gp_connect_documents_call(&call, documents::PATIENT_SEARCH_INTERACTION).await?;
+        let found = self.gp_connect_find(&practice, &claims, &ssp, call.query, Action::GpConnectDocumentsRead).await?;
+        Ok(documents::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), self.today()))
     }
 
     /// `GET [base]/Patient/{id}/DocumentReference?…`: the patient's documents that may leave the

@@ -100,20 +100,9 @@ impl App {
     pub async fn gp_connect_appointments_find_patient(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
         let (practice, ssp, claims, base) =
             self.gp_connect_appointments_call(&call, gpc::PATIENT_SEARCH_INTERACTION, "patient/*.read").await?;
-        let nhs = caldicott_fhir::gpconnect::documents::read_patient_search(call.query)?;
-        let today = self.today();
-        let found = self
-            .store
-            .patient_by_nhs_number(practice.id, &nhs)
-            .await
-            .map_err(|e| internal(e.into()))?
-            .filter(|p| patient_refusal(p, today).is_none());
-        let (patient, outcome, entity) = match &found {
-            Some(p) => (Some(p.id), Outcome::Success, format!("patient/{}", p.id)),
-            None => (None, Outcome::NotFound, format!("nhs_number/{}", nhs.as_str())),
-        };
-        self.gp_connect_appointments_look((&practice, &claims, &ssp), patient, outcome, entity, "find".into()).await?;
-        Ok(gpc::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), today))
+        let found =
+            self.gp_connect_find(&practice, &claims, &ssp, call.query, Action::GpConnectAppointmentsRead).await?;
+        Ok(gpc::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), self.today()))
     }
 
     /// `GET [base]/Slot?…`: the free slots offered to other care settings in the window, from now.
