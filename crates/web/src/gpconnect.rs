@@ -58,6 +58,10 @@ pub(crate) fn routes() -> Router<App> {
             get(read_appointment).put(change_appointment).fallback(wrong_method),
         )
         .route(&format!("{appts}/Patient/{{patient}}/Appointment"), get(patient_appointments).fallback(wrong_method))
+        .route(&format!("{appts}/Patient/{{patient}}"), get(read_patient).fallback(wrong_method))
+        .route(&format!("{appts}/Practitioner/{{id}}"), get(read_practitioner).fallback(wrong_method))
+        .route(&format!("{appts}/Organization/{{id}}"), get(read_organization).fallback(wrong_method))
+        .route(&format!("{appts}/Location/{{id}}"), get(read_location).fallback(wrong_method))
         .route(&format!("{docs}/metadata"), get(documents_metadata).fallback(wrong_method))
         .route(&format!("{docs}/Patient"), get(find_patient).fallback(wrong_method))
         .route(&format!("{docs}/Patient/{{patient}}/DocumentReference"), get(document_search).fallback(wrong_method))
@@ -331,6 +335,22 @@ fn versioned(result: Result<Versioned, GpcError>, created: Option<&str>) -> Resp
         }
         Err(e) => answer(Err(e)),
     }
+}
+
+async fn read_patient(State(app): State<App>, g: SpineGet) -> Response {
+    versioned(app.gp_connect_foundation(g.call(), "Patient", g.param("patient")).await, None)
+}
+
+async fn read_practitioner(State(app): State<App>, g: SpineGet) -> Response {
+    versioned(app.gp_connect_foundation(g.call(), "Practitioner", g.param("id")).await, None)
+}
+
+async fn read_organization(State(app): State<App>, g: SpineGet) -> Response {
+    versioned(app.gp_connect_foundation(g.call(), "Organization", g.param("id")).await, None)
+}
+
+async fn read_location(State(app): State<App>, g: SpineGet) -> Response {
+    versioned(app.gp_connect_foundation(g.call(), "Location", g.param("id")).await, None)
 }
 
 async fn read_appointment(State(app): State<App>, g: SpineGet) -> Response {

@@ -105,6 +105,51 @@ impl App {
         Ok(gpc::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), self.today()))
     }
 
+    /// `GET [base]/Patient/{id}`, `Practitioner/{id}`, `Organization/{id}`, `Location/{id}`:
+    /// what an appointment or a slot references (Foundations). A patient is read only when
+    /// registered here and living (and audited); a practitioner is one of the practice's
+    /// clinicians; the organisation and the location are the practice's.
+    pub async fn gp_connect_foundation(&self, call: GpcCall<'_>, kind: &str, id: &str) -> Result<Versioned, GpcError> {
+        let (interaction, scope) = match kind {
+            "Patient" => (gpc::READ_PATIENT_INTERACTION, "patient/*.read"),
+            "Practitioner" => (gpc::READ_PRACTITIONER_INTERACTION, "organization/*.read"),
+            "Organization" => (gpc::READ_ORGANIZATION_INTERACTION, "organization/*.read"),
+            _ => (gpc::READ_LOCATION_INTERACTION, "organization/*.read"),
+        };
+        let (practice, ssp, claims, _) = self.gp_connect_appointments_call(&call, interaction, scope).await?;
+        let none = || GpcError::new(SpineCode::NoRecordFound, format!("there is no such {kind} here"));
+        let ours = id == practice.id.to_string();
+        let resource = match kind {
+            "Patient" => {
+                let p = self
+                    .gp_connect_patient(&practice, &claims, &ssp, id, "read", Action::GpConnectAppointmentsRead)
+                    .await?;
+                let entity = format!("patient/{}", p.id);
+                self.gp_connect_appointments_look(
+                    (&practice, &claims, &ssp),
+                    Some(p.id),
+                    Outcome::Success,
+                    entity,
+                    "read".into(),
+                )
+                .await?;
+                gpc::patient(&p, &practice, self.today())
+            }
+            "Practitioner" => {
+                let staff = match id.parse::<caldicott_core::ids::StaffId>() {
+                    Ok(sid) => self.store.staff_member(practice.id, sid).await.map_err(|e| internal(e.into()))?,
+                    Err(_) => None,
+                };
+                let s = staff.filter(|s| s.role == caldicott_core::staff::Role::Clinician).ok_or_else(none)?;
+                gpc::practitioner_resource(id, &s.display_name)
+            }
+            "Organization" if ours => gpc::organization(&practice),
+            "Location" if ours => gpc::location_resource(&practice),
+            _ => return Err(none()),
+        };
+        Ok(Versioned { id: id.to_owned(), version: 1, resource })
+    }
+
     /// `GET [base]/Slot?…`: the free slots offered to other care settings in the window, from now.
     pub async fn gp_connect_slots(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
         let (practice, ssp, claims, base) =

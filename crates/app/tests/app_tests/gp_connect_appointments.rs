@@ -272,6 +272,27 @@ async fn urgent_care_books_a_slot_offered_to_it_changes_and_cancels_its_booking(
     assert_eq!((e.actor_kind.as_str(), e.actor_id.as_str()), ("gp_connect", "RR8"));
     assert_eq!(e.patient.as_deref(), Some(pat.id.to_string().as_str()));
 
+    // Everything the appointment references can be read (Foundations), and validates.
+    for p in booked.resource["participant"].as_array().unwrap() {
+        let reference = p["actor"]["reference"].as_str().unwrap();
+        let (kind, id) = reference.split_once('/').unwrap();
+        let scope = if kind == "Patient" { "patient/*.read" } else { "organization/*.read" };
+        let auth = ask.auth(scope);
+        let interaction = match kind {
+            "Patient" => gpc::READ_PATIENT_INTERACTION,
+            "Practitioner" => gpc::READ_PRACTITIONER_INTERACTION,
+            _ => gpc::READ_LOCATION_INTERACTION,
+        };
+        let got = app.gp_connect_foundation(ask.call(interaction, &auth, &[], &[]), kind, id).await.unwrap();
+        validate_gp_connect(&got.resource);
+        assert_eq!(got.resource["resourceType"], kind);
+    }
+    let auth = ask.auth("organization/*.read");
+    let org = tp.practice.id.to_string();
+    let got =
+        app.gp_connect_foundation(ask.call(gpc::READ_ORGANIZATION_INTERACTION, &auth, &[], &[]), "Organization", &org);
+    validate_gp_connect(&got.await.unwrap().resource);
+
     // Read it and list the patient's appointments from today.
     let read = ask.read(&booked.id).await.unwrap();
     assert_eq!(read.resource, booked.resource);

@@ -98,6 +98,9 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
         ("_include", "Slot:schedule".into()),
         ("_include:recurse", "Schedule:actor:Location".into()),
     ]);
+    let cs = app.pfs_metadata(&ods).await.unwrap();
+    validate_gp_connect(&cs);
+    assert_eq!(code(app.pfs_metadata("NOPE1").await), SpineCode::BadRequest);
     let slots = app.pfs_slots(call(&ods, &booker, &search, &[])).await.unwrap();
     validate_gp_connect(&slots);
     let offered = entries(&slots, "Slot");

@@ -28,6 +28,11 @@ pub const PATIENT_APPOINTMENTS_INTERACTION: &str =
     "urn:nhs:names:services:gpconnect:fhir:rest:search:patient_appointments-1";
 pub const AMEND_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:update:appointment-1";
 pub const CANCEL_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:cancel:appointment-1";
+/// Foundations: reading what an appointment references, by id.
+pub const READ_PATIENT_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:patient-1";
+pub const READ_PRACTITIONER_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:practitioner-1";
+pub const READ_ORGANIZATION_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:organization-1";
+pub const READ_LOCATION_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:location-1";
 
 const STU3: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/";
 pub const ORGANISATION_TYPE_SYSTEM: &str = "https://fhir.nhs.uk/STU3/CodeSystem/GPConnect-OrganisationType-1";
@@ -559,7 +564,7 @@ fn slot_resource(s: &Slot) -> Value {
 }
 
 /// The practice's premises: one Location, managed by the practice.
-fn location_resource(practice: &Practice) -> Value {
+pub fn location_resource(practice: &Practice) -> Value {
     let mut r = json!({
         "resourceType": "Location",
         "id": practice.id.to_string(),
@@ -574,7 +579,7 @@ fn location_resource(practice: &Practice) -> Value {
     r
 }
 
-fn practitioner_resource(id: &str, name: &str) -> Value {
+pub fn practitioner_resource(id: &str, name: &str) -> Value {
     json!({
         "resourceType": "Practitioner",
         "id": id,
@@ -583,7 +588,7 @@ fn practitioner_resource(id: &str, name: &str) -> Value {
     })
 }
 
-fn organization(practice: &Practice) -> Value {
+pub fn organization(practice: &Practice) -> Value {
     let mut o = organization_resource(practice);
     o["meta"]["versionId"] = json!("1");
     crate::write::compact(o)
@@ -705,6 +710,13 @@ pub fn appointment_resource(a: &Appointment, slot: &Slot, location: &str) -> Val
     r
 }
 
+/// A patient read by id, as `CareConnect-GPC-Patient-1` at version 1.
+pub fn patient(p: &Patient, practice: &Practice, today: NaiveDate) -> Value {
+    let mut r = patient_resource(p, practice, today);
+    r["meta"]["versionId"] = json!("1");
+    r
+}
+
 /// The answer to a patient's appointments search.
 pub fn appointments_bundle(base: &str, trace_id: &str, found: &[(Appointment, Slot)], location: &str) -> Value {
     let entry: Vec<Value> = found
@@ -763,13 +775,16 @@ pub fn capability_statement(software_version: &str, publisher: &str) -> Value {
     let rest = json!({
         "mode": "server",
         "resource": [
-            { "type": "Patient", "interaction": [{ "code": "search-type" }],
+            { "type": "Patient", "interaction": [{ "code": "read" }, { "code": "search-type" }],
               "searchParam": [{ "name": "identifier", "type": "token" }] },
             { "type": "Slot", "interaction": [{ "code": "search-type" }],
               "searchInclude": SLOT_INCLUDES.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
               "searchParam": [
                 { "name": "start", "type": "date" }, { "name": "end", "type": "date" },
                 { "name": "status", "type": "token" }, { "name": "searchFilter", "type": "token" } ] },
+            { "type": "Practitioner", "interaction": [{ "code": "read" }] },
+            { "type": "Organization", "interaction": [{ "code": "read" }] },
+            { "type": "Location", "interaction": [{ "code": "read" }] },
             { "type": "Appointment", "interaction": [{ "code": "read" }, { "code": "create" }, { "code": "update" }],
               "updateCreate": false, "versioning": "versioned",
               "searchParam": [{ "name": "start", "type": "date" }] },

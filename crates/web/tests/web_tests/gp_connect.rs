@@ -387,6 +387,70 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
     .await;
     assert_eq!((twice.status, spine_code(&twice)), (StatusCode::CONFLICT, "DUPLICATE_REJECTED"));
 
+    // What the appointment references resolves (Foundations reads).
+    for (kind, interaction, scope) in [
+        ("Patient", gpc::READ_PATIENT_INTERACTION, "patient/*.read"),
+        ("Practitioner", gpc::READ_PRACTITIONER_INTERACTION, "organization/*.read"),
+        ("Location", gpc::READ_LOCATION_INTERACTION, "organization/*.read"),
+    ] {
+        let reference = booked.json["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["actor"]["reference"].as_str())
+            .find(|r| r.starts_with(kind))
+            .unwrap()
+            .to_owned();
+        let got = send(
+            spine(),
+            spine_request(
+                "GET",
+                &format!("{root}/{reference}"),
+                interaction,
+                &jwt_at(&root, scope),
+                Vec::new(),
+                |_| {},
+            ),
+        )
+        .await;
+        assert_eq!(
+            (got.status, got.json["resourceType"].as_str()),
+            (StatusCode::OK, Some(kind)),
+            "{reference}: {}",
+            got.json
+        );
+    }
+    let org = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{root}/Organization/{}", tp.practice.id),
+            gpc::READ_ORGANIZATION_INTERACTION,
+            &jwt_at(&root, "organization/*.read"),
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(org.json["identifier"][0]["value"], ods.as_str());
+    let nobody = send(
+        spine(),
+        spine_request(
+            "GET",
+            &format!("{root}/Practitioner/{}", pat.id),
+            gpc::READ_PRACTITIONER_INTERACTION,
+            &jwt_at(&root, "organization/*.read"),
+            Vec::new(),
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(
+        (nobody.status, spine_code(&nobody)),
+        (StatusCode::NOT_FOUND, "NO_RECORD_FOUND"),
+        "a patient's id is no practitioner"
+    );
+
     // Read: the same version in the ETag.
     let path = format!("{root}/Appointment/{id}");
     let got = send(spine(), spine_request("GET", &path, gpc::READ_INTERACTION, &read, Vec::new(), |_| {})).await;
