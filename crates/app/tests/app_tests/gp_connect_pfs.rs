@@ -141,6 +141,55 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
     let slots_after = app.pfs_slots(call(&ods, &booker, &search, &[])).await.unwrap();
     assert_eq!(entries(&slots_after, "Slot").len(), 1, "a booked slot is not offered");
 
+    // What NHS 111 wrote when it booked for the patient is the practice's, not for whoever holds
+    // the patient's phone: the app sees the appointment, described by its kind only.
+    let kept_slot = app
+        .appointment_book(&tp.clinician, d, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.slot)
+        .find(|s| !s.online_bookable && s.others_bookable)
+        .unwrap();
+    let root = caldicott_app::gp_connect::appointments_root(&ods);
+    let auth = crate::gp_connect::jwt_at(&root, "patient/*.write", "RR8", "Urgent Treatment Centre", app.now());
+    let from_111 = json!({
+        "resourceType": "Appointment",
+        "extension": [{ "url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-BookingOrganisation-1", "valueReference": { "reference": "#1" } }],
+        "contained": [{ "resourceType": "Organization", "id": "1", "name": "PFS-ORG-NAME",
+            "identifier": [{ "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RR8" }],
+            "telecom": [{ "system": "phone", "value": "0113 496 0000" }] }],
+        "status": "booked", "description": "PFS-BOOKER-REASON bruising", "comment": "PFS-BOOKER-COMMENT",
+        "start": instant(kept_slot.starts_at), "end": instant(kept_slot.starts_at + Duration::minutes(15)),
+        "slot": [{ "reference": format!("Slot/{}", kept_slot.id) }], "created": instant(fixtures::now()),
+        "participant": [{ "actor": { "reference": format!("Patient/{}", pat.id) }, "status": "accepted" },
+                        { "actor": { "reference": format!("Location/{location}") }, "status": "accepted" }]
+    })
+    .to_string()
+    .into_bytes();
+    let spine = caldicott_app::gp_connect::GpcCall {
+        ods: &ods,
+        ssp: caldicott_fhir::gpconnect::request::SspHeaders {
+            trace_id: Some("4b1c6d1e-8f3a-4c2b-9e7d-1a2b3c4d5e6f"),
+            from: Some("200000000115"),
+            to: Some(fixtures::FIXTURE_ASID),
+            interaction_id: Some(caldicott_fhir::gpconnect::appointments::BOOK_INTERACTION),
+        },
+        authorization: Some(&auth),
+        body: &from_111,
+        query: &[],
+    };
+    let by_111 = app.gp_connect_book(spine).await.unwrap();
+    let listed = app.pfs_appointments(call(&ods, &reader, &window, &[]), &pat.id.to_string()).await.unwrap();
+    assert_eq!(entries(&listed, "Appointment").len(), 2);
+    let read_111 = app.pfs_read(call(&ods, &reader, &[], &[]), &by_111.id).await.unwrap();
+    for text in [listed.to_string(), read_111.resource.to_string()] {
+        for never in ["PFS-BOOKER-REASON", "PFS-BOOKER-COMMENT", "PFS-ORG-NAME"] {
+            assert!(!text.contains(never), "{never} reached the patient's app");
+        }
+    }
+    assert_eq!(read_111.resource["description"], "GP telephone appointment", "described by its kind");
+
     let mut cancel = read.resource.clone();
     cancel["status"] = json!("cancelled");
     cancel["extension"].as_array_mut().unwrap().push(json!({

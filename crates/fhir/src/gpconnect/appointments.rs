@@ -719,10 +719,17 @@ pub fn patient(p: &Patient, practice: &Practice, today: NaiveDate) -> Value {
 
 /// The answer to a patient's appointments search.
 pub fn appointments_bundle(base: &str, trace_id: &str, found: &[(Appointment, Slot)], location: &str) -> Value {
-    let entry: Vec<Value> = found
-        .iter()
-        .map(|(a, s)| {
-            json!({ "fullUrl": format!("{base}/Appointment/{}", a.id), "resource": appointment_resource(a, s, location), "search": { "mode": "match" } })
+    let resources = found.iter().map(|(a, s)| appointment_resource(a, s, location)).collect();
+    searchset_of(base, trace_id, "Appointment", resources)
+}
+
+/// A searchset of `resources` of one kind, each matched, with its full URL under `base`.
+pub fn searchset_of(base: &str, trace_id: &str, kind: &str, resources: Vec<Value>) -> Value {
+    let entry: Vec<Value> = resources
+        .into_iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap_or_default().to_owned();
+            json!({ "fullUrl": format!("{base}/{kind}/{id}"), "resource": r, "search": { "mode": "match" } })
         })
         .collect();
     crate::write::compact(json!({
@@ -730,7 +737,7 @@ pub fn appointments_bundle(base: &str, trace_id: &str, found: &[(Appointment, Sl
         "id": trace_id,
         "meta": { "profile": [super::documents::SEARCHSET_PROFILE] },
         "type": "searchset",
-        "total": found.len(),
+        "total": entry.len(),
         "entry": entry,
     }))
 }

@@ -206,7 +206,8 @@ impl App {
         );
         self.audit.record(a.practice, audit).await.map_err(refused)?;
         let trace = crate::new_id().to_string();
-        Ok(gpc::appointments_bundle(&pfs_root(practice.ods_code.as_str()), &trace, &found, &practice.id.to_string()))
+        let entries: Vec<Value> = found.iter().map(|(x, s)| versioned(x, s, &practice).resource).collect();
+        Ok(gpc::searchset_of(&pfs_root(practice.ods_code.as_str()), &trace, "Appointment", entries))
     }
 
     /// `PUT [base]/Appointment/{id}`: cancels the patient's appointment, up to the practice's
@@ -237,11 +238,21 @@ impl App {
     }
 }
 
+/// An appointment as the patient's app receives it. What a clinician in another care setting
+/// wrote when booking (the reason, a comment, their organisation) is for the practice, not for
+/// whoever holds the patient's phone: such a booking is described by its kind only.
 fn versioned(a: &Appointment, slot: &Slot, practice: &Practice) -> crate::gp_connect_appointments::Versioned {
+    let mut shown = a.clone();
+    if shown.booked_through.is_some() {
+        shown.description = None;
+        shown.comment = None;
+        shown.booked_through = None;
+        shown.cancellation_reason = None;
+    }
     crate::gp_connect_appointments::Versioned {
         id: a.id.to_string(),
         version: a.version,
-        resource: gpc::appointment_resource(a, slot, &practice.id.to_string()),
+        resource: gpc::appointment_resource(&shown, slot, &practice.id.to_string()),
     }
 }
 
