@@ -112,7 +112,7 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
     assert_eq!(code(app.pfs_book(call(&ods, &reader, &[], &body)).await), SpineCode::AccessDenied);
     let other = adult(&app, tp.practice.id).await.unwrap();
     let theirs = booking(&first, &other.id.to_string(), &location);
-    assert_eq!(code(app.pfs_book(call(&ods, &booker, &[], &theirs)).await), SpineCode::InvalidResource);
+    assert_eq!(code(app.pfs_book(call(&ods, &booker, &[], &theirs)).await), SpineCode::NoRelationship);
     // Another practice's address is not this token's.
     let elsewhere = fixtures::practice(&app).await.unwrap();
     let away = elsewhere.practice.ods_code.as_str().to_owned();
@@ -136,8 +136,11 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
     let listed = app.pfs_appointments(call(&ods, &reader, &window, &[]), &pat.id.to_string()).await.unwrap();
     validate_gp_connect(&listed);
     assert_eq!(entries(&listed, "Appointment").len(), 1);
+    // Another patient, or an id that is nobody's, alike: the app has no relationship with them.
     let others = app.pfs_appointments(call(&ods, &reader, &window, &[]), &other.id.to_string()).await;
-    assert_eq!(code(others), SpineCode::PatientNotFound);
+    assert_eq!(code(others), SpineCode::NoRelationship);
+    let nobody = app.pfs_appointments(call(&ods, &reader, &window, &[]), &caldicott_app::new_id().to_string()).await;
+    assert_eq!(code(nobody), SpineCode::NoRelationship);
     let slots_after = app.pfs_slots(call(&ods, &booker, &search, &[])).await.unwrap();
     assert_eq!(entries(&slots_after, "Slot").len(), 1, "a booked slot is not offered");
 

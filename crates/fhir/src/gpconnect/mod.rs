@@ -73,6 +73,9 @@ pub enum SpineCode {
     NoRecordFound,
     NoPatientConsent,
     AccessDenied,
+    /// The caller has no relationship with the patient it names (an app asking about someone
+    /// other than its own patient, or the person its holder acts for).
+    NoRelationship,
     /// A booking of a slot that is not free.
     DuplicateRejected,
     /// A change to an appointment that has changed since the consumer read it (`If-Match`).
@@ -95,6 +98,7 @@ impl SpineCode {
             Self::NoRecordFound => "NO_RECORD_FOUND",
             Self::NoPatientConsent => "NO_PATIENT_CONSENT",
             Self::AccessDenied => "ACCESS_DENIED",
+            Self::NoRelationship => "NO_RELATIONSHIP",
             Self::DuplicateRejected => "DUPLICATE_REJECTED",
             Self::FhirConstraintViolation => "FHIR_CONSTRAINT_VIOLATION",
             Self::ReferenceNotFound => "REFERENCE_NOT_FOUND",
@@ -113,6 +117,7 @@ impl SpineCode {
             Self::NoRecordFound => "No record found",
             Self::NoPatientConsent => "Patient has not provided consent to share data",
             Self::AccessDenied => "Access denied",
+            Self::NoRelationship => "No legitimate relationship exists with this patient",
             Self::DuplicateRejected => "Create would lead to creation of a duplicate resource",
             Self::FhirConstraintViolation => "FHIR constraint violated",
             Self::ReferenceNotFound => "Referenced resource not found",
@@ -126,7 +131,7 @@ impl SpineCode {
             Self::BadRequest | Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => 400,
             Self::InvalidResource | Self::InvalidParameter | Self::ReferenceNotFound => 422,
             Self::PatientNotFound | Self::NoRecordFound => 404,
-            Self::NoPatientConsent | Self::AccessDenied => 403,
+            Self::NoPatientConsent | Self::AccessDenied | Self::NoRelationship => 403,
             Self::DuplicateRejected | Self::FhirConstraintViolation => 409,
             Self::NotImplemented => 501,
             Self::InternalServerError => 500,
@@ -138,7 +143,7 @@ impl SpineCode {
             Self::BadRequest | Self::InvalidResource | Self::InvalidParameter | Self::ReferenceNotFound => "invalid",
             Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => "value",
             Self::PatientNotFound | Self::NoRecordFound => "not-found",
-            Self::NoPatientConsent | Self::AccessDenied => "forbidden",
+            Self::NoPatientConsent | Self::AccessDenied | Self::NoRelationship => "forbidden",
             Self::DuplicateRejected => "duplicate",
             Self::FhirConstraintViolation => "conflict",
             Self::NotImplemented => "not-supported",
@@ -201,5 +206,15 @@ mod tests {
         assert_eq!(SpineCode::InvalidParameter.http_status(), 422);
         assert_eq!(SpineCode::InvalidNhsNumber.http_status(), 400);
         assert_eq!(SpineCode::AccessDenied.http_status(), 403);
+        assert_eq!(SpineCode::NoRelationship.http_status(), 403);
+        assert_eq!(
+            (SpineCode::DuplicateRejected.http_status(), SpineCode::DuplicateRejected.code()),
+            (409, "DUPLICATE_REJECTED")
+        );
+        assert_eq!(SpineCode::FhirConstraintViolation.code(), "FHIR_CONSTRAINT_VIOLATION");
+        assert_eq!(
+            (SpineCode::ReferenceNotFound.http_status(), SpineCode::ReferenceNotFound.code()),
+            (422, "REFERENCE_NOT_FOUND")
+        );
     }
 }

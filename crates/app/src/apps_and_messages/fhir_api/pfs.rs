@@ -119,7 +119,7 @@ impl App {
         let request = gpc::read_patient_booking(call.body)?;
         let patient = self.pfs_patient(&a).await?;
         if request.patient != patient.id.to_string() {
-            return Err(GpcError::new(SpineCode::InvalidResource, "an app books only for its own patient"));
+            return Err(GpcError::new(SpineCode::NoRelationship, "an app books only for its own patient"));
         }
         if request.location != practice.id.to_string() {
             return Err(GpcError::new(SpineCode::ReferenceNotFound, "book at the location the slot search gave"));
@@ -187,7 +187,7 @@ impl App {
         let (from, to) = gpc::read_appointment_search(call.query, self.today())?;
         let me = self.pfs_patient(&a).await?;
         if patient != me.id.to_string() {
-            return Err(GpcError::new(SpineCode::PatientNotFound, "an app reads only its own patient"));
+            return Err(GpcError::new(SpineCode::NoRelationship, "an app reads only its own patient"));
         }
         let mut found: Vec<(Appointment, Slot)> = self
             .store
