@@ -431,7 +431,9 @@ pub async fn online_clinic(
 ) -> AppResult<()> {
     use chrono::Datelike;
     let reception = crate::auth::authenticate(app, &tp.receptionist_token).await?;
-    let day = caldicott_core::uk::uk_date(now() + Duration::days(days));
+    // `days` UK days from today (not 24-hour periods from now, which near midnight on the day
+    // the clocks change lands on another date).
+    let day = caldicott_core::uk::uk_date(now()) + Duration::days(days);
     let clinic = crate::appointments::NewClinic {
         clinician: tp.clinician.staff.to_string(),
         day: day.day().to_string(),
