@@ -203,13 +203,8 @@ impl App {
         call: &GpcCall<'_>,
         interaction: &str,
     ) -> Result<(Practice, Ssp, Claims, String), GpcError> {
-        let (practice, ssp) = self.gp_connect_practice(call, interaction).await?;
-        let claims = read_claims(
-            call.authorization,
-            self.now().timestamp(),
-            "patient/*.read",
-            &documents_root(practice.ods_code.as_str()),
-        )?;
+        let (practice, ssp, claims, base) =
+            self.gp_connect_rooted(call, interaction, "patient/*.read", documents_root).await?;
         if !practice.online.gp_connect_documents {
             let rec = self.gp_connect_audit(
                 &claims,
@@ -223,6 +218,20 @@ impl App {
             self.audit.record(practice.id, rec).await.map_err(internal)?;
             return Err(GpcError::new(SpineCode::AccessDenied, "this practice does not offer Access Document"));
         }
+        Ok((practice, ssp, claims, base))
+    }
+
+    /// The practice and headers, then the claims with `scope` for the service root `root` names
+    /// (`aud` must be it); with the base URL for the answer's links, as the consumer addressed it.
+    pub(crate) async fn gp_connect_rooted(
+        &self,
+        call: &GpcCall<'_>,
+        interaction: &str,
+        scope: &str,
+        root: fn(&str) -> String,
+    ) -> Result<(Practice, Ssp, Claims, String), GpcError> {
+        let (practice, ssp) = self.gp_connect_practice(call, interaction).await?;
+        let claims = read_claims(call.authorization, self.now().timestamp(), scope, &root(practice.ods_code.as_str()))?;
         let base = claims.audience.trim_end_matches('/').to_owned();
         Ok((practice, ssp, claims, base))
     }

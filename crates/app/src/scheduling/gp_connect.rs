@@ -19,7 +19,7 @@ use caldicott_core::gpconnect::patient_refusal;
 use caldicott_core::ids::{AppointmentId, PatientId, SlotId};
 use caldicott_core::practice::Practice;
 use caldicott_fhir::gpconnect::appointments as gpc;
-use caldicott_fhir::gpconnect::request::{read_claims, Claims, Ssp};
+use caldicott_fhir::gpconnect::request::{Claims, Ssp};
 use caldicott_fhir::gpconnect::{GpcError, SpineCode};
 use caldicott_store::{BookingChange, Conflict, StoreError};
 use chrono::Duration;
@@ -64,15 +64,7 @@ impl App {
         interaction: &str,
         scope: &str,
     ) -> Result<(Practice, Ssp, Claims, String), GpcError> {
-        let (practice, ssp) = self.gp_connect_practice(call, interaction).await?;
-        let claims = read_claims(
-            call.authorization,
-            self.now().timestamp(),
-            scope,
-            &appointments_root(practice.ods_code.as_str()),
-        )?;
-        let base = claims.audience.trim_end_matches('/').to_owned();
-        Ok((practice, ssp, claims, base))
+        self.gp_connect_rooted(call, interaction, scope, appointments_root).await
     }
 
     /// Audits a read (a search, a patient found, appointments read) of the appointments endpoint.

@@ -749,21 +749,8 @@ pub fn patient_search_bundle(
     found: Option<(&Patient, &Practice)>,
     today: NaiveDate,
 ) -> Value {
-    let entry: Vec<Value> = found
-        .map(|(p, practice)| {
-            let mut r = patient_resource(p, practice, today);
-            r["meta"]["versionId"] = json!("1");
-            vec![json!({ "fullUrl": format!("{base}/Patient/{}", p.id), "resource": r, "search": { "mode": "match" } })]
-        })
-        .unwrap_or_default();
-    crate::write::compact(json!({
-        "resourceType": "Bundle",
-        "id": trace_id,
-        "meta": { "profile": [super::documents::SEARCHSET_PROFILE] },
-        "type": "searchset",
-        "total": entry.len(),
-        "entry": entry,
-    }))
+    let resources = found.map(|(p, practice)| vec![patient(p, practice, today)]).unwrap_or_default();
+    searchset_of(base, trace_id, "Patient", resources)
 }
 
 /// The capability statement of the appointments endpoint.
