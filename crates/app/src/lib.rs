@@ -17,6 +17,7 @@ mod records {
     pub mod record;
     pub mod redaction;
     pub mod registration;
+    pub mod results;
     pub mod search;
     pub mod trail;
     pub mod transfer;
@@ -32,15 +33,18 @@ pub use records::proxies;
 pub use records::record;
 pub use records::redaction;
 pub use records::registration;
+pub use records::results;
 pub use records::search;
 pub use records::trail;
 pub use records::transfer;
 
 /// What patients and proxies do online: their record, services and repeat requests.
 mod patients_online {
+    pub mod my_results;
     pub mod patient_services;
     pub mod requests;
 }
+pub use patients_online::my_results;
 pub use patients_online::patient_services;
 pub use patients_online::requests;
 

@@ -22,6 +22,7 @@ pub mod sar;
 pub mod snomed;
 pub mod staff;
 pub mod tasks;
+pub mod trends;
 pub mod uk;
 pub mod update_record;
 pub mod visibility;

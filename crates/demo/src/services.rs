@@ -106,6 +106,81 @@ fn repeat(drug: &str, dosage: &str, quantity: &str) -> EntryBody {
     }
 }
 
+fn coded_as(concept: &str, term: &str, e: Entry) -> AppResult<Entry> {
+    let concept = caldicott_core::snomed::ConceptId::parse(concept).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(Entry { code: Some(caldicott_core::snomed::Coding { concept, term: term.into() }), ..e })
+}
+
+/// Hannah's diabetes and high blood pressure, followed for two and a half years: the problems,
+/// metformin, and the readings her charts show (HbA1c, blood pressure, eGFR, cholesterol,
+/// weight, BMI). Her latest eGFR is held back online until it has been discussed with her.
+fn long_term_conditions(hannah: &Patient, doctor: &StaffPrincipal) -> AppResult<Vec<Entry>> {
+    let from_lab = |e: Entry| Entry { author: Author { staff: None, name: "Riverside Pathology".into() }, ..e };
+    let result = |days: i64, code: &str, test: &str, value: &str, unit: &str, range: &str, abnormal: bool| {
+        let body = EntryBody::TestResult {
+            test: test.into(),
+            value: value.into(),
+            unit: unit.into(),
+            range: range.into(),
+            abnormal,
+            filing: Filing::Filed,
+        };
+        coded_as(code, test, from_lab(entry(hannah, days, doctor, body)))
+    };
+    let measured = |days: i64, code: &str, term: &str, value: &str| {
+        coded_as(code, term, entry(hannah, days, doctor, EntryBody::Coded { value: Some(value.into()) }))
+    };
+    let mut out = vec![
+        coded_as(
+            "44054006",
+            "Type 2 diabetes mellitus",
+            entry(hannah, 920, doctor, EntryBody::Problem { title: "Type 2 diabetes mellitus".into(), active: true }),
+        )?,
+        coded_as(
+            "59621000",
+            "Essential hypertension",
+            entry(hannah, 930, doctor, EntryBody::Problem { title: "Essential hypertension".into(), active: true }),
+        )?,
+        entry(hannah, 910, doctor, repeat("Metformin 500mg tablets", "One twice a day with food", "112 tablets")),
+    ];
+    for (days, value) in [(915, "64"), (735, "59"), (555, "56"), (375, "53"), (195, "50"), (25, "47")] {
+        out.push(result(days, "1019431000000105", "HbA1c level", value, "mmol/mol", "20-41", true)?);
+    }
+    let pressures = ["152/94", "148/92", "144/90", "141/88", "138/86", "136/84", "134/82", "128/82"];
+    for (i, bp) in pressures.iter().enumerate() {
+        let days = 940 - 120 * i as i64;
+        out.push(measured(days, "75367002", "Blood pressure", &format!("{bp} mmHg"))?);
+    }
+    for (days, weight, bmi) in [
+        (915, "92.4", "32.7"),
+        (735, "90.1", "31.9"),
+        (555, "88.7", "31.4"),
+        (375, "87.9", "31.1"),
+        (195, "86.2", "30.5"),
+    ] {
+        out.push(measured(days, "27113001", "Body weight", &format!("{weight} kg"))?);
+        out.push(measured(days, "60621009", "Body mass index", &format!("{bmi} kg/m2"))?);
+    }
+    for (days, value, abnormal) in [(915, "5.8", true), (555, "4.9", false), (195, "4.4", false)] {
+        out.push(result(days, "1005671000000105", "Serum cholesterol level", value, "mmol/L", "<5.0", abnormal)?);
+    }
+    for (days, value) in [(915, "86"), (555, "83"), (195, "79")] {
+        out.push(result(days, "1011481000000105", "eGFR", value, "mL/min/1.73m2", ">60", false)?);
+    }
+    let mut held = result(25, "1011481000000105", "eGFR", "52", "mL/min/1.73m2", ">60", true)?;
+    held.visibility = OnlineVisibility::Hidden(
+        Redaction::new(
+            HiddenReason::PotentiallyHarmful,
+            "Lower than before: held back online until the GP has discussed it with Hannah at her diabetes review.",
+            &doctor.name,
+            held.entered_at,
+        )
+        .map_err(|e| AppError::Internal(e.to_string()))?,
+    );
+    out.push(held);
+    Ok(out)
+}
+
 /// Adds the patient-services part of the demo, and returns the patient logins to print.
 pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOptions) -> AppResult<Vec<DemoLogin>> {
     let staff = app.seeding().staff_members(practice.id).await?;
@@ -192,6 +267,8 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
             ..entry(&grace, 10, &doctor, EntryBody::Coded { value: None })
         },
     ];
+    let mut entries = entries;
+    entries.extend(long_term_conditions(&hannah, &doctor)?);
     let audit = app.seeding().audit(
         &doctor,
         None,

@@ -10,6 +10,7 @@ mod app_api;
 mod authorization;
 mod body;
 mod booking;
+mod chart;
 mod chat;
 pub mod client;
 mod comms;
@@ -26,6 +27,7 @@ pub mod openapi;
 mod pages;
 mod patient;
 mod query;
+mod results;
 mod sar_export;
 mod sars;
 mod staff;
@@ -48,6 +50,8 @@ pub fn router(app: App) -> Router {
         .merge(pages::routes())
         .merge(staff::routes())
         .merge(patient::routes())
+        .merge(results::patient_routes())
+        .merge(results::staff_routes())
         .merge(booking::routes())
         .merge(staff_work::routes())
         .merge(comms::routes())

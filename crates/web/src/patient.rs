@@ -410,7 +410,11 @@ pub struct PrintedFacts {
     pub printed: String,
 }
 
-fn printed_facts(app: &App, me: &PatientSignedIn, h: &caldicott_app::patient_services::RecordHolder) -> PrintedFacts {
+pub(crate) fn printed_facts(
+    app: &App,
+    me: &PatientSignedIn,
+    h: &caldicott_app::patient_services::RecordHolder,
+) -> PrintedFacts {
     PrintedFacts {
         name: h.name.clone(),
         nhs_number: h.nhs_number.clone(),
@@ -438,6 +442,8 @@ struct RecordPage {
     facts: PrintedFacts,
     /// The printout of the whole record (or this section).
     print_href: String,
+    /// Results over time for the same record.
+    results_href: String,
     heading: String,
     no_record: Option<String>,
     section: &'static str,
@@ -480,6 +486,7 @@ async fn record(
     Ok(RecordPage {
         me: Some((&me).into()),
         facts: printed_facts(&app, &me, &view.holder),
+        results_href: format!("/my/results{for_query}"),
         print_href: match section {
             Some(s) => with_param("/my/record/print", &for_query, "section", s.as_str()),
             None => format!("/my/record/print{for_query}"),

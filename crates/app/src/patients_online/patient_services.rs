@@ -246,7 +246,7 @@ pub struct RecordHolder {
 }
 
 impl RecordHolder {
-    fn of(p: &Patient) -> Self {
+    pub(crate) fn of(p: &Patient) -> Self {
         Self {
             name: format!("{} {}", p.name.given, p.name.family.to_uppercase()),
             nhs_number: p.nhs_number.to_string(),
@@ -275,7 +275,7 @@ pub struct ActivityLine {
 }
 
 /// The words a viewer sees when they see no record. They never name a clinical reason.
-fn no_record_sentence(w: Withheld, proxy: bool) -> String {
+pub(crate) fn no_record_sentence(w: Withheld, proxy: bool) -> String {
     match w {
         Withheld::IdentityNotVerified { .. } => {
             "To see a GP record online, the practice needs to check who you are in full first. You can still book \
@@ -889,7 +889,7 @@ impl App {
 
     /// The audit event of a patient's or proxy's look at a record online: what they asked for
     /// (`what`) and how many entries they were shown.
-    fn online_look(
+    pub(crate) fn online_look(
         &self,
         me: &PatientPrincipal,
         view: &crate::records::outside::OutsideView,
@@ -909,7 +909,7 @@ impl App {
 
     /// The record the signed-in patient, or the proxy acting through `link`, looks at, and their
     /// view of it (an unknown or another's link is `NotFound`).
-    async fn my_outside_view(
+    pub(crate) async fn my_outside_view(
         &self,
         me: &PatientPrincipal,
         link: Option<ProxyLinkId>,

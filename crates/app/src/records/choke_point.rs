@@ -9,6 +9,7 @@
 /// live in `caldicott-adapters`, outside this crate, where the store cannot be reached at all.)
 const OUTSIDE_FACING: &[(&str, &str)] = &[
     ("patient_services.rs", include_str!("../patients_online/patient_services.rs")),
+    ("my_results.rs", include_str!("../patients_online/my_results.rs")),
     ("requests.rs", include_str!("../patients_online/requests.rs")),
     ("documents.rs", include_str!("../records/documents.rs")),
     ("appointments.rs", include_str!("../scheduling/appointments.rs")),

@@ -54,6 +54,11 @@ impl<T> Unaudited<T> {
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Unaudited<U> {
         Unaudited(f(self.0))
     }
+
+    /// Two reads of one look, to be audited as one.
+    pub(crate) fn join<U>(self, other: Unaudited<U>) -> Unaudited<(T, U)> {
+        Unaudited((self.0, other.0))
+    }
 }
 
 impl<T> Unaudited<Option<T>> {

@@ -307,7 +307,7 @@ impl App {
 
     /// The proxy link named by `as_viewer` (which must act for this patient) and the viewer's
     /// best identity level.
-    async fn resolve_viewer(
+    pub(crate) async fn resolve_viewer(
         &self,
         l: &Loaded,
         as_viewer: ViewAs,

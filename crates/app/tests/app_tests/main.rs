@@ -13,6 +13,7 @@ mod gp_connect_pfs;
 mod nhs_login;
 mod outbox;
 mod races;
+mod results_over_time;
 mod sar;
 mod sar_export;
 mod sign_in;

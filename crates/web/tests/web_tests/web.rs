@@ -1969,6 +1969,7 @@ both!(
     staff_transfer_in_a_record_from_a_file,
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
+    results_charts_are_drawn_only_from_what_the_viewer_is_shown,
     patient_services_reach_only_whom_the_caller_acts_for,
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
@@ -2647,6 +2648,99 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
     let (_, suspended_browser) = &mut browsers[3];
     let home = suspended_browser.get("/my").await;
     assert!(home.body.contains("Suspended by the practice"));
+}
+
+/// The numbers on a chart's value axis (its tick labels), in order.
+fn axis_numbers(svg_page: &str) -> Vec<f64> {
+    svg_page
+        .split("<text class=\"app-trend__tick\"")
+        .skip(1)
+        .filter(|t| t.contains("text-anchor=\"end\""))
+        .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split_once('<')).map(|(n, _)| n.to_owned()))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestStore) {
+    // R8, T1, issue 26: a hidden result is absent from the chart and its scale, not a gap; the
+    // table says every shown reading in words; staff see each reading marked.
+    use caldicott_core::entry::{EntryBody, Filing, HiddenReason, OnlineVisibility, Redaction};
+    use caldicott_core::snomed::{Coding, ConceptId};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let a = adult(&app, tp.practice.id).await.unwrap();
+    let b = adult(&app, tp.practice.id).await.unwrap();
+    let hba1c = |p: &caldicott_core::patient::Patient, days: i64, value: &str| {
+        let mut e = consultation(p, caldicott_app::fixtures::now() - chrono::Duration::days(days), "");
+        e.body = EntryBody::TestResult {
+            test: "HbA1c level".into(),
+            value: value.into(),
+            unit: "mmol/mol".into(),
+            range: "20-41".into(),
+            abnormal: value != "39",
+            filing: Filing::Filed,
+        };
+        e.code = Some(Coding { concept: ConceptId::parse("1019431000000105").unwrap(), term: "HbA1c level".into() });
+        e
+    };
+    let mut secret = hba1c(&a, 90, "987");
+    secret.visibility = OnlineVisibility::Hidden(
+        Redaction::new(HiddenReason::PotentiallyHarmful, "discuss first", "Dr", caldicott_app::fixtures::now())
+            .unwrap(),
+    );
+    let entries = [hba1c(&a, 400, "58"), secret.clone(), hba1c(&a, 30, "39"), hba1c(&b, 30, "71")];
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries[..3], &fixtures::audit(Action::EntryCreate, Some(a.id)))
+        .await
+        .unwrap();
+    app.store_for_tests()
+        .add_entries(tp.practice.id, &entries[3..], &fixtures::audit(Action::EntryCreate, Some(b.id)))
+        .await
+        .unwrap();
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &a, "P9").await.unwrap();
+    let mut patient = Browser::new(&app);
+    patient.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+
+    let list = patient.get("/my/results").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert!(list.body.contains("href=\"/my/results/hba1c\"") && list.body.contains("2 readings"), "{}", list.body);
+    let page = patient.get("/my/results/hba1c").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for leak in ["987", &secret.id.to_string(), "71 mmol/mol"] {
+        assert!(!page.body.contains(leak), "{leak} reached the patient's chart page");
+        assert!(!list.body.contains(leak), "{leak} reached the patient's results list");
+    }
+    // The scale is made from 58 and 39 and the range 20-41: nothing near 987.
+    let axis = axis_numbers(&page.body);
+    assert!(!axis.is_empty(), "the chart has a value axis: {}", page.body);
+    assert!(axis.iter().all(|v| *v <= 100.0), "the hidden value set the scale: {axis:?}");
+    assert!(axis.first().is_some_and(|v| *v <= 20.0) && axis.last().is_some_and(|v| *v >= 58.0), "{axis:?}");
+    // The chart is an image with a name and a description, and the table says each reading in words.
+    assert!(
+        page.body.contains("role=\"img\"")
+            && page.body.contains("aria-labelledby=\"chart-hba1c-title chart-hba1c-desc\"")
+    );
+    assert!(page.body.contains("2 readings from"), "{}", page.body);
+    assert!(
+        page.body.contains("58 mmol/mol") && page.body.contains("Above range") && page.body.contains("Within range")
+    );
+    assert_eq!(patient.get("/my/results/weight").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(patient.get("/my/results/hba1c?for=not-a-link").await.status, StatusCode::NOT_FOUND);
+
+    // Staff see every reading, the hidden one marked as not shown online, with the reason.
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "clinician").await;
+    let page = staff.get(&format!("/patients/{}/results/hba1c", a.nhs_number.as_str())).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("987 mmol/mol") && page.body.contains("Not shown:"), "{}", page.body);
+    assert!(axis_numbers(&page.body).iter().any(|v| *v >= 987.0), "staff's chart draws every reading");
+    let record = staff.get(&format!("/patients/{}", a.nhs_number.as_str())).await;
+    assert!(record.body.contains(&format!("/patients/{}/results", a.nhs_number.as_str())));
+    // Signed out, or signed in as staff, the patient's pages are not reached.
+    let mut nobody = Browser::new(&app);
+    assert_eq!(location(&nobody.get("/my/results/hba1c").await), "/my/sign-in");
+    assert_eq!(location(&staff.get("/my/results").await), "/my/sign-in");
+    assert_eq!(location(&nobody.get(&format!("/patients/{}/results", a.nhs_number.as_str())).await), "/sign-in");
 }
 
 /// A repeat template for `p` whose drug name is `drug`.
