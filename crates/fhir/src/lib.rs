@@ -11,6 +11,7 @@
 
 pub mod gpconnect;
 pub mod read;
+pub mod search;
 pub mod update_record;
 pub mod write;
 

@@ -256,7 +256,7 @@ fn strict(headers: &HeaderMap) -> bool {
 
 fn search_of(query: QueryPairs, strict: bool) -> Result<Search, FhirError> {
     let Query(pairs) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let mut s = Search::default();
+    let mut s = Search { strict, ..Search::default() };
     for (k, v) in pairs {
         match k.as_str() {
             "patient" | "subject" => s.patient = Some(v),
@@ -265,6 +265,9 @@ fn search_of(query: QueryPairs, strict: bool) -> Result<Search, FhirError> {
             "_count" => s.count = Some(v),
             "_cursor" => s.cursor = Some(v),
             "_include" => s.include.push(v),
+            "code" => s.code = Some(v),
+            "date" => s.date.push(v),
+            "_sort" => s.sort = Some(v),
             "_revinclude" | "_include:iterate" | "_include:recurse" => {
                 return Err(FhirError(AppError::BadRequest(format!("{k} is not supported here; _include is"))))
             }

@@ -204,8 +204,103 @@ async fn an_enhanced_review_shows_no_results_and_gives_no_clinical_reason(t: &Te
     assert!(!sentence.to_lowercase().contains("review") && !sentence.contains("104"), "{sentence}");
 }
 
+/// The Observations of a searchset page, and the cursor of the next page.
+fn page_of(bundle: &serde_json::Value) -> (Vec<serde_json::Value>, Option<String>) {
+    let found = bundle["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone());
+    let next = bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| {
+        let url = l["url"].as_str().unwrap();
+        assert!(url.contains("code=http%3A%2F%2Fsnomed.info%2Fsct%7C"), "the next link keeps the search: {url}");
+        url.split("_cursor=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+    });
+    (found.collect(), next)
+}
+
+async fn an_app_draws_a_result_over_time_by_code_date_and_sort(t: &TestStore) {
+    // Issue 26 (FHIR: Observation?patient=&code=&date= with _sort=date), R8/T1: an app gets the
+    // same readings the patient's chart shows, in date order, and never a hidden one.
+    use caldicott_app::fhir_api::{FhirCaller, Search, TokenRequest};
+    let app = App::new(t.store.clone(), fixtures::test_clock()).with_public_url("http://test").unwrap();
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let readings = [
+        result(&pat, 700, HBA1C, "64", "mmol/mol", "20-41"),
+        result(&pat, 400, HBA1C, "58", "mmol/mol", "20-41"),
+        hidden(result(&pat, 200, HBA1C, "987.6", "mmol/mol", "20-41")),
+        result(&pat, 30, HBA1C, "50", "mmol/mol", "20-41"),
+        result(&pat, 20, CHOLESTEROL, "4.4", "mmol/L", "<5.0"),
+    ];
+    add(&app, tp.practice.id, &pat, &readings).await;
+    let (client, secret, link) = fixtures::linked_app(&app, &tp, &pat).await.unwrap();
+    let token = app.fhir_token(&TokenRequest::app(&client, &secret, &link, "")).await.unwrap();
+    let who = app.fhir_caller(&token.access_token).await.unwrap();
+    let base = "http://test/fhir/r4";
+    let code = Some(format!("http://snomed.info/sct|{HBA1C}"));
+    let search = Search { code: code.clone(), sort: Some("date".into()), ..Search::default() };
+    let bundle = app.fhir_search(&who, "Observation", base, &search).await.unwrap();
+    let (found, next) = page_of(&bundle);
+    let values: Vec<f64> = found.iter().map(|o| o["valueQuantity"]["value"].as_f64().unwrap()).collect();
+    assert_eq!(values, [64.0, 58.0, 50.0], "oldest first, HbA1c only, the hidden reading absent");
+    assert!(next.is_none());
+    assert!(!bundle.to_string().contains("987.6") && !bundle.to_string().contains(&readings[2].id.to_string()));
+
+    // Newest first, a page of one at a time: every reading once, in order, none hidden.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let q = Search {
+            code: code.clone(),
+            sort: Some("-date".into()),
+            count: Some("1".into()),
+            cursor,
+            ..Search::default()
+        };
+        let (found, next) = page_of(&app.fhir_search(&who, "Observation", base, &q).await.unwrap());
+        seen.extend(found.iter().map(|o| o["valueQuantity"]["value"].as_f64().unwrap()));
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, [50.0, 58.0, 64.0]);
+
+    // A date range: every date parameter must hold.
+    let from = (fixtures::today() - Duration::days(500)).format("%Y-%m-%d").to_string();
+    let q =
+        Search { code: code.clone(), date: vec![format!("ge{from}")], sort: Some("date".into()), ..Search::default() };
+    let (found, _) = page_of(&app.fhir_search(&who, "Observation", base, &q).await.unwrap());
+    assert_eq!(found.len(), 2, "{found:?}");
+    let q = Search { date: vec![format!("ge{from}"), format!("lt{from}")], ..Search::default() };
+    assert!(page_of(&app.fhir_search(&who, "Observation", base, &q).await.unwrap()).0.is_empty());
+
+    // Bad parameters are refused with words, and change nothing.
+    for bad in [
+        Search { date: vec!["2024-13".into()], ..Search::default() },
+        Search { sort: Some("value".into()), ..Search::default() },
+        Search { code: Some("a|b|c".into()), ..Search::default() },
+        Search { code: Some("x".into()), strict: true, ..Search::default() },
+    ] {
+        let resource = if bad.strict { "Condition" } else { "Observation" };
+        assert!(matches!(app.fhir_search(&who, resource, base, &bad).await, Err(AppError::BadRequest(_))), "{bad:?}");
+    }
+    // A cursor of one search does not serve another caller.
+    let q = Search { code: code.clone(), count: Some("1".into()), ..Search::default() };
+    let (_, next) = page_of(&app.fhir_search(&who, "Observation", base, &q).await.unwrap());
+    let staff = FhirCaller::Staff(tp.clinician.clone());
+    let stolen = Search { patient: Some(pat.id.to_string()), cursor: next, ..q.clone() };
+    assert!(matches!(app.fhir_search(&staff, "Observation", base, &stolen).await, Err(AppError::BadRequest(_))));
+
+    // The practice reads every reading, the hidden one labelled.
+    let q = Search { patient: Some(pat.id.to_string()), code, sort: Some("date".into()), ..Search::default() };
+    let (found, _) = page_of(&app.fhir_search(&staff, "Observation", base, &q).await.unwrap());
+    assert_eq!(found.len(), 4);
+    assert!(found[2].to_string().contains("NOPAT"), "{}", found[2]);
+    let trail = app.store_for_tests().audit_for_patient(tp.practice.id, pat.id, 50).await.unwrap();
+    assert!(trail.iter().any(|e| e.detail.contains("search entries=3 code=")), "each search is audited");
+}
+
 both!(
     a_patient_follows_only_the_readings_shown_to_them,
     a_proxy_sees_results_only_where_their_scope_includes_them,
-    an_enhanced_review_shows_no_results_and_gives_no_clinical_reason
+    an_enhanced_review_shows_no_results_and_gives_no_clinical_reason,
+    an_app_draws_a_result_over_time_by_code_date_and_sort
 );

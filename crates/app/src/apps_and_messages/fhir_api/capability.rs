@@ -72,6 +72,13 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
             "searchInclude": includes_of(t),
             "searchParam": search(true),
         });
+        if t == "Observation" {
+            if let Some(params) = r["searchParam"].as_array_mut() {
+                params.push(json!({ "name": "code", "type": "token", "documentation": "[system]|[code] (SNOMED CT: http://snomed.info/sct), several joined by commas for any of them" }));
+                params.push(json!({ "name": "date", "type": "date", "documentation": "The day of the observation: a prefix (eq, ne, gt, lt, ge, le) and YYYY, YYYY-MM or YYYY-MM-DD; repeat it for a range (date=ge2024-01&date=lt2025)" }));
+            }
+            r["documentation"] = json!("Results and coded observations. With code, date or _sort the matches come in date order (_sort=date oldest first, -date newest first, the default), so that an app can draw a result over time");
+        }
         if t == "Communication" {
             r["documentation"] = json!("Messages, online consultations, text messages and diary entries: practice-facing only. They are never shown online, so a patient's app receives none (its searches find nothing and an id answers as unknown)");
         }
@@ -85,7 +92,7 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
     fhir::compact(json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-12-04",
+        "date": "2026-12-07",
         "kind": "instance",
         "software": { "name": "caldicott", "version": software_version },
         "implementation": { "description": "caldicott FHIR R4 API", "url": base },

@@ -295,6 +295,78 @@ pub struct Search {
     pub cursor: Option<String>,
     /// `_include` values, as given (`Observation:performer`).
     pub include: Vec<String>,
+    /// `Observation?code=[system]|[code],…`.
+    pub code: Option<String>,
+    /// `Observation?date=ge2024-01&date=lt2025`: every one must hold.
+    pub date: Vec<String>,
+    /// `Observation?_sort=date` (oldest first) or `-date` (newest first).
+    pub sort: Option<String>,
+    /// `Prefer: handling=strict`: a parameter not served is refused, not ignored.
+    pub strict: bool,
+}
+
+impl Search {
+    /// Whether the search narrows or orders by `code`, `date` or `_sort`.
+    fn filtered(&self) -> bool {
+        self.code.is_some() || !self.date.is_empty() || self.sort.is_some()
+    }
+}
+
+/// An Observation search's `code`, `date` and `_sort`, read and checked.
+struct Filter {
+    codes: Option<Vec<caldicott_fhir::search::Token>>,
+    dates: Vec<caldicott_fhir::search::DateParam>,
+    oldest_first: bool,
+}
+
+impl Filter {
+    fn of(q: &Search) -> AppResult<Self> {
+        use caldicott_fhir::search::{parse_date, parse_sort, parse_tokens};
+        let bad = |e: caldicott_fhir::search::SearchParamError| AppError::BadRequest(e.0);
+        Ok(Self {
+            codes: q.code.as_deref().map(parse_tokens).transpose().map_err(bad)?,
+            dates: q.date.iter().map(|d| parse_date(d)).collect::<Result<_, _>>().map_err(bad)?,
+            oldest_first: q.sort.as_deref().map(parse_sort).transpose().map_err(bad)?.unwrap_or(false),
+        })
+    }
+
+    fn keeps(&self, r: &Value) -> bool {
+        let day = caldicott_fhir::search::resource_day(r);
+        self.codes.as_ref().is_none_or(|t| caldicott_fhir::search::concept_matches(&r["code"], t))
+            && self.dates.iter().all(|d| day.is_some_and(|day| d.holds_for(day)))
+    }
+
+    /// The parameters as the Bundle's links repeat them.
+    fn query(q: &Search) -> String {
+        let mut out = String::new();
+        if let Some(c) = &q.code {
+            out.push_str(&format!("&code={}", query_value(c)));
+        }
+        for d in &q.date {
+            out.push_str(&format!("&date={}", query_value(d)));
+        }
+        if let Some(s) = &q.sort {
+            out.push_str(&format!("&_sort={}", query_value(s)));
+        }
+        out
+    }
+}
+
+/// A value written into a link's query: everything but unreserved characters percent-encoded.
+fn query_value(v: &str) -> String {
+    v.trim()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Where an Observation sits in a dated search's order: its day, then its id.
+fn dated_key(r: &Value) -> String {
+    let day = caldicott_fhir::search::resource_day(r).map(|d| d.to_string()).unwrap_or_default();
+    format!("{day}|{}", r["id"].as_str().unwrap_or(""))
 }
 
 fn not_found(resource: &str, id: &str) -> AppError {
@@ -904,7 +976,64 @@ impl App {
             let found = vec![Self::patient_for(caller, &l)];
             let self_url = format!("/Patient?_id={}", l.patient.id);
             (l, found, self_url, None)
+        } else if resource == "Observation" && q.filtered() {
+            let filter = Filter::of(q)?;
+            let (l, policy) = self.view_for(caller, q.patient.as_deref()).await?;
+            let mut render = self.render(caller.practice()).await?;
+            let after = match cursor.as_deref() {
+                Some(c) => Some(c.strip_prefix("dated:").ok_or_else(bad_cursor)?.to_owned()),
+                None => None,
+            };
+            // Every Observation the caller may receive (through the same engine-checked reader as
+            // an unfiltered search), then those that match, in date order, a page at a time.
+            let mut matched = Vec::new();
+            let mut from = None;
+            loop {
+                let (found, next) =
+                    self.fhir_entries(caller, &l, &policy, &mut render, &["Observation"], from, MAX_COUNT).await?;
+                matched.extend(found.into_iter().filter(|r| filter.keeps(r)));
+                match next {
+                    Some(c) => from = Some(decode_cursor(&c).map_err(|_| bad_cursor())?),
+                    None => break,
+                }
+            }
+            matched.sort_by_cached_key(dated_key);
+            if !filter.oldest_first {
+                matched.reverse();
+            }
+            let mut page: Vec<Value> = matched
+                .into_iter()
+                .filter(|r| {
+                    after.as_deref().is_none_or(|a| {
+                        if filter.oldest_first {
+                            dated_key(r).as_str() > a
+                        } else {
+                            dated_key(r).as_str() < a
+                        }
+                    })
+                })
+                .take(count + 1)
+                .collect();
+            let next = (page.len() > count).then(|| page[count - 1].clone());
+            page.truncate(count);
+            let audit = self.fhir_audit(
+                caller,
+                l.patient.id,
+                "fhir/Observation".into(),
+                format!("search entries={}{}", page.len(), Filter::query(q).replace('&', " ")),
+            );
+            self.audit.record(caller.practice(), audit).await?;
+            let self_url = format!("/Observation?patient={}{}&_count={count}", l.patient.id, Filter::query(q));
+            let next_url = next.map(|r| {
+                format!("{self_url}&_cursor={}", Self::bind_cursor(caller, &format!("dated:{}", dated_key(&r))))
+            });
+            (l, page, self_url, next_url)
         } else if CLINICAL_TYPES.contains(&resource) {
+            if q.filtered() && q.strict {
+                return Err(AppError::BadRequest(format!(
+                    "code, date and _sort are search parameters of Observation here, not of {resource}"
+                )));
+            }
             let (l, policy) = self.view_for(caller, q.patient.as_deref()).await?;
             let mut render = self.render(caller.practice()).await?;
             let after = cursor.as_deref().map(|c| decode_cursor(c).map_err(|_| bad_cursor())).transpose()?;
