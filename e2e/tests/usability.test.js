@@ -370,3 +370,49 @@ for (const width of WIDTHS) {
     await check(page, `patient-record-sections-${width}`)
   })
 }
+
+// Issue 26: results over time, as a patient with diabetes and high blood pressure follows them,
+// and as her GP sees them, at both widths, checked with axe.
+for (const width of WIDTHS) {
+  test(`${width} px: Hannah follows her results over time, and her GP sees the one held back`, async () => {
+    const page = await newPage(width)
+    await patientSignIn(page, 'hannah.rivers')
+    await page.getByRole('link', { name: 'Your results over time' }).click()
+    await page.getByRole('heading', { name: 'Your results over time', level: 1 }).waitFor()
+    for (const name of ['HbA1c', 'Blood pressure', 'eGFR (kidney function)', 'Cholesterol', 'Weight', 'Body mass index (BMI)']) {
+      await page.getByRole('link', { name, exact: true }).waitFor()
+    }
+    await check(page, `results-${width}`)
+
+    await page.getByRole('link', { name: 'HbA1c', exact: true }).click()
+    const chart = page.getByRole('img', { name: 'HbA1c over time, in mmol/mol' })
+    await chart.waitFor()
+    const box = await chart.boundingBox()
+    assert.ok(box.width <= width - 30 && box.width >= 300, `the chart fits a ${width} px screen and is not shrunk: ${box.width}`)
+    assert.equal(await page.locator('table tbody tr').count(), 6, 'every reading in the table')
+    assert.match(await page.textContent('table'), /Above range/)
+    await check(page, `result-hba1c-${width}`)
+
+    await page.goto(`${base}/my/results/blood-pressure`)
+    await page.getByRole('img', { name: 'Blood pressure over time, in mmHg' }).waitFor()
+    await check(page, `result-blood-pressure-${width}`)
+
+    // The eGFR held back until it is discussed: not in her table, her chart or its scale.
+    await page.goto(`${base}/my/results/egfr`)
+    await page.getByRole('img', { name: /eGFR/ }).waitFor()
+    assert.equal(await page.locator('table tbody tr').count(), 3)
+    assert.doesNotMatch(await page.textContent('main'), /\b52\b/)
+
+    const staff = await newPage(width)
+    await signIn(staff, 'dr.hughes')
+    await staff.getByLabel('NHS number, name, date of birth or postcode').fill('Hannah Rivers')
+    await staff.getByRole('button', { name: 'Search' }).click()
+    await staff.getByRole('link', { name: /RIVERS, Hannah/ }).click()
+    await staff.getByRole('link', { name: 'Results over time' }).click()
+    await staff.getByRole('link', { name: 'eGFR (kidney function)' }).click()
+    await staff.getByRole('img', { name: /eGFR/ }).waitFor()
+    assert.equal(await staff.locator('table tbody tr').count(), 4)
+    assert.match(await staff.textContent('table'), /52 mL\/min\/1.73m2[\s\S]*Not shown: /)
+    await check(staff, `staff-result-egfr-${width}`)
+  })
+}

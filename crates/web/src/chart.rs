@@ -227,11 +227,24 @@ pub(crate) fn svg(s: &Series, id: &str) -> String {
         label_days.push(first + chrono::Duration::days(days / 2));
         label_days.push(last);
     }
+    let (first_label, last_label) = (label_days[0], label_days[label_days.len() - 1]);
     for d in label_days {
+        // The ends' labels run inwards, so that none is cut at the edge.
+        let anchor = match d {
+            _ if days == 0 => "middle",
+            d if d == first_label => "start",
+            d if d == last_label => "end",
+            _ => "middle",
+        };
+        let x = match anchor {
+            "start" => x_of(d) - 12.0,
+            "end" => x_of(d) + 12.0,
+            _ => x_of(d),
+        };
         let _ = write!(
             out,
-            r#"<text class="app-trend__tick" x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            x_of(d),
+            r#"<text class="app-trend__tick" x="{:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,
+            x,
             HEIGHT - BOTTOM + 20.0,
             escape(&short_date(d, days))
         );

@@ -6,9 +6,9 @@
 //! that need a patient session redirect to `/my/sign-in` without one.
 
 use crate::kernel::{
-    clear_cookie, cookie, decision_text, entry_text, field_errors, kind_label, long_date, qr_svg, refusal, same,
-    set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, with_param, Errors, FieldError,
-    InMyPage, MyChrome, MyPageError, Patient, PATIENT_COOKIE,
+    clear_cookie, cookie, decision_text, entry_text, field_errors, kind_label, long_date, printed_facts, qr_svg,
+    refusal, same, set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, with_param, Errors,
+    FieldError, InMyPage, MyChrome, MyPageError, Patient, PrintedFacts, PATIENT_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -399,29 +399,6 @@ pub struct SectionTab {
     pub label: &'static str,
     pub href: String,
     pub current: bool,
-}
-
-/// Whose record a printed page is, and when and where it was printed.
-pub struct PrintedFacts {
-    pub name: String,
-    pub nhs_number: String,
-    pub born: String,
-    pub practice: String,
-    pub printed: String,
-}
-
-pub(crate) fn printed_facts(
-    app: &App,
-    me: &PatientSignedIn,
-    h: &caldicott_app::patient_services::RecordHolder,
-) -> PrintedFacts {
-    PrintedFacts {
-        name: h.name.clone(),
-        nhs_number: h.nhs_number.clone(),
-        born: long_date(h.birth_date),
-        practice: me.practice_name.clone(),
-        printed: caldicott_core::appointments::uk_time(app.now()).format("%-d %b %Y %H:%M").to_string(),
-    }
 }
 
 fn my_entry(e: &caldicott_core::entry::Entry, for_query: &str) -> MyEntry {

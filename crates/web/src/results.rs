@@ -5,9 +5,9 @@
 
 use crate::chart;
 use crate::kernel::{
-    banner, long_date, Banner, Chrome, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient, Portal,
+    banner, long_date, printed_facts, Banner, Chrome, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient,
+    Portal, PrintedFacts,
 };
-use crate::patient::{printed_facts, PrintedFacts};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
@@ -188,8 +188,12 @@ struct StaffPage {
 async fn staff_page(app: &App, me: &SignedIn, nhs: &str, slug: Option<&str>) -> Result<Response, PageError> {
     let r = app.staff_results(&me.who, nhs, slug).await.in_page(me)?;
     let base = format!("/patients/{}", r.patient.nhs_number.as_str());
-    let series: Vec<SeriesView> =
-        r.series.iter().map(|s| series_view(s, format!("{base}/results/{}", s.slug), Some(&r.online))).collect();
+    // The plain-words "about" lines speak to the patient; staff pages leave them out.
+    let series: Vec<SeriesView> = r
+        .series
+        .iter()
+        .map(|s| SeriesView { about: None, ..series_view(s, format!("{base}/results/{}", s.slug), Some(&r.online)) })
+        .collect();
     Ok(StaffPage {
         chrome: Some(Chrome::from(me)),
         banner: banner(&r.patient, app.today(), r.enhanced_review_active),

@@ -355,3 +355,26 @@ pub(crate) fn period_words(from: Option<chrono::NaiveDate>, to: Option<chrono::N
         (Some(f), Some(t)) => format!("{} to {}", long_date(f), long_date(t)),
     }
 }
+
+/// Whose record a printed page is, and when and where it was printed.
+pub struct PrintedFacts {
+    pub name: String,
+    pub nhs_number: String,
+    pub born: String,
+    pub practice: String,
+    pub printed: String,
+}
+
+pub(crate) fn printed_facts(
+    app: &caldicott_app::App,
+    me: &caldicott_app::patient_services::PatientSignedIn,
+    h: &caldicott_app::patient_services::RecordHolder,
+) -> PrintedFacts {
+    PrintedFacts {
+        name: h.name.clone(),
+        nhs_number: h.nhs_number.clone(),
+        born: long_date(h.birth_date),
+        practice: me.practice_name.clone(),
+        printed: caldicott_core::appointments::uk_time(app.now()).format("%-d %b %Y %H:%M").to_string(),
+    }
+}
