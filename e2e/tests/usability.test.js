@@ -416,3 +416,34 @@ for (const width of WIDTHS) {
     await check(staff, `staff-result-egfr-${width}`)
   })
 }
+
+// Issue 26: the care plan Hannah helps write, at both widths, checked with axe.
+for (const width of WIDTHS) {
+  test(`${width} px: Hannah reads her care plan and adds a home reading to it`, async () => {
+    const page = await newPage(width)
+    await patientSignIn(page, 'hannah.rivers')
+    await page.getByRole('link', { name: 'Your care plans' }).click()
+    await page.getByRole('heading', { name: 'Care plan: Type 2 diabetes and high blood pressure' }).waitFor()
+    const main = await page.textContent('main')
+    assert.match(main, /Walk to work three days a week\s*Added by you/)
+    assert.doesNotMatch(main, /kidney clinic/, 'the part held back until it is discussed')
+    await check(page, `care-plans-${width}`)
+
+    await page.getByRole('link', { name: /Add a goal, a note or a home reading/ }).click()
+    await page.getByRole('heading', { name: /Add to this care plan/ }).waitFor()
+    await page.getByLabel('A reading I took at home').check()
+    await page.getByLabel('For a reading: what you measured').selectOption('blood-pressure')
+    await page.getByLabel('The reading').fill('148')
+    await page.getByRole('button', { name: 'Add to the care plan' }).click()
+    await page.getByText('There is a problem').waitFor()
+    assert.match(await page.title(), /^Error: /)
+    await check(page, `care-plan-add-error-${width}`)
+    await page.getByLabel('The reading').fill(width === 375 ? '131/83' : '133/85')
+    await page.getByRole('button', { name: 'Add to the care plan' }).click()
+    await page.getByText('Added to the care plan.').waitFor()
+
+    await page.goto(`${base}/my/results/blood-pressure`)
+    assert.match(await page.textContent('table'), width === 375 ? /131\/83 mmHg\s*Home reading/ : /133\/85 mmHg\s*Home reading/)
+    await check(page, `result-blood-pressure-home-${width}`)
+  })
+}

@@ -5,6 +5,7 @@
 /// The record and who may see it: the staff view, the one reader for outside viewers, GP Connect Access Record: Structured for clinicians elsewhere, hiding and showing entries, online access, proxies, consultations, filing, documents, registration, transfer-in, search and the audit trail.
 mod records {
     pub mod access_panel;
+    pub mod care_plans;
     #[cfg(test)]
     mod choke_point;
     pub mod consultation;
@@ -23,6 +24,7 @@ mod records {
     pub mod transfer;
 }
 pub use records::access_panel;
+pub use records::care_plans;
 pub use records::consultation;
 pub use records::documents;
 pub use records::entry_check;
@@ -40,10 +42,12 @@ pub use records::transfer;
 
 /// What patients and proxies do online: their record, services and repeat requests.
 mod patients_online {
+    pub mod my_care_plans;
     pub mod my_results;
     pub mod patient_services;
     pub mod requests;
 }
+pub use patients_online::my_care_plans;
 pub use patients_online::my_results;
 pub use patients_online::patient_services;
 pub use patients_online::requests;

@@ -23,6 +23,9 @@ pub enum Origin {
     TransferredIn { from_ods: String },
     /// Written by another organisation (a pharmacy's Update Record message).
     Inbound { sender_ods: String },
+    /// Written online by the patient, or by a proxy for them (their own goals, notes and home
+    /// readings in a care plan): marked as theirs wherever it is shown, never a clinician's.
+    PatientEntered,
 }
 
 /// Why an entry is hidden from online viewers.
@@ -230,6 +233,66 @@ pub enum EntryBody {
         text: String,
         due: NaiveDate,
     },
+    /// A care plan for a condition (the condition is also the entry's code, where it has one);
+    /// its goals, actions, preferences and decisions are [`EntryBody::CarePlanPart`] entries, so
+    /// that each can be hidden online on its own (R9: whole entries).
+    CarePlan {
+        condition: String,
+        review: Option<NaiveDate>,
+    },
+    /// One part of a care plan.
+    CarePlanPart {
+        plan: EntryId,
+        part: PlanPart,
+        text: String,
+    },
+}
+
+/// What a part of a care plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanPart {
+    /// Something to aim for ("HbA1c below 53", "walk 30 minutes a day").
+    Goal,
+    /// Who does what ("Practice nurse: diabetes review every 6 months").
+    Action,
+    /// A preference: where to be cared for, how to be contacted, what matters.
+    Preference,
+    /// An advance decision or a treatment escalation decision.
+    Decision,
+    /// Whom to contact, and when.
+    Contact,
+    /// A note (patients add these).
+    Note,
+}
+
+impl PlanPart {
+    pub const ALL: [PlanPart; 6] =
+        [Self::Goal, Self::Action, Self::Preference, Self::Decision, Self::Contact, Self::Note];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Goal => "goal",
+            Self::Action => "action",
+            Self::Preference => "preference",
+            Self::Decision => "decision",
+            Self::Contact => "contact",
+            Self::Note => "note",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+    /// The heading a care plan shows its parts of this kind under.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Self::Goal => "Goals",
+            Self::Action => "Actions: who does what",
+            Self::Preference => "Preferences",
+            Self::Decision => "Advance and treatment escalation decisions",
+            Self::Contact => "Who to contact",
+            Self::Note => "Notes",
+        }
+    }
 }
 
 /// The kind of an entry without its details; stored in its own column so that queries can use it.
@@ -249,6 +312,8 @@ pub enum EntryKind {
     OnlineConsultation,
     SystemSms,
     Diary,
+    CarePlan,
+    CarePlanPart,
 }
 
 /// The sections of the record, in the order a record shows them.
@@ -264,10 +329,11 @@ pub enum Section {
     Immunisations,
     Codes,
     Communications,
+    CarePlans,
 }
 
 impl Section {
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Self::Consultations,
         Self::Problems,
         Self::Medications,
@@ -277,6 +343,7 @@ impl Section {
         Self::Immunisations,
         Self::Codes,
         Self::Communications,
+        Self::CarePlans,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -289,6 +356,7 @@ impl Section {
             Self::Immunisations => "immunisations",
             Self::Codes => "codes",
             Self::Communications => "communications",
+            Self::CarePlans => "care_plans",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -306,12 +374,13 @@ impl Section {
             Self::Immunisations => &[Immunisation],
             Self::Codes => &[Coded],
             Self::Communications => &[AdminMessage, OnlineConsultation, SystemSms, Diary],
+            Self::CarePlans => &[CarePlan, CarePlanPart],
         }
     }
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 13] = [
+    pub const ALL: [EntryKind; 15] = [
         Self::Coded,
         Self::Consultation,
         Self::Medication,
@@ -325,6 +394,8 @@ impl EntryKind {
         Self::OnlineConsultation,
         Self::SystemSms,
         Self::Diary,
+        Self::CarePlan,
+        Self::CarePlanPart,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -342,6 +413,8 @@ impl EntryKind {
             Self::OnlineConsultation => "online_consultation",
             Self::SystemSms => "system_sms",
             Self::Diary => "diary",
+            Self::CarePlan => "care_plan",
+            Self::CarePlanPart => "care_plan_part",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -364,6 +437,8 @@ impl EntryKind {
             Self::OnlineConsultation => "Online consultation",
             Self::SystemSms => "Text message sent",
             Self::Diary => "Diary entry",
+            Self::CarePlan => "Care plan",
+            Self::CarePlanPart => "Care plan part",
         }
     }
 
@@ -377,6 +452,8 @@ impl EntryKind {
         match self {
             Self::Medication | Self::MedicationIssue | Self::Allergy => Some(AccessLevel::Summary),
             Self::Coded | Self::TestResult | Self::Immunisation | Self::Problem => Some(AccessLevel::Detailed),
+            // Care plans are part of the detailed record, with the problems they are for.
+            Self::CarePlan | Self::CarePlanPart => Some(AccessLevel::Detailed),
             Self::Document => Some(AccessLevel::Documents),
             Self::Consultation => Some(AccessLevel::Full),
             Self::AdminMessage | Self::OnlineConsultation | Self::SystemSms | Self::Diary => None,
@@ -400,6 +477,8 @@ impl EntryBody {
             Self::OnlineConsultation { .. } => EntryKind::OnlineConsultation,
             Self::SystemSms { .. } => EntryKind::SystemSms,
             Self::Diary { .. } => EntryKind::Diary,
+            Self::CarePlan { .. } => EntryKind::CarePlan,
+            Self::CarePlanPart { .. } => EntryKind::CarePlanPart,
         }
     }
 
@@ -420,6 +499,8 @@ impl EntryBody {
             Self::Problem { title, .. } => title.clone(),
             Self::AdminMessage { subject, .. } => subject.clone(),
             Self::Diary { text, .. } => text.clone(),
+            Self::CarePlan { condition, .. } => format!("Care plan: {condition}"),
+            Self::CarePlanPart { part, text, .. } => format!("{}: {text}", part.heading()),
         }
     }
 }

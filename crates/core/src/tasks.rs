@@ -19,10 +19,12 @@ pub enum TaskKind {
     PostLetter,
     /// A pharmacy's consultation summary (GP Connect Update Record) to review and file (R26).
     PharmacyUpdate,
+    /// What a patient (or a proxy) added to a care plan online, for the care team to review.
+    CarePlanAddition,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 7] = [
+    pub const ALL: [TaskKind; 8] = [
         Self::RepeatRequest,
         Self::MedicationQuery,
         Self::RecordAmendment,
@@ -30,6 +32,7 @@ impl TaskKind {
         Self::OnlineServicesLinked,
         Self::PostLetter,
         Self::PharmacyUpdate,
+        Self::CarePlanAddition,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +43,7 @@ impl TaskKind {
             Self::OnlineServicesLinked => "online_services_linked",
             Self::PostLetter => "post_letter",
             Self::PharmacyUpdate => "pharmacy_update",
+            Self::CarePlanAddition => "care_plan_addition",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -54,6 +58,7 @@ impl TaskKind {
             Self::OnlineServicesLinked => "Online services linked (security alert)",
             Self::PostLetter => "Letter to print and post",
             Self::PharmacyUpdate => "Pharmacy consultation summary to file",
+            Self::CarePlanAddition => "Added to a care plan by the patient",
         }
     }
     /// Who may record the outcome: clinicians decide on medicines and the record.

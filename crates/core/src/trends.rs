@@ -259,6 +259,8 @@ pub struct Reading {
     pub flag: Flag,
     /// Recorded in another unit than the series': kept in the table, not drawn.
     pub other_unit: bool,
+    /// Recorded by the patient (or a proxy for them) at home, not by the practice or a laboratory.
+    pub patient_entered: bool,
 }
 
 /// What a series is of.
@@ -317,6 +319,7 @@ struct Raw {
     as_recorded: String,
     range_text: String,
     lab_abnormal: bool,
+    patient_entered: bool,
 }
 
 fn raw_reading(e: &Entry) -> Option<Raw> {
@@ -356,7 +359,18 @@ fn raw_reading(e: &Entry) -> Option<Raw> {
     };
     let as_recorded =
         if rest.is_empty() && !unit.is_empty() { format!("{} {unit}", text.trim()) } else { text.trim().to_owned() };
-    Some(Raw { of, label, date: e.event_date, entry: e.id, bounds, unit, as_recorded, range_text, lab_abnormal })
+    Some(Raw {
+        of,
+        label,
+        date: e.event_date,
+        entry: e.id,
+        bounds,
+        unit,
+        as_recorded,
+        range_text,
+        lab_abnormal,
+        patient_entered: e.origin == crate::entry::Origin::PatientEntered,
+    })
 }
 
 /// Every series the entries hold, the named measures first (in [`MEASURES`]' order), then other
@@ -391,6 +405,7 @@ pub fn series_of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Series
             range_text: r.range_text,
             flag: Flag::NoRange,
             other_unit: false,
+            patient_entered: r.patient_entered,
         });
         let flag = flag_of(s, &r.bounds, r.lab_abnormal);
         if let Some(last) = s.readings.last_mut() {
@@ -472,6 +487,40 @@ fn settle_units(s: &mut Series) {
             s.range_source = Some(source);
         }
         _ => s.ranges = vec![None; s.parts.len()],
+    }
+}
+
+/// The measures a patient may record at home and add to their care plan: blood pressure from a
+/// home monitor and weight from scales. Blood tests are the laboratory's.
+pub const HOME_MEASURES: [&str; 2] = ["blood-pressure", "weight"];
+
+/// A home reading as it is recorded: the measure's code and term, and the value with its unit
+/// ("132/84 mmHg", "81.4 kg"), or what is wrong with it, in words for the person entering it.
+pub fn home_reading(slug: &str, value: &str) -> Result<(&'static str, &'static str, String), String> {
+    let measure = MEASURES
+        .iter()
+        .find(|m| m.slug == slug && HOME_MEASURES.contains(&m.slug))
+        .ok_or_else(|| "Choose blood pressure or weight".to_owned())?;
+    let v = value.trim().trim_end_matches(measure.unit).trim();
+    let number = |s: &str| whole_number(s).filter(|n| n.fract() == 0.0 || measure.slug == "weight");
+    match measure.slug {
+        "blood-pressure" => {
+            let (a, b) = v.split_once('/').ok_or("Enter both numbers, like 132/84")?;
+            let (Some(sys), Some(dia)) = (number(a), number(b)) else {
+                return Err("Enter both numbers as whole numbers, like 132/84".into());
+            };
+            if !(50.0..=300.0).contains(&sys) || !(30.0..=200.0).contains(&dia) || sys <= dia {
+                return Err("Check the numbers: the upper number (50 to 300) comes first and is higher than the lower (30 to 200)".into());
+            }
+            Ok((measure.codes[0], "Home blood pressure reading", format!("{sys}/{dia} mmHg")))
+        }
+        _ => {
+            let kg = number(v).ok_or("Enter your weight in kilograms, like 81.4")?;
+            if !(2.0..=400.0).contains(&kg) {
+                return Err("Enter your weight in kilograms, from 2 to 400".into());
+            }
+            Ok((measure.codes[0], "Body weight", format!("{kg} kg")))
+        }
     }
 }
 
@@ -648,6 +697,38 @@ mod tests {
         assert_eq!(s.readings[1].as_recorded, "80.1 kg");
         assert!(s.drawn().count() == 2);
         assert_eq!(s.readings[0].flag, Flag::NoRange);
+    }
+
+    #[test]
+    fn home_readings_are_blood_pressure_or_weight_with_plausible_numbers() {
+        assert_eq!(
+            home_reading("blood-pressure", " 132/84 ").unwrap(),
+            ("75367002", "Home blood pressure reading", "132/84 mmHg".into())
+        );
+        assert_eq!(home_reading("blood-pressure", "132/84 mmHg").unwrap().2, "132/84 mmHg");
+        assert_eq!(home_reading("weight", "81.4").unwrap().2, "81.4 kg");
+        assert_eq!(home_reading("weight", "81.4kg").unwrap().2, "81.4 kg");
+        for (slug, bad) in [
+            ("blood-pressure", "84/132"),
+            ("blood-pressure", "132"),
+            ("blood-pressure", "132/84/1"),
+            ("blood-pressure", "1320/84"),
+            ("blood-pressure", "132.5/84"),
+            ("weight", "-3"),
+            ("weight", "eighty"),
+            ("weight", "4000"),
+            ("hba1c", "48"),
+            ("code-27113001", "80"),
+        ] {
+            assert!(home_reading(slug, bad).is_err(), "{slug} {bad}");
+        }
+        // What is recorded is read back as a reading of the same series.
+        let (code, term, value) = home_reading("blood-pressure", "150/95").unwrap();
+        let mut e = coded(1, "2026-01-01", code, term, &value);
+        e.origin = Origin::PatientEntered;
+        let s = series(std::slice::from_ref(&e), "blood-pressure").unwrap();
+        assert_eq!((s.readings[0].values.clone(), s.readings[0].flag), (vec![150.0, 95.0], Flag::High));
+        assert!(s.readings[0].patient_entered);
     }
 
     #[test]

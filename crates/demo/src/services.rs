@@ -181,6 +181,54 @@ fn long_term_conditions(hannah: &Patient, doctor: &StaffPrincipal) -> AppResult<
     Ok(out)
 }
 
+/// Hannah's care plan for her diabetes and blood pressure, written by her GP, with one action
+/// held back online until it is discussed; then what Hannah added herself online (a goal, a
+/// note, a home blood pressure reading and her weight), each a task for the care team.
+async fn seed_care_plan(app: &App, hannah: &Patient, doctor: &StaffPrincipal, session: &str) -> AppResult<()> {
+    use caldicott_app::care_plans::NewCarePlan;
+    use caldicott_app::my_care_plans::PlanAddition;
+    let review = (app.today() + Duration::days(120)).to_string();
+    let plan = NewCarePlan {
+        condition: "Type 2 diabetes and high blood pressure".into(),
+        code: "44054006".into(),
+        review,
+        goals: "HbA1c below 48 mmol/mol\nBlood pressure below 140/90 at the surgery (135/85 at home)\nLose 5 kg over the year".into(),
+        actions: "Practice nurse: diabetes review every 6 months, with feet and kidney checks\nHannah: take metformin with food twice a day, and amlodipine each morning\nGP: discuss the latest kidney result and a referral to the kidney clinic at the next review\nHannah: check blood pressure at home twice a week and add the readings here".into(),
+        preferences: "Appointments after 4pm, because of work\nContact by email first".into(),
+        decisions: String::new(),
+        contacts: "If blood pressure at home is over 180/120, or with chest pain or a severe headache: call 999\nFor advice about diabetes between reviews: the practice nurse, on the practice number".into(),
+    };
+    let made = app.record_care_plan(doctor, hannah.nhs_number.as_str(), &plan).await?;
+    let plan_id = made.map_err(|p| AppError::Internal(format!("demo care plan: {p:?}")))?;
+    // The referral is for the GP to raise with her first.
+    let plans = app.staff_care_plans(doctor, hannah.nhs_number.as_str()).await?;
+    let held = plans
+        .plans
+        .iter()
+        .flat_map(|p| p.parts.iter())
+        .find(|(e, _)| matches!(&e.body, EntryBody::CarePlanPart { text, .. } if text.contains("kidney clinic")))
+        .map(|(e, _)| e.id)
+        .ok_or_else(|| AppError::Internal("demo care plan: the referral part".into()))?;
+    let hide = caldicott_app::redaction::VisibilityChange::Hide {
+        reason: HiddenReason::PotentiallyHarmful,
+        note: "The GP will discuss the kidney result and the referral with Hannah at her review first.".into(),
+    };
+    app.change_visibility(doctor, hannah.nhs_number.as_str(), held, &hide, false).await?;
+    let me = app.patient_signed_in(session).await?.who;
+    for (kind, text, measure, value) in [
+        ("goal", "Walk to work three days a week", "", ""),
+        ("note", "My home monitor reads a little higher in the mornings.", "", ""),
+        ("reading", "", "blood-pressure", "136/86"),
+        ("reading", "", "weight", "85.6"),
+    ] {
+        let a = PlanAddition { kind: kind.into(), text: text.into(), measure: measure.into(), value: value.into() };
+        if let Err(p) = app.add_to_my_care_plan(&me, None, plan_id, &a).await? {
+            return Err(AppError::Internal(format!("demo care plan addition: {p:?}")));
+        }
+    }
+    Ok(())
+}
+
 /// Adds the patient-services part of the demo, and returns the patient logins to print.
 pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOptions) -> AppResult<Vec<DemoLogin>> {
     let staff = app.seeding().staff_members(practice.id).await?;
@@ -301,6 +349,7 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     app.nominate_pharmacy(&reception, hannah.nhs_number.as_str(), "FQ560", "Riverside Pharmacy").await?;
 
     let logins = demo_logins(opts.seed);
+    let mut sessions = Vec::new();
     for ((p, identity), login) in [(&hannah, "P9"), (&omar, "P5")].into_iter().zip(&logins) {
         let letter = app.issue_linkage(&reception, p.nhs_number.as_str(), identity).await?;
         let (username, password) = (login.username.clone(), login.password.clone());
@@ -317,10 +366,12 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
                 password,
             })
             .await?;
-        if let Err(problems) = made {
-            return Err(AppError::Internal(format!("demo sign-up: {problems:?}")));
+        match made {
+            Ok(cookie) => sessions.push(cookie),
+            Err(problems) => return Err(AppError::Internal(format!("demo sign-up: {problems:?}"))),
         }
     }
+    seed_care_plan(app, &hannah, &doctor, &sessions[0]).await?;
 
     seed_sar(app, practice, &omar, &doctor, &reception).await?;
     seed_clinic_letter(app, practice, &hannah, &doctor, &reception).await?;

@@ -306,7 +306,8 @@ pub enum EntryRefs {
 }
 
 impl EntryRefs {
-    fn allows(&self, id: EntryId) -> bool {
+    /// Whether a resource may refer to entry `id`.
+    pub fn allows(&self, id: EntryId) -> bool {
         match self {
             Self::All => true,
             Self::Only(ids) => ids.contains(&id),
@@ -354,6 +355,10 @@ pub fn resource_types(kind: EntryKind) -> &'static [&'static str] {
         EntryKind::AdminMessage | EntryKind::OnlineConsultation | EntryKind::SystemSms | EntryKind::Diary => {
             &["Communication"]
         }
+        EntryKind::CarePlan => &["CarePlan"],
+        // A goal is a Goal; an action, preference, decision, contact or note a CarePlan that is
+        // part of its plan.
+        EntryKind::CarePlanPart => &["Goal", "CarePlan"],
     }
 }
 
@@ -370,6 +375,8 @@ pub fn resource_type(kind: EntryKind) -> &'static str {
         EntryKind::AdminMessage | EntryKind::OnlineConsultation | EntryKind::SystemSms | EntryKind::Diary => {
             "Communication"
         }
+        EntryKind::CarePlan => "CarePlan",
+        EntryKind::CarePlanPart => "Goal",
     }
 }
 
@@ -587,9 +594,58 @@ pub fn entry_resource(e: &Entry, label: Label, cx: &Context) -> Value {
             communication(e, None, text, subject, author)
         }
         EntryBody::Diary { text, due } => communication(e, Some(&format!("{DIARY_DUE}{due}")), text, subject, author),
+        EntryBody::CarePlan { condition, review } => {
+            let mut period = json!({ "start": date });
+            if let Some(r) = review {
+                period["end"] = json!(r.to_string());
+            }
+            json!({
+                "resourceType": "CarePlan",
+                "status": "active",
+                "intent": "plan",
+                "category": [concept(None, "Care plan")],
+                "title": format!("Care plan: {condition}"),
+                "description": condition,
+                "subject": subject,
+                "period": period,
+                "created": entered,
+                "author": author,
+            })
+        }
+        EntryBody::CarePlanPart { plan, part, text } => {
+            // What the patient (or a proxy for them) wrote is theirs, never a clinician's.
+            let by = if e.origin == Origin::PatientEntered { subject.clone() } else { author };
+            if *part == PlanPart::Goal {
+                json!({
+                    "resourceType": "Goal",
+                    "lifecycleStatus": "active",
+                    "description": { "text": text },
+                    "subject": subject,
+                    "startDate": date,
+                    "expressedBy": by,
+                })
+            } else {
+                let mut r = json!({
+                    "resourceType": "CarePlan",
+                    "status": "active",
+                    "intent": "plan",
+                    "title": part.heading(),
+                    "description": text,
+                    "subject": subject,
+                    "period": { "start": date },
+                    "created": entered,
+                    "author": by,
+                });
+                // Its plan, only where the reader may see that plan too.
+                if cx.entries.allows(*plan) {
+                    r["partOf"] = json!([{ "reference": format!("CarePlan/{plan}") }]);
+                }
+                r
+            }
+        }
     };
     r["id"] = Value::String(e.id.to_string());
-    debug_assert_eq!(r["resourceType"], kind);
+    debug_assert!(resource_types(e.kind()).contains(&r["resourceType"].as_str().unwrap_or("")), "{kind}");
     if e.superseded.is_some() {
         not_current(&mut r);
     }

@@ -8,6 +8,15 @@ use async_trait::async_trait;
 pub trait RecordStore: Send + Sync {
     // --- Record entries ----------------------------------------------------------------------------
     async fn add_entries(&self, practice: PracticeId, entries: &[Entry], audit: &AuditRecord) -> StoreResult<()>;
+    /// Stores entries and the task that asks the practice to review them, in one transaction
+    /// with its audit event: both, or neither.
+    async fn add_entries_with_task(
+        &self,
+        practice: PracticeId,
+        entries: &[Entry],
+        task: &caldicott_core::tasks::Task,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// Stores a record transferred in from another practice in one transaction: the patient when
     /// they are new here, the entries, the import itself and its audit events. The same file
     /// twice for one patient is a conflict, and leaves nothing behind.

@@ -288,6 +288,7 @@ pub(crate) fn patient(practice: PracticeId, r: &impl Cols, registrations: Vec<Re
 pub(crate) fn entry(r: &impl Cols) -> StoreResult<Entry> {
     let origin = match (r.text("origin")?.as_str(), r.opt_text("origin_ods")?) {
         ("native", _) => Origin::Native,
+        ("patient", _) => Origin::PatientEntered,
         ("transferred_in", Some(from_ods)) => Origin::TransferredIn { from_ods },
         ("inbound", Some(sender_ods)) => Origin::Inbound { sender_ods },
         (o, _) => return Err(corrupt("entry origin", o)),

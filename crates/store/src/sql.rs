@@ -90,6 +90,7 @@ fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
 fn origin_columns(o: &Origin) -> (&'static str, Option<&str>) {
     match o {
         Origin::Native => ("native", None),
+        Origin::PatientEntered => ("patient", None),
         Origin::TransferredIn { from_ods } => ("transferred_in", Some(from_ods)),
         Origin::Inbound { sender_ods } => ("inbound", Some(sender_ods)),
     }

@@ -62,7 +62,8 @@ fn short_date(d: NaiveDate, span_days: i64) -> String {
 
 /// How one reading is said: "12 March 2026: 52 mmol/mol, above range".
 pub(crate) fn reading_words(r: &Reading) -> String {
-    format!("{}: {}, {}", long_date(r.date), r.as_recorded, r.flag.words().to_lowercase())
+    let home = if r.patient_entered { " (a home reading, entered online)" } else { "" };
+    format!("{}: {}{home}, {}", long_date(r.date), r.as_recorded, r.flag.words().to_lowercase())
 }
 
 /// The chart's description: how many readings, over what time, the latest, and the range.
@@ -85,6 +86,10 @@ pub(crate) fn description(s: &Series) -> String {
     }
     if let Some(words) = range_words(s) {
         let _ = write!(d, " Range: {words}.");
+    }
+    let home = drawn.iter().filter(|r| r.patient_entered).count();
+    if home > 0 {
+        let _ = write!(d, " {home} of them home readings entered online, drawn hollow.");
     }
     let other = s.readings.len() - drawn.len();
     if other > 0 {
@@ -275,17 +280,18 @@ pub(crate) fn svg(s: &Series, id: &str) -> String {
             let Some(v) = r.values.get(p) else { continue };
             let (x, y) = (x_of(r.date), y_of(*v));
             let words = escape(&reading_words(r));
+            let hollow = if r.patient_entered { " app-trend__point--home" } else { "" };
             if r.flag.is_outside() {
                 let _ = write!(
                     out,
-                    r#"<rect class="app-trend__point app-trend__point--outside" x="{:.1}" y="{:.1}" width="11" height="11"><title>{words}</title></rect>"#,
+                    r#"<rect class="app-trend__point app-trend__point--outside{hollow}" x="{:.1}" y="{:.1}" width="11" height="11"><title>{words}</title></rect>"#,
                     x - 5.5,
                     y - 5.5
                 );
             } else {
                 let _ = write!(
                     out,
-                    r#"<circle class="app-trend__point" cx="{x:.1}" cy="{y:.1}" r="5"><title>{words}</title></circle>"#
+                    r#"<circle class="app-trend__point{hollow}" cx="{x:.1}" cy="{y:.1}" r="5"><title>{words}</title></circle>"#
                 );
             }
         }

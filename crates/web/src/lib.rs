@@ -10,6 +10,7 @@ mod app_api;
 mod authorization;
 mod body;
 mod booking;
+mod care_plans;
 mod chart;
 mod chat;
 pub mod client;
@@ -51,6 +52,8 @@ pub fn router(app: App) -> Router {
         .merge(staff::routes())
         .merge(patient::routes())
         .merge(results::patient_routes())
+        .merge(care_plans::patient_routes())
+        .merge(care_plans::staff_routes())
         .merge(results::staff_routes())
         .merge(booking::routes())
         .merge(staff_work::routes())

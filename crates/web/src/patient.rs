@@ -384,6 +384,7 @@ fn my_section_label(s: Option<Section>) -> &'static str {
         Some(Section::Immunisations) => "Vaccinations",
         Some(Section::Codes) => "Other health information",
         Some(Section::Communications) => "Messages and letters",
+        Some(Section::CarePlans) => "Care plans",
     }
 }
 

@@ -40,6 +40,8 @@ pub struct ReadingRow {
     pub flag_class: &'static str,
     /// Recorded in another unit than the chart's: listed, not drawn.
     pub other_unit: bool,
+    /// A home reading the patient (or a proxy) entered online.
+    pub home: bool,
     /// Staff only: whether the patient sees it online, and if not, why.
     pub online: Option<String>,
 }
@@ -69,6 +71,7 @@ fn row(r: &Reading, online: Option<&OnlineStatus>) -> ReadingRow {
         flag: r.flag.words(),
         flag_class: chart::flag_class(r.flag),
         other_unit: r.other_unit,
+        home: r.patient_entered,
         online: online.map(|o| match &o.withheld {
             None => "Shown".to_owned(),
             Some(w) => format!("Not shown: {}", w.reason),

@@ -216,7 +216,9 @@ impl App {
     ) -> AppResult<Result<Task, Vec<FieldProblem>>> {
         self.acting_for(me, None, ServiceKind::Appointments).await?;
         let mut problems = Vec::new();
-        let kind = TaskKind::parse(kind).filter(|k| *k != TaskKind::RepeatRequest);
+        let kind = TaskKind::parse(kind).filter(|k| {
+            matches!(k, TaskKind::MedicationQuery | TaskKind::RecordAmendment | TaskKind::RecordDisagreement)
+        });
         if kind.is_none() {
             problems.push(FieldProblem { field: "kind", message: "Choose what your message is about".into() });
         }

@@ -55,22 +55,26 @@ impl App {
         let entry =
             self.store.entry(who.practice, entry).await?.filter(|e| e.patient == patient.id).ok_or_else(not_found)?;
         let mut issues = Vec::new();
-        if matches!(entry.body, EntryBody::Medication { course: MedicationCourse::RepeatTemplate, .. }) {
+        // What goes with the entry: a repeat template's issues, a care plan's parts.
+        let section = match &entry.body {
+            EntryBody::Medication { course: MedicationCourse::RepeatTemplate, .. } => Some(Section::Medications),
+            EntryBody::CarePlan { .. } => Some(Section::CarePlans),
+            _ => None,
+        };
+        if let Some(section) = section {
             let mut after = None;
             loop {
                 let page = self
                     .store
-                    .entries(
-                        who.practice,
-                        patient.id,
-                        EntryQuery { section: Some(Section::Medications), after, limit: 500 },
-                    )
+                    .entries(who.practice, patient.id, EntryQuery { section: Some(section), after, limit: 500 })
                     .await?;
                 after = page.last().map(caldicott_store::EntryCursor::of);
                 let done = page.len() < 500;
-                issues.extend(page.into_iter().filter(
-                    |e| matches!(e.body, EntryBody::MedicationIssue { template: Some(t), .. } if t == entry.id),
-                ));
+                issues.extend(page.into_iter().filter(|e| match &e.body {
+                    EntryBody::MedicationIssue { template: Some(t), .. } => *t == entry.id,
+                    EntryBody::CarePlanPart { plan, .. } => *plan == entry.id,
+                    _ => false,
+                }));
                 if done {
                     break;
                 }
@@ -111,6 +115,10 @@ impl App {
         with_issues: bool,
     ) -> AppResult<usize> {
         let target = self.entry_to_change(who, nhs, entry).await?;
+        // A care plan hidden online takes every part with it: no part is shown without its plan.
+        let with_issues = with_issues
+            || (matches!(target.entry.body, EntryBody::CarePlan { .. })
+                && matches!(change, VisibilityChange::Hide { .. }));
         let now = self.now();
         let (visibility, note) = match change {
             VisibilityChange::Hide { reason, note } => {

@@ -259,9 +259,15 @@ fn entry_lines(e: &Entry) -> Vec<String> {
             lines.push(text.clone());
         }
         EntryBody::Diary { text, due } => lines.push(format!("{text} (due {})", long_date(*due))),
+        EntryBody::CarePlan { condition, review } => {
+            lines.push(format!("Care plan: {condition}"));
+            lines.extend(review.map(|r| format!("Review by {}", long_date(r))));
+        }
+        EntryBody::CarePlanPart { part, text, .. } => lines.push(format!("{}: {text}", part.heading())),
     }
     let origin = match &e.origin {
         caldicott_core::entry::Origin::Native => String::new(),
+        caldicott_core::entry::Origin::PatientEntered => ", entered online by the patient or for them".into(),
         caldicott_core::entry::Origin::TransferredIn { from_ods } => format!(", transferred from practice {from_ods}"),
         caldicott_core::entry::Origin::Inbound { sender_ods } => format!(", sent by {sender_ods}"),
     };

@@ -121,7 +121,7 @@ pub fn read_document_search(query: &[(String, String)]) -> Result<DocumentSearch
 /// The organisation a document was written at: the practice, or where it came from.
 fn author_ods<'a>(e: &'a Entry, practice: &'a Practice) -> &'a str {
     match &e.origin {
-        Origin::Native => practice.ods_code.as_str(),
+        Origin::Native | Origin::PatientEntered => practice.ods_code.as_str(),
         Origin::TransferredIn { from_ods } => from_ods,
         Origin::Inbound { sender_ods } => sender_ods,
     }

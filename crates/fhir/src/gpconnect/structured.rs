@@ -278,7 +278,7 @@ impl<'a> Writer<'a> {
     ) {
         let id = e.id.to_string();
         let agency = match &e.origin {
-            Origin::Native => ("prescribed-at-gp-practice", "Prescribed at GP practice"),
+            Origin::Native | Origin::PatientEntered => ("prescribed-at-gp-practice", "Prescribed at GP practice"),
             Origin::TransferredIn { .. } => ("prescribed-by-previous-practice", "Prescribed by previous practice"),
             Origin::Inbound { .. } => ("prescribed-by-another-organisation", "Prescribed by another organisation"),
         };

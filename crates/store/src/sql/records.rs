@@ -13,6 +13,21 @@ impl RecordStore for SqlStore {
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
+    async fn add_entries_with_task(
+        &self,
+        practice: PracticeId,
+        entries: &[Entry],
+        task: &caldicott_core::tasks::Task,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for e in entries {
+            Self::insert_entry(&mut tx, practice, e).await?;
+        }
+        Self::insert_task(&mut tx, practice, task).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
     async fn transfer_in(
         &self,
         practice: PracticeId,

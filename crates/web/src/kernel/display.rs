@@ -153,6 +153,11 @@ pub(crate) fn kind_label(e: &Entry) -> &'static str {
         EntryBody::OnlineConsultation { .. } => "Online consultation",
         EntryBody::SystemSms { .. } => "Text message sent",
         EntryBody::Diary { .. } => "Diary entry",
+        EntryBody::CarePlan { .. } => "Care plan",
+        EntryBody::CarePlanPart { .. } if e.origin == caldicott_core::entry::Origin::PatientEntered => {
+            "Care plan (added by the patient)"
+        }
+        EntryBody::CarePlanPart { .. } => "Care plan",
     }
 }
 
@@ -177,6 +182,7 @@ pub(crate) fn entry_row(e: &Entry, online: Option<&caldicott_app::record::Online
         text: entry_text(e),
         author: match &e.origin {
             caldicott_core::entry::Origin::Native => e.author.name.clone(),
+            caldicott_core::entry::Origin::PatientEntered => format!("{} · entered online", e.author.name),
             caldicott_core::entry::Origin::TransferredIn { from_ods } => {
                 format!("{} · transferred in from {from_ods}", e.author.name)
             }
@@ -215,6 +221,7 @@ pub(crate) fn section_label(s: Option<Section>) -> &'static str {
         Some(Section::Immunisations) => "Immunisations",
         Some(Section::Codes) => "Codes",
         Some(Section::Communications) => "Communications",
+        Some(Section::CarePlans) => "Care plans",
     }
 }
 

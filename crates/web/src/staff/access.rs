@@ -336,6 +336,7 @@ fn section_words(s: Section) -> &'static str {
         Section::Immunisations => "immunisations",
         Section::Codes => "coded entries",
         Section::Communications => "communications",
+        Section::CarePlans => "care plans",
     }
 }
 

@@ -257,6 +257,15 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         text: "MATRIX note".into(),
         channel: caldicott_core::entry::AdminChannel::Note,
     };
+    // A care plan (CarePlan) with a goal (Goal), issue 26.
+    let mut plan = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(9), "");
+    plan.body = caldicott_core::entry::EntryBody::CarePlan { condition: "MATRIX asthma".into(), review: None };
+    let mut goal = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(9), "");
+    goal.body = caldicott_core::entry::EntryBody::CarePlanPart {
+        plan: plan.id,
+        part: caldicott_core::entry::PlanPart::Goal,
+        text: "MATRIX no night waking".into(),
+    };
     app.store_for_tests()
         .add_entries(
             tp.practice.id,
@@ -269,6 +278,8 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
                 allergy.clone(),
                 jab.clone(),
                 message.clone(),
+                plan.clone(),
+                goal.clone(),
             ],
             &fixtures::audit(Action::EntryCreate, None),
         )
@@ -400,6 +411,8 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         ("AllergyIntolerance", allergy.id),
         ("Immunization", jab.id),
         ("Communication", message.id),
+        ("CarePlan", plan.id),
+        ("Goal", goal.id),
     ];
     assert_eq!(of_kind.len(), caldicott_app::fhir_api::CLINICAL_TYPES.len());
     for (t, id) in of_kind {

@@ -1970,6 +1970,7 @@ both!(
     a_patient_signs_up_with_the_letter_staff_print,
     patient_routes_reach_only_the_callers_own_data,
     results_charts_are_drawn_only_from_what_the_viewer_is_shown,
+    care_plans_are_written_read_and_added_to_over_http,
     patient_services_reach_only_whom_the_caller_acts_for,
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
@@ -2741,6 +2742,111 @@ async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestSto
     assert_eq!(location(&nobody.get("/my/results/hba1c").await), "/my/sign-in");
     assert_eq!(location(&staff.get("/my/results").await), "/my/sign-in");
     assert_eq!(location(&nobody.get(&format!("/patients/{}/results", a.nhs_number.as_str())).await), "/sign-in");
+}
+
+async fn care_plans_are_written_read_and_added_to_over_http(t: &TestStore) {
+    // Issue 26, R8, R11: a clinician writes a plan; a part hidden online never reaches the
+    // patient's page; the patient adds a goal and a home reading, marked as theirs; bad input is
+    // named and loses nothing; another patient's plan is not found.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let a = adult(&app, tp.practice.id).await.unwrap();
+    let b = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = a.nhs_number.as_str().to_owned();
+    let mut staff = Browser::new(&app);
+    sign_in(&mut staff, tp.practice.ods_code.as_str(), "clinician").await;
+    let form = staff.get(&format!("/patients/{nhs}/care-plans/new")).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let token = csrf(&form.body);
+    let bad = staff.post(&format!("/patients/{nhs}/care-plans"), &[("_csrf", &token), ("condition", "")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("Enter the condition the plan is for") && bad.body.contains("Error: "));
+    let saved = staff
+        .post(
+            &format!("/patients/{nhs}/care-plans"),
+            &[
+                ("_csrf", &token),
+                ("condition", "Asthma"),
+                ("goals", "No night waking"),
+                ("actions", "Nurse: check inhaler technique\nGP: SECRET-PART to discuss"),
+                ("review_day", ""),
+                ("review_month", ""),
+                ("review_year", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (saved.status, location(&saved)),
+        (StatusCode::SEE_OTHER, format!("/patients/{nhs}/care-plans?saved").as_str())
+    );
+    let plans = app.staff_care_plans(&tp.clinician, &nhs).await.unwrap();
+    let plan = plans.plans[0].plan.id;
+    let secret = plans.plans[0].parts.iter().find(|(e, _)| e.body.headline().contains("SECRET-PART")).unwrap().0.id;
+    let hide = caldicott_app::redaction::VisibilityChange::Hide {
+        reason: caldicott_core::entry::HiddenReason::PotentiallyHarmful,
+        note: "discuss first".into(),
+    };
+    app.change_visibility(&tp.clinician, &nhs, secret, &hide, false).await.unwrap();
+    let page = staff.get(&format!("/patients/{nhs}/care-plans")).await;
+    assert!(page.body.contains("SECRET-PART") && page.body.contains("Not shown online:"), "{}", page.body);
+    // Without the session's token a form is refused, and nothing is written.
+    let forged = staff
+        .post(&format!("/patients/{nhs}/care-plans"), &[("_csrf", "forged"), ("condition", "X"), ("goals", "Y")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.staff_care_plans(&tp.clinician, &nhs).await.unwrap().plans.len(), 1);
+
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &a, "P9").await.unwrap();
+    let mut patient = Browser::new(&app);
+    patient.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    let mine = patient.get("/my/care-plans").await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert!(mine.body.contains("Care plan: Asthma") && mine.body.contains("No night waking"));
+    assert!(!mine.body.contains("SECRET-PART") && !mine.body.contains(&secret.to_string()));
+    let add_form = patient.get(&format!("/my/care-plans/{plan}/add")).await;
+    assert_eq!(add_form.status, StatusCode::OK);
+    let token = csrf(&add_form.body);
+    let bad = patient
+        .post(
+            &format!("/my/care-plans/{plan}/add"),
+            &[("_csrf", &token), ("kind", "reading"), ("measure", "blood-pressure"), ("value", "84/132")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("Check the numbers") && bad.body.contains("value=\"84/132\""), "what was typed is kept");
+    let ok = patient
+        .post(
+            &format!("/my/care-plans/{plan}/add"),
+            &[("_csrf", &token), ("kind", "goal"), ("text", "Use my preventer every day")],
+        )
+        .await;
+    assert_eq!((ok.status, location(&ok)), (StatusCode::SEE_OTHER, "/my/care-plans?added"));
+    let ok = patient
+        .post(
+            &format!("/my/care-plans/{plan}/add"),
+            &[("_csrf", &token), ("kind", "reading"), ("measure", "weight"), ("value", "71.2")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let mine = patient.get("/my/care-plans?added").await;
+    assert!(mine.body.contains("Use my preventer every day") && mine.body.contains("Added by you"), "{}", mine.body);
+    let weight = patient.get("/my/results/weight").await;
+    assert!(weight.body.contains("71.2 kg") && weight.body.contains("Home reading"), "{}", weight.body);
+    let forged = patient
+        .post(&format!("/my/care-plans/{plan}/add"), &[("_csrf", "forged"), ("kind", "goal"), ("text", "x")])
+        .await;
+    assert_ne!(forged.status, StatusCode::SEE_OTHER);
+    // Another patient reaches neither the plan nor its form.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &b, "P9").await.unwrap();
+    let mut other = Browser::new(&app);
+    other.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
+    assert_eq!(other.get(&format!("/my/care-plans/{plan}/add")).await.status, StatusCode::NOT_FOUND);
+    assert!(!other.get("/my/care-plans").await.body.contains("Asthma"));
+    assert_eq!(
+        app.staff_care_plans(&tp.clinician, &nhs).await.unwrap().plans[0].parts.len(),
+        4,
+        "three parts by the clinician, one by the patient (the reading is a result), and nothing else"
+    );
 }
 
 /// A repeat template for `p` whose drug name is `drug`.

@@ -79,6 +79,17 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
             }
             r["documentation"] = json!("Results and coded observations. With code, date or _sort the matches come in date order (_sort=date oldest first, -date newest first, the default), so that an app can draw a result over time");
         }
+        if t == "CarePlan" || t == "Goal" {
+            // Base R4 resources: written without a UK Core profile.
+            if let Some(o) = r.as_object_mut() {
+                o.remove("profile");
+            }
+            r["documentation"] = json!(if t == "CarePlan" {
+                "Care plans: the plan for a condition (title, review date as period.end), and each action, preference, advance decision, contact or note as a CarePlan that is partOf it; what the patient added has the patient as author"
+            } else {
+                "Goals of a care plan; expressedBy is the patient for goals the patient added"
+            });
+        }
         if t == "Communication" {
             r["documentation"] = json!("Messages, online consultations, text messages and diary entries: practice-facing only. They are never shown online, so a patient's app receives none (its searches find nothing and an id answers as unknown)");
         }

@@ -69,7 +69,7 @@ pub const MAX_COUNT: usize = 1000;
 /// The clinical resource types served, each made from record entries. Communication (messages,
 /// online consultations, texts, diary entries) is never shown online (R8): the visibility engine
 /// gives an app none, and practice-facing callers read it like the rest of the record.
-pub const CLINICAL_TYPES: [&str; 9] = [
+pub const CLINICAL_TYPES: [&str; 11] = [
     "Condition",
     "Observation",
     "AllergyIntolerance",
@@ -79,6 +79,8 @@ pub const CLINICAL_TYPES: [&str; 9] = [
     "Encounter",
     "DocumentReference",
     "Communication",
+    "CarePlan",
+    "Goal",
 ];
 
 /// Booking: free slots to read, and the patient's appointments to read, book and cancel.
@@ -468,6 +470,10 @@ pub const INCLUDES: &[(&str, &str, &[&str], &str)] = &[
     ("Communication", "patient", &["subject"], "Patient"),
     ("Communication", "subject", &["subject"], "Patient"),
     ("Communication", "sender", &["sender"], "Practitioner"),
+    ("CarePlan", "patient", &["subject"], "Patient"),
+    ("CarePlan", "subject", &["subject"], "Patient"),
+    ("Goal", "patient", &["subject"], "Patient"),
+    ("Goal", "subject", &["subject"], "Patient"),
     ("Appointment", "patient", &["participant", "actor"], "Patient"),
     ("Appointment", "slot", &["slot"], "Slot"),
 ];
@@ -525,6 +531,7 @@ fn references_at(r: &Value, path: &[&str]) -> Vec<String> {
 /// which repeats the reader may see (each decided once).
 struct Render {
     practitioners: HashSet<StaffId>,
+    /// Whether the entries others refer to (a repeat, a care plan) are shown to the app.
     repeat_shown: HashMap<EntryId, bool>,
 }
 
@@ -655,7 +662,12 @@ impl App {
         let entries = match caller {
             FhirCaller::App(_) => {
                 for e in batch {
-                    let EntryBody::MedicationIssue { template: Some(t), .. } = &e.body else { continue };
+                    // What an entry refers to: an issue its repeat, a part of a care plan its plan.
+                    let t = match &e.body {
+                        EntryBody::MedicationIssue { template: Some(t), .. }
+                        | EntryBody::CarePlanPart { plan: t, .. } => t,
+                        _ => continue,
+                    };
                     if render.repeat_shown.contains_key(t) {
                         continue;
                     }
@@ -693,6 +705,12 @@ impl App {
 
     /// What an app receives for one entry: only one the engine shows its user, never labelled.
     fn app_resources(e: &Shown<&Entry>, cx: &Context) -> Vec<Value> {
+        // A part of a care plan the app is not shown is not shown either.
+        if let EntryBody::CarePlanPart { plan, .. } = &e.get().body {
+            if !cx.entries.allows(*plan) {
+                return Vec::new();
+            }
+        }
         entry_resources(e.get(), Label::None, cx)
     }
 
@@ -1030,8 +1048,15 @@ impl App {
             (l, page, self_url, next_url)
         } else if CLINICAL_TYPES.contains(&resource) {
             if q.filtered() && q.strict {
+                let first = if q.code.is_some() {
+                    "code"
+                } else if q.date.is_empty() {
+                    "_sort"
+                } else {
+                    "date"
+                };
                 return Err(AppError::BadRequest(format!(
-                    "code, date and _sort are search parameters of Observation here, not of {resource}"
+                    "{first} is not a search parameter of {resource} here (code, date and _sort are Observation's; see the CapabilityStatement)"
                 )));
             }
             let (l, policy) = self.view_for(caller, q.patient.as_deref()).await?;
