@@ -4,7 +4,8 @@
 //! the confirmation books. A slot taken meanwhile sends the patient back to that day's times.
 
 use crate::kernel::{count, with_param, Errors, FieldError, InMyPage, MyChrome, MyPageError, Patient};
-use crate::patient::{field, for_form, for_query, link_of, whose, Pairs};
+use crate::kernel::{for_query, link_of};
+use crate::patient::{field, for_form, whose, Pairs};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;

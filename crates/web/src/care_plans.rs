@@ -4,8 +4,9 @@
 //! theirs and sent to the care team as a task.
 
 use crate::kernel::{
-    banner, csrf_forms, field_errors, iso_from_boxes, long_date, printed_facts, same, to_patient, Banner, Chrome,
-    Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient, Portal, PortalForm, PrintedFacts,
+    banner, csrf_forms, field_errors, iso_from_boxes, link_of, long_date, printed_facts, same, to_patient, Banner,
+    Chrome, Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient, Portal, PortalForm,
+    PrintedFacts,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -131,11 +132,7 @@ fn plan_view(
 // ---- Patients ---------------------------------------------------------------------------------
 
 fn proxy_link(q: &HashMap<String, String>, me: &PatientSignedIn) -> Result<Option<ProxyLinkId>, MyPageError> {
-    match q.get("for").filter(|s| !s.is_empty()).map(|s| s.parse::<ProxyLinkId>()) {
-        None => Ok(None),
-        Some(Ok(id)) => Ok(Some(id)),
-        Some(Err(_)) => Err(MyPageError::new(me, AppError::NotFound("no such record".into()))),
-    }
+    link_of(q.get("for")).in_my_page(me)
 }
 
 #[derive(Template, WebTemplate)]

@@ -6,9 +6,9 @@
 //! that need a patient session redirect to `/my/sign-in` without one.
 
 use crate::kernel::{
-    clear_cookie, cookie, decision_text, entry_text, field_errors, kind_label, long_date, printed_facts, qr_svg,
-    refusal, same, set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies, with_param, Errors,
-    FieldError, InMyPage, MyChrome, MyPageError, Patient, PrintedFacts, PATIENT_COOKIE,
+    clear_cookie, cookie, decision_text, entry_text, field_errors, for_query, kind_label, link_of, long_date,
+    printed_facts, qr_svg, refusal, same, set_cookie, several_practices, sign_in_csrf_ok, sign_in_token, with_cookies,
+    with_param, Errors, FieldError, InMyPage, MyChrome, MyPageError, Patient, PrintedFacts, PATIENT_COOKIE,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -550,17 +550,6 @@ async fn activity(State(app): State<App>, Patient(me): Patient) -> Result<Respon
 }
 
 // ---- Shared: whose services, from `?for=` or a form's `for` ----------------------------------
-
-pub(crate) fn link_of(v: Option<&String>) -> Result<Option<ProxyLinkId>, AppError> {
-    match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| AppError::NotFound("no such person".into())),
-    }
-}
-
-pub(crate) fn for_query(link: Option<ProxyLinkId>) -> String {
-    link.map(|l| format!("?for={l}")).unwrap_or_default()
-}
 
 /// A form's fields in the order sent.
 pub(crate) type Pairs = Vec<(String, String)>;

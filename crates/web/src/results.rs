@@ -5,8 +5,8 @@
 
 use crate::chart;
 use crate::kernel::{
-    banner, long_date, printed_facts, Banner, Chrome, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient,
-    Portal, PrintedFacts,
+    banner, link_of, long_date, printed_facts, Banner, Chrome, InMyPage, InPage, MyChrome, MyPageError, PageError,
+    Patient, Portal, PrintedFacts,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -14,9 +14,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use caldicott_app::patient_services::PatientSignedIn;
 use caldicott_app::record::OnlineStatus;
 use caldicott_app::session::SignedIn;
-use caldicott_app::{App, AppError};
+use caldicott_app::App;
 use caldicott_core::ids::{EntryId, ProxyLinkId};
 use caldicott_core::trends::{Reading, Series};
 use std::collections::HashMap;
@@ -95,15 +96,8 @@ fn series_view(s: &Series, href: String, online: Option<&HashMap<EntryId, Online
     }
 }
 
-fn proxy_link(
-    q: &HashMap<String, String>,
-    me: &caldicott_app::patient_services::PatientSignedIn,
-) -> Result<Option<ProxyLinkId>, MyPageError> {
-    match q.get("for").filter(|s| !s.is_empty()).map(|s| s.parse::<ProxyLinkId>()) {
-        None => Ok(None),
-        Some(Ok(id)) => Ok(Some(id)),
-        Some(Err(_)) => Err(MyPageError::new(me, AppError::NotFound("no such record".into()))),
-    }
+fn proxy_link(q: &HashMap<String, String>, me: &PatientSignedIn) -> Result<Option<ProxyLinkId>, MyPageError> {
+    link_of(q.get("for")).in_my_page(me)
 }
 
 #[derive(Template, WebTemplate)]

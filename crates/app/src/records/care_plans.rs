@@ -4,7 +4,7 @@
 //! shown or hidden online on its own, by the same engine and the same hide and show pages as any
 //! entry; what the patient added is marked as theirs.
 
-use crate::record::{OnlineStatus, ViewAs};
+use crate::record::OnlineStatus;
 use crate::settings::FieldProblem;
 use crate::{new_id, App, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, AuditRecord, Outcome};
@@ -51,13 +51,18 @@ pub struct StaffCarePlans {
     pub plans: Vec<StaffPlan>,
 }
 
-/// The parts of a plan, in the order a plan shows them, then oldest first.
-pub fn ordered_parts<E: std::ops::Deref<Target = Entry>>(parts: &mut [E]) {
-    let rank = |e: &Entry| match &e.body {
+/// Where a part sits in its plan: by kind in the order a plan shows them, then oldest first.
+fn part_order(e: &Entry) -> (usize, chrono::DateTime<chrono::Utc>, EntryId) {
+    let rank = match &e.body {
         EntryBody::CarePlanPart { part, .. } => PlanPart::ALL.iter().position(|p| p == part).unwrap_or(0),
         _ => 0,
     };
-    parts.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.entered_at.cmp(&b.entered_at)).then(a.id.cmp(&b.id)));
+    (rank, e.entered_at, e.id)
+}
+
+/// The parts of a plan, in the order a plan shows them, then oldest first.
+pub fn ordered_parts<E: std::ops::Deref<Target = Entry>>(parts: &mut [E]) {
+    parts.sort_by_key(|e| part_order(e));
 }
 
 /// The plan a part belongs to (`None` for anything else).
@@ -192,17 +197,10 @@ impl App {
     pub async fn staff_care_plans(&self, who: &StaffPrincipal, nhs: &str) -> AppResult<StaffCarePlans> {
         let l = self.load(who, nhs, Action::RecordViewStaff).await?;
         let entries = self.section_entries(&l, Section::CarePlans).await?;
-        let rec = self.audit_record(
-            who,
-            Some(l.patient.id),
-            Action::RecordViewStaff,
-            format!("patient/{}", l.patient.id),
-            Outcome::Success,
-            format!("care plans entries={}", entries.len()),
-        );
-        self.audit.record(l.practice.id, rec).await?;
-        let (link, identity) = self.resolve_viewer(&l, ViewAs::Patient).await?;
-        let policy = self.policy_for(&l, link.as_ref(), identity);
+        let what = format!("care plans entries={}", entries.len());
+        self.audit_look(who, Some(l.patient.id), Action::RecordViewStaff, format!("patient/{}", l.patient.id), what)
+            .await?;
+        let policy = self.patients_own_policy(&l).await?;
         let status = |e: &Entry| OnlineStatus::from(policy.decide(e));
         let mut plans: Vec<StaffPlan> = entries
             .iter()
@@ -214,13 +212,7 @@ impl App {
             })
             .collect();
         for p in &mut plans {
-            p.parts.sort_by_key(|(e, _)| {
-                let rank = match &e.body {
-                    EntryBody::CarePlanPart { part, .. } => PlanPart::ALL.iter().position(|x| x == part).unwrap_or(0),
-                    _ => 0,
-                };
-                (rank, e.entered_at, e.id)
-            });
+            p.parts.sort_by_key(|(e, _)| part_order(e));
         }
         Ok(StaffCarePlans { enhanced_review_active: l.enhanced_review.is_active(), patient: l.patient, plans })
     }

@@ -260,6 +260,13 @@ impl App {
         self.audit.record(who.practice, rec).await
     }
 
+    /// The engine's decisions for the patient themselves, for a staff page that marks each entry
+    /// shown or not shown online.
+    pub(crate) async fn patients_own_policy(&self, l: &Loaded) -> AppResult<AccessPolicy> {
+        let (link, identity) = self.resolve_viewer(l, ViewAs::Patient).await?;
+        Ok(self.policy_for(l, link.as_ref(), identity))
+    }
+
     /// Finds a patient of the caller's practice; a failed or refused look-up is audited too.
     pub(crate) async fn load(&self, who: &StaffPrincipal, nhs: &str, action: Action) -> AppResult<Loaded> {
         let nhs = parse_nhs_number(nhs)?;

@@ -2,9 +2,9 @@
 //! reading, as on the record page), each reading marked with whether the patient sees it online
 //! and, if not, why. Each look is audited as a look at the record.
 
-use crate::record::{OnlineStatus, ViewAs};
+use crate::record::OnlineStatus;
 use crate::{App, AppError, AppResult, StaffPrincipal};
-use caldicott_core::audit::{Action, Outcome};
+use caldicott_core::audit::Action;
 use caldicott_core::entry::Section;
 use caldicott_core::ids::EntryId;
 use caldicott_core::patient::Patient;
@@ -39,20 +39,13 @@ impl App {
             series.retain(|s| s.slug == slug);
         }
         let readings: usize = series.iter().map(|s| s.readings.len()).sum();
-        let rec = self.audit_record(
-            who,
-            Some(l.patient.id),
-            Action::RecordViewStaff,
-            format!("patient/{}", l.patient.id),
-            Outcome::Success,
-            format!("results series={} readings={readings}", slug.unwrap_or("all")),
-        );
-        self.audit.record(l.practice.id, rec).await?;
+        let what = format!("results series={} readings={readings}", slug.unwrap_or("all"));
+        self.audit_look(who, Some(l.patient.id), Action::RecordViewStaff, format!("patient/{}", l.patient.id), what)
+            .await?;
         if slug.is_some() && series.is_empty() {
             return Err(missing());
         }
-        let (link, identity) = self.resolve_viewer(&l, ViewAs::Patient).await?;
-        let policy = self.policy_for(&l, link.as_ref(), identity);
+        let policy = self.patients_own_policy(&l).await?;
         let in_series: std::collections::HashSet<EntryId> =
             series.iter().flat_map(|s| s.readings.iter().map(|r| r.entry)).collect();
         let online = entries

@@ -385,3 +385,15 @@ pub(crate) fn printed_facts(
         printed: caldicott_core::appointments::uk_time(app.now()).format("%-d %b %Y %H:%M").to_string(),
     }
 }
+
+/// The person a patient page is for: `?for=<proxy link>`, or the signed-in person themselves.
+pub(crate) fn link_of(v: Option<&String>) -> Result<Option<caldicott_core::ids::ProxyLinkId>, caldicott_app::AppError> {
+    match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| caldicott_app::AppError::NotFound("no such person".into())),
+    }
+}
+
+pub(crate) fn for_query(link: Option<caldicott_core::ids::ProxyLinkId>) -> String {
+    link.map(|l| format!("?for={l}")).unwrap_or_default()
+}

@@ -22,8 +22,9 @@ pub(crate) use cookies::{
 };
 pub(crate) use display::{
     access_text, age_text, banner, boxes_of_iso, count, date_box_values, date_boxes, decision_text, entry_row,
-    entry_text, iso_from_boxes, kind_label, long_date, method_choices, method_label, nhs, period_words, printed_facts,
-    qr_svg, section_label, with_param, Banner, ChangeLink, CheckView, EntryRow, PrintedFacts, SectionLink, REASONS,
+    entry_text, for_query, iso_from_boxes, kind_label, link_of, long_date, method_choices, method_label, nhs,
+    period_words, printed_facts, qr_svg, section_label, with_param, Banner, ChangeLink, CheckView, EntryRow,
+    PrintedFacts, SectionLink, REASONS,
 };
 pub(crate) use errors::{forbidden_form, page_error, to_patient, InMyPage, InPage, MyPageError, PageError};
 pub(crate) use session::{Patient, Portal, PortalForm, QuietPortal};
