@@ -51,9 +51,13 @@ pub static MEASURES: &[Measure] = &[
         unit: "mmHg",
         parts: &["Systolic (upper number)", "Diastolic (lower number)"],
         usual: Some((
-            &[Range { low: Some(90.0), high: Some(139.0) }, Range { low: Some(60.0), high: Some(89.0) }],
-            "90/60 to 139/89 mmHg: NICE's threshold for high blood pressure measured at the surgery is 140/90, \
-             and the NHS calls blood pressure below 90/60 low",
+            &[
+                Range { low: Some(90.0), high: Some(139.0), strict: false },
+                Range { low: Some(60.0), high: Some(89.0), strict: false },
+            ],
+            "90/60 to 139/89 mmHg: NICE's threshold for high blood pressure measured at the surgery is 140/90 \
+             (135/85 for readings taken at home, which are flagged against that), and the NHS calls blood pressure \
+             below 90/60 low",
         )),
     },
     Measure {
@@ -92,7 +96,7 @@ pub static MEASURES: &[Measure] = &[
         unit: "kg/m2",
         parts: &["BMI"],
         usual: Some((
-            &[Range { low: Some(18.5), high: Some(24.9) }],
+            &[Range { low: Some(18.5), high: Some(24.9), strict: false }],
             "18.5 to 24.9: the NHS's healthy weight range for most adults",
         )),
     },
@@ -135,26 +139,37 @@ pub fn same_unit(a: &str, b: &str) -> bool {
     squash_unit(a) == squash_unit(b)
 }
 
-/// A range a value is read against; either end may be open. Both ends are within it.
+/// A range a value is read against; either end may be missing. An end is within the range
+/// unless it was written with '<' or '>' ("<5.0": 5.0 itself is above it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Range {
     pub low: Option<f64>,
     pub high: Option<f64>,
+    /// The end was written '<' or '>': the value itself lies outside.
+    pub strict: bool,
 }
 
 /// A laboratory's reference range as written: "20-41", "0.27 - 4.2", "3.5 to 5.3", "<5.0",
 /// "≤ 5", ">90", "≥60". Anything else is `None` (the words are still shown as written).
 pub fn parse_range(text: &str) -> Option<Range> {
     let t = text.trim();
-    for (prefix, low_end) in [("<=", false), (">=", true), ("≤", false), ("≥", true), ("<", false), (">", true)] {
+    for (prefix, low_end, strict) in [
+        ("<=", false, false),
+        (">=", true, false),
+        ("≤", false, false),
+        ("≥", true, false),
+        ("<", false, true),
+        (">", true, true),
+    ] {
         if let Some(rest) = t.strip_prefix(prefix) {
             let v = whole_number(rest)?;
-            return Some(if low_end { Range { low: Some(v), high: None } } else { Range { low: None, high: Some(v) } });
+            let (low, high) = if low_end { (Some(v), None) } else { (None, Some(v)) };
+            return Some(Range { low, high, strict });
         }
     }
     let (a, b) = t.split_once(" to ").or_else(|| t.split_once('–')).or_else(|| t.split_once('-'))?;
     let (low, high) = (whole_number(a)?, whole_number(b)?);
-    (low <= high).then_some(Range { low: Some(low), high: Some(high) })
+    (low <= high).then_some(Range { low: Some(low), high: Some(high), strict: false })
 }
 
 /// The whole of `s` as one finite number, or `None`.
@@ -228,12 +243,12 @@ impl Flag {
 /// Only what is certain is flagged: "<5" against 2–4 is not known to be high or low.
 fn against(range: &Range, bound: Bound, v: f64) -> Flag {
     let high = range.high.is_some_and(|h| match bound {
-        Bound::Exactly => v > h,
+        Bound::Exactly => v > h || (range.strict && v == h),
         Bound::Above => v >= h,
         Bound::Below => false,
     });
     let low = range.low.is_some_and(|l| match bound {
-        Bound::Exactly => v < l,
+        Bound::Exactly => v < l || (range.strict && v == l),
         Bound::Below => v <= l,
         Bound::Above => false,
     });
@@ -407,7 +422,7 @@ pub fn series_of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Series
             other_unit: false,
             patient_entered: r.patient_entered,
         });
-        let flag = flag_of(s, &r.bounds, r.lab_abnormal);
+        let flag = flag_of(s, &r.bounds, r.lab_abnormal, r.patient_entered);
         if let Some(last) = s.readings.last_mut() {
             last.flag = flag;
         }
@@ -449,15 +464,17 @@ fn new_series(r: &Raw, slug: String) -> Series {
 /// A reading's flag: against its laboratory range if it has one it can read, else the measure's
 /// usual range; a laboratory's abnormal mark is never lost, even where the range cannot say
 /// which way.
-fn flag_of(s: &Series, bounds: &[(Bound, f64)], lab_abnormal: bool) -> Flag {
+fn flag_of(s: &Series, bounds: &[(Bound, f64)], lab_abnormal: bool, at_home: bool) -> Flag {
     let reading = s.readings.last().map(|r| r.range_text.as_str()).unwrap_or("");
     let ranges: Vec<Range> = match (parse_range(reading), &s.of) {
         (Some(r), _) if bounds.len() == 1 => vec![r],
+        (_, SeriesOf::Measure(m)) if at_home && m.slug == "blood-pressure" => HOME_BLOOD_PRESSURE.to_vec(),
         (_, SeriesOf::Measure(Measure { usual: Some((usual, _)), .. })) if usual.len() == bounds.len() => {
             usual.to_vec()
         }
         _ => Vec::new(),
     };
+    // (A home blood pressure is read against the home threshold above.)
     let flags: Vec<Flag> = ranges.iter().zip(bounds).map(|(r, (b, v))| against(r, *b, *v)).collect();
     if let Some(f) = flags.iter().find(|f| **f == Flag::High).or_else(|| flags.iter().find(|f| **f == Flag::Low)) {
         return *f;
@@ -490,6 +507,12 @@ fn settle_units(s: &mut Series) {
     }
 }
 
+/// Blood pressure measured at home is high from 135/85 (NICE NG136), lower than at the surgery.
+const HOME_BLOOD_PRESSURE: [Range; 2] = [
+    Range { low: Some(90.0), high: Some(134.0), strict: false },
+    Range { low: Some(60.0), high: Some(84.0), strict: false },
+];
+
 /// The measures a patient may record at home and add to their care plan: blood pressure from a
 /// home monitor and weight from scales. Blood tests are the laboratory's.
 pub const HOME_MEASURES: [&str; 2] = ["blood-pressure", "weight"];
@@ -509,13 +532,19 @@ pub fn home_reading(slug: &str, value: &str) -> Result<(&'static str, &'static s
             let (Some(sys), Some(dia)) = (number(a), number(b)) else {
                 return Err("Enter both numbers as whole numbers, like 132/84".into());
             };
-            if !(50.0..=300.0).contains(&sys) || !(30.0..=200.0).contains(&dia) || sys <= dia {
-                return Err("Check the numbers: the upper number (50 to 300) comes first and is higher than the lower (30 to 200)".into());
+            if !(50.0..=300.0).contains(&sys)
+                || !(30.0..=200.0).contains(&dia)
+                || !(10.0..=150.0).contains(&(sys - dia))
+            {
+                return Err("Check the numbers: the upper number (50 to 300) comes first, and is 10 to 150 more than the lower (30 to 200)".into());
             }
             Ok((measure.codes[0], "Home blood pressure reading", format!("{sys}/{dia} mmHg")))
         }
         _ => {
             let kg = number(v).ok_or("Enter your weight in kilograms, like 81.4")?;
+            if v.split_once('.').is_some_and(|(_, d)| d.len() > 1) {
+                return Err("Enter your weight to one decimal place at most, like 81.4".into());
+            }
             if !(2.0..=400.0).contains(&kg) {
                 return Err("Enter your weight in kilograms, from 2 to 400".into());
             }
@@ -590,7 +619,7 @@ mod tests {
         let h = &all[0];
         assert_eq!(h.readings.iter().map(|r| r.values[0]).collect::<Vec<_>>(), [58.0, 52.0]);
         assert_eq!(h.latest().unwrap().date, "2026-03-01".parse::<NaiveDate>().unwrap());
-        assert_eq!(h.ranges, vec![Some(Range { low: Some(20.0), high: Some(41.0) })]);
+        assert_eq!(h.ranges, vec![Some(Range { low: Some(20.0), high: Some(41.0), strict: false })]);
         assert_eq!(h.readings[0].flag, Flag::High);
     }
 
@@ -614,16 +643,16 @@ mod tests {
 
     #[test]
     fn a_laboratory_range_is_read_as_written_and_what_is_certain_is_flagged() {
-        assert_eq!(parse_range("20-41"), Some(Range { low: Some(20.0), high: Some(41.0) }));
-        assert_eq!(parse_range(" 0.27 - 4.2 "), Some(Range { low: Some(0.27), high: Some(4.2) }));
-        assert_eq!(parse_range("3.5 to 5.3"), Some(Range { low: Some(3.5), high: Some(5.3) }));
-        assert_eq!(parse_range("<5.0"), Some(Range { low: None, high: Some(5.0) }));
-        assert_eq!(parse_range("≥ 60"), Some(Range { low: Some(60.0), high: None }));
-        assert_eq!(parse_range(">90"), Some(Range { low: Some(90.0), high: None }));
+        assert_eq!(parse_range("20-41"), Some(Range { low: Some(20.0), high: Some(41.0), strict: false }));
+        assert_eq!(parse_range(" 0.27 - 4.2 "), Some(Range { low: Some(0.27), high: Some(4.2), strict: false }));
+        assert_eq!(parse_range("3.5 to 5.3"), Some(Range { low: Some(3.5), high: Some(5.3), strict: false }));
+        assert_eq!(parse_range("<5.0"), Some(Range { low: None, high: Some(5.0), strict: true }));
+        assert_eq!(parse_range("≥ 60"), Some(Range { low: Some(60.0), high: None, strict: false }));
+        assert_eq!(parse_range(">90"), Some(Range { low: Some(90.0), high: None, strict: true }));
         for unreadable in ["", "See report", "41-20", "-", "5-", "1e3-2e3", "NaN-1"] {
             assert_eq!(parse_range(unreadable), None, "{unreadable}");
         }
-        let r = Range { low: Some(2.0), high: Some(4.0) };
+        let r = Range { low: Some(2.0), high: Some(4.0), strict: false };
         assert_eq!(against(&r, Bound::Exactly, 4.0), Flag::WithinRange, "both ends are in the range");
         assert_eq!(against(&r, Bound::Exactly, 4.1), Flag::High);
         assert_eq!(against(&r, Bound::Exactly, 1.9), Flag::Low);
@@ -632,7 +661,15 @@ mod tests {
         assert_eq!(against(&r, Bound::Below, 2.0), Flag::Low);
         assert_eq!(against(&r, Bound::Above, 4.0), Flag::High);
         // eGFR ">90" against ">90" is within it.
-        assert_eq!(against(&Range { low: Some(90.0), high: None }, Bound::Above, 90.0), Flag::WithinRange);
+        assert_eq!(
+            against(&Range { low: Some(90.0), high: None, strict: true }, Bound::Above, 90.0),
+            Flag::WithinRange
+        );
+        // "<5.0": 5.0 itself is above the range; ">60": 60 itself is below it.
+        assert_eq!(against(&parse_range("<5.0").unwrap(), Bound::Exactly, 5.0), Flag::High);
+        assert_eq!(against(&parse_range("<5.0").unwrap(), Bound::Exactly, 4.9), Flag::WithinRange);
+        assert_eq!(against(&parse_range(">60").unwrap(), Bound::Exactly, 60.0), Flag::Low);
+        assert_eq!(against(&parse_range("<=5").unwrap(), Bound::Exactly, 5.0), Flag::WithinRange);
     }
 
     #[test]
@@ -714,6 +751,9 @@ mod tests {
             ("blood-pressure", "132/84/1"),
             ("blood-pressure", "1320/84"),
             ("blood-pressure", "132.5/84"),
+            ("blood-pressure", "300/30"),
+            ("blood-pressure", "51/50"),
+            ("weight", "81.123"),
             ("weight", "-3"),
             ("weight", "eighty"),
             ("weight", "4000"),
@@ -729,6 +769,13 @@ mod tests {
         let s = series(std::slice::from_ref(&e), "blood-pressure").unwrap();
         assert_eq!((s.readings[0].values.clone(), s.readings[0].flag), (vec![150.0, 95.0], Flag::High));
         assert!(s.readings[0].patient_entered);
+        // At home, 135/85 or more is high (NICE NG136): 136/86 at home is high, at the surgery not.
+        let (code, term, value) = home_reading("blood-pressure", "136/86").unwrap();
+        let mut home = coded(2, "2026-02-01", code, term, &value);
+        home.origin = Origin::PatientEntered;
+        let surgery = coded(3, "2026-03-01", BP, "Blood pressure", "136/86 mmHg");
+        let s = series(&[home, surgery], "blood-pressure").unwrap();
+        assert_eq!(s.readings.iter().map(|r| r.flag).collect::<Vec<_>>(), [Flag::High, Flag::WithinRange]);
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub(crate) fn range_words(s: &Series) -> Option<String> {
             let r = r.as_ref()?;
             let text = match (r.low, r.high) {
                 (Some(l), Some(h)) => format!("{} to {}", number(l), number(h)),
+                (Some(l), None) if r.strict => format!("above {}", number(l)),
+                (None, Some(h)) if r.strict => format!("below {}", number(h)),
                 (Some(l), None) => format!("{} or more", number(l)),
                 (None, Some(h)) => format!("{} or less", number(h)),
                 (None, None) => return None,
@@ -139,8 +141,11 @@ pub(crate) fn range_short(s: &Series) -> Option<String> {
         let v: Option<Vec<String>> = s.ranges.iter().map(|r| r.as_ref().and_then(f).map(number)).collect();
         v.map(|v| v.join("/"))
     };
+    let strict = s.ranges.iter().flatten().any(|r| r.strict);
     match (ends(|r| r.low), ends(|r| r.high)) {
         (Some(l), Some(h)) => Some(format!("{l} to {h}")),
+        (Some(l), None) if strict => Some(format!("above {l}")),
+        (None, Some(h)) if strict => Some(format!("below {h}")),
         (Some(l), None) => Some(format!("{l} or more")),
         (None, Some(h)) => Some(format!("{h} or less")),
         (None, None) => None,

@@ -271,6 +271,13 @@ fn search_of(query: QueryPairs, strict: bool) -> Result<Search, FhirError> {
             "_revinclude" | "_include:iterate" | "_include:recurse" => {
                 return Err(FhirError(AppError::BadRequest(format!("{k} is not supported here; _include is"))))
             }
+            // A modifier (code:not, date:missing, …) changes what a parameter means; one not
+            // supported is refused, never ignored (FHIR R4 search 3.1.1.5).
+            _ if k.contains(':') => {
+                return Err(FhirError(AppError::BadRequest(format!(
+                    "{k}: search modifiers are not supported here (see the CapabilityStatement)"
+                ))))
+            }
             // Anything else is not a parameter served here: refused when the client asks for
             // strict handling, otherwise ignored (FHIR's lenient handling), and the Bundle's self
             // link says which were used.

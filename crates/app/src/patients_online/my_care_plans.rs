@@ -118,7 +118,8 @@ impl App {
                 format!("{} ({}), online", me.name, l.relationship),
             ),
         };
-        let text = a.text.trim();
+        let text = crate::care_plans::written(&a.text);
+        let text = text.as_str();
         let too_long = text.chars().count() > MAX_PART;
         let (body, code, said) = match a.kind.as_str() {
             "goal" | "note" if text.is_empty() || too_long => {

@@ -51,6 +51,21 @@ pub struct StaffCarePlans {
     pub plans: Vec<StaffPlan>,
 }
 
+/// Text as a plan keeps it: control characters, direction overrides and invisible characters
+/// dropped, trimmed; text with no letter or digit in it is nothing.
+pub fn written(s: &str) -> String {
+    let clean: String = caldicott_fhir::gpconnect::request::clean_text(s)
+        .chars()
+        .filter(|c| !matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{FFFD}'))
+        .collect();
+    let clean = clean.trim();
+    if clean.chars().any(char::is_alphanumeric) {
+        clean.to_owned()
+    } else {
+        String::new()
+    }
+}
+
 /// Where a part sits in its plan: by kind in the order a plan shows them, then oldest first.
 fn part_order(e: &Entry) -> (usize, chrono::DateTime<chrono::Utc>, EntryId) {
     let rank = match &e.body {
@@ -84,7 +99,8 @@ impl App {
     ) -> AppResult<Result<EntryId, Vec<FieldProblem>>> {
         let (patient, visible_by_default) = self.consultation_form(who, nhs).await?;
         let mut problems = Vec::new();
-        let condition = f.condition.trim();
+        let condition = written(&f.condition);
+        let condition = condition.as_str();
         if condition.is_empty() || condition.chars().count() > 200 {
             problems.push(FieldProblem { field: "condition", message: "Enter the condition the plan is for".into() });
         }
@@ -123,7 +139,7 @@ impl App {
             (PlanPart::Decision, "decisions", &f.decisions),
             (PlanPart::Contact, "contacts", &f.contacts),
         ] {
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            for line in text.lines().map(written).filter(|l| !l.is_empty()) {
                 if line.chars().count() > MAX_PART {
                     problems.push(FieldProblem {
                         field,

@@ -115,6 +115,15 @@ impl App {
         with_issues: bool,
     ) -> AppResult<usize> {
         let target = self.entry_to_change(who, nhs, entry).await?;
+        // A part of a care plan is never shown online while its plan is hidden.
+        if let (EntryBody::CarePlanPart { plan, .. }, VisibilityChange::Show { .. }) = (&target.entry.body, change) {
+            let plan = self.store.entry(who.practice, *plan).await?;
+            if plan.is_none_or(|p| p.visibility.is_hidden()) {
+                return Err(AppError::Conflict(
+                    "This care plan is hidden online: show the plan first, then the parts that should be shown".into(),
+                ));
+            }
+        }
         // A care plan hidden online takes every part with it: no part is shown without its plan.
         let with_issues = with_issues
             || (matches!(target.entry.body, EntryBody::CarePlan { .. })

@@ -168,6 +168,22 @@ async fn bad_additions_are_refused_with_words_and_change_nothing(t: &TestStore) 
     }
     assert_eq!(count().await, start, "nothing was written");
 
+    // Control characters, direction overrides and invisible characters are dropped; text of
+    // nothing visible is nothing.
+    let problems = app
+        .add_to_my_care_plan(&me, None, plan, &add("goal", "\u{00A0}\u{200B}\u{202E}", "", ""))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(problems[0].field, "text");
+    assert_eq!(count().await, start, "nothing was written");
+    let kept = app
+        .add_to_my_care_plan(&me, None, plan, &add("note", "bell\u{7}\u{1b}[31mred\u{202E}evil\u{0}", "", ""))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.body, EntryBody::CarePlanPart { plan, part: PlanPart::Note, text: "bell[31mredevil".into() });
+
     // A plan hidden online takes its parts with it: nothing of it is shown or can be added to.
     let hide = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "names a relative".into() };
     app.change_visibility(&tp.clinician, &nhs, plan, &hide, false).await.unwrap();
@@ -176,6 +192,15 @@ async fn bad_additions_are_refused_with_words_and_change_nothing(t: &TestStore) 
     assert!(app.my_care_plans(&me, None).await.unwrap().plans.is_empty());
     let r = app.add_to_my_care_plan(&me, None, plan, &add("goal", "x", "", "")).await;
     assert!(matches!(r, Err(AppError::NotFound(_))));
+    // A part is never shown on its own while its plan is hidden: staff show the plan first.
+    let show = VisibilityChange::Show { note: "discussed".into() };
+    let r = app.change_visibility(&tp.clinician, &nhs, part, &show, false).await;
+    assert!(matches!(r, Err(AppError::Conflict(_))), "{r:?}");
+    assert!(app.staff_care_plans(&tp.clinician, &nhs).await.unwrap().plans[0].parts.iter().all(|(_, s)| !s.visible));
+    app.change_visibility(&tp.clinician, &nhs, plan, &show, false).await.unwrap();
+    app.change_visibility(&tp.clinician, &nhs, part, &show, false).await.unwrap();
+    let seen = app.my_care_plans(&me, None).await.unwrap();
+    assert_eq!(seen.plans[0].parts.len(), 1, "the plan and the one part shown again");
     // Bad staff forms are refused field by field, and write nothing.
     let bad =
         NewCarePlan { condition: " ".into(), code: "12".into(), review: "2001-01-01".into(), ..NewCarePlan::default() };

@@ -165,6 +165,13 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     .await;
     assert_eq!(strict.status, StatusCode::BAD_REQUEST, "{}", strict.body);
     assert!(strict.json()["issue"][0]["diagnostics"].as_str().unwrap().starts_with("code is not a search parameter"));
+    // A modifier is never ignored (FHIR R4 search 3.1.1.5): code:not would otherwise include
+    // what the client asked to leave out.
+    for q in ["code:not=http://snomed.info/sct|1011481000000105", "date:missing=true", "code:text=eGFR"] {
+        let r = get(&app, &format!("/fhir/r4/Observation?{q}"), Some(&token)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.body);
+        assert!(r.json()["issue"][0]["diagnostics"].as_str().unwrap().contains("modifiers are not supported"));
+    }
     let everything = get(&app, &format!("/fhir/r4/Patient/{}/$everything", pat.id), Some(&token)).await;
     assert_eq!(everything.status, StatusCode::OK);
     assert!(!everything.body.contains("SECRET-HTTP"));

@@ -76,6 +76,7 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
             if let Some(params) = r["searchParam"].as_array_mut() {
                 params.push(json!({ "name": "code", "type": "token", "documentation": "[system]|[code] (SNOMED CT: http://snomed.info/sct), several joined by commas for any of them" }));
                 params.push(json!({ "name": "date", "type": "date", "documentation": "The day of the observation: a prefix (eq, ne, gt, lt, ge, le) and YYYY, YYYY-MM or YYYY-MM-DD; repeat it for a range (date=ge2024-01&date=lt2025)" }));
+                params.push(json!({ "name": "_sort", "type": "string", "documentation": "date (oldest first) or -date (newest first, the default with code or date)" }));
             }
             r["documentation"] = json!("Results and coded observations. With code, date or _sort the matches come in date order (_sort=date oldest first, -date newest first, the default), so that an app can draw a result over time");
         }
