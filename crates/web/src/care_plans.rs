@@ -4,9 +4,9 @@
 //! theirs and sent to the care team as a task.
 
 use crate::kernel::{
-    banner, csrf_forms, field_errors, iso_from_boxes, link_of, long_date, printed_facts, same, to_patient, Banner,
-    Chrome, Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient, Portal, PortalForm,
-    PrintedFacts,
+    banner, csrf_forms, field_errors, for_query, iso_from_boxes, link_of, long_date, printed_facts, same, to_patient,
+    Banner, Chrome, Errors, FieldError, InMyPage, InPage, MyChrome, MyPageError, PageError, Patient, Portal,
+    PortalForm, PrintedFacts,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -131,10 +131,6 @@ fn plan_view(
 
 // ---- Patients ---------------------------------------------------------------------------------
 
-fn proxy_link(q: &HashMap<String, String>, me: &PatientSignedIn) -> Result<Option<ProxyLinkId>, MyPageError> {
-    link_of(q.get("for")).in_my_page(me)
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "my_care_plans.html")]
 struct MyPlansPage {
@@ -153,9 +149,9 @@ async fn my_plans(
     Patient(me): Patient,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, MyPageError> {
-    let link = proxy_link(&q, &me)?;
+    let link = link_of(q.get("for")).in_my_page(&me)?;
     let r = app.my_care_plans(&me.who, link).await.in_my_page(&me)?;
-    let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
+    let for_query = for_query(link);
     let own = link.is_none().then_some(me.who.name.as_str());
     let plans = r
         .plans
@@ -230,7 +226,7 @@ async fn add_form(
         .iter()
         .find(|p| p.plan.id == plan)
         .ok_or_else(|| MyPageError::new(me, AppError::NotFound("There is no such care plan.".into())))?;
-    let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
+    let for_query = for_query(link);
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     Ok((
         status,
@@ -257,7 +253,7 @@ async fn add_page(
     Path(plan): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, MyPageError> {
-    let link = proxy_link(&q, &me)?;
+    let link = link_of(q.get("for")).in_my_page(&me)?;
     let plan = plan_id(&me, &plan)?;
     add_form(&app, &me, link, plan, AddForm::default(), Vec::new()).await
 }
@@ -274,7 +270,7 @@ async fn add(
     if !same(&me.csrf_token, &f._csrf) {
         return Err(MyPageError::form_expired());
     }
-    let link = proxy_link(&q, &me)?;
+    let link = link_of(q.get("for")).in_my_page(&me)?;
     let plan = plan_id(&me, &plan)?;
     let addition =
         PlanAddition { kind: f.kind.clone(), text: f.text.clone(), measure: f.measure.clone(), value: f.value.clone() };

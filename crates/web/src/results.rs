@@ -5,8 +5,8 @@
 
 use crate::chart;
 use crate::kernel::{
-    banner, link_of, long_date, printed_facts, Banner, Chrome, InMyPage, InPage, MyChrome, MyPageError, PageError,
-    Patient, Portal, PrintedFacts,
+    banner, for_query, link_of, long_date, printed_facts, Banner, Chrome, InMyPage, InPage, MyChrome, MyPageError,
+    PageError, Patient, Portal, PrintedFacts,
 };
 use askama::Template;
 use askama_web::WebTemplate;
@@ -14,11 +14,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use caldicott_app::patient_services::PatientSignedIn;
 use caldicott_app::record::OnlineStatus;
 use caldicott_app::session::SignedIn;
 use caldicott_app::App;
-use caldicott_core::ids::{EntryId, ProxyLinkId};
+use caldicott_core::ids::EntryId;
 use caldicott_core::trends::{Reading, Series};
 use std::collections::HashMap;
 
@@ -96,10 +95,6 @@ fn series_view(s: &Series, href: String, online: Option<&HashMap<EntryId, Online
     }
 }
 
-fn proxy_link(q: &HashMap<String, String>, me: &PatientSignedIn) -> Result<Option<ProxyLinkId>, MyPageError> {
-    link_of(q.get("for")).in_my_page(me)
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "my_results.html")]
 struct MyListPage {
@@ -117,9 +112,9 @@ async fn my_list(
     Patient(me): Patient,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, MyPageError> {
-    let link = proxy_link(&q, &me)?;
+    let link = link_of(q.get("for")).in_my_page(&me)?;
     let r = app.my_results(&me.who, link, None).await.in_my_page(&me)?;
-    let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
+    let for_query = for_query(link);
     Ok(MyListPage {
         me: Some((&me).into()),
         facts: printed_facts(&app, &me, &r.holder),
@@ -154,9 +149,9 @@ async fn my_series(
     Path(slug): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, MyPageError> {
-    let link = proxy_link(&q, &me)?;
+    let link = link_of(q.get("for")).in_my_page(&me)?;
     let r = app.my_results(&me.who, link, Some(&slug)).await.in_my_page(&me)?;
-    let for_query = link.map(|l| format!("?for={l}")).unwrap_or_default();
+    let for_query = for_query(link);
     let series = r.series.first().map(|s| series_view(s, String::new(), None));
     Ok(MySeriesPage {
         me: Some((&me).into()),
