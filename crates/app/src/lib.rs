@@ -55,9 +55,11 @@ pub use patients_online::requests;
 /// Clinics, slots and appointments.
 mod scheduling {
     pub mod appointments;
+    pub mod capacity;
     pub mod gp_connect;
 }
 pub use scheduling::appointments;
+pub use scheduling::capacity;
 /// GP Connect Appointment Management (other care settings booking at the practice).
 pub use scheduling::gp_connect as gp_connect_appointments;
 

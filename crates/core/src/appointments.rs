@@ -55,7 +55,9 @@ pub struct Clinic {
     pub end: NaiveTime,
     pub slot_minutes: u16,
     pub slot_type: SlotType,
-    pub online_bookable: bool,
+    /// The share of its slots, in percent (0 to 100), that patients may book online; which
+    /// ones is [`online_spread`]'s choice. Each slot's own flag can be changed later.
+    pub online_share: u8,
     /// Other care settings (NHS 111, urgent care, hospitals) may book it through GP Connect.
     pub others_bookable: bool,
     pub location: String,
@@ -89,6 +91,67 @@ pub struct BookingOrganisation {
     pub telephone: Option<String>,
 }
 
+/// How a booking was made, for the online capacity report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingChannel {
+    /// By the patient, or someone acting for them, online: the patient pages, a linked app or
+    /// the NHS App.
+    Online,
+    /// By the practice team, for example when the patient phones or comes to the desk.
+    Practice,
+    /// By another care setting (NHS 111, urgent care, a hospital) through GP Connect.
+    OtherCareSetting,
+}
+
+impl BookingChannel {
+    pub const ALL: [BookingChannel; 3] = [Self::Online, Self::Practice, Self::OtherCareSetting];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Practice => "practice",
+            Self::OtherCareSetting => "other_care_setting",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+    pub fn display(self) -> &'static str {
+        match self {
+            Self::Online => "Online",
+            Self::Practice => "By the practice",
+            Self::OtherCareSetting => "By another care setting",
+        }
+    }
+}
+
+/// Whether the patient came to a booked appointment, as the practice recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attendance {
+    Attended,
+    DidNotAttend,
+}
+
+impl Attendance {
+    pub const ALL: [Attendance; 2] = [Self::Attended, Self::DidNotAttend];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Attended => "attended",
+            Self::DidNotAttend => "did_not_attend",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+    pub fn display(self) -> &'static str {
+        match self {
+            Self::Attended => "Attended",
+            Self::DidNotAttend => "Did not attend",
+        }
+    }
+}
+
 /// A booking. At most one live (not cancelled) booking holds a slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appointment {
@@ -110,16 +173,21 @@ pub struct Appointment {
     pub booked_through: Option<BookingOrganisation>,
     /// Why it was cancelled, when a GP Connect consumer said.
     pub cancellation_reason: Option<String>,
+    /// How it was booked.
+    pub channel: BookingChannel,
+    /// Whether the patient came, once the practice has recorded it.
+    pub attendance: Option<Attendance>,
 }
 
 impl Appointment {
-    /// A new booking made now, at version 1, with no GP Connect details.
+    /// A new booking made now through `channel`, at version 1, with no GP Connect details.
     pub fn new(
         id: AppointmentId,
         slot: SlotId,
         patient: PatientId,
         booked_at: DateTime<Utc>,
         booked_by: String,
+        channel: BookingChannel,
     ) -> Self {
         Self {
             id,
@@ -127,6 +195,8 @@ impl Appointment {
             patient,
             booked_at,
             booked_by,
+            channel,
+            attendance: None,
             cancelled_at: None,
             cancelled_by: None,
             version: 1,
@@ -146,6 +216,8 @@ pub enum ClinicError {
     SlotLength,
     #[error("the session is too short for one slot")]
     NoSlots,
+    #[error("the online share must be a whole number from 0 to 100")]
+    OnlineShare,
     #[error("that date and time does not exist in UK time")]
     NoSuchLocalTime,
 }
@@ -169,6 +241,9 @@ impl Clinic {
         if !(5..=60).contains(&self.slot_minutes) {
             return Err(ClinicError::SlotLength);
         }
+        if self.online_share > 100 {
+            return Err(ClinicError::OnlineShare);
+        }
         let start = uk_instant(self.date, self.start).ok_or(ClinicError::NoSuchLocalTime)?;
         let end = uk_instant(self.date, self.end).ok_or(ClinicError::NoSuchLocalTime)?;
         let step = Duration::minutes(i64::from(self.slot_minutes));
@@ -182,7 +257,7 @@ impl Clinic {
                 starts_at: at,
                 minutes: self.slot_minutes,
                 slot_type: self.slot_type,
-                online_bookable: self.online_bookable,
+                online_bookable: false,
                 others_bookable: self.others_bookable,
                 clinician_name: self.clinician_name.clone(),
                 location: self.location.clone(),
@@ -192,8 +267,26 @@ impl Clinic {
         if out.is_empty() {
             return Err(ClinicError::NoSlots);
         }
+        let spread = online_spread(out.len(), self.online_share);
+        for (slot, online) in out.iter_mut().zip(spread) {
+            slot.online_bookable = online;
+        }
         Ok(out)
     }
+}
+
+/// Which of a session's `slots` are offered online for a share in percent: the share of them
+/// rounded to the nearest whole slot (half up), spread evenly through the session so that the
+/// online slots are not all at one end of it.
+pub fn online_spread(slots: usize, share: u8) -> Vec<bool> {
+    let share = usize::from(share.min(100));
+    let online = (slots * share + 50) / 100;
+    (0..slots).map(|i| (i + 1) * online / slots > i * online / slots).collect()
+}
+
+/// Whether an appointment's attendance can be recorded now: it has started.
+pub fn can_record_attendance(starts_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    starts_at <= now
 }
 
 /// Whether a patient may still cancel online: not after the practice's cut-off before the start.
@@ -228,7 +321,7 @@ mod tests {
             end: NaiveTime::from_hms_opt(end.0, end.1, 0).unwrap_or_default(),
             slot_minutes: minutes,
             slot_type: SlotType::GpFaceToFace,
-            online_bookable: true,
+            online_share: 100,
             others_bookable: false,
             location: "Room 1".into(),
         }
@@ -281,11 +374,44 @@ mod tests {
         let slot = c.slots(ids()).unwrap_or_default().remove(0);
         assert!(can_book_online(&slot, before));
         assert!(!can_book_from_elsewhere(&slot, before), "online for patients is not bookable from elsewhere");
-        c.online_bookable = false;
+        c.online_share = 0;
         c.others_bookable = true;
         let slot = c.slots(ids()).unwrap_or_default().remove(0);
         assert!(!can_book_online(&slot, before), "kept for other care settings, not offered to patients");
         assert!(can_book_from_elsewhere(&slot, before));
         assert!(!can_book_from_elsewhere(&slot, slot.starts_at), "not once it has started");
+    }
+
+    #[test]
+    fn a_clinic_offers_its_online_share_spread_through_the_session() {
+        // Issue 26: "clinics can set the share". 12 slots at 50% are 6 online slots, not the
+        // first six; 0% and 100% mean none and all; a share that is not a whole slot rounds to
+        // the nearest, half up.
+        let d = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap_or_default();
+        let mut c = clinic(d, (9, 0), (12, 0), 15);
+        for (share, expected) in [(0u8, 0usize), (25, 3), (50, 6), (100, 12), (33, 4), (1, 0), (5, 1)] {
+            c.online_share = share;
+            let slots = c.slots(ids()).unwrap_or_default();
+            assert_eq!(slots.len(), 12);
+            assert_eq!(slots.iter().filter(|s| s.online_bookable).count(), expected, "{share}%");
+        }
+        c.online_share = 50;
+        let online: Vec<bool> = c.slots(ids()).unwrap_or_default().iter().map(|s| s.online_bookable).collect();
+        assert!(online[..6].contains(&true) && online[6..].contains(&true), "spread, not bunched: {online:?}");
+        assert!(online.windows(2).all(|w| w[0] != w[1]), "every other slot at a half share: {online:?}");
+        c.online_share = 101;
+        assert_eq!(c.slots(ids()), Err(ClinicError::OnlineShare));
+        assert_eq!(online_spread(0, 50), Vec::<bool>::new());
+        assert_eq!(online_spread(5, 50).iter().filter(|o| **o).count(), 3, "2.5 slots round up to 3");
+    }
+
+    #[test]
+    fn attendance_is_recorded_only_once_the_appointment_has_started() {
+        let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert!(!can_record_attendance(start, start - Duration::minutes(1)));
+        assert!(can_record_attendance(start, start));
+        assert_eq!(BookingChannel::parse("other_care_setting"), Some(BookingChannel::OtherCareSetting));
+        assert_eq!(Attendance::parse("did_not_attend"), Some(Attendance::DidNotAttend));
+        assert_eq!(Attendance::parse("dna"), None);
     }
 }

@@ -234,6 +234,10 @@ pub enum Action {
     PatientPasswordChange,
     PatientPasswordLetterIssue,
     PatientPasswordReset,
+    /// A slot offered online, or no longer offered online.
+    SlotOnlineChange,
+    /// Whether the patient came to an appointment, recorded or corrected.
+    AppointmentAttendance,
 }
 
 impl Action {
@@ -340,6 +344,8 @@ impl Action {
             Self::PatientPasswordChange => "patient.password_change",
             Self::PatientPasswordLetterIssue => "account.password_letter_issue",
             Self::PatientPasswordReset => "patient.password_reset",
+            Self::SlotOnlineChange => "appointment.slot_online_change",
+            Self::AppointmentAttendance => "appointment.attendance",
         }
     }
 }

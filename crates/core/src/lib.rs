@@ -7,6 +7,7 @@
 pub mod access;
 pub mod appointments;
 pub mod audit;
+pub mod capacity;
 pub mod credentials;
 pub mod entry;
 pub mod governance;

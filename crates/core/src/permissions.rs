@@ -19,6 +19,8 @@ pub enum Permission {
     /// Issue patient credentials: registration letters, password letters, sign-up help.
     IssuePatientCredentials,
     ManageAppointments,
+    /// The online appointment capacity report (counts by clinician, no patient).
+    AppointmentCapacity,
     RecordConsultations,
     /// Hide or show entries online, and code 104 or 106 by hand.
     HideEntries,
@@ -102,6 +104,12 @@ pub const TABLE: &[Row] = &[
         roles: TEAM,
         what: "clinics, slots and bookings",
         refusal: "only the practice team manages appointments",
+    },
+    Row {
+        permission: AppointmentCapacity,
+        roles: &[Manager, Admin],
+        what: "the online appointment capacity report: slots offered and booked by channel, and did-not-attends",
+        refusal: "the appointment capacity report is for practice managers and administrators",
     },
     Row {
         permission: RecordConsultations,

@@ -401,7 +401,7 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
                         "gp_face_to_face"
                     }
                     .into(),
-                    online_bookable: true,
+                    online_share: "100".into(),
                     // GPs' face-to-face sessions are also offered to NHS 111 and urgent care.
                     others_bookable: !nurse && i % 2 == 0,
                     location: if nurse { "Treatment room" } else { "Consulting room" }.into(),

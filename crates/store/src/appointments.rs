@@ -14,6 +14,16 @@ pub struct BookingChange<'a> {
     pub expected_version: Option<u32>,
 }
 
+/// One practice's online appointment capacity for a period, in the service-wide view: counts
+/// only, never a patient.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PracticeCapacity {
+    pub practice: PracticeId,
+    pub ods_code: String,
+    pub name: String,
+    pub counts: caldicott_core::capacity::Counts,
+}
+
 /// Clinics, slots and appointments.
 #[async_trait]
 pub trait AppointmentStore: Send + Sync {
@@ -69,4 +79,39 @@ pub trait AppointmentStore: Send + Sync {
         practice: PracticeId,
         id: SlotId,
     ) -> StoreResult<Option<(Slot, Option<Appointment>)>>;
+    /// Offers a slot online, or stops offering it. `NotFound` if the slot is not this
+    /// practice's or has started.
+    async fn set_slot_online(
+        &self,
+        practice: PracticeId,
+        slot: SlotId,
+        online: bool,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// Records whether the patient came to a live booking of this practice. `NotFound` if it is
+    /// not a live booking of this practice.
+    async fn record_attendance(
+        &self,
+        practice: PracticeId,
+        id: AppointmentId,
+        attendance: caldicott_core::appointments::Attendance,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+    /// Every slot starting in `[from, to)` as the capacity report reads it, earliest first.
+    async fn capacity_facts(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<caldicott_core::capacity::SlotFact>>;
+    /// Every practice of the service with its capacity counts for slots starting in
+    /// `[from, to)`; `now` decides which bookings have started. Counts only: with
+    /// `service_exclusion_figures`, one of the two queries that span practices, for the ICB.
+    async fn service_capacity(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<PracticeCapacity>>;
 }

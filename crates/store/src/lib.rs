@@ -49,7 +49,7 @@ mod practices;
 mod records;
 mod staff;
 mod tasks;
-pub use appointments::{AppointmentStore, BookingChange};
+pub use appointments::{AppointmentStore, BookingChange, PracticeCapacity};
 pub use audit::AuditStore;
 pub use credentials::CredentialStore;
 pub use outbox::OutboxStore;

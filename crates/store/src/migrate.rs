@@ -61,6 +61,7 @@ migrations! {
     29 "account_tries" "0029_account_tries",
     30 "gp_connect" "0030_gp_connect",
     31 "gp_connect_appointments" "0031_gp_connect_appointments",
+    32 "online_capacity" "0032_online_capacity",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -458,6 +458,38 @@ pub(crate) fn appointment(r: &impl Cols, slot: SlotId) -> StoreResult<caldicott_
             _ => None,
         },
         cancellation_reason: r.opt_text("cancellation_reason")?,
+        channel: channel(r)?,
+        attendance: attendance(r)?,
+    })
+}
+
+/// A count column (a `COUNT` or `SUM`), which is never negative.
+pub(crate) fn count(r: &impl Cols, c: &str) -> StoreResult<u64> {
+    u64::try_from(r.int(c)?).map_err(|_| corrupt(c, "negative count"))
+}
+
+fn channel(r: &impl Cols) -> StoreResult<caldicott_core::appointments::BookingChannel> {
+    parsed("booking channel", r.text("channel")?, caldicott_core::appointments::BookingChannel::parse)
+}
+
+fn attendance(r: &impl Cols) -> StoreResult<Option<caldicott_core::appointments::Attendance>> {
+    r.opt_text("attendance")?
+        .map(|a| parsed("attendance", a, caldicott_core::appointments::Attendance::parse))
+        .transpose()
+}
+
+/// A slot as the capacity report reads it, with its live booking's channel and attendance.
+pub(crate) fn capacity_fact(r: &impl Cols) -> StoreResult<caldicott_core::capacity::SlotFact> {
+    use caldicott_core::appointments::SlotType;
+    Ok(caldicott_core::capacity::SlotFact {
+        starts_at: r.time("starts_at")?,
+        clinician_name: r.text("clinician_name")?,
+        slot_type: parsed("slot type", r.text("slot_type")?, SlotType::parse)?,
+        online: r.flag("online_bookable")?,
+        booking: match r.opt_text("channel")? {
+            Some(_) => Some((channel(r)?, attendance(r)?)),
+            None => None,
+        },
     })
 }
 

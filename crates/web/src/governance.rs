@@ -49,7 +49,7 @@ pub fn routes() -> Router<App> {
 
 csrf_forms!(DecideForm, PlanForm, UndoForm);
 
-fn csv_response(name: &str, body: String) -> Response {
+pub(crate) fn csv_response(name: &str, body: String) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));

@@ -10,6 +10,7 @@ mod app_api;
 mod authorization;
 mod body;
 mod booking;
+mod capacity;
 mod care_plans;
 mod chart;
 mod chat;
@@ -62,6 +63,7 @@ pub fn router(app: App) -> Router {
         .merge(integrations::routes())
         .merge(tokens::routes())
         .merge(governance::routes())
+        .merge(capacity::routes())
         .merge(inbound::routes())
         .merge(sars::routes())
         .merge(sar_export::routes())

@@ -19,7 +19,7 @@ use caldicott_app::appointments::NewClinic;
 use caldicott_app::apps::AlertOutcome;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
-use caldicott_core::appointments::{uk_time, SlotType};
+use caldicott_core::appointments::{uk_time, Attendance, SlotType};
 use caldicott_core::ids::*;
 use caldicott_core::staff::Role;
 use caldicott_core::tasks::{ItemDecision, Task, TaskBody};
@@ -32,6 +32,9 @@ pub fn routes() -> Router<App> {
         .route("/appointments", get(book))
         .route("/appointments/clinics", post(add_clinic))
         .route("/appointments/{appointment}/cancel", post(cancel))
+        .route("/appointments/{appointment}/attendance", post(attendance))
+        .route("/appointments/slots/{slot}/book", get(slot_page).post(book_slot))
+        .route("/appointments/slots/{slot}/online", post(slot_online))
         .route("/tasks", get(tasks))
         .route("/tasks/{task}", get(task_page).post(act_on_task))
         .route("/alerts/{alert}", post(action_alert))
@@ -44,7 +47,7 @@ pub fn routes() -> Router<App> {
         .route("/messages/{message}/retry", post(retry_message))
 }
 
-csrf_forms!(ClinicForm, CancelForm, TaskForm, AlertForm, PharmacyForm);
+csrf_forms!(ClinicForm, CancelForm, TaskForm, AlertForm, PharmacyForm, SlotBookForm, OnlineForm, AttendanceForm);
 
 // ---- The appointment book -----------------------------------------------------------------------
 
@@ -61,6 +64,17 @@ pub struct BookRow {
     pub booked_by: String,
     pub appointment: Option<String>,
     pub patient_id: String,
+    pub slot_id: String,
+    /// Free and not started: the practice can book it for a patient.
+    pub can_book: bool,
+    /// Not started: its online offer can change.
+    pub can_change_online: bool,
+    /// Booked and started: whether the patient came can be recorded.
+    pub can_record_attendance: bool,
+    /// What was recorded, in words.
+    pub attendance: Option<&'static str>,
+    /// How it was booked, in words.
+    pub channel: &'static str,
 }
 
 pub struct BookDay {
@@ -111,7 +125,7 @@ struct ClinicForm {
     #[serde(default)]
     slot_type: String,
     #[serde(default)]
-    online_bookable: Option<String>,
+    online_share: String,
     #[serde(default)]
     others_bookable: Option<String>,
     #[serde(default)]
@@ -137,6 +151,7 @@ async fn book_page(
     notice: Option<String>,
 ) -> Result<Response, PageError> {
     let lines = app.appointment_book(&me.who, from, 7).await.in_page(me)?;
+    let now = app.now();
     let staff = app.practice_staff(&me.who).await.in_page(me)?;
     let mut days: Vec<BookDay> = Vec::new();
     for l in lines {
@@ -145,7 +160,14 @@ async fn book_page(
         if days.last().map(|d| &d.heading) != Some(&heading) {
             days.push(BookDay { heading: heading.clone(), rows: Vec::new() });
         }
+        let started = l.slot.starts_at <= now;
         let row = BookRow {
+            slot_id: l.slot.id.to_string(),
+            can_book: l.booking.is_none() && !started,
+            can_change_online: !started,
+            can_record_attendance: l.booking.is_some() && started,
+            attendance: l.booking.as_ref().and_then(|(a, _)| a.attendance).map(|a| a.display()),
+            channel: l.booking.as_ref().map_or("", |(a, _)| a.channel.display()),
             time: local.format("%H:%M").to_string(),
             clinician: format!("{} · {}", l.slot.clinician_name, l.slot.location),
             kind: l.slot.slot_type.display(),
@@ -191,9 +213,17 @@ async fn book(
 ) -> Result<Response, PageError> {
     let today = app.today();
     let from = q.get("from").and_then(|d| d.parse::<NaiveDate>().ok()).unwrap_or(today);
-    let notice = q.get("added").map(|n| format!("Clinic added with {}.", crate::kernel::count(n, "slot", "slots")));
-    let form =
-        ClinicForm { slot_minutes: "15".into(), start: "09:00".into(), end: "12:00".into(), ..Default::default() };
+    let notice = q
+        .get("added")
+        .map(|n| format!("Clinic added with {}.", crate::kernel::count(n, "slot", "slots")))
+        .or_else(|| q.contains_key("booked").then(|| "Appointment booked.".to_owned()));
+    let form = ClinicForm {
+        slot_minutes: "15".into(),
+        start: "09:00".into(),
+        end: "12:00".into(),
+        online_share: "50".into(),
+        ..Default::default()
+    };
     book_page(&app, &me, from, form, Vec::new(), notice).await
 }
 
@@ -207,7 +237,7 @@ async fn add_clinic(State(app): State<App>, PortalForm(me, f): PortalForm<Clinic
         end: f.end.clone(),
         slot_minutes: f.slot_minutes.clone(),
         slot_type: f.slot_type.clone(),
-        online_bookable: f.online_bookable.is_some(),
+        online_share: f.online_share.clone(),
         others_bookable: f.others_bookable.is_some(),
         location: f.location.clone(),
     };
@@ -238,6 +268,141 @@ async fn cancel(
     };
     app.staff_cancel_appointment(&me.who, id, patient).await.in_page(&me)?;
     Ok(Redirect::to("/appointments").into_response())
+}
+
+#[derive(Deserialize)]
+struct AttendanceForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    attendance: String,
+}
+
+/// The appointment book's week that holds a slot.
+fn book_of(slot: &caldicott_core::appointments::Slot) -> String {
+    format!("/appointments?from={}", uk_time(slot.starts_at).date_naive())
+}
+
+async fn attendance(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    PortalForm(me, f): PortalForm<AttendanceForm>,
+) -> Result<Response, PageError> {
+    let Ok(id) = id.parse::<AppointmentId>() else {
+        return Err(PageError::new(&me, AppError::NotFound("no such appointment".into())));
+    };
+    let Some(outcome) = Attendance::parse(&f.attendance) else {
+        return Err(PageError::new(&me, AppError::BadRequest("choose attended or did not attend".into())));
+    };
+    let (_, slot) = app.record_attendance(&me.who, id, outcome).await.in_page(&me)?;
+    Ok(Redirect::to(&book_of(&slot)).into_response())
+}
+
+#[derive(Deserialize)]
+struct OnlineForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    online: String,
+}
+
+async fn slot_online(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    PortalForm(me, f): PortalForm<OnlineForm>,
+) -> Result<Response, PageError> {
+    let Ok(id) = id.parse::<SlotId>() else {
+        return Err(PageError::new(&me, AppError::NotFound("no such slot".into())));
+    };
+    let online = match f.online.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => return Err(PageError::new(&me, AppError::BadRequest("say whether to offer the slot online".into()))),
+    };
+    let slot = app.set_slot_online(&me.who, id, online).await.in_page(&me)?;
+    Ok(Redirect::to(&book_of(&slot)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct SlotBookForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    nhs_number: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "appointment_slot.html")]
+struct SlotPage {
+    chrome: Option<Chrome>,
+    csrf: String,
+    slot_id: String,
+    when: String,
+    clinician: String,
+    kind: &'static str,
+    online: bool,
+    back: String,
+    nhs_number: String,
+    errors: Vec<FieldError>,
+}
+
+impl Errors for SlotPage {
+    fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+}
+
+/// A free slot that has not started, or the conflict that says why it cannot be booked.
+async fn free_slot(app: &App, me: &SignedIn, id: &str) -> Result<caldicott_core::appointments::Slot, PageError> {
+    let id = id.parse::<SlotId>().map_err(|_| PageError::new(me, AppError::NotFound("no such slot".into())))?;
+    let (slot, booking) = app.slot_for_staff(&me.who, id).await.in_page(me)?;
+    if booking.is_some() || slot.starts_at <= app.now() {
+        return Err(PageError::new(
+            me,
+            AppError::Conflict("this slot is booked or has started; choose another in the appointment book".into()),
+        ));
+    }
+    Ok(slot)
+}
+
+fn slot_view(
+    me: &SignedIn,
+    slot: &caldicott_core::appointments::Slot,
+    nhs_number: String,
+    errors: Vec<FieldError>,
+) -> SlotPage {
+    SlotPage {
+        chrome: Some(me.into()),
+        csrf: me.csrf_token.clone(),
+        slot_id: slot.id.to_string(),
+        when: uk_time(slot.starts_at).format("%A %-d %B %Y at %H:%M").to_string(),
+        clinician: format!("{} · {}", slot.clinician_name, slot.location),
+        kind: slot.slot_type.display(),
+        online: slot.online_bookable,
+        back: book_of(slot),
+        nhs_number,
+        errors,
+    }
+}
+
+async fn slot_page(State(app): State<App>, Portal(me): Portal, Path(id): Path<String>) -> Result<Response, PageError> {
+    let slot = free_slot(&app, &me, &id).await?;
+    Ok(slot_view(&me, &slot, String::new(), Vec::new()).into_response())
+}
+
+async fn book_slot(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    PortalForm(me, f): PortalForm<SlotBookForm>,
+) -> Result<Response, PageError> {
+    let slot = free_slot(&app, &me, &id).await?;
+    match app.staff_book(&me.who, slot.id, &f.nhs_number).await.in_page(&me)? {
+        Ok((_, slot, _)) => Ok(Redirect::to(&format!("{}&booked=1", book_of(&slot))).into_response()),
+        Err(problem) => {
+            let page = slot_view(&me, &slot, f.nhs_number.clone(), field_errors(vec![problem]));
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
+        }
+    }
 }
 
 // ---- Tasks ------------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ pub fn describe_action(action: &str) -> String {
         "task.reopen" => "Reopened a task about the patient".into(),
         "message.retry" => "Sent a failed message again".into(),
         "appointment.view_book" => "Viewed the appointment book".into(),
+        "appointment.attendance" => "Recorded whether the patient came to an appointment".into(),
+        "appointment.slot_online_change" => "Changed whether a slot is offered online".into(),
         "inbound.receive" => "A pharmacy sent a record update".into(),
         "inbound.view" => "Opened a pharmacy record update".into(),
         "inbound.amend" => "Changed a pharmacy record update before filing".into(),

@@ -54,7 +54,8 @@ pub struct NewClinic {
     pub end: String,
     pub slot_minutes: String,
     pub slot_type: String,
-    pub online_bookable: bool,
+    /// The share of its slots patients may book online, in percent as typed ("50" or "50%").
+    pub online_share: String,
     /// Other care settings (NHS 111, urgent care) may book it through GP Connect.
     pub others_bookable: bool,
     pub location: String,
@@ -74,6 +75,11 @@ pub struct MyAppointment {
 pub struct BookLine {
     pub slot: Slot,
     pub booking: Option<(Appointment, Patient)>,
+}
+
+/// A share in whole percent, 0 to 100, with or without a percent sign.
+fn parse_share(s: &str) -> Option<u8> {
+    s.trim().trim_end_matches('%').trim_end().parse::<u8>().ok().filter(|p| *p <= 100)
 }
 
 fn parse_time(s: &str) -> Option<NaiveTime> {
@@ -172,13 +178,28 @@ impl App {
         if slot_type.is_none() {
             problems.push(FieldProblem { field: "slot_type", message: "Choose the type of appointment".into() });
         }
+        let online_share = parse_share(&f.online_share);
+        if online_share.is_none() {
+            problems.push(FieldProblem {
+                field: "online_share",
+                message: "Enter the share of slots patients can book online, a whole number from 0 to 100".into(),
+            });
+        }
         let location = f.location.trim();
         if location.is_empty() || location.len() > 100 {
             problems
                 .push(FieldProblem { field: "location", message: "Enter where it happens, for example Room 2".into() });
         }
-        let (Some(clinician), Some(date), Some(start), Some(end), Some(minutes), Some(slot_type), true) =
-            (clinician, date, start, end, minutes, slot_type, problems.is_empty())
+        let (
+            Some(clinician),
+            Some(date),
+            Some(start),
+            Some(end),
+            Some(minutes),
+            Some(slot_type),
+            Some(online_share),
+            true,
+        ) = (clinician, date, start, end, minutes, slot_type, online_share, problems.is_empty())
         else {
             return Ok(Err(problems));
         };
@@ -191,7 +212,7 @@ impl App {
             end,
             slot_minutes: minutes,
             slot_type,
-            online_bookable: f.online_bookable,
+            online_share,
             others_bookable: f.others_bookable,
             location: location.to_owned(),
         };
@@ -200,6 +221,7 @@ impl App {
             Err(e) => {
                 let field = match e {
                     ClinicError::SlotLength => "slot_minutes",
+                    ClinicError::OnlineShare => "online_share",
                     _ => "end",
                 };
                 return Ok(Err(vec![FieldProblem {
@@ -214,7 +236,15 @@ impl App {
             Action::ClinicCreate,
             format!("clinic/{}", clinic.id),
             Outcome::Success,
-            format!("{} {} {}-{} {} slots", clinic.clinician_name, date, f.start.trim(), f.end.trim(), slots.len()),
+            format!(
+                "{} {} {}-{} {} slots, {} online",
+                clinic.clinician_name,
+                date,
+                f.start.trim(),
+                f.end.trim(),
+                slots.len(),
+                slots.iter().filter(|s| s.online_bookable).count()
+            ),
         );
         self.store.create_clinic(who.practice, &clinic, &slots, &audit).await?;
         Ok(Ok((clinic, slots.len())))
@@ -319,7 +349,14 @@ impl App {
             .await?
             .filter(|s| can_book_online(s, now))
             .ok_or_else(|| AppError::NotFound("that appointment is not available to book online".into()))?;
-        let mut appointment = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient, now, booked_by);
+        let mut appointment = Appointment::new(
+            AppointmentId::from_uuid(new_id()),
+            slot.id,
+            patient,
+            now,
+            booked_by,
+            BookingChannel::Online,
+        );
         if let Some((description, comment)) = reason {
             appointment.description = Some(description);
             appointment.comment = comment;
@@ -412,6 +449,147 @@ impl App {
             }
             other => other.into(),
         })
+    }
+}
+
+impl App {
+    /// Books a slot for a patient at the practice (the patient phoned or came to the desk):
+    /// any slot that has not started, offered online or not. The patient is found by NHS
+    /// number among those registered here. Someone else's booking of the slot, even at the
+    /// same instant, makes this a conflict and leaves theirs in place.
+    pub async fn staff_book(
+        &self,
+        who: &StaffPrincipal,
+        slot: SlotId,
+        nhs_number: &str,
+    ) -> AppResult<Result<(Appointment, Slot, Patient), FieldProblem>> {
+        permit(who, Permission::ManageAppointments)?;
+        let now = self.now();
+        let (slot, booking) = self
+            .store
+            .slot_with_booking(who.practice, slot)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such slot".into()))?;
+        if slot.starts_at <= now {
+            return Err(AppError::Conflict("this slot has started; choose a later one".into()));
+        }
+        if booking.is_some() {
+            return Err(AppError::Conflict("this slot has just been booked; choose another".into()));
+        }
+        let Ok(number) = caldicott_core::nhs_number::NhsNumber::parse(nhs_number.trim()) else {
+            return Ok(Err(FieldProblem {
+                field: "nhs_number",
+                message: "Enter a valid 10-digit NHS number, for example 943 476 5919".into(),
+            }));
+        };
+        let today = self.today();
+        let Some(patient) = self
+            .store
+            .patient_by_nhs_number(who.practice, &number)
+            .await?
+            .filter(|p| p.registration_on(today).is_some() && !p.is_deceased_on(today))
+        else {
+            return Ok(Err(FieldProblem {
+                field: "nhs_number",
+                message: "No patient registered at this practice has that NHS number".into(),
+            }));
+        };
+        let appointment = Appointment::new(
+            AppointmentId::from_uuid(new_id()),
+            slot.id,
+            patient.id,
+            now,
+            format!("by {} at the practice", who.name),
+            BookingChannel::Practice,
+        );
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::AppointmentBook,
+            format!("appointment/{}", appointment.id),
+            Outcome::Success,
+            format!("slot/{} at {} channel=practice", slot.id, slot.starts_at.to_rfc3339()),
+        );
+        self.store.book_slot(who.practice, &appointment, &audit).await.map_err(|e| match e {
+            caldicott_store::StoreError::Conflict(_) => {
+                AppError::Conflict("this slot has just been booked; choose another".into())
+            }
+            other => other.into(),
+        })?;
+        Ok(Ok((appointment, slot, patient)))
+    }
+
+    /// One slot of the practice with its live booking, for the pages that act on it.
+    pub async fn slot_for_staff(&self, who: &StaffPrincipal, id: SlotId) -> AppResult<(Slot, Option<Appointment>)> {
+        permit(who, Permission::ManageAppointments)?;
+        self.store.slot_with_booking(who.practice, id).await?.ok_or_else(|| AppError::NotFound("no such slot".into()))
+    }
+
+    /// Offers a slot that has not started online, or stops offering it; a booking already in
+    /// it stays.
+    pub async fn set_slot_online(&self, who: &StaffPrincipal, slot: SlotId, online: bool) -> AppResult<Slot> {
+        permit(who, Permission::ManageAppointments)?;
+        let now = self.now();
+        let found =
+            self.store.slot(who.practice, slot).await?.ok_or_else(|| AppError::NotFound("no such slot".into()))?;
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::SlotOnlineChange,
+            format!("slot/{slot}"),
+            Outcome::Success,
+            format!("online: {} -> {online}", found.online_bookable),
+        );
+        self.store.set_slot_online(who.practice, slot, online, now, &audit).await.map_err(|e| match e {
+            caldicott_store::StoreError::NotFound(_) => {
+                AppError::Conflict("this slot has started; its online offer cannot change".into())
+            }
+            other => other.into(),
+        })?;
+        Ok(Slot { online_bookable: online, ..found })
+    }
+
+    /// Records whether the patient came to a booked appointment that has started, or corrects
+    /// what was recorded.
+    pub async fn record_attendance(
+        &self,
+        who: &StaffPrincipal,
+        id: AppointmentId,
+        attendance: Attendance,
+    ) -> AppResult<(Appointment, Slot)> {
+        permit(who, Permission::ManageAppointments)?;
+        let (appointment, slot) = self
+            .store
+            .appointment(who.practice, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
+        if appointment.cancelled_at.is_some() {
+            return Err(AppError::Conflict("this appointment was cancelled".into()));
+        }
+        if !can_record_attendance(slot.starts_at, self.now()) {
+            return Err(AppError::Conflict(
+                "whether the patient came can be recorded once the appointment has started".into(),
+            ));
+        }
+        let audit = self.audit_record(
+            who,
+            Some(appointment.patient),
+            Action::AppointmentAttendance,
+            format!("appointment/{id}"),
+            Outcome::Success,
+            format!(
+                "{} (was: {})",
+                attendance.as_str(),
+                appointment.attendance.map_or("not recorded", Attendance::as_str)
+            ),
+        );
+        self.store.record_attendance(who.practice, id, attendance, &audit).await.map_err(|e| match e {
+            caldicott_store::StoreError::NotFound(_) => {
+                AppError::Conflict("this appointment is not booked any more".into())
+            }
+            other => other.into(),
+        })?;
+        Ok((Appointment { attendance: Some(attendance), ..appointment }, slot))
     }
 }
 

@@ -215,7 +215,14 @@ impl App {
         }
         let org = &org;
         let by = format!("by {} at {} ({}), through GP Connect", plain(&claims.practitioner_name), org.name, org.ods);
-        let mut a = Appointment::new(AppointmentId::from_uuid(new_id()), slot.id, patient.id, now, by);
+        let mut a = Appointment::new(
+            AppointmentId::from_uuid(new_id()),
+            slot.id,
+            patient.id,
+            now,
+            by,
+            caldicott_core::appointments::BookingChannel::OtherCareSetting,
+        );
         a.description = Some(request.description.clone());
         a.comment = request.comment.clone();
         a.booked_through = Some(org.clone());

@@ -443,7 +443,7 @@ pub async fn online_clinic(
         end: end.into(),
         slot_minutes: minutes.to_string(),
         slot_type: "gp_face_to_face".into(),
-        online_bookable: true,
+        online_share: "100".into(),
         others_bookable: true,
         location: "Room 1".into(),
     };

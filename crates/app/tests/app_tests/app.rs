@@ -1657,7 +1657,7 @@ async fn clinic_tomorrow(
         end: "10:00".into(),
         slot_minutes: "15".into(),
         slot_type: "gp_face_to_face".into(),
-        online_bookable: online,
+        online_share: if online { "100" } else { "0" }.into(),
         others_bookable: false,
         location: "Room 1".into(),
     };

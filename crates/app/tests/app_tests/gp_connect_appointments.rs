@@ -133,7 +133,7 @@ async fn clinic(app: &App, tp: &fixtures::TestPractice, days: i64, online: bool,
         end: if others { "10:00" } else { "12:00" }.into(),
         slot_minutes: "15".into(),
         slot_type: "gp_face_to_face".into(),
-        online_bookable: online,
+        online_share: if online { "100" } else { "0" }.into(),
         others_bookable: others,
         location: "Room 1".into(),
     };

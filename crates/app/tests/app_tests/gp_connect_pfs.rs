@@ -82,7 +82,7 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
         end: "14:30".into(),
         slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
-        online_bookable: false,
+        online_share: "0".into(),
         others_bookable: true,
         location: "Phone".into(),
     };

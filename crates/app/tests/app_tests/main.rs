@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod app;
+mod capacity;
 mod care_plans;
 mod chat;
 mod comms;

@@ -1033,6 +1033,7 @@ mod tests {
             PatientId::from_uuid(u(5)),
             slot.starts_at - Duration::hours(12),
             "by 111".into(),
+            caldicott_core::appointments::BookingChannel::OtherCareSetting,
         );
         a.description = Some("Review of ankle injury".into());
         a.booked_through =

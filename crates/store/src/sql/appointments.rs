@@ -8,7 +8,8 @@ use async_trait::async_trait;
 macro_rules! slot_booking_columns {
     () => {
         "SELECT s.*, c.clinician_id, a.id AS a_id, a.patient_id, a.booked_at, a.booked_by, a.cancelled_at, a.cancelled_by, a.version, \
-         a.description, a.comment, a.booking_org_ods, a.booking_org_name, a.booking_org_telephone, a.cancellation_reason"
+         a.description, a.comment, a.booking_org_ods, a.booking_org_name, a.booking_org_telephone, a.cancellation_reason, \
+         a.channel, a.attendance"
     };
 }
 
@@ -24,7 +25,8 @@ impl AppointmentStore for SqlStore {
         let mut tx = self.begin().await?;
         query(
             "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
-             slot_type, online_bookable, location, others_bookable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             slot_type, online_bookable, location, others_bookable, online_share) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(practice.as_uuid())
         .bind(c.id.as_uuid())
@@ -35,9 +37,10 @@ impl AppointmentStore for SqlStore {
         .bind(c.end.format("%H:%M").to_string())
         .bind(i32::from(c.slot_minutes))
         .bind(c.slot_type.as_str())
-        .bind(c.online_bookable)
+        .bind(c.online_share > 0)
         .bind(&c.location)
         .bind(c.others_bookable)
+        .bind(i32::from(c.online_share))
         .execute(&mut tx)
         .await?;
         for s in slots {
@@ -93,7 +96,8 @@ impl AppointmentStore for SqlStore {
     async fn book_slot(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
         let q = query(
             "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by, version, description, comment, \
-             booking_org_ods, booking_org_name, booking_org_telephone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             booking_org_ods, booking_org_name, booking_org_telephone, channel) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(practice.as_uuid())
         .bind(a.id.as_uuid())
@@ -106,7 +110,8 @@ impl AppointmentStore for SqlStore {
         .bind(a.comment.as_deref())
         .bind(a.booked_through.as_ref().map(|o| o.ods.as_str()))
         .bind(a.booked_through.as_ref().map(|o| o.name.as_str()))
-        .bind(a.booked_through.as_ref().and_then(|o| o.telephone.as_deref()));
+        .bind(a.booked_through.as_ref().and_then(|o| o.telephone.as_deref()))
+        .bind(a.channel.as_str());
         self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
@@ -202,5 +207,111 @@ impl AppointmentStore for SqlStore {
             rows::slot_and_booking,
         )
         .await
+    }
+
+    async fn set_slot_online(
+        &self,
+        practice: PracticeId,
+        slot: SlotId,
+        online: bool,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let q = query("UPDATE slot SET online_bookable = $1 WHERE practice_id = $2 AND id = $3 AND starts_at > $4")
+            .bind(online)
+            .bind(practice.as_uuid())
+            .bind(slot.as_uuid())
+            .bind(now);
+        self.change_one_audited(practice, q, "slot that has not started", &[audit]).await
+    }
+
+    async fn record_attendance(
+        &self,
+        practice: PracticeId,
+        id: AppointmentId,
+        attendance: caldicott_core::appointments::Attendance,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let q =
+            query("UPDATE appointment SET attendance = $1 WHERE practice_id = $2 AND id = $3 AND cancelled_at IS NULL")
+                .bind(attendance.as_str())
+                .bind(practice.as_uuid())
+                .bind(id.as_uuid());
+        self.change_one_audited(practice, q, "booked appointment", &[audit]).await
+    }
+
+    async fn capacity_facts(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<caldicott_core::capacity::SlotFact>> {
+        query(
+            "SELECT s.starts_at, s.clinician_name, s.slot_type, s.online_bookable, a.channel, a.attendance FROM slot s \
+             LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL \
+             WHERE s.practice_id = $1 AND s.starts_at >= $2 AND s.starts_at < $3 ORDER BY s.starts_at",
+        )
+        .bind(practice.as_uuid())
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.read())
+        .await?
+        .iter()
+        .map(rows::capacity_fact)
+        .collect()
+    }
+
+    async fn service_capacity(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<PracticeCapacity>> {
+        // Counted per practice in a subquery grouped by the distribution column, then joined
+        // to every practice (one with no clinics shows noughts).
+        let rows = query(concat!(
+            "SELECT pr.id, pr.ods_code, pr.name, ",
+            "COALESCE(c.offered, 0) AS offered, COALESCE(c.offered_online, 0) AS offered_online, ",
+            "COALESCE(c.booked_online, 0) AS booked_online, COALESCE(c.booked_practice, 0) AS booked_practice, ",
+            "COALESCE(c.booked_other, 0) AS booked_other, COALESCE(c.dna_online, 0) AS dna_online, ",
+            "COALESCE(c.dna_practice, 0) AS dna_practice, COALESCE(c.dna_other, 0) AS dna_other, ",
+            "COALESCE(c.unrecorded, 0) AS unrecorded ",
+            "FROM practice pr LEFT JOIN (SELECT s.practice_id, COUNT(*) AS offered, ",
+            "SUM(CASE WHEN s.online_bookable THEN 1 ELSE 0 END) AS offered_online, ",
+            "SUM(CASE WHEN a.channel = 'online' THEN 1 ELSE 0 END) AS booked_online, ",
+            "SUM(CASE WHEN a.channel = 'practice' THEN 1 ELSE 0 END) AS booked_practice, ",
+            "SUM(CASE WHEN a.channel = 'other_care_setting' THEN 1 ELSE 0 END) AS booked_other, ",
+            "SUM(CASE WHEN a.channel = 'online' AND a.attendance = 'did_not_attend' THEN 1 ELSE 0 END) AS dna_online, ",
+            "SUM(CASE WHEN a.channel = 'practice' AND a.attendance = 'did_not_attend' THEN 1 ELSE 0 END) AS dna_practice, ",
+            "SUM(CASE WHEN a.channel = 'other_care_setting' AND a.attendance = 'did_not_attend' THEN 1 ELSE 0 END) AS dna_other, ",
+            "SUM(CASE WHEN a.id IS NOT NULL AND a.attendance IS NULL AND s.starts_at <= $3 THEN 1 ELSE 0 END) AS unrecorded ",
+            "FROM slot s LEFT JOIN appointment a ON a.practice_id = s.practice_id AND a.slot_id = s.id AND a.cancelled_at IS NULL ",
+            "WHERE s.starts_at >= $1 AND s.starts_at < $2 GROUP BY s.practice_id) c ON c.practice_id = pr.id ORDER BY pr.ods_code"
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .fetch_all(self.read())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PracticeCapacity {
+                    practice: PracticeId::from_uuid(r.uuid("id")?),
+                    ods_code: r.text("ods_code")?,
+                    name: r.text("name")?,
+                    counts: caldicott_core::capacity::Counts {
+                        offered: rows::count(r, "offered")?,
+                        offered_online: rows::count(r, "offered_online")?,
+                        booked_online: rows::count(r, "booked_online")?,
+                        booked_by_practice: rows::count(r, "booked_practice")?,
+                        booked_by_other_care_settings: rows::count(r, "booked_other")?,
+                        did_not_attend_online: rows::count(r, "dna_online")?,
+                        did_not_attend_by_practice: rows::count(r, "dna_practice")?,
+                        did_not_attend_by_other_care_settings: rows::count(r, "dna_other")?,
+                        attendance_not_recorded: rows::count(r, "unrecorded")?,
+                    },
+                })
+            })
+            .collect()
     }
 }

@@ -331,7 +331,7 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
         end: "10:30".into(),
         slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
-        online_bookable: false,
+        online_share: "0".into(),
         others_bookable: true,
         location: "Phone".into(),
     };

@@ -530,6 +530,11 @@ const GETS_WITHOUT_PATIENT_DATA: &[&str] = &[
     "/bulk-code",
     "/icb",
     "/icb.csv",
+    "/icb/appointments",
+    "/icb/appointments.csv",
+    "/reports/appointments",
+    "/reports/appointments.csv",
+    "/appointments/slots/{slot}/book",
     "/inbound/senders",
     "/sars/new",
     "/chat/unread",
@@ -659,18 +664,22 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         end: "14:30".into(),
         slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
-        online_bookable: true,
+        online_share: "100".into(),
         others_bookable: false,
         location: "Phone".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
-    let slot = app.appointment_book(&tp.clinician, clinic.date, 1).await.unwrap()[0].slot.clone();
+    let book = app.appointment_book(&tp.clinician, clinic.date, 1).await.unwrap();
+    let slot = book[0].slot.clone();
+    // A free slot, for the routes that book one for a patient and change its online offer.
+    let free_slot = book[1].slot.id.to_string();
     let appointment = caldicott_core::appointments::Appointment::new(
         caldicott_core::ids::AppointmentId::from_uuid(caldicott_app::new_id()),
         slot.id,
         pat.id,
         caldicott_app::fixtures::now(),
         "by reception".into(),
+        caldicott_core::appointments::BookingChannel::Practice,
     );
     app.store_for_tests()
         .book_slot(tp.practice.id, &appointment, &fixtures::audit(Action::AppointmentBook, Some(pat.id)))
@@ -907,6 +916,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                 .replace("{query}", pat.nhs_number.as_str())
                 .replace("{staff}", &tp.clinician.staff.to_string())
                 .replace("{appointment}", &appointment.id.to_string())
+                .replace("{slot}", &free_slot)
                 .replace("{task}", &task.id.to_string())
                 .replace("{link}", &proxy.id.to_string())
                 .replace("{message}", &message.id.to_string())
@@ -995,6 +1005,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("slot_minutes", "10"),
                         ("slot_type", "gp_face_to_face"),
                         ("location", "Room 3"),
+                        ("online_share", "50"),
+                        ("online", "no"),
+                        ("attendance", "did_not_attend"),
                         ("patient", patient_id.as_str()),
                         ("decision", "close"),
                         ("outcome", "Permission test outcome"),
@@ -2684,7 +2697,9 @@ async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestSto
         e.code = Some(Coding { concept: ConceptId::parse("1019431000000105").unwrap(), term: "HbA1c level".into() });
         e
     };
-    let mut secret = hba1c(&a, 90, "987");
+    // A value with a decimal point: it cannot appear by chance in a token, an NHS number or a
+    // chart coordinate (the chart is 480 wide), so finding it means the hidden reading leaked.
+    let mut secret = hba1c(&a, 90, "987.6");
     secret.visibility = OnlineVisibility::Hidden(
         Redaction::new(HiddenReason::PotentiallyHarmful, "discuss first", "Dr", caldicott_app::fixtures::now())
             .unwrap(),
@@ -2707,7 +2722,7 @@ async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestSto
     assert!(list.body.contains("href=\"/my/results/hba1c\"") && list.body.contains("2 readings"), "{}", list.body);
     let page = patient.get("/my/results/hba1c").await;
     assert_eq!(page.status, StatusCode::OK);
-    for leak in ["987", &secret.id.to_string(), "71 mmol/mol"] {
+    for leak in ["987.6", &secret.id.to_string(), "71 mmol/mol"] {
         assert!(!page.body.contains(leak), "{leak} reached the patient's chart page");
         assert!(!list.body.contains(leak), "{leak} reached the patient's results list");
     }
@@ -2733,7 +2748,7 @@ async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestSto
     sign_in(&mut staff, tp.practice.ods_code.as_str(), "clinician").await;
     let page = staff.get(&format!("/patients/{}/results/hba1c", a.nhs_number.as_str())).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("987 mmol/mol") && page.body.contains("Not shown:"), "{}", page.body);
+    assert!(page.body.contains("987.6 mmol/mol") && page.body.contains("Not shown:"), "{}", page.body);
     assert!(axis_numbers(&page.body).iter().any(|v| *v >= 987.0), "staff's chart draws every reading");
     let record = staff.get(&format!("/patients/{}", a.nhs_number.as_str())).await;
     assert!(record.body.contains(&format!("/patients/{}/results", a.nhs_number.as_str())));
@@ -3115,7 +3130,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         end: "12:00".into(),
         slot_minutes: "10".into(),
         slot_type: "gp_face_to_face".into(),
-        online_bookable: true,
+        online_share: "100".into(),
         others_bookable: false,
         location: "Room 1".into(),
     };
