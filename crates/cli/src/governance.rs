@@ -3,6 +3,7 @@
 //! action is audited as theirs).
 
 use anyhow::{bail, Context};
+use caldicott_app::capacity::{capacity_csv, icb_capacity_csv, Period};
 use caldicott_app::governance::{icb_csv, monthly_return_csv, trend_csv, BulkInput};
 use caldicott_app::{auth, App};
 use caldicott_core::audit::{Actor, ActorKind};
@@ -62,6 +63,43 @@ pub enum ReportCommand {
         #[arg(long, value_enum, default_value = "csv")]
         format: Format,
     },
+    /// Online appointment capacity by week, clinician and type: slots offered, offered online,
+    /// booked online, by the practice and by other care settings, and did-not-attends by how
+    /// they were booked (practice managers and administrators).
+    Appointments {
+        #[command(flatten)]
+        who: Who,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+    },
+    /// Every practice's online appointment capacity totals, for an ICB analyst: counts only.
+    IcbAppointments {
+        #[command(flatten)]
+        who: Who,
+        #[command(flatten)]
+        period: PeriodArgs,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+    },
+}
+
+#[derive(Args)]
+pub struct PeriodArgs {
+    /// The first week, by any of its dates (YYYY-MM-DD); weeks run Monday to Sunday. The
+    /// default starts four weeks before this one.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// How many weeks, 1 to 26 (default 8).
+    #[arg(long)]
+    pub weeks: Option<String>,
+}
+
+impl PeriodArgs {
+    fn period(&self, app: &App) -> anyhow::Result<Period> {
+        Period::parse(self.from.as_deref(), self.weeks.as_deref(), app.today()).map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Args)]
@@ -232,6 +270,21 @@ pub async fn report(app: &App, command: ReportCommand) -> anyhow::Result<ExitCod
                 format,
                 || icb_csv(&rows),
                 || Ok(serde_json::to_string_pretty(&serde_json::json!({ "on": on, "practices": rows }))?),
+            )?;
+        }
+        ReportCommand::Appointments { who, period, format } => {
+            let me = auth::principal_for(app, &who.practice, &who.staff).await?;
+            let report = app.capacity_report(&me, period.period(app)?).await?;
+            print(format, || capacity_csv(&report), || Ok(serde_json::to_string_pretty(&report)?))?;
+        }
+        ReportCommand::IcbAppointments { who, period, format } => {
+            let me = auth::principal_for(app, &who.practice, &who.staff).await?;
+            let period = period.period(app)?;
+            let rows = app.icb_capacity(&me, period).await?;
+            print(
+                format,
+                || icb_capacity_csv(&period, &rows),
+                || Ok(serde_json::to_string_pretty(&serde_json::json!({ "period": period, "practices": rows }))?),
             )?;
         }
     }

@@ -282,6 +282,44 @@ fn bulk_code_is_a_dry_run_until_confirmed_and_reports_come_out_as_csv() {
 }
 
 #[test]
+fn the_online_appointment_capacity_report_runs_on_the_demo() {
+    // Issue 26: by week, clinician and type: slots offered, offered online, booked online, by
+    // the practice and by other care settings, and did-not-attends by how they were booked.
+    let db = demo();
+    let p = db.path();
+    let who = ["--practice", "Y90210", "--as", "m.clarke"];
+    let out = caldicott(&p, &[&["report", "appointments"], &who[..]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = stdout(&out);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "week_starting,clinician,appointment_type,slots_offered,offered_online,percent_offered_online,\
+             booked_online,booked_by_practice,booked_by_other_care_settings,did_not_attend_online,\
+             did_not_attend_by_practice,did_not_attend_by_other_care_settings,attendance_not_recorded"
+        )
+    );
+    let rows: Vec<Vec<u64>> =
+        lines.map(|l| l.split(',').skip(3).map(|n| n.parse().unwrap_or(u64::MAX)).collect()).collect();
+    assert!(rows.len() >= 8, "weeks of clinics for each clinician: {csv}");
+    let sum = |i: usize| rows.iter().map(|r| r[i]).sum::<u64>();
+    assert!(sum(0) > sum(1) && sum(1) > 0, "some slots, not all, are offered online: {csv}");
+    assert!(sum(3) > 0 && sum(4) > 0 && sum(5) > 0, "booked online, by the practice and by NHS 111: {csv}");
+    assert!(sum(6) > 0, "some online bookings were not attended: {csv}");
+    assert!(rows.iter().all(|r| r[1] <= r[0] && r[3] + r[4] + r[5] <= r[0]), "{csv}");
+    // JSON, a chosen period, and the refusals.
+    let json = caldicott(&p, &[&["report", "appointments", "--format", "json", "--weeks", "1"], &who[..]].concat());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("report JSON");
+    assert_eq!(v["period"]["weeks"], 1);
+    assert!(v["total"]["offered"].as_u64().is_some());
+    let bad = caldicott(&p, &[&["report", "appointments", "--weeks", "52"], &who[..]].concat());
+    assert!(!bad.status.success() && stderr(&bad).contains("from 1 to 26"), "{}", stderr(&bad));
+    let receptionist = caldicott(&p, &["report", "appointments", "--practice", "Y90210", "--as", "j.baker"]);
+    assert!(!receptionist.status.success(), "for practice managers and administrators");
+}
+
+#[test]
 fn only_the_operator_makes_an_icb_analyst_who_sees_counts_only() {
     let db = demo();
     let p = db.path();
@@ -310,6 +348,19 @@ fn only_the_operator_makes_an_icb_analyst_who_sees_counts_only() {
     assert!(csv.starts_with("ods_code,practice,registered_16_plus,active_104,"), "{csv}");
     assert!(csv.contains("Y90210,Riverside Medical Practice,"));
     assert!(!csv.chars().collect::<Vec<_>>().windows(10).any(|w| w.iter().all(char::is_ascii_digit)), "no NHS number");
+    // Issue 26: the practices' online appointment totals, by the same analyst; counts only.
+    let appts =
+        caldicott(&p, &["report", "icb-appointments", "--practice", "Y90210", "--as", "icb.two", "--weeks", "4"]);
+    assert!(appts.status.success(), "{}", stderr(&appts));
+    let csv = stdout(&appts);
+    assert!(csv.starts_with("ods_code,practice,from,to,slots_offered,offered_online,"), "{csv}");
+    let ours: Vec<&str> =
+        csv.lines().find(|l| l.starts_with("Y90210,")).expect("the demo practice").split(',').collect();
+    assert!(ours[4].parse::<u64>().expect("slots offered") > 0, "the demo's past clinics are counted: {csv}");
+    assert!(!csv.contains("Dr "), "no clinician either");
+    assert!(!caldicott(&p, &["report", "icb-appointments", "--practice", "Y90210", "--as", "m.clarke"])
+        .status
+        .success());
     // The analyst cannot produce the patient-level return; practice staff cannot see the ICB view.
     assert!(!caldicott(&p, &["report", "monthly-return", "--practice", "Y90210", "--as", "icb.two"]).status.success());
     assert!(!caldicott(&p, &["report", "icb", "--practice", "Y90210", "--as", "m.clarke"]).status.success());

@@ -9,6 +9,7 @@
 //! Everything a person would do goes through `caldicott-app`'s use cases; bulk records go
 //! through its one bulk-loading door (`App::seeding`), audited like every write.
 
+pub mod appointments;
 mod data;
 pub mod icb;
 pub mod practice;

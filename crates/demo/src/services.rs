@@ -4,7 +4,6 @@
 //! the next two weeks, repeat medicines and a nominated pharmacy.
 
 use crate::practice::DemoOptions;
-use caldicott_app::appointments::NewClinic;
 use caldicott_app::patient_services::SignUp;
 use caldicott_app::{new_id, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::access::*;
@@ -15,7 +14,7 @@ use caldicott_core::patient::*;
 use caldicott_core::practice::{PostalAddress, Practice};
 use caldicott_core::staff::Role;
 use caldicott_core::NhsNumber;
-use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 
 /// A patient login the demo prints.
 #[derive(Debug, Clone)]
@@ -377,43 +376,11 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     seed_clinic_letter(app, practice, &hannah, &doctor, &reception).await?;
     seed_integration(app, practice, opts.seed).await?;
 
-    // Two weeks of clinics: a morning surgery per clinician and a nurse telephone list.
-    let clinicians: Vec<_> = staff.iter().filter(|s| s.role == Role::Clinician && s.active).collect();
-    let mut day = today + Duration::days(1);
-    let mut made = 0;
-    while made < 10 {
-        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            for (i, c) in clinicians.iter().enumerate() {
-                let nurse = c.username.starts_with("nurse.");
-                let clinic = NewClinic {
-                    clinician: c.id.to_string(),
-                    day: day.day().to_string(),
-                    month: day.month().to_string(),
-                    year: day.year().to_string(),
-                    start: if nurse { "14:00" } else { "09:00" }.into(),
-                    end: if nurse { "16:00" } else { "11:30" }.into(),
-                    slot_minutes: if nurse { "20" } else { "15" }.into(),
-                    slot_type: if nurse {
-                        "nurse_face_to_face"
-                    } else if i % 2 == 1 {
-                        "gp_telephone"
-                    } else {
-                        "gp_face_to_face"
-                    }
-                    .into(),
-                    online_share: "100".into(),
-                    // GPs' face-to-face sessions are also offered to NHS 111 and urgent care.
-                    others_bookable: !nurse && i % 2 == 0,
-                    location: if nurse { "Treatment room" } else { "Consulting room" }.into(),
-                };
-                if let Err(problems) = app.create_clinic(&reception, &clinic).await? {
-                    return Err(AppError::Internal(format!("demo clinic: {problems:?}")));
-                }
-            }
-            made += 1;
-        }
-        day += Duration::days(1);
-    }
+    // Four weeks of past clinics with their bookings and attendance, and two weeks ahead.
+    let named = [hannah.id, leo.id, omar.id, grace.id];
+    let patients: Vec<PatientId> =
+        app.seeding().registered_patients(practice.id).await?.into_iter().filter(|p| !named.contains(p)).collect();
+    crate::appointments::seed_appointments(app, practice.id, &staff, &reception, &patients, opts.seed).await?;
     Ok(logins)
 }
 

@@ -73,8 +73,6 @@ pub struct BookRow {
     pub can_record_attendance: bool,
     /// What was recorded, in words.
     pub attendance: Option<&'static str>,
-    /// How it was booked, in words.
-    pub channel: &'static str,
 }
 
 pub struct BookDay {
@@ -167,7 +165,6 @@ async fn book_page(
             can_change_online: !started,
             can_record_attendance: l.booking.is_some() && started,
             attendance: l.booking.as_ref().and_then(|(a, _)| a.attendance).map(|a| a.display()),
-            channel: l.booking.as_ref().map_or("", |(a, _)| a.channel.display()),
             time: local.format("%H:%M").to_string(),
             clinician: format!("{} · {}", l.slot.clinician_name, l.slot.location),
             kind: l.slot.slot_type.display(),

@@ -106,4 +106,31 @@ impl Seeding<'_> {
     pub async fn create_sender(&self, practice: PracticeId, sender: &Sender, audit: &AuditRecord) -> AppResult<()> {
         Ok(self.app.store.create_sender(practice, sender, audit).await?)
     }
+
+    /// A clinic and its slots on any date, past ones too (the practice's history in a demo).
+    pub async fn plan_clinic(
+        &self,
+        practice: PracticeId,
+        clinic: &caldicott_core::appointments::Clinic,
+        slots: &[caldicott_core::appointments::Slot],
+        audit: &AuditRecord,
+    ) -> AppResult<()> {
+        Ok(self.app.store.create_clinic(practice, clinic, slots, audit).await?)
+    }
+
+    /// A booking as it was made, whenever that was, and what was recorded about attendance.
+    pub async fn book(
+        &self,
+        practice: PracticeId,
+        appointment: &caldicott_core::appointments::Appointment,
+        audit: &AuditRecord,
+    ) -> AppResult<()> {
+        Ok(self.app.store.book_slot(practice, appointment, audit).await?)
+    }
+
+    /// Registered, living patients of the practice, for a demo's bookings.
+    pub async fn registered_patients(&self, practice: PracticeId) -> AppResult<Vec<PatientId>> {
+        let today = self.app.today();
+        Ok(self.app.store.cohort_candidates(practice, today, None).await?.into_iter().map(|c| c.patient).collect())
+    }
 }

@@ -96,8 +96,8 @@ impl AppointmentStore for SqlStore {
     async fn book_slot(&self, practice: PracticeId, a: &Appointment, audit: &AuditRecord) -> StoreResult<()> {
         let q = query(
             "INSERT INTO appointment (practice_id, id, slot_id, patient_id, booked_at, booked_by, version, description, comment, \
-             booking_org_ods, booking_org_name, booking_org_telephone, channel) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             booking_org_ods, booking_org_name, booking_org_telephone, channel, attendance) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(practice.as_uuid())
         .bind(a.id.as_uuid())
@@ -111,7 +111,8 @@ impl AppointmentStore for SqlStore {
         .bind(a.booked_through.as_ref().map(|o| o.ods.as_str()))
         .bind(a.booked_through.as_ref().map(|o| o.name.as_str()))
         .bind(a.booked_through.as_ref().and_then(|o| o.telephone.as_deref()))
-        .bind(a.channel.as_str());
+        .bind(a.channel.as_str())
+        .bind(a.attendance.map(|x| x.as_str()));
         self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 

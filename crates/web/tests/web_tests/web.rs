@@ -1984,6 +1984,7 @@ both!(
     patient_routes_reach_only_the_callers_own_data,
     results_charts_are_drawn_only_from_what_the_viewer_is_shown,
     care_plans_are_written_read_and_added_to_over_http,
+    online_capacity_is_kept_and_reported_through_the_pages,
     patient_services_reach_only_whom_the_caller_acts_for,
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
@@ -2759,6 +2760,171 @@ async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestSto
     assert_eq!(location(&nobody.get(&format!("/patients/{}/results", a.nhs_number.as_str())).await), "/sign-in");
 }
 
+async fn online_capacity_is_kept_and_reported_through_the_pages(t: &TestStore) {
+    // Issue 26: reception books a patient who phoned into a slot, changes which slots are
+    // offered online and records who did not come; the practice manager reads the weekly
+    // report as a page and CSV, the ICB analyst the practice totals. Counts only: no patient
+    // reaches a report. Bad input is named and changes nothing.
+    use caldicott_core::appointments::*;
+    use caldicott_core::ids::*;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let reception_who = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    // A clinic three days ahead with half its slots online.
+    let day = caldicott_app::fixtures::today() + chrono::Duration::days(3);
+    let mut reception = Browser::new(&app);
+    sign_in(&mut reception, tp.practice.ods_code.as_str(), "reception").await;
+    let book = reception.get("/appointments").await;
+    let token = csrf(&book.body);
+    let clinic = |share: &'static str| {
+        vec![
+            ("_csrf", token.clone()),
+            ("clinician", tp.clinician.staff.to_string()),
+            ("day", day.format("%-d").to_string()),
+            ("month", day.format("%-m").to_string()),
+            ("year", day.format("%Y").to_string()),
+            ("start", "09:00".to_owned()),
+            ("end", "10:00".to_owned()),
+            ("slot_minutes", "15".to_owned()),
+            ("slot_type", "gp_face_to_face".to_owned()),
+            ("location", "Room 1".to_owned()),
+            ("online_share", share.to_owned()),
+        ]
+    };
+    let as_refs = |f: &[(&'static str, String)]| f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let bad = as_refs(&clinic("half"));
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = reception.post("/appointments/clinics", &bad).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("a whole number from 0 to 100"), "{}", refused.body);
+    let good = as_refs(&clinic("50"));
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let added = reception.post("/appointments/clinics", &good).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let slots: Vec<Slot> =
+        app.appointment_book(&reception_who, day, 1).await.unwrap().into_iter().map(|l| l.slot).collect();
+    assert_eq!(slots.len(), 4, "one clinic, not two: the refused form planned nothing");
+    assert_eq!(slots.iter().filter(|s| s.online_bookable).count(), 2);
+    let offline = slots.iter().find(|s| !s.online_bookable).unwrap();
+
+    // Reception books the patient who phoned into a slot not offered online.
+    let page = reception.get(&format!("/appointments/slots/{}/book", offline.id)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let url = format!("/appointments/slots/{}/book", offline.id);
+    let wrong = reception.post(&url, &[("_csrf", &token), ("nhs_number", "12345")]).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.body.contains("Enter a valid 10-digit NHS number") && wrong.body.contains("value=\"12345\""));
+    let booked = reception.post(&url, &[("_csrf", &token), ("nhs_number", pat.nhs_number.as_str())]).await;
+    assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.body);
+    let week = reception.get(location(&booked)).await;
+    assert!(
+        week.body.contains("Appointment booked.")
+            && week.body.contains(&format!("Booked by {} at the practice", reception_who.name))
+    );
+    assert!(week.body.contains(&format!("{}, {}", pat.name.family.to_uppercase(), pat.name.given)));
+    let again = reception.get(&url).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a booked slot is not offered for booking");
+    // The practice stops offering an online slot online.
+    let online = slots.iter().find(|s| s.online_bookable).unwrap();
+    let stop = reception
+        .post(&format!("/appointments/slots/{}/online", online.id), &[("_csrf", &token), ("online", "no")])
+        .await;
+    assert_eq!(stop.status, StatusCode::SEE_OTHER);
+    assert!(!app.slot_for_staff(&reception_who, online.id).await.unwrap().0.online_bookable);
+    let upcoming = app.slot_for_staff(&reception_who, offline.id).await.unwrap().1.unwrap();
+    let early = reception
+        .post(
+            &format!("/appointments/{}/attendance", upcoming.id),
+            &[("_csrf", &token), ("attendance", "did_not_attend")],
+        )
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "not before it has started");
+
+    // Yesterday's clinic, booked online by the patient: reception records that they did not come.
+    let yesterday = caldicott_app::fixtures::today() - chrono::Duration::days(1);
+    let past = Clinic {
+        id: ClinicId::from_uuid(caldicott_app::new_id()),
+        clinician: tp.clinician.staff,
+        clinician_name: tp.clinician.name.clone(),
+        date: yesterday,
+        start: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+        end: chrono::NaiveTime::from_hms_opt(9, 15, 0).unwrap(),
+        slot_minutes: 15,
+        slot_type: SlotType::GpFaceToFace,
+        online_share: 100,
+        others_bookable: false,
+        location: "Room 1".into(),
+    };
+    let past_slots = past.slots(|| SlotId::from_uuid(caldicott_app::new_id())).unwrap();
+    let audit = fixtures::audit(Action::ClinicCreate, None);
+    app.seeding().plan_clinic(tp.practice.id, &past, &past_slots, &audit).await.unwrap();
+    let missed = Appointment::new(
+        AppointmentId::from_uuid(caldicott_app::new_id()),
+        past_slots[0].id,
+        pat.id,
+        past_slots[0].starts_at - chrono::Duration::days(2),
+        "the patient, online".into(),
+        BookingChannel::Online,
+    );
+    app.seeding().book(tp.practice.id, &missed, &fixtures::audit(Action::AppointmentBook, Some(pat.id))).await.unwrap();
+    let path = format!("/appointments/{}/attendance", missed.id);
+    let nonsense = reception.post(&path, &[("_csrf", &token), ("attendance", "late")]).await;
+    assert_eq!(nonsense.status, StatusCode::BAD_REQUEST);
+    let dna = reception.post(&path, &[("_csrf", &token), ("attendance", "did_not_attend")]).await;
+    assert_eq!(dna.status, StatusCode::SEE_OTHER, "{}", dna.body);
+    let yesterday_page = reception.get(location(&dna)).await;
+    assert!(yesterday_page.body.contains("Did not attend</strong>"), "{}", yesterday_page.body);
+    assert_eq!(reception.get("/reports/appointments").await.status, StatusCode::FORBIDDEN);
+
+    // The practice manager's report, for the weeks of both clinics.
+    let mut manager = Browser::new(&app);
+    sign_in(&mut manager, tp.practice.ods_code.as_str(), "manager").await;
+    let from = caldicott_core::capacity::monday_of(yesterday);
+    let query = format!("from={from}&weeks=2");
+    let report = manager.get(&format!("/reports/appointments?{query}")).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert!(report.body.contains("Online appointment capacity") && report.body.contains(&tp.clinician.name));
+    assert!(
+        report
+            .body
+            .contains("Booked online</dt><dd class=\"nhsuk-summary-list__value\">1, of which 1 not attended (100%)"),
+        "{}",
+        report.body
+    );
+    assert!(report
+        .body
+        .contains("Booked by the practice</dt><dd class=\"nhsuk-summary-list__value\">1, of which 0 not attended"));
+    let file = manager.get(&format!("/reports/appointments.csv?{query}")).await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert!(file.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(file.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("appointment-capacity-"));
+    let rows: Vec<&str> = file.body.lines().collect();
+    assert!(rows[0].starts_with("week_starting,clinician,appointment_type,slots_offered,offered_online"));
+    let counted: u64 = rows[1..].iter().map(|r| r.split(',').nth(3).unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(counted, 5, "four slots ahead and one yesterday: {}", file.body);
+    for r in [&report.body, &file.body] {
+        // As the appointment book names the patient ("PATIENT, Test").
+        let named = format!("{}, {}", pat.name.family.to_uppercase(), pat.name.given);
+        assert!(!r.contains(pat.nhs_number.as_str()) && !r.contains(&named), "counts only");
+    }
+    let wrong_weeks = manager.get("/reports/appointments?weeks=99").await;
+    assert_eq!(wrong_weeks.status, StatusCode::BAD_REQUEST);
+    assert!(wrong_weeks.body.contains("from 1 to 26"), "{}", wrong_weeks.body);
+    assert_eq!(manager.get("/icb/appointments").await.status, StatusCode::FORBIDDEN);
+
+    // The ICB analyst sees the practice's totals and nothing about a clinician or patient.
+    let mut analyst = Browser::new(&app);
+    sign_in(&mut analyst, tp.practice.ods_code.as_str(), "analyst").await;
+    let icb = analyst.get(&format!("/icb/appointments?{query}")).await;
+    assert_eq!(icb.status, StatusCode::OK, "{}", icb.body);
+    assert!(icb.body.contains(tp.practice.ods_code.as_str()) && !icb.body.contains(&tp.clinician.name));
+    let icb_file = analyst.get(&format!("/icb/appointments.csv?{query}")).await;
+    let ours = icb_file.body.lines().find(|l| l.starts_with(tp.practice.ods_code.as_str())).unwrap();
+    let cells: Vec<&str> = ours.split(',').collect();
+    assert_eq!(&cells[4..9], ["5", "2", "40", "1", "1"], "{ours}");
+}
+
 async fn care_plans_are_written_read_and_added_to_over_http(t: &TestStore) {
     // Issue 26, R8, R11: a clinician writes a plan; a part hidden online never reaches the
     // patient's page; the patient adds a goal and a home reading, marked as theirs; bad input is
@@ -2977,7 +3143,7 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
         ("slot_minutes", "15"),
         ("slot_type", "gp_face_to_face"),
         ("location", "Room 2"),
-        ("online_bookable", "yes"),
+        ("online_share", "100"),
     ];
     let bad = staff.post("/appointments/clinics", &form).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -2990,10 +3156,11 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     assert!(book.body.contains("Other care settings can book these slots"), "the form offers it");
     assert!(!book.body.contains("nhsuk-tag--blue\">Other care settings"), "not chosen for this clinic");
     // A clinic kept for NHS 111 and urgent care: not offered to patients online, tagged so.
-    let mut kept = form.clone();
+    let mut kept = form.to_vec();
     kept[5] = ("start", "13:00");
     kept[6] = ("end", "13:30");
-    kept[10] = ("others_bookable", "yes");
+    kept[10] = ("online_share", "0");
+    kept.push(("others_bookable", "yes"));
     let ok = staff.post("/appointments/clinics", &kept).await;
     let book = staff.get(location(&ok)).await;
     assert!(book.body.contains("Clinic added with 2 slots."), "{}", book.body);
