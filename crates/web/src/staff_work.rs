@@ -326,6 +326,9 @@ struct SlotBookForm {
     _csrf: String,
     #[serde(default)]
     nhs_number: String,
+    /// "yes" once the member of staff has seen whom the NHS number names.
+    #[serde(default)]
+    confirm: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -340,6 +343,8 @@ struct SlotPage {
     online: bool,
     back: String,
     nhs_number: String,
+    /// The patient the NHS number names, to check before booking: name, born, NHS number.
+    patient: Option<(String, String, String)>,
     errors: Vec<FieldError>,
 }
 
@@ -378,6 +383,7 @@ fn slot_view(
         online: slot.online_bookable,
         back: book_of(slot),
         nhs_number,
+        patient: None,
         errors,
     }
 }
@@ -393,6 +399,24 @@ async fn book_slot(
     PortalForm(me, f): PortalForm<SlotBookForm>,
 ) -> Result<Response, PageError> {
     let slot = free_slot(&app, &me, &id).await?;
+    if f.confirm != "yes" {
+        // First whom the number names, so that the booking is for the person on the phone.
+        return match app.patient_to_book(&me.who, &f.nhs_number).await.in_page(&me)? {
+            Ok(p) => {
+                let mut page = slot_view(&me, &slot, p.nhs_number.as_str().to_owned(), Vec::new());
+                page.patient = Some((
+                    format!("{}, {}", p.name.family.to_uppercase(), p.name.given),
+                    p.date_of_birth.format("%-d %B %Y").to_string(),
+                    p.nhs_number.to_string(),
+                ));
+                Ok(page.into_response())
+            }
+            Err(problem) => {
+                let page = slot_view(&me, &slot, f.nhs_number.clone(), field_errors(vec![problem]));
+                Ok((StatusCode::BAD_REQUEST, page).into_response())
+            }
+        };
+    }
     match app.staff_book(&me.who, slot.id, &f.nhs_number).await.in_page(&me)? {
         Ok((_, slot, _)) => Ok(Redirect::to(&format!("{}&booked=1", book_of(&slot))).into_response()),
         Err(problem) => {

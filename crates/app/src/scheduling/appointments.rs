@@ -476,23 +476,9 @@ impl App {
         if booking.is_some() {
             return Err(AppError::Conflict("this slot has just been booked; choose another".into()));
         }
-        let Ok(number) = caldicott_core::nhs_number::NhsNumber::parse(nhs_number.trim()) else {
-            return Ok(Err(FieldProblem {
-                field: "nhs_number",
-                message: "Enter a valid 10-digit NHS number, for example 943 476 5919".into(),
-            }));
-        };
-        let today = self.today();
-        let Some(patient) = self
-            .store
-            .patient_by_nhs_number(who.practice, &number)
-            .await?
-            .filter(|p| p.registration_on(today).is_some() && !p.is_deceased_on(today))
-        else {
-            return Ok(Err(FieldProblem {
-                field: "nhs_number",
-                message: "No patient registered at this practice has that NHS number".into(),
-            }));
+        let patient = match self.registered_by_nhs(who, nhs_number).await? {
+            Ok(p) => p,
+            Err(problem) => return Ok(Err(problem)),
         };
         let appointment = Appointment::new(
             AppointmentId::from_uuid(new_id()),
@@ -517,6 +503,49 @@ impl App {
             other => other.into(),
         })?;
         Ok(Ok((appointment, slot, patient)))
+    }
+
+    /// The registered, living patient an NHS number typed at the desk names, shown to the
+    /// member of staff before they book (name, date of birth) so that the booking is for the
+    /// person on the phone. Audited as a search that found them.
+    pub async fn patient_to_book(
+        &self,
+        who: &StaffPrincipal,
+        nhs_number: &str,
+    ) -> AppResult<Result<Patient, FieldProblem>> {
+        permit(who, Permission::ManageAppointments)?;
+        let found = self.registered_by_nhs(who, nhs_number).await?;
+        if let Ok(p) = &found {
+            self.audit_look(who, Some(p.id), Action::PatientSearch, "patients", "by=NhsNumber for=booking results=1")
+                .await?;
+        }
+        Ok(found)
+    }
+
+    async fn registered_by_nhs(
+        &self,
+        who: &StaffPrincipal,
+        nhs_number: &str,
+    ) -> AppResult<Result<Patient, FieldProblem>> {
+        let Ok(number) = caldicott_core::nhs_number::NhsNumber::parse(nhs_number.trim()) else {
+            return Ok(Err(FieldProblem {
+                field: "nhs_number",
+                message: "Enter a valid 10-digit NHS number, for example 943 476 5919".into(),
+            }));
+        };
+        let today = self.today();
+        let Some(patient) = self
+            .store
+            .patient_by_nhs_number(who.practice, &number)
+            .await?
+            .filter(|p| p.registration_on(today).is_some() && !p.is_deceased_on(today))
+        else {
+            return Ok(Err(FieldProblem {
+                field: "nhs_number",
+                message: "No patient registered at this practice has that NHS number".into(),
+            }));
+        };
+        Ok(Ok(patient))
     }
 
     /// One slot of the practice with its live booking, for the pages that act on it.

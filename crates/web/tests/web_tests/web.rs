@@ -2815,7 +2815,15 @@ async fn online_capacity_is_kept_and_reported_through_the_pages(t: &TestStore) {
     let wrong = reception.post(&url, &[("_csrf", &token), ("nhs_number", "12345")]).await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
     assert!(wrong.body.contains("Enter a valid 10-digit NHS number") && wrong.body.contains("value=\"12345\""));
-    let booked = reception.post(&url, &[("_csrf", &token), ("nhs_number", pat.nhs_number.as_str())]).await;
+    // First the patient the number names, to check it is the person on the phone: nothing booked yet.
+    let check = reception.post(&url, &[("_csrf", &token), ("nhs_number", pat.nhs_number.as_str())]).await;
+    assert_eq!(check.status, StatusCode::OK, "{}", check.body);
+    let named = format!("{}, {}", pat.name.family.to_uppercase(), pat.name.given);
+    assert!(check.body.contains("Is this the patient?") && check.body.contains(&named), "{}", check.body);
+    assert!(check.body.contains(&pat.date_of_birth.format("%-d %B %Y").to_string()));
+    assert!(app.slot_for_staff(&reception_who, offline.id).await.unwrap().1.is_none(), "not booked before the check");
+    let booked =
+        reception.post(&url, &[("_csrf", &token), ("nhs_number", pat.nhs_number.as_str()), ("confirm", "yes")]).await;
     assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.body);
     let week = reception.get(location(&booked)).await;
     assert!(
