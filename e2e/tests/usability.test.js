@@ -330,7 +330,8 @@ for (const width of WIDTHS) {
     await page.getByRole('heading', { name: /PENDLETON, Arthur/ }).waitFor()
     const pages = ['/', `/patients/${longRecord}`, `/patients/${longRecord}/access`, `/patients/${longRecord}/proxies`,
       `/patients/${longRecord}/audit`, `/patients/${longRecord}/communications`, '/tasks', '/appointments', '/inbound',
-      '/sars', '/sars/new', '/chat', '/reviews', '/reports', '/bulk-code', '/settings', '/messages/failed']
+      '/sars', '/sars/new', '/chat', '/reviews', '/reports', '/bulk-code', '/settings', '/messages/failed',
+      '/reports/appointments']
     for (const path of pages) {
       const r = await page.goto(`${base}${path}`)
       assert.equal(r.status(), 200, path)
@@ -445,5 +446,60 @@ for (const width of WIDTHS) {
     await page.goto(`${base}/my/results/blood-pressure`)
     assert.match(await page.textContent('table'), width === 375 ? /131\/83 mmHg\s*Home reading/ : /133\/85 mmHg\s*Home reading/)
     await check(page, `result-blood-pressure-home-${width}`)
+  })
+}
+
+for (const width of WIDTHS) {
+  test(`${width} px: reception books a patient who phoned after checking who they are, records who did not come, and the practice manager reads the online capacity report`, async () => {
+    const desk = await newPage(width)
+    await signIn(desk, 'j.baker')
+    await desk.goto(`${base}/appointments`)
+    await desk.getByRole('link', { name: /^Book the .* slot with / }).first().click()
+    await desk.getByRole('heading', { name: 'Book an appointment for a patient' }).waitFor()
+    await desk.getByRole('button', { name: 'Continue' }).click()
+    await desk.getByText('There is a problem').waitFor()
+    assert.match(await desk.title(), /^Error: /)
+    await check(desk, `staff-book-error-${width}`)
+    await desk.getByLabel("The patient's NHS number").fill(longRecord)
+    await desk.getByRole('button', { name: 'Continue' }).click()
+    await desk.getByRole('heading', { name: 'Is this the patient?' }).waitFor()
+    assert.match(await desk.textContent('main'), /PENDLETON, Arthur/)
+    await check(desk, `staff-book-check-${width}`)
+    await desk.getByRole('button', { name: /Book this appointment for PENDLETON, Arthur/ }).click()
+    await desk.getByText('Appointment booked.').waitFor()
+    assert.match(await desk.textContent('main'), /PENDLETON, Arthur\s*Booked by Jordan Baker at the practice/)
+    // Last week: record that a patient did not come.
+    await desk.getByRole('link', { name: 'Earlier week' }).click()
+    const dna = desk.getByRole('button', { name: /^Did not attend\s*: the / }).first()
+    const name = await dna.textContent()
+    await dna.click()
+    await desk.waitForURL(/\/appointments\?from=/)
+    await desk.getByText('Did not attend', { exact: true }).first().waitFor()
+    assert.ok(name.includes('appointment with'), name)
+    await check(desk, `appointment-book-attendance-${width}`)
+
+    const manager = await newPage(width)
+    await signIn(manager, 'm.clarke')
+    await manager.getByRole('link', { name: 'Online capacity' }).click()
+    await manager.getByRole('heading', { name: 'Online appointment capacity' }).waitFor()
+    const main = await manager.textContent('main')
+    assert.match(main, /Booked online\s*\d+, of which \d+ not attended/)
+    assert.match(main, /Week starting Monday/)
+    assert.doesNotMatch(main, /PENDLETON|\d{3} \d{3} \d{4}/, 'counts only')
+    await check(manager, `capacity-report-${width}`)
+    await manager.getByLabel('Weeks (1 to 26)').fill('2')
+    await manager.getByRole('button', { name: 'Show these weeks' }).click()
+    await manager.waitForURL(/weeks=2/)
+    assert.equal(await manager.locator('table caption').count(), 2, 'two weeks, one table each')
+    const csv = await manager.request.get(`${base}/reports/appointments.csv?weeks=2`)
+    assert.equal(csv.status(), 200)
+    assert.match(await csv.text(), /^week_starting,clinician,appointment_type,slots_offered,/)
+
+    const analyst = await newPage(width)
+    await signIn(analyst, 'icb.analyst', '/icb')
+    await analyst.getByRole('link', { name: 'ICB online appointments' }).click()
+    await analyst.getByRole('heading', { name: 'Online appointments across the ICB' }).waitFor()
+    assert.match(await analyst.textContent('main'), /Riverside Medical Practice \(Y90210\)/)
+    await check(analyst, `icb-capacity-${width}`)
   })
 }

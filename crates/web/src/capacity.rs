@@ -3,7 +3,7 @@
 //! Counts only: clinicians and types of appointment are named, never a patient.
 
 use crate::governance::csv_response;
-use crate::kernel::{Chrome, InPage, PageError, Portal};
+use crate::kernel::{Chrome, Errors, FieldError, InPage, PageError, Portal};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use caldicott_app::capacity::{capacity_csv, icb_capacity_csv, Period, MAX_WEEKS};
+use caldicott_app::governance::parse_date_parts;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
 use caldicott_core::capacity::{percent, Counts};
@@ -75,7 +76,9 @@ pub struct WeekView {
 /// The period's form and links, shared by both pages.
 pub struct PeriodView {
     pub described: String,
-    pub from: String,
+    pub from_day: String,
+    pub from_month: String,
+    pub from_year: String,
     pub weeks: u32,
     pub max_weeks: u32,
     pub earlier: String,
@@ -88,7 +91,9 @@ impl PeriodView {
         let query = |p: &Period| format!("from={}&weeks={}", p.from, p.weeks);
         Self {
             described: p.describe(),
-            from: p.from.to_string(),
+            from_day: p.from.format("%-d").to_string(),
+            from_month: p.from.format("%-m").to_string(),
+            from_year: p.from.format("%Y").to_string(),
             weeks: p.weeks,
             max_weeks: MAX_WEEKS,
             earlier: format!("{path}?{}", query(&p.earlier())),
@@ -108,10 +113,34 @@ struct ReportPage {
     weeks: Vec<WeekView>,
 }
 
-/// The period a request asks for; a bad one is a 400 that says what is wrong.
+// The period form uses the shared date input, which asks its page for field errors: a bad
+// period is answered with a 400 page of its own, so these pages have none.
+impl Errors for ReportPage {
+    fn errors(&self) -> &[FieldError] {
+        &[]
+    }
+}
+
+impl Errors for IcbPage {
+    fn errors(&self) -> &[FieldError] {
+        &[]
+    }
+}
+
+/// The period a request asks for: the first week as day, month and year boxes (the form) or
+/// as `from=YYYY-MM-DD` (links), and the number of weeks; a bad one is a 400 that says what is
+/// wrong.
 fn period_of(app: &App, me: &SignedIn, q: &HashMap<String, String>) -> Result<Period, PageError> {
-    Period::parse(q.get("from").map(String::as_str), q.get("weeks").map(String::as_str), app.today())
-        .map_err(|e| PageError::new(me, AppError::BadRequest(e)))
+    let bad = |e: String| PageError::new(me, AppError::BadRequest(e));
+    let part = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    let from = if ["from_day", "from_month", "from_year"].iter().any(|k| !part(k).trim().is_empty()) {
+        parse_date_parts(part("from_day"), part("from_month"), part("from_year"))
+            .map_err(|e| bad(format!("the first week's date {e}")))?
+            .map(|d| d.to_string())
+    } else {
+        q.get("from").cloned()
+    };
+    Period::parse(from.as_deref(), q.get("weeks").map(String::as_str), app.today()).map_err(bad)
 }
 
 async fn report_page(

@@ -2883,6 +2883,7 @@ async fn online_capacity_is_kept_and_reported_through_the_pages(t: &TestStore) {
     assert_eq!(dna.status, StatusCode::SEE_OTHER, "{}", dna.body);
     let yesterday_page = reception.get(location(&dna)).await;
     assert!(yesterday_page.body.contains("Did not attend</strong>"), "{}", yesterday_page.body);
+    assert!(yesterday_page.body.contains("name=\"attendance\" value=\"attended\""), "it can be corrected");
     assert_eq!(reception.get("/reports/appointments").await.status, StatusCode::FORBIDDEN);
 
     // The practice manager's report, for the weeks of both clinics.
@@ -2916,6 +2917,21 @@ async fn online_capacity_is_kept_and_reported_through_the_pages(t: &TestStore) {
         let named = format!("{}, {}", pat.name.family.to_uppercase(), pat.name.given);
         assert!(!r.contains(pat.nhs_number.as_str()) && !r.contains(&named), "counts only");
     }
+    // The form's day, month and year boxes choose the same weeks; an impossible date is named.
+    let boxes = format!(
+        "/reports/appointments?from_day={}&from_month={}&from_year={}&weeks=2",
+        yesterday.format("%-d"),
+        yesterday.format("%-m"),
+        yesterday.format("%Y")
+    );
+    let by_boxes = manager.get(&boxes).await;
+    assert_eq!(by_boxes.status, StatusCode::OK);
+    assert!(by_boxes
+        .body
+        .contains("Booked online</dt><dd class=\"nhsuk-summary-list__value\">1, of which 1 not attended"));
+    let impossible = manager.get("/reports/appointments?from_day=31&from_month=2&from_year=2026").await;
+    assert_eq!(impossible.status, StatusCode::BAD_REQUEST);
+    assert!(impossible.body.contains("must be a real date"), "{}", impossible.body);
     let wrong_weeks = manager.get("/reports/appointments?weeks=99").await;
     assert_eq!(wrong_weeks.status, StatusCode::BAD_REQUEST);
     assert!(wrong_weeks.body.contains("from 1 to 26"), "{}", wrong_weeks.body);
