@@ -7,6 +7,7 @@
 
 mod api;
 mod app_api;
+mod appointments_api;
 mod authorization;
 mod body;
 mod booking;
@@ -70,7 +71,7 @@ pub fn router(app: App) -> Router {
         .merge(chat::routes())
         .nest("/api/update-record/v1", update_record_api::routes())
         .nest("/api/apps/v1", app_api::routes())
-        .nest("/api/v1", api::routes().merge(staff::api_routes()))
+        .nest("/api/v1", api::routes().merge(staff::api_routes()).merge(appointments_api::routes()))
         .nest(fhir::BASE, fhir::routes())
         .merge(gpconnect::pfs_routes())
         .fallback(unknown_route)

@@ -39,6 +39,7 @@ fn the_openapi_document_and_the_json_routes_agree() {
     let mut routed = BTreeSet::new();
     routed.extend(routes_in("/api/v1", include_str!("../../src/api.rs")));
     routed.extend(routes_in("/api/v1", include_str!("../../src/staff/access_api.rs")));
+    routed.extend(routes_in("/api/v1", include_str!("../../src/appointments_api.rs")));
     routed.extend(routes_in("/api/apps/v1", include_str!("../../src/app_api.rs")));
     routed.extend(routes_in("/api/update-record/v1", include_str!("../../src/update_record_api.rs")));
     routed.extend(routes_in("/fhir/r4", include_str!("../../src/fhir.rs")));

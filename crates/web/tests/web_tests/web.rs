@@ -943,6 +943,17 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                     last_body = r.body;
                     r.status
                 }
+                ("POST", true) if uri.contains("/appointments") || uri.contains("/slots/") => {
+                    // Each appointment route reads its own fields: book the free slot for the
+                    // patient, record a did-not-attend, take the slot off the online list.
+                    let body = serde_json::json!({
+                        "slot": free_slot, "nhs_number": applicant_nhs.as_str(),
+                        "attendance": "did_not_attend", "online": false,
+                    });
+                    let r = post_json(&app, &uri, token, &body).await;
+                    last_body = r.body;
+                    r.status
+                }
                 ("POST", true) => {
                     // A transfer-in, for a patient new to the practice.
                     let nhs = caldicott_core::NhsNumber::from_first_nine(999_100_000 + i as u32 * 10)
@@ -1985,6 +1996,7 @@ both!(
     results_charts_are_drawn_only_from_what_the_viewer_is_shown,
     care_plans_are_written_read_and_added_to_over_http,
     online_capacity_is_kept_and_reported_through_the_pages,
+    the_appointment_book_and_capacity_report_answer_through_the_json_api,
     patient_services_reach_only_whom_the_caller_acts_for,
     a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages,
     every_patient_route_for_every_kind_of_proxy,
@@ -2947,6 +2959,108 @@ async fn online_capacity_is_kept_and_reported_through_the_pages(t: &TestStore) {
     let ours = icb_file.body.lines().find(|l| l.starts_with(tp.practice.ods_code.as_str())).unwrap();
     let cells: Vec<&str> = ours.split(',').collect();
     assert_eq!(&cells[4..9], ["5", "2", "40", "1", "1"], "{ours}");
+}
+
+async fn the_appointment_book_and_capacity_report_answer_through_the_json_api(t: &TestStore) {
+    // Issue 26 for practice tools: the same use cases as the pages, with the same permissions.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let day = caldicott_app::fixtures::today() + chrono::Duration::days(4);
+    fixtures_clinic(&app, &tp, day, "0").await;
+    let reception = tp.receptionist_token.as_str();
+    let book = get(&app, &format!("/api/v1/appointments?from={day}&days=1"), Some(reception)).await;
+    assert_eq!(book.status, StatusCode::OK, "{}", book.body);
+    let v: Value = serde_json::from_str(&book.body).unwrap();
+    let slots = v["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 4);
+    assert!(slots.iter().all(|s| s["slot"]["online_bookable"] == false && s["appointment"].is_null()));
+    let slot = slots[0]["slot"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(get(&app, "/api/v1/appointments?days=15", Some(reception)).await.status, StatusCode::BAD_REQUEST);
+
+    let bad = post_json(
+        &app,
+        "/api/v1/appointments",
+        reception,
+        &serde_json::json!({ "slot": slot, "nhs_number": "9434765870" }),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(bad.body.contains("No patient registered at this practice"));
+    let body = serde_json::json!({ "slot": slot, "nhs_number": pat.nhs_number.as_str() });
+    let made = post_json(&app, "/api/v1/appointments", reception, &body).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let made: Value = serde_json::from_str(&made.body).unwrap();
+    assert_eq!(
+        (made["appointment"]["channel"].as_str(), made["patient"]["nhs_number"].as_str()),
+        (Some("practice"), Some(pat.nhs_number.as_str()))
+    );
+    assert_eq!(post_json(&app, "/api/v1/appointments", reception, &body).await.status, StatusCode::CONFLICT);
+    let id = made["appointment"]["id"].as_str().unwrap();
+    let early = post_json(
+        &app,
+        &format!("/api/v1/appointments/{id}/attendance"),
+        reception,
+        &serde_json::json!({ "attendance": "attended" }),
+    )
+    .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "not before it starts");
+    let wrong = post_json(
+        &app,
+        &format!("/api/v1/appointments/{id}/attendance"),
+        reception,
+        &serde_json::json!({ "attendance": "dna" }),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    let other = slots[1]["slot"]["id"].as_str().unwrap();
+    let not_bool =
+        post_json(&app, &format!("/api/v1/slots/{other}/online"), reception, &serde_json::json!({ "online": "yes" }))
+            .await;
+    assert_eq!(not_bool.status, StatusCode::BAD_REQUEST);
+    let on =
+        post_json(&app, &format!("/api/v1/slots/{other}/online"), reception, &serde_json::json!({ "online": true }))
+            .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    assert!(on.body.contains("\"online_bookable\":true"));
+
+    let week = caldicott_core::capacity::monday_of(day);
+    let path = format!("/api/v1/reports/appointments?from={week}&weeks=1");
+    assert_eq!(get(&app, &path, Some(reception)).await.status, StatusCode::FORBIDDEN);
+    let report = get(&app, &path, Some(&tp.manager_token)).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    let r: Value = serde_json::from_str(&report.body).unwrap();
+    assert_eq!((r["total"]["offered"].as_u64(), r["total"]["offered_online"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(r["total"]["booked_by_practice"].as_u64(), Some(1));
+    assert!(!report.body.contains(pat.nhs_number.as_str()), "counts only");
+    assert_eq!(
+        get(&app, "/api/v1/reports/appointments?weeks=0", Some(&tp.manager_token)).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let icb = get(&app, &format!("/api/v1/icb/appointments?from={week}&weeks=1"), Some(&tp.analyst_token)).await;
+    assert_eq!(icb.status, StatusCode::OK);
+    let icb: Value = serde_json::from_str(&icb.body).unwrap();
+    let ours =
+        icb["practices"].as_array().unwrap().iter().find(|p| p["ods_code"] == tp.practice.ods_code.as_str()).unwrap();
+    assert_eq!(ours["counts"], r["total"]);
+}
+
+/// A clinic on `day`, 09:00 to 10:00 in four 15-minute slots with this online share.
+async fn fixtures_clinic(app: &App, tp: &fixtures::TestPractice, day: chrono::NaiveDate, share: &str) {
+    let f = caldicott_app::appointments::NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: "09:00".into(),
+        end: "10:00".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_share: share.into(),
+        others_bookable: false,
+        location: "Room 1".into(),
+    };
+    app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
 }
 
 async fn care_plans_are_written_read_and_added_to_over_http(t: &TestStore) {
