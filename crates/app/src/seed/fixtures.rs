@@ -420,21 +420,18 @@ pub async fn linked_app(app: &App, tp: &TestPractice, patient: &Patient) -> AppR
     Ok((registered.client_id, secret, token))
 }
 
-/// A clinic of the practice's clinician, `days` from today, from `start` to `end` ("HH:MM") in
-/// slots of `minutes`, bookable online; made by its receptionist, as on the appointment book.
-pub async fn online_clinic(
-    app: &App,
+/// The clinic form as a receptionist fills it in: the practice's clinician on `day`, from
+/// `start` to `end` ("HH:MM") in GP face-to-face slots of `minutes`, with this online share (in
+/// percent, as typed), offered to other care settings too.
+pub fn clinic_form(
     tp: &TestPractice,
-    days: i64,
+    day: NaiveDate,
     (start, end): (&str, &str),
     minutes: u16,
-) -> AppResult<()> {
+    share: &str,
+) -> crate::appointments::NewClinic {
     use chrono::Datelike;
-    let reception = crate::auth::authenticate(app, &tp.receptionist_token).await?;
-    // `days` UK days from today (not 24-hour periods from now, which near midnight on the day
-    // the clocks change lands on another date).
-    let day = caldicott_core::uk::uk_date(now()) + Duration::days(days);
-    let clinic = crate::appointments::NewClinic {
+    crate::appointments::NewClinic {
         clinician: tp.clinician.staff.to_string(),
         day: day.day().to_string(),
         month: day.month().to_string(),
@@ -443,11 +440,26 @@ pub async fn online_clinic(
         end: end.into(),
         slot_minutes: minutes.to_string(),
         slot_type: "gp_face_to_face".into(),
-        online_share: "100".into(),
+        online_share: share.into(),
         others_bookable: true,
         location: "Room 1".into(),
-    };
-    app.create_clinic(&reception, &clinic)
+    }
+}
+
+/// A clinic of the practice's clinician, `days` from today, from `start` to `end` ("HH:MM") in
+/// slots of `minutes`, bookable online; made by its receptionist, as on the appointment book.
+pub async fn online_clinic(
+    app: &App,
+    tp: &TestPractice,
+    days: i64,
+    hours: (&str, &str),
+    minutes: u16,
+) -> AppResult<()> {
+    let reception = crate::auth::authenticate(app, &tp.receptionist_token).await?;
+    // `days` UK days from today (not 24-hour periods from now, which near midnight on the day
+    // the clocks change lands on another date).
+    let day = caldicott_core::uk::uk_date(now()) + Duration::days(days);
+    app.create_clinic(&reception, &clinic_form(tp, day, hours, minutes, "100"))
         .await?
         .map(|_| ())
         .map_err(|problems| crate::AppError::BadRequest(format!("{problems:?}")))

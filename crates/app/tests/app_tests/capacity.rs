@@ -4,7 +4,6 @@
 //! view gets the practice totals." Counts only; every change audited; a failed request changes
 //! nothing; one slot never holds two bookings, whoever makes them. Both databases.
 
-use caldicott_app::appointments::NewClinic;
 use caldicott_app::capacity::{capacity_csv, icb_capacity_csv, Period};
 use caldicott_app::fixtures::{self, adult};
 use caldicott_app::{auth, App, AppError};
@@ -14,7 +13,7 @@ use caldicott_core::capacity::monday_of;
 use caldicott_core::ids::AppointmentId;
 use caldicott_store::both;
 use caldicott_store::test_support::TestStore;
-use chrono::{Datelike, Duration};
+use chrono::Duration;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -31,19 +30,7 @@ fn app_with_clock(t: &TestStore) -> (App, Arc<AtomicI64>) {
 /// its slots, earliest first.
 async fn clinic(app: &App, tp: &fixtures::TestPractice, share: &str) -> Vec<Slot> {
     let day = fixtures::today() + Duration::days(3);
-    let f = NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.day().to_string(),
-        month: day.month().to_string(),
-        year: day.year().to_string(),
-        start: "09:00".into(),
-        end: "10:00".into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: share.into(),
-        others_bookable: true,
-        location: "Room 1".into(),
-    };
+    let f = fixtures::clinic_form(tp, day, ("09:00", "10:00"), 15, share);
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
     assert_eq!(n, 4);
     app.appointment_book(&tp.clinician, day, 1)
@@ -64,19 +51,7 @@ async fn the_report_counts_what_was_offered_how_each_booking_was_made_and_who_di
 
     // A share that is not 0 to 100 is named and plans nothing.
     let day = fixtures::today() + Duration::days(3);
-    let bad = NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.day().to_string(),
-        month: day.month().to_string(),
-        year: day.year().to_string(),
-        start: "09:00".into(),
-        end: "10:00".into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: "150".into(),
-        location: "Room 1".into(),
-        ..Default::default()
-    };
+    let bad = fixtures::clinic_form(&tp, day, ("09:00", "10:00"), 15, "150");
     let problems = app.create_clinic(&tp.clinician, &bad).await.unwrap().unwrap_err();
     assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), ["online_share"]);
     assert!(app.appointment_book(&tp.clinician, day, 1).await.unwrap().is_empty(), "nothing was planned");

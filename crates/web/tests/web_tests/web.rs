@@ -2967,7 +2967,8 @@ async fn the_appointment_book_and_capacity_report_answer_through_the_json_api(t:
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let day = caldicott_app::fixtures::today() + chrono::Duration::days(4);
-    fixtures_clinic(&app, &tp, day, "0").await;
+    let form = fixtures::clinic_form(&tp, day, ("09:00", "10:00"), 15, "0");
+    app.create_clinic(&tp.clinician, &form).await.unwrap().unwrap();
     let reception = tp.receptionist_token.as_str();
     let book = get(&app, &format!("/api/v1/appointments?from={day}&days=1"), Some(reception)).await;
     assert_eq!(book.status, StatusCode::OK, "{}", book.body);
@@ -3043,24 +3044,6 @@ async fn the_appointment_book_and_capacity_report_answer_through_the_json_api(t:
     let ours =
         icb["practices"].as_array().unwrap().iter().find(|p| p["ods_code"] == tp.practice.ods_code.as_str()).unwrap();
     assert_eq!(ours["counts"], r["total"]);
-}
-
-/// A clinic on `day`, 09:00 to 10:00 in four 15-minute slots with this online share.
-async fn fixtures_clinic(app: &App, tp: &fixtures::TestPractice, day: chrono::NaiveDate, share: &str) {
-    let f = caldicott_app::appointments::NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: "09:00".into(),
-        end: "10:00".into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: share.into(),
-        others_bookable: false,
-        location: "Room 1".into(),
-    };
-    app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
 }
 
 async fn care_plans_are_written_read_and_added_to_over_http(t: &TestStore) {
