@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: core, store contract (SQLite and PostgreSQL), use cases, HTTP, command line
-# the browser tests, the clinical safety gate (every hazard's tests ran and passed; the safety
+# the browser tests, the Citus suite (scripts/citus-tests.sh), the clinical safety gate (every hazard's tests ran and passed; the safety
 # case report written to $CARGO_TARGET_DIR/test-results/safety), and a bounded fuzz of the
 # parsers (with nightly). Installs Debian's Chromium
 # (browser tests), python3-aiosmtpd (the SMTP server the email tests send to) and poppler-utils
@@ -46,5 +46,10 @@ fi
 # Dates are UK dates and no test may depend on the hour it runs: the use-case and HTTP suites
 # again with the test clock just after and before UK midnight and on both BST change days.
 scripts/clock-tests.sh "$@"
+# The store contract and the shard moves on a real Citus cluster (built and started with
+# ../shared/citus/citus.sh when it is there; otherwise this says that it did not run and why).
+if [ $# -eq 0 ]; then
+  scripts/citus-tests.sh
+fi
 # T36: a bounded libFuzzer run of the parsers when a nightly toolchain is installed.
 scripts/fuzz.sh 20

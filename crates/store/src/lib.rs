@@ -123,6 +123,8 @@ impl Conflict {
     /// The conflict a unique key of `table` over `columns` stands for.
     pub(crate) fn of_unique_key(table: &str, columns: &[&str]) -> Self {
         match (table, columns.last().copied().unwrap_or_default()) {
+            // Citus reports a worker's error without the table: the key's last column says it.
+            ("", column) => Self::of_unique_column(column),
             ("patient", "nhs_number") => Conflict::NhsNumberRegistered,
             ("staff" | "patient_login", "username") => Conflict::UsernameTaken,
             ("practice" | "update_record_sender", "ods_code") => Conflict::OdsCodeTaken,
@@ -136,6 +138,31 @@ impl Conflict {
             | ("outbox", "idempotency_key")
             | ("linkage_key", "account_ref") => Conflict::AlreadyReceived,
             _ => Conflict::AlreadyExists,
+        }
+    }
+
+    /// The conflict a unique key ending in `column` stands for, whatever its table: each of
+    /// these columns ends a unique key of one table only.
+    fn of_unique_column(column: &str) -> Self {
+        match column {
+            "nhs_number" => Conflict::NhsNumberRegistered,
+            "username" => Conflict::UsernameTaken,
+            "ods_code" => Conflict::OdsCodeTaken,
+            "client_id" => Conflict::ClientIdTaken,
+            "name" => Conflict::NameTaken,
+            "slot_id" => Conflict::SlotTaken,
+            "sha256" => Conflict::FileImported,
+            "message_id" | "jti" | "nonce_hash" | "idempotency_key" | "account_ref" => Conflict::AlreadyReceived,
+            _ => Conflict::AlreadyExists,
+        }
+    }
+
+    /// A table's own name from the name of one of its shards on Citus (`practice_102008`):
+    /// Citus reports a worker's error with the shard's name.
+    pub(crate) fn unsharded(table: &str) -> &str {
+        match table.rsplit_once('_') {
+            Some((base, shard)) if !shard.is_empty() && shard.chars().all(|c| c.is_ascii_digit()) => base,
+            _ => table,
         }
     }
 
@@ -367,6 +394,22 @@ mod tests {
         assert_eq!(Conflict::of_unique_key("patient", &columns), Conflict::NhsNumberRegistered);
         assert_eq!(Conflict::of_unique_key("appointment", &["practice_id", "slot_id"]), Conflict::SlotTaken);
         assert_eq!(Conflict::of_unique_key("staff", &["practice_id", "id"]), Conflict::AlreadyExists);
+        // On Citus the error names the shard: the table is the same.
+        assert_eq!(Conflict::unsharded("practice_102008"), "practice");
+        assert_eq!(Conflict::unsharded("update_record_sender_102364"), "update_record_sender");
+        assert_eq!(Conflict::unsharded("patient_login"), "patient_login");
+        // Without the table, the key's columns: the same conflicts.
+        for (table, columns) in [
+            ("patient", vec!["practice_id", "nhs_number"]),
+            ("staff", vec!["practice_id", "username"]),
+            ("practice", vec!["ods_code"]),
+            ("patient_app", vec!["client_id"]),
+            ("appointment", vec!["practice_id", "slot_id"]),
+            ("outbox", vec!["practice_id", "idempotency_key"]),
+            ("staff", vec!["practice_id", "id"]),
+        ] {
+            assert_eq!(Conflict::of_unique_key("", &columns), Conflict::of_unique_key(table, &columns), "{table}");
+        }
         assert_eq!(Conflict::sqlite_key("NOT NULL constraint failed: patient.sex"), None);
         assert_eq!(Conflict::postgres_columns("something else"), None);
     }

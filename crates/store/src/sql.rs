@@ -36,6 +36,7 @@ pub struct SqlStore {
 mod appointments;
 mod audit;
 mod chat;
+pub(crate) mod citus;
 mod connect;
 mod credentials;
 mod documents;
@@ -59,7 +60,7 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
             sqlx::error::ErrorKind::UniqueViolation => {
                 let conflict = if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                     let columns = pg.detail().and_then(Conflict::postgres_columns).unwrap_or_default();
-                    Conflict::of_unique_key(pg.table().unwrap_or_default(), &columns)
+                    Conflict::of_unique_key(Conflict::unsharded(pg.table().unwrap_or_default()), &columns)
                 } else {
                     Conflict::sqlite_key(d.message())
                         .map_or(Conflict::AlreadyExists, |(table, columns)| Conflict::of_unique_key(table, &columns))

@@ -90,6 +90,34 @@ pub async fn postgres() -> StoreResult<TestStore> {
     Ok(TestStore { store: Arc::new(store), url, cleanup: None })
 }
 
+/// A store for one test on the Citus cluster named by `CALDICOTT_TEST_CITUS` (a coordinator
+/// database with the extension and its workers; `scripts/citus-tests.sh` starts one with
+/// `../shared/citus/citus.sh`): a fresh schema, migrated, its tables distributed by practice.
+pub async fn citus() -> StoreResult<TestStore> {
+    citus_on("CALDICOTT_TEST_CITUS").await
+}
+
+/// As [`citus`], on the database named by the environment variable `var` (the shard-move test
+/// has a database of its own, so that draining a worker moves only its shards).
+pub async fn citus_on(var: &str) -> StoreResult<TestStore> {
+    use sqlx::Connection;
+    let db_url = std::env::var(var).map_err(|_| {
+        crate::StoreError::Unavailable(format!(
+            "{var} is not set: the Citus suite runs from scripts/citus-tests.sh, which starts a cluster"
+        ))
+    })?;
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let mut conn =
+        sqlx::PgConnection::connect(&db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| crate::StoreError::Database(e.to_string()))?;
+    let store = SqlStore::connect_postgres(&db_url, Some(&schema)).await?;
+    let url = format!("{db_url}?options=-c%20search_path%3D{schema}");
+    Ok(TestStore { store: Arc::new(store), url, cleanup: None })
+}
+
 /// Runs each named `async fn(&TestStore)` as two tests, `sqlite::<name>` and
 /// `postgres::<name>` (the names the hazard log cites), each on a fresh store of its own:
 /// `both!(a, b)` on two worker threads, `both!(workers = 4; a, b)` on more.

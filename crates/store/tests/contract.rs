@@ -403,6 +403,90 @@ async fn a_failed_write_leaves_the_database_as_it_was(store: &dyn Store) {
     assert_eq!(store.audit_head(p.id).await.unwrap(), head);
 }
 
+async fn the_service_wide_figures_count_each_practice_and_no_patient(store: &dyn Store) {
+    // The two queries that span practices (the ICB's exclusion figures and online appointment
+    // totals) count each practice's own rows; a practice with none shows noughts.
+    use caldicott_core::appointments::*;
+    let today = d(2026, 12, 7);
+    let (a, b, empty) = (practice(store).await, practice(store).await, practice(store).await);
+    let mut held_back = None;
+    for (p, n) in [(&a, 40), (&a, 41), (&a, 42), (&b, 43)] {
+        let pat = patient(p, n);
+        store.create_patient(p.id, &pat, &audit(Action::PatientCreate, Some(pat.id))).await.unwrap();
+        held_back.get_or_insert((p.id, pat.clone()));
+    }
+    let (_, first) = held_back.unwrap();
+    let mut code = consultation(&first, t(2025, 2, 1), "");
+    code.body = EntryBody::Coded { value: None };
+    code.code = Some(Coding {
+        concept: ConceptId::parse(ENHANCED_REVIEW_INDICATED).unwrap(),
+        term: "Enhanced review indicated".into(),
+    });
+    store.add_entries(a.id, std::slice::from_ref(&code), &audit(Action::EntryCreate, Some(first.id))).await.unwrap();
+    let plan = caldicott_store::governance::ActionPlan {
+        owner: "Practice manager".into(),
+        review_by: d(2027, 1, 31),
+        below_half_by: d(2027, 3, 31),
+        progress: String::new(),
+        updated_at: t(2026, 12, 1),
+        updated_by: "M Clarke".into(),
+    };
+    store.save_action_plan(b.id, &plan, &audit(Action::ActionPlanChange, None)).await.unwrap();
+    let figures = store.service_exclusion_figures(today).await.unwrap();
+    let of = |p: &Practice| figures.iter().find(|f| f.practice == p.id).cloned().unwrap();
+    assert_eq!((of(&a).figures.registered_16_plus, of(&a).figures.active_104, of(&a).has_action_plan), (3, 1, false));
+    assert_eq!((of(&b).figures.registered_16_plus, of(&b).figures.active_104, of(&b).has_action_plan), (1, 0, true));
+    assert_eq!((of(&empty).figures.registered_16_plus, of(&empty).figures.active_104), (0, 0));
+
+    // One clinic at practice a: two slots, one online, one booked online and not attended.
+    let staff = StaffMember {
+        id: StaffId::from_uuid(id()),
+        practice: a.id,
+        username: "dr.a".into(),
+        display_name: "Dr A".into(),
+        role: Role::Clinician,
+        password_hash: "$argon2id$x".into(),
+        active: true,
+        sign_in: SignInState::default(),
+    };
+    store.create_staff(a.id, &staff, &audit(Action::StaffCreate, None)).await.unwrap();
+    let clinic = Clinic {
+        id: ClinicId::from_uuid(id()),
+        clinician: staff.id,
+        clinician_name: staff.display_name.clone(),
+        date: d(2026, 12, 1),
+        start: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+        end: chrono::NaiveTime::from_hms_opt(9, 30, 0).unwrap(),
+        slot_minutes: 15,
+        slot_type: SlotType::GpFaceToFace,
+        online_share: 50,
+        others_bookable: false,
+        location: "Room 1".into(),
+    };
+    let slots = clinic.slots(|| SlotId::from_uuid(id())).unwrap();
+    store.create_clinic(a.id, &clinic, &slots, &audit(Action::ClinicCreate, None)).await.unwrap();
+    let online = slots.iter().find(|s| s.online_bookable).unwrap();
+    let mut booking = Appointment::new(
+        AppointmentId::from_uuid(id()),
+        online.id,
+        first.id,
+        t(2026, 11, 28),
+        "online".into(),
+        BookingChannel::Online,
+    );
+    booking.attendance = Some(Attendance::DidNotAttend);
+    store.book_slot(a.id, &booking, &audit(Action::AppointmentBook, Some(first.id))).await.unwrap();
+    let (from, to) = (t(2026, 11, 30), t(2026, 12, 7));
+    let totals = store.service_capacity(from, to, t(2026, 12, 7)).await.unwrap();
+    let at = |p: &Practice| totals.iter().find(|r| r.practice == p.id).map(|r| r.counts).unwrap();
+    let mine = at(&a);
+    assert_eq!((mine.offered, mine.offered_online, mine.booked_online, mine.did_not_attend_online), (2, 1, 1, 1));
+    assert_eq!(at(&b), caldicott_core::capacity::Counts::default());
+    let facts = store.capacity_facts(a.id, from, to).await.unwrap();
+    assert_eq!(caldicott_core::capacity::count_all(&facts, t(2026, 12, 7)), mine, "one rule, two queries");
+    assert!(store.capacity_facts(b.id, from, to).await.unwrap().is_empty(), "within the practice");
+}
+
 async fn access_facts_hold_settings_grants_and_104_codes(store: &dyn Store) {
     let p = practice(store).await;
     let pat = patient(&p, 6);
@@ -815,12 +899,22 @@ macro_rules! contract {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $raw() { let t = super::test_support::postgres().await.unwrap(); super::$raw(&t).await; })*
         }
+        #[cfg(feature = "citus")]
+        mod citus {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let t = super::test_support::citus().await.unwrap(); super::$name(&*t.store).await; })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $arc() { let t = super::test_support::citus().await.unwrap(); super::$arc(t.store.clone()).await; })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $raw() { let t = super::test_support::citus().await.unwrap(); super::$raw(&t).await; })*
+        }
     };
 }
 
 contract!(
     shared:
         practices_round_trip_and_start_an_audit_chain,
+        the_service_wide_figures_count_each_practice_and_no_patient,
         patients_round_trip_and_stay_within_their_practice,
         patient_search_matches_every_criterion_within_the_practice,
         recently_viewed_patients_come_from_the_audit_log,

@@ -142,11 +142,29 @@ impl SqlStore {
             .iter()
             .map(|r| Ok((r.int("version")?, r.text("checksum")?)))
             .collect::<StoreResult<_>>()?;
+        let citus = self.backend == Backend::Postgres && {
+            let mut tx = self.begin().await?;
+            let found = super::citus::present(&mut tx).await?;
+            tx.rollback().await?;
+            found
+        };
         for m in migrate::pending(all, &applied)? {
             let mut tx = self.begin().await?;
-            tx.run_script(m.sql)
-                .await
-                .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
+            if citus {
+                tx.run_script(super::citus::SESSION).await.map_err(db)?;
+            }
+            // On Citus one statement at a time (see `citus::statements`).
+            let parts = if citus { super::citus::statements(m.sql) } else { vec![m.sql] };
+            for part in parts {
+                tx.run_script(part)
+                    .await
+                    .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
+            }
+            if citus {
+                // The tables this migration made take their place on the cluster, in its
+                // transaction: a crash leaves the schema before the migration or after it.
+                super::citus::place_new_tables(&mut tx).await?;
+            }
             query("INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
                 .bind(m.version)
                 .bind(m.name)
@@ -156,6 +174,14 @@ impl SqlStore {
                 .await?;
             tx.commit().await?;
             tracing::info!(version = m.version, name = m.name, "applied schema migration");
+        }
+        if citus {
+            // A database migrated on plain PostgreSQL and then made a Citus coordinator: its
+            // tables are placed now, in one transaction.
+            let mut tx = self.begin().await?;
+            tx.run_script(super::citus::SESSION).await.map_err(db)?;
+            super::citus::place_new_tables(&mut tx).await?;
+            tx.commit().await?;
         }
         Ok(())
     }

@@ -106,10 +106,13 @@ impl GovernanceStore for SqlStore {
     async fn service_exclusion_figures(&self, today: NaiveDate) -> StoreResult<Vec<PracticeFigures>> {
         let cutoff = caldicott_core::governance::born_on_or_before_for_16_plus(today);
         let rows = query(concat!(
+            // Each count is a subquery grouped by practice and joined to every practice: on
+            // Citus each runs shard by shard (a correlated subquery would not run there).
             "SELECT pr.id, pr.ods_code, pr.name, pr.paused, pr.switch_on, ",
-            "(SELECT COUNT(*) FROM action_plan ap WHERE ap.practice_id = pr.id) AS plans, ",
+            "COALESCE(ap.plans, 0) AS plans, ",
             "COALESCE(c.registered, 0) AS registered, COALESCE(c.active, 0) AS active ",
-            "FROM practice pr LEFT JOIN (",
+            "FROM practice pr LEFT JOIN (SELECT practice_id, COUNT(*) AS plans FROM action_plan GROUP BY practice_id) ap ",
+            "ON ap.practice_id = pr.id LEFT JOIN (",
             "SELECT p.practice_id, COUNT(*) AS registered, COUNT(a.patient_id) AS active FROM patient p LEFT JOIN (",
             active_104!(""),
             ") a ON a.practice_id = p.practice_id AND a.patient_id = p.id ",

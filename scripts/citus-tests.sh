@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The Citus suite: the store contract (every case) and the Citus-only tests (how the schema is
+# distributed, a worker drained and added back with the shards moved while the store keeps
+# answering) on a real three-node Citus 13.2 cluster (a coordinator and two workers on
+# loopback), built and started with ../shared/citus/citus.sh, in a fresh database each run.
+#
+# Where that script is not here (it is beside every development checkout and in CI), this says
+# plainly that the Citus suite did not run and why, and succeeds: to run it against an installed
+# Citus, start a coordinator with its workers, create a database with the extension and the
+# workers added, and run
+#   CALDICOTT_TEST_CITUS=postgres://postgres@HOST:PORT/DB cargo test -p caldicott-store --features citus --test contract --test citus -- citus
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CITUS_SH="${CALDICOTT_CITUS_SH:-$(cd .. && pwd)/shared/citus/citus.sh}"
+if [ -z "${CALDICOTT_TEST_CITUS:-}" ]; then
+  if [ ! -x "$CITUS_SH" ]; then
+    echo "== The Citus suite did not run: $CITUS_SH is not here (set CALDICOTT_CITUS_SH, or CALDICOTT_TEST_CITUS to a running cluster's database)."
+    exit 0
+  fi
+  "$CITUS_SH" install
+  # The servers run as the postgres user, which cannot enter /root: the data lives under /tmp.
+  DIR="${CALDICOTT_CITUS_DIR:-/tmp/caldicott-citus}"
+  "$CITUS_SH" start "$DIR"
+  trap '"$CITUS_SH" stop "$DIR"' EXIT
+  NAME="caldicott_citus_$(date +%s)"
+  # One database for the contract, one for the shard moves (a drain moves only its own shards).
+  for db in "$NAME" "${NAME}_moves"; do
+    "$CITUS_SH" createdb "$db" >/dev/null
+    # Four shards a table: enough to spread practices over both workers, few enough that each
+    # test's fresh schema is distributed quickly.
+    psql -X -q -h 127.0.0.1 -p 9700 -U postgres -d "$db" -c "ALTER DATABASE \"$db\" SET citus.shard_count = 4"
+  done
+  export CALDICOTT_TEST_CITUS="postgres://postgres@127.0.0.1:9700/$NAME"
+  export CALDICOTT_TEST_CITUS_MOVES="postgres://postgres@127.0.0.1:9700/${NAME}_moves"
+fi
+echo "== The Citus suite on $CALDICOTT_TEST_CITUS"
+cargo test -p caldicott-store --features citus --test contract --test citus -- citus "$@"
