@@ -20,8 +20,13 @@ if [ -z "${CALDICOTT_TEST_CITUS:-}" ]; then
   "$CITUS_SH" install
   # The servers run as the postgres user, which cannot enter /root: the data lives under /tmp.
   DIR="${CALDICOTT_CITUS_DIR:-/tmp/caldicott-citus}"
-  "$CITUS_SH" start "$DIR"
-  trap '"$CITUS_SH" stop "$DIR"' EXIT
+  if pg_isready -q -h 127.0.0.1 -p 9700; then
+    # A cluster already up (a developer's): used as it is, and left running.
+    echo "== using the Citus cluster already running on 127.0.0.1:9700"
+  else
+    "$CITUS_SH" start "$DIR"
+    trap '"$CITUS_SH" stop "$DIR"' EXIT
+  fi
   NAME="caldicott_citus_$(date +%s)"
   # One database for the contract, one for the shard moves (a drain moves only its own shards).
   for db in "$NAME" "${NAME}_moves"; do
