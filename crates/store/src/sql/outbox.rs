@@ -165,16 +165,22 @@ impl OutboxStore for SqlStore {
                 .bind(provider_id)
                 .fetch_all(&mut tx)
                 .await?;
-        let done = query(
-            "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = COALESCE($4, next_attempt_at) \
-             WHERE provider_id = $3 AND status IN ('sent', 'delivered')",
-        )
-        .bind(new_status)
-        .bind(error)
-        .bind(provider_id)
-        .bind(next)
-        .execute(&mut tx)
-        .await?;
+        // Each message found is changed by its practice and id: on Citus, on its own shard.
+        let mut changed = 0;
+        for r in &affected {
+            changed += query(
+                "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = COALESCE($3, next_attempt_at) \
+                 WHERE practice_id = $4 AND id = $5 AND status IN ('sent', 'delivered')",
+            )
+            .bind(new_status)
+            .bind(error)
+            .bind(next)
+            .bind(r.uuid("practice_id")?)
+            .bind(r.uuid("id")?)
+            .execute(&mut tx)
+            .await?
+            .rows_affected();
+        }
         if let (Some(error), "failed") = (error, new_status) {
             for r in &affected {
                 Self::reopen_alert_of(
@@ -188,7 +194,7 @@ impl OutboxStore for SqlStore {
             }
         }
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(changed > 0)
     }
 
     async fn messages_for_patient(
