@@ -20,13 +20,25 @@ if [ -z "${CALDICOTT_TEST_CITUS:-}" ]; then
   "$CITUS_SH" install
   # The servers run as the postgres user, which cannot enter /root: the data lives under /tmp.
   DIR="${CALDICOTT_CITUS_DIR:-/tmp/caldicott-citus}"
+  # Each Citus database runs background workers of its own and a server has few of them
+  # (max_worker_processes): databases of earlier runs are dropped, and this run's at the end.
+  drop_runs() {
+    for port in 9700 9701 9702; do
+      for db in $(psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -c "SELECT datname FROM pg_database WHERE datname LIKE 'caldicott_citus_%'"); do
+        psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"
+      done
+    done
+  }
   if pg_isready -q -h 127.0.0.1 -p 9700; then
     # A cluster already up (a developer's): used as it is, and left running.
     echo "== using the Citus cluster already running on 127.0.0.1:9700"
+    trap 'drop_runs' EXIT
   else
     "$CITUS_SH" start "$DIR"
     trap '"$CITUS_SH" stop "$DIR"' EXIT
   fi
+  drop_runs
   NAME="caldicott_citus_$(date +%s)"
   # One database for the contract, one for the shard moves (a drain moves only its own shards).
   for db in "$NAME" "${NAME}_moves"; do

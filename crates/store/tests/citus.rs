@@ -200,7 +200,15 @@ async fn citus_places_the_schema_by_practice_and_moves_shards_while_the_store_an
         .execute(&mut admin)
         .await
         .unwrap();
-    sqlx::query("SELECT citus_rebalance_wait()").execute(&mut admin).await.unwrap();
+    // The moves run as Citus background tasks, which need free background workers on the
+    // coordinator (max_worker_processes): a rebalance that never starts fails here, not hangs.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        sqlx::query("SELECT citus_rebalance_wait()").execute(&mut admin),
+    )
+    .await
+    .expect("the rebalance finished within 5 minutes (are the coordinator's background workers all in use?)")
+    .unwrap();
     let after: i64 = sqlx::query_scalar(&on_worker(9702)).fetch_one(&mut admin).await.unwrap();
     assert!(after > 0, "the worker added back holds shards again");
     stop.store(true, Ordering::SeqCst);
