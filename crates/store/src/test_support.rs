@@ -76,18 +76,7 @@ async fn test_database() -> StoreResult<String> {
 }
 
 pub async fn postgres() -> StoreResult<TestStore> {
-    use sqlx::Connection;
-    let db_url = test_database().await?;
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn =
-        sqlx::PgConnection::connect(&db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| crate::StoreError::Database(e.to_string()))?;
-    let store = SqlStore::connect_postgres(&db_url, Some(&schema)).await?;
-    let url = format!("{db_url}?options=-c%20search_path%3D{schema}");
-    Ok(TestStore { store: Arc::new(store), url, cleanup: None })
+    in_fresh_schema(&test_database().await?).await
 }
 
 /// A store for one test on the Citus cluster named by `CALDICOTT_TEST_CITUS` (a coordinator
@@ -100,22 +89,47 @@ pub async fn citus() -> StoreResult<TestStore> {
 /// As [`citus`], on the database named by the environment variable `var` (the shard-move test
 /// has a database of its own, so that draining a worker moves only its shards).
 pub async fn citus_on(var: &str) -> StoreResult<TestStore> {
-    use sqlx::Connection;
     let db_url = std::env::var(var).map_err(|_| {
         crate::StoreError::Unavailable(format!(
             "{var} is not set: the Citus suite runs from scripts/citus-tests.sh, which starts a cluster"
         ))
     })?;
+    in_fresh_schema(&db_url).await
+}
+
+/// A fresh schema in the PostgreSQL (or Citus) database at `db_url`, and a store migrated in it.
+async fn in_fresh_schema(db_url: &str) -> StoreResult<TestStore> {
+    use sqlx::Connection;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     let mut conn =
-        sqlx::PgConnection::connect(&db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
+        sqlx::PgConnection::connect(db_url).await.map_err(|e| crate::StoreError::Unavailable(e.to_string()))?;
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut conn)
         .await
         .map_err(|e| crate::StoreError::Database(e.to_string()))?;
-    let store = SqlStore::connect_postgres(&db_url, Some(&schema)).await?;
+    let store = SqlStore::connect_postgres(db_url, Some(&schema)).await?;
     let url = format!("{db_url}?options=-c%20search_path%3D{schema}");
     Ok(TestStore { store: Arc::new(store), url, cleanup: None })
+}
+
+/// Walks a practice's whole audit chain from its head, checking every event; how many it holds,
+/// or the break it found (as `Corrupt`).
+pub async fn verified_chain(store: &dyn Store, practice: caldicott_core::ids::PracticeId) -> StoreResult<i64> {
+    let broken = |e: &dyn std::fmt::Debug| crate::StoreError::Corrupt(format!("the audit chain is broken: {e:?}"));
+    let head = store.audit_head(practice).await?;
+    let mut v = caldicott_core::audit::ChainVerifier::new(vec![head]);
+    let mut after = 0;
+    loop {
+        let page = store.audit_events(practice, after, 500).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            v.push(e).map_err(|e| broken(&e))?;
+            after = e.seq;
+        }
+    }
+    Ok(v.finish().map_err(|e| broken(&e))?.count)
 }
 
 /// Runs each named `async fn(&TestStore)` as two tests, `sqlite::<name>` and

@@ -5,7 +5,7 @@
 //! drained and added back, its shards moved, while the store keeps writing and reading: nothing
 //! is lost and every practice's audit chain is intact.
 
-use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, ChainVerifier, Outcome};
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::patient::*;
 use caldicott_core::practice::*;
@@ -67,24 +67,6 @@ fn patient(p: &Practice, n: u32) -> Patient {
         }],
         date_of_death: None,
     }
-}
-
-/// Every event of a practice's audit chain, verified from its head; how many.
-async fn chain(store: &dyn Store, practice: PracticeId) -> i64 {
-    let head = store.audit_head(practice).await.unwrap();
-    let mut v = ChainVerifier::new(vec![head]);
-    let mut after = 0;
-    loop {
-        let page = store.audit_events(practice, after, 500).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        for e in &page {
-            v.push(e).unwrap();
-            after = e.seq;
-        }
-    }
-    v.finish().unwrap().count
 }
 
 /// The schema's tables: name -> (Citus partition method, colocation group).
@@ -219,6 +201,6 @@ async fn citus_places_the_schema_by_practice_and_moves_shards_while_the_store_an
     // Nothing lost: each practice's chain holds its creation, its patient and every look, intact.
     for ((p, _), looks) in practices.iter().zip(written) {
         assert!(looks > 0);
-        assert_eq!(chain(store.as_ref(), p.id).await, 2 + looks, "{}", p.ods_code);
+        assert_eq!(test_support::verified_chain(store.as_ref(), p.id).await.unwrap(), 2 + looks, "{}", p.ods_code);
     }
 }

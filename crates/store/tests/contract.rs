@@ -2,7 +2,7 @@
 //! The store contract: every case runs against SQLite and against PostgreSQL.
 
 use caldicott_core::access::*;
-use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, ChainVerifier, Outcome};
+use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::*;
 use caldicott_core::ids::*;
 use caldicott_core::patient::*;
@@ -111,23 +111,6 @@ fn consultation(p: &Patient, entered: DateTime<Utc>, text: &str) -> Entry {
     }
 }
 
-async fn verify(store: &dyn Store, practice: PracticeId) -> i64 {
-    let head = store.audit_head(practice).await.unwrap();
-    let mut v = ChainVerifier::new(vec![head]);
-    let mut after = 0;
-    loop {
-        let page = store.audit_events(practice, after, 500).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        for e in &page {
-            v.push(e).unwrap();
-            after = e.seq;
-        }
-    }
-    v.finish().unwrap().count
-}
-
 // ---- The contract -------------------------------------------------------------------------
 
 async fn practices_round_trip_and_start_an_audit_chain(store: &dyn Store) {
@@ -148,7 +131,7 @@ async fn practices_round_trip_and_start_an_audit_chain(store: &dyn Store) {
     };
     store.set_online_services(p.id, &settings, &audit(Action::PracticeSettingsChange, None)).await.unwrap();
     assert_eq!(store.practice(p.id).await.unwrap().unwrap().online, settings);
-    assert_eq!(verify(store, p.id).await, 2);
+    assert_eq!(test_support::verified_chain(store, p.id).await.unwrap(), 2);
 }
 
 async fn patients_round_trip_and_stay_within_their_practice(store: &dyn Store) {
@@ -337,7 +320,7 @@ async fn hiding_an_entry_is_atomic_with_its_audit_event(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.entry(p.id, e.id).await.unwrap().unwrap().visibility, OnlineVisibility::Visible);
-    assert_eq!(verify(store, p.id).await, head.count + 1);
+    assert_eq!(test_support::verified_chain(store, p.id).await.unwrap(), head.count + 1);
 }
 
 async fn results_and_documents_wait_in_the_filing_queue_until_filed(store: &dyn Store) {
@@ -752,7 +735,7 @@ async fn imports_whole_records_in_one_transaction(store: &dyn Store) {
     let audits: Vec<AuditRecord> = pats.iter().map(|x| audit(Action::PatientCreate, Some(x.id))).collect();
     store.import_patients(p.id, &batch, &audits).await.unwrap();
     assert_eq!(store.patient_count(p.id).await.unwrap(), 3);
-    assert_eq!(verify(store, p.id).await, 4);
+    assert_eq!(test_support::verified_chain(store, p.id).await.unwrap(), 4);
     // A batch with a duplicate NHS number imports nothing.
     let dup = vec![
         PatientImport { patient: Patient { id: PatientId::from_uuid(id()), ..patient(&p, 20) }, ..batch[0].clone() },
@@ -781,8 +764,8 @@ async fn concurrent_audit_appends_keep_one_unbroken_chain(store: Arc<dyn Store>)
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(verify(&*store, a.id).await, 161);
-    assert_eq!(verify(&*store, b.id).await, 161);
+    assert_eq!(test_support::verified_chain(&*store, a.id).await.unwrap(), 161);
+    assert_eq!(test_support::verified_chain(&*store, b.id).await.unwrap(), 161);
 }
 
 async fn audit_rows_cannot_be_updated_or_deleted(t: &TestStore) {
@@ -814,7 +797,7 @@ async fn audit_rows_cannot_be_updated_or_deleted(t: &TestStore) {
             assert!(trunc.unwrap_err().to_string().contains("append-only"));
         }
     }
-    assert_eq!(verify(&*t.store, p.id).await, 1);
+    assert_eq!(test_support::verified_chain(&*t.store, p.id).await.unwrap(), 1);
 }
 
 /// The account-wide rate (ASVS 2.2.1) in the database: a burst, then one try per interval on

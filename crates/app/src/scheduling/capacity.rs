@@ -8,7 +8,7 @@ use caldicott_core::audit::Action;
 use caldicott_core::capacity::{monday_of, total, weekly, Counts, WeekLine};
 use caldicott_core::permissions::Permission;
 use caldicott_core::uk::uk_start_of;
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 
 /// The most weeks one report covers.
 pub const MAX_WEEKS: u32 = 26;
@@ -36,7 +36,9 @@ impl Period {
         let from = match from.map(str::trim).filter(|s| !s.is_empty()) {
             None => default.from,
             Some(s) => {
-                monday_of(s.parse::<NaiveDate>().map_err(|_| format!("'{s}' is not a date: write it as YYYY-MM-DD"))?)
+                // A year far from now is a mistyped date, and its weeks would overflow the calendar.
+                let d = s.parse::<NaiveDate>().ok().filter(|d| (1900..=2200).contains(&d.year()));
+                monday_of(d.ok_or_else(|| format!("'{s}' is not a date from 1900 to 2200: write it as YYYY-MM-DD"))?)
             }
         };
         let weeks = match weeks.map(str::trim).filter(|s| !s.is_empty()) {

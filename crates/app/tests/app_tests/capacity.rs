@@ -223,6 +223,10 @@ fn a_report_covers_whole_weeks_and_says_what_is_wrong_with_a_bad_period() {
     assert_eq!(p.end(), fixtures::date(2026, 12, 14));
     assert_eq!(p.describe(), "30 November 2026 to 13 December 2026");
     assert!(Period::parse(Some("6/12/2026"), None, today).unwrap_err().contains("YYYY-MM-DD"));
+    // A year the calendar cannot count 26 weeks past is refused, not a server error.
+    for far in ["+262000-01-01", "0001-01-01"] {
+        assert!(Period::parse(Some(far), Some("26"), today).unwrap_err().contains("from 1900 to 2200"), "{far}");
+    }
     for weeks in ["0", "27", "two", "-1"] {
         assert!(Period::parse(None, Some(weeks), today).unwrap_err().contains("1 to 26"), "{weeks}");
     }
