@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Citus suite: the store contract (every case) and the Citus-only tests (how the schema is
+# The Citus suite: the store contract (every case), the Citus-only tests (how the schema is
 # distributed, a worker drained and added back with the shards moved while the store keeps
-# answering) on a real three-node Citus 13.2 cluster (a coordinator and two workers on
+# answering), a focused set of use cases (reports, bulk 104, capacity, the outbox worker) and the
+# governance benchmark at a small size, on a real three-node Citus 13.2 cluster (a coordinator and two workers on
 # loopback), built and started with ../shared/citus/citus.sh, in a fresh database each run.
 #
 # Where that script is not here (it is beside every development checkout and in CI), this says
@@ -9,6 +10,8 @@
 # Citus, start a coordinator with its workers, create a database with the extension and the
 # workers added, and run
 #   CALDICOTT_TEST_CITUS=postgres://postgres@HOST:PORT/DB cargo test -p caldicott-store --features citus --test contract --test citus -- citus
+#   CALDICOTT_TEST_CITUS=… cargo test -p caldicott-app --features citus --test app_tests -- citus::
+# (and CALDICOTT_BENCH_PG=… scripts/bench-governance.sh for the governance benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CITUS_SH="${CALDICOTT_CITUS_SH:-$(cd .. && pwd)/shared/citus/citus.sh}"
@@ -40,8 +43,9 @@ if [ -z "${CALDICOTT_TEST_CITUS:-}" ]; then
   fi
   drop_runs
   NAME="caldicott_citus_$(date +%s)"
-  # One database for the contract, one for the shard moves (a drain moves only its own shards).
-  for db in "$NAME" "${NAME}_moves"; do
+  # One database for the contract, one for the shard moves (a drain moves only its own shards),
+  # one for the governance benchmark.
+  for db in "$NAME" "${NAME}_moves" "${NAME}_gov"; do
     "$CITUS_SH" createdb "$db" >/dev/null
     # Four shards a table: enough to spread practices over both workers, few enough that each
     # test's fresh schema is distributed quickly.
@@ -49,6 +53,18 @@ if [ -z "${CALDICOTT_TEST_CITUS:-}" ]; then
   done
   export CALDICOTT_TEST_CITUS="postgres://postgres@127.0.0.1:9700/$NAME"
   export CALDICOTT_TEST_CITUS_MOVES="postgres://postgres@127.0.0.1:9700/${NAME}_moves"
+  export CALDICOTT_TEST_CITUS_GOV="postgres://postgres@127.0.0.1:9700/${NAME}_gov"
 fi
 echo "== The Citus suite on $CALDICOTT_TEST_CITUS"
 cargo test -p caldicott-store --features citus --test contract --test citus -- citus "$@"
+# The focused set of use cases on Citus: the practice and ICB reports, bulk 104, appointment
+# capacity and the outbox worker (the cases `both!(…; citus: …)` names).
+cargo test -p caldicott-app --features citus --test app_tests -- citus:: "$@"
+if [ $# -eq 0 ] && [ -n "${CALDICOTT_TEST_CITUS_GOV:-}" ]; then
+  # The governance benchmark on Citus at a small size, with the test build: a service of ten
+  # practices, the ICB and practice reports, and a bulk 104 with its audit chain verified.
+  echo "== The governance benchmark on Citus (10 practices x 300 patients)"
+  cargo build -q -p caldicott
+  BENCH_BIN="${CARGO_TARGET_DIR:-target}/debug/caldicott" CALDICOTT_BENCH_PG="$CALDICOTT_TEST_CITUS_GOV" \
+    scripts/bench-governance.sh 10 300 1100
+fi

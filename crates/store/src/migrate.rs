@@ -62,6 +62,7 @@ migrations! {
     30 "gp_connect" "0030_gp_connect",
     31 "gp_connect_appointments" "0031_gp_connect_appointments",
     32 "online_capacity" "0032_online_capacity",
+    33 "outbox_wake" "0033_outbox_wake",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -709,7 +709,11 @@ impl SqlStore {
         .bind(&m.email_message_id)
         .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let written = done.rows_affected() == 1;
+        if written && m.status == MessageStatus::Queued {
+            Self::wake_outbox(tx, practice, m.next_attempt_at).await?;
+        }
+        Ok(written)
     }
 
     /// A message failed for good: if it is the latest message of an alert task that is

@@ -135,8 +135,17 @@ pub async fn verified_chain(store: &dyn Store, practice: caldicott_core::ids::Pr
 /// Runs each named `async fn(&TestStore)` as two tests, `sqlite::<name>` and
 /// `postgres::<name>` (the names the hazard log cites), each on a fresh store of its own:
 /// `both!(a, b)` on two worker threads, `both!(workers = 4; a, b)` on more.
+///
+/// `both!(a, b, c; citus: a, c)` also runs the cases named after `citus:` as `citus::<name>` on
+/// the Citus cluster of `CALDICOTT_TEST_CITUS` when the calling crate's `citus` feature is on
+/// (the crate declares that feature; `scripts/citus-tests.sh` turns it on).
 #[macro_export]
 macro_rules! both {
+    ($($name:ident),* ; citus: $($c:ident),* $(,)?) => {
+        $crate::both!(workers = 2; $($name),*);
+        #[cfg(feature = "citus")]
+        mod citus { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $c() { super::$c(&$crate::test_support::citus().await.unwrap()).await; })* }
+    };
     (workers = $w:literal; $($name:ident),* $(,)?) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = $w)] async fn $name() { super::$name(&$crate::test_support::sqlite().await.unwrap()).await; })* }
         mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = $w)] async fn $name() { super::$name(&$crate::test_support::postgres().await.unwrap()).await; })* }

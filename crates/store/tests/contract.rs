@@ -864,6 +864,139 @@ async fn reopening_a_database_keeps_its_data_and_schema(t: &TestStore) {
     assert_eq!(again.practice(p.id).await.unwrap().map(|x| x.name), Some(p.name));
 }
 
+// ---- The outbox worker finds the practices with work (issue 27) ----------------------------------
+
+fn queued_message(p: &Patient, at: DateTime<Utc>) -> caldicott_core::messages::OutboundMessage {
+    use caldicott_core::messages::*;
+    let mid = MessageId::from_uuid(id());
+    OutboundMessage {
+        id: mid,
+        patient: p.id,
+        purpose: "manual".into(),
+        channel: Channel::Sms,
+        recipient: "07700 900123".into(),
+        subject: String::new(),
+        body: "Please call the surgery.".into(),
+        idempotency_key: mid.to_string(),
+        status: MessageStatus::Queued,
+        attempts: 0,
+        next_attempt_at: at,
+        last_error: None,
+        provider_id: None,
+        fragments: 1,
+        cost_hundredths: 0,
+        created_at: at,
+        sent_at: None,
+        task: None,
+        tries: 0,
+        email_message_id: None,
+    }
+}
+
+async fn claimed_ids(store: &dyn Store, now: DateTime<Utc>) -> Vec<MessageId> {
+    let lease = now + Duration::minutes(5);
+    store.claim_due_messages(now, lease, 50).await.unwrap().into_iter().map(|(_, m)| m.id).collect()
+}
+
+/// T30 (a), R41: the worker's poll finds every message that is due, in whichever practice, and
+/// again when a claim runs out (a worker that stopped after claiming), when a try is to be
+/// repeated, when staff send a failed message again and when the provider reports a temporary
+/// failure; and nothing that is not due.
+async fn the_outbox_worker_finds_every_due_message_in_every_practice(store: &dyn Store) {
+    let now = t(2031, 3, 3);
+    let (a, b, quiet) = (practice(store).await, practice(store).await, practice(store).await);
+    let (pa, pb) = (patient(&a, 1), patient(&b, 2));
+    store.create_patient(a.id, &pa, &audit(Action::PatientCreate, Some(pa.id))).await.unwrap();
+    store.create_patient(b.id, &pb, &audit(Action::PatientCreate, Some(pb.id))).await.unwrap();
+    assert!(claimed_ids(store, now).await.is_empty(), "nothing is queued yet");
+    let (ma, mb) = (queued_message(&pa, now), queued_message(&pb, now + Duration::minutes(1)));
+    store.enqueue_message(a.id, &ma, &audit(Action::MessageQueue, Some(pa.id))).await.unwrap();
+    store.enqueue_message(b.id, &mb, &audit(Action::MessageQueue, Some(pb.id))).await.unwrap();
+    let _ = quiet;
+    assert_eq!(claimed_ids(store, now).await, vec![ma.id], "only the message due now");
+    assert!(claimed_ids(store, now).await.is_empty(), "a claimed message is not claimed again while claimed");
+    let later = now + Duration::minutes(1);
+    assert_eq!(claimed_ids(store, later).await, vec![mb.id], "the other practice's message when it is due");
+    let delivered = DeliveryOutcome::Delivered { provider_id: format!("log-{}", id()) };
+    store.finish_message(b.id, mb.id, &delivered, later).await.unwrap();
+
+    // The worker that claimed A's message stopped: once its claim runs out, it is found again,
+    // with no other write in between.
+    assert!(claimed_ids(store, now + Duration::minutes(4)).await.is_empty());
+    let expired = now + Duration::minutes(5) + Duration::seconds(1);
+    assert_eq!(claimed_ids(store, expired).await, vec![ma.id]);
+
+    // A try to be repeated in a minute (sooner than the claim would have run out): not before,
+    // then found.
+    let retry_at = expired + Duration::minutes(1);
+    let outcome = DeliveryOutcome::Retry { error: "busy".into(), next: retry_at };
+    store.finish_message(a.id, ma.id, &outcome, expired).await.unwrap();
+    assert!(claimed_ids(store, retry_at - Duration::seconds(1)).await.iter().all(|m| *m != ma.id));
+    assert_eq!(claimed_ids(store, retry_at).await, vec![ma.id]);
+
+    // Failed for good, then sent again by staff: found at once.
+    store.finish_message(a.id, ma.id, &DeliveryOutcome::Failed { error: "no".into() }, retry_at).await.unwrap();
+    let resend = retry_at + Duration::days(2);
+    assert!(claimed_ids(store, resend).await.iter().all(|m| *m != ma.id), "a failed message waits for staff");
+    store.retry_message(a.id, ma.id, resend, &audit(Action::MessageQueue, Some(pa.id))).await.unwrap();
+    assert_eq!(claimed_ids(store, resend).await, vec![ma.id]);
+
+    // Sent; then the provider reports a temporary failure: tried again an hour later.
+    let sent = DeliveryOutcome::Sent { provider_id: format!("notify-{}", id()) };
+    store.finish_message(a.id, ma.id, &sent, resend).await.unwrap();
+    let DeliveryOutcome::Sent { provider_id } = sent else { unreachable!() };
+    assert!(store.apply_delivery_report(&provider_id, "temporary-failure", resend).await.unwrap());
+    assert!(claimed_ids(store, resend + Duration::minutes(59)).await.iter().all(|m| *m != ma.id));
+    assert_eq!(claimed_ids(store, resend + Duration::hours(1)).await, vec![ma.id]);
+}
+
+/// T30: messages written while the worker claims are all found, each claimed once: a write that
+/// lands while the worker sets a practice's next time is never left waiting with no wake-up.
+async fn messages_written_during_claims_are_each_claimed_once(store: Arc<dyn Store>) {
+    let now = t(2031, 3, 4);
+    let a = practice(&*store).await;
+    let pa = patient(&a, 3);
+    store.create_patient(a.id, &pa, &audit(Action::PatientCreate, Some(pa.id))).await.unwrap();
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (store, pa) = (store.clone(), pa.clone());
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..10 {
+                let m = queued_message(&pa, now);
+                store.enqueue_message(pa.practice, &m, &audit(Action::MessageQueue, Some(pa.id))).await.unwrap();
+                ids.push(m.id);
+            }
+            ids
+        }));
+    }
+    let claimer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                got.extend(claimed_ids(&*store, now).await);
+                tokio::task::yield_now().await;
+            }
+            got
+        })
+    };
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    let mut claimed = claimer.await.unwrap();
+    // What the claimer had not reached yet is found by the next poll, with no write in between.
+    claimed.extend(claimed_ids(&*store, now).await);
+    let unique: std::collections::BTreeSet<_> = claimed.iter().collect();
+    assert_eq!(unique.len(), claimed.len(), "a message was claimed twice while claimed");
+    let mut want = written.clone();
+    want.sort();
+    let mut got = claimed.clone();
+    got.sort();
+    assert_eq!(got, want, "every message written is claimed, once");
+}
+
 macro_rules! contract {
     (shared: $($name:ident),* ; arc: $($arc:ident),* ; raw: $($raw:ident),*) => {
         mod sqlite {
@@ -909,8 +1042,9 @@ contract!(
         accounts_and_proxy_links_round_trip,
         staff_and_tokens_round_trip,
         sessions_and_sign_in_state_round_trip,
-        imports_whole_records_in_one_transaction;
-    arc: concurrent_audit_appends_keep_one_unbroken_chain;
+        imports_whole_records_in_one_transaction,
+        the_outbox_worker_finds_every_due_message_in_every_practice;
+    arc: concurrent_audit_appends_keep_one_unbroken_chain, messages_written_during_claims_are_each_claimed_once;
     raw: audit_rows_cannot_be_updated_or_deleted, reopening_a_database_keeps_its_data_and_schema,
         a_schema_another_build_wrote_is_not_current, the_account_wide_rate_refills_on_time_and_forgets_refilled_accounts
 );

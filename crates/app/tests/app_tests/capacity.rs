@@ -210,6 +210,8 @@ async fn the_practice_and_a_patient_booking_one_slot_at_once_get_it_once(t: &Tes
 
 both!(
     the_report_counts_what_was_offered_how_each_booking_was_made_and_who_did_not_come,
+    the_practice_and_a_patient_booking_one_slot_at_once_get_it_once;
+    citus: the_report_counts_what_was_offered_how_each_booking_was_made_and_who_did_not_come,
     the_practice_and_a_patient_booking_one_slot_at_once_get_it_once
 );
 

@@ -327,5 +327,9 @@ both!(
     exclusion_figures_count_registered_patients_aged_16_and_over,
     bulk_104_is_warned_confirmed_audited_and_undone,
     an_enhanced_review_highlights_then_grants_or_withholds,
+    the_icb_sees_counts_across_practices_and_no_patient;
+    // On Citus too: the practice and service-wide reports and a bulk change across a practice.
+    citus: exclusion_figures_count_registered_patients_aged_16_and_over,
+    bulk_104_is_warned_confirmed_audited_and_undone,
     the_icb_sees_counts_across_practices_and_no_patient,
 );

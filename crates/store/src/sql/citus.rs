@@ -4,7 +4,8 @@
 //! group, so that a practice's rows of every table sit on the same node and every query scoped
 //! by practice routes to it; a table the service shares (the practices themselves, registered
 //! apps and pharmacies, which their credentials find before the practice is known, delivery
-//! callbacks) is a reference table, copied to every node.
+//! callbacks, when each practice's outbox next has work) is a reference table, copied to every
+//! node.
 //!
 //! Citus distributes a table only when no foreign key joins it to a table that is still local,
 //! and every table here is in one graph of keys rooted at `practice`; so the keys that touch the
@@ -19,8 +20,11 @@ use crate::{StoreError, StoreResult};
 
 /// Tables the service shares: reference tables (on every node). `practice` is the root of every
 /// key; `patient_app` and `update_record_sender` are found by their client id (unique across the
-/// service) before the practice is known; `outbox_callback` by the messaging provider's id.
-pub const REFERENCE_TABLES: &[&str] = &["practice", "patient_app", "update_record_sender", "outbox_callback"];
+/// service) before the practice is known; `outbox_callback` by the messaging provider's id;
+/// `outbox_wake` (when each practice's outbox next has work) is read by the outbox worker across
+/// practices, on one node.
+pub const REFERENCE_TABLES: &[&str] =
+    &["practice", "patient_app", "update_record_sender", "outbox_callback", "outbox_wake"];
 
 /// Tables left on the coordinator only: the migrations' own record.
 const LOCAL_TABLES: &[&str] = &["schema_migration"];

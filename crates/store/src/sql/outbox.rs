@@ -36,38 +36,21 @@ impl OutboxStore for SqlStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<(PracticeId, OutboundMessage)>> {
-        let candidates = query(
-            "SELECT practice_id, id FROM outbox WHERE next_attempt_at <= $1 \
-             AND (status = 'queued' OR (status = 'sending' AND lease_until < $1)) ORDER BY next_attempt_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(self.read())
-        .await?;
-        let mut claimed = Vec::new();
-        for c in candidates {
-            let (practice, id) = (c.uuid("practice_id")?, c.uuid("id")?);
-            let mut tx = self.begin().await?;
-            let won = query(
-                "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, tries = tries + 1 \
-                 WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
-                 AND (status = 'queued' OR (status = 'sending' AND lease_until < $4))",
-            )
-            .bind(lease_until)
-            .bind(practice)
-            .bind(id)
+        // The practices with work (one small table; on Citus a reference table), then each
+        // practice's own messages (on Citus, its own shard).
+        let practices = query("SELECT practice_id FROM outbox_wake WHERE due_at <= $1 ORDER BY due_at LIMIT $2")
             .bind(now)
-            .execute(&mut tx)
+            .bind(i64::from(limit))
+            .fetch_all(self.read())
             .await?;
-            if won.rows_affected() == 1 {
-                let row = query("SELECT * FROM outbox WHERE practice_id = $1 AND id = $2")
-                    .bind(practice)
-                    .bind(id)
-                    .fetch_one(&mut tx)
-                    .await?;
-                claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
+        let mut claimed = Vec::new();
+        for p in practices {
+            let practice = p.uuid("practice_id")?;
+            let room = (limit as usize).saturating_sub(claimed.len());
+            if room > 0 {
+                self.claim_in_practice(practice, now, lease_until, room, &mut claimed).await?;
             }
-            tx.commit().await?;
+            self.rearm_outbox(practice).await?;
         }
         Ok(claimed)
     }
@@ -125,8 +108,12 @@ impl OutboxStore for SqlStore {
         .bind(id.as_uuid())
         .execute(&mut tx)
         .await?;
-        if let (DeliveryOutcome::Failed { error }, 1) = (outcome, done.rows_affected()) {
-            Self::reopen_alert_of(&mut tx, practice, id.as_uuid(), error, now).await?;
+        match (outcome, done.rows_affected()) {
+            (DeliveryOutcome::Failed { error }, 1) => {
+                Self::reopen_alert_of(&mut tx, practice, id.as_uuid(), error, now).await?
+            }
+            (DeliveryOutcome::Retry { next, .. }, 1) => Self::wake_outbox(&mut tx, practice, *next).await?,
+            _ => {}
         }
         tx.commit().await
     }
@@ -180,6 +167,11 @@ impl OutboxStore for SqlStore {
             .execute(&mut tx)
             .await?
             .rows_affected();
+        }
+        if let (Some(next), "queued") = (next, new_status) {
+            for r in &affected {
+                Self::wake_outbox(&mut tx, PracticeId::from_uuid(r.uuid("practice_id")?), next).await?;
+            }
         }
         if let (Some(error), "failed") = (error, new_status) {
             for r in &affected {
@@ -245,8 +237,10 @@ impl OutboxStore for SqlStore {
         .bind(now)
         .bind(practice.as_uuid())
         .bind(id.as_uuid());
-        let missing = StoreError::refused("this message is not waiting for a retry");
-        self.change_one_audited_or(practice, q, missing, &[audit]).await
+        let mut tx = self.begin().await?;
+        Self::change_one_in(&mut tx, q, StoreError::refused("this message is not waiting for a retry")).await?;
+        Self::wake_outbox(&mut tx, practice, now).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
     }
 
     async fn presets(&self, practice: PracticeId) -> StoreResult<Vec<(PresetId, Preset)>> {
@@ -312,5 +306,96 @@ impl OutboxStore for SqlStore {
         .bind(practice.as_uuid())
         .bind(patient.as_uuid());
         self.change_one_audited(practice, q, "patient", &[audit]).await
+    }
+}
+
+impl SqlStore {
+    /// Claims up to `room` of one practice's due messages, each in a transaction of its own (a
+    /// claim another worker won first is passed over).
+    async fn claim_in_practice(
+        &self,
+        practice: uuid::Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        room: usize,
+        claimed: &mut Vec<(PracticeId, OutboundMessage)>,
+    ) -> StoreResult<()> {
+        let candidates = query(
+            "SELECT id FROM outbox WHERE practice_id = $1 AND next_attempt_at <= $2 \
+             AND (status = 'queued' OR (status = 'sending' AND lease_until < $2)) ORDER BY next_attempt_at LIMIT $3",
+        )
+        .bind(practice)
+        .bind(now)
+        .bind(i64::try_from(room).unwrap_or(i64::MAX))
+        .fetch_all(self.read())
+        .await?;
+        for c in candidates {
+            let id = c.uuid("id")?;
+            let mut tx = self.begin().await?;
+            let won = query(
+                "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, tries = tries + 1 \
+                 WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
+                 AND (status = 'queued' OR (status = 'sending' AND lease_until < $4))",
+            )
+            .bind(lease_until)
+            .bind(practice)
+            .bind(id)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+            if won.rows_affected() == 1 {
+                let row = query("SELECT * FROM outbox WHERE practice_id = $1 AND id = $2")
+                    .bind(practice)
+                    .bind(id)
+                    .fetch_one(&mut tx)
+                    .await?;
+                claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Sets when the practice's outbox next has work from the outbox itself (the earliest queued
+    /// message, or claim that runs out), or takes the practice off the list when it has none.
+    /// The practice's row is locked first, so that a message written meanwhile either is seen
+    /// here or moves the time earlier after this (its write waits for the lock): no wake-up is
+    /// lost.
+    async fn rearm_outbox(&self, practice: uuid::Uuid) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let lock = format!("SELECT due_at FROM outbox_wake WHERE practice_id = $1{}", tx.row_lock());
+        query(&lock).bind(practice).fetch_optional(&mut tx).await?;
+        let next = query(
+            "SELECT MIN(CASE WHEN status = 'queued' THEN next_attempt_at ELSE lease_until END) AS next \
+             FROM outbox WHERE practice_id = $1 AND status IN ('queued', 'sending')",
+        )
+        .bind(practice)
+        .fetch_one(&mut tx)
+        .await?
+        .opt_time("next")?;
+        match next {
+            Some(at) => {
+                query("UPDATE outbox_wake SET due_at = $1 WHERE practice_id = $2")
+                    .bind(at)
+                    .bind(practice)
+                    .execute(&mut tx)
+                    .await?
+            }
+            None => query("DELETE FROM outbox_wake WHERE practice_id = $1").bind(practice).execute(&mut tx).await?,
+        };
+        tx.commit().await
+    }
+
+    /// The practice's outbox has work at `at` (or earlier, if it already had), in `tx`.
+    pub(crate) async fn wake_outbox(tx: &mut Tx, practice: PracticeId, at: DateTime<Utc>) -> StoreResult<()> {
+        query(
+            "INSERT INTO outbox_wake (practice_id, due_at) VALUES ($1, $2) ON CONFLICT (practice_id) \
+             DO UPDATE SET due_at = CASE WHEN excluded.due_at < outbox_wake.due_at THEN excluded.due_at ELSE outbox_wake.due_at END",
+        )
+        .bind(practice.as_uuid())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 }
