@@ -8,7 +8,11 @@
 #   scripts/bench-load.sh [seconds] [connections]
 #
 # With BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432 it runs against a fresh PostgreSQL
-# database on that server instead (created and dropped by the script).
+# database on that server instead (created and dropped by the script). With BENCH_DATABASE set to
+# an empty database's URL (a Citus coordinator's database, say, made with citus.sh createdb) it
+# builds into that one and leaves it. BENCH_PRACTICES=200 (and BENCH_PRACTICE_PATIENTS, default
+# 10,000) also builds that many lean practices beside the demo practice: the 200-practice service
+# of the governance benchmark, with the record read in one practice of many.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-20}"
@@ -28,7 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT
 export CALDICOTT_LOG=warn
-if [ -n "${BENCH_POSTGRES:-}" ]; then
+if [ -n "${BENCH_DATABASE:-}" ]; then
+  export CALDICOTT_DATABASE="$BENCH_DATABASE"
+elif [ -n "${BENCH_POSTGRES:-}" ]; then
   PGDB="caldicott_bench_$$"
   psql "$BENCH_POSTGRES/postgres" -qc "CREATE DATABASE $PGDB" >/dev/null
   export CALDICOTT_DATABASE="$BENCH_POSTGRES/$PGDB"
@@ -36,7 +42,12 @@ else
   export CALDICOTT_DATABASE="$WORK/bench.db"
 fi
 
-OUT="$($BIN demo --build-only --patients 200 --seed 1 --long-record 2000)"
+OUT="$($BIN demo --build-only --patients 200 --seed 1 --long-record 2000 \
+  --practices "${BENCH_PRACTICES:-0}" --practice-patients "${BENCH_PRACTICE_PATIENTS:-10000}")"
+if [ -n "${BENCH_DATABASE:-}" ] || [ -n "${BENCH_POSTGRES:-}" ]; then
+  # As autovacuum would after a bulk load: statistics, and the visibility map for index-only scans.
+  psql "$CALDICOTT_DATABASE" -qc "VACUUM ANALYZE" >/dev/null
+fi
 NHS="$(sed -n 's/^Long record: NHS number //p' <<<"$OUT")"
 TOKEN="$($BIN token create --practice Y90210 --staff dr.okafor --label bench --days 1 2>/dev/null)"
 $BIN serve --listen "127.0.0.1:$PORT" &
