@@ -57,10 +57,10 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && br
 URL="http://127.0.0.1:$PORT/api/v1/patients/$NHS/online-view?limit=50"
 ENTRIES="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL" | grep -o '"entered_at"' | wc -l)"
 echo "patient $NHS: first page has $ENTRIES entries"
-BEFORE="$($BIN audit checkpoint | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
+BEFORE="$($BIN audit checkpoint --practice Y90210 | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
 wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_TO_RUN}s" --latency -H "Authorization: Bearer $TOKEN" "$URL"
-AFTER="$($BIN audit checkpoint | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
+AFTER="$($BIN audit checkpoint --practice Y90210 | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
 echo "audit events written during the run: $((AFTER - BEFORE))"
 START=$(date +%s.%N)
-$BIN audit verify | tail -1
+$BIN audit verify --practice Y90210 | tail -1
 echo "audit verify: $AFTER events in $(echo "$(date +%s.%N) - $START" | bc) s"
