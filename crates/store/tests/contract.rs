@@ -904,7 +904,7 @@ async fn claimed_ids(store: &dyn Store, now: DateTime<Utc>) -> Vec<MessageId> {
 /// failure; and nothing that is not due.
 async fn the_outbox_worker_finds_every_due_message_in_every_practice(store: &dyn Store) {
     let now = t(2031, 3, 3);
-    let (a, b, quiet) = (practice(store).await, practice(store).await, practice(store).await);
+    let (a, b) = (practice(store).await, practice(store).await);
     let (pa, pb) = (patient(&a, 1), patient(&b, 2));
     store.create_patient(a.id, &pa, &audit(Action::PatientCreate, Some(pa.id))).await.unwrap();
     store.create_patient(b.id, &pb, &audit(Action::PatientCreate, Some(pb.id))).await.unwrap();
@@ -912,7 +912,6 @@ async fn the_outbox_worker_finds_every_due_message_in_every_practice(store: &dyn
     let (ma, mb) = (queued_message(&pa, now), queued_message(&pb, now + Duration::minutes(1)));
     store.enqueue_message(a.id, &ma, &audit(Action::MessageQueue, Some(pa.id))).await.unwrap();
     store.enqueue_message(b.id, &mb, &audit(Action::MessageQueue, Some(pb.id))).await.unwrap();
-    let _ = quiet;
     assert_eq!(claimed_ids(store, now).await, vec![ma.id], "only the message due now");
     assert!(claimed_ids(store, now).await.is_empty(), "a claimed message is not claimed again while claimed");
     let later = now + Duration::minutes(1);

@@ -45,11 +45,13 @@ impl OutboxStore for SqlStore {
             .await?;
         let mut claimed = Vec::new();
         for p in practices {
-            let practice = p.uuid("practice_id")?;
             let room = (limit as usize).saturating_sub(claimed.len());
-            if room > 0 {
-                self.claim_in_practice(practice, now, lease_until, room, &mut claimed).await?;
+            if room == 0 {
+                // The rest stay due and are found by the next pass.
+                break;
             }
+            let practice = p.uuid("practice_id")?;
+            self.claim_in_practice(practice, now, lease_until, room, &mut claimed).await?;
             self.rearm_outbox(practice).await?;
         }
         Ok(claimed)
@@ -331,27 +333,22 @@ impl SqlStore {
         .await?;
         for c in candidates {
             let id = c.uuid("id")?;
-            let mut tx = self.begin().await?;
+            // One statement claims it and reads it back; a message another worker claimed first
+            // is not changed and comes back as nothing.
             let won = query(
                 "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, tries = tries + 1 \
                  WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
-                 AND (status = 'queued' OR (status = 'sending' AND lease_until < $4))",
+                 AND (status = 'queued' OR (status = 'sending' AND lease_until < $4)) RETURNING *",
             )
             .bind(lease_until)
             .bind(practice)
             .bind(id)
             .bind(now)
-            .execute(&mut tx)
+            .fetch_optional(&self.write)
             .await?;
-            if won.rows_affected() == 1 {
-                let row = query("SELECT * FROM outbox WHERE practice_id = $1 AND id = $2")
-                    .bind(practice)
-                    .bind(id)
-                    .fetch_one(&mut tx)
-                    .await?;
+            if let Some(row) = won {
                 claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
             }
-            tx.commit().await?;
         }
         Ok(())
     }
@@ -360,7 +357,8 @@ impl SqlStore {
     /// message, or claim that runs out), or takes the practice off the list when it has none.
     /// The practice's row is locked first, so that a message written meanwhile either is seen
     /// here or moves the time earlier after this (its write waits for the lock): no wake-up is
-    /// lost.
+    /// lost. The time is written whether or not the row is there still (another worker may have
+    /// taken it away after this pass read the list).
     async fn rearm_outbox(&self, practice: uuid::Uuid) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let lock = format!("SELECT due_at FROM outbox_wake WHERE practice_id = $1{}", tx.row_lock());
@@ -375,11 +373,14 @@ impl SqlStore {
         .opt_time("next")?;
         match next {
             Some(at) => {
-                query("UPDATE outbox_wake SET due_at = $1 WHERE practice_id = $2")
-                    .bind(at)
-                    .bind(practice)
-                    .execute(&mut tx)
-                    .await?
+                query(
+                    "INSERT INTO outbox_wake (practice_id, due_at) VALUES ($1, $2) \
+                     ON CONFLICT (practice_id) DO UPDATE SET due_at = excluded.due_at",
+                )
+                .bind(practice)
+                .bind(at)
+                .execute(&mut tx)
+                .await?
             }
             None => query("DELETE FROM outbox_wake WHERE practice_id = $1").bind(practice).execute(&mut tx).await?,
         };
