@@ -43,6 +43,93 @@ impl SlotType {
     }
 }
 
+/// The kinds of organisation GP Connect names (`GPConnect-OrganisationType-1`), for a practice
+/// that keeps slots for one kind of care setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrganisationType {
+    GpPractice,
+    UrgentCare,
+}
+
+impl OrganisationType {
+    pub const ALL: [Self; 2] = [Self::GpPractice, Self::UrgentCare];
+    /// The code as the specification's examples send it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::GpPractice => "gp-practice",
+            Self::UrgentCare => "urgent-care",
+        }
+    }
+    pub fn display(self) -> &'static str {
+        match self {
+            Self::GpPractice => "GP practices",
+            Self::UrgentCare => "Urgent care (NHS 111, urgent treatment centres, out of hours)",
+        }
+    }
+    /// A code as consumers send it: `urgent-care`, or the code system's first form `Urgent Care`.
+    pub fn parse(code: &str) -> Option<Self> {
+        let code = code.trim().to_ascii_lowercase().replace(' ', "-");
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+}
+
+/// Which organisations may book a clinic's slots through GP Connect, when the practice narrows
+/// it (the specification's "organisation access profile"): kinds of organisation, particular
+/// organisations by ODS code, or both. Empty lists are no restriction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookableBy {
+    pub types: Vec<OrganisationType>,
+    /// ODS codes, upper case.
+    pub ods: Vec<String>,
+}
+
+impl BookableBy {
+    /// GP Connect Appointment Management's matching rules for `searchFilter`: a slot is offered
+    /// when it has no organisation type restriction or one matching the consumer's type, **and**
+    /// no organisation code restriction or one matching the consumer's code. A consumer that
+    /// sends no filter sees only slots without either restriction. Booking applies the same rule
+    /// to the booking organisation.
+    pub fn allows(&self, ods: Option<&str>, kind: Option<OrganisationType>) -> bool {
+        let type_ok = self.types.is_empty() || kind.is_some_and(|k| self.types.contains(&k));
+        let ods_ok =
+            self.ods.is_empty() || ods.is_some_and(|o| self.ods.iter().any(|x| x.eq_ignore_ascii_case(o.trim())));
+        type_ok && ods_ok
+    }
+    pub fn is_open(&self) -> bool {
+        self.types.is_empty() && self.ods.is_empty()
+    }
+    /// As stored: the type codes and the ODS codes, each space-separated.
+    pub fn columns(&self) -> (String, String) {
+        (self.types.iter().map(|t| t.code()).collect::<Vec<_>>().join(" "), self.ods.join(" "))
+    }
+    /// Read back from [`BookableBy::columns`]; `None` if a stored type code is not known.
+    pub fn from_columns(types: &str, ods: &str) -> Option<Self> {
+        let types = types.split_whitespace().map(OrganisationType::parse).collect::<Option<Vec<_>>>()?;
+        Some(Self { types, ods: ods.split_whitespace().map(str::to_ascii_uppercase).collect() })
+    }
+    /// In words, for the appointment book: "Only urgent care", "Only ODS RR8, A1001".
+    pub fn describe(&self) -> Option<String> {
+        let types = (!self.types.is_empty()).then(|| {
+            self.types
+                .iter()
+                .map(|t| match t {
+                    OrganisationType::GpPractice => "GP practices",
+                    OrganisationType::UrgentCare => "urgent care",
+                })
+                .collect::<Vec<_>>()
+                .join(" or ")
+        });
+        let ods = (!self.ods.is_empty()).then(|| format!("ODS {}", self.ods.join(", ")));
+        match (types, ods) {
+            (Some(t), Some(o)) => Some(format!("Only {t}, and only {o}")),
+            (Some(t), None) => Some(format!("Only {t}")),
+            (None, Some(o)) => Some(format!("Only {o}")),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A clinician's session, as planned by the practice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clinic {
@@ -60,6 +147,9 @@ pub struct Clinic {
     pub online_share: u8,
     /// Other care settings (NHS 111, urgent care, hospitals) may book it through GP Connect.
     pub others_bookable: bool,
+    /// Which of them, when the practice narrows it.
+    #[serde(default)]
+    pub others_bookable_by: BookableBy,
     pub location: String,
 }
 
@@ -76,6 +166,9 @@ pub struct Slot {
     pub online_bookable: bool,
     /// Other care settings may book it through GP Connect.
     pub others_bookable: bool,
+    /// Which of them, when the practice narrows it (the clinic's).
+    #[serde(default)]
+    pub others_bookable_by: BookableBy,
     pub clinician_name: String,
     pub location: String,
 }
@@ -259,6 +352,7 @@ impl Clinic {
                 slot_type: self.slot_type,
                 online_bookable: false,
                 others_bookable: self.others_bookable,
+                others_bookable_by: self.others_bookable_by.clone(),
                 clinician_name: self.clinician_name.clone(),
                 location: self.location.clone(),
             });
@@ -323,6 +417,7 @@ mod tests {
             slot_type: SlotType::GpFaceToFace,
             online_share: 100,
             others_bookable: false,
+            others_bookable_by: BookableBy::default(),
             location: "Room 1".into(),
         }
     }
@@ -380,6 +475,51 @@ mod tests {
         assert!(!can_book_online(&slot, before), "kept for other care settings, not offered to patients");
         assert!(can_book_from_elsewhere(&slot, before));
         assert!(!can_book_from_elsewhere(&slot, slot.starts_at), "not once it has started");
+    }
+
+    #[test]
+    fn slots_are_offered_by_the_specifications_matching_table() {
+        // GP Connect Appointment Management, slot availability management: the four rows of the
+        // table, for slots with no restriction, a type restriction, a code restriction and both.
+        let open = BookableBy::default();
+        let urgent = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec![] };
+        let rr8 = BookableBy { types: vec![], ods: vec!["RR8".into()] };
+        let both = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec!["RR8".into()] };
+        let uc = Some(OrganisationType::UrgentCare);
+        let gp = Some(OrganisationType::GpPractice);
+        // (no search filter): only slots with neither restriction.
+        assert!(open.allows(None, None));
+        assert!(!urgent.allows(None, None) && !rr8.allows(None, None) && !both.allows(None, None));
+        // Organisation type only: no code restriction, and no type restriction or a matching one.
+        assert!(open.allows(None, uc) && urgent.allows(None, uc));
+        assert!(!urgent.allows(None, gp), "another type");
+        assert!(!rr8.allows(None, uc) && !both.allows(None, uc), "a code restriction needs the code");
+        // Organisation code only.
+        assert!(open.allows(Some("RR8"), None) && rr8.allows(Some("rr8"), None));
+        assert!(!rr8.allows(Some("A1001"), None));
+        assert!(
+            !urgent.allows(Some("RR8"), None) && !both.allows(Some("RR8"), None),
+            "a type restriction needs the type"
+        );
+        // Both.
+        assert!(both.allows(Some("RR8"), uc));
+        assert!(!both.allows(Some("RR8"), gp) && !both.allows(Some("A1001"), uc));
+        assert!(open.allows(Some("A1001"), gp) && urgent.allows(Some("A1001"), uc) && rr8.allows(Some("RR8"), gp));
+    }
+
+    #[test]
+    fn organisation_types_are_read_in_both_forms_and_stored_plainly() {
+        assert_eq!(OrganisationType::parse("urgent-care"), Some(OrganisationType::UrgentCare));
+        assert_eq!(OrganisationType::parse("Urgent Care"), Some(OrganisationType::UrgentCare));
+        assert_eq!(OrganisationType::parse("GP Practice"), Some(OrganisationType::GpPractice));
+        assert_eq!(OrganisationType::parse("hospital"), None);
+        let b = BookableBy { types: vec![OrganisationType::GpPractice], ods: vec!["RR8".into(), "A1001".into()] };
+        let (t, o) = b.columns();
+        assert_eq!(BookableBy::from_columns(&t, &o), Some(b.clone()));
+        assert_eq!(BookableBy::from_columns("", ""), Some(BookableBy::default()));
+        assert_eq!(BookableBy::from_columns("ambulance", ""), None);
+        assert_eq!(b.describe().as_deref(), Some("Only GP practices, and only ODS RR8, A1001"));
+        assert_eq!(BookableBy::default().describe(), None);
     }
 
     #[test]

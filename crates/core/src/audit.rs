@@ -199,6 +199,8 @@ pub enum Action {
     /// Free slots searched, or a patient found or their appointments read, through GP Connect
     /// Appointment Management.
     GpConnectAppointmentsRead,
+    /// A patient's dissent from GP Connect sharing recorded, or taken away.
+    GpConnectDissentChange,
     /// What a booker from another care setting wrote on an appointment changed.
     AppointmentAmend,
     StaffMessageSend,
@@ -321,6 +323,7 @@ impl Action {
             Self::FhirIntegrationChange => "fhir.integration_change",
             Self::GpConnectStructuredRead => "record.gp_connect_structured",
             Self::GpConnectDocumentsRead => "record.gp_connect_documents",
+            Self::GpConnectDissentChange => "access.gp_connect_dissent",
             Self::GpConnectAppointmentsRead => "appointment.gp_connect_read",
             Self::AppointmentAmend => "appointment.amend",
             Self::StaffMessageSend => "staff_message.send",

@@ -117,6 +117,20 @@ pub fn document_release(entry: &Entry) -> Release {
     Release::Include { nopat: not_for_the_patient(entry) }
 }
 
+/// A patient's dissent from sharing their record with other care settings through GP Connect,
+/// as the practice recorded it. While it stands, Access Record: Structured and Access Document
+/// refuse every request for the patient with `NO_PATIENT_CONSENT` (the specifications' error
+/// tables: "the patient has dissented to sharing their clinical record"); booking through
+/// Appointment Management shares no record and is not affected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SharingDissent {
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// Who recorded it (the member of staff's name and role, as the audit log names them).
+    pub recorded_by: String,
+    /// What the patient said, or how the practice learnt of it.
+    pub reason: String,
+}
+
 /// Why a patient's record is not released (each answered as "patient not found").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -144,7 +144,7 @@ pub const TABLE: &[Row] = &[
     Row {
         permission: ChangeOnlineAccess,
         roles: CLINICAL_LEADS,
-        what: "change a patient's online access level and settings",
+        what: "change a patient's online access level and settings, and record their dissent from GP Connect sharing",
         refusal: "only clinicians and practice managers change a patient's online access",
     },
     Row {

@@ -77,6 +77,7 @@ pub async fn seed_appointments(
                 slot_type,
                 online_share,
                 others_bookable: slot_type == SlotType::GpFaceToFace,
+                others_bookable_by: Default::default(),
                 location: if slot_type == SlotType::NurseFaceToFace { "Treatment room" } else { "Consulting room" }
                     .into(),
             };
@@ -141,6 +142,8 @@ pub async fn seed_appointments(
                 online_share: online_share.to_string(),
                 // GPs' face-to-face sessions are also offered to NHS 111 and urgent care.
                 others_bookable: slot_type == SlotType::GpFaceToFace,
+                others_types: Vec::new(),
+                others_ods: String::new(),
                 location: if slot_type == SlotType::NurseFaceToFace { "Treatment room" } else { "Consulting room" }
                     .into(),
             };

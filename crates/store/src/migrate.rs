@@ -63,6 +63,8 @@ migrations! {
     31 "gp_connect_appointments" "0031_gp_connect_appointments",
     32 "online_capacity" "0032_online_capacity",
     33 "outbox_wake" "0033_outbox_wake",
+    34 "gp_connect_dissent" "0034_gp_connect_dissent",
+    35 "gp_connect_bookable_by" "0035_gp_connect_bookable_by",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

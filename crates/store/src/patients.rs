@@ -66,4 +66,21 @@ pub trait PatientStore: Send + Sync {
     async fn proxy_link(&self, practice: PracticeId, id: ProxyLinkId) -> StoreResult<Option<ProxyLink>>;
     /// The proxies who act for `patient`.
     async fn proxy_links_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<ProxyLink>>;
+
+    // --- Sharing with other care settings ----------------------------------------------------------
+    /// The patient's dissent from sharing their record through GP Connect, when one stands.
+    async fn gp_connect_dissent(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Option<caldicott_core::gpconnect::SharingDissent>>;
+    /// Records the patient's dissent (in place of one held) or, given `None`, takes it away, with
+    /// its audit event in the same transaction.
+    async fn set_gp_connect_dissent(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        dissent: Option<&caldicott_core::gpconnect::SharingDissent>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 }

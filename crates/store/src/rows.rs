@@ -411,6 +411,11 @@ pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::S
         slot_type: parsed("slot type", r.text("slot_type")?, SlotType::parse)?,
         online_bookable: r.flag("online_bookable")?,
         others_bookable: r.flag("others_bookable")?,
+        others_bookable_by: caldicott_core::appointments::BookableBy::from_columns(
+            &r.text("others_types")?,
+            &r.text("others_ods")?,
+        )
+        .ok_or_else(|| corrupt("organisation type", "unknown"))?,
         clinician_name: r.text("clinician_name")?,
         location: r.text("location")?,
     })

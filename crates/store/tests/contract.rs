@@ -444,6 +444,7 @@ async fn the_service_wide_figures_count_each_practice_and_no_patient(store: &dyn
         slot_type: SlotType::GpFaceToFace,
         online_share: 50,
         others_bookable: false,
+        others_bookable_by: Default::default(),
         location: "Room 1".into(),
     };
     let slots = clinic.slots(|| SlotId::from_uuid(id())).unwrap();

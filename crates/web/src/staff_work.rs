@@ -19,7 +19,7 @@ use caldicott_app::appointments::NewClinic;
 use caldicott_app::apps::AlertOutcome;
 use caldicott_app::session::SignedIn;
 use caldicott_app::{App, AppError};
-use caldicott_core::appointments::{uk_time, Attendance, SlotType};
+use caldicott_core::appointments::{uk_time, Attendance, OrganisationType, SlotType};
 use caldicott_core::ids::*;
 use caldicott_core::staff::Role;
 use caldicott_core::tasks::{ItemDecision, Task, TaskBody};
@@ -58,6 +58,8 @@ pub struct BookRow {
     pub online: bool,
     /// Other care settings may book it through GP Connect.
     pub others: bool,
+    /// Which of them, when the practice narrowed it ("Only urgent care").
+    pub others_only: Option<String>,
     /// What a GP Connect booker said it is for (description, then comment).
     pub reason: Option<String>,
     pub patient: Option<(String, String)>,
@@ -126,6 +128,15 @@ struct ClinicForm {
     online_share: String,
     #[serde(default)]
     others_bookable: Option<String>,
+    /// Kept for GP practices (ticked) …
+    #[serde(default)]
+    others_gp_practice: Option<String>,
+    /// … or for urgent care.
+    #[serde(default)]
+    others_urgent_care: Option<String>,
+    /// Kept for these organisations: ODS codes, separated by commas or spaces.
+    #[serde(default)]
+    others_ods: String,
     #[serde(default)]
     location: String,
 }
@@ -170,6 +181,7 @@ async fn book_page(
             kind: l.slot.slot_type.display(),
             online: l.slot.online_bookable,
             others: l.slot.others_bookable,
+            others_only: l.slot.others_bookable_by.describe(),
             reason: l.booking.as_ref().and_then(|(a, _)| booking_reason(a)),
             booked_by: l.booking.as_ref().map(|(a, _)| a.booked_by.clone()).unwrap_or_default(),
             appointment: l.booking.as_ref().map(|(a, _)| a.id.to_string()),
@@ -236,6 +248,15 @@ async fn add_clinic(State(app): State<App>, PortalForm(me, f): PortalForm<Clinic
         slot_type: f.slot_type.clone(),
         online_share: f.online_share.clone(),
         others_bookable: f.others_bookable.is_some(),
+        others_types: [
+            (f.others_gp_practice.is_some(), OrganisationType::GpPractice),
+            (f.others_urgent_care.is_some(), OrganisationType::UrgentCare),
+        ]
+        .into_iter()
+        .filter(|(ticked, _)| *ticked)
+        .map(|(_, t)| t.code().to_owned())
+        .collect(),
+        others_ods: f.others_ods.clone(),
         location: f.location.clone(),
     };
     match app.create_clinic(&me.who, &input).await.in_page(&me)? {

@@ -14,12 +14,13 @@
 //! This is not an outside *patient* view: the online-visibility engine does not decide it, and
 //! nothing here reaches a patient, a proxy or an app.
 
-use crate::{new_id, App, AppError};
+use crate::{new_id, permit, App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Actor, ActorKind, AuditRecord, Outcome};
 use caldicott_core::entry::{Entry, FileInfo, Section};
-use caldicott_core::gpconnect::{document_release, patient_refusal, release, Release};
+use caldicott_core::gpconnect::{document_release, patient_refusal, release, Release, SharingDissent};
 use caldicott_core::ids::{AuditEventId, EntryId, PatientId};
 use caldicott_core::patient::Patient;
+use caldicott_core::permissions::Permission;
 use caldicott_core::practice::{OdsCode, Practice};
 use caldicott_fhir::gpconnect::documents;
 use caldicott_fhir::gpconnect::request::{read_claims, read_parameters, read_ssp, Claims, Ssp, SspHeaders};
@@ -170,6 +171,15 @@ impl App {
                 return Err(not_found());
             }
         };
+        self.gp_connect_consent(
+            &practice,
+            &claims,
+            &ssp,
+            &patient,
+            "structured record",
+            Action::GpConnectStructuredRead,
+        )
+        .await?;
         let entries = self
             .store
             .entries(practice.id, patient.id, EntryQuery { section: None, after: None, limit: u32::MAX })
@@ -325,6 +335,8 @@ impl App {
         let patient = self
             .gp_connect_patient(&practice, &claims, &ssp, patient, "document search", Action::GpConnectDocumentsRead)
             .await?;
+        self.gp_connect_consent(&practice, &claims, &ssp, &patient, "document search", Action::GpConnectDocumentsRead)
+            .await?;
         let entries = self
             .store
             .entries(
@@ -372,7 +384,9 @@ impl App {
         let mut released = None;
         if let Some(e) = entry.filter(|e| matches!(document_release(e), Release::Include { .. })) {
             let patient = self.store.patient(practice.id, e.patient).await.map_err(|e| internal(e.into()))?;
-            if patient.is_some_and(|p| patient_refusal(&p, today).is_none()) {
+            if let Some(p) = patient.filter(|p| patient_refusal(p, today).is_none()) {
+                self.gp_connect_consent(&practice, &claims, &ssp, &p, "retrieve", Action::GpConnectDocumentsRead)
+                    .await?;
                 released = Some(e);
             }
         }
@@ -403,6 +417,81 @@ impl App {
         );
         self.audit.record(practice.id, rec).await.map_err(internal)?;
         Ok(documents::binary(&e.id.to_string(), &content.content_type, &content.bytes))
+    }
+
+    /// Refuses, audited, a request for the record of a patient who has dissented from sharing it
+    /// through GP Connect (`NO_PATIENT_CONSENT`, 403, as both specifications' error tables say).
+    pub(crate) async fn gp_connect_consent(
+        &self,
+        practice: &Practice,
+        claims: &Claims,
+        ssp: &Ssp,
+        patient: &Patient,
+        what: &str,
+        action: Action,
+    ) -> Result<(), GpcError> {
+        let dissent = self.store.gp_connect_dissent(practice.id, patient.id).await.map_err(|e| internal(e.into()))?;
+        if dissent.is_none() {
+            return Ok(());
+        }
+        let rec = self.gp_connect_audit(
+            claims,
+            ssp,
+            Some(patient.id),
+            Outcome::Denied,
+            format!("patient/{}", patient.id),
+            format!("{what}; refused=patient has dissented from GP Connect sharing"),
+            action,
+        );
+        self.audit.record(practice.id, rec).await.map_err(internal)?;
+        Err(GpcError::new(SpineCode::NoPatientConsent, "the patient has dissented to sharing their clinical record"))
+    }
+
+    /// Records the patient's dissent from sharing their record through GP Connect (`reason`:
+    /// what they said, or how the practice learnt of it), or with `dissent == false` takes it
+    /// away. Audited with the reason; recording it again, or taking away none, changes nothing.
+    pub async fn set_gp_connect_dissent(
+        &self,
+        who: &StaffPrincipal,
+        nhs: &str,
+        dissent: bool,
+        reason: &str,
+    ) -> AppResult<Option<SharingDissent>> {
+        permit(who, Permission::ChangeOnlineAccess)?;
+        let reason = caldicott_fhir::gpconnect::request::clean_text(reason);
+        if dissent && reason.is_empty() {
+            return Err(AppError::BadRequest(
+                "say why: what the patient asked for, or how the practice learnt of their dissent".into(),
+            ));
+        }
+        if reason.chars().count() > 1000 {
+            return Err(AppError::BadRequest("the reason can be at most 1,000 characters".into()));
+        }
+        let patient = self.patient_here(who, nhs).await?;
+        let held = self.store.gp_connect_dissent(who.practice, patient.id).await?;
+        if held.is_some() == dissent {
+            return Ok(held);
+        }
+        let new = dissent.then(|| SharingDissent {
+            recorded_at: self.now(),
+            recorded_by: who.name.clone(),
+            reason: reason.clone(),
+        });
+        let detail = match &new {
+            Some(d) => format!("dissent recorded: {}", d.reason),
+            None if reason.is_empty() => "dissent taken away".to_owned(),
+            None => format!("dissent taken away: {reason}"),
+        };
+        let audit = self.audit_record(
+            who,
+            Some(patient.id),
+            Action::GpConnectDissentChange,
+            format!("patient/{}", patient.id),
+            Outcome::Success,
+            detail,
+        );
+        self.store.set_gp_connect_dissent(who.practice, patient.id, new.as_ref(), &audit).await?;
+        Ok(new)
     }
 
     /// The audit event of a GP Connect request about a patient: the requesting organisation (the

@@ -165,6 +165,8 @@ pub struct StaffRecordPage {
     /// as by name, since a patient may have two parents.
     #[serde(skip)]
     pub proxy_names: Vec<String>,
+    /// The patient's dissent from sharing their record through GP Connect, when one stands.
+    pub gp_connect_dissent: Option<caldicott_core::gpconnect::SharingDissent>,
     pub entries: Vec<StaffEntry>,
     pub next_cursor: Option<String>,
 }
@@ -384,6 +386,7 @@ impl App {
         for k in &proxies {
             proxy_names.push(self.proxy_name(l.practice.id, k).await?.unwrap_or_default());
         }
+        let gp_connect_dissent = self.store.gp_connect_dissent(l.practice.id, l.patient.id).await?;
         let rec = self.audit_record(
             who,
             Some(l.patient.id),
@@ -406,6 +409,7 @@ impl App {
             access_settings: l.access.clone(),
             proxies,
             proxy_names,
+            gp_connect_dissent,
             next_cursor,
         })
     }

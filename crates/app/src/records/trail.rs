@@ -50,6 +50,7 @@ pub fn describe_action(action: &str) -> String {
         "entry.visibility_change" => "Changed an entry's online visibility".into(),
         "entry.supersede" => "Marked an entry superseded by a later version".into(),
         "access.settings_change" => "Changed online access settings".into(),
+        "access.gp_connect_dissent" => "Recorded or took away dissent from sharing through GP Connect".into(),
         "proxy.link_create" => "Added a proxy".into(),
         "account.create" => "Online account created".into(),
         "patient.create" => "Registered the patient".into(),

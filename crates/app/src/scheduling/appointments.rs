@@ -58,6 +58,10 @@ pub struct NewClinic {
     pub online_share: String,
     /// Other care settings (NHS 111, urgent care) may book it through GP Connect.
     pub others_bookable: bool,
+    /// Only these kinds of organisation (`OrganisationType` codes), when any are ticked.
+    pub others_types: Vec<String>,
+    /// Only these organisations: ODS codes as typed, separated by commas or spaces.
+    pub others_ods: String,
     pub location: String,
 }
 
@@ -84,6 +88,36 @@ fn parse_share(s: &str) -> Option<u8> {
 
 fn parse_time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
+}
+
+/// Which other care settings a clinic is kept for, from the form: the kinds ticked and the ODS
+/// codes typed (commas or spaces between them), each code checked.
+fn bookable_by(f: &NewClinic) -> Result<BookableBy, FieldProblem> {
+    let mut types = Vec::new();
+    for t in &f.others_types {
+        let t = OrganisationType::parse(t).ok_or_else(|| FieldProblem {
+            field: "others_types",
+            message: "Choose GP practices, urgent care, or neither".into(),
+        })?;
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    let mut ods = Vec::new();
+    for code in f.others_ods.split(|c: char| c == ',' || c.is_whitespace()).filter(|c| !c.is_empty()) {
+        let code = caldicott_core::practice::OdsCode::parse(code).map_err(|_| FieldProblem {
+            field: "others_ods",
+            message: format!("{code} is not an ODS code: enter codes such as RR8 or A1001, separated by commas"),
+        })?;
+        let code = code.as_str().to_ascii_uppercase();
+        if !ods.contains(&code) {
+            ods.push(code);
+        }
+    }
+    if ods.len() > 50 {
+        return Err(FieldProblem { field: "others_ods", message: "Enter at most 50 ODS codes".into() });
+    }
+    Ok(BookableBy { types, ods })
 }
 
 impl App {
@@ -185,6 +219,10 @@ impl App {
                 message: "Enter the share of slots patients can book online, a whole number from 0 to 100".into(),
             });
         }
+        let bookable_by = bookable_by(f);
+        if let Err(p) = &bookable_by {
+            problems.push(p.clone());
+        }
         let location = f.location.trim();
         if location.is_empty() || location.len() > 100 {
             problems
@@ -214,6 +252,8 @@ impl App {
             slot_type,
             online_share,
             others_bookable: f.others_bookable,
+            // Only for a clinic offered to other care settings.
+            others_bookable_by: if f.others_bookable { bookable_by.unwrap_or_default() } else { BookableBy::default() },
             location: location.to_owned(),
         };
         let slots = match clinic.slots(|| SlotId::from_uuid(new_id())) {

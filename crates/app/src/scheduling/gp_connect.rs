@@ -13,7 +13,7 @@
 
 use crate::gp_connect::{appointments_root, internal, plain, GpcCall};
 use crate::{new_id, App};
-use caldicott_core::appointments::{can_book_from_elsewhere, Appointment, Slot};
+use caldicott_core::appointments::{can_book_from_elsewhere, Appointment, OrganisationType, Slot};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::gpconnect::patient_refusal;
 use caldicott_core::ids::{AppointmentId, PatientId, SlotId};
@@ -147,6 +147,9 @@ impl App {
         let (practice, ssp, claims, base) =
             self.gp_connect_appointments_call(&call, gpc::SLOT_SEARCH_INTERACTION, "organization/*.read").await?;
         let search = gpc::read_slot_search(call.query)?;
+        // The practice may keep a clinic for some kinds of organisation or some organisations:
+        // the consumer's searchFilter says which it is (none: only slots kept for nobody).
+        let kind = search.booking_type.as_deref().and_then(OrganisationType::parse);
         let now = self.now();
         let slots: Vec<Slot> = self
             .store
@@ -157,16 +160,18 @@ impl App {
             .filter(|(s, booking)| {
                 booking.is_none()
                     && can_book_from_elsewhere(s, now)
+                    && s.others_bookable_by.allows(search.booking_ods.as_deref(), kind)
                     && s.starts_at + Duration::minutes(i64::from(s.minutes)) <= search.to
             })
             .map(|(s, _)| s)
             .collect();
         let extra = format!(
-            "slot search {} to {}; offered={}; booking_ods={}",
+            "slot search {} to {}; offered={}; booking_ods={}; booking_type={}",
             search.from.to_rfc3339(),
             search.to.to_rfc3339(),
             slots.len(),
             plain(search.booking_ods.as_deref().unwrap_or("none")),
+            plain(search.booking_type.as_deref().unwrap_or("none")),
         );
         self.gp_connect_appointments_look((&practice, &claims, &ssp), None, Outcome::Success, "slots".into(), extra)
             .await?;
@@ -178,7 +183,7 @@ impl App {
     pub async fn gp_connect_book(&self, call: GpcCall<'_>) -> Result<Versioned, GpcError> {
         let (practice, ssp, claims, _) =
             self.gp_connect_appointments_call(&call, gpc::BOOK_INTERACTION, "patient/*.write").await?;
-        let (request, org) = gpc::read_booking(call.body)?;
+        let (request, org, kind) = gpc::read_booking(call.body)?;
         let not_here =
             |what: &str| GpcError::new(SpineCode::ReferenceNotFound, format!("there is no such {what} here"));
         if request.location != practice.id.to_string() {
@@ -193,8 +198,10 @@ impl App {
             GpcError::new(SpineCode::InvalidResource, "the slot reference is not a slot id of this practice")
         })?;
         let found = self.store.slot_with_booking(practice.id, slot_id).await.map_err(|e| internal(e.into()))?;
-        // A slot not offered to other care settings is, to them, not there.
-        let Some((slot, booking)) = found.filter(|(s, _)| s.others_bookable) else {
+        // A slot not offered to other care settings, or kept for others than the booking
+        // organisation, is, to it, not there.
+        let offered = |s: &Slot| s.others_bookable && s.others_bookable_by.allows(Some(&org.ods), kind);
+        let Some((slot, booking)) = found.filter(|(s, _)| offered(s)) else {
             return Err(not_here("slot offered to other care settings"));
         };
         if slot.starts_at <= now {

@@ -442,6 +442,8 @@ pub fn clinic_form(
         slot_type: "gp_face_to_face".into(),
         online_share: share.into(),
         others_bookable: true,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Room 1".into(),
     }
 }

@@ -1659,6 +1659,8 @@ async fn clinic_tomorrow(
         slot_type: "gp_face_to_face".into(),
         online_share: if online { "100" } else { "0" }.into(),
         others_bookable: false,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Room 1".into(),
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();

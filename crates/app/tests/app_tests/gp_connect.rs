@@ -557,7 +557,119 @@ async fn the_practices_documents_are_found_listed_and_retrieved_as_they_may_leav
     assert_eq!(e.code, SpineCode::AccessDenied);
 }
 
+/// "The patient has dissented to sharing their clinical record" → `NO_PATIENT_CONSENT` (403), in
+/// the error tables of Access Record: Structured and Access Document. Written from those tables
+/// and from what a practice does: a patient tells reception they do not want hospitals to see
+/// their GP record; a clinician records it; every record interface refuses until it is taken away.
+async fn a_patient_who_dissents_is_refused_on_every_record_interface_until_the_practice_takes_it_away(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let other = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    add(&app, tp.practice.id, &pat, &[consultation(&pat, fixtures::now() - Duration::days(3), "DISSENT-NOTE asthma")])
+        .await;
+    let letter = document(&pat, "DISSENT-DOC discharge letter", Filing::Filed, DocumentReview::Reviewed);
+    let file = caldicott_app::documents::stored_file("letter.pdf", b"%PDF-1.7\n%%EOF\n".to_vec()).unwrap();
+    app.store_for_tests()
+        .add_document(tp.practice.id, &letter, &file, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
+        .await
+        .unwrap();
+    let auth = documents_jwt(&ods);
+    let search = |app: &App| {
+        let (app, ods, auth, id) = (app.clone(), ods.clone(), auth.clone(), pat.id.to_string());
+        async move { search_documents(&app, &ods, &auth, &search_query(&[]), &id).await }
+    };
+    let retrieve = |app: &App| {
+        let (app, ods, auth, id) = (app.clone(), ods.clone(), auth.clone(), letter.id.to_string());
+        async move {
+            app.gp_connect_binary(documents_call(&ods, documents::BINARY_INTERACTION, &auth, &[]).await, &id).await
+        }
+    };
+    assert!(ask(&app, &ods, FIXTURE_ASID, &nhs, everything()).await.is_ok(), "shared by default");
+    assert!(search(&app).await.is_ok() && retrieve(&app).await.is_ok());
+
+    // Only clinicians and practice managers record it; a reason is required; another practice's
+    // staff cannot reach the patient. Each refusal changes nothing.
+    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
+    let e = app.set_gp_connect_dissent(&reception, &nhs, true, "asked at the desk").await.unwrap_err();
+    assert!(matches!(e, caldicott_app::AppError::Forbidden(_)), "{e:?}");
+    let e = app.set_gp_connect_dissent(&tp.clinician, &nhs, true, " \n\t ").await.unwrap_err();
+    assert!(matches!(e, caldicott_app::AppError::BadRequest(_)), "{e:?}");
+    let e = app.set_gp_connect_dissent(&other.clinician, &nhs, true, "not ours").await.unwrap_err();
+    assert!(matches!(e, caldicott_app::AppError::NotFound(_)), "{e:?}");
+    assert!(ask(&app, &ods, FIXTURE_ASID, &nhs, everything()).await.is_ok(), "nothing was recorded");
+
+    // Recorded, with who and why; the staff record carries it.
+    let held = app
+        .set_gp_connect_dissent(&tp.clinician, &nhs, true, "Does not want hospitals\nto see her GP record")
+        .await
+        .unwrap()
+        .expect("the dissent stands");
+    assert_eq!(held.reason, "Does not want hospitals to see her GP record", "one line, nothing lost");
+    assert_eq!(held.recorded_by, tp.clinician.name);
+    let page = caldicott_app::record::PageRequest { limit: Some(1), ..Default::default() };
+    let rec = app.staff_record(&tp.clinician, &nhs, caldicott_app::record::ViewAs::Patient, &page).await.unwrap();
+    assert_eq!(rec.gp_connect_dissent.as_ref(), Some(&held));
+
+    // Every record interface refuses with NO_PATIENT_CONSENT, and says nothing of the record.
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let listed = |lines: Vec<caldicott_app::patient_services::ActivityLine>| {
+        lines.iter().filter(|l| l.what.contains("GP Connect")).count()
+    };
+    let reads_before = listed(app.my_record_activity(&me).await.unwrap());
+    assert!(reads_before >= 3, "the reads made before the dissent are listed");
+    let before = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
+    let refusals = [
+        ask(&app, &ods, FIXTURE_ASID, &nhs, everything()).await.unwrap_err(),
+        search(&app).await.unwrap_err(),
+        retrieve(&app).await.unwrap_err(),
+    ];
+    for e in &refusals {
+        assert_eq!((e.code, e.code.http_status()), (SpineCode::NoPatientConsent, 403));
+        let oo = e.operation_outcome();
+        validate_gp_connect(&oo);
+        assert_eq!(oo["issue"][0]["code"], "forbidden");
+        assert_eq!(oo["issue"][0]["details"]["coding"][0]["code"], "NO_PATIENT_CONSENT");
+        assert!(!oo.to_string().contains("DISSENT-") && !oo.to_string().contains("hospitals"), "{oo}");
+    }
+    // Each refusal is audited, as denied, with who asked.
+    let events = app.store_for_tests().audit_events(tp.practice.id, before, 1000).await.unwrap();
+    let denied: Vec<_> = events.iter().filter(|e| e.outcome == "denied").collect();
+    assert_eq!(denied.len(), 3, "{events:#?}");
+    assert!(denied.iter().all(|e| e.patient.as_deref() == Some(pat.id.to_string().as_str())
+        && e.detail.contains("who=Dr Claire Jones at Riverside General Hospital (RXX01)")
+        && e.detail.contains("dissented")));
+    assert!(events.iter().all(|e| e.outcome != "success"), "nothing was released");
+    // The patient's "who viewed my record" lists no refused attempt.
+    assert_eq!(listed(app.my_record_activity(&me).await.unwrap()), reads_before);
+    // Finding the patient (demographics only, used to book appointments) still answers.
+    let q = vec![("identifier".to_owned(), format!("https://fhir.nhs.uk/Id/nhs-number|{nhs}"))];
+    let found = app
+        .gp_connect_find_patient(documents_call(&ods, documents::PATIENT_SEARCH_INTERACTION, &auth, &q).await)
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1);
+
+    // Recording it again changes nothing (one audit event in all).
+    let again = app.set_gp_connect_dissent(&tp.clinician, &nhs, true, "said again").await.unwrap();
+    assert_eq!(again.as_ref(), Some(&held));
+    // Taken away: shared again.
+    let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    assert_eq!(app.set_gp_connect_dissent(&manager, &nhs, false, "asked to share again").await.unwrap(), None);
+    assert!(ask(&app, &ods, FIXTURE_ASID, &nhs, everything()).await.is_ok());
+    assert!(search(&app).await.is_ok() && retrieve(&app).await.is_ok());
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    let changes: Vec<_> = events.iter().filter(|e| e.action == "access.gp_connect_dissent").collect();
+    assert_eq!(changes.len(), 2, "recorded once, taken away once");
+    assert!(changes[0].detail.contains("Does not want hospitals to see her GP record"));
+    assert!(changes[1].detail.contains("taken away: asked to share again"));
+}
+
 both!(
+    a_patient_who_dissents_is_refused_on_every_record_interface_until_the_practice_takes_it_away,
     the_practices_documents_are_found_listed_and_retrieved_as_they_may_leave_it,
     hidden_online_goes_with_nopat_private_and_safeguarding_stay_at_the_practice,
     an_unknown_deregistered_deceased_or_other_practices_patient_is_not_found_alike,

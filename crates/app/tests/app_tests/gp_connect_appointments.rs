@@ -135,6 +135,8 @@ async fn clinic(app: &App, tp: &fixtures::TestPractice, days: i64, online: bool,
         slot_type: "gp_face_to_face".into(),
         online_share: if online { "100" } else { "0" }.into(),
         others_bookable: others,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Room 1".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
@@ -465,7 +467,158 @@ async fn an_appointment_that_has_passed_is_not_changed(t: &TestStore) {
     assert_eq!(ask.read(&booked.id).await.map(|v| v.version), Ok(1), "unchanged");
 }
 
+/// A one-slot clinic in 3 days at `start` (UK time), offered to other care settings and kept for
+/// the kinds of organisation and the ODS codes given (none: every care setting).
+async fn kept_clinic(
+    app: &App,
+    tp: &fixtures::TestPractice,
+    start: &str,
+    end: &str,
+    types: &[&str],
+    ods: &str,
+) -> Slot {
+    let day = fixtures::today() + Duration::days(3);
+    let f = NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: start.into(),
+        end: end.into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_share: "0".into(),
+        others_bookable: true,
+        others_types: types.iter().map(|t| (*t).to_owned()).collect(),
+        others_ods: ods.into(),
+        location: "Room 1".into(),
+    };
+    let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
+    assert_eq!(n, 1);
+    let book = app.appointment_book(&tp.clinician, clinic.date, 1).await.unwrap();
+    book.into_iter().map(|l| l.slot).find(|s| s.clinic == clinic.id).unwrap()
+}
+
+/// GP Connect Appointment Management, slot availability management: "Provider systems SHALL …
+/// enable end-users to specify which appointment schedules/slots can be booked by an individual
+/// organisation and/or group of organisations, and/or booking organisation type", and search
+/// answers by the specification's matching table: a slot is returned when it has no organisation
+/// type restriction or one matching the consumer's searchFilter type, and no organisation code
+/// restriction or one matching its code; a consumer sending no filter sees only unrestricted
+/// slots. Booking applies the same rule to the booking organisation.
+async fn slots_kept_for_some_care_settings_are_offered_to_and_booked_by_them_only(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let open = kept_clinic(&app, &tp, "09:00", "09:15", &[], "").await;
+    let urgent = kept_clinic(&app, &tp, "10:00", "10:15", &["urgent-care"], "").await;
+    let rr8 = kept_clinic(&app, &tp, "11:00", "11:15", &[], "rr8").await;
+    let both = kept_clinic(&app, &tp, "12:00", "12:15", &["urgent-care"], "RR8, A1001").await;
+    assert_eq!(rr8.others_bookable_by.ods, vec!["RR8".to_owned()], "codes kept upper case");
+    assert_eq!(both.others_bookable_by.describe().as_deref(), Some("Only urgent care, and only ODS RR8, A1001"));
+    let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
+    let (from, to) = (format!("ge{}", day(2)), format!("le{}", day(4)));
+    let offered = |filters: &'static [&'static str]| {
+        let (ask, from, to) = (&ask, from.clone(), to.clone());
+        async move {
+            let mut pairs =
+                vec![("start", from.as_str()), ("end", to.as_str()), ("status", "free"), ("_include", "Slot:schedule")];
+            pairs.extend(filters.iter().map(|f| ("searchFilter", *f)));
+            let b = ask.slots(&pairs).await.unwrap();
+            validate_gp_connect(&b);
+            let mut ids: Vec<String> =
+                resources(&b, "Slot").iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let ids = |slots: &[&Slot]| {
+        let mut v: Vec<String> = slots.iter().map(|s| s.id.to_string()).collect();
+        v.sort();
+        v
+    };
+    const URGENT: &str = "https://fhir.nhs.uk/STU3/CodeSystem/GPConnect-OrganisationType-1|urgent-care";
+    const URGENT_OLD_FORM: &str = "https://fhir.nhs.uk/STU3/ValueSet/GPConnect-OrganisationType-1|Urgent Care";
+    const GP: &str = "https://fhir.nhs.uk/STU3/CodeSystem/GPConnect-OrganisationType-1|gp-practice";
+    const RR8: &str = "https://fhir.nhs.uk/Id/ods-organization-code|RR8";
+    const NHS111: &str = "https://fhir.nhs.uk/Id/ods-organization-code|NHS111";
+    // (no search filter): unrestricted slots only.
+    assert_eq!(offered(&[]).await, ids(&[&open]));
+    // Organisation type: unrestricted, and those kept for that type without a code restriction.
+    assert_eq!(offered(&[URGENT]).await, ids(&[&open, &urgent]));
+    assert_eq!(offered(&[URGENT_OLD_FORM]).await, ids(&[&open, &urgent]), "the code system's first form");
+    assert_eq!(offered(&[GP]).await, ids(&[&open]));
+    // Organisation code: unrestricted, and those kept for that code without a type restriction.
+    assert_eq!(offered(&[RR8]).await, ids(&[&open, &rr8]));
+    // Both: each restriction must match.
+    assert_eq!(offered(&[RR8, URGENT]).await, ids(&[&open, &urgent, &rr8, &both]));
+    assert_eq!(offered(&[NHS111, URGENT]).await, ids(&[&open, &urgent]));
+    assert_eq!(offered(&[RR8, GP]).await, ids(&[&open, &rr8]));
+
+    // Booking: the booking organisation (its contained Organization's code and type) must be one
+    // the slot is kept for; otherwise the slot is, to it, not there, and nothing is booked.
+    let found = ask.find(pat.nhs_number.as_str()).await.unwrap();
+    let patient_id = resources(&found, "Patient")[0]["id"].as_str().unwrap().to_owned();
+    let location = tp.practice.id.to_string();
+    let typed = |slot: &Slot, who: Consumer, kind: Option<&str>| {
+        let mut b = booking(slot, &patient_id, &location, who);
+        if let Some(k) = kind {
+            b["contained"][0]["type"] = json!([{ "coding": [{
+                "system": "https://fhir.nhs.uk/STU3/CodeSystem/GPConnect-OrganisationType-1", "code": k }] }]);
+        }
+        b
+    };
+    let other = Ask { app: &app, ods: ask.ods.clone(), who: OTHER };
+    assert_eq!(code(other.book(&typed(&rr8, OTHER, Some("urgent-care"))).await), SpineCode::ReferenceNotFound);
+    assert_eq!(code(ask.book(&typed(&both, UTC, None)).await), SpineCode::ReferenceNotFound, "the type is needed");
+    assert_eq!(code(ask.book(&typed(&both, UTC, Some("gp-practice"))).await), SpineCode::ReferenceNotFound);
+    assert_eq!(code(ask.book(&typed(&urgent, UTC, None)).await), SpineCode::ReferenceNotFound);
+    let book = app.appointment_book(&tp.clinician, fixtures::today() + Duration::days(3), 1).await.unwrap();
+    assert!(book.iter().all(|l| l.booking.is_none()), "no refused booking was made");
+    let made = other.book(&typed(&urgent, OTHER, Some("urgent-care"))).await.unwrap();
+    validate_gp_connect(&made.resource);
+    assert!(ask.book(&typed(&both, UTC, Some("urgent-care"))).await.is_ok());
+    assert!(ask.book(&typed(&rr8, UTC, None)).await.is_ok());
+    assert!(other.book(&typed(&open, OTHER, None)).await.is_ok());
+}
+
+/// The clinic form: a kind of organisation not in the value set, or a code that is not an ODS
+/// code, is refused at its field and no clinic is made; a restriction on a clinic not offered to
+/// other care settings means nothing and is not kept.
+async fn the_clinic_form_checks_whom_slots_are_kept_for(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let day = fixtures::today() + Duration::days(5);
+    let form = |types: Vec<String>, ods: &str, others: bool| NewClinic {
+        clinician: tp.clinician.staff.to_string(),
+        day: day.format("%d").to_string(),
+        month: day.format("%m").to_string(),
+        year: day.format("%Y").to_string(),
+        start: "14:00".into(),
+        end: "14:30".into(),
+        slot_minutes: "15".into(),
+        slot_type: "gp_face_to_face".into(),
+        online_share: "0".into(),
+        others_bookable: others,
+        others_types: types,
+        others_ods: ods.into(),
+        location: "Room 1".into(),
+    };
+    let refused = app.create_clinic(&tp.clinician, &form(vec!["hospital".into()], "", true)).await.unwrap();
+    assert_eq!(refused.unwrap_err()[0].field, "others_types");
+    let refused = app.create_clinic(&tp.clinician, &form(vec![], "RR8, R*8", true)).await.unwrap();
+    let problems = refused.unwrap_err();
+    assert_eq!(problems[0].field, "others_ods");
+    assert!(problems[0].message.contains("R*8"), "{}", problems[0].message);
+    assert!(app.appointment_book(&tp.clinician, day, 1).await.unwrap().is_empty(), "no clinic was made");
+    let (c, _) =
+        app.create_clinic(&tp.clinician, &form(vec!["urgent-care".into()], "RR8", false)).await.unwrap().unwrap();
+    assert!(c.others_bookable_by.is_open(), "not offered to other care settings: nothing to narrow");
+}
+
 both!(
+    slots_kept_for_some_care_settings_are_offered_to_and_booked_by_them_only,
+    the_clinic_form_checks_whom_slots_are_kept_for,
     urgent_care_books_a_slot_offered_to_it_changes_and_cancels_its_booking,
     two_care_settings_booking_one_slot_at_once_leave_exactly_one_booking,
     what_is_not_bookable_or_not_here_is_refused_and_changes_nothing,

@@ -84,6 +84,8 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
         slot_type: "gp_telephone".into(),
         online_share: "0".into(),
         others_bookable: true,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Phone".into(),
     };
     app.create_clinic(&tp.clinician, &kept).await.unwrap().unwrap();

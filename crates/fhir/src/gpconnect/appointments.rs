@@ -12,7 +12,9 @@ use super::request::clean_text;
 use super::structured::{organization_resource, patient_resource};
 use super::{GpcError, SpineCode};
 use crate::ODS_SYSTEM;
-use caldicott_core::appointments::{uk_instant, uk_time, Appointment, BookingOrganisation, Slot, SlotType};
+use caldicott_core::appointments::{
+    uk_instant, uk_time, Appointment, BookingOrganisation, OrganisationType, Slot, SlotType,
+};
 use caldicott_core::patient::Patient;
 use caldicott_core::practice::{OdsCode, Practice};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, Utc};
@@ -394,10 +396,26 @@ fn booking_organisation(o: &Map<String, Value>) -> Result<BookingOrganisation, G
 }
 
 /// `POST [base]/Appointment` from another care setting: a booking, checked, with the booking
-/// organisation the specification requires.
-pub fn read_booking(body: &[u8]) -> Result<(BookingRequest, BookingOrganisation), GpcError> {
+/// organisation the specification requires and, when its contained Organization says, the kind
+/// of organisation it is (`GPConnect-OrganisationType-1`, for slots kept for one kind).
+pub fn read_booking(body: &[u8]) -> Result<(BookingRequest, BookingOrganisation, Option<OrganisationType>), GpcError> {
     let (booking, o) = read_booking_of(body)?;
-    Ok((booking, booking_organisation(&o)?))
+    let org = booking_organisation(&o)?;
+    Ok((booking, org, booking_organisation_type(&o)))
+}
+
+/// The booking organisation's type coding, from either of the specification's system URLs.
+fn booking_organisation_type(o: &Map<String, Value>) -> Option<OrganisationType> {
+    let local =
+        extension(o, BOOKING_ORGANISATION).first()?["valueReference"]["reference"].as_str()?.strip_prefix('#')?;
+    let org =
+        o.get("contained")?.as_array()?.iter().find(|r| r["resourceType"] == "Organization" && r["id"] == local)?;
+    org["type"].as_array()?.iter().flat_map(|t| t["coding"].as_array().into_iter().flatten()).find_map(|c| {
+        match c["system"].as_str()? {
+            ORGANISATION_TYPE_SYSTEM | ORGANISATION_TYPE_VALUE_SET => OrganisationType::parse(c["code"].as_str()?),
+            _ => None,
+        }
+    })
 }
 
 /// `POST [base]/Appointment` from a patient's app (Patient Facing Services): the same booking;
@@ -914,7 +932,7 @@ mod tests {
 
     #[test]
     fn a_booking_is_read_with_its_organisation() {
-        let (b, org) = read_booking(booking().to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let (b, org, _) = read_booking(booking().to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((b.slot.as_str(), b.patient.as_str(), b.location.as_str()), ("abc", "p1", "l1"));
         assert_eq!(org.ods, "RR8");
         assert_eq!(org.telephone.as_deref(), Some("0113 000 0000"));
@@ -1007,7 +1025,7 @@ mod tests {
         let mut v = booking();
         v["comment"] = json!("BP 120\n80, take 1\t2 tablets\u{202E}");
         v["description"] = json!("d".repeat(MAX_DESCRIPTION));
-        let (b, _) = read_booking(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let (b, _, _) = read_booking(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(b.comment.as_deref(), Some("BP 120 80, take 1 2 tablets"), "numbers stay apart");
         assert_eq!(b.description.chars().count(), MAX_DESCRIPTION, "kept whole up to the limit");
     }
@@ -1024,6 +1042,7 @@ mod tests {
             slot_type: SlotType::GpFaceToFace,
             online_bookable: false,
             others_bookable: true,
+            others_bookable_by: Default::default(),
             clinician_name: "Dr A Jones".into(),
             location: "Room 1".into(),
         };

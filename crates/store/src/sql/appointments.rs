@@ -25,8 +25,8 @@ impl AppointmentStore for SqlStore {
         let mut tx = self.begin().await?;
         query(
             "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
-             slot_type, online_bookable, location, others_bookable, online_share) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             slot_type, online_bookable, location, others_bookable, online_share, others_types, others_ods) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(practice.as_uuid())
         .bind(c.id.as_uuid())
@@ -41,12 +41,14 @@ impl AppointmentStore for SqlStore {
         .bind(&c.location)
         .bind(c.others_bookable)
         .bind(i32::from(c.online_share))
+        .bind(c.others_bookable_by.columns().0)
+        .bind(c.others_bookable_by.columns().1)
         .execute(&mut tx)
         .await?;
         for s in slots {
             query(
                 "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location, \
-                 others_bookable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 others_bookable, others_types, others_ods) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(practice.as_uuid())
             .bind(s.id.as_uuid())
@@ -58,6 +60,8 @@ impl AppointmentStore for SqlStore {
             .bind(&s.clinician_name)
             .bind(&s.location)
             .bind(s.others_bookable)
+            .bind(s.others_bookable_by.columns().0)
+            .bind(s.others_bookable_by.columns().1)
             .execute(&mut tx)
             .await?;
         }

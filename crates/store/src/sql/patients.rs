@@ -2,6 +2,7 @@
 
 use super::*;
 use async_trait::async_trait;
+use caldicott_core::gpconnect::SharingDissent;
 
 #[async_trait]
 impl PatientStore for SqlStore {
@@ -234,5 +235,61 @@ impl PatientStore for SqlStore {
             "SELECT {PROXY_COLUMNS} FROM proxy_link WHERE practice_id = $1 AND patient_id = $2 ORDER BY granted_on"
         );
         self.rows_by(&sql, practice, patient.as_uuid(), rows::proxy).await
+    }
+
+    async fn gp_connect_dissent(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> StoreResult<Option<SharingDissent>> {
+        self.row_by(
+            "SELECT recorded_at, recorded_by, reason FROM gp_connect_dissent WHERE practice_id = $1 AND patient_id = $2",
+            practice,
+            patient.as_uuid(),
+            |r| {
+                Ok(SharingDissent {
+                    recorded_at: r.time("recorded_at")?,
+                    recorded_by: r.text("recorded_by")?,
+                    reason: r.text("reason")?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn set_gp_connect_dissent(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        dissent: Option<&SharingDissent>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // The patient must be this practice's: no row is written for anyone else.
+        query("SELECT id FROM patient WHERE practice_id = $1 AND id = $2")
+            .bind(practice.as_uuid())
+            .bind(patient.as_uuid())
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or(StoreError::NotFound("patient"))?;
+        query("DELETE FROM gp_connect_dissent WHERE practice_id = $1 AND patient_id = $2")
+            .bind(practice.as_uuid())
+            .bind(patient.as_uuid())
+            .execute(&mut tx)
+            .await?;
+        if let Some(d) = dissent {
+            query(
+                "INSERT INTO gp_connect_dissent (practice_id, patient_id, recorded_at, recorded_by, reason) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(practice.as_uuid())
+            .bind(patient.as_uuid())
+            .bind(d.recorded_at)
+            .bind(&d.recorded_by)
+            .bind(&d.reason)
+            .execute(&mut tx)
+            .await?;
+        }
+        Self::commit_audited(tx, practice, &[audit]).await
     }
 }

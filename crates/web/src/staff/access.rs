@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<App> {
     Router::new()
         .route("/patients/{nhs_number}/access", get(access_page).post(change_access))
         .route("/patients/{nhs_number}/enhanced-review", post(enhanced_review))
+        .route("/patients/{nhs_number}/gp-connect-sharing", post(change_sharing))
 }
 
 pub struct GrantRow {
@@ -54,6 +55,8 @@ struct AccessPage {
     grants: Vec<GrantRow>,
     levels: Vec<(&'static str, &'static str)>,
     opted_out: bool,
+    /// The patient's dissent from GP Connect sharing, in words, when one stands.
+    dissent: Option<String>,
     action: String,
     csrf: String,
     errors: Vec<FieldError>,
@@ -87,6 +90,11 @@ pub(crate) struct AccessForm {
     whole_confirm: String,
     #[serde(default)]
     confirmed: String,
+    /// GP Connect sharing: "yes" to record the patient's dissent, "no" to take it away.
+    #[serde(default)]
+    dissent: String,
+    #[serde(default)]
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +174,14 @@ async fn access_form(
             .map(|l| (l.as_str(), l.display()))
             .collect(),
             opted_out: rec.access_settings.opted_out,
+            dissent: rec.gp_connect_dissent.as_ref().map(|d| {
+                format!(
+                    "Recorded on {} by {}: \u{201c}{}\u{201d}",
+                    long_date(caldicott_core::uk::uk_date(d.recorded_at)),
+                    d.recorded_by,
+                    d.reason
+                )
+            }),
             action: format!("/patients/{}/access", rec.patient.nhs_number.as_str()),
             csrf: me.csrf_token.clone(),
             errors,
@@ -275,6 +291,36 @@ async fn change_access(
         Ok(_) => Ok(to_patient(&me, &nhs, "/access")),
         Err(AppError::BadRequest(m)) => {
             access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }], f).await
+        }
+        Err(e) => Err(PageError::new(&me, e)),
+    }
+}
+
+/// Records the patient's dissent from sharing through GP Connect, or takes it away.
+async fn change_sharing(
+    State(app): State<App>,
+    me: Portal,
+    Path(nhs): Path<String>,
+    form: Result<Form<AccessForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let me = me.0;
+    let f = checked(&me, form).ok_or_else(PageError::form_expired)?;
+    if !may_change_access(me.who.role) {
+        return Err(PageError::new(
+            &me,
+            AppError::Forbidden("only clinicians and practice managers change a patient's sharing".into()),
+        ));
+    }
+    let dissent = match f.dissent.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => return Err(PageError::new(&me, AppError::BadRequest("Choose to record or take away the dissent".into()))),
+    };
+    match app.set_gp_connect_dissent(&me.who, &nhs, dissent, &f.reason).await {
+        Ok(_) => Ok(to_patient(&me, &nhs, "/access")),
+        Err(AppError::BadRequest(m)) => {
+            let form = AccessForm { reason: f.reason.clone(), ..AccessForm::default() };
+            access_form(&app, &me, &nhs, vec![FieldError { field: "reason", message: m }], form).await
         }
         Err(e) => Err(PageError::new(&me, e)),
     }

@@ -13,6 +13,7 @@ use caldicott_app::access_panel::{AccessChange, EffectiveAccess, OnlineChange, O
 use caldicott_app::redaction::EnhancedReviewCode;
 use caldicott_app::{App, AppError};
 use caldicott_core::access::{AccessLevel, RecordFrom};
+use caldicott_core::gpconnect::SharingDissent;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
@@ -20,6 +21,39 @@ pub(super) fn routes() -> Router<App> {
     Router::new()
         .route("/patients/{nhs_number}/access", post(api_access))
         .route("/patients/{nhs_number}/enhanced-review", post(api_enhanced_review))
+        .route("/patients/{nhs_number}/gp-connect-sharing", post(api_set_sharing))
+}
+
+/// `POST /api/v1/patients/{nhs}/gp-connect-sharing`: record the patient's dissent from sharing
+/// their record through GP Connect (`"dissent": true` with a `reason`), or take it away. The
+/// record (`GET …/record`) carries it as `gp_connect_dissent`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharingRequest {
+    dissent: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+fn sharing_json(d: Option<&SharingDissent>) -> serde_json::Value {
+    serde_json::json!({
+        "dissent": d.is_some(),
+        "shared_through_gp_connect": d.is_none(),
+        "recorded_at": d.map(|d| d.recorded_at),
+        "recorded_by": d.map(|d| d.recorded_by.clone()),
+        "reason": d.map(|d| d.reason.clone()),
+    })
+}
+
+async fn api_set_sharing(
+    State(app): State<App>,
+    Staff(who): Staff,
+    Path(nhs): Path<String>,
+    body: Result<axum::Json<SharingRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, WebError> {
+    let axum::Json(r) = body.map_err(|e| AppError::BadRequest(format!("the body is not a valid request: {e}")))?;
+    let held = app.set_gp_connect_dissent(&who, &nhs, r.dissent, &r.reason).await?;
+    Ok(axum::Json(sharing_json(held.as_ref())).into_response())
 }
 
 /// `POST /api/v1/patients/{nhs}/access`: a change to the patient's online access settings.

@@ -18,13 +18,13 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Reply {
-    status: StatusCode,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
     headers: axum::http::HeaderMap,
-    json: Value,
+    pub(crate) json: Value,
 }
 
-fn jwt(ods: &str, scope: &str) -> String {
+pub(crate) fn jwt(ods: &str, scope: &str) -> String {
     jwt_at(&service_root(ods), scope)
 }
 
@@ -49,7 +49,7 @@ fn jwt_at(root: &str, scope: &str) -> String {
 }
 
 /// A request as the Spine delivers it, with `change` applied to its headers.
-fn spine_request(
+pub(crate) fn spine_request(
     method: &str,
     path: &str,
     interaction: &str,
@@ -72,7 +72,7 @@ fn spine_request(
     req
 }
 
-async fn send(router: axum::Router, req: Request<Body>) -> Reply {
+pub(crate) async fn send(router: axum::Router, req: Request<Body>) -> Reply {
     let res = router.oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
@@ -81,7 +81,7 @@ async fn send(router: axum::Router, req: Request<Body>) -> Reply {
     Reply { status, headers, json }
 }
 
-fn parameters(nhs: &str) -> Vec<u8> {
+pub(crate) fn parameters(nhs: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"resourceType": "Parameters", "parameter": [
         {"name": "patientNHSNumber", "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}},
         {"name": "includeAllergies", "part": [{"name": "includeResolvedAllergies", "valueBoolean": true}]},
@@ -91,7 +91,7 @@ fn parameters(nhs: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn spine_code(r: &Reply) -> &str {
+pub(crate) fn spine_code(r: &Reply) -> &str {
     r.json["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or_default()
 }
 
@@ -333,6 +333,8 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
         slot_type: "gp_telephone".into(),
         online_share: "0".into(),
         others_bookable: true,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Phone".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();

@@ -666,6 +666,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         slot_type: "gp_telephone".into(),
         online_share: "100".into(),
         others_bookable: false,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Phone".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
@@ -943,6 +945,12 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                     last_body = r.body;
                     r.status
                 }
+                ("POST", true) if uri.ends_with("/gp-connect-sharing") => {
+                    let body = serde_json::json!({ "dissent": true, "reason": "Permission test" });
+                    let r = post_json(&app, &uri, token, &body).await;
+                    last_body = r.body;
+                    r.status
+                }
                 ("POST", true) if uri.contains("/appointments") || uri.contains("/slots/") => {
                     // Each appointment route reads its own fields: book the free slot for the
                     // patient, record a did-not-attend, take the slot off the online list.
@@ -980,6 +988,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("_csrf", token_csrf.as_str()),
                         ("change", "reset"),
                         ("reason", "other"),
+                        ("dissent", "yes"),
                         ("note", "Permission test"),
                         ("code", "104"),
                         ("switch_on_day", "31"),
@@ -1964,7 +1973,74 @@ async fn an_open_page_neither_keeps_a_session_alive_nor_loses_it_without_warning
     assert!(page.body.contains("You were signed out because nothing was done for 30 minutes"));
 }
 
+/// A patient tells the practice they do not want other care settings to see their GP record: a
+/// clinician records it on the access page, GP Connect refuses (`NO_PATIENT_CONSENT`, 403, the
+/// Structured and Access Document error tables), and a practice manager takes it away through
+/// the API.
+async fn a_clinician_records_a_patients_dissent_and_the_spine_is_refused(t: &TestStore) {
+    use crate::gp_connect::{jwt, parameters, send, spine_code, spine_request};
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let op = format!("{}/Patient/$gpc.getstructuredrecord", caldicott_app::gp_connect::service_root(&ods));
+    let structured = || {
+        let req = spine_request(
+            "POST",
+            &op,
+            caldicott_fhir::gpconnect::STRUCTURED_INTERACTION,
+            &jwt(&ods, "patient/*.read"),
+            parameters(&nhs),
+            |_| {},
+        );
+        send(caldicott_web::spine_router(app.clone()), req)
+    };
+    assert_eq!(structured().await.status, StatusCode::OK);
+
+    let mut b = Browser::new(&app);
+    sign_in(&mut b, &ods, "clinician").await;
+    let access = format!("/patients/{nhs}/access");
+    let page = b.get(&access).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Sharing with other care settings (GP Connect)"));
+    let token = csrf(&page.body);
+    let sharing = format!("/patients/{nhs}/gp-connect-sharing");
+    // No reason: the page again with the error at the field; nothing recorded.
+    let r = b.post(&sharing, &[("_csrf", &token), ("dissent", "yes"), ("reason", "  ")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("<title>Error: "), "a page with errors says so in its title");
+    assert!(r.body.contains("say why"), "{}", r.body);
+    assert_eq!(structured().await.status, StatusCode::OK, "nothing was recorded");
+    let said = "Told reception she does not want hospitals to see her GP record";
+    let r = b.post(&sharing, &[("_csrf", &token), ("dissent", "yes"), ("reason", said)]).await;
+    assert!(r.status.is_redirection(), "{}: {}", r.status, r.body);
+    let page = b.get(&access).await;
+    assert!(page.body.contains("The patient has dissented from sharing their record"));
+    assert!(page.body.contains(said));
+
+    let refused = structured().await;
+    assert_eq!((refused.status, spine_code(&refused)), (StatusCode::FORBIDDEN, "NO_PATIENT_CONSENT"));
+    assert!(!refused.json.to_string().contains("hospitals"), "the reason stays at the practice");
+
+    // The record API carries it; a receptionist may not change it; a manager takes it away.
+    let rec = get(&app, &format!("/api/v1/patients/{nhs}/record"), Some(&tp.clinician_token)).await;
+    assert_eq!(rec.json()["gp_connect_dissent"]["reason"], said);
+    let api = format!("/api/v1/patients/{nhs}/gp-connect-sharing");
+    let denied = serde_json::json!({ "dissent": false });
+    assert_eq!(post_json(&app, &api, &tp.receptionist_token, &denied).await.status, StatusCode::FORBIDDEN);
+    let bad = post_json(&app, &api, &tp.manager_token, &serde_json::json!({ "dissent": "no" })).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(structured().await.status, StatusCode::FORBIDDEN, "still refused");
+    let r = post_json(&app, &api, &tp.manager_token, &denied).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["dissent"], false);
+    assert_eq!(r.json()["shared_through_gp_connect"], true);
+    assert_eq!(structured().await.status, StatusCode::OK, "shared again");
+}
+
 both!(
+    a_clinician_records_a_patients_dissent_and_the_spine_is_refused,
     an_open_page_neither_keeps_a_session_alive_nor_loses_it_without_warning,
     who_viewed_my_record_shows_uk_time,
     staff_previewing_as_a_proxy_see_which_person_by_name,
@@ -2874,6 +2950,7 @@ async fn online_capacity_is_kept_and_reported_through_the_pages(t: &TestStore) {
         slot_type: SlotType::GpFaceToFace,
         online_share: 100,
         others_bookable: false,
+        others_bookable_by: Default::default(),
         location: "Room 1".into(),
     };
     let past_slots = past.slots(|| SlotId::from_uuid(caldicott_app::new_id())).unwrap();
@@ -3286,6 +3363,23 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     let book = staff.get(location(&ok)).await;
     assert!(book.body.contains("Clinic added with 2 slots."), "{}", book.body);
     assert!(book.body.contains("nhsuk-tag--blue\">Other care settings"));
+    // Kept for urgent care and one organisation (GP Connect slot availability management): a
+    // code that is not an ODS code is refused at its field; then the book says whom for.
+    let mut narrowed = kept.clone();
+    narrowed[5] = ("start", "14:00");
+    narrowed[6] = ("end", "14:15");
+    narrowed.push(("others_urgent_care", "yes"));
+    narrowed.push(("others_ods", "RR8; DROP"));
+    let bad = staff.post("/appointments/clinics", &narrowed).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("is not an ODS code"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"RR8; DROP\""), "what was typed is kept");
+    narrowed.pop();
+    narrowed.push(("others_ods", "rr8"));
+    let ok = staff.post("/appointments/clinics", &narrowed).await;
+    let book = staff.get(location(&ok)).await;
+    assert!(book.body.contains("Clinic added with 1 slot."), "{}", book.body);
+    assert!(book.body.contains("Only urgent care, and only ODS RR8"), "{}", book.body);
 
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let mut p = Browser::new(&app);
@@ -3420,6 +3514,8 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         slot_type: "gp_face_to_face".into(),
         online_share: "100".into(),
         others_bookable: false,
+        others_types: Vec::new(),
+        others_ods: String::new(),
         location: "Room 1".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
