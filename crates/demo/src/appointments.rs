@@ -140,9 +140,14 @@ pub async fn seed_appointments(
                 slot_minutes: minutes.to_string(),
                 slot_type: slot_type.as_str().into(),
                 online_share: online_share.to_string(),
-                // GPs' face-to-face sessions are also offered to NHS 111 and urgent care.
+                // GPs' face-to-face sessions are also offered to other care settings; on Fridays
+                // they are kept for NHS 111 and urgent care, before the weekend.
                 others_bookable: slot_type == SlotType::GpFaceToFace,
-                others_types: Vec::new(),
+                others_types: if day.weekday() == Weekday::Fri {
+                    vec![OrganisationType::UrgentCare.code().to_owned()]
+                } else {
+                    Vec::new()
+                },
                 others_ods: String::new(),
                 location: if slot_type == SlotType::NurseFaceToFace { "Treatment room" } else { "Consulting room" }
                     .into(),

@@ -82,5 +82,11 @@ pub trait FhirStore: Send + Sync + 'static {
         assertion: &AssertionUse,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
-    async fn system_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<SystemToken>>;
+    /// An integration's access token with the integration it stands on, in one read: what every
+    /// request of a practice integration checks (the token current, the integration on).
+    async fn system_caller(
+        &self,
+        practice: PracticeId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(SystemToken, Integration)>>;
 }

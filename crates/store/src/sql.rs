@@ -40,7 +40,7 @@ pub(crate) mod citus;
 mod connect;
 mod credentials;
 mod documents;
-mod fhir;
+pub(crate) mod fhir;
 mod governance;
 mod inbound;
 mod outbox;
@@ -156,6 +156,13 @@ pub(crate) const TOKEN_AND_STAFF: &str =
     "SELECT t.staff_id, t.label, t.secret_hash, t.created_at AS token_created_at, t.expires_at, t.revoked_at, s.* \
      FROM api_token t JOIN staff s ON s.practice_id = t.practice_id AND s.id = t.staff_id \
      WHERE t.practice_id = $1 AND t.id = $2";
+
+/// An integration's access token with the integration it stands on: the one read that tells
+/// who a practice integration's request is from.
+pub(crate) const SYSTEM_TOKEN_AND_INTEGRATION: &str =
+    "SELECT t.token_hash, t.integration_id, t.scopes AS token_scopes, t.issued_at, t.expires_at, i.* \
+     FROM fhir_system_token t JOIN fhir_integration i ON i.practice_id = t.practice_id AND i.id = t.integration_id \
+     WHERE t.practice_id = $1 AND t.token_hash = $2";
 
 /// The patient row joined with its registrations, oldest first.
 pub(crate) const PATIENT_BY_ID: &str = patient_sql!("WHERE p.practice_id = $1 AND p.id = $2 ORDER BY r.position");
@@ -880,6 +887,23 @@ impl SqlStore {
             return Ok(None);
         };
         Ok(Some((rows::token(practice, id, &r)?, rows::staff(practice, &r)?)))
+    }
+
+    pub(crate) async fn hot_system_caller(
+        &self,
+        practice: PracticeId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(crate::fhir::SystemToken, crate::fhir::Integration)>> {
+        if let Some(fast) = &self.fast {
+            return fast.system_caller(practice, hash);
+        }
+        query(SYSTEM_TOKEN_AND_INTEGRATION)
+            .bind(practice.as_uuid())
+            .bind(hash.to_vec())
+            .fetch_optional(self.read())
+            .await?
+            .map(|r| fhir::system_caller_row(&r))
+            .transpose()
     }
 
     async fn hot_patient(&self, practice: PracticeId, key: PatientKey<'_>) -> StoreResult<Option<Patient>> {

@@ -3,13 +3,16 @@
 //! sqlx runs each SQLite connection on a thread of its own and hands every query and every row
 //! across to it, which costs more than the query itself for the short, indexed look-ups every
 //! request makes (see BENCHMARKS.md). These reads run instead on a small pool of rusqlite
-//! connections to the same file, on the calling task: a token, a practice, a patient, their
-//! access facts and a page of entries, each a few rows found by index. They use the same SQL
+//! connections to the same file, on the calling task: a token (a member of staff's, or a practice
+//! integration's with its integration), a practice, a patient, their access facts and a page of
+//! entries, each a few rows found by index. They use the same SQL
 //! text as the PostgreSQL path and the same row mapping (`rows`). Writes, and any long read,
 //! still go through sqlx.
 
 use crate::rows;
-use crate::sql::{entries_sql, PatientKey, ACCESS_FACTS, PRACTICE_BY_ID, TOKEN_AND_STAFF};
+use crate::sql::{
+    entries_sql, PatientKey, ACCESS_FACTS, PRACTICE_BY_ID, SYSTEM_TOKEN_AND_INTEGRATION, TOKEN_AND_STAFF,
+};
 use crate::{AccessFacts, EntryQuery, StoreError, StoreResult};
 use caldicott_core::entry::Entry;
 use caldicott_core::ids::*;
@@ -46,6 +49,7 @@ enum Param<'a> {
     Date(NaiveDate),
     Time(DateTime<Utc>),
     Int(i64),
+    Bytes(&'a [u8]),
 }
 
 impl ToSql for Param<'_> {
@@ -56,6 +60,7 @@ impl ToSql for Param<'_> {
             Param::Date(d) => ToSqlOutput::Owned(Value::Text(d.format("%F").to_string())),
             Param::Time(t) => ToSqlOutput::Owned(Value::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, false))),
             Param::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+            Param::Bytes(b) => ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(b)),
         })
     }
 }
@@ -146,6 +151,15 @@ impl FastReads {
             Ok((rows::token(practice, id, r)?, rows::staff(practice, r)?))
         })?;
         Ok(found.into_iter().next())
+    }
+
+    pub(crate) fn system_caller(
+        &self,
+        practice: PracticeId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(crate::fhir::SystemToken, crate::fhir::Integration)>> {
+        let params = [Param::Uuid(practice.as_uuid()), Param::Bytes(hash)];
+        Ok(self.rows(SYSTEM_TOKEN_AND_INTEGRATION, &params, |r| crate::sql::fhir::system_caller_row(r))?.pop())
     }
 
     pub(crate) fn patient(&self, practice: PracticeId, key: PatientKey<'_>) -> StoreResult<Option<Patient>> {

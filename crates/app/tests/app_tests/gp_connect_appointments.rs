@@ -477,21 +477,10 @@ async fn kept_clinic(
     types: &[&str],
     ods: &str,
 ) -> Slot {
-    let day = fixtures::today() + Duration::days(3);
     let f = NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: start.into(),
-        end: end.into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: "0".into(),
-        others_bookable: true,
         others_types: types.iter().map(|t| (*t).to_owned()).collect(),
         others_ods: ods.into(),
-        location: "Room 1".into(),
+        ..fixtures::clinic_form(tp, fixtures::today() + Duration::days(3), (start, end), 15, "0")
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
     assert_eq!(n, 1);
@@ -590,19 +579,10 @@ async fn the_clinic_form_checks_whom_slots_are_kept_for(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let day = fixtures::today() + Duration::days(5);
     let form = |types: Vec<String>, ods: &str, others: bool| NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: "14:00".into(),
-        end: "14:30".into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: "0".into(),
         others_bookable: others,
         others_types: types,
         others_ods: ods.into(),
-        location: "Room 1".into(),
+        ..fixtures::clinic_form(&tp, day, ("14:00", "14:30"), 15, "0")
     };
     let refused = app.create_clinic(&tp.clinician, &form(vec!["hospital".into()], "", true)).await.unwrap();
     assert_eq!(refused.unwrap_err()[0].field, "others_types");

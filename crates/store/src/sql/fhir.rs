@@ -25,14 +25,16 @@ fn token_row(r: &impl Cols) -> StoreResult<FhirToken> {
     })
 }
 
-fn system_token_row(r: &impl Cols) -> StoreResult<SystemToken> {
-    Ok(SystemToken {
+/// An integration's access token and its integration, as `SYSTEM_TOKEN_AND_INTEGRATION` reads them.
+pub(crate) fn system_caller_row(r: &impl Cols) -> StoreResult<(SystemToken, Integration)> {
+    let token = SystemToken {
         hash: hash_of(r)?,
         integration: IntegrationId::from_uuid(r.uuid("integration_id")?),
-        scopes: r.text("scopes")?,
+        scopes: r.text("token_scopes")?,
         issued_at: r.time("issued_at")?,
         expires_at: r.time("expires_at")?,
-    })
+    };
+    Ok((token, integration_row(r)?))
 }
 
 fn integration_row(r: &impl Cols) -> StoreResult<Integration> {
@@ -194,13 +196,11 @@ impl FhirStore for SqlStore {
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
-    async fn system_token(&self, practice: PracticeId, hash: &[u8; 32]) -> StoreResult<Option<SystemToken>> {
-        self.row_by(
-            "SELECT * FROM fhir_system_token WHERE practice_id = $1 AND token_hash = $2",
-            practice,
-            hash.to_vec(),
-            system_token_row,
-        )
-        .await
+    async fn system_caller(
+        &self,
+        practice: PracticeId,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(SystemToken, Integration)>> {
+        self.hot_system_caller(practice, hash).await
     }
 }

@@ -287,12 +287,25 @@ async fn change_access(
             Err(e) => Err(PageError::new(&me, e)),
         };
     }
-    match app.change_access(&me.who, &nhs, &change).await {
-        Ok(_) => Ok(to_patient(&me, &nhs, "/access")),
-        Err(AppError::BadRequest(m)) => {
-            access_form(&app, &me, &nhs, vec![FieldError { field: "from_day", message: m }], f).await
+    let done = app.change_access(&me.who, &nhs, &change).await;
+    back_or_again(&app, &me, &nhs, done, "from_day", f).await
+}
+
+/// After a change: back to the access page, or the page again with the refusal at `field`.
+async fn back_or_again<T>(
+    app: &App,
+    me: &SignedIn,
+    nhs: &str,
+    done: Result<T, AppError>,
+    field: &'static str,
+    form: AccessForm,
+) -> Result<Response, PageError> {
+    match done {
+        Ok(_) => Ok(to_patient(me, nhs, "/access")),
+        Err(AppError::BadRequest(message)) => {
+            access_form(app, me, nhs, vec![FieldError { field, message }], form).await
         }
-        Err(e) => Err(PageError::new(&me, e)),
+        Err(e) => Err(PageError::new(me, e)),
     }
 }
 
@@ -316,14 +329,9 @@ async fn change_sharing(
         "no" => false,
         _ => return Err(PageError::new(&me, AppError::BadRequest("Choose to record or take away the dissent".into()))),
     };
-    match app.set_gp_connect_dissent(&me.who, &nhs, dissent, &f.reason).await {
-        Ok(_) => Ok(to_patient(&me, &nhs, "/access")),
-        Err(AppError::BadRequest(m)) => {
-            let form = AccessForm { reason: f.reason.clone(), ..AccessForm::default() };
-            access_form(&app, &me, &nhs, vec![FieldError { field: "reason", message: m }], form).await
-        }
-        Err(e) => Err(PageError::new(&me, e)),
-    }
+    let done = app.set_gp_connect_dissent(&me.who, &nhs, dissent, &f.reason).await;
+    let form = AccessForm { reason: f.reason.clone(), ..AccessForm::default() };
+    back_or_again(&app, &me, &nhs, done, "reason", form).await
 }
 
 async fn enhanced_review(

@@ -346,17 +346,13 @@ impl App {
         let bearer = bearer.trim();
         if let Some(rest) = bearer.strip_prefix(SYSTEM_PREFIX) {
             let practice = practice_of(rest).filter(|_| rest.len() > 32).ok_or_else(refused)?;
-            let token = self.store.system_token(practice, &sha256(&rest[32..])).await?.ok_or_else(refused)?;
-            if token.expires_at <= self.now() {
+            // The token and the integration it stands on, in one read: a token of an integration
+            // turned off since is refused on its next request.
+            let (token, integration) =
+                self.store.system_caller(practice, &sha256(&rest[32..])).await?.ok_or_else(refused)?;
+            if token.expires_at <= self.now() || !integration.active {
                 return Err(refused());
             }
-            let integration = self
-                .store
-                .integrations(practice)
-                .await?
-                .into_iter()
-                .find(|i| i.id == token.integration && i.active)
-                .ok_or_else(refused)?;
             let scopes = Scopes::stored(ScopeContext::System, &token.scopes);
             return Ok(FhirCaller::System(Box::new(SystemCaller { practice, integration, scopes })));
         }
