@@ -473,7 +473,8 @@ impl App {
             return Ok(held);
         }
         let new = dissent.then(|| SharingDissent {
-            recorded_at: self.now(),
+            // To the microsecond, as PostgreSQL keeps it: what is answered is what is held.
+            recorded_at: chrono::SubsecRound::trunc_subsecs(self.now(), 6),
             recorded_by: who.name.clone(),
             reason: reason.clone(),
         });
