@@ -334,7 +334,12 @@ impl SqlStore {
         for c in candidates {
             let id = c.uuid("id")?;
             // One statement claims it and reads it back; a message another worker claimed first
-            // is not changed and comes back as nothing.
+            // is not changed and comes back as nothing. It runs in a transaction of its own: a
+            // worker stopped mid-claim (its task dropped) then leaves a rollback, not a
+            // half-finished statement holding the row's lock on a pooled connection (on
+            // PostgreSQL an interrupted statement stays an open implicit transaction, and every
+            // later write of the message would wait on it).
+            let mut tx = self.begin().await?;
             let won = query(
                 "UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1, tries = tries + 1 \
                  WHERE practice_id = $2 AND id = $3 AND next_attempt_at <= $4 \
@@ -344,8 +349,9 @@ impl SqlStore {
             .bind(practice)
             .bind(id)
             .bind(now)
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut tx)
             .await?;
+            tx.commit().await?;
             if let Some(row) = won {
                 claimed.push((PracticeId::from_uuid(practice), rows::message(&row)?));
             }
