@@ -74,13 +74,15 @@ pub trait PatientStore: Send + Sync {
         practice: PracticeId,
         patient: PatientId,
     ) -> StoreResult<Option<caldicott_core::gpconnect::SharingDissent>>;
-    /// Records the patient's dissent (in place of one held) or, given `None`, takes it away, with
-    /// its audit event in the same transaction.
+    /// Records the patient's dissent when none stands or, given `None`, takes the one standing
+    /// away, with its audit event in the same transaction. `false`, and nothing written (the
+    /// audit event neither), when there was nothing to change: of two requests at once, one
+    /// records it.
     async fn set_gp_connect_dissent(
         &self,
         practice: PracticeId,
         patient: PatientId,
         dissent: Option<&caldicott_core::gpconnect::SharingDissent>,
         audit: &AuditRecord,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
 }

@@ -468,10 +468,6 @@ impl App {
             return Err(AppError::BadRequest("the reason can be at most 1,000 characters".into()));
         }
         let patient = self.patient_here(who, nhs).await?;
-        let held = self.store.gp_connect_dissent(who.practice, patient.id).await?;
-        if held.is_some() == dissent {
-            return Ok(held);
-        }
         let new = dissent.then(|| SharingDissent {
             // To the microsecond, as PostgreSQL keeps it: what is answered is what is held.
             recorded_at: chrono::SubsecRound::trunc_subsecs(self.now(), 6),
@@ -491,8 +487,11 @@ impl App {
             Outcome::Success,
             detail,
         );
-        self.store.set_gp_connect_dissent(who.practice, patient.id, new.as_ref(), &audit).await?;
-        Ok(new)
+        if self.store.set_gp_connect_dissent(who.practice, patient.id, new.as_ref(), &audit).await? {
+            return Ok(new);
+        }
+        // Already so (also when another request made it so at the same moment): what stands.
+        Ok(self.store.gp_connect_dissent(who.practice, patient.id).await?)
     }
 
     /// The audit event of a GP Connect request about a patient: the requesting organisation (the

@@ -668,7 +668,39 @@ async fn a_patient_who_dissents_is_refused_on_every_record_interface_until_the_p
     assert!(changes[1].detail.contains("taken away: asked to share again"));
 }
 
+/// Dissent is recorded once and taken away once, also when a clinician and a practice manager
+/// press the button at the same moment: every request answers with the one record that stands,
+/// and the audit log has one event for each change, not one per request.
+async fn dissent_recorded_from_parallel_requests_is_recorded_once(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let nhs = pat.nhs_number.as_str().to_owned();
+    let manager = caldicott_app::auth::authenticate(&app, &tp.manager_token).await.unwrap();
+    let changes = || async {
+        let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+        events.iter().filter(|e| e.action == "access.gp_connect_dissent").count()
+    };
+    for (dissent, expected) in [(true, 1), (false, 2)] {
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (app, who, nhs) =
+                (app.clone(), if i % 2 == 0 { tp.clinician.clone() } else { manager.clone() }, nhs.clone());
+            calls.spawn(async move { app.set_gp_connect_dissent(&who, &nhs, dissent, &format!("request {i}")).await });
+        }
+        let mut answers = Vec::new();
+        while let Some(r) = calls.join_next().await {
+            answers.push(r.unwrap().unwrap());
+        }
+        answers.dedup();
+        assert_eq!(answers.len(), 1, "every request answers with what stands: {answers:?}");
+        assert_eq!(answers[0].is_some(), dissent);
+        assert_eq!(changes().await, expected, "one audited change, not one per request");
+    }
+}
+
 both!(
+    dissent_recorded_from_parallel_requests_is_recorded_once,
     a_patient_who_dissents_is_refused_on_every_record_interface_until_the_practice_takes_it_away,
     the_practices_documents_are_found_listed_and_retrieved_as_they_may_leave_it,
     hidden_online_goes_with_nopat_private_and_safeguarding_stay_at_the_practice,

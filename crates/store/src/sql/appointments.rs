@@ -22,6 +22,7 @@ impl AppointmentStore for SqlStore {
         slots: &[Slot],
         audit: &AuditRecord,
     ) -> StoreResult<()> {
+        let (types, ods) = c.others_bookable_by.columns();
         let mut tx = self.begin().await?;
         query(
             "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
@@ -41,8 +42,8 @@ impl AppointmentStore for SqlStore {
         .bind(&c.location)
         .bind(c.others_bookable)
         .bind(i32::from(c.online_share))
-        .bind(c.others_bookable_by.columns().0)
-        .bind(c.others_bookable_by.columns().1)
+        .bind(&types)
+        .bind(&ods)
         .execute(&mut tx)
         .await?;
         for s in slots {
@@ -60,8 +61,9 @@ impl AppointmentStore for SqlStore {
             .bind(&s.clinician_name)
             .bind(&s.location)
             .bind(s.others_bookable)
-            .bind(s.others_bookable_by.columns().0)
-            .bind(s.others_bookable_by.columns().1)
+            // A slot carries its clinic's.
+            .bind(&types)
+            .bind(&ods)
             .execute(&mut tx)
             .await?;
         }

@@ -263,7 +263,7 @@ impl PatientStore for SqlStore {
         patient: PatientId,
         dissent: Option<&SharingDissent>,
         audit: &AuditRecord,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         // The patient must be this practice's: no row is written for anyone else.
         query("SELECT id FROM patient WHERE practice_id = $1 AND id = $2")
@@ -272,24 +272,28 @@ impl PatientStore for SqlStore {
             .fetch_optional(&mut tx)
             .await?
             .ok_or(StoreError::NotFound("patient"))?;
-        query("DELETE FROM gp_connect_dissent WHERE practice_id = $1 AND patient_id = $2")
-            .bind(practice.as_uuid())
-            .bind(patient.as_uuid())
-            .execute(&mut tx)
-            .await?;
-        if let Some(d) = dissent {
-            query(
+        let changed = match dissent {
+            Some(d) => query(
                 "INSERT INTO gp_connect_dissent (practice_id, patient_id, recorded_at, recorded_by, reason) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (practice_id, patient_id) DO NOTHING",
             )
             .bind(practice.as_uuid())
             .bind(patient.as_uuid())
             .bind(d.recorded_at)
             .bind(&d.recorded_by)
-            .bind(&d.reason)
-            .execute(&mut tx)
-            .await?;
+            .bind(&d.reason),
+            None => query("DELETE FROM gp_connect_dissent WHERE practice_id = $1 AND patient_id = $2")
+                .bind(practice.as_uuid())
+                .bind(patient.as_uuid()),
         }
-        Self::commit_audited(tx, practice, &[audit]).await
+        .execute(&mut tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            // Already so: the transaction is dropped, and nothing is audited.
+            return Ok(false);
+        }
+        Self::commit_audited(tx, practice, &[audit]).await?;
+        Ok(true)
     }
 }
