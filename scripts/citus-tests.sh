@@ -42,6 +42,20 @@ if [ -z "${CALDICOTT_TEST_CITUS:-}" ]; then
     trap '"$CITUS_SH" stop "$DIR"' EXIT
   fi
   drop_runs
+  # A shard move runs as Citus background tasks on the coordinator, each a background worker, and
+  # every database that has used Citus since the server started holds one more (its maintenance
+  # daemon): a developer's cluster with a few databases of its own has none left at PostgreSQL's
+  # default of 8, and the rebalance then never starts. Each server gets 32, restarted once for it
+  # (which also lets go of the daemons of databases nobody has used since).
+  as_postgres() { if [ "$(id -un)" = postgres ]; then "$@"; elif [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+  BINDIR="/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -n | tail -1)/bin"
+  for port in 9700 9701 9702; do
+    q() { psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "$1"; }
+    if [ "$(q 'SHOW max_worker_processes')" -lt 32 ]; then
+      q 'ALTER SYSTEM SET max_worker_processes = 32' >/dev/null
+      as_postgres "$BINDIR/pg_ctl" -D "$(q 'SHOW data_directory')" -l "/tmp/caldicott-citus-$port.log" -w restart -m fast >/dev/null
+    fi
+  done
   NAME="caldicott_citus_$(date +%s)"
   # One database for the contract, one for the shard moves (a drain moves only its own shards),
   # one for the governance benchmark.

@@ -187,13 +187,30 @@ async fn citus_places_the_schema_by_practice_and_moves_shards_while_the_store_an
         .unwrap();
     // The moves run as Citus background tasks, which need free background workers on the
     // coordinator (max_worker_processes): a rebalance that never starts fails here, not hangs.
-    tokio::time::timeout(
+    let waited = tokio::time::timeout(
         std::time::Duration::from_secs(300),
         sqlx::query("SELECT citus_rebalance_wait()").execute(&mut admin),
     )
-    .await
-    .expect("the rebalance finished within 5 minutes (are the coordinator's background workers all in use?)")
-    .unwrap();
+    .await;
+    if waited.is_err() {
+        // Say why: the tasks' states and messages, and the background workers in use.
+        let mut look = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        let tasks: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT status::text, message FROM pg_dist_background_task ORDER BY task_id")
+                .fetch_all(&mut look)
+                .await
+                .unwrap();
+        let (used, max): (i64, String) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type NOT IN \
+             ('client backend', 'autovacuum launcher', 'background writer', 'checkpointer', 'walwriter')), \
+             current_setting('max_worker_processes')",
+        )
+        .fetch_one(&mut look)
+        .await
+        .unwrap();
+        panic!("the rebalance did not finish within 5 minutes; tasks {tasks:?}; background workers {used} of {max}");
+    }
+    waited.unwrap().unwrap();
     let after: i64 = sqlx::query_scalar(&on_worker(9702)).fetch_one(&mut admin).await.unwrap();
     assert!(after > 0, "the worker added back holds shards again");
     stop.store(true, Ordering::SeqCst);
