@@ -82,6 +82,10 @@ pub struct BookableBy {
     pub types: Vec<OrganisationType>,
     /// ODS codes, upper case.
     pub ods: Vec<String>,
+    /// At most this many of the clinic's slots may be booked through GP Connect at once (live
+    /// bookings, cancelled ones not counted); `None` is no limit.
+    #[serde(default)]
+    pub limit: Option<u16>,
 }
 
 impl BookableBy {
@@ -104,9 +108,14 @@ impl BookableBy {
         (self.types.iter().map(|t| t.code()).collect::<Vec<_>>().join(" "), self.ods.join(" "))
     }
     /// Read back from [`BookableBy::columns`]; `None` if a stored type code is not known.
-    pub fn from_columns(types: &str, ods: &str) -> Option<Self> {
+    pub fn from_columns(types: &str, ods: &str, limit: Option<u16>) -> Option<Self> {
         let types = types.split_whitespace().map(OrganisationType::parse).collect::<Option<Vec<_>>>()?;
-        Some(Self { types, ods: ods.split_whitespace().map(str::to_ascii_uppercase).collect() })
+        Some(Self { types, ods: ods.split_whitespace().map(str::to_ascii_uppercase).collect(), limit })
+    }
+    /// Whether another booking through GP Connect may be made when `booked` of the clinic's
+    /// slots are booked through it already.
+    pub fn has_room(&self, booked: u32) -> bool {
+        self.limit.is_none_or(|l| booked < u32::from(l))
     }
     /// In words, for the appointment book: "Only urgent care", "Only ODS RR8, A1001".
     pub fn describe(&self) -> Option<String> {
@@ -121,11 +130,18 @@ impl BookableBy {
                 .join(" or ")
         });
         let ods = (!self.ods.is_empty()).then(|| format!("ODS {}", self.ods.join(", ")));
-        match (types, ods) {
+        let who = match (types, ods) {
             (Some(t), Some(o)) => Some(format!("Only {t}, and only {o}")),
             (Some(t), None) => Some(format!("Only {t}")),
             (None, Some(o)) => Some(format!("Only {o}")),
             (None, None) => None,
+        };
+        match (who, self.limit) {
+            (Some(w), Some(1)) => Some(format!("{w}; at most 1 slot booked by them")),
+            (Some(w), Some(l)) => Some(format!("{w}; at most {l} slots booked by them")),
+            (None, Some(1)) => Some("At most 1 slot booked by other care settings".into()),
+            (None, Some(l)) => Some(format!("At most {l} slots booked by other care settings")),
+            (w, None) => w,
         }
     }
 }
@@ -482,9 +498,9 @@ mod tests {
         // GP Connect Appointment Management, slot availability management: the four rows of the
         // table, for slots with no restriction, a type restriction, a code restriction and both.
         let open = BookableBy::default();
-        let urgent = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec![] };
-        let rr8 = BookableBy { types: vec![], ods: vec!["RR8".into()] };
-        let both = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec!["RR8".into()] };
+        let urgent = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec![], limit: None };
+        let rr8 = BookableBy { types: vec![], ods: vec!["RR8".into()], limit: None };
+        let both = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec!["RR8".into()], limit: None };
         let uc = Some(OrganisationType::UrgentCare);
         let gp = Some(OrganisationType::GpPractice);
         // (no search filter): only slots with neither restriction.
@@ -513,13 +529,36 @@ mod tests {
         assert_eq!(OrganisationType::parse("Urgent Care"), Some(OrganisationType::UrgentCare));
         assert_eq!(OrganisationType::parse("GP Practice"), Some(OrganisationType::GpPractice));
         assert_eq!(OrganisationType::parse("hospital"), None);
-        let b = BookableBy { types: vec![OrganisationType::GpPractice], ods: vec!["RR8".into(), "A1001".into()] };
+        let b = BookableBy {
+            types: vec![OrganisationType::GpPractice],
+            ods: vec!["RR8".into(), "A1001".into()],
+            limit: None,
+        };
         let (t, o) = b.columns();
-        assert_eq!(BookableBy::from_columns(&t, &o), Some(b.clone()));
-        assert_eq!(BookableBy::from_columns("", ""), Some(BookableBy::default()));
-        assert_eq!(BookableBy::from_columns("ambulance", ""), None);
+        assert_eq!(BookableBy::from_columns(&t, &o, None), Some(b.clone()));
+        assert_eq!(BookableBy::from_columns("", "", None), Some(BookableBy::default()));
+        assert_eq!(BookableBy::from_columns("ambulance", "", None), None);
         assert_eq!(b.describe().as_deref(), Some("Only GP practices, and only ODS RR8, A1001"));
         assert_eq!(BookableBy::default().describe(), None);
+        let limited = BookableBy { limit: Some(3), ..b };
+        assert_eq!(
+            limited.describe().as_deref(),
+            Some("Only GP practices, and only ODS RR8, A1001; at most 3 slots booked by them")
+        );
+        assert_eq!(
+            BookableBy { limit: Some(1), ..BookableBy::default() }.describe().as_deref(),
+            Some("At most 1 slot booked by other care settings")
+        );
+    }
+
+    #[test]
+    fn a_limit_on_an_organisation_access_profile_counts_live_bookings() {
+        // Slot availability management: the practice may limit the number of slots that can be
+        // booked by an organisation access profile.
+        let two = BookableBy { limit: Some(2), ..BookableBy::default() };
+        assert!(two.has_room(0) && two.has_room(1));
+        assert!(!two.has_room(2) && !two.has_room(3), "the limit reached, no more");
+        assert!(BookableBy::default().has_room(10_000), "no limit");
     }
 
     #[test]

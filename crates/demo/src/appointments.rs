@@ -149,6 +149,8 @@ pub async fn seed_appointments(
                     Vec::new()
                 },
                 others_ods: String::new(),
+                // Up to four of a Friday session's slots may be booked by urgent care.
+                others_limit: if day.weekday() == Weekday::Fri { "4".into() } else { String::new() },
                 location: if slot_type == SlotType::NurseFaceToFace { "Treatment room" } else { "Consulting room" }
                     .into(),
             };

@@ -45,8 +45,18 @@ pub trait AppointmentStore: Send + Sync {
     ) -> StoreResult<Vec<(Slot, Option<Appointment>)>>;
     async fn slot(&self, practice: PracticeId, id: SlotId) -> StoreResult<Option<Slot>>;
     /// Books a slot. A conflict if the slot already has a live booking: two people can never
-    /// hold one slot (T46), whatever the timing.
+    /// hold one slot (T46), whatever the timing. A booking through GP Connect (one with
+    /// `booked_through`) is also refused with [`Conflict::OthersLimitReached`] when its clinic's
+    /// limit of live GP Connect bookings is reached, also by bookings at the same moment.
     async fn book_slot(&self, practice: PracticeId, appointment: &Appointment, audit: &AuditRecord) -> StoreResult<()>;
+    /// For each clinic with a slot starting in `[from, to)`, how many of its slots hold a live
+    /// booking made through GP Connect (none: not listed).
+    async fn others_bookings_by_clinic(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(ClinicId, u32)>>;
     /// Cancels a live booking of this patient, one version on. `NotFound` if it is not live, or
     /// not at the expected version.
     async fn cancel_appointment(

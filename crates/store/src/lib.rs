@@ -104,6 +104,9 @@ pub enum Conflict {
     NameTaken,
     #[error("that appointment has just been booked by someone else")]
     SlotTaken,
+    /// The clinic's limit of slots booked through GP Connect is reached.
+    #[error("the practice takes no more bookings from other care settings in this clinic")]
+    OthersLimitReached,
     #[error("this file has already been imported for this patient")]
     FileImported,
     /// A message, assertion or request with this identity has been received before.

@@ -414,6 +414,9 @@ pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::S
         others_bookable_by: caldicott_core::appointments::BookableBy::from_columns(
             &r.text("others_types")?,
             &r.text("others_ods")?,
+            r.opt_int("others_limit")?
+                .map(|l| u16::try_from(l).map_err(|_| corrupt("others_limit", "range")))
+                .transpose()?,
         )
         .ok_or_else(|| corrupt("organisation type", "unknown"))?,
         clinician_name: r.text("clinician_name")?,

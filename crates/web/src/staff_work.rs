@@ -137,6 +137,9 @@ struct ClinicForm {
     /// Kept for these organisations: ODS codes, separated by commas or spaces.
     #[serde(default)]
     others_ods: String,
+    /// At most this many of its slots booked by them at once (empty: no limit).
+    #[serde(default)]
+    others_limit: String,
     #[serde(default)]
     location: String,
 }
@@ -257,6 +260,7 @@ async fn add_clinic(State(app): State<App>, PortalForm(me, f): PortalForm<Clinic
         .map(|(_, t)| t.code().to_owned())
         .collect(),
         others_ods: f.others_ods.clone(),
+        others_limit: f.others_limit.clone(),
         location: f.location.clone(),
     };
     match app.create_clinic(&me.who, &input).await.in_page(&me)? {

@@ -62,6 +62,9 @@ pub struct NewClinic {
     pub others_types: Vec<String>,
     /// Only these organisations: ODS codes as typed, separated by commas or spaces.
     pub others_ods: String,
+    /// At most this many of its slots booked through GP Connect at once, as typed; empty for no
+    /// limit.
+    pub others_limit: String,
     pub location: String,
 }
 
@@ -117,7 +120,15 @@ fn bookable_by(f: &NewClinic) -> Result<BookableBy, FieldProblem> {
     if ods.len() > 50 {
         return Err(FieldProblem { field: "others_ods", message: "Enter at most 50 ODS codes".into() });
     }
-    Ok(BookableBy { types, ods })
+    let limit = match f.others_limit.trim() {
+        "" => None,
+        n => Some(n.parse::<u16>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| FieldProblem {
+            field: "others_limit",
+            message: "Enter how many slots other care settings may book, a whole number from 1 to 500, or leave it empty for no limit"
+                .into(),
+        })?),
+    };
+    Ok(BookableBy { types, ods, limit })
 }
 
 impl App {
@@ -277,13 +288,18 @@ impl App {
             format!("clinic/{}", clinic.id),
             Outcome::Success,
             format!(
-                "{} {} {}-{} {} slots, {} online",
+                "{} {} {}-{} {} slots, {} online{}",
                 clinic.clinician_name,
                 date,
                 f.start.trim(),
                 f.end.trim(),
                 slots.len(),
-                slots.iter().filter(|s| s.online_bookable).count()
+                slots.iter().filter(|s| s.online_bookable).count(),
+                match (clinic.others_bookable, clinic.others_bookable_by.describe()) {
+                    (false, _) => String::new(),
+                    (true, None) => ", offered to other care settings".into(),
+                    (true, Some(d)) => format!(", offered to other care settings: {d}"),
+                }
             ),
         );
         self.store.create_clinic(who.practice, &clinic, &slots, &audit).await?;

@@ -151,9 +151,10 @@ impl App {
         // the consumer's searchFilter says which it is (none: only slots kept for nobody).
         let kind = search.booking_type.as_deref().and_then(OrganisationType::parse);
         let now = self.now();
-        let slots: Vec<Slot> = self
+        let from = search.from.max(now);
+        let mut slots: Vec<Slot> = self
             .store
-            .slots_between(practice.id, search.from.max(now), search.to)
+            .slots_between(practice.id, from, search.to)
             .await
             .map_err(|e| internal(e.into()))?
             .into_iter()
@@ -165,6 +166,17 @@ impl App {
             })
             .map(|(s, _)| s)
             .collect();
+        // A clinic whose limit of bookings from other care settings is reached offers no more.
+        if slots.iter().any(|s| s.others_bookable_by.limit.is_some()) {
+            let booked: std::collections::HashMap<_, _> = self
+                .store
+                .others_bookings_by_clinic(practice.id, from, search.to)
+                .await
+                .map_err(|e| internal(e.into()))?
+                .into_iter()
+                .collect();
+            slots.retain(|s| s.others_bookable_by.has_room(booked.get(&s.clinic).copied().unwrap_or(0)));
+        }
         let extra = format!(
             "slot search {} to {}; offered={}; booking_ods={}; booking_type={}",
             search.from.to_rfc3339(),
@@ -246,6 +258,12 @@ impl App {
             Ok(()) => {}
             Err(StoreError::Conflict(Conflict::SlotTaken)) => {
                 return Err(GpcError::new(SpineCode::DuplicateRejected, "the slot is no longer free"));
+            }
+            Err(StoreError::Conflict(Conflict::OthersLimitReached)) => {
+                return Err(GpcError::new(
+                    SpineCode::DuplicateRejected,
+                    "the slot is no longer free: the practice takes no more bookings from other care settings in this clinic",
+                ));
             }
             Err(e) => return Err(internal(e.into())),
         }

@@ -444,6 +444,7 @@ pub fn clinic_form(
         others_bookable: true,
         others_types: Vec::new(),
         others_ods: String::new(),
+        others_limit: String::new(),
         location: "Room 1".into(),
     }
 }

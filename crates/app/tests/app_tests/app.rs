@@ -1661,6 +1661,7 @@ async fn clinic_tomorrow(
         others_bookable: false,
         others_types: Vec::new(),
         others_ods: String::new(),
+        others_limit: String::new(),
         location: "Room 1".into(),
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();

@@ -137,6 +137,7 @@ async fn clinic(app: &App, tp: &fixtures::TestPractice, days: i64, online: bool,
         others_bookable: others,
         others_types: Vec::new(),
         others_ods: String::new(),
+        others_limit: String::new(),
         location: "Room 1".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
@@ -480,6 +481,7 @@ async fn kept_clinic(
     let f = NewClinic {
         others_types: types.iter().map(|t| (*t).to_owned()).collect(),
         others_ods: ods.into(),
+        others_limit: String::new(),
         ..fixtures::clinic_form(tp, fixtures::today() + Duration::days(3), (start, end), 15, "0")
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
@@ -582,6 +584,7 @@ async fn the_clinic_form_checks_whom_slots_are_kept_for(t: &TestStore) {
         others_bookable: others,
         others_types: types,
         others_ods: ods.into(),
+        others_limit: String::new(),
         ..fixtures::clinic_form(&tp, day, ("14:00", "14:30"), 15, "0")
     };
     let refused = app.create_clinic(&tp.clinician, &form(vec!["hospital".into()], "", true)).await.unwrap();
@@ -596,7 +599,105 @@ async fn the_clinic_form_checks_whom_slots_are_kept_for(t: &TestStore) {
     assert!(c.others_bookable_by.is_open(), "not offered to other care settings: nothing to narrow");
 }
 
+/// GP Connect Appointment Management, slot availability management: "Provider systems SHALL …
+/// enable end-users to limit the number of slots which can be booked by this organisation access
+/// profile". A clinic limited to two: however many care settings book at the same moment, two
+/// hold its slots; then it is offered to none of them, until one of theirs is cancelled. The
+/// practice's own bookings are not theirs and are not limited.
+async fn a_clinic_limited_for_other_care_settings_takes_no_more_bookings_than_its_limit(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let day3 = fixtures::today() + Duration::days(3);
+    let form = |limit: &str| NewClinic {
+        others_limit: limit.into(),
+        ..fixtures::clinic_form(&tp, day3, ("09:00", "10:30"), 15, "0")
+    };
+    for bad in ["0", "two", "501", "-1", "1.5"] {
+        let problems = app.create_clinic(&tp.clinician, &form(bad)).await.unwrap().unwrap_err();
+        assert_eq!(problems[0].field, "others_limit", "{bad}");
+    }
+    assert!(app.appointment_book(&tp.clinician, day3, 1).await.unwrap().is_empty(), "no clinic was made");
+    let (limited, n) = app.create_clinic(&tp.clinician, &form(" 2 ")).await.unwrap().unwrap();
+    assert_eq!((n, limited.others_bookable_by.limit), (6, Some(2)));
+    assert_eq!(limited.others_bookable_by.describe().as_deref(), Some("At most 2 slots booked by other care settings"));
+    let open = kept_clinic(&app, &tp, "14:00", "14:15", &[], "").await;
+    let slots: Vec<Slot> = app
+        .appointment_book(&tp.clinician, day3, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.slot)
+        .filter(|s| s.clinic == limited.id)
+        .collect();
+    assert!(slots.iter().all(|s| s.others_bookable_by.limit == Some(2)), "each slot carries its clinic's limit");
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let ask = Ask { app: &app, ods: ods.clone(), who: UTC };
+    let (from, to) = (format!("ge{}", day(2)), format!("le{}", day(4)));
+    let pairs = [("start", from.as_str()), ("end", to.as_str()), ("status", "free"), ("_include", "Slot:schedule")];
+    let offered = || async {
+        let b = ask.slots(&pairs).await.unwrap();
+        validate_gp_connect(&b);
+        resources(&b, "Slot").iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect::<Vec<_>>()
+    };
+    assert_eq!(offered().await.len(), 7, "the six limited slots and the open one");
+
+    // Six care settings' bookings of its six slots at the same moment: two are made.
+    let mut people = Vec::new();
+    for _ in 0..8 {
+        people.push(adult(&app, tp.practice.id).await.unwrap());
+    }
+    let location = tp.practice.id.to_string();
+    let tries = slots.iter().zip(&people).enumerate().map(|(i, (slot, p))| {
+        let (app, ods, slot, location) = (app.clone(), ods.clone(), slot.clone(), location.clone());
+        let patient = p.id.to_string();
+        let who = if i % 2 == 0 { UTC } else { OTHER };
+        tokio::spawn(async move {
+            let ask = Ask { app: &app, ods, who };
+            ask.book(&booking(&slot, &patient, &location, who)).await.map(|v| v.resource).map_err(|e| e.code)
+        })
+    });
+    let results = crate::app::futures_join(tries).await;
+    let made: Vec<(usize, Value)> =
+        results.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|v| (i, v.clone()))).collect();
+    let outcomes: Vec<_> = results.iter().map(|r| r.as_ref().map(|_| "booked")).collect();
+    assert_eq!(made.len(), 2, "{outcomes:?}");
+    assert!(results.iter().all(|r| r.is_ok() || r == &Err(SpineCode::DuplicateRejected)), "{outcomes:?}");
+    let held = |book: &[caldicott_app::appointments::BookLine]| {
+        book.iter().filter(|l| l.slot.clinic == limited.id && l.booking.is_some()).count()
+    };
+    assert_eq!(held(&app.appointment_book(&tp.clinician, day3, 1).await.unwrap()), 2);
+
+    // Full: its free slots are offered to no care setting, and a booking is refused.
+    assert_eq!(offered().await, vec![open.id.to_string()], "only the unlimited clinic's slot");
+    let free: Vec<&Slot> =
+        slots.iter().enumerate().filter(|(i, _)| !made.iter().any(|(m, _)| m == i)).map(|(_, s)| s).collect();
+    let patient7 = people[6].id.to_string();
+    let refused = ask.book(&booking(free[0], &patient7, &location, UTC)).await;
+    assert_eq!(code(refused), SpineCode::DuplicateRejected);
+    assert_eq!(held(&app.appointment_book(&tp.clinician, day3, 1).await.unwrap()), 2, "nothing booked");
+
+    // The practice books one for a patient who phoned: not a booking from another care setting.
+    let (_, _, _) = app.staff_book(&tp.clinician, free[1].id, people[7].nhs_number.as_str()).await.unwrap().unwrap();
+    assert_eq!(held(&app.appointment_book(&tp.clinician, day3, 1).await.unwrap()), 3);
+
+    // One of theirs is cancelled: the clinic takes one more from another care setting.
+    let (i, resource) = &made[0];
+    let who = if i % 2 == 0 { UTC } else { OTHER };
+    let booker = Ask { app: &app, ods: ods.clone(), who };
+    let id = resource["id"].as_str().unwrap();
+    booker.change(id, &cancelled(resource, "Seen elsewhere"), true, None).await.unwrap();
+    // The cancelled slot and the three never booked; the practice's booking is not offered.
+    assert_eq!(offered().await.len(), 1 + 4);
+    ask.book(&booking(free[2], &patient7, &location, UTC)).await.unwrap();
+    assert_eq!(offered().await, vec![open.id.to_string()]);
+    assert_eq!(
+        code(ask.book(&booking(free[3], &people[0].id.to_string(), &location, UTC)).await),
+        SpineCode::DuplicateRejected
+    );
+}
+
 both!(
+    a_clinic_limited_for_other_care_settings_takes_no_more_bookings_than_its_limit,
     slots_kept_for_some_care_settings_are_offered_to_and_booked_by_them_only,
     the_clinic_form_checks_whom_slots_are_kept_for,
     urgent_care_books_a_slot_offered_to_it_changes_and_cancels_its_booking,

@@ -86,6 +86,7 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
         others_bookable: true,
         others_types: Vec::new(),
         others_ods: String::new(),
+        others_limit: String::new(),
         location: "Phone".into(),
     };
     app.create_clinic(&tp.clinician, &kept).await.unwrap().unwrap();

@@ -23,11 +23,12 @@ impl AppointmentStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let (types, ods) = c.others_bookable_by.columns();
+        let limit = c.others_bookable_by.limit.map(i32::from);
         let mut tx = self.begin().await?;
         query(
             "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
-             slot_type, online_bookable, location, others_bookable, online_share, others_types, others_ods) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             slot_type, online_bookable, location, others_bookable, online_share, others_types, others_ods, others_limit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(practice.as_uuid())
         .bind(c.id.as_uuid())
@@ -44,12 +45,13 @@ impl AppointmentStore for SqlStore {
         .bind(i32::from(c.online_share))
         .bind(&types)
         .bind(&ods)
+        .bind(limit)
         .execute(&mut tx)
         .await?;
         for s in slots {
             query(
                 "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location, \
-                 others_bookable, others_types, others_ods) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 others_bookable, others_types, others_ods, others_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(practice.as_uuid())
             .bind(s.id.as_uuid())
@@ -64,6 +66,7 @@ impl AppointmentStore for SqlStore {
             // A slot carries its clinic's.
             .bind(&types)
             .bind(&ods)
+            .bind(limit)
             .execute(&mut tx)
             .await?;
         }
@@ -119,7 +122,60 @@ impl AppointmentStore for SqlStore {
         .bind(a.booked_through.as_ref().and_then(|o| o.telephone.as_deref()))
         .bind(a.channel.as_str())
         .bind(a.attendance.map(|x| x.as_str()));
-        self.execute_audited(practice, q, &[audit]).await.map(drop)
+        let mut tx = self.begin().await?;
+        if a.booked_through.is_some() {
+            // The clinic's row is locked first (SQLite's transaction holds the write lock from
+            // its start), so bookings at the same moment count one after the other.
+            let lock = format!(
+                "SELECT c.id, c.others_limit FROM clinic c JOIN slot s ON s.practice_id = c.practice_id AND s.clinic_id = c.id \
+                 WHERE s.practice_id = $1 AND s.id = $2{}",
+                tx.row_lock()
+            );
+            let row = query(&lock)
+                .bind(practice.as_uuid())
+                .bind(a.slot.as_uuid())
+                .fetch_optional(&mut tx)
+                .await?
+                .ok_or(StoreError::Conflict(Conflict::MissingReference))?;
+            if let Some(limit) = row.opt_int("others_limit")? {
+                let booked: i64 = query(
+                    "SELECT COUNT(*) AS n FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+                     WHERE a.practice_id = $1 AND s.clinic_id = $2 AND a.booking_org_ods IS NOT NULL AND a.cancelled_at IS NULL",
+                )
+                .bind(practice.as_uuid())
+                .bind(row.uuid("id")?)
+                .fetch_one(&mut tx)
+                .await?
+                .int("n")?;
+                if booked >= limit {
+                    return Err(StoreError::Conflict(Conflict::OthersLimitReached));
+                }
+            }
+        }
+        q.execute(&mut tx).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
+    async fn others_bookings_by_clinic(
+        &self,
+        practice: PracticeId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(ClinicId, u32)>> {
+        // A clinic is one day: its slots all start within a day of any one of them.
+        query(
+            "SELECT s.clinic_id, COUNT(*) AS n FROM appointment a JOIN slot s ON s.practice_id = a.practice_id AND s.id = a.slot_id \
+             WHERE a.practice_id = $1 AND a.booking_org_ods IS NOT NULL AND a.cancelled_at IS NULL \
+             AND s.starts_at >= $2 AND s.starts_at < $3 GROUP BY s.clinic_id",
+        )
+        .bind(practice.as_uuid())
+        .bind(from - chrono::Duration::days(1))
+        .bind(to + chrono::Duration::days(1))
+        .fetch_all(self.read())
+        .await?
+        .iter()
+        .map(|r| Ok((ClinicId::from_uuid(r.uuid("clinic_id")?), u32::try_from(r.int("n")?).unwrap_or(u32::MAX))))
+        .collect()
     }
 
     async fn cancel_appointment(

@@ -668,6 +668,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         others_bookable: false,
         others_types: Vec::new(),
         others_ods: String::new(),
+        others_limit: String::new(),
         location: "Phone".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
@@ -3376,10 +3377,18 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     assert!(bad.body.contains("value=\"RR8; DROP\""), "what was typed is kept");
     narrowed.pop();
     narrowed.push(("others_ods", "rr8"));
+    // And a limit on how many of its slots they may book: a number from 1, or nothing.
+    narrowed.push(("others_limit", "none"));
+    let bad = staff.post("/appointments/clinics", &narrowed).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("a whole number from 1 to 500"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"none\""), "what was typed is kept");
+    narrowed.pop();
+    narrowed.push(("others_limit", "1"));
     let ok = staff.post("/appointments/clinics", &narrowed).await;
     let book = staff.get(location(&ok)).await;
     assert!(book.body.contains("Clinic added with 1 slot."), "{}", book.body);
-    assert!(book.body.contains("Only urgent care, and only ODS RR8"), "{}", book.body);
+    assert!(book.body.contains("Only urgent care, and only ODS RR8; at most 1 slot booked by them"), "{}", book.body);
 
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let mut p = Browser::new(&app);
@@ -3516,6 +3525,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         others_bookable: false,
         others_types: Vec::new(),
         others_ods: String::new(),
+        others_limit: String::new(),
         location: "Room 1".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
