@@ -162,6 +162,8 @@ pub enum TaskError {
     ReasonRequired,
     #[error("write what the practice decided or did; the patient will see it")]
     OutcomeRequired,
+    #[error("the practice has started on this order, so it can no longer be cancelled online: contact the practice")]
+    OrderStarted,
 }
 
 impl Task {
@@ -198,6 +200,32 @@ impl Task {
             self.closed_at = Some(at);
             self.closed_by = Some(by.to_owned());
         }
+        Ok(())
+    }
+
+    /// Whether the order can still be cancelled by whoever made it: a repeat request, open, with
+    /// no medicine decided yet.
+    pub fn can_cancel_order(&self) -> bool {
+        self.status == TaskStatus::Open
+            && matches!(&self.body, TaskBody::Repeat { items, .. } if items.iter().all(|i| i.decision == ItemDecision::Pending))
+    }
+
+    /// The patient, or someone acting for them, cancels their order before the practice has
+    /// decided any of it: it is done, its medicines undecided, the outcome saying who cancelled.
+    pub fn cancel_order(&mut self, by: &str, at: DateTime<Utc>) -> Result<(), TaskError> {
+        if self.kind != TaskKind::RepeatRequest {
+            return Err(TaskError::NoSuchItem);
+        }
+        if self.status == TaskStatus::Done {
+            return Err(TaskError::AlreadyDone);
+        }
+        if !self.can_cancel_order() {
+            return Err(TaskError::OrderStarted);
+        }
+        self.status = TaskStatus::Done;
+        self.outcome = Some(format!("Cancelled by {by}"));
+        self.closed_at = Some(at);
+        self.closed_by = Some(by.to_owned());
         Ok(())
     }
 
@@ -265,6 +293,27 @@ mod tests {
         assert_eq!(t.decide_item(one, true, "", "Dr A", DateTime::default()), Err(TaskError::AlreadyDone));
         let nope = EntryId::from_uuid(Uuid::from_u128(7));
         assert_eq!(repeat(1).decide_item(nope, true, "", "x", DateTime::default()), Err(TaskError::NoSuchItem));
+    }
+
+    #[test]
+    fn an_order_is_cancelled_only_before_the_practice_decides_any_of_it() {
+        let mut t = repeat(2);
+        assert!(t.can_cancel_order());
+        t.cancel_order("the patient, online", DateTime::default()).unwrap_or_default();
+        assert_eq!((t.status, t.outcome.as_deref()), (TaskStatus::Done, Some("Cancelled by the patient, online")));
+        assert_eq!(t.cancel_order("x", DateTime::default()), Err(TaskError::AlreadyDone), "once");
+        let one = EntryId::from_uuid(Uuid::from_u128(1));
+        assert_eq!(t.decide_item(one, true, "", "Dr A", DateTime::default()), Err(TaskError::AlreadyDone));
+        // One medicine decided: the practice has started on it.
+        let mut started = repeat(2);
+        started.decide_item(one, false, "Review due", "Dr A", DateTime::default()).unwrap_or_default();
+        assert!(!started.can_cancel_order());
+        assert_eq!(started.cancel_order("x", DateTime::default()), Err(TaskError::OrderStarted));
+        assert_eq!(started.status, TaskStatus::Open, "nothing changed");
+        let mut message =
+            Task { kind: TaskKind::MedicationQuery, body: TaskBody::Message { text: "q".into() }, ..repeat(0) };
+        assert!(!message.can_cancel_order());
+        assert_eq!(message.cancel_order("x", DateTime::default()), Err(TaskError::NoSuchItem));
     }
 
     #[test]

@@ -25,12 +25,15 @@ pub trait TaskStore: Send + Sync {
         created_before: DateTime<Utc>,
     ) -> StoreResult<i64>;
     async fn tasks_for_patient(&self, practice: PracticeId, patient: PatientId) -> StoreResult<Vec<Task>>;
-    /// Saves a task's new state (only if it was open), any entries its outcome adds and any
-    /// message it sends, in one transaction.
+    /// Saves a task's new state, any entries its outcome adds and any message it sends, in one
+    /// transaction: only if it is still open and its body still as read (the first of
+    /// `change`; the second is the task as changed), so that changes at the same moment (two medicines of one order decided, an
+    /// order cancelled as it is decided) never overwrite each other; otherwise refused and
+    /// nothing is written.
     async fn update_task(
         &self,
         practice: PracticeId,
-        task: &Task,
+        change: (&caldicott_core::tasks::TaskBody, &Task),
         entries: &[Entry],
         message: Option<&OutboundMessage>,
         follow_up: Option<&Task>,

@@ -22,7 +22,7 @@ use caldicott_app::patient_services::{PatientSignedIn, SignUp};
 use caldicott_app::record::PageRequest;
 use caldicott_app::{App, AppError};
 use caldicott_core::entry::Section;
-use caldicott_core::ids::{AppointmentId, EntryId, ProxyLinkId};
+use caldicott_core::ids::{AppointmentId, EntryId, ProxyLinkId, TaskId};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -58,6 +58,7 @@ pub fn routes() -> Router<App> {
         .route("/my/appointments", get(appointments))
         .route("/my/appointments/{appointment}/cancel", axum::routing::post(cancel))
         .route("/my/prescriptions", get(prescriptions).post(order))
+        .route("/my/prescriptions/{order}/cancel", axum::routing::post(cancel_order))
         .route("/my/requests", get(requests).post(send_request))
 }
 
@@ -689,9 +690,14 @@ pub struct OrderableView {
 }
 
 pub struct RequestView {
+    pub id: String,
     pub when: String,
     pub items: Vec<(String, String)>,
     pub note: String,
+    /// Nothing decided yet: the order can be cancelled.
+    pub can_cancel: bool,
+    /// How it ended, when it has ("Cancelled by the patient, online").
+    pub outcome: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -705,6 +711,7 @@ struct PrescriptionsPage {
     orderable: Vec<OrderableView>,
     requests: Vec<RequestView>,
     sent: bool,
+    cancelled: bool,
     errors: Vec<FieldError>,
 }
 
@@ -718,7 +725,7 @@ async fn prescriptions_page(
     app: &App,
     me: &PatientSignedIn,
     link: Option<ProxyLinkId>,
-    sent: bool,
+    (sent, cancelled): (bool, bool),
     errors: Vec<FieldError>,
 ) -> Result<Response, MyPageError> {
     let page = app.repeat_page(&me.who, link).await.in_my_page(me)?;
@@ -742,20 +749,36 @@ async fn prescriptions_page(
             .requests
             .into_iter()
             .map(|t| {
+                let can_cancel = t.can_cancel_order();
+                let done = t.status == caldicott_core::tasks::TaskStatus::Done;
                 let (items, note) = match t.body {
-                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => {
-                        (items.iter().map(|i| (i.drug.clone(), decision_text(&i.decision))).collect(), note)
-                    }
+                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => (
+                        items
+                            .iter()
+                            .map(|i| {
+                                let undecided = i.decision == caldicott_core::tasks::ItemDecision::Pending;
+                                // An order cancelled before anything was decided.
+                                let text =
+                                    if done && undecided { "Cancelled".into() } else { decision_text(&i.decision) };
+                                (i.drug.clone(), text)
+                            })
+                            .collect(),
+                        note,
+                    ),
                     _ => (Vec::new(), String::new()),
                 };
                 RequestView {
+                    id: t.id.to_string(),
                     when: caldicott_core::appointments::uk_time(t.created_at).format("%-d %B %Y").to_string(),
                     items,
                     note,
+                    can_cancel,
+                    outcome: t.outcome.filter(|o| o.starts_with("Cancelled")),
                 }
             })
             .collect(),
         sent,
+        cancelled,
         errors,
     };
     Ok((status, view).into_response())
@@ -767,7 +790,21 @@ async fn prescriptions(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, MyPageError> {
     let link = link_of(q.get("for")).in_my_page(&me)?;
-    prescriptions_page(&app, &me, link, q.contains_key("sent"), Vec::new()).await
+    prescriptions_page(&app, &me, link, (q.contains_key("sent"), q.contains_key("cancelled")), Vec::new()).await
+}
+
+async fn cancel_order(
+    State(app): State<App>,
+    Patient(me): Patient,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, MyPageError> {
+    let (_, link) = for_form(&me, form)?;
+    let Ok(id) = id.parse::<TaskId>() else {
+        return Err(MyPageError::new(&me, AppError::NotFound("there is no such order".into())));
+    };
+    app.cancel_repeat_order(&me.who, link, id).await.in_my_page(&me)?;
+    Ok(Redirect::to(&with_param("/my/prescriptions", &for_query(link), "cancelled", "1")).into_response())
 }
 
 async fn order(
@@ -782,7 +819,7 @@ async fn order(
         Ok(_) => Ok(Redirect::to(&with_param("/my/prescriptions", &for_query(link), "sent", "1")).into_response()),
         Err(problems) => {
             let errors = field_errors(problems);
-            prescriptions_page(&app, &me, link, false, errors).await
+            prescriptions_page(&app, &me, link, (false, false), errors).await
         }
     }
 }

@@ -578,7 +578,7 @@ impl App {
             id,
             format!("safety net by {} ({chosen}); message/{}", channel.as_str(), message.id),
         );
-        self.store.update_task(who.practice, &task, &[], Some(&message), None, &audit).await?;
+        self.store.update_task(who.practice, (&task.body, &task), &[], Some(&message), None, &audit).await?;
         Ok(AlertOutcome::Sent(channel))
     }
 
@@ -605,7 +605,9 @@ impl App {
         };
         task.close(outcome, &who.name, self.now()).map_err(|e| AppError::Conflict(e.to_string()))?;
         let audit = self.task_audit(who, patient.id, id, format!("safety net by letter; message/{}", message.id));
-        self.store.update_task(who.practice, &task, &[], Some(&message), follow_up.as_ref(), &audit).await?;
+        self.store
+            .update_task(who.practice, (&task.body, &task), &[], Some(&message), follow_up.as_ref(), &audit)
+            .await?;
         Ok(AlertOutcome::Sent(Channel::Letter))
     }
 

@@ -142,6 +142,53 @@ impl App {
         Ok(Ok(task))
     }
 
+    /// Cancels an order of repeats the caller made, for themselves or for someone they act for
+    /// with the prescriptions permission, while the practice has decided none of it. Another
+    /// person's order, or one that is not an order, is not there to them.
+    pub async fn cancel_repeat_order(
+        &self,
+        me: &PatientPrincipal,
+        link: Option<ProxyLinkId>,
+        id: TaskId,
+    ) -> AppResult<Task> {
+        let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
+        let by = who.requester(me);
+        self.cancel_order_of(me.practice, who.patient.id, id, &by, me.actor(who.link.as_ref())).await
+    }
+
+    /// Cancels order `id` of `patient` (pages and apps alike), with its audit event; refused
+    /// once the practice has decided any of it, also when the decision lands at the same moment.
+    pub(crate) async fn cancel_order_of(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        id: TaskId,
+        by: &str,
+        actor: caldicott_core::audit::Actor,
+    ) -> AppResult<Task> {
+        let mut task = self
+            .store
+            .task(practice, id)
+            .await?
+            .filter(|t| t.patient == patient && t.kind == TaskKind::RepeatRequest)
+            .ok_or_else(|| AppError::NotFound("there is no such order".into()))?;
+        let read = task.body.clone();
+        task.cancel_order(by, self.now()).map_err(|e| AppError::Conflict(e.to_string()))?;
+        let audit = self.patient_audit(
+            actor,
+            Some(patient),
+            Action::TaskUpdate,
+            format!("task/{id}"),
+            Outcome::Success,
+            "repeat order cancelled by the requester",
+        );
+        self.store.update_task(practice, (&read, &task), &[], None, None, &audit).await.map_err(|e| match e {
+            caldicott_store::StoreError::Conflict(_) => AppError::Conflict(TaskError::OrderStarted.to_string()),
+            other => other.into(),
+        })?;
+        Ok(task)
+    }
+
     /// The task for a clinician that an order of repeats becomes (from the patient's pages or an
     /// app), with the patient's nominated pharmacy, written with its audit event.
     pub(crate) async fn create_repeat_task(
@@ -307,6 +354,7 @@ impl App {
     ) -> AppResult<Task> {
         permit(who, Permission::DecideRequests)?;
         let (mut task, patient) = self.open_task(who, id).await?;
+        let read = task.body.clone();
         let now = self.now();
         task.decide_item(template, approve, reason, &who.name, now).map_err(|e| match e {
             TaskError::AlreadyDone | TaskError::AlreadyDecided => AppError::Conflict(e.to_string()),
@@ -349,7 +397,7 @@ impl App {
             id,
             format!("item {template} {}", if approve { "approved and issued" } else { "turned down" }),
         );
-        self.store.update_task(who.practice, &task, &entries, None, None, &audit).await?;
+        self.store.update_task(who.practice, (&read, &task), &entries, None, None, &audit).await?;
         Ok(task)
     }
 
@@ -368,7 +416,7 @@ impl App {
             other => AppError::BadRequest(other.to_string()),
         })?;
         let audit = self.task_audit(who, patient.id, id, "closed with an outcome");
-        self.store.update_task(who.practice, &task, &[], None, None, &audit).await?;
+        self.store.update_task(who.practice, (&task.body, &task), &[], None, None, &audit).await?;
         Ok(task)
     }
 

@@ -15,6 +15,7 @@ mod gp_connect_pfs;
 mod nhs_login;
 mod outbox;
 mod races;
+mod repeat_orders;
 mod results_over_time;
 mod sar;
 mod sar_export;

@@ -65,13 +65,27 @@ impl TaskStore for SqlStore {
     async fn update_task(
         &self,
         practice: PracticeId,
-        t: &Task,
+        (read, t): (&caldicott_core::tasks::TaskBody, &Task),
         entries: &[Entry],
         message: Option<&OutboundMessage>,
         follow_up: Option<&Task>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        let lock = format!("SELECT status, body FROM task WHERE practice_id = $1 AND id = $2{}", tx.row_lock());
+        let held = query(&lock)
+            .bind(practice.as_uuid())
+            .bind(t.id.as_uuid())
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or(StoreError::NotFound("task"))?;
+        if held.text("status")? != "open" {
+            return Err(StoreError::refused("this task has already been completed"));
+        }
+        // Compared as read back, not as text: a body written by an earlier version reads the same.
+        if rows::from_json::<caldicott_core::tasks::TaskBody>("task body", &held.text("body")?)? != *read {
+            return Err(StoreError::refused("this task was changed at the same moment: open it again"));
+        }
         let q = query(
             "UPDATE task SET status = $1, body = $2, outcome = $3, closed_at = $4, closed_by = $5 \
              WHERE practice_id = $6 AND id = $7 AND status = 'open'",

@@ -3494,6 +3494,44 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
         .await;
     let page = p.get("/my/prescriptions").await;
     assert!(page.body.contains("Approved by") && page.body.contains("Blood test first"));
+    assert!(!page.body.contains("Cancel this order"), "a decided order cannot be cancelled");
+
+    // The patient orders again and changes their mind before the practice decides: cancelled.
+    let token = csrf(&page.body);
+    let r = p.post("/my/prescriptions", &[("_csrf", &token), ("for", ""), ("items", &i1)]).await;
+    assert_eq!(location(&r), "/my/prescriptions?sent=1", "{}", r.body);
+    let page = p.get("/my/prescriptions").await;
+    assert_eq!(page.body.matches("Cancel this order").count(), 1, "only the undecided order");
+    let order = app
+        .task_list(&tp.clinician, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.patient == pat.id && t.id != task.id)
+        .unwrap()
+        .0;
+    let expired = p.post(&format!("/my/prescriptions/{}/cancel", order.id), &[("_csrf", "stale"), ("for", "")]).await;
+    assert_ne!(expired.status, StatusCode::SEE_OTHER, "a form without its token changes nothing");
+    let r =
+        p.post(&format!("/my/prescriptions/{}/cancel", order.id), &[("_csrf", &csrf(&page.body)), ("for", "")]).await;
+    assert_eq!(location(&r), "/my/prescriptions?cancelled=1", "{}", r.body);
+    let page = p.get("/my/prescriptions?cancelled=1").await;
+    assert!(page.body.contains("Your order has been cancelled"));
+    assert!(page.body.contains("Cancelled by the patient, online."), "{}", page.body);
+    assert!(!page.body.contains("Cancel this order"));
+    let tasks = app.task_list(&tp.clinician, false).await.unwrap();
+    assert!(tasks.iter().all(|(t, _)| t.id != order.id), "no longer the practice's to do");
+    // Cancelling it again, or an order that is not theirs, is refused.
+    let again =
+        p.post(&format!("/my/prescriptions/{}/cancel", order.id), &[("_csrf", &csrf(&page.body)), ("for", "")]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let unknown = p
+        .post(
+            &format!("/my/prescriptions/{}/cancel", uuid::Uuid::now_v7()),
+            &[("_csrf", &csrf(&page.body)), ("for", "")],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
 async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {

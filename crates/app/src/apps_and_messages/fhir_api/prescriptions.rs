@@ -192,15 +192,49 @@ impl App {
         if note.chars().count() > 500 {
             return Err(AppError::BadRequest("the note can be at most 500 characters".into()));
         }
-        let requested_by = match &a.proxy {
-            None => format!("the patient, online through {}", a.app.name),
-            Some(p) => format!(
-                "someone acting for the patient ({}), online through {}",
-                p.relationship.to_lowercase(),
-                a.app.name
-            ),
-        };
-        let task = self.create_repeat_task(a.practice, l.patient.id, requested_by, &[chosen], &note, a.actor()).await?;
+        let task = self.create_repeat_task(a.practice, l.patient.id, requester(a), &[chosen], &note, a.actor()).await?;
         task_resources(&task).into_iter().next().ok_or_else(|| AppError::Unavailable("the order was not made".into()))
+    }
+
+    /// `PUT [base]/Task/<id>` with status `cancelled`: the app's patient (or the proxy with the
+    /// prescriptions permission) cancels the order the Task belongs to, every medicine of it,
+    /// while the practice has decided none of it (409 once it has).
+    pub(super) async fn cancel_order_through_app(&self, a: &AppCaller, id: &str, body: &Value) -> AppResult<Value> {
+        if !a.scopes.allows_write("Task") {
+            return Err(AppError::Forbidden("the token's scopes do not include patient/Task.write".into()));
+        }
+        if body["resourceType"] != "Task" || body["status"] != "cancelled" {
+            return Err(AppError::BadRequest(
+                "the only change offered is cancelling the order: send the Task with status \"cancelled\"".into(),
+            ));
+        }
+        let task = id
+            .rsplit_once('-')
+            .and_then(|(t, _)| Uuid::try_parse(t).ok())
+            .map(TaskId::from_uuid)
+            .ok_or_else(|| not_found("Task", id))?;
+        let l = self.prescriptions_patient(a).await?;
+        // The Task named must be one of the patient's orders, as read: `<order>-<n>`.
+        let held = self.store.task(a.practice, task).await?.filter(|t| t.patient == l.patient.id);
+        if !held.is_some_and(|t| task_resources(&t).iter().any(|r| r["id"] == id)) {
+            return Err(not_found("Task", id));
+        }
+        let done = self.cancel_order_of(a.practice, l.patient.id, task, &requester(a), a.actor()).await.map_err(
+            |e| match e {
+                AppError::NotFound(_) => not_found("Task", id),
+                other => other,
+            },
+        )?;
+        task_resources(&done).into_iter().find(|r| r["id"] == id).ok_or_else(|| not_found("Task", id))
+    }
+}
+
+/// Who orders or cancels through an app, in the words the practice and the patient read.
+fn requester(a: &AppCaller) -> String {
+    match &a.proxy {
+        None => format!("the patient, online through {}", a.app.name),
+        Some(p) => {
+            format!("someone acting for the patient ({}), online through {}", p.relationship.to_lowercase(), a.app.name)
+        }
     }
 }

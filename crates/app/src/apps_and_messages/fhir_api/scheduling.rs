@@ -186,6 +186,9 @@ impl App {
         let FhirCaller::App(a) = caller else {
             return Err(AppError::Forbidden("staff cancel appointments in the appointment book".into()));
         };
+        if resource == "Task" {
+            return self.cancel_order_through_app(a, id, body).await;
+        }
         if resource != "Appointment" {
             return Err(AppError::Forbidden(format!("{resource} cannot be changed here")));
         }
