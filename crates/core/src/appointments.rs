@@ -86,6 +86,10 @@ pub struct BookableBy {
     /// bookings, cancelled ones not counted); `None` is no limit.
     #[serde(default)]
     pub limit: Option<u16>,
+    /// Each slot is offered to them only from this many hours before it starts (the
+    /// specification's booking window, or embargo); `None`: from when the clinic is made.
+    #[serde(default)]
+    pub release_hours: Option<u16>,
 }
 
 impl BookableBy {
@@ -108,9 +112,13 @@ impl BookableBy {
         (self.types.iter().map(|t| t.code()).collect::<Vec<_>>().join(" "), self.ods.join(" "))
     }
     /// Read back from [`BookableBy::columns`]; `None` if a stored type code is not known.
-    pub fn from_columns(types: &str, ods: &str, limit: Option<u16>) -> Option<Self> {
+    pub fn from_columns(types: &str, ods: &str, limit: Option<u16>, release_hours: Option<u16>) -> Option<Self> {
         let types = types.split_whitespace().map(OrganisationType::parse).collect::<Option<Vec<_>>>()?;
-        Some(Self { types, ods: ods.split_whitespace().map(str::to_ascii_uppercase).collect(), limit })
+        Some(Self { types, ods: ods.split_whitespace().map(str::to_ascii_uppercase).collect(), limit, release_hours })
+    }
+    /// Whether a slot starting at `starts_at` has been released to them by `now`.
+    pub fn released(&self, starts_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.release_hours.is_none_or(|h| starts_at - chrono::Duration::hours(i64::from(h)) <= now)
     }
     /// Whether another booking through GP Connect may be made when `booked` of the clinic's
     /// slots are booked through it already.
@@ -136,11 +144,20 @@ impl BookableBy {
             (None, Some(o)) => Some(format!("Only {o}")),
             (None, None) => None,
         };
-        match (who, self.limit) {
+        let who = match (who, self.limit) {
             (Some(w), Some(1)) => Some(format!("{w}; at most 1 slot booked by them")),
             (Some(w), Some(l)) => Some(format!("{w}; at most {l} slots booked by them")),
             (None, Some(1)) => Some("At most 1 slot booked by other care settings".into()),
             (None, Some(l)) => Some(format!("At most {l} slots booked by other care settings")),
+            (w, None) => w,
+        };
+        let release = self.release_hours.map(|h| match h {
+            1 => "1 hour".to_owned(),
+            h => format!("{h} hours"),
+        });
+        match (who, release) {
+            (Some(w), Some(r)) => Some(format!("{w}; each offered from {r} before it starts")),
+            (None, Some(r)) => Some(format!("Each offered to other care settings from {r} before it starts")),
             (w, None) => w,
         }
     }
@@ -413,7 +430,7 @@ pub fn can_book_online(slot: &Slot, now: DateTime<Utc>) -> bool {
 /// it bookable by other care settings, and it is in the future. (Online bookability for patients
 /// is a separate choice: a slot kept for NHS 111 is often not offered to patients.)
 pub fn can_book_from_elsewhere(slot: &Slot, now: DateTime<Utc>) -> bool {
-    slot.others_bookable && slot.starts_at > now
+    slot.others_bookable && slot.starts_at > now && slot.others_bookable_by.released(slot.starts_at, now)
 }
 
 #[cfg(test)]
@@ -498,9 +515,15 @@ mod tests {
         // GP Connect Appointment Management, slot availability management: the four rows of the
         // table, for slots with no restriction, a type restriction, a code restriction and both.
         let open = BookableBy::default();
-        let urgent = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec![], limit: None };
-        let rr8 = BookableBy { types: vec![], ods: vec!["RR8".into()], limit: None };
-        let both = BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec!["RR8".into()], limit: None };
+        let urgent =
+            BookableBy { types: vec![OrganisationType::UrgentCare], ods: vec![], limit: None, release_hours: None };
+        let rr8 = BookableBy { types: vec![], ods: vec!["RR8".into()], limit: None, release_hours: None };
+        let both = BookableBy {
+            types: vec![OrganisationType::UrgentCare],
+            ods: vec!["RR8".into()],
+            limit: None,
+            release_hours: None,
+        };
         let uc = Some(OrganisationType::UrgentCare);
         let gp = Some(OrganisationType::GpPractice);
         // (no search filter): only slots with neither restriction.
@@ -533,11 +556,12 @@ mod tests {
             types: vec![OrganisationType::GpPractice],
             ods: vec!["RR8".into(), "A1001".into()],
             limit: None,
+            release_hours: None,
         };
         let (t, o) = b.columns();
-        assert_eq!(BookableBy::from_columns(&t, &o, None), Some(b.clone()));
-        assert_eq!(BookableBy::from_columns("", "", None), Some(BookableBy::default()));
-        assert_eq!(BookableBy::from_columns("ambulance", "", None), None);
+        assert_eq!(BookableBy::from_columns(&t, &o, None, None), Some(b.clone()));
+        assert_eq!(BookableBy::from_columns("", "", None, None), Some(BookableBy::default()));
+        assert_eq!(BookableBy::from_columns("ambulance", "", None, None), None);
         assert_eq!(b.describe().as_deref(), Some("Only GP practices, and only ODS RR8, A1001"));
         assert_eq!(BookableBy::default().describe(), None);
         let limited = BookableBy { limit: Some(3), ..b };
@@ -548,6 +572,34 @@ mod tests {
         assert_eq!(
             BookableBy { limit: Some(1), ..BookableBy::default() }.describe().as_deref(),
             Some("At most 1 slot booked by other care settings")
+        );
+    }
+
+    #[test]
+    fn a_slot_is_offered_elsewhere_only_once_its_booking_window_opens() {
+        // Slot availability management, booking window/embargo: how far in advance slots can be
+        // booked. A slot at 09:00 on 2 July, released 24 hours before: not at 08:59 on 1 July,
+        // from 09:00 on 1 July, and not once it has started.
+        let d = NaiveDate::from_ymd_opt(2026, 7, 2).unwrap_or_default();
+        let mut c = clinic(d, (9, 0), (9, 30), 10);
+        c.online_share = 0;
+        c.others_bookable = true;
+        c.others_bookable_by.release_hours = Some(24);
+        let slot = c.slots(ids()).unwrap_or_default().remove(0);
+        let at = |day: u32, h: u32, m: u32| {
+            uk_instant(
+                NaiveDate::from_ymd_opt(2026, 7, day).unwrap_or_default(),
+                NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default(),
+            )
+            .unwrap_or_default()
+        };
+        assert!(!can_book_from_elsewhere(&slot, at(1, 8, 59)), "not yet released");
+        assert!(can_book_from_elsewhere(&slot, at(1, 9, 0)), "released 24 hours before");
+        assert!(can_book_from_elsewhere(&slot, at(2, 8, 59)));
+        assert!(!can_book_from_elsewhere(&slot, at(2, 9, 0)), "started");
+        assert_eq!(
+            c.others_bookable_by.describe().as_deref(),
+            Some("Each offered to other care settings from 24 hours before it starts")
         );
     }
 

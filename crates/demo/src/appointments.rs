@@ -151,6 +151,8 @@ pub async fn seed_appointments(
                 others_ods: String::new(),
                 // Up to four of a Friday session's slots may be booked by urgent care.
                 others_limit: if day.weekday() == Weekday::Fri { "4".into() } else { String::new() },
+                // Each offered to other care settings from a week before it starts.
+                others_release_hours: "168".into(),
                 location: if slot_type == SlotType::NurseFaceToFace { "Treatment room" } else { "Consulting room" }
                     .into(),
             };

@@ -66,6 +66,7 @@ migrations! {
     34 "gp_connect_dissent" "0034_gp_connect_dissent",
     35 "gp_connect_bookable_by" "0035_gp_connect_bookable_by",
     36 "gp_connect_booking_limit" "0036_gp_connect_booking_limit",
+    37 "gp_connect_booking_window" "0037_gp_connect_booking_window",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -417,6 +417,9 @@ pub(crate) fn slot(r: &impl Cols) -> StoreResult<caldicott_core::appointments::S
             r.opt_int("others_limit")?
                 .map(|l| u16::try_from(l).map_err(|_| corrupt("others_limit", "range")))
                 .transpose()?,
+            r.opt_int("others_release_hours")?
+                .map(|l| u16::try_from(l).map_err(|_| corrupt("others_release_hours", "range")))
+                .transpose()?,
         )
         .ok_or_else(|| corrupt("organisation type", "unknown"))?,
         clinician_name: r.text("clinician_name")?,

@@ -140,6 +140,9 @@ struct ClinicForm {
     /// At most this many of its slots booked by them at once (empty: no limit).
     #[serde(default)]
     others_limit: String,
+    /// Each slot offered to them from this many hours before it starts (empty: at once).
+    #[serde(default)]
+    others_release_hours: String,
     #[serde(default)]
     location: String,
 }
@@ -261,6 +264,7 @@ async fn add_clinic(State(app): State<App>, PortalForm(me, f): PortalForm<Clinic
         .collect(),
         others_ods: f.others_ods.clone(),
         others_limit: f.others_limit.clone(),
+        others_release_hours: f.others_release_hours.clone(),
         location: f.location.clone(),
     };
     match app.create_clinic(&me.who, &input).await.in_page(&me)? {

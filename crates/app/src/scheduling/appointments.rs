@@ -65,6 +65,9 @@ pub struct NewClinic {
     /// At most this many of its slots booked through GP Connect at once, as typed; empty for no
     /// limit.
     pub others_limit: String,
+    /// Each slot offered to them from this many hours before it starts, as typed; empty: from
+    /// when the clinic is made.
+    pub others_release_hours: String,
     pub location: String,
 }
 
@@ -128,7 +131,15 @@ fn bookable_by(f: &NewClinic) -> Result<BookableBy, FieldProblem> {
                 .into(),
         })?),
     };
-    Ok(BookableBy { types, ods, limit })
+    let release_hours = match f.others_release_hours.trim() {
+        "" => None,
+        n => Some(n.parse::<u16>().ok().filter(|n| (1..=2160).contains(n)).ok_or_else(|| FieldProblem {
+            field: "others_release_hours",
+            message: "Enter how many hours before each slot starts to offer it, a whole number from 1 to 2160 (90 days), or leave it empty"
+                .into(),
+        })?),
+    };
+    Ok(BookableBy { types, ods, limit, release_hours })
 }
 
 impl App {

@@ -212,7 +212,11 @@ impl App {
         let found = self.store.slot_with_booking(practice.id, slot_id).await.map_err(|e| internal(e.into()))?;
         // A slot not offered to other care settings, or kept for others than the booking
         // organisation, is, to it, not there.
-        let offered = |s: &Slot| s.others_bookable && s.others_bookable_by.allows(Some(&org.ods), kind);
+        let offered = |s: &Slot| {
+            s.others_bookable
+                && s.others_bookable_by.allows(Some(&org.ods), kind)
+                && s.others_bookable_by.released(s.starts_at, now)
+        };
         let Some((slot, booking)) = found.filter(|(s, _)| offered(s)) else {
             return Err(not_here("slot offered to other care settings"));
         };

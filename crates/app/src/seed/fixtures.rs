@@ -445,6 +445,7 @@ pub fn clinic_form(
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Room 1".into(),
     }
 }

@@ -1662,6 +1662,7 @@ async fn clinic_tomorrow(
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Room 1".into(),
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();

@@ -138,6 +138,7 @@ async fn clinic(app: &App, tp: &fixtures::TestPractice, days: i64, online: bool,
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Room 1".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
@@ -482,6 +483,7 @@ async fn kept_clinic(
         others_types: types.iter().map(|t| (*t).to_owned()).collect(),
         others_ods: ods.into(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         ..fixtures::clinic_form(tp, fixtures::today() + Duration::days(3), (start, end), 15, "0")
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
@@ -585,6 +587,7 @@ async fn the_clinic_form_checks_whom_slots_are_kept_for(t: &TestStore) {
         others_types: types,
         others_ods: ods.into(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         ..fixtures::clinic_form(&tp, day, ("14:00", "14:30"), 15, "0")
     };
     let refused = app.create_clinic(&tp.clinician, &form(vec!["hospital".into()], "", true)).await.unwrap();
@@ -610,6 +613,7 @@ async fn a_clinic_limited_for_other_care_settings_takes_no_more_bookings_than_it
     let day3 = fixtures::today() + Duration::days(3);
     let form = |limit: &str| NewClinic {
         others_limit: limit.into(),
+        others_release_hours: String::new(),
         ..fixtures::clinic_form(&tp, day3, ("09:00", "10:30"), 15, "0")
     };
     for bad in ["0", "two", "501", "-1", "1.5"] {
@@ -696,7 +700,59 @@ async fn a_clinic_limited_for_other_care_settings_takes_no_more_bookings_than_it
     );
 }
 
+/// Slot availability management, booking window/embargo: the practice controls how far in
+/// advance other care settings may book. Two clinics three days ahead: one offered from five days
+/// before each slot starts (so now), one from a day before (not yet): only the first is found,
+/// and the second cannot be booked until its window opens.
+async fn a_slot_is_offered_to_other_care_settings_only_once_its_window_opens(t: &TestStore) {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let day3 = fixtures::today() + Duration::days(3);
+    let form = |(start, end): (&str, &str), hours: &str| NewClinic {
+        others_release_hours: hours.into(),
+        ..fixtures::clinic_form(&tp, day3, (start, end), 15, "0")
+    };
+    for bad in ["0", "2161", "a day", "-4"] {
+        let problems = app.create_clinic(&tp.clinician, &form(("09:00", "09:15"), bad)).await.unwrap().unwrap_err();
+        assert_eq!(problems[0].field, "others_release_hours", "{bad}");
+    }
+    let (open_now, _) = app.create_clinic(&tp.clinician, &form(("09:00", "09:15"), "120")).await.unwrap().unwrap();
+    let (later, _) = app.create_clinic(&tp.clinician, &form(("11:00", "11:15"), " 24 ")).await.unwrap().unwrap();
+    assert_eq!(later.others_bookable_by.release_hours, Some(24));
+    let book = app.appointment_book(&tp.clinician, day3, 1).await.unwrap();
+    let slot_of =
+        |c: &caldicott_core::appointments::Clinic| book.iter().find(|l| l.slot.clinic == c.id).unwrap().slot.clone();
+    let (now_slot, later_slot) = (slot_of(&open_now), slot_of(&later));
+    assert_eq!(
+        later_slot.others_bookable_by.describe().as_deref(),
+        Some("Each offered to other care settings from 24 hours before it starts")
+    );
+    let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
+    let (from, to) = (format!("ge{}", day(2)), format!("le{}", day(4)));
+    let found =
+        ask.slots(&[("start", &from), ("end", &to), ("status", "free"), ("_include", "Slot:schedule")]).await.unwrap();
+    validate_gp_connect(&found);
+    let ids: Vec<&str> = resources(&found, "Slot").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, vec![now_slot.id.to_string().as_str()], "only the slot whose window is open");
+    let found = ask.find(pat.nhs_number.as_str()).await.unwrap();
+    let patient_id = resources(&found, "Patient")[0]["id"].as_str().unwrap().to_owned();
+    let location = tp.practice.id.to_string();
+    assert_eq!(
+        code(ask.book(&booking(&later_slot, &patient_id, &location, UTC)).await),
+        SpineCode::ReferenceNotFound,
+        "not yet offered"
+    );
+    let held = app.appointment_book(&tp.clinician, day3, 1).await.unwrap();
+    assert!(held.iter().all(|l| l.booking.is_none()), "nothing booked");
+    ask.book(&booking(&now_slot, &patient_id, &location, UTC)).await.unwrap();
+    // The practice books either at any time: the window is for other care settings.
+    let other = adult(&app, tp.practice.id).await.unwrap();
+    app.staff_book(&tp.clinician, later_slot.id, other.nhs_number.as_str()).await.unwrap().unwrap();
+}
+
 both!(
+    a_slot_is_offered_to_other_care_settings_only_once_its_window_opens,
     a_clinic_limited_for_other_care_settings_takes_no_more_bookings_than_its_limit,
     slots_kept_for_some_care_settings_are_offered_to_and_booked_by_them_only,
     the_clinic_form_checks_whom_slots_are_kept_for,

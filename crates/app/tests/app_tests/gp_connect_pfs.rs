@@ -87,6 +87,7 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Phone".into(),
     };
     app.create_clinic(&tp.clinician, &kept).await.unwrap().unwrap();

@@ -24,11 +24,12 @@ impl AppointmentStore for SqlStore {
     ) -> StoreResult<()> {
         let (types, ods) = c.others_bookable_by.columns();
         let limit = c.others_bookable_by.limit.map(i32::from);
+        let release = c.others_bookable_by.release_hours.map(i32::from);
         let mut tx = self.begin().await?;
         query(
             "INSERT INTO clinic (practice_id, id, clinician_id, clinician_name, day, start_time, end_time, slot_minutes, \
-             slot_type, online_bookable, location, others_bookable, online_share, others_types, others_ods, others_limit) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             slot_type, online_bookable, location, others_bookable, online_share, others_types, others_ods, others_limit, \
+             others_release_hours) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(practice.as_uuid())
         .bind(c.id.as_uuid())
@@ -46,12 +47,14 @@ impl AppointmentStore for SqlStore {
         .bind(&types)
         .bind(&ods)
         .bind(limit)
+        .bind(release)
         .execute(&mut tx)
         .await?;
         for s in slots {
             query(
                 "INSERT INTO slot (practice_id, id, clinic_id, starts_at, minutes, slot_type, online_bookable, clinician_name, location, \
-                 others_bookable, others_types, others_ods, others_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 others_bookable, others_types, others_ods, others_limit, others_release_hours) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(practice.as_uuid())
             .bind(s.id.as_uuid())
@@ -67,6 +70,7 @@ impl AppointmentStore for SqlStore {
             .bind(&types)
             .bind(&ods)
             .bind(limit)
+        .bind(release)
             .execute(&mut tx)
             .await?;
         }

@@ -336,6 +336,7 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Phone".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();

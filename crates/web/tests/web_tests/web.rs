@@ -669,6 +669,7 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Phone".into(),
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
@@ -3385,10 +3386,11 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     assert!(bad.body.contains("value=\"none\""), "what was typed is kept");
     narrowed.pop();
     narrowed.push(("others_limit", "1"));
+    narrowed.push(("others_release_hours", "24"));
     let ok = staff.post("/appointments/clinics", &narrowed).await;
     let book = staff.get(location(&ok)).await;
     assert!(book.body.contains("Clinic added with 1 slot."), "{}", book.body);
-    assert!(book.body.contains("Only urgent care, and only ODS RR8; at most 1 slot booked by them"), "{}", book.body);
+    assert!(book.body.contains("Only urgent care, and only ODS RR8; at most 1 slot booked by them; each offered from 24 hours before it starts"), "{}", book.body);
 
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let mut p = Browser::new(&app);
@@ -3564,6 +3566,7 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         others_types: Vec::new(),
         others_ods: String::new(),
         others_limit: String::new(),
+        others_release_hours: String::new(),
         location: "Room 1".into(),
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
