@@ -60,9 +60,9 @@ pub fn capability_statement(base: &str, software_version: &str) -> Value {
     resources.push(json!({
         "type": "Task",
         "profile": format!("{}UKCore-Task", fhir::UK_CORE),
-        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }],
+        "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
         "searchParam": search(false),
-        "documentation": "Repeat prescription orders, one Task per medicine (status requested, completed, rejected with its reason, or cancelled): an app with patient/Task.write orders one of the patient's current repeats (create: intent order, code SNOMED CT 103742009, focus the repeat's MedicationRequest), which becomes a task for a clinician like an order made on the patient's pages",
+        "documentation": "Repeat prescription orders, one Task per medicine (status requested, completed, rejected with its reason, or cancelled): an app with patient/Task.write orders one of the patient's current repeats (create: intent order, code SNOMED CT 103742009, focus the repeat's MedicationRequest), which becomes a task for a clinician like an order made on the patient's pages, and cancels the whole order while no medicine of it is decided (update to status cancelled)",
     }));
     for t in CLINICAL_TYPES {
         let mut r = json!({

@@ -184,7 +184,10 @@ impl App {
     /// appointment (the only change offered).
     pub async fn fhir_update(&self, caller: &FhirCaller, resource: &str, id: &str, body: &Value) -> AppResult<Value> {
         let FhirCaller::App(a) = caller else {
-            return Err(AppError::Forbidden("staff cancel appointments in the appointment book".into()));
+            return Err(AppError::Forbidden(
+                "only a patient's app changes these: staff cancel appointments in the appointment book and close orders in tasks"
+                    .into(),
+            ));
         };
         if resource == "Task" {
             return self.cancel_order_through_app(a, id, body).await;
