@@ -96,6 +96,19 @@ fn parse_time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s.trim(), "%H:%M").ok()
 }
 
+/// A whole number from 1 to `max` as typed, or nothing when the field is left empty.
+fn optional_whole(typed: &str, max: u16, field: &'static str, message: &str) -> Result<Option<u16>, FieldProblem> {
+    match typed.trim() {
+        "" => Ok(None),
+        n => n
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| FieldProblem { field, message: message.into() }),
+    }
+}
+
 /// Which other care settings a clinic is kept for, from the form: the kinds ticked and the ODS
 /// codes typed (commas or spaces between them), each code checked.
 fn bookable_by(f: &NewClinic) -> Result<BookableBy, FieldProblem> {
@@ -123,22 +136,18 @@ fn bookable_by(f: &NewClinic) -> Result<BookableBy, FieldProblem> {
     if ods.len() > 50 {
         return Err(FieldProblem { field: "others_ods", message: "Enter at most 50 ODS codes".into() });
     }
-    let limit = match f.others_limit.trim() {
-        "" => None,
-        n => Some(n.parse::<u16>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| FieldProblem {
-            field: "others_limit",
-            message: "Enter how many slots other care settings may book, a whole number from 1 to 500, or leave it empty for no limit"
-                .into(),
-        })?),
-    };
-    let release_hours = match f.others_release_hours.trim() {
-        "" => None,
-        n => Some(n.parse::<u16>().ok().filter(|n| (1..=2160).contains(n)).ok_or_else(|| FieldProblem {
-            field: "others_release_hours",
-            message: "Enter how many hours before each slot starts to offer it, a whole number from 1 to 2160 (90 days), or leave it empty"
-                .into(),
-        })?),
-    };
+    let limit = optional_whole(
+        &f.others_limit,
+        500,
+        "others_limit",
+        "Enter how many slots other care settings may book, a whole number from 1 to 500, or leave it empty for no limit",
+    )?;
+    let release_hours = optional_whole(
+        &f.others_release_hours,
+        2160,
+        "others_release_hours",
+        "Enter how many hours before each slot starts to offer it, a whole number from 1 to 2160 (90 days), or leave it empty",
+    )?;
     Ok(BookableBy { types, ods, limit, release_hours })
 }
 

@@ -42,6 +42,26 @@ async fn repeats(app: &App, tp: &fixtures::TestPractice, pat: &Patient) -> (Entr
     (a, b)
 }
 
+/// A practice, a patient with two current repeats, signed in at P9.
+struct Setting {
+    app: App,
+    tp: fixtures::TestPractice,
+    pat: Patient,
+    a: Entry,
+    b: Entry,
+    me: caldicott_app::patient_services::PatientPrincipal,
+}
+
+async fn setting(t: &TestStore) -> Setting {
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let pat = adult(&app, tp.practice.id).await.unwrap();
+    let (a, b) = repeats(&app, &tp, &pat).await;
+    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
+    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    Setting { app, tp, pat, a, b, me }
+}
+
 /// How many medication issues of `template` the record holds.
 async fn issues_of(app: &App, tp: &fixtures::TestPractice, pat: &Patient, template: EntryId) -> usize {
     let page = PageRequest { limit: Some(200), ..PageRequest::default() };
@@ -69,12 +89,7 @@ fn decision_on(t: &Task, template: EntryId) -> ItemDecision {
 }
 
 async fn a_patient_cancels_an_order_the_practice_has_not_started_on(t: &TestStore) {
-    let app = app(t);
-    let tp = fixtures::practice(&app).await.unwrap();
-    let pat = adult(&app, tp.practice.id).await.unwrap();
-    let (a, b) = repeats(&app, &tp, &pat).await;
-    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
-    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let Setting { app, tp, pat, a, b, me } = setting(t).await;
 
     // Ordered, then cancelled: done, nothing decided, the patient told who cancelled it.
     let order = app.request_repeats(&me, None, &[a.id, b.id], "").await.unwrap().unwrap();
@@ -134,12 +149,7 @@ async fn a_patient_cancels_an_order_the_practice_has_not_started_on(t: &TestStor
 /// A clinician approves a medicine just as the patient cancels the order: it ends one way,
 /// never both (an issue in the record for an order the patient was told is cancelled).
 async fn an_order_cancelled_as_it_is_decided_ends_one_way_only(t: &TestStore) {
-    let app = app(t);
-    let tp = fixtures::practice(&app).await.unwrap();
-    let pat = adult(&app, tp.practice.id).await.unwrap();
-    let (a, b) = repeats(&app, &tp, &pat).await;
-    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
-    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let Setting { app, tp, pat, a, b, me } = setting(t).await;
     let mut approved = 0;
     for _ in 0..8 {
         let order = app.request_repeats(&me, None, &[a.id, b.id], "").await.unwrap().unwrap();
@@ -171,12 +181,7 @@ async fn an_order_cancelled_as_it_is_decided_ends_one_way_only(t: &TestStore) {
 /// kept, or the second is refused and can be made again; never one kept and the other's issue
 /// in the record without its decision.
 async fn two_medicines_of_one_order_decided_at_once_are_both_kept(t: &TestStore) {
-    let app = app(t);
-    let tp = fixtures::practice(&app).await.unwrap();
-    let pat = adult(&app, tp.practice.id).await.unwrap();
-    let (a, b) = repeats(&app, &tp, &pat).await;
-    let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
-    let me = app.patient_signed_in(&cookie).await.unwrap().who;
+    let Setting { app, tp, pat, a, b, me } = setting(t).await;
     let mut approved = [0, 0];
     for _ in 0..8 {
         let order = app.request_repeats(&me, None, &[a.id, b.id], "").await.unwrap().unwrap();
