@@ -578,16 +578,21 @@ pub(crate) async fn task_view_with(
         // A pharmacy's message is reviewed, amended and filed on its own page.
         return Ok(Redirect::to(&format!("/inbound/{message}")).into_response());
     }
+    let open = task.status == caldicott_core::tasks::TaskStatus::Open;
     let (items, note, pharmacy, message) = match &task.body {
         TaskBody::Repeat { items, note, pharmacy } => (
             items
                 .iter()
-                .map(|i| ItemView {
-                    template: i.template.to_string(),
-                    drug: i.drug.clone(),
-                    detail: format!("{} · {}", i.dosage, i.quantity),
-                    decision: decision_text(&i.decision),
-                    pending: i.decision == ItemDecision::Pending,
+                .map(|i| {
+                    let undecided = i.decision == ItemDecision::Pending;
+                    ItemView {
+                        template: i.template.to_string(),
+                        drug: i.drug.clone(),
+                        detail: format!("{} · {}", i.dosage, i.quantity),
+                        // An order cancelled by whoever made it, before anything was decided.
+                        decision: if undecided && !open { "Cancelled".into() } else { decision_text(&i.decision) },
+                        pending: undecided && open,
+                    }
                 })
                 .collect(),
             note.clone(),

@@ -3523,6 +3523,10 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     assert!(!page.body.contains("Cancel this order"));
     let tasks = app.task_list(&tp.clinician, false).await.unwrap();
     assert!(tasks.iter().all(|(t, _)| t.id != order.id), "no longer the practice's to do");
+    // The clinician opening it sees why, and nothing to decide.
+    let seen = doc.get(&format!("/tasks/{}", order.id)).await;
+    assert!(seen.body.contains("Cancelled by the patient, online"), "{}", seen.body);
+    assert!(!seen.body.contains("Approve and issue"), "a cancelled order offers no decision");
     // Cancelling it again, or an order that is not theirs, is refused.
     let again =
         p.post(&format!("/my/prescriptions/{}/cancel", order.id), &[("_csrf", &csrf(&page.body)), ("for", "")]).await;
