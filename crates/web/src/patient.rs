@@ -750,21 +750,11 @@ async fn prescriptions_page(
             .into_iter()
             .map(|t| {
                 let can_cancel = t.can_cancel_order();
-                let done = t.status == caldicott_core::tasks::TaskStatus::Done;
+                let open = t.status == caldicott_core::tasks::TaskStatus::Open;
                 let (items, note) = match t.body {
-                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => (
-                        items
-                            .iter()
-                            .map(|i| {
-                                let undecided = i.decision == caldicott_core::tasks::ItemDecision::Pending;
-                                // An order cancelled before anything was decided.
-                                let text =
-                                    if done && undecided { "Cancelled".into() } else { decision_text(&i.decision) };
-                                (i.drug.clone(), text)
-                            })
-                            .collect(),
-                        note,
-                    ),
+                    caldicott_core::tasks::TaskBody::Repeat { items, note, .. } => {
+                        (items.iter().map(|i| (i.drug.clone(), decision_text(&i.decision, open))).collect(), note)
+                    }
                     _ => (Vec::new(), String::new()),
                 };
                 RequestView {

@@ -583,16 +583,12 @@ pub(crate) async fn task_view_with(
         TaskBody::Repeat { items, note, pharmacy } => (
             items
                 .iter()
-                .map(|i| {
-                    let undecided = i.decision == ItemDecision::Pending;
-                    ItemView {
-                        template: i.template.to_string(),
-                        drug: i.drug.clone(),
-                        detail: format!("{} · {}", i.dosage, i.quantity),
-                        // An order cancelled by whoever made it, before anything was decided.
-                        decision: if undecided && !open { "Cancelled".into() } else { decision_text(&i.decision) },
-                        pending: undecided && open,
-                    }
+                .map(|i| ItemView {
+                    template: i.template.to_string(),
+                    drug: i.drug.clone(),
+                    detail: format!("{} · {}", i.dosage, i.quantity),
+                    decision: decision_text(&i.decision, open),
+                    pending: open && i.decision == ItemDecision::Pending,
                 })
                 .collect(),
             note.clone(),

@@ -338,8 +338,11 @@ pub(crate) fn method_choices() -> Vec<(String, &'static str)> {
         .collect()
 }
 
-pub(crate) fn decision_text(d: &ItemDecision) -> String {
+/// One medicine of an order, in words; `open` is whether the order is still open (an undecided
+/// medicine of a closed order was cancelled with it, before anything was decided).
+pub(crate) fn decision_text(d: &ItemDecision, open: bool) -> String {
     match d {
+        ItemDecision::Pending if !open => "Cancelled".into(),
         ItemDecision::Pending => "Waiting for a clinician".into(),
         ItemDecision::Approved { by, at } => {
             format!("Approved by {by} on {}", caldicott_core::appointments::uk_time(*at).format("%-d %b %Y"))
