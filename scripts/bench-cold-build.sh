@@ -3,7 +3,8 @@
 # directory, so nothing is reused but the downloaded crates (~/.cargo/registry). Prints, in
 # seconds of wall time (and CPU time): the release build of the binary, the build of every test,
 # and the whole test run (`cargo test --workspace`, SQLite and PostgreSQL, browser tests
-# included) once built (skipped with BENCH_RUN_TESTS=0). Wall time needs a machine with nothing
+# included) once built (skipped with BENCH_RUN_TESTS=0; the release build is skipped with
+# BENCH_RELEASE=0). Wall time needs a machine with nothing
 # else compiling; CPU time (user + system) holds up better when it is shared.
 #   scripts/bench-cold-build.sh [REV]   (default HEAD)
 set -euo pipefail
@@ -27,7 +28,9 @@ timed() {
   read -r user sys <"$WORK/cpu"
   printf '%-40s wall %7.1f s   cpu %7.1f s\n' "$label" "$(echo "$end - $start" | bc)" "$(echo "$user + $sys" | bc)"
 }
-timed "release build (cargo build --release)" cargo build --release -p caldicott
+if [ "${BENCH_RELEASE:-1}" != 0 ]; then
+  timed "release build (cargo build --release)" cargo build --release -p caldicott
+fi
 timed "test build (cargo test --no-run)" cargo test --workspace --no-run
 if [ "${BENCH_RUN_TESTS:-1}" != 0 ]; then
   timed "test run (cargo test, built)" cargo test --workspace

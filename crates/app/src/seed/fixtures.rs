@@ -175,6 +175,17 @@ pub fn audit(action: Action, patient: Option<PatientId>) -> AuditRecord {
     )
 }
 
+/// Writes `entries` into the practice's record store as the fixture does: one `EntryCreate`
+/// audit event, naming `patient` or no patient.
+pub async fn add_entries(
+    app: &App,
+    practice: PracticeId,
+    patient: Option<PatientId>,
+    entries: &[Entry],
+) -> AppResult<()> {
+    Ok(app.store_for_tests().add_entries(practice, entries, &audit(Action::EntryCreate, patient)).await?)
+}
+
 /// A final consultation entered at `entered`, visible online.
 pub fn consultation(patient: &Patient, entered: DateTime<Utc>, text: &str) -> Entry {
     Entry {
@@ -476,4 +487,29 @@ pub async fn audit_actions(app: &App, practice: PracticeId) -> Vec<String> {
         .await
         .map(|events| events.into_iter().map(|e| e.action).collect())
         .unwrap_or_default()
+}
+
+/// FHIR forbids empty arrays, objects and strings: an element with nothing in it is left out.
+/// Walks a whole answer and stops the test at the first empty one, naming where it is.
+pub fn no_empty_arrays(v: &serde_json::Value) {
+    use serde_json::Value;
+    fn walk(v: &Value, at: &str, whole: &Value) {
+        match v {
+            Value::Array(a) => {
+                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}[{i}]"), whole);
+                }
+            }
+            Value::Object(o) => {
+                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
+                for (k, x) in o {
+                    walk(x, &format!("{at}.{k}"), whole);
+                }
+            }
+            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
+            _ => {}
+        }
+    }
+    walk(v, "", v);
 }

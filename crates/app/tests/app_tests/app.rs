@@ -29,10 +29,7 @@ async fn online_view_shows_only_what_the_patient_may_see(t: &TestStore) {
     let mut all = visible.clone();
     all.push(before_switch_on.clone());
     all.extend(withheld_entries(&pat, time(2024, 3, 2), "SECRET"));
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
 
     let page = app
         .online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
@@ -67,10 +64,7 @@ async fn hidden_entries_change_nothing_in_the_online_view(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let visible: Vec<Entry> =
         (0..7).map(|i| consultation(&pat, time(2024, 5, 1) + Duration::days(i * 2), &format!("v{i}"))).collect();
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &visible).await.unwrap();
     let req = PageRequest { limit: Some(3), ..Default::default() };
     let before = serde_json::to_string(
         &app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap(),
@@ -78,10 +72,7 @@ async fn hidden_entries_change_nothing_in_the_online_view(t: &TestStore) {
     .unwrap();
     for day in [1, 4, 8, 20] {
         let extra = withheld_entries(&pat, time(2024, 5, 1) + Duration::days(day), "X");
-        app.store_for_tests()
-            .add_entries(tp.practice.id, &extra, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-            .await
-            .unwrap();
+        fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &extra).await.unwrap();
     }
     let after = serde_json::to_string(
         &app.online_view(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &req).await.unwrap(),
@@ -101,10 +92,7 @@ async fn paging_visits_every_visible_entry_once(t: &TestStore) {
             all.extend(withheld_entries(&pat, time(2024, 1, 1) + Duration::hours(i * 13 + 1), "H"));
         }
     }
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -168,14 +156,7 @@ async fn a_proxy_sees_only_their_scope(t: &TestStore) {
     let old_med = EntryBody::Allergy { substance: "SECRET before grant".into(), reaction: "rash".into() };
     let mut old = consultation(&child, caldicott_app::fixtures::now() - Duration::days(400), "");
     old.body = old_med;
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consult, med.clone(), old],
-            &fixtures::audit(Action::EntryCreate, Some(child.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(child.id), &[consult, med.clone(), old]).await.unwrap();
 
     let page = app
         .online_view(&tp.clinician, child.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
@@ -295,12 +276,7 @@ async fn reads_fail_closed_when_the_audit_log_cannot_be_written(t: &TestStore) {
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consultation(&pat, time(2024, 6, 1), "PATIENT DATA")],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[consultation(&pat, time(2024, 6, 1), "PATIENT DATA")])
         .await
         .unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
@@ -446,12 +422,7 @@ async fn clinicians_hide_and_show_entries_with_a_note(t: &TestStore) {
         quantity: "28".into(),
         template: Some(template.id),
     };
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consult.clone(), template.clone(), issue.clone()],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[consult.clone(), template.clone(), issue.clone()])
         .await
         .unwrap();
     let nhs = pat.nhs_number.as_str();
@@ -529,12 +500,7 @@ async fn recording_104_withholds_automatic_access_and_106_restores_it(t: &TestSt
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consultation(&pat, time(2024, 6, 1), "Seen")],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[consultation(&pat, time(2024, 6, 1), "Seen")])
         .await
         .unwrap();
     let nhs = pat.nhs_number.as_str();
@@ -595,12 +561,7 @@ async fn the_practice_manager_changes_online_services_settings(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let manager = auth::authenticate(&app, &tp.manager_token).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consultation(&pat, time(2024, 6, 1), "Seen")],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[consultation(&pat, time(2024, 6, 1), "Seen")])
         .await
         .unwrap();
     let input = SettingsInput {
@@ -666,14 +627,7 @@ async fn staff_grant_and_remove_access_by_hand(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let old_entry = consultation(&pat, time(2015, 6, 1), "Before the switch-on");
     let new_entry = consultation(&pat, time(2024, 6, 1), "After the switch-on");
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[old_entry.clone(), new_entry.clone()],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[old_entry.clone(), new_entry.clone()]).await.unwrap();
     let nhs = pat.nhs_number.as_str();
     let who = tp.clinician.clone();
     let seen = |app: App| {
@@ -747,10 +701,7 @@ async fn a_level_set_by_hand_restricts_as_well_as_widens(t: &TestStore) {
         quantity: "28 capsule".into(),
         course: MedicationCourse::Acute,
     };
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[text.clone(), med.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[text.clone(), med.clone()]).await.unwrap();
     let parent = adult(&app, tp.practice.id).await.unwrap();
     fixtures::proxy_link(&app, tp.practice.id, &pat, &parent, AccessLevel::Full, time(2024, 1, 1).date_naive())
         .await
@@ -830,14 +781,7 @@ async fn clinicians_file_results_visible_or_hidden(t: &TestStore) {
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let waiting = withheld_entries(&pat, time(2024, 7, 1), "W");
     let (result, letter) = (waiting[4].clone(), waiting[5].clone());
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[result.clone(), letter.clone()],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[result.clone(), letter.clone()]).await.unwrap();
     let nhs = pat.nhs_number.as_str();
     let online = |app: App, who: caldicott_app::StaffPrincipal| async move {
         app.online_view(&who, nhs, ViewAs::Patient, &PageRequest::default())
@@ -1007,10 +951,7 @@ async fn the_assistant_warns_at_entry_time_and_never_blocks(t: &TestStore) {
     if let EntryBody::Document { title, .. } = &mut letter.body {
         *title = "Letter from social services about Mr Patel".into();
     }
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&letter), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), std::slice::from_ref(&letter)).await.unwrap();
     let check = app.check_filing(&tp.clinician, letter.id).await.unwrap().unwrap();
     assert!(check.highlights.iter().any(|h| h.contains("third-party")), "{:?}", check.highlights);
     app.file(&tp.clinician, letter.id, &VisibilityChange::Show { note: String::new() }, true).await.unwrap();
@@ -1112,16 +1053,16 @@ async fn reception_registers_and_deregisters_patients(t: &TestStore) {
         .create_online_account(tp.practice.id, &account, &fixtures::audit(Action::OnlineAccountCreate, Some(p.id)))
         .await
         .unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            // Entered now, on the day of registration: an entry made a few minutes earlier would
-            // be on the day before just after midnight, before the registration (R4).
-            &[consultation(&p, caldicott_app::fixtures::now(), "Seen")],
-            &fixtures::audit(Action::EntryCreate, Some(p.id)),
-        )
-        .await
-        .unwrap();
+    // Entered now, on the day of registration: an entry made a few minutes earlier would be on
+    // the day before just after midnight, before the registration (R4).
+    fixtures::add_entries(
+        &app,
+        tp.practice.id,
+        Some(p.id),
+        &[consultation(&p, caldicott_app::fixtures::now(), "Seen")],
+    )
+    .await
+    .unwrap();
     let seen =
         app.online_view(&tp.clinician, p.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
     assert_eq!(seen.entries.len(), 1);
@@ -1147,10 +1088,7 @@ async fn a_consultation_is_split_so_that_part_of_it_can_be_hidden(t: &TestStore)
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let c = consultation(&pat, time(2024, 8, 1), "Knee pain, improving. Partner has been controlling about money.");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&c), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), std::slice::from_ref(&c)).await.unwrap();
     let nhs = pat.nhs_number.as_str();
     let dropped = vec!["Knee pain, improving.".to_owned(), "Partner has been controlling.".to_owned()];
     assert!(
@@ -1458,10 +1396,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
     let visible = consultation(&pat, recent, "visible to the patient");
     let mut all = vec![visible.clone()];
     all.extend(withheld_entries(&pat, recent, "SECRET"));
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     assert!(matches!(app.issue_linkage(&admin, pat.nhs_number.as_str(), "P9").await, Err(AppError::Forbidden(_))));
     assert!(matches!(
@@ -1515,12 +1450,7 @@ async fn patients_sign_up_with_a_letter_and_see_only_their_online_view(t: &TestS
 
     // P5: appointments and messages, but no record (R22).
     let other = adult(&app, tp.practice.id).await.unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consultation(&other, recent, "P5 cannot see")],
-            &fixtures::audit(Action::EntryCreate, Some(other.id)),
-        )
+    fixtures::add_entries(&app, tp.practice.id, Some(other.id), &[consultation(&other, recent, "P5 cannot see")])
         .await
         .unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &reception, &other, "P5").await.unwrap();
@@ -1563,10 +1493,7 @@ async fn a_proxy_sees_the_record_they_act_for_within_scope(t: &TestStore) {
         quantity: "100ml".into(),
         course: MedicationCourse::Acute,
     };
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[consult, med.clone()], &fixtures::audit(Action::EntryCreate, Some(child.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(child.id), &[consult, med.clone()]).await.unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let services = app.my_services(&me).await.unwrap();
@@ -1602,10 +1529,7 @@ async fn patients_see_who_looked_at_their_record_but_not_what_changed(t: &TestSt
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let entry = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "to be hidden");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), std::slice::from_ref(&entry)).await.unwrap();
     app.staff_record(&tp.clinician, pat.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default()).await.unwrap();
     let hide = VisibilityChange::Hide { reason: HiddenReason::ThirdParty, note: "names a neighbour".into() };
     app.change_visibility(&tp.clinician, pat.nhs_number.as_str(), entry.id, &hide, false).await.unwrap();
@@ -1649,21 +1573,8 @@ async fn clinic_tomorrow(
     use caldicott_app::appointments::NewClinic;
     let day = caldicott_app::fixtures::today() + Duration::days(3);
     let f = NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: "09:00".into(),
-        end: "10:00".into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: if online { "100" } else { "0" }.into(),
         others_bookable: false,
-        others_types: Vec::new(),
-        others_ods: String::new(),
-        others_limit: String::new(),
-        others_release_hours: String::new(),
-        location: "Room 1".into(),
+        ..caldicott_app::fixtures::clinic_form(tp, day, ("09:00", "10:00"), 15, if online { "100" } else { "0" })
     };
     let (clinic, n) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
     assert_eq!(n, 4);
@@ -1796,14 +1707,7 @@ async fn repeat_requests_become_tasks_a_clinician_decides_item_by_item(t: &TestS
         e
     };
     let (a, b, hidden) = (med("Amlodipine 5mg"), med("Atorvastatin 20mg"), med("SECRET-DRUG"));
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[a.clone(), b.clone(), hidden.clone()],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[a.clone(), b.clone(), hidden.clone()]).await.unwrap();
     let hide = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "not yet discussed".into() };
     app.change_visibility(&tp.clinician, pat.nhs_number.as_str(), hidden.id, &hide, false).await.unwrap();
     let reception = auth::authenticate(&app, &tp.receptionist_token).await.unwrap();
@@ -1882,10 +1786,7 @@ async fn repeats_offered_online_go_through_the_engine_whole(t: &TestStore) {
         .collect();
     let mut all = vec![template.clone()];
     all.extend(issues);
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let page = app.repeat_page(&me, None).await.unwrap();
@@ -2071,14 +1972,7 @@ async fn a_parents_access_ends_at_sixteen_as_the_clock_passes_it(t: &TestStore) 
     // full access from the beginning.
     let (app, offset, tp, child, parent, link) = child_reaching(t, 16, AccessLevel::Full, 700).await;
     let visit = consultation(&child, caldicott_app::fixtures::now() - Duration::days(30), "SIXTEEN-VISIT");
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            std::slice::from_ref(&visit),
-            &fixtures::audit(Action::EntryCreate, Some(child.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(child.id), std::slice::from_ref(&visit)).await.unwrap();
     let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     assert_eq!(app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap().entries.len(), 1);
@@ -2125,10 +2019,7 @@ async fn a_parents_access_pauses_at_the_review_age_as_the_clock_passes_it(t: &Te
         quantity: "1".into(),
         course: MedicationCourse::Acute,
     };
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&med), &fixtures::audit(Action::EntryCreate, Some(child.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(child.id), std::slice::from_ref(&med)).await.unwrap();
     let (username, password, cookie) = fixtures::patient_account(&app, &tp.clinician, &parent, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let page = app.my_record(&me, Some(link.id), &PageRequest::default()).await.unwrap();
@@ -2211,14 +2102,14 @@ async fn nhs_login_matches_the_registered_patient_by_nhs_number_and_birth_date(t
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "seen")],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(
+        &app,
+        tp.practice.id,
+        Some(pat.id),
+        &[consultation(&pat, caldicott_app::fixtures::now() - Duration::days(2), "seen")],
+    )
+    .await
+    .unwrap();
     let iss = "https://auth.example.nhs";
     let dob = pat.date_of_birth;
     let wrong = app.nhs_login_sign_in(iss, "sub-1", IdentityLevel::P9, &pat.nhs_number, dob + Duration::days(1)).await;
@@ -2280,10 +2171,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
         .await
         .unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &hidden).await.unwrap();
     let letter = app.issue_linkage(&reception, pat.nhs_number.as_str(), "P9").await.unwrap();
     // The patient makes their own account with the letter; an app may still link with it.
     let cookie = app
@@ -2350,10 +2238,7 @@ async fn an_app_links_with_the_letter_and_raises_a_safety_net_task(t: &TestStore
         concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
         term: "Dissent from SMS".into(),
     });
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(texter.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(texter.id), &[dissent]).await.unwrap();
     let letter = app.issue_linkage(&reception, texter.nhs_number.as_str(), "P9").await.unwrap();
     app.link_app(&registered.client_id, &secret, &link_request(&letter, "Patient", texter.date_of_birth))
         .await

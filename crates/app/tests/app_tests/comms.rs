@@ -179,10 +179,7 @@ async fn dissenting_texter(app: &App, tp: &TestPractice, email: Option<&str>) ->
         concept: caldicott_core::snomed::ConceptId::parse(caldicott_core::snomed::SMS_DISSENT).unwrap(),
         term: "Dissent from SMS".into(),
     });
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[dissent], &fixtures::audit(Action::EntryCreate, Some(p.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(app, tp.practice.id, Some(p.id), &[dissent]).await.unwrap();
     p
 }
 

@@ -63,29 +63,7 @@ async fn everything(app: &App, who: &FhirCaller, patient: &str, count: &str) -> 
     panic!("paging never ended");
 }
 
-/// FHIR forbids empty arrays (and empty objects and strings): an element with nothing in it is
-/// left out. Walks a whole answer.
-fn no_empty_arrays(v: &Value) {
-    fn walk(v: &Value, at: &str, whole: &Value) {
-        match v {
-            Value::Array(a) => {
-                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
-                for (i, x) in a.iter().enumerate() {
-                    walk(x, &format!("{at}[{i}]"), whole);
-                }
-            }
-            Value::Object(o) => {
-                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
-                for (k, x) in o {
-                    walk(x, &format!("{at}.{k}"), whole);
-                }
-            }
-            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
-            _ => {}
-        }
-    }
-    walk(v, "", v);
-}
+use caldicott_app::fixtures::no_empty_arrays;
 
 /// The resources of a Bundle, in order.
 fn resources(bundle: &Value) -> Vec<Value> {
@@ -371,10 +349,7 @@ async fn medication_statements_and_hidden_repeats(t: &TestStore) {
         issue_of_hidden.clone(),
         acute.clone(),
     ];
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     // The patient's own account first (a new letter later would end the app's link).
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
@@ -464,10 +439,7 @@ async fn searches_include_what_their_resources_point_at(t: &TestStore) {
     by_stranger.id = EntryId::from_uuid(caldicott_app::new_id());
     by_stranger.author = Author { staff: None, name: "Locum from elsewhere".into() };
     let entries = vec![by_doctor.clone(), hidden_by_doctor.clone(), by_stranger.clone()];
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let with = |inc: &[&str]| Search { include: inc.iter().map(|s| s.to_string()).collect(), ..Default::default() };
@@ -635,10 +607,7 @@ async fn documents_open_only_where_the_reader_may_see_them(t: &TestStore) {
         filing: Filing::Filed,
         review: DocumentReview::Reviewed,
     };
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&summary_only), &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, std::slice::from_ref(&summary_only)).await.unwrap();
     let text = app.fhir_binary(&who, &summary_only.id.to_string()).await.unwrap();
     assert_eq!(
         (text.content_type.as_str(), text.bytes.as_slice()),
@@ -659,10 +628,7 @@ async fn a_practice_integration_reads_its_practice_with_system_scopes(t: &TestSt
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let elsewhere = adult(&app, other_tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET-SYSTEM");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &hidden).await.unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (private, public) = new_key_pair().unwrap();
@@ -803,10 +769,7 @@ async fn an_app_acts_for_a_dependant_within_the_proxy_scope(t: &TestStore) {
     let mut before_grant = consultation(&child, now - Duration::days(60), "");
     before_grant.body = EntryBody::Allergy { substance: "BEFORE-GRANT eggs".into(), reaction: "Rash".into() };
     let entries = vec![allergy.clone(), visit.clone(), before_grant.clone()];
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let (client, secret, link_token) = linked_app(&app, &tp, &parent).await.unwrap();
     // The holder's own token, then one for the child.
     let for_child =
@@ -1064,10 +1027,7 @@ async fn no_hidden_entry_reaches_an_app(t: &TestStore, flags: Vec<Gen>, viewer: 
         e.nopat = *nopat;
         entries.push(e);
     }
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &holder).await.unwrap();
     let req = TokenRequest {
         patient: proxy.as_ref().map(|_| pat.id.to_string()),
@@ -1202,10 +1162,7 @@ async fn everything_in_everything_is_declared_and_reads_back(t: &TestStore) {
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let entries = one_of_every_kind(&pat, &tp);
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let cap = caldicott_app::fhir_api::capability_statement(BASE, "test");
     no_empty_arrays(&cap);
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
@@ -1305,10 +1262,7 @@ async fn no_answer_carries_an_empty_array(t: &TestStore) {
         resources(&app.fhir_search(&staff, t, BASE, &Search::default()).await.unwrap());
     }
     let entries = one_of_every_kind(&pat, &tp);
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     everything(&app, &staff, &pat.id.to_string(), "2").await;
     no_empty_arrays(&caldicott_app::fhir_api::capability_statement(BASE, "test"));
 }
@@ -1332,10 +1286,7 @@ async fn immunizations_carry_the_vaccine_and_the_procedure_apart(t: &TestStore) 
     jab.code = snomed("822851000000102", "Seasonal influenza vaccination");
     let mut uncoded = consultation(&pat, caldicott_app::fixtures::now() - Duration::days(21), "");
     uncoded.body = EntryBody::Immunisation { vaccine: "Tetanus vaccine".into() };
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[jab.clone(), uncoded.clone()], &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &[jab.clone(), uncoded.clone()]).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let staff = FhirCaller::Staff(tp.clinician.clone());
@@ -1386,10 +1337,7 @@ async fn medication_request_status_follows_the_course(t: &TestStore) {
     let finished = acute(7, "Amoxicillin 500mg capsules");
     let issued_today = acute(0, "Flucloxacillin 500mg capsules");
     let entries = [template.clone(), past_issue.clone(), finished.clone(), issued_today.clone()];
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let staff = FhirCaller::Staff(tp.clinician.clone());
@@ -1468,10 +1416,7 @@ async fn quantities_carry_ucum_codes_and_text_results_none(t: &TestStore) {
     };
     let tablets = repeat(&pat, now - Duration::hours(24), "Amlodipine 5mg tablets");
     entries.extend([negative.clone(), under.clone(), over.clone(), liquid.clone(), tablets.clone()]);
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     let who = app_token(&app, &client, &secret, &link, "").await;
     let obs = |id: EntryId| {
@@ -1535,10 +1480,7 @@ async fn a_linked_app_orders_a_repeat_and_follows_it(t: &TestStore) {
         repeat(&pat, now - Duration::days(30), "Amlodipine 5mg"),
         repeat(&pat, now - Duration::days(30), "SECRET-DRUG"),
     );
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[a.clone(), hidden.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[a.clone(), hidden.clone()]).await.unwrap();
     let hide = VisibilityChange::Hide { reason: HiddenReason::PotentiallyHarmful, note: "not yet discussed".into() };
     app.change_visibility(&tp.clinician, pat.nhs_number.as_str(), hidden.id, &hide, false).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();

@@ -31,7 +31,7 @@ fn code(p: &Patient, concept: &str, at: DateTime<Utc>) -> Entry {
 }
 
 async fn add(app: &App, practice: PracticeId, entries: &[Entry]) {
-    app.store_for_tests().add_entries(practice, entries, &fixtures::audit(Action::EntryCreate, None)).await.unwrap();
+    fixtures::add_entries(app, practice, None, entries).await.unwrap();
 }
 
 async fn patient(app: &App, practice: PracticeId, p: Patient) -> Patient {

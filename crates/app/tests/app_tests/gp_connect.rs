@@ -157,10 +157,7 @@ pub(crate) fn validate_gp_connect(json: &Value) -> String {
 }
 
 async fn add(app: &App, practice: caldicott_core::ids::PracticeId, p: &Patient, entries: &[Entry]) {
-    app.store_for_tests()
-        .add_entries(practice, entries, &fixtures::audit(Action::EntryCreate, Some(p.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(app, practice, Some(p.id), entries).await.unwrap();
 }
 
 async fn hidden_online_goes_with_nopat_private_and_safeguarding_stay_at_the_practice(t: &TestStore) {

@@ -74,21 +74,9 @@ async fn a_patients_app_books_lists_and_cancels_in_gp_connect_shapes(t: &TestSto
     // A clinic kept for other care settings is not offered to patients.
     let d = fixtures::today() + Duration::days(5);
     let kept = NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: d.format("%d").to_string(),
-        month: d.format("%m").to_string(),
-        year: d.format("%Y").to_string(),
-        start: "14:00".into(),
-        end: "14:30".into(),
-        slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
-        online_share: "0".into(),
-        others_bookable: true,
-        others_types: Vec::new(),
-        others_ods: String::new(),
-        others_limit: String::new(),
-        others_release_hours: String::new(),
         location: "Phone".into(),
+        ..fixtures::clinic_form(&tp, d, ("14:00", "14:30"), 15, "0")
     };
     app.create_clinic(&tp.clinician, &kept).await.unwrap().unwrap();
     let linked = linked_app(&app, &tp, &pat).await.unwrap();

@@ -11,7 +11,6 @@ use caldicott_app::fixtures::{self, adult, consultation, linked_app};
 use caldicott_app::record::PageRequest;
 use caldicott_app::redaction::VisibilityChange;
 use caldicott_app::App;
-use caldicott_core::audit::Action;
 use caldicott_core::entry::HiddenReason;
 use caldicott_store::both;
 use caldicott_store::test_support::TestStore;
@@ -76,10 +75,7 @@ async fn hidden_entries_never_show_while_clinicians_write(t: &TestStore) {
     let visible: Vec<_> = (0..TO_HIDE)
         .map(|i| consultation(&pat, now - Duration::hours(2 + i as i64), &format!("RACE-VISIBLE-{i:03}")))
         .collect();
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &visible, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &visible).await.unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &pat, "P9").await.unwrap();
     let me = app.patient_signed_in(&cookie).await.unwrap().who;
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();

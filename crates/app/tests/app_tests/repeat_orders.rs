@@ -8,7 +8,6 @@ use caldicott_app::fhir_api::{FhirCaller, TokenRequest};
 use caldicott_app::fixtures::{self, adult, consultation, linked_app};
 use caldicott_app::record::{PageRequest, ViewAs};
 use caldicott_app::{App, AppError};
-use caldicott_core::audit::Action;
 use caldicott_core::entry::*;
 use caldicott_core::ids::EntryId;
 use caldicott_core::patient::Patient;
@@ -35,10 +34,7 @@ async fn repeats(app: &App, tp: &fixtures::TestPractice, pat: &Patient) -> (Entr
         e
     };
     let (a, b) = (med("Amlodipine 5mg tablets"), med("Atorvastatin 20mg tablets"));
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[a.clone(), b.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(app, tp.practice.id, Some(pat.id), &[a.clone(), b.clone()]).await.unwrap();
     (a, b)
 }
 

@@ -50,10 +50,7 @@ fn hidden(mut e: Entry) -> Entry {
 }
 
 async fn add(app: &App, practice: caldicott_core::ids::PracticeId, p: &Patient, entries: &[Entry]) {
-    app.store_for_tests()
-        .add_entries(practice, entries, &fixtures::audit(Action::EntryCreate, Some(p.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(app, practice, Some(p.id), entries).await.unwrap();
 }
 
 async fn signed_in(

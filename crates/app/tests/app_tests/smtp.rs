@@ -195,10 +195,7 @@ async fn the_safety_net_email_reaches_the_mailbox(t: &test_support::TestStore) {
         .await
         .unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(1), "SECRET");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &hidden).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let (wallet, secret) = app.register_app(&admin, "Health Wallet", "Wallet Ltd", "").await.unwrap();
     let letter = app.issue_linkage(&tp.clinician, pat.nhs_number.as_str(), "P9").await.unwrap();

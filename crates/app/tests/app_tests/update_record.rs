@@ -6,7 +6,7 @@ use caldicott_app::fixtures::{self, date, person};
 use caldicott_app::record::{PageRequest, ViewAs};
 use caldicott_app::update_record::Amend;
 use caldicott_app::{auth, App, AppError, StaffPrincipal};
-use caldicott_core::access::{AccountKind, IdentityLevel, OnlineAccount};
+use caldicott_core::access::{AccessLevel, AccountKind, IdentityLevel, OnlineAccount};
 use caldicott_core::audit::Action;
 use caldicott_core::entry::{HiddenReason, Origin};
 use caldicott_core::ids::{AccountId, PracticeId};
@@ -76,6 +76,21 @@ impl Setup {
         let page = self
             .app
             .online_view(&self.clinician, self.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
+            .await
+            .unwrap();
+        serde_json::to_string(&page).unwrap()
+    }
+    /// What a new proxy with full access since yesterday sees of Hannah's record, as JSON.
+    async fn proxy_texts(&self) -> String {
+        let applicant = fixtures::adult(&self.app, self.practice).await.unwrap();
+        let since = fixtures::today() - chrono::Duration::days(1);
+        let link = fixtures::proxy_link(&self.app, self.practice, &self.hannah, &applicant, AccessLevel::Full, since)
+            .await
+            .unwrap();
+        let view = ViewAs::Proxy(link.id);
+        let page = self
+            .app
+            .online_view(&self.clinician, self.hannah.nhs_number.as_str(), view, &PageRequest::default())
             .await
             .unwrap();
         serde_json::to_string(&page).unwrap()
@@ -170,23 +185,8 @@ async fn nopat_keeps_every_filed_entry_off_line(t: &TestStore) {
     for id in &made {
         assert!(!online.contains(&id.to_string()));
     }
-    let applicant = fixtures::adult(&s.app, s.practice).await.unwrap();
-    let link = fixtures::proxy_link(
-        &s.app,
-        s.practice,
-        &s.hannah,
-        &applicant,
-        caldicott_core::access::AccessLevel::Full,
-        caldicott_app::fixtures::today() - chrono::Duration::days(1),
-    )
-    .await
-    .unwrap();
-    let proxy_view = s
-        .app
-        .online_view(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
-        .await
-        .unwrap();
-    assert!(!serde_json::to_string(&proxy_view).unwrap().contains("Levonorgestrel"));
+    let proxy_view = s.proxy_texts().await;
+    assert!(!proxy_view.contains("Levonorgestrel"));
     let record = s
         .app
         .staff_record(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Patient, &PageRequest::default())
@@ -846,23 +846,8 @@ async fn filing_a_replacement_retires_what_the_earlier_payload_filed(t: &TestSto
     for id in &filed_first {
         assert!(!online.contains(&id.to_string()));
     }
-    let applicant = fixtures::adult(&s.app, s.practice).await.unwrap();
-    let link = fixtures::proxy_link(
-        &s.app,
-        s.practice,
-        &s.hannah,
-        &applicant,
-        caldicott_core::access::AccessLevel::Full,
-        chrono::Utc::now().date_naive() - chrono::Duration::days(1),
-    )
-    .await
-    .unwrap();
-    let proxy = s
-        .app
-        .online_view(&s.clinician, s.hannah.nhs_number.as_str(), ViewAs::Proxy(link.id), &PageRequest::default())
-        .await
-        .unwrap();
-    assert!(!serde_json::to_string(&proxy).unwrap().contains("for 5 days"));
+    let proxy = s.proxy_texts().await;
+    assert!(!proxy.contains("for 5 days"));
     // Each retired entry's change is audited.
     let events = s.app.store_for_tests().audit_events(s.practice, 0, 1_000_000).await.unwrap();
     for id in &filed_first {

@@ -51,28 +51,7 @@ async fn send(app: &App, req: Request<Body>) -> Reply {
     reply
 }
 
-/// FHIR forbids empty arrays, objects and strings: an element with nothing in it is left out.
-fn no_empty_arrays(v: &Value) {
-    fn walk(v: &Value, at: &str, whole: &Value) {
-        match v {
-            Value::Array(a) => {
-                assert!(!a.is_empty(), "an empty array at {at}: {whole}");
-                for (i, x) in a.iter().enumerate() {
-                    walk(x, &format!("{at}[{i}]"), whole);
-                }
-            }
-            Value::Object(o) => {
-                assert!(!o.is_empty(), "an empty object at {at}: {whole}");
-                for (k, x) in o {
-                    walk(x, &format!("{at}.{k}"), whole);
-                }
-            }
-            Value::String(s) => assert!(!s.is_empty(), "an empty string at {at}: {whole}"),
-            _ => {}
-        }
-    }
-    walk(v, "", v);
-}
+use caldicott_app::fixtures::no_empty_arrays;
 
 async fn get(app: &App, uri: &str, token: Option<&str>) -> Reply {
     let mut req = Request::get(uri).header(header::HOST, "test");
@@ -102,10 +81,7 @@ async fn fhir_errors_are_operation_outcomes_and_hidden_ids_look_unknown(t: &Test
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, caldicott_app::fixtures::now() - Duration::days(2), "SECRET-HTTP");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &hidden).await.unwrap();
     let (client, secret, link) = linked_app(&app, &tp, &pat).await.unwrap();
     // The CapabilityStatement needs no token and says what is served.
     let cap = get(&app, "/fhir/r4/metadata", None).await;
@@ -273,25 +249,25 @@ async fn every_fhir_route_for_every_kind_of_token(t: &TestStore) {
         part: caldicott_core::entry::PlanPart::Goal,
         text: "MATRIX no night waking".into(),
     };
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[
-                entry.clone(),
-                course.clone(),
-                letter.clone(),
-                problem.clone(),
-                result.clone(),
-                allergy.clone(),
-                jab.clone(),
-                message.clone(),
-                plan.clone(),
-                goal.clone(),
-            ],
-            &fixtures::audit(Action::EntryCreate, None),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(
+        &app,
+        tp.practice.id,
+        None,
+        &[
+            entry.clone(),
+            course.clone(),
+            letter.clone(),
+            problem.clone(),
+            result.clone(),
+            allergy.clone(),
+            jab.clone(),
+            message.clone(),
+            plan.clone(),
+            goal.clone(),
+        ],
+    )
+    .await
+    .unwrap();
     // A parent of this practice who acts for their child.
     let parent = adult(&app, tp.practice.id).await.unwrap();
     let child = fixtures::person(tp.practice.id, caldicott_app::fixtures::today() - Duration::days(365 * 6));

@@ -7,7 +7,6 @@
 
 use caldicott_app::fixtures::{self, adult, consultation, linked_app, withheld_entries};
 use caldicott_app::App;
-use caldicott_core::audit::Action;
 use caldicott_store::both;
 use caldicott_store::test_support::TestStore;
 use chrono::Duration;
@@ -131,10 +130,7 @@ async fn schemathesis_finds_no_server_error(t: &TestStore) {
     let hidden = withheld_entries(&pat, now - Duration::hours(5), "SCHEMA");
     let mut entries = vec![consultation(&pat, now - Duration::days(1), "Seen")];
     entries.extend(hidden.iter().cloned());
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &entries).await.unwrap();
     let checks = "not_a_server_error,patient_data_is_never_cached,errors_show_no_internals";
     let (passed, report) = schemathesis(&app, &tp.clinician_token, checks, &[], &[]).await;
     assert!(passed, "{report}");
