@@ -59,8 +59,22 @@ pub struct StaffMember {
     #[serde(skip_serializing)]
     pub password_hash: String,
     pub active: bool,
+    /// Their SDS user id (the identity on their NHS smartcard), when the practice has recorded
+    /// it: GP Connect names a practitioner by it, and other care settings find them by it.
+    pub sds_user_id: Option<String>,
     #[serde(skip)]
     pub sign_in: SignInState,
+}
+
+/// Checks an SDS user id as typed: 3 to 20 letters and digits (spaces ignored), kept upper-case.
+/// An id on a smartcard is twelve digits; older ones and test environments use letters too.
+pub fn parse_sds_user_id(input: &str) -> Result<String, &'static str> {
+    let id: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+    if (3..=20).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(id.to_ascii_uppercase())
+    } else {
+        Err("an SDS user ID is 3 to 20 letters and digits, as on the person's NHS smartcard")
+    }
 }
 
 /// Sign-in protection for one member of staff.

@@ -228,6 +228,9 @@ async fn seed_care_plan(app: &App, hannah: &Patient, doctor: &StaffPrincipal, se
     Ok(())
 }
 
+/// The SDS user id the demo records for its first GP (docs/gp-connect.md).
+pub const DEMO_SDS_USER_ID: &str = "555021935107";
+
 /// Adds the patient-services part of the demo, and returns the patient logins to print.
 pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOptions) -> AppResult<Vec<DemoLogin>> {
     let staff = app.seeding().staff_members(practice.id).await?;
@@ -242,6 +245,10 @@ pub async fn seed_patient_services(app: &App, practice: &Practice, opts: &DemoOp
     let (Some(doctor), Some(reception)) = (as_principal(Role::Clinician), as_principal(Role::Receptionist)) else {
         return Err(AppError::Internal("the demo needs a clinician and a receptionist".into()));
     };
+    // The first GP's SDS user id, as on a smartcard: GP Connect's practitioner search finds them.
+    if let Some(admin) = as_principal(Role::Administrator) {
+        app.set_staff_sds_user_id(&admin, doctor.staff, DEMO_SDS_USER_ID).await?;
+    }
     let today = app.now().date_naive();
     // Leo turns 11 in three weeks: his mother's proxy access shows the review notice.
     let leo_birth = (today + Duration::days(21)).with_year(today.year() - 11).unwrap_or(today);

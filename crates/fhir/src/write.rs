@@ -228,7 +228,8 @@ pub fn organization_resource(practice: &Practice) -> Value {
     })
 }
 
-/// A clinician of the practice, by the name the record shows.
+/// A clinician of the practice, by the name the record shows, with their SDS user id when the
+/// practice has recorded it.
 pub fn practitioner_resource(s: &caldicott_core::staff::StaffMember) -> Value {
     let mut parts: Vec<&str> = s.display_name.split_whitespace().collect();
     let prefix: Vec<&str> = parts
@@ -242,13 +243,17 @@ pub fn practitioner_resource(s: &caldicott_core::staff::StaffMember) -> Value {
     if !prefix.is_empty() {
         name["prefix"] = json!(prefix);
     }
-    json!({
+    let mut p = json!({
         "resourceType": "Practitioner",
         "id": s.id.to_string(),
         "meta": profile("Practitioner"),
         "active": s.active,
         "name": [name],
-    })
+    });
+    if let Some(sds) = &s.sds_user_id {
+        p["identifier"] = json!([{ "system": crate::gpconnect::request::SDS_USER_SYSTEM, "value": sds }]);
+    }
+    p
 }
 
 /// An appointment with its slot: booked, cancelled, or fulfilled once its time has passed.

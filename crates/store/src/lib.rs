@@ -96,6 +96,8 @@ pub enum Conflict {
     NhsNumberRegistered,
     #[error("that username is taken: choose another")]
     UsernameTaken,
+    #[error("another member of staff at this practice has that SDS user ID")]
+    SdsUserIdTaken,
     #[error("that ODS code is already registered")]
     OdsCodeTaken,
     #[error("that client id is already registered")]
@@ -130,6 +132,7 @@ impl Conflict {
             ("", column) => Self::of_unique_column(column),
             ("patient", "nhs_number") => Conflict::NhsNumberRegistered,
             ("staff" | "patient_login", "username") => Conflict::UsernameTaken,
+            ("staff", "sds_user_id") => Conflict::SdsUserIdTaken,
             ("practice" | "update_record_sender", "ods_code") => Conflict::OdsCodeTaken,
             ("update_record_sender" | "fhir_integration" | "patient_app", "client_id") => Conflict::ClientIdTaken,
             ("message_preset", "name") => Conflict::NameTaken,
@@ -150,6 +153,7 @@ impl Conflict {
         match column {
             "nhs_number" => Conflict::NhsNumberRegistered,
             "username" => Conflict::UsernameTaken,
+            "sds_user_id" => Conflict::SdsUserIdTaken,
             "ods_code" => Conflict::OdsCodeTaken,
             "client_id" => Conflict::ClientIdTaken,
             "name" => Conflict::NameTaken,
@@ -405,6 +409,7 @@ mod tests {
         for (table, columns) in [
             ("patient", vec!["practice_id", "nhs_number"]),
             ("staff", vec!["practice_id", "username"]),
+            ("staff", vec!["practice_id", "sds_user_id"]),
             ("practice", vec!["ods_code"]),
             ("patient_app", vec!["client_id"]),
             ("appointment", vec!["practice_id", "slot_id"]),

@@ -67,6 +67,7 @@ migrations! {
     35 "gp_connect_bookable_by" "0035_gp_connect_bookable_by",
     36 "gp_connect_booking_limit" "0036_gp_connect_booking_limit",
     37 "gp_connect_booking_window" "0037_gp_connect_booking_window",
+    38 "staff_sds_user_id" "0038_staff_sds_user_id",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -210,6 +210,7 @@ pub(crate) fn staff(practice: PracticeId, r: &impl Cols) -> StoreResult<StaffMem
         role: parsed("role", r.text("role")?, Role::parse)?,
         password_hash: r.text("password_hash")?,
         active: r.flag("active")?,
+        sds_user_id: r.opt_text("sds_user_id")?,
         sign_in: SignInState {
             totp_secret: r.opt_text("totp_secret")?,
             totp_confirmed: r.opt_bool("totp_confirmed")?.unwrap_or(false),

@@ -35,6 +35,16 @@ pub trait StaffStore: Send + Sync {
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
+    /// Records (or, with `None`, clears) a member of staff's SDS user id; another member of the
+    /// practice holding it already is `Conflict::SdsUserIdTaken`.
+    async fn set_staff_sds_user_id(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        sds_user_id: Option<&str>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
+
     // --- Staff sign-in and sessions ----------------------------------------------------------------
     /// Records a member of staff's TOTP secret, failure count and lock, with its audit event.
     async fn set_sign_in_state(

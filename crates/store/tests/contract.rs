@@ -430,6 +430,7 @@ async fn the_service_wide_figures_count_each_practice_and_no_patient(store: &dyn
         role: Role::Clinician,
         password_hash: "$argon2id$x".into(),
         active: true,
+        sds_user_id: None,
         sign_in: SignInState::default(),
     };
     store.create_staff(a.id, &staff, &audit(Action::StaffCreate, None)).await.unwrap();
@@ -606,6 +607,7 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
         role: Role::Clinician,
         password_hash: "$argon2id$x".into(),
         active: true,
+        sds_user_id: None,
         sign_in: SignInState::default(),
     };
     store.create_staff(p.id, &s, &audit(Action::StaffCreate, None)).await.unwrap();
@@ -627,6 +629,31 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
             .await,
         Err(StoreError::Conflict(Conflict::AlreadyExists))
     ));
+    // An SDS user id: recorded with its audit event, one member per id in a practice, cleared.
+    let head = store.audit_head(p.id).await.unwrap().count;
+    store.set_staff_sds_user_id(p.id, s.id, Some("555021935107"), &audit(Action::StaffUpdate, None)).await.unwrap();
+    assert_eq!(store.audit_head(p.id).await.unwrap().count, head + 1);
+    let kept = store.staff_member(p.id, s.id).await.unwrap().unwrap();
+    assert_eq!(kept.sds_user_id.as_deref(), Some("555021935107"));
+    let second = StaffMember { id: StaffId::from_uuid(id()), username: "k.johnson".into(), ..s.clone() };
+    store.create_staff(p.id, &second, &audit(Action::StaffCreate, None)).await.unwrap();
+    let head = store.audit_head(p.id).await.unwrap().count;
+    assert!(matches!(
+        store.set_staff_sds_user_id(p.id, second.id, Some("555021935107"), &audit(Action::StaffUpdate, None)).await,
+        Err(StoreError::Conflict(Conflict::SdsUserIdTaken))
+    ));
+    assert_eq!(store.audit_head(p.id).await.unwrap().count, head, "a refused change writes no audit event");
+    let elsewhere = practice(store).await;
+    assert!(matches!(
+        store.set_staff_sds_user_id(elsewhere.id, s.id, None, &audit(Action::StaffUpdate, None)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.set_staff_sds_user_id(p.id, s.id, None, &audit(Action::StaffUpdate, None)).await.unwrap();
+    store
+        .set_staff_sds_user_id(p.id, second.id, Some("555021935107"), &audit(Action::StaffUpdate, None))
+        .await
+        .unwrap();
+    assert_eq!(store.staff_member(p.id, s.id).await.unwrap().unwrap().sds_user_id, None);
     let token = ApiToken {
         id: TokenId::from_uuid(id()),
         practice: p.id,
@@ -659,6 +686,7 @@ async fn sessions_and_sign_in_state_round_trip(store: &dyn Store) {
         role: Role::PracticeManager,
         password_hash: "$argon2id$x".into(),
         active: true,
+        sds_user_id: None,
         sign_in: SignInState::default(),
     };
     store.create_staff(p.id, &s, &audit(Action::StaffCreate, None)).await.unwrap();

@@ -60,6 +60,8 @@ pub(crate) fn routes() -> Router<App> {
         .route(&format!("{appts}/Patient/{{patient}}/Appointment"), get(patient_appointments).fallback(wrong_method))
         .route(&format!("{appts}/Patient/{{patient}}"), get(read_patient).fallback(wrong_method))
         .route(&format!("{appts}/Practitioner/{{id}}"), get(read_practitioner).fallback(wrong_method))
+        .route(&format!("{appts}/Organization"), get(find_organization).fallback(wrong_method))
+        .route(&format!("{appts}/Practitioner"), get(find_practitioner).fallback(wrong_method))
         .route(&format!("{appts}/Organization/{{id}}"), get(read_organization).fallback(wrong_method))
         .route(&format!("{appts}/Location/{{id}}"), get(read_location).fallback(wrong_method))
         .route(&format!("{docs}/metadata"), get(documents_metadata).fallback(wrong_method))
@@ -107,11 +109,11 @@ async fn pfs_read(State(app): State<App>, g: SpineGet) -> Response {
 
 async fn pfs_book(State(app): State<App>, w: SpineWrite) -> Response {
     let base = caldicott_app::fhir_api::pfs_root(w.param("ods"));
-    versioned(app.pfs_book(w.pfs_call()).await, Some(&base))
+    w.minimal_if_asked(versioned(app.pfs_book(w.pfs_call()).await, Some(&base)))
 }
 
 async fn pfs_cancel(State(app): State<App>, w: SpineWrite) -> Response {
-    versioned(app.pfs_cancel(w.pfs_call(), w.param("id")).await, None)
+    w.minimal_if_asked(versioned(app.pfs_cancel(w.pfs_call(), w.param("id")).await, None))
 }
 
 fn answer(result: Result<Value, GpcError>) -> Response {
@@ -223,6 +225,28 @@ struct SpineWrite {
     path: HashMap<String, String>,
     headers: HeaderMap,
     body: Vec<u8>,
+}
+
+impl SpineWrite {
+    /// A write's answer without its body when the consumer sent `Prefer: return=minimal`
+    /// (RFC 7240, as FHIR uses it): the status, `Location` and `ETag` then say what was done. A
+    /// refusal keeps its OperationOutcome whatever was asked.
+    fn minimal_if_asked(&self, res: Response) -> Response {
+        let minimal = self
+            .headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"));
+        if !(minimal && res.status().is_success()) {
+            return res;
+        }
+        let (mut parts, _) = res.into_parts();
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Response::from_parts(parts, Body::empty())
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for SpineWrite {
@@ -345,6 +369,14 @@ async fn read_practitioner(State(app): State<App>, g: SpineGet) -> Response {
     versioned(app.gp_connect_foundation(g.call(), "Practitioner", g.param("id")).await, None)
 }
 
+async fn find_practitioner(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_find_practitioner(g.call()).await)
+}
+
+async fn find_organization(State(app): State<App>, g: SpineGet) -> Response {
+    answer(app.gp_connect_find_organization(g.call()).await)
+}
+
 async fn read_organization(State(app): State<App>, g: SpineGet) -> Response {
     versioned(app.gp_connect_foundation(g.call(), "Organization", g.param("id")).await, None)
 }
@@ -359,10 +391,10 @@ async fn read_appointment(State(app): State<App>, g: SpineGet) -> Response {
 
 async fn book(State(app): State<App>, w: SpineWrite) -> Response {
     let base = caldicott_app::gp_connect::appointments_root(w.param("ods"));
-    versioned(app.gp_connect_book(w.call()).await, Some(&base))
+    w.minimal_if_asked(versioned(app.gp_connect_book(w.call()).await, Some(&base)))
 }
 
 async fn change_appointment(State(app): State<App>, w: SpineWrite) -> Response {
     let if_match = header(&w.headers, "if-match");
-    versioned(app.gp_connect_change_appointment(w.call(), w.param("id"), if_match).await, None)
+    w.minimal_if_asked(versioned(app.gp_connect_change_appointment(w.call(), w.param("id"), if_match).await, None))
 }

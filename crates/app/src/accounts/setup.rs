@@ -66,6 +66,7 @@ pub async fn create_staff(
         role,
         password_hash: hash_password(password)?,
         active: true,
+        sds_user_id: None,
         sign_in: SignInState::default(),
     };
     let audit = AuditRecord::new(

@@ -1,6 +1,6 @@
 //! Administrators manage their practice's staff accounts: create them, deactivate and reactivate
 //! them (a deactivated member is signed out at once), and reset a member's second factor and
-//! lock-out. Every change is audited.
+//! lock-out, and record the SDS user id GP Connect names them by. Every change is audited.
 
 use crate::permit;
 use crate::setup::create_staff;
@@ -8,7 +8,7 @@ use crate::{App, AppError, AppResult, StaffPrincipal};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::permissions::Permission;
-use caldicott_core::staff::{Role, SignInState, StaffMember};
+use caldicott_core::staff::{parse_sds_user_id, Role, SignInState, StaffMember};
 
 /// What to do to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,5 +121,37 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Records a member of staff's SDS user id (as on their NHS smartcard), or clears it when
+    /// `input` is blank. GP Connect then names them by it (`Practitioner.identifier`), and other
+    /// care settings can find them by it. Audited with the value it replaces; returns the id kept.
+    pub async fn set_staff_sds_user_id(
+        &self,
+        who: &StaffPrincipal,
+        staff: StaffId,
+        input: &str,
+    ) -> AppResult<Option<String>> {
+        permit(who, Permission::ManageStaff)?;
+        let member = self.member_to_manage(who, staff).await?;
+        let id = match input.trim() {
+            "" => None,
+            typed => Some(parse_sds_user_id(typed).map_err(|m| AppError::BadRequest(m.into()))?),
+        };
+        let audit = self.audit_record(
+            who,
+            None,
+            Action::StaffUpdate,
+            format!("staff/{}", member.id),
+            Outcome::Success,
+            format!(
+                "username={} sds_user_id {} -> {}",
+                member.username,
+                member.sds_user_id.as_deref().unwrap_or("none"),
+                id.as_deref().unwrap_or("none")
+            ),
+        );
+        self.store.set_staff_sds_user_id(who.practice, staff, id.as_deref(), &audit).await?;
+        Ok(id)
     }
 }

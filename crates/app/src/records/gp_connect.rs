@@ -188,12 +188,14 @@ impl App {
         let decided: Vec<_> = entries.iter().map(|e| (e, release(e))).collect();
         let released = decided.iter().filter(|(_, r)| matches!(r, Release::Include { .. })).count();
         let withheld = decided.iter().filter(|(_, r)| matches!(r, Release::Withhold(_))).count();
+        let sds = self.sds_user_ids(practice.id, true).await.map_err(internal)?;
         let bundle = structured_bundle(&StructuredRecord {
             practice: &practice,
             patient: &patient,
             include: &request.include,
             entries: decided,
             today,
+            sds_user_ids: &sds,
         });
         let rec = audit(
             Some(patient.id),
@@ -358,7 +360,9 @@ impl App {
             self.store.document_files(practice.id, &ids).await.map_err(|e| internal(e.into()))?.into_iter().collect();
         let documents: Vec<(&Entry, Option<FileInfo>, bool)> =
             offered.iter().map(|(e, nopat)| (*e, files.get(&e.id).cloned(), *nopat)).collect();
-        let bundle = documents::documents_bundle(&base, &ssp.trace_id, &practice, &patient, &documents, self.today());
+        let sds = self.sds_user_ids(practice.id, !documents.is_empty()).await.map_err(internal)?;
+        let bundle =
+            documents::documents_bundle(&base, &ssp.trace_id, &practice, &patient, &documents, self.today(), &sds);
         let rec = self.gp_connect_audit(
             &claims,
             &ssp,

@@ -12,11 +12,11 @@
 //! transaction as the change.
 
 use crate::gp_connect::{appointments_root, internal, plain, GpcCall};
-use crate::{new_id, App};
+use crate::{new_id, App, AppResult};
 use caldicott_core::appointments::{can_book_from_elsewhere, Appointment, OrganisationType, Slot};
 use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::gpconnect::patient_refusal;
-use caldicott_core::ids::{AppointmentId, PatientId, SlotId};
+use caldicott_core::ids::{AppointmentId, PatientId, PracticeId, SlotId};
 use caldicott_core::practice::Practice;
 use caldicott_fhir::gpconnect::appointments as gpc;
 use caldicott_fhir::gpconnect::request::{Claims, Ssp};
@@ -97,6 +97,17 @@ impl App {
         Ok(gpc::patient_search_bundle(&base, &ssp.trace_id, found.as_ref().map(|p| (p, &practice)), self.today()))
     }
 
+    /// `GET [base]/Organization?identifier=https://fhir.nhs.uk/Id/ods-organization-code|<code>`
+    /// (Foundations): the practice in a searchset when the code is its own, an empty searchset
+    /// otherwise (finding nothing is not an error). No patient is read, so nothing is audited.
+    pub async fn gp_connect_find_organization(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp, _, base) = self
+            .gp_connect_appointments_call(&call, gpc::ORGANIZATION_SEARCH_INTERACTION, "organization/*.read")
+            .await?;
+        let asked = gpc::read_organization_search(call.query)?;
+        Ok(gpc::organization_search_bundle(&base, &ssp.trace_id, &practice, &asked))
+    }
+
     /// `GET [base]/Patient/{id}`, `Practitioner/{id}`, `Organization/{id}`, `Location/{id}`:
     /// what an appointment or a slot references (Foundations). A patient is read only when
     /// registered here and living (and audited); a practitioner is one of the practice's
@@ -133,7 +144,7 @@ impl App {
                     Err(_) => None,
                 };
                 let s = staff.filter(|s| s.role == caldicott_core::staff::Role::Clinician).ok_or_else(none)?;
-                gpc::practitioner_resource(id, &s.display_name)
+                gpc::practitioner_resource(id, &s.display_name, s.sds_user_id.as_deref())
             }
             "Organization" if ours => gpc::organization(&practice),
             "Location" if ours => gpc::location_resource(&practice),
@@ -187,7 +198,44 @@ impl App {
         );
         self.gp_connect_appointments_look((&practice, &claims, &ssp), None, Outcome::Success, "slots".into(), extra)
             .await?;
-        Ok(gpc::slots_bundle(&base, &ssp.trace_id, &practice, &slots, &search))
+        let sds = self.sds_user_ids(practice.id, search.include_practitioner).await.map_err(internal)?;
+        Ok(gpc::slots_bundle(&base, &ssp.trace_id, &practice, &slots, &search, &|id| sds.get(id).cloned()))
+    }
+
+    /// The SDS user ids the practice has recorded, by staff id (none read unless `wanted`).
+    pub(crate) async fn sds_user_ids(
+        &self,
+        practice: PracticeId,
+        wanted: bool,
+    ) -> AppResult<std::collections::HashMap<String, String>> {
+        if !wanted {
+            return Ok(Default::default());
+        }
+        let staff = self.store.staff_members(practice).await?;
+        Ok(staff.into_iter().filter_map(|s| Some((s.id.to_string(), s.sds_user_id?))).collect())
+    }
+
+    /// `GET [base]/Practitioner?identifier=https://fhir.nhs.uk/Id/sds-user-id|<id>` (Foundations):
+    /// the practice's clinician with that SDS user id in a searchset, or an empty searchset
+    /// (finding nobody is not an error). The same clinicians as a read by id can find.
+    pub async fn gp_connect_find_practitioner(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
+        let (practice, ssp, _, base) = self
+            .gp_connect_appointments_call(&call, gpc::PRACTITIONER_SEARCH_INTERACTION, "organization/*.read")
+            .await?;
+        let asked = gpc::read_practitioner_search(call.query)?;
+        let found: Vec<(String, String, String)> = self
+            .store
+            .staff_members(practice.id)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .into_iter()
+            .filter(|s| s.role == caldicott_core::staff::Role::Clinician)
+            .filter_map(|s| {
+                let sds = s.sds_user_id.filter(|id| id.eq_ignore_ascii_case(&asked))?;
+                Some((s.id.to_string(), s.display_name, sds))
+            })
+            .collect();
+        Ok(gpc::practitioner_search_bundle(&base, &ssp.trace_id, &found))
     }
 
     /// `POST [base]/Appointment`: books a free slot offered to other care settings for a patient

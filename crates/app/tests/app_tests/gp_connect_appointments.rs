@@ -124,22 +124,10 @@ fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// other care settings as given; its slots.
 async fn clinic(app: &App, tp: &fixtures::TestPractice, days: i64, online: bool, others: bool) -> Vec<Slot> {
     let day = fixtures::today() + Duration::days(days);
+    let hours = if others { ("09:00", "10:00") } else { ("11:00", "12:00") };
     let f = NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: if others { "09:00" } else { "11:00" }.into(),
-        end: if others { "10:00" } else { "12:00" }.into(),
-        slot_minutes: "15".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: if online { "100" } else { "0" }.into(),
         others_bookable: others,
-        others_types: Vec::new(),
-        others_ods: String::new(),
-        others_limit: String::new(),
-        others_release_hours: String::new(),
-        location: "Room 1".into(),
+        ..fixtures::clinic_form(tp, day, hours, 15, if online { "100" } else { "0" })
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &f).await.unwrap().unwrap();
     app.appointment_book(&tp.clinician, clinic.date, 1)
@@ -296,6 +284,21 @@ async fn urgent_care_books_a_slot_offered_to_it_changes_and_cancels_its_booking(
     let got =
         app.gp_connect_foundation(ask.call(gpc::READ_ORGANIZATION_INTERACTION, &auth, &[], &[]), "Organization", &org);
     validate_gp_connect(&got.await.unwrap().resource);
+    // Foundations: the consumer finds the practice by its ODS code (any case); another code finds
+    // nothing, and that is not an error.
+    for (code, n) in [(tp.practice.ods_code.as_str().to_lowercase(), 1), ("Y99999".to_owned(), 0)] {
+        let q = query(&[("identifier", &format!("https://fhir.nhs.uk/Id/ods-organization-code|{code}"))]);
+        let call = ask.call(gpc::ORGANIZATION_SEARCH_INTERACTION, &auth, &q, &[]);
+        let found = app.gp_connect_find_organization(call).await.unwrap();
+        validate_gp_connect(&found);
+        assert_eq!((found["total"].as_u64(), resources(&found, "Organization").len()), (Some(n), n as usize), "{code}");
+        if n == 1 {
+            assert_eq!(found["entry"][0]["resource"]["id"], org.as_str());
+            let root = appointments_root(tp.practice.ods_code.as_str());
+            let full = found["entry"][0]["fullUrl"].as_str().unwrap();
+            assert!(full.ends_with(&format!("{root}/Organization/{org}")), "{full}");
+        }
+    }
 
     // Read it and list the patient's appointments from today.
     let read = ask.read(&booked.id).await.unwrap();
@@ -751,6 +754,111 @@ async fn a_slot_is_offered_to_other_care_settings_only_once_its_window_opens(t: 
     app.staff_book(&tp.clinician, later_slot.id, other.nhs_number.as_str()).await.unwrap().unwrap();
 }
 
+async fn other_care_settings_find_a_clinician_by_the_sds_user_id_the_practice_recorded(t: &TestStore) {
+    // GP Connect Foundations, find a practitioner by SDS user id; the id is what the practice's
+    // administrator records from the clinician's smartcard.
+    use caldicott_core::staff::Role;
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap().staff;
+    let gp = tp.clinician.staff;
+    // Only an administrator records it; a malformed id is refused and changes nothing.
+    let refused = app.set_staff_sds_user_id(&tp.clinician, gp, "555021935107").await;
+    assert!(matches!(refused, Err(caldicott_app::AppError::Forbidden(_))), "{refused:?}");
+    for bad in ["55", "5550-2193-5107", "5550219351075550219351"] {
+        let r = app.set_staff_sds_user_id(&admin, gp, bad).await;
+        assert!(matches!(r, Err(caldicott_app::AppError::BadRequest(_))), "{bad}: {r:?}");
+    }
+    let member = |id| {
+        let app = app.clone();
+        let admin = admin.clone();
+        async move { app.staff_accounts(&admin).await.unwrap().into_iter().find(|m| m.id == id).unwrap() }
+    };
+    assert_eq!(member(gp).await.sds_user_id, None);
+    // Typed with spaces and in lower case, kept as one upper-case id.
+    assert_eq!(
+        app.set_staff_sds_user_id(&admin, gp, " 5550 2193 5107 ").await.unwrap().as_deref(),
+        Some("555021935107")
+    );
+    assert_eq!(member(gp).await.sds_user_id.as_deref(), Some("555021935107"));
+    // One member of the practice per id, even when two administrators save it at once.
+    let nurse =
+        app.add_staff_account(&admin, "a.nurse", "Alex Nurse", Role::Clinician, "a long first password").await.unwrap();
+    let (a, b) = tokio::join!(
+        app.set_staff_sds_user_id(&admin, nurse.id, "G13579135"),
+        app.set_staff_sds_user_id(&admin, reception, "g13579135"),
+    );
+    assert_eq!([&a, &b].iter().filter(|r| r.is_ok()).count(), 1, "{a:?} {b:?}");
+    assert!([&a, &b].iter().any(|r| matches!(r, Err(caldicott_app::AppError::Conflict(_)))), "{a:?} {b:?}");
+    let taken = app.set_staff_sds_user_id(&admin, nurse.id, "555021935107").await;
+    assert!(matches!(taken, Err(caldicott_app::AppError::Conflict(_))), "{taken:?}");
+    assert_eq!(member(gp).await.sds_user_id.as_deref(), Some("555021935107"));
+    // Another practice's member may hold the same id: it is the practice's own record.
+    let other = fixtures::practice(&app).await.unwrap();
+    let other_admin = caldicott_app::auth::authenticate(&app, &other.admin_token).await.unwrap();
+    app.set_staff_sds_user_id(&other_admin, other.clinician.staff, "555021935107").await.unwrap();
+    // Each change is audited with the value it replaced.
+    let events = app.store_for_tests().audit_events(tp.practice.id, 0, 1_000_000).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "staff.update"
+        && e.entity == format!("staff/{gp}")
+        && e.detail.contains("sds_user_id none -> 555021935107")));
+
+    // Other care settings find the clinician by it, in any case; nobody else, and nothing for
+    // an id nobody here holds (not an error).
+    app.set_staff_sds_user_id(&admin, reception, "R24680246").await.unwrap();
+    let ask = Ask { app: &app, ods: tp.practice.ods_code.as_str().to_owned(), who: UTC };
+    let auth = ask.auth("organization/*.read");
+    let find = |id: &'static str| {
+        let q = query(&[("identifier", &format!("https://fhir.nhs.uk/Id/sds-user-id|{id}"))]);
+        (q, id)
+    };
+    for ((q, id), expected) in
+        [(find("555021935107"), Some(gp)), (find("R24680246"), None), (find("999999999999"), None)]
+    {
+        let call = ask.call(gpc::PRACTITIONER_SEARCH_INTERACTION, &auth, &q, &[]);
+        let found = app.gp_connect_find_practitioner(call).await.unwrap();
+        validate_gp_connect(&found);
+        let ids: Vec<&str> = resources(&found, "Practitioner").iter().filter_map(|p| p["id"].as_str()).collect();
+        assert_eq!(ids, expected.map(|s| s.to_string()).iter().map(String::as_str).collect::<Vec<_>>(), "{id}");
+        if expected.is_some() {
+            let p = resources(&found, "Practitioner")[0];
+            assert_eq!(p["identifier"][0], json!({"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": id}));
+        }
+    }
+    let wrong = query(&[("identifier", "https://fhir.nhs.uk/Id/ods-organization-code|555021935107")]);
+    let call = ask.call(gpc::PRACTITIONER_SEARCH_INTERACTION, &auth, &wrong, &[]);
+    assert_eq!(code(app.gp_connect_find_practitioner(call).await), SpineCode::InvalidIdentifierSystem);
+    // The clinician read by id, and as a slot search includes them, carries it too.
+    let read = app
+        .gp_connect_foundation(
+            ask.call(gpc::READ_PRACTITIONER_INTERACTION, &auth, &[], &[]),
+            "Practitioner",
+            &gp.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.resource["identifier"][0]["value"], "555021935107");
+    clinic(&app, &tp, 3, false, true).await;
+    let search = ask
+        .slots(&[
+            ("start", format!("ge{}", day(2)).as_str()),
+            ("end", format!("le{}", day(4)).as_str()),
+            ("status", "free"),
+            ("_include", "Slot:schedule"),
+            ("_include:recurse", "Schedule:actor:Practitioner"),
+        ])
+        .await
+        .unwrap();
+    validate_gp_connect(&search);
+    assert_eq!(resources(&search, "Practitioner")[0]["identifier"][0]["value"], "555021935107");
+    // Cleared, the clinician is found no more.
+    assert_eq!(app.set_staff_sds_user_id(&admin, gp, "").await.unwrap(), None);
+    let (q, _) = find("555021935107");
+    let call = ask.call(gpc::PRACTITIONER_SEARCH_INTERACTION, &auth, &q, &[]);
+    assert!(resources(&app.gp_connect_find_practitioner(call).await.unwrap(), "Practitioner").is_empty());
+}
+
 both!(
     a_slot_is_offered_to_other_care_settings_only_once_its_window_opens,
     a_clinic_limited_for_other_care_settings_takes_no_more_bookings_than_its_limit,
@@ -760,4 +868,5 @@ both!(
     two_care_settings_booking_one_slot_at_once_leave_exactly_one_booking,
     what_is_not_bookable_or_not_here_is_refused_and_changes_nothing,
     an_appointment_that_has_passed_is_not_changed,
+    other_care_settings_find_a_clinician_by_the_sds_user_id_the_practice_recorded,
 );

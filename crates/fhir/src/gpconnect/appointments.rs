@@ -8,7 +8,7 @@
 //! CareConnect-GPC Practitioner, Location and Organization they reference). Which slots may be
 //! offered, and whether a change is allowed, is the caller's decision.
 
-use super::request::clean_text;
+use super::request::{clean_text, SDS_USER_SYSTEM};
 use super::structured::{organization_resource, patient_resource};
 use super::{GpcError, SpineCode};
 use crate::ODS_SYSTEM;
@@ -35,6 +35,10 @@ pub const READ_PATIENT_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhi
 pub const READ_PRACTITIONER_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:practitioner-1";
 pub const READ_ORGANIZATION_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:organization-1";
 pub const READ_LOCATION_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:read:location-1";
+/// Foundations: finding the organisation by its ODS code.
+pub const ORGANIZATION_SEARCH_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:search:organization-1";
+/// Foundations: finding a practitioner by their SDS user id.
+pub const PRACTITIONER_SEARCH_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:rest:search:practitioner-1";
 
 const STU3: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/";
 pub const ORGANISATION_TYPE_SYSTEM: &str = "https://fhir.nhs.uk/STU3/CodeSystem/GPConnect-OrganisationType-1";
@@ -597,13 +601,18 @@ pub fn location_resource(practice: &Practice) -> Value {
     r
 }
 
-pub fn practitioner_resource(id: &str, name: &str) -> Value {
-    json!({
+/// A clinician of the practice: their name, and their SDS user id when the practice has it.
+pub fn practitioner_resource(id: &str, name: &str, sds_user_id: Option<&str>) -> Value {
+    let mut p = json!({
         "resourceType": "Practitioner",
         "id": id,
         "meta": { "versionId": "1", "profile": profile("CareConnect-GPC-Practitioner-1") },
         "name": [{ "use": "usual", "text": name }],
-    })
+    });
+    if let Some(sds) = sds_user_id {
+        p["identifier"] = json!([{ "system": SDS_USER_SYSTEM, "value": sds }]);
+    }
+    p
 }
 
 pub fn organization(practice: &Practice) -> Value {
@@ -632,7 +641,14 @@ fn schedule_resource(id: &str, practice: &Practice, slots: &[&Slot]) -> Value {
 
 /// The answer to a slot search: the free slots offered, each clinic's Schedule, the practice
 /// (always, with slots), and the Practitioners and Location when asked for.
-pub fn slots_bundle(base: &str, trace_id: &str, practice: &Practice, slots: &[Slot], search: &SlotSearch) -> Value {
+pub fn slots_bundle(
+    base: &str,
+    trace_id: &str,
+    practice: &Practice,
+    slots: &[Slot],
+    search: &SlotSearch,
+    sds_user_id: &dyn Fn(&str) -> Option<String>,
+) -> Value {
     let mut entries: Vec<(String, Value, &str)> =
         slots.iter().map(|s| (format!("{base}/Slot/{}", s.id), slot_resource(s), "match")).collect();
     if !slots.is_empty() {
@@ -647,7 +663,12 @@ pub fn slots_bundle(base: &str, trace_id: &str, practice: &Practice, slots: &[Sl
         }
         if search.include_practitioner {
             for (id, name) in &clinicians {
-                entries.push((format!("{base}/Practitioner/{id}"), practitioner_resource(id, name), "include"));
+                let sds = sds_user_id(id);
+                entries.push((
+                    format!("{base}/Practitioner/{id}"),
+                    practitioner_resource(id, name, sds.as_deref()),
+                    "include",
+                ));
             }
         }
         if search.include_location {
@@ -771,6 +792,65 @@ pub fn patient_search_bundle(
     searchset_of(base, trace_id, "Patient", resources)
 }
 
+/// Reads `GET [base]/Organization?identifier=https://fhir.nhs.uk/Id/ods-organization-code|<code>`:
+/// the ODS code asked for. Another identifier system is not one this server knows
+/// (`INVALID_IDENTIFIER_SYSTEM`); a code that is not 3 to 10 letters and digits fails the
+/// structural check (`INVALID_PARAMETER`).
+pub fn read_organization_search(query: &[(String, String)]) -> Result<OdsCode, GpcError> {
+    let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
+    let [id] = ids.as_slice() else {
+        return Err(invalid_parameter(format!("identifier must be given once, as {ODS_SYSTEM}|<ODS code>")));
+    };
+    let Some((system, value)) = id.split_once('|') else {
+        return Err(invalid_parameter(format!("identifier must name its system: {ODS_SYSTEM}|<ODS code>")));
+    };
+    if system != ODS_SYSTEM {
+        return Err(GpcError::new(
+            SpineCode::InvalidIdentifierSystem,
+            format!("organisations are found here by ODS code only ({ODS_SYSTEM})"),
+        ));
+    }
+    OdsCode::parse(value).map_err(|_| invalid_parameter("an ODS code is 3 to 10 letters and digits"))
+}
+
+/// Reads `GET [base]/Practitioner?identifier=https://fhir.nhs.uk/Id/sds-user-id|<id>`: the SDS
+/// user id asked for (upper-case). Another identifier system is not one this server knows
+/// (`INVALID_IDENTIFIER_SYSTEM`); an id that is not 3 to 20 letters and digits fails the
+/// structural check (`INVALID_PARAMETER`).
+pub fn read_practitioner_search(query: &[(String, String)]) -> Result<String, GpcError> {
+    let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
+    let [id] = ids.as_slice() else {
+        return Err(invalid_parameter(format!("identifier must be given once, as {SDS_USER_SYSTEM}|<SDS user id>")));
+    };
+    let Some((system, value)) = id.split_once('|') else {
+        return Err(invalid_parameter(format!("identifier must name its system: {SDS_USER_SYSTEM}|<SDS user id>")));
+    };
+    if system != SDS_USER_SYSTEM {
+        return Err(GpcError::new(
+            SpineCode::InvalidIdentifierSystem,
+            format!("practitioners are found here by SDS user id only ({SDS_USER_SYSTEM})"),
+        ));
+    }
+    if value.contains(char::is_whitespace) {
+        return Err(invalid_parameter("an SDS user id has no spaces"));
+    }
+    caldicott_core::staff::parse_sds_user_id(value).map_err(invalid_parameter)
+}
+
+/// The answer to a practitioner search: each clinician found, as `(id, name, SDS user id)`.
+pub fn practitioner_search_bundle(base: &str, trace_id: &str, found: &[(String, String, String)]) -> Value {
+    let resources = found.iter().map(|(id, name, sds)| practitioner_resource(id, name, Some(sds))).collect();
+    searchset_of(base, trace_id, "Practitioner", resources)
+}
+
+/// The answer to an organisation search: the practice when its ODS code is the one asked for
+/// (ODS codes are compared without regard to case), else an empty searchset.
+pub fn organization_search_bundle(base: &str, trace_id: &str, practice: &Practice, asked: &OdsCode) -> Value {
+    let found = practice.ods_code.as_str().eq_ignore_ascii_case(asked.as_str());
+    let resources = if found { vec![organization(practice)] } else { Vec::new() };
+    searchset_of(base, trace_id, "Organization", resources)
+}
+
 /// The capability statement of the appointments endpoint.
 pub fn capability_statement(software_version: &str, publisher: &str) -> Value {
     let profiles = [
@@ -794,8 +874,10 @@ pub fn capability_statement(software_version: &str, publisher: &str) -> Value {
               "searchParam": [
                 { "name": "start", "type": "date" }, { "name": "end", "type": "date" },
                 { "name": "status", "type": "token" }, { "name": "searchFilter", "type": "token" } ] },
-            { "type": "Practitioner", "interaction": [{ "code": "read" }] },
-            { "type": "Organization", "interaction": [{ "code": "read" }] },
+            { "type": "Practitioner", "interaction": [{ "code": "read" }, { "code": "search-type" }],
+              "searchParam": [{ "name": "identifier", "type": "token" }] },
+            { "type": "Organization", "interaction": [{ "code": "read" }, { "code": "search-type" }],
+              "searchParam": [{ "name": "identifier", "type": "token" }] },
             { "type": "Location", "interaction": [{ "code": "read" }] },
             { "type": "Appointment", "interaction": [{ "code": "read" }, { "code": "create" }, { "code": "update" }],
               "updateCreate": false, "versioning": "versioned",
@@ -824,6 +906,58 @@ mod tests {
     }
 
     const SCHEDULE: (&str, &str) = ("_include", "Slot:schedule");
+
+    #[test]
+    fn a_practitioner_is_found_by_their_sds_user_id_only() {
+        // GP Connect Foundations, find a practitioner: `identifier=[system]|[value]`, the SDS user
+        // id system only; a wrong system or an id that fails the structural check is an error.
+        let sds = |v: &str| q(&[("identifier", v)]);
+        assert_eq!(
+            read_practitioner_search(&sds("https://fhir.nhs.uk/Id/sds-user-id|g13579135")),
+            Ok("G13579135".to_owned())
+        );
+        let code_of = |r: Result<String, GpcError>| r.unwrap_err().code;
+        assert_eq!(
+            code_of(read_practitioner_search(&sds("https://fhir.nhs.uk/Id/ods-organization-code|G13579135"))),
+            SpineCode::InvalidIdentifierSystem
+        );
+        for bad in ["G13579135", "https://fhir.nhs.uk/Id/sds-user-id|", "https://fhir.nhs.uk/Id/sds-user-id|G1 3579"] {
+            assert_eq!(code_of(read_practitioner_search(&sds(bad))), SpineCode::InvalidParameter, "{bad}");
+        }
+        let p = practitioner_resource("x", "Dr A", Some("G13579135"));
+        assert_eq!(p["identifier"][0]["system"], "https://fhir.nhs.uk/Id/sds-user-id");
+        assert_eq!(p["identifier"][0]["value"], "G13579135");
+        assert!(practitioner_resource("x", "Dr A", None).get("identifier").is_none());
+    }
+
+    #[test]
+    fn an_organisation_is_found_by_its_ods_code_only() {
+        // GP Connect Foundations, find an organisation: `identifier=[system]|[value]`, the ODS
+        // code system only; a wrong system or a malformed code is an error, no match is not.
+        let ods = |v: &str| q(&[("identifier", v)]);
+        let found = read_organization_search(&ods("https://fhir.nhs.uk/Id/ods-organization-code|a81001")).unwrap();
+        assert_eq!(found.as_str(), "A81001");
+        let code_of = |r: Result<OdsCode, GpcError>| r.unwrap_err().code;
+        assert_eq!(
+            code_of(read_organization_search(&ods("https://fhir.nhs.uk/Id/sds-user-id|A81001"))),
+            SpineCode::InvalidIdentifierSystem
+        );
+        assert_eq!(code_of(read_organization_search(&ods("A81001"))), SpineCode::InvalidParameter);
+        assert_eq!(
+            code_of(read_organization_search(&ods("https://fhir.nhs.uk/Id/ods-organization-code|A8-1001"))),
+            SpineCode::InvalidParameter
+        );
+        assert_eq!(
+            code_of(read_organization_search(&ods("https://fhir.nhs.uk/Id/ods-organization-code|"))),
+            SpineCode::InvalidParameter
+        );
+        assert_eq!(code_of(read_organization_search(&q(&[]))), SpineCode::InvalidParameter);
+        let twice = q(&[
+            ("identifier", "https://fhir.nhs.uk/Id/ods-organization-code|A81001"),
+            ("identifier", "https://fhir.nhs.uk/Id/ods-organization-code|B81001"),
+        ]);
+        assert_eq!(code_of(read_organization_search(&twice)), SpineCode::InvalidParameter);
+    }
 
     fn search(start: &str, end: &str) -> Result<SlotSearch, GpcError> {
         read_slot_search(&q(&[("start", start), ("end", end), ("status", "free"), SCHEDULE]))

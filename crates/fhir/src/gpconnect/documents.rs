@@ -192,6 +192,7 @@ pub fn documents_bundle(
     patient: &Patient,
     documents: &[(&Entry, Option<FileInfo>, bool)],
     today: NaiveDate,
+    sds_user_ids: &std::collections::HashMap<String, String>,
 ) -> Value {
     let mut entries = vec![patient_entry(base, patient, practice, today), organization_entry(base, practice)];
     let mut authors = std::collections::BTreeMap::new();
@@ -201,15 +202,8 @@ pub fn documents_bundle(
         }
     }
     for (id, name) in &authors {
-        entries.push((
-            format!("{base}/Practitioner/{id}"),
-            json!({
-                "resourceType": "Practitioner",
-                "id": id,
-                "meta": { "profile": [format!("{STU3}CareConnect-GPC-Practitioner-1")] },
-                "name": [{ "text": name }],
-            }),
-        ));
+        let author = super::structured::practitioner(id, name, sds_user_ids.get(id));
+        entries.push((format!("{base}/Practitioner/{id}"), author));
     }
     for (e, file, nopat) in documents {
         let EntryBody::Document { title, summary, .. } = &e.body else { continue };

@@ -130,6 +130,8 @@ pub struct StructuredRecord<'a> {
     /// Every entry of the record with what `caldicott_core::gpconnect::release` decided.
     pub entries: Vec<(&'a Entry, Release)>,
     pub today: NaiveDate,
+    /// The SDS user ids the practice recorded, by staff id: an author's Practitioner carries it.
+    pub sds_user_ids: &'a std::collections::HashMap<String, String>,
 }
 
 /// One area's List as it is being filled.
@@ -714,6 +716,20 @@ pub(crate) fn patient_resource(p: &Patient, practice: &Practice, today: NaiveDat
     r
 }
 
+/// An author of the record: the name it shows, and their SDS user id when the practice has it.
+pub(crate) fn practitioner(id: &str, name: &str, sds_user_id: Option<&String>) -> Value {
+    let mut p = json!({
+        "resourceType": "Practitioner",
+        "id": id,
+        "meta": profile("CareConnect-GPC-Practitioner-1"),
+        "name": [{ "text": name }],
+    });
+    if let Some(sds) = sds_user_id {
+        p["identifier"] = json!([{ "system": super::request::SDS_USER_SYSTEM, "value": sds }]);
+    }
+    p
+}
+
 pub(crate) fn organization_resource(practice: &Practice) -> Value {
     json!({
         "resourceType": "Organization",
@@ -763,12 +779,7 @@ pub fn structured_bundle(rec: &StructuredRecord<'_>) -> Value {
     let patient = json!({ "reference": format!("Patient/{}", rec.patient.id) });
     let mut entries = vec![patient_resource(rec.patient, rec.practice, rec.today), organization_resource(rec.practice)];
     for (id, name) in &w.practitioners {
-        entries.push(json!({
-            "resourceType": "Practitioner",
-            "id": id,
-            "meta": profile("CareConnect-GPC-Practitioner-1"),
-            "name": [{ "text": name }],
-        }));
+        entries.push(practitioner(id, name, rec.sds_user_ids.get(id)));
     }
     for (area, list) in &w.lists {
         entries.push(area_list(*area, list, &patient));

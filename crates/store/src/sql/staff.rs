@@ -10,8 +10,8 @@ impl StaffStore for SqlStore {
             return Err(StoreError::refused("the staff member belongs to another practice"));
         }
         let q = query(
-            "INSERT INTO staff (practice_id, id, username, display_name, role, password_hash, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO staff (practice_id, id, username, display_name, role, password_hash, active, created_at, \
+             sds_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(practice.as_uuid())
         .bind(s.id.as_uuid())
@@ -20,7 +20,8 @@ impl StaffStore for SqlStore {
         .bind(s.role.as_str())
         .bind(&s.password_hash)
         .bind(s.active)
-        .bind(Utc::now());
+        .bind(Utc::now())
+        .bind(&s.sds_user_id);
         self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
@@ -113,6 +114,20 @@ impl StaffStore for SqlStore {
     ) -> StoreResult<()> {
         let q = query("UPDATE staff SET active = $1 WHERE practice_id = $2 AND id = $3")
             .bind(active)
+            .bind(practice.as_uuid())
+            .bind(staff.as_uuid());
+        self.change_one_audited(practice, q, "staff member", &[audit]).await
+    }
+
+    async fn set_staff_sds_user_id(
+        &self,
+        practice: PracticeId,
+        staff: StaffId,
+        sds_user_id: Option<&str>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let q = query("UPDATE staff SET sds_user_id = $1 WHERE practice_id = $2 AND id = $3")
+            .bind(sds_user_id)
             .bind(practice.as_uuid())
             .bind(staff.as_uuid());
         self.change_one_audited(practice, q, "staff member", &[audit]).await

@@ -17,17 +17,21 @@ use serde::Deserialize;
 pub(super) fn routes() -> Router<App> {
     Router::new()
         .route("/staff", get(staff_page).post(add_staff))
+        .route("/staff/sds-user-id", post(set_sds_user_id))
         .route("/staff/{staff}", post(change_staff))
         .route("/staff/{staff}/password", post(reset_staff_password))
 }
 
-csrf_forms!(StaffForm, StaffChangeForm);
+csrf_forms!(StaffForm, StaffChangeForm, SdsForm);
 
 pub struct MemberRow {
     pub id: String,
     pub name: String,
     pub username: String,
     pub role: &'static str,
+    pub sds_user_id: String,
+    /// An ICB analyst's account belongs to the service operator, not the practice.
+    pub operator_managed: bool,
     pub status: String,
     pub active: bool,
     pub me: bool,
@@ -44,6 +48,8 @@ struct StaffPage {
     name: String,
     username: String,
     role: String,
+    /// The SDS user id form as typed: the member chosen and the id.
+    sds: (String, String),
     errors: Vec<FieldError>,
 }
 
@@ -53,13 +59,18 @@ impl Errors for StaffPage {
     }
 }
 
-async fn staff_form(
-    app: &App,
-    me: &SignedIn,
+/// What a staff page shows besides the list: a notice, one of its two forms as typed, and what
+/// was wrong with it.
+#[derive(Default)]
+struct Shown<'a> {
     notice: Option<String>,
-    f: Option<&StaffForm>,
+    add: Option<&'a StaffForm>,
+    sds: Option<&'a SdsForm>,
     errors: Vec<FieldError>,
-) -> Result<Response, PageError> {
+}
+
+async fn staff_form(app: &App, me: &SignedIn, shown: Shown<'_>) -> Result<Response, PageError> {
+    let Shown { notice, add: f, sds, errors } = shown;
     let members = app.staff_accounts(&me.who).await.in_page(me)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     Ok((
@@ -82,6 +93,8 @@ async fn staff_form(
                     name: m.display_name,
                     username: m.username,
                     role: m.role.display(),
+                    sds_user_id: m.sds_user_id.unwrap_or_default(),
+                    operator_managed: m.role == caldicott_core::staff::Role::IcbAnalyst,
                 })
                 .collect(),
             roles: caldicott_core::staff::Role::ALL
@@ -92,6 +105,7 @@ async fn staff_form(
             name: f.map(|f| f.name.clone()).unwrap_or_default(),
             username: f.map(|f| f.username.clone()).unwrap_or_default(),
             role: f.map_or_else(|| "receptionist".to_owned(), |f| f.role.clone()),
+            sds: sds.map(|s| (s.staff.clone(), s.sds_user_id.clone())).unwrap_or_default(),
             errors,
         },
     )
@@ -99,7 +113,7 @@ async fn staff_form(
 }
 
 async fn staff_page(State(app): State<App>, Portal(me): Portal) -> Result<Response, PageError> {
-    staff_form(&app, &me, None, None, Vec::new()).await
+    staff_form(&app, &me, Shown::default()).await
 }
 
 #[derive(Deserialize)]
@@ -118,25 +132,13 @@ struct StaffForm {
 
 async fn add_staff(State(app): State<App>, PortalForm(me, f): PortalForm<StaffForm>) -> Result<Response, PageError> {
     let Some(role) = caldicott_core::staff::Role::parse(&f.role) else {
-        return staff_form(
-            &app,
-            &me,
-            None,
-            Some(&f),
-            vec![FieldError { field: "name", message: "Choose a role".into() }],
-        )
-        .await;
+        let errors = vec![FieldError { field: "name", message: "Choose a role".into() }];
+        return staff_form(&app, &me, Shown { add: Some(&f), errors, ..Shown::default() }).await;
     };
     match app.add_staff_account(&me.who, &f.username, &f.name, role, &f.password).await {
         Ok(m) => {
-            staff_form(
-                &app,
-                &me,
-                Some(format!("Account {} added for {}.", m.username, m.display_name)),
-                None,
-                Vec::new(),
-            )
-            .await
+            let notice = Some(format!("Account {} added for {}.", m.username, m.display_name));
+            staff_form(&app, &me, Shown { notice, ..Shown::default() }).await
         }
         Err(AppError::BadRequest(m)) | Err(AppError::Conflict(m)) => {
             let field = if m.contains("password") {
@@ -146,7 +148,50 @@ async fn add_staff(State(app): State<App>, PortalForm(me, f): PortalForm<StaffFo
             } else {
                 "username"
             };
-            staff_form(&app, &me, None, Some(&f), vec![FieldError { field, message: m }]).await
+            staff_form(
+                &app,
+                &me,
+                Shown { add: Some(&f), errors: vec![FieldError { field, message: m }], ..Shown::default() },
+            )
+            .await
+        }
+        Err(e) => Err(PageError::new(&me, e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct SdsForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    staff: String,
+    #[serde(default)]
+    sds_user_id: String,
+}
+
+/// Records (or, left blank, clears) the SDS user id of the member chosen.
+async fn set_sds_user_id(
+    State(app): State<App>,
+    PortalForm(me, f): PortalForm<SdsForm>,
+) -> Result<Response, PageError> {
+    let refused = |field: &'static str, message: String| Shown {
+        sds: Some(&f),
+        errors: vec![FieldError { field, message }],
+        ..Shown::default()
+    };
+    let Ok(id) = f.staff.parse::<caldicott_core::ids::StaffId>() else {
+        return staff_form(&app, &me, refused("staff", "Choose the member of staff".into())).await;
+    };
+    match app.set_staff_sds_user_id(&me.who, id, &f.sds_user_id).await {
+        Ok(kept) => {
+            let notice = Some(match kept {
+                Some(sds) => format!("SDS user ID {sds} recorded."),
+                None => "SDS user ID removed.".to_owned(),
+            });
+            staff_form(&app, &me, Shown { notice, ..Shown::default() }).await
+        }
+        Err(AppError::BadRequest(m)) | Err(AppError::Conflict(m)) => {
+            staff_form(&app, &me, refused("sds_user_id", m)).await
         }
         Err(e) => Err(PageError::new(&me, e)),
     }

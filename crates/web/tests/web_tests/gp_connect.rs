@@ -9,7 +9,6 @@ use base64::Engine;
 use caldicott_app::fixtures::{self, adult, consultation, FIXTURE_ASID};
 use caldicott_app::gp_connect::service_root;
 use caldicott_app::App;
-use caldicott_core::audit::Action;
 use caldicott_fhir::gpconnect::{STRUCTURED_INTERACTION, STRUCTURED_METADATA_INTERACTION};
 use caldicott_store::both;
 use caldicott_store::test_support::TestStore;
@@ -112,10 +111,7 @@ async fn the_spine_is_answered_as_the_specification_says(t: &TestStore) {
     );
     let mut private = consultation(&pat, fixtures::now() - Duration::days(2), "SPINE-PRIVATE-NOTE");
     private.confidential = true;
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[hidden, private], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[hidden, private]).await.unwrap();
     let spine = || caldicott_web::spine_router(app.clone());
     let root = service_root(&ods);
     let op = format!("{root}/Patient/$gpc.getstructuredrecord");
@@ -323,21 +319,9 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let day = fixtures::today() + Duration::days(2);
     let clinic = caldicott_app::appointments::NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: "10:00".into(),
-        end: "10:30".into(),
-        slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
-        online_share: "0".into(),
-        others_bookable: true,
-        others_types: Vec::new(),
-        others_ods: String::new(),
-        others_limit: String::new(),
-        others_release_hours: String::new(),
         location: "Phone".into(),
+        ..fixtures::clinic_form(&tp, day, ("10:00", "10:30"), 15, "0")
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
     let spine = || caldicott_web::spine_router(app.clone());
@@ -437,6 +421,46 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
     )
     .await;
     assert_eq!(org.json["identifier"][0]["value"], ods.as_str());
+    // Foundations: find the organisation by its ODS code; an identifier system this server does
+    // not know is refused as the specification says, with nothing found for another code.
+    let find_org = |identifier: &str| {
+        spine_request(
+            "GET",
+            &format!("{root}/Organization?identifier={}", identifier.replace('|', "%7C").replace(':', "%3A")),
+            gpc::ORGANIZATION_SEARCH_INTERACTION,
+            &jwt_at(&root, "organization/*.read"),
+            Vec::new(),
+            |_| {},
+        )
+    };
+    let found = send(spine(), find_org(&format!("https://fhir.nhs.uk/Id/ods-organization-code|{ods}"))).await;
+    assert_eq!((found.status, found.json["total"].as_u64()), (StatusCode::OK, Some(1)), "{}", found.json);
+    assert_eq!(found.json["entry"][0]["resource"]["identifier"][0]["value"], ods.as_str());
+    let none = send(spine(), find_org("https://fhir.nhs.uk/Id/ods-organization-code|Y99999")).await;
+    assert_eq!((none.status, none.json["total"].as_u64()), (StatusCode::OK, Some(0)));
+    let wrong = send(spine(), find_org(&format!("https://fhir.nhs.uk/Id/sds-user-id|{ods}"))).await;
+    assert_eq!((wrong.status, spine_code(&wrong)), (StatusCode::BAD_REQUEST, "INVALID_IDENTIFIER_SYSTEM"));
+    // Foundations: find the clinician by the SDS user id the practice recorded.
+    let admin = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    app.set_staff_sds_user_id(&admin, tp.clinician.staff, "555021935107").await.unwrap();
+    let find_gp = |id: &str| {
+        spine_request(
+            "GET",
+            &format!("{root}/Practitioner?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fsds-user-id%7C{id}"),
+            gpc::PRACTITIONER_SEARCH_INTERACTION,
+            &jwt_at(&root, "organization/*.read"),
+            Vec::new(),
+            |_| {},
+        )
+    };
+    let gp = send(spine(), find_gp("555021935107")).await;
+    assert_eq!((gp.status, gp.json["total"].as_u64()), (StatusCode::OK, Some(1)), "{}", gp.json);
+    assert_eq!(gp.json["entry"][0]["resource"]["id"], tp.clinician.staff.to_string().as_str());
+    assert_eq!(gp.json["entry"][0]["resource"]["identifier"][0]["value"], "555021935107");
+    let nobody = send(spine(), find_gp("999999999999")).await;
+    assert_eq!((nobody.status, nobody.json["total"].as_u64()), (StatusCode::OK, Some(0)));
+    let malformed = send(spine(), find_gp("55")).await;
+    assert_eq!((malformed.status, spine_code(&malformed)), (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PARAMETER"));
     let nobody = send(
         spine(),
         spine_request(
@@ -480,15 +504,32 @@ async fn appointments_are_booked_changed_and_cancelled_over_http(t: &TestStore) 
     )
     .await;
     assert_eq!((stale.status, spine_code(&stale)), (StatusCode::CONFLICT, "FHIR_CONSTRAINT_VIOLATION"));
+    // Asking for a minimal answer does not hide a refusal: it keeps its OperationOutcome.
+    let minimal = |h: &mut axum::http::HeaderMap| {
+        h.insert(header::IF_MATCH, "W/\"1\"".parse().unwrap());
+        h.insert("prefer", "return=minimal".parse().unwrap());
+    };
+    let stale =
+        send(spine(), spine_request("PUT", &path, gpc::AMEND_INTERACTION, &write, bytes(&amended), minimal)).await;
+    assert_eq!((stale.status, spine_code(&stale)), (StatusCode::CONFLICT, "FHIR_CONSTRAINT_VIOLATION"));
 
     // Cancel: the same address, the cancel interaction.
     let mut cancel = ok.json.clone();
     cancel["status"] = json!("cancelled");
     cancel["extension"].as_array_mut().unwrap().push(json!({"url": "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-GPConnect-AppointmentCancellationReason-1", "valueString": "Discharge delayed"}));
-    let done =
-        send(spine(), spine_request("PUT", &path, gpc::CANCEL_INTERACTION, &write, bytes(&cancel), |_| {})).await;
-    assert_eq!((done.status, done.json["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{}", done.json);
+    // With `Prefer: return=minimal` the answer is the status and the new version, without a body.
+    let done = send(
+        spine(),
+        spine_request("PUT", &path, gpc::CANCEL_INTERACTION, &write, bytes(&cancel), |h| {
+            h.insert("prefer", "return=minimal".parse().unwrap());
+        }),
+    )
+    .await;
+    assert_eq!((done.status, &done.json), (StatusCode::OK, &Value::Null));
     assert_eq!(done.headers[header::ETAG], "W/\"3\"");
+    assert!(done.headers.get(header::CONTENT_TYPE).is_none());
+    let got = send(spine(), spine_request("GET", &path, gpc::READ_INTERACTION, &read, Vec::new(), |_| {})).await;
+    assert_eq!(got.json["status"], "cancelled");
 
     // A body that is not JSON is refused as a media type; DELETE is not how GP Connect cancels.
     let xml = send(
@@ -550,12 +591,15 @@ async fn a_patients_app_books_through_patient_facing_services_on_the_main_addres
         .uri(format!("{root}/Appointment"))
         .header(header::AUTHORIZATION, &token)
         .header(header::CONTENT_TYPE, "application/fhir+json")
+        .header("prefer", "return=minimal")
         .body(Body::from(body.to_string()))
         .unwrap();
     let booked = send(main(), post).await;
     assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.json);
     assert_eq!(booked.headers[header::ETAG], "W/\"1\"");
     assert!(booked.headers[header::LOCATION].to_str().unwrap().starts_with(&format!("{root}/Appointment/")));
+    // The app asked for a minimal answer: where the booking is, not the booking itself.
+    assert_eq!(booked.json, Value::Null);
     // Patient Facing Services are not on the Spine listener.
     let spine = send(caldicott_web::spine_router(app.clone()), get(slots_path, Some(&token))).await;
     assert_eq!(spine.status, StatusCode::NOT_IMPLEMENTED);

@@ -138,10 +138,7 @@ async fn no_withheld_entry_reaches_the_online_view_response(t: &TestStore) {
     let mut all = vec![shown.clone()];
     let withheld = withheld_entries(&pat, time(2024, 2, 3), "ZZSECRET");
     all.extend(withheld.clone());
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
     let nhs = pat.nhs_number.as_str();
     for section in ["", "&section=consultations", "&section=results", "&section=documents", "&section=communications"] {
         let r =
@@ -325,14 +322,14 @@ async fn access_changes_through_the_api_are_checked_then_confirmed(t: &TestStore
     let app = app(t);
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            &[consultation(&pat, time(2024, 6, 1), "Seen for a cough")],
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(
+        &app,
+        tp.practice.id,
+        Some(pat.id),
+        &[consultation(&pat, time(2024, 6, 1), "Seen for a cough")],
+    )
+    .await
+    .unwrap();
     let uri = format!("/api/v1/patients/{}/access", pat.nhs_number.as_str());
     let tok = &tp.clinician_token;
     let summary = serde_json::json!({ "change": "set_level", "level": "summary", "from": "2023-10-31" });
@@ -390,10 +387,7 @@ async fn staff_sign_in_find_a_patient_and_see_their_online_view(t: &TestStore) {
     let shown = consultation(&pat, time(2024, 2, 2), "Seen for a cough");
     let mut all = vec![shown.clone()];
     all.extend(withheld_entries(&pat, time(2024, 2, 3), "ZZSECRET"));
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &all, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
     let mut b = Browser::new(&app);
     let ods = tp.practice.ods_code.as_str().to_owned();
     // Not signed in: every page sends you to sign in.
@@ -464,10 +458,7 @@ async fn the_portal_keeps_practices_and_roles_apart(t: &TestStore) {
     let a = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, a.practice.id).await.unwrap();
     let entry = consultation(&pat, time(2024, 3, 3), "Private matter");
-    app.store_for_tests()
-        .add_entries(a.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, a.practice.id, Some(pat.id), std::slice::from_ref(&entry)).await.unwrap();
     let change = format!("/patients/{}/entries/{}/online", pat.nhs_number.as_str(), entry.id);
     // Receptionists see the record but cannot hide entries.
     let mut reception = Browser::new(&app);
@@ -639,38 +630,17 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         abnormal: true,
         filing: caldicott_core::entry::Filing::Unfiled,
     };
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&entry), &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), std::slice::from_ref(&entry)).await.unwrap();
     // A consultation for the split routes (only consultations split).
     let consult = consultation(&pat, time(2024, 3, 4), "Part one.\nPart two.");
-    app.store_for_tests()
-        .add_entries(
-            tp.practice.id,
-            std::slice::from_ref(&consult),
-            &fixtures::audit(Action::EntryCreate, Some(pat.id)),
-        )
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), std::slice::from_ref(&consult)).await.unwrap();
     // A booked appointment and an open message task, for the routes that take them.
     let day = caldicott_app::fixtures::today() + chrono::Duration::days(5);
     let clinic = caldicott_app::appointments::NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: "14:00".into(),
-        end: "14:30".into(),
-        slot_minutes: "15".into(),
         slot_type: "gp_telephone".into(),
-        online_share: "100".into(),
         others_bookable: false,
-        others_types: Vec::new(),
-        others_ods: String::new(),
-        others_limit: String::new(),
-        others_release_hours: String::new(),
         location: "Phone".into(),
+        ..fixtures::clinic_form(&tp, day, ("14:00", "14:30"), 15, "100")
     };
     let (clinic, _) = app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
     let book = app.appointment_book(&tp.clinician, clinic.date, 1).await.unwrap();
@@ -1019,6 +989,8 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("bundle", bundle.as_str()),
                         ("identity", "P9"),
                         ("clinician", clinician_id.as_str()),
+                        ("staff", clinician_id.as_str()),
+                        ("sds_user_id", "555021935107"),
                         ("day", clinic_day.0.as_str()),
                         ("month", clinic_day.1.as_str()),
                         ("year", clinic_day.2.as_str()),
@@ -1116,6 +1088,49 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
         }
     }
     assert!(unaudited_looks.is_empty(), "answers with patient data but no audit event: {unaudited_looks:#?}");
+}
+
+async fn an_administrator_records_a_clinicians_sds_user_id_on_the_staff_page(t: &TestStore) {
+    // GP Connect names practitioners by their SDS user id: the administrator records it.
+    let app = app(t);
+    let tp = fixtures::practice(&app).await.unwrap();
+    let ods = tp.practice.ods_code.as_str().to_owned();
+    let gp = tp.clinician.staff.to_string();
+    let mut admin = Browser::new(&app);
+    sign_in(&mut admin, &ods, "admin").await;
+    let page = admin.get("/staff").await;
+    assert!(page.body.contains("<label class=\"nhsuk-label\" for=\"sds_user_id\">SDS user ID</label>"));
+    assert!(page.body.contains(&format!("<option value=\"{gp}\"")));
+    let token = csrf(&page.body);
+    // A malformed id: the page again, with the error on the field and what was typed kept.
+    let bad = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "12-34")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("<title>Error: "), "the title says there is an error");
+    assert!(bad.body.contains("href=\"#sds_user_id\""), "the summary links to the field");
+    assert!(bad.body.contains("value=\"12-34\""), "what was typed is kept");
+    assert!(bad.body.contains(&format!("<option value=\"{gp}\" selected")), "the member chosen is kept");
+    let nobody = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", "x"), ("sds_user_id", "1")]).await;
+    assert_eq!(nobody.status, StatusCode::BAD_REQUEST);
+    assert!(nobody.body.contains("Choose the member of staff"));
+    // Saved: said, and shown in the list.
+    let done =
+        admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "555021935107")]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("SDS user ID 555021935107 recorded."));
+    assert!(admin.get("/staff").await.body.contains("<td class=\"nhsuk-table__cell\">555021935107</td>"));
+    let admin_who = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
+    let member = app.staff_accounts(&admin_who).await.unwrap().into_iter().find(|m| m.id == tp.clinician.staff);
+    assert_eq!(member.and_then(|m| m.sds_user_id).as_deref(), Some("555021935107"));
+    // Another member cannot be given the same id.
+    let reception = caldicott_app::auth::authenticate(&app, &tp.receptionist_token).await.unwrap().staff.to_string();
+    let taken = admin
+        .post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &reception), ("sds_user_id", "555021935107")])
+        .await;
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST);
+    assert!(taken.body.contains("another member of staff at this practice has that SDS user ID"), "{}", taken.body);
+    // Left blank, it is removed.
+    let cleared = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "")]).await;
+    assert!(cleared.body.contains("SDS user ID removed."));
 }
 
 async fn staff_change_their_password_and_an_administrator_resets_one_through_the_pages(t: &TestStore) {
@@ -1568,10 +1583,7 @@ async fn a_subject_access_export_is_reviewed_released_and_collected_once(t: &Tes
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let hidden = withheld_entries(&pat, time(2025, 6, 1), "SAR-HIDDEN");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &hidden, &fixtures::audit(Action::EntryCreate, None))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, None, &hidden).await.unwrap();
     let mut b = Browser::new(&app);
     sign_in(&mut b, tp.practice.ods_code.as_str(), "manager").await;
     let token = csrf(&b.get("/sars/new").await.body);
@@ -2080,6 +2092,7 @@ both!(
     every_patient_route_for_every_kind_of_proxy,
     a_patient_turns_on_two_step_sign_in,
     staff_change_their_password_and_an_administrator_resets_one_through_the_pages,
+    an_administrator_records_a_clinicians_sds_user_id_on_the_staff_page,
     a_patient_changes_their_password_and_uses_a_password_letter_through_the_pages,
     an_app_links_through_the_api_and_staff_action_the_alert,
     send_a_message_submitted_twice_at_once_sends_once,
@@ -2533,10 +2546,7 @@ async fn a_patient_signs_up_with_the_letter_staff_print(t: &TestStore) {
     let recent = caldicott_app::fixtures::now() - chrono::Duration::days(2);
     let mut entries = vec![consultation(&pat, recent, "VISIBLE-MARK seen online")];
     entries.extend(withheld_entries(&pat, recent, "SECRET"));
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries, &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &entries).await.unwrap();
     let mut staff = Browser::new(&app);
     sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
     let record = staff.get(&format!("/patients/{}", pat.nhs_number.as_str())).await;
@@ -2677,14 +2687,7 @@ async fn patient_routes_reach_only_the_callers_own_data(t: &TestStore) {
         child_med,
     ];
     for e in entries {
-        app.store_for_tests()
-            .add_entries(
-                tp.practice.id,
-                std::slice::from_ref(&e),
-                &fixtures::audit(Action::EntryCreate, Some(e.patient)),
-            )
-            .await
-            .unwrap();
+        fixtures::add_entries(&app, tp.practice.id, Some(e.patient), std::slice::from_ref(&e)).await.unwrap();
     }
     let mut browsers = Vec::new();
     for (who, p) in [("a", &a), ("b", &b), ("parent", &parent), ("suspended", &suspended_parent)] {
@@ -2796,14 +2799,8 @@ async fn results_charts_are_drawn_only_from_what_the_viewer_is_shown(t: &TestSto
             .unwrap(),
     );
     let entries = [hba1c(&a, 400, "58"), secret.clone(), hba1c(&a, 30, "39"), hba1c(&b, 30, "71")];
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries[..3], &fixtures::audit(Action::EntryCreate, Some(a.id)))
-        .await
-        .unwrap();
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &entries[3..], &fixtures::audit(Action::EntryCreate, Some(b.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(a.id), &entries[..3]).await.unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(b.id), &entries[3..]).await.unwrap();
     let (_, _, cookie) = fixtures::patient_account(&app, &tp.clinician, &a, "P9").await.unwrap();
     let mut patient = Browser::new(&app);
     patient.jar.insert(caldicott_web::PATIENT_COOKIE.to_owned(), cookie);
@@ -3268,14 +3265,7 @@ async fn patient_services_reach_only_whom_the_caller_acts_for(t: &TestStore) {
         .await
         .unwrap();
     for e in [repeat_template(&a, "A-REPEAT"), repeat_template(&child, "CHILD-REPEAT")] {
-        app.store_for_tests()
-            .add_entries(
-                tp.practice.id,
-                std::slice::from_ref(&e),
-                &fixtures::audit(Action::EntryCreate, Some(e.patient)),
-            )
-            .await
-            .unwrap();
+        fixtures::add_entries(&app, tp.practice.id, Some(e.patient), std::slice::from_ref(&e)).await.unwrap();
     }
     let mut callers = Vec::new();
     for (who, p) in [("a", &a), ("parent", &parent), ("suspended", &suspended_parent)] {
@@ -3320,10 +3310,7 @@ async fn a_patient_books_an_appointment_and_orders_a_repeat_through_the_pages(t:
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let (t1, t2) = (repeat_template(&pat, "Amlodipine 5mg"), repeat_template(&pat, "Atorvastatin 20mg"));
-    app.store_for_tests()
-        .add_entries(tp.practice.id, &[t1.clone(), t2.clone()], &fixtures::audit(Action::EntryCreate, Some(pat.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &[t1.clone(), t2.clone()]).await.unwrap();
     let mut staff = Browser::new(&app);
     sign_in(&mut staff, tp.practice.ods_code.as_str(), "reception").await;
     let page = staff.get("/appointments").await;
@@ -3551,27 +3538,11 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         .await
         .unwrap();
     let template = repeat_template(&a, "A-REPEAT-MED");
-    app.store_for_tests()
-        .add_entries(tp.practice.id, std::slice::from_ref(&template), &fixtures::audit(Action::EntryCreate, Some(a.id)))
-        .await
-        .unwrap();
+    fixtures::add_entries(&app, tp.practice.id, Some(a.id), std::slice::from_ref(&template)).await.unwrap();
     let day = caldicott_app::fixtures::today() + chrono::Duration::days(6);
     let clinic = caldicott_app::appointments::NewClinic {
-        clinician: tp.clinician.staff.to_string(),
-        day: day.format("%d").to_string(),
-        month: day.format("%m").to_string(),
-        year: day.format("%Y").to_string(),
-        start: "09:00".into(),
-        end: "12:00".into(),
-        slot_minutes: "10".into(),
-        slot_type: "gp_face_to_face".into(),
-        online_share: "100".into(),
         others_bookable: false,
-        others_types: Vec::new(),
-        others_ods: String::new(),
-        others_limit: String::new(),
-        others_release_hours: String::new(),
-        location: "Room 1".into(),
+        ..fixtures::clinic_form(&tp, day, ("09:00", "12:00"), 10, "100")
     };
     app.create_clinic(&tp.clinician, &clinic).await.unwrap().unwrap();
     let today = caldicott_app::fixtures::today();

@@ -108,7 +108,9 @@ impl App {
             .filter(|s| s.starts_at >= search.from && slot_end(s) <= search.to)
             .collect();
         let trace = crate::new_id().to_string();
-        Ok(gpc::slots_bundle(&pfs_root(practice.ods_code.as_str()), &trace, &practice, &slots, &search))
+        let sds = self.sds_user_ids(practice.id, search.include_practitioner).await.map_err(refused)?;
+        let root = pfs_root(practice.ods_code.as_str());
+        Ok(gpc::slots_bundle(&root, &trace, &practice, &slots, &search, &|id| sds.get(id).cloned()))
     }
 
     /// `POST [base]/Appointment`: books a slot offered online for the app's patient, with the

@@ -78,8 +78,14 @@ fn bundle(entries: &[Entry], req: &StructuredRequest) -> Value {
         include: &req.include,
         entries: entries.iter().map(|e| (e, release(e))).collect(),
         today: d(2026, 12, 6),
+        sds_user_ids: &sds_user_ids(),
     };
     structured_bundle(&rec)
+}
+
+/// The SDS user ids the practice recorded: the author of the entries here has one.
+fn sds_user_ids() -> std::collections::HashMap<String, String> {
+    [(StaffId::from_uuid(uuid::Uuid::from_u128(99)).to_string(), "G13579135".to_owned())].into_iter().collect()
 }
 
 fn resources(b: &Value) -> Vec<&Value> {
@@ -140,6 +146,16 @@ fn the_bundle_holds_the_patient_the_practice_and_a_list_per_area_asked_for() {
         .all(|r| r["resourceType"] != "List" || r["title"] != "Allergies and adverse reactions"));
     // No List and no Bundle ever carries NOPAT (the specification forbids it).
     assert!(!nopat(&b) && !nopat(meds));
+}
+
+#[test]
+fn an_author_is_named_with_the_sds_user_id_the_practice_recorded() {
+    let shown = entry(1, d(2026, 1, 1), EntryBody::Allergy { substance: "Penicillin".into(), reaction: "Rash".into() });
+    let b = bundle(&[shown], &request(allergies()));
+    let allergy = resources(&b).into_iter().find(|r| r["resourceType"] == "AllergyIntolerance").unwrap();
+    let author = by_ref(&b, allergy["recorder"]["reference"].as_str().unwrap()).unwrap();
+    assert_eq!(author["name"][0]["text"], "Dr Ada Jones");
+    assert_eq!(author["identifier"][0], json!({"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "G13579135"}));
 }
 
 #[test]
