@@ -73,7 +73,7 @@ pub fn parse_sds_user_id(input: &str) -> Result<String, &'static str> {
     if (3..=20).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric()) {
         Ok(id.to_ascii_uppercase())
     } else {
-        Err("an SDS user ID is 3 to 20 letters and digits, as on the person's NHS smartcard")
+        Err("An SDS user ID is 3 to 20 letters and digits, as on the person's NHS smartcard")
     }
 }
 

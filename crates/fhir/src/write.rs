@@ -228,27 +228,39 @@ pub fn organization_resource(practice: &Practice) -> Value {
     })
 }
 
-/// A clinician of the practice, by the name the record shows, with their SDS user id when the
-/// practice has recorded it.
-pub fn practitioner_resource(s: &caldicott_core::staff::StaffMember) -> Value {
-    let mut parts: Vec<&str> = s.display_name.split_whitespace().collect();
+/// A member of staff's name as the record shows it ("Dr Jane Smith") as a HumanName (R4 and STU3
+/// alike): the title words as `prefix`, the last word as `family`, the others as `given`; an
+/// element with nothing in it is left out.
+pub fn staff_name(display: &str) -> Value {
+    let mut parts: Vec<&str> = display.split_whitespace().collect();
     let prefix: Vec<&str> = parts
         .iter()
         .take_while(|p| matches!(**p, "Dr" | "Mr" | "Mrs" | "Ms" | "Miss" | "Mx" | "Prof"))
         .copied()
         .collect();
     parts.drain(..prefix.len());
-    let family = parts.pop().unwrap_or_default();
-    let mut name = json!({ "text": s.display_name, "family": family, "given": parts });
+    let mut name = json!({ "text": display });
+    if let Some(family) = parts.pop() {
+        name["family"] = json!(family);
+    }
+    if !parts.is_empty() {
+        name["given"] = json!(parts);
+    }
     if !prefix.is_empty() {
         name["prefix"] = json!(prefix);
     }
+    name
+}
+
+/// A clinician of the practice, by the name the record shows, with their SDS user id when the
+/// practice has recorded it.
+pub fn practitioner_resource(s: &caldicott_core::staff::StaffMember) -> Value {
     let mut p = json!({
         "resourceType": "Practitioner",
         "id": s.id.to_string(),
         "meta": profile("Practitioner"),
         "active": s.active,
-        "name": [name],
+        "name": [staff_name(&s.display_name)],
     });
     if let Some(sds) = &s.sds_user_id {
         p["identifier"] = json!([{ "system": crate::gpconnect::request::SDS_USER_SYSTEM, "value": sds }]);

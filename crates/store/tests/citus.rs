@@ -179,6 +179,23 @@ async fn citus_places_the_schema_by_practice_and_moves_shards_while_the_store_an
         .await
         .unwrap();
     assert_eq!(sqlx::query_scalar::<_, i64>(&on_worker(9702)).fetch_one(&mut admin).await.unwrap(), 0);
+    // The drain leaves the old placements on the worker to be dropped later (deferred while
+    // anything still holds them). They are cleaned up before the worker is removed: left there,
+    // they stand in the way of every later move back onto it ("orphaned shard … could not be
+    // cleaned up"), and the rebalance below never ends.
+    let cleaned = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        loop {
+            sqlx::query("CALL citus_cleanup_orphaned_resources()").execute(&mut admin).await.unwrap();
+            let left: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM pg_dist_cleanup").fetch_one(&mut admin).await.unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(cleaned.is_ok(), "the drained worker's old placements are cleaned up within 2 minutes");
     sqlx::query("SELECT citus_remove_node('127.0.0.1', 9702)").execute(&mut admin).await.unwrap();
     sqlx::query("SELECT citus_add_node('127.0.0.1', 9702)").execute(&mut admin).await.unwrap();
     sqlx::query("SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')")

@@ -238,7 +238,10 @@ impl SpineWrite {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split([',', ';']))
-            .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"));
+            .filter_map(|p| p.split_once('='))
+            .any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("return") && v.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+            });
         if !(minimal && res.status().is_success()) {
             return res;
         }

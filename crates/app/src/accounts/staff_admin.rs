@@ -10,6 +10,14 @@ use caldicott_core::ids::*;
 use caldicott_core::permissions::Permission;
 use caldicott_core::staff::{parse_sds_user_id, Role, SignInState, StaffMember};
 
+/// A member's SDS user id as saved: whose, what is held now, and whether that changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsUserIdSaved {
+    pub name: String,
+    pub kept: Option<String>,
+    pub changed: bool,
+}
+
 /// What to do to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountChange {
@@ -125,19 +133,24 @@ impl App {
 
     /// Records a member of staff's SDS user id (as on their NHS smartcard), or clears it when
     /// `input` is blank. GP Connect then names them by it (`Practitioner.identifier`), and other
-    /// care settings can find them by it. Audited with the value it replaces; returns the id kept.
+    /// care settings can find a clinician by it. Audited with the value it replaces; the same
+    /// value again changes nothing and writes nothing.
     pub async fn set_staff_sds_user_id(
         &self,
         who: &StaffPrincipal,
         staff: StaffId,
         input: &str,
-    ) -> AppResult<Option<String>> {
+    ) -> AppResult<SdsUserIdSaved> {
         permit(who, Permission::ManageStaff)?;
         let member = self.member_to_manage(who, staff).await?;
         let id = match input.trim() {
             "" => None,
             typed => Some(parse_sds_user_id(typed).map_err(|m| AppError::BadRequest(m.into()))?),
         };
+        let saved = |changed| SdsUserIdSaved { name: member.display_name.clone(), kept: id.clone(), changed };
+        if id == member.sds_user_id {
+            return Ok(saved(false));
+        }
         let audit = self.audit_record(
             who,
             None,
@@ -152,6 +165,6 @@ impl App {
             ),
         );
         self.store.set_staff_sds_user_id(who.practice, staff, id.as_deref(), &audit).await?;
-        Ok(id)
+        Ok(saved(true))
     }
 }

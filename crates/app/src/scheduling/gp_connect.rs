@@ -217,7 +217,8 @@ impl App {
 
     /// `GET [base]/Practitioner?identifier=https://fhir.nhs.uk/Id/sds-user-id|<id>` (Foundations):
     /// the practice's clinician with that SDS user id in a searchset, or an empty searchset
-    /// (finding nobody is not an error). The same clinicians as a read by id can find.
+    /// (finding nobody is not an error). Clinicians of the practice whose account is active: a read
+    /// by id still answers for one who has left, as appointments and records reference them.
     pub async fn gp_connect_find_practitioner(&self, call: GpcCall<'_>) -> Result<Value, GpcError> {
         let (practice, ssp, _, base) = self
             .gp_connect_appointments_call(&call, gpc::PRACTITIONER_SEARCH_INTERACTION, "organization/*.read")
@@ -229,7 +230,8 @@ impl App {
             .await
             .map_err(|e| internal(e.into()))?
             .into_iter()
-            .filter(|s| s.role == caldicott_core::staff::Role::Clinician)
+            // A deactivated member has left: references to them still read, but nobody finds them.
+            .filter(|s| s.role == caldicott_core::staff::Role::Clinician && s.active)
             .filter_map(|s| {
                 let sds = s.sds_user_id.filter(|id| id.eq_ignore_ascii_case(&asked))?;
                 Some((s.id.to_string(), s.display_name, sds))

@@ -777,11 +777,13 @@ async fn other_care_settings_find_a_clinician_by_the_sds_user_id_the_practice_re
     };
     assert_eq!(member(gp).await.sds_user_id, None);
     // Typed with spaces and in lower case, kept as one upper-case id.
-    assert_eq!(
-        app.set_staff_sds_user_id(&admin, gp, " 5550 2193 5107 ").await.unwrap().as_deref(),
-        Some("555021935107")
-    );
+    let saved = app.set_staff_sds_user_id(&admin, gp, " 5550 2193 5107 ").await.unwrap();
+    assert_eq!((saved.kept.as_deref(), saved.changed), (Some("555021935107"), true));
     assert_eq!(member(gp).await.sds_user_id.as_deref(), Some("555021935107"));
+    // The same id again changes nothing and writes nothing.
+    let head = app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count;
+    assert!(!app.set_staff_sds_user_id(&admin, gp, "555021935107").await.unwrap().changed);
+    assert_eq!(app.store_for_tests().audit_head(tp.practice.id).await.unwrap().count, head);
     // One member of the practice per id, even when two administrators save it at once.
     let nurse =
         app.add_staff_account(&admin, "a.nurse", "Alex Nurse", Role::Clinician, "a long first password").await.unwrap();
@@ -852,8 +854,19 @@ async fn other_care_settings_find_a_clinician_by_the_sds_user_id_the_practice_re
         .unwrap();
     validate_gp_connect(&search);
     assert_eq!(resources(&search, "Practitioner")[0]["identifier"][0]["value"], "555021935107");
+    // A clinician who has left (deactivated) is found no more, though references still read.
+    app.set_staff_sds_user_id(&admin, nurse.id, "N11223344").await.unwrap();
+    let (q, _) = find("N11223344");
+    let call = ask.call(gpc::PRACTITIONER_SEARCH_INTERACTION, &auth, &q, &[]);
+    assert_eq!(resources(&app.gp_connect_find_practitioner(call).await.unwrap(), "Practitioner").len(), 1);
+    let leave = caldicott_app::staff_admin::AccountChange::Deactivate;
+    app.change_staff_account(&admin, nurse.id, leave).await.unwrap();
+    let call = ask.call(gpc::PRACTITIONER_SEARCH_INTERACTION, &auth, &q, &[]);
+    assert!(resources(&app.gp_connect_find_practitioner(call).await.unwrap(), "Practitioner").is_empty());
+    let read = ask.call(gpc::READ_PRACTITIONER_INTERACTION, &auth, &[], &[]);
+    assert!(app.gp_connect_foundation(read, "Practitioner", &nurse.id.to_string()).await.is_ok());
     // Cleared, the clinician is found no more.
-    assert_eq!(app.set_staff_sds_user_id(&admin, gp, "").await.unwrap(), None);
+    assert_eq!(app.set_staff_sds_user_id(&admin, gp, "").await.unwrap().kept, None);
     let (q, _) = find("555021935107");
     let call = ask.call(gpc::PRACTITIONER_SEARCH_INTERACTION, &auth, &q, &[]);
     assert!(resources(&app.gp_connect_find_practitioner(call).await.unwrap(), "Practitioner").is_empty());

@@ -607,8 +607,9 @@ pub fn practitioner_resource(id: &str, name: &str, sds_user_id: Option<&str>) ->
         "resourceType": "Practitioner",
         "id": id,
         "meta": { "versionId": "1", "profile": profile("CareConnect-GPC-Practitioner-1") },
-        "name": [{ "use": "usual", "text": name }],
+        "name": [crate::write::staff_name(name)],
     });
+    p["name"][0]["use"] = json!("usual");
     if let Some(sds) = sds_user_id {
         p["identifier"] = json!([{ "system": SDS_USER_SYSTEM, "value": sds }]);
     }
@@ -810,6 +811,9 @@ pub fn read_organization_search(query: &[(String, String)]) -> Result<OdsCode, G
             format!("organisations are found here by ODS code only ({ODS_SYSTEM})"),
         ));
     }
+    if value.contains(char::is_whitespace) {
+        return Err(invalid_parameter("an ODS code has no spaces"));
+    }
     OdsCode::parse(value).map_err(|_| invalid_parameter("an ODS code is 3 to 10 letters and digits"))
 }
 
@@ -928,6 +932,16 @@ mod tests {
         assert_eq!(p["identifier"][0]["system"], "https://fhir.nhs.uk/Id/sds-user-id");
         assert_eq!(p["identifier"][0]["value"], "G13579135");
         assert!(practitioner_resource("x", "Dr A", None).get("identifier").is_none());
+        // CareConnect-GPC-Practitioner-1 names the family: the name the record shows, split.
+        let named = practitioner_resource("x", "Dr Ada Lovelace Jones", None);
+        assert_eq!(
+            named["name"][0],
+            json!({"use": "usual", "text": "Dr Ada Lovelace Jones", "family": "Jones", "given": ["Ada", "Lovelace"], "prefix": ["Dr"]})
+        );
+        assert_eq!(
+            practitioner_resource("x", "Nurse", None)["name"][0],
+            json!({"use": "usual", "text": "Nurse", "family": "Nurse"})
+        );
     }
 
     #[test]
@@ -943,6 +957,10 @@ mod tests {
             SpineCode::InvalidIdentifierSystem
         );
         assert_eq!(code_of(read_organization_search(&ods("A81001"))), SpineCode::InvalidParameter);
+        assert_eq!(
+            code_of(read_organization_search(&ods("https://fhir.nhs.uk/Id/ods-organization-code| A81001"))),
+            SpineCode::InvalidParameter
+        );
         assert_eq!(
             code_of(read_organization_search(&ods("https://fhir.nhs.uk/Id/ods-organization-code|A8-1001"))),
             SpineCode::InvalidParameter

@@ -722,7 +722,7 @@ pub(crate) fn practitioner(id: &str, name: &str, sds_user_id: Option<&String>) -
         "resourceType": "Practitioner",
         "id": id,
         "meta": profile("CareConnect-GPC-Practitioner-1"),
-        "name": [{ "text": name }],
+        "name": [crate::write::staff_name(name)],
     });
     if let Some(sds) = sds_user_id {
         p["identifier"] = json!([{ "system": super::request::SDS_USER_SYSTEM, "value": sds }]);

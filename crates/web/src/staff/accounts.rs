@@ -105,7 +105,10 @@ async fn staff_form(app: &App, me: &SignedIn, shown: Shown<'_>) -> Result<Respon
             name: f.map(|f| f.name.clone()).unwrap_or_default(),
             username: f.map(|f| f.username.clone()).unwrap_or_default(),
             role: f.map_or_else(|| "receptionist".to_owned(), |f| f.role.clone()),
-            sds: sds.map(|s| (s.staff.clone(), s.sds_user_id.clone())).unwrap_or_default(),
+            // What was typed comes back, but never more of it than an id could be.
+            sds: sds
+                .map(|s| (s.staff.clone(), s.sds_user_id.as_deref().unwrap_or_default().chars().take(40).collect()))
+                .unwrap_or_default(),
             errors,
         },
     )
@@ -165,8 +168,8 @@ struct SdsForm {
     _csrf: String,
     #[serde(default)]
     staff: String,
-    #[serde(default)]
-    sds_user_id: String,
+    /// Absent is not blank: only an empty box removes an id.
+    sds_user_id: Option<String>,
 }
 
 /// Records (or, left blank, clears) the SDS user id of the member chosen.
@@ -182,11 +185,18 @@ async fn set_sds_user_id(
     let Ok(id) = f.staff.parse::<caldicott_core::ids::StaffId>() else {
         return staff_form(&app, &me, refused("staff", "Choose the member of staff".into())).await;
     };
-    match app.set_staff_sds_user_id(&me.who, id, &f.sds_user_id).await {
-        Ok(kept) => {
-            let notice = Some(match kept {
-                Some(sds) => format!("SDS user ID {sds} recorded."),
-                None => "SDS user ID removed.".to_owned(),
+    let Some(typed) = f.sds_user_id.as_deref() else {
+        let message = "Enter the SDS user ID, or leave the box empty to remove it".into();
+        return staff_form(&app, &me, refused("sds_user_id", message)).await;
+    };
+    match app.set_staff_sds_user_id(&me.who, id, typed).await {
+        Ok(saved) => {
+            let name = &saved.name;
+            let notice = Some(match (&saved.kept, saved.changed) {
+                (Some(sds), true) => format!("SDS user ID {sds} recorded for {name}."),
+                (None, true) => format!("SDS user ID removed for {name}."),
+                (Some(sds), false) => format!("No change: {name}'s SDS user ID is {sds}."),
+                (None, false) => format!("No change: {name} has no SDS user ID recorded."),
             });
             staff_form(&app, &me, Shown { notice, ..Shown::default() }).await
         }

@@ -1101,6 +1101,10 @@ async fn an_administrator_records_a_clinicians_sds_user_id_on_the_staff_page(t: 
     let page = admin.get("/staff").await;
     assert!(page.body.contains("<label class=\"nhsuk-label\" for=\"sds_user_id\">SDS user ID</label>"));
     assert!(page.body.contains(&format!("<option value=\"{gp}\"")));
+    assert!(
+        page.body.contains("<option value=\"\" selected>Choose a member of staff</option>"),
+        "nobody is chosen for you"
+    );
     let token = csrf(&page.body);
     // A malformed id: the page again, with the error on the field and what was typed kept.
     let bad = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "12-34")]).await;
@@ -1108,6 +1112,10 @@ async fn an_administrator_records_a_clinicians_sds_user_id_on_the_staff_page(t: 
     assert!(bad.body.contains("<title>Error: "), "the title says there is an error");
     assert!(bad.body.contains("href=\"#sds_user_id\""), "the summary links to the field");
     assert!(bad.body.contains("value=\"12-34\""), "what was typed is kept");
+    // The field says what is wrong, tied to the box for screen readers (NHS.UK error message).
+    assert!(bad.body.contains("id=\"sds_user_id-error\""));
+    assert!(bad.body.contains("nhsuk-input--error"));
+    assert!(bad.body.contains("aria-describedby=\"sds_user_id-hint sds_user_id-error\""));
     assert!(bad.body.contains(&format!("<option value=\"{gp}\" selected")), "the member chosen is kept");
     let nobody = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", "x"), ("sds_user_id", "1")]).await;
     assert_eq!(nobody.status, StatusCode::BAD_REQUEST);
@@ -1116,7 +1124,7 @@ async fn an_administrator_records_a_clinicians_sds_user_id_on_the_staff_page(t: 
     let done =
         admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "555021935107")]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    assert!(done.body.contains("SDS user ID 555021935107 recorded."));
+    assert!(done.body.contains("SDS user ID 555021935107 recorded for Test clinician."), "{}", done.body);
     assert!(admin.get("/staff").await.body.contains("<td class=\"nhsuk-table__cell\">555021935107</td>"));
     let admin_who = caldicott_app::auth::authenticate(&app, &tp.admin_token).await.unwrap();
     let member = app.staff_accounts(&admin_who).await.unwrap().into_iter().find(|m| m.id == tp.clinician.staff);
@@ -1130,7 +1138,14 @@ async fn an_administrator_records_a_clinicians_sds_user_id_on_the_staff_page(t: 
     assert!(taken.body.contains("another member of staff at this practice has that SDS user ID"), "{}", taken.body);
     // Left blank, it is removed.
     let cleared = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "")]).await;
-    assert!(cleared.body.contains("SDS user ID removed."));
+    assert!(cleared.body.contains("SDS user ID removed for Test clinician."));
+    let again = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "")]).await;
+    assert!(again.body.contains("has no SDS user ID recorded"), "nothing held, nothing removed");
+    // A request without the box at all removes nothing.
+    admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp), ("sds_user_id", "555021935107")]).await;
+    let absent = admin.post("/staff/sds-user-id", &[("_csrf", &token), ("staff", &gp)]).await;
+    assert_eq!(absent.status, StatusCode::BAD_REQUEST);
+    assert!(admin.get("/staff").await.body.contains("<td class=\"nhsuk-table__cell\">555021935107</td>"));
 }
 
 async fn staff_change_their_password_and_an_administrator_resets_one_through_the_pages(t: &TestStore) {

@@ -154,7 +154,10 @@ fn an_author_is_named_with_the_sds_user_id_the_practice_recorded() {
     let b = bundle(&[shown], &request(allergies()));
     let allergy = resources(&b).into_iter().find(|r| r["resourceType"] == "AllergyIntolerance").unwrap();
     let author = by_ref(&b, allergy["recorder"]["reference"].as_str().unwrap()).unwrap();
-    assert_eq!(author["name"][0]["text"], "Dr Ada Jones");
+    assert_eq!(
+        author["name"][0],
+        json!({"text": "Dr Ada Jones", "family": "Jones", "given": ["Ada"], "prefix": ["Dr"]})
+    );
     assert_eq!(author["identifier"][0], json!({"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "G13579135"}));
 }
 
