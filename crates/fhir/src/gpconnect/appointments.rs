@@ -793,51 +793,37 @@ pub fn patient_search_bundle(
     searchset_of(base, trace_id, "Patient", resources)
 }
 
-/// Reads `GET [base]/Organization?identifier=https://fhir.nhs.uk/Id/ods-organization-code|<code>`:
-/// the ODS code asked for. Another identifier system is not one this server knows
-/// (`INVALID_IDENTIFIER_SYSTEM`); a code that is not 3 to 10 letters and digits fails the
-/// structural check (`INVALID_PARAMETER`).
-pub fn read_organization_search(query: &[(String, String)]) -> Result<OdsCode, GpcError> {
+/// The one `identifier=[system]|[value]` of a Foundations search, in `system`, without spaces:
+/// its value. Another system is not one this server knows (`INVALID_IDENTIFIER_SYSTEM`);
+/// anything else malformed fails the structural check (`INVALID_PARAMETER`).
+fn search_identifier<'q>(query: &'q [(String, String)], system: &str, what: &str) -> Result<&'q str, GpcError> {
     let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
     let [id] = ids.as_slice() else {
-        return Err(invalid_parameter(format!("identifier must be given once, as {ODS_SYSTEM}|<ODS code>")));
+        return Err(invalid_parameter(format!("identifier must be given once, as {system}|<{what}>")));
     };
-    let Some((system, value)) = id.split_once('|') else {
-        return Err(invalid_parameter(format!("identifier must name its system: {ODS_SYSTEM}|<ODS code>")));
+    let Some((asked, value)) = id.split_once('|') else {
+        return Err(invalid_parameter(format!("identifier must name its system: {system}|<{what}>")));
     };
-    if system != ODS_SYSTEM {
-        return Err(GpcError::new(
-            SpineCode::InvalidIdentifierSystem,
-            format!("organisations are found here by ODS code only ({ODS_SYSTEM})"),
-        ));
+    if asked != system {
+        return Err(GpcError::new(SpineCode::InvalidIdentifierSystem, format!("found here by {what} only ({system})")));
     }
     if value.contains(char::is_whitespace) {
-        return Err(invalid_parameter("an ODS code has no spaces"));
+        return Err(invalid_parameter(format!("an {what} has no spaces")));
     }
+    Ok(value)
+}
+
+/// Reads `GET [base]/Organization?identifier=https://fhir.nhs.uk/Id/ods-organization-code|<code>`:
+/// the ODS code asked for (3 to 10 letters and digits).
+pub fn read_organization_search(query: &[(String, String)]) -> Result<OdsCode, GpcError> {
+    let value = search_identifier(query, ODS_SYSTEM, "ODS code")?;
     OdsCode::parse(value).map_err(|_| invalid_parameter("an ODS code is 3 to 10 letters and digits"))
 }
 
 /// Reads `GET [base]/Practitioner?identifier=https://fhir.nhs.uk/Id/sds-user-id|<id>`: the SDS
-/// user id asked for (upper-case). Another identifier system is not one this server knows
-/// (`INVALID_IDENTIFIER_SYSTEM`); an id that is not 3 to 20 letters and digits fails the
-/// structural check (`INVALID_PARAMETER`).
+/// user ID asked for (3 to 20 letters and digits), upper-case.
 pub fn read_practitioner_search(query: &[(String, String)]) -> Result<String, GpcError> {
-    let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
-    let [id] = ids.as_slice() else {
-        return Err(invalid_parameter(format!("identifier must be given once, as {SDS_USER_SYSTEM}|<SDS user id>")));
-    };
-    let Some((system, value)) = id.split_once('|') else {
-        return Err(invalid_parameter(format!("identifier must name its system: {SDS_USER_SYSTEM}|<SDS user id>")));
-    };
-    if system != SDS_USER_SYSTEM {
-        return Err(GpcError::new(
-            SpineCode::InvalidIdentifierSystem,
-            format!("practitioners are found here by SDS user id only ({SDS_USER_SYSTEM})"),
-        ));
-    }
-    if value.contains(char::is_whitespace) {
-        return Err(invalid_parameter("an SDS user id has no spaces"));
-    }
+    let value = search_identifier(query, SDS_USER_SYSTEM, "SDS user ID")?;
     caldicott_core::staff::parse_sds_user_id(value).map_err(invalid_parameter)
 }
 
