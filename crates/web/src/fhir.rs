@@ -233,7 +233,7 @@ async fn smart_configuration(State(app): State<App>) -> Response {
         "grant_types_supported": ["refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
-        "scopes_supported": ["patient/*.read", "patient/Appointment.write", "system/*.read"],
+        "scopes_supported": ["patient/*.read", "patient/Appointment.write", "patient/Task.write", "system/*.read"],
         "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric", "permission-patient", "permission-v1", "permission-v2"],
     }))
     .into_response();

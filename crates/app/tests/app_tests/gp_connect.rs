@@ -334,6 +334,23 @@ async fn a_bad_request_reads_nothing_and_the_capability_statement_needs_the_orga
     assert_eq!(e.code, SpineCode::BadRequest);
     let e = app.gp_connect_metadata(GpcCall { ods: &ods, ..call(org, STRUCTURED_INTERACTION) }).await.unwrap_err();
     assert_eq!(e.code, SpineCode::BadRequest);
+    // Access Document's own capability statement: its service root, the organisation scope.
+    let docs_root = caldicott_app::gp_connect::documents_root(&ods);
+    let docs_org = Box::leak(jwt_for(&docs_root, "organization/*.read").into_boxed_str());
+    let interaction = caldicott_fhir::gpconnect::documents::METADATA_INTERACTION;
+    let cs = app.gp_connect_documents_metadata(GpcCall { ods: &ods, ..call(docs_org, interaction) }).await.unwrap();
+    validate_gp_connect(&cs);
+    assert_eq!((cs["resourceType"].as_str(), cs["fhirVersion"].as_str()), (Some("CapabilityStatement"), Some("3.0.1")));
+    let kinds: Vec<&str> =
+        cs["rest"][0]["resource"].as_array().unwrap().iter().filter_map(|r| r["type"].as_str()).collect();
+    assert!(kinds.contains(&"DocumentReference") && kinds.contains(&"Binary"), "{kinds:?}");
+    let docs_patient = Box::leak(jwt_for(&docs_root, "patient/*.read").into_boxed_str());
+    let e =
+        app.gp_connect_documents_metadata(GpcCall { ods: &ods, ..call(docs_patient, interaction) }).await.unwrap_err();
+    assert_eq!(e.code, SpineCode::BadRequest);
+    // The structured record's token is not this endpoint's (its audience is another root).
+    let e = app.gp_connect_documents_metadata(GpcCall { ods: &ods, ..call(org, interaction) }).await.unwrap_err();
+    assert_eq!(e.code, SpineCode::BadRequest);
 }
 
 #[test]

@@ -544,6 +544,11 @@ async fn binaries_and_the_integration_token_endpoint_over_http(t: &TestStore) {
     let smart = get(&app, "/fhir/r4/.well-known/smart-configuration", None).await;
     assert_eq!(smart.json()["token_endpoint"], "http://test/fhir/r4/token");
     assert!(smart.json()["token_endpoint_auth_methods_supported"].to_string().contains("private_key_jwt"));
+    // Every scope a route asks for is one an app can discover (ordering repeats needs Task.write).
+    let scopes = smart.json()["scopes_supported"].to_string();
+    for needed in ["patient/*.read", "patient/Appointment.write", "patient/Task.write", "system/*.read"] {
+        assert!(scopes.contains(needed), "{needed} in {scopes}");
+    }
     // A client assertion that is not one: 401 invalid_client.
     let req = Request::post("/fhir/r4/token")
         .header(header::HOST, "test")
