@@ -35,13 +35,14 @@ pub trait StaffStore: Send + Sync {
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 
-    /// Records (or, with `None`, clears) a member of staff's SDS user id; another member of the
-    /// practice holding it already is `Conflict::SdsUserIdTaken`.
+    /// Records (or, with `None`, clears) a member of staff's SDS user id, when what is held is
+    /// still `read` (else refused, writing nothing: the audit names the value replaced); another
+    /// member of the practice holding it already is `Conflict::SdsUserIdTaken`.
     async fn set_staff_sds_user_id(
         &self,
         practice: PracticeId,
         staff: StaffId,
-        sds_user_id: Option<&str>,
+        read_and_new: (Option<&str>, Option<&str>),
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 

@@ -631,7 +631,17 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
     ));
     // An SDS user id: recorded with its audit event, one member per id in a practice, cleared.
     let head = store.audit_head(p.id).await.unwrap().count;
-    store.set_staff_sds_user_id(p.id, s.id, Some("555021935107"), &audit(Action::StaffUpdate, None)).await.unwrap();
+    store
+        .set_staff_sds_user_id(p.id, s.id, (None, Some("555021935107")), &audit(Action::StaffUpdate, None))
+        .await
+        .unwrap();
+    assert_eq!(store.audit_head(p.id).await.unwrap().count, head + 1);
+    // A change made from a stale read (someone else changed it meanwhile) is refused and writes
+    // nothing: the audit would name the wrong value replaced.
+    assert!(matches!(
+        store.set_staff_sds_user_id(p.id, s.id, (None, Some("G13579135")), &audit(Action::StaffUpdate, None)).await,
+        Err(StoreError::Conflict(Conflict::Refused(_)))
+    ));
     assert_eq!(store.audit_head(p.id).await.unwrap().count, head + 1);
     let kept = store.staff_member(p.id, s.id).await.unwrap().unwrap();
     assert_eq!(kept.sds_user_id.as_deref(), Some("555021935107"));
@@ -639,18 +649,23 @@ async fn staff_and_tokens_round_trip(store: &dyn Store) {
     store.create_staff(p.id, &second, &audit(Action::StaffCreate, None)).await.unwrap();
     let head = store.audit_head(p.id).await.unwrap().count;
     assert!(matches!(
-        store.set_staff_sds_user_id(p.id, second.id, Some("555021935107"), &audit(Action::StaffUpdate, None)).await,
+        store
+            .set_staff_sds_user_id(p.id, second.id, (None, Some("555021935107")), &audit(Action::StaffUpdate, None))
+            .await,
         Err(StoreError::Conflict(Conflict::SdsUserIdTaken))
     ));
     assert_eq!(store.audit_head(p.id).await.unwrap().count, head, "a refused change writes no audit event");
     let elsewhere = practice(store).await;
     assert!(matches!(
-        store.set_staff_sds_user_id(elsewhere.id, s.id, None, &audit(Action::StaffUpdate, None)).await,
+        store.set_staff_sds_user_id(elsewhere.id, s.id, (None, None), &audit(Action::StaffUpdate, None)).await,
         Err(StoreError::NotFound(_))
     ));
-    store.set_staff_sds_user_id(p.id, s.id, None, &audit(Action::StaffUpdate, None)).await.unwrap();
     store
-        .set_staff_sds_user_id(p.id, second.id, Some("555021935107"), &audit(Action::StaffUpdate, None))
+        .set_staff_sds_user_id(p.id, s.id, (Some("555021935107"), None), &audit(Action::StaffUpdate, None))
+        .await
+        .unwrap();
+    store
+        .set_staff_sds_user_id(p.id, second.id, (None, Some("555021935107")), &audit(Action::StaffUpdate, None))
         .await
         .unwrap();
     assert_eq!(store.staff_member(p.id, s.id).await.unwrap().unwrap().sds_user_id, None);

@@ -164,7 +164,8 @@ impl App {
                 id.as_deref().unwrap_or("none")
             ),
         );
-        self.store.set_staff_sds_user_id(who.practice, staff, id.as_deref(), &audit).await?;
+        let change = (member.sds_user_id.as_deref(), id.as_deref());
+        self.store.set_staff_sds_user_id(who.practice, staff, change, &audit).await?;
         Ok(saved(true))
     }
 }

@@ -797,13 +797,7 @@ pub fn patient_search_bundle(
 /// its value. Another system is not one this server knows (`INVALID_IDENTIFIER_SYSTEM`);
 /// anything else malformed fails the structural check (`INVALID_PARAMETER`).
 fn search_identifier<'q>(query: &'q [(String, String)], system: &str, what: &str) -> Result<&'q str, GpcError> {
-    let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
-    let [id] = ids.as_slice() else {
-        return Err(invalid_parameter(format!("identifier must be given once, as {system}|<{what}>")));
-    };
-    let Some((asked, value)) = id.split_once('|') else {
-        return Err(invalid_parameter(format!("identifier must name its system: {system}|<{what}>")));
-    };
+    let (asked, value) = super::one_identifier(query, system, what)?;
     if asked != system {
         return Err(GpcError::new(SpineCode::InvalidIdentifierSystem, format!("found here by {what} only ({system})")));
     }

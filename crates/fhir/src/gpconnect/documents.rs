@@ -39,13 +39,7 @@ fn invalid(diagnostics: impl Into<String>) -> GpcError {
 
 /// `GET [base]/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|…`: the NHS number asked for.
 pub fn read_patient_search(query: &[(String, String)]) -> Result<NhsNumber, GpcError> {
-    let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
-    let [id] = ids.as_slice() else {
-        return Err(invalid("identifier must be given once, as https://fhir.nhs.uk/Id/nhs-number|<NHS number>"));
-    };
-    let Some((system, value)) = id.split_once('|') else {
-        return Err(invalid("identifier must name its system: https://fhir.nhs.uk/Id/nhs-number|<NHS number>"));
-    };
+    let (system, value) = super::one_identifier(query, NHS_NUMBER_SYSTEM, "NHS number")?;
     if system != NHS_NUMBER_SYSTEM {
         return Err(invalid(format!("identifier's system must be {NHS_NUMBER_SYSTEM}")));
     }

@@ -152,6 +152,26 @@ impl SpineCode {
     }
 }
 
+/// The one `identifier=[system]|[value]` of a search (`INVALID_PARAMETER` when it is missing,
+/// repeated or names no system): the system it names and its value, for the caller to check
+/// against `system` (the one it expects, `what` its value is called in the diagnostics).
+pub(crate) fn one_identifier<'q>(
+    query: &'q [(String, String)],
+    system: &str,
+    what: &str,
+) -> Result<(&'q str, &'q str), GpcError> {
+    let ids: Vec<&String> = query.iter().filter(|(k, _)| k == "identifier").map(|(_, v)| v).collect();
+    let [id] = ids.as_slice() else {
+        return Err(GpcError::new(
+            SpineCode::InvalidParameter,
+            format!("identifier must be given once, as {system}|<{what}>"),
+        ));
+    };
+    id.split_once('|').ok_or_else(|| {
+        GpcError::new(SpineCode::InvalidParameter, format!("identifier must name its system: {system}|<{what}>"))
+    })
+}
+
 /// A refused request: the Spine code and what, exactly, was wrong (never patient data).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpcError {

@@ -123,14 +123,27 @@ impl StaffStore for SqlStore {
         &self,
         practice: PracticeId,
         staff: StaffId,
-        sds_user_id: Option<&str>,
+        (read, sds_user_id): (Option<&str>, Option<&str>),
         audit: &AuditRecord,
     ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let lock = format!("SELECT sds_user_id FROM staff WHERE practice_id = $1 AND id = $2{}", tx.row_lock());
+        let held = query(&lock)
+            .bind(practice.as_uuid())
+            .bind(staff.as_uuid())
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or(StoreError::NotFound("staff member"))?;
+        // The audit says what the change replaced: only when that is still what is held.
+        if held.opt_text("sds_user_id")?.as_deref() != read {
+            return Err(StoreError::refused("that SDS user ID was changed at the same moment: look again"));
+        }
         let q = query("UPDATE staff SET sds_user_id = $1 WHERE practice_id = $2 AND id = $3")
             .bind(sds_user_id)
             .bind(practice.as_uuid())
             .bind(staff.as_uuid());
-        self.change_one_audited(practice, q, "staff member", &[audit]).await
+        Self::change_one_in(&mut tx, q, StoreError::NotFound("staff member")).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
     }
 
     async fn set_sign_in_state(
