@@ -244,14 +244,21 @@ async fn smart_configuration(State(app): State<App>) -> Response {
 /// Every query parameter, in order (`_include` may come more than once).
 type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
-/// Whether the client asked for strict handling of search parameters (`Prefer: handling=strict`).
-fn strict(headers: &HeaderMap) -> bool {
+/// Whether the client's `Prefer` header (RFC 7240) asks `key` to be `value`: any case, with
+/// spaces around `=` and the value quoted or not (`return="minimal"`).
+pub(crate) fn prefers(headers: &HeaderMap, key: &str, value: &str) -> bool {
     headers
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([',', ';']))
-        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
+        .filter_map(|p| p.split_once('='))
+        .any(|(k, v)| k.trim().eq_ignore_ascii_case(key) && v.trim().trim_matches('"').eq_ignore_ascii_case(value))
+}
+
+/// Whether the client asked for strict handling of search parameters (`Prefer: handling=strict`).
+fn strict(headers: &HeaderMap) -> bool {
+    prefers(headers, "handling", "strict")
 }
 
 fn search_of(query: QueryPairs, strict: bool) -> Result<Search, FhirError> {

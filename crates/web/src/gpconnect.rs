@@ -232,17 +232,7 @@ impl SpineWrite {
     /// (RFC 7240, as FHIR uses it): the status, `Location` and `ETag` then say what was done. A
     /// refusal keeps its OperationOutcome whatever was asked.
     fn minimal_if_asked(&self, res: Response) -> Response {
-        let minimal = self
-            .headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split([',', ';']))
-            .filter_map(|p| p.split_once('='))
-            .any(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("return") && v.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
-            });
-        if !(minimal && res.status().is_success()) {
+        if !(crate::fhir::prefers(&self.headers, "return", "minimal") && res.status().is_success()) {
             return res;
         }
         let (mut parts, _) = res.into_parts();

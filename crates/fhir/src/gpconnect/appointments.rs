@@ -601,18 +601,12 @@ pub fn location_resource(practice: &Practice) -> Value {
     r
 }
 
-/// A clinician of the practice: their name, and their SDS user id when the practice has it.
+/// A clinician of the practice: their name, and their SDS user id when the practice has it (the
+/// structured record's author, at version 1, its name the one in use).
 pub fn practitioner_resource(id: &str, name: &str, sds_user_id: Option<&str>) -> Value {
-    let mut p = json!({
-        "resourceType": "Practitioner",
-        "id": id,
-        "meta": { "versionId": "1", "profile": profile("CareConnect-GPC-Practitioner-1") },
-        "name": [crate::write::staff_name(name)],
-    });
+    let mut p = super::structured::practitioner(id, name, sds_user_id);
+    p["meta"]["versionId"] = json!("1");
     p["name"][0]["use"] = json!("usual");
-    if let Some(sds) = sds_user_id {
-        p["identifier"] = json!([{ "system": SDS_USER_SYSTEM, "value": sds }]);
-    }
     p
 }
 

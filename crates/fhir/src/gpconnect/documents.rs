@@ -196,7 +196,7 @@ pub fn documents_bundle(
         }
     }
     for (id, name) in &authors {
-        let author = super::structured::practitioner(id, name, sds_user_ids.get(id));
+        let author = super::structured::practitioner(id, name, sds_user_ids.get(id).map(String::as_str));
         entries.push((format!("{base}/Practitioner/{id}"), author));
     }
     for (e, file, nopat) in documents {

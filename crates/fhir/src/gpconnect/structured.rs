@@ -717,7 +717,7 @@ pub(crate) fn patient_resource(p: &Patient, practice: &Practice, today: NaiveDat
 }
 
 /// An author of the record: the name it shows, and their SDS user id when the practice has it.
-pub(crate) fn practitioner(id: &str, name: &str, sds_user_id: Option<&String>) -> Value {
+pub(crate) fn practitioner(id: &str, name: &str, sds_user_id: Option<&str>) -> Value {
     let mut p = json!({
         "resourceType": "Practitioner",
         "id": id,
@@ -779,7 +779,7 @@ pub fn structured_bundle(rec: &StructuredRecord<'_>) -> Value {
     let patient = json!({ "reference": format!("Patient/{}", rec.patient.id) });
     let mut entries = vec![patient_resource(rec.patient, rec.practice, rec.today), organization_resource(rec.practice)];
     for (id, name) in &w.practitioners {
-        entries.push(practitioner(id, name, rec.sds_user_ids.get(id)));
+        entries.push(practitioner(id, name, rec.sds_user_ids.get(id).map(String::as_str)));
     }
     for (area, list) in &w.lists {
         entries.push(area_list(*area, list, &patient));
