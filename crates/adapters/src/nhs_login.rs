@@ -208,6 +208,10 @@ pub struct IdClaims {
     pub nonce: Option<String>,
     pub vot: Option<String>,
     pub identity_proofing_level: Option<String>,
+    /// The person's NHS number and date of birth, when the ID token carries them (it does when
+    /// the app asked NHS login for the `nhs_number` and `birthdate` scopes).
+    pub nhs_number: Option<String>,
+    pub birthdate: Option<String>,
 }
 
 /// The identity level an ID token proves: from `vot` ("P9.Cp.Cd"), else
@@ -468,6 +472,8 @@ impl NhsLogin {
             nonce: claims.nonce().map(|n| n.secret().clone()),
             vot: extra.vot.clone(),
             identity_proofing_level: extra.identity_proofing_level.clone(),
+            nhs_number: extra.nhs_number.clone(),
+            birthdate: claims.birthdate().map(|d| d.as_str().to_owned()),
         })
     }
 
@@ -488,6 +494,26 @@ impl NhsLogin {
         match person_of(&info) {
             (Some(n), Some(d)) => Ok((claims.sub, level, n, d, claims.nonce)),
             _ => Err(AppError::Forbidden(NOT_MATCHED.into())),
+        }
+    }
+
+    /// Who the user is from the ID token NHS login issued to an app (`audience`) alone, as a
+    /// token exchange (RFC 8693) sends it: (subject, identity level, NHS number, birth date),
+    /// the last two from the token's own claims.
+    pub async fn identify_exchanged(&self, id_token: &str, audience: &str) -> AppResult<Identified> {
+        let provider = self.provider().await?;
+        let token: NhsIdToken = id_token.parse().map_err(|e| refused(format!("not an ID token: {e}")))?;
+        let claims = self.checked(provider, &token, audience, None).await?;
+        let level = identity_of(&claims).map_err(AppError::BadRequest)?;
+        let nhs = claims.nhs_number.as_deref().and_then(|n| NhsNumber::parse(n).ok());
+        let born = claims.birthdate.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        match (nhs, born) {
+            (Some(n), Some(d)) => Ok((claims.sub, level, n, d)),
+            _ => Err(AppError::BadRequest(
+                "the ID token carries no NHS number or date of birth (ask NHS login for the nhs_number and birthdate \
+                 scopes)"
+                    .into(),
+            )),
         }
     }
 }
@@ -513,5 +539,9 @@ impl IdentityProvider for NhsLogin {
         audience: &str,
     ) -> AppResult<IdentifiedForApp> {
         NhsLogin::identify_for_app(self, id_token, access_token, audience).await
+    }
+
+    async fn identify_exchanged(&self, id_token: &str, audience: &str) -> AppResult<Identified> {
+        NhsLogin::identify_exchanged(self, id_token, audience).await
     }
 }

@@ -86,6 +86,10 @@ pub struct PatientApp {
     pub client_secret_hash: [u8; 32],
     /// The app's own client id at NHS login, when it may link with its users' P9 identity.
     pub nhs_login_client_id: Option<String>,
+    /// The public key (PEM, or a JWK Set) its client assertions are signed with, when it may
+    /// exchange its users' NHS login ID tokens for access tokens (RFC 8693; NHS England's API
+    /// platform for the NHS App). Needs `nhs_login_client_id`: the ID tokens' audience.
+    pub exchange_key: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
 }

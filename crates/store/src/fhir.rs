@@ -5,7 +5,9 @@
 use crate::StoreResult;
 use async_trait::async_trait;
 use caldicott_core::audit::AuditRecord;
-use caldicott_core::ids::{AppLinkId, IntegrationId, PracticeId, ProxyLinkId};
+use caldicott_core::ids::{AppId, AppLinkId, IntegrationId, PracticeId, ProxyLinkId};
+use caldicott_core::online::AppLink;
+use caldicott_core::tasks::Task;
 use chrono::{DateTime, Utc};
 
 /// An app's access token as the store holds it (never the token itself).
@@ -82,6 +84,21 @@ pub trait FhirStore: Send + Sync + 'static {
         assertion: &AssertionUse,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
+    /// An app's token got by exchanging its user's NHS login ID token (RFC 8693), in one
+    /// transaction: the client assertion `(app, id)` taken once; the app's live link to
+    /// `new_link.0.patient` found, with the patient's row locked so that parallel first
+    /// exchanges make one link, or else `new_link` made with its "online services linked" task
+    /// and audit event; then `token` on that link (its `link` is set to it) with `audit`.
+    /// Answers the link the token stands on and whether it was made now. An assertion id used
+    /// before answers [`crate::StoreError::Conflict`] and keeps nothing.
+    async fn exchange_fhir_token(
+        &self,
+        practice: PracticeId,
+        assertion: (AppId, &AssertionUse),
+        new_link: (&AppLink, &Task, &AuditRecord),
+        token: &FhirToken,
+        audit: &AuditRecord,
+    ) -> StoreResult<(AppLinkId, bool)>;
     /// An integration's access token with the integration it stands on, in one read: what every
     /// request of a practice integration checks (the token current, the integration on).
     async fn system_caller(

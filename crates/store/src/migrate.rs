@@ -68,6 +68,7 @@ migrations! {
     36 "gp_connect_booking_limit" "0036_gp_connect_booking_limit",
     37 "gp_connect_booking_window" "0037_gp_connect_booking_window",
     38 "staff_sds_user_id" "0038_staff_sds_user_id",
+    39 "app_token_exchange" "0039_app_token_exchange",
 }
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -124,6 +124,16 @@ pub trait PatientServiceStore: Send + Sync {
         active: bool,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
+    /// Sets (or, with `None`, clears) the key an app's token-exchange assertions are checked
+    /// with, and its client id at NHS login when one is given, with the audit event. An app not
+    /// registered here is [`StoreError::NotFound`].
+    async fn set_app_exchange_key(
+        &self,
+        practice: PracticeId,
+        app: AppId,
+        audience_and_key: (Option<&str>, Option<&str>),
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// An app by its client id, with its practice.
     async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>>;
     /// A new link and its "online services linked" task, in one transaction.

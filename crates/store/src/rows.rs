@@ -557,6 +557,7 @@ pub(crate) fn patient_app(r: &impl Cols, id_col: &str) -> StoreResult<caldicott_
         client_id: r.text("client_id")?,
         client_secret_hash: hash.as_slice().try_into().map_err(|_| corrupt("client_secret_hash", "length"))?,
         nhs_login_client_id: r.opt_text("nhs_login_client_id")?,
+        exchange_key: r.opt_text("exchange_key")?,
         active: r.flag("active")?,
         created_at: r.time("created_at")?,
     })

@@ -23,6 +23,7 @@ use serde::Deserialize;
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/apps", get(apps_page).post(register_app))
+        .route("/apps/token-exchange", post(set_token_exchange))
         .route("/apps/{app}", post(change_app))
         .route("/letters/{letter}/posted", post(letter_posted))
         .route("/patients/{nhs_number}/messages/new", get(compose_page))
@@ -35,7 +36,7 @@ pub fn routes() -> Router<App> {
         .route("/my/apps/{link}/revoke", post(revoke_my_app))
 }
 
-csrf_forms!(RegisterAppForm, ChangeAppForm, ResetForm, ContactForm, PresetForm);
+csrf_forms!(RegisterAppForm, ChangeAppForm, TokenExchangeForm, ResetForm, ContactForm, PresetForm);
 
 // ---- The app registry (administrators) ---------------------------------------------------------
 
@@ -57,6 +58,8 @@ struct AppRow {
     client_id: String,
     registered: String,
     active: bool,
+    /// Whether it may exchange its users' NHS login ID tokens, and for which NHS login client.
+    exchange: Option<String>,
 }
 
 impl Errors for AppsPage {
@@ -85,6 +88,7 @@ async fn apps_view(
                 client_id: a.client_id,
                 registered: uk_time(a.created_at).format("%-d %b %Y").to_string(),
                 active: a.active,
+                exchange: a.exchange_key.is_some().then(|| a.nhs_login_client_id.unwrap_or_default()),
             })
             .collect(),
         created,
@@ -143,6 +147,37 @@ async fn change_app(
     };
     app.set_app_active(&me.who, &id, active).await.in_page(&me)?;
     Ok(Redirect::to("/apps").into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenExchangeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    exchange_app: String,
+    #[serde(default)]
+    exchange_client_id: String,
+    #[serde(default)]
+    exchange_key: String,
+}
+
+/// Lets an app exchange its users' NHS login ID tokens (NHS England's API platform, for the NHS
+/// App), or stops it when the key is left empty.
+async fn set_token_exchange(
+    State(app): State<App>,
+    PortalForm(me, f): PortalForm<TokenExchangeForm>,
+) -> Result<Response, PageError> {
+    if f.exchange_app.is_empty() {
+        let m = "Choose the app".to_owned();
+        return apps_view(&app, &me, None, vec![FieldError { field: "exchange_app", message: m }]).await;
+    }
+    match app.set_app_token_exchange(&me.who, &f.exchange_app, &f.exchange_client_id, &f.exchange_key).await {
+        Ok(()) => Ok(Redirect::to("/apps").into_response()),
+        Err(AppError::BadRequest(m)) => {
+            apps_view(&app, &me, None, vec![FieldError { field: "exchange_key", message: m }]).await
+        }
+        Err(e) => Err(PageError::new(&me, e)),
+    }
 }
 
 // ---- A patient's apps and contact details (from the record) ------------------------------------

@@ -149,11 +149,22 @@ struct TokenForm {
     client_assertion_type: String,
     #[serde(default)]
     client_assertion: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    subject_token: String,
+    #[serde(default)]
+    subject_token_type: String,
+    #[serde(default)]
+    subject_issuer: String,
+    #[serde(default)]
+    requested_token_type: String,
 }
 
 /// `POST /fhir/r4/token`: the OAuth 2.0 token endpoint. Apps send their client credentials by
 /// HTTP Basic with `grant_type=refresh_token`; practice integrations a signed client assertion
-/// with `grant_type=client_credentials`.
+/// with `grant_type=client_credentials`; an app registered for token exchange (RFC 8693) a
+/// signed client assertion and its user's NHS login ID token.
 async fn token(State(app): State<App>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let oauth_error = |status: StatusCode, error: &str, description: String| {
         let mut r = (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response();
@@ -208,6 +219,11 @@ async fn token(State(app): State<App>, headers: HeaderMap, body: axum::body::Bod
         patient: f.patient,
         client_assertion_type: f.client_assertion_type,
         client_assertion: f.client_assertion,
+        client_id: f.client_id,
+        subject_token: f.subject_token,
+        subject_token_type: f.subject_token_type,
+        subject_issuer: f.subject_issuer,
+        requested_token_type: f.requested_token_type,
     };
     match app.fhir_token(&request).await {
         Ok(t) => {
@@ -230,9 +246,9 @@ async fn smart_configuration(State(app): State<App>) -> Response {
     let mut r = axum::Json(json!({
         "issuer": base,
         "token_endpoint": format!("{base}/token"),
-        "grant_types_supported": ["refresh_token", "client_credentials"],
+        "grant_types_supported": ["refresh_token", "client_credentials", caldicott_app::fhir_api::TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256", "RS512"],
         "scopes_supported": ["patient/*.read", "patient/Appointment.write", "patient/Task.write", "system/*.read"],
         "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric", "permission-patient", "permission-v1", "permission-v2"],
     }))

@@ -48,6 +48,9 @@ pub trait IdentityProvider: Send + Sync + 'static {
     /// the access token that reads their details.
     async fn identify_for_app(&self, id_token: &str, access_token: &str, audience: &str)
         -> AppResult<IdentifiedForApp>;
+    /// Who an app's user is from the ID token the provider issued to the app (`audience`)
+    /// alone, its NHS number and birth date from the token's claims (token exchange, RFC 8693).
+    async fn identify_exchanged(&self, id_token: &str, audience: &str) -> AppResult<Identified>;
 }
 
 impl App {

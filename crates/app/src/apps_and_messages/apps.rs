@@ -86,6 +86,7 @@ impl App {
             client_id: format!("app_{}", Uuid::now_v7().simple()),
             client_secret_hash: sha256(&client_secret),
             nhs_login_client_id: Some(nhs_login_client_id.trim().to_owned()).filter(|c| !c.is_empty()),
+            exchange_key: None,
             active: true,
             created_at: self.now(),
         };
@@ -274,6 +275,22 @@ impl App {
         via: LinkVia,
         linkage_ref: Option<String>,
     ) -> AppResult<(AppLink, String)> {
+        let (link, task, audit, token_secret) = self.new_link_parts(app, patient, via, linkage_ref);
+        self.store.create_app_link(practice, &link, &task, &audit).await?;
+        let token =
+            format!("{TOKEN_PREFIX}{}{}{token_secret}", practice.as_uuid().simple(), link.id.as_uuid().simple());
+        Ok((link, token))
+    }
+
+    /// What a new link of `app` to `patient` is made of: the link, its "online services
+    /// linked" task (R23), its audit event, and the secret of the link's own token.
+    pub(crate) fn new_link_parts(
+        &self,
+        app: &PatientApp,
+        patient: &Patient,
+        via: LinkVia,
+        linkage_ref: Option<String>,
+    ) -> (AppLink, Task, caldicott_core::audit::AuditRecord, String) {
         let token_secret = secret();
         // The link and its alert share one time, so the alert's message can name its link.
         let now = self.now();
@@ -315,10 +332,7 @@ impl App {
             Outcome::Success,
             format!("app/{} via {}{}", app.id, via.as_str(), linkage_ref.map(|r| format!(" {r}")).unwrap_or_default()),
         );
-        self.store.create_app_link(practice, &link, &task, &audit).await?;
-        let token =
-            format!("{TOKEN_PREFIX}{}{}{token_secret}", practice.as_uuid().simple(), link.id.as_uuid().simple());
-        Ok((link, token))
+        (link, task, audit, token_secret)
     }
 
     /// The live link and app behind an app token.

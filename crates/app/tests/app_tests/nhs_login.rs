@@ -126,6 +126,8 @@ fn the_identity_level_comes_from_vot_and_must_agree() {
         nonce: None,
         vot: vot.map(Into::into),
         identity_proofing_level: ipl.map(Into::into),
+        nhs_number: None,
+        birthdate: None,
     };
     assert_eq!(identity_of(&c(Some("P5.Cp.Cd"), None)).unwrap(), IdentityLevel::P5);
     assert_eq!(identity_of(&c(None, Some("P9"))).unwrap(), IdentityLevel::P9);

@@ -1,13 +1,15 @@
 //! [`FhirStore`] for both databases.
 
 use super::SqlStore;
-use crate::db::query;
+use crate::db::{query, Tx};
 use crate::fhir::*;
 use crate::rows::Cols;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use caldicott_core::audit::AuditRecord;
-use caldicott_core::ids::{AppLinkId, IntegrationId, PracticeId, ProxyLinkId};
+use caldicott_core::ids::{AppId, AppLinkId, IntegrationId, PracticeId, ProxyLinkId};
+use caldicott_core::online::AppLink;
+use caldicott_core::tasks::Task;
 
 fn hash_of(r: &impl Cols) -> StoreResult<[u8; 32]> {
     let hash: Vec<u8> = r.bytes("token_hash")?;
@@ -59,19 +61,7 @@ fn cleared_before(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::
 impl FhirStore for SqlStore {
     async fn create_fhir_token(&self, practice: PracticeId, t: &FhirToken, audit: &AuditRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        query(
-            "INSERT INTO fhir_token (practice_id, token_hash, link_id, proxy_link_id, scopes, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(practice.as_uuid())
-        .bind(t.hash.to_vec())
-        .bind(t.link.as_uuid())
-        .bind(t.proxy_link.map(|p| p.as_uuid()))
-        .bind(&t.scopes)
-        .bind(t.issued_at)
-        .bind(t.expires_at)
-        .execute(&mut tx)
-        .await?;
+        Self::insert_fhir_token(&mut tx, practice, t, t.link).await?;
         // Expired tokens go as new ones come: the table holds only live ones and a few hours more.
         query("DELETE FROM fhir_token WHERE practice_id = $1 AND expires_at < $2")
             .bind(practice.as_uuid())
@@ -196,11 +186,84 @@ impl FhirStore for SqlStore {
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
+    async fn exchange_fhir_token(
+        &self,
+        practice: PracticeId,
+        (app, assertion): (AppId, &AssertionUse),
+        (link, task, link_audit): (&AppLink, &Task, &AuditRecord),
+        t: &FhirToken,
+        audit: &AuditRecord,
+    ) -> StoreResult<(AppLinkId, bool)> {
+        let mut tx = self.begin().await?;
+        query("DELETE FROM fhir_assertion WHERE practice_id = $1 AND expires_at < $2")
+            .bind(practice.as_uuid())
+            .bind(cleared_before(t.issued_at))
+            .execute(&mut tx)
+            .await?;
+        // The column holds the client: an integration's id, or an app's (ids never collide).
+        query("INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(practice.as_uuid())
+            .bind(app.as_uuid())
+            .bind(&assertion.jti)
+            .bind(assertion.expires_at)
+            .execute(&mut tx)
+            .await?;
+        let lock = format!("SELECT id FROM patient WHERE practice_id = $1 AND id = $2{}", tx.row_lock());
+        query(&lock)
+            .bind(practice.as_uuid())
+            .bind(link.patient.as_uuid())
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or(StoreError::NotFound("patient"))?;
+        let live = query(
+            "SELECT id FROM app_link WHERE practice_id = $1 AND app_id = $2 AND patient_id = $3 \
+             AND revoked_at IS NULL ORDER BY linked_at LIMIT 1",
+        )
+        .bind(practice.as_uuid())
+        .bind(app.as_uuid())
+        .bind(link.patient.as_uuid())
+        .fetch_optional(&mut tx)
+        .await?
+        .map(|r| r.uuid("id").map(AppLinkId::from_uuid))
+        .transpose()?;
+        let (on, made) = match live {
+            Some(id) => (id, false),
+            None => {
+                Self::insert_app_link(&mut tx, practice, link, task).await?;
+                (link.id, true)
+            }
+        };
+        Self::insert_fhir_token(&mut tx, practice, t, on).await?;
+        let audits: Vec<&AuditRecord> = if made { vec![link_audit, audit] } else { vec![audit] };
+        Self::commit_audited(tx, practice, &audits).await?;
+        Ok((on, made))
+    }
+
     async fn system_caller(
         &self,
         practice: PracticeId,
         hash: &[u8; 32],
     ) -> StoreResult<Option<(SystemToken, Integration)>> {
         self.hot_system_caller(practice, hash).await
+    }
+}
+
+impl SqlStore {
+    /// An app's access token on link `on`, inside `tx`.
+    async fn insert_fhir_token(tx: &mut Tx, practice: PracticeId, t: &FhirToken, on: AppLinkId) -> StoreResult<()> {
+        query(
+            "INSERT INTO fhir_token (practice_id, token_hash, link_id, proxy_link_id, scopes, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(practice.as_uuid())
+        .bind(t.hash.to_vec())
+        .bind(on.as_uuid())
+        .bind(t.proxy_link.map(|p| p.as_uuid()))
+        .bind(&t.scopes)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 }

@@ -332,7 +332,7 @@ impl PatientServiceStore for SqlStore {
     async fn create_app(&self, practice: PracticeId, a: &PatientApp, audit: &AuditRecord) -> StoreResult<()> {
         let q = query(
             "INSERT INTO patient_app (practice_id, id, name, supplier, client_id, client_secret_hash, active, created_at, \
-             nhs_login_client_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             nhs_login_client_id, exchange_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(practice.as_uuid())
         .bind(a.id.as_uuid())
@@ -342,7 +342,8 @@ impl PatientServiceStore for SqlStore {
         .bind(a.client_secret_hash.to_vec())
         .bind(a.active)
         .bind(a.created_at)
-        .bind(&a.nhs_login_client_id);
+        .bind(&a.nhs_login_client_id)
+        .bind(&a.exchange_key);
         self.execute_audited(practice, q, &[audit]).await.map(drop)
     }
 
@@ -370,6 +371,24 @@ impl PatientServiceStore for SqlStore {
         self.change_one_audited(practice, q, "app", &[audit]).await
     }
 
+    async fn set_app_exchange_key(
+        &self,
+        practice: PracticeId,
+        app: AppId,
+        (audience, key): (Option<&str>, Option<&str>),
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let q = query(
+            "UPDATE patient_app SET exchange_key = $3, nhs_login_client_id = COALESCE($4, nhs_login_client_id) \
+             WHERE practice_id = $1 AND id = $2",
+        )
+        .bind(practice.as_uuid())
+        .bind(app.as_uuid())
+        .bind(key)
+        .bind(audience);
+        self.change_one_audited(practice, q, "app", &[audit]).await
+    }
+
     async fn app_by_client_id(&self, client_id: &str) -> StoreResult<Option<(PracticeId, PatientApp)>> {
         query("SELECT * FROM patient_app WHERE client_id = $1")
             .bind(client_id)
@@ -387,21 +406,7 @@ impl PatientServiceStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        query(
-            "INSERT INTO app_link (practice_id, id, app_id, patient_id, via, linkage_ref, token_hash, linked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(practice.as_uuid())
-        .bind(l.id.as_uuid())
-        .bind(l.app.as_uuid())
-        .bind(l.patient.as_uuid())
-        .bind(l.via.as_str())
-        .bind(&l.linkage_ref)
-        .bind(l.token_hash.to_vec())
-        .bind(l.linked_at)
-        .execute(&mut tx)
-        .await?;
-        Self::insert_task(&mut tx, practice, t).await?;
+        Self::insert_app_link(&mut tx, practice, l, t).await?;
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
@@ -416,7 +421,7 @@ impl PatientServiceStore for SqlStore {
         patient: PatientId,
     ) -> StoreResult<Vec<(AppLink, PatientApp)>> {
         query(
-            "SELECT l.*, a.id AS a_id, a.name, a.supplier, a.client_id, a.client_secret_hash, a.nhs_login_client_id, a.active, a.created_at \
+            "SELECT l.*, a.id AS a_id, a.name, a.supplier, a.client_id, a.client_secret_hash, a.nhs_login_client_id, a.exchange_key, a.active, a.created_at \
              FROM app_link l JOIN patient_app a ON a.practice_id = l.practice_id AND a.id = l.app_id \
              WHERE l.practice_id = $1 AND l.patient_id = $2 ORDER BY l.linked_at DESC",
         )
@@ -565,5 +570,26 @@ impl PatientServiceStore for SqlStore {
         }
         let audits: Vec<&AuditRecord> = changes.iter().map(|(_, _, a)| a).collect();
         Self::commit_audited(tx, practice, &audits).await
+    }
+}
+
+impl SqlStore {
+    /// A new app link and its "online services linked" task, inside `tx`.
+    pub(super) async fn insert_app_link(tx: &mut Tx, practice: PracticeId, l: &AppLink, t: &Task) -> StoreResult<()> {
+        query(
+            "INSERT INTO app_link (practice_id, id, app_id, patient_id, via, linkage_ref, token_hash, linked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(practice.as_uuid())
+        .bind(l.id.as_uuid())
+        .bind(l.app.as_uuid())
+        .bind(l.patient.as_uuid())
+        .bind(l.via.as_str())
+        .bind(&l.linkage_ref)
+        .bind(l.token_hash.to_vec())
+        .bind(l.linked_at)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_task(tx, practice, t).await
     }
 }

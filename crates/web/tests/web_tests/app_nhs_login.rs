@@ -16,11 +16,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const KEY: &[u8] = include_bytes!("../../../app/tests/app_tests/fixtures/test-oidc-provider-key.pem");
+pub(crate) const KEY: &[u8] = include_bytes!("../../../app/tests/app_tests/fixtures/test-oidc-provider-key.pem");
 const JWKS: &str = include_str!("../../../app/tests/app_tests/fixtures/test-oidc-provider-jwks.json");
 
 /// Discovery, keys and userinfo; the access token "access-<nhs>-<birthdate>" reads that person.
-async fn start_provider() -> String {
+pub(crate) async fn start_provider() -> String {
     start_provider_with(std::sync::Arc::new(std::sync::Mutex::new(serde_json::from_str(JWKS).unwrap()))).await
 }
 
@@ -161,7 +161,7 @@ async fn an_app_links_with_its_users_p9_identity(t: &test_support::TestStore) {
         .any(|(t, p)| p.id == pat.id && t.kind == caldicott_core::tasks::TaskKind::OnlineServicesLinked));
 }
 
-fn provider_config(issuer: &str) -> OidcConfig {
+pub(crate) fn provider_config(issuer: &str) -> OidcConfig {
     OidcConfig {
         issuer: issuer.to_owned(),
         client_id: "caldicott".into(),

@@ -7,4 +7,5 @@ mod fhir;
 mod gp_connect;
 mod notify;
 mod openapi;
+mod token_exchange;
 mod web;

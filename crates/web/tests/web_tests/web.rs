@@ -1052,6 +1052,9 @@ async fn every_route_follows_the_permission_table(t: &TestStore) {
                         ("doc_month", "4"),
                         ("doc_year", "2025"),
                         ("public_key", public_key.as_str()),
+                        ("exchange_app", registered_app_id.as_str()),
+                        ("exchange_client_id", "walk-at-nhs-login"),
+                        ("exchange_key", public_key.as_str()),
                         ("integration_action", "deactivate"),
                         ("app_action", "deactivate"),
                         // Each role changes its own password (the session walking carries on).
@@ -3872,6 +3875,30 @@ async fn an_app_links_through_the_api_and_staff_action_the_alert(t: &TestStore) 
     let r = admin.post(&format!("/apps/{app_id}"), &[("_csrf", &csrf(&apps.body)), ("app_action", "reactivate")]).await;
     assert_eq!(location(&r), "/apps");
     assert_eq!(get(&app, "/api/apps/v1/link", Some(&link_token)).await.status, StatusCode::OK);
+    // The administrator lets the app exchange its users' NHS login ID tokens (the NHS App through
+    // NHS England's API platform): its client id at NHS login and its public key. A private key
+    // is refused with the reason on the page; a receptionist cannot do it.
+    let (private, public) = caldicott_app::fhir_api::new_key_pair().unwrap();
+    let apps = admin.get("/apps").await;
+    assert!(apps.body.contains("Let an app exchange NHS login ID tokens"));
+    let admin_csrf = csrf(&apps.body);
+    let mut f = vec![
+        ("_csrf", admin_csrf.as_str()),
+        ("exchange_app", app_id.as_str()),
+        ("exchange_client_id", "nhs-app-at-nhs-login"),
+    ];
+    f.push(("exchange_key", private.as_str()));
+    let refused = admin.post("/apps/token-exchange", &f).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("That is a private key"), "{}", refused.body);
+    let staff_form =
+        [("_csrf", staff_csrf.as_str()), ("exchange_app", app_id.as_str()), ("exchange_key", public.as_str())];
+    assert_eq!(staff.post("/apps/token-exchange", &staff_form).await.status, StatusCode::FORBIDDEN);
+    f.pop();
+    f.push(("exchange_key", public.as_str()));
+    let r = admin.post("/apps/token-exchange", &f).await;
+    assert_eq!(location(&r), "/apps");
+    assert!(admin.get("/apps").await.body.contains("Allowed (ID tokens issued to nhs-app-at-nhs-login)"));
     // The alert waits in the task list; with no preference and no email it cannot be sent.
     let tasks = staff.get("/tasks").await;
     assert!(tasks.body.contains("Security alerts: online services linked"));

@@ -27,7 +27,9 @@ mod tokens;
 pub use capability::capability_statement;
 pub use integrations::{client_assertion, new_key_pair, NewIntegration};
 pub use pfs::{pfs_root, PfsCall};
-pub use tokens::{TokenError, TokenRequest, TokenResponse, ASSERTION_TYPE};
+pub use tokens::{
+    TokenError, TokenRequest, TokenResponse, ACCESS_TOKEN_TYPE, ASSERTION_TYPE, ID_TOKEN_TYPE, TOKEN_EXCHANGE,
+};
 
 use crate::record::{decode_cursor, encode_cursor, Loaded};
 use crate::{new_id, App, AppError, AppResult, StaffPrincipal};

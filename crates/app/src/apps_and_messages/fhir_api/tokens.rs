@@ -6,6 +6,11 @@
 //! - `grant_type=client_credentials` with a signed client assertion (SMART Backend Services,
 //!   `private_key_jwt`): a practice integration gets a 5-minute token with `system/` scopes, for
 //!   its own practice only. Each assertion is good once.
+//! - `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693) with a signed client
+//!   assertion: an app registered with a key for it (NHS England's API platform, for the NHS
+//!   App) exchanges its user's NHS login ID token for a 15-minute access token for that person
+//!   (P9 only, R22; registered here), or for someone they act for as a proxy. The first
+//!   exchange for a person links the app to them, with the "online services linked" task (R23).
 //!
 //! Access tokens are random, kept only as SHA-256 hashes, prefixed with the practice's id so
 //! that every look-up is scoped by practice, and checked with what they stand on (the link, the
@@ -35,6 +40,23 @@ pub const SYSTEM_LIFETIME: Duration = Duration::minutes(5);
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A client assertion may not be made to last longer than this.
 const ASSERTION_MAX_LIFETIME: Duration = Duration::minutes(5);
+/// How far a client assertion's times may be off the server's clock.
+const ASSERTION_LEEWAY: Duration = Duration::seconds(60);
+/// The grant type of a token exchange (RFC 8693 §2.1).
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The one subject token type exchanged: an OpenID Connect ID token (RFC 8693 §3).
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// The kind of token an exchange issues (RFC 8693 §3).
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// What a token-exchange client's assertion may be signed with: the integrations' algorithms
+/// and RS512, which NHS England's API platform signs with.
+const EXCHANGE_ALGORITHMS: [jsonwebtoken::Algorithm; 5] = [
+    jsonwebtoken::Algorithm::RS512,
+    jsonwebtoken::Algorithm::RS384,
+    jsonwebtoken::Algorithm::ES384,
+    jsonwebtoken::Algorithm::RS256,
+    jsonwebtoken::Algorithm::ES256,
+];
 
 /// A token request, as the endpoint received it.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +70,14 @@ pub struct TokenRequest {
     pub patient: Option<String>,
     pub client_assertion_type: String,
     pub client_assertion: String,
+    /// The client's id in the body (token exchange; else the assertion's `iss` names it).
+    pub client_id: String,
+    /// Token exchange (RFC 8693): the NHS login ID token, its type, its issuer, and the kind of
+    /// token asked for.
+    pub subject_token: String,
+    pub subject_token_type: String,
+    pub subject_issuer: String,
+    pub requested_token_type: String,
 }
 
 impl TokenRequest {
@@ -73,6 +103,9 @@ pub struct TokenResponse {
     /// SMART launch context: the patient a patient-bound token is bound to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// Token exchange (RFC 8693 §2.2.1): the kind of token issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// Why a token was refused, as OAuth 2.0 names it (RFC 6749 §5.2), or a failure of our own.
@@ -128,10 +161,14 @@ impl App {
         match r.grant_type.as_str() {
             "refresh_token" => self.app_token(r).await,
             "client_credentials" => self.system_token(r).await,
+            TOKEN_EXCHANGE => self.exchanged_token(r).await,
             _ => Err(oauth(
                 "unsupported_grant_type",
-                "grant_type must be refresh_token (an app, with its link's token) or client_credentials \
-                 (a practice integration, with a client assertion)",
+                format!(
+                    "grant_type must be refresh_token (an app, with its link's token), client_credentials (a practice \
+                     integration, with a client assertion) or {TOKEN_EXCHANGE} (an app exchanging its user's NHS \
+                     login ID token, with a client assertion)"
+                ),
             )),
         }
     }
@@ -202,6 +239,7 @@ impl App {
             expires_in: ACCESS_LIFETIME.num_seconds(),
             scope: token.scopes,
             patient: Some(patient.to_string()),
+            issued_token_type: None,
         })
     }
 
@@ -254,49 +292,16 @@ impl App {
         if !integration.active {
             return denied("the integration is turned off", refused()).await;
         }
-        let Ok(keys) = decoding_keys(&integration.public_key) else {
-            return denied("its registered key cannot be read", refused()).await;
-        };
-        let mut validation = jsonwebtoken::Validation::new(header.alg);
-        validation.algorithms = vec![header.alg];
-        validation.validate_exp = false; // checked below against the server's clock
-        validation.set_required_spec_claims(&["iss", "sub", "aud", "exp", "jti"]);
-        // The audience is this service's token endpoint at its configured public URL, never
-        // one built from the request's Host header.
-        validation.set_audience(&[self.fhir_token_url()]);
-        validation.set_issuer(&[integration.client_id.as_str()]);
-        let Some(claims) = keys
-            .iter()
-            .filter(|(kid, k)| {
-                (header.kid.is_none() || kid.is_none() || *kid == header.kid) && k.family() == header.alg.family()
-            })
-            .find_map(|(_, k)| jsonwebtoken::decode::<AssertionClaims>(&r.client_assertion, k, &validation).ok())
-            .map(|d| d.claims)
-        else {
-            return denied("signature, audience or issuer not right", refused()).await;
+        let (jti, exp) = match self.checked_assertion(
+            &r.client_assertion,
+            &integration.client_id,
+            &integration.public_key,
+            &ALGORITHMS,
+        ) {
+            Ok(used) => used,
+            Err((why, err)) => return denied(why, err).await,
         };
         let now = self.now();
-        let Some(exp) = DateTime::<Utc>::from_timestamp(claims.exp, 0) else {
-            return denied("no usable expiry", refused()).await;
-        };
-        let leeway = Duration::seconds(60);
-        if claims.sub != claims.iss
-            || exp + leeway < now
-            || exp > now + ASSERTION_MAX_LIFETIME + leeway
-            || claims.nbf.and_then(|n| DateTime::<Utc>::from_timestamp(n, 0)).is_some_and(|n| n > now + leeway)
-            || claims.jti.trim().is_empty()
-            || claims.jti.len() > 200
-        {
-            return denied(
-                "expired, too long-lived, or without sub or jti",
-                oauth(
-                    "invalid_client",
-                    "the client assertion must be current, last at most five minutes, name the integration as iss \
-                     and sub, and carry a jti",
-                ),
-            )
-            .await;
-        }
         let allowed = Scopes::stored(ScopeContext::System, &integration.scopes);
         let scopes = Scopes::parse_system(&r.scope).map_err(|e| oauth("invalid_scope", e.to_string()))?;
         let scopes = if r.scope.trim().is_empty() { allowed.clone() } else { scopes };
@@ -319,7 +324,7 @@ impl App {
             Outcome::Success,
             format!("scope={}", token.scopes),
         );
-        let used = AssertionUse { jti: claims.jti, expires_at: exp + leeway };
+        let used = AssertionUse { jti, expires_at: exp + ASSERTION_LEEWAY };
         match self.store.create_system_token(practice, &token, &used, &audit).await {
             Err(StoreError::Conflict(_)) => {
                 return denied(
@@ -336,6 +341,278 @@ impl App {
             expires_in: SYSTEM_LIFETIME.num_seconds(),
             scope: token.scopes,
             patient: None,
+            issued_token_type: None,
+        })
+    }
+
+    /// Lets a registered app exchange its users' NHS login ID tokens for access tokens (token
+    /// exchange, RFC 8693; NHS England's API platform for the NHS App): the app's client id at
+    /// NHS login (the ID tokens' audience) and the public key its client assertions are signed
+    /// with. An empty key stops it (the app's links and NHS login client id are kept).
+    /// Administrators only; audited.
+    pub async fn set_app_token_exchange(
+        &self,
+        who: &crate::StaffPrincipal,
+        id: &str,
+        nhs_login_client_id: &str,
+        public_key: &str,
+    ) -> AppResult<()> {
+        crate::permit(who, caldicott_core::permissions::Permission::ManageAppsAndIntegrations)?;
+        let unknown = || AppError::NotFound("no such app".into());
+        let id = id.parse::<AppId>().map_err(|_| unknown())?;
+        let app = self.store.apps(who.practice).await?.into_iter().find(|a| a.id == id).ok_or_else(unknown)?;
+        let (audience, key) = (nhs_login_client_id.trim(), public_key.trim());
+        if audience.len() > 200 || audience.chars().any(char::is_whitespace) {
+            return Err(AppError::BadRequest("Enter the app's client id at NHS login as NHS login gave it".into()));
+        }
+        let detail = if key.is_empty() {
+            "token exchange stopped".to_owned()
+        } else {
+            if audience.is_empty() && app.nhs_login_client_id.is_none() {
+                return Err(AppError::BadRequest(
+                    "Enter the app's client id at NHS login: the ID tokens it exchanges are issued to it".into(),
+                ));
+            }
+            if key.len() > 20_000 {
+                return Err(AppError::BadRequest("Give the app's public key, in PEM or as a JWK Set".into()));
+            }
+            decoding_keys(key)?;
+            format!(
+                "token exchange allowed for NHS login client {}",
+                if audience.is_empty() { app.nhs_login_client_id.as_deref().unwrap_or_default() } else { audience }
+            )
+        };
+        let audit = self.audit_record(who, None, Action::AppChange, format!("app/{id}"), Outcome::Success, detail);
+        let audience = Some(audience).filter(|a| !a.is_empty() && !key.is_empty());
+        let key = Some(key).filter(|k| !k.is_empty());
+        self.store.set_app_exchange_key(who.practice, id, (audience, key), &audit).await.map_err(|e| match e {
+            StoreError::NotFound(_) => unknown(),
+            other => other.into(),
+        })
+    }
+
+    /// A client assertion checked with the client's registered key (`key`, PEM or JWK Set):
+    /// signed with one of `algorithms` by a key of it, issued by and about `client_id`, for this
+    /// token endpoint at its configured public URL (never one built from the request's Host
+    /// header), current by the server's clock, lasting at most five minutes, with an id. The
+    /// assertion's id and expiry, or why not (for the audit) and the answer.
+    fn checked_assertion(
+        &self,
+        assertion: &str,
+        client_id: &str,
+        key: &str,
+        algorithms: &[jsonwebtoken::Algorithm],
+    ) -> Result<(String, DateTime<Utc>), (&'static str, TokenError)> {
+        let refused = || oauth("invalid_client", "the client assertion is not right");
+        let header = jsonwebtoken::decode_header(assertion).map_err(|_| ("not a signed JWT", refused()))?;
+        if !algorithms.contains(&header.alg) {
+            return Err(("signed with an algorithm not accepted", refused()));
+        }
+        let keys = decoding_keys(key).map_err(|_| ("its registered key cannot be read", refused()))?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.validate_exp = false; // checked below against the server's clock
+        validation.set_required_spec_claims(&["iss", "sub", "aud", "exp", "jti"]);
+        validation.set_audience(&[self.fhir_token_url()]);
+        validation.set_issuer(&[client_id]);
+        let claims = keys
+            .iter()
+            .filter(|(kid, k)| {
+                (header.kid.is_none() || kid.is_none() || *kid == header.kid) && k.family() == header.alg.family()
+            })
+            .find_map(|(_, k)| jsonwebtoken::decode::<AssertionClaims>(assertion, k, &validation).ok())
+            .map(|d| d.claims)
+            .ok_or_else(|| ("signature, audience or issuer not right", refused()))?;
+        let now = self.now();
+        let exp = DateTime::<Utc>::from_timestamp(claims.exp, 0).ok_or_else(|| ("no usable expiry", refused()))?;
+        if claims.sub != claims.iss
+            || exp + ASSERTION_LEEWAY < now
+            || exp > now + ASSERTION_MAX_LIFETIME + ASSERTION_LEEWAY
+            || claims
+                .nbf
+                .and_then(|n| DateTime::<Utc>::from_timestamp(n, 0))
+                .is_some_and(|n| n > now + ASSERTION_LEEWAY)
+            || claims.jti.trim().is_empty()
+            || claims.jti.len() > 200
+        {
+            return Err((
+                "expired, too long-lived, or without sub or jti",
+                oauth(
+                    "invalid_client",
+                    "the client assertion must be current, last at most five minutes, name the client as iss and \
+                     sub, and carry a jti",
+                ),
+            ));
+        }
+        Ok((claims.jti, exp))
+    }
+
+    /// Token exchange (RFC 8693): an app registered with a key for it sends its user's NHS login
+    /// ID token and a client assertion; the answer is an access token for that person (P9 and
+    /// registered here) or for someone they act for (`patient`: that person's NHS number, under
+    /// a live proxy link of theirs). The first exchange for a person links the app to them, with
+    /// the "online services linked" task (R23). Each assertion is good once; every refusal after
+    /// the app is known is audited at its practice.
+    async fn exchanged_token(&self, r: &TokenRequest) -> Result<TokenResponse, TokenError> {
+        if r.client_assertion_type != ASSERTION_TYPE || r.client_assertion.is_empty() {
+            return Err(oauth(
+                "invalid_client",
+                format!("send client_assertion_type={ASSERTION_TYPE} and a client_assertion signed with the app's key"),
+            ));
+        }
+        let refused = || oauth("invalid_client", "the client assertion is not right");
+        // Who it says it is, to find the key; nothing of it is believed until the key checks it.
+        let said: AssertionClaims =
+            jsonwebtoken::dangerous::insecure_decode_claims(&r.client_assertion).map_err(|_| refused())?;
+        let client_id = r.client_id.trim();
+        if !client_id.is_empty() && client_id != said.iss {
+            return Err(oauth("invalid_client", "client_id and the client assertion's iss differ"));
+        }
+        let Some((practice, app)) = self.store.app_by_client_id(&said.iss).await? else {
+            self.credential_refused(None, Action::FhirTokenIssue, format!("client/{}", said.iss), "unknown client id")
+                .await?;
+            return Err(refused());
+        };
+        let actor = Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() };
+        let denied = |why: String, err: TokenError| {
+            let (actor, entity) = (actor.clone(), format!("app/{}", app.id));
+            async move {
+                self.credential_refused(Some((practice, actor)), Action::FhirTokenIssue, entity, &why).await?;
+                Err::<TokenResponse, TokenError>(err)
+            }
+        };
+        let (Some(key), Some(audience)) = (app.exchange_key.as_deref(), app.nhs_login_client_id.as_deref()) else {
+            let err = oauth("unauthorized_client", "this app is not registered here to exchange NHS login ID tokens");
+            return denied("not registered for token exchange".into(), err).await;
+        };
+        if !app.active {
+            return denied("the app is turned off".into(), refused()).await;
+        }
+        let (jti, exp) = match self.checked_assertion(&r.client_assertion, &app.client_id, key, &EXCHANGE_ALGORITHMS) {
+            Ok(used) => used,
+            Err((why, err)) => return denied(why.into(), err).await,
+        };
+        if r.subject_token_type != ID_TOKEN_TYPE || r.subject_token.is_empty() {
+            let err = oauth(
+                "invalid_request",
+                format!("send the NHS login ID token as subject_token, with subject_token_type={ID_TOKEN_TYPE}"),
+            );
+            return denied("no ID token".into(), err).await;
+        }
+        if !r.requested_token_type.is_empty() && r.requested_token_type != ACCESS_TOKEN_TYPE {
+            let err = oauth("invalid_request", format!("only an access token is issued ({ACCESS_TOKEN_TYPE})"));
+            return denied("asked for another kind of token".into(), err).await;
+        }
+        let Some(provider) = self.nhs_login().cloned() else {
+            return denied(
+                "NHS login is not set up here".into(),
+                oauth("invalid_grant", "NHS login is not set up here"),
+            )
+            .await;
+        };
+        if !r.subject_issuer.is_empty()
+            && r.subject_issuer.trim_end_matches('/') != provider.issuer().trim_end_matches('/')
+        {
+            let err = oauth("invalid_grant", "the ID token's issuer is not the NHS login this service trusts");
+            return denied("another issuer".into(), err).await;
+        }
+        let (_, level, nhs, dob) = match provider.identify_exchanged(&r.subject_token, audience).await {
+            Ok(who) => who,
+            Err(AppError::BadRequest(m) | AppError::Forbidden(m)) => {
+                return denied("the ID token was refused".into(), oauth("invalid_grant", m)).await
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // R22: NHS-login-derived access to the record only at P9.
+        if level != caldicott_core::access::IdentityLevel::P9 {
+            let err = oauth(
+                "invalid_grant",
+                "access to the GP record through NHS login needs a fully verified identity (P9)",
+            );
+            return denied(format!("identity {level:?}, not P9"), err).await;
+        }
+        let not_matched =
+            || oauth("invalid_grant", "this NHS login does not match a patient registered at the practice");
+        let holder = match self.store.patient_by_nhs_number(practice, &nhs).await? {
+            Some(p) if p.date_of_birth == dob && p.registration_on(self.today()).is_some() => p,
+            _ => {
+                return denied("no registered patient with that NHS number and date of birth".into(), not_matched())
+                    .await
+            }
+        };
+        let scopes = Scopes::parse(&r.scope).map_err(|e| oauth("invalid_scope", e.to_string()))?;
+        // For someone else: that person's NHS number, and a live proxy link of the holder's to them.
+        let proxy = match r.patient.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(n) if n == holder.nhs_number.as_str() => None,
+            Some(n) => {
+                let not_theirs =
+                    || oauth("invalid_grant", "the signed-in person does not act for that patient online here");
+                let asked = match caldicott_core::nhs_number::NhsNumber::parse(n) {
+                    Ok(asked) => self.store.patient_by_nhs_number(practice, &asked).await?,
+                    Err(_) => None,
+                };
+                let mut live = None;
+                if let Some(asked) = asked {
+                    for l in self.store.proxy_links_for_proxy(practice, holder.id).await? {
+                        if l.patient == asked.id {
+                            live = self.live_proxy_link(practice, l).await?;
+                            if live.is_some() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                match live {
+                    Some(l) => Some(l),
+                    None => return denied("no live proxy link to the patient asked for".into(), not_theirs()).await,
+                }
+            }
+        };
+        let (link, task, link_audit, _) =
+            self.new_link_parts(&app, &holder, caldicott_core::online::LinkVia::NhsLogin, None);
+        let secret = random_secret();
+        let now = self.now();
+        let token = FhirToken {
+            hash: sha256(&secret),
+            link: link.id,
+            proxy_link: proxy.as_ref().map(|p| p.id),
+            scopes: scopes.as_string(),
+            issued_at: now,
+            expires_at: now + ACCESS_LIFETIME,
+        };
+        let patient = proxy.as_ref().map_or(holder.id, |p| p.patient);
+        let detail = match &proxy {
+            None => format!("scope={} token exchange", token.scopes),
+            Some(p) => format!("scope={} token exchange proxy_link={}", token.scopes, p.id),
+        };
+        let audit = self.patient_audit(
+            actor.clone(),
+            Some(patient),
+            Action::FhirTokenIssue,
+            format!("app/{}", app.id),
+            Outcome::Success,
+            detail,
+        );
+        let used = AssertionUse { jti, expires_at: exp + ASSERTION_LEEWAY };
+        match self
+            .store
+            .exchange_fhir_token(practice, (app.id, &used), (&link, &task, &link_audit), &token, &audit)
+            .await
+        {
+            Err(StoreError::Conflict(_)) => {
+                let err = oauth("invalid_grant", "this client assertion was used before: make a new one each time");
+                return denied("client assertion used before".into(), err).await;
+            }
+            other => other?,
+        };
+        Ok(TokenResponse {
+            access_token: format!("{APP_PREFIX}{}{secret}", practice.as_uuid().simple()),
+            token_type: "Bearer",
+            expires_in: ACCESS_LIFETIME.num_seconds(),
+            scope: token.scopes,
+            patient: Some(patient.to_string()),
+            issued_token_type: Some(ACCESS_TOKEN_TYPE),
         })
     }
 
