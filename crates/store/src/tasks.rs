@@ -9,6 +9,11 @@ pub trait TaskStore: Send + Sync {
     // --- Tasks -------------------------------------------------------------------------------------
     /// A new task, with its audit event.
     async fn create_task(&self, practice: PracticeId, task: &Task, audit: &AuditRecord) -> StoreResult<()>;
+    /// A new repeat order, with its audit event, unless the patient already has an open order
+    /// with one of its medicines still waiting for a decision: then [`StoreError::Conflict`] and
+    /// nothing is written. The patient's row is locked, so parallel orders of one medicine make
+    /// one order (a retried request, two taps).
+    async fn create_repeat_order(&self, practice: PracticeId, task: &Task, audit: &AuditRecord) -> StoreResult<()>;
     async fn task(&self, practice: PracticeId, id: TaskId) -> StoreResult<Option<Task>>;
     /// Tasks with a status, oldest first, with their patients.
     async fn tasks(

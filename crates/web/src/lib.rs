@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod openapi;
 mod pages;
 mod patient;
+mod pfs_prescriptions;
 mod query;
 mod results;
 mod sar_export;
@@ -74,6 +75,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api::routes().merge(staff::api_routes()).merge(appointments_api::routes()))
         .nest(fhir::BASE, fhir::routes())
         .merge(gpconnect::pfs_routes())
+        .merge(pfs_prescriptions::routes())
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::Extension(std::sync::Arc::new(throttle::Throttles::new())))

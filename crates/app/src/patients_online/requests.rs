@@ -129,7 +129,7 @@ impl App {
         if !problems.is_empty() {
             return Ok(Err(problems));
         }
-        let task = self
+        let made = self
             .create_repeat_task(
                 me.practice,
                 who.patient.id,
@@ -138,8 +138,17 @@ impl App {
                 note,
                 me.actor(who.link.as_ref()),
             )
-            .await?;
-        Ok(Ok(task))
+            .await;
+        match made {
+            Ok(task) => Ok(Ok(task)),
+            // An order sent twice (a second tap, a page sent again) makes one order.
+            Err(AppError::Conflict(_)) => Ok(Err(vec![FieldProblem {
+                field: "items",
+                message: "A medicine you chose is already ordered and waiting for the practice: see your requests"
+                    .into(),
+            }])),
+            Err(e) => Err(e),
+        }
     }
 
     /// Cancels an order of repeats the caller made, for themselves or for someone they act for
@@ -235,7 +244,7 @@ impl App {
             Outcome::Success,
             format!("repeat request, {} items", chosen.len()),
         );
-        self.store.create_task(practice, &task, &audit).await?;
+        self.store.create_repeat_order(practice, &task, &audit).await?;
         Ok(task)
     }
 

@@ -78,6 +78,18 @@ fn decisions(t: &Task) -> Vec<ItemDecision> {
     items.iter().map(|i| i.decision.clone()).collect()
 }
 
+/// Ends a round of a loop: any medicine of the order still waiting is turned down, so that the
+/// next round may order it again (a medicine waiting for a decision is not ordered twice).
+async fn settle(app: &App, tp: &fixtures::TestPractice, order: &Task) {
+    let stored = held(app, tp, order).await;
+    let TaskBody::Repeat { items, .. } = &stored.body else { panic!("an order") };
+    if stored.status == TaskStatus::Open {
+        for i in items.iter().filter(|i| i.decision == ItemDecision::Pending) {
+            app.decide_repeat_item(&tp.clinician, order.id, i.template, false, "Round over").await.unwrap();
+        }
+    }
+}
+
 /// The decision on one medicine of an order.
 fn decision_on(t: &Task, template: EntryId) -> ItemDecision {
     let TaskBody::Repeat { items, .. } = &t.body else { panic!("an order") };
@@ -169,6 +181,7 @@ async fn an_order_cancelled_as_it_is_decided_ends_one_way_only(t: &TestStore) {
             assert_eq!(stored.outcome.as_deref(), Some("Cancelled by the patient, online"));
             assert!(decisions(&stored).iter().all(|d| *d == ItemDecision::Pending));
         }
+        settle(&app, &tp, &order).await;
     }
     assert_eq!(issues_of(&app, &tp, &pat, a.id).await, approved, "an issue for each approval that stood, no other");
 }
@@ -201,6 +214,7 @@ async fn two_medicines_of_one_order_decided_at_once_are_both_kept(t: &TestStore)
             );
             approved[n] += usize::from(ok.is_ok());
         }
+        settle(&app, &tp, &order).await;
     }
     // An issue in the record for each approval kept, and no other.
     assert_eq!(issues_of(&app, &tp, &pat, a.id).await, approved[0]);
@@ -258,7 +272,38 @@ async fn a_linked_app_cancels_an_order_it_made(t: &TestStore) {
     assert!(trail.iter().any(|e| e.action == "task.update" && e.actor_kind == "app"));
 }
 
+/// An order sent twice from the patient's page (a second tap, the page sent again) makes one
+/// order: a medicine waiting for the practice's decision is not ordered again, also when both
+/// arrive at once; once it is decided (or the order cancelled) it may be ordered again.
+async fn a_medicine_waiting_for_a_decision_is_ordered_once(t: &TestStore) {
+    let Setting { app, tp, pat, a, b, me } = setting(t).await;
+    let tries: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, me, a) = (app.clone(), me.clone(), a.id);
+            tokio::spawn(async move { app.request_repeats(&me, None, &[a], "").await.unwrap() })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(order) => made.push(order),
+            Err(problems) => assert!(problems[0].message.contains("already ordered"), "{problems:?}"),
+        }
+    }
+    assert_eq!(made.len(), 1, "one order of the medicine");
+    // With another medicine it waits for, the order is refused whole; the other alone is fine.
+    assert!(app.request_repeats(&me, None, &[a.id, b.id], "").await.unwrap().is_err());
+    let other = app.request_repeats(&me, None, &[b.id], "").await.unwrap().unwrap();
+    let open = app.store_for_tests().tasks_for_patient(tp.practice.id, pat.id).await.unwrap();
+    assert_eq!(open.iter().filter(|t| t.status == TaskStatus::Open).count(), 2);
+    // Decided, it may be ordered again.
+    app.decide_repeat_item(&tp.clinician, made[0].id, a.id, true, "").await.unwrap();
+    assert!(app.request_repeats(&me, None, &[a.id], "").await.unwrap().is_ok());
+    settle(&app, &tp, &other).await;
+}
+
 both!(
+    a_medicine_waiting_for_a_decision_is_ordered_once,
     a_patient_cancels_an_order_the_practice_has_not_started_on,
     an_order_cancelled_as_it_is_decided_ends_one_way_only,
     two_medicines_of_one_order_decided_at_once_are_both_kept,

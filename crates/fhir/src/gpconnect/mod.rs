@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 
 /// The Spine's code system for GP Connect errors and warnings.
 pub const SPINE_ERROR_SYSTEM: &str = "https://fhir.nhs.uk/STU3/CodeSystem/Spine-ErrorOrWarningCode-1";
+/// The code system the Patient Facing Services Prescriptions Management API (FHIR R4) names in
+/// its errors.
+pub const SPINE_ERROR_SYSTEM_R4: &str = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode";
 pub const OPERATION_OUTCOME_PROFILE: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-OperationOutcome-1";
 /// The interaction of `POST /Patient/$gpc.getstructuredrecord`.
 pub const STRUCTURED_INTERACTION: &str = "urn:nhs:names:services:gpconnect:fhir:operation:gpc.getstructuredrecord-1";
@@ -82,6 +85,9 @@ pub enum SpineCode {
     FhirConstraintViolation,
     /// A resource in a request references something that does not exist here.
     ReferenceNotFound,
+    /// Patient Facing Services Prescriptions (R4): the resource asked for does not exist here,
+    /// or (a Task) is no longer there to change.
+    ResourceNotFound,
     NotImplemented,
     InternalServerError,
 }
@@ -102,6 +108,7 @@ impl SpineCode {
             Self::DuplicateRejected => "DUPLICATE_REJECTED",
             Self::FhirConstraintViolation => "FHIR_CONSTRAINT_VIOLATION",
             Self::ReferenceNotFound => "REFERENCE_NOT_FOUND",
+            Self::ResourceNotFound => "RESOURCE_NOT_FOUND",
             Self::NotImplemented => "NOT_IMPLEMENTED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
@@ -121,6 +128,7 @@ impl SpineCode {
             Self::DuplicateRejected => "Create would lead to creation of a duplicate resource",
             Self::FhirConstraintViolation => "FHIR constraint violated",
             Self::ReferenceNotFound => "Referenced resource not found",
+            Self::ResourceNotFound => "Resource not found",
             Self::NotImplemented => "Not implemented",
             Self::InternalServerError => "Internal server error",
         }
@@ -130,7 +138,7 @@ impl SpineCode {
         match self {
             Self::BadRequest | Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => 400,
             Self::InvalidResource | Self::InvalidParameter | Self::ReferenceNotFound => 422,
-            Self::PatientNotFound | Self::NoRecordFound => 404,
+            Self::PatientNotFound | Self::NoRecordFound | Self::ResourceNotFound => 404,
             Self::NoPatientConsent | Self::AccessDenied | Self::NoRelationship => 403,
             Self::DuplicateRejected | Self::FhirConstraintViolation => 409,
             Self::NotImplemented => 501,
@@ -142,7 +150,7 @@ impl SpineCode {
         match self {
             Self::BadRequest | Self::InvalidResource | Self::InvalidParameter | Self::ReferenceNotFound => "invalid",
             Self::InvalidNhsNumber | Self::InvalidIdentifierSystem => "value",
-            Self::PatientNotFound | Self::NoRecordFound => "not-found",
+            Self::PatientNotFound | Self::NoRecordFound | Self::ResourceNotFound => "not-found",
             Self::NoPatientConsent | Self::AccessDenied | Self::NoRelationship => "forbidden",
             Self::DuplicateRejected => "duplicate",
             Self::FhirConstraintViolation => "conflict",
@@ -182,6 +190,24 @@ pub struct GpcError {
 impl GpcError {
     pub fn new(code: SpineCode, diagnostics: impl Into<String>) -> Self {
         Self { code, diagnostics: diagnostics.into() }
+    }
+    /// The error as a UK Core OperationOutcome (FHIR R4), as the Patient Facing Services
+    /// Prescriptions Management API answers its errors.
+    pub fn operation_outcome_r4(&self) -> Value {
+        json!({
+            "resourceType": "OperationOutcome",
+            "meta": { "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-OperationOutcome"] },
+            "issue": [{
+                "severity": "error",
+                "code": self.code.issue_code(),
+                "details": { "coding": [{
+                    "system": SPINE_ERROR_SYSTEM_R4,
+                    "code": self.code.code(),
+                    "display": self.code.display(),
+                }] },
+                "diagnostics": self.diagnostics,
+            }],
+        })
     }
     /// The error as a `GPConnect-OperationOutcome-1`.
     pub fn operation_outcome(&self) -> Value {

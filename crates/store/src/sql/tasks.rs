@@ -11,6 +11,43 @@ impl TaskStore for SqlStore {
         Self::commit_audited(tx, practice, &[audit]).await
     }
 
+    async fn create_repeat_order(&self, practice: PracticeId, t: &Task, audit: &AuditRecord) -> StoreResult<()> {
+        use caldicott_core::tasks::{ItemDecision, TaskBody, TaskKind};
+        let templates = |t: &Task| match &t.body {
+            TaskBody::Repeat { items, .. } => items
+                .iter()
+                .filter(|i| matches!(i.decision, ItemDecision::Pending))
+                .map(|i| i.template)
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        let asked = templates(t);
+        let mut tx = self.begin().await?;
+        let lock = format!("SELECT id FROM patient WHERE practice_id = $1 AND id = $2{}", tx.row_lock());
+        query(&lock)
+            .bind(practice.as_uuid())
+            .bind(t.patient.as_uuid())
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or(StoreError::NotFound("patient"))?;
+        let open = query("SELECT * FROM task WHERE practice_id = $1 AND patient_id = $2 AND kind = $3 AND status = $4")
+            .bind(practice.as_uuid())
+            .bind(t.patient.as_uuid())
+            .bind(TaskKind::RepeatRequest.as_str())
+            .bind(TaskStatus::Open.as_str())
+            .fetch_all(&mut tx)
+            .await?;
+        for row in &open {
+            if templates(&rows::task(row)?).iter().any(|w| asked.contains(w)) {
+                return Err(StoreError::refused(
+                    "that medicine is already ordered and waiting for the practice's decision",
+                ));
+            }
+        }
+        Self::insert_task(&mut tx, practice, t).await?;
+        Self::commit_audited(tx, practice, &[audit]).await
+    }
+
     async fn task(&self, practice: PracticeId, id: TaskId) -> StoreResult<Option<Task>> {
         self.row_by("SELECT * FROM task WHERE practice_id = $1 AND id = $2", practice, id.as_uuid(), rows::task).await
     }

@@ -7,5 +7,6 @@ mod fhir;
 mod gp_connect;
 mod notify;
 mod openapi;
+mod pfs_prescriptions;
 mod token_exchange;
 mod web;

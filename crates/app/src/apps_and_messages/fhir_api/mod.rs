@@ -20,6 +20,7 @@
 mod capability;
 mod integrations;
 mod pfs;
+mod pfs_prescriptions;
 mod prescriptions;
 mod scheduling;
 mod tokens;
@@ -27,6 +28,7 @@ mod tokens;
 pub use capability::capability_statement;
 pub use integrations::{client_assertion, new_key_pair, NewIntegration};
 pub use pfs::{pfs_root, PfsCall};
+pub use pfs_prescriptions::{pfs_prescriptions_root, RxCall};
 pub use tokens::{
     TokenError, TokenRequest, TokenResponse, ACCESS_TOKEN_TYPE, ASSERTION_TYPE, ID_TOKEN_TYPE, TOKEN_EXCHANGE,
 };

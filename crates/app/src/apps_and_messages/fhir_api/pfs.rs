@@ -34,7 +34,7 @@ pub struct PfsCall<'a> {
 }
 
 /// An app's refusal in GP Connect's words.
-fn refused(e: AppError) -> GpcError {
+pub(super) fn refused(e: AppError) -> GpcError {
     match e {
         AppError::Unauthenticated(m) | AppError::Forbidden(m) => GpcError::new(SpineCode::AccessDenied, m),
         AppError::NotFound(m) => GpcError::new(SpineCode::NoRecordFound, m),
@@ -50,7 +50,7 @@ fn slot_end(s: &Slot) -> chrono::DateTime<chrono::Utc> {
 
 impl App {
     /// The app calling, bound to the practice the path names.
-    async fn pfs_caller(&self, call: &PfsCall<'_>) -> Result<(Box<AppCaller>, Practice), GpcError> {
+    pub(super) async fn pfs_caller(&self, call: &PfsCall<'_>) -> Result<(Box<AppCaller>, Practice), GpcError> {
         let token = call
             .token
             .ok_or_else(|| GpcError::new(SpineCode::AccessDenied, "send the app's access token as a Bearer token"))?;

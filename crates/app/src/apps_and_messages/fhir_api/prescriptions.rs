@@ -62,7 +62,7 @@ impl App {
     /// For ordering and following orders: an app's patient must be registered and alive, the
     /// link made at P9 (ordering reads the record's repeats, R22), and a proxy must have the
     /// prescriptions permission.
-    async fn prescriptions_patient(&self, a: &AppCaller) -> AppResult<Loaded> {
+    pub(super) async fn prescriptions_patient(&self, a: &AppCaller) -> AppResult<Loaded> {
         let (l, _) = self.app_view(a).await?;
         let today = self.today();
         if l.patient.registration_on(today).is_none() || l.patient.is_deceased_on(today) {
