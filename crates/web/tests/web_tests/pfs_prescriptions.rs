@@ -65,6 +65,33 @@ async fn call(
     Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
 }
 
+/// Checks answers as FHIR R4 with fhirclient's strict models (scripts/validate-fhir.py).
+fn validate_r4(answers: &[Value]) {
+    let dir = std::env::temp_dir().join(format!("caldicott-pfs-rx-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths: Vec<String> = answers
+        .iter()
+        .enumerate()
+        .map(|(n, a)| {
+            let p = dir.join(format!("{n}.json"));
+            std::fs::write(&p, a.to_string()).unwrap();
+            p.display().to_string()
+        })
+        .collect();
+    let python = std::env::var("CALDICOTT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/caldicott/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/validate-fhir.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args(&paths)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/test.sh, which installs the FHIR validator"));
+    std::fs::remove_dir_all(&dir).ok();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert_eq!(said.matches("valid FHIR R4").count(), answers.len(), "{said}");
+}
+
 async fn get(app: &App, path: &str, token: &str) -> Reply {
     call(app, "GET", path, token, None, true).await
 }
@@ -140,11 +167,14 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     let token = token_for(&app, &link, "patient/*.read patient/Task.write").await;
     let ods = tp.practice.ods_code.as_str().to_owned();
     let root = format!("/pfs/{ods}/FHIR/R4/prescriptions");
+    // Every answer, checked as FHIR R4 at the end.
+    let mut answers: Vec<Value> = Vec::new();
 
     // X-Request-ID is required (400 BAD_REQUEST) and answered back with X-Correlation-ID.
     let r = call(&app, "GET", &format!("{root}/Patient/{nhs}/MedicationStatement"), &token, None, false).await;
     assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "BAD_REQUEST"), "{}", r.body);
     assert_eq!(r.body["meta"]["profile"][0], "https://fhir.hl7.org.uk/StructureDefinition/UKCore-OperationOutcome");
+    answers.push(r.body.clone());
     let r = get(&app, &format!("{root}/Patient/{nhs}/MedicationStatement"), &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.headers["x-request-id"], REQUEST_ID);
@@ -155,6 +185,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     // specification names it; never the hidden one.
     assert_eq!(r.body["type"], "searchset");
     let statements = r.resources("MedicationStatement");
+    answers.push(r.body.clone());
     assert_eq!(statements.len(), 3, "{}", r.body);
     assert!(!r.body.to_string().contains("SECRET-RX"), "a hidden medicine reached the app");
     let of = |id: &EntryId| statements.iter().find(|s| s["id"] == id.to_string()).cloned().unwrap();
@@ -181,11 +212,13 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     // MedicationRequest: courses are `plan`, issues `order` based on their plan.
     let r = get(&app, &format!("{root}/Patient/{nhs}/MedicationRequest?intent=plan"), &token).await;
     let plans = r.resources("MedicationRequest");
+    answers.push(r.body.clone());
     assert_eq!(plans.len(), 3, "{}", r.body);
     assert!(plans.iter().all(|p| p["intent"] == "plan"));
     assert!(!r.body.to_string().contains("SECRET-RX"));
     let r = get(&app, &format!("{root}/Patient/{nhs}/MedicationRequest?intent=order"), &token).await;
     let orders = r.resources("MedicationRequest");
+    answers.push(r.body.clone());
     assert_eq!(orders.len(), 1, "{}", r.body);
     assert_eq!(orders[0]["basedOn"][0]["reference"], format!("MedicationRequest/{}", amlodipine.id));
     let r = get(&app, &format!("{root}/Patient/{nhs}/MedicationRequest?intent=proposal"), &token).await;
@@ -195,6 +228,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     assert_eq!((r.status.as_u16(), r.code()), (422, "INVALID_PARAMETER"), "a date in the future");
     // One by id; a hidden one answers as an unknown one.
     let r = get(&app, &format!("{root}/MedicationRequest/{}", amlodipine.id), &token).await;
+    answers.push(r.body.clone());
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!((r.body["intent"].as_str(), r.body["status"].as_str()), (Some("plan"), Some("active")));
     assert_eq!(r.body["meta"]["profile"][0], "https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest");
@@ -214,6 +248,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     let r = get(&app, &format!("{root}/PractitionerRole/{}", tp.clinician.staff), &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["resourceType"], "PractitionerRole");
+    answers.push(r.body.clone());
     assert_eq!(r.body["organization"]["identifier"]["value"], ods.as_str());
 
     // Ordering: the specification's example, for a current repeat.
@@ -229,6 +264,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     assert_eq!(made.body["status"], "requested");
+    answers.push(made.body.clone());
     assert_eq!(made.body["intent"], "order");
     assert_eq!(made.body["for"]["identifier"]["value"], nhs.as_str());
     assert_eq!(made.body["focus"]["reference"], format!("MedicationRequest/{}", amlodipine.id));
@@ -290,6 +326,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["id"], task_id.as_str());
     let included = r.resources("MedicationRequest");
+    answers.push(r.body.clone());
     assert_eq!(included.len(), 1);
     assert_eq!(included[0]["id"], amlodipine.id.to_string());
     let r = get(&app, &format!("{task_path}?id={task_id}"), &token).await;
@@ -311,6 +348,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     let r = call(&app, "PATCH", &cancel_path, &token, Some(("application/json-patch+json", patch.clone())), true).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "cancelled");
+    answers.push(r.body.clone());
     assert_eq!(open_orders(&app, &tp, &pat).await, 0);
     // Already cancelled: RESOURCE_NOT_FOUND, as the specification says.
     let r = call(&app, "PATCH", &cancel_path, &token, Some(("application/json-patch+json", patch)), true).await;
@@ -346,6 +384,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     }
     assert_eq!(made, 1, "parallel orders of one medicine make one order");
     assert_eq!(open_orders(&app, &tp, &pat).await, 2);
+    validate_r4(&answers);
 }
 
 /// The course's requester as a PractitionerRole reference, when it names one.

@@ -108,11 +108,14 @@ fn on_dates(at: Option<&str>, params: &[DateParam]) -> bool {
     day.is_some_and(|d| params.iter().all(|p| p.holds_for(d)))
 }
 
-fn bundle(resources: Vec<Value>) -> Value {
+/// A searchset of `resources`, each with its full address under `root` (the service's public
+/// address).
+fn bundle(root: &str, resources: Vec<Value>) -> Value {
     let entries: Vec<Value> = resources
         .into_iter()
         .map(|r| {
-            let url = format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""));
+            let (kind, id) = (r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""));
+            let url = format!("{root}/{kind}/{id}");
             json!({ "fullUrl": url, "resource": r })
         })
         .collect();
@@ -191,6 +194,11 @@ impl App {
         Ok(Rx { a, practice, patient: l.patient })
     }
 
+    /// The service's public address for this practice.
+    fn rx_root(&self, rx: &Rx) -> String {
+        format!("{}{}", self.public_url(), pfs_prescriptions_root(rx.practice.ods_code.as_str()))
+    }
+
     /// Every resource of a type the FHIR API gives the viewer (all its pages).
     async fn rx_all(&self, rx: &Rx, resource: &str) -> Result<Vec<Value>, GpcError> {
         let caller = rx.caller();
@@ -230,7 +238,7 @@ impl App {
                 medication_statement(s, &subject, r)
             })
             .collect();
-        Ok(bundle(found))
+        Ok(bundle(&self.rx_root(&rx), found))
     }
 
     /// `GET …/Patient/<NHS number>/MedicationRequest[?intent=&status=&authoredon=&identifier=]`:
@@ -265,7 +273,7 @@ impl App {
             // caldicott issues no EPS prescription ids: only its own ids match.
             .filter(|r| identifier.as_deref().is_none_or(|i| r["id"] == i))
             .collect();
-        Ok(bundle(found))
+        Ok(bundle(&self.rx_root(&rx), found))
     }
 
     /// `GET …/MedicationRequest/<id>`: one course or issue the patient may see (anything else,
@@ -378,7 +386,7 @@ impl App {
             }
         }
         out.extend(tasks);
-        Ok(bundle(out))
+        Ok(bundle(&self.rx_root(&rx), out))
     }
 
     /// `PATCH …/Task?id=<id>` with `{"op": "replace", "path": "/status", "value": "cancelled"}`
