@@ -154,18 +154,7 @@ impl FhirStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        query("DELETE FROM fhir_assertion WHERE practice_id = $1 AND expires_at < $2")
-            .bind(practice.as_uuid())
-            .bind(cleared_before(t.issued_at))
-            .execute(&mut tx)
-            .await?;
-        query("INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(practice.as_uuid())
-            .bind(t.integration.as_uuid())
-            .bind(&assertion.jti)
-            .bind(assertion.expires_at)
-            .execute(&mut tx)
-            .await?;
+        Self::take_assertion(&mut tx, practice, t.integration.as_uuid(), assertion, t.issued_at).await?;
         query(
             "INSERT INTO fhir_system_token (practice_id, token_hash, integration_id, scopes, issued_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -195,19 +184,7 @@ impl FhirStore for SqlStore {
         audit: &AuditRecord,
     ) -> StoreResult<(AppLinkId, bool)> {
         let mut tx = self.begin().await?;
-        query("DELETE FROM fhir_assertion WHERE practice_id = $1 AND expires_at < $2")
-            .bind(practice.as_uuid())
-            .bind(cleared_before(t.issued_at))
-            .execute(&mut tx)
-            .await?;
-        // The column holds the client: an integration's id, or an app's (ids never collide).
-        query("INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(practice.as_uuid())
-            .bind(app.as_uuid())
-            .bind(&assertion.jti)
-            .bind(assertion.expires_at)
-            .execute(&mut tx)
-            .await?;
+        Self::take_assertion(&mut tx, practice, app.as_uuid(), assertion, t.issued_at).await?;
         let lock = format!("SELECT id FROM patient WHERE practice_id = $1 AND id = $2{}", tx.row_lock());
         query(&lock)
             .bind(practice.as_uuid())
@@ -249,6 +226,31 @@ impl FhirStore for SqlStore {
 }
 
 impl SqlStore {
+    /// A client assertion taken once, inside `tx`: those expired go first; one already taken
+    /// is a unique-key conflict. `client` is the integration's id or the app's (the column
+    /// holds either; ids never collide).
+    async fn take_assertion(
+        tx: &mut Tx,
+        practice: PracticeId,
+        client: uuid::Uuid,
+        assertion: &AssertionUse,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        query("DELETE FROM fhir_assertion WHERE practice_id = $1 AND expires_at < $2")
+            .bind(practice.as_uuid())
+            .bind(cleared_before(now))
+            .execute(&mut *tx)
+            .await?;
+        query("INSERT INTO fhir_assertion (practice_id, integration_id, jti, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(practice.as_uuid())
+            .bind(client)
+            .bind(&assertion.jti)
+            .bind(assertion.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
     /// An app's access token on link `on`, inside `tx`.
     async fn insert_fhir_token(tx: &mut Tx, practice: PracticeId, t: &FhirToken, on: AppLinkId) -> StoreResult<()> {
         query(

@@ -7,6 +7,7 @@ mod fhir;
 mod gp_connect;
 mod notify;
 mod openapi;
+mod outside_check;
 mod pfs_prescriptions;
 mod token_exchange;
 mod web;

@@ -209,21 +209,7 @@ impl App {
                 Some(live.ok_or_else(not_theirs)?)
             }
         };
-        let secret = random_secret();
-        let now = self.now();
-        let token = FhirToken {
-            hash: sha256(&secret),
-            link: link.id,
-            proxy_link: proxy.as_ref().map(|p| p.id),
-            scopes: scopes.as_string(),
-            issued_at: now,
-            expires_at: now + ACCESS_LIFETIME,
-        };
-        let patient = proxy.as_ref().map_or(link.patient, |p| p.patient);
-        let detail = match &proxy {
-            None => format!("scope={}", token.scopes),
-            Some(p) => format!("scope={} proxy_link={}", token.scopes, p.id),
-        };
+        let (secret, token, patient, detail) = self.access_token_on(&link, proxy.as_ref(), &scopes, "");
         let audit = self.patient_audit(
             Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() },
             Some(patient),
@@ -241,6 +227,34 @@ impl App {
             patient: Some(patient.to_string()),
             issued_token_type: None,
         })
+    }
+
+    /// A new app access token on `link` (for the person `proxy` names, when there is one): its
+    /// secret, the token as kept, the patient it reads and its audit detail (`how`, after the
+    /// scopes).
+    fn access_token_on(
+        &self,
+        link: &caldicott_core::online::AppLink,
+        proxy: Option<&caldicott_core::access::ProxyLink>,
+        scopes: &Scopes,
+        how: &str,
+    ) -> (String, FhirToken, PatientId, String) {
+        let secret = random_secret();
+        let now = self.now();
+        let token = FhirToken {
+            hash: sha256(&secret),
+            link: link.id,
+            proxy_link: proxy.map(|p| p.id),
+            scopes: scopes.as_string(),
+            issued_at: now,
+            expires_at: now + ACCESS_LIFETIME,
+        };
+        let patient = proxy.map_or(link.patient, |p| p.patient);
+        let detail = match proxy {
+            None => format!("scope={}{how}", token.scopes),
+            Some(p) => format!("scope={}{how} proxy_link={}", token.scopes, p.id),
+        };
+        (secret, token, patient, detail)
     }
 
     /// The proxy link if it still lets its proxy act online (active, not ended, not lapsed at
@@ -571,21 +585,7 @@ impl App {
         };
         let (link, task, link_audit, _) =
             self.new_link_parts(&app, &holder, caldicott_core::online::LinkVia::NhsLogin, None);
-        let secret = random_secret();
-        let now = self.now();
-        let token = FhirToken {
-            hash: sha256(&secret),
-            link: link.id,
-            proxy_link: proxy.as_ref().map(|p| p.id),
-            scopes: scopes.as_string(),
-            issued_at: now,
-            expires_at: now + ACCESS_LIFETIME,
-        };
-        let patient = proxy.as_ref().map_or(holder.id, |p| p.patient);
-        let detail = match &proxy {
-            None => format!("scope={} token exchange", token.scopes),
-            Some(p) => format!("scope={} token exchange proxy_link={}", token.scopes, p.id),
-        };
+        let (secret, token, patient, detail) = self.access_token_on(&link, proxy.as_ref(), &scopes, " token exchange");
         let audit = self.patient_audit(
             actor.clone(),
             Some(patient),
