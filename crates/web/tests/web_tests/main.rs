@@ -5,9 +5,9 @@
 mod app_nhs_login;
 mod fhir;
 mod gp_connect;
+mod nhs_app_outside;
 mod notify;
 mod openapi;
-mod outside_check;
 mod pfs_prescriptions;
 mod token_exchange;
 mod web;

@@ -665,23 +665,16 @@ impl App {
     ) -> AppResult<Context> {
         let entries = match caller {
             FhirCaller::App(_) => {
-                for e in batch {
-                    // What an entry refers to: an issue its repeat, a part of a care plan its plan.
-                    let t = match &e.body {
+                // What an entry refers to: an issue its repeat, a part of a care plan its plan.
+                let refs: Vec<EntryId> = batch
+                    .iter()
+                    .filter_map(|e| match &e.body {
                         EntryBody::MedicationIssue { template: Some(t), .. }
-                        | EntryBody::CarePlanPart { plan: t, .. } => t,
-                        _ => continue,
-                    };
-                    if render.repeat_shown.contains_key(t) {
-                        continue;
-                    }
-                    let repeat = match batch.iter().find(|x| x.id == *t) {
-                        Some(x) => Some(x.clone()),
-                        None => self.store.entry(l.practice.id, *t).await?,
-                    };
-                    let shown = repeat.is_some_and(|r| r.patient == l.patient.id && policy.decide(&r).is_shown());
-                    render.repeat_shown.insert(*t, shown);
-                }
+                        | EntryBody::CarePlanPart { plan: t, .. } => Some(*t),
+                        _ => None,
+                    })
+                    .collect();
+                self.refs_shown(l, policy, &refs, batch, &mut render.repeat_shown).await?;
                 EntryRefs::Only(render.repeat_shown.iter().filter(|(_, s)| **s).map(|(id, _)| *id).collect())
             }
             FhirCaller::Staff(_) | FhirCaller::System(_) => EntryRefs::All,
@@ -693,6 +686,32 @@ impl App {
             self.store.document_files(l.practice.id, &documents).await?.into_iter().collect()
         };
         Ok(Context { today: self.today(), practitioners: render.practitioners.clone(), entries, files })
+    }
+
+    /// Whether each of `ids`, entries an app's answer refers to (an issue's repeat, a care plan
+    /// part's plan, an order's medicine), is shown to the app's viewer: the patient's own entry,
+    /// decided by the viewer's policy (found in `batch` or read). Answers go into `shown`; those
+    /// already there are kept.
+    async fn refs_shown(
+        &self,
+        l: &Loaded,
+        policy: &AccessPolicy,
+        ids: &[EntryId],
+        batch: &[Entry],
+        shown: &mut HashMap<EntryId, bool>,
+    ) -> AppResult<()> {
+        for t in ids {
+            if shown.contains_key(t) {
+                continue;
+            }
+            let entry = match batch.iter().find(|x| x.id == *t) {
+                Some(x) => Some(x.clone()),
+                None => self.store.entry(l.practice.id, *t).await?,
+            };
+            let ok = entry.is_some_and(|r| r.patient == l.patient.id && policy.decide(&r).is_shown());
+            shown.insert(*t, ok);
+        }
+        Ok(())
     }
 
     /// The resources an entry is written as, for this caller: for an app only if shown online

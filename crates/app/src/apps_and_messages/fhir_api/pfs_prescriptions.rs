@@ -190,7 +190,7 @@ impl App {
         }
         let pfs = super::PfsCall { ods: call.ods, token: call.token, query: call.query, body: call.body };
         let (a, practice) = self.pfs_caller(&pfs).await?;
-        let l = self.prescriptions_patient(&a).await.map_err(refused)?;
+        let (l, _) = self.prescriptions_patient(&a).await.map_err(refused)?;
         Ok(Rx { a, practice, patient: l.patient })
     }
 
@@ -360,7 +360,7 @@ impl App {
         let status = values(call.query, "status");
         let authored = dates(call.query, "authored-on")?;
         let include = values(call.query, "_include");
-        if include.iter().any(|i| *i != "Task:focus:MedicationRequest" && *i != "Task:focus") {
+        if include.iter().any(|i| !matches!(*i, "Task:focus:MedicationRequest" | "Task:focus" | "*")) {
             return Err(invalid("_include is Task:focus:MedicationRequest"));
         }
         let (_, tasks) = self.tasks_read(&rx.caller(), None, None).await.map_err(refused)?;

@@ -12,6 +12,7 @@ use crate::{App, AppError, AppResult};
 use caldicott_core::access::IdentityLevel;
 use caldicott_core::ids::*;
 use caldicott_core::tasks::{ItemDecision, Task, TaskBody, TaskKind, TaskStatus};
+use caldicott_core::visibility::AccessPolicy;
 use caldicott_fhir::write as fhir;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -62,8 +63,8 @@ impl App {
     /// For ordering and following orders: an app's patient must be registered and alive, the
     /// link made at P9 (ordering reads the record's repeats, R22), and a proxy must have the
     /// prescriptions permission.
-    pub(super) async fn prescriptions_patient(&self, a: &AppCaller) -> AppResult<Loaded> {
-        let (l, _) = self.app_view(a).await?;
+    pub(super) async fn prescriptions_patient(&self, a: &AppCaller) -> AppResult<(Loaded, AccessPolicy)> {
+        let (l, policy) = self.app_view(a).await?;
         let today = self.today();
         if l.patient.registration_on(today).is_none() || l.patient.is_deceased_on(today) {
             return Err(AppError::Forbidden("this person is not registered at the practice".into()));
@@ -76,7 +77,7 @@ impl App {
                 "ordering prescriptions is not part of this proxy's access; contact the practice".into(),
             ));
         }
-        Ok(l)
+        Ok((l, policy))
     }
 
     /// Reads and searches of Task: the patient's repeat orders, one Task per medicine.
@@ -86,16 +87,17 @@ impl App {
         id: Option<&str>,
         patient: Option<&str>,
     ) -> AppResult<(Loaded, Vec<Value>)> {
-        let l = match caller {
+        let (l, policy) = match caller {
             FhirCaller::App(a) => {
                 if let Some(p) = patient {
                     if p.trim_start_matches("Patient/") != a.patient().to_string() {
                         return Err(not_found("Patient", p));
                     }
                 }
-                self.prescriptions_patient(a).await?
+                let (l, policy) = self.prescriptions_patient(a).await?;
+                (l, Some(policy))
             }
-            FhirCaller::Staff(_) | FhirCaller::System(_) => self.view_for(caller, patient).await?.0,
+            FhirCaller::Staff(_) | FhirCaller::System(_) => (self.view_for(caller, patient).await?.0, None),
         };
         let mut found: Vec<Value> = self
             .store
@@ -107,6 +109,21 @@ impl App {
             .collect();
         if let Some(id) = id {
             found.retain(|r| r["id"] == id);
+        }
+        // An app sees an order of a medicine only while its viewer is shown the medicine: one
+        // hidden after it was ordered leaves every list, its name with it (R11, R12).
+        if let Some(policy) = policy {
+            let medicine = |r: &Value| {
+                r["focus"]["reference"]
+                    .as_str()
+                    .and_then(|f| f.strip_prefix("MedicationRequest/"))
+                    .and_then(|f| Uuid::try_parse(f).ok())
+                    .map(EntryId::from_uuid)
+            };
+            let refs: Vec<EntryId> = found.iter().filter_map(medicine).collect();
+            let mut shown = std::collections::HashMap::new();
+            self.refs_shown(&l, &policy, &refs, &[], &mut shown).await?;
+            found.retain(|r| medicine(r).is_some_and(|m| shown.get(&m).copied().unwrap_or(false)));
         }
         let audit = self.fhir_audit(caller, l.patient.id, "fhir/Task".into(), format!("orders={}", found.len()));
         self.audit.record(l.practice.id, audit).await?;
@@ -175,7 +192,7 @@ impl App {
                 )
             })?;
         let note = body["note"][0]["text"].as_str().unwrap_or("").trim().to_owned();
-        let l = self.prescriptions_patient(a).await?;
+        let (l, _) = self.prescriptions_patient(a).await?;
         let identity = self.link_identity(a.practice, &a.link).await?;
         let missing = || not_found("Patient", &a.patient().to_string());
         // The order is checked against the repeats offered to this viewer; none is shown, and
@@ -213,10 +230,11 @@ impl App {
             .and_then(|(t, _)| Uuid::try_parse(t).ok())
             .map(TaskId::from_uuid)
             .ok_or_else(|| not_found("Task", id))?;
-        let l = self.prescriptions_patient(a).await?;
-        // The Task named must be one of the patient's orders, as read: `<order>-<n>`.
-        let held = self.store.task(a.practice, task).await?.filter(|t| t.patient == l.patient.id);
-        if !held.is_some_and(|t| task_resources(&t).iter().any(|r| r["id"] == id)) {
+        // The Task named must be one of the patient's orders as the app reads them (`<order>-<n>`,
+        // of a medicine its viewer is shown).
+        let caller = FhirCaller::App(Box::new(a.clone()));
+        let (l, visible) = self.tasks_read(&caller, Some(id), None).await?;
+        if visible.is_empty() {
             return Err(not_found("Task", id));
         }
         let done = self.cancel_order_of(a.practice, l.patient.id, task, &requester(a), a.actor()).await.map_err(

@@ -468,25 +468,32 @@ impl App {
     /// the "online services linked" task (R23). Each assertion is good once; every refusal after
     /// the app is known is audited at its practice.
     async fn exchanged_token(&self, r: &TokenRequest) -> Result<TokenResponse, TokenError> {
-        if r.client_assertion_type != ASSERTION_TYPE || r.client_assertion.is_empty() {
-            return Err(oauth(
-                "invalid_client",
-                format!("send client_assertion_type={ASSERTION_TYPE} and a client_assertion signed with the app's key"),
-            ));
-        }
         let refused = || oauth("invalid_client", "the client assertion is not right");
-        // Who it says it is, to find the key; nothing of it is believed until the key checks it.
-        let said: AssertionClaims =
-            jsonwebtoken::dangerous::insecure_decode_claims(&r.client_assertion).map_err(|_| refused())?;
-        let client_id = r.client_id.trim();
-        if !client_id.is_empty() && client_id != said.iss {
-            return Err(oauth("invalid_client", "client_id and the client assertion's iss differ"));
+        // The client: the client_id sent, else the one the assertion names (read unchecked, only
+        // to find the key: nothing of it is believed until the key checks it).
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(default)]
+            iss: Option<String>,
         }
-        let Some((practice, app)) = self.store.app_by_client_id(&said.iss).await? else {
-            self.credential_refused(None, Action::FhirTokenIssue, format!("client/{}", said.iss), "unknown client id")
+        let named =
+            jsonwebtoken::dangerous::insecure_decode_claims::<Named>(&r.client_assertion).ok().and_then(|n| n.iss);
+        let client_id = match (r.client_id.trim(), named.as_deref()) {
+            ("", Some(iss)) => iss.to_owned(),
+            ("", None) => {
+                return Err(oauth(
+                    "invalid_client",
+                    format!("send client_id, client_assertion_type={ASSERTION_TYPE} and a client_assertion signed with the app's key"),
+                ))
+            }
+            (id, _) => id.to_owned(),
+        };
+        let Some((practice, app)) = self.store.app_by_client_id(&client_id).await? else {
+            self.credential_refused(None, Action::FhirTokenIssue, format!("client/{client_id}"), "unknown client id")
                 .await?;
             return Err(refused());
         };
+        // From here the app is known: every refusal is audited at its practice, as the app.
         let actor = Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() };
         let denied = |why: String, err: TokenError| {
             let (actor, entity) = (actor.clone(), format!("app/{}", app.id));
@@ -495,6 +502,17 @@ impl App {
                 Err::<TokenResponse, TokenError>(err)
             }
         };
+        if r.client_assertion_type != ASSERTION_TYPE || r.client_assertion.is_empty() {
+            let err = oauth(
+                "invalid_client",
+                format!("send client_assertion_type={ASSERTION_TYPE} and a client_assertion signed with the app's key"),
+            );
+            return denied("no client assertion".into(), err).await;
+        }
+        if named.as_deref().is_some_and(|iss| iss != client_id) {
+            let err = oauth("invalid_client", "client_id and the client assertion's iss differ");
+            return denied("the assertion names another client".into(), err).await;
+        }
         let (Some(key), Some(audience)) = (app.exchange_key.as_deref(), app.nhs_login_client_id.as_deref()) else {
             let err = oauth("unauthorized_client", "this app is not registered here to exchange NHS login ID tokens");
             return denied("not registered for token exchange".into(), err).await;
@@ -554,7 +572,10 @@ impl App {
                     .await
             }
         };
-        let scopes = Scopes::parse(&r.scope).map_err(|e| oauth("invalid_scope", e.to_string()))?;
+        let scopes = match Scopes::parse(&r.scope) {
+            Ok(s) => s,
+            Err(e) => return denied("a scope not offered".into(), oauth("invalid_scope", e.to_string())).await,
+        };
         // For someone else: that person's NHS number, and a live proxy link of the holder's to them.
         let proxy = match r.patient.as_deref().map(str::trim) {
             None | Some("") => None,

@@ -1101,9 +1101,7 @@ async fn orders_change_only_as_the_specification_says(t: &TestStore) {
     for round in 0..3 {
         let n = 2 + round % 2;
         let r = post_order(&app, &root, &token, order(n)).await;
-        if r.status != StatusCode::CREATED {
-            break;
-        }
+        assert_eq!(r.status, StatusCode::CREATED, "round {round}: {}", r.text);
         let task = r.body["id"].as_str().unwrap().to_owned();
         let open = open_orders(&app, practice, &pat).await;
         assert_eq!(open.len(), 1);
@@ -1164,10 +1162,9 @@ async fn proxies_and_p5_order_only_as_permitted(t: &TestStore) {
 
     // R15: no prescriptions permission, no order.
     let (s, token) = token_for(&app, &parent_link, "patient/*.read patient/Task.write", Some(child.id)).await;
-    if s == StatusCode::OK {
-        let r = post_order(&app, &root, &token, order_body(&c_nhs, &child_rx.id.to_string())).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ACCESS_DENIED"), "{}", r.text);
-    }
+    assert_eq!(s, StatusCode::OK, "the proxy may still read what their scope allows");
+    let r = post_order(&app, &root, &token, order_body(&c_nhs, &child_rx.id.to_string())).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ACCESS_DENIED"), "{}", r.text);
     assert!(open_orders(&app, practice, &child).await.is_empty(), "a proxy without the permission ordered");
 
     // With it: the order is made (the control), and the token is the child's only.
@@ -1215,19 +1212,17 @@ async fn proxies_and_p5_order_only_as_permitted(t: &TestStore) {
             },
         )
         .await;
-    if let Ok((_, link_token)) = linked {
-        let (s, token) =
-            token_for(&app, &(wallet.client_id.clone(), secret, link_token), "patient/*.read patient/Task.write", None)
-                .await;
-        if s == StatusCode::OK {
-            let n5 = p5.nhs_number.as_str();
-            let r = get(&app, &format!("{root}/Patient/{n5}/MedicationStatement"), &token).await;
-            assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ACCESS_DENIED"), "P5 read: {}", r.text);
-            assert!(!r.text.contains("P5-RX"));
-            let r = post_order(&app, &root, &token, order_body(n5, &p5_rx.id.to_string())).await;
-            assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ACCESS_DENIED"), "P5 order: {}", r.text);
-        }
-    }
+    let (_, link_token) = linked.expect("a letter at P5 links an app (its access is what P5 allows)");
+    let (s, token) =
+        token_for(&app, &(wallet.client_id.clone(), secret, link_token), "patient/*.read patient/Task.write", None)
+            .await;
+    assert_eq!(s, StatusCode::OK);
+    let n5 = p5.nhs_number.as_str();
+    let r = get(&app, &format!("{root}/Patient/{n5}/MedicationStatement"), &token).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ACCESS_DENIED"), "P5 read: {}", r.text);
+    assert!(!r.text.contains("P5-RX"));
+    let r = post_order(&app, &root, &token, order_body(n5, &p5_rx.id.to_string())).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "ACCESS_DENIED"), "P5 order: {}", r.text);
     assert!(open_orders(&app, practice, &p5).await.is_empty(), "a P5 link ordered");
 }
 
