@@ -75,10 +75,13 @@ impl App {
     /// The repeat prescriptions page for the caller or someone they act for.
     pub async fn repeat_page(&self, me: &PatientPrincipal, link: Option<ProxyLinkId>) -> AppResult<RepeatPage> {
         let who = self.acting_for(me, link, ServiceKind::Prescriptions).await?;
+        let missing = || AppError::NotFound("record".into());
+        let view = self.outside_view_of(who.patient.clone(), who.link.clone(), Some(me.identity), missing).await?;
         // The medicines listed are part of the record: the look is audited like any other.
-        let orderable = self
-            .orderable(me, &who)
+        let orderable = view
+            .repeats(self)
             .await?
+            .map(|all| all.into_iter().filter_map(Orderable::of).collect::<Vec<_>>())
             .audited(self, me.practice, |orderable| {
                 self.patient_audit(
                     me.actor(who.link.as_ref()),
@@ -91,13 +94,28 @@ impl App {
             })
             .await?;
         let pharmacy = self.store.nominated_pharmacy(me.practice, who.patient.id).await?;
-        let requests = self
-            .store
-            .tasks_for_patient(me.practice, who.patient.id)
-            .await?
-            .into_iter()
-            .filter(|t| t.kind == TaskKind::RepeatRequest)
-            .collect();
+        // The orders, each naming only the medicines the viewer is shown: one hidden after it was
+        // ordered leaves the list with its name (R11, R12); an order left with none is not listed.
+        let mut requests = Vec::new();
+        for mut t in self.store.tasks_for_patient(me.practice, who.patient.id).await? {
+            if t.kind != TaskKind::RepeatRequest {
+                continue;
+            }
+            if let TaskBody::Repeat { items, .. } = &mut t.body {
+                let mut kept = Vec::new();
+                for item in items.drain(..) {
+                    // Part of the page's look, audited above.
+                    if view.entry(self, item.template).await?.checked_only().is_some() {
+                        kept.push(item);
+                    }
+                }
+                *items = kept;
+                if items.is_empty() {
+                    continue;
+                }
+            }
+            requests.push(t);
+        }
         Ok(RepeatPage { patient: who.patient, orderable, pharmacy, requests })
     }
 

@@ -302,7 +302,42 @@ async fn a_medicine_waiting_for_a_decision_is_ordered_once(t: &TestStore) {
     settle(&app, &tp, &other).await;
 }
 
+/// R11, R12: a medicine hidden after it was ordered leaves the patient's list of orders with its
+/// name; an order of it and another medicine keeps the other.
+async fn a_medicine_hidden_after_it_was_ordered_leaves_the_list_of_orders(t: &TestStore) {
+    let Setting { app, tp, pat, a, b, me } = setting(t).await;
+    app.request_repeats(&me, None, &[a.id], "").await.unwrap().unwrap();
+    app.request_repeats(&me, None, &[b.id], "").await.unwrap().unwrap();
+    let names = |page: &caldicott_app::requests::RepeatPage| -> Vec<String> {
+        page.requests
+            .iter()
+            .flat_map(|t| match &t.body {
+                TaskBody::Repeat { items, .. } => items.iter().map(|i| i.drug.clone()).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    let page = app.repeat_page(&me, None).await.unwrap();
+    assert_eq!(page.requests.len(), 2);
+    app.change_visibility(
+        &tp.clinician,
+        pat.nhs_number.as_str(),
+        a.id,
+        &caldicott_app::redaction::VisibilityChange::Hide {
+            reason: HiddenReason::ThirdParty,
+            note: "names a relative".into(),
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let page = app.repeat_page(&me, None).await.unwrap();
+    assert_eq!(names(&page), vec!["Atorvastatin 20mg tablets".to_owned()], "the hidden medicine is not named");
+    assert_eq!(page.requests.len(), 1);
+}
+
 both!(
+    a_medicine_hidden_after_it_was_ordered_leaves_the_list_of_orders,
     a_medicine_waiting_for_a_decision_is_ordered_once,
     a_patient_cancels_an_order_the_practice_has_not_started_on,
     an_order_cancelled_as_it_is_decided_ends_one_way_only,
