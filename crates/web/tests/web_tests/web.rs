@@ -3643,6 +3643,17 @@ async fn every_patient_route_for_every_kind_of_proxy(t: &TestStore) {
         let ordered = br.post("/my/prescriptions", &[("_csrf", &csrf), ("for", &l), ("items", &t)]).await;
         let ok = active && prescriptions;
         assert_eq!(ordered.status, if ok { StatusCode::SEE_OTHER } else { StatusCode::FORBIDDEN }, "{name}: ordering");
+        // The practice decides it, so that the next caller may order the same medicine (one
+        // waiting for a decision is not ordered twice, whoever orders it).
+        for task in app.store_for_tests().tasks_for_patient(tp.practice.id, a.id).await.unwrap() {
+            if task.kind == caldicott_core::tasks::TaskKind::RepeatRequest
+                && task.status == caldicott_core::tasks::TaskStatus::Open
+            {
+                app.decide_repeat_item(&tp.clinician, task.id, template.id, false, "Decided for the next caller")
+                    .await
+                    .unwrap();
+            }
+        }
         // Nobody else's link answers for this caller.
         for other in links.iter().filter(|o| **o != l) {
             assert_eq!(br.get(&format!("/my/prescriptions?for={other}")).await.status, StatusCode::NOT_FOUND, "{name}");
