@@ -29,6 +29,7 @@ const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const REQUEST_ID: &str = "9a6c1e4e-37a4-4d55-9d0c-0f6c7a1f2b3c";
+pub(super) const CORRELATION_ID: &str = "11C46F5F-CDEF-4865-94B2-0EE0EDCC26DA";
 const ALL_SCOPES: &str = "patient/*.read patient/Appointment.write patient/Task.write";
 
 // ---------------------------------------------------------------------------------------------
@@ -162,17 +163,20 @@ async fn refused_exchanges(app: &App, practice: PracticeId, app_id: &str) -> usi
 // Prescriptions Management helpers
 // ---------------------------------------------------------------------------------------------
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
-    text: String,
+/// An answer: its status, headers, JSON body and the body as text.
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) headers: axum::http::HeaderMap,
+    pub(super) body: Value,
+    pub(super) text: String,
 }
 
 impl Reply {
-    fn code(&self) -> &str {
+    /// The Spine code of a refusal.
+    pub(super) fn code(&self) -> &str {
         self.body["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or("")
     }
-    fn resources(&self, kind: &str) -> Vec<Value> {
+    pub(super) fn resources(&self, kind: &str) -> Vec<Value> {
         self.body["entry"]
             .as_array()
             .into_iter()
@@ -183,7 +187,9 @@ impl Reply {
     }
 }
 
-async fn call_raw(
+/// A request with the app's bearer token and, when given, `X-Request-ID` (and an
+/// `X-Correlation-ID` beside it).
+pub(super) async fn call_raw(
     app: &App,
     method: &str,
     path: &str,
@@ -193,7 +199,7 @@ async fn call_raw(
 ) -> Reply {
     let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
     if let Some(id) = request_id {
-        req = req.header("X-Request-ID", id);
+        req = req.header("X-Request-ID", id).header("X-Correlation-ID", CORRELATION_ID);
     }
     let req = match body {
         Some((media, b)) => req.header(header::CONTENT_TYPE, media).body(Body::from(b)).unwrap(),
@@ -201,9 +207,10 @@ async fn call_raw(
     };
     let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
     let status = res.status();
+    let headers = res.headers().clone();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), text }
+    Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), text }
 }
 
 async fn call(app: &App, method: &str, path: &str, token: &str, body: Option<(&str, Value)>) -> Reply {
@@ -228,7 +235,7 @@ fn cancel() -> Value {
 
 /// A linked app's access token with `scope`, for the link's patient or, with `patient`, someone
 /// they act for (its Patient id). (status, token)
-async fn token_for(
+pub(super) async fn token_for(
     app: &App,
     (client, secret, link): &(String, String, String),
     scope: &str,

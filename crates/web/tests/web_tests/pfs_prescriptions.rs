@@ -4,8 +4,7 @@
 //! the prescriptions permission), R12 (a hidden medicine is never shown or offered) and the
 //! rule that an order made twice (a retried request, a second tap) makes one order.
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use caldicott_app::fixtures::{self, adult, consultation, linked_app};
 use caldicott_app::App;
 use caldicott_core::entry::*;
@@ -14,33 +13,11 @@ use caldicott_core::patient::Patient;
 use caldicott_core::tasks::{TaskKind, TaskStatus};
 use caldicott_store::test_support::{self, TestStore};
 use chrono::Duration;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+use super::nhs_app_outside::{call_raw, token_for, Reply, CORRELATION_ID};
 
 const REQUEST_ID: &str = "60E0B220-8136-4CA5-AE46-1D97EF59D068";
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    /// The Spine code of a refusal.
-    fn code(&self) -> &str {
-        self.body["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or("")
-    }
-    fn resources(&self, kind: &str) -> Vec<Value> {
-        self.body["entry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e["resource"].clone())
-            .filter(|r| r["resourceType"] == kind)
-            .collect()
-    }
-}
 
 async fn call(
     app: &App,
@@ -50,19 +27,8 @@ async fn call(
     body: Option<(&str, Value)>,
     request_id: bool,
 ) -> Reply {
-    let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
-    if request_id {
-        req = req.header("X-Request-ID", REQUEST_ID).header("X-Correlation-ID", "11C46F5F-CDEF-4865-94B2-0EE0EDCC26DA");
-    }
-    let req = match body {
-        Some((media, b)) => req.header(header::CONTENT_TYPE, media).body(Body::from(b.to_string())).unwrap(),
-        None => req.body(Body::empty()).unwrap(),
-    };
-    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    let body = body.map(|(media, b)| (media, b.to_string().into_bytes()));
+    call_raw(app, method, path, token, body, request_id.then_some(REQUEST_ID)).await
 }
 
 /// Checks answers as FHIR R4 with fhirclient's strict models (scripts/validate-fhir.py).
@@ -97,19 +63,10 @@ async fn get(app: &App, path: &str, token: &str) -> Reply {
 }
 
 /// An access token with `scope` for the patient of an app's link (client id, secret, link token).
-async fn token_for(app: &App, (client, secret, link): &(String, String, String), scope: &str) -> String {
-    use base64::Engine;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
-    let form = format!("grant_type=refresh_token&refresh_token={link}&scope={}", scope.replace(' ', "+"));
-    let req = Request::post("/fhir/r4/token")
-        .header(header::AUTHORIZATION, format!("Basic {basic}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form))
-        .unwrap();
-    let res = caldicott_web::router(app.clone()).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let v: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    v["access_token"].as_str().unwrap().to_owned()
+async fn token_with(app: &App, link: &(String, String, String), scope: &str) -> String {
+    let (status, token) = token_for(app, link, scope, None).await;
+    assert_eq!(status, StatusCode::OK);
+    token
 }
 
 fn medicine(pat: &Patient, drug: &str, course: MedicationCourse, days_ago: i64) -> Entry {
@@ -164,7 +121,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     let all = [amlodipine.clone(), atorvastatin.clone(), acute.clone(), hidden.clone(), issue.clone()];
     fixtures::add_entries(&app, tp.practice.id, Some(pat.id), &all).await.unwrap();
     let link = linked_app(&app, &tp, &pat).await.unwrap();
-    let token = token_for(&app, &link, "patient/*.read patient/Task.write").await;
+    let token = token_with(&app, &link, "patient/*.read patient/Task.write").await;
     let ods = tp.practice.ods_code.as_str().to_owned();
     let root = format!("/pfs/{ods}/FHIR/R4/prescriptions");
     // Every answer, checked as FHIR R4 at the end.
@@ -178,7 +135,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     let r = get(&app, &format!("{root}/Patient/{nhs}/MedicationStatement"), &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.headers["x-request-id"], REQUEST_ID);
-    assert_eq!(r.headers["x-correlation-id"], "11C46F5F-CDEF-4865-94B2-0EE0EDCC26DA");
+    assert_eq!(r.headers["x-correlation-id"], CORRELATION_ID);
     assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/fhir+json"));
 
     // MedicationStatement: each course the patient may see, based on its plan, named as the
@@ -307,7 +264,7 @@ async fn a_patients_app_manages_their_prescriptions(t: &TestStore) {
     }
     assert_eq!(open_orders(&app, &tp, &pat).await, 1, "no refused order was made");
     // Reading only: ordering needs patient/Task.write.
-    let reader = token_for(&app, &link, "patient/*.read").await;
+    let reader = token_with(&app, &link, "patient/*.read").await;
     let r = call(
         &app,
         "POST",

@@ -106,12 +106,18 @@ async fn links_and_alerts(
     (links.len(), tasks.iter().filter(|t| t.kind == TaskKind::OnlineServicesLinked).count())
 }
 
-async fn the_nhs_app_exchanges_its_users_id_token(t: &TestStore) {
+/// The service with NHS login set up against a local provider: (the provider's issuer, the app).
+async fn with_nhs_login(t: &TestStore) -> (String, App) {
     let issuer = start_provider().await;
     let app = App::new(t.store.clone(), fixtures::test_clock())
         .with_public_url("http://test")
         .unwrap()
         .with_nhs_login(NhsLogin::new(provider_config(&issuer)).unwrap());
+    (issuer, app)
+}
+
+async fn the_nhs_app_exchanges_its_users_id_token(t: &TestStore) {
+    let (issuer, app) = with_nhs_login(t).await;
     let tp = fixtures::practice(&app).await.unwrap();
     let practice = tp.practice.id;
     let pat = adult(&app, practice).await.unwrap();
@@ -297,11 +303,7 @@ async fn the_nhs_app_exchanges_its_users_id_token(t: &TestStore) {
 
 /// R23 "only once": parallel first exchanges for one person make one link and one alert.
 async fn parallel_first_exchanges_link_once(t: &TestStore) {
-    let issuer = start_provider().await;
-    let app = App::new(t.store.clone(), fixtures::test_clock())
-        .with_public_url("http://test")
-        .unwrap()
-        .with_nhs_login(NhsLogin::new(provider_config(&issuer)).unwrap());
+    let (issuer, app) = with_nhs_login(t).await;
     let tp = fixtures::practice(&app).await.unwrap();
     let pat = adult(&app, tp.practice.id).await.unwrap();
     let admin = auth::authenticate(&app, &tp.admin_token).await.unwrap();

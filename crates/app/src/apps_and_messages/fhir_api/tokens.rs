@@ -155,6 +155,24 @@ fn practice_of(rest: &str) -> Option<PracticeId> {
         .flatten()
 }
 
+/// The answer that gives an app its access token (`fat_`, the practice's id, the secret).
+fn app_token_response(
+    practice: PracticeId,
+    secret: &str,
+    scope: String,
+    patient: PatientId,
+    issued_token_type: Option<&'static str>,
+) -> TokenResponse {
+    TokenResponse {
+        access_token: format!("{APP_PREFIX}{}{secret}", practice.as_uuid().simple()),
+        token_type: "Bearer",
+        expires_in: ACCESS_LIFETIME.num_seconds(),
+        scope,
+        patient: Some(patient.to_string()),
+        issued_token_type,
+    }
+}
+
 impl App {
     /// The token endpoint.
     pub async fn fhir_token(&self, r: &TokenRequest) -> Result<TokenResponse, TokenError> {
@@ -219,14 +237,7 @@ impl App {
             detail,
         );
         self.store.create_fhir_token(practice, &token, &audit).await?;
-        Ok(TokenResponse {
-            access_token: format!("{APP_PREFIX}{}{secret}", practice.as_uuid().simple()),
-            token_type: "Bearer",
-            expires_in: ACCESS_LIFETIME.num_seconds(),
-            scope: token.scopes,
-            patient: Some(patient.to_string()),
-            issued_token_type: None,
-        })
+        Ok(app_token_response(practice, &secret, token.scopes, patient, None))
     }
 
     /// A new app access token on `link` (for the person `proxy` names, when there is one): its
@@ -627,14 +638,7 @@ impl App {
             }
             other => other?,
         };
-        Ok(TokenResponse {
-            access_token: format!("{APP_PREFIX}{}{secret}", practice.as_uuid().simple()),
-            token_type: "Bearer",
-            expires_in: ACCESS_LIFETIME.num_seconds(),
-            scope: token.scopes,
-            patient: Some(patient.to_string()),
-            issued_token_type: Some(ACCESS_TOKEN_TYPE),
-        })
+        Ok(app_token_response(practice, &secret, token.scopes, patient, Some(ACCESS_TOKEN_TYPE)))
     }
 
     /// Who a bearer token belongs to: an app's or an integration's access token, or a member of
