@@ -65,7 +65,7 @@ impl App {
         };
         let right = crate::constant_time_eq(&hex::encode(sha256(client_secret)), &hex::encode(app.client_secret_hash));
         if !app.active || !right {
-            let actor = Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() };
+            let actor = crate::apps::app_actor(&app);
             let why = if right { "the app is turned off" } else { "wrong client secret" };
             self.credential_refused(Some((practice, actor)), Action::AppLink, format!("app/{}", app.id), why).await?;
             return Err(refused());

@@ -323,9 +323,8 @@ impl App {
             closed_at: None,
             closed_by: None,
         };
-        let actor = Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() };
         let audit = self.patient_audit(
-            actor,
+            app_actor(app),
             Some(patient.id),
             Action::AppLink,
             format!("app_link/{}", link.id),
@@ -1008,4 +1007,9 @@ impl App {
         self.store.enqueue_message_with_task(who.practice, &message, task.as_ref(), &audit).await?;
         Ok(composed)
     }
+}
+
+/// A registered app as the audit names it.
+pub(crate) fn app_actor(app: &PatientApp) -> Actor {
+    Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() }
 }

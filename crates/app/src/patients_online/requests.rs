@@ -96,20 +96,23 @@ impl App {
         let pharmacy = self.store.nominated_pharmacy(me.practice, who.patient.id).await?;
         // The orders, each naming only the medicines the viewer is shown: one hidden after it was
         // ordered leaves the list with its name (R11, R12); an order left with none is not listed.
+        let orders: Vec<Task> = self
+            .store
+            .tasks_for_patient(me.practice, who.patient.id)
+            .await?
+            .into_iter()
+            .filter(|t| t.kind == TaskKind::RepeatRequest)
+            .collect();
+        // The medicines the viewer is shown, read once (part of the page's look, audited above).
+        let shown: std::collections::HashSet<EntryId> = if orders.is_empty() {
+            Default::default()
+        } else {
+            view.all(self, Some(Section::Medications)).await?.checked_only().iter().map(|e| e.id).collect()
+        };
         let mut requests = Vec::new();
-        for mut t in self.store.tasks_for_patient(me.practice, who.patient.id).await? {
-            if t.kind != TaskKind::RepeatRequest {
-                continue;
-            }
+        for mut t in orders {
             if let TaskBody::Repeat { items, .. } = &mut t.body {
-                let mut kept = Vec::new();
-                for item in items.drain(..) {
-                    // Part of the page's look, audited above.
-                    if view.entry(self, item.template).await?.checked_only().is_some() {
-                        kept.push(item);
-                    }
-                }
-                *items = kept;
+                items.retain(|i| shown.contains(&i.template));
                 if items.is_empty() {
                     continue;
                 }

@@ -22,7 +22,7 @@ use crate::apps::sha256;
 use crate::{App, AppError, AppResult};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use caldicott_core::audit::{Action, Actor, ActorKind, Outcome};
+use caldicott_core::audit::{Action, Outcome};
 use caldicott_core::ids::*;
 use caldicott_core::visibility::proxy_link_lapse;
 use caldicott_store::fhir::{AssertionUse, FhirToken, SystemToken};
@@ -215,21 +215,12 @@ impl App {
             Some(p) => {
                 let not_theirs = || oauth("invalid_grant", "the link's holder does not act for that patient online");
                 let asked = Uuid::try_parse(p).map(PatientId::from_uuid).map_err(|_| not_theirs())?;
-                let mut live = None;
-                for l in self.store.proxy_links_for_proxy(practice, link.patient).await? {
-                    if l.patient == asked {
-                        live = self.live_proxy_link(practice, l).await?;
-                        if live.is_some() {
-                            break;
-                        }
-                    }
-                }
-                Some(live.ok_or_else(not_theirs)?)
+                Some(self.live_proxy_link_to(practice, link.patient, asked).await?.ok_or_else(not_theirs)?)
             }
         };
         let (secret, token, patient, detail) = self.access_token_on(&link, proxy.as_ref(), &scopes, "");
         let audit = self.patient_audit(
-            Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() },
+            crate::apps::app_actor(&app),
             Some(patient),
             Action::FhirTokenIssue,
             format!("app_link/{}", link.id),
@@ -266,6 +257,23 @@ impl App {
             Some(p) => format!("scope={}{how} proxy_link={}", token.scopes, p.id),
         };
         (secret, token, patient, detail)
+    }
+
+    /// A live proxy link of `proxy`'s to `patient`, if they hold one.
+    async fn live_proxy_link_to(
+        &self,
+        practice: PracticeId,
+        proxy: PatientId,
+        patient: PatientId,
+    ) -> AppResult<Option<caldicott_core::access::ProxyLink>> {
+        for l in self.store.proxy_links_for_proxy(practice, proxy).await? {
+            if l.patient == patient {
+                if let Some(live) = self.live_proxy_link(practice, l).await? {
+                    return Ok(Some(live));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The proxy link if it still lets its proxy act online (active, not ended, not lapsed at
@@ -505,7 +513,7 @@ impl App {
             return Err(refused());
         };
         // From here the app is known: every refusal is audited at its practice, as the app.
-        let actor = Actor { kind: ActorKind::App, id: app.id.to_string(), role: "app".into() };
+        let actor = crate::apps::app_actor(&app);
         let denied = |why: String, err: TokenError| {
             let (actor, entity) = (actor.clone(), format!("app/{}", app.id));
             async move {
@@ -598,17 +606,10 @@ impl App {
                     Ok(asked) => self.store.patient_by_nhs_number(practice, &asked).await?,
                     Err(_) => None,
                 };
-                let mut live = None;
-                if let Some(asked) = asked {
-                    for l in self.store.proxy_links_for_proxy(practice, holder.id).await? {
-                        if l.patient == asked.id {
-                            live = self.live_proxy_link(practice, l).await?;
-                            if live.is_some() {
-                                break;
-                            }
-                        }
-                    }
-                }
+                let live = match asked {
+                    Some(asked) => self.live_proxy_link_to(practice, holder.id, asked.id).await?,
+                    None => None,
+                };
                 match live {
                     Some(l) => Some(l),
                     None => return denied("no live proxy link to the patient asked for".into(), not_theirs()).await,
